@@ -1,0 +1,32 @@
+// The `slimfit` command: one sub-command per file in this folder; logic lives in the library modules.
+import { Command } from 'commander';
+import { isSlimfitError } from '../formats/errors.ts';
+
+/** Version printed by --version and recorded in manifests. */
+export const VERSION = '0.1.0';
+
+/** Build the command-line program with every sub-command registered. */
+export async function buildProgram(): Promise<Command> {
+  const program = new Command('slimfit')
+    .description('Train on datasets bigger than your RAM, from standard files.')
+    .version(VERSION)
+    .showHelpAfterError();
+  const commands: Array<{ register(p: Command): void }> = [];
+  for (const c of commands) c.register(program);
+  return program;
+}
+
+/** Run the CLI with `argv` (as process.argv); prints user errors plainly and sets the exit code. */
+export async function main(argv: string[]): Promise<void> {
+  const program = await buildProgram();
+  try {
+    await program.parseAsync(argv);
+  } catch (e) {
+    if (isSlimfitError(e)) {
+      process.stderr.write(`slimfit: error: ${e.message}\n`);
+      process.exitCode = 1;
+      return;
+    }
+    throw e;
+  }
+}

@@ -1,0 +1,363 @@
+// numpy .npy: header parse/encode, random-access row reader and streaming row writer.
+// Hand-written because no npm library reads .npy by position or writes it as a stream.
+import { open, rename, rm, type FileHandle } from 'node:fs/promises';
+import { type DType, descrOf, dtypeSize, parseDescr, swapBytes } from './dtype.ts';
+import { SlimfitError } from './errors.ts';
+
+const MAGIC = Buffer.from([0x93, 0x4e, 0x55, 0x4d, 0x50, 0x59]); // \x93NUMPY
+/** Headers bigger than this are refused rather than allocated (numpy itself refuses > 10 kB by default). */
+const MAX_HEADER_BYTES = 1 << 20;
+/** Reads are split so one call never asks the OS for more than this. */
+const MAX_READ = 1 << 30;
+
+/** What a .npy header says. Data is C-order rows of `shape[1:]` elements starting at `dataOffset`. */
+export interface NpyHeader {
+  version: [number, number];
+  dtype: DType;
+  /** The file stores big-endian values; readers here convert to little-endian. */
+  bigEndian: boolean;
+  fortranOrder: boolean;
+  shape: number[];
+  /** Bytes from the start of the .npy to its first data byte. */
+  dataOffset: number;
+}
+
+/** Bytes of the fixed preamble (magic, version, header length) needed before the header text. */
+export function npyPreambleLength(version: number): number {
+  return version === 1 ? 10 : 12;
+}
+
+function product(shape: readonly number[]): number {
+  let n = 1;
+  for (const d of shape) n *= d;
+  return n;
+}
+
+/** Parse a .npy header from the first bytes of a file; `file` names it in errors. Needs at least the whole header. */
+export function parseNpyHeader(buf: Uint8Array, file: string): NpyHeader {
+  const b = Buffer.from(buf.buffer, buf.byteOffset, buf.byteLength);
+  if (b.length < 10 || !b.subarray(0, 6).equals(MAGIC)) {
+    throw new SlimfitError('not a .npy file (wrong magic bytes)', {
+      file, offset: 0, hint: 'expected a file written by numpy.save; check the path and that the file is not compressed or truncated',
+    });
+  }
+  const major = b[6], minor = b[7];
+  if (major < 1 || major > 3) {
+    throw new SlimfitError(`unsupported .npy format version ${major}.${minor}`, { file, offset: 6, hint: 'slimfit reads versions 1.0, 2.0 and 3.0' });
+  }
+  const pre = npyPreambleLength(major);
+  if (b.length < pre) throw new SlimfitError('file ends inside the .npy header', { file, offset: b.length, hint: 'the file is truncated' });
+  const hlen = major === 1 ? b.readUInt16LE(8) : b.readUInt32LE(8);
+  if (hlen > MAX_HEADER_BYTES) {
+    throw new SlimfitError(`.npy header claims ${hlen} bytes, more than the ${MAX_HEADER_BYTES} slimfit accepts`, { file, offset: 8, hint: 'the file is corrupt' });
+  }
+  if (b.length < pre + hlen) throw new SlimfitError('file ends inside the .npy header', { file, offset: b.length, hint: 'the file is truncated' });
+  const text = b.subarray(pre, pre + hlen).toString(major === 3 ? 'utf8' : 'latin1');
+  const bad = (what: string): never => {
+    throw new SlimfitError(`cannot read the .npy header: ${what}`, { file, offset: pre, hint: `header text was ${JSON.stringify(text.trim().slice(0, 200))}` });
+  };
+  const descrM = /['"]descr['"]\s*:\s*(['"])(.*?)\1/.exec(text);
+  if (!descrM) {
+    if (/['"]descr['"]\s*:\s*\[/.test(text)) {
+      throw new SlimfitError('structured (record) arrays are not supported', { file, offset: pre, hint: 'save each field as its own array, e.g. np.save("x.npy", a["x"])' });
+    }
+    bad("no 'descr'");
+  }
+  const parsed = parseDescr(descrM![2]);
+  if (!parsed) {
+    throw new SlimfitError(`unsupported dtype '${descrM![2]}'`, {
+      file, offset: pre, hint: 'supported: bool, (u)int8/16/32/64, float16/32/64; convert with arr.astype(...) before saving',
+    });
+  }
+  const fortM = /['"]fortran_order['"]\s*:\s*(True|False)/.exec(text);
+  if (!fortM) bad("no 'fortran_order'");
+  const shapeM = /['"]shape['"]\s*:\s*\(([^)]*)\)/.exec(text);
+  if (!shapeM) bad("no 'shape'");
+  const shape = shapeM![1].split(',').map((s) => s.trim().replace(/L$/, '')).filter((s) => s.length > 0).map((s) => {
+    if (!/^\d+$/.test(s)) bad(`shape entry '${s}' is not a whole number`);
+    const n = Number(s);
+    if (!Number.isSafeInteger(n)) bad(`shape entry ${s} is too large`);
+    return n;
+  });
+  const fortranOrder = fortM![1] === 'True';
+  if (fortranOrder && shape.filter((d) => d !== 1).length > 1) {
+    throw new SlimfitError('Fortran-ordered (column-major) arrays are not supported', {
+      file, offset: pre, hint: 'save a C-ordered copy with np.save(path, np.ascontiguousarray(a))',
+    });
+  }
+  if (!Number.isSafeInteger(product(shape) * dtypeSize(parsed.dtype))) bad(`shape (${shape.join(', ')}) is impossibly large`);
+  return { version: [major, minor], dtype: parsed.dtype, bigEndian: parsed.bigEndian, fortranOrder, shape, dataOffset: pre + hlen };
+}
+
+/** Python tuple text for a shape: (), (5,), (5, 28, 28). */
+function shapeText(shape: readonly number[]): string {
+  if (shape.length === 1) return `(${shape[0]},)`;
+  return `(${shape.join(', ')})`;
+}
+
+/**
+ * Encode a version 1.0 .npy header (2.0 if it must be longer), padded with spaces so data starts 64-byte aligned.
+ * With `totalLength`, pad to exactly that many bytes (used to rewrite a reserved header in place).
+ */
+export function encodeNpyHeader(dtype: DType, shape: readonly number[], totalLength?: number): Buffer {
+  const dict = `{'descr': '${descrOf(dtype)}', 'fortran_order': False, 'shape': ${shapeText(shape)}, }`;
+  let version = 1;
+  let pre = 10;
+  let total = totalLength ?? Math.ceil((pre + dict.length + 1) / 64) * 64;
+  if (total - pre > 0xffff) {
+    version = 2;
+    pre = 12;
+    total = totalLength ?? Math.ceil((pre + dict.length + 1) / 64) * 64;
+  }
+  const hlen = total - pre;
+  if (hlen < dict.length + 1) throw new RangeError(`npy header for shape ${shapeText(shape)} does not fit in ${total} bytes`);
+  const out = Buffer.alloc(total, 0x20);
+  MAGIC.copy(out, 0);
+  out[6] = version;
+  out[7] = 0;
+  if (version === 1) out.writeUInt16LE(hlen, 8);
+  else out.writeUInt32LE(hlen, 8);
+  out.write(dict, pre, 'latin1');
+  out[total - 1] = 0x0a;
+  return out;
+}
+
+/** An open .npy (or a .npy stored inside another file, e.g. an uncompressed .npz member), read by rows. */
+export interface NpyFile {
+  readonly path: string;
+  readonly header: NpyHeader;
+  readonly dtype: DType;
+  /** Full array shape; shape[0] is the row count (1 for a 0-d array). */
+  readonly shape: readonly number[];
+  /** Shape of one row: shape[1:]. */
+  readonly rowShape: readonly number[];
+  readonly rows: number;
+  /** Bytes per row. */
+  readonly rowBytes: number;
+  /** Absolute file position of row 0. */
+  readonly dataStart: number;
+  /** The OS file descriptor (for synchronous positioned reads in worker threads). */
+  readonly fd: number;
+  /** Read rows [start, end) into `into` (or a new aligned buffer), converted to little-endian. */
+  readRows(start: number, end: number, into?: Uint8Array): Promise<Uint8Array>;
+  /** Read the listed rows in the listed order; runs of consecutive indices become one read. */
+  readRowList(indices: ArrayLike<number>, into?: Uint8Array): Promise<Uint8Array>;
+  close(): Promise<void>;
+}
+
+/** Fill `into[0..len)` from `fh` at `position`, failing clearly if the file ends first. */
+export async function readFully(fh: FileHandle, into: Uint8Array, position: number, file: string): Promise<void> {
+  let done = 0;
+  while (done < into.length) {
+    const want = Math.min(into.length - done, MAX_READ);
+    const { bytesRead } = await fh.read(into, done, want, position + done);
+    if (bytesRead === 0) {
+      throw new SlimfitError(`file ended early: needed ${into.length} bytes, got ${done}`, {
+        file, offset: position + done, hint: 'the file was truncated or changed while being read',
+      });
+    }
+    done += bytesRead;
+  }
+}
+
+/** Options for {@link openNpy}: where the .npy lives inside a larger file. */
+export interface OpenNpyOptions {
+  /** Byte position of the .npy's magic within the file (default 0). */
+  offset?: number;
+  /** Bytes the .npy occupies (default: to the end of the file). */
+  length?: number;
+  /** Name used in error messages (default: the path). */
+  displayName?: string;
+}
+
+/** Open a .npy for random-access row reads; validates the header against the file size before any data allocation. */
+export async function openNpy(path: string, opts: OpenNpyOptions = {}): Promise<NpyFile> {
+  const name = opts.displayName ?? path;
+  const base = opts.offset ?? 0;
+  const fh = await open(path, 'r');
+  try {
+    const size = (await fh.stat()).size;
+    const avail = opts.length ?? size - base;
+    const first = Buffer.alloc(Math.min(avail, 4096));
+    await readFully(fh, first, base, name).catch(() => {
+      throw new SlimfitError('file is too short to be a .npy', { file: name, offset: 0, hint: 'the file is empty or truncated' });
+    });
+    let headBuf: Buffer = first;
+    if (first.length >= 12 && first.subarray(0, 6).equals(MAGIC)) {
+      const major = first[6];
+      const hlen = major === 1 ? first.readUInt16LE(8) : first.readUInt32LE(8);
+      const need = npyPreambleLength(major) + hlen;
+      if (need > first.length && need <= MAX_HEADER_BYTES + 12 && need <= avail) {
+        headBuf = Buffer.alloc(need);
+        await readFully(fh, headBuf, base, name);
+      }
+    }
+    const header = parseNpyHeader(headBuf, name);
+    const shape = header.shape;
+    const rows = shape.length === 0 ? 1 : shape[0];
+    const rowShape = shape.slice(1);
+    const rowBytes = product(rowShape) * dtypeSize(header.dtype);
+    const dataBytes = rows * rowBytes;
+    const have = avail - header.dataOffset;
+    if (dataBytes > have) {
+      throw new SlimfitError(
+        `truncated or lying header: shape (${shape.join(', ')}) of ${header.dtype} needs ${dataBytes} data bytes but only ${Math.max(0, have)} follow the header`,
+        { file: name, offset: base + header.dataOffset, hint: 'the file is incomplete (interrupted copy/download?) or corrupt; re-create it with numpy.save' },
+      );
+    }
+    const dataStart = base + header.dataOffset;
+    const swap = header.bigEndian ? dtypeSize(header.dtype) : 0;
+    const check = (start: number, end: number) => {
+      if (!(Number.isInteger(start) && Number.isInteger(end) && start >= 0 && start <= end && end <= rows)) {
+        throw new RangeError(`${name}: rows [${start}, ${end}) are outside 0..${rows}`);
+      }
+    };
+    const out = (n: number, into?: Uint8Array): Uint8Array => {
+      if (into) {
+        if (into.length < n) throw new RangeError(`buffer of ${into.length} bytes is too small for ${n}`);
+        return into.subarray(0, n);
+      }
+      return new Uint8Array(n);
+    };
+    return {
+      path, header, dtype: header.dtype, shape, rowShape, rows, rowBytes, dataStart, fd: fh.fd,
+      async readRows(start, end, into) {
+        check(start, end);
+        const buf = out((end - start) * rowBytes, into);
+        await readFully(fh, buf, dataStart + start * rowBytes, name);
+        if (swap) swapBytes(buf, swap);
+        return buf;
+      },
+      async readRowList(indices, into) {
+        const n = indices.length;
+        const buf = out(n * rowBytes, into);
+        let i = 0;
+        while (i < n) {
+          const first = indices[i];
+          let j = i + 1;
+          while (j < n && indices[j] === indices[j - 1] + 1) j++;
+          check(first, first + (j - i));
+          await readFully(fh, buf.subarray(i * rowBytes, j * rowBytes), dataStart + first * rowBytes, name);
+          i = j;
+        }
+        if (swap) swapBytes(buf, swap);
+        return buf;
+      },
+      close: () => fh.close(),
+    };
+  } catch (e) {
+    await fh.close();
+    throw e;
+  }
+}
+
+/** A .npy being written row by row; the row count is fixed into the header at close. */
+export interface NpyWriter {
+  /** Final path (the file appears there only after close). */
+  readonly path: string;
+  readonly dtype: DType;
+  readonly rowShape: readonly number[];
+  readonly rowBytes: number;
+  /** Rows appended so far. */
+  readonly rows: number;
+  /** Append whole rows given as little-endian bytes (or a typed array of the writer's dtype). */
+  append(data: ArrayBufferView): Promise<void>;
+  /** Flush, write the final header, fsync and rename into place. Returns the total file size. */
+  close(): Promise<number>;
+  /** Delete the partial file. */
+  abort(): Promise<void>;
+}
+
+/** Room reserved in the header for the row count, enough for any count below 10^20. */
+const RESERVED_ROWS = 99_999_999_999_999_999_999;
+const WRITE_BUFFER = 4 << 20;
+
+/** Options for {@link createNpyWriter}. */
+export interface NpyWriterOptions {
+  /** Write to `path.tmp-PID` and rename at close (default true); false writes `path` directly. */
+  atomic?: boolean;
+}
+
+/** Start a streaming .npy writer for rows of `rowShape` elements of `dtype` (row count unknown until close). */
+export async function createNpyWriter(path: string, dtype: DType, rowShape: readonly number[], opts: NpyWriterOptions = {}): Promise<NpyWriter> {
+  const atomic = opts.atomic ?? true;
+  const tmp = atomic ? `${path}.tmp-${process.pid}` : path;
+  const headerLength = encodeNpyHeader(dtype, [RESERVED_ROWS, ...rowShape]).length;
+  const rowBytes = product(rowShape) * dtypeSize(dtype);
+  if (rowBytes === 0) throw new RangeError(`${path}: rows of shape (${rowShape.join(', ')}) hold no data; cannot stream them`);
+  const fh = await open(tmp, 'w');
+  let pos = headerLength;
+  let rows = 0;
+  let pending = Buffer.allocUnsafe(WRITE_BUFFER);
+  let fill = 0;
+  let closed = false;
+
+  async function writeAll(bytes: Uint8Array): Promise<void> {
+    let done = 0;
+    while (done < bytes.length) {
+      const { bytesWritten } = await fh.write(bytes, done, bytes.length - done, pos);
+      done += bytesWritten;
+      pos += bytesWritten;
+    }
+  }
+  async function flush(): Promise<void> {
+    if (fill > 0) {
+      await writeAll(pending.subarray(0, fill));
+      fill = 0;
+    }
+  }
+
+  const w: NpyWriter = {
+    path, dtype, rowShape, rowBytes,
+    get rows() { return rows; },
+    async append(data) {
+      if (closed) throw new Error(`${path}: append after close`);
+      const bytes = new Uint8Array(data.buffer, data.byteOffset, data.byteLength);
+      if (bytes.length % rowBytes !== 0) {
+        throw new RangeError(`${path}: appended ${bytes.length} bytes, not a whole number of ${rowBytes}-byte rows`);
+      }
+      rows += bytes.length / rowBytes;
+      if (fill + bytes.length <= pending.length) {
+        pending.set(bytes, fill);
+        fill += bytes.length;
+        return;
+      }
+      await flush();
+      if (bytes.length >= pending.length) await writeAll(bytes);
+      else { pending.set(bytes, 0); fill = bytes.length; }
+    },
+    async close() {
+      if (closed) throw new Error(`${path}: closed twice`);
+      closed = true;
+      try {
+        await flush();
+        const header = encodeNpyHeader(dtype, [rows, ...rowShape], headerLength);
+        await fh.write(header, 0, header.length, 0);
+        await fh.datasync();
+      } finally {
+        await fh.close();
+      }
+      pending = Buffer.alloc(0);
+      if (atomic) await rename(tmp, path);
+      return pos;
+    },
+    async abort() {
+      if (!closed) { closed = true; await fh.close().catch(() => {}); }
+      await rm(tmp, { force: true });
+    },
+  };
+  return w;
+}
+
+/** Write a whole (small) array as a .npy in one call. */
+export async function saveNpy(path: string, dtype: DType, shape: readonly number[], data: ArrayBufferView): Promise<void> {
+  const w = await createNpyWriter(path, dtype, shape.slice(1));
+  try {
+    await w.append(data);
+    if (shape.length > 0 && w.rows !== shape[0]) throw new RangeError(`${path}: data holds ${w.rows} rows, shape says ${shape[0]}`);
+    await w.close();
+  } catch (e) {
+    await w.abort();
+    throw e;
+  }
+}
