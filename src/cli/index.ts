@@ -1,6 +1,7 @@
 // The `slimfit` command: one sub-command per file in this folder; logic lives in the library modules.
 import { Command } from 'commander';
 import { isSlimfitError } from '../formats/errors.ts';
+import { peakRssBytes } from '../util/rss.ts';
 
 /** Version printed by --version and recorded in manifests. */
 export const VERSION = '0.1.0';
@@ -18,6 +19,8 @@ export async function buildProgram(): Promise<Command> {
 
 /** Run the CLI with `argv` (as process.argv); prints user errors plainly and sets the exit code. */
 export async function main(argv: string[]): Promise<void> {
+  // Tests measure the memory of a real CLI run through this line (see test/helpers.ts).
+  if (process.env.SLIMFIT_REPORT_RSS) process.on('exit', () => process.stderr.write(`slimfit-peak-rss-bytes=${peakRssBytes()}\n`));
   const program = await buildProgram();
   try {
     await program.parseAsync(argv);
