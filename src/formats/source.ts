@@ -1,0 +1,36 @@
+// The contract between format readers (src/formats) and the store writer (src/store): a stream of samples.
+import type { FieldSpec } from '../store/manifest.ts';
+
+/** Consecutive samples: `n` samples of x and of y as little-endian bytes in the source's order. */
+export interface SampleBatch {
+  n: number;
+  x: Uint8Array;
+  y: Uint8Array;
+}
+
+/** An input skipped during reading (bad image, malformed line...), with where and why. */
+export interface SkippedInput {
+  path: string;
+  reason: string;
+}
+
+/** A readable dataset: field specs up front, then samples streamed in a deterministic order. */
+export interface SampleSource {
+  /** What to call it in messages, e.g. the file name. */
+  readonly name: string;
+  readonly x: FieldSpec;
+  readonly y: FieldSpec;
+  /** Class names, index = label value, when known. */
+  readonly classNames?: string[];
+  /** Number of samples, when known before reading. */
+  readonly count?: number;
+  /** Total input bytes, when known (for progress in bytes/s). */
+  readonly bytes?: number;
+  /** Stream every sample once, in order. May be called again for a second pass. */
+  batches(): AsyncIterable<SampleBatch>;
+  /** Cheap pass over the labels only (no x decoding), for stratified splits; same order as batches(). */
+  labels?(): AsyncIterable<ArrayLike<number>>;
+  /** Inputs skipped so far (complete after batches() finished). */
+  readonly skipped?: SkippedInput[];
+  close(): Promise<void>;
+}
