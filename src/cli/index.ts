@@ -1,4 +1,7 @@
 // The `slimfit` command: one sub-command per file in this folder; logic lives in the library modules.
+import { readdirSync } from 'node:fs';
+import { dirname, join } from 'node:path';
+import { fileURLToPath, pathToFileURL } from 'node:url';
 import { Command } from 'commander';
 import { isSlimfitError } from '../formats/errors.ts';
 import { peakRssBytes } from '../util/rss.ts';
@@ -12,8 +15,13 @@ export async function buildProgram(): Promise<Command> {
     .description('Train on datasets bigger than your RAM, from standard files.')
     .version(VERSION)
     .showHelpAfterError();
-  const commands: Array<{ register(p: Command): void }> = [];
-  for (const c of commands) c.register(program);
+  // Every file in this folder that exports `register(program)` is a command (heavy imports stay inside actions).
+  const here = dirname(fileURLToPath(import.meta.url));
+  const files = readdirSync(here).filter((f) => f.endsWith('.ts') && f !== 'index.ts').sort();
+  for (const f of files) {
+    const mod = (await import(pathToFileURL(join(here, f)).href)) as { register?: (p: Command) => void };
+    if (typeof mod.register === 'function') mod.register(program);
+  }
   return program;
 }
 
