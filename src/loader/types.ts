@@ -1,0 +1,94 @@
+// The loader's public contract: data sources, options, batches, cursors. Implementations live beside this file.
+import type { TypedArray } from '../formats/dtype.ts';
+import type { FieldSpec, Stats } from '../store/manifest.ts';
+
+/** Samples a loader can read by index: a store split, or the user's own .npy/.npz files. */
+export interface DataSource {
+  /** What to call it in messages (a path, or `dir:split`). */
+  readonly name: string;
+  readonly samples: number;
+  readonly x: FieldSpec;
+  readonly y: FieldSpec;
+  readonly classNames?: string[];
+  /** Per-channel mean/std (from the store manifest), for `normalize: 'stats'`. */
+  readonly stats?: Stats;
+  close(): Promise<void>;
+}
+
+/** Declarative per-batch transforms, run in the loader's workers. */
+export interface TransformOptions {
+  /** x as float32: 'stats' = (x - mean) / std per channel from the manifest; {scale, shift} = x * scale + shift; false = keep dtype. Default false. */
+  normalize?: 'stats' | { scale: number; shift: number } | false;
+  /** y as one-hot float32 with this many classes (true = number of class names). Default false (labels as int32). */
+  oneHot?: number | boolean;
+  /** 'nhwc' keeps the per-sample shape (e.g. [28,28,1]); 'flat' gives [n, prod(shape)]. Default 'nhwc'. */
+  layout?: 'nhwc' | 'flat';
+  /** Seeded Gaussian noise with this std added after normalization. */
+  noise?: number;
+  /** Seeded random shift by up to this many pixels in H and W (zero fill). */
+  shift?: number;
+}
+
+/** Options for {@link Loader} creation. */
+export interface LoaderOptions extends TransformOptions {
+  /** Samples per batch (default 128). */
+  batchSize?: number;
+  /** 'global' = uniform permutation per epoch (default); 'block' = shuffled blocks + byte-sized window; false = file order. */
+  shuffle?: 'global' | 'block' | false;
+  /** Seed; (seed, epoch) fully determines the order. Default 0. */
+  seed?: number;
+  /** Drop a final partial batch (default false). */
+  dropLast?: boolean;
+  /** Reader/transform worker threads (default cores - 1, min 1; 0 = read on the main thread). */
+  workers?: number;
+  /** Batches prepared ahead (default from memoryBudget, else 4). */
+  prefetch?: number;
+  /** Bytes the loader may use for prepared batches; sizes prefetch. */
+  memoryBudget?: number;
+  /** Bytes of the in-memory shuffle window for shuffle: 'block'. */
+  shuffleWindow?: number;
+  /** Sample classes equally often (with replacement within each epoch). */
+  balanced?: boolean;
+  /** This process's rank and the number of ranks: each epoch splits into disjoint equal-sized per-rank streams. */
+  rank?: number;
+  worldSize?: number;
+}
+
+/** One minibatch: row-major typed arrays plus shapes, ready for any framework. */
+export interface Batch {
+  /** Samples in the batch (the last one may be partial unless dropLast). */
+  n: number;
+  x: TypedArray;
+  /** [n, ...per-sample shape] after transforms. */
+  xShape: number[];
+  y: TypedArray;
+  yShape: number[];
+  epoch: number;
+  /** Index of this batch within the epoch (for this rank). */
+  index: number;
+}
+
+/** Where a loader is: enough to continue at the next unseen sample (small, JSON-serializable). */
+export interface Cursor {
+  seed: number;
+  epoch: number;
+  /** Samples of this epoch (for this rank) already handed out. */
+  position: number;
+  rank: number;
+  worldSize: number;
+}
+
+/** A batch generator over a DataSource. Iterating it yields one epoch, then advances to the next epoch. */
+export interface Loader extends AsyncIterable<Batch> {
+  readonly source: DataSource;
+  /** Batches per epoch for this rank. */
+  readonly batchesPerEpoch: number;
+  /** Samples per epoch for this rank. */
+  readonly samplesPerEpoch: number;
+  /** The next unseen sample. */
+  cursor(): Cursor;
+  /** Continue from a cursor: the next iteration starts exactly at its position. */
+  resume(c: Cursor): void;
+  /** Stop workers and close files. */
+  close(): Promise<void>;
+}
