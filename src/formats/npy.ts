@@ -1,6 +1,6 @@
 // numpy .npy: header parse/encode, random-access row reader and streaming row writer.
 // Hand-written because no npm library reads .npy by position or writes it as a stream.
-import { open, rename, rm, type FileHandle } from 'node:fs/promises';
+import { open, rename, rm, writeFile, type FileHandle } from 'node:fs/promises';
 import { type DType, descrOf, dtypeSize, parseDescr, swapBytes } from './dtype.ts';
 import { SlimfitError } from './errors.ts';
 
@@ -177,7 +177,8 @@ export async function openNpy(path: string, opts: OpenNpyOptions = {}): Promise<
   const fh = await open(path, 'r');
   try {
     const size = (await fh.stat()).size;
-    const avail = opts.length ?? size - base;
+    if (base > size) throw new SlimfitError(`the .npy is said to start at byte ${base} but the file has only ${size} bytes`, { file: name, offset: base, hint: 'the file is truncated' });
+    const avail = Math.min(opts.length ?? size - base, size - base);
     const first = Buffer.alloc(Math.min(avail, 4096));
     await readFully(fh, first, base, name).catch(() => {
       throw new SlimfitError('file is too short to be a .npy', { file: name, offset: 0, hint: 'the file is empty or truncated' });
@@ -349,8 +350,17 @@ export async function createNpyWriter(path: string, dtype: DType, rowShape: read
   return w;
 }
 
-/** Write a whole (small) array as a .npy in one call. */
+/** Write a whole (small) array as a .npy in one call (any shape, including 0-d and empty arrays). */
 export async function saveNpy(path: string, dtype: DType, shape: readonly number[], data: ArrayBufferView): Promise<void> {
+  if (shape.length === 0 || product(shape.slice(1)) === 0) {
+    // No streamable rows (a scalar, or rows of zero elements): write header and data in one go.
+    const want = product(shape) * dtypeSize(dtype);
+    if (data.byteLength !== want) throw new RangeError(`${path}: data holds ${data.byteLength} bytes, shape (${shape.join(', ')}) needs ${want}`);
+    const tmp = `${path}.tmp-${process.pid}`;
+    await writeFile(tmp, Buffer.concat([encodeNpyHeader(dtype, shape), new Uint8Array(data.buffer, data.byteOffset, data.byteLength)]));
+    await rename(tmp, path);
+    return;
+  }
   const w = await createNpyWriter(path, dtype, shape.slice(1));
   try {
     await w.append(data);
