@@ -1,0 +1,50 @@
+// Exact-duplicate detection over decoded samples: a growable open-addressing table of 64-bit pixel hashes.
+import { hash } from 'node:crypto';
+
+/** Where an x has been seen before, as a bit set over split indices. */
+export interface SeenBefore {
+  /** Bit i set: the same x was already written to split i. */
+  splits: number;
+}
+
+/** A set of sample fingerprints with, for each, the splits it has appeared in. ~24 bytes per distinct sample. */
+export interface DuplicateIndex {
+  /** Record sample bytes as appearing in split `splitIdx`; returns the splits it had appeared in before (0 = new). */
+  add(sample: Uint8Array, splitIdx: number): number;
+  /** Distinct samples recorded. */
+  readonly size: number;
+}
+
+/** Create an empty duplicate index. */
+export function createDuplicateIndex(): DuplicateIndex {
+  let cap = 1 << 16;
+  let lo = new Uint32Array(cap);
+  let hi = new Uint32Array(cap);
+  let bits = new Uint32Array(cap); // 0 = empty slot; else split bitmask
+  let size = 0;
+  const insert = (a: number, b: number, mask: number, orInto: boolean): number => {
+    const m = cap - 1;
+    let i = a & m;
+    for (;;) {
+      if (bits[i] === 0) { lo[i] = a; hi[i] = b; bits[i] = mask; size++; return 0; }
+      if (lo[i] === a && hi[i] === b) { const before = bits[i]; if (orInto) bits[i] |= mask; return before; }
+      i = (i + 1) & m;
+    }
+  };
+  const grow = () => {
+    const ol = lo, oh = hi, ob = bits;
+    cap *= 2;
+    lo = new Uint32Array(cap); hi = new Uint32Array(cap); bits = new Uint32Array(cap);
+    size = 0;
+    for (let i = 0; i < ob.length; i++) if (ob[i] !== 0) insert(ol[i], oh[i], ob[i], false);
+  };
+  return {
+    get size() { return size; },
+    add(sample, splitIdx) {
+      if (splitIdx < 0 || splitIdx > 30) throw new RangeError('at most 31 splits');
+      const d = hash('sha1', sample, 'buffer') as Buffer;
+      if ((size + 1) * 2 > cap) grow();
+      return insert(d.readUInt32LE(0), d.readUInt32LE(4), 1 << splitIdx, true);
+    },
+  };
+}

@@ -1,0 +1,54 @@
+// Streaming per-channel mean/std/min/max of x (float64 sums; one pass, O(channels) memory).
+import { type DType, halfToFloat, viewAs } from '../formats/dtype.ts';
+import type { FieldSpec, Stats } from './manifest.ts';
+
+/** Channels of a sample shape: the last axis for images ([H,W,C]), else 1. */
+export function channelsOf(shape: readonly number[]): number {
+  return shape.length >= 3 ? shape[shape.length - 1] : 1;
+}
+
+/** Accumulates per-channel statistics over little-endian sample bytes. */
+export interface StatsAccumulator {
+  add(xBytes: Uint8Array, n: number): void;
+  result(split: string): Stats | undefined;
+}
+
+/** Start accumulating statistics for field `x` (integer and float dtypes; float16 decoded). */
+export function createStats(x: FieldSpec): StatsAccumulator {
+  const c = channelsOf(x.shape);
+  const sum = new Float64Array(c);
+  const sq = new Float64Array(c);
+  const count = new Float64Array(c);
+  // Sums are taken around a per-channel shift (the first value seen) so the variance does not cancel catastrophically.
+  const shift = new Float64Array(c).fill(NaN);
+  let min = Infinity, max = -Infinity;
+  const dtype: DType = x.dtype;
+  const half = dtype === 'float16';
+  return {
+    add(bytes) {
+      const a = viewAs(dtype, bytes);
+      const len = a.length;
+      // Hot loop: per-channel sums in float64 (c is usually 1 or 3, so the modulo is cheap).
+      for (let i = 0; i < len; i++) {
+        let v: number;
+        const raw = a[i];
+        if (half) v = halfToFloat(raw as number);
+        else v = typeof raw === 'bigint' ? Number(raw) : (raw as number);
+        if (v !== v) continue; // NaN does not count
+        const ch = c === 1 ? 0 : i % c;
+        if (shift[ch] !== shift[ch]) shift[ch] = v;
+        const d = v - shift[ch];
+        sum[ch] += d; sq[ch] += d * d; count[ch]++;
+        if (v < min) min = v;
+        if (v > max) max = v;
+      }
+    },
+    result(split) {
+      if (count[0] === 0) return undefined;
+      const dm = [...sum].map((s, i) => s / count[i]);
+      const std = [...sq].map((s, i) => Math.sqrt(Math.max(0, s / count[i] - dm[i] * dm[i])));
+      const mean = dm.map((d, i) => d + shift[i]);
+      return { split, mean, std, min, max };
+    },
+  };
+}

@@ -1,0 +1,53 @@
+// A readable summary of a store's manifest (what `slimfit info` prints).
+import Table from 'cli-table3';
+import { formatBytes } from '../util/rss.ts';
+import type { Manifest } from './manifest.ts';
+
+function fieldText(f: { dtype: string; shape: number[] }): string {
+  return `${f.dtype} [${f.shape.join(', ')}]`;
+}
+
+function round(v: number): string {
+  return Math.abs(v) >= 100 ? v.toFixed(1) : v.toPrecision(4);
+}
+
+/** Human-readable multi-line description of a store: fields, splits, class counts, stats, provenance. */
+export function summarizeStore(dir: string, m: Manifest): string {
+  const lines: string[] = [];
+  lines.push(`slimfit store ${dir} (format version ${m.version})`);
+  lines.push(`  x: ${fieldText(m.fields.x)}   y: ${fieldText(m.fields.y)}`);
+  if (m.classNames) lines.push(`  classes (${m.classNames.length}): ${m.classNames.join(', ')}`);
+  const splits = new Table({ head: ['split', 'samples', 'shards', 'bytes'], style: { head: [], border: [] } });
+  for (const [name, s] of Object.entries(m.splits)) {
+    const bytes = s.shards.reduce((a, sh) => a + sh.x.bytes + sh.y.bytes, 0);
+    splits.push([name, s.samples, s.shards.length, formatBytes(bytes)]);
+  }
+  lines.push(splits.toString());
+  const withCounts = Object.entries(m.splits).filter(([, s]) => s.classCounts);
+  if (withCounts.length) {
+    const n = Math.max(...withCounts.map(([, s]) => s.classCounts!.length));
+    const t = new Table({ head: ['class', ...withCounts.map(([k]) => k)], style: { head: [], border: [] } });
+    for (let c = 0; c < n; c++) t.push([m.classNames?.[c] ?? String(c), ...withCounts.map(([, s]) => s.classCounts![c] ?? 0)]);
+    lines.push('samples per class:');
+    lines.push(t.toString());
+  }
+  if (m.stats) {
+    lines.push(`stats (${m.stats.split}): mean ${m.stats.mean.map(round).join(', ')}  std ${m.stats.std.map(round).join(', ')}  min ${m.stats.min}  max ${m.stats.max}`);
+  }
+  const p = m.provenance;
+  lines.push(`made by ${p.tool} at ${p.createdAt} from ${p.sources.join(', ')}`);
+  if (p.split) lines.push(`splits: ${p.split}`);
+  const d = p.duplicates as { within: Record<string, number>; across: Record<string, number>; dropped: number } | undefined;
+  if (d) {
+    const within = Object.entries(d.within).map(([k, v]) => `${k} ${v}`).join(', ');
+    const across = Object.entries(d.across).map(([k, v]) => `${k} ${v}`).join(', ') || 'none';
+    lines.push(`exact duplicates within splits: ${within}; shared across splits: ${across}${d.dropped ? `; dropped ${d.dropped}` : ''}`);
+  }
+  const skippedCount = (p.skippedCount as number | undefined) ?? p.skipped?.length ?? 0;
+  if (skippedCount) {
+    lines.push(`skipped inputs: ${skippedCount}`);
+    for (const s of (p.skipped ?? []).slice(0, 10)) lines.push(`  ${s.path}: ${s.reason}`);
+    if (skippedCount > 10) lines.push(`  ... (${skippedCount - 10} more in dataset.json)`);
+  }
+  return lines.join('\n');
+}

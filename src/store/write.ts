@@ -1,0 +1,239 @@
+// Converting SampleSources into a store: splits, shards, stats, class counts, duplicates, manifest last, atomic publish.
+import { rename, rm, writeFile } from 'node:fs/promises';
+import { join } from 'node:path';
+import { type DType, elementAsNumber, viewAs } from '../formats/dtype.ts';
+import { SlimfitError } from '../formats/errors.ts';
+import type { SampleSource, SkippedInput } from '../formats/source.ts';
+import { createProgress } from '../util/progress.ts';
+import { peakRssBytes } from '../util/rss.ts';
+import { beginAtomicDir, commitAtomicDir } from './atomic.ts';
+import { createDuplicateIndex } from './dedupe.ts';
+import { type FieldSpec, type Manifest, MANIFEST_FILE, type SplitInfo, STORE_VERSION, type Stats } from './manifest.ts';
+import { sampleBytes } from './open.ts';
+import { type SplitRatios, createSplitAssigner } from './split.ts';
+import { type SplitWriter, createSplitWriter, samplesPerShard } from './shards.ts';
+import { type StatsAccumulator, createStats } from './stats.ts';
+
+/** What to convert: sources that are already split, or one source to split by ratios. */
+export type StoreInput =
+  | { kind: 'presplit'; splits: Array<{ name: string; source: SampleSource }> }
+  | { kind: 'ratio'; source: SampleSource; ratios: SplitRatios; seed: number };
+
+/** Options for {@link writeStore}. */
+export interface WriteStoreOptions {
+  /** Target bytes per x shard (default 64 MB). */
+  shardBytes?: number;
+  /** Drop exact duplicate samples (within a split and across splits, keeping the first), so no test sample is also in train. */
+  dedupe?: boolean;
+  /** Replace an existing store at the output path. */
+  force?: boolean;
+  /** Class names (index = label), overriding the source's. */
+  classNames?: string[];
+  /** The command line, recorded in provenance. */
+  command?: string;
+  /** Tool version recorded in provenance. */
+  tool?: string;
+  /** No progress output. */
+  quiet?: boolean;
+  /** Fingerprint every sample to count duplicates and leakage (default true; ~24-48 bytes per distinct sample). */
+  checkDuplicates?: boolean;
+}
+
+/** Duplicate and leakage counts found while converting. */
+export interface DuplicateReport {
+  /** Per split: samples whose x equals an earlier sample's x in the same split. */
+  within: Record<string, number>;
+  /** Per pair 'a/b': samples written to one split whose x also appears in the other (cross-split leakage). */
+  across: Record<string, number>;
+  /** Samples dropped by --dedupe. */
+  dropped: number;
+}
+
+/** What a conversion did, for the summary table. */
+export interface ConversionReport {
+  dir: string;
+  manifest: Manifest;
+  seconds: number;
+  bytesIn: number;
+  bytesOut: number;
+  duplicates: DuplicateReport;
+  skipped: SkippedInput[];
+  peakRss: number;
+}
+
+const INT_DTYPES: DType[] = ['uint8', 'int8', 'uint16', 'int16', 'uint32', 'int32', 'uint64', 'int64', 'bool'];
+/** More classes than this and y is treated as a value, not a class label. */
+const MAX_CLASSES = 1 << 16;
+
+function isClassField(y: FieldSpec): boolean {
+  return y.shape.length === 0 && INT_DTYPES.includes(y.dtype);
+}
+
+function sameField(a: FieldSpec, b: FieldSpec): boolean {
+  return a.dtype === b.dtype && a.shape.length === b.shape.length && a.shape.every((d, i) => d === b.shape[i]);
+}
+
+/** Read labels as numbers from little-endian y bytes, checking they are usable class indices. */
+function labelsOf(y: FieldSpec, bytes: Uint8Array, n: number, source: string, first: number): Float64Array {
+  const a = viewAs(y.dtype, bytes);
+  const out = new Float64Array(n);
+  for (let i = 0; i < n; i++) {
+    const v = elementAsNumber(y.dtype, a, i);
+    if (!(Number.isInteger(v) && v >= 0 && v < MAX_CLASSES)) {
+      throw new SlimfitError(`label ${v} of sample ${first + i} is not a class index (0..${MAX_CLASSES - 1})`, {
+        file: source, hint: 'labels must be non-negative integers; a stratified --split needs class labels',
+      });
+    }
+    out[i] = v;
+  }
+  return out;
+}
+
+/** Count samples per class in one cheap pass (labels() when the source has it). */
+async function countClasses(src: SampleSource): Promise<number[]> {
+  const counts: number[] = [];
+  let seen = 0;
+  const addAll = (labels: ArrayLike<number>) => {
+    for (let i = 0; i < labels.length; i++) {
+      const v = Number(labels[i]);
+      if (!(Number.isInteger(v) && v >= 0 && v < MAX_CLASSES)) {
+        throw new SlimfitError(`label ${v} of sample ${seen + i} is not a class index`, { file: src.name, hint: 'a stratified --split needs non-negative integer class labels' });
+      }
+      while (counts.length <= v) counts.push(0);
+      counts[v]++;
+    }
+    seen += labels.length;
+  };
+  if (src.labels) for await (const l of src.labels()) addAll(l);
+  else for await (const b of src.batches()) addAll(labelsOf(src.y, b.y, b.n, src.name, seen));
+  return counts;
+}
+
+/** Convert `input` into a store at `out`: written to a temp folder, manifest last, then renamed into place. */
+export async function writeStore(out: string, input: StoreInput, opts: WriteStoreOptions = {}): Promise<ConversionReport> {
+  const t0 = performance.now();
+  const sources = input.kind === 'presplit' ? input.splits.map((s) => s.source) : [input.source];
+  const splitNames = input.kind === 'presplit' ? input.splits.map((s) => s.name) : input.ratios.map((r) => r.name);
+  const x = sources[0].x, y = sources[0].y;
+  for (const s of sources) {
+    if (!sameField(s.x, x) || !sameField(s.y, y)) {
+      throw new SlimfitError(`samples differ between inputs: ${s.name} has x ${s.x.dtype} [${s.x.shape}] y ${s.y.dtype} [${s.y.shape}], ${sources[0].name} has x ${x.dtype} [${x.shape}] y ${y.dtype} [${y.shape}]`, {
+        file: s.name, hint: 'all inputs of one store must hold samples of the same dtype and shape',
+      });
+    }
+  }
+  if (sampleBytes(x) === 0) throw new SlimfitError('samples hold no data (a zero-sized axis)', { file: sources[0].name });
+  const classField = isClassField(y);
+  const tmp = await beginAtomicDir(out, opts.force ?? false);
+  const writers: SplitWriter[] = [];
+  try {
+    const perShard = samplesPerShard(x, opts.shardBytes ?? 64e6);
+    for (const name of splitNames) writers.push(await createSplitWriter(tmp, name, x, y, perShard));
+    const stats: StatsAccumulator[] = splitNames.map(() => createStats(x));
+    const classCounts: number[][] = splitNames.map(() => []);
+    const dups = createDuplicateIndex();
+    const checkDups = opts.checkDuplicates ?? true;
+    if (opts.dedupe && !checkDups) throw new SlimfitError('--dedupe needs duplicate checking; drop the option that turns it off');
+    const report: DuplicateReport = { within: Object.fromEntries(splitNames.map((n) => [n, 0])), across: {}, dropped: 0 };
+    const xb = sampleBytes(x), yb = sampleBytes(y);
+
+    let assign: ((label: number) => number) | null = null;
+    let stratified = false;
+    if (input.kind === 'ratio') {
+      const counts = classField ? await countClasses(input.source) : [input.source.count ?? (await countAll(input.source))];
+      stratified = classField;
+      const a = createSplitAssigner(counts, input.ratios, input.seed);
+      assign = classField ? (l) => a.next(l) : () => a.next(0);
+    }
+    const total = sources.reduce((acc, s) => acc + (s.count ?? 0), 0);
+    const progress = createProgress({ label: 'convert', total, unit: 'samples', quiet: opts.quiet });
+
+    for (let si = 0; si < sources.length; si++) {
+      const src = sources[si];
+      let seen = 0;
+      for await (const b of src.batches()) {
+        const labels = classField ? labelsOf(y, b.y, b.n, src.name, seen) : null;
+        // Consecutive samples going to the same split are appended as one run.
+        let runStart = 0, runSplit = -1;
+        const flush = async (end: number) => {
+          if (runSplit >= 0 && end > runStart) await writers[runSplit].append(b.x.subarray(runStart * xb, end * xb), b.y.subarray(runStart * yb, end * yb), end - runStart);
+        };
+        for (let i = 0; i < b.n; i++) {
+          const split = assign ? assign(labels ? labels[i] : 0) : si;
+          const sample = b.x.subarray(i * xb, (i + 1) * xb);
+          const before = checkDups ? dups.add(sample, split) : 0;
+          let keep = true;
+          if (before !== 0) {
+            if (before & (1 << split)) report.within[splitNames[split]]++;
+            for (let o = 0; o < splitNames.length; o++) {
+              if (o !== split && before & (1 << o)) {
+                const key = o < split ? `${splitNames[o]}/${splitNames[split]}` : `${splitNames[split]}/${splitNames[o]}`;
+                report.across[key] = (report.across[key] ?? 0) + 1;
+              }
+            }
+            if (opts.dedupe) { keep = false; report.dropped++; }
+          }
+          if (keep) {
+            stats[split].add(sample, 1);
+            if (labels) { const cc = classCounts[split]; const l = labels[i]; while (cc.length <= l) cc.push(0); cc[l]++; }
+          }
+          const target = keep ? split : -1;
+          if (target !== runSplit) { await flush(i); runStart = i; runSplit = target; }
+        }
+        await flush(b.n);
+        seen += b.n;
+        progress.tick(b.n);
+      }
+      if (src.count !== undefined && seen !== src.count) {
+        throw new SlimfitError(`expected ${src.count} samples but read ${seen}`, { file: src.name, hint: 'the input changed while being converted, or is corrupt' });
+      }
+    }
+    progress.done();
+
+    const splits: Record<string, SplitInfo> = {};
+    const nClasses = Math.max(0, ...classCounts.map((c) => c.length), opts.classNames?.length ?? 0, sources[0].classNames?.length ?? 0);
+    for (let i = 0; i < writers.length; i++) {
+      const info = await writers[i].finish();
+      if (classField) info.classCounts = Array.from({ length: nClasses }, (_, c) => classCounts[i][c] ?? 0);
+      splits[splitNames[i]] = info;
+    }
+    const statsIdx = Math.max(0, splitNames.indexOf('train'));
+    const st: Stats | undefined = stats[statsIdx].result(splitNames[statsIdx]);
+    const skipped = sources.flatMap((s) => s.skipped ?? []);
+    const manifest: Manifest = {
+      format: 'slimfit-dataset',
+      version: STORE_VERSION,
+      fields: { x, y },
+      ...(opts.classNames ?? sources[0].classNames ? { classNames: opts.classNames ?? sources[0].classNames } : {}),
+      splits,
+      ...(st ? { stats: st } : {}),
+      provenance: {
+        sources: sources.map((s) => s.name),
+        tool: opts.tool ?? 'slimfit',
+        createdAt: new Date().toISOString(),
+        ...(opts.command ? { command: opts.command } : {}),
+        split: input.kind === 'presplit' ? 'source' : `${input.ratios.map((r) => `${r.name}=${r.fraction}`).join(',')} seed=${input.seed}${stratified ? ' stratified' : ''}`,
+        duplicates: report,
+        ...(skipped.length ? { skipped: skipped.slice(0, 10000), skippedCount: skipped.length } : {}),
+      },
+    };
+    // Manifest last: a folder without it is never taken for a store.
+    const mtmp = join(tmp, `${MANIFEST_FILE}.tmp`);
+    await writeFile(mtmp, JSON.stringify(manifest, null, 2) + '\n');
+    await rename(mtmp, join(tmp, MANIFEST_FILE));
+    await commitAtomicDir(tmp, out);
+    const bytesOut = Object.values(splits).reduce((a, s) => a + s.shards.reduce((b, sh) => b + sh.x.bytes + sh.y.bytes, 0), 0);
+    const bytesIn = sources.reduce((a, s) => a + (s.bytes ?? 0), 0);
+    return { dir: out, manifest, seconds: (performance.now() - t0) / 1000, bytesIn, bytesOut, duplicates: report, skipped, peakRss: peakRssBytes() };
+  } catch (e) {
+    for (const w of writers) await w.abort().catch(() => {});
+    await rm(tmp, { recursive: true, force: true });
+    throw e;
+  }
+}
+
+async function countAll(src: SampleSource): Promise<number> {
+  let n = 0;
+  for await (const b of src.batches()) n += b.n;
+  return n;
+}
