@@ -1,0 +1,273 @@
+// numpy .npz (a zip of .npy members): list members, open stored members in place, stream deflated ones.
+import type { Readable } from 'node:stream';
+import { crc32 } from 'node:zlib';
+import yauzl from 'yauzl';
+import { dtypeSize, swapBytes } from './dtype.ts';
+import { SlimfitError } from './errors.ts';
+import { type NpyFile, type NpyHeader, openNpy, parseNpyHeader } from './npy.ts';
+
+/** Rows bigger than this are refused when streaming (a header this large is almost certainly corrupt). */
+const MAX_ROW_BYTES = 1 << 30;
+const MAX_HEADER_BYTES = (1 << 20) + 12;
+
+/** One array inside a .npz. */
+export interface NpzMember {
+  /** Array name as numpy's np.load(...)[name] knows it (the member file name without `.npy`). */
+  name: string;
+  /** The zip member's file name, e.g. `x.npy`. */
+  fileName: string;
+  /** True for deflated members (np.savez_compressed); false for stored ones (np.savez). */
+  compressed: boolean;
+  /** Zip compression method (0 stored, 8 deflate). */
+  compressionMethod: number;
+  compressedSize: number;
+  uncompressedSize: number;
+  /** CRC-32 of the uncompressed member, from the central directory. */
+  crc32: number;
+  /** Absolute file offset of the member's (compressed or stored) bytes; for stored members, where its .npy starts. */
+  dataOffset: number;
+}
+
+/** `${path}:${name}.npy`, how members are named in messages. */
+export function memberDisplayName(path: string, name: string): string {
+  return `${path}:${name}.npy`;
+}
+
+async function openZip(path: string): Promise<yauzl.ZipFile> {
+  try {
+    return await yauzl.openPromise(path, { autoClose: false, lazyEntries: true, decodeStrings: true, validateEntrySizes: true });
+  } catch (e) {
+    const msg = (e as Error).message;
+    if ((e as NodeJS.ErrnoException).code) throw e; // ENOENT etc.: the caller's message is clearer
+    throw new SlimfitError(`cannot read as a .npz (zip) file: ${msg}`, {
+      file: path, hint: 'the file is truncated (interrupted copy/download?) or not a .npz; re-create it with np.savez',
+    });
+  }
+}
+
+async function readMembers(path: string, zip: yauzl.ZipFile): Promise<Array<{ member: NpzMember; entry: yauzl.Entry }>> {
+  const out: Array<{ member: NpzMember; entry: yauzl.Entry }> = [];
+  try {
+    for await (const entry of zip.eachEntry()) {
+      if (entry.fileName.endsWith('/')) continue; // directory entry
+      if (entry.isEncrypted()) {
+        throw new SlimfitError(`member ${entry.fileName} is encrypted`, { file: path, hint: 'save it without encryption (np.savez)' });
+      }
+      const { fileDataStart } = await zip.readLocalFileHeaderPromise(entry, { minimal: true });
+      const name = entry.fileName.endsWith('.npy') ? entry.fileName.slice(0, -4) : entry.fileName;
+      out.push({
+        entry,
+        member: {
+          name, fileName: entry.fileName, compressed: entry.compressionMethod !== 0, compressionMethod: entry.compressionMethod,
+          compressedSize: entry.compressedSize, uncompressedSize: entry.uncompressedSize, crc32: entry.crc32, dataOffset: fileDataStart,
+        },
+      });
+    }
+  } catch (e) {
+    if (e instanceof SlimfitError) throw e;
+    throw new SlimfitError(`broken zip structure: ${(e as Error).message}`, {
+      file: path, hint: 'the .npz is corrupt or truncated; re-create it with np.savez',
+    });
+  }
+  return out;
+}
+
+/** List the arrays in a .npz (reads only the zip directory and local headers). */
+export async function listNpz(path: string): Promise<NpzMember[]> {
+  const zip = await openZip(path);
+  try {
+    return (await readMembers(path, zip)).map((m) => m.member);
+  } finally {
+    zip.close();
+  }
+}
+
+function findMember<T extends { member: NpzMember }>(path: string, members: T[], name: string): T {
+  const want = name.endsWith('.npy') ? name.slice(0, -4) : name;
+  const found = members.find((m) => m.member.name === want);
+  if (!found) {
+    throw new SlimfitError(`no array named '${want}'`, {
+      file: path, hint: `the .npz holds: ${members.map((m) => m.member.name).join(', ') || '(nothing)'}`,
+    });
+  }
+  return found;
+}
+
+/** Open a STORED member for random-access row reads in place (no copy, no decompression). Deflated members: use {@link streamNpyRows}. */
+export async function openNpzMember(path: string, name: string): Promise<NpyFile> {
+  const members = await listNpz(path);
+  const { member } = findMember(path, members.map((member) => ({ member })), name);
+  const display = memberDisplayName(path, member.name);
+  if (member.compressed) {
+    throw new SlimfitError('member is compressed and cannot be read in place', {
+      file: display, hint: 'stream it with streamNpyRows, or re-save the arrays with np.savez (not savez_compressed) for random access',
+    });
+  }
+  return openNpy(path, { offset: member.dataOffset, length: member.compressedSize, displayName: display });
+}
+
+/** A member streamed as whole-row chunks: its header first, then the rows. */
+export interface NpyRowStream {
+  header: NpyHeader;
+  rows: number;
+  rowShape: number[];
+  rowBytes: number;
+  member: NpzMember;
+  /** Chunks of whole rows (at most rowsPerChunk each), little-endian, fresh buffers; CRC and length are checked at the end. */
+  chunks: AsyncIterable<Uint8Array>;
+}
+
+function zipError(display: string, e: unknown, where: string): SlimfitError {
+  if (e instanceof SlimfitError) return e;
+  const msg = (e as Error).message;
+  return new SlimfitError(`broken member: ${msg} ${where}`, {
+    file: display, hint: 'the .npz is corrupt or truncated; re-create it with np.savez_compressed',
+  });
+}
+
+/**
+ * Stream any member (deflated or stored) of a .npz row by row, never holding the whole member: the .npy header is parsed
+ * from the inflated stream, then rows come in chunks. The member's CRC-32 is checked when the stream ends.
+ */
+export async function streamNpyRows(path: string, name: string, rowsPerChunk: number): Promise<NpyRowStream> {
+  const zip = await openZip(path);
+  let stream: Readable | undefined;
+  let iter: AsyncIterator<Buffer> | undefined;
+  try {
+    const members = await readMembers(path, zip);
+    const { member, entry } = findMember(path, members, name);
+    const display = memberDisplayName(path, member.name);
+    if (member.compressionMethod !== 0 && member.compressionMethod !== 8) {
+      throw new SlimfitError(`zip compression method ${member.compressionMethod} is not supported`, {
+        file: display, hint: 'save with np.savez or np.savez_compressed (deflate)',
+      });
+    }
+    stream = await zip.openReadStreamPromise(entry).catch((e) => { throw zipError(display, e, 'opening it'); });
+    iter = (stream as AsyncIterable<Buffer>)[Symbol.asyncIterator]();
+    let crc = 0;
+    let seen = 0; // inflated bytes so far
+    // Gather the header.
+    let head = Buffer.alloc(0);
+    let header: NpyHeader | undefined;
+    while (!header) {
+      let r: IteratorResult<Buffer>;
+      try {
+        r = await iter.next();
+      } catch (e) {
+        throw zipError(display, e, 'in the .npy header');
+      }
+      if (r.done) throw new SlimfitError('member ends inside its .npy header', { file: display, offset: seen, hint: 'the member is truncated or not a .npy' });
+      crc = crc32(r.value, crc);
+      seen += r.value.length;
+      head = Buffer.concat([head, r.value]);
+      if (head.length >= 12 || head.length >= 10 && head[6] === 1) {
+        const major = head[6];
+        const need = (major === 1 ? 10 + head.readUInt16LE(8) : 12 + head.readUInt32LE(8));
+        if (head.length >= need || need > MAX_HEADER_BYTES || head.subarray(0, 6).toString('latin1') !== '\x93NUMPY') {
+          header = parseNpyHeader(head, display);
+        }
+      }
+    }
+    const shape = header.shape;
+    const rows = shape.length === 0 ? 1 : shape[0];
+    const rowShape = shape.slice(1);
+    const rowBytes = rowShape.reduce((a, b) => a * b, dtypeSize(header.dtype));
+    const want = header.dataOffset + rows * rowBytes;
+    if (want !== member.uncompressedSize) {
+      throw new SlimfitError(
+        `truncated or lying header: shape (${shape.join(', ')}) of ${header.dtype} needs ${want} bytes but the member holds ${member.uncompressedSize}`,
+        { file: display, hint: 'the .npz is corrupt; re-create it with numpy' },
+      );
+    }
+    if (rows > 0 && (rowBytes === 0 || rowBytes > MAX_ROW_BYTES)) {
+      throw new SlimfitError(`rows of shape (${rowShape.join(', ')}) = ${rowBytes} bytes cannot be streamed`, {
+        file: display, hint: `rows must hold 1 to ${MAX_ROW_BYTES} bytes`,
+      });
+    }
+    const per = Math.max(1, Math.floor(rowsPerChunk));
+    const swap = header.bigEndian ? dtypeSize(header.dtype) : 0;
+    const first = head.subarray(header.dataOffset);
+    const it = iter;
+    const src = stream;
+    let started = false;
+    async function* chunks(): AsyncGenerator<Uint8Array> {
+      if (started) throw new Error(`${display}: streamNpyRows chunks can be iterated only once`);
+      started = true;
+      let row = 0;
+      let chunk: Uint8Array | null = null;
+      let fill = 0;
+      const where = () => `in row ${row + Math.floor(fill / rowBytes)} of ${rows}`;
+      try {
+        let data: Buffer = first;
+        for (;;) {
+          let off = 0;
+          while (off < data.length) {
+            if (row >= rows) throw new SlimfitError(`member has bytes after its ${rows} rows`, { file: display, hint: 'the .npz is corrupt' });
+            if (!chunk) chunk = new Uint8Array(Math.min(per, rows - row) * rowBytes);
+            const take = Math.min(chunk.length - fill, data.length - off);
+            chunk.set(data.subarray(off, off + take), fill);
+            fill += take;
+            off += take;
+            if (fill === chunk.length) {
+              row += chunk.length / rowBytes;
+              const out = chunk;
+              chunk = null;
+              fill = 0;
+              if (swap) swapBytes(out, swap);
+              yield out;
+            }
+          }
+          let r: IteratorResult<Buffer>;
+          try {
+            r = await it.next();
+          } catch (e) {
+            throw zipError(display, e, where());
+          }
+          if (r.done) break;
+          crc = crc32(r.value, crc);
+          seen += r.value.length;
+          data = r.value;
+        }
+        if (row < rows) throw new SlimfitError(`member ended early ${where()}`, { file: display, hint: 'the .npz is truncated or corrupt' });
+        if ((crc >>> 0) !== (member.crc32 >>> 0)) {
+          throw new SlimfitError(`CRC-32 mismatch (data 0x${(crc >>> 0).toString(16)}, zip directory 0x${(member.crc32 >>> 0).toString(16)})`, {
+            file: display, hint: 'the member is corrupt; re-create the .npz',
+          });
+        }
+      } finally {
+        src.destroy();
+        zip.close();
+      }
+    }
+    return { header, rows, rowShape, rowBytes, member, chunks: chunks() };
+  } catch (e) {
+    stream?.destroy();
+    zip.close();
+    throw e;
+  }
+}
+
+/** Incremental CRC-32 check of a stored member read in order: feed raw (on-disk byte order) bytes from its start. */
+export function memberCrcChecker(path: string, member: NpzMember): { update(raw: Uint8Array): void; finish(): void } {
+  let crc = 0;
+  let n = 0;
+  return {
+    update(raw) { crc = crc32(raw, crc); n += raw.length; },
+    finish() {
+      if (n !== member.uncompressedSize) throw new Error(`internal: CRC fed ${n} of ${member.uncompressedSize} bytes`);
+      if ((crc >>> 0) !== (member.crc32 >>> 0)) {
+        throw new SlimfitError(`CRC-32 mismatch (data 0x${(crc >>> 0).toString(16)}, zip directory 0x${(member.crc32 >>> 0).toString(16)})`, {
+          file: memberDisplayName(path, member.name), hint: 'the member is corrupt; re-create the .npz',
+        });
+      }
+    },
+  };
+}
+
+/** Swap a little-endian copy back to on-disk order for CRC purposes (only needed for big-endian members). */
+export function toDiskOrder(le: Uint8Array, header: NpyHeader): Uint8Array {
+  if (!header.bigEndian) return le;
+  const copy = new Uint8Array(le);
+  swapBytes(copy, dtypeSize(header.dtype));
+  return copy;
+}

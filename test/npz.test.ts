@@ -1,0 +1,185 @@
+// .npz reading (np.savez / np.savez_compressed) against numpy, broken zips, and slimfit's .npz writer read by numpy.
+import assert from 'node:assert/strict';
+import { readFile, writeFile } from 'node:fs/promises';
+import { join } from 'node:path';
+import { after, before, describe, test } from 'node:test';
+import { SlimfitError } from '../src/formats/errors.ts';
+import { listNpz, memberCrcChecker, openNpzMember, streamNpyRows, toDiskOrder } from '../src/formats/npz.ts';
+import { py, tempDir } from './helpers.ts';
+
+const { dir, cleanup } = tempDir('slimfit-npz-');
+after(cleanup);
+
+async function expectSlimfitError(p: Promise<unknown>, file: string, re: RegExp): Promise<string> {
+  try {
+    await p;
+  } catch (e) {
+    assert.ok(e instanceof SlimfitError, `expected SlimfitError, got ${(e as Error).stack}`);
+    assert.ok(e.message.includes(file), `message should name ${file}: ${e.message}`);
+    assert.match(e.message, re);
+    return e.message;
+  }
+  assert.fail('expected an error');
+}
+
+async function collect(chunks: AsyncIterable<Uint8Array>): Promise<Buffer> {
+  const parts: Uint8Array[] = [];
+  for await (const c of chunks) parts.push(c);
+  return Buffer.concat(parts);
+}
+
+const MEMBERS = ['x', 'y', 'xbe', 'big', 'scalar'];
+
+describe('numpy writes .npz, slimfit reads', () => {
+  before(() => {
+    py(`
+import numpy as np, sys
+d = sys.argv[1]
+rng = np.random.default_rng(11)
+arrs = {
+    'x': rng.standard_normal((100, 3, 4)).astype('<f4'),
+    'y': rng.integers(-5, 5, size=100).astype('<i8'),
+    'xbe': rng.integers(-99999, 99999, size=(10, 2)).astype('>i4'),
+    'big': (np.arange(20000 * 784, dtype=np.int64) % 251).astype('|u1').reshape(20000, 784),
+    'scalar': np.float64(3.25),
+}
+np.savez(d + '/plain.npz', **arrs)
+np.savez_compressed(d + '/comp.npz', **arrs)
+for k, a in arrs.items():
+    open(f'{d}/{k}.ref', 'wb').write(np.ascontiguousarray(a).astype(a.dtype.newbyteorder('<')).tobytes())
+`, [dir]);
+  });
+
+  test('members are listed with sizes, compression and (for stored members) the offset numpy agrees on', async () => {
+    const plain = await listNpz(join(dir, 'plain.npz'));
+    const comp = await listNpz(join(dir, 'comp.npz'));
+    assert.deepEqual(plain.map((m) => m.name), MEMBERS);
+    assert.deepEqual(comp.map((m) => m.name), MEMBERS);
+    assert.ok(plain.every((m) => !m.compressed && m.compressedSize === m.uncompressedSize));
+    assert.ok(comp.every((m) => m.compressed && m.compressionMethod === 8));
+    const ref = JSON.parse(py(`
+import zipfile, struct, sys, json
+out = {}
+with zipfile.ZipFile(sys.argv[1]) as z, open(sys.argv[1], 'rb') as f:
+    for i in z.infolist():
+        f.seek(i.header_offset)
+        h = f.read(30)
+        n, e = struct.unpack('<HH', h[26:30])
+        out[i.filename] = [i.header_offset + 30 + n + e, i.file_size, i.CRC]
+print(json.dumps(out))
+`, [join(dir, 'plain.npz')])) as Record<string, number[]>;
+    for (const m of plain) assert.deepEqual([m.dataOffset, m.uncompressedSize, m.crc32], ref[m.fileName], m.name);
+  });
+
+  test('stored members: random access in place, exact bytes, big-endian converted', async () => {
+    for (const name of MEMBERS) {
+      const ref = await readFile(join(dir, `${name}.ref`));
+      const f = await openNpzMember(join(dir, 'plain.npz'), name);
+      try {
+        assert.equal(f.path, join(dir, 'plain.npz'));
+        assert.deepEqual(Buffer.from(await f.readRows(0, f.rows)), ref, name);
+        if (f.rows > 3) {
+          const rows = [f.rows - 1, 0, 2];
+          const got = Buffer.from(await f.readRowList(rows));
+          assert.deepEqual(got, Buffer.concat(rows.map((r) => ref.subarray(r * f.rowBytes, (r + 1) * f.rowBytes))));
+        }
+      } finally {
+        await f.close();
+      }
+    }
+    const big = await openNpzMember(join(dir, 'plain.npz'), 'big.npy');
+    assert.deepEqual(big.shape, [20000, 784]);
+    await big.close();
+  });
+
+  test('deflated and stored members stream exactly in chunks of whole rows', async () => {
+    for (const file of ['comp.npz', 'plain.npz']) {
+      for (const name of MEMBERS) {
+        const ref = await readFile(join(dir, `${name}.ref`));
+        const s = await streamNpyRows(join(dir, file), name, 7);
+        let max = 0;
+        const parts: Uint8Array[] = [];
+        for await (const c of s.chunks) {
+          assert.equal(c.length % s.rowBytes, 0);
+          max = Math.max(max, c.length);
+          parts.push(c);
+        }
+        assert.deepEqual(Buffer.concat(parts), ref, `${file}:${name}`);
+        assert.ok(max <= 7 * s.rowBytes);
+        if (name === 'big') assert.equal(parts.length, Math.ceil(20000 / 7));
+      }
+    }
+  });
+
+  test('a compressed member cannot be opened in place; a missing member lists the ones there are', async () => {
+    const comp = join(dir, 'comp.npz');
+    await expectSlimfitError(openNpzMember(comp, 'x'), `${comp}:x.npy`, /compressed.*streamNpyRows|np\.savez/);
+    const msg = await expectSlimfitError(openNpzMember(comp, 'labels'), comp, /no array named 'labels'/);
+    assert.match(msg, /x, y, xbe, big, scalar/);
+  });
+
+  test('stored member CRC check over a sequential read (incl. big-endian member) passes, and catches a flipped byte', async () => {
+    const path = join(dir, 'plain.npz');
+    for (const m of await listNpz(path)) {
+      const f = await openNpzMember(path, m.name);
+      const check = memberCrcChecker(path, m);
+      const fh = await import('node:fs/promises').then((fs) => fs.open(path, 'r'));
+      const head = Buffer.alloc(f.header.dataOffset);
+      await fh.read(head, 0, head.length, m.dataOffset);
+      await fh.close();
+      check.update(head);
+      for (let r = 0; r < f.rows; r += 999) check.update(toDiskOrder(await f.readRows(r, Math.min(f.rows, r + 999)), f.header));
+      check.finish();
+      await f.close();
+    }
+    const bytes = Buffer.from(await readFile(path));
+    const big = (await listNpz(path)).find((m) => m.name === 'big')!;
+    bytes[big.dataOffset + 5000] ^= 1;
+    const bad = join(dir, 'flipped-stored.npz');
+    await writeFile(bad, bytes);
+    const s = await streamNpyRows(bad, 'big', 1000);
+    await expectSlimfitError(collect(s.chunks), `${bad}:big.npy`, /CRC-32 mismatch/);
+  });
+});
+
+describe('broken .npz', () => {
+  test('truncated zip (no central directory) is a clear error naming the file', async () => {
+    const bytes = await readFile(join(dir, 'comp.npz'));
+    const cut = join(dir, 'cut.npz');
+    await writeFile(cut, bytes.subarray(0, Math.floor(bytes.length * 0.6)));
+    await expectSlimfitError(listNpz(cut), cut, /cannot read as a \.npz/);
+    await expectSlimfitError(streamNpyRows(cut, 'big', 100), cut, /cannot read as a \.npz/);
+    const notzip = join(dir, 'notzip.npz');
+    await writeFile(notzip, 'hello, definitely not a zip file');
+    await expectSlimfitError(listNpz(notzip), notzip, /cannot read as a \.npz/);
+  });
+
+  test('corrupt deflated data in a member: error names file and member, not a crash or hang', async () => {
+    const path = join(dir, 'comp.npz');
+    const big = (await listNpz(path)).find((m) => m.name === 'big')!;
+    const bytes = Buffer.from(await readFile(path));
+    for (let i = 0; i < 32; i++) bytes[big.dataOffset + Math.floor(big.compressedSize / 2) + i * 13] ^= 0xa5;
+    const bad = join(dir, 'flipped-deflate.npz');
+    await writeFile(bad, bytes);
+    const s = await streamNpyRows(bad, 'big', 1000);
+    await expectSlimfitError(collect(s.chunks), `${bad}:big.npy`, /broken member|CRC-32 mismatch|ended early/);
+    // the other members are unaffected
+    const x = await streamNpyRows(bad, 'x', 10);
+    assert.deepEqual(await collect(x.chunks), await readFile(join(dir, 'x.ref')));
+  });
+
+  test('a member whose .npy header lies about its shape is refused before streaming', async () => {
+    py(`
+import zipfile, sys, numpy as np, io
+hdr = b"{'descr': '|u1', 'fortran_order': False, 'shape': (1000000000000, 784), }"
+hdr = hdr + b' ' * (118 - len(hdr)) + b'\\n'
+data = b'\\x93NUMPY\\x01\\x00' + len(hdr).to_bytes(2, 'little') + hdr + bytes(784 * 3)
+with zipfile.ZipFile(sys.argv[1], 'w', zipfile.ZIP_DEFLATED) as z:
+    z.writestr('x.npy', data)
+with zipfile.ZipFile(sys.argv[2], 'w', zipfile.ZIP_STORED) as z:
+    z.writestr('x.npy', data)
+`, [join(dir, 'lying-comp.npz'), join(dir, 'lying-plain.npz')]);
+    await expectSlimfitError(streamNpyRows(join(dir, 'lying-comp.npz'), 'x', 100), `${join(dir, 'lying-comp.npz')}:x.npy`, /lying header/);
+    await expectSlimfitError(openNpzMember(join(dir, 'lying-plain.npz'), 'x'), `${join(dir, 'lying-plain.npz')}:x.npy`, /lying header/);
+  });
+});
