@@ -183,3 +183,88 @@ with zipfile.ZipFile(sys.argv[2], 'w', zipfile.ZIP_STORED) as z:
     await expectSlimfitError(openNpzMember(join(dir, 'lying-plain.npz'), 'x'), `${join(dir, 'lying-plain.npz')}:x.npy`, /lying header/);
   });
 });
+
+describe('slimfit writes .npz (streamed, stored members), numpy reads', () => {
+  test('crc32Combine equals the CRC of the concatenation', async () => {
+    const { crc32 } = await import('node:zlib');
+    const { crc32Combine } = await import('../src/formats/npz-write.ts');
+    const data = Buffer.alloc(3_000_000);
+    for (let i = 0; i < data.length; i++) data[i] = (i * 2654435761) >>> 24;
+    for (const cut of [0, 1, 2, 3, 7, 64, 1000, 65_537, 1_234_567, data.length]) {
+      const a = data.subarray(0, cut), b = data.subarray(cut);
+      assert.equal(crc32Combine(crc32(a), crc32(b), b.length), crc32(data), `cut ${cut}`);
+    }
+  });
+
+  for (const forceZip64 of [false, true]) {
+    test(`every dtype as a member, rows appended in uneven chunks${forceZip64 ? ', zip64 records forced' : ''}`, async () => {
+      const { createNpzWriter } = await import('../src/formats/npz-write.ts');
+      const { DTYPES, dtypeSize } = await import('../src/formats/dtype.ts');
+      const path = join(dir, `ours${forceZip64 ? '64' : ''}.npz`);
+      const w = await createNpzWriter(path, { forceZip64 });
+      const refs: Record<string, Buffer> = {};
+      for (const [k, dtype] of DTYPES.entries()) {
+        const rowShape = k % 3 === 0 ? [] : k % 3 === 1 ? [3, 4] : [28, 28, 1];
+        const rowBytes = rowShape.reduce((a, b) => a * b, dtypeSize(dtype));
+        const rows = 50 + k * 17;
+        const data = Buffer.alloc(rows * rowBytes);
+        for (let i = 0; i < data.length; i++) data[i] = dtype === 'bool' ? (i * 7 + k) % 3 & 1 : (i * 131 + k * 7) & 0xff;
+        refs[dtype] = data;
+        const m = await w.beginMember(dtype, dtype, rowShape);
+        for (let r = 0, step = 1; r < rows; r += step, step = step * 2 + 1) {
+          await m.append(data.subarray(r * rowBytes, Math.min(rows, r + step) * rowBytes));
+        }
+        assert.equal(m.rows, rows);
+        await m.end();
+        await writeFile(join(dir, `ours-${dtype}.ref`), data);
+      }
+      const empty = await w.beginMember('empty_π', 'float32', [2]);
+      await empty.end();
+      await assert.rejects(readFile(path)); // not there until close
+      await w.close();
+      const out = JSON.parse(py(`
+import numpy as np, sys, json, zipfile
+p, d = sys.argv[1], sys.argv[2]
+with zipfile.ZipFile(p) as z:
+    bad = z.testzip()
+    zip64 = [len(i.extra) > 0 for i in z.infolist()]
+f = np.load(p)
+res = {}
+for k in f.files:
+    a = f[k]
+    ref = open(f'{d}/ours-{k}.ref', 'rb').read() if k != 'empty_π' else b''
+    res[k] = [a.dtype.name, list(a.shape), a.tobytes() == ref]
+print(json.dumps({'bad': bad, 'zip64': zip64, 'res': res}))
+`, [path, dir]));
+      assert.equal(out.bad, null);
+      assert.deepEqual(out.zip64, new Array(DTYPES.length + 1).fill(forceZip64));
+      for (const [k, dtype] of DTYPES.entries()) {
+        const rowShape = k % 3 === 0 ? [] : k % 3 === 1 ? [3, 4] : [28, 28, 1];
+        assert.deepEqual(out.res[dtype], [dtype, [50 + k * 17, ...rowShape], true], dtype);
+      }
+      assert.deepEqual(out.res['empty_π'], ['float32', [0, 2], true]);
+      // and slimfit's own reader agrees, CRCs included
+      const members = await listNpz(path);
+      assert.deepEqual(members.map((m) => m.name), [...DTYPES, 'empty_π']);
+      const f = await openNpzMember(path, 'float64');
+      assert.deepEqual(Buffer.from(await f.readRows(0, f.rows)), refs.float64);
+      await f.close();
+      const s = await streamNpyRows(path, 'uint8', 10);
+      assert.deepEqual(await collect(s.chunks), refs.uint8);
+    });
+  }
+
+  test('misuse is refused; abort leaves no file', async () => {
+    const { createNpzWriter } = await import('../src/formats/npz-write.ts');
+    const path = join(dir, 'aborted.npz');
+    const w = await createNpzWriter(path);
+    const m = await w.beginMember('x', 'uint8', [4]);
+    await assert.rejects(m.append(new Uint8Array(6)), RangeError);
+    await assert.rejects(w.beginMember('y', 'uint8', []), /still open/);
+    await assert.rejects(w.close(), /still open/);
+    await m.append(new Uint8Array(8));
+    await w.abort();
+    await assert.rejects(readFile(path));
+    await assert.rejects(readFile(`${path}.tmp-${process.pid}`));
+  });
+});
