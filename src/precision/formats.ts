@@ -1,0 +1,454 @@
+// Number formats (fp16, bf16, FP8 E4M3/E5M2, generic float, fixed point, int8) and fast quantization over Float32Array.
+import type { Rng } from './rng.ts';
+import { SlimfitError } from '../formats/errors.ts';
+
+/** How a value between two representable neighbours is resolved. */
+export type Rounding = 'nearest' | 'stochastic' | 'zero';
+
+/** All rounding modes, in display order. */
+export const ROUNDINGS: readonly Rounding[] = ['nearest', 'stochastic', 'zero'];
+
+/**
+ * A binary floating-point format with `exp` exponent and `man` mantissa bits (plus a sign bit).
+ * `special: 'ieee'` reserves the top exponent for inf/NaN; `'fn'` (OCP E4M3 style) has no inf and only
+ * the all-ones magnitude is NaN. `overflow` says what a finite value beyond the range becomes.
+ */
+export interface FloatFormat {
+  readonly kind: 'float';
+  readonly name: string;
+  readonly bits: number;
+  readonly exp: number;
+  readonly man: number;
+  readonly bias: number;
+  readonly special: 'ieee' | 'fn';
+  readonly overflow: 'inf' | 'saturate' | 'nan';
+  /** Exponent of the smallest normal number (1 - bias). */
+  readonly emin: number;
+  readonly maxFinite: number;
+  readonly minNormal: number;
+  readonly minSubnormal: number;
+}
+
+/** Signed two's complement fixed point with `il` integer bits (sign included) and `fl` fraction bits. */
+export interface FixedFormat {
+  readonly kind: 'fixed';
+  readonly name: string;
+  readonly bits: number;
+  readonly il: number;
+  readonly fl: number;
+  /** 2^(il-1) - 2^-fl. */
+  readonly maxFinite: number;
+  /** -2^(il-1). */
+  readonly minFinite: number;
+  /** The quantum 2^-fl (smallest positive value). */
+  readonly minSubnormal: number;
+}
+
+/** Symmetric int8 codes in [-127, 127] times a per-tensor scale (max|x|/127 unless `scale` is fixed). */
+export interface Int8Format {
+  readonly kind: 'int8';
+  readonly name: string;
+  readonly bits: 8;
+  readonly scale?: number;
+}
+
+/** IEEE float32 itself (quantize is the identity). */
+export interface Fp32Format {
+  readonly kind: 'fp32';
+  readonly name: 'fp32';
+  readonly bits: 32;
+  readonly maxFinite: number;
+  readonly minSubnormal: number;
+}
+
+/** Any format slimfit can quantize to. */
+export type Format = FloatFormat | FixedFormat | Int8Format | Fp32Format;
+
+/** Counters filled by {@link quantize} (added to, so one object can accumulate over many calls). */
+export interface QuantStats {
+  /** Finite inputs beyond the format's range (became inf, NaN or were saturated). */
+  overflow: number;
+  /** Nonzero finite inputs that became zero. */
+  underflow: number;
+  /** NaN inputs (passed through as NaN). */
+  nan: number;
+  /** The per-tensor scale used by the last int8 quantization. */
+  scale?: number;
+}
+
+/** A zeroed {@link QuantStats}. */
+export function newStats(): QuantStats {
+  return { overflow: 0, underflow: 0, nan: 0 };
+}
+
+const F32 = new Float32Array(1);
+const U32 = new Uint32Array(F32.buffer);
+function f32bits(x: number): number {
+  F32[0] = x;
+  return U32[0];
+}
+
+/** Generic float(exp, man): 2 <= exp <= 8, 1 <= man <= 22, so every value is exact in float32. */
+export function floatFormat(exp: number, man: number, opts: { special?: 'ieee' | 'fn'; overflow?: 'inf' | 'saturate' | 'nan'; name?: string } = {}): FloatFormat {
+  if (!Number.isInteger(exp) || exp < 2 || exp > 8) throw new SlimfitError(`float format: exponent bits must be an integer in 2..8, got ${exp}`);
+  if (!Number.isInteger(man) || man < 1 || man > 22) throw new SlimfitError(`float format: mantissa bits must be an integer in 1..22, got ${man}`);
+  const special = opts.special ?? 'ieee';
+  const bias = 2 ** (exp - 1) - 1;
+  const emin = 1 - bias;
+  // ieee: top exponent field reserved; fn: only the all-ones code (exponent and mantissa) is NaN.
+  const maxFinite = special === 'ieee'
+    ? (2 - 2 ** -man) * 2 ** (2 ** exp - 2 - bias)
+    : (2 - 2 ** (1 - man)) * 2 ** (2 ** exp - 1 - bias);
+  return {
+    kind: 'float', name: opts.name ?? `float(e${exp},m${man}${special === 'fn' ? ',fn' : ''})`, bits: 1 + exp + man,
+    exp, man, bias, special, overflow: opts.overflow ?? (special === 'ieee' ? 'inf' : 'saturate'),
+    emin, maxFinite, minNormal: 2 ** emin, minSubnormal: 2 ** (emin - man),
+  };
+}
+
+/** IEEE 754 binary16: 1/5/10, max 65504, subnormals down to 2^-24, overflow to inf. */
+export const FP16 = floatFormat(5, 10, { name: 'fp16' });
+/** bfloat16: 1/8/7, the float32 exponent range. */
+export const BF16 = floatFormat(8, 7, { name: 'bf16' });
+/** OCP FP8 E4M3: bias 7, max 448, no inf, NaN = S.1111.111; overflow saturates to ±448 (OCP saturation mode). */
+export const E4M3 = floatFormat(4, 3, { special: 'fn', name: 'e4m3' });
+/** OCP FP8 E5M2: bias 15, max 57344, IEEE-like inf/NaN. */
+export const E5M2 = floatFormat(5, 2, { name: 'e5m2' });
+/** float32 (identity). */
+export const FP32: Fp32Format = { kind: 'fp32', name: 'fp32', bits: 32, maxFinite: 3.4028234663852886e38, minSubnormal: 2 ** -149 };
+
+/** Signed fixed point <il, fl>: range [-2^(il-1), 2^(il-1) - 2^-fl], saturating; il + fl <= 32. */
+export function fixedFormat(il: number, fl: number, name?: string): FixedFormat {
+  if (!Number.isInteger(il) || !Number.isInteger(fl) || il < 1 || fl < 0 || il + fl > 32 || il + fl < 2) {
+    throw new SlimfitError(`fixed point <${il},${fl}>: need integers il >= 1, fl >= 0, 2 <= il + fl <= 32`);
+  }
+  return {
+    kind: 'fixed', name: name ?? `fixed<${il},${fl}>`, bits: il + fl, il, fl,
+    maxFinite: 2 ** (il - 1) - 2 ** -fl, minFinite: -(2 ** (il - 1)), minSubnormal: 2 ** -fl,
+  };
+}
+
+/** int8 with a per-tensor scale (computed as max|x|/127 on each call unless `scale` is given). */
+export function int8Format(scale?: number): Int8Format {
+  if (scale !== undefined && !(scale > 0 && Number.isFinite(scale))) throw new SlimfitError(`int8 scale must be a positive finite number, got ${scale}`);
+  return scale === undefined ? { kind: 'int8', name: 'int8', bits: 8 } : { kind: 'int8', name: `int8(scale=${scale})`, bits: 8, scale };
+}
+
+/**
+ * Parse a format name: fp32, fp16, bf16, e4m3, e5m2, int8, fixed<IL,FL> (or fixedIL.FL), float(E,M) / float(E,M,fn).
+ */
+export function parseFormat(s: string): Format {
+  const t = s.trim().toLowerCase();
+  const named: Record<string, Format> = { fp32: FP32, float32: FP32, fp16: FP16, float16: FP16, half: FP16, bf16: BF16, bfloat16: BF16, e4m3: E4M3, fp8: E4M3, 'fp8-e4m3': E4M3, e5m2: E5M2, 'fp8-e5m2': E5M2, int8: int8Format() };
+  if (named[t]) return named[t];
+  let m = /^fixed\s*[<(]?\s*(\d+)\s*[,.]\s*(\d+)\s*[>)]?$/.exec(t);
+  if (m) return fixedFormat(Number(m[1]), Number(m[2]));
+  m = /^float\s*\(\s*e?(\d+)\s*,\s*m?(\d+)\s*(?:,\s*(ieee|fn))?\s*\)$/.exec(t);
+  if (m) return floatFormat(Number(m[1]), Number(m[2]), { special: (m[3] as 'ieee' | 'fn' | undefined) ?? 'ieee' });
+  throw new SlimfitError(`unknown number format "${s}"`, { hint: 'use fp32, fp16, bf16, e4m3, e5m2, int8, fixed<IL,FL> or float(E,M[,fn])' });
+}
+
+/** Bytes one value occupies when stored in `fmt` (bits / 8). */
+export function bytesPer(fmt: Format): number {
+  return fmt.bits / 8;
+}
+
+/** Smallest positive representable magnitude (NaN for int8, whose step depends on the tensor). */
+export function smallestPositive(fmt: Format): number {
+  return fmt.kind === 'int8' ? (fmt.scale ?? NaN) : fmt.minSubnormal;
+}
+
+// 2^k for k in [-400, 400], so loops never call Math.pow.
+const P2_OFF = 400;
+const P2 = new Float64Array(801);
+for (let k = -400; k <= 400; k++) P2[k + P2_OFF] = 2 ** k;
+
+/** Quantization options: rounding mode (default nearest-even), PRNG for stochastic, output array, counters. */
+export interface QuantizeOptions {
+  rounding?: Rounding;
+  rng?: Rng;
+  /** Where to write (may be the input itself for in-place); a new array when omitted. */
+  out?: Float32Array;
+  stats?: QuantStats;
+}
+
+/**
+ * Round every element of `x` to the nearest representable value of `fmt` (per `rounding`), written as float32.
+ * Nearest is round-half-to-even; stochastic rounds up with probability equal to the remainder's fraction of the
+ * step (exact for remainders resolvable in 32 random bits); zero truncates. Returns the output array.
+ */
+export function quantize(fmt: Format, x: Float32Array, opts: QuantizeOptions = {}): Float32Array {
+  const out = opts.out ?? new Float32Array(x.length);
+  if (out.length !== x.length) throw new Error(`quantize: output length ${out.length} != input length ${x.length}`);
+  const rounding = opts.rounding ?? 'nearest';
+  if (rounding === 'stochastic' && !opts.rng) throw new Error('quantize: stochastic rounding needs opts.rng');
+  const st = opts.stats ?? newStats();
+  switch (fmt.kind) {
+    case 'fp32':
+      if (out !== x) out.set(x);
+      for (let i = 0; i < x.length; i++) if (x[i] !== x[i]) st.nan++;
+      return out;
+    case 'float': {
+      const inp = new Uint32Array(x.buffer, x.byteOffset, x.length);
+      const o = new Uint32Array(out.buffer, out.byteOffset, out.length);
+      if (rounding === 'nearest') qFloatNearest(fmt, inp, o, st);
+      else if (rounding === 'zero') qFloatZero(fmt, inp, o, st);
+      else qFloatStochastic(fmt, inp, o, st, opts.rng!);
+      return out;
+    }
+    case 'fixed':
+      qFixed(fmt.fl, -(2 ** (fmt.bits - 1)), 2 ** (fmt.bits - 1) - 1, x, out, rounding, opts.rng, st);
+      return out;
+    case 'int8': {
+      let scale = fmt.scale;
+      if (scale === undefined) {
+        let mx = 0;
+        for (let i = 0; i < x.length; i++) { const a = Math.abs(x[i]); if (a > mx) mx = a; }
+        scale = mx > 0 && Number.isFinite(mx) ? mx / 127 : 1;
+      }
+      st.scale = scale;
+      qScaled(scale, -127, 127, x, out, rounding, opts.rng, st);
+      return out;
+    }
+  }
+}
+
+/** Constants shared by the float loops. */
+function floatConsts(f: FloatFormat) {
+  const shift = 23 - f.man;
+  const eminB = f.emin + 127; // float32 biased exponent of the format's smallest normal (>= 1)
+  const maxBits = f32bits(f.maxFinite);
+  return {
+    shift, notMask: ~((1 << shift) - 1), eminB, minNormBits: eminB << 23, maxBits,
+    ovBits: f.overflow === 'inf' ? 0x7f800000 : f.overflow === 'saturate' ? maxBits : 0x7fc00000,
+    // float32 bits for an infinite input: kept by ieee formats; fn formats have no inf.
+    infBits: f.special === 'ieee' ? 0x7f800000 : f.overflow === 'saturate' ? maxBits : 0x7fc00000,
+    sub0: shift + eminB, qExp: f.emin - f.man,
+  };
+}
+
+/** float32 bits of q * 2^qExp for a small positive integer q (exactly representable). */
+function bitsOfMultiple(q: number, qExp: number): number {
+  const p = 31 - Math.clz32(q);
+  const be = p + qExp + 127;
+  return be >= 1 ? (be << 23) | ((q << (23 - p)) & 0x7fffff) : q << (qExp + 149);
+}
+
+function qFloatNearest(f: FloatFormat, inp: Uint32Array, out: Uint32Array, st: QuantStats): void {
+  const { shift, notMask, minNormBits, maxBits, ovBits, infBits, sub0, qExp } = floatConsts(f);
+  const hb = (1 << (shift - 1)) - 1;
+  let ov = 0, uf = 0, nan = 0;
+  for (let i = 0; i < inp.length; i++) {
+    const b = inp[i];
+    const a = b & 0x7fffffff;
+    const s = b & 0x80000000;
+    let r: number;
+    if (a >= minNormBits) {
+      if (a >= 0x7f800000) {
+        if (a > 0x7f800000) { out[i] = b; nan++; } else out[i] = s | infBits;
+        continue;
+      }
+      r = (a + hb + ((a >>> shift) & 1)) & notMask;
+      if (r > maxBits) { r = ovBits; ov++; }
+    } else {
+      const e = a >>> 23;
+      const m = e ? (a & 0x7fffff) | 0x800000 : a;
+      const sh = sub0 - (e || 1);
+      let q = 0;
+      if (sh < 25) {
+        q = m >>> sh;
+        const rem = m & ((1 << sh) - 1);
+        const half = 1 << (sh - 1);
+        if (rem > half || (rem === half && (q & 1))) q++;
+      }
+      if (q === 0) { r = 0; if (a !== 0) uf++; } else r = bitsOfMultiple(q, qExp);
+    }
+    out[i] = s | r;
+  }
+  st.overflow += ov; st.underflow += uf; st.nan += nan;
+}
+
+function qFloatZero(f: FloatFormat, inp: Uint32Array, out: Uint32Array, st: QuantStats): void {
+  const { notMask, minNormBits, maxBits, infBits, sub0, qExp } = floatConsts(f);
+  let ov = 0, uf = 0, nan = 0;
+  for (let i = 0; i < inp.length; i++) {
+    const b = inp[i];
+    const a = b & 0x7fffffff;
+    const s = b & 0x80000000;
+    let r: number;
+    if (a >= minNormBits) {
+      if (a >= 0x7f800000) {
+        if (a > 0x7f800000) { out[i] = b; nan++; } else out[i] = s | infBits;
+        continue;
+      }
+      r = a & notMask;
+      if (r > maxBits) { r = maxBits; ov++; } // toward zero never rounds up to inf: saturate
+    } else {
+      const e = a >>> 23;
+      const m = e ? (a & 0x7fffff) | 0x800000 : a;
+      const sh = sub0 - (e || 1);
+      const q = sh < 25 ? m >>> sh : 0;
+      if (q === 0) { r = 0; if (a !== 0) uf++; } else r = bitsOfMultiple(q, qExp);
+    }
+    out[i] = s | r;
+  }
+  st.overflow += ov; st.underflow += uf; st.nan += nan;
+}
+
+function qFloatStochastic(f: FloatFormat, inp: Uint32Array, out: Uint32Array, st: QuantStats, rng: Rng): void {
+  const { shift, notMask, minNormBits, maxBits, ovBits, infBits, sub0, qExp } = floatConsts(f);
+  const rs = 32 - shift;
+  const ss = rng.state;
+  let s0 = ss[0], s1 = ss[1], s2 = ss[2], s3 = ss[3];
+  let ov = 0, uf = 0, nan = 0;
+  for (let i = 0; i < inp.length; i++) {
+    // inlined xoshiro128** step (same stream as rng.u32())
+    const mm = Math.imul(s1, 5);
+    const rnd = Math.imul((mm << 7) | (mm >>> 25), 9) >>> 0;
+    const t = s1 << 9;
+    s2 ^= s0; s3 ^= s1; s1 ^= s2; s0 ^= s3; s2 ^= t; s3 = (s3 << 11) | (s3 >>> 21);
+    const b = inp[i];
+    const a = b & 0x7fffffff;
+    const s = b & 0x80000000;
+    let r: number;
+    if (a >= minNormBits) {
+      if (a >= 0x7f800000) {
+        if (a > 0x7f800000) { out[i] = b; nan++; } else out[i] = s | infBits;
+        continue;
+      }
+      r = (a + (rnd >>> rs)) & notMask; // up with probability remainder / step
+      if (r > maxBits) { r = ovBits; ov++; }
+    } else {
+      const e = a >>> 23;
+      const m = e ? (a & 0x7fffff) | 0x800000 : a;
+      const sh = sub0 - (e || 1);
+      let q: number, rem: number;
+      if (sh < 32) { q = m >>> sh; rem = m & ((1 << sh) - 1); } else { q = 0; rem = m; }
+      if (rnd < rem * P2[P2_OFF + 32 - sh]) q++;
+      if (q === 0) { r = 0; if (a !== 0) uf++; } else r = bitsOfMultiple(q, qExp);
+    }
+    out[i] = s | r;
+  }
+  ss[0] = s0; ss[1] = s1; ss[2] = s2; ss[3] = s3;
+  st.overflow += ov; st.underflow += uf; st.nan += nan;
+}
+
+const MAGIC = 6755399441055744; // 2^52 + 2^51: (y + MAGIC) - MAGIC rounds half-to-even for |y| < 2^51
+
+/** Fixed point: integer codes q in [lo, hi], value q * 2^-fl. */
+function qFixed(fl: number, lo: number, hi: number, x: Float32Array, out: Float32Array, rounding: Rounding, rng: Rng | undefined, st: QuantStats): void {
+  qScaledCore(P2[P2_OFF + fl], P2[P2_OFF - fl], lo, hi, x, out, rounding, rng, st);
+}
+
+/** Integer codes times a scale: q = round(x / scale) clamped to [lo, hi]. */
+function qScaled(scale: number, lo: number, hi: number, x: Float32Array, out: Float32Array, rounding: Rounding, rng: Rng | undefined, st: QuantStats): void {
+  qScaledCore(1 / scale, scale, lo, hi, x, out, rounding, rng, st, true);
+}
+
+function qScaledCore(mul: number, step: number, lo: number, hi: number, x: Float32Array, out: Float32Array, rounding: Rounding, rng: Rng | undefined, st: QuantStats, divide = false): void {
+  let ov = 0, uf = 0, nan = 0;
+  const div = step; // for int8 (divide=true) y = x / scale exactly as a double division
+  const mode = rounding === 'nearest' ? 0 : rounding === 'zero' ? 1 : 2;
+  for (let i = 0; i < x.length; i++) {
+    const v = x[i];
+    if (v !== v) { out[i] = v; nan++; continue; }
+    const y = divide ? v / div : v * mul;
+    let q: number;
+    if (mode === 0) {
+      if (y >= hi + 0.5) { q = hi; ov++; } else if (y < lo - 0.5) { q = lo; ov++; } else q = (y + MAGIC) - MAGIC;
+    } else if (mode === 1) {
+      if (y >= hi + 1) { q = hi; ov++; } else if (y <= lo - 1) { q = lo; ov++; } else q = Math.trunc(y);
+    } else {
+      if (y > hi) { q = hi; ov++; } else if (y < lo) { q = lo; ov++; } else {
+        const fl0 = Math.floor(y);
+        q = fl0 + (rng!.u32() < (y - fl0) * 4294967296 ? 1 : 0);
+      }
+    }
+    if (q === 0 && v !== 0) uf++;
+    out[i] = q * step + 0; // + 0 turns -0 into +0 (fixed point has one zero)
+  }
+  st.overflow += ov; st.underflow += uf; st.nan += nan;
+}
+
+/** Quantize one number (convenience for tables and tests; use {@link quantize} for arrays). */
+export function quantizeScalar(fmt: Format, v: number, rounding: Rounding = 'nearest', rng?: Rng): number {
+  return quantize(fmt, Float32Array.of(v), { rounding, rng })[0];
+}
+
+// ---- codes (bit patterns of the stored format) ----
+
+/** Typed array holding codes of a format with at most 16 bits. */
+export type Codes = Uint8Array | Uint16Array;
+
+/**
+ * Encode values as codes of a float format (<= 16 bits): values are first rounded to nearest-even.
+ * NaN keeps its sign and top payload bits (a zero payload becomes the quiet-bit NaN); fn formats use S.1..1.
+ */
+export function encode(fmt: FloatFormat, x: Float32Array, out?: Codes): Codes {
+  if (fmt.bits > 16) throw new SlimfitError(`encode: ${fmt.name} has ${fmt.bits} bits; codes are supported up to 16 bits`);
+  const codes = out ?? (fmt.bits <= 8 ? new Uint8Array(x.length) : new Uint16Array(x.length));
+  const q = quantize(fmt, x);
+  const u = new Uint32Array(q.buffer, q.byteOffset, q.length);
+  const { shift, minNormBits, sub0 } = floatConsts(fmt);
+  const M = fmt.man;
+  const signBit = 1 << (fmt.exp + M);
+  const expOnes = ((1 << fmt.exp) - 1) << M;
+  const manMask = (1 << M) - 1;
+  const allOnes = expOnes | manMask;
+  for (let i = 0; i < u.length; i++) {
+    const b = u[i];
+    const a = b & 0x7fffffff;
+    const s = b >>> 31 ? signBit : 0;
+    let c: number;
+    if (a > 0x7f800000) {
+      if (fmt.special === 'fn') c = allOnes;
+      else { const p = (a & 0x7fffff) >>> shift; c = expOnes | (p || 1 << (M - 1)); }
+    } else if (a === 0x7f800000) c = fmt.special === 'ieee' ? expOnes : allOnes;
+    else if (a >= minNormBits) c = ((((a >>> 23) - 127 + fmt.bias) << M) | ((a >>> shift) & manMask));
+    else {
+      const e = a >>> 23;
+      const m = e ? (a & 0x7fffff) | 0x800000 : a;
+      const sh = sub0 - (e || 1);
+      c = sh < 32 ? m >>> sh : 0;
+    }
+    codes[i] = s | c;
+  }
+  return codes;
+}
+
+const decodeTables = new Map<string, Uint32Array>();
+
+/** float32 bits of every code of a float format (NaN codes keep sign and payload). */
+function decodeTable(fmt: FloatFormat): Uint32Array {
+  const key = `${fmt.exp}/${fmt.man}/${fmt.special}`;
+  let t = decodeTables.get(key);
+  if (t) return t;
+  const n = 1 << fmt.bits;
+  t = new Uint32Array(n);
+  const M = fmt.man;
+  const manMask = (1 << M) - 1;
+  const expMax = (1 << fmt.exp) - 1;
+  for (let c = 0; c < n; c++) {
+    const s = (c >>> (fmt.exp + M)) & 1;
+    const e = (c >>> M) & expMax;
+    const m = c & manMask;
+    let bits: number;
+    if (fmt.special === 'ieee' && e === expMax) bits = m === 0 ? 0x7f800000 : 0x7f800000 | (m << (23 - M));
+    else if (fmt.special === 'fn' && e === expMax && m === manMask) bits = 0x7fc00000;
+    else bits = f32bits(e === 0 ? m * 2 ** (fmt.emin - M) : (1 + m / 2 ** M) * 2 ** (e - fmt.bias));
+    t[c] = (s ? 0x80000000 | bits : bits) >>> 0;
+  }
+  decodeTables.set(key, t);
+  return t;
+}
+
+/** Decode codes of a float format (<= 16 bits) to float32 values. */
+export function decode(fmt: FloatFormat, codes: Codes, out?: Float32Array): Float32Array {
+  if (fmt.bits > 16) throw new SlimfitError(`decode: ${fmt.name} has ${fmt.bits} bits; codes are supported up to 16 bits`);
+  const res = out ?? new Float32Array(codes.length);
+  const u = new Uint32Array(res.buffer, res.byteOffset, res.length);
+  const t = decodeTable(fmt);
+  const mask = (1 << fmt.bits) - 1;
+  for (let i = 0; i < codes.length; i++) u[i] = t[codes[i] & mask];
+  return res;
+}
