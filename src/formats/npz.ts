@@ -113,8 +113,10 @@ export interface NpyRowStream {
   rowShape: number[];
   rowBytes: number;
   member: NpzMember;
-  /** Chunks of whole rows (at most rowsPerChunk each), little-endian, fresh buffers; CRC and length are checked at the end. */
+  /** Chunks of exactly rowsPerChunk whole rows (the last may be shorter), little-endian, fresh buffers; CRC and length are checked at the end. */
   chunks: AsyncIterable<Uint8Array>;
+  /** Release the zip without reading (or after partly reading) the rows; iterating to the end releases it too. */
+  close(): void;
 }
 
 function zipError(display: string, e: unknown, where: string): SlimfitError {
@@ -239,7 +241,8 @@ export async function streamNpyRows(path: string, name: string, rowsPerChunk: nu
         zip.close();
       }
     }
-    return { header, rows, rowShape, rowBytes, member, chunks: chunks() };
+    const close = () => { src.destroy(); zip.close(); };
+    return { header, rows, rowShape, rowBytes, member, chunks: chunks(), close };
   } catch (e) {
     stream?.destroy();
     zip.close();
