@@ -2,8 +2,8 @@ import cliProgress from 'cli-progress';
 
 /** A progress reporter for a long step: a bar with rate and ETA on a TTY, plain periodic lines otherwise. */
 export interface Progress {
-  /** Advance by `n` units (samples, bytes...). */
-  tick(n: number): void;
+  /** Advance by `n` units (samples, bytes...); `status` (e.g. "loss 0.31 acc 0.91") is shown after the rate. */
+  tick(n: number, status?: string): void;
   /** Change the expected total (e.g. once a header has been read). */
   setTotal(total: number): void;
   /** Finish the bar and print a final line. */
@@ -41,18 +41,19 @@ export function createProgress(opts: ProgressOptions): Progress {
   const start = Date.now();
   let total = opts.total;
   let value = 0;
+  let status = '';
   if (opts.quiet) return { tick(n) { value += n; }, setTotal(t) { total = t; }, done() {} };
   const rate = () => value / Math.max(1e-3, (Date.now() - start) / 1000);
   if (stream.isTTY) {
     const bar = new cliProgress.SingleBar({
       stream, hideCursor: true, etaBuffer: 50, fps: 5,
-      format: `${opts.label} [{bar}] {percentage}% | {value}/{total} ${unit} | {rate} ${unit}/s | ETA {eta_formatted}`,
+      format: `${opts.label} [{bar}] {percentage}% | {value}/{total} ${unit} | {rate} ${unit}/s | ETA {eta_formatted}{status}`,
     }, cliProgress.Presets.shades_classic);
-    bar.start(total, 0, { rate: '0' });
+    bar.start(total, 0, { rate: '0', status: '' });
     return {
-      tick(n) { value += n; bar.update(value, { rate: fmtRate(rate()) }); },
+      tick(n, s) { value += n; if (s !== undefined) status = ` | ${s}`; bar.update(value, { rate: fmtRate(rate()), status }); },
       setTotal(t) { total = t; bar.setTotal(t); },
-      done() { bar.update(value, { rate: fmtRate(rate()) }); bar.stop(); },
+      done() { bar.update(value, { rate: fmtRate(rate()), status }); bar.stop(); },
     };
   }
   const every = (opts.plainEvery ?? 5) * 1000;
@@ -61,10 +62,10 @@ export function createProgress(opts: ProgressOptions): Progress {
     const r = rate();
     const pct = total > 0 ? ` (${((100 * value) / total).toFixed(1)}%)` : '';
     const eta = total > 0 && r > 0 ? ` ETA ${fmtEta((total - value) / r)}` : '';
-    stream.write(`${opts.label}: ${value}/${total} ${unit}${pct}, ${fmtRate(r)} ${unit}/s${eta}\n`);
+    stream.write(`${opts.label}: ${value}/${total} ${unit}${pct}, ${fmtRate(r)} ${unit}/s${eta}${status}\n`);
   };
   return {
-    tick(n) { value += n; const now = Date.now(); if (now - last >= every) { last = now; line(); } },
+    tick(n, s) { value += n; if (s !== undefined) status = `, ${s}`; const now = Date.now(); if (now - last >= every) { last = now; line(); } },
     setTotal(t) { total = t; },
     done() { line(); },
   };

@@ -1,0 +1,196 @@
+// The training loop over any Loader (an AsyncIterable of batches with a cursor), and streaming evaluation.
+import * as tf from '@tensorflow/tfjs-core';
+import type * as tfl from '@tensorflow/tfjs-layers';
+import type { TypedArray } from '../formats/dtype.ts';
+import { SlimfitError } from '../formats/errors.ts';
+import type { Batch, Cursor, Loader } from '../loader/types.ts';
+import { createProgress } from '../util/progress.ts';
+
+/** Optimizers `--optimizer` accepts. */
+export const OPTIMIZERS = ['adam', 'sgd', 'rmsprop', 'momentum'] as const;
+/** An optimizer name. */
+export type OptimizerName = (typeof OPTIMIZERS)[number];
+
+/** Metrics of one finished epoch (1-based `epoch`). */
+export interface EpochLog {
+  epoch: number;
+  loss: number;
+  accuracy: number;
+  valLoss?: number;
+  valAccuracy?: number;
+  samples: number;
+  seconds: number;
+  samplesPerSec: number;
+  /** Live tensors after the epoch (tf.memory().numTensors), to show memory does not grow. */
+  numTensors: number;
+}
+
+/** What {@link trainEpochs} returns. */
+export interface History {
+  epochs: EpochLog[];
+}
+
+/** Streaming evaluation result. */
+export interface EvalResult {
+  loss: number;
+  accuracy: number;
+  samples: number;
+  /** confusion[true][predicted] counts. */
+  confusion: number[][];
+}
+
+/** Options of the loop itself (data, model and backend are already chosen). */
+export interface LoopOptions {
+  /** Total epochs to reach (default 5). */
+  epochs?: number;
+  /** Epochs already completed (when resuming). */
+  initialEpoch?: number;
+  /** Streamed after every epoch for val_loss / val_accuracy. */
+  validation?: Loader | null;
+  /** Show a progress bar per epoch (default true). */
+  progress?: boolean;
+  /** Called after each epoch with its metrics and the train loader's cursor (for checkpoints and logs). */
+  onEpochEnd?: (log: EpochLog, cursor: Cursor) => Promise<void> | void;
+}
+
+/** Compile `model` for classification with one-hot labels unless it already carries a training config (a user's model.json). */
+export function compileDefault(model: tfl.LayersModel, optimizer: OptimizerName = 'adam', lr = 1e-3): void {
+  if (model.optimizer) return;
+  const opt = optimizer === 'adam' ? tf.train.adam(lr)
+    : optimizer === 'sgd' ? tf.train.sgd(lr)
+      : optimizer === 'rmsprop' ? tf.train.rmsprop(lr)
+        : optimizer === 'momentum' ? tf.train.momentum(lr, 0.9)
+          : null;
+  if (!opt) throw new SlimfitError(`unknown optimizer '${optimizer}'`, { hint: `use one of: ${OPTIMIZERS.join(', ')}` });
+  model.compile({ optimizer: opt, loss: 'categoricalCrossentropy', metrics: ['accuracy'] });
+}
+
+/**
+ * After loading saved Adam state, tfjs recomputes beta^t with pow(), which differs in the last bits from the running
+ * float32 product an uninterrupted run holds; recompute it the same way so a resumed run continues bit for bit.
+ */
+export function restoreOptimizerExactly(model: tfl.LayersModel): void {
+  const o = model.optimizer as unknown as { accBeta1?: tf.Variable; accBeta2?: tf.Variable; beta1?: number; beta2?: number; iterations_?: number };
+  if (!o || !o.accBeta1 || !o.accBeta2 || o.beta1 === undefined || o.beta2 === undefined) return;
+  const steps = o.iterations_ ?? 0;
+  let b1 = Math.fround(o.beta1), b2 = Math.fround(o.beta2);
+  const f1 = Math.fround(o.beta1), f2 = Math.fround(o.beta2);
+  for (let i = 0; i < steps; i++) { b1 = Math.fround(b1 * f1); b2 = Math.fround(b2 * f2); }
+  tf.tidy(() => { o.accBeta1!.assign(tf.scalar(b1)); o.accBeta2!.assign(tf.scalar(b2)); });
+}
+
+/** Number of classes the model predicts (last axis of its single output). */
+export function modelClasses(model: tfl.LayersModel): number {
+  const shape = model.outputs[0]?.shape;
+  return shape ? Number(shape[shape.length - 1]) : NaN;
+}
+
+function asFloat32(a: TypedArray, copy: boolean): Float32Array {
+  if (a instanceof Float32Array) return copy ? a.slice() : a;
+  const out = new Float32Array(a.length);
+  for (let i = 0; i < a.length; i++) out[i] = Number(a[i]);
+  return out;
+}
+
+/** Turn a batch into tensors: x as given (float32), y one-hot float32 with `classes` columns. */
+function batchTensors(b: Batch, classes: number, copy: boolean): { xs: tf.Tensor; ys: tf.Tensor } {
+  const xs = tf.tensor(asFloat32(b.x, copy), b.xShape, 'float32');
+  if (b.yShape.length === 2 && b.yShape[1] === classes) return { xs, ys: tf.tensor(asFloat32(b.y, copy), b.yShape, 'float32') };
+  const oneHot = new Float32Array(b.n * classes);
+  for (let i = 0; i < b.n; i++) {
+    const v = Number(b.y[i]);
+    if (!(Number.isInteger(v) && v >= 0 && v < classes)) {
+      xs.dispose();
+      throw new SlimfitError(`label ${v} in batch ${b.index} of epoch ${b.epoch} is outside the model's ${classes} classes`, {
+        hint: 'the model output does not match the dataset labels; build the model for the right number of classes',
+      });
+    }
+    oneHot[i * classes + v] = 1;
+  }
+  return { xs, ys: tf.tensor(oneHot, [b.n, classes], 'float32') };
+}
+
+/** Label of row i of a batch's y (one-hot or integer). */
+function labelAt(b: Batch, i: number, classes: number): number {
+  if (b.yShape.length === 2) {
+    let best = 0;
+    for (let c = 1; c < classes; c++) if (Number(b.y[i * classes + c]) > Number(b.y[i * classes + best])) best = c;
+    return best;
+  }
+  return Number(b.y[i]);
+}
+
+/** Stream one full epoch of `loader` through `model.predict`: loss (cross-entropy), accuracy and confusion matrix. */
+export async function evaluateLoader(model: tfl.LayersModel, loader: Loader, opts: { progress?: boolean; label?: string } = {}): Promise<EvalResult> {
+  const classes = modelClasses(model);
+  const confusion = Array.from({ length: classes }, () => new Array<number>(classes).fill(0));
+  const bar = createProgress({ label: opts.label ?? 'evaluate', total: loader.samplesPerEpoch, unit: 'samples', quiet: opts.progress === false });
+  let loss = 0, correct = 0, n = 0;
+  for await (const b of loader) {
+    const probs = tf.tidy(() => {
+      const xs = tf.tensor(asFloat32(b.x, false), b.xShape, 'float32');
+      return (model.predict(xs) as tf.Tensor).dataSync() as Float32Array;
+    });
+    for (let i = 0; i < b.n; i++) {
+      const t = labelAt(b, i, classes);
+      if (!(Number.isInteger(t) && t >= 0 && t < classes)) {
+        throw new SlimfitError(`label ${t} in ${loader.source.name} is outside the model's ${classes} classes`, {
+          hint: 'evaluate with the dataset the model was trained for',
+        });
+      }
+      let p = 0;
+      for (let c = 1; c < classes; c++) if (probs[i * classes + c] > probs[i * classes + p]) p = c;
+      confusion[t][p]++;
+      if (p === t) correct++;
+      loss -= Math.log(Math.min(1 - 1e-7, Math.max(1e-7, probs[i * classes + t])));
+    }
+    n += b.n;
+    bar.tick(b.n);
+  }
+  bar.done();
+  return { loss: n ? loss / n : NaN, accuracy: n ? correct / n : NaN, samples: n, confusion };
+}
+
+/**
+ * Train `model` (compiled) on `loader` from `initialEpoch` to `epochs`: one loader iteration per epoch, a progress bar
+ * with loss / accuracy / samples/s / ETA, optional validation, and `onEpochEnd` for checkpoints.
+ */
+export async function trainEpochs(model: tfl.LayersModel, loader: Loader, opts: LoopOptions = {}): Promise<History> {
+  if (!model.optimizer) throw new Error('trainEpochs needs a compiled model (see compileDefault)');
+  const epochs = opts.epochs ?? 5;
+  const classes = modelClasses(model);
+  const copy = tf.getBackend() === 'cpu'; // the cpu backend keeps a reference to the array; loaders reuse buffers
+  const history: History = { epochs: [] };
+  for (let e = opts.initialEpoch ?? 0; e < epochs; e++) {
+    const remaining = loader.samplesPerEpoch - loader.cursor().position;
+    const bar = createProgress({ label: `epoch ${e + 1}/${epochs}`, total: remaining, unit: 'samples', quiet: opts.progress === false });
+    const t0 = performance.now();
+    let loss = 0, acc = 0, n = 0;
+    for await (const b of loader) {
+      const { xs, ys } = batchTensors(b, classes, copy);
+      let r: number | number[];
+      try {
+        r = await model.trainOnBatch(xs, ys);
+      } finally {
+        xs.dispose();
+        ys.dispose();
+      }
+      const [l, a] = Array.isArray(r) ? r : [r, NaN];
+      if (!Number.isFinite(l)) throw new SlimfitError(`the loss became ${l} in epoch ${e + 1}, batch ${b.index}`, { hint: 'lower the learning rate (--lr)' });
+      loss += l * b.n; acc += a * b.n; n += b.n;
+      bar.tick(b.n, `loss ${(loss / n).toFixed(4)} acc ${(acc / n).toFixed(4)}`);
+    }
+    bar.done();
+    const seconds = (performance.now() - t0) / 1000;
+    const log: EpochLog = { epoch: e + 1, loss: loss / n, accuracy: acc / n, samples: n, seconds, samplesPerSec: n / seconds, numTensors: 0 };
+    if (opts.validation) {
+      const v = await evaluateLoader(model, opts.validation, { progress: opts.progress, label: `validate ${e + 1}/${epochs}` });
+      log.valLoss = v.loss;
+      log.valAccuracy = v.accuracy;
+    }
+    log.numTensors = tf.memory().numTensors;
+    history.epochs.push(log);
+    if (opts.onEpochEnd) await opts.onEpochEnd(log, loader.cursor());
+  }
+  return history;
+}

@@ -1,0 +1,121 @@
+// Saving and loading tfjs layers models (model.json + weights.bin) on the local disk, atomically, with clear errors.
+import { mkdir, readFile, rename, rm, stat, writeFile } from 'node:fs/promises';
+import { basename, dirname, join } from 'node:path';
+import * as tf from '@tensorflow/tfjs-core';
+import * as tfl from '@tensorflow/tfjs-layers';
+import { SlimfitError } from '../formats/errors.ts';
+
+/** File name of the model topology + weights manifest inside a saved model folder. */
+export const MODEL_JSON = 'model.json';
+
+function joinWeights(w: ArrayBuffer | ArrayBuffer[] | undefined): Uint8Array {
+  if (!w) return new Uint8Array(0);
+  const parts = Array.isArray(w) ? w : [w];
+  const out = new Uint8Array(parts.reduce((a, p) => a + p.byteLength, 0));
+  let o = 0;
+  for (const p of parts) { out.set(new Uint8Array(p), o); o += p.byteLength; }
+  return out;
+}
+
+/**
+ * Save `model` (with its optimizer state when compiled) as the standard tfjs layers format into folder `dir`:
+ * written to a temporary sibling folder first and renamed into place, so `dir` is either absent or complete.
+ */
+export async function saveModel(model: tfl.LayersModel, dir: string, opts: { includeOptimizer?: boolean } = {}): Promise<void> {
+  const tmp = join(dirname(dir), `.${basename(dir)}.tmp-${process.pid}-${Date.now()}`);
+  await mkdir(tmp, { recursive: true });
+  try {
+    await model.save({
+      save: async (a: tf.io.ModelArtifacts) => {
+        const weights = joinWeights(a.weightData as ArrayBuffer | ArrayBuffer[] | undefined);
+        const json = {
+          format: a.format ?? 'layers-model',
+          generatedBy: a.generatedBy,
+          convertedBy: a.convertedBy ?? 'slimfit',
+          modelTopology: a.modelTopology,
+          trainingConfig: a.trainingConfig,
+          weightsManifest: [{ paths: ['weights.bin'], weights: a.weightSpecs ?? [] }],
+        };
+        await writeFile(join(tmp, 'weights.bin'), weights);
+        await writeFile(join(tmp, MODEL_JSON), JSON.stringify(json));
+        return { modelArtifactsInfo: { dateSaved: new Date(), modelTopologyType: 'JSON', weightDataBytes: weights.byteLength } };
+      },
+    }, { includeOptimizer: opts.includeOptimizer ?? model.optimizer != null });
+    const old = `${tmp}.old`;
+    const had = await stat(dir).then(() => true, () => false);
+    if (had) await rename(dir, old);
+    await rename(tmp, dir);
+    if (had) await rm(old, { recursive: true, force: true });
+  } catch (e) {
+    await rm(tmp, { recursive: true, force: true });
+    throw e;
+  }
+}
+
+interface WeightsGroup { paths: string[]; weights: tf.io.WeightsManifestEntry[] }
+
+/** Read model.json + weight files into artifacts, checking each piece and naming the file at fault. */
+async function readArtifacts(path: string): Promise<tf.io.ModelArtifacts> {
+  const file = path.endsWith('.json') ? path : join(path, MODEL_JSON);
+  let text: string;
+  try {
+    text = await readFile(file, 'utf8');
+  } catch (e) {
+    throw new SlimfitError(`cannot read the model file (${(e as NodeJS.ErrnoException).code ?? (e as Error).message})`, {
+      file, hint: 'pass a tfjs layers model.json (as written by model.save) or one of: mlp, cnn, two-branch',
+    });
+  }
+  let j: { modelTopology?: unknown; weightsManifest?: WeightsGroup[]; format?: string; trainingConfig?: tf.io.TrainingConfig; generatedBy?: string; convertedBy?: string };
+  try {
+    j = JSON.parse(text);
+  } catch (e) {
+    throw new SlimfitError(`the model file is not valid JSON (${(e as Error).message})`, { file, hint: 'pass a tfjs layers model.json' });
+  }
+  if (!j || typeof j !== 'object' || !j.modelTopology || typeof j.modelTopology !== 'object') {
+    throw new SlimfitError('the model file has no "modelTopology"', { file, hint: 'pass a tfjs layers model.json (graph models from the converter cannot be trained)' });
+  }
+  if (j.format && j.format !== 'layers-model') {
+    throw new SlimfitError(`the model file is a '${j.format}', not a 'layers-model'`, { file, hint: 'only tfjs layers models can be trained' });
+  }
+  const specs: tf.io.WeightsManifestEntry[] = [];
+  const chunks: Uint8Array[] = [];
+  for (const g of j.weightsManifest ?? []) {
+    if (!g || !Array.isArray(g.paths) || !Array.isArray(g.weights)) throw new SlimfitError('malformed "weightsManifest"', { file });
+    specs.push(...g.weights);
+    for (const p of g.paths) {
+      if (typeof p !== 'string' || p.includes('..') || p.startsWith('/')) throw new SlimfitError(`bad weight file path '${p}'`, { file });
+      const wf = join(dirname(file), p);
+      try {
+        chunks.push(await readFile(wf));
+      } catch {
+        throw new SlimfitError(`weight file '${p}' named by the model is missing`, { file: wf, hint: 'copy the whole model folder' });
+      }
+    }
+  }
+  const data = joinWeights(chunks.map((c) => c.buffer.slice(c.byteOffset, c.byteOffset + c.byteLength) as ArrayBuffer));
+  const bytesPer: Record<string, number> = { float32: 4, int32: 4, bool: 1, uint8: 1, float16: 2, int16: 2 };
+  let need = 0;
+  for (const s of specs) {
+    const per = s.quantization ? bytesPer[s.quantization.dtype] ?? 4 : bytesPer[s.dtype] ?? 4;
+    need += s.shape.reduce((a, d) => a * d, 1) * per;
+  }
+  if (need !== data.byteLength) {
+    throw new SlimfitError(`the weight files hold ${data.byteLength} bytes but the manifest describes ${need}`, { file, hint: 'the weights are truncated or belong to another model' });
+  }
+  return {
+    modelTopology: j.modelTopology as object, weightSpecs: specs, weightData: data.buffer as ArrayBuffer,
+    format: j.format, generatedBy: j.generatedBy, convertedBy: j.convertedBy, trainingConfig: j.trainingConfig,
+  };
+}
+
+/** Load a tfjs layers model from a folder or model.json path (optimizer state restored when saved with it). */
+export async function loadModel(path: string): Promise<tfl.LayersModel> {
+  const artifacts = await readArtifacts(path);
+  try {
+    return await tfl.loadLayersModel({ load: async () => artifacts });
+  } catch (e) {
+    throw new SlimfitError(`tfjs cannot build this model: ${(e as Error).message.split('\n')[0]}`, {
+      file: path, hint: 'pass a tfjs layers model.json written by model.save (tfjs-layers 4.x)',
+    });
+  }
+}
