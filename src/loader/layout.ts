@@ -1,0 +1,45 @@
+// How a DataSource's samples lie on disk: plain-data "parts" that worker threads can open and read by themselves.
+import type { DataSource } from './types.ts';
+
+/** One .npy holding a field of a part: a file path, where the .npy starts inside it, and what to check on open. */
+export interface PartFile {
+  /** Absolute path of the file on disk. */
+  path: string;
+  /** What to call it in errors (e.g. `shard train/x-00003.npy`). */
+  name: string;
+  /** Byte position of the .npy magic in the file (0, or the member data offset inside an .npz). */
+  base: number;
+  /** Exact file size the file must have (store shards: from the manifest); undefined = no size check. */
+  fileBytes?: number;
+  /** Extra advice for errors about this file. */
+  hint: string;
+}
+
+/** `samples` consecutive samples (global indices start..start+samples) stored as a pair of .npy arrays. */
+export interface Part {
+  start: number;
+  samples: number;
+  x: PartFile;
+  y: PartFile;
+}
+
+/** A DataSource the loader can read: it also carries its on-disk layout. */
+export interface LoadableSource extends DataSource {
+  /** Parts in sample order; their sample counts add up to `samples`. */
+  readonly parts: readonly Part[];
+}
+
+/** True if `s` carries a layout (made by openDataset, fromNpy or fromNpz). */
+export function isLoadable(s: DataSource): s is LoadableSource {
+  return Array.isArray((s as LoadableSource).parts);
+}
+
+/** Index of the part holding global sample `s` (binary search over part starts). */
+export function partOf(parts: readonly Part[], s: number): number {
+  let lo = 0, hi = parts.length - 1;
+  while (lo < hi) {
+    const mid = (lo + hi + 1) >> 1;
+    if (parts[mid].start <= s) lo = mid; else hi = mid - 1;
+  }
+  return lo;
+}

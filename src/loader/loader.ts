@@ -1,0 +1,333 @@
+// createLoader: shuffled minibatches from disk, filled by worker threads into a fixed ring of shared buffers.
+import { availableParallelism } from 'node:os';
+import { Worker } from 'node:worker_threads';
+import { type TypedArray, dtypeSize, elementAsNumber, viewAs } from '../formats/dtype.ts';
+import { SlimfitError } from '../formats/errors.ts';
+import { openNpy } from '../formats/npy.ts';
+import { isLoadable, type LoadableSource } from './layout.ts';
+import type { ClassTable, PlanConfig } from './plan.ts';
+import { type BatchReader, type ReaderInit, createReader, slotLayout } from './reader.ts';
+import { makeTransformSpec } from './transform.ts';
+import type { Batch, Cursor, DataSource, Loader, LoaderOptions } from './types.ts';
+import type { FillReply, FillRequest } from './worker.ts';
+
+/** How well a loader shuffles, stated plainly (see {@link ShuffledLoader.shuffleReport}). */
+export interface ShuffleReport {
+  mode: 'global' | 'block' | 'none';
+  /** True when every order of the epoch is equally likely (global mode). */
+  uniform: boolean;
+  /** Block mode: consecutive samples that stay together. */
+  blockSamples: number;
+  /** Block mode: samples shuffled together in memory. */
+  windowSamples: number;
+  /** windowSamples / samplesPerEpoch (1 = the whole epoch is one window, which is a uniform shuffle). */
+  windowFraction: number;
+  /** One readable sentence. */
+  note: string;
+}
+
+/** A Loader plus what it does (additions to the Loader contract). */
+export interface ShuffledLoader extends Loader {
+  readonly shuffleReport: ShuffleReport;
+  /** Worker threads used (0 = main thread). */
+  readonly workers: number;
+  /** Batches prepared ahead (ring slots). */
+  readonly prefetch: number;
+  /** Bytes of the ring of prepared batches. */
+  readonly ringBytes: number;
+}
+
+const MB = 1 << 20;
+
+function intOpt(name: string, v: number | undefined, dflt: number, min: number): number {
+  const x = v ?? dflt;
+  if (!Number.isSafeInteger(x) || x < min) throw new RangeError(`${name} must be a whole number >= ${min}, got ${v}`);
+  return x;
+}
+
+/** Something that fills batches: a worker thread, or the main thread itself. */
+interface Executor {
+  send(r: FillRequest): Promise<void>;
+  pending(): number;
+  setActive(on: boolean): void;
+  close(): Promise<void>;
+}
+
+function errorFrom(e: NonNullable<FillReply['error']>): Error {
+  if (e.slimfit) {
+    const err = new SlimfitError(e.message);
+    Object.assign(err, { file: e.file, hint: e.hint });
+    return err;
+  }
+  const err = new Error(`loader worker failed: ${e.message}`);
+  if (e.stack) err.stack = e.stack;
+  return err;
+}
+
+function workerExecutor(init: ReaderInit): Executor {
+  // tsx is registered inside the worker before importing the TypeScript entry (execArgv does not reach worker entry points on Node 20).
+  const boot = `import(${JSON.stringify(import.meta.resolve('tsx/esm/api'))}).then((m) => { m.register(); return import(${JSON.stringify(new URL('./worker.ts', import.meta.url).href)}); })`;
+  const w = new Worker(boot, { eval: true, workerData: init });
+  const waiting = new Map<number, { resolve: () => void; reject: (e: Error) => void }>();
+  let dead: Error | null = null;
+  const failAll = (e: Error) => {
+    dead ??= e;
+    for (const p of waiting.values()) p.reject(e);
+    waiting.clear();
+  };
+  w.on('message', (m: FillReply) => {
+    const p = waiting.get(m.seq);
+    if (!p) return;
+    waiting.delete(m.seq);
+    if (m.error) p.reject(errorFrom(m.error)); else p.resolve();
+  });
+  w.on('error', (e) => failAll(new Error(`loader worker crashed: ${e.message}`)));
+  let closing = false;
+  const exited = new Promise<void>((res) => w.on('exit', (code) => {
+    if (!closing) failAll(new Error(`loader worker exited unexpectedly (code ${code})`));
+    res();
+  }));
+  w.unref();
+  return {
+    send(r) {
+      if (dead) return Promise.reject(dead);
+      return new Promise<void>((resolve, reject) => { waiting.set(r.seq, { resolve, reject }); w.postMessage(r); });
+    },
+    pending: () => waiting.size,
+    setActive(on) { if (on) w.ref(); else w.unref(); },
+    async close() {
+      closing = true;
+      w.postMessage('close');
+      const t = setTimeout(() => void w.terminate(), 2000);
+      await exited;
+      clearTimeout(t);
+    },
+  };
+}
+
+function localExecutor(init: ReaderInit): Executor {
+  const reader: BatchReader = createReader(init);
+  return {
+    send(r) {
+      try { reader.fill(r.epoch, r.start, r.n, r.slot); return Promise.resolve(); } catch (e) { return Promise.reject(e); }
+    },
+    pending: () => 0,
+    setActive() {},
+    async close() { reader.close(); },
+  };
+}
+
+/** Read all labels (raw bytes, source order) into shared memory, part by part. */
+async function readAllLabels(src: LoadableSource, yRow: number): Promise<Uint8Array> {
+  const out = new Uint8Array(new SharedArrayBuffer(Math.max(8, src.samples * yRow)));
+  for (const p of src.parts) {
+    const npy = await openNpy(p.y.path, { offset: p.y.base, displayName: p.y.name });
+    try {
+      const chunk = Math.max(1, Math.floor((4 * MB) / Math.max(1, yRow)));
+      for (let r = 0; r < p.samples; r += chunk) {
+        const end = Math.min(p.samples, r + chunk);
+        await npy.readRows(r, end, out.subarray((p.start + r) * yRow, (p.start + end) * yRow));
+      }
+    } finally { await npy.close(); }
+  }
+  return out;
+}
+
+/** Group sample ids by class (labels must be non-negative integers). */
+function classTable(src: LoadableSource, labels: Uint8Array): ClassTable {
+  const y = src.y;
+  if (y.shape.length !== 0 || y.dtype.startsWith('float')) {
+    throw new SlimfitError(`balanced sampling needs one integer class label per sample, but y is ${y.dtype} [${y.shape.join(', ')}]`, { file: src.name, hint: 'drop the balanced option' });
+  }
+  const view: TypedArray = viewAs(y.dtype, labels.subarray(0, src.samples * dtypeSize(y.dtype)));
+  const counts: number[] = [];
+  for (let i = 0; i < src.samples; i++) {
+    const v = elementAsNumber(y.dtype, view, i);
+    if (!(Number.isInteger(v) && v >= 0 && v < 1 << 20)) throw new SlimfitError(`label ${v} of sample ${i} is not a class index`, { file: src.name, hint: 'balanced sampling needs class labels 0..C-1' });
+    while (counts.length <= v) counts.push(0);
+    counts[v]++;
+  }
+  const offsets = new Float64Array(new SharedArrayBuffer(8 * (counts.length + 1)));
+  for (let c = 0; c < counts.length; c++) offsets[c + 1] = offsets[c] + counts[c];
+  const big = src.samples > 0xffffffff;
+  const ids = big ? new Float64Array(new SharedArrayBuffer(8 * src.samples)) : new Uint32Array(new SharedArrayBuffer(4 * Math.max(1, src.samples)));
+  const fill = Array.from(offsets.subarray(0, counts.length));
+  for (let i = 0; i < src.samples; i++) ids[fill[elementAsNumber(y.dtype, view, i)]++] = i;
+  return { offsets, ids };
+}
+
+/** Extra options beyond the contract's LoaderOptions. */
+export interface ExtraLoaderOptions {
+  /** Hand out batches whose arrays are views into the ring (valid until the next batch is requested); default false = copies. */
+  reuseBuffers?: boolean;
+  /** Keep all labels in (shared) memory when they take at most this many bytes (default 64 MB; 0 = read them per batch). */
+  labelCacheBytes?: number;
+  /** Block mode: bytes of one block of consecutive samples (default 1 MB, at most a quarter of the window). */
+  shuffleBlock?: number;
+  /** How often readers re-check open files for deletion or truncation, in ms (default 250). */
+  checkIntervalMs?: number;
+}
+
+/** Create a batch generator over `source` (see LoaderOptions; nothing is read until the first iteration). */
+export function createLoader(source: DataSource, opts: LoaderOptions & ExtraLoaderOptions = {}): ShuffledLoader {
+  if (!isLoadable(source)) throw new TypeError('createLoader needs a DataSource made by openDataset(dir).split(name), fromNpy or fromNpz');
+  const src = source;
+  const B = intOpt('batchSize', opts.batchSize, 128, 1);
+  const seed = intOpt('seed', opts.seed, 0, -(2 ** 52));
+  const worldSize = intOpt('worldSize', opts.worldSize, 1, 1);
+  const rank = intOpt('rank', opts.rank, 0, 0);
+  if (rank >= worldSize) throw new RangeError(`rank ${rank} must be below worldSize ${worldSize}`);
+  const mode = opts.shuffle === false ? 'none' : (opts.shuffle ?? 'global');
+  if (mode !== 'none' && mode !== 'global' && mode !== 'block') throw new RangeError(`shuffle must be 'global', 'block' or false, got ${String(opts.shuffle)}`);
+  const balanced = opts.balanced ?? false;
+  if (balanced && mode !== 'global') throw new RangeError("balanced sampling draws samples at random: use it with shuffle: 'global'");
+  const spec = makeTransformSpec(src, opts, seed);
+  const N = src.samples;
+  const perRank = Math.floor(N / worldSize);
+  const dropLast = opts.dropLast ?? false;
+  const batchesPerEpoch = dropLast ? Math.floor(perRank / B) : Math.ceil(perRank / B);
+  const xRow = src.x.shape.reduce((p, d) => p * d, 1) * dtypeSize(src.x.dtype);
+  const yRow = src.y.shape.reduce((p, d) => p * d, 1) * dtypeSize(src.y.dtype);
+
+  // Block mode geometry: the window is sized in bytes; blocks are at most a quarter of it.
+  const windowBytes = intOpt('shuffleWindow', opts.shuffleWindow, 64 * MB, 1);
+  const windowSamples = Math.max(1, Math.min(Math.max(1, perRank), Math.floor(windowBytes / Math.max(1, xRow + yRow))));
+  const blockSamples = Math.max(1, Math.min(Math.floor(intOpt('shuffleBlock', opts.shuffleBlock, MB, 1) / Math.max(1, xRow)), Math.floor(windowSamples / 4)));
+  const plan: PlanConfig = { n: N, mode, balanced, seed, rank, worldSize, perRank, blockSamples, windowSamples };
+
+  const workers = intOpt('workers', opts.workers, Math.max(1, availableParallelism() - 1), 0);
+  const layout = slotLayout(spec, B);
+  let prefetch: number;
+  if (opts.prefetch !== undefined) prefetch = intOpt('prefetch', opts.prefetch, 4, 1);
+  else if (opts.memoryBudget !== undefined) prefetch = Math.max(1, Math.min(1024, Math.floor(intOpt('memoryBudget', opts.memoryBudget, 0, 1) / layout.bytes)));
+  else prefetch = Math.max(4, 2 * workers);
+  if (workers === 0) prefetch = 1;
+  const reuse = opts.reuseBuffers ?? false;
+  const labelCacheBytes = intOpt('labelCacheBytes', opts.labelCacheBytes, 64 * MB, 0);
+
+  const frac = perRank > 0 ? windowSamples / perRank : 1;
+  const shuffleReport: ShuffleReport = {
+    mode, uniform: mode === 'global' || (mode === 'block' && frac >= 1 && blockSamples === 1),
+    blockSamples: mode === 'block' ? blockSamples : 0, windowSamples: mode === 'block' ? windowSamples : 0, windowFraction: mode === 'block' ? frac : 0,
+    note: mode === 'global' ? (balanced ? 'global: classes drawn equally often (with replacement inside a class once it runs out), order uniform' : 'global: a uniform random permutation of all samples every epoch')
+      : mode === 'none' ? 'no shuffle: samples in stored order'
+      : `block: runs of ${blockSamples} consecutive samples in random order, shuffled inside windows of ${windowSamples} samples (${(100 * Math.min(1, frac)).toFixed(frac < 0.01 ? 3 : 1)}% of an epoch); samples never move between windows, so this is ${frac >= 1 ? 'close to' : 'NOT'} a uniform shuffle`,
+  };
+
+  let epoch = 0, position = 0;
+  let executors: Executor[] | null = null;
+  let starting: Promise<Executor[]> | null = null;
+  let slots: SharedArrayBuffer[] = [];
+  let running = false;
+  let closed = false;
+
+  const start = async (): Promise<Executor[]> => {
+    let labels: Uint8Array | undefined;
+    let classes: ClassTable | undefined;
+    if (N > 0 && (balanced || (N * yRow <= labelCacheBytes && labelCacheBytes > 0))) labels = await readAllLabels(src, yRow);
+    if (balanced && labels) classes = classTable(src, labels);
+    if (labels && N * yRow > labelCacheBytes) labels = undefined; // read only for the class table
+    slots = Array.from({ length: prefetch }, () => new SharedArrayBuffer(layout.bytes));
+    const init: ReaderInit = {
+      parts: src.parts.map((p) => ({ ...p, x: { ...p.x }, y: { ...p.y } })), plan, classes, labels, spec, batchSize: B, slots,
+      checkMs: opts.checkIntervalMs ?? 250, maxOpen: 256,
+    };
+    return workers === 0 ? [localExecutor(init)] : Array.from({ length: workers }, () => workerExecutor(init));
+  };
+
+  const normalize = () => {
+    const left = perRank - position;
+    if (position > 0 && (left <= 0 || (dropLast && left < B))) { epoch++; position = 0; }
+  };
+
+  const view = (slot: number, n: number): { x: TypedArray; y: TypedArray } => {
+    const xb = new Uint8Array(slots[slot], 0, n * spec.xOutBytes);
+    const yb = new Uint8Array(slots[slot], layout.yOffset, n * spec.yOutBytes);
+    const xd = spec.xOut === 'float32' ? 'float32' : src.x.dtype;
+    const yd = spec.yOut === 'int32' ? 'int32' : 'float32';
+    return { x: viewAs(xd, reuse ? xb : xb.slice()), y: viewAs(yd, reuse ? yb : yb.slice()) };
+  };
+
+  async function* iterate(): AsyncGenerator<Batch> {
+    if (closed) throw new Error('the loader is closed');
+    if (running) throw new Error('this loader is already being iterated; finish or break that loop first');
+    running = true;
+    const inflight = new Map<number, { slot: number; done: Promise<void> }>();
+    try {
+      if (!executors) { starting ??= start(); executors = await starting; }
+      const ex = executors;
+      for (const e of ex) e.setActive(true);
+      normalize();
+      const ep = epoch, first = position;
+      const starts: number[] = [];
+      for (let s = first; s < perRank; s += B) {
+        if (dropLast && perRank - s < B) break;
+        starts.push(s);
+      }
+      const indexBase = Math.ceil(first / B);
+      const free = Array.from({ length: prefetch }, (_, i) => i);
+      let next = 0;
+      const dispatch = () => {
+        while (free.length > 0 && next < starts.length) {
+          const seq = next++;
+          const s = starts[seq];
+          const n = Math.min(B, perRank - s);
+          const slot = free.shift()!;
+          let e: Executor;
+          if (mode === 'block') e = ex[Math.floor(s / windowSamples) % ex.length];
+          else e = ex.reduce((best, c) => (c.pending() < best.pending() ? c : best), ex[0]);
+          const done = e.send({ seq, epoch: ep, start: s, n, slot });
+          done.catch(() => {});
+          inflight.set(seq, { slot, done });
+        }
+      };
+      dispatch();
+      for (let k = 0; k < starts.length; k++) {
+        const t = inflight.get(k)!;
+        await t.done;
+        inflight.delete(k);
+        const n = Math.min(B, perRank - starts[k]);
+        const { x, y } = view(t.slot, n);
+        if (!reuse) { free.push(t.slot); dispatch(); }
+        position = starts[k] + n;
+        yield { n, x, xShape: [n, ...spec.xShape], y, yShape: [n, ...spec.yShape], epoch: ep, index: indexBase + k };
+        if (reuse) { free.push(t.slot); dispatch(); }
+      }
+      normalize();
+      if (position === 0 && starts.length === 0 && first === 0) epoch++; // an empty epoch still advances
+    } finally {
+      await Promise.allSettled([...inflight.values()].map((t) => t.done));
+      for (const e of executors ?? []) e.setActive(false);
+      running = false;
+    }
+  }
+
+  return {
+    source: src, batchesPerEpoch, samplesPerEpoch: perRank, shuffleReport, workers, prefetch, ringBytes: prefetch * layout.bytes,
+    [Symbol.asyncIterator]: () => iterate(),
+    cursor(): Cursor {
+      const left = perRank - position;
+      const end = position > 0 && (left <= 0 || (dropLast && left < B));
+      return { seed, epoch: end ? epoch + 1 : epoch, position: end ? 0 : position, rank, worldSize };
+    },
+    resume(c: Cursor) {
+      if (running) throw new Error('cannot resume while the loader is being iterated');
+      if (c.seed !== seed || c.rank !== rank || c.worldSize !== worldSize) {
+        throw new SlimfitError(`the cursor is for seed ${c.seed}, rank ${c.rank}/${c.worldSize} but this loader has seed ${seed}, rank ${rank}/${worldSize}`, {
+          hint: 'create the loader with the same seed, rank and worldSize as the run that saved the cursor',
+        });
+      }
+      if (!(Number.isSafeInteger(c.epoch) && c.epoch >= 0 && Number.isSafeInteger(c.position) && c.position >= 0 && c.position <= perRank)) {
+        throw new SlimfitError(`the cursor's epoch ${c.epoch} / position ${c.position} is outside this loader's epochs of ${perRank} samples`, { hint: 'the cursor belongs to a different dataset or rank split' });
+      }
+      epoch = c.epoch; position = c.position;
+    },
+    async close() {
+      if (closed) return;
+      closed = true;
+      const ex = executors ?? (starting ? await starting.catch(() => null) : null);
+      executors = null;
+      if (ex) await Promise.all(ex.map((e) => e.close()));
+    },
+  };
+}

@@ -1,0 +1,208 @@
+// Fills one batch: computes its samples, reads them with synchronous positioned reads (sorted, coalesced), transforms them.
+// Runs inside worker threads (or on the main thread with workers: 0); everything it needs arrives as plain data.
+import { closeSync, fstatSync, openSync, readSync } from 'node:fs';
+import { dtypeSize, swapBytes } from '../formats/dtype.ts';
+import { SlimfitError } from '../formats/errors.ts';
+import { parseNpyHeader } from '../formats/npy.ts';
+import { type Part, type PartFile, partOf } from './layout.ts';
+import { type ClassTable, type PlanConfig, createPlan } from './plan.ts';
+import { type RawView, type TransformSpec, createTransformer, rawView } from './transform.ts';
+
+/** Everything a reader needs (structured-clonable; the shared buffers are shared, not copied). */
+export interface ReaderInit {
+  parts: Part[];
+  plan: PlanConfig;
+  classes?: { offsets: Float64Array; ids: Float64Array | Uint32Array };
+  /** All labels' raw bytes, when they are small enough to keep (saves one read per sample). */
+  labels?: Uint8Array;
+  spec: TransformSpec;
+  batchSize: number;
+  /** Ring slots the batches are written into. */
+  slots: SharedArrayBuffer[];
+  /** How often open files are re-checked for deletion/truncation (ms). */
+  checkMs: number;
+  /** Most files kept open at once. */
+  maxOpen: number;
+}
+
+/** Byte layout of a slot: x output at 0, y output after it (8-aligned). */
+export function slotLayout(spec: TransformSpec, batchSize: number): { yOffset: number; bytes: number } {
+  const yOffset = Math.ceil((batchSize * spec.xOutBytes) / 8) * 8;
+  return { yOffset, bytes: yOffset + Math.max(8, batchSize * spec.yOutBytes) };
+}
+
+interface OpenFile { fd: number; file: PartFile; dataStart: number; rowBytes: number; swap: number; size: number; used: number }
+
+/** Fills batches into slots; call `fill` for each batch, `close` at the end. */
+export interface BatchReader {
+  fill(epoch: number, start: number, n: number, slot: number): void;
+  close(): void;
+}
+
+/** Create a reader over `init` (opens files lazily, checks each file's header and size on open). */
+export function createReader(init: ReaderInit): BatchReader {
+  const { parts, spec, batchSize: B } = init;
+  const classes: ClassTable | undefined = init.classes;
+  const plan = createPlan(init.plan, classes);
+  const xRow = spec.x.shape.reduce((p, d) => p * d, 1) * dtypeSize(spec.x.dtype);
+  const yRow = spec.y.shape.reduce((p, d) => p * d, 1) * dtypeSize(spec.y.dtype);
+  const layout = slotLayout(spec, B);
+  const transformers = init.slots.map((sab) => createTransformer(spec,
+    new Uint8Array(sab, 0, B * spec.xOutBytes), new Uint8Array(sab, layout.yOffset, B * spec.yOutBytes)));
+  // Scratch for raw rows (8-aligned for every dtype).
+  const xScratch = rawView(spec.x.dtype, new Uint8Array(new ArrayBuffer(Math.max(8, B * xRow))));
+  const yScratch = rawView(spec.y.dtype, new Uint8Array(new ArrayBuffer(Math.max(8, B * yRow))));
+  const labels = init.labels ? rawView(spec.y.dtype, init.labels) : null;
+  const ids = new Float64Array(B);
+  const order = new Uint32Array(B);
+  const slotOf = new Uint32Array(B);
+  const open = new Map<number, OpenFile>();
+  let lastCheck = Date.now();
+
+  const fail = (f: PartFile, msg: string, offset?: number): never => {
+    throw new SlimfitError(`${f.name}: ${msg}`, { offset, hint: f.hint });
+  };
+
+  let tick = 0;
+  const openFile = (pi: number, field: 'x' | 'y'): OpenFile => {
+    const key = 2 * pi + (field === 'y' ? 1 : 0);
+    const hit = open.get(key);
+    if (hit) { hit.used = ++tick; return hit; }
+    const f = parts[pi][field], rows = parts[pi].samples;
+    let fd: number;
+    try { fd = openSync(f.path, 'r'); } catch (e) {
+      const code = (e as NodeJS.ErrnoException).code;
+      return fail(f, code === 'ENOENT' ? 'is missing (deleted while the loader was using it?)' : `cannot be opened (${code})`);
+    }
+    try {
+      const size = fstatSync(fd).size;
+      if (f.fileBytes !== undefined && size !== f.fileBytes) fail(f, `is ${size} bytes but should be ${f.fileBytes} (truncated or replaced)`);
+      const head = Buffer.alloc(Math.min(65536, Math.max(0, size - f.base)));
+      readSync(fd, head, 0, head.length, f.base);
+      const h = parseNpyHeader(head, f.name);
+      const want = field === 'x' ? spec.x : spec.y;
+      const rowShape = h.shape.slice(1);
+      if (h.dtype !== want.dtype || rowShape.length !== want.shape.length || rowShape.some((d, i) => d !== want.shape[i]) || (h.shape[0] ?? 1) !== rows) {
+        fail(f, `holds ${h.shape[0]} samples of ${h.dtype} [${rowShape.join(',')}] but ${rows} of ${want.dtype} [${want.shape.join(',')}] were expected`);
+      }
+      const rowBytes = field === 'x' ? xRow : yRow;
+      const dataStart = f.base + h.dataOffset;
+      if (dataStart + rows * rowBytes > size) fail(f, `ends early: ${rows} samples need ${dataStart + rows * rowBytes} bytes, the file has ${size}`);
+      const of: OpenFile = { fd, file: f, dataStart, rowBytes, swap: h.bigEndian ? dtypeSize(h.dtype) : 0, size, used: ++tick };
+      if (open.size >= init.maxOpen) {
+        let oldest = -1, least = Infinity;
+        for (const [k, o] of open) if (o.used < least) { least = o.used; oldest = k; }
+        closeSync(open.get(oldest)!.fd);
+        open.delete(oldest);
+      }
+      open.set(key, of);
+      return of;
+    } catch (e) {
+      closeSync(fd);
+      throw e;
+    }
+  };
+
+  /** Re-check every open file: deleted (no links left) or size changed is an error naming the file. */
+  const checkOpen = () => {
+    for (const of of open.values()) {
+      const st = fstatSync(of.fd);
+      if (st.nlink === 0) fail(of.file, 'was deleted while the loader was reading it');
+      if (st.size !== of.size) fail(of.file, `changed size from ${of.size} to ${st.size} bytes while the loader was reading it`);
+    }
+    lastCheck = Date.now();
+  };
+
+  const readInto = (of: OpenFile, row: number, count: number, into: Uint8Array, at: number) => {
+    const len = count * of.rowBytes;
+    const pos = of.dataStart + row * of.rowBytes;
+    let done = 0;
+    while (done < len) {
+      const got = readSync(of.fd, into, at + done, len - done, pos + done);
+      if (got === 0) fail(of.file, `ended early while reading ${count} sample(s) from row ${row} (truncated while the loader was reading it?)`, pos + done);
+      done += got;
+    }
+    if (of.swap) swapBytes(into.subarray(at, at + len), of.swap);
+  };
+
+  /** Read `count` consecutive samples from global id `first` (may span parts) into the views at slot `at`. */
+  const readRun = (first: number, count: number, xv: RawView, yv: RawView | null, at: number) => {
+    while (count > 0) {
+      const pi = partOf(parts, first);
+      const p = parts[pi];
+      const row = first - p.start;
+      const take = Math.min(count, p.samples - row);
+      readInto(openFile(pi, 'x'), row, take, xv.u8, at * xRow);
+      // y is opened even when labels are cached, so a deleted or damaged label shard is still noticed.
+      const yf = openFile(pi, 'y');
+      if (yv) readInto(yf, row, take, yv.u8, at * yRow);
+      first += take; count -= take; at += take;
+    }
+  };
+
+  // Block mode: one window of samples (in stored order) kept in memory.
+  let win: { epoch: number; w: number; x: RawView; y: RawView } | null = null;
+  const loadWindow = (epoch: number, w: number) => {
+    if (win && win.epoch === epoch && win.w === w) return win;
+    const [a, b] = plan.windowRange(w);
+    const L = b - a;
+    if (!win || win.x.u8.byteLength < L * xRow) {
+      win = null; // let the old window go before allocating
+      win = { epoch, w, x: rawView(spec.x.dtype, new Uint8Array(Math.max(8, L * xRow))), y: rawView(spec.y.dtype, new Uint8Array(Math.max(8, L * yRow))) };
+    }
+    win.epoch = epoch; win.w = w;
+    let at = 0;
+    for (const [first, count] of plan.windowRuns(epoch, w)) {
+      readRun(first, count, win.x, labels ? null : win.y, at);
+      at += count;
+    }
+    return win;
+  };
+
+  const where = (id: number) => () => `sample ${id} of ${parts[partOf(parts, id)].y.name.replace(/^shard /, 'shard ')}`;
+
+  return {
+    fill(epoch, start, n, slot) {
+      if (Date.now() - lastCheck >= init.checkMs) checkOpen();
+      const t = transformers[slot];
+      if (init.plan.mode === 'block') {
+        for (let k = 0; k < n; k++) {
+          const q = start + k;
+          const w = plan.windowOf(q);
+          const cur = loadWindow(epoch, w);
+          const s = plan.windowSlot(epoch, q);
+          t.x(k, cur.x, s, epoch, plan.streamPosition(q));
+          if (labels) {
+            // Stored-order slot s of window w is global id plan.samples(...); recover it only for labels.
+            plan.samples(epoch, q, 1, ids);
+            t.y(k, labels, ids[0], where(ids[0]));
+          } else t.y(k, cur.y, s, () => `position ${q} of epoch ${epoch}`);
+        }
+        return;
+      }
+      plan.samples(epoch, start, n, ids);
+      for (let k = 0; k < n; k++) order[k] = k;
+      const sorted = order.subarray(0, n);
+      if (init.plan.mode !== 'none') sorted.sort((i, j) => ids[i] - ids[j]);
+      // Read in file order, coalescing runs of consecutive ids; remember where each batch position landed.
+      let i = 0;
+      while (i < n) {
+        let j = i + 1;
+        while (j < n && ids[sorted[j]] === ids[sorted[j - 1]] + 1) j++;
+        readRun(ids[sorted[i]], j - i, xScratch, labels ? null : yScratch, i);
+        for (let r = i; r < j; r++) slotOf[sorted[r]] = r;
+        i = j;
+      }
+      for (let k = 0; k < n; k++) {
+        const key = plan.streamPosition(start + k);
+        t.x(k, xScratch, slotOf[k], epoch, key);
+        if (labels) t.y(k, labels, ids[k], where(ids[k]));
+        else t.y(k, yScratch, slotOf[k], where(ids[k]));
+      }
+    },
+    close() {
+      for (const of of open.values()) closeSync(of.fd);
+      open.clear();
+    },
+  };
+}

@@ -1,0 +1,114 @@
+// Data sources for the loader: a store split, a pair of plain .npy files, or two members of an .npz.
+import { stat } from 'node:fs/promises';
+import { join, resolve } from 'node:path';
+import { SlimfitError } from '../formats/errors.ts';
+import { type NpyFile, openNpy } from '../formats/npy.ts';
+import { type NpzMember, listNpz, memberDisplayName } from '../formats/npz.ts';
+import type { FieldSpec, Manifest } from '../store/manifest.ts';
+import { openStore } from '../store/open.ts';
+import type { LoadableSource, Part } from './layout.ts';
+import type { DataSource } from './types.ts';
+
+/** An opened store: its manifest, split names and a DataSource per split. */
+export interface Dataset {
+  readonly dir: string;
+  readonly manifest: Manifest;
+  /** Split names in manifest order. */
+  readonly splits: string[];
+  /** The DataSource for split `name` (a SlimfitError listing the splits if it does not exist). */
+  split(name: string): DataSource;
+  close(): Promise<void>;
+}
+
+const STORE_HINT = 'the store is damaged; run `slimfit verify DIR` and re-run `slimfit convert`';
+
+/** Open a store directory (manifest checked now; shards are opened and header-checked by the loader's readers on first use). */
+export async function openDataset(dir: string): Promise<Dataset> {
+  const abs = resolve(dir);
+  const store = await openStore(abs);
+  const m = store.manifest;
+  return {
+    dir: abs, manifest: m, splits: store.splits,
+    split(name) {
+      const info = store.split(name).info; // throws the listing SlimfitError for a missing split
+      const parts: Part[] = [];
+      let start = 0;
+      for (const sh of info.shards) {
+        const file = (f: { file: string; bytes: number }) => ({
+          path: join(abs, f.file), name: `shard ${f.file} of ${abs}`, base: 0, fileBytes: f.bytes, hint: STORE_HINT,
+        });
+        parts.push({ start, samples: sh.samples, x: file(sh.x), y: file(sh.y) });
+        start += sh.samples;
+      }
+      const src: LoadableSource = {
+        name: `${abs}:${name}`, samples: info.samples, x: m.fields.x, y: m.fields.y,
+        classNames: m.classNames, stats: m.stats, parts,
+        close: async () => {},
+      };
+      return src;
+    },
+    close: () => store.close(),
+  };
+}
+
+/** Field spec and row count of an opened .npy, refusing 0-d arrays. */
+function fieldOf(npy: NpyFile, name: string): FieldSpec {
+  if (npy.shape.length === 0) throw new SlimfitError('holds a single value (0-d array), not one row per sample', { file: name, hint: 'x and y need the sample index as their first axis' });
+  return { dtype: npy.dtype, shape: [...npy.rowShape] };
+}
+
+/** Build a source from two opened .npy arrays (closed here; readers reopen them by path). */
+async function pairSource(name: string, x: NpyFile, y: NpyFile, xName: string, yName: string, xBase: number, yBase: number, hint: string): Promise<LoadableSource> {
+  try {
+    const xf = fieldOf(x, xName), yf = fieldOf(y, yName);
+    if (x.rows !== y.rows) {
+      throw new SlimfitError(`x has ${x.rows} samples but y has ${y.rows}`, { file: yName, hint: 'x and y must have the same length along their first axis' });
+    }
+    const sizeX = (await stat(x.path)).size, sizeY = (await stat(y.path)).size;
+    const parts: Part[] = x.rows === 0 ? [] : [{
+      start: 0, samples: x.rows,
+      x: { path: x.path, name: xName, base: xBase, fileBytes: sizeX, hint },
+      y: { path: y.path, name: yName, base: yBase, fileBytes: sizeY, hint },
+    }];
+    return { name, samples: x.rows, x: xf, y: yf, parts, close: async () => {} };
+  } finally {
+    await x.close();
+    await y.close();
+  }
+}
+
+/** Use the user's own x/y .npy files directly (no conversion); rows are read in place by position. */
+export async function fromNpy(paths: { x: string; y: string }): Promise<DataSource> {
+  const xp = resolve(paths.x), yp = resolve(paths.y);
+  const x = await openNpy(xp);
+  const y = await openNpy(yp).catch(async (e) => { await x.close(); throw e; });
+  return pairSource(`${xp} + ${yp}`, x, y, xp, yp, 0, 0, 'the file changed while training read it; re-create it or convert it with `slimfit convert`');
+}
+
+/**
+ * Use two arrays of an .npz directly. Stored (np.savez) members are read in place by offset.
+ * Deflated members (np.savez_compressed) cannot be read by position: that is a SlimfitError suggesting `slimfit convert`.
+ */
+export async function fromNpz(path: string, names: { x: string; y: string }): Promise<DataSource> {
+  const p = resolve(path);
+  const members = await listNpz(p);
+  const find = (want: string): NpzMember => {
+    const m = members.find((e) => e.name === want || e.name === want.replace(/\.npy$/, ''));
+    if (!m) {
+      throw new SlimfitError(`has no array named '${want}'`, {
+        file: p, hint: `its arrays are: ${members.map((e) => e.name).join(', ') || '(none)'}`,
+      });
+    }
+    if (m.compressed) {
+      throw new SlimfitError(`array '${want}' is compressed (np.savez_compressed), so it cannot be read by position without inflating it all`, {
+        file: p, hint: `convert it once to a store and load that: \`slimfit convert ${path} OUT --x ${names.x} --y ${names.y}\``,
+      });
+    }
+    return m;
+  };
+  const mx = find(names.x), my = find(names.y);
+  const xName = memberDisplayName(p, mx.name), yName = memberDisplayName(p, my.name);
+  const x = await openNpy(p, { offset: mx.dataOffset, length: mx.compressedSize, displayName: xName });
+  const y = await openNpy(p, { offset: my.dataOffset, length: my.compressedSize, displayName: yName }).catch(async (e) => { await x.close(); throw e; });
+  return pairSource(`${p}[${names.x}, ${names.y}]`, x, y, xName, yName, mx.dataOffset, my.dataOffset, 'the .npz changed while training read it; re-create it or convert it with `slimfit convert`');
+}

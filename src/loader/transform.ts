@@ -1,0 +1,239 @@
+// Per-sample transforms run by the loader's readers: cast/normalize, random shift, Gaussian noise, labels (int32 or one-hot).
+import { type DType, type TypedArray, dtypeSize, halfToFloat } from '../formats/dtype.ts';
+import { SlimfitError } from '../formats/errors.ts';
+import type { FieldSpec, Stats } from '../store/manifest.ts';
+import { hash32 } from '../util/permutation.ts';
+import type { TransformOptions } from './types.ts';
+
+/** Plain-data transform description (computed once on the main thread, passed to workers). */
+export interface TransformSpec {
+  x: FieldSpec;
+  y: FieldSpec;
+  /** x output: 'float32' (cast with per-channel a*x+b) or 'raw' (source dtype, unchanged values). */
+  xOut: 'float32' | 'raw';
+  channels: number;
+  /** Per-channel scale and offset: out = x * a[c] + b[c]. */
+  a: number[];
+  b: number[];
+  noise: number;
+  shift: number;
+  /** Image height and width (for shift). */
+  h: number;
+  w: number;
+  /** y output: int32 class/int values, float32 values, or one-hot float32 over `classes`. */
+  yOut: 'int32' | 'float32' | 'onehot';
+  classes: number;
+  seed: number;
+  /** Per-sample output shapes (before the batch axis). */
+  xShape: number[];
+  yShape: number[];
+  /** Bytes of one output sample. */
+  xOutBytes: number;
+  yOutBytes: number;
+}
+
+const INT: DType[] = ['bool', 'uint8', 'int8', 'uint16', 'int16', 'uint32', 'int32', 'uint64', 'int64'];
+
+/** Check transform options against a source and turn them into a {@link TransformSpec}. */
+export function makeTransformSpec(src: { name: string; x: FieldSpec; y: FieldSpec; classNames?: string[]; stats?: Stats }, o: TransformOptions, seed: number): TransformSpec {
+  const { x, y } = src;
+  const elems = x.shape.reduce((p, d) => p * d, 1);
+  const channels = x.shape.length >= 3 ? x.shape[x.shape.length - 1] : 1;
+  let a = new Array<number>(channels).fill(1), b = new Array<number>(channels).fill(0);
+  const norm = o.normalize ?? false;
+  if (norm === 'stats') {
+    const st = src.stats;
+    if (!st) {
+      throw new SlimfitError("normalize: 'stats' needs per-channel mean/std, which only a slimfit store has", {
+        file: src.name, hint: 'use normalize: {scale: 1/255, shift: 0} (or similar), or convert the data into a store with `slimfit convert`',
+      });
+    }
+    if (st.mean.length !== channels && st.mean.length !== 1) {
+      throw new SlimfitError(`the stored statistics have ${st.mean.length} channels but samples have ${channels}`, { file: src.name, hint: 're-run `slimfit convert`' });
+    }
+    a = a.map((_, c) => { const s = st.std[st.std.length === 1 ? 0 : c]; return s > 0 ? 1 / s : 1; });
+    b = b.map((_, c) => -st.mean[st.mean.length === 1 ? 0 : c] * a[c]);
+  } else if (norm) {
+    if (!Number.isFinite(norm.scale) || !Number.isFinite(norm.shift)) throw new RangeError(`normalize scale/shift must be finite numbers, got ${norm.scale}/${norm.shift}`);
+    a.fill(norm.scale); b.fill(norm.shift);
+  }
+  const noise = o.noise ?? 0;
+  if (!(noise >= 0)) throw new RangeError(`noise must be >= 0, got ${noise}`);
+  const shift = o.shift ?? 0;
+  if (!(Number.isInteger(shift) && shift >= 0)) throw new RangeError(`shift must be a whole number of pixels >= 0, got ${shift}`);
+  if (shift > 0 && x.shape.length < 2) {
+    throw new SlimfitError(`shift needs image-shaped samples [H, W] or [H, W, C], but x samples have shape [${x.shape.join(', ')}]`, { file: src.name, hint: 'convert the data with its image shape, or drop the shift option' });
+  }
+  const xOut = norm !== false || noise > 0 ? 'float32' : 'raw';
+  if (xOut === 'float32' && x.dtype === 'bool') throw new SlimfitError('cannot normalize boolean samples', { file: src.name });
+  const xShape = (o.layout ?? 'nhwc') === 'flat' ? [elems] : [...x.shape];
+
+  let yOut: TransformSpec['yOut'] = INT.includes(y.dtype) ? 'int32' : 'float32';
+  let classes = 0;
+  let yShape = [...y.shape];
+  if (o.oneHot) {
+    if (y.shape.length !== 0 || !INT.includes(y.dtype)) {
+      throw new SlimfitError(`oneHot needs one integer class label per sample, but y is ${y.dtype} [${y.shape.join(', ')}]`, { file: src.name, hint: 'drop the oneHot option' });
+    }
+    classes = o.oneHot === true ? (src.classNames?.length ?? 0) : o.oneHot;
+    if (!(Number.isInteger(classes) && classes > 0)) {
+      throw new SlimfitError('oneHot: true needs class names to count the classes, and this source has none', { file: src.name, hint: 'pass the number of classes, e.g. oneHot: 10' });
+    }
+    yOut = 'onehot';
+    yShape = [classes];
+  }
+  const yElems = yShape.reduce((p, d) => p * d, 1);
+  return {
+    x, y, xOut, channels, a, b, noise, shift,
+    h: x.shape.length >= 2 ? x.shape[0] : 1, w: x.shape.length >= 2 ? x.shape[1] : 1,
+    yOut, classes, seed, xShape, yShape,
+    xOutBytes: elems * (xOut === 'float32' ? 4 : dtypeSize(x.dtype)),
+    yOutBytes: yElems * 4,
+  };
+}
+
+/** A typed-array view of source rows: `t` over the same bytes as `u8`, in the source dtype. */
+export interface RawView { u8: Uint8Array; t: TypedArray }
+
+/** Views of `buf` in dtype `d` (byteOffset must be aligned). */
+export function rawView(d: DType, buf: Uint8Array): RawView {
+  const size = dtypeSize(d);
+  const n = Math.floor(buf.byteLength / size);
+  const { buffer, byteOffset } = buf;
+  let t: TypedArray;
+  switch (d) {
+    case 'bool': case 'uint8': t = new Uint8Array(buffer, byteOffset, n); break;
+    case 'int8': t = new Int8Array(buffer, byteOffset, n); break;
+    case 'uint16': case 'float16': t = new Uint16Array(buffer, byteOffset, n); break;
+    case 'int16': t = new Int16Array(buffer, byteOffset, n); break;
+    case 'uint32': t = new Uint32Array(buffer, byteOffset, n); break;
+    case 'int32': t = new Int32Array(buffer, byteOffset, n); break;
+    case 'uint64': t = new BigUint64Array(buffer, byteOffset, n); break;
+    case 'int64': t = new BigInt64Array(buffer, byteOffset, n); break;
+    case 'float32': t = new Float32Array(buffer, byteOffset, n); break;
+    case 'float64': t = new Float64Array(buffer, byteOffset, n); break;
+  }
+  return { u8: buf, t };
+}
+
+/** Seeded 32-bit generator (mulberry32). */
+function rng(seed: number): () => number {
+  let s = seed >>> 0;
+  return () => {
+    s = (s + 0x6d2b79f5) >>> 0;
+    let t = s;
+    t = Math.imul(t ^ (t >>> 15), t | 1);
+    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
+    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
+  };
+}
+
+/** Writes transformed samples into a batch's output arrays. */
+export interface Transformer {
+  /** Transform source row `row` of `src` into output sample k; `key` (epoch-wide position) seeds augmentation. */
+  x(k: number, src: RawView, row: number, epoch: number, key: number): void;
+  /** Convert label row `row` of `src` into output sample k; `where` names the sample in errors. */
+  y(k: number, src: RawView, row: number, where: () => string): void;
+}
+
+/** Build the per-sample kernels writing into `xOut`/`yOut` (the batch slot's byte regions). */
+export function createTransformer(spec: TransformSpec, xOut: Uint8Array, yOut: Uint8Array): Transformer {
+  const { x, y, channels: C, a, b, noise, shift, h: H, w: Wd } = spec;
+  const elems = x.shape.reduce((p, d) => p * d, 1);
+  const yElems = y.shape.reduce((p, d) => p * d, 1);
+  const xf = spec.xOut === 'float32' ? new Float32Array(xOut.buffer, xOut.byteOffset, xOut.byteLength >> 2) : null;
+  const xr = spec.xOut === 'raw' ? rawView(x.dtype, xOut) : null;
+  const yi = new Int32Array(yOut.buffer, yOut.byteOffset, yOut.byteLength >> 2);
+  const yf = new Float32Array(yOut.buffer, yOut.byteOffset, yOut.byteLength >> 2);
+  const tmp = new Float32Array(elems);
+  const isHalf = x.dtype === 'float16';
+  const isBig = x.dtype === 'int64' || x.dtype === 'uint64';
+  const a0 = a[0], b0 = b[0];
+  const rowElems = elems;
+
+  /** Source row as float values into tmp. */
+  const load = (src: RawView, row: number) => {
+    const t = src.t, o = row * rowElems;
+    if (isHalf) for (let e = 0; e < rowElems; e++) tmp[e] = halfToFloat(t[o + e] as number);
+    else if (isBig) for (let e = 0; e < rowElems; e++) tmp[e] = Number(t[o + e]);
+    else for (let e = 0; e < rowElems; e++) tmp[e] = t[o + e] as number;
+  };
+
+  return {
+    x(k, src, row, epoch, key) {
+      const out = k * rowElems;
+      let dy = 0, dx = 0;
+      let r: (() => number) | null = null;
+      if (shift > 0 || noise > 0) {
+        r = rng(hash32(hash32(spec.seed, epoch), key) ^ hash32(0x5eed, Math.floor(key / 4294967296)));
+        if (shift > 0) { dy = Math.floor(r() * (2 * shift + 1)) - shift; dx = Math.floor(r() * (2 * shift + 1)) - shift; }
+      }
+      if (xr) {
+        // Raw output: same dtype, values copied (shifted with zero fill when asked).
+        const s = src.t as unknown as { [i: number]: number | bigint }, d = xr.t as unknown as { [i: number]: number | bigint };
+        if (dy === 0 && dx === 0) {
+          const sz = dtypeSize(x.dtype) * rowElems;
+          xr.u8.set(src.u8.subarray(row * sz, (row + 1) * sz), k * sz);
+          return;
+        }
+        const zero = isBig ? 0n : 0;
+        const CH = rowElems / (H * Wd);
+        for (let i = 0; i < H; i++) for (let j = 0; j < Wd; j++) {
+          const si = i - dy, sj = j - dx, inb = si >= 0 && si < H && sj >= 0 && sj < Wd;
+          for (let c = 0; c < CH; c++) d[out + (i * Wd + j) * CH + c] = inb ? s[row * rowElems + (si * Wd + sj) * CH + c] : zero;
+        }
+        return;
+      }
+      const o = xf!;
+      if (dy === 0 && dx === 0 && !isHalf && !isBig) {
+        const t = src.t as Uint8Array | Float32Array, base = row * rowElems;
+        if (C === 1) for (let e = 0; e < rowElems; e++) o[out + e] = t[base + e] * a0 + b0;
+        else for (let e = 0; e < rowElems; e++) { const c = e % C; o[out + e] = t[base + e] * a[c] + b[c]; }
+      } else {
+        load(src, row);
+        const CH = shift > 0 ? rowElems / (H * Wd) : 1;
+        if (dy === 0 && dx === 0) for (let e = 0; e < rowElems; e++) { const c = e % C; o[out + e] = tmp[e] * a[c] + b[c]; }
+        else {
+          for (let i = 0; i < H; i++) for (let j = 0; j < Wd; j++) {
+            const si = i - dy, sj = j - dx, inb = si >= 0 && si < H && sj >= 0 && sj < Wd;
+            for (let c = 0; c < CH; c++) {
+              const e = (i * Wd + j) * CH + c, ch = e % C;
+              o[out + e] = (inb ? tmp[(si * Wd + sj) * CH + c] : 0) * a[ch] + b[ch];
+            }
+          }
+        }
+      }
+      if (noise > 0) {
+        // Box-Muller, two normals per pair of uniforms.
+        for (let e = 0; e < rowElems; e += 2) {
+          const u1 = r!() || 1e-12, u2 = r!();
+          const m = noise * Math.sqrt(-2 * Math.log(u1));
+          o[out + e] += m * Math.cos(2 * Math.PI * u2);
+          if (e + 1 < rowElems) o[out + e + 1] += m * Math.sin(2 * Math.PI * u2);
+        }
+      }
+    },
+    y(k, src, row, where) {
+      const t = src.t;
+      if (spec.yOut === 'onehot') {
+        const v = Number(t[row]);
+        if (!(Number.isInteger(v) && v >= 0 && v < spec.classes)) {
+          throw new SlimfitError(`label ${v} of ${where()} is not a class index below ${spec.classes}`, { hint: 'pass the right number of classes to oneHot, or check the labels' });
+        }
+        const base = k * spec.classes;
+        yf.fill(0, base, base + spec.classes);
+        yf[base + v] = 1;
+        return;
+      }
+      const base = row * yElems, out = k * yElems;
+      if (spec.yOut === 'int32') {
+        for (let e = 0; e < yElems; e++) {
+          const v = Number(t[base + e]);
+          if (v > 2147483647 || v < -2147483648) throw new SlimfitError(`label ${v} of ${where()} does not fit in int32`, { hint: 'labels must be class indices or small integers' });
+          yi[out + e] = v;
+        }
+      } else if (y.dtype === 'float16') for (let e = 0; e < yElems; e++) yf[out + e] = halfToFloat(t[base + e] as number);
+      else for (let e = 0; e < yElems; e++) yf[out + e] = Number(t[base + e]);
+    },
+  };
+}
