@@ -1,0 +1,18 @@
+{
+  "variables": { "have_openblas%": "<!(node native/detect-blas.cjs)" },
+  "targets": [
+    {
+      "target_name": "slimfit_engine",
+      "sources": ["native/addon.cc", "native/kernels.cc", "native/gemm_own.cc"],
+      "cflags_cc!": ["-fno-exceptions"],
+      "cflags_cc": ["-O3", "-std=c++17", "-fexceptions", "-Wno-ignored-attributes"],
+      "libraries": ["-lpthread"],
+      "conditions": [
+        ["have_openblas==1", {
+          "defines": ["SLIMFIT_HAVE_OPENBLAS"],
+          "libraries": ["-lopenblas"]
+        }]
+      ]
+    }
+  ]
+}

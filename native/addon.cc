@@ -1,0 +1,288 @@
+// N-API bindings: every kernel takes an ArrayBuffer (e.g. the wasm heap) or typed array plus byte offsets, zero copy.
+#include <node_api.h>
+
+#include <cstdint>
+#include <string>
+
+#include "gemm_own.h"
+#include "kernels.h"
+
+using namespace sf;
+
+namespace {
+
+struct Args {
+  napi_env env;
+  napi_value v[24];
+  size_t n = 24;
+  bool ok = true;
+  Args(napi_env e, napi_callback_info info) : env(e) { napi_get_cb_info(e, info, &n, v, nullptr, nullptr); }
+  void fail(const char* msg) {
+    if (ok) napi_throw_type_error(env, nullptr, msg);
+    ok = false;
+  }
+  double num(size_t i) {
+    double d = 0;
+    if (i >= n || napi_get_value_double(env, v[i], &d) != napi_ok) fail("slimfit engine: expected a number argument");
+    return d;
+  }
+  int i32(size_t i) { return (int)num(i); }
+  // Base pointer of an ArrayBuffer or typed array (byte 0 of its view) and its byte length.
+  uint8_t* base(size_t i, size_t* len) {
+    bool is = false;
+    void* data = nullptr;
+    *len = 0;
+    if (i < n && napi_is_arraybuffer(env, v[i], &is) == napi_ok && is) {
+      napi_get_arraybuffer_info(env, v[i], &data, len);
+      return (uint8_t*)data;
+    }
+    if (i < n && napi_is_typedarray(env, v[i], &is) == napi_ok && is) {
+      napi_typedarray_type t;
+      size_t length, offset, esz = 1;
+      napi_value ab;
+      napi_get_typedarray_info(env, v[i], &t, &length, &data, &ab, &offset);
+      switch (t) {
+        case napi_int16_array: case napi_uint16_array: esz = 2; break;
+        case napi_int32_array: case napi_uint32_array: case napi_float32_array: esz = 4; break;
+        case napi_float64_array: case napi_bigint64_array: case napi_biguint64_array: esz = 8; break;
+        default: esz = 1;
+      }
+      *len = length * esz;
+      return (uint8_t*)data;
+    }
+    fail("slimfit engine: expected an ArrayBuffer or typed array");
+    return nullptr;
+  }
+};
+
+// Heap-style pointer: (buffer, byteOffset, bytesNeeded); byteOffset < 0 means "absent".
+template <class T>
+T* at(Args& a, uint8_t* base, size_t len, double off, double count) {
+  if (off < 0) return nullptr;
+  if (off + count * sizeof(T) > (double)len || ((uint64_t)off % alignof(T)) != 0) {
+    a.fail("slimfit engine: tensor view outside its buffer or misaligned");
+    return nullptr;
+  }
+  return (T*)(base + (size_t)off);
+}
+
+napi_value undef(napi_env env) {
+  napi_value u;
+  napi_get_undefined(env, &u);
+  return u;
+}
+
+// gemm(buf, ta, tb, M, N, K, aOff, lda, bOff, ldb, cOff, ldc, batch, strideA, strideB, strideC, biasOff, act, beta)
+// Strides are in elements (0 broadcasts an operand over the batch).
+napi_value Gemm(napi_env env, napi_callback_info info) {
+  Args a(env, info);
+  size_t len;
+  uint8_t* b = a.base(0, &len);
+  bool ta = a.num(1) != 0, tb = a.num(2) != 0;
+  int M = a.i32(3), N = a.i32(4), K = a.i32(5);
+  double aOff = a.num(6), bOff = a.num(8), cOff = a.num(10);
+  int lda = a.i32(7), ldb = a.i32(9), ldc = a.i32(11), batch = a.i32(12);
+  double sA = a.num(13), sB = a.num(14), sC = a.num(15), biasOff = a.num(16);
+  int act = a.i32(17);
+  float beta = (float)a.num(18);
+  if (!a.ok) return nullptr;
+  double aN = (batch - 1) * sA + (double)(ta ? K : M) * lda, bN = (batch - 1) * sB + (double)(tb ? N : K) * ldb;
+  float* A = at<float>(a, b, len, aOff, aN);
+  float* B = at<float>(a, b, len, bOff, bN);
+  float* C = at<float>(a, b, len, cOff, (batch - 1) * sC + (double)M * ldc);
+  float* bias = at<float>(a, b, len, biasOff, N);
+  if (!a.ok) return nullptr;
+  for (int i = 0; i < batch; i++) {
+    float* Ci = C + (long)(i * sC);
+    gemm_f32(ta, tb, M, N, K, 1.f, A + (long)(i * sA), lda, B + (long)(i * sB), ldb, beta, Ci, ldc);
+    if (ldc == N) bias_act(Ci, M, N, bias, act);
+  }
+  return undef(env);
+}
+
+bool geom(Args& a, size_t i, ConvGeom& g) {
+  int* f = &g.N;
+  for (int k = 0; k < 15; k++) f[k] = a.i32(i + k);
+  return a.ok;
+}
+
+// conv2d(buf, xOff, wOff, yOff, biasOff, act, ...geom15)
+napi_value Conv2d(napi_env env, napi_callback_info info) {
+  Args a(env, info);
+  size_t len;
+  uint8_t* b = a.base(0, &len);
+  ConvGeom g;
+  if (!geom(a, 6, g)) return nullptr;
+  int act = a.i32(5);
+  float* x = at<float>(a, b, len, a.num(1), (double)g.N * g.H * g.W * g.C);
+  float* w = at<float>(a, b, len, a.num(2), (double)g.KH * g.KW * g.C * g.OC);
+  float* y = at<float>(a, b, len, a.num(3), (double)g.N * g.OH * g.OW * g.OC);
+  float* bias = at<float>(a, b, len, a.num(4), g.OC);
+  if (!a.ok) return nullptr;
+  conv2d(g, x, w, y, bias, act);
+  return undef(env);
+}
+
+// conv2dBackpropInput(buf, dyOff, wOff, dxOff, ...geom15)
+napi_value Conv2dBpInput(napi_env env, napi_callback_info info) {
+  Args a(env, info);
+  size_t len;
+  uint8_t* b = a.base(0, &len);
+  ConvGeom g;
+  if (!geom(a, 4, g)) return nullptr;
+  float* dy = at<float>(a, b, len, a.num(1), (double)g.N * g.OH * g.OW * g.OC);
+  float* w = at<float>(a, b, len, a.num(2), (double)g.KH * g.KW * g.C * g.OC);
+  float* dx = at<float>(a, b, len, a.num(3), (double)g.N * g.H * g.W * g.C);
+  if (!a.ok) return nullptr;
+  conv2d_backprop_input(g, dy, w, dx);
+  return undef(env);
+}
+
+// conv2dBackpropFilter(buf, xOff, dyOff, dwOff, ...geom15)
+napi_value Conv2dBpFilter(napi_env env, napi_callback_info info) {
+  Args a(env, info);
+  size_t len;
+  uint8_t* b = a.base(0, &len);
+  ConvGeom g;
+  if (!geom(a, 4, g)) return nullptr;
+  float* x = at<float>(a, b, len, a.num(1), (double)g.N * g.H * g.W * g.C);
+  float* dy = at<float>(a, b, len, a.num(2), (double)g.N * g.OH * g.OW * g.OC);
+  float* dw = at<float>(a, b, len, a.num(3), (double)g.KH * g.KW * g.C * g.OC);
+  if (!a.ok) return nullptr;
+  conv2d_backprop_filter(g, x, dy, dw);
+  return undef(env);
+}
+
+// maxPool(buf, xOff, yOff, ...geom15)
+napi_value MaxPool(napi_env env, napi_callback_info info) {
+  Args a(env, info);
+  size_t len;
+  uint8_t* b = a.base(0, &len);
+  ConvGeom g;
+  if (!geom(a, 3, g)) return nullptr;
+  float* x = at<float>(a, b, len, a.num(1), (double)g.N * g.H * g.W * g.C);
+  float* y = at<float>(a, b, len, a.num(2), (double)g.N * g.OH * g.OW * g.C);
+  if (!a.ok) return nullptr;
+  maxpool(g, x, y);
+  return undef(env);
+}
+
+// maxPoolGrad(buf, xOff, dyOff, dxOff, ...geom15)
+napi_value MaxPoolGrad(napi_env env, napi_callback_info info) {
+  Args a(env, info);
+  size_t len;
+  uint8_t* b = a.base(0, &len);
+  ConvGeom g;
+  if (!geom(a, 4, g)) return nullptr;
+  float* x = at<float>(a, b, len, a.num(1), (double)g.N * g.H * g.W * g.C);
+  float* dy = at<float>(a, b, len, a.num(2), (double)g.N * g.OH * g.OW * g.C);
+  float* dx = at<float>(a, b, len, a.num(3), (double)g.N * g.H * g.W * g.C);
+  if (!a.ok) return nullptr;
+  maxpool_grad(g, x, dy, dx);
+  return undef(env);
+}
+
+// adam(buf, n, pOff, mOff, vOff, gOff, lr, beta1, beta2, eps, oneMinusAccBeta1, oneMinusAccBeta2, 1-beta1, 1-beta2)
+napi_value Adam(napi_env env, napi_callback_info info) {
+  Args a(env, info);
+  size_t len;
+  uint8_t* b = a.base(0, &len);
+  double n = a.num(1);
+  float* p = at<float>(a, b, len, a.num(2), n);
+  float* m = at<float>(a, b, len, a.num(3), n);
+  float* v = at<float>(a, b, len, a.num(4), n);
+  float* g = at<float>(a, b, len, a.num(5), n);
+  float lr = (float)a.num(6), b1 = (float)a.num(7), b2 = (float)a.num(8), eps = (float)a.num(9);
+  float o1 = (float)a.num(10), o2 = (float)a.num(11), c1 = (float)a.num(12), c2 = (float)a.num(13);
+  if (!a.ok) return nullptr;
+  adam_update((long)n, p, m, v, g, lr, b1, b2, eps, o1, o2, c1, c2);
+  return undef(env);
+}
+
+// gemmDtype(kind, M, N, K, A, B, C) on whole typed arrays; kind: 'f64' | 'f32' | 'f32own' | 'f64own' | 'bf16' | 'i8'.
+// Returns false when the instruction set for that kind is missing on this CPU.
+napi_value GemmDtype(napi_env env, napi_callback_info info) {
+  Args a(env, info);
+  char kind[16] = {0};
+  size_t klen = 0;
+  if (a.n < 7 || napi_get_value_string_utf8(env, a.v[0], kind, sizeof kind, &klen) != napi_ok) {
+    a.fail("slimfit engine: gemmDtype(kind, M, N, K, A, B, C)");
+    return nullptr;
+  }
+  int M = a.i32(1), N = a.i32(2), K = a.i32(3);
+  size_t la, lb, lc;
+  uint8_t *A = a.base(4, &la), *B = a.base(5, &lb), *C = a.base(6, &lc);
+  if (!a.ok) return nullptr;
+  std::string k(kind);
+  size_t esz = (k == "f64" || k == "f64own") ? 8 : (k == "bf16") ? 2 : (k == "i8") ? 1 : 4;
+  size_t csz = (k == "f64" || k == "f64own") ? 8 : 4;
+  if (la < (size_t)M * K * esz || lb < (size_t)K * N * esz || lc < (size_t)M * N * csz) {
+    a.fail("slimfit engine: gemmDtype buffers too small");
+    return nullptr;
+  }
+  bool ok = true;
+  if (k == "f64") gemm_f64(false, false, M, N, K, 1.0, (double*)A, K, (double*)B, N, 0.0, (double*)C, N);
+  else if (k == "f64own") dgemm_own(false, false, M, N, K, 1.0, (double*)A, K, (double*)B, N, 0.0, (double*)C, N, num_threads());
+  else if (k == "f32") gemm_f32(false, false, M, N, K, 1.f, (float*)A, K, (float*)B, N, 0.f, (float*)C, N);
+  else if (k == "f32own") sgemm_own(false, false, M, N, K, 1.f, (float*)A, K, (float*)B, N, 0.f, (float*)C, N, num_threads());
+  else if (k == "bf16") ok = bf16gemm_own(M, N, K, (uint16_t*)A, K, (uint16_t*)B, N, (float*)C, N, num_threads());
+  else if (k == "i8") ok = u8s8gemm_own(M, N, K, A, K, (int8_t*)B, N, (int32_t*)C, N, num_threads());
+  else {
+    a.fail("slimfit engine: unknown gemm kind");
+    return nullptr;
+  }
+  napi_value r;
+  napi_get_boolean(env, ok, &r);
+  return r;
+}
+
+// setForceOwn(bool): use the hand-written SGEMM even when OpenBLAS is linked.
+napi_value SetForceOwn(napi_env env, napi_callback_info info) {
+  Args a(env, info);
+  bool on = false;
+  if (a.n >= 1) napi_get_value_bool(env, a.v[0], &on);
+  set_force_own(on);
+  return undef(env);
+}
+
+napi_value prop_str(napi_env env, napi_value obj, const char* k, const char* val) {
+  napi_value s;
+  napi_create_string_utf8(env, val, NAPI_AUTO_LENGTH, &s);
+  napi_set_named_property(env, obj, k, s);
+  return obj;
+}
+
+// info(): { blas, isa, threads, bf16, vnni, forceOwn }
+napi_value Info(napi_env env, napi_callback_info) {
+  napi_value o, v;
+  napi_create_object(env, &o);
+  prop_str(env, o, "blas", have_openblas() ? "openblas" : "own");
+  prop_str(env, o, "isa", isa_name(detect_isa()));
+  napi_create_int32(env, num_threads(), &v);
+  napi_set_named_property(env, o, "threads", v);
+  napi_get_boolean(env, cpu_has_avx512bf16(), &v);
+  napi_set_named_property(env, o, "bf16", v);
+  napi_get_boolean(env, cpu_has_avx512vnni(), &v);
+  napi_set_named_property(env, o, "vnni", v);
+  napi_get_boolean(env, force_own(), &v);
+  napi_set_named_property(env, o, "forceOwn", v);
+  return o;
+}
+
+napi_value Init(napi_env env, napi_value exports) {
+  struct { const char* name; napi_callback cb; } fns[] = {
+      {"gemm", Gemm}, {"conv2d", Conv2d}, {"conv2dBackpropInput", Conv2dBpInput},
+      {"conv2dBackpropFilter", Conv2dBpFilter}, {"maxPool", MaxPool}, {"maxPoolGrad", MaxPoolGrad},
+      {"adam", Adam}, {"gemmDtype", GemmDtype}, {"setForceOwn", SetForceOwn}, {"info", Info},
+  };
+  for (auto& f : fns) {
+    napi_value fn;
+    napi_create_function(env, f.name, NAPI_AUTO_LENGTH, f.cb, nullptr, &fn);
+    napi_set_named_property(env, exports, f.name, fn);
+  }
+  return exports;
+}
+
+}  // namespace
+
+NAPI_MODULE(NODE_GYP_MODULE_NAME, Init)

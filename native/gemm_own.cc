@@ -1,0 +1,315 @@
+// Blocked GEMM (BLIS-style loops, packed A/B panels) with micro-kernels per ISA and data type.
+// Each thread computes a contiguous slice of C's rows or columns with its own packing buffers.
+#include "gemm_own.h"
+
+#include <immintrin.h>
+
+#include <algorithm>
+#include <cstring>
+#include <type_traits>
+#include <vector>
+
+#include "threadpool.h"
+
+namespace sf {
+
+Isa detect_isa() {
+  static int cached = -1;
+  if (cached < 0) {
+    __builtin_cpu_init();
+    if (__builtin_cpu_supports("avx512f")) cached = ISA_AVX512;
+    else if (__builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma")) cached = ISA_AVX2;
+    else cached = ISA_GENERIC;
+  }
+  return (Isa)cached;
+}
+const char* isa_name(Isa isa) { return isa == ISA_AVX512 ? "avx512" : isa == ISA_AVX2 ? "avx2" : "generic"; }
+bool cpu_has_avx512bf16() {
+  __builtin_cpu_init();
+  return __builtin_cpu_supports("avx512bf16");
+}
+bool cpu_has_avx512vnni() {
+  __builtin_cpu_init();
+  return __builtin_cpu_supports("avx512vnni");
+}
+
+namespace {
+
+// ---- micro-kernels: tile[MR*NR] = sum over ku k-units of packed A (MR per unit) x packed B (NR per unit) ----
+
+template <int MR, int NR, class T>
+void mk_generic(int ku, const T* a, const T* b, T* tile) {
+  T acc[MR][NR] = {};
+  for (int u = 0; u < ku; u++, a += MR, b += NR)
+    for (int r = 0; r < MR; r++)
+      for (int c = 0; c < NR; c++) acc[r][c] += a[r] * b[c];
+  for (int r = 0; r < MR; r++)
+    for (int c = 0; c < NR; c++) tile[r * NR + c] = acc[r][c];
+}
+
+__attribute__((target("avx2,fma"))) void mk_f32_avx2(int ku, const float* a, const float* b, float* tile) {
+  constexpr int MR = 6;
+  __m256 acc[MR][2];
+  for (int r = 0; r < MR; r++) acc[r][0] = acc[r][1] = _mm256_setzero_ps();
+  for (int u = 0; u < ku; u++, a += MR, b += 16) {
+    __m256 b0 = _mm256_loadu_ps(b), b1 = _mm256_loadu_ps(b + 8);
+    for (int r = 0; r < MR; r++) {
+      __m256 av = _mm256_broadcast_ss(a + r);
+      acc[r][0] = _mm256_fmadd_ps(av, b0, acc[r][0]);
+      acc[r][1] = _mm256_fmadd_ps(av, b1, acc[r][1]);
+    }
+  }
+  for (int r = 0; r < MR; r++) {
+    _mm256_storeu_ps(tile + r * 16, acc[r][0]);
+    _mm256_storeu_ps(tile + r * 16 + 8, acc[r][1]);
+  }
+}
+
+__attribute__((target("avx512f"))) void mk_f32_avx512(int ku, const float* a, const float* b, float* tile) {
+  constexpr int MR = 12;
+  __m512 acc[MR][2];
+  for (int r = 0; r < MR; r++) acc[r][0] = acc[r][1] = _mm512_setzero_ps();
+  for (int u = 0; u < ku; u++, a += MR, b += 32) {
+    __m512 b0 = _mm512_loadu_ps(b), b1 = _mm512_loadu_ps(b + 16);
+    for (int r = 0; r < MR; r++) {
+      __m512 av = _mm512_set1_ps(a[r]);
+      acc[r][0] = _mm512_fmadd_ps(av, b0, acc[r][0]);
+      acc[r][1] = _mm512_fmadd_ps(av, b1, acc[r][1]);
+    }
+  }
+  for (int r = 0; r < MR; r++) {
+    _mm512_storeu_ps(tile + r * 32, acc[r][0]);
+    _mm512_storeu_ps(tile + r * 32 + 16, acc[r][1]);
+  }
+}
+
+__attribute__((target("avx2,fma"))) void mk_f64_avx2(int ku, const double* a, const double* b, double* tile) {
+  constexpr int MR = 6;
+  __m256d acc[MR][2];
+  for (int r = 0; r < MR; r++) acc[r][0] = acc[r][1] = _mm256_setzero_pd();
+  for (int u = 0; u < ku; u++, a += MR, b += 8) {
+    __m256d b0 = _mm256_loadu_pd(b), b1 = _mm256_loadu_pd(b + 4);
+    for (int r = 0; r < MR; r++) {
+      __m256d av = _mm256_broadcast_sd(a + r);
+      acc[r][0] = _mm256_fmadd_pd(av, b0, acc[r][0]);
+      acc[r][1] = _mm256_fmadd_pd(av, b1, acc[r][1]);
+    }
+  }
+  for (int r = 0; r < MR; r++) {
+    _mm256_storeu_pd(tile + r * 8, acc[r][0]);
+    _mm256_storeu_pd(tile + r * 8 + 4, acc[r][1]);
+  }
+}
+
+__attribute__((target("avx512f"))) void mk_f64_avx512(int ku, const double* a, const double* b, double* tile) {
+  constexpr int MR = 12;
+  __m512d acc[MR][2];
+  for (int r = 0; r < MR; r++) acc[r][0] = acc[r][1] = _mm512_setzero_pd();
+  for (int u = 0; u < ku; u++, a += MR, b += 16) {
+    __m512d b0 = _mm512_loadu_pd(b), b1 = _mm512_loadu_pd(b + 8);
+    for (int r = 0; r < MR; r++) {
+      __m512d av = _mm512_set1_pd(a[r]);
+      acc[r][0] = _mm512_fmadd_pd(av, b0, acc[r][0]);
+      acc[r][1] = _mm512_fmadd_pd(av, b1, acc[r][1]);
+    }
+  }
+  for (int r = 0; r < MR; r++) {
+    _mm512_storeu_pd(tile + r * 16, acc[r][0]);
+    _mm512_storeu_pd(tile + r * 16 + 8, acc[r][1]);
+  }
+}
+
+// bf16: one k-unit = 2 consecutive k; A unit per row = one uint32 (2 bf16), B unit = 32 columns x 2 bf16.
+__attribute__((target("avx512f,avx512bf16"))) void mk_bf16_avx512(int ku, const uint32_t* a, const uint32_t* b,
+                                                                   float* tile) {
+  constexpr int MR = 12;
+  __m512 acc[MR][2];
+  for (int r = 0; r < MR; r++) acc[r][0] = acc[r][1] = _mm512_setzero_ps();
+  for (int u = 0; u < ku; u++, a += MR, b += 32) {
+    __m512bh b0 = (__m512bh)_mm512_loadu_si512(b), b1 = (__m512bh)_mm512_loadu_si512(b + 16);
+    for (int r = 0; r < MR; r++) {
+      __m512bh av = (__m512bh)_mm512_set1_epi32((int)a[r]);
+      acc[r][0] = _mm512_dpbf16_ps(acc[r][0], av, b0);
+      acc[r][1] = _mm512_dpbf16_ps(acc[r][1], av, b1);
+    }
+  }
+  for (int r = 0; r < MR; r++) {
+    _mm512_storeu_ps(tile + r * 32, acc[r][0]);
+    _mm512_storeu_ps(tile + r * 32 + 16, acc[r][1]);
+  }
+}
+
+// int8: one k-unit = 4 consecutive k; A unit per row = 4 uint8, B unit = 32 columns x 4 int8 (vpdpbusd).
+__attribute__((target("avx512f,avx512vnni"))) void mk_u8s8_avx512(int ku, const uint32_t* a, const uint32_t* b,
+                                                                   int32_t* tile) {
+  constexpr int MR = 12;
+  __m512i acc[MR][2];
+  for (int r = 0; r < MR; r++) acc[r][0] = acc[r][1] = _mm512_setzero_si512();
+  for (int u = 0; u < ku; u++, a += MR, b += 32) {
+    __m512i b0 = _mm512_loadu_si512(b), b1 = _mm512_loadu_si512(b + 16);
+    for (int r = 0; r < MR; r++) {
+      __m512i av = _mm512_set1_epi32((int)a[r]);
+      acc[r][0] = _mm512_dpbusd_epi32(acc[r][0], av, b0);
+      acc[r][1] = _mm512_dpbusd_epi32(acc[r][1], av, b1);
+    }
+  }
+  for (int r = 0; r < MR; r++) {
+    _mm512_storeu_si512(tile + r * 32, acc[r][0]);
+    _mm512_storeu_si512(tile + r * 32 + 16, acc[r][1]);
+  }
+}
+
+// ---- the blocked driver ----
+// In: element type of A/B in memory; P: packed unit type; KU: k elements per packed unit; Acc: accumulator/C type.
+template <class In, class P, int KU, class Acc>
+struct Spec {
+  int MR, NR;
+  void (*mk)(int, const P*, const P*, Acc*);
+};
+
+// Pack one k-unit for KU consecutive k values starting at k into P (zero beyond K).
+template <class In, class P, int KU>
+inline P pack_unit(const In* base, long stride_k, int k, int K) {
+  if constexpr (KU == 1) {
+    return (P)(k < K ? base[(long)k * stride_k] : In(0));
+  } else {
+    P v = 0;
+    for (int t = 0; t < KU; t++) {
+      In x = (k + t < K) ? base[(long)(k + t) * stride_k] : In(0);
+      using U = std::conditional_t<sizeof(In) == 1, uint8_t, uint16_t>;
+      U bits;
+      std::memcpy(&bits, &x, sizeof(In));
+      v |= (P)bits << (t * 8 * sizeof(In));
+    }
+    return v;
+  }
+}
+
+template <class In, class P, int KU, class Acc>
+void gemm_slice(const Spec<In, P, KU, Acc>& sp, int M, int N, int K, Acc alpha, const In* A, long rsa, long csa,
+                const In* B, long rsb, long csb, Acc beta, Acc* C, long ldc) {
+  const int MR = sp.MR, NR = sp.NR;
+  const int KCU = 256;                  // k-units per block
+  const int MC = MR * std::max(1, 120 / MR);
+  const int NC = NR * 64;
+  const int KC = KCU * KU;
+  std::vector<P> ap((size_t)MC * KCU + 64), bp((size_t)NC * KCU + 64);
+  alignas(64) Acc tile[32 * 32];
+  for (int jc = 0; jc < N; jc += NC) {
+    int nc = std::min(NC, N - jc);
+    for (int pc = 0; pc < K; pc += KC) {
+      int kc = std::min(KC, K - pc), ku = (kc + KU - 1) / KU;
+      // pack B[pc:pc+kc, jc:jc+nc] as panels [jr][u][NR]
+      for (int jr = 0; jr < nc; jr += NR) {
+        P* dst = bp.data() + (size_t)(jr / NR) * ku * NR;
+        for (int u = 0; u < ku; u++)
+          for (int c = 0; c < NR; c++) {
+            int j = jc + jr + c;
+            dst[u * NR + c] = j < N ? pack_unit<In, P, KU>(B + (long)j * csb, rsb, pc + u * KU, pc + kc) : P(0);
+          }
+      }
+      const bool first = pc == 0;
+      for (int ic = 0; ic < M; ic += MC) {
+        int mc = std::min(MC, M - ic);
+        for (int ir = 0; ir < mc; ir += MR) {
+          P* dst = ap.data() + (size_t)(ir / MR) * ku * MR;
+          for (int u = 0; u < ku; u++)
+            for (int r = 0; r < MR; r++) {
+              int i = ic + ir + r;
+              dst[u * MR + r] = i < M ? pack_unit<In, P, KU>(A + (long)i * rsa, csa, pc + u * KU, pc + kc) : P(0);
+            }
+        }
+        for (int jr = 0; jr < nc; jr += NR) {
+          const P* bpan = bp.data() + (size_t)(jr / NR) * ku * NR;
+          int nn = std::min(NR, nc - jr);
+          for (int ir = 0; ir < mc; ir += MR) {
+            sp.mk(ku, ap.data() + (size_t)(ir / MR) * ku * MR, bpan, tile);
+            int mm = std::min(MR, mc - ir);
+            for (int r = 0; r < mm; r++) {
+              Acc* crow = C + (long)(ic + ir + r) * ldc + jc + jr;
+              const Acc* t = tile + r * NR;
+              if (first) {
+                if (beta == Acc(0))
+                  for (int c = 0; c < nn; c++) crow[c] = alpha * t[c];
+                else
+                  for (int c = 0; c < nn; c++) crow[c] = alpha * t[c] + beta * crow[c];
+              } else {
+                for (int c = 0; c < nn; c++) crow[c] += alpha * t[c];
+              }
+            }
+          }
+        }
+      }
+    }
+  }
+  if (K == 0)
+    for (int i = 0; i < M; i++)
+      for (int j = 0; j < N; j++) C[(long)i * ldc + j] = beta == Acc(0) ? Acc(0) : beta * C[(long)i * ldc + j];
+}
+
+// Split C into nthreads slices along its larger dimension (aligned to the tile size) and run gemm_slice on each.
+template <class In, class P, int KU, class Acc>
+void gemm_parallel(const Spec<In, P, KU, Acc>& sp, int M, int N, int K, Acc alpha, const In* A, long rsa, long csa,
+                   const In* B, long rsb, long csb, Acc beta, Acc* C, long ldc, int nthreads) {
+  double work = (double)M * N * K;
+  int nt = work < 2e5 ? 1 : std::max(1, nthreads);
+  bool split_n = (N / sp.NR) >= (M / sp.MR);
+  int units = split_n ? (N + sp.NR - 1) / sp.NR : (M + sp.MR - 1) / sp.MR;
+  nt = std::min(nt, std::max(1, units));
+  if (nt == 1) {
+    gemm_slice(sp, M, N, K, alpha, A, rsa, csa, B, rsb, csb, beta, C, ldc);
+    return;
+  }
+  pool().run(nt, [&](int t) {
+    int u0 = units * t / nt, u1 = units * (t + 1) / nt;
+    if (split_n) {
+      int j0 = u0 * sp.NR, j1 = std::min(N, u1 * sp.NR);
+      if (j0 < j1) gemm_slice(sp, M, j1 - j0, K, alpha, A, rsa, csa, B + (long)j0 * csb, rsb, csb, beta, C + j0, ldc);
+    } else {
+      int i0 = u0 * sp.MR, i1 = std::min(M, u1 * sp.MR);
+      if (i0 < i1) gemm_slice(sp, i1 - i0, N, K, alpha, A + (long)i0 * rsa, rsa, csa, B, rsb, csb, beta, C + (long)i0 * ldc, ldc);
+    }
+  });
+}
+
+}  // namespace
+
+void sgemm_own(bool ta, bool tb, int M, int N, int K, float alpha, const float* A, int lda, const float* B, int ldb,
+               float beta, float* C, int ldc, int nthreads) {
+  Spec<float, float, 1, float> sp;
+  switch (detect_isa()) {
+    case ISA_AVX512: sp = {12, 32, mk_f32_avx512}; break;
+    case ISA_AVX2: sp = {6, 16, mk_f32_avx2}; break;
+    default: sp = {4, 16, mk_generic<4, 16, float>}; break;
+  }
+  gemm_parallel(sp, M, N, K, alpha, A, ta ? 1 : lda, ta ? lda : 1, B, tb ? 1 : ldb, tb ? ldb : 1, beta, C, ldc, nthreads);
+}
+
+void dgemm_own(bool ta, bool tb, int M, int N, int K, double alpha, const double* A, int lda, const double* B, int ldb,
+               double beta, double* C, int ldc, int nthreads) {
+  Spec<double, double, 1, double> sp;
+  switch (detect_isa()) {
+    case ISA_AVX512: sp = {12, 16, mk_f64_avx512}; break;
+    case ISA_AVX2: sp = {6, 8, mk_f64_avx2}; break;
+    default: sp = {4, 8, mk_generic<4, 8, double>}; break;
+  }
+  gemm_parallel(sp, M, N, K, alpha, A, ta ? 1 : lda, ta ? lda : 1, B, tb ? 1 : ldb, tb ? ldb : 1, beta, C, ldc, nthreads);
+}
+
+bool bf16gemm_own(int M, int N, int K, const uint16_t* A, int lda, const uint16_t* B, int ldb, float* C, int ldc,
+                  int nthreads) {
+  if (!cpu_has_avx512bf16()) return false;
+  Spec<uint16_t, uint32_t, 2, float> sp{12, 32, mk_bf16_avx512};
+  gemm_parallel(sp, M, N, K, 1.0f, A, lda, 1, B, ldb, 1, 0.0f, C, ldc, nthreads);
+  return true;
+}
+
+bool u8s8gemm_own(int M, int N, int K, const uint8_t* A, int lda, const int8_t* B, int ldb, int32_t* C, int ldc,
+                  int nthreads) {
+  if (!cpu_has_avx512vnni()) return false;
+  Spec<uint8_t, uint32_t, 4, int32_t> sp{12, 32, mk_u8s8_avx512};
+  gemm_parallel(sp, M, N, K, 1, A, lda, 1, reinterpret_cast<const uint8_t*>(B), ldb, 1, 0, C, ldc, nthreads);
+  return true;
+}
+
+}  // namespace sf

@@ -1,0 +1,287 @@
+// Training kernels: GEMM dispatch, im2col convolutions and their backprops, max pooling, fused Adam.
+#include "kernels.h"
+
+#include <algorithm>
+#include <cmath>
+#include <cstdlib>
+#include <cstring>
+#include <limits>
+#include <vector>
+
+#include "gemm_own.h"
+#include "threadpool.h"
+
+#ifdef SLIMFIT_HAVE_OPENBLAS
+#include <cblas.h>
+extern "C" void openblas_set_num_threads(int);
+#endif
+
+namespace sf {
+
+static int threads_from_env() {
+  const char* s = std::getenv("SLIMFIT_THREADS");
+  int n = s ? std::atoi(s) : 0;
+  if (n <= 0) n = (int)std::thread::hardware_concurrency();
+  return std::max(1, std::min(n, 256));
+}
+
+Pool& pool() {
+  static Pool p(threads_from_env());
+  return p;
+}
+int num_threads() { return pool().size(); }
+
+static bool g_force_own = false;
+void set_force_own(bool on) { g_force_own = on; }
+bool force_own() { return g_force_own; }
+
+bool have_openblas() {
+#ifdef SLIMFIT_HAVE_OPENBLAS
+  return true;
+#else
+  return false;
+#endif
+}
+
+#ifdef SLIMFIT_HAVE_OPENBLAS
+static void blas_init() {
+  static bool done = false;
+  if (!done) {
+    openblas_set_num_threads(num_threads());
+    done = true;
+  }
+}
+#endif
+
+void gemm_f32(bool ta, bool tb, int M, int N, int K, float alpha, const float* A, int lda, const float* B, int ldb,
+              float beta, float* C, int ldc) {
+  if (M <= 0 || N <= 0) return;
+#ifdef SLIMFIT_HAVE_OPENBLAS
+  if (!g_force_own && K > 0) {
+    blas_init();
+    cblas_sgemm(CblasRowMajor, ta ? CblasTrans : CblasNoTrans, tb ? CblasTrans : CblasNoTrans, M, N, K, alpha, A, lda,
+                B, ldb, beta, C, ldc);
+    return;
+  }
+#endif
+  sgemm_own(ta, tb, M, N, K, alpha, A, lda, B, ldb, beta, C, ldc, num_threads());
+}
+
+void gemm_f64(bool ta, bool tb, int M, int N, int K, double alpha, const double* A, int lda, const double* B, int ldb,
+              double beta, double* C, int ldc) {
+  if (M <= 0 || N <= 0) return;
+#ifdef SLIMFIT_HAVE_OPENBLAS
+  if (!g_force_own && K > 0) {
+    blas_init();
+    cblas_dgemm(CblasRowMajor, ta ? CblasTrans : CblasNoTrans, tb ? CblasTrans : CblasNoTrans, M, N, K, alpha, A, lda,
+                B, ldb, beta, C, ldc);
+    return;
+  }
+#endif
+  dgemm_own(ta, tb, M, N, K, alpha, A, lda, B, ldb, beta, C, ldc, num_threads());
+}
+
+void bias_act(float* y, long rows, int n, const float* bias, int act) {
+  if (!bias && act == 0) return;
+  parallel_for(rows, std::max<long>(1, 16384 / std::max(1, n)), [&](long r0, long r1) {
+    for (long r = r0; r < r1; r++) {
+      float* row = y + r * n;
+      if (bias)
+        for (int j = 0; j < n; j++) row[j] += bias[j];
+      if (act == 1)
+        for (int j = 0; j < n; j++) row[j] = row[j] > 0.f ? row[j] : 0.f;
+    }
+  });
+}
+
+// ---- convolution via im2col ----
+
+static bool is_pointwise(const ConvGeom& g) {
+  return g.KH == 1 && g.KW == 1 && g.sh == 1 && g.sw == 1 && g.pt == 0 && g.pl == 0 && g.OH == g.H && g.OW == g.W;
+}
+
+// Samples per chunk so that the column buffer stays under ~32 MB.
+static int chunk_samples(const ConvGeom& g) {
+  long per = (long)g.OH * g.OW * g.KH * g.KW * g.C;
+  long maxf = 8L << 20;
+  return (int)std::max<long>(1, std::min<long>(g.N, maxf / std::max<long>(1, per)));
+}
+
+// col[(n*OH+oh)*OW+ow, (kh*KW+kw)*C+c] = x[n, oh*sh-pt+kh*dh, ow*sw-pl+kw*dw, c] (0 outside).
+static void im2col(const ConvGeom& g, const float* x, int n0, int nb, float* col) {
+  const long kkc = (long)g.KH * g.KW * g.C;
+  const long rows = (long)nb * g.OH * g.OW;
+  parallel_for(rows, 64, [&](long r0, long r1) {
+    for (long r = r0; r < r1; r++) {
+      int ow = (int)(r % g.OW), oh = (int)((r / g.OW) % g.OH), n = n0 + (int)(r / ((long)g.OW * g.OH));
+      float* dst = col + r * kkc;
+      for (int kh = 0; kh < g.KH; kh++) {
+        int ih = oh * g.sh - g.pt + kh * g.dh;
+        for (int kw = 0; kw < g.KW; kw++, dst += g.C) {
+          int iw = ow * g.sw - g.pl + kw * g.dw;
+          if (ih < 0 || ih >= g.H || iw < 0 || iw >= g.W)
+            std::memset(dst, 0, sizeof(float) * g.C);
+          else
+            std::memcpy(dst, x + (((long)n * g.H + ih) * g.W + iw) * g.C, sizeof(float) * g.C);
+        }
+      }
+    }
+  });
+}
+
+// dx[n, ih, iw, c] += col[...] (the adjoint of im2col), parallel over samples.
+static void col2im(const ConvGeom& g, const float* col, int n0, int nb, float* dx) {
+  const long kkc = (long)g.KH * g.KW * g.C;
+  parallel_for(nb, 1, [&](long b0, long b1) {
+    for (long b = b0; b < b1; b++) {
+      float* img = dx + (long)(n0 + b) * g.H * g.W * g.C;
+      for (int oh = 0; oh < g.OH; oh++)
+        for (int ow = 0; ow < g.OW; ow++) {
+          const float* src = col + ((b * g.OH + oh) * g.OW + ow) * kkc;
+          for (int kh = 0; kh < g.KH; kh++) {
+            int ih = oh * g.sh - g.pt + kh * g.dh;
+            for (int kw = 0; kw < g.KW; kw++, src += g.C) {
+              int iw = ow * g.sw - g.pl + kw * g.dw;
+              if (ih < 0 || ih >= g.H || iw < 0 || iw >= g.W) continue;
+              float* d = img + ((long)ih * g.W + iw) * g.C;
+              for (int c = 0; c < g.C; c++) d[c] += src[c];
+            }
+          }
+        }
+    }
+  });
+}
+
+static std::vector<float>& scratch() {
+  static std::vector<float> buf;
+  return buf;
+}
+
+void conv2d(const ConvGeom& g, const float* x, const float* w, float* y, const float* bias, int act) {
+  const int kkc = g.KH * g.KW * g.C;
+  const long ohw = (long)g.OH * g.OW;
+  if (is_pointwise(g)) {
+    gemm_f32(false, false, (int)(g.N * ohw), g.OC, g.C, 1.f, x, g.C, w, g.OC, 0.f, y, g.OC);
+  } else {
+    int nb = chunk_samples(g);
+    auto& col = scratch();
+    col.resize((size_t)nb * ohw * kkc);
+    for (int n0 = 0; n0 < g.N; n0 += nb) {
+      int cnt = std::min(nb, g.N - n0);
+      im2col(g, x, n0, cnt, col.data());
+      gemm_f32(false, false, (int)(cnt * ohw), g.OC, kkc, 1.f, col.data(), kkc, w, g.OC, 0.f, y + n0 * ohw * g.OC, g.OC);
+    }
+  }
+  bias_act(y, g.N * ohw, g.OC, bias, act);
+}
+
+void conv2d_backprop_input(const ConvGeom& g, const float* dy, const float* w, float* dx) {
+  const int kkc = g.KH * g.KW * g.C;
+  const long ohw = (long)g.OH * g.OW;
+  if (is_pointwise(g)) {
+    gemm_f32(false, true, (int)(g.N * ohw), g.C, g.OC, 1.f, dy, g.OC, w, g.OC, 0.f, dx, g.C);
+    return;
+  }
+  std::memset(dx, 0, sizeof(float) * (size_t)g.N * g.H * g.W * g.C);
+  int nb = chunk_samples(g);
+  auto& col = scratch();
+  col.resize((size_t)nb * ohw * kkc);
+  for (int n0 = 0; n0 < g.N; n0 += nb) {
+    int cnt = std::min(nb, g.N - n0);
+    gemm_f32(false, true, (int)(cnt * ohw), kkc, g.OC, 1.f, dy + n0 * ohw * g.OC, g.OC, w, g.OC, 0.f, col.data(), kkc);
+    col2im(g, col.data(), n0, cnt, dx);
+  }
+}
+
+void conv2d_backprop_filter(const ConvGeom& g, const float* x, const float* dy, float* dw) {
+  const int kkc = g.KH * g.KW * g.C;
+  const long ohw = (long)g.OH * g.OW;
+  if (is_pointwise(g)) {
+    gemm_f32(true, false, g.C, g.OC, (int)(g.N * ohw), 1.f, x, g.C, dy, g.OC, 0.f, dw, g.OC);
+    return;
+  }
+  int nb = chunk_samples(g);
+  auto& col = scratch();
+  col.resize((size_t)nb * ohw * kkc);
+  for (int n0 = 0; n0 < g.N; n0 += nb) {
+    int cnt = std::min(nb, g.N - n0);
+    im2col(g, x, n0, cnt, col.data());
+    gemm_f32(true, false, kkc, g.OC, (int)(cnt * ohw), 1.f, col.data(), kkc, dy + n0 * ohw * g.OC, g.OC,
+             n0 == 0 ? 0.f : 1.f, dw, g.OC);
+  }
+  if (g.N == 0) std::memset(dw, 0, sizeof(float) * (size_t)kkc * g.OC);
+}
+
+// ---- max pooling (padding positions never win; ties go to the first position in row-major window order) ----
+
+void maxpool(const ConvGeom& g, const float* x, float* y) {
+  const float ninf = -std::numeric_limits<float>::infinity();
+  parallel_for((long)g.N * g.OH, 4, [&](long r0, long r1) {
+    for (long r = r0; r < r1; r++) {
+      int n = (int)(r / g.OH), oh = (int)(r % g.OH);
+      for (int ow = 0; ow < g.OW; ow++) {
+        float* out = y + ((long)r * g.OW + ow) * g.C;
+        for (int c = 0; c < g.C; c++) out[c] = ninf;
+        for (int kh = 0; kh < g.KH; kh++) {
+          int ih = oh * g.sh - g.pt + kh * g.dh;
+          if (ih < 0 || ih >= g.H) continue;
+          for (int kw = 0; kw < g.KW; kw++) {
+            int iw = ow * g.sw - g.pl + kw * g.dw;
+            if (iw < 0 || iw >= g.W) continue;
+            const float* in = x + (((long)n * g.H + ih) * g.W + iw) * g.C;
+            for (int c = 0; c < g.C; c++) out[c] = in[c] > out[c] ? in[c] : out[c];
+          }
+        }
+      }
+    }
+  });
+}
+
+void maxpool_grad(const ConvGeom& g, const float* x, const float* dy, float* dx) {
+  std::memset(dx, 0, sizeof(float) * (size_t)g.N * g.H * g.W * g.C);
+  const float ninf = -std::numeric_limits<float>::infinity();
+  parallel_for(g.N, 1, [&](long b0, long b1) {
+    std::vector<float> best(g.C);
+    std::vector<long> pos(g.C);
+    for (long n = b0; n < b1; n++)
+      for (int oh = 0; oh < g.OH; oh++)
+        for (int ow = 0; ow < g.OW; ow++) {
+          std::fill(best.begin(), best.end(), ninf);
+          std::fill(pos.begin(), pos.end(), -1L);
+          for (int kh = 0; kh < g.KH; kh++) {
+            int ih = oh * g.sh - g.pt + kh * g.dh;
+            if (ih < 0 || ih >= g.H) continue;
+            for (int kw = 0; kw < g.KW; kw++) {
+              int iw = ow * g.sw - g.pl + kw * g.dw;
+              if (iw < 0 || iw >= g.W) continue;
+              long base = (((long)n * g.H + ih) * g.W + iw) * g.C;
+              const float* in = x + base;
+              for (int c = 0; c < g.C; c++)
+                if (in[c] > best[c] || pos[c] < 0) {
+                  best[c] = in[c];
+                  pos[c] = base + c;
+                }
+            }
+          }
+          const float* d = dy + (((long)n * g.OH + oh) * g.OW + ow) * g.C;
+          for (int c = 0; c < g.C; c++)
+            if (pos[c] >= 0) dx[pos[c]] += d[c];
+        }
+  });
+}
+
+void adam_update(long n, float* p, float* m, float* v, const float* g, float lr, float beta1, float beta2, float eps,
+                 float oma1, float oma2, float c1, float c2) {
+  parallel_for(n, 1 << 15, [&](long i0, long i1) {
+    for (long i = i0; i < i1; i++) {
+      float gi = g[i];
+      float mi = m[i] * beta1 + gi * c1;
+      float vi = v[i] * beta2 + (gi * gi) * c2;
+      m[i] = mi;
+      v[i] = vi;
+      p[i] += (mi / oma1) / (std::sqrt(vi / oma2) + eps) * -lr;
+    }
+  });
+}
+
+}  // namespace sf

@@ -1,0 +1,40 @@
+// Training kernels on raw float32 NHWC buffers: GEMM dispatch (OpenBLAS or own), conv via im2col, max pooling.
+#pragma once
+#include <cstdint>
+
+namespace sf {
+
+// True when built against OpenBLAS's cblas (SLIMFIT_HAVE_OPENBLAS).
+bool have_openblas();
+// Use the hand-written kernel even when OpenBLAS is linked (for tests and benchmarks).
+void set_force_own(bool on);
+bool force_own();
+int num_threads();
+
+// C = alpha*op(A)*op(B) + beta*C (row-major), via OpenBLAS when present else sgemm_own.
+void gemm_f32(bool ta, bool tb, int M, int N, int K, float alpha, const float* A, int lda, const float* B, int ldb,
+              float beta, float* C, int ldc);
+void gemm_f64(bool ta, bool tb, int M, int N, int K, double alpha, const double* A, int lda, const double* B, int ldb,
+              double beta, double* C, int ldc);
+
+// y[rows, n] += bias[n] then activation (0 none, 1 relu), in parallel.
+void bias_act(float* y, long rows, int n, const float* bias, int act);
+
+// Convolution geometry (NHWC input, filter [KH, KW, C, OC], output NHWC).
+struct ConvGeom {
+  int N, H, W, C, KH, KW, OC, OH, OW, sh, sw, dh, dw, pt, pl;
+};
+void conv2d(const ConvGeom& g, const float* x, const float* w, float* y, const float* bias, int act);
+void conv2d_backprop_input(const ConvGeom& g, const float* dy, const float* w, float* dx);
+void conv2d_backprop_filter(const ConvGeom& g, const float* x, const float* dy, float* dw);
+
+// Max pooling (geometry: C = channels, KH/KW window, OC unused).
+void maxpool(const ConvGeom& g, const float* x, float* y);
+void maxpool_grad(const ConvGeom& g, const float* x, const float* dy, float* dx);
+
+// Fused Adam step on n parameters in place, in tfjs's order of operations: oma1 = 1-beta1^t, oma2 = 1-beta2^t,
+// c1 = 1-beta1, c2 = 1-beta2 (each rounded to float32 as tfjs does).
+void adam_update(long n, float* p, float* m, float* v, const float* g, float lr, float beta1, float beta2, float eps,
+                 float oma1, float oma2, float c1, float c2);
+
+}  // namespace sf

@@ -1,0 +1,91 @@
+// A fused Adam step: one native pass per variable updates weights, m and v in place on the wasm heap.
+import type * as tfc from '@tensorflow/tfjs-core';
+import type { Addon } from './addon.ts';
+import { isWasmBackend } from './kernels.ts';
+
+type Tf = typeof tfc;
+type NamedGrads = tfc.NamedTensorMap | { name: string; tensor: tfc.Tensor }[];
+
+/** Internals of tfjs-core's AdamOptimizer that the fused step reads and updates (same names as the library). */
+interface AdamInternals {
+  learningRate: number; beta1: number; beta2: number; epsilon: number;
+  accBeta1: tfc.Variable; accBeta2: tfc.Variable;
+  accumulatedFirstMoment: { originalName: string; variable: tfc.Variable }[];
+  accumulatedSecondMoment: { originalName: string; variable: tfc.Variable }[];
+  incrementIterations(): void;
+  applyGradients(g: NamedGrads): void;
+}
+
+const PATCHED = Symbol.for('slimfit.engine.adam');
+
+/** Counts of Adam steps taken by the fused path and by the library's own path (tests and benchmarks read these). */
+export const adamStats = { fused: 0, library: 0, lastReason: '' };
+
+// The latest install's switch (the prototype is patched once; later installs only replace this).
+let current: { enabled: () => boolean; backendName: string } = { enabled: () => false, backendName: '' };
+
+/**
+ * Make tf.AdamOptimizer use the fused native update while `enabled()` is true and the active backend is `backendName`.
+ * Falls back to the library's own update for any step where a tensor is not a private float32 wasm buffer.
+ */
+export function patchAdam(tf: Tf, addon: Addon, backendName: string, enabled: () => boolean): boolean {
+  const proto = (tf as unknown as { AdamOptimizer?: { prototype: AdamInternals & { [PATCHED]?: boolean } } }).AdamOptimizer?.prototype;
+  if (!proto || typeof proto.applyGradients !== 'function') return false;
+  current = { enabled, backendName };
+  if (proto[PATCHED]) return true;
+  const original = proto.applyGradients;
+  proto.applyGradients = function (this: AdamInternals, variableGradients: NamedGrads): void {
+    if (current.enabled() && tf.getBackend() === current.backendName && fusedStep(tf, addon, this, variableGradients)) {
+      adamStats.fused++;
+      return;
+    }
+    adamStats.library++;
+    original.call(this, variableGradients);
+  };
+  proto[PATCHED] = true;
+  return true;
+}
+
+function reject(reason: string): false {
+  adamStats.lastReason = reason;
+  return false;
+}
+
+/** One fused Adam step; returns false (having changed nothing) when some tensor is not eligible. */
+function fusedStep(tf: Tf, addon: Addon, opt: AdamInternals, grads: NamedGrads): boolean {
+  const be = tf.backend() as unknown as { refCount?(d: object): number };
+  if (!isWasmBackend(be) || typeof be.refCount !== 'function') return reject('backend');
+  const names = Array.isArray(grads) ? grads.map((g) => g.name) : Object.keys(grads);
+  const engine = tf.engine();
+  const items: { value: tfc.Variable; grad: tfc.Tensor; i: number }[] = [];
+  for (let i = 0; i < names.length; i++) {
+    const value = engine.registeredVariables[names[i]];
+    const grad = Array.isArray(grads) ? grads[i].tensor : grads[names[i]];
+    if (grad == null) continue;
+    if (!value || value.dtype !== 'float32' || grad.dtype !== 'float32' || value.size !== grad.size) return reject('dtype');
+    if (be.refCount(value.dataId) !== 1) return reject('shared variable');
+    const m = opt.accumulatedFirstMoment[i]?.variable, v = opt.accumulatedSecondMoment[i]?.variable;
+    if ((m && be.refCount(m.dataId) !== 1) || (v && be.refCount(v.dataId) !== 1)) return reject('shared moment');
+    items.push({ value, grad, i });
+  }
+  // Same accumulator creation as the library, so getWeights/setWeights keep working.
+  for (const { value, i } of items) {
+    if (opt.accumulatedFirstMoment[i] == null) opt.accumulatedFirstMoment[i] = { originalName: `${names[i]}/m`, variable: tf.tidy(() => tf.zerosLike(value).variable(false)) };
+    if (opt.accumulatedSecondMoment[i] == null) opt.accumulatedSecondMoment[i] = { originalName: `${names[i]}/v`, variable: tf.tidy(() => tf.zerosLike(value).variable(false)) };
+  }
+  const oma1 = Math.fround(1 - opt.accBeta1.dataSync()[0]);
+  const oma2 = Math.fround(1 - opt.accBeta2.dataSync()[0]);
+  const c1 = Math.fround(1 - opt.beta1), c2 = Math.fround(1 - opt.beta2);
+  const buf = be.wasm.HEAPU8.buffer as ArrayBuffer;
+  const o = (t: tfc.Tensor): number => be.dataIdMap.get(t.dataId)!.memoryOffset;
+  for (const { value, grad, i } of items) {
+    addon.adam(buf, value.size, o(value), o(opt.accumulatedFirstMoment[i].variable), o(opt.accumulatedSecondMoment[i].variable), o(grad),
+      opt.learningRate, opt.beta1, opt.beta2, opt.epsilon, oma1, oma2, c1, c2);
+  }
+  tf.tidy(() => {
+    opt.accBeta1.assign(tf.mul(opt.accBeta1, opt.beta1));
+    opt.accBeta2.assign(tf.mul(opt.accBeta2, opt.beta2));
+  });
+  opt.incrementIterations();
+  return true;
+}

@@ -1,0 +1,51 @@
+// Loads the native engine (build/Release/slimfit_engine.node, compiled by `npm install` via node-gyp) if it exists.
+import { existsSync } from 'node:fs';
+import { createRequire } from 'node:module';
+import { dirname, join } from 'node:path';
+import { fileURLToPath } from 'node:url';
+
+/** Facts about the loaded addon. */
+export interface AddonInfo { blas: 'openblas' | 'own'; isa: 'avx512' | 'avx2' | 'generic'; threads: number; bf16: boolean; vnni: boolean; forceOwn: boolean }
+
+/** Any buffer the addon accepts: an ArrayBuffer (e.g. the wasm heap) or a typed array. */
+export type Buf = ArrayBuffer | ArrayBufferView;
+
+/** The native functions (see native/addon.cc); offsets are byte offsets into `buf`, -1 for an absent operand. */
+export interface Addon {
+  gemm(buf: Buf, ta: number, tb: number, M: number, N: number, K: number, aOff: number, lda: number, bOff: number, ldb: number,
+    cOff: number, ldc: number, batch: number, strideA: number, strideB: number, strideC: number, biasOff: number, act: number, beta: number): void;
+  conv2d(buf: Buf, xOff: number, wOff: number, yOff: number, biasOff: number, act: number, ...geom: number[]): void;
+  conv2dBackpropInput(buf: Buf, dyOff: number, wOff: number, dxOff: number, ...geom: number[]): void;
+  conv2dBackpropFilter(buf: Buf, xOff: number, dyOff: number, dwOff: number, ...geom: number[]): void;
+  maxPool(buf: Buf, xOff: number, yOff: number, ...geom: number[]): void;
+  maxPoolGrad(buf: Buf, xOff: number, dyOff: number, dxOff: number, ...geom: number[]): void;
+  adam(buf: Buf, n: number, pOff: number, mOff: number, vOff: number, gOff: number, lr: number, beta1: number, beta2: number,
+    eps: number, oneMinusAccBeta1: number, oneMinusAccBeta2: number, oneMinusBeta1: number, oneMinusBeta2: number): void;
+  /** Whole-array GEMM C = A·B for the dtype benchmark; false when the CPU lacks the instruction. */
+  gemmDtype(kind: 'f64' | 'f64own' | 'f32' | 'f32own' | 'bf16' | 'i8', M: number, N: number, K: number, A: Buf, B: Buf, C: Buf): boolean;
+  setForceOwn(on: boolean): void;
+  info(): AddonInfo;
+}
+
+/** Absolute path of the compiled addon. */
+export const ADDON_PATH = join(dirname(fileURLToPath(import.meta.url)), '..', '..', 'build', 'Release', 'slimfit_engine.node');
+
+let cached: { addon: Addon | null; note: string } | null = null;
+
+/** The addon, or null with a one-line note saying why it is unavailable (never throws). */
+export function loadAddon(): { addon: Addon | null; note: string } {
+  if (cached) return cached;
+  if (!existsSync(ADDON_PATH)) {
+    cached = { addon: null, note: `native engine not built (${ADDON_PATH} missing; run \`npm run build:native\`)` };
+    return cached;
+  }
+  try {
+    const addon = createRequire(import.meta.url)(ADDON_PATH) as Addon;
+    if (process.env.SLIMFIT_GEMM === 'own') addon.setForceOwn(true);
+    const i = addon.info();
+    cached = { addon, note: `native engine: ${i.forceOwn || i.blas === 'own' ? 'own' : 'OpenBLAS'} GEMM, ${i.isa}, ${i.threads} threads` };
+  } catch (e) {
+    cached = { addon: null, note: `native engine failed to load (${(e as Error).message.split('\n')[0]})` };
+  }
+  return cached;
+}

@@ -1,0 +1,156 @@
+// TensorFlow.js kernel functions for the wasm backend that run the native engine on views of the wasm heap (zero copy).
+import type * as tfc from '@tensorflow/tfjs-core';
+import type { Addon } from './addon.ts';
+
+type Tf = typeof tfc;
+type TensorInfo = tfc.TensorInfo;
+type KernelFunc = tfc.KernelFunc;
+
+/** The parts of tfjs-backend-wasm's BackendWasm the kernels use. */
+export interface WasmBackendLike {
+  dataIdMap: { get(dataId: object): { memoryOffset: number } | undefined };
+  wasm: { HEAPU8: Uint8Array };
+  makeOutput(shape: number[], dtype: tfc.DataType): TensorInfo;
+}
+
+/** True when `b` looks like the wasm backend (tensor data lives in one WebAssembly heap). */
+export function isWasmBackend(b: unknown): b is WasmBackendLike {
+  const w = b as Partial<WasmBackendLike> | null;
+  return !!w && typeof w.makeOutput === 'function' && !!w.dataIdMap && !!w.wasm && w.wasm.HEAPU8 instanceof Uint8Array;
+}
+
+const off = (be: WasmBackendLike, t: TensorInfo): number => be.dataIdMap.get(t.dataId)!.memoryOffset;
+const heap = (be: WasmBackendLike): ArrayBuffer => be.wasm.HEAPU8.buffer as ArrayBuffer;
+const size = (shape: readonly number[]): number => shape.reduce((a, b) => a * b, 1);
+
+/** Activation code understood by the addon, or null when it must fall back. */
+function actCode(activation: unknown): number | null {
+  if (activation == null || activation === 'linear') return 0;
+  if (activation === 'relu') return 1;
+  return null;
+}
+
+/** A kernel's args as TensorFlow.js passes them. */
+type KArgs = { inputs: Record<string, TensorInfo | undefined>; backend: unknown; attrs?: Record<string, unknown> };
+
+/** Kernel functions keyed by kernel name; each falls back to `orig[name]` for cases it does not cover. */
+export function makeKernels(tf: Tf, addon: Addon, orig: Record<string, KernelFunc>): Record<string, KernelFunc> {
+  const bu = tf.backend_util;
+  const fallback = (name: string, args: KArgs): TensorInfo | TensorInfo[] => {
+    if (!orig[name]) throw new Error(`slimfit engine: ${name} with these arguments is not supported and the backend has no kernel for it`);
+    return orig[name](args as Parameters<KernelFunc>[0]);
+  };
+
+  // BatchMatMul and _FusedMatMul (bias of size N, linear/relu); other activations, prelu, int32 -> original kernel.
+  function matmul(name: string, args: KArgs): TensorInfo | TensorInfo[] {
+    const be = args.backend;
+    const { a, b, bias, preluActivationWeights } = args.inputs;
+    const attrs = args.attrs ?? {};
+    const act = actCode(attrs.activation);
+    if (!isWasmBackend(be) || !a || !b || a.dtype !== 'float32' || b.dtype !== 'float32' || act === null || preluActivationWeights) return fallback(name, args);
+    const ta = !!attrs.transposeA, tb = !!attrs.transposeB;
+    const ra = a.shape.length, rb = b.shape.length;
+    if (ra < 2 || rb < 2) return fallback(name, args);
+    const M = ta ? a.shape[ra - 1] : a.shape[ra - 2], K = ta ? a.shape[ra - 2] : a.shape[ra - 1];
+    const K2 = tb ? b.shape[rb - 1] : b.shape[rb - 2], N = tb ? b.shape[rb - 2] : b.shape[rb - 1];
+    const batchA = size(a.shape.slice(0, -2)), batchB = size(b.shape.slice(0, -2));
+    if (K !== K2 || (batchA !== batchB && batchA !== 1 && batchB !== 1) || M * N === 0) return fallback(name, args);
+    if (bias && (bias.dtype !== 'float32' || size(bias.shape) !== N || bias.shape[bias.shape.length - 1] !== N)) return fallback(name, args);
+    const batchShape = bu.assertAndGetBroadcastShape(a.shape.slice(0, -2), b.shape.slice(0, -2));
+    if (size(batchShape) !== Math.max(batchA, batchB)) return fallback(name, args);
+    const out = be.makeOutput([...batchShape, M, N], 'float32');
+    const batch = Math.max(batchA, batchB);
+    addon.gemm(heap(be), +ta, +tb, M, N, K, off(be, a), ta ? M : K, off(be, b), tb ? K : N, off(be, out), N, batch,
+      batchA === 1 ? 0 : M * K, batchB === 1 ? 0 : K * N, M * N, bias ? off(be, bias) : -1, act, 0);
+    return out;
+  }
+
+  function convInfo(xShape: number[], filterShape: number[], attrs: Record<string, unknown>): tfc.backend_util.Conv2DInfo {
+    return bu.computeConv2DInfo(xShape as [number, number, number, number], filterShape as [number, number, number, number],
+      attrs.strides as [number, number], (attrs.dilations ?? 1) as [number, number], attrs.pad as 'same',
+      attrs.dimRoundingMode as 'floor' | undefined, false, 'channelsLast');
+  }
+  const geom = (c: tfc.backend_util.Conv2DInfo, outChannels = c.outChannels): number[] => [
+    c.batchSize, c.inHeight, c.inWidth, c.inChannels, c.filterHeight, c.filterWidth, outChannels, c.outHeight, c.outWidth,
+    c.strideHeight, c.strideWidth, c.dilationHeight, c.dilationWidth, c.padInfo.top, c.padInfo.left];
+  const nhwc = (attrs: Record<string, unknown>): boolean => attrs.dataFormat == null || attrs.dataFormat === 'NHWC';
+
+  function conv(name: string, args: KArgs): TensorInfo | TensorInfo[] {
+    const be = args.backend;
+    const { x, filter, bias, preluActivationWeights } = args.inputs;
+    const attrs = args.attrs ?? {};
+    const act = actCode(attrs.activation);
+    if (!isWasmBackend(be) || !x || !filter || x.dtype !== 'float32' || act === null || preluActivationWeights || !nhwc(attrs)) return fallback(name, args);
+    const c = convInfo(x.shape, filter.shape, attrs);
+    if (bias && size(bias.shape) !== c.outChannels) return fallback(name, args);
+    if (size(c.outShape) === 0 || size(x.shape) === 0) return fallback(name, args);
+    const out = be.makeOutput(c.outShape, 'float32');
+    addon.conv2d(heap(be), off(be, x), off(be, filter), off(be, out), bias ? off(be, bias) : -1, act, ...geom(c));
+    return out;
+  }
+
+  function convBackpropInput(args: KArgs): TensorInfo | TensorInfo[] {
+    const be = args.backend;
+    const { dy, filter } = args.inputs;
+    const attrs = args.attrs ?? {};
+    if (!isWasmBackend(be) || !dy || !filter || dy.dtype !== 'float32' || !nhwc(attrs)) return fallback('Conv2DBackpropInput', args);
+    const inShape = attrs.inputShape as number[];
+    const c = convInfo(inShape, filter.shape, { ...attrs, dilations: 1 });
+    if (size(inShape) === 0 || size(dy.shape) === 0) return fallback('Conv2DBackpropInput', args);
+    const out = be.makeOutput(inShape, 'float32');
+    addon.conv2dBackpropInput(heap(be), off(be, dy), off(be, filter), off(be, out), ...geom(c));
+    return out;
+  }
+
+  function convBackpropFilter(args: KArgs): TensorInfo | TensorInfo[] {
+    const be = args.backend;
+    const { x, dy } = args.inputs;
+    const attrs = args.attrs ?? {};
+    if (!isWasmBackend(be) || !x || !dy || x.dtype !== 'float32' || !nhwc(attrs)) return fallback('Conv2DBackpropFilter', args);
+    const filterShape = attrs.filterShape as number[];
+    const c = convInfo(x.shape, filterShape, { ...attrs, dilations: 1 });
+    const out = be.makeOutput(filterShape, 'float32');
+    addon.conv2dBackpropFilter(heap(be), off(be, x), off(be, dy), off(be, out), ...geom(c));
+    return out;
+  }
+
+  function poolInfo(xShape: number[], attrs: Record<string, unknown>): tfc.backend_util.Conv2DInfo {
+    return bu.computePool2DInfo(xShape as [number, number, number, number], attrs.filterSize as [number, number],
+      attrs.strides as [number, number], 1, attrs.pad as 'same', attrs.dimRoundingMode as 'floor' | undefined);
+  }
+
+  function maxPool(args: KArgs): TensorInfo | TensorInfo[] {
+    const be = args.backend;
+    const { x } = args.inputs;
+    const attrs = args.attrs ?? {};
+    if (!isWasmBackend(be) || !x || x.dtype !== 'float32' || x.shape.length !== 4) return fallback('MaxPool', args);
+    const c = poolInfo(x.shape, attrs);
+    if (size(c.outShape) === 0) return fallback('MaxPool', args);
+    const out = be.makeOutput(c.outShape, 'float32');
+    addon.maxPool(heap(be), off(be, x), off(be, out), ...geom(c, c.inChannels));
+    return out;
+  }
+
+  function maxPoolGrad(args: KArgs): TensorInfo | TensorInfo[] {
+    const be = args.backend;
+    const { dy, input } = args.inputs;
+    const attrs = args.attrs ?? {};
+    if (!isWasmBackend(be) || !dy || !input || input.dtype !== 'float32' || input.shape.length !== 4) return fallback('MaxPoolGrad', args);
+    const c = poolInfo(input.shape, attrs);
+    const out = be.makeOutput(input.shape, 'float32');
+    addon.maxPoolGrad(heap(be), off(be, input), off(be, dy), off(be, out), ...geom(c, c.inChannels));
+    return out;
+  }
+
+  const k = (f: (a: KArgs) => TensorInfo | TensorInfo[]): KernelFunc => f as unknown as KernelFunc;
+  return {
+    BatchMatMul: k((a) => matmul('BatchMatMul', a)),
+    _FusedMatMul: k((a) => matmul('_FusedMatMul', a)),
+    Conv2D: k((a) => conv('Conv2D', a)),
+    FusedConv2D: k((a) => conv('FusedConv2D', a)),
+    Conv2DBackpropInput: k(convBackpropInput),
+    Conv2DBackpropFilter: k(convBackpropFilter),
+    MaxPool: k(maxPool),
+    MaxPoolGrad: k(maxPoolGrad),
+  };
+}

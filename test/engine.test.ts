@@ -1,0 +1,243 @@
+// The fast engine: every registered kernel (forward and gradient) against the reference tfjs 'cpu' backend,
+// a gradient check on a small network, the fused Adam step, the own GEMM kernels, and the SLIMFIT_ENGINE=off fallback.
+import assert from 'node:assert/strict';
+import { test } from 'node:test';
+import * as tf from '@tensorflow/tfjs-core';
+import '@tensorflow/tfjs-backend-cpu';
+import '@tensorflow/tfjs-backend-wasm';
+import * as tfl from '@tensorflow/tfjs-layers';
+import { installEngine, uninstallEngine, loadAddon, adamStats } from '../src/engine/index.ts';
+
+// Tolerance: max |engine - cpu| <= TOL * (1 + max |cpu|). Both compute in float32 with different summation orders.
+const TOL = 2e-4;
+const { addon, note } = loadAddon();
+const SKIP = addon ? false : `native addon not built: ${note}`;
+
+let seed = 12345;
+function rand(n: number): Float32Array {
+  const a = new Float32Array(n);
+  for (let i = 0; i < n; i++) {
+    seed = (seed * 1103515245 + 12345) >>> 0;
+    a[i] = (seed / 2 ** 32) * 2 - 1;
+  }
+  return a;
+}
+const prod = (s: number[]): number => s.reduce((a, b) => a * b, 1);
+
+/** Run `f` on fresh tensors built from `data` on `backend`, returning every output as plain arrays. */
+async function on(backend: string, data: { shape: number[]; values: Float32Array }[], f: (...t: tf.Tensor[]) => tf.Tensor | tf.Tensor[]): Promise<Float32Array[]> {
+  await tf.setBackend(backend);
+  return tf.tidy(() => {
+    const ins = data.map((d) => tf.tensor(d.values, d.shape));
+    const out = f(...ins);
+    return (Array.isArray(out) ? out : [out]).map((t) => t.dataSync() as Float32Array);
+  });
+}
+
+function close(label: string, got: Float32Array[], want: Float32Array[], tol = TOL): void {
+  assert.equal(got.length, want.length, label);
+  for (let k = 0; k < want.length; k++) {
+    assert.equal(got[k].length, want[k].length, `${label} output ${k} size`);
+    let scale = 0, err = 0;
+    for (let i = 0; i < want[k].length; i++) {
+      scale = Math.max(scale, Math.abs(want[k][i]));
+      err = Math.max(err, Math.abs(got[k][i] - want[k][i]));
+    }
+    assert.ok(err <= tol * (1 + scale), `${label} output ${k}: max error ${err} (scale ${scale})`);
+  }
+}
+
+/** Compare forward and gradients (w.r.t. every input, with a random upstream gradient) on cpu vs engine. */
+async function check(label: string, shapes: number[][], f: (...t: tf.Tensor[]) => tf.Tensor, withGrad = true): Promise<void> {
+  const data = shapes.map((s) => ({ shape: s, values: rand(prod(s)) }));
+  const outShape = tf.tidy(() => { tf.setBackend('cpu'); return f(...data.map((d) => tf.tensor(d.values, d.shape))).shape; });
+  const r = { shape: outShape, values: rand(prod(outShape)) };
+  const g = (...t: tf.Tensor[]): tf.Tensor[] => {
+    const ins = t.slice(0, -1), up = t[t.length - 1];
+    if (!withGrad) return [f(...ins)];
+    const grads = tf.grads((...x: tf.Tensor[]) => tf.sum(tf.mul(f(...x), up)))(ins);
+    return [f(...ins), ...grads];
+  };
+  const want = await on('cpu', [...data, r], g);
+  const got = await on('wasm', [...data, r], g);
+  close(label, got, want);
+}
+
+test('fast engine kernels match the cpu backend (forward and gradient)', { skip: SKIP }, async (t) => {
+  await tf.setBackend('wasm');
+  await tf.ready();
+  const st = installEngine(tf, 'wasm');
+  assert.equal(st.active, true, st.note);
+  for (const own of [false, true]) {
+    addon!.setForceOwn(own);
+    const tag = own ? 'own-gemm' : addon!.info().blas;
+    await t.test(`matmul family (${tag})`, async () => {
+      for (const [m, k, n] of [[1, 1, 1], [1, 7, 3], [5, 3, 9], [17, 33, 13], [128, 784, 64], [31, 1, 40]]) {
+        await check(`matMul ${m}x${k}x${n}`, [[m, k], [k, n]], (a, b) => tf.matMul(a, b));
+        await check(`matMul^T ${m}x${k}x${n}`, [[k, m], [n, k]], (a, b) => tf.matMul(a, b, true, true));
+        await check(`fused relu+bias ${m}x${k}x${n}`, [[m, k], [k, n], [n]], (a, b, c) => tf.fused.matMul({ a, b, bias: c, activation: 'relu' }));
+        await check(`fused linear ${m}x${k}x${n}`, [[m, k], [k, n], [n]], (a, b, c) => tf.fused.matMul({ a, b, bias: c }));
+      }
+      await check('batched matMul', [[3, 5, 7], [3, 7, 2]], (a, b) => tf.matMul(a, b));
+      // tfjs-core's own BatchMatMul gradient rejects broadcast batches on every backend: forward only
+      await check('broadcast batched matMul', [[3, 5, 7], [1, 7, 2]], (a, b) => tf.matMul(a, b), false);
+      await check('fused elu (falls back)', [[4, 6], [6, 5], [5]], (a, b, c) => tf.fused.matMul({ a, b, bias: c, activation: 'elu' }));
+    });
+    await t.test(`conv2d family (${tag})`, async () => {
+      const cases: [number[], number[], [number, number], 'same' | 'valid'][] = [
+        [[1, 5, 5, 1], [3, 3, 1, 2], [1, 1], 'same'],
+        [[2, 7, 6, 3], [3, 3, 3, 4], [1, 1], 'valid'],
+        [[3, 9, 8, 2], [3, 2, 2, 5], [2, 2], 'same'],
+        [[2, 10, 11, 3], [5, 5, 3, 6], [2, 3], 'valid'],
+        [[4, 6, 6, 8], [1, 1, 8, 3], [1, 1], 'same'],
+        [[1, 8, 8, 4], [1, 1, 4, 2], [2, 2], 'valid'],
+        [[16, 14, 14, 8], [3, 3, 8, 16], [1, 1], 'same'],
+      ];
+      for (const [xs, fs, s, p] of cases) {
+        const lbl = `${xs}|${fs}|${s}|${p}`;
+        await check(`conv2d ${lbl}`, [xs, fs], (x, w) => tf.conv2d(x as tf.Tensor4D, w as tf.Tensor4D, s, p));
+        await check(`fused conv2d relu ${lbl}`, [xs, fs, [fs[3]]], (x, w, b) => tf.fused.conv2d({ x: x as tf.Tensor4D, filter: w as tf.Tensor4D, strides: s, pad: p, bias: b, activation: 'relu' }));
+      }
+      // tfjs-core has no gradient for dilated conv2d on any backend: forward only
+      await check('conv2d dilated', [[2, 9, 9, 2], [3, 3, 2, 3]], (x, w) => tf.conv2d(x as tf.Tensor4D, w as tf.Tensor4D, 1, 'same', 'NHWC', 2), false);
+    });
+    await t.test(`max pooling (${tag})`, async () => {
+      const cases: [number[], [number, number], [number, number], 'same' | 'valid'][] = [
+        [[1, 4, 4, 1], [2, 2], [2, 2], 'valid'], [[2, 7, 5, 3], [2, 2], [2, 2], 'same'],
+        [[3, 9, 9, 4], [3, 3], [2, 2], 'valid'], [[2, 6, 7, 5], [3, 2], [1, 1], 'same'],
+      ];
+      for (const [xs, k, s, p] of cases) await check(`maxPool ${xs}|${k}|${s}|${p}`, [xs], (x) => tf.maxPool(x as tf.Tensor4D, k, s, p));
+      // ties (ReLU zeros): the gradient goes to the first maximum like the reference
+      await check('maxPool ties', [[2, 6, 6, 3]], (x) => tf.maxPool(tf.relu(tf.sub(x, 0.8)) as tf.Tensor4D, [2, 2], [2, 2], 'valid'));
+    });
+  }
+  addon!.setForceOwn(false);
+  uninstallEngine(tf);
+});
+
+/** A small conv+pool+dense network: loss and gradients for the given weights on fixed data. */
+function smallNet(w: tf.Tensor[], x: tf.Tensor4D, y: tf.Tensor2D): tf.Scalar {
+  const [k1, b1, k2, b2] = w;
+  const h1 = tf.fused.conv2d({ x, filter: k1 as tf.Tensor4D, strides: 1, pad: 'same', bias: b1, activation: 'relu' });
+  const p1 = tf.maxPool(h1, 2, 2, 'valid');
+  const flat = tf.reshape(p1, [x.shape[0], -1]) as tf.Tensor2D;
+  const logits = tf.fused.matMul({ a: flat, b: k2 as tf.Tensor2D, bias: b2 });
+  return tf.losses.softmaxCrossEntropy(y, logits) as tf.Scalar;
+}
+
+test('gradient check on a small conv network (engine vs finite differences and vs cpu)', { skip: SKIP }, async () => {
+  await tf.setBackend('wasm');
+  await tf.ready();
+  installEngine(tf, 'wasm');
+  const shapes = [[3, 3, 2, 4], [4], [3 * 3 * 4, 5], [5]];
+  const wData = shapes.map((s) => ({ shape: s, values: rand(prod(s)) }));
+  const xData = { shape: [3, 6, 6, 2], values: rand(3 * 6 * 6 * 2) };
+  const labels = tf.tidy(() => tf.oneHot(tf.tensor1d([0, 3, 4], 'int32'), 5).dataSync() as Float32Array);
+  const run = (): Float32Array[] => tf.tidy(() => {
+    const w = wData.map((d) => tf.tensor(d.values, d.shape));
+    const x = tf.tensor4d(xData.values, xData.shape as [number, number, number, number]);
+    const y = tf.tensor2d(labels, [3, 5]);
+    return tf.grads((...ws: tf.Tensor[]) => smallNet(ws, x, y))(w).map((g) => g.dataSync() as Float32Array);
+  });
+  const loss = (): number => tf.tidy(() => smallNet(wData.map((d) => tf.tensor(d.values, d.shape)), tf.tensor4d(xData.values, xData.shape as [number, number, number, number]), tf.tensor2d(labels, [3, 5])).dataSync()[0]);
+  const analytic = run();
+  // central differences on a sample of coordinates of every weight (float32: h = 1e-3, tolerance 2e-2 relative)
+  for (let k = 0; k < wData.length; k++) {
+    for (let j = 0; j < 6; j++) {
+      const i = (j * 7919) % wData[k].values.length;
+      const v = wData[k].values[i];
+      const h = 1e-3;
+      wData[k].values[i] = v + h; const lp = loss();
+      wData[k].values[i] = v - h; const lm = loss();
+      wData[k].values[i] = v;
+      const num = (lp - lm) / (2 * h);
+      assert.ok(Math.abs(num - analytic[k][i]) <= 2e-2 * (Math.abs(num) + 1e-2) + 2e-3, `weight ${k}[${i}]: numeric ${num} vs analytic ${analytic[k][i]}`);
+    }
+  }
+  await tf.setBackend('cpu');
+  close('small network gradients vs cpu', analytic, run());
+  await tf.setBackend('wasm');
+  uninstallEngine(tf);
+});
+
+/** Train a tiny seeded MLP for a few Adam steps on `backend`; returns its final weights. */
+async function trainTiny(backend: string): Promise<Float32Array[]> {
+  await tf.setBackend(backend);
+  const model = tfl.sequential();
+  model.add(tfl.layers.dense({ inputShape: [20], units: 16, activation: 'relu', kernelInitializer: tfl.initializers.glorotUniform({ seed: 1 }) }));
+  model.add(tfl.layers.dense({ units: 3, activation: 'softmax', kernelInitializer: tfl.initializers.glorotUniform({ seed: 2 }) }));
+  model.compile({ optimizer: tf.train.adam(0.01), loss: 'categoricalCrossentropy' });
+  const x = tf.tensor2d(rand(64 * 20).map((v) => v), [64, 20]);
+  const y = tf.oneHot(tf.tensor1d(Array.from({ length: 64 }, (_, i) => i % 3), 'int32'), 3);
+  await model.fit(x, y, { batchSize: 16, epochs: 2, shuffle: false, verbose: 0 });
+  const w = model.getWeights().map((t) => t.dataSync() as Float32Array);
+  tf.dispose([x, y]);
+  model.dispose();
+  return w;
+}
+
+test('fused Adam and matmul kernels train a seeded MLP like the cpu backend', { skip: SKIP }, async () => {
+  await tf.setBackend('wasm');
+  await tf.ready();
+  installEngine(tf, 'wasm');
+  const s0 = seed;
+  const fused0 = adamStats.fused;
+  const got = await trainTiny('wasm');
+  assert.equal(adamStats.fused - fused0, 8, `the fused Adam step ran (last refusal: ${adamStats.lastReason})`);
+  seed = s0;
+  const want = await trainTiny('cpu');
+  close('weights after 8 Adam steps', got, want, 2e-5);
+  await tf.setBackend('wasm');
+  uninstallEngine(tf);
+});
+
+test('own GEMM kernels by dtype match a float64 reference', { skip: SKIP }, () => {
+  const ref = (M: number, N: number, K: number, A: ArrayLike<number>, B: ArrayLike<number>): Float64Array => {
+    const C = new Float64Array(M * N);
+    for (let i = 0; i < M; i++) for (let k = 0; k < K; k++) for (let j = 0; j < N; j++) C[i * N + j] += A[i * K + k] * B[k * N + j];
+    return C;
+  };
+  const info = addon!.info();
+  for (const [M, N, K] of [[1, 1, 1], [13, 37, 29], [50, 70, 260]]) {
+    const A = rand(M * K), B = rand(K * N), R = ref(M, N, K, A, B);
+    for (const kind of ['f32', 'f32own'] as const) {
+      const C = new Float32Array(M * N);
+      addon!.gemmDtype(kind, M, N, K, A, B, C);
+      C.forEach((c, i) => assert.ok(Math.abs(c - R[i]) < 1e-4 * Math.sqrt(K), `${kind} ${M}x${N}x${K}`));
+    }
+    for (const kind of ['f64', 'f64own'] as const) {
+      const C = new Float64Array(M * N);
+      addon!.gemmDtype(kind, M, N, K, Float64Array.from(A), Float64Array.from(B), C);
+      C.forEach((c, i) => assert.ok(Math.abs(c - R[i]) < 1e-12 * K, `${kind} ${M}x${N}x${K}`));
+    }
+    const toBf = (x: number): number => (new Uint32Array(new Float32Array([x]).buffer)[0] >>> 16);
+    const fromBf = (b: number): number => new Float32Array(new Uint32Array([b << 16]).buffer)[0];
+    const Ab = Uint16Array.from(A, toBf), Bb = Uint16Array.from(B, toBf);
+    const Rb = ref(M, N, K, Array.from(Ab, fromBf), Array.from(Bb, fromBf));
+    const Cb = new Float32Array(M * N);
+    assert.equal(addon!.gemmDtype('bf16', M, N, K, Ab, Bb, Cb), info.bf16);
+    if (info.bf16) Cb.forEach((c, i) => assert.ok(Math.abs(c - Rb[i]) < 1e-4 * Math.sqrt(K), `bf16 ${M}x${N}x${K}`));
+    const Au = Uint8Array.from(A, (v) => Math.floor((v + 1) * 127.5)), Bs = Int8Array.from(B, (v) => Math.round(v * 127));
+    const Ri = ref(M, N, K, Au, Bs);
+    const Ci = new Int32Array(M * N);
+    assert.equal(addon!.gemmDtype('i8', M, N, K, Au, Bs, Ci), info.vnni);
+    if (info.vnni) Ci.forEach((c, i) => assert.equal(c, Ri[i], `int8 ${M}x${N}x${K}`));
+  }
+});
+
+test('SLIMFIT_ENGINE=off: installEngine declines with a note and training still works on plain tfjs', async () => {
+  const prev = process.env.SLIMFIT_ENGINE;
+  process.env.SLIMFIT_ENGINE = 'off';
+  try {
+    await tf.setBackend('wasm');
+    await tf.ready();
+    const st = installEngine(tf, 'wasm');
+    assert.equal(st.active, false);
+    assert.match(st.note, /SLIMFIT_ENGINE=off/);
+    const w = await trainTiny('wasm');
+    assert.ok(w.every((a) => a.every(Number.isFinite)));
+  } finally {
+    if (prev === undefined) delete process.env.SLIMFIT_ENGINE; else process.env.SLIMFIT_ENGINE = prev;
+  }
+  assert.equal(installEngine(tf, 'cpu').active, false, 'only the wasm backend is supported');
+});
