@@ -77,12 +77,16 @@ async function* zipBatches(
 /** Row chunks of a random-access .npy (or stored .npz member), `per` rows each, one read ahead; optional CRC check over the pass. */
 async function* npyChunks(f: NpyFile, per: number, crc?: { update(raw: Uint8Array): void; finish(): void; head: Uint8Array }): AsyncGenerator<Uint8Array> {
   crc?.update(crc.head);
-  let next: Promise<Uint8Array> | null = f.rows > 0 ? f.readRows(0, Math.min(per, f.rows)) : null;
+  // Two buffers used in turn (one being read ahead, one handed out): batches are valid until the next is requested.
+  const bufs = [new Uint8Array(Math.min(per, f.rows) * f.rowBytes), new Uint8Array(Math.min(per, f.rows) * f.rowBytes)];
+  let turn = 0;
+  const read = (start: number) => f.readRows(start, Math.min(start + per, f.rows), bufs[turn++ & 1]);
+  let next: Promise<Uint8Array> | null = f.rows > 0 ? read(0) : null;
   try {
     for (let r = 0; r < f.rows; r += per) {
       const chunk = await next!;
       const nr = r + per;
-      next = nr < f.rows ? f.readRows(nr, Math.min(nr + per, f.rows)) : null;
+      next = nr < f.rows ? read(nr) : null;
       if (crc) crc.update(toDiskOrder(chunk, f.header));
       yield chunk;
     }

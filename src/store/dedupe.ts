@@ -7,7 +7,7 @@ export interface SeenBefore {
   splits: number;
 }
 
-/** A set of sample fingerprints with, for each, the splits it has appeared in. ~24 bytes per distinct sample. */
+/** A set of sample fingerprints with, for each, the splits it has appeared in (at most 8 splits). 9-18 bytes per distinct sample. */
 export interface DuplicateIndex {
   /** Record sample bytes as appearing in split `splitIdx`; returns the splits it had appeared in before (0 = new). */
   add(sample: Uint8Array, splitIdx: number): number;
@@ -20,7 +20,7 @@ export function createDuplicateIndex(): DuplicateIndex {
   let cap = 1 << 16;
   let lo = new Uint32Array(cap);
   let hi = new Uint32Array(cap);
-  let bits = new Uint32Array(cap); // 0 = empty slot; else split bitmask
+  let bits = new Uint8Array(cap); // 0 = empty slot; else split bitmask
   let size = 0;
   const insert = (a: number, b: number, mask: number, orInto: boolean): number => {
     const m = cap - 1;
@@ -34,16 +34,16 @@ export function createDuplicateIndex(): DuplicateIndex {
   const grow = () => {
     const ol = lo, oh = hi, ob = bits;
     cap *= 2;
-    lo = new Uint32Array(cap); hi = new Uint32Array(cap); bits = new Uint32Array(cap);
+    lo = new Uint32Array(cap); hi = new Uint32Array(cap); bits = new Uint8Array(cap);
     size = 0;
     for (let i = 0; i < ob.length; i++) if (ob[i] !== 0) insert(ol[i], oh[i], ob[i], false);
   };
   return {
     get size() { return size; },
     add(sample, splitIdx) {
-      if (splitIdx < 0 || splitIdx > 30) throw new RangeError('at most 31 splits');
+      if (splitIdx < 0 || splitIdx > 7) throw new RangeError('duplicate checking handles at most 8 splits');
       const d = hash('sha1', sample, 'buffer') as Buffer;
-      if ((size + 1) * 2 > cap) grow();
+      if ((size + 1) * 4 > cap * 3) grow(); // keep the load factor below 0.75
       return insert(d.readUInt32LE(0), d.readUInt32LE(4), 1 << splitIdx, true);
     },
   };

@@ -17,7 +17,7 @@ export function summarizeStore(dir: string, m: Manifest): string {
   lines.push(`slimfit store ${dir} (format version ${m.version})`);
   lines.push(`  x: ${fieldText(m.fields.x)}   y: ${fieldText(m.fields.y)}`);
   if (m.classNames) lines.push(`  classes (${m.classNames.length}): ${m.classNames.join(', ')}`);
-  const splits = new Table({ head: ['split', 'samples', 'shards', 'bytes'], style: { head: [], border: [] } });
+  const splits = new Table({ head: ['split', 'samples', 'shards', 'bytes'], style: { head: [], border: [], compact: true } });
   for (const [name, s] of Object.entries(m.splits)) {
     const bytes = s.shards.reduce((a, sh) => a + sh.x.bytes + sh.y.bytes, 0);
     splits.push([name, s.samples, s.shards.length, formatBytes(bytes)]);
@@ -26,7 +26,7 @@ export function summarizeStore(dir: string, m: Manifest): string {
   const withCounts = Object.entries(m.splits).filter(([, s]) => s.classCounts);
   if (withCounts.length) {
     const n = Math.max(...withCounts.map(([, s]) => s.classCounts!.length));
-    const t = new Table({ head: ['class', ...withCounts.map(([k]) => k)], style: { head: [], border: [] } });
+    const t = new Table({ head: ['class', ...withCounts.map(([k]) => k)], style: { head: [], border: [], compact: true } });
     for (let c = 0; c < n; c++) t.push([m.classNames?.[c] ?? String(c), ...withCounts.map(([, s]) => s.classCounts![c] ?? 0)]);
     lines.push('samples per class:');
     lines.push(t.toString());

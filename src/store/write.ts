@@ -35,7 +35,7 @@ export interface WriteStoreOptions {
   tool?: string;
   /** No progress output. */
   quiet?: boolean;
-  /** Fingerprint every sample to count duplicates and leakage (default true; ~24-48 bytes per distinct sample). */
+  /** Fingerprint every sample to count duplicates and leakage (default true; ~9-18 bytes per distinct sample). */
   checkDuplicates?: boolean;
 }
 
@@ -134,6 +134,7 @@ export async function writeStore(out: string, input: StoreInput, opts: WriteStor
     const dups = createDuplicateIndex();
     const checkDups = opts.checkDuplicates ?? true;
     if (opts.dedupe && !checkDups) throw new SlimfitError('--dedupe needs duplicate checking; drop the option that turns it off');
+    if (checkDups && splitNames.length > 8) throw new SlimfitError(`duplicate checking handles at most 8 splits, not ${splitNames.length}`, { hint: 'use fewer splits or pass --no-dup-check' });
     const report: DuplicateReport = { within: Object.fromEntries(splitNames.map((n) => [n, 0])), across: {}, dropped: 0 };
     const xb = sampleBytes(x), yb = sampleBytes(y);
 

@@ -1,0 +1,65 @@
+// `slimfit convert [SRC] OUT`: any supported input to a store (logic in src/formats/open-source.ts and src/store/write.ts).
+import type { Command } from 'commander';
+import { SlimfitError } from '../formats/errors.ts';
+import { parseBytes } from '../util/units.ts';
+
+/** Options `convert` takes (messy-source options are passed through to their readers). */
+interface ConvertOptions {
+  x?: string; y?: string; train?: string; test?: string; split?: string; seed: string; shardSize: string;
+  dedupe?: boolean; force?: boolean; quiet?: boolean; classNames?: string; dupCheck: boolean;
+  [k: string]: unknown;
+}
+
+/** Register `convert`. */
+export function register(program: Command): void {
+  program.command('convert')
+    .description('convert a dataset into a slimfit store (a folder of .npy shards + dataset.json)')
+    .argument('<paths...>', 'SRC OUT, or just OUT with --x/--y files or --train/--test inputs')
+    .option('--x <name>', '.npz member / HDF5 or .mat dataset holding the samples; with no SRC: the samples file (.npy or IDX)')
+    .option('--y <name>', 'the same for the labels')
+    .option('--train <src>', 'an input that is the training split (with --test)')
+    .option('--test <src>', 'an input that is the test split (with --train)')
+    .option('--split <spec>', 'split one input by class-stratified fractions, e.g. train=0.9,test=0.1')
+    .option('--seed <n>', 'seed for --split', '0')
+    .option('--shard-size <bytes>', 'target size of each x shard', '64MB')
+    .option('--dedupe', 'drop exact duplicate samples (keeps the first; no test sample stays in train)')
+    .option('--no-dup-check', 'skip fingerprinting samples for duplicate/leakage counts (saves ~9-18 bytes per sample)')
+    .option('--class-names <list>', 'comma-separated class names, index = label')
+    .option('--force', 'replace an existing store at OUT')
+    .option('-q, --quiet', 'no progress output')
+    .allowUnknownOption(false)
+    .action(async (paths: string[], o: ConvertOptions, cmd: Command) => {
+      if (paths.length > 2) throw new SlimfitError(`expected SRC OUT, got ${paths.length} paths`, { hint: 'slimfit convert SRC OUT' });
+      const out = paths[paths.length - 1];
+      const src = paths.length === 2 ? paths[0] : undefined;
+      const shardBytes = parseBytes(o.shardSize);
+      if (!shardBytes) throw new SlimfitError(`cannot read --shard-size ${o.shardSize}`, { hint: 'e.g. 64MB, 512k, 1GiB' });
+      const seed = Number(o.seed);
+      if (!Number.isSafeInteger(seed)) throw new SlimfitError(`--seed must be an integer, got ${o.seed}`);
+      const { openInput } = await import('../formats/open-source.ts');
+      const { writeStore } = await import('../store/write.ts');
+      const { parseSplitSpec } = await import('../store/split.ts');
+      const { printConversionSummary } = await import('./convert-summary.ts');
+      const ratios = o.split ? parseSplitSpec(o.split) : null;
+      const input = await openInput(src, o);
+      const sources = input.kind === 'single' ? [input.source] : input.splits.map((s) => s.source);
+      try {
+        let plan: Parameters<typeof writeStore>[1];
+        if (input.kind === 'single') {
+          plan = { kind: 'ratio', source: input.source, ratios: ratios ?? [{ name: 'train', fraction: 1 }], seed };
+        } else {
+          if (ratios) throw new SlimfitError('this input comes with its own train/test split; drop --split to keep it', { file: src ?? o.train });
+          plan = { kind: 'presplit', splits: input.splits };
+        }
+        const report = await writeStore(out, plan, {
+          shardBytes, dedupe: o.dedupe, force: o.force, quiet: o.quiet, checkDuplicates: o.dupCheck,
+          classNames: o.classNames ? o.classNames.split(',').map((s) => s.trim()) : undefined,
+          command: ['slimfit', ...cmd.parent!.args].join(' '),
+          tool: `slimfit ${cmd.parent!.version() ?? ''}`.trim(),
+        });
+        printConversionSummary(report);
+      } finally {
+        for (const s of sources) await s.close();
+      }
+    });
+}

@@ -1,0 +1,18 @@
+// `slimfit export DIR --split test --out test.npz`: one split as a plain .npz for people who want one file.
+import type { Command } from 'commander';
+import { formatBytes } from '../util/rss.ts';
+
+/** Register `export`. */
+export function register(program: Command): void {
+  program.command('export')
+    .description('write one split of a store as a plain .npz (arrays x and y), streamed')
+    .argument('<dir>', 'store folder')
+    .requiredOption('--split <name>', 'which split, e.g. test')
+    .requiredOption('--out <file>', 'the .npz to write')
+    .option('-q, --quiet', 'no progress output')
+    .action(async (dir: string, o: { split: string; out: string; quiet?: boolean }) => {
+      const { exportSplit } = await import('../store/export.ts');
+      const bytes = await exportSplit(dir, o.split, o.out, { quiet: o.quiet });
+      process.stdout.write(`wrote ${o.out} (${formatBytes(bytes)})\n`);
+    });
+}

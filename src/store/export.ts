@@ -1,0 +1,40 @@
+// Writing one split of a store as a single plain .npz (x and y members), streamed shard by shard.
+import { createNpzWriter } from '../formats/npz-write.ts';
+import { createProgress } from '../util/progress.ts';
+import { openStore } from './open.ts';
+
+/** Rows copied per read, so memory stays at a few MB whatever the split size. */
+const CHUNK_BYTES = 8 << 20;
+
+/** Export split `split` of the store in `dir` to `out` (.npz with arrays x and y); returns the file size. */
+export async function exportSplit(dir: string, split: string, out: string, opts: { quiet?: boolean } = {}): Promise<number> {
+  const store = await openStore(dir);
+  const s = store.split(split);
+  const w = await createNpzWriter(out);
+  try {
+    const progress = createProgress({ label: `export ${split}`, total: s.samples * 2, unit: 'samples', quiet: opts.quiet });
+    for (const field of ['x', 'y'] as const) {
+      const spec = store.manifest.fields[field];
+      const m = await w.beginMember(field, spec.dtype, spec.shape);
+      for (let i = 0; i < s.info.shards.length; i++) {
+        const sh = await s.shard(i);
+        const npy = sh[field];
+        const step = Math.max(1, Math.floor(CHUNK_BYTES / npy.rowBytes));
+        const buf = new Uint8Array(step * npy.rowBytes);
+        for (let r = 0; r < npy.rows; r += step) {
+          const end = Math.min(npy.rows, r + step);
+          await m.append(await npy.readRows(r, end, buf));
+          progress.tick(end - r);
+        }
+      }
+      await m.end();
+    }
+    progress.done();
+    return await w.close();
+  } catch (e) {
+    await w.abort();
+    throw e;
+  } finally {
+    await store.close();
+  }
+}
