@@ -156,7 +156,7 @@ export async function* idxChunks(info: IdxInfo, rowsPerChunk: number): AsyncGene
     try {
       for (let r = 0; r < rows; r += per) {
         const n = Math.min(per, rows - r);
-        const chunk = new Uint8Array(n * rowBytes);
+        const chunk = new Uint8Array(Buffer.allocUnsafeSlow(n * rowBytes).buffer); // fully overwritten below
         let done = 0;
         const pos = info.headerBytes + r * rowBytes;
         while (done < chunk.length) {
@@ -190,7 +190,7 @@ export async function* idxChunks(info: IdxInfo, rowsPerChunk: number): AsyncGene
     }
     while (off < data.length) {
       if (row >= rows) { extra += data.length - off; break; }
-      if (!chunk) chunk = new Uint8Array(Math.min(per, rows - row) * rowBytes);
+      if (!chunk) chunk = new Uint8Array(Buffer.allocUnsafeSlow(Math.min(per, rows - row) * rowBytes).buffer);
       const take = Math.min(chunk.length - fill, data.length - off);
       chunk.set(data.subarray(off, off + take), fill);
       fill += take;

@@ -218,7 +218,7 @@ export async function openNpy(path: string, opts: OpenNpyOptions = {}): Promise<
         if (into.length < n) throw new RangeError(`buffer of ${into.length} bytes is too small for ${n}`);
         return into.subarray(0, n);
       }
-      return new Uint8Array(n);
+      return new Uint8Array(Buffer.allocUnsafeSlow(n).buffer, 0, n); // fully overwritten by the read
     };
     return {
       path, header, dtype: header.dtype, shape, rowShape, rows, rowBytes, dataStart, fd: fh.fd,
