@@ -178,7 +178,6 @@ export function registerWasmMaxPoolGrad(): void {
 
 /** Let the fast engine (issue 6, src/engine) register native kernels if it exists here; its absence is not an error. */
 async function tryEngine(name: BackendName): Promise<{ active: boolean; note: string }> {
-  if (process.env.SLIMFIT_NO_ENGINE) return { active: false, note: 'fast engine disabled (SLIMFIT_NO_ENGINE)' };
   const url = pathToFileURL(join(dirname(new URL(import.meta.url).pathname), '..', 'engine', 'index.ts')).href;
   let mod: { installEngine?: (t: typeof tf, b: string) => { active: boolean; note: string } | Promise<{ active: boolean; note: string }> };
   try {

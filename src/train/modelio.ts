@@ -20,8 +20,9 @@ function joinWeights(w: ArrayBuffer | ArrayBuffer[] | undefined): Uint8Array {
 /**
  * Save `model` (with its optimizer state when compiled) as the standard tfjs layers format into folder `dir`:
  * written to a temporary sibling folder first and renamed into place, so `dir` is either absent or complete.
+ * `extraFiles` (name -> text) land in the same folder in the same rename (e.g. the loader cursor of a checkpoint).
  */
-export async function saveModel(model: tfl.LayersModel, dir: string, opts: { includeOptimizer?: boolean } = {}): Promise<void> {
+export async function saveModel(model: tfl.LayersModel, dir: string, opts: { includeOptimizer?: boolean; extraFiles?: Record<string, string> } = {}): Promise<void> {
   const tmp = join(dirname(dir), `.${basename(dir)}.tmp-${process.pid}-${Date.now()}`);
   await mkdir(tmp, { recursive: true });
   try {
@@ -38,6 +39,7 @@ export async function saveModel(model: tfl.LayersModel, dir: string, opts: { inc
         };
         await writeFile(join(tmp, 'weights.bin'), weights);
         await writeFile(join(tmp, MODEL_JSON), JSON.stringify(json));
+        for (const [name, text] of Object.entries(opts.extraFiles ?? {})) await writeFile(join(tmp, name), text);
         return { modelArtifactsInfo: { dateSaved: new Date(), modelTopologyType: 'JSON', weightDataBytes: weights.byteLength } };
       },
     }, { includeOptimizer: opts.includeOptimizer ?? model.optimizer != null });

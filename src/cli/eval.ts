@@ -1,0 +1,20 @@
+// `slimfit eval RUN DIR`: accuracy of a trained model on a split, with a confusion matrix (PNG, SVG, markdown).
+import type { Command } from 'commander';
+
+/** Register `eval`. */
+export function register(program: Command): void {
+  program.command('eval')
+    .description('evaluate a run (runs/NAME) or a tfjs model.json on a split of a store; writes a confusion matrix')
+    .argument('<RUN>', 'run folder written by `slimfit train`, or a model folder / model.json')
+    .argument('<DIR>', 'store directory')
+    .option('--split <name>', 'split to evaluate', 'test')
+    .option('--batch <n>', 'batch size', (v) => Number(v), 512)
+    .option('--out <dir>', 'where to write the confusion matrix (default: the run folder)')
+    .option('--backend <name>', 'force the TensorFlow.js backend: wasm or cpu')
+    .action(async (run: string, dir: string, o) => {
+      const { evalRun } = await import('../train/run.ts');
+      const r = await evalRun(run, dir, { split: o.split, batchSize: o.batch, backend: o.backend, outDir: o.out });
+      process.stdout.write(`accuracy ${(100 * r.result.accuracy).toFixed(2)}% (${r.result.samples} samples of '${o.split}', loss ${r.result.loss.toFixed(4)})\n`);
+      process.stdout.write(`confusion matrix: ${r.files}.png, ${r.files}.svg, ${r.files}.md\n`);
+    });
+}

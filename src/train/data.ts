@@ -1,0 +1,105 @@
+// Turning what the user hands `fit`/`evaluate` (a store path, a DataSource, .npy or .npz files) into sources and loaders.
+import { stat } from 'node:fs/promises';
+import { SlimfitError } from '../formats/errors.ts';
+import { openNpy } from '../formats/npy.ts';
+import { elementAsNumber, viewAs } from '../formats/dtype.ts';
+import { createLoader, fromNpy, fromNpz, openDataset } from '../loader/index.ts';
+import type { DataSource, Loader, LoaderOptions } from '../loader/types.ts';
+
+/** Training data as users have it: a store directory, an opened DataSource, a pair of .npy files, or two arrays of an .npz. */
+export type DataInput = string | DataSource | { x: string; y: string } | { npz: string; x: string; y: string };
+
+/** Sources resolved from a {@link DataInput}. */
+export interface ResolvedData {
+  /** The split asked for (train by default). */
+  main: DataSource;
+  /** The store's `val` split when training from a store that has one. */
+  val?: DataSource;
+  /** The store's `test` split, when there is one (used by reports). */
+  test?: DataSource;
+  /** Class count: class names in the manifest, else the largest label + 1 (one pass over y only). */
+  classes: number;
+  classNames: string[];
+  /** The store directory, when the data is a store. */
+  storeDir?: string;
+  close(): Promise<void>;
+}
+
+function isSource(d: DataInput): d is DataSource {
+  return typeof d === 'object' && 'samples' in d && 'close' in d;
+}
+
+/** Largest integer label + 1 of a plain .npy/.npz y array, read in row chunks (never the whole file at once when large). */
+async function countClasses(path: string, base: number, name: string): Promise<number> {
+  const y = await openNpy(path, { offset: base, displayName: name });
+  try {
+    if (y.rowShape.length !== 0) return y.rowShape[y.rowShape.length - 1]; // already one-hot or vectors
+    let max = -1;
+    const step = 1 << 20;
+    for (let s = 0; s < y.rows; s += step) {
+      const e = Math.min(y.rows, s + step);
+      const t = viewAs(y.dtype, await y.readRows(s, e));
+      for (let i = 0; i < e - s; i++) {
+        const v = elementAsNumber(y.dtype, t, i);
+        if (!Number.isInteger(v) || v < 0) throw new SlimfitError(`label ${v} at row ${s + i} is not a class index (a non-negative integer)`, { file: name, hint: 'classification needs integer labels 0..K-1' });
+        if (v > max) max = v;
+      }
+    }
+    return max + 1;
+  } finally {
+    await y.close();
+  }
+}
+
+/** Open `data` and pick split `split` (default 'train'); a missing split is a SlimfitError listing the existing ones. */
+export async function resolveData(data: DataInput, split = 'train'): Promise<ResolvedData> {
+  if (isSource(data)) {
+    const names = data.classNames ?? [];
+    const parts = (data as { parts?: Array<{ y: { path: string; base: number; name: string } }> }).parts;
+    let classes = names.length;
+    if (!classes && parts?.length) for (const p of parts) classes = Math.max(classes, await countClasses(p.y.path, p.y.base, p.y.name));
+    return { main: data, classes, classNames: names.length ? names : Array.from({ length: classes }, (_, i) => String(i)), close: async () => {} };
+  }
+  if (typeof data === 'string') {
+    const st = await stat(data).catch(() => null);
+    if (!st) throw new SlimfitError('no such file or directory', { file: data, hint: 'pass a store directory made by `slimfit convert`, or .npy/.npz files' });
+    if (!st.isDirectory()) {
+      throw new SlimfitError('is a file, not a store directory', { file: data, hint: 'for plain arrays pass {x: "x.npy", y: "y.npy"} or {npz, x, y}; or convert once with `slimfit convert`' });
+    }
+    const ds = await openDataset(data);
+    try {
+      const main = ds.split(split);
+      const names = ds.manifest.classNames ?? [];
+      const counts = ds.manifest.splits[split]?.classCounts;
+      const classes = names.length || counts?.length || 0;
+      if (!classes) throw new SlimfitError('the store has no class names or class counts, so the number of classes is unknown', { file: data, hint: 're-run `slimfit convert` with integer class labels' });
+      return {
+        main, classes, classNames: names.length ? names : Array.from({ length: classes }, (_, i) => String(i)),
+        val: split !== 'val' && ds.splits.includes('val') ? ds.split('val') : undefined,
+        test: split !== 'test' && ds.splits.includes('test') ? ds.split('test') : undefined,
+        storeDir: ds.dir, close: () => ds.close(),
+      };
+    } catch (e) {
+      await ds.close();
+      throw e;
+    }
+  }
+  const src = 'npz' in data ? await fromNpz(data.npz, { x: data.x, y: data.y }) : await fromNpy({ x: data.x, y: data.y });
+  return resolveData(src, split);
+}
+
+/** Loader defaults for training: batch 128, global shuffle, prefetch, stats (or 1/255 for uint8) normalization, one-hot labels. */
+export function trainLoaderOptions(src: DataSource, classes: number, o: LoaderOptions = {}): LoaderOptions {
+  const normalize = o.normalize ?? (src.stats ? 'stats' : src.x.dtype === 'uint8' ? { scale: 1 / 255, shift: 0 } : false);
+  return { batchSize: 128, shuffle: 'global', seed: 0, ...o, normalize, oneHot: classes, layout: 'nhwc' };
+}
+
+/** A loader over `src` with {@link trainLoaderOptions}. */
+export function makeLoader(src: DataSource, classes: number, o: LoaderOptions = {}): Loader {
+  return createLoader(src, trainLoaderOptions(src, classes, o));
+}
+
+/** A loader that streams `src` once in stored order (evaluation): same normalization as training, no shuffle, no augmentation. */
+export function makeEvalLoader(src: DataSource, classes: number, o: LoaderOptions = {}): Loader {
+  return createLoader(src, trainLoaderOptions(src, classes, { ...o, shuffle: false, noise: 0, shift: 0, balanced: false, batchSize: Math.max(256, o.batchSize ?? 0) }));
+}

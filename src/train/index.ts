@@ -1,0 +1,67 @@
+// slimfit's training API: fit/evaluate in one line from a store or plain files, plus models, runs and reports.
+import type * as tfl from '@tensorflow/tfjs-layers';
+import type { LoaderOptions } from '../loader/types.ts';
+import { initBackend } from './backend.ts';
+import { type DataInput, makeEvalLoader, makeLoader, resolveData } from './data.ts';
+import { compileDefault, type EvalResult, evaluateLoader, type History, type LoopOptions, type OptimizerName, trainEpochs } from './loop.ts';
+import { checkModelFits } from './run.ts';
+
+export { initBackend, type BackendInfo } from './backend.ts';
+export { type DataInput, resolveData } from './data.ts';
+export { type EpochLog, type EvalResult, type History, compileDefault, evaluateLoader, trainEpochs } from './loop.ts';
+export { loadModel, saveModel } from './modelio.ts';
+export { BUILTIN_MODELS, buildModel } from './models.ts';
+export { evalRun, type RunSummary, trainRun, type TrainRunOptions } from './run.ts';
+export { writeReport } from './report.ts';
+
+/** Options of {@link fit}: loop options, loader options (batchSize 128, global shuffle, seed...) and the default optimizer. */
+export interface FitOptions extends Omit<LoopOptions, 'validation'>, LoaderOptions {
+  /** Split to train on when `data` is a store (default 'train'). */
+  split?: string;
+  /** Used only when the model is not compiled yet (default adam, 1e-3). */
+  optimizer?: OptimizerName;
+  lr?: number;
+  /** Validate on the store's 'val' split after each epoch when it has one (default true). */
+  validate?: boolean;
+  backend?: string;
+}
+
+/**
+ * Train `model` on `data` (store dir, DataSource, {x, y} .npy paths or {npz, x, y}) with defaults chosen for you:
+ * batch 128, global shuffle, prefetching workers, normalization from the manifest's mean/std, one-hot labels,
+ * validation on the store's 'val' split. Returns the per-epoch history.
+ */
+export async function fit(model: tfl.LayersModel, data: DataInput, opts: FitOptions = {}): Promise<History> {
+  await initBackend(opts.backend);
+  const rd = await resolveData(data, opts.split ?? 'train');
+  const closers: Array<{ close(): Promise<void> }> = [];
+  try {
+    checkModelFits(model, rd.main, rd.classes, model.name);
+    compileDefault(model, opts.optimizer, opts.lr);
+    const loader = makeLoader(rd.main, rd.classes, opts);
+    closers.push(loader);
+    const val = rd.val && opts.validate !== false ? makeEvalLoader(rd.val, rd.classes, opts) : null;
+    if (val) closers.push(val);
+    return await trainEpochs(model, loader, { ...opts, validation: val });
+  } finally {
+    for (const c of closers) await c.close();
+    await rd.close();
+  }
+}
+
+/** Stream split `split` (default 'test') of `data` through `model`: accuracy, loss and confusion matrix. */
+export async function evaluate(model: tfl.LayersModel, data: DataInput, opts: { split?: string; batchSize?: number; progress?: boolean; backend?: string } = {}): Promise<EvalResult> {
+  await initBackend(opts.backend);
+  const rd = await resolveData(data, opts.split ?? 'test');
+  try {
+    checkModelFits(model, rd.main, rd.classes, model.name);
+    const loader = makeEvalLoader(rd.main, rd.classes, { batchSize: opts.batchSize });
+    try {
+      return await evaluateLoader(model, loader, { progress: opts.progress });
+    } finally {
+      await loader.close();
+    }
+  } finally {
+    await rd.close();
+  }
+}
