@@ -142,6 +142,49 @@ print(json.dumps(out))
   });
 });
 
+describe('zip64 past 4 GB', () => {
+  test('a member whose data starts beyond 4 GB (sparse file, hand-made zip64 by python) is listed and read in place', async () => {
+    const path = join(dir, 'far.npz');
+    py(`
+import struct, zlib, io, sys, numpy as np
+p = sys.argv[1]
+PAD = 4_600_000_000
+x = (np.arange(1000 * 7, dtype='<i4') * 7919 - 12345).reshape(1000, 7)
+b = io.BytesIO(); np.save(b, x); data = b.getvalue()
+def local(name, size, crc):
+    n = name.encode(); extra = struct.pack('<HHQQ', 1, 16, size, size)
+    return struct.pack('<IHHHHHIIIHH', 0x04034b50, 45, 0, 0, 0, 0x21, crc, 0xFFFFFFFF, 0xFFFFFFFF, len(n), len(extra)) + n + extra
+def central(name, size, crc, off):
+    n = name.encode(); extra = struct.pack('<HHQQQ', 1, 24, size, size, off)
+    return struct.pack('<IHHHHHHIIIHHHHHII', 0x02014b50, 45, 45, 0, 0, 0, 0x21, crc, 0xFFFFFFFF, 0xFFFFFFFF, len(n), len(extra), 0, 0, 0, 0, 0xFFFFFFFF) + n + extra
+with open(p, 'wb') as f:
+    f.write(local('pad.bin', PAD, 0)); f.seek(PAD, 1)   # sparse: nothing written
+    off = f.tell(); f.write(local('x.npy', len(data), zlib.crc32(data))); f.write(data)
+    cd = f.tell(); f.write(central('pad.bin', PAD, 0, 0) + central('x.npy', len(data), zlib.crc32(data), off)); cdsize = f.tell() - cd
+    e64 = f.tell()
+    f.write(struct.pack('<IQHHIIQQQQ', 0x06064b50, 44, 45, 45, 0, 0, 2, 2, cdsize, cd))
+    f.write(struct.pack('<IIQI', 0x07064b50, 0, e64, 1))
+    f.write(struct.pack('<IHHHHIIH', 0x06054b50, 0, 0, 0xFFFF, 0xFFFF, 0xFFFFFFFF, 0xFFFFFFFF, 0))
+import zipfile
+with zipfile.ZipFile(p) as z:   # python agrees the structure is valid and the member's CRC holds
+    y = np.load(io.BytesIO(z.read('x.npy')))
+assert (y == x).all()
+open(p + '.ref', 'wb').write(x.tobytes())
+`, [path]);
+    const members = await listNpz(path);
+    assert.deepEqual(members.map((m) => m.name), ['pad.bin', 'x']);
+    const x = members[1];
+    assert.ok(x.dataOffset > 2 ** 32, `offset ${x.dataOffset}`);
+    const ref = await readFile(`${path}.ref`);
+    const f = await openNpzMember(path, 'x');
+    assert.deepEqual(f.shape, [1000, 7]);
+    assert.deepEqual(Buffer.from(await f.readRowList([999, 0, 500])), Buffer.concat([999, 0, 500].map((r) => ref.subarray(r * 28, r * 28 + 28))));
+    await f.close();
+    const s = await streamNpyRows(path, 'x', 64);
+    assert.deepEqual(await collect(s.chunks), ref);
+  });
+});
+
 describe('broken .npz', () => {
   test('truncated zip (no central directory) is a clear error naming the file', async () => {
     const bytes = await readFile(join(dir, 'comp.npz'));
