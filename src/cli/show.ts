@@ -1,0 +1,18 @@
+// `slimfit show DIR`: a PNG grid of samples with their labels.
+import type { Command } from 'commander';
+
+/** Register `show`. */
+export function register(program: Command): void {
+  program.command('show')
+    .description('write a PNG grid of samples of a split with their labels')
+    .argument('<DIR>', 'store directory')
+    .option('--split <name>', 'split to show', 'train')
+    .option('-n, --count <n>', 'number of samples', (v) => Number(v), 64)
+    .option('--seed <n>', 'show random samples drawn with this seed (default: the first ones)', (v) => Number(v))
+    .option('--out <file>', 'PNG file to write', 'samples.png')
+    .action(async (dir: string, o) => {
+      const { writeSampleGrid } = await import('../train/show.ts');
+      const n = await writeSampleGrid(dir, o.out, { split: o.split, n: o.count, seed: o.seed });
+      process.stdout.write(`wrote ${n} samples of '${o.split}' to ${o.out}\n`);
+    });
+}
