@@ -1,0 +1,265 @@
+// Image trees inside archives, read as streams: never extracted to disk, never listed fully into memory.
+//
+// Layout: any path ending in <class>/<file>.{png,jpg,jpeg,gif,bmp}; the class is the file's IMMEDIATE parent
+// folder name (so "notMNIST_large/A/x.png" is class "A"). Files at the archive root, macOS "__MACOSX/" and "._*"
+// entries, and non-image files are ignored.
+//
+// .tar/.tar.gz/.tgz (tar-stream over zlib.createGunzip): a tar can only be read front to back, so opening it makes
+// one cheap first pass over the headers (file data is streamed past, not decoded) to collect the class names, which
+// must be known before the first sample (labels are indices into the sorted names). The decode pass then yields
+// samples in ARCHIVE order. Memory: the set of class names and one file at a time.
+// .zip (yauzl): entries come from the central directory one at a time (lazyEntries), in directory order.
+// A broken zip member is skipped (members are independent); a corrupt tar/gzip stream is fatal, because nothing
+// after the damage can be located.
+import { createReadStream } from 'node:fs';
+import { open as openFile, stat } from 'node:fs/promises';
+import { pipeline } from 'node:stream/promises';
+import { createGunzip } from 'node:zlib';
+import tar from 'tar-stream';
+import yauzl from 'yauzl';
+import { SlimfitError } from './errors.ts';
+import { isImageName, MAX_IMAGE_FILE_BYTES } from './images.ts';
+import { type ImageEntry, type ImageInput, openImageSource, type ImageSourceOptions } from './image-source.ts';
+import type { SampleSource } from './source.ts';
+
+/** Which archive container a file is, from its first bytes. */
+export type ArchiveKind = 'tar' | 'tar.gz' | 'zip';
+
+/** Detect .tar / .tar.gz / .zip by magic bytes (gzip is assumed to hold a tar). Null if neither. */
+export async function archiveKind(path: string): Promise<ArchiveKind | null> {
+  const fh = await openFile(path, 'r');
+  try {
+    const b = Buffer.alloc(512);
+    const { bytesRead } = await fh.read(b, 0, 512, 0);
+    if (bytesRead >= 2 && b[0] === 0x1f && b[1] === 0x8b) return 'tar.gz';
+    if (bytesRead >= 4 && b[0] === 0x50 && b[1] === 0x4b && (b[2] === 3 || b[2] === 5) && (b[3] === 4 || b[3] === 6)) return 'zip';
+    if (bytesRead >= 262 && b.toString('latin1', 257, 262) === 'ustar') return 'tar';
+    return null;
+  } finally {
+    await fh.close();
+  }
+}
+
+/** Class name of an archive path, or null if the entry is not a sample (see the layout rules above). */
+export function classOfPath(path: string): string | null {
+  const parts = path.replace(/\\/g, '/').split('/').filter((p) => p !== '' && p !== '.');
+  if (parts.length < 2) return null;
+  const file = parts[parts.length - 1];
+  if (parts[0] === '__MACOSX' || file.startsWith('._') || !isImageName(file)) return null;
+  return parts[parts.length - 2];
+}
+
+/** Thrown into a walk whose consumer stopped early. */
+class Stopped extends Error {}
+
+const byCodeUnit = (a: string, b: string) => (a < b ? -1 : a > b ? 1 : 0);
+
+async function readAll(stream: AsyncIterable<Buffer>, size: number): Promise<Uint8Array> {
+  const out = new Uint8Array(size);
+  let o = 0;
+  for await (const chunk of stream) {
+    if (o + chunk.length > size) throw new Error('member is longer than its header says');
+    out.set(chunk, o);
+    o += chunk.length;
+  }
+  return o === size ? out : out.subarray(0, o);
+}
+
+async function drain(stream: AsyncIterable<unknown>): Promise<void> {
+  for await (const _ of stream) { /* discard */ }
+}
+
+/** Walk a tar (optionally gzipped) stream; `onEntry` gets each regular file (it must consume or drain the stream). */
+async function walkTar(path: string, gz: boolean, onEntry: (name: string, size: number, stream: AsyncIterable<Buffer>) => Promise<void>): Promise<void> {
+  const extract = tar.extract();
+  const source = createReadStream(path, { highWaterMark: 1 << 20 });
+  const feed = gz ? pipeline(source, createGunzip(), extract) : pipeline(source, extract);
+  let current = '';
+  const fail = (e: unknown): never => {
+    if (e instanceof SlimfitError || e instanceof Stopped) throw e;
+    throw new SlimfitError(`cannot read the ${gz ? 'tar.gz' : 'tar'} archive${current ? ` after entry ${current}` : ''}: ${(e as Error).message}`, {
+      file: path, hint: 'the archive is truncated or corrupt; check it with `tar tzf`',
+    });
+  };
+  feed.catch(() => {}); // errors are also raised through the extract iterator below
+  try {
+    for await (const entry of extract) {
+      const h = entry.header;
+      current = h.name;
+      if (h.type === 'file' || h.type === 'contiguous-file') await onEntry(h.name, h.size ?? 0, entry as unknown as AsyncIterable<Buffer>);
+      else await drain(entry);
+    }
+    await feed;
+  } catch (e) {
+    source.destroy();
+    fail(e);
+  }
+}
+
+/**
+ * Turn a push-style walk into a pull-style generator with a one-item hand-off (bounded memory). If the consumer
+ * stops early, the next emit() throws so the walk ends instead of reading the rest of the archive.
+ */
+async function* bridge<T>(run: (emit: (item: T) => Promise<void>) => Promise<void>): AsyncGenerator<T> {
+  let item: { value: T } | null = null;
+  let taken: (() => void) | null = null;
+  let wake: (() => void) | null = null;
+  let finished = false;
+  let error: unknown = null;
+  let stopped = false;
+  const emit = (value: T) => new Promise<void>((resolve, reject) => {
+    if (stopped) return reject(new Stopped());
+    item = { value };
+    taken = () => (stopped ? reject(new Stopped()) : resolve());
+    wake?.();
+  });
+  const walk = run(emit).then(
+    () => { finished = true; wake?.(); },
+    (e) => { if (!(e instanceof Stopped)) error = e; finished = true; wake?.(); },
+  );
+  try {
+    for (;;) {
+      if (item === null && !finished) await new Promise<void>((r) => { wake = r; });
+      wake = null;
+      const cur = item as { value: T } | null;
+      if (cur !== null) {
+        item = null;
+        yield cur.value;
+        const t = taken as (() => void) | null;
+        taken = null;
+        t?.();
+        continue;
+      }
+      if (finished) break;
+    }
+    if (error) throw error;
+  } finally {
+    if (!finished) {
+      stopped = true;
+      (taken as (() => void) | null)?.();
+    }
+    await walk;
+  }
+}
+
+/** A tar/tar.gz of class folders as an ImageInput (first pass over headers for the class names). */
+export async function tarInput(path: string, gz: boolean): Promise<ImageInput> {
+  const counts = new Map<string, number>();
+  await walkTar(path, gz, async (name, _size, stream) => {
+    const cls = classOfPath(name);
+    if (cls !== null) counts.set(cls, (counts.get(cls) ?? 0) + 1);
+    await drain(stream);
+  });
+  if (counts.size === 0) {
+    throw new SlimfitError('no image files in class folders found in the archive', { file: path, hint: 'expected <class>/<file>.png entries, e.g. notMNIST_small/A/x.png' });
+  }
+  const classNames = [...counts.keys()].sort(byCodeUnit);
+  const index = new Map(classNames.map((c, i) => [c, i]));
+  const { size: bytes } = await stat(path);
+
+  const entries = () => bridge<ImageEntry>((emit) => walkTar(path, gz, async (name, size, stream) => {
+    const cls = classOfPath(name);
+    if (cls === null) return drain(stream);
+    if (size > MAX_IMAGE_FILE_BYTES) {
+      await drain(stream);
+      return emit({ path: name, label: index.get(cls)!, data: new Uint8Array(0), error: `file too large for an image sample (${size} bytes)` });
+    }
+    return emit({ path: name, label: index.get(cls)!, data: await readAll(stream, size) });
+  }));
+  const labelsOnly = () => bridge<number>((emit) => walkTar(path, gz, async (name, _size, stream) => {
+    const cls = classOfPath(name);
+    await drain(stream);
+    if (cls !== null) await emit(index.get(cls)!);
+  }));
+  return { name: path, classNames, bytes, entries, labelsOnly };
+}
+
+function openZip(path: string): Promise<yauzl.ZipFile> {
+  return new Promise((resolve, reject) => {
+    yauzl.open(path, { lazyEntries: true, autoClose: false }, (err, zf) => (err ? reject(err) : resolve(zf)));
+  });
+}
+
+/** Iterate a zip's central directory one entry at a time. */
+async function* zipEntries(zf: yauzl.ZipFile): AsyncGenerator<yauzl.Entry> {
+  for (;;) {
+    const e = await new Promise<yauzl.Entry | null>((resolve, reject) => {
+      const onEntry = (en: yauzl.Entry) => { cleanup(); resolve(en); };
+      const onEnd = () => { cleanup(); resolve(null); };
+      const onError = (err: Error) => { cleanup(); reject(err); };
+      const cleanup = () => { zf.off('entry', onEntry); zf.off('end', onEnd); zf.off('error', onError); };
+      zf.on('entry', onEntry); zf.on('end', onEnd); zf.on('error', onError);
+      zf.readEntry();
+    });
+    if (!e) return;
+    yield e;
+  }
+}
+
+/** A .zip of class folders as an ImageInput (class names from a pass over the central directory only). */
+export async function zipInput(path: string): Promise<ImageInput> {
+  const zipError = (e: unknown): never => {
+    throw new SlimfitError(`cannot read the zip archive: ${(e as Error).message}`, { file: path, hint: 'the zip is truncated or corrupt; check it with `unzip -t`' });
+  };
+  const names = new Set<string>();
+  {
+    const zf = await openZip(path).catch(zipError);
+    try {
+      for await (const e of zipEntries(zf)) {
+        const cls = classOfPath(e.fileName);
+        if (cls !== null && !e.fileName.endsWith('/')) names.add(cls);
+      }
+    } catch (e) { zipError(e); } finally { zf.close(); }
+  }
+  if (names.size === 0) {
+    throw new SlimfitError('no image files in class folders found in the zip', { file: path, hint: 'expected <class>/<file>.png entries' });
+  }
+  const classNames = [...names].sort(byCodeUnit);
+  const index = new Map(classNames.map((c, i) => [c, i]));
+  const { size: bytes } = await stat(path);
+
+  async function* entries(): AsyncGenerator<ImageEntry> {
+    const zf = await openZip(path).catch(zipError);
+    try {
+      for await (const e of zipEntries(zf)) {
+        const cls = classOfPath(e.fileName);
+        if (cls === null || e.fileName.endsWith('/')) continue;
+        const label = index.get(cls)!;
+        if (e.uncompressedSize > MAX_IMAGE_FILE_BYTES) {
+          yield { path: e.fileName, label, data: new Uint8Array(0), error: `file too large for an image sample (${e.uncompressedSize} bytes)` };
+          continue;
+        }
+        let data: Uint8Array;
+        try {
+          data = await readAll(await zf.openReadStreamPromise(e), e.uncompressedSize);
+        } catch (err) {
+          yield { path: e.fileName, label, data: new Uint8Array(0), error: `broken zip member: ${(err as Error).message}` };
+          continue;
+        }
+        yield { path: e.fileName, label, data };
+      }
+    } finally {
+      zf.close();
+    }
+  }
+  async function* labelsOnly(): AsyncGenerator<number> {
+    const zf = await openZip(path).catch(zipError);
+    try {
+      for await (const e of zipEntries(zf)) {
+        const cls = classOfPath(e.fileName);
+        if (cls !== null && !e.fileName.endsWith('/')) yield index.get(cls)!;
+      }
+    } finally {
+      zf.close();
+    }
+  }
+  return { name: path, classNames, bytes, entries, labelsOnly };
+}
+
+/** Open a .tar/.tar.gz/.tgz/.zip of class folders as a SampleSource; null if `path` is not such an archive. */
+export async function openImageArchive(path: string, opts: ImageSourceOptions = {}): Promise<SampleSource | null> {
+  const kind = await archiveKind(path);
+  if (!kind) return null;
+  const input = kind === 'zip' ? await zipInput(path) : await tarInput(path, kind === 'tar.gz');
+  return openImageSource(input, opts);
+}

@@ -1,0 +1,182 @@
+// A SampleSource over a stream of labelled image files (from a folder tree or an archive): packs files into
+// batches, decodes them in the worker pool, and yields samples strictly in input order with bad files skipped.
+import type { FieldSpec } from '../store/manifest.ts';
+import { SlimfitError } from './errors.ts';
+import { createImagePool, defaultWorkers } from './image-pool.ts';
+import { decodeImage, type ImageDecodeOptions, type ImageTarget } from './images.ts';
+import type { SampleBatch, SampleSource, SkippedInput } from './source.ts';
+
+/** One image file with its class index and bytes. */
+export interface ImageEntry {
+  path: string;
+  label: number;
+  data: Uint8Array;
+  /** Set when the file could not be read at all (the entry is then skipped with this reason). */
+  error?: string;
+}
+
+/** Where the files come from: a re-startable stream of entries, plus a cheaper labels-only stream when possible. */
+export interface ImageInput {
+  name: string;
+  classNames: string[];
+  /** Total input bytes, if known (for progress). */
+  bytes?: number;
+  /** Every candidate file in a deterministic order. Each call starts a new pass. */
+  entries(): AsyncIterable<ImageEntry>;
+  /** Class index of every candidate file, same order as entries(), without reading file contents. */
+  labelsOnly?(): AsyncIterable<number>;
+  close?(): Promise<void>;
+}
+
+/** Options shared by image trees and archives. */
+export interface ImageSourceOptions extends ImageDecodeOptions {
+  /** Worker threads for decoding (default cores - 1, min 1; 0 = decode on the main thread). */
+  workers?: number;
+  /** Make the first unreadable file fatal instead of skipping it. */
+  strict?: boolean;
+  /** Files per batch sent to a worker (default 256). */
+  batchFiles?: number;
+}
+
+const BATCH_BYTES = 4 << 20;
+
+function failStrict(name: string, path: string, reason: string): never {
+  throw new SlimfitError(`${path}: ${reason}`, {
+    file: name,
+    hint: '--strict stops at the first unreadable file; remove or fix it, or drop --strict to skip such files and list them in the manifest',
+  });
+}
+
+/** Find the target shape by decoding files until one works (bad ones first in line are judged again later). */
+async function probeTarget(input: ImageInput, opts: ImageSourceOptions): Promise<ImageTarget> {
+  let tried = 0;
+  let firstBad: { path: string; reason: string } | null = null;
+  for await (const e of input.entries()) {
+    tried++;
+    const r = await decodeImage(e.data, opts, null);
+    if (r.ok) {
+      return { width: r.width, height: r.height, channels: r.channels };
+    }
+    if (opts.strict) failStrict(input.name, e.path, r.reason);
+    firstBad ??= { path: e.path, reason: r.reason };
+  }
+  throw new SlimfitError(tried === 0 ? 'no image files found' : `none of the ${tried} image files could be decoded (first: ${firstBad!.path}: ${firstBad!.reason})`, {
+    file: input.name,
+    hint: 'expected root/<class>/<file>.{png,jpg,jpeg,gif,bmp}',
+  });
+}
+
+/** Build a SampleSource over `input`: x uint8 [H, W, C] (from the first readable image or --resize/--grayscale), y the class index. */
+export async function openImageSource(input: ImageInput, opts: ImageSourceOptions = {}): Promise<SampleSource> {
+  const target = await probeTarget(input, opts);
+  const classNames = input.classNames;
+  const yDtype = classNames.length <= 256 ? 'uint8' : 'int64';
+  const yBytes = yDtype === 'uint8' ? 1 : 8;
+  const x: FieldSpec = { dtype: 'uint8', shape: [target.height, target.width, target.channels] };
+  const y: FieldSpec = { dtype: yDtype, shape: [] };
+  const sampleBytes = target.width * target.height * target.channels;
+  const workers = opts.workers ?? defaultWorkers();
+  const batchFiles = Math.max(1, opts.batchFiles ?? 256);
+  const skipped: SkippedInput[] = [];
+  /** Candidate indices skipped in the last complete pass (lets labels() avoid decoding). */
+  let skippedIndex: Set<number> | null = null;
+
+  function encodeY(labels: number[]): Uint8Array {
+    if (yBytes === 1) return Uint8Array.from(labels);
+    const out = new BigInt64Array(labels.length);
+    for (let i = 0; i < labels.length; i++) out[i] = BigInt(labels[i]);
+    return new Uint8Array(out.buffer);
+  }
+
+  async function* batches(): AsyncGenerator<SampleBatch> {
+    const pool = createImagePool(workers, opts, target);
+    skipped.length = 0;
+    const passSkipped = new Set<number>();
+    const inFlight: Array<{ promise: Promise<{ x: Uint8Array; reasons: (string | null)[] }>; paths: string[]; labels: number[]; errors: (string | undefined)[]; first: number }> = [];
+    const maxInFlight = Math.max(2, 2 * pool.workers + 1);
+    let index = 0;
+    let files: ImageEntry[] = [];
+    let size = 0;
+    const submit = () => {
+      const offsets = new Uint32Array(files.length + 1);
+      const data = new Uint8Array(size);
+      let o = 0;
+      files.forEach((f, i) => { offsets[i] = o; data.set(f.data, o); o += f.data.length; });
+      offsets[files.length] = o;
+      inFlight.push({ promise: pool.decode({ data, offsets }), paths: files.map((f) => f.path), labels: files.map((f) => f.label), errors: files.map((f) => f.error), first: index - files.length });
+      files = [];
+      size = 0;
+    };
+    const finish = async (): Promise<SampleBatch> => {
+      const job = inFlight.shift()!;
+      const r = await job.promise;
+      const labels: number[] = [];
+      r.reasons.forEach((reason0, i) => {
+        let reason = reason0;
+        if (reason === null) labels.push(job.labels[i]);
+        else {
+          if (job.errors[i]) reason = `unreadable: ${job.errors[i]}`;
+          if (opts.strict) failStrict(input.name, job.paths[i], reason);
+          skipped.push({ path: job.paths[i], reason });
+          passSkipped.add(job.first + i);
+        }
+      });
+      if (r.x.length !== labels.length * sampleBytes) throw new Error(`image pool returned ${r.x.length} bytes for ${labels.length} samples`);
+      return { n: labels.length, x: r.x, y: encodeY(labels) };
+    };
+    try {
+      for await (const e of input.entries()) {
+        files.push(e);
+        size += e.data.length;
+        index++;
+        if (files.length >= batchFiles || size >= BATCH_BYTES) {
+          submit();
+          while (inFlight.length >= maxInFlight) {
+            const b = await finish();
+            if (b.n > 0) yield b;
+          }
+        }
+      }
+      if (files.length > 0) submit();
+      while (inFlight.length > 0) {
+        const b = await finish();
+        if (b.n > 0) yield b;
+      }
+      skippedIndex = passSkipped;
+    } finally {
+      // Make sure no rejected promise is left unobserved when the consumer stops early or we throw.
+      for (const j of inFlight) j.promise.catch(() => {});
+      await pool.close();
+    }
+  }
+
+  async function* labels(): AsyncGenerator<ArrayLike<number>> {
+    if (skippedIndex && input.labelsOnly) {
+      const skip = skippedIndex;
+      let buf: number[] = [];
+      let i = 0;
+      for await (const l of input.labelsOnly()) {
+        if (!skip.has(i++)) buf.push(l);
+        if (buf.length >= 65536) { yield buf; buf = []; }
+      }
+      if (buf.length > 0) yield buf;
+      return;
+    }
+    // Which files are readable is only known by decoding them: one full pass.
+    for await (const b of batches()) {
+      yield yBytes === 1 ? b.y : Array.from(new BigInt64Array(b.y.buffer, b.y.byteOffset, b.n), Number);
+    }
+  }
+
+  return {
+    name: input.name,
+    x,
+    y,
+    classNames,
+    bytes: input.bytes,
+    batches,
+    labels,
+    get skipped() { return skipped; },
+    close: async () => { await input.close?.(); },
+  };
+}

@@ -1,0 +1,94 @@
+// Image folder trees: root/<class>/<file>.{png,jpg,jpeg,gif,bmp}. Classes are the sub-folder names sorted by
+// code unit (index = label); files are visited class by class in the same sorted order. Only one class folder's
+// file names are in memory at a time. Other files (.DS_Store, .txt, nested folders) are ignored.
+import { readFile } from 'node:fs';
+import { opendir, readdir, stat } from 'node:fs/promises';
+import { join } from 'node:path';
+import { SlimfitError } from './errors.ts';
+import { isImageName } from './images.ts';
+import { type ImageEntry, type ImageInput, openImageSource, type ImageSourceOptions } from './image-source.ts';
+import type { SampleSource } from './source.ts';
+
+/** Files read ahead concurrently (in order) while workers decode. */
+const READ_AHEAD = 32;
+
+const byCodeUnit = (a: string, b: string) => (a < b ? -1 : a > b ? 1 : 0);
+
+/** Sorted class folder names under `root`. */
+export async function treeClasses(root: string): Promise<string[]> {
+  const names: string[] = [];
+  const dir = await opendir(root);
+  for await (const d of dir) {
+    if (d.isDirectory() && !d.name.startsWith('.') && d.name !== '__MACOSX') names.push(d.name);
+    else if (d.isSymbolicLink()) {
+      const s = await stat(join(root, d.name)).catch(() => null);
+      if (s?.isDirectory()) names.push(d.name);
+    }
+  }
+  return names.sort(byCodeUnit);
+}
+
+async function classFiles(root: string, cls: string): Promise<string[]> {
+  const names = (await readdir(join(root, cls))).filter((n) => !n.startsWith('._') && isImageName(n));
+  return names.sort(byCodeUnit);
+}
+
+/** True if `root` looks like an image tree: a directory whose sub-folders hold image files. */
+export async function looksLikeImageTree(root: string): Promise<boolean> {
+  const s = await stat(root).catch(() => null);
+  if (!s?.isDirectory()) return false;
+  for (const cls of await treeClasses(root)) {
+    const dir = await opendir(join(root, cls));
+    try {
+      for await (const d of dir) if (isImageName(d.name)) return true;
+    } finally {
+      await dir.close().catch(() => {});
+    }
+  }
+  return false;
+}
+
+/** The tree as an ImageInput (entries in sorted class, then sorted file name order). */
+export async function imageTreeInput(root: string): Promise<ImageInput> {
+  const classNames = await treeClasses(root);
+  if (classNames.length === 0) {
+    throw new SlimfitError('no class folders found', { file: root, hint: 'expected root/<class>/<file>.png (one folder per class)' });
+  }
+  async function* entries(): AsyncGenerator<ImageEntry> {
+    for (let label = 0; label < classNames.length; label++) {
+      const cls = classNames[label];
+      const files = await classFiles(root, cls);
+      // Read ahead in order: a window of pending reads, consumed first-in first-out.
+      const pending: Array<Promise<ImageEntry>> = [];
+      let next = 0;
+      const start = () => {
+        const name = files[next++];
+        const path = join(cls, name);
+        // Callback readFile: far less garbage per file than fs/promises' FileHandle path (matters at 500k files).
+        pending.push(new Promise<ImageEntry>((resolve) => {
+          readFile(join(root, path), (e, b) => resolve(e
+            ? { path, label, data: new Uint8Array(0), error: e.code ?? e.message }
+            : { path, label, data: new Uint8Array(b.buffer, b.byteOffset, b.byteLength) }));
+        }));
+      };
+      while (next < files.length && pending.length < READ_AHEAD) start();
+      while (pending.length > 0) {
+        const e = await pending.shift()!;
+        if (next < files.length) start();
+        yield e;
+      }
+    }
+  }
+  async function* labelsOnly(): AsyncGenerator<number> {
+    for (let label = 0; label < classNames.length; label++) {
+      const n = (await classFiles(root, classNames[label])).length;
+      for (let i = 0; i < n; i++) yield label;
+    }
+  }
+  return { name: root, classNames, entries, labelsOnly };
+}
+
+/** Open an image folder tree as a SampleSource. */
+export async function openImageTree(root: string, opts: ImageSourceOptions = {}): Promise<SampleSource> {
+  return openImageSource(await imageTreeInput(root), opts);
+}

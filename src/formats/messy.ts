@@ -1,0 +1,85 @@
+// Entry point for the "messy" sources of `slimfit convert`: image folder trees, image archives (.tar/.tar.gz/.tgz/
+// .zip), numeric text (CSV/TSV/whitespace), MATLAB .mat (v5 and v7.3) and HDF5. Detection is by magic bytes first,
+// extension second; anything else returns null so the caller can try its other readers.
+import { open, stat } from 'node:fs/promises';
+import type { DType } from './dtype.ts';
+import { SlimfitError } from './errors.ts';
+import type { SampleSource } from './source.ts';
+
+/** Options of the messy readers (mirroring `slimfit convert` flags). */
+export interface MessyOptions {
+  /** --grayscale: convert images to one channel (Rec.709 luma). */
+  grayscale?: boolean;
+  /** --resize WxH: stretch images to exactly this size (Triangle/bilinear filter). */
+  resize?: { width: number; height: number };
+  /** --strict: first unreadable image / malformed line is fatal instead of skipped. */
+  strict?: boolean;
+  /** --workers: image decode threads (default cores - 1, min 1; 0 = main thread). */
+  workers?: number;
+  /** --label-col: CSV label column, 0-based index (negative counts from the end) or header name; 'none' for no label. */
+  labelCol?: string | number;
+  /** --shape 28,28: per-sample shape of the CSV feature columns (default: [number of feature columns]). */
+  shape?: number[];
+  /** --x-dtype: dtype to store CSV features as (default float32). */
+  xDtype?: DType;
+  /** --header / --no-header for CSV (default: detected from the first line). */
+  header?: boolean;
+  /** --delimiter for CSV: ',', '\t', ';', ' ' (any whitespace); default: detected from the first line. */
+  delimiter?: string;
+  /** --x: variable name (.mat) or dataset path (HDF5) of the samples. */
+  x?: string;
+  /** --y: variable name (.mat) or dataset path (HDF5) of the labels. */
+  y?: string;
+}
+
+/** Which messy reader handles `path`, or null. */
+export type MessyKind = 'image-tree' | 'archive';
+
+
+/** Decide which messy reader applies to `path` (magic bytes, then extension); null if none. */
+export async function detectMessy(path: string): Promise<MessyKind | null> {
+  const s = await stat(path).catch(() => null);
+  if (!s) return null;
+  if (s.isDirectory()) {
+    const { looksLikeImageTree } = await import('./image-tree.ts');
+    return (await looksLikeImageTree(path)) ? 'image-tree' : null;
+  }
+  const head = Buffer.alloc(1024);
+  const fh = await open(path, 'r');
+  let n: number;
+  try {
+    n = (await fh.read(head, 0, head.length, 0)).bytesRead;
+  } finally {
+    await fh.close();
+  }
+  const b = head.subarray(0, n);
+  if (b.length >= 2 && b[0] === 0x1f && b[1] === 0x8b) {
+    const lower = path.toLowerCase();
+    if (lower.endsWith('.tar.gz') || lower.endsWith('.tgz')) return 'archive';
+    return null; // other .gz (IDX .gz, csv.gz) belong to other readers
+  }
+  if (b.length >= 4 && b[0] === 0x50 && b[1] === 0x4b && b[2] === 3 && b[3] === 4) {
+    return path.toLowerCase().endsWith('.npz') ? null : 'archive';
+  }
+  if (b.length >= 262 && b.toString('latin1', 257, 262) === 'ustar') return 'archive';
+  return null;
+}
+
+/** Open `path` with the messy reader that applies; null if it is not one of these formats. */
+export async function openMessySource(path: string, opts: MessyOptions = {}): Promise<SampleSource | null> {
+  const kind = await detectMessy(path);
+  switch (kind) {
+    case null:
+      return null;
+    case 'image-tree': {
+      const { openImageTree } = await import('./image-tree.ts');
+      return openImageTree(path, opts);
+    }
+    case 'archive': {
+      const { openImageArchive } = await import('./archive.ts');
+      const src = await openImageArchive(path, opts);
+      if (!src) throw new SlimfitError('not a tar or zip archive', { file: path });
+      return src;
+    }
+  }
+}

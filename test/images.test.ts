@@ -1,0 +1,196 @@
+// Image trees and archives: exact samples vs MNIST pixels, skip list, --strict, worker-count determinism, channels,
+// resize, and flat peak RSS when the tree grows 10x.
+import assert from 'node:assert/strict';
+import { mkdirSync, writeFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { after, before, describe, it } from 'node:test';
+import { encode } from 'fast-png';
+import { openImageArchive } from '../src/formats/archive.ts';
+import { openImageTree } from '../src/formats/image-tree.ts';
+import { decodeImage } from '../src/formats/images.ts';
+import { openMessySource } from '../src/formats/messy.ts';
+import type { SampleSource } from '../src/formats/source.ts';
+import { runCli, tempDir, ROOT } from './helpers.ts';
+import { type NotMnistFixture, packArchive, type SplitFixture, writeNotMnist, mnistPixels, grayPng } from './image-fixture.ts';
+
+/** Read a whole source into memory (fixtures are small). */
+async function drain(src: SampleSource): Promise<{ x: Uint8Array; y: number[]; n: number }> {
+  const xs: Uint8Array[] = [];
+  const y: number[] = [];
+  let n = 0;
+  for await (const b of src.batches()) {
+    xs.push(b.x.slice());
+    for (let i = 0; i < b.n; i++) y.push(b.y[i]);
+    n += b.n;
+  }
+  return { x: Buffer.concat(xs), y, n };
+}
+
+function checkSplit(got: { x: Uint8Array; y: number[]; n: number }, want: SplitFixture): void {
+  assert.equal(got.n, want.samples.length);
+  assert.deepEqual(got.y, want.samples.map((s) => s.label));
+  want.samples.forEach((s, i) => {
+    const px = got.x.subarray(i * 784, (i + 1) * 784);
+    assert.ok(Buffer.from(px).equals(Buffer.from(s.pixels)), `pixels of sample ${i} (${s.path}) differ`);
+  });
+}
+
+function checkSkipped(src: SampleSource, want: SplitFixture, prefix = ''): void {
+  const got = [...(src.skipped ?? [])].sort((a, b) => (a.path < b.path ? -1 : 1));
+  assert.equal(got.length, want.skipped.length, JSON.stringify(got));
+  want.skipped.forEach((w, i) => {
+    assert.equal(got[i].path, prefix + w.path);
+    assert.match(got[i].reason, w.reason);
+  });
+}
+
+describe('image trees and archives', () => {
+  let tmp: { dir: string; cleanup: () => void };
+  let fx: NotMnistFixture;
+  before(() => {
+    tmp = tempDir();
+    fx = writeNotMnist(join(tmp.dir, 'notmnist'), 20);
+  });
+  after(() => tmp.cleanup());
+
+  it('reads a folder tree in sorted class/file order, pixel-exact, with bad files skipped and listed', async () => {
+    const src = await openImageTree(fx.train.dir, { workers: 1 });
+    assert.deepEqual(src.classNames, fx.classes);
+    assert.deepEqual(src.x, { dtype: 'uint8', shape: [28, 28, 1] });
+    assert.deepEqual(src.y, { dtype: 'uint8', shape: [] });
+    checkSplit(await drain(src), fx.train);
+    checkSkipped(src, fx.train);
+    // The same via the detector, and the test split too.
+    const test = await openMessySource(fx.test.dir, { workers: 1 });
+    assert.ok(test);
+    checkSplit(await drain(test), fx.test);
+    assert.equal(test.skipped?.length, 0);
+  });
+
+  it('gives identical output for 0, 1 and 2 workers and any batch size', async () => {
+    const outs = [];
+    for (const [workers, batchFiles] of [[0, 256], [1, 7], [2, 3]] as const) {
+      const src = await openImageTree(fx.train.dir, { workers, batchFiles });
+      const d = await drain(src);
+      outs.push(d);
+      assert.equal(src.skipped?.length, 3);
+    }
+    for (const o of outs.slice(1)) {
+      assert.ok(Buffer.from(o.x).equals(Buffer.from(outs[0].x)));
+      assert.deepEqual(o.y, outs[0].y);
+    }
+  });
+
+  it('labels() matches the labels of batches(), before and after a full pass', async () => {
+    const src = await openImageTree(fx.train.dir, { workers: 1 });
+    const viaLabels = async () => { const out: number[] = []; for await (const l of src.labels!()) out.push(...Array.from(l)); return out; };
+    const before1 = await viaLabels();
+    const d = await drain(src);
+    const after1 = await viaLabels();
+    assert.deepEqual(before1, d.y);
+    assert.deepEqual(after1, d.y);
+  });
+
+  for (const ext of ['.tar.gz', '.tar', '.zip']) {
+    it(`reads the same tree from a ${ext} as a stream`, async () => {
+      const out = join(tmp.dir, `train${ext}`);
+      packArchive(fx.train.dir, out, 'notMNIST_small');
+      const src = await openMessySource(out, { workers: 1 });
+      assert.ok(src);
+      assert.deepEqual(src.classNames, fx.classes);
+      checkSplit(await drain(src), fx.train);
+      checkSkipped(src, fx.train, 'notMNIST_small/');
+      // A second pass gives the same again (skip list is reset, not doubled).
+      const again = await drain(src);
+      assert.equal(again.n, fx.train.samples.length);
+      assert.equal(src.skipped?.length, 3);
+    });
+  }
+
+  it('--strict makes the first bad file fatal, naming it', async () => {
+    const src = await openImageTree(fx.train.dir, { workers: 1, strict: true });
+    await assert.rejects(drain(src), /A\/zero\.png: empty file/);
+    const tgz = join(tmp.dir, 'strict.tar.gz');
+    packArchive(fx.train.dir, tgz, 'root');
+    const a = await openImageArchive(tgz, { workers: 1, strict: true });
+    await assert.rejects(drain(a!), /root\/A\/zero\.png: empty file.*--strict/);
+  });
+
+  it('a truncated .tar.gz is a clear error naming the archive', async () => {
+    const tgz = join(tmp.dir, 'full.tar.gz');
+    packArchive(fx.train.dir, tgz, 'root');
+    const { readFileSync } = await import('node:fs');
+    const bytes = readFileSync(tgz);
+    const cut = join(tmp.dir, 'cut.tar.gz');
+    writeFileSync(cut, bytes.subarray(0, Math.floor(bytes.length * 0.6)));
+    await assert.rejects(openImageArchive(cut, { workers: 0 }), (e: Error) => e.name === 'SlimfitError' && e.message.includes('cut.tar.gz') && /truncated|corrupt/.test(e.message));
+  });
+
+  it('handles channels: RGB kept, --grayscale to luma, mixed gray/RGB converted to the first image, wrong size skipped, --resize', async () => {
+    const root = join(tmp.dir, 'rgb');
+    const px = mnistPixels();
+    mkdirSync(join(root, 'cat'), { recursive: true });
+    mkdirSync(join(root, 'dog'), { recursive: true });
+    const rgb = new Uint8Array(28 * 28 * 3);
+    const g = px.image(7);
+    for (let i = 0; i < 784; i++) { rgb[3 * i] = g[i]; rgb[3 * i + 1] = 255 - g[i]; rgb[3 * i + 2] = (g[i] * 7) & 255; }
+    writeFileSync(join(root, 'cat', 'a.png'), encode({ width: 28, height: 28, data: rgb, channels: 3, depth: 8 }));
+    writeFileSync(join(root, 'dog', 'b.png'), grayPng(g)); // gray among RGB: replicated to 3 channels
+    writeFileSync(join(root, 'dog', 'c.png'), grayPng(new Uint8Array(14 * 14).fill(9), 14, 14)); // wrong size
+    const src = await openImageTree(root, { workers: 0 });
+    assert.deepEqual(src.x.shape, [28, 28, 3]);
+    const d = await drain(src);
+    assert.equal(d.n, 2);
+    assert.ok(Buffer.from(d.x.subarray(0, 2352)).equals(Buffer.from(rgb)));
+    for (let i = 0; i < 784; i++) assert.deepEqual([...d.x.subarray(2352 + 3 * i, 2352 + 3 * i + 3)], [g[i], g[i], g[i]]);
+    assert.equal(src.skipped?.length, 1);
+    assert.match(src.skipped![0].reason, /wrong size 14x14, expected 28x28/);
+
+    const gray = await openImageTree(root, { workers: 0, grayscale: true });
+    assert.deepEqual(gray.x.shape, [28, 28, 1]);
+    const gd = await drain(gray);
+    for (let i = 0; i < 784; i++) {
+      const want = 0.2126 * rgb[3 * i] + 0.7152 * rgb[3 * i + 1] + 0.0722 * rgb[3 * i + 2];
+      assert.ok(Math.abs(gd.x[i] - want) <= 1, `luma of pixel ${i}: ${gd.x[i]} vs ${want}`);
+    }
+    assert.ok(Buffer.from(gd.x.subarray(784, 1568)).equals(Buffer.from(g)));
+
+    const small = await openImageTree(root, { workers: 0, grayscale: true, resize: { width: 16, height: 12 } });
+    assert.deepEqual(small.x.shape, [12, 16, 1]);
+    const sd = await drain(small);
+    assert.equal(sd.n, 3); // nothing is the wrong size once resized
+    assert.ok(sd.x.subarray(2 * 192).every((v) => v === 9)); // a constant image stays constant under bilinear resize
+  });
+
+  it('decodeImage never throws on garbage', async () => {
+    for (const bytes of [new Uint8Array(0), new Uint8Array([0x89, 0x50, 0x4e, 0x47, 0, 0, 0, 0]), new Uint8Array([0xff, 0xd8, 0xff, 1, 2]), new Uint8Array(100).fill(0x42)]) {
+      const r = await decodeImage(bytes, {}, null);
+      assert.equal(r.ok, false);
+    }
+  });
+
+  it('peak RSS stays flat when the tree grows 10x', async () => {
+    const mnist = mnistPixels();
+    const make = (name: string, n: number) => {
+      const root = join(tmp.dir, name);
+      for (let i = 0; i < n; i++) {
+        const dir = join(root, `c${i % 10}`);
+        if (i < 10) mkdirSync(dir, { recursive: true });
+        writeFileSync(join(dir, `${i}.png`), grayPng(mnist.image(i % mnist.count)));
+      }
+      return root;
+    };
+    const small = make('rss1', 1500);
+    const big = make('rss10', 15000);
+    const script = join(ROOT, 'test', 'drain-source.mjs');
+    const r1 = await runCli([small, '{}'], { script });
+    const r10 = await runCli([big, '{}'], { script });
+    assert.equal(r1.code, 0, r1.stderr);
+    assert.equal(r10.code, 0, r10.stderr);
+    assert.match(r1.stdout, /samples=1500 /);
+    assert.match(r10.stdout, /samples=15000 /);
+    const ratio = r10.peakRss / r1.peakRss;
+    console.log(`image tree peak RSS: 1x ${(r1.peakRss / 1e6).toFixed(1)} MB, 10x ${(r10.peakRss / 1e6).toFixed(1)} MB, ratio ${ratio.toFixed(3)}`);
+    assert.ok(ratio < 1.1, `peak RSS grew ${ratio.toFixed(3)}x`);
+  });
+});
