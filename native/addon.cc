@@ -199,8 +199,21 @@ napi_value Adam(napi_env env, napi_callback_info info) {
   return undef(env);
 }
 
-// gemmDtype(kind, M, N, K, A, B, C) on whole typed arrays; kind: 'f64' | 'f32' | 'f32own' | 'f64own' | 'bf16' | 'i8'.
-// Returns false when the instruction set for that kind is missing on this CPU.
+// sumRows(buf, xOff, rows, cols, outOff)
+napi_value SumRows(napi_env env, napi_callback_info info) {
+  Args a(env, info);
+  size_t len;
+  uint8_t* b = a.base(0, &len);
+  double rows = a.num(2), cols = a.num(3);
+  float* x = at<float>(a, b, len, a.num(1), rows * cols);
+  float* out = at<float>(a, b, len, a.num(4), cols);
+  if (!a.ok) return nullptr;
+  sum_rows(x, (long)rows, (long)cols, out);
+  return undef(env);
+}
+
+// gemmDtype(kind, M, N, K, A, B, C) on whole typed arrays; kind: 'f64' | 'f32' (current choice), 'f64blas' | 'f32blas'
+// (OpenBLAS), 'f64own' | 'f32own' | 'bf16' | 'i8' (own kernels). Returns false when the CPU (or build) lacks it.
 napi_value GemmDtype(napi_env env, napi_callback_info info) {
   Args a(env, info);
   char kind[16] = {0};
@@ -214,14 +227,24 @@ napi_value GemmDtype(napi_env env, napi_callback_info info) {
   uint8_t *A = a.base(4, &la), *B = a.base(5, &lb), *C = a.base(6, &lc);
   if (!a.ok) return nullptr;
   std::string k(kind);
-  size_t esz = (k == "f64" || k == "f64own") ? 8 : (k == "bf16") ? 2 : (k == "i8") ? 1 : 4;
-  size_t csz = (k == "f64" || k == "f64own") ? 8 : 4;
+  bool f64 = k == "f64" || k == "f64own" || k == "f64blas";
+  size_t esz = f64 ? 8 : (k == "bf16") ? 2 : (k == "i8") ? 1 : 4;
+  size_t csz = f64 ? 8 : 4;
   if (la < (size_t)M * K * esz || lb < (size_t)K * N * esz || lc < (size_t)M * N * csz) {
     a.fail("slimfit engine: gemmDtype buffers too small");
     return nullptr;
   }
   bool ok = true;
-  if (k == "f64") gemm_f64(false, false, M, N, K, 1.0, (double*)A, K, (double*)B, N, 0.0, (double*)C, N);
+  if (k == "f64blas" || k == "f32blas") {
+    if (!have_openblas()) ok = false;
+    else {
+      bool saved = force_own();
+      set_force_own(false);
+      if (k == "f64blas") gemm_f64(false, false, M, N, K, 1.0, (double*)A, K, (double*)B, N, 0.0, (double*)C, N);
+      else gemm_f32(false, false, M, N, K, 1.f, (float*)A, K, (float*)B, N, 0.f, (float*)C, N);
+      set_force_own(saved);
+    }
+  } else if (k == "f64") gemm_f64(false, false, M, N, K, 1.0, (double*)A, K, (double*)B, N, 0.0, (double*)C, N);
   else if (k == "f64own") dgemm_own(false, false, M, N, K, 1.0, (double*)A, K, (double*)B, N, 0.0, (double*)C, N, num_threads());
   else if (k == "f32") gemm_f32(false, false, M, N, K, 1.f, (float*)A, K, (float*)B, N, 0.f, (float*)C, N);
   else if (k == "f32own") sgemm_own(false, false, M, N, K, 1.f, (float*)A, K, (float*)B, N, 0.f, (float*)C, N, num_threads());
@@ -273,7 +296,7 @@ napi_value Init(napi_env env, napi_value exports) {
   struct { const char* name; napi_callback cb; } fns[] = {
       {"gemm", Gemm}, {"conv2d", Conv2d}, {"conv2dBackpropInput", Conv2dBpInput},
       {"conv2dBackpropFilter", Conv2dBpFilter}, {"maxPool", MaxPool}, {"maxPoolGrad", MaxPoolGrad},
-      {"adam", Adam}, {"gemmDtype", GemmDtype}, {"setForceOwn", SetForceOwn}, {"info", Info},
+      {"adam", Adam}, {"sumRows", SumRows}, {"gemmDtype", GemmDtype}, {"setForceOwn", SetForceOwn}, {"info", Info},
   };
   for (auto& f : fns) {
     napi_value fn;

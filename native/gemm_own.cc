@@ -193,7 +193,10 @@ void gemm_slice(const Spec<In, P, KU, Acc>& sp, int M, int N, int K, Acc alpha, 
   const int MC = MR * std::max(1, 120 / MR);
   const int NC = NR * 64;
   const int KC = KCU * KU;
-  std::vector<P> ap((size_t)MC * KCU + 64), bp((size_t)NC * KCU + 64);
+  // per-thread packing buffers, reused across calls
+  thread_local std::vector<P> ap, bp;
+  if (ap.size() < (size_t)MC * KCU + 64) ap.resize((size_t)MC * KCU + 64);
+  if (bp.size() < (size_t)NC * KCU + 64) bp.resize((size_t)NC * KCU + 64);
   alignas(64) Acc tile[32 * 32];
   for (int jc = 0; jc < N; jc += NC) {
     int nc = std::min(NC, N - jc);
@@ -260,8 +263,10 @@ void gemm_parallel(const Spec<In, P, KU, Acc>& sp, int M, int N, int K, Acc alph
     gemm_slice(sp, M, N, K, alpha, A, rsa, csa, B, rsb, csb, beta, C, ldc);
     return;
   }
-  pool().run(nt, [&](int t) {
-    int u0 = units * t / nt, u1 = units * (t + 1) / nt;
+  // about two chunks per thread, claimed dynamically
+  int nc = std::min(units, 2 * nt);
+  pool().run(nc, [&](int t) {
+    int u0 = units * t / nc, u1 = units * (t + 1) / nc;
     if (split_n) {
       int j0 = u0 * sp.NR, j1 = std::min(N, u1 * sp.NR);
       if (j0 < j1) gemm_slice(sp, M, j1 - j0, K, alpha, A, rsa, csa, B + (long)j0 * csb, rsb, csb, beta, C + j0, ldc);

@@ -2,10 +2,12 @@
 #include "kernels.h"
 
 #include <algorithm>
+#include <cstdint>
 #include <cmath>
 #include <cstdlib>
 #include <cstring>
 #include <limits>
+#include <string>
 #include <vector>
 
 #include "gemm_own.h"
@@ -31,7 +33,16 @@ Pool& pool() {
 }
 int num_threads() { return pool().size(); }
 
-static bool g_force_own = false;
+// Default GEMM: the own kernels on AVX2/AVX-512 CPUs (faster than Debian's OpenBLAS 0.3.21 at training shapes on
+// the reference machine, and they share the caller's thread pool instead of spinning extra threads); OpenBLAS on
+// other CPUs. SLIMFIT_GEMM=openblas|own overrides.
+static bool default_force_own() {
+  const char* s = std::getenv("SLIMFIT_GEMM");
+  if (s && std::string(s) == "own") return true;
+  if (s && std::string(s) == "openblas") return false;
+  return detect_isa() != ISA_GENERIC;
+}
+static bool g_force_own = default_force_own();
 void set_force_own(bool on) { g_force_own = on; }
 bool force_own() { return g_force_own; }
 
@@ -119,10 +130,12 @@ static void im2col(const ConvGeom& g, const float* x, int n0, int nb, float* col
         int ih = oh * g.sh - g.pt + kh * g.dh;
         for (int kw = 0; kw < g.KW; kw++, dst += g.C) {
           int iw = ow * g.sw - g.pl + kw * g.dw;
-          if (ih < 0 || ih >= g.H || iw < 0 || iw >= g.W)
-            std::memset(dst, 0, sizeof(float) * g.C);
-          else
-            std::memcpy(dst, x + (((long)n * g.H + ih) * g.W + iw) * g.C, sizeof(float) * g.C);
+          if (ih < 0 || ih >= g.H || iw < 0 || iw >= g.W) {
+            for (int c = 0; c < g.C; c++) dst[c] = 0.f;
+          } else {
+            const float* src = x + (((long)n * g.H + ih) * g.W + iw) * g.C;
+            for (int c = 0; c < g.C; c++) dst[c] = src[c];
+          }
         }
       }
     }
@@ -238,36 +251,73 @@ void maxpool(const ConvGeom& g, const float* x, float* y) {
 }
 
 void maxpool_grad(const ConvGeom& g, const float* x, const float* dy, float* dx) {
-  std::memset(dx, 0, sizeof(float) * (size_t)g.N * g.H * g.W * g.C);
-  const float ninf = -std::numeric_limits<float>::infinity();
+  const long img = (long)g.H * g.W * g.C;
   parallel_for(g.N, 1, [&](long b0, long b1) {
     std::vector<float> best(g.C);
-    std::vector<long> pos(g.C);
-    for (long n = b0; n < b1; n++)
+    std::vector<int32_t> pos(g.C);
+    for (long n = b0; n < b1; n++) {
+      const float* xs = x + n * img;
+      float* dxs = dx + n * img;
+      for (long i = 0; i < img; i++) dxs[i] = 0.f;
       for (int oh = 0; oh < g.OH; oh++)
         for (int ow = 0; ow < g.OW; ow++) {
-          std::fill(best.begin(), best.end(), ninf);
-          std::fill(pos.begin(), pos.end(), -1L);
+          bool first = true;
           for (int kh = 0; kh < g.KH; kh++) {
             int ih = oh * g.sh - g.pt + kh * g.dh;
             if (ih < 0 || ih >= g.H) continue;
             for (int kw = 0; kw < g.KW; kw++) {
               int iw = ow * g.sw - g.pl + kw * g.dw;
               if (iw < 0 || iw >= g.W) continue;
-              long base = (((long)n * g.H + ih) * g.W + iw) * g.C;
-              const float* in = x + base;
-              for (int c = 0; c < g.C; c++)
-                if (in[c] > best[c] || pos[c] < 0) {
-                  best[c] = in[c];
-                  pos[c] = base + c;
+              const int32_t base = (int32_t)(((long)ih * g.W + iw) * g.C);
+              const float* in = xs + base;
+              float* bp = best.data();
+              int32_t* pp = pos.data();
+              if (first) {
+                for (int c = 0; c < g.C; c++) { bp[c] = in[c]; pp[c] = base + c; }
+                first = false;
+              } else {
+                // strictly greater: ties keep the first position in row-major window order (as tfjs does)
+                for (int c = 0; c < g.C; c++) {
+                  bool m = in[c] > bp[c];
+                  bp[c] = m ? in[c] : bp[c];
+                  pp[c] = m ? base + c : pp[c];
                 }
+              }
             }
           }
+          if (first) continue;
           const float* d = dy + (((long)n * g.OH + oh) * g.OW + ow) * g.C;
-          for (int c = 0; c < g.C; c++)
-            if (pos[c] >= 0) dx[pos[c]] += d[c];
+          for (int c = 0; c < g.C; c++) dxs[pos[c]] += d[c];
         }
+    }
   });
+}
+
+// out[j] = sum_i x[i*cols + j] (reduction over leading axes), rows split across threads with private partial sums.
+void sum_rows(const float* x, long rows, long cols, float* out) {
+  int nt = (int)std::min<long>(2L * pool().size(), std::max<long>(1, rows * cols / 65536));
+  if (nt <= 1 || rows < 2 * nt) {
+    for (long j = 0; j < cols; j++) out[j] = 0.f;
+    for (long i = 0; i < rows; i++) {
+      const float* r = x + i * cols;
+      for (long j = 0; j < cols; j++) out[j] += r[j];
+    }
+    return;
+  }
+  std::vector<float> part((size_t)nt * cols, 0.f);
+  pool().run(nt, [&](int t) {
+    long r0 = rows * t / nt, r1 = rows * (t + 1) / nt;
+    float* acc = part.data() + (size_t)t * cols;
+    for (long i = r0; i < r1; i++) {
+      const float* r = x + i * cols;
+      for (long j = 0; j < cols; j++) acc[j] += r[j];
+    }
+  });
+  for (long j = 0; j < cols; j++) {
+    float s = 0.f;
+    for (int t = 0; t < nt; t++) s += part[(size_t)t * cols + j];
+    out[j] = s;
+  }
 }
 
 void adam_update(long n, float* p, float* m, float* v, const float* g, float lr, float beta1, float beta2, float eps,

@@ -6,7 +6,7 @@ namespace sf {
 
 // True when built against OpenBLAS's cblas (SLIMFIT_HAVE_OPENBLAS).
 bool have_openblas();
-// Use the hand-written kernel even when OpenBLAS is linked (for tests and benchmarks).
+// Use the hand-written kernel even when OpenBLAS is linked (default on AVX2/AVX-512 CPUs; SLIMFIT_GEMM=openblas|own).
 void set_force_own(bool on);
 bool force_own();
 int num_threads();
@@ -31,6 +31,9 @@ void conv2d_backprop_filter(const ConvGeom& g, const float* x, const float* dy, 
 // Max pooling (geometry: C = channels, KH/KW window, OC unused).
 void maxpool(const ConvGeom& g, const float* x, float* y);
 void maxpool_grad(const ConvGeom& g, const float* x, const float* dy, float* dx);
+
+// out[j] = sum over rows of x[rows, cols] (TensorFlow.js Sum over leading axes, e.g. bias gradients).
+void sum_rows(const float* x, long rows, long cols, float* out);
 
 // Fused Adam step on n parameters in place, in tfjs's order of operations: oma1 = 1-beta1^t, oma2 = 1-beta2^t,
 // c1 = 1-beta1, c2 = 1-beta2 (each rounded to float32 as tfjs does).

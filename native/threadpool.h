@@ -1,6 +1,8 @@
-// A tiny persistent thread pool: run(nt, f) calls f(tid) for tid in [0, nt) with tid 0 on the caller.
+// A tiny persistent thread pool with dynamic chunk claiming: run(n, f) calls f(chunk) for chunk in [0, n).
+// The caller works too and never waits for a worker that has not started (matters on an oversubscribed machine).
 #pragma once
 #include <algorithm>
+#include <atomic>
 #include <condition_variable>
 #include <functional>
 #include <mutex>
@@ -12,47 +14,71 @@ namespace sf {
 class Pool {
  public:
   explicit Pool(int n) : n_(std::max(1, n)) {
-    for (int t = 1; t < n_; t++) th_.emplace_back([this, t] { loop(t); });
+    for (int t = 1; t < n_; t++) th_.emplace_back([this] { loop(); });
   }
   ~Pool() {
-    { std::lock_guard<std::mutex> g(mu_); stop_ = true; gen_++; }
+    {
+      std::lock_guard<std::mutex> g(mu_);
+      stop_ = true;
+      gen_++;
+    }
     cv_.notify_all();
     for (auto& t : th_) t.join();
   }
   int size() const { return n_; }
-  // Call f(tid) for tid in [0, nt); blocks until all are done. Not reentrant.
-  void run(int nt, const std::function<void(int)>& f) {
-    nt = std::min(std::max(nt, 1), n_);
-    if (nt == 1) { f(0); return; }
+  // Call f(c) for every chunk c in [0, nchunks), on the caller and the workers; returns when all are done.
+  void run(int nchunks, const std::function<void(int)>& f) {
+    if (nchunks <= 0) return;
+    if (nchunks == 1 || n_ == 1) {
+      for (int c = 0; c < nchunks; c++) f(c);
+      return;
+    }
     std::lock_guard<std::mutex> serial(call_mu_);
+    Job job{&f, nchunks};
     {
       std::lock_guard<std::mutex> g(mu_);
-      job_ = &f; active_ = nt; pending_ = nt - 1; gen_++;
+      job_ = &job;
+      gen_++;
     }
     cv_.notify_all();
-    f(0);
+    work(job);
     std::unique_lock<std::mutex> g(mu_);
-    done_cv_.wait(g, [this] { return pending_ == 0; });
-    job_ = nullptr;
+    job_ = nullptr;  // late wakers skip this job
+    done_cv_.wait(g, [&] { return job.refs == 0; });
   }
 
  private:
-  void loop(int tid) {
+  struct Job {
+    const std::function<void(int)>* f;
+    int n;
+    std::atomic<int> next{0};
+    int refs = 0;
+    Job(const std::function<void(int)>* f_, int n_) : f(f_), n(n_) {}
+  };
+  static void work(Job& j) {
+    for (;;) {
+      int c = j.next.fetch_add(1);
+      if (c >= j.n) return;
+      (*j.f)(c);
+    }
+  }
+  void loop() {
     int seen = 0;
     for (;;) {
-      const std::function<void(int)>* job;
+      Job* j;
       {
         std::unique_lock<std::mutex> g(mu_);
         cv_.wait(g, [&] { return gen_ != seen; });
         seen = gen_;
         if (stop_) return;
-        if (tid >= active_) continue;
-        job = job_;
+        j = job_;
+        if (!j) continue;
+        j->refs++;
       }
-      (*job)(tid);
+      work(*j);
       {
         std::lock_guard<std::mutex> g(mu_);
-        if (--pending_ == 0) done_cv_.notify_one();
+        if (--j->refs == 0) done_cv_.notify_all();
       }
     }
   }
@@ -60,21 +86,24 @@ class Pool {
   std::vector<std::thread> th_;
   std::mutex mu_, call_mu_;
   std::condition_variable cv_, done_cv_;
-  const std::function<void(int)>* job_ = nullptr;
-  int gen_ = 0, active_ = 0, pending_ = 0;
+  Job* job_ = nullptr;
+  int gen_ = 0;
   bool stop_ = false;
 };
 
 // The process-wide pool (one thread per hardware thread, or SLIMFIT_THREADS).
 Pool& pool();
 
-// Split [0, total) into nt contiguous chunks and run f(begin, end) on each (serially when total < grain).
+// Split [0, total) into chunks of at least `grain` items (about 4 per thread) and run f(begin, end) on each.
 inline void parallel_for(long total, long grain, const std::function<void(long, long)>& f) {
   if (total <= 0) return;
-  int nt = (int)std::min<long>(pool().size(), std::max<long>(1, total / std::max<long>(1, grain)));
-  if (nt <= 1) { f(0, total); return; }
-  pool().run(nt, [&](int t) {
-    long b = total * t / nt, e = total * (t + 1) / nt;
+  long nc = std::min<long>(4L * pool().size(), std::max<long>(1, total / std::max<long>(1, grain)));
+  if (nc <= 1) {
+    f(0, total);
+    return;
+  }
+  pool().run((int)nc, [&](int c) {
+    long b = total * c / nc, e = total * (c + 1) / nc;
     if (b < e) f(b, e);
   });
 }

@@ -7,6 +7,9 @@ import { fileURLToPath } from 'node:url';
 /** Facts about the loaded addon. */
 export interface AddonInfo { blas: 'openblas' | 'own'; isa: 'avx512' | 'avx2' | 'generic'; threads: number; bf16: boolean; vnni: boolean; forceOwn: boolean }
 
+/** GEMM variants of gemmDtype: current choice, OpenBLAS only, or the own kernels. */
+export type GemmKind = 'f64' | 'f32' | 'f64blas' | 'f32blas' | 'f64own' | 'f32own' | 'bf16' | 'i8';
+
 /** Any buffer the addon accepts: an ArrayBuffer (e.g. the wasm heap) or a typed array. */
 export type Buf = ArrayBuffer | ArrayBufferView;
 
@@ -21,8 +24,9 @@ export interface Addon {
   maxPoolGrad(buf: Buf, xOff: number, dyOff: number, dxOff: number, ...geom: number[]): void;
   adam(buf: Buf, n: number, pOff: number, mOff: number, vOff: number, gOff: number, lr: number, beta1: number, beta2: number,
     eps: number, oneMinusAccBeta1: number, oneMinusAccBeta2: number, oneMinusBeta1: number, oneMinusBeta2: number): void;
+  sumRows(buf: Buf, xOff: number, rows: number, cols: number, outOff: number): void;
   /** Whole-array GEMM C = A·B for the dtype benchmark; false when the CPU lacks the instruction. */
-  gemmDtype(kind: 'f64' | 'f64own' | 'f32' | 'f32own' | 'bf16' | 'i8', M: number, N: number, K: number, A: Buf, B: Buf, C: Buf): boolean;
+  gemmDtype(kind: GemmKind, M: number, N: number, K: number, A: Buf, B: Buf, C: Buf): boolean;
   setForceOwn(on: boolean): void;
   info(): AddonInfo;
 }
@@ -41,7 +45,6 @@ export function loadAddon(): { addon: Addon | null; note: string } {
   }
   try {
     const addon = createRequire(import.meta.url)(ADDON_PATH) as Addon;
-    if (process.env.SLIMFIT_GEMM === 'own') addon.setForceOwn(true);
     const i = addon.info();
     cached = { addon, note: `native engine: ${i.forceOwn || i.blas === 'own' ? 'own' : 'OpenBLAS'} GEMM, ${i.isa}, ${i.threads} threads` };
   } catch (e) {

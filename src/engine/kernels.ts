@@ -142,6 +142,25 @@ export function makeKernels(tf: Tf, addon: Addon, orig: Record<string, KernelFun
     return out;
   }
 
+  // Sum over the leading axes (bias gradients: [N*H*W, C] -> [C]); other reductions -> original kernel.
+  function sum(args: KArgs): TensorInfo | TensorInfo[] {
+    const be = args.backend;
+    const { x } = args.inputs;
+    const attrs = args.attrs ?? {};
+    if (!isWasmBackend(be) || !x || x.dtype !== 'float32') return fallback('Sum', args);
+    const r = x.shape.length;
+    if (attrs.axis == null) return fallback('Sum', args);
+    const axes = [...new Set((Array.isArray(attrs.axis) ? attrs.axis : [attrs.axis]).map((a) => ((a as number) + r) % r))].sort((p, q) => p - q);
+    const k = axes.length;
+    if (k === 0 || k >= r || axes.some((a, i) => a !== i)) return fallback('Sum', args);
+    const rows = size(x.shape.slice(0, k)), cols = size(x.shape.slice(k));
+    if (rows * cols < 4096) return fallback('Sum', args);
+    const outShape = attrs.keepDims ? [...x.shape.slice(0, k).map(() => 1), ...x.shape.slice(k)] : x.shape.slice(k);
+    const out = be.makeOutput(outShape, 'float32');
+    addon.sumRows(heap(be), off(be, x), rows, cols, off(be, out));
+    return out;
+  }
+
   const k = (f: (a: KArgs) => TensorInfo | TensorInfo[]): KernelFunc => f as unknown as KernelFunc;
   return {
     BatchMatMul: k((a) => matmul('BatchMatMul', a)),
@@ -152,5 +171,6 @@ export function makeKernels(tf: Tf, addon: Addon, orig: Record<string, KernelFun
     Conv2DBackpropFilter: k(convBackpropFilter),
     MaxPool: k(maxPool),
     MaxPoolGrad: k(maxPoolGrad),
+    Sum: k(sum),
   };
 }

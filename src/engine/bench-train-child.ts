@@ -1,0 +1,48 @@
+// Child process of `slimfit bench engine`: trains one model on one engine and prints a JSON line
+// {samplesPerSec, peakRss, note}. Usage: node --import tsx bench-train-child.ts <mlp|cnn> <engine|wasm|cpu> <samples> <batch>
+import * as tf from '@tensorflow/tfjs-core';
+import '@tensorflow/tfjs-backend-wasm';
+import '@tensorflow/tfjs-backend-cpu';
+import * as tfl from '@tensorflow/tfjs-layers';
+import { peakRssBytes } from '../util/rss.ts';
+import { buildBenchModel, sampleShape, type BenchModel } from './bench-models.ts';
+import { installEngine } from './index.ts';
+
+const [kind, engine, samplesArg, batchArg] = process.argv.slice(2) as [BenchModel, string, string, string];
+const samples = Number(samplesArg), batch = Number(batchArg);
+await tf.setBackend(engine === 'cpu' ? 'cpu' : 'wasm');
+await tf.ready();
+let note = `plain tfjs ${tf.getBackend()}`;
+if (engine === 'engine') {
+  const st = installEngine(tf, 'wasm');
+  if (!st.active) throw new Error(`fast engine not active: ${st.note}`);
+  note = st.note;
+} else if (tf.getBackend() === 'wasm') {
+  // the plain wasm backend has no Conv2DBackpropFilter: the same formulation src/train uses (conv2d on transposed tensors)
+  tf.registerKernel({
+    kernelName: 'Conv2DBackpropFilter', backendName: 'wasm',
+    kernelFunc: ({ inputs, attrs }) => {
+      const { x, dy } = inputs as { x: tf.Tensor4D; dy: tf.Tensor4D };
+      const a = attrs as unknown as { strides: [number, number]; pad: 'valid' | 'same'; filterShape: number[] };
+      return tf.tidy(() => {
+        const [fh, fw] = a.filterShape;
+        const info = tf.backend_util.computeConv2DInfo(x.shape, a.filterShape as [number, number, number, number], a.strides, 1, a.pad);
+        const xT = tf.transpose(x, [3, 1, 2, 0]), dyT = tf.transpose(dy, [1, 2, 0, 3]);
+        const pads: [[number, number], [number, number], [number, number], [number, number]] = [[0, 0], [info.padInfo.top, info.padInfo.bottom], [info.padInfo.left, info.padInfo.right], [0, 0]];
+        const g = tf.conv2d(xT, dyT, 1, pads, 'NHWC', a.strides);
+        const s = tf.slice(g, [0, 0, 0, 0], [g.shape[0], fh, fw, g.shape[3]]);
+        return tf.keep(tf.transpose(s, [1, 2, 0, 3]));
+      }) as unknown as tf.TensorInfo;
+    },
+  });
+}
+const model = buildBenchModel(tfl, kind);
+model.compile({ optimizer: tf.train.adam(1e-3), loss: 'categoricalCrossentropy' });
+const x = tf.randomUniform([samples, ...sampleShape(kind)]);
+const y = tf.oneHot(tf.randomUniform([samples], 0, 10, 'int32'), 10);
+const warm = Math.min(samples, batch * 3);
+await model.fit(tf.slice(x, 0, warm), tf.slice(y, 0, warm), { batchSize: batch, epochs: 1, verbose: 0 });
+const t0 = performance.now();
+await model.fit(x, y, { batchSize: batch, epochs: 1, verbose: 0, shuffle: false });
+const sec = (performance.now() - t0) / 1000;
+process.stdout.write(JSON.stringify({ samplesPerSec: samples / sec, peakRss: peakRssBytes(), note }) + '\n');
