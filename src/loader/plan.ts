@@ -61,10 +61,22 @@ export function createPlan(config: PlanConfig, classes?: ClassTable): Plan {
     return p;
   };
 
+  // Small explicit caches: these are hit once per sample, so no string keys on the hot path.
+  let globalCache: { epoch: number; p: Permutation } | null = null;
+  const globalPerm = (epoch: number): Permutation => {
+    if (!globalCache || globalCache.epoch !== epoch) globalCache = { epoch, p: permutation(n, seed, TAG_GLOBAL, epoch) };
+    return globalCache.p;
+  };
+  let blockCache: { epoch: number; order: Permutation; t: number } | null = null;
+  let windowCache: { epoch: number; w: number; a: number; p: Permutation } | null = null;
+
   /** Block mode: sample id at epoch stream position g (blocks in shuffled order; the partial block stays whole). */
   const blockSample = (epoch: number, g: number): number => {
-    const order = perm(nBlocks, TAG_BLOCK, epoch);
-    const t = order.indexOf(nBlocks - 1); // stream slot of the partial block
+    if (!blockCache || blockCache.epoch !== epoch) {
+      const order = permutation(nBlocks, seed, TAG_BLOCK, epoch);
+      blockCache = { epoch, order, t: order.indexOf(nBlocks - 1) }; // t = stream slot of the partial block
+    }
+    const { order, t } = blockCache;
     let slot: number, off: number;
     if (g < t * K) { slot = Math.floor(g / K); off = g - slot * K; }
     else if (g < t * K + lastBlock) { slot = t; off = g - t * K; }
@@ -77,7 +89,7 @@ export function createPlan(config: PlanConfig, classes?: ClassTable): Plan {
 
   const balancedSample = (epoch: number, g: number): number => {
     const C = nonEmpty.length;
-    const q = perm(n, TAG_GLOBAL, epoch).at(g);
+    const q = globalPerm(epoch).at(g);
     const c = nonEmpty[q % C];
     const k = Math.floor(q / C);
     const lo = classes!.offsets[c], count = classes!.offsets[c + 1] - lo;
@@ -95,7 +107,7 @@ export function createPlan(config: PlanConfig, classes?: ClassTable): Plan {
       } else if (config.mode === 'global') {
         if (config.balanced) for (let k = 0; k < count; k++) out[k] = balancedSample(epoch, base + k);
         else {
-          const p = perm(n, TAG_GLOBAL, epoch);
+          const p = globalPerm(epoch);
           for (let k = 0; k < count; k++) out[k] = p.at(base + k);
         }
       } else {
@@ -127,8 +139,11 @@ export function createPlan(config: PlanConfig, classes?: ClassTable): Plan {
     },
     windowSlot(epoch, q) {
       const w = Math.floor(q / W);
-      const [a, b] = plan.windowRange(w);
-      return perm(b - a, TAG_WINDOW, epoch, rank, w).at(q - a);
+      if (!windowCache || windowCache.epoch !== epoch || windowCache.w !== w) {
+        const [a, b] = plan.windowRange(w);
+        windowCache = { epoch, w, a, p: permutation(b - a, seed, TAG_WINDOW, epoch, rank, w) };
+      }
+      return windowCache.p.at(q - windowCache.a);
     },
   };
   return plan;

@@ -47,8 +47,8 @@ export function createReader(init: ReaderInit): BatchReader {
   const xRow = spec.x.shape.reduce((p, d) => p * d, 1) * dtypeSize(spec.x.dtype);
   const yRow = spec.y.shape.reduce((p, d) => p * d, 1) * dtypeSize(spec.y.dtype);
   const layout = slotLayout(spec, B);
-  const transformers = init.slots.map((sab) => createTransformer(spec,
-    new Uint8Array(sab, 0, B * spec.xOutBytes), new Uint8Array(sab, layout.yOffset, B * spec.yOutBytes)));
+  const outputs = init.slots.map((sab) => [new Uint8Array(sab, 0, B * spec.xOutBytes), new Uint8Array(sab, layout.yOffset, B * spec.yOutBytes)] as const);
+  const t = createTransformer(spec);
   // Scratch for raw rows (8-aligned for every dtype).
   const xScratch = rawView(spec.x.dtype, new Uint8Array(new ArrayBuffer(Math.max(8, B * xRow))));
   const yScratch = rawView(spec.y.dtype, new Uint8Array(new ArrayBuffer(Math.max(8, B * yRow))));
@@ -164,7 +164,7 @@ export function createReader(init: ReaderInit): BatchReader {
   return {
     fill(epoch, start, n, slot) {
       if (Date.now() - lastCheck >= init.checkMs) checkOpen();
-      const t = transformers[slot];
+      t.setOutput(outputs[slot][0], outputs[slot][1]);
       if (init.plan.mode === 'block') {
         for (let k = 0; k < n; k++) {
           const q = start + k;

@@ -35,7 +35,7 @@ export async function openDataset(dir: string): Promise<Dataset> {
       let start = 0;
       for (const sh of info.shards) {
         const file = (f: { file: string; bytes: number }) => ({
-          path: join(abs, f.file), name: `shard ${f.file} of ${abs}`, base: 0, fileBytes: f.bytes, hint: STORE_HINT,
+          path: join(abs, f.file), name: `shard ${join(abs, f.file)}`, base: 0, fileBytes: f.bytes, hint: STORE_HINT,
         });
         parts.push({ start, samples: sh.samples, x: file(sh.x), y: file(sh.y) });
         start += sh.samples;

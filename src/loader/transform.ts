@@ -130,36 +130,57 @@ function rng(seed: number): () => number {
 
 /** Writes transformed samples into a batch's output arrays. */
 export interface Transformer {
+  /** Write the following samples into these output regions (a ring slot's x and y bytes). */
+  setOutput(xOut: Uint8Array, yOut: Uint8Array): void;
   /** Transform source row `row` of `src` into output sample k; `key` (epoch-wide position) seeds augmentation. */
   x(k: number, src: RawView, row: number, epoch: number, key: number): void;
   /** Convert label row `row` of `src` into output sample k; `where` names the sample in errors. */
   y(k: number, src: RawView, row: number, where: () => string): void;
 }
 
-/** Build the per-sample kernels writing into `xOut`/`yOut` (the batch slot's byte regions). */
-export function createTransformer(spec: TransformSpec, xOut: Uint8Array, yOut: Uint8Array): Transformer {
+// Monomorphic kernels for the common cases (one element type each, so V8 keeps them fast).
+function affineU8(s: Uint8Array, so: number, o: Float32Array, oo: number, len: number, a: number, b: number): void {
+  for (let e = 0; e < len; e++) o[oo + e] = s[so + e] * a + b;
+}
+function affineF32(s: Float32Array, so: number, o: Float32Array, oo: number, len: number, a: number, b: number): void {
+  for (let e = 0; e < len; e++) o[oo + e] = s[so + e] * a + b;
+}
+function affineTmp(s: Float32Array, o: Float32Array, oo: number, len: number, a: number[], b: number[], C: number): void {
+  for (let e = 0; e < len; e++) { const c = e % C; o[oo + e] = s[e] * a[c] + b[c]; }
+}
+
+/** Build the per-sample kernels (call setOutput before writing). */
+export function createTransformer(spec: TransformSpec): Transformer {
   const { x, y, channels: C, a, b, noise, shift, h: H, w: Wd } = spec;
   const elems = x.shape.reduce((p, d) => p * d, 1);
   const yElems = y.shape.reduce((p, d) => p * d, 1);
-  const xf = spec.xOut === 'float32' ? new Float32Array(xOut.buffer, xOut.byteOffset, xOut.byteLength >> 2) : null;
-  const xr = spec.xOut === 'raw' ? rawView(x.dtype, xOut) : null;
-  const yi = new Int32Array(yOut.buffer, yOut.byteOffset, yOut.byteLength >> 2);
-  const yf = new Float32Array(yOut.buffer, yOut.byteOffset, yOut.byteLength >> 2);
+  let xf: Float32Array = new Float32Array(0);
+  let xr: RawView | null = null;
+  let yi: Int32Array = new Int32Array(0), yf: Float32Array = new Float32Array(0);
   const tmp = new Float32Array(elems);
   const isHalf = x.dtype === 'float16';
   const isBig = x.dtype === 'int64' || x.dtype === 'uint64';
   const a0 = a[0], b0 = b[0];
   const rowElems = elems;
+  const esize = dtypeSize(x.dtype);
 
   /** Source row as float values into tmp. */
   const load = (src: RawView, row: number) => {
     const t = src.t, o = row * rowElems;
     if (isHalf) for (let e = 0; e < rowElems; e++) tmp[e] = halfToFloat(t[o + e] as number);
     else if (isBig) for (let e = 0; e < rowElems; e++) tmp[e] = Number(t[o + e]);
+    else if (x.dtype === 'uint8') affineU8(src.u8, o, tmp, 0, rowElems, 1, 0);
+    else if (x.dtype === 'float32') tmp.set((src.t as Float32Array).subarray(o, o + rowElems));
     else for (let e = 0; e < rowElems; e++) tmp[e] = t[o + e] as number;
   };
 
   return {
+    setOutput(xOut, yOut) {
+      if (spec.xOut === 'float32') xf = new Float32Array(xOut.buffer, xOut.byteOffset, xOut.byteLength >> 2);
+      else xr = rawView(x.dtype, xOut);
+      yi = new Int32Array(yOut.buffer, yOut.byteOffset, yOut.byteLength >> 2);
+      yf = new Float32Array(yOut.buffer, yOut.byteOffset, yOut.byteLength >> 2);
+    },
     x(k, src, row, epoch, key) {
       const out = k * rowElems;
       let dy = 0, dx = 0;
@@ -170,12 +191,12 @@ export function createTransformer(spec: TransformSpec, xOut: Uint8Array, yOut: U
       }
       if (xr) {
         // Raw output: same dtype, values copied (shifted with zero fill when asked).
-        const s = src.t as unknown as { [i: number]: number | bigint }, d = xr.t as unknown as { [i: number]: number | bigint };
         if (dy === 0 && dx === 0) {
-          const sz = dtypeSize(x.dtype) * rowElems;
+          const sz = esize * rowElems;
           xr.u8.set(src.u8.subarray(row * sz, (row + 1) * sz), k * sz);
           return;
         }
+        const s = src.t as unknown as { [i: number]: number | bigint }, d = xr.t as unknown as { [i: number]: number | bigint };
         const zero = isBig ? 0n : 0;
         const CH = rowElems / (H * Wd);
         for (let i = 0; i < H; i++) for (let j = 0; j < Wd; j++) {
@@ -184,16 +205,14 @@ export function createTransformer(spec: TransformSpec, xOut: Uint8Array, yOut: U
         }
         return;
       }
-      const o = xf!;
-      if (dy === 0 && dx === 0 && !isHalf && !isBig) {
-        const t = src.t as Uint8Array | Float32Array, base = row * rowElems;
-        if (C === 1) for (let e = 0; e < rowElems; e++) o[out + e] = t[base + e] * a0 + b0;
-        else for (let e = 0; e < rowElems; e++) { const c = e % C; o[out + e] = t[base + e] * a[c] + b[c]; }
-      } else {
+      const o = xf;
+      if (dy === 0 && dx === 0 && C === 1 && x.dtype === 'uint8') affineU8(src.u8, row * rowElems, o, out, rowElems, a0, b0);
+      else if (dy === 0 && dx === 0 && C === 1 && x.dtype === 'float32') affineF32(src.t as Float32Array, row * rowElems, o, out, rowElems, a0, b0);
+      else {
         load(src, row);
-        const CH = shift > 0 ? rowElems / (H * Wd) : 1;
-        if (dy === 0 && dx === 0) for (let e = 0; e < rowElems; e++) { const c = e % C; o[out + e] = tmp[e] * a[c] + b[c]; }
+        if (dy === 0 && dx === 0) affineTmp(tmp, o, out, rowElems, a, b, C);
         else {
+          const CH = rowElems / (H * Wd);
           for (let i = 0; i < H; i++) for (let j = 0; j < Wd; j++) {
             const si = i - dy, sj = j - dx, inb = si >= 0 && si < H && sj >= 0 && sj < Wd;
             for (let c = 0; c < CH; c++) {
