@@ -1,5 +1,6 @@
 // numpy .npy: header parse/encode, random-access row reader and streaming row writer.
 // Hand-written because no npm library reads .npy by position or writes it as a stream.
+import { createHash } from 'node:crypto';
 import { open, rename, rm, writeFile, type FileHandle } from 'node:fs/promises';
 import { type DType, descrOf, dtypeSize, parseDescr, swapBytes } from './dtype.ts';
 import { SlimfitError } from './errors.ts';
@@ -261,6 +262,8 @@ export interface NpyWriter {
   readonly rowBytes: number;
   /** Rows appended so far. */
   readonly rows: number;
+  /** SHA-256 (hex) of the closed file when `checksumRows` was given and matched; else null. */
+  readonly sha256: string | null;
   /** Append whole rows given as little-endian bytes (or a typed array of the writer's dtype). */
   append(data: ArrayBufferView): Promise<void>;
   /** Flush, write the final header, fsync and rename into place. Returns the total file size. */
@@ -277,6 +280,11 @@ const WRITE_BUFFER = 4 << 20;
 export interface NpyWriterOptions {
   /** Write to `path.tmp-PID` and rename at close (default true); false writes `path` directly. */
   atomic?: boolean;
+  /**
+   * Compute the file's SHA-256 while writing, assuming it will end with this many rows (the header is hashed first);
+   * `sha256` is then set at close, or left null if the row count differs (the caller re-reads the file instead).
+   */
+  checksumRows?: number;
 }
 
 /** Start a streaming .npy writer for rows of `rowShape` elements of `dtype` (row count unknown until close). */
@@ -289,28 +297,43 @@ export async function createNpyWriter(path: string, dtype: DType, rowShape: read
   const fh = await open(tmp, 'w');
   let pos = headerLength;
   let rows = 0;
+  // Two buffers: one filling while the other is being written (writes overlap with the caller's work).
   let pending = Buffer.allocUnsafe(WRITE_BUFFER);
+  let spare = Buffer.allocUnsafe(WRITE_BUFFER);
+  let inflight: Promise<void> = Promise.resolve();
   let fill = 0;
   let closed = false;
+  let sha256: string | null = null;
+  const hasher = opts.checksumRows !== undefined ? createHash('sha256').update(encodeNpyHeader(dtype, [opts.checksumRows, ...rowShape], headerLength)) : null;
 
-  async function writeAll(bytes: Uint8Array): Promise<void> {
+  async function writeAt(bytes: Uint8Array, at: number): Promise<void> {
     let done = 0;
     while (done < bytes.length) {
-      const { bytesWritten } = await fh.write(bytes, done, bytes.length - done, pos);
+      const { bytesWritten } = await fh.write(bytes, done, bytes.length - done, at + done);
       done += bytesWritten;
-      pos += bytesWritten;
     }
   }
+  /** Start writing `bytes` at the end of the file after the previous write finished; returns without waiting for it. */
+  async function queue(bytes: Uint8Array): Promise<void> {
+    await inflight;
+    hasher?.update(bytes);
+    const p = writeAt(bytes, pos);
+    pos += bytes.length;
+    p.catch(() => {}); // surfaced by the next await of `inflight`
+    inflight = p;
+  }
   async function flush(): Promise<void> {
-    if (fill > 0) {
-      await writeAll(pending.subarray(0, fill));
-      fill = 0;
-    }
+    if (fill === 0) return;
+    const bytes = pending.subarray(0, fill);
+    await queue(bytes);
+    [pending, spare] = [spare, pending];
+    fill = 0;
   }
 
   const w: NpyWriter = {
     path, dtype, rowShape, rowBytes,
     get rows() { return rows; },
+    get sha256() { return sha256; },
     async append(data) {
       if (closed) throw new Error(`${path}: append after close`);
       const bytes = new Uint8Array(data.buffer, data.byteOffset, data.byteLength);
@@ -324,26 +347,31 @@ export async function createNpyWriter(path: string, dtype: DType, rowShape: read
         return;
       }
       await flush();
-      if (bytes.length >= pending.length) await writeAll(bytes);
-      else { pending.set(bytes, 0); fill = bytes.length; }
+      if (bytes.length >= pending.length) {
+        // Too big to buffer: the caller's bytes are written before append returns (the caller may reuse them after).
+        await queue(bytes);
+        await inflight;
+      } else { pending.set(bytes, 0); fill = bytes.length; }
     },
     async close() {
       if (closed) throw new Error(`${path}: closed twice`);
       closed = true;
       try {
         await flush();
+        await inflight;
         const header = encodeNpyHeader(dtype, [rows, ...rowShape], headerLength);
         await fh.write(header, 0, header.length, 0);
         await fh.datasync();
+        if (hasher && rows === opts.checksumRows) sha256 = hasher.digest('hex');
       } finally {
         await fh.close();
       }
-      pending = Buffer.alloc(0);
+      pending = spare = Buffer.alloc(0);
       if (atomic) await rename(tmp, path);
       return pos;
     },
     async abort() {
-      if (!closed) { closed = true; await fh.close().catch(() => {}); }
+      if (!closed) { closed = true; await inflight.catch(() => {}); await fh.close().catch(() => {}); }
       await rm(tmp, { force: true });
     },
   };

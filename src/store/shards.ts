@@ -28,15 +28,16 @@ export function samplesPerShard(x: FieldSpec, shardBytes: number): number {
 export async function createSplitWriter(root: string, name: string, x: FieldSpec, y: FieldSpec, perShard: number): Promise<SplitWriter> {
   await mkdir(join(root, name), { recursive: true });
   const xb = sampleBytes(x), yb = sampleBytes(y);
-  const done: Array<{ samples: number; xFile: string; yFile: string; xBytes: number; yBytes: number }> = [];
+  const done: Array<{ samples: number; xFile: string; yFile: string; xBytes: number; yBytes: number; xSha: string | null; ySha: string | null }> = [];
   let cur: { x: NpyWriter; y: NpyWriter; xFile: string; yFile: string } | null = null;
   let total = 0;
   const open = async () => {
     const id = String(done.length).padStart(5, '0');
     const xFile = `${name}/x-${id}.npy`, yFile = `${name}/y-${id}.npy`;
     // The whole store is already in a temp folder that is renamed into place, so shards are written in place.
-    const xw = await createNpyWriter(join(root, xFile), x.dtype, x.shape, { atomic: false });
-    const yw = await createNpyWriter(join(root, yFile), y.dtype, y.shape, { atomic: false });
+    // Full shards hold exactly perShard samples, so their checksums are computed while writing; others are re-read.
+    const xw = await createNpyWriter(join(root, xFile), x.dtype, x.shape, { atomic: false, checksumRows: perShard });
+    const yw = await createNpyWriter(join(root, yFile), y.dtype, y.shape, { atomic: false, checksumRows: perShard });
     cur = { x: xw, y: yw, xFile, yFile };
   };
   const closeCur = async () => {
@@ -46,7 +47,7 @@ export async function createSplitWriter(root: string, name: string, x: FieldSpec
     const samples = c.x.rows;
     const xBytes = await c.x.close();
     const yBytes = await c.y.close();
-    done.push({ samples, xFile: c.xFile, yFile: c.yFile, xBytes, yBytes });
+    done.push({ samples, xFile: c.xFile, yFile: c.yFile, xBytes, yBytes, xSha: c.x.sha256, ySha: c.y.sha256 });
   };
   return {
     name,
@@ -70,8 +71,8 @@ export async function createSplitWriter(root: string, name: string, x: FieldSpec
       for (const d of done) {
         shards.push({
           samples: d.samples,
-          x: { file: d.xFile, bytes: d.xBytes, sha256: await sha256File(join(root, d.xFile)) },
-          y: { file: d.yFile, bytes: d.yBytes, sha256: await sha256File(join(root, d.yFile)) },
+          x: { file: d.xFile, bytes: d.xBytes, sha256: d.xSha ?? (await sha256File(join(root, d.xFile))) },
+          y: { file: d.yFile, bytes: d.yBytes, sha256: d.ySha ?? (await sha256File(join(root, d.yFile))) },
         });
       }
       return { samples: total, shards };

@@ -24,8 +24,15 @@ export function createStats(x: FieldSpec): StatsAccumulator {
   let min = Infinity, max = -Infinity;
   const dtype: DType = x.dtype;
   const half = dtype === 'float16';
+  // uint8 (images): count values per channel instead of summing; the sums come from the histogram at the end.
+  const hist = dtype === 'uint8' ? new Float64Array(256 * c) : null;
   return {
     add(bytes) {
+      if (hist) {
+        if (c === 1) for (let i = 0; i < bytes.length; i++) hist[bytes[i]]++;
+        else for (let i = 0; i < bytes.length; i++) hist[(i % c) * 256 + bytes[i]]++;
+        return;
+      }
       const a = viewAs(dtype, bytes);
       const len = a.length;
       // Hot loop: per-channel sums in float64 (c is usually 1 or 3, so the modulo is cheap).
@@ -44,6 +51,18 @@ export function createStats(x: FieldSpec): StatsAccumulator {
       }
     },
     result(split) {
+      if (hist) {
+        for (let ch = 0; ch < c; ch++) {
+          for (let v = 0; v < 256; v++) {
+            const k = hist[ch * 256 + v];
+            if (k === 0) continue;
+            sum[ch] += k * v; sq[ch] += k * v * v; count[ch] += k;
+            if (v < min) min = v;
+            if (v > max) max = v;
+          }
+          shift[ch] = 0;
+        }
+      }
       if (count[0] === 0) return undefined;
       const dm = [...sum].map((s, i) => s / count[i]);
       const std = [...sq].map((s, i) => Math.sqrt(Math.max(0, s / count[i] - dm[i] * dm[i])));

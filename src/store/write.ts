@@ -157,7 +157,14 @@ export async function writeStore(out: string, input: StoreInput, opts: WriteStor
         // Consecutive samples going to the same split are appended as one run.
         let runStart = 0, runSplit = -1;
         const flush = async (end: number) => {
-          if (runSplit >= 0 && end > runStart) await writers[runSplit].append(b.x.subarray(runStart * xb, end * xb), b.y.subarray(runStart * yb, end * yb), end - runStart);
+          if (runSplit < 0 || end <= runStart) return;
+          const xs = b.x.subarray(runStart * xb, end * xb);
+          stats[runSplit].add(xs, end - runStart);
+          if (labels) {
+            const cc = classCounts[runSplit];
+            for (let i = runStart; i < end; i++) { const l = labels[i]; while (cc.length <= l) cc.push(0); cc[l]++; }
+          }
+          await writers[runSplit].append(xs, b.y.subarray(runStart * yb, end * yb), end - runStart);
         };
         for (let i = 0; i < b.n; i++) {
           const split = assign ? assign(labels ? labels[i] : 0) : si;
@@ -173,10 +180,6 @@ export async function writeStore(out: string, input: StoreInput, opts: WriteStor
               }
             }
             if (opts.dedupe) { keep = false; report.dropped++; }
-          }
-          if (keep) {
-            stats[split].add(sample, 1);
-            if (labels) { const cc = classCounts[split]; const l = labels[i]; while (cc.length <= l) cc.push(0); cc[l]++; }
           }
           const target = keep ? split : -1;
           if (target !== runSplit) { await flush(i); runStart = i; runSplit = target; }
