@@ -177,5 +177,7 @@ describe('bad input', () => {
       await writeFile(path, bytes);
       await expectSlimfitError(openIdx(path), path, re);
     }
+    await expectSlimfitError(openIdx(join(dir, 'missing-idx')), join(dir, 'missing-idx'), /cannot open: ENOENT/);
+    await expectSlimfitError(openIdx(dir), dir, /not a regular file/);
   });
 });

@@ -195,6 +195,7 @@ describe('broken .npz', () => {
     const notzip = join(dir, 'notzip.npz');
     await writeFile(notzip, 'hello, definitely not a zip file');
     await expectSlimfitError(listNpz(notzip), notzip, /cannot read as a \.npz/);
+    await expectSlimfitError(listNpz(join(dir, 'missing.npz')), join(dir, 'missing.npz'), /cannot open: ENOENT/);
   });
 
   test('corrupt deflated data in a member: error names file and member, not a crash or hang', async () => {

@@ -87,12 +87,16 @@ async function* gunzipChunks(path: string): AsyncGenerator<Buffer> {
 
 /** Read and validate an IDX header (plain or gzip); for plain files also check the file size matches it exactly. */
 export async function openIdx(path: string): Promise<IdxInfo> {
-  const fh = await open(path, 'r');
+  const fh = await open(path, 'r').catch((e: NodeJS.ErrnoException) => {
+    throw new SlimfitError(`cannot open: ${e.code ?? e.message}`, { file: path, hint: 'check the path and its permissions' });
+  });
   let fileBytes: number;
   const head = Buffer.alloc(4 + 4 * MAX_DIMS);
   let got: number;
   try {
-    fileBytes = (await fh.stat()).size;
+    const st = await fh.stat();
+    if (!st.isFile()) throw new SlimfitError('not a regular file', { file: path, hint: 'give the IDX file itself (a folder in MNIST layout is given as SRC)' });
+    fileBytes = st.size;
     got = (await fh.read(head, 0, head.length, 0)).bytesRead;
   } finally {
     await fh.close();

@@ -41,7 +41,8 @@ async function openZip(path: string): Promise<yauzl.ZipFile> {
     return await yauzl.openPromise(path, { autoClose: false, lazyEntries: true, decodeStrings: true, validateEntrySizes: true });
   } catch (e) {
     const msg = (e as Error).message;
-    if ((e as NodeJS.ErrnoException).code) throw e; // ENOENT etc.: the caller's message is clearer
+    const code = (e as NodeJS.ErrnoException).code;
+    if (code) throw new SlimfitError(`cannot open: ${code}`, { file: path, hint: 'check the path and its permissions' });
     throw new SlimfitError(`cannot read as a .npz (zip) file: ${msg}`, {
       file: path, hint: 'the file is truncated (interrupted copy/download?) or not a .npz; re-create it with np.savez',
     });
