@@ -111,6 +111,16 @@ shutil.copy(f'{sys.argv[1]}/t10k-labels-idx1-ubyte', f'{sys.argv[2]}/train-label
       join(MNIST_DIR, 't10k-images-idx3-ubyte'), /holds 10000 samples but .*train-labels-idx1-ubyte holds 60000 labels/,
     );
     await expectSlimfitError(mnistDirSource(dir), dir, /no train-images-idx3-ubyte\[\.gz\]/);
+    const fashion = join(dir, 'fashion-mnist');
+    py(`
+import os, sys
+os.makedirs(sys.argv[2])
+for n in os.listdir(sys.argv[1]):
+    os.symlink(os.path.join(sys.argv[1], n), os.path.join(sys.argv[2], n))
+`, [MNIST_DIR, fashion]);
+    const f = await mnistDirSource(fashion);
+    assert.equal(f.train.classNames![9], 'Ankle boot');
+    assert.equal((await mnistDirSource(fashion, { classNames: ['a', 'b'] })).test.classNames![1], 'b');
   });
 });
 
