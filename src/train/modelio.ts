@@ -25,6 +25,8 @@ function joinWeights(w: ArrayBuffer | ArrayBuffer[] | undefined): Uint8Array {
 export async function saveModel(model: tfl.LayersModel, dir: string, opts: { includeOptimizer?: boolean; extraFiles?: Record<string, string> } = {}): Promise<void> {
   const tmp = join(dirname(dir), `.${basename(dir)}.tmp-${process.pid}-${Date.now()}`);
   await mkdir(tmp, { recursive: true });
+  // tfjs leaks one tensor per save (the optimizer's iteration-count scalar): collect everything temporary in a scope.
+  tf.engine().startScope();
   try {
     await model.save({
       save: async (a: tf.io.ModelArtifacts) => {
@@ -42,7 +44,7 @@ export async function saveModel(model: tfl.LayersModel, dir: string, opts: { inc
         for (const [name, text] of Object.entries(opts.extraFiles ?? {})) await writeFile(join(tmp, name), text);
         return { modelArtifactsInfo: { dateSaved: new Date(), modelTopologyType: 'JSON', weightDataBytes: weights.byteLength } };
       },
-    }, { includeOptimizer: opts.includeOptimizer ?? model.optimizer != null });
+    }, { includeOptimizer: opts.includeOptimizer ?? model.optimizer != null }).finally(() => tf.engine().endScope());
     const old = `${tmp}.old`;
     const had = await stat(dir).then(() => true, () => false);
     if (had) await rename(dir, old);
