@@ -2,6 +2,7 @@
 // .zip), numeric text (CSV/TSV/whitespace), MATLAB .mat (v5 and v7.3) and HDF5. Detection is by magic bytes first,
 // extension second; anything else returns null so the caller can try its other readers.
 import { open, stat } from 'node:fs/promises';
+import { extname } from 'node:path';
 import type { DType } from './dtype.ts';
 import { SlimfitError } from './errors.ts';
 import type { SampleSource } from './source.ts';
@@ -16,7 +17,7 @@ export interface MessyOptions {
   strict?: boolean;
   /** --workers: image decode threads (default cores - 1, min 1; 0 = main thread). */
   workers?: number;
-  /** --label-col: CSV label column, 0-based index (negative counts from the end) or header name; 'none' for no label. */
+  /** --label-col: CSV label column, 0-based index (negative counts from the end) or header name (default 0). */
   labelCol?: string | number;
   /** --shape 28,28: per-sample shape of the CSV feature columns (default: [number of feature columns]). */
   shape?: number[];
@@ -33,8 +34,10 @@ export interface MessyOptions {
 }
 
 /** Which messy reader handles `path`, or null. */
-export type MessyKind = 'image-tree' | 'archive';
+export type MessyKind = 'image-tree' | 'archive' | 'csv';
 
+
+const TEXT_EXT = new Set(['.csv', '.tsv', '.txt', '.dat', '.data']);
 
 /** Decide which messy reader applies to `path` (magic bytes, then extension); null if none. */
 export async function detectMessy(path: string): Promise<MessyKind | null> {
@@ -62,6 +65,7 @@ export async function detectMessy(path: string): Promise<MessyKind | null> {
     return path.toLowerCase().endsWith('.npz') ? null : 'archive';
   }
   if (b.length >= 262 && b.toString('latin1', 257, 262) === 'ustar') return 'archive';
+  if (TEXT_EXT.has(extname(path).toLowerCase())) return 'csv';
   return null;
 }
 
@@ -80,6 +84,10 @@ export async function openMessySource(path: string, opts: MessyOptions = {}): Pr
       const src = await openImageArchive(path, opts);
       if (!src) throw new SlimfitError('not a tar or zip archive', { file: path });
       return src;
+    }
+    case 'csv': {
+      const { openCsv } = await import('./csv.ts');
+      return openCsv(path, opts);
     }
   }
 }

@@ -1,0 +1,165 @@
+// Numeric text tables: numpy-written MNIST CSV pixel-exact, malformed lines by line number, header/label by name,
+// delimiters, float32/float16/uint8 storage vs numpy's own casts, and flat peak RSS when the CSV grows 10x.
+import assert from 'node:assert/strict';
+import { readFileSync, writeFileSync, createWriteStream } from 'node:fs';
+import { join } from 'node:path';
+import { after, before, describe, it } from 'node:test';
+import { openCsv, type CsvSource } from '../src/formats/csv.ts';
+import { openMessySource } from '../src/formats/messy.ts';
+import { MNIST_DIR, py, ROOT, runCli, tempDir } from './helpers.ts';
+
+async function drain(src: CsvSource): Promise<{ x: Buffer; y: bigint[]; n: number }> {
+  const xs: Buffer[] = [];
+  const y: bigint[] = [];
+  let n = 0;
+  for await (const b of src.batches()) {
+    xs.push(Buffer.from(b.x));
+    const v = new BigInt64Array(b.y.slice().buffer, 0, b.n);
+    y.push(...v);
+    n += b.n;
+  }
+  return { x: Buffer.concat(xs), y, n };
+}
+
+const ROWS = 2000;
+
+describe('numeric text (CSV/TSV/whitespace)', () => {
+  let tmp: { dir: string; cleanup: () => void };
+  let csv: string;
+  let pixels: Buffer;
+  let labels: Buffer;
+  before(() => {
+    tmp = tempDir();
+    csv = join(tmp.dir, 'mnist.csv');
+    // numpy writes the CSV from the IDX files itself (independent of slimfit's readers).
+    py(`
+import numpy as np, sys
+d, out, n = sys.argv[1], sys.argv[2], int(sys.argv[3])
+x = np.fromfile(d + '/train-images-idx3-ubyte', dtype=np.uint8, offset=16)[:n * 784].reshape(n, 784)
+y = np.fromfile(d + '/train-labels-idx1-ubyte', dtype=np.uint8, offset=8)[:n]
+np.savetxt(out, np.column_stack([y, x]), fmt='%d', delimiter=',', header=','.join(['label'] + ['p%d' % i for i in range(784)]), comments='')
+`, [MNIST_DIR, csv, String(ROWS)]);
+    pixels = readFileSync(join(MNIST_DIR, 'train-images-idx3-ubyte')).subarray(16, 16 + ROWS * 784);
+    labels = readFileSync(join(MNIST_DIR, 'train-labels-idx1-ubyte')).subarray(8, 8 + ROWS);
+  });
+  after(() => tmp.cleanup());
+
+  it('a numpy-written MNIST CSV converts pixel-exact (uint8, with --shape 28,28 and a header)', async () => {
+    const src = await openCsv(csv, { xDtype: 'uint8', shape: [28, 28] });
+    assert.deepEqual(src.x, { dtype: 'uint8', shape: [28, 28] });
+    assert.deepEqual(src.y, { dtype: 'int64', shape: [] });
+    const d = await drain(src);
+    assert.equal(d.n, ROWS);
+    assert.ok(d.x.equals(pixels));
+    assert.deepEqual(d.y, [...labels].map(BigInt));
+    assert.equal(src.skipped?.length, 0);
+    assert.deepEqual(src.warnings, []);
+  });
+
+  it('default float32 holds the same values; the label column can be named', async () => {
+    const src = await openMessySource(csv, { labelCol: 'label' });
+    assert.ok(src);
+    assert.deepEqual(src.x, { dtype: 'float32', shape: [784] });
+    const d = await drain(src as CsvSource);
+    const f = new Float32Array(d.x.buffer, d.x.byteOffset, d.x.length / 4);
+    assert.equal(f.length, ROWS * 784);
+    for (let i = 0; i < f.length; i++) if (f[i] !== pixels[i]) assert.fail(`value ${i}: ${f[i]} vs ${pixels[i]}`);
+  });
+
+  it('reports a line with a missing field by its line number and skips it; --strict makes it fatal', async () => {
+    const lines = readFileSync(csv, 'latin1').split('\n');
+    // Line 6 of the file (header is line 1) loses its last field; line 9 gets a word.
+    lines[5] = lines[5].slice(0, lines[5].lastIndexOf(','));
+    lines[8] = lines[8].replace(/,0,/, ',oops,');
+    const bad = join(tmp.dir, 'bad.csv');
+    writeFileSync(bad, lines.join('\n'));
+    const src = await openCsv(bad, { xDtype: 'uint8' });
+    const d = await drain(src);
+    assert.equal(d.n, ROWS - 2);
+    assert.deepEqual(src.skipped, [
+      { path: `${bad}:6`, reason: 'expected 785 fields, found 784' },
+      { path: `${bad}:9`, reason: src.skipped![1].reason },
+    ]);
+    assert.match(src.skipped![1].reason, /field \d+ is not a number: "oops"/);
+    // Samples around the bad lines are the right ones (rows 4 and 7 of the data are gone).
+    const keep = [...Array(ROWS).keys()].filter((i) => i !== 4 && i !== 7);
+    keep.forEach((r, i) => {
+      if (!d.x.subarray(i * 784, (i + 1) * 784).equals(pixels.subarray(r * 784, (r + 1) * 784))) assert.fail(`row ${i} should be source row ${r}`);
+    });
+    const strict = await openCsv(bad, { xDtype: 'uint8', strict: true });
+    await assert.rejects(drain(strict), (e: Error) => e.name === 'SlimfitError' && /bad\.csv: line 6: expected 785 fields, found 784/.test(e.message));
+  });
+
+  it('TSV and whitespace text, label in the last column, exponents, float32 and float16 equal numpy casts', async () => {
+    const tsv = join(tmp.dir, 'f.tsv');
+    const ws = join(tmp.dir, 'f.txt');
+    const ref = join(tmp.dir, 'ref');
+    const over = Number(py(`
+import numpy as np, sys
+tsv, ws, ref = sys.argv[1:4]
+rng = np.random.default_rng(1)
+x = (rng.standard_normal((300, 6)) * 10.0 ** rng.integers(-8, 6, (300, 6))).astype(np.float64)
+x[0, 0] = 65000.0; x[1, 1] = -1e-30
+y = rng.integers(-3, 1000, 300)
+t = np.column_stack([x, y])
+np.savetxt(tsv, t, fmt=['%.17g'] * 6 + ['%d'], delimiter='\\t')
+np.savetxt(ws, t, fmt=['%.6e'] * 6 + ['%d'], delimiter='   ')
+x.astype(np.float32).tofile(ref + '.f32')
+x.astype(np.float16).tofile(ref + '.f16')
+np.loadtxt(ws)[:, :6].astype(np.float32).tofile(ref + '.ws32')
+y.astype(np.int64).tofile(ref + '.y')
+print(int((np.abs(x) > 65504).sum()))
+`, [tsv, ws, ref]));
+    assert.ok(over > 0);
+    const y = readFileSync(ref + '.y');
+    const a = await drain(await openCsv(tsv, { labelCol: -1, shape: [2, 3] }));
+    assert.ok(a.x.equals(readFileSync(ref + '.f32')));
+    assert.deepEqual(a.y, [...new BigInt64Array(y.buffer, y.byteOffset, 300)]);
+    const h = await openCsv(tsv, { labelCol: 6, xDtype: 'float16' });
+    const hd = await drain(h);
+    assert.ok(hd.x.equals(readFileSync(ref + '.f16')));
+    assert.equal(h.warnings.length, 1);
+    assert.match(h.warnings[0], new RegExp(`: ${over} value\\(s\\) were beyond float16 range`));
+    const w = await drain(await openCsv(ws, { labelCol: -1 }));
+    assert.ok(w.x.equals(readFileSync(ref + '.ws32')));
+  });
+
+  it('warns (with the first line) when values do not fit --x-dtype uint8, and rejects a --shape that does not match', async () => {
+    const f = join(tmp.dir, 'misfit.csv');
+    writeFileSync(f, '1,0,255,3\n2,256,-1,2.5\n3,1,2,3\n');
+    const src = await openCsv(f, { xDtype: 'uint8' });
+    const d = await drain(src);
+    assert.deepEqual([...d.x], [0, 255, 3, 255, 0, 3, 1, 2, 3]);
+    assert.equal(src.warnings.length, 1);
+    assert.match(src.warnings[0], /3 value\(s\) were not whole numbers in 0\.\.255.*line 2/);
+    await assert.rejects(openCsv(f, { shape: [2, 2] }), /--shape 2,2 holds 4 values but each line has 3 features/);
+    await assert.rejects(openCsv(f, { labelCol: 'label' }), /no header line/);
+  });
+
+  it('peak RSS stays flat when the CSV grows 10x', async () => {
+    const body = readFileSync(csv);
+    const headerEnd = body.indexOf(10) + 1;
+    const big = join(tmp.dir, 'big.csv');
+    const small = join(tmp.dir, 'small.csv');
+    // 1x = 10 copies of the 2000-row file, 10x = 100 copies (~36 MB and ~360 MB). float32 output, so that even the
+    // 1x run makes more garbage batch buffers than V8 lets pile up before collecting (its steady state).
+    const write = async (out: string, copies: number) => {
+      const ws = createWriteStream(out);
+      ws.write(body.subarray(0, headerEnd));
+      for (let i = 0; i < copies; i++) if (!ws.write(body.subarray(headerEnd))) await new Promise<void>((r) => ws.once('drain', () => r()));
+      await new Promise<void>((r) => ws.end(() => r()));
+    };
+    await write(small, 10);
+    await write(big, 100);
+    const script = join(ROOT, 'test', 'drain-source.mjs');
+    const r1 = await runCli([small, '{}'], { script });
+    const r10 = await runCli([big, '{}'], { script });
+    assert.equal(r1.code, 0, r1.stderr);
+    assert.equal(r10.code, 0, r10.stderr);
+    assert.match(r1.stdout, new RegExp(`samples=${10 * ROWS} `));
+    assert.match(r10.stdout, new RegExp(`samples=${100 * ROWS} `));
+    const ratio = r10.peakRss / r1.peakRss;
+    console.log(`CSV peak RSS: 1x ${(r1.peakRss / 1e6).toFixed(1)} MB, 10x ${(r10.peakRss / 1e6).toFixed(1)} MB, ratio ${ratio.toFixed(3)}`);
+    assert.ok(ratio < 1.1, `peak RSS grew ${ratio.toFixed(3)}x`);
+  });
+});
