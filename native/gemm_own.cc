@@ -167,24 +167,6 @@ struct Spec {
   void (*mk)(int, const P*, const P*, Acc*);
 };
 
-// Pack one k-unit for KU consecutive k values starting at k into P (zero beyond K).
-template <class In, class P, int KU>
-inline P pack_unit(const In* base, long stride_k, int k, int K) {
-  if constexpr (KU == 1) {
-    return (P)(k < K ? base[(long)k * stride_k] : In(0));
-  } else {
-    P v = 0;
-    for (int t = 0; t < KU; t++) {
-      In x = (k + t < K) ? base[(long)(k + t) * stride_k] : In(0);
-      using U = std::conditional_t<sizeof(In) == 1, uint8_t, uint16_t>;
-      U bits;
-      std::memcpy(&bits, &x, sizeof(In));
-      v |= (P)bits << (t * 8 * sizeof(In));
-    }
-    return v;
-  }
-}
-
 template <class In, class P, int KU, class Acc>
 void gemm_slice(const Spec<In, P, KU, Acc>& sp, int M, int N, int K, Acc alpha, const In* A, long rsa, long csa,
                 const In* B, long rsb, long csb, Acc beta, Acc* C, long ldc) {
@@ -202,25 +184,39 @@ void gemm_slice(const Spec<In, P, KU, Acc>& sp, int M, int N, int K, Acc alpha, 
     int nc = std::min(NC, N - jc);
     for (int pc = 0; pc < K; pc += KC) {
       int kc = std::min(KC, K - pc), ku = (kc + KU - 1) / KU;
-      // pack B[pc:pc+kc, jc:jc+nc] as panels [jr][u][NR]
+      // pack B[pc:pc+kc, jc:jc+nc] as panels [jr][u][NR][KU] (viewed as In elements; zero padding)
       for (int jr = 0; jr < nc; jr += NR) {
-        P* dst = bp.data() + (size_t)(jr / NR) * ku * NR;
+        In* dst = reinterpret_cast<In*>(bp.data() + (size_t)(jr / NR) * ku * NR);
+        int nn = std::min(NR, nc - jr);
         for (int u = 0; u < ku; u++)
-          for (int c = 0; c < NR; c++) {
-            int j = jc + jr + c;
-            dst[u * NR + c] = j < N ? pack_unit<In, P, KU>(B + (long)j * csb, rsb, pc + u * KU, pc + kc) : P(0);
+          for (int t = 0; t < KU; t++) {
+            int k = pc + u * KU + t;
+            In* d = dst + (size_t)u * NR * KU + t;
+            if (k < pc + kc) {
+              const In* src = B + (long)k * rsb + (long)(jc + jr) * csb;
+              int c = 0;
+              for (; c < nn; c++) d[c * KU] = src[(long)c * csb];
+              for (; c < NR; c++) d[c * KU] = In(0);
+            } else {
+              for (int c = 0; c < NR; c++) d[c * KU] = In(0);
+            }
           }
       }
       const bool first = pc == 0;
       for (int ic = 0; ic < M; ic += MC) {
         int mc = std::min(MC, M - ic);
+        // pack A[ic:ic+mc, pc:pc+kc] as panels [ir][u][MR][KU]
         for (int ir = 0; ir < mc; ir += MR) {
-          P* dst = ap.data() + (size_t)(ir / MR) * ku * MR;
-          for (int u = 0; u < ku; u++)
-            for (int r = 0; r < MR; r++) {
-              int i = ic + ir + r;
-              dst[u * MR + r] = i < M ? pack_unit<In, P, KU>(A + (long)i * rsa, csa, pc + u * KU, pc + kc) : P(0);
+          In* dst = reinterpret_cast<In*>(ap.data() + (size_t)(ir / MR) * ku * MR);
+          for (int r = 0; r < MR; r++) {
+            int i = ic + ir + r;
+            if (i < M) {
+              const In* src = A + (long)i * rsa + (long)pc * csa;
+              for (int k = 0; k < ku * KU; k++) dst[((size_t)(k / KU) * MR + r) * KU + (k % KU)] = k < kc ? src[(long)k * csa] : In(0);
+            } else {
+              for (int k = 0; k < ku * KU; k++) dst[((size_t)(k / KU) * MR + r) * KU + (k % KU)] = In(0);
             }
+          }
         }
         for (int jr = 0; jr < nc; jr += NR) {
           const P* bpan = bp.data() + (size_t)(jr / NR) * ku * NR;
