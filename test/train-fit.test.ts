@@ -1,0 +1,55 @@
+// The library one-liners: fit(model, data) and evaluate(model, data) from a store directory and from plain .npy / .npz files.
+import assert from 'node:assert/strict';
+import { join } from 'node:path';
+import { after, before, test } from 'node:test';
+import { buildModel, evaluate, fit } from '../src/train/index.ts';
+import { MNIST_DIR, py, runCli, tempDir } from './helpers.ts';
+
+const tmp = tempDir('slimfit-train-fit-');
+const store = join(tmp.dir, 'store');
+
+before(async () => {
+  py(`
+import numpy as np, sys
+d = sys.argv[1]; out = sys.argv[2]
+x = np.fromfile(d + '/train-images-idx3-ubyte', dtype=np.uint8, offset=16, count=1500*784).reshape(1500, 28, 28, 1)
+y = np.fromfile(d + '/train-labels-idx1-ubyte', dtype=np.uint8, offset=8, count=1500)
+np.save(out + '/x.npy', x[:1200]); np.save(out + '/y.npy', y[:1200].astype(np.int64))
+np.save(out + '/xt.npy', x[1200:]); np.save(out + '/yt.npy', y[1200:].astype(np.int64))
+np.savez(out + '/d.npz', x_train=x[:1200], y_train=y[:1200], x_test=x[1200:], y_test=y[1200:])
+`, [MNIST_DIR, tmp.dir]);
+  const r = await runCli(['convert', store, '--x', join(tmp.dir, 'x.npy'), '--y', join(tmp.dir, 'y.npy'), '--split', 'train=0.8,test=0.2', '-q']);
+  assert.equal(r.code, 0, r.stderr);
+});
+after(() => tmp.cleanup());
+
+test('fit(model, storeDir) trains with defaults and evaluate(model, storeDir) streams the test split', async () => {
+  const model = buildModel('mlp', { inputShape: [28, 28, 1], classes: 10 });
+  const h = await fit(model, store, { epochs: 3, batchSize: 64, progress: false });
+  assert.equal(h.epochs.length, 3);
+  assert.ok(h.epochs[2].loss < h.epochs[0].loss);
+  const r = await evaluate(model, store);
+  assert.ok(r.samples > 200 && r.samples < 280, `test split size ${r.samples}`);
+  assert.ok(r.accuracy > 0.8, `accuracy ${r.accuracy}`);
+  model.dispose();
+});
+
+test('fit on plain .npy files (int64 labels, classes counted from y) and on an .npz, no conversion', async () => {
+  const model = buildModel('cnn', { inputShape: [28, 28, 1], classes: 10 });
+  await fit(model, { x: join(tmp.dir, 'x.npy'), y: join(tmp.dir, 'y.npy') }, { epochs: 2, batchSize: 64, progress: false });
+  const r = await evaluate(model, { x: join(tmp.dir, 'xt.npy'), y: join(tmp.dir, 'yt.npy') });
+  assert.equal(r.samples, 300);
+  assert.ok(r.accuracy > 0.8, `accuracy ${r.accuracy}`);
+  const z = await evaluate(model, { npz: join(tmp.dir, 'd.npz'), x: 'x_test', y: 'y_test' });
+  assert.equal(z.samples, 300);
+  assert.ok(Math.abs(z.accuracy - r.accuracy) < 1e-9, 'same samples through .npz and .npy give the same accuracy');
+  model.dispose();
+});
+
+test('missing split and wrong model output are clear errors from the API too', async () => {
+  const model = buildModel('mlp', { inputShape: [28, 28, 1], classes: 3 });
+  await assert.rejects(fit(model, store, { split: 'validation', progress: false }), /no split 'validation'.*train, test/);
+  await assert.rejects(fit(model, store, { progress: false }), /the model outputs 3 classes but the data has 10/);
+  await assert.rejects(fit(model, join(tmp.dir, 'nope'), { progress: false }), /nope: no such file or directory/);
+  model.dispose();
+});
