@@ -1,0 +1,46 @@
+// `slimfit lab <experiment>`: the precision lab (how many bits does learning need?). Logic lives in src/precision.
+import type { Command } from 'commander';
+import { group } from './group.ts';
+import { SlimfitError } from '../formats/errors.ts';
+
+interface Common { quick?: boolean; out: string }
+
+function intList(s: string): number[] {
+  const v = s.split(',').map((x) => Number(x.trim()));
+  if (v.some((x) => !Number.isInteger(x) || x < 1 || x > 15)) throw new SlimfitError(`--fl expects comma-separated integers in 1..15, got "${s}"`);
+  return v;
+}
+
+function positiveInt(s: string): number {
+  const v = Number(s);
+  if (!Number.isInteger(v) || v < 1) throw new SlimfitError(`expected a positive integer, got "${s}"`);
+  return v;
+}
+
+async function start(): Promise<void> {
+  const { initTf } = await import('../precision/tf.ts');
+  process.stderr.write(`${await initTf()}\n`);
+}
+
+async function done(out: string): Promise<void> {
+  const { assemble } = await import('../precision/report.ts');
+  process.stdout.write(`report: ${await assemble(out)}\n`);
+}
+
+/** Register `slimfit lab gupta2015` (more experiments follow). */
+export function register(program: Command): void {
+  const lab = group(program, 'lab', 'precision lab: measure how many bits learning needs (writes reports/precision.md)');
+  const common = (c: Command) => c.option('--quick', 'small subset and short runs (minutes)').option('--out <dir>', 'report folder', 'reports');
+
+  common(lab.command('gupta2015').description('Gupta et al. 2015: MNIST MLP in 16-bit fixed point, round-to-nearest vs stochastic vs float32'))
+    .option('--fl <list>', 'fraction lengths to run, e.g. 8,14', intList)
+    .option('--epochs <n>', 'epochs per cell', positiveInt)
+    .option('--no-float', 'skip the float32 baseline')
+    .action(async (o: Common & { fl?: number[]; epochs?: number; float: boolean }) => {
+      await start();
+      const { labGupta } = await import('../precision/lab-gupta.ts');
+      const cells = await labGupta({ quick: !!o.quick, out: o.out, fl: o.fl, epochs: o.epochs, noFloat: !o.float });
+      for (const c of cells) process.stdout.write(`gupta2015\t${c.label}\ttest_acc=${c.testAcc.toFixed(4)}\tswallowed=${c.swallowed.toFixed(4)}\n`);
+      await done(o.out);
+    });
+}

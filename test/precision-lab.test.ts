@@ -1,0 +1,133 @@
+// The precision lab: low-precision training step and meters, and `slimfit lab gupta2015 --quick` on real MNIST.
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import { existsSync, readFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { runCli, tempDir } from './helpers.ts';
+import { initTf, tf } from '../src/precision/tf.ts';
+import { BF16, FP16, FP32, fixedFormat, type Format } from '../src/precision/formats.ts';
+import { buildMlp } from '../src/precision/run.ts';
+import { bytesPerParam, createTrainer } from '../src/precision/train.ts';
+import * as tfl from '@tensorflow/tfjs-layers';
+
+function batch(seed: number, n = 32, dim = 20, classes = 4) {
+  const x = tf.randomNormal([n, dim], 0, 1, 'float32', seed);
+  const y = tf.cast(tf.oneHot(tf.randomUniform([n], 0, classes, 'int32', seed + 1), classes), 'float32');
+  return { x, y };
+}
+
+test('fp32 recipe: our SGD and momentum updates equal TensorFlow.js optimizers on the same model', async () => {
+  await initTf();
+  for (const kind of ['sgd', 'momentum'] as const) {
+    const a = buildMlp(20, [16], 4, 3);
+    const b = buildMlp(20, [16], 4, 3);
+    const tr = createTrainer(a, { kind, lr: 0.05, momentum: 0.9 }, { weights: FP32, rounding: 'nearest' });
+    const opt = kind === 'sgd' ? tf.train.sgd(0.05) : tf.train.momentum(0.05, 0.9);
+    for (let s = 0; s < 3; s++) {
+      const { x, y } = batch(s);
+      tr.step(x, y);
+      opt.minimize(() => tf.losses.softmaxCrossEntropy(y, b.apply(x) as tf.Tensor) as tf.Scalar, false, b.trainableWeights.map((w) => w.read() as tf.Variable));
+      tf.dispose([x, y]);
+    }
+    const wa = a.getWeights().map((w) => w.dataSync());
+    const wb = b.getWeights().map((w) => w.dataSync());
+    for (let i = 0; i < wa.length; i++) for (let j = 0; j < wa[i].length; j++) assert.ok(Math.abs(wa[i][j] - wb[i][j]) < 1e-5, `${kind} weight ${i}/${j}`);
+  }
+});
+
+test('meters: tiny updates are swallowed by bf16 weights, kept by fp32, and an fp32 master copy accumulates them', async () => {
+  await initTf();
+  const run = (weights: Format, master: boolean, steps: number) => {
+    const m = buildMlp(20, [16], 4, 5);
+    const tr = createTrainer(m, { kind: 'sgd', lr: 1e-4 }, { weights, rounding: 'nearest', master });
+    const before = tr.stored().map((a) => a.slice());
+    let upd = 0, sw = 0;
+    for (let s = 0; s < steps; s++) {
+      const { x, y } = batch(10 + s);
+      // kernels only: biases start at 0, where bf16 resolves tiny values as finely as fp32
+      for (const v of tr.step(x, y).vars) if (/kernel/.test(v.name)) { upd += v.updates; sw += v.swallowed; }
+      tf.dispose([x, y]);
+    }
+    return { frac: sw / upd, tr, before };
+  };
+  const bf = run(BF16, false, 3).frac, f32 = run(FP32, false, 3).frac;
+  assert.ok(bf > 0.95, `bf16 swallowed ${bf}`);
+  assert.ok(f32 < 0.05, `fp32 swallowed ${f32}`);
+  // with an fp32 master copy the same tiny updates accumulate until the stored bf16 weights move
+  const { tr, before } = run(BF16, true, 300);
+  let moved = 0;
+  tr.stored().forEach((a, i) => { for (let j = 0; j < a.length; j++) if (i % 2 === 0 && a[j] !== before[i][j]) moved++; }); // kernels
+  const noMaster = run(BF16, false, 300);
+  let movedNoMaster = 0;
+  noMaster.tr.stored().forEach((a, i) => { for (let j = 0; j < a.length; j++) if (i % 2 === 0 && a[j] !== noMaster.before[i][j]) movedNoMaster++; });
+  assert.ok(moved > 20, `master copy moved ${moved} stored weights`);
+  assert.ok(movedNoMaster < moved, `without master ${movedNoMaster} vs with ${moved}`);
+});
+
+test('stochastic rounding keeps tiny updates alive in expectation (fixed point, no master)', async () => {
+  await initTf();
+  const fmt = fixedFormat(8, 8);
+  const res: Record<string, number> = {};
+  for (const rounding of ['nearest', 'stochastic'] as const) {
+    const m = buildMlp(20, [16], 4, 7);
+    const tr = createTrainer(m, { kind: 'sgd', lr: 0.005 }, { weights: fmt, rounding, seed: 3 });
+    const start = tr.stored().map((a) => a.slice());
+    for (let s = 0; s < 20; s++) { const { x, y } = batch(100 + s); tr.step(x, y); tf.dispose([x, y]); }
+    let moved = 0;
+    tr.stored().forEach((a, i) => { for (let j = 0; j < a.length; j++) if (a[j] !== start[i][j]) moved++; });
+    res[rounding] = moved;
+  }
+  assert.ok(res.stochastic > 2 * res.nearest, JSON.stringify(res));
+});
+
+test('dynamic loss scaling backs off on overflow and fp16 gradient underflow is metered', async () => {
+  await initTf();
+  const m = buildMlp(20, [16], 4, 9);
+  const tr = createTrainer(m, { kind: 'sgd', lr: 0.01 }, { weights: FP16, rounding: 'nearest', master: true, grads: FP16, lossScale: { kind: 'dynamic', init: 2 ** 24, interval: 1000 } });
+  const { x, y } = batch(1);
+  const r1 = tr.step(x, y);
+  assert.equal(r1.skipped, true); // 2^24 * gradients overflow fp16 -> inf -> skip and halve
+  assert.equal(tr.lossScale(), 2 ** 23);
+  let skipped = 1;
+  for (let i = 0; i < 30 && tr.step(x, y).skipped; i++) skipped++;
+  assert.ok(tr.lossScale() < 2 ** 23 && skipped >= 2, `scale ${tr.lossScale()} skipped ${skipped}`);
+  // without scaling, tiny gradients fall below fp16's smallest subnormal
+  const m2 = buildMlp(20, [16], 4, 9);
+  const tr2 = createTrainer(m2, { kind: 'sgd', lr: 0.01 }, { weights: FP32, rounding: 'nearest', grads: FP16 });
+  const small = tf.mul(x, 1e-6);
+  const r = tr2.step(small, y);
+  const uf = r.vars.reduce((s, v) => s + v.gradUnderflow, 0);
+  assert.ok(uf > 0, 'some gradients underflow fp16');
+  tf.dispose([x, y, small]);
+});
+
+test('softmax-output models (as built by slimfit train) are handled, and memory per parameter adds up', async () => {
+  await initTf();
+  const m = tfl.sequential({ layers: [tfl.layers.dense({ inputShape: [20], units: 4, activation: 'softmax' })] });
+  const tr = createTrainer(m, { kind: 'adam', lr: 1e-2 }, { weights: BF16, rounding: 'stochastic', state: BF16, seed: 1 });
+  const { x, y } = batch(2);
+  const l0 = tr.step(x, y).loss;
+  let l = l0;
+  for (let i = 0; i < 30; i++) l = tr.step(x, y).loss;
+  assert.ok(l < l0 * 0.8, `loss ${l0} -> ${l}`);
+  tf.dispose([x, y]);
+  assert.deepEqual(bytesPerParam({ weights: FP16, master: true, state: FP32 }, 'adam'), { weights: 2, master: 4, kahan: 0, state: 8, total: 14 });
+  assert.equal(bytesPerParam({ weights: BF16, kahan: true, state: BF16 }, 'adam').total, 8);
+});
+
+test('`slimfit lab gupta2015 --quick`: stochastic rounding beats round-to-nearest at FL=8 on real MNIST', async () => {
+  const { dir, cleanup } = tempDir();
+  try {
+    const r = await runCli(['lab', 'gupta2015', '--quick', '--fl', '8', '--no-float', '--out', dir], { timeoutMs: 120_000 });
+    assert.equal(r.code, 0, r.stderr);
+    const acc = (label: string) => Number(new RegExp(`^gupta2015\\t${label}\\ttest_acc=([0-9.]+)`, 'm').exec(r.stdout)![1]);
+    const rn = acc('FL=8 nearest'), sr = acc('FL=8 stochastic');
+    // 2000 test images: a 20-point gap is far outside sampling noise (binomial s.e. ~1 point)
+    assert.ok(sr > 0.7, `stochastic accuracy ${sr}`);
+    assert.ok(sr - rn > 0.2, `stochastic ${sr} vs nearest ${rn}`);
+    const md = readFileSync(join(dir, 'precision.md'), 'utf8');
+    assert.match(md, /gupta2015/);
+    assert.match(md, /quick/);
+    assert.ok(existsSync(join(dir, 'precision', 'gupta2015-curves.png')), 'plot written');
+  } finally { cleanup(); }
+});
