@@ -175,7 +175,9 @@ export interface OpenNpyOptions {
 export async function openNpy(path: string, opts: OpenNpyOptions = {}): Promise<NpyFile> {
   const name = opts.displayName ?? path;
   const base = opts.offset ?? 0;
-  const fh = await open(path, 'r');
+  const fh = await open(path, 'r').catch((e: NodeJS.ErrnoException) => {
+    throw new SlimfitError(`cannot open: ${e.code ?? e.message}`, { file: name, hint: 'check the path and its permissions' });
+  });
   try {
     const size = (await fh.stat()).size;
     if (base > size) throw new SlimfitError(`the .npy is said to start at byte ${base} but the file has only ${size} bytes`, { file: name, offset: base, hint: 'the file is truncated' });
