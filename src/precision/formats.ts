@@ -349,6 +349,8 @@ function qScaledCore(mul: number, step: number, lo: number, hi: number, x: Float
   let ov = 0, uf = 0, nan = 0;
   const div = step; // for int8 (divide=true) y = x / scale exactly as a double division
   const mode = rounding === 'nearest' ? 0 : rounding === 'zero' ? 1 : 2;
+  const ss = rng ? rng.state : new Uint32Array(4);
+  let s0 = ss[0], s1 = ss[1], s2 = ss[2], s3 = ss[3];
   for (let i = 0; i < x.length; i++) {
     const v = x[i];
     if (v !== v) { out[i] = v; nan++; continue; }
@@ -359,14 +361,20 @@ function qScaledCore(mul: number, step: number, lo: number, hi: number, x: Float
     } else if (mode === 1) {
       if (y >= hi + 1) { q = hi; ov++; } else if (y <= lo - 1) { q = lo; ov++; } else q = Math.trunc(y);
     } else {
+      // inlined xoshiro128** step (same stream as rng.u32())
+      const mm = Math.imul(s1, 5);
+      const rnd = Math.imul((mm << 7) | (mm >>> 25), 9) >>> 0;
+      const t = s1 << 9;
+      s2 ^= s0; s3 ^= s1; s1 ^= s2; s0 ^= s3; s2 ^= t; s3 = (s3 << 11) | (s3 >>> 21);
       if (y > hi) { q = hi; ov++; } else if (y < lo) { q = lo; ov++; } else {
         const fl0 = Math.floor(y);
-        q = fl0 + (rng!.u32() < (y - fl0) * 4294967296 ? 1 : 0);
+        q = fl0 + (rnd < (y - fl0) * 4294967296 ? 1 : 0);
       }
     }
     if (q === 0 && v !== 0) uf++;
     out[i] = q * step + 0; // + 0 turns -0 into +0 (fixed point has one zero)
   }
+  if (rng) { ss[0] = s0; ss[1] = s1; ss[2] = s2; ss[3] = s3; }
   st.overflow += ov; st.underflow += uf; st.nan += nan;
 }
 
