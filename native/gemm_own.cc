@@ -5,6 +5,7 @@
 #include <immintrin.h>
 
 #include <algorithm>
+#include <cstdlib>
 #include <cstring>
 #include <type_traits>
 #include <vector>
@@ -20,6 +21,10 @@ Isa detect_isa() {
     if (__builtin_cpu_supports("avx512f")) cached = ISA_AVX512;
     else if (__builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma")) cached = ISA_AVX2;
     else cached = ISA_GENERIC;
+    // SLIMFIT_ISA=avx2|generic caps the choice (tests exercise every path on one machine)
+    const char* cap = std::getenv("SLIMFIT_ISA");
+    if (cap && std::strcmp(cap, "generic") == 0) cached = ISA_GENERIC;
+    if (cap && std::strcmp(cap, "avx2") == 0 && cached > ISA_AVX2) cached = ISA_AVX2;
   }
   return (Isa)cached;
 }

@@ -1,12 +1,13 @@
 // The fast engine: every registered kernel (forward and gradient) against the reference tfjs 'cpu' backend,
 // a gradient check on a small network, the fused Adam step, the own GEMM kernels, and the SLIMFIT_ENGINE=off fallback.
 import assert from 'node:assert/strict';
+import { execFileSync } from 'node:child_process';
 import { test } from 'node:test';
 import * as tf from '@tensorflow/tfjs-core';
 import '@tensorflow/tfjs-backend-cpu';
 import '@tensorflow/tfjs-backend-wasm';
 import * as tfl from '@tensorflow/tfjs-layers';
-import { installEngine, uninstallEngine, loadAddon, adamStats } from '../src/engine/index.ts';
+import { installEngine, uninstallEngine, loadAddon, adamStats, ADDON_PATH } from '../src/engine/index.ts';
 
 // Tolerance: max |engine - cpu| <= TOL * (1 + max |cpu|). Both compute in float32 with different summation orders.
 const TOL = 2e-4;
@@ -226,6 +227,29 @@ test('own GEMM kernels by dtype match a float64 reference', { skip: SKIP }, () =
     const Ci = new Int32Array(M * N);
     assert.equal(addon!.gemmDtype('i8', M, N, K, Au, Bs, Ci), info.vnni);
     if (info.vnni) Ci.forEach((c, i) => assert.equal(c, Ri[i], `int8 ${M}x${N}x${K}`));
+  }
+});
+
+test('own GEMM kernels on the AVX2 and portable paths (SLIMFIT_ISA caps the dispatch) match a float64 reference', { skip: SKIP }, () => {
+  const script = `
+    const e = require(${JSON.stringify(ADDON_PATH)});
+    let s = 7; const r = (n) => Float64Array.from({ length: n }, () => ((s = (s * 1103515245 + 12345) >>> 0) / 2 ** 32) * 2 - 1);
+    let worst = 0;
+    for (const [M, N, K] of [[1, 1, 1], [7, 19, 5], [61, 45, 300], [130, 70, 33]]) {
+      const A = r(M * K), B = r(K * N), R = new Float64Array(M * N);
+      for (let i = 0; i < M; i++) for (let k = 0; k < K; k++) for (let j = 0; j < N; j++) R[i * N + j] += A[i * K + k] * B[k * N + j];
+      const C32 = new Float32Array(M * N), C64 = new Float64Array(M * N);
+      e.gemmDtype('f32own', M, N, K, Float32Array.from(A), Float32Array.from(B), C32);
+      e.gemmDtype('f64own', M, N, K, A, B, C64);
+      for (let i = 0; i < M * N; i++) worst = Math.max(worst, Math.abs(C32[i] - R[i]) / Math.sqrt(K), Math.abs(C64[i] - R[i]) * 1e7 / K);
+    }
+    console.log(JSON.stringify({ isa: e.info().isa, worst }));`;
+  for (const isa of ['avx2', 'generic']) {
+    const out = execFileSync(process.execPath, ['-e', script], { env: { ...process.env, SLIMFIT_ISA: isa }, encoding: 'utf8' });
+    const { isa: got, worst } = JSON.parse(out) as { isa: string; worst: number };
+    if (isa === 'avx2' && got === 'generic') continue; // CPU without AVX2: nothing to cap
+    assert.equal(got, isa);
+    assert.ok(worst < 1e-4, `${isa}: max scaled error ${worst}`);
   }
 });
 
