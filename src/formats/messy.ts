@@ -34,10 +34,11 @@ export interface MessyOptions {
 }
 
 /** Which messy reader handles `path`, or null. */
-export type MessyKind = 'image-tree' | 'archive' | 'csv';
+export type MessyKind = 'image-tree' | 'archive' | 'csv' | 'mat' | 'hdf5';
 
 
 const TEXT_EXT = new Set(['.csv', '.tsv', '.txt', '.dat', '.data']);
+const HDF5_MAGIC = Buffer.from([0x89, 0x48, 0x44, 0x46, 0x0d, 0x0a, 0x1a, 0x0a]);
 
 /** Decide which messy reader applies to `path` (magic bytes, then extension); null if none. */
 export async function detectMessy(path: string): Promise<MessyKind | null> {
@@ -56,6 +57,8 @@ export async function detectMessy(path: string): Promise<MessyKind | null> {
     await fh.close();
   }
   const b = head.subarray(0, n);
+  if (b.length >= 10 && b.toString('latin1', 0, 7) === 'MATLAB ') return 'mat'; // v5, or v7.3 (HDF5 after 512 bytes)
+  if (b.length >= 8 && b.subarray(0, 8).equals(HDF5_MAGIC)) return 'hdf5';
   if (b.length >= 2 && b[0] === 0x1f && b[1] === 0x8b) {
     const lower = path.toLowerCase();
     if (lower.endsWith('.tar.gz') || lower.endsWith('.tgz')) return 'archive';
@@ -88,6 +91,14 @@ export async function openMessySource(path: string, opts: MessyOptions = {}): Pr
     case 'csv': {
       const { openCsv } = await import('./csv.ts');
       return openCsv(path, opts);
+    }
+    case 'mat': {
+      const { openMat } = await import('./mat.ts');
+      return openMat(path, opts);
+    }
+    case 'hdf5': {
+      const { openHdf5 } = await import('./hdf5.ts');
+      return openHdf5(path, opts);
     }
   }
 }

@@ -1,0 +1,178 @@
+// HDF5 datasets (and MATLAB v7.3 .mat files, which are HDF5) as a streamed SampleSource, via h5wasm (HDF5 compiled
+// to WebAssembly; `h5wasm/node` reads the real file with random access, so rows are read as hyperslabs in chunks).
+//
+// Decisions (README, convert section):
+// - Datasets: --x /path --y /path; defaults: the first of X,x,data,images,features / y,Y,labels,label,targets at
+//   the root. Numeric (integer/float) datasets only.
+// - Samples axis: y is a vector of n labels; the samples axis of x is its first axis if that has length n, else its
+//   last. Each sample keeps the other axes in the file's order (C order), so x[i] (or x[..., i]) as h5py shows it.
+// - MATLAB v7.3: MATLAB writes arrays with their dimensions reversed (column-major), so the same rule is applied to
+//   MATLAB's own dimensions (as in mat.ts): an n x 784 MATLAB matrix (HDF5 shape 784 x n) gives n samples of 784.
+// - y: integer datasets keep their dtype; float labels must be whole numbers and become int64.
+import h5wasm from 'h5wasm/node';
+import type { FieldSpec } from '../store/manifest.ts';
+import type { DType, TypedArray } from './dtype.ts';
+import { dtypeSize, viewAs } from './dtype.ts';
+import { SlimfitError } from './errors.ts';
+import { gather } from './mat.ts';
+import type { SampleBatch, SampleSource } from './source.ts';
+
+/** Options of the HDF5 reader. */
+export interface Hdf5Options {
+  /** Dataset path of the samples. */
+  x?: string;
+  /** Dataset path of the labels. */
+  y?: string;
+  /** The file is a MATLAB v7.3 .mat: interpret dimensions in MATLAB's (reversed) order. */
+  matlab?: boolean;
+  /** Samples per batch (default: about 4 MB of x). */
+  batchRows?: number;
+}
+
+const X_NAMES = ['X', 'x', 'data', 'images', 'features'];
+const Y_NAMES = ['y', 'Y', 'labels', 'label', 'targets'];
+
+type H5Dataset = InstanceType<typeof h5wasm.Dataset>;
+
+function dtypeOf(d: H5Dataset): DType | null {
+  const m = d.metadata;
+  if (m.type === 0) {
+    const map: Record<number, [DType, DType]> = { 1: ['int8', 'uint8'], 2: ['int16', 'uint16'], 4: ['int32', 'uint32'], 8: ['int64', 'uint64'] };
+    const e = map[m.size];
+    return e ? (m.signed ? e[0] : e[1]) : null;
+  }
+  if (m.type === 1) return m.size === 4 ? 'float32' : m.size === 8 ? 'float64' : m.size === 2 ? 'float16' : null;
+  return null;
+}
+
+function asBytes(a: unknown, what: string, file: string): Uint8Array {
+  if (ArrayBuffer.isView(a)) return new Uint8Array(a.buffer, a.byteOffset, a.byteLength);
+  throw new SlimfitError(`${what}: unexpected data returned by the HDF5 library`, { file });
+}
+
+/** Row-major strides (in elements) of `shape`. */
+function cStrides(shape: number[]): number[] {
+  const s = new Array(shape.length).fill(1);
+  for (let k = shape.length - 2; k >= 0; k--) s[k] = s[k + 1] * shape[k + 1];
+  return s;
+}
+
+function table(shape: number[], strides: number[]): Int32Array {
+  const P = shape.reduce((a, b) => a * b, 1);
+  const t = new Int32Array(P);
+  const idx = new Array(shape.length).fill(0);
+  for (let p = 0; p < P; p++) {
+    let o = 0;
+    for (let k = 0; k < shape.length; k++) o += idx[k] * strides[k];
+    t[p] = o;
+    for (let k = shape.length - 1; k >= 0; k--) { if (++idx[k] < shape[k]) break; idx[k] = 0; }
+  }
+  return t;
+}
+
+/** Open datasets of an HDF5 file (or a v7.3 .mat with `matlab`) as a SampleSource. */
+export async function openHdf5(path: string, opts: Hdf5Options = {}): Promise<SampleSource> {
+  await h5wasm.ready;
+  let f: InstanceType<typeof h5wasm.File>;
+  try {
+    f = new h5wasm.File(path, 'r');
+  } catch (e) {
+    throw new SlimfitError(`cannot open as HDF5: ${(e as Error).message}`, { file: path, hint: 'the file is corrupt or not HDF5' });
+  }
+  if (!f.file_id || f.file_id < 0n) throw new SlimfitError('cannot open as HDF5', { file: path, hint: 'the file is corrupt, truncated or not HDF5' });
+  const kind = opts.matlab ? 'variable' : 'dataset';
+  const get = (want: string | undefined, defaults: string[], flag: string): H5Dataset => {
+    const names = want !== undefined ? [want] : defaults;
+    for (const n of names) {
+      let e: unknown = null;
+      try { e = f.get(n); } catch { e = null; }
+      if (e instanceof h5wasm.Dataset) return e;
+    }
+    const have = f.keys().join(', ') || '(none)';
+    throw new SlimfitError(want !== undefined ? `no ${kind} ${JSON.stringify(want)}` : `no ${flag === 'x' ? 'samples' : 'labels'} ${kind} found (looked for ${defaults.join(', ')})`, {
+      file: path, hint: `top-level entries: ${have}; choose with --${flag} ${opts.matlab ? 'NAME' : '/path'}`,
+    });
+  };
+  try {
+    const xd = get(opts.x, X_NAMES, 'x');
+    const yd = get(opts.y, Y_NAMES, 'y');
+    const xDtype = dtypeOf(xd);
+    const yDt = dtypeOf(yd);
+    if (!xDtype || xDtype === 'float16') throw new SlimfitError(`${kind} ${xd.path} is not a supported numeric type`, { file: path, hint: 'integer or float32/float64 data is supported' });
+    if (!yDt || yDt === 'float16') throw new SlimfitError(`${kind} ${yd.path} is not a supported numeric type`, { file: path });
+    const H = xd.shape ?? [];
+    const Hy = yd.shape ?? [];
+    if (H.length === 0) throw new SlimfitError(`${kind} ${xd.path} is a scalar`, { file: path });
+    if (Hy.filter((d) => d !== 1).length > 1) throw new SlimfitError(`labels ${yd.path} have shape ${Hy.join('x')}, not a vector`, { file: path, hint: 'give one label per sample' });
+    const n = Hy.reduce((a, b) => a * b, 1);
+    const yAxis = Math.max(0, Hy.findIndex((d) => d !== 1));
+    // User-facing dims (MATLAB's order for v7.3) and the samples axis among them.
+    const U = opts.matlab ? [...H].reverse() : H;
+    let uAxis: number;
+    if (U[0] === n) uAxis = 0;
+    else if (U[U.length - 1] === n) uAxis = U.length - 1;
+    else {
+      throw new SlimfitError(`${xd.path} has shape ${U.join('x')} but ${yd.path} has ${n} labels: neither the first nor the last axis has length ${n}`, {
+        file: path, hint: 'samples must lie along the first or last axis',
+      });
+    }
+    const hAxis = opts.matlab ? H.length - 1 - uAxis : uAxis;
+    const sampleShape = U.filter((_, k) => k !== uAxis);
+    const P = sampleShape.reduce((a, b) => a * b, 1);
+    const xSize = dtypeSize(xDtype);
+    const yInteger = !(yDt === 'float32' || yDt === 'float64');
+    const yDtype: DType = yInteger ? yDt : 'int64';
+    const x: FieldSpec = { dtype: xDtype, shape: sampleShape };
+    const y: FieldSpec = { dtype: yDtype, shape: [] };
+    const rows = Math.max(1, opts.batchRows ?? Math.floor((4 << 20) / Math.max(1, P * xSize)));
+
+    const readY = (a: number, m: number): Uint8Array => {
+      const ranges = Hy.map((_, k): [] | [number, number] => (k === yAxis ? [a, a + m] : []));
+      const v = yd.slice(ranges) as unknown as TypedArray;
+      if (yInteger) return new Uint8Array(asBytes(v, yd.path, path)); // copy out of the wasm heap
+      const out = new BigInt64Array(m);
+      for (let i = 0; i < m; i++) {
+        const val = Number(v[i]);
+        if (!Number.isInteger(val)) throw new SlimfitError(`label ${a + i + 1} of ${yd.path} is ${val}, not a whole number`, { file: path, hint: 'labels must be class indices' });
+        out[i] = BigInt(val);
+      }
+      return new Uint8Array(out.buffer);
+    };
+
+    async function* batches(): AsyncGenerator<SampleBatch> {
+      for (let a = 0; a < n; a += rows) {
+        const m = Math.min(rows, n - a);
+        const ranges = H.map((_, k): [] | [number, number] => (k === hAxis ? [a, a + m] : []));
+        const block = xd.slice(ranges) as unknown as TypedArray;
+        if (!block || block.length !== m * P) throw new SlimfitError(`reading rows ${a}..${a + m} of ${xd.path} failed`, { file: path, hint: 'the file may be truncated' });
+        // Strides of the block (H with the samples axis cut to m), then the user's order of the other axes.
+        const bs = cStrides(H.map((d, k) => (k === hAxis ? m : d)));
+        const otherH = H.map((_, k) => k).filter((k) => k !== hAxis);
+        const userAxes = opts.matlab ? [...otherH].reverse() : otherH;
+        const t = table(sampleShape, userAxes.map((k) => bs[k]));
+        const out = new Uint8Array(m * P * xSize);
+        gather(block, viewAs(xDtype!, out), m, bs[hAxis], t);
+        yield { n: m, x: out, y: readY(a, m) };
+      }
+    }
+    async function* labels(): AsyncGenerator<ArrayLike<number>> {
+      for (let a = 0; a < n; a += 65536) {
+        const m = Math.min(65536, n - a);
+        yield Array.from(viewAs(yDtype, readY(a, m)) as ArrayLike<number | bigint>, Number);
+      }
+    }
+    return {
+      name: path,
+      x,
+      y,
+      count: n,
+      batches,
+      labels,
+      skipped: [],
+      close: async () => { f.close(); },
+    };
+  } catch (e) {
+    f.close();
+    throw e;
+  }
+}
