@@ -13,6 +13,12 @@
           "libraries": ["-lopenblas"]
         }]
       ]
+    },
+    {
+      "target_name": "slimfit_gather",
+      "sources": ["src/loader/native/gather.c"],
+      "cflags": ["-O3", "-std=gnu11"],
+      "libraries": ["-lpthread"]
     }
   ]
 }

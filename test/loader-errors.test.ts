@@ -5,6 +5,7 @@ import { join } from 'node:path';
 import { after, before, describe, test } from 'node:test';
 import { isSlimfitError } from '../src/formats/errors.ts';
 import { createLoader, openDataset } from '../src/loader/index.ts';
+import { gatherAddon } from '../src/loader/native.ts';
 import { makeStore } from './loader-fixtures.ts';
 import { tempDir } from './helpers.ts';
 
@@ -55,6 +56,14 @@ describe('damaged store while iterating', () => {
       assert.match((e as Error).message, /ended early|changed size|truncated/);
     });
   }
+
+  test("io: 'mmap': truncated shard -> error naming it, no SIGBUS crash", { timeout: 30_000, skip: gatherAddon() ? false : 'native addon not built' }, async () => {
+    const dir = await fresh();
+    const f = join(dir, 'train/x-00002.npy');
+    const e = await iterateAndDamage(dir, () => truncateSync(f, 300), { workers: 1, io: 'mmap', normalize: { scale: 1, shift: 0 } });
+    assert.ok(isSlimfitError(e), `a SlimfitError, got ${String(e)}`);
+    assert.match((e as Error).message, /train\/x-00002\.npy/);
+  });
 
   test('label shard deleted (labels cached in memory) is still noticed', { timeout: 30_000 }, async () => {
     const dir = await fresh();

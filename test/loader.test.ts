@@ -4,6 +4,7 @@ import { join } from 'node:path';
 import { after, before, describe, test } from 'node:test';
 import { isSlimfitError } from '../src/formats/errors.ts';
 import { type Batch, type DataSource, createLoader, fromNpy, fromNpz, openDataset } from '../src/loader/index.ts';
+import { gatherAddon } from '../src/loader/native.ts';
 import { idsOf, makeNpyPair, makeStore } from './loader-fixtures.ts';
 import { py, tempDir } from './helpers.ts';
 
@@ -212,6 +213,26 @@ describe('loader over a store', () => {
     assert.ok(Math.abs(diffSum / count) < 0.01, 'noise has mean 0');
     assert.ok(Math.abs(Math.sqrt(diffSq / count) - 0.5) < 0.01, 'noise has the asked std');
     await assert.rejects(async () => { for await (const _ of createLoader(src, { workers: 0, oneHot: 3 })) void _; }, /label \d+ of sample \d+ .* is not a class index below 3/);
+    await ds.close();
+  });
+
+  test("io: 'mmap' (native addon) gives exactly the batches of positioned reads", { skip: gatherAddon() ? false : 'native addon not built (npm install builds it)' }, async () => {
+    const ds = await openDataset(stores[2003]);
+    const src = ds.split('train');
+    for (const opts of [{}, { normalize: { scale: 1 / 255, shift: 0.25 } }, { normalize: { scale: 2, shift: 0 }, shift: 1, layout: 'flat' }, { labelCacheBytes: 0, oneHot: 10 }] as const) {
+      const a = await epochIds(src, { batchSize: 100, workers: 0, seed: 8, ...opts });
+      for (const workers of [0, 2]) {
+        const b = await epochIds(src, { batchSize: 100, workers, seed: 8, io: 'mmap', ...opts });
+        assert.equal(b.loader.io, 'mmap');
+        await b.loader.close();
+        assert.equal(b.batches.length, a.batches.length);
+        for (let i = 0; i < a.batches.length; i++) {
+          assert.deepEqual(b.batches[i].x, a.batches[i].x, `x of batch ${i} (${JSON.stringify(opts)}, workers ${workers})`);
+          assert.deepEqual(b.batches[i].y, a.batches[i].y);
+          assert.deepEqual(b.batches[i].xShape, a.batches[i].xShape);
+        }
+      }
+    }
     await ds.close();
   });
 

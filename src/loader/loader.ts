@@ -7,6 +7,7 @@ import { openNpy } from '../formats/npy.ts';
 import { isLoadable, type LoadableSource } from './layout.ts';
 import type { ClassTable, PlanConfig } from './plan.ts';
 import { type BatchReader, type ReaderInit, createReader, slotLayout } from './reader.ts';
+import { gatherAddon } from './native.ts';
 import { makeTransformSpec } from './transform.ts';
 import type { Batch, Cursor, DataSource, Loader, LoaderOptions } from './types.ts';
 import type { FillReply, FillRequest } from './worker.ts';
@@ -35,6 +36,8 @@ export interface ShuffledLoader extends Loader {
   readonly prefetch: number;
   /** Bytes of the ring of prepared batches. */
   readonly ringBytes: number;
+  /** How samples are read: 'mmap' only when asked for and the native addon is built. */
+  readonly io: 'pread' | 'mmap';
 }
 
 const MB = 1 << 20;
@@ -166,6 +169,12 @@ export interface ExtraLoaderOptions {
   shuffleBlock?: number;
   /** How often readers re-check open files for deletion or truncation, in ms (default 250). */
   checkIntervalMs?: number;
+  /**
+   * 'pread' (default): positioned reads, peak RSS independent of the data size. 'mmap': gather from memory-mapped
+   * files with the native addon (numpy-memmap speed; the mapped pages touched count in RSS, as with numpy), falling
+   * back to 'pread' when the addon is not built. Global/no shuffle only; block shuffle always reads sequentially.
+   */
+  io?: 'pread' | 'mmap';
 }
 
 /** Create a batch generator over `source` (see LoaderOptions; nothing is read until the first iteration). */
@@ -204,6 +213,8 @@ export function createLoader(source: DataSource, opts: LoaderOptions & ExtraLoad
   if (workers === 0) prefetch = 1;
   const reuse = opts.reuseBuffers ?? false;
   const labelCacheBytes = intOpt('labelCacheBytes', opts.labelCacheBytes, 64 * MB, 0);
+  if (opts.io !== undefined && opts.io !== 'pread' && opts.io !== 'mmap') throw new RangeError(`io must be 'pread' or 'mmap', got ${String(opts.io)}`);
+  const io: 'pread' | 'mmap' = opts.io === 'mmap' && mode !== 'block' && gatherAddon() ? 'mmap' : 'pread';
 
   const frac = perRank > 0 ? windowSamples / perRank : 1;
   const shuffleReport: ShuffleReport = {
@@ -230,7 +241,7 @@ export function createLoader(source: DataSource, opts: LoaderOptions & ExtraLoad
     slots = Array.from({ length: prefetch }, () => new SharedArrayBuffer(layout.bytes));
     const init: ReaderInit = {
       parts: src.parts.map((p) => ({ ...p, x: { ...p.x }, y: { ...p.y } })), plan, classes, labels, spec, batchSize: B, slots,
-      checkMs: opts.checkIntervalMs ?? 250, maxOpen: 256,
+      checkMs: opts.checkIntervalMs ?? 250, maxOpen: 256, io,
     };
     return workers === 0 ? [localExecutor(init)] : Array.from({ length: workers }, () => workerExecutor(init));
   };
@@ -303,7 +314,7 @@ export function createLoader(source: DataSource, opts: LoaderOptions & ExtraLoad
   }
 
   return {
-    source: src, batchesPerEpoch, samplesPerEpoch: perRank, shuffleReport, workers, prefetch, ringBytes: prefetch * layout.bytes,
+    source: src, batchesPerEpoch, samplesPerEpoch: perRank, shuffleReport, workers, prefetch, ringBytes: prefetch * layout.bytes, io,
     [Symbol.asyncIterator]: () => iterate(),
     cursor(): Cursor {
       const left = perRank - position;

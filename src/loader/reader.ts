@@ -6,6 +6,7 @@ import { SlimfitError } from '../formats/errors.ts';
 import { parseNpyHeader } from '../formats/npy.ts';
 import { type Part, type PartFile, partOf } from './layout.ts';
 import { type ClassTable, type PlanConfig, createPlan } from './plan.ts';
+import { type MapHandle, gatherAddon } from './native.ts';
 import { type RawView, type TransformSpec, createTransformer, rawView } from './transform.ts';
 
 /** Everything a reader needs (structured-clonable; the shared buffers are shared, not copied). */
@@ -23,6 +24,8 @@ export interface ReaderInit {
   checkMs: number;
   /** Most files kept open at once. */
   maxOpen: number;
+  /** 'mmap': gather rows from memory-mapped x files with the native addon when it is built (else positioned reads). */
+  io?: 'pread' | 'mmap';
 }
 
 /** Byte layout of a slot: x output at 0, y output after it (8-aligned). */
@@ -159,6 +162,44 @@ export function createReader(init: ReaderInit): BatchReader {
     return win;
   };
 
+  // Memory-mapped gathers (io: 'mmap'): one native call per run of samples from the same part.
+  const addon = init.io === 'mmap' ? gatherAddon() : null;
+  const maps = new Map<number, MapHandle>();
+  const fused = spec.xOut === 'float32' && spec.x.dtype === 'uint8' && spec.channels === 1 && spec.shift === 0 && spec.noise === 0;
+  const rowsBuf = new Float64Array(B), destBuf = new Uint32Array(B);
+  const mapped = (pi: number): MapHandle => {
+    let h = maps.get(pi);
+    if (!h) {
+      try { h = addon!.open(parts[pi].x.path); } catch (e) { return fail(parts[pi].x, `cannot be mapped (${(e as NodeJS.ErrnoException).code ?? (e as Error).message})`); }
+      maps.set(pi, h);
+    }
+    return h;
+  };
+  /** Gather the sorted batch positions `sorted` (ids[sorted[r]]) part by part into the output (fused) or the scratch. */
+  const gatherMapped = (n: number, sorted: Uint32Array, out: Uint8Array | Float32Array) => {
+    let r = 0;
+    while (r < n) {
+      const pi = partOf(parts, ids[sorted[r]]);
+      const p = parts[pi];
+      const xf = openFile(pi, 'x');
+      const yf = openFile(pi, 'y');
+      let j = 0;
+      const end = p.start + p.samples;
+      const r0 = r;
+      while (r < n && ids[sorted[r]] < end) {
+        rowsBuf[j] = ids[sorted[r]] - p.start;
+        destBuf[j] = fused ? sorted[r] : r;
+        if (!labels) readInto(yf, rowsBuf[j], 1, yScratch.u8, r * yRow);
+        j++; r++;
+      }
+      const a = fused ? spec.a[0] : 0, b = fused ? spec.b[0] : 0;
+      if (addon!.gather(mapped(pi), xf.dataStart, xRow, rowsBuf, destBuf, j, out, fused ? 1 : 0, a, b) !== 0) {
+        fail(p.x, `ended early while reading ${j} sample(s) (truncated while the loader was reading it?)`);
+      }
+      if (xf.swap && !fused) for (let q = r0; q < r; q++) swapBytes(xScratch.u8.subarray(q * xRow, (q + 1) * xRow), xf.swap);
+    }
+  };
+
   const where = (id: number) => () => `sample ${id} of ${parts[partOf(parts, id)].y.name.replace(/^shard /, 'shard ')}`;
 
   return {
@@ -184,6 +225,16 @@ export function createReader(init: ReaderInit): BatchReader {
       for (let k = 0; k < n; k++) order[k] = k;
       const sorted = order.subarray(0, n);
       if (init.plan.mode !== 'none') sorted.sort((i, j) => ids[i] - ids[j]);
+      if (addon) {
+        gatherMapped(n, sorted, fused ? outputs[slot][0] : xScratch.u8);
+        for (let r = 0; r < n; r++) slotOf[sorted[r]] = r;
+        for (let k = 0; k < n; k++) {
+          if (!fused) t.x(k, xScratch, slotOf[k], epoch, plan.streamPosition(start + k));
+          if (labels) t.y(k, labels, ids[k], where(ids[k]));
+          else t.y(k, yScratch, slotOf[k], where(ids[k]));
+        }
+        return;
+      }
       // Read in file order, coalescing runs of consecutive ids; remember where each batch position landed.
       let i = 0;
       while (i < n) {
@@ -203,6 +254,7 @@ export function createReader(init: ReaderInit): BatchReader {
     close() {
       for (const of of open.values()) closeSync(of.fd);
       open.clear();
+      maps.clear(); // mappings are released when their handles are collected (and at thread exit)
     },
   };
 }

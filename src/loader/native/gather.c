@@ -1,0 +1,163 @@
+// slimfit_gather: memory-mapped row gathers for the loader (opt-in io: 'mmap').
+// A truncated file would raise SIGBUS on access; gathers run under a thread-local sigsetjmp guard and report it instead.
+#define _GNU_SOURCE
+#include <node_api.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <pthread.h>
+#include <setjmp.h>
+#include <signal.h>
+#include <stdint.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/mman.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+// One mapping per file per process, shared by every worker thread (refcounted), so pages are counted once.
+typedef struct Map { int fd; uint8_t* base; size_t size; dev_t dev; ino_t ino; int refs; struct Map* next; } Map;
+static Map* maps = NULL;
+static pthread_mutex_t maps_lock = PTHREAD_MUTEX_INITIALIZER;
+
+static __thread sigjmp_buf* tl_jump = NULL;
+static struct sigaction prev_bus;
+static pthread_once_t once = PTHREAD_ONCE_INIT;
+
+static void on_bus(int sig, siginfo_t* si, void* uc) {
+  if (tl_jump) siglongjmp(*tl_jump, 1);
+  sigaction(SIGBUS, &prev_bus, NULL); // not ours: behave as before
+  raise(sig);
+  (void)si; (void)uc;
+}
+static void install(void) {
+  struct sigaction sa;
+  memset(&sa, 0, sizeof sa);
+  sa.sa_sigaction = on_bus;
+  sa.sa_flags = SA_SIGINFO | SA_NODEFER;
+  sigemptyset(&sa.sa_mask);
+  sigaction(SIGBUS, &sa, &prev_bus);
+}
+
+static napi_value throw_err(napi_env env, const char* code, const char* msg) {
+  napi_throw_error(env, code, msg);
+  return NULL;
+}
+
+static void finalize(napi_env env, void* data, void* hint) {
+  Map* m = (Map*)data;
+  pthread_mutex_lock(&maps_lock);
+  if (--m->refs == 0) {
+    for (Map** pp = &maps; *pp; pp = &(*pp)->next) if (*pp == m) { *pp = m->next; break; }
+    munmap(m->base, m->size);
+    close(m->fd);
+    free(m);
+  }
+  pthread_mutex_unlock(&maps_lock);
+  (void)env; (void)hint;
+}
+
+// open(path) -> handle; the whole file is mapped read-only.
+static napi_value js_open(napi_env env, napi_callback_info info) {
+  size_t argc = 1;
+  napi_value argv[1];
+  napi_get_cb_info(env, info, &argc, argv, NULL, NULL);
+  char path[4096];
+  size_t len = 0;
+  if (argc < 1 || napi_get_value_string_utf8(env, argv[0], path, sizeof path, &len) != napi_ok) return throw_err(env, "EINVAL", "open(path) needs a path");
+  int fd = open(path, O_RDONLY | O_CLOEXEC);
+  if (fd < 0) return throw_err(env, errno == ENOENT ? "ENOENT" : "EIO", strerror(errno));
+  struct stat st;
+  if (fstat(fd, &st) != 0 || st.st_size <= 0) { close(fd); return throw_err(env, "EIO", "cannot map an empty file"); }
+  pthread_mutex_lock(&maps_lock);
+  Map* m = maps;
+  while (m && !(m->dev == st.st_dev && m->ino == st.st_ino && m->size == (size_t)st.st_size)) m = m->next;
+  if (m) {
+    m->refs++;
+    close(fd);
+  } else {
+    void* p = mmap(NULL, (size_t)st.st_size, PROT_READ, MAP_SHARED, fd, 0);
+    if (p == MAP_FAILED) { int e = errno; close(fd); pthread_mutex_unlock(&maps_lock); return throw_err(env, "EIO", strerror(e)); }
+    m = (Map*)malloc(sizeof(Map));
+    m->fd = fd; m->base = (uint8_t*)p; m->size = (size_t)st.st_size; m->dev = st.st_dev; m->ino = st.st_ino; m->refs = 1;
+    m->next = maps; maps = m;
+  }
+  pthread_mutex_unlock(&maps_lock);
+  napi_value ext;
+  napi_create_external(env, m, finalize, NULL, &ext);
+  return ext;
+}
+
+static int get_buf(napi_env env, napi_value v, uint8_t** data, size_t* bytes) {
+  bool is = false;
+  if (napi_is_typedarray(env, v, &is) == napi_ok && is) {
+    napi_typedarray_type t; size_t length, offset; napi_value ab; void* d;
+    napi_get_typedarray_info(env, v, &t, &length, &d, &ab, &offset);
+    size_t esz = (t == napi_float32_array || t == napi_uint32_array || t == napi_int32_array) ? 4 : (t == napi_float64_array || t == napi_bigint64_array || t == napi_biguint64_array) ? 8 : (t == napi_uint16_array || t == napi_int16_array) ? 2 : 1;
+    *data = (uint8_t*)d; *bytes = length * esz;
+    return 1;
+  }
+  return 0;
+}
+
+// gather(handle, dataStart, rowBytes, rows: Float64Array, dest: Uint32Array, count, out: TypedArray, mode, a, b)
+// For r < count: row rows[r] goes to output sample dest[r]. mode 0: copy bytes; mode 1: uint8 -> float32 out = x * a + b.
+// Returns 0, or -1 if the file is now shorter than a row needs (checked with fstat, and by the SIGBUS guard).
+static napi_value js_gather(napi_env env, napi_callback_info info) {
+  size_t argc = 10;
+  napi_value argv[10];
+  napi_get_cb_info(env, info, &argc, argv, NULL, NULL);
+  if (argc < 10) return throw_err(env, "EINVAL", "gather needs 10 arguments");
+  Map* m; double dataStart, rowBytes, countD, modeD, a, b;
+  napi_get_value_external(env, argv[0], (void**)&m);
+  napi_get_value_double(env, argv[1], &dataStart);
+  napi_get_value_double(env, argv[2], &rowBytes);
+  napi_get_value_double(env, argv[5], &countD);
+  napi_get_value_double(env, argv[7], &modeD);
+  napi_get_value_double(env, argv[8], &a);
+  napi_get_value_double(env, argv[9], &b);
+  uint8_t *rowsP, *destP, *outP; size_t rowsB, destB, outB;
+  if (!get_buf(env, argv[3], &rowsP, &rowsB) || !get_buf(env, argv[4], &destP, &destB) || !get_buf(env, argv[6], &outP, &outB)) return throw_err(env, "EINVAL", "gather: bad buffers");
+  const double* rows = (const double*)rowsP;
+  const uint32_t* dest = (const uint32_t*)destP;
+  size_t count = (size_t)countD, rb = (size_t)rowBytes, ds = (size_t)dataStart;
+  int mode = (int)modeD;
+  if (count * 8 > rowsB || count * 4 > destB) return throw_err(env, "ERANGE", "gather: index arrays too short");
+  size_t outRow = mode == 1 ? rb * 4 : rb;
+  size_t maxRow = 0;
+  for (size_t r = 0; r < count; r++) {
+    if ((size_t)rows[r] > maxRow) maxRow = (size_t)rows[r];
+    if ((size_t)dest[r] * outRow + outRow > outB) return throw_err(env, "ERANGE", "gather: output too small");
+  }
+  struct stat st;
+  if (fstat(m->fd, &st) != 0 || (size_t)st.st_size < ds + (maxRow + 1) * rb || ds + (maxRow + 1) * rb > m->size) {
+    napi_value res; napi_create_int32(env, -1, &res); return res;
+  }
+  pthread_once(&once, install);
+  sigjmp_buf jb;
+  if (sigsetjmp(jb, 1)) {
+    tl_jump = NULL;
+    napi_value res; napi_create_int32(env, -1, &res); return res;
+  }
+  tl_jump = &jb;
+  for (size_t r = 0; r < count; r++) {
+    const uint8_t* src = m->base + ds + (size_t)rows[r] * rb;
+    if (mode == 1) {
+      float* o = (float*)(outP + (size_t)dest[r] * outRow);
+      for (size_t e = 0; e < rb; e++) o[e] = (float)((double)src[e] * a + b); // as JS does it: double, then rounded
+    } else {
+      memcpy(outP + (size_t)dest[r] * outRow, src, rb);
+    }
+  }
+  tl_jump = NULL;
+  napi_value res; napi_create_int32(env, 0, &res);
+  return res;
+}
+
+NAPI_MODULE_INIT() {
+  napi_value f;
+  napi_create_function(env, "open", NAPI_AUTO_LENGTH, js_open, NULL, &f);
+  napi_set_named_property(env, exports, "open", f);
+  napi_create_function(env, "gather", NAPI_AUTO_LENGTH, js_gather, NULL, &f);
+  napi_set_named_property(env, exports, "gather", f);
+  return exports;
+}
