@@ -212,6 +212,26 @@ napi_value SumRows(napi_env env, napi_callback_info info) {
   return undef(env);
 }
 
+// elementwise(buf, op, aOff, bOff, yOff, n, m, alpha): op 0 relu, 1 add, 2 mul, 3 step; b has period m.
+napi_value Elementwise(napi_env env, napi_callback_info info) {
+  Args a(env, info);
+  size_t len;
+  uint8_t* b = a.base(0, &len);
+  int op = a.i32(1);
+  double n = a.num(5), m = a.num(6);
+  float alpha = (float)a.num(7);
+  float* x = at<float>(a, b, len, a.num(2), n);
+  float* y2 = at<float>(a, b, len, a.num(3), m);
+  float* out = at<float>(a, b, len, a.num(4), n);
+  if (!a.ok) return nullptr;
+  if (op < 0 || op > 3 || ((op == EW_ADD || op == EW_MUL) && !y2) || m <= 0 || (long)n % (long)m != 0) {
+    a.fail("slimfit engine: bad elementwise arguments");
+    return nullptr;
+  }
+  elementwise(op, x, y2, out, (long)n, (long)m, alpha);
+  return undef(env);
+}
+
 // gemmDtype(kind, M, N, K, A, B, C) on whole typed arrays; kind: 'f64' | 'f32' (current choice), 'f64blas' | 'f32blas'
 // (OpenBLAS), 'f64own' | 'f32own' | 'bf16' | 'i8' (own kernels). Returns false when the CPU (or build) lacks it.
 napi_value GemmDtype(napi_env env, napi_callback_info info) {
@@ -296,7 +316,7 @@ napi_value Init(napi_env env, napi_value exports) {
   struct { const char* name; napi_callback cb; } fns[] = {
       {"gemm", Gemm}, {"conv2d", Conv2d}, {"conv2dBackpropInput", Conv2dBpInput},
       {"conv2dBackpropFilter", Conv2dBpFilter}, {"maxPool", MaxPool}, {"maxPoolGrad", MaxPoolGrad},
-      {"adam", Adam}, {"sumRows", SumRows}, {"gemmDtype", GemmDtype}, {"setForceOwn", SetForceOwn}, {"info", Info},
+      {"adam", Adam}, {"sumRows", SumRows}, {"elementwise", Elementwise}, {"gemmDtype", GemmDtype}, {"setForceOwn", SetForceOwn}, {"info", Info},
   };
   for (auto& f : fns) {
     napi_value fn;

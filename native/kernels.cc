@@ -3,6 +3,9 @@
 
 #include <algorithm>
 #include <cstdint>
+#ifdef __SSE2__
+#include <immintrin.h>
+#endif
 #include <cmath>
 #include <cstdlib>
 #include <cstring>
@@ -250,7 +253,79 @@ void maxpool(const ConvGeom& g, const float* x, float* y) {
   });
 }
 
+// Non-overlapping windows without padding (the usual 2x2/2): every dx element is written once, no zeroing pass.
+static void maxpool_grad_tiled(const ConvGeom& g, const float* x, const float* dy, float* dx) {
+  const long img = (long)g.H * g.W * g.C;
+  parallel_for((long)g.N * g.OH, 2, [&](long r0, long r1) {
+    // locals, not g.*: the int32 stores below could otherwise alias g and block vectorization
+    const int C = g.C, KH = g.KH, KW = g.KW, W = g.W, OW = g.OW, OH = g.OH;
+    std::vector<float> best(C), taken(C);
+    for (long r = r0; r < r1; r++) {
+      long n = r / OH;
+      int oh = (int)(r % OH);
+      const float* xs = x + n * img;
+      float* dxs = dx + n * img;
+      for (int ow = 0; ow < OW; ow++) {
+        // pass 1: window maximum per channel; pass 2: dy goes to the first position holding it (ties: first wins,
+        // as in tfjs), everything else in the window gets 0. All-float selects so the loops vectorize.
+        float* __restrict bp = best.data();
+        float* __restrict tk = taken.data();
+        for (int kh = 0; kh < KH; kh++)
+          for (int kw = 0; kw < KW; kw++) {
+            const float* __restrict in = xs + ((long)(oh * KH + kh) * W + ow * KW + kw) * C;
+            if (kh == 0 && kw == 0) {
+              for (int c = 0; c < C; c++) bp[c] = in[c];
+            } else {
+              int c = 0;
+#ifdef __SSE2__
+              for (; c + 4 <= C; c += 4) _mm_storeu_ps(bp + c, _mm_max_ps(_mm_loadu_ps(in + c), _mm_loadu_ps(bp + c)));
+#endif
+              for (; c < C; c++) bp[c] = in[c] > bp[c] ? in[c] : bp[c];
+            }
+          }
+        for (int c = 0; c < C; c++) tk[c] = 0.f;
+        const float* __restrict d = dy + (((long)n * OH + oh) * OW + ow) * C;
+        for (int kh = 0; kh < KH; kh++)
+          for (int kw = 0; kw < KW; kw++) {
+            const long at = ((long)(oh * KH + kh) * W + ow * KW + kw) * C;
+            const float* __restrict in = xs + at;
+            float* __restrict o = dxs + at;
+            int c = 0;
+#ifdef __SSE2__
+            for (; c + 4 <= C; c += 4) {
+              __m128 t = _mm_loadu_ps(tk + c);
+              __m128 hit = _mm_andnot_ps(t, _mm_cmpeq_ps(_mm_loadu_ps(in + c), _mm_loadu_ps(bp + c)));
+              _mm_storeu_ps(o + c, _mm_and_ps(hit, _mm_loadu_ps(d + c)));
+              _mm_storeu_ps(tk + c, _mm_or_ps(t, hit));
+            }
+#endif
+            for (; c < C; c++) {
+              const bool hit = in[c] == bp[c] && tk[c] == 0.f;
+              o[c] = hit ? d[c] : 0.f;
+              if (hit) tk[c] = -1.f;  // any nonzero bits mark "taken"
+            }
+          }
+      }
+      // columns right of the last window, in this row band
+      for (int kh = 0; kh < KH; kh++) {
+        float* o = dxs + ((long)(oh * KH + kh) * W + OW * KW) * C;
+        for (long i = 0; i < (long)(W - OW * KW) * C; i++) o[i] = 0.f;
+      }
+      // rows below the last window band
+      if (oh == OH - 1) {
+        float* o = dxs + (long)OH * KH * W * C;
+        for (long i = 0; i < (long)(g.H - OH * KH) * W * C; i++) o[i] = 0.f;
+      }
+    }
+  });
+}
+
 void maxpool_grad(const ConvGeom& g, const float* x, const float* dy, float* dx) {
+  if (g.sh == g.KH && g.sw == g.KW && g.pt == 0 && g.pl == 0 && g.dh == 1 && g.dw == 1 && g.OH > 0 && g.OW > 0 &&
+      g.OH * g.KH <= g.H && g.OW * g.KW <= g.W) {
+    maxpool_grad_tiled(g, x, dy, dx);
+    return;
+  }
   const long img = (long)g.H * g.W * g.C;
   parallel_for(g.N, 1, [&](long b0, long b1) {
     std::vector<float> best(g.C);
@@ -318,6 +393,54 @@ void sum_rows(const float* x, long rows, long cols, float* out) {
     for (int t = 0; t < nt; t++) s += part[(size_t)t * cols + j];
     out[j] = s;
   }
+}
+
+void elementwise(int op, const float* a, const float* b, float* y, long n, long m, float alpha) {
+  if (m <= 0) m = n;
+  // chunks are whole periods of b (m elements) so the inner loop never takes a modulo
+  long periods = n / m;
+  auto body = [&](long p0, long p1) {
+    for (long p = p0; p < p1; p++) {
+      const float* ap = a + p * m;
+      float* yp = y + p * m;
+      const float* bp = b;  // broadcast: the same m values for every period
+      switch (op) {
+        case EW_RELU:
+          for (long i = 0; i < m; i++) yp[i] = ap[i] > 0.f ? ap[i] : (ap[i] != ap[i] ? ap[i] : 0.f);
+          break;
+        case EW_ADD:
+          for (long i = 0; i < m; i++) yp[i] = ap[i] + bp[i];
+          break;
+        case EW_MUL:
+          for (long i = 0; i < m; i++) yp[i] = ap[i] * bp[i];
+          break;
+        case EW_STEP:
+          for (long i = 0; i < m; i++) yp[i] = ap[i] != ap[i] ? ap[i] : (ap[i] > 0.f ? 1.f : alpha);
+          break;
+      }
+    }
+  };
+  if (m == n) {
+    // one period: split the range itself
+    parallel_for(n, 1 << 15, [&](long i0, long i1) {
+      switch (op) {
+        case EW_RELU:
+          for (long i = i0; i < i1; i++) y[i] = a[i] > 0.f ? a[i] : (a[i] != a[i] ? a[i] : 0.f);
+          break;
+        case EW_ADD:
+          for (long i = i0; i < i1; i++) y[i] = a[i] + b[i];
+          break;
+        case EW_MUL:
+          for (long i = i0; i < i1; i++) y[i] = a[i] * b[i];
+          break;
+        case EW_STEP:
+          for (long i = i0; i < i1; i++) y[i] = a[i] != a[i] ? a[i] : (a[i] > 0.f ? 1.f : alpha);
+          break;
+      }
+    });
+    return;
+  }
+  parallel_for(periods, std::max<long>(1, (1 << 15) / m), body);
 }
 
 void adam_update(long n, float* p, float* m, float* v, const float* g, float lr, float beta1, float beta2, float eps,

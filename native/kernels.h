@@ -35,6 +35,10 @@ void maxpool_grad(const ConvGeom& g, const float* x, const float* dy, float* dx)
 // out[j] = sum over rows of x[rows, cols] (TensorFlow.js Sum over leading axes, e.g. bias gradients).
 void sum_rows(const float* x, long rows, long cols, float* out);
 
+// y = op(a, b) on n floats; b (for add/mul) has period m (m == n: same shape; m < n: broadcast over rows of m).
+enum { EW_RELU = 0, EW_ADD = 1, EW_MUL = 2, EW_STEP = 3 };
+void elementwise(int op, const float* a, const float* b, float* y, long n, long m, float alpha);
+
 // Fused Adam step on n parameters in place, in tfjs's order of operations: oma1 = 1-beta1^t, oma2 = 1-beta2^t,
 // c1 = 1-beta1, c2 = 1-beta2 (each rounded to float32 as tfjs does).
 void adam_update(long n, float* p, float* m, float* v, const float* g, float lr, float beta1, float beta2, float eps,

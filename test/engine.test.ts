@@ -59,8 +59,13 @@ async function check(label: string, shapes: number[][], f: (...t: tf.Tensor[]) =
     const grads = tf.grads((...x: tf.Tensor[]) => tf.sum(tf.mul(f(...x), up)))(ins);
     return [f(...ins), ...grads];
   };
-  const want = await on('cpu', [...data, r], g);
-  const got = await on('wasm', [...data, r], g);
+  let want: Float32Array[], got: Float32Array[];
+  try {
+    want = await on('cpu', [...data, r], g);
+    got = await on('wasm', [...data, r], g);
+  } catch (e) {
+    throw new Error(`${label}: ${(e as Error).message}`);
+  }
   close(label, got, want);
 }
 
@@ -105,6 +110,18 @@ test('fast engine kernels match the cpu backend (forward and gradient)', { skip:
       }
       // tfjs-core has no gradient for dilated conv2d on any backend: forward only
       await check('conv2d dilated', [[2, 9, 9, 2], [3, 3, 2, 3]], (x, w) => tf.conv2d(x as tf.Tensor4D, w as tf.Tensor4D, 1, 'same', 'NHWC', 2), false);
+    });
+    await t.test(`elementwise, sum, identity and cast (${tag})`, async () => {
+      // sizes above the engine's threshold (32768 elements) so the native paths run, plus small ones (fallback)
+      await check('relu', [[64, 30, 20]], (a) => tf.relu(a));
+      await check('step', [[40000]], (a) => tf.step(a, 0.25));
+      await check('add same shape', [[300, 130], [300, 130]], (a, b) => tf.add(a, b));
+      await check('add bias broadcast NHWC', [[64, 12, 12, 8], [8]], (a, b) => tf.add(a, b));
+      await check('add broadcast [1,C]', [[500, 70], [1, 70]], (a, b) => tf.add(b, a));
+      await check('add outer broadcast (falls back)', [[500, 70], [500, 1]], (a, b) => tf.add(a, b));
+      await check('multiply', [[250, 200], [250, 200]], (a, b) => tf.mul(a, b));
+      await check('multiply small (falls back)', [[7, 5], [5]], (a, b) => tf.mul(a, b));
+      await check('identity and cast keep values', [[200, 200]], (a) => tf.add(tf.clone(a), tf.cast(a, 'float32')));
     });
     await t.test(`max pooling (${tag})`, async () => {
       const cases: [number[], [number, number], [number, number], 'same' | 'valid'][] = [

@@ -24,6 +24,7 @@ export interface Addon {
   maxPoolGrad(buf: Buf, xOff: number, dyOff: number, dxOff: number, ...geom: number[]): void;
   adam(buf: Buf, n: number, pOff: number, mOff: number, vOff: number, gOff: number, lr: number, beta1: number, beta2: number,
     eps: number, oneMinusAccBeta1: number, oneMinusAccBeta2: number, oneMinusBeta1: number, oneMinusBeta2: number): void;
+  elementwise(buf: Buf, op: number, aOff: number, bOff: number, yOff: number, n: number, m: number, alpha: number): void;
   sumRows(buf: Buf, xOff: number, rows: number, cols: number, outOff: number): void;
   /** Whole-array GEMM C = A·B for the dtype benchmark; false when the CPU lacks the instruction. */
   gemmDtype(kind: GemmKind, M: number, N: number, K: number, A: Buf, B: Buf, C: Buf): boolean;

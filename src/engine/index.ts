@@ -17,7 +17,8 @@ export type { Addon, AddonInfo } from './addon.ts';
 type Tf = typeof tfc;
 
 /** Kernels the engine replaces (or adds: the wasm backend has no Conv2DBackpropFilter). */
-export const ENGINE_KERNELS = ['BatchMatMul', '_FusedMatMul', 'Conv2D', 'FusedConv2D', 'Conv2DBackpropInput', 'Conv2DBackpropFilter', 'MaxPool', 'MaxPoolGrad', 'Sum'] as const;
+export const ENGINE_KERNELS = ['BatchMatMul', '_FusedMatMul', 'Conv2D', 'FusedConv2D', 'Conv2DBackpropInput', 'Conv2DBackpropFilter', 'MaxPool', 'MaxPoolGrad', 'Sum',
+  'Identity', 'Cast', 'Relu', 'Step', 'Add', 'Multiply'] as const;
 
 /** Result of installEngine: whether the fast kernels are active, and a one-line note to print. */
 export interface EngineStatus { active: boolean; note: string }

@@ -161,6 +161,45 @@ export function makeKernels(tf: Tf, addon: Addon, orig: Record<string, KernelFun
     return out;
   }
 
+  // Zero-copy Identity and same-dtype Cast (the wasm backend copies; the cpu backend shares the buffer like this).
+  function identity(name: string, args: KArgs): TensorInfo | TensorInfo[] {
+    const be = args.backend as { incRef?(d: object): void };
+    const { x } = args.inputs;
+    const to = name === 'Cast' ? (args.attrs ?? {}).dtype : x?.dtype;
+    if (!isWasmBackend(be) || !x || typeof be.incRef !== 'function' || x.dtype === 'string' || to !== x.dtype) return fallback(name, args);
+    be.incRef(x.dataId);
+    return { dataId: x.dataId, shape: x.shape, dtype: x.dtype };
+  }
+
+  // Large float32 elementwise ops on both cores: Relu, Step, Add/Multiply of equal shapes or a trailing-vector broadcast.
+  const EW_MIN = 1 << 15;
+  function unary(name: string, op: number, args: KArgs): TensorInfo | TensorInfo[] {
+    const be = args.backend;
+    const { x } = args.inputs;
+    if (!isWasmBackend(be) || !x || x.dtype !== 'float32' || size(x.shape) < EW_MIN) return fallback(name, args);
+    const n = size(x.shape);
+    const out = be.makeOutput(x.shape, 'float32');
+    const alpha = name === 'Step' ? Number((args.attrs ?? {}).alpha ?? 0) : 0;
+    addon.elementwise(heap(be), op, off(be, x), -1, off(be, out), n, n, alpha);
+    return out;
+  }
+  function binary(name: string, op: number, args: KArgs): TensorInfo | TensorInfo[] {
+    const be = args.backend;
+    let { a, b } = args.inputs;
+    if (!isWasmBackend(be) || !a || !b || a.dtype !== 'float32' || b.dtype !== 'float32') return fallback(name, args);
+    if (size(b.shape) > size(a.shape)) [a, b] = [b, a]; // both ops commute
+    const n = size(a.shape), m = size(b.shape);
+    if (n < EW_MIN) return fallback(name, args);
+    const same = a.shape.length === b.shape.length && a.shape.every((d, i) => d === b!.shape[i]);
+    // trailing broadcast: b's non-1 dims equal a's last dims, e.g. [N,H,W,C] + [C]
+    const bDims = b.shape.slice(b.shape.findIndex((d) => d !== 1) < 0 ? b.shape.length : b.shape.findIndex((d) => d !== 1));
+    const trailing = b.shape.length <= a.shape.length && bDims.every((d, i) => d === a!.shape[a!.shape.length - bDims.length + i]);
+    if (!same && !trailing) return fallback(name, args);
+    const out = be.makeOutput(a.shape, 'float32');
+    addon.elementwise(heap(be), op, off(be, a), off(be, b), off(be, out), n, same ? n : m, 0);
+    return out;
+  }
+
   const k = (f: (a: KArgs) => TensorInfo | TensorInfo[]): KernelFunc => f as unknown as KernelFunc;
   return {
     BatchMatMul: k((a) => matmul('BatchMatMul', a)),
@@ -172,5 +211,11 @@ export function makeKernels(tf: Tf, addon: Addon, orig: Record<string, KernelFun
     MaxPool: k(maxPool),
     MaxPoolGrad: k(maxPoolGrad),
     Sum: k(sum),
+    Identity: k((a) => identity('Identity', a)),
+    Cast: k((a) => identity('Cast', a)),
+    Relu: k((a) => unary('Relu', 0, a)),
+    Step: k((a) => unary('Step', 3, a)),
+    Add: k((a) => binary('Add', 1, a)),
+    Multiply: k((a) => binary('Multiply', 2, a)),
   };
 }
