@@ -59,7 +59,7 @@ describe('image trees and archives', () => {
     assert.deepEqual(src.x, { dtype: 'uint8', shape: [28, 28, 1] });
     assert.deepEqual(src.y, { dtype: 'uint8', shape: [] });
     checkSplit(await drain(src), fx.train);
-    checkSkipped(src, fx.train);
+    checkSkipped(src, fx.train, fx.train.dir + '/');
     // The same via the detector, and the test split too.
     const test = await openMessySource(fx.test.dir, { workers: 1 });
     assert.ok(test);

@@ -27,6 +27,16 @@ export function register(program: Command): void {
     .option('--class-names <list>', 'comma-separated class names, index = label')
     .option('--force', 'replace an existing store at OUT')
     .option('-q, --quiet', 'no progress output')
+    .option('--grayscale', 'images: convert to one gray channel (Rec.709 luma)')
+    .option('--resize <WxH>', 'images: stretch every image to exactly W x H (bilinear/Triangle filter)')
+    .option('--strict', 'images/text: stop at the first unreadable file or malformed line instead of skipping it')
+    .option('--workers <n>', 'images: decode threads (default: cores - 1, at least 1)')
+    .option('--label-col <col>', 'text: label column, 0-based index (negative from the end) or header name (default 0)')
+    .option('--shape <dims>', 'text: per-sample shape of the feature columns, e.g. 28,28')
+    .option('--x-dtype <dtype>', 'text: store features as uint8, float16, float32 (default) or float64')
+    .option('--header', 'text: the first line is a header (default: detected)')
+    .option('--no-header', 'text: the first line is data')
+    .option('--delimiter <char>', 'text: field separator (",", "tab", ";", "whitespace"; default: detected)')
     .allowUnknownOption(false)
     .action(async (paths: string[], o: ConvertOptions, cmd: Command) => {
       if (paths.length > 2) throw new SlimfitError(`expected SRC OUT, got ${paths.length} paths`, { hint: 'slimfit convert SRC OUT' });
@@ -41,7 +51,8 @@ export function register(program: Command): void {
       const { parseSplitSpec } = await import('../store/split.ts');
       const { printConversionSummary } = await import('./convert-summary.ts');
       const ratios = o.split ? parseSplitSpec(o.split) : null;
-      const input = await openInput(src, o);
+      const { messyOptionsFromCli } = await import('../formats/messy.ts');
+      const input = await openInput(src, { ...o, ...messyOptionsFromCli(o) });
       const sources = input.kind === 'single' ? [input.source] : input.splits.map((s) => s.source);
       try {
         let plan: Parameters<typeof writeStore>[1];
@@ -58,6 +69,7 @@ export function register(program: Command): void {
           tool: `slimfit ${cmd.parent!.version() ?? ''}`.trim(),
         });
         printConversionSummary(report);
+        for (const s of sources) for (const w of (s as { warnings?: string[] }).warnings ?? []) process.stderr.write(`slimfit: warning: ${w}\n`);
       } finally {
         for (const s of sources) await s.close();
       }

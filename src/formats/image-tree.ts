@@ -63,10 +63,10 @@ export async function imageTreeInput(root: string): Promise<ImageInput> {
       let next = 0;
       const start = () => {
         const name = files[next++];
-        const path = join(cls, name);
+        const path = join(root, cls, name);
         // Callback readFile: far less garbage per file than fs/promises' FileHandle path (matters at 500k files).
         pending.push(new Promise<ImageEntry>((resolve) => {
-          readFile(join(root, path), (e, b) => resolve(e
+          readFile(path, (e, b) => resolve(e
             ? { path, label, data: new Uint8Array(0), error: e.code ?? e.message }
             : { path, label, data: new Uint8Array(b.buffer, b.byteOffset, b.byteLength) }));
         }));

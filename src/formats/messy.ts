@@ -102,3 +102,41 @@ export async function openMessySource(path: string, opts: MessyOptions = {}): Pr
     }
   }
 }
+
+/** Turn `slimfit convert` flag values (strings from commander) into {@link MessyOptions}, checking each. */
+export function messyOptionsFromCli(o: Record<string, unknown>): MessyOptions {
+  const out: MessyOptions = {};
+  const str = (k: string): string | undefined => (o[k] === undefined ? undefined : String(o[k]));
+  if (o.grayscale) out.grayscale = true;
+  if (o.strict) out.strict = true;
+  if (o.header !== undefined) out.header = Boolean(o.header);
+  const resize = str('resize');
+  if (resize !== undefined) {
+    const m = /^\s*(\d+)\s*[xX,]\s*(\d+)\s*$/.exec(resize);
+    if (!m || Number(m[1]) < 1 || Number(m[2]) < 1) throw new SlimfitError(`cannot read --resize ${resize}`, { hint: 'give WIDTHxHEIGHT, e.g. --resize 28x28' });
+    out.resize = { width: Number(m[1]), height: Number(m[2]) };
+  }
+  const workers = str('workers');
+  if (workers !== undefined) {
+    if (!/^\d+$/.test(workers)) throw new SlimfitError(`--workers must be a whole number, got ${workers}`);
+    out.workers = Number(workers);
+  }
+  const shape = str('shape');
+  if (shape !== undefined) {
+    const dims = shape.split(/[,x]/).map((s) => s.trim());
+    if (dims.some((d) => !/^\d+$/.test(d) || Number(d) < 1)) throw new SlimfitError(`cannot read --shape ${shape}`, { hint: 'give positive sizes separated by commas, e.g. --shape 28,28' });
+    out.shape = dims.map(Number);
+  }
+  const xDtype = str('xDtype');
+  if (xDtype !== undefined) {
+    if (!['uint8', 'float16', 'float32', 'float64'].includes(xDtype)) throw new SlimfitError(`--x-dtype ${xDtype} is not supported`, { hint: 'use uint8, float16, float32 or float64' });
+    out.xDtype = xDtype as DType;
+  }
+  const labelCol = str('labelCol');
+  if (labelCol !== undefined) out.labelCol = /^-?\d+$/.test(labelCol) ? Number(labelCol) : labelCol;
+  const delimiter = str('delimiter');
+  if (delimiter !== undefined) out.delimiter = delimiter;
+  if (o.x !== undefined) out.x = String(o.x);
+  if (o.y !== undefined) out.y = String(o.y);
+  return out;
+}
