@@ -176,7 +176,10 @@ template <class In, class P, int KU, class Acc>
 void gemm_slice(const Spec<In, P, KU, Acc>& sp, int M, int N, int K, Acc alpha, const In* A, long rsa, long csa,
                 const In* B, long rsb, long csb, Acc beta, Acc* C, long ldc) {
   const int MR = sp.MR, NR = sp.NR;
-  const int KCU = 256;                  // k-units per block
+  // k blocks of at most 384 units, balanced (K = 288 is one block, not 256 + 32)
+  const int KU_total = (K + KU - 1) / KU;
+  const int nkb = std::max(1, (KU_total + 383) / 384);
+  const int KCU = (KU_total + nkb - 1) / nkb;
   const int MC = MR * std::max(1, 120 / MR);
   const int NC = NR * 64;
   const int KC = KCU * KU;

@@ -423,6 +423,27 @@ void elementwise(int op, const float* a, const float* b, float* y, long n, long 
   if (m == n) {
     // one period: split the range itself
     parallel_for(n, 1 << 15, [&](long i0, long i1) {
+#ifdef __SSE2__
+      // explicit SIMD for the selects (NaN passes through like tfjs): relu = max(0, x), step = x > 0 ? 1 : alpha
+      if (op == EW_RELU || op == EW_STEP) {
+        const __m128 zero = _mm_setzero_ps(), one = _mm_set1_ps(1.f), al = _mm_set1_ps(alpha);
+        long i = i0;
+        for (; i + 4 <= i1; i += 4) {
+          __m128 x = _mm_loadu_ps(a + i), r;
+          if (op == EW_RELU) {
+            r = _mm_max_ps(zero, x);  // returns x when x is NaN
+          } else {
+            __m128 gt = _mm_cmpgt_ps(x, zero), nan = _mm_cmpunord_ps(x, x);
+            r = _mm_or_ps(_mm_and_ps(gt, one), _mm_andnot_ps(gt, al));
+            r = _mm_or_ps(_mm_and_ps(nan, x), _mm_andnot_ps(nan, r));
+          }
+          _mm_storeu_ps(y + i, r);
+        }
+        for (; i < i1; i++)
+          y[i] = a[i] != a[i] ? a[i] : op == EW_RELU ? (a[i] > 0.f ? a[i] : 0.f) : (a[i] > 0.f ? 1.f : alpha);
+        return;
+      }
+#endif
       switch (op) {
         case EW_RELU:
           for (long i = i0; i < i1; i++) y[i] = a[i] > 0.f ? a[i] : (a[i] != a[i] ? a[i] : 0.f);
