@@ -38,19 +38,19 @@ describe('damaged store while iterating', () => {
   before(() => {});
   after(() => tmp.cleanup());
 
-  for (const workers of [0, 2]) {
-    test(`x shard deleted mid-epoch -> error naming it (workers=${workers})`, { timeout: 30_000 }, async () => {
+  for (const [workers, native] of [[0, false], [2, false], [0, true], [2, true]] as const) {
+    test(`x shard deleted mid-epoch -> error naming it (workers=${workers}, native=${native})`, { timeout: 30_000 }, async () => {
       const dir = await fresh();
-      const e = await iterateAndDamage(dir, () => rmSync(join(dir, 'train/x-00003.npy')), { workers });
+      const e = await iterateAndDamage(dir, () => rmSync(join(dir, 'train/x-00003.npy')), { workers, native });
       assert.ok(isSlimfitError(e), `a SlimfitError, got ${String(e)}`);
       assert.match((e as Error).message, /train\/x-00003\.npy/);
       assert.match((e as Error).message, /deleted|missing/);
     });
 
-    test(`x shard truncated mid-epoch -> error naming it (workers=${workers})`, { timeout: 30_000 }, async () => {
+    test(`x shard truncated mid-epoch -> error naming it (workers=${workers}, native=${native})`, { timeout: 30_000 }, async () => {
       const dir = await fresh();
       const f = join(dir, 'train/x-00001.npy');
-      const e = await iterateAndDamage(dir, () => truncateSync(f, Math.floor(statSync(f).size / 2)), { workers });
+      const e = await iterateAndDamage(dir, () => truncateSync(f, Math.floor(statSync(f).size / 2)), { workers, native, normalize: { scale: 1, shift: 0 } });
       assert.ok(isSlimfitError(e), `a SlimfitError, got ${String(e)}`);
       assert.match((e as Error).message, /train\/x-00001\.npy/);
       assert.match((e as Error).message, /ended early|changed size|truncated/);

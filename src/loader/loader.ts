@@ -175,6 +175,8 @@ export interface ExtraLoaderOptions {
    * back to 'pread' when the addon is not built. Global/no shuffle only; block shuffle always reads sequentially.
    */
   io?: 'pread' | 'mmap';
+  /** Use the native gather addon when it is built (default true); false = plain JS positioned reads. */
+  native?: boolean;
 }
 
 /** Create a batch generator over `source` (see LoaderOptions; nothing is read until the first iteration). */
@@ -214,7 +216,7 @@ export function createLoader(source: DataSource, opts: LoaderOptions & ExtraLoad
   const reuse = opts.reuseBuffers ?? false;
   const labelCacheBytes = intOpt('labelCacheBytes', opts.labelCacheBytes, 64 * MB, 0);
   if (opts.io !== undefined && opts.io !== 'pread' && opts.io !== 'mmap') throw new RangeError(`io must be 'pread' or 'mmap', got ${String(opts.io)}`);
-  const io: 'pread' | 'mmap' = opts.io === 'mmap' && mode !== 'block' && gatherAddon() ? 'mmap' : 'pread';
+  const io: 'pread' | 'mmap' = opts.io === 'mmap' && mode !== 'block' && opts.native !== false && gatherAddon() ? 'mmap' : 'pread';
 
   const frac = perRank > 0 ? windowSamples / perRank : 1;
   const shuffleReport: ShuffleReport = {
@@ -241,7 +243,7 @@ export function createLoader(source: DataSource, opts: LoaderOptions & ExtraLoad
     slots = Array.from({ length: prefetch }, () => new SharedArrayBuffer(layout.bytes));
     const init: ReaderInit = {
       parts: src.parts.map((p) => ({ ...p, x: { ...p.x }, y: { ...p.y } })), plan, classes, labels, spec, batchSize: B, slots,
-      checkMs: opts.checkIntervalMs ?? 250, maxOpen: 256, io,
+      checkMs: opts.checkIntervalMs ?? 250, maxOpen: 256, io, native: opts.native ?? true,
     };
     return workers === 0 ? [localExecutor(init)] : Array.from({ length: workers }, () => workerExecutor(init));
   };

@@ -1,4 +1,4 @@
-// The optional native gather addon (build/Release/slimfit_gather.node, compiled by `npm install` via node-gyp) for io: 'mmap'.
+// The optional native gather addon (build/Release/slimfit_gather.node, compiled by `npm install` via node-gyp): one call per batch.
 import { existsSync } from 'node:fs';
 import { createRequire } from 'node:module';
 import { dirname, join } from 'node:path';
@@ -16,6 +16,8 @@ export interface GatherAddon {
    * mode 0 copies bytes, mode 1 converts uint8 to float32 as x * a + b. Returns -1 if the file is now too short.
    */
   gather(h: MapHandle, dataStart: number, rowBytes: number, rows: Float64Array, dest: Uint32Array, count: number, out: Uint8Array | Float32Array, mode: 0 | 1, a: number, b: number): number;
+  /** Like gather, with one pread per row on file descriptor `fd` (nothing mapped). Returns -1 if the file ended early. */
+  pgather(fd: number, dataStart: number, rowBytes: number, rows: Float64Array, dest: Uint32Array, count: number, out: Uint8Array | Float32Array, mode: 0 | 1, a: number, b: number): number;
 }
 
 /** Where the addon is built. */

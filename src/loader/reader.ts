@@ -26,6 +26,8 @@ export interface ReaderInit {
   maxOpen: number;
   /** 'mmap': gather rows from memory-mapped x files with the native addon when it is built (else positioned reads). */
   io?: 'pread' | 'mmap';
+  /** Use the native addon when it is built (default true); false = plain JS reads. */
+  native?: boolean;
 }
 
 /** Byte layout of a slot: x output at 0, y output after it (8-aligned). */
@@ -162,9 +164,11 @@ export function createReader(init: ReaderInit): BatchReader {
     return win;
   };
 
-  // Memory-mapped gathers (io: 'mmap'): one native call per run of samples from the same part.
-  const addon = init.io === 'mmap' ? gatherAddon() : null;
+  // Native gathers: one call per run of samples from the same part, from a mapping (io: 'mmap') or with preads.
+  const addon = init.native !== false ? gatherAddon() : null;
+  const useMap = init.io === 'mmap';
   const maps = new Map<number, MapHandle>();
+  // Fused uint8 -> float32 in native code (uint8 has no byte order, so nothing to swap).
   const fused = spec.xOut === 'float32' && spec.x.dtype === 'uint8' && spec.channels === 1 && spec.shift === 0 && spec.noise === 0;
   const rowsBuf = new Float64Array(B), destBuf = new Uint32Array(B);
   const mapped = (pi: number): MapHandle => {
@@ -193,7 +197,10 @@ export function createReader(init: ReaderInit): BatchReader {
         j++; r++;
       }
       const a = fused ? spec.a[0] : 0, b = fused ? spec.b[0] : 0;
-      if (addon!.gather(mapped(pi), xf.dataStart, xRow, rowsBuf, destBuf, j, out, fused ? 1 : 0, a, b) !== 0) {
+      const status = useMap
+        ? addon!.gather(mapped(pi), xf.dataStart, xRow, rowsBuf, destBuf, j, out, fused ? 1 : 0, a, b)
+        : addon!.pgather(xf.fd, xf.dataStart, xRow, rowsBuf, destBuf, j, out, fused ? 1 : 0, a, b);
+      if (status !== 0) {
         fail(p.x, `ended early while reading ${j} sample(s) (truncated while the loader was reading it?)`);
       }
       if (xf.swap && !fused) for (let q = r0; q < r; q++) swapBytes(xScratch.u8.subarray(q * xRow, (q + 1) * xRow), xf.swap);

@@ -153,7 +153,58 @@ static napi_value js_gather(napi_env env, napi_callback_info info) {
   return res;
 }
 
+// pgather(fd, dataStart, rowBytes, rows, dest, count, out, mode, a, b): like gather, with one pread per row
+// (no mapping, so nothing of the file counts in RSS). Returns 0, or -1 if the file ended early.
+static napi_value js_pgather(napi_env env, napi_callback_info info) {
+  size_t argc = 10;
+  napi_value argv[10];
+  napi_get_cb_info(env, info, &argc, argv, NULL, NULL);
+  if (argc < 10) return throw_err(env, "EINVAL", "pgather needs 10 arguments");
+  double fdD, dataStart, rowBytes, countD, modeD, a, b;
+  napi_get_value_double(env, argv[0], &fdD);
+  napi_get_value_double(env, argv[1], &dataStart);
+  napi_get_value_double(env, argv[2], &rowBytes);
+  napi_get_value_double(env, argv[5], &countD);
+  napi_get_value_double(env, argv[7], &modeD);
+  napi_get_value_double(env, argv[8], &a);
+  napi_get_value_double(env, argv[9], &b);
+  uint8_t *rowsP, *destP, *outP; size_t rowsB, destB, outB;
+  if (!get_buf(env, argv[3], &rowsP, &rowsB) || !get_buf(env, argv[4], &destP, &destB) || !get_buf(env, argv[6], &outP, &outB)) return throw_err(env, "EINVAL", "pgather: bad buffers");
+  const double* rows = (const double*)rowsP;
+  const uint32_t* dest = (const uint32_t*)destP;
+  size_t count = (size_t)countD, rb = (size_t)rowBytes;
+  int fd = (int)fdD, mode = (int)modeD;
+  if (count * 8 > rowsB || count * 4 > destB) return throw_err(env, "ERANGE", "pgather: index arrays too short");
+  size_t outRow = mode == 1 ? rb * 4 : rb;
+  uint8_t stack[65536];
+  uint8_t* tmp = mode == 1 ? (rb <= sizeof stack ? stack : (uint8_t*)malloc(rb)) : NULL;
+  int status = 0;
+  for (size_t r = 0; r < count && status == 0; r++) {
+    if ((size_t)dest[r] * outRow + outRow > outB) { status = -2; break; }
+    uint8_t* dst = mode == 1 ? tmp : outP + (size_t)dest[r] * outRow;
+    off_t pos = (off_t)dataStart + (off_t)rows[r] * (off_t)rb;
+    size_t done = 0;
+    while (done < rb) {
+      ssize_t got = pread(fd, dst + done, rb - done, pos + (off_t)done);
+      if (got < 0 && errno == EINTR) continue;
+      if (got <= 0) { status = -1; break; }
+      done += (size_t)got;
+    }
+    if (status == 0 && mode == 1) {
+      float* o = (float*)(outP + (size_t)dest[r] * outRow);
+      for (size_t e = 0; e < rb; e++) o[e] = (float)((double)tmp[e] * a + b);
+    }
+  }
+  if (tmp && tmp != stack) free(tmp);
+  if (status == -2) return throw_err(env, "ERANGE", "pgather: output too small");
+  napi_value res; napi_create_int32(env, status, &res);
+  return res;
+}
+
 NAPI_MODULE_INIT() {
+  napi_value f0;
+  napi_create_function(env, "pgather", NAPI_AUTO_LENGTH, js_pgather, NULL, &f0);
+  napi_set_named_property(env, exports, "pgather", f0);
   napi_value f;
   napi_create_function(env, "open", NAPI_AUTO_LENGTH, js_open, NULL, &f);
   napi_set_named_property(env, exports, "open", f);
