@@ -8,6 +8,7 @@ import '@tensorflow/tfjs-backend-cpu';
 import '@tensorflow/tfjs-backend-wasm';
 import * as tfl from '@tensorflow/tfjs-layers';
 import { installEngine, uninstallEngine, loadAddon, adamStats, ADDON_PATH } from '../src/engine/index.ts';
+import { mnistAccuracy } from '../src/engine/mnist-check.ts';
 
 // Tolerance: max |engine - cpu| <= TOL * (1 + max |cpu|). Both compute in float32 with different summation orders.
 const TOL = 2e-4;
@@ -211,6 +212,20 @@ test('fused Adam and matmul kernels train a seeded MLP like the cpu backend', { 
   close('weights after 8 Adam steps', got, want, 2e-5);
   await tf.setBackend('wasm');
   uninstallEngine(tf);
+});
+
+test('the same seeded MLP trained one epoch on an MNIST subset reaches the same accuracy (±0.3%) on the engine and the cpu backend', { skip: SKIP }, async () => {
+  await tf.setBackend('wasm');
+  await tf.ready();
+  installEngine(tf, 'wasm');
+  const opts = { hidden: [64], train: 6000, test: 2000, seed: 3 };
+  const fast = await mnistAccuracy(tf, tfl, opts);
+  await tf.setBackend('cpu');
+  const ref = await mnistAccuracy(tf, tfl, opts);
+  await tf.setBackend('wasm');
+  uninstallEngine(tf);
+  assert.ok(ref > 0.7, `the reference learned (${ref})`);
+  assert.ok(Math.abs(fast - ref) <= 0.003, `engine ${fast} vs cpu ${ref}`);
 });
 
 test('own GEMM kernels by dtype match a float64 reference', { skip: SKIP }, () => {
