@@ -27,7 +27,7 @@ async function done(out: string): Promise<void> {
   process.stdout.write(`report: ${await assemble(out)}\n`);
 }
 
-/** Register `slimfit lab gupta2015` (more experiments follow). */
+/** Register `slimfit lab speed|swallow|chaos|gupta2015|report`. */
 export function register(program: Command): void {
   const lab = group(program, 'lab', 'precision lab: measure how many bits learning needs (writes reports/precision.md)');
   const common = (c: Command) => c.option('--quick', 'small subset and short runs (minutes)').option('--out <dir>', 'report folder', 'reports');
@@ -41,6 +41,39 @@ export function register(program: Command): void {
       const { labGupta } = await import('../precision/lab-gupta.ts');
       const cells = await labGupta({ quick: !!o.quick, out: o.out, fl: o.fl, epochs: o.epochs, noFloat: !o.float });
       for (const c of cells) process.stdout.write(`gupta2015\t${c.label}\ttest_acc=${c.testAcc.toFixed(4)}\tswallowed=${c.swallowed.toFixed(4)}\n`);
+      await done(o.out);
+    });
+
+  common(lab.command('swallow').description('guess 2: are small updates rounded away? optimizers x rounding x formats'))
+    .action(async (o: Common) => {
+      await start();
+      const { labSwallow } = await import('../precision/lab-swallow.ts');
+      await labSwallow({ quick: !!o.quick, out: o.out });
+      await done(o.out);
+    });
+
+  common(lab.command('chaos').description('guess 3: twin runs one ulp apart, and noise injected into early/middle/late layers'))
+    .action(async (o: Common) => {
+      await start();
+      const { labChaos } = await import('../precision/lab-chaos.ts');
+      await labChaos({ quick: !!o.quick, out: o.out });
+      await done(o.out);
+    });
+
+  common(lab.command('speed').description('guess 1: GEMM throughput by dtype on this machine, memory per parameter by format'))
+    .action(async (o: Common) => {
+      await start();
+      const { labSpeed } = await import('../precision/lab-speed.ts');
+      await labSpeed({ quick: !!o.quick, out: o.out });
+      await done(o.out);
+    });
+
+  common(lab.command('report').description('run every experiment and regenerate the whole report, with answers to the three guesses'))
+    .option('--skip <list>', 'experiments to reuse from a previous run instead of re-running (e.g. gupta2015)')
+    .action(async (o: Common & { skip?: string }) => {
+      await start();
+      const { labReport } = await import('../precision/lab-report.ts');
+      await labReport({ quick: !!o.quick, out: o.out, skip: (o.skip ?? '').split(',').filter(Boolean) });
       await done(o.out);
     });
 }

@@ -1,5 +1,6 @@
 // Shared options and helpers of the `slimfit lab` experiments.
 import { mkdir, writeFile } from 'node:fs/promises';
+import { cpus, loadavg } from 'node:os';
 import { join } from 'node:path';
 import { SUB } from './report.ts';
 
@@ -26,5 +27,5 @@ export async function saveJson(out: string, name: string, data: unknown): Promis
 
 /** Header line of a section: mode, date, wall time. */
 export function stamp(quick: boolean, seconds: number, what: string): string {
-  return `_Mode: **${quick ? 'quick (subset — not the full experiment)' : 'full'}** — ${what}. Run ${new Date().toISOString().slice(0, 16).replace('T', ' ')} UTC, ${seconds.toFixed(0)} s wall._`;
+  return `_Mode: **${quick ? 'quick (subset — not the full experiment)' : 'full'}** — ${what}. Run ${new Date().toISOString().slice(0, 16).replace('T', ' ')} UTC, ${seconds.toFixed(0)} s wall, load average ${loadavg()[0].toFixed(1)} on ${cpus().length} cores at the end._`;
 }

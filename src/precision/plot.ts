@@ -7,7 +7,7 @@ import { writePlot, type VegaLiteSpec } from '../train/plot.ts';
 export interface Pt { x: number; y: number; series: string; facet?: string }
 
 /** A multi-series line chart, optionally log-scaled and faceted into columns. */
-export function lines(points: Pt[], o: { title: string; x: string; y: string; logX?: boolean; logY?: boolean; facet?: string; width?: number; height?: number; columns?: number }): VegaLiteSpec {
+export function lines(points: Pt[], o: { title: string; x: string; y: string; logX?: boolean; logY?: boolean; facet?: string; facetSort?: string[]; width?: number; height?: number; columns?: number }): VegaLiteSpec {
   const enc = {
     x: { field: 'x', type: 'quantitative', title: o.x, scale: o.logX ? { type: 'log' } : { zero: false } },
     y: { field: 'y', type: 'quantitative', title: o.y, scale: o.logY ? { type: 'log' } : { zero: false } },
@@ -15,7 +15,7 @@ export function lines(points: Pt[], o: { title: string; x: string; y: string; lo
   };
   const inner = { mark: { type: 'line', point: { size: 12 } }, encoding: enc, width: o.width ?? 300, height: o.height ?? 200 };
   const spec = o.facet
-    ? { title: o.title, data: { values: points }, facet: { field: 'facet', type: 'nominal', title: o.facet }, columns: o.columns ?? 3, spec: inner, resolve: { scale: { y: 'shared' } } }
+    ? { title: o.title, data: { values: points }, facet: { field: 'facet', type: 'nominal', title: o.facet, ...(o.facetSort ? { sort: o.facetSort } : {}) }, columns: o.columns ?? 3, spec: inner, resolve: { scale: { y: 'shared' } } }
     : { title: o.title, data: { values: points }, ...inner, width: o.width ?? 460, height: o.height ?? 260 };
   return { $schema: 'https://vega.github.io/schema/vega-lite/v6.json', ...spec } as unknown as VegaLiteSpec;
 }

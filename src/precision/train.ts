@@ -44,6 +44,8 @@ export interface PrecisionSpec {
   activations?: Format;
   actRounding?: Rounding;
   lossScale?: LossScaleSpec;
+  /** Constant factor on the loss (default 1), e.g. a mean over many outputs; small values make gradients tiny (divide lr by it). */
+  lossWeight?: number;
   /** Seed of the stochastic-rounding stream. */
   seed?: number;
 }
@@ -190,13 +192,13 @@ export function createTrainer(model: tfl.LayersModel, opt: OptimizerSpec, prec: 
 
   const actMeter = () => ({ count: actStats.count, overflow: actStats.forward.overflow, backwardOverflow: actStats.backward.overflow, underflow: actStats.forward.underflow });
   const step = (x: tf.Tensor, y: tf.Tensor): StepReport => {
-    const S = scale;
+    const S = scale * (prec.lossWeight ?? 1);
     actStats.forward = newStats(); actStats.backward = newStats(); actStats.count = 0;
     const { value, grads } = tf.variableGrads(() => {
       const l = lossOf(forward(x, actOp, true), y);
       return (S !== 1 ? tf.mul(l, S) : l) as tf.Scalar;
     }, tfVars);
-    const loss = (value.dataSync()[0]) / S;
+    const loss = (value.dataSync()[0]) / S; // the unweighted, unscaled loss
     const meters: VarMeter[] = [];
     let finite = Number.isFinite(loss);
     const gStats: QuantStats[] = [];
@@ -212,7 +214,7 @@ export function createTrainer(model: tfl.LayersModel, opt: OptimizerSpec, prec: 
       const st = newStats();
       quantize(gf, raw, { rounding: prec.gradRounding ?? 'nearest', rng, out: s.g, stats: st });
       gStats.push(st);
-      const inv = 1 / S;
+      const inv = 1 / scale; // undo the loss scale only (the loss weight is part of the objective)
       const g = s.g;
       for (let i = 0; i < g.length; i++) { g[i] *= inv; if (!Number.isFinite(g[i])) finite = false; }
       meters.push({ name: s.name, size: g.length, updates: 0, swallowed: 0, gradUnderflow: under, nonzeroGrads: nz, weightOverflow: 0, gradOverflow: st.overflow, stateOverflow: 0 });
@@ -221,7 +223,7 @@ export function createTrainer(model: tfl.LayersModel, opt: OptimizerSpec, prec: 
     tf.dispose(Object.values(grads));
     if (!finite && ls.kind !== 'none') {
       if (ls.kind === 'dynamic') { scale *= ls.backoff ?? 0.5; goodSteps = 0; }
-      return { step: t, loss, lossScale: S, skipped: true, vars: meters, activations: actMeter() };
+      return { step: t, loss, lossScale: scale, skipped: true, vars: meters, activations: actMeter() };
     }
     t++;
     if (ls.kind === 'dynamic' && ++goodSteps >= (ls.interval ?? 2000)) { scale *= ls.growth ?? 2; goodSteps = 0; }
@@ -275,7 +277,7 @@ export function createTrainer(model: tfl.LayersModel, opt: OptimizerSpec, prec: 
       const mt = meters[vi];
       mt.updates = upd; mt.swallowed = sw; mt.weightOverflow = wst.overflow; mt.stateOverflow = sst.overflow;
     });
-    return { step: t, loss, lossScale: S, skipped: false, vars: meters, activations: actMeter() };
+    return { step: t, loss, lossScale: scale, skipped: false, vars: meters, activations: actMeter() };
   };
 
   return {
