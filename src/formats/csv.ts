@@ -102,7 +102,7 @@ function parseNumber(b: Uint8Array, i: number, e: number): number {
 
 function parseSpecial(b: Uint8Array, i: number, e: number): number {
   let j = i;
-  while (j < e && b[j] !== 44 && b[j] !== 59 && b[j] !== TAB && b[j] !== SP && b[j] !== CR) j++;
+  while (j < e && b[j] !== 44 && b[j] !== 59 && b[j] !== TAB && b[j] !== SP && b[j] !== CR && b[j] !== NL) j++;
   const t = Buffer.from(b.buffer, b.byteOffset + i, j - i).toString('latin1').toLowerCase();
   const m = /^([+-]?)(nan|inf|infinity)$/.exec(t);
   if (!m) { scan.pos = -1; return NaN; }
@@ -224,7 +224,6 @@ export async function openCsv(path: string, opts: CsvOptions = {}): Promise<CsvS
     warnings.length = 0;
     let misfit = 0;
     let firstMisfitLine = 0;
-    const row = new Float64Array(ncols);
     let xb!: ArrayBuffer, yb!: ArrayBuffer;
     let xU8!: Uint8Array, xU16!: Uint16Array, xF32!: Float32Array, xF64!: Float64Array, yI32!: Int32Array;
     let n = 0;
@@ -253,72 +252,82 @@ export async function openCsv(path: string, opts: CsvOptions = {}): Promise<CsvS
       }
       skipped.push({ path: where, reason });
     };
-    const store = () => {
-      const label = row[labelCol];
-      if (!Number.isInteger(label)) { bad(`label ${label} in column ${labelCol} is not a whole number`); return; }
-      yI32[2 * n] = label | 0;
-      yI32[2 * n + 1] = Math.floor(label / 4294967296);
-      let o = n * nfeat;
-      for (let f = 0; f < ncols; f++) {
-        if (f === labelCol) continue;
-        const v = row[f];
-        if (xElem === 4) xF32[o] = v;
-        else if (xElem === 1) {
-          let u = v;
-          if (!(u >= 0 && u <= 255 && Number.isInteger(u))) {
-            if (misfit++ === 0) firstMisfitLine = line;
-            u = Number.isNaN(u) ? 0 : Math.min(255, Math.max(0, Math.round(u)));
-          }
-          xU8[o] = u;
-        } else if (xElem === 2) {
-          if (Math.abs(v) > 65504 && Number.isFinite(v)) { if (misfit++ === 0) firstMisfitLine = line; }
-          xU16[o] = floatToHalf(v);
-        } else xF64[o] = v;
-        o++;
-      }
-      n++;
+    // Output position of each column: -1 for the label, else its feature index.
+    const dest = new Int32Array(ncols);
+    for (let f = 0, k = 0; f < ncols; f++) dest[f] = f === labelCol ? -1 : k++;
+    /** Write feature value v to element i of the current batch in the output dtype. */
+    const put = (i: number, v: number) => {
+      if (xElem === 1) {
+        if (v >= 0 && v <= 255 && (v | 0) === v) xU8[i] = v;
+        else {
+          if (misfit++ === 0) firstMisfitLine = line;
+          xU8[i] = Number.isNaN(v) ? 0 : Math.min(255, Math.max(0, Math.round(v)));
+        }
+      } else if (xElem === 4) xF32[i] = v;
+      else if (xElem === 2) {
+        if (Math.abs(v) > 65504 && Number.isFinite(v)) { if (misfit++ === 0) firstMisfitLine = line; }
+        xU16[i] = floatToHalf(v);
+      } else xF64[i] = v;
     };
-    // Parse the complete lines in b[s, e) (e at a '\n' or the end of the file).
+    /**
+     * Parse the complete lines in b[s, e) (e is at a '\n' or the end of the data) in one pass: numbers are written
+     * straight into the batch; a line only counts (n++) once it proved complete and well-formed.
+     */
     const parseLines = (b: Uint8Array, s: number, e: number): void => {
-      let i = s;
-      while (i < e) {
-        let le = i;
-        while (le < e && b[le] !== NL) le++;
+      let p = s;
+      while (p < e) {
         line++;
-        let end = le;
-        if (end > i && b[end - 1] === CR) end--;
-        const ls = i;
-        i = le + 1;
-        if (line < dataFrom) continue;
-        // Blank or comment line?
-        let p = ls;
-        while (p < end && (b[p] === SP || b[p] === TAB)) p++;
-        if (p === end || b[p] === HASH) continue;
+        let c = b[p];
+        if (line < dataFrom) { while (p < e && b[p] !== NL) p++; p++; continue; }
+        while (p < e && (c === SP || c === TAB || c === CR) && c !== delim) c = b[++p];
+        if (p >= e || c === NL || c === HASH) { while (p < e && b[p] !== NL) p++; p++; continue; } // blank or comment
+        const o = n * nfeat;
         let f = 0;
+        let label = 0;
         let err: string | null = null;
         for (;;) {
-          while (p < end && (b[p] === SP || b[p] === TAB) && b[p] !== delim) p++;
-          if (p >= end || b[p] === delim) { err = `field ${f + 1} is empty`; break; }
-          const v = parseNumber(b, p, end);
-          if (scan.pos < 0) {
-            let q = p;
-            while (q < end && b[q] !== delim && (delim >= 0 || (b[q] !== SP && b[q] !== TAB))) q++;
-            err = `field ${f + 1} is not a number: ${JSON.stringify(Buffer.from(b.buffer, b.byteOffset + p, Math.min(q - p, 40)).toString('latin1'))}`;
-            break;
+          // At the start of a field, blanks skipped.
+          const start = p;
+          let v: number;
+          if (c >= 48 && c <= 57) {
+            v = c - 48;
+            c = b[++p];
+            while (c >= 48 && c <= 57) { v = v * 10 + (c - 48); c = b[++p]; }
+            if (c === 46 || c === 101 || c === 69 || p - start > 15) { v = parseNumber(b, start, e); p = scan.pos; c = b[p]; }
+          } else {
+            v = parseNumber(b, start, e);
+            if (scan.pos < 0) {
+              let q = p;
+              while (q < e && b[q] !== NL && b[q] !== CR && b[q] !== delim && (delim >= 0 || (b[q] !== SP && b[q] !== TAB))) q++;
+              err = `field ${f + 1} is not a number: ${JSON.stringify(Buffer.from(b.buffer, b.byteOffset + p, Math.min(q - p, 40)).toString('latin1'))}`;
+              break;
+            }
+            p = scan.pos;
+            c = b[p];
           }
-          p = scan.pos;
-          if (f < ncols) row[f] = v;
+          if (f < ncols) {
+            const d = dest[f];
+            if (d < 0) label = v;
+            else put(o + d, v);
+          }
           f++;
-          while (p < end && (b[p] === SP || b[p] === TAB) && b[p] !== delim) p++;
-          if (p >= end) break;
+          while (p < e && (c === SP || c === TAB || c === CR) && c !== delim) c = b[++p];
+          if (p >= e || c === NL) break;
           if (delim >= 0) {
-            if (b[p] !== delim) { err = `unexpected character ${JSON.stringify(String.fromCharCode(b[p]))} in field ${f}`; break; }
-            p++;
+            if (c !== delim) { err = `unexpected character ${JSON.stringify(String.fromCharCode(c))} in field ${f}`; break; }
+            c = b[++p];
+            while (p < e && (c === SP || c === TAB) && c !== delim) c = b[++p];
+            if (p >= e || c === NL || c === CR || c === delim) { err = `field ${f + 1} is empty`; break; }
           }
         }
+        while (p < e && b[p] !== NL) p++;
+        p++;
         if (err === null && f !== ncols) err = `expected ${ncols} fields, found ${f}`;
-        if (err !== null) bad(err);
-        else store();
+        if (err === null && !Number.isInteger(label)) err = `label ${label} in column ${labelCol} is not a whole number`;
+        if (err !== null) { bad(err); continue; }
+        yI32[2 * n] = label | 0;
+        yI32[2 * n + 1] = Math.floor(label / 4294967296);
+        n++;
         if (n === batchRows) pending.push(take());
       }
     };
