@@ -62,7 +62,7 @@ test('train writes a complete run folder: log.jsonl per epoch, checkpoint with c
 
 test('--resume after epoch 1 continues from the checkpoint and loader cursor and ends with the same weights as an uninterrupted run', async () => {
   const full = join(tmp.dir, 'full'), part = join(tmp.dir, 'part');
-  const common = ['--model', 'two-branch', '--batch', '100', '--seed', '3', '--no-test'];
+  const common = ['--model', 'two-branch', '--batch', '100', '--seed', '3', '--lr-decay', '0.5', '--shift', '1', '--no-test'];
   let r = await runCli(['train', store, ...common, '--epochs', '2', '--out', full]);
   assert.equal(r.code, 0, r.stderr);
   r = await runCli(['train', store, ...common, '--epochs', '1', '--out', part]);
@@ -78,6 +78,7 @@ test('--resume after epoch 1 continues from the checkpoint and loader cursor and
   const la = readFileSync(join(full, 'log.jsonl'), 'utf8').trim().split('\n').map((l) => JSON.parse(l));
   const lb = readFileSync(join(part, 'log.jsonl'), 'utf8').trim().split('\n').map((l) => JSON.parse(l));
   assert.deepEqual(lb.map((e) => [e.epoch, e.loss]), la.map((e) => [e.epoch, e.loss]));
+  assert.deepEqual(lb.map((e) => e.lr), [1e-3, 5e-4], 'the per-epoch learning-rate decay continues after resume');
 });
 
 test('show writes a PNG grid of labelled samples', async () => {

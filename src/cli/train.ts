@@ -20,6 +20,9 @@ export function register(program: Command): void {
     .option('--epochs <n>', 'total epochs', num('epochs', true), 5)
     .option('--batch <n>', 'batch size', num('batch', true), 128)
     .option('--lr <x>', 'learning rate', num('lr', false), 1e-3)
+    .option('--lr-decay <x>', 'multiply the learning rate by this after every epoch', num('lr-decay', false), 1)
+    .option('--shift <px>', 'augment: seeded random shifts of training images by up to this many pixels', (v) => Number(v), 0)
+    .option('--val-split <name>', "split evaluated after every epoch (default: 'val' when the store has one)")
     .option('--optimizer <name>', 'adam, sgd, rmsprop, momentum', 'adam')
     .option('--seed <n>', 'seed of weights and shuffling', (v) => Number(v), 0)
     .option('--out <dir>', 'run folder (default runs/<model>-<time>)')
@@ -43,7 +46,7 @@ export function register(program: Command): void {
       } else data = dir;
       if (!o.resume && data === undefined) throw new SlimfitError('no training data given', { hint: 'usage: slimfit train DIR [--model cnn] (or --resume runs/NAME)' });
       const r = await trainRun(data, {
-        model: o.model, epochs: o.epochs, batchSize: o.batch, lr: o.lr, optimizer: o.optimizer, seed: o.seed,
+        model: o.model, epochs: o.epochs, batchSize: o.batch, lr: o.lr, lrDecay: o.lrDecay, shift: o.shift, valSplit: o.valSplit, optimizer: o.optimizer, seed: o.seed,
         out: o.resume ?? o.out, resume: Boolean(o.resume), split: o.split, backend: o.backend,
         shuffle: o.shuffle === 'none' ? false : o.shuffle, workers: o.workers, evaluateTest: o.test,
       });

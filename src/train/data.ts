@@ -51,8 +51,11 @@ async function countClasses(path: string, base: number, name: string): Promise<n
   }
 }
 
-/** Open `data` and pick split `split` (default 'train'); a missing split is a SlimfitError listing the existing ones. */
-export async function resolveData(data: DataInput, split = 'train'): Promise<ResolvedData> {
+/**
+ * Open `data` and pick split `split` (default 'train'); a missing split is a SlimfitError listing the existing ones.
+ * `valSplit` names the validation split of a store (default: 'val' when it exists).
+ */
+export async function resolveData(data: DataInput, split = 'train', valSplit?: string): Promise<ResolvedData> {
   if (isSource(data)) {
     const names = data.classNames ?? [];
     const parts = (data as { parts?: Array<{ y: { path: string; base: number; name: string } }> }).parts;
@@ -75,7 +78,7 @@ export async function resolveData(data: DataInput, split = 'train'): Promise<Res
       if (!classes) throw new SlimfitError('the store has no class names or class counts, so the number of classes is unknown', { file: data, hint: 're-run `slimfit convert` with integer class labels' });
       return {
         main, classes, classNames: names.length ? names : Array.from({ length: classes }, (_, i) => String(i)),
-        val: split !== 'val' && ds.splits.includes('val') ? ds.split('val') : undefined,
+        val: valSplit ? ds.split(valSplit) : split !== 'val' && ds.splits.includes('val') ? ds.split('val') : undefined,
         test: split !== 'test' && ds.splits.includes('test') ? ds.split('test') : undefined,
         storeDir: ds.dir, close: () => ds.close(),
       };

@@ -21,6 +21,8 @@ export interface EpochLog {
   samples: number;
   seconds: number;
   samplesPerSec: number;
+  /** Learning rate used in this epoch. */
+  lr?: number;
   /** Live tensors after the epoch (tf.memory().numTensors), to show memory does not grow. */
   numTensors: number;
 }
@@ -49,6 +51,10 @@ export interface LoopOptions {
   validation?: Loader | null;
   /** Show a progress bar per epoch (default true). */
   progress?: boolean;
+  /** Base learning rate for lrDecay (default: the optimizer's current one; pass it when resuming). */
+  lr?: number;
+  /** Multiply the optimizer's learning rate by this once per epoch (epoch e uses lr * lrDecay^e; default 1 = constant). */
+  lrDecay?: number;
   /** Called after each epoch with its metrics and the train loader's cursor (for checkpoints and logs). */
   onEpochEnd?: (log: EpochLog, cursor: Cursor) => Promise<void> | void;
 }
@@ -161,7 +167,14 @@ export async function trainEpochs(model: tfl.LayersModel, loader: Loader, opts: 
   const classes = modelClasses(model);
   const copy = tf.getBackend() === 'cpu'; // the cpu backend keeps a reference to the array; loaders reuse buffers
   const history: History = { epochs: [] };
+  const opt = model.optimizer as unknown as { learningRate?: number };
+  const baseLr = opt.learningRate;
+  const decay = opts.lrDecay ?? 1;
+  if (!(decay > 0 && decay <= 1)) throw new SlimfitError(`lrDecay must be in (0, 1], got ${decay}`);
+  // A resumed model carries the already-decayed rate in its saved optimizer config, so resuming passes the base `lr`.
+  const lr0 = opts.lr ?? baseLr;
   for (let e = opts.initialEpoch ?? 0; e < epochs; e++) {
+    if (lr0 !== undefined && decay !== 1) opt.learningRate = lr0 * decay ** e;
     const remaining = loader.samplesPerEpoch - loader.cursor().position;
     const bar = createProgress({ label: `epoch ${e + 1}/${epochs}`, total: remaining, unit: 'samples', quiet: opts.progress === false });
     const t0 = performance.now();
@@ -182,7 +195,7 @@ export async function trainEpochs(model: tfl.LayersModel, loader: Loader, opts: 
     }
     bar.done();
     const seconds = (performance.now() - t0) / 1000;
-    const log: EpochLog = { epoch: e + 1, loss: loss / n, accuracy: acc / n, samples: n, seconds, samplesPerSec: n / seconds, numTensors: 0 };
+    const log: EpochLog = { epoch: e + 1, loss: loss / n, accuracy: acc / n, samples: n, seconds, samplesPerSec: n / seconds, lr: opt.learningRate, numTensors: 0 };
     if (opts.validation) {
       const v = await evaluateLoader(model, opts.validation, { progress: opts.progress, label: `validate ${e + 1}/${epochs}` });
       log.valLoss = v.loss;

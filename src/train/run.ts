@@ -21,6 +21,12 @@ export interface TrainRunOptions {
   epochs?: number;
   batchSize?: number;
   lr?: number;
+  /** Per-epoch learning-rate factor (epoch e uses lr * lrDecay^e; default 1). */
+  lrDecay?: number;
+  /** Seeded random shift augmentation of training images by up to this many pixels (default 0). */
+  shift?: number;
+  /** Split evaluated after every epoch (default 'val' when the store has one). */
+  valSplit?: string;
   optimizer?: OptimizerName;
   seed?: number;
   /** Run folder (created; default runs/<model>-<time>). */
@@ -69,6 +75,9 @@ interface RunConfig {
   seed: number;
   split: string;
   shuffle: LoaderOptions['shuffle'];
+  lrDecay: number;
+  shift: number;
+  valSplit?: string;
 }
 
 const MODEL_DIR = 'model';
@@ -142,10 +151,11 @@ export async function trainRun(data: DataInput | undefined, opts: TrainRunOption
     cfg = {
       data: typeof data === 'string' ? resolve(data) : data, model: opts.model ?? 'cnn', epochs: opts.epochs ?? 5, batchSize: opts.batchSize ?? 128,
       lr: opts.lr ?? 1e-3, optimizer: opts.optimizer ?? 'adam', seed: opts.seed ?? 0, split: opts.split ?? 'train', shuffle: opts.shuffle ?? 'global',
+      lrDecay: opts.lrDecay ?? 1, shift: opts.shift ?? 0, valSplit: opts.valSplit,
     };
     if (typeof cfg.model === 'string' && !isBuiltinModel(cfg.model)) cfg.model = resolve(cfg.model);
   }
-  const rd: ResolvedData = await resolveData(cfg.data, cfg.split);
+  const rd: ResolvedData = await resolveData(cfg.data, cfg.split, cfg.valSplit);
   const loaders: Array<{ close(): Promise<void> }> = [];
   try {
     const model = state ? await loadModel(join(out, MODEL_DIR)) : await freshModel(cfg.model, rd.main, rd.classes, cfg.seed);
@@ -158,15 +168,16 @@ export async function trainRun(data: DataInput | undefined, opts: TrainRunOption
     // The log is rebuilt from the checkpoint, so epochs after the last checkpoint (a crash) are not listed twice.
     await writeAtomic(join(out, 'log.jsonl'), history.map((h) => JSON.stringify(h)).join('\n') + (history.length ? '\n' : ''));
     const lopts = { batchSize: cfg.batchSize, seed: cfg.seed, shuffle: cfg.shuffle, workers: opts.workers, prefetch: opts.prefetch };
-    const loader = makeLoader(rd.main, rd.classes, lopts);
+    const loader = makeLoader(rd.main, rd.classes, { ...lopts, shift: cfg.shift || undefined });
     loaders.push(loader);
     if (state) loader.resume(state.cursor);
     const val = rd.val ? makeEvalLoader(rd.val, rd.classes, lopts) : null;
     if (val) loaders.push(val);
     log(`training ${cfg.model} on ${rd.main.name}: ${rd.main.samples} samples, ${rd.classes} classes, batch ${cfg.batchSize}, ${cfg.optimizer} lr ${cfg.lr}, ${cfg.epochs} epochs` +
-      (val ? `, validating on ${rd.val!.name}` : ", no 'val' split (validation off; make one with `slimfit convert --split train=0.9,val=0.1`)"));
+      (cfg.lrDecay !== 1 ? `, lr x${cfg.lrDecay} per epoch` : '') + (cfg.shift ? `, random shifts up to ${cfg.shift} px` : '') +
+      (val ? `, validating on ${rd.val!.name}` : ", no 'val' split (validation off; make one with `slimfit convert --split train=0.9,val=0.1`, or pass --val-split)"));
     await trainEpochs(model, loader, {
-      epochs: cfg.epochs, initialEpoch: state?.epochsDone ?? 0, validation: val, progress: opts.progress,
+      epochs: cfg.epochs, initialEpoch: state?.epochsDone ?? 0, validation: val, progress: opts.progress, lr: cfg.lr, lrDecay: cfg.lrDecay ?? 1,
       onEpochEnd: async (e, cursor) => {
         history.push(e);
         const st: CheckpointState = { epochsDone: e.epoch, cursor, history };
@@ -190,7 +201,7 @@ export async function trainRun(data: DataInput | undefined, opts: TrainRunOption
       title: `Training run ${out}`,
       facts: [
         ['data', typeof cfg.data === 'string' ? cfg.data : JSON.stringify(cfg.data)], ['model', `${cfg.model} (${model.countParams()} parameters)`],
-        ['optimizer', `${cfg.optimizer}, lr ${cfg.lr}, batch ${cfg.batchSize}, seed ${cfg.seed}, shuffle ${cfg.shuffle}`],
+        ['optimizer', `${cfg.optimizer}, lr ${cfg.lr}${cfg.lrDecay && cfg.lrDecay !== 1 ? ` x${cfg.lrDecay}/epoch` : ''}, batch ${cfg.batchSize}, seed ${cfg.seed}, shuffle ${cfg.shuffle}${cfg.shift ? `, shift ${cfg.shift} px` : ''}`],
         ['backend', info.note], ['wall time of this invocation', `${wallSeconds.toFixed(1)} s`], ['peak RSS', formatBytes(rss)],
       ],
       history, evaluation: test ? { split: 'test', result: test } : undefined, classNames: rd.classNames,
