@@ -55,6 +55,7 @@ if kind == "numpy":
         check += float(xb.reshape(len(yb), -1)[0, 0])
         if t0 is None:
             t0 = time.perf_counter()
+            c0 = time.process_time()
             continue
         n += len(yb)
         if time.perf_counter() - t0 > seconds:
@@ -91,6 +92,7 @@ else:
         check += float(xb.reshape(len(yb), -1)[0, 0])
         if t0 is None:
             t0 = time.perf_counter()
+            c0 = time.process_time()
             continue
         n += len(yb)
         if time.perf_counter() - t0 > seconds:
@@ -98,5 +100,6 @@ else:
     del dl
 
 dt = time.perf_counter() - t0 if t0 else 0.0
+cpu = time.process_time() - c0 if t0 else 0.0  # this process only (DataLoader worker processes not included)
 me, kids = peak()
-print(json.dumps({"samples": n, "seconds": dt, "peakRss": me, "peakRssChildren": kids, "check": check}))
+print(json.dumps({"samples": n, "seconds": dt, "cpuSeconds": cpu, "cpuIncomplete": kind != "numpy" and spec.get("workers", 0) > 0, "peakRss": me, "peakRssChildren": kids, "check": check}))

@@ -5,6 +5,7 @@ import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { SlimfitError } from '../formats/errors.ts';
 import { formatBytes } from '../util/rss.ts';
+import { gatherAddon } from './native.ts';
 import { openDataset } from './source.ts';
 import type { BenchChildSpec } from './bench-child.ts';
 
@@ -44,10 +45,14 @@ export interface BenchRow {
   peakRssChildren?: number;
   /** samplesPerSec / numpy's in the same cache state. */
   ratio?: number;
+  /** Samples per CPU-second of the contender's process (all its threads); undefined when worker processes are not counted. */
+  samplesPerCpuSec?: number;
+  /** samplesPerCpuSec / numpy's. */
+  cpuRatio?: number;
   note?: string;
 }
 
-interface Raw { samples: number; seconds: number; peakRss: number; peakRssChildren?: number }
+interface Raw { samples: number; seconds: number; cpuSeconds?: number; cpuIncomplete?: boolean; peakRss: number; peakRssChildren?: number }
 
 function run(cmd: string, args: string[]): Promise<Raw> {
   return new Promise((resolve, reject) => {
@@ -112,15 +117,21 @@ export async function benchLoader(dir: string, opts: LoaderBenchOptions = {}): P
 
   type Contender = { name: string; run: () => Promise<Raw>; note?: string };
   const peerSpec = (workers: number) => JSON.stringify({ x: xFiles, y: yFiles, batch, seconds, seed: 0, workers });
-  const slim = (workers: number, shuffle: 'global' | 'block'): Contender => ({
-    name: `slimfit ${shuffle} shuffle, ${workers} worker${workers === 1 ? '' : 's'}`,
-    run: () => run(process.execPath, ['--import', 'tsx', CHILD, JSON.stringify({ dir: ds.dir, split, batch, seconds, workers, shuffle, reuse: false } satisfies BenchChildSpec)]),
+  const addon = gatherAddon() !== null;
+  if (!addon) notes.push('the native gather addon is not built (npm install builds it): slimfit used plain JS positioned reads and could not run io: mmap');
+  const slim = (workers: number, shuffle: 'global' | 'block', io: 'pread' | 'mmap', native = true, reuse = false): Contender => ({
+    name: `slimfit ${shuffle} shuffle, ${shuffle === 'block' ? 'sequential windows' : io === 'mmap' ? 'io: mmap' : native ? 'pread (native)' : 'pread (plain JS)'}, ${workers} worker${workers === 1 ? '' : 's'}${reuse ? ', lent ring buffers (no copy)' : ''}`,
+    run: () => run(process.execPath, ['--import', 'tsx', CHILD, JSON.stringify({ dir: ds.dir, split, batch, seconds, workers, shuffle, reuse, io, native } satisfies BenchChildSpec)]),
   });
   const contenders = (cache: 'warm' | 'cold'): Contender[] => {
     const c: Contender[] = [];
+    const ws = opts.workers ?? [1, 2];
     if (haveNumpy) c.push({ name: 'numpy memmap + fancy-index gather', run: () => run(python, [PEERS, 'numpy', peerSpec(0)]) });
-    for (const w of opts.workers ?? [1, 2]) c.push(slim(w, 'global'));
-    if (cache === 'cold') c.push(slim((opts.workers ?? [1])[0], 'block'));
+    for (const w of ws) c.push(slim(w, 'global', 'pread'));
+    if (addon) for (const w of ws) c.push(slim(w, 'global', 'mmap'));
+    if (addon && cache === 'warm') c.push(slim(ws[ws.length - 1], 'global', 'mmap', true, true));
+    if (addon && cache === 'warm') c.push(slim(ws[ws.length - 1], 'global', 'pread', false));
+    if (cache === 'cold') c.push(slim(ws[0], 'block', 'pread'));
     if (haveTorch) {
       for (const w of cache === 'warm' ? [0, 2] : [2]) c.push({ name: `PyTorch DataLoader (per-sample __getitem__), num_workers=${w}`, run: () => run(torchPy, [PEERS, 'torch', peerSpec(w)]) });
       c.push({ name: 'PyTorch DataLoader (batched sampler + fancy index), num_workers=2', run: () => run(torchPy, [PEERS, 'torch-batched', peerSpec(2)]) });
@@ -151,24 +162,30 @@ export async function benchLoader(dir: string, opts: LoaderBenchOptions = {}): P
       }
       if (!best) continue;
       const sps = best.samples / best.seconds;
-      rows.push({ name: c.name, cache, samples: best.samples, seconds: best.seconds, samplesPerSec: sps, mbPerSec: (sps * sampleBytes) / 1e6, peakRss: best.peakRss, peakRssChildren: best.peakRssChildren || undefined });
+      const perCpu = best.cpuSeconds && !best.cpuIncomplete ? best.samples / best.cpuSeconds : undefined;
+      rows.push({ name: c.name, cache, samples: best.samples, seconds: best.seconds, samplesPerSec: sps, mbPerSec: (sps * sampleBytes) / 1e6, peakRss: best.peakRss, peakRssChildren: best.peakRssChildren || undefined, samplesPerCpuSec: perCpu });
       log(`  ${Math.round(sps)} samples/s, peak RSS ${formatBytes(best.peakRss)}`);
     }
   }
   for (const r of rows) {
     const base = rows.find((b) => b.cache === r.cache && b.name.startsWith('numpy'));
     if (base) r.ratio = r.samplesPerSec / base.samplesPerSec;
+    if (base?.samplesPerCpuSec && r.samplesPerCpuSec) r.cpuRatio = r.samplesPerCpuSec / base.samplesPerCpuSec;
   }
   const lines = [
     `Shuffled float32 batches (x/255) of ${m.fields.x.shape.join('x')} uint8 samples, batch ${batch}, split '${split}' of ${ds.dir}: ` +
       `${src.samples} samples, ${formatBytes(totalBytes)} in ${info.shards.length} shard pair(s). Each contender runs ${seconds} s (timed from its first batch; best of ${repeat}).`,
     '',
-    '| contender | cache | samples/s | MB/s | peak RSS | ratio vs numpy |',
-    '|---|---|---:|---:|---:|---:|',
-    ...rows.map((r) => `| ${r.name} | ${r.cache} | ${Math.round(r.samplesPerSec).toLocaleString('en-US')} | ${r.mbPerSec.toFixed(1)} | ${formatBytes(r.peakRss)}${r.peakRssChildren ? ` (+ ${formatBytes(r.peakRssChildren)} largest worker)` : ''} | ${r.ratio !== undefined ? `${r.ratio.toFixed(2)}x` : '-'} |`),
+    '| contender | cache | samples/s | MB/s | peak RSS | ratio vs numpy | samples per CPU-s | CPU-efficiency vs numpy |',
+    '|---|---|---:|---:|---:|---:|---:|---:|',
+    ...rows.map((r) => `| ${r.name} | ${r.cache} | ${Math.round(r.samplesPerSec).toLocaleString('en-US')} | ${r.mbPerSec.toFixed(1)} | ${formatBytes(r.peakRss)}${r.peakRssChildren ? ` (+ ${formatBytes(r.peakRssChildren)} largest worker)` : ''} | ${r.ratio !== undefined ? `${r.ratio.toFixed(2)}x` : '-'} | ${r.samplesPerCpuSec ? Math.round(r.samplesPerCpuSec).toLocaleString('en-US') : '-'} | ${r.cpuRatio !== undefined ? `${r.cpuRatio.toFixed(2)}x` : '-'} |`),
     '',
-    'warm = the store was read once just before (page cache); cold = its pages were evicted with posix_fadvise(DONTNEED) just before. ' +
-      'MB/s counts stored sample bytes (x + y). numpy/PyTorch peak RSS includes the memmapped pages they touched.',
+    'slimfit batches are copies the caller owns unless marked \'lent ring buffers\' (reuseBuffers: true: views valid until the next batch). ' +
+      'warm = the store was read once just before (page cache); cold = its pages were evicted with posix_fadvise(DONTNEED) just before. ' +
+      'MB/s counts stored sample bytes (x + y). Peak RSS (VmHWM) includes memory-mapped file pages touched: numpy, PyTorch and slimfit io: mmap; ' +
+      'slimfit pread and block keep the data out of the process (page cache only).',
+    'Samples per CPU-second counts every thread of the contender\'s process (slimfit: main + worker threads); it is the fairer number on a busy machine. ' +
+      'It is left out for DataLoader with worker processes, whose CPU time is not visible to the parent while they run.',
     ...notes.map((n) => `- ${n}`),
   ];
   return { rows, markdown: lines.join('\n') };

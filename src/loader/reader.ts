@@ -53,7 +53,7 @@ export function createReader(init: ReaderInit): BatchReader {
   const yRow = spec.y.shape.reduce((p, d) => p * d, 1) * dtypeSize(spec.y.dtype);
   const layout = slotLayout(spec, B);
   const outputs = init.slots.map((sab) => [new Uint8Array(sab, 0, B * spec.xOutBytes), new Uint8Array(sab, layout.yOffset, B * spec.yOutBytes)] as const);
-  const t = createTransformer(spec);
+  const t = createTransformer(spec, (id) => (id < 0 ? `a sample of the current shuffle window` : `sample ${id} of ${parts[partOf(parts, id)].y.name}`));
   // Scratch for raw rows (8-aligned for every dtype).
   const xScratch = rawView(spec.x.dtype, new Uint8Array(new ArrayBuffer(Math.max(8, B * xRow))));
   const yScratch = rawView(spec.y.dtype, new Uint8Array(new ArrayBuffer(Math.max(8, B * yRow))));
@@ -207,7 +207,6 @@ export function createReader(init: ReaderInit): BatchReader {
     }
   };
 
-  const where = (id: number) => () => `sample ${id} of ${parts[partOf(parts, id)].y.name.replace(/^shard /, 'shard ')}`;
 
   return {
     fill(epoch, start, n, slot) {
@@ -223,22 +222,23 @@ export function createReader(init: ReaderInit): BatchReader {
           if (labels) {
             // Stored-order slot s of window w is global id plan.samples(...); recover it only for labels.
             plan.samples(epoch, q, 1, ids);
-            t.y(k, labels, ids[0], where(ids[0]));
-          } else t.y(k, cur.y, s, () => `position ${q} of epoch ${epoch}`);
+            t.y(k, labels, ids[0], ids[0]);
+          } else t.y(k, cur.y, s, -1);
         }
         return;
       }
       plan.samples(epoch, start, n, ids);
       for (let k = 0; k < n; k++) order[k] = k;
       const sorted = order.subarray(0, n);
-      if (init.plan.mode !== 'none') sorted.sort((i, j) => ids[i] - ids[j]);
+      // Sorted by file offset for positioned reads (helps a cold disk); mapped gathers only group by part.
+      if (init.plan.mode !== 'none' && !(useMap && parts.length === 1)) sorted.sort((i, j) => ids[i] - ids[j]);
       if (addon) {
         gatherMapped(n, sorted, fused ? outputs[slot][0] : xScratch.u8);
         for (let r = 0; r < n; r++) slotOf[sorted[r]] = r;
         for (let k = 0; k < n; k++) {
           if (!fused) t.x(k, xScratch, slotOf[k], epoch, plan.streamPosition(start + k));
-          if (labels) t.y(k, labels, ids[k], where(ids[k]));
-          else t.y(k, yScratch, slotOf[k], where(ids[k]));
+          if (labels) t.y(k, labels, ids[k], ids[k]);
+          else t.y(k, yScratch, slotOf[k], ids[k]);
         }
         return;
       }
@@ -254,8 +254,8 @@ export function createReader(init: ReaderInit): BatchReader {
       for (let k = 0; k < n; k++) {
         const key = plan.streamPosition(start + k);
         t.x(k, xScratch, slotOf[k], epoch, key);
-        if (labels) t.y(k, labels, ids[k], where(ids[k]));
-        else t.y(k, yScratch, slotOf[k], where(ids[k]));
+        if (labels) t.y(k, labels, ids[k], ids[k]);
+        else t.y(k, yScratch, slotOf[k], ids[k]);
       }
     },
     close() {

@@ -134,8 +134,8 @@ export interface Transformer {
   setOutput(xOut: Uint8Array, yOut: Uint8Array): void;
   /** Transform source row `row` of `src` into output sample k; `key` (epoch-wide position) seeds augmentation. */
   x(k: number, src: RawView, row: number, epoch: number, key: number): void;
-  /** Convert label row `row` of `src` into output sample k; `where` names the sample in errors. */
-  y(k: number, src: RawView, row: number, where: () => string): void;
+  /** Convert label row `row` of `src` into output sample k; `id` (the sample's index) names it in errors. */
+  y(k: number, src: RawView, row: number, id: number): void;
 }
 
 // Monomorphic kernels for the common cases (one element type each, so V8 keeps them fast).
@@ -150,7 +150,7 @@ function affineTmp(s: Float32Array, o: Float32Array, oo: number, len: number, a:
 }
 
 /** Build the per-sample kernels (call setOutput before writing). */
-export function createTransformer(spec: TransformSpec): Transformer {
+export function createTransformer(spec: TransformSpec, describe: (id: number) => string = (id) => `sample ${id}`): Transformer {
   const { x, y, channels: C, a, b, noise, shift, h: H, w: Wd } = spec;
   const elems = x.shape.reduce((p, d) => p * d, 1);
   const yElems = y.shape.reduce((p, d) => p * d, 1);
@@ -232,12 +232,12 @@ export function createTransformer(spec: TransformSpec): Transformer {
         }
       }
     },
-    y(k, src, row, where) {
+    y(k, src, row, id) {
       const t = src.t;
       if (spec.yOut === 'onehot') {
         const v = Number(t[row]);
         if (!(Number.isInteger(v) && v >= 0 && v < spec.classes)) {
-          throw new SlimfitError(`label ${v} of ${where()} is not a class index below ${spec.classes}`, { hint: 'pass the right number of classes to oneHot, or check the labels' });
+          throw new SlimfitError(`label ${v} of ${describe(id)} is not a class index below ${spec.classes}`, { hint: 'pass the right number of classes to oneHot, or check the labels' });
         }
         const base = k * spec.classes;
         yf.fill(0, base, base + spec.classes);
@@ -248,7 +248,7 @@ export function createTransformer(spec: TransformSpec): Transformer {
       if (spec.yOut === 'int32') {
         for (let e = 0; e < yElems; e++) {
           const v = Number(t[base + e]);
-          if (v > 2147483647 || v < -2147483648) throw new SlimfitError(`label ${v} of ${where()} does not fit in int32`, { hint: 'labels must be class indices or small integers' });
+          if (v > 2147483647 || v < -2147483648) throw new SlimfitError(`label ${v} of ${describe(id)} does not fit in int32`, { hint: 'labels must be class indices or small integers' });
           yi[out + e] = v;
         }
       } else if (y.dtype === 'float16') for (let e = 0; e < yElems; e++) yf[out + e] = halfToFloat(t[base + e] as number);
