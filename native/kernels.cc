@@ -168,8 +168,9 @@ static void col2im(const ConvGeom& g, const float* col, int n0, int nb, float* d
   });
 }
 
+// im2col buffer, per calling thread (tfjs may run in several worker threads of one process)
 static std::vector<float>& scratch() {
-  static std::vector<float> buf;
+  thread_local std::vector<float> buf;
   return buf;
 }
 

@@ -10,7 +10,7 @@ export function register(program: Command): void {
     .description('GEMM GFLOP/s at training shapes vs numpy/OpenBLAS, and mlp/cnn training samples/s: fast engine vs tfjs wasm vs PyTorch')
     .option('--models <list>', 'models to train: mlp,cnn', 'mlp,cnn')
     .option('--samples <n>', 'samples per timed epoch (per model; plain wasm uses fewer)')
-    .option('--gemm-seconds <s>', 'seconds per GEMM measurement', '0.6')
+    .option('--gemm-seconds <s>', 'seconds per GEMM round (best of 3 rounds)', '0.3')
     .option('--torch-python <path>', 'Python with torch', '/usr/bin/python3')
     .action(async (o: { models: string; samples?: string; gemmSeconds: string; torchPython: string }) => {
       const { benchEngine, engineReport } = await import('../engine/bench.ts');

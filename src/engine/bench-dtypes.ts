@@ -1,7 +1,7 @@
 // `slimfit bench dtypes`: the same GEMM in float64, float32, bfloat16 (AVX512_BF16) and int8 (AVX512_VNNI),
 // as GFLOP/s (GOP/s for int8) with ratios to float32 of the same implementation. Reused by the precision lab.
 import { loadAddon, type GemmKind } from './addon.ts';
-import { fmt, markdownTable, median } from './table.ts';
+import { fmt, markdownTable } from './table.ts';
 
 /** Options of benchDtypes. */
 export interface DtypeBenchOptions {
@@ -9,7 +9,7 @@ export interface DtypeBenchOptions {
   shapes?: [number, number, number][];
   /** Seconds of measurement per (shape, dtype); default 0.6. */
   seconds?: number;
-  /** Timed rounds per measurement (the median is reported); default 3. */
+  /** Timed rounds per measurement, interleaved across dtypes (the best is reported); default 3. */
   rounds?: number;
 }
 
@@ -63,7 +63,7 @@ export function benchDtypes(opts: DtypeBenchOptions = {}): DtypeRow[] {
         }
       }
     };
-    const measure = (kind: GemmKind): number | null => (rates.has(kind) ? median(rates.get(kind)!) : null);
+    const measure = (kind: GemmKind): number | null => (rates.has(kind) ? Math.max(...rates.get(kind)!) : null);
     const kinds: GemmKind[] = ['f64own', 'f32own', ...(info.bf16 ? ['bf16' as const] : []), ...(info.vnni ? ['i8' as const] : []), ...(info.blas === 'openblas' ? ['f64blas' as const, 'f32blas' as const] : [])];
     for (const k of kinds) prepare(k);
     measureAll();

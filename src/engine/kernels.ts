@@ -194,7 +194,7 @@ export function makeKernels(tf: Tf, addon: Addon, orig: Record<string, KernelFun
     // trailing broadcast: b's non-1 dims equal a's last dims, e.g. [N,H,W,C] + [C]
     const bDims = b.shape.slice(b.shape.findIndex((d) => d !== 1) < 0 ? b.shape.length : b.shape.findIndex((d) => d !== 1));
     const trailing = b.shape.length <= a.shape.length && bDims.every((d, i) => d === a!.shape[a!.shape.length - bDims.length + i]);
-    if (!same && !trailing) return fallback(name, args);
+    if (!same && (!trailing || m < 16)) return fallback(name, args); // scalars and tiny periods: wasm is fine
     const out = be.makeOutput(a.shape, 'float32');
     addon.elementwise(heap(be), op, off(be, a), off(be, b), off(be, out), n, same ? n : m, 0);
     return out;

@@ -10,10 +10,3 @@ export function markdownTable(headers: string[], rows: string[][]): string {
 export function fmt(n: number | null | undefined, digits = 1, missing = '–'): string {
   return n == null || !Number.isFinite(n) ? missing : n.toFixed(digits);
 }
-
-/** Median of a non-empty list. */
-export function median(xs: number[]): number {
-  const s = [...xs].sort((a, b) => a - b);
-  const m = s.length >> 1;
-  return s.length % 2 ? s[m] : (s[m - 1] + s[m]) / 2;
-}
