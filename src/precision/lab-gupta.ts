@@ -91,6 +91,6 @@ async function writeGupta(o: GuptaOptions, cells: GuptaCell[], cfg: ReturnType<t
     '',
     'The paper\'s finding: with stochastic rounding 16-bit fixed point matches float32; with round-to-nearest, training degrades and stalls as FL shrinks, because updates smaller than half a quantum are rounded away.',
   ].join('\n');
-  await saveJson(o.out, 'gupta2015', { quick: o.quick, cells: cells.map(({ curve: _c, ...rest }) => rest) });
+  await saveJson(o.out, 'gupta2015', { quick: o.quick, cells });
   await writeSection(o.out, 'gupta2015', md);
 }

@@ -85,6 +85,8 @@ function answerSwallow(s: Json | null, g: Json | null): string {
     const f = gc.find((c) => c.fl === null);
     const rn8 = gc.find((c) => c.fl === 8 && c.rounding === 'nearest'), sr8 = gc.find((c) => c.fl === 8 && c.rounding === 'stochastic');
     if (rn8 && sr8) lines.push(`Gupta et al. 2015 reproduced (${g.quick ? 'quick mode' : 'full mode'}): 16-bit fixed point with 8 fraction bits reaches ${pct(sr8.testError)} test error with stochastic rounding but ${pct(rn8.testError)} with round-to-nearest${f ? ` (float32: ${pct(f.testError)})` : ''}.`);
+    const sat = (gc as { fl: number | null; rounding: string; testError: number; actSaturated?: number }[]).filter((c) => c.fl !== null && (c.actSaturated ?? 0) > 0.01);
+    if (sat.length) lines.push(`Where our reproduction departs from the paper: with WL = 16 a long fraction leaves few integer bits (⟨2,14⟩ spans only ±2), and in our runs ${sat.map((c) => `${pct(c.actSaturated!)} of activations saturate at FL=${c.fl} ${c.rounding} (test error ${pct(c.testError)})`).join(', ')}. That is a range problem, not a rounding problem; the paper's curves at FL=14 did not show it (its learning rate and scaling details differ from ours).`);
   }
   return [
     '### Guess (2): "rounding away tiny updates damages momentum and stalls learning on flat stretches"',
