@@ -90,6 +90,24 @@ np.savetxt(out, np.column_stack([y, x]), fmt='%d', delimiter=',', header=','.joi
     await assert.rejects(drain(strict), (e: Error) => e.name === 'SlimfitError' && /bad\.csv: line 6: expected 785 fields, found 784/.test(e.message));
   });
 
+  it('parsing in byte ranges on worker threads gives the same samples and absolute line numbers', async () => {
+    const lines = readFileSync(csv, 'latin1').split('\n');
+    for (const k of [3, 700, 1400, 1999]) lines[k] = lines[k].slice(0, lines[k].lastIndexOf(','));
+    const bad = join(tmp.dir, 'ranges.csv');
+    writeFileSync(bad, lines.join('\n'));
+    const one = await openCsv(bad, { xDtype: 'uint8' });
+    const d1 = await drain(one);
+    const three = await openCsv(bad, { xDtype: 'uint8', workers: 3, batchRows: 100 });
+    const d3 = await drain(three);
+    assert.equal(d3.n, ROWS - 4);
+    assert.ok(d3.x.equals(d1.x));
+    assert.deepEqual(d3.y, d1.y);
+    assert.deepEqual(three.skipped, one.skipped);
+    assert.deepEqual(three.skipped!.map((s) => s.path), [4, 701, 1401, 2000].map((l) => `${bad}:${l}`));
+    const strict = await openCsv(bad, { xDtype: 'uint8', workers: 3, strict: true });
+    await assert.rejects(drain(strict), /ranges\.csv: line 4: expected 785 fields/);
+  });
+
   it('TSV and whitespace text, label in the last column, exponents, float32 and float16 equal numpy casts', async () => {
     const tsv = join(tmp.dir, 'f.tsv');
     const ws = join(tmp.dir, 'f.txt');
@@ -141,7 +159,7 @@ print(int((np.abs(x) > 65504).sum()))
     const headerEnd = body.indexOf(10) + 1;
     const big = join(tmp.dir, 'big.csv');
     const small = join(tmp.dir, 'small.csv');
-    // 1x = 10 copies of the 2000-row file, 10x = 100 copies (~36 MB and ~360 MB). float32 output, so that even the
+    // 1x = 10 copies of the 2000-row file, 10x = 100 copies (~36 MB and ~360 MB). float64 output, so that even the
     // 1x run makes more garbage batch buffers than V8 lets pile up before collecting (its steady state).
     const write = async (out: string, copies: number) => {
       const ws = createWriteStream(out);
@@ -152,8 +170,8 @@ print(int((np.abs(x) > 65504).sum()))
     await write(small, 10);
     await write(big, 100);
     const script = join(ROOT, 'test', 'drain-source.mjs');
-    const r1 = await runCli([small, '{}'], { script });
-    const r10 = await runCli([big, '{}'], { script });
+    const r1 = await runCli([small, '{"xDtype":"float64"}'], { script });
+    const r10 = await runCli([big, '{"xDtype":"float64"}'], { script });
     assert.equal(r1.code, 0, r1.stderr);
     assert.equal(r10.code, 0, r10.stderr);
     assert.match(r1.stdout, new RegExp(`samples=${10 * ROWS} `));

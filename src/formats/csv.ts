@@ -11,10 +11,12 @@
 // - A malformed line (wrong field count, empty field, non-number) is skipped and listed as "<file>:<line>" with
 //   the reason; with --strict it is fatal. Blank lines and lines starting with '#' are ignored.
 import { open, stat } from 'node:fs/promises';
+import { isMainThread, parentPort, workerData } from 'node:worker_threads';
 import type { FieldSpec } from '../store/manifest.ts';
 import type { DType } from './dtype.ts';
 import { SlimfitError } from './errors.ts';
 import type { SampleBatch, SampleSource, SkippedInput } from './source.ts';
+import { tsWorker } from './ts-worker.ts';
 
 /** Options of the text reader (see the rules at the top of this file). */
 export interface CsvOptions {
@@ -26,6 +28,12 @@ export interface CsvOptions {
   strict?: boolean;
   /** Samples per yielded batch (default: about 4 MB of x). */
   batchRows?: number;
+  /**
+   * Threads parsing byte ranges in parallel; default 1 = parse on the calling thread. Opt-in because on the 2-core
+   * machine measured, 2 range workers gave no reliable speed-up under load and cost ~70 MB RSS each (a V8 isolate
+   * with tsx loaded); see bench/convert.ts.
+   */
+  workers?: number;
 }
 
 /** A CSV SampleSource that also reports value-range warnings after a pass. */
@@ -198,37 +206,47 @@ async function readLayout(path: string, opts: CsvOptions): Promise<Layout> {
   return { delim, header: header ? fields : null, ncols, labelCol, firstLine: header ? idx + 2 : idx + 1 };
 }
 
-/** Open a numeric text file as a SampleSource (x: features reshaped to --shape, y: int64 label). */
-export async function openCsv(path: string, opts: CsvOptions = {}): Promise<CsvSource> {
-  const layout = await readLayout(path, opts);
-  const { size: bytes } = await stat(path);
-  const nfeat = layout.ncols - 1;
-  const shape = opts.shape ?? [nfeat];
-  if (shape.some((d) => !Number.isInteger(d) || d < 1) || shape.reduce((a, b) => a * b, 1) !== nfeat) {
-    throw new SlimfitError(`--shape ${shape.join(',')} holds ${shape.reduce((a, b) => a * b, 1)} values but each line has ${nfeat} features (plus the label)`, {
-      file: path, hint: `use a shape whose product is ${nfeat}, e.g. --shape ${nfeat}`,
-    });
-  }
-  const xDtype = opts.xDtype ?? 'float32';
-  if (!CSV_X_DTYPES.includes(xDtype)) throw new SlimfitError(`--x-dtype ${xDtype} is not supported for text input`, { file: path, hint: `use one of ${CSV_X_DTYPES.join(', ')}` });
-  const x: FieldSpec = { dtype: xDtype, shape };
-  const y: FieldSpec = { dtype: 'int64', shape: [] };
-  const xElem = xDtype === 'uint8' ? 1 : xDtype === 'float16' ? 2 : xDtype === 'float32' ? 4 : 8;
-  const batchRows = Math.max(1, opts.batchRows ?? Math.max(64, Math.floor((4 << 20) / (nfeat * xElem))));
-  const skipped: SkippedInput[] = [];
-  const warnings: string[] = [];
-  const { ncols, labelCol, delim } = layout;
+/** One byte range of a text file to parse (whole lines), with what the layout says about its columns. */
+export interface RangeJob {
+  path: string;
+  start: number;
+  end: number;
+  /** Line number (relative to the range) of the first data line: the header is skipped in range 0 only. */
+  dataFrom: number;
+  ncols: number;
+  labelCol: number;
+  delim: number;
+  xDtype: DType;
+  batchRows: number;
+}
 
-  async function* batches(): AsyncGenerator<SampleBatch> {
-    skipped.length = 0;
-    warnings.length = 0;
+/** Parsed samples of a range; skipped line numbers are relative to the range's first line (1-based). */
+export interface RangeBatch {
+  n: number;
+  x: Uint8Array;
+  y: Uint8Array;
+  skipped: Array<{ line: number; reason: string }>;
+}
+
+/** What a range reports when finished: its line count (for absolute line numbers) and value-fit statistics. */
+export interface RangeEnd {
+  lines: number;
+  misfit: number;
+  firstMisfitLine: number;
+  skipped: Array<{ line: number; reason: string }>;
+}
+
+/** Parse the lines of one byte range into batches of x (in job.xDtype) and int64 y (runs in a worker or inline). */
+export async function* parseRange(job: RangeJob): AsyncGenerator<RangeBatch, RangeEnd> {
+  const { path, ncols, labelCol, delim, xDtype, batchRows, dataFrom } = job;
+  const nfeat = ncols - 1;
+  const xElem = xDtype === 'uint8' ? 1 : xDtype === 'float16' ? 2 : xDtype === 'float32' ? 4 : 8;
     let misfit = 0;
     let firstMisfitLine = 0;
     let xb!: ArrayBuffer, yb!: ArrayBuffer;
     let xU8!: Uint8Array, xU16!: Uint16Array, xF32!: Float32Array, xF64!: Float64Array, yI32!: Int32Array;
     let n = 0;
     let line = 0;
-    const dataFrom = layout.firstLine;
     const fresh = () => {
       xb = new ArrayBuffer(batchRows * nfeat * xElem);
       yb = new ArrayBuffer(batchRows * 8);
@@ -239,19 +257,14 @@ export async function openCsv(path: string, opts: CsvOptions = {}): Promise<CsvS
       yI32 = new Int32Array(yb);
       n = 0;
     };
-    const take = (): SampleBatch => {
-      const out = { n, x: new Uint8Array(xb, 0, n * nfeat * xElem), y: new Uint8Array(yb, 0, n * 8) };
+    const take = (): RangeBatch => {
+      const out = { n, x: new Uint8Array(xb, 0, n * nfeat * xElem), y: new Uint8Array(yb, 0, n * 8), skipped: skips.splice(0) };
       fresh();
       return out;
     };
     fresh();
-    const bad = (reason: string) => {
-      const where = `${path}:${line}`;
-      if (opts.strict) {
-        throw new SlimfitError(`line ${line}: ${reason}`, { file: path, hint: '--strict stops at the first malformed line; fix it or drop --strict to skip such lines' });
-      }
-      skipped.push({ path: where, reason });
-    };
+    const skips: Array<{ line: number; reason: string }> = [];
+    const bad = (reason: string) => { skips.push({ line, reason }); };
     // Output position of each column: -1 for the label, else its feature index.
     const dest = new Int32Array(ncols);
     for (let f = 0, k = 0; f < ncols; f++) dest[f] = f === labelCol ? -1 : k++;
@@ -331,15 +344,17 @@ export async function openCsv(path: string, opts: CsvOptions = {}): Promise<CsvS
         if (n === batchRows) pending.push(take());
       }
     };
-    const pending: SampleBatch[] = [];
+    const pending: RangeBatch[] = [];
     let carry: Uint8Array | null = null;
     // One reused read buffer (fresh 1 MB chunks per read would pile up as garbage ArrayBuffers and raise RSS).
     const fh = await open(path, 'r');
     const chunkBuf = Buffer.allocUnsafe(1 << 20);
-    let position = 0;
+    let position = job.start;
     try {
       for (;;) {
-        const { bytesRead } = await fh.read(chunkBuf, 0, chunkBuf.length, position);
+        const want = Math.min(chunkBuf.length, job.end - position);
+        if (want <= 0) break;
+        const { bytesRead } = await fh.read(chunkBuf, 0, want, position);
         if (bytesRead === 0) break;
         position += bytesRead;
         const chunk = chunkBuf.subarray(0, bytesRead);
@@ -366,6 +381,149 @@ export async function openCsv(path: string, opts: CsvOptions = {}): Promise<CsvS
       if (n > 0) yield take();
     } finally {
       await fh.close();
+    }
+    return { lines: line, misfit, firstMisfitLine, skipped: skips.splice(0) };
+  }
+
+/** Batches a range worker may have in flight before waiting for the consumer (bounds memory). */
+const RANGE_CREDITS = 3;
+
+/** Parse a range in a worker thread; batches come back as transferred buffers, with flow control. */
+function rangeInWorker(job: RangeJob): AsyncGenerator<RangeBatch, RangeEnd> {
+  const w = tsWorker(import.meta.url, { slimfitCsvRange: job }, { maxYoungGenerationSizeMb: 8 });
+  type Msg = { type: 'batch'; batch: RangeBatch } | { type: 'end'; end: RangeEnd } | { type: 'error'; message: string; slimfit: boolean };
+  const queue: Msg[] = [];
+  let wake: (() => void) | null = null;
+  let failure: Error | null = null;
+  w.on('message', (m: Msg) => { queue.push(m); wake?.(); });
+  w.on('error', (e) => { failure = e; wake?.(); });
+  w.on('exit', (code) => { if (code !== 0 && !failure) failure = new Error(`CSV worker exited with code ${code}`); wake?.(); });
+  return (async function* () {
+    try {
+      for (;;) {
+        while (queue.length === 0 && !failure) await new Promise<void>((r) => { wake = r; });
+        wake = null;
+        const m = queue.shift();
+        if (!m) throw failure!;
+        if (m.type === 'error') throw m.slimfit ? new SlimfitError(m.message) : new Error(m.message);
+        if (m.type === 'end') return m.end;
+        w.postMessage('credit');
+        yield m.batch;
+      }
+    } finally {
+      await w.terminate();
+    }
+  })();
+}
+
+// Worker side: parse one range and stream its batches back.
+if (!isMainThread && parentPort && (workerData as { slimfitCsvRange?: RangeJob } | null)?.slimfitCsvRange) {
+  const job = (workerData as { slimfitCsvRange: RangeJob }).slimfitCsvRange;
+  const port = parentPort;
+  let credits = RANGE_CREDITS;
+  let wakeW: (() => void) | null = null;
+  port.on('message', () => { credits++; wakeW?.(); });
+  (async () => {
+    const it = parseRange(job);
+    for (;;) {
+      const r = await it.next();
+      if (r.done) { port.postMessage({ type: 'end', end: r.value }); break; }
+      while (credits <= 0) await new Promise<void>((res) => { wakeW = res; });
+      wakeW = null;
+      credits--;
+      const b = r.value;
+      port.postMessage({ type: 'batch', batch: b }, [b.x.buffer as ArrayBuffer, b.y.buffer as ArrayBuffer]);
+    }
+    port.close();
+  })().catch((e: Error) => {
+    port.postMessage({ type: 'error', message: e.message, slimfit: e instanceof SlimfitError });
+  });
+}
+
+/** Open a numeric text file as a SampleSource (x: features reshaped to --shape, y: int64 label). */
+export async function openCsv(path: string, opts: CsvOptions = {}): Promise<CsvSource> {
+  const layout = await readLayout(path, opts);
+  const { size: bytes } = await stat(path);
+  const nfeat = layout.ncols - 1;
+  const shape = opts.shape ?? [nfeat];
+  if (shape.some((d) => !Number.isInteger(d) || d < 1) || shape.reduce((a, b) => a * b, 1) !== nfeat) {
+    throw new SlimfitError(`--shape ${shape.join(',')} holds ${shape.reduce((a, b) => a * b, 1)} values but each line has ${nfeat} features (plus the label)`, {
+      file: path, hint: `use a shape whose product is ${nfeat}, e.g. --shape ${nfeat}`,
+    });
+  }
+  const xDtype = opts.xDtype ?? 'float32';
+  if (!CSV_X_DTYPES.includes(xDtype)) throw new SlimfitError(`--x-dtype ${xDtype} is not supported for text input`, { file: path, hint: `use one of ${CSV_X_DTYPES.join(', ')}` });
+  const x: FieldSpec = { dtype: xDtype, shape };
+  const y: FieldSpec = { dtype: 'int64', shape: [] };
+  const xElem = xDtype === 'uint8' ? 1 : xDtype === 'float16' ? 2 : xDtype === 'float32' ? 4 : 8;
+  const batchRows = Math.max(1, opts.batchRows ?? Math.max(64, Math.floor((4 << 20) / (nfeat * xElem))));
+  const skipped: SkippedInput[] = [];
+  const warnings: string[] = [];
+  const { ncols, labelCol, delim } = layout;
+
+  /** Byte ranges that start at line starts: one per worker for big files, a single inline range otherwise. */
+  async function ranges(): Promise<RangeJob[]> {
+    const base = { path, ncols, labelCol, delim, xDtype, batchRows };
+    const want = Math.max(1, opts.workers ?? 1);
+    const cuts = [0];
+    const fh = await open(path, 'r');
+    try {
+      const buf = Buffer.alloc(1 << 16);
+      for (let k = 1; k < want; k++) {
+        let pos = Math.max(cuts[cuts.length - 1], Math.floor((k * bytes) / want));
+        for (;;) {
+          const { bytesRead } = await fh.read(buf, 0, buf.length, pos);
+          if (bytesRead === 0) { pos = bytes; break; }
+          const i = buf.subarray(0, bytesRead).indexOf(NL);
+          if (i >= 0) { pos += i + 1; break; }
+          pos += bytesRead;
+        }
+        if (pos < bytes && pos > cuts[cuts.length - 1]) cuts.push(pos);
+      }
+    } finally {
+      await fh.close();
+    }
+    // The header may only be skipped in range 0, so that range must reach past it.
+    return cuts.map((start, k) => ({ ...base, start, end: k + 1 < cuts.length ? cuts[k + 1] : bytes, dataFrom: k === 0 ? layout.firstLine : 1 }));
+  }
+
+  async function* batches(): AsyncGenerator<SampleBatch> {
+    skipped.length = 0;
+    warnings.length = 0;
+    const jobs = await ranges();
+    const inline = (opts.workers ?? 1) <= 1;
+    // Start every range now (workers run ahead, bounded by credits); consume them strictly in order.
+    const readers = jobs.map((j) => (inline ? parseRange(j) : rangeInWorker(j)));
+    let lineOffset = 0;
+    let misfit = 0;
+    let firstMisfitLine = 0;
+    const report = (s: Array<{ line: number; reason: string }>) => {
+      for (const { line, reason } of s) {
+        const abs = lineOffset + line;
+        if (opts.strict) {
+          throw new SlimfitError(`line ${abs}: ${reason}`, { file: path, hint: '--strict stops at the first malformed line; fix it or drop --strict to skip such lines' });
+        }
+        skipped.push({ path: `${path}:${abs}`, reason });
+      }
+    };
+    try {
+      for (const r of readers) {
+        for (;;) {
+          const it = await r.next();
+          if (it.done) {
+            const end = it.value;
+            report(end.skipped);
+            if (end.misfit > 0 && misfit === 0) firstMisfitLine = lineOffset + end.firstMisfitLine;
+            misfit += end.misfit;
+            lineOffset += end.lines;
+            break;
+          }
+          report(it.value.skipped);
+          if (it.value.n > 0) yield { n: it.value.n, x: it.value.x, y: it.value.y };
+        }
+      }
+    } finally {
+      await Promise.all(readers.map((r) => r.return(undefined as never)));
     }
     if (misfit > 0) {
       const what = xDtype === 'uint8' ? 'were not whole numbers in 0..255 and were rounded/clamped' : 'were beyond float16 range (+-65504) and became infinite';
