@@ -76,7 +76,7 @@ async function writeGupta(o: GuptaOptions, cells: GuptaCell[], cfg: ReturnType<t
     const facets = c.fl === null ? [...new Set(cells.filter((d) => d.fl !== null).map((d) => `FL=${d.fl}`))] : [`FL=${c.fl}`];
     for (const f of facets.length ? facets : ['float32']) for (const p of c.curve) pts.push({ x: p.epoch, y: 100 * (1 - p.testAcc), series: c.rounding, facet: f });
   }
-  const fig = await figure(lines(pts, { title: 'Gupta et al. 2015 on MNIST: test error vs epoch (WL=16 fixed point)', x: 'epoch', y: 'test error (%)', facet: 'fraction length', logY: true, width: 240, height: 180, columns: 4 }), o.out, SUB, 'gupta2015-curves', 'test error curves');
+  const fig = await figure(lines(pts, { title: 'Gupta et al. 2015 on MNIST: test error vs epoch (WL=16 fixed point)', x: 'epoch', y: 'test error (%)', facet: 'fraction length', facetSort: [...new Set(cells.filter((d) => d.fl !== null).map((d) => d.fl!))].sort((a, b) => a - b).map((f) => `FL=${f}`), logY: true, width: 240, height: 180, columns: 4 }), o.out, SUB, 'gupta2015-curves', 'test error curves');
   const rows = cells.map((c) => [c.fl === null ? 'float32' : `<${16 - c.fl},${c.fl}>`, c.rounding, pct(c.testError), pct(c.swallowed), pct(c.gradUnderflow), c.fl === null ? '–' : pct(c.actSaturated), c.seconds.toFixed(0)]);
   const md = [
     '## gupta2015 — reproducing "Deep Learning with Limited Numerical Precision" (Gupta et al. 2015)',
