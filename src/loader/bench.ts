@@ -1,6 +1,7 @@
 // `slimfit bench loader`: slimfit's loader against numpy memmap gathers and PyTorch DataLoader, same store, same run.
 import { spawn, spawnSync } from 'node:child_process';
 import { createReadStream, existsSync } from 'node:fs';
+import { cpus, loadavg } from 'node:os';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { SlimfitError } from '../formats/errors.ts';
@@ -140,6 +141,7 @@ export async function benchLoader(dir: string, opts: LoaderBenchOptions = {}): P
   };
 
   const rows: BenchRow[] = [];
+  const loadBefore = loadavg()[0];
   for (const cache of opts.cold ? (['warm', 'cold'] as const) : (['warm'] as const)) {
     for (const c of contenders(cache)) {
       let best: Raw | null = null;
@@ -172,9 +174,11 @@ export async function benchLoader(dir: string, opts: LoaderBenchOptions = {}): P
     if (base) r.ratio = r.samplesPerSec / base.samplesPerSec;
     if (base?.samplesPerCpuSec && r.samplesPerCpuSec) r.cpuRatio = r.samplesPerCpuSec / base.samplesPerCpuSec;
   }
+  const loadAfter = loadavg()[0];
   const lines = [
     `Shuffled float32 batches (x/255) of ${m.fields.x.shape.join('x')} uint8 samples, batch ${batch}, split '${split}' of ${ds.dir}: ` +
-      `${src.samples} samples, ${formatBytes(totalBytes)} in ${info.shards.length} shard pair(s). Each contender runs ${seconds} s (timed from its first batch; best of ${repeat}).`,
+      `${src.samples} samples, ${formatBytes(totalBytes)} in ${info.shards.length} shard pair(s). Each contender runs ${seconds} s (timed from its first batch; best of ${repeat}). ` +
+      `Machine: ${cpus().length} cores, 1-minute load average ${loadBefore.toFixed(1)} before and ${loadAfter.toFixed(1)} after the runs.`,
     '',
     '| contender | cache | samples/s | MB/s | peak RSS | ratio vs numpy | samples per CPU-s | CPU-efficiency vs numpy |',
     '|---|---|---:|---:|---:|---:|---:|---:|',

@@ -159,28 +159,11 @@ function classTable(src: LoadableSource, labels: Uint8Array): ClassTable {
   return { offsets, ids };
 }
 
-/** Extra options beyond the contract's LoaderOptions. */
-export interface ExtraLoaderOptions {
-  /** Hand out batches whose arrays are views into the ring (valid until the next batch is requested); default false = copies. */
-  reuseBuffers?: boolean;
-  /** Keep all labels in (shared) memory when they take at most this many bytes (default 64 MB; 0 = read them per batch). */
-  labelCacheBytes?: number;
-  /** Block mode: bytes of one block of consecutive samples (default 1 MB, at most a quarter of the window). */
-  shuffleBlock?: number;
-  /** How often readers re-check open files for deletion or truncation, in ms (default 250). */
-  checkIntervalMs?: number;
-  /**
-   * 'pread' (default): positioned reads, peak RSS independent of the data size. 'mmap': gather from memory-mapped
-   * files with the native addon (numpy-memmap speed; the mapped pages touched count in RSS, as with numpy), falling
-   * back to 'pread' when the addon is not built. Global/no shuffle only; block shuffle always reads sequentially.
-   */
-  io?: 'pread' | 'mmap';
-  /** Use the native gather addon when it is built (default true); false = plain JS positioned reads. */
-  native?: boolean;
-}
+/** Kept for callers of the first version: every option now lives in LoaderOptions. */
+export type ExtraLoaderOptions = Pick<LoaderOptions, 'reuseBuffers' | 'labelCacheBytes' | 'shuffleBlock' | 'checkIntervalMs' | 'io' | 'native'>;
 
 /** Create a batch generator over `source` (see LoaderOptions; nothing is read until the first iteration). */
-export function createLoader(source: DataSource, opts: LoaderOptions & ExtraLoaderOptions = {}): ShuffledLoader {
+export function createLoader(source: DataSource, opts: LoaderOptions = {}): ShuffledLoader {
   if (!isLoadable(source)) throw new TypeError('createLoader needs a DataSource made by openDataset(dir).split(name), fromNpy or fromNpz');
   const src = source;
   const B = intOpt('batchSize', opts.batchSize, 128, 1);

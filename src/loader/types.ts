@@ -52,9 +52,25 @@ export interface LoaderOptions extends TransformOptions {
   /** This process's rank and the number of ranks: each epoch splits into disjoint equal-sized per-rank streams. */
   rank?: number;
   worldSize?: number;
+  /** Hand out batches whose arrays are views into the ring, valid until the next batch is requested (no copy). Default false: owned copies. */
+  reuseBuffers?: boolean;
+  /** Keep all labels in shared memory when they take at most this many bytes (default 64 MB; 0 = read them with each batch). */
+  labelCacheBytes?: number;
+  /** Block shuffle: bytes of one block of consecutive samples (default 1 MB, at most a quarter of the window). */
+  shuffleBlock?: number;
+  /** How often readers re-check open files for deletion or truncation, in ms (default 250). */
+  checkIntervalMs?: number;
+  /**
+   * 'pread' (default): positioned reads; peak RSS does not grow with the data. 'mmap': gather from memory-mapped files
+   * (native addon; numpy-memmap speed, and the mapped pages touched count in RSS as with numpy). Falls back to 'pread'
+   * when the addon is not built; block shuffle always reads sequential windows.
+   */
+  io?: 'pread' | 'mmap';
+  /** Use the native gather addon when it is built (default true); false = plain JS positioned reads. */
+  native?: boolean;
 }
 
-/** One minibatch: row-major typed arrays plus shapes, ready for any framework. */
+/** One minibatch: row-major typed arrays plus shapes, ready for any framework (owned copies unless `reuseBuffers`). */
 export interface Batch {
   /** Samples in the batch (the last one may be partial unless dropLast). */
   n: number;

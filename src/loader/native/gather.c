@@ -139,11 +139,14 @@ static napi_value js_gather(napi_env env, napi_callback_info info) {
     napi_value res; napi_create_int32(env, -1, &res); return res;
   }
   tl_jump = &jb;
+  // uint8 -> float32 through a 256-entry table computed as JS does it (double, then rounded): same bits as the JS path.
+  float lut[256];
+  if (mode == 1) for (int v = 0; v < 256; v++) lut[v] = (float)((double)v * a + b);
   for (size_t r = 0; r < count; r++) {
     const uint8_t* src = m->base + ds + (size_t)rows[r] * rb;
     if (mode == 1) {
       float* o = (float*)(outP + (size_t)dest[r] * outRow);
-      for (size_t e = 0; e < rb; e++) o[e] = (float)((double)src[e] * a + b); // as JS does it: double, then rounded
+      for (size_t e = 0; e < rb; e++) o[e] = lut[src[e]];
     } else {
       memcpy(outP + (size_t)dest[r] * outRow, src, rb);
     }
@@ -179,6 +182,8 @@ static napi_value js_pgather(napi_env env, napi_callback_info info) {
   uint8_t stack[65536];
   uint8_t* tmp = mode == 1 ? (rb <= sizeof stack ? stack : (uint8_t*)malloc(rb)) : NULL;
   int status = 0;
+  float lut[256];
+  if (mode == 1) for (int v = 0; v < 256; v++) lut[v] = (float)((double)v * a + b);
   for (size_t r = 0; r < count && status == 0; r++) {
     if ((size_t)dest[r] * outRow + outRow > outB) { status = -2; break; }
     uint8_t* dst = mode == 1 ? tmp : outP + (size_t)dest[r] * outRow;
@@ -192,7 +197,7 @@ static napi_value js_pgather(napi_env env, napi_callback_info info) {
     }
     if (status == 0 && mode == 1) {
       float* o = (float*)(outP + (size_t)dest[r] * outRow);
-      for (size_t e = 0; e < rb; e++) o[e] = (float)((double)tmp[e] * a + b);
+      for (size_t e = 0; e < rb; e++) o[e] = lut[tmp[e]];
     }
   }
   if (tmp && tmp != stack) free(tmp);
