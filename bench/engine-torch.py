@@ -1,6 +1,6 @@
 """PyTorch peer of `slimfit bench engine`: trains the same MLP/CNN (batch, Adam 1e-3) on random data.
 
-Usage: python3 bench/engine-torch.py <mlp|cnn> <samples> <batch>
+Usage: python3 bench/engine-torch.py <mlp|cnn> <samples> <batch> [threads (default: all cores)]
 Prints one JSON line: samplesPerSec, peakRss (bytes, ru_maxrss), threads, version.
 """
 import json
@@ -13,7 +13,7 @@ import torch
 import torch.nn as nn
 
 kind, samples, batch = sys.argv[1], int(sys.argv[2]), int(sys.argv[3])
-torch.set_num_threads(os.cpu_count() or 1)
+torch.set_num_threads(int(sys.argv[4]) if len(sys.argv) > 4 else (os.cpu_count() or 1))
 torch.manual_seed(0)
 
 if kind == 'mlp':

@@ -47,7 +47,7 @@ export function loadAddon(): { addon: Addon | null; note: string } {
   try {
     const addon = createRequire(import.meta.url)(ADDON_PATH) as Addon;
     const i = addon.info();
-    cached = { addon, note: `native engine: ${i.forceOwn || i.blas === 'own' ? 'own' : 'OpenBLAS'} GEMM, ${i.isa}, ${i.threads} threads` };
+    cached = { addon, note: `native engine: ${i.forceOwn || i.blas === 'own' ? 'own' : 'OpenBLAS'} GEMM, ${i.isa}, ${i.threads} thread${i.threads === 1 ? '' : 's'}` };
   } catch (e) {
     cached = { addon: null, note: `native engine failed to load (${(e as Error).message.split('\n')[0]})` };
   }
