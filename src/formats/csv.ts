@@ -241,149 +241,149 @@ export async function* parseRange(job: RangeJob): AsyncGenerator<RangeBatch, Ran
   const { path, ncols, labelCol, delim, xDtype, batchRows, dataFrom } = job;
   const nfeat = ncols - 1;
   const xElem = xDtype === 'uint8' ? 1 : xDtype === 'float16' ? 2 : xDtype === 'float32' ? 4 : 8;
-    let misfit = 0;
-    let firstMisfitLine = 0;
-    let xb!: ArrayBuffer, yb!: ArrayBuffer;
-    let xU8!: Uint8Array, xU16!: Uint16Array, xF32!: Float32Array, xF64!: Float64Array, yI32!: Int32Array;
-    let n = 0;
-    let line = 0;
-    const fresh = () => {
-      xb = new ArrayBuffer(batchRows * nfeat * xElem);
-      yb = new ArrayBuffer(batchRows * 8);
-      xU8 = new Uint8Array(xb);
-      xU16 = new Uint16Array(xElem === 2 ? xb : new ArrayBuffer(0));
-      xF32 = new Float32Array(xElem === 4 ? xb : new ArrayBuffer(0));
-      xF64 = new Float64Array(xElem === 8 ? xb : new ArrayBuffer(0));
-      yI32 = new Int32Array(yb);
-      n = 0;
-    };
-    const take = (): RangeBatch => {
-      const out = { n, x: new Uint8Array(xb, 0, n * nfeat * xElem), y: new Uint8Array(yb, 0, n * 8), skipped: skips.splice(0) };
-      fresh();
-      return out;
-    };
+  let misfit = 0;
+  let firstMisfitLine = 0;
+  let xb!: ArrayBuffer, yb!: ArrayBuffer;
+  let xU8!: Uint8Array, xU16!: Uint16Array, xF32!: Float32Array, xF64!: Float64Array, yI32!: Int32Array;
+  let n = 0;
+  let line = 0;
+  const fresh = () => {
+    xb = new ArrayBuffer(batchRows * nfeat * xElem);
+    yb = new ArrayBuffer(batchRows * 8);
+    xU8 = new Uint8Array(xb);
+    xU16 = new Uint16Array(xElem === 2 ? xb : new ArrayBuffer(0));
+    xF32 = new Float32Array(xElem === 4 ? xb : new ArrayBuffer(0));
+    xF64 = new Float64Array(xElem === 8 ? xb : new ArrayBuffer(0));
+    yI32 = new Int32Array(yb);
+    n = 0;
+  };
+  const take = (): RangeBatch => {
+    const out = { n, x: new Uint8Array(xb, 0, n * nfeat * xElem), y: new Uint8Array(yb, 0, n * 8), skipped: skips.splice(0) };
     fresh();
-    const skips: Array<{ line: number; reason: string }> = [];
-    const bad = (reason: string) => { skips.push({ line, reason }); };
-    // Output position of each column: -1 for the label, else its feature index.
-    const dest = new Int32Array(ncols);
-    for (let f = 0, k = 0; f < ncols; f++) dest[f] = f === labelCol ? -1 : k++;
-    /** Write feature value v to element i of the current batch in the output dtype. */
-    const put = (i: number, v: number) => {
-      if (xElem === 1) {
-        if (v >= 0 && v <= 255 && (v | 0) === v) xU8[i] = v;
-        else {
-          if (misfit++ === 0) firstMisfitLine = line;
-          xU8[i] = Number.isNaN(v) ? 0 : Math.min(255, Math.max(0, Math.round(v)));
-        }
-      } else if (xElem === 4) xF32[i] = v;
-      else if (xElem === 2) {
-        if (Math.abs(v) > 65504 && Number.isFinite(v)) { if (misfit++ === 0) firstMisfitLine = line; }
-        xU16[i] = floatToHalf(v);
-      } else xF64[i] = v;
-    };
-    /**
-     * Parse the complete lines in b[s, e) (e is at a '\n' or the end of the data) in one pass: numbers are written
-     * straight into the batch; a line only counts (n++) once it proved complete and well-formed.
-     */
-    const parseLines = (b: Uint8Array, s: number, e: number): void => {
-      let p = s;
-      while (p < e) {
-        line++;
-        let c = b[p];
-        if (line < dataFrom) { while (p < e && b[p] !== NL) p++; p++; continue; }
-        while (p < e && (c === SP || c === TAB || c === CR) && c !== delim) c = b[++p];
-        if (p >= e || c === NL || c === HASH) { while (p < e && b[p] !== NL) p++; p++; continue; } // blank or comment
-        const o = n * nfeat;
-        let f = 0;
-        let label = 0;
-        let err: string | null = null;
-        for (;;) {
-          // At the start of a field, blanks skipped.
-          const start = p;
-          let v: number;
-          if (c >= 48 && c <= 57) {
-            v = c - 48;
-            c = b[++p];
-            while (c >= 48 && c <= 57) { v = v * 10 + (c - 48); c = b[++p]; }
-            if (c === 46 || c === 101 || c === 69 || p - start > 15) { v = parseNumber(b, start, e); p = scan.pos; c = b[p]; }
-          } else {
-            v = parseNumber(b, start, e);
-            if (scan.pos < 0) {
-              let q = p;
-              while (q < e && b[q] !== NL && b[q] !== CR && b[q] !== delim && (delim >= 0 || (b[q] !== SP && b[q] !== TAB))) q++;
-              err = `field ${f + 1} is not a number: ${JSON.stringify(Buffer.from(b.buffer, b.byteOffset + p, Math.min(q - p, 40)).toString('latin1'))}`;
-              break;
-            }
-            p = scan.pos;
-            c = b[p];
-          }
-          if (f < ncols) {
-            const d = dest[f];
-            if (d < 0) label = v;
-            else put(o + d, v);
-          }
-          f++;
-          while (p < e && (c === SP || c === TAB || c === CR) && c !== delim) c = b[++p];
-          if (p >= e || c === NL) break;
-          if (delim >= 0) {
-            if (c !== delim) { err = `unexpected character ${JSON.stringify(String.fromCharCode(c))} in field ${f}`; break; }
-            c = b[++p];
-            while (p < e && (c === SP || c === TAB) && c !== delim) c = b[++p];
-            if (p >= e || c === NL || c === CR || c === delim) { err = `field ${f + 1} is empty`; break; }
-          }
-        }
-        while (p < e && b[p] !== NL) p++;
-        p++;
-        if (err === null && f !== ncols) err = `expected ${ncols} fields, found ${f}`;
-        if (err === null && !Number.isInteger(label)) err = `label ${label} in column ${labelCol} is not a whole number`;
-        if (err !== null) { bad(err); continue; }
-        yI32[2 * n] = label | 0;
-        yI32[2 * n + 1] = Math.floor(label / 4294967296);
-        n++;
-        if (n === batchRows) pending.push(take());
+    return out;
+  };
+  fresh();
+  const skips: Array<{ line: number; reason: string }> = [];
+  const bad = (reason: string) => { skips.push({ line, reason }); };
+  // Output position of each column: -1 for the label, else its feature index.
+  const dest = new Int32Array(ncols);
+  for (let f = 0, k = 0; f < ncols; f++) dest[f] = f === labelCol ? -1 : k++;
+  /** Write feature value v to element i of the current batch in the output dtype. */
+  const put = (i: number, v: number) => {
+    if (xElem === 1) {
+      if (v >= 0 && v <= 255 && (v | 0) === v) xU8[i] = v;
+      else {
+        if (misfit++ === 0) firstMisfitLine = line;
+        xU8[i] = Number.isNaN(v) ? 0 : Math.min(255, Math.max(0, Math.round(v)));
       }
-    };
-    const pending: RangeBatch[] = [];
-    let carry: Uint8Array | null = null;
-    // One reused read buffer (fresh 1 MB chunks per read would pile up as garbage ArrayBuffers and raise RSS).
-    const fh = await open(path, 'r');
-    const chunkBuf = Buffer.allocUnsafe(1 << 20);
-    let position = job.start;
-    try {
+    } else if (xElem === 4) xF32[i] = v;
+    else if (xElem === 2) {
+      if (Math.abs(v) > 65504 && Number.isFinite(v)) { if (misfit++ === 0) firstMisfitLine = line; }
+      xU16[i] = floatToHalf(v);
+    } else xF64[i] = v;
+  };
+  /**
+   * Parse the complete lines in b[s, e) (e is at a '\n' or the end of the data) in one pass: numbers are written
+   * straight into the batch; a line only counts (n++) once it proved complete and well-formed.
+   */
+  const parseLines = (b: Uint8Array, s: number, e: number): void => {
+    let p = s;
+    while (p < e) {
+      line++;
+      let c = b[p];
+      if (line < dataFrom) { while (p < e && b[p] !== NL) p++; p++; continue; }
+      while (p < e && (c === SP || c === TAB || c === CR) && c !== delim) c = b[++p];
+      if (p >= e || c === NL || c === HASH) { while (p < e && b[p] !== NL) p++; p++; continue; } // blank or comment
+      const o = n * nfeat;
+      let f = 0;
+      let label = 0;
+      let err: string | null = null;
       for (;;) {
-        const want = Math.min(chunkBuf.length, job.end - position);
-        if (want <= 0) break;
-        const { bytesRead } = await fh.read(chunkBuf, 0, want, position);
-        if (bytesRead === 0) break;
-        position += bytesRead;
-        const chunk = chunkBuf.subarray(0, bytesRead);
-        const lastNl = chunk.lastIndexOf(NL);
-        if (lastNl < 0) {
-          carry = carry ? Buffer.concat([carry, chunk]) : Buffer.from(chunk);
-          if (carry.length > 256 << 20) throw new SlimfitError(`line ${line + 1} is longer than 256 MB`, { file: path, hint: 'is this really a text table?' });
-          continue;
+        // At the start of a field, blanks skipped.
+        const start = p;
+        let v: number;
+        if (c >= 48 && c <= 57) {
+          v = c - 48;
+          c = b[++p];
+          while (c >= 48 && c <= 57) { v = v * 10 + (c - 48); c = b[++p]; }
+          if (c === 46 || c === 101 || c === 69 || p - start > 15) { v = parseNumber(b, start, e); p = scan.pos; c = b[p]; }
+        } else {
+          v = parseNumber(b, start, e);
+          if (scan.pos < 0) {
+            let q = p;
+            while (q < e && b[q] !== NL && b[q] !== CR && b[q] !== delim && (delim >= 0 || (b[q] !== SP && b[q] !== TAB))) q++;
+            err = `field ${f + 1} is not a number: ${JSON.stringify(Buffer.from(b.buffer, b.byteOffset + p, Math.min(q - p, 40)).toString('latin1'))}`;
+            break;
+          }
+          p = scan.pos;
+          c = b[p];
         }
-        let from = 0;
-        if (carry) {
-          const firstNl = chunk.indexOf(NL);
-          const joined = Buffer.concat([carry, chunk.subarray(0, firstNl)]);
-          parseLines(joined, 0, joined.length);
-          carry = null;
-          from = firstNl + 1;
+        if (f < ncols) {
+          const d = dest[f];
+          if (d < 0) label = v;
+          else put(o + d, v);
         }
-        parseLines(chunk, from, lastNl);
-        if (lastNl + 1 < chunk.length) carry = Buffer.from(chunk.subarray(lastNl + 1));
-        while (pending.length > 0) yield pending.shift()!;
+        f++;
+        while (p < e && (c === SP || c === TAB || c === CR) && c !== delim) c = b[++p];
+        if (p >= e || c === NL) break;
+        if (delim >= 0) {
+          if (c !== delim) { err = `unexpected character ${JSON.stringify(String.fromCharCode(c))} in field ${f}`; break; }
+          c = b[++p];
+          while (p < e && (c === SP || c === TAB) && c !== delim) c = b[++p];
+          if (p >= e || c === NL || c === CR || c === delim) { err = `field ${f + 1} is empty`; break; }
+        }
       }
-      if (carry && carry.length > 0) parseLines(carry, 0, carry.length);
-      while (pending.length > 0) yield pending.shift()!;
-      if (n > 0) yield take();
-    } finally {
-      await fh.close();
+      while (p < e && b[p] !== NL) p++;
+      p++;
+      if (err === null && f !== ncols) err = `expected ${ncols} fields, found ${f}`;
+      if (err === null && !Number.isInteger(label)) err = `label ${label} in column ${labelCol} is not a whole number`;
+      if (err !== null) { bad(err); continue; }
+      yI32[2 * n] = label | 0;
+      yI32[2 * n + 1] = Math.floor(label / 4294967296);
+      n++;
+      if (n === batchRows) pending.push(take());
     }
-    return { lines: line, misfit, firstMisfitLine, skipped: skips.splice(0) };
+  };
+  const pending: RangeBatch[] = [];
+  let carry: Uint8Array | null = null;
+  // One reused read buffer (fresh 1 MB chunks per read would pile up as garbage ArrayBuffers and raise RSS).
+  const fh = await open(path, 'r');
+  const chunkBuf = Buffer.allocUnsafe(1 << 20);
+  let position = job.start;
+  try {
+    for (;;) {
+      const want = Math.min(chunkBuf.length, job.end - position);
+      if (want <= 0) break;
+      const { bytesRead } = await fh.read(chunkBuf, 0, want, position);
+      if (bytesRead === 0) break;
+      position += bytesRead;
+      const chunk = chunkBuf.subarray(0, bytesRead);
+      const lastNl = chunk.lastIndexOf(NL);
+      if (lastNl < 0) {
+        carry = carry ? Buffer.concat([carry, chunk]) : Buffer.from(chunk);
+        if (carry.length > 256 << 20) throw new SlimfitError(`line ${line + 1} is longer than 256 MB`, { file: path, hint: 'is this really a text table?' });
+        continue;
+      }
+      let from = 0;
+      if (carry) {
+        const firstNl = chunk.indexOf(NL);
+        const joined = Buffer.concat([carry, chunk.subarray(0, firstNl)]);
+        parseLines(joined, 0, joined.length);
+        carry = null;
+        from = firstNl + 1;
+      }
+      parseLines(chunk, from, lastNl);
+      if (lastNl + 1 < chunk.length) carry = Buffer.from(chunk.subarray(lastNl + 1));
+      while (pending.length > 0) yield pending.shift()!;
+    }
+    if (carry && carry.length > 0) parseLines(carry, 0, carry.length);
+    while (pending.length > 0) yield pending.shift()!;
+    if (n > 0) yield take();
+  } finally {
+    await fh.close();
   }
+  return { lines: line, misfit, firstMisfitLine, skipped: skips.splice(0) };
+}
 
 /** Batches a range worker may have in flight before waiting for the consumer (bounds memory). */
 const RANGE_CREDITS = 3;
@@ -495,7 +495,7 @@ export async function openCsv(path: string, opts: CsvOptions = {}): Promise<CsvS
     // Start every range now (workers run ahead, bounded by credits); consume them strictly in order.
     const readers = jobs.map((j) => (inline ? parseRange(j) : rangeInWorker(j)));
     let lineOffset = 0;
-    let misfit = 0;
+  let misfit = 0;
     let firstMisfitLine = 0;
     const report = (s: Array<{ line: number; reason: string }>) => {
       for (const { line, reason } of s) {

@@ -14,13 +14,12 @@
 //   Samples along the first axis are strided by n: uncompressed data is read with positioned reads per column;
 //   a COMPRESSED variable of that kind is first inflated to a temporary file (removed at close), because zlib has
 //   no random access. Memory stays at one chunk of rows either way.
-import { createReadStream } from 'node:fs';
+import { createReadStream, createWriteStream } from 'node:fs';
 import { mkdtemp, open, rm, type FileHandle } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { pipeline } from 'node:stream/promises';
 import { constants as zc, createInflate, inflateSync } from 'node:zlib';
-import { createWriteStream } from 'node:fs';
 import type { FieldSpec } from '../store/manifest.ts';
 import { type DType, dtypeSize, swapBytes, type TypedArray, viewAs } from './dtype.ts';
 import { SlimfitError } from './errors.ts';
@@ -210,7 +209,6 @@ async function openByteStream(path: string, v: MatVariable): Promise<ByteStream>
   raw.on('error', (e) => inflate.destroy(e));
   const it = (inflate as AsyncIterable<Buffer>)[Symbol.asyncIterator]();
   let buf: Buffer = Buffer.alloc(0);
-  let consumed = 0; // bytes of the inflated stream before buf[0]
   const fill = async (want: number) => {
     while (buf.length < want) {
       let r: IteratorResult<Buffer>;
@@ -229,7 +227,6 @@ async function openByteStream(path: string, v: MatVariable): Promise<ByteStream>
     await fill(1);
     const k = Math.min(skip, buf.length);
     buf = buf.subarray(k);
-    consumed += k;
     skip -= k;
   }
   return {
@@ -238,7 +235,6 @@ async function openByteStream(path: string, v: MatVariable): Promise<ByteStream>
       const out = new Uint8Array(n);
       out.set(buf.subarray(0, n));
       buf = buf.subarray(n);
-      consumed += n;
       return out;
     },
     async close() { raw.destroy(); inflate.destroy(); await it.return?.(); },

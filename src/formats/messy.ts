@@ -5,6 +5,7 @@ import { open, stat } from 'node:fs/promises';
 import { extname } from 'node:path';
 import type { DType } from './dtype.ts';
 import { SlimfitError } from './errors.ts';
+import { parseResize } from './images.ts';
 import type { SampleSource } from './source.ts';
 
 /** Options of the messy readers (mirroring `slimfit convert` flags). */
@@ -112,9 +113,9 @@ export function messyOptionsFromCli(o: Record<string, unknown>): MessyOptions {
   if (o.header !== undefined) out.header = Boolean(o.header);
   const resize = str('resize');
   if (resize !== undefined) {
-    const m = /^\s*(\d+)\s*[xX,]\s*(\d+)\s*$/.exec(resize);
-    if (!m || Number(m[1]) < 1 || Number(m[2]) < 1) throw new SlimfitError(`cannot read --resize ${resize}`, { hint: 'give WIDTHxHEIGHT, e.g. --resize 28x28' });
-    out.resize = { width: Number(m[1]), height: Number(m[2]) };
+    const r = parseResize(resize);
+    if (!r) throw new SlimfitError(`cannot read --resize ${resize}`, { hint: 'give WIDTHxHEIGHT, e.g. --resize 28x28' });
+    out.resize = r;
   }
   const workers = str('workers');
   if (workers !== undefined) {
