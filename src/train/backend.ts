@@ -206,6 +206,8 @@ export function initBackend(force?: string): Promise<BackendInfo> {
   }
   if (chosen) return chosen;
   chosen = (async () => {
+    // Production mode: no console banners ("install tfjs-node") or re-registration warnings in CLI output.
+    tf.enableProdMode();
     let name: BackendName = 'cpu';
     let why = '';
     if (want !== 'cpu') {
