@@ -50,7 +50,8 @@ function intOpt(name: string, v: number | undefined, dflt: number, min: number):
 
 /** Something that fills batches: a worker thread, or the main thread itself. */
 interface Executor {
-  send(r: FillRequest): Promise<void>;
+  /** Fill a group of batches; one promise per request. */
+  send(rs: FillRequest[]): Promise<void>[];
   pending(): number;
   setActive(on: boolean): void;
   close(): Promise<void>;
@@ -78,11 +79,13 @@ function workerExecutor(init: ReaderInit): Executor {
     for (const p of waiting.values()) p.reject(e);
     waiting.clear();
   };
-  w.on('message', (m: FillReply) => {
-    const p = waiting.get(m.seq);
-    if (!p) return;
-    waiting.delete(m.seq);
-    if (m.error) p.reject(errorFrom(m.error)); else p.resolve();
+  w.on('message', (ms: FillReply[]) => {
+    for (const m of ms) {
+      const p = waiting.get(m.seq);
+      if (!p) continue;
+      waiting.delete(m.seq);
+      if (m.error) p.reject(errorFrom(m.error)); else p.resolve();
+    }
   });
   w.on('error', (e) => failAll(new Error(`loader worker crashed: ${e.message}`)));
   let closing = false;
@@ -92,9 +95,11 @@ function workerExecutor(init: ReaderInit): Executor {
   }));
   w.unref();
   return {
-    send(r) {
-      if (dead) return Promise.reject(dead);
-      return new Promise<void>((resolve, reject) => { waiting.set(r.seq, { resolve, reject }); w.postMessage(r); });
+    send(rs) {
+      if (dead) return rs.map(() => Promise.reject(dead!));
+      const ps = rs.map((r) => new Promise<void>((resolve, reject) => { waiting.set(r.seq, { resolve, reject }); }));
+      w.postMessage(rs);
+      return ps;
     },
     pending: () => waiting.size,
     setActive(on) { if (on) w.ref(); else w.unref(); },
@@ -111,8 +116,8 @@ function workerExecutor(init: ReaderInit): Executor {
 function localExecutor(init: ReaderInit): Executor {
   const reader: BatchReader = createReader(init);
   return {
-    send(r) {
-      try { reader.fill(r.epoch, r.start, r.n, r.slot); return Promise.resolve(); } catch (e) { return Promise.reject(e); }
+    send(rs) {
+      return rs.map((r) => { try { reader.fill(r.epoch, r.start, r.n, r.slot); return Promise.resolve(); } catch (e) { return Promise.reject(e); } });
     },
     pending: () => 0,
     setActive() {},
@@ -194,7 +199,7 @@ export function createLoader(source: DataSource, opts: LoaderOptions = {}): Shuf
   let prefetch: number;
   if (opts.prefetch !== undefined) prefetch = intOpt('prefetch', opts.prefetch, 4, 1);
   else if (opts.memoryBudget !== undefined) prefetch = Math.max(1, Math.min(1024, Math.floor(intOpt('memoryBudget', opts.memoryBudget, 0, 1) / layout.bytes)));
-  else prefetch = Math.max(4, 2 * workers);
+  else prefetch = Math.max(8, 4 * workers);
   if (workers === 0) prefetch = 1;
   const reuse = opts.reuseBuffers ?? false;
   const labelCacheBytes = intOpt('labelCacheBytes', opts.labelCacheBytes, 64 * MB, 0);
@@ -263,18 +268,22 @@ export function createLoader(source: DataSource, opts: LoaderOptions = {}): Shuf
       const indexBase = Math.ceil(first / B);
       const free = Array.from({ length: prefetch }, (_, i) => i);
       let next = 0;
+      // Up to `group` consecutive batches go to one executor in one message.
+      const group = Math.max(1, Math.floor(prefetch / (2 * ex.length)));
       const dispatch = () => {
         while (free.length > 0 && next < starts.length) {
-          const seq = next++;
-          const s = starts[seq];
-          const n = Math.min(B, perRank - s);
-          const slot = free.shift()!;
+          const s0 = starts[next];
           let e: Executor;
-          if (mode === 'block') e = ex[Math.floor(s / windowSamples) % ex.length];
+          if (mode === 'block') e = ex[Math.floor(s0 / windowSamples) % ex.length];
           else e = ex.reduce((best, c) => (c.pending() < best.pending() ? c : best), ex[0]);
-          const done = e.send({ seq, epoch: ep, start: s, n, slot });
-          done.catch(() => {});
-          inflight.set(seq, { slot, done });
+          const reqs: FillRequest[] = [];
+          while (reqs.length < group && free.length > 0 && next < starts.length) {
+            const s = starts[next];
+            if (mode === 'block' && Math.floor(s / windowSamples) !== Math.floor(s0 / windowSamples)) break;
+            reqs.push({ seq: next++, epoch: ep, start: s, n: Math.min(B, perRank - s), slot: free.shift()! });
+          }
+          const done = e.send(reqs);
+          reqs.forEach((r, i) => { done[i].catch(() => {}); inflight.set(r.seq, { slot: r.slot, done: done[i] }); });
         }
       };
       dispatch();

@@ -5,19 +5,25 @@ import { type ReaderInit, createReader } from './reader.ts';
 
 /** A request from the loader: fill batch `seq` (positions start..start+n of epoch) into ring slot `slot`. */
 export interface FillRequest { seq: number; epoch: number; start: number; n: number; slot: number }
-/** The answer: done, or the error that stopped it. */
+/** The answer for one request: done, or the error that stopped it. */
 export interface FillReply { seq: number; error?: { message: string; slimfit: boolean; file?: string; hint?: string; stack?: string } }
 
 const reader = createReader(workerData as ReaderInit);
-parentPort!.on('message', (m: FillRequest | 'close') => {
+// Requests come in groups (one message per group each way keeps the cross-thread cost per batch low).
+parentPort!.on('message', (m: FillRequest[] | 'close') => {
   if (m === 'close') { reader.close(); parentPort!.close(); return; }
-  let reply: FillReply;
-  try {
-    reader.fill(m.epoch, m.start, m.n, m.slot);
-    reply = { seq: m.seq };
-  } catch (e) {
-    const err = e as Error & { file?: string; hint?: string };
-    reply = { seq: m.seq, error: { message: err.message, slimfit: isSlimfitError(e), file: err.file, hint: err.hint, stack: err.stack } };
+  const replies: FillReply[] = [];
+  let failed: FillReply['error'] | undefined;
+  for (const r of m) {
+    if (failed) { replies.push({ seq: r.seq, error: failed }); continue; }
+    try {
+      reader.fill(r.epoch, r.start, r.n, r.slot);
+      replies.push({ seq: r.seq });
+    } catch (e) {
+      const err = e as Error & { file?: string; hint?: string };
+      failed = { message: err.message, slimfit: isSlimfitError(e), file: err.file, hint: err.hint, stack: err.stack };
+      replies.push({ seq: r.seq, error: failed });
+    }
   }
-  parentPort!.postMessage(reply);
+  parentPort!.postMessage(replies);
 });
