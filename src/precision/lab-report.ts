@@ -70,6 +70,7 @@ function answerSwallow(s: Json | null, g: Json | null): string {
     const bf = ['SGD', 'momentum', 'Adam'].map((o) => ({ o, rn: cell(o, 'bf16', 'nearest'), ref: cell(o, 'fp32', 'nearest') })).filter((v) => v.rn && v.ref);
     if (bf.length) lines.push(`bf16 weights with round-to-nearest: ${bf.map((v) => `${v.o} ${pct(v.rn!.finalAcc)} vs fp32 ${pct(v.ref!.finalAcc)} (swallowed ${pct(v.rn!.swallowed)})`).join('; ')}.`);
   }
+  lines.push('How to read "swallowed" under stochastic rounding: a weight also often stays put on a given step, but it then moves by a whole step with the right probability, so the update survives on average — SR rows can show similar swallowed shares yet learn like fp32.');
   const mom = cell('momentum', 'bf16', 'nearest'), sgd = cell('SGD', 'bf16', 'nearest');
   if (mom && sgd && mom.swallowed > sgd.swallowed) lines.push(`Momentum is hit harder than plain SGD (${pct(mom.swallowed)} vs ${pct(sgd.swallowed)} of bf16 updates swallowed in the same run).`);
   const rem = s.remedies as Record<string, { acc: number; swallowed: number }> | undefined;
