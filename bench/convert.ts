@@ -7,6 +7,7 @@
 // Generated data stays in --dir (not in git); it is reused by later runs.
 import { spawnSync } from 'node:child_process';
 import { existsSync, mkdirSync, readFileSync, rmSync, statSync, writeFileSync, openSync, writeSync, closeSync } from 'node:fs';
+import { loadavg } from 'node:os';
 import { join } from 'node:path';
 import { parseArgs } from 'node:util';
 import { gunzipSync } from 'node:zlib';
@@ -131,6 +132,7 @@ print(a.shape)
 `;
 
 const mb = (b: number) => (b / 1e6).toFixed(0);
+const loadBefore = loadavg()[0];
 const lines: string[] = [];
 const say = (s: string) => { console.log(s); lines.push(s); };
 
@@ -195,6 +197,6 @@ say(rPandas ? `| pandas.read_csv(header=None) | ${mbs(rPandas.s)} | ${rPandas.s.
 say('');
 say(`slimfit reader peak RSS at ${(statSync(csv10).size / 1e9).toFixed(2)} GB: ${mb(rCsv10.rss)} MB; at ${(size / 1e9).toFixed(2)} GB: ${mb(rCsv.rss)} MB (ratio ${(rCsv.rss / rCsv10.rss).toFixed(3)}).`);
 say('');
-say(`Machine: ${spawnSync('nproc').stdout.toString().trim()} cores; page cache warm for every reader; times include process start.`);
+say(`Machine: ${spawnSync('nproc').stdout.toString().trim()} cores, 1-minute load average ${loadBefore.toFixed(1)} before and ${loadavg()[0].toFixed(1)} after (shared machine); page cache warm for every reader; times include process start.`);
 writeFileSync(join(dir, 'bench-convert.md'), lines.join('\n') + '\n');
 console.error(`table written to ${join(dir, 'bench-convert.md')}`);
