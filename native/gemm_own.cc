@@ -267,8 +267,8 @@ void gemm_parallel(const Spec<In, P, KU, Acc>& sp, int M, int N, int K, Acc alph
     gemm_slice(sp, M, N, K, alpha, A, rsa, csa, B, rsb, csb, beta, C, ldc);
     return;
   }
-  // about two chunks per thread, claimed dynamically
-  int nc = std::min(units, 2 * nt);
+  // chunks are claimed dynamically; two per thread only when each is big enough to hide re-packing the shared operand
+  int nc = std::min(units, work / nt > 4e7 ? 2 * nt : nt);
   pool().run(nc, [&](int t) {
     int u0 = units * t / nc, u1 = units * (t + 1) / nc;
     if (split_n) {
