@@ -162,6 +162,28 @@ describe('image trees and archives', () => {
     assert.ok(sd.x.subarray(2 * 192).every((v) => v === 9)); // a constant image stays constant under bilinear resize
   });
 
+  it('reads BMP (exact) and JPEG (lossy) files; RGBA BMP first fixes 4 channels, the RGB JPEG gets alpha 255', async () => {
+    const { Transformer } = await import('@napi-rs/image');
+    const root = join(tmp.dir, 'formats');
+    mkdirSync(join(root, 'a'), { recursive: true });
+    mkdirSync(join(root, 'b'), { recursive: true });
+    const rgba = new Uint8Array(28 * 28 * 4);
+    for (let i = 0; i < 784; i++) { rgba[4 * i] = i % 256; rgba[4 * i + 1] = (i * 3) % 256; rgba[4 * i + 2] = (i * 7) % 256; rgba[4 * i + 3] = 255; }
+    writeFileSync(join(root, 'a', 'x.bmp'), Transformer.fromRgbaPixels(rgba, 28, 28).bmpSync());
+    const smooth = new Uint8Array(28 * 28 * 4);
+    for (let i = 0; i < 784; i++) { const v = 60 + (i % 28) * 4; smooth[4 * i] = v; smooth[4 * i + 1] = v; smooth[4 * i + 2] = 255 - v; smooth[4 * i + 3] = 255; }
+    writeFileSync(join(root, 'b', 'y.JPG'), Transformer.fromRgbaPixels(smooth, 28, 28).jpegSync(100));
+    const src = await openImageTree(root, { workers: 1 });
+    assert.deepEqual(src.x.shape, [28, 28, 4]);
+    const d = await drain(src);
+    assert.equal(d.n, 2);
+    assert.ok(Buffer.from(d.x.subarray(0, 3136)).equals(Buffer.from(rgba)));
+    let err = 0;
+    for (let i = 0; i < 3136; i++) err = Math.max(err, Math.abs(d.x[3136 + i] - smooth[i]));
+    assert.ok(err <= 8, `JPEG q100 max error ${err}`);
+    assert.deepEqual(d.y, [0, 1]);
+  });
+
   it('decodeImage never throws on garbage', async () => {
     for (const bytes of [new Uint8Array(0), new Uint8Array([0x89, 0x50, 0x4e, 0x47, 0, 0, 0, 0]), new Uint8Array([0xff, 0xd8, 0xff, 1, 2]), new Uint8Array(100).fill(0x42)]) {
       const r = await decodeImage(bytes, {}, null);
