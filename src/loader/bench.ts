@@ -132,7 +132,7 @@ export async function benchLoader(dir: string, opts: LoaderBenchOptions = {}): P
     if (addon) for (const w of ws) c.push(slim(w, 'global', 'mmap'));
     if (addon && cache === 'warm') c.push(slim(ws[ws.length - 1], 'global', 'mmap', true, true));
     if (addon && cache === 'warm') c.push(slim(ws[ws.length - 1], 'global', 'pread', false));
-    if (cache === 'cold') c.push(slim(ws[0], 'block', 'pread'));
+    if (cache === 'cold') for (const w of ws) c.push(slim(w, 'block', 'pread'));
     if (haveTorch) {
       for (const w of cache === 'warm' ? [0, 2] : [2]) c.push({ name: `PyTorch DataLoader (per-sample __getitem__), num_workers=${w}`, run: () => run(torchPy, [PEERS, 'torch', peerSpec(w)]) });
       c.push({ name: 'PyTorch DataLoader (batched sampler + fancy index), num_workers=2', run: () => run(torchPy, [PEERS, 'torch-batched', peerSpec(2)]) });
