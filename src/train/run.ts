@@ -7,7 +7,7 @@ import { SlimfitError } from '../formats/errors.ts';
 import type { Cursor, DataSource, LoaderOptions } from '../loader/types.ts';
 import { formatBytes, peakRssBytes } from '../util/rss.ts';
 import { initBackend } from './backend.ts';
-import { type DataInput, makeEvalLoader, makeLoader, type ResolvedData, resolveData } from './data.ts';
+import { type DataInput, makeEvalLoader, makeLoader, type ResolvedData, resolveData, trainLoaderOptions } from './data.ts';
 import { compileDefault, type EpochLog, evaluateLoader, type EvalResult, modelClasses, type OptimizerName, restoreOptimizerExactly, trainEpochs } from './loop.ts';
 import { loadModel, saveModel } from './modelio.ts';
 import { buildModel, isBuiltinModel } from './models.ts';
@@ -78,6 +78,8 @@ interface RunConfig {
   lrDecay: number;
   shift: number;
   valSplit?: string;
+  /** Input normalization the model was trained with (evaluation reuses it, whatever data it is given). */
+  normalize?: LoaderOptions['normalize'];
 }
 
 const MODEL_DIR = 'model';
@@ -163,11 +165,12 @@ export async function trainRun(data: DataInput | undefined, opts: TrainRunOption
     if (state) restoreOptimizerExactly(model);
     compileDefault(model, cfg.optimizer, cfg.lr);
     await mkdir(out, { recursive: true });
-    if (!state) await writeAtomic(join(out, 'run.json'), JSON.stringify(cfg, null, 2) + '\n');
     const history: EpochLog[] = state ? [...state.history] : [];
     // The log is rebuilt from the checkpoint, so epochs after the last checkpoint (a crash) are not listed twice.
     await writeAtomic(join(out, 'log.jsonl'), history.map((h) => JSON.stringify(h)).join('\n') + (history.length ? '\n' : ''));
-    const lopts = { batchSize: cfg.batchSize, seed: cfg.seed, shuffle: cfg.shuffle, workers: opts.workers, prefetch: opts.prefetch };
+    cfg.normalize ??= trainLoaderOptions(rd.main, rd.classes).normalize;
+    if (!state) await writeAtomic(join(out, 'run.json'), JSON.stringify(cfg, null, 2) + '\n');
+    const lopts = { batchSize: cfg.batchSize, seed: cfg.seed, shuffle: cfg.shuffle, workers: opts.workers, prefetch: opts.prefetch, normalize: cfg.normalize };
     const loader = makeLoader(rd.main, rd.classes, { ...lopts, shift: cfg.shift || undefined });
     loaders.push(loader);
     if (state) loader.resume(state.cursor);
@@ -225,7 +228,8 @@ export async function evalRun(modelPath: string, data: DataInput, opts: { split?
   const rd = await resolveData(data, split);
   try {
     checkModelFits(model, rd.main, rd.classes, modelPath);
-    const loader = makeEvalLoader(rd.main, rd.classes, { batchSize: opts.batchSize });
+    const trained = isRun ? (await readJson<RunConfig>(join(modelPath, 'run.json'), 'run.json')).normalize : undefined;
+    const loader = makeEvalLoader(rd.main, rd.classes, { batchSize: opts.batchSize, normalize: trained });
     try {
       const result = await evaluateLoader(model, loader, { progress: opts.progress, label: `eval ${split}` });
       const dir = opts.outDir ?? (isRun ? modelPath : '.');
