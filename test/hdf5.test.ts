@@ -8,7 +8,7 @@ import h5wasm from 'h5wasm/node';
 import { openHdf5 } from '../src/formats/hdf5.ts';
 import { openMessySource } from '../src/formats/messy.ts';
 import type { SampleSource } from '../src/formats/source.ts';
-import { tempDir } from './helpers.ts';
+import { ROOT, runCli, tempDir } from './helpers.ts';
 
 async function drain(src: SampleSource): Promise<{ x: Buffer; y: Buffer; n: number }> {
   const xs: Buffer[] = [];
@@ -97,6 +97,13 @@ describe('HDF5 and MATLAB v7.3', () => {
     assert.deepEqual([...new Float64Array(d.x.buffer, d.x.byteOffset, d.x.length / 8)], [...want]);
     assert.ok(d.y.equals(Buffer.from(labels.buffer)));
     await src.close();
+  });
+
+  it('keeps h5wasm out of tsx: reading an HDF5 file stays under 250 MB peak RSS (through tsx it peaked at ~650 MB)', async () => {
+    const r = await runCli([join(tmp.dir, 'first.h5'), JSON.stringify({ x: '/x', y: '/meta/labels' })], { script: join(ROOT, 'test', 'drain-source.mjs') });
+    assert.equal(r.code, 0, r.stderr);
+    assert.match(r.stdout, new RegExp(`samples=${N} `));
+    assert.ok(r.peakRss < 250e6, `peak RSS ${(r.peakRss / 1e6).toFixed(0)} MB`);
   });
 
   it('missing datasets, mismatched lengths and non-HDF5 files are clear errors', async () => {
