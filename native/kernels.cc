@@ -465,18 +465,23 @@ void elementwise(int op, const float* a, const float* b, float* y, long n, long 
   parallel_for(periods, std::max<long>(1, (1 << 15) / m), body);
 }
 
+// The Adam loop, compiled for AVX-512, AVX2 and baseline x86-64 (chosen at load time by the ifunc resolver).
+__attribute__((target_clones("avx512f", "avx2", "default"))) static void adam_range(
+    long i0, long i1, float* __restrict p, float* __restrict m, float* __restrict v, const float* __restrict g, float lr,
+    float beta1, float beta2, float eps, float oma1, float oma2, float c1, float c2) {
+  for (long i = i0; i < i1; i++) {
+    float gi = g[i];
+    float mi = m[i] * beta1 + gi * c1;
+    float vi = v[i] * beta2 + (gi * gi) * c2;
+    m[i] = mi;
+    v[i] = vi;
+    p[i] += (mi / oma1) / (std::sqrt(vi / oma2) + eps) * -lr;
+  }
+}
+
 void adam_update(long n, float* p, float* m, float* v, const float* g, float lr, float beta1, float beta2, float eps,
                  float oma1, float oma2, float c1, float c2) {
-  parallel_for(n, 1 << 15, [&](long i0, long i1) {
-    for (long i = i0; i < i1; i++) {
-      float gi = g[i];
-      float mi = m[i] * beta1 + gi * c1;
-      float vi = v[i] * beta2 + (gi * gi) * c2;
-      m[i] = mi;
-      v[i] = vi;
-      p[i] += (mi / oma1) / (std::sqrt(vi / oma2) + eps) * -lr;
-    }
-  });
+  parallel_for(n, 1 << 15, [&](long i0, long i1) { adam_range(i0, i1, p, m, v, g, lr, beta1, beta2, eps, oma1, oma2, c1, c2); });
 }
 
 }  // namespace sf
