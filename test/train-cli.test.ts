@@ -47,7 +47,7 @@ test('train writes a complete run folder: log.jsonl per epoch, checkpoint with c
   for (const f of ['loss.png', 'accuracy.png', 'confusion-test.png']) assert.ok(isPng(join(out, f)), f);
   for (const f of ['loss.svg', 'accuracy.svg', 'confusion-test.svg', 'model/model.json', 'model/weights.bin']) assert.ok(existsSync(join(out, f)), f);
   const report = readFileSync(join(out, 'report.md'), 'utf8');
-  assert.match(report, new RegExp(`\\| 3 \\| [\\d.]+ \\| [\\d.]+ \\| [\\d.]+ \\| [\\d.]+ \\| ${counts.train.samples} \\|`));
+  assert.match(report, new RegExp(`\\| 3 \\| [\\d.e-]+ \\| [\\d.]+ \\| [\\d.]+ \\| [\\d.]+ \\| [\\d.]+ \\| ${counts.train.samples} \\|`));
   assert.match(report, /!\[confusion matrix\]\(confusion-test\.png\)/);
 
   const ev = await runCli(['eval', out, store, '--split', 'test']);

@@ -38,10 +38,10 @@ export async function writeReport(dir: string, r: ReportInput): Promise<string> 
   const lines: string[] = [`# ${r.title}`, ''];
   for (const [k, v] of r.facts) lines.push(`- **${k}**: ${v}`);
   lines.push('', '## Per-epoch metrics', '');
-  lines.push('| epoch | loss | accuracy | val loss | val accuracy | samples | seconds | samples/s |');
-  lines.push('|---:|---:|---:|---:|---:|---:|---:|---:|');
+  lines.push('| epoch | lr | loss | accuracy | val loss | val accuracy | samples | seconds | samples/s |');
+  lines.push('|---:|---:|---:|---:|---:|---:|---:|---:|---:|');
   for (const e of r.history) {
-    lines.push(`| ${e.epoch} | ${f4(e.loss)} | ${f4(e.accuracy)} | ${f4(e.valLoss)} | ${f4(e.valAccuracy)} | ${e.samples} | ${e.seconds.toFixed(1)} | ${e.samplesPerSec.toFixed(0)} |`);
+    lines.push(`| ${e.epoch} | ${e.lr === undefined ? '–' : e.lr.toPrecision(3)} | ${f4(e.loss)} | ${f4(e.accuracy)} | ${f4(e.valLoss)} | ${f4(e.valAccuracy)} | ${e.samples} | ${e.seconds.toFixed(1)} | ${e.samplesPerSec.toFixed(0)} |`);
   }
   if (r.history.length) {
     const loss: SeriesPoint[] = [], acc: SeriesPoint[] = [];
