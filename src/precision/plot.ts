@@ -11,7 +11,7 @@ export function lines(points: Pt[], o: { title: string; x: string; y: string; lo
   const enc = {
     x: { field: 'x', type: 'quantitative', title: o.x, scale: o.logX ? { type: 'log' } : { zero: false } },
     y: { field: 'y', type: 'quantitative', title: o.y, scale: o.logY ? { type: 'log' } : { zero: false } },
-    color: { field: 'series', type: 'nominal', title: null },
+    color: { field: 'series', type: 'nominal', title: null, legend: { labelLimit: 420 } },
   };
   const inner = { mark: { type: 'line', point: { size: 12 } }, encoding: enc, width: o.width ?? 300, height: o.height ?? 200 };
   const spec = o.facet
