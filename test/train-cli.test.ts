@@ -94,7 +94,7 @@ test('show writes a PNG grid of labelled samples', async () => {
   assert.ok(w >= 4 * 84 && h >= 4 * 84, `${w}x${h}`);
 });
 
-test('bad model file, missing split, label count not matching the model output: clear errors, exit 1', async () => {
+test('a user model.json trains; bad model file, missing split, label count not matching the model output: clear errors, exit 1', async () => {
   const bad = join(tmp.dir, 'bad.json');
   writeFileSync(bad, '{"modelTopology": ');
   let r = await runCli(['train', store, '--model', bad, '--out', join(tmp.dir, 'e1')]);
@@ -115,6 +115,9 @@ import { buildModel } from ${JSON.stringify(join(process.cwd(), 'src/train/model
 import { saveModel } from ${JSON.stringify(join(process.cwd(), 'src/train/modelio.ts'))};
 await initBackend();
 await saveModel(buildModel('mlp', { inputShape: [28, 28, 1], classes: 5 }), ${JSON.stringify(five)});
+const ten = buildModel('two-branch', { inputShape: [28, 28, 1], classes: 10 });
+ten.compile({ optimizer: 'sgd', loss: 'sparseCategoricalCrossentropy' });
+await saveModel(ten, ${JSON.stringify(join(tmp.dir, 'ten'))});
 `);
   const { spawnSync } = await import('node:child_process');
   const s = spawnSync(process.execPath, ['--import', 'tsx', script], { encoding: 'utf8' });
@@ -122,6 +125,10 @@ await saveModel(buildModel('mlp', { inputShape: [28, 28, 1], classes: 5 }), ${JS
   r = await runCli(['train', store, '--model', join(five, 'model.json'), '--out', join(tmp.dir, 'e3')]);
   assert.equal(r.code, 1);
   assert.match(r.stderr, /slimfit: error: .*the model outputs 5 classes but the data has 10/);
+  // A valid user model.json (saved with its own training config) trains with the run's flags.
+  r = await runCli(['train', store, '--model', join(tmp.dir, 'ten', 'model.json'), '--epochs', '1', '--out', join(tmp.dir, 'e4')]);
+  assert.equal(r.code, 0, r.stderr);
+  assert.match(r.stdout, /test accuracy [\d.]+%/);
   r = await runCli(['eval', five, store]);
   assert.equal(r.code, 1);
   assert.match(r.stderr, /the model outputs 5 classes but the data has 10/);

@@ -59,9 +59,9 @@ export interface LoopOptions {
   onEpochEnd?: (log: EpochLog, cursor: Cursor) => Promise<void> | void;
 }
 
-/** Compile `model` for classification with one-hot labels unless it already carries a training config (a user's model.json). */
-export function compileDefault(model: tfl.LayersModel, optimizer: OptimizerName = 'adam', lr = 1e-3): void {
-  if (model.optimizer) return;
+/** Compile `model` for classification with one-hot labels unless it already carries a training config (a user's model.json) and `force` is false. */
+export function compileDefault(model: tfl.LayersModel, optimizer: OptimizerName = 'adam', lr = 1e-3, force = false): void {
+  if (model.optimizer && !force) return;
   const opt = optimizer === 'adam' ? tf.train.adam(lr)
     : optimizer === 'sgd' ? tf.train.sgd(lr)
       : optimizer === 'rmsprop' ? tf.train.rmsprop(lr)

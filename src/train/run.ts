@@ -163,7 +163,9 @@ export async function trainRun(data: DataInput | undefined, opts: TrainRunOption
     const model = state ? await loadModel(join(out, MODEL_DIR)) : await freshModel(cfg.model, rd.main, rd.classes, cfg.seed);
     checkModelFits(model, rd.main, rd.classes, cfg.model);
     if (state) restoreOptimizerExactly(model);
-    compileDefault(model, cfg.optimizer, cfg.lr);
+    // A fresh run trains with the run's optimizer flags even if a user's model.json carries its own training config
+    // (its loss may expect other labels); a resumed run keeps the saved optimizer and its state.
+    compileDefault(model, cfg.optimizer, cfg.lr, !state);
     await mkdir(out, { recursive: true });
     const history: EpochLog[] = state ? [...state.history] : [];
     // The log is rebuilt from the checkpoint, so epochs after the last checkpoint (a crash) are not listed twice.
