@@ -115,10 +115,10 @@ test('softmax-output models (as built by slimfit train) are handled, and memory 
   assert.equal(bytesPerParam({ weights: BF16, kahan: true, state: BF16 }, 'adam').total, 8);
 });
 
-test('`slimfit lab gupta2015 --quick`: stochastic rounding beats round-to-nearest at FL=8 on real MNIST', async () => {
+test('`slimfit lab gupta2015 --quick --epochs 2`: stochastic rounding beats round-to-nearest at FL=8 on real MNIST', async () => {
   const { dir, cleanup } = tempDir();
   try {
-    const r = await runCli(['lab', 'gupta2015', '--quick', '--fl', '8', '--no-float', '--out', dir], { timeoutMs: 120_000 });
+    const r = await runCli(['lab', 'gupta2015', '--quick', '--fl', '8', '--epochs', '2', '--no-float', '--out', dir], { timeoutMs: 120_000 });
     assert.equal(r.code, 0, r.stderr);
     const acc = (label: string) => Number(new RegExp(`^gupta2015\\t${label}\\ttest_acc=([0-9.]+)`, 'm').exec(r.stdout)![1]);
     const rn = acc('FL=8 nearest'), sr = acc('FL=8 stochastic');
