@@ -39,3 +39,19 @@ test('5 epochs of fitDataset via toTfDataset: every batch seen, tf.memory().numT
   const loss = hist.history.loss as number[];
   assert.ok(loss[4] < loss[0], `loss falls: ${loss.map((l) => l.toFixed(3)).join(', ')}`);
 });
+
+test('toTfDataset over a loader that lends its ring buffers: tensors keep their own data', { timeout: 30_000 }, async () => {
+  await tf.setBackend('cpu');
+  const dir = join(tmp.dir, 'lend');
+  await makeStore(dir, { n: 640, h: 4, w: 4 });
+  const ds = await openDataset(dir);
+  const opts = { batchSize: 32, workers: 1, normalize: { scale: 1, shift: 0 }, seed: 5, prefetch: 2 } as const;
+  const lending = createLoader(ds.split('train'), { ...opts, reuseBuffers: true });
+  const owned = createLoader(ds.split('train'), opts);
+  const got = await toTfDataset(lending).take(8).toArray();
+  const want: Float32Array[] = [];
+  for await (const b of owned) { want.push(b.x as Float32Array); if (want.length === 8) break; }
+  for (let i = 0; i < 8; i++) assert.deepEqual(got[i].xs.dataSync(), want[i], `batch ${i} was not overwritten by later batches`);
+  tf.dispose(got.flatMap((e) => [e.xs, e.ys]));
+  await lending.close(); await owned.close(); await ds.close();
+});

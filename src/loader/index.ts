@@ -2,5 +2,5 @@
 export type { Batch, Cursor, DataSource, Loader, LoaderOptions, TransformOptions } from './types.ts';
 export { type Dataset, fromNpy, fromNpz, openDataset } from './source.ts';
 export { type ExtraLoaderOptions, type ShuffleReport, type ShuffledLoader, createLoader } from './loader.ts';
-export { toTfDataset } from './tf.ts';
+export { type TfDatasetOptions, toTfDataset } from './tf.ts';
 export { type ShuffleQuality, shuffleQuality } from './quality.ts';
