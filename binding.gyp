@@ -5,7 +5,7 @@
       "target_name": "slimfit_engine",
       "sources": ["native/addon.cc", "native/kernels.cc", "native/gemm_own.cc"],
       "cflags_cc!": ["-fno-exceptions"],
-      "cflags_cc": ["-O3", "-std=c++17", "-fexceptions", "-ffp-contract=off", "-Wno-ignored-attributes"],
+      "cflags_cc": ["-O3", "-std=c++17", "-fexceptions", "-ffp-contract=off", "-fno-math-errno", "-Wno-ignored-attributes"],
       "libraries": ["-lpthread"],
       "conditions": [
         ["have_openblas==1", {

@@ -1,7 +1,7 @@
 """PyTorch peer of `slimfit bench engine`: trains the same MLP/CNN (batch, Adam 1e-3) on random data.
 
 Usage: python3 bench/engine-torch.py <mlp|cnn> <samples> <batch> [threads (default: all cores)]
-Prints one JSON line: samplesPerSec, peakRss (bytes, ru_maxrss), threads, version.
+Prints one JSON line: samplesPerSec, samplesPerCpuSec (all threads' CPU time), peakRss (bytes, ru_maxrss), threads, version.
 """
 import json
 import os
@@ -39,11 +39,12 @@ def epoch(n):
 
 
 epoch(min(samples, 3 * batch))  # warm-up, like the tfjs runs
-t0 = time.perf_counter()
+t0, c0 = time.perf_counter(), time.process_time()
 epoch(samples)
-sec = time.perf_counter() - t0
+sec, cpu = time.perf_counter() - t0, time.process_time() - c0
 print(json.dumps({
     'samplesPerSec': samples / sec,
+    'samplesPerCpuSec': samples / cpu,
     'peakRss': resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024,
     'threads': torch.get_num_threads(),
     'version': torch.__version__,

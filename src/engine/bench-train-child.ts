@@ -1,5 +1,5 @@
 // Child process of `slimfit bench engine`: trains one model on one engine and prints a JSON line
-// {samplesPerSec, peakRss, note}. Usage: node --import tsx bench-train-child.ts <mlp|cnn> <engine|wasm|cpu> <samples> <batch>
+// {samplesPerSec, samplesPerCpuSec, peakRss, note}. Usage: node --import tsx bench-train-child.ts <mlp|cnn> <engine|wasm|cpu> <samples> <batch>
 import * as tf from '@tensorflow/tfjs-core';
 import '@tensorflow/tfjs-backend-wasm';
 import '@tensorflow/tfjs-backend-cpu';
@@ -43,6 +43,9 @@ const y = tf.oneHot(tf.randomUniform([samples], 0, 10, 'int32'), 10);
 const warm = Math.min(samples, batch * 3);
 await model.fit(tf.slice(x, 0, warm), tf.slice(y, 0, warm), { batchSize: batch, epochs: 1, verbose: 0 });
 const t0 = performance.now();
+const c0 = process.cpuUsage();
 await model.fit(x, y, { batchSize: batch, epochs: 1, verbose: 0, shuffle: false });
 const sec = (performance.now() - t0) / 1000;
-process.stdout.write(JSON.stringify({ samplesPerSec: samples / sec, peakRss: peakRssBytes(), note }) + '\n');
+const cu = process.cpuUsage(c0);
+const cpuSec = (cu.user + cu.system) / 1e6;
+process.stdout.write(JSON.stringify({ samplesPerSec: samples / sec, samplesPerCpuSec: samples / cpuSec, peakRss: peakRssBytes(), note }) + '\n');

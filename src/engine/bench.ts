@@ -1,7 +1,7 @@
 // `slimfit bench engine`: GEMM GFLOP/s at training shapes (engine vs numpy/OpenBLAS) and end-to-end training
 // samples/s for mlp and cnn (fast engine vs plain tfjs wasm vs PyTorch), all measured in the same run.
 import { spawnSync } from 'node:child_process';
-import { availableParallelism } from 'node:os';
+import { availableParallelism, loadavg } from 'node:os';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { formatBytes } from '../util/rss.ts';
@@ -31,7 +31,13 @@ export const TRAINING_SHAPES: GemmShape[] = [
 export interface GemmRow { shape: GemmShape; engine: number; engineOpenblas: number | null; numpy: number | null; ratio: number | null }
 
 /** One training row: samples/s and peak RSS of one model on one engine (null with a note when it could not run). */
-export interface TrainRow { model: BenchModel; engine: 'fast engine' | 'tfjs wasm' | 'PyTorch'; samplesPerSec: number | null; peakRss: number | null; note: string }
+export interface TrainRow {
+  model: BenchModel; engine: 'fast engine' | 'tfjs wasm' | 'PyTorch';
+  samplesPerSec: number | null;
+  /** Samples per second of CPU time summed over the process's threads (independent of other load on the machine). */
+  samplesPerCpuSec: number | null;
+  peakRss: number | null; note: string;
+}
 
 /** Options of benchEngine. */
 export interface EngineBenchOptions {
@@ -49,7 +55,7 @@ export interface EngineBenchOptions {
 }
 
 /** Full results of the engine benchmark. */
-export interface EngineBenchResult { info: string; numpyBlas: string; gemm: GemmRow[]; train: TrainRow[] }
+export interface EngineBenchResult { info: string; load: string; numpyBlas: string; gemm: GemmRow[]; train: TrainRow[] }
 
 function gemmRate(shape: GemmShape, seconds: number, rounds: number): number {
   const { addon } = loadAddon();
@@ -83,6 +89,7 @@ export function benchEngine(opts: EngineBenchOptions = {}): EngineBenchResult {
   const { addon, note } = loadAddon();
   if (!addon) throw new Error(`${note}; bench engine needs the native engine`);
   const log = opts.log ?? (() => {});
+  const load = loadavg().map((l) => l.toFixed(1)).join(' ');
   const info = addon.info();
   const secs = opts.gemmSeconds ?? 0.3;
   const batch = opts.batch ?? 128;
@@ -126,11 +133,11 @@ export function benchEngine(opts: EngineBenchOptions = {}): EngineBenchResult {
       const r = child(cmd, args, env);
       const j = r.json;
       const extra = j && engine === 'PyTorch' ? `torch ${String(j.version)}, ${String(j.threads)} thread${Number(j.threads) === 1 ? '' : 's'}` : j ? String(j.note ?? '') : r.note;
-      train.push({ model, engine, samplesPerSec: j ? Number(j.samplesPerSec) : null, peakRss: j ? Number(j.peakRss) : null, note: extra });
+      train.push({ model, engine, samplesPerSec: j ? Number(j.samplesPerSec) : null, samplesPerCpuSec: j ? Number(j.samplesPerCpuSec) : null, peakRss: j ? Number(j.peakRss) : null, note: extra });
     }
   }
   const engineName = `${info.forceOwn || info.blas === 'own' ? 'own' : 'OpenBLAS'} GEMM, ${info.isa}, ${info.threads} thread${info.threads === 1 ? '' : 's'}`;
-  return { info: engineName, numpyBlas: np.json ? `numpy ${String(np.json.numpy)} (${String(np.json.blas)})` : np.note, gemm, train };
+  return { info: engineName, load, numpyBlas: np.json ? `numpy ${String(np.json.numpy)} (${String(np.json.blas)})` : np.note, gemm, train };
 }
 
 /** The results as markdown (two tables with ratios, peak RSS). */
@@ -143,10 +150,10 @@ export function engineReport(r: EngineBenchResult): string {
     const xs = r.train.filter((t) => t.model === m && t.engine === 'PyTorch' && t.samplesPerSec != null).map((t) => t.samplesPerSec!);
     return xs.length ? Math.max(...xs) : null;
   };
-  const train = markdownTable(['model', 'engine', 'samples/s', 'vs best PyTorch', 'peak RSS', 'note'],
+  const train = markdownTable(['model', 'engine', 'samples/s', 'vs best PyTorch', 'samples per CPU-second', 'peak RSS', 'note'],
     r.train.map((t) => {
       const p = torch(t.model);
-      return [t.model, t.engine, fmt(t.samplesPerSec, 0), t.samplesPerSec != null && p ? `${fmt(t.samplesPerSec / p, 2)}x` : '–', t.peakRss ? formatBytes(t.peakRss) : '–', t.note];
+      return [t.model, t.engine, fmt(t.samplesPerSec, 0), t.samplesPerSec != null && p ? `${fmt(t.samplesPerSec / p, 2)}x` : '–', fmt(t.samplesPerCpuSec, 0), t.peakRss ? formatBytes(t.peakRss) : '–', t.note];
     }));
-  return `Engine: ${r.info}. Peer BLAS: ${r.numpyBlas}. GEMM: best of 3 timed rounds each (robust to other load).\n\n${gemm}\n\nTraining (batch 128, Adam 1e-3, random data, one timed epoch after warm-up; each run in its own process):\n\n${train}\n`;
+  return `Load average (1/5/15 min) at start: ${r.load}. Engine: ${r.info}. Peer BLAS: ${r.numpyBlas}. GEMM: best of 3 timed rounds each (robust to other load).\n\n${gemm}\n\nTraining (batch 128, Adam 1e-3, random data, one timed epoch after warm-up; each run in its own process):\n\n${train}\n`;
 }
