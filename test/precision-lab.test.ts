@@ -131,3 +131,25 @@ test('`slimfit lab gupta2015 --quick --epochs 2`: stochastic rounding beats roun
     assert.ok(existsSync(join(dir, 'precision', 'gupta2015-curves.png')), 'plot written');
   } finally { cleanup(); }
 });
+
+test('works with the training models (mlp, cnn, two-branch): bf16 weights stay bf16, graphs refuse activation quantization', async () => {
+  await initTf();
+  const { buildModel } = await import('../src/train/models.ts');
+  const { quantize } = await import('../src/precision/formats.ts');
+  const x = tf.randomUniform([16, 12, 12, 1], 0, 1, 'float32', 3);
+  const y = tf.cast(tf.oneHot(tf.randomUniform([16], 0, 3, 'int32', 4), 3), 'float32');
+  for (const name of ['mlp', 'cnn', 'two-branch'] as const) {
+    const m = buildModel(name, { inputShape: [12, 12, 1], classes: 3, seed: 1 });
+    const tr = createTrainer(m, { kind: 'adam', lr: 1e-2 }, { weights: BF16, rounding: 'stochastic', grads: FP16, seed: 2 });
+    const l0 = tr.step(x, y).loss;
+    let l = l0;
+    for (let i = 0; i < 8; i++) l = tr.step(x, y).loss;
+    assert.ok(Number.isFinite(l) && l < l0, `${name}: loss ${l0} -> ${l}`);
+    for (const a of tr.stored()) assert.deepEqual(quantize(BF16, a), a, `${name}: stored weights are bf16 values`);
+    const live = m.getWeights().map((w) => w.dataSync());
+    tr.stored().forEach((a, i) => assert.deepEqual(Array.from(live[i]), Array.from(a), `${name}: model holds the stored weights`));
+  }
+  const g = buildModel('two-branch', { inputShape: [12, 12, 1], classes: 3, seed: 1 });
+  assert.throws(() => createTrainer(g, { kind: 'sgd', lr: 0.1 }, { weights: BF16, rounding: 'nearest', activations: BF16 }), /sequential model/);
+  tf.dispose([x, y]);
+});

@@ -4,6 +4,7 @@ import * as tf from '@tensorflow/tfjs-core';
 import type * as tfl from '@tensorflow/tfjs-layers';
 import { FP32, newStats, quantize, smallestPositive, type Format, type QuantStats, type Rounding } from './formats.ts';
 import { createRng, type Rng } from './rng.ts';
+import { SlimfitError } from '../formats/errors.ts';
 
 /** The optimizers the lab implements itself. */
 export type OptimizerKind = 'sgd' | 'momentum' | 'adam';
@@ -147,6 +148,11 @@ export function createTrainer(model: tfl.LayersModel, opt: OptimizerSpec, prec: 
   const sf = prec.state ?? FP32;
   const compFormat: Format = wf.kind === 'float' ? wf : FP32;
   const softmaxOut = endsInSoftmax(model);
+  if (prec.activations && prec.activations.kind !== 'fp32' && model.getClassName() !== 'Sequential') {
+    throw new SlimfitError(`activation quantization needs a sequential model (a chain of layers); '${model.name}' is a ${model.getClassName()} graph`, {
+      hint: 'quantize weights, gradients and optimizer state only (omit activations), or build the model with tf.sequential',
+    });
+  }
   const actStats = { forward: newStats(), backward: newStats(), count: 0 };
   const actOp = prec.activations && prec.activations.kind !== 'fp32'
     ? quantizeOp(prec.activations, prec.actRounding ?? 'nearest', prec.grads, prec.gradRounding ?? 'nearest', rng, actStats)
