@@ -1,16 +1,13 @@
 // Image folder trees: root/<class>/<file>.{png,jpg,jpeg,gif,bmp}. Classes are the sub-folder names sorted by
 // code unit (index = label); files are visited class by class in the same sorted order. Only one class folder's
 // file names are in memory at a time. Other files (.DS_Store, .txt, nested folders) are ignored.
-import { readFile } from 'node:fs';
+import { readFileSync } from 'node:fs';
 import { opendir, readdir, stat } from 'node:fs/promises';
 import { join } from 'node:path';
 import { SlimfitError } from './errors.ts';
 import { isImageName } from './images.ts';
 import { type ImageEntry, type ImageInput, openImageSource, type ImageSourceOptions } from './image-source.ts';
 import type { SampleSource } from './source.ts';
-
-/** Files read ahead concurrently (in order) while workers decode. */
-const READ_AHEAD = 32;
 
 const byCodeUnit = (a: string, b: string) => (a < b ? -1 : a > b ? 1 : 0);
 
@@ -58,23 +55,18 @@ export async function imageTreeInput(root: string): Promise<ImageInput> {
     for (let label = 0; label < classNames.length; label++) {
       const cls = classNames[label];
       const files = await classFiles(root, cls);
-      // Read ahead in order: a window of pending reads, consumed first-in first-out.
-      const pending: Array<Promise<ImageEntry>> = [];
-      let next = 0;
-      const start = () => {
-        const name = files[next++];
+      // Synchronous reads: small cached files cost ~10 us each this way, against four thread-pool round trips for
+      // fs.readFile (measured on 210k PNGs: 5.2-8.5 s instead of 8.7-13 s, and a third less CPU). The decode
+      // workers run meanwhile, so the pipeline stays busy.
+      for (const name of files) {
         const path = join(root, cls, name);
-        // Callback readFile: far less garbage per file than fs/promises' FileHandle path (matters at 500k files).
-        pending.push(new Promise<ImageEntry>((resolve) => {
-          readFile(path, (e, b) => resolve(e
-            ? { path, label, data: new Uint8Array(0), error: e.code ?? e.message }
-            : { path, label, data: new Uint8Array(b.buffer, b.byteOffset, b.byteLength) }));
-        }));
-      };
-      while (next < files.length && pending.length < READ_AHEAD) start();
-      while (pending.length > 0) {
-        const e = await pending.shift()!;
-        if (next < files.length) start();
+        let e: ImageEntry;
+        try {
+          const b = readFileSync(path);
+          e = { path, label, data: new Uint8Array(b.buffer, b.byteOffset, b.byteLength) };
+        } catch (err) {
+          e = { path, label, data: new Uint8Array(0), error: (err as NodeJS.ErrnoException).code ?? (err as Error).message };
+        }
         yield e;
       }
     }
