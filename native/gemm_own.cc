@@ -203,6 +203,10 @@ void gemm_slice(const Spec<In, P, KU, Acc>& sp, int M, int N, int K, Acc alpha, 
             if (k < pc + kc) {
               const In* src = B + (long)k * rsb + (long)(jc + jr) * csb;
               int c = 0;
+              if (KU == 1 && csb == 1) {  // row-major B: the panel row is a contiguous copy
+                std::memcpy(d, src, sizeof(In) * nn);
+                c = nn;
+              }
               for (; c < nn; c++) d[c * KU] = src[(long)c * csb];
               for (; c < NR; c++) d[c * KU] = In(0);
             } else {
@@ -216,6 +220,11 @@ void gemm_slice(const Spec<In, P, KU, Acc>& sp, int M, int N, int K, Acc alpha, 
         // pack A[ic:ic+mc, pc:pc+kc] as panels [ir][u][MR][KU]
         for (int ir = 0; ir < mc; ir += MR) {
           In* dst = reinterpret_cast<In*>(ap.data() + (size_t)(ir / MR) * ku * MR);
+          if (KU == 1 && rsa == 1 && ic + ir + MR <= M) {  // transposed A: the MR rows are contiguous for each k
+            const In* src = A + (long)(ic + ir) + (long)pc * csa;
+            for (int k = 0; k < kc; k++) std::memcpy(dst + (size_t)k * MR, src + (long)k * csa, sizeof(In) * MR);
+            continue;
+          }
           for (int r = 0; r < MR; r++) {
             int i = ic + ir + r;
             if (i < M) {
