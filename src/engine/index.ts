@@ -6,6 +6,11 @@
 // and print `note`. When `active` is false everything keeps working on the plain backend (addon not built,
 // SLIMFIT_ENGINE=off, or a backend other than wasm). Calling it again is harmless. `uninstallEngine` restores
 // the backend's own kernels (used by tests and benchmarks to compare both in one process).
+//
+// Environment: SLIMFIT_ENGINE=off (use plain tfjs), SLIMFIT_GEMM=own|openblas (GEMM choice; default own on
+// AVX2/AVX-512), SLIMFIT_THREADS=n (native threads; default all), SLIMFIT_ISA=avx2|generic (cap the SIMD level).
+// Build: `npm install` runs native/build.mjs (node-gyp; SLIMFIT_SKIP_NATIVE=1 skips it, SLIMFIT_NO_BLAS=1 builds
+// without OpenBLAS); `npm run build:native` rebuilds.
 import type * as tfc from '@tensorflow/tfjs-core';
 import { loadAddon } from './addon.ts';
 import { patchAdam } from './adam.ts';
