@@ -237,6 +237,27 @@ describe('loader over a store', () => {
     await ds.close();
   });
 
+  test('backpressure: a slow consumer never has more than prefetch batches prepared; memoryBudget sizes prefetch', async () => {
+    const ds = await openDataset(stores[2003]);
+    const src = ds.split('train');
+    const l = createLoader(src, { batchSize: 16, workers: 2, prefetch: 3, seed: 1 });
+    let maxAhead = 0, k = 0;
+    for await (const b of l) {
+      void b;
+      maxAhead = Math.max(maxAhead, l.ahead);
+      if (++k % 20 === 0) await new Promise((r) => setTimeout(r, 30)); // slow consumer: readers must wait
+      maxAhead = Math.max(maxAhead, l.ahead);
+    }
+    assert.equal(k, Math.ceil(2003 / 16));
+    assert.equal(maxAhead, 3, `the ring fills up to prefetch=3 batches ahead and no further, saw ${maxAhead}`);
+    await l.close();
+    const budget = createLoader(src, { batchSize: 100, workers: 1, normalize: { scale: 1, shift: 0 }, memoryBudget: 100 * 64 * 4 * 5 + 100 * 4 * 5 });
+    assert.equal(budget.prefetch, 5, 'memoryBudget / bytes per prepared batch');
+    assert.ok(budget.ringBytes <= 100 * 64 * 4 * 5 + 100 * 4 * 5 + 64);
+    await budget.close();
+    await ds.close();
+  });
+
   test('balanced sampling draws classes equally often', async () => {
     const dir = join(tmp.dir, 'skewed');
     await makeStore(dir, { n: 3000, label: (i) => (i < 2400 ? 0 : i < 2900 ? 1 : 2), classes: 3 });

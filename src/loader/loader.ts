@@ -38,6 +38,8 @@ export interface ShuffledLoader extends Loader {
   readonly ringBytes: number;
   /** How samples are read: 'mmap' only when asked for and the native addon is built. */
   readonly io: 'pread' | 'mmap';
+  /** Batches requested from the readers and not yet handed out (never more than `prefetch`: the backpressure). */
+  readonly ahead: number;
 }
 
 const MB = 1 << 20;
@@ -221,6 +223,7 @@ export function createLoader(source: DataSource, opts: LoaderOptions = {}): Shuf
   let slots: SharedArrayBuffer[] = [];
   let running = false;
   let closed = false;
+  let ahead = 0;
 
   const start = async (): Promise<Executor[]> => {
     let labels: Uint8Array | undefined;
@@ -283,6 +286,7 @@ export function createLoader(source: DataSource, opts: LoaderOptions = {}): Shuf
             reqs.push({ seq: next++, epoch: ep, start: s, n: Math.min(B, perRank - s), slot: free.shift()! });
           }
           const done = e.send(reqs);
+          ahead = inflight.size + reqs.length;
           reqs.forEach((r, i) => { done[i].catch(() => {}); inflight.set(r.seq, { slot: r.slot, done: done[i] }); });
         }
       };
@@ -291,6 +295,7 @@ export function createLoader(source: DataSource, opts: LoaderOptions = {}): Shuf
         const t = inflight.get(k)!;
         await t.done;
         inflight.delete(k);
+        ahead = inflight.size;
         const n = Math.min(B, perRank - starts[k]);
         const { x, y } = view(t.slot, n);
         if (!reuse) { free.push(t.slot); dispatch(); }
@@ -302,6 +307,7 @@ export function createLoader(source: DataSource, opts: LoaderOptions = {}): Shuf
       if (position === 0 && starts.length === 0 && first === 0) epoch++; // an empty epoch still advances
     } finally {
       await Promise.allSettled([...inflight.values()].map((t) => t.done));
+      ahead = 0;
       for (const e of executors ?? []) e.setActive(false);
       running = false;
     }
@@ -309,6 +315,7 @@ export function createLoader(source: DataSource, opts: LoaderOptions = {}): Shuf
 
   return {
     source: src, batchesPerEpoch, samplesPerEpoch: perRank, shuffleReport, workers, prefetch, ringBytes: prefetch * layout.bytes, io,
+    get ahead() { return ahead; },
     [Symbol.asyncIterator]: () => iterate(),
     cursor(): Cursor {
       const left = perRank - position;
