@@ -18,6 +18,8 @@ export interface GatherAddon {
   gather(h: MapHandle, dataStart: number, rowBytes: number, rows: Float64Array, dest: Uint32Array, count: number, out: Uint8Array | Float32Array, mode: 0 | 1, a: number, b: number): number;
   /** Like gather, with one pread per row on file descriptor `fd` (nothing mapped). Returns -1 if the file ended early. */
   pgather(fd: number, dataStart: number, rowBytes: number, rows: Float64Array, dest: Uint32Array, count: number, out: Uint8Array | Float32Array, mode: 0 | 1, a: number, b: number): number;
+  /** Start reading these rows in the background (posix_fadvise WILLNEED), so cold reads overlap. Optional: older builds lack it. */
+  willneed?(fd: number, dataStart: number, rowBytes: number, rows: Float64Array, count: number): void;
 }
 
 /** Where the addon is built. */
@@ -29,7 +31,7 @@ let cached: GatherAddon | null | undefined;
 export function gatherAddon(): GatherAddon | null {
   if (cached !== undefined) return cached;
   cached = null;
-  if (process.env.SLIMFIT_MMAP === 'off' || !existsSync(GATHER_ADDON_PATH)) return cached;
+  if (process.env.SLIMFIT_LOADER_NATIVE === 'off' || !existsSync(GATHER_ADDON_PATH)) return cached;
   try { cached = createRequire(import.meta.url)(GATHER_ADDON_PATH) as GatherAddon; } catch { cached = null; }
   return cached;
 }

@@ -171,6 +171,7 @@ export function createReader(init: ReaderInit): BatchReader {
   // Fused uint8 -> float32 in native code (uint8 has no byte order, so nothing to swap).
   const fused = spec.xOut === 'float32' && spec.x.dtype === 'uint8' && spec.channels === 1 && spec.shift === 0 && spec.noise === 0;
   const rowsBuf = new Float64Array(B), destBuf = new Uint32Array(B);
+  let coldLeft = 0;
   const mapped = (pi: number): MapHandle => {
     let h = maps.get(pi);
     if (!h) {
@@ -197,9 +198,17 @@ export function createReader(init: ReaderInit): BatchReader {
         j++; r++;
       }
       const a = fused ? spec.a[0] : 0, b = fused ? spec.b[0] : 0;
+      // Cold data (slow reads): hint the whole run first so the disk works on all of it at once.
+      const hint = !useMap && coldLeft > 0 && addon!.willneed !== undefined;
+      if (hint) { addon!.willneed!(xf.fd, xf.dataStart, xRow, rowsBuf, j); coldLeft--; }
+      const t0 = useMap || hint ? 0 : performance.now();
       const status = useMap
         ? addon!.gather(mapped(pi), xf.dataStart, xRow, rowsBuf, destBuf, j, out, fused ? 1 : 0, a, b)
         : addon!.pgather(xf.fd, xf.dataStart, xRow, rowsBuf, destBuf, j, out, fused ? 1 : 0, a, b);
+      if (t0 > 0 && j >= 16 && ((performance.now() - t0) * 1000) / j > 15) {
+        // Above ~15 us per row the reads wait for the disk (page cache hits take ~1-3 us): hint the next 64 runs, then probe again.
+        coldLeft = 64;
+      }
       if (status !== 0) {
         fail(p.x, `ended early while reading ${j} sample(s) (truncated while the loader was reading it?)`);
       }

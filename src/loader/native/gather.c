@@ -217,7 +217,33 @@ static napi_value js_pgather(napi_env env, napi_callback_info info) {
   return res;
 }
 
+// willneed(fd, dataStart, rowBytes, rows, count): ask the kernel to start reading these rows now (posix_fadvise
+// WILLNEED), so a batch's reads from a cold disk overlap instead of waiting one by one.
+static napi_value js_willneed(napi_env env, napi_callback_info info) {
+  size_t argc = 5;
+  napi_value argv[5];
+  napi_get_cb_info(env, info, &argc, argv, NULL, NULL);
+  if (argc < 5) return throw_err(env, "EINVAL", "willneed needs 5 arguments");
+  double fdD, dataStart, rowBytes, countD;
+  napi_get_value_double(env, argv[0], &fdD);
+  napi_get_value_double(env, argv[1], &dataStart);
+  napi_get_value_double(env, argv[2], &rowBytes);
+  napi_get_value_double(env, argv[4], &countD);
+  uint8_t* rowsP; size_t rowsB;
+  if (!get_buf(env, argv[3], &rowsP, &rowsB)) return throw_err(env, "EINVAL", "willneed: bad buffer");
+  const double* rows = (const double*)rowsP;
+  size_t count = (size_t)countD;
+  if (count * 8 > rowsB) return throw_err(env, "ERANGE", "willneed: rows too short");
+  for (size_t r = 0; r < count; r++) {
+    posix_fadvise((int)fdD, (off_t)dataStart + (off_t)rows[r] * (off_t)rowBytes, (off_t)rowBytes, POSIX_FADV_WILLNEED);
+  }
+  return NULL;
+}
+
 NAPI_MODULE_INIT() {
+  napi_value f1;
+  napi_create_function(env, "willneed", NAPI_AUTO_LENGTH, js_willneed, NULL, &f1);
+  napi_set_named_property(env, exports, "willneed", f1);
   napi_value f0;
   napi_create_function(env, "pgather", NAPI_AUTO_LENGTH, js_pgather, NULL, &f0);
   napi_set_named_property(env, exports, "pgather", f0);
