@@ -40,6 +40,7 @@ function source(): SampleSource {
 }
 
 if (!existsSync(join(dir, 'dataset.json'))) {
+  mkdirSync(join(dir, '..'), { recursive: true });
   console.error(`building the synthetic store in ${dir} (${N} samples, one shard pair, ~2.2 GB)...`);
   await writeStore(dir, { kind: 'presplit', splits: [{ name: 'train', source: source() }] }, { shardBytes: 4e9, checkDuplicates: false, quiet: false });
 }
