@@ -3,7 +3,7 @@ import assert from 'node:assert/strict';
 import { join } from 'node:path';
 import { after, before, describe, test } from 'node:test';
 import { isSlimfitError } from '../src/formats/errors.ts';
-import { type Batch, type DataSource, createLoader, fromNpy, fromNpz, openDataset } from '../src/loader/index.ts';
+import { type Batch, type DataSource, createLoader, fromNpy, fromNpz, holdout, openDataset } from '../src/loader/index.ts';
 import { gatherAddon } from '../src/loader/native.ts';
 import { idsOf, makeNpyPair, makeStore } from './loader-fixtures.ts';
 import { py, tempDir } from './helpers.ts';
@@ -255,6 +255,45 @@ describe('loader over a store', () => {
     assert.equal(budget.prefetch, 5, 'memoryBudget / bytes per prepared batch');
     assert.ok(budget.ringBytes <= 100 * 64 * 4 * 5 + 100 * 4 * 5 + 64);
     await budget.close();
+    await ds.close();
+  });
+
+  test('holdout: disjoint seeded train/val views covering the source; each view exactly once per epoch in every mode and worker count', async () => {
+    const ds = await openDataset(stores[2003]);
+    const src = ds.split('train');
+    const { train, val } = holdout(src, 0.1, 3);
+    assert.equal(val.samples, 200);
+    assert.equal(train.samples, 1803);
+    const seen = new Map<string, number[]>();
+    for (const [name, view] of [['train', train], ['val', val]] as const) {
+      for (const shuffle of ['global', 'block', false] as const) {
+        for (const workers of [0, 2]) {
+          const { ids, batches, loader } = await epochIds(view, { batchSize: 64, shuffle, workers, seed: 1, shuffleWindow: 3000 });
+          const flat = ids.flat();
+          const what = `${name} ${shuffle} workers=${workers}`;
+          assert.equal(flat.length, view.samples, what);
+          assert.equal(new Set(flat).size, flat.length, `duplicates: ${what}`);
+          for (const b of batches) { const bid = idsOf(b.x as Uint8Array, b.n); for (let k = 0; k < b.n; k++) assert.equal(b.y[k], bid[k] % 10, `label travels with its sample: ${what}`); }
+          const sorted = [...flat].sort((a, b) => a - b);
+          const before = seen.get(name);
+          if (before) assert.deepEqual(sorted, before, `same members whatever the mode: ${what}`);
+          else seen.set(name, sorted);
+          await loader.close();
+        }
+      }
+    }
+    const all = [...seen.get('train')!, ...seen.get('val')!].sort((a, b) => a - b);
+    assert.deepEqual(all, Array.from({ length: 2003 }, (_, i) => i), 'train and val views are disjoint and cover the source');
+    // Held out at random, not the last samples: the val ids spread over the whole range, and another seed draws others.
+    const v = seen.get('val')!;
+    assert.ok(v[0] < 200 && v[v.length - 1] > 1800, `val ids ${v[0]}..${v[v.length - 1]}`);
+    const other = (await epochIds(holdout(src, 0.1, 4).val, { batchSize: 500, shuffle: false, workers: 0 })).ids.flat();
+    assert.ok(other.filter((i) => v.includes(i)).length < 60, 'another seed holds out other samples');
+    // Balanced sampling inside a view draws only the view's own samples.
+    const bal = (await epochIds(val, { batchSize: 50, balanced: true, workers: 0 })).ids.flat();
+    assert.ok(bal.every((i) => v.includes(i)), 'balanced sampling stays inside the held-out view');
+    assert.throws(() => holdout(src, 0.0001), (e: unknown) => isSlimfitError(e) && /leaves 0 for validation/.test((e as Error).message));
+    assert.throws(() => holdout(src, 1.5), RangeError);
     await ds.close();
   });
 

@@ -23,10 +23,24 @@ export interface Part {
   y: PartFile;
 }
 
+/**
+ * A seeded random subset of a source (see `holdout`): local sample i is the parent's sample
+ * permutation(total, seed).at(offset + i), for i < count. O(1) memory whatever the size.
+ */
+export interface Subset {
+  /** Samples of the parent source (its parts hold this many). */
+  total: number;
+  seed: number;
+  offset: number;
+  count: number;
+}
+
 /** A DataSource the loader can read: it also carries its on-disk layout. */
 export interface LoadableSource extends DataSource {
-  /** Parts in sample order; their sample counts add up to `samples`. */
+  /** Parts in sample order; their sample counts add up to `samples` (to `subset.total` for a subset). */
   readonly parts: readonly Part[];
+  /** Set when this source is a random subset of the samples its parts hold. */
+  readonly subset?: Subset;
 }
 
 /** True if `s` carries a layout (made by openDataset, fromNpy or fromNpz). */

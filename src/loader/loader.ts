@@ -5,6 +5,7 @@ import { type TypedArray, dtypeSize, elementAsNumber, viewAs } from '../formats/
 import { SlimfitError } from '../formats/errors.ts';
 import { openNpy } from '../formats/npy.ts';
 import { isLoadable, type LoadableSource } from './layout.ts';
+import { subsetIndex } from './holdout.ts';
 import type { ClassTable, PlanConfig } from './plan.ts';
 import { type BatchReader, type ReaderInit, createReader, slotLayout } from './reader.ts';
 import { gatherAddon } from './native.ts';
@@ -127,9 +128,14 @@ function localExecutor(init: ReaderInit): Executor {
   };
 }
 
-/** Read all labels (raw bytes, source order) into shared memory, part by part. */
+/** Samples held by a source's files (more than `samples` for a subset). */
+function storedSamples(src: LoadableSource): number {
+  return src.subset?.total ?? src.samples;
+}
+
+/** Read all labels (raw bytes, stored order) into shared memory, part by part. */
 async function readAllLabels(src: LoadableSource, yRow: number): Promise<Uint8Array> {
-  const out = new Uint8Array(new SharedArrayBuffer(Math.max(8, src.samples * yRow)));
+  const out = new Uint8Array(new SharedArrayBuffer(Math.max(8, storedSamples(src) * yRow)));
   for (const p of src.parts) {
     const npy = await openNpy(p.y.path, { offset: p.y.base, displayName: p.y.name });
     try {
@@ -143,16 +149,17 @@ async function readAllLabels(src: LoadableSource, yRow: number): Promise<Uint8Ar
   return out;
 }
 
-/** Group sample ids by class (labels must be non-negative integers). */
+/** Group sample ids (stored ids, also for a subset) by class (labels must be non-negative integers). */
 function classTable(src: LoadableSource, labels: Uint8Array): ClassTable {
   const y = src.y;
   if (y.shape.length !== 0 || y.dtype.startsWith('float')) {
     throw new SlimfitError(`balanced sampling needs one integer class label per sample, but y is ${y.dtype} [${y.shape.join(', ')}]`, { file: src.name, hint: 'drop the balanced option' });
   }
-  const view: TypedArray = viewAs(y.dtype, labels.subarray(0, src.samples * dtypeSize(y.dtype)));
+  const view: TypedArray = viewAs(y.dtype, labels.subarray(0, storedSamples(src) * dtypeSize(y.dtype)));
+  const id = src.subset ? subsetIndex(src.subset) : (i: number) => i;
   const counts: number[] = [];
   for (let i = 0; i < src.samples; i++) {
-    const v = elementAsNumber(y.dtype, view, i);
+    const v = elementAsNumber(y.dtype, view, id(i));
     if (!(Number.isInteger(v) && v >= 0 && v < 1 << 20)) throw new SlimfitError(`label ${v} of sample ${i} is not a class index`, { file: src.name, hint: 'balanced sampling needs class labels 0..C-1' });
     while (counts.length <= v) counts.push(0);
     counts[v]++;
@@ -162,7 +169,7 @@ function classTable(src: LoadableSource, labels: Uint8Array): ClassTable {
   const big = src.samples > 0xffffffff;
   const ids = big ? new Float64Array(new SharedArrayBuffer(8 * src.samples)) : new Uint32Array(new SharedArrayBuffer(4 * Math.max(1, src.samples)));
   const fill = Array.from(offsets.subarray(0, counts.length));
-  for (let i = 0; i < src.samples; i++) ids[fill[elementAsNumber(y.dtype, view, i)]++] = i;
+  for (let i = 0; i < src.samples; i++) { const j = id(i); ids[fill[elementAsNumber(y.dtype, view, j)]++] = j; }
   return { offsets, ids };
 }
 
@@ -194,7 +201,7 @@ export function createLoader(source: DataSource, opts: LoaderOptions = {}): Shuf
   const windowBytes = intOpt('shuffleWindow', opts.shuffleWindow, 64 * MB, 1);
   const windowSamples = Math.max(1, Math.min(Math.max(1, perRank), Math.floor(windowBytes / Math.max(1, xRow + yRow))));
   const blockSamples = Math.max(1, Math.min(Math.floor(intOpt('shuffleBlock', opts.shuffleBlock, MB, 1) / Math.max(1, xRow)), Math.floor(windowSamples / 4)));
-  const plan: PlanConfig = { n: N, mode, balanced, seed, rank, worldSize, perRank, blockSamples, windowSamples };
+  const plan: PlanConfig = { n: N, subset: src.subset, mode, balanced, seed, rank, worldSize, perRank, blockSamples, windowSamples };
 
   const workers = intOpt('workers', opts.workers, Math.max(1, availableParallelism() - 1), 0);
   const layout = slotLayout(spec, B);
@@ -228,9 +235,10 @@ export function createLoader(source: DataSource, opts: LoaderOptions = {}): Shuf
   const start = async (): Promise<Executor[]> => {
     let labels: Uint8Array | undefined;
     let classes: ClassTable | undefined;
-    if (N > 0 && (balanced || (N * yRow <= labelCacheBytes && labelCacheBytes > 0))) labels = await readAllLabels(src, yRow);
+    const stored = storedSamples(src);
+    if (N > 0 && (balanced || (stored * yRow <= labelCacheBytes && labelCacheBytes > 0))) labels = await readAllLabels(src, yRow);
     if (balanced && labels) classes = classTable(src, labels);
-    if (labels && N * yRow > labelCacheBytes) labels = undefined; // read only for the class table
+    if (labels && stored * yRow > labelCacheBytes) labels = undefined; // read only for the class table
     slots = Array.from({ length: prefetch }, () => new SharedArrayBuffer(layout.bytes));
     const init: ReaderInit = {
       parts: src.parts.map((p) => ({ ...p, x: { ...p.x }, y: { ...p.y } })), plan, classes, labels, spec, batchSize: B, slots,

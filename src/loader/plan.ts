@@ -1,10 +1,14 @@
 // The sample order of an epoch as a pure function of (seed, epoch, rank, position): shared by the main thread and workers.
 import { type Permutation, permutation } from '../util/permutation.ts';
+import { subsetIndex } from './holdout.ts';
+import type { Subset } from './layout.ts';
 
 /** Plain-data description of an order (passed to worker threads). */
 export interface PlanConfig {
-  /** Samples in the source. */
+  /** Samples in the source (in the subset, when there is one). */
   n: number;
+  /** The source is a random subset of its files' samples: sample ids are mapped to the parent's ids. */
+  subset?: Subset;
   mode: 'global' | 'block' | 'none';
   /** Draw classes equally often (global mode only). */
   balanced: boolean;
@@ -19,7 +23,7 @@ export interface PlanConfig {
   windowSamples: number;
 }
 
-/** Samples of each class for balanced sampling: ids grouped by class, `offsets[c]..offsets[c+1]` for class c. */
+/** Samples of each class for balanced sampling: ids (the parent's, for a subset) grouped by class, `offsets[c]..offsets[c+1]` for class c. */
 export interface ClassTable {
   offsets: Float64Array;
   ids: Float64Array | Uint32Array;
@@ -28,7 +32,7 @@ export interface ClassTable {
 /** Computes which sample sits at each position of an epoch. */
 export interface Plan {
   readonly config: PlanConfig;
-  /** out[k] = sample id at this rank's position start + k of `epoch`, for k < n. */
+  /** out[k] = sample id (in the files: a subset's ids are mapped) at this rank's position start + k of `epoch`, for k < n. */
   samples(epoch: number, start: number, n: number, out: Float64Array): void;
   /** Epoch-wide stream position of this rank's position q (used to seed per-sample augmentation). */
   streamPosition(q: number): number;
@@ -84,6 +88,8 @@ export function createPlan(config: PlanConfig, classes?: ClassTable): Plan {
     return order.at(slot) * K + off;
   };
 
+  const toParent = config.subset ? subsetIndex(config.subset) : null;
+
   const nonEmpty: number[] = [];
   if (classes) for (let c = 0; c + 1 < classes.offsets.length; c++) if (classes.offsets[c + 1] > classes.offsets[c]) nonEmpty.push(c);
 
@@ -117,6 +123,7 @@ export function createPlan(config: PlanConfig, classes?: ClassTable): Plan {
           out[k] = blockSample(epoch, rank * perRank + w * W + plan.windowSlot(epoch, q));
         }
       }
+      if (toParent && !(config.mode === 'global' && config.balanced)) for (let k = 0; k < count; k++) out[k] = toParent(out[k]);
     },
     windowOf: (q) => Math.floor(q / W),
     windowRange: (w) => [w * W, Math.min((w + 1) * W, perRank)],
@@ -135,7 +142,17 @@ export function createPlan(config: PlanConfig, classes?: ClassTable): Plan {
         else runs.push([first, len]);
         g += len;
       }
-      return runs;
+      if (!toParent) return runs;
+      // A subset's consecutive ids are scattered in the files: map them one by one, keeping runs that stay adjacent.
+      const mapped: Array<[number, number]> = [];
+      for (const [first, len] of runs) {
+        for (let i = first; i < first + len; i++) {
+          const id = toParent(i), last = mapped[mapped.length - 1];
+          if (last && last[0] + last[1] === id) last[1]++;
+          else mapped.push([id, 1]);
+        }
+      }
+      return mapped;
     },
     windowSlot(epoch, q) {
       const w = Math.floor(q / W);

@@ -240,7 +240,7 @@ export function createReader(init: ReaderInit): BatchReader {
       for (let k = 0; k < n; k++) order[k] = k;
       const sorted = order.subarray(0, n);
       // Sorted by file offset for positioned reads (helps a cold disk); mapped gathers only group by part.
-      if (init.plan.mode !== 'none' && !(useMap && parts.length === 1)) sorted.sort((i, j) => ids[i] - ids[j]);
+      if ((init.plan.mode !== 'none' || init.plan.subset) && !(useMap && parts.length === 1)) sorted.sort((i, j) => ids[i] - ids[j]);
       if (addon) {
         gatherMapped(n, sorted, fused ? outputs[slot][0] : xScratch.u8);
         for (let r = 0; r < n; r++) slotOf[sorted[r]] = r;
