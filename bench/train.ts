@@ -27,7 +27,7 @@ const rows: Row[] = [];
 for (const model of models) {
   const out = join(tmp.dir, `run-${model}`);
   const t0 = performance.now();
-  const r = await runCli(['train', store, '--model', model, '--epochs', String(epochs), '--batch', String(batch), '--out', out]);
+  const r = await runCli(['train', store, '--model', model, '--epochs', String(epochs), '--batch', String(batch), '--val-fraction', '0', '--out', out]);
   const sfWall = (performance.now() - t0) / 1000;
   if (r.code !== 0) throw new Error(r.stderr);
   const log = readFileSync(join(out, 'log.jsonl'), 'utf8').trim().split('\n').map((l) => JSON.parse(l) as { samples: number; seconds: number });

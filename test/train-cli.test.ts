@@ -84,6 +84,24 @@ test('--resume after epoch 1 continues from the checkpoint and loader cursor and
   assert.deepEqual(lb.map((e) => e.lr), [1e-3, 5e-4], 'the per-epoch learning-rate decay continues after resume');
 });
 
+test('without a validation split, train holds out 10% of the samples at random (--val-fraction; 0 = none)', async () => {
+  const files = ['--x', join(tmp.dir, 'x.npy'), '--y', join(tmp.dir, 'y.npy'), '--model', 'mlp', '--epochs', '1', '--batch', '100'];
+  const out = join(tmp.dir, 'held'), none = join(tmp.dir, 'noval');
+  let r = await runCli(['train', ...files, '--out', out]);
+  assert.equal(r.code, 0, r.stderr);
+  assert.match(r.stderr, /: 900 samples,.*validating on .*held-out 10%: 100 samples/);
+  const [e] = readFileSync(join(out, 'log.jsonl'), 'utf8').trim().split('\n').map((l) => JSON.parse(l));
+  assert.equal(e.samples, 900);
+  assert.ok(e.valAccuracy > 0.5, `held-out accuracy ${e.valAccuracy}`);
+  assert.equal(JSON.parse(readFileSync(join(out, 'run.json'), 'utf8')).valFraction, 0.1, 'recorded for --resume');
+  r = await runCli(['train', ...files, '--val-fraction', '0', '--out', none]);
+  assert.equal(r.code, 0, r.stderr);
+  assert.match(r.stderr, /: 1000 samples,.*no validation/);
+  r = await runCli(['train', ...files, '--val-fraction', '1', '--out', join(tmp.dir, 'bad')]);
+  assert.equal(r.code, 1);
+  assert.match(r.stderr, /slimfit: error: --val-fraction must be a number from 0 up to/);
+});
+
 test('show writes a PNG grid of labelled samples', async () => {
   const out = join(tmp.dir, 'grid.png');
   const r = await runCli(['show', store, '--split', 'train', '-n', '16', '--out', out]);

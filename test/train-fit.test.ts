@@ -28,6 +28,11 @@ test('fit(model, storeDir) trains with defaults and evaluate(model, storeDir) st
   const h = await fit(model, store, { epochs: 3, batchSize: 64, progress: false });
   assert.equal(h.epochs.length, 3);
   assert.ok(h.epochs[2].loss < h.epochs[0].loss);
+  // No 'val' split in this store: 10% of train is held out at random and validated on after every epoch.
+  assert.ok(h.epochs.every((e) => e.valAccuracy !== undefined && e.valLoss !== undefined), 'validation on the held-out part');
+  assert.ok(h.epochs[2].valAccuracy! > 0.7, `held-out accuracy ${h.epochs[2].valAccuracy}`);
+  const none = await fit(buildModel('mlp', { inputShape: [28, 28, 1], classes: 10 }), store, { epochs: 1, batchSize: 64, progress: false, validationSplit: 0 });
+  assert.equal(none.epochs[0].valAccuracy, undefined, 'validationSplit: 0 turns it off');
   const r = await evaluate(model, store);
   assert.ok(r.samples > 200 && r.samples < 280, `test split size ${r.samples}`);
   assert.ok(r.accuracy > 0.8, `accuracy ${r.accuracy}`);
@@ -36,7 +41,7 @@ test('fit(model, storeDir) trains with defaults and evaluate(model, storeDir) st
 
 test('fit on plain .npy files (int64 labels, classes counted from y) and on an .npz, no conversion', async () => {
   const model = buildModel('cnn', { inputShape: [28, 28, 1], classes: 10 });
-  await fit(model, { x: join(tmp.dir, 'x.npy'), y: join(tmp.dir, 'y.npy') }, { epochs: 2, batchSize: 64, progress: false });
+  await fit(model, { x: join(tmp.dir, 'x.npy'), y: join(tmp.dir, 'y.npy') }, { epochs: 2, batchSize: 64, progress: false, validationSplit: 0 }); // all samples, as before held-out validation existed
   const r = await evaluate(model, { x: join(tmp.dir, 'xt.npy'), y: join(tmp.dir, 'yt.npy') });
   assert.equal(r.samples, 300);
   assert.ok(r.accuracy > 0.8, `accuracy ${r.accuracy}`);

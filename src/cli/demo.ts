@@ -42,9 +42,10 @@ export async function ensureMnistStore(quiet = false): Promise<string> {
 
 /**
  * Training recipe of the demo: Adam 1e-3 decayed x0.7 per epoch, 5 epochs, and for conv models seeded random shifts of
- * up to 1 px. Measured on MNIST test: cnn 99.32% (no shift: 99.03%, constant lr: 98.97%), mlp 98.37%.
+ * up to 1 px; all 60000 training images (no held-out part: the standard MNIST protocol, judged on the 10k test set).
+ * Measured on MNIST test: cnn 99.32% (no shift: 99.03%, constant lr: 98.97%), mlp 98.29-98.37%.
  */
-export const DEMO_RECIPE = { epochs: 5, batchSize: 128, lr: 1e-3, lrDecay: 0.7, convShift: 1 } as const;
+export const DEMO_RECIPE = { epochs: 5, batchSize: 128, lr: 1e-3, lrDecay: 0.7, convShift: 1, valFraction: 0 } as const;
 
 /** Register `demo`. */
 export function register(program: Command): void {
@@ -66,7 +67,7 @@ export function register(program: Command): void {
         const stamp = new Date().toISOString().replace(/[-:]/g, '').replace(/\..*/, '');
         const r = await trainRun(dir, {
           model: o.model, epochs: o.epochs, batchSize: DEMO_RECIPE.batchSize, lr: DEMO_RECIPE.lr, lrDecay: DEMO_RECIPE.lrDecay,
-          shift: o.model === 'mlp' ? 0 : DEMO_RECIPE.convShift, out: o.out ?? join('runs', `demo-${o.model}-${stamp}`), backend: o.backend,
+          shift: o.model === 'mlp' ? 0 : DEMO_RECIPE.convShift, valFraction: DEMO_RECIPE.valFraction, out: o.out ?? join('runs', `demo-${o.model}-${stamp}`), backend: o.backend,
         });
         const last = r.history[r.history.length - 1];
         process.stdout.write(`\n${o.model} on MNIST, ${o.epochs} epochs (${r.backend}${last ? `, ${last.samplesPerSec.toFixed(0)} samples/s in the last epoch` : ''})\n`);

@@ -11,6 +11,15 @@ function num(name: string, integer: boolean) {
   };
 }
 
+/** Parse a fraction flag in [0, 1). */
+function fraction(name: string) {
+  return (v: string): number => {
+    const n = Number(v);
+    if (!(n >= 0 && n < 1)) throw new SlimfitError(`--${name} must be a number from 0 up to (not including) 1, got '${v}'`);
+    return n;
+  };
+}
+
 /** Register `train`. */
 export function register(program: Command): void {
   program.command('train')
@@ -23,6 +32,7 @@ export function register(program: Command): void {
     .option('--lr-decay <x>', 'multiply the learning rate by this after every epoch', num('lr-decay', false), 1)
     .option('--shift <px>', 'augment: seeded random shifts of training images by up to this many pixels', (v) => Number(v), 0)
     .option('--val-split <name>', "split evaluated after every epoch (default: 'val' when the store has one)")
+    .option('--val-fraction <x>', 'with no validation split: hold out this fraction of the training samples at random for validation (0 = none)', fraction('val-fraction'), 0.1)
     .option('--optimizer <name>', 'adam, sgd, rmsprop, momentum', 'adam')
     .option('--seed <n>', 'seed of weights and shuffling', (v) => Number(v), 0)
     .option('--out <dir>', 'run folder (default runs/<model>-<time>)')
@@ -46,7 +56,7 @@ export function register(program: Command): void {
       } else data = dir;
       if (!o.resume && data === undefined) throw new SlimfitError('no training data given', { hint: 'usage: slimfit train DIR [--model cnn] (or --resume runs/NAME)' });
       const r = await trainRun(data, {
-        model: o.model, epochs: o.epochs, batchSize: o.batch, lr: o.lr, lrDecay: o.lrDecay, shift: o.shift, valSplit: o.valSplit, optimizer: o.optimizer, seed: o.seed,
+        model: o.model, epochs: o.epochs, batchSize: o.batch, lr: o.lr, lrDecay: o.lrDecay, shift: o.shift, valSplit: o.valSplit, valFraction: o.valFraction, optimizer: o.optimizer, seed: o.seed,
         out: o.resume ?? o.out, resume: Boolean(o.resume), split: o.split, backend: o.backend,
         shuffle: o.shuffle === 'none' ? false : o.shuffle, workers: o.workers, evaluateTest: o.test,
       });

@@ -3,7 +3,7 @@ import { stat } from 'node:fs/promises';
 import { SlimfitError } from '../formats/errors.ts';
 import { openNpy } from '../formats/npy.ts';
 import { elementAsNumber, viewAs } from '../formats/dtype.ts';
-import { createLoader, fromNpy, fromNpz, openDataset } from '../loader/index.ts';
+import { createLoader, fromNpy, fromNpz, holdout, openDataset } from '../loader/index.ts';
 import type { DataSource, Loader, LoaderOptions } from '../loader/types.ts';
 
 /** Training data as users have it: a store directory, an opened DataSource, a pair of .npy files, or two arrays of an .npz. */
@@ -13,7 +13,7 @@ export type DataInput = string | DataSource | { x: string; y: string } | { npz: 
 export interface ResolvedData {
   /** The split asked for (train by default). */
   main: DataSource;
-  /** The store's `val` split when training from a store that has one. */
+  /** The store's `val` split when training from a store that has one, else the part of `main` held out (valFraction). */
   val?: DataSource;
   /** The store's `test` split, when there is one (used by reports). */
   test?: DataSource;
@@ -51,17 +51,25 @@ async function countClasses(path: string, base: number, name: string): Promise<n
   }
 }
 
+/** With no validation source and 0 < valFraction < 1: hold out that fraction of `main` at random (seeded) as the validation data. */
+function withHoldout(rd: ResolvedData, valFraction: number, seed: number): ResolvedData {
+  if (rd.val || !(valFraction > 0)) return rd;
+  const { train, val } = holdout(rd.main, valFraction, seed);
+  return { ...rd, main: train, val };
+}
+
 /**
  * Open `data` and pick split `split` (default 'train'); a missing split is a SlimfitError listing the existing ones.
- * `valSplit` names the validation split of a store (default: 'val' when it exists).
+ * `valSplit` names the validation split of a store (default: 'val' when it exists); without one, `valFraction` of the
+ * training samples (default 0: none) are held out at random with `seed`, like Keras's validation_split.
  */
-export async function resolveData(data: DataInput, split = 'train', valSplit?: string): Promise<ResolvedData> {
+export async function resolveData(data: DataInput, split = 'train', valSplit?: string, valFraction = 0, seed = 0): Promise<ResolvedData> {
   if (isSource(data)) {
     const names = data.classNames ?? [];
     const parts = (data as { parts?: Array<{ y: { path: string; base: number; name: string } }> }).parts;
     let classes = names.length;
     if (!classes && parts?.length) for (const p of parts) classes = Math.max(classes, await countClasses(p.y.path, p.y.base, p.y.name));
-    return { main: data, classes, classNames: names.length ? names : Array.from({ length: classes }, (_, i) => String(i)), close: async () => {} };
+    return withHoldout({ main: data, classes, classNames: names.length ? names : Array.from({ length: classes }, (_, i) => String(i)), close: async () => {} }, valFraction, seed);
   }
   if (typeof data === 'string') {
     const st = await stat(data).catch(() => null);
@@ -76,19 +84,19 @@ export async function resolveData(data: DataInput, split = 'train', valSplit?: s
       const counts = ds.manifest.splits[split]?.classCounts;
       const classes = names.length || counts?.length || 0;
       if (!classes) throw new SlimfitError('the store has no class names or class counts, so the number of classes is unknown', { file: data, hint: 're-run `slimfit convert` with integer class labels' });
-      return {
+      return withHoldout({
         main, classes, classNames: names.length ? names : Array.from({ length: classes }, (_, i) => String(i)),
         val: valSplit ? ds.split(valSplit) : split !== 'val' && ds.splits.includes('val') ? ds.split('val') : undefined,
         test: split !== 'test' && ds.splits.includes('test') ? ds.split('test') : undefined,
         storeDir: ds.dir, close: () => ds.close(),
-      };
+      }, valFraction, seed);
     } catch (e) {
       await ds.close();
       throw e;
     }
   }
   const src = 'npz' in data ? await fromNpz(data.npz, { x: data.x, y: data.y }) : await fromNpy({ x: data.x, y: data.y });
-  return resolveData(src, split);
+  return resolveData(src, split, undefined, valFraction, seed);
 }
 
 /** Loader defaults for training: batch 128, global shuffle, prefetch, stats (or 1/255 for uint8) normalization, one-hot labels. */

@@ -21,19 +21,21 @@ export interface FitOptions extends Omit<LoopOptions, 'validation'>, LoaderOptio
   /** Used only when the model is not compiled yet (default adam, 1e-3). */
   optimizer?: OptimizerName;
   lr?: number;
-  /** Validate on the store's 'val' split after each epoch when it has one (default true). */
+  /** Validate after each epoch (default true): on the store's 'val' split when it has one, else on `validationSplit`. */
   validate?: boolean;
+  /** Without a 'val' split: the fraction of the training samples held out at random (seeded by `seed`) for validation (default 0.1; 0 = none). */
+  validationSplit?: number;
   backend?: string;
 }
 
 /**
  * Train `model` on `data` (store dir, DataSource, {x, y} .npy paths or {npz, x, y}) with defaults chosen for you:
  * batch 128, global shuffle, prefetching workers, normalization from the manifest's mean/std, one-hot labels,
- * validation on the store's 'val' split. Returns the per-epoch history.
+ * validation on the store's 'val' split (without one: 10% of the training samples held out at random). Returns the per-epoch history.
  */
 export async function fit(model: tfl.LayersModel, data: DataInput, opts: FitOptions = {}): Promise<History> {
   await initBackend(opts.backend);
-  const rd = await resolveData(data, opts.split ?? 'train');
+  const rd = await resolveData(data, opts.split ?? 'train', undefined, opts.validate === false ? 0 : (opts.validationSplit ?? 0.1), opts.seed ?? 0);
   const closers: Array<{ close(): Promise<void> }> = [];
   try {
     checkModelFits(model, rd.main, rd.classes, model.name);

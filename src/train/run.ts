@@ -27,6 +27,8 @@ export interface TrainRunOptions {
   shift?: number;
   /** Split evaluated after every epoch (default 'val' when the store has one). */
   valSplit?: string;
+  /** With no validation split: fraction of the training samples held out at random for validation (default 0.1; 0 = none). */
+  valFraction?: number;
   optimizer?: OptimizerName;
   seed?: number;
   /** Run folder (created; default runs/<model>-<time>). */
@@ -78,6 +80,8 @@ interface RunConfig {
   lrDecay: number;
   shift: number;
   valSplit?: string;
+  /** Fraction of the training split held out for validation when there is no validation split (absent in older runs: 0). */
+  valFraction?: number;
   /** Input normalization the model was trained with (evaluation reuses it, whatever data it is given). */
   normalize?: LoaderOptions['normalize'];
 }
@@ -153,11 +157,11 @@ export async function trainRun(data: DataInput | undefined, opts: TrainRunOption
     cfg = {
       data: typeof data === 'string' ? resolve(data) : data, model: opts.model ?? 'cnn', epochs: opts.epochs ?? 5, batchSize: opts.batchSize ?? 128,
       lr: opts.lr ?? 1e-3, optimizer: opts.optimizer ?? 'adam', seed: opts.seed ?? 0, split: opts.split ?? 'train', shuffle: opts.shuffle ?? 'global',
-      lrDecay: opts.lrDecay ?? 1, shift: opts.shift ?? 0, valSplit: opts.valSplit,
+      lrDecay: opts.lrDecay ?? 1, shift: opts.shift ?? 0, valSplit: opts.valSplit, valFraction: opts.valFraction ?? 0.1,
     };
     if (typeof cfg.model === 'string' && !isBuiltinModel(cfg.model)) cfg.model = resolve(cfg.model);
   }
-  const rd: ResolvedData = await resolveData(cfg.data, cfg.split, cfg.valSplit);
+  const rd: ResolvedData = await resolveData(cfg.data, cfg.split, cfg.valSplit, cfg.valFraction ?? 0, cfg.seed);
   const loaders: Array<{ close(): Promise<void> }> = [];
   try {
     const model = state ? await loadModel(join(out, MODEL_DIR)) : await freshModel(cfg.model, rd.main, rd.classes, cfg.seed);
@@ -180,7 +184,7 @@ export async function trainRun(data: DataInput | undefined, opts: TrainRunOption
     if (val) loaders.push(val);
     log(`training ${cfg.model} on ${rd.main.name}: ${rd.main.samples} samples, ${rd.classes} classes, batch ${cfg.batchSize}, ${cfg.optimizer} lr ${cfg.lr}, ${cfg.epochs} epochs` +
       (cfg.lrDecay !== 1 ? `, lr x${cfg.lrDecay} per epoch` : '') + (cfg.shift ? `, random shifts up to ${cfg.shift} px` : '') +
-      (val ? `, validating on ${rd.val!.name}` : ", no 'val' split (validation off; make one with `slimfit convert --split train=0.9,val=0.1`, or pass --val-split)"));
+      (val ? `, validating on ${rd.val!.name}` : ", no validation (no 'val' split and --val-fraction 0)"));
     await trainEpochs(model, loader, {
       epochs: cfg.epochs, initialEpoch: state?.epochsDone ?? 0, validation: val, progress: opts.progress, lr: cfg.lr, lrDecay: cfg.lrDecay ?? 1,
       onEpochEnd: async (e, cursor) => {
