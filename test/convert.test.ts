@@ -271,11 +271,16 @@ for d, n in ((sys.argv[1], 16000), (sys.argv[2], 160000)):
   });
 
   test('a 10x larger input converts with peak RSS within +10% of the 1x run', async () => {
+    // The lowest of three runs per size: on a busy machine GC timing moves a single run by 10-20 MB (not with the data).
     const rss: number[] = [];
     for (const d of [small, big]) {
-      const r = await runCli(['convert', join(t.dir, `${d.endsWith('m1') ? 'o1' : 'o10'}`), '--x', join(d, 'x.npy'), '--y', join(d, 'y.npy'), '--split', 'train=0.9,test=0.1', '-q']);
-      assert.equal(r.code, 0, r.stderr);
-      rss.push(r.peakRss);
+      const runs: number[] = [];
+      for (let i = 0; i < 3; i++) {
+        const r = await runCli(['convert', join(t.dir, `${d.endsWith('m1') ? 'o1' : 'o10'}`), '--x', join(d, 'x.npy'), '--y', join(d, 'y.npy'), '--split', 'train=0.9,test=0.1', '-q', '--force']);
+        assert.equal(r.code, 0, r.stderr);
+        runs.push(r.peakRss);
+      }
+      rss.push(Math.min(...runs));
     }
     assert.ok(rss[1] <= rss[0] * 1.1, `peak RSS 1x ${(rss[0] / 1e6).toFixed(1)} MB, 10x ${(rss[1] / 1e6).toFixed(1)} MB`);
   });
