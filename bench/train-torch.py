@@ -2,7 +2,7 @@
 slimfit store, reading its .npy shards with numpy memmap, a fresh random permutation per epoch, per-batch fancy-index
 gather and the manifest's mean/std normalization (what slimfit's loader does), then evaluates on the test split.
 
-Usage: /usr/bin/python3 bench/train-torch.py <mlp|cnn> <store dir> <epochs> <batch>
+Usage: /usr/bin/python3 bench/train-torch.py <mlp|cnn> <store dir> <epochs> <batch> [threads (default: all cores)]
 Prints one JSON line: samplesPerSec (training epochs only), testAccuracy, seconds, peakRss (bytes), threads, version.
 """
 import json
@@ -16,7 +16,7 @@ import torch
 import torch.nn as nn
 
 kind, store, epochs, batch = sys.argv[1], sys.argv[2], int(sys.argv[3]), int(sys.argv[4])
-torch.set_num_threads(os.cpu_count() or 1)
+torch.set_num_threads(int(sys.argv[5]) if len(sys.argv) > 5 else (os.cpu_count() or 1))
 torch.manual_seed(0)
 man = json.load(open(os.path.join(store, 'dataset.json')))
 mean, std = man['stats']['mean'][0], man['stats']['std'][0]
