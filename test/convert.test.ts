@@ -5,6 +5,8 @@ import { join } from 'node:path';
 import { after, before, describe, test } from 'node:test';
 import { MNIST_DIR, py, runCli, tempDir } from './helpers.ts';
 import { openStore } from '../src/store/open.ts';
+import { writeStore } from '../src/store/write.ts';
+import { syntheticSource } from './loader-fixtures.ts';
 
 const t = tempDir('slimfit-convert-');
 after(t.cleanup);
@@ -310,4 +312,17 @@ for d, n in ((sys.argv[1], 16000), (sys.argv[2], 160000)):
     assert.equal((await runCli(['info', out])).code, 0);
     assert.ok(statSync(join(out, 'dataset.json')).size > 0);
   });
+});
+
+test('one input into one split reads the source once; a stratified --split needs one label pass first', async () => {
+  const passes = async (ratios: Array<{ name: string; fraction: number }>) => {
+    const src = syntheticSource({ n: 5000 });
+    let calls = 0;
+    const batches = src.batches.bind(src);
+    src.batches = () => { calls++; return batches(); }; // no labels(): like a CSV, counting would parse it all again
+    await writeStore(join(t.dir, `passes-${ratios.length}`), { kind: 'ratio', source: src, ratios, seed: 0 }, { quiet: true, force: true });
+    return calls;
+  };
+  assert.equal(await passes([{ name: 'train', fraction: 1 }]), 1);
+  assert.equal(await passes([{ name: 'train', fraction: 0.9 }, { name: 'test', fraction: 0.1 }]), 2);
 });

@@ -140,7 +140,9 @@ export async function writeStore(out: string, input: StoreInput, opts: WriteStor
 
     let assign: ((label: number) => number) | null = null;
     let stratified = false;
-    if (input.kind === 'ratio') {
+    if (input.kind === 'ratio' && input.ratios.length === 1) {
+      assign = () => 0; // one split takes every sample: no counting pass (for CSV that would be a second full parse)
+    } else if (input.kind === 'ratio') {
       const counts = classField ? await countClasses(input.source) : [input.source.count ?? (await countAll(input.source))];
       stratified = classField;
       const a = createSplitAssigner(counts, input.ratios, input.seed);
