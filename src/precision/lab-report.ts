@@ -34,7 +34,7 @@ function answerSpeed(s: Json | null): string {
   if (b64 && b32) parts.push(`OpenBLAS: sgemm ${b32.toFixed(0)} vs dgemm ${b64.toFixed(0)} GFLOP/s (${x(b32, b64)})`);
   if (ebf && e32) parts.push(`bfloat16 with the CPU's AVX512_BF16 dot-product instruction reaches ${ebf.toFixed(0)} GFLOP/s (${x(ebf, e32)} float32)`);
   if (ei8 && e32) parts.push(`int8 with VNNI ${ei8.toFixed(0)} GOP/s (${x(ei8, e32)} float32)`);
-  if (n32 && n64) parts.push(`numpy, measured in the same run on a busy machine: float32 ${n32.toPrecision(3)} vs float64 ${n64.toPrecision(3)} GFLOP/s`);
+  if (n32 && n64) parts.push(`numpy, measured in the same run: float32 ${n32.toPrecision(3)} vs float64 ${n64.toPrecision(3)} GFLOP/s`);
   if (n16 && n32) parts.push(`but numpy's float16 matmul has no BLAS kernel and runs at ${n16.toPrecision(2)} GFLOP/s, ${x(n32, n16)} *slower* than its float32`);
   // ratios across every measured shape (the machine is shared, so single numbers are noisy)
   const shapes = [...new Set(rows.filter((r) => r.gflops != null).map((r) => r.shape))];
