@@ -4,6 +4,7 @@
 #include <cstdint>
 #include <string>
 
+#include "dense_step.h"
 #include "gemm_own.h"
 #include "kernels.h"
 
@@ -199,6 +200,67 @@ napi_value Adam(napi_env env, napi_callback_info info) {
   return undef(env);
 }
 
+// denseStep(heap, x, y, batch, plan, out): plan = Float64Array [nLayers, lr, beta1, beta2, eps, oma1, oma2, c1, c2,
+// then per layer: in, out, act, wOff, bOff, mwOff, vwOff, mbOff, vbOff] (byte offsets into heap, -1 = no bias);
+// x, y are float32 typed arrays; out (Float64Array) receives [mean loss, correct count].
+napi_value DenseStep(napi_env env, napi_callback_info info) {
+  Args a(env, info);
+  size_t hlen, xlen, ylen, plen, olen;
+  uint8_t* heap = a.base(0, &hlen);
+  uint8_t* xb = a.base(1, &xlen);
+  uint8_t* yb = a.base(2, &ylen);
+  int B = a.i32(3);
+  uint8_t* pb = a.base(4, &plen);
+  uint8_t* ob = a.base(5, &olen);
+  if (!a.ok) return nullptr;
+  const double* plan = (const double*)pb;
+  if (plen < 9 * sizeof(double) || olen < 2 * sizeof(double) || B <= 0) {
+    a.fail("slimfit engine: bad denseStep arguments");
+    return nullptr;
+  }
+  int L = (int)plan[0];
+  if (L <= 0 || plen < (9 + 9 * (size_t)L) * sizeof(double)) {
+    a.fail("slimfit engine: bad denseStep plan");
+    return nullptr;
+  }
+  DenseStepArgs s;
+  s.batch = B;
+  s.adam = {(float)plan[1], (float)plan[2], (float)plan[3], (float)plan[4], (float)plan[5], (float)plan[6], (float)plan[7], (float)plan[8]};
+  for (int l = 0; l < L; l++) {
+    const double* q = plan + 9 + 9 * l;
+    DenseLayer d;
+    d.in = (int)q[0];
+    d.out = (int)q[1];
+    d.act = (int)q[2];
+    double nw = (double)d.in * d.out;
+    if (d.in <= 0 || d.out <= 0 || (l > 0 && d.in != s.layers[l - 1].out) || d.act < 0 || d.act > 2 || ((d.act == DENSE_SOFTMAX) != (l == L - 1))) {
+      a.fail("slimfit engine: bad denseStep layer");
+      return nullptr;
+    }
+    d.w = at<float>(a, heap, hlen, q[3], nw);
+    d.b = at<float>(a, heap, hlen, q[4], d.out);
+    d.mw = at<float>(a, heap, hlen, q[5], nw);
+    d.vw = at<float>(a, heap, hlen, q[6], nw);
+    d.mb = at<float>(a, heap, hlen, q[7], d.out);
+    d.vb = at<float>(a, heap, hlen, q[8], d.out);
+    if (!a.ok) return nullptr;
+    if (!d.w || !d.mw || !d.vw || (d.b && (!d.mb || !d.vb))) {
+      a.fail("slimfit engine: denseStep layer without weights or moments");
+      return nullptr;
+    }
+    s.layers.push_back(d);
+  }
+  if (xlen < (size_t)B * s.layers[0].in * sizeof(float) || ylen < (size_t)B * s.layers[L - 1].out * sizeof(float)) {
+    a.fail("slimfit engine: denseStep batch smaller than batch x features");
+    return nullptr;
+  }
+  s.x = (const float*)xb;
+  s.y = (const float*)yb;
+  double* out = (double*)ob;
+  dense_train_step(s, &out[0], &out[1]);
+  return undef(env);
+}
+
 // sumRows(buf, xOff, rows, cols, outOff)
 napi_value SumRows(napi_env env, napi_callback_info info) {
   Args a(env, info);
@@ -316,7 +378,7 @@ napi_value Init(napi_env env, napi_value exports) {
   struct { const char* name; napi_callback cb; } fns[] = {
       {"gemm", Gemm}, {"conv2d", Conv2d}, {"conv2dBackpropInput", Conv2dBpInput},
       {"conv2dBackpropFilter", Conv2dBpFilter}, {"maxPool", MaxPool}, {"maxPoolGrad", MaxPoolGrad},
-      {"adam", Adam}, {"sumRows", SumRows}, {"elementwise", Elementwise}, {"gemmDtype", GemmDtype}, {"setForceOwn", SetForceOwn}, {"info", Info},
+      {"adam", Adam}, {"denseStep", DenseStep}, {"sumRows", SumRows}, {"elementwise", Elementwise}, {"gemmDtype", GemmDtype}, {"setForceOwn", SetForceOwn}, {"info", Info},
   };
   for (auto& f : fns) {
     napi_value fn;

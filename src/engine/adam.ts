@@ -7,7 +7,7 @@ type Tf = typeof tfc;
 type NamedGrads = tfc.NamedTensorMap | { name: string; tensor: tfc.Tensor }[];
 
 /** Internals of tfjs-core's AdamOptimizer that the fused step reads and updates (same names as the library). */
-interface AdamInternals {
+export interface AdamInternals {
   learningRate: number; beta1: number; beta2: number; epsilon: number;
   accBeta1: tfc.Variable; accBeta2: tfc.Variable;
   accumulatedFirstMoment: { originalName: string; variable: tfc.Variable }[];
@@ -68,24 +68,41 @@ function fusedStep(tf: Tf, addon: Addon, opt: AdamInternals, grads: NamedGrads):
     if ((m && be.refCount(m.dataId) !== 1) || (v && be.refCount(v.dataId) !== 1)) return reject('shared moment');
     items.push({ value, grad, i });
   }
-  // Same accumulator creation as the library, so getWeights/setWeights keep working.
-  for (const { value, i } of items) {
-    if (opt.accumulatedFirstMoment[i] == null) opt.accumulatedFirstMoment[i] = { originalName: `${names[i]}/m`, variable: tf.tidy(() => tf.zerosLike(value).variable(false)) };
-    if (opt.accumulatedSecondMoment[i] == null) opt.accumulatedSecondMoment[i] = { originalName: `${names[i]}/v`, variable: tf.tidy(() => tf.zerosLike(value).variable(false)) };
-  }
-  const oma1 = Math.fround(1 - opt.accBeta1.dataSync()[0]);
-  const oma2 = Math.fround(1 - opt.accBeta2.dataSync()[0]);
-  const c1 = Math.fround(1 - opt.beta1), c2 = Math.fround(1 - opt.beta2);
+  ensureMoments(tf, opt, items.map(({ value, i }) => ({ name: names[i], value, i })));
+  const { oma1, oma2, c1, c2 } = adamConstants(opt);
   const buf = be.wasm.HEAPU8.buffer as ArrayBuffer;
   const o = (t: tfc.Tensor): number => be.dataIdMap.get(t.dataId)!.memoryOffset;
   for (const { value, grad, i } of items) {
     addon.adam(buf, value.size, o(value), o(opt.accumulatedFirstMoment[i].variable), o(opt.accumulatedSecondMoment[i].variable), o(grad),
       opt.learningRate, opt.beta1, opt.beta2, opt.epsilon, oma1, oma2, c1, c2);
   }
+  adamAdvance(tf, opt);
+  return true;
+}
+
+/** Create the first/second moment variables of the variables at positions `i` as the library does (so getWeights/setWeights keep working). */
+export function ensureMoments(tf: Tf, opt: AdamInternals, vars: { name: string; value: tfc.Variable; i: number }[]): void {
+  for (const { name, value, i } of vars) {
+    if (opt.accumulatedFirstMoment[i] == null) opt.accumulatedFirstMoment[i] = { originalName: `${name}/m`, variable: tf.tidy(() => tf.zerosLike(value).variable(false)) };
+    if (opt.accumulatedSecondMoment[i] == null) opt.accumulatedSecondMoment[i] = { originalName: `${name}/v`, variable: tf.tidy(() => tf.zerosLike(value).variable(false)) };
+  }
+}
+
+/** This step's float32 constants, as tfjs computes them: 1 - beta1^t, 1 - beta2^t, 1 - beta1, 1 - beta2. */
+export function adamConstants(opt: AdamInternals): { oma1: number; oma2: number; c1: number; c2: number } {
+  return {
+    oma1: Math.fround(1 - opt.accBeta1.dataSync()[0]),
+    oma2: Math.fround(1 - opt.accBeta2.dataSync()[0]),
+    c1: Math.fround(1 - opt.beta1),
+    c2: Math.fround(1 - opt.beta2),
+  };
+}
+
+/** End of a step, as the library ends it: beta^t advances and the iteration count goes up. */
+export function adamAdvance(tf: Tf, opt: AdamInternals): void {
   tf.tidy(() => {
     opt.accBeta1.assign(tf.mul(opt.accBeta1, opt.beta1));
     opt.accBeta2.assign(tf.mul(opt.accBeta2, opt.beta2));
   });
   opt.incrementIterations();
-  return true;
 }

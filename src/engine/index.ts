@@ -88,3 +88,5 @@ export function engineActive(): boolean {
 }
 
 export { adamStats } from './adam.ts';
+export { denseTrainStep, fusedStepDisabledByEnv } from './dense-step.ts';
+export type { DenseStep, DenseStepResult } from './dense-step.ts';

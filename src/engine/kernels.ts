@@ -11,6 +11,7 @@ export interface WasmBackendLike {
   dataIdMap: { get(dataId: object): { memoryOffset: number } | undefined };
   wasm: { HEAPU8: Uint8Array };
   makeOutput(shape: number[], dtype: tfc.DataType): TensorInfo;
+  refCount(dataId: object): number;
 }
 
 /** True when `b` looks like the wasm backend (tensor data lives in one WebAssembly heap). */

@@ -1,0 +1,31 @@
+// A fused training step for chains of Dense layers: the whole forward, loss, backward and Adam update in one call.
+#pragma once
+#include <vector>
+
+namespace sf {
+
+enum DenseAct { DENSE_LINEAR = 0, DENSE_RELU = 1, DENSE_SOFTMAX = 2 };
+
+// One Dense layer: W [in, out] row-major, b [out] (null when the layer has no bias), Adam moments of each.
+struct DenseLayer {
+  int in, out, act;
+  float *w, *b, *mw, *vw, *mb, *vb;
+};
+
+// Adam constants as tfjs computes them for this step (oma = 1 - beta^t, c = 1 - beta, all float32).
+struct AdamArgs {
+  float lr, beta1, beta2, eps, oma1, oma2, c1, c2;
+};
+
+struct DenseStepArgs {
+  int batch;
+  const float* x;  // [batch, layers[0].in]
+  const float* y;  // [batch, layers.back().out], one-hot or soft targets
+  std::vector<DenseLayer> layers;  // hidden layers relu/linear, the last softmax
+  AdamArgs adam;
+};
+
+// Train one batch in place; *loss = mean categorical cross-entropy (tfjs's clipping), *correct = argmax matches.
+void dense_train_step(const DenseStepArgs& args, double* loss, double* correct);
+
+}  // namespace sf
