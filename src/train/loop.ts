@@ -3,6 +3,7 @@ import * as tf from '@tensorflow/tfjs-core';
 import type * as tfl from '@tensorflow/tfjs-layers';
 import type { TypedArray } from '../formats/dtype.ts';
 import { SlimfitError } from '../formats/errors.ts';
+import { denseTrainStep, engineActive } from '../engine/index.ts';
 import type { Batch, Cursor, Loader } from '../loader/types.ts';
 import { createProgress } from '../util/progress.ts';
 
@@ -57,6 +58,10 @@ export interface LoopOptions {
   lrDecay?: number;
   /** Called after each epoch with its metrics and the train loader's cursor (for checkpoints and logs). */
   onEpochEnd?: (log: EpochLog, cursor: Cursor) => Promise<void> | void;
+  /** Use the engine's fused Dense step when the model allows it (default true; SLIMFIT_FUSED=off also turns it off). */
+  fused?: boolean;
+  /** Receives one line saying how batches are trained (fused step, or trainOnBatch and why). */
+  log?: (line: string) => void;
 }
 
 /** Compile `model` for classification with one-hot labels unless it already carries a training config (a user's model.json) and `force` is false. */
@@ -98,22 +103,29 @@ function asFloat32(a: TypedArray, copy: boolean): Float32Array {
   return out;
 }
 
-/** Turn a batch into tensors: x as given (float32), y one-hot float32 with `classes` columns. */
-function batchTensors(b: Batch, classes: number, copy: boolean): { xs: tf.Tensor; ys: tf.Tensor } {
-  const xs = tf.tensor(asFloat32(b.x, copy), b.xShape, 'float32');
-  if (b.yShape.length === 2 && b.yShape[1] === classes) return { xs, ys: tf.tensor(asFloat32(b.y, copy), b.yShape, 'float32') };
-  const oneHot = new Float32Array(b.n * classes);
+/** Fill `out` (n x classes, zeroed here) with one-hot rows of the batch's integer labels; throws on a label outside [0, classes). */
+function oneHotInto(b: Batch, classes: number, out: Float32Array): Float32Array {
+  out.fill(0, 0, b.n * classes);
   for (let i = 0; i < b.n; i++) {
     const v = Number(b.y[i]);
     if (!(Number.isInteger(v) && v >= 0 && v < classes)) {
-      xs.dispose();
       throw new SlimfitError(`label ${v} in batch ${b.index} of epoch ${b.epoch} is outside the model's ${classes} classes`, {
         hint: 'the model output does not match the dataset labels; build the model for the right number of classes',
       });
     }
-    oneHot[i * classes + v] = 1;
+    out[i * classes + v] = 1;
   }
-  return { xs, ys: tf.tensor(oneHot, [b.n, classes], 'float32') };
+  return out;
+}
+
+/** Whether the batch's y is already one-hot with `classes` columns. */
+const isOneHot = (b: Batch, classes: number): boolean => b.yShape.length === 2 && b.yShape[1] === classes;
+
+/** Turn a batch into tensors: x as given (float32), y one-hot float32 with `classes` columns. */
+function batchTensors(b: Batch, classes: number, copy: boolean): { xs: tf.Tensor; ys: tf.Tensor } {
+  const ys = isOneHot(b, classes) ? tf.tensor(asFloat32(b.y, copy), b.yShape, 'float32')
+    : tf.tensor(oneHotInto(b, classes, new Float32Array(b.n * classes)), [b.n, classes], 'float32');
+  return { xs: tf.tensor(asFloat32(b.x, copy), b.xShape, 'float32'), ys };
 }
 
 /** Label of row i of a batch's y (one-hot or integer). */
@@ -173,6 +185,11 @@ export async function trainEpochs(model: tfl.LayersModel, loader: Loader, opts: 
   if (!(decay > 0 && decay <= 1)) throw new SlimfitError(`lrDecay must be in (0, 1], got ${decay}`);
   // A resumed model carries the already-decayed rate in its saved optimizer config, so resuming passes the base `lr`.
   const lr0 = opts.lr ?? baseLr;
+  // The fused step trains a plain Dense chain in one native call, with the same math as trainOnBatch (see src/engine/dense-step.ts).
+  const fused = opts.fused === false ? { step: null, reason: 'turned off by the caller' } : denseTrainStep(tf, model, engineActive());
+  opts.log?.(fused.step ? 'train step: fused (forward, loss, backward and Adam in one native call per batch)'
+    : `train step: TensorFlow.js trainOnBatch (no fused step: ${fused.reason})`);
+  let yBuf = new Float32Array(0);
   for (let e = opts.initialEpoch ?? 0; e < epochs; e++) {
     if (lr0 !== undefined && decay !== 1) opt.learningRate = lr0 * decay ** e;
     const remaining = loader.samplesPerEpoch - loader.cursor().position;
@@ -180,13 +197,20 @@ export async function trainEpochs(model: tfl.LayersModel, loader: Loader, opts: 
     const t0 = performance.now();
     let loss = 0, acc = 0, n = 0;
     for await (const b of loader) {
-      const { xs, ys } = batchTensors(b, classes, copy);
-      let r: number | number[];
-      try {
-        r = await model.trainOnBatch(xs, ys);
-      } finally {
-        xs.dispose();
-        ys.dispose();
+      let r: number | number[] | null = null;
+      if (fused.step && b.x.length === b.n * fused.inputSize && fused.classes === classes) {
+        if (yBuf.length < b.n * classes) yBuf = new Float32Array(b.n * classes);
+        const y = isOneHot(b, classes) ? asFloat32(b.y, false) : oneHotInto(b, classes, yBuf);
+        r = fused.step(asFloat32(b.x, false), y, b.n);
+      }
+      if (r === null) {
+        const { xs, ys } = batchTensors(b, classes, copy);
+        try {
+          r = await model.trainOnBatch(xs, ys);
+        } finally {
+          xs.dispose();
+          ys.dispose();
+        }
       }
       const [l, a] = Array.isArray(r) ? r : [r, NaN];
       if (!Number.isFinite(l)) throw new SlimfitError(`the loss became ${l} in epoch ${e + 1}, batch ${b.index}`, { hint: 'lower the learning rate (--lr)' });

@@ -186,7 +186,7 @@ export async function trainRun(data: DataInput | undefined, opts: TrainRunOption
       (cfg.lrDecay !== 1 ? `, lr x${cfg.lrDecay} per epoch` : '') + (cfg.shift ? `, random shifts up to ${cfg.shift} px` : '') +
       (val ? `, validating on ${rd.val!.name}` : ", no validation (no 'val' split and --val-fraction 0)"));
     await trainEpochs(model, loader, {
-      epochs: cfg.epochs, initialEpoch: state?.epochsDone ?? 0, validation: val, progress: opts.progress, lr: cfg.lr, lrDecay: cfg.lrDecay ?? 1,
+      epochs: cfg.epochs, initialEpoch: state?.epochsDone ?? 0, validation: val, progress: opts.progress, lr: cfg.lr, lrDecay: cfg.lrDecay ?? 1, log,
       onEpochEnd: async (e, cursor) => {
         history.push(e);
         const st: CheckpointState = { epochsDone: e.epoch, cursor, history };

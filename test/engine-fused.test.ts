@@ -1,0 +1,209 @@
+// The fused Dense training step (src/engine/dense-step.ts): one native call must do exactly what tfjs's trainOnBatch
+// does (loss, accuracy, weights and Adam moments), refuse every model it does not cover with a reason, leave no tensors
+// behind, and reach the reference accuracy on MNIST. The training loop uses it and says so.
+import assert from 'node:assert/strict';
+import { test } from 'node:test';
+import * as tf from '@tensorflow/tfjs-core';
+import '@tensorflow/tfjs-backend-cpu';
+import '@tensorflow/tfjs-backend-wasm';
+import * as tfl from '@tensorflow/tfjs-layers';
+import { denseTrainStep, installEngine, loadAddon, uninstallEngine } from '../src/engine/index.ts';
+import { mnistAccuracy } from '../src/engine/mnist-check.ts';
+import { compileDefault, trainEpochs } from '../src/train/loop.ts';
+import { buildModel } from '../src/train/models.ts';
+import { memLoader, mnistSlice } from './train-helpers.ts';
+
+const { addon, note } = loadAddon();
+const SKIP = addon ? false : `native addon not built: ${note}`;
+
+let seed = 777;
+function rand(n: number, scale = 1): Float32Array {
+  const a = new Float32Array(n);
+  for (let i = 0; i < n; i++) {
+    seed = (seed * 1103515245 + 12345) >>> 0;
+    a[i] = ((seed / 2 ** 32) * 2 - 1) * scale;
+  }
+  return a;
+}
+function oneHot(n: number, classes: number): Float32Array {
+  const y = new Float32Array(n * classes);
+  for (let i = 0; i < n; i++) { seed = (seed * 1103515245 + 12345) >>> 0; y[i * classes + (seed >>> 8) % classes] = 1; }
+  return y;
+}
+
+interface Spec { input: number[]; layers: { units: number; activation: 'relu' | 'linear' | 'softmax'; useBias?: boolean }[]; flatten?: boolean }
+
+function build(spec: Spec, compile: Partial<tfl.ModelCompileArgs> = {}): tfl.Sequential {
+  const m = tfl.sequential();
+  if (spec.flatten) m.add(tfl.layers.flatten({ inputShape: spec.input }));
+  spec.layers.forEach((l, i) => m.add(tfl.layers.dense({
+    ...(i === 0 && !spec.flatten ? { inputShape: spec.input } : {}), units: l.units, activation: l.activation, useBias: l.useBias ?? true,
+    kernelInitializer: tfl.initializers.glorotUniform({ seed: 10 + i }), biasInitializer: tfl.initializers.randomNormal({ stddev: 0.1, seed: 50 + i }),
+  })));
+  // epsilon 1e-4, not 1e-7: Adam's first steps map a gradient g to ~lr*g/(|g|+eps), so with eps 1e-7 two float32
+  // summation orders of a gradient that cancels to ~1e-7 already differ by ~lr; the MNIST test below uses the default.
+  m.compile({ optimizer: tf.train.adam(0.01, 0.9, 0.999, 1e-4), loss: 'categoricalCrossentropy', metrics: ['accuracy'], ...compile });
+  return m;
+}
+
+const maxRel = (a: Float32Array, b: Float32Array): number => {
+  let err = 0, scale = 0;
+  for (let i = 0; i < a.length; i++) { err = Math.max(err, Math.abs(a[i] - b[i])); scale = Math.max(scale, Math.abs(b[i])); }
+  return err / (1 + scale);
+};
+
+async function engineOn(): Promise<void> {
+  await tf.setBackend('wasm');
+  await tf.ready();
+  assert.equal(installEngine(tf, 'wasm').active, true);
+}
+
+test('fused Dense step = trainOnBatch: loss, accuracy, weights and Adam moments over several steps, odd sizes, batch 1, no bias, linear hidden, Flatten', { skip: SKIP }, async () => {
+  await engineOn();
+  const cases: { name: string; spec: Spec; batches: number[] }[] = [
+    { name: 'MLP 784-64-32-10', spec: { input: [784], layers: [{ units: 64, activation: 'relu' }, { units: 32, activation: 'relu' }, { units: 10, activation: 'softmax' }] }, batches: [128, 128, 77, 128] },
+    { name: 'odd sizes 37-29-5, batch 1', spec: { input: [37], layers: [{ units: 29, activation: 'relu' }, { units: 5, activation: 'softmax' }] }, batches: [1, 1, 13, 3] },
+    { name: 'no-bias hidden, linear hidden', spec: { input: [50], layers: [{ units: 31, activation: 'relu', useBias: false }, { units: 17, activation: 'linear' }, { units: 7, activation: 'softmax' }] }, batches: [64, 9, 64] },
+    { name: 'Flatten [6,5,2] -> softmax only', spec: { input: [6, 5, 2], flatten: true, layers: [{ units: 3, activation: 'softmax', useBias: false }] }, batches: [16, 2, 16] },
+  ];
+  for (const c of cases) {
+    const a = build(c.spec), b = build(c.spec);
+    const r = denseTrainStep(tf, a, true);
+    assert.ok(r.step, `${c.name}: eligible (${r.reason})`);
+    const features = c.spec.input.reduce((p, d) => p * d, 1), classes = c.spec.layers[c.spec.layers.length - 1].units;
+    assert.equal(r.inputSize, features);
+    assert.equal(r.classes, classes);
+    for (const n of c.batches) {
+      const x = rand(n * features, 2), y = oneHot(n, classes);
+      const got = r.step(x, y, n);
+      assert.ok(got, `${c.name}: the step ran`);
+      const xs = tf.tensor(x, [n, ...c.spec.input]), ys = tf.tensor2d(y, [n, classes]);
+      const want = (await b.trainOnBatch(xs, ys)) as number[];
+      tf.dispose([xs, ys]);
+      assert.ok(Math.abs(got[0] - want[0]) <= 1e-5 * (1 + Math.abs(want[0])), `${c.name} batch ${n}: loss ${got[0]} vs ${want[0]}`);
+      assert.ok(Math.abs(got[1] - want[1]) <= 1e-6, `${c.name} batch ${n}: accuracy ${got[1]} vs ${want[1]}`);
+    }
+    const wa = a.getWeights(), wb = b.getWeights();
+    wa.forEach((w, i) => assert.ok(maxRel(w.dataSync() as Float32Array, wb[i].dataSync() as Float32Array) < 2e-5, `${c.name}: weight ${i} error ${maxRel(w.dataSync() as Float32Array, wb[i].dataSync() as Float32Array)}`));
+    const oa = await a.optimizer.getWeights(), ob = await b.optimizer.getWeights();
+    const shape = (name: string) => name.replace(/\d+/g, '#'); // the two models' layers are numbered apart
+    assert.deepEqual(oa.map((w) => shape(w.name)), ob.map((w) => shape(w.name)), `${c.name}: same optimizer state names`);
+    oa.forEach((w, i) => assert.ok(maxRel(w.tensor.dataSync() as Float32Array, ob[i].tensor.dataSync() as Float32Array) < 1e-4, `${c.name}: optimizer ${w.name}`));
+    a.dispose(); b.dispose();
+  }
+  uninstallEngine(tf);
+});
+
+test('the fused step leaks no tensors, keeps predict working, and refuses (changing nothing) while a weight buffer is shared', { skip: SKIP }, async () => {
+  await engineOn();
+  const m = build({ input: [20], layers: [{ units: 16, activation: 'relu' }, { units: 4, activation: 'softmax' }] });
+  const r = denseTrainStep(tf, m, true);
+  assert.ok(r.step);
+  r.step(rand(8 * 20), oneHot(8, 4), 8); // creates the moments once
+  const before = tf.memory().numTensors;
+  for (let i = 0; i < 50; i++) r.step(rand(8 * 20), oneHot(8, 4), 8);
+  assert.equal(tf.memory().numTensors, before, 'no tensors created per step');
+  const p = tf.tidy(() => tf.sum(m.predict(tf.tensor2d(rand(3 * 20), [3, 20])) as tf.Tensor, -1).dataSync());
+  p.forEach((s: number) => assert.ok(Math.abs(s - 1) < 1e-5, 'predict gives probabilities'));
+  const kernel = (m.layers[0] as unknown as { kernel: { read(): tf.Variable } }).kernel.read();
+  const shared = tf.clone(kernel); // shares the buffer: an in-place update would change it too
+  const snap = kernel.dataSync().slice();
+  assert.equal(r.step(rand(8 * 20), oneHot(8, 4), 8), null);
+  assert.deepEqual(kernel.dataSync(), snap, 'nothing changed');
+  shared.dispose();
+  assert.ok(r.step(rand(8 * 20), oneHot(8, 4), 8), 'runs again once the buffer is no longer shared');
+  assert.throws(() => r.step(rand(10), oneHot(8, 4), 8), /needs x of 160/);
+  m.dispose();
+  uninstallEngine(tf);
+});
+
+test('models the fused step does not cover get a reason (and train through trainOnBatch)', { skip: SKIP }, async () => {
+  await engineOn();
+  const mlp = { input: [12], layers: [{ units: 8, activation: 'relu' as const }, { units: 3, activation: 'softmax' as const }] };
+  const reasons: [string, () => tfl.LayersModel, RegExp][] = [
+    ['sgd', () => build(mlp, { optimizer: tf.train.sgd(0.1) }), /optimizer is not Adam/],
+    ['mse', () => build(mlp, { loss: 'meanSquaredError' }), /loss is not categoricalCrossentropy/],
+    ['other metric', () => build(mlp, { metrics: ['accuracy', 'mse'] }), /metrics/],
+    ['softmax hidden', () => build({ input: [12], layers: [{ units: 8, activation: 'softmax' }, { units: 3, activation: 'softmax' }] }), /softmax only on the last/],
+    ['dropout', () => {
+      const m = tfl.sequential({ layers: [tfl.layers.dense({ inputShape: [12], units: 8, activation: 'relu' }), tfl.layers.dropout({ rate: 0.5 }), tfl.layers.dense({ units: 3, activation: 'softmax' })] });
+      m.compile({ optimizer: 'adam', loss: 'categoricalCrossentropy' });
+      return m;
+    }, /layer Dropout has no fused step/],
+    ['conv', () => buildModelCompiled('cnn'), /layer Conv2D has no fused step/],
+    ['regularizer', () => {
+      const m = tfl.sequential({ layers: [tfl.layers.dense({ inputShape: [12], units: 3, activation: 'softmax', kernelRegularizer: tfl.regularizers.l2({ l2: 0.01 }) })] });
+      m.compile({ optimizer: tf.train.adam(), loss: 'categoricalCrossentropy' });
+      return m;
+    }, /regularizers/],
+    ['tanh', () => {
+      const m = tfl.sequential({ layers: [tfl.layers.dense({ inputShape: [12], units: 8, activation: 'tanh' }), tfl.layers.dense({ units: 3, activation: 'softmax' })] });
+      m.compile({ optimizer: tf.train.adam(), loss: 'categoricalCrossentropy' });
+      return m;
+    }, /activation tanh/],
+  ];
+  for (const [name, make, re] of reasons) {
+    const m = make();
+    const r = denseTrainStep(tf, m, true);
+    assert.equal(r.step, null, name);
+    assert.match(r.reason!, re, name);
+    m.dispose();
+  }
+  const ok = build(mlp);
+  assert.match(denseTrainStep(tf, ok, false).reason!, /fast engine is not active/);
+  const prev = process.env.SLIMFIT_FUSED;
+  process.env.SLIMFIT_FUSED = 'off';
+  try {
+    assert.match(denseTrainStep(tf, ok, true).reason!, /SLIMFIT_FUSED=off/);
+  } finally {
+    if (prev === undefined) delete process.env.SLIMFIT_FUSED; else process.env.SLIMFIT_FUSED = prev;
+  }
+  ok.dispose();
+  uninstallEngine(tf);
+  await tf.setBackend('cpu');
+  const onCpu = build(mlp);
+  assert.match(denseTrainStep(tf, onCpu, true).reason!, /not wasm/);
+  onCpu.dispose();
+  await tf.setBackend('wasm');
+});
+
+function buildModelCompiled(name: 'cnn' | 'mlp'): tfl.LayersModel {
+  const m = buildModel(name, { inputShape: [28, 28, 1], classes: 10, seed: 1 });
+  compileDefault(m, 'adam', 1e-3);
+  return m;
+}
+
+test('trainEpochs uses the fused step for the built-in mlp, says so, and trains like trainOnBatch', { skip: SKIP }, async () => {
+  await engineOn();
+  const data = mnistSlice(600);
+  const lines: string[] = [];
+  const fusedModel = buildModelCompiled('mlp'), plainModel = buildModelCompiled('mlp');
+  const h1 = await trainEpochs(fusedModel, memLoader(data.x, data.y, [28, 28, 1], { batchSize: 50, seed: 2 }), { epochs: 2, progress: false, log: (l) => lines.push(l) });
+  const h2 = await trainEpochs(plainModel, memLoader(data.x, data.y, [28, 28, 1], { batchSize: 50, seed: 2 }), { epochs: 2, progress: false, fused: false, log: (l) => lines.push(l) });
+  assert.match(lines[0], /train step: fused/);
+  assert.match(lines[1], /trainOnBatch \(no fused step: turned off by the caller\)/);
+  for (let e = 0; e < 2; e++) {
+    assert.ok(Math.abs(h1.epochs[e].loss - h2.epochs[e].loss) < 1e-4, `epoch ${e + 1} loss ${h1.epochs[e].loss} vs ${h2.epochs[e].loss}`);
+    assert.ok(Math.abs(h1.epochs[e].accuracy - h2.epochs[e].accuracy) < 0.01, `epoch ${e + 1} accuracy`);
+  }
+  assert.ok(h1.epochs[1].loss < h1.epochs[0].loss, 'it learns');
+  assert.equal(h1.epochs[1].numTensors, h1.epochs[0].numTensors, 'no tensor growth over epochs');
+  const cnnLines: string[] = [];
+  const cnn = buildModelCompiled('cnn');
+  await trainEpochs(cnn, memLoader(data.x.subarray(0, 64 * 784), data.y.subarray(0, 64), [28, 28, 1], { batchSize: 32 }), { epochs: 1, progress: false, log: (l) => cnnLines.push(l) });
+  assert.match(cnnLines[0], /trainOnBatch \(no fused step: layer Conv2D has no fused step\)/);
+  [fusedModel, plainModel, cnn].forEach((m) => m.dispose());
+  uninstallEngine(tf);
+});
+
+test('a seeded MLP trained one epoch on an MNIST subset by the fused step reaches the cpu backend accuracy (±0.3%)', { skip: SKIP }, async () => {
+  await engineOn();
+  const opts = { hidden: [64], train: 6000, test: 2000, seed: 3 };
+  const fast = await mnistAccuracy(tf, tfl, { ...opts, fused: true });
+  uninstallEngine(tf);
+  await tf.setBackend('cpu');
+  const ref = await mnistAccuracy(tf, tfl, opts);
+  await tf.setBackend('wasm');
+  assert.ok(ref > 0.7, `the reference learned (${ref})`);
+  assert.ok(Math.abs(fast - ref) <= 0.003, `fused ${fast} vs cpu ${ref}`);
+});
