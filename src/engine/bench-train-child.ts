@@ -1,19 +1,20 @@
 // Child process of `slimfit bench engine`: trains one model on one engine and prints a JSON line
-// {samplesPerSec, samplesPerCpuSec, peakRss, note}. Usage: node --import tsx bench-train-child.ts <mlp|cnn> <engine|wasm|cpu> <samples> <batch>
+// {samplesPerSec, samplesPerCpuSec, peakRss, note}. Usage: node --import tsx bench-train-child.ts <mlp|cnn> <engine|fused|wasm|cpu> <samples> <batch>
+// 'engine' trains by model.fit on the engine's kernels; 'fused' by the fused Dense step slimfit's trainer uses (mlp only).
 import * as tf from '@tensorflow/tfjs-core';
 import '@tensorflow/tfjs-backend-wasm';
 import '@tensorflow/tfjs-backend-cpu';
 import * as tfl from '@tensorflow/tfjs-layers';
 import { peakRssBytes } from '../util/rss.ts';
 import { buildBenchModel, sampleShape, type BenchModel } from './bench-models.ts';
-import { installEngine } from './index.ts';
+import { denseTrainStep, installEngine } from './index.ts';
 
 const [kind, engine, samplesArg, batchArg] = process.argv.slice(2) as [BenchModel, string, string, string];
 const samples = Number(samplesArg), batch = Number(batchArg);
 await tf.setBackend(engine === 'cpu' ? 'cpu' : 'wasm');
 await tf.ready();
 let note = `plain tfjs ${tf.getBackend()}`;
-if (engine === 'engine') {
+if (engine === 'engine' || engine === 'fused') {
   const st = installEngine(tf, 'wasm');
   if (!st.active) throw new Error(`fast engine not active: ${st.note}`);
   note = st.note;
@@ -42,9 +43,24 @@ const x = tf.randomUniform([samples, ...sampleShape(kind)]);
 const y = tf.oneHot(tf.randomUniform([samples], 0, 10, 'int32'), 10);
 const warm = Math.min(samples, batch * 3);
 await model.fit(tf.slice(x, 0, warm), tf.slice(y, 0, warm), { batchSize: batch, epochs: 1, verbose: 0 });
+let train = async (): Promise<void> => { await model.fit(x, y, { batchSize: batch, epochs: 1, verbose: 0, shuffle: false }); };
+if (engine === 'fused') {
+  const r = denseTrainStep(tf, model, true);
+  if (!r.step) throw new Error(`no fused step for ${kind}: ${r.reason}`);
+  const xa = x.dataSync() as Float32Array, ya = Float32Array.from(y.dataSync());
+  const per = xa.length / samples;
+  const step = r.step;
+  train = async () => {
+    for (let s = 0; s < samples; s += batch) {
+      const n = Math.min(batch, samples - s);
+      if (!step(xa.subarray(s * per, (s + n) * per), ya.subarray(s * 10, (s + n) * 10), n)) throw new Error('the fused step refused a batch');
+    }
+  };
+  note += '; fused Dense step';
+}
 const t0 = performance.now();
 const c0 = process.cpuUsage();
-await model.fit(x, y, { batchSize: batch, epochs: 1, verbose: 0, shuffle: false });
+await train();
 const sec = (performance.now() - t0) / 1000;
 const cu = process.cpuUsage(c0);
 const cpuSec = (cu.user + cu.system) / 1e6;

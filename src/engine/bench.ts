@@ -33,7 +33,7 @@ export interface GemmRow { shape: GemmShape; engine: number; engineOpenblas: num
 
 /** One training row: samples/s and peak RSS of one model on one engine (null with a note when it could not run). */
 export interface TrainRow {
-  model: BenchModel; engine: 'fast engine' | 'tfjs wasm' | 'PyTorch';
+  model: BenchModel; engine: 'fast engine, fused step' | 'fast engine' | 'tfjs wasm' | 'PyTorch';
   samplesPerSec: number | null;
   /** Samples per second of CPU time summed over the process's threads (independent of other load on the machine). */
   samplesPerCpuSec: number | null;
@@ -126,9 +126,15 @@ export function benchEngine(opts: EngineBenchOptions = {}): EngineBenchResult {
   for (const model of models) {
     const n = opts.samples?.[model] ?? (model === 'mlp' ? 12800 : 3840);
     const slowN = Math.max(batch * 4, Math.round(n / (model === 'mlp' ? 10 : 5) / batch) * batch);
+    const one = { ...process.env, SLIMFIT_THREADS: '1' };
     const runs: [TrainRow['engine'], string, string[], NodeJS.ProcessEnv?][] = [
+      // the path slimfit's trainer takes for a Dense chain + Adam (src/engine/dense-step.ts); other models have none
+      ...(model === 'mlp' ? [
+        ['fast engine, fused step', process.execPath, ['--import', 'tsx', childTs, model, 'fused', String(n), String(batch)]],
+        ['fast engine, fused step', process.execPath, ['--import', 'tsx', childTs, model, 'fused', String(n), String(batch)], one],
+      ] as [TrainRow['engine'], string, string[], NodeJS.ProcessEnv?][] : []),
       ['fast engine', process.execPath, ['--import', 'tsx', childTs, model, 'engine', String(n), String(batch)]],
-      ['fast engine', process.execPath, ['--import', 'tsx', childTs, model, 'engine', String(n), String(batch)], { ...process.env, SLIMFIT_THREADS: '1' }],
+      ['fast engine', process.execPath, ['--import', 'tsx', childTs, model, 'engine', String(n), String(batch)], one],
       ['tfjs wasm', process.execPath, ['--import', 'tsx', childTs, model, 'wasm', String(slowN), String(batch)]],
       // PyTorch on all cores and on one thread (its default here; OpenMP spin-waits suffer on a busy machine)
       ['PyTorch', opts.torchPython ?? '/usr/bin/python3', [join(ROOT, 'bench', 'engine-torch.py'), model, String(n), String(batch), String(cpus)]],
