@@ -344,3 +344,39 @@ describe('loader over plain files', () => {
     await assert.rejects(fromNpz(npz, { x: 'nope', y: 'labels' }), (e) => isSlimfitError(e) && /images, labels, other/.test((e as Error).message));
   });
 });
+
+test("the native uint8 -> float32 conversion (AVX-512, AVX2 and table paths) gives the JS bits for every byte and odd row lengths", { skip: gatherAddon() ? false : 'native addon not built (npm install builds it)' }, async () => {
+  const { execFileSync } = await import('node:child_process');
+  const { writeFileSync, mkdtempSync, rmSync } = await import('node:fs');
+  const { tmpdir } = await import('node:os');
+  const dir = mkdtempSync(join(tmpdir(), 'slimfit-conv-'));
+  try {
+    const rb = 37, rows = 300; // 37: not a multiple of 8 or 16, so every vector path also runs its scalar tail
+    const data = Uint8Array.from({ length: rows * rb }, (_, i) => (i * 97 + (i >> 8)) & 255);
+    writeFileSync(join(dir, 'x.bin'), data);
+    const script = `
+      const a = require(${JSON.stringify(new URL('../build/Release/slimfit_gather.node', import.meta.url).pathname)});
+      const fs = require('fs');
+      const fd = fs.openSync(${JSON.stringify(join(dir, 'x.bin'))}, 'r'), h = a.open(${JSON.stringify(join(dir, 'x.bin'))});
+      const n = ${rows}, rb = ${rb}, order = Float64Array.from({ length: n }, (_, i) => (i * 7) % n), dest = Uint32Array.from({ length: n }, (_, i) => i);
+      const out = [];
+      for (const [A, B] of [[1 / 255, 0], [0.0123, -0.5], [2, 0.25]]) for (const f of ['gather', 'pgather']) {
+        const o = new Float32Array(n * rb);
+        if (a[f](f === 'gather' ? h : fd, 0, rb, order, dest, n, o, 1, A, B) !== 0) throw new Error(f + ' failed');
+        out.push(Buffer.from(o.buffer).toString('base64'));
+      }
+      process.stdout.write(JSON.stringify(out));`;
+    const want: string[] = [];
+    for (const [A, B] of [[1 / 255, 0], [0.0123, -0.5], [2, 0.25]]) {
+      const o = new Float32Array(rows * rb);
+      for (let i = 0; i < rows; i++) for (let e = 0; e < rb; e++) o[i * rb + e] = data[((i * 7) % rows) * rb + e] * A + B;
+      want.push(Buffer.from(o.buffer).toString('base64'), Buffer.from(o.buffer).toString('base64'));
+    }
+    for (const isa of ['', 'avx2', 'generic']) {
+      const got = JSON.parse(execFileSync(process.execPath, ['-e', script], { env: { ...process.env, SLIMFIT_ISA: isa }, encoding: 'utf8' })) as string[];
+      assert.deepEqual(got, want, `SLIMFIT_ISA=${isa || '(best)'}`);
+    }
+  } finally {
+    rmSync(dir, { recursive: true, force: true });
+  }
+});
