@@ -53,12 +53,15 @@ function intOpt(name: string, v: number | undefined, dflt: number, min: number):
 
 /** Something that fills batches: a worker thread, or the main thread itself. */
 interface Executor {
-  /** Fill a group of batches; one promise per request. */
-  send(rs: FillRequest[]): Promise<void>[];
+  /** Fill a group of batches; one promise per request (with the batch's own buffers when the request asked for them). */
+  send(rs: FillRequest[]): Promise<Owned | void>[];
   pending(): number;
   setActive(on: boolean): void;
   close(): Promise<void>;
 }
+
+/** x and y bytes of a batch filled into fresh buffers (FillRequest.own). */
+type Owned = { x: ArrayBuffer; y: ArrayBuffer };
 
 function errorFrom(e: NonNullable<FillReply['error']>): Error {
   if (e.slimfit) {
@@ -75,7 +78,7 @@ function workerExecutor(init: ReaderInit): Executor {
   // tsx is registered inside the worker before importing the TypeScript entry (execArgv does not reach worker entry points on Node 20).
   const boot = `import(${JSON.stringify(import.meta.resolve('tsx/esm/api'))}).then((m) => { m.register(); return import(${JSON.stringify(new URL('./worker.ts', import.meta.url).href)}); })`;
   const w = new Worker(boot, { eval: true, workerData: init });
-  const waiting = new Map<number, { resolve: () => void; reject: (e: Error) => void }>();
+  const waiting = new Map<number, { resolve: (o: Owned | void) => void; reject: (e: Error) => void }>();
   let dead: Error | null = null;
   const failAll = (e: Error) => {
     dead ??= e;
@@ -87,7 +90,7 @@ function workerExecutor(init: ReaderInit): Executor {
       const p = waiting.get(m.seq);
       if (!p) continue;
       waiting.delete(m.seq);
-      if (m.error) p.reject(errorFrom(m.error)); else p.resolve();
+      if (m.error) p.reject(errorFrom(m.error)); else p.resolve(m.x && m.y ? { x: m.x, y: m.y } : undefined);
     }
   });
   w.on('error', (e) => failAll(new Error(`loader worker crashed: ${e.message}`)));
@@ -100,7 +103,7 @@ function workerExecutor(init: ReaderInit): Executor {
   return {
     send(rs) {
       if (dead) return rs.map(() => Promise.reject(dead!));
-      const ps = rs.map((r) => new Promise<void>((resolve, reject) => { waiting.set(r.seq, { resolve, reject }); }));
+      const ps = rs.map((r) => new Promise<Owned | void>((resolve, reject) => { waiting.set(r.seq, { resolve, reject }); }));
       w.postMessage(rs);
       return ps;
     },
@@ -208,7 +211,9 @@ export function createLoader(source: DataSource, opts: LoaderOptions = {}): Shuf
   let prefetch: number;
   if (opts.prefetch !== undefined) prefetch = intOpt('prefetch', opts.prefetch, 4, 1);
   else if (opts.memoryBudget !== undefined) prefetch = Math.max(1, Math.min(1024, Math.floor(intOpt('memoryBudget', opts.memoryBudget, 0, 1) / layout.bytes)));
-  else prefetch = Math.max(8, 4 * workers);
+  // Default: about 16 MB of prepared batches (at most 64, at least 4 per worker). Deep rings let each worker message
+  // carry many batches (one cross-thread wake-up per group instead of per batch: ~2x the rate for MNIST-sized batches).
+  else prefetch = Math.max(4 * workers, 2, Math.min(64, Math.floor((16 * MB) / layout.bytes)));
   if (workers === 0) prefetch = 1;
   const reuse = opts.reuseBuffers ?? false;
   const labelCacheBytes = intOpt('labelCacheBytes', opts.labelCacheBytes, 64 * MB, 0);
@@ -260,11 +265,19 @@ export function createLoader(source: DataSource, opts: LoaderOptions = {}): Shuf
     return { x: viewAs(xd, reuse ? xb : xb.slice()), y: viewAs(yd, reuse ? yb : yb.slice()) };
   };
 
+  const ownedView = (o: Owned): { x: TypedArray; y: TypedArray } => ({
+    x: viewAs(spec.xOut === 'float32' ? 'float32' : src.x.dtype, new Uint8Array(o.x)),
+    y: viewAs(spec.yOut === 'int32' ? 'int32' : 'float32', new Uint8Array(o.y)),
+  });
+
   async function* iterate(): AsyncGenerator<Batch> {
     if (closed) throw new Error('the loader is closed');
     if (running) throw new Error('this loader is already being iterated; finish or break that loop first');
     running = true;
-    const inflight = new Map<number, { slot: number; done: Promise<void> }>();
+    const inflight = new Map<number, { slot: number; done: Promise<Owned | void> }>();
+    // Copies the caller owns are made by the worker threads into fresh buffers that move to this thread, so the
+    // main thread never copies a batch (copying out of a ring slot another core just wrote cost ~100 us per MNIST batch).
+    const owned = !reuse && workers > 0;
     try {
       if (!executors) { starting ??= start(); executors = await starting; }
       const ex = executors;
@@ -291,7 +304,8 @@ export function createLoader(source: DataSource, opts: LoaderOptions = {}): Shuf
           while (reqs.length < group && free.length > 0 && next < starts.length) {
             const s = starts[next];
             if (mode === 'block' && Math.floor(s / windowSamples) !== Math.floor(s0 / windowSamples)) break;
-            reqs.push({ seq: next++, epoch: ep, start: s, n: Math.min(B, perRank - s), slot: free.shift()! });
+            const n = Math.min(B, perRank - s);
+            reqs.push({ seq: next++, epoch: ep, start: s, n, slot: free.shift()!, own: owned ? [n * spec.xOutBytes, n * spec.yOutBytes] : undefined });
           }
           const done = e.send(reqs);
           ahead = inflight.size + reqs.length;
@@ -301,11 +315,11 @@ export function createLoader(source: DataSource, opts: LoaderOptions = {}): Shuf
       dispatch();
       for (let k = 0; k < starts.length; k++) {
         const t = inflight.get(k)!;
-        await t.done;
+        const got = await t.done;
         inflight.delete(k);
         ahead = inflight.size;
         const n = Math.min(B, perRank - starts[k]);
-        const { x, y } = view(t.slot, n);
+        const { x, y } = got ? ownedView(got) : view(t.slot, n);
         if (!reuse) { free.push(t.slot); dispatch(); }
         position = starts[k] + n;
         yield { n, x, xShape: [n, ...spec.xShape], y, yShape: [n, ...spec.yShape], epoch: ep, index: indexBase + k };

@@ -40,7 +40,8 @@ interface OpenFile { fd: number; file: PartFile; dataStart: number; rowBytes: nu
 
 /** Fills batches into slots; call `fill` for each batch, `close` at the end. */
 export interface BatchReader {
-  fill(epoch: number, start: number, n: number, slot: number): void;
+  /** Fill batch positions start..start+n of `epoch` into ring slot `slot`, or into `into` (x bytes, y bytes) when given. */
+  fill(epoch: number, start: number, n: number, slot: number, into?: readonly [Uint8Array, Uint8Array]): void;
   close(): void;
 }
 
@@ -218,9 +219,10 @@ export function createReader(init: ReaderInit): BatchReader {
 
 
   return {
-    fill(epoch, start, n, slot) {
+    fill(epoch, start, n, slot, into) {
       if (Date.now() - lastCheck >= init.checkMs) checkOpen();
-      t.setOutput(outputs[slot][0], outputs[slot][1]);
+      const target = into ?? outputs[slot];
+      t.setOutput(target[0], target[1]);
       if (init.plan.mode === 'block') {
         for (let k = 0; k < n; k++) {
           const q = start + k;
@@ -242,13 +244,11 @@ export function createReader(init: ReaderInit): BatchReader {
       // Sorted by file offset for positioned reads (helps a cold disk); mapped gathers only group by part.
       if ((init.plan.mode !== 'none' || init.plan.subset) && !(useMap && parts.length === 1)) sorted.sort((i, j) => ids[i] - ids[j]);
       if (addon) {
-        gatherMapped(n, sorted, fused ? outputs[slot][0] : xScratch.u8);
+        gatherMapped(n, sorted, fused ? target[0] : xScratch.u8);
         for (let r = 0; r < n; r++) slotOf[sorted[r]] = r;
-        for (let k = 0; k < n; k++) {
-          if (!fused) t.x(k, xScratch, slotOf[k], epoch, plan.streamPosition(start + k));
-          if (labels) t.y(k, labels, ids[k], ids[k]);
-          else t.y(k, yScratch, slotOf[k], ids[k]);
-        }
+        if (!fused) for (let k = 0; k < n; k++) t.x(k, xScratch, slotOf[k], epoch, plan.streamPosition(start + k));
+        if (labels) t.yRows(n, labels, ids);
+        else for (let k = 0; k < n; k++) t.y(k, yScratch, slotOf[k], ids[k]);
         return;
       }
       // Read in file order, coalescing runs of consecutive ids; remember where each batch position landed.

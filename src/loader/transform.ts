@@ -136,6 +136,8 @@ export interface Transformer {
   x(k: number, src: RawView, row: number, epoch: number, key: number): void;
   /** Convert label row `row` of `src` into output sample k; `id` (the sample's index) names it in errors. */
   y(k: number, src: RawView, row: number, id: number): void;
+  /** Labels of output samples 0..n-1 from rows `rows[k]` of `src` (also the ids named in errors): y() for a whole batch. */
+  yRows(n: number, src: RawView, rows: Float64Array): void;
 }
 
 // Monomorphic kernels for the common cases (one element type each, so V8 keeps them fast).
@@ -231,6 +233,25 @@ export function createTransformer(spec: TransformSpec, describe: (id: number) =>
           if (e + 1 < rowElems) o[out + e + 1] += m * Math.sin(2 * Math.PI * u2);
         }
       }
+    },
+    yRows(n, src, rows) {
+      // One monomorphic loop for the common case (one small integer label per sample, int32 out).
+      if (spec.yOut === 'int32' && yElems === 1 && (src.t instanceof Uint8Array || src.t instanceof Int32Array || src.t instanceof Uint16Array || src.t instanceof Int8Array || src.t instanceof Int16Array)) {
+        const t = src.t;
+        for (let k = 0; k < n; k++) yi[k] = t[rows[k]];
+        return;
+      }
+      if (spec.yOut === 'onehot' && src.t instanceof Uint8Array) {
+        const t = src.t, C = spec.classes;
+        yf.fill(0, 0, n * C);
+        for (let k = 0; k < n; k++) {
+          const v = t[rows[k]];
+          if (v >= C) this.y(k, src, rows[k], rows[k]); // throws the per-sample error
+          yf[k * C + v] = 1;
+        }
+        return;
+      }
+      for (let k = 0; k < n; k++) this.y(k, src, rows[k], rows[k]);
     },
     y(k, src, row, id) {
       const t = src.t;

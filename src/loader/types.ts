@@ -41,7 +41,7 @@ export interface LoaderOptions extends TransformOptions {
   dropLast?: boolean;
   /** Reader/transform worker threads (default cores - 1, min 1; 0 = read on the main thread). */
   workers?: number;
-  /** Batches prepared ahead (default from memoryBudget, else 4). */
+  /** Batches prepared ahead (default from memoryBudget, else about 16 MB of batches: 4 x workers to 64). */
   prefetch?: number;
   /** Bytes the loader may use for prepared batches; sizes prefetch. */
   memoryBudget?: number;

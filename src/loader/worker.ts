@@ -3,27 +3,39 @@ import { parentPort, workerData } from 'node:worker_threads';
 import { isSlimfitError } from '../formats/errors.ts';
 import { type ReaderInit, createReader } from './reader.ts';
 
-/** A request from the loader: fill batch `seq` (positions start..start+n of epoch) into ring slot `slot`. */
-export interface FillRequest { seq: number; epoch: number; start: number; n: number; slot: number }
-/** The answer for one request: done, or the error that stopped it. */
-export interface FillReply { seq: number; error?: { message: string; slimfit: boolean; file?: string; hint?: string; stack?: string } }
+/**
+ * A request from the loader: fill batch `seq` (positions start..start+n of epoch) into ring slot `slot`, or, with
+ * `own` (bytes of x and of y), into fresh buffers that are transferred back and then belong to the caller.
+ */
+export interface FillRequest { seq: number; epoch: number; start: number; n: number; slot: number; own?: readonly [number, number] }
+/** The answer for one request: done (with the owned buffers if asked for), or the error that stopped it. */
+export interface FillReply { seq: number; x?: ArrayBuffer; y?: ArrayBuffer; error?: { message: string; slimfit: boolean; file?: string; hint?: string; stack?: string } }
 
 const reader = createReader(workerData as ReaderInit);
 // Requests come in groups (one message per group each way keeps the cross-thread cost per batch low).
 parentPort!.on('message', (m: FillRequest[] | 'close') => {
   if (m === 'close') { reader.close(); parentPort!.close(); return; }
   const replies: FillReply[] = [];
+  const transfer: ArrayBuffer[] = [];
   let failed: FillReply['error'] | undefined;
   for (const r of m) {
     if (failed) { replies.push({ seq: r.seq, error: failed }); continue; }
     try {
-      reader.fill(r.epoch, r.start, r.n, r.slot);
-      replies.push({ seq: r.seq });
+      if (r.own) {
+        // Owned batches are filled here and moved to the caller: the main thread never copies (or even touches) them.
+        const x = new ArrayBuffer(r.own[0]), y = new ArrayBuffer(r.own[1]);
+        reader.fill(r.epoch, r.start, r.n, r.slot, [new Uint8Array(x), new Uint8Array(y)]);
+        replies.push({ seq: r.seq, x, y });
+        transfer.push(x, y);
+      } else {
+        reader.fill(r.epoch, r.start, r.n, r.slot);
+        replies.push({ seq: r.seq });
+      }
     } catch (e) {
       const err = e as Error & { file?: string; hint?: string };
       failed = { message: err.message, slimfit: isSlimfitError(e), file: err.file, hint: err.hint, stack: err.stack };
       replies.push({ seq: r.seq, error: failed });
     }
   }
-  parentPort!.postMessage(replies);
+  parentPort!.postMessage(replies, transfer);
 });

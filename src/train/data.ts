@@ -99,10 +99,14 @@ export async function resolveData(data: DataInput, split = 'train', valSplit?: s
   return resolveData(src, split, undefined, valFraction, seed);
 }
 
-/** Loader defaults for training: batch 128, global shuffle, prefetch, stats (or 1/255 for uint8) normalization, one-hot labels. */
+/**
+ * Loader defaults for training: batch 128, global shuffle, prefetch, stats (or 1/255 for uint8) normalization, one-hot
+ * labels, and batches lent from the loader's ring (the training loop and evaluation are done with a batch before they ask
+ * for the next, so copies would only cost time).
+ */
 export function trainLoaderOptions(src: DataSource, classes: number, o: LoaderOptions = {}): LoaderOptions {
   const normalize = o.normalize ?? (src.stats ? 'stats' : src.x.dtype === 'uint8' ? { scale: 1 / 255, shift: 0 } : false);
-  return { batchSize: 128, shuffle: 'global', seed: 0, ...o, normalize, oneHot: classes, layout: 'nhwc' };
+  return { batchSize: 128, shuffle: 'global', seed: 0, reuseBuffers: true, ...o, normalize, oneHot: classes, layout: 'nhwc' };
 }
 
 /** A loader over `src` with {@link trainLoaderOptions}. */
