@@ -1,5 +1,5 @@
 {
-  "variables": { "have_openblas%": "<!(node native/detect-blas.cjs)" },
+  "variables": { "have_openblas%": "<!(node native/detect-blas.cjs)", "have_png%": "<!(node native/detect-png.cjs)" },
   "targets": [
     {
       "target_name": "slimfit_engine",
@@ -20,5 +20,17 @@
       "cflags": ["-O3", "-std=gnu11"],
       "libraries": ["-lpthread"]
     }
+  ],
+  "conditions": [
+    ["have_png==1", {
+      "targets": [
+        {
+          "target_name": "slimfit_png",
+          "sources": ["src/formats/native/png.c"],
+          "cflags": ["-O2", "-std=gnu11"],
+          "libraries": ["-lpng"]
+        }
+      ]
+    }]
   ]
 }

@@ -7,7 +7,9 @@ import { after, before, describe, it } from 'node:test';
 import { encode } from 'fast-png';
 import { openImageArchive } from '../src/formats/archive.ts';
 import { openImageTree } from '../src/formats/image-tree.ts';
+import { decodeBatch, pack } from '../src/formats/image-pool.ts';
 import { decodeImage } from '../src/formats/images.ts';
+import { pngAddon } from '../src/formats/png-native.ts';
 import { openMessySource } from '../src/formats/messy.ts';
 import type { SampleSource } from '../src/formats/source.ts';
 import { runCli, tempDir, ROOT } from './helpers.ts';
@@ -182,6 +184,62 @@ describe('image trees and archives', () => {
     for (let i = 0; i < 3136; i++) err = Math.max(err, Math.abs(d.x[3136 + i] - smooth[i]));
     assert.ok(err <= 8, `JPEG q100 max error ${err}`);
     assert.deepEqual(d.y, [0, 1]);
+  });
+
+  it('the native PNG path gives the general decoder\'s pixels, hands back what it does not handle, and reads files in bounded chunks', { skip: pngAddon() ? false : 'slimfit_png not built (no libpng headers): every file goes through @napi-rs/image' }, async () => {
+    const addon = pngAddon()!;
+    const g = mnistPixels().image(3);
+    const plane = (c: number) => Uint8Array.from({ length: 784 * c }, (_, i) => (c === 1 ? g[i] : (g[Math.floor(i / c)] * (i % c + 1) * 37) & 255));
+    const files: Array<{ name: string; bytes: Uint8Array; c: number; native: boolean }> = [];
+    for (const c of [1, 2, 3, 4]) files.push({ name: `8-bit ${c}ch`, bytes: encode({ width: 28, height: 28, data: plane(c), channels: c, depth: 8 }), c, native: true });
+    files.push({ name: '16-bit gray', bytes: encode({ width: 28, height: 28, data: Uint16Array.from(g, (v) => v * 257), channels: 1, depth: 16 }), c: 1, native: false });
+    files.push({ name: 'wrong size', bytes: grayPng(g.subarray(0, 27 * 28), 27, 28), c: 1, native: false });
+    const good = grayPng(g);
+    files.push({ name: 'truncated', bytes: good.subarray(0, Math.floor(good.length / 2)), c: 1, native: false });
+    const bad = good.slice();
+    bad[60] ^= 0xff; // inside IDAT: the CRC no longer matches
+    files.push({ name: 'bad CRC', bytes: bad, c: 1, native: false });
+    files.push({ name: 'not a PNG', bytes: new TextEncoder().encode('hello, this is text named .png'), c: 1, native: false });
+    for (const c of [1, 3, 4]) {
+      const target = { width: 28, height: 28, channels: c };
+      const batch = pack(files.map((f) => f.bytes));
+      const out = new Uint8Array(files.length * 784 * c);
+      const status = new Uint8Array(files.length);
+      addon.decode(batch.data, batch.offsets, 28, 28, c, out, status);
+      for (let i = 0; i < files.length; i++) {
+        const f = files[i];
+        const ref = await decodeImage(f.bytes, {}, target);
+        if (status[i] === 0) {
+          assert.ok(ref.ok, `${f.name} as ${c} channels: native decoded a file the general decoder rejects (${ref.ok ? '' : ref.reason})`);
+          assert.ok(Buffer.from(out.subarray(i * 784 * c, (i + 1) * 784 * c)).equals(Buffer.from(ref.pixels)), `${f.name} as ${c} channels: pixels differ`);
+        }
+        assert.equal(status[i] === 0, f.native && f.c === c, `${f.name} as ${c} channels: native status ${status[i]}`);
+      }
+      // Through decodeBatch (native + fallback together): same pixels and reasons as decodeImage file by file.
+      const d = await decodeBatch(batch, {}, target);
+      const want: Uint8Array[] = [];
+      for (let i = 0; i < files.length; i++) {
+        const ref = await decodeImage(files[i].bytes, {}, target);
+        assert.equal(d.reasons[i], ref.ok ? null : ref.reason, files[i].name);
+        if (ref.ok) want.push(ref.pixels);
+      }
+      assert.ok(Buffer.from(d.x).equals(Buffer.concat(want)), `decodeBatch pixels as ${c} channels`);
+    }
+    // readFiles stops after ~maxTotal bytes (at least one file) and reports missing files by errno.
+    const dir = join(tmp.dir, 'readfiles');
+    mkdirSync(dir, { recursive: true });
+    const paths = [0, 1, 2, 3].map((i) => join(dir, `f${i}.bin`));
+    paths.forEach((p, i) => writeFileSync(p, new Uint8Array(1000).fill(i + 1)));
+    paths.splice(1, 0, join(dir, 'missing.png'));
+    const r = addon.readFiles(paths.join('\0'), paths.length, 1 << 20, 2500);
+    assert.equal(r.read, 4); // f0 (1000), missing (0), f1 (2000), f2 (3000 >= 2500: stop)
+    assert.equal(r.errors[1], 2); // ENOENT
+    assert.deepEqual([...r.offsets.subarray(0, 5)], [0, 1000, 1000, 2000, 3000]);
+    assert.ok(r.data.subarray(2000, 3000).every((v) => v === 3));
+    const none = addon.readFiles(paths.join('\0'), paths.length, 500, 1);
+    assert.equal(none.read, 5); // nothing was held, so it went on to the end
+    assert.deepEqual([...none.errors], [-1, 2, -1, -1, -1]); // above maxBytes: not read
+    assert.equal(none.data.length, 0);
   });
 
   it('decodeImage never throws on garbage', async () => {

@@ -1,18 +1,91 @@
-// A worker_threads pool decoding batches of image files. The main thread reads bytes (disk or archive stream) and
-// packs a batch into one ArrayBuffer; a worker decodes it and returns all pixels as one transferred ArrayBuffer.
+// A worker_threads pool decoding batches of image files. The main thread packs a batch (bytes from an archive
+// stream in one ArrayBuffer, or just the paths of a folder tree's files, which the worker then reads); a worker
+// decodes it and returns all pixels as one transferred ArrayBuffer.
 // Results are handed back in submission order by the caller (see image-source.ts), so the store's sample order
 // never depends on the number of workers or on timing.
-import { availableParallelism } from 'node:os';
+import { readFileSync, statSync } from 'node:fs';
+import { availableParallelism, constants } from 'node:os';
 import { isMainThread, parentPort, Worker, workerData } from 'node:worker_threads';
-import { type DecodeResult, decodeImage, type ImageDecodeOptions, type ImageTarget } from './images.ts';
+import { decodeImage, type ImageDecodeOptions, type ImageTarget, MAX_IMAGE_FILE_BYTES } from './images.ts';
+import { pngAddon } from './png-native.ts';
 
 /** Decodes in flight per thread (libuv's pool has 4 threads by default). */
 const DECODE_CONCURRENCY = 8;
 
-/** A batch of encoded files packed in one buffer: file i is data[offsets[i], offsets[i+1]). */
+/**
+ * A batch of encoded files packed in one buffer: file i is data[offsets[i], offsets[i+1]). With `paths` (and no data)
+ * the decoding thread reads the files itself; a file it cannot read is skipped as "unreadable: <code>".
+ */
 export interface EncodedBatch {
   data: Uint8Array;
   offsets: Uint32Array;
+  paths?: string[];
+}
+
+const ERRNO_NAMES = new Map(Object.entries(constants.errno).map(([name, n]) => [n, name]));
+
+/** Encoded bytes a decoding thread holds at once when it reads a batch's files itself. */
+const READ_BYTES = 4 << 20;
+
+/** Read files paths[from...] until about READ_BYTES are held (natively when the addon is built); errors by index. */
+function readSome(paths: string[], from: number): { batch: EncodedBatch; errors: (string | null)[]; count: number } {
+  const addon = pngAddon();
+  const rest = paths.length - from;
+  if (addon) {
+    const r = addon.readFiles(paths.slice(from).join('\0'), rest, MAX_IMAGE_FILE_BYTES, READ_BYTES);
+    const count = r.read, data = r.data, offsets = r.offsets.subarray(0, count + 1);
+    const errors: (string | null)[] = new Array(count).fill(null);
+    for (let i = 0; i < count; i++) {
+      const e = r.errors[i];
+      if (e === -1) errors[i] = tooLarge(paths[from + i]);
+      else if (e !== 0) errors[i] = `unreadable: ${ERRNO_NAMES.get(e) ?? `errno ${e}`}`;
+    }
+    return { batch: { data, offsets }, errors, count };
+  }
+  const chunks: Uint8Array[] = [];
+  const errors: (string | null)[] = [];
+  let held = 0;
+  for (let i = from; i < paths.length && (i === from || held < READ_BYTES); i++) {
+    errors.push(null);
+    const b = readOrError(paths[i], errors, i - from);
+    chunks.push(b);
+    held += b.length;
+  }
+  return { batch: pack(chunks), errors, count: chunks.length };
+}
+
+/** A file's bytes, or empty with errors[i] set to why it was skipped. */
+function readOrError(path: string, errors: (string | null)[], i: number): Uint8Array {
+  const r = readImageFile(path);
+  if ('reason' in r) { errors[i] = r.reason; return new Uint8Array(0); }
+  return r.data;
+}
+
+/** One image file's bytes, or why it is skipped (a file above MAX_IMAGE_FILE_BYTES is never read). */
+export function readImageFile(path: string): { data: Uint8Array } | { reason: string } {
+  try {
+    if (statSync(path).size > MAX_IMAGE_FILE_BYTES) return { reason: tooLarge(path) };
+    return { data: readFileSync(path) };
+  } catch (err) { return { reason: `unreadable: ${(err as NodeJS.ErrnoException).code ?? (err as Error).message}` }; }
+}
+
+/** The skip reason for a file above MAX_IMAGE_FILE_BYTES (same words as decodeImage). */
+function tooLarge(path: string): string {
+  let size = '?';
+  try { size = String(statSync(path).size); } catch { /* gone meanwhile */ }
+  return `file too large for an image sample (${size} bytes)`;
+}
+
+/** Pack byte arrays into one EncodedBatch. */
+export function pack(files: Uint8Array[]): EncodedBatch {
+  const offsets = new Uint32Array(files.length + 1);
+  let size = 0;
+  for (const f of files) size += f.length;
+  const data = new Uint8Array(size);
+  let o = 0;
+  files.forEach((f, i) => { offsets[i] = o; data.set(f, o); o += f.length; });
+  offsets[files.length] = o;
+  return { data, offsets };
 }
 
 /** Decoded batch: pixels of the readable files back to back (in order), and per file null or why it was skipped. */
@@ -28,34 +101,60 @@ export interface ImagePool {
   close(): Promise<void>;
 }
 
-/** Decode every file of a batch to `target` (the worker's job; also used inline when workers = 0). */
-export async function decodeBatch(batch: EncodedBatch, opts: ImageDecodeOptions, target: ImageTarget): Promise<DecodedBatch> {
+/**
+ * Decode every file of a batch to `target` (the worker's job; also used inline when workers = 0). A batch of paths is
+ * read a few MB at a time. Plain 8-bit PNGs of the target's size and channels go through the native addon in one
+ * call; every other file through decodeImage.
+ */
+export async function decodeBatch(input: EncodedBatch, opts: ImageDecodeOptions, target: ImageTarget): Promise<DecodedBatch> {
+  const paths = input.paths;
+  if (!paths) return decodeHeld(input, [], opts, target);
+  const parts: DecodedBatch[] = [];
+  for (let from = 0; from < paths.length;) {
+    const { batch, errors, count } = readSome(paths, from);
+    parts.push(await decodeHeld(batch, errors, opts, target));
+    from += count;
+  }
+  if (parts.length === 1) return parts[0];
+  const x = new Uint8Array(parts.reduce((k, p) => k + p.x.length, 0));
+  let o = 0;
+  for (const p of parts) { x.set(p.x, o); o += p.x.length; }
+  return { x, reasons: parts.flatMap((p) => p.reasons) };
+}
+
+/** Decode files already in memory; errors[i] set = file i could not be read (skipped with that reason). */
+async function decodeHeld(batch: EncodedBatch, errors: (string | null)[], opts: ImageDecodeOptions, target: ImageTarget): Promise<DecodedBatch> {
   const n = batch.offsets.length - 1;
   const sampleBytes = target.width * target.height * target.channels;
-  // Files decode concurrently on libuv's thread pool (a few at a time, to bound native memory); results by index.
-  const results: DecodeResult[] = new Array(n);
+  const all = new Uint8Array(n * sampleBytes);
+  const reasons: (string | null)[] = new Array(n).fill(null);
+  const todo: number[] = [];
+  const addon = opts.resize ? null : pngAddon(); // resizing always goes through the general decoder
+  if (addon) {
+    const status = new Uint8Array(n);
+    addon.decode(batch.data, batch.offsets, target.width, target.height, target.channels, all, status);
+    for (let i = 0; i < n; i++) if (status[i] !== 0 || errors[i]) todo.push(i);
+  } else for (let i = 0; i < n; i++) todo.push(i);
+  // The rest decode concurrently on libuv's thread pool (a few at a time, to bound native memory).
   let next = 0;
   const lane = async () => {
-    while (next < n) {
-      const i = next++;
-      results[i] = await decodeImage(batch.data.subarray(batch.offsets[i], batch.offsets[i + 1]), opts, target);
+    while (next < todo.length) {
+      const i = todo[next++];
+      if (errors[i]) { reasons[i] = errors[i]; continue; }
+      const r = await decodeImage(batch.data.subarray(batch.offsets[i], batch.offsets[i + 1]), opts, target);
+      if (r.ok) all.set(r.pixels, i * sampleBytes);
+      else reasons[i] = r.reason;
     }
   };
-  await Promise.all(Array.from({ length: Math.min(n, DECODE_CONCURRENCY) }, lane));
-  const okCount = results.reduce((k, r) => k + (r.ok ? 1 : 0), 0);
-  const x = new Uint8Array(okCount * sampleBytes);
-  const reasons: (string | null)[] = new Array(n);
+  await Promise.all(Array.from({ length: Math.min(todo.length, DECODE_CONCURRENCY) }, lane));
+  // Keep the readable ones, in order.
   let ok = 0;
-  results.forEach((r, i) => {
-    if (r.ok) {
-      x.set(r.pixels, ok * sampleBytes);
-      ok++;
-      reasons[i] = null;
-    } else {
-      reasons[i] = r.reason;
-    }
-  });
-  return { x, reasons };
+  for (let i = 0; i < n; i++) {
+    if (reasons[i] !== null) continue;
+    if (ok !== i) all.copyWithin(ok * sampleBytes, i * sampleBytes, (i + 1) * sampleBytes);
+    ok++;
+  }
+  return { x: ok === n ? all : all.slice(0, ok * sampleBytes), reasons };
 }
 
 /** Default worker count: cores - 1, at least 1. */
@@ -89,11 +188,11 @@ export function createImagePool(workers: number, opts: ImageDecodeOptions, targe
       const w = idle.pop()!;
       const job = queue.shift()!;
       busy.set(w, job);
-      const { data, offsets } = job.batch;
+      const { data, offsets, paths } = job.batch;
       // Copy into exactly-sized buffers we own, then transfer them (no copy across threads).
       const d = data.byteOffset === 0 && data.byteLength === data.buffer.byteLength ? data : data.slice();
       const o = offsets.byteOffset === 0 && offsets.byteLength === offsets.buffer.byteLength ? offsets : offsets.slice();
-      w.postMessage({ id: job.id, data: d, offsets: o }, [d.buffer as ArrayBuffer, o.buffer as ArrayBuffer]);
+      w.postMessage({ id: job.id, data: d, offsets: o, paths }, [d.buffer as ArrayBuffer, o.buffer as ArrayBuffer]);
     }
   };
   for (let i = 0; i < workers; i++) {
@@ -134,8 +233,8 @@ export function createImagePool(workers: number, opts: ImageDecodeOptions, targe
 if (!isMainThread && parentPort && (workerData as { slimfitImagePool?: boolean } | null)?.slimfitImagePool) {
   const { opts, target } = workerData as { opts: ImageDecodeOptions; target: ImageTarget };
   const port = parentPort;
-  port.on('message', async (msg: { id: number; data: Uint8Array; offsets: Uint32Array }) => {
-    const r = await decodeBatch({ data: msg.data, offsets: msg.offsets }, opts, target);
+  port.on('message', async (msg: { id: number; data: Uint8Array; offsets: Uint32Array; paths?: string[] }) => {
+    const r = await decodeBatch({ data: msg.data, offsets: msg.offsets, paths: msg.paths }, opts, target);
     const x = r.x.byteOffset === 0 && r.x.byteLength === r.x.buffer.byteLength ? r.x : r.x.slice();
     port.postMessage({ id: msg.id, x, reasons: r.reasons }, [x.buffer as ArrayBuffer]);
   });

@@ -2,16 +2,18 @@
 // batches, decodes them in the worker pool, and yields samples strictly in input order with bad files skipped.
 import type { FieldSpec } from '../store/manifest.ts';
 import { SlimfitError } from './errors.ts';
-import { createImagePool, defaultWorkers } from './image-pool.ts';
+import { createImagePool, defaultWorkers, pack, readImageFile } from './image-pool.ts';
 import { decodeImage, type ImageDecodeOptions, type ImageTarget } from './images.ts';
 import type { SampleBatch, SampleSource, SkippedInput } from './source.ts';
 
-/** One image file with its class index and bytes. */
+/** One image file with its class index and bytes (or, with `lazy`, only its path: the decoding thread reads it). */
 export interface ImageEntry {
   path: string;
   label: number;
   data: Uint8Array;
-  /** Set when the file could not be read at all (the entry is then skipped with this reason). */
+  /** The bytes were not read here (data is empty): whoever decodes the file reads it from `path`. */
+  lazy?: boolean;
+  /** Set when the file could not be read at all: the entry is skipped with this reason (e.g. "unreadable: EACCES"). */
   error?: string;
 }
 
@@ -40,6 +42,13 @@ export interface ImageSourceOptions extends ImageDecodeOptions {
 
 const BATCH_BYTES = 4 << 20;
 
+/** A lazy entry's bytes read here (its `error` set when that fails). */
+function readOrEmpty(e: ImageEntry): Uint8Array {
+  const r = readImageFile(e.path);
+  if ('reason' in r) { e.error = r.reason; return new Uint8Array(0); }
+  return r.data;
+}
+
 function failStrict(name: string, path: string, reason: string): never {
   throw new SlimfitError(`${path}: ${reason}`, {
     file: name,
@@ -53,7 +62,17 @@ async function probeTarget(input: ImageInput, opts: ImageSourceOptions): Promise
   let firstBad: { path: string; reason: string } | null = null;
   for await (const e of input.entries()) {
     tried++;
-    const r = await decodeImage(e.data, opts, null);
+    let data = e.data;
+    if (e.lazy) {
+      const got = readImageFile(e.path);
+      if ('reason' in got) {
+        if (opts.strict) failStrict(input.name, e.path, got.reason);
+        firstBad ??= { path: e.path, reason: got.reason };
+        continue;
+      }
+      data = got.data;
+    }
+    const r = await decodeImage(data, opts, null);
     if (r.ok) {
       return { width: r.width, height: r.height, channels: r.channels };
     }
@@ -76,7 +95,8 @@ export async function openImageSource(input: ImageInput, opts: ImageSourceOption
   const y: FieldSpec = { dtype: yDtype, shape: [] };
   const sampleBytes = target.width * target.height * target.channels;
   const workers = opts.workers ?? defaultWorkers();
-  const batchFiles = Math.max(1, opts.batchFiles ?? 256);
+  // Decoded pixels of a batch stay within ~BATCH_BYTES too (a batch of paths carries no byte count to stop on).
+  const batchFiles = Math.max(1, Math.min(opts.batchFiles ?? 256, Math.floor(BATCH_BYTES / sampleBytes)));
   const skipped: SkippedInput[] = [];
   /** Candidate indices skipped in the last complete pass (lets labels() avoid decoding). */
   let skippedIndex: Set<number> | null = null;
@@ -98,12 +118,12 @@ export async function openImageSource(input: ImageInput, opts: ImageSourceOption
     let files: ImageEntry[] = [];
     let size = 0;
     const submit = () => {
-      const offsets = new Uint32Array(files.length + 1);
-      const data = new Uint8Array(size);
-      let o = 0;
-      files.forEach((f, i) => { offsets[i] = o; data.set(f.data, o); o += f.data.length; });
-      offsets[files.length] = o;
-      inFlight.push({ promise: pool.decode({ data, offsets }), paths: files.map((f) => f.path), labels: files.map((f) => f.label), errors: files.map((f) => f.error), first: index - files.length });
+      const paths = files.map((f) => f.path);
+      // Files not read yet (trees) are read by the decoding thread; bytes we already hold (archives) travel packed.
+      const lazy = files.every((f) => f.lazy);
+      const batch = lazy ? { data: new Uint8Array(0), offsets: new Uint32Array(0), paths }
+        : pack(files.map((f) => (f.lazy ? readOrEmpty(f) : f.data)));
+      inFlight.push({ promise: pool.decode(batch), paths, labels: files.map((f) => f.label), errors: files.map((f) => f.error), first: index - files.length });
       files = [];
       size = 0;
     };
@@ -115,7 +135,7 @@ export async function openImageSource(input: ImageInput, opts: ImageSourceOption
         let reason = reason0;
         if (reason === null) labels.push(job.labels[i]);
         else {
-          if (job.errors[i]) reason = `unreadable: ${job.errors[i]}`;
+          if (job.errors[i]) reason = job.errors[i]!;
           if (opts.strict) failStrict(input.name, job.paths[i], reason);
           skipped.push({ path: job.paths[i], reason });
           passSkipped.add(job.first + i);

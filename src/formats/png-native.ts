@@ -1,0 +1,31 @@
+// The optional native PNG addon (build/Release/slimfit_png.node; built by `npm install` when libpng's headers are
+// present): batch decode of plain 8-bit PNGs and batch file reads, used by the image decode workers.
+import { existsSync } from 'node:fs';
+import { createRequire } from 'node:module';
+import { dirname, join } from 'node:path';
+import { fileURLToPath } from 'node:url';
+
+/** The addon's functions (see src/formats/native/png.c). */
+export interface PngAddon {
+  /** Decode file i = data[offsets[i], offsets[i+1]) into out[i*w*h*c...]: status[i] 0 = done, 1 = decode it another way. */
+  decode(data: Uint8Array, offsets: Uint32Array, w: number, h: number, c: number, out: Uint8Array, status: Uint8Array): void;
+  /**
+   * Read NUL-separated paths until maxTotal bytes are held (at least one file): the first `read` files' bytes back to
+   * back; errors[i] is 0, an errno, or -1 for a file above maxBytes (not read).
+   */
+  readFiles(paths: string, count: number, maxBytes: number, maxTotal: number): { data: Uint8Array; offsets: Uint32Array; errors: Int32Array; read: number };
+}
+
+/** Where the addon is built. */
+export const PNG_ADDON_PATH = join(dirname(fileURLToPath(import.meta.url)), '..', '..', 'build', 'Release', 'slimfit_png.node');
+
+let cached: PngAddon | null | undefined;
+
+/** The addon, or null when it was not built or SLIMFIT_PNG_NATIVE=off (then @napi-rs/image decodes every file). */
+export function pngAddon(): PngAddon | null {
+  if (cached !== undefined) return cached;
+  cached = null;
+  if (['off', '0', 'false', 'no'].includes((process.env.SLIMFIT_PNG_NATIVE ?? '').toLowerCase()) || !existsSync(PNG_ADDON_PATH)) return cached;
+  try { cached = createRequire(import.meta.url)(PNG_ADDON_PATH) as PngAddon; } catch { cached = null; }
+  return cached;
+}
