@@ -19,6 +19,11 @@
       "sources": ["src/loader/native/gather.c"],
       "cflags": ["-O3", "-std=gnu11"],
       "libraries": ["-lpthread"]
+    },
+    {
+      "target_name": "slimfit_csv",
+      "sources": ["src/formats/native/csv.c"],
+      "cflags": ["-O3", "-std=gnu11", "-ffp-contract=off"]
     }
   ],
   "conditions": [

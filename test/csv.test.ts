@@ -1,6 +1,7 @@
 // Numeric text tables: numpy-written MNIST CSV pixel-exact, malformed lines by line number, header/label by name,
 // delimiters, float32/float16/uint8 storage vs numpy's own casts, and flat peak RSS when the CSV grows 10x.
 import assert from 'node:assert/strict';
+import { spawnSync } from 'node:child_process';
 import { readFileSync, writeFileSync, createWriteStream } from 'node:fs';
 import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
@@ -179,5 +180,64 @@ print(int((np.abs(x) > 65504).sum()))
     const ratio = r10.peakRss / r1.peakRss;
     console.log(`CSV peak RSS: 1x ${(r1.peakRss / 1e6).toFixed(1)} MB, 10x ${(r10.peakRss / 1e6).toFixed(1)} MB, ratio ${ratio.toFixed(3)}`);
     assert.ok(ratio < 1.1, `peak RSS grew ${ratio.toFixed(3)}x`);
+  });
+  it('the native line parser gives the JS parser\'s exact output on tricky text (values, dtypes, batches, skipped lines, warnings)', async () => {
+    const { csvAddon } = await import('../src/formats/csv-native.ts');
+    // A seeded mix of plain lines (ints, decimals, exponents, signs, CRLF) and lines the native loop must hand back.
+    let seed = 12345;
+    const rnd = () => { seed = (Math.imul(seed, 1103515245) + 12345) >>> 0; return seed / 4294967296; };
+    const num = (): string => {
+      const r = rnd();
+      if (r < 0.4) return String(Math.floor(rnd() * 256));
+      if (r < 0.55) return (rnd() * 300 - 20).toFixed(Math.floor(rnd() * 6));
+      if (r < 0.65) return `${(rnd() * 10).toFixed(3)}e${Math.floor(rnd() * 9) - 4}`;
+      if (r < 0.7) return `+${Math.floor(rnd() * 100)}`;
+      if (r < 0.75) return `-${(rnd()).toFixed(2)}`;
+      if (r < 0.78) return '0.1234567890123456789'; // too many digits: the JS path (Number) parses it
+      if (r < 0.8) return `${Math.floor(rnd() * 9)}e30`;
+      if (r < 0.82) return '70000.5'; // beyond float16
+      if (r < 0.83) return '.5';
+      if (r < 0.84) return '-0';
+      return String(Math.floor(rnd() * 256));
+    };
+    const lines: string[] = ['label,a,b,c,d,e,f,g,h'];
+    for (let i = 0; i < 40000; i++) {
+      const r = rnd();
+      const fields = [String(Math.floor(rnd() * 10) - (rnd() < 0.05 ? 20 : 0)), ...Array.from({ length: 8 }, num)];
+      if (r < 0.02) lines.push('');
+      else if (r < 0.03) lines.push('# comment');
+      else if (r < 0.04) lines.push(fields.slice(0, 7).join(','));
+      else if (r < 0.05) lines.push(fields.join(', '));
+      else if (r < 0.06) lines.push(fields.join(',').replace(',', ',,'));
+      else if (r < 0.065) lines.push(fields.join(',') + ',nan');
+      else if (r < 0.07) lines.push(['3.5', ...fields.slice(1)].join(','));
+      else if (r < 0.075) lines.push(['nan', ...fields.slice(1)].join(','));
+      else if (r < 0.08) lines.push(' ' + fields.join(','));
+      else lines.push(fields.join(',') + (rnd() < 0.1 ? '\r' : ''));
+    }
+    const comma = join(tmp.dir, 'tricky.csv');
+    writeFileSync(comma, lines.join('\n')); // no final newline
+    const spaced = join(tmp.dir, 'tricky.txt');
+    writeFileSync(spaced, lines.slice(1).map((l) => l.replace(/,/g, rnd() < 0.5 ? ' ' : ' \t ')).join('\n') + '\n');
+    const child = (path: string, opts: object, off: boolean) => {
+      const r = spawnSync(process.execPath, [join(ROOT, 'test', 'csv-digest-child.mjs'), path, JSON.stringify(opts)], {
+        encoding: 'utf8', env: { ...process.env, SLIMFIT_CSV_NATIVE: off ? 'off' : '' },
+      });
+      assert.equal(r.status, 0, r.stderr);
+      return JSON.parse(r.stdout);
+    };
+    for (const [path, extra] of [[comma, {}], [spaced, { delimiter: 'whitespace', header: false }]] as const) {
+      for (const xDtype of ['uint8', 'float16', 'float32', 'float64']) {
+        const opts = { ...extra, xDtype, batchRows: 777 };
+        const js = child(path, opts, true);
+        const nat = child(path, opts, false);
+        assert.equal(js.native, false);
+        assert.equal(nat.native, csvAddon() !== null);
+        assert.ok(js.n > 30000 && js.skipped.length > 1000, `fixture is tricky enough (${js.n} rows, ${js.skipped.length} skipped)`);
+        const { native: _a, ...jsRest } = js;
+        const { native: _b, ...natRest } = nat;
+        assert.deepEqual(natRest, jsRest, `${path} as ${xDtype}`);
+      }
+    }
   });
 });

@@ -30,7 +30,7 @@ export function register(program: Command): void {
     .option('--grayscale', 'images: convert to one gray channel (Rec.709 luma)')
     .option('--resize <WxH>', 'images: stretch every image to exactly W x H (bilinear/Triangle filter)')
     .option('--strict', 'images/text: stop at the first unreadable file or malformed line instead of skipping it')
-    .option('--workers <n>', 'images: decode threads (default: cores - 1, at least 1)')
+    .option('--workers <n>', 'images: decode threads (default: cores - 1, at least 1); text: parser threads (default 1; 0 = main thread)')
     .option('--label-col <col>', 'text: label column, 0-based index (negative from the end) or header name (default 0)')
     .option('--shape <dims>', 'text: per-sample shape of the feature columns, e.g. 28,28')
     .option('--x-dtype <dtype>', 'text: store features as uint8, float16, float32 (default) or float64')

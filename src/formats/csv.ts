@@ -1,7 +1,8 @@
 // Numeric text tables (CSV, TSV, semicolon, whitespace-separated) as a streamed SampleSource.
 //
 // Hand-written byte scanner (csv-parse ran at ~10 MB/s here, this at >100 MB/s): the file is read in 1 MB chunks,
-// only the current line crossing a chunk boundary is copied. Decisions (README, convert section):
+// only the current line crossing a chunk boundary is copied. Plain numeric lines go through a native loop when
+// the addon is built (src/formats/native/csv.c: same values, several times faster); this scanner takes the rest. Decisions (README, convert section):
 // - Delimiter: --delimiter, else the first of ',', '\t', ';' found in the first line, else runs of whitespace.
 // - Header: --header/--no-header, else a header is assumed when a field of the first line is not a number.
 // - Label: --label-col (0-based index, negative from the end, or a header name); default column 0. Labels must be
@@ -14,6 +15,7 @@ import { open, stat } from 'node:fs/promises';
 import { isMainThread, parentPort, workerData } from 'node:worker_threads';
 import type { FieldSpec } from '../store/manifest.ts';
 import type { DType } from './dtype.ts';
+import { csvAddon } from './csv-native.ts';
 import { SlimfitError } from './errors.ts';
 import type { SampleBatch, SampleSource, SkippedInput } from './source.ts';
 import { tsWorker } from './ts-worker.ts';
@@ -29,9 +31,10 @@ export interface CsvOptions {
   /** Samples per yielded batch (default: about 4 MB of x). */
   batchRows?: number;
   /**
-   * Threads parsing byte ranges in parallel; default 1 = parse on the calling thread. Opt-in because on the 2-core
-   * machine measured, 2 range workers gave no reliable speed-up under load and cost ~70 MB RSS each (a V8 isolate
-   * with tsx loaded); see bench/convert.ts.
+   * Threads parsing byte ranges (default 1: one thread parses the whole file while the caller writes the store;
+   * 0 = parse on the calling thread). Measured on 2 cores, 1.09 GB MNIST-shaped CSV to a uint8 store: inline 4.0 s,
+   * one parser thread 2.7 s, two 2.9 s (+35 MB RSS per thread: a V8 isolate with tsx); see bench/convert.ts.
+   * Files under 16 MB are parsed inline unless this is given.
    */
   workers?: number;
 }
@@ -236,25 +239,36 @@ export interface RangeEnd {
   skipped: Array<{ line: number; reason: string }>;
 }
 
-/** Parse the lines of one byte range into batches of x (in job.xDtype) and int64 y (runs in a worker or inline). */
-export async function* parseRange(job: RangeJob): AsyncGenerator<RangeBatch, RangeEnd> {
+/**
+ * Parse the lines of one byte range into batches of x (in job.xDtype) and int64 y (runs in a worker or inline).
+ * Batch buffers come from `spare` when it holds one of the right size (a worker gets its buffers back that way).
+ */
+export async function* parseRange(job: RangeJob, spare: ArrayBuffer[] = []): AsyncGenerator<RangeBatch, RangeEnd> {
   const { path, ncols, labelCol, delim, xDtype, batchRows, dataFrom } = job;
   const nfeat = ncols - 1;
   const xElem = xDtype === 'uint8' ? 1 : xDtype === 'float16' ? 2 : xDtype === 'float32' ? 4 : 8;
   let misfit = 0;
   let firstMisfitLine = 0;
   let xb!: ArrayBuffer, yb!: ArrayBuffer;
-  let xU8!: Uint8Array, xU16!: Uint16Array, xF32!: Float32Array, xF64!: Float64Array, yI32!: Int32Array;
+  let xU8!: Uint8Array, xU16!: Uint16Array, xF32!: Float32Array, xF64!: Float64Array, yI32!: Int32Array, yU8!: Uint8Array;
+  const native = csvAddon();
+  const kind = xElem === 1 ? 0 : xElem === 2 ? 1 : xElem === 4 ? 2 : 3;
+  const state = new Float64Array(1);
   let n = 0;
   let line = 0;
+  const reuse = (bytes: number): ArrayBuffer => {
+    const i = spare.findIndex((a) => a.byteLength === bytes);
+    return i >= 0 ? spare.splice(i, 1)[0] : new ArrayBuffer(bytes);
+  };
   const fresh = () => {
-    xb = new ArrayBuffer(batchRows * nfeat * xElem);
-    yb = new ArrayBuffer(batchRows * 8);
+    xb = reuse(batchRows * nfeat * xElem);
+    yb = reuse(batchRows * 8);
     xU8 = new Uint8Array(xb);
     xU16 = new Uint16Array(xElem === 2 ? xb : new ArrayBuffer(0));
     xF32 = new Float32Array(xElem === 4 ? xb : new ArrayBuffer(0));
     xF64 = new Float64Array(xElem === 8 ? xb : new ArrayBuffer(0));
     yI32 = new Int32Array(yb);
+    yU8 = new Uint8Array(yb);
     n = 0;
   };
   const take = (): RangeBatch => {
@@ -289,6 +303,17 @@ export async function* parseRange(job: RangeJob): AsyncGenerator<RangeBatch, Ran
   const parseLines = (b: Uint8Array, s: number, e: number): void => {
     let p = s;
     while (p < e) {
+      if (native && line + 1 >= dataFrom) {
+        // Plain numeric lines in one native call; it stops before any line it leaves to the loop below.
+        const rows = native.parse(b, p, e, ncols, labelCol, delim, kind, xU8, yU8, n, batchRows, state);
+        if (rows > 0) {
+          line += rows;
+          n += rows;
+          p = state[0];
+          if (n === batchRows) pending.push(take());
+          continue;
+        }
+      }
       line++;
       let c = b[p];
       if (line < dataFrom) { while (p < e && b[p] !== NL) p++; p++; continue; }
@@ -346,17 +371,25 @@ export async function* parseRange(job: RangeJob): AsyncGenerator<RangeBatch, Ran
   };
   const pending: RangeBatch[] = [];
   let carry: Uint8Array | null = null;
-  // One reused read buffer (fresh 1 MB chunks per read would pile up as garbage ArrayBuffers and raise RSS).
+  // Two reused read buffers (fresh 1 MB chunks per read would pile up as garbage ArrayBuffers and raise RSS): the
+  // next chunk is read while this one is parsed.
   const fh = await open(path, 'r');
-  const chunkBuf = Buffer.allocUnsafe(1 << 20);
+  const bufs = [Buffer.allocUnsafe(1 << 20), Buffer.allocUnsafe(1 << 20)];
   let position = job.start;
+  const readAt = (buf: Buffer, pos: number): Promise<number> => {
+    const want = Math.min(buf.length, job.end - pos);
+    return want <= 0 ? Promise.resolve(0) : fh.read(buf, 0, want, pos).then((r) => r.bytesRead);
+  };
+  let k = 0;
+  let next = readAt(bufs[0], position);
   try {
     for (;;) {
-      const want = Math.min(chunkBuf.length, job.end - position);
-      if (want <= 0) break;
-      const { bytesRead } = await fh.read(chunkBuf, 0, want, position);
+      const bytesRead = await next;
       if (bytesRead === 0) break;
+      const chunkBuf = bufs[k];
+      k ^= 1;
       position += bytesRead;
+      next = readAt(bufs[k], position);
       const chunk = chunkBuf.subarray(0, bytesRead);
       const lastNl = chunk.lastIndexOf(NL);
       if (lastNl < 0) {
@@ -380,6 +413,7 @@ export async function* parseRange(job: RangeJob): AsyncGenerator<RangeBatch, Ran
     while (pending.length > 0) yield pending.shift()!;
     if (n > 0) yield take();
   } finally {
+    await next.catch(() => 0); // never close the file under a read in flight
     await fh.close();
   }
   return { lines: line, misfit, firstMisfitLine, skipped: skips.splice(0) };
@@ -407,8 +441,12 @@ function rangeInWorker(job: RangeJob): AsyncGenerator<RangeBatch, RangeEnd> {
         if (!m) throw failure!;
         if (m.type === 'error') throw m.slimfit ? new SlimfitError(m.message) : new Error(m.message);
         if (m.type === 'end') return m.end;
-        w.postMessage('credit');
-        yield m.batch;
+        // Copy out and hand the worker its buffers back: buffers made in one thread and dropped in another pile
+        // up as garbage in both (peak RSS kept rising with the input size before this).
+        const { x, y } = m.batch;
+        const batch = { ...m.batch, x: x.slice(), y: y.slice() };
+        w.postMessage({ x: x.buffer, y: y.buffer }, [x.buffer as ArrayBuffer, y.buffer as ArrayBuffer]);
+        yield batch;
       }
     } finally {
       await w.terminate();
@@ -422,9 +460,11 @@ if (!isMainThread && parentPort && (workerData as { slimfitCsvRange?: RangeJob }
   const port = parentPort;
   let credits = RANGE_CREDITS;
   let wakeW: (() => void) | null = null;
-  port.on('message', () => { credits++; wakeW?.(); });
+  const spare: ArrayBuffer[] = [];
+  // A credit message returns a consumed batch's buffers.
+  port.on('message', (m: { x: ArrayBuffer; y: ArrayBuffer }) => { spare.push(m.x, m.y); credits++; wakeW?.(); });
   (async () => {
-    const it = parseRange(job);
+    const it = parseRange(job, spare);
     for (;;) {
       const r = await it.next();
       if (r.done) { port.postMessage({ type: 'end', end: r.value }); break; }
@@ -461,7 +501,7 @@ export async function openCsv(path: string, opts: CsvOptions = {}): Promise<CsvS
   const warnings: string[] = [];
   const { ncols, labelCol, delim } = layout;
 
-  /** Byte ranges that start at line starts: one per worker for big files, a single inline range otherwise. */
+  /** Byte ranges that start at line starts: one per parser thread. */
   async function ranges(): Promise<RangeJob[]> {
     const base = { path, ncols, labelCol, delim, xDtype, batchRows };
     const want = Math.max(1, opts.workers ?? 1);
@@ -491,7 +531,8 @@ export async function openCsv(path: string, opts: CsvOptions = {}): Promise<CsvS
     skipped.length = 0;
     warnings.length = 0;
     const jobs = await ranges();
-    const inline = (opts.workers ?? 1) <= 1;
+    // Small files parse inline: starting a thread costs more than it saves below ~16 MB.
+    const inline = opts.workers === 0 || (opts.workers === undefined && bytes < 16 << 20);
     // Start every range now (workers run ahead, bounded by credits); consume them strictly in order.
     const readers = jobs.map((j) => (inline ? parseRange(j) : rangeInWorker(j)));
     let lineOffset = 0;

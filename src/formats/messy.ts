@@ -16,7 +16,7 @@ export interface MessyOptions {
   resize?: { width: number; height: number };
   /** --strict: first unreadable image / malformed line is fatal instead of skipped. */
   strict?: boolean;
-  /** --workers: image decode threads (default cores - 1, min 1; 0 = main thread); for text, parser threads (default 1). */
+  /** --workers: image decode threads (default cores - 1, min 1; 0 = main thread); for text, parser threads (default 1; 0 = main thread). */
   workers?: number;
   /** --label-col: CSV label column, 0-based index (negative counts from the end) or header name (default 0). */
   labelCol?: string | number;
