@@ -1,5 +1,5 @@
 {
-  "variables": { "have_openblas%": "<!(node native/detect-blas.cjs)", "have_png%": "<!(node native/detect-png.cjs)" },
+  "variables": { "have_openblas%": "<!(node native/detect-blas.cjs)", "have_zlib%": "<!(node native/detect-zlib.cjs)" },
   "targets": [
     {
       "target_name": "slimfit_engine",
@@ -27,13 +27,13 @@
     }
   ],
   "conditions": [
-    ["have_png==1", {
+    ["have_zlib==1", {
       "targets": [
         {
           "target_name": "slimfit_png",
           "sources": ["src/formats/native/png.c"],
           "cflags": ["-O2", "-std=gnu11"],
-          "libraries": ["-lpng"]
+          "libraries": ["-lz"]
         }
       ]
     }]

@@ -3,6 +3,7 @@
 import assert from 'node:assert/strict';
 import { mkdirSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
+import { crc32, deflateSync } from 'node:zlib';
 import { after, before, describe, it } from 'node:test';
 import { encode } from 'fast-png';
 import { openImageArchive } from '../src/formats/archive.ts';
@@ -44,6 +45,36 @@ function checkSkipped(src: SampleSource, want: SplitFixture, prefix = ''): void 
     assert.equal(got[i].path, prefix + w.path);
     assert.match(got[i].reason, w.reason);
   });
+}
+
+/** A PNG with row filters 0-4 in turn (PNG spec section 9), its zlib stream split over three IDAT chunks. */
+function filteredPng(px: Uint8Array, w: number, h: number, c: number): Uint8Array {
+  const stride = w * c;
+  const raw = new Uint8Array((stride + 1) * h);
+  const paeth = (a: number, b: number, d: number) => { const p = a + b - d, pa = Math.abs(p - a), pb = Math.abs(p - b), pc = Math.abs(p - d); return pa <= pb && pa <= pc ? a : pb <= pc ? b : d; };
+  for (let y = 0; y < h; y++) {
+    const f = y % 5;
+    raw[y * (stride + 1)] = f;
+    for (let i = 0; i < stride; i++) {
+      const x = px[y * stride + i], a = i >= c ? px[y * stride + i - c] : 0, b = y > 0 ? px[(y - 1) * stride + i] : 0, d = y > 0 && i >= c ? px[(y - 1) * stride + i - c] : 0;
+      const pred = f === 0 ? 0 : f === 1 ? a : f === 2 ? b : f === 3 ? (a + b) >> 1 : paeth(a, b, d);
+      raw[y * (stride + 1) + 1 + i] = (x - pred) & 255;
+    }
+  }
+  const z = deflateSync(raw);
+  const chunk = (type: string, body: Uint8Array) => {
+    const out = Buffer.alloc(12 + body.length);
+    out.writeUInt32BE(body.length, 0);
+    out.write(type, 4, 'latin1');
+    out.set(body, 8);
+    out.writeUInt32BE(crc32(out.subarray(4, 8 + body.length)), 8 + body.length);
+    return out;
+  };
+  const ihdr = Buffer.alloc(13);
+  ihdr.writeUInt32BE(w, 0); ihdr.writeUInt32BE(h, 4); ihdr[8] = 8; ihdr[9] = [0, 0, 4, 2, 6][c];
+  const third = Math.ceil(z.length / 3);
+  return Buffer.concat([Buffer.from([0x89, 0x50, 0x4e, 0x47, 13, 10, 26, 10]), chunk('IHDR', ihdr), chunk('tEXt', Buffer.from('Comment\0filters')),
+    chunk('IDAT', z.subarray(0, third)), chunk('IDAT', z.subarray(third, 2 * third)), chunk('IDAT', z.subarray(2 * third)), chunk('IEND', new Uint8Array(0))]);
 }
 
 describe('image trees and archives', () => {
@@ -186,7 +217,7 @@ describe('image trees and archives', () => {
     assert.deepEqual(d.y, [0, 1]);
   });
 
-  it('the native PNG path gives the general decoder\'s pixels, hands back what it does not handle, and reads files in bounded chunks', { skip: pngAddon() ? false : 'slimfit_png not built (no libpng headers): every file goes through @napi-rs/image' }, async () => {
+  it('the native PNG path gives the general decoder\'s pixels, hands back what it does not handle, and reads files in bounded chunks', { skip: pngAddon() ? false : 'slimfit_png not built (no zlib headers): every file goes through @napi-rs/image' }, async () => {
     const addon = pngAddon()!;
     const g = mnistPixels().image(3);
     const plane = (c: number) => Uint8Array.from({ length: 784 * c }, (_, i) => (c === 1 ? g[i] : (g[Math.floor(i / c)] * (i % c + 1) * 37) & 255));
@@ -200,6 +231,11 @@ describe('image trees and archives', () => {
     bad[60] ^= 0xff; // inside IDAT: the CRC no longer matches
     files.push({ name: 'bad CRC', bytes: bad, c: 1, native: false });
     files.push({ name: 'not a PNG', bytes: new TextEncoder().encode('hello, this is text named .png'), c: 1, native: false });
+    // Every row filter (None, Sub, Up, Average, Paeth) on random pixels, split over several IDAT chunks.
+    for (const c of [1, 2, 3, 4]) {
+      const px = Uint8Array.from({ length: 784 * c }, () => Math.floor(Math.random() * 256));
+      files.push({ name: `all filters ${c}ch`, bytes: filteredPng(px, 28, 28, c), c, native: true });
+    }
     for (const c of [1, 3, 4]) {
       const target = { width: 28, height: 28, channels: c };
       const batch = pack(files.map((f) => f.bytes));

@@ -7,6 +7,7 @@ import { readFileSync, statSync } from 'node:fs';
 import { availableParallelism, constants } from 'node:os';
 import { isMainThread, parentPort, Worker, workerData } from 'node:worker_threads';
 import { decodeImage, type ImageDecodeOptions, type ImageTarget, MAX_IMAGE_FILE_BYTES } from './images.ts';
+import { hashSamples } from '../util/hash64.ts';
 import { pngAddon } from './png-native.ts';
 
 /** Decodes in flight per thread (libuv's pool has 4 threads by default). */
@@ -92,6 +93,8 @@ export function pack(files: Uint8Array[]): EncodedBatch {
 export interface DecodedBatch {
   x: Uint8Array;
   reasons: (string | null)[];
+  /** hash64 of each decoded sample (src/util/hash64.ts), computed here so the store writer does not have to. */
+  hashes: Uint32Array;
 }
 
 /** Decodes batches; `decode` may run in parallel, results of each call belong to that call's batch. */
@@ -117,9 +120,10 @@ export async function decodeBatch(input: EncodedBatch, opts: ImageDecodeOptions,
   }
   if (parts.length === 1) return parts[0];
   const x = new Uint8Array(parts.reduce((k, p) => k + p.x.length, 0));
-  let o = 0;
-  for (const p of parts) { x.set(p.x, o); o += p.x.length; }
-  return { x, reasons: parts.flatMap((p) => p.reasons) };
+  const hashes = new Uint32Array(parts.reduce((k, p) => k + p.hashes.length, 0));
+  let o = 0, h = 0;
+  for (const p of parts) { x.set(p.x, o); o += p.x.length; hashes.set(p.hashes, h); h += p.hashes.length; }
+  return { x, reasons: parts.flatMap((p) => p.reasons), hashes };
 }
 
 /** Decode files already in memory; errors[i] set = file i could not be read (skipped with that reason). */
@@ -154,7 +158,8 @@ async function decodeHeld(batch: EncodedBatch, errors: (string | null)[], opts: 
     if (ok !== i) all.copyWithin(ok * sampleBytes, i * sampleBytes, (i + 1) * sampleBytes);
     ok++;
   }
-  return { x: ok === n ? all : all.slice(0, ok * sampleBytes), reasons };
+  const x = ok === n ? all : all.slice(0, ok * sampleBytes);
+  return { x, reasons, hashes: hashSamples(x, sampleBytes, ok) };
 }
 
 /** Default worker count: cores - 1, at least 1. */
@@ -192,16 +197,17 @@ export function createImagePool(workers: number, opts: ImageDecodeOptions, targe
       // Copy into exactly-sized buffers we own, then transfer them (no copy across threads).
       const d = data.byteOffset === 0 && data.byteLength === data.buffer.byteLength ? data : data.slice();
       const o = offsets.byteOffset === 0 && offsets.byteLength === offsets.buffer.byteLength ? offsets : offsets.slice();
-      w.postMessage({ id: job.id, data: d, offsets: o, paths }, [d.buffer as ArrayBuffer, o.buffer as ArrayBuffer]);
+      // Paths travel as one string: cloning one string is much cheaper for this thread than an array of them.
+      w.postMessage({ id: job.id, data: d, offsets: o, paths: paths?.join('\0') }, [d.buffer as ArrayBuffer, o.buffer as ArrayBuffer]);
     }
   };
   for (let i = 0; i < workers; i++) {
     const w = new Worker(boot, { eval: true, workerData: { slimfitImagePool: true, opts, target }, resourceLimits: { maxYoungGenerationSizeMb: 4 } });
-    w.on('message', (msg: { id: number; x: Uint8Array; reasons: (string | null)[] }) => {
+    w.on('message', (msg: { id: number; x: Uint8Array; reasons: (string | null)[]; hashes: Uint32Array }) => {
       const job = busy.get(w);
       busy.delete(w);
       idle.push(w);
-      if (job) job.resolve({ x: msg.x, reasons: msg.reasons });
+      if (job) job.resolve({ x: msg.x, reasons: msg.reasons, hashes: msg.hashes });
       pump();
     });
     w.on('error', (e) => {
@@ -233,9 +239,9 @@ export function createImagePool(workers: number, opts: ImageDecodeOptions, targe
 if (!isMainThread && parentPort && (workerData as { slimfitImagePool?: boolean } | null)?.slimfitImagePool) {
   const { opts, target } = workerData as { opts: ImageDecodeOptions; target: ImageTarget };
   const port = parentPort;
-  port.on('message', async (msg: { id: number; data: Uint8Array; offsets: Uint32Array; paths?: string[] }) => {
-    const r = await decodeBatch({ data: msg.data, offsets: msg.offsets, paths: msg.paths }, opts, target);
+  port.on('message', async (msg: { id: number; data: Uint8Array; offsets: Uint32Array; paths?: string }) => {
+    const r = await decodeBatch({ data: msg.data, offsets: msg.offsets, paths: msg.paths?.split('\0') }, opts, target);
     const x = r.x.byteOffset === 0 && r.x.byteLength === r.x.buffer.byteLength ? r.x : r.x.slice();
-    port.postMessage({ id: msg.id, x, reasons: r.reasons }, [x.buffer as ArrayBuffer]);
+    port.postMessage({ id: msg.id, x, reasons: r.reasons, hashes: r.hashes }, [x.buffer as ArrayBuffer, r.hashes.buffer as ArrayBuffer]);
   });
 }

@@ -2,7 +2,7 @@
 // batches, decodes them in the worker pool, and yields samples strictly in input order with bad files skipped.
 import type { FieldSpec } from '../store/manifest.ts';
 import { SlimfitError } from './errors.ts';
-import { createImagePool, defaultWorkers, pack, readImageFile } from './image-pool.ts';
+import { createImagePool, type DecodedBatch, defaultWorkers, pack, readImageFile } from './image-pool.ts';
 import { decodeImage, type ImageDecodeOptions, type ImageTarget } from './images.ts';
 import type { SampleBatch, SampleSource, SkippedInput } from './source.ts';
 
@@ -112,7 +112,7 @@ export async function openImageSource(input: ImageInput, opts: ImageSourceOption
     const pool = createImagePool(workers, opts, target);
     skipped.length = 0;
     const passSkipped = new Set<number>();
-    const inFlight: Array<{ promise: Promise<{ x: Uint8Array; reasons: (string | null)[] }>; paths: string[]; labels: number[]; errors: (string | undefined)[]; first: number }> = [];
+    const inFlight: Array<{ promise: Promise<DecodedBatch>; paths: string[]; labels: number[]; errors: (string | undefined)[]; first: number }> = [];
     const maxInFlight = Math.max(2, 2 * pool.workers + 1);
     let index = 0;
     let files: ImageEntry[] = [];
@@ -142,7 +142,7 @@ export async function openImageSource(input: ImageInput, opts: ImageSourceOption
         }
       });
       if (r.x.length !== labels.length * sampleBytes) throw new Error(`image pool returned ${r.x.length} bytes for ${labels.length} samples`);
-      return { n: labels.length, x: r.x, y: encodeY(labels) };
+      return { n: labels.length, x: r.x, y: encodeY(labels), hashes: r.hashes };
     };
     try {
       for await (const e of input.entries()) {

@@ -2,7 +2,7 @@
 // code unit (index = label); files are visited class by class in the same sorted order. Only one class folder's
 // file names are in memory at a time. Other files (.DS_Store, .txt, nested folders) are ignored.
 import { opendir, readdir, stat } from 'node:fs/promises';
-import { join } from 'node:path';
+import { join, sep } from 'node:path';
 import { SlimfitError } from './errors.ts';
 import { isImageName } from './images.ts';
 import { type ImageEntry, type ImageInput, openImageSource, type ImageSourceOptions } from './image-source.ts';
@@ -57,7 +57,8 @@ export async function imageTreeInput(root: string): Promise<ImageInput> {
       const files = await classFiles(root, cls);
       // Only paths: the decode workers read the files (natively when the PNG addon is built), so the main thread
       // is free for hashing and writing (reading 210k small files here cost ~25% of a conversion's main thread).
-      for (const name of files) yield { path: join(root, cls, name), label, data: EMPTY, lazy: true };
+      const dir = join(root, cls);
+      for (const name of files) yield { path: `${dir}${sep}${name}`, label, data: EMPTY, lazy: true }; // names from readdir: no separators
     }
   }
   async function* labelsOnly(): AsyncGenerator<number> {

@@ -1,4 +1,4 @@
-// The optional native PNG addon (build/Release/slimfit_png.node; built by `npm install` when libpng's headers are
+// The optional native PNG addon (build/Release/slimfit_png.node; built by `npm install` when zlib's headers are
 // present): batch decode of plain 8-bit PNGs and batch file reads, used by the image decode workers.
 import { existsSync } from 'node:fs';
 import { createRequire } from 'node:module';

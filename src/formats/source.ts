@@ -6,6 +6,8 @@ export interface SampleBatch {
   n: number;
   x: Uint8Array;
   y: Uint8Array;
+  /** hash64 of each sample's x bytes ([lo, hi] per sample, src/util/hash64.ts) when the source computed them off the main thread. */
+  hashes?: Uint32Array;
 }
 
 /** An input skipped during reading (bad image, malformed line...), with where and why. */
