@@ -180,11 +180,25 @@ static napi_value js_read_files(napi_env env, napi_callback_info info) {
   napi_create_arraybuffer(env, 4 * (size_t)(count ? count : 1), (void**)&errs, &errAb);
   const char* p = paths;
   uint32_t i = 0;
+  // Files of one folder come in a row: open the folder once and each file relative to it (one path step, not all).
+  int dfd = -1;
+  size_t dlen = 0;
+  char dname[4096];
   for (; i < count && (i == 0 || used < maxTotal); i++) {
     offs[i] = (uint32_t)used;
     errs[i] = 0;
     size_t len = strlen(p);
-    int fd = open(p, O_RDONLY | O_CLOEXEC);
+    const char* slash = strrchr(p, '/');
+    int fd;
+    if (slash && slash > p && (size_t)(slash - p) < sizeof dname) {
+      const size_t dl = (size_t)(slash - p);
+      if (dfd < 0 || dl != dlen || memcmp(dname, p, dl) != 0) {
+        if (dfd >= 0) close(dfd);
+        memcpy(dname, p, dl); dname[dl] = 0; dlen = dl;
+        dfd = open(dname, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+      }
+      fd = dfd >= 0 ? openat(dfd, slash + 1, O_RDONLY | O_CLOEXEC) : open(p, O_RDONLY | O_CLOEXEC);
+    } else fd = open(p, O_RDONLY | O_CLOEXEC);
     p += len + 1;
     if (fd < 0) { errs[i] = errno; continue; }
     struct stat s;
@@ -209,6 +223,7 @@ static napi_value js_read_files(napi_env env, napi_callback_info info) {
     close(fd);
     if (errs[i] == 0) used += got;
   }
+  if (dfd >= 0) close(dfd);
   uint32_t nread = i;
   for (; i <= count; i++) offs[i] = (uint32_t)used;
   for (i = nread; i < count; i++) errs[i] = 0;
