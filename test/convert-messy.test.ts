@@ -59,6 +59,14 @@ describe('slimfit convert: messy sources end to end', () => {
     assert.deepEqual([...train.y], fx.train.samples.map((s) => s.label));
     const test = readSplit(out, 'test');
     assert.ok(test.x.equals(pixelsOf(fx.test.samples)));
+    // The train statistics (counted by the decode workers) match the stored pixels.
+    const px = pixelsOf(fx.train.samples);
+    let sum = 0, sq = 0, min = 255, max = 0;
+    for (const v of px) { sum += v; sq += v * v; if (v < min) min = v; if (v > max) max = v; }
+    const mean = sum / px.length;
+    assert.ok(Math.abs(m.stats.mean[0] - mean) < 1e-9, `mean ${m.stats.mean[0]} vs ${mean}`);
+    assert.ok(Math.abs(m.stats.std[0] - Math.sqrt(sq / px.length - mean * mean)) < 1e-6);
+    assert.deepEqual([m.stats.min, m.stats.max], [min, max]);
   });
 
   it('.tar.gz train and .zip test with --dedupe: duplicates and leaked test samples are dropped', async () => {

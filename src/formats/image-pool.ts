@@ -8,6 +8,7 @@ import { availableParallelism, constants } from 'node:os';
 import { isMainThread, parentPort, Worker, workerData } from 'node:worker_threads';
 import { decodeImage, type ImageDecodeOptions, type ImageTarget, MAX_IMAGE_FILE_BYTES } from './images.ts';
 import { hashSamples } from '../util/hash64.ts';
+import { countBytes } from '../util/histogram.ts';
 import { pngAddon } from './png-native.ts';
 
 /** Decodes in flight per thread (libuv's pool has 4 threads by default). */
@@ -95,6 +96,8 @@ export interface DecodedBatch {
   reasons: (string | null)[];
   /** hash64 of each decoded sample (src/util/hash64.ts), computed here so the store writer does not have to. */
   hashes: Uint32Array;
+  /** Per-channel value counts of x (src/util/histogram.ts), for the store's statistics. */
+  counts: Float64Array;
 }
 
 /** Decodes batches; `decode` may run in parallel, results of each call belong to that call's batch. */
@@ -121,9 +124,13 @@ export async function decodeBatch(input: EncodedBatch, opts: ImageDecodeOptions,
   if (parts.length === 1) return parts[0];
   const x = new Uint8Array(parts.reduce((k, p) => k + p.x.length, 0));
   const hashes = new Uint32Array(parts.reduce((k, p) => k + p.hashes.length, 0));
+  const counts = new Float64Array(parts[0].counts.length);
   let o = 0, h = 0;
-  for (const p of parts) { x.set(p.x, o); o += p.x.length; hashes.set(p.hashes, h); h += p.hashes.length; }
-  return { x, reasons: parts.flatMap((p) => p.reasons), hashes };
+  for (const p of parts) {
+    x.set(p.x, o); o += p.x.length; hashes.set(p.hashes, h); h += p.hashes.length;
+    for (let i = 0; i < counts.length; i++) counts[i] += p.counts[i];
+  }
+  return { x, reasons: parts.flatMap((p) => p.reasons), hashes, counts };
 }
 
 /** Decode files already in memory; errors[i] set = file i could not be read (skipped with that reason). */
@@ -159,7 +166,9 @@ async function decodeHeld(batch: EncodedBatch, errors: (string | null)[], opts: 
     ok++;
   }
   const x = ok === n ? all : all.slice(0, ok * sampleBytes);
-  return { x, reasons, hashes: hashSamples(x, sampleBytes, ok) };
+  const counts = new Float64Array(256 * target.channels);
+  countBytes(x, target.channels, counts);
+  return { x, reasons, hashes: hashSamples(x, sampleBytes, ok), counts };
 }
 
 /** Default worker count: cores - 1, at least 1. */
@@ -203,11 +212,11 @@ export function createImagePool(workers: number, opts: ImageDecodeOptions, targe
   };
   for (let i = 0; i < workers; i++) {
     const w = new Worker(boot, { eval: true, workerData: { slimfitImagePool: true, opts, target }, resourceLimits: { maxYoungGenerationSizeMb: 4 } });
-    w.on('message', (msg: { id: number; x: Uint8Array; reasons: (string | null)[]; hashes: Uint32Array }) => {
+    w.on('message', (msg: DecodedBatch & { id: number }) => {
       const job = busy.get(w);
       busy.delete(w);
       idle.push(w);
-      if (job) job.resolve({ x: msg.x, reasons: msg.reasons, hashes: msg.hashes });
+      if (job) job.resolve({ x: msg.x, reasons: msg.reasons, hashes: msg.hashes, counts: msg.counts });
       pump();
     });
     w.on('error', (e) => {
@@ -242,6 +251,6 @@ if (!isMainThread && parentPort && (workerData as { slimfitImagePool?: boolean }
   port.on('message', async (msg: { id: number; data: Uint8Array; offsets: Uint32Array; paths?: string }) => {
     const r = await decodeBatch({ data: msg.data, offsets: msg.offsets, paths: msg.paths?.split('\0') }, opts, target);
     const x = r.x.byteOffset === 0 && r.x.byteLength === r.x.buffer.byteLength ? r.x : r.x.slice();
-    port.postMessage({ id: msg.id, x, reasons: r.reasons, hashes: r.hashes }, [x.buffer as ArrayBuffer, r.hashes.buffer as ArrayBuffer]);
+    port.postMessage({ id: msg.id, x, reasons: r.reasons, hashes: r.hashes, counts: r.counts }, [x.buffer as ArrayBuffer, r.hashes.buffer as ArrayBuffer, r.counts.buffer as ArrayBuffer]);
   });
 }

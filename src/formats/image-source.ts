@@ -142,7 +142,7 @@ export async function openImageSource(input: ImageInput, opts: ImageSourceOption
         }
       });
       if (r.x.length !== labels.length * sampleBytes) throw new Error(`image pool returned ${r.x.length} bytes for ${labels.length} samples`);
-      return { n: labels.length, x: r.x, y: encodeY(labels), hashes: r.hashes };
+      return { n: labels.length, x: r.x, y: encodeY(labels), hashes: r.hashes, counts: r.counts };
     };
     try {
       for await (const e of input.entries()) {

@@ -8,6 +8,8 @@ export interface SampleBatch {
   y: Uint8Array;
   /** hash64 of each sample's x bytes ([lo, hi] per sample, src/util/hash64.ts) when the source computed them off the main thread. */
   hashes?: Uint32Array;
+  /** For uint8 x: per-channel value counts of the whole batch (src/util/histogram.ts layout), taken off the main thread. */
+  counts?: Float64Array;
 }
 
 /** An input skipped during reading (bad image, malformed line...), with where and why. */

@@ -1,5 +1,6 @@
 // Streaming per-channel mean/std/min/max of x (float64 sums; one pass, O(channels) memory).
 import { type DType, halfToFloat, viewAs } from '../formats/dtype.ts';
+import { countBytes } from '../util/histogram.ts';
 import type { FieldSpec, Stats } from './manifest.ts';
 
 /** Channels of a sample shape: the last axis for images ([H,W,C]), else 1. */
@@ -10,6 +11,8 @@ export function channelsOf(shape: readonly number[]): number {
 /** Accumulates per-channel statistics over little-endian sample bytes. */
 export interface StatsAccumulator {
   add(xBytes: Uint8Array, n: number): void;
+  /** For uint8 x: add value counts already taken (countBytes layout) instead of the bytes themselves. */
+  addCounts?(counts: Float64Array): void;
   result(split: string): Stats | undefined;
 }
 
@@ -26,21 +29,9 @@ export function createStats(x: FieldSpec): StatsAccumulator {
   const half = dtype === 'float16';
   // uint8 (images): count values per channel instead of summing; the sums come from the histogram at the end.
   const hist = dtype === 'uint8' ? new Float64Array(256 * c) : null;
-  const lanes = new Uint32Array(4 * 256); // per-call counts (a call holds far fewer than 2^32 bytes)
   return {
     add(bytes) {
-      if (hist) {
-        if (c === 1) {
-          // Four interleaved lanes: runs of one value (zeros in MNIST) would otherwise serialise on one counter.
-          lanes.fill(0);
-          const n4 = bytes.length & ~3;
-          let i = 0;
-          for (; i < n4; i += 4) { lanes[bytes[i]]++; lanes[256 + bytes[i + 1]]++; lanes[512 + bytes[i + 2]]++; lanes[768 + bytes[i + 3]]++; }
-          for (; i < bytes.length; i++) lanes[bytes[i]]++;
-          for (let v = 0; v < 256; v++) hist[v] += lanes[v] + lanes[256 + v] + lanes[512 + v] + lanes[768 + v];
-        } else for (let i = 0; i < bytes.length; i++) hist[(i % c) * 256 + bytes[i]]++;
-        return;
-      }
+      if (hist) { countBytes(bytes, c, hist); return; }
       const a = viewAs(dtype, bytes);
       const len = a.length;
       // Hot loop: per-channel sums in float64 (c is usually 1 or 3, so the modulo is cheap).
@@ -58,6 +49,7 @@ export function createStats(x: FieldSpec): StatsAccumulator {
         if (v > max) max = v;
       }
     },
+    ...(hist ? { addCounts(counts: Float64Array) { for (let i = 0; i < hist.length; i++) hist[i] += counts[i]; } } : {}),
     result(split) {
       if (hist) {
         for (let ch = 0; ch < c; ch++) {

@@ -161,7 +161,9 @@ export async function writeStore(out: string, input: StoreInput, opts: WriteStor
         const flush = async (end: number) => {
           if (runSplit < 0 || end <= runStart) return;
           const xs = b.x.subarray(runStart * xb, end * xb);
-          stats[runSplit].add(xs, end - runStart);
+          const st = stats[runSplit];
+          if (b.counts && st.addCounts && runStart === 0 && end === b.n) st.addCounts(b.counts);
+          else st.add(xs, end - runStart);
           if (labels) {
             const cc = classCounts[runSplit];
             for (let i = runStart; i < end; i++) { const l = labels[i]; while (cc.length <= l) cc.push(0); cc[l]++; }
