@@ -24,18 +24,22 @@ np.save(out + '/x.npy', x); np.save(out + '/y.npy', y)
   return store;
 }
 
-test('peak RSS of one training epoch on a 10x larger store stays within +10% (the data is streamed, never held)', async () => {
+test('peak RSS of training on a 10x larger store stays within +10% for the same work (the data is streamed, never held)', async () => {
   // 1x is large enough to fill the loader's ring of prepared batches (~16 MB), so both runs hold the same buffers.
   const small = await makeStore(8000, 's1');
   const big = await makeStore(80000, 's10');
-  const run = async (store: string, out: string) => {
-    const r = await runCli(['train', store, '--model', 'mlp', '--epochs', '1', '--batch', '256', '--out', join(tmp.dir, out)]);
+  const run = async (store: string, out: string, epochs: number) => {
+    const r = await runCli(['train', store, '--model', 'mlp', '--epochs', String(epochs), '--batch', '256', '--out', join(tmp.dir, out)]);
     assert.equal(r.code, 0, r.stderr);
     const acc = Number(/test accuracy ([\d.]+)%/.exec(r.stdout)?.[1]);
     return { rss: r.peakRss, acc };
   };
-  const a = await run(small, 'r1');
-  const b = await run(big, 'r10');
+  // Same work for both (10 epochs of 1x vs 1 epoch of 10x): V8 sizes its heap by how long a run allocates, which
+  // moved a 1-epoch 1x run by more than 10% under a parallel test file; only the data size differs here.
+  // The lower of two runs per size: a parallel test file moves a single run's peak by up to ~15%.
+  const lower = (p: { rss: number; acc: number }, q: { rss: number; acc: number }) => (q.rss < p.rss ? q : p);
+  const a = lower(await run(small, 'r1', 10), await run(small, 'r1b', 10));
+  const b = lower(await run(big, 'r10', 1), await run(big, 'r10b', 1));
   assert.ok(Number.isFinite(a.rss) && Number.isFinite(b.rss));
   // 72k training samples as float32 would be 226 MB: far above the 10% allowance, so holding the data would fail here.
   assert.ok(b.rss <= a.rss * 1.1, `peak RSS 1x ${formatBytes(a.rss)}, 10x ${formatBytes(b.rss)}`);
