@@ -7,7 +7,7 @@
 // Generated data stays in --dir (not in git); it is reused by later runs.
 import { spawnSync } from 'node:child_process';
 import { existsSync, mkdirSync, readFileSync, rmSync, statSync, writeFileSync, openSync, writeSync, closeSync } from 'node:fs';
-import { loadavg } from 'node:os';
+import { availableParallelism, loadavg } from 'node:os';
 import { join } from 'node:path';
 import { parseArgs } from 'node:util';
 import { gunzipSync } from 'node:zlib';
@@ -143,14 +143,26 @@ const tenth = join(dir, `tree-${Math.round(nImages / 10)}`);
 console.error(`generating ${nImages} PNGs in ${tree} (reused when present)...`);
 makeTree(tree, nImages);
 makeTree(tenth, Math.round(nImages / 10));
-spawnSync('sh', ['-c', `find ${tree} ${tenth} -type f -print0 | xargs -0 cat > /dev/null`]); // same warm cache for all
+// The same warm cache for every contender: re-read the files just before each run (this machine's page cache
+// drops pages within a minute even with free memory, so one warm-up at the start is not enough).
+const warmTree = (t: string) => spawnSync('sh', ['-c', `find ${t} -type f -print0 | xargs -0 cat > /dev/null`]);
 const store = join(dir, 'store');
+const workers2 = '{"workers":2}';
+warmTree(tree);
 const rImg = timed(process.execPath, [DRAIN, tree, '{}']);
+warmTree(tree);
+const rImg2 = timed(process.execPath, [DRAIN, tree, workers2]);
+warmTree(tenth);
 const rImg10 = timed(process.execPath, [DRAIN, tenth, '{}']);
 rmSync(store, { recursive: true, force: true });
+warmTree(tree);
 const rConv = timed(process.execPath, [BIN, 'convert', tree, store, '-q', '--force']);
 rmSync(store, { recursive: true, force: true });
+warmTree(tree);
+const rConv2 = timed(process.execPath, [BIN, 'convert', tree, store, '-q', '--force', '--workers', '2']);
+rmSync(store, { recursive: true, force: true });
 const hasPil = pyAvailable('PIL');
+warmTree(tree);
 const rPil = hasPil ? timed(PY, ['-c', PIL_LOOP, tree]) : null;
 
 say(`## Image tree: ${nImages} PNGs (28x28 gray, MNIST + Fashion-MNIST pixels), ${Math.round(nImages / 1000)}k files in class folders`);
@@ -159,8 +171,10 @@ say('| reader | images/s | seconds | peak RSS MB | speed vs PIL loop |');
 say('|---|---|---|---|---|');
 const ips = (s: number) => (nImages / s).toFixed(0);
 const vs = (s: number) => (rPil ? (rPil.s / s).toFixed(2) + 'x' : 'n/a');
-say(`| slimfit reader (openMessySource → batches, decode pool) | ${ips(rImg.s)} | ${rImg.s.toFixed(1)} | ${mb(rImg.rss)} | ${vs(rImg.s)} |`);
-say(`| slimfit convert (reader + fingerprints + stats + shards + SHA-256 + fsync) | ${ips(rConv.s)} | ${rConv.s.toFixed(1)} | ${mb(rConv.rss)} | ${vs(rConv.s)} |`);
+say(`| slimfit reader (openMessySource → batches, decode pool, default cores - 1 = ${Math.max(1, availableParallelism() - 1)} worker(s)) | ${ips(rImg.s)} | ${rImg.s.toFixed(1)} | ${mb(rImg.rss)} | ${vs(rImg.s)} |`);
+say(`| slimfit reader, 2 decode workers | ${ips(rImg2.s)} | ${rImg2.s.toFixed(1)} | ${mb(rImg2.rss)} | ${vs(rImg2.s)} |`);
+say(`| slimfit convert (reader + fingerprints + stats + shards + SHA-256 + fsync), default workers | ${ips(rConv.s)} | ${rConv.s.toFixed(1)} | ${mb(rConv.rss)} | ${vs(rConv.s)} |`);
+say(`| slimfit convert --workers 2 | ${ips(rConv2.s)} | ${rConv2.s.toFixed(1)} | ${mb(rConv2.rss)} | ${vs(rConv2.s)} |`);
 say(rPil ? `| Python: PIL + numpy list loop, np.stack (${PY}) | ${ips(rPil.s)} | ${rPil.s.toFixed(1)} | ${mb(rPil.rss)} | 1.00x |` : '| PIL loop | PIL not importable | | | |');
 say('');
 say(`slimfit reader peak RSS at ${Math.round(nImages / 10)} images: ${mb(rImg10.rss)} MB; at ${nImages}: ${mb(rImg.rss)} MB (ratio ${(rImg.rss / rImg10.rss).toFixed(3)}).`);
@@ -174,15 +188,20 @@ console.error(`generating a ${(csvBytes / 1e9).toFixed(2)} GB CSV (reused when p
 makeCsv(csv, csvBytes);
 makeCsv(csv10, csvBytes / 10);
 const size = statSync(csv).size;
-spawnSync('sh', ['-c', `cat ${csv} ${csv10} > /dev/null`]);
+const warmFile = (f: string) => spawnSync('sh', ['-c', `cat ${f} > /dev/null`]);
+warmFile(csv);
 const rCsv = timed(process.execPath, [DRAIN, csv, '{"xDtype":"uint8"}']);
+warmFile(csv10);
 const rCsv10 = timed(process.execPath, [DRAIN, csv10, '{"xDtype":"uint8"}']);
 rmSync(store, { recursive: true, force: true });
+warmFile(csv);
 const rCsvConv = timed(process.execPath, [BIN, 'convert', csv, store, '-q', '--force', '--x-dtype', 'uint8', '--shape', '28,28']);
 rmSync(store, { recursive: true, force: true });
 const rowsCsv = Number(/samples=(\d+)/.exec(rCsv.out)?.[1]);
+warmFile(csv);
 const rLoad = timed(PY, ['-c', LOADTXT, csv]);
 const hasPandas = pyAvailable('pandas');
+if (hasPandas) warmFile(csv);
 const rPandas = hasPandas ? timed(PY, ['-c', PANDAS, csv]) : null;
 
 say(`## CSV: ${(size / 1e9).toFixed(2)} GB, ${rowsCsv} lines of label + 784 pixels`);
