@@ -51,15 +51,21 @@ export async function imageTreeInput(root: string): Promise<ImageInput> {
   if (classNames.length === 0) {
     throw new SlimfitError('no class folders found', { file: root, hint: 'expected root/<class>/<file>.png (one folder per class)' });
   }
-  async function* entries(): AsyncGenerator<ImageEntry> {
+  /** One class folder's files in sorted order, in arrays of up to 256 path-only entries. */
+  async function* entryChunks(): AsyncGenerator<ImageEntry[]> {
     for (let label = 0; label < classNames.length; label++) {
       const cls = classNames[label];
       const files = await classFiles(root, cls);
       // Only paths: the decode workers read the files (natively when the PNG addon is built), so the main thread
       // is free for hashing and writing (reading 210k small files here cost ~25% of a conversion's main thread).
       const dir = join(root, cls);
-      for (const name of files) yield { path: `${dir}${sep}${name}`, label, data: EMPTY, lazy: true }; // names from readdir: no separators
+      for (let i = 0; i < files.length; i += 256) {
+        yield files.slice(i, i + 256).map((name) => ({ path: `${dir}${sep}${name}`, label, data: EMPTY, lazy: true })); // names from readdir: no separators
+      }
     }
+  }
+  async function* entries(): AsyncGenerator<ImageEntry> {
+    for await (const chunk of entryChunks()) yield* chunk;
   }
   async function* labelsOnly(): AsyncGenerator<number> {
     for (let label = 0; label < classNames.length; label++) {
@@ -67,7 +73,7 @@ export async function imageTreeInput(root: string): Promise<ImageInput> {
       for (let i = 0; i < n; i++) yield label;
     }
   }
-  return { name: root, classNames, entries, labelsOnly };
+  return { name: root, classNames, entries, entryChunks, labelsOnly };
 }
 
 /** Open an image folder tree as a SampleSource. */
