@@ -1,17 +1,19 @@
 // Child-process helper for memory tests: open a messy source, read every sample once, report count and peak RSS.
-// Usage: node test/drain-source.mjs PATH '{"workers":1,...}'
+// Usage: node test/drain-source.mjs PATH '{"workers":1,...}' [PASSES]
 import { register } from 'tsx/esm/api';
 register();
 const { openMessySource } = await import('../src/formats/messy.ts');
 const { peakRssBytes } = await import('../src/util/rss.ts');
-const [path, optsJson] = process.argv.slice(2);
+const [path, optsJson, passesArg] = process.argv.slice(2);
 const src = await openMessySource(path, JSON.parse(optsJson ?? '{}'));
 if (!src) throw new Error(`not a messy source: ${path}`);
 let n = 0;
 let sum = 0;
-for await (const b of src.batches()) {
-  n += b.n;
-  for (let i = 0; i < b.x.length; i += 4096) sum = (sum + b.x[i]) % 1000000007;
+for (let pass = 0; pass < Number(passesArg ?? 1); pass++) {
+  for await (const b of src.batches()) {
+    n += b.n;
+    for (let i = 0; i < b.x.length; i += 4096) sum = (sum + b.x[i]) % 1000000007;
+  }
 }
 await src.close();
 process.stdout.write(`samples=${n} skipped=${src.skipped?.length ?? 0} sum=${sum}\n`);
