@@ -2,7 +2,8 @@
 //
 // Hand-written byte scanner (csv-parse ran at ~10 MB/s here, this at >100 MB/s): the file is read in 1 MB chunks,
 // only the current line crossing a chunk boundary is copied. Plain numeric lines go through a native loop when
-// the addon is built (src/formats/native/csv.c: same values, several times faster); this scanner takes the rest. Decisions (README, convert section):
+// the addon is built (src/formats/native/csv.c: same values, several times faster); this scanner takes the rest.
+// Decisions (README, convert section):
 // - Delimiter: --delimiter, else the first of ',', '\t', ';' found in the first line, else runs of whitespace.
 // - Header: --header/--no-header, else a header is assumed when a field of the first line is not a number.
 // - Label: --label-col (0-based index, negative from the end, or a header name); default column 0. Labels must be
