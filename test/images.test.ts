@@ -11,6 +11,8 @@ import { openImageTree } from '../src/formats/image-tree.ts';
 import { decodeBatch, pack } from '../src/formats/image-pool.ts';
 import { decodeImage } from '../src/formats/images.ts';
 import { pngAddon } from '../src/formats/png-native.ts';
+import { hashSamples } from '../src/util/hash64.ts';
+import { countBytes } from '../src/util/histogram.ts';
 import { openMessySource } from '../src/formats/messy.ts';
 import type { SampleSource } from '../src/formats/source.ts';
 import { runCli, tempDir, ROOT } from './helpers.ts';
@@ -260,6 +262,18 @@ describe('image trees and archives', () => {
         if (ref.ok) want.push(ref.pixels);
       }
       assert.ok(Buffer.from(d.x).equals(Buffer.concat(want)), `decodeBatch pixels as ${c} channels`);
+    }
+    // digest: the same 64-bit hashes as the JS hash64 (the duplicate index mixes both) and the same value counts.
+    for (const [sb, c] of [[784, 1], [1, 1], [2, 2], [3, 3], [5, 1], [7, 1], [2352, 3], [3136, 4], [785, 1]]) {
+      const n = 9;
+      const x = Uint8Array.from({ length: sb * n }, () => Math.floor(Math.random() * 256));
+      x.fill(0, 0, Math.min(x.length, 100)); // runs of one value too
+      const hashes = new Uint32Array(2 * n), counts = new Float64Array(256 * c);
+      addon.digest(x, sb, n, c, hashes, counts);
+      assert.deepEqual([...hashes], [...hashSamples(x, sb, n)], `hashes of ${n} samples of ${sb} bytes`);
+      const want = new Float64Array(256 * c);
+      countBytes(x, c, want);
+      assert.deepEqual([...counts], [...want], `counts, ${c} channel(s)`);
     }
     // readFiles stops after ~maxTotal bytes (at least one file) and reports missing files by errno.
     const dir = join(tmp.dir, 'readfiles');

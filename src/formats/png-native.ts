@@ -14,6 +14,8 @@ export interface PngAddon {
    * back; errors[i] is 0, an errno, or -1 for a file above maxBytes (not read).
    */
   readFiles(paths: string, count: number, maxBytes: number, maxTotal: number): { data: Uint8Array; offsets: Uint32Array; errors: Int32Array; read: number };
+  /** hashSamples (src/util/hash64.ts, same bits) into hashes, and countBytes (src/util/histogram.ts) added into counts. */
+  digest(x: Uint8Array, sampleBytes: number, n: number, channels: number, hashes: Uint32Array, counts: Float64Array): void;
 }
 
 /** Where the addon is built. */

@@ -245,11 +245,67 @@ static napi_value js_read_files(napi_env env, napi_callback_info info) {
   return res;
 }
 
+// The same 64-bit hash as src/util/hash64.ts (bit for bit: the duplicate index mixes both), and the per-channel
+// value counts of src/util/histogram.ts, for decoded samples while they are still in cache.
+static inline uint32_t rotl32(uint32_t x, int r) { return (x << r) | (x >> (32 - r)); }
+static inline uint32_t fmix32(uint32_t h) { h ^= h >> 16; h *= 0x85ebca6bu; h ^= h >> 13; h *= 0xc2b2ae35u; return h ^ (h >> 16); }
+static void hash64(const uint8_t* s, size_t len, uint32_t* out) {
+  const size_t n4 = len >> 2;
+  uint32_t h1 = 0x9747b28cu ^ (uint32_t)len, h2 = 0x5bd1e995u ^ (uint32_t)len;
+  for (size_t i = 0; i < n4; i++) {
+    uint32_t k;
+    memcpy(&k, s + 4 * i, 4);
+    h1 ^= rotl32(k * 0xcc9e2d51u, 15) * 0x1b873593u; h1 = rotl32(h1, 13); h1 = h1 * 5 + 0xe6546b64u;
+    h2 ^= rotl32(k * 0x85ebca77u, 17) * 0xc2b2ae3du; h2 = rotl32(h2, 11); h2 = h2 * 5 + 0x52dce729u;
+  }
+  uint32_t t = 0;
+  for (size_t i = len; i > n4 * 4; i--) t = (t << 8) | s[i - 1];
+  if (len & 3) { h1 ^= rotl32(t * 0xcc9e2d51u, 15) * 0x1b873593u; h2 ^= rotl32(t * 0x85ebca77u, 17) * 0xc2b2ae3du; }
+  h1 = fmix32(h1); h2 = fmix32(h2 ^ 0x27d4eb2fu);
+  h1 += h2; h2 += h1;
+  out[0] = h1; out[1] = h2;
+}
+
+// digest(x: Uint8Array, sampleBytes, n, channels, hashes: Uint32Array (2n), counts: Float64Array (256*channels)):
+// hashes[2i], hashes[2i+1] = hash64 of sample i; counts[k*256+v] += how often channel k holds value v.
+static napi_value js_digest(napi_env env, napi_callback_info info) {
+  size_t argc = 6;
+  napi_value argv[6];
+  napi_get_cb_info(env, info, &argc, argv, NULL, NULL);
+  uint8_t *x, *hp, *cp; size_t xn, hn, cn;
+  uint32_t sb, n, c;
+  if (argc < 6 || !get_u8(env, argv[0], &x, &xn) || !get_u8(env, argv[4], &hp, &hn) || !get_u8(env, argv[5], &cp, &cn)
+      || napi_get_value_uint32(env, argv[1], &sb) != napi_ok || napi_get_value_uint32(env, argv[2], &n) != napi_ok
+      || napi_get_value_uint32(env, argv[3], &c) != napi_ok || c == 0 || c > 4) {
+    napi_throw_error(env, "EINVAL", "digest(x, sampleBytes, n, channels, hashes, counts): bad arguments");
+    return NULL;
+  }
+  if ((size_t)sb * n > xn || hn < 8 * (size_t)n || cn < 8 * 256 * (size_t)c) { napi_throw_range_error(env, "ERANGE", "digest: arrays too small"); return NULL; }
+  uint32_t* h = (uint32_t*)hp;
+  double* counts = (double*)cp;
+  for (uint32_t i = 0; i < n; i++) hash64(x + (size_t)i * sb, sb, h + 2 * (size_t)i);
+  const size_t len = (size_t)sb * n;
+  uint32_t lanes[4][4 * 256];
+  memset(lanes, 0, sizeof lanes);
+  if (c == 1) {
+    size_t i = 0;
+    for (; i + 4 <= len; i += 4) { lanes[0][x[i]]++; lanes[1][x[i + 1]]++; lanes[2][x[i + 2]]++; lanes[3][x[i + 3]]++; }
+    for (; i < len; i++) lanes[0][x[i]]++;
+    for (int v = 0; v < 256; v++) counts[v] += (double)lanes[0][v] + lanes[1][v] + lanes[2][v] + lanes[3][v];
+  } else {
+    for (size_t i = 0; i < len; i++) lanes[0][(i % c) * 256 + x[i]]++;
+    for (uint32_t k = 0; k < 256 * c; k++) counts[k] += (double)lanes[0][k];
+  }
+  return NULL;
+}
+
 NAPI_MODULE_INIT() {
   napi_value f;
   napi_create_function(env, "decode", NAPI_AUTO_LENGTH, js_decode, NULL, &f);
   napi_set_named_property(env, exports, "decode", f);
   napi_create_function(env, "readFiles", NAPI_AUTO_LENGTH, js_read_files, NULL, &f);
   napi_set_named_property(env, exports, "readFiles", f);
+  napi_create_function(env, "digest", NAPI_AUTO_LENGTH, js_digest, NULL, &f);
+  napi_set_named_property(env, exports, "digest", f);
   return exports;
 }
