@@ -36,10 +36,15 @@ test('peak RSS of training on a 10x larger store stays within +10% for the same 
   };
   // Same work for both (10 epochs of 1x vs 1 epoch of 10x): V8 sizes its heap by how long a run allocates, which
   // moved a 1-epoch 1x run by more than 10% under a parallel test file; only the data size differs here.
-  // The lower of two runs per size: a parallel test file moves a single run's peak by up to ~15%.
-  const lower = (p: { rss: number; acc: number }, q: { rss: number; acc: number }) => (q.rss < p.rss ? q : p);
-  const a = lower(await run(small, 'r1', 10), await run(small, 'r1b', 10));
-  const b = lower(await run(big, 'r10', 1), await run(big, 'r10b', 1));
+  // The lowest of three runs per size: the same command's peak varies by +-5-10% from run to run (V8 and wasm heap
+  // timing; measured 421-445 MB for one and the same 10x run), more under a parallel test file.
+  const lowest = async (store: string, out: string, epochs: number) => {
+    let best = await run(store, `${out}a`, epochs);
+    for (const k of ['b', 'c']) { const r = await run(store, `${out}${k}`, epochs); if (r.rss < best.rss) best = r; }
+    return best;
+  };
+  const a = await lowest(small, 'r1', 10);
+  const b = await lowest(big, 'r10', 1);
   assert.ok(Number.isFinite(a.rss) && Number.isFinite(b.rss));
   // 72k training samples as float32 would be 226 MB: far above the 10% allowance, so holding the data would fail here.
   assert.ok(b.rss <= a.rss * 1.1, `peak RSS 1x ${formatBytes(a.rss)}, 10x ${formatBytes(b.rss)}`);
