@@ -22,6 +22,8 @@ export interface EncodedBatch {
   data: Uint8Array;
   offsets: Uint32Array;
   paths?: string[];
+  /** data.buffer is the caller's to give away: it travels whole to the worker and comes back for reuse (pool.spare). */
+  recycle?: boolean;
 }
 
 const ERRNO_NAMES = new Map(Object.entries(constants.errno).map(([name, n]) => [n, name]));
@@ -30,11 +32,11 @@ const ERRNO_NAMES = new Map(Object.entries(constants.errno).map(([name, n]) => [
 const READ_BYTES = 4 << 20;
 
 /** Read files paths[from...] until about READ_BYTES are held (natively when the addon is built); errors by index. */
-function readSome(paths: string[], from: number): { batch: EncodedBatch; errors: (string | null)[]; count: number } {
+export function readSome(paths: string[], from: number, into?: ArrayBuffer): { batch: EncodedBatch; errors: (string | null)[]; count: number } {
   const addon = pngAddon();
   const rest = paths.length - from;
   if (addon) {
-    const r = addon.readFiles(paths.slice(from).join('\0'), rest, MAX_IMAGE_FILE_BYTES, READ_BYTES);
+    const r = addon.readFiles(paths.slice(from).join('\0'), rest, MAX_IMAGE_FILE_BYTES, READ_BYTES, into);
     const count = r.read, data = r.data, offsets = r.offsets.subarray(0, count + 1);
     const errors: (string | null)[] = new Array(count).fill(null);
     for (let i = 0; i < count; i++) {
@@ -42,7 +44,7 @@ function readSome(paths: string[], from: number): { batch: EncodedBatch; errors:
       if (e === -1) errors[i] = tooLarge(paths[from + i]);
       else if (e !== 0) errors[i] = `unreadable: ${ERRNO_NAMES.get(e) ?? `errno ${e}`}`;
     }
-    return { batch: { data, offsets }, errors, count };
+    return { batch: { data, offsets, recycle: into !== undefined && data.buffer === into }, errors, count };
   }
   const chunks: Uint8Array[] = [];
   const errors: (string | null)[] = [];
@@ -104,8 +106,13 @@ export interface DecodedBatch {
 export interface ImagePool {
   readonly workers: number;
   decode(batch: EncodedBatch): Promise<DecodedBatch>;
+  /** A read buffer (READ_BYTES) to read the next batch into: one a worker gave back, or a new one. */
+  spare(): ArrayBuffer;
   close(): Promise<void>;
 }
+
+/** Read buffers the workers gave back, shared by every pool of this thread (so passes and conversions reuse them). */
+const spares: ArrayBuffer[] = [];
 
 /**
  * Decode every file of a batch to `target` (the worker's job; also used inline when workers = 0). A batch of paths is
@@ -190,6 +197,7 @@ export function createImagePool(workers: number, opts: ImageDecodeOptions, targe
     return {
       workers: 0,
       decode: (batch) => decodeBatch(batch, opts, target),
+      spare: () => spares.pop() ?? new ArrayBuffer(READ_BYTES),
       close: async () => {},
     };
   }
@@ -208,17 +216,19 @@ export function createImagePool(workers: number, opts: ImageDecodeOptions, targe
       const w = idle.pop()!;
       const job = queue.shift()!;
       busy.set(w, job);
-      const { data, offsets, paths } = job.batch;
-      // Copy into exactly-sized buffers we own, then transfer them (no copy across threads).
-      const d = data.byteOffset === 0 && data.byteLength === data.buffer.byteLength ? data : data.slice();
+      const { data, offsets, paths, recycle } = job.batch;
+      // Copy into exactly-sized buffers we own, then transfer them (no copy across threads); a recycled read buffer
+      // travels whole (the view keeps its length) and comes back with the reply.
+      const d = recycle || (data.byteOffset === 0 && data.byteLength === data.buffer.byteLength) ? data : data.slice();
       const o = offsets.byteOffset === 0 && offsets.byteLength === offsets.buffer.byteLength ? offsets : offsets.slice();
       // Paths travel as one string: cloning one string is much cheaper for this thread than an array of them.
-      w.postMessage({ id: job.id, data: d, offsets: o, paths: paths?.join('\0') }, [d.buffer as ArrayBuffer, o.buffer as ArrayBuffer]);
+      w.postMessage({ id: job.id, data: d, offsets: o, paths: paths?.join('\0'), recycle }, [d.buffer as ArrayBuffer, o.buffer as ArrayBuffer]);
     }
   };
   for (let i = 0; i < workers; i++) {
     const w = new Worker(boot, { eval: true, workerData: { slimfitImagePool: true, opts, target }, resourceLimits: { maxYoungGenerationSizeMb: 4 } });
-    w.on('message', (msg: DecodedBatch & { id: number }) => {
+    w.on('message', (msg: DecodedBatch & { id: number; spare?: ArrayBuffer }) => {
+      if (msg.spare && spares.length < 8) spares.push(msg.spare);
       const job = busy.get(w);
       busy.delete(w);
       idle.push(w);
@@ -244,6 +254,7 @@ export function createImagePool(workers: number, opts: ImageDecodeOptions, targe
         pump();
       });
     },
+    spare: () => spares.pop() ?? new ArrayBuffer(READ_BYTES),
     async close() {
       await Promise.all(all.map((w) => w.terminate()));
     },
@@ -254,9 +265,11 @@ export function createImagePool(workers: number, opts: ImageDecodeOptions, targe
 if (!isMainThread && parentPort && (workerData as { slimfitImagePool?: boolean } | null)?.slimfitImagePool) {
   const { opts, target } = workerData as { opts: ImageDecodeOptions; target: ImageTarget };
   const port = parentPort;
-  port.on('message', async (msg: { id: number; data: Uint8Array; offsets: Uint32Array; paths?: string }) => {
+  port.on('message', async (msg: { id: number; data: Uint8Array; offsets: Uint32Array; paths?: string; recycle?: boolean }) => {
     const r = await decodeBatch({ data: msg.data, offsets: msg.offsets, paths: msg.paths?.split('\0') }, opts, target);
     const x = r.x.byteOffset === 0 && r.x.byteLength === r.x.buffer.byteLength ? r.x : r.x.slice();
-    port.postMessage({ id: msg.id, x, reasons: r.reasons, hashes: r.hashes, counts: r.counts }, [x.buffer as ArrayBuffer, r.hashes.buffer as ArrayBuffer, r.counts.buffer as ArrayBuffer]);
+    const spare = msg.recycle ? (msg.data.buffer as ArrayBuffer) : undefined; // decoded: the read buffer goes back
+    port.postMessage({ id: msg.id, x, reasons: r.reasons, hashes: r.hashes, counts: r.counts, spare },
+      [x.buffer as ArrayBuffer, r.hashes.buffer as ArrayBuffer, r.counts.buffer as ArrayBuffer, ...(spare ? [spare] : [])]);
   });
 }

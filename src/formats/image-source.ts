@@ -2,8 +2,9 @@
 // batches, decodes them in the worker pool, and yields samples strictly in input order with bad files skipped.
 import type { FieldSpec } from '../store/manifest.ts';
 import { SlimfitError } from './errors.ts';
-import { createImagePool, type DecodedBatch, defaultWorkers, pack, readImageFile } from './image-pool.ts';
+import { createImagePool, type DecodedBatch, defaultWorkers, pack, readImageFile, readSome } from './image-pool.ts';
 import { decodeImage, type ImageDecodeOptions, type ImageTarget } from './images.ts';
+import { pngAddon } from './png-native.ts';
 import type { SampleBatch, SampleSource, SkippedInput } from './source.ts';
 
 /** One image file with its class index and bytes (or, with `lazy`, only its path: the decoding thread reads it). */
@@ -122,11 +123,30 @@ export async function openImageSource(input: ImageInput, opts: ImageSourceOption
     const passSkipped = new Set<number>();
     const inFlight: Array<{ promise: Promise<DecodedBatch>; paths: string[]; labels: number[]; errors: (string | undefined)[]; first: number }> = [];
     const maxInFlight = Math.max(2, 2 * pool.workers + 1);
+    // Who reads a folder tree's files: with one decode worker this thread does (it is otherwise half idle and the
+    // worker is the bottleneck: 210k PNGs converted in 2.4 s instead of 2.7 s); with more, the workers do (reading
+    // here would make this thread the bottleneck: 2.5 s instead of 2.2 s with two).
+    const readHere = pool.workers === 1;
+    const native = pngAddon() !== null; // reads into recycled buffers
     let index = 0;
     let files: ImageEntry[] = [];
     let size = 0;
     const submit = () => {
       const paths = files.map((f) => f.path);
+      if (readHere && files.every((f) => f.lazy)) {
+        // Read here a few MB at a time; each part goes to the pool as its own job, its buffer transferred.
+        for (let from = 0; from < paths.length;) {
+          const { batch, errors, count } = readSome(paths, from, native ? pool.spare() : undefined);
+          inFlight.push({
+            promise: pool.decode(batch), paths: paths.slice(from, from + count), labels: files.slice(from, from + count).map((f) => f.label),
+            errors: errors.map((e) => e ?? undefined), first: index - files.length + from,
+          });
+          from += count;
+        }
+        files = [];
+        size = 0;
+        return;
+      }
       // Files not read yet (trees) are read by the decoding thread; bytes we already hold (archives) travel packed.
       const lazy = files.every((f) => f.lazy);
       const batch = lazy ? { data: new Uint8Array(0), offsets: new Uint32Array(0), paths }

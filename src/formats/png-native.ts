@@ -11,9 +11,10 @@ export interface PngAddon {
   decode(data: Uint8Array, offsets: Uint32Array, w: number, h: number, c: number, out: Uint8Array, status: Uint8Array): void;
   /**
    * Read NUL-separated paths until maxTotal bytes are held (at least one file): the first `read` files' bytes back to
-   * back; errors[i] is 0, an errno, or -1 for a file above maxBytes (not read).
+   * back; errors[i] is 0, an errno, or -1 for a file above maxBytes (not read). With `into`, data is a view of it and
+   * reading stops before a file that does not fit (unless it is the first).
    */
-  readFiles(paths: string, count: number, maxBytes: number, maxTotal: number): { data: Uint8Array; offsets: Uint32Array; errors: Int32Array; read: number };
+  readFiles(paths: string, count: number, maxBytes: number, maxTotal: number, into?: ArrayBuffer): { data: Uint8Array; offsets: Uint32Array; errors: Int32Array; read: number };
   /** hashSamples (src/util/hash64.ts, same bits) into hashes, and countBytes (src/util/histogram.ts) added into counts. */
   digest(x: Uint8Array, sampleBytes: number, n: number, channels: number, hashes: Uint32Array, counts: Float64Array): void;
 }

@@ -161,8 +161,8 @@ static napi_value js_decode(napi_env env, napi_callback_info info) {
 // the first `read` files back to back (it stops once maxTotal bytes are held, after at least one file); errors[i] is 0,
 // an errno, or -1 when the file exceeds maxBytes (its data is empty).
 static napi_value js_read_files(napi_env env, napi_callback_info info) {
-  size_t argc = 4;
-  napi_value argv[4];
+  size_t argc = 5;
+  napi_value argv[5];
   napi_get_cb_info(env, info, &argc, argv, NULL, NULL);
   size_t plen = 0;
   uint32_t count = 0; double maxD = 0, totalD = 0;
@@ -173,7 +173,14 @@ static napi_value js_read_files(napi_env env, napi_callback_info info) {
   char* paths = (char*)malloc(plen + 1);
   napi_get_value_string_utf8(env, argv[0], paths, plen + 1, &plen);
   size_t cap = 1 << 16, used = 0, maxBytes = (size_t)maxD, maxTotal = (size_t)totalD;
-  uint8_t* buf = (uint8_t*)malloc(cap);
+  // Optional 5th argument: an ArrayBuffer to read into (recycled by the caller); reading stops before a file that
+  // does not fit, unless it is the first one, which then gets memory of its own.
+  void* extData = NULL;
+  size_t extCap = 0;
+  bool isAb = false;
+  int external = argc >= 5 && napi_is_arraybuffer(env, argv[4], &isAb) == napi_ok && isAb && napi_get_arraybuffer_info(env, argv[4], &extData, &extCap) == napi_ok && extCap > 0;
+  uint8_t* buf = external ? (uint8_t*)extData : (uint8_t*)malloc(cap);
+  if (external) cap = extCap;
   napi_value offsV, errsV, offAb, errAb;
   uint32_t* offs; int32_t* errs;
   napi_create_arraybuffer(env, 4 * ((size_t)count + 1), (void**)&offs, &offAb);
@@ -206,6 +213,13 @@ static napi_value js_read_files(napi_env env, napi_callback_info info) {
     if ((size_t)s.st_size > maxBytes) { errs[i] = -1; close(fd); continue; }
     size_t want = (size_t)s.st_size;
     if (used + want >= 0xffffffffu) { errs[i] = EFBIG; close(fd); continue; }
+    if (used + want > cap && external) {
+      if (used > 0) { close(fd); break; } // file i is left for the next call
+      external = 0; // the first file alone is bigger than the given buffer
+      cap = 1 << 16;
+      buf = (uint8_t*)malloc(cap);
+      if (!buf) { errs[i] = ENOMEM; close(fd); continue; }
+    }
     if (used + want > cap) {
       while (used + want > cap) cap *= 2;
       uint8_t* nb = (uint8_t*)realloc(buf, cap);
@@ -229,9 +243,12 @@ static napi_value js_read_files(napi_env env, napi_callback_info info) {
   for (i = nread; i < count; i++) errs[i] = 0;
   free(paths);
   napi_value dataV;
-  void* dst;
-  napi_create_buffer_copy(env, used, buf, &dst, &dataV);
-  free(buf);
+  if (external) napi_create_typedarray(env, napi_uint8_array, used, argv[4], 0, &dataV);
+  else {
+    void* dst;
+    napi_create_buffer_copy(env, used, buf, &dst, &dataV);
+    free(buf);
+  }
   napi_create_typedarray(env, napi_uint32_array, (size_t)count + 1, offAb, 0, &offsV);
   napi_create_typedarray(env, napi_int32_array, count ? count : 1, errAb, 0, &errsV);
   napi_value res;
