@@ -1,6 +1,6 @@
 // A worker_threads pool decoding batches of image files. The main thread packs a batch (bytes from an archive
-// stream in one ArrayBuffer, or just the paths of a folder tree's files, which the worker then reads); a worker
-// decodes it and returns all pixels as one transferred ArrayBuffer.
+// stream or read from a folder tree, in one ArrayBuffer; or just a tree's paths, which the worker then reads); a
+// worker decodes it and returns all pixels, their hashes and value counts as transferred ArrayBuffers.
 // Results are handed back in submission order by the caller (see image-source.ts), so the store's sample order
 // never depends on the number of workers or on timing.
 import { readFileSync, statSync } from 'node:fs';
