@@ -28,7 +28,7 @@ export interface EncodedBatch {
 
 const ERRNO_NAMES = new Map(Object.entries(constants.errno).map(([name, n]) => [n, name]));
 
-/** Encoded bytes a decoding thread holds at once when it reads a batch's files itself. */
+/** Encoded bytes held at once by whichever thread reads a folder tree's files (also the recycled buffers' size). */
 const READ_BYTES = 4 << 20;
 
 /** Read files paths[from...] until about READ_BYTES are held (natively when the addon is built); errors by index. */

@@ -1,9 +1,6 @@
 // The optional native PNG addon (build/Release/slimfit_png.node; built by `npm install` when zlib's headers are
 // present): batch decode of plain 8-bit PNGs and batch file reads, used by the image decode workers.
-import { existsSync } from 'node:fs';
-import { createRequire } from 'node:module';
-import { dirname, join } from 'node:path';
-import { fileURLToPath } from 'node:url';
+import { loadAddon } from '../util/native-addon.ts';
 
 /** The addon's functions (see src/formats/native/png.c). */
 export interface PngAddon {
@@ -19,16 +16,7 @@ export interface PngAddon {
   digest(x: Uint8Array, sampleBytes: number, n: number, channels: number, hashes: Uint32Array, counts: Float64Array): void;
 }
 
-/** Where the addon is built. */
-export const PNG_ADDON_PATH = join(dirname(fileURLToPath(import.meta.url)), '..', '..', 'build', 'Release', 'slimfit_png.node');
-
-let cached: PngAddon | null | undefined;
-
 /** The addon, or null when it was not built or SLIMFIT_PNG_NATIVE=off (then @napi-rs/image decodes every file). */
 export function pngAddon(): PngAddon | null {
-  if (cached !== undefined) return cached;
-  cached = null;
-  if (['off', '0', 'false', 'no'].includes((process.env.SLIMFIT_PNG_NATIVE ?? '').toLowerCase()) || !existsSync(PNG_ADDON_PATH)) return cached;
-  try { cached = createRequire(import.meta.url)(PNG_ADDON_PATH) as PngAddon; } catch { cached = null; }
-  return cached;
+  return loadAddon<PngAddon>('slimfit_png', 'SLIMFIT_PNG_NATIVE');
 }

@@ -173,7 +173,7 @@ export async function writeStore(out: string, input: StoreInput, opts: WriteStor
         for (let i = 0; i < b.n; i++) {
           const split = assign ? assign(labels ? labels[i] : 0) : si;
           const sample = b.x.subarray(i * xb, (i + 1) * xb);
-          const before = checkDups ? (b.hashes ? dups.add(sample, split, b.hashes[2 * i], b.hashes[2 * i + 1]) : dups.add(sample, split)) : 0;
+          const before = checkDups ? dups.add(sample, split, b.hashes?.[2 * i], b.hashes?.[2 * i + 1]) : 0;
           let keep = true;
           if (before !== 0) {
             if (before & (1 << split)) report.within[splitNames[split]]++;
