@@ -28,7 +28,7 @@ export function samplesPerShard(x: FieldSpec, shardBytes: number): number {
 export async function createSplitWriter(root: string, name: string, x: FieldSpec, y: FieldSpec, perShard: number): Promise<SplitWriter> {
   await mkdir(join(root, name), { recursive: true });
   const xb = sampleBytes(x), yb = sampleBytes(y);
-  const done: Array<{ samples: number; xFile: string; yFile: string; xBytes: number; yBytes: number; xSha: string | null; ySha: string | null }> = [];
+  const done: Array<{ samples: number; xFile: string; yFile: string; xBytes: number; yBytes: number; xSha: string | null; ySha: string | null } | null> = [];
   let cur: { x: NpyWriter; y: NpyWriter; xFile: string; yFile: string } | null = null;
   let total = 0;
   const open = async () => {
@@ -40,14 +40,23 @@ export async function createSplitWriter(root: string, name: string, x: FieldSpec
     const yw = await createNpyWriter(join(root, yFile), y.dtype, y.shape, { atomic: false, checksumRows: perShard });
     cur = { x: xw, y: yw, xFile, yFile };
   };
-  const closeCur = async () => {
+  /** Shards being closed (flushed, header written, synced) while the next one fills: awaited by finish(). */
+  const closing: Promise<void>[] = [];
+  /** Close the current shard in the background: its sync to disk then overlaps with filling the next shard. */
+  const closeCur = () => {
     if (!cur) return;
     const c = cur;
     cur = null;
     const samples = c.x.rows;
-    const xBytes = await c.x.close();
-    const yBytes = await c.y.close();
-    done.push({ samples, xFile: c.xFile, yFile: c.yFile, xBytes, yBytes, xSha: c.x.sha256, ySha: c.y.sha256 });
+    const slot = done.length;
+    done.push(null);
+    const p = (async () => {
+      const xBytes = await c.x.close();
+      const yBytes = await c.y.close();
+      done[slot] = { samples, xFile: c.xFile, yFile: c.yFile, xBytes, yBytes, xSha: c.x.sha256, ySha: c.y.sha256 };
+    })();
+    p.catch(() => {}); // surfaced by finish()
+    closing.push(p);
   };
   return {
     name,
@@ -62,13 +71,15 @@ export async function createSplitWriter(root: string, name: string, x: FieldSpec
         await c.y.append(ys.subarray(i * yb, (i + take) * yb));
         i += take;
         total += take;
-        if (c.x.rows >= perShard) await closeCur();
+        if (c.x.rows >= perShard) closeCur();
       }
     },
     async finish() {
-      await closeCur();
+      closeCur();
+      await Promise.all(closing);
       const shards: Shard[] = [];
-      for (const d of done) {
+      for (const d0 of done) {
+        const d = d0!;
         shards.push({
           samples: d.samples,
           x: { file: d.xFile, bytes: d.xBytes, sha256: d.xSha ?? (await sha256File(join(root, d.xFile))) },
@@ -80,6 +91,7 @@ export async function createSplitWriter(root: string, name: string, x: FieldSpec
     async abort() {
       const c = cur;
       cur = null;
+      await Promise.allSettled(closing);
       if (c) { await c.x.abort(); await c.y.abort(); }
     },
   };
