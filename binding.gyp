@@ -1,5 +1,5 @@
 {
-  "variables": { "have_openblas%": "<!(node native/detect-blas.cjs)", "have_zlib%": "<!(node native/detect-zlib.cjs)" },
+  "variables": { "have_openblas%": "<!(node native/detect-blas.cjs)", "have_zlib%": "<!(node native/detect-zlib.cjs)", "have_node_openssl%": "<!(node native/detect-node-openssl.cjs)" },
   "targets": [
     {
       "target_name": "slimfit_engine",
@@ -33,7 +33,16 @@
           "target_name": "slimfit_png",
           "sources": ["src/formats/native/png.c"],
           "cflags": ["-O2", "-std=gnu11"],
-          "libraries": ["-lz"]
+          "libraries": ["-lz", "-lpthread"]
+        }
+      ]
+    }],
+    ["have_node_openssl==1", {
+      "targets": [
+        {
+          "target_name": "slimfit_sha256",
+          "sources": ["src/store/native/sha256.c"],
+          "cflags": ["-O2", "-std=gnu11"]
         }
       ]
     }]

@@ -6,7 +6,7 @@ import { after, before, describe, test } from 'node:test';
 import { DTYPES, type DType, dtypeSize } from '../src/formats/dtype.ts';
 import { SlimfitError } from '../src/formats/errors.ts';
 import { createNpyWriter, encodeNpyHeader, openNpy, saveNpy } from '../src/formats/npy.ts';
-import { py, tempDir } from './helpers.ts';
+import { py, ROOT, tempDir } from './helpers.ts';
 
 const { dir, cleanup } = tempDir('slimfit-npy-');
 after(cleanup);
@@ -292,5 +292,35 @@ np.save(sys.argv[1] + '/fort1.npy', np.asfortranarray(np.arange(5, dtype='<i4'))
     const f = await openNpy(join(dir, 'fort1.npy'));
     assert.deepEqual([...new Int32Array((await f.readRows(0, 5)).buffer)], [0, 1, 2, 3, 4]);
     await f.close();
+  });
+});
+
+describe('shard checksums', () => {
+  test('SHA-256 off the main thread equals node:crypto for any split of the bytes, and python hashlib on a shard', async () => {
+    const { createHash, randomBytes } = await import('node:crypto');
+    const { createSha256 } = await import('../src/util/sha256.ts');
+    const { existsSync } = await import('node:fs');
+    const built = existsSync(join(ROOT, 'build', 'Release', 'slimfit_sha256.node'));
+    assert.equal(createSha256().offThread, built && process.env.SLIMFIT_SHA256_NATIVE !== 'off');
+    const data = randomBytes(3_000_017);
+    const want = createHash('sha256').update(data).digest('hex');
+    for (const cuts of [[], [0], [1, 64, 65, 1000], [1 << 20, 2 << 20]]) {
+      const h = createSha256();
+      let at = 0;
+      for (const c of [...cuts, data.length]) { await h.update(data.subarray(at, c)); at = c; }
+      assert.equal(h.digest(), want, `cut at ${cuts}`);
+    }
+    const empty = createSha256();
+    assert.equal(empty.digest(), createHash('sha256').digest('hex'));
+    // A streamed shard whose row count matches checksumRows is hashed while written; python reads the same digest.
+    const tmp = tempDir();
+    try {
+      const path = join(tmp.dir, 's.npy');
+      const w = await createNpyWriter(path, 'uint8', [784], { checksumRows: 3000 });
+      for (let i = 0; i < 30; i++) await w.append(data.subarray(i * 78_400, (i + 1) * 78_400));
+      await w.close();
+      const sum = py(`import hashlib,sys; print(hashlib.sha256(open(sys.argv[1],'rb').read()).hexdigest())`, [path]);
+      assert.equal(w.sha256, sum.trim());
+    } finally { tmp.cleanup(); }
   });
 });
