@@ -102,17 +102,39 @@ describe('image trees and archives', () => {
     assert.equal(test.skipped?.length, 0);
   });
 
-  it('gives identical output for 0, 1 and 2 workers and any batch size', async () => {
-    const outs = [];
-    for (const [workers, batchFiles] of [[0, 256], [1, 7], [2, 3]] as const) {
-      const src = await openImageTree(fx.train.dir, { workers, batchFiles });
-      const d = await drain(src);
-      outs.push(d);
-      assert.equal(src.skipped?.length, 3);
+  it('gives identical output for 0, 1 and 2 workers, native decode threads or worker threads, and any batch size', async () => {
+    const outs: Array<{ x: Uint8Array; y: number[]; hashes: number[]; counts: number[]; skipped: string[] }> = [];
+    const kinds = pngAddon() ? ['native', 'threads'] : ['threads'];
+    for (const kind of kinds) {
+      process.env.SLIMFIT_IMAGE_WORKERS = kind;
+      try {
+        for (const [workers, batchFiles] of [[0, 256], [1, 7], [2, 3]] as const) {
+          const src = await openImageTree(fx.train.dir, { workers, batchFiles });
+          const xs: Uint8Array[] = [], y: number[] = [], hashes: number[] = [], counts = new Array<number>(256).fill(0);
+          for await (const b of src.batches()) {
+            xs.push(b.x.slice());
+            for (let i = 0; i < b.n; i++) y.push(b.y[i]);
+            hashes.push(...(b.hashes ?? []));
+            b.counts?.forEach((v, i) => { counts[i] += v; });
+          }
+          outs.push({ x: Buffer.concat(xs), y, hashes, counts, skipped: (src.skipped ?? []).map((s) => `${s.path}: ${s.reason}`) });
+          assert.equal(src.skipped?.length, 3);
+        }
+      } finally {
+        delete process.env.SLIMFIT_IMAGE_WORKERS;
+      }
     }
+    const want = outs[0];
+    assert.deepEqual(want.hashes, [...hashSamples(want.x, 28 * 28, want.y.length)]);
+    const c = new Float64Array(256);
+    countBytes(want.x, 1, c);
+    assert.deepEqual(want.counts, [...c]);
     for (const o of outs.slice(1)) {
-      assert.ok(Buffer.from(o.x).equals(Buffer.from(outs[0].x)));
-      assert.deepEqual(o.y, outs[0].y);
+      assert.ok(Buffer.from(o.x).equals(Buffer.from(want.x)));
+      assert.deepEqual(o.y, want.y);
+      assert.deepEqual(o.hashes, want.hashes);
+      assert.deepEqual(o.counts, want.counts);
+      assert.deepEqual(o.skipped, want.skipped);
     }
   });
 
@@ -290,6 +312,19 @@ describe('image trees and archives', () => {
     assert.equal(none.read, 5); // nothing was held, so it went on to the end
     assert.deepEqual([...none.errors], [-1, 2, -1, -1, -1]); // above maxBytes: not read
     assert.equal(none.data.length, 0);
+    // Into a caller's buffer: a file that exactly fills the room is read; the next one is left for the next call.
+    const three = paths.filter((p) => !p.includes('missing'));
+    const into = new ArrayBuffer(2000);
+    const r2 = addon.readFiles(three.join('\0'), three.length, 1 << 20, 1 << 20, into);
+    assert.equal(r2.read, 2);
+    assert.equal(r2.data.buffer, into);
+    assert.deepEqual([...r2.errors.subarray(0, 2)], [0, 0]);
+    assert.ok(r2.data.subarray(0, 1000).every((v) => v === 1) && r2.data.subarray(1000, 2000).every((v) => v === 2));
+    // A first file bigger than the buffer gets memory of its own, and reading goes on after it.
+    const r3 = addon.readFiles(three.join('\0'), three.length, 1 << 20, 1 << 20, new ArrayBuffer(500));
+    assert.equal(r3.read, 4);
+    assert.deepEqual([...r3.offsets], [0, 1000, 2000, 3000, 4000]);
+    assert.ok([1, 2, 3, 4].every((v, i) => r3.data.subarray(1000 * i, 1000 * (i + 1)).every((b) => b === v)));
   });
 
   it('decodeImage never throws on garbage', async () => {

@@ -2,7 +2,7 @@
 // batches, decodes them in the worker pool, and yields samples strictly in input order with bad files skipped.
 import type { FieldSpec } from '../store/manifest.ts';
 import { SlimfitError } from './errors.ts';
-import { createImagePool, type DecodedBatch, defaultWorkers, pack, readImageFile, readSome } from './image-pool.ts';
+import { createImagePool, type DecodedBatch, defaultWorkers, joinDecoded, pack, readImageFile, readSome } from './image-pool.ts';
 import { decodeImage, type ImageDecodeOptions, type ImageTarget } from './images.ts';
 import { pngAddon } from './png-native.ts';
 import type { SampleBatch, SampleSource, SkippedInput } from './source.ts';
@@ -121,49 +121,52 @@ export async function openImageSource(input: ImageInput, opts: ImageSourceOption
     const pool = createImagePool(workers, opts, target);
     skipped.length = 0;
     const passSkipped = new Set<number>();
-    const inFlight: Array<{ promise: Promise<DecodedBatch>; paths: string[]; labels: number[]; errors: (string | undefined)[]; first: number }> = [];
+    /** Batches being read and decoded, oldest first; `errors[i]` set = file i could not be read (overrides the decode's reason). */
+    const inFlight: Array<{ promise: Promise<{ r: DecodedBatch; errors: (string | null | undefined)[] }>; paths: string[]; labels: number[]; first: number }> = [];
     const maxInFlight = Math.max(2, 2 * pool.workers + 1);
-    // Who reads a folder tree's files: with one decode worker this thread does (it is otherwise half idle and the
-    // worker is the bottleneck: 210k PNGs converted in 2.4 s instead of 2.7 s); with more, the workers do (reading
-    // here would make this thread the bottleneck: 2.5 s instead of 2.2 s with two).
-    const readHere = pool.workers === 1;
+    const readHere = pool.readsHere; // see ImagePool.readsHere
     const native = pngAddon() !== null; // reads into recycled buffers
     let index = 0;
     let files: ImageEntry[] = [];
     let size = 0;
+    /** Read `paths` here a few MB at a time; each part goes to the pool as its own job, its buffer transferred. */
+    const readAndDecode = async (paths: string[]): Promise<{ r: DecodedBatch; errors: (string | null)[] }> => {
+      const decoded: Promise<DecodedBatch>[] = [];
+      const errors: (string | null)[] = [];
+      for (let from = 0; from < paths.length;) {
+        const part = readSome(paths, from, native ? pool.spare() : undefined);
+        decoded.push(pool.decode(part.batch));
+        errors.push(...part.errors);
+        from += part.count;
+      }
+      return { r: joinDecoded(await Promise.all(decoded)), errors };
+    };
     const submit = () => {
       const paths = files.map((f) => f.path);
+      const labels = files.map((f) => f.label);
+      const first = index - files.length;
       if (readHere && files.every((f) => f.lazy)) {
-        // Read here a few MB at a time; each part goes to the pool as its own job, its buffer transferred.
-        for (let from = 0; from < paths.length;) {
-          const { batch, errors, count } = readSome(paths, from, native ? pool.spare() : undefined);
-          inFlight.push({
-            promise: pool.decode(batch), paths: paths.slice(from, from + count), labels: files.slice(from, from + count).map((f) => f.label),
-            errors: errors.map((e) => e ?? undefined), first: index - files.length + from,
-          });
-          from += count;
-        }
-        files = [];
-        size = 0;
-        return;
+        inFlight.push({ promise: readAndDecode(paths), paths, labels, first });
+      } else {
+        // Files not read yet (trees) are read by the decoding thread; bytes we already hold (archives) travel packed.
+        const lazy = files.every((f) => f.lazy);
+        const batch = lazy ? { data: new Uint8Array(0), offsets: new Uint32Array(0), paths }
+          : pack(files.map((f) => (f.lazy ? readOrEmpty(f) : f.data)));
+        const errors = files.map((f) => f.error);
+        inFlight.push({ promise: pool.decode(batch).then((r) => ({ r, errors })), paths, labels, first });
       }
-      // Files not read yet (trees) are read by the decoding thread; bytes we already hold (archives) travel packed.
-      const lazy = files.every((f) => f.lazy);
-      const batch = lazy ? { data: new Uint8Array(0), offsets: new Uint32Array(0), paths }
-        : pack(files.map((f) => (f.lazy ? readOrEmpty(f) : f.data)));
-      inFlight.push({ promise: pool.decode(batch), paths, labels: files.map((f) => f.label), errors: files.map((f) => f.error), first: index - files.length });
       files = [];
       size = 0;
     };
     const finish = async (): Promise<SampleBatch> => {
       const job = inFlight.shift()!;
-      const r = await job.promise;
+      const { r, errors } = await job.promise;
       const labels: number[] = [];
       r.reasons.forEach((reason0, i) => {
         let reason = reason0;
         if (reason === null) labels.push(job.labels[i]);
         else {
-          if (job.errors[i]) reason = job.errors[i]!;
+          if (errors[i]) reason = errors[i]!;
           if (opts.strict) failStrict(input.name, job.paths[i], reason);
           skipped.push({ path: job.paths[i], reason });
           passSkipped.add(job.first + i);

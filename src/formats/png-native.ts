@@ -6,6 +6,20 @@ import { loadAddon } from '../util/native-addon.ts';
 export interface PngAddon {
   /** Decode file i = data[offsets[i], offsets[i+1]) into out[i*w*h*c...]: status[i] 0 = done, 1 = decode it another way. */
   decode(data: Uint8Array, offsets: Uint32Array, w: number, h: number, c: number, out: Uint8Array, status: Uint8Array): void;
+  /** A pool of `threads` native decode threads (for decoderSubmit; close it with decoderClose). */
+  decoderCreate(threads: number): object;
+  /**
+   * decode() on one of the pool's threads; when every file decoded (all status 0) it also digests `out` into
+   * hashes/counts and resolves true, else false. No argument may be touched until it settles.
+   */
+  decoderSubmit(pool: object, data: Uint8Array, offsets: Uint32Array, w: number, h: number, c: number, out: Uint8Array, status: Uint8Array, hashes: Uint32Array, counts: Float64Array): Promise<boolean>;
+  /**
+   * The same for `countAndMax[0]` files named by NUL-separated `paths`, which the thread reads itself (files above
+   * countAndMax[1] bytes are not read): errs[i] is 0, an errno, or -1 (too large); a file not decoded has status 1.
+   */
+  decoderSubmit(pool: object, paths: string, countAndMax: Uint32Array, w: number, h: number, c: number, out: Uint8Array, status: Uint8Array, hashes: Uint32Array, counts: Float64Array, errs: Int32Array): Promise<boolean>;
+  /** Finish the queued batches and stop the pool's threads. */
+  decoderClose(pool: object): void;
   /**
    * Read NUL-separated paths until maxTotal bytes are held (at least one file): the first `read` files' bytes back to
    * back; errors[i] is 0, an errno, or -1 for a file above maxBytes (not read). With `into`, data is a view of it and
