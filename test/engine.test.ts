@@ -103,6 +103,11 @@ test('fast engine kernels match the cpu backend (forward and gradient)', { skip:
         [[4, 6, 6, 8], [1, 1, 8, 3], [1, 1], 'same'],
         [[1, 8, 8, 4], [1, 1, 4, 2], [2, 2], 'valid'],
         [[16, 14, 14, 8], [3, 3, 8, 16], [1, 1], 'same'],
+        // few taps per output (3x3 on one channel): the direct kernels, register-blocked for 16/32/64 channels
+        [[3, 11, 10, 1], [3, 3, 1, 32], [1, 1], 'same'],
+        [[2, 9, 9, 1], [3, 3, 1, 16], [2, 2], 'valid'],
+        [[2, 8, 7, 1], [3, 3, 1, 64], [1, 2], 'same'],
+        [[1, 6, 6, 1], [3, 3, 1, 48], [1, 1], 'valid'],
       ];
       for (const [xs, fs, s, p] of cases) {
         const lbl = `${xs}|${fs}|${s}|${p}`;
