@@ -312,6 +312,8 @@ describe('image trees and archives', () => {
     assert.equal(none.read, 5); // nothing was held, so it went on to the end
     assert.deepEqual([...none.errors], [-1, 2, -1, -1, -1]); // above maxBytes: not read
     assert.equal(none.data.length, 0);
+    // A count beyond the paths given is refused, not walked past the end of the string.
+    assert.throws(() => addon.readFiles(paths.slice(0, 2).join('\0'), 3, 1 << 20, 1 << 20), /fewer paths than count/);
     // Into a caller's buffer: a file that exactly fills the room is read; the next one is left for the next call.
     const three = paths.filter((p) => !p.includes('missing'));
     const into = new ArrayBuffer(2000);

@@ -173,6 +173,30 @@ static napi_value js_decode(napi_env env, napi_callback_info info) {
   return NULL;
 }
 
+// Files of one folder come in a row: the folder is opened once and each file relative to it (one path step, not
+// all). One cache per reading loop.
+typedef struct { int dfd; size_t dlen; char dname[4096]; } FolderCache;
+
+static int open_in_folder(const char* path, FolderCache* fc) {
+  const char* slash = strrchr(path, '/');
+  if (!slash || slash == path || (size_t)(slash - path) >= sizeof fc->dname) return open(path, O_RDONLY | O_CLOEXEC);
+  const size_t dl = (size_t)(slash - path);
+  if (fc->dfd < 0 || dl != fc->dlen || memcmp(fc->dname, path, dl) != 0) {
+    if (fc->dfd >= 0) close(fc->dfd);
+    memcpy(fc->dname, path, dl); fc->dname[dl] = 0; fc->dlen = dl;
+    fc->dfd = open(fc->dname, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+  }
+  return fc->dfd >= 0 ? openat(fc->dfd, slash + 1, O_RDONLY | O_CLOEXEC) : open(path, O_RDONLY | O_CLOEXEC);
+}
+
+// True when NUL-separated `paths` (plen bytes) holds at least `count` paths (so walking them stays inside it).
+static int has_paths(const char* paths, size_t plen, uint32_t count) {
+  if (count == 0) return 1;
+  uint32_t n = 1;
+  for (size_t i = 0; i < plen && n < count; i++) n += paths[i] == 0;
+  return n >= count;
+}
+
 // readFiles(paths: string (NUL-separated), count, maxBytes, maxTotal) -> { data, offsets, errors, read }: the bytes of
 // the first `read` files back to back (it stops once maxTotal bytes are held, after at least one file); errors[i] is 0,
 // an errno, or -1 when the file exceeds maxBytes (its data is empty).
@@ -187,7 +211,9 @@ static napi_value js_read_files(napi_env env, napi_callback_info info) {
     return NULL;
   }
   char* paths = (char*)malloc(plen + 1);
+  if (!paths) { napi_throw_error(env, "ENOMEM", "readFiles: out of memory"); return NULL; }
   napi_get_value_string_utf8(env, argv[0], paths, plen + 1, &plen);
+  if (!has_paths(paths, plen, count)) { free(paths); napi_throw_range_error(env, "ERANGE", "readFiles: fewer paths than count"); return NULL; }
   size_t cap = 1 << 16, used = 0, maxBytes = (size_t)maxD, maxTotal = (size_t)totalD;
   // Optional 5th argument: an ArrayBuffer to read into (recycled by the caller); reading stops before a file that
   // does not fit, unless it is the first one, which then gets memory of its own.
@@ -203,26 +229,12 @@ static napi_value js_read_files(napi_env env, napi_callback_info info) {
   napi_create_arraybuffer(env, 4 * (size_t)(count ? count : 1), (void**)&errs, &errAb);
   const char* p = paths;
   uint32_t i = 0;
-  // Files of one folder come in a row: open the folder once and each file relative to it (one path step, not all).
-  int dfd = -1;
-  size_t dlen = 0;
-  char dname[4096];
+  FolderCache fc = {.dfd = -1};
   for (; i < count && (i == 0 || used < maxTotal); i++) {
     offs[i] = (uint32_t)used;
     errs[i] = 0;
-    size_t len = strlen(p);
-    const char* slash = strrchr(p, '/');
-    int fd;
-    if (slash && slash > p && (size_t)(slash - p) < sizeof dname) {
-      const size_t dl = (size_t)(slash - p);
-      if (dfd < 0 || dl != dlen || memcmp(dname, p, dl) != 0) {
-        if (dfd >= 0) close(dfd);
-        memcpy(dname, p, dl); dname[dl] = 0; dlen = dl;
-        dfd = open(dname, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-      }
-      fd = dfd >= 0 ? openat(dfd, slash + 1, O_RDONLY | O_CLOEXEC) : open(p, O_RDONLY | O_CLOEXEC);
-    } else fd = open(p, O_RDONLY | O_CLOEXEC);
-    p += len + 1;
+    const int fd = open_in_folder(p, &fc);
+    p += strlen(p) + 1;
     if (fd < 0) { errs[i] = errno; continue; }
     // One read into the room left usually takes the whole (small) file; the size is asked for only when the room
     // ran out (open + read + close: fstat was a quarter of the system calls).
@@ -269,7 +281,7 @@ static napi_value js_read_files(napi_env env, napi_callback_info info) {
     close(fd);
     if (errs[i] == 0) used += got;
   }
-  if (dfd >= 0) close(dfd);
+  if (fc.dfd >= 0) close(fc.dfd);
   uint32_t nread = i;
   for (; i <= count; i++) offs[i] = (uint32_t)used;
   for (i = nread; i < count; i++) errs[i] = 0;
@@ -377,21 +389,10 @@ typedef struct {
   napi_threadsafe_function tsfn;
 } DecodePool;
 
-// One whole file into *buf (grown as needed, kept for the next file): 0, an errno, or -1 when above maxBytes. Opens
-// it relative to the folder of the previous file when that is the same (*dfd, dname), like readFiles.
-static int read_whole(const char* path, int* dfd, char* dname, size_t* dlen, uint8_t** buf, size_t* cap, size_t maxBytes, size_t* got) {
+// One whole file into *buf (grown as needed, kept for the next file): 0, an errno, or -1 when above maxBytes.
+static int read_whole(const char* path, FolderCache* fc, uint8_t** buf, size_t* cap, size_t maxBytes, size_t* got) {
   *got = 0;
-  const char* slash = strrchr(path, '/');
-  int fd;
-  if (slash && slash > path && (size_t)(slash - path) < 4096) {
-    const size_t dl = (size_t)(slash - path);
-    if (*dfd < 0 || dl != *dlen || memcmp(dname, path, dl) != 0) {
-      if (*dfd >= 0) close(*dfd);
-      memcpy(dname, path, dl); dname[dl] = 0; *dlen = dl;
-      *dfd = open(dname, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-    }
-    fd = *dfd >= 0 ? openat(*dfd, slash + 1, O_RDONLY | O_CLOEXEC) : open(path, O_RDONLY | O_CLOEXEC);
-  } else fd = open(path, O_RDONLY | O_CLOEXEC);
+  const int fd = open_in_folder(path, fc);
   if (fd < 0) return errno;
   int err = 0;
   for (;;) {
@@ -424,18 +425,17 @@ static __thread size_t fcap;
 static void decode_job_run(DecodeJob* j) {
   if (j->paths) {
     // Read each file here (a buffer per thread, reused), then decode it; unreadable ones get errs[i] and status 1.
-    int dfd = -1;
-    size_t dlen = 0, got = 0;
-    char dname[4096];
+    FolderCache fc = {.dfd = -1};
+    size_t got = 0;
     const char* p = j->paths;
     const size_t sample = (size_t)j->w * j->h * j->c;
     for (size_t i = 0; i < j->n; i++) {
       const size_t len = strlen(p);
-      j->errs[i] = read_whole(p, &dfd, dname, &dlen, &fbuf, &fcap, j->maxBytes, &got);
+      j->errs[i] = read_whole(p, &fc, &fbuf, &fcap, j->maxBytes, &got);
       p += len + 1;
       j->st[i] = j->errs[i] != 0 ? 1 : (uint8_t)decode_one(fbuf, got, j->w, j->h, (int)j->c, j->out + i * sample);
     }
-    if (dfd >= 0) close(dfd);
+    if (fc.dfd >= 0) close(fc.dfd);
     free(j->paths);
     j->paths = NULL;
   } else decode_all(j->data, j->dataN, j->off, j->n, j->w, j->h, j->c, j->out, j->st);
@@ -574,6 +574,7 @@ static napi_value js_decoder_submit(napi_env env, napi_callback_info info) {
     paths = (char*)malloc(plen + 1);
     if (!paths) { napi_throw_error(env, "ENOMEM", "decoderSubmit: out of memory"); return NULL; }
     napi_get_value_string_utf8(env, a[0], paths, plen + 1, &plen);
+    if (!has_paths(paths, plen, (uint32_t)nPaths)) { free(paths); napi_throw_range_error(env, "ERANGE", "decoderSubmit: fewer paths than count"); return NULL; }
   }
   if ((!paths && (!get_u8(env, a[0], &data, &dataN) || !get_u8(env, a[1], &offP, &offN))) || !get_u8(env, a[5], &out, &outN) || !get_u8(env, a[6], &st, &stN)
       || !get_u8(env, a[7], &hp, &hn) || !get_u8(env, a[8], &cp, &cn)
