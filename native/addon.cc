@@ -274,6 +274,21 @@ napi_value SumRows(napi_env env, napi_callback_info info) {
   return undef(env);
 }
 
+// reluGradBias(buf, yOff, dyOff, gOff, dbOff, rows, cols): dbOff -1 = no bias gradient.
+napi_value ReluGradBias(napi_env env, napi_callback_info info) {
+  Args a(env, info);
+  size_t len;
+  uint8_t* b = a.base(0, &len);
+  double rows = a.num(5), cols = a.num(6);
+  float* y = at<float>(a, b, len, a.num(1), rows * cols);
+  float* dy = at<float>(a, b, len, a.num(2), rows * cols);
+  float* g = at<float>(a, b, len, a.num(3), rows * cols);
+  float* db = a.num(4) < 0 ? nullptr : at<float>(a, b, len, a.num(4), cols);
+  if (!a.ok) return nullptr;
+  relu_grad_bias(y, dy, g, db, (long)rows, (int)cols);
+  return undef(env);
+}
+
 // elementwise(buf, op, aOff, bOff, yOff, n, m, alpha): op 0 relu, 1 add, 2 mul, 3 step; b has period m.
 napi_value Elementwise(napi_env env, napi_callback_info info) {
   Args a(env, info);
@@ -378,7 +393,7 @@ napi_value Init(napi_env env, napi_value exports) {
   struct { const char* name; napi_callback cb; } fns[] = {
       {"gemm", Gemm}, {"conv2d", Conv2d}, {"conv2dBackpropInput", Conv2dBpInput},
       {"conv2dBackpropFilter", Conv2dBpFilter}, {"maxPool", MaxPool}, {"maxPoolGrad", MaxPoolGrad},
-      {"adam", Adam}, {"denseStep", DenseStep}, {"sumRows", SumRows}, {"elementwise", Elementwise}, {"gemmDtype", GemmDtype}, {"setForceOwn", SetForceOwn}, {"info", Info},
+      {"adam", Adam}, {"denseStep", DenseStep}, {"sumRows", SumRows}, {"reluGradBias", ReluGradBias}, {"elementwise", Elementwise}, {"gemmDtype", GemmDtype}, {"setForceOwn", SetForceOwn}, {"info", Info},
   };
   for (auto& f : fns) {
     napi_value fn;

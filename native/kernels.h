@@ -35,6 +35,9 @@ void maxpool_grad(const ConvGeom& g, const float* x, const float* dy, float* dx)
 // out[j] = sum over rows of x[rows, cols] (TensorFlow.js Sum over leading axes, e.g. bias gradients).
 void sum_rows(const float* x, long rows, long cols, float* out);
 
+// g = (y > 0 ? dy : 0) over rows x cols, and db[j] = sum of g[:, j] (db may be null).
+void relu_grad_bias(const float* y, const float* dy, float* g, float* db, long rows, int cols);
+
 // y = op(a, b) on n floats; b (for add/mul) has period m (m == n: same shape; m < n: broadcast over rows of m).
 enum { EW_RELU = 0, EW_ADD = 1, EW_MUL = 2, EW_STEP = 3 };
 void elementwise(int op, const float* a, const float* b, float* y, long n, long m, float alpha);

@@ -116,6 +116,11 @@ test('fast engine kernels match the cpu backend (forward and gradient)', { skip:
         await check(`conv2d ${lbl}`, [xs, fs], (x, w) => tf.conv2d(x as tf.Tensor4D, w as tf.Tensor4D, s, p));
         await check(`fused conv2d relu ${lbl}`, [xs, fs, [fs[3]]], (x, w, b) => tf.fused.conv2d({ x: x as tf.Tensor4D, filter: w as tf.Tensor4D, strides: s, pad: p, bias: b, activation: 'relu' }));
       }
+      // tf.fused.conv2d in training runs as one kernel with its own gradient (src/engine/fused-conv.ts): linear, no bias
+      const fx = [3, 9, 8, 5], ff = [3, 3, 5, 6];
+      await check('fused conv2d linear+bias', [fx, ff, [6]], (x, w, b) => tf.fused.conv2d({ x: x as tf.Tensor4D, filter: w as tf.Tensor4D, strides: 1, pad: 'same', bias: b }));
+      await check('fused conv2d relu, no bias', [fx, ff], (x, w) => tf.fused.conv2d({ x: x as tf.Tensor4D, filter: w as tf.Tensor4D, strides: [2, 1], pad: 'valid', activation: 'relu' }));
+      await check('fused conv2d elu (falls back)', [fx, ff, [6]], (x, w, b) => tf.fused.conv2d({ x: x as tf.Tensor4D, filter: w as tf.Tensor4D, strides: 1, pad: 'same', bias: b, activation: 'elu' }));
       // tfjs-core has no gradient for dilated conv2d on any backend: forward only
       await check('conv2d dilated', [[2, 9, 9, 2], [3, 3, 2, 3]], (x, w) => tf.conv2d(x as tf.Tensor4D, w as tf.Tensor4D, 1, 'same', 'NHWC', 2), false);
     });
@@ -187,6 +192,19 @@ test('gradient check on a small conv network (engine vs finite differences and v
   await tf.setBackend('cpu');
   close('small network gradients vs cpu', analytic, run());
   await tf.setBackend('wasm');
+  uninstallEngine(tf);
+});
+
+test('in training, tf.fused.conv2d with bias and relu runs as one kernel and its gradient as one pass (no Add/Relu/Step split)', { skip: SKIP }, async () => {
+  await tf.setBackend('wasm');
+  await tf.ready();
+  installEngine(tf, 'wasm');
+  const x = tf.randomUniform([4, 10, 10, 3]) as tf.Tensor4D;
+  const w = [tf.variable(tf.randomNormal([3, 3, 3, 8])), tf.variable(tf.zeros([8]))];
+  const p = await tf.profile(() => tf.variableGrads(() => tf.sum(tf.fused.conv2d({ x, filter: w[0] as tf.Tensor4D, strides: 1, pad: 'same', bias: w[1], activation: 'relu' })) as tf.Scalar, w));
+  const names = p.kernels.map((k) => k.name);
+  assert.ok(names.includes('SlimfitConv2DBiasAct') && names.includes('SlimfitReluGradBias'), names.join(','));
+  assert.ok(!names.includes('Step') && !names.includes('Relu') && !names.includes('Conv2DBackpropInput'), `split or needless dx: ${names.join(',')}`);
   uninstallEngine(tf);
 });
 

@@ -28,6 +28,8 @@ export interface Addon {
   denseStep(heap: ArrayBuffer, x: Float32Array, y: Float32Array, batch: number, plan: Float64Array, out: Float64Array): void;
   elementwise(buf: Buf, op: number, aOff: number, bOff: number, yOff: number, n: number, m: number, alpha: number): void;
   sumRows(buf: Buf, xOff: number, rows: number, cols: number, outOff: number): void;
+  /** g = (y > 0 ? dy : 0) and db = column sums of g (dbOff -1: none). */
+  reluGradBias(buf: Buf, yOff: number, dyOff: number, gOff: number, dbOff: number, rows: number, cols: number): void;
   /** Whole-array GEMM C = A·B for the dtype benchmark; false when the CPU lacks the instruction. */
   gemmDtype(kind: GemmKind, M: number, N: number, K: number, A: Buf, B: Buf, C: Buf): boolean;
   setForceOwn(on: boolean): void;

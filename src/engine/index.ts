@@ -15,6 +15,7 @@ import type * as tfc from '@tensorflow/tfjs-core';
 import { loadAddon } from './addon.ts';
 import { patchAdam } from './adam.ts';
 import { isWasmBackend, makeKernels } from './kernels.ts';
+import { patchFusedConv } from './fused-conv.ts';
 
 export { loadAddon, ADDON_PATH } from './addon.ts';
 export type { Addon, AddonInfo } from './addon.ts';
@@ -23,7 +24,7 @@ type Tf = typeof tfc;
 
 /** Kernels the engine replaces (or adds: the wasm backend has no Conv2DBackpropFilter). */
 export const ENGINE_KERNELS = ['BatchMatMul', '_FusedMatMul', 'Conv2D', 'FusedConv2D', 'Conv2DBackpropInput', 'Conv2DBackpropFilter', 'MaxPool', 'MaxPoolGrad', 'Sum',
-  'Identity', 'Cast', 'Relu', 'Step', 'Add', 'Multiply'] as const;
+  'Identity', 'Cast', 'Relu', 'Step', 'Add', 'Multiply', 'SlimfitConv2DBiasAct', 'SlimfitReluGradBias'] as const;
 
 /** Result of installEngine: whether the fast kernels are active, and a one-line note to print. */
 export interface EngineStatus { active: boolean; note: string }
@@ -34,6 +35,11 @@ let installed: Installed | null = null;
 /** True when the environment disables the engine (SLIMFIT_ENGINE=off|0|false). */
 export function engineDisabledByEnv(): boolean {
   return ['off', '0', 'false', 'no'].includes((process.env.SLIMFIT_ENGINE ?? '').toLowerCase());
+}
+
+/** True when SLIMFIT_FUSED_CONV=off keeps tfjs's own split of fused conv2d into conv, add and relu in training. */
+export function fusedConvDisabledByEnv(): boolean {
+  return ['off', '0', 'false', 'no'].includes((process.env.SLIMFIT_FUSED_CONV ?? '').toLowerCase());
 }
 
 /** Register the native kernels into the named, already-initialized backend (only 'wasm' is supported). */
@@ -68,6 +74,7 @@ export function installEngine(tf: Tf, backendName: string): EngineStatus {
   installed = { backendName, originals, adamOn: true };
   const state = installed;
   patchAdam(tf, addon, backendName, () => installed === state && state.adamOn);
+  patchFusedConv(tf, backendName, () => installed === state && !fusedConvDisabledByEnv());
   return { active: true, note };
 }
 

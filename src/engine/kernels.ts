@@ -201,12 +201,28 @@ export function makeKernels(tf: Tf, addon: Addon, orig: Record<string, KernelFun
     return out;
   }
 
+  // [g, db] = ReLU gradient through its output y, and its sum over all but the last axis (src/engine/fused-conv.ts).
+  function reluGradBias(args: KArgs): TensorInfo | TensorInfo[] {
+    const be = args.backend;
+    const { y, dy } = args.inputs;
+    if (!isWasmBackend(be) || !y || !dy || y.dtype !== 'float32' || dy.dtype !== 'float32' || size(y.shape) !== size(dy.shape) || y.shape.length < 1) {
+      throw new Error('slimfit engine: SlimfitReluGradBias needs float32 y and dy of one shape on the wasm backend');
+    }
+    const cols = y.shape[y.shape.length - 1], rows = size(y.shape) / Math.max(1, cols);
+    const g = be.makeOutput(dy.shape, 'float32');
+    const db = be.makeOutput([cols], 'float32');
+    addon.reluGradBias(heap(be), off(be, y), off(be, dy), off(be, g), off(be, db), rows, cols);
+    return [g, db];
+  }
+
   const k = (f: (a: KArgs) => TensorInfo | TensorInfo[]): KernelFunc => f as unknown as KernelFunc;
   return {
     BatchMatMul: k((a) => matmul('BatchMatMul', a)),
     _FusedMatMul: k((a) => matmul('_FusedMatMul', a)),
     Conv2D: k((a) => conv('Conv2D', a)),
     FusedConv2D: k((a) => conv('FusedConv2D', a)),
+    SlimfitConv2DBiasAct: k((a) => conv('FusedConv2D', a)),
+    SlimfitReluGradBias: k(reluGradBias),
     Conv2DBackpropInput: k(convBackpropInput),
     Conv2DBackpropFilter: k(convBackpropFilter),
     MaxPool: k(maxPool),
