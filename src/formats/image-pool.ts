@@ -132,6 +132,8 @@ export interface ImagePool {
   decode(batch: EncodedBatch): Promise<DecodedBatch>;
   /** A read buffer (READ_BYTES) to read the next batch into: one a worker gave back, or a new one. */
   spare(): ArrayBuffer;
+  /** The caller is done with a decoded batch's pixels: the pool may decode a later batch into them (native pool only). */
+  recycle?(r: DecodedBatch): void;
   close(): Promise<void>;
 }
 
@@ -225,10 +227,17 @@ function createNativePool(workers: number, opts: ImageDecodeOptions, target: Ima
   const handle = addon.decoderCreate(workers);
   let closed = false;
   const sampleBytes = target.width * target.height * target.channels;
+  // Pixel buffers handed back by the consumer (recycle) instead of one new ~200 KB buffer per batch for the garbage
+  // collector to free whenever it runs.
+  const pixelSpares: Uint8Array[] = [];
+  const pixels = (bytes: number): Uint8Array => {
+    const i = pixelSpares.findIndex((b) => b.length === bytes);
+    return i < 0 ? new Uint8Array(bytes) : pixelSpares.splice(i, 1)[0];
+  };
   const submit = async (batch: EncodedBatch): Promise<DecodedBatch> => {
     const paths = batch.paths;
     const n = paths ? paths.length : batch.offsets.length - 1;
-    const all = new Uint8Array(n * sampleBytes), status = new Uint8Array(n);
+    const all = pixels(n * sampleBytes), status = new Uint8Array(n);
     const hashes = new Uint32Array(2 * n), counts = new Float64Array(256 * target.channels);
     if (!paths) {
       const digested = await addon.decoderSubmit(handle, batch.data, batch.offsets, target.width, target.height, target.channels, all, status, hashes, counts);
@@ -261,6 +270,10 @@ function createNativePool(workers: number, opts: ImageDecodeOptions, target: Ima
       return submit(batch);
     },
     spare: () => spares.pop() ?? new ArrayBuffer(READ_BYTES),
+    recycle(r) {
+      const x = r.x; // only whole buffers this pool made (a batch with skipped files holds a shorter copy)
+      if (x.byteOffset === 0 && x.byteLength === x.buffer.byteLength && x.length > 0 && pixelSpares.length < 8) pixelSpares.push(x);
+    },
     async close() {
       if (!closed) { closed = true; addon.decoderClose(handle); }
     },

@@ -139,7 +139,10 @@ export async function openImageSource(input: ImageInput, opts: ImageSourceOption
         errors.push(...part.errors);
         from += part.count;
       }
-      return { r: joinDecoded(await Promise.all(decoded)), errors };
+      const parts = await Promise.all(decoded);
+      const r = joinDecoded(parts);
+      if (parts.length > 1) for (const p of parts) pool.recycle?.(p); // copied into r
+      return { r, errors };
     };
     const submit = () => {
       const paths = files.map((f) => f.path);
@@ -173,7 +176,9 @@ export async function openImageSource(input: ImageInput, opts: ImageSourceOption
         }
       });
       if (r.x.length !== labels.length * sampleBytes) throw new Error(`image pool returned ${r.x.length} bytes for ${labels.length} samples`);
-      return { n: labels.length, x: r.x, y: encodeY(labels), hashes: r.hashes, counts: r.counts };
+      let released = false;
+      const release = () => { if (!released) { released = true; pool.recycle?.(r); } };
+      return { n: labels.length, x: r.x, y: encodeY(labels), hashes: r.hashes, counts: r.counts, release };
     };
     try {
       for await (const chunk of chunksOf(input)) {

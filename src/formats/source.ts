@@ -10,6 +10,11 @@ export interface SampleBatch {
   hashes?: Uint32Array;
   /** For uint8 x: per-channel value counts of the whole batch (src/util/histogram.ts layout), taken off the main thread. */
   counts?: Float64Array;
+  /**
+   * Optional: the consumer calls it once it no longer reads this batch (x, y, hashes, counts); the source may then
+   * reuse their memory for a later batch. Consumers that keep batches simply never call it.
+   */
+  release?: () => void;
 }
 
 /** An input skipped during reading (bad image, malformed line...), with where and why. */

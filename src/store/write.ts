@@ -191,6 +191,7 @@ export async function writeStore(out: string, input: StoreInput, opts: WriteStor
           if (target !== runSplit) { await flush(i); runStart = i; runSplit = target; }
         }
         await flush(b.n);
+        b.release?.(); // appended (copied or written) and counted: the source may reuse the batch's memory
         seen += b.n;
         progress.tick(b.n);
       }
