@@ -13,6 +13,7 @@ for (let pass = 0; pass < Number(passesArg ?? 1); pass++) {
   for await (const b of src.batches()) {
     n += b.n;
     for (let i = 0; i < b.x.length; i += 4096) sum = (sum + b.x[i]) % 1000000007;
+    b.release?.(); // done with this batch, as writeStore is: the source may reuse its memory
   }
 }
 await src.close();
