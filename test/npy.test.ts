@@ -169,6 +169,22 @@ print(a.dtype.str, a.shape, ok)
     await f.close();
   });
 
+  test('a writer told its file is small (a shard of labels) buffers little; drain writes it out and refuses more rows', async () => {
+    const path = join(dir, 'labels.npy');
+    // checksumRows 20k one-byte rows: buffers of 20 kB; appends of 7k rows overflow them both ways.
+    const w = await createNpyWriter(path, 'uint8', [], { checksumRows: 20_000 });
+    const y = new Uint8Array(20_000).map((_, i) => (i * 31) & 0xff);
+    for (const [a, b] of [[0, 7000], [7000, 7001], [7001, 14_000], [14_000, 20_000]]) await w.append(y.subarray(a, b));
+    await w.drain();
+    await assert.rejects(w.append(new Uint8Array(1)), /append after close/);
+    await w.close();
+    const { createHash } = await import('node:crypto');
+    const bytes = await readFile(path);
+    assert.equal(w.sha256, createHash('sha256').update(bytes).digest('hex'));
+    const out = py(`import numpy as np, sys; a = np.load(sys.argv[1]); print(a.shape, int(((np.arange(20000) * 31) & 255 == a).all()))`, [path]);
+    assert.equal(out.trim(), '(20000,) 1');
+  });
+
   test('abort removes the partial file', async () => {
     const path = join(dir, 'aborted.npy');
     const w = await createNpyWriter(path, 'uint8', [3]);

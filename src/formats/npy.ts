@@ -268,6 +268,8 @@ export interface NpyWriter {
   readonly sha256: string | null;
   /** Append whole rows given as little-endian bytes (or a typed array of the writer's dtype). */
   append(data: ArrayBufferView): Promise<void>;
+  /** Write out buffered rows and hand the write buffers to the next writer; only close() or abort() may follow. */
+  drain(): Promise<void>;
   /** Flush, write the final header, fsync and rename into place. Returns the total file size. */
   close(): Promise<number>;
   /** Delete the partial file. */
@@ -302,9 +304,13 @@ export async function createNpyWriter(path: string, dtype: DType, rowShape: read
   const fh = await open(tmp, 'w');
   let pos = headerLength;
   let rows = 0;
-  // Two buffers: one filling while the other is being written (writes overlap with the caller's work).
-  let pending = writeBuffers.pop() ?? Buffer.allocUnsafe(WRITE_BUFFER);
-  let spare = writeBuffers.pop() ?? Buffer.allocUnsafe(WRITE_BUFFER);
+  // Two buffers: one filling while the other is being written (writes overlap with the caller's work). A file known
+  // to stay small (a shard's labels: 20k rows of 1 byte) gets buffers of its size, not two pooled megabytes.
+  const expected = opts.checksumRows !== undefined ? opts.checksumRows * rowBytes : Infinity;
+  const take = () => expected < WRITE_BUFFER / 2 ? Buffer.allocUnsafe(Math.max(4096, expected)) : writeBuffers.pop() ?? Buffer.allocUnsafe(WRITE_BUFFER);
+  let pending = take();
+  let spare = take();
+  let drained = false;
   let inflight: Promise<void> = Promise.resolve();
   let fill = 0;
   let closed = false;
@@ -345,7 +351,7 @@ export async function createNpyWriter(path: string, dtype: DType, rowShape: read
     get rows() { return rows; },
     get sha256() { return sha256; },
     async append(data) {
-      if (closed) throw new Error(`${path}: append after close`);
+      if (closed || drained) throw new Error(`${path}: append after close`);
       const bytes = new Uint8Array(data.buffer, data.byteOffset, data.byteLength);
       if (bytes.length % rowBytes !== 0) {
         throw new RangeError(`${path}: appended ${bytes.length} bytes, not a whole number of ${rowBytes}-byte rows`);
@@ -363,16 +369,21 @@ export async function createNpyWriter(path: string, dtype: DType, rowShape: read
         await inflight;
       } else { pending.set(bytes, 0); fill = bytes.length; }
     },
+    async drain() {
+      if (drained) return;
+      drained = true;
+      await flush();
+      await inflight;
+      // Not needed any more: handed to the next writer before the (slow) sync to disk. Left to the garbage
+      // collector, every finished shard's buffers stayed in RSS for a while (a 10x conversion has 10x the shards).
+      for (const b of [pending, spare]) if (writeBuffers.length < MAX_WRITE_BUFFERS && b.length === WRITE_BUFFER) writeBuffers.push(b);
+      pending = spare = Buffer.alloc(0);
+    },
     async close() {
       if (closed) throw new Error(`${path}: closed twice`);
       closed = true;
       try {
-        await flush();
-        await inflight;
-        // Not needed any more: handed to the next writer before the (slow) sync to disk. Left to the garbage
-        // collector, every finished shard's 8 MB stayed in RSS for a while (a 10x conversion has 10x the shards).
-        for (const b of [pending, spare]) if (writeBuffers.length < MAX_WRITE_BUFFERS && b.length === WRITE_BUFFER) writeBuffers.push(b);
-        pending = spare = Buffer.alloc(0);
+        await w.drain();
         const header = encodeNpyHeader(dtype, [rows, ...rowShape], headerLength);
         await fh.write(header, 0, header.length, 0);
         await fh.datasync();

@@ -42,11 +42,15 @@ export async function createSplitWriter(root: string, name: string, x: FieldSpec
   };
   /** Shards being closed (flushed, header written, synced) while the next one fills: awaited by finish(). */
   const closing: Promise<void>[] = [];
-  /** Close the current shard in the background: its sync to disk then overlaps with filling the next shard. */
-  const closeCur = () => {
+  /**
+   * Close the current shard: its last writes are awaited (so the next shard reuses its write buffers instead of
+   * allocating its own), then header, sync to disk and checksum finish in the background while the next shard fills.
+   */
+  const closeCur = async () => {
     if (!cur) return;
     const c = cur;
     cur = null;
+    await Promise.all([c.x.drain(), c.y.drain()]);
     const samples = c.x.rows;
     const slot = done.length;
     done.push(null);
@@ -71,11 +75,11 @@ export async function createSplitWriter(root: string, name: string, x: FieldSpec
         await c.y.append(ys.subarray(i * yb, (i + take) * yb));
         i += take;
         total += take;
-        if (c.x.rows >= perShard) closeCur();
+        if (c.x.rows >= perShard) await closeCur();
       }
     },
     async finish() {
-      closeCur();
+      await closeCur();
       await Promise.all(closing);
       const shards: Shard[] = [];
       for (const d0 of done) {
