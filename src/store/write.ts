@@ -132,8 +132,8 @@ export async function writeStore(out: string, input: StoreInput, opts: WriteStor
     for (const name of splitNames) writers.push(await createSplitWriter(tmp, name, x, y, perShard));
     const stats: StatsAccumulator[] = splitNames.map(() => createStats(x));
     const classCounts: number[][] = splitNames.map(() => []);
-    const dups = createDuplicateIndex();
     const checkDups = opts.checkDuplicates ?? true;
+    const dups = createDuplicateIndex(checkDups ? sources.reduce((a, s) => a + (s.count ?? 0), 0) : 0);
     if (opts.dedupe && !checkDups) throw new SlimfitError('--dedupe needs duplicate checking; drop the option that turns it off');
     if (checkDups && splitNames.length > 8) throw new SlimfitError(`duplicate checking handles at most 8 splits, not ${splitNames.length}`, { hint: 'use fewer splits or pass --no-dup-check' });
     const report: DuplicateReport = { within: Object.fromEntries(splitNames.map((n) => [n, 0])), across: {}, dropped: 0 };
