@@ -21,6 +21,11 @@
       "libraries": ["-lpthread"]
     },
     {
+      "target_name": "slimfit_mem",
+      "sources": ["src/util/native/mem.c"],
+      "cflags": ["-O2", "-std=gnu11"]
+    },
+    {
       "target_name": "slimfit_csv",
       "sources": ["src/formats/native/csv.c"],
       "cflags": ["-O3", "-std=gnu11", "-ffp-contract=off"]

@@ -6,6 +6,7 @@ import { SlimfitError } from '../formats/errors.ts';
 import type { SampleSource, SkippedInput } from '../formats/source.ts';
 import { createProgress } from '../util/progress.ts';
 import { peakRssBytes } from '../util/rss.ts';
+import { trimNativeMemory } from '../util/trim.ts';
 import { beginAtomicDir, commitAtomicDir } from './atomic.ts';
 import { createDuplicateIndex } from './dedupe.ts';
 import { type FieldSpec, type Manifest, MANIFEST_FILE, type SplitInfo, STORE_VERSION, type Stats } from './manifest.ts';
@@ -192,6 +193,7 @@ export async function writeStore(out: string, input: StoreInput, opts: WriteStor
         }
         await flush(b.n);
         b.release?.(); // appended (copied or written) and counted: the source may reuse the batch's memory
+        trimNativeMemory();
         seen += b.n;
         progress.tick(b.n);
       }
