@@ -284,6 +284,7 @@ for d, n in ((sys.argv[1], 16000), (sys.argv[2], 160000)):
       }
       rss.push(Math.min(...runs));
     }
+    console.log(`npy convert peak RSS: 1x ${(rss[0] / 1e6).toFixed(1)} MB, 10x ${(rss[1] / 1e6).toFixed(1)} MB, ratio ${(rss[1] / rss[0]).toFixed(3)}`);
     assert.ok(rss[1] <= rss[0] * 1.1, `peak RSS 1x ${(rss[0] / 1e6).toFixed(1)} MB, 10x ${(rss[1] / 1e6).toFixed(1)} MB`);
   });
 
