@@ -58,3 +58,9 @@ test('duplicate index sized for a known count holds it without growing, and stil
   assert.equal(idx.size, 410_000);
   assert.ok(idx.bytes > bytes0);
 });
+
+test('duplicate index: a huge claimed count (e.g. from a corrupt header) pre-sizes at most ~43 MB', () => {
+  const idx = createDuplicateIndex(1e12);
+  assert.ok(idx.bytes < 50e6, `${(idx.bytes / 1e6).toFixed(1)} MB`);
+  assert.equal(idx.add(new Uint8Array(4), 0), 0);
+});

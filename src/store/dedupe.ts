@@ -61,9 +61,12 @@ function grow(t: Table): Table {
   return next;
 }
 
+/** Pre-size for at most this many samples (~43 MB): a count from a file's header sizes nothing bigger; past it, tables grow. */
+const MAX_PRESIZE = 1 << 22;
+
 /** Slots per table for `expected` samples: the mean share plus 4 standard deviations, at the load limit. */
 function capFor(expected: number): number {
-  const per = expected / TABLES;
+  const per = Math.min(Math.max(0, expected), MAX_PRESIZE) / TABLES;
   return Math.max(MIN_CAP, Math.ceil((per + 4 * Math.sqrt(per)) / MAX_LOAD));
 }
 

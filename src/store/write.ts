@@ -133,8 +133,9 @@ export async function writeStore(out: string, input: StoreInput, opts: WriteStor
     for (const name of splitNames) writers.push(await createSplitWriter(tmp, name, x, y, perShard));
     const stats: StatsAccumulator[] = splitNames.map(() => createStats(x));
     const classCounts: number[][] = splitNames.map(() => []);
+    const total = sources.reduce((acc, s) => acc + (s.count ?? 0), 0);
     const checkDups = opts.checkDuplicates ?? true;
-    const dups = createDuplicateIndex(checkDups ? sources.reduce((a, s) => a + (s.count ?? 0), 0) : 0);
+    const dups = createDuplicateIndex(checkDups ? total : 0);
     if (opts.dedupe && !checkDups) throw new SlimfitError('--dedupe needs duplicate checking; drop the option that turns it off');
     if (checkDups && splitNames.length > 8) throw new SlimfitError(`duplicate checking handles at most 8 splits, not ${splitNames.length}`, { hint: 'use fewer splits or pass --no-dup-check' });
     const report: DuplicateReport = { within: Object.fromEntries(splitNames.map((n) => [n, 0])), across: {}, dropped: 0 };
@@ -150,7 +151,6 @@ export async function writeStore(out: string, input: StoreInput, opts: WriteStor
       const a = createSplitAssigner(counts, input.ratios, input.seed);
       assign = classField ? (l) => a.next(l) : () => a.next(0);
     }
-    const total = sources.reduce((acc, s) => acc + (s.count ?? 0), 0);
     const progress = createProgress({ label: 'convert', total, unit: 'samples', quiet: opts.quiet });
 
     for (let si = 0; si < sources.length; si++) {
