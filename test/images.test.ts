@@ -7,7 +7,8 @@ import { crc32, deflateSync } from 'node:zlib';
 import { after, before, describe, it } from 'node:test';
 import { encode } from 'fast-png';
 import { openImageArchive } from '../src/formats/archive.ts';
-import { openImageTree } from '../src/formats/image-tree.ts';
+import { imageTreeInput, openImageTree } from '../src/formats/image-tree.ts';
+import { IMAGE_EXTENSIONS } from '../src/formats/images.ts';
 import { decodeBatch, pack } from '../src/formats/image-pool.ts';
 import { decodeImage } from '../src/formats/images.ts';
 import { pngAddon } from '../src/formats/png-native.ts';
@@ -15,7 +16,7 @@ import { hashSamples } from '../src/util/hash64.ts';
 import { countBytes } from '../src/util/histogram.ts';
 import { openMessySource } from '../src/formats/messy.ts';
 import type { SampleSource } from '../src/formats/source.ts';
-import { runCli, tempDir, ROOT } from './helpers.ts';
+import { py, runCli, tempDir, ROOT } from './helpers.ts';
 import { type NotMnistFixture, packArchive, type SplitFixture, writeNotMnist, mnistPixels, grayPng } from './image-fixture.ts';
 
 /** Read a whole source into memory (fixtures are small). */
@@ -367,5 +368,33 @@ describe('image trees and archives', () => {
     const ratio = r10.peakRss / r1.peakRss;
     console.log(`image tree peak RSS: 1x ${(r1.peakRss / 1e6).toFixed(1)} MB, 10x ${(r10.peakRss / 1e6).toFixed(1)} MB, ratio ${ratio.toFixed(3)}`);
     assert.ok(ratio < 1.1, `peak RSS grew ${ratio.toFixed(3)}x`);
+  });
+
+  it('visits a folder\'s image files in Python\'s sorted() order, natively and without the addon', async () => {
+    const root = join(tmp.dir, 'order');
+    const cls = join(root, 'a');
+    mkdirSync(cls, { recursive: true });
+    const names = ['b.PNG', 'a.png', '._a.png', 'notes.txt', 'é.png', 'z.jpeg', '\u{1F600}.png', '\uFF21.png', 'x.Gif', 'png', '.png', '10.png', '9.png', 'dir.png.txt'];
+    for (const n of names) writeFileSync(join(cls, n), 'x');
+    const exts = JSON.stringify(IMAGE_EXTENSIONS);
+    // Python is the independent client: sorted() on str is code point order, which is UTF-8 byte order.
+    const want = JSON.parse(py(`import os,sys,json; e=tuple(json.loads(sys.argv[2])); print(json.dumps(sorted(n for n in os.listdir(sys.argv[1]) if not n.startswith('._') and os.path.splitext(n)[1].lower() in e and os.path.splitext(n)[0])))`, [cls, exts])) as string[];
+    assert.deepEqual(want, ['10.png', '9.png', 'a.png', 'b.PNG', 'x.Gif', 'z.jpeg', 'é.png', '\uFF21.png', '\u{1F600}.png']);
+    const visit = async () => {
+      const got: string[] = [];
+      for await (const e of (await imageTreeInput(root)).entries()) got.push(e.path.slice(cls.length + 1));
+      return got;
+    };
+    const addon = pngAddon();
+    if (addon) {
+      assert.deepEqual(await visit(), want);
+      const r = addon.listImages(cls, IMAGE_EXTENSIONS.join('\0'), new ArrayBuffer(4));
+      assert.equal(r.count, want.length); // a buffer too small for the names is not used
+      assert.deepEqual(addon.listImages(join(root, 'missing'), '.png'), { errno: 2 });
+    }
+    const r = await runCli(['-e', `import('${join(ROOT, 'src/formats/image-tree.ts')}').then(async (m) => { const out = []; for await (const e of (await m.imageTreeInput(process.argv[1])).entries()) out.push(e.path); console.log(JSON.stringify(out)); })`, root],
+      { script: '--import=tsx', env: { SLIMFIT_PNG_NATIVE: 'off' } });
+    assert.equal(r.code, 0, r.stderr);
+    assert.deepEqual((JSON.parse(r.stdout) as string[]).map((p) => p.slice(cls.length + 1)), want);
   });
 });

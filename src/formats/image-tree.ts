@@ -1,10 +1,12 @@
 // Image folder trees: root/<class>/<file>.{png,jpg,jpeg,gif,bmp}. Classes are the sub-folder names sorted by
-// code unit (index = label); files are visited class by class in the same sorted order. Only one class folder's
-// file names are in memory at a time. Other files (.DS_Store, .txt, nested folders) are ignored.
+// code unit (index = label); files are visited class by class, each folder's by UTF-8 bytes (Python's sorted()
+// order). Only one class folder's file names are in memory at a time, as one byte array.
+// Other files (.DS_Store, .txt, nested folders) are ignored.
 import { opendir, readdir, stat } from 'node:fs/promises';
 import { join, sep } from 'node:path';
 import { SlimfitError } from './errors.ts';
-import { isImageName } from './images.ts';
+import { IMAGE_EXTENSIONS, isImageName } from './images.ts';
+import { pngAddon } from './png-native.ts';
 import { type ImageEntry, type ImageInput, openImageSource, type ImageSourceOptions } from './image-source.ts';
 import type { SampleSource } from './source.ts';
 
@@ -25,17 +27,34 @@ export async function treeClasses(root: string): Promise<string[]> {
   return names.sort(byCodeUnit);
 }
 
-/** One class folder's image file names, sorted, packed as one string (name i = text.slice(ends[i - 1] + 1, ends[i])). */
-interface FolderListing { text: string; ends: Uint32Array; count: number }
+/** One class folder's image file names, sorted by UTF-8 bytes, each followed by a NUL, in one byte array. */
+interface FolderListing { names: Uint8Array; count: number; /** names.buffer is ours alone (made by the addon) */ own: boolean }
+
+/** The listing buffer the last folder gave back (a folder tree is converted one folder at a time). */
+let spareListing: ArrayBuffer | undefined;
+const EXTS = IMAGE_EXTENSIONS.join('\0');
 
 async function classFiles(root: string, cls: string): Promise<FolderListing> {
-  const names = (await readdir(join(root, cls))).filter((n) => !n.startsWith('._') && isImageName(n)).sort(byCodeUnit);
-  // Packed: one string and one typed array held while the folder is converted, instead of 10k small strings that
-  // V8 promotes and frees only at a full GC.
-  const text = names.join('\0');
-  const ends = new Uint32Array(names.length);
-  for (let i = 0, o = 0; i < names.length; i++) { o += names[i].length; ends[i] = o; o++; }
-  return { text, ends, count: names.length };
+  const dir = join(root, cls);
+  const addon = pngAddon();
+  if (addon) {
+    const into = spareListing;
+    spareListing = undefined;
+    const r = addon.listImages(dir, EXTS, into);
+    if (r.names) return { names: r.names, count: r.count!, own: true };
+    if (into) spareListing = into; // unreadable folder: readdir below throws its error with the folder's name
+  }
+  // Without the addon (or to get a folder's error): names sorted by their UTF-8 bytes, as the addon does.
+  const names = (await readdir(dir)).filter((n) => !n.startsWith('._') && isImageName(n)).map((n) => Buffer.from(n)).sort(Buffer.compare);
+  const packed = Buffer.concat(names.flatMap((b) => [b, NUL]));
+  return { names: new Uint8Array(packed.buffer, packed.byteOffset, packed.length), count: names.length, own: false };
+}
+const NUL = Buffer.from([0]);
+
+/** Give a listing's bytes back for the next folder (the addon's, up to 4 MB; a Buffer may share a pooled slab). */
+function doneWith(l: FolderListing): void {
+  const b = l.names.buffer as ArrayBuffer;
+  if (l.own && b.byteLength <= 4 << 20 && (spareListing === undefined || spareListing.byteLength < b.byteLength)) spareListing = b;
 }
 
 /** True if `root` looks like an image tree: a directory whose sub-folders hold image files. */
@@ -63,18 +82,25 @@ export async function imageTreeInput(root: string): Promise<ImageInput> {
   async function* entryChunks(): AsyncGenerator<ImageEntry[]> {
     for (let label = 0; label < classNames.length; label++) {
       const cls = classNames[label];
-      const { text, ends, count } = await classFiles(root, cls);
+      const listing = await classFiles(root, cls);
+      const { names, count } = listing;
       // Only paths: the decode workers read the files (natively when the PNG addon is built), so the main thread
       // is free for hashing and writing (reading 210k small files here cost ~25% of a conversion's main thread).
       const dir = join(root, cls);
+      const bytes = Buffer.from(names.buffer, names.byteOffset, names.length);
+      let at = 0;
       for (let i = 0; i < count; i += 256) {
-        const chunk: ImageEntry[] = [];
-        for (let k = i; k < Math.min(count, i + 256); k++) {
-          const name = text.slice(k === 0 ? 0 : ends[k - 1] + 1, ends[k]); // names from readdir: no separators
-          chunk.push({ path: `${dir}${sep}${name}`, label, data: EMPTY, lazy: true });
-        }
+        // 256 names: one decode and split (names from a folder listing hold no separators).
+        const k = Math.min(count, i + 256) - i;
+        let end = at;
+        for (let seen = 0; seen < k; end++) if (bytes[end] === 0) seen++;
+        const part = bytes.toString('utf8', at, end - 1).split('\0');
+        at = end;
+        const chunk: ImageEntry[] = new Array(k);
+        for (let j = 0; j < k; j++) chunk[j] = { path: `${dir}${sep}${part[j]}`, label, data: EMPTY, lazy: true };
         yield chunk;
       }
+      doneWith(listing);
     }
   }
   async function* entries(): AsyncGenerator<ImageEntry> {
@@ -82,7 +108,9 @@ export async function imageTreeInput(root: string): Promise<ImageInput> {
   }
   async function* labelsOnly(): AsyncGenerator<number> {
     for (let label = 0; label < classNames.length; label++) {
-      const n = (await classFiles(root, classNames[label])).count;
+      const listing = await classFiles(root, classNames[label]);
+      const n = listing.count;
+      doneWith(listing);
       for (let i = 0; i < n; i++) yield label;
     }
   }

@@ -44,7 +44,7 @@ export type DecodeResult =
 /** True if `name` ends in one of {@link IMAGE_EXTENSIONS} (case-insensitive). */
 export function isImageName(name: string): boolean {
   const dot = name.lastIndexOf('.');
-  if (dot < 0) return false;
+  if (dot <= 0) return false; // ".png" alone is a hidden file, not an image named with an extension
   const ext = name.slice(dot).toLowerCase();
   return (IMAGE_EXTENSIONS as readonly string[]).includes(ext);
 }

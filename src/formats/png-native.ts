@@ -26,6 +26,11 @@ export interface PngAddon {
    * reading stops before a file that does not fit (unless it is the first).
    */
   readFiles(paths: string, count: number, maxBytes: number, maxTotal: number, into?: ArrayBuffer): { data: Uint8Array; offsets: Uint32Array; errors: Int32Array; read: number };
+  /**
+   * Names in folder `dir` ending in one of the NUL-separated lowercase `exts` (any case) and not starting with "._",
+   * sorted by UTF-8 bytes, each followed by a NUL (in `into` when it is big enough); or the errno of opening/reading it.
+   */
+  listImages(dir: string, exts: string, into?: ArrayBuffer): { names?: Uint8Array; count?: number; errno?: number };
   /** hashSamples (src/util/hash64.ts, same bits) into hashes, and countBytes (src/util/histogram.ts) added into counts. */
   digest(x: Uint8Array, sampleBytes: number, n: number, channels: number, hashes: Uint32Array, counts: Float64Array): void;
 }

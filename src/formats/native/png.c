@@ -4,7 +4,7 @@
 // (8-bit gray / gray+alpha / RGB / RGBA, not interlaced, no palette or tRNS, exactly the target size and channel
 // count); every other file, and every file with anything wrong in it, is reported back so the caller decodes it with
 // @napi-rs/image and gets its pixels or its reason.
-// Also reads files (readFiles) and runs a pool of decode threads (decoderCreate/decoderSubmit/decoderClose).
+// Also lists image folders (listImages), reads files (readFiles) and runs a pool of decode threads (decoderCreate/decoderSubmit/decoderClose).
 #include <node_api.h>
 #include <zlib.h>
 #include <stdint.h>
@@ -16,6 +16,7 @@
 #include <sys/stat.h>
 #include <pthread.h>
 #include <malloc.h>
+#include <dirent.h>
 
 static inline uint32_t be32(const uint8_t* p) { return ((uint32_t)p[0] << 24) | ((uint32_t)p[1] << 16) | ((uint32_t)p[2] << 8) | p[3]; }
 
@@ -303,6 +304,104 @@ static napi_value js_read_files(napi_env env, napi_callback_info info) {
   napi_value readV;
   napi_create_uint32(env, nread, &readV);
   napi_set_named_property(env, res, "read", readV);
+  return res;
+}
+
+// listImages(dir, exts: ".png\0.jpg...", into?: ArrayBuffer) -> { names: Uint8Array, count } | { errno }: the names in
+// `dir` that end in one of exts (ASCII case-insensitive) and do not start with "._", sorted by their UTF-8 bytes,
+// each followed by a NUL. Why native: readdir() of a 21k-file folder made 21k JS strings and two 170 KB arrays that
+// V8 promoted and freed only at a full GC (8 MB of a 210k-file conversion's peak RSS). With `into` large enough,
+// names is a view of it (the caller recycles one buffer across folders).
+static int ext_matches(const char* name, size_t len, const char* exts, size_t extsLen) {
+  for (size_t o = 0; o < extsLen;) {
+    const char* e = exts + o;
+    size_t el = strlen(e);
+    if (el > 0 && el < len) {
+      size_t k = 0;
+      const char* t = name + len - el;
+      for (; k < el; k++) { char ch = t[k]; if (ch >= 'A' && ch <= 'Z') ch = (char)(ch + 32); if (ch != e[k]) break; }
+      if (k == el) return 1;
+    }
+    o += el + 1;
+  }
+  return 0;
+}
+
+static const char* sort_base;
+static int by_bytes(const void* a, const void* b) {
+  return strcmp(sort_base + *(const uint32_t*)a, sort_base + *(const uint32_t*)b);
+}
+
+static napi_value js_list_images(napi_env env, napi_callback_info info) {
+  size_t argc = 3;
+  napi_value argv[3];
+  napi_get_cb_info(env, info, &argc, argv, NULL, NULL);
+  char dir[4096], exts[256];
+  size_t dl = 0, el = 0;
+  if (argc < 2 || napi_get_value_string_utf8(env, argv[0], dir, sizeof dir, &dl) != napi_ok || dl >= sizeof dir - 1
+      || napi_get_value_string_utf8(env, argv[1], exts, sizeof exts, &el) != napi_ok || el >= sizeof exts - 1) {
+    napi_throw_error(env, "EINVAL", "listImages(dir, exts[, into]): bad arguments");
+    return NULL;
+  }
+  napi_value res;
+  napi_create_object(env, &res);
+  DIR* d = opendir(dir);
+  if (!d) {
+    napi_value e; napi_create_int32(env, errno, &e);
+    napi_set_named_property(env, res, "errno", e);
+    return res;
+  }
+  size_t cap = 1 << 16, used = 0, ncap = 1024, n = 0;
+  char* buf = (char*)malloc(cap);
+  uint32_t* at = (uint32_t*)malloc(ncap * sizeof *at);
+  int err = buf && at ? 0 : ENOMEM;
+  for (struct dirent* de; !err && (errno = 0, de = readdir(d)) != NULL;) {
+    const char* nm = de->d_name;
+    size_t len = strlen(nm);
+    if ((nm[0] == '.' && nm[1] == '_') || !ext_matches(nm, len, exts, el)) continue;
+    if (used + len + 1 > cap || used + len + 1 >= 0xffffffffu) {
+      while (used + len + 1 > cap) cap *= 2;
+      char* nb = cap < 0xffffffffu ? (char*)realloc(buf, cap) : NULL;
+      if (!nb) { err = ENOMEM; break; }
+      buf = nb;
+    }
+    if (n == ncap) {
+      uint32_t* na = (uint32_t*)realloc(at, 2 * ncap * sizeof *at);
+      if (!na) { err = ENOMEM; break; }
+      at = na; ncap *= 2;
+    }
+    at[n++] = (uint32_t)used;
+    memcpy(buf + used, nm, len + 1);
+    used += len + 1;
+  }
+  if (!err && errno != 0) err = errno;
+  closedir(d);
+  if (err) {
+    free(buf); free(at);
+    napi_value e; napi_create_int32(env, err, &e);
+    napi_set_named_property(env, res, "errno", e);
+    return res;
+  }
+  sort_base = buf; // main thread only (N-API calls are on the JS thread)
+  qsort(at, n, sizeof *at, by_bytes);
+  void* ext = NULL; size_t extCap = 0; bool isAb = false;
+  napi_value namesV;
+  uint8_t* dst;
+  if (argc >= 3 && napi_is_arraybuffer(env, argv[2], &isAb) == napi_ok && isAb && napi_get_arraybuffer_info(env, argv[2], &ext, &extCap) == napi_ok && extCap >= used && used > 0) {
+    dst = (uint8_t*)ext;
+    napi_create_typedarray(env, napi_uint8_array, used, argv[2], 0, &namesV);
+  } else {
+    napi_value ab;
+    napi_create_arraybuffer(env, used, (void**)&dst, &ab);
+    napi_create_typedarray(env, napi_uint8_array, used, ab, 0, &namesV);
+  }
+  size_t o = 0;
+  for (size_t i = 0; i < n; i++) { size_t len = strlen(buf + at[i]) + 1; memcpy(dst + o, buf + at[i], len); o += len; }
+  free(buf); free(at);
+  napi_value countV;
+  napi_create_uint32(env, (uint32_t)n, &countV);
+  napi_set_named_property(env, res, "names", namesV);
+  napi_set_named_property(env, res, "count", countV);
   return res;
 }
 
@@ -637,5 +736,7 @@ NAPI_MODULE_INIT() {
   napi_set_named_property(env, exports, "readFiles", f);
   napi_create_function(env, "digest", NAPI_AUTO_LENGTH, js_digest, NULL, &f);
   napi_set_named_property(env, exports, "digest", f);
+  napi_create_function(env, "listImages", NAPI_AUTO_LENGTH, js_list_images, NULL, &f);
+  napi_set_named_property(env, exports, "listImages", f);
   return exports;
 }
