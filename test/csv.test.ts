@@ -171,10 +171,16 @@ print(int((np.abs(x) > 65504).sum()))
     await write(small, 10);
     await write(big, 100);
     const script = join(ROOT, 'test', 'drain-source.mjs');
-    const r1 = await runCli([small, '{"xDtype":"float64"}'], { script });
-    const r10 = await runCli([big, '{"xDtype":"float64"}'], { script });
-    assert.equal(r1.code, 0, r1.stderr);
-    assert.equal(r10.code, 0, r10.stderr);
+    // The lower of two runs each, as in the image tree test: the suite runs two test files at once, and the other
+    // one moved a single run by up to 10% (a suite run here: 1x 168.6 MB, 10x 189.2 MB; alone: ratio 0.99-1.04).
+    const lower = async (f: string) => {
+      const a = await runCli([f, '{"xDtype":"float64"}'], { script });
+      const b = await runCli([f, '{"xDtype":"float64"}'], { script });
+      for (const r of [a, b]) assert.equal(r.code, 0, r.stderr);
+      return a.peakRss <= b.peakRss ? a : b;
+    };
+    const r1 = await lower(small);
+    const r10 = await lower(big);
     assert.match(r1.stdout, new RegExp(`samples=${10 * ROWS} `));
     assert.match(r10.stdout, new RegExp(`samples=${100 * ROWS} `));
     const ratio = r10.peakRss / r1.peakRss;
