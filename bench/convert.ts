@@ -3,7 +3,8 @@
 //    slimfit (reader alone, and the whole `slimfit convert`) vs a PIL + numpy list loop (/usr/bin/python3);
 //  - a >= 1 GB numeric CSV (label + 784 pixels per line): slimfit vs numpy.loadtxt (and pandas.read_csv if importable).
 // Peak RSS of every process (GNU time %M, same for all), and slimfit's RSS at 1/10 of the input (flatness).
-// Run: node --import tsx bench/convert.ts [--images 210000] [--csv-gb 1.05] [--dir /tmp/slimfit-bench-convert]
+// Image contenders run in --rounds alternating rounds (PIL in every round); tables give the median and the range.
+// Run: node --import tsx bench/convert.ts [--images 210000] [--csv-gb 1.05] [--rounds 3] [--dir /tmp/slimfit-bench-convert]
 // Generated data stays in --dir (not in git); it is reused by later runs.
 import { spawnSync } from 'node:child_process';
 import { existsSync, mkdirSync, readFileSync, rmSync, statSync, writeFileSync, openSync, writeSync, closeSync } from 'node:fs';
@@ -20,6 +21,7 @@ const { values } = parseArgs({
     'csv-gb': { type: 'string', default: '1.05' },
     dir: { type: 'string', default: '/tmp/slimfit-bench-convert' },
     python: { type: 'string', default: '/usr/bin/python3' },
+    rounds: { type: 'string', default: '3' },
   },
 });
 const dir = values.dir!;
@@ -148,53 +150,70 @@ makeTree(tenth, Math.round(nImages / 10));
 const warmTree = (t: string) => spawnSync('sh', ['-c', `find ${t} -type f -print0 | xargs -0 cat > /dev/null`]);
 const store = join(dir, 'store');
 const workers2 = '{"workers":2}';
-warmTree(tree);
-const rImg = timed(process.execPath, [DRAIN, tree, '{}']);
-warmTree(tree);
-const rImg2 = timed(process.execPath, [DRAIN, tree, workers2]);
-warmTree(tenth);
-const rImg10 = timed(process.execPath, [DRAIN, tenth, '{}']);
-// The same work as one pass over the big tree: 10 passes over the tenth (peak RSS also grows with run length: V8's
-// heap sizing and malloc warm up over seconds, whatever the data).
-warmTree(tenth);
-const rImg10x10 = timed(process.execPath, [DRAIN, tenth, '{}', '10']);
-rmSync(store, { recursive: true, force: true });
-warmTree(tree);
-const rConv = timed(process.execPath, [BIN, 'convert', tree, store, '-q', '--force']);
-rmSync(store, { recursive: true, force: true });
-warmTree(tenth);
-const rConv10 = timed(process.execPath, [BIN, 'convert', tenth, store, '-q', '--force']);
-// Without fingerprints: the duplicate index (~9 bytes per slot, both tables alive while it doubles) out of the picture.
-rmSync(store, { recursive: true, force: true });
-warmTree(tree);
-const rConvNd = timed(process.execPath, [BIN, 'convert', tree, store, '-q', '--force', '--no-dup-check']);
-rmSync(store, { recursive: true, force: true });
-warmTree(tenth);
-const rConvNd10 = timed(process.execPath, [BIN, 'convert', tenth, store, '-q', '--force', '--no-dup-check']);
-rmSync(store, { recursive: true, force: true });
-warmTree(tree);
-const rConv2 = timed(process.execPath, [BIN, 'convert', tree, store, '-q', '--force', '--workers', '2']);
-rmSync(store, { recursive: true, force: true });
 const hasPil = pyAvailable('PIL');
-warmTree(tree);
-const rPil = hasPil ? timed(PY, ['-c', PIL_LOOP, tree]) : null;
+type Run = { s: number; rss: number; out: string };
+/** One contender: a fresh warm cache, a clean output folder, then the timed process. */
+const once = (t: string, cmd: string, args: string[]): Run => {
+  rmSync(store, { recursive: true, force: true });
+  warmTree(t);
+  const r = timed(cmd, args);
+  rmSync(store, { recursive: true, force: true });
+  return r;
+};
+const contenders: Record<string, () => Run> = {
+  reader: () => once(tree, process.execPath, [DRAIN, tree, '{}']),
+  reader2: () => once(tree, process.execPath, [DRAIN, tree, workers2]),
+  conv: () => once(tree, process.execPath, [BIN, 'convert', tree, store, '-q', '--force']),
+  conv2: () => once(tree, process.execPath, [BIN, 'convert', tree, store, '-q', '--force', '--workers', '2']),
+  ...(hasPil ? { pil: () => once(tree, PY, ['-c', PIL_LOOP, tree]) } : {}),
+  // Flatness: the same commands on a tenth of the tree (and, for the reader, the same work as 10 passes over it:
+  // peak RSS also grows with run length, as V8's heap sizing and malloc warm up over seconds, whatever the data).
+  reader10: () => once(tenth, process.execPath, [DRAIN, tenth, '{}']),
+  reader10x10: () => once(tenth, process.execPath, [DRAIN, tenth, '{}', '10']),
+  conv10: () => once(tenth, process.execPath, [BIN, 'convert', tenth, store, '-q', '--force']),
+  // Without fingerprints: the duplicate index (~9-22 bytes per distinct sample) out of the picture.
+  convNd: () => once(tree, process.execPath, [BIN, 'convert', tree, store, '-q', '--force', '--no-dup-check']),
+  convNd10: () => once(tenth, process.execPath, [BIN, 'convert', tenth, store, '-q', '--force', '--no-dup-check']),
+};
+const rounds = Math.max(1, Number(values.rounds));
+const runs: Record<string, Run[]> = Object.fromEntries(Object.keys(contenders).map((k) => [k, []]));
+for (let r = 0; r < rounds; r++) {
+  console.error(`image round ${r + 1} of ${rounds}...`);
+  for (const [k, run] of Object.entries(contenders)) runs[k].push(run());
+}
+const median = (v: number[]) => { const a = [...v].sort((x, y) => x - y); const m = a.length >> 1; return a.length % 2 ? a[m] : (a[m - 1] + a[m]) / 2; };
+const sec = (k: string) => median(runs[k].map((r) => r.s));
+const rss = (k: string) => median(runs[k].map((r) => r.rss));
+const range = (k: string) => { const v = runs[k].map((r) => r.s); return `${Math.min(...v).toFixed(2)}-${Math.max(...v).toFixed(2)}`; };
+/** Speed vs PIL: ratio of medians, and the lowest/highest of the per-round ratios (PIL measured in the same round). */
+const vs = (k: string) => {
+  if (!hasPil) return 'n/a';
+  const per = runs[k].map((r, i) => runs.pil[i].s / r.s);
+  return `**${(sec('pil') / sec(k)).toFixed(2)}x** (${Math.min(...per).toFixed(2)}-${Math.max(...per).toFixed(2)})`;
+};
 
 say(`## Image tree: ${nImages} PNGs (28x28 gray, MNIST + Fashion-MNIST pixels), ${Math.round(nImages / 1000)}k files in class folders`);
 say('');
-say('| reader | images/s | seconds | peak RSS MB | speed vs PIL loop |');
-say('|---|---|---|---|---|');
-const ips = (s: number) => (nImages / s).toFixed(0);
-const vs = (s: number) => (rPil ? (rPil.s / s).toFixed(2) + 'x' : 'n/a');
-say(`| slimfit reader (openMessySource → batches, decode pool, default cores - 1 = ${Math.max(1, availableParallelism() - 1)} worker(s)) | ${ips(rImg.s)} | ${rImg.s.toFixed(1)} | ${mb(rImg.rss)} | ${vs(rImg.s)} |`);
-say(`| slimfit reader, 2 decode workers | ${ips(rImg2.s)} | ${rImg2.s.toFixed(1)} | ${mb(rImg2.rss)} | ${vs(rImg2.s)} |`);
-say(`| slimfit convert (reader + fingerprints + stats + shards + SHA-256 + fsync), default workers | ${ips(rConv.s)} | ${rConv.s.toFixed(1)} | ${mb(rConv.rss)} | ${vs(rConv.s)} |`);
-say(`| slimfit convert --workers 2 | ${ips(rConv2.s)} | ${rConv2.s.toFixed(1)} | ${mb(rConv2.rss)} | ${vs(rConv2.s)} |`);
-say(rPil ? `| Python: PIL + numpy list loop, np.stack (${PY}) | ${ips(rPil.s)} | ${rPil.s.toFixed(1)} | ${mb(rPil.rss)} | 1.00x |` : '| PIL loop | PIL not importable | | | |');
+say(`Median of ${rounds} alternating round(s); seconds range and per-round speed ratio range in brackets.`);
 say('');
-say(`slimfit reader peak RSS at ${Math.round(nImages / 10)} images: ${mb(rImg10.rss)} MB; at ${nImages}: ${mb(rImg.rss)} MB (ratio ${(rImg.rss / rImg10.rss).toFixed(3)}).`);
-say(`slimfit reader peak RSS for the same work (10 passes over the ${Math.round(nImages / 10)} images vs one over ${nImages}): ${mb(rImg10x10.rss)} MB vs ${mb(rImg.rss)} MB (ratio ${(rImg.rss / rImg10x10.rss).toFixed(3)}).`);
-say(`slimfit convert peak RSS at ${Math.round(nImages / 10)} images: ${mb(rConv10.rss)} MB; at ${nImages}: ${mb(rConv.rss)} MB (ratio ${(rConv.rss / rConv10.rss).toFixed(3)}; includes the duplicate index, ~9-22 bytes per distinct sample).`);
-say(`slimfit convert --no-dup-check peak RSS at ${Math.round(nImages / 10)} images: ${mb(rConvNd10.rss)} MB; at ${nImages}: ${mb(rConvNd.rss)} MB (ratio ${(rConvNd.rss / rConvNd10.rss).toFixed(3)}).`);
+say('| reader | images/s | seconds (range) | peak RSS MB | speed vs PIL loop (range) |');
+say('|---|---|---|---|---|');
+const ips = (k: string) => (nImages / sec(k)).toFixed(0);
+const row = (label: string, k: string) => say(`| ${label} | ${ips(k)} | ${sec(k).toFixed(2)} (${range(k)}) | ${mb(rss(k))} | ${k === 'pil' ? '1.00x' : vs(k)} |`);
+row(`slimfit reader (openMessySource → batches, decode pool, default cores - 1 = ${Math.max(1, availableParallelism() - 1)} worker(s))`, 'reader');
+row('slimfit reader, 2 decode workers', 'reader2');
+row('slimfit convert (reader + fingerprints + stats + shards + SHA-256 + fsync), default workers', 'conv');
+row('slimfit convert --workers 2', 'conv2');
+if (hasPil) row(`Python: PIL + numpy list loop, np.stack (${PY})`, 'pil');
+else say('| PIL loop | PIL not importable | | | |');
+say('');
+const flat = (what: string, k10: string, k: string, note = '') =>
+  say(`- ${what}: ${mb(rss(k10))} MB vs ${mb(rss(k))} MB, ratio **${(rss(k) / rss(k10)).toFixed(3)}**${note} (per round: ${runs[k].map((r, i) => (r.rss / runs[k10][i].rss).toFixed(3)).join(', ')}).`);
+say(`Peak RSS (median), ${Math.round(nImages / 10)} vs ${nImages} images:`);
+flat('slimfit convert', 'conv10', 'conv', '; includes the duplicate index');
+flat('slimfit convert --no-dup-check', 'convNd10', 'convNd');
+flat('slimfit reader', 'reader10', 'reader');
+flat(`slimfit reader, same work (10 passes over ${Math.round(nImages / 10)})`, 'reader10x10', 'reader');
 say('');
 
 // ---------------- CSV ----------------
