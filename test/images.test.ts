@@ -1,7 +1,7 @@
 // Image trees and archives: exact samples vs MNIST pixels, skip list, --strict, worker-count determinism, channels,
 // resize, and flat peak RSS when the tree grows 10x.
 import assert from 'node:assert/strict';
-import { mkdirSync, writeFileSync } from 'node:fs';
+import { mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { crc32, deflateSync } from 'node:zlib';
 import { after, before, describe, it } from 'node:test';
@@ -177,7 +177,6 @@ describe('image trees and archives', () => {
   it('a truncated .tar.gz is a clear error naming the archive', async () => {
     const tgz = join(tmp.dir, 'full.tar.gz');
     packArchive(fx.train.dir, tgz, 'root');
-    const { readFileSync } = await import('node:fs');
     const bytes = readFileSync(tgz);
     const cut = join(tmp.dir, 'cut.tar.gz');
     writeFileSync(cut, bytes.subarray(0, Math.floor(bytes.length * 0.6)));
@@ -328,6 +327,24 @@ describe('image trees and archives', () => {
     assert.equal(r3.read, 4);
     assert.deepEqual([...r3.offsets], [0, 1000, 2000, 3000, 4000]);
     assert.ok([1, 2, 3, 4].every((v, i) => r3.data.subarray(1000 * i, 1000 * (i + 1)).every((b) => b === v)));
+    // A short read ends a file (no second read for end of file): sizes around every room boundary come back whole.
+    const sizes = [0, 1, 999, 1000, 1001, 4095, 4096, 4097, 65535, 65536, 65537, 200_003, 7, 3000];
+    const sized = sizes.map((n, i) => {
+      const p = join(dir, `s${i}.bin`);
+      writeFileSync(p, Uint8Array.from({ length: n }, (_, k) => (k * 31 + i) & 255));
+      return p;
+    });
+    const want = Buffer.concat(sized.map((p) => readFileSync(p)));
+    for (const room of [1000, 4096, 65536, 1 << 20]) {
+      const got: Buffer[] = [];
+      for (let from = 0; from < sized.length;) {
+        const part = addon.readFiles(sized.slice(from).join('\0'), sized.length - from, 1 << 20, 1 << 20, new ArrayBuffer(room));
+        assert.ok(part.read > 0 && [...part.errors.subarray(0, part.read)].every((e) => e === 0), `room ${room}: no errors`);
+        got.push(Buffer.from(part.data.buffer, part.data.byteOffset, part.offsets[part.read]));
+        from += part.read;
+      }
+      assert.ok(Buffer.concat(got).equals(want), `room ${room}: every file's bytes, whole`);
+    }
   });
 
   it('decodeImage never throws on garbage', async () => {

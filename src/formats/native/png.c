@@ -14,6 +14,7 @@
 #include <unistd.h>
 #include <errno.h>
 #include <sys/stat.h>
+#include <sys/vfs.h>
 #include <pthread.h>
 #include <malloc.h>
 #include <dirent.h>
@@ -175,19 +176,24 @@ static napi_value js_decode(napi_env env, napi_callback_info info) {
 }
 
 // Files of one folder come in a row: the folder is opened once and each file relative to it (one path step, not
-// all). One cache per reading loop.
-typedef struct { int dfd; size_t dlen; char dname[4096]; } FolderCache;
+// all). One cache per reading loop. eofShort: a read that returns less than asked ends the file, so no second read
+// to see end of file (Linux reads regular files in full but at the end; FUSE with direct_io may not, so not there).
+typedef struct { int dfd; int eofShort; size_t dlen; char dname[4096]; } FolderCache;
 
+#define FUSE_SUPER_MAGIC 0x65735546
 static int open_in_folder(const char* path, FolderCache* fc) {
   const char* slash = strrchr(path, '/');
-  if (!slash || slash == path || (size_t)(slash - path) >= sizeof fc->dname) return open(path, O_RDONLY | O_CLOEXEC);
+  if (!slash || slash == path || (size_t)(slash - path) >= sizeof fc->dname) { fc->eofShort = 0; return open(path, O_RDONLY | O_CLOEXEC); }
   const size_t dl = (size_t)(slash - path);
   if (fc->dfd < 0 || dl != fc->dlen || memcmp(fc->dname, path, dl) != 0) {
     if (fc->dfd >= 0) close(fc->dfd);
     memcpy(fc->dname, path, dl); fc->dname[dl] = 0; fc->dlen = dl;
     fc->dfd = open(fc->dname, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+    struct statfs sf;
+    fc->eofShort = fc->dfd >= 0 && fstatfs(fc->dfd, &sf) == 0 && sf.f_type != FUSE_SUPER_MAGIC;
   }
-  return fc->dfd >= 0 ? openat(fc->dfd, slash + 1, O_RDONLY | O_CLOEXEC) : open(path, O_RDONLY | O_CLOEXEC);
+  if (fc->dfd < 0) { fc->eofShort = 0; return open(path, O_RDONLY | O_CLOEXEC); }
+  return openat(fc->dfd, slash + 1, O_RDONLY | O_CLOEXEC);
 }
 
 // True when NUL-separated `paths` (plen bytes) holds at least `count` paths (so walking them stays inside it).
@@ -276,6 +282,7 @@ static napi_value js_read_files(napi_env env, napi_callback_info info) {
       if (r == 0) break; // end of file
       got += (size_t)r;
       if (got > maxBytes) { err = -1; break; }
+      if ((size_t)r < room && fc.eofShort) break;
     }
     if (err == -2) { close(fd); break; }
     errs[i] = err;
@@ -506,12 +513,14 @@ static int read_whole(const char* path, FolderCache* fc, uint8_t** buf, size_t* 
       if (!nb) { err = ENOMEM; break; }
       *buf = nb; *cap = ncap;
     }
-    ssize_t r = read(fd, *buf + *got, *cap - *got);
+    const size_t room = *cap - *got;
+    ssize_t r = read(fd, *buf + *got, room);
     if (r < 0 && errno == EINTR) continue;
     if (r < 0) { err = errno; break; }
     if (r == 0) break;
     *got += (size_t)r;
     if (*got > maxBytes) { err = -1; break; }
+    if ((size_t)r < room && fc->eofShort) break;
   }
   close(fd);
   return err;
