@@ -1,6 +1,21 @@
 #!/usr/bin/env node
-// Runs the TypeScript CLI directly through tsx (no build step, so `npm ci && npx slimfit` just works).
-import { register } from 'tsx/esm/api';
-register();
-const { main } = await import('../src/cli/index.ts');
+// Runs the TypeScript CLI (no build step, so `npm ci && npx slimfit` just works): compiled once into
+// node_modules/.cache by bin/compile-cli.mjs, or through tsx when that cannot be built (or SLIMFIT_TSX=1).
+import { compiledCli } from './compile-cli.mjs';
+
+let main;
+if (!process.env.SLIMFIT_TSX) {
+  try {
+    const url = await compiledCli();
+    process.setSourceMapsEnabled(true); // stack traces name the .ts sources
+    ({ main } = await import(url));
+  } catch {
+    main = undefined; // esbuild missing or the cache not writable: run the sources through tsx below
+  }
+}
+if (!main) {
+  const { register } = await import('tsx/esm/api');
+  register();
+  ({ main } = await import('../src/cli/index.ts'));
+}
 await main(process.argv);

@@ -1,7 +1,4 @@
 // The `slimfit` command: one sub-command per file in this folder; logic lives in the library modules.
-import { readdirSync } from 'node:fs';
-import { dirname, join } from 'node:path';
-import { fileURLToPath, pathToFileURL } from 'node:url';
 import { Command } from 'commander';
 import { isSlimfitError } from '../formats/errors.ts';
 import { peakRssBytes } from '../util/rss.ts';
@@ -9,25 +6,35 @@ import { peakRssBytes } from '../util/rss.ts';
 /** Version printed by --version and recorded in manifests. */
 export const VERSION = '0.1.0';
 
+type Register = { register: (p: Command) => void };
 /**
- * Build the command-line program. With `only` (the sub-command about to run) just its files are loaded, when there
- * are any (each file costs ~10 ms to load); otherwise every sub-command is registered (help, unknown commands).
+ * Every sub-command's file, by command name (heavy imports stay inside actions). Static imports, so the CLI also
+ * runs from one bundled file (bin/slimfit.js); a test checks this table against the files of this folder.
+ */
+export const COMMANDS: Record<string, Array<() => Promise<Register>>> = {
+  bench: [() => import('./bench-engine.ts'), () => import('./bench-loader.ts')],
+  convert: [() => import('./convert.ts')],
+  demo: [() => import('./demo.ts')],
+  eval: [() => import('./eval.ts')],
+  export: [() => import('./export.ts')],
+  info: [() => import('./info.ts')],
+  lab: [() => import('./lab.ts')],
+  show: [() => import('./show.ts')],
+  train: [() => import('./train.ts')],
+  verify: [() => import('./verify.ts')],
+};
+
+/**
+ * Build the command-line program. With `only` (the sub-command about to run) just its files are loaded, when it is
+ * one (each file costs ~10 ms to load); otherwise every sub-command is registered (help, unknown commands).
  */
 export async function buildProgram(only?: string): Promise<Command> {
   const program = new Command('slimfit')
     .description('Train on datasets bigger than your RAM, from standard files.')
     .version(VERSION)
     .showHelpAfterError();
-  // Every file in this folder that exports `register(program)` is a command (heavy imports stay inside actions);
-  // `bench-engine.ts` and `bench-loader.ts` both add to the `bench` group.
-  const here = dirname(fileURLToPath(import.meta.url));
-  const all = readdirSync(here).filter((f) => f.endsWith('.ts') && f !== 'index.ts').sort();
-  const mine = only && /^[a-z][a-z0-9-]*$/.test(only) ? all.filter((f) => f === `${only}.ts` || f.startsWith(`${only}-`)) : [];
-  const files = mine.length > 0 ? mine : all;
-  for (const f of files) {
-    const mod = (await import(pathToFileURL(join(here, f)).href)) as { register?: (p: Command) => void };
-    if (typeof mod.register === 'function') mod.register(program);
-  }
+  const loaders = only !== undefined && Object.hasOwn(COMMANDS, only) ? COMMANDS[only] : Object.values(COMMANDS).flat();
+  for (const load of loaders) (await load()).register(program);
   return program;
 }
 

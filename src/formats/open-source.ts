@@ -49,10 +49,7 @@ async function hasMnistLayout(dir: string): Promise<boolean> {
 
 async function openMessy(path: string, o: InputOptions): Promise<SampleSource | null> {
   // Image trees, archives, CSV, .mat and HDF5 readers live in messy.ts (loaded only when needed).
-  const messyPath = new URL('./messy.ts', import.meta.url);
-  if (!(await exists(messyPath.pathname))) return null;
-  const mod = (await import(messyPath.href)) as { openMessySource?: (p: string, o: InputOptions) => Promise<SampleSource | null> };
-  return mod.openMessySource ? mod.openMessySource(path, o) : null;
+  return (await import('./messy.ts')).openMessySource(path, o);
 }
 
 /** Open one input path as a single source (used for SRC and for --train/--test). */

@@ -1,7 +1,6 @@
 // The ONE place that chooses and prepares the TensorFlow.js backend (wasm by default, cpu as fallback), plus missing kernels.
 import { createRequire } from 'node:module';
 import { dirname, join } from 'node:path';
-import { pathToFileURL } from 'node:url';
 import * as tf from '@tensorflow/tfjs-core';
 import '@tensorflow/tfjs-backend-cpu';
 import '@tensorflow/tfjs-layers'; // its node bundle registers every op gradient (tfjs-core's node bundle registers none)
@@ -176,15 +175,12 @@ export function registerWasmMaxPoolGrad(): void {
   });
 }
 
-/** Let the fast engine (issue 6, src/engine) register native kernels if it exists here; its absence is not an error. */
+/** Let the fast engine (src/engine) register native kernels; a failure to load it is reported, not thrown. */
 async function tryEngine(name: BackendName): Promise<{ active: boolean; note: string }> {
-  const url = pathToFileURL(join(dirname(new URL(import.meta.url).pathname), '..', 'engine', 'index.ts')).href;
   let mod: { installEngine?: (t: typeof tf, b: string) => { active: boolean; note: string } | Promise<{ active: boolean; note: string }> };
   try {
-    mod = await import(url);
+    mod = await import('../engine/index.ts');
   } catch (e) {
-    const code = (e as NodeJS.ErrnoException).code;
-    if (code === 'ERR_MODULE_NOT_FOUND') return { active: false, note: 'no fast engine in this build' };
     return { active: false, note: `fast engine failed to load: ${(e as Error).message.split('\n')[0]}` };
   }
   if (typeof mod.installEngine !== 'function') return { active: false, note: 'no fast engine in this build' };

@@ -1,0 +1,62 @@
+// The CLI runs from JavaScript compiled once into node_modules/.cache (bin/compile-cli.mjs): stale builds are rebuilt,
+// sources keep their own import.meta.url, concurrent first runs agree, and the result matches running through tsx.
+import { strict as assert } from 'node:assert';
+import { mkdirSync, readdirSync, readFileSync, utimesSync, writeFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { after, describe, it } from 'node:test';
+import { pathToFileURL } from 'node:url';
+import { COMMANDS } from '../src/cli/index.ts';
+import { ROOT, runCli, tempDir } from './helpers.ts';
+
+const COMPILER = pathToFileURL(join(ROOT, 'bin', 'compile-cli.mjs')).href;
+const { compiledEntry } = (await import(COMPILER)) as { compiledEntry: (entry: string, cacheDir: string) => Promise<string> };
+
+describe('compiled CLI', () => {
+  const tmp = tempDir();
+  after(tmp.cleanup);
+
+  it('lists every command file of src/cli in its table, each once', async () => {
+    const dir = join(ROOT, 'src', 'cli');
+    const files = readdirSync(dir).filter((f) => f.endsWith('.ts') && /^export function register\b/m.test(readFileSync(join(dir, f), 'utf8')));
+    const loaders = Object.values(COMMANDS).flat();
+    assert.equal(loaders.length, files.length, `command files: ${files.join(', ')}`);
+    const texts = loaders.map((l) => l.toString());
+    for (const f of files) assert.equal(texts.filter((t) => t.includes(`./${f}`)).length, 1, `${f} is in COMMANDS once`);
+    for (const l of loaders) assert.equal(typeof (await l()).register, 'function');
+  });
+
+  it('rebuilds when a source changes, keeps each source\'s import.meta.url, and reuses a fresh build', async () => {
+    const src = join(tmp.dir, 'src');
+    const cache = join(tmp.dir, 'cache');
+    mkdirSync(src);
+    writeFileSync(join(src, 'a.ts'), "import { where, n } from './b.ts';\nexport const answer: { where: string; n: number } = { where, n };\n");
+    const b = join(src, 'b.ts');
+    writeFileSync(b, 'export const where: string = import.meta.url;\nexport const n: number = 1;\n');
+    const entry = join(src, 'a.ts');
+    for (const f of [entry, b]) utimesSync(f, new Date(Date.now() - 10_000), new Date(Date.now() - 10_000));
+    const u1 = await compiledEntry(entry, cache);
+    const m1 = (await import(u1)) as { answer: { where: string; n: number } };
+    assert.deepEqual(m1.answer, { where: pathToFileURL(b).href, n: 1 });
+    assert.equal(await compiledEntry(entry, cache), u1, 'unchanged sources: the same build');
+    writeFileSync(b, 'export const where: string = import.meta.url;\nexport const n: number = 22;\n');
+    utimesSync(b, new Date(Date.now() - 5_000), new Date(Date.now() - 5_000));
+    const u2 = await compiledEntry(entry, cache);
+    assert.notEqual(u2, u1, 'an edited source: a new build');
+    assert.equal(((await import(u2)) as typeof m1).answer.n, 22);
+    // Two processes starting at once on an empty cache both get a working build.
+    const cache2 = join(tmp.dir, 'cache2');
+    const code = `const { compiledEntry } = await import(${JSON.stringify(COMPILER)}); const u = await compiledEntry(${JSON.stringify(entry)}, ${JSON.stringify(cache2)}); console.log((await import(u)).answer.n);`;
+    const runs = await Promise.all([0, 1].map(() => runCli(['--input-type=module', '-e', code], { script: '--no-warnings' })));
+    for (const r of runs) assert.equal(r.stdout.trim(), '22', r.stderr);
+    assert.equal(readdirSync(cache2).filter((f) => f.startsWith('tmp-')).length, 0, 'no build left half-done');
+  });
+
+  it('gives the same help and errors as running the sources through tsx', async () => {
+    for (const args of [['--help'], ['convert', '--help'], ['convert', join(tmp.dir, 'no-such-file.npy'), join(tmp.dir, 'out')]]) {
+      const [compiled, tsx] = await Promise.all([runCli(args), runCli(args, { env: { SLIMFIT_TSX: '1' } })]);
+      assert.equal(compiled.code, tsx.code, args.join(' '));
+      assert.equal(compiled.stdout, tsx.stdout, args.join(' '));
+      assert.equal(compiled.stderr.replace(/^slimfit-peak-rss-bytes=\d+\n/m, ''), tsx.stderr.replace(/^slimfit-peak-rss-bytes=\d+\n/m, ''), args.join(' '));
+    }
+  });
+});
