@@ -5,10 +5,13 @@
 import { createHash } from 'node:crypto';
 import { existsSync, mkdirSync, mkdtempSync, readFileSync, readdirSync, renameSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import { readFile } from 'node:fs/promises';
+import { createRequire } from 'node:module';
 import { dirname, join, resolve } from 'node:path';
 import { fileURLToPath, pathToFileURL } from 'node:url';
 
 const ROOT = join(dirname(fileURLToPath(import.meta.url)), '..');
+/** Besides the sources, a build depends on this file and on esbuild's version. */
+const TOOLS = [fileURLToPath(import.meta.url), createRequire(import.meta.url).resolve('esbuild/package.json')];
 const DAY_MS = 86_400_000;
 
 /** A short hash of the sources' paths, sizes and modification times (what decides whether a build is stale). */
@@ -55,7 +58,7 @@ export async function compiledEntry(entry, cacheDir) {
     packages: 'external', outExtension: { '.js': '.mjs' }, chunkNames: 'chunk-[hash]', sourcemap: 'linked', keepNames: true,
     metafile: true, logLevel: 'silent', plugins: [sourceLocation],
   }).finally(() => stop()); // esbuild's helper process is not needed after this build
-  const inputs = Object.keys(r.metafile.inputs).map((p) => resolve(ROOT, p)).sort();
+  const inputs = [...Object.keys(r.metafile.inputs).map((p) => resolve(ROOT, p)).sort(), ...TOOLS];
   const [outRel] = Object.entries(r.metafile.outputs).find(([, o]) => o.entryPoint !== undefined && resolve(ROOT, o.entryPoint) === entry) ?? [];
   if (!outRel) throw new Error(`esbuild gave no output for ${entry}`);
   const out = resolve(ROOT, outRel).slice(tmp.length + 1);

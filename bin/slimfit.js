@@ -1,11 +1,10 @@
 #!/usr/bin/env node
 // Runs the TypeScript CLI (no build step, so `npm ci && npx slimfit` just works): compiled once into
 // node_modules/.cache by bin/compile-cli.mjs, or through tsx when that cannot be built (or SLIMFIT_TSX=1).
-import { compiledCli } from './compile-cli.mjs';
-
 let main;
 if (!process.env.SLIMFIT_TSX) {
   try {
+    const { compiledCli } = await import('./compile-cli.mjs');
     const url = await compiledCli();
     process.setSourceMapsEnabled(true); // stack traces name the .ts sources
     ({ main } = await import(url));
