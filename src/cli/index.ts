@@ -8,8 +8,8 @@ export const VERSION = '0.1.0';
 
 type Register = { register: (p: Command) => void };
 /**
- * Every sub-command's file, by command name (heavy imports stay inside actions). Static imports, so the CLI also
- * runs from one bundled file (bin/slimfit.js); a test checks this table against the files of this folder.
+ * Every sub-command's file, by command name (heavy imports stay inside actions). Literal imports, so esbuild
+ * compiles each into a chunk of its own (bin/compile-cli.mjs); a test checks this table against this folder.
  */
 export const COMMANDS: Record<string, Array<() => Promise<Register>>> = {
   bench: [() => import('./bench-engine.ts'), () => import('./bench-loader.ts')],
