@@ -78,7 +78,7 @@ export async function compiledEntry(entry, cacheDir) {
   // Builds of older sources: removed a day after their last build (a running command may still load their chunks).
   for (const name of readdirSync(cacheDir)) {
     const p = join(cacheDir, name);
-    if (name !== stamp && name !== 'current.json' && Date.now() - statSync(p).mtimeMs > DAY_MS) rmSync(p, { recursive: true, force: true });
+    if (name !== stamp && name !== 'current.json' && Date.now() - (statSync(p, { throwIfNoEntry: false })?.mtimeMs ?? Date.now()) > DAY_MS) rmSync(p, { recursive: true, force: true });
   }
   return pathToFileURL(join(dir, out)).href;
 }
