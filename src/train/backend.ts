@@ -177,15 +177,14 @@ export function registerWasmMaxPoolGrad(): void {
 
 /** Let the fast engine (src/engine) register native kernels; a failure to load it is reported, not thrown. */
 async function tryEngine(name: BackendName): Promise<{ active: boolean; note: string }> {
-  let mod: { installEngine?: (t: typeof tf, b: string) => { active: boolean; note: string } | Promise<{ active: boolean; note: string }> };
+  let engine: typeof import('../engine/index.ts');
   try {
-    mod = await import('../engine/index.ts');
+    engine = await import('../engine/index.ts');
   } catch (e) {
     return { active: false, note: `fast engine failed to load: ${(e as Error).message.split('\n')[0]}` };
   }
-  if (typeof mod.installEngine !== 'function') return { active: false, note: 'no fast engine in this build' };
   try {
-    return await mod.installEngine(tf, name);
+    return engine.installEngine(tf, name);
   } catch (e) {
     return { active: false, note: `fast engine failed: ${(e as Error).message.split('\n')[0]}` };
   }
