@@ -172,7 +172,8 @@ print(int((np.abs(x) > 65504).sum()))
     await write(big, 100);
     const script = join(ROOT, 'test', 'drain-source.mjs');
     // The lower of two runs each, as in the image tree test: the suite runs two test files at once, and the other
-    // one moved a single run by up to 10% (a suite run here: 1x 168.6 MB, 10x 189.2 MB; alone: ratio 0.99-1.04).
+    // one moved a single run by up to 10% (a suite run here: 1x 168.6 MB, 10x 189.2 MB; alone: ratio 0.99-1.04;
+    // since batches are recycled through release(): single runs 133-148 MB at either size).
     const lower = async (f: string) => {
       const a = await runCli([f, '{"xDtype":"float64"}'], { script });
       const b = await runCli([f, '{"xDtype":"float64"}'], { script });
