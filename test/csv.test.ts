@@ -174,19 +174,34 @@ print(int((np.abs(x) > 65504).sum()))
     // The lower of two runs each, as in the image tree test: the suite runs two test files at once, and the other
     // one moved a single run by up to 10% (a suite run here: 1x 168.6 MB, 10x 189.2 MB; alone: ratio 0.99-1.04;
     // since batches are recycled through release(): single runs 133-148 MB at either size).
-    const lower = async (f: string) => {
-      const a = await runCli([f, '{"xDtype":"float64"}'], { script });
-      const b = await runCli([f, '{"xDtype":"float64"}'], { script });
+    const lower = async (args: (f: string) => string[], f: string, opts: { script?: string } = {}) => {
+      const a = await runCli(args(f), opts);
+      const b = await runCli(args(f), opts);
       for (const r of [a, b]) assert.equal(r.code, 0, r.stderr);
       return a.peakRss <= b.peakRss ? a : b;
     };
-    const r1 = await lower(small);
-    const r10 = await lower(big);
+    const flat = (what: string, r1: { peakRss: number }, r10: { peakRss: number }) => {
+      const ratio = r10.peakRss / r1.peakRss;
+      console.log(`CSV ${what} peak RSS: 1x ${(r1.peakRss / 1e6).toFixed(1)} MB, 10x ${(r10.peakRss / 1e6).toFixed(1)} MB, ratio ${ratio.toFixed(3)}`);
+      assert.ok(ratio < 1.1, `${what}: peak RSS grew ${ratio.toFixed(3)}x`);
+    };
+    // The reader alone.
+    const drainArgs = (f: string) => [f, '{"xDtype":"float64"}'];
+    const r1 = await lower(drainArgs, small, { script });
+    const r10 = await lower(drainArgs, big, { script });
     assert.match(r1.stdout, new RegExp(`samples=${10 * ROWS} `));
     assert.match(r10.stdout, new RegExp(`samples=${100 * ROWS} `));
-    const ratio = r10.peakRss / r1.peakRss;
-    console.log(`CSV peak RSS: 1x ${(r1.peakRss / 1e6).toFixed(1)} MB, 10x ${(r10.peakRss / 1e6).toFixed(1)} MB, ratio ${ratio.toFixed(3)}`);
-    assert.ok(ratio < 1.1, `peak RSS grew ${ratio.toFixed(3)}x`);
+    flat('reader', r1, r10);
+    // The whole convert with a stratified split: a label pass, then the store pass (before the label pass parsed on
+    // the main thread, its parser thread's isolate and arena made the 10x convert peak ~1.2x higher).
+    const out = join(tmp.dir, 'rss-store');
+    const convertArgs = (f: string) => ['convert', f, out, '--force', '--x-dtype', 'uint8', '--shape', '28,28', '--split', 'train=0.9,test=0.1'];
+    const c1 = await lower(convertArgs, small);
+    const c10 = await lower(convertArgs, big);
+    const stored = (dir: string) => JSON.parse(readFileSync(join(dir, 'dataset.json'), 'utf8')) as { splits: Record<string, { samples: number }> };
+    const splits = stored(out).splits;
+    assert.equal(splits.train.samples + splits.test.samples, 100 * ROWS);
+    flat('convert --split', c1, c10);
   });
   it('the native line parser gives the JS parser\'s exact output on tricky text (values, dtypes, batches, skipped lines, warnings)', async () => {
     const { csvAddon } = await import('../src/formats/csv-native.ts');

@@ -107,7 +107,7 @@ async function countClasses(src: SampleSource): Promise<number[]> {
     seen += labels.length;
   };
   if (src.labels) for await (const l of src.labels()) addAll(l);
-  else for await (const b of src.batches()) addAll(labelsOf(src.y, b.y, b.n, src.name, seen));
+  else for await (const b of src.batches()) { addAll(labelsOf(src.y, b.y, b.n, src.name, seen)); b.release?.(); }
   return counts;
 }
 
