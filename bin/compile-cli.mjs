@@ -6,8 +6,9 @@ import { createHash } from 'node:crypto';
 import { existsSync, mkdirSync, mkdtempSync, readFileSync, readdirSync, renameSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import { readFile } from 'node:fs/promises';
 import { createRequire } from 'node:module';
-import { dirname, join, resolve } from 'node:path';
+import { basename, dirname, join, resolve } from 'node:path';
 import { fileURLToPath, pathToFileURL } from 'node:url';
+import { threadId } from 'node:worker_threads';
 
 const ROOT = join(dirname(fileURLToPath(import.meta.url)), '..');
 /** Besides the sources, a build depends on this file and on esbuild's version. */
@@ -72,7 +73,7 @@ export async function compiledEntry(entry, cacheDir) {
     rmSync(tmp, { recursive: true, force: true }); // another process built the same sources first
     if (!existsSync(join(dir, out))) throw e;
   }
-  const next = `${current}.${process.pid}.tmp`;
+  const next = `${current}.${process.pid}-${threadId}.tmp`; // worker threads of one process may build at once
   writeFileSync(next, JSON.stringify({ entry, stamp, out, inputs }));
   renameSync(next, current);
   // Builds of older sources: removed a day after their last build (a running command may still load their chunks).
@@ -81,6 +82,17 @@ export async function compiledEntry(entry, cacheDir) {
     if (name !== stamp && name !== 'current.json' && Date.now() - (statSync(p, { throwIfNoEntry: false })?.mtimeMs ?? Date.now()) > DAY_MS) rmSync(p, { recursive: true, force: true });
   }
   return pathToFileURL(join(dir, out)).href;
+}
+
+/**
+ * The compiled form of a worker thread's entry (a file:// URL of a .ts source), cached per entry in
+ * node_modules/.cache/slimfit/workers: a worker then needs no TypeScript loader of its own (tsx in a worker cost
+ * ~0.2 s and ~35 MB per thread).
+ */
+export function compiledWorker(entryUrl) {
+  const entry = fileURLToPath(entryUrl);
+  const key = `${basename(entry, '.ts')}-${createHash('sha256').update(entry).digest('hex').slice(0, 8)}`;
+  return compiledEntry(entry, join(ROOT, 'node_modules', '.cache', 'slimfit', 'workers', key));
 }
 
 /** The compiled CLI entry (src/cli/index.ts) in node_modules/.cache/slimfit/cli. */

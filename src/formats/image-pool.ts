@@ -6,6 +6,7 @@
 import { readFileSync, statSync } from 'node:fs';
 import { availableParallelism, constants } from 'node:os';
 import { isMainThread, parentPort, Worker, workerData } from 'node:worker_threads';
+import { tsWorker } from './ts-worker.ts';
 import { decodeImage, type ImageDecodeOptions, type ImageTarget, MAX_IMAGE_FILE_BYTES } from './images.ts';
 import { hashSamples } from '../util/hash64.ts';
 import { countBytes } from '../util/histogram.ts';
@@ -296,10 +297,6 @@ export function createImagePool(workers: number, opts: ImageDecodeOptions, targe
   }
   const addon = opts.resize ? null : pngAddon();
   if (addon && process.env.SLIMFIT_IMAGE_WORKERS !== 'threads') return createNativePool(workers, opts, target, addon);
-  // Workers run this same TypeScript file; tsx is registered inside the worker before importing it, because
-  // `execArgv: ['--import', 'tsx']` does not reach worker entry points on Node 20.
-  const tsxApi = import.meta.resolve('tsx/esm/api');
-  const boot = `import(${JSON.stringify(tsxApi)}).then((m) => { m.register(); return import(${JSON.stringify(import.meta.url)}); })`;
   const queue: Job[] = [];
   /** Jobs sent to each worker and not answered yet, oldest first (a worker answers in order). */
   const sent = new Map<Worker, Job[]>();
@@ -326,7 +323,8 @@ export function createImagePool(workers: number, opts: ImageDecodeOptions, targe
     }
   };
   for (let i = 0; i < workers; i++) {
-    const w = new Worker(boot, { eval: true, workerData: { slimfitImagePool: true, opts, target }, resourceLimits: { maxYoungGenerationSizeMb: 4 } });
+    // Workers run this same file.
+    const w = tsWorker(import.meta.url, { slimfitImagePool: true, opts, target }, { maxYoungGenerationSizeMb: 4 });
     sent.set(w, []);
     w.on('message', (msg: DecodedBatch & { id: number; spare?: ArrayBuffer }) => {
       if (msg.spare && spares.length < 8) spares.push(msg.spare);

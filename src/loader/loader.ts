@@ -1,6 +1,6 @@
 // createLoader: shuffled minibatches from disk, filled by worker threads into a fixed ring of shared buffers.
 import { availableParallelism } from 'node:os';
-import { Worker } from 'node:worker_threads';
+import { tsWorker } from '../formats/ts-worker.ts';
 import { type TypedArray, dtypeSize, elementAsNumber, viewAs } from '../formats/dtype.ts';
 import { SlimfitError } from '../formats/errors.ts';
 import { openNpy } from '../formats/npy.ts';
@@ -75,9 +75,7 @@ function errorFrom(e: NonNullable<FillReply['error']>): Error {
 }
 
 function workerExecutor(init: ReaderInit): Executor {
-  // tsx is registered inside the worker before importing the TypeScript entry (execArgv does not reach worker entry points on Node 20).
-  const boot = `import(${JSON.stringify(import.meta.resolve('tsx/esm/api'))}).then((m) => { m.register(); return import(${JSON.stringify(new URL('./worker.ts', import.meta.url).href)}); })`;
-  const w = new Worker(boot, { eval: true, workerData: init });
+  const w = tsWorker(new URL('./worker.ts', import.meta.url).href, init);
   const waiting = new Map<number, { resolve: (o: Owned | void) => void; reject: (e: Error) => void }>();
   let dead: Error | null = null;
   const failAll = (e: Error) => {
