@@ -133,9 +133,8 @@ export async function writeStore(out: string, input: StoreInput, opts: WriteStor
     for (const name of splitNames) writers.push(await createSplitWriter(tmp, name, x, y, perShard));
     const stats: StatsAccumulator[] = splitNames.map(() => createStats(x));
     const classCounts: number[][] = splitNames.map(() => []);
-    const total = sources.reduce((acc, s) => acc + (s.count ?? 0), 0);
+    let total = sources.reduce((acc, s) => acc + (s.count ?? 0), 0);
     const checkDups = opts.checkDuplicates ?? true;
-    const dups = createDuplicateIndex(checkDups ? total : 0);
     if (opts.dedupe && !checkDups) throw new SlimfitError('--dedupe needs duplicate checking; drop the option that turns it off');
     if (checkDups && splitNames.length > 8) throw new SlimfitError(`duplicate checking handles at most 8 splits, not ${splitNames.length}`, { hint: 'use fewer splits or pass --no-dup-check' });
     const report: DuplicateReport = { within: Object.fromEntries(splitNames.map((n) => [n, 0])), across: {}, dropped: 0 };
@@ -147,10 +146,13 @@ export async function writeStore(out: string, input: StoreInput, opts: WriteStor
       assign = () => 0; // one split takes every sample: no counting pass (for CSV that would be a second full parse)
     } else if (input.kind === 'ratio') {
       const counts = classField ? await countClasses(input.source) : [input.source.count ?? (await countAll(input.source))];
+      total ||= counts.reduce((a, c) => a + c, 0); // a source without a count (text) was just counted
       stratified = classField;
       const a = createSplitAssigner(counts, input.ratios, input.seed);
       assign = classField ? (l) => a.next(l) : () => a.next(0);
     }
+    // Sized once the count is known: growing tables leave their old arrays as garbage.
+    const dups = createDuplicateIndex(checkDups ? total : 0);
     const progress = createProgress({ label: 'convert', total, unit: 'samples', quiet: opts.quiet });
 
     for (let si = 0; si < sources.length; si++) {
