@@ -59,4 +59,23 @@ describe('compiled CLI', () => {
       assert.equal(compiled.stderr.replace(/^slimfit-peak-rss-bytes=\d+\n/m, ''), tsx.stderr.replace(/^slimfit-peak-rss-bytes=\d+\n/m, ''), args.join(' '));
     }
   });
+
+  it('worker threads run their compiled entry, or the sources through tsx with SLIMFIT_TSX=1, with the same result', async () => {
+    // A text file parsed on a worker thread (workers: 1 forces one for a small file), with a bad line to report.
+    const csv = join(tmp.dir, 'w.csv');
+    const lines = ['label,a,b,c'];
+    for (let i = 0; i < 3000; i++) lines.push(i === 1234 ? `${i % 10},1,2` : `${i % 10},${i % 256},${(i * 7) % 256},${(i * 13) % 256}`);
+    writeFileSync(csv, lines.join('\n') + '\n');
+    const script = join(ROOT, 'test', 'drain-source.mjs');
+    const args = [csv, '{"workers":1,"xDtype":"uint8"}'];
+    const [compiled, tsx] = await Promise.all([runCli(args, { script }), runCli(args, { script, env: { SLIMFIT_TSX: '1' } })]);
+    for (const r of [compiled, tsx]) assert.equal(r.code, 0, r.stderr);
+    assert.match(compiled.stdout, /^samples=2999 skipped=1 sum=\d+$/m);
+    assert.equal(compiled.stdout, tsx.stdout);
+    // A worker that silently fell back to tsx would cost what the tsx one does (~35 MB more here).
+    console.log(`peak RSS with a CSV worker: compiled ${(compiled.peakRss / 1e6).toFixed(1)} MB, through tsx ${(tsx.peakRss / 1e6).toFixed(1)} MB`);
+    assert.ok(compiled.peakRss < tsx.peakRss - 15e6, 'the compiled worker should need far less memory than one through tsx');
+    const builds = readdirSync(join(ROOT, 'node_modules', '.cache', 'slimfit', 'workers'));
+    assert.ok(builds.some((d) => d.startsWith('csv-')), `worker builds: ${builds.join(', ')}`);
+  });
 });
