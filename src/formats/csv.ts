@@ -34,7 +34,8 @@ export interface CsvOptions {
   /**
    * Threads parsing byte ranges (default 1: one thread parses the whole file while the caller writes the store;
    * 0 = parse on the calling thread). Measured on 2 cores, 1.09 GB MNIST-shaped CSV to a uint8 store: inline 4.0 s,
-   * one parser thread 2.7 s, two 2.9 s (+35 MB RSS per thread: a V8 isolate with tsx); see bench/convert.ts.
+   * one parser thread 2.7 s, two 2.9 s; see bench/convert.ts. Each thread is a V8 isolate: +15 MB of peak RSS
+   * (+35-45 MB when workers ran through tsx).
    * Files under 16 MB are parsed inline unless this is given.
    */
   workers?: number;
@@ -422,6 +423,12 @@ export async function* parseRange(job: RangeJob, spare: ArrayBuffer[] = []): Asy
   return { lines: line, misfit, firstMisfitLine, skipped: skips.splice(0) };
 }
 
+/** A batch's release(): puts the buffers of x and y into `pool` for a later batch, once. */
+function giveBack(pool: ArrayBuffer[], x: Uint8Array, y: Uint8Array): () => void {
+  let done = false;
+  return () => { if (!done) { done = true; pool.push(x.buffer as ArrayBuffer, y.buffer as ArrayBuffer); } };
+}
+
 /** Parse a range on the calling thread; a released batch's buffers are reused for a later one. */
 async function* inlineRange(job: RangeJob): AsyncGenerator<RangeBatch, RangeEnd> {
   const spare: ArrayBuffer[] = [];
@@ -430,9 +437,7 @@ async function* inlineRange(job: RangeJob): AsyncGenerator<RangeBatch, RangeEnd>
     for (;;) {
       const r = await it.next();
       if (r.done) return r.value;
-      const b = r.value;
-      let released = false;
-      yield { ...b, release: () => { if (!released) { released = true; spare.push(b.x.buffer as ArrayBuffer, b.y.buffer as ArrayBuffer); } } };
+      yield { ...r.value, release: giveBack(spare, r.value.x, r.value.y) };
     }
   } finally {
     await it.return(undefined as never); // closes the file when the consumer stops early
@@ -476,10 +481,8 @@ function rangeInWorker(job: RangeJob): AsyncGenerator<RangeBatch, RangeEnd> {
         // until a full GC, and moved peak RSS by +-7% from run to run.
         const { x, y } = m.batch;
         const xo = copyInto(x), yo = copyInto(y);
-        let released = false;
-        const release = () => { if (!released) { released = true; pool.push(xo.buffer as ArrayBuffer, yo.buffer as ArrayBuffer); } };
         w.postMessage({ x: x.buffer, y: y.buffer }, [x.buffer as ArrayBuffer, y.buffer as ArrayBuffer]);
-        yield { ...m.batch, x: xo, y: yo, release };
+        yield { ...m.batch, x: xo, y: yo, release: giveBack(pool, xo, yo) };
       }
     } finally {
       await w.terminate();
@@ -610,8 +613,8 @@ export async function openCsv(path: string, opts: CsvOptions = {}): Promise<CsvS
 
   const batches = () => pass(false);
 
-  // The label pass of a stratified split parses on this thread: a parser thread's isolate (+35-45 MB) started
-  // for it, and another for the real pass, raised a 10x larger CSV's convert peak RSS by up to 1.1x.
+  // The label pass of a stratified split parses on this thread: a second parser thread (isolate and malloc arena)
+  // started for it raised a 10x larger CSV's convert peak RSS by up to 1.2x (1x ~130 MB, 10x 141-159 MB).
   async function* labels(): AsyncGenerator<ArrayLike<number>> {
     for await (const b of pass(true)) {
       const v = new Int32Array(b.y.buffer, b.y.byteOffset, b.n * 2);

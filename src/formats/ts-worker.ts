@@ -3,10 +3,10 @@
 // where that cannot be built, or with SLIMFIT_TSX=1, it registers tsx first and imports the source (tsx inside the
 // worker because `execArgv: ['--import', 'tsx']` does not reach worker entry points on Node 20).
 // Measured: a CSV parser thread through tsx added ~35-45 MB of peak RSS and ~0.2 s of start.
-import { Worker, type ResourceLimits, type WorkerOptions } from 'node:worker_threads';
+import { Worker, type ResourceLimits } from 'node:worker_threads';
 
 /** Code for an `eval: true` Worker that imports the module at `moduleUrl` (a file:// URL of a .ts file). */
-export function workerBoot(moduleUrl: string): string {
+function workerBoot(moduleUrl: string): string {
   const src = JSON.stringify(moduleUrl);
   const viaTsx = `import(${JSON.stringify(import.meta.resolve('tsx/esm/api'))}).then((m) => { m.register(); return ${src}; })`;
   if (process.env.SLIMFIT_TSX) return `${viaTsx}.then((u) => import(u))`;
@@ -15,6 +15,6 @@ export function workerBoot(moduleUrl: string): string {
 }
 
 /** A Worker that imports the module at `moduleUrl` (a file:// URL of a .ts file) with `workerData`. */
-export function tsWorker(moduleUrl: string, workerData: unknown, resourceLimits?: ResourceLimits, opts: WorkerOptions = {}): Worker {
-  return new Worker(workerBoot(moduleUrl), { ...opts, eval: true, workerData, resourceLimits });
+export function tsWorker(moduleUrl: string, workerData: unknown, resourceLimits?: ResourceLimits): Worker {
+  return new Worker(workerBoot(moduleUrl), { eval: true, workerData, resourceLimits });
 }
