@@ -1,7 +1,7 @@
 // The CLI runs from JavaScript compiled once into node_modules/.cache (bin/compile-cli.mjs): stale builds are rebuilt,
 // sources keep their own import.meta.url, concurrent first runs agree, and the result matches running through tsx.
 import { strict as assert } from 'node:assert';
-import { mkdirSync, readdirSync, readFileSync, utimesSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdirSync, readdirSync, readFileSync, utimesSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { after, describe, it } from 'node:test';
 import { pathToFileURL } from 'node:url';
@@ -72,10 +72,14 @@ describe('compiled CLI', () => {
     for (const r of [compiled, tsx]) assert.equal(r.code, 0, r.stderr);
     assert.match(compiled.stdout, /^samples=2999 skipped=1 sum=\d+$/m);
     assert.equal(compiled.stdout, tsx.stdout);
-    // A worker that silently fell back to tsx would cost what the tsx one does (~35 MB more here).
+    // (Alone: ~90 vs ~115 MB; a parallel test file narrows the gap, so it is shown, not asserted.)
     console.log(`peak RSS with a CSV worker: compiled ${(compiled.peakRss / 1e6).toFixed(1)} MB, through tsx ${(tsx.peakRss / 1e6).toFixed(1)} MB`);
-    assert.ok(compiled.peakRss < tsx.peakRss - 15e6, 'the compiled worker should need far less memory than one through tsx');
-    const builds = readdirSync(join(ROOT, 'node_modules', '.cache', 'slimfit', 'workers'));
-    assert.ok(builds.some((d) => d.startsWith('csv-')), `worker builds: ${builds.join(', ')}`);
+    // The compiled run built (or found) csv.ts's worker build; had it failed, the worker would have run through tsx.
+    const workers = join(ROOT, 'node_modules', '.cache', 'slimfit', 'workers');
+    const build = readdirSync(workers).find((d) => d.startsWith('csv-'));
+    assert.ok(build, `worker builds: ${readdirSync(workers).join(', ')}`);
+    const current = JSON.parse(readFileSync(join(workers, build, 'current.json'), 'utf8')) as { entry: string; stamp: string; out: string };
+    assert.equal(current.entry, join(ROOT, 'src', 'formats', 'csv.ts'));
+    assert.ok(existsSync(join(workers, build, current.stamp, current.out)));
   });
 });
