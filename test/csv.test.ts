@@ -2,7 +2,7 @@
 // delimiters, float32/float16/uint8 storage vs numpy's own casts, and flat peak RSS when the CSV grows 10x.
 import assert from 'node:assert/strict';
 import { spawnSync } from 'node:child_process';
-import { readFileSync, writeFileSync, createWriteStream } from 'node:fs';
+import { readFileSync, statSync, writeFileSync, createWriteStream } from 'node:fs';
 import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import { openCsv, type CsvSource } from '../src/formats/csv.ts';
@@ -107,6 +107,16 @@ np.savetxt(out, np.column_stack([y, x]), fmt='%d', delimiter=',', header=','.joi
     assert.deepEqual(three.skipped!.map((s) => s.path), [4, 701, 1401, 2000].map((l) => `${bad}:${l}`));
     const strict = await openCsv(bad, { xDtype: 'uint8', workers: 3, strict: true });
     await assert.rejects(drain(strict), /ranges\.csv: line 4: expected 785 fields/);
+    // Progress: bytes read grow with every batch, across the ranges, and end at the file's size.
+    const size = statSync(bad).size;
+    for (const workers of [0, 3]) {
+      const src = await openCsv(bad, { xDtype: 'uint8', workers, batchRows: 100 });
+      const at: number[] = [];
+      for await (const b of src.batches()) { at.push(src.bytesRead!); b.release?.(); }
+      assert.ok(at.every((v, i) => v > 0 && (i === 0 || v >= at[i - 1])), `bytes read per batch: ${at.join(' ')}`);
+      assert.ok(at[0] < size / 2, `first batch at ${at[0]} of ${size}`);
+      assert.equal(at[at.length - 1], size);
+    }
   });
 
   it('TSV and whitespace text, label in the last column, exponents, float32 and float16 equal numpy casts', async () => {

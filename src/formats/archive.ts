@@ -11,7 +11,7 @@
 // .zip (yauzl): entries come from the central directory one at a time (lazyEntries), in directory order.
 // A broken zip member is skipped (members are independent); a corrupt tar/gzip stream is fatal, because nothing
 // after the damage can be located.
-import { createReadStream } from 'node:fs';
+import { createReadStream, type ReadStream } from 'node:fs';
 import { open as openFile, stat } from 'node:fs/promises';
 import { pipeline } from 'node:stream/promises';
 import { createGunzip } from 'node:zlib';
@@ -70,9 +70,10 @@ async function drain(stream: AsyncIterable<unknown>): Promise<void> {
 }
 
 /** Walk a tar (optionally gzipped) stream; `onEntry` gets each regular file (it must consume or drain the stream). */
-async function walkTar(path: string, gz: boolean, onEntry: (name: string, size: number, stream: AsyncIterable<Buffer>) => Promise<void>): Promise<void> {
+async function walkTar(path: string, gz: boolean, onEntry: (name: string, size: number, stream: AsyncIterable<Buffer>) => Promise<void>, read?: { source?: ReadStream }): Promise<void> {
   const extract = tar.extract();
   const source = createReadStream(path, { highWaterMark: 1 << 20 });
+  if (read) read.source = source;
   const feed = gz ? pipeline(source, createGunzip(), extract) : pipeline(source, extract);
   let current = '';
   const fail = (e: unknown): never => {
@@ -157,6 +158,7 @@ export async function tarInput(path: string, gz: boolean): Promise<ImageInput> {
   const index = new Map(classNames.map((c, i) => [c, i]));
   const { size: bytes } = await stat(path);
 
+  const read: { source?: ReadStream } = {}; // the file stream of the latest entries() pass, for progress
   const entries = () => bridge<ImageEntry>((emit) => walkTar(path, gz, async (name, size, stream) => {
     const cls = classOfPath(name);
     if (cls === null) return drain(stream);
@@ -165,13 +167,13 @@ export async function tarInput(path: string, gz: boolean): Promise<ImageInput> {
       return emit({ path: name, label: index.get(cls)!, data: new Uint8Array(0), error: `file too large for an image sample (${size} bytes)` });
     }
     return emit({ path: name, label: index.get(cls)!, data: await readAll(stream, size) });
-  }));
+  }, read));
   const labelsOnly = () => bridge<number>((emit) => walkTar(path, gz, async (name, _size, stream) => {
     const cls = classOfPath(name);
     await drain(stream);
     if (cls !== null) await emit(index.get(cls)!);
   }));
-  return { name: path, classNames, bytes, entries, labelsOnly };
+  return { name: path, classNames, bytes, entries, labelsOnly, bytesRead: () => read.source?.bytesRead ?? 0 };
 }
 
 function openZip(path: string): Promise<yauzl.ZipFile> {
@@ -218,10 +220,13 @@ export async function zipInput(path: string): Promise<ImageInput> {
   const index = new Map(classNames.map((c, i) => [c, i]));
   const { size: bytes } = await stat(path);
 
+  let readTo = 0; // how far into the file the current entries() pass has got (members are in file order), for progress
   async function* entries(): AsyncGenerator<ImageEntry> {
     const zf = await openZip(path).catch(zipError);
+    readTo = 0;
     try {
       for await (const e of zipEntries(zf)) {
+        readTo = Math.max(readTo, e.relativeOffsetOfLocalHeader + e.compressedSize);
         const cls = classOfPath(e.fileName);
         if (cls === null || e.fileName.endsWith('/')) continue;
         const label = index.get(cls)!;
@@ -253,7 +258,7 @@ export async function zipInput(path: string): Promise<ImageInput> {
       zf.close();
     }
   }
-  return { name: path, classNames, bytes, entries, labelsOnly };
+  return { name: path, classNames, bytes, entries, labelsOnly, bytesRead: () => readTo };
 }
 
 /** Open a .tar/.tar.gz/.tgz/.zip of class folders as a SampleSource; null if `path` is not such an archive. */

@@ -231,6 +231,8 @@ export interface RangeBatch {
   x: Uint8Array;
   y: Uint8Array;
   skipped: Array<{ line: number; reason: string }>;
+  /** File offset the range had been read up to when this batch was complete (progress). */
+  at?: number;
   /** Main thread only: hands x and y back for a later batch (SampleBatch.release). */
   release?: () => void;
 }
@@ -411,11 +413,11 @@ export async function* parseRange(job: RangeJob, spare: ArrayBuffer[] = []): Asy
       }
       parseLines(chunk, from, lastNl);
       if (lastNl + 1 < chunk.length) carry = Buffer.from(chunk.subarray(lastNl + 1));
-      while (pending.length > 0) yield pending.shift()!;
+      while (pending.length > 0) yield { ...pending.shift()!, at: position };
     }
     if (carry && carry.length > 0) parseLines(carry, 0, carry.length);
-    while (pending.length > 0) yield pending.shift()!;
-    if (n > 0) yield take();
+    while (pending.length > 0) yield { ...pending.shift()!, at: job.end };
+    if (n > 0) yield { ...take(), at: job.end };
   } finally {
     await next.catch(() => 0); // never close the file under a read in flight
     await fh.close();
@@ -536,6 +538,7 @@ export async function openCsv(path: string, opts: CsvOptions = {}): Promise<CsvS
   const skipped: SkippedInput[] = [];
   const warnings: string[] = [];
   const { ncols, labelCol, delim } = layout;
+  let bytesRead = 0;
 
   /** Byte ranges that start at line starts: one per parser thread. */
   async function ranges(): Promise<RangeJob[]> {
@@ -567,6 +570,7 @@ export async function openCsv(path: string, opts: CsvOptions = {}): Promise<CsvS
   async function* pass(onThread: boolean): AsyncGenerator<SampleBatch> {
     skipped.length = 0;
     warnings.length = 0;
+    bytesRead = 0;
     const jobs = await ranges();
     // Small files parse inline: starting a thread costs more than it saves below ~16 MB.
     const inline = onThread || opts.workers === 0 || (opts.workers === undefined && bytes < 16 << 20);
@@ -597,7 +601,8 @@ export async function openCsv(path: string, opts: CsvOptions = {}): Promise<CsvS
             break;
           }
           report(it.value.skipped);
-          const { n, x, y, release } = it.value;
+          const { n, x, y, release, at } = it.value;
+          if (at !== undefined) bytesRead = at;
           if (n > 0) yield { n, x, y, release };
           else release?.();
         }
@@ -634,6 +639,7 @@ export async function openCsv(path: string, opts: CsvOptions = {}): Promise<CsvS
     labels,
     get skipped() { return skipped; },
     get warnings() { return warnings; },
+    get bytesRead() { return bytesRead; },
     close: async () => {},
   };
 }

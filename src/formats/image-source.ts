@@ -24,6 +24,8 @@ export interface ImageInput {
   classNames: string[];
   /** Total input bytes, if known (for progress). */
   bytes?: number;
+  /** Input bytes read so far by the current entries() pass, if known (for progress). */
+  bytesRead?(): number;
   /** Every candidate file in a deterministic order. Each call starts a new pass. */
   entries(): AsyncIterable<ImageEntry>;
   /** The same entries in arrays (cheaper: one await per array, not per file; per-file async steps grew V8's heap). */
@@ -232,6 +234,7 @@ export async function openImageSource(input: ImageInput, opts: ImageSourceOption
     y,
     classNames,
     bytes: input.bytes,
+    get bytesRead() { return input.bytesRead?.(); },
     batches,
     labels,
     get skipped() { return skipped; },

@@ -35,6 +35,8 @@ export interface SampleSource {
   readonly count?: number;
   /** Total input bytes, when known (for progress in bytes/s). */
   readonly bytes?: number;
+  /** Input bytes consumed so far in the current pass, when the source can tell (progress and ETA without a count). */
+  readonly bytesRead?: number;
   /** Stream every sample once, in order. May be called again for a second pass. A batch's buffers may be reused once the next batch is requested. */
   batches(): AsyncIterable<SampleBatch>;
   /** Cheap pass over the labels only (no x decoding), for stratified splits; same order as batches(). */

@@ -92,7 +92,7 @@ function labelsOf(y: FieldSpec, bytes: Uint8Array, n: number, source: string, fi
 }
 
 /** Count samples per class in one cheap pass (labels() when the source has it). */
-async function countClasses(src: SampleSource): Promise<number[]> {
+async function countClasses(src: SampleSource, quiet?: boolean): Promise<number[]> {
   const counts: number[] = [];
   let seen = 0;
   const addAll = (labels: ArrayLike<number>) => {
@@ -106,8 +106,12 @@ async function countClasses(src: SampleSource): Promise<number[]> {
     }
     seen += labels.length;
   };
-  if (src.labels) for await (const l of src.labels()) addAll(l);
-  else for await (const b of src.batches()) { addAll(labelsOf(src.y, b.y, b.n, src.name, seen)); b.release?.(); }
+  // A text or archive source parses everything for its labels: worth a bar of its own.
+  const progress = createProgress({ label: 'count classes', total: src.count ?? 0, unit: 'samples', bytesTotal: src.bytes, quiet });
+  const tick = (n: number) => { if (src.bytesRead !== undefined) progress.bytes(src.bytesRead); progress.tick(n); };
+  if (src.labels) for await (const l of src.labels()) { addAll(l); tick(l.length); }
+  else for await (const b of src.batches()) { addAll(labelsOf(src.y, b.y, b.n, src.name, seen)); b.release?.(); tick(b.n); }
+  progress.done();
   return counts;
 }
 
@@ -145,7 +149,7 @@ export async function writeStore(out: string, input: StoreInput, opts: WriteStor
     if (input.kind === 'ratio' && input.ratios.length === 1) {
       assign = () => 0; // one split takes every sample: no counting pass (for CSV that would be a second full parse)
     } else if (input.kind === 'ratio') {
-      const counts = classField ? await countClasses(input.source) : [input.source.count ?? (await countAll(input.source))];
+      const counts = classField ? await countClasses(input.source, opts.quiet) : [input.source.count ?? (await countAll(input.source))];
       total ||= counts.reduce((a, c) => a + c, 0); // a source without a count (text) was just counted
       stratified = classField;
       const a = createSplitAssigner(counts, input.ratios, input.seed);
@@ -153,7 +157,12 @@ export async function writeStore(out: string, input: StoreInput, opts: WriteStor
     }
     // Sized once the count is known: growing tables leave their old arrays as garbage.
     const dups = createDuplicateIndex(checkDups ? total : 0);
-    const progress = createProgress({ label: 'convert', total, unit: 'samples', quiet: opts.quiet });
+    const bytesTotal = sources.every((s) => s.bytes !== undefined) ? sources.reduce((a, s) => a + s.bytes!, 0) : 0;
+    const progress = createProgress({ label: 'convert', total, unit: 'samples', bytesTotal, quiet: opts.quiet });
+    /** Input bytes consumed: the source's word, else (fixed-size records) its share of bytes by samples seen. */
+    const readOf = (src: SampleSource, seen: number): number | undefined =>
+      src.bytesRead ?? (src.bytes !== undefined && src.count ? (src.bytes * seen) / src.count : undefined);
+    let bytesBefore = 0; // input bytes of the sources already converted
 
     for (let si = 0; si < sources.length; si++) {
       const src = sources[si];
@@ -197,8 +206,11 @@ export async function writeStore(out: string, input: StoreInput, opts: WriteStor
         b.release?.(); // appended (copied or written) and counted: the source may reuse the batch's memory
         trimNativeMemory();
         seen += b.n;
+        const read = readOf(src, seen);
+        if (read !== undefined) progress.bytes(bytesBefore + read);
         progress.tick(b.n);
       }
+      bytesBefore += src.bytes ?? 0;
       if (src.count !== undefined && seen !== src.count) {
         throw new SlimfitError(`expected ${src.count} samples but read ${seen}`, { file: src.name, hint: 'the input changed while being converted, or is corrupt' });
       }
