@@ -1,13 +1,14 @@
 // Issue 4 bench (not a test): messy sources vs the obvious Python path, measured in the same run.
 //  - an image tree of >= 200k PNGs (MNIST + Fashion-MNIST pixels, and their inverses) in class folders:
 //    slimfit (reader alone, and the whole `slimfit convert`) vs a PIL + numpy list loop (/usr/bin/python3);
+//  - the same tree as one .tar.gz: `slimfit convert` vs tarfile + PIL streamed front to back;
 //  - a >= 1 GB numeric CSV (label + 784 pixels per line): slimfit vs numpy.loadtxt (and pandas.read_csv if importable).
 // Peak RSS of every process (GNU time %M, same for all), and slimfit's RSS at 1/10 of the input (flatness).
 // Image contenders run in --rounds alternating rounds (PIL in every round); tables give the median and the range.
 // Run: node --import tsx bench/convert.ts [--images 210000] [--csv-gb 1.05] [--rounds 3] [--dir /tmp/slimfit-bench-convert]
 // Generated data stays in --dir (not in git); it is reused by later runs.
 import { spawnSync } from 'node:child_process';
-import { existsSync, mkdirSync, readFileSync, rmSync, statSync, writeFileSync, openSync, writeSync, closeSync } from 'node:fs';
+import { existsSync, mkdirSync, readFileSync, renameSync, rmSync, statSync, writeFileSync, openSync, writeSync, closeSync } from 'node:fs';
 import { availableParallelism, loadavg } from 'node:os';
 import { join } from 'node:path';
 import { parseArgs } from 'node:util';
@@ -122,6 +123,21 @@ for ci, c in enumerate(sorted(d for d in os.listdir(root) if os.path.isdir(os.pa
 X = np.stack(xs); y = np.array(ys)
 print(X.shape, int(X.sum() % 1000000007))
 `;
+// The obvious Python path for a .tar.gz of class folders: tarfile streamed front to back, PIL per member.
+const PIL_TAR = `
+import io, sys, tarfile, numpy as np
+from PIL import Image
+xs, cls = [], []
+with tarfile.open(sys.argv[1], 'r:gz') as tf:
+    for m in tf:
+        if m.isfile() and m.name.endswith('.png'):
+            xs.append(np.asarray(Image.open(io.BytesIO(tf.extractfile(m).read()))))
+            cls.append(m.name.split('/')[-2])
+names = sorted(set(cls)); index = {c: i for i, c in enumerate(names)}
+X = np.stack(xs); y = np.array([index[c] for c in cls])
+print(X.shape, int(X.sum() % 1000000007))
+`;
+
 const LOADTXT = `
 import sys, numpy as np
 a = np.loadtxt(sys.argv[1], delimiter=',')
@@ -214,6 +230,50 @@ flat('slimfit convert', 'conv10', 'conv', '; includes the duplicate index');
 flat('slimfit convert --no-dup-check', 'convNd10', 'convNd');
 flat('slimfit reader', 'reader10', 'reader');
 flat(`slimfit reader, same work (10 passes over ${Math.round(nImages / 10)})`, 'reader10x10', 'reader');
+say('');
+
+// ---------------- the same tree as a .tar.gz ----------------
+const tgz = join(dir, `tree-${nImages}.tar.gz`);
+const tgz10 = join(dir, `tree-${Math.round(nImages / 10)}.tar.gz`);
+for (const [t, out] of [[tree, tgz], [tenth, tgz10]]) {
+  if (!existsSync(out) || statSync(out).mtimeMs < statSync(join(t, '.complete')).mtimeMs) {
+    console.error(`packing ${out}...`);
+    const r = spawnSync('tar', ['czf', `${out}.tmp`, '-C', dir, t.slice(dir.length + 1)]);
+    if (r.status !== 0) throw new Error(`tar failed: ${r.stderr}`);
+    renameSync(`${out}.tmp`, out);
+  }
+}
+const onceFile = (f: string, cmd: string, args: string[]): Run => {
+  rmSync(store, { recursive: true, force: true });
+  spawnSync('sh', ['-c', `cat ${f} > /dev/null`]);
+  const r = timed(cmd, args);
+  rmSync(store, { recursive: true, force: true });
+  return r;
+};
+const tarContenders: Record<string, () => Run> = {
+  tconv: () => onceFile(tgz, process.execPath, [BIN, 'convert', tgz, store, '-q', '--force']),
+  ...(hasPil ? { tpil: () => onceFile(tgz, PY, ['-c', PIL_TAR, tgz]) } : {}),
+  tconv10: () => onceFile(tgz10, process.execPath, [BIN, 'convert', tgz10, store, '-q', '--force']),
+};
+for (const k of Object.keys(tarContenders)) runs[k] = [];
+for (let r = 0; r < rounds; r++) {
+  console.error(`tar.gz round ${r + 1} of ${rounds}...`);
+  for (const [k, run] of Object.entries(tarContenders)) runs[k].push(run());
+}
+say(`## The same ${nImages} PNGs as one .tar.gz (${mb(statSync(tgz).size)} MB), read as a stream`);
+say('');
+say('| reader | images/s | seconds (range) | peak RSS MB | speed vs tarfile + PIL (range) |');
+say('|---|---|---|---|---|');
+const vsTar = (k: string) => {
+  if (!hasPil) return 'n/a';
+  const per = runs[k].map((r, i) => runs.tpil[i].s / r.s);
+  return `**${(sec('tpil') / sec(k)).toFixed(2)}x** (${Math.min(...per).toFixed(2)}-${Math.max(...per).toFixed(2)})`;
+};
+say(`| slimfit convert (a first pass over the headers for the class names, then decode) | ${ips('tconv')} | ${sec('tconv').toFixed(2)} (${range('tconv')}) | ${mb(rss('tconv'))} | ${vsTar('tconv')} |`);
+if (hasPil) say(`| Python: tarfile + PIL + numpy list loop (${PY}) | ${ips('tpil')} | ${sec('tpil').toFixed(2)} (${range('tpil')}) | ${mb(rss('tpil'))} | 1.00x |`);
+say('');
+say(`Peak RSS (median), ${Math.round(nImages / 10)} vs ${nImages} images:`);
+flat('slimfit convert of the .tar.gz', 'tconv10', 'tconv', '; includes the duplicate index');
 say('');
 
 // ---------------- CSV ----------------

@@ -4,23 +4,21 @@
 // folder name (so "notMNIST_large/A/x.png" is class "A"). Files at the archive root, macOS "__MACOSX/" and "._*"
 // entries, and non-image files are ignored.
 //
-// .tar/.tar.gz/.tgz (tar-stream over zlib.createGunzip): a tar can only be read front to back, so opening it makes
-// one cheap first pass over the headers (file data is streamed past, not decoded) to collect the class names, which
-// must be known before the first sample (labels are indices into the sorted names). The decode pass then yields
-// samples in ARCHIVE order. Memory: the set of class names and one file at a time.
+// .tar/.tar.gz/.tgz (src/formats/tar.ts: a header walk over node:zlib's gunzip stream): a tar can only be read
+// front to back, so opening it makes one cheap first pass over the headers (file data is streamed past, not
+// copied) to collect the class names, which must be known before the first sample (labels are indices into the
+// sorted names). The decode pass then yields samples in ARCHIVE order. Memory: the set of class names and about
+// 1 MB of members at a time.
 // .zip (yauzl): entries come from the central directory one at a time (lazyEntries), in directory order.
 // A broken zip member is skipped (members are independent); a corrupt tar/gzip stream is fatal, because nothing
 // after the damage can be located.
-import { createReadStream, type ReadStream } from 'node:fs';
 import { open as openFile, stat } from 'node:fs/promises';
-import { pipeline } from 'node:stream/promises';
-import { createGunzip } from 'node:zlib';
-import tar from 'tar-stream';
 import yauzl from 'yauzl';
 import { SlimfitError } from './errors.ts';
 import { isImageName, MAX_IMAGE_FILE_BYTES } from './images.ts';
 import { type ImageEntry, type ImageInput, openImageSource, type ImageSourceOptions } from './image-source.ts';
 import type { SampleSource } from './source.ts';
+import { TarError, type TarMember, type TarProgress, tarMembers } from './tar.ts';
 
 /** Which archive container a file is, from its first bytes. */
 export type ArchiveKind = 'tar' | 'tar.gz' | 'zip';
@@ -49,9 +47,6 @@ export function classOfPath(path: string): string | null {
   return parts[parts.length - 2];
 }
 
-/** Thrown into a walk whose consumer stopped early. */
-class Stopped extends Error {}
-
 const byCodeUnit = (a: string, b: string) => (a < b ? -1 : a > b ? 1 : 0);
 
 async function readAll(stream: AsyncIterable<Buffer>, size: number): Promise<Uint8Array> {
@@ -65,92 +60,28 @@ async function readAll(stream: AsyncIterable<Buffer>, size: number): Promise<Uin
   return o === size ? out : out.subarray(0, o);
 }
 
-async function drain(stream: AsyncIterable<unknown>): Promise<void> {
-  for await (const _ of stream) { /* discard */ }
-}
-
-/** Walk a tar (optionally gzipped) stream; `onEntry` gets each regular file (it must consume or drain the stream). */
-async function walkTar(path: string, gz: boolean, onEntry: (name: string, size: number, stream: AsyncIterable<Buffer>) => Promise<void>, read?: { source?: ReadStream }): Promise<void> {
-  const extract = tar.extract();
-  const source = createReadStream(path, { highWaterMark: 1 << 20 });
-  if (read) read.source = source;
-  const feed = gz ? pipeline(source, createGunzip(), extract) : pipeline(source, extract);
-  let current = '';
-  const fail = (e: unknown): never => {
-    if (e instanceof SlimfitError || e instanceof Stopped) throw e;
-    throw new SlimfitError(`cannot read the ${gz ? 'tar.gz' : 'tar'} archive${current ? ` after entry ${current}` : ''}: ${(e as Error).message}`, {
-      file: path, hint: 'the archive is truncated or corrupt; check it with `tar tzf`',
-    });
-  };
-  feed.catch(() => {}); // errors are also raised through the extract iterator below
-  try {
-    for await (const entry of extract) {
-      const h = entry.header;
-      current = h.name;
-      if (h.type === 'file' || h.type === 'contiguous-file') await onEntry(h.name, h.size ?? 0, entry as unknown as AsyncIterable<Buffer>);
-      else await drain(entry);
-    }
-    await feed;
-  } catch (e) {
-    source.destroy();
-    fail(e);
-  }
-}
-
-/**
- * Turn a push-style walk into a pull-style generator with a one-item hand-off (bounded memory). If the consumer
- * stops early, the next emit() throws so the walk ends instead of reading the rest of the archive.
- */
-async function* bridge<T>(run: (emit: (item: T) => Promise<void>) => Promise<void>): AsyncGenerator<T> {
-  let item: { value: T } | null = null;
-  let taken: (() => void) | null = null;
-  let wake: (() => void) | null = null;
-  let finished = false;
-  let error: unknown = null;
-  let stopped = false;
-  const emit = (value: T) => new Promise<void>((resolve, reject) => {
-    if (stopped) return reject(new Stopped());
-    item = { value };
-    taken = () => (stopped ? reject(new Stopped()) : resolve());
-    wake?.();
-  });
-  const walk = run(emit).then(
-    () => { finished = true; wake?.(); },
-    (e) => { if (!(e instanceof Stopped)) error = e; finished = true; wake?.(); },
-  );
-  try {
-    for (;;) {
-      if (item === null && !finished) await new Promise<void>((r) => { wake = r; });
-      wake = null;
-      const cur = item as { value: T } | null;
-      if (cur !== null) {
-        item = null;
-        yield cur.value;
-        const t = taken as (() => void) | null;
-        taken = null;
-        t?.();
-        continue;
-      }
-      if (finished) break;
-    }
-    if (error) throw error;
-  } finally {
-    if (!finished) {
-      stopped = true;
-      (taken as (() => void) | null)?.();
-    }
-    await walk;
-  }
-}
-
 /** A tar/tar.gz of class folders as an ImageInput (first pass over headers for the class names). */
 export async function tarInput(path: string, gz: boolean): Promise<ImageInput> {
+  const kind = gz ? 'tar.gz' : 'tar';
+  /** Every member of one pass, in arrays, with a clear error for a damaged archive. */
+  async function* members(want: (name: string, size: number) => boolean, progress?: TarProgress): AsyncGenerator<TarMember[]> {
+    try {
+      yield* tarMembers(path, gz, want, progress);
+    } catch (e) {
+      const after = e instanceof TarError && e.after ? ` after entry ${e.after}` : '';
+      throw new SlimfitError(`cannot read the ${kind} archive${after}: ${(e as Error).message}`, {
+        file: path, hint: `the archive is truncated or corrupt; check it with \`tar t${gz ? 'z' : ''}f\``,
+      });
+    }
+  }
+  const none = () => false;
   const counts = new Map<string, number>();
-  await walkTar(path, gz, async (name, _size, stream) => {
-    const cls = classOfPath(name);
-    if (cls !== null) counts.set(cls, (counts.get(cls) ?? 0) + 1);
-    await drain(stream);
-  });
+  for await (const arr of members(none)) {
+    for (const m of arr) {
+      const cls = classOfPath(m.name);
+      if (cls !== null) counts.set(cls, (counts.get(cls) ?? 0) + 1);
+    }
+  }
   if (counts.size === 0) {
     throw new SlimfitError('no image files in class folders found in the archive', { file: path, hint: 'expected <class>/<file>.png entries, e.g. notMNIST_small/A/x.png' });
   }
@@ -158,22 +89,32 @@ export async function tarInput(path: string, gz: boolean): Promise<ImageInput> {
   const index = new Map(classNames.map((c, i) => [c, i]));
   const { size: bytes } = await stat(path);
 
-  const read: { source?: ReadStream } = {}; // the file stream of the latest entries() pass, for progress
-  const entries = () => bridge<ImageEntry>((emit) => walkTar(path, gz, async (name, size, stream) => {
-    const cls = classOfPath(name);
-    if (cls === null) return drain(stream);
-    if (size > MAX_IMAGE_FILE_BYTES) {
-      await drain(stream);
-      return emit({ path: name, label: index.get(cls)!, data: new Uint8Array(0), error: `file too large for an image sample (${size} bytes)` });
+  const progress: TarProgress = {}; // the file stream of the latest pass, for progress
+  const wanted = (name: string, size: number) => size <= MAX_IMAGE_FILE_BYTES && classOfPath(name) !== null;
+  async function* entryChunks(): AsyncGenerator<ImageEntry[]> {
+    for await (const arr of members(wanted, progress)) {
+      const out: ImageEntry[] = [];
+      for (const m of arr) {
+        const cls = classOfPath(m.name);
+        if (cls === null) continue;
+        out.push(m.data ? { path: m.name, label: index.get(cls)!, data: m.data }
+          : { path: m.name, label: index.get(cls)!, data: new Uint8Array(0), error: `file too large for an image sample (${m.size} bytes)` });
+      }
+      if (out.length > 0) yield out;
     }
-    return emit({ path: name, label: index.get(cls)!, data: await readAll(stream, size) });
-  }, read));
-  const labelsOnly = () => bridge<number>((emit) => walkTar(path, gz, async (name, _size, stream) => {
-    const cls = classOfPath(name);
-    await drain(stream);
-    if (cls !== null) await emit(index.get(cls)!);
-  }));
-  return { name: path, classNames, bytes, entries, labelsOnly, bytesRead: () => read.source?.bytesRead ?? 0 };
+  }
+  async function* entries(): AsyncGenerator<ImageEntry> {
+    for await (const chunk of entryChunks()) yield* chunk;
+  }
+  async function* labelsOnly(): AsyncGenerator<number> {
+    for await (const arr of members(none)) {
+      for (const m of arr) {
+        const cls = classOfPath(m.name);
+        if (cls !== null) yield index.get(cls)!;
+      }
+    }
+  }
+  return { name: path, classNames, bytes, entries, entryChunks, labelsOnly, bytesRead: () => progress.source?.bytesRead ?? 0 };
 }
 
 function openZip(path: string): Promise<yauzl.ZipFile> {

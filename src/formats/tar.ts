@@ -1,0 +1,226 @@
+// Regular files of a .tar or .tar.gz, streamed front to back in 1 MB chunks (gunzip by node:zlib).
+//
+// Hand-written because the libraries spend their time per member, not per byte: over 210k PNG members, tar-stream
+// took 1.58 s and node-tar's Parser 1.43 s for what a header walk over the same gunzip stream does in 0.33 s.
+// Formats: ustar (prefix + name), GNU long names ('L'), pax records ('x': path and size; 'g' ignored), base-256
+// sizes. Every header's checksum is verified, so a damaged archive is an error at the byte where it went wrong.
+import { createReadStream, type ReadStream } from 'node:fs';
+import { createGunzip } from 'node:zlib';
+
+/** A regular file of the archive: its path, size and, when the caller wanted it, its bytes. */
+export interface TarMember {
+  name: string;
+  size: number;
+  data?: Uint8Array;
+}
+
+/** A damaged or truncated tar (or gzip) stream: `offset` is the position in the tar, `after` the last whole member. */
+export class TarError extends Error {
+  constructor(message: string, readonly offset: number, readonly after: string) {
+    super(message);
+  }
+}
+
+/** Where a pass has got to in the file (compressed bytes read), for progress. */
+export interface TarProgress {
+  source?: ReadStream;
+}
+
+const BLOCK = 512;
+/** Members' bytes are copied into slabs of this size (one allocation per slab, not per member). */
+const SLAB = 1 << 20;
+/** Members per array handed out (one await per array). */
+const PER_ARRAY = 256;
+
+/** Value of an octal (or GNU base-256) numeric header field. */
+function num(h: Uint8Array, at: number, len: number): number {
+  if (h[at] & 0x80) {
+    let v = h[at] & 0x7f;
+    for (let i = 1; i < len; i++) v = v * 256 + h[at + i];
+    return v;
+  }
+  let v = 0;
+  let i = at;
+  const end = at + len;
+  while (i < end && (h[i] === 32 || h[i] === 0)) i++;
+  for (; i < end; i++) {
+    const d = h[i] - 48;
+    if (d < 0 || d > 7) break;
+    v = v * 8 + d;
+  }
+  return v;
+}
+
+/** A NUL-terminated string field. */
+function str(h: Uint8Array, at: number, len: number): string {
+  let e = at;
+  while (e < at + len && h[e] !== 0) e++;
+  return Buffer.from(h.buffer, h.byteOffset + at, e - at).toString('utf8');
+}
+
+/** Header checksum: the sum of all bytes with the checksum field read as spaces. */
+function checksumOk(h: Uint8Array): boolean {
+  let sum = 8 * 32;
+  for (let i = 0; i < BLOCK; i++) if (i < 148 || i >= 156) sum += h[i];
+  return sum === num(h, 148, 8);
+}
+
+/** pax extended header records ("LEN key=value\n", LEN counting bytes): the ones that matter here. */
+function paxRecords(data: Uint8Array): { path?: string; size?: number } {
+  const out: { path?: string; size?: number } = {};
+  const text = (a: number, b: number) => Buffer.from(data.buffer, data.byteOffset + a, b - a).toString('utf8');
+  for (let p = 0; p < data.length;) {
+    let len = 0;
+    let q = p;
+    while (q < data.length && data[q] >= 48 && data[q] <= 57) len = len * 10 + data[q++] - 48;
+    if (data[q] !== 32 || len <= q - p || p + len > data.length) break; // not a record: ignore the rest
+    const eq = data.indexOf(61 /* = */, q + 1);
+    if (eq > 0 && eq < p + len) {
+      const key = text(q + 1, eq);
+      if (key === 'path') out.path = text(eq + 1, p + len - 1);
+      else if (key === 'size') out.size = Number(text(eq + 1, p + len - 1));
+    }
+    p += len;
+  }
+  return out;
+}
+
+/**
+ * The regular files of a tar (`gz`: gzip-compressed) in archive order, in arrays of up to 256. `want(name, size)`
+ * says whether a member's bytes are needed; they are copied out (views into shared slabs), the others skipped.
+ * Throws TarError for a damaged or truncated tar or gzip stream (and for a file that cannot be read).
+ */
+export async function* tarMembers(path: string, gz: boolean, want: (name: string, size: number) => boolean, progress?: TarProgress): AsyncGenerator<TarMember[]> {
+  const source = createReadStream(path, { highWaterMark: 1 << 20 });
+  if (progress) progress.source = source;
+  let stream: AsyncIterable<Buffer> = source;
+  if (gz) {
+    const gunzip = createGunzip({ chunkSize: 1 << 20 });
+    source.on('error', (e) => gunzip.destroy(e));
+    stream = source.pipe(gunzip);
+  }
+
+  const header = new Uint8Array(BLOCK);
+  let have = 0; // bytes of `header` filled
+  let offset = 0; // position in the tar of the next byte to look at
+  let last = ''; // the last complete member (for messages)
+  // The member being read: its data bytes still to come, then its padding.
+  let cur = null as TarMember | null; // (assigned in begin(): no narrowing to null below)
+  let meta: 'pax' | 'gnu-name' | null = null; // the current "member" is an extension header's data
+  let metaBytes = null as Uint8Array | null;
+  let dataLeft = 0;
+  let dataAt = 0;
+  let padLeft = 0;
+  // Extension headers' word for the next member.
+  let nextName: string | undefined;
+  let nextSize: number | undefined;
+  let slab = new Uint8Array(SLAB);
+  let slabUsed = 0;
+  let out: TarMember[] = [];
+  let ended = false;
+
+  /** Room for a member's bytes: in the current slab, or a new one (a big member gets its own). */
+  const room = (size: number): Uint8Array => {
+    if (size > SLAB / 4) return new Uint8Array(size);
+    if (slabUsed + size > SLAB) { slab = new Uint8Array(SLAB); slabUsed = 0; }
+    const r = slab.subarray(slabUsed, slabUsed + size);
+    slabUsed += size;
+    return r;
+  };
+
+  /** A complete header is in `header`: start its member. */
+  const begin = (): void => {
+    if (header[0] === 0 && header.every((b) => b === 0)) { ended = true; return; } // the end-of-archive block
+    if (!checksumOk(header)) throw new TarError(`bad header checksum at byte ${offset - BLOCK} of the tar`, offset - BLOCK, last);
+    const type = header[156];
+    let size = num(header, 124, 12);
+    let name = str(header, 0, 100);
+    if (str(header, 257, 5) === 'ustar') {
+      const prefix = str(header, 345, 155);
+      if (prefix) name = `${prefix}/${name}`;
+    }
+    if (type === 0x78 /* x */ || type === 0x4c /* L */) {
+      meta = type === 0x78 ? 'pax' : 'gnu-name';
+      if (size > 1 << 20) throw new TarError(`an extended header of ${size} bytes at byte ${offset - BLOCK}`, offset - BLOCK, last);
+      metaBytes = new Uint8Array(size);
+    } else if (type === 0 || type === 0x30 /* 0 */ || type === 0x37 /* 7 */) {
+      if (nextName !== undefined) name = nextName;
+      if (nextSize !== undefined) size = nextSize;
+      nextName = nextSize = undefined;
+      cur = { name, size };
+      if (want(name, size)) cur.data = room(size);
+    } else {
+      // Directories, links, devices, pax globals ('g'), GNU long link names ('K'): their data (if any) is skipped.
+      nextName = nextSize = undefined;
+    }
+    dataLeft = size;
+    dataAt = 0;
+    padLeft = (BLOCK - (size % BLOCK)) % BLOCK;
+  };
+
+  /** A member's data (and padding) has all been read. */
+  const finish = (): void => {
+    if (meta === 'pax') {
+      const r = paxRecords(metaBytes!);
+      if (r.path !== undefined) nextName = r.path;
+      if (r.size !== undefined) nextSize = r.size;
+    } else if (meta === 'gnu-name') {
+      nextName = str(metaBytes!, 0, metaBytes!.length);
+    } else if (cur) {
+      out.push(cur);
+      last = cur.name;
+    }
+    meta = null;
+    metaBytes = null;
+    cur = null;
+  };
+
+  let inMember = false;
+  try {
+    for await (const chunk of stream) {
+      let p = 0;
+      while (p < chunk.length && !ended) {
+        if (!inMember) {
+          const k = Math.min(BLOCK - have, chunk.length - p);
+          header.set(chunk.subarray(p, p + k), have);
+          have += k;
+          p += k;
+          offset += k;
+          if (have < BLOCK) break;
+          have = 0;
+          begin();
+          if (ended) break;
+          inMember = true;
+        }
+        if (dataLeft > 0) {
+          const k = Math.min(dataLeft, chunk.length - p);
+          const into = metaBytes ?? cur?.data;
+          if (into) into.set(chunk.subarray(p, p + k), dataAt);
+          dataAt += k;
+          dataLeft -= k;
+          p += k;
+          offset += k;
+          if (dataLeft > 0) break;
+        }
+        const k = Math.min(padLeft, chunk.length - p);
+        padLeft -= k;
+        p += k;
+        offset += k;
+        if (padLeft > 0) break;
+        inMember = false;
+        finish();
+        if (out.length >= PER_ARRAY) { const full = out; out = []; yield full; }
+      }
+      if (ended) break;
+    }
+    if (!ended && (inMember || have > 0)) {
+      throw new TarError(`the tar ends inside ${cur ? `member ${cur.name}` : 'a header'} (byte ${offset})`, offset, last);
+    }
+    if (out.length > 0) yield out;
+  } catch (e) {
+    if (e instanceof TarError) throw e;
+    throw new TarError(`${(e as Error).message} (byte ${offset} of the tar)`, offset, last);
+  } finally {
+    source.destroy();
+  }
+}
