@@ -56,6 +56,7 @@ export function register(program: Command): void {
       const { printConversionSummary } = await import('./convert-summary.ts');
       const ratios = o.split ? parseSplitSpec(o.split) : null;
       const { messyOptionsFromCli } = await import('../formats/messy.ts');
+      const t0 = performance.now(); // the summary's time includes opening the input (e.g. an archive's first pass)
       const input = await openInput(src, { ...o, ...messyOptionsFromCli(o) });
       const sources = input.kind === 'single' ? [input.source] : input.splits.map((s) => s.source);
       try {
@@ -72,7 +73,7 @@ export function register(program: Command): void {
           command: ['slimfit', ...cmd.parent!.args].join(' '),
           tool: `slimfit ${cmd.parent!.version() ?? ''}`.trim(),
         });
-        printConversionSummary(report);
+        printConversionSummary({ ...report, seconds: (performance.now() - t0) / 1000 });
         for (const s of sources) for (const w of (s as { warnings?: string[] }).warnings ?? []) process.stderr.write(`slimfit: warning: ${w}\n`);
       } finally {
         for (const s of sources) await s.close();
