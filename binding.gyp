@@ -36,7 +36,7 @@
       "targets": [
         {
           "target_name": "slimfit_png",
-          "sources": ["src/formats/native/png.c"],
+          "sources": ["src/formats/native/png.c", "src/formats/native/gunzip.c"],
           "cflags": ["-O2", "-std=gnu11"],
           "libraries": ["-lz", "-lpthread"]
         }

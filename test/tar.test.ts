@@ -7,7 +7,8 @@ import { createHash } from 'node:crypto';
 import { after, describe, it } from 'node:test';
 import { gzipSync } from 'node:zlib';
 import { TarError, tarMembers, type TarMember } from '../src/formats/tar.ts';
-import { py, tempDir } from './helpers.ts';
+import { py, ROOT, runCli, tempDir } from './helpers.ts';
+import { packArchive, writeNotMnist } from './image-fixture.ts';
 
 /** Write an archive with tarfile: files of seeded bytes (one of 700 kB, larger than a slab's quarter), a long
  * nested name, a non-ASCII name, an empty file, a directory and a symlink; returns {name: sha} of its files. */
@@ -79,6 +80,17 @@ describe('tar reader', () => {
     const gz = gzipSync(bytes);
     writeFileSync(cutGz, gz.subarray(0, gz.length >> 1));
     await assert.rejects(readAll(cutGz, true), (e: unknown) => e instanceof TarError && /unexpected end of file/.test((e as Error).message));
+  });
+
+  it('the native gunzip and the node:zlib fallback (SLIMFIT_PNG_NATIVE=off) give the same samples from a .tar.gz', async () => {
+    const fx = writeNotMnist(join(tmp.dir, 'tree'), 30);
+    const tgz = join(tmp.dir, 'tree.tar.gz');
+    packArchive(fx.train.dir, tgz, 'notMNIST_small');
+    const script = join(ROOT, 'test', 'drain-source.mjs');
+    const [native, fallback] = await Promise.all([runCli([tgz, '{}'], { script }), runCli([tgz, '{}'], { script, env: { SLIMFIT_PNG_NATIVE: 'off' } })]);
+    for (const r of [native, fallback]) assert.equal(r.code, 0, r.stderr);
+    assert.match(native.stdout, new RegExp(`^samples=${fx.train.samples.length} skipped=3 sum=\\d+$`, 'm'));
+    assert.equal(native.stdout, fallback.stdout);
   });
 
   it('reads on after a gzip member boundary (a .tar.gz made of concatenated gzip streams)', async () => {

@@ -16,9 +16,9 @@ import { open as openFile, stat } from 'node:fs/promises';
 import yauzl from 'yauzl';
 import { SlimfitError } from './errors.ts';
 import { isImageName, MAX_IMAGE_FILE_BYTES } from './images.ts';
-import { type ImageEntry, type ImageInput, openImageSource, type ImageSourceOptions } from './image-source.ts';
+import { type EntryChunk, type ImageEntry, type ImageInput, openImageSource, type ImageSourceOptions } from './image-source.ts';
 import type { SampleSource } from './source.ts';
-import { TarError, type TarMember, type TarProgress, tarMembers } from './tar.ts';
+import { TarError, type TarMembers, type TarProgress, tarMembers } from './tar.ts';
 
 /** Which archive container a file is, from its first bytes. */
 export type ArchiveKind = 'tar' | 'tar.gz' | 'zip';
@@ -64,7 +64,7 @@ async function readAll(stream: AsyncIterable<Buffer>, size: number): Promise<Uin
 export async function tarInput(path: string, gz: boolean): Promise<ImageInput> {
   const kind = gz ? 'tar.gz' : 'tar';
   /** Every member of one pass, in arrays, with a clear error for a damaged archive. */
-  async function* members(want: (name: string, size: number) => boolean, progress?: TarProgress): AsyncGenerator<TarMember[]> {
+  async function* members(want: (name: string, size: number) => boolean, progress?: TarProgress): AsyncGenerator<TarMembers> {
     try {
       yield* tarMembers(path, gz, want, progress);
     } catch (e) {
@@ -89,9 +89,9 @@ export async function tarInput(path: string, gz: boolean): Promise<ImageInput> {
   const index = new Map(classNames.map((c, i) => [c, i]));
   const { size: bytes } = await stat(path);
 
-  const progress: TarProgress = {}; // the file stream of the latest pass, for progress
+  const progress: TarProgress = { bytes: 0 }; // how far the latest pass has read the file
   const wanted = (name: string, size: number) => size <= MAX_IMAGE_FILE_BYTES && classOfPath(name) !== null;
-  async function* entryChunks(): AsyncGenerator<ImageEntry[]> {
+  async function* entryChunks(): AsyncGenerator<EntryChunk> {
     for await (const arr of members(wanted, progress)) {
       const out: ImageEntry[] = [];
       for (const m of arr) {
@@ -100,11 +100,12 @@ export async function tarInput(path: string, gz: boolean): Promise<ImageInput> {
         out.push(m.data ? { path: m.name, label: index.get(cls)!, data: m.data }
           : { path: m.name, label: index.get(cls)!, data: new Uint8Array(0), error: `file too large for an image sample (${m.size} bytes)` });
       }
-      if (out.length > 0) yield out;
+      if (out.length > 0) yield Object.assign(out, { release: arr.release });
+      else arr.release();
     }
   }
   async function* entries(): AsyncGenerator<ImageEntry> {
-    for await (const chunk of entryChunks()) yield* chunk;
+    for await (const chunk of entryChunks()) yield* chunk; // (bytes not released: they stay the caller's)
   }
   async function* labelsOnly(): AsyncGenerator<number> {
     for await (const arr of members(none)) {
@@ -114,7 +115,7 @@ export async function tarInput(path: string, gz: boolean): Promise<ImageInput> {
       }
     }
   }
-  return { name: path, classNames, bytes, entries, entryChunks, labelsOnly, bytesRead: () => progress.source?.bytesRead ?? 0 };
+  return { name: path, classNames, bytes, entries, entryChunks, labelsOnly, bytesRead: () => progress.bytes };
 }
 
 function openZip(path: string): Promise<yauzl.ZipFile> {

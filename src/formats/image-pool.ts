@@ -102,16 +102,17 @@ function tooLarge(path: string): string {
   return `file too large for an image sample (${size} bytes)`;
 }
 
-/** Pack byte arrays into one EncodedBatch. */
-export function pack(files: Uint8Array[]): EncodedBatch {
+/** Pack byte arrays into one EncodedBatch; into a pool's spare read buffer (`spare`) when they fit in one. */
+export function pack(files: Uint8Array[], spare?: () => ArrayBuffer): EncodedBatch {
   const offsets = new Uint32Array(files.length + 1);
   let size = 0;
   for (const f of files) size += f.length;
-  const data = new Uint8Array(size);
+  const into = spare && size <= READ_BYTES ? spare() : undefined;
+  const data = into ? new Uint8Array(into, 0, size) : new Uint8Array(size);
   let o = 0;
   files.forEach((f, i) => { offsets[i] = o; data.set(f, o); o += f.length; });
   offsets[files.length] = o;
-  return { data, offsets };
+  return { data, offsets, recycle: into !== undefined };
 }
 
 /** Decoded batch: pixels of the readable files back to back (in order), and per file null or why it was skipped. */

@@ -18,6 +18,9 @@ export interface ImageEntry {
   error?: string;
 }
 
+/** Entries handed over together; release(), when present, says their `data` is no longer read (it may be reused). */
+export type EntryChunk = ImageEntry[] & { release?: () => void };
+
 /** Where the files come from: a re-startable stream of entries, plus a cheaper labels-only stream when possible. */
 export interface ImageInput {
   name: string;
@@ -29,7 +32,7 @@ export interface ImageInput {
   /** Every candidate file in a deterministic order. Each call starts a new pass. */
   entries(): AsyncIterable<ImageEntry>;
   /** The same entries in arrays (cheaper: one await per array, not per file; per-file async steps grew V8's heap). */
-  entryChunks?(): AsyncIterable<ImageEntry[]>;
+  entryChunks?(): AsyncIterable<EntryChunk>;
   /** Class index of every candidate file, same order as entries(), without reading file contents. */
   labelsOnly?(): AsyncIterable<number>;
   close?(): Promise<void>;
@@ -55,7 +58,7 @@ function readOrEmpty(e: ImageEntry): Uint8Array {
 }
 
 /** The input's entries in arrays: its own chunks when it has them, else entries() one array per entry. */
-async function* chunksOf(input: ImageInput): AsyncGenerator<ImageEntry[]> {
+async function* chunksOf(input: ImageInput): AsyncGenerator<EntryChunk> {
   if (input.entryChunks) { yield* input.entryChunks(); return; }
   for await (const e of input.entries()) yield [e];
 }
@@ -156,7 +159,7 @@ export async function openImageSource(input: ImageInput, opts: ImageSourceOption
         // Files not read yet (trees) are read by the decoding thread; bytes we already hold (archives) travel packed.
         const lazy = files.every((f) => f.lazy);
         const batch = lazy ? { data: new Uint8Array(0), offsets: new Uint32Array(0), paths }
-          : pack(files.map((f) => (f.lazy ? readOrEmpty(f) : f.data)));
+          : pack(files.map((f) => (f.lazy ? readOrEmpty(f) : f.data)), pool.spare);
         const errors = files.map((f) => f.error);
         inFlight.push({ promise: pool.decode(batch).then((r) => ({ r, errors })), paths, labels, first });
       }
@@ -182,6 +185,8 @@ export async function openImageSource(input: ImageInput, opts: ImageSourceOption
       const release = () => { if (!released) { released = true; pool.recycle?.(r); } };
       return { n: labels.length, x: r.x, y: encodeY(labels), hashes: r.hashes, counts: r.counts, release };
     };
+    // Chunks whose entries are not all packed into a submitted batch yet (their bytes are still read).
+    const unpacked: Array<() => void> = [];
     try {
       for await (const chunk of chunksOf(input)) {
         for (const e of chunk) {
@@ -190,14 +195,20 @@ export async function openImageSource(input: ImageInput, opts: ImageSourceOption
           index++;
           if (files.length >= batchFiles || size >= BATCH_BYTES) {
             submit();
+            for (const release of unpacked.splice(0)) release(); // earlier chunks are all packed now
             while (inFlight.length >= maxInFlight) {
               const b = await finish();
               if (b.n > 0) yield b;
             }
           }
         }
+        if (chunk.release) {
+          if (files.length === 0) chunk.release();
+          else unpacked.push(chunk.release);
+        }
       }
       if (files.length > 0) submit();
+      for (const release of unpacked.splice(0)) release();
       while (inFlight.length > 0) {
         const b = await finish();
         if (b.n > 0) yield b;

@@ -31,6 +31,13 @@ export interface PngAddon {
    * sorted by UTF-8 bytes, each followed by a NUL (in `into` when it is big enough); or the errno of opening/reading it.
    */
   listImages(dir: string, exts: string, into?: ArrayBuffer): { names?: Uint8Array; count?: number; errno?: number };
+  /** A gzip inflater for gunzipRun (src/formats/native/gunzip.c). */
+  gunzipCreate(): object;
+  /**
+   * Inflate `input` into `output` on libuv's threads until either runs out: [input bytes consumed, output bytes
+   * produced, 1 if a gzip member ended with no input left else 0]. Rejects on corrupt data; one run at a time.
+   */
+  gunzipRun(gzip: object, input: Uint8Array, output: Uint8Array): Promise<[number, number, number]>;
   /** hashSamples (src/util/hash64.ts, same bits) into hashes, and countBytes (src/util/histogram.ts) added into counts. */
   digest(x: Uint8Array, sampleBytes: number, n: number, channels: number, hashes: Uint32Array, counts: Float64Array): void;
 }

@@ -727,6 +727,8 @@ static napi_value js_decoder_close(napi_env env, napi_callback_info info) {
   return NULL;
 }
 
+void gunzip_register(napi_env env, napi_value exports);  // gunzip.c
+
 NAPI_MODULE_INIT() {
   // Decoded batches (~200 KB each) are freed by V8's garbage collector in no particular order. glibc's dynamic mmap
   // threshold then moves such blocks into the brk heap, which fragments and grew with run length (10 MB after 21k
@@ -747,5 +749,6 @@ NAPI_MODULE_INIT() {
   napi_set_named_property(env, exports, "digest", f);
   napi_create_function(env, "listImages", NAPI_AUTO_LENGTH, js_list_images, NULL, &f);
   napi_set_named_property(env, exports, "listImages", f);
+  gunzip_register(env, exports);
   return exports;
 }
