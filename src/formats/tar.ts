@@ -37,11 +37,18 @@ export type TarMembers = TarMember[] & { release(): void };
 
 const BLOCK = 512;
 /** Members' bytes are copied into slabs of this size (one allocation per slab, not per member). */
-const SLAB = 1 << 20;
+const SLAB = 1 << 20; // (the same size as a chunk: the two share spare buffers)
 /** Members per array handed out (one await per array). */
 const PER_ARRAY = 256;
 /** Bytes read from the file at a time, and gunzipped at a time. */
 const CHUNK = 1 << 20;
+/**
+ * 1 MB buffers (chunks and slabs) a finished pass left for the next one: an archive is read two or three times
+ * (class names, a split's labels, samples), and fresh buffers per pass lingered until a full collection.
+ */
+const spareBuffers: Uint8Array[] = [];
+const takeBuffer = (): Uint8Array => spareBuffers.pop() ?? new Uint8Array(CHUNK);
+const giveBuffer = (b: Uint8Array): void => { if (spareBuffers.length < 8) spareBuffers.push(b); };
 
 /**
  * The tar's bytes in chunks; a chunk is valid until the next one is asked for (its buffer is then refilled). The
@@ -63,7 +70,7 @@ async function* tarBytes(path: string, gz: boolean, progress: TarProgress): Asyn
     return;
   }
   const fh = await open(path, 'r');
-  const input = new Uint8Array(CHUNK);
+  const input = takeBuffer();
   let inView = input.subarray(0, 0);
   let eof = false;
   /** More of the file into `input` (only once all of it was consumed). */
@@ -94,7 +101,7 @@ async function* tarBytes(path: string, gz: boolean, progress: TarProgress): Asyn
     }
     return produced;
   };
-  const bufs = [new Uint8Array(CHUNK), new Uint8Array(CHUNK)];
+  const bufs = [takeBuffer(), takeBuffer()];
   let k = 0;
   let next = fill(bufs[0]);
   try {
@@ -109,6 +116,7 @@ async function* tarBytes(path: string, gz: boolean, progress: TarProgress): Asyn
   } finally {
     await next.catch(() => 0); // never close the file under a read in flight
     await fh.close();
+    for (const b of [input, ...bufs]) giveBuffer(b);
   }
 }
 
@@ -189,8 +197,7 @@ export async function* tarMembers(path: string, gz: boolean, want: (name: string
   let nextSize: number | undefined;
   // Slabs: `refs` arrays not released hold bytes in it; a full slab is reused once none does.
   type Slab = { buf: Uint8Array; used: number; refs: number; full: boolean };
-  const freeSlabs: Uint8Array[] = [];
-  const newSlab = (): Slab => ({ buf: freeSlabs.pop() ?? new Uint8Array(SLAB), used: 0, refs: 0, full: false });
+  const newSlab = (): Slab => ({ buf: takeBuffer(), used: 0, refs: 0, full: false });
   let slab = newSlab();
   let slabsOfOut = new Set<Slab>();
   let out: TarMember[] = [];
@@ -201,7 +208,7 @@ export async function* tarMembers(path: string, gz: boolean, want: (name: string
     if (size > SLAB / 4) return new Uint8Array(size);
     if (slab.used + size > SLAB) {
       slab.full = true;
-      if (slab.refs === 0) freeSlabs.push(slab.buf);
+      if (slab.refs === 0) giveBuffer(slab.buf);
       slab = newSlab();
     }
     if (!slabsOfOut.has(slab)) { slabsOfOut.add(slab); slab.refs++; }
@@ -216,7 +223,7 @@ export async function* tarMembers(path: string, gz: boolean, want: (name: string
     const release = () => {
       if (released) return;
       released = true;
-      for (const s of slabs) if (--s.refs === 0 && s.full) freeSlabs.push(s.buf);
+      for (const s of slabs) if (--s.refs === 0 && s.full) giveBuffer(s.buf);
     };
     const arr = Object.assign(out, { release });
     out = [];
