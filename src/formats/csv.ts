@@ -20,6 +20,7 @@ import { csvAddon } from './csv-native.ts';
 import { SlimfitError } from './errors.ts';
 import type { SampleBatch, SampleSource, SkippedInput } from './source.ts';
 import { tsWorker } from './ts-worker.ts';
+import { doubleBuffered } from '../util/double-buffer.ts';
 
 /** Options of the text reader (see the rules at the top of this file). */
 export interface CsvOptions {
@@ -377,26 +378,20 @@ export async function* parseRange(job: RangeJob, spare: ArrayBuffer[] = []): Asy
   };
   const pending: RangeBatch[] = [];
   let carry: Uint8Array | null = null;
-  // Two reused read buffers (fresh 1 MB chunks per read would pile up as garbage ArrayBuffers and raise RSS): the
-  // next chunk is read while this one is parsed.
+  // Two reused 1 MB read buffers: the next chunk is read while this one is parsed.
   const fh = await open(path, 'r');
-  const bufs = [Buffer.allocUnsafe(1 << 20), Buffer.allocUnsafe(1 << 20)];
-  let position = job.start;
-  const readAt = (buf: Buffer, pos: number): Promise<number> => {
-    const want = Math.min(buf.length, job.end - pos);
-    return want <= 0 ? Promise.resolve(0) : fh.read(buf, 0, want, pos).then((r) => r.bytesRead);
+  let readTo = job.start; // where the next read starts
+  let position = job.start; // the end of the chunk being parsed
+  const readNext = async (buf: Buffer): Promise<number> => {
+    const want = Math.min(buf.length, job.end - readTo);
+    if (want <= 0) return 0;
+    const { bytesRead } = await fh.read(buf, 0, want, readTo);
+    readTo += bytesRead;
+    return bytesRead;
   };
-  let k = 0;
-  let next = readAt(bufs[0], position);
   try {
-    for (;;) {
-      const bytesRead = await next;
-      if (bytesRead === 0) break;
-      const chunkBuf = bufs[k];
-      k ^= 1;
-      position += bytesRead;
-      next = readAt(bufs[k], position);
-      const chunk = chunkBuf.subarray(0, bytesRead);
+    for await (const chunk of doubleBuffered([Buffer.allocUnsafe(1 << 20), Buffer.allocUnsafe(1 << 20)], readNext)) {
+      position += chunk.length;
       const lastNl = chunk.lastIndexOf(NL);
       if (lastNl < 0) {
         carry = carry ? Buffer.concat([carry, chunk]) : Buffer.from(chunk);
@@ -419,8 +414,7 @@ export async function* parseRange(job: RangeJob, spare: ArrayBuffer[] = []): Asy
     while (pending.length > 0) yield { ...pending.shift()!, at: job.end };
     if (n > 0) yield { ...take(), at: job.end };
   } finally {
-    await next.catch(() => 0); // never close the file under a read in flight
-    await fh.close();
+    await fh.close(); // (doubleBuffered awaited the read in flight)
   }
   return { lines: line, misfit, firstMisfitLine, skipped: skips.splice(0) };
 }

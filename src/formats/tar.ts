@@ -12,6 +12,7 @@ import { createReadStream } from 'node:fs';
 import { open } from 'node:fs/promises';
 import { createGunzip } from 'node:zlib';
 import { pngAddon } from './png-native.ts';
+import { doubleBuffered } from '../util/double-buffer.ts';
 
 /** A regular file of the archive: its path, size and, when the caller wanted it, its bytes. */
 export interface TarMember {
@@ -101,21 +102,11 @@ async function* tarBytes(path: string, gz: boolean, progress: TarProgress): Asyn
     }
     return produced;
   };
-  const bufs = [takeBuffer(), takeBuffer()];
-  let k = 0;
-  let next = fill(bufs[0]);
+  const bufs: [Uint8Array, Uint8Array] = [takeBuffer(), takeBuffer()];
   try {
-    for (;;) {
-      const n = await next;
-      if (n === 0) break;
-      const cur = bufs[k];
-      k ^= 1;
-      next = fill(bufs[k]);
-      yield cur.subarray(0, n);
-    }
+    yield* doubleBuffered(bufs, fill);
   } finally {
-    await next.catch(() => 0); // never close the file under a read in flight
-    await fh.close();
+    await fh.close(); // (doubleBuffered awaited the fill in flight)
     for (const b of [input, ...bufs]) giveBuffer(b);
   }
 }
@@ -139,12 +130,15 @@ function num(h: Uint8Array, at: number, len: number): number {
   return v;
 }
 
-/** A NUL-terminated string field. */
-function str(h: Uint8Array, at: number, len: number): string {
+/** A NUL-terminated string field (decoded straight from `h`: no view object per field). */
+function str(h: Buffer, at: number, len: number): string {
   let e = at;
   while (e < at + len && h[e] !== 0) e++;
-  return Buffer.from(h.buffer, h.byteOffset + at, e - at).toString('utf8');
+  return h.toString('utf8', at, e);
 }
+
+/** "ustar" at offset 257: the header has a prefix field. */
+const isUstar = (h: Uint8Array) => h[257] === 0x75 && h[258] === 0x73 && h[259] === 0x74 && h[260] === 0x61 && h[261] === 0x72;
 
 /** Header checksum: the sum of all bytes with the checksum field read as spaces. */
 function checksumOk(h: Uint8Array): boolean {
@@ -175,13 +169,14 @@ function paxRecords(data: Uint8Array): { path?: string; size?: number } {
 
 /**
  * The regular files of a tar (`gz`: gzip-compressed) in archive order, in arrays of up to 256. `want(name, size)`
- * says whether a member's bytes are needed; they are copied out (views into shared slabs), the others skipped.
+ * says whether a member's bytes are needed (it must refuse sizes the caller cannot hold: the size comes from the
+ * file); they are copied out (views into shared slabs), the others skipped.
  * Throws TarError for a damaged or truncated tar or gzip stream (and for a file that cannot be read).
  */
 export async function* tarMembers(path: string, gz: boolean, want: (name: string, size: number) => boolean, progress: TarProgress = { bytes: 0 }): AsyncGenerator<TarMembers> {
   progress.bytes = 0;
 
-  const header = new Uint8Array(BLOCK);
+  const header = Buffer.alloc(BLOCK);
   let have = 0; // bytes of `header` filled
   let offset = 0; // position in the tar of the next byte to look at
   let last = ''; // the last complete member (for messages)
@@ -237,11 +232,9 @@ export async function* tarMembers(path: string, gz: boolean, want: (name: string
     if (!checksumOk(header)) throw new TarError(`bad header checksum at byte ${offset - BLOCK} of the tar`, offset - BLOCK, last);
     const type = header[156];
     let size = num(header, 124, 12);
+    if (!Number.isSafeInteger(size)) throw new TarError(`an impossible size in the header at byte ${offset - BLOCK}`, offset - BLOCK, last);
     let name = str(header, 0, 100);
-    if (str(header, 257, 5) === 'ustar') {
-      const prefix = str(header, 345, 155);
-      if (prefix) name = `${prefix}/${name}`;
-    }
+    if (isUstar(header) && header[345] !== 0) name = `${str(header, 345, 155)}/${name}`;
     if (type === 0x78 /* x */ || type === 0x4c /* L */) {
       meta = type === 0x78 ? 'pax' : 'gnu-name';
       if (size > 1 << 20) throw new TarError(`an extended header of ${size} bytes at byte ${offset - BLOCK}`, offset - BLOCK, last);
@@ -250,6 +243,7 @@ export async function* tarMembers(path: string, gz: boolean, want: (name: string
       if (nextName !== undefined) name = nextName;
       if (nextSize !== undefined) size = nextSize;
       nextName = nextSize = undefined;
+      if (!Number.isSafeInteger(size) || size < 0) throw new TarError(`member ${name} has an impossible size (${size}, from its pax header) at byte ${offset - BLOCK}`, offset - BLOCK, last);
       cur = { name, size };
       if (want(name, size)) cur.data = room(size);
     } else {
@@ -268,7 +262,7 @@ export async function* tarMembers(path: string, gz: boolean, want: (name: string
       if (r.path !== undefined) nextName = r.path;
       if (r.size !== undefined) nextSize = r.size;
     } else if (meta === 'gnu-name') {
-      nextName = str(metaBytes!, 0, metaBytes!.length);
+      nextName = str(Buffer.from(metaBytes!.buffer, metaBytes!.byteOffset, metaBytes!.length), 0, metaBytes!.length);
     } else if (cur) {
       out.push(cur);
       last = cur.name;
