@@ -1,6 +1,9 @@
 // Child-process helper for memory tests: open a messy source, read every sample once, report count and peak RSS.
 // Usage: node test/drain-source.mjs PATH '{"workers":1,...}' [PASSES]
+import { setFlagsFromString } from 'node:v8';
 import { register } from 'tsx/esm/api';
+// As `slimfit convert` runs its readers: V8's young generation kept at its start size (src/cli/convert.ts).
+setFlagsFromString('--semi-space-growth-factor=1');
 register();
 const { openMessySource } = await import('../src/formats/messy.ts');
 const { peakRssBytes } = await import('../src/util/rss.ts');
