@@ -74,10 +74,12 @@ async function* tarBytes(path: string, gz: boolean, progress: TarProgress): Asyn
   const input = takeBuffer();
   let inView = input.subarray(0, 0);
   let eof = false;
-  /** More of the file into `input` (only once all of it was consumed). */
+  let pos = 0; // where the next read of the file starts
+  /** More of the file into `into`. */
   const readMore = async (into: Uint8Array): Promise<number> => {
-    const { bytesRead } = await fh.read(into, 0, into.length, progress.bytes);
-    progress.bytes += bytesRead;
+    const { bytesRead } = await fh.read(into, 0, into.length, pos);
+    pos += bytesRead;
+    progress.bytes = pos;
     if (bytesRead === 0) eof = true;
     return bytesRead;
   };
@@ -183,7 +185,7 @@ export async function* tarMembers(path: string, gz: boolean, want: (name: string
   // The member being read: its data bytes still to come, then its padding.
   let cur = null as TarMember | null; // (assigned in begin(): no narrowing to null below)
   let meta: 'pax' | 'gnu-name' | null = null; // the current "member" is an extension header's data
-  let metaBytes = null as Uint8Array | null;
+  let metaBytes = null as Buffer | null;
   let dataLeft = 0;
   let dataAt = 0;
   let padLeft = 0;
@@ -238,7 +240,7 @@ export async function* tarMembers(path: string, gz: boolean, want: (name: string
     if (type === 0x78 /* x */ || type === 0x4c /* L */) {
       meta = type === 0x78 ? 'pax' : 'gnu-name';
       if (size > 1 << 20) throw new TarError(`an extended header of ${size} bytes at byte ${offset - BLOCK}`, offset - BLOCK, last);
-      metaBytes = new Uint8Array(size);
+      metaBytes = Buffer.alloc(size);
     } else if (type === 0 || type === 0x30 /* 0 */ || type === 0x37 /* 7 */) {
       if (nextName !== undefined) name = nextName;
       if (nextSize !== undefined) size = nextSize;
@@ -262,7 +264,7 @@ export async function* tarMembers(path: string, gz: boolean, want: (name: string
       if (r.path !== undefined) nextName = r.path;
       if (r.size !== undefined) nextSize = r.size;
     } else if (meta === 'gnu-name') {
-      nextName = str(Buffer.from(metaBytes!.buffer, metaBytes!.byteOffset, metaBytes!.length), 0, metaBytes!.length);
+      nextName = str(metaBytes!, 0, metaBytes!.length);
     } else if (cur) {
       out.push(cur);
       last = cur.name;
