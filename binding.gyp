@@ -22,7 +22,7 @@
     },
     {
       "target_name": "slimfit_mem",
-      "sources": ["src/util/native/mem.c"],
+      "sources": ["src/core/native/mem.c"],
       "cflags": ["-O2", "-std=gnu11"]
     },
     {

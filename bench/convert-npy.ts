@@ -4,7 +4,7 @@ import { execFileSync, spawnSync } from 'node:child_process';
 import { existsSync, mkdirSync, rmSync, statSync } from 'node:fs';
 import { join } from 'node:path';
 import { parseArgs } from 'node:util';
-import { BIN, MNIST_DIR } from '../test/helpers.ts';
+import { BIN, MNIST_DIR } from '../dev/helpers.ts';
 
 const { values } = parseArgs({ options: { gb: { type: 'string', default: '2.2' }, dir: { type: 'string', default: '/tmp/slimfit-bench' } } });
 const dir = values.dir!;

@@ -14,7 +14,7 @@ import { join } from 'node:path';
 import { parseArgs } from 'node:util';
 import { gunzipSync } from 'node:zlib';
 import { encode } from 'fast-png';
-import { BIN, MNIST_DIR, ROOT } from '../test/helpers.ts';
+import { BIN, MNIST_DIR, ROOT } from '../dev/helpers.ts';
 
 const { values } = parseArgs({
   options: {

@@ -4,7 +4,7 @@ import * as tf from '@tensorflow/tfjs-core';
 import '@tensorflow/tfjs-backend-wasm';
 import * as tfl from '@tensorflow/tfjs-layers';
 import { installEngine, uninstallEngine } from '../src/engine/index.ts';
-import { mnistAccuracy } from '../src/engine/mnist-check.ts';
+import { mnistAccuracy } from '../dev/mnist-check.ts';
 
 const train = Number(process.argv[2] ?? 60000);
 await tf.setBackend('wasm');

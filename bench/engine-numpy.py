@@ -1,4 +1,4 @@
-"""numpy/OpenBLAS peer of `slimfit bench engine`: float32 GEMM GFLOP/s at given shapes.
+"""numpy/OpenBLAS peer of `npm run bench -- engine`: float32 GEMM GFLOP/s at given shapes.
 
 Usage: python3 bench/engine-numpy.py '[[name, M, N, K, transA, transB], ...]' <seconds per shape> <rounds>
 Prints one JSON line: {"rows": [{"name", "gflops"}], "blas": "...", "threads": n}; gflops is the best of rounds

@@ -1,4 +1,4 @@
-"""PyTorch peer of `slimfit bench engine`: trains the same MLP/CNN (batch, Adam 1e-3) on random data.
+"""PyTorch peer of `npm run bench -- engine`: trains the same MLP/CNN (batch, Adam 1e-3) on random data.
 
 Usage: python3 bench/engine-torch.py <mlp|cnn> <samples> <batch> [threads (default: all cores)]
 Prints one JSON line: samplesPerSec, samplesPerCpuSec (all threads' CPU time), peakRss (bytes, ru_maxrss), threads, version.

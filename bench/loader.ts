@@ -1,10 +1,10 @@
 // Loader benchmark (not a test): builds a >= 2 GB synthetic store of 28x28 uint8 images (once), then runs
-// `slimfit bench loader` on it: slimfit vs numpy memmap gather vs PyTorch DataLoader, warm and cold page cache.
+// `npm run bench -- loader` on it: slimfit vs numpy memmap gather vs PyTorch DataLoader, warm and cold page cache.
 // Usage: node --import tsx bench/loader.ts [STORE_DIR] [--seconds S] [--repeat R] [--no-cold]
 import { existsSync, mkdirSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
-import type { SampleSource } from '../src/formats/source.ts';
-import { benchLoader } from '../src/loader/bench.ts';
+import type { SampleSource } from '../src/core/source.ts';
+import { benchLoader } from './loader/bench.ts';
 import { writeStore } from '../src/store/write.ts';
 
 const args = process.argv.slice(2);

@@ -1,4 +1,4 @@
-"""Peers for `slimfit bench loader`: shuffled float32 batches from the same .npy shards with numpy memmap or PyTorch.
+"""Peers for `npm run bench -- loader`: shuffled float32 batches from the same .npy shards with numpy memmap or PyTorch.
 
 Usage: loader_peers.py KIND SPEC_JSON
   KIND: numpy | torch | torch-batched

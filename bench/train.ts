@@ -6,8 +6,8 @@ import { spawnSync } from 'node:child_process';
 import { existsSync, readFileSync } from 'node:fs';
 import { cpus } from 'node:os';
 import { join } from 'node:path';
-import { formatBytes } from '../src/util/rss.ts';
-import { MNIST_DIR, ROOT, runCli, tempDir } from '../test/helpers.ts';
+import { formatBytes } from '../src/core/rss.ts';
+import { MNIST_DIR, ROOT, runCli, tempDir } from '../dev/helpers.ts';
 
 const args = process.argv.slice(2);
 const flag = (name: string, dflt: string) => { const i = args.indexOf(name); return i >= 0 ? args[i + 1] : dflt; };

@@ -6,7 +6,7 @@ import { join } from 'node:path';
 import { after, describe, it } from 'node:test';
 import { pathToFileURL } from 'node:url';
 import { COMMANDS } from '../src/cli/index.ts';
-import { ROOT, runCli, tempDir } from './helpers.ts';
+import { ROOT, runCli, tempDir } from '../dev/helpers.ts';
 
 const COMPILER = pathToFileURL(join(ROOT, 'bin', 'compile-cli.mjs')).href;
 const { compiledEntry } = (await import(COMPILER)) as { compiledEntry: (entry: string, cacheDir: string) => Promise<string> };

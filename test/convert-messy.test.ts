@@ -4,7 +4,7 @@ import assert from 'node:assert/strict';
 import { existsSync, readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
-import { MNIST_DIR, py, runCli, tempDir } from './helpers.ts';
+import { MNIST_DIR, py, runCli, tempDir } from '../dev/helpers.ts';
 import { type NotMnistFixture, packArchive, type ExpectedSample, writeNotMnist } from './image-fixture.ts';
 
 /** numpy concatenates every shard of a split (np.load mmap) and writes x and y as raw bytes next to the store. */

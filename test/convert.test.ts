@@ -3,7 +3,7 @@ import assert from 'node:assert/strict';
 import { existsSync, readdirSync, readFileSync, writeFileSync, openSync, writeSync, closeSync, statSync } from 'node:fs';
 import { join } from 'node:path';
 import { after, before, describe, test } from 'node:test';
-import { MNIST_DIR, py, runCli, tempDir } from './helpers.ts';
+import { MNIST_DIR, py, runCli, tempDir } from '../dev/helpers.ts';
 import { openStore } from '../src/store/open.ts';
 import { writeStore } from '../src/store/write.ts';
 import { syntheticSource } from './loader-fixtures.ts';
@@ -291,7 +291,7 @@ for d, n in ((sys.argv[1], 16000), (sys.argv[2], 160000)):
   test('SIGKILL mid-conversion leaves nothing info or the loader accept; re-running succeeds', async () => {
     const out = join(t.dir, 'killed');
     const { spawn } = await import('node:child_process');
-    const { BIN } = await import('./helpers.ts');
+    const { BIN } = await import('../dev/helpers.ts');
     const child = spawn(process.execPath, [BIN, 'convert', '--x', join(big, 'x.npy'), '--y', join(big, 'y.npy'), out, '-q'], { stdio: 'ignore' });
     // Kill once shards are being written into the temp folder.
     const t0 = Date.now();

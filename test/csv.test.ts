@@ -7,7 +7,7 @@ import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import { openCsv, type CsvSource } from '../src/formats/csv.ts';
 import { openMessySource } from '../src/formats/messy.ts';
-import { MNIST_DIR, py, ROOT, runCli, tempDir } from './helpers.ts';
+import { MNIST_DIR, py, ROOT, runCli, tempDir } from '../dev/helpers.ts';
 
 async function drain(src: CsvSource): Promise<{ x: Buffer; y: bigint[]; n: number }> {
   const xs: Buffer[] = [];

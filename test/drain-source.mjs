@@ -6,7 +6,7 @@ import { register } from 'tsx/esm/api';
 setFlagsFromString('--semi-space-growth-factor=1');
 register();
 const { openMessySource } = await import('../src/formats/messy.ts');
-const { peakRssBytes } = await import('../src/util/rss.ts');
+const { peakRssBytes } = await import('../src/core/rss.ts');
 const [path, optsJson, passesArg] = process.argv.slice(2);
 const src = await openMessySource(path, JSON.parse(optsJson ?? '{}'));
 if (!src) throw new Error(`not a messy source: ${path}`);

@@ -1,9 +1,9 @@
-// `slimfit bench dtypes` through the CLI (tiny shape), and benchDtypes' data rows for the precision lab.
+// `npm run bench -- dtypes` through the CLI (tiny shape), and benchDtypes' data rows for the precision lab.
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
 import { loadAddon } from '../src/engine/addon.ts';
-import { benchDtypes } from '../src/engine/bench-dtypes.ts';
-import { runCli } from './helpers.ts';
+import { benchDtypes } from '../bench/engine/dtypes.ts';
+import { BENCH, runCli } from '../dev/helpers.ts';
 
 const { addon, note } = loadAddon();
 
@@ -26,12 +26,12 @@ test('benchDtypes returns one row per dtype with numbers, or "not available on t
   assert.equal(rows.some((r) => r.impl === 'openblas'), info.blas === 'openblas');
 });
 
-test('slimfit bench dtypes prints a markdown table; a bad --shape is a clear error', { skip: addon ? false : `native addon not built: ${note}` }, async () => {
-  const r = await runCli(['bench', 'dtypes', '--shape', '32x40x64', '--seconds', '0.03'], { timeoutMs: 60_000 });
+test('npm run bench -- dtypes prints a markdown table; a bad --shape is a clear error', { skip: addon ? false : `native addon not built: ${note}` }, async () => {
+  const r = await runCli(['dtypes', '--shape', '32x40x64', '--seconds', '0.03'], { script: BENCH, timeoutMs: 60_000 });
   assert.equal(r.code, 0, r.stderr);
   assert.match(r.stdout, /\| 32×40×64 \| float32 \| own \|/);
   assert.match(r.stdout, /\| 32×40×64 \| int8 \|/);
-  const bad = await runCli(['bench', 'dtypes', '--shape', '12by3'], { timeoutMs: 60_000 });
+  const bad = await runCli(['dtypes', '--shape', '12by3'], { script: BENCH, timeoutMs: 60_000 });
   assert.equal(bad.code, 1);
-  assert.match(bad.stderr, /slimfit: error: --shape must look like/);
+  assert.match(bad.stderr, /slimfit-bench: error: --shape must look like/);
 });

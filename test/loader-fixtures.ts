@@ -1,6 +1,6 @@
 // Synthetic stores and .npy files for the loader tests: every sample's x starts with its own index (uint32 LE).
 import { writeStore } from '../src/store/write.ts';
-import type { SampleSource } from '../src/formats/source.ts';
+import type { SampleSource } from '../src/core/source.ts';
 import { createNpyWriter } from '../src/formats/npy.ts';
 
 /** Options for {@link makeStore}. */

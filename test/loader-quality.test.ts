@@ -4,7 +4,7 @@ import { join } from 'node:path';
 import { after, test } from 'node:test';
 import { createLoader, openDataset, shuffleQuality } from '../src/loader/index.ts';
 import { idsOf, makeStore } from './loader-fixtures.ts';
-import { tempDir } from './helpers.ts';
+import { tempDir } from '../dev/helpers.ts';
 
 const tmp = tempDir('slimfit-loader-q-');
 after(() => tmp.cleanup());

@@ -3,7 +3,7 @@ import { register } from 'tsx/esm/api';
 
 register();
 const { createLoader, openDataset } = await import('../src/loader/index.ts');
-const { peakRssBytes } = await import('../src/util/rss.ts');
+const { peakRssBytes } = await import('../src/core/rss.ts');
 const [dir, shuffle = 'global', reuse = '0', epochs = '1'] = process.argv.slice(2);
 const ds = await openDataset(dir);
 const loader = createLoader(ds.split('train'), { batchSize: 128, shuffle, workers: 1, normalize: { scale: 1 / 255, shift: 0 }, oneHot: 10, shuffleWindow: 8e6, reuseBuffers: reuse === '1' });

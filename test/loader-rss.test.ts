@@ -3,7 +3,7 @@ import assert from 'node:assert/strict';
 import { join } from 'node:path';
 import { after, test } from 'node:test';
 import { makeStore } from './loader-fixtures.ts';
-import { ROOT, runCli, tempDir } from './helpers.ts';
+import { ROOT, runCli, tempDir } from '../dev/helpers.ts';
 
 const tmp = tempDir('slimfit-loader-rss-');
 after(() => tmp.cleanup());

@@ -7,7 +7,7 @@ import * as tf from '@tensorflow/tfjs-core';
 import { layers, sequential } from '@tensorflow/tfjs-layers';
 import { createLoader, openDataset, toTfDataset } from '../src/loader/index.ts';
 import { makeStore } from './loader-fixtures.ts';
-import { tempDir } from './helpers.ts';
+import { tempDir } from '../dev/helpers.ts';
 
 const tmp = tempDir('slimfit-loader-tf-');
 after(() => tmp.cleanup());

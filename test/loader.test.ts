@@ -2,11 +2,11 @@
 import assert from 'node:assert/strict';
 import { join } from 'node:path';
 import { after, before, describe, test } from 'node:test';
-import { isSlimfitError } from '../src/formats/errors.ts';
+import { isSlimfitError } from '../src/core/errors.ts';
 import { type Batch, type DataSource, createLoader, fromNpy, fromNpz, holdout, openDataset } from '../src/loader/index.ts';
 import { gatherAddon } from '../src/loader/native.ts';
 import { idsOf, makeNpyPair, makeStore } from './loader-fixtures.ts';
-import { py, tempDir } from './helpers.ts';
+import { py, tempDir } from '../dev/helpers.ts';
 
 type Opts = Parameters<typeof createLoader>[1];
 

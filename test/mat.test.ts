@@ -7,8 +7,8 @@ import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import { listMatVariables, openMat } from '../src/formats/mat.ts';
 import { openMessySource } from '../src/formats/messy.ts';
-import type { SampleSource } from '../src/formats/source.ts';
-import { py, tempDir } from './helpers.ts';
+import type { SampleSource } from '../src/core/source.ts';
+import { py, tempDir } from '../dev/helpers.ts';
 
 async function drain(src: SampleSource): Promise<{ x: Buffer; y: Buffer; n: number }> {
   const xs: Buffer[] = [];

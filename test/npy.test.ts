@@ -3,10 +3,10 @@ import assert from 'node:assert/strict';
 import { open, readFile, stat, truncate, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { after, before, describe, test } from 'node:test';
-import { DTYPES, type DType, dtypeSize } from '../src/formats/dtype.ts';
-import { SlimfitError } from '../src/formats/errors.ts';
+import { DTYPES, type DType, dtypeSize } from '../src/core/dtype.ts';
+import { SlimfitError } from '../src/core/errors.ts';
 import { createNpyWriter, encodeNpyHeader, openNpy, saveNpy } from '../src/formats/npy.ts';
-import { py, ROOT, tempDir } from './helpers.ts';
+import { py, ROOT, tempDir } from '../dev/helpers.ts';
 
 const { dir, cleanup } = tempDir('slimfit-npy-');
 after(cleanup);
@@ -314,7 +314,7 @@ np.save(sys.argv[1] + '/fort1.npy', np.asfortranarray(np.arange(5, dtype='<i4'))
 describe('shard checksums', () => {
   test('SHA-256 off the main thread equals node:crypto for any split of the bytes, and python hashlib on a shard', async () => {
     const { createHash, randomBytes } = await import('node:crypto');
-    const { createSha256 } = await import('../src/util/sha256.ts');
+    const { createSha256 } = await import('../src/core/sha256.ts');
     const { existsSync } = await import('node:fs');
     const built = existsSync(join(ROOT, 'build', 'Release', 'slimfit_sha256.node'));
     assert.equal(createSha256().offThread, built && process.env.SLIMFIT_SHA256_NATIVE !== 'off');

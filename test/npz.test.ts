@@ -3,9 +3,9 @@ import assert from 'node:assert/strict';
 import { readFile, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { after, before, describe, test } from 'node:test';
-import { SlimfitError } from '../src/formats/errors.ts';
+import { SlimfitError } from '../src/core/errors.ts';
 import { listNpz, memberCrcChecker, openNpzMember, streamNpyRows, toDiskOrder } from '../src/formats/npz.ts';
-import { py, tempDir } from './helpers.ts';
+import { py, tempDir } from '../dev/helpers.ts';
 
 const { dir, cleanup } = tempDir('slimfit-npz-');
 after(cleanup);
@@ -243,7 +243,7 @@ describe('slimfit writes .npz (streamed, stored members), numpy reads', () => {
   for (const forceZip64 of [false, true]) {
     test(`every dtype as a member, rows appended in uneven chunks${forceZip64 ? ', zip64 records forced' : ''}`, async () => {
       const { createNpzWriter } = await import('../src/formats/npz-write.ts');
-      const { DTYPES, dtypeSize } = await import('../src/formats/dtype.ts');
+      const { DTYPES, dtypeSize } = await import('../src/core/dtype.ts');
       const path = join(dir, `ours${forceZip64 ? '64' : ''}.npz`);
       const w = await createNpzWriter(path, { forceZip64 });
       const refs: Record<string, Buffer> = {};

@@ -2,12 +2,12 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { BF16, E4M3, FP16, FP32, fixedFormat } from '../src/precision/formats.ts';
-import { accumulate } from '../src/precision/lab-swallow.ts';
-import { noisyAccuracy, relDistance } from '../src/precision/lab-chaos.ts';
-import { numpyGemm } from '../src/precision/lab-speed.ts';
-import { initTf, tf } from '../src/precision/tf.ts';
-import { buildMlp, permutation } from '../src/precision/run.ts';
-import { table } from '../src/precision/report.ts';
+import { accumulate } from '../lab/swallow.ts';
+import { noisyAccuracy, relDistance } from '../lab/chaos.ts';
+import { numpyGemm } from '../lab/speed.ts';
+import { initTf, tf } from '../lab/tf.ts';
+import { buildMlp, permutation } from '../lab/run.ts';
+import { table } from '../lab/report.ts';
 
 test('toy accumulation: round-to-nearest swallows sub-half-ulp steps, stochastic and Kahan recover the sum', () => {
   // bf16 spacing just above 1 is 2^-7; 1e-4 is far below half of it

@@ -3,7 +3,7 @@ import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { py, tempDir } from './helpers.ts';
+import { py, tempDir } from '../dev/helpers.ts';
 import {
   BF16, E4M3, E5M2, FP16, FP32, decode, encode, fixedFormat, floatFormat, int8Format, newStats, parseFormat, quantize,
   quantizeScalar, type FloatFormat,

@@ -1,13 +1,13 @@
-// The precision lab: low-precision training step and meters, and `slimfit lab gupta2015 --quick` on real MNIST.
+// The precision lab: low-precision training step and meters, and `npm run lab -- gupta2015 --quick` on real MNIST.
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { existsSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { runCli, tempDir } from './helpers.ts';
-import { initTf, tf } from '../src/precision/tf.ts';
+import { LAB, runCli, tempDir } from '../dev/helpers.ts';
+import { initTf, tf } from '../lab/tf.ts';
 import { BF16, FP16, FP32, fixedFormat, type Format } from '../src/precision/formats.ts';
-import { buildMlp } from '../src/precision/run.ts';
-import { bytesPerParam, createTrainer } from '../src/precision/train.ts';
+import { buildMlp } from '../lab/run.ts';
+import { bytesPerParam, createTrainer } from '../lab/train.ts';
 import * as tfl from '@tensorflow/tfjs-layers';
 
 function batch(seed: number, n = 32, dim = 20, classes = 4) {
@@ -115,10 +115,10 @@ test('softmax-output models (as built by slimfit train) are handled, and memory 
   assert.equal(bytesPerParam({ weights: BF16, kahan: true, state: BF16 }, 'adam').total, 8);
 });
 
-test('`slimfit lab gupta2015 --quick --epochs 2`: stochastic rounding beats round-to-nearest at FL=8 on real MNIST', async () => {
+test('`npm run lab -- gupta2015 --quick --epochs 2`: stochastic rounding beats round-to-nearest at FL=8 on real MNIST', async () => {
   const { dir, cleanup } = tempDir();
   try {
-    const r = await runCli(['lab', 'gupta2015', '--quick', '--fl', '8', '--epochs', '2', '--no-float', '--out', dir], { timeoutMs: 120_000 });
+    const r = await runCli(['gupta2015', '--quick', '--fl', '8', '--epochs', '2', '--no-float', '--out', dir], { script: LAB, timeoutMs: 120_000 });
     assert.equal(r.code, 0, r.stderr);
     const acc = (label: string) => Number(new RegExp(`^gupta2015\\t${label}\\ttest_acc=([0-9.]+)`, 'm').exec(r.stdout)![1]);
     const rn = acc('FL=8 nearest'), sr = acc('FL=8 stochastic');

@@ -3,7 +3,7 @@
 import assert from 'node:assert/strict';
 import { Writable } from 'node:stream';
 import { describe, it } from 'node:test';
-import { createProgress } from '../src/util/progress.ts';
+import { createProgress } from '../src/core/progress.ts';
 
 /** A stream that keeps what is written; `tty` makes it look like a terminal to cli-progress. */
 function sink(tty: boolean): { stream: NodeJS.WriteStream; text: () => string } {

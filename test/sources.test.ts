@@ -4,11 +4,11 @@ import { createHash } from 'node:crypto';
 import { readFile, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { after, before, describe, test } from 'node:test';
-import { SlimfitError } from '../src/formats/errors.ts';
-import type { SampleSource } from '../src/formats/source.ts';
+import { SlimfitError } from '../src/core/errors.ts';
+import type { SampleSource } from '../src/core/source.ts';
 import { idxPairSource, mnistDirSource, npyPairSource, npzSource } from '../src/formats/sources.ts';
 import { listNpz } from '../src/formats/npz.ts';
-import { MNIST_DIR, py, tempDir } from './helpers.ts';
+import { MNIST_DIR, py, tempDir } from '../dev/helpers.ts';
 
 const { dir, cleanup } = tempDir('slimfit-sources-');
 after(cleanup);

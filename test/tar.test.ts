@@ -7,7 +7,7 @@ import { createHash } from 'node:crypto';
 import { after, describe, it } from 'node:test';
 import { gzipSync } from 'node:zlib';
 import { TarError, tarMembers, type TarMember } from '../src/formats/tar.ts';
-import { py, ROOT, runCli, tempDir } from './helpers.ts';
+import { py, ROOT, runCli, tempDir } from '../dev/helpers.ts';
 import { packArchive, writeNotMnist } from './image-fixture.ts';
 
 /** Write an archive with tarfile: files of seeded bytes (one of 700 kB, larger than a slab's quarter), a long

@@ -3,7 +3,7 @@ import assert from 'node:assert/strict';
 import { join } from 'node:path';
 import { after, before, test } from 'node:test';
 import { buildModel, evaluate, fit } from '../src/train/index.ts';
-import { MNIST_DIR, py, runCli, tempDir } from './helpers.ts';
+import { MNIST_DIR, py, runCli, tempDir } from '../dev/helpers.ts';
 
 const tmp = tempDir('slimfit-train-fit-');
 const store = join(tmp.dir, 'store');

@@ -2,7 +2,7 @@
 import { openSync, readSync, closeSync } from 'node:fs';
 import { join } from 'node:path';
 import type { DataSource, Batch, Cursor, Loader } from '../src/loader/types.ts';
-import { MNIST_DIR } from './helpers.ts';
+import { MNIST_DIR } from '../dev/helpers.ts';
 
 /** `n` real MNIST samples starting at `start` of the train (or t10k) IDX files, pixels scaled to [0, 1]. */
 export function mnistSlice(n: number, start = 0, set: 'train' | 't10k' = 'train'): { x: Float32Array; y: Int32Array } {

@@ -7,7 +7,7 @@ import { initBackend, tf } from '../src/train/backend.ts';
 import { buildModel } from '../src/train/models.ts';
 import { compileDefault, evaluateLoader, restoreOptimizerExactly, trainEpochs } from '../src/train/loop.ts';
 import { loadModel, saveModel } from '../src/train/modelio.ts';
-import { tempDir } from './helpers.ts';
+import { tempDir } from '../dev/helpers.ts';
 import { memLoader, mnistSlice } from './train-helpers.ts';
 
 const SHAPE = [28, 28, 1];

@@ -2,8 +2,8 @@
 import assert from 'node:assert/strict';
 import { join } from 'node:path';
 import { after, test } from 'node:test';
-import { formatBytes } from '../src/util/rss.ts';
-import { py, runCli, tempDir } from './helpers.ts';
+import { formatBytes } from '../src/core/rss.ts';
+import { py, runCli, tempDir } from '../dev/helpers.ts';
 
 const tmp = tempDir('slimfit-train-rss-');
 after(() => tmp.cleanup());

@@ -1,7 +1,7 @@
 // The table `convert` prints at the end: per split and class counts, skipped inputs, duplicates, leakage, time, memory.
 import Table from 'cli-table3';
 import type { ConversionReport } from '../store/write.ts';
-import { formatBytes } from '../util/rss.ts';
+import { formatBytes } from '../core/rss.ts';
 
 /** Print a conversion's summary to stdout. */
 export function printConversionSummary(r: ConversionReport): void {

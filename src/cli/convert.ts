@@ -1,7 +1,7 @@
 // `slimfit convert [SRC] OUT`: any supported input to a store (logic in src/formats/open-source.ts and src/store/write.ts).
 import type { Command } from 'commander';
-import { SlimfitError } from '../formats/errors.ts';
-import { parseBytes } from '../util/units.ts';
+import { SlimfitError } from '../core/errors.ts';
+import { parseBytes } from '../core/units.ts';
 
 /** Options `convert` takes (messy-source options are passed through to their readers). */
 interface ConvertOptions {

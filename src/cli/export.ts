@@ -1,6 +1,6 @@
 // `slimfit export DIR --split test --out test.npz`: one split as a plain .npz for people who want one file.
 import type { Command } from 'commander';
-import { formatBytes } from '../util/rss.ts';
+import { formatBytes } from '../core/rss.ts';
 
 /** Register `export`. */
 export function register(program: Command): void {

@@ -1,7 +1,7 @@
 // The `slimfit` command: one sub-command per file in this folder; logic lives in the library modules.
 import { Command } from 'commander';
-import { isSlimfitError } from '../formats/errors.ts';
-import { peakRssBytes } from '../util/rss.ts';
+import { isSlimfitError } from '../core/errors.ts';
+import { peakRssBytes } from '../core/rss.ts';
 
 /** Version printed by --version and recorded in manifests. */
 export const VERSION = '0.1.0';
@@ -12,13 +12,11 @@ type Register = { register: (p: Command) => void };
  * compiles each into a chunk of its own (bin/compile-cli.mjs); a test checks this table against this folder.
  */
 export const COMMANDS: Record<string, Array<() => Promise<Register>>> = {
-  bench: [() => import('./bench-engine.ts'), () => import('./bench-loader.ts')],
   convert: [() => import('./convert.ts')],
   demo: [() => import('./demo.ts')],
   eval: [() => import('./eval.ts')],
   export: [() => import('./export.ts')],
   info: [() => import('./info.ts')],
-  lab: [() => import('./lab.ts')],
   show: [() => import('./show.ts')],
   train: [() => import('./train.ts')],
   verify: [() => import('./verify.ts')],
@@ -40,7 +38,7 @@ export async function buildProgram(only?: string): Promise<Command> {
 
 /** Run the CLI with `argv` (as process.argv); prints user errors plainly and sets the exit code. */
 export async function main(argv: string[]): Promise<void> {
-  // Tests measure the memory of a real CLI run through this line (see test/helpers.ts).
+  // Tests measure the memory of a real CLI run through this line (see dev/helpers.ts).
   if (process.env.SLIMFIT_REPORT_RSS) process.on('exit', () => process.stderr.write(`slimfit-peak-rss-bytes=${peakRssBytes()}\n`));
   const program = await buildProgram(argv[2]);
   try {

@@ -1,6 +1,6 @@
 // `slimfit train DIR`: train a model on a store (or .npy/.npz files) into a run folder with checkpoints and a report.
 import type { Command } from 'commander';
-import { SlimfitError } from '../formats/errors.ts';
+import { SlimfitError } from '../core/errors.ts';
 
 /** Parse a positive number flag. */
 function num(name: string, integer: boolean) {

@@ -1,7 +1,7 @@
 // `slimfit verify DIR`: re-checksum every shard; exit 1 naming each bad one.
 import type { Command } from 'commander';
 import { verifyStore } from '../store/verify.ts';
-import { formatBytes } from '../util/rss.ts';
+import { formatBytes } from '../core/rss.ts';
 
 /** Register `verify`. */
 export function register(program: Command): void {

@@ -14,10 +14,10 @@
 // after the damage can be located.
 import { open as openFile, stat } from 'node:fs/promises';
 import yauzl from 'yauzl';
-import { SlimfitError } from './errors.ts';
+import { SlimfitError } from '../core/errors.ts';
 import { isImageName, MAX_IMAGE_FILE_BYTES } from './images.ts';
 import { type EntryChunk, type ImageEntry, type ImageInput, openImageSource, type ImageSourceOptions } from './image-source.ts';
-import type { SampleSource } from './source.ts';
+import type { SampleSource } from '../core/source.ts';
 import { TarError, type TarMembers, type TarProgress, tarMembers } from './tar.ts';
 
 /** Which archive container a file is, from its first bytes. */

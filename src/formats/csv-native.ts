@@ -1,6 +1,6 @@
 // The optional native CSV line parser (build/Release/slimfit_csv.node, built by `npm install`): see
 // src/formats/native/csv.c. Without it (or with SLIMFIT_CSV_NATIVE=off) the JS scanner in csv.ts parses every line.
-import { loadAddon } from '../util/native-addon.ts';
+import { loadAddon } from '../core/native.ts';
 
 /** The addon's function (see src/formats/native/csv.c). */
 export interface CsvAddon {

@@ -14,13 +14,13 @@
 //   the reason; with --strict it is fatal. Blank lines and lines starting with '#' are ignored.
 import { open, stat } from 'node:fs/promises';
 import { isMainThread, parentPort, workerData } from 'node:worker_threads';
-import type { FieldSpec } from '../store/manifest.ts';
-import type { DType } from './dtype.ts';
+import type { FieldSpec } from '../core/dtype.ts';
+import type { DType } from '../core/dtype.ts';
 import { csvAddon } from './csv-native.ts';
-import { SlimfitError } from './errors.ts';
-import type { SampleBatch, SampleSource, SkippedInput } from './source.ts';
-import { tsWorker } from './ts-worker.ts';
-import { doubleBuffered } from '../util/double-buffer.ts';
+import { SlimfitError } from '../core/errors.ts';
+import type { SampleBatch, SampleSource, SkippedInput } from '../core/source.ts';
+import { tsWorker } from '../core/worker.ts';
+import { doubleBuffered } from '../core/double-buffer.ts';
 
 /** Options of the text reader (see the rules at the top of this file). */
 export interface CsvOptions {

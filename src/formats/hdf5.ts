@@ -12,12 +12,12 @@
 // h5wasm runs in its own worker thread WITHOUT tsx: importing its 4 MB module through tsx's loader peaked at ~650 MB
 // RSS; in a plain worker the whole process stays near 115 MB. Hyperslabs come back as transferred buffers.
 import { Worker } from 'node:worker_threads';
-import type { FieldSpec } from '../store/manifest.ts';
-import type { DType, TypedArray } from './dtype.ts';
-import { dtypeSize, viewAs } from './dtype.ts';
-import { SlimfitError } from './errors.ts';
-import { gather } from './mat.ts';
-import type { SampleBatch, SampleSource } from './source.ts';
+import type { FieldSpec } from '../core/dtype.ts';
+import type { DType, TypedArray } from '../core/dtype.ts';
+import { dtypeSize, viewAs } from '../core/dtype.ts';
+import { SlimfitError } from '../core/errors.ts';
+import { gather } from './colmajor.ts';
+import type { SampleBatch, SampleSource } from '../core/source.ts';
 
 /** Options of the HDF5 reader. */
 export interface Hdf5Options {

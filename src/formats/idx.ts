@@ -3,8 +3,8 @@
 import { createReadStream } from 'node:fs';
 import { open } from 'node:fs/promises';
 import { createGunzip } from 'node:zlib';
-import { type DType, dtypeSize, swapBytes } from './dtype.ts';
-import { SlimfitError } from './errors.ts';
+import { type DType, dtypeSize, swapBytes } from '../core/dtype.ts';
+import { SlimfitError } from '../core/errors.ts';
 
 const TYPE_CODES: Record<number, DType> = {
   0x08: 'uint8', 0x09: 'int8', 0x0b: 'int16', 0x0c: 'int32', 0x0d: 'float32', 0x0e: 'float64',

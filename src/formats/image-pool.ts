@@ -6,10 +6,10 @@
 import { readFileSync, statSync } from 'node:fs';
 import { availableParallelism, constants } from 'node:os';
 import { isMainThread, parentPort, Worker, workerData } from 'node:worker_threads';
-import { tsWorker } from './ts-worker.ts';
+import { tsWorker } from '../core/worker.ts';
 import { decodeImage, type ImageDecodeOptions, type ImageTarget, MAX_IMAGE_FILE_BYTES } from './images.ts';
-import { hashSamples } from '../util/hash64.ts';
-import { countBytes } from '../util/histogram.ts';
+import { hashSamples } from '../core/hash64.ts';
+import { countBytes } from '../core/histogram.ts';
 import { type PngAddon, pngAddon } from './png-native.ts';
 
 /** Decodes in flight per thread (libuv's pool has 4 threads by default). */
@@ -119,9 +119,9 @@ export function pack(files: Uint8Array[], spare?: () => ArrayBuffer): EncodedBat
 export interface DecodedBatch {
   x: Uint8Array;
   reasons: (string | null)[];
-  /** hash64 of each decoded sample (src/util/hash64.ts), computed here so the store writer does not have to. */
+  /** hash64 of each decoded sample (src/core/hash64.ts), computed here so the store writer does not have to. */
   hashes: Uint32Array;
-  /** Per-channel value counts of x (src/util/histogram.ts), for the store's statistics. */
+  /** Per-channel value counts of x (src/core/histogram.ts), for the store's statistics. */
   counts: Float64Array;
 }
 

@@ -1,11 +1,11 @@
 // A SampleSource over a stream of labelled image files (from a folder tree or an archive): packs files into
 // batches, decodes them in the worker pool, and yields samples strictly in input order with bad files skipped.
-import type { FieldSpec } from '../store/manifest.ts';
-import { SlimfitError } from './errors.ts';
+import type { FieldSpec } from '../core/dtype.ts';
+import { SlimfitError } from '../core/errors.ts';
 import { createImagePool, type DecodedBatch, defaultWorkers, joinDecoded, pack, readImageFile, readSome } from './image-pool.ts';
 import { decodeImage, type ImageDecodeOptions, type ImageTarget } from './images.ts';
 import { pngAddon } from './png-native.ts';
-import type { SampleBatch, SampleSource, SkippedInput } from './source.ts';
+import type { SampleBatch, SampleSource, SkippedInput } from '../core/source.ts';
 
 /** One image file with its class index and bytes (or, with `lazy`, only its path: the decoding thread reads it). */
 export interface ImageEntry {

@@ -4,11 +4,11 @@
 // Other files (.DS_Store, .txt, nested folders) are ignored.
 import { opendir, readdir, stat } from 'node:fs/promises';
 import { join, sep } from 'node:path';
-import { SlimfitError } from './errors.ts';
+import { SlimfitError } from '../core/errors.ts';
 import { IMAGE_EXTENSIONS, isImageName } from './images.ts';
 import { pngAddon } from './png-native.ts';
 import { type ImageEntry, type ImageInput, openImageSource, type ImageSourceOptions } from './image-source.ts';
-import type { SampleSource } from './source.ts';
+import type { SampleSource } from '../core/source.ts';
 
 const EMPTY = new Uint8Array(0);
 const byCodeUnit = (a: string, b: string) => (a < b ? -1 : a > b ? 1 : 0);

@@ -3,10 +3,10 @@
 // extension second; anything else returns null so the caller can try its other readers.
 import { open, stat } from 'node:fs/promises';
 import { extname } from 'node:path';
-import type { DType } from './dtype.ts';
-import { SlimfitError } from './errors.ts';
+import type { DType } from '../core/dtype.ts';
+import { SlimfitError } from '../core/errors.ts';
 import { parseResize } from './images.ts';
-import type { SampleSource } from './source.ts';
+import type { SampleSource } from '../core/source.ts';
 
 /** Options of the messy readers (mirroring `slimfit convert` flags). */
 export interface MessyOptions {

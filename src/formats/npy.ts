@@ -1,9 +1,9 @@
 // numpy .npy: header parse/encode, random-access row reader and streaming row writer.
 // Hand-written because no npm library reads .npy by position or writes it as a stream.
-import { createSha256 } from '../util/sha256.ts';
+import { createSha256 } from '../core/sha256.ts';
 import { open, rename, rm, writeFile, type FileHandle } from 'node:fs/promises';
-import { type DType, descrOf, dtypeSize, parseDescr, swapBytes } from './dtype.ts';
-import { SlimfitError } from './errors.ts';
+import { type DType, descrOf, dtypeSize, parseDescr, swapBytes } from '../core/dtype.ts';
+import { SlimfitError } from '../core/errors.ts';
 
 const MAGIC = Buffer.from([0x93, 0x4e, 0x55, 0x4d, 0x50, 0x59]); // \x93NUMPY
 /** Headers bigger than this are refused rather than allocated (numpy itself refuses > 10 kB by default). */

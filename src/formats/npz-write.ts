@@ -3,7 +3,7 @@
 // header are patched in place, and the CRC-32 of the final header is combined with the CRC of the streamed data.
 import { open, rename, rm } from 'node:fs/promises';
 import { crc32 } from 'node:zlib';
-import { type DType, dtypeSize } from './dtype.ts';
+import { type DType, dtypeSize } from '../core/dtype.ts';
 import { encodeNpyHeader } from './npy.ts';
 
 const WRITE_BUFFER = 4 << 20;

@@ -3,8 +3,8 @@ import type { Readable } from 'node:stream';
 import { createReadStream } from 'node:fs';
 import { crc32, createInflateRaw } from 'node:zlib';
 import yauzl from 'yauzl';
-import { dtypeSize, swapBytes } from './dtype.ts';
-import { SlimfitError } from './errors.ts';
+import { dtypeSize, swapBytes } from '../core/dtype.ts';
+import { SlimfitError } from '../core/errors.ts';
 import { type NpyFile, type NpyHeader, openNpy, parseNpyHeader } from './npy.ts';
 
 /** Rows bigger than this are refused when streaming (a header this large is almost certainly corrupt). */

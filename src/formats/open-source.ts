@@ -1,8 +1,8 @@
 // Which reader a `slimfit convert` input needs: decided from the path (folder, extension, magic bytes) and --x/--y.
 import { open, readdir, stat } from 'node:fs/promises';
 import { extname, join } from 'node:path';
-import { SlimfitError } from './errors.ts';
-import type { SampleSource } from './source.ts';
+import { SlimfitError } from '../core/errors.ts';
+import type { SampleSource } from '../core/source.ts';
 import { idxPairSource, mnistDirSource, npyPairSource, npzSource } from './sources.ts';
 import { listNpz } from './npz.ts';
 

@@ -1,6 +1,6 @@
 // The optional native PNG addon (build/Release/slimfit_png.node; built by `npm install` when zlib's headers are
 // present): batch decode of plain 8-bit PNGs and batch file reads, used by the image decode workers.
-import { loadAddon } from '../util/native-addon.ts';
+import { loadAddon } from '../core/native.ts';
 
 /** The addon's functions (see src/formats/native/png.c). */
 export interface PngAddon {
@@ -38,7 +38,7 @@ export interface PngAddon {
    * produced, 1 if a gzip member ended with no input left else 0]. Rejects on corrupt data; one run at a time.
    */
   gunzipRun(gzip: object, input: Uint8Array, output: Uint8Array): Promise<[number, number, number]>;
-  /** hashSamples (src/util/hash64.ts, same bits) into hashes, and countBytes (src/util/histogram.ts) added into counts. */
+  /** hashSamples (src/core/hash64.ts, same bits) into hashes, and countBytes (src/core/histogram.ts) added into counts. */
   digest(x: Uint8Array, sampleBytes: number, n: number, channels: number, hashes: Uint32Array, counts: Float64Array): void;
 }
 

@@ -2,13 +2,13 @@
 // Everything streams in ~4 MB batches; nothing holds a whole array.
 import { open, readdir, stat } from 'node:fs/promises';
 import { join } from 'node:path';
-import type { FieldSpec } from '../store/manifest.ts';
-import { type DType, viewAs } from './dtype.ts';
-import { SlimfitError } from './errors.ts';
+import type { FieldSpec } from '../core/dtype.ts';
+import { type DType, viewAs } from '../core/dtype.ts';
+import { SlimfitError } from '../core/errors.ts';
 import { type IdxInfo, idxChunks, openIdx } from './idx.ts';
 import { type NpyFile, openNpy } from './npy.ts';
 import { listNpz, memberCrcChecker, memberDisplayName, type NpzMember, openNpzMember, streamNpyRows, toDiskOrder } from './npz.ts';
-import type { SampleBatch, SampleSource } from './source.ts';
+import type { SampleBatch, SampleSource } from '../core/source.ts';
 
 /** Target bytes of x per batch. */
 const BATCH_BYTES = 4 << 20;

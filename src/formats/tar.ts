@@ -12,7 +12,7 @@ import { createReadStream } from 'node:fs';
 import { open } from 'node:fs/promises';
 import { createGunzip } from 'node:zlib';
 import { pngAddon } from './png-native.ts';
-import { doubleBuffered } from '../util/double-buffer.ts';
+import { doubleBuffered } from '../core/double-buffer.ts';
 
 /** A regular file of the archive: its path, size and, when the caller wanted it, its bytes. */
 export interface TarMember {

@@ -1,6 +1,6 @@
 // Keras's validation_split for data with no validation split: a seeded random part of a source held out, as two views.
-import { SlimfitError } from '../formats/errors.ts';
-import { permutation } from '../util/permutation.ts';
+import { SlimfitError } from '../core/errors.ts';
+import { permutation } from '../core/permutation.ts';
 import { isLoadable, type LoadableSource, type Subset } from './layout.ts';
 import type { DataSource } from './types.ts';
 

@@ -1,8 +1,8 @@
 // createLoader: shuffled minibatches from disk, filled by worker threads into a fixed ring of shared buffers.
 import { availableParallelism } from 'node:os';
-import { tsWorker } from '../formats/ts-worker.ts';
-import { type TypedArray, dtypeSize, elementAsNumber, viewAs } from '../formats/dtype.ts';
-import { SlimfitError } from '../formats/errors.ts';
+import { tsWorker } from '../core/worker.ts';
+import { type TypedArray, dtypeSize, elementAsNumber, viewAs } from '../core/dtype.ts';
+import { SlimfitError } from '../core/errors.ts';
 import { openNpy } from '../formats/npy.ts';
 import { isLoadable, type LoadableSource } from './layout.ts';
 import { subsetIndex } from './holdout.ts';

@@ -1,5 +1,5 @@
 // The sample order of an epoch as a pure function of (seed, epoch, rank, position): shared by the main thread and workers.
-import { type Permutation, permutation } from '../util/permutation.ts';
+import { type Permutation, permutation } from '../core/permutation.ts';
 import { subsetIndex } from './holdout.ts';
 import type { Subset } from './layout.ts';
 

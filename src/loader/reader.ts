@@ -1,8 +1,8 @@
 // Fills one batch: computes its samples, reads them with synchronous positioned reads (sorted, coalesced), transforms them.
 // Runs inside worker threads (or on the main thread with workers: 0); everything it needs arrives as plain data.
 import { closeSync, fstatSync, openSync, readSync } from 'node:fs';
-import { dtypeSize, swapBytes } from '../formats/dtype.ts';
-import { SlimfitError } from '../formats/errors.ts';
+import { dtypeSize, swapBytes } from '../core/dtype.ts';
+import { SlimfitError } from '../core/errors.ts';
 import { parseNpyHeader } from '../formats/npy.ts';
 import { type Part, type PartFile, partOf } from './layout.ts';
 import { type ClassTable, type PlanConfig, createPlan } from './plan.ts';

@@ -1,7 +1,7 @@
 // Data sources for the loader: a store split, a pair of plain .npy files, or two members of an .npz.
 import { stat } from 'node:fs/promises';
 import { join, resolve } from 'node:path';
-import { SlimfitError } from '../formats/errors.ts';
+import { SlimfitError } from '../core/errors.ts';
 import { type NpyFile, openNpy } from '../formats/npy.ts';
 import { type NpzMember, listNpz, memberDisplayName } from '../formats/npz.ts';
 import type { FieldSpec, Manifest } from '../store/manifest.ts';

@@ -1,7 +1,7 @@
 // Adapter: a Loader as a tf.data.Dataset of {xs, ys} for model.fitDataset (one loader epoch per dataset iteration).
 import { type Tensor, tensor } from '@tensorflow/tfjs-core';
 import { type Dataset, generator } from '@tensorflow/tfjs-data';
-import type { TypedArray } from '../formats/dtype.ts';
+import type { TypedArray } from '../core/dtype.ts';
 import type { Loader } from './types.ts';
 
 /** Options for {@link toTfDataset}. */

@@ -1,8 +1,8 @@
 // Per-sample transforms run by the loader's readers: cast/normalize, random shift, Gaussian noise, labels (int32 or one-hot).
-import { type DType, type TypedArray, dtypeSize, halfToFloat } from '../formats/dtype.ts';
-import { SlimfitError } from '../formats/errors.ts';
+import { type DType, type TypedArray, dtypeSize, halfToFloat } from '../core/dtype.ts';
+import { SlimfitError } from '../core/errors.ts';
 import type { FieldSpec, Stats } from '../store/manifest.ts';
-import { hash32 } from '../util/permutation.ts';
+import { hash32 } from '../core/permutation.ts';
 import type { TransformOptions } from './types.ts';
 
 /** Plain-data transform description (computed once on the main thread, passed to workers). */

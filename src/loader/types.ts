@@ -1,5 +1,5 @@
 // The loader's public contract: data sources, options, batches, cursors. Implementations live beside this file.
-import type { TypedArray } from '../formats/dtype.ts';
+import type { TypedArray } from '../core/dtype.ts';
 import type { FieldSpec, Stats } from '../store/manifest.ts';
 
 /** Samples a loader can read by index: a store split, or the user's own .npy/.npz files. */

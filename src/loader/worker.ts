@@ -1,6 +1,6 @@
 // Worker thread entry: fills batches into shared ring slots on request and reports back (errors included).
 import { parentPort, workerData } from 'node:worker_threads';
-import { isSlimfitError } from '../formats/errors.ts';
+import { isSlimfitError } from '../core/errors.ts';
 import { type ReaderInit, createReader } from './reader.ts';
 
 /**

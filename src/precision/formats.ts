@@ -1,6 +1,6 @@
 // Number formats (fp16, bf16, FP8 E4M3/E5M2, generic float, fixed point, int8) and fast quantization over Float32Array.
 import type { Rng } from './rng.ts';
-import { SlimfitError } from '../formats/errors.ts';
+import { SlimfitError } from '../core/errors.ts';
 
 /** How a value between two representable neighbours is resolved. */
 export type Rounding = 'nearest' | 'stochastic' | 'zero';

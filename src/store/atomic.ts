@@ -2,7 +2,7 @@
 import { randomBytes } from 'node:crypto';
 import { mkdir, open, readdir, rename, rm, stat } from 'node:fs/promises';
 import { basename, dirname, join, resolve } from 'node:path';
-import { SlimfitError } from '../formats/errors.ts';
+import { SlimfitError } from '../core/errors.ts';
 import { MANIFEST_FILE } from './manifest.ts';
 
 const TMP_MARK = '.slimfit-tmp-';

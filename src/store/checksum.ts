@@ -1,6 +1,6 @@
 // SHA-256 of a file, streamed (never the whole file in memory); hashed off this thread when the addon is built.
 import { open } from 'node:fs/promises';
-import { createSha256 } from '../util/sha256.ts';
+import { createSha256 } from '../core/sha256.ts';
 
 const CHUNK = 1 << 20;
 

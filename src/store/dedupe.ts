@@ -1,9 +1,9 @@
-// Exact-duplicate detection over decoded samples: 64-bit pixel hashes (src/util/hash64.ts) in 256 open-addressing
+// Exact-duplicate detection over decoded samples: 64-bit pixel hashes (src/core/hash64.ts) in 256 open-addressing
 // tables picked by the hash's top 8 bits. Two different samples collide with probability ~2^-64 per pair (~3e-8 for
 // a million samples). Sized up front when the sample count is known (no growth, no garbage: a grown table's old
 // arrays are external memory V8 frees only at its next full collection, 4 MB of peak RSS at 210k samples); else the
 // tables grow one at a time by 1.5x, so memory follows the sample count (~11-16 bytes per distinct sample).
-import { H, hash64 } from '../util/hash64.ts';
+import { H, hash64 } from '../core/hash64.ts';
 
 /** A set of sample fingerprints with, for each, the splits it has appeared in (at most 8 splits). */
 export interface DuplicateIndex {

@@ -1,6 +1,6 @@
 // Writing one split of a store as a single plain .npz (x and y members), streamed shard by shard.
 import { createNpzWriter } from '../formats/npz-write.ts';
-import { createProgress } from '../util/progress.ts';
+import { createProgress } from '../core/progress.ts';
 import { openStore } from './open.ts';
 
 /** Rows copied per read, so memory stays at a few MB whatever the split size. */

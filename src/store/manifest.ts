@@ -1,20 +1,15 @@
 // dataset.json: the manifest that makes a folder of .npy shards a slimfit store.
 import { readFile } from 'node:fs/promises';
 import { join } from 'node:path';
-import { type DType, isDType } from '../formats/dtype.ts';
-import { SlimfitError } from '../formats/errors.ts';
+import { type FieldSpec, isDType } from '../core/dtype.ts';
+import { SlimfitError } from '../core/errors.ts';
 
 /** File name of the manifest inside a store directory. */
 export const MANIFEST_FILE = 'dataset.json';
 /** Manifest format version written by this code. */
 export const STORE_VERSION = 1;
 
-/** dtype and per-sample shape of one field (x or y). */
-export interface FieldSpec {
-  dtype: DType;
-  /** Shape of one sample, e.g. [28, 28, 1] for x, [] for a scalar label. */
-  shape: number[];
-}
+export type { FieldSpec } from '../core/dtype.ts';
 
 /** One shard file: path relative to the store root, size and checksum. */
 export interface ShardFile {

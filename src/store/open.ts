@@ -1,8 +1,8 @@
 // Reading a store: the manifest plus lazily opened, header-checked shard pairs.
 import { stat } from 'node:fs/promises';
 import { join } from 'node:path';
-import { dtypeSize } from '../formats/dtype.ts';
-import { SlimfitError } from '../formats/errors.ts';
+import { dtypeSize } from '../core/dtype.ts';
+import { SlimfitError } from '../core/errors.ts';
 import { type NpyFile, openNpy } from '../formats/npy.ts';
 import { type FieldSpec, type Manifest, type SplitInfo, readManifest } from './manifest.ts';
 

@@ -1,6 +1,6 @@
 // Deterministic, class-stratified assignment of a single source's samples to named splits (O(classes) memory).
-import { SlimfitError } from '../formats/errors.ts';
-import { type Permutation, permutation } from '../util/permutation.ts';
+import { SlimfitError } from '../core/errors.ts';
+import { type Permutation, permutation } from '../core/permutation.ts';
 
 /** Named fractions, e.g. {train: 0.9, test: 0.1}. */
 export type SplitRatios = Array<{ name: string; fraction: number }>;

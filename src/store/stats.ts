@@ -1,6 +1,6 @@
 // Streaming per-channel mean/std/min/max of x (float64 sums; one pass, O(channels) memory).
-import { type DType, halfToFloat, viewAs } from '../formats/dtype.ts';
-import { countBytes } from '../util/histogram.ts';
+import { type DType, halfToFloat, viewAs } from '../core/dtype.ts';
+import { countBytes } from '../core/histogram.ts';
 import type { FieldSpec, Stats } from './manifest.ts';
 
 /** Channels of a sample shape: the last axis for images ([H,W,C]), else 1. */

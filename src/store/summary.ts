@@ -1,6 +1,6 @@
 // A readable summary of a store's manifest (what `slimfit info` prints).
 import Table from 'cli-table3';
-import { formatBytes } from '../util/rss.ts';
+import { formatBytes } from '../core/rss.ts';
 import type { Manifest } from './manifest.ts';
 
 function fieldText(f: { dtype: string; shape: number[] }): string {

@@ -1,8 +1,8 @@
 // Re-checksumming a store: every shard's size, header and SHA-256 against the manifest.
 import { stat } from 'node:fs/promises';
 import { join } from 'node:path';
-import { isSlimfitError } from '../formats/errors.ts';
-import { createProgress } from '../util/progress.ts';
+import { isSlimfitError } from '../core/errors.ts';
+import { createProgress } from '../core/progress.ts';
 import { sha256File } from './checksum.ts';
 import { type Manifest, readManifest } from './manifest.ts';
 import { openStore } from './open.ts';

@@ -1,12 +1,12 @@
 // Converting SampleSources into a store: splits, shards, stats, class counts, duplicates, manifest last, atomic publish.
 import { rename, rm, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
-import { type DType, elementAsNumber, viewAs } from '../formats/dtype.ts';
-import { SlimfitError } from '../formats/errors.ts';
-import type { SampleSource, SkippedInput } from '../formats/source.ts';
-import { createProgress } from '../util/progress.ts';
-import { peakRssBytes } from '../util/rss.ts';
-import { trimNativeMemory } from '../util/trim.ts';
+import { type DType, elementAsNumber, viewAs } from '../core/dtype.ts';
+import { SlimfitError } from '../core/errors.ts';
+import type { SampleSource, SkippedInput } from '../core/source.ts';
+import { createProgress } from '../core/progress.ts';
+import { peakRssBytes } from '../core/rss.ts';
+import { trimNativeMemory } from '../core/trim.ts';
 import { beginAtomicDir, commitAtomicDir } from './atomic.ts';
 import { createDuplicateIndex } from './dedupe.ts';
 import { type FieldSpec, type Manifest, MANIFEST_FILE, type SplitInfo, STORE_VERSION, type Stats } from './manifest.ts';

@@ -4,7 +4,7 @@ import { dirname, join } from 'node:path';
 import * as tf from '@tensorflow/tfjs-core';
 import '@tensorflow/tfjs-backend-cpu';
 import '@tensorflow/tfjs-layers'; // its node bundle registers every op gradient (tfjs-core's node bundle registers none)
-import { SlimfitError } from '../formats/errors.ts';
+import { SlimfitError } from '../core/errors.ts';
 
 /** Backends slimfit can train on. */
 export type BackendName = 'wasm' | 'cpu';

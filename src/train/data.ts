@@ -1,8 +1,8 @@
 // Turning what the user hands `fit`/`evaluate` (a store path, a DataSource, .npy or .npz files) into sources and loaders.
 import { stat } from 'node:fs/promises';
-import { SlimfitError } from '../formats/errors.ts';
+import { SlimfitError } from '../core/errors.ts';
 import { openNpy } from '../formats/npy.ts';
-import { elementAsNumber, viewAs } from '../formats/dtype.ts';
+import { elementAsNumber, viewAs } from '../core/dtype.ts';
 import { createLoader, fromNpy, fromNpz, holdout, openDataset } from '../loader/index.ts';
 import type { DataSource, Loader, LoaderOptions } from '../loader/types.ts';
 

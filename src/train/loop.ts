@@ -1,11 +1,11 @@
 // The training loop over any Loader (an AsyncIterable of batches with a cursor), and streaming evaluation.
 import * as tf from '@tensorflow/tfjs-core';
 import type * as tfl from '@tensorflow/tfjs-layers';
-import type { TypedArray } from '../formats/dtype.ts';
-import { SlimfitError } from '../formats/errors.ts';
+import type { TypedArray } from '../core/dtype.ts';
+import { SlimfitError } from '../core/errors.ts';
 import { denseTrainStep, engineActive } from '../engine/index.ts';
 import type { Batch, Cursor, Loader } from '../loader/types.ts';
-import { createProgress } from '../util/progress.ts';
+import { createProgress } from '../core/progress.ts';
 
 /** Optimizers `--optimizer` accepts. */
 export const OPTIMIZERS = ['adam', 'sgd', 'rmsprop', 'momentum'] as const;

@@ -1,6 +1,6 @@
 // The built-in models (mlp, cnn, two-branch) on the tfjs layers API, seeded so two builds are identical.
 import * as tfl from '@tensorflow/tfjs-layers';
-import { SlimfitError } from '../formats/errors.ts';
+import { SlimfitError } from '../core/errors.ts';
 
 /** Names accepted by `--model` besides a path to a user's model.json. */
 export const BUILTIN_MODELS = ['mlp', 'cnn', 'two-branch'] as const;

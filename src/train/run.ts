@@ -3,9 +3,9 @@
 import { appendFile, mkdir, readFile, stat } from 'node:fs/promises';
 import { join, resolve } from 'node:path';
 import type * as tfl from '@tensorflow/tfjs-layers';
-import { SlimfitError } from '../formats/errors.ts';
+import { SlimfitError } from '../core/errors.ts';
 import type { Cursor, DataSource, LoaderOptions } from '../loader/types.ts';
-import { formatBytes, peakRssBytes } from '../util/rss.ts';
+import { formatBytes, peakRssBytes } from '../core/rss.ts';
 import { initBackend } from './backend.ts';
 import { type DataInput, makeEvalLoader, makeLoader, type ResolvedData, resolveData, trainLoaderOptions } from './data.ts';
 import { compileDefault, type EpochLog, evaluateLoader, type EvalResult, modelClasses, type OptimizerName, restoreOptimizerExactly, trainEpochs } from './loop.ts';

@@ -1,7 +1,7 @@
 // A PNG grid of samples with their labels, so people can look at their data (`slimfit show`).
 import { encode } from 'fast-png';
-import type { TypedArray } from '../formats/dtype.ts';
-import { SlimfitError } from '../formats/errors.ts';
+import type { TypedArray } from '../core/dtype.ts';
+import { SlimfitError } from '../core/errors.ts';
 import { createLoader } from '../loader/index.ts';
 import { resolveData, type DataInput } from './data.ts';
 import { svgToPng, writeAtomic } from './plot.ts';

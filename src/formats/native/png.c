@@ -412,8 +412,8 @@ static napi_value js_list_images(napi_env env, napi_callback_info info) {
   return res;
 }
 
-// The same 64-bit hash as src/util/hash64.ts (bit for bit: the duplicate index mixes both), and the per-channel
-// value counts of src/util/histogram.ts, for decoded samples while they are still in cache.
+// The same 64-bit hash as src/core/hash64.ts (bit for bit: the duplicate index mixes both), and the per-channel
+// value counts of src/core/histogram.ts, for decoded samples while they are still in cache.
 static inline uint32_t rotl32(uint32_t x, int r) { return (x << r) | (x >> (32 - r)); }
 static inline uint32_t fmix32(uint32_t h) { h ^= h >> 16; h *= 0x85ebca6bu; h ^= h >> 13; h *= 0xc2b2ae35u; return h ^ (h >> 16); }
 static void hash64(const uint8_t* s, size_t len, uint32_t* out) {

@@ -1,0 +1,67 @@
+// Child process of `npm run bench -- engine`: trains one model on one engine and prints a JSON line
+// {samplesPerSec, samplesPerCpuSec, peakRss, note}. Usage: node --import tsx bench-train-child.ts <mlp|cnn> <engine|fused|wasm|cpu> <samples> <batch>
+// 'engine' trains by model.fit on the engine's kernels; 'fused' by the fused Dense step slimfit's trainer uses (mlp only).
+import * as tf from '@tensorflow/tfjs-core';
+import '@tensorflow/tfjs-backend-wasm';
+import '@tensorflow/tfjs-backend-cpu';
+import * as tfl from '@tensorflow/tfjs-layers';
+import { peakRssBytes } from '../../src/core/rss.ts';
+import { buildBenchModel, sampleShape, type BenchModel } from './models.ts';
+import { denseTrainStep, installEngine } from '../../src/engine/index.ts';
+
+const [kind, engine, samplesArg, batchArg] = process.argv.slice(2) as [BenchModel, string, string, string];
+const samples = Number(samplesArg), batch = Number(batchArg);
+await tf.setBackend(engine === 'cpu' ? 'cpu' : 'wasm');
+await tf.ready();
+let note = `plain tfjs ${tf.getBackend()}`;
+if (engine === 'engine' || engine === 'fused') {
+  const st = installEngine(tf, 'wasm');
+  if (!st.active) throw new Error(`fast engine not active: ${st.note}`);
+  note = st.note;
+} else if (tf.getBackend() === 'wasm') {
+  // the plain wasm backend has no Conv2DBackpropFilter: the same formulation src/train uses (conv2d on transposed tensors)
+  tf.registerKernel({
+    kernelName: 'Conv2DBackpropFilter', backendName: 'wasm',
+    kernelFunc: ({ inputs, attrs }) => {
+      const { x, dy } = inputs as { x: tf.Tensor4D; dy: tf.Tensor4D };
+      const a = attrs as unknown as { strides: [number, number]; pad: 'valid' | 'same'; filterShape: number[] };
+      return tf.tidy(() => {
+        const [fh, fw] = a.filterShape;
+        const info = tf.backend_util.computeConv2DInfo(x.shape, a.filterShape as [number, number, number, number], a.strides, 1, a.pad);
+        const xT = tf.transpose(x, [3, 1, 2, 0]), dyT = tf.transpose(dy, [1, 2, 0, 3]);
+        const pads: [[number, number], [number, number], [number, number], [number, number]] = [[0, 0], [info.padInfo.top, info.padInfo.bottom], [info.padInfo.left, info.padInfo.right], [0, 0]];
+        const g = tf.conv2d(xT, dyT, 1, pads, 'NHWC', a.strides);
+        const s = tf.slice(g, [0, 0, 0, 0], [g.shape[0], fh, fw, g.shape[3]]);
+        return tf.keep(tf.transpose(s, [1, 2, 0, 3]));
+      }) as unknown as tf.TensorInfo;
+    },
+  });
+}
+const model = buildBenchModel(tfl, kind);
+model.compile({ optimizer: tf.train.adam(1e-3), loss: 'categoricalCrossentropy' });
+const x = tf.randomUniform([samples, ...sampleShape(kind)]);
+const y = tf.oneHot(tf.randomUniform([samples], 0, 10, 'int32'), 10);
+const warm = Math.min(samples, batch * 3);
+await model.fit(tf.slice(x, 0, warm), tf.slice(y, 0, warm), { batchSize: batch, epochs: 1, verbose: 0 });
+let train = async (): Promise<void> => { await model.fit(x, y, { batchSize: batch, epochs: 1, verbose: 0, shuffle: false }); };
+if (engine === 'fused') {
+  const r = denseTrainStep(tf, model, true);
+  if (!r.step) throw new Error(`no fused step for ${kind}: ${r.reason}`);
+  const xa = x.dataSync() as Float32Array, ya = Float32Array.from(y.dataSync());
+  const per = xa.length / samples;
+  const step = r.step;
+  train = async () => {
+    for (let s = 0; s < samples; s += batch) {
+      const n = Math.min(batch, samples - s);
+      if (!step(xa.subarray(s * per, (s + n) * per), ya.subarray(s * 10, (s + n) * 10), n)) throw new Error('the fused step refused a batch');
+    }
+  };
+  note += '; fused Dense step';
+}
+const t0 = performance.now();
+const c0 = process.cpuUsage();
+await train();
+const sec = (performance.now() - t0) / 1000;
+const cu = process.cpuUsage(c0);
+const cpuSec = (cu.user + cu.system) / 1e6;
+process.stdout.write(JSON.stringify({ samplesPerSec: samples / sec, samplesPerCpuSec: samples / cpuSec, peakRss: peakRssBytes(), note }) + '\n');

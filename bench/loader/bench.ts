@@ -1,0 +1,196 @@
+// `npm run bench -- loader`: slimfit's loader against numpy memmap gathers and PyTorch DataLoader, same store, same run.
+import { spawn, spawnSync } from 'node:child_process';
+import { createReadStream, existsSync } from 'node:fs';
+import { cpus, loadavg } from 'node:os';
+import { dirname, join } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { SlimfitError } from '../../src/core/errors.ts';
+import { formatBytes } from '../../src/core/rss.ts';
+import { gatherAddon } from '../../src/loader/native.ts';
+import { openDataset } from '../../src/loader/source.ts';
+import type { BenchChildSpec } from './child.ts';
+
+const ROOT = join(dirname(fileURLToPath(import.meta.url)), '..', '..');
+const PEERS = join(ROOT, 'bench', 'loader_peers.py');
+const CHILD = join(dirname(fileURLToPath(import.meta.url)), 'child.ts');
+
+/** Options for {@link benchLoader}. */
+export interface LoaderBenchOptions {
+  split?: string;
+  batch?: number;
+  /** Seconds each contender runs (timed after its first batch); default 15. */
+  seconds?: number;
+  /** slimfit worker counts to run (default [1, 2]). */
+  workers?: number[];
+  /** Also run with the store's pages evicted from the page cache before each contender. */
+  cold?: boolean;
+  /** Runs per contender; the best is reported (default 1). */
+  repeat?: number;
+  /** python3 with numpy (default `python3`). */
+  python?: string;
+  /** python3 with torch (default /usr/bin/python3). */
+  torchPython?: string;
+  log?: (line: string) => void;
+}
+
+/** One measured contender. */
+export interface BenchRow {
+  name: string;
+  cache: 'warm' | 'cold';
+  samples: number;
+  seconds: number;
+  samplesPerSec: number;
+  mbPerSec: number;
+  peakRss: number;
+  /** Largest child process (DataLoader workers), when any. */
+  peakRssChildren?: number;
+  /** samplesPerSec / numpy's in the same cache state. */
+  ratio?: number;
+  /** Samples per CPU-second of the contender's process (all its threads); undefined when worker processes are not counted. */
+  samplesPerCpuSec?: number;
+  /** samplesPerCpuSec / numpy's. */
+  cpuRatio?: number;
+  note?: string;
+}
+
+interface Raw { samples: number; seconds: number; cpuSeconds?: number; cpuIncomplete?: boolean; peakRss: number; peakRssChildren?: number }
+
+function run(cmd: string, args: string[]): Promise<Raw> {
+  return new Promise((resolve, reject) => {
+    const child = spawn(cmd, args, { stdio: ['ignore', 'pipe', 'pipe'] });
+    let out = '', err = '';
+    child.stdout.on('data', (d) => (out += d));
+    child.stderr.on('data', (d) => (err += d));
+    child.on('error', reject);
+    child.on('close', (code) => {
+      const line = out.trim().split('\n').pop() ?? '';
+      if (code !== 0 || !line.startsWith('{')) reject(new Error(`${cmd} ${args[0]} failed (${code}): ${err.trim().split('\n').slice(-3).join(' | ')}`));
+      else resolve(JSON.parse(line) as Raw);
+    });
+  });
+}
+
+/** True if `python` can import `module`. */
+function canImport(python: string, module: string): boolean {
+  const r = spawnSync(python, ['-c', `import ${module}`], { stdio: 'ignore' });
+  return r.status === 0;
+}
+
+/** Read files once so they sit in the page cache. */
+async function warm(files: string[]): Promise<void> {
+  for (const f of files) await new Promise<void>((res, rej) => createReadStream(f, { highWaterMark: 4 << 20 }).on('data', () => {}).on('end', res).on('error', rej));
+}
+
+/** Evict files from the page cache (posix_fadvise DONTNEED on clean pages; no privileges needed). */
+function evict(python: string, files: string[]): void {
+  const r = spawnSync(python, ['-c', 'import os,sys\nfor p in sys.argv[1:]:\n  fd=os.open(p,os.O_RDONLY); os.posix_fadvise(fd,0,0,os.POSIX_FADV_DONTNEED); os.close(fd)', ...files]);
+  if (r.status !== 0) throw new Error(`could not evict the store from the page cache: ${r.stderr}`);
+}
+
+/** Bytes of the files still in the page cache (via fincore when available), or NaN. */
+function cachedBytes(files: string[]): number {
+  const r = spawnSync('fincore', ['--bytes', '--noheadings', '--output', 'RES', ...files], { encoding: 'utf8' });
+  if (r.status !== 0) return NaN;
+  return r.stdout.trim().split('\n').reduce((a, l) => a + Number(l.trim() || 0), 0);
+}
+
+/** Run the benchmark on split `split` of the store in `dir`; returns rows and a markdown table. */
+export async function benchLoader(dir: string, opts: LoaderBenchOptions = {}): Promise<{ rows: BenchRow[]; markdown: string }> {
+  const log = opts.log ?? (() => {});
+  const ds = await openDataset(dir);
+  const split = opts.split ?? (ds.splits.includes('train') ? 'train' : ds.splits[0]);
+  const src = ds.split(split);
+  await ds.close();
+  const m = ds.manifest;
+  if (m.fields.x.dtype !== 'uint8') throw new SlimfitError(`the loader bench expects uint8 images, this store has ${m.fields.x.dtype}`, { file: dir });
+  const info = m.splits[split];
+  const xFiles = info.shards.map((s) => join(ds.dir, s.x.file)), yFiles = info.shards.map((s) => join(ds.dir, s.y.file));
+  const files = [...xFiles, ...yFiles];
+  const sampleBytes = m.fields.x.shape.reduce((a, d) => a * d, 1) + info.shards[0].y.bytes / Math.max(1, info.shards[0].samples);
+  const totalBytes = info.shards.reduce((a, s) => a + s.x.bytes + s.y.bytes, 0);
+  const batch = opts.batch ?? 128, seconds = opts.seconds ?? 15, repeat = opts.repeat ?? 1;
+  const python = opts.python ?? 'python3', torchPy = opts.torchPython ?? '/usr/bin/python3';
+  const haveNumpy = canImport(python, 'numpy');
+  const haveTorch = existsSync(torchPy) && canImport(torchPy, 'torch');
+  const notes: string[] = [];
+  if (!haveNumpy) notes.push(`numpy peer skipped: \`${python}\` cannot import numpy`);
+  if (!haveTorch) notes.push(`PyTorch peers skipped: \`${torchPy}\` cannot import torch`);
+
+  type Contender = { name: string; run: () => Promise<Raw>; note?: string };
+  const peerSpec = (workers: number) => JSON.stringify({ x: xFiles, y: yFiles, batch, seconds, seed: 0, workers });
+  const addon = gatherAddon() !== null;
+  if (!addon) notes.push('the native gather addon is not built (npm install builds it): slimfit used plain JS positioned reads and could not run io: mmap');
+  const slim = (workers: number, shuffle: 'global' | 'block', io: 'pread' | 'mmap', native = true, reuse = false): Contender => ({
+    name: `slimfit ${shuffle} shuffle, ${shuffle === 'block' ? 'sequential windows' : io === 'mmap' ? 'io: mmap' : native ? 'pread (native)' : 'pread (plain JS)'}, ${workers} worker${workers === 1 ? '' : 's'}${reuse ? ', lent ring buffers (no copy)' : ''}`,
+    run: () => run(process.execPath, ['--import', 'tsx', CHILD, JSON.stringify({ dir: ds.dir, split, batch, seconds, workers, shuffle, reuse, io, native } satisfies BenchChildSpec)]),
+  });
+  const contenders = (cache: 'warm' | 'cold'): Contender[] => {
+    const c: Contender[] = [];
+    const ws = opts.workers ?? [1, 2];
+    if (haveNumpy) c.push({ name: 'numpy memmap + fancy-index gather', run: () => run(python, [PEERS, 'numpy', peerSpec(0)]) });
+    for (const w of ws) c.push(slim(w, 'global', 'pread'));
+    if (addon) for (const w of ws) c.push(slim(w, 'global', 'mmap'));
+    if (addon && cache === 'warm') c.push(slim(ws[ws.length - 1], 'global', 'mmap', true, true));
+    if (addon && cache === 'warm') c.push(slim(ws[ws.length - 1], 'global', 'pread', false));
+    if (cache === 'cold') for (const w of ws) c.push(slim(w, 'block', 'pread'));
+    if (haveTorch) {
+      for (const w of cache === 'warm' ? [0, 2] : [2]) c.push({ name: `PyTorch DataLoader (per-sample __getitem__), num_workers=${w}`, run: () => run(torchPy, [PEERS, 'torch', peerSpec(w)]) });
+      c.push({ name: 'PyTorch DataLoader (batched sampler + fancy index), num_workers=2', run: () => run(torchPy, [PEERS, 'torch-batched', peerSpec(2)]) });
+    }
+    return c;
+  };
+
+  const rows: BenchRow[] = [];
+  const loadBefore = loadavg()[0];
+  for (const cache of opts.cold ? (['warm', 'cold'] as const) : (['warm'] as const)) {
+    for (const c of contenders(cache)) {
+      let best: Raw | null = null;
+      for (let r = 0; r < repeat; r++) {
+        if (cache === 'warm') await warm(files);
+        else {
+          evict(python, files);
+          const left = cachedBytes(files);
+          if (r === 0 && Number.isFinite(left)) log(`  page cache holds ${formatBytes(left)} of the ${formatBytes(totalBytes)} store before the run`);
+        }
+        log(`${cache}: ${c.name} (run ${r + 1}/${repeat})`);
+        try {
+          const res = await c.run();
+          if (!best || res.samples / res.seconds > best.samples / best.seconds) best = res;
+        } catch (e) {
+          log(`  failed: ${(e as Error).message}`);
+          notes.push(`${c.name} (${cache}) failed: ${(e as Error).message.slice(0, 300)}`);
+          break;
+        }
+      }
+      if (!best) continue;
+      const sps = best.samples / best.seconds;
+      const perCpu = best.cpuSeconds && !best.cpuIncomplete ? best.samples / best.cpuSeconds : undefined;
+      rows.push({ name: c.name, cache, samples: best.samples, seconds: best.seconds, samplesPerSec: sps, mbPerSec: (sps * sampleBytes) / 1e6, peakRss: best.peakRss, peakRssChildren: best.peakRssChildren || undefined, samplesPerCpuSec: perCpu });
+      log(`  ${Math.round(sps)} samples/s, peak RSS ${formatBytes(best.peakRss)}`);
+    }
+  }
+  for (const r of rows) {
+    const base = rows.find((b) => b.cache === r.cache && b.name.startsWith('numpy'));
+    if (base) r.ratio = r.samplesPerSec / base.samplesPerSec;
+    if (base?.samplesPerCpuSec && r.samplesPerCpuSec) r.cpuRatio = r.samplesPerCpuSec / base.samplesPerCpuSec;
+  }
+  const loadAfter = loadavg()[0];
+  const lines = [
+    `Shuffled float32 batches (x/255) of ${m.fields.x.shape.join('x')} uint8 samples, batch ${batch}, split '${split}' of ${ds.dir}: ` +
+      `${src.samples} samples, ${formatBytes(totalBytes)} in ${info.shards.length} shard pair(s). Each contender runs ${seconds} s (timed from its first batch; best of ${repeat}). ` +
+      `Machine: ${cpus().length} cores, 1-minute load average ${loadBefore.toFixed(1)} before and ${loadAfter.toFixed(1)} after the runs.`,
+    '',
+    '| contender | cache | samples/s | MB/s | peak RSS | ratio vs numpy | samples per CPU-s | CPU-efficiency vs numpy |',
+    '|---|---|---:|---:|---:|---:|---:|---:|',
+    ...rows.map((r) => `| ${r.name} | ${r.cache} | ${Math.round(r.samplesPerSec).toLocaleString('en-US')} | ${r.mbPerSec.toFixed(1)} | ${formatBytes(r.peakRss)}${r.peakRssChildren ? ` (+ ${formatBytes(r.peakRssChildren)} largest worker)` : ''} | ${r.ratio !== undefined ? `${r.ratio.toFixed(2)}x` : '-'} | ${r.samplesPerCpuSec ? Math.round(r.samplesPerCpuSec).toLocaleString('en-US') : '-'} | ${r.cpuRatio !== undefined ? `${r.cpuRatio.toFixed(2)}x` : '-'} |`),
+    '',
+    'slimfit batches are copies the caller owns unless marked \'lent ring buffers\' (reuseBuffers: true: views valid until the next batch). ' +
+      'warm = the store was read once just before (page cache); cold = its pages were evicted with posix_fadvise(DONTNEED) just before. ' +
+      'MB/s counts stored sample bytes (x + y). Peak RSS (VmHWM) includes memory-mapped file pages touched: numpy, PyTorch and slimfit io: mmap; ' +
+      'slimfit pread and block keep the data out of the process (page cache only).',
+    'Samples per CPU-second counts every thread of the contender\'s process (slimfit: main + worker threads); it is the fairer number on a busy machine. ' +
+      'It is left out for DataLoader with worker processes, whose CPU time is not visible to the parent while they run.',
+    ...notes.map((n) => `- ${n}`),
+  ];
+  return { rows, markdown: lines.join('\n') };
+}

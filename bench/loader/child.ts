@@ -1,0 +1,37 @@
+// Child process of `npm run bench -- loader`: iterate shuffled float32 batches for a while, print rate and peak RSS as JSON.
+import { peakRssBytes } from '../../src/core/rss.ts';
+import { createLoader, openDataset } from '../../src/loader/index.ts';
+
+/** What one timed run does. */
+export interface BenchChildSpec {
+  dir: string;
+  split: string;
+  batch: number;
+  seconds: number;
+  workers: number;
+  shuffle: 'global' | 'block';
+  reuse: boolean;
+  io: 'pread' | 'mmap';
+  native: boolean;
+}
+
+const spec = JSON.parse(process.argv[2]) as BenchChildSpec;
+const ds = await openDataset(spec.dir);
+const loader = createLoader(ds.split(spec.split), {
+  batchSize: spec.batch, shuffle: spec.shuffle, workers: spec.workers, normalize: { scale: 1 / 255, shift: 0 }, reuseBuffers: spec.reuse, seed: 0, io: spec.io, native: spec.native,
+});
+let n = 0, check = 0;
+let t0 = 0;
+let cpu0 = process.cpuUsage();
+for await (const b of loader) {
+  check += b.x[0] as number;
+  if (t0 === 0) { t0 = performance.now(); cpu0 = process.cpuUsage(); continue; } // timed from the first batch on, like the peers
+  n += b.n;
+  if (performance.now() - t0 > spec.seconds * 1000) break;
+}
+const seconds = (performance.now() - t0) / 1000;
+const used = process.cpuUsage(cpu0);
+const cpuSeconds = (used.user + used.system) / 1e6; // all threads of this process
+await loader.close();
+await ds.close();
+process.stdout.write(`${JSON.stringify({ samples: n, seconds, peakRss: peakRssBytes(), cpuSeconds, check, io: loader.io })}\n`);

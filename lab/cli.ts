@@ -1,0 +1,78 @@
+// `npm run lab -- speed|swallow|chaos|gupta2015|report`: the precision lab (how many bits does learning need?).
+import type { Command } from 'commander';
+import { SlimfitError } from '../src/core/errors.ts';
+
+interface Common { quick?: boolean; out: string }
+
+function intList(s: string): number[] {
+  const v = s.split(',').map((x) => Number(x.trim()));
+  if (v.some((x) => !Number.isInteger(x) || x < 1 || x > 15)) throw new SlimfitError(`--fl expects comma-separated integers in 1..15, got "${s}"`);
+  return v;
+}
+
+function positiveInt(s: string): number {
+  const v = Number(s);
+  if (!Number.isInteger(v) || v < 1) throw new SlimfitError(`expected a positive integer, got "${s}"`);
+  return v;
+}
+
+async function start(): Promise<void> {
+  const { initTf } = await import('./tf.ts');
+  process.stderr.write(`${await initTf()}\n`);
+}
+
+async function done(out: string): Promise<void> {
+  const { assemble } = await import('./report.ts');
+  process.stdout.write(`report: ${await assemble(out)}\n`);
+}
+
+/** Register `npm run lab -- speed|swallow|chaos|gupta2015|report`. */
+export function register(program: Command): void {
+  const lab = program;
+  const common = (c: Command) => c.option('--quick', 'small subset and short runs (minutes)').option('--out <dir>', 'report folder', 'reports');
+
+  common(lab.command('gupta2015').description('Gupta et al. 2015: MNIST MLP in 16-bit fixed point, round-to-nearest vs stochastic vs float32'))
+    .option('--fl <list>', 'fraction lengths to run, e.g. 8,14', intList)
+    .option('--epochs <n>', 'epochs per cell', positiveInt)
+    .option('--no-float', 'skip the float32 baseline')
+    .action(async (o: Common & { fl?: number[]; epochs?: number; float: boolean }) => {
+      await start();
+      const { labGupta } = await import('./gupta.ts');
+      const cells = await labGupta({ quick: !!o.quick, out: o.out, fl: o.fl, epochs: o.epochs, noFloat: !o.float });
+      for (const c of cells) process.stdout.write(`gupta2015\t${c.label}\ttest_acc=${c.testAcc.toFixed(4)}\tswallowed=${c.swallowed.toFixed(4)}\n`);
+      await done(o.out);
+    });
+
+  common(lab.command('swallow').description('guess 2: are small updates rounded away? optimizers x rounding x formats'))
+    .action(async (o: Common) => {
+      await start();
+      const { labSwallow } = await import('./swallow.ts');
+      await labSwallow({ quick: !!o.quick, out: o.out });
+      await done(o.out);
+    });
+
+  common(lab.command('chaos').description('guess 3: twin runs one ulp apart, and noise injected into early/middle/late layers'))
+    .action(async (o: Common) => {
+      await start();
+      const { labChaos } = await import('./chaos.ts');
+      await labChaos({ quick: !!o.quick, out: o.out });
+      await done(o.out);
+    });
+
+  common(lab.command('speed').description('guess 1: GEMM throughput by dtype on this machine, memory per parameter by format'))
+    .action(async (o: Common) => {
+      await start();
+      const { labSpeed } = await import('./speed.ts');
+      await labSpeed({ quick: !!o.quick, out: o.out });
+      await done(o.out);
+    });
+
+  common(lab.command('report').description('run every experiment and regenerate the whole report, with answers to the three guesses'))
+    .option('--skip <list>', 'experiments to reuse from a previous run instead of re-running (e.g. gupta2015)')
+    .action(async (o: Common & { skip?: string }) => {
+      await start();
+      const { labReport } = await import('./lab-report.ts');
+      await labReport({ quick: !!o.quick, out: o.out, skip: (o.skip ?? '').split(',').filter(Boolean) });
+      await done(o.out);
+    });
+}

@@ -1,0 +1,310 @@
+// Low-precision training of a TensorFlow.js layers model: weights stored in a format F, optimizer updates done
+// here on Float32Arrays so every update can be metered (swallowed updates, gradient underflow, overflow).
+import * as tf from '@tensorflow/tfjs-core';
+import type * as tfl from '@tensorflow/tfjs-layers';
+import { FP32, newStats, quantize, smallestPositive, type Format, type QuantStats, type Rounding } from '../src/precision/formats.ts';
+import { createRng, type Rng } from '../src/precision/rng.ts';
+import { SlimfitError } from '../src/core/errors.ts';
+
+/** The optimizers the lab implements itself. */
+export type OptimizerKind = 'sgd' | 'momentum' | 'adam';
+
+/** Optimizer and its hyper-parameters (defaults: momentum 0.9, Adam 0.9/0.999/1e-8). */
+export interface OptimizerSpec {
+  kind: OptimizerKind;
+  lr: number;
+  momentum?: number;
+  beta1?: number;
+  beta2?: number;
+  eps?: number;
+}
+
+/** Loss scaling for narrow gradient formats: none, a fixed factor, or dynamic (grow after `interval` good steps, back off on inf/NaN). */
+export type LossScaleSpec =
+  | { kind: 'none' }
+  | { kind: 'static'; scale: number }
+  | { kind: 'dynamic'; init?: number; growth?: number; backoff?: number; interval?: number };
+
+/** Where each quantity lives. Omitted formats mean float32. */
+export interface PrecisionSpec {
+  /** Format of the stored weights (quantized after every update). */
+  weights: Format;
+  /** Rounding used when storing weights. */
+  rounding: Rounding;
+  /** Keep an fp32 master copy: updates accumulate there; the stored weights are its rounding. */
+  master?: boolean;
+  /** Kahan-compensated updates (compensation kept in the weight format when it is a float format, else fp32). */
+  kahan?: boolean;
+  /** Format of the (loss-scaled) weight gradients and of back-propagated errors. */
+  grads?: Format;
+  gradRounding?: Rounding;
+  /** Format of optimizer state (momentum buffer, Adam moments). */
+  state?: Format;
+  stateRounding?: Rounding;
+  /** Format of every layer's output activation (sequential models only). */
+  activations?: Format;
+  actRounding?: Rounding;
+  lossScale?: LossScaleSpec;
+  /** Constant factor on the loss (default 1), e.g. a mean over many outputs; small values make gradients tiny (divide lr by it). */
+  lossWeight?: number;
+  /** Seed of the stochastic-rounding stream. */
+  seed?: number;
+}
+
+/** Per-variable counters of one step. Fractions are over `updates` (elements whose fp32 update was nonzero). */
+export interface VarMeter {
+  name: string;
+  size: number;
+  /** Elements with a nonzero computed update. */
+  updates: number;
+  /** Of those, elements whose stored weight did not change. */
+  swallowed: number;
+  /** Nonzero (scaled) gradients below the gradient format's smallest positive value. */
+  gradUnderflow: number;
+  /** Nonzero gradients. */
+  nonzeroGrads: number;
+  weightOverflow: number;
+  gradOverflow: number;
+  stateOverflow: number;
+}
+
+/** What one training step did. */
+export interface StepReport {
+  step: number;
+  loss: number;
+  lossScale: number;
+  /** The step was skipped because gradients were not finite (loss scaling backs off). */
+  skipped: boolean;
+  /** Activations rounded this step, and how many saturated/overflowed (forward) or back-propagated errors did (backward). */
+  activations: { count: number; overflow: number; backwardOverflow: number; underflow: number };
+  vars: VarMeter[];
+}
+
+/** A model bound to a precision recipe; `step` trains on one batch. */
+export interface LowPrecisionTrainer {
+  readonly model: tfl.LayersModel;
+  /** One update on a batch (x and one-hot y); returns the loss and meters. */
+  step(x: tf.Tensor, y: tf.Tensor): StepReport;
+  /** Forward pass as used in training (activations quantized with round-to-nearest), no update. */
+  predict(x: tf.Tensor): tf.Tensor;
+  /** Current loss scale. */
+  lossScale(): number;
+  /** The stored (quantized) weights, one array per trainable variable (do not modify). */
+  stored(): Float32Array[];
+  /** Release tensors held by the trainer (not the model). */
+  dispose(): void;
+}
+
+interface VarState {
+  v: tf.Variable;
+  name: string;
+  shape: number[];
+  stored: Float32Array;
+  master: Float32Array | null;
+  comp: Float32Array | null;
+  m1: Float32Array | null;
+  m2: Float32Array | null;
+  g: Float32Array;
+  d: Float32Array;
+  tmp: Float32Array;
+}
+
+/** Give `v` the values `data` (the array is handed over to TensorFlow.js: do not modify it afterwards). */
+function assignData(v: tf.Variable, data: Float32Array): void {
+  const t = tf.tensor(data, v.shape, 'float32');
+  v.assign(t);
+  t.dispose();
+}
+
+/** True when the model's last layer applies softmax (then the loss is cross-entropy on probabilities). */
+function endsInSoftmax(model: tfl.LayersModel): boolean {
+  const last = model.layers[model.layers.length - 1];
+  const cfg = last.getConfig() as { activation?: string };
+  return cfg.activation === 'softmax';
+}
+
+/** A differentiable op that rounds its input to `fmt` forward and the incoming error to `gfmt` backward (straight-through). */
+export function quantizeOp(fmt: Format, rounding: Rounding, gfmt: Format | undefined, grounding: Rounding, rng: Rng, stats?: { forward: QuantStats; backward: QuantStats; count: number }): (x: tf.Tensor) => tf.Tensor {
+  return tf.customGrad(((x: tf.Tensor) => {
+    const v = x.dataSync() as Float32Array;
+    const q = quantize(fmt, v, { rounding, rng, out: new Float32Array(v.length), stats: stats?.forward });
+    if (stats) stats.count += v.length;
+    return {
+      value: tf.tensor(q, x.shape, 'float32'),
+      gradFunc: (dy: tf.Tensor) => {
+        if (!gfmt || gfmt.kind === 'fp32') return dy.clone();
+        const dv = dy.dataSync() as Float32Array;
+        return tf.tensor(quantize(gfmt, dv, { rounding: grounding, rng, out: new Float32Array(dv.length), stats: stats?.backward }), dy.shape, 'float32');
+      },
+    };
+  }) as unknown as Parameters<typeof tf.customGrad>[0]) as (x: tf.Tensor) => tf.Tensor;
+}
+
+/** Bind `model` to an optimizer and precision recipe. Weights are rounded (to nearest) into the format at once. */
+export function createTrainer(model: tfl.LayersModel, opt: OptimizerSpec, prec: PrecisionSpec): LowPrecisionTrainer {
+  const rng = createRng(prec.seed ?? 1);
+  const wf = prec.weights;
+  const gf = prec.grads ?? FP32;
+  const sf = prec.state ?? FP32;
+  const compFormat: Format = wf.kind === 'float' ? wf : FP32;
+  const softmaxOut = endsInSoftmax(model);
+  if (prec.activations && prec.activations.kind !== 'fp32' && model.getClassName() !== 'Sequential') {
+    throw new SlimfitError(`activation quantization needs a sequential model (a chain of layers); '${model.name}' is a ${model.getClassName()} graph`, {
+      hint: 'quantize weights, gradients and optimizer state only (omit activations), or build the model with tf.sequential',
+    });
+  }
+  const actStats = { forward: newStats(), backward: newStats(), count: 0 };
+  const actOp = prec.activations && prec.activations.kind !== 'fp32'
+    ? quantizeOp(prec.activations, prec.actRounding ?? 'nearest', prec.grads, prec.gradRounding ?? 'nearest', rng, actStats)
+    : null;
+  const inferOp = prec.activations && prec.activations.kind !== 'fp32'
+    ? quantizeOp(prec.activations, 'nearest', undefined, 'nearest', rng)
+    : null;
+  const ls = prec.lossScale ?? { kind: 'none' };
+  let scale = ls.kind === 'static' ? ls.scale : ls.kind === 'dynamic' ? (ls.init ?? 2 ** 15) : 1;
+  let goodSteps = 0;
+  let t = 0;
+  const b1 = opt.beta1 ?? 0.9, b2 = opt.beta2 ?? 0.999, eps = opt.eps ?? 1e-8, mu = opt.momentum ?? 0.9;
+
+  const vars: VarState[] = model.trainableWeights.map((w) => {
+    const v = w.read() as tf.Variable;
+    const init = (v.dataSync() as Float32Array).slice();
+    const stored = quantize(wf, init);
+    assignData(v, stored.slice());
+    const n = init.length;
+    return {
+      v, name: w.name, shape: v.shape, stored,
+      master: prec.master ? init : null,
+      comp: prec.kahan ? new Float32Array(n) : null,
+      m1: opt.kind === 'sgd' ? null : new Float32Array(n),
+      m2: opt.kind === 'adam' ? new Float32Array(n) : null,
+      g: new Float32Array(n), d: new Float32Array(n), tmp: new Float32Array(n),
+    };
+  });
+  const tfVars = vars.map((s) => s.v);
+
+  const forward = (x: tf.Tensor, op: ((x: tf.Tensor) => tf.Tensor) | null, training: boolean): tf.Tensor => {
+    if (!op) return model.apply(x, { training }) as tf.Tensor;
+    let h = x;
+    for (const layer of model.layers) {
+      if (layer.getClassName() === 'InputLayer') continue;
+      h = op(layer.apply(h, { training }) as tf.Tensor);
+    }
+    return h;
+  };
+  const lossOf = (out: tf.Tensor, y: tf.Tensor): tf.Scalar => softmaxOut
+    ? tf.neg(tf.mean(tf.sum(tf.mul(y, tf.log(tf.add(out, 1e-7))), -1))) as tf.Scalar
+    : tf.losses.softmaxCrossEntropy(y, out) as tf.Scalar;
+
+  const actMeter = () => ({ count: actStats.count, overflow: actStats.forward.overflow, backwardOverflow: actStats.backward.overflow, underflow: actStats.forward.underflow });
+  const step = (x: tf.Tensor, y: tf.Tensor): StepReport => {
+    const S = scale * (prec.lossWeight ?? 1);
+    actStats.forward = newStats(); actStats.backward = newStats(); actStats.count = 0;
+    const { value, grads } = tf.variableGrads(() => {
+      const l = lossOf(forward(x, actOp, true), y);
+      return (S !== 1 ? tf.mul(l, S) : l) as tf.Scalar;
+    }, tfVars);
+    const loss = (value.dataSync()[0]) / S; // the unweighted, unscaled loss
+    const meters: VarMeter[] = [];
+    let finite = Number.isFinite(loss);
+    const gStats: QuantStats[] = [];
+    // 1. gradients: scaled values rounded to the gradient format, then unscaled in fp32
+    for (const s of vars) {
+      const raw = grads[s.v.name].dataSync() as Float32Array;
+      const minPos = smallestPositive(gf);
+      let nz = 0, under = 0;
+      for (let i = 0; i < raw.length; i++) {
+        const a = Math.abs(raw[i]);
+        if (a !== 0) { nz++; if (a < minPos) under++; }
+      }
+      const st = newStats();
+      quantize(gf, raw, { rounding: prec.gradRounding ?? 'nearest', rng, out: s.g, stats: st });
+      gStats.push(st);
+      const inv = 1 / scale; // undo the loss scale only (the loss weight is part of the objective)
+      const g = s.g;
+      for (let i = 0; i < g.length; i++) { g[i] *= inv; if (!Number.isFinite(g[i])) finite = false; }
+      meters.push({ name: s.name, size: g.length, updates: 0, swallowed: 0, gradUnderflow: under, nonzeroGrads: nz, weightOverflow: 0, gradOverflow: st.overflow, stateOverflow: 0 });
+    }
+    tf.dispose(value);
+    tf.dispose(Object.values(grads));
+    if (!finite && ls.kind !== 'none') {
+      if (ls.kind === 'dynamic') { scale *= ls.backoff ?? 0.5; goodSteps = 0; }
+      return { step: t, loss, lossScale: scale, skipped: true, vars: meters, activations: actMeter() };
+    }
+    t++;
+    if (ls.kind === 'dynamic' && ++goodSteps >= (ls.interval ?? 2000)) { scale *= ls.growth ?? 2; goodSteps = 0; }
+    const c1 = 1 - b1 ** t, c2 = 1 - b2 ** t;
+    vars.forEach((s, vi) => {
+      const { g, d } = s;
+      const n = g.length;
+      const sst = newStats();
+      // 2. optimizer update in fp32 arithmetic, state rounded to its format after each update
+      if (opt.kind === 'sgd') {
+        for (let i = 0; i < n; i++) d[i] = -opt.lr * g[i];
+      } else if (opt.kind === 'momentum') {
+        const m = s.m1!;
+        for (let i = 0; i < n; i++) m[i] = mu * m[i] + g[i];
+        if (sf.kind !== 'fp32') quantize(sf, m, { rounding: prec.stateRounding ?? 'nearest', rng, out: m, stats: sst });
+        for (let i = 0; i < n; i++) d[i] = -opt.lr * m[i];
+      } else {
+        const m = s.m1!, v = s.m2!;
+        for (let i = 0; i < n; i++) { m[i] = b1 * m[i] + (1 - b1) * g[i]; v[i] = b2 * v[i] + (1 - b2) * g[i] * g[i]; }
+        if (sf.kind !== 'fp32') {
+          quantize(sf, m, { rounding: prec.stateRounding ?? 'nearest', rng, out: m, stats: sst });
+          quantize(sf, v, { rounding: prec.stateRounding ?? 'nearest', rng, out: v, stats: sst });
+        }
+        const lrT = opt.lr;
+        for (let i = 0; i < n; i++) d[i] = -lrT * (m[i] / c1) / (Math.sqrt(v[i] / c2) + eps);
+      }
+      // 3. apply to master (fp32) or directly to the stored weights, optionally Kahan-compensated
+      const old = s.stored;
+      const target = s.tmp;
+      const comp = s.comp;
+      const base = s.master ?? old;
+      if (comp) for (let i = 0; i < n; i++) d[i] -= comp[i]; // y = delta - c
+      for (let i = 0; i < n; i++) target[i] = base[i] + d[i];
+      const wst = newStats();
+      let next: Float32Array;
+      if (s.master) {
+        if (comp) for (let i = 0; i < n; i++) comp[i] = (target[i] - s.master[i]) - d[i];
+        s.master.set(target);
+        next = quantize(wf, s.master, { rounding: prec.rounding, rng, out: new Float32Array(n), stats: wst });
+      } else {
+        next = quantize(wf, target, { rounding: prec.rounding, rng, out: new Float32Array(n), stats: wst });
+        if (comp) {
+          for (let i = 0; i < n; i++) comp[i] = (next[i] - old[i]) - d[i];
+          if (compFormat.kind !== 'fp32') quantize(compFormat, comp, { out: comp });
+        }
+      }
+      let upd = 0, sw = 0;
+      for (let i = 0; i < n; i++) if (d[i] !== 0 || (comp !== null && comp[i] !== 0)) { upd++; if (next[i] === old[i]) sw++; }
+      s.stored = next;
+      assignData(s.v, next);
+      const mt = meters[vi];
+      mt.updates = upd; mt.swallowed = sw; mt.weightOverflow = wst.overflow; mt.stateOverflow = sst.overflow;
+    });
+    return { step: t, loss, lossScale: scale, skipped: false, vars: meters, activations: actMeter() };
+  };
+
+  return {
+    model,
+    step,
+    predict: (x) => tf.tidy(() => {
+      const out = forward(x, inferOp, false);
+      return softmaxOut ? out : tf.softmax(out);
+    }),
+    lossScale: () => scale,
+    stored: () => vars.map((s) => s.stored),
+    dispose: () => { /* all tensors are disposed per step; variables belong to the model */ },
+  };
+}
+
+/** Bytes per parameter of a recipe: stored weights + fp32 master + Kahan compensation + optimizer state. */
+export function bytesPerParam(prec: Pick<PrecisionSpec, 'weights' | 'master' | 'kahan' | 'state'>, opt: OptimizerKind): { weights: number; master: number; kahan: number; state: number; total: number } {
+  const weights = prec.weights.bits / 8;
+  const master = prec.master ? 4 : 0;
+  const kahan = prec.kahan ? (prec.weights.kind === 'float' ? prec.weights.bits / 8 : 4) : 0;
+  const slots = opt === 'sgd' ? 0 : opt === 'momentum' ? 1 : 2;
+  const state = slots * (prec.state ?? FP32).bits / 8;
+  return { weights, master, kahan, state, total: weights + master + kahan + state };
+}
