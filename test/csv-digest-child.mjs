@@ -1,5 +1,5 @@
 // Child-process helper: parse a text table with openCsv and print a digest of everything it produced, so a test can
-// compare the native line parser against the JS one (run once with SLIMFIT_CSV_NATIVE=off).
+// compare the native line parser against the JS one (run once with SLIMFIT_DISABLE=csv).
 // Usage: node test/csv-digest-child.mjs PATH '{"xDtype":"uint8",...}'
 import { createHash } from 'node:crypto';
 import { register } from 'tsx/esm/api';

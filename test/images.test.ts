@@ -440,7 +440,7 @@ describe('image trees and archives', () => {
       assert.deepEqual(addon.listImages(join(root, 'missing'), '.png'), { errno: 2 });
     }
     const r = await runCli(['-e', `import('${join(ROOT, 'src/formats/image-tree.ts')}').then(async (m) => { const out = []; for await (const e of (await m.imageTreeInput(process.argv[1])).entries()) out.push(e.path); console.log(JSON.stringify(out)); })`, root],
-      { script: '--import=tsx', env: { SLIMFIT_PNG_NATIVE: 'off' } });
+      { script: '--import=tsx', env: { SLIMFIT_DISABLE: 'png' } });
     assert.equal(r.code, 0, r.stderr);
     assert.deepEqual((JSON.parse(r.stdout) as string[]).map((p) => p.slice(cls.length + 1)), want);
   });

@@ -82,12 +82,12 @@ describe('tar reader', () => {
     await assert.rejects(readAll(cutGz, true), (e: unknown) => e instanceof TarError && /unexpected end of file/.test((e as Error).message));
   });
 
-  it('the native gunzip and the node:zlib fallback (SLIMFIT_PNG_NATIVE=off) give the same samples from a .tar.gz', async () => {
+  it('the native gunzip and the node:zlib fallback (SLIMFIT_DISABLE=png) give the same samples from a .tar.gz', async () => {
     const fx = writeNotMnist(join(tmp.dir, 'tree'), 30);
     const tgz = join(tmp.dir, 'tree.tar.gz');
     packArchive(fx.train.dir, tgz, 'notMNIST_small');
     const script = join(ROOT, 'test', 'drain-source.mjs');
-    const [native, fallback] = await Promise.all([runCli([tgz, '{}'], { script }), runCli([tgz, '{}'], { script, env: { SLIMFIT_PNG_NATIVE: 'off' } })]);
+    const [native, fallback] = await Promise.all([runCli([tgz, '{}'], { script }), runCli([tgz, '{}'], { script, env: { SLIMFIT_DISABLE: 'png' } })]);
     for (const r of [native, fallback]) assert.equal(r.code, 0, r.stderr);
     assert.match(native.stdout, new RegExp(`^samples=${fx.train.samples.length} skipped=3 sum=\\d+$`, 'm'));
     assert.equal(native.stdout, fallback.stdout);
