@@ -65,9 +65,10 @@ test('--resume after epoch 1 continues from the checkpoint and loader cursor and
   const common = ['--model', 'two-branch', '--batch', '100', '--seed', '3', '--lr-decay', '0.5', '--shift', '1', '--no-test'];
   // Plain tfjs kernels (single-threaded, deterministic): this checks the checkpoint/cursor/optimizer logic, not whether
   // a multi-threaded native engine (or one rebuilt between the runs) sums in the same order.
-  const env = { SLIMFIT_ENGINE: 'off' };
+  const env = { SLIMFIT_DISABLE: 'engine' };
   let r = await runCli(['train', store, ...common, '--epochs', '2', '--out', full], { env });
   assert.equal(r.code, 0, r.stderr);
+  assert.match(r.stderr, /fast engine disabled by SLIMFIT_DISABLE=engine/);
   r = await runCli(['train', store, ...common, '--epochs', '1', '--out', part], { env });
   assert.equal(r.code, 0, r.stderr);
   const mid = JSON.parse(readFileSync(join(part, 'model', 'state.json'), 'utf8'));

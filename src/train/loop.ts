@@ -58,7 +58,7 @@ export interface LoopOptions {
   lrDecay?: number;
   /** Called after each epoch with its metrics and the train loader's cursor (for checkpoints and logs). */
   onEpochEnd?: (log: EpochLog, cursor: Cursor) => Promise<void> | void;
-  /** Use the engine's fused Dense step when the model allows it (default true; SLIMFIT_FUSED=off also turns it off). */
+  /** Use the engine's fused Dense step when the model allows it (default true; SLIMFIT_DISABLE=fused also turns it off). */
   fused?: boolean;
   /** Receives one line saying how batches are trained (fused step, or trainOnBatch and why). */
   log?: (line: string) => void;
