@@ -4,6 +4,7 @@ import { existsSync, readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { after, before, test } from 'node:test';
 import { MNIST_DIR, py, runCli, tempDir } from '../dev/helpers.ts';
+import { DEFAULTS } from '../src/train/defaults.ts';
 
 const tmp = tempDir('slimfit-train-cli-');
 const store = join(tmp.dir, 'store');
@@ -53,6 +54,11 @@ test('train writes a complete run folder: log.jsonl per epoch, checkpoint with c
   const ev = await runCli(['eval', out, store, '--split', 'test']);
   assert.equal(ev.code, 0, ev.stderr);
   assert.ok(ev.stdout.includes(`accuracy ${m[1]}%`), `eval agrees with the run's own test evaluation: ${ev.stdout}`);
+  assert.match(ev.stderr, new RegExp(`samples, batch ${DEFAULTS.evalBatchSize}\n`));
+  const ev32 = await runCli(['eval', out, store, '--split', 'test', '--batch', '32', '--out', join(tmp.dir, 'ev32')]);
+  assert.equal(ev32.code, 0, ev32.stderr);
+  assert.match(ev32.stderr, /samples, batch 32\n/, '--batch is honored, whatever its size');
+  assert.ok(ev32.stdout.includes(`accuracy ${m[1]}%`), `the batch size does not change the accuracy: ${ev32.stdout}`);
   assert.ok(isPng(join(out, 'eval-test-confusion.png')));
   const md = readFileSync(join(out, 'eval-test-confusion.md'), 'utf8');
   const cells = md.split('\n').filter((l) => /^\| \*\*\d\*\*/.test(l)).map((l) => l.split('|').slice(2, 12).map(Number));

