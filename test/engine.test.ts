@@ -312,6 +312,24 @@ test('own GEMM kernels on the AVX2 and portable paths (SLIMFIT_ISA caps the disp
   }
 });
 
+test('SLIMFIT_THREADS and SLIMFIT_GEMM reach the engine through configure(), which refuses to change settings in use', { skip: SKIP }, () => {
+  const script = `
+    import { loadAddon } from ${JSON.stringify(new URL('../src/engine/addon.ts', import.meta.url).pathname)};
+    import { nativeSettings } from ${JSON.stringify(new URL('../src/core/config.ts', import.meta.url).pathname)};
+    const e = loadAddon().addon, i = e.info();
+    e.configure(nativeSettings()); // the same settings again (another thread loading it): fine
+    let late = '';
+    try { e.configure({ threads: i.threads + 1, gemm: '', isa: '' }); } catch (err) { late = err.message; }
+    console.log(JSON.stringify({ threads: i.threads, forceOwn: i.forceOwn, late }));`;
+  for (const [threads, gemm] of [['1', 'own'], ['2', 'openblas']]) {
+    const out = execFileSync(process.execPath, ['--import', 'tsx', '--input-type=module', '-e', script], { env: { ...process.env, SLIMFIT_THREADS: threads, SLIMFIT_GEMM: gemm }, encoding: 'utf8' });
+    const got = JSON.parse(out) as { threads: number; forceOwn: boolean; late: string };
+    assert.equal(got.threads, Number(threads));
+    assert.equal(got.forceOwn, gemm === 'own');
+    assert.match(got.late, /after first use with different settings/);
+  }
+});
+
 test('installEngine with engine: false declines with a note and training still works on plain tfjs', async () => {
   uninstallEngine(tf);
   await tf.setBackend('wasm');
