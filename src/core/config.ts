@@ -55,10 +55,10 @@ export const ENV_VARS = {
     default: 'none',
     overrides: 'turns off native parts that have a fallback giving the same results (see FEATURES in src/core/config.ts)',
   },
-  SLIMFIT_BACKEND: { accepts: 'wasm, cpu', default: 'wasm (cpu when wasm cannot start)', overrides: 'the `backend` option of fit/trainRun when not given (`--backend`)' },
+  SLIMFIT_BACKEND: { accepts: 'wasm or cpu', default: 'wasm (cpu when wasm cannot start)', overrides: 'the `backend` option of fit/trainRun when not given (`--backend`)' },
   SLIMFIT_THREADS: { accepts: 'an integer 1-256', default: 'all cores', overrides: 'threads of the native engine\'s pool' },
-  SLIMFIT_GEMM: { accepts: 'own, openblas', default: 'own on AVX2/AVX-512 CPUs, else OpenBLAS when linked', overrides: 'the engine\'s float32/float64 GEMM' },
-  SLIMFIT_ISA: { accepts: 'avx512, avx2, generic', default: 'the best the CPU has', overrides: 'caps the SIMD level of the engine and the loader\'s gather addon' },
+  SLIMFIT_GEMM: { accepts: 'own or openblas', default: 'own on AVX2/AVX-512 CPUs, else OpenBLAS when linked', overrides: 'the engine\'s float32/float64 GEMM' },
+  SLIMFIT_ISA: { accepts: 'avx512, avx2 or generic', default: 'the best the CPU has', overrides: 'caps the SIMD level of the engine and the loader\'s gather addon' },
   SLIMFIT_CACHE: { accepts: 'a folder', default: '~/.cache/slimfit', overrides: 'where `slimfit demo` keeps its MNIST store' },
   SLIMFIT_REPORT_RSS: { accepts: '1', default: 'unset', overrides: 'the CLI prints `slimfit-peak-rss-bytes=N` to stderr at exit (tests)' },
 } as const satisfies Record<`SLIMFIT_${string}`, EnvVar>;
