@@ -53,9 +53,9 @@ export const ENV_VARS = {
   SLIMFIT_DISABLE: {
     accepts: `comma-separated names: ${Object.keys(FEATURES).join(', ')}`,
     default: 'none',
-    overrides: 'turns off native parts that have a fallback giving the same results (see FEATURES in src/core/config.ts)',
+    overrides: 'parts with a same-result fallback, below (options in code: installEngine `engine`/`fusedConv`, the training loop\'s `fused`, createLoader `native`, image sources\' `nativeThreads`)',
   },
-  SLIMFIT_BACKEND: { accepts: 'wasm or cpu', default: 'wasm (cpu when wasm cannot start)', overrides: 'the `backend` option of fit/trainRun when not given (`--backend`)' },
+  SLIMFIT_BACKEND: { accepts: 'wasm or cpu', default: 'wasm (cpu when wasm cannot start)', overrides: 'the `backend` option of fit, evaluate, trainRun and evalRun (`--backend`) when not given' },
   SLIMFIT_THREADS: { accepts: 'an integer 1-256', default: 'all cores', overrides: 'threads of the native engine\'s pool' },
   SLIMFIT_GEMM: { accepts: 'own or openblas', default: 'own on AVX2/AVX-512 CPUs, else OpenBLAS when linked', overrides: 'the engine\'s float32/float64 GEMM' },
   SLIMFIT_ISA: { accepts: 'avx512, avx2 or generic', default: 'the best the CPU has', overrides: 'caps the SIMD level of the engine and the loader\'s gather addon' },
