@@ -365,6 +365,43 @@ napi_value SetForceOwn(napi_env env, napi_callback_info info) {
   return undef(env);
 }
 
+// A string property of obj ("" when absent or not a string).
+std::string get_str(napi_env env, napi_value obj, const char* k) {
+  napi_value v;
+  char buf[32];
+  size_t len = 0;
+  if (napi_get_named_property(env, obj, k, &v) != napi_ok || napi_get_value_string_utf8(env, v, buf, sizeof buf, &len) != napi_ok) return "";
+  return std::string(buf, len);
+}
+
+// configure({ threads, gemm, isa }): settings the JS side read from the environment (src/core/config.ts), called
+// right after loading and before any kernel runs. threads 0 = one per hardware thread; gemm '' | 'own' | 'openblas';
+// isa '' | 'avx512' | 'avx2' | 'generic' (a cap). Throws when a value is unknown, or when the pool or a dispatch
+// choice was already made with different settings (configure came too late to apply them).
+napi_value Configure(napi_env env, napi_callback_info info) {
+  Args a(env, info);
+  napi_valuetype t = napi_undefined;
+  if (a.n < 1 || napi_typeof(env, a.v[0], &t) != napi_ok || t != napi_object) {
+    napi_throw_type_error(env, nullptr, "slimfit engine: configure expects { threads, gemm, isa }");
+    return nullptr;
+  }
+  napi_value tv;
+  double threads = 0;
+  if (napi_get_named_property(env, a.v[0], "threads", &tv) == napi_ok) napi_get_value_double(env, tv, &threads);
+  std::string gemm = get_str(env, a.v[0], "gemm"), isa = get_str(env, a.v[0], "isa");
+  int g = gemm.empty() ? GEMM_DEFAULT : gemm == "own" ? GEMM_OWN : gemm == "openblas" ? GEMM_OPENBLAS : -1;
+  int cap = isa.empty() || isa == "avx512" ? ISA_AVX512 : isa == "avx2" ? ISA_AVX2 : isa == "generic" ? ISA_GENERIC : -1;
+  if (g < 0 || cap < 0 || !(threads >= 0 && threads <= 256)) {
+    napi_throw_type_error(env, nullptr, "slimfit engine: configure got an unknown gemm, isa or threads value");
+    return nullptr;
+  }
+  if (!configure_threads((int)threads) || !configure_gemm(g) || !configure_isa((Isa)cap)) {
+    napi_throw_error(env, nullptr, "slimfit engine: configure came after first use with different settings");
+    return nullptr;
+  }
+  return undef(env);
+}
+
 napi_value prop_str(napi_env env, napi_value obj, const char* k, const char* val) {
   napi_value s;
   napi_create_string_utf8(env, val, NAPI_AUTO_LENGTH, &s);
@@ -393,7 +430,7 @@ napi_value Init(napi_env env, napi_value exports) {
   struct { const char* name; napi_callback cb; } fns[] = {
       {"gemm", Gemm}, {"conv2d", Conv2d}, {"conv2dBackpropInput", Conv2dBpInput},
       {"conv2dBackpropFilter", Conv2dBpFilter}, {"maxPool", MaxPool}, {"maxPoolGrad", MaxPoolGrad},
-      {"adam", Adam}, {"denseStep", DenseStep}, {"sumRows", SumRows}, {"reluGradBias", ReluGradBias}, {"elementwise", Elementwise}, {"gemmDtype", GemmDtype}, {"setForceOwn", SetForceOwn}, {"info", Info},
+      {"adam", Adam}, {"denseStep", DenseStep}, {"sumRows", SumRows}, {"reluGradBias", ReluGradBias}, {"elementwise", Elementwise}, {"gemmDtype", GemmDtype}, {"setForceOwn", SetForceOwn}, {"info", Info}, {"configure", Configure},
   };
   for (auto& f : fns) {
     napi_value fn;

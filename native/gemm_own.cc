@@ -5,6 +5,7 @@
 #include <immintrin.h>
 
 #include <algorithm>
+#include <atomic>
 #include <cstdlib>
 #include <cstring>
 #include <type_traits>
@@ -14,19 +15,29 @@
 
 namespace sf {
 
+// The cap set by configure_isa (SLIMFIT_ISA: tests exercise every path on one machine), and the ISA in use once chosen.
+static int g_isa_cap = ISA_AVX512;
+static std::atomic<int> g_isa{-1};
+
 Isa detect_isa() {
-  static int cached = -1;
-  if (cached < 0) {
+  int v = g_isa;
+  if (v < 0) {
     __builtin_cpu_init();
-    if (__builtin_cpu_supports("avx512f")) cached = ISA_AVX512;
-    else if (__builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma")) cached = ISA_AVX2;
-    else cached = ISA_GENERIC;
-    // SLIMFIT_ISA=avx2|generic caps the choice (tests exercise every path on one machine)
-    const char* cap = std::getenv("SLIMFIT_ISA");
-    if (cap && std::strcmp(cap, "generic") == 0) cached = ISA_GENERIC;
-    if (cap && std::strcmp(cap, "avx2") == 0 && cached > ISA_AVX2) cached = ISA_AVX2;
+    if (__builtin_cpu_supports("avx512f")) v = ISA_AVX512;
+    else if (__builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma")) v = ISA_AVX2;
+    else v = ISA_GENERIC;
+    v = std::min(v, g_isa_cap);
+    int unset = -1;
+    g_isa.compare_exchange_strong(unset, v);
+    v = g_isa;
   }
-  return (Isa)cached;
+  return (Isa)v;
+}
+
+bool configure_isa(Isa cap) {
+  if (g_isa >= 0) return g_isa_cap == cap;
+  g_isa_cap = cap;
+  return true;
 }
 const char* isa_name(Isa isa) { return isa == ISA_AVX512 ? "avx512" : isa == ISA_AVX2 ? "avx2" : "generic"; }
 bool cpu_has_avx512bf16() {

@@ -5,8 +5,10 @@
 namespace sf {
 
 enum Isa { ISA_GENERIC = 0, ISA_AVX2 = 1, ISA_AVX512 = 2 };
-// Best float ISA usable on this CPU (AVX-512F > AVX2+FMA > portable C++).
+// Best float ISA usable on this CPU (AVX-512F > AVX2+FMA > portable C++), at most the cap configure_isa set.
 Isa detect_isa();
+// Cap the ISA detect_isa picks (ISA_AVX512 = no cap); false when the choice was already made with another cap.
+bool configure_isa(Isa cap);
 const char* isa_name(Isa isa);
 bool cpu_has_avx512bf16();
 bool cpu_has_avx512vnni();

@@ -2,6 +2,7 @@
 #include "kernels.h"
 
 #include <algorithm>
+#include <atomic>
 #include <cstdint>
 #ifdef __SSE2__
 #include <immintrin.h>
@@ -23,31 +24,48 @@ extern "C" void openblas_set_num_threads(int);
 
 namespace sf {
 
-static int threads_from_env() {
-  const char* s = std::getenv("SLIMFIT_THREADS");
-  int n = s ? std::atoi(s) : 0;
-  if (n <= 0) n = (int)std::thread::hardware_concurrency();
-  return std::max(1, std::min(n, 256));
-}
+// Settings handed over by configure() (from the JS side, which reads the environment) before first use.
+static int g_threads_setting = 0;  // 0 = one per hardware thread
+static std::atomic<bool> g_pool_made{false};
+// -1 until first use, then whether the own GEMM is used even though OpenBLAS is linked.
+static std::atomic<int> g_force_own{-1};
+static int g_gemm_setting = GEMM_DEFAULT;
 
 Pool& pool() {
-  static Pool p(threads_from_env());
+  static Pool p([] {
+    int n = g_threads_setting > 0 ? g_threads_setting : (int)std::thread::hardware_concurrency();
+    g_pool_made = true;
+    return std::max(1, std::min(n, 256));
+  }());
   return p;
 }
 int num_threads() { return pool().size(); }
 
+bool configure_threads(int n) {
+  if (g_pool_made) return n == g_threads_setting;
+  g_threads_setting = n;
+  return true;
+}
+
 // Default GEMM: the own kernels on AVX2/AVX-512 CPUs (faster than Debian's OpenBLAS 0.3.21 at training shapes on
 // the reference machine, and they share the caller's thread pool instead of spinning extra threads); OpenBLAS on
-// other CPUs. SLIMFIT_GEMM=openblas|own overrides.
-static bool default_force_own() {
-  const char* s = std::getenv("SLIMFIT_GEMM");
-  if (s && std::string(s) == "own") return true;
-  if (s && std::string(s) == "openblas") return false;
-  return detect_isa() != ISA_GENERIC;
+// other CPUs. configure_gemm (SLIMFIT_GEMM) overrides.
+bool configure_gemm(int choice) {
+  if (g_force_own >= 0) return choice == g_gemm_setting;
+  g_gemm_setting = choice;
+  return true;
 }
-static bool g_force_own = default_force_own();
-void set_force_own(bool on) { g_force_own = on; }
-bool force_own() { return g_force_own; }
+void set_force_own(bool on) { g_force_own = on ? 1 : 0; }
+bool force_own() {
+  int v = g_force_own;
+  if (v < 0) {
+    v = g_gemm_setting == GEMM_OWN ? 1 : g_gemm_setting == GEMM_OPENBLAS ? 0 : detect_isa() != ISA_GENERIC;
+    int unset = -1;
+    g_force_own.compare_exchange_strong(unset, v);
+    v = g_force_own;
+  }
+  return v == 1;
+}
 
 bool have_openblas() {
 #ifdef SLIMFIT_HAVE_OPENBLAS
@@ -71,7 +89,7 @@ void gemm_f32(bool ta, bool tb, int M, int N, int K, float alpha, const float* A
               float beta, float* C, int ldc) {
   if (M <= 0 || N <= 0) return;
 #ifdef SLIMFIT_HAVE_OPENBLAS
-  if (!g_force_own && K > 0) {
+  if (!force_own() && K > 0) {
     blas_init();
     cblas_sgemm(CblasRowMajor, ta ? CblasTrans : CblasNoTrans, tb ? CblasTrans : CblasNoTrans, M, N, K, alpha, A, lda,
                 B, ldb, beta, C, ldc);
@@ -85,7 +103,7 @@ void gemm_f64(bool ta, bool tb, int M, int N, int K, double alpha, const double*
               double beta, double* C, int ldc) {
   if (M <= 0 || N <= 0) return;
 #ifdef SLIMFIT_HAVE_OPENBLAS
-  if (!g_force_own && K > 0) {
+  if (!force_own() && K > 0) {
     blas_init();
     cblas_dgemm(CblasRowMajor, ta ? CblasTrans : CblasNoTrans, tb ? CblasTrans : CblasNoTrans, M, N, K, alpha, A, lda,
                 B, ldb, beta, C, ldc);
@@ -341,7 +359,7 @@ static std::vector<float>& scratch() {
 // that multiplies it stays in that core's L2 (first-layer-sized geometries in training: 5.5 -> ~3.5 ms).
 static constexpr long TILE_FLOATS = 96L << 10;  // ~384 KB of columns per tile
 
-static bool use_tiles(const ConvGeom& g) { return g_force_own && !is_pointwise(g); }
+static bool use_tiles(const ConvGeom& g) { return force_own() && !is_pointwise(g); }
 
 // Output rows per tile: a multiple of 16 (the GEMM's row block), at least 16.
 static long tile_rows(const ConvGeom& g) {

@@ -6,10 +6,16 @@ namespace sf {
 
 // True when built against OpenBLAS's cblas (SLIMFIT_HAVE_OPENBLAS).
 bool have_openblas();
-// Use the hand-written kernel even when OpenBLAS is linked (default on AVX2/AVX-512 CPUs; SLIMFIT_GEMM=openblas|own).
+// Use the hand-written kernel even when OpenBLAS is linked (default on AVX2/AVX-512 CPUs; configure_gemm overrides).
 void set_force_own(bool on);
 bool force_own();
 int num_threads();
+
+// Settings from the JS side (configure() in addon.cc), applied before their first use. Each returns false when it
+// comes too late to change anything: the pool already runs with another size, or the GEMM choice was already made.
+enum { GEMM_DEFAULT = 0, GEMM_OWN = 1, GEMM_OPENBLAS = 2 };
+bool configure_threads(int n);  // n <= 0: one per hardware thread
+bool configure_gemm(int choice);
 
 // C = alpha*op(A)*op(B) + beta*C (row-major), via OpenBLAS when present else sgemm_own.
 void gemm_f32(bool ta, bool tb, int M, int N, int K, float alpha, const float* A, int lda, const float* B, int ldb,

@@ -91,7 +91,7 @@ class Pool {
   bool stop_ = false;
 };
 
-// The process-wide pool (one thread per hardware thread, or SLIMFIT_THREADS).
+// The process-wide pool (one thread per hardware thread, or as configure_threads set before its first use).
 Pool& pool();
 
 // Split [0, total) into chunks of at least `grain` items (about 4 per thread) and run f(begin, end) on each.

@@ -3,6 +3,7 @@
 // behind, and reach the reference accuracy on MNIST. The training loop uses it and says so.
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
+import { execFileSync } from 'node:child_process';
 import * as tf from '@tensorflow/tfjs-core';
 import '@tensorflow/tfjs-backend-cpu';
 import '@tensorflow/tfjs-backend-wasm';
@@ -151,13 +152,12 @@ test('models the fused step does not cover get a reason (and train through train
   }
   const ok = build(mlp);
   assert.match(denseTrainStep(tf, ok, false).reason!, /fast engine is not active/);
-  const prev = process.env.SLIMFIT_FUSED;
-  process.env.SLIMFIT_FUSED = 'off';
-  try {
-    assert.match(denseTrainStep(tf, ok, true).reason!, /SLIMFIT_FUSED=off/);
-  } finally {
-    if (prev === undefined) delete process.env.SLIMFIT_FUSED; else process.env.SLIMFIT_FUSED = prev;
-  }
+  // SLIMFIT_DISABLE=fused (read once per process) turns it off: checked in a child, before anything else is asked.
+  const script = `
+    import { denseTrainStep } from ${JSON.stringify(new URL('../src/engine/dense-step.ts', import.meta.url).pathname)};
+    console.log(denseTrainStep(null, null, true).reason);`;
+  const out = execFileSync(process.execPath, ['--import', 'tsx', '--input-type=module', '-e', script], { env: { ...process.env, SLIMFIT_DISABLE: 'fused' }, encoding: 'utf8' });
+  assert.equal(out.trim(), 'disabled by SLIMFIT_DISABLE=fused');
   ok.dispose();
   uninstallEngine(tf);
   await tf.setBackend('cpu');

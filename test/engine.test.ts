@@ -1,5 +1,5 @@
 // The fast engine: every registered kernel (forward and gradient) against the reference tfjs 'cpu' backend,
-// a gradient check on a small network, the fused Adam step, the own GEMM kernels, and the SLIMFIT_ENGINE=off fallback.
+// a gradient check on a small network, the fused Adam step, the own GEMM kernels, and the plain-tfjs fallback (option or SLIMFIT_DISABLE=engine).
 import assert from 'node:assert/strict';
 import { execFileSync } from 'node:child_process';
 import { test } from 'node:test';
@@ -7,7 +7,7 @@ import * as tf from '@tensorflow/tfjs-core';
 import '@tensorflow/tfjs-backend-cpu';
 import '@tensorflow/tfjs-backend-wasm';
 import * as tfl from '@tensorflow/tfjs-layers';
-import { installEngine, uninstallEngine, loadAddon, adamStats, ADDON_PATH } from '../src/engine/index.ts';
+import { installEngine, uninstallEngine, loadAddon, adamStats, engineActive } from '../src/engine/index.ts';
 import { mnistAccuracy } from '../dev/mnist-check.ts';
 
 // Tolerance: max |engine - cpu| <= TOL * (1 + max |cpu|). Both compute in float32 with different summation orders.
@@ -288,8 +288,10 @@ test('own GEMM kernels by dtype match a float64 reference', { skip: SKIP }, () =
 });
 
 test('own GEMM kernels on the AVX2 and portable paths (SLIMFIT_ISA caps the dispatch) match a float64 reference', { skip: SKIP }, () => {
+  // Loaded the way slimfit loads it, so this also checks that SLIMFIT_ISA reaches the addon (configure).
   const script = `
-    const e = require(${JSON.stringify(ADDON_PATH)});
+    import { loadAddon } from ${JSON.stringify(new URL('../src/engine/addon.ts', import.meta.url).pathname)};
+    const e = loadAddon().addon;
     let s = 7; const r = (n) => Float64Array.from({ length: n }, () => ((s = (s * 1103515245 + 12345) >>> 0) / 2 ** 32) * 2 - 1);
     let worst = 0;
     for (const [M, N, K] of [[1, 1, 1], [7, 19, 5], [61, 45, 300], [130, 70, 33]]) {
@@ -302,7 +304,7 @@ test('own GEMM kernels on the AVX2 and portable paths (SLIMFIT_ISA caps the disp
     }
     console.log(JSON.stringify({ isa: e.info().isa, worst }));`;
   for (const isa of ['avx2', 'generic']) {
-    const out = execFileSync(process.execPath, ['-e', script], { env: { ...process.env, SLIMFIT_ISA: isa }, encoding: 'utf8' });
+    const out = execFileSync(process.execPath, ['--import', 'tsx', '--input-type=module', '-e', script], { env: { ...process.env, SLIMFIT_ISA: isa }, encoding: 'utf8' });
     const { isa: got, worst } = JSON.parse(out) as { isa: string; worst: number };
     if (isa === 'avx2' && got === 'generic') continue; // CPU without AVX2: nothing to cap
     assert.equal(got, isa);
@@ -310,19 +312,45 @@ test('own GEMM kernels on the AVX2 and portable paths (SLIMFIT_ISA caps the disp
   }
 });
 
-test('SLIMFIT_ENGINE=off: installEngine declines with a note and training still works on plain tfjs', async () => {
-  const prev = process.env.SLIMFIT_ENGINE;
-  process.env.SLIMFIT_ENGINE = 'off';
-  try {
-    await tf.setBackend('wasm');
-    await tf.ready();
-    const st = installEngine(tf, 'wasm');
-    assert.equal(st.active, false);
-    assert.match(st.note, /SLIMFIT_ENGINE=off/);
-    const w = await trainTiny('wasm');
-    assert.ok(w.every((a) => a.every(Number.isFinite)));
-  } finally {
-    if (prev === undefined) delete process.env.SLIMFIT_ENGINE; else process.env.SLIMFIT_ENGINE = prev;
+test('SLIMFIT_THREADS and SLIMFIT_GEMM reach the engine through configure(), which refuses to change settings in use', { skip: SKIP }, () => {
+  const script = `
+    import { loadAddon } from ${JSON.stringify(new URL('../src/engine/addon.ts', import.meta.url).pathname)};
+    import { nativeSettings } from ${JSON.stringify(new URL('../src/core/config.ts', import.meta.url).pathname)};
+    const e = loadAddon().addon, i = e.info();
+    e.configure(nativeSettings()); // the same settings again (another thread loading it): fine
+    let late = '';
+    try { e.configure({ threads: i.threads + 1, gemm: '', isa: '' }); } catch (err) { late = err.message; }
+    console.log(JSON.stringify({ threads: i.threads, forceOwn: i.forceOwn, late }));`;
+  for (const [threads, gemm] of [['1', 'own'], ['2', 'openblas']]) {
+    const out = execFileSync(process.execPath, ['--import', 'tsx', '--input-type=module', '-e', script], { env: { ...process.env, SLIMFIT_THREADS: threads, SLIMFIT_GEMM: gemm }, encoding: 'utf8' });
+    const got = JSON.parse(out) as { threads: number; forceOwn: boolean; late: string };
+    assert.equal(got.threads, Number(threads));
+    assert.equal(got.forceOwn, gemm === 'own');
+    assert.match(got.late, /after first use with different settings/);
   }
+});
+
+test('installEngine with engine: false declines with a note and training still works on plain tfjs', async () => {
+  uninstallEngine(tf);
+  await tf.setBackend('wasm');
+  await tf.ready();
+  const st = installEngine(tf, 'wasm', { engine: false });
+  assert.equal(st.active, false);
+  assert.match(st.note, /turned off by the caller/);
+  assert.equal(engineActive(), false);
+  const w = await trainTiny('wasm');
+  assert.ok(w.every((a) => a.every(Number.isFinite)));
   assert.equal(installEngine(tf, 'cpu').active, false, 'only the wasm backend is supported');
+});
+
+test('SLIMFIT_DISABLE=engine (or native) makes installEngine decline, naming the setting', () => {
+  const script = `
+    import { installEngine } from ${JSON.stringify(new URL('../src/engine/index.ts', import.meta.url).pathname)};
+    console.log(JSON.stringify(installEngine(null, 'wasm')));`;
+  for (const [disable, name] of [['engine', 'SLIMFIT_DISABLE=engine'], ['csv,native', 'SLIMFIT_DISABLE=native']]) {
+    const out = execFileSync(process.execPath, ['--import', 'tsx', '--input-type=module', '-e', script], { env: { ...process.env, SLIMFIT_DISABLE: disable }, encoding: 'utf8' });
+    const st = JSON.parse(out) as { active: boolean; note: string };
+    assert.equal(st.active, false, disable);
+    assert.ok(st.note.includes(`disabled by ${name}`), st.note);
+  }
 });

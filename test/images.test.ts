@@ -107,22 +107,17 @@ describe('image trees and archives', () => {
     const outs: Array<{ x: Uint8Array; y: number[]; hashes: number[]; counts: number[]; skipped: string[] }> = [];
     const kinds = pngAddon() ? ['native', 'threads'] : ['threads'];
     for (const kind of kinds) {
-      process.env.SLIMFIT_IMAGE_WORKERS = kind;
-      try {
-        for (const [workers, batchFiles] of [[0, 256], [1, 7], [2, 3]] as const) {
-          const src = await openImageTree(fx.train.dir, { workers, batchFiles });
-          const xs: Uint8Array[] = [], y: number[] = [], hashes: number[] = [], counts = new Array<number>(256).fill(0);
-          for await (const b of src.batches()) {
-            xs.push(b.x.slice());
-            for (let i = 0; i < b.n; i++) y.push(b.y[i]);
-            hashes.push(...(b.hashes ?? []));
-            b.counts?.forEach((v, i) => { counts[i] += v; });
-          }
-          outs.push({ x: Buffer.concat(xs), y, hashes, counts, skipped: (src.skipped ?? []).map((s) => `${s.path}: ${s.reason}`) });
-          assert.equal(src.skipped?.length, 3);
+      for (const [workers, batchFiles] of [[0, 256], [1, 7], [2, 3]] as const) {
+        const src = await openImageTree(fx.train.dir, { workers, batchFiles, nativeThreads: kind === 'native' });
+        const xs: Uint8Array[] = [], y: number[] = [], hashes: number[] = [], counts = new Array<number>(256).fill(0);
+        for await (const b of src.batches()) {
+          xs.push(b.x.slice());
+          for (let i = 0; i < b.n; i++) y.push(b.y[i]);
+          hashes.push(...(b.hashes ?? []));
+          b.counts?.forEach((v, i) => { counts[i] += v; });
         }
-      } finally {
-        delete process.env.SLIMFIT_IMAGE_WORKERS;
+        outs.push({ x: Buffer.concat(xs), y, hashes, counts, skipped: (src.skipped ?? []).map((s) => `${s.path}: ${s.reason}`) });
+        assert.equal(src.skipped?.length, 3);
       }
     }
     const want = outs[0];

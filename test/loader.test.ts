@@ -354,9 +354,11 @@ test("the native uint8 -> float32 conversion (AVX-512, AVX2 and table paths) giv
     const rb = 37, rows = 300; // 37: not a multiple of 8 or 16, so every vector path also runs its scalar tail
     const data = Uint8Array.from({ length: rows * rb }, (_, i) => (i * 97 + (i >> 8)) & 255);
     writeFileSync(join(dir, 'x.bin'), data);
+    // Loaded the way the loader loads it, so SLIMFIT_ISA must reach the addon (configure) for isa() to match.
     const script = `
-      const a = require(${JSON.stringify(new URL('../build/Release/slimfit_gather.node', import.meta.url).pathname)});
-      const fs = require('fs');
+      import { gatherAddon } from ${JSON.stringify(new URL('../src/loader/native.ts', import.meta.url).pathname)};
+      import fs from 'node:fs';
+      const a = gatherAddon();
       const fd = fs.openSync(${JSON.stringify(join(dir, 'x.bin'))}, 'r'), h = a.open(${JSON.stringify(join(dir, 'x.bin'))});
       const n = ${rows}, rb = ${rb}, order = Float64Array.from({ length: n }, (_, i) => (i * 7) % n), dest = Uint32Array.from({ length: n }, (_, i) => i);
       const out = [];
@@ -365,16 +367,19 @@ test("the native uint8 -> float32 conversion (AVX-512, AVX2 and table paths) giv
         if (a[f](f === 'gather' ? h : fd, 0, rb, order, dest, n, o, 1, A, B) !== 0) throw new Error(f + ' failed');
         out.push(Buffer.from(o.buffer).toString('base64'));
       }
-      process.stdout.write(JSON.stringify(out));`;
+      process.stdout.write(JSON.stringify({ isa: a.isa(), out }));`;
     const want: string[] = [];
     for (const [A, B] of [[1 / 255, 0], [0.0123, -0.5], [2, 0.25]]) {
       const o = new Float32Array(rows * rb);
       for (let i = 0; i < rows; i++) for (let e = 0; e < rb; e++) o[i * rb + e] = data[((i * 7) % rows) * rb + e] * A + B;
       want.push(Buffer.from(o.buffer).toString('base64'), Buffer.from(o.buffer).toString('base64'));
     }
+    const best = gatherAddon()!.isa();
     for (const isa of ['', 'avx2', 'generic']) {
-      const got = JSON.parse(execFileSync(process.execPath, ['-e', script], { env: { ...process.env, SLIMFIT_ISA: isa }, encoding: 'utf8' })) as string[];
-      assert.deepEqual(got, want, `SLIMFIT_ISA=${isa || '(best)'}`);
+      const got = JSON.parse(execFileSync(process.execPath, ['--import', 'tsx', '--input-type=module', '-e', script], { env: { ...process.env, SLIMFIT_ISA: isa }, encoding: 'utf8' })) as { isa: string; out: string[] };
+      const rank = ['generic', 'avx2', 'avx512'];
+      assert.equal(got.isa, rank[Math.min(rank.indexOf(best), rank.indexOf(isa || 'avx512'))], `SLIMFIT_ISA=${isa || '(best)'} picks its path`);
+      assert.deepEqual(got.out, want, `SLIMFIT_ISA=${isa || '(best)'}`);
     }
   } finally {
     rmSync(dir, { recursive: true, force: true });

@@ -4,6 +4,7 @@ import { existsSync, readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { after, before, test } from 'node:test';
 import { MNIST_DIR, py, runCli, tempDir } from '../dev/helpers.ts';
+import { DEFAULTS } from '../src/train/defaults.ts';
 
 const tmp = tempDir('slimfit-train-cli-');
 const store = join(tmp.dir, 'store');
@@ -53,6 +54,11 @@ test('train writes a complete run folder: log.jsonl per epoch, checkpoint with c
   const ev = await runCli(['eval', out, store, '--split', 'test']);
   assert.equal(ev.code, 0, ev.stderr);
   assert.ok(ev.stdout.includes(`accuracy ${m[1]}%`), `eval agrees with the run's own test evaluation: ${ev.stdout}`);
+  assert.match(ev.stderr, new RegExp(`samples, batch ${DEFAULTS.evalBatchSize}\n`));
+  const ev32 = await runCli(['eval', out, store, '--split', 'test', '--batch', '32', '--out', join(tmp.dir, 'ev32')]);
+  assert.equal(ev32.code, 0, ev32.stderr);
+  assert.match(ev32.stderr, /samples, batch 32\n/, '--batch is honored, whatever its size');
+  assert.ok(ev32.stdout.includes(`accuracy ${m[1]}%`), `the batch size does not change the accuracy: ${ev32.stdout}`);
   assert.ok(isPng(join(out, 'eval-test-confusion.png')));
   const md = readFileSync(join(out, 'eval-test-confusion.md'), 'utf8');
   const cells = md.split('\n').filter((l) => /^\| \*\*\d\*\*/.test(l)).map((l) => l.split('|').slice(2, 12).map(Number));
@@ -65,9 +71,10 @@ test('--resume after epoch 1 continues from the checkpoint and loader cursor and
   const common = ['--model', 'two-branch', '--batch', '100', '--seed', '3', '--lr-decay', '0.5', '--shift', '1', '--no-test'];
   // Plain tfjs kernels (single-threaded, deterministic): this checks the checkpoint/cursor/optimizer logic, not whether
   // a multi-threaded native engine (or one rebuilt between the runs) sums in the same order.
-  const env = { SLIMFIT_ENGINE: 'off' };
+  const env = { SLIMFIT_DISABLE: 'engine' };
   let r = await runCli(['train', store, ...common, '--epochs', '2', '--out', full], { env });
   assert.equal(r.code, 0, r.stderr);
+  assert.match(r.stderr, /fast engine disabled by SLIMFIT_DISABLE=engine/);
   r = await runCli(['train', store, ...common, '--epochs', '1', '--out', part], { env });
   assert.equal(r.code, 0, r.stderr);
   const mid = JSON.parse(readFileSync(join(part, 'model', 'state.json'), 'utf8'));

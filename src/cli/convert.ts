@@ -2,10 +2,11 @@
 import type { Command } from 'commander';
 import { SlimfitError } from '../core/errors.ts';
 import { parseBytes } from '../core/units.ts';
+import { wholeFlag } from './flags.ts';
 
 /** Options `convert` takes (messy-source options are passed through to their readers). */
 interface ConvertOptions {
-  x?: string; y?: string; train?: string; test?: string; split?: string; seed: string; shardSize: string;
+  x?: string; y?: string; train?: string; test?: string; split?: string; seed: number; shardSize: string;
   dedupe?: boolean; force?: boolean; quiet?: boolean; classNames?: string; dupCheck: boolean;
   [k: string]: unknown;
 }
@@ -20,7 +21,7 @@ export function register(program: Command): void {
     .option('--train <src>', 'an input that is the training split (with --test)')
     .option('--test <src>', 'an input that is the test split (with --train)')
     .option('--split <spec>', 'split one input by class-stratified fractions, e.g. train=0.9,test=0.1')
-    .option('--seed <n>', 'seed for --split', '0')
+    .option('--seed <n>', 'seed for --split', wholeFlag('--seed', 0), 0)
     .option('--shard-size <bytes>', 'target size of each x shard', '64MB')
     .option('--dedupe', 'drop exact duplicate samples (keeps the first; no test sample stays in train)')
     .option('--no-dup-check', 'skip fingerprinting samples for duplicate/leakage counts (saves ~9-18 bytes per sample)')
@@ -30,7 +31,7 @@ export function register(program: Command): void {
     .option('--grayscale', 'images: convert to one gray channel (Rec.709 luma)')
     .option('--resize <WxH>', 'images: stretch every image to exactly W x H (bilinear/Triangle filter)')
     .option('--strict', 'images/text: stop at the first unreadable file or malformed line instead of skipping it')
-    .option('--workers <n>', 'images: decode threads (default: cores - 1, at least 1); text: parser threads (default 1; 0 = main thread)')
+    .option('--workers <n>', 'images: decode threads (default: cores - 1, at least 1); text: parser threads (default 1; 0 = main thread)', wholeFlag('--workers', 0))
     .option('--label-col <col>', 'text: label column, 0-based index (negative from the end) or header name (default 0)')
     .option('--shape <dims>', 'text: per-sample shape of the feature columns, e.g. 28,28')
     .option('--x-dtype <dtype>', 'text: store features as uint8, float16, float32 (default) or float64')
@@ -44,8 +45,7 @@ export function register(program: Command): void {
       const src = paths.length === 2 ? paths[0] : undefined;
       const shardBytes = parseBytes(o.shardSize);
       if (!shardBytes) throw new SlimfitError(`cannot read --shard-size ${o.shardSize}`, { hint: 'e.g. 64MB, 512k, 1GiB' });
-      const seed = Number(o.seed);
-      if (!Number.isSafeInteger(seed)) throw new SlimfitError(`--seed must be an integer, got ${o.seed}`);
+      const seed = o.seed;
       // V8 doubles its young generation as a run goes on (to 2 x 16 MB), so a long conversion's peak RSS was ~8 MB
       // above a short one's for the same batches; kept at its start size, that part of the growth is gone (old
       // space and the duplicate index still grow with a longer run: 122 -> 151 MB for 21k -> 210k PNGs).

@@ -1,5 +1,7 @@
 // `slimfit eval RUN DIR`: accuracy of a trained model on a split, with a confusion matrix (PNG, SVG, markdown).
 import type { Command } from 'commander';
+import { DEFAULTS } from '../train/defaults.ts';
+import { wholeFlag } from './flags.ts';
 
 /** Register `eval`. */
 export function register(program: Command): void {
@@ -7,8 +9,8 @@ export function register(program: Command): void {
     .description('evaluate a run (runs/NAME) or a tfjs model.json on a split of a store; writes a confusion matrix')
     .argument('<RUN>', 'run folder written by `slimfit train`, or a model folder / model.json')
     .argument('<DIR>', 'store directory')
-    .option('--split <name>', 'split to evaluate', 'test')
-    .option('--batch <n>', 'batch size', (v) => Number(v), 512)
+    .option('--split <name>', 'split to evaluate', DEFAULTS.evalSplit)
+    .option('--batch <n>', 'batch size', wholeFlag('--batch', 1), DEFAULTS.evalBatchSize)
     .option('--out <dir>', 'where to write the confusion matrix (default: the run folder)')
     .option('--backend <name>', 'force the TensorFlow.js backend: wasm or cpu')
     .action(async (run: string, dir: string, o) => {

@@ -1,5 +1,6 @@
 // The `slimfit` command: one sub-command per file in this folder; logic lives in the library modules.
 import { Command } from 'commander';
+import { envSettings } from '../core/config.ts';
 import { isSlimfitError } from '../core/errors.ts';
 import { peakRssBytes } from '../core/rss.ts';
 
@@ -38,10 +39,12 @@ export async function buildProgram(only?: string): Promise<Command> {
 
 /** Run the CLI with `argv` (as process.argv); prints user errors plainly and sets the exit code. */
 export async function main(argv: string[]): Promise<void> {
-  // Tests measure the memory of a real CLI run through this line (see dev/helpers.ts).
-  if (process.env.SLIMFIT_REPORT_RSS) process.on('exit', () => process.stderr.write(`slimfit-peak-rss-bytes=${peakRssBytes()}\n`));
-  const program = await buildProgram(argv[2]);
   try {
+    // Parsed first, so a malformed SLIMFIT_* variable is reported before anything runs.
+    const env = envSettings();
+    // Tests measure the memory of a real CLI run through this line (see dev/helpers.ts).
+    if (env.reportRss) process.on('exit', () => process.stderr.write(`slimfit-peak-rss-bytes=${peakRssBytes()}\n`));
+    const program = await buildProgram(argv[2]);
     await program.parseAsync(argv);
   } catch (e) {
     if (isSlimfitError(e)) {

@@ -1,5 +1,7 @@
 // `slimfit show DIR`: a PNG grid of samples with their labels.
 import type { Command } from 'commander';
+import { DEFAULTS } from '../train/defaults.ts';
+import { wholeFlag } from './flags.ts';
 
 /** Register `show`. */
 export function register(program: Command): void {
@@ -7,8 +9,8 @@ export function register(program: Command): void {
     .description('write a PNG grid of samples of a split with their labels')
     .argument('<DIR>', 'store directory')
     .option('--split <name>', 'split to show', 'train')
-    .option('-n, --count <n>', 'number of samples', (v) => Number(v), 64)
-    .option('--seed <n>', 'show random samples drawn with this seed (default: the first ones)', (v) => Number(v))
+    .option('-n, --count <n>', 'number of samples', wholeFlag('--count', 1), DEFAULTS.gridSamples)
+    .option('--seed <n>', 'show random samples drawn with this seed (default: the first ones)', wholeFlag('--seed', 0))
     .option('--out <file>', 'PNG file to write', 'samples.png')
     .action(async (dir: string, o) => {
       const { writeSampleGrid } = await import('../train/show.ts');

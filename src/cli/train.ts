@@ -1,47 +1,31 @@
 // `slimfit train DIR`: train a model on a store (or .npy/.npz files) into a run folder with checkpoints and a report.
 import type { Command } from 'commander';
 import { SlimfitError } from '../core/errors.ts';
-
-/** Parse a positive number flag. */
-function num(name: string, integer: boolean) {
-  return (v: string): number => {
-    const n = Number(v);
-    if (!Number.isFinite(n) || n <= 0 || (integer && !Number.isInteger(n))) throw new SlimfitError(`--${name} must be a positive ${integer ? 'integer' : 'number'}, got '${v}'`);
-    return n;
-  };
-}
-
-/** Parse a fraction flag in [0, 1). */
-function fraction(name: string) {
-  return (v: string): number => {
-    const n = Number(v);
-    if (!(n >= 0 && n < 1)) throw new SlimfitError(`--${name} must be a number from 0 up to (not including) 1, got '${v}'`);
-    return n;
-  };
-}
+import { DEFAULTS } from '../train/defaults.ts';
+import { factorFlag, fractionFlag, positiveFlag, wholeFlag } from './flags.ts';
 
 /** Register `train`. */
 export function register(program: Command): void {
   program.command('train')
     .description('train a model on a store (or --x/--y .npy files, or an .npz) with checkpoints, a JSONL log and report.md')
     .argument('[DIR]', 'store directory made by `slimfit convert` (or an .npz with --x/--y names); omit with --resume')
-    .option('--model <name|path>', 'mlp, cnn, two-branch, or a tfjs model.json', 'cnn')
-    .option('--epochs <n>', 'total epochs', num('epochs', true), 5)
-    .option('--batch <n>', 'batch size', num('batch', true), 128)
-    .option('--lr <x>', 'learning rate', num('lr', false), 1e-3)
-    .option('--lr-decay <x>', 'multiply the learning rate by this after every epoch', num('lr-decay', false), 1)
-    .option('--shift <px>', 'augment: seeded random shifts of training images by up to this many pixels', (v) => Number(v), 0)
+    .option('--model <name|path>', 'mlp, cnn, two-branch, or a tfjs model.json', DEFAULTS.model)
+    .option('--epochs <n>', 'total epochs', wholeFlag('--epochs', 1), DEFAULTS.epochs)
+    .option('--batch <n>', 'batch size', wholeFlag('--batch', 1), DEFAULTS.batchSize)
+    .option('--lr <x>', 'learning rate', positiveFlag('--lr'), DEFAULTS.lr)
+    .option('--lr-decay <x>', 'multiply the learning rate by this after every epoch', factorFlag('--lr-decay'), DEFAULTS.lrDecay)
+    .option('--shift <px>', 'augment: seeded random shifts of training images by up to this many pixels', wholeFlag('--shift', 0), DEFAULTS.shift)
     .option('--val-split <name>', "split evaluated after every epoch (default: 'val' when the store has one)")
-    .option('--val-fraction <x>', 'with no validation split: hold out this fraction of the training samples at random for validation (0 = none)', fraction('val-fraction'), 0.1)
-    .option('--optimizer <name>', 'adam, sgd, rmsprop, momentum', 'adam')
-    .option('--seed <n>', 'seed of weights and shuffling', (v) => Number(v), 0)
+    .option('--val-fraction <x>', 'with no validation split: hold out this fraction of the training samples at random for validation (0 = none)', fractionFlag('--val-fraction'), DEFAULTS.valFraction)
+    .option('--optimizer <name>', 'adam, sgd, rmsprop, momentum', DEFAULTS.optimizer)
+    .option('--seed <n>', 'seed of weights and shuffling', wholeFlag('--seed', 0), DEFAULTS.seed)
     .option('--out <dir>', 'run folder (default runs/<model>-<time>)')
     .option('--resume <dir>', 'continue the run in this folder from its last checkpoint and loader cursor')
-    .option('--split <name>', 'split to train on', 'train')
+    .option('--split <name>', 'split to train on', DEFAULTS.split)
     .option('--x <path|name>', '.npy file of samples (with --y), or the x array name inside an .npz DIR')
     .option('--y <path|name>', '.npy file of labels (with --x), or the y array name inside an .npz DIR')
-    .option('--shuffle <mode>', "global, block or none", 'global')
-    .option('--workers <n>', 'loader worker threads (default cores-1)', (v) => Number(v))
+    .option('--shuffle <mode>', "global, block or none", DEFAULTS.shuffle)
+    .option('--workers <n>', 'loader worker threads (default cores-1; 0 = main thread)', wholeFlag('--workers', 0))
     .option('--backend <name>', 'force the TensorFlow.js backend: wasm or cpu')
     .option('--no-test', 'skip the final evaluation on the test split')
     .action(async (dir: string | undefined, o) => {

@@ -31,7 +31,7 @@ const NATIVE: ReadonlySet<Feature> = new Set(Object.keys(FEATURES) as Feature[])
 export interface EnvSettings {
   /** SLIMFIT_CACHE: folder for cached data (the demo's MNIST store); default ~/.cache/slimfit. */
   cacheDir: string;
-  /** SLIMFIT_THREADS: threads of the native engine's pool; default all cores. */
+  /** SLIMFIT_THREADS: threads of the native engine's pool (1-256); default all cores. */
   threads: number | null;
   /** SLIMFIT_GEMM: which float32 GEMM the engine uses; default its own where the CPU has AVX2/AVX-512. */
   gemm: 'own' | 'openblas' | null;
@@ -45,20 +45,38 @@ export interface EnvSettings {
   reportRss: boolean;
 }
 
-/** The variables this module reads, with what each accepts (for messages and the README table). */
+/** One variable this module reads: what it accepts, its default, and the typed option or behaviour it overrides. */
+export interface EnvVar { accepts: string; default: string; overrides: string }
+
+/** The variables this module reads (for messages, and the README's table, which a test compares with this). */
 export const ENV_VARS = {
-  SLIMFIT_CACHE: 'a folder',
-  SLIMFIT_THREADS: 'a positive integer',
-  SLIMFIT_GEMM: 'own or openblas',
-  SLIMFIT_ISA: 'avx512, avx2 or generic',
-  SLIMFIT_BACKEND: 'wasm or cpu',
-  SLIMFIT_DISABLE: `a comma-separated list of ${Object.keys(FEATURES).join(', ')}`,
-  SLIMFIT_REPORT_RSS: '1 (or unset)',
-} as const;
+  SLIMFIT_DISABLE: {
+    accepts: `comma-separated names: ${Object.keys(FEATURES).join(', ')}`,
+    default: 'none',
+    overrides: 'parts with a same-result fallback, below (options in code: installEngine `engine`/`fusedConv`, the training loop\'s `fused`, createLoader `native`, image sources\' `nativeThreads`)',
+  },
+  SLIMFIT_BACKEND: { accepts: 'wasm or cpu', default: 'wasm (cpu when wasm cannot start)', overrides: 'the `backend` option of fit, evaluate, trainRun and evalRun (`--backend`) when not given' },
+  SLIMFIT_THREADS: { accepts: 'an integer 1-256', default: 'all cores', overrides: 'threads of the native engine\'s pool' },
+  SLIMFIT_GEMM: { accepts: 'own or openblas', default: 'own on AVX2/AVX-512 CPUs, else OpenBLAS when linked', overrides: 'the engine\'s float32/float64 GEMM' },
+  SLIMFIT_ISA: { accepts: 'avx512, avx2 or generic', default: 'the best the CPU has', overrides: 'caps the SIMD level of the engine and the loader\'s gather addon' },
+  SLIMFIT_CACHE: { accepts: 'a folder', default: '~/.cache/slimfit', overrides: 'where `slimfit demo` keeps its MNIST store' },
+  SLIMFIT_REPORT_RSS: { accepts: '1', default: 'unset', overrides: 'the CLI prints `slimfit-peak-rss-bytes=N` to stderr at exit (tests)' },
+} as const satisfies Record<`SLIMFIT_${string}`, EnvVar>;
+
+/**
+ * Variables read at install time only, by native/build.mjs and native/detect-*.cjs (not by this module: they decide
+ * what gets compiled, before any of slimfit runs). Listed here so the README's table of them is checked too.
+ */
+export const BUILD_ENV_VARS = {
+  SLIMFIT_SKIP_NATIVE: { accepts: 'any non-empty value', default: 'unset', overrides: '`npm install` builds no native addon (everything runs on the JS fallbacks)' },
+  SLIMFIT_NO_BLAS: { accepts: 'any non-empty value', default: 'unset', overrides: 'builds the engine without OpenBLAS even when it is installed' },
+  SLIMFIT_NO_ZLIB: { accepts: 'any non-empty value', default: 'unset', overrides: 'builds without zlib (no native PNG decoder or gunzip)' },
+  SLIMFIT_NO_NODE_OPENSSL: { accepts: 'any non-empty value', default: 'unset', overrides: 'builds without node\'s OpenSSL headers (no native shard checksums)' },
+} as const satisfies Record<`SLIMFIT_${string}`, EnvVar>;
 
 function bad(name: keyof typeof ENV_VARS, value: string): SlimfitError {
   return new SlimfitError(`environment variable ${name}=${JSON.stringify(value)} is not valid`, {
-    hint: `set it to ${ENV_VARS[name]}, or unset it for the default`,
+    hint: `set it to ${ENV_VARS[name].accepts}, or unset it for the default`,
   });
 }
 
@@ -75,7 +93,7 @@ export function parseEnv(env: Record<string, string | undefined> = process.env):
   let threads: number | null = null;
   if (threadsRaw !== undefined && threadsRaw !== '') {
     threads = Number(threadsRaw.trim());
-    if (!Number.isInteger(threads) || threads < 1 || threads > 1024) throw bad('SLIMFIT_THREADS', threadsRaw);
+    if (!Number.isInteger(threads) || threads < 1 || threads > 256) throw bad('SLIMFIT_THREADS', threadsRaw);
   }
   const disabled = new Set<Feature>();
   for (const part of (env.SLIMFIT_DISABLE ?? '').split(',')) {
@@ -105,8 +123,35 @@ export function envSettings(): EnvSettings {
   return cached;
 }
 
-/** Whether `feature` is on: not named in SLIMFIT_DISABLE (and, for native parts, `native` not named either). */
-export function featureEnabled(feature: Feature): boolean {
-  const { disabled } = envSettings();
+/** Whether `feature` is on under `settings`: not named in SLIMFIT_DISABLE (nor `native`, for a native part). */
+export function isEnabled(settings: Pick<EnvSettings, 'disabled'>, feature: Feature): boolean {
+  const { disabled } = settings;
   return !disabled.has(feature) && !(NATIVE.has(feature) && disabled.has('native'));
+}
+
+/** Whether `feature` is on in this process (see {@link isEnabled}). */
+export function featureEnabled(feature: Feature): boolean {
+  return isEnabled(envSettings(), feature);
+}
+
+/** `SLIMFIT_DISABLE=<feature>`: how messages name the setting that turned `feature` off. */
+export function disabledBy(feature: Feature): string {
+  const { disabled } = envSettings();
+  return `SLIMFIT_DISABLE=${disabled.has(feature) ? feature : 'native'}`;
+}
+
+/** What native code takes from the environment, handed to each addon's `configure` right after it loads. */
+export interface NativeSettings {
+  /** Pool threads; 0 = one per hardware thread. */
+  threads: number;
+  /** '' = the default choice. */
+  gemm: 'own' | 'openblas' | '';
+  /** '' = the best the CPU has. */
+  isa: 'avx512' | 'avx2' | 'generic' | '';
+}
+
+/** This process's {@link NativeSettings}. */
+export function nativeSettings(): NativeSettings {
+  const s = envSettings();
+  return { threads: s.threads ?? 0, gemm: s.gemm ?? '', isa: s.isa ?? '' };
 }

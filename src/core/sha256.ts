@@ -19,7 +19,7 @@ export interface Sha256 {
   readonly offThread: boolean;
 }
 
-/** A new SHA-256 hasher (SLIMFIT_SHA256_NATIVE=off forces node:crypto). */
+/** A new SHA-256 hasher (SLIMFIT_DISABLE=sha256 forces node:crypto). */
 export function createSha256(): Sha256 {
   const addon = loadAddon<Sha256Addon>('slimfit_sha256', 'sha256');
   if (addon) {

@@ -9,7 +9,7 @@ let last = 0;
  * Return free memory of every malloc arena to the system, at most once per 100 ms (no-op without the addon or
  * glibc). Called between batches of a conversion: decode threads and libuv's readdir/read threads malloc and free
  * in turn, and their arenas otherwise keep growing with run length (210k PNGs: peak RSS ~113 -> ~105 MB).
- * SLIMFIT_MALLOC_TRIM=off turns it off.
+ * SLIMFIT_DISABLE=trim turns it off.
  */
 export function trimNativeMemory(): void {
   const now = performance.now();

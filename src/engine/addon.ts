@@ -3,6 +3,7 @@ import { existsSync } from 'node:fs';
 import { createRequire } from 'node:module';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
+import { type NativeSettings, nativeSettings } from '../core/config.ts';
 
 /** Facts about the loaded addon. */
 export interface AddonInfo { blas: 'openblas' | 'own'; isa: 'avx512' | 'avx2' | 'generic'; threads: number; bf16: boolean; vnni: boolean; forceOwn: boolean }
@@ -33,6 +34,8 @@ export interface Addon {
   /** Whole-array GEMM C = A·B for the dtype benchmark; false when the CPU lacks the instruction. */
   gemmDtype(kind: GemmKind, M: number, N: number, K: number, A: Buf, B: Buf, C: Buf): boolean;
   setForceOwn(on: boolean): void;
+  /** Settings from the environment (src/core/config.ts); must come before the first kernel or info() call. */
+  configure(s: NativeSettings): void;
   info(): AddonInfo;
 }
 
@@ -41,15 +44,17 @@ export const ADDON_PATH = join(dirname(fileURLToPath(import.meta.url)), '..', '.
 
 let cached: { addon: Addon | null; note: string } | null = null;
 
-/** The addon, or null with a one-line note saying why it is unavailable (never throws). */
+/** The addon, or null with a one-line note saying why it is unavailable (throws only a SlimfitError for a malformed SLIMFIT_* variable). */
 export function loadAddon(): { addon: Addon | null; note: string } {
   if (cached) return cached;
   if (!existsSync(ADDON_PATH)) {
     cached = { addon: null, note: `native engine not built (${ADDON_PATH} missing; run \`npm run build:native\`)` };
     return cached;
   }
+  const settings = nativeSettings(); // a malformed SLIMFIT_* variable is the user's error, not a failed load
   try {
     const addon = createRequire(import.meta.url)(ADDON_PATH) as Addon;
+    addon.configure(settings);
     const i = addon.info();
     cached = { addon, note: `native engine: ${i.forceOwn || i.blas === 'own' ? 'own' : 'OpenBLAS'} GEMM, ${i.isa}, ${i.threads} thread${i.threads === 1 ? '' : 's'}` };
   } catch (e) {

@@ -6,6 +6,7 @@
 // Any other model (or optimizer, loss, metric, regularizer, dtype, backend) gets null and trains through trainOnBatch.
 import type * as tfc from '@tensorflow/tfjs-core';
 import type * as tfl from '@tensorflow/tfjs-layers';
+import { disabledBy, featureEnabled } from '../core/config.ts';
 import { adamAdvance, adamConstants, type AdamInternals, ensureMoments } from './adam.ts';
 import { loadAddon } from './addon.ts';
 import { isWasmBackend } from './kernels.ts';
@@ -40,15 +41,11 @@ interface ModelLike {
 
 const ACT: Record<string, number> = { linear: 0, relu: 1, softmax: 2 };
 
-/** Whether the environment turns the fused step off (SLIMFIT_FUSED=off), e.g. to compare against tfjs autodiff. */
-export function fusedStepDisabledByEnv(): boolean {
-  return ['off', '0', 'false', 'no'].includes((process.env.SLIMFIT_FUSED ?? '').toLowerCase());
-}
-
 /** The fused step for `model` when it is a Dense chain compiled with categoricalCrossentropy and Adam on the engine's wasm backend. */
 export function denseTrainStep(tf: Tf, model: tfl.LayersModel, engineActive: boolean): DenseStepResult {
   const no = (reason: string): DenseStepResult => ({ step: null, reason });
-  if (fusedStepDisabledByEnv()) return no('disabled by SLIMFIT_FUSED=off');
+  // SLIMFIT_DISABLE=fused compares against tfjs autodiff without code changes (callers' own switch: the loop's `fused`).
+  if (!featureEnabled('fused')) return no(`disabled by ${disabledBy('fused')}`);
   if (!engineActive) return no('the fast engine is not active');
   const { addon } = loadAddon();
   if (!addon || typeof (addon as { denseStep?: unknown }).denseStep !== 'function') return no('the native engine has no fused step');

@@ -4,14 +4,14 @@
 // Contract with the trainer (src/train/backend.ts): after `await tf.setBackend('wasm'); await tf.ready()`, call
 //   const { active, note } = installEngine(tf, 'wasm');
 // and print `note`. When `active` is false everything keeps working on the plain backend (addon not built,
-// SLIMFIT_ENGINE=off, or a backend other than wasm). Calling it again is harmless. `uninstallEngine` restores
+// turned off by an option or SLIMFIT_DISABLE=engine, or a backend other than wasm). Calling it again is harmless. `uninstallEngine` restores
 // the backend's own kernels (used by tests and benchmarks to compare both in one process).
 //
-// Environment: SLIMFIT_ENGINE=off (use plain tfjs), SLIMFIT_GEMM=own|openblas (GEMM choice; default own on
-// AVX2/AVX-512), SLIMFIT_THREADS=n (native threads; default all), SLIMFIT_ISA=avx2|generic (cap the SIMD level).
-// Build: `npm install` runs native/build.mjs (node-gyp; SLIMFIT_SKIP_NATIVE=1 skips it, SLIMFIT_NO_BLAS=1 builds
-// without OpenBLAS); `npm run build:native` rebuilds.
+// Environment (read by src/core/config.ts, handed to the addon by ./addon.ts): SLIMFIT_DISABLE=engine (plain tfjs),
+// SLIMFIT_DISABLE=fused-conv, SLIMFIT_GEMM, SLIMFIT_THREADS, SLIMFIT_ISA; see the README's table.
+// Build: `npm install` runs native/build.mjs (node-gyp); `npm run build:native` rebuilds.
 import type * as tfc from '@tensorflow/tfjs-core';
+import { disabledBy, featureEnabled } from '../core/config.ts';
 import { loadAddon } from './addon.ts';
 import { patchAdam } from './adam.ts';
 import { isWasmBackend, makeKernels } from './kernels.ts';
@@ -32,19 +32,23 @@ export interface EngineStatus { active: boolean; note: string }
 interface Installed { backendName: string; originals: Map<string, tfc.KernelConfig | undefined>; adamOn: boolean }
 let installed: Installed | null = null;
 
-/** True when the environment disables the engine (SLIMFIT_ENGINE=off|0|false). */
-export function engineDisabledByEnv(): boolean {
-  return ['off', '0', 'false', 'no'].includes((process.env.SLIMFIT_ENGINE ?? '').toLowerCase());
-}
-
-/** True when SLIMFIT_FUSED_CONV=off keeps tfjs's own split of fused conv2d into conv, add and relu in training. */
-export function fusedConvDisabledByEnv(): boolean {
-  return ['off', '0', 'false', 'no'].includes((process.env.SLIMFIT_FUSED_CONV ?? '').toLowerCase());
+/** Options of {@link installEngine}; each defaults to on unless SLIMFIT_DISABLE names it. */
+export interface EngineOptions {
+  /** Install the engine at all (false: plain tfjs). Default: on unless SLIMFIT_DISABLE names `engine` or `native`. */
+  engine?: boolean;
+  /**
+   * Keep `tf.fused.conv2d` one native kernel with its own gradient in training (false: tfjs's split into conv, add and
+   * relu). Default: on unless SLIMFIT_DISABLE names `fused-conv` or `native`.
+   */
+  fusedConv?: boolean;
 }
 
 /** Register the native kernels into the named, already-initialized backend (only 'wasm' is supported). */
-export function installEngine(tf: Tf, backendName: string): EngineStatus {
-  if (engineDisabledByEnv()) return { active: false, note: 'fast engine disabled by SLIMFIT_ENGINE=off; using plain TensorFlow.js' };
+export function installEngine(tf: Tf, backendName: string, opts: EngineOptions = {}): EngineStatus {
+  if (opts.engine === false) return { active: false, note: 'fast engine turned off by the caller; using plain TensorFlow.js' };
+  if (opts.engine === undefined && !featureEnabled('engine')) {
+    return { active: false, note: `fast engine disabled by ${disabledBy('engine')}; using plain TensorFlow.js` };
+  }
   if (installed) {
     if (installed.backendName === backendName) return { active: true, note: loadAddon().note };
     return { active: false, note: `fast engine already installed into '${installed.backendName}'` };
@@ -74,7 +78,8 @@ export function installEngine(tf: Tf, backendName: string): EngineStatus {
   installed = { backendName, originals, adamOn: true };
   const state = installed;
   patchAdam(tf, addon, backendName, () => installed === state && state.adamOn);
-  patchFusedConv(tf, backendName, () => installed === state && !fusedConvDisabledByEnv());
+  const fusedConv = opts.fusedConv ?? featureEnabled('fused-conv');
+  patchFusedConv(tf, backendName, () => installed === state && fusedConv);
   return { active: true, note };
 }
 
@@ -95,5 +100,5 @@ export function engineActive(): boolean {
 }
 
 export { adamStats } from './adam.ts';
-export { denseTrainStep, fusedStepDisabledByEnv } from './dense-step.ts';
+export { denseTrainStep } from './dense-step.ts';
 export type { DenseStep, DenseStepResult } from './dense-step.ts';

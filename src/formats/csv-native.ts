@@ -1,5 +1,5 @@
 // The optional native CSV line parser (build/Release/slimfit_csv.node, built by `npm install`): see
-// src/formats/native/csv.c. Without it (or with SLIMFIT_CSV_NATIVE=off) the JS scanner in csv.ts parses every line.
+// src/formats/native/csv.c. Without it (or with SLIMFIT_DISABLE=csv) the JS scanner in csv.ts parses every line.
 import { loadAddon } from '../core/native.ts';
 
 /** The addon's function (see src/formats/native/csv.c). */
@@ -13,7 +13,7 @@ export interface CsvAddon {
     x: Uint8Array, y: Uint8Array, row: number, maxRow: number, state: Float64Array): number;
 }
 
-/** The addon, or null when it was not built or SLIMFIT_CSV_NATIVE=off. */
+/** The addon, or null when it was not built or SLIMFIT_DISABLE names csv. */
 export function csvAddon(): CsvAddon | null {
   return loadAddon<CsvAddon>('slimfit_csv', 'csv');
 }

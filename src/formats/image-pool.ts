@@ -6,6 +6,7 @@
 import { readFileSync, statSync } from 'node:fs';
 import { availableParallelism, constants } from 'node:os';
 import { isMainThread, parentPort, Worker, workerData } from 'node:worker_threads';
+import { featureEnabled } from '../core/config.ts';
 import { tsWorker } from '../core/worker.ts';
 import { decodeImage, type ImageDecodeOptions, type ImageTarget, MAX_IMAGE_FILE_BYTES } from './images.ts';
 import { hashSamples } from '../core/hash64.ts';
@@ -282,11 +283,20 @@ function createNativePool(workers: number, opts: ImageDecodeOptions, target: Ima
   };
 }
 
+/** Options of {@link createImagePool}. */
+export interface ImagePoolOptions extends ImageDecodeOptions {
+  /**
+   * Decode plain PNGs on the addon's native threads (false: worker threads for every file). Default: on unless
+   * SLIMFIT_DISABLE names `png-pool`, `png` or `native`.
+   */
+  nativeThreads?: boolean;
+}
+
 /**
  * Start a pool of `workers` decoding threads (0 = decode inline on the calling thread): the addon's native threads
- * when nothing is resized (and SLIMFIT_IMAGE_WORKERS is not `threads`), else worker threads.
+ * when nothing is resized (and `nativeThreads` is not off), else worker threads.
  */
-export function createImagePool(workers: number, opts: ImageDecodeOptions, target: ImageTarget): ImagePool {
+export function createImagePool(workers: number, opts: ImagePoolOptions, target: ImageTarget): ImagePool {
   if (workers <= 0) {
     return {
       workers: 0,
@@ -297,7 +307,7 @@ export function createImagePool(workers: number, opts: ImageDecodeOptions, targe
     };
   }
   const addon = opts.resize ? null : pngAddon();
-  if (addon && process.env.SLIMFIT_IMAGE_WORKERS !== 'threads') return createNativePool(workers, opts, target, addon);
+  if (addon && (opts.nativeThreads ?? featureEnabled('png-pool'))) return createNativePool(workers, opts, target, addon);
   const queue: Job[] = [];
   /** Jobs sent to each worker and not answered yet, oldest first (a worker answers in order). */
   const sent = new Map<Worker, Job[]>();

@@ -2,8 +2,8 @@
 // batches, decodes them in the worker pool, and yields samples strictly in input order with bad files skipped.
 import type { FieldSpec } from '../core/dtype.ts';
 import { SlimfitError } from '../core/errors.ts';
-import { createImagePool, type DecodedBatch, defaultWorkers, joinDecoded, pack, readImageFile, readSome } from './image-pool.ts';
-import { decodeImage, type ImageDecodeOptions, type ImageTarget } from './images.ts';
+import { createImagePool, type DecodedBatch, type ImagePoolOptions, defaultWorkers, joinDecoded, pack, readImageFile, readSome } from './image-pool.ts';
+import { decodeImage, type ImageTarget } from './images.ts';
 import { pngAddon } from './png-native.ts';
 import type { SampleBatch, SampleSource, SkippedInput } from '../core/source.ts';
 
@@ -39,7 +39,7 @@ export interface ImageInput {
 }
 
 /** Options shared by image trees and archives. */
-export interface ImageSourceOptions extends ImageDecodeOptions {
+export interface ImageSourceOptions extends ImagePoolOptions {
   /** Worker threads for decoding (default cores - 1, min 1; 0 = decode on the main thread). */
   workers?: number;
   /** Make the first unreadable file fatal instead of skipping it. */

@@ -42,7 +42,7 @@ export interface PngAddon {
   digest(x: Uint8Array, sampleBytes: number, n: number, channels: number, hashes: Uint32Array, counts: Float64Array): void;
 }
 
-/** The addon, or null when it was not built or SLIMFIT_PNG_NATIVE=off (then @napi-rs/image decodes every file). */
+/** The addon, or null when it was not built or SLIMFIT_DISABLE names png (then @napi-rs/image decodes every file). */
 export function pngAddon(): PngAddon | null {
   return loadAddon<PngAddon>('slimfit_png', 'png');
 }

@@ -9,6 +9,7 @@ import { subsetIndex } from './holdout.ts';
 import type { ClassTable, PlanConfig } from './plan.ts';
 import { type BatchReader, type ReaderInit, createReader, slotLayout } from './reader.ts';
 import { gatherAddon } from './native.ts';
+import { LOADER_DEFAULTS } from './defaults.ts';
 import { makeTransformSpec } from './transform.ts';
 import type { Batch, Cursor, DataSource, Loader, LoaderOptions } from './types.ts';
 import type { FillReply, FillRequest } from './worker.ts';
@@ -181,12 +182,12 @@ export type ExtraLoaderOptions = Pick<LoaderOptions, 'reuseBuffers' | 'labelCach
 export function createLoader(source: DataSource, opts: LoaderOptions = {}): ShuffledLoader {
   if (!isLoadable(source)) throw new TypeError('createLoader needs a DataSource made by openDataset(dir).split(name), fromNpy or fromNpz');
   const src = source;
-  const B = intOpt('batchSize', opts.batchSize, 128, 1);
-  const seed = intOpt('seed', opts.seed, 0, -(2 ** 52));
+  const B = intOpt('batchSize', opts.batchSize, LOADER_DEFAULTS.batchSize, 1);
+  const seed = intOpt('seed', opts.seed, LOADER_DEFAULTS.seed, -(2 ** 52));
   const worldSize = intOpt('worldSize', opts.worldSize, 1, 1);
   const rank = intOpt('rank', opts.rank, 0, 0);
   if (rank >= worldSize) throw new RangeError(`rank ${rank} must be below worldSize ${worldSize}`);
-  const mode = opts.shuffle === false ? 'none' : (opts.shuffle ?? 'global');
+  const mode = opts.shuffle === false ? 'none' : (opts.shuffle ?? LOADER_DEFAULTS.shuffle);
   if (mode !== 'none' && mode !== 'global' && mode !== 'block') throw new RangeError(`shuffle must be 'global', 'block' or false, got ${String(opts.shuffle)}`);
   const balanced = opts.balanced ?? false;
   if (balanced && mode !== 'global') throw new RangeError("balanced sampling draws samples at random: use it with shuffle: 'global'");

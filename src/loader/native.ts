@@ -3,6 +3,7 @@ import { existsSync } from 'node:fs';
 import { createRequire } from 'node:module';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
+import { featureEnabled, type NativeSettings, nativeSettings } from '../core/config.ts';
 
 /** A process-wide read-only mapping of one file. */
 export type MapHandle = { readonly __mapHandle: unique symbol };
@@ -20,6 +21,10 @@ export interface GatherAddon {
   pgather(fd: number, dataStart: number, rowBytes: number, rows: Float64Array, dest: Uint32Array, count: number, out: Uint8Array | Float32Array, mode: 0 | 1, a: number, b: number): number;
   /** Start reading these rows in the background (posix_fadvise WILLNEED), so cold reads overlap. Optional: older builds lack it. */
   willneed?(fd: number, dataStart: number, rowBytes: number, rows: Float64Array, count: number): void;
+  /** The ISA cap from the environment (src/core/config.ts), before the first conversion. */
+  configure(s: Pick<NativeSettings, 'isa'>): void;
+  /** The uint8 -> float32 conversion path in use. */
+  isa(): 'avx512' | 'avx2' | 'generic';
 }
 
 /** Where the addon is built. */
@@ -31,7 +36,8 @@ let cached: GatherAddon | null | undefined;
 export function gatherAddon(): GatherAddon | null {
   if (cached !== undefined) return cached;
   cached = null;
-  if (process.env.SLIMFIT_LOADER_NATIVE === 'off' || !existsSync(GATHER_ADDON_PATH)) return cached;
+  if (!featureEnabled('gather') || !existsSync(GATHER_ADDON_PATH)) return cached;
   try { cached = createRequire(import.meta.url)(GATHER_ADDON_PATH) as GatherAddon; } catch { cached = null; }
+  cached?.configure({ isa: nativeSettings().isa });
   return cached;
 }

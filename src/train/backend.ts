@@ -4,6 +4,7 @@ import { dirname, join } from 'node:path';
 import * as tf from '@tensorflow/tfjs-core';
 import '@tensorflow/tfjs-backend-cpu';
 import '@tensorflow/tfjs-layers'; // its node bundle registers every op gradient (tfjs-core's node bundle registers none)
+import { envSettings } from '../core/config.ts';
 import { SlimfitError } from '../core/errors.ts';
 
 /** Backends slimfit can train on. */
@@ -192,10 +193,15 @@ async function tryEngine(name: BackendName): Promise<{ active: boolean; note: st
 
 /**
  * Choose and initialize the backend once per process: `wasm` (XNNPACK, SIMD) unless it cannot start, else `cpu`;
- * `force` (or env SLIMFIT_BACKEND) picks one. Registers the kernels the wasm backend lacks and the fast engine.
+ * `force` (or else SLIMFIT_BACKEND) picks one. Registers the kernels the wasm backend lacks and the fast engine.
  */
 export function initBackend(force?: string): Promise<BackendInfo> {
-  const want = force ?? process.env.SLIMFIT_BACKEND;
+  let want: string | undefined;
+  try {
+    want = force ?? envSettings().backend ?? undefined;
+  } catch (e) {
+    return Promise.reject(e);
+  }
   if (want !== undefined && want !== 'wasm' && want !== 'cpu') {
     return Promise.reject(new SlimfitError(`unknown backend '${want}'`, { hint: 'use --backend wasm or --backend cpu' }));
   }

@@ -5,6 +5,7 @@ import { openNpy } from '../formats/npy.ts';
 import { elementAsNumber, viewAs } from '../core/dtype.ts';
 import { createLoader, fromNpy, fromNpz, holdout, openDataset } from '../loader/index.ts';
 import type { DataSource, Loader, LoaderOptions } from '../loader/types.ts';
+import { DEFAULTS } from './defaults.ts';
 
 /** Training data as users have it: a store directory, an opened DataSource, a pair of .npy files, or two arrays of an .npz. */
 export type DataInput = string | DataSource | { x: string; y: string } | { npz: string; x: string; y: string };
@@ -100,13 +101,13 @@ export async function resolveData(data: DataInput, split = 'train', valSplit?: s
 }
 
 /**
- * Loader defaults for training: batch 128, global shuffle, prefetch, stats (or 1/255 for uint8) normalization, one-hot
+ * Loader defaults for training: DEFAULTS' batch size, shuffle and seed, prefetch, stats (or 1/255 for uint8) normalization, one-hot
  * labels, and batches lent from the loader's ring (the training loop and evaluation are done with a batch before they ask
  * for the next, so copies would only cost time).
  */
 export function trainLoaderOptions(src: DataSource, classes: number, o: LoaderOptions = {}): LoaderOptions {
   const normalize = o.normalize ?? (src.stats ? 'stats' : src.x.dtype === 'uint8' ? { scale: 1 / 255, shift: 0 } : false);
-  return { batchSize: 128, shuffle: 'global', seed: 0, reuseBuffers: true, ...o, normalize, oneHot: classes, layout: 'nhwc' };
+  return { batchSize: DEFAULTS.batchSize, shuffle: DEFAULTS.shuffle, seed: DEFAULTS.seed, reuseBuffers: true, ...o, normalize, oneHot: classes, layout: 'nhwc' };
 }
 
 /** A loader over `src` with {@link trainLoaderOptions}. */
@@ -114,7 +115,10 @@ export function makeLoader(src: DataSource, classes: number, o: LoaderOptions = 
   return createLoader(src, trainLoaderOptions(src, classes, o));
 }
 
-/** A loader that streams `src` once in stored order (evaluation): same normalization as training, no shuffle, no augmentation. */
-export function makeEvalLoader(src: DataSource, classes: number, o: LoaderOptions = {}): Loader {
-  return createLoader(src, trainLoaderOptions(src, classes, { ...o, shuffle: false, noise: 0, shift: 0, balanced: false, batchSize: Math.max(256, o.batchSize ?? 0) }));
+/**
+ * A loader that streams `src` once in stored order (evaluation): same normalization as training, no shuffle, no
+ * augmentation, batches of `batchSize` (default DEFAULTS.evalBatchSize; `o.batchSize`, a training batch size, is not used).
+ */
+export function makeEvalLoader(src: DataSource, classes: number, o: LoaderOptions = {}, batchSize: number = DEFAULTS.evalBatchSize): Loader {
+  return createLoader(src, trainLoaderOptions(src, classes, { ...o, shuffle: false, noise: 0, shift: 0, balanced: false, batchSize }));
 }

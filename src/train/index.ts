@@ -2,10 +2,12 @@
 import type * as tfl from '@tensorflow/tfjs-layers';
 import type { LoaderOptions } from '../loader/types.ts';
 import { initBackend } from './backend.ts';
+import { DEFAULTS } from './defaults.ts';
 import { type DataInput, makeEvalLoader, makeLoader, resolveData } from './data.ts';
 import { compileDefault, type EvalResult, evaluateLoader, type History, type LoopOptions, type OptimizerName, trainEpochs } from './loop.ts';
 import { checkModelFits } from './run.ts';
 
+export { DEFAULTS } from './defaults.ts';
 export { initBackend, type BackendInfo } from './backend.ts';
 export { type DataInput, resolveData } from './data.ts';
 export { type EpochLog, type EvalResult, type History, compileDefault, evaluateLoader, trainEpochs } from './loop.ts';
@@ -14,7 +16,7 @@ export { BUILTIN_MODELS, buildModel } from './models.ts';
 export { evalRun, type RunSummary, trainRun, type TrainRunOptions } from './run.ts';
 export { writeReport } from './report.ts';
 
-/** Options of {@link fit}: loop options, loader options (batchSize 128, global shuffle, seed...) and the default optimizer. */
+/** Options of {@link fit}: loop options, loader options (defaults in DEFAULTS: batch size, shuffle, seed...) and the default optimizer. */
 export interface FitOptions extends Omit<LoopOptions, 'validation'>, LoaderOptions {
   /** Split to train on when `data` is a store (default 'train'). */
   split?: string;
@@ -30,12 +32,12 @@ export interface FitOptions extends Omit<LoopOptions, 'validation'>, LoaderOptio
 
 /**
  * Train `model` on `data` (store dir, DataSource, {x, y} .npy paths or {npz, x, y}) with defaults chosen for you:
- * batch 128, global shuffle, prefetching workers, normalization from the manifest's mean/std, one-hot labels,
+ * batch DEFAULTS.batchSize (128), global shuffle, prefetching workers, normalization from the manifest's mean/std, one-hot labels,
  * validation on the store's 'val' split (without one: 10% of the training samples held out at random). Returns the per-epoch history.
  */
 export async function fit(model: tfl.LayersModel, data: DataInput, opts: FitOptions = {}): Promise<History> {
   await initBackend(opts.backend);
-  const rd = await resolveData(data, opts.split ?? 'train', undefined, opts.validate === false ? 0 : (opts.validationSplit ?? 0.1), opts.seed ?? 0);
+  const rd = await resolveData(data, opts.split ?? DEFAULTS.split, undefined, opts.validate === false ? 0 : (opts.validationSplit ?? DEFAULTS.valFraction), opts.seed ?? DEFAULTS.seed);
   const closers: Array<{ close(): Promise<void> }> = [];
   try {
     checkModelFits(model, rd.main, rd.classes, model.name);
@@ -54,10 +56,10 @@ export async function fit(model: tfl.LayersModel, data: DataInput, opts: FitOpti
 /** Stream split `split` (default 'test') of `data` through `model`: accuracy, loss and confusion matrix. */
 export async function evaluate(model: tfl.LayersModel, data: DataInput, opts: { split?: string; batchSize?: number; progress?: boolean; backend?: string } = {}): Promise<EvalResult> {
   await initBackend(opts.backend);
-  const rd = await resolveData(data, opts.split ?? 'test');
+  const rd = await resolveData(data, opts.split ?? DEFAULTS.evalSplit);
   try {
     checkModelFits(model, rd.main, rd.classes, model.name);
-    const loader = makeEvalLoader(rd.main, rd.classes, { batchSize: opts.batchSize });
+    const loader = makeEvalLoader(rd.main, rd.classes, {}, opts.batchSize);
     try {
       return await evaluateLoader(model, loader, { progress: opts.progress });
     } finally {

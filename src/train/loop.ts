@@ -6,6 +6,7 @@ import { SlimfitError } from '../core/errors.ts';
 import { denseTrainStep, engineActive } from '../engine/index.ts';
 import type { Batch, Cursor, Loader } from '../loader/types.ts';
 import { createProgress } from '../core/progress.ts';
+import { DEFAULTS } from './defaults.ts';
 
 /** Optimizers `--optimizer` accepts. */
 export const OPTIMIZERS = ['adam', 'sgd', 'rmsprop', 'momentum'] as const;
@@ -58,14 +59,14 @@ export interface LoopOptions {
   lrDecay?: number;
   /** Called after each epoch with its metrics and the train loader's cursor (for checkpoints and logs). */
   onEpochEnd?: (log: EpochLog, cursor: Cursor) => Promise<void> | void;
-  /** Use the engine's fused Dense step when the model allows it (default true; SLIMFIT_FUSED=off also turns it off). */
+  /** Use the engine's fused Dense step when the model allows it (default true; SLIMFIT_DISABLE=fused also turns it off). */
   fused?: boolean;
   /** Receives one line saying how batches are trained (fused step, or trainOnBatch and why). */
   log?: (line: string) => void;
 }
 
 /** Compile `model` for classification with one-hot labels unless it already carries a training config (a user's model.json) and `force` is false. */
-export function compileDefault(model: tfl.LayersModel, optimizer: OptimizerName = 'adam', lr = 1e-3, force = false): void {
+export function compileDefault(model: tfl.LayersModel, optimizer: OptimizerName = DEFAULTS.optimizer, lr: number = DEFAULTS.lr, force = false): void {
   if (model.optimizer && !force) return;
   const opt = optimizer === 'adam' ? tf.train.adam(lr)
     : optimizer === 'sgd' ? tf.train.sgd(lr)
@@ -175,13 +176,13 @@ export async function evaluateLoader(model: tfl.LayersModel, loader: Loader, opt
  */
 export async function trainEpochs(model: tfl.LayersModel, loader: Loader, opts: LoopOptions = {}): Promise<History> {
   if (!model.optimizer) throw new Error('trainEpochs needs a compiled model (see compileDefault)');
-  const epochs = opts.epochs ?? 5;
+  const epochs = opts.epochs ?? DEFAULTS.epochs;
   const classes = modelClasses(model);
   const copy = tf.getBackend() === 'cpu'; // the cpu backend keeps a reference to the array; loaders reuse buffers
   const history: History = { epochs: [] };
   const opt = model.optimizer as unknown as { learningRate?: number };
   const baseLr = opt.learningRate;
-  const decay = opts.lrDecay ?? 1;
+  const decay = opts.lrDecay ?? DEFAULTS.lrDecay;
   if (!(decay > 0 && decay <= 1)) throw new SlimfitError(`lrDecay must be in (0, 1], got ${decay}`);
   // A resumed model carries the already-decayed rate in its saved optimizer config, so resuming passes the base `lr`.
   const lr0 = opts.lr ?? baseLr;

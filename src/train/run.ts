@@ -7,6 +7,7 @@ import { SlimfitError } from '../core/errors.ts';
 import type { Cursor, DataSource, LoaderOptions } from '../loader/types.ts';
 import { formatBytes, peakRssBytes } from '../core/rss.ts';
 import { initBackend } from './backend.ts';
+import { DEFAULTS } from './defaults.ts';
 import { type DataInput, makeEvalLoader, makeLoader, type ResolvedData, resolveData, trainLoaderOptions } from './data.ts';
 import { compileDefault, type EpochLog, evaluateLoader, type EvalResult, modelClasses, type OptimizerName, restoreOptimizerExactly, trainEpochs } from './loop.ts';
 import { loadModel, saveModel } from './modelio.ts';
@@ -142,7 +143,7 @@ export async function trainRun(data: DataInput | undefined, opts: TrainRunOption
   log(info.note);
   let cfg: RunConfig;
   let state: CheckpointState | null = null;
-  const out = resolve(opts.out ?? defaultOut(opts.model ?? 'cnn'));
+  const out = resolve(opts.out ?? defaultOut(opts.model ?? DEFAULTS.model));
   if (opts.resume) {
     cfg = await readJson<RunConfig>(join(out, 'run.json'), 'run.json');
     state = await readJson<CheckpointState>(join(out, MODEL_DIR, 'state.json'), 'the checkpoint state');
@@ -155,9 +156,10 @@ export async function trainRun(data: DataInput | undefined, opts: TrainRunOption
       throw new SlimfitError('this run folder already holds a run', { file: out, hint: 'pick another --out, or continue it with --resume' });
     }
     cfg = {
-      data: typeof data === 'string' ? resolve(data) : data, model: opts.model ?? 'cnn', epochs: opts.epochs ?? 5, batchSize: opts.batchSize ?? 128,
-      lr: opts.lr ?? 1e-3, optimizer: opts.optimizer ?? 'adam', seed: opts.seed ?? 0, split: opts.split ?? 'train', shuffle: opts.shuffle ?? 'global',
-      lrDecay: opts.lrDecay ?? 1, shift: opts.shift ?? 0, valSplit: opts.valSplit, valFraction: opts.valFraction ?? 0.1,
+      data: typeof data === 'string' ? resolve(data) : data, model: opts.model ?? DEFAULTS.model, epochs: opts.epochs ?? DEFAULTS.epochs,
+      batchSize: opts.batchSize ?? DEFAULTS.batchSize, lr: opts.lr ?? DEFAULTS.lr, optimizer: opts.optimizer ?? DEFAULTS.optimizer,
+      seed: opts.seed ?? DEFAULTS.seed, split: opts.split ?? DEFAULTS.split, shuffle: opts.shuffle ?? DEFAULTS.shuffle,
+      lrDecay: opts.lrDecay ?? DEFAULTS.lrDecay, shift: opts.shift ?? DEFAULTS.shift, valSplit: opts.valSplit, valFraction: opts.valFraction ?? DEFAULTS.valFraction,
     };
     if (typeof cfg.model === 'string' && !isBuiltinModel(cfg.model)) cfg.model = resolve(cfg.model);
   }
@@ -186,7 +188,7 @@ export async function trainRun(data: DataInput | undefined, opts: TrainRunOption
       (cfg.lrDecay !== 1 ? `, lr x${cfg.lrDecay} per epoch` : '') + (cfg.shift ? `, random shifts up to ${cfg.shift} px` : '') +
       (val ? `, validating on ${rd.val!.name}` : ", no validation (no 'val' split and --val-fraction 0)"));
     await trainEpochs(model, loader, {
-      epochs: cfg.epochs, initialEpoch: state?.epochsDone ?? 0, validation: val, progress: opts.progress, lr: cfg.lr, lrDecay: cfg.lrDecay ?? 1, log,
+      epochs: cfg.epochs, initialEpoch: state?.epochsDone ?? 0, validation: val, progress: opts.progress, lr: cfg.lr, lrDecay: cfg.lrDecay ?? DEFAULTS.lrDecay, log,
       onEpochEnd: async (e, cursor) => {
         history.push(e);
         const st: CheckpointState = { epochsDone: e.epoch, cursor, history };
@@ -230,12 +232,14 @@ export async function evalRun(modelPath: string, data: DataInput, opts: { split?
   log(info.note);
   const isRun = await stat(join(modelPath, MODEL_DIR, 'model.json')).then(() => true, () => false);
   const model = await loadModel(isRun ? join(modelPath, MODEL_DIR) : modelPath);
-  const split = opts.split ?? 'test';
+  const split = opts.split ?? DEFAULTS.evalSplit;
   const rd = await resolveData(data, split);
   try {
     checkModelFits(model, rd.main, rd.classes, modelPath);
     const trained = isRun ? (await readJson<RunConfig>(join(modelPath, 'run.json'), 'run.json')).normalize : undefined;
-    const loader = makeEvalLoader(rd.main, rd.classes, { batchSize: opts.batchSize, normalize: trained });
+    const batch = opts.batchSize ?? DEFAULTS.evalBatchSize;
+    const loader = makeEvalLoader(rd.main, rd.classes, { normalize: trained }, batch);
+    log(`evaluating on '${split}' of ${rd.main.name}: ${rd.main.samples} samples, batch ${batch}`);
     try {
       const result = await evaluateLoader(model, loader, { progress: opts.progress, label: `eval ${split}` });
       const dir = opts.outDir ?? (isRun ? modelPath : '.');

@@ -4,12 +4,13 @@ import type { TypedArray } from '../core/dtype.ts';
 import { SlimfitError } from '../core/errors.ts';
 import { createLoader } from '../loader/index.ts';
 import { resolveData, type DataInput } from './data.ts';
+import { DEFAULTS } from './defaults.ts';
 import { svgToPng, writeAtomic } from './plot.ts';
 
 /** Options of {@link writeSampleGrid}. */
 export interface ShowOptions {
   split?: string;
-  /** How many samples (default 64). */
+  /** How many samples (default DEFAULTS.gridSamples). */
   n?: number;
   /** Random samples drawn with this seed instead of the first n. */
   seed?: number;
@@ -40,7 +41,7 @@ const esc = (s: string) => s.replace(/[&<>"]/g, (m) => ({ '&': '&amp;', '<': '&l
 
 /** Write a PNG grid of `n` samples of `data` (first ones, or random with `seed`) labelled with class names; returns the count. */
 export async function writeSampleGrid(data: DataInput, out: string, opts: ShowOptions = {}): Promise<number> {
-  const n = opts.n ?? 64;
+  const n = opts.n ?? DEFAULTS.gridSamples;
   if (!Number.isInteger(n) || n < 1 || n > 4096) throw new SlimfitError(`-n must be an integer in 1..4096, got ${n}`);
   const rd = await resolveData(data, opts.split ?? 'train');
   try {
@@ -52,7 +53,7 @@ export async function writeSampleGrid(data: DataInput, out: string, opts: ShowOp
     const c = shape[2] ?? 1;
     const k = opts.scale ?? Math.max(1, Math.round(84 / Math.max(h, w)));
     const count = Math.min(n, rd.main.samples);
-    const loader = createLoader(rd.main, { batchSize: count, shuffle: opts.seed === undefined ? false : 'global', seed: opts.seed ?? 0, workers: 0 });
+    const loader = createLoader(rd.main, { batchSize: count, shuffle: opts.seed === undefined ? false : 'global', seed: opts.seed ?? DEFAULTS.seed, workers: 0 });
     let batch;
     try {
       for await (const b of loader) { batch = b; break; }

@@ -75,17 +75,22 @@ static void convert_table(const uint8_t* restrict src, float* restrict out, size
 }
 
 typedef void (*ConvertFn)(const uint8_t* restrict, float* restrict, size_t, const Conv*);
+// The cap configure() set (SLIMFIT_ISA, read on the JS side: tests run every path on one machine): 2 = AVX-512,
+// 1 = AVX2, 0 = the table. The choice is made once, at the first conversion (or isa() call).
+static int isa_cap = 2;
 static ConvertFn pick_convert(void) {
-  const char* cap = getenv("SLIMFIT_ISA");
   __builtin_cpu_init();
-  int generic = cap && strcmp(cap, "generic") == 0, avx2only = cap && strcmp(cap, "avx2") == 0;
-  if (!generic && !avx2only && __builtin_cpu_supports("avx512f")) return convert_avx512;
-  if (!generic && __builtin_cpu_supports("avx2")) return convert_avx2;
+  if (isa_cap >= 2 && __builtin_cpu_supports("avx512f")) return convert_avx512;
+  if (isa_cap >= 1 && __builtin_cpu_supports("avx2")) return convert_avx2;
   return convert_table;
 }
 static ConvertFn convert_fn = NULL;
 static pthread_once_t convert_once = PTHREAD_ONCE_INIT;
 static void init_convert(void) { convert_fn = pick_convert(); }
+static const char* convert_name(void) {
+  pthread_once(&convert_once, init_convert);
+  return convert_fn == convert_avx512 ? "avx512" : convert_fn == convert_avx2 ? "avx2" : "generic";
+}
 
 static void make_conv(Conv* c, double a, double b) {
   c->a = a; c->b = b;
@@ -290,7 +295,39 @@ static napi_value js_willneed(napi_env env, napi_callback_info info) {
   return NULL;
 }
 
+// configure({ isa }): '' | 'avx512' | 'avx2' | 'generic' caps the conversion path; called by the JS side right after
+// loading. Throws on an unknown value, or when the path was already chosen under another cap.
+static napi_value js_configure(napi_env env, napi_callback_info info) {
+  size_t argc = 1;
+  napi_value argv[1], v;
+  napi_get_cb_info(env, info, &argc, argv, NULL, NULL);
+  char isa[16] = "";
+  size_t len = 0;
+  if (argc >= 1 && napi_get_named_property(env, argv[0], "isa", &v) == napi_ok) napi_get_value_string_utf8(env, v, isa, sizeof isa, &len);
+  int cap = !isa[0] || strcmp(isa, "avx512") == 0 ? 2 : strcmp(isa, "avx2") == 0 ? 1 : strcmp(isa, "generic") == 0 ? 0 : -1;
+  if (cap < 0) return throw_err(env, "EINVAL", "configure: isa must be '', avx512, avx2 or generic");
+  pthread_mutex_lock(&maps_lock);
+  int late = convert_fn != NULL && cap != isa_cap;
+  if (!late) isa_cap = cap;
+  pthread_mutex_unlock(&maps_lock);
+  if (late) return throw_err(env, "EINVAL", "configure: the conversion path was already chosen with another isa");
+  return NULL;
+}
+
+// isa(): the uint8 -> float32 conversion path in use ('avx512', 'avx2' or 'generic').
+static napi_value js_isa(napi_env env, napi_callback_info info) {
+  napi_value s;
+  napi_create_string_utf8(env, convert_name(), NAPI_AUTO_LENGTH, &s);
+  (void)info;
+  return s;
+}
+
 NAPI_MODULE_INIT() {
+  napi_value f2;
+  napi_create_function(env, "configure", NAPI_AUTO_LENGTH, js_configure, NULL, &f2);
+  napi_set_named_property(env, exports, "configure", f2);
+  napi_create_function(env, "isa", NAPI_AUTO_LENGTH, js_isa, NULL, &f2);
+  napi_set_named_property(env, exports, "isa", f2);
   napi_value f1;
   napi_create_function(env, "willneed", NAPI_AUTO_LENGTH, js_willneed, NULL, &f1);
   napi_set_named_property(env, exports, "willneed", f1);

@@ -1,0 +1,32 @@
+// Parsers for numeric command-line flags (commander's argParser): each checks its value and, when it is not a number
+// of the right kind, throws a SlimfitError naming the flag, what it takes and what it got. `Number('abc')` is NaN and
+// `Number('')` is 0, so a bare Number() would let a typo through as a silently different setting.
+import { SlimfitError } from '../core/errors.ts';
+
+function flagParser(flag: string, takes: string, ok: (n: number) => boolean): (v: string) => number {
+  return (v: string): number => {
+    const n = v.trim() === '' ? Number.NaN : Number(v);
+    if (!Number.isFinite(n) || !ok(n)) throw new SlimfitError(`${flag} must be ${takes}, got '${v}'`);
+    return n;
+  };
+}
+
+/** A whole number >= `min` (e.g. `--seed`: 0, `--batch`: 1). */
+export function wholeFlag(flag: string, min: number): (v: string) => number {
+  return flagParser(flag, `a whole number >= ${min}`, (n) => Number.isSafeInteger(n) && n >= min);
+}
+
+/** A number > 0 (e.g. `--lr`). */
+export function positiveFlag(flag: string): (v: string) => number {
+  return flagParser(flag, 'a number > 0', (n) => n > 0);
+}
+
+/** A number in (0, 1] (a factor that may only shrink, e.g. `--lr-decay`). */
+export function factorFlag(flag: string): (v: string) => number {
+  return flagParser(flag, 'a number above 0 and at most 1', (n) => n > 0 && n <= 1);
+}
+
+/** A number from 0 up to (not including) 1 (e.g. `--val-fraction`). */
+export function fractionFlag(flag: string): (v: string) => number {
+  return flagParser(flag, 'a number from 0 up to (not including) 1', (n) => n >= 0 && n < 1);
+}

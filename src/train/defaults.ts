@@ -1,0 +1,29 @@
+// Defaults of training and evaluation, written once: fit/evaluate/trainRun/evalRun apply them and the CLI's flags
+// show and use the same values.
+import { LOADER_DEFAULTS } from '../loader/defaults.ts';
+
+/** What training and evaluation use for an option left out. */
+export const DEFAULTS = {
+  ...LOADER_DEFAULTS,
+  /**
+   * Samples per batch when evaluating (validation, test, `slimfit eval`): no gradients are kept, so larger batches
+   * than training's cost little memory and fewer calls.
+   */
+  evalBatchSize: 256,
+  model: 'cnn',
+  epochs: 5,
+  optimizer: 'adam',
+  lr: 1e-3,
+  /** Per-epoch learning-rate factor (1 = constant). */
+  lrDecay: 1,
+  /** Pixels of random shift augmentation (0 = none). */
+  shift: 0,
+  /** Without a validation split: the fraction of training samples held out at random. */
+  valFraction: 0.1,
+  /** Split trained on. */
+  split: 'train',
+  /** Split evaluated by evaluate/evalRun. */
+  evalSplit: 'test',
+  /** Samples in a `slimfit show` grid. */
+  gridSamples: 64,
+} as const;
