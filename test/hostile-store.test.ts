@@ -1,11 +1,14 @@
 // Hostile cases at the store's edges, met through the real CLI: class names across inputs, corrupted shards,
 // concurrent and replacing conversions. Each case builds its own fixture in a temp folder.
 import assert from 'node:assert/strict';
-import { mkdirSync, readFileSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { test } from 'node:test';
 import { py, runCli, tempDir } from '../dev/helpers.ts';
 import { grayPng, mnistPixels, packArchive } from './image-fixture.ts';
+import { syntheticSource } from './loader-fixtures.ts';
+import { writeStore } from '../src/store/write.ts';
+import { createLoader, openDataset } from '../src/loader/index.ts';
 
 const px = mnistPixels();
 let nextImage = 0;
@@ -185,5 +188,135 @@ np.savez(sys.argv[2], x=x[4:], y=np.array([2, 1], np.uint8))
     const r2 = await runCli(['convert', '--train', join(dir, 'tr.npz'), '--test', join(dir, 'te.npz'), join(dir, 'out2'), '-q']);
     assert.equal(r2.code, 0, r2.stderr);
     assert.equal(py(`import numpy as np, sys; a = np.load(sys.argv[1]); print(a.dtype, a.tolist())`, [join(dir, 'out2', 'test', 'y-00000.npy')]).trim(), 'int64 [2, 1]');
+  } finally { cleanup(); }
+});
+
+// ---------------------------------------------------------------- 2. corruption is noticed where the data is used
+
+/** A store with train (and test) splits of synthetic 8x8 uint8 images, 4 classes, written in-process. */
+async function syntheticStore(out: string, train = 64, test = 32, shardBytes = 16384): Promise<void> {
+  const splits = [{ name: 'train', source: syntheticSource({ n: train, classes: 4 }) }];
+  if (test) splits.push({ name: 'test', source: syntheticSource({ n: test, classes: 4 }) });
+  await writeStore(out, { kind: 'presplit', splits }, { shardBytes, quiet: true, checkDuplicates: false });
+}
+
+/** Flip one bit of the file at `at` bytes from its end (past the .npy header). */
+function flipByte(path: string, fromEnd = 5): void {
+  const b = readFileSync(path);
+  b[b.length - fromEnd] ^= 1;
+  writeFileSync(path, b);
+}
+
+/** Assert a corruption error: exit 1, the shard's path, and `slimfit verify DIR` as the next step. */
+function assertCorrupt(r: { code: number | null; stderr: string }, shard: string, store: string): void {
+  assert.equal(r.code, 1, r.stderr);
+  const msg = errorLine(r.stderr);
+  assert.ok(msg.includes(shard), msg);
+  assert.match(msg, /SHA-256/);
+  assert.ok(msg.includes(`slimfit verify ${store}`), msg);
+}
+
+test('clear error: train on a store with one flipped byte in train/x-00000.npy stops before training, naming the shard', async () => {
+  const { dir, cleanup } = tempDir();
+  try {
+    const store = join(dir, 's');
+    await syntheticStore(store);
+    flipByte(join(store, 'train', 'x-00000.npy'));
+    const r = await runCli(['train', store, '--model', 'mlp', '--epochs', '1', '--out', join(dir, 'run'), '--workers', '2']);
+    assertCorrupt(r, join(store, 'train', 'x-00000.npy'), store);
+    assert.doesNotMatch(r.stderr, /epoch 1\/1/);
+  } finally { cleanup(); }
+});
+
+test('clear error: export of a split whose y shard was altered names it and leaves no .npz behind', async () => {
+  const { dir, cleanup } = tempDir();
+  try {
+    const store = join(dir, 's');
+    await syntheticStore(store);
+    flipByte(join(store, 'test', 'y-00000.npy'), 1);
+    const r = await runCli(['export', store, '--split', 'test', '--out', join(dir, 't.npz'), '-q']);
+    assertCorrupt(r, join(store, 'test', 'y-00000.npy'), store);
+    assert.equal(existsSync(join(dir, 't.npz')), false);
+  } finally { cleanup(); }
+});
+
+test('correct: export --no-verify uses the shard as it is (the user chose to)', async () => {
+  const { dir, cleanup } = tempDir();
+  try {
+    const store = join(dir, 's');
+    await syntheticStore(store);
+    flipByte(join(store, 'test', 'x-00000.npy'), 1);
+    const r = await runCli(['export', store, '--split', 'test', '--out', join(dir, 't.npz'), '-q', '--no-verify']);
+    assert.equal(r.code, 0, r.stderr);
+    const last = py(`import numpy as np, sys; print(int(np.load(sys.argv[1])['x'].reshape(-1)[-1]))`, [join(dir, 't.npz')]).trim();
+    const orig = py(`import numpy as np, sys; print(int(np.load(sys.argv[1]).reshape(-1)[-1]))`, [join(store, 'test', 'x-00000.npy')]).trim();
+    assert.equal(last, orig);
+  } finally { cleanup(); }
+});
+
+test('clear error: show and eval on a corrupted store name the shard; show --no-verify draws it anyway', async () => {
+  const { dir, cleanup } = tempDir();
+  try {
+    const store = join(dir, 's');
+    await syntheticStore(store);
+    const run = join(dir, 'run');
+    const t = await runCli(['train', store, '--model', 'mlp', '--epochs', '1', '--out', run, '--workers', '1', '--no-test']);
+    assert.equal(t.code, 0, t.stderr);
+    flipByte(join(store, 'test', 'x-00000.npy'));
+    assertCorrupt(await runCli(['eval', run, store]), join(store, 'test', 'x-00000.npy'), store);
+    assertCorrupt(await runCli(['show', store, '--split', 'test', '--out', join(dir, 'g.png')]), join(store, 'test', 'x-00000.npy'), store);
+    assert.equal(existsSync(join(dir, 'g.png')), false);
+    const ok = await runCli(['show', store, '--split', 'test', '--out', join(dir, 'g.png'), '--no-verify']);
+    assert.equal(ok.code, 0, ok.stderr);
+    assert.ok(existsSync(join(dir, 'g.png')));
+  } finally { cleanup(); }
+});
+
+test('clear error: the library loader refuses a shard of a later split that was altered; verifyChecksums: false reads it', async () => {
+  const { dir, cleanup } = tempDir();
+  try {
+    const store = join(dir, 's');
+    await syntheticStore(store, 64, 32, 1024); // several shards per split
+    const ds = await openDataset(store);
+    const shards = ds.manifest.splits.train.shards;
+    assert.ok(shards.length >= 3);
+    flipByte(join(store, shards[2].x.file));
+    for (const workers of [0, 2]) {
+      const l = createLoader(ds.split('train'), { batchSize: 16, workers });
+      await assert.rejects(async () => { for await (const _ of l) { /* drain */ } }, (e: Error) => e.name === 'SlimfitError' && e.message.includes(shards[2].x.file));
+      await l.close();
+    }
+    const l = createLoader(ds.split('train'), { batchSize: 16, workers: 1, verifyChecksums: false });
+    let n = 0;
+    for await (const b of l) n += b.n;
+    await l.close();
+    assert.equal(n, 64);
+    const ds2 = await openDataset(store, { verifyChecksums: false });
+    const l2 = createLoader(ds2.split('train'), { batchSize: 64, workers: 0 });
+    for await (const b of l2) assert.equal(b.n, 64);
+    await l2.close();
+    await ds.close(); await ds2.close();
+  } finally { cleanup(); }
+});
+
+test('correct: a shard is hashed once per process: a second loader over the same shards does not re-read them for the check', async () => {
+  const { dir, cleanup } = tempDir();
+  try {
+    const store = join(dir, 's');
+    await syntheticStore(store, 64, 0, 1024);
+    const ds = await openDataset(store);
+    const first = createLoader(ds.split('train'), { batchSize: 64, workers: 0 });
+    for await (const _ of first) { /* verified and read */ }
+    await first.close();
+    // Altered after this process checked it: the once-per-process check does not hash it again (verify still would).
+    flipByte(join(store, ds.manifest.splits.train.shards[0].x.file));
+    const second = createLoader(ds.split('train'), { batchSize: 64, workers: 0 });
+    let n = 0;
+    for await (const b of second) n += b.n;
+    await second.close();
+    assert.equal(n, 64);
+    await ds.close();
+    const v = await runCli(['verify', store]);
+    assert.equal(v.code, 1);
   } finally { cleanup(); }
 });

@@ -44,6 +44,7 @@ export function register(program: Command): void {
     .option('--workers <n>', 'loader worker threads (default cores-1)', (v) => Number(v))
     .option('--backend <name>', 'force the TensorFlow.js backend: wasm or cpu')
     .option('--no-test', 'skip the final evaluation on the test split')
+    .option('--no-verify', 'do not check the store\'s shard checksums (SHA-256) before using them')
     .action(async (dir: string | undefined, o) => {
       const { trainRun } = await import('../train/run.ts');
       const { OPTIMIZERS } = await import('../train/loop.ts');
@@ -58,7 +59,7 @@ export function register(program: Command): void {
       const r = await trainRun(data, {
         model: o.model, epochs: o.epochs, batchSize: o.batch, lr: o.lr, lrDecay: o.lrDecay, shift: o.shift, valSplit: o.valSplit, valFraction: o.valFraction, optimizer: o.optimizer, seed: o.seed,
         out: o.resume ?? o.out, resume: Boolean(o.resume), split: o.split, backend: o.backend,
-        shuffle: o.shuffle === 'none' ? false : o.shuffle, workers: o.workers, evaluateTest: o.test,
+        shuffle: o.shuffle === 'none' ? false : o.shuffle, workers: o.workers, evaluateTest: o.test, verifyChecksums: o.verify,
       });
       const last = r.history[r.history.length - 1];
       if (last) process.stdout.write(`final epoch ${last.epoch}: loss ${last.loss.toFixed(4)}, accuracy ${last.accuracy.toFixed(4)}\n`);

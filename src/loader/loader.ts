@@ -4,6 +4,7 @@ import { tsWorker } from '../core/worker.ts';
 import { type TypedArray, dtypeSize, elementAsNumber, viewAs } from '../core/dtype.ts';
 import { SlimfitError } from '../core/errors.ts';
 import { openNpy } from '../formats/npy.ts';
+import { checkShardOnce } from '../store/checksum.ts';
 import { isLoadable, type LoadableSource } from './layout.ts';
 import { subsetIndex } from './holdout.ts';
 import type { ClassTable, PlanConfig } from './plan.ts';
@@ -236,6 +237,10 @@ export function createLoader(source: DataSource, opts: LoaderOptions = {}): Shuf
   let ahead = 0;
 
   const start = async (): Promise<Executor[]> => {
+    // Before any byte of a shard is used: its checksum (once per process; later loaders over the same shards wait on the same check).
+    if (opts.verifyChecksums !== false) {
+      for (const p of src.parts) for (const f of [p.x, p.y]) if (f.checksum) await checkShardOnce(f.path, f.checksum, f.checksum.store);
+    }
     let labels: Uint8Array | undefined;
     let classes: ClassTable | undefined;
     const stored = storedSamples(src);

@@ -62,8 +62,9 @@ function withHoldout(rd: ResolvedData, valFraction: number, seed: number): Resol
  * Open `data` and pick split `split` (default 'train'); a missing split is a SlimfitError listing the existing ones.
  * `valSplit` names the validation split of a store (default: 'val' when it exists); without one, `valFraction` of the
  * training samples (default 0: none) are held out at random with `seed`, like Keras's validation_split.
+ * `verifyChecksums: false` skips the per-process SHA-256 check of a store's shards (see openDataset).
  */
-export async function resolveData(data: DataInput, split = 'train', valSplit?: string, valFraction = 0, seed = 0): Promise<ResolvedData> {
+export async function resolveData(data: DataInput, split = 'train', valSplit?: string, valFraction = 0, seed = 0, opts: { verifyChecksums?: boolean } = {}): Promise<ResolvedData> {
   if (isSource(data)) {
     const names = data.classNames ?? [];
     const parts = (data as { parts?: Array<{ y: { path: string; base: number; name: string } }> }).parts;
@@ -77,7 +78,7 @@ export async function resolveData(data: DataInput, split = 'train', valSplit?: s
     if (!st.isDirectory()) {
       throw new SlimfitError('is a file, not a store directory', { file: data, hint: 'for plain arrays pass {x: "x.npy", y: "y.npy"} or {npz, x, y}; or convert once with `slimfit convert`' });
     }
-    const ds = await openDataset(data);
+    const ds = await openDataset(data, { verifyChecksums: opts.verifyChecksums });
     try {
       const main = ds.split(split);
       const names = ds.manifest.classNames ?? [];

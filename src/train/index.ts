@@ -35,7 +35,7 @@ export interface FitOptions extends Omit<LoopOptions, 'validation'>, LoaderOptio
  */
 export async function fit(model: tfl.LayersModel, data: DataInput, opts: FitOptions = {}): Promise<History> {
   await initBackend(opts.backend);
-  const rd = await resolveData(data, opts.split ?? 'train', undefined, opts.validate === false ? 0 : (opts.validationSplit ?? 0.1), opts.seed ?? 0);
+  const rd = await resolveData(data, opts.split ?? 'train', undefined, opts.validate === false ? 0 : (opts.validationSplit ?? 0.1), opts.seed ?? 0, { verifyChecksums: opts.verifyChecksums });
   const closers: Array<{ close(): Promise<void> }> = [];
   try {
     checkModelFits(model, rd.main, rd.classes, model.name);
@@ -52,12 +52,12 @@ export async function fit(model: tfl.LayersModel, data: DataInput, opts: FitOpti
 }
 
 /** Stream split `split` (default 'test') of `data` through `model`: accuracy, loss and confusion matrix. */
-export async function evaluate(model: tfl.LayersModel, data: DataInput, opts: { split?: string; batchSize?: number; progress?: boolean; backend?: string } = {}): Promise<EvalResult> {
+export async function evaluate(model: tfl.LayersModel, data: DataInput, opts: { split?: string; batchSize?: number; progress?: boolean; backend?: string; verifyChecksums?: boolean } = {}): Promise<EvalResult> {
   await initBackend(opts.backend);
-  const rd = await resolveData(data, opts.split ?? 'test');
+  const rd = await resolveData(data, opts.split ?? 'test', undefined, 0, 0, { verifyChecksums: opts.verifyChecksums });
   try {
     checkModelFits(model, rd.main, rd.classes, model.name);
-    const loader = makeEvalLoader(rd.main, rd.classes, { batchSize: opts.batchSize });
+    const loader = makeEvalLoader(rd.main, rd.classes, { batchSize: opts.batchSize, verifyChecksums: opts.verifyChecksums });
     try {
       return await evaluateLoader(model, loader, { progress: opts.progress });
     } finally {

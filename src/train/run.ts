@@ -46,6 +46,8 @@ export interface TrainRunOptions {
   progress?: boolean;
   /** Where status lines go (default stderr). */
   log?: (line: string) => void;
+  /** Check each store shard's SHA-256 once before training reads it (default true). */
+  verifyChecksums?: boolean;
 }
 
 /** The outcome of a run. */
@@ -161,7 +163,7 @@ export async function trainRun(data: DataInput | undefined, opts: TrainRunOption
     };
     if (typeof cfg.model === 'string' && !isBuiltinModel(cfg.model)) cfg.model = resolve(cfg.model);
   }
-  const rd: ResolvedData = await resolveData(cfg.data, cfg.split, cfg.valSplit, cfg.valFraction ?? 0, cfg.seed);
+  const rd: ResolvedData = await resolveData(cfg.data, cfg.split, cfg.valSplit, cfg.valFraction ?? 0, cfg.seed, { verifyChecksums: opts.verifyChecksums });
   const loaders: Array<{ close(): Promise<void> }> = [];
   try {
     const model = state ? await loadModel(join(out, MODEL_DIR)) : await freshModel(cfg.model, rd.main, rd.classes, cfg.seed);
@@ -176,7 +178,7 @@ export async function trainRun(data: DataInput | undefined, opts: TrainRunOption
     await writeAtomic(join(out, 'log.jsonl'), history.map((h) => JSON.stringify(h)).join('\n') + (history.length ? '\n' : ''));
     cfg.normalize ??= trainLoaderOptions(rd.main, rd.classes).normalize;
     if (!state) await writeAtomic(join(out, 'run.json'), JSON.stringify(cfg, null, 2) + '\n');
-    const lopts = { batchSize: cfg.batchSize, seed: cfg.seed, shuffle: cfg.shuffle, workers: opts.workers, prefetch: opts.prefetch, normalize: cfg.normalize };
+    const lopts = { batchSize: cfg.batchSize, seed: cfg.seed, shuffle: cfg.shuffle, workers: opts.workers, prefetch: opts.prefetch, normalize: cfg.normalize, verifyChecksums: opts.verifyChecksums };
     const loader = makeLoader(rd.main, rd.classes, { ...lopts, shift: cfg.shift || undefined });
     loaders.push(loader);
     if (state) loader.resume(state.cursor);
@@ -224,18 +226,18 @@ export async function trainRun(data: DataInput | undefined, opts: TrainRunOption
 }
 
 /** Evaluate a run's model (runs/NAME, or a model folder / model.json) on `split` of `data`; writes the confusion matrix next to it. */
-export async function evalRun(modelPath: string, data: DataInput, opts: { split?: string; backend?: string; batchSize?: number; progress?: boolean; outDir?: string; log?: (l: string) => void } = {}): Promise<{ result: EvalResult; files: string }> {
+export async function evalRun(modelPath: string, data: DataInput, opts: { split?: string; backend?: string; batchSize?: number; progress?: boolean; outDir?: string; log?: (l: string) => void; verifyChecksums?: boolean } = {}): Promise<{ result: EvalResult; files: string }> {
   const log = opts.log ?? ((l: string) => process.stderr.write(`${l}\n`));
   const info = await initBackend(opts.backend);
   log(info.note);
   const isRun = await stat(join(modelPath, MODEL_DIR, 'model.json')).then(() => true, () => false);
   const model = await loadModel(isRun ? join(modelPath, MODEL_DIR) : modelPath);
   const split = opts.split ?? 'test';
-  const rd = await resolveData(data, split);
+  const rd = await resolveData(data, split, undefined, 0, 0, { verifyChecksums: opts.verifyChecksums });
   try {
     checkModelFits(model, rd.main, rd.classes, modelPath);
     const trained = isRun ? (await readJson<RunConfig>(join(modelPath, 'run.json'), 'run.json')).normalize : undefined;
-    const loader = makeEvalLoader(rd.main, rd.classes, { batchSize: opts.batchSize, normalize: trained });
+    const loader = makeEvalLoader(rd.main, rd.classes, { batchSize: opts.batchSize, normalize: trained, verifyChecksums: opts.verifyChecksums });
     try {
       const result = await evaluateLoader(model, loader, { progress: opts.progress, label: `eval ${split}` });
       const dir = opts.outDir ?? (isRun ? modelPath : '.');
