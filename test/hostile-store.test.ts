@@ -1,13 +1,15 @@
 // Hostile cases at the store's edges, met through the real CLI: class names across inputs, corrupted shards,
 // concurrent and replacing conversions. Each case builds its own fixture in a temp folder.
 import assert from 'node:assert/strict';
-import { existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
+import { spawnSync } from 'node:child_process';
+import { cpSync, existsSync, mkdirSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { test } from 'node:test';
 import { py, runCli, tempDir } from '../dev/helpers.ts';
 import { grayPng, mnistPixels, packArchive } from './image-fixture.ts';
 import { syntheticSource } from './loader-fixtures.ts';
 import { writeStore } from '../src/store/write.ts';
+import { beginAtomicDir } from '../src/store/atomic.ts';
 import { createLoader, openDataset } from '../src/loader/index.ts';
 
 const px = mnistPixels();
@@ -318,5 +320,212 @@ test('correct: a shard is hashed once per process: a second loader over the same
     await ds.close();
     const v = await runCli(['verify', store]);
     assert.equal(v.code, 1);
+  } finally { cleanup(); }
+});
+
+// ---------------------------------------------------------------- 3. nothing replaces a store it should not
+
+/** Provenance sources and the shard checksums of the store at `dir` (what would change if it were replaced). */
+function identity(dir: string): string {
+  const m = JSON.parse(readFileSync(join(dir, 'dataset.json'), 'utf8'));
+  return JSON.stringify([m.provenance.sources, Object.values(m.splits).map((s: any) => s.shards.map((sh: any) => sh.x.sha256))]);
+}
+
+/** A pid that belonged to a process that has exited. */
+function deadPid(): number {
+  const r = spawnSync(process.execPath, ['-e', 'process.stdout.write(String(process.pid))'], { encoding: 'utf8' });
+  return Number(r.stdout);
+}
+
+test('clear error: two conversions into one OUT at once: one writes it, the other stops naming OUT, and the store is the winner\'s', async () => {
+  const { dir, cleanup } = tempDir();
+  try {
+    tree(join(dir, 'a'), { cat: 40, dog: 40 });
+    tree(join(dir, 'b'), { emu: 40, fox: 40 });
+    const out = join(dir, 'out');
+    const [ra, rb] = await Promise.all([runCli(['convert', join(dir, 'a'), out, '-q']), runCli(['convert', join(dir, 'b'), out, '-q'])]);
+    assert.deepEqual([ra.code, rb.code].sort(), [0, 1], ra.stderr + rb.stderr);
+    const loser = ra.code === 1 ? ra : rb;
+    const msg = errorLine(loser.stderr);
+    assert.ok(msg.includes(out), msg);
+    assert.match(msg, /another slimfit conversion|already exists/);
+    const winner = ra.code === 0 ? 'a' : 'b';
+    assert.ok(identity(out).includes(join(dir, winner)));
+    assert.deepEqual(readdirSync(dir).sort(), ['a', 'b', 'out']); // no lock or temp folder left behind
+  } finally { cleanup(); }
+});
+
+test('clear error: a lock held by a live process stops a conversion with its pid; the existing store is untouched', async () => {
+  const { dir, cleanup } = tempDir();
+  try {
+    tree(join(dir, 'a'), { cat: 2, dog: 2 });
+    const out = join(dir, 'out');
+    assert.equal((await runCli(['convert', join(dir, 'a'), out, '-q'])).code, 0);
+    const before = identity(out);
+    writeFileSync(`${out}.slimfit-lock`, `${process.pid}\n`);
+    const r = await runCli(['convert', join(dir, 'a'), out, '-q', '--force']);
+    assert.equal(r.code, 1);
+    const msg = errorLine(r.stderr);
+    assert.match(msg, new RegExp(`pid ${process.pid}`));
+    assert.ok(msg.includes(out), msg);
+    assert.equal(identity(out), before);
+    assert.ok(existsSync(`${out}.slimfit-lock`), 'someone else\'s lock is never removed');
+  } finally { cleanup(); }
+});
+
+test('clear error: a stale lock from a dead process is reported with the file to delete; after deleting it the conversion runs', async () => {
+  const { dir, cleanup } = tempDir();
+  try {
+    tree(join(dir, 'a'), { cat: 2, dog: 2 });
+    const out = join(dir, 'out');
+    const lock = `${out}.slimfit-lock`;
+    const pid = deadPid();
+    writeFileSync(lock, `${pid}\n`);
+    const r = await runCli(['convert', join(dir, 'a'), out, '-q']);
+    assert.equal(r.code, 1);
+    const msg = errorLine(r.stderr);
+    assert.match(msg, new RegExp(`process ${pid}, which is no longer running`));
+    assert.ok(msg.includes(`delete ${lock}`), msg);
+    rmSync(lock);
+    assert.equal((await runCli(['convert', join(dir, 'a'), out, '-q'])).code, 0);
+  } finally { cleanup(); }
+});
+
+test('clear error: converting onto an existing store without --force leaves it as it was', async () => {
+  const { dir, cleanup } = tempDir();
+  try {
+    tree(join(dir, 'a'), { cat: 2, dog: 2 });
+    tree(join(dir, 'b'), { cat: 1, dog: 1 });
+    const out = join(dir, 'out');
+    assert.equal((await runCli(['convert', join(dir, 'a'), out, '-q'])).code, 0);
+    const before = identity(out);
+    const r = await runCli(['convert', join(dir, 'b'), out, '-q']);
+    assert.equal(r.code, 1);
+    assert.match(errorLine(r.stderr), /already exists.*--force/);
+    assert.equal(identity(out), before);
+  } finally { cleanup(); }
+});
+
+test('correct: --force keeps the old store when the new conversion fails, and replaces it when it completes', async () => {
+  const { dir, cleanup } = tempDir();
+  try {
+    tree(join(dir, 'a'), { cat: 2, dog: 2 });
+    tree(join(dir, 'b'), { cat: 3, dog: 3 });
+    writeFileSync(join(dir, 'b', 'dog', 'zz-broken.png'), 'not a png');
+    const out = join(dir, 'out');
+    assert.equal((await runCli(['convert', join(dir, 'a'), out, '-q'])).code, 0);
+    const before = identity(out);
+    const bad = await runCli(['convert', join(dir, 'b'), out, '-q', '--force', '--strict']);
+    assert.equal(bad.code, 1);
+    assert.match(errorLine(bad.stderr), /zz-broken\.png/);
+    assert.equal(identity(out), before);
+    assert.equal((await runCli(['verify', out])).code, 0);
+    const good = await runCli(['convert', join(dir, 'b'), out, '-q', '--force']);
+    assert.equal(good.code, 0, good.stderr);
+    assert.ok(identity(out).includes(join(dir, 'b')));
+    assert.deepEqual(readdirSync(dir).sort(), ['a', 'b', 'out']);
+  } finally { cleanup(); }
+});
+
+test('clear error: OUT inside the input tree (or the tree itself) is refused before it can become a class of its own input', async () => {
+  const { dir, cleanup } = tempDir();
+  try {
+    tree(join(dir, 'src'), { cat: 2, dog: 2 });
+    for (const out of [join(dir, 'src', 'store'), join(dir, 'src')]) {
+      const r = await runCli(['convert', join(dir, 'src'), out, '-q']);
+      assert.equal(r.code, 1);
+      const msg = errorLine(r.stderr);
+      assert.ok(msg.includes(out), msg);
+      assert.match(msg, /own input/);
+    }
+    assert.deepEqual(readdirSync(join(dir, 'src')).sort(), ['cat', 'dog']);
+    // The same through --train/--test.
+    tree(join(dir, 'test'), { dog: 1 });
+    const r = await runCli(['convert', '--train', join(dir, 'src'), '--test', join(dir, 'test'), join(dir, 'test', 'out'), '-q']);
+    assert.equal(r.code, 1);
+    assert.match(errorLine(r.stderr), /inside the input/);
+  } finally { cleanup(); }
+});
+
+test('clear error: an input inside the output folder is refused, so --force can never delete it', async () => {
+  const { dir, cleanup } = tempDir();
+  try {
+    tree(join(dir, 'a'), { cat: 2, dog: 2 });
+    const out = join(dir, 'out');
+    assert.equal((await runCli(['convert', join(dir, 'a'), out, '-q'])).code, 0);
+    cpSync(join(dir, 'a'), join(out, 'imgs'), { recursive: true });
+    const r = await runCli(['convert', join(out, 'imgs'), out, '-q', '--force']);
+    assert.equal(r.code, 1);
+    assert.match(errorLine(r.stderr), /inside the output folder/);
+    assert.ok(existsSync(join(out, 'imgs', 'cat', '0.png')));
+  } finally { cleanup(); }
+});
+
+test('correct: a store a killed --force conversion had moved aside is put back in place by the next conversion', async () => {
+  const { dir, cleanup } = tempDir();
+  try {
+    tree(join(dir, 'a'), { cat: 2, dog: 2 });
+    const out = join(dir, 'out');
+    assert.equal((await runCli(['convert', join(dir, 'a'), out, '-q'])).code, 0);
+    const before = identity(out);
+    // The moment between moving the old store aside and renaming the new one in, frozen: the process is gone.
+    const pid = deadPid();
+    const { renameSync } = await import('node:fs');
+    renameSync(out, `${out}.slimfit-tmp-${pid}-0badc0de-old`);
+    mkdirSync(`${out}.slimfit-tmp-${pid}-0badc0de`);
+    const r = await runCli(['convert', join(dir, 'a'), out, '-q']);
+    assert.equal(r.code, 1);
+    assert.match(errorLine(r.stderr), /already exists/);
+    assert.equal(identity(out), before);
+    assert.deepEqual(readdirSync(dir).sort(), ['a', 'out']);
+  } finally { cleanup(); }
+});
+
+test('clear error: a store that appears at OUT while a conversion runs (a writer ignoring the lock) is not replaced', async () => {
+  const { dir, cleanup } = tempDir();
+  try {
+    const out = join(dir, 'out');
+    const dest = await beginAtomicDir(out, false);
+    await syntheticStore(join(dir, 'other'), 8, 0);
+    cpSync(join(dir, 'other'), out, { recursive: true });
+    const before = identity(out);
+    writeFileSync(join(dest.tmp, 'dataset.json'), '{}');
+    await assert.rejects(dest.commit(), (e: Error) => e.name === 'SlimfitError' && e.message.includes(out) && /appeared/.test(e.message));
+    await dest.abort();
+    assert.equal(identity(out), before);
+    assert.equal(existsSync(`${out}.slimfit-lock`), false);
+  } finally { cleanup(); }
+});
+
+test('correct: Ctrl-C (SIGINT) or SIGTERM mid-conversion removes the lock, so the next conversion needs no manual step', async () => {
+  const { dir, cleanup } = tempDir();
+  try {
+    py(`
+import numpy as np, sys
+np.save(sys.argv[1], np.random.default_rng(0).integers(0, 255, (20000, 1024), dtype=np.uint8))
+np.save(sys.argv[2], (np.arange(20000) % 3).astype(np.uint8))
+`, [join(dir, 'x.npy'), join(dir, 'y.npy')]);
+    const out = join(dir, 'out');
+    const { spawn } = await import('node:child_process');
+    const { BIN } = await import('../dev/helpers.ts');
+    for (const sig of ['SIGINT', 'SIGTERM'] as const) {
+      const child = spawn(process.execPath, [BIN, 'convert', '--x', join(dir, 'x.npy'), '--y', join(dir, 'y.npy'), out, '-q', '--shard-size', '64k'], { stdio: 'ignore' });
+      const closed = new Promise<NodeJS.Signals | null>((r) => child.on('close', (_c, s) => r(s)));
+      const t0 = Date.now();
+      let seen = false;
+      while (!seen && Date.now() - t0 < 60_000) {
+        const tmp = readdirSync(dir).find((e) => e.startsWith(`out.slimfit-tmp-${child.pid}-`));
+        seen = !!tmp && existsSync(join(dir, tmp, 'train')) && readdirSync(join(dir, tmp, 'train')).length > 2;
+        if (!seen) await new Promise((r) => setTimeout(r, 10));
+      }
+      assert.ok(seen && existsSync(`${out}.slimfit-lock`), 'the signal should hit a running conversion');
+      child.kill(sig);
+      assert.equal(await closed, sig, 'the process still ends by the signal');
+      assert.equal(existsSync(`${out}.slimfit-lock`), false);
+      assert.equal(existsSync(join(out, 'dataset.json')), false);
+    }
+    const again = await runCli(['convert', '--x', join(dir, 'x.npy'), '--y', join(dir, 'y.npy'), out, '-q']);
+    assert.equal(again.code, 0, again.stderr);
+    assert.deepEqual(readdirSync(dir).sort(), ['out', 'x.npy', 'y.npy']);
   } finally { cleanup(); }
 });

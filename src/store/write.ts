@@ -1,5 +1,5 @@
 // Converting SampleSources into a store: splits, shards, stats, class counts, duplicates, manifest last, atomic publish.
-import { rename, rm, writeFile } from 'node:fs/promises';
+import { rename, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { type DType, elementAsNumber, viewAs } from '../core/dtype.ts';
 import { SlimfitError } from '../core/errors.ts';
@@ -7,7 +7,7 @@ import type { SampleSource, SkippedInput } from '../core/source.ts';
 import { createProgress } from '../core/progress.ts';
 import { peakRssBytes } from '../core/rss.ts';
 import { trimNativeMemory } from '../core/trim.ts';
-import { beginAtomicDir, commitAtomicDir } from './atomic.ts';
+import { beginAtomicDir } from './atomic.ts';
 import { type Relabeler, createRelabeler, planClasses } from './classes.ts';
 import { createDuplicateIndex } from './dedupe.ts';
 import { type FieldSpec, type Manifest, MANIFEST_FILE, type SplitInfo, STORE_VERSION, type Stats } from './manifest.ts';
@@ -139,7 +139,8 @@ export async function writeStore(out: string, input: StoreInput, opts: WriteStor
   const classes = classField ? planClasses(sources, opts.classNames) : { names: opts.classNames, maps: sources.map(() => null) };
   const relabelers: Array<Relabeler | null> = sources.map((s, i) =>
     classField && (classes.maps[i] || s.y.dtype !== y.dtype || classes.names) ? createRelabeler(s.name, s.y, y, classes.maps[i], classes.names?.length) : null);
-  const tmp = await beginAtomicDir(out, opts.force ?? false);
+  const dest = await beginAtomicDir(out, opts.force ?? false);
+  const tmp = dest.tmp;
   const writers: SplitWriter[] = [];
   try {
     const perShard = samplesPerShard(x, opts.shardBytes ?? 64e6);
@@ -259,13 +260,13 @@ export async function writeStore(out: string, input: StoreInput, opts: WriteStor
     const mtmp = join(tmp, `${MANIFEST_FILE}.tmp`);
     await writeFile(mtmp, JSON.stringify(manifest, null, 2) + '\n');
     await rename(mtmp, join(tmp, MANIFEST_FILE));
-    await commitAtomicDir(tmp, out);
+    await dest.commit();
     const bytesOut = Object.values(splits).reduce((a, s) => a + s.shards.reduce((b, sh) => b + sh.x.bytes + sh.y.bytes, 0), 0);
     const bytesIn = sources.reduce((a, s) => a + (s.bytes ?? 0), 0);
     return { dir: out, manifest, seconds: (performance.now() - t0) / 1000, bytesIn, bytesOut, duplicates: report, skipped, peakRss: peakRssBytes() };
   } catch (e) {
     for (const w of writers) await w.abort().catch(() => {});
-    await rm(tmp, { recursive: true, force: true });
+    await dest.abort();
     throw e;
   }
 }
