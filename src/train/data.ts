@@ -20,6 +20,8 @@ export interface ResolvedData {
   /** Class count: class names in the manifest, else the largest label + 1 (one pass over y only). */
   classes: number;
   classNames: string[];
+  /** Samples per class of `main` (before any hold-out), when the store's manifest records them. */
+  classCounts?: number[];
   /** The store directory, when the data is a store. */
   storeDir?: string;
   close(): Promise<void>;
@@ -86,7 +88,7 @@ export async function resolveData(data: DataInput, split = 'train', valSplit?: s
       const classes = names.length || counts?.length || 0;
       if (!classes) throw new SlimfitError('the store has no class names or class counts, so the number of classes is unknown', { file: data, hint: 're-run `slimfit convert` with integer class labels' });
       return withHoldout({
-        main, classes, classNames: names.length ? names : Array.from({ length: classes }, (_, i) => String(i)),
+        main, classes, classNames: names.length ? names : Array.from({ length: classes }, (_, i) => String(i)), classCounts: counts,
         val: valSplit ? ds.split(valSplit) : split !== 'val' && ds.splits.includes('val') ? ds.split('val') : undefined,
         test: split !== 'test' && ds.splits.includes('test') ? ds.split('test') : undefined,
         storeDir: ds.dir, close: () => ds.close(),

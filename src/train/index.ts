@@ -4,7 +4,7 @@ import type { LoaderOptions } from '../loader/types.ts';
 import { initBackend } from './backend.ts';
 import { type DataInput, makeEvalLoader, makeLoader, resolveData } from './data.ts';
 import { compileDefault, type EvalResult, evaluateLoader, type History, type LoopOptions, type OptimizerName, trainEpochs } from './loop.ts';
-import { checkModelFits } from './run.ts';
+import { checkModelFits, checkTrainable } from './run.ts';
 
 export { initBackend, type BackendInfo } from './backend.ts';
 export { type DataInput, resolveData } from './data.ts';
@@ -38,6 +38,7 @@ export async function fit(model: tfl.LayersModel, data: DataInput, opts: FitOpti
   const rd = await resolveData(data, opts.split ?? 'train', undefined, opts.validate === false ? 0 : (opts.validationSplit ?? 0.1), opts.seed ?? 0, { verifyChecksums: opts.verifyChecksums });
   const closers: Array<{ close(): Promise<void> }> = [];
   try {
+    checkTrainable(rd);
     checkModelFits(model, rd.main, rd.classes, model.name);
     compileDefault(model, opts.optimizer, opts.lr);
     const loader = makeLoader(rd.main, rd.classes, opts);

@@ -104,7 +104,22 @@ async function readJson<T>(path: string, what: string): Promise<T> {
   }
 }
 
-/** Refuse a model whose input or output does not fit the data, before any training step. */
+/** Refuse data no classifier can learn from: fewer than 2 classes, or (when the store counts them) samples of only one. */
+export function checkTrainable(rd: ResolvedData): void {
+  if (rd.classes < 2) {
+    throw new SlimfitError(`the data has ${rd.classes} class${rd.classes === 1 ? '' : 'es'}; a classifier needs at least 2 to tell apart`, {
+      file: rd.main.name, hint: 'with one class every answer is right and training learns nothing; convert the input with its other classes',
+    });
+  }
+  const present = rd.classCounts?.flatMap((c, i) => (c > 0 ? [rd.classNames[i] ?? String(i)] : []));
+  if (present && present.length < 2) {
+    throw new SlimfitError(`the training samples are all of one class (${present[0] ?? 'none'}) although the store names ${rd.classes}`, {
+      file: rd.main.name, hint: 'a classifier needs samples of at least 2 classes; re-convert with samples of the other classes in this split',
+    });
+  }
+}
+
+/** Refuse a model whose input or output does not fit the data, or whose layers shrink the samples to nothing, before any step. */
 export function checkModelFits(model: tfl.LayersModel, src: DataSource, classes: number, modelName: string): void {
   const out = modelClasses(model);
   if (out !== classes) {
@@ -120,11 +135,22 @@ export function checkModelFits(model: tfl.LayersModel, src: DataSource, classes:
       file: modelName, hint: 'build the model for this input shape (a Reshape layer first works for flat vs image data)',
     });
   }
+  // A layer with an empty output (e.g. pooling 1x1 maps) fails deep inside the backend; say which and why here.
+  for (const layer of model.layers) {
+    const os = layer.outputShape;
+    const shapes = (Array.isArray(os[0]) ? os : [os]) as Array<Array<number | null>>;
+    const empty = shapes.find((sh) => sh.some((d) => d !== null && d <= 0));
+    if (empty) {
+      throw new SlimfitError(`layer '${layer.name}' of the model turns samples of shape [${have.join(',')}] into [${empty.slice(1).join(',')}]: they are too small for it`, {
+        file: modelName, hint: 'use a model with fewer or smaller convolutions and pools (--model mlp needs no minimum size), or convert with --resize to larger images',
+      });
+    }
+  }
 }
 
 /** Build or load the model for a fresh run. */
 async function freshModel(name: string, src: DataSource, classes: number, seed: number): Promise<tfl.LayersModel> {
-  if (isBuiltinModel(name)) return buildModel(name, { inputShape: src.x.shape, classes, seed });
+  if (isBuiltinModel(name)) return buildModel(name, { inputShape: src.x.shape, classes, seed, source: src.name });
   return loadModel(name);
 }
 
@@ -166,6 +192,7 @@ export async function trainRun(data: DataInput | undefined, opts: TrainRunOption
   const rd: ResolvedData = await resolveData(cfg.data, cfg.split, cfg.valSplit, cfg.valFraction ?? 0, cfg.seed, { verifyChecksums: opts.verifyChecksums });
   const loaders: Array<{ close(): Promise<void> }> = [];
   try {
+    checkTrainable(rd);
     const model = state ? await loadModel(join(out, MODEL_DIR)) : await freshModel(cfg.model, rd.main, rd.classes, cfg.seed);
     checkModelFits(model, rd.main, rd.classes, cfg.model);
     if (state) restoreOptimizerExactly(model);
