@@ -4,6 +4,7 @@ import { SlimfitError } from '../core/errors.ts';
 import { openNpy } from '../formats/npy.ts';
 import { elementAsNumber, viewAs } from '../core/dtype.ts';
 import { createLoader, fromNpy, fromNpz, holdout, openDataset } from '../loader/index.ts';
+import { manifestFingerprint } from '../store/fingerprint.ts';
 import type { DataSource, Loader, LoaderOptions } from '../loader/types.ts';
 
 /** Training data as users have it: a store directory, an opened DataSource, a pair of .npy files, or two arrays of an .npz. */
@@ -24,6 +25,8 @@ export interface ResolvedData {
   classCounts?: number[];
   /** The store directory, when the data is a store. */
   storeDir?: string;
+  /** Identity of the store's contents (SHA-256 over its shard checksums), when the data is a store. */
+  fingerprint?: string;
   close(): Promise<void>;
 }
 
@@ -91,7 +94,7 @@ export async function resolveData(data: DataInput, split = 'train', valSplit?: s
         main, classes, classNames: names.length ? names : Array.from({ length: classes }, (_, i) => String(i)), classCounts: counts,
         val: valSplit ? ds.split(valSplit) : split !== 'val' && ds.splits.includes('val') ? ds.split('val') : undefined,
         test: split !== 'test' && ds.splits.includes('test') ? ds.split('test') : undefined,
-        storeDir: ds.dir, close: () => ds.close(),
+        storeDir: ds.dir, fingerprint: manifestFingerprint(ds.manifest), close: () => ds.close(),
       }, valFraction, seed);
     } catch (e) {
       await ds.close();

@@ -13,6 +13,7 @@ import { loadModel, saveModel } from './modelio.ts';
 import { buildModel, isBuiltinModel } from './models.ts';
 import { writeAtomic } from './plot.ts';
 import { writeConfusion, writeReport } from './report.ts';
+import { absoluteData, checkSameData, dataFingerprint, type RunConfig, resumeConfig, savedModelName } from './run-config.ts';
 
 /** Options of {@link trainRun} (the `slimfit train` flags). */
 export interface TrainRunOptions {
@@ -33,8 +34,13 @@ export interface TrainRunOptions {
   seed?: number;
   /** Run folder (created; default runs/<model>-<time>). */
   out?: string;
-  /** Continue the run in `out` from its last checkpoint. */
+  /**
+   * Continue the run in `out` from its last checkpoint (from scratch when it has none yet), with the options saved in
+   * the run; options given here replace saved ones where a run can change them. `data` may be omitted.
+   */
   resume?: boolean;
+  /** With `resume`: continue although the data path given, or the data's contents, differ from the run's. */
+  force?: boolean;
   /** Split to train on (default 'train'). */
   split?: string;
   backend?: string;
@@ -68,26 +74,6 @@ interface CheckpointState {
   history: EpochLog[];
 }
 
-/** Saved once per run: what to train on and how, so `--resume` needs nothing else. */
-interface RunConfig {
-  data: DataInput;
-  model: string;
-  epochs: number;
-  batchSize: number;
-  lr: number;
-  optimizer: OptimizerName;
-  seed: number;
-  split: string;
-  shuffle: LoaderOptions['shuffle'];
-  lrDecay: number;
-  shift: number;
-  valSplit?: string;
-  /** Fraction of the training split held out for validation when there is no validation split (absent in older runs: 0). */
-  valFraction?: number;
-  /** Input normalization the model was trained with (evaluation reuses it, whatever data it is given). */
-  normalize?: LoaderOptions['normalize'];
-}
-
 const MODEL_DIR = 'model';
 
 async function readJson<T>(path: string, what: string): Promise<T> {
@@ -95,7 +81,7 @@ async function readJson<T>(path: string, what: string): Promise<T> {
   try {
     text = await readFile(path, 'utf8');
   } catch {
-    throw new SlimfitError(`${what} is missing`, { file: path, hint: 'is this a run folder written by `slimfit train`? a run killed before its first checkpoint cannot be resumed' });
+    throw new SlimfitError(`${what} is missing`, { file: path, hint: 'is this a run folder written by `slimfit train`? (a run stopped before it saved run.json is started again with `slimfit train DIR --out RUN`)' });
   }
   try {
     return JSON.parse(text) as T;
@@ -172,26 +158,37 @@ export async function trainRun(data: DataInput | undefined, opts: TrainRunOption
   let state: CheckpointState | null = null;
   const out = resolve(opts.out ?? defaultOut(opts.model ?? 'cnn'));
   if (opts.resume) {
-    cfg = await readJson<RunConfig>(join(out, 'run.json'), 'run.json');
-    state = await readJson<CheckpointState>(join(out, MODEL_DIR, 'state.json'), 'the checkpoint state');
-    if (opts.epochs !== undefined) cfg.epochs = opts.epochs;
-    if (state.epochsDone >= cfg.epochs) log(`run already has ${state.epochsDone} of ${cfg.epochs} epochs; nothing to train (pass --epochs to extend)`);
-    else log(`resuming ${out} after epoch ${state.epochsDone} (loader cursor: epoch ${state.cursor.epoch}, sample ${state.cursor.position})`);
+    const saved = await readJson<RunConfig>(join(out, 'run.json'), 'run.json');
+    const hasCheckpoint = await stat(join(out, MODEL_DIR, 'state.json')).then(() => true, () => false);
+    const given = {
+      epochs: opts.epochs, batchSize: opts.batchSize, lr: opts.lr, lrDecay: opts.lrDecay, shift: opts.shift, valSplit: opts.valSplit, valFraction: opts.valFraction,
+      model: opts.model === undefined ? undefined : savedModelName(opts.model, isBuiltinModel), split: opts.split, optimizer: opts.optimizer, seed: opts.seed, shuffle: opts.shuffle,
+    };
+    cfg = resumeConfig(saved, given, data, { force: opts.force, run: out, hasCheckpoint, log });
+    if (hasCheckpoint) {
+      state = await readJson<CheckpointState>(join(out, MODEL_DIR, 'state.json'), 'the checkpoint state');
+      if (state.epochsDone >= cfg.epochs) log(`run already has ${state.epochsDone} of ${cfg.epochs} epochs; nothing to train (pass --epochs to extend)`);
+      else log(`resuming ${out} after epoch ${state.epochsDone} of ${cfg.epochs} (loader cursor: epoch ${state.cursor.epoch}, sample ${state.cursor.position})`);
+    } else {
+      log(`${out} has no checkpoint yet (it stopped before its first epoch ended): starting it from scratch with its saved options, ${cfg.epochs} epochs`);
+    }
   } else {
     if (data === undefined) throw new SlimfitError('no training data given', { hint: 'pass a store directory (or use --resume runs/NAME)' });
     if (await stat(join(out, 'run.json')).then(() => true, () => false)) {
       throw new SlimfitError('this run folder already holds a run', { file: out, hint: 'pick another --out, or continue it with --resume' });
     }
     cfg = {
-      data: typeof data === 'string' ? resolve(data) : data, model: opts.model ?? 'cnn', epochs: opts.epochs ?? 5, batchSize: opts.batchSize ?? 128,
+      data: absoluteData(data), model: savedModelName(opts.model ?? 'cnn', isBuiltinModel), epochs: opts.epochs ?? 5, batchSize: opts.batchSize ?? 128,
       lr: opts.lr ?? 1e-3, optimizer: opts.optimizer ?? 'adam', seed: opts.seed ?? 0, split: opts.split ?? 'train', shuffle: opts.shuffle ?? 'global',
       lrDecay: opts.lrDecay ?? 1, shift: opts.shift ?? 0, valSplit: opts.valSplit, valFraction: opts.valFraction ?? 0.1,
     };
-    if (typeof cfg.model === 'string' && !isBuiltinModel(cfg.model)) cfg.model = resolve(cfg.model);
   }
   const rd: ResolvedData = await resolveData(cfg.data, cfg.split, cfg.valSplit, cfg.valFraction ?? 0, cfg.seed, { verifyChecksums: opts.verifyChecksums });
   const loaders: Array<{ close(): Promise<void> }> = [];
   try {
+    const fingerprint = await dataFingerprint(cfg.data, rd);
+    if (opts.resume) checkSameData(cfg, fingerprint, { force: opts.force, run: out, log });
+    cfg.fingerprint = fingerprint;
     checkTrainable(rd);
     const model = state ? await loadModel(join(out, MODEL_DIR)) : await freshModel(cfg.model, rd.main, rd.classes, cfg.seed);
     checkModelFits(model, rd.main, rd.classes, cfg.model);
@@ -204,7 +201,8 @@ export async function trainRun(data: DataInput | undefined, opts: TrainRunOption
     // The log is rebuilt from the checkpoint, so epochs after the last checkpoint (a crash) are not listed twice.
     await writeAtomic(join(out, 'log.jsonl'), history.map((h) => JSON.stringify(h)).join('\n') + (history.length ? '\n' : ''));
     cfg.normalize ??= trainLoaderOptions(rd.main, rd.classes).normalize;
-    if (!state) await writeAtomic(join(out, 'run.json'), JSON.stringify(cfg, null, 2) + '\n');
+    // Written again on resume: options given again and a --force'd data change are part of the run from now on.
+    await writeAtomic(join(out, 'run.json'), JSON.stringify(cfg, null, 2) + '\n');
     const lopts = { batchSize: cfg.batchSize, seed: cfg.seed, shuffle: cfg.shuffle, workers: opts.workers, prefetch: opts.prefetch, normalize: cfg.normalize, verifyChecksums: opts.verifyChecksums };
     const loader = makeLoader(rd.main, rd.classes, { ...lopts, shift: cfg.shift || undefined });
     loaders.push(loader);
