@@ -323,6 +323,27 @@ test('correct: a shard is hashed once per process: a second loader over the same
   } finally { cleanup(); }
 });
 
+test('correct: reading in stored order checks x shards as it reaches them: show of the first samples works, the damaged later shard stops the full pass', async () => {
+  const { dir, cleanup } = tempDir();
+  try {
+    const store = join(dir, 's');
+    await syntheticStore(store, 64, 0, 1024); // 16 samples of 64 bytes per shard
+    const ds = await openDataset(store);
+    const shards = ds.manifest.splits.train.shards;
+    flipByte(join(store, shards[2].x.file));
+    const show = await runCli(['show', store, '-n', '8', '--out', join(dir, 'g.png')]);
+    assert.equal(show.code, 0, show.stderr);
+    for (const workers of [0, 2]) {
+      const l = createLoader(ds.split('train'), { batchSize: 8, shuffle: false, workers, normalize: false });
+      const seen: number[] = [];
+      await assert.rejects(async () => { for await (const b of l) seen.push(b.n); }, (e: Error) => e.name === 'SlimfitError' && e.message.includes(shards[2].x.file));
+      await l.close();
+      assert.ok(seen.reduce((a, n) => a + n, 0) <= 32, `no batch from the damaged shard was handed out (${seen})`);
+    }
+    await ds.close();
+  } finally { cleanup(); }
+});
+
 // ---------------------------------------------------------------- 3. nothing replaces a store it should not
 
 /** Provenance sources and the shard checksums of the store at `dir` (what would change if it were replaced). */
