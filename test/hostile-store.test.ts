@@ -193,6 +193,20 @@ np.savez(sys.argv[2], x=x[4:], y=np.array([2, 1], np.uint8))
   } finally { cleanup(); }
 });
 
+test('correct: a stratified --split of a tree whose classes --class-names reorders counts and assigns by the store\'s labels', async () => {
+  const { dir, cleanup } = tempDir();
+  try {
+    tree(join(dir, 'src'), { ant: 10, bee: 20 });
+    const r = await runCli(['convert', join(dir, 'src'), join(dir, 'out'), '--class-names', 'bee,ant', '--split', 'train=0.5,test=0.5', '-q']);
+    assert.equal(r.code, 0, r.stderr);
+    const m = JSON.parse(readFileSync(join(dir, 'out', 'dataset.json'), 'utf8'));
+    assert.deepEqual(m.classNames, ['bee', 'ant']);
+    assert.deepEqual([m.splits.train.classCounts, m.splits.test.classCounts], [[10, 5], [10, 5]]);
+    const y = [...labelsOf(join(dir, 'out'), 'train').y, ...labelsOf(join(dir, 'out'), 'test').y];
+    assert.deepEqual([y.filter((v) => v === 0).length, y.filter((v) => v === 1).length], [20, 10]);
+  } finally { cleanup(); }
+});
+
 // ---------------------------------------------------------------- 2. corruption is noticed where the data is used
 
 /** A store with train (and test) splits of synthetic 8x8 uint8 images, 4 classes, written in-process. */
