@@ -74,13 +74,13 @@ test('correct: --epochs given again extends the run and is saved, so a later --r
   } finally { cleanup(); }
 });
 
-test('clear error: --resume with a different --seed, --model or --split than the run names the flag and the run', async () => {
+test('clear error: --resume with a different --seed, --model, --split or --val-fraction than the run names the flag and the run', async () => {
   const { dir, cleanup } = tempDir();
   try {
     const store = join(dir, 's'), run = join(dir, 'run');
     await imageStore(store);
     assert.equal((await runCli(['train', store, '--model', 'mlp', '--epochs', '1', '--seed', '3', '--out', run, ...fast])).code, 0);
-    for (const [flag, value] of [['--seed', '4'], ['--model', 'cnn'], ['--split', 'val']]) {
+    for (const [flag, value] of [['--seed', '4'], ['--model', 'cnn'], ['--split', 'val'], ['--val-fraction', '0.3']]) {
       const r = await runCli(['train', '--resume', run, flag, value, '--epochs', '2', ...fast]);
       assert.equal(r.code, 1, r.stderr);
       const msg = errorLine(r.stderr);

@@ -30,10 +30,16 @@ export interface RunConfig {
   fingerprint?: string;
 }
 
-/** Options a resumed run may change (the rest define the run: its weights, optimizer state and loader cursor depend on them). */
-const CHANGEABLE = ['epochs', 'batchSize', 'lr', 'lrDecay', 'shift', 'valSplit', 'valFraction'] as const;
-/** Options that define the run, with their flag names for messages. */
-const FIXED = [['model', '--model'], ['split', '--split'], ['optimizer', '--optimizer'], ['seed', '--seed'], ['shuffle', '--shuffle']] as const;
+/** Options a resumed run may change (the cursor counts samples in an order fixed by the seed, so the batch size may change). */
+const CHANGEABLE = ['epochs', 'batchSize', 'lr', 'lrDecay', 'shift'] as const;
+/**
+ * Options that define a run with a checkpoint, with their flag names for messages: its weights and optimizer state
+ * belong to the model and optimizer, and its loader cursor to the training samples (split and hold-out) and their order.
+ */
+const FIXED = [
+  ['model', '--model'], ['split', '--split'], ['optimizer', '--optimizer'], ['seed', '--seed'], ['shuffle', '--shuffle'],
+  ['valSplit', '--val-split'], ['valFraction', '--val-fraction'],
+] as const;
 
 /** Run options as given by the caller; undefined = not given (on resume: keep the run's own). */
 export type RunOverrides = Partial<Pick<RunConfig, (typeof CHANGEABLE)[number] | (typeof FIXED)[number][0]>>;
@@ -86,6 +92,8 @@ export function resumeConfig(saved: RunConfig, given: RunOverrides, data: DataIn
     }
     if (v !== undefined) (cfg as unknown as Record<string, unknown>)[key] = v;
   }
+  // Without a checkpoint the run starts afresh: its input normalization is taken from the data again.
+  if (!o.hasCheckpoint) delete cfg.normalize;
   for (const key of CHANGEABLE) {
     const v = given[key];
     if (v !== undefined && v !== saved[key]) {
