@@ -93,6 +93,20 @@ test('correct: archives are mapped by class name too (train .tar.gz with 3 class
   } finally { cleanup(); }
 });
 
+test('clear error: a test .tar.gz with a class the train tree lacks names the archive and the class', async () => {
+  const { dir, cleanup } = tempDir();
+  try {
+    tree(join(dir, 'train'), { cat: 2, dog: 2 });
+    tree(join(dir, 't'), { cat: 1, yak: 1 });
+    packArchive(join(dir, 't'), join(dir, 'test.tar.gz'), 'test');
+    const r = await runCli(['convert', '--train', join(dir, 'train'), '--test', join(dir, 'test.tar.gz'), join(dir, 'out'), '-q']);
+    assert.equal(r.code, 1);
+    const msg = errorLine(r.stderr);
+    assert.ok(msg.includes(join(dir, 'test.tar.gz')), msg);
+    assert.match(msg, /'yak'/);
+  } finally { cleanup(); }
+});
+
 test('correct: --class-names on a tree orders the classes by name (labels follow the names, not the folder positions)', async () => {
   const { dir, cleanup } = tempDir();
   try {
@@ -529,6 +543,35 @@ test('clear error: a store that appears at OUT while a conversion runs (a writer
     await dest.abort();
     assert.equal(identity(out), before);
     assert.equal(existsSync(`${out}.slimfit-lock`), false);
+  } finally { cleanup(); }
+});
+
+test('clear error: two writeStore calls into one OUT in the same process: the second names the lock holder (this process)', async () => {
+  const { dir, cleanup } = tempDir();
+  try {
+    const out = join(dir, 'out');
+    const write = (n: number) => writeStore(out, { kind: 'presplit', splits: [{ name: 'train', source: syntheticSource({ n, classes: 4 }) }] }, { quiet: true, checkDuplicates: false });
+    const sizes = [20000, 10];
+    const results = await Promise.allSettled(sizes.map(write));
+    assert.deepEqual(results.map((r) => r.status).sort(), ['fulfilled', 'rejected']);
+    const won = results.findIndex((r) => r.status === 'fulfilled');
+    const e = (results[1 - won] as PromiseRejectedResult).reason as Error;
+    assert.equal(e.name, 'SlimfitError');
+    assert.match(e.message, new RegExp(`pid ${process.pid}, this process`));
+    assert.equal(JSON.parse(readFileSync(join(out, 'dataset.json'), 'utf8')).splits.train.samples, sizes[won]);
+  } finally { cleanup(); }
+});
+
+test('clear error: an OUT whose parent folder does not exist names it, and nothing is created', async () => {
+  const { dir, cleanup } = tempDir();
+  try {
+    tree(join(dir, 'a'), { cat: 1, dog: 1 });
+    const r = await runCli(['convert', join(dir, 'a'), join(dir, 'no', 'such', 'out'), '-q']);
+    assert.equal(r.code, 1);
+    const msg = errorLine(r.stderr);
+    assert.ok(msg.includes(join(dir, 'no', 'such', 'out')), msg);
+    assert.match(msg, /parent does not exist/);
+    assert.deepEqual(readdirSync(dir), ['a']);
   } finally { cleanup(); }
 });
 
