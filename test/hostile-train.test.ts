@@ -315,3 +315,15 @@ test('clear error: the library refuses the same before building or fitting (buil
     await assert.rejects(fit(m2, one, { epochs: 1, progress: false, workers: 0 }), (e: Error) => e.name === 'SlimfitError' && e.message.includes(one) && /1 class/.test(e.message));
   } finally { cleanup(); }
 });
+
+test('correct: the stated minimum image side is the architecture\'s own: at the minimum every layer has output, one pixel less is refused', () => {
+  for (const [name, min] of [['cnn', 10], ['two-branch', 4]] as const) {
+    const m = buildModel(name, { inputShape: [min, min, 1], classes: 2 });
+    for (const layer of m.layers) {
+      const shapes = (Array.isArray(layer.outputShape[0]) ? layer.outputShape : [layer.outputShape]) as Array<Array<number | null>>;
+      for (const sh of shapes) assert.ok(sh.every((d) => d === null || d >= 1), `${name} at ${min}x${min}: layer ${layer.name} outputs [${sh}]`);
+    }
+    m.dispose();
+    assert.throws(() => buildModel(name, { inputShape: [min, min - 1, 1], classes: 2 }), new RegExp(`at least ${min}x${min}`));
+  }
+});
