@@ -255,6 +255,7 @@ test('clear error: train on a store with one flipped byte in train/x-00000.npy s
     const r = await runCli(['train', store, '--model', 'mlp', '--epochs', '1', '--out', join(dir, 'run'), '--workers', '2']);
     assertCorrupt(r, join(store, 'train', 'x-00000.npy'), store);
     assert.doesNotMatch(r.stderr, /epoch 1\/1/);
+    assert.equal(existsSync(join(dir, 'run')), false, 'no run folder is left for a run that never started');
   } finally { cleanup(); }
 });
 

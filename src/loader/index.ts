@@ -2,6 +2,6 @@
 export type { Batch, Cursor, DataSource, Loader, LoaderOptions, TransformOptions } from './types.ts';
 export { type Dataset, fromNpy, fromNpz, openDataset, type OpenDatasetOptions } from './source.ts';
 export { type Holdout, holdout } from './holdout.ts';
-export { type ExtraLoaderOptions, type ShuffleReport, type ShuffledLoader, createLoader } from './loader.ts';
+export { type ExtraLoaderOptions, type ShuffleReport, type ShuffledLoader, createLoader, verifySource } from './loader.ts';
 export { type TfDatasetOptions, toTfDataset } from './tf.ts';
 export { type ShuffleQuality, shuffleQuality } from './quality.ts';

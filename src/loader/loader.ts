@@ -175,6 +175,15 @@ function classTable(src: LoadableSource, labels: Uint8Array): ClassTable {
   return { offsets, ids };
 }
 
+/**
+ * Check every store shard of `source` against its manifest checksum now (once per process; a loader over it later
+ * finds the work done). For callers that want a damaged store refused before they create anything of their own.
+ */
+export async function verifySource(source: DataSource): Promise<void> {
+  if (!isLoadable(source)) return;
+  for (const p of source.parts) for (const f of [p.x, p.y]) if (f.checksum) await checkShardOnce(f.path, f.checksum, f.checksum.store);
+}
+
 /** Kept for callers of the first version: every option now lives in LoaderOptions. */
 export type ExtraLoaderOptions = Pick<LoaderOptions, 'reuseBuffers' | 'labelCacheBytes' | 'shuffleBlock' | 'checkIntervalMs' | 'io' | 'native'>;
 

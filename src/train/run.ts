@@ -4,6 +4,7 @@ import { appendFile, mkdir, readFile, stat } from 'node:fs/promises';
 import { join, resolve } from 'node:path';
 import type * as tfl from '@tensorflow/tfjs-layers';
 import { SlimfitError } from '../core/errors.ts';
+import { verifySource } from '../loader/index.ts';
 import type { Cursor, DataSource, LoaderOptions } from '../loader/types.ts';
 import { formatBytes, peakRssBytes } from '../core/rss.ts';
 import { initBackend } from './backend.ts';
@@ -196,6 +197,8 @@ export async function trainRun(data: DataInput | undefined, opts: TrainRunOption
     // A fresh run trains with the run's optimizer flags even if a user's model.json carries its own training config
     // (its loss may expect other labels); a resumed run keeps the saved optimizer and its state.
     compileDefault(model, cfg.optimizer, cfg.lr, !state);
+    // A damaged store is refused before the run folder is touched (the loaders then find the shards checked).
+    if (opts.verifyChecksums !== false) for (const s of [rd.main, rd.val, opts.evaluateTest !== false ? rd.test : undefined]) if (s) await verifySource(s);
     await mkdir(out, { recursive: true });
     const history: EpochLog[] = state ? [...state.history] : [];
     // The log is rebuilt from the checkpoint, so epochs after the last checkpoint (a crash) are not listed twice.
