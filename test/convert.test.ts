@@ -1,6 +1,6 @@
 // `slimfit convert/info/verify/export` end to end, with numpy as the independent reader of every shard.
 import assert from 'node:assert/strict';
-import { existsSync, readdirSync, readFileSync, writeFileSync, openSync, writeSync, closeSync, statSync } from 'node:fs';
+import { existsSync, readdirSync, readFileSync, writeFileSync, openSync, writeSync, closeSync, statSync, rmSync } from 'node:fs';
 import { join } from 'node:path';
 import { after, before, describe, test } from 'node:test';
 import { MNIST_DIR, py, runCli, tempDir } from '../dev/helpers.ts';
@@ -296,7 +296,7 @@ for d, n in ((sys.argv[1], 16000), (sys.argv[2], 160000)):
     // Kill once shards are being written into the temp folder.
     const t0 = Date.now();
     while (Date.now() - t0 < 60_000) {
-      const tmp = leftovers(t.dir, 'killed.');
+      const tmp = leftovers(t.dir, 'killed.slimfit-tmp-');
       if (tmp.length && existsSync(join(t.dir, tmp[0], 'train')) && readdirSync(join(t.dir, tmp[0], 'train')).length > 0) break;
       await new Promise((r) => setTimeout(r, 20));
     }
@@ -307,6 +307,11 @@ for d, n in ((sys.argv[1], 16000), (sys.argv[2], 160000)):
     assert.equal(info.code, 1);
     assert.match(info.stderr, /not a \(complete\) slimfit store|no dataset\.json/);
     await assert.rejects(openStore(out));
+    // SIGKILL leaves the lock: reported with the file to delete, never taken over silently.
+    const locked = await runCli(['convert', '--x', join(big, 'x.npy'), '--y', join(big, 'y.npy'), out, '-q']);
+    assert.equal(locked.code, 1);
+    assert.match(locked.stderr, new RegExp(`process ${child.pid}, which is no longer running.*delete ${out}\\.slimfit-lock`));
+    rmSync(`${out}.slimfit-lock`);
     const again = await runCli(['convert', '--x', join(big, 'x.npy'), '--y', join(big, 'y.npy'), out, '-q']);
     assert.equal(again.code, 0, again.stderr);
     assert.deepEqual(leftovers(t.dir, 'killed.'), [], 'stale temp folder cleaned up');

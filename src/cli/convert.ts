@@ -56,6 +56,10 @@ export function register(program: Command): void {
       const { printConversionSummary } = await import('./convert-summary.ts');
       const ratios = o.split ? parseSplitSpec(o.split) : null;
       const { messyOptionsFromCli } = await import('../formats/messy.ts');
+      const { checkOutsideInputs } = await import('../store/atomic.ts');
+      // Input paths: SRC, --train/--test, and --x/--y when they are files (with SRC they name arrays inside it).
+      const inputs = [src, o.train, o.test, ...(src ? [] : [o.x, o.y])].filter((p): p is string => typeof p === 'string');
+      await checkOutsideInputs(out, inputs);
       const t0 = performance.now(); // the summary's time includes opening the input (e.g. an archive's first pass)
       const input = await openInput(src, { ...o, ...messyOptionsFromCli(o) });
       const sources = input.kind === 'single' ? [input.source] : input.splits.map((s) => s.source);

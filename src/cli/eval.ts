@@ -13,9 +13,10 @@ export function register(program: Command): void {
     .option('--batch <n>', 'batch size', wholeFlag('--batch', 1), DEFAULTS.evalBatchSize)
     .option('--out <dir>', 'where to write the confusion matrix (default: the run folder)')
     .option('--backend <name>', 'force the TensorFlow.js backend: wasm or cpu')
+    .option('--no-verify', 'do not check the store\'s shard checksums (SHA-256) before using them')
     .action(async (run: string, dir: string, o) => {
       const { evalRun } = await import('../train/run.ts');
-      const r = await evalRun(run, dir, { split: o.split, batchSize: o.batch, backend: o.backend, outDir: o.out });
+      const r = await evalRun(run, dir, { split: o.split, batchSize: o.batch, backend: o.backend, outDir: o.out, verifyChecksums: o.verify });
       process.stdout.write(`accuracy ${(100 * r.result.accuracy).toFixed(2)}% (${r.result.samples} samples of '${o.split}', loss ${r.result.loss.toFixed(4)})\n`);
       process.stdout.write(`confusion matrix: ${r.files}.png, ${r.files}.svg, ${r.files}.md\n`);
     });

@@ -10,9 +10,10 @@ export function register(program: Command): void {
     .requiredOption('--split <name>', 'which split, e.g. test')
     .requiredOption('--out <file>', 'the .npz to write')
     .option('-q, --quiet', 'no progress output')
-    .action(async (dir: string, o: { split: string; out: string; quiet?: boolean }) => {
+    .option('--no-verify', 'do not check the store\'s shard checksums (SHA-256) before using them')
+    .action(async (dir: string, o: { split: string; out: string; quiet?: boolean; verify: boolean }) => {
       const { exportSplit } = await import('../store/export.ts');
-      const bytes = await exportSplit(dir, o.split, o.out, { quiet: o.quiet });
+      const bytes = await exportSplit(dir, o.split, o.out, { quiet: o.quiet, verifyChecksums: o.verify });
       process.stdout.write(`wrote ${o.out} (${formatBytes(bytes)})\n`);
     });
 }

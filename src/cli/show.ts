@@ -12,9 +12,10 @@ export function register(program: Command): void {
     .option('-n, --count <n>', 'number of samples', wholeFlag('--count', 1), DEFAULTS.gridSamples)
     .option('--seed <n>', 'show random samples drawn with this seed (default: the first ones)', wholeFlag('--seed', 0))
     .option('--out <file>', 'PNG file to write', 'samples.png')
+    .option('--no-verify', 'do not check the store\'s shard checksums (SHA-256) before using them')
     .action(async (dir: string, o) => {
       const { writeSampleGrid } = await import('../train/show.ts');
-      const n = await writeSampleGrid(dir, o.out, { split: o.split, n: o.count, seed: o.seed });
+      const n = await writeSampleGrid(dir, o.out, { split: o.split, n: o.count, seed: o.seed, verifyChecksums: o.verify });
       process.stdout.write(`wrote ${n} samples of '${o.split}' to ${o.out}\n`);
     });
 }

@@ -1,5 +1,6 @@
 // `slimfit train DIR`: train a model on a store (or .npy/.npz files) into a run folder with checkpoints and a report.
 import type { Command } from 'commander';
+import { resolve } from 'node:path';
 import { SlimfitError } from '../core/errors.ts';
 import { DEFAULTS } from '../train/defaults.ts';
 import { factorFlag, fractionFlag, positiveFlag, wholeFlag } from './flags.ts';
@@ -20,7 +21,8 @@ export function register(program: Command): void {
     .option('--optimizer <name>', 'adam, sgd, rmsprop, momentum', DEFAULTS.optimizer)
     .option('--seed <n>', 'seed of weights and shuffling', wholeFlag('--seed', 0), DEFAULTS.seed)
     .option('--out <dir>', 'run folder (default runs/<model>-<time>)')
-    .option('--resume <dir>', 'continue the run in this folder from its last checkpoint and loader cursor')
+    .option('--resume <dir>', 'continue the run in this folder from its last checkpoint and loader cursor, with its saved options (flags given again replace them)')
+    .option('--force', 'with --resume: continue even though the data given, or its contents, differ from the run\'s')
     .option('--split <name>', 'split to train on', DEFAULTS.split)
     .option('--x <path|name>', '.npy file of samples (with --y), or the x array name inside an .npz DIR')
     .option('--y <path|name>', '.npy file of labels (with --x), or the y array name inside an .npz DIR')
@@ -28,7 +30,8 @@ export function register(program: Command): void {
     .option('--workers <n>', 'loader worker threads (default cores-1; 0 = main thread)', wholeFlag('--workers', 0))
     .option('--backend <name>', 'force the TensorFlow.js backend: wasm or cpu')
     .option('--no-test', 'skip the final evaluation on the test split')
-    .action(async (dir: string | undefined, o) => {
+    .option('--no-verify', 'do not check the store\'s shard checksums (SHA-256) before using them')
+    .action(async (dir: string | undefined, o, cmd: Command) => {
       const { trainRun } = await import('../train/run.ts');
       const { OPTIMIZERS } = await import('../train/loop.ts');
       if (!(OPTIMIZERS as readonly string[]).includes(o.optimizer)) throw new SlimfitError(`unknown optimizer '${o.optimizer}'`, { hint: `use one of: ${OPTIMIZERS.join(', ')}` });
@@ -39,10 +42,15 @@ export function register(program: Command): void {
         data = dir && dir.endsWith('.npz') ? { npz: dir, x: o.x, y: o.y } : { x: o.x, y: o.y };
       } else data = dir;
       if (!o.resume && data === undefined) throw new SlimfitError('no training data given', { hint: 'usage: slimfit train DIR [--model cnn] (or --resume runs/NAME)' });
+      if (o.force && !o.resume) throw new SlimfitError('--force goes with --resume (to continue a run on changed data)', { hint: 'drop --force, or add --resume RUN' });
+      if (o.resume && o.out && resolve(o.out) !== resolve(o.resume)) throw new SlimfitError(`--out ${o.out} and --resume ${o.resume} name different run folders`, { hint: 'give only --resume RUN' });
+      // A resumed run keeps its saved options: only flags typed on this command line (not defaults) replace them.
+      const pick = <T>(flag: string, v: T): T | undefined => (!o.resume || cmd.getOptionValueSource(flag) === 'cli' ? v : undefined);
       const r = await trainRun(data, {
-        model: o.model, epochs: o.epochs, batchSize: o.batch, lr: o.lr, lrDecay: o.lrDecay, shift: o.shift, valSplit: o.valSplit, valFraction: o.valFraction, optimizer: o.optimizer, seed: o.seed,
-        out: o.resume ?? o.out, resume: Boolean(o.resume), split: o.split, backend: o.backend,
-        shuffle: o.shuffle === 'none' ? false : o.shuffle, workers: o.workers, evaluateTest: o.test,
+        model: pick('model', o.model), epochs: pick('epochs', o.epochs), batchSize: pick('batch', o.batch), lr: pick('lr', o.lr), lrDecay: pick('lrDecay', o.lrDecay),
+        shift: pick('shift', o.shift), valSplit: pick('valSplit', o.valSplit), valFraction: pick('valFraction', o.valFraction), optimizer: pick('optimizer', o.optimizer),
+        seed: pick('seed', o.seed), split: pick('split', o.split), shuffle: pick('shuffle', o.shuffle === 'none' ? false : o.shuffle),
+        out: o.resume ?? o.out, resume: Boolean(o.resume), force: o.force, backend: o.backend, workers: o.workers, evaluateTest: o.test, verifyChecksums: o.verify,
       });
       const last = r.history[r.history.length - 1];
       if (last) process.stdout.write(`final epoch ${last.epoch}: loss ${last.loss.toFixed(4)}, accuracy ${last.accuracy.toFixed(4)}\n`);

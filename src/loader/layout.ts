@@ -13,6 +13,8 @@ export interface PartFile {
   fileBytes?: number;
   /** Extra advice for errors about this file. */
   hint: string;
+  /** Store shards: the manifest's SHA-256 and the store folder; the loader checks it once per process before reading. */
+  checksum?: { sha256: string; bytes: number; store: string };
 }
 
 /** `samples` consecutive samples (global indices start..start+samples) stored as a pair of .npy arrays. */

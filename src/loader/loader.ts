@@ -4,7 +4,8 @@ import { tsWorker } from '../core/worker.ts';
 import { type TypedArray, dtypeSize, elementAsNumber, viewAs } from '../core/dtype.ts';
 import { SlimfitError } from '../core/errors.ts';
 import { openNpy } from '../formats/npy.ts';
-import { isLoadable, type LoadableSource } from './layout.ts';
+import { checkShardOnce } from '../store/checksum.ts';
+import { isLoadable, type LoadableSource, type PartFile, partOf } from './layout.ts';
 import { subsetIndex } from './holdout.ts';
 import type { ClassTable, PlanConfig } from './plan.ts';
 import { type BatchReader, type ReaderInit, createReader, slotLayout } from './reader.ts';
@@ -175,6 +176,15 @@ function classTable(src: LoadableSource, labels: Uint8Array): ClassTable {
   return { offsets, ids };
 }
 
+/**
+ * Check every store shard of `source` against its manifest checksum now (once per process; a loader over it later
+ * finds the work done). For callers that want a damaged store refused before they create anything of their own.
+ */
+export async function verifySource(source: DataSource): Promise<void> {
+  if (!isLoadable(source)) return;
+  for (const p of source.parts) for (const f of [p.x, p.y]) if (f.checksum) await checkShardOnce(f.path, f.checksum, f.checksum.store);
+}
+
 /** Kept for callers of the first version: every option now lives in LoaderOptions. */
 export type ExtraLoaderOptions = Pick<LoaderOptions, 'reuseBuffers' | 'labelCacheBytes' | 'shuffleBlock' | 'checkIntervalMs' | 'io' | 'native'>;
 
@@ -236,7 +246,21 @@ export function createLoader(source: DataSource, opts: LoaderOptions = {}): Shuf
   let closed = false;
   let ahead = 0;
 
+  // Before any byte of a shard is used: its checksum (once per process; later loaders over the same shards wait on the
+  // same check). A shuffled epoch touches every shard at once, so all are checked up front; reading in stored order
+  // (evaluation, `show`) checks x shards as the reads reach them, so a look at the first samples hashes only the first shard.
+  const verify = opts.verifyChecksums !== false;
+  const lazyX = verify && mode === 'none' && !src.subset;
+  const check = async (f: PartFile) => { if (f.checksum) await checkShardOnce(f.path, f.checksum, f.checksum.store); };
+  let checkedX = 0; // lazyX: parts [0, checkedX) have their x checked
+  const checkXUpTo = async (sampleEnd: number) => {
+    if (!lazyX || sampleEnd <= 0 || src.parts.length === 0) return;
+    const last = partOf(src.parts, sampleEnd - 1);
+    for (; checkedX <= last; checkedX++) await check(src.parts[checkedX].x);
+  };
+
   const start = async (): Promise<Executor[]> => {
+    if (verify) for (const p of src.parts) { if (!lazyX) await check(p.x); await check(p.y); }
     let labels: Uint8Array | undefined;
     let classes: ClassTable | undefined;
     const stored = storedSamples(src);
@@ -293,6 +317,11 @@ export function createLoader(source: DataSource, opts: LoaderOptions = {}): Shuf
       let next = 0;
       // Up to `group` consecutive batches go to one executor in one message.
       const group = Math.max(1, Math.floor(prefetch / (2 * ex.length)));
+      // lazyX: check the x shards the batches about to be requested read (stored order: sample = rank offset + position).
+      const ready = async () => {
+        const upTo = Math.min(starts.length, next + free.length) - 1;
+        if (upTo >= next) await checkXUpTo(rank * perRank + Math.min(perRank, starts[upTo] + B));
+      };
       const dispatch = () => {
         while (free.length > 0 && next < starts.length) {
           const s0 = starts[next];
@@ -311,6 +340,7 @@ export function createLoader(source: DataSource, opts: LoaderOptions = {}): Shuf
           reqs.forEach((r, i) => { done[i].catch(() => {}); inflight.set(r.seq, { slot: r.slot, done: done[i] }); });
         }
       };
+      if (lazyX) await ready();
       dispatch();
       for (let k = 0; k < starts.length; k++) {
         const t = inflight.get(k)!;
@@ -319,10 +349,10 @@ export function createLoader(source: DataSource, opts: LoaderOptions = {}): Shuf
         ahead = inflight.size;
         const n = Math.min(B, perRank - starts[k]);
         const { x, y } = got ? ownedView(got) : view(t.slot, n);
-        if (!reuse) { free.push(t.slot); dispatch(); }
+        if (!reuse) { free.push(t.slot); if (lazyX && checkedX < src.parts.length) await ready(); dispatch(); }
         position = starts[k] + n;
         yield { n, x, xShape: [n, ...spec.xShape], y, yShape: [n, ...spec.yShape], epoch: ep, index: indexBase + k };
-        if (reuse) { free.push(t.slot); dispatch(); }
+        if (reuse) { free.push(t.slot); if (lazyX && checkedX < src.parts.length) await ready(); dispatch(); }
       }
       normalize();
       if (position === 0 && starts.length === 0 && first === 0) epoch++; // an empty epoch still advances

@@ -22,10 +22,20 @@ export interface Dataset {
 
 const STORE_HINT = 'the store is damaged; run `slimfit verify DIR` and re-run `slimfit convert`';
 
-/** Open a store directory (manifest checked now; shards are opened and header-checked by the loader's readers on first use). */
-export async function openDataset(dir: string): Promise<Dataset> {
+/** Options of {@link openDataset}. */
+export interface OpenDatasetOptions {
+  /**
+   * Check each shard's SHA-256 against the manifest once per process before a loader first reads it (default true);
+   * false trusts the bytes (a loader's own `verifyChecksums: false` does too).
+   */
+  verifyChecksums?: boolean;
+}
+
+/** Open a store directory (manifest checked now; shards are checksummed, opened and header-checked by the loader on first use). */
+export async function openDataset(dir: string, opts: OpenDatasetOptions = {}): Promise<Dataset> {
   const abs = resolve(dir);
-  const store = await openStore(abs);
+  const verify = opts.verifyChecksums ?? true;
+  const store = await openStore(abs, { verifyChecksums: verify });
   const m = store.manifest;
   return {
     dir: abs, manifest: m, splits: store.splits,
@@ -34,8 +44,9 @@ export async function openDataset(dir: string): Promise<Dataset> {
       const parts: Part[] = [];
       let start = 0;
       for (const sh of info.shards) {
-        const file = (f: { file: string; bytes: number }) => ({
+        const file = (f: { file: string; bytes: number; sha256: string }) => ({
           path: join(abs, f.file), name: `shard ${join(abs, f.file)}`, base: 0, fileBytes: f.bytes, hint: STORE_HINT,
+          ...(verify ? { checksum: { sha256: f.sha256, bytes: f.bytes, store: abs } } : {}),
         });
         parts.push({ start, samples: sh.samples, x: file(sh.x), y: file(sh.y) });
         start += sh.samples;

@@ -68,6 +68,11 @@ export interface LoaderOptions extends TransformOptions {
   io?: 'pread' | 'mmap';
   /** Use the native gather addon when it is built (default true); false = plain JS positioned reads. */
   native?: boolean;
+  /**
+   * Check each store shard's SHA-256 against the manifest before the first batch (default true; once per shard per
+   * process, on this thread, so worker threads never re-hash); false trusts the bytes.
+   */
+  verifyChecksums?: boolean;
 }
 
 /** One minibatch: row-major typed arrays plus shapes, ready for any framework (owned copies unless `reuseBuffers`). */

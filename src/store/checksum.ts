@@ -1,5 +1,8 @@
-// SHA-256 of a file, streamed (never the whole file in memory); hashed off this thread when the addon is built.
-import { open } from 'node:fs/promises';
+// SHA-256 of a file, streamed (never the whole file in memory; hashed off this thread when the addon is built), and the
+// once-per-process check of a shard against its manifest that readers of a store run before using its bytes.
+import { open, stat } from 'node:fs/promises';
+import { relative } from 'node:path';
+import { SlimfitError } from '../core/errors.ts';
 import { createSha256 } from '../core/sha256.ts';
 
 const CHUNK = 1 << 20;
@@ -22,4 +25,37 @@ export async function sha256File(path: string): Promise<string> {
     await fh.close();
   }
   return h.digest();
+}
+
+/** Shards already checked by this process (path and expected digest), so each is hashed once whoever opens it. */
+const checked = new Map<string, Promise<void>>();
+
+/**
+ * Check once per process that the shard at `path` has the size and SHA-256 its manifest records (`store` = the store
+ * folder, for the advice). A mismatch is a SlimfitError naming the shard; later calls return the same outcome.
+ */
+export function checkShardOnce(path: string, expected: { sha256: string; bytes: number }, store: string): Promise<void> {
+  const key = `${path}\0${expected.sha256}`;
+  const name = relative(store, path);
+  const hint = `the store is damaged: run \`slimfit verify ${store}\` to list every bad shard and re-run \`slimfit convert\``;
+  let p = checked.get(key);
+  if (!p) {
+    p = (async () => {
+      const size = await stat(path).then((s) => s.size, () => -1);
+      if (size < 0) throw new SlimfitError(`shard ${name} is missing`, { file: path, hint });
+      if (size !== expected.bytes) throw new SlimfitError(`shard ${name} is ${size} bytes but the manifest says ${expected.bytes}`, { file: path, hint });
+      return sha256File(path);
+    })().then((got) => {
+      if (got !== expected.sha256) {
+        throw new SlimfitError(`shard ${name} does not match its SHA-256 in the manifest (it is ${got}, the manifest says ${expected.sha256})`, {
+          file: path, hint: `${hint} (--no-verify skips this check)`,
+        });
+      }
+    }, (e: NodeJS.ErrnoException) => {
+      if (e instanceof SlimfitError) throw e;
+      throw new SlimfitError(`cannot read shard ${name} to check it (${e.code ?? e.message})`, { file: path, hint });
+    });
+    checked.set(key, p);
+  }
+  return p;
 }

@@ -4,6 +4,7 @@ import { join } from 'node:path';
 import { dtypeSize } from '../core/dtype.ts';
 import { SlimfitError } from '../core/errors.ts';
 import { type NpyFile, openNpy } from '../formats/npy.ts';
+import { checkShardOnce } from './checksum.ts';
 import { type FieldSpec, type Manifest, type SplitInfo, readManifest } from './manifest.ts';
 
 /** One opened shard pair: `samples` consecutive samples of a split starting at global index `start`. */
@@ -72,8 +73,18 @@ async function openChecked(dir: string, file: string, field: FieldSpec, rows: nu
   return npy;
 }
 
-/** Open the store in `dir` (manifest validated; shards are opened on first use). */
-export async function openStore(dir: string): Promise<Store> {
+/** Options of {@link openStore}. */
+export interface OpenStoreOptions {
+  /**
+   * Check each shard's SHA-256 against the manifest the first time this process opens it (default true): a flipped
+   * byte stops the reader with the shard's name instead of being used. Costs one extra read of each shard per process.
+   */
+  verifyChecksums?: boolean;
+}
+
+/** Open the store in `dir` (manifest validated; shards are opened, header-checked and checksummed on first use). */
+export async function openStore(dir: string, opts: OpenStoreOptions = {}): Promise<Store> {
+  const verify = opts.verifyChecksums ?? true;
   const manifest = await readManifest(dir);
   const opened = new Map<string, StoreSplit>();
   const makeSplit = (name: string): StoreSplit => {
@@ -97,6 +108,11 @@ export async function openStore(dir: string): Promise<Store> {
           p = (async () => {
             const x = await openChecked(dir, sh.x.file, manifest.fields.x, sh.samples, sh.x.bytes);
             const y = await openChecked(dir, sh.y.file, manifest.fields.y, sh.samples, sh.y.bytes).catch(async (e) => { await x.close(); throw e; });
+            if (verify) {
+              try {
+                for (const f of [sh.x, sh.y]) await checkShardOnce(join(dir, f.file), f, dir);
+              } catch (e) { await x.close(); await y.close(); throw e; }
+            }
             return { index: i, start: starts[i], samples: sh.samples, x, y };
           })();
           p.catch(() => cache.delete(i));

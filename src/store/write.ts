@@ -1,5 +1,5 @@
 // Converting SampleSources into a store: splits, shards, stats, class counts, duplicates, manifest last, atomic publish.
-import { rename, rm, writeFile } from 'node:fs/promises';
+import { rename, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { type DType, elementAsNumber, viewAs } from '../core/dtype.ts';
 import { SlimfitError } from '../core/errors.ts';
@@ -7,7 +7,8 @@ import type { SampleSource, SkippedInput } from '../core/source.ts';
 import { createProgress } from '../core/progress.ts';
 import { peakRssBytes } from '../core/rss.ts';
 import { trimNativeMemory } from '../core/trim.ts';
-import { beginAtomicDir, commitAtomicDir } from './atomic.ts';
+import { beginAtomicDir } from './atomic.ts';
+import { type Relabeler, createRelabeler, planClasses } from './classes.ts';
 import { createDuplicateIndex } from './dedupe.ts';
 import { type FieldSpec, type Manifest, MANIFEST_FILE, type SplitInfo, STORE_VERSION, type Stats } from './manifest.ts';
 import { sampleBytes } from './open.ts';
@@ -92,7 +93,7 @@ function labelsOf(y: FieldSpec, bytes: Uint8Array, n: number, source: string, fi
 }
 
 /** Count samples per class in one cheap pass (labels() when the source has it). */
-async function countClasses(src: SampleSource, quiet?: boolean): Promise<number[]> {
+async function countClasses(src: SampleSource, quiet?: boolean, map?: Int32Array | null): Promise<number[]> {
   const counts: number[] = [];
   let seen = 0;
   const addAll = (labels: ArrayLike<number>) => {
@@ -101,8 +102,10 @@ async function countClasses(src: SampleSource, quiet?: boolean): Promise<number[
       if (!(Number.isInteger(v) && v >= 0 && v < MAX_CLASSES)) {
         throw new SlimfitError(`label ${v} of sample ${seen + i} is not a class index`, { file: src.name, hint: 'a stratified --split needs non-negative integer class labels' });
       }
-      while (counts.length <= v) counts.push(0);
-      counts[v]++;
+      if (map && v >= map.length) throw new SlimfitError(`label ${v} of sample ${seen + i} has no class name (the input names ${map.length} classes)`, { file: src.name });
+      const c = map ? map[v] : v; // counted under the store's class index, as the samples are assigned
+      while (counts.length <= c) counts.push(0);
+      counts[c]++;
     }
     seen += labels.length;
   };
@@ -121,16 +124,23 @@ export async function writeStore(out: string, input: StoreInput, opts: WriteStor
   const sources = input.kind === 'presplit' ? input.splits.map((s) => s.source) : [input.source];
   const splitNames = input.kind === 'presplit' ? input.splits.map((s) => s.name) : input.ratios.map((r) => r.name);
   const x = sources[0].x, y = sources[0].y;
+  const classField = isClassField(y);
   for (const s of sources) {
-    if (!sameField(s.x, x) || !sameField(s.y, y)) {
+    // Class labels of any integer dtype are rewritten into the first input's dtype (see relabelers below).
+    const yFits = classField ? isClassField(s.y) : sameField(s.y, y);
+    if (!sameField(s.x, x) || !yFits) {
       throw new SlimfitError(`samples differ between inputs: ${s.name} has x ${s.x.dtype} [${s.x.shape}] y ${s.y.dtype} [${s.y.shape}], ${sources[0].name} has x ${x.dtype} [${x.shape}] y ${y.dtype} [${y.shape}]`, {
         file: s.name, hint: 'all inputs of one store must hold samples of the same dtype and shape',
       });
     }
   }
   if (sampleBytes(x) === 0) throw new SlimfitError('samples hold no data (a zero-sized axis)', { file: sources[0].name });
-  const classField = isClassField(y);
-  const tmp = await beginAtomicDir(out, opts.force ?? false);
+  // One class list for the store; each input's labels are mapped into it by class name.
+  const classes = classField ? planClasses(sources, opts.classNames) : { names: opts.classNames, maps: sources.map(() => null) };
+  const relabelers: Array<Relabeler | null> = sources.map((s, i) =>
+    classField && (classes.maps[i] || s.y.dtype !== y.dtype || classes.names) ? createRelabeler(s.name, s.y, y, classes.maps[i], classes.names?.length) : null);
+  const dest = await beginAtomicDir(out, opts.force ?? false);
+  const tmp = dest.tmp;
   const writers: SplitWriter[] = [];
   try {
     const perShard = samplesPerShard(x, opts.shardBytes ?? 64e6);
@@ -149,7 +159,7 @@ export async function writeStore(out: string, input: StoreInput, opts: WriteStor
     if (input.kind === 'ratio' && input.ratios.length === 1) {
       assign = () => 0; // one split takes every sample: no counting pass (for CSV that would be a second full parse)
     } else if (input.kind === 'ratio') {
-      const counts = classField ? await countClasses(input.source, opts.quiet) : [input.source.count ?? (await countAll(input.source))];
+      const counts = classField ? await countClasses(input.source, opts.quiet, classes.maps[0]) : [input.source.count ?? (await countAll(input.source))];
       total ||= counts.reduce((a, c) => a + c, 0); // a source without a count (text) was just counted
       stratified = classField;
       const a = createSplitAssigner(counts, input.ratios, input.seed);
@@ -167,8 +177,10 @@ export async function writeStore(out: string, input: StoreInput, opts: WriteStor
     for (let si = 0; si < sources.length; si++) {
       const src = sources[si];
       let seen = 0;
+      const relabel = relabelers[si];
       for await (const b of src.batches()) {
-        const labels = classField ? labelsOf(y, b.y, b.n, src.name, seen) : null;
+        const yBytes = relabel ? relabel.apply(b.y, b.n, seen) : b.y;
+        const labels = classField ? labelsOf(y, yBytes, b.n, src.name, seen) : null;
         // Consecutive samples going to the same split are appended as one run.
         let runStart = 0, runSplit = -1;
         const flush = async (end: number) => {
@@ -181,7 +193,7 @@ export async function writeStore(out: string, input: StoreInput, opts: WriteStor
             const cc = classCounts[runSplit];
             for (let i = runStart; i < end; i++) { const l = labels[i]; while (cc.length <= l) cc.push(0); cc[l]++; }
           }
-          await writers[runSplit].append(xs, b.y.subarray(runStart * yb, end * yb), end - runStart);
+          await writers[runSplit].append(xs, yBytes.subarray(runStart * yb, end * yb), end - runStart);
         };
         for (let i = 0; i < b.n; i++) {
           const split = assign ? assign(labels ? labels[i] : 0) : si;
@@ -218,7 +230,7 @@ export async function writeStore(out: string, input: StoreInput, opts: WriteStor
     progress.done();
 
     const splits: Record<string, SplitInfo> = {};
-    const nClasses = Math.max(0, ...classCounts.map((c) => c.length), opts.classNames?.length ?? 0, sources[0].classNames?.length ?? 0);
+    const nClasses = Math.max(0, ...classCounts.map((c) => c.length), classes.names?.length ?? 0);
     for (let i = 0; i < writers.length; i++) {
       const info = await writers[i].finish();
       if (classField) info.classCounts = Array.from({ length: nClasses }, (_, c) => classCounts[i][c] ?? 0);
@@ -231,7 +243,7 @@ export async function writeStore(out: string, input: StoreInput, opts: WriteStor
       format: 'slimfit-dataset',
       version: STORE_VERSION,
       fields: { x, y },
-      ...(opts.classNames ?? sources[0].classNames ? { classNames: opts.classNames ?? sources[0].classNames } : {}),
+      ...(classes.names ? { classNames: classes.names } : {}),
       splits,
       ...(st ? { stats: st } : {}),
       provenance: {
@@ -248,13 +260,13 @@ export async function writeStore(out: string, input: StoreInput, opts: WriteStor
     const mtmp = join(tmp, `${MANIFEST_FILE}.tmp`);
     await writeFile(mtmp, JSON.stringify(manifest, null, 2) + '\n');
     await rename(mtmp, join(tmp, MANIFEST_FILE));
-    await commitAtomicDir(tmp, out);
+    await dest.commit();
     const bytesOut = Object.values(splits).reduce((a, s) => a + s.shards.reduce((b, sh) => b + sh.x.bytes + sh.y.bytes, 0), 0);
     const bytesIn = sources.reduce((a, s) => a + (s.bytes ?? 0), 0);
     return { dir: out, manifest, seconds: (performance.now() - t0) / 1000, bytesIn, bytesOut, duplicates: report, skipped, peakRss: peakRssBytes() };
   } catch (e) {
     for (const w of writers) await w.abort().catch(() => {});
-    await rm(tmp, { recursive: true, force: true });
+    await dest.abort();
     throw e;
   }
 }

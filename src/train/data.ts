@@ -4,6 +4,7 @@ import { SlimfitError } from '../core/errors.ts';
 import { openNpy } from '../formats/npy.ts';
 import { elementAsNumber, viewAs } from '../core/dtype.ts';
 import { createLoader, fromNpy, fromNpz, holdout, openDataset } from '../loader/index.ts';
+import { manifestFingerprint } from '../store/fingerprint.ts';
 import type { DataSource, Loader, LoaderOptions } from '../loader/types.ts';
 import { DEFAULTS } from './defaults.ts';
 
@@ -21,8 +22,12 @@ export interface ResolvedData {
   /** Class count: class names in the manifest, else the largest label + 1 (one pass over y only). */
   classes: number;
   classNames: string[];
+  /** Samples per class of `main` (before any hold-out), when the store's manifest records them. */
+  classCounts?: number[];
   /** The store directory, when the data is a store. */
   storeDir?: string;
+  /** Identity of the store's contents (SHA-256 over its shard checksums), when the data is a store. */
+  fingerprint?: string;
   close(): Promise<void>;
 }
 
@@ -63,8 +68,9 @@ function withHoldout(rd: ResolvedData, valFraction: number, seed: number): Resol
  * Open `data` and pick split `split` (default 'train'); a missing split is a SlimfitError listing the existing ones.
  * `valSplit` names the validation split of a store (default: 'val' when it exists); without one, `valFraction` of the
  * training samples (default 0: none) are held out at random with `seed`, like Keras's validation_split.
+ * `verifyChecksums: false` skips the per-process SHA-256 check of a store's shards (see openDataset).
  */
-export async function resolveData(data: DataInput, split = 'train', valSplit?: string, valFraction = 0, seed = 0): Promise<ResolvedData> {
+export async function resolveData(data: DataInput, split = 'train', valSplit?: string, valFraction = 0, seed = 0, opts: { verifyChecksums?: boolean } = {}): Promise<ResolvedData> {
   if (isSource(data)) {
     const names = data.classNames ?? [];
     const parts = (data as { parts?: Array<{ y: { path: string; base: number; name: string } }> }).parts;
@@ -78,7 +84,7 @@ export async function resolveData(data: DataInput, split = 'train', valSplit?: s
     if (!st.isDirectory()) {
       throw new SlimfitError('is a file, not a store directory', { file: data, hint: 'for plain arrays pass {x: "x.npy", y: "y.npy"} or {npz, x, y}; or convert once with `slimfit convert`' });
     }
-    const ds = await openDataset(data);
+    const ds = await openDataset(data, { verifyChecksums: opts.verifyChecksums });
     try {
       const main = ds.split(split);
       const names = ds.manifest.classNames ?? [];
@@ -86,10 +92,10 @@ export async function resolveData(data: DataInput, split = 'train', valSplit?: s
       const classes = names.length || counts?.length || 0;
       if (!classes) throw new SlimfitError('the store has no class names or class counts, so the number of classes is unknown', { file: data, hint: 're-run `slimfit convert` with integer class labels' });
       return withHoldout({
-        main, classes, classNames: names.length ? names : Array.from({ length: classes }, (_, i) => String(i)),
+        main, classes, classNames: names.length ? names : Array.from({ length: classes }, (_, i) => String(i)), classCounts: counts,
         val: valSplit ? ds.split(valSplit) : split !== 'val' && ds.splits.includes('val') ? ds.split('val') : undefined,
         test: split !== 'test' && ds.splits.includes('test') ? ds.split('test') : undefined,
-        storeDir: ds.dir, close: () => ds.close(),
+        storeDir: ds.dir, fingerprint: manifestFingerprint(ds.manifest), close: () => ds.close(),
       }, valFraction, seed);
     } catch (e) {
       await ds.close();

@@ -5,7 +5,7 @@ import { initBackend } from './backend.ts';
 import { DEFAULTS } from './defaults.ts';
 import { type DataInput, makeEvalLoader, makeLoader, resolveData } from './data.ts';
 import { compileDefault, type EvalResult, evaluateLoader, type History, type LoopOptions, type OptimizerName, trainEpochs } from './loop.ts';
-import { checkModelFits } from './run.ts';
+import { checkModelFits, checkTrainable } from './run.ts';
 
 export { DEFAULTS } from './defaults.ts';
 export { initBackend, type BackendInfo } from './backend.ts';
@@ -37,9 +37,10 @@ export interface FitOptions extends Omit<LoopOptions, 'validation'>, LoaderOptio
  */
 export async function fit(model: tfl.LayersModel, data: DataInput, opts: FitOptions = {}): Promise<History> {
   await initBackend(opts.backend);
-  const rd = await resolveData(data, opts.split ?? DEFAULTS.split, undefined, opts.validate === false ? 0 : (opts.validationSplit ?? DEFAULTS.valFraction), opts.seed ?? DEFAULTS.seed);
+  const rd = await resolveData(data, opts.split ?? DEFAULTS.split, undefined, opts.validate === false ? 0 : (opts.validationSplit ?? DEFAULTS.valFraction), opts.seed ?? DEFAULTS.seed, { verifyChecksums: opts.verifyChecksums });
   const closers: Array<{ close(): Promise<void> }> = [];
   try {
+    checkTrainable(rd);
     checkModelFits(model, rd.main, rd.classes, model.name);
     compileDefault(model, opts.optimizer, opts.lr);
     const loader = makeLoader(rd.main, rd.classes, opts);
@@ -54,12 +55,12 @@ export async function fit(model: tfl.LayersModel, data: DataInput, opts: FitOpti
 }
 
 /** Stream split `split` (default 'test') of `data` through `model`: accuracy, loss and confusion matrix. */
-export async function evaluate(model: tfl.LayersModel, data: DataInput, opts: { split?: string; batchSize?: number; progress?: boolean; backend?: string } = {}): Promise<EvalResult> {
+export async function evaluate(model: tfl.LayersModel, data: DataInput, opts: { split?: string; batchSize?: number; progress?: boolean; backend?: string; verifyChecksums?: boolean } = {}): Promise<EvalResult> {
   await initBackend(opts.backend);
-  const rd = await resolveData(data, opts.split ?? DEFAULTS.evalSplit);
+  const rd = await resolveData(data, opts.split ?? DEFAULTS.evalSplit, undefined, 0, 0, { verifyChecksums: opts.verifyChecksums });
   try {
     checkModelFits(model, rd.main, rd.classes, model.name);
-    const loader = makeEvalLoader(rd.main, rd.classes, {}, opts.batchSize);
+    const loader = makeEvalLoader(rd.main, rd.classes, { verifyChecksums: opts.verifyChecksums }, opts.batchSize);
     try {
       return await evaluateLoader(model, loader, { progress: opts.progress });
     } finally {

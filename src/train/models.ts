@@ -19,6 +19,35 @@ export interface ModelSpec {
   classes: number;
   /** Seed of the weight initializers (default 0). */
   seed?: number;
+  /** The data the model is for (a store split, a file), named in errors. */
+  source?: string;
+}
+
+/** Convolution (kernel) and max-pool (pool) steps on the way from the input image to the first flat layer. */
+type Step = { kernel: number } | { pool: number };
+/** The spatial steps of each conv model, in order (the layers below follow them). */
+const STEPS: Record<'cnn' | 'two-branch', Step[]> = {
+  cnn: [{ kernel: 3 }, { pool: 2 }, { kernel: 3 }, { pool: 2 }],
+  'two-branch': [{ kernel: 3 }, { pool: 2 }],
+};
+
+/** Smallest image side a chain of 'valid' convolutions and pools turns into at least one pixel. */
+export function minImageSide(steps: readonly Step[]): number {
+  let side = 1;
+  for (let i = steps.length - 1; i >= 0; i--) {
+    const st = steps[i];
+    side = 'kernel' in st ? side + st.kernel - 1 : side * st.pool;
+  }
+  return side;
+}
+
+/** Refuse specs no classifier can learn from (fewer than 2 classes). */
+function checkClasses(spec: ModelSpec, model: string): void {
+  if (!(Number.isInteger(spec.classes) && spec.classes >= 2)) {
+    throw new SlimfitError(`model '${model}' needs at least 2 classes to tell apart, but the data has ${spec.classes}`, {
+      file: spec.source, hint: 'a classifier over one class learns nothing (every answer is right); check the labels, or convert the input with its other classes',
+    });
+  }
 }
 
 /** Per-layer seeded initializers: layer k gets seed*1000+k, so a model is a pure function of its seed. */
@@ -30,21 +59,35 @@ function seeder(seed: number) {
   });
 }
 
-/** An image view of the input: [h, w, c] stays, [h, w] gets a channel axis, anything else is refused for conv models. */
-function imageShape(shape: number[], model: string): number[] {
-  if (shape.length === 3) return shape;
-  if (shape.length === 2) return [...shape, 1];
-  throw new SlimfitError(`model '${model}' needs image samples ([h, w] or [h, w, c]) but x has per-sample shape [${shape.join(',')}]`, {
-    hint: 'use --model mlp for flat vectors',
-  });
+/**
+ * An image view of the input: [h, w, c] stays, [h, w] gets a channel axis; anything else, or images smaller than the
+ * model's convolutions and pools can take, is refused with what to use instead.
+ */
+function imageShape(spec: ModelSpec, model: 'cnn' | 'two-branch'): number[] {
+  const shape = spec.inputShape;
+  if (shape.length !== 2 && shape.length !== 3) {
+    throw new SlimfitError(`model '${model}' needs image samples ([h, w] or [h, w, c]) but the samples have shape [${shape.join(',')}]`, {
+      file: spec.source, hint: 'use the mlp model (--model mlp) for flat feature vectors, or convert text with --shape H,W to give its features an image shape',
+    });
+  }
+  const min = minImageSide(STEPS[model]);
+  if (shape[0] < min || shape[1] < min) {
+    throw new SlimfitError(`model '${model}' needs images of at least ${min}x${min} pixels (its convolutions and pools shrink them), but the samples are ${shape[1]}x${shape[0]}`, {
+      file: spec.source, hint: `use --model ${model === 'cnn' && shape[0] >= minImageSide(STEPS['two-branch']) && shape[1] >= minImageSide(STEPS['two-branch']) ? 'two-branch or mlp' : 'mlp'}, or convert the images with --resize ${Math.max(min, shape[1])}x${Math.max(min, shape[0])}`,
+    });
+  }
+  return shape.length === 3 ? shape : [...shape, 1];
 }
 
-/** 784-512-512-10 style multilayer perceptron (flattens any input). */
+/** 784-512-512-10 style multilayer perceptron (flattens image input; flat feature vectors go straight in). */
 export function mlp(spec: ModelSpec): tfl.LayersModel {
+  checkClasses(spec, 'mlp');
   const init = seeder(spec.seed ?? 0);
   const m = tfl.sequential({ name: 'mlp' });
-  m.add(tfl.layers.flatten({ inputShape: spec.inputShape }));
-  m.add(tfl.layers.dense({ units: 512, activation: 'relu', ...init() }));
+  // tfjs's Flatten refuses inputs that are already flat ([batch, features]).
+  const flat = spec.inputShape.length === 1;
+  if (!flat) m.add(tfl.layers.flatten({ inputShape: spec.inputShape }));
+  m.add(tfl.layers.dense({ units: 512, activation: 'relu', ...(flat ? { inputShape: spec.inputShape } : {}), ...init() }));
   m.add(tfl.layers.dense({ units: 512, activation: 'relu', ...init() }));
   m.add(tfl.layers.dense({ units: spec.classes, activation: 'softmax', ...init() }));
   return m;
@@ -52,8 +95,9 @@ export function mlp(spec: ModelSpec): tfl.LayersModel {
 
 /** Two conv(3x3, relu) + max-pool blocks (32 and 64 filters), dense 128, softmax. */
 export function cnn(spec: ModelSpec): tfl.LayersModel {
+  checkClasses(spec, 'cnn');
   const init = seeder(spec.seed ?? 0);
-  const shape = imageShape(spec.inputShape, 'cnn');
+  const shape = imageShape(spec, 'cnn');
   const m = tfl.sequential({ name: 'cnn' });
   if (shape.length !== spec.inputShape.length) m.add(tfl.layers.reshape({ inputShape: spec.inputShape, targetShape: shape }));
   m.add(tfl.layers.conv2d({ ...(m.layers.length ? {} : { inputShape: shape }), filters: 32, kernelSize: 3, activation: 'relu', ...init() }));
@@ -68,8 +112,9 @@ export function cnn(spec: ModelSpec): tfl.LayersModel {
 
 /** Functional graph: one input feeding a conv branch and a separate dense branch, concatenated before the softmax output. */
 export function twoBranch(spec: ModelSpec): tfl.LayersModel {
+  checkClasses(spec, 'two-branch');
   const init = seeder(spec.seed ?? 0);
-  const shape = imageShape(spec.inputShape, 'two-branch');
+  const shape = imageShape(spec, 'two-branch');
   const input = tfl.input({ shape: spec.inputShape, name: 'input' });
   const img = shape.length !== spec.inputShape.length
     ? tfl.layers.reshape({ targetShape: shape, name: 'to_image' }).apply(input) as tfl.SymbolicTensor

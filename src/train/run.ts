@@ -4,6 +4,7 @@ import { appendFile, mkdir, readFile, stat } from 'node:fs/promises';
 import { join, resolve } from 'node:path';
 import type * as tfl from '@tensorflow/tfjs-layers';
 import { SlimfitError } from '../core/errors.ts';
+import { verifySource } from '../loader/index.ts';
 import type { Cursor, DataSource, LoaderOptions } from '../loader/types.ts';
 import { formatBytes, peakRssBytes } from '../core/rss.ts';
 import { initBackend } from './backend.ts';
@@ -14,6 +15,7 @@ import { loadModel, saveModel } from './modelio.ts';
 import { buildModel, isBuiltinModel } from './models.ts';
 import { writeAtomic } from './plot.ts';
 import { writeConfusion, writeReport } from './report.ts';
+import { absoluteData, checkSameData, dataFingerprint, type RunConfig, resumeConfig, savedModelName } from './run-config.ts';
 
 /** Options of {@link trainRun} (the `slimfit train` flags). */
 export interface TrainRunOptions {
@@ -34,8 +36,13 @@ export interface TrainRunOptions {
   seed?: number;
   /** Run folder (created; default runs/<model>-<time>). */
   out?: string;
-  /** Continue the run in `out` from its last checkpoint. */
+  /**
+   * Continue the run in `out` from its last checkpoint (from scratch when it has none yet), with the options saved in
+   * the run; options given here replace saved ones where a run can change them. `data` may be omitted.
+   */
   resume?: boolean;
+  /** With `resume`: continue although the data path given, or the data's contents, differ from the run's. */
+  force?: boolean;
   /** Split to train on (default 'train'). */
   split?: string;
   backend?: string;
@@ -47,6 +54,8 @@ export interface TrainRunOptions {
   progress?: boolean;
   /** Where status lines go (default stderr). */
   log?: (line: string) => void;
+  /** Check each store shard's SHA-256 once before training reads it (default true). */
+  verifyChecksums?: boolean;
 }
 
 /** The outcome of a run. */
@@ -67,26 +76,6 @@ interface CheckpointState {
   history: EpochLog[];
 }
 
-/** Saved once per run: what to train on and how, so `--resume` needs nothing else. */
-interface RunConfig {
-  data: DataInput;
-  model: string;
-  epochs: number;
-  batchSize: number;
-  lr: number;
-  optimizer: OptimizerName;
-  seed: number;
-  split: string;
-  shuffle: LoaderOptions['shuffle'];
-  lrDecay: number;
-  shift: number;
-  valSplit?: string;
-  /** Fraction of the training split held out for validation when there is no validation split (absent in older runs: 0). */
-  valFraction?: number;
-  /** Input normalization the model was trained with (evaluation reuses it, whatever data it is given). */
-  normalize?: LoaderOptions['normalize'];
-}
-
 const MODEL_DIR = 'model';
 
 async function readJson<T>(path: string, what: string): Promise<T> {
@@ -94,7 +83,7 @@ async function readJson<T>(path: string, what: string): Promise<T> {
   try {
     text = await readFile(path, 'utf8');
   } catch {
-    throw new SlimfitError(`${what} is missing`, { file: path, hint: 'is this a run folder written by `slimfit train`? a run killed before its first checkpoint cannot be resumed' });
+    throw new SlimfitError(`${what} is missing`, { file: path, hint: 'is this a run folder written by `slimfit train`? (a run stopped before it saved run.json is started again with `slimfit train DIR --out RUN`)' });
   }
   try {
     return JSON.parse(text) as T;
@@ -103,7 +92,22 @@ async function readJson<T>(path: string, what: string): Promise<T> {
   }
 }
 
-/** Refuse a model whose input or output does not fit the data, before any training step. */
+/** Refuse data no classifier can learn from: fewer than 2 classes, or (when the store counts them) samples of only one. */
+export function checkTrainable(rd: ResolvedData): void {
+  if (rd.classes < 2) {
+    throw new SlimfitError(`the data has ${rd.classes} class${rd.classes === 1 ? '' : 'es'}; a classifier needs at least 2 to tell apart`, {
+      file: rd.main.name, hint: 'with one class every answer is right and training learns nothing; convert the input with its other classes',
+    });
+  }
+  const present = rd.classCounts?.flatMap((c, i) => (c > 0 ? [rd.classNames[i] ?? String(i)] : []));
+  if (present && present.length < 2) {
+    throw new SlimfitError(`the training samples are all of one class (${present[0] ?? 'none'}) although the store names ${rd.classes}`, {
+      file: rd.main.name, hint: 'a classifier needs samples of at least 2 classes; re-convert with samples of the other classes in this split',
+    });
+  }
+}
+
+/** Refuse a model whose input or output does not fit the data, or whose layers shrink the samples to nothing, before any step. */
 export function checkModelFits(model: tfl.LayersModel, src: DataSource, classes: number, modelName: string): void {
   const out = modelClasses(model);
   if (out !== classes) {
@@ -119,11 +123,22 @@ export function checkModelFits(model: tfl.LayersModel, src: DataSource, classes:
       file: modelName, hint: 'build the model for this input shape (a Reshape layer first works for flat vs image data)',
     });
   }
+  // A layer with an empty output (e.g. pooling 1x1 maps) fails deep inside the backend; say which and why here.
+  for (const layer of model.layers) {
+    const os = layer.outputShape;
+    const shapes = (Array.isArray(os[0]) ? os : [os]) as Array<Array<number | null>>;
+    const empty = shapes.find((sh) => sh.some((d) => d !== null && d <= 0));
+    if (empty) {
+      throw new SlimfitError(`layer '${layer.name}' of the model turns samples of shape [${have.join(',')}] into [${empty.slice(1).join(',')}]: they are too small for it`, {
+        file: modelName, hint: 'use a model with fewer or smaller convolutions and pools (--model mlp needs no minimum size), or convert with --resize to larger images',
+      });
+    }
+  }
 }
 
 /** Build or load the model for a fresh run. */
 async function freshModel(name: string, src: DataSource, classes: number, seed: number): Promise<tfl.LayersModel> {
-  if (isBuiltinModel(name)) return buildModel(name, { inputShape: src.x.shape, classes, seed });
+  if (isBuiltinModel(name)) return buildModel(name, { inputShape: src.x.shape, classes, seed, source: src.name });
   return loadModel(name);
 }
 
@@ -145,40 +160,55 @@ export async function trainRun(data: DataInput | undefined, opts: TrainRunOption
   let state: CheckpointState | null = null;
   const out = resolve(opts.out ?? defaultOut(opts.model ?? DEFAULTS.model));
   if (opts.resume) {
-    cfg = await readJson<RunConfig>(join(out, 'run.json'), 'run.json');
-    state = await readJson<CheckpointState>(join(out, MODEL_DIR, 'state.json'), 'the checkpoint state');
-    if (opts.epochs !== undefined) cfg.epochs = opts.epochs;
-    if (state.epochsDone >= cfg.epochs) log(`run already has ${state.epochsDone} of ${cfg.epochs} epochs; nothing to train (pass --epochs to extend)`);
-    else log(`resuming ${out} after epoch ${state.epochsDone} (loader cursor: epoch ${state.cursor.epoch}, sample ${state.cursor.position})`);
+    const saved = await readJson<RunConfig>(join(out, 'run.json'), 'run.json');
+    const hasCheckpoint = await stat(join(out, MODEL_DIR, 'state.json')).then(() => true, () => false);
+    const given = {
+      epochs: opts.epochs, batchSize: opts.batchSize, lr: opts.lr, lrDecay: opts.lrDecay, shift: opts.shift, valSplit: opts.valSplit, valFraction: opts.valFraction,
+      model: opts.model === undefined ? undefined : savedModelName(opts.model, isBuiltinModel), split: opts.split, optimizer: opts.optimizer, seed: opts.seed, shuffle: opts.shuffle,
+    };
+    cfg = resumeConfig(saved, given, data, { force: opts.force, run: out, hasCheckpoint, log });
+    if (hasCheckpoint) {
+      state = await readJson<CheckpointState>(join(out, MODEL_DIR, 'state.json'), 'the checkpoint state');
+      if (state.epochsDone >= cfg.epochs) log(`run already has ${state.epochsDone} of ${cfg.epochs} epochs; nothing to train (pass --epochs to extend)`);
+      else log(`resuming ${out} after epoch ${state.epochsDone} of ${cfg.epochs} (loader cursor: epoch ${state.cursor.epoch}, sample ${state.cursor.position})`);
+    } else {
+      log(`${out} has no checkpoint yet (it stopped before its first epoch ended): starting it from scratch with its saved options, ${cfg.epochs} epochs`);
+    }
   } else {
     if (data === undefined) throw new SlimfitError('no training data given', { hint: 'pass a store directory (or use --resume runs/NAME)' });
     if (await stat(join(out, 'run.json')).then(() => true, () => false)) {
       throw new SlimfitError('this run folder already holds a run', { file: out, hint: 'pick another --out, or continue it with --resume' });
     }
     cfg = {
-      data: typeof data === 'string' ? resolve(data) : data, model: opts.model ?? DEFAULTS.model, epochs: opts.epochs ?? DEFAULTS.epochs,
+      data: absoluteData(data), model: savedModelName(opts.model ?? DEFAULTS.model, isBuiltinModel), epochs: opts.epochs ?? DEFAULTS.epochs,
       batchSize: opts.batchSize ?? DEFAULTS.batchSize, lr: opts.lr ?? DEFAULTS.lr, optimizer: opts.optimizer ?? DEFAULTS.optimizer,
       seed: opts.seed ?? DEFAULTS.seed, split: opts.split ?? DEFAULTS.split, shuffle: opts.shuffle ?? DEFAULTS.shuffle,
       lrDecay: opts.lrDecay ?? DEFAULTS.lrDecay, shift: opts.shift ?? DEFAULTS.shift, valSplit: opts.valSplit, valFraction: opts.valFraction ?? DEFAULTS.valFraction,
     };
-    if (typeof cfg.model === 'string' && !isBuiltinModel(cfg.model)) cfg.model = resolve(cfg.model);
   }
-  const rd: ResolvedData = await resolveData(cfg.data, cfg.split, cfg.valSplit, cfg.valFraction ?? 0, cfg.seed);
+  const rd: ResolvedData = await resolveData(cfg.data, cfg.split, cfg.valSplit, cfg.valFraction ?? 0, cfg.seed, { verifyChecksums: opts.verifyChecksums });
   const loaders: Array<{ close(): Promise<void> }> = [];
   try {
+    const fingerprint = await dataFingerprint(cfg.data, rd);
+    if (opts.resume) checkSameData(cfg, fingerprint, { force: opts.force, run: out, log });
+    cfg.fingerprint = fingerprint;
+    checkTrainable(rd);
     const model = state ? await loadModel(join(out, MODEL_DIR)) : await freshModel(cfg.model, rd.main, rd.classes, cfg.seed);
     checkModelFits(model, rd.main, rd.classes, cfg.model);
     if (state) restoreOptimizerExactly(model);
     // A fresh run trains with the run's optimizer flags even if a user's model.json carries its own training config
     // (its loss may expect other labels); a resumed run keeps the saved optimizer and its state.
     compileDefault(model, cfg.optimizer, cfg.lr, !state);
+    // A damaged store is refused before the run folder is touched (the loaders then find the shards checked).
+    if (opts.verifyChecksums !== false) for (const s of [rd.main, rd.val, opts.evaluateTest !== false ? rd.test : undefined]) if (s) await verifySource(s);
     await mkdir(out, { recursive: true });
     const history: EpochLog[] = state ? [...state.history] : [];
     // The log is rebuilt from the checkpoint, so epochs after the last checkpoint (a crash) are not listed twice.
     await writeAtomic(join(out, 'log.jsonl'), history.map((h) => JSON.stringify(h)).join('\n') + (history.length ? '\n' : ''));
     cfg.normalize ??= trainLoaderOptions(rd.main, rd.classes).normalize;
-    if (!state) await writeAtomic(join(out, 'run.json'), JSON.stringify(cfg, null, 2) + '\n');
-    const lopts = { batchSize: cfg.batchSize, seed: cfg.seed, shuffle: cfg.shuffle, workers: opts.workers, prefetch: opts.prefetch, normalize: cfg.normalize };
+    // Written again on resume: options given again and a --force'd data change are part of the run from now on.
+    await writeAtomic(join(out, 'run.json'), JSON.stringify(cfg, null, 2) + '\n');
+    const lopts = { batchSize: cfg.batchSize, seed: cfg.seed, shuffle: cfg.shuffle, workers: opts.workers, prefetch: opts.prefetch, normalize: cfg.normalize, verifyChecksums: opts.verifyChecksums };
     const loader = makeLoader(rd.main, rd.classes, { ...lopts, shift: cfg.shift || undefined });
     loaders.push(loader);
     if (state) loader.resume(state.cursor);
@@ -226,19 +256,19 @@ export async function trainRun(data: DataInput | undefined, opts: TrainRunOption
 }
 
 /** Evaluate a run's model (runs/NAME, or a model folder / model.json) on `split` of `data`; writes the confusion matrix next to it. */
-export async function evalRun(modelPath: string, data: DataInput, opts: { split?: string; backend?: string; batchSize?: number; progress?: boolean; outDir?: string; log?: (l: string) => void } = {}): Promise<{ result: EvalResult; files: string }> {
+export async function evalRun(modelPath: string, data: DataInput, opts: { split?: string; backend?: string; batchSize?: number; progress?: boolean; outDir?: string; log?: (l: string) => void; verifyChecksums?: boolean } = {}): Promise<{ result: EvalResult; files: string }> {
   const log = opts.log ?? ((l: string) => process.stderr.write(`${l}\n`));
   const info = await initBackend(opts.backend);
   log(info.note);
   const isRun = await stat(join(modelPath, MODEL_DIR, 'model.json')).then(() => true, () => false);
   const model = await loadModel(isRun ? join(modelPath, MODEL_DIR) : modelPath);
   const split = opts.split ?? DEFAULTS.evalSplit;
-  const rd = await resolveData(data, split);
+  const rd = await resolveData(data, split, undefined, 0, 0, { verifyChecksums: opts.verifyChecksums });
   try {
     checkModelFits(model, rd.main, rd.classes, modelPath);
     const trained = isRun ? (await readJson<RunConfig>(join(modelPath, 'run.json'), 'run.json')).normalize : undefined;
     const batch = opts.batchSize ?? DEFAULTS.evalBatchSize;
-    const loader = makeEvalLoader(rd.main, rd.classes, { normalize: trained }, batch);
+    const loader = makeEvalLoader(rd.main, rd.classes, { normalize: trained, verifyChecksums: opts.verifyChecksums }, batch);
     log(`evaluating on '${split}' of ${rd.main.name}: ${rd.main.samples} samples, batch ${batch}`);
     try {
       const result = await evaluateLoader(model, loader, { progress: opts.progress, label: `eval ${split}` });

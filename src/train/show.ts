@@ -16,6 +16,8 @@ export interface ShowOptions {
   seed?: number;
   /** Pixel magnification (default: images about 84 px wide). */
   scale?: number;
+  /** Check the store's shard checksums first (default true). */
+  verifyChecksums?: boolean;
 }
 
 /** 8-bit gray or RGB pixels of one sample, min-max scaled when the data is not uint8, upscaled by `k` (nearest). */
@@ -43,7 +45,7 @@ const esc = (s: string) => s.replace(/[&<>"]/g, (m) => ({ '&': '&amp;', '<': '&l
 export async function writeSampleGrid(data: DataInput, out: string, opts: ShowOptions = {}): Promise<number> {
   const n = opts.n ?? DEFAULTS.gridSamples;
   if (!Number.isInteger(n) || n < 1 || n > 4096) throw new SlimfitError(`-n must be an integer in 1..4096, got ${n}`);
-  const rd = await resolveData(data, opts.split ?? 'train');
+  const rd = await resolveData(data, opts.split ?? 'train', undefined, 0, 0, { verifyChecksums: opts.verifyChecksums });
   try {
     const shape = rd.main.x.shape;
     if (shape.length < 2 || shape.length > 3 || (shape.length === 3 && ![1, 3, 4].includes(shape[2]))) {
@@ -53,7 +55,7 @@ export async function writeSampleGrid(data: DataInput, out: string, opts: ShowOp
     const c = shape[2] ?? 1;
     const k = opts.scale ?? Math.max(1, Math.round(84 / Math.max(h, w)));
     const count = Math.min(n, rd.main.samples);
-    const loader = createLoader(rd.main, { batchSize: count, shuffle: opts.seed === undefined ? false : 'global', seed: opts.seed ?? DEFAULTS.seed, workers: 0 });
+    const loader = createLoader(rd.main, { batchSize: count, shuffle: opts.seed === undefined ? false : 'global', seed: opts.seed ?? DEFAULTS.seed, workers: 0, verifyChecksums: opts.verifyChecksums });
     let batch;
     try {
       for await (const b of loader) { batch = b; break; }
