@@ -4,6 +4,7 @@ import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
+import { type AddonName, addonStatus, whyOff } from '../src/core/native.ts';
 
 /** Repository root. */
 export const ROOT = join(dirname(fileURLToPath(import.meta.url)), '..');
@@ -56,4 +57,17 @@ export function runCli(args: string[], opts: { env?: Record<string, string>; cwd
       resolve({ code, signal, stdout, stderr, peakRss: m ? Number(m[1]) : NaN });
     });
   });
+}
+
+/**
+ * The `skip` option of a test that needs native addon `name`: false when it is loaded, else the reason. With CI=true
+ * an addon that is missing or fails to load (not one turned off by SLIMFIT_DISABLE) throws instead: the native CI run
+ * must fail, not skip, when an addon did not build.
+ */
+export function needsAddon(name: AddonName): string | false {
+  const s = addonStatus(name);
+  if (s.module) return false;
+  const why = `${name} ${whyOff(s)}`;
+  if (process.env.CI && s.off !== 'disabled') throw new Error(`CI: ${why}; the native test run needs every addon (see .ci/run)`);
+  return why;
 }

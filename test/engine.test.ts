@@ -7,13 +7,15 @@ import * as tf from '@tensorflow/tfjs-core';
 import '@tensorflow/tfjs-backend-cpu';
 import '@tensorflow/tfjs-backend-wasm';
 import * as tfl from '@tensorflow/tfjs-layers';
-import { installEngine, uninstallEngine, loadAddon, adamStats, ADDON_PATH } from '../src/engine/index.ts';
+import { installEngine, uninstallEngine, loadAddon, adamStats } from '../src/engine/index.ts';
+import { addonStatus } from '../src/core/native.ts';
+import { needsAddon } from '../dev/helpers.ts';
 import { mnistAccuracy } from '../dev/mnist-check.ts';
 
 // Tolerance: max |engine - cpu| <= TOL * (1 + max |cpu|). Both compute in float32 with different summation orders.
 const TOL = 2e-4;
-const { addon, note } = loadAddon();
-const SKIP = addon ? false : `native addon not built: ${note}`;
+const { addon } = loadAddon();
+const SKIP = needsAddon('slimfit_engine');
 
 let seed = 12345;
 function rand(n: number): Float32Array {
@@ -289,7 +291,7 @@ test('own GEMM kernels by dtype match a float64 reference', { skip: SKIP }, () =
 
 test('own GEMM kernels on the AVX2 and portable paths (SLIMFIT_ISA caps the dispatch) match a float64 reference', { skip: SKIP }, () => {
   const script = `
-    const e = require(${JSON.stringify(ADDON_PATH)});
+    const e = require(${JSON.stringify(addonStatus('slimfit_engine').path)});
     let s = 7; const r = (n) => Float64Array.from({ length: n }, () => ((s = (s * 1103515245 + 12345) >>> 0) / 2 ** 32) * 2 - 1);
     let worst = 0;
     for (const [M, N, K] of [[1, 1, 1], [7, 19, 5], [61, 45, 300], [130, 70, 33]]) {
