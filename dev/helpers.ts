@@ -40,7 +40,7 @@ export interface RunResult { code: number | null; signal: NodeJS.Signals | null;
 export function runCli(args: string[], opts: { env?: Record<string, string>; cwd?: string; script?: string; timeoutMs?: number } = {}): Promise<RunResult> {
   return new Promise((resolve, reject) => {
     const script = opts.script ?? BIN;
-    const child = spawn(process.execPath, [...(script.endsWith('.ts') ? ['--import', 'tsx'] : []), script, ...args], {
+    const child = spawn(process.execPath, [...(/\.m?ts$/.test(script) ? ['--import', 'tsx'] : []), script, ...args], {
       cwd: opts.cwd ?? ROOT,
       env: { ...process.env, ...opts.env, SLIMFIT_REPORT_RSS: '1', FORCE_COLOR: '0' },
       stdio: ['ignore', 'pipe', 'pipe'],
