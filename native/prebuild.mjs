@@ -2,7 +2,7 @@
 // package ships (the node-gyp-build layout; src/core/native.ts looks there after build/Release). Portable: the kernels
 // pick AVX-512/AVX2 at run time (no -march=native) and OpenBLAS is left out (SLIMFIT_NO_BLAS=1), since a user may lack
 // libopenblas. Compiled in a temporary copy of the sources, so this checkout's build/Release stays as it is.
-import { cpSync, mkdirSync, mkdtempSync, readdirSync, rmSync } from 'node:fs';
+import { cpSync, existsSync, mkdirSync, mkdtempSync, readdirSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { dirname, join, relative } from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -20,7 +20,7 @@ try {
   cpSync(join(root, 'native'), join(work, 'native'), { recursive: true });
   for (const layer of readdirSync(join(root, 'src'))) {
     const from = join(root, 'src', layer, 'native');
-    try { cpSync(from, join(work, relative(root, from)), { recursive: true }); } catch (e) { if (e.code !== 'ENOENT') throw e; }
+    if (existsSync(from)) cpSync(from, join(work, relative(root, from)), { recursive: true });
   }
   const r = gypRebuild(gyp, work, { SLIMFIT_NO_BLAS: '1' });
   if (!r.ok) fail(`node-gyp failed:\n${r.output}`);
