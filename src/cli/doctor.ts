@@ -34,7 +34,7 @@ export function doctorReport(): DoctorReport {
     engine = { isa: i.isa, avx512: i.isa === 'avx512', avx2: i.isa === 'avx512' || i.isa === 'avx2', bf16: i.bf16, vnni: i.vnni, openblas: i.blas === 'openblas', threads: i.threads };
   }
   const training = engineDisabledByEnv() ? 'plain TensorFlow.js (wasm backend): the engine is turned off by SLIMFIT_ENGINE=off'
-    : addon ? `the native engine (${addons[0].from}) under TensorFlow.js's wasm backend` : `plain TensorFlow.js (wasm backend): ${note.replace(/; `slimfit doctor` says more$/, '')}`;
+    : addon ? `the native engine (${addons[0].from}) under TensorFlow.js's wasm backend` : `plain TensorFlow.js (wasm backend): ${note}`;
   return {
     slimfit: VERSION, node: process.version, platform: PLATFORM_TAG, packageRoot: PACKAGE_ROOT, searched: addonFolders(), addons, engine, training,
   };

@@ -42,14 +42,14 @@ export function loadAddon(): { addon: Addon | null; note: string } {
   const s = addonStatus('slimfit_engine');
   const addon = s.module as Addon | null;
   if (!addon) {
-    cached = { addon: null, note: `native engine ${whyOff(s)}; \`slimfit doctor\` says more` };
+    cached = { addon: null, note: `native engine ${whyOff(s)}` };
     return cached;
   }
   try {
     const i = addon.info();
     cached = { addon, note: `native engine (${s.from}): ${i.forceOwn || i.blas === 'own' ? 'own' : 'OpenBLAS'} GEMM, ${i.isa}, ${i.threads} thread${i.threads === 1 ? '' : 's'}` };
   } catch (e) {
-    cached = { addon: null, note: `native engine failed to start (${(e as Error).message.split('\n')[0]}); \`slimfit doctor\` says more` };
+    cached = { addon: null, note: `native engine failed to start (${(e as Error).message.split('\n')[0]})` };
   }
   return cached;
 }

@@ -51,7 +51,7 @@ export function installEngine(tf: Tf, backendName: string): EngineStatus {
   }
   if (backendName !== 'wasm') return { active: false, note: `fast engine supports the wasm backend only (not '${backendName}'); using plain TensorFlow.js` };
   const { addon, note } = loadAddon();
-  if (!addon) return { active: false, note: `${note}; using plain TensorFlow.js` };
+  if (!addon) return { active: false, note: `${note}; using plain TensorFlow.js (\`slimfit doctor\` says more)` };
   let backend: unknown;
   try {
     backend = tf.engine().findBackend(backendName);
