@@ -1,7 +1,7 @@
 // The CLI runs from dist/ (the compiled package; `npm test` builds it first): every command file is in its table,
 // dist/ is current with src/, it answers like the sources run through tsx, and worker threads run dist's .js modules.
 import { strict as assert } from 'node:assert';
-import { readdirSync, readFileSync, statSync, writeFileSync } from 'node:fs';
+import { cpSync, mkdirSync, readdirSync, readFileSync, statSync, writeFileSync } from 'node:fs';
 import { join, relative } from 'node:path';
 import { after, describe, it } from 'node:test';
 import { COMMANDS } from '../src/cli/index.ts';
@@ -37,6 +37,15 @@ describe('CLI from dist/', () => {
     assert.deepEqual(stale, [], 'run `npm run build` (npm test does)');
     const tsImports = walk(join(ROOT, 'dist')).filter((f) => f.endsWith('.js') && /\bfrom\s*'\.{1,2}\/[^']*\.ts'|\bimport\(\s*'\.{1,2}\/[^']*\.ts'/.test(readFileSync(f, 'utf8')));
     assert.deepEqual(tsImports.map((f) => relative(ROOT, f)), []);
+  });
+
+  it('without dist/, bin/slimfit.js says in one line to run `npm run build`', async () => {
+    mkdirSync(join(tmp.dir, 'nodist', 'bin'), { recursive: true });
+    const bin = join(tmp.dir, 'nodist', 'bin', 'slimfit.js');
+    cpSync(join(ROOT, 'bin', 'slimfit.js'), bin);
+    const r = await runCli(['--help'], { script: bin });
+    assert.equal(r.code, 1);
+    assert.equal(r.stderr, 'slimfit: error: dist/ is missing (the compiled CLI); run `npm run build` in the slimfit folder\n');
   });
 
   it('gives the same help and errors as the sources run through tsx', async () => {
