@@ -32,7 +32,9 @@ function loadablePrebuilds() {
   return files.map((f) => f.replace(/\.node$/, ''));
 }
 
-if (!process.argv.includes('--force')) {
+// A clone of the repository (it has .git; a published package never does) always compiles: developers test
+// build/Release, and prebuilds/ there is only the output of a local `npm pack`.
+if (!process.argv.includes('--force') && !existsSync(join(root, '.git'))) {
   const pre = loadablePrebuilds();
   if (pre) {
     note(`using the prebuilt native addons for ${tag} (${pre.length} of ${ADDON_NAMES.length}); nothing to compile`);

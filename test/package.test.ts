@@ -4,7 +4,7 @@
 // Packs from a copy of this checkout, so the repository's own dist/ and build/ stay untouched while other tests run.
 import assert from 'node:assert/strict';
 import { spawnSync } from 'node:child_process';
-import { cpSync, mkdirSync, readFileSync, symlinkSync, writeFileSync } from 'node:fs';
+import { cpSync, existsSync, mkdirSync, readFileSync, symlinkSync, writeFileSync } from 'node:fs';
 import { dirname, join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import { py, ROOT, tempDir } from '../dev/helpers.ts';
@@ -170,5 +170,10 @@ np.save('${join(app, 'x.npy')}', x); np.save('${join(app, 'y.npy')}', y)`);
     }
     const off = run('npx', ['slimfit', 'doctor'], bare, { SLIMFIT_DISABLE: 'native' }).stdout;
     assert.match(off, /training runs on plain TensorFlow\.js/);
+    // The install script, had npm run it: the prebuilds load, so it compiles nothing.
+    const pkg = join(bare, 'node_modules', 'slimfit');
+    const install = run('node', [join(pkg, 'native', 'build.mjs')], pkg);
+    assert.match(install.stderr, new RegExp(`^slimfit: using the prebuilt native addons for ${process.platform}-${process.arch} \\(\\d of 6\\); nothing to compile$`, 'm'));
+    assert.equal(existsSync(join(pkg, 'build')), false, 'no build/ folder');
   });
 });
