@@ -49,7 +49,7 @@ export function addonFolders(): string[] {
 
 const cache = new Map<AddonName, AddonStatus>();
 
-/** Find and load `name` (cached per process; never throws). */
+/** Find and load `name` (cached per process; a load failure is recorded, not thrown; a malformed SLIMFIT_DISABLE throws its SlimfitError). */
 export function addonStatus(name: AddonName): AddonStatus {
   const hit = cache.get(name);
   if (hit) return hit;

@@ -36,7 +36,7 @@ export interface Addon {
 
 let cached: { addon: Addon | null; note: string } | null = null;
 
-/** The addon, or null with a one-line note saying why it is unavailable (never throws). */
+/** The addon, or null with a one-line note saying why it is unavailable (throws only for a malformed SLIMFIT_DISABLE). */
 export function loadAddon(): { addon: Addon | null; note: string } {
   if (cached) return cached;
   const s = addonStatus('slimfit_engine');
