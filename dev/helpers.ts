@@ -62,12 +62,14 @@ export function runCli(args: string[], opts: { env?: Record<string, string>; cwd
 /**
  * The `skip` option of a test that needs native addon `name`: false when it is loaded, else the reason. With CI=true
  * an addon that is missing or fails to load (not one turned off by SLIMFIT_DISABLE) throws instead: the native CI run
- * must fail, not skip, when an addon did not build.
+ * must fail, not skip, when an addon did not build. The exception, as in .ci/run: slimfit_sha256 where node has no
+ * OpenSSL headers to build it with.
  */
 export function needsAddon(name: AddonName): string | false {
   const s = addonStatus(name);
   if (s.module) return false;
   const why = `${name} ${whyOff(s)}`;
-  if (process.env.CI && s.off !== 'disabled') throw new Error(`CI: ${why}; the native test run needs every addon (see .ci/run)`);
+  const buildable = name !== 'slimfit_sha256' || spawnSync(process.execPath, [join(ROOT, 'native', 'detect-node-openssl.cjs')], { encoding: 'utf8' }).stdout === '1';
+  if (process.env.CI && s.off !== 'disabled' && buildable) throw new Error(`CI: ${why}; the native test run needs every addon (see .ci/run)`);
   return why;
 }

@@ -7,7 +7,7 @@ import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import { openCsv, type CsvSource } from '../src/formats/csv.ts';
 import { openMessySource } from '../src/formats/messy.ts';
-import { MNIST_DIR, py, ROOT, runCli, tempDir } from '../dev/helpers.ts';
+import { MNIST_DIR, needsAddon, py, ROOT, runCli, tempDir } from '../dev/helpers.ts';
 
 async function drain(src: CsvSource): Promise<{ x: Buffer; y: bigint[]; n: number }> {
   const xs: Buffer[] = [];
@@ -212,7 +212,7 @@ print(int((np.abs(x) > 65504).sum()))
     assert.equal(splits.train.samples + splits.test.samples, 100 * ROWS);
     flat('convert --split', c1, c10);
   });
-  it('the native line parser gives the JS parser\'s exact output on tricky text (values, dtypes, batches, skipped lines, warnings)', async () => {
+  it('the native line parser gives the JS parser\'s exact output on tricky text (values, dtypes, batches, skipped lines, warnings)', { skip: needsAddon('slimfit_csv') }, async () => {
     const { csvAddon } = await import('../src/formats/csv-native.ts');
     // A seeded mix of plain lines (ints, decimals, exponents, signs, CRLF) and lines the native loop must hand back.
     let seed = 12345;
