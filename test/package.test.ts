@@ -4,7 +4,7 @@
 // Packs from a copy of this checkout, so the repository's own dist/ and build/ stay untouched while other tests run.
 import assert from 'node:assert/strict';
 import { spawnSync } from 'node:child_process';
-import { cpSync, existsSync, mkdirSync, readFileSync, symlinkSync, writeFileSync } from 'node:fs';
+import { cpSync, existsSync, mkdirSync, readFileSync, renameSync, symlinkSync, writeFileSync } from 'node:fs';
 import { dirname, join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import { py, ROOT, tempDir } from '../dev/helpers.ts';
@@ -152,7 +152,7 @@ np.save('${join(app, 'x.npy')}', x); np.save('${join(app, 'y.npy')}', y)`);
     assert.deepEqual(ours.map((l) => /^bad\.ts\((\d+),\d+\): error (TS\d+)/.exec(l)?.slice(1).join(' ')), ['4 TS2322', '5 TS2322', '6 TS2322'], r.stdout);
   });
 
-  it('installed with --ignore-scripts, the prebuilt addons train, doctor says so, and SLIMFIT_DISABLE=native still trains', () => {
+  it('installed with --ignore-scripts, the prebuilt addons train, doctor says so; SLIMFIT_DISABLE=native and no prebuild at all still train', () => {
     const bare = join(tmp.dir, 'bare');
     newProject(bare);
     run('npm', ['install', '--ignore-scripts', tarball], bare);
@@ -175,5 +175,16 @@ np.save('${join(app, 'x.npy')}', x); np.save('${join(app, 'y.npy')}', y)`);
     const install = run('node', [join(pkg, 'native', 'build.mjs')], pkg);
     assert.match(install.stderr, new RegExp(`^slimfit: using the prebuilt native addons for ${process.platform}-${process.arch} \\(\\d of 6\\); nothing to compile$`, 'm'));
     assert.equal(existsSync(join(pkg, 'build')), false, 'no build/ folder');
+    // A platform with neither a prebuild nor a compiler (e.g. darwin): training says so in one line and still runs.
+    renameSync(join(pkg, 'prebuilds'), join(pkg, 'prebuilds.off'));
+    try {
+      const t = run('npx', ['slimfit', 'train', 'store', '--model', 'mlp', '--epochs', '1', '--out', join(bare, 'runs', 'plain')], bare);
+      const lines = (t.stdout + t.stderr).split('\n').filter((l) => /native engine/.test(l));
+      assert.equal(lines.length, 1, lines.join('\n'));
+      assert.match(lines[0], /native engine not built \(no slimfit_engine\.node in build\/Release or prebuilds\/[\w-]+\); using plain TensorFlow\.js \(`slimfit doctor` says more\)/);
+      assert.match(t.stdout, /test accuracy/);
+    } finally {
+      renameSync(join(pkg, 'prebuilds.off'), join(pkg, 'prebuilds'));
+    }
   });
 });
