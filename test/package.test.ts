@@ -4,7 +4,7 @@
 // Packs from a copy of this checkout, so the repository's own dist/ and build/ stay untouched while other tests run.
 import assert from 'node:assert/strict';
 import { spawnSync } from 'node:child_process';
-import { cpSync, existsSync, mkdirSync, readFileSync, renameSync, symlinkSync, writeFileSync } from 'node:fs';
+import { cpSync, existsSync, mkdirSync, readFileSync, renameSync, rmSync, symlinkSync, writeFileSync } from 'node:fs';
 import { dirname, join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import { py, ROOT, tempDir } from '../dev/helpers.ts';
@@ -175,6 +175,13 @@ np.save('${join(app, 'x.npy')}', x); np.save('${join(app, 'y.npy')}', y)`);
     const install = run('node', [join(pkg, 'native', 'build.mjs')], pkg);
     assert.match(install.stderr, new RegExp(`^slimfit: using the prebuilt native addons for ${process.platform}-${process.arch} \\(\\d of 6\\); nothing to compile$`, 'm'));
     assert.equal(existsSync(join(pkg, 'build')), false, 'no build/ folder');
+    // build/Release is tried first; a file there that does not load falls through to the prebuild, and doctor says so.
+    mkdirSync(join(pkg, 'build', 'Release'), { recursive: true });
+    writeFileSync(join(pkg, 'build', 'Release', 'slimfit_csv.node'), 'not an addon');
+    const d2 = run('npx', ['slimfit', 'doctor'], bare).stdout;
+    assert.match(d2, new RegExp(`slimfit_csv\\s+active, from ${tag} \\(did not load: build/Release/slimfit_csv\\.node: .+\\)`));
+    assert.match(d2, new RegExp(`slimfit_engine\\s+active, from ${tag}$`, 'm'));
+    rmSync(join(pkg, 'build'), { recursive: true });
     // A platform with neither a prebuild nor a compiler (e.g. darwin): training says so in one line and still runs.
     renameSync(join(pkg, 'prebuilds'), join(pkg, 'prebuilds.off'));
     try {

@@ -14,7 +14,7 @@ export interface DoctorReport {
   packageRoot: string;
   /** Folders searched for each addon, in order, relative to packageRoot. */
   searched: string[];
-  addons: Array<{ name: AddonName; role: string; active: boolean; from: string | null; path: string | null; off: string | null; why: string | null }>;
+  addons: Array<{ name: AddonName; role: string; active: boolean; from: string | null; path: string | null; off: string | null; why: string | null; loadErrors: string[] }>;
   /** The engine's CPU dispatch, when the engine addon is loaded. */
   engine: { isa: string; avx512: boolean; avx2: boolean; bf16: boolean; vnni: boolean; openblas: boolean; threads: number } | null;
   /** One line: what training runs on. */
@@ -25,7 +25,7 @@ export interface DoctorReport {
 export function doctorReport(): DoctorReport {
   const addons = (Object.keys(ADDONS) as AddonName[]).map((name) => {
     const s = addonStatus(name);
-    return { name, role: FEATURES[s.feature], active: s.module !== null, from: s.from, path: s.path, off: s.off, why: s.module ? null : whyOff(s) };
+    return { name, role: FEATURES[s.feature], active: s.module !== null, from: s.from, path: s.path, off: s.off, why: s.module ? null : whyOff(s), loadErrors: s.errors };
   });
   const { addon, note } = loadAddon();
   let engine: DoctorReport['engine'] = null;
@@ -46,7 +46,11 @@ const yes = (b: boolean) => (b ? 'yes' : 'no');
 export function formatDoctor(r: DoctorReport): string {
   const lines = [`slimfit ${r.slimfit}, Node ${r.node}, ${r.platform}`, `native addons (searched ${r.searched.join(', then ')} in ${r.packageRoot}):`];
   const w = Math.max(...r.addons.map((a) => a.name.length));
-  for (const a of r.addons) lines.push(`  ${a.name.padEnd(w)}  ${a.active ? `active, from ${a.from}` : `off: ${a.why}`}`);
+  for (const a of r.addons) {
+    // A file tried before the one that loaded (e.g. a stale build/Release) is worth knowing about.
+    const skipped = a.active && a.loadErrors.length ? ` (did not load: ${a.loadErrors.join('; ')})` : '';
+    lines.push(`  ${a.name.padEnd(w)}  ${a.active ? `active, from ${a.from}${skipped}` : `off: ${a.why}`}`);
+  }
   const e = r.engine;
   lines.push(e
     ? `CPU features the engine uses: ${e.isa} kernels (AVX-512 ${yes(e.avx512)}, AVX2 ${yes(e.avx2)}, AVX-512 BF16 ${yes(e.bf16)}, AVX-512 VNNI ${yes(e.vnni)}); OpenBLAS linked: ${yes(e.openblas)}; ${e.threads} thread${e.threads === 1 ? '' : 's'}`
