@@ -1,20 +1,11 @@
 #!/usr/bin/env node
-// Runs the TypeScript CLI (no build step, so `npm ci && npx slimfit` just works): compiled once into
-// node_modules/.cache by bin/compile-cli.mjs, or through tsx when that cannot be built (or SLIMFIT_TSX=1).
-let main;
-if (!process.env.SLIMFIT_TSX) {
-  try {
-    const { compiledCli } = await import('./compile-cli.mjs');
-    const url = await compiledCli();
-    process.setSourceMapsEnabled(true); // stack traces name the .ts sources
-    ({ main } = await import(url));
-  } catch {
-    main = undefined; // esbuild missing or the cache not writable: run the sources through tsx below
-  }
+// The `slimfit` command: runs the compiled CLI in dist/ (`npm run build` makes it; `npm ci` and `npm pack` run it).
+import { existsSync } from 'node:fs';
+
+const entry = new URL('../dist/cli/index.js', import.meta.url);
+if (!existsSync(entry)) {
+  process.stderr.write('slimfit: error: dist/ is missing (the compiled CLI); run `npm run build` in the slimfit folder\n');
+  process.exit(1);
 }
-if (!main) {
-  const { register } = await import('tsx/esm/api');
-  register();
-  ({ main } = await import('../src/cli/index.ts'));
-}
+const { main } = await import(entry.href);
 await main(process.argv);

@@ -4,6 +4,7 @@ import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
+import { type AddonName, addonStatus, whyOff } from '../src/core/native.ts';
 
 /** Repository root. */
 export const ROOT = join(dirname(fileURLToPath(import.meta.url)), '..');
@@ -39,7 +40,7 @@ export interface RunResult { code: number | null; signal: NodeJS.Signals | null;
 export function runCli(args: string[], opts: { env?: Record<string, string>; cwd?: string; script?: string; timeoutMs?: number } = {}): Promise<RunResult> {
   return new Promise((resolve, reject) => {
     const script = opts.script ?? BIN;
-    const child = spawn(process.execPath, [...(script.endsWith('.ts') ? ['--import', 'tsx'] : []), script, ...args], {
+    const child = spawn(process.execPath, [...(/\.m?ts$/.test(script) ? ['--import', 'tsx'] : []), script, ...args], {
       cwd: opts.cwd ?? ROOT,
       env: { ...process.env, ...opts.env, SLIMFIT_REPORT_RSS: '1', FORCE_COLOR: '0' },
       stdio: ['ignore', 'pipe', 'pipe'],
@@ -56,4 +57,19 @@ export function runCli(args: string[], opts: { env?: Record<string, string>; cwd
       resolve({ code, signal, stdout, stderr, peakRss: m ? Number(m[1]) : NaN });
     });
   });
+}
+
+/**
+ * The `skip` option of a test that needs native addon `name`: false when it is loaded, else the reason. With CI=true
+ * an addon that is missing or fails to load (not one turned off by SLIMFIT_DISABLE) throws instead: the native CI run
+ * must fail, not skip, when an addon did not build. The exception, as in .ci/run: slimfit_sha256 where node has no
+ * OpenSSL headers to build it with.
+ */
+export function needsAddon(name: AddonName): string | false {
+  const s = addonStatus(name);
+  if (s.module) return false;
+  const why = `${name} ${whyOff(s)}`;
+  const buildable = name !== 'slimfit_sha256' || spawnSync(process.execPath, [join(ROOT, 'native', 'detect-node-openssl.cjs')], { encoding: 'utf8' }).stdout === '1';
+  if (process.env.CI && s.off !== 'disabled' && buildable) throw new Error(`CI: ${why}; the native test run needs every addon (see .ci/run)`);
+  return why;
 }

@@ -1,42 +1,58 @@
-// `npm install` hook: compile the native engine with node-gyp; never fails the install (tfjs fallback stays).
-import { spawnSync } from 'node:child_process';
-import { existsSync } from 'node:fs';
+// `npm install` hook: make the native addons available. When the package's prebuilds for this platform load (an
+// installed package), nothing to do; otherwise compile them with node-gyp into build/Release (a clone of the repo, or a
+// platform without prebuilds). Never fails the install: every addon has a JavaScript / plain-tfjs fallback.
+// `--force` (npm run build:native) compiles even when prebuilds load.
+import { createRequire } from 'node:module';
+import { existsSync, readdirSync } from 'node:fs';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
+import { ADDON_NAMES, findNodeGyp, gypRebuild } from './gyp.mjs';
 
 const root = join(dirname(fileURLToPath(import.meta.url)), '..');
 const note = (msg) => process.stderr.write(`slimfit: ${msg}\n`);
+const tag = `${process.platform}-${process.arch}`;
 
 if (process.env.SLIMFIT_SKIP_NATIVE) {
-  note('native engine build skipped (SLIMFIT_SKIP_NATIVE); training uses plain TensorFlow.js');
+  note('native addons not built (SLIMFIT_SKIP_NATIVE); training uses plain TensorFlow.js');
   process.exit(0);
 }
 
-/** node-gyp's entry script: the one npm runs scripts with, else npm's bundled copy, else a global one. */
-function findNodeGyp() {
-  const cands = [process.env.npm_config_node_gyp];
-  const npmDir = process.env.npm_execpath ? dirname(dirname(process.env.npm_execpath)) : null;
-  if (npmDir) cands.push(join(npmDir, 'node_modules', 'node-gyp', 'bin', 'node-gyp.js'));
-  const prefix = dirname(dirname(process.execPath));
-  cands.push(join(prefix, 'lib', 'node_modules', 'npm', 'node_modules', 'node-gyp', 'bin', 'node-gyp.js'));
-  cands.push('/usr/share/nodejs/npm/node_modules/node-gyp/bin/node-gyp.js');
-  return cands.find((c) => c && existsSync(c)) ?? null;
+/** Names of this platform's prebuilt addons that load in this Node, or null when there are none or one fails. */
+function loadablePrebuilds() {
+  const dir = join(root, 'prebuilds', tag);
+  if (!existsSync(dir)) return null;
+  const files = readdirSync(dir).filter((f) => f.endsWith('.node'));
+  if (!files.includes('slimfit_engine.node')) return null;
+  const require = createRequire(import.meta.url);
+  try {
+    for (const f of files) require(join(dir, f));
+  } catch {
+    return null;
+  }
+  return files.map((f) => f.replace(/\.node$/, ''));
+}
+
+// A clone of the repository (it has .git; a published package never does) always compiles: developers test
+// build/Release, and prebuilds/ there is only the output of a local `npm pack`.
+if (!process.argv.includes('--force') && !existsSync(join(root, '.git'))) {
+  const pre = loadablePrebuilds();
+  if (pre) {
+    note(`using the prebuilt native addons for ${tag} (${pre.length} of ${ADDON_NAMES.length}); nothing to compile`);
+    process.exit(0);
+  }
 }
 
 const gyp = findNodeGyp();
 if (!gyp) {
-  note('node-gyp not found; native engine not built, training uses plain TensorFlow.js');
+  note(`no prebuilt native addons for ${tag} and node-gyp not found: training uses plain TensorFlow.js (\`slimfit doctor\` says more)`);
   process.exit(0);
 }
-// Headers from the running Node's own install (no download); node-gyp would otherwise fetch them.
-const prefix = dirname(dirname(process.execPath));
-const args = [gyp, 'rebuild', '-j', 'max'];
-if (existsSync(join(prefix, 'include', 'node', 'node_api.h'))) args.push(`--nodedir=${prefix}`);
-const t0 = Date.now();
-const r = spawnSync(process.execPath, args, { cwd: root, stdio: ['ignore', 'pipe', 'pipe'], encoding: 'utf8' });
-if (r.status !== 0) {
-  process.stderr.write((r.stdout ?? '') + (r.stderr ?? ''));
-  note('native engine build failed (see above); training uses plain TensorFlow.js');
+const r = gypRebuild(gyp, root);
+if (!r.ok) {
+  process.stderr.write(r.output);
+  note(`compiling the native addons failed (see above): training uses plain TensorFlow.js (\`slimfit doctor\` says more)`);
   process.exit(0);
 }
-note(`native engine built in ${((Date.now() - t0) / 1000).toFixed(1)} s (build/Release/slimfit_engine.node)`);
+const built = ADDON_NAMES.filter((n) => existsSync(join(root, 'build', 'Release', `${n}.node`)));
+const missing = ADDON_NAMES.filter((n) => !built.includes(n));
+note(`native addons built in ${r.seconds.toFixed(1)} s into build/Release: ${built.join(', ')}${missing.length ? ` (not built, prerequisites missing: ${missing.join(', ')})` : ''}`);

@@ -1,12 +1,12 @@
 // Child-process helper for memory tests: open a messy source, read every sample once, report count and peak RSS.
 // Usage: node test/drain-source.mjs PATH '{"workers":1,...}' [PASSES]
+// Runs the built package (dist/, made by `npm run build`; `npm test` builds it first), as users and the CLI do: its
+// worker threads then run plain JavaScript, not the TypeScript sources through tsx (~35 MB more per thread).
 import { setFlagsFromString } from 'node:v8';
-import { register } from 'tsx/esm/api';
 // As `slimfit convert` runs its readers: V8's young generation kept at its start size (src/cli/convert.ts).
 setFlagsFromString('--semi-space-growth-factor=1');
-register();
-const { openMessySource } = await import('../src/formats/messy.ts');
-const { peakRssBytes } = await import('../src/core/rss.ts');
+const { openMessySource } = await import('../dist/formats/messy.js');
+const { peakRssBytes } = await import('../dist/core/rss.js');
 const [path, optsJson, passesArg] = process.argv.slice(2);
 const src = await openMessySource(path, JSON.parse(optsJson ?? '{}'));
 if (!src) throw new Error(`not a messy source: ${path}`);

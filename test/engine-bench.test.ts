@@ -3,11 +3,12 @@ import assert from 'node:assert/strict';
 import { test } from 'node:test';
 import { loadAddon } from '../src/engine/addon.ts';
 import { benchDtypes } from '../bench/engine/dtypes.ts';
-import { BENCH, runCli } from '../dev/helpers.ts';
+import { BENCH, needsAddon, runCli } from '../dev/helpers.ts';
 
-const { addon, note } = loadAddon();
+const { addon } = loadAddon();
 
-test('benchDtypes returns one row per dtype with numbers, or "not available on this CPU"', { skip: addon ? false : `native addon not built: ${note}` }, () => {
+
+test('benchDtypes returns one row per dtype with numbers, or "not available on this CPU"', { skip: needsAddon('slimfit_engine') }, () => {
   const rows = benchDtypes({ shapes: [[48, 64, 96]], seconds: 0.03, rounds: 1 });
   const info = addon!.info();
   const own = rows.filter((r) => r.impl === 'own');
@@ -26,7 +27,7 @@ test('benchDtypes returns one row per dtype with numbers, or "not available on t
   assert.equal(rows.some((r) => r.impl === 'openblas'), info.blas === 'openblas');
 });
 
-test('npm run bench -- dtypes prints a markdown table; a bad --shape is a clear error', { skip: addon ? false : `native addon not built: ${note}` }, async () => {
+test('npm run bench -- dtypes prints a markdown table; a bad --shape is a clear error', { skip: needsAddon('slimfit_engine') }, async () => {
   const r = await runCli(['dtypes', '--shape', '32x40x64', '--seconds', '0.03'], { script: BENCH, timeoutMs: 60_000 });
   assert.equal(r.code, 0, r.stderr);
   assert.match(r.stdout, /\| 32×40×64 \| float32 \| own \|/);

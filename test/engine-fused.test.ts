@@ -10,12 +10,13 @@ import '@tensorflow/tfjs-backend-wasm';
 import * as tfl from '@tensorflow/tfjs-layers';
 import { denseTrainStep, installEngine, loadAddon, uninstallEngine } from '../src/engine/index.ts';
 import { mnistAccuracy } from '../dev/mnist-check.ts';
+import { needsAddon } from '../dev/helpers.ts';
 import { compileDefault, trainEpochs } from '../src/train/loop.ts';
 import { buildModel } from '../src/train/models.ts';
 import { memLoader, mnistSlice } from './train-helpers.ts';
 
-const { addon, note } = loadAddon();
-const SKIP = addon ? false : `native addon not built: ${note}`;
+const { addon } = loadAddon();
+const SKIP = needsAddon('slimfit_engine');
 
 let seed = 777;
 function rand(n: number, scale = 1): Float32Array {

@@ -8,12 +8,13 @@ import '@tensorflow/tfjs-backend-cpu';
 import '@tensorflow/tfjs-backend-wasm';
 import * as tfl from '@tensorflow/tfjs-layers';
 import { installEngine, uninstallEngine, loadAddon, adamStats, engineActive } from '../src/engine/index.ts';
+import { needsAddon } from '../dev/helpers.ts';
 import { mnistAccuracy } from '../dev/mnist-check.ts';
 
 // Tolerance: max |engine - cpu| <= TOL * (1 + max |cpu|). Both compute in float32 with different summation orders.
 const TOL = 2e-4;
-const { addon, note } = loadAddon();
-const SKIP = addon ? false : `native addon not built: ${note}`;
+const { addon } = loadAddon();
+const SKIP = needsAddon('slimfit_engine');
 
 let seed = 12345;
 function rand(n: number): Float32Array {

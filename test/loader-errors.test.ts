@@ -5,9 +5,8 @@ import { join } from 'node:path';
 import { after, before, describe, test } from 'node:test';
 import { isSlimfitError } from '../src/core/errors.ts';
 import { createLoader, openDataset } from '../src/loader/index.ts';
-import { gatherAddon } from '../src/loader/native.ts';
 import { makeStore } from './loader-fixtures.ts';
-import { tempDir } from '../dev/helpers.ts';
+import { needsAddon, tempDir } from '../dev/helpers.ts';
 
 /** Iterate, damaging the store after the second batch; returns the error the loop ended with. */
 async function iterateAndDamage(dir: string, damage: () => void, opts: Parameters<typeof createLoader>[1]): Promise<unknown> {
@@ -57,7 +56,7 @@ describe('damaged store while iterating', () => {
     });
   }
 
-  test("io: 'mmap': truncated shard -> error naming it, no SIGBUS crash", { timeout: 30_000, skip: gatherAddon() ? false : 'native addon not built' }, async () => {
+  test("io: 'mmap': truncated shard -> error naming it, no SIGBUS crash", { timeout: 30_000, skip: needsAddon('slimfit_gather') }, async () => {
     const dir = await fresh();
     const f = join(dir, 'train/x-00002.npy');
     const e = await iterateAndDamage(dir, () => truncateSync(f, 300), { workers: 1, io: 'mmap', normalize: { scale: 1, shift: 0 } });

@@ -6,7 +6,7 @@ import { isSlimfitError } from '../src/core/errors.ts';
 import { type Batch, type DataSource, createLoader, fromNpy, fromNpz, holdout, openDataset } from '../src/loader/index.ts';
 import { gatherAddon } from '../src/loader/native.ts';
 import { idsOf, makeNpyPair, makeStore } from './loader-fixtures.ts';
-import { py, tempDir } from '../dev/helpers.ts';
+import { needsAddon, py, tempDir } from '../dev/helpers.ts';
 
 type Opts = Parameters<typeof createLoader>[1];
 
@@ -217,7 +217,7 @@ describe('loader over a store', () => {
     await ds.close();
   });
 
-  test("native gathers (pread and io: 'mmap') give exactly the batches of plain JS reads", { skip: gatherAddon() ? false : 'native addon not built (npm install builds it)' }, async () => {
+  test("native gathers (pread and io: 'mmap') give exactly the batches of plain JS reads", { skip: needsAddon('slimfit_gather') }, async () => {
     const ds = await openDataset(stores[2003]);
     const src = ds.split('train');
     for (const opts of [{}, { normalize: { scale: 1 / 255, shift: 0.25 } }, { normalize: { scale: 2, shift: 0 }, shift: 1, layout: 'flat' }, { labelCacheBytes: 0, oneHot: 10 }] as const) {
@@ -345,7 +345,7 @@ describe('loader over plain files', () => {
   });
 });
 
-test("the native uint8 -> float32 conversion (AVX-512, AVX2 and table paths) gives the JS bits for every byte and odd row lengths", { skip: gatherAddon() ? false : 'native addon not built (npm install builds it)' }, async () => {
+test("the native uint8 -> float32 conversion (AVX-512, AVX2 and table paths) gives the JS bits for every byte and odd row lengths", { skip: needsAddon('slimfit_gather') }, async () => {
   const { execFileSync } = await import('node:child_process');
   const { writeFileSync, mkdtempSync, rmSync } = await import('node:fs');
   const { tmpdir } = await import('node:os');

@@ -1,7 +1,11 @@
-// The wasm backend's added/replaced kernels (conv filter + input gradients, max-pool gradient) against the cpu backend.
+// The wasm backend's added/replaced kernels (conv filter + input gradients, max-pool gradient) against the cpu backend:
+// plain tfjs wasm, the fallback where the native engine is not available, so this file turns the engine off (every test
+// file runs in a process of its own; settings are read on first use, after this line).
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
 import { initBackend, missingKernels, tf } from '../src/train/backend.ts';
+
+process.env.SLIMFIT_DISABLE = [process.env.SLIMFIT_DISABLE, 'engine'].filter(Boolean).join(',');
 
 type Case = { x: [number, number, number, number]; f: [number, number, number, number]; s: number; p: 'same' | 'valid'; pool: number };
 const CASES: Case[] = [
@@ -33,9 +37,11 @@ function maxDiff(a: Float32Array, b: Float32Array): number {
   return m;
 }
 
-test('wasm backend starts, has every kernel the built-in models train with, and matches cpu on conv/pool gradients', async () => {
+test('plain wasm backend (engine off) starts, has every kernel the built-in models train with, and matches cpu on conv/pool gradients', async () => {
   const info = await initBackend();
   assert.equal(info.name, 'wasm', info.note);
+  assert.equal(info.engine, false, info.note);
+  assert.match(info.note, /native engine turned off by SLIMFIT_DISABLE/);
   assert.deepEqual(missingKernels(['Conv2D', 'Conv2DBackpropInput', 'Conv2DBackpropFilter', 'MaxPool', 'MaxPoolGrad', 'Relu', 'Step', 'Softmax', 'BatchMatMul', 'Concat', 'Sum', 'Mean', 'Transpose', 'Reshape']), []);
   const wasm = CASES.map(grads);
   await tf.setBackend('cpu');

@@ -9,12 +9,13 @@ export const VERSION = '0.1.0';
 
 type Register = { register: (p: Command) => void };
 /**
- * Every sub-command's file, by command name (heavy imports stay inside actions). Literal imports, so esbuild
- * compiles each into a chunk of its own (bin/compile-cli.mjs); a test checks this table against this folder.
+ * Every sub-command's file, by command name (heavy imports stay inside actions, so `--help` and one command load
+ * only what they need). Literal imports, so the layer check sees them; a test checks this table against this folder.
  */
 export const COMMANDS: Record<string, Array<() => Promise<Register>>> = {
   convert: [() => import('./convert.ts')],
   demo: [() => import('./demo.ts')],
+  doctor: [() => import('./doctor.ts')],
   eval: [() => import('./eval.ts')],
   export: [() => import('./export.ts')],
   info: [() => import('./info.ts')],

@@ -21,7 +21,7 @@ export interface Sha256 {
 
 /** A new SHA-256 hasher (SLIMFIT_DISABLE=sha256 forces node:crypto). */
 export function createSha256(): Sha256 {
-  const addon = loadAddon<Sha256Addon>('slimfit_sha256', 'sha256');
+  const addon = loadAddon<Sha256Addon>('slimfit_sha256');
   if (addon) {
     const h = addon.create();
     return { offThread: true, update: (bytes) => addon.update(h, bytes), digest: () => addon.digest(h) };

@@ -15,5 +15,5 @@ export function trimNativeMemory(): void {
   const now = performance.now();
   if (now - last < EVERY_MS) return;
   last = now;
-  loadAddon<{ trim(): boolean }>('slimfit_mem', 'trim')?.trim();
+  loadAddon<{ trim(): boolean }>('slimfit_mem')?.trim();
 }

@@ -1,20 +1,28 @@
-// Start a worker thread running a TypeScript module of this project. The worker imports the module compiled to
-// JavaScript (bin/compile-cli.mjs, cached in node_modules/.cache/slimfit/workers and rebuilt when a source changes);
-// where that cannot be built, or with SLIMFIT_TSX=1, it registers tsx first and imports the source (tsx inside the
-// worker because `execArgv: ['--import', 'tsx']` does not reach worker entry points on Node 20).
-// Measured: a CSV parser thread through tsx added ~35-45 MB of peak RSS and ~0.2 s of start.
+// Start a worker thread running a module of this package. From dist/ (the built package) the module is plain
+// JavaScript and the worker imports it directly. From src/ (tests and tools running the TypeScript sources under
+// tsx, a devDependency) the worker registers tsx first: `execArgv: ['--import', 'tsx']` does not reach worker entry
+// points on Node 20. Measured: tsx in a worker costs ~35-45 MB of peak RSS and ~0.2 s of start per thread.
 import { Worker, type ResourceLimits } from 'node:worker_threads';
 
-/** Code for an `eval: true` Worker that imports the module at `moduleUrl` (a file:// URL of a .ts file). */
-function workerBoot(moduleUrl: string): string {
-  const src = JSON.stringify(moduleUrl);
-  const viaTsx = `import(${JSON.stringify(import.meta.resolve('tsx/esm/api'))}).then((m) => { m.register(); return ${src}; })`;
-  if (process.env.SLIMFIT_TSX) return `${viaTsx}.then((u) => import(u))`;
-  const compiler = JSON.stringify(new URL('../../bin/compile-cli.mjs', import.meta.url).href);
-  return `import(${compiler}).then((c) => c.compiledWorker(${src})).catch(() => ${viaTsx}).then((u) => import(u))`;
+/** True when this module runs compiled (dist/core/worker.js), so sibling modules are .js files too. */
+const COMPILED = import.meta.url.endsWith('.js');
+
+/**
+ * The URL a worker should import: callers name their module's source (`new URL('./worker.ts', import.meta.url)`,
+ * literal so test/layers.test.ts sees the import), which in dist/ is the .js file next to it.
+ */
+export function workerModuleUrl(moduleUrl: string): string {
+  return COMPILED ? moduleUrl.replace(/\.ts$/, '.js') : moduleUrl;
 }
 
-/** A Worker that imports the module at `moduleUrl` (a file:// URL of a .ts file) with `workerData`. */
+/**
+ * A Worker that runs the module at `moduleUrl` (a file:// URL) with `workerData`: a .js module directly, a .ts module
+ * through tsx registered inside the worker (an `eval: true` boot, since tsx must be in place before the import).
+ */
 export function tsWorker(moduleUrl: string, workerData: unknown, resourceLimits?: ResourceLimits): Worker {
-  return new Worker(workerBoot(moduleUrl), { eval: true, workerData, resourceLimits });
+  const url = workerModuleUrl(moduleUrl);
+  if (!url.endsWith('.ts')) return new Worker(new URL(url), { workerData, resourceLimits });
+  const tsx = JSON.stringify(import.meta.resolve('tsx/esm/api'));
+  const boot = `import(${tsx}).then((m) => { m.register(); return import(${JSON.stringify(url)}); })`;
+  return new Worker(boot, { eval: true, workerData, resourceLimits });
 }

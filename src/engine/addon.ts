@@ -1,8 +1,6 @@
-// Loads the native engine (build/Release/slimfit_engine.node, compiled by `npm install` via node-gyp) if it exists.
-import { existsSync } from 'node:fs';
-import { createRequire } from 'node:module';
-import { dirname, join } from 'node:path';
-import { fileURLToPath } from 'node:url';
+// The native engine addon (slimfit_engine.node: compiled by `npm install` into build/Release, or the package's
+// prebuild), found and loaded by src/core/native.ts; SLIMFIT_DISABLE=engine turns it off.
+import { addonStatus, whyOff } from '../core/native.ts';
 import { type NativeSettings, nativeSettings } from '../core/config.ts';
 
 /** Facts about the loaded addon. */
@@ -39,26 +37,24 @@ export interface Addon {
   info(): AddonInfo;
 }
 
-/** Absolute path of the compiled addon. */
-export const ADDON_PATH = join(dirname(fileURLToPath(import.meta.url)), '..', '..', 'build', 'Release', 'slimfit_engine.node');
-
 let cached: { addon: Addon | null; note: string } | null = null;
 
 /** The addon, or null with a one-line note saying why it is unavailable (throws only a SlimfitError for a malformed SLIMFIT_* variable). */
 export function loadAddon(): { addon: Addon | null; note: string } {
   if (cached) return cached;
-  if (!existsSync(ADDON_PATH)) {
-    cached = { addon: null, note: `native engine not built (${ADDON_PATH} missing; run \`npm run build:native\`)` };
+  const s = addonStatus('slimfit_engine');
+  const addon = s.module as Addon | null;
+  if (!addon) {
+    cached = { addon: null, note: `native engine ${whyOff(s)}` };
     return cached;
   }
   const settings = nativeSettings(); // a malformed SLIMFIT_* variable is the user's error, not a failed load
   try {
-    const addon = createRequire(import.meta.url)(ADDON_PATH) as Addon;
     addon.configure(settings);
     const i = addon.info();
-    cached = { addon, note: `native engine: ${i.forceOwn || i.blas === 'own' ? 'own' : 'OpenBLAS'} GEMM, ${i.isa}, ${i.threads} thread${i.threads === 1 ? '' : 's'}` };
+    cached = { addon, note: `native engine (${s.from}): ${i.forceOwn || i.blas === 'own' ? 'own' : 'OpenBLAS'} GEMM, ${i.isa}, ${i.threads} thread${i.threads === 1 ? '' : 's'}` };
   } catch (e) {
-    cached = { addon: null, note: `native engine failed to load (${(e as Error).message.split('\n')[0]})` };
+    cached = { addon: null, note: `native engine failed to start (${(e as Error).message.split('\n')[0]})` };
   }
   return cached;
 }

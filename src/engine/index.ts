@@ -17,7 +17,7 @@ import { patchAdam } from './adam.ts';
 import { isWasmBackend, makeKernels } from './kernels.ts';
 import { patchFusedConv } from './fused-conv.ts';
 
-export { loadAddon, ADDON_PATH } from './addon.ts';
+export { loadAddon } from './addon.ts';
 export type { Addon, AddonInfo } from './addon.ts';
 
 type Tf = typeof tfc;
@@ -55,7 +55,7 @@ export function installEngine(tf: Tf, backendName: string, opts: EngineOptions =
   }
   if (backendName !== 'wasm') return { active: false, note: `fast engine supports the wasm backend only (not '${backendName}'); using plain TensorFlow.js` };
   const { addon, note } = loadAddon();
-  if (!addon) return { active: false, note: `${note}; using plain TensorFlow.js` };
+  if (!addon) return { active: false, note: `${note}; using plain TensorFlow.js (\`slimfit doctor\` says more)` };
   let backend: unknown;
   try {
     backend = tf.engine().findBackend(backendName);

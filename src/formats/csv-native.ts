@@ -15,5 +15,5 @@ export interface CsvAddon {
 
 /** The addon, or null when it was not built or SLIMFIT_DISABLE names csv. */
 export function csvAddon(): CsvAddon | null {
-  return loadAddon<CsvAddon>('slimfit_csv', 'csv');
+  return loadAddon<CsvAddon>('slimfit_csv');
 }

@@ -44,5 +44,5 @@ export interface PngAddon {
 
 /** The addon, or null when it was not built or SLIMFIT_DISABLE names png (then @napi-rs/image decodes every file). */
 export function pngAddon(): PngAddon | null {
-  return loadAddon<PngAddon>('slimfit_png', 'png');
+  return loadAddon<PngAddon>('slimfit_png');
 }

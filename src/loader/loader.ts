@@ -188,7 +188,17 @@ export async function verifySource(source: DataSource): Promise<void> {
 /** Kept for callers of the first version: every option now lives in LoaderOptions. */
 export type ExtraLoaderOptions = Pick<LoaderOptions, 'reuseBuffers' | 'labelCacheBytes' | 'shuffleBlock' | 'checkIntervalMs' | 'io' | 'native'>;
 
-/** Create a batch generator over `source` (see LoaderOptions; nothing is read until the first iteration). */
+/**
+ * Create a batch generator over `source` (see LoaderOptions; nothing is read until the first iteration).
+ *
+ * @example
+ * const ds = await openDataset('mnist-store');
+ * const loader = createLoader(ds.split('train'), { batchSize: 128, normalize: 'stats', oneHot: true, seed: 1 });
+ * for await (const b of loader) { // one shuffled epoch per for-await
+ *   // b.x: Float32Array [b.n, ...shape], b.y: Float32Array [b.n, classes]
+ * }
+ * await loader.close();
+ */
 export function createLoader(source: DataSource, opts: LoaderOptions = {}): ShuffledLoader {
   if (!isLoadable(source)) throw new TypeError('createLoader needs a DataSource made by openDataset(dir).split(name), fromNpy or fromNpz');
   const src = source;

@@ -1,9 +1,7 @@
-// The optional native gather addon (build/Release/slimfit_gather.node, compiled by `npm install` via node-gyp): one call per batch.
-import { existsSync } from 'node:fs';
-import { createRequire } from 'node:module';
-import { dirname, join } from 'node:path';
-import { fileURLToPath } from 'node:url';
-import { featureEnabled, type NativeSettings, nativeSettings } from '../core/config.ts';
+// The optional native gather addon (slimfit_gather.node: build/Release or the package's prebuild, found by
+// src/core/native.ts; SLIMFIT_DISABLE=gather turns it off): one call per batch.
+import { loadAddon } from '../core/native.ts';
+import { nativeSettings, type NativeSettings } from '../core/config.ts';
 
 /** A process-wide read-only mapping of one file. */
 export type MapHandle = { readonly __mapHandle: unique symbol };
@@ -27,17 +25,14 @@ export interface GatherAddon {
   isa(): 'avx512' | 'avx2' | 'generic';
 }
 
-/** Where the addon is built. */
-export const GATHER_ADDON_PATH = join(dirname(fileURLToPath(import.meta.url)), '..', '..', 'build', 'Release', 'slimfit_gather.node');
+let configured = false;
 
-let cached: GatherAddon | null | undefined;
-
-/** The addon, or null when it was not built (then the loader reads with positioned reads). */
+/** The addon, or null when it is off, not built or does not load (then the loader reads with positioned reads). */
 export function gatherAddon(): GatherAddon | null {
-  if (cached !== undefined) return cached;
-  cached = null;
-  if (!featureEnabled('gather') || !existsSync(GATHER_ADDON_PATH)) return cached;
-  try { cached = createRequire(import.meta.url)(GATHER_ADDON_PATH) as GatherAddon; } catch { cached = null; }
-  cached?.configure({ isa: nativeSettings().isa });
-  return cached;
+  const addon = loadAddon<GatherAddon>('slimfit_gather');
+  if (addon && !configured) {
+    addon.configure({ isa: nativeSettings().isa });
+    configured = true;
+  }
+  return addon;
 }

@@ -31,7 +31,14 @@ export interface OpenDatasetOptions {
   verifyChecksums?: boolean;
 }
 
-/** Open a store directory (manifest checked now; shards are checksummed, opened and header-checked by the loader on first use). */
+/**
+ * Open a store directory (manifest checked now; shards are checksummed, opened and header-checked by the loader on first use).
+ *
+ * @example
+ * const ds = await openDataset('mnist-store');   // made by `slimfit convert` or convert()
+ * console.log(ds.splits, ds.manifest.classNames);
+ * const train = ds.split('train');               // a DataSource for createLoader
+ */
 export async function openDataset(dir: string, opts: OpenDatasetOptions = {}): Promise<Dataset> {
   const abs = resolve(dir);
   const verify = opts.verifyChecksums ?? true;
@@ -88,7 +95,12 @@ async function pairSource(name: string, x: NpyFile, y: NpyFile, xName: string, y
   }
 }
 
-/** Use the user's own x/y .npy files directly (no conversion); rows are read in place by position. */
+/**
+ * Use the user's own x/y .npy files directly (no conversion); rows are read in place by position.
+ *
+ * @example
+ * const loader = createLoader(await fromNpy({ x: 'x_train.npy', y: 'y_train.npy' }), { batchSize: 64 });
+ */
 export async function fromNpy(paths: { x: string; y: string }): Promise<DataSource> {
   const xp = resolve(paths.x), yp = resolve(paths.y);
   const x = await openNpy(xp);

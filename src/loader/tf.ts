@@ -22,6 +22,10 @@ function tfValues(a: TypedArray, copy: boolean): { values: Float32Array | Int32A
 /**
  * Wrap `loader` as a tf.data.Dataset of `{xs, ys}`. Each iteration of the dataset (fitDataset does one per epoch)
  * runs one loader epoch; each batch becomes two new tensors that fitDataset disposes after the step.
+ *
+ * @example
+ * const loader = createLoader(ds.split('train'), { batchSize: 128, normalize: 'stats', oneHot: true });
+ * await model.fitDataset(toTfDataset(loader), { epochs: 5 });
  */
 export function toTfDataset(loader: Loader, opts: TfDatasetOptions = {}): Dataset<{ xs: Tensor; ys: Tensor }> {
   const copy = opts.copy ?? false;

@@ -34,6 +34,11 @@ export interface FitOptions extends Omit<LoopOptions, 'validation'>, LoaderOptio
  * Train `model` on `data` (store dir, DataSource, {x, y} .npy paths or {npz, x, y}) with defaults chosen for you:
  * batch DEFAULTS.batchSize (128), global shuffle, prefetching workers, normalization from the manifest's mean/std, one-hot labels,
  * validation on the store's 'val' split (without one: 10% of the training samples held out at random). Returns the per-epoch history.
+ *
+ * @example
+ * const model = buildModel('mlp', { inputShape: [28, 28, 1], classes: 10 });
+ * const history = await fit(model, 'mnist-store', { epochs: 5 });   // or { x: 'x.npy', y: 'y.npy' }
+ * console.log(history.epochs.at(-1)?.valAccuracy);
  */
 export async function fit(model: tfl.LayersModel, data: DataInput, opts: FitOptions = {}): Promise<History> {
   await initBackend(opts.backend);
@@ -54,7 +59,12 @@ export async function fit(model: tfl.LayersModel, data: DataInput, opts: FitOpti
   }
 }
 
-/** Stream split `split` (default 'test') of `data` through `model`: accuracy, loss and confusion matrix. */
+/**
+ * Stream split `split` (default 'test') of `data` through `model`: accuracy, loss and confusion matrix.
+ *
+ * @example
+ * const { accuracy, confusion } = await evaluate(model, 'mnist-store', { split: 'test' });
+ */
 export async function evaluate(model: tfl.LayersModel, data: DataInput, opts: { split?: string; batchSize?: number; progress?: boolean; backend?: string; verifyChecksums?: boolean } = {}): Promise<EvalResult> {
   await initBackend(opts.backend);
   const rd = await resolveData(data, opts.split ?? DEFAULTS.evalSplit, undefined, 0, 0, { verifyChecksums: opts.verifyChecksums });

@@ -129,7 +129,13 @@ export function twoBranch(spec: ModelSpec): tfl.LayersModel {
   return tfl.model({ inputs: input, outputs: out, name: 'two_branch' });
 }
 
-/** Build a built-in model by name. */
+/**
+ * Build a built-in model by name ('mlp', 'cnn', 'two-branch'), a tf.LayersModel of the caller's own tfjs.
+ *
+ * @example
+ * const model = buildModel('cnn', { inputShape: [28, 28, 1], classes: 10, seed: 0 });
+ * await fit(model, 'mnist-store', { epochs: 5 });
+ */
 export function buildModel(name: BuiltinModel, spec: ModelSpec): tfl.LayersModel {
   switch (name) {
     case 'mlp': return mlp(spec);

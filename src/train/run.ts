@@ -149,7 +149,11 @@ function defaultOut(model: string): string {
 
 /**
  * Train `data` (a store dir, or .npy/.npz; unused with `resume`) into run folder `opts.out`: progress per epoch, JSONL log,
- * atomic checkpoint per epoch with the loader cursor, final test evaluation and report.md.
+ * atomic checkpoint per epoch with the loader cursor, final test evaluation and report.md (what `slimfit train` does).
+ *
+ * @example
+ * const summary = await trainRun('mnist-store', { model: 'cnn', epochs: 5, out: 'runs/cnn' });
+ * await trainRun(undefined, { out: 'runs/cnn', resume: true, epochs: 8 }); // continue where it stopped
  */
 export async function trainRun(data: DataInput | undefined, opts: TrainRunOptions = {}): Promise<RunSummary> {
   const t0 = performance.now();
