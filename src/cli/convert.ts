@@ -1,6 +1,6 @@
 // `slimfit convert [SRC] OUT`: any supported input to a store (logic in src/formats/open-source.ts and src/store/write.ts).
 import type { Command } from 'commander';
-import { SlimfitError } from '../core/errors.ts';
+import { SlimfitError, UsageError } from '../core/errors.ts';
 import { parseBytes } from '../core/units.ts';
 
 /** Options `convert` takes (messy-source options are passed through to their readers). */
@@ -39,13 +39,13 @@ export function register(program: Command): void {
     .option('--delimiter <char>', 'text: field separator (",", "tab", ";", "whitespace"; default: detected)')
     .allowUnknownOption(false)
     .action(async (paths: string[], o: ConvertOptions, cmd: Command) => {
-      if (paths.length > 2) throw new SlimfitError(`expected SRC OUT, got ${paths.length} paths`, { hint: 'slimfit convert SRC OUT' });
+      if (paths.length > 2) throw new UsageError(`expected SRC OUT, got ${paths.length} paths`, { hint: 'slimfit convert SRC OUT' });
       const out = paths[paths.length - 1];
       const src = paths.length === 2 ? paths[0] : undefined;
       const shardBytes = parseBytes(o.shardSize);
-      if (!shardBytes) throw new SlimfitError(`cannot read --shard-size ${o.shardSize}`, { hint: 'e.g. 64MB, 512k, 1GiB' });
+      if (!shardBytes) throw new UsageError(`cannot read --shard-size ${o.shardSize}`, { hint: 'e.g. 64MB, 512k, 1GiB' });
       const seed = Number(o.seed);
-      if (!Number.isSafeInteger(seed)) throw new SlimfitError(`--seed must be an integer, got ${o.seed}`);
+      if (!Number.isSafeInteger(seed)) throw new UsageError(`--seed must be an integer, got ${o.seed}`);
       // V8 doubles its young generation as a run goes on (to 2 x 16 MB), so a long conversion's peak RSS was ~8 MB
       // above a short one's for the same batches; kept at its start size, that part of the growth is gone (old
       // space and the duplicate index still grow with a longer run: 122 -> 151 MB for 21k -> 210k PNGs).
@@ -64,7 +64,7 @@ export function register(program: Command): void {
         if (input.kind === 'single') {
           plan = { kind: 'ratio', source: input.source, ratios: ratios ?? [{ name: 'train', fraction: 1 }], seed };
         } else {
-          if (ratios) throw new SlimfitError('this input comes with its own train/test split; drop --split to keep it', { file: src ?? o.train });
+          if (ratios) throw new UsageError('this input comes with its own train/test split; drop --split to keep it', { file: src ?? o.train });
           plan = { kind: 'presplit', splits: input.splits };
         }
         const report = await writeStore(out, plan, {

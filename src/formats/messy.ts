@@ -4,7 +4,7 @@
 import { open, stat } from 'node:fs/promises';
 import { extname } from 'node:path';
 import type { DType } from '../core/dtype.ts';
-import { SlimfitError } from '../core/errors.ts';
+import { SlimfitError, UsageError } from '../core/errors.ts';
 import { parseResize } from './images.ts';
 import type { SampleSource } from '../core/source.ts';
 
@@ -114,23 +114,23 @@ export function messyOptionsFromCli(o: Record<string, unknown>): MessyOptions {
   const resize = str('resize');
   if (resize !== undefined) {
     const r = parseResize(resize);
-    if (!r) throw new SlimfitError(`cannot read --resize ${resize}`, { hint: 'give WIDTHxHEIGHT, e.g. --resize 28x28' });
+    if (!r) throw new UsageError(`cannot read --resize ${resize}`, { hint: 'give WIDTHxHEIGHT, e.g. --resize 28x28' });
     out.resize = r;
   }
   const workers = str('workers');
   if (workers !== undefined) {
-    if (!/^\d+$/.test(workers)) throw new SlimfitError(`--workers must be a whole number, got ${workers}`);
+    if (!/^\d+$/.test(workers)) throw new UsageError(`--workers must be a whole number, got ${workers}`);
     out.workers = Number(workers);
   }
   const shape = str('shape');
   if (shape !== undefined) {
     const dims = shape.split(/[,x]/).map((s) => s.trim());
-    if (dims.some((d) => !/^\d+$/.test(d) || Number(d) < 1)) throw new SlimfitError(`cannot read --shape ${shape}`, { hint: 'give positive sizes separated by commas, e.g. --shape 28,28' });
+    if (dims.some((d) => !/^\d+$/.test(d) || Number(d) < 1)) throw new UsageError(`cannot read --shape ${shape}`, { hint: 'give positive sizes separated by commas, e.g. --shape 28,28' });
     out.shape = dims.map(Number);
   }
   const xDtype = str('xDtype');
   if (xDtype !== undefined) {
-    if (!['uint8', 'float16', 'float32', 'float64'].includes(xDtype)) throw new SlimfitError(`--x-dtype ${xDtype} is not supported`, { hint: 'use uint8, float16, float32 or float64' });
+    if (!['uint8', 'float16', 'float32', 'float64'].includes(xDtype)) throw new UsageError(`--x-dtype ${xDtype} is not supported`, { hint: 'use uint8, float16, float32 or float64' });
     out.xDtype = xDtype as DType;
   }
   const labelCol = str('labelCol');

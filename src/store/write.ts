@@ -2,7 +2,7 @@
 import { rename, rm, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { type DType, elementAsNumber, viewAs } from '../core/dtype.ts';
-import { SlimfitError } from '../core/errors.ts';
+import { SlimfitError, describeSystemError, isSystemError } from '../core/errors.ts';
 import type { SampleSource, SkippedInput } from '../core/source.ts';
 import { createProgress } from '../core/progress.ts';
 import { peakRssBytes } from '../core/rss.ts';
@@ -117,6 +117,18 @@ async function countClasses(src: SampleSource, quiet?: boolean): Promise<number[
 
 /** Convert `input` into a store at `out`: written to a temp folder, manifest last, then renamed into place. */
 export async function writeStore(out: string, input: StoreInput, opts: WriteStoreOptions = {}): Promise<ConversionReport> {
+  try {
+    return await writeStoreAt(out, input, opts);
+  } catch (e) {
+    // An OS error while writing (full disk, read-only, a file in the way) names OUT, not the hidden temp folder.
+    if (isSystemError(e) && (e.path === undefined || e.path.includes('.slimfit-tmp-'))) {
+      throw new SlimfitError(describeSystemError({ ...e, message: e.message, code: e.code, syscall: e.syscall, path: undefined }, out), {});
+    }
+    throw e;
+  }
+}
+
+async function writeStoreAt(out: string, input: StoreInput, opts: WriteStoreOptions): Promise<ConversionReport> {
   const t0 = performance.now();
   const sources = input.kind === 'presplit' ? input.splits.map((s) => s.source) : [input.source];
   const splitNames = input.kind === 'presplit' ? input.splits.map((s) => s.name) : input.ratios.map((r) => r.name);
