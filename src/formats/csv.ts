@@ -12,6 +12,8 @@
 //   0..255; float16: beyond +-65504) are rounded/clamped and counted, and a warning names the first line.
 // - A malformed line (wrong field count, empty field, non-number) is skipped and listed as "<file>:<line>" with
 //   the reason; with --strict it is fatal. Blank lines and lines starting with '#' are ignored.
+// - Line ends: '\n' or '\r\n'; a file whose first MB holds '\r' but no '\n' (old Mac) ends lines with '\r'. Such
+//   files are parsed by this scanner only (the native loop splits at '\n'). A UTF-8 byte order mark is skipped.
 import { open, stat } from 'node:fs/promises';
 import { isMainThread, parentPort, workerData } from 'node:worker_threads';
 import type { FieldSpec } from '../core/dtype.ts';
@@ -158,6 +160,8 @@ export function floatToHalf(v: number): number {
 
 interface Layout {
   delim: number; // byte, or -1 for whitespace runs
+  eol: number; // the line end byte: NL, or CR for a file with CR-only line ends
+  start: number; // byte offset of the text: 3 after a UTF-8 byte order mark, else 0
   header: string[] | null;
   ncols: number;
   labelCol: number;
@@ -179,7 +183,10 @@ async function readLayout(path: string, opts: CsvOptions): Promise<Layout> {
   } finally {
     await fh.close();
   }
-  const lines = text.split('\n');
+  const start = text.startsWith('\xef\xbb\xbf') ? 3 : 0;
+  text = text.slice(start);
+  const eol = !text.includes('\n') && text.includes('\r') ? CR : NL;
+  const lines = text.split(String.fromCharCode(eol));
   let idx = lines.findIndex((l) => l.trim() !== '' && !l.startsWith('#'));
   if (idx < 0 || (idx === lines.length - 1 && text.length >= 1 << 20)) {
     throw new SlimfitError(idx < 0 ? 'no data lines found' : 'first line is longer than 1 MB', { file: path, hint: 'expected numeric text, one sample per line' });
@@ -209,7 +216,7 @@ async function readLayout(path: string, opts: CsvOptions): Promise<Layout> {
   }
   if (ncols < 2) throw new SlimfitError(`the first line has ${ncols} field(s); need a label and at least one feature`, { file: path, hint: 'check --delimiter' });
   // If there is a header, the first data line follows it (skipping blank/comment lines is done while parsing).
-  return { delim, header: header ? fields : null, ncols, labelCol, firstLine: header ? idx + 2 : idx + 1 };
+  return { delim, eol, start, header: header ? fields : null, ncols, labelCol, firstLine: header ? idx + 2 : idx + 1 };
 }
 
 /** One byte range of a text file to parse (whole lines), with what the layout says about its columns. */
@@ -222,6 +229,8 @@ export interface RangeJob {
   ncols: number;
   labelCol: number;
   delim: number;
+  /** Line end byte (NL, or CR for CR-only files). */
+  eol: number;
   xDtype: DType;
   batchRows: number;
 }
@@ -252,13 +261,15 @@ export interface RangeEnd {
  */
 export async function* parseRange(job: RangeJob, spare: ArrayBuffer[] = []): AsyncGenerator<RangeBatch, RangeEnd> {
   const { path, ncols, labelCol, delim, xDtype, batchRows, dataFrom } = job;
+  // EOL ends a line; ALT (the other of CR/NL) is a blank like a space: '\r' before '\n', or a stray '\n' in a CR file.
+  const EOL = job.eol, ALT = EOL === NL ? CR : NL;
   const nfeat = ncols - 1;
   const xElem = xDtype === 'uint8' ? 1 : xDtype === 'float16' ? 2 : xDtype === 'float32' ? 4 : 8;
   let misfit = 0;
   let firstMisfitLine = 0;
   let xb!: ArrayBuffer, yb!: ArrayBuffer;
   let xU8!: Uint8Array, xU16!: Uint16Array, xF32!: Float32Array, xF64!: Float64Array, yI32!: Int32Array, yU8!: Uint8Array;
-  const native = csvAddon();
+  const native = EOL === NL ? csvAddon() : null; // the native loop splits lines at '\n' only
   const kind = xElem === 1 ? 0 : xElem === 2 ? 1 : xElem === 4 ? 2 : 3;
   const state = new Float64Array(1);
   let n = 0;
@@ -323,9 +334,9 @@ export async function* parseRange(job: RangeJob, spare: ArrayBuffer[] = []): Asy
       }
       line++;
       let c = b[p];
-      if (line < dataFrom) { while (p < e && b[p] !== NL) p++; p++; continue; }
-      while (p < e && (c === SP || c === TAB || c === CR) && c !== delim) c = b[++p];
-      if (p >= e || c === NL || c === HASH) { while (p < e && b[p] !== NL) p++; p++; continue; } // blank or comment
+      if (line < dataFrom) { while (p < e && b[p] !== EOL) p++; p++; continue; }
+      while (p < e && (c === SP || c === TAB || c === ALT) && c !== delim) c = b[++p];
+      if (p >= e || c === EOL || c === HASH) { while (p < e && b[p] !== EOL) p++; p++; continue; } // blank or comment
       const o = n * nfeat;
       let f = 0;
       let label = 0;
@@ -356,8 +367,8 @@ export async function* parseRange(job: RangeJob, spare: ArrayBuffer[] = []): Asy
           else put(o + d, v);
         }
         f++;
-        while (p < e && (c === SP || c === TAB || c === CR) && c !== delim) c = b[++p];
-        if (p >= e || c === NL) break;
+        while (p < e && (c === SP || c === TAB || c === ALT) && c !== delim) c = b[++p];
+        if (p >= e || c === EOL) break;
         if (delim >= 0) {
           if (c !== delim) { err = `unexpected character ${JSON.stringify(String.fromCharCode(c))} in field ${f}`; break; }
           c = b[++p];
@@ -365,7 +376,7 @@ export async function* parseRange(job: RangeJob, spare: ArrayBuffer[] = []): Asy
           if (p >= e || c === NL || c === CR || c === delim) { err = `field ${f + 1} is empty`; break; }
         }
       }
-      while (p < e && b[p] !== NL) p++;
+      while (p < e && b[p] !== EOL) p++;
       p++;
       if (err === null && f !== ncols) err = `expected ${ncols} fields, found ${f}`;
       if (err === null && !Number.isInteger(label)) err = `label ${label} in column ${labelCol} is not a whole number`;
@@ -392,7 +403,7 @@ export async function* parseRange(job: RangeJob, spare: ArrayBuffer[] = []): Asy
   try {
     for await (const chunk of doubleBuffered([Buffer.allocUnsafe(1 << 20), Buffer.allocUnsafe(1 << 20)], readNext)) {
       position += chunk.length;
-      const lastNl = chunk.lastIndexOf(NL);
+      const lastNl = chunk.lastIndexOf(EOL);
       if (lastNl < 0) {
         carry = carry ? Buffer.concat([carry, chunk]) : Buffer.from(chunk);
         if (carry.length > 256 << 20) throw new SlimfitError(`line ${line + 1} is longer than 256 MB`, { file: path, hint: 'is this really a text table?' });
@@ -400,7 +411,7 @@ export async function* parseRange(job: RangeJob, spare: ArrayBuffer[] = []): Asy
       }
       let from = 0;
       if (carry) {
-        const firstNl = chunk.indexOf(NL);
+        const firstNl = chunk.indexOf(EOL);
         const joined = Buffer.concat([carry, chunk.subarray(0, firstNl)]);
         parseLines(joined, 0, joined.length);
         carry = null;
@@ -536,9 +547,9 @@ export async function openCsv(path: string, opts: CsvOptions = {}): Promise<CsvS
 
   /** Byte ranges that start at line starts: one per parser thread. */
   async function ranges(): Promise<RangeJob[]> {
-    const base = { path, ncols, labelCol, delim, xDtype, batchRows };
+    const base = { path, ncols, labelCol, delim, eol: layout.eol, xDtype, batchRows };
     const want = Math.max(1, opts.workers ?? 1);
-    const cuts = [0];
+    const cuts = [layout.start];
     const fh = await open(path, 'r');
     try {
       const buf = Buffer.alloc(1 << 16);
@@ -547,7 +558,7 @@ export async function openCsv(path: string, opts: CsvOptions = {}): Promise<CsvS
         for (;;) {
           const { bytesRead } = await fh.read(buf, 0, buf.length, pos);
           if (bytesRead === 0) { pos = bytes; break; }
-          const i = buf.subarray(0, bytesRead).indexOf(NL);
+          const i = buf.subarray(0, bytesRead).indexOf(layout.eol);
           if (i >= 0) { pos += i + 1; break; }
           pos += bytesRead;
         }

@@ -223,6 +223,7 @@ async function writeStoreAt(out: string, input: StoreInput, opts: WriteStoreOpti
         progress.tick(b.n);
       }
       bytesBefore += src.bytes ?? 0;
+      if (seen === 0) throw noSamples(src);
       if (src.count !== undefined && seen !== src.count) {
         throw new SlimfitError(`expected ${src.count} samples but read ${seen}`, { file: src.name, hint: 'the input changed while being converted, or is corrupt' });
       }
@@ -269,6 +270,17 @@ async function writeStoreAt(out: string, input: StoreInput, opts: WriteStoreOpti
     await rm(tmp, { recursive: true, force: true });
     throw e;
   }
+}
+
+/** The error for an input that gave no samples at all: a store of nothing is never what was meant. */
+function noSamples(src: SampleSource): SlimfitError {
+  const skipped = src.skipped ?? [];
+  const why = skipped.length
+    ? `; all ${skipped.length} of its entries were skipped (first: ${skipped[0].path}: ${skipped[0].reason})`
+    : '';
+  return new SlimfitError(`no samples found in this input${why}`, {
+    file: src.name, hint: skipped.length ? 'fix the listed entries, or check the options (e.g. --delimiter, --label-col)' : 'check that it is the right file and not empty',
+  });
 }
 
 async function countAll(src: SampleSource): Promise<number> {

@@ -1,0 +1,152 @@
+// Runs many mutated inputs through the library path `slimfit convert` (or, for a store, `info`, `verify` and a
+// loader batch) in one process and classifies each outcome: ok (a valid store / result), clear (a SlimfitError),
+// fail (any other exception). Used by test/fuzz.test.ts; one JSON line per case on stdout:
+//   {"case":i,"start":true}   before the case runs (the parent kills the driver when no result follows in time)
+//   {"case":i,"outcome":"ok"|"clear"|"fail","message":"..."}
+// and {"peakRss":bytes} at the end. Usage: node --import tsx dev/fuzz-driver.ts JOB.json
+import { cpSync, mkdirSync, readFileSync, readdirSync, rmSync, statSync, writeFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { isSlimfitError } from '../src/core/errors.ts';
+import { peakRssBytes } from '../src/core/rss.ts';
+import { openInput } from '../src/formats/open-source.ts';
+import { messyOptionsFromCli } from '../src/formats/messy.ts';
+import { writeStore } from '../src/store/write.ts';
+import { readManifest } from '../src/store/manifest.ts';
+import { summarizeStore } from '../src/store/summary.ts';
+import { verifyStore } from '../src/store/verify.ts';
+import { createLoader, openDataset } from '../src/loader/index.ts';
+
+/** What the parent asks for. */
+export interface FuzzJob {
+  /** 'convert': SRC is converted; 'store': SRC is a store to info/verify/load. */
+  kind: 'convert' | 'store';
+  /** The valid fixture: a file, or a folder (image tree, store). */
+  fixture: string;
+  /** Files (relative to a folder fixture; '' for a file fixture) the mutations pick from. */
+  targets: string[];
+  /** Convert options as commander gives them (e.g. {x: 'x', y: 'y'}). */
+  options?: Record<string, unknown>;
+  /** A folder fixture holding an x/y file pair (.npy or IDX): converted as `slimfit convert --x DIR/X --y DIR/Y OUT`. */
+  pair?: { x: string; y: string };
+  /** Seed of the mutations; case i uses seed * 1e6 + i. */
+  seed: number;
+  first: number;
+  cases: number;
+  /** Run the fixture unchanged (a control: every case must be ok). */
+  control?: boolean;
+  /** Scratch folder (emptied per case). */
+  work: string;
+}
+
+/** xorshift32: small, seeded, the same on every platform. */
+function rng(seed: number): () => number {
+  let s = (seed >>> 0) || 0x9e3779b9;
+  return () => {
+    s ^= s << 13; s >>>= 0; s ^= s >>> 17; s ^= s << 5; s >>>= 0;
+    return s / 2 ** 32;
+  };
+}
+
+/** Apply 1-3 random byte flips, truncations, insertions or overwrites; half of them aimed at the first 512 bytes (headers). */
+export function mutate(input: Buffer, seed: number): Buffer {
+  const r = rng(seed);
+  const int = (n: number) => Math.floor(r() * n);
+  let b = Buffer.from(input);
+  const ops = 1 + int(3);
+  for (let k = 0; k < ops; k++) {
+    const span = r() < 0.5 ? Math.min(512, b.length) : b.length;
+    const at = span ? int(span) : 0;
+    switch (int(4)) {
+      case 0: // flip 1-8 bytes
+        for (let j = 0, n = 1 + int(8); j < n && b.length; j++) b[(at + int(16)) % b.length] ^= 1 + int(255);
+        break;
+      case 1: // truncate
+        b = b.subarray(0, at);
+        break;
+      case 2: { // insert 1-16 random bytes
+        const ins = Buffer.from(Array.from({ length: 1 + int(16) }, () => int(256)));
+        b = Buffer.concat([b.subarray(0, at), ins, b.subarray(at)]);
+        break;
+      }
+      default: { // overwrite a run with 0x00 or 0xff (lengths and counts become 0 or huge)
+        const v = r() < 0.5 ? 0 : 0xff;
+        for (let j = 0, n = 1 + int(8); j < n && at + j < b.length; j++) b[at + j] = v;
+      }
+    }
+  }
+  return b;
+}
+
+function filesUnder(dir: string, rel = ''): string[] {
+  return readdirSync(join(dir, rel)).flatMap((n) => {
+    const p = rel ? `${rel}/${n}` : n;
+    return statSync(join(dir, p)).isDirectory() ? filesUnder(dir, p) : [p];
+  });
+}
+
+/** Convert `src` the way `slimfit convert SRC OUT` does, then check the result is a store that verifies. */
+async function convertOnce(src: string | undefined, out: string, options: Record<string, unknown>): Promise<void> {
+  const input = await openInput(src, { ...options, ...messyOptionsFromCli(options) });
+  const sources = input.kind === 'single' ? [input.source] : input.splits.map((s) => s.source);
+  try {
+    await writeStore(out, input.kind === 'single'
+      ? { kind: 'ratio', source: input.source, ratios: [{ name: 'train', fraction: 1 }], seed: 0 }
+      : { kind: 'presplit', splits: input.splits }, { quiet: true });
+  } finally {
+    for (const s of sources) await s.close();
+  }
+  const v = await verifyStore(out, { quiet: true });
+  if (v.bad.length) throw new Error(`a store written from this input does not verify: ${v.bad[0].file}: ${v.bad[0].problem}`);
+}
+
+/** What `slimfit info`, `slimfit verify` and a first training batch do with the store at `dir`. */
+async function useStore(dir: string): Promise<void> {
+  let firstError: unknown = null;
+  const attempt = async (f: () => Promise<unknown>) => { try { await f(); } catch (e) { if (!isSlimfitError(e)) throw e; firstError ??= e; } };
+  await attempt(async () => summarizeStore(dir, await readManifest(dir)));
+  await attempt(() => verifyStore(dir, { quiet: true }));
+  await attempt(async () => {
+    const ds = await openDataset(dir);
+    try {
+      for (const name of ds.splits) {
+        const loader = createLoader(ds.split(name), { batchSize: 16, normalize: 'stats' });
+        for await (const b of loader) { void b; break; }
+      }
+    } finally { await ds.close(); }
+  });
+  if (firstError) throw firstError;
+}
+
+async function main(): Promise<void> {
+  const job = JSON.parse(readFileSync(process.argv[2], 'utf8')) as FuzzJob;
+  const isDir = statSync(job.fixture).isDirectory();
+  const targets = job.targets.length ? job.targets : isDir ? filesUnder(job.fixture) : [''];
+  const name = isDir ? 'input' : `input${job.fixture.slice(job.fixture.lastIndexOf('/')).replace(/^\/[^.]*/, '')}`;
+  for (let i = job.first; i < job.first + job.cases; i++) {
+    process.stdout.write(JSON.stringify({ case: i, start: true }) + '\n');
+    rmSync(job.work, { recursive: true, force: true });
+    mkdirSync(job.work, { recursive: true });
+    const src = join(job.work, name);
+    const seed = job.seed * 1e6 + i;
+    const target = targets[Math.floor(rng(seed ^ 0x5bd1e995)() * targets.length)];
+    if (isDir) cpSync(job.fixture, src, { recursive: true });
+    const file = isDir ? join(src, target) : src;
+    const original = readFileSync(isDir ? join(job.fixture, target) : job.fixture);
+    writeFileSync(file, job.control ? original : mutate(original, seed));
+    let outcome: 'ok' | 'clear' | 'fail' = 'ok';
+    let message = '';
+    try {
+      if (job.kind === 'store') await useStore(src);
+      else if (job.pair) await convertOnce(undefined, join(job.work, 'out'), { ...job.options, x: join(src, job.pair.x), y: join(src, job.pair.y) });
+      else await convertOnce(src, join(job.work, 'out'), job.options ?? {});
+    } catch (e) {
+      outcome = isSlimfitError(e) ? 'clear' : 'fail';
+      message = e instanceof Error ? (outcome === 'fail' ? `${e.stack}` : e.message) : String(e);
+    }
+    process.stdout.write(JSON.stringify({ case: i, outcome, target, message: message.slice(0, 2000) }) + '\n');
+  }
+  rmSync(job.work, { recursive: true, force: true });
+  process.stdout.write(JSON.stringify({ peakRss: peakRssBytes() }) + '\n');
+}
+
+await main();
