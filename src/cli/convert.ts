@@ -29,7 +29,7 @@ export function register(program: Command): void {
     .option('-q, --quiet', 'no progress output')
     .option('--grayscale', 'images: convert to one gray channel (Rec.709 luma)')
     .option('--resize <WxH>', 'images: stretch every image to exactly W x H (bilinear/Triangle filter)')
-    .option('--strict', 'images/text: stop at the first unreadable file or malformed line instead of skipping it')
+    .option('--strict', 'stop at the first unreadable image, malformed line or NaN/infinite value instead of skipping or counting it')
     .option('--workers <n>', 'images: decode threads (default: cores - 1, at least 1); text: parser threads (default 1; 0 = main thread)')
     .option('--label-col <col>', 'text: label column, 0-based index (negative from the end) or header name (default 0)')
     .option('--shape <dims>', 'text: per-sample shape of the feature columns, e.g. 28,28')
@@ -68,13 +68,16 @@ export function register(program: Command): void {
           plan = { kind: 'presplit', splits: input.splits };
         }
         const report = await writeStore(out, plan, {
-          shardBytes, dedupe: o.dedupe, force: o.force, quiet: o.quiet, checkDuplicates: o.dupCheck,
+          shardBytes, dedupe: o.dedupe, force: o.force, quiet: o.quiet, checkDuplicates: o.dupCheck, strict: Boolean(o.strict),
           classNames: o.classNames ? o.classNames.split(',').map((s) => s.trim()) : undefined,
           command: ['slimfit', ...cmd.parent!.args].join(' '),
           tool: `slimfit ${cmd.parent!.version() ?? ''}`.trim(),
         });
         printConversionSummary({ ...report, seconds: (performance.now() - t0) / 1000 });
         for (const s of sources) for (const w of (s as { warnings?: string[] }).warnings ?? []) process.stderr.write(`slimfit: warning: ${w}\n`);
+        for (const [split, n] of Object.entries(report.nonFinite)) {
+          process.stderr.write(`slimfit: warning: ${out}: ${n} value(s) of x in split ${split} are NaN or infinite; they are left out of the statistics (mean/std) and recorded in dataset.json; --strict refuses them\n`);
+        }
       } finally {
         for (const s of sources) await s.close();
       }

@@ -32,6 +32,8 @@ export interface SplitInfo {
   shards: Shard[];
   /** Samples per class index, when y is a class label. */
   classCounts?: number[];
+  /** x values that are NaN or +-inf (absent when there are none); they are left out of the stats. */
+  nonFinite?: number;
 }
 
 /** Per-channel statistics of x (channel = last axis of the sample shape, or 1 channel if x has < 3 dims). */

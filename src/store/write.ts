@@ -13,7 +13,7 @@ import { type FieldSpec, type Manifest, MANIFEST_FILE, type SplitInfo, STORE_VER
 import { sampleBytes } from './open.ts';
 import { type SplitRatios, createSplitAssigner } from './split.ts';
 import { type SplitWriter, createSplitWriter, samplesPerShard } from './shards.ts';
-import { type StatsAccumulator, createStats } from './stats.ts';
+import { type StatsAccumulator, createStats, firstNonFiniteSample } from './stats.ts';
 
 /** What to convert: sources that are already split, or one source to split by ratios. */
 export type StoreInput =
@@ -38,6 +38,8 @@ export interface WriteStoreOptions {
   quiet?: boolean;
   /** Fingerprint every sample to count duplicates and leakage (default true; ~9-18 bytes per distinct sample). */
   checkDuplicates?: boolean;
+  /** Refuse x values that are NaN or +-inf (else they are counted, recorded per split and left out of the stats). */
+  strict?: boolean;
 }
 
 /** Duplicate and leakage counts found while converting. */
@@ -60,6 +62,8 @@ export interface ConversionReport {
   duplicates: DuplicateReport;
   skipped: SkippedInput[];
   peakRss: number;
+  /** Per split: x values that are NaN or +-inf (only splits that have any). */
+  nonFinite: Record<string, number>;
 }
 
 const INT_DTYPES: DType[] = ['uint8', 'int8', 'uint16', 'int16', 'uint32', 'int32', 'uint64', 'int64', 'bool'];
@@ -187,8 +191,13 @@ async function writeStoreAt(out: string, input: StoreInput, opts: WriteStoreOpti
           if (runSplit < 0 || end <= runStart) return;
           const xs = b.x.subarray(runStart * xb, end * xb);
           const st = stats[runSplit];
+          const bad = st.nonFinite;
           if (b.counts && st.addCounts && runStart === 0 && end === b.n) st.addCounts(b.counts);
           else st.add(xs, end - runStart);
+          if (opts.strict && st.nonFinite > bad) {
+            const at = seen + runStart + firstNonFiniteSample(x.dtype, xs, xb);
+            throw new SlimfitError(`sample ${at} holds NaN or infinity`, { file: src.name, hint: '--strict refuses non-finite values; fix the data, or drop --strict to count them and leave them out of the statistics' });
+          }
           if (labels) {
             const cc = classCounts[runSplit];
             for (let i = runStart; i < end; i++) { const l = labels[i]; while (cc.length <= l) cc.push(0); cc[l]++; }
@@ -235,6 +244,7 @@ async function writeStoreAt(out: string, input: StoreInput, opts: WriteStoreOpti
     for (let i = 0; i < writers.length; i++) {
       const info = await writers[i].finish();
       if (classField) info.classCounts = Array.from({ length: nClasses }, (_, c) => classCounts[i][c] ?? 0);
+      if (stats[i].nonFinite) info.nonFinite = stats[i].nonFinite;
       splits[splitNames[i]] = info;
     }
     const statsIdx = Math.max(0, splitNames.indexOf('train'));
@@ -264,7 +274,8 @@ async function writeStoreAt(out: string, input: StoreInput, opts: WriteStoreOpti
     await commitAtomicDir(tmp, out);
     const bytesOut = Object.values(splits).reduce((a, s) => a + s.shards.reduce((b, sh) => b + sh.x.bytes + sh.y.bytes, 0), 0);
     const bytesIn = sources.reduce((a, s) => a + (s.bytes ?? 0), 0);
-    return { dir: out, manifest, seconds: (performance.now() - t0) / 1000, bytesIn, bytesOut, duplicates: report, skipped, peakRss: peakRssBytes() };
+    const nonFinite = Object.fromEntries(splitNames.flatMap((n, i) => (stats[i].nonFinite ? [[n, stats[i].nonFinite]] : [])));
+    return { dir: out, manifest, seconds: (performance.now() - t0) / 1000, bytesIn, bytesOut, duplicates: report, skipped, peakRss: peakRssBytes(), nonFinite };
   } catch (e) {
     for (const w of writers) await w.abort().catch(() => {});
     await rm(tmp, { recursive: true, force: true });
