@@ -5,7 +5,7 @@ import { open, stat } from 'node:fs/promises';
 import { extname } from 'node:path';
 import type { DType } from '../core/dtype.ts';
 import { SlimfitError, UsageError } from '../core/errors.ts';
-import { parseResize } from './images.ts';
+import { parseResize, resizeProblem } from './images.ts';
 import type { SampleSource } from '../core/source.ts';
 
 /** Options of the messy readers (mirroring `slimfit convert` flags). */
@@ -115,6 +115,8 @@ export function messyOptionsFromCli(o: Record<string, unknown>): MessyOptions {
   if (resize !== undefined) {
     const r = parseResize(resize);
     if (!r) throw new UsageError(`cannot read --resize ${resize}`, { hint: 'give WIDTHxHEIGHT, e.g. --resize 28x28' });
+    const tooLarge = resizeProblem(r);
+    if (tooLarge) throw new UsageError(tooLarge, { hint: 'choose a smaller size' });
     out.resize = r;
   }
   const workers = str('workers');
