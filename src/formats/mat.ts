@@ -133,6 +133,13 @@ function parseMatrixHeader(b: Uint8Array, base: number, r: Reader, file: string,
   return { name, mxClass, dtype, dims, complex, storage: storage!, dataOffset: base + real.data, dataBytes: real.n };
 }
 
+/** A top-level element that is not a MATLAB array: the file is damaged or not what its header says. */
+function notAnArray(path: string, off: number, type: number, where: string): SlimfitError {
+  return new SlimfitError(`the element at byte ${off}${where} has data type ${type}, not a MATLAB array (miMATRIX, type 14)`, {
+    file: path, offset: off, hint: 'the file is corrupt, or not written by MATLAB or scipy.io.savemat',
+  });
+}
+
 /** List the variables of a v5 .mat file (cheap: reads tags and the first bytes of compressed variables). */
 export async function listMatVariables(path: string): Promise<{ le: boolean; vars: MatVariable[] }> {
   const fh = await open(path, 'r');
@@ -170,13 +177,13 @@ export async function listMatVariables(path: string): Promise<{ le: boolean; var
         } catch (e) {
           throw new SlimfitError(`cannot inflate the compressed variable at byte ${off}: ${(e as Error).message}`, { file: path, offset: off, hint: 'the file is corrupt' });
         }
-        const mtype = r.u32(inflated, 0);
-        if (mtype === MI_MATRIX) {
-          vars.push({ ...parseMatrixHeader(inflated.subarray(8), 8, r, path, off), compressed: true, elementOffset: off, elementBytes: n });
-        }
+        const mtype = inflated.length >= 8 ? r.u32(inflated, 0) : -1;
+        if (mtype !== MI_MATRIX) throw notAnArray(path, off, mtype, ' inside a compressed element');
+        vars.push({ ...parseMatrixHeader(inflated.subarray(8), 8, r, path, off), compressed: true, elementOffset: off, elementBytes: n });
         off += 8 + n;
       } else {
-        off += 8 + Math.ceil(n / 8) * 8;
+        // scipy.io.loadmat refuses these too: skipping them could hide the variable the user asked for.
+        throw notAnArray(path, off, type, '');
       }
     }
     return { le: r.le, vars };
