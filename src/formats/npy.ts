@@ -57,7 +57,7 @@ export function parseNpyHeader(buf: Uint8Array, file: string): NpyHeader {
   const bad = (what: string): never => {
     // Non-ASCII bytes are shown as '?': a corrupt header is mostly binary noise.
     const shown = text.trim().slice(0, 200).replace(/[^\x20-\x7e]/g, '?');
-    throw new SlimfitError(`cannot read the .npy header: ${what}`, { file, offset: pre, hint: `header text was "${shown}"` });
+    throw new SlimfitError(`cannot read the .npy header: ${what.replace(/[^\x20-\x7e]/g, '?')}`, { file, offset: pre, hint: `header text was "${shown}"` });
   };
   const dict = parseHeaderDict(text);
   if (typeof dict === 'string') bad(dict);

@@ -38,7 +38,9 @@ export function memberDisplayName(path: string, name: string): string {
 
 async function openZip(path: string): Promise<yauzl.ZipFile> {
   try {
-    return await yauzl.openPromise(path, { autoClose: false, lazyEntries: true, decodeStrings: true, validateEntrySizes: true });
+    // Sizes are checked in readMembers, after the encryption check (yauzl's own check runs first and calls an
+    // encrypted member's sizes a mismatch: "152 != 152").
+    return await yauzl.openPromise(path, { autoClose: false, lazyEntries: true, decodeStrings: true, validateEntrySizes: false });
   } catch (e) {
     const msg = (e as Error).message;
     const code = (e as NodeJS.ErrnoException).code;
@@ -55,7 +57,12 @@ async function readMembers(path: string, zip: yauzl.ZipFile): Promise<Array<{ me
     for await (const entry of zip.eachEntry()) {
       if (entry.fileName.endsWith('/')) continue; // directory entry
       if (entry.isEncrypted()) {
-        throw new SlimfitError(`member ${entry.fileName} is encrypted`, { file: path, hint: 'save it without encryption (np.savez)' });
+        throw new SlimfitError(`member ${entry.fileName} is encrypted`, { file: path, hint: 'numpy cannot read it either; save it without encryption (np.savez)' });
+      }
+      if (entry.compressionMethod === 0 && entry.compressedSize !== entry.uncompressedSize) {
+        throw new SlimfitError(`member ${entry.fileName} is stored uncompressed but the zip directory gives it ${entry.compressedSize} bytes on disk and ${entry.uncompressedSize} unpacked`, {
+          file: path, hint: 'the .npz is corrupt; re-create it with np.savez',
+        });
       }
       const { fileDataStart } = await zip.readLocalFileHeaderPromise(entry, { minimal: true });
       const name = entry.fileName.endsWith('.npy') ? entry.fileName.slice(0, -4) : entry.fileName;

@@ -28,9 +28,10 @@ async function isDir(p: string): Promise<boolean> {
  * Refuse inputs that are neither files nor folders: readers seek and read files twice, which a FIFO, socket or
  * device cannot do (opening a FIFO with no writer would block forever).
  */
-async function checkReadable(p: string): Promise<void> {
+async function checkReadable(p: string, fileOnly = false): Promise<void> {
   const s = await stat(p).catch(() => null);
   if (!s) throw new SlimfitError('input not found', { file: p, hint: 'check the path' });
+  if (fileOnly && s.isDirectory()) throw new SlimfitError('this is a folder; --x and --y name files', { file: p, hint: 'give the .npy or IDX files themselves, or the folder as SRC' });
   if (!s.isFile() && !s.isDirectory()) {
     const kind = s.isFIFO() ? 'a pipe (FIFO)' : s.isSocket() ? 'a socket' : 'a device';
     throw new SlimfitError(`input is ${kind}, not a regular file; slimfit reads inputs by position and more than once`, { file: p, hint: 'copy it to a regular file first' });
@@ -113,7 +114,7 @@ export async function openInput(src: string | undefined, o: InputOptions & { tra
   }
   if (src) return openOne(src, o);
   if (!o.x || !o.y) throw new UsageError('nothing to convert', { hint: 'give SRC, or --x FILE --y FILE, or --train SRC --test SRC' });
-  for (const p of [o.x, o.y]) await checkReadable(p);
+  for (const p of [o.x, o.y]) await checkReadable(p, true);
   if (extname(o.x).toLowerCase() === '.npy') return { kind: 'single', source: await npyPairSource(o.x, o.y) };
   if (await looksLikeIdx(o.x)) return { kind: 'single', source: await idxPairSource(o.x, o.y) };
   throw new SlimfitError('--x/--y files must be .npy or IDX files', { file: o.x, hint: 'for other formats give the file as SRC' });
