@@ -35,7 +35,7 @@ const X_NAMES = ['X', 'x', 'data', 'images', 'features'];
 const Y_NAMES = ['y', 'Y', 'labels', 'label', 'targets'];
 
 /** What the worker reports about a dataset. */
-interface DatasetInfo { path: string; shape: number[]; type: number; size: number; signed: boolean; /** source files of a virtual dataset */ virtual?: string[] }
+interface DatasetInfo { path: string; shape: number[]; type: number; size: number; signed: boolean; /** source files of a virtual dataset */ virtual?: string[]; /** HDF5's reason the object cannot be read */ broken?: string; /** what it is when not a dataset (h5wasm class name) */ other?: string }
 
 // The worker: plain JavaScript (no TypeScript), one open file, answering info/slice/close requests.
 // - HDF5 can point outside the file: external storage (raw data in any other file), external links and virtual
@@ -90,7 +90,9 @@ import(workerData.h5url).then(async (mod) => {
       let result = null; const transfer = [];
       if (op === 'keys') result = f.keys();
       else if (op === 'info') {
-        let e = null; try { e = f.get(args.path); } catch { e = null; }
+        // get() gives null for a name that is not there and throws when the object's header cannot be read.
+        let e = null; try { e = f.get(args.path); } catch (err) { if (!(err instanceof TypeError)) result = { path: args.path, broken: lastDiag() || String(err && err.message) }; else throw err; }
+        if (e && !(e instanceof h5.Dataset)) result = { path: args.path, other: e.constructor.name, broken: lastDiag() };
         if (e instanceof h5.Dataset) {
           const m = e.metadata;
           result = { path: e.path, shape: e.shape || [], type: m.type, size: m.size, signed: m.signed };
@@ -104,8 +106,11 @@ import(workerData.h5url).then(async (mod) => {
       if (outside.length) parentPort.postMessage({ id, outside: outside.slice() });
       else parentPort.postMessage({ id, result }, transfer);
     } catch (e) {
+      // A JavaScript mistake (TypeError, RangeError...) is a bug, reported as such; HDF5's own failures come as
+      // plain Errors, and the innermost diagnostic says more than h5wasm's wrapper text.
       if (outside.length) parentPort.postMessage({ id, outside: outside.slice() });
-      else { const d = lastDiag(); parentPort.postMessage({ id, error: String((e && e.message) || e) + (d ? ' (' + d + ')' : '') }); }
+      else if (e && e.constructor !== Error) parentPort.postMessage({ id, internal: String((e && e.stack) || e) });
+      else parentPort.postMessage({ id, error: lastDiag() || String((e && e.message) || e) });
     }
     diag.length = 0;
   });
@@ -123,7 +128,7 @@ async function h5Client(path: string): Promise<H5Client> {
   let next = 1;
   let dead: Error | null = null;
   const failAll = (e: Error) => { dead = e; for (const p of waiting.values()) p.reject(e); waiting.clear(); };
-  w.on('message', (m: { id: number; result?: unknown; error?: string; outside?: string[] }) => {
+  w.on('message', (m: { id: number; result?: unknown; error?: string; outside?: string[]; internal?: string }) => {
     const p = waiting.get(m.id);
     if (!p) return;
     waiting.delete(m.id);
@@ -131,7 +136,8 @@ async function h5Client(path: string): Promise<H5Client> {
       p.reject(new SlimfitError(`the data refers to another file (${m.outside.slice(0, 3).join(', ')}) through external storage, an external link or a virtual dataset; slimfit reads only the file it was given`, {
         file: path, hint: 'copy the data into the file itself (e.g. h5py: f2.create_dataset(name, data=f[name][()])) and convert that',
       }));
-    } else if (m.error !== undefined) p.reject(new SlimfitError(`HDF5 library: ${m.error}`, { file: path }));
+    } else if (m.internal !== undefined) p.reject(new Error(`HDF5 worker: ${m.internal}`));
+    else if (m.error !== undefined) p.reject(new SlimfitError(`HDF5 library: ${m.error}`, { file: path, hint: 'the file is corrupt or truncated' }));
     else p.resolve(m.result);
   });
   w.on('error', failAll);
@@ -200,6 +206,12 @@ export async function openHdf5(path: string, opts: Hdf5Options = {}): Promise<Sa
     const names = want !== undefined ? [want] : defaults;
     for (const n of names) {
       const info = await h5.call<DatasetInfo | null>('info', { path: n });
+      // An HDF5 error while looking the name up: the file's structure is damaged (h5wasm then reports any type).
+      if (info?.broken) throw new SlimfitError(`cannot look up ${n} (HDF5: ${info.broken})`, { file: path, hint: 'the file is corrupt or truncated' });
+      if (info?.other && want === undefined) continue; // a default name that is a group: try the next
+      if (info?.other) {
+        throw new SlimfitError(`${n} is ${info.other === 'BrokenSoftLink' ? 'a link to nothing' : `a ${info.other}`}, not a ${kind}`, { file: path, hint: `name a ${kind} with --${flag}` });
+      }
       if (info?.virtual) {
         throw new SlimfitError(`${kind} ${info.path} is a virtual dataset made of other files (${info.virtual.slice(0, 3).join(', ')}); slimfit reads only the file it was given`, {
           file: path, hint: 'copy the data into the file itself and convert that',
