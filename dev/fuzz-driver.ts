@@ -11,7 +11,8 @@ import { peakRssBytes } from '../src/core/rss.ts';
 import { openInput } from '../src/formats/open-source.ts';
 import { messyOptionsFromCli } from '../src/formats/messy.ts';
 import { writeStore } from '../src/store/write.ts';
-import { readManifest } from '../src/store/manifest.ts';
+import { type Manifest, readManifest } from '../src/store/manifest.ts';
+import { createHash } from 'node:crypto';
 import { summarizeStore } from '../src/store/summary.ts';
 import { verifyStore } from '../src/store/verify.ts';
 import { createLoader, openDataset } from '../src/loader/index.ts';
@@ -38,9 +39,11 @@ export interface FuzzJob {
   work: string;
 }
 
-/** xorshift32: small, seeded, the same on every platform. */
+/** xorshift32 seeded through murmur3's finalizer (nearby seeds start far apart): small, the same on every platform. */
 function rng(seed: number): () => number {
-  let s = (seed >>> 0) || 0x9e3779b9;
+  let s = Math.floor(seed / 2 ** 32) ^ (seed >>> 0);
+  s = Math.imul(s ^ (s >>> 16), 0x85ebca6b); s = Math.imul(s ^ (s >>> 13), 0xc2b2ae35); s ^= s >>> 16;
+  s = (s >>> 0) || 0x9e3779b9;
   return () => {
     s ^= s << 13; s >>>= 0; s ^= s >>> 17; s ^= s << 5; s >>>= 0;
     return s / 2 ** 32;
@@ -99,6 +102,13 @@ async function convertOnce(src: string | undefined, out: string, options: Record
   if (v.bad.length) throw new Error(`a store written from this input does not verify: ${v.bad[0].file}: ${v.bad[0].problem}`);
 }
 
+/** What a store holds, as one hash: every shard's checksum in order, the skipped list and the non-finite counts. */
+function storeDigest(out: string): string {
+  const m = JSON.parse(readFileSync(join(out, 'dataset.json'), 'utf8')) as Manifest;
+  const parts = Object.entries(m.splits).map(([k, s]) => [k, s.samples, s.nonFinite ?? 0, s.shards.map((sh) => [sh.x.sha256, sh.y.sha256])]);
+  return createHash('sha256').update(JSON.stringify([parts, m.provenance.skipped ?? []])).digest('hex');
+}
+
 /** What `slimfit info`, `slimfit verify` and a first training batch do with the store at `dir`. */
 async function useStore(dir: string): Promise<void> {
   let firstError: unknown = null;
@@ -135,15 +145,19 @@ async function main(): Promise<void> {
     writeFileSync(file, job.control ? original : mutate(original, seed));
     let outcome: 'ok' | 'clear' | 'fail' = 'ok';
     let message = '';
+    let digest = '';
     try {
       if (job.kind === 'store') await useStore(src);
       else if (job.pair) await convertOnce(undefined, join(job.work, 'out'), { ...job.options, x: join(src, job.pair.x), y: join(src, job.pair.y) });
       else await convertOnce(src, join(job.work, 'out'), job.options ?? {});
+      if (job.kind === 'convert') digest = storeDigest(join(job.work, 'out'));
     } catch (e) {
       outcome = isSlimfitError(e) ? 'clear' : 'fail';
       message = e instanceof Error ? (outcome === 'fail' ? `${e.stack}` : e.message) : String(e);
     }
-    process.stdout.write(JSON.stringify({ case: i, outcome, target, message: message.slice(0, 2000) }) + '\n');
+    // The result for comparing runs (e.g. native CSV loop on/off): the store's digest, or the error message.
+    const result = outcome === 'ok' ? digest : message.split(job.work).join('WORK');
+    process.stdout.write(JSON.stringify({ case: i, outcome, target, message: message.slice(0, 2000), result }) + '\n');
   }
   rmSync(job.work, { recursive: true, force: true });
   process.stdout.write(JSON.stringify({ peakRss: peakRssBytes() }) + '\n');

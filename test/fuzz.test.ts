@@ -20,17 +20,17 @@ const MAX_RSS = 500e6;
 /** Seed of the whole suite; SLIMFIT_FUZZ_SEED is not read (config.ts owns SLIMFIT_*): change it here to explore. */
 const SEED = 20261206;
 
-interface Tally { ok: number; clear: number; fail: number; failures: string[]; peakRss: number }
+interface Tally { ok: number; clear: number; fail: number; failures: string[]; peakRss: number; /** per case: store digest or error text */ results: Map<number, string> }
 
 /** Run `cases` mutations of one fixture through the driver, restarting it after a hang or crash. */
-async function fuzz(job: Omit<FuzzJob, 'first' | 'cases' | 'work'>, cases: number, work: string): Promise<Tally> {
-  const tally: Tally = { ok: 0, clear: 0, fail: 0, failures: [], peakRss: 0 };
+async function fuzz(job: Omit<FuzzJob, 'first' | 'cases' | 'work'>, cases: number, work: string, env: Record<string, string> = {}): Promise<Tally> {
+  const tally: Tally = { ok: 0, clear: 0, fail: 0, failures: [], peakRss: 0, results: new Map() };
   let first = 0;
   while (first < cases) {
     const jobFile = join(work, 'job.json');
     writeFileSync(jobFile, JSON.stringify({ ...job, first, cases: cases - first, work: join(work, 'w') } satisfies FuzzJob));
     const done = await new Promise<number>((resolve) => {
-      const child = spawn(process.execPath, ['--import', 'tsx', DRIVER, jobFile], { cwd: ROOT, stdio: ['ignore', 'pipe', 'pipe'] });
+      const child = spawn(process.execPath, ['--import', 'tsx', DRIVER, jobFile], { cwd: ROOT, stdio: ['ignore', 'pipe', 'pipe'], env: { ...process.env, ...env } });
       let buf = '';
       let stderr = '';
       let current = first - 1;
@@ -43,11 +43,12 @@ async function fuzz(job: Omit<FuzzJob, 'first' | 'cases' | 'work'>, cases: numbe
         let nl;
         while ((nl = buf.indexOf('\n')) >= 0) {
           const line = buf.slice(0, nl); buf = buf.slice(nl + 1);
-          const m = JSON.parse(line) as { case?: number; start?: boolean; outcome?: 'ok' | 'clear' | 'fail'; message?: string; target?: string; peakRss?: number };
+          const m = JSON.parse(line) as { case?: number; start?: boolean; outcome?: 'ok' | 'clear' | 'fail'; message?: string; target?: string; peakRss?: number; result?: string };
           if (m.peakRss !== undefined) { tally.peakRss = Math.max(tally.peakRss, m.peakRss); finished = true; continue; }
           if (m.start) { current = m.case!; arm(); continue; }
           clearTimeout(timer);
           tally[m.outcome!]++;
+          tally.results.set(m.case!, `${m.outcome}: ${m.result}`);
           if (m.outcome === 'fail') tally.failures.push(`case ${m.case} (${m.target}): ${m.message}`);
         }
       });
@@ -90,6 +91,7 @@ open(d + '/idx/y.idx', 'wb').write(bytes([0, 0, 8, 1]) + (12).to_bytes(4, 'big')
 with open(d + '/data.csv', 'w') as f:
     f.write('label,a,b,c,d\\n')
     for i in range(12): f.write(','.join([str(int(y[i]))] + [str(v) for v in x[i, 0]] + [str(x[i, 1, 0] / 7)]) + '\\n')
+open(d + '/data-cr.csv', 'w', newline='').write(open(d + '/data.csv').read().replace('\\n', '\\r'))
 `, [fx('')]);
     // A PNG tree of 3 classes x 3 images of 5x4 gray pixels, and the same as .tar.gz and .zip.
     for (const cls of ['a', 'b', 'c']) {
@@ -104,6 +106,8 @@ import os, sys, tarfile, zipfile
 d = sys.argv[1]
 files = [(os.path.join(d, 'tree', c, f), 'imgs/' + c + '/' + f) for c in sorted(os.listdir(d + '/tree')) for f in sorted(os.listdir(d + '/tree/' + c))]
 with tarfile.open(d + '/tree.tar.gz', 'w:gz') as t:
+    for p, a in files: t.add(p, a)
+with tarfile.open(d + '/tree.tar', 'w', format=tarfile.PAX_FORMAT) as t:
     for p, a in files: t.add(p, a)
 with zipfile.ZipFile(d + '/tree.zip', 'w', zipfile.ZIP_DEFLATED) as z:
     for p, a in files: z.write(p, a)
@@ -125,15 +129,28 @@ with zipfile.ZipFile(d + '/tree.zip', 'w', zipfile.ZIP_DEFLATED) as z:
     tmp.cleanup();
   });
 
+  test('CSV: the native loop and the JS scanner give the same store or the same error for every mutation', async () => {
+    const work = join(tmp.dir, 'work-csv-diff');
+    mkdirSync(work, { recursive: true });
+    const job = { kind: 'convert' as const, fixture: fx('data.csv'), targets: [], seed: SEED + 20 };
+    const native = await fuzz(job, 150, work);
+    const js = await fuzz(job, 150, work, { SLIMFIT_CSV_NATIVE: 'off' });
+    assert.deepEqual([...native.results.entries()].filter(([k, v]) => js.results.get(k) !== v).map(([k, v]) => `case ${k}: native ${v} / JS ${js.results.get(k)}`), []);
+    assert.deepEqual([...native.failures, ...js.failures], []);
+    totals['CSV native/JS'] = { ...native, ok: native.ok, clear: native.clear, fail: native.fail + js.fail };
+  });
+
   const formats: Array<[string, () => Omit<FuzzJob, 'first' | 'cases' | 'work'>, number]> = [
     ['npy', () => ({ kind: 'convert', fixture: fx('npy'), targets: ['x.npy', 'y.npy'], pair: { x: 'x.npy', y: 'y.npy' }, seed: SEED }), 150],
     ['npz stored', () => ({ kind: 'convert', fixture: fx('plain.npz'), targets: [], seed: SEED + 1 }), 150],
     ['npz deflated', () => ({ kind: 'convert', fixture: fx('deflated.npz'), targets: [], seed: SEED + 2 }), 150],
     ['IDX', () => ({ kind: 'convert', fixture: fx('idx'), targets: ['x.idx', 'y.idx'], pair: { x: 'x.idx', y: 'y.idx' }, seed: SEED + 3 }), 150],
     ['PNG tree', () => ({ kind: 'convert', fixture: fx('tree'), targets: [], options: { workers: '1' }, seed: SEED + 4 }), 100],
+    ['tar', () => ({ kind: 'convert', fixture: fx('tree.tar'), targets: [], options: { workers: '1' }, seed: SEED + 12 }), 150],
     ['tar.gz', () => ({ kind: 'convert', fixture: fx('tree.tar.gz'), targets: [], options: { workers: '1' }, seed: SEED + 5 }), 150],
     ['zip', () => ({ kind: 'convert', fixture: fx('tree.zip'), targets: [], options: { workers: '1' }, seed: SEED + 6 }), 150],
     ['CSV', () => ({ kind: 'convert', fixture: fx('data.csv'), targets: [], seed: SEED + 7 }), 150],
+    ['CSV, CR ends', () => ({ kind: 'convert', fixture: fx('data-cr.csv'), targets: [], seed: SEED + 13 }), 100],
     ['mat v5', () => ({ kind: 'convert', fixture: fx('plain.mat'), targets: [], seed: SEED + 8 }), 120],
     ['mat v5 zipped', () => ({ kind: 'convert', fixture: fx('zipped.mat'), targets: [], seed: SEED + 9 }), 120],
     ['HDF5', () => ({ kind: 'convert', fixture: fx('data.h5'), targets: [], seed: SEED + 10 }), 60],

@@ -253,6 +253,19 @@ describe('hostile inputs: nothing converted is an error (mechanism 7)', () => {
     assert.doesNotMatch(r.stdout, /skipped/);
   });
 
+  test('skipped and listed: "17e" (an exponent without digits) after other lines, native loop and JS scanner alike, no hang', async () => {
+    const d = caseDir();
+    writeFileSync(join(d, 'e.csv'), 'label,a,b,c\n0,1,2,3\n1,2,3,4\n0,152,17e,21\n1,5,6,7\n');
+    for (const native of ['on', 'off']) {
+      const out = join(d, `out-${native}`);
+      const r = await runCli(['convert', '-q', join(d, 'e.csv'), out], { env: native === 'off' ? { SLIMFIT_CSV_NATIVE: 'off' } : {}, timeoutMs: 60_000 });
+      assert.equal(r.code, 0, r.stderr);
+      const m = manifestOf(out);
+      assert.equal(m.splits.train.samples, 3);
+      assert.deepEqual(m.provenance.skipped, [{ path: `${join(d, 'e.csv')}:4`, reason: 'field 3 is not a number: "17e"' }]);
+    }
+  });
+
   test('clear error: a header-only CSV yields no samples (exit 1, no store)', async () => {
     const d = caseDir();
     writeFileSync(join(d, 'h.csv'), 'label,a,b\n');
@@ -553,6 +566,21 @@ open(d + '/m.mat', 'wb').write(bytes(b))
     writeFileSync(join(d, 't.h5'), readFileSync(join(d, 'full.h5')).subarray(0, 1500));
     const r = await runCli(['convert', join(d, 't.h5'), join(d, 'out')]);
     expectError(r, 1, [/t\.h5: cannot open as HDF5 \(truncated file: eof = 1500/], join(d, 'out'));
+  });
+
+  test('clear error: a .tar whose first header is damaged is read as a tar (by its name) and the checksum error names byte 0', async () => {
+    const d = caseDir();
+    writeFileSync(join(d, 'p.png'), png(4, 4, 3));
+    pyIn(d, `
+data = open(d + '/p.png', 'rb').read()
+with tarfile.open(d + '/t.tar', 'w') as t:
+    for name in ['imgs/a/1.png', 'imgs/b/1.png']:
+        ti = tarfile.TarInfo(name); ti.size = len(data); t.addfile(ti, io.BytesIO(data))
+b = bytearray(open(d + '/t.tar', 'rb').read()); b[257:262] = b'xxxxx'
+open(d + '/t.tar', 'wb').write(bytes(b))
+`);
+    const r = await runCli(['convert', join(d, 't.tar'), join(d, 'out')]);
+    expectError(r, 1, [/t\.tar: cannot read the tar archive: bad header checksum at byte 0 of the tar/], join(d, 'out'));
   });
 
   test('clear error: a truncated .tar.gz says the gzip stream is cut short and where, not "byte 0"', async () => {

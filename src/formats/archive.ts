@@ -33,6 +33,11 @@ export async function archiveKind(path: string): Promise<ArchiveKind | null> {
     if (bytesRead >= 2 && b[0] === 0x1f && b[1] === 0x8b) return 'tar.gz';
     if (bytesRead >= 4 && b[0] === 0x50 && b[1] === 0x4b && (b[2] === 3 || b[2] === 5) && (b[3] === 4 || b[3] === 6)) return 'zip';
     if (bytesRead >= 262 && b.toString('latin1', 257, 262) === 'ustar') return 'tar';
+    // Damaged magic: the name decides, and the reader then says what is wrong (a v7 tar has no magic at all).
+    const lower = path.toLowerCase();
+    if (lower.endsWith('.tar.gz') || lower.endsWith('.tgz')) return 'tar.gz';
+    if (lower.endsWith('.tar')) return 'tar';
+    if (lower.endsWith('.zip')) return 'zip';
     return null;
   } finally {
     await fh.close();

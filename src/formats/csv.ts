@@ -314,6 +314,12 @@ export async function* parseRange(job: RangeJob, spare: ArrayBuffer[] = []): Asy
       xU16[i] = floatToHalf(v);
     } else xF64[i] = v;
   };
+  /** The skip reason for field f (0-based) starting at b[p] that is not a number. */
+  const notANumber = (b: Uint8Array, p: number, e: number, f: number): string => {
+    let q = p;
+    while (q < e && b[q] !== NL && b[q] !== CR && b[q] !== delim && (delim >= 0 || (b[q] !== SP && b[q] !== TAB))) q++;
+    return `field ${f + 1} is not a number: ${JSON.stringify(Buffer.from(b.buffer, b.byteOffset + p, Math.min(q - p, 40)).toString('latin1'))}`;
+  };
   /**
    * Parse the complete lines in b[s, e) (e is at a '\n' or the end of the data) in one pass: numbers are written
    * straight into the batch; a line only counts (n++) once it proved complete and well-formed.
@@ -349,15 +355,16 @@ export async function* parseRange(job: RangeJob, spare: ArrayBuffer[] = []): Asy
           v = c - 48;
           c = b[++p];
           while (c >= 48 && c <= 57) { v = v * 10 + (c - 48); c = b[++p]; }
-          if (c === 46 || c === 101 || c === 69 || p - start > 15) { v = parseNumber(b, start, e); p = scan.pos; c = b[p]; }
+          if (c === 46 || c === 101 || c === 69 || p - start > 15) {
+            v = parseNumber(b, start, e);
+            // e.g. "17e": digits, then no number after all (scan.pos -1 must never become the read position)
+            if (scan.pos < 0) { err = notANumber(b, start, e, f); break; }
+            p = scan.pos;
+            c = b[p];
+          }
         } else {
           v = parseNumber(b, start, e);
-          if (scan.pos < 0) {
-            let q = p;
-            while (q < e && b[q] !== NL && b[q] !== CR && b[q] !== delim && (delim >= 0 || (b[q] !== SP && b[q] !== TAB))) q++;
-            err = `field ${f + 1} is not a number: ${JSON.stringify(Buffer.from(b.buffer, b.byteOffset + p, Math.min(q - p, 40)).toString('latin1'))}`;
-            break;
-          }
+          if (scan.pos < 0) { err = notANumber(b, p, e, f); break; }
           p = scan.pos;
           c = b[p];
         }

@@ -151,7 +151,10 @@ export async function listMatVariables(path: string): Promise<{ le: boolean; var
       throw new SlimfitError('not a MATLAB v5 .mat file', { file: path, offset: 0, hint: 'expected a file written by scipy.io.savemat or MATLAB save' });
     }
     const ind = head.toString('latin1', 126, 128);
-    if (ind !== 'IM' && ind !== 'MI') throw new SlimfitError(`bad endian indicator ${JSON.stringify(ind)}`, { file: path, offset: 126 });
+    if (ind !== 'IM' && ind !== 'MI') {
+      const hex = head.subarray(126, 128).toString('hex');
+      throw new SlimfitError(`bad endian indicator (bytes 0x${hex}, expected "IM" or "MI")`, { file: path, offset: 126, hint: 'the header is corrupt' });
+    }
     const r = reader(ind === 'IM');
     const vars: MatVariable[] = [];
     let off = 128;
@@ -267,7 +270,9 @@ function convert(bytes: Uint8Array, from: DType, to: DType): Uint8Array {
 
 function pick(vars: MatVariable[], want: string | undefined, defaults: string[], what: string, path: string): MatVariable {
   const names = vars.map((v) => v.name);
-  const v = want !== undefined ? vars.find((c) => c.name === want) : vars.find((c) => defaults.includes(c.name) && c.dtype);
+  // A default name held by a non-numeric variable is reported as such below, not as "not found".
+  const v = want !== undefined ? vars.find((c) => c.name === want)
+    : vars.find((c) => defaults.includes(c.name) && c.dtype) ?? vars.find((c) => defaults.includes(c.name));
   if (!v) {
     throw new SlimfitError(want !== undefined ? `no variable named ${JSON.stringify(want)}` : `no ${what} variable found (looked for ${defaults.join(', ')})`, {
       file: path, hint: `variables in the file: ${names.join(', ') || '(none)'}; choose with --${what === 'samples' ? 'x' : 'y'} NAME`,

@@ -70,6 +70,12 @@ export async function detectMessy(path: string): Promise<MessyKind | null> {
   }
   if (b.length >= 262 && b.toString('latin1', 257, 262) === 'ustar') return 'archive';
   if (TEXT_EXT.has(extname(path).toLowerCase())) return 'csv';
+  // A damaged file keeps its name: with its magic bytes gone, the extension still says which reader should explain
+  // what is wrong with it (rather than "slimfit does not know how to read this input").
+  const lower = path.toLowerCase();
+  if (/\.(tar|tar\.gz|tgz|zip)$/.test(lower)) return 'archive';
+  if (lower.endsWith('.mat')) return 'mat';
+  if (/\.(h5|hdf5|he5|hdf)$/.test(lower)) return 'hdf5';
   return null;
 }
 
