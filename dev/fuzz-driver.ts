@@ -120,7 +120,9 @@ async function useStore(dir: string): Promise<void> {
     try {
       for (const name of ds.splits) {
         const loader = createLoader(ds.split(name), { batchSize: 16, normalize: 'stats' });
-        for await (const b of loader) { void b; break; }
+        try {
+          for await (const b of loader) { void b; break; }
+        } finally { await loader.close(); } // its worker threads live until closed
       }
     } finally { await ds.close(); }
   });
@@ -157,7 +159,8 @@ async function main(): Promise<void> {
     }
     // The result for comparing runs (e.g. native CSV loop on/off): the store's digest, or the error message.
     const result = outcome === 'ok' ? digest : message.split(job.work).join('WORK');
-    process.stdout.write(JSON.stringify({ case: i, outcome, target, message: message.slice(0, 2000), result }) + '\n');
+    // peak RSS so far: the case where it jumps is the one that allocated
+    process.stdout.write(JSON.stringify({ case: i, outcome, target, message: message.slice(0, 2000), result, peakSoFar: peakRssBytes() }) + '\n');
   }
   rmSync(job.work, { recursive: true, force: true });
   process.stdout.write(JSON.stringify({ peakRss: peakRssBytes() }) + '\n');

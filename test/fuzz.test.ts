@@ -20,11 +20,11 @@ const MAX_RSS = 500e6;
 /** Seed of the whole suite; SLIMFIT_FUZZ_SEED is not read (config.ts owns SLIMFIT_*): change it here to explore. */
 const SEED = 20261206;
 
-interface Tally { ok: number; clear: number; fail: number; failures: string[]; peakRss: number; /** per case: store digest or error text */ results: Map<number, string> }
+interface Tally { ok: number; clear: number; fail: number; failures: string[]; peakRss: number; /** per case: store digest or error text */ results: Map<number, string>; /** the case that raised peak RSS most */ rssJump: { case: number; bytes: number; message: string } }
 
 /** Run `cases` mutations of one fixture through the driver, restarting it after a hang or crash. */
 async function fuzz(job: Omit<FuzzJob, 'first' | 'cases' | 'work'>, cases: number, work: string, env: Record<string, string> = {}): Promise<Tally> {
-  const tally: Tally = { ok: 0, clear: 0, fail: 0, failures: [], peakRss: 0, results: new Map() };
+  const tally: Tally = { ok: 0, clear: 0, fail: 0, failures: [], peakRss: 0, results: new Map(), rssJump: { case: -1, bytes: 0, message: '' } };
   let first = 0;
   while (first < cases) {
     const jobFile = join(work, 'job.json');
@@ -34,6 +34,7 @@ async function fuzz(job: Omit<FuzzJob, 'first' | 'cases' | 'work'>, cases: numbe
       let buf = '';
       let stderr = '';
       let current = first - 1;
+      let peakBefore = 0;
       let finished = false;
       let timer: NodeJS.Timeout | undefined;
       const arm = () => { clearTimeout(timer); timer = setTimeout(() => { tally.fail++; tally.failures.push(`case ${current}: hang (no result in ${CASE_TIMEOUT_MS} ms)`); child.kill('SIGKILL'); }, CASE_TIMEOUT_MS); };
@@ -43,12 +44,15 @@ async function fuzz(job: Omit<FuzzJob, 'first' | 'cases' | 'work'>, cases: numbe
         let nl;
         while ((nl = buf.indexOf('\n')) >= 0) {
           const line = buf.slice(0, nl); buf = buf.slice(nl + 1);
-          const m = JSON.parse(line) as { case?: number; start?: boolean; outcome?: 'ok' | 'clear' | 'fail'; message?: string; target?: string; peakRss?: number; result?: string };
+          const m = JSON.parse(line) as { case?: number; start?: boolean; outcome?: 'ok' | 'clear' | 'fail'; message?: string; target?: string; peakRss?: number; result?: string; peakSoFar?: number };
           if (m.peakRss !== undefined) { tally.peakRss = Math.max(tally.peakRss, m.peakRss); finished = true; continue; }
           if (m.start) { current = m.case!; arm(); continue; }
           clearTimeout(timer);
           tally[m.outcome!]++;
           tally.results.set(m.case!, `${m.outcome}: ${m.result}`);
+          const jump = (m.peakSoFar ?? 0) - peakBefore;
+          if (peakBefore > 0 && jump > tally.rssJump.bytes) tally.rssJump = { case: m.case!, bytes: jump, message: `${m.target}: ${m.message?.slice(0, 300)}` };
+          peakBefore = m.peakSoFar ?? peakBefore;
           if (m.outcome === 'fail') tally.failures.push(`case ${m.case} (${m.target}): ${m.message}`);
         }
       });
@@ -166,7 +170,7 @@ with zipfile.ZipFile(d + '/tree.zip', 'w', zipfile.ZIP_DEFLATED) as z:
       totals[name] = t;
       assert.equal(t.ok + t.clear + t.fail, cases);
       assert.deepEqual(t.failures, [], `${name}: ${t.fail} of ${cases} mutations failed`);
-      assert.ok(t.peakRss < MAX_RSS, `${name}: driver peak RSS ${t.peakRss} >= ${MAX_RSS}`);
+      assert.ok(t.peakRss < MAX_RSS, `${name}: driver peak RSS ${t.peakRss} >= ${MAX_RSS}; case ${t.rssJump.case} raised it by ${t.rssJump.bytes} (${t.rssJump.message})`);
     });
   }
 });
