@@ -33,6 +33,8 @@ export interface FuzzJob {
   seed: number;
   first: number;
   cases: number;
+  /** Mutate JSON targets structurally (values replaced, keys dropped) instead of bytewise. */
+  json?: boolean;
   /** Run the fixture unchanged (a control: every case must be ok). */
   control?: boolean;
   /** Scratch folder (emptied per case). */
@@ -78,6 +80,26 @@ export function mutate(input: Buffer, seed: number): Buffer {
     }
   }
   return b;
+}
+
+/** Replace 1-3 random values of a JSON document (or drop their keys) with hostile ones: wrong types, negatives, huge numbers. */
+export function mutateJson(input: Buffer, seed: number): Buffer {
+  const r = rng(seed);
+  const doc = JSON.parse(input.toString('utf8')) as unknown;
+  const nodes: Array<{ parent: Record<string, unknown> | unknown[]; key: string | number }> = [];
+  const walk = (v: unknown) => {
+    if (v && typeof v === 'object') {
+      for (const [k, c] of Object.entries(v)) { nodes.push({ parent: v as Record<string, unknown>, key: Array.isArray(v) ? Number(k) : k }); walk(c); }
+    }
+  };
+  walk(doc);
+  const hostile: unknown[] = [null, -1, 0, 1.5, 1e300, 2 ** 53, -(2 ** 31), 'x', '', '../../etc/passwd', [], {}, true, [1e9, 1e9], { a: 1 }, 'NaN'];
+  for (let k = 0, n = 1 + Math.floor(r() * 3); k < n && nodes.length; k++) {
+    const { parent, key } = nodes[Math.floor(r() * nodes.length)];
+    if (r() < 0.15 && !Array.isArray(parent)) delete (parent as Record<string, unknown>)[key as string];
+    else (parent as Record<string | number, unknown>)[key] = hostile[Math.floor(r() * hostile.length)];
+  }
+  return Buffer.from(JSON.stringify(doc, null, 2));
 }
 
 function filesUnder(dir: string, rel = ''): string[] {
@@ -144,7 +166,7 @@ async function main(): Promise<void> {
     if (isDir) cpSync(job.fixture, src, { recursive: true });
     const file = isDir ? join(src, target) : src;
     const original = readFileSync(isDir ? join(job.fixture, target) : job.fixture);
-    writeFileSync(file, job.control ? original : mutate(original, seed));
+    writeFileSync(file, job.control ? original : job.json ? mutateJson(original, seed) : mutate(original, seed));
     let outcome: 'ok' | 'clear' | 'fail' = 'ok';
     let message = '';
     let digest = '';

@@ -159,6 +159,7 @@ with zipfile.ZipFile(d + '/tree.zip', 'w', zipfile.ZIP_DEFLATED) as z:
     ['mat v5 zipped', () => ({ kind: 'convert', fixture: fx('zipped.mat'), targets: [], seed: SEED + 9 }), 120],
     ['HDF5', () => ({ kind: 'convert', fixture: fx('data.h5'), targets: [], seed: SEED + 10 }), 60],
     ['store', () => ({ kind: 'store', fixture: fx('store'), targets: [], seed: SEED + 11 }), 100],
+    ['store manifest', () => ({ kind: 'store', fixture: fx('store'), targets: ['dataset.json'], json: true, seed: SEED + 14 }), 150],
   ];
   for (const [name, job, cases] of formats) {
     test(`${name}: ${cases} mutations`, async () => {
