@@ -399,6 +399,20 @@ describe('hostile environments: every OS error is a sentence (mechanism 9)', () 
     } finally { unmount(); }
   });
 
+  test('clear error: export onto a full disk (ENOSPC) names the .npz and leaves no partial file', async (t) => {
+    const d = caseDir();
+    pyIn(d, `np.save(d + '/x.npy', np.random.default_rng(1).random((1000, 100), np.float32)); np.save(d + '/y.npy', np.arange(1000) % 3)`);
+    assert.equal((await runCli(['convert', '-q', '--x', join(d, 'x.npy'), '--y', join(d, 'y.npy'), join(d, 'store')])).code, 0);
+    const unmount = tmpfs(join(d, 'small'), 'size=64k');
+    if (!unmount) { t.skip('mount -t tmpfs is refused here (needs root): ENOSPC is not tested'); return; }
+    try {
+      const out = join(d, 'small', 'e.npz');
+      const r = await runCli(['export', '-q', join(d, 'store'), '--split', 'train', '--out', out]);
+      expectError(r, 1, [/small\/e\.npz: write failed: no space left on the device \(ENOSPC\)/], out);
+      assert.deepEqual(readdirSync(join(d, 'small')), []);
+    } finally { unmount(); }
+  });
+
   test('clear error: a read-only file system (EROFS) names OUT', async (t) => {
     const d = caseDir();
     const unmount = tmpfs(join(d, 'ro'), 'ro,size=64k');

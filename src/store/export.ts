@@ -2,6 +2,7 @@
 import { createNpzWriter } from '../formats/npz-write.ts';
 import { createProgress } from '../core/progress.ts';
 import { dtypeSize } from '../core/dtype.ts';
+import { SlimfitError, describeSystemError, isSystemError } from '../core/errors.ts';
 import { openStore } from './open.ts';
 
 /** Rows copied per read, so memory stays at a few MB whatever the split size. */
@@ -36,6 +37,8 @@ export async function exportSplit(dir: string, split: string, out: string, opts:
     return await w.close();
   } catch (e) {
     await w.abort();
+    // A write that failed on the open file descriptor (full disk...) carries no path: it was `out`.
+    if (isSystemError(e) && e.path === undefined) throw new SlimfitError(describeSystemError(e, out));
     throw e;
   } finally {
     await store.close();
