@@ -646,6 +646,13 @@ with zipfile.ZipFile(d + '/l.npz', 'w') as z:
     expectError(r, 1, [/l\.npz/, /x\.npy/, /9, 2/], join(d, 'out'));
   });
 
+  test('clear error: a negative label names the labels file (y.npy), not the samples file', async () => {
+    const d = caseDir();
+    pyIn(d, `np.save(d + '/x.npy', np.zeros((4, 2), np.float32)); np.save(d + '/y.npy', np.array([0, 1, -3, 1]))`);
+    const r = await runCli(['convert', '--x', join(d, 'x.npy'), '--y', join(d, 'y.npy'), join(d, 'out')]);
+    expectError(r, 1, [/y\.npy: label -3 of sample 2 is not a class index/], join(d, 'out'));
+  });
+
   test('clear error: an IDX header claiming 200 dimensions names the byte', async () => {
     const d = caseDir();
     writeFileSync(join(d, 'x.idx'), Buffer.from([0, 0, 8, 200, 0, 0, 0, 1]));

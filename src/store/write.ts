@@ -103,7 +103,7 @@ async function countClasses(src: SampleSource, quiet?: boolean): Promise<number[
     for (let i = 0; i < labels.length; i++) {
       const v = Number(labels[i]);
       if (!(Number.isInteger(v) && v >= 0 && v < MAX_CLASSES)) {
-        throw new SlimfitError(`label ${v} of sample ${seen + i} is not a class index`, { file: src.name, hint: 'a stratified --split needs non-negative integer class labels' });
+        throw new SlimfitError(`label ${v} of sample ${seen + i} is not a class index`, { file: src.labelsName ?? src.name, hint: 'a stratified --split needs non-negative integer class labels' });
       }
       while (counts.length <= v) counts.push(0);
       counts[v]++;
@@ -114,7 +114,7 @@ async function countClasses(src: SampleSource, quiet?: boolean): Promise<number[
   const progress = createProgress({ label: 'count classes', total: src.count ?? 0, unit: 'samples', bytesTotal: src.bytes, quiet });
   const tick = (n: number) => { if (src.bytesRead !== undefined) progress.bytes(src.bytesRead); progress.tick(n); };
   if (src.labels) for await (const l of src.labels()) { addAll(l); tick(l.length); }
-  else for await (const b of src.batches()) { addAll(labelsOf(src.y, b.y, b.n, src.name, seen)); b.release?.(); tick(b.n); }
+  else for await (const b of src.batches()) { addAll(labelsOf(src.y, b.y, b.n, src.labelsName ?? src.name, seen)); b.release?.(); tick(b.n); }
   progress.done();
   return counts;
 }
@@ -184,7 +184,7 @@ async function writeStoreAt(out: string, input: StoreInput, opts: WriteStoreOpti
       const src = sources[si];
       let seen = 0;
       for await (const b of src.batches()) {
-        const labels = classField ? labelsOf(y, b.y, b.n, src.name, seen) : null;
+        const labels = classField ? labelsOf(y, b.y, b.n, src.labelsName ?? src.name, seen) : null;
         // Consecutive samples going to the same split are appended as one run.
         let runStart = 0, runSplit = -1;
         const flush = async (end: number) => {
