@@ -472,6 +472,22 @@ describe('hostile environments: every OS error is a sentence (mechanism 9)', () 
     assert.equal(describeSystemError(e), '/data/x.npy: open failed: permission denied (EACCES). Check the permissions of the file and the folders above it');
   });
 
+  test('correct: each kind of error maps to its line and exit code (explain in src/cli/index.ts)', async () => {
+    const { explain } = await import('../src/cli/index.ts');
+    const { CommanderError } = await import('commander');
+    const { SlimfitError, UsageError } = await import('../src/core/errors.ts');
+    assert.deepEqual(explain(new CommanderError(1, 'commander.unknownOption', 'x')), ['', 2]);
+    assert.deepEqual(explain(new CommanderError(0, 'commander.helpDisplayed', 'x')), ['', 0]);
+    assert.deepEqual(explain(new UsageError('bad flag')), ['error: bad flag', 2]);
+    assert.deepEqual(explain(new SlimfitError('bad data', { file: 'f.csv' })), ['error: f.csv: bad data', 1]);
+    const sys = Object.assign(new Error('ENOSPC'), { code: 'ENOSPC', syscall: 'write', path: '/o/x.npy' });
+    assert.deepEqual(explain(sys), ['error: /o/x.npy: write failed: no space left on the device (ENOSPC). Free some space or write the output to another disk', 1]);
+    const [line, code] = explain(new TypeError("Cannot read properties of undefined (reading 'x')"));
+    assert.equal(code, 70);
+    assert.match(line, /^internal error: TypeError: Cannot read properties of undefined \(reading 'x'\) \(at .*hostile-input\.test\.ts:\d+:\d+\)+\. This is a bug in slimfit/);
+    assert.doesNotMatch(line, /\n/);
+  });
+
   test('clear error: verify of a folder that is not a store', async () => {
     const d = caseDir();
     const r = await runCli(['verify', d]);

@@ -43,6 +43,14 @@ export async function buildProgram(only?: string): Promise<Command> {
 export async function main(argv: string[]): Promise<void> {
   // Tests measure the memory of a real CLI run through this line (see dev/helpers.ts).
   if (process.env.SLIMFIT_REPORT_RSS) process.on('exit', () => process.stderr.write(`slimfit-peak-rss-bytes=${peakRssBytes()}\n`));
+  // An error outside the awaited chain (a stream or worker event nobody listens to) ends the run the same way.
+  const fatal = (e: unknown) => {
+    const [line, code] = explain(e);
+    if (line) process.stderr.write(`slimfit: ${line}\n`);
+    process.exit(code);
+  };
+  process.on('uncaughtException', fatal);
+  process.on('unhandledRejection', fatal);
   try {
     const program = await buildProgram(argv[2]);
     await program.parseAsync(argv);
