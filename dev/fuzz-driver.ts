@@ -6,6 +6,7 @@
 // and {"peakRss":bytes} at the end. Usage: node --import tsx dev/fuzz-driver.ts JOB.json
 import { cpSync, mkdirSync, readFileSync, readdirSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
+import { pathToFileURL } from 'node:url';
 import { isSlimfitError } from '../src/core/errors.ts';
 import { peakRssBytes } from '../src/core/rss.ts';
 import { openInput } from '../src/formats/open-source.ts';
@@ -188,4 +189,5 @@ async function main(): Promise<void> {
   process.stdout.write(JSON.stringify({ peakRss: peakRssBytes() }) + '\n');
 }
 
-await main();
+// Run as a script; imported (e.g. to replay one mutation with mutate()), it does nothing.
+if (process.argv[1] && import.meta.url === pathToFileURL(process.argv[1]).href) await main();
