@@ -5,7 +5,7 @@
 // 500 MB peak RSS fails the test. Counts per format are printed (ok / clear error / fail).
 import assert from 'node:assert/strict';
 import { spawn } from 'node:child_process';
-import { mkdirSync, writeFileSync } from 'node:fs';
+import { mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { after, before, describe, test } from 'node:test';
 import h5wasm from 'h5wasm/node';
@@ -92,6 +92,9 @@ scipy.io.savemat(d + '/zipped.mat', {'X': x.reshape(12, 12), 'y': y.reshape(1, 1
 os.makedirs(d + '/idx')
 open(d + '/idx/x.idx', 'wb').write(bytes([0, 0, 8, 3]) + (12).to_bytes(4, 'big') + (4).to_bytes(4, 'big') + (3).to_bytes(4, 'big') + x.tobytes())
 open(d + '/idx/y.idx', 'wb').write(bytes([0, 0, 8, 1]) + (12).to_bytes(4, 'big') + y.astype(np.uint8).tobytes())
+import gzip
+os.makedirs(d + '/idxgz')
+for n in ['x', 'y']: open(d + '/idxgz/' + n + '.idx.gz', 'wb').write(gzip.compress(open(d + '/idx/' + n + '.idx', 'rb').read()))
 with open(d + '/data.csv', 'w') as f:
     f.write('label,a,b,c,d\\n')
     for i in range(12): f.write(','.join([str(int(y[i]))] + [str(v) for v in x[i, 0]] + [str(x[i, 1, 0] / 7)]) + '\\n')
@@ -122,6 +125,10 @@ with zipfile.ZipFile(d + '/tree.zip', 'w', zipfile.ZIP_DEFLATED) as z:
     f.create_dataset({ name: 'x', data: Float32Array.from({ length: 144 }, (_, i) => i / 3), shape: [12, 4, 3], chunks: [4, 4, 3] });
     f.create_dataset({ name: 'y', data: BigInt64Array.from({ length: 12 }, (_, i) => BigInt(i % 3)), shape: [12] });
     f.close();
+    // MATLAB v7.3: the same HDF5 behind MATLAB's 512-byte header.
+    const header = Buffer.alloc(512);
+    header.write('MATLAB 7.3 MAT-file, Platform: GLNXA64, Created on: Sun Dec  6 00:00:00 2026 HDF5 schema 1.00 .', 0, 'latin1');
+    writeFileSync(fx('v73.mat'), Buffer.concat([header, readFileSync(fx('data.h5'))]));
     // A store made by the real CLI, two splits.
     const r = await runCli(['convert', '-q', '--x', fx('npy/x.npy'), '--y', fx('npy/y.npy'), '--split', 'train=0.5,test=0.5', '--shard-size', '100', fx('store')]);
     assert.equal(r.code, 0, r.stderr);
@@ -149,6 +156,7 @@ with zipfile.ZipFile(d + '/tree.zip', 'w', zipfile.ZIP_DEFLATED) as z:
     ['npz stored', () => ({ kind: 'convert', fixture: fx('plain.npz'), targets: [], seed: SEED + 1 }), 150],
     ['npz deflated', () => ({ kind: 'convert', fixture: fx('deflated.npz'), targets: [], seed: SEED + 2 }), 150],
     ['IDX', () => ({ kind: 'convert', fixture: fx('idx'), targets: ['x.idx', 'y.idx'], pair: { x: 'x.idx', y: 'y.idx' }, seed: SEED + 3 }), 150],
+    ['IDX .gz', () => ({ kind: 'convert', fixture: fx('idxgz'), targets: [], pair: { x: 'x.idx.gz', y: 'y.idx.gz' }, seed: SEED + 15 }), 80],
     ['PNG tree', () => ({ kind: 'convert', fixture: fx('tree'), targets: [], options: { workers: '1' }, seed: SEED + 4 }), 100],
     ['tar', () => ({ kind: 'convert', fixture: fx('tree.tar'), targets: [], options: { workers: '1' }, seed: SEED + 12 }), 150],
     ['tar.gz', () => ({ kind: 'convert', fixture: fx('tree.tar.gz'), targets: [], options: { workers: '1' }, seed: SEED + 5 }), 150],
@@ -158,6 +166,7 @@ with zipfile.ZipFile(d + '/tree.zip', 'w', zipfile.ZIP_DEFLATED) as z:
     ['mat v5', () => ({ kind: 'convert', fixture: fx('plain.mat'), targets: [], seed: SEED + 8 }), 120],
     ['mat v5 zipped', () => ({ kind: 'convert', fixture: fx('zipped.mat'), targets: [], seed: SEED + 9 }), 120],
     ['HDF5', () => ({ kind: 'convert', fixture: fx('data.h5'), targets: [], seed: SEED + 10 }), 60],
+    ['mat v7.3', () => ({ kind: 'convert', fixture: fx('v73.mat'), targets: [], seed: SEED + 16 }), 40],
     ['store', () => ({ kind: 'store', fixture: fx('store'), targets: [], seed: SEED + 11 }), 100],
     ['store manifest', () => ({ kind: 'store', fixture: fx('store'), targets: ['dataset.json'], json: true, seed: SEED + 14 }), 150],
   ];
