@@ -140,16 +140,18 @@ with zipfile.ZipFile(d + '/tree.zip', 'w', zipfile.ZIP_DEFLATED) as z:
     tmp.cleanup();
   });
 
-  test('CSV: the native loop and the JS scanner give the same store or the same error for every mutation', async () => {
-    const work = join(tmp.dir, 'work-csv-diff');
-    mkdirSync(work, { recursive: true });
-    const job = { kind: 'convert' as const, fixture: fx('data.csv'), targets: [], seed: SEED + 20 };
-    const native = await fuzz(job, 150, work);
-    const js = await fuzz(job, 150, work, { SLIMFIT_CSV_NATIVE: 'off' });
-    assert.deepEqual([...native.results.entries()].filter(([k, v]) => js.results.get(k) !== v).map(([k, v]) => `case ${k}: native ${v} / JS ${js.results.get(k)}`), []);
-    assert.deepEqual([...native.failures, ...js.failures], []);
-    totals['CSV native/JS'] = { ...native, ok: native.ok, clear: native.clear, fail: native.fail + js.fail };
-  });
+  for (const [file, label, seed] of [['data.csv', 'LF', 20], ['data-cr.csv', 'CR', 21]] as const) {
+    test(`CSV (${label} line ends): the native loop and the JS scanner give the same store or the same error for every mutation`, async () => {
+      const work = join(tmp.dir, `work-csv-diff-${label}`);
+      mkdirSync(work, { recursive: true });
+      const job = { kind: 'convert' as const, fixture: fx(file), targets: [], seed: SEED + seed };
+      const native = await fuzz(job, 120, work);
+      const js = await fuzz(job, 120, work, { SLIMFIT_CSV_NATIVE: 'off' });
+      assert.deepEqual([...native.results.entries()].filter(([k, v]) => js.results.get(k) !== v).map(([k, v]) => `case ${k}: native ${v} / JS ${js.results.get(k)}`), []);
+      assert.deepEqual([...native.failures, ...js.failures], []);
+      totals[`CSV ${label} nat/JS`] = { ...native, fail: native.fail + js.fail };
+    });
+  }
 
   const formats: Array<[string, () => Omit<FuzzJob, 'first' | 'cases' | 'work'>, number]> = [
     ['npy', () => ({ kind: 'convert', fixture: fx('npy'), targets: ['x.npy', 'y.npy'], pair: { x: 'x.npy', y: 'y.npy' }, seed: SEED }), 150],

@@ -12,8 +12,8 @@
 //   0..255; float16: beyond +-65504) are rounded/clamped and counted, and a warning names the first line.
 // - A malformed line (wrong field count, empty field, non-number) is skipped and listed as "<file>:<line>" with
 //   the reason; with --strict it is fatal. Blank lines and lines starting with '#' are ignored.
-// - Line ends: '\n' or '\r\n'; a file whose first MB holds '\r' but no '\n' (old Mac) ends lines with '\r'. Such
-//   files are parsed by this scanner only (the native loop splits at '\n'). A UTF-8 byte order mark is skipped.
+// - Line ends: '\n' or '\r\n'; a file whose first MB holds '\r' but no '\n' (old Mac) ends lines with '\r' (the
+//   native loop is told which). A UTF-8 byte order mark is skipped.
 import { open, stat } from 'node:fs/promises';
 import { isMainThread, parentPort, workerData } from 'node:worker_threads';
 import type { FieldSpec } from '../core/dtype.ts';
@@ -269,7 +269,7 @@ export async function* parseRange(job: RangeJob, spare: ArrayBuffer[] = []): Asy
   let firstMisfitLine = 0;
   let xb!: ArrayBuffer, yb!: ArrayBuffer;
   let xU8!: Uint8Array, xU16!: Uint16Array, xF32!: Float32Array, xF64!: Float64Array, yI32!: Int32Array, yU8!: Uint8Array;
-  const native = EOL === NL ? csvAddon() : null; // the native loop splits lines at '\n' only
+  const native = csvAddon();
   const kind = xElem === 1 ? 0 : xElem === 2 ? 1 : xElem === 4 ? 2 : 3;
   const state = new Float64Array(1);
   let n = 0;
@@ -329,7 +329,7 @@ export async function* parseRange(job: RangeJob, spare: ArrayBuffer[] = []): Asy
     while (p < e) {
       if (native && line + 1 >= dataFrom) {
         // Plain numeric lines in one native call; it stops before any line it leaves to the loop below.
-        const rows = native.parse(b, p, e, ncols, labelCol, delim, kind, xU8, yU8, n, batchRows, state);
+        const rows = native.parse(b, p, e, ncols, labelCol, delim, kind, xU8, yU8, n, batchRows, state, EOL);
         if (rows > 0) {
           line += rows;
           n += rows;
