@@ -49,7 +49,7 @@ test('every numeric flag of train, eval, convert, show and demo rejects a non-nu
   const runs = await Promise.all(cases.map(([args]) => runCli(args)));
   runs.forEach((r, i) => {
     const [args, flag] = cases[i];
-    assert.equal(r.code, 1, `${args.join(' ')}: ${r.stderr}`);
+    assert.equal(r.code, 2, `${args.join(' ')}: ${r.stderr}`);
     assert.match(r.stderr, new RegExp(`^slimfit: error: ${flag} must be `, 'm'), args.join(' '));
     assert.doesNotMatch(r.stderr, /\n\s+at /, `${args.join(' ')}: no stack trace`);
   });

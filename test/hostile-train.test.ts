@@ -194,10 +194,10 @@ test('clear error: --resume of a folder with no run.json, and --out naming anoth
     assert.equal(r.code, 1);
     assert.match(errorLine(r.stderr), /run\.json is missing/);
     r = await runCli(['train', '--resume', join(dir, 'a'), '--out', join(dir, 'b')]);
-    assert.equal(r.code, 1);
+    assert.equal(r.code, 2, "conflicting flags are a usage error");
     assert.match(errorLine(r.stderr), /different run folders/);
     r = await runCli(['train', join(dir, 'a'), '--force']);
-    assert.equal(r.code, 1);
+    assert.equal(r.code, 2, "conflicting flags are a usage error");
     assert.match(errorLine(r.stderr), /--force goes with --resume/);
   } finally { cleanup(); }
 });

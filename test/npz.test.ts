@@ -206,7 +206,7 @@ describe('broken .npz', () => {
     const bad = join(dir, 'flipped-deflate.npz');
     await writeFile(bad, bytes);
     const s = await streamNpyRows(bad, 'big', 1000);
-    await expectSlimfitError(collect(s.chunks), `${bad}:big.npy`, /broken member|CRC-32 mismatch|ended early/);
+    await expectSlimfitError(collect(s.chunks), `${bad}:big.npy`, /corrupt compressed data \(zlib|CRC-32 mismatch|ended early/);
     // the other members are unaffected
     const x = await streamNpyRows(bad, 'x', 10);
     assert.deepEqual(await collect(x.chunks), await readFile(join(dir, 'x.ref')));

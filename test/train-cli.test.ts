@@ -105,7 +105,7 @@ test('without a validation split, train holds out 10% of the samples at random (
   assert.equal(r.code, 0, r.stderr);
   assert.match(r.stderr, /: 1000 samples,.*no validation/);
   r = await runCli(['train', ...files, '--val-fraction', '1', '--out', join(tmp.dir, 'bad')]);
-  assert.equal(r.code, 1);
+  assert.equal(r.code, 2, "a flag value that cannot be used is a usage error");
   assert.match(r.stderr, /slimfit: error: --val-fraction must be a number from 0 up to/);
 });
 

@@ -1,6 +1,6 @@
 // `slimfit convert [SRC] OUT`: any supported input to a store (logic in src/formats/open-source.ts and src/store/write.ts).
 import type { Command } from 'commander';
-import { SlimfitError } from '../core/errors.ts';
+import { SlimfitError, UsageError } from '../core/errors.ts';
 import { parseBytes } from '../core/units.ts';
 import { wholeFlag } from './flags.ts';
 
@@ -30,7 +30,7 @@ export function register(program: Command): void {
     .option('-q, --quiet', 'no progress output')
     .option('--grayscale', 'images: convert to one gray channel (Rec.709 luma)')
     .option('--resize <WxH>', 'images: stretch every image to exactly W x H (bilinear/Triangle filter)')
-    .option('--strict', 'images/text: stop at the first unreadable file or malformed line instead of skipping it')
+    .option('--strict', 'stop at the first unreadable image, malformed line or NaN/infinite value instead of skipping or counting it')
     .option('--workers <n>', 'images: decode threads (default: cores - 1, at least 1); text: parser threads (default 1; 0 = main thread)', wholeFlag('--workers', 0))
     .option('--label-col <col>', 'text: label column, 0-based index (negative from the end) or header name (default 0)')
     .option('--shape <dims>', 'text: per-sample shape of the feature columns, e.g. 28,28')
@@ -40,11 +40,11 @@ export function register(program: Command): void {
     .option('--delimiter <char>', 'text: field separator (",", "tab", ";", "whitespace"; default: detected)')
     .allowUnknownOption(false)
     .action(async (paths: string[], o: ConvertOptions, cmd: Command) => {
-      if (paths.length > 2) throw new SlimfitError(`expected SRC OUT, got ${paths.length} paths`, { hint: 'slimfit convert SRC OUT' });
+      if (paths.length > 2) throw new UsageError(`expected SRC OUT, got ${paths.length} paths`, { hint: 'slimfit convert SRC OUT' });
       const out = paths[paths.length - 1];
       const src = paths.length === 2 ? paths[0] : undefined;
       const shardBytes = parseBytes(o.shardSize);
-      if (!shardBytes) throw new SlimfitError(`cannot read --shard-size ${o.shardSize}`, { hint: 'e.g. 64MB, 512k, 1GiB' });
+      if (!shardBytes) throw new UsageError(`cannot read --shard-size ${o.shardSize}`, { hint: 'e.g. 64MB, 512k, 1GiB' });
       const seed = o.seed;
       // V8 doubles its young generation as a run goes on (to 2 x 16 MB), so a long conversion's peak RSS was ~8 MB
       // above a short one's for the same batches; kept at its start size, that part of the growth is gone (old
@@ -68,17 +68,20 @@ export function register(program: Command): void {
         if (input.kind === 'single') {
           plan = { kind: 'ratio', source: input.source, ratios: ratios ?? [{ name: 'train', fraction: 1 }], seed };
         } else {
-          if (ratios) throw new SlimfitError('this input comes with its own train/test split; drop --split to keep it', { file: src ?? o.train });
+          if (ratios) throw new UsageError('this input comes with its own train/test split; drop --split to keep it', { file: src ?? o.train });
           plan = { kind: 'presplit', splits: input.splits };
         }
         const report = await writeStore(out, plan, {
-          shardBytes, dedupe: o.dedupe, force: o.force, quiet: o.quiet, checkDuplicates: o.dupCheck,
+          shardBytes, dedupe: o.dedupe, force: o.force, quiet: o.quiet, checkDuplicates: o.dupCheck, strict: Boolean(o.strict),
           classNames: o.classNames ? o.classNames.split(',').map((s) => s.trim()) : undefined,
           command: ['slimfit', ...cmd.parent!.args].join(' '),
           tool: `slimfit ${cmd.parent!.version() ?? ''}`.trim(),
         });
         printConversionSummary({ ...report, seconds: (performance.now() - t0) / 1000 });
         for (const s of sources) for (const w of (s as { warnings?: string[] }).warnings ?? []) process.stderr.write(`slimfit: warning: ${w}\n`);
+        for (const [split, n] of Object.entries(report.nonFinite)) {
+          process.stderr.write(`slimfit: warning: ${out}: ${n} value(s) of x in split ${split} are NaN or infinite; they are left out of the statistics (mean/std) and recorded in dataset.json; --strict refuses them\n`);
+        }
       } finally {
         for (const s of sources) await s.close();
       }

@@ -1,12 +1,12 @@
 // Parsers for numeric command-line flags (commander's argParser): each checks its value and, when it is not a number
-// of the right kind, throws a SlimfitError naming the flag, what it takes and what it got. `Number('abc')` is NaN and
+// of the right kind, throws a UsageError (exit code 2) naming the flag, what it takes and what it got. `Number('abc')` is NaN and
 // `Number('')` is 0, so a bare Number() would let a typo through as a silently different setting.
-import { SlimfitError } from '../core/errors.ts';
+import { UsageError } from '../core/errors.ts';
 
 function flagParser(flag: string, takes: string, ok: (n: number) => boolean): (v: string) => number {
   return (v: string): number => {
     const n = v.trim() === '' ? Number.NaN : Number(v);
-    if (!Number.isFinite(n) || !ok(n)) throw new SlimfitError(`${flag} must be ${takes}, got '${v}'`);
+    if (!Number.isFinite(n) || !ok(n)) throw new UsageError(`${flag} must be ${takes}, got '${v}'`);
     return n;
   };
 }

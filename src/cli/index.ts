@@ -1,7 +1,7 @@
 // The `slimfit` command: one sub-command per file in this folder; logic lives in the library modules.
-import { Command } from 'commander';
+import { Command, CommanderError } from 'commander';
 import { envSettings } from '../core/config.ts';
-import { isSlimfitError } from '../core/errors.ts';
+import { EXIT, UsageError, describeSystemError, isSlimfitError, isSystemError } from '../core/errors.ts';
 import { peakRssBytes } from '../core/rss.ts';
 
 /** Version printed by --version and recorded in manifests. */
@@ -32,14 +32,25 @@ export async function buildProgram(only?: string): Promise<Command> {
   const program = new Command('slimfit')
     .description('Train on datasets bigger than your RAM, from standard files.')
     .version(VERSION)
-    .showHelpAfterError();
+    .showHelpAfterError()
+    // Commander's own errors (unknown option, missing argument) are thrown, so main() sets the usage exit code;
+    // sub-commands registered below inherit this.
+    .exitOverride();
   const loaders = only !== undefined && Object.hasOwn(COMMANDS, only) ? COMMANDS[only] : Object.values(COMMANDS).flat();
   for (const load of loaders) (await load()).register(program);
   return program;
 }
 
-/** Run the CLI with `argv` (as process.argv); prints user errors plainly and sets the exit code. */
+/** Run the CLI with `argv` (as process.argv); prints every error as one line and sets the exit code (see {@link EXIT}). */
 export async function main(argv: string[]): Promise<void> {
+  // An error outside the awaited chain (a stream or worker event nobody listens to) ends the run the same way.
+  const fatal = (e: unknown) => {
+    const [line, code] = explain(e);
+    if (line) process.stderr.write(`slimfit: ${line}\n`);
+    process.exit(code);
+  };
+  process.on('uncaughtException', fatal);
+  process.on('unhandledRejection', fatal);
   try {
     // Parsed first, so a malformed SLIMFIT_* variable is reported before anything runs.
     const env = envSettings();
@@ -48,11 +59,23 @@ export async function main(argv: string[]): Promise<void> {
     const program = await buildProgram(argv[2]);
     await program.parseAsync(argv);
   } catch (e) {
-    if (isSlimfitError(e)) {
-      process.stderr.write(`slimfit: error: ${e.message}\n`);
-      process.exitCode = 1;
-      return;
-    }
-    throw e;
+    const [line, code] = explain(e);
+    if (line) process.stderr.write(`slimfit: ${line}\n`);
+    process.exitCode = code;
   }
+}
+
+/** The one line to print for an error that reached main (empty when commander already printed it) and the exit code. */
+export function explain(e: unknown): [string, number] {
+  if (e instanceof CommanderError) {
+    // help and --version end this way too, with exit code 0; commander has printed its message already
+    return ['', e.exitCode === 0 ? EXIT.ok : EXIT.usage];
+  }
+  if (e instanceof UsageError) return [`error: ${e.message}`, EXIT.usage];
+  if (isSlimfitError(e)) return [`error: ${e.message}`, EXIT.data];
+  if (isSystemError(e)) return [`error: ${describeSystemError(e)}`, EXIT.data];
+  const err = e instanceof Error ? e : new Error(String(e));
+  // A bug: one line with where it happened, never the whole stack.
+  const at = /\n\s+at (.*)/.exec(err.stack ?? '')?.[1];
+  return [`internal error: ${err.name}: ${err.message}${at ? ` (at ${at})` : ''}. This is a bug in slimfit; please report it with the command line`, EXIT.internal];
 }

@@ -1,7 +1,7 @@
 // `slimfit train DIR`: train a model on a store (or .npy/.npz files) into a run folder with checkpoints and a report.
 import type { Command } from 'commander';
 import { resolve } from 'node:path';
-import { SlimfitError } from '../core/errors.ts';
+import { UsageError } from '../core/errors.ts';
 import { DEFAULTS } from '../train/defaults.ts';
 import { factorFlag, fractionFlag, positiveFlag, wholeFlag } from './flags.ts';
 
@@ -34,16 +34,16 @@ export function register(program: Command): void {
     .action(async (dir: string | undefined, o, cmd: Command) => {
       const { trainRun } = await import('../train/run.ts');
       const { OPTIMIZERS } = await import('../train/loop.ts');
-      if (!(OPTIMIZERS as readonly string[]).includes(o.optimizer)) throw new SlimfitError(`unknown optimizer '${o.optimizer}'`, { hint: `use one of: ${OPTIMIZERS.join(', ')}` });
-      if (!['global', 'block', 'none'].includes(o.shuffle)) throw new SlimfitError(`unknown --shuffle '${o.shuffle}'`, { hint: 'use global, block or none' });
+      if (!(OPTIMIZERS as readonly string[]).includes(o.optimizer)) throw new UsageError(`unknown optimizer '${o.optimizer}'`, { hint: `use one of: ${OPTIMIZERS.join(', ')}` });
+      if (!['global', 'block', 'none'].includes(o.shuffle)) throw new UsageError(`unknown --shuffle '${o.shuffle}'`, { hint: 'use global, block or none' });
       let data;
       if (o.x || o.y) {
-        if (!o.x || !o.y) throw new SlimfitError('--x and --y go together');
+        if (!o.x || !o.y) throw new UsageError('--x and --y go together');
         data = dir && dir.endsWith('.npz') ? { npz: dir, x: o.x, y: o.y } : { x: o.x, y: o.y };
       } else data = dir;
-      if (!o.resume && data === undefined) throw new SlimfitError('no training data given', { hint: 'usage: slimfit train DIR [--model cnn] (or --resume runs/NAME)' });
-      if (o.force && !o.resume) throw new SlimfitError('--force goes with --resume (to continue a run on changed data)', { hint: 'drop --force, or add --resume RUN' });
-      if (o.resume && o.out && resolve(o.out) !== resolve(o.resume)) throw new SlimfitError(`--out ${o.out} and --resume ${o.resume} name different run folders`, { hint: 'give only --resume RUN' });
+      if (!o.resume && data === undefined) throw new UsageError('no training data given', { hint: 'usage: slimfit train DIR [--model cnn] (or --resume runs/NAME)' });
+      if (o.force && !o.resume) throw new UsageError('--force goes with --resume (to continue a run on changed data)', { hint: 'drop --force, or add --resume RUN' });
+      if (o.resume && o.out && resolve(o.out) !== resolve(o.resume)) throw new UsageError(`--out ${o.out} and --resume ${o.resume} name different run folders`, { hint: 'give only --resume RUN' });
       // A resumed run keeps its saved options: only flags typed on this command line (not defaults) replace them.
       const pick = <T>(flag: string, v: T): T | undefined => (!o.resume || cmd.getOptionValueSource(flag) === 'cli' ? v : undefined);
       const r = await trainRun(data, {

@@ -27,6 +27,8 @@ export interface SkippedInput {
 export interface SampleSource {
   /** What to call it in messages, e.g. the file name. */
   readonly name: string;
+  /** What to call the labels in messages when they come from a file of their own (an x/y pair); default `name`. */
+  readonly labelsName?: string;
   readonly x: FieldSpec;
   readonly y: FieldSpec;
   /** Class names, index = label value, when known. */

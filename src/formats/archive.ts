@@ -1,8 +1,9 @@
 // Image trees inside archives, read as streams: never extracted to disk, never listed fully into memory.
 //
 // Layout: any path ending in <class>/<file>.{png,jpg,jpeg,gif,bmp}; the class is the file's IMMEDIATE parent
-// folder name (so "notMNIST_large/A/x.png" is class "A"). Files at the archive root, macOS "__MACOSX/" and "._*"
-// entries, and non-image files are ignored.
+// folder name (so "notMNIST_large/A/x.png" is class "A"). Images at the archive root and images whose path is
+// absolute or holds a ".." part (which an extracting tool would write outside its folder) are not read: they are
+// listed as skipped. macOS "__MACOSX/" and "._*" entries and non-image files are ignored.
 //
 // .tar/.tar.gz/.tgz (src/formats/tar.ts: a header walk over node:zlib's gunzip stream): a tar can only be read
 // front to back, so opening it makes one cheap first pass over the headers (file data is streamed past, not
@@ -15,7 +16,7 @@
 import { open as openFile, stat } from 'node:fs/promises';
 import yauzl from 'yauzl';
 import { SlimfitError } from '../core/errors.ts';
-import { isImageName, MAX_IMAGE_FILE_BYTES } from './images.ts';
+import { isImageName, MAX_IMAGE_FILE_BYTES, notSampleList } from './images.ts';
 import { type EntryChunk, type ImageEntry, type ImageInput, openImageSource, type ImageSourceOptions } from './image-source.ts';
 import type { SampleSource } from '../core/source.ts';
 import { TarError, type TarMembers, type TarProgress, tarMembers } from './tar.ts';
@@ -32,6 +33,11 @@ export async function archiveKind(path: string): Promise<ArchiveKind | null> {
     if (bytesRead >= 2 && b[0] === 0x1f && b[1] === 0x8b) return 'tar.gz';
     if (bytesRead >= 4 && b[0] === 0x50 && b[1] === 0x4b && (b[2] === 3 || b[2] === 5) && (b[3] === 4 || b[3] === 6)) return 'zip';
     if (bytesRead >= 262 && b.toString('latin1', 257, 262) === 'ustar') return 'tar';
+    // Damaged magic: the name decides, and the reader then says what is wrong (a v7 tar has no magic at all).
+    const lower = path.toLowerCase();
+    if (lower.endsWith('.tar.gz') || lower.endsWith('.tgz')) return 'tar.gz';
+    if (lower.endsWith('.tar')) return 'tar';
+    if (lower.endsWith('.zip')) return 'zip';
     return null;
   } finally {
     await fh.close();
@@ -44,7 +50,24 @@ export function classOfPath(path: string): string | null {
   if (parts.length < 2) return null;
   const file = parts[parts.length - 1];
   if (parts[0] === '__MACOSX' || file.startsWith('._') || !isImageName(file)) return null;
+  if (unsafePath(path)) return null;
   return parts[parts.length - 2];
+}
+
+/** An absolute path (or drive letter) or one with a ".." part: never a sample, never a class name. */
+function unsafePath(path: string): boolean {
+  const p = path.replace(/\\/g, '/');
+  return p.startsWith('/') || /^[A-Za-z]:/.test(p) || p.split('/').includes('..');
+}
+
+/** Why an image member is not read as a sample (unsafe path, not in a class folder), or null (a sample, or not an image). */
+export function notSampleReason(path: string): string | null {
+  const parts = path.replace(/\\/g, '/').split('/').filter((p) => p !== '' && p !== '.');
+  const file = parts[parts.length - 1] ?? '';
+  if (parts[0] === '__MACOSX' || file.startsWith('._') || !isImageName(file)) return null;
+  if (unsafePath(path)) return 'unsafe path (absolute or with a ".." part): not read';
+  if (parts.length < 2) return 'image at the top of the archive, not in a class folder: not read';
+  return null;
 }
 
 const byCodeUnit = (a: string, b: string) => (a < b ? -1 : a > b ? 1 : 0);
@@ -76,10 +99,12 @@ export async function tarInput(path: string, gz: boolean): Promise<ImageInput> {
   }
   const none = () => false;
   const counts = new Map<string, number>();
+  const notSamples = notSampleList();
   for await (const arr of members(none)) {
     for (const m of arr) {
       const cls = classOfPath(m.name);
       if (cls !== null) counts.set(cls, (counts.get(cls) ?? 0) + 1);
+      else { const why = notSampleReason(m.name); if (why) notSamples.add(m.name, why); }
     }
   }
   if (counts.size === 0) {
@@ -115,12 +140,14 @@ export async function tarInput(path: string, gz: boolean): Promise<ImageInput> {
       }
     }
   }
-  return { name: path, classNames, bytes, entries, entryChunks, labelsOnly, bytesRead: () => progress.bytes };
+  return { name: path, classNames, bytes, entries, entryChunks, labelsOnly, bytesRead: () => progress.bytes, notSamples: notSamples.list() };
 }
 
 function openZip(path: string): Promise<yauzl.ZipFile> {
   return new Promise((resolve, reject) => {
-    yauzl.open(path, { lazyEntries: true, autoClose: false }, (err, zf) => (err ? reject(err) : resolve(zf)));
+    // decodeStrings off: yauzl would fail the whole archive on one absolute or "../" name; zipEntries decodes the
+    // names the same way and notSampleReason lists such members as skipped.
+    yauzl.open(path, { lazyEntries: true, autoClose: false, decodeStrings: false }, (err, zf) => (err ? reject(err) : resolve(zf)));
   });
 }
 
@@ -136,6 +163,8 @@ async function* zipEntries(zf: yauzl.ZipFile): AsyncGenerator<yauzl.Entry> {
       zf.readEntry();
     });
     if (!e) return;
+    // yauzl's own decoding (UTF-8 flag or CP437, Info-ZIP unicode path field), without its name validation.
+    e.fileName = yauzl.getFileNameLowLevel(e.generalPurposeBitFlag, e.fileName as unknown as Buffer, e.extraFields, false);
     yield e;
   }
 }
@@ -146,12 +175,14 @@ export async function zipInput(path: string): Promise<ImageInput> {
     throw new SlimfitError(`cannot read the zip archive: ${(e as Error).message}`, { file: path, hint: 'the zip is truncated or corrupt; check it with `unzip -t`' });
   };
   const names = new Set<string>();
+  const notSamples = notSampleList();
   {
     const zf = await openZip(path).catch(zipError);
     try {
       for await (const e of zipEntries(zf)) {
         const cls = classOfPath(e.fileName);
         if (cls !== null && !e.fileName.endsWith('/')) names.add(cls);
+        else if (!e.fileName.endsWith('/')) { const why = notSampleReason(e.fileName); if (why) notSamples.add(e.fileName, why); }
       }
     } catch (e) { zipError(e); } finally { zf.close(); }
   }
@@ -200,7 +231,7 @@ export async function zipInput(path: string): Promise<ImageInput> {
       zf.close();
     }
   }
-  return { name: path, classNames, bytes, entries, labelsOnly, bytesRead: () => readTo };
+  return { name: path, classNames, bytes, entries, labelsOnly, bytesRead: () => readTo, notSamples: notSamples.list() };
 }
 
 /** Open a .tar/.tar.gz/.tgz/.zip of class folders as a SampleSource; null if `path` is not such an archive. */

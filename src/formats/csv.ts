@@ -12,6 +12,8 @@
 //   0..255; float16: beyond +-65504) are rounded/clamped and counted, and a warning names the first line.
 // - A malformed line (wrong field count, empty field, non-number) is skipped and listed as "<file>:<line>" with
 //   the reason; with --strict it is fatal. Blank lines and lines starting with '#' are ignored.
+// - Line ends: '\n' or '\r\n'; a file whose first MB holds '\r' but no '\n' (old Mac) ends lines with '\r' (the
+//   native loop is told which). A UTF-8 byte order mark is skipped.
 import { open, stat } from 'node:fs/promises';
 import { isMainThread, parentPort, workerData } from 'node:worker_threads';
 import type { FieldSpec } from '../core/dtype.ts';
@@ -158,6 +160,8 @@ export function floatToHalf(v: number): number {
 
 interface Layout {
   delim: number; // byte, or -1 for whitespace runs
+  eol: number; // the line end byte: NL, or CR for a file with CR-only line ends
+  start: number; // byte offset of the text: 3 after a UTF-8 byte order mark, else 0
   header: string[] | null;
   ncols: number;
   labelCol: number;
@@ -179,7 +183,10 @@ async function readLayout(path: string, opts: CsvOptions): Promise<Layout> {
   } finally {
     await fh.close();
   }
-  const lines = text.split('\n');
+  const start = text.startsWith('\xef\xbb\xbf') ? 3 : 0;
+  text = text.slice(start);
+  const eol = !text.includes('\n') && text.includes('\r') ? CR : NL;
+  const lines = text.split(String.fromCharCode(eol));
   let idx = lines.findIndex((l) => l.trim() !== '' && !l.startsWith('#'));
   if (idx < 0 || (idx === lines.length - 1 && text.length >= 1 << 20)) {
     throw new SlimfitError(idx < 0 ? 'no data lines found' : 'first line is longer than 1 MB', { file: path, hint: 'expected numeric text, one sample per line' });
@@ -209,7 +216,7 @@ async function readLayout(path: string, opts: CsvOptions): Promise<Layout> {
   }
   if (ncols < 2) throw new SlimfitError(`the first line has ${ncols} field(s); need a label and at least one feature`, { file: path, hint: 'check --delimiter' });
   // If there is a header, the first data line follows it (skipping blank/comment lines is done while parsing).
-  return { delim, header: header ? fields : null, ncols, labelCol, firstLine: header ? idx + 2 : idx + 1 };
+  return { delim, eol, start, header: header ? fields : null, ncols, labelCol, firstLine: header ? idx + 2 : idx + 1 };
 }
 
 /** One byte range of a text file to parse (whole lines), with what the layout says about its columns. */
@@ -222,6 +229,8 @@ export interface RangeJob {
   ncols: number;
   labelCol: number;
   delim: number;
+  /** Line end byte (NL, or CR for CR-only files). */
+  eol: number;
   xDtype: DType;
   batchRows: number;
 }
@@ -252,6 +261,8 @@ export interface RangeEnd {
  */
 export async function* parseRange(job: RangeJob, spare: ArrayBuffer[] = []): AsyncGenerator<RangeBatch, RangeEnd> {
   const { path, ncols, labelCol, delim, xDtype, batchRows, dataFrom } = job;
+  // EOL ends a line; ALT (the other of CR/NL) is a blank like a space: '\r' before '\n', or a stray '\n' in a CR file.
+  const EOL = job.eol, ALT = EOL === NL ? CR : NL;
   const nfeat = ncols - 1;
   const xElem = xDtype === 'uint8' ? 1 : xDtype === 'float16' ? 2 : xDtype === 'float32' ? 4 : 8;
   let misfit = 0;
@@ -303,6 +314,12 @@ export async function* parseRange(job: RangeJob, spare: ArrayBuffer[] = []): Asy
       xU16[i] = floatToHalf(v);
     } else xF64[i] = v;
   };
+  /** The skip reason for field f (0-based) starting at b[p] that is not a number. */
+  const notANumber = (b: Uint8Array, p: number, e: number, f: number): string => {
+    let q = p;
+    while (q < e && b[q] !== NL && b[q] !== CR && b[q] !== delim && (delim >= 0 || (b[q] !== SP && b[q] !== TAB))) q++;
+    return `field ${f + 1} is not a number: ${JSON.stringify(Buffer.from(b.buffer, b.byteOffset + p, Math.min(q - p, 40)).toString('latin1'))}`;
+  };
   /**
    * Parse the complete lines in b[s, e) (e is at a '\n' or the end of the data) in one pass: numbers are written
    * straight into the batch; a line only counts (n++) once it proved complete and well-formed.
@@ -312,7 +329,7 @@ export async function* parseRange(job: RangeJob, spare: ArrayBuffer[] = []): Asy
     while (p < e) {
       if (native && line + 1 >= dataFrom) {
         // Plain numeric lines in one native call; it stops before any line it leaves to the loop below.
-        const rows = native.parse(b, p, e, ncols, labelCol, delim, kind, xU8, yU8, n, batchRows, state);
+        const rows = native.parse(b, p, e, ncols, labelCol, delim, kind, xU8, yU8, n, batchRows, state, EOL);
         if (rows > 0) {
           line += rows;
           n += rows;
@@ -323,9 +340,9 @@ export async function* parseRange(job: RangeJob, spare: ArrayBuffer[] = []): Asy
       }
       line++;
       let c = b[p];
-      if (line < dataFrom) { while (p < e && b[p] !== NL) p++; p++; continue; }
-      while (p < e && (c === SP || c === TAB || c === CR) && c !== delim) c = b[++p];
-      if (p >= e || c === NL || c === HASH) { while (p < e && b[p] !== NL) p++; p++; continue; } // blank or comment
+      if (line < dataFrom) { while (p < e && b[p] !== EOL) p++; p++; continue; }
+      while (p < e && (c === SP || c === TAB || c === ALT) && c !== delim) c = b[++p];
+      if (p >= e || c === EOL || c === HASH) { while (p < e && b[p] !== EOL) p++; p++; continue; } // blank or comment
       const o = n * nfeat;
       let f = 0;
       let label = 0;
@@ -338,15 +355,16 @@ export async function* parseRange(job: RangeJob, spare: ArrayBuffer[] = []): Asy
           v = c - 48;
           c = b[++p];
           while (c >= 48 && c <= 57) { v = v * 10 + (c - 48); c = b[++p]; }
-          if (c === 46 || c === 101 || c === 69 || p - start > 15) { v = parseNumber(b, start, e); p = scan.pos; c = b[p]; }
+          if (c === 46 || c === 101 || c === 69 || p - start > 15) {
+            v = parseNumber(b, start, e);
+            // e.g. "17e": digits, then no number after all (scan.pos -1 must never become the read position)
+            if (scan.pos < 0) { err = notANumber(b, start, e, f); break; }
+            p = scan.pos;
+            c = b[p];
+          }
         } else {
           v = parseNumber(b, start, e);
-          if (scan.pos < 0) {
-            let q = p;
-            while (q < e && b[q] !== NL && b[q] !== CR && b[q] !== delim && (delim >= 0 || (b[q] !== SP && b[q] !== TAB))) q++;
-            err = `field ${f + 1} is not a number: ${JSON.stringify(Buffer.from(b.buffer, b.byteOffset + p, Math.min(q - p, 40)).toString('latin1'))}`;
-            break;
-          }
+          if (scan.pos < 0) { err = notANumber(b, p, e, f); break; }
           p = scan.pos;
           c = b[p];
         }
@@ -356,8 +374,8 @@ export async function* parseRange(job: RangeJob, spare: ArrayBuffer[] = []): Asy
           else put(o + d, v);
         }
         f++;
-        while (p < e && (c === SP || c === TAB || c === CR) && c !== delim) c = b[++p];
-        if (p >= e || c === NL) break;
+        while (p < e && (c === SP || c === TAB || c === ALT) && c !== delim) c = b[++p];
+        if (p >= e || c === EOL) break;
         if (delim >= 0) {
           if (c !== delim) { err = `unexpected character ${JSON.stringify(String.fromCharCode(c))} in field ${f}`; break; }
           c = b[++p];
@@ -365,7 +383,7 @@ export async function* parseRange(job: RangeJob, spare: ArrayBuffer[] = []): Asy
           if (p >= e || c === NL || c === CR || c === delim) { err = `field ${f + 1} is empty`; break; }
         }
       }
-      while (p < e && b[p] !== NL) p++;
+      while (p < e && b[p] !== EOL) p++;
       p++;
       if (err === null && f !== ncols) err = `expected ${ncols} fields, found ${f}`;
       if (err === null && !Number.isInteger(label)) err = `label ${label} in column ${labelCol} is not a whole number`;
@@ -392,7 +410,7 @@ export async function* parseRange(job: RangeJob, spare: ArrayBuffer[] = []): Asy
   try {
     for await (const chunk of doubleBuffered([Buffer.allocUnsafe(1 << 20), Buffer.allocUnsafe(1 << 20)], readNext)) {
       position += chunk.length;
-      const lastNl = chunk.lastIndexOf(NL);
+      const lastNl = chunk.lastIndexOf(EOL);
       if (lastNl < 0) {
         carry = carry ? Buffer.concat([carry, chunk]) : Buffer.from(chunk);
         if (carry.length > 256 << 20) throw new SlimfitError(`line ${line + 1} is longer than 256 MB`, { file: path, hint: 'is this really a text table?' });
@@ -400,7 +418,7 @@ export async function* parseRange(job: RangeJob, spare: ArrayBuffer[] = []): Asy
       }
       let from = 0;
       if (carry) {
-        const firstNl = chunk.indexOf(NL);
+        const firstNl = chunk.indexOf(EOL);
         const joined = Buffer.concat([carry, chunk.subarray(0, firstNl)]);
         parseLines(joined, 0, joined.length);
         carry = null;
@@ -536,9 +554,9 @@ export async function openCsv(path: string, opts: CsvOptions = {}): Promise<CsvS
 
   /** Byte ranges that start at line starts: one per parser thread. */
   async function ranges(): Promise<RangeJob[]> {
-    const base = { path, ncols, labelCol, delim, xDtype, batchRows };
+    const base = { path, ncols, labelCol, delim, eol: layout.eol, xDtype, batchRows };
     const want = Math.max(1, opts.workers ?? 1);
-    const cuts = [0];
+    const cuts = [layout.start];
     const fh = await open(path, 'r');
     try {
       const buf = Buffer.alloc(1 << 16);
@@ -547,7 +565,7 @@ export async function openCsv(path: string, opts: CsvOptions = {}): Promise<CsvS
         for (;;) {
           const { bytesRead } = await fh.read(buf, 0, buf.length, pos);
           if (bytesRead === 0) { pos = bytes; break; }
-          const i = buf.subarray(0, bytesRead).indexOf(NL);
+          const i = buf.subarray(0, bytesRead).indexOf(layout.eol);
           if (i >= 0) { pos += i + 1; break; }
           pos += bytesRead;
         }

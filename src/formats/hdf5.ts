@@ -35,36 +35,92 @@ const X_NAMES = ['X', 'x', 'data', 'images', 'features'];
 const Y_NAMES = ['y', 'Y', 'labels', 'label', 'targets'];
 
 /** What the worker reports about a dataset. */
-interface DatasetInfo { path: string; shape: number[]; type: number; size: number; signed: boolean }
+interface DatasetInfo { path: string; shape: number[]; type: number; size: number; signed: boolean; /** source files of a virtual dataset */ virtual?: string[]; /** HDF5's reason the object cannot be read */ broken?: string; /** what it is when not a dataset (h5wasm class name) */ other?: string }
 
 // The worker: plain JavaScript (no TypeScript), one open file, answering info/slice/close requests.
+// - HDF5 can point outside the file: external storage (raw data in any other file), external links and virtual
+//   datasets. The worker's file system lets HDF5 open only the input itself; any other open is refused and
+//   recorded, and a request that tried one answers {outside: [paths]} (a virtual dataset's missing source would
+//   otherwise read as fill values, silently). 'info' reads one element so external storage shows up front.
+// - HDF5's own diagnostics (dozens of HDF5-DIAG lines per failure) are kept, not printed; the last of them
+//   completes an error message.
 const WORKER_CODE = `
 const { parentPort, workerData } = require('node:worker_threads');
-import(workerData.h5url).then(async ({ default: h5 }) => {
+const diag = [];
+const keep = (...a) => { diag.push(a.join(' ')); if (diag.length > 200) diag.splice(0, 100); };
+console.error = keep; console.warn = keep; console.log = keep;
+process.stderr.write = (s) => { keep(String(s)); return true; };
+// h5wasm's file system reaches the host's stderr (fd 2) directly through fs.writeSync (this thread's own fs module).
+const fs = require('node:fs');
+const writeSync = fs.writeSync;
+fs.writeSync = function (fd, buf, ...rest) {
+  if (fd !== 2) return writeSync.call(this, fd, buf, ...rest);
+  const off = typeof rest[0] === 'number' ? rest[0] : 0;
+  const len = typeof rest[1] === 'number' ? rest[1] : buf.length - off;
+  keep(typeof buf === 'string' ? buf : Buffer.from(buf.buffer, buf.byteOffset + off, len).toString());
+  return len;
+};
+import(workerData.h5url).then(async (mod) => {
+  const h5 = mod.default;
   await h5.ready;
+  const FS = mod.FS; // a live export, set once the module is ready
+  const path = require('node:path');
+  const own = new Set([workerData.path, path.resolve(workerData.path)]);
+  const outside = [];
+  const open = FS.open;
+  FS.open = function (p, ...rest) {
+    if (typeof p === 'string' && !own.has(p) && !own.has(path.resolve(p)) && !p.startsWith('/dev/')) {
+      if (!outside.includes(p)) outside.push(p);
+      throw new FS.ErrnoError(44); // ENOENT
+    }
+    return open.call(this, p, ...rest);
+  };
   let f = null;
   try { f = new h5.File(workerData.path, 'r'); } catch (e) { f = null; }
   const ok = f !== null && typeof f.file_id === 'bigint' && f.file_id >= 0n;
+  // The innermost frame of HDF5's error stack says what was wrong, e.g. "truncated file: eof = 2000, ...".
+  const lastDiag = () => {
+    const frames = diag.join('').split('\\n').filter((l) => /#\\d+:/.test(l));
+    const last = frames[frames.length - 1] || '';
+    return last.includes('(): ') ? last.slice(last.indexOf('(): ') + 4).trim() : '';
+  };
   parentPort.on('message', ({ id, op, args }) => {
+    outside.length = 0;
     try {
       let result = null; const transfer = [];
       if (op === 'keys') result = f.keys();
       else if (op === 'info') {
-        let e = null; try { e = f.get(args.path); } catch { e = null; }
-        if (e instanceof h5.Dataset) { const m = e.metadata; result = { path: e.path, shape: e.shape || [], type: m.type, size: m.size, signed: m.signed }; }
+        // get() gives null for a name that is not there and throws when the object's header cannot be read.
+        let e = null; try { e = f.get(args.path); } catch (err) { if (!(err instanceof TypeError)) result = { path: args.path, broken: lastDiag() || String(err && err.message) }; else throw err; }
+        if (e && !(e instanceof h5.Dataset)) result = { path: args.path, other: e.constructor.name, broken: lastDiag() };
+        if (e instanceof h5.Dataset) {
+          const m = e.metadata;
+          result = { path: e.path, shape: e.shape || [], type: m.type, size: m.size, signed: m.signed };
+          if (m.virtual_sources) result.virtual = m.virtual_sources.map((v) => v.file_name);
+          else if (result.shape.every((d) => d > 0)) { try { e.slice(result.shape.map(() => [0, 1])); } catch { /* reported below */ } }
+        }
       } else if (op === 'slice') {
         const a = f.get(args.path).slice(args.ranges);
         if (a && ArrayBuffer.isView(a)) { result = a.slice(); transfer.push(result.buffer); }
       } else if (op === 'close') { if (f) f.close(); f = null; result = true; }
-      parentPort.postMessage({ id, result }, transfer);
-    } catch (e) { parentPort.postMessage({ id, error: String((e && e.message) || e) }); }
+      if (outside.length) parentPort.postMessage({ id, outside: outside.slice() });
+      else parentPort.postMessage({ id, result }, transfer);
+    } catch (e) {
+      // A JavaScript mistake (TypeError, RangeError...) is a bug, reported as such; HDF5's own failures come as
+      // plain Errors, and the innermost diagnostic says more than h5wasm's wrapper text.
+      if (outside.length) parentPort.postMessage({ id, outside: outside.slice() });
+      else if (e && e.constructor !== Error) parentPort.postMessage({ id, internal: String((e && e.stack) || e) });
+      else parentPort.postMessage({ id, error: lastDiag() || String((e && e.message) || e) });
+    }
+    diag.length = 0;
   });
-  parentPort.postMessage({ id: 0, result: ok });
+  parentPort.postMessage({ id: 0, result: ok || lastDiag() || false });
+  diag.length = 0;
 }).catch((e) => parentPort.postMessage({ id: 0, error: String((e && e.message) || e) }));
 `;
 
 /** A request/response channel to an h5wasm worker holding `path` open. */
-interface H5Client { ok: boolean; call<T>(op: string, args?: unknown): Promise<T>; close(): Promise<void> }
+interface H5Client { ok: boolean; /** HDF5's reason when the file did not open */ detail: string; call<T>(op: string, args?: unknown): Promise<T>; close(): Promise<void> }
 
 async function h5Client(path: string): Promise<H5Client> {
   const w = new Worker(WORKER_CODE, { eval: true, execArgv: [], workerData: { path, h5url: import.meta.resolve('h5wasm/node') } });
@@ -72,11 +128,16 @@ async function h5Client(path: string): Promise<H5Client> {
   let next = 1;
   let dead: Error | null = null;
   const failAll = (e: Error) => { dead = e; for (const p of waiting.values()) p.reject(e); waiting.clear(); };
-  w.on('message', (m: { id: number; result?: unknown; error?: string }) => {
+  w.on('message', (m: { id: number; result?: unknown; error?: string; outside?: string[]; internal?: string }) => {
     const p = waiting.get(m.id);
     if (!p) return;
     waiting.delete(m.id);
-    if (m.error !== undefined) p.reject(new SlimfitError(`HDF5 library: ${m.error}`, { file: path }));
+    if (m.outside) {
+      p.reject(new SlimfitError(`the data refers to another file (${m.outside.slice(0, 3).join(', ')}) through external storage, an external link or a virtual dataset; slimfit reads only the file it was given`, {
+        file: path, hint: 'copy the data into the file itself (e.g. h5py: f2.create_dataset(name, data=f[name][()])) and convert that',
+      }));
+    } else if (m.internal !== undefined) p.reject(new Error(`HDF5 worker: ${m.internal}`));
+    else if (m.error !== undefined) p.reject(new SlimfitError(`HDF5 library: ${m.error}`, { file: path, hint: 'the file is corrupt or truncated' }));
     else p.resolve(m.result);
   });
   w.on('error', failAll);
@@ -86,9 +147,10 @@ async function h5Client(path: string): Promise<H5Client> {
     waiting.set(id, { resolve: resolve as (v: unknown) => void, reject });
     if (op) w.postMessage({ id, op, args });
   });
-  const ok = await request<boolean>(0);
+  const opened = await request<boolean | string>(0);
   return {
-    ok,
+    ok: opened === true,
+    detail: typeof opened === 'string' ? opened : '',
     call: <T>(op: string, args?: unknown) => request<T>(next++, op, args),
     async close() {
       if (!dead) await request(next++, 'close').catch(() => {});
@@ -137,13 +199,24 @@ export async function openHdf5(path: string, opts: Hdf5Options = {}): Promise<Sa
   const h5 = await h5Client(path);
   if (!h5.ok) {
     await h5.close();
-    throw new SlimfitError('cannot open as HDF5', { file: path, hint: 'the file is corrupt, truncated or not HDF5' });
+    throw new SlimfitError(`cannot open as HDF5${h5.detail ? ` (${h5.detail})` : ''}`, { file: path, hint: 'the file is corrupt, truncated or not HDF5' });
   }
   const kind = opts.matlab ? 'variable' : 'dataset';
   const get = async (want: string | undefined, defaults: string[], flag: string): Promise<DatasetInfo> => {
     const names = want !== undefined ? [want] : defaults;
     for (const n of names) {
       const info = await h5.call<DatasetInfo | null>('info', { path: n });
+      // An HDF5 error while looking the name up: the file's structure is damaged (h5wasm then reports any type).
+      if (info?.broken) throw new SlimfitError(`cannot look up ${n} (HDF5: ${info.broken})`, { file: path, hint: 'the file is corrupt or truncated' });
+      if (info?.other && want === undefined) continue; // a default name that is a group: try the next
+      if (info?.other) {
+        throw new SlimfitError(`${n} is ${info.other === 'BrokenSoftLink' ? 'a link to nothing' : `a ${info.other}`}, not a ${kind}`, { file: path, hint: `name a ${kind} with --${flag}` });
+      }
+      if (info?.virtual) {
+        throw new SlimfitError(`${kind} ${info.path} is a virtual dataset made of other files (${info.virtual.slice(0, 3).join(', ')}); slimfit reads only the file it was given`, {
+          file: path, hint: 'copy the data into the file itself and convert that',
+        });
+      }
       if (info) return info;
     }
     const have = (await h5.call<string[]>('keys')).join(', ') || '(none)';

@@ -3,7 +3,7 @@
 import type { FieldSpec } from '../core/dtype.ts';
 import { SlimfitError } from '../core/errors.ts';
 import { createImagePool, type DecodedBatch, type ImagePoolOptions, defaultWorkers, joinDecoded, pack, readImageFile, readSome } from './image-pool.ts';
-import { decodeImage, type ImageTarget } from './images.ts';
+import { decodeImage, type ImageDecodeOptions, type ImageTarget, resizeProblem } from './images.ts';
 import { pngAddon } from './png-native.ts';
 import type { SampleBatch, SampleSource, SkippedInput } from '../core/source.ts';
 
@@ -35,6 +35,8 @@ export interface ImageInput {
   entryChunks?(): AsyncIterable<EntryChunk>;
   /** Class index of every candidate file, same order as entries(), without reading file contents. */
   labelsOnly?(): AsyncIterable<number>;
+  /** Images found where no sample can come from (outside a class folder, an unsafe archive path): listed as skipped. */
+  notSamples?: SkippedInput[];
   close?(): Promise<void>;
 }
 
@@ -101,6 +103,10 @@ async function probeTarget(input: ImageInput, opts: ImageSourceOptions): Promise
 
 /** Build a SampleSource over `input`: x uint8 [H, W, C] (from the first readable image or --resize/--grayscale), y the class index. */
 export async function openImageSource(input: ImageInput, opts: ImageSourceOptions = {}): Promise<SampleSource> {
+  if (opts.resize) {
+    const tooLarge = resizeProblem(opts.resize);
+    if (tooLarge) throw new SlimfitError(tooLarge, { file: input.name, hint: 'choose a smaller size' });
+  }
   const target = await probeTarget(input, opts);
   const classNames = input.classNames;
   const yDtype = classNames.length <= 256 ? 'uint8' : 'int64';
@@ -125,6 +131,7 @@ export async function openImageSource(input: ImageInput, opts: ImageSourceOption
   async function* batches(): AsyncGenerator<SampleBatch> {
     const pool = createImagePool(workers, opts, target);
     skipped.length = 0;
+    skipped.push(...(input.notSamples ?? []));
     const passSkipped = new Set<number>();
     /** Batches being read and decoded, oldest first; `errors[i]` set = file i could not be read (overrides the decode's reason). */
     const inFlight: Array<{ promise: Promise<{ r: DecodedBatch; errors: (string | null | undefined)[] }>; paths: string[]; labels: number[]; first: number }> = [];

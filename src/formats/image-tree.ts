@@ -1,14 +1,15 @@
 // Image folder trees: root/<class>/<file>.{png,jpg,jpeg,gif,bmp}. Classes are the sub-folder names sorted by
 // code unit (index = label); files are visited class by class, each folder's by UTF-8 bytes (Python's sorted()
 // order). Only one class folder's file names are in memory at a time, as one byte array.
-// Other files (.DS_Store, .txt, nested folders) are ignored.
+// Other files (.DS_Store, .txt) are ignored; images at the root or in folders below a class folder are not read
+// and are listed as skipped (a class is one folder level; a deeper tree is usually a wrong SRC).
 import { opendir, readdir, stat } from 'node:fs/promises';
 import { join, sep } from 'node:path';
 import { SlimfitError } from '../core/errors.ts';
-import { IMAGE_EXTENSIONS, isImageName } from './images.ts';
+import { IMAGE_EXTENSIONS, isImageName, notSampleList } from './images.ts';
 import { pngAddon } from './png-native.ts';
 import { type ImageEntry, type ImageInput, openImageSource, type ImageSourceOptions } from './image-source.ts';
-import type { SampleSource } from '../core/source.ts';
+import type { SampleSource, SkippedInput } from '../core/source.ts';
 
 const EMPTY = new Uint8Array(0);
 const byCodeUnit = (a: string, b: string) => (a < b ? -1 : a > b ? 1 : 0);
@@ -114,7 +115,33 @@ export async function imageTreeInput(root: string): Promise<ImageInput> {
       for (let i = 0; i < n; i++) yield label;
     }
   }
-  return { name: root, classNames, entries, entryChunks, labelsOnly };
+  return { name: root, classNames, entries, entryChunks, labelsOnly, notSamples: await strayImages(root, classNames) };
+}
+
+/** Images at the root and below class folders' sub-folders: never samples, listed as skipped. */
+async function strayImages(root: string, classNames: string[]): Promise<SkippedInput[]> {
+  const found = notSampleList();
+  for (const d of await readdir(root, { withFileTypes: true })) {
+    if (!d.isDirectory() && !d.name.startsWith('._') && isImageName(d.name)) found.add(join(root, d.name), 'image at the top of the tree, not in a class folder: not read');
+  }
+  for (const cls of classNames) {
+    const dir = join(root, cls);
+    // A folder's link count is 2 + its sub-folders on most Linux file systems: skip listing it again when it has none.
+    if ((await stat(dir)).nlink === 2) continue;
+    for (const d of await readdir(dir, { withFileTypes: true })) {
+      if (d.isDirectory() && !d.name.startsWith('.')) await imagesBelow(join(dir, d.name), cls, found, 0);
+    }
+  }
+  return found.list();
+}
+
+async function imagesBelow(dir: string, cls: string, found: ReturnType<typeof notSampleList>, depth: number): Promise<void> {
+  if (depth > 32) return; // a link loop
+  for (const d of await readdir(dir, { withFileTypes: true }).catch(() => [])) {
+    const p = join(dir, d.name);
+    if (d.isDirectory() && !d.name.startsWith('.')) await imagesBelow(p, cls, found, depth + 1);
+    else if (!d.isDirectory() && !d.name.startsWith('._') && isImageName(d.name)) found.add(p, `image in a sub-folder of class folder ${cls} (only <class>/<file> is read): not read`);
+  }
 }
 
 /** Open an image folder tree as a SampleSource. */

@@ -20,6 +20,32 @@ export const IMAGE_EXTENSIONS = ['.png', '.jpg', '.jpeg', '.gif', '.bmp'] as con
 export const MAX_IMAGE_FILE_BYTES = 64 << 20;
 /** Images with more pixels than this are skipped before decoding (guards against decompression bombs). */
 export const MAX_IMAGE_PIXELS = 64 << 20;
+/**
+ * --resize may ask for at most this many pixels per image (4096 x 4096): a few samples per decode thread are in
+ * flight at once, so 16 Mpx RGB (48 MB a sample) already costs a few hundred MB; the input cap above would allow 4x.
+ */
+export const MAX_RESIZE_PIXELS = 16 << 20;
+
+/** Why a --resize target is refused (too many pixels), or null when it is fine. */
+export function resizeProblem(r: { width: number; height: number }): string | null {
+  const px = r.width * r.height;
+  return px > MAX_RESIZE_PIXELS
+    ? `--resize ${r.width}x${r.height} asks for ${px} pixels per image, more than the ${MAX_RESIZE_PIXELS} (4096x4096) slimfit makes`
+    : null;
+}
+
+/** At most this many images outside class folders are listed by name (more are counted in one entry). */
+export const MAX_LISTED_NOT_SAMPLES = 10000;
+
+/** Collects images that cannot be samples (outside a class folder, unsafe archive paths) with a bounded list. */
+export function notSampleList(): { add(path: string, reason: string): void; list(): Array<{ path: string; reason: string }> } {
+  const out: Array<{ path: string; reason: string }> = [];
+  let more = 0;
+  return {
+    add(path, reason) { if (out.length < MAX_LISTED_NOT_SAMPLES) out.push({ path, reason }); else more++; },
+    list: () => (more ? [...out, { path: '...', reason: `${more} more images not in class folders (not listed)` }] : out),
+  };
+}
 
 /** What to do to every decoded image. */
 export interface ImageDecodeOptions {

@@ -133,6 +133,13 @@ function parseMatrixHeader(b: Uint8Array, base: number, r: Reader, file: string,
   return { name, mxClass, dtype, dims, complex, storage: storage!, dataOffset: base + real.data, dataBytes: real.n };
 }
 
+/** A top-level element that is not a MATLAB array: the file is damaged or not what its header says. */
+function notAnArray(path: string, off: number, type: number, where: string): SlimfitError {
+  return new SlimfitError(`the element at byte ${off}${where} has data type ${type}, not a MATLAB array (miMATRIX, type 14)`, {
+    file: path, offset: off, hint: 'the file is corrupt, or not written by MATLAB or scipy.io.savemat',
+  });
+}
+
 /** List the variables of a v5 .mat file (cheap: reads tags and the first bytes of compressed variables). */
 export async function listMatVariables(path: string): Promise<{ le: boolean; vars: MatVariable[] }> {
   const fh = await open(path, 'r');
@@ -144,7 +151,10 @@ export async function listMatVariables(path: string): Promise<{ le: boolean; var
       throw new SlimfitError('not a MATLAB v5 .mat file', { file: path, offset: 0, hint: 'expected a file written by scipy.io.savemat or MATLAB save' });
     }
     const ind = head.toString('latin1', 126, 128);
-    if (ind !== 'IM' && ind !== 'MI') throw new SlimfitError(`bad endian indicator ${JSON.stringify(ind)}`, { file: path, offset: 126 });
+    if (ind !== 'IM' && ind !== 'MI') {
+      const hex = head.subarray(126, 128).toString('hex');
+      throw new SlimfitError(`bad endian indicator (bytes 0x${hex}, expected "IM" or "MI")`, { file: path, offset: 126, hint: 'the header is corrupt' });
+    }
     const r = reader(ind === 'IM');
     const vars: MatVariable[] = [];
     let off = 128;
@@ -170,13 +180,13 @@ export async function listMatVariables(path: string): Promise<{ le: boolean; var
         } catch (e) {
           throw new SlimfitError(`cannot inflate the compressed variable at byte ${off}: ${(e as Error).message}`, { file: path, offset: off, hint: 'the file is corrupt' });
         }
-        const mtype = r.u32(inflated, 0);
-        if (mtype === MI_MATRIX) {
-          vars.push({ ...parseMatrixHeader(inflated.subarray(8), 8, r, path, off), compressed: true, elementOffset: off, elementBytes: n });
-        }
+        const mtype = inflated.length >= 8 ? r.u32(inflated, 0) : -1;
+        if (mtype !== MI_MATRIX) throw notAnArray(path, off, mtype, ' inside a compressed element');
+        vars.push({ ...parseMatrixHeader(inflated.subarray(8), 8, r, path, off), compressed: true, elementOffset: off, elementBytes: n });
         off += 8 + n;
       } else {
-        off += 8 + Math.ceil(n / 8) * 8;
+        // scipy.io.loadmat refuses these too: skipping them could hide the variable the user asked for.
+        throw notAnArray(path, off, type, '');
       }
     }
     return { le: r.le, vars };
@@ -260,7 +270,9 @@ function convert(bytes: Uint8Array, from: DType, to: DType): Uint8Array {
 
 function pick(vars: MatVariable[], want: string | undefined, defaults: string[], what: string, path: string): MatVariable {
   const names = vars.map((v) => v.name);
-  const v = want !== undefined ? vars.find((c) => c.name === want) : vars.find((c) => defaults.includes(c.name) && c.dtype);
+  // A default name held by a non-numeric variable is reported as such below, not as "not found".
+  const v = want !== undefined ? vars.find((c) => c.name === want)
+    : vars.find((c) => defaults.includes(c.name) && c.dtype) ?? vars.find((c) => defaults.includes(c.name));
   if (!v) {
     throw new SlimfitError(want !== undefined ? `no variable named ${JSON.stringify(want)}` : `no ${what} variable found (looked for ${defaults.join(', ')})`, {
       file: path, hint: `variables in the file: ${names.join(', ') || '(none)'}; choose with --${what === 'samples' ? 'x' : 'y'} NAME`,

@@ -4,8 +4,8 @@
 import { open, stat } from 'node:fs/promises';
 import { extname } from 'node:path';
 import type { DType } from '../core/dtype.ts';
-import { SlimfitError } from '../core/errors.ts';
-import { parseResize } from './images.ts';
+import { SlimfitError, UsageError } from '../core/errors.ts';
+import { parseResize, resizeProblem } from './images.ts';
 import type { SampleSource } from '../core/source.ts';
 
 /** Options of the messy readers (mirroring `slimfit convert` flags). */
@@ -70,6 +70,12 @@ export async function detectMessy(path: string): Promise<MessyKind | null> {
   }
   if (b.length >= 262 && b.toString('latin1', 257, 262) === 'ustar') return 'archive';
   if (TEXT_EXT.has(extname(path).toLowerCase())) return 'csv';
+  // A damaged file keeps its name: with its magic bytes gone, the extension still says which reader should explain
+  // what is wrong with it (rather than "slimfit does not know how to read this input").
+  const lower = path.toLowerCase();
+  if (/\.(tar|tar\.gz|tgz|zip)$/.test(lower)) return 'archive';
+  if (lower.endsWith('.mat')) return 'mat';
+  if (/\.(h5|hdf5|he5|hdf)$/.test(lower)) return 'hdf5';
   return null;
 }
 
@@ -114,23 +120,25 @@ export function messyOptionsFromCli(o: Record<string, unknown>): MessyOptions {
   const resize = str('resize');
   if (resize !== undefined) {
     const r = parseResize(resize);
-    if (!r) throw new SlimfitError(`cannot read --resize ${resize}`, { hint: 'give WIDTHxHEIGHT, e.g. --resize 28x28' });
+    if (!r) throw new UsageError(`cannot read --resize ${resize}`, { hint: 'give WIDTHxHEIGHT, e.g. --resize 28x28' });
+    const tooLarge = resizeProblem(r);
+    if (tooLarge) throw new UsageError(tooLarge, { hint: 'choose a smaller size' });
     out.resize = r;
   }
   const workers = str('workers');
   if (workers !== undefined) {
-    if (!/^\d+$/.test(workers)) throw new SlimfitError(`--workers must be a whole number, got ${workers}`);
+    if (!/^\d+$/.test(workers)) throw new UsageError(`--workers must be a whole number, got ${workers}`);
     out.workers = Number(workers);
   }
   const shape = str('shape');
   if (shape !== undefined) {
     const dims = shape.split(/[,x]/).map((s) => s.trim());
-    if (dims.some((d) => !/^\d+$/.test(d) || Number(d) < 1)) throw new SlimfitError(`cannot read --shape ${shape}`, { hint: 'give positive sizes separated by commas, e.g. --shape 28,28' });
+    if (dims.some((d) => !/^\d+$/.test(d) || Number(d) < 1)) throw new UsageError(`cannot read --shape ${shape}`, { hint: 'give positive sizes separated by commas, e.g. --shape 28,28' });
     out.shape = dims.map(Number);
   }
   const xDtype = str('xDtype');
   if (xDtype !== undefined) {
-    if (!['uint8', 'float16', 'float32', 'float64'].includes(xDtype)) throw new SlimfitError(`--x-dtype ${xDtype} is not supported`, { hint: 'use uint8, float16, float32 or float64' });
+    if (!['uint8', 'float16', 'float32', 'float64'].includes(xDtype)) throw new UsageError(`--x-dtype ${xDtype} is not supported`, { hint: 'use uint8, float16, float32 or float64' });
     out.xDtype = xDtype as DType;
   }
   const labelCol = str('labelCol');

@@ -55,32 +55,34 @@ export function parseNpyHeader(buf: Uint8Array, file: string): NpyHeader {
   if (b.length < pre + hlen) throw new SlimfitError('file ends inside the .npy header', { file, offset: b.length, hint: 'the file is truncated' });
   const text = b.subarray(pre, pre + hlen).toString(major === 3 ? 'utf8' : 'latin1');
   const bad = (what: string): never => {
-    throw new SlimfitError(`cannot read the .npy header: ${what}`, { file, offset: pre, hint: `header text was ${JSON.stringify(text.trim().slice(0, 200))}` });
+    // Non-ASCII bytes are shown as '?': a corrupt header is mostly binary noise.
+    const shown = text.trim().slice(0, 200).replace(/[^\x20-\x7e]/g, '?');
+    throw new SlimfitError(`cannot read the .npy header: ${what.replace(/[^\x20-\x7e]/g, '?')}`, { file, offset: pre, hint: `header text was "${shown}"` });
   };
-  const descrM = /['"]descr['"]\s*:\s*(['"])(.*?)\1/.exec(text);
-  if (!descrM) {
-    if (/['"]descr['"]\s*:\s*\[/.test(text)) {
-      throw new SlimfitError('structured (record) arrays are not supported', { file, offset: pre, hint: 'save each field as its own array, e.g. np.save("x.npy", a["x"])' });
-    }
-    bad("no 'descr'");
+  const dict = parseHeaderDict(text);
+  if (typeof dict === 'string') bad(dict);
+  const d = dict as Map<string, HeaderValue>;
+  const descr = d.get('descr');
+  if (Array.isArray(descr) && descr.length > 0 && typeof descr[0] !== 'number') {
+    throw new SlimfitError('structured (record) arrays are not supported', { file, offset: pre, hint: 'save each field as its own array, e.g. np.save("x.npy", a["x"])' });
   }
-  const parsed = parseDescr(descrM![2]);
+  for (const k of d.keys()) if (!['descr', 'fortran_order', 'shape'].includes(k)) bad(`unexpected key '${k}' (numpy refuses it too)`);
+  if (typeof descr !== 'string') bad("no 'descr' string");
+  const parsed = parseDescr(descr as string);
   if (!parsed) {
-    throw new SlimfitError(`unsupported dtype '${descrM![2]}'`, {
+    throw new SlimfitError(`unsupported dtype '${descr}'`, {
       file, offset: pre, hint: 'supported: bool, (u)int8/16/32/64, float16/32/64; convert with arr.astype(...) before saving',
     });
   }
-  const fortM = /['"]fortran_order['"]\s*:\s*(True|False)/.exec(text);
-  if (!fortM) bad("no 'fortran_order'");
-  const shapeM = /['"]shape['"]\s*:\s*\(([^)]*)\)/.exec(text);
-  if (!shapeM) bad("no 'shape'");
-  const shape = shapeM![1].split(',').map((s) => s.trim().replace(/L$/, '')).filter((s) => s.length > 0).map((s) => {
-    if (!/^\d+$/.test(s)) bad(`shape entry '${s}' is not a whole number`);
-    const n = Number(s);
-    if (!Number.isSafeInteger(n)) bad(`shape entry ${s} is too large`);
+  const fort = d.get('fortran_order');
+  if (typeof fort !== 'boolean') bad("no 'fortran_order' True/False");
+  const shapeV = d.get('shape');
+  if (!Array.isArray(shapeV) || !shapeV.every((v) => typeof v === 'number')) bad("no 'shape' tuple of whole numbers");
+  const shape = (shapeV as number[]).map((n) => {
+    if (!Number.isSafeInteger(n)) bad(`shape entry ${n} is too large`);
     return n;
   });
-  const fortranOrder = fortM![1] === 'True';
+  const fortranOrder = fort as boolean;
   if (fortranOrder && shape.filter((d) => d !== 1).length > 1) {
     throw new SlimfitError('Fortran-ordered (column-major) arrays are not supported', {
       file, offset: pre, hint: 'save a C-ordered copy with np.save(path, np.ascontiguousarray(a))',
@@ -88,6 +90,72 @@ export function parseNpyHeader(buf: Uint8Array, file: string): NpyHeader {
   }
   if (!Number.isSafeInteger(product(shape) * dtypeSize(parsed.dtype))) bad(`shape (${shape.join(', ')}) is impossibly large`);
   return { version: [major, minor], dtype: parsed.dtype, bigEndian: parsed.bigEndian, fortranOrder, shape, dataOffset: pre + hlen };
+}
+
+/** A value of a .npy header dict: a string, True/False, or a tuple/list (of numbers or nested values). */
+type HeaderValue = string | boolean | number | HeaderValue[];
+
+/**
+ * Parse the Python dict literal of a .npy header the way numpy's ast.literal_eval sees it (a key given twice keeps
+ * its last value, as in Python): string keys; values are strings, True/False, whole numbers (a trailing L allowed)
+ * and tuples/lists of them. Returns the entries, or what is wrong.
+ */
+function parseHeaderDict(text: string): Map<string, HeaderValue> | string {
+  let i = 0;
+  const ws = () => { while (i < text.length && /\s/.test(text[i])) i++; };
+  const fail = (what: string): never => { throw new Error(`${what} at character ${i}`); };
+  const value = (): HeaderValue => {
+    ws();
+    const c = text[i];
+    if (c === "'" || c === '"') {
+      const end = text.indexOf(c, i + 1);
+      if (end < 0) fail('unterminated string');
+      const v = text.slice(i + 1, end);
+      i = end + 1;
+      return v;
+    }
+    if (c === '(' || c === '[') {
+      const close = c === '(' ? ')' : ']';
+      i++;
+      const out: HeaderValue[] = [];
+      for (;;) {
+        ws();
+        if (text[i] === close) { i++; return out; }
+        out.push(value());
+        ws();
+        if (text[i] === ',') i++;
+        else if (text[i] !== close) fail(`expected ',' or '${close}'`);
+      }
+    }
+    const m = /^(True|False|\d+L?)/.exec(text.slice(i, i + 32));
+    if (!m) fail('expected a value');
+    i += m![0].length;
+    return m![0] === 'True' ? true : m![0] === 'False' ? false : Number(m![0].replace(/L$/, ''));
+  };
+  try {
+    const out = new Map<string, HeaderValue>();
+    ws();
+    if (text[i] !== '{') fail("expected '{'");
+    i++;
+    for (;;) {
+      ws();
+      if (text[i] === '}') { i++; break; }
+      const k = value();
+      if (typeof k !== 'string') fail('expected a string key');
+      ws();
+      if (text[i] !== ':') fail("expected ':'");
+      i++;
+      out.set(k as string, value());
+      ws();
+      if (text[i] === ',') i++;
+      else if (text[i] !== '}') fail("expected ',' or '}'");
+    }
+    ws();
+    if (i < text.length) fail('unexpected text after the dict');
+    return out;
+  } catch (e) {
+    return (e as Error).message;
+  }
 }
 
 /** Python tuple text for a shape: (), (5,), (5, 28, 28). */

@@ -38,7 +38,9 @@ export function memberDisplayName(path: string, name: string): string {
 
 async function openZip(path: string): Promise<yauzl.ZipFile> {
   try {
-    return await yauzl.openPromise(path, { autoClose: false, lazyEntries: true, decodeStrings: true, validateEntrySizes: true });
+    // Sizes are checked in readMembers, after the encryption check (yauzl's own check runs first and calls an
+    // encrypted member's sizes a mismatch: "152 != 152").
+    return await yauzl.openPromise(path, { autoClose: false, lazyEntries: true, decodeStrings: true, validateEntrySizes: false });
   } catch (e) {
     const msg = (e as Error).message;
     const code = (e as NodeJS.ErrnoException).code;
@@ -55,10 +57,19 @@ async function readMembers(path: string, zip: yauzl.ZipFile): Promise<Array<{ me
     for await (const entry of zip.eachEntry()) {
       if (entry.fileName.endsWith('/')) continue; // directory entry
       if (entry.isEncrypted()) {
-        throw new SlimfitError(`member ${entry.fileName} is encrypted`, { file: path, hint: 'save it without encryption (np.savez)' });
+        throw new SlimfitError(`member ${entry.fileName} is encrypted`, { file: path, hint: 'numpy cannot read it either; save it without encryption (np.savez)' });
+      }
+      if (entry.compressionMethod === 0 && entry.compressedSize !== entry.uncompressedSize) {
+        throw new SlimfitError(`member ${entry.fileName} is stored uncompressed but the zip directory gives it ${entry.compressedSize} bytes on disk and ${entry.uncompressedSize} unpacked`, {
+          file: path, hint: 'the .npz is corrupt; re-create it with np.savez',
+        });
       }
       const { fileDataStart } = await zip.readLocalFileHeaderPromise(entry, { minimal: true });
       const name = entry.fileName.endsWith('.npy') ? entry.fileName.slice(0, -4) : entry.fileName;
+      if (out.some((m) => m.member.name === name)) {
+        // numpy's np.load would silently use the last of them (zipfile keeps the last name); which one was meant is unknowable.
+        throw new SlimfitError(`the .npz holds two members named ${entry.fileName}`, { file: path, hint: 'numpy would read the last one; re-create the .npz with each array saved once' });
+      }
       out.push({
         entry,
         member: {
@@ -107,7 +118,43 @@ export async function openNpzMember(path: string, name: string): Promise<NpyFile
       file: display, hint: 'stream it with streamNpyRows, or re-save the arrays with np.savez (not savez_compressed) for random access',
     });
   }
-  return openNpy(path, { offset: member.dataOffset, length: member.compressedSize, displayName: display });
+  try {
+    return await openNpy(path, { offset: member.dataOffset, length: member.compressedSize, displayName: display });
+  } catch (e) {
+    throw await corruptOr(path, member, e);
+  }
+}
+
+/** True when the member's bytes (inflated if deflated) match its CRC-32; false on a mismatch or a broken deflate stream. */
+async function memberCrcOk(path: string, member: NpzMember): Promise<boolean> {
+  if (member.compressedSize === 0) return member.uncompressedSize === 0;
+  const raw = createReadStream(path, { start: member.dataOffset, end: member.dataOffset + member.compressedSize - 1, highWaterMark: STREAM_CHUNK });
+  const stream: Readable = member.compressionMethod === 8 ? raw.pipe(createInflateRaw({ chunkSize: STREAM_CHUNK })) : raw;
+  let crc = 0, n = 0;
+  try {
+    for await (const c of stream as AsyncIterable<Buffer>) {
+      n += c.length;
+      if (n > member.uncompressedSize) return false;
+      crc = crc32(c, crc);
+    }
+    return n === member.uncompressedSize && (crc >>> 0) === (member.crc32 >>> 0);
+  } catch {
+    return false;
+  } finally {
+    stream.destroy();
+    raw.destroy();
+  }
+}
+
+/**
+ * What to throw for an error found while reading a member's .npy header: when the member fails its CRC-32 the
+ * header is damage, not a format question, and saying so beats quoting binary noise.
+ */
+async function corruptOr(path: string, member: NpzMember, e: unknown): Promise<unknown> {
+  if (!(e instanceof SlimfitError) || (await memberCrcOk(path, member))) return e;
+  return new SlimfitError(`member ${member.fileName} is corrupt: its bytes do not match the CRC-32 in the zip directory (its .npy header reads: ${e.file && e.message.startsWith(`${e.file}: `) ? e.message.slice(e.file.length + 2) : e.message})`, {
+    file: path, hint: 'the .npz was damaged (disk, copy, download); re-create it with numpy',
+  });
 }
 
 /** A member streamed as whole-row chunks: its header first, then the rows. */
@@ -126,7 +173,8 @@ export interface NpyRowStream {
 function zipError(display: string, e: unknown, where: string): SlimfitError {
   if (e instanceof SlimfitError) return e;
   const msg = (e as Error).message;
-  return new SlimfitError(`broken member: ${msg} ${where}`, {
+  const what = (e as NodeJS.ErrnoException).code?.startsWith('Z_') ? `has corrupt compressed data (zlib: ${msg})` : `cannot be read: ${msg}`;
+  return new SlimfitError(`member ${what} ${where}`, {
     file: display, hint: 'the .npz is corrupt or truncated; re-create it with np.savez_compressed',
   });
 }
@@ -179,7 +227,7 @@ export async function streamNpyRows(path: string, name: string, rowsPerChunk: nu
         const major = head[6];
         const need = (major === 1 ? 10 + head.readUInt16LE(8) : 12 + head.readUInt32LE(8));
         if (head.length >= need || need > MAX_HEADER_BYTES || head.subarray(0, 6).toString('latin1') !== '\x93NUMPY') {
-          header = parseNpyHeader(head, display);
+          try { header = parseNpyHeader(head, display); } catch (e) { throw await corruptOr(path, member, e); }
         }
       }
     }
@@ -189,10 +237,10 @@ export async function streamNpyRows(path: string, name: string, rowsPerChunk: nu
     const rowBytes = rowShape.reduce((a, b) => a * b, dtypeSize(header.dtype));
     const want = header.dataOffset + rows * rowBytes;
     if (want !== member.uncompressedSize) {
-      throw new SlimfitError(
+      throw await corruptOr(path, member, new SlimfitError(
         `truncated or lying header: shape (${shape.join(', ')}) of ${header.dtype} needs ${want} bytes but the member holds ${member.uncompressedSize}`,
         { file: display, hint: 'the .npz is corrupt; re-create it with numpy' },
-      );
+      ));
     }
     if (rows > 0 && (rowBytes === 0 || rowBytes > MAX_ROW_BYTES)) {
       throw new SlimfitError(`rows of shape (${rowShape.join(', ')}) = ${rowBytes} bytes cannot be streamed`, {

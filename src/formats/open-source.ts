@@ -1,7 +1,7 @@
 // Which reader a `slimfit convert` input needs: decided from the path (folder, extension, magic bytes) and --x/--y.
 import { open, readdir, stat } from 'node:fs/promises';
 import { extname, join } from 'node:path';
-import { SlimfitError } from '../core/errors.ts';
+import { SlimfitError, UsageError } from '../core/errors.ts';
 import type { SampleSource } from '../core/source.ts';
 import { idxPairSource, mnistDirSource, npyPairSource, npzSource } from './sources.ts';
 import { listNpz } from './npz.ts';
@@ -24,8 +24,18 @@ async function isDir(p: string): Promise<boolean> {
   return stat(p).then((s) => s.isDirectory(), () => false);
 }
 
-async function exists(p: string): Promise<boolean> {
-  return stat(p).then(() => true, () => false);
+/**
+ * Refuse inputs that are neither files nor folders: readers seek and read files twice, which a FIFO, socket or
+ * device cannot do (opening a FIFO with no writer would block forever).
+ */
+async function checkReadable(p: string, fileOnly = false): Promise<void> {
+  const s = await stat(p).catch(() => null);
+  if (!s) throw new SlimfitError('input not found', { file: p, hint: 'check the path' });
+  if (fileOnly && s.isDirectory()) throw new SlimfitError('this is a folder; --x and --y name files', { file: p, hint: 'give the .npy or IDX files themselves, or the folder as SRC' });
+  if (!s.isFile() && !s.isDirectory()) {
+    const kind = s.isFIFO() ? 'a pipe (FIFO)' : s.isSocket() ? 'a socket' : 'a device';
+    throw new SlimfitError(`input is ${kind}, not a regular file; slimfit reads inputs by position and more than once`, { file: p, hint: 'copy it to a regular file first' });
+  }
 }
 
 /** True if the file starts with an IDX magic (two zero bytes, a known type code, 1..4 dims), or is gzipped (the IDX reader checks inside). */
@@ -54,7 +64,7 @@ async function openMessy(path: string, o: InputOptions): Promise<SampleSource | 
 
 /** Open one input path as a single source (used for SRC and for --train/--test). */
 async function openOne(path: string, o: InputOptions): Promise<OpenedInput> {
-  if (!(await exists(path))) throw new SlimfitError('input not found', { file: path, hint: 'check the path' });
+  await checkReadable(path);
   if (await isDir(path)) {
     if (await hasMnistLayout(path)) {
       const { train, test } = await mnistDirSource(path);
@@ -93,7 +103,7 @@ async function openOne(path: string, o: InputOptions): Promise<OpenedInput> {
  */
 export async function openInput(src: string | undefined, o: InputOptions & { train?: string; test?: string }): Promise<OpenedInput> {
   if (o.train || o.test) {
-    if (!o.train || !o.test || src) throw new SlimfitError('pre-split inputs need both --train SRC and --test SRC, and no other SRC');
+    if (!o.train || !o.test || src) throw new UsageError('pre-split inputs need both --train SRC and --test SRC, and no other SRC');
     const splits: Array<{ name: string; source: SampleSource }> = [];
     for (const [name, p] of [['train', o.train], ['test', o.test]] as const) {
       const opened = await openOne(p, o);
@@ -103,8 +113,8 @@ export async function openInput(src: string | undefined, o: InputOptions & { tra
     return { kind: 'presplit', splits };
   }
   if (src) return openOne(src, o);
-  if (!o.x || !o.y) throw new SlimfitError('nothing to convert', { hint: 'give SRC, or --x FILE --y FILE, or --train SRC --test SRC' });
-  for (const p of [o.x, o.y]) if (!(await exists(p))) throw new SlimfitError('input not found', { file: p, hint: 'check the path' });
+  if (!o.x || !o.y) throw new UsageError('nothing to convert', { hint: 'give SRC, or --x FILE --y FILE, or --train SRC --test SRC' });
+  for (const p of [o.x, o.y]) await checkReadable(p, true);
   if (extname(o.x).toLowerCase() === '.npy') return { kind: 'single', source: await npyPairSource(o.x, o.y) };
   if (await looksLikeIdx(o.x)) return { kind: 'single', source: await idxPairSource(o.x, o.y) };
   throw new SlimfitError('--x/--y files must be .npy or IDX files', { file: o.x, hint: 'for other formats give the file as SRC' });

@@ -119,6 +119,7 @@ export async function idxPairSource(images: string, labels: string, opts: IdxPai
   const chunks = (info: IdxInfo) => idxChunks(info, per)[Symbol.asyncIterator]();
   return {
     name: opts.name ?? images,
+    labelsName: labels,
     x, y,
     classNames: opts.classNames,
     count: xi.rows,
@@ -192,6 +193,7 @@ export async function npyPairSource(xPath: string, yPath: string): Promise<Sampl
   const [xs, ys] = await Promise.all([stat(xPath), stat(yPath)]);
   return {
     name: xPath,
+    labelsName: yPath,
     x: { dtype: xf.dtype, shape: [...xf.rowShape] },
     y: { dtype: yf.dtype, shape: [] },
     count: xf.rows,
@@ -290,6 +292,7 @@ export async function npzSource(path: string, names: { x: string; y: string }): 
   const per = rowsPerBatch(xf.rowBytes);
   return {
     name: `${path} (${xf.member.name}, ${yf.member.name})`,
+    labelsName: memberDisplayName(path, yf.member.name),
     x: { dtype: xf.dtype, shape: xf.rowShape },
     y: { dtype: yf.dtype, shape: [] },
     count: xf.rows,

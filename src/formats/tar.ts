@@ -318,6 +318,9 @@ export async function* tarMembers(path: string, gz: boolean, want: (name: string
     if (out.length > 0) yield handOut();
   } catch (e) {
     if (e instanceof TarError) throw e;
-    throw new TarError(`${(e as Error).message} (byte ${offset} of the tar)`, offset, last);
+    // Not the tar walk's own finding (gunzip or a read failed): the file is read and inflated ahead of the walk, so
+    // the tar offset is only how far the walk got; the compressed position is where the damage is.
+    const where = gz ? `in the gzip stream, within the first ${progress.bytes} bytes of the file; the tar itself was read up to its byte ${offset}` : `at or after byte ${offset} of the tar`;
+    throw new TarError(`${(e as Error).message} (${where})`, offset, last);
   }
 }

@@ -1,6 +1,8 @@
 // Writing one split of a store as a single plain .npz (x and y members), streamed shard by shard.
 import { createNpzWriter } from '../formats/npz-write.ts';
 import { createProgress } from '../core/progress.ts';
+import { dtypeSize } from '../core/dtype.ts';
+import { SlimfitError, describeSystemError, isSystemError } from '../core/errors.ts';
 import { openStore } from './open.ts';
 
 /** Rows copied per read, so memory stays at a few MB whatever the split size. */
@@ -12,7 +14,9 @@ export async function exportSplit(dir: string, split: string, out: string, opts:
   const s = store.split(split);
   const w = await createNpzWriter(out);
   try {
-    const progress = createProgress({ label: `export ${split}`, total: s.samples * 2, unit: 'samples', quiet: opts.quiet });
+    // x and y are written one after the other, so progress counts bytes of both, not samples twice.
+    const rowBytes = (f: 'x' | 'y') => store.manifest.fields[f].shape.reduce((a, d) => a * d, dtypeSize(store.manifest.fields[f].dtype));
+    const progress = createProgress({ label: `export ${split}`, total: s.samples * (rowBytes('x') + rowBytes('y')), unit: 'bytes', quiet: opts.quiet });
     for (const field of ['x', 'y'] as const) {
       const spec = store.manifest.fields[field];
       const m = await w.beginMember(field, spec.dtype, spec.shape);
@@ -24,7 +28,7 @@ export async function exportSplit(dir: string, split: string, out: string, opts:
         for (let r = 0; r < npy.rows; r += step) {
           const end = Math.min(npy.rows, r + step);
           await m.append(await npy.readRows(r, end, buf));
-          progress.tick(end - r);
+          progress.tick((end - r) * npy.rowBytes);
         }
       }
       await m.end();
@@ -33,6 +37,8 @@ export async function exportSplit(dir: string, split: string, out: string, opts:
     return await w.close();
   } catch (e) {
     await w.abort();
+    // A write that failed on the open file descriptor (full disk...) carries no path: it was `out`.
+    if (isSystemError(e) && e.path === undefined) throw new SlimfitError(describeSystemError(e, out));
     throw e;
   } finally {
     await store.close();

@@ -32,6 +32,8 @@ export interface SplitInfo {
   shards: Shard[];
   /** Samples per class index, when y is a class label. */
   classCounts?: number[];
+  /** x values that are NaN or +-inf (absent when there are none); they are left out of the stats. */
+  nonFinite?: number;
 }
 
 /** Per-channel statistics of x (channel = last axis of the sample shape, or 1 channel if x has < 3 dims). */
@@ -75,25 +77,62 @@ function fail(dir: string, what: string): never {
   });
 }
 
-/** Check that a parsed JSON value is a well-formed manifest (shapes, counts and shard lists agree). */
+const isCount = (v: unknown): v is number => Number.isSafeInteger(v) && (v as number) >= 0;
+const isObject = (v: unknown): v is Record<string, unknown> => typeof v === 'object' && v !== null && !Array.isArray(v);
+const isStringArray = (v: unknown): v is string[] => Array.isArray(v) && v.every((s) => typeof s === 'string');
+/** A statistic: a number, or null (how JSON writes NaN/inf; stores from before they were left out hold it). */
+const isStat = (v: unknown) => v === null || typeof v === 'number';
+/** A shard path: relative, inside the store, no '..' parts. */
+const isShardPath = (f: unknown) => typeof f === 'string' && f.length > 0 && !f.startsWith('/') && !f.split(/[\\/]/).includes('..') && !f.includes('\0');
+
+/**
+ * Check that a parsed JSON value is a well-formed manifest: every field the readers, `info` and `verify` use has
+ * the type and range they expect (a hand-edited or damaged dataset.json is an error here, never a TypeError later).
+ */
 export function validateManifest(m: unknown, dir: string): Manifest {
   const o = m as Manifest;
-  if (!o || typeof o !== 'object' || o.format !== 'slimfit-dataset') fail(dir, "missing \"format\": \"slimfit-dataset\"");
-  if (typeof o.version !== 'number' || o.version > STORE_VERSION) fail(dir, `store version ${o.version} is newer than this slimfit understands (${STORE_VERSION}); upgrade slimfit`);
+  if (!isObject(o) || o.format !== 'slimfit-dataset') fail(dir, "missing \"format\": \"slimfit-dataset\"");
+  if (!Number.isSafeInteger(o.version) || o.version < 1) fail(dir, `bad store version ${JSON.stringify(o.version)}`);
+  if (o.version > STORE_VERSION) fail(dir, `store version ${o.version} is newer than this slimfit understands (${STORE_VERSION}); upgrade slimfit`);
+  if (!isObject(o.fields)) fail(dir, 'no fields');
   for (const k of ['x', 'y'] as const) {
-    const f = o.fields?.[k];
-    if (!f || !isDType(f.dtype) || !Array.isArray(f.shape) || !f.shape.every((d) => Number.isSafeInteger(d) && d >= 0)) fail(dir, `bad field spec for ${k}`);
+    const f = o.fields[k];
+    if (!isObject(f) || !isDType(f.dtype) || !Array.isArray(f.shape) || !f.shape.every(isCount)) fail(dir, `bad field spec for ${k}`);
+    if (!Number.isSafeInteger(f.shape.reduce((a, d) => a * d, 8))) fail(dir, `field ${k} has an impossibly large shape`);
   }
-  if (!o.splits || typeof o.splits !== 'object' || Object.keys(o.splits).length === 0) fail(dir, 'no splits');
+  if (o.classNames !== undefined && !isStringArray(o.classNames)) fail(dir, 'classNames is not a list of names');
+  if (!isObject(o.splits) || Object.keys(o.splits).length === 0) fail(dir, 'no splits');
   for (const [name, s] of Object.entries(o.splits)) {
-    if (!Array.isArray(s.shards)) fail(dir, `split ${name} has no shard list`);
-    const total = s.shards.reduce((a, sh) => a + sh.samples, 0);
-    if (total !== s.samples) fail(dir, `split ${name} says ${s.samples} samples but its shards hold ${total}`);
+    if (!isObject(s) || !Array.isArray(s.shards)) fail(dir, `split ${name} has no shard list`);
+    if (!isCount(s.samples)) fail(dir, `split ${name} has a bad sample count`);
+    if (s.classCounts !== undefined && !(Array.isArray(s.classCounts) && s.classCounts.every(isCount))) fail(dir, `split ${name} has bad class counts`);
+    if (s.nonFinite !== undefined && !isCount(s.nonFinite)) fail(dir, `split ${name} has a bad non-finite count`);
+    let total = 0;
     for (const sh of s.shards) {
+      if (!isObject(sh) || !isCount(sh.samples)) fail(dir, `split ${name} has a shard without a sample count`);
+      total += sh.samples;
       for (const f of [sh.x, sh.y]) {
-        if (!f || typeof f.file !== 'string' || f.file.includes('..') || f.file.startsWith('/')) fail(dir, `split ${name} has a bad shard path`);
+        if (!isObject(f) || !isShardPath(f.file)) fail(dir, `split ${name} has a bad shard path`);
+        if (!isCount(f.bytes) || typeof f.sha256 !== 'string' || !/^[0-9a-f]{64}$/.test(f.sha256)) fail(dir, `shard ${String(f.file)} of split ${name} has a bad size or checksum entry`);
       }
     }
+    if (total !== s.samples) fail(dir, `split ${name} says ${s.samples} samples but its shards hold ${total}`);
+  }
+  if (o.stats !== undefined) {
+    const st = o.stats;
+    const channels = o.fields.x.shape.length >= 3 ? o.fields.x.shape[o.fields.x.shape.length - 1] : 1;
+    if (!isObject(st) || typeof st.split !== 'string' || !Array.isArray(st.mean) || !Array.isArray(st.std)
+      || st.mean.length !== channels || st.std.length !== channels || !st.mean.every(isStat) || !st.std.every(isStat) || !isStat(st.min) || !isStat(st.max)) {
+      fail(dir, `bad stats (expected mean and std for ${channels} channel(s))`);
+    }
+  }
+  const p = o.provenance;
+  if (!isObject(p) || !isStringArray(p.sources) || typeof p.tool !== 'string' || typeof p.createdAt !== 'string') fail(dir, 'bad provenance');
+  if (p.skipped !== undefined && !(Array.isArray(p.skipped) && p.skipped.every((e) => isObject(e) && typeof e.path === 'string' && typeof e.reason === 'string'))) fail(dir, 'bad list of skipped inputs');
+  if (p.skippedCount !== undefined && !isCount(p.skippedCount)) fail(dir, 'bad count of skipped inputs');
+  const d = p.duplicates as { within?: unknown; across?: unknown; dropped?: unknown } | undefined;
+  if (d !== undefined && !(isObject(d) && [d.within, d.across].every((r) => isObject(r) && Object.values(r).every(isCount)) && (d.dropped === undefined || isCount(d.dropped)))) {
+    fail(dir, 'bad duplicate counts');
   }
   return o;
 }

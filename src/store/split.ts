@@ -1,5 +1,5 @@
 // Deterministic, class-stratified assignment of a single source's samples to named splits (O(classes) memory).
-import { SlimfitError } from '../core/errors.ts';
+import { UsageError } from '../core/errors.ts';
 import { type Permutation, permutation } from '../core/permutation.ts';
 
 /** Named fractions, e.g. {train: 0.9, test: 0.1}. */
@@ -12,14 +12,14 @@ export function parseSplitSpec(spec: string): SplitRatios {
   for (const p of parts) {
     const m = /^([A-Za-z][\w-]*)=([0-9.]+)$/.exec(p);
     if (!m || !(Number(m[2]) > 0)) {
-      throw new SlimfitError(`cannot read split '${p}'`, { hint: 'write splits as name=fraction pairs, e.g. --split train=0.9,test=0.1' });
+      throw new UsageError(`cannot read split '${p}'`, { hint: 'write splits as name=fraction pairs, e.g. --split train=0.9,test=0.1' });
     }
-    if (out.some((o) => o.name === m[1])) throw new SlimfitError(`split '${m[1]}' is named twice in --split ${spec}`);
+    if (out.some((o) => o.name === m[1])) throw new UsageError(`split '${m[1]}' is named twice in --split ${spec}`);
     out.push({ name: m[1], fraction: Number(m[2]) });
   }
   const total = out.reduce((a, o) => a + o.fraction, 0);
   if (out.length < 1 || Math.abs(total - 1) > 1e-6) {
-    throw new SlimfitError(`split fractions add up to ${total}, not 1`, { hint: 'e.g. --split train=0.9,test=0.1' });
+    throw new UsageError(`split fractions add up to ${total}, not 1`, { hint: 'e.g. --split train=0.9,test=0.1' });
   }
   return out;
 }

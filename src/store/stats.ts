@@ -1,5 +1,6 @@
-// Streaming per-channel mean/std/min/max of x (float64 sums; one pass, O(channels) memory).
-import { type DType, halfToFloat, viewAs } from '../core/dtype.ts';
+// Streaming per-channel mean/std/min/max of x (float64 sums; one pass, O(channels) memory). NaN and +-inf are left
+// out of the statistics and counted, so the caller can warn, refuse (--strict) and record the count.
+import { type DType, dtypeSize, halfToFloat, viewAs } from '../core/dtype.ts';
 import { countBytes } from '../core/histogram.ts';
 import type { FieldSpec, Stats } from './manifest.ts';
 
@@ -14,6 +15,8 @@ export interface StatsAccumulator {
   /** For uint8 x: add value counts already taken (countBytes layout) instead of the bytes themselves. */
   addCounts?(counts: Float64Array): void;
   result(split: string): Stats | undefined;
+  /** Values seen so far that are NaN or +-inf (never for integer dtypes). */
+  readonly nonFinite: number;
 }
 
 /** Start accumulating statistics for field `x` (integer and float dtypes; float16 decoded). */
@@ -25,11 +28,13 @@ export function createStats(x: FieldSpec): StatsAccumulator {
   // Sums are taken around a per-channel shift (the first value seen) so the variance does not cancel catastrophically.
   const shift = new Float64Array(c).fill(NaN);
   let min = Infinity, max = -Infinity;
+  let nonFinite = 0;
   const dtype: DType = x.dtype;
   const half = dtype === 'float16';
   // uint8 (images): count values per channel instead of summing; the sums come from the histogram at the end.
   const hist = dtype === 'uint8' ? new Float64Array(256 * c) : null;
   return {
+    get nonFinite() { return nonFinite; },
     add(bytes) {
       if (hist) { countBytes(bytes, c, hist); return; }
       const a = viewAs(dtype, bytes);
@@ -40,7 +45,7 @@ export function createStats(x: FieldSpec): StatsAccumulator {
         const raw = a[i];
         if (half) v = halfToFloat(raw as number);
         else v = typeof raw === 'bigint' ? Number(raw) : (raw as number);
-        if (v !== v) continue; // NaN does not count
+        if (v - v !== 0) { nonFinite++; continue; } // NaN or +-inf: counted, left out of the sums
         const ch = c === 1 ? 0 : i % c;
         if (shift[ch] !== shift[ch]) shift[ch] = v;
         const d = v - shift[ch];
@@ -70,4 +75,16 @@ export function createStats(x: FieldSpec): StatsAccumulator {
       return { split, mean, std, min, max };
     },
   };
+}
+
+/** Index of the first sample in `bytes` (samples of `sampleBytes` each) holding NaN or +-inf, or -1. */
+export function firstNonFiniteSample(dtype: DType, bytes: Uint8Array, sampleBytes: number): number {
+  if (dtype !== 'float16' && dtype !== 'float32' && dtype !== 'float64') return -1;
+  const a = viewAs(dtype, bytes) as ArrayLike<number>;
+  const perSample = sampleBytes / dtypeSize(dtype);
+  for (let i = 0; i < a.length; i++) {
+    const v = dtype === 'float16' ? halfToFloat(a[i]) : a[i];
+    if (v - v !== 0) return Math.floor(i / perSample);
+  }
+  return -1;
 }

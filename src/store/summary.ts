@@ -7,8 +7,14 @@ function fieldText(f: { dtype: string; shape: number[] }): string {
   return `${f.dtype} [${f.shape.join(', ')}]`;
 }
 
-function round(v: number): string {
+/** A statistic for display; stores written before non-finite values were left out hold null (JSON's NaN/inf) there. */
+function round(v: unknown): string {
+  if (typeof v !== 'number' || !Number.isFinite(v)) return 'n/a';
   return Math.abs(v) >= 100 ? v.toFixed(1) : v.toPrecision(4);
+}
+
+function list(v: unknown): string {
+  return Array.isArray(v) ? v.map(round).join(', ') : 'n/a';
 }
 
 /** Human-readable multi-line description of a store: fields, splits, class counts, stats, provenance. */
@@ -32,8 +38,10 @@ export function summarizeStore(dir: string, m: Manifest): string {
     lines.push(t.toString());
   }
   if (m.stats) {
-    lines.push(`stats (${m.stats.split}): mean ${m.stats.mean.map(round).join(', ')}  std ${m.stats.std.map(round).join(', ')}  min ${m.stats.min}  max ${m.stats.max}`);
+    lines.push(`stats (${m.stats.split}): mean ${list(m.stats.mean)}  std ${list(m.stats.std)}  min ${round(m.stats.min)}  max ${round(m.stats.max)}`);
   }
+  const nonFinite = Object.entries(m.splits).filter(([, s]) => s.nonFinite);
+  if (nonFinite.length) lines.push(`NaN or infinite x values (left out of the stats): ${nonFinite.map(([k, s]) => `${k} ${s.nonFinite}`).join(', ')}`);
   const p = m.provenance;
   lines.push(`made by ${p.tool} at ${p.createdAt} from ${p.sources.join(', ')}`);
   if (p.split) lines.push(`splits: ${p.split}`);

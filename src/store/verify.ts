@@ -18,6 +18,13 @@ export async function verifyStore(dir: string, opts: { quiet?: boolean } = {}): 
   const manifest = await readManifest(dir);
   const store = await openStore(dir, { verifyChecksums: false }); // hashed below, every shard, without stopping at the first
   const bad: BadShard[] = [];
+  // One entry per damaged file, its problems joined: a file that fails both the header check and the checksum is
+  // one damaged file, not two.
+  const report = (file: string, problem: string) => {
+    const b = bad.find((x) => x.file === file);
+    if (b) b.problem += `; ${problem}`;
+    else bad.push({ file, problem });
+  };
   let files = 0, bytes = 0;
   const total = Object.values(manifest.splits).reduce((a, s) => a + s.shards.reduce((b, sh) => b + sh.x.bytes + sh.y.bytes, 0), 0);
   const progress = createProgress({ label: 'verify', total, unit: 'bytes', quiet: opts.quiet });
@@ -29,17 +36,18 @@ export async function verifyStore(dir: string, opts: { quiet?: boolean } = {}): 
         // Header and size check through the same code the loader uses.
         try { await split.shard(i); } catch (e) {
           if (!isSlimfitError(e)) throw e;
-          bad.push({ file: e.file ?? join(dir, sh.x.file), problem: e.message });
+          const file = e.file ?? join(dir, sh.x.file);
+          report(file, e.message.startsWith(`${file}: `) ? e.message.slice(file.length + 2) : e.message);
         }
         for (const f of [sh.x, sh.y]) {
           const path = join(dir, f.file);
           files++;
           const exists = await stat(path).then(() => true, () => false);
-          if (!exists) { if (!bad.some((b) => b.file === path)) bad.push({ file: path, problem: 'missing' }); continue; }
+          if (!exists) { if (!bad.some((b) => b.file === path)) report(path, 'missing'); continue; }
           const sum = await sha256File(path);
           bytes += f.bytes;
           progress.tick(f.bytes);
-          if (sum !== f.sha256) bad.push({ file: path, problem: `checksum mismatch: SHA-256 is ${sum}, the manifest says ${f.sha256}` });
+          if (sum !== f.sha256) report(path, `checksum mismatch: SHA-256 is ${sum}, the manifest says ${f.sha256}`);
         }
       }
     }

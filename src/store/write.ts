@@ -2,7 +2,7 @@
 import { rename, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { type DType, elementAsNumber, viewAs } from '../core/dtype.ts';
-import { SlimfitError } from '../core/errors.ts';
+import { SlimfitError, describeSystemError, isSystemError } from '../core/errors.ts';
 import type { SampleSource, SkippedInput } from '../core/source.ts';
 import { createProgress } from '../core/progress.ts';
 import { peakRssBytes } from '../core/rss.ts';
@@ -14,7 +14,7 @@ import { type FieldSpec, type Manifest, MANIFEST_FILE, type SplitInfo, STORE_VER
 import { sampleBytes } from './open.ts';
 import { type SplitRatios, createSplitAssigner } from './split.ts';
 import { type SplitWriter, createSplitWriter, samplesPerShard } from './shards.ts';
-import { type StatsAccumulator, createStats } from './stats.ts';
+import { type StatsAccumulator, createStats, firstNonFiniteSample } from './stats.ts';
 
 /** What to convert: sources that are already split, or one source to split by ratios. */
 export type StoreInput =
@@ -39,6 +39,8 @@ export interface WriteStoreOptions {
   quiet?: boolean;
   /** Fingerprint every sample to count duplicates and leakage (default true; ~9-18 bytes per distinct sample). */
   checkDuplicates?: boolean;
+  /** Refuse x values that are NaN or +-inf (else they are counted, recorded per split and left out of the stats). */
+  strict?: boolean;
 }
 
 /** Duplicate and leakage counts found while converting. */
@@ -61,6 +63,8 @@ export interface ConversionReport {
   duplicates: DuplicateReport;
   skipped: SkippedInput[];
   peakRss: number;
+  /** Per split: x values that are NaN or +-inf (only splits that have any). */
+  nonFinite: Record<string, number>;
 }
 
 const INT_DTYPES: DType[] = ['uint8', 'int8', 'uint16', 'int16', 'uint32', 'int32', 'uint64', 'int64', 'bool'];
@@ -100,7 +104,7 @@ async function countClasses(src: SampleSource, quiet?: boolean, map?: Int32Array
     for (let i = 0; i < labels.length; i++) {
       const v = Number(labels[i]);
       if (!(Number.isInteger(v) && v >= 0 && v < MAX_CLASSES)) {
-        throw new SlimfitError(`label ${v} of sample ${seen + i} is not a class index`, { file: src.name, hint: 'a stratified --split needs non-negative integer class labels' });
+        throw new SlimfitError(`label ${v} of sample ${seen + i} is not a class index`, { file: src.labelsName ?? src.name, hint: 'a stratified --split needs non-negative integer class labels' });
       }
       if (map && v >= map.length) throw new SlimfitError(`label ${v} of sample ${seen + i} has no class name (the input names ${map.length} classes)`, { file: src.name });
       const c = map ? map[v] : v; // counted under the store's class index, as the samples are assigned
@@ -113,13 +117,25 @@ async function countClasses(src: SampleSource, quiet?: boolean, map?: Int32Array
   const progress = createProgress({ label: 'count classes', total: src.count ?? 0, unit: 'samples', bytesTotal: src.bytes, quiet });
   const tick = (n: number) => { if (src.bytesRead !== undefined) progress.bytes(src.bytesRead); progress.tick(n); };
   if (src.labels) for await (const l of src.labels()) { addAll(l); tick(l.length); }
-  else for await (const b of src.batches()) { addAll(labelsOf(src.y, b.y, b.n, src.name, seen)); b.release?.(); tick(b.n); }
+  else for await (const b of src.batches()) { addAll(labelsOf(src.y, b.y, b.n, src.labelsName ?? src.name, seen)); b.release?.(); tick(b.n); }
   progress.done();
   return counts;
 }
 
 /** Convert `input` into a store at `out`: written to a temp folder, manifest last, then renamed into place. */
 export async function writeStore(out: string, input: StoreInput, opts: WriteStoreOptions = {}): Promise<ConversionReport> {
+  try {
+    return await writeStoreAt(out, input, opts);
+  } catch (e) {
+    // An OS error while writing (full disk, read-only, a file in the way) names OUT, not the hidden temp folder or lock.
+    if (isSystemError(e) && (e.path === undefined || e.path.includes('.slimfit-tmp-') || e.path.endsWith('.slimfit-lock'))) {
+      throw new SlimfitError(describeSystemError({ ...e, message: e.message, code: e.code, syscall: e.syscall, path: undefined }, out), {});
+    }
+    throw e;
+  }
+}
+
+async function writeStoreAt(out: string, input: StoreInput, opts: WriteStoreOptions): Promise<ConversionReport> {
   const t0 = performance.now();
   const sources = input.kind === 'presplit' ? input.splits.map((s) => s.source) : [input.source];
   const splitNames = input.kind === 'presplit' ? input.splits.map((s) => s.name) : input.ratios.map((r) => r.name);
@@ -180,15 +196,20 @@ export async function writeStore(out: string, input: StoreInput, opts: WriteStor
       const relabel = relabelers[si];
       for await (const b of src.batches()) {
         const yBytes = relabel ? relabel.apply(b.y, b.n, seen) : b.y;
-        const labels = classField ? labelsOf(y, yBytes, b.n, src.name, seen) : null;
+        const labels = classField ? labelsOf(y, yBytes, b.n, src.labelsName ?? src.name, seen) : null;
         // Consecutive samples going to the same split are appended as one run.
         let runStart = 0, runSplit = -1;
         const flush = async (end: number) => {
           if (runSplit < 0 || end <= runStart) return;
           const xs = b.x.subarray(runStart * xb, end * xb);
           const st = stats[runSplit];
+          const bad = st.nonFinite;
           if (b.counts && st.addCounts && runStart === 0 && end === b.n) st.addCounts(b.counts);
           else st.add(xs, end - runStart);
+          if (opts.strict && st.nonFinite > bad) {
+            const at = seen + runStart + firstNonFiniteSample(x.dtype, xs, xb);
+            throw new SlimfitError(`sample ${at} holds NaN or infinity`, { file: src.name, hint: '--strict refuses non-finite values; fix the data, or drop --strict to count them and leave them out of the statistics' });
+          }
           if (labels) {
             const cc = classCounts[runSplit];
             for (let i = runStart; i < end; i++) { const l = labels[i]; while (cc.length <= l) cc.push(0); cc[l]++; }
@@ -223,6 +244,7 @@ export async function writeStore(out: string, input: StoreInput, opts: WriteStor
         progress.tick(b.n);
       }
       bytesBefore += src.bytes ?? 0;
+      if (seen === 0) throw noSamples(src);
       if (src.count !== undefined && seen !== src.count) {
         throw new SlimfitError(`expected ${src.count} samples but read ${seen}`, { file: src.name, hint: 'the input changed while being converted, or is corrupt' });
       }
@@ -234,6 +256,7 @@ export async function writeStore(out: string, input: StoreInput, opts: WriteStor
     for (let i = 0; i < writers.length; i++) {
       const info = await writers[i].finish();
       if (classField) info.classCounts = Array.from({ length: nClasses }, (_, c) => classCounts[i][c] ?? 0);
+      if (stats[i].nonFinite) info.nonFinite = stats[i].nonFinite;
       splits[splitNames[i]] = info;
     }
     const statsIdx = Math.max(0, splitNames.indexOf('train'));
@@ -263,12 +286,24 @@ export async function writeStore(out: string, input: StoreInput, opts: WriteStor
     await dest.commit();
     const bytesOut = Object.values(splits).reduce((a, s) => a + s.shards.reduce((b, sh) => b + sh.x.bytes + sh.y.bytes, 0), 0);
     const bytesIn = sources.reduce((a, s) => a + (s.bytes ?? 0), 0);
-    return { dir: out, manifest, seconds: (performance.now() - t0) / 1000, bytesIn, bytesOut, duplicates: report, skipped, peakRss: peakRssBytes() };
+    const nonFinite = Object.fromEntries(splitNames.flatMap((n, i) => (stats[i].nonFinite ? [[n, stats[i].nonFinite]] : [])));
+    return { dir: out, manifest, seconds: (performance.now() - t0) / 1000, bytesIn, bytesOut, duplicates: report, skipped, peakRss: peakRssBytes(), nonFinite };
   } catch (e) {
     for (const w of writers) await w.abort().catch(() => {});
     await dest.abort();
     throw e;
   }
+}
+
+/** The error for an input that gave no samples at all: a store of nothing is never what was meant. */
+function noSamples(src: SampleSource): SlimfitError {
+  const skipped = src.skipped ?? [];
+  const why = skipped.length
+    ? `; all ${skipped.length} of its entries were skipped (first: ${skipped[0].path}: ${skipped[0].reason})`
+    : '';
+  return new SlimfitError(`no samples found in this input${why}`, {
+    file: src.name, hint: skipped.length ? 'fix the listed entries, or check the options (e.g. --delimiter, --label-col)' : 'check that it is the right file and not empty',
+  });
 }
 
 async function countAll(src: SampleSource): Promise<number> {

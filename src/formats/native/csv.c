@@ -123,9 +123,10 @@ static inline __attribute__((always_inline)) uint32_t digits_value(uint64_t w, i
 
 // The line loop, specialised by the compiler for each output kind (see js_parse). Returns rows written.
 static inline __attribute__((always_inline)) int run(const uint8_t* b, size_t bn, size_t* pp, size_t e, int ncols, int labelCol, int delim,
-                                                     int kind, uint8_t* x, int64_t* y, int row, int maxRow) {
+                                                     int kind, uint8_t* x, int64_t* y, int row, int maxRow, uint8_t eol) {
   static const int ELEM[4] = {1, 2, 4, 8};
   const int nfeat = ncols - 1, ws = delim < 0;
+  const uint8_t alt = eol == '\n' ? '\r' : '\n'; // the other line-end byte: a blank before eol
   size_t p = *pp;
   int r = row;
   while (r < maxRow && p < e) {
@@ -145,7 +146,7 @@ static inline __attribute__((always_inline)) int run(const uint8_t* b, size_t bn
         memcpy(&w, b + q, 8);
         n = digit_run(w);
         if (n >= 1 && n <= 7 && q + n <= e) {
-          const uint8_t c = q + n < e ? b[q + n] : '\n';
+          const uint8_t c = q + n < e ? b[q + n] : eol;
           if (c != '.' && c != 'e' && c != 'E') { v = (double)digits_value(w, n); q += n; }
           else n = 0;
         } else n = 0;
@@ -155,13 +156,13 @@ static inline __attribute__((always_inline)) int run(const uint8_t* b, size_t bn
       else if (!put(xr, f < labelCol ? f : f - 1, v, kind)) { ok = 0; break; }
       f++;
       if (ws) {
-        while (q < e && (b[q] == ' ' || b[q] == '\t' || b[q] == '\r')) q++;
-        if (q >= e || b[q] == '\n') break;
+        while (q < e && (b[q] == ' ' || b[q] == '\t' || b[q] == alt)) q++;
+        if (q >= e || b[q] == eol) break;
       } else {
-        const uint8_t c = q < e ? b[q] : '\n';
+        const uint8_t c = q < e ? b[q] : eol;
         if (c == (uint8_t)delim) { q++; continue; }
-        if (c == '\r') q++;
-        if (q >= e || b[q] == '\n') break;
+        if (c == alt) q++;
+        if (q >= e || b[q] == eol) break;
         ok = 0;
         break;
       }
@@ -175,11 +176,11 @@ static inline __attribute__((always_inline)) int run(const uint8_t* b, size_t bn
   return r - row;
 }
 
-// Bit i set = b[at + i] is the delimiter or '\n' (64 bytes from at; bytes at or past bn are not separators).
-static inline __attribute__((always_inline)) uint64_t sep_mask(const uint8_t* b, size_t bn, size_t at, uint8_t delim) {
+// Bit i set = b[at + i] is the delimiter or the line end eol (64 bytes from at; bytes at or past bn are not separators).
+static inline __attribute__((always_inline)) uint64_t sep_mask(const uint8_t* b, size_t bn, size_t at, uint8_t delim, uint8_t eol) {
 #ifdef __SSE2__
   if (at + 64 <= bn) {
-    const __m128i d = _mm_set1_epi8((char)delim), nl = _mm_set1_epi8('\n');
+    const __m128i d = _mm_set1_epi8((char)delim), nl = _mm_set1_epi8((char)eol);
     uint64_t m = 0;
     for (int k = 0; k < 4; k++) {
       const __m128i v = _mm_loadu_si128((const __m128i*)(b + at + 16 * k));
@@ -189,20 +190,21 @@ static inline __attribute__((always_inline)) uint64_t sep_mask(const uint8_t* b,
   }
 #endif
   uint64_t m = 0;
-  for (size_t i = 0; i < 64 && at + i < bn; i++) if (b[at + i] == delim || b[at + i] == '\n') m |= 1ull << i;
+  for (size_t i = 0; i < 64 && at + i < bn; i++) if (b[at + i] == delim || b[at + i] == eol) m |= 1ull << i;
   return m;
 }
 
 // The line loop for a one-byte delimiter: separators found 64 bytes at a time, so the scan does not wait on each
 // field's length; a field of 1-7 digits is converted with SWAR, anything else goes through number().
 static inline __attribute__((always_inline)) int run_delim(const uint8_t* b, size_t bn, size_t* pp, size_t e, int ncols, int labelCol,
-                                                           uint8_t delim, int kind, uint8_t* x, int64_t* y, int row, int maxRow) {
+                                                           uint8_t delim, int kind, uint8_t* x, int64_t* y, int row, int maxRow, uint8_t eol) {
   static const int ELEM[4] = {1, 2, 4, 8};
   const int nfeat = ncols - 1;
+  const uint8_t alt = eol == '\n' ? '\r' : '\n'; // the other line-end byte: a blank before eol
   size_t p = *pp;
   int r = row;
   size_t blk = p;
-  uint64_t mask = p < e ? sep_mask(b, bn, blk, delim) : 0;
+  uint64_t mask = p < e ? sep_mask(b, bn, blk, delim, eol) : 0;
   while (r < maxRow && p < e) {
     const size_t lineStart = p;
     size_t fs = p;
@@ -211,10 +213,10 @@ static inline __attribute__((always_inline)) int run_delim(const uint8_t* b, siz
     uint8_t* xr = x + (size_t)r * nfeat * ELEM[kind];
     do {
       // Next separator at or after fs (capped at e).
-      while (mask == 0 && blk + 64 < e) { blk += 64; mask = sep_mask(b, bn, blk, delim); }
+      while (mask == 0 && blk + 64 < e) { blk += 64; mask = sep_mask(b, bn, blk, delim, eol); }
       size_t se = mask ? blk + (size_t)__builtin_ctzll(mask) : e;
       if (se >= e) se = e; else mask &= mask - 1;
-      end = se >= e || b[se] == '\n';
+      end = se >= e || b[se] == eol;
       if (f >= ncols) { ok = 0; break; }
       const size_t len = se - fs;
       const int k = f < labelCol ? f : f - 1;
@@ -227,7 +229,7 @@ static inline __attribute__((always_inline)) int run_delim(const uint8_t* b, siz
         size_t q = fs;
         double v;
         if (len == 0 || !number(b, &q, se, &v)) { ok = 0; break; }
-        if (q != se && !(end && q + 1 == se && b[q] == '\r')) { ok = 0; break; }
+        if (q != se && !(end && q + 1 == se && b[q] == alt)) { ok = 0; break; }
         if (f == labelCol) label = v;
         else if (!put(xr, k, v, kind)) { ok = 0; break; }
       }
@@ -243,13 +245,13 @@ static inline __attribute__((always_inline)) int run_delim(const uint8_t* b, siz
   return r - row;
 }
 
-// parse(b, p, e, ncols, labelCol, delim, kind, x, y, row, maxRow, state): parse whole lines of b[p, e) (lines end
-// at '\n' or at e) into rows row.. of x (kind 0 uint8, 1 float16, 2 float32, 3 float64; ncols-1 features per row)
+// parse(b, p, e, ncols, labelCol, delim, kind, x, y, row, maxRow, state[, eol]): parse whole lines of b[p, e) (lines
+// end at eol, '\n' (10) by default or '\r' (13) for a file with CR-only line ends, or at e) into rows row.. of x (kind 0 uint8, 1 float16, 2 float32, 3 float64; ncols-1 features per row)
 // and y (int64). Stops at maxRow, at e, or before the first line it does not take. Returns the rows written;
 // state[0] = where it stopped (a line start, or e).
 static napi_value js_parse(napi_env env, napi_callback_info info) {
-  size_t argc = 12;
-  napi_value argv[12];
+  size_t argc = 13;
+  napi_value argv[13];
   napi_get_cb_info(env, info, &argc, argv, NULL, NULL);
   if (argc < 12) { napi_throw_error(env, "EINVAL", "parse: 12 arguments expected"); return NULL; }
   void *bp, *xp, *yp, *sp; size_t bn, xn, yn, sn;
@@ -266,8 +268,10 @@ static napi_value js_parse(napi_env env, napi_callback_info info) {
     napi_throw_error(env, "EINVAL", "parse(b, p, e, ncols, labelCol, delim, kind, x, y, row, maxRow, state): bad arguments");
     return NULL;
   }
+  int32_t eol = '\n';
+  if (argc >= 13 && napi_get_value_int32(env, argv[12], &eol) != napi_ok) eol = -1;
   static const int ELEM[4] = {1, 2, 4, 8};
-  if (kind < 0 || kind > 3 || ncols < 2 || labelCol < 0 || labelCol >= ncols || ed > (double)bn || pd < 0 || pd > ed || row < 0 || maxRow < row
+  if ((eol != '\n' && eol != '\r') || kind < 0 || kind > 3 || ncols < 2 || labelCol < 0 || labelCol >= ncols || ed > (double)bn || pd < 0 || pd > ed || row < 0 || maxRow < row
       || (size_t)maxRow * (ncols - 1) * ELEM[kind] > xn || (size_t)maxRow * 8 > yn) {
     napi_throw_range_error(env, "ERANGE", "parse: buffers too small or arguments out of range");
     return NULL;
@@ -278,17 +282,18 @@ static napi_value js_parse(napi_env env, napi_callback_info info) {
   uint8_t* x = (uint8_t*)xp;
   int64_t* y = (int64_t*)yp;
   int rows;
-  if (delim >= 0 && delim < 256 && delim != '\n') switch (kind) {
-    case 0: rows = run_delim(b, bn, &p, e, ncols, labelCol, (uint8_t)delim, 0, x, y, row, maxRow); break;
-    case 1: rows = run_delim(b, bn, &p, e, ncols, labelCol, (uint8_t)delim, 1, x, y, row, maxRow); break;
-    case 2: rows = run_delim(b, bn, &p, e, ncols, labelCol, (uint8_t)delim, 2, x, y, row, maxRow); break;
-    default: rows = run_delim(b, bn, &p, e, ncols, labelCol, (uint8_t)delim, 3, x, y, row, maxRow); break;
+  const uint8_t nl = (uint8_t)eol;
+  if (delim >= 0 && delim < 256 && delim != '\n' && delim != '\r') switch (kind) {
+    case 0: rows = run_delim(b, bn, &p, e, ncols, labelCol, (uint8_t)delim, 0, x, y, row, maxRow, nl); break;
+    case 1: rows = run_delim(b, bn, &p, e, ncols, labelCol, (uint8_t)delim, 1, x, y, row, maxRow, nl); break;
+    case 2: rows = run_delim(b, bn, &p, e, ncols, labelCol, (uint8_t)delim, 2, x, y, row, maxRow, nl); break;
+    default: rows = run_delim(b, bn, &p, e, ncols, labelCol, (uint8_t)delim, 3, x, y, row, maxRow, nl); break;
   }
   else switch (kind) {
-    case 0: rows = run(b, bn, &p, e, ncols, labelCol, delim, 0, x, y, row, maxRow); break;
-    case 1: rows = run(b, bn, &p, e, ncols, labelCol, delim, 1, x, y, row, maxRow); break;
-    case 2: rows = run(b, bn, &p, e, ncols, labelCol, delim, 2, x, y, row, maxRow); break;
-    default: rows = run(b, bn, &p, e, ncols, labelCol, delim, 3, x, y, row, maxRow); break;
+    case 0: rows = run(b, bn, &p, e, ncols, labelCol, delim, 0, x, y, row, maxRow, nl); break;
+    case 1: rows = run(b, bn, &p, e, ncols, labelCol, delim, 1, x, y, row, maxRow, nl); break;
+    case 2: rows = run(b, bn, &p, e, ncols, labelCol, delim, 2, x, y, row, maxRow, nl); break;
+    default: rows = run(b, bn, &p, e, ncols, labelCol, delim, 3, x, y, row, maxRow, nl); break;
   }
   ((double*)sp)[0] = (double)p;
   napi_value res;
