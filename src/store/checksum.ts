@@ -7,13 +7,19 @@ import { createSha256 } from '../core/sha256.ts';
 
 const CHUNK = 1 << 20;
 
+/**
+ * Read buffers of finished hashes, handed to the next one: a fresh 1 MB buffer per file lingered until a full
+ * collection, so checking a store's shards one after another raised peak RSS with the number of shards.
+ */
+const spare: Buffer[] = [];
+
 /** Hex SHA-256 of the file at `path`, read in 1 MB chunks into one reused buffer. */
 export async function sha256File(path: string): Promise<string> {
   // One buffer, not a read stream: a stream hands out a fresh 1 MB buffer per chunk, and re-reading a 60 MB shard
   // left ~20 MB of them in RSS until the next GC (the peak of a whole conversion).
   const h = createSha256();
-  const buf = Buffer.allocUnsafe(CHUNK);
-  const fh = await open(path, 'r');
+  const buf = spare.pop() ?? Buffer.allocUnsafe(CHUNK);
+  const fh = await open(path, 'r').catch((e) => { spare.push(buf); throw e; });
   try {
     for (let pos = 0; ; ) {
       const { bytesRead } = await fh.read(buf, 0, CHUNK, pos);
@@ -23,6 +29,7 @@ export async function sha256File(path: string): Promise<string> {
     }
   } finally {
     await fh.close();
+    spare.push(buf);
   }
   return h.digest();
 }
