@@ -29,7 +29,7 @@ export interface EpochLog {
   lr?: number;
   /** Live tensors after the epoch (tf.memory().numTensors), to show memory does not grow. */
   numTensors: number;
-  /** Set when a keep-best callback saved this epoch's weights as the best so far. */
+  /** Set when keep-best (or early stopping with restoreBestWeights) saved this epoch's weights as the best so far. */
   bestSaved?: boolean;
   /** Set on the epoch after which early stopping ended training: what it watched, the best epoch, and whose weights are put back. */
   stoppedEarly?: { monitor: string; best: number; bestEpoch: number; restoredEpoch: number | null };
@@ -42,6 +42,8 @@ export interface History {
   epochs: EpochLog[];
   /** Set when `signal` stopped training at a batch boundary (the checkpoint was handed to onInterrupt). */
   interrupted?: { epoch: number; batchesDone: number; samplesDone: number };
+  /** The loop state when training ended (callback states after onTrainEnd), for a final checkpoint. */
+  state?: LoopState;
 }
 
 /**
@@ -292,7 +294,12 @@ export async function trainEpochs(model: tfl.LayersModel, loader: Loader, opts: 
       batchesDone++;
       bar.tick(b.n, `loss ${(loss / n).toFixed(4)} acc ${(acc / n).toFixed(4)}`);
       for (const c of cbs) await c.onBatchEnd(b.index, { batch: b.index, size: b.n, loss: l, acc: a, lr: opt.learningRate ?? NaN });
-      if (opts.signal?.aborted) { stopped = true; break; }
+      if (opts.signal) {
+        // Signal handlers run only when the event loop turns, and batches that are already prefetched resolve as
+        // microtasks without one: let it turn once per batch, so SIGINT stops training after this batch.
+        await new Promise((r) => setImmediate(r));
+        if (opts.signal.aborted) { stopped = true; break; }
+      }
     }
     bar.done();
     const seconds = (resumed?.seconds ?? 0) + (performance.now() - t0) / 1000;
@@ -313,7 +320,7 @@ export async function trainEpochs(model: tfl.LayersModel, loader: Loader, opts: 
     if (log.valLoss !== undefined) { logs.val_loss = log.valLoss; logs.val_acc = log.valAccuracy!; }
     for (const c of cbs) await c.onEpochEnd(e, logs);
     for (const c of cbs) {
-      if (c instanceof KeepBest && c.bestEpoch === e + 1) log.bestSaved = true;
+      if ((c instanceof KeepBest || (c instanceof EarlyStopping && c.restoreBestWeights)) && c.bestEpoch === e + 1) log.bestSaved = true;
       if (c instanceof EarlyStopping && c.stoppedEpoch === e + 1) {
         const i = c.info();
         log.stoppedEarly = { monitor: i.monitor, best: i.best, bestEpoch: i.bestEpoch, restoredEpoch: c.restoreBestWeights && i.bestEpoch !== e + 1 ? i.bestEpoch : null };
@@ -326,5 +333,6 @@ export async function trainEpochs(model: tfl.LayersModel, loader: Loader, opts: 
   for (const c of cbs) await c.onTrainEnd({});
   const last = history.epochs[history.epochs.length - 1];
   for (const c of cbs) if (c instanceof EarlyStopping && c.restoredEpoch !== null && last) last.restoredEpoch = c.restoredEpoch;
+  history.state = loopState();
   return history;
 }
