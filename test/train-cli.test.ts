@@ -231,6 +231,23 @@ print('ok')
   assert.ok(readFileSync(join(es2, 'model', 'weights.bin')).equals(modelW));
 });
 
+test('bad --lr-schedule / --reduce-lr-on-plateau specs and --patience without validation are errors before the run folder is created', async () => {
+  const cases: Array<[string[], RegExp]> = [
+    [['--lr-schedule', 'linear:1'], /slimfit: error: --lr-schedule 'linear:1' is not a known schedule \('linear'\)\. use step:EPOCHS:GAMMA, exp:GAMMA or cosine:WARMUP_EPOCHS/],
+    [['--lr-schedule', 'step:2'], /slimfit: error: --lr-schedule 'step:2' takes 2 numbers after 'step:'/],
+    [['--reduce-lr-on-plateau', '2:1.5'], /slimfit: error: --reduce-lr-on-plateau '2:1\.5' is not PATIENCE\[:FACTOR\[:MIN_LR\]\]/],
+    [['--patience', 'x'], /slimfit: error: --patience must be a whole number >= 0, got 'x'/],
+    [['--patience', '2', '--x', join(tmp.dir, 'x.npy'), '--y', join(tmp.dir, 'y.npy'), '--val-fraction', '0'], /slimfit: error: --patience stops on the validation loss but this run has no validation data/],
+  ];
+  for (const [i, [flags, want]] of cases.entries()) {
+    const out = join(tmp.dir, `badspec${i}`);
+    const r = await runCli(['train', ...(flags.includes('--x') ? [] : [store]), ...flags, '--model', 'mlp', '--out', out]);
+    assert.equal(r.code, 1, `${flags.join(' ')}: ${r.stderr}`);
+    assert.match(r.stderr, want);
+    assert.ok(!existsSync(out), `no run folder for ${flags.join(' ')}`);
+  }
+});
+
 test('without a validation split, train holds out 10% of the samples at random (--val-fraction; 0 = none)', async () => {
   const files = ['--x', join(tmp.dir, 'x.npy'), '--y', join(tmp.dir, 'y.npy'), '--model', 'mlp', '--epochs', '1', '--batch', '100'];
   const out = join(tmp.dir, 'held'), none = join(tmp.dir, 'noval');
