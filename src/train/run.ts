@@ -191,6 +191,9 @@ function defaultOut(model: string): string {
  * @example
  * const summary = await trainRun('mnist-store', { model: 'cnn', epochs: 5, out: 'runs/cnn' });
  * await trainRun(undefined, { out: 'runs/cnn', resume: true, epochs: 8 }); // continue where it stopped
+ * const stop = new AbortController();                                      // e.g. aborted on SIGINT
+ * const r = await trainRun('mnist-store', { out: 'runs/es', epochs: 50, patience: 3, lrSchedule: 'cosine:2', signal: stop.signal });
+ * if (r.interrupted) console.log(`checkpoint in epoch ${r.interrupted.epoch}; resume with { resume: true }`);
  */
 export async function trainRun(data: DataInput | undefined, opts: TrainRunOptions = {}): Promise<RunSummary> {
   const t0 = performance.now();
