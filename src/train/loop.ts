@@ -260,8 +260,9 @@ export async function trainEpochs(model: tfl.LayersModel, loader: Loader, opts: 
   let yBuf = new Float32Array(0);
   for (let e = first; e < epochs; e++) {
     if (opts.signal?.aborted) {
-      // Stopped between epochs (e.g. during validation or the last checkpoint): the cursor is at the start of epoch e.
-      await opts.onInterrupt?.(loader.cursor(), loopState());
+      // Stopped between epochs (e.g. during validation or the last checkpoint): the cursor is at the start of epoch e,
+      // or, before the first batch of a run resumed mid-epoch, where that checkpoint was (its sums go into the new one).
+      await opts.onInterrupt?.(loader.cursor(), loopState(e === first ? opts.resumeState?.partial : undefined));
       history.interrupted = { epoch: e + 1, batchesDone: 0, samplesDone: 0 };
       return history;
     }
