@@ -141,6 +141,12 @@ test('resume mid-epoch: an abort signal hands onInterrupt the cursor at that bat
       restoreOptimizerExactly(next);
       return { h, saved: saved as Saved | null, next };
     };
+    // Aborted in the epoch's last batch: that epoch ends normally and the stop comes before the next one.
+    const r0 = await run(mk(), null, { epoch: 0, batch: 9 });
+    assert.equal(r0.h.epochs.length, 1);
+    assert.deepEqual(r0.h.interrupted, { epoch: 2, batchesDone: 0, samplesDone: 0 });
+    assert.deepEqual([r0.saved!.cursor.epoch, r0.saved!.cursor.position, r0.saved!.state.partial], [1, 0, undefined]);
+    r0.next.dispose();
     const r1 = await run(mk(), null, { epoch: 1, batch: 3 });
     assert.deepEqual(r1.h.interrupted, { epoch: 2, batchesDone: 4, samplesDone: 256 }, 'stopped right after the batch that aborted');
     assert.deepEqual([r1.saved!.cursor.epoch, r1.saved!.cursor.position, r1.saved!.state.partial!.n], [1, 256, 256]);

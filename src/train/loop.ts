@@ -303,7 +303,10 @@ export async function trainEpochs(model: tfl.LayersModel, loader: Loader, opts: 
         // microtasks without one: let it turn every YIELD_MS (once per batch cost up to ~10% on small batches), so
         // SIGINT stops training within that time, at a batch boundary.
         if (performance.now() - lastTurn >= YIELD_MS) { await new Promise((r) => setImmediate(r)); lastTurn = performance.now(); }
-        if (opts.signal.aborted) { stopped = true; break; }
+        // After the epoch's last batch the epoch is finished normally (validation, callbacks, onEpochEnd) and the check
+        // before the next one stops: a mid-epoch state with the cursor already in the next epoch would misplace it.
+        const pos = loader.cursor().position;
+        if (opts.signal.aborted && pos > 0 && pos < loader.samplesPerEpoch) { stopped = true; break; }
       }
     }
     bar.done();
