@@ -114,17 +114,21 @@ test('a user CustomCallback and a callback config object get every hook in order
   const custom = new tfl.CustomCallback({
     onTrainBegin: async () => { events.push('trainBegin'); },
     onEpochBegin: async (e) => { events.push(`epochBegin ${e}`); },
+    onBatchBegin: async (b) => { events.push(`batchBegin ${b}`); },
     onBatchEnd: async (b, logs) => { events.push(`batchEnd ${b}`); assert.ok(logs!.loss > 0 && logs!.size === (b < 2 ? 20 : 10)); },
     onEpochEnd: async (e, logs) => { events.push(`epochEnd ${e}`); seen.push(logs); },
     onTrainEnd: async () => { events.push('trainEnd'); },
   });
   const plain: string[] = [];
+  let yields = 0, clock = 0; // tfjs yields at most every 125 ms of nowFunc time: each reading here is 1 s later
   const h = await trainEpochs(model, memLoader(tr.x, tr.y, SHAPE, { batchSize: 20 }), {
     epochs: 2, progress: false, validation: memLoader(va.x, va.y, SHAPE, { batchSize: 20 }),
-    callbacks: [custom, { onEpochEnd: (e) => { plain.push(`epochEnd ${e}`); } }],
+    callbacks: [custom, { onEpochEnd: (e) => { plain.push(`epochEnd ${e}`); }, onYield: () => { yields++; }, nowFunc: () => (clock += 1000) }],
   });
-  assert.deepEqual(events, ['trainBegin', 'epochBegin 0', 'batchEnd 0', 'batchEnd 1', 'batchEnd 2', 'epochEnd 0', 'epochBegin 1', 'batchEnd 0', 'batchEnd 1', 'batchEnd 2', 'epochEnd 1', 'trainEnd']);
+  const batches = ['batchBegin 0', 'batchEnd 0', 'batchBegin 1', 'batchEnd 1', 'batchBegin 2', 'batchEnd 2'];
+  assert.deepEqual(events, ['trainBegin', 'epochBegin 0', ...batches, 'epochEnd 0', 'epochBegin 1', ...batches, 'epochEnd 1', 'trainEnd']);
   assert.deepEqual(plain, ['epochEnd 0', 'epochEnd 1']);
+  assert.equal(yields, 6, 'a config object with onYield is called after batches as model.fit would (yieldEvery auto)');
   seen.forEach((logs, i) => assert.deepEqual(logs, { loss: h.epochs[i].loss, acc: h.epochs[i].accuracy, val_loss: h.epochs[i].valLoss, val_acc: h.epochs[i].valAccuracy, lr: h.epochs[i].lr }));
   model.dispose();
 });

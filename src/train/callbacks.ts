@@ -40,11 +40,18 @@ export interface LrScaler {
 export const isStateful = (c: unknown): c is StatefulCallback => typeof (c as StatefulCallback).getState === 'function' && typeof (c as StatefulCallback).stateKey === 'string';
 export const isLrScaler = <T>(c: T): c is T & LrScaler => typeof (c as LrScaler).lrScale === 'number';
 
-/** tfjs callbacks as they are, config objects wrapped in tfjs's CustomCallback (never yielding to the event loop, as in Node there is no frame to draw). */
+/**
+ * tfjs callbacks as they are, config objects wrapped in tfjs's CustomCallback: without an onYield it never yields
+ * (in Node there is no frame to draw), with one it yields as model.fit's default 'auto' does, so onYield is called.
+ */
 export function standardizeCallbacks(cbs: CallbackInput | CallbackInput[] | undefined): BaseCallbackLike[] {
   if (!cbs) return [];
   const list = Array.isArray(cbs) ? cbs : [cbs];
-  return list.map((c) => (typeof (c as BaseCallbackLike).setModel === 'function' ? c as BaseCallbackLike : new tfl.CustomCallback(c as tfl.CustomCallbackArgs, 'never') as unknown as BaseCallbackLike));
+  return list.map((c) => {
+    if (typeof (c as BaseCallbackLike).setModel === 'function') return c as BaseCallbackLike;
+    const args = c as tfl.CustomCallbackArgs;
+    return new tfl.CustomCallback(args, args.onYield ? 'auto' : 'never') as unknown as BaseCallbackLike;
+  });
 }
 
 /** Keras's aliases of the metric names: 'accuracy' is logged as 'acc'. */

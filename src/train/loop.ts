@@ -277,6 +277,7 @@ export async function trainEpochs(model: tfl.LayersModel, loader: Loader, opts: 
     let stopped = false, batchesDone = 0, lastTurn = performance.now();
     for await (const b of loader) {
       if (controlsLr && sched?.per === 'batch') opt.learningRate = lrAt(e, b.index);
+      for (const c of cbs) await c.onBatchBegin(b.index, { batch: b.index, size: b.n });
       let r: number | number[] | null = null;
       if (fused.step && b.x.length === b.n * fused.inputSize && fused.classes === classes) {
         if (yBuf.length < b.n * classes) yBuf = new Float32Array(b.n * classes);
