@@ -34,10 +34,11 @@ export function py(code: string, args: string[] = []): string {
 export interface RunResult { code: number | null; signal: NodeJS.Signals | null; stdout: string; stderr: string; peakRss: number }
 
 /**
- * Run `node bin/slimfit.js ...args` (or any node script with `script`) and report its exit, output and peak RSS in bytes.
+ * Run `node bin/slimfit.js ...args` (or any node script with `script`) and report its exit, output and peak RSS in bytes;
+ * `onStderr` watches the child's stderr as it arrives and can send it signals.
  * Peak RSS is read by the child itself at exit via SLIMFIT_REPORT_RSS (see src/cli/index.ts).
  */
-export function runCli(args: string[], opts: { env?: Record<string, string>; cwd?: string; script?: string; timeoutMs?: number } = {}): Promise<RunResult> {
+export function runCli(args: string[], opts: { env?: Record<string, string>; cwd?: string; script?: string; timeoutMs?: number; onStderr?: (stderr: string, kill: (sig: NodeJS.Signals) => void) => void } = {}): Promise<RunResult> {
   return new Promise((resolve, reject) => {
     const script = opts.script ?? BIN;
     const child = spawn(process.execPath, [...(/\.m?ts$/.test(script) ? ['--import', 'tsx'] : []), script, ...args], {
@@ -48,7 +49,8 @@ export function runCli(args: string[], opts: { env?: Record<string, string>; cwd
     let stdout = '';
     let stderr = '';
     child.stdout.on('data', (d) => (stdout += d));
-    child.stderr.on('data', (d) => (stderr += d));
+    // onStderr sees the whole stderr so far after each chunk, and may signal the child (e.g. SIGINT mid-epoch).
+    child.stderr.on('data', (d) => { stderr += d; opts.onStderr?.(stderr, (sig) => child.kill(sig)); });
     const timer = setTimeout(() => child.kill('SIGKILL'), opts.timeoutMs ?? 600_000);
     child.on('error', reject);
     child.on('close', (code, signal) => {

@@ -21,5 +21,7 @@ export * from './loader/index.ts';
 export {
   type BackendInfo, type DataInput, type EpochLog, type EvalResult, type FitOptions, type History, type RunSummary, type TrainRunOptions,
   BUILTIN_MODELS, buildModel, compileDefault, evalRun, evaluate, evaluateLoader, fit, initBackend, loadModel, saveModel, trainEpochs, trainRun, writeReport,
+  type BestWeightsStore, type CallbackInput, type CallbackLogs, type EarlyStoppingOptions, type KeepBestOptions, type LoopState, type LrSchedule, type ReduceLrOptions,
+  EarlyStopping, KeepBest, LR_SCHEDULE_SYNTAX, ReduceLrOnPlateau, earlyStopping, keepBest, lrFactor, memoryWeightsStore, parseLrSchedule, reduceLrOnPlateau,
 } from './train/index.ts';
 export type { BuiltinModel, ModelSpec } from './train/models.ts';

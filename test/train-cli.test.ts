@@ -1,6 +1,6 @@
 // `slimfit train / eval / show` end to end on a small real-MNIST store: run folder contents, resume, errors.
 import assert from 'node:assert/strict';
-import { existsSync, readFileSync, writeFileSync } from 'node:fs';
+import { existsSync, readdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { after, before, test } from 'node:test';
 import { MNIST_DIR, py, runCli, tempDir } from '../dev/helpers.ts';
@@ -89,6 +89,164 @@ test('--resume after epoch 1 continues from the checkpoint and loader cursor and
   const lb = readFileSync(join(part, 'log.jsonl'), 'utf8').trim().split('\n').map((l) => JSON.parse(l));
   assert.deepEqual(lb.map((e) => [e.epoch, e.loss]), la.map((e) => [e.epoch, e.loss]));
   assert.deepEqual(lb.map((e) => e.lr), [1e-3, 5e-4], 'the per-epoch learning-rate decay continues after resume');
+});
+
+/** Epoch lines of a run's log.jsonl. */
+const logOf = (run: string) => readFileSync(join(run, 'log.jsonl'), 'utf8').trim().split('\n').map((l) => JSON.parse(l));
+/** What a bit-for-bit comparison of two runs' logs looks at (not times, rates or tensor counts). */
+const logCore = (run: string) => logOf(run).map((e) => [e.epoch, e.loss, e.accuracy, e.valLoss, e.lr, e.samples, e.bestSaved, e.stoppedEarly, e.restoredEpoch]);
+
+/** Start `train args`; `when(stderr)` true for the first time starts `delayMs`, then `sig` is sent; a second signal follows `again(stderr)` when given. */
+function trainUntil(args: string[], env: Record<string, string>, when: (err: string) => boolean, sig: NodeJS.Signals, delayMs: number, again?: (err: string) => boolean) {
+  let sent = 0;
+  return runCli(['train', ...args], {
+    env,
+    onStderr: (err, kill) => {
+      if (sent === 0 && when(err)) { sent = 1; setTimeout(() => kill(sig), delayMs); }
+      if (sent === 1 && again?.(err)) { sent = 2; kill(sig); }
+    },
+  });
+}
+
+test('SIGINT mid-epoch saves a checkpoint at that batch and exits 130; SIGTERM 143; --resume continues mid-epoch and ends bit for bit like an uninterrupted run', async () => {
+  const full = join(tmp.dir, 'sig-full'), part = join(tmp.dir, 'sig-part');
+  // Small batches make an epoch ~150 steps long, so a signal 300 ms after a line lands well inside the next epoch. The
+  // per-batch schedule, the plateau callback and the shift augmentation all have state that must continue exactly.
+  const common = ['--model', 'two-branch', '--batch', '5', '--seed', '3', '--lr-decay', '0.5', '--shift', '1', '--no-test', '--lr-schedule', 'cosine:1@batch', '--reduce-lr-on-plateau', '0:0.5', '--keep-best'];
+  const env = { SLIMFIT_DISABLE: 'engine' }; // as in the resume test above: plain tfjs kernels, deterministic
+  let r = await runCli(['train', store, ...common, '--epochs', '3', '--out', full], { env });
+  assert.equal(r.code, 0, r.stderr);
+
+  r = await trainUntil([store, ...common, '--epochs', '3', '--out', part], env, (e) => /\nepoch 1\/3: /.test(e), 'SIGINT', 300);
+  assert.equal(r.code, 130, r.stderr);
+  assert.match(r.stderr, /SIGINT: stopping after the batch in progress and saving a checkpoint/);
+  assert.match(r.stderr, new RegExp(`interrupted by SIGINT in epoch 2 after \\d+ of its samples; the checkpoint is saved\\. Continue with: slimfit train --resume ${part}\\n`));
+  let st = JSON.parse(readFileSync(join(part, 'model', 'state.json'), 'utf8'));
+  const counts = JSON.parse(readFileSync(join(store, 'dataset.json'), 'utf8')).splits;
+  assert.equal(st.epochsDone, 1);
+  assert.equal(st.cursor.epoch, 1);
+  assert.ok(st.cursor.position > 0 && st.cursor.position < counts.train.samples && st.cursor.position % 5 === 0, `mid-epoch at a batch boundary: ${st.cursor.position}`);
+  assert.equal(st.loop.partial.n, st.cursor.position, 'the epoch\'s sums so far are saved with the cursor');
+  assert.deepEqual(Object.keys(st.loop.callbacks).sort(), ['keepBest', 'reduceLrOnPlateau']);
+  assert.deepEqual(logOf(part).map((e) => e.epoch), [1]);
+
+  // Interrupted again in the next epoch, by SIGTERM this time.
+  r = await trainUntil(['--resume', part], env, (e) => /\nepoch 2\/3: /.test(e), 'SIGTERM', 300);
+  assert.equal(r.code, 143, r.stderr);
+  assert.match(r.stderr, new RegExp(`resuming ${part} in epoch 2 of 3 at sample ${st.cursor.position} \\(where it was interrupted\\)`));
+  st = JSON.parse(readFileSync(join(part, 'model', 'state.json'), 'utf8'));
+  assert.equal(st.epochsDone, 2);
+  assert.ok(st.cursor.epoch === 2 && st.cursor.position > 0 && st.cursor.position < counts.train.samples, JSON.stringify(st.cursor));
+
+  r = await runCli(['train', '--resume', part], { env });
+  assert.equal(r.code, 0, r.stderr);
+  const a = readFileSync(join(full, 'model', 'weights.bin')), b = readFileSync(join(part, 'model', 'weights.bin'));
+  assert.ok(a.equals(b), 'weights and Adam state after two mid-epoch interruptions equal the uninterrupted run\'s bit for bit');
+  assert.ok(readFileSync(join(full, 'best', 'weights.bin')).equals(readFileSync(join(part, 'best', 'weights.bin'))), 'best/ too');
+  assert.deepEqual(logCore(part), logCore(full), 'the same epoch logs (losses, rates, best epochs)');
+  assert.deepEqual(JSON.parse(readFileSync(join(part, 'run.json'), 'utf8')).lrSchedule, 'cosine:1@batch', 'run.json keeps the schedule for --resume');
+});
+
+test('a second SIGINT while the first one\'s checkpoint is being saved exits 130 at once; the last complete checkpoint stays valid and resumes bit for bit', async () => {
+  const full = join(tmp.dir, 'sig-full'), part = join(tmp.dir, 'sig-twice');
+  const common = ['--model', 'two-branch', '--batch', '5', '--seed', '3', '--lr-decay', '0.5', '--shift', '1', '--no-test', '--lr-schedule', 'cosine:1@batch', '--reduce-lr-on-plateau', '0:0.5', '--keep-best'];
+  const env = { SLIMFIT_DISABLE: 'engine' };
+  if (!existsSync(join(full, 'model'))) {
+    const r = await runCli(['train', store, ...common, '--epochs', '3', '--out', full], { env });
+    assert.equal(r.code, 0, r.stderr);
+  }
+  let r = await trainUntil([store, ...common, '--epochs', '3', '--out', part], env, (e) => /\nepoch 1\/3: /.test(e), 'SIGINT', 300, (e) => /SIGINT: stopping/.test(e));
+  assert.equal(r.code, 130, r.stderr);
+  assert.match(r.stderr, /SIGINT again: exiting now without a new checkpoint/);
+  assert.doesNotMatch(r.stderr, /Continue with/, 'it did not wait for the save to finish');
+  // Whichever checkpoint is in place (epoch 1's, or the new one if it was complete) is whole and resumes.
+  const st = JSON.parse(readFileSync(join(part, 'model', 'state.json'), 'utf8'));
+  assert.ok(st.epochsDone >= 1);
+  r = await runCli(['train', '--resume', part], { env });
+  assert.equal(r.code, 0, r.stderr);
+  assert.ok(readFileSync(join(full, 'model', 'weights.bin')).equals(readFileSync(join(part, 'model', 'weights.bin'))), 'bit for bit after the resume');
+  assert.deepEqual(readdirSync(part).filter((n) => n.includes('.tmp-')), [], 'a half-written checkpoint folder is removed on resume');
+});
+
+test('--patience stops where val_loss turned up and restores the best epoch (kept in best/ by --keep-best); log, report and run.json say so; an interruption keeps the callback state', async () => {
+  // 100 training digits the mlp overfits; the validation split ('test' here) has 1 in 5 labels wrong, so its loss
+  // falls for a few epochs and then rises.
+  const npz = py(`
+import numpy as np, sys
+d = sys.argv[1]; out = sys.argv[2]
+X = np.fromfile(d + '/train-images-idx3-ubyte', dtype=np.uint8, offset=16, count=21300*784).reshape(-1, 28, 28, 1)
+Y = np.fromfile(d + '/train-labels-idx1-ubyte', dtype=np.uint8, offset=8, count=21300)
+np.savez(out + '/of-tr.npz', x=X[20000:20100], y=Y[20000:20100])
+y = Y[21000:21300].copy(); i = np.arange(300); m = i % 5 == 0; y[m] = (y[m] + 1 + i[m] % 9) % 10
+np.savez(out + '/of-va.npz', x=X[21000:21300], y=y)
+print('ok')
+`, [MNIST_DIR, tmp.dir]);
+  assert.match(npz, /ok/);
+  const ostore = join(tmp.dir, 'overfit');
+  let r = await runCli(['convert', '--train', join(tmp.dir, 'of-tr.npz'), '--test', join(tmp.dir, 'of-va.npz'), '--x', 'x', '--y', 'y', ostore, '-q']);
+  assert.equal(r.code, 0, r.stderr);
+  const es = join(tmp.dir, 'es'), es2 = join(tmp.dir, 'es2');
+  const args = [ostore, '--val-split', 'test', '--no-test', '--model', 'mlp', '--batch', '10', '--lr', '1e-4', '--epochs', '30', '--patience', '2', '--keep-best'];
+  const env = { SLIMFIT_DISABLE: 'engine' };
+  r = await runCli(['train', ...args, '--out', es], { env });
+  assert.equal(r.code, 0, r.stderr);
+  const log = logOf(es);
+  const vl: number[] = log.map((e) => e.valLoss);
+  let best = Infinity, bestEpoch = 0, wait = 0, stop = 0;
+  for (let i = 0; i < vl.length && !stop; i++) {
+    if (vl[i] < best) { best = vl[i]; bestEpoch = i + 1; wait = 0; } else if (++wait >= 2) stop = i + 1;
+  }
+  assert.ok(bestEpoch > 1 && stop > 0 && stop < 30, `val_loss ${vl.map((v) => v.toFixed(3))}: fell, then rose until training stopped`);
+  assert.equal(log.length, stop, 'no epoch after the stop');
+  const last = log[log.length - 1];
+  assert.deepEqual(last.stoppedEarly, { monitor: 'val_loss', best, bestEpoch, restoredEpoch: bestEpoch });
+  assert.equal(last.restoredEpoch, bestEpoch);
+  let low = Infinity;
+  assert.deepEqual(log.filter((e) => e.bestSaved).map((e) => e.epoch), vl.flatMap((v, i) => (v < low ? ((low = v), [i + 1]) : [])), 'best/ written at every new low');
+  assert.deepEqual(JSON.parse(readFileSync(join(es, 'best', 'best.json'), 'utf8')), { epoch: bestEpoch, monitor: 'val_loss', value: best });
+  // model/ holds the weights followed by the optimizer's; best/ the weights alone: the restored model is best/.
+  const bestW = readFileSync(join(es, 'best', 'weights.bin')), modelW = readFileSync(join(es, 'model', 'weights.bin'));
+  assert.ok(modelW.length > bestW.length && modelW.subarray(0, bestW.length).equals(bestW), 'the run\'s model holds the best epoch\'s weights');
+  assert.match(r.stderr, new RegExp(`early stopping: val_loss has not improved since epoch ${bestEpoch} .*stopped after epoch ${stop}`));
+  const report = readFileSync(join(es, 'report.md'), 'utf8');
+  assert.match(report, new RegExp(`\\*\\*early stopping\\*\\*: val_loss, patience 2: stopped early after epoch ${stop} \\(best [\\d.]+ at epoch ${bestEpoch}\\); the model holds the weights of epoch ${bestEpoch} \\(restored\\)`));
+  assert.match(report, new RegExp(`\\| ${stop} \\|.*\\| stopped early: val_loss best at epoch ${bestEpoch}; weights of epoch ${bestEpoch} restored \\|`));
+  assert.match(report, new RegExp(`\\*\\*best checkpoint\\*\\*: best/ holds epoch ${bestEpoch}`));
+  const cfg = JSON.parse(readFileSync(join(es, 'run.json'), 'utf8'));
+  assert.deepEqual([cfg.patience, cfg.keepBest], [2, true]);
+  r = await runCli(['train', '--resume', es], { env });
+  assert.equal(r.code, 0, r.stderr);
+  assert.match(r.stderr, new RegExp(`run stopped early after epoch ${stop} .*nothing to train`));
+  assert.ok(readFileSync(join(es, 'model', 'weights.bin')).equals(modelW), 'resuming a stopped run changes nothing');
+
+  // The same run interrupted after epoch 3 (the stop comes ~10 epochs later) and resumed: the best value and wait
+  // counter continue from the checkpoint.
+  r = await trainUntil([...args, '--out', es2], env, (e) => /\nepoch 3\/30: /.test(e), 'SIGINT', 0);
+  assert.equal(r.code, 130, r.stderr);
+  const mid = JSON.parse(readFileSync(join(es2, 'model', 'state.json'), 'utf8'));
+  assert.ok(mid.epochsDone >= 3 && mid.epochsDone < stop, `interrupted before the stop (after ${mid.epochsDone} epochs)`);
+  assert.equal(mid.loop.callbacks.earlyStopping.bestEpoch, Math.max(...log.slice(0, mid.epochsDone).map((e, i) => (e.bestSaved ? i + 1 : 0))));
+  r = await runCli(['train', '--resume', es2], { env });
+  assert.equal(r.code, 0, r.stderr);
+  assert.deepEqual(logCore(es2), logCore(es));
+  assert.ok(readFileSync(join(es2, 'model', 'weights.bin')).equals(modelW));
+});
+
+test('bad --lr-schedule / --reduce-lr-on-plateau specs and --patience without validation are errors before the run folder is created', async () => {
+  const cases: Array<[string[], RegExp]> = [
+    [['--lr-schedule', 'linear:1'], /slimfit: error: --lr-schedule 'linear:1' is not a known schedule \('linear'\)\. use step:EPOCHS:GAMMA, exp:GAMMA or cosine:WARMUP_EPOCHS/],
+    [['--lr-schedule', 'step:2'], /slimfit: error: --lr-schedule 'step:2' takes 2 numbers after 'step:'/],
+    [['--reduce-lr-on-plateau', '2:1.5'], /slimfit: error: --reduce-lr-on-plateau '2:1\.5' is not PATIENCE\[:FACTOR\[:MIN_LR\]\]/],
+    [['--patience', 'x'], /slimfit: error: --patience must be a whole number >= 0, got 'x'/],
+    [['--patience', '2', '--x', join(tmp.dir, 'x.npy'), '--y', join(tmp.dir, 'y.npy'), '--val-fraction', '0'], /slimfit: error: --patience stops on the validation loss but this run has no validation data/],
+  ];
+  for (const [i, [flags, want]] of cases.entries()) {
+    const out = join(tmp.dir, `badspec${i}`);
+    const r = await runCli(['train', ...(flags.includes('--x') ? [] : [store]), ...flags, '--model', 'mlp', '--out', out]);
+    assert.equal(r.code, 1, `${flags.join(' ')}: ${r.stderr}`);
+    assert.match(r.stderr, want);
+    assert.ok(!existsSync(out), `no run folder for ${flags.join(' ')}`);
+  }
 });
 
 test('without a validation split, train holds out 10% of the samples at random (--val-fraction; 0 = none)', async () => {

@@ -2,7 +2,8 @@
 import assert from 'node:assert/strict';
 import { join } from 'node:path';
 import { after, before, test } from 'node:test';
-import { buildModel, evaluate, fit } from '../src/train/index.ts';
+import { CustomCallback } from '@tensorflow/tfjs-layers';
+import { buildModel, earlyStopping, evaluate, fit } from '../src/train/index.ts';
 import { MNIST_DIR, py, runCli, tempDir } from '../dev/helpers.ts';
 
 const tmp = tempDir('slimfit-train-fit-');
@@ -36,6 +37,23 @@ test('fit(model, storeDir) trains with defaults and evaluate(model, storeDir) st
   const r = await evaluate(model, store);
   assert.ok(r.samples > 200 && r.samples < 280, `test split size ${r.samples}`);
   assert.ok(r.accuracy > 0.8, `accuracy ${r.accuracy}`);
+  model.dispose();
+});
+
+test('fit takes callbacks and a learning-rate schedule as Keras users pass them: the public earlyStopping, a tfjs CustomCallback, config objects', async () => {
+  const model = buildModel('mlp', { inputShape: [28, 28, 1], classes: 10, seed: 2 });
+  const seen: string[] = [];
+  const custom = new CustomCallback({ onTrainBegin: () => { seen.push('begin'); }, onTrainEnd: () => { seen.push('end'); } });
+  // monitor 'val_acc' in mode 'min' with patience 1: accuracy rises, so the second epoch is no improvement and training stops there.
+  const h = await fit(model, store, {
+    epochs: 6, batchSize: 64, progress: false, lrSchedule: 'step:1:0.5', lr: 0.002,
+    callbacks: [custom, earlyStopping({ monitor: 'val_accuracy', mode: 'min', patience: 1 }), { onEpochEnd: (e, logs) => { seen.push(`epoch ${e} val_acc ${logs!.val_acc > 0 ? 'ok' : logs!.val_acc}`); } }],
+  });
+  assert.deepEqual(seen, ['begin', 'epoch 0 val_acc ok', 'epoch 1 val_acc ok', 'end']);
+  assert.equal(h.epochs.length, 2);
+  assert.ok(h.epochs[1].valAccuracy! > h.epochs[0].valAccuracy!, 'accuracy rose, which mode min counts as no improvement');
+  assert.deepEqual(h.epochs.map((e) => e.lr), [0.002, 0.001]);
+  assert.equal(h.epochs[1].stoppedEarly?.bestEpoch, 1);
   model.dispose();
 });
 

@@ -5,7 +5,8 @@ import { test } from 'node:test';
 import * as tfl from '@tensorflow/tfjs-layers';
 import { initBackend, tf } from '../src/train/backend.ts';
 import { buildModel } from '../src/train/models.ts';
-import { compileDefault, evaluateLoader, restoreOptimizerExactly, trainEpochs } from '../src/train/loop.ts';
+import { compileDefault, evaluateLoader, type LoopState, restoreOptimizerExactly, trainEpochs } from '../src/train/loop.ts';
+import type { Cursor } from '../src/loader/types.ts';
 import { loadModel, saveModel } from '../src/train/modelio.ts';
 import { tempDir } from '../dev/helpers.ts';
 import { memLoader, mnistSlice } from './train-helpers.ts';
@@ -107,6 +108,62 @@ test('resume: 1 epoch + checkpoint (model, Adam state, loader cursor) + 2 more e
     const wa = await weightsOf(a), wc = await weightsOf(c);
     assert.equal(wa.length, wc.length);
     wa.forEach((w, i) => assert.deepEqual(Buffer.from(w.buffer, w.byteOffset, w.byteLength), Buffer.from(wc[i].buffer, wc[i].byteOffset, wc[i].byteLength), `weight ${i} differs`));
+    a.dispose(); c.dispose();
+  } finally { cleanup(); }
+});
+
+test('resume mid-epoch: an abort signal hands onInterrupt the cursor at that batch and the epoch\'s sums; two interruptions (one before any batch) and resumes equal the uninterrupted run bit for bit', async () => {
+  await initBackend();
+  const { dir, cleanup } = tempDir();
+  try {
+    const data = mnistSlice(600, 10000); // 10 batches of 64 per epoch (the last one 24)
+    const mk = () => { const m = buildModel('cnn', { inputShape: SHAPE, classes: 10, seed: 7 }); compileDefault(m, 'adam', 2e-3); return m; };
+    const loader = () => memLoader(data.x, data.y, SHAPE, { batchSize: 64, seed: 5 });
+    const opts = { epochs: 3, progress: false, lr: 2e-3, lrSchedule: 'cosine:1@batch' } as const;
+    const a = mk();
+    const ha = await trainEpochs(a, loader(), opts);
+
+    type Saved = { cursor: Cursor; state: LoopState };
+    /** Train `m` from checkpoint `from` (or fresh), aborting after batch `batch` of 0-based epoch `epoch` (or at once); returns the new checkpoint. */
+    const run = async (m: tfl.LayersModel, from: Saved | null, stopAt: { epoch: number; batch: number } | 'now') => {
+      const stop = new AbortController();
+      if (stopAt === 'now') stop.abort();
+      const l = loader();
+      if (from) l.resume(from.cursor);
+      let ep = -1, saved: Saved | null = null;
+      const h = await trainEpochs(m, l, {
+        ...opts, initialEpoch: from ? from.cursor.epoch : 0, resumeState: from?.state, signal: stop.signal,
+        callbacks: { onEpochBegin: (e) => { ep = e; }, onBatchEnd: (b) => { if (stopAt !== 'now' && ep === stopAt.epoch && b === stopAt.batch) stop.abort(); } },
+        onInterrupt: async (cursor, state) => { saved = JSON.parse(JSON.stringify({ cursor, state })); await saveModel(m, `${dir}/ckpt`); },
+      });
+      m.dispose();
+      const next = await loadModel(`${dir}/ckpt`);
+      restoreOptimizerExactly(next);
+      return { h, saved: saved as Saved | null, next };
+    };
+    // Aborted in the epoch's last batch: that epoch ends normally and the stop comes before the next one.
+    const r0 = await run(mk(), null, { epoch: 0, batch: 9 });
+    assert.equal(r0.h.epochs.length, 1);
+    assert.deepEqual(r0.h.interrupted, { epoch: 2, batchesDone: 0, samplesDone: 0 });
+    assert.deepEqual([r0.saved!.cursor.epoch, r0.saved!.cursor.position, r0.saved!.state.partial], [1, 0, undefined]);
+    r0.next.dispose();
+    const r1 = await run(mk(), null, { epoch: 1, batch: 3 });
+    assert.deepEqual(r1.h.interrupted, { epoch: 2, batchesDone: 4, samplesDone: 256 }, 'stopped right after the batch that aborted');
+    assert.deepEqual([r1.saved!.cursor.epoch, r1.saved!.cursor.position, r1.saved!.state.partial!.n], [1, 256, 256]);
+    assert.equal(r1.h.epochs.length, 1);
+    const r2 = await run(r1.next, r1.saved, { epoch: 2, batch: 0 });
+    assert.deepEqual(r2.h.interrupted, { epoch: 3, batchesDone: 1, samplesDone: 64 });
+    assert.deepEqual(r2.h.epochs.map((e) => [e.epoch, e.loss, e.accuracy, e.samples, e.lr]), [ha.epochs[1]].map((e) => [e.epoch, e.loss, e.accuracy, e.samples, e.lr]), 'epoch 2, split over two runs, logs as in one');
+    // Aborted before its first batch: the checkpoint it writes keeps the cursor and the epoch's sums as they were.
+    const r3 = await run(r2.next, r2.saved, 'now');
+    assert.deepEqual(r3.saved, r2.saved);
+    const c = r3.next;
+    const l = loader();
+    l.resume(r3.saved!.cursor);
+    const hc = await trainEpochs(c, l, { ...opts, initialEpoch: 2, resumeState: r3.saved!.state });
+    assert.deepEqual(hc.epochs.map((e) => [e.epoch, e.loss, e.accuracy, e.samples, e.lr]), [ha.epochs[2]].map((e) => [e.epoch, e.loss, e.accuracy, e.samples, e.lr]));
+    const wa = await weightsOf(a), wc = await weightsOf(c);
+    wa.forEach((w, i) => assert.ok(Buffer.from(w.buffer, w.byteOffset, w.byteLength).equals(Buffer.from(wc[i].buffer, wc[i].byteOffset, wc[i].byteLength)), `weight ${i} differs`));
     a.dispose(); c.dispose();
   } finally { cleanup(); }
 });

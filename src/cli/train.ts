@@ -1,8 +1,10 @@
 // `slimfit train DIR`: train a model on a store (or .npy/.npz files) into a run folder with checkpoints and a report.
 import type { Command } from 'commander';
+import { constants } from 'node:os';
 import { resolve } from 'node:path';
 import { UsageError } from '../core/errors.ts';
 import { DEFAULTS } from '../train/defaults.ts';
+import { LR_SCHEDULE_SYNTAX } from '../train/schedule.ts';
 import { factorFlag, fractionFlag, positiveFlag, wholeFlag } from './flags.ts';
 
 /** Register `train`. */
@@ -15,6 +17,10 @@ export function register(program: Command): void {
     .option('--batch <n>', 'batch size', wholeFlag('--batch', 1), DEFAULTS.batchSize)
     .option('--lr <x>', 'learning rate', positiveFlag('--lr'), DEFAULTS.lr)
     .option('--lr-decay <x>', 'multiply the learning rate by this after every epoch', factorFlag('--lr-decay'), DEFAULTS.lrDecay)
+    .option('--lr-schedule <spec>', `learning-rate schedule times --lr and --lr-decay: ${LR_SCHEDULE_SYNTAX}; e.g. step:10:0.1 (x0.1 every 10 epochs), exp:0.95, cosine:2 (2 warm-up epochs, then a cosine that reaches 0 as the last epoch ends)`)
+    .option('--patience <n>', 'early stopping: stop after this many epochs in a row without a lower val_loss, and keep the weights of the best epoch (also saved in RUN/best/)', wholeFlag('--patience', 0))
+    .option('--keep-best', 'save the model into RUN/best/ whenever val_loss (loss without validation) reaches a new low')
+    .option('--reduce-lr-on-plateau <spec>', `PATIENCE[:FACTOR[:MIN_LR]]: multiply the learning rate by FACTOR (default ${DEFAULTS.plateauFactor}) after PATIENCE epochs in a row without a lower val_loss, not below MIN_LR (default ${DEFAULTS.plateauMinLr})`)
     .option('--shift <px>', 'augment: seeded random shifts of training images by up to this many pixels', wholeFlag('--shift', 0), DEFAULTS.shift)
     .option('--val-split <name>', "split evaluated after every epoch (default: 'val' when the store has one)")
     .option('--val-fraction <x>', 'with no validation split: hold out this fraction of the training samples at random for validation (0 = none)', fractionFlag('--val-fraction'), DEFAULTS.valFraction)
@@ -46,12 +52,42 @@ export function register(program: Command): void {
       if (o.resume && o.out && resolve(o.out) !== resolve(o.resume)) throw new UsageError(`--out ${o.out} and --resume ${o.resume} name different run folders`, { hint: 'give only --resume RUN' });
       // A resumed run keeps its saved options: only flags typed on this command line (not defaults) replace them.
       const pick = <T>(flag: string, v: T): T | undefined => (!o.resume || cmd.getOptionValueSource(flag) === 'cli' ? v : undefined);
-      const r = await trainRun(data, {
-        model: pick('model', o.model), epochs: pick('epochs', o.epochs), batchSize: pick('batch', o.batch), lr: pick('lr', o.lr), lrDecay: pick('lrDecay', o.lrDecay),
-        shift: pick('shift', o.shift), valSplit: pick('valSplit', o.valSplit), valFraction: pick('valFraction', o.valFraction), optimizer: pick('optimizer', o.optimizer),
-        seed: pick('seed', o.seed), split: pick('split', o.split), shuffle: pick('shuffle', o.shuffle === 'none' ? false : o.shuffle),
-        out: o.resume ?? o.out, resume: Boolean(o.resume), force: o.force, backend: o.backend, workers: o.workers, evaluateTest: o.test, verifyChecksums: o.verify,
-      });
+      // SIGINT/SIGTERM: finish the batch in progress, save a checkpoint there, exit 128 + the signal's number; a second
+      // signal exits at once (checkpoints are renamed into place complete, so the last one stays valid).
+      const stop = new AbortController();
+      const code = (sig: NodeJS.Signals) => 128 + (constants.signals[sig] ?? 2);
+      const onSignal = (sig: NodeJS.Signals) => {
+        if (stop.signal.aborted) {
+          process.stderr.write(`\n${sig} again: exiting now without a new checkpoint (the last complete one stays)\n`);
+          process.exit(code(sig));
+        }
+        process.stderr.write(`\n${sig}: stopping after the batch in progress and saving a checkpoint (${sig} again to quit at once)\n`);
+        stop.abort(sig);
+      };
+      process.on('SIGINT', onSignal);
+      process.on('SIGTERM', onSignal);
+      let r;
+      try {
+        r = await trainRun(data, {
+          model: pick('model', o.model), epochs: pick('epochs', o.epochs), batchSize: pick('batch', o.batch), lr: pick('lr', o.lr), lrDecay: pick('lrDecay', o.lrDecay),
+          shift: pick('shift', o.shift), valSplit: pick('valSplit', o.valSplit), valFraction: pick('valFraction', o.valFraction), optimizer: pick('optimizer', o.optimizer),
+          seed: pick('seed', o.seed), split: pick('split', o.split), shuffle: pick('shuffle', o.shuffle === 'none' ? false : o.shuffle),
+          out: o.resume ?? o.out, resume: Boolean(o.resume), force: o.force, backend: o.backend, workers: o.workers, evaluateTest: o.test, verifyChecksums: o.verify,
+          patience: pick('patience', o.patience), keepBest: pick('keepBest', o.keepBest), lrSchedule: pick('lrSchedule', o.lrSchedule), reduceLrOnPlateau: pick('reduceLrOnPlateau', o.reduceLrOnPlateau),
+          signal: stop.signal,
+        });
+      } finally {
+        process.off('SIGINT', onSignal);
+        process.off('SIGTERM', onSignal);
+      }
+      if (stop.signal.aborted) {
+        const sig = stop.signal.reason as NodeJS.Signals;
+        const i = r.interrupted;
+        const where = !i ? 'after training ended' : i.samplesDone > 0 ? `in epoch ${i.epoch} after ${i.samplesDone} of its samples` : `before epoch ${i.epoch}`;
+        process.stderr.write(`interrupted by ${sig} ${where}; the checkpoint is saved. Continue with: slimfit train --resume ${r.out}\n`);
+        process.exitCode = code(sig);
+        return;
+      }
       const last = r.history[r.history.length - 1];
       if (last) process.stdout.write(`final epoch ${last.epoch}: loss ${last.loss.toFixed(4)}, accuracy ${last.accuracy.toFixed(4)}\n`);
       if (r.test) process.stdout.write(`test accuracy ${(100 * r.test.accuracy).toFixed(2)}% on ${r.test.samples} samples\n`);

@@ -16,6 +16,18 @@ export const DEFAULTS = {
   lr: 1e-3,
   /** Per-epoch learning-rate factor (1 = constant). */
   lrDecay: 1,
+  /** What early stopping, keep-best and reduce-LR-on-plateau watch (Keras's log names: val_loss, val_acc, loss, acc). */
+  monitor: 'val_loss',
+  /** Early stopping: a change smaller than this is no improvement (Keras's min_delta). */
+  earlyStoppingMinDelta: 0,
+  /** Reduce-LR-on-plateau: factor applied to the learning rate after `patience` epochs without improvement. */
+  plateauFactor: 0.1,
+  /** Reduce-LR-on-plateau: epochs without improvement before the rate is reduced (Keras's default). */
+  plateauPatience: 10,
+  /** Reduce-LR-on-plateau: a change smaller than this is no improvement (Keras's default min_delta). */
+  plateauMinDelta: 1e-4,
+  /** Reduce-LR-on-plateau: the rate is never reduced below this. */
+  plateauMinLr: 0,
   /** Pixels of random shift augmentation (0 = none). */
   shift: 0,
   /** Without a validation split: the fraction of training samples held out at random. */

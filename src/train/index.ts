@@ -10,7 +10,12 @@ import { checkModelFits, checkTrainable } from './run.ts';
 export { DEFAULTS } from './defaults.ts';
 export { initBackend, type BackendInfo } from './backend.ts';
 export { type DataInput, resolveData } from './data.ts';
-export { type EpochLog, type EvalResult, type History, compileDefault, evaluateLoader, trainEpochs } from './loop.ts';
+export { type EpochLog, type EvalResult, type History, type LoopState, compileDefault, evaluateLoader, trainEpochs } from './loop.ts';
+export {
+  type BestWeightsStore, type CallbackInput, type CallbackLogs, type EarlyStoppingOptions, type KeepBestOptions, type ReduceLrOptions,
+  EarlyStopping, KeepBest, ReduceLrOnPlateau, earlyStopping, keepBest, memoryWeightsStore, reduceLrOnPlateau,
+} from './callbacks.ts';
+export { type LrSchedule, LR_SCHEDULE_SYNTAX, lrFactor, parseLrSchedule } from './schedule.ts';
 export { loadModel, saveModel } from './modelio.ts';
 export { BUILTIN_MODELS, buildModel } from './models.ts';
 export { evalRun, type RunSummary, trainRun, type TrainRunOptions } from './run.ts';

@@ -7,6 +7,11 @@ import { denseTrainStep, engineActive } from '../engine/index.ts';
 import type { Batch, Cursor, Loader } from '../loader/types.ts';
 import { createProgress } from '../core/progress.ts';
 import { DEFAULTS } from './defaults.ts';
+import { type CallbackInput, type CallbackLogs, EarlyStopping, isLrScaler, type LrScaler, isStateful, KeepBest, standardizeCallbacks } from './callbacks.ts';
+import { lrFactor, type LrSchedule, parseLrSchedule } from './schedule.ts';
+
+/** With an abort signal, the loop lets the event loop turn (to run signal handlers) at least this often, in ms. */
+const YIELD_MS = 20;
 
 /** Optimizers `--optimizer` accepts. */
 export const OPTIMIZERS = ['adam', 'sgd', 'rmsprop', 'momentum'] as const;
@@ -23,15 +28,34 @@ export interface EpochLog {
   samples: number;
   seconds: number;
   samplesPerSec: number;
-  /** Learning rate used in this epoch. */
+  /** Learning rate used in this epoch (with a per-batch schedule: by its last batch). */
   lr?: number;
   /** Live tensors after the epoch (tf.memory().numTensors), to show memory does not grow. */
   numTensors: number;
+  /** Set when keep-best (or early stopping with restoreBestWeights) saved this epoch's weights as the best so far. */
+  bestSaved?: boolean;
+  /** Set on the epoch after which early stopping ended training: what it watched, the best epoch, and whose weights are put back. */
+  stoppedEarly?: { monitor: string; best: number; bestEpoch: number; restoredEpoch: number | null };
+  /** Set on the last epoch when early stopping put back an earlier epoch's weights at the end of training. */
+  restoredEpoch?: number;
 }
 
 /** What {@link trainEpochs} returns. */
 export interface History {
   epochs: EpochLog[];
+  /** Set when `signal` stopped training at a batch boundary (the checkpoint was handed to onInterrupt). */
+  interrupted?: { epoch: number; batchesDone: number; samplesDone: number };
+  /** The loop state when training ended (callback states after onTrainEnd), for a final checkpoint. */
+  state?: LoopState;
+}
+
+/**
+ * The loop's own state beyond the model and the loader cursor, saved with checkpoints: the sums of an epoch stopped
+ * mid-way (so its log comes out as if uninterrupted) and the state of stateful callbacks (by their stateKey).
+ */
+export interface LoopState {
+  partial?: { loss: number; acc: number; n: number; seconds: number };
+  callbacks: Record<string, unknown>;
 }
 
 /** Streaming evaluation result. */
@@ -53,12 +77,30 @@ export interface LoopOptions {
   validation?: Loader | null;
   /** Show a progress bar per epoch (default true). */
   progress?: boolean;
-  /** Base learning rate for lrDecay (default: the optimizer's current one; pass it when resuming). */
+  /** Base learning rate for lrDecay, lrSchedule and plateau scaling (default: the optimizer's current one; pass it when resuming). */
   lr?: number;
   /** Multiply the optimizer's learning rate by this once per epoch (epoch e uses lr * lrDecay^e; default 1 = constant). */
   lrDecay?: number;
-  /** Called after each epoch with its metrics and the train loader's cursor (for checkpoints and logs). */
-  onEpochEnd?: (log: EpochLog, cursor: Cursor) => Promise<void> | void;
+  /**
+   * A learning-rate schedule (or its string form, see LR_SCHEDULE_SYNTAX): its factor multiplies lr * lrDecay^epoch,
+   * per epoch or before every batch.
+   */
+  lrSchedule?: LrSchedule | string;
+  /**
+   * Keras-style callbacks, as tfjs-layers' model.fit takes them: tfjs callbacks (tf.CustomCallback,
+   * tf.callbacks.earlyStopping, earlyStopping/keepBest/reduceLrOnPlateau from here) or CustomCallbackArgs objects
+   * ({ onEpochEnd: (epoch, logs) => ... }). Epochs and batches are 0-based as in Keras; logs use Keras's names
+   * (loss, acc, val_loss, val_acc, lr). Setting model.stopTraining ends training after the epoch.
+   */
+  callbacks?: CallbackInput | CallbackInput[];
+  /** Called after each epoch (after the callbacks) with its metrics, the train loader's cursor and the loop state (for checkpoints and logs). */
+  onEpochEnd?: (log: EpochLog, cursor: Cursor, state: LoopState) => Promise<void> | void;
+  /** When it aborts, training stops after the batch in progress: onInterrupt gets the state to checkpoint, and the history says where it stopped. */
+  signal?: AbortSignal;
+  /** Saves a checkpoint of a run stopped by `signal` (model, cursor mid-epoch, loop state). */
+  onInterrupt?: (cursor: Cursor, state: LoopState) => Promise<void> | void;
+  /** Loop state from a checkpoint: sums of the epoch the cursor is in, callback states. */
+  resumeState?: LoopState;
   /** Use the engine's fused Dense step when the model allows it (default true; SLIMFIT_DISABLE=fused also turns it off). */
   fused?: boolean;
   /** Receives one line saying how batches are trained (fused step, or trainOnBatch and why). */
@@ -190,14 +232,52 @@ export async function trainEpochs(model: tfl.LayersModel, loader: Loader, opts: 
   const fused = opts.fused === false ? { step: null, reason: 'turned off by the caller' } : denseTrainStep(tf, model, engineActive());
   opts.log?.(fused.step ? 'train step: fused (forward, loss, backward and Adam in one native call per batch)'
     : `train step: TensorFlow.js trainOnBatch (no fused step: ${fused.reason})`);
+  const sched = typeof opts.lrSchedule === 'string' ? parseLrSchedule(opts.lrSchedule, 'lrSchedule') : opts.lrSchedule;
+  const cbs = standardizeCallbacks(opts.callbacks);
+  const scalers: LrScaler[] = cbs.filter((c) => isLrScaler(c));
+  for (const c of cbs) if (isStateful(c) && opts.resumeState?.callbacks[c.stateKey] !== undefined) c.setState(opts.resumeState.callbacks[c.stateKey]);
+  const loopState = (partial?: LoopState['partial']): LoopState => {
+    const callbacks: Record<string, unknown> = {};
+    for (const c of cbs) if (isStateful(c)) callbacks[c.stateKey] = c.getState();
+    return partial ? { partial, callbacks } : { callbacks };
+  };
+  // base x lrDecay^epoch x schedule x plateau scales (a scaler that has reduced the rate keeps it at or above its minLr).
+  const controlsLr = lr0 !== undefined && (decay !== 1 || sched !== undefined || scalers.length > 0);
+  const lrAt = (e: number, batch: number): number => {
+    let lr = lr0! * decay ** e;
+    if (sched) lr *= lrFactor(sched, e, batch, loader.batchesPerEpoch, epochs);
+    for (const s of scalers) if (s.lrScale < 1) lr = Math.max(s.minLr, lr * s.lrScale);
+    return lr;
+  };
+  const first = opts.initialEpoch ?? 0;
+  const model_ = model as unknown as { stopTraining: boolean };
+  model_.stopTraining = false;
+  for (const c of cbs) {
+    c.setModel(model);
+    c.setParams({ epochs, initialEpoch: first, samples: loader.samplesPerEpoch, steps: loader.batchesPerEpoch, verbose: 0, doValidation: Boolean(opts.validation), metrics: ['loss', 'acc', 'val_loss', 'val_acc'] });
+  }
+  for (const c of cbs) await c.onTrainBegin({});
   let yBuf = new Float32Array(0);
-  for (let e = opts.initialEpoch ?? 0; e < epochs; e++) {
-    if (lr0 !== undefined && decay !== 1) opt.learningRate = lr0 * decay ** e;
-    const remaining = loader.samplesPerEpoch - loader.cursor().position;
+  for (let e = first; e < epochs; e++) {
+    if (opts.signal?.aborted) {
+      // Stopped between epochs (e.g. during validation or the last checkpoint): the cursor is at the start of epoch e,
+      // or, before the first batch of a run resumed mid-epoch, where that checkpoint was (its sums go into the new one).
+      await opts.onInterrupt?.(loader.cursor(), loopState(e === first ? opts.resumeState?.partial : undefined));
+      history.interrupted = { epoch: e + 1, batchesDone: 0, samplesDone: 0 };
+      return history;
+    }
+    const resumed = e === first ? opts.resumeState?.partial : undefined;
+    const startPos = loader.cursor().position;
+    if (controlsLr) opt.learningRate = lrAt(e, 0); // per-batch schedules set it again before each batch
+    for (const c of cbs) await c.onEpochBegin(e, {});
+    const remaining = loader.samplesPerEpoch - startPos;
     const bar = createProgress({ label: `epoch ${e + 1}/${epochs}`, total: remaining, unit: 'samples', quiet: opts.progress === false });
     const t0 = performance.now();
-    let loss = 0, acc = 0, n = 0;
+    let loss = resumed?.loss ?? 0, acc = resumed?.acc ?? 0, n = resumed?.n ?? 0;
+    let stopped = false, batchesDone = 0, lastTurn = performance.now();
     for await (const b of loader) {
+      if (controlsLr && sched?.per === 'batch') opt.learningRate = lrAt(e, b.index);
+      for (const c of cbs) await c.onBatchBegin(b.index, { batch: b.index, size: b.n });
       let r: number | number[] | null = null;
       if (fused.step && b.x.length === b.n * fused.inputSize && fused.classes === classes) {
         if (yBuf.length < b.n * classes) yBuf = new Float32Array(b.n * classes);
@@ -216,10 +296,28 @@ export async function trainEpochs(model: tfl.LayersModel, loader: Loader, opts: 
       const [l, a] = Array.isArray(r) ? r : [r, NaN];
       if (!Number.isFinite(l)) throw new SlimfitError(`the loss became ${l} in epoch ${e + 1}, batch ${b.index}`, { hint: 'lower the learning rate (--lr)' });
       loss += l * b.n; acc += a * b.n; n += b.n;
+      batchesDone++;
       bar.tick(b.n, `loss ${(loss / n).toFixed(4)} acc ${(acc / n).toFixed(4)}`);
+      for (const c of cbs) await c.onBatchEnd(b.index, { batch: b.index, size: b.n, loss: l, acc: a, lr: opt.learningRate ?? NaN });
+      if (opts.signal) {
+        // Signal handlers run only when the event loop turns, and batches that are already prefetched resolve as
+        // microtasks without one: let it turn every YIELD_MS (once per batch cost up to ~10% on small batches), so
+        // SIGINT stops training within that time, at a batch boundary.
+        if (performance.now() - lastTurn >= YIELD_MS) { await new Promise((r) => setImmediate(r)); lastTurn = performance.now(); }
+        // After the epoch's last batch the epoch is finished normally (validation, callbacks, onEpochEnd) and the check
+        // before the next one stops: a mid-epoch state with the cursor already in the next epoch would misplace it.
+        const pos = loader.cursor().position;
+        if (opts.signal.aborted && pos > 0 && pos < loader.samplesPerEpoch) { stopped = true; break; }
+      }
     }
     bar.done();
-    const seconds = (performance.now() - t0) / 1000;
+    const seconds = (resumed?.seconds ?? 0) + (performance.now() - t0) / 1000;
+    if (stopped) {
+      const cursor = loader.cursor();
+      await opts.onInterrupt?.(cursor, loopState({ loss, acc, n, seconds }));
+      history.interrupted = { epoch: e + 1, batchesDone, samplesDone: n };
+      return history;
+    }
     const log: EpochLog = { epoch: e + 1, loss: loss / n, accuracy: acc / n, samples: n, seconds, samplesPerSec: n / seconds, lr: opt.learningRate, numTensors: 0 };
     if (opts.validation) {
       const v = await evaluateLoader(model, opts.validation, { progress: opts.progress, label: `validate ${e + 1}/${epochs}` });
@@ -227,8 +325,23 @@ export async function trainEpochs(model: tfl.LayersModel, loader: Loader, opts: 
       log.valAccuracy = v.accuracy;
     }
     log.numTensors = tf.memory().numTensors;
+    const logs: CallbackLogs = { loss: log.loss, acc: log.accuracy, lr: log.lr ?? NaN };
+    if (log.valLoss !== undefined) { logs.val_loss = log.valLoss; logs.val_acc = log.valAccuracy!; }
+    for (const c of cbs) await c.onEpochEnd(e, logs);
+    for (const c of cbs) {
+      if ((c instanceof KeepBest || (c instanceof EarlyStopping && c.restoreBestWeights)) && c.bestEpoch === e + 1) log.bestSaved = true;
+      if (c instanceof EarlyStopping && c.stoppedEpoch === e + 1) {
+        const i = c.info();
+        log.stoppedEarly = { monitor: i.monitor, best: i.best, bestEpoch: i.bestEpoch, restoredEpoch: c.restoreBestWeights && i.bestEpoch !== e + 1 ? i.bestEpoch : null };
+      }
+    }
     history.epochs.push(log);
-    if (opts.onEpochEnd) await opts.onEpochEnd(log, loader.cursor());
+    if (opts.onEpochEnd) await opts.onEpochEnd(log, loader.cursor(), loopState());
+    if (model_.stopTraining) break;
   }
+  for (const c of cbs) await c.onTrainEnd({});
+  const last = history.epochs[history.epochs.length - 1];
+  for (const c of cbs) if (c instanceof EarlyStopping && c.restoredEpoch !== null && last) last.restoredEpoch = c.restoredEpoch;
+  history.state = loopState();
   return history;
 }

@@ -1,5 +1,6 @@
 // Saving and loading tfjs layers models (model.json + weights.bin) on the local disk, atomically, with clear errors.
-import { mkdir, readFile, rename, rm, stat, writeFile } from 'node:fs/promises';
+import { renameSync } from 'node:fs';
+import { mkdir, readFile, rm, stat, writeFile } from 'node:fs/promises';
 import { basename, dirname, join } from 'node:path';
 import * as tf from '@tensorflow/tfjs-core';
 import * as tfl from '@tensorflow/tfjs-layers';
@@ -47,8 +48,10 @@ export async function saveModel(model: tfl.LayersModel, dir: string, opts: { inc
     }, { includeOptimizer: opts.includeOptimizer ?? model.optimizer != null }).finally(() => tf.engine().endScope());
     const old = `${tmp}.old`;
     const had = await stat(dir).then(() => true, () => false);
-    if (had) await rename(dir, old);
-    await rename(tmp, dir);
+    // Both renames in one synchronous step: a signal handler (JS runs it between event-loop turns) that exits at once,
+    // e.g. on a second Ctrl-C during a checkpoint, finds either the old complete folder or the new one at `dir`.
+    if (had) renameSync(dir, old);
+    renameSync(tmp, dir);
     if (had) await rm(old, { recursive: true, force: true });
   } catch (e) {
     await rm(tmp, { recursive: true, force: true });

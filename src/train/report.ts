@@ -16,6 +16,15 @@ export interface ReportInput {
 
 const f4 = (v: number | undefined) => (v === undefined || !Number.isFinite(v) ? '–' : v.toFixed(4));
 
+/** What the callbacks did in an epoch: best so far saved, early stop, weights of an earlier epoch restored. */
+function epochNote(e: EpochLog): string {
+  const notes: string[] = [];
+  if (e.bestSaved) notes.push('best so far (saved)');
+  if (e.stoppedEarly) notes.push(`stopped early: ${e.stoppedEarly.monitor} best at epoch ${e.stoppedEarly.bestEpoch}`);
+  if (e.restoredEpoch !== undefined) notes.push(`weights of epoch ${e.restoredEpoch} restored`);
+  return notes.join('; ');
+}
+
 /** A markdown table of a confusion matrix (rows = true class, columns = predicted). */
 export function confusionMarkdown(confusion: number[][], labels: string[]): string {
   const head = `| true \\ predicted | ${labels.join(' | ')} | recall |`;
@@ -38,10 +47,10 @@ export async function writeReport(dir: string, r: ReportInput): Promise<string> 
   const lines: string[] = [`# ${r.title}`, ''];
   for (const [k, v] of r.facts) lines.push(`- **${k}**: ${v}`);
   lines.push('', '## Per-epoch metrics', '');
-  lines.push('| epoch | lr | loss | accuracy | val loss | val accuracy | samples | seconds | samples/s |');
-  lines.push('|---:|---:|---:|---:|---:|---:|---:|---:|---:|');
+  lines.push('| epoch | lr | loss | accuracy | val loss | val accuracy | samples | seconds | samples/s | note |');
+  lines.push('|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|');
   for (const e of r.history) {
-    lines.push(`| ${e.epoch} | ${e.lr === undefined ? '–' : e.lr.toPrecision(3)} | ${f4(e.loss)} | ${f4(e.accuracy)} | ${f4(e.valLoss)} | ${f4(e.valAccuracy)} | ${e.samples} | ${e.seconds.toFixed(1)} | ${e.samplesPerSec.toFixed(0)} |`);
+    lines.push(`| ${e.epoch} | ${e.lr === undefined ? '–' : e.lr.toPrecision(3)} | ${f4(e.loss)} | ${f4(e.accuracy)} | ${f4(e.valLoss)} | ${f4(e.valAccuracy)} | ${e.samples} | ${e.seconds.toFixed(1)} | ${e.samplesPerSec.toFixed(0)} | ${epochNote(e)} |`);
   }
   if (r.history.length) {
     const loss: SeriesPoint[] = [], acc: SeriesPoint[] = [];

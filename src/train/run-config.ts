@@ -28,10 +28,21 @@ export interface RunConfig {
   normalize?: LoaderOptions['normalize'];
   /** Identity of the training data when the run started (absent in older runs: not checked). */
   fingerprint?: string;
+  /** Early stopping on val_loss with this patience, best weights restored (absent: none). */
+  patience?: number;
+  /** Save the best epoch into best/ (absent: no). */
+  keepBest?: boolean;
+  /** Learning-rate schedule string (absent: none). */
+  lrSchedule?: string;
+  /** Reduce-LR-on-plateau 'PATIENCE[:FACTOR[:MIN_LR]]' (absent: none). */
+  reduceLrOnPlateau?: string;
 }
 
-/** Options a resumed run may change (the cursor counts samples in an order fixed by the seed, so the batch size may change). */
-const CHANGEABLE = ['epochs', 'batchSize', 'lr', 'lrDecay', 'shift'] as const;
+/**
+ * Options a resumed run may change (the cursor counts samples in an order fixed by the seed, so the batch size may
+ * change); callback options given again keep the callbacks' saved state (best value, wait counter, rate scale).
+ */
+const CHANGEABLE = ['epochs', 'batchSize', 'lr', 'lrDecay', 'shift', 'patience', 'keepBest', 'lrSchedule', 'reduceLrOnPlateau'] as const;
 /**
  * Options that define a run with a checkpoint, with their flag names for messages: its weights and optimizer state
  * belong to the model and optimizer, and its loader cursor to the training samples (split and hold-out) and their order.

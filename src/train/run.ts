@@ -1,6 +1,6 @@
 // A training run on disk: runs/NAME with run.json, log.jsonl, a checkpoint per epoch (model + optimizer + loader cursor),
 // resume, final evaluation and report.md. `slimfit train/eval` and `demo` are thin wrappers around these functions.
-import { appendFile, mkdir, readFile, stat } from 'node:fs/promises';
+import { appendFile, mkdir, readdir, readFile, rm, stat } from 'node:fs/promises';
 import { join, resolve } from 'node:path';
 import type * as tfl from '@tensorflow/tfjs-layers';
 import { SlimfitError } from '../core/errors.ts';
@@ -10,7 +10,9 @@ import { formatBytes, peakRssBytes } from '../core/rss.ts';
 import { initBackend } from './backend.ts';
 import { DEFAULTS } from './defaults.ts';
 import { type DataInput, makeEvalLoader, makeLoader, type ResolvedData, resolveData, trainLoaderOptions } from './data.ts';
-import { compileDefault, type EpochLog, evaluateLoader, type EvalResult, modelClasses, type OptimizerName, restoreOptimizerExactly, trainEpochs } from './loop.ts';
+import { compileDefault, type EpochLog, evaluateLoader, type EvalResult, type LoopState, modelClasses, type OptimizerName, restoreOptimizerExactly, trainEpochs } from './loop.ts';
+import { type BestWeightsStore, type CallbackInput, earlyStopping, keepBest, reduceLrOnPlateau } from './callbacks.ts';
+import { parseLrSchedule } from './schedule.ts';
 import { loadModel, saveModel } from './modelio.ts';
 import { buildModel, isBuiltinModel } from './models.ts';
 import { writeAtomic } from './plot.ts';
@@ -56,12 +58,31 @@ export interface TrainRunOptions {
   log?: (line: string) => void;
   /** Check each store shard's SHA-256 once before training reads it (default true). */
   verifyChecksums?: boolean;
+  /**
+   * Early stopping on val_loss: stop after this many epochs in a row without a lower validation loss and put back the
+   * best epoch's weights (kept in the run's best/ folder). Needs validation data.
+   */
+  patience?: number;
+  /** Save the model into the run's best/ folder whenever val_loss (loss without validation) reaches a new low. */
+  keepBest?: boolean;
+  /** Learning-rate schedule, e.g. 'step:10:0.1', 'exp:0.95', 'cosine:2@batch' (see LR_SCHEDULE_SYNTAX); multiplies lr x lrDecay^epoch. */
+  lrSchedule?: string;
+  /** Reduce-LR-on-plateau on val_loss (loss without validation): 'PATIENCE[:FACTOR[:MIN_LR]]', e.g. '2:0.5'. */
+  reduceLrOnPlateau?: string;
+  /**
+   * When it aborts (the CLI aborts it on SIGINT/SIGTERM), training stops after the batch in progress and saves a
+   * checkpoint there (model, optimizer, loader cursor, loop and callback state); the summary's `interrupted` says where.
+   */
+  signal?: AbortSignal;
 }
 
 /** The outcome of a run. */
 export interface RunSummary {
   out: string;
+  /** Path of report.md ('' when the run was interrupted: no report is written then). */
   report: string;
+  /** Set when `signal` stopped the run: the epoch (1-based) it stopped in and the batches of that epoch done; a checkpoint holds that point. */
+  interrupted?: { epoch: number; batchesDone: number; samplesDone: number };
   backend: string;
   history: EpochLog[];
   test?: EvalResult;
@@ -72,11 +93,27 @@ export interface RunSummary {
 /** Saved with every checkpoint (in the same atomic rename as the weights). */
 interface CheckpointState {
   epochsDone: number;
+  /** The next unseen training sample: mid-epoch (position > 0) when the run was interrupted there. */
   cursor: Cursor;
   history: EpochLog[];
+  /** Sums of the epoch in progress and callback state (early stopping, keep-best, plateau); absent in older runs. */
+  loop?: LoopState;
 }
 
 const MODEL_DIR = 'model';
+/** The run's keep-best / early-stopping copy of the best epoch's model (weights only, plus best.json). */
+const BEST_DIR = 'best';
+
+/** Parse 'PATIENCE[:FACTOR[:MIN_LR]]' of `--reduce-lr-on-plateau`. */
+function parsePlateau(spec: string): { patience: number; factor: number; minLr: number } {
+  const [p, f, m, ...extra] = spec.split(':');
+  const n = (v: string | undefined, dflt: number) => (v === undefined ? dflt : v.trim() === '' ? NaN : Number(v));
+  const r = { patience: n(p, NaN), factor: n(f, DEFAULTS.plateauFactor), minLr: n(m, DEFAULTS.plateauMinLr) };
+  if (extra.length || !(Number.isInteger(r.patience) && r.patience >= 0) || !(r.factor > 0 && r.factor < 1) || !(r.minLr >= 0)) {
+    throw new SlimfitError(`--reduce-lr-on-plateau '${spec}' is not PATIENCE[:FACTOR[:MIN_LR]]`, { hint: 'give a whole number of epochs, a factor between 0 and 1 and a minimum rate >= 0, e.g. 3:0.5 or 3:0.5:1e-5' });
+  }
+  return r;
+}
 
 async function readJson<T>(path: string, what: string): Promise<T> {
   let text: string;
@@ -154,6 +191,9 @@ function defaultOut(model: string): string {
  * @example
  * const summary = await trainRun('mnist-store', { model: 'cnn', epochs: 5, out: 'runs/cnn' });
  * await trainRun(undefined, { out: 'runs/cnn', resume: true, epochs: 8 }); // continue where it stopped
+ * const stop = new AbortController();                                      // e.g. aborted on SIGINT
+ * const r = await trainRun('mnist-store', { out: 'runs/es', epochs: 50, patience: 3, lrSchedule: 'cosine:2', signal: stop.signal });
+ * if (r.interrupted) console.log(`checkpoint in epoch ${r.interrupted.epoch}; resume with { resume: true }`);
  */
 export async function trainRun(data: DataInput | undefined, opts: TrainRunOptions = {}): Promise<RunSummary> {
   const t0 = performance.now();
@@ -169,11 +209,15 @@ export async function trainRun(data: DataInput | undefined, opts: TrainRunOption
     const given = {
       epochs: opts.epochs, batchSize: opts.batchSize, lr: opts.lr, lrDecay: opts.lrDecay, shift: opts.shift, valSplit: opts.valSplit, valFraction: opts.valFraction,
       model: opts.model === undefined ? undefined : savedModelName(opts.model, isBuiltinModel), split: opts.split, optimizer: opts.optimizer, seed: opts.seed, shuffle: opts.shuffle,
+      patience: opts.patience, keepBest: opts.keepBest, lrSchedule: opts.lrSchedule, reduceLrOnPlateau: opts.reduceLrOnPlateau,
     };
     cfg = resumeConfig(saved, given, data, { force: opts.force, run: out, hasCheckpoint, log });
     if (hasCheckpoint) {
       state = await readJson<CheckpointState>(join(out, MODEL_DIR, 'state.json'), 'the checkpoint state');
-      if (state.epochsDone >= cfg.epochs) log(`run already has ${state.epochsDone} of ${cfg.epochs} epochs; nothing to train (pass --epochs to extend)`);
+      const stop = state.history[state.history.length - 1]?.stoppedEarly;
+      if (stop) log(`run stopped early after epoch ${state.epochsDone} (${stop.monitor} best at epoch ${stop.bestEpoch}); nothing to train (start a new run to train longer)`);
+      else if (state.epochsDone >= cfg.epochs) log(`run already has ${state.epochsDone} of ${cfg.epochs} epochs; nothing to train (pass --epochs to extend)`);
+      else if (state.cursor.position > 0) log(`resuming ${out} in epoch ${state.epochsDone + 1} of ${cfg.epochs} at sample ${state.cursor.position} (where it was interrupted)`);
       else log(`resuming ${out} after epoch ${state.epochsDone} of ${cfg.epochs} (loader cursor: epoch ${state.cursor.epoch}, sample ${state.cursor.position})`);
     } else {
       log(`${out} has no checkpoint yet (it stopped before its first epoch ended): starting it from scratch with its saved options, ${cfg.epochs} epochs`);
@@ -188,8 +232,13 @@ export async function trainRun(data: DataInput | undefined, opts: TrainRunOption
       batchSize: opts.batchSize ?? DEFAULTS.batchSize, lr: opts.lr ?? DEFAULTS.lr, optimizer: opts.optimizer ?? DEFAULTS.optimizer,
       seed: opts.seed ?? DEFAULTS.seed, split: opts.split ?? DEFAULTS.split, shuffle: opts.shuffle ?? DEFAULTS.shuffle,
       lrDecay: opts.lrDecay ?? DEFAULTS.lrDecay, shift: opts.shift ?? DEFAULTS.shift, valSplit: opts.valSplit, valFraction: opts.valFraction ?? DEFAULTS.valFraction,
+      patience: opts.patience, keepBest: opts.keepBest, lrSchedule: opts.lrSchedule, reduceLrOnPlateau: opts.reduceLrOnPlateau,
     };
   }
+  // Options are checked before any data is read or the run folder is touched.
+  if (cfg.lrSchedule !== undefined) parseLrSchedule(cfg.lrSchedule);
+  const plateau = cfg.reduceLrOnPlateau !== undefined ? parsePlateau(cfg.reduceLrOnPlateau) : undefined;
+  if (cfg.patience !== undefined && !(Number.isInteger(cfg.patience) && cfg.patience >= 0)) throw new SlimfitError(`--patience must be a whole number >= 0, got ${cfg.patience}`);
   const rd: ResolvedData = await resolveData(cfg.data, cfg.split, cfg.valSplit, cfg.valFraction ?? 0, cfg.seed, { verifyChecksums: opts.verifyChecksums });
   const loaders: Array<{ close(): Promise<void> }> = [];
   try {
@@ -197,6 +246,11 @@ export async function trainRun(data: DataInput | undefined, opts: TrainRunOption
     if (opts.resume) checkSameData(cfg, fingerprint, { force: opts.force, run: out, log });
     cfg.fingerprint = fingerprint;
     checkTrainable(rd);
+    if (cfg.patience !== undefined && !rd.val) {
+      throw new SlimfitError('--patience stops on the validation loss but this run has no validation data', {
+        hint: "train on a store with a 'val' split, give --val-split or a --val-fraction above 0, or drop --patience",
+      });
+    }
     const model = state ? await loadModel(join(out, MODEL_DIR)) : await freshModel(cfg.model, rd.main, rd.classes, cfg.seed);
     checkModelFits(model, rd.main, rd.classes, cfg.model);
     if (state) restoreOptimizerExactly(model);
@@ -218,21 +272,66 @@ export async function trainRun(data: DataInput | undefined, opts: TrainRunOption
     if (state) loader.resume(state.cursor);
     const val = rd.val ? makeEvalLoader(rd.val, rd.classes, lopts) : null;
     if (val) loaders.push(val);
-    log(`training ${cfg.model} on ${rd.main.name}: ${rd.main.samples} samples, ${rd.classes} classes, batch ${cfg.batchSize}, ${cfg.optimizer} lr ${cfg.lr}, ${cfg.epochs} epochs` +
-      (cfg.lrDecay !== 1 ? `, lr x${cfg.lrDecay} per epoch` : '') + (cfg.shift ? `, random shifts up to ${cfg.shift} px` : '') +
-      (val ? `, validating on ${rd.val!.name}` : ", no validation (no 'val' split and --val-fraction 0)"));
-    await trainEpochs(model, loader, {
-      epochs: cfg.epochs, initialEpoch: state?.epochsDone ?? 0, validation: val, progress: opts.progress, lr: cfg.lr, lrDecay: cfg.lrDecay ?? DEFAULTS.lrDecay, log,
-      onEpochEnd: async (e, cursor) => {
-        history.push(e);
-        const st: CheckpointState = { epochsDone: e.epoch, cursor, history };
-        await saveModel(model, join(out, MODEL_DIR), { extraFiles: { 'state.json': JSON.stringify(st, null, 2) } });
-        await appendFile(join(out, 'log.jsonl'), JSON.stringify(e) + '\n');
-        log(`epoch ${e.epoch}/${cfg.epochs}: loss ${e.loss.toFixed(4)} acc ${e.accuracy.toFixed(4)}` +
-          (e.valAccuracy !== undefined ? ` val_loss ${e.valLoss!.toFixed(4)} val_acc ${e.valAccuracy.toFixed(4)}` : '') +
-          ` | ${e.samplesPerSec.toFixed(0)} samples/s | checkpoint saved`);
+    // Callbacks: early stopping and keep-best keep the best epoch's weights in best/, reduce-LR-on-plateau scales the rate.
+    const monitor = val ? 'val_loss' : 'loss';
+    const bestStore: BestWeightsStore = {
+      save: async (m, epoch, value) => {
+        await saveModel(m, join(out, BEST_DIR), { includeOptimizer: false, extraFiles: { 'best.json': JSON.stringify({ epoch, monitor, value }, null, 2) + '\n' } });
       },
-    });
+      restore: async (m) => {
+        const b = await loadModel(join(out, BEST_DIR));
+        try { m.setWeights(b.getWeights()); } finally { b.dispose(); }
+      },
+    };
+    const callbacks: CallbackInput[] = [];
+    if (cfg.patience !== undefined) callbacks.push(earlyStopping({ monitor, patience: cfg.patience, restoreBestWeights: true, store: bestStore }));
+    else if (cfg.keepBest) callbacks.push(keepBest({ monitor, save: bestStore.save }));
+    if (plateau) callbacks.push(reduceLrOnPlateau({ monitor, ...plateau }));
+    if (state) await removeStaleTemps(out);
+    log(`training ${cfg.model} on ${rd.main.name}: ${rd.main.samples} samples, ${rd.classes} classes, batch ${cfg.batchSize}, ${cfg.optimizer} lr ${cfg.lr}, ${cfg.epochs} epochs` +
+      (cfg.lrDecay !== 1 ? `, lr x${cfg.lrDecay} per epoch` : '') + (cfg.lrSchedule ? `, lr schedule ${cfg.lrSchedule}` : '') +
+      (cfg.patience !== undefined ? `, early stopping on val_loss (patience ${cfg.patience})` : '') + (cfg.keepBest ? `, keeping the best ${monitor} in ${BEST_DIR}/` : '') +
+      (plateau ? `, lr x${plateau.factor} after ${plateau.patience} epochs without a lower ${monitor}` : '') + (cfg.shift ? `, random shifts up to ${cfg.shift} px` : '') +
+      (val ? `, validating on ${rd.val!.name}` : ", no validation (no 'val' split and --val-fraction 0)"));
+    const checkpoint = (cursor: Cursor, loop: LoopState) => {
+      const st: CheckpointState = { epochsDone: history.length, cursor, history, loop };
+      return saveModel(model, join(out, MODEL_DIR), { extraFiles: { 'state.json': JSON.stringify(st, null, 2) } });
+    };
+    const finished = state !== null && (state.epochsDone >= cfg.epochs || state.history[state.history.length - 1]?.stoppedEarly !== undefined);
+    let interrupted: RunSummary['interrupted'];
+    if (!finished) {
+      const h = await trainEpochs(model, loader, {
+        epochs: cfg.epochs, initialEpoch: state?.epochsDone ?? 0, validation: val, progress: opts.progress, lr: cfg.lr, lrDecay: cfg.lrDecay ?? DEFAULTS.lrDecay, log,
+        lrSchedule: cfg.lrSchedule, callbacks, signal: opts.signal, resumeState: state?.loop,
+        onEpochEnd: async (e, cursor, loop) => {
+          history.push(e);
+          await checkpoint(cursor, loop);
+          await appendFile(join(out, 'log.jsonl'), JSON.stringify(e) + '\n');
+          log(`epoch ${e.epoch}/${cfg.epochs}: loss ${e.loss.toFixed(4)} acc ${e.accuracy.toFixed(4)}` +
+            (e.valAccuracy !== undefined ? ` val_loss ${e.valLoss!.toFixed(4)} val_acc ${e.valAccuracy.toFixed(4)}` : '') +
+            ` | ${e.samplesPerSec.toFixed(0)} samples/s | checkpoint saved` + (e.bestSaved ? `, best ${monitor} so far (${BEST_DIR}/)` : ''));
+          if (e.stoppedEarly) {
+            log(`early stopping: ${e.stoppedEarly.monitor} has not improved since epoch ${e.stoppedEarly.bestEpoch} (${e.stoppedEarly.best.toFixed(4)}); stopped after epoch ${e.epoch}`);
+          }
+        },
+        onInterrupt: async (cursor, loop) => {
+          await checkpoint(cursor, loop);
+          log(`interrupted ${cursor.position > 0 ? `in epoch ${history.length + 1} at sample ${cursor.position}` : `after epoch ${history.length}`}: checkpoint saved in ${join(out, MODEL_DIR)}`);
+        },
+      });
+      interrupted = h.interrupted;
+      const last = history[history.length - 1];
+      if (!interrupted && last?.restoredEpoch !== undefined) {
+        // The weights of the best epoch were put back: the checkpoint and the log say so, and eval uses them.
+        await checkpoint(loader.cursor(), h.state ?? { callbacks: {} });
+        await writeAtomic(join(out, 'log.jsonl'), history.map((x) => JSON.stringify(x)).join('\n') + '\n');
+        log(`restored the weights of epoch ${last.restoredEpoch} (the best ${monitor}) into ${join(out, MODEL_DIR)}`);
+      }
+    }
+    if (interrupted) {
+      model.dispose();
+      return { out, report: '', backend: info.name, history, interrupted, wallSeconds: (performance.now() - t0) / 1000, peakRss: peakRssBytes() };
+    }
     let test: EvalResult | undefined;
     if (rd.test && opts.evaluateTest !== false) {
       const tl = makeEvalLoader(rd.test, rd.classes, lopts);
@@ -246,7 +345,8 @@ export async function trainRun(data: DataInput | undefined, opts: TrainRunOption
       title: `Training run ${out}`,
       facts: [
         ['data', typeof cfg.data === 'string' ? cfg.data : JSON.stringify(cfg.data)], ['model', `${cfg.model} (${model.countParams()} parameters)`],
-        ['optimizer', `${cfg.optimizer}, lr ${cfg.lr}${cfg.lrDecay && cfg.lrDecay !== 1 ? ` x${cfg.lrDecay}/epoch` : ''}, batch ${cfg.batchSize}, seed ${cfg.seed}, shuffle ${cfg.shuffle}${cfg.shift ? `, shift ${cfg.shift} px` : ''}`],
+        ['optimizer', `${cfg.optimizer}, lr ${cfg.lr}${cfg.lrDecay && cfg.lrDecay !== 1 ? ` x${cfg.lrDecay}/epoch` : ''}${cfg.lrSchedule ? `, schedule ${cfg.lrSchedule}` : ''}${plateau ? `, x${plateau.factor} after ${plateau.patience} epochs without a lower ${monitor}${plateau.minLr ? ` (not below ${plateau.minLr})` : ''}` : ''}, batch ${cfg.batchSize}, seed ${cfg.seed}, shuffle ${cfg.shuffle}${cfg.shift ? `, shift ${cfg.shift} px` : ''}`],
+        ...callbackFacts(cfg, history, monitor),
         ['backend', info.note.replace(/^backend: /, '')], ['wall time of this invocation', `${wallSeconds.toFixed(1)} s`], ['peak RSS', formatBytes(rss)],
       ],
       history, evaluation: test ? { split: 'test', result: test } : undefined, classNames: rd.classNames,
@@ -256,6 +356,27 @@ export async function trainRun(data: DataInput | undefined, opts: TrainRunOption
   } finally {
     for (const l of loaders) await l.close();
     await rd.close();
+  }
+}
+
+/** Report lines on early stopping and keep-best: where training stopped and which epoch's weights the run holds. */
+function callbackFacts(cfg: RunConfig, history: EpochLog[], monitor: string): Array<[string, string]> {
+  const facts: Array<[string, string]> = [];
+  const last = history[history.length - 1];
+  const best = [...history].reverse().find((e) => e.bestSaved);
+  if (cfg.patience !== undefined) {
+    const s = last?.stoppedEarly;
+    facts.push(['early stopping', `${monitor}, patience ${cfg.patience}: ` + (s ? `stopped early after epoch ${last.epoch} (best ${s.best.toFixed(4)} at epoch ${s.bestEpoch})` : `did not stop early`) +
+      (last?.restoredEpoch !== undefined ? `; the model holds the weights of epoch ${last.restoredEpoch} (restored)` : '')]);
+  }
+  if (best) facts.push(['best checkpoint', `${BEST_DIR}/ holds epoch ${best.epoch} (${monitor} ${(monitor === 'val_loss' ? best.valLoss : best.loss)?.toFixed(4)})`]);
+  return facts;
+}
+
+/** Remove temporary folders a checkpoint save left when the process was killed while writing (the complete checkpoint stays). */
+async function removeStaleTemps(out: string): Promise<void> {
+  for (const name of await readdir(out)) {
+    if (name.startsWith(`.${MODEL_DIR}.tmp-`) || name.startsWith(`.${BEST_DIR}.tmp-`)) await rm(join(out, name), { recursive: true, force: true });
   }
 }
 
