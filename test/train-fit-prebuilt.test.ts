@@ -17,14 +17,20 @@ const BATCH = '2048';
 before(async () => { await makeStore(store, { n: 3200, h: 28, w: 28 }); });
 after(() => tmp.cleanup());
 
-async function child(args: string[]): Promise<{ loss: number[]; sameWeights?: boolean; samples?: number }> {
+async function child(args: string[]): Promise<{ loss: number[]; sameWeights?: boolean; samples?: number; lines?: string[]; stderr: string }> {
   const r = await runCli(args, { script: CHILD, timeoutMs: 120_000 });
   assert.equal(r.code, 0, r.stderr);
-  return JSON.parse(r.stdout.trim().split('\n').at(-1)!);
+  return { ...JSON.parse(r.stdout.trim().split('\n').at(-1)!), stderr: r.stderr };
 }
 
 test('fit with a model built before fit and batch 2048 trains exactly like the same seeded model built after the backend is up', async () => {
   const r = await child(['fit', store, BATCH]);
+  // The backend note as `slimfit train` prints it: on stderr once for the two fits without `log`, to `log` when given.
+  const notes = r.stderr.split('\n').filter((l) => l.startsWith('slimfit: backend: '));
+  assert.equal(notes.length, 1, r.stderr);
+  assert.match(notes[0], /^slimfit: backend: (wasm|cpu)\b.*(engine|TensorFlow\.js)/);
+  assert.equal(r.lines![0], notes[0].slice('slimfit: '.length));
+  assert.match(r.lines![1], /^train step: /);
   assert.ok(Number.isFinite(r.loss[0]), `loss ${r.loss[0]}`);
   assert.equal(r.loss[0], r.loss[1], 'same loss');
   assert.ok(r.sameWeights, 'same trained weights');
