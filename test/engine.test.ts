@@ -71,6 +71,29 @@ async function check(label: string, shapes: number[][], f: (...t: tf.Tensor[]) =
   close(label, got, want);
 }
 
+// First in this file, while the wasm heap is still small (the operand is sized from it).
+test('an operand still on the cpu backend moves onto the wasm heap before a native kernel takes the heap, even when moving it grows the heap', { skip: SKIP }, async () => {
+  await tf.setBackend('wasm');
+  await tf.ready();
+  installEngine(tf, 'wasm');
+  const be = tf.backend() as unknown as { wasm: { HEAPU8: Uint8Array } };
+  // b alone is larger than the whole heap, so moving it (a malloc) must grow the heap and replace its ArrayBuffer.
+  const K = Math.ceil(be.wasm.HEAPU8.byteLength / 4) + 1024;
+  const av = rand(K), bv = rand(K);
+  await tf.setBackend('cpu');
+  const b = tf.tensor2d(bv, [K, 1]); // left on cpu, like the weights of a model built before training switched to wasm
+  await tf.setBackend('wasm');
+  const a = tf.tensor2d(av, [1, K]);
+  const heapBefore = be.wasm.HEAPU8.buffer;
+  const y = tf.matMul(a, b);
+  assert.notEqual(be.wasm.HEAPU8.buffer, heapBefore, 'the heap grew while the kernel ran');
+  let want = 0;
+  for (let i = 0; i < K; i++) want += av[i] * bv[i];
+  const got = y.dataSync()[0];
+  assert.ok(Math.abs(got - want) <= 1e-3 * Math.sqrt(K), `dot product ${got} vs ${want}`);
+  tf.dispose([a, b, y]);
+});
+
 test('fast engine kernels match the cpu backend (forward and gradient)', { skip: SKIP }, async (t) => {
   await tf.setBackend('wasm');
   await tf.ready();

@@ -63,6 +63,7 @@ function fusedStep(tf: Tf, addon: Addon, opt: AdamInternals, grads: NamedGrads):
     const grad = Array.isArray(grads) ? grads[i].tensor : grads[names[i]];
     if (grad == null) continue;
     if (!value || value.dtype !== 'float32' || grad.dtype !== 'float32' || value.size !== grad.size) return reject('dtype');
+    be.dataIdMap.get(value.dataId); // migrate a variable still on `cpu` first: refCount counts wasm buffers only
     if (be.refCount(value.dataId) !== 1) return reject('shared variable');
     const m = opt.accumulatedFirstMoment[i]?.variable, v = opt.accumulatedSecondMoment[i]?.variable;
     if ((m && be.refCount(m.dataId) !== 1) || (v && be.refCount(v.dataId) !== 1)) return reject('shared moment');
@@ -70,12 +71,15 @@ function fusedStep(tf: Tf, addon: Addon, opt: AdamInternals, grads: NamedGrads):
   }
   ensureMoments(tf, opt, items.map(({ value, i }) => ({ name: names[i], value, i })));
   const { oma1, oma2, c1, c2 } = adamConstants(opt);
-  const buf = be.wasm.HEAPU8.buffer as ArrayBuffer;
+  // All offsets first: looking one up migrates a tensor another backend holds (weights created on `cpu` before the
+  // switch to wasm), which may grow the heap and detach an ArrayBuffer taken earlier; the heap is read after the last one.
   const o = (t: tfc.Tensor): number => be.dataIdMap.get(t.dataId)!.memoryOffset;
-  for (const { value, grad, i } of items) {
-    addon.adam(buf, value.size, o(value), o(opt.accumulatedFirstMoment[i].variable), o(opt.accumulatedSecondMoment[i].variable), o(grad),
-      opt.learningRate, opt.beta1, opt.beta2, opt.epsilon, oma1, oma2, c1, c2);
-  }
+  const offs = items.map(({ value, grad, i }) => [o(value), o(opt.accumulatedFirstMoment[i].variable), o(opt.accumulatedSecondMoment[i].variable), o(grad)]);
+  const buf = be.wasm.HEAPU8.buffer as ArrayBuffer;
+  items.forEach(({ value }, j) => {
+    const [p, m, v, g] = offs[j];
+    addon.adam(buf, value.size, p, m, v, g, opt.learningRate, opt.beta1, opt.beta2, opt.epsilon, oma1, oma2, c1, c2);
+  });
   adamAdvance(tf, opt);
   return true;
 }

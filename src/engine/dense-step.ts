@@ -107,6 +107,9 @@ export function denseTrainStep(tf: Tf, model: tfl.LayersModel, engineActive: boo
     const values = order.map((v) => v.read());
     for (const v of values) {
       if (v.dtype !== 'float32' || v.isDisposed || engine.registeredVariables[v.name] !== v) throw new Error(`fused step: weight ${v.name} is not a live float32 variable`);
+      // A weight created on `cpu` before the switch to wasm moves here now; unmoved, refCount would say 0 and the first
+      // step would go through trainOnBatch (a numerically different path) for no reason.
+      be.dataIdMap.get(v.dataId);
       // in-place updates must not show through another tensor sharing the buffer (tfjs's own update would not)
       if (be.refCount(v.dataId) !== 1) return null;
     }
@@ -126,6 +129,7 @@ export function denseTrainStep(tf: Tf, model: tfl.LayersModel, engineActive: boo
       plan[q + 7] = bi >= 0 ? off(opt.accumulatedFirstMoment[bi].variable) : -1;
       plan[q + 8] = bi >= 0 ? off(opt.accumulatedSecondMoment[bi].variable) : -1;
     }
+    // The heap is read after every offset lookup above: a lookup can migrate a weight still on `cpu` and grow the heap.
     addon.denseStep(be.wasm.HEAPU8.buffer as ArrayBuffer, x, y, n, plan, out);
     adamAdvance(tf, opt);
     return [out[0], acc ? out[1] / n : NaN];

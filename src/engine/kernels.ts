@@ -22,6 +22,17 @@ export function isWasmBackend(b: unknown): b is WasmBackendLike {
 
 const off = (be: WasmBackendLike, t: TensorInfo): number => be.dataIdMap.get(t.dataId)!.memoryOffset;
 const heap = (be: WasmBackendLike): ArrayBuffer => be.wasm.HEAPU8.buffer as ArrayBuffer;
+
+/**
+ * Move every input onto the wasm heap now. A tensor still held by another backend (e.g. weights a model created on
+ * `cpu` before training switched to wasm) migrates lazily on its first `dataIdMap.get`, which mallocs and may grow the
+ * heap; growing replaces the heap's ArrayBuffer, so an earlier `heap(be)` (argument order: `gemm(heap(be), off(be, a),
+ * ...)`) would be a detached buffer. After this, looking up input offsets allocates nothing, and the kernels take
+ * `heap(be)` only after their last allocation (`makeOutput`).
+ */
+export function makeResident(be: WasmBackendLike, inputs: Record<string, TensorInfo | undefined>): void {
+  for (const t of Object.values(inputs)) if (t && t.dtype !== 'string') be.dataIdMap.get(t.dataId);
+}
 const size = (shape: readonly number[]): number => shape.reduce((a, b) => a * b, 1);
 
 /** Activation code understood by the addon, or null when it must fall back. */
@@ -215,7 +226,11 @@ export function makeKernels(tf: Tf, addon: Addon, orig: Record<string, KernelFun
     return [g, db];
   }
 
-  const k = (f: (a: KArgs) => TensorInfo | TensorInfo[]): KernelFunc => f as unknown as KernelFunc;
+  // Every kernel first makes its inputs resident (see makeResident), so no offset lookup can grow the heap under it.
+  const k = (f: (a: KArgs) => TensorInfo | TensorInfo[]): KernelFunc => ((a: KArgs) => {
+    if (isWasmBackend(a.backend)) makeResident(a.backend, a.inputs);
+    return f(a);
+  }) as unknown as KernelFunc;
   return {
     BatchMatMul: k((a) => matmul('BatchMatMul', a)),
     _FusedMatMul: k((a) => matmul('_FusedMatMul', a)),

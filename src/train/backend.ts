@@ -140,7 +140,9 @@ export function registerWasmMaxPoolGrad(): void {
       const { dy, input } = inputs as { dy: tf.TensorInfo; input: tf.TensorInfo };
       const a = attrs as unknown as { filterSize: [number, number] | number; strides: [number, number] | number; pad: 'valid' | 'same' | number; dimRoundingMode?: 'floor' | 'round' | 'ceil' };
       const info = tf.backend_util.computePool2DInfo(input.shape as [number, number, number, number], a.filterSize, a.strides, 1, a.pad, a.dimRoundingMode);
-      const b = backend as unknown as { makeOutput(s: number[], d: string): tf.TensorInfo; typedArrayFromHeap(t: tf.TensorInfo): Float32Array };
+      const b = backend as unknown as { makeOutput(s: number[], d: string): tf.TensorInfo; typedArrayFromHeap(t: tf.TensorInfo): Float32Array; dataIdMap: { get(d: object): unknown } };
+      // Inputs still on another backend migrate (malloc) on first lookup: do it before any view exists.
+      b.dataIdMap.get(input.dataId); b.dataIdMap.get(dy.dataId);
       const out = b.makeOutput(input.shape, 'float32');
       // Views are taken after makeOutput: growing the heap detaches older views.
       const x = b.typedArrayFromHeap(input), g = b.typedArrayFromHeap(dy), dx = b.typedArrayFromHeap(out);

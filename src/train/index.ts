@@ -33,7 +33,16 @@ export interface FitOptions extends Omit<LoopOptions, 'validation'>, LoaderOptio
   /** Without a 'val' split: the fraction of the training samples held out at random (seeded by `seed`) for validation (default 0.1; 0 = none). */
   validationSplit?: number;
   backend?: string;
+  /**
+   * Receives status lines: first the backend/engine note `slimfit train` prints (e.g. "backend: wasm; native engine
+   * ..."), then how batches are trained. Default: only the backend note, written to stderr as "slimfit: backend: ..."
+   * by the first fit of the process; `() => {}` prints nothing.
+   */
+  log?: (line: string) => void;
 }
+
+/** Whether a fit without `log` already wrote the backend note to stderr (once per process is enough to say it). */
+let backendNoted = false;
 
 /**
  * Train `model` on `data` (store dir, DataSource, {x, y} .npy paths or {npz, x, y}) with defaults chosen for you:
@@ -46,7 +55,12 @@ export interface FitOptions extends Omit<LoopOptions, 'validation'>, LoaderOptio
  * console.log(history.epochs.at(-1)?.valAccuracy);
  */
 export async function fit(model: tfl.LayersModel, data: DataInput, opts: FitOptions = {}): Promise<History> {
-  await initBackend(opts.backend);
+  const info = await initBackend(opts.backend);
+  if (opts.log) opts.log(info.note);
+  else if (!backendNoted) {
+    backendNoted = true;
+    process.stderr.write(`slimfit: ${info.note}\n`);
+  }
   const rd = await resolveData(data, opts.split ?? DEFAULTS.split, undefined, opts.validate === false ? 0 : (opts.validationSplit ?? DEFAULTS.valFraction), opts.seed ?? DEFAULTS.seed, { verifyChecksums: opts.verifyChecksums });
   const closers: Array<{ close(): Promise<void> }> = [];
   try {
