@@ -16,7 +16,7 @@ import type { FieldSpec } from '../core/dtype.ts';
 import type { DType, TypedArray } from '../core/dtype.ts';
 import { dtypeSize, viewAs } from '../core/dtype.ts';
 import { SlimfitError } from '../core/errors.ts';
-import { gather } from './colmajor.ts';
+import { gather, gatherTable } from './colmajor.ts';
 import type { SampleBatch, SampleSource } from '../core/source.ts';
 
 /** Options of the HDF5 reader. */
@@ -181,19 +181,6 @@ function cStrides(shape: number[]): number[] {
   return s;
 }
 
-function table(shape: number[], strides: number[]): Int32Array {
-  const P = shape.reduce((a, b) => a * b, 1);
-  const t = new Int32Array(P);
-  const idx = new Array(shape.length).fill(0);
-  for (let p = 0; p < P; p++) {
-    let o = 0;
-    for (let k = 0; k < shape.length; k++) o += idx[k] * strides[k];
-    t[p] = o;
-    for (let k = shape.length - 1; k >= 0; k--) { if (++idx[k] < shape[k]) break; idx[k] = 0; }
-  }
-  return t;
-}
-
 /** Open datasets of an HDF5 file (or a v7.3 .mat with `matlab`) as a SampleSource. */
 export async function openHdf5(path: string, opts: Hdf5Options = {}): Promise<SampleSource> {
   const h5 = await h5Client(path);
@@ -280,7 +267,7 @@ export async function openHdf5(path: string, opts: Hdf5Options = {}): Promise<Sa
         const bs = cStrides(H.map((d, k) => (k === hAxis ? m : d)));
         const otherH = H.map((_, k) => k).filter((k) => k !== hAxis);
         const userAxes = opts.matlab ? [...otherH].reverse() : otherH;
-        const t = table(sampleShape, userAxes.map((k) => bs[k]));
+        const t = gatherTable(sampleShape, userAxes.map((k) => bs[k]));
         const out = new Uint8Array(m * P * xSize);
         gather(block, viewAs(xDtype!, out), m, bs[hAxis], t);
         yield { n: m, x: out, y: await readY(a, m) };
