@@ -4,7 +4,8 @@ import { existsSync } from 'node:fs';
 
 const entry = new URL('../dist/cli/index.js', import.meta.url);
 if (!existsSync(entry)) {
-  process.stderr.write('slimfit: error: dist/ is missing (the compiled CLI); run `npm run build` in the slimfit folder\n');
+  // A git checkout builds dist/ itself; an installed package ships it (and no sources), so only a reinstall restores it.
+  process.stderr.write('slimfit: error: dist/ is missing (the compiled CLI). In a checkout of slimfit, run `npm run build` there; in an installed package, reinstall slimfit (`npm i slimfit`)\n');
   process.exit(1);
 }
 const { main } = await import(entry.href);

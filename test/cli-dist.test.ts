@@ -39,13 +39,13 @@ describe('CLI from dist/', () => {
     assert.deepEqual(tsImports.map((f) => relative(ROOT, f)), []);
   });
 
-  it('without dist/, bin/slimfit.js says in one line to run `npm run build`', async () => {
+  it('without dist/, bin/slimfit.js says in one line to run `npm run build` in a checkout, to reinstall an installed package', async () => {
     mkdirSync(join(tmp.dir, 'nodist', 'bin'), { recursive: true });
     const bin = join(tmp.dir, 'nodist', 'bin', 'slimfit.js');
     cpSync(join(ROOT, 'bin', 'slimfit.js'), bin);
     const r = await runCli(['--help'], { script: bin });
     assert.equal(r.code, 1);
-    assert.equal(r.stderr, 'slimfit: error: dist/ is missing (the compiled CLI); run `npm run build` in the slimfit folder\n');
+    assert.equal(r.stderr, 'slimfit: error: dist/ is missing (the compiled CLI). In a checkout of slimfit, run `npm run build` there; in an installed package, reinstall slimfit (`npm i slimfit`)\n');
   });
 
   it('gives the same help and errors as the sources run through tsx', async () => {

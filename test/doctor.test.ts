@@ -1,8 +1,13 @@
 // `slimfit doctor`: each addon active with where it was loaded from, or why it is off; --json for machines.
 import assert from 'node:assert/strict';
+import { spawnSync } from 'node:child_process';
+import { readFileSync } from 'node:fs';
+import { createRequire } from 'node:module';
+import { join } from 'node:path';
 import { test } from 'node:test';
+import { pathToFileURL } from 'node:url';
 import { ADDONS, addonStatus } from '../src/core/native.ts';
-import { runCli } from '../dev/helpers.ts';
+import { BIN, ROOT, runCli } from '../dev/helpers.ts';
 import type { DoctorReport } from '../src/cli/doctor.ts';
 
 const NAMES = Object.keys(ADDONS);
@@ -50,4 +55,71 @@ test('a malformed SLIMFIT_DISABLE is a one-line user error, not a stack trace', 
   assert.equal(r.code, 1);
   assert.match(r.stderr, /^slimfit: error: environment variable SLIMFIT_DISABLE="engin" is not valid/m);
   assert.doesNotMatch(r.stderr, /\n\s+at /);
+});
+
+// Peer dependencies: each resolves (with its version) or doctor says it is missing, how to install it, and what
+// training then really runs on. A missing peer is simulated by checking a nonexistent name (doctorReport's `peers`).
+test('doctor checks every peer dependency of package.json and finds them all here', async () => {
+  const { doctorReport, peerDependencies } = await import('../src/cli/doctor.ts');
+  const pkg = JSON.parse(readFileSync(join(ROOT, 'package.json'), 'utf8')) as { peerDependencies: Record<string, string> };
+  assert.deepEqual(peerDependencies(), pkg.peerDependencies);
+  const r = doctorReport();
+  assert.deepEqual(r.peers.map((p) => p.name), Object.keys(pkg.peerDependencies));
+  for (const p of r.peers) {
+    const own = JSON.parse(readFileSync(createRequire(import.meta.url).resolve(`${p.name}/package.json`), 'utf8')) as { version: string };
+    assert.equal(p.version, own.version, p.name);
+    assert.ok(p.ok && p.problem === null, `${p.name}: ${p.problem}`);
+  }
+  assert.equal(r.peersOk, true);
+});
+
+test('doctor: a missing wasm backend means training on the cpu backend, with the install command', async () => {
+  const { doctorReport, formatDoctor } = await import('../src/cli/doctor.ts');
+  const r = doctorReport({ peers: { '@tensorflow/tfjs-core': '^4.22.0', '@tensorflow/tfjs-backend-wasm-nonexistent': '^4.22.0' } });
+  const [core, wasm] = r.peers;
+  assert.equal(core.ok, true);
+  assert.deepEqual([wasm.ok, wasm.version, wasm.path], [false, null, null]);
+  assert.match(wasm.problem!, /^missing: install it with `npm i @tensorflow\/tfjs-backend-wasm-nonexistent@\^4\.22`$/);
+  assert.equal(r.peersOk, true, 'slimfit still loads without the wasm backend');
+  assert.match(r.training, /^plain TensorFlow\.js on the cpu backend \(very slow\): @tensorflow\/tfjs-backend-wasm-nonexistent is missing/);
+  assert.doesNotMatch(r.training, /under TensorFlow\.js's wasm backend/);
+  const text = formatDoctor(r);
+  assert.match(text, /^ {2}@tensorflow\/tfjs-backend-wasm-nonexistent +missing: install it with `npm i /m);
+  assert.match(text, /^training runs on plain TensorFlow\.js on the cpu backend/m);
+});
+
+test('doctor: a missing or wrong-version required peer is a problem that stops training, with one command for all', async () => {
+  const { doctorReport, formatDoctor } = await import('../src/cli/doctor.ts');
+  const r = doctorReport({ peers: { '@tensorflow/tfjs-layers-nonexistent': '^4.22.0', '@tensorflow/tfjs-core': '^5.1.0' } });
+  assert.equal(r.peersOk, false);
+  assert.match(r.peers[1].problem!, /^version 4\.\d+\.\d+ is not \^5\.1\.0: install a matching one with `npm i @tensorflow\/tfjs-core@\^5\.1`/);
+  assert.match(r.training, /^nothing: training cannot start, @tensorflow\/tfjs-layers-nonexistent, @tensorflow\/tfjs-core are missing or the wrong version/);
+  const text = formatDoctor(r);
+  assert.match(text, /^peer dependencies \(PROBLEM: `import 'slimfit'` and `slimfit train` fail until this is fixed\):$/m);
+  assert.match(text, /^ {2}fix all at once: npm i @tensorflow\/tfjs-layers-nonexistent@\^4\.22 @tensorflow\/tfjs-core@\^5\.1$/m);
+});
+
+test('doctor runs with every @tensorflow package unresolvable (no static tfjs import), lists them all and exits 1', () => {
+  // A module hook that refuses to resolve any @tensorflow/* specifier: as if the peers were not installed.
+  const hook = `export async function resolve(s, c, next) { if (s.startsWith('@tensorflow/')) { const e = new Error('blocked ' + s); e.code = 'ERR_MODULE_NOT_FOUND'; throw e; } return next(s, c); }`;
+  const register = `import { register } from 'node:module'; register(${JSON.stringify(`data:text/javascript,${encodeURIComponent(hook)}`)});`;
+  const r = spawnSync(process.execPath, ['--import', `data:text/javascript,${encodeURIComponent(register)}`, BIN, 'doctor', '--json'], { encoding: 'utf8' });
+  assert.equal(r.status, 1, r.stderr);
+  const rep = JSON.parse(r.stdout) as DoctorReport;
+  assert.ok(rep.peers.length >= 5 && rep.peers.every((p) => !p.ok && p.version === null), JSON.stringify(rep.peers));
+  assert.equal(rep.peersOk, false);
+  assert.match(rep.training, /^nothing: training cannot start/);
+  // The hook really blocks: the same child cannot import the training API.
+  const imp = spawnSync(process.execPath, ['--import', `data:text/javascript,${encodeURIComponent(register)}`, '-e', `import(${JSON.stringify(pathToFileURL(join(ROOT, 'dist', 'index.js')).href)}).then(() => console.log('loaded'), (e) => console.log('failed', e.message))`], { encoding: 'utf8' });
+  assert.match(imp.stdout, /^failed blocked @tensorflow\//);
+});
+
+test('doctor says how to get a missing or failed addon (npm rebuild, install-scripts approval, the prebuilds\' true glibc needs)', async () => {
+  const { addonFixFor } = await import('../src/cli/doctor.ts');
+  assert.equal(addonFixFor([{ active: true, off: null }, { active: false, off: 'disabled' }]), null, 'turned off on purpose: nothing to fix');
+  for (const off of ['missing', 'failed']) {
+    const fix = addonFixFor([{ active: true, off: null }, { active: false, off }]) ?? '';
+    assert.match(fix, /`npm rebuild slimfit` \(needs g\+\+, make, python3 and the Node headers; npm 11 .*`npm install-scripts approve slimfit`/);
+    assert.match(fix, /glibc >= 2\.34 \(slimfit_gather, slimfit_png\).*slimfit_engine, glibc >= 2\.27 with the libstdc\+\+ of GCC 12 or later \(GLIBCXX_3\.4\.30\)/);
+  }
 });

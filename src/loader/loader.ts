@@ -3,6 +3,7 @@ import { availableParallelism } from 'node:os';
 import { tsWorker } from '../core/worker.ts';
 import { type TypedArray, dtypeSize, elementAsNumber, viewAs } from '../core/dtype.ts';
 import { SlimfitError } from '../core/errors.ts';
+import { checkBool, checkInt, checkNumber, checkOneOf, checkOptions, shown } from '../core/options.ts';
 import { openNpy } from '../formats/npy.ts';
 import { checkShardOnce } from '../store/checksum.ts';
 import { isLoadable, type LoadableSource, type PartFile, partOf } from './layout.ts';
@@ -12,7 +13,7 @@ import { type BatchReader, type ReaderInit, createReader, slotLayout } from './r
 import { gatherAddon } from './native.ts';
 import { LOADER_DEFAULTS } from './defaults.ts';
 import { makeTransformSpec } from './transform.ts';
-import type { Batch, Cursor, DataSource, Loader, LoaderOptions } from './types.ts';
+import { type Batch, type Cursor, type DataSource, LOADER_OPTION_KEYS, type Loader, type LoaderOptions } from './types.ts';
 import type { FillReply, FillRequest } from './worker.ts';
 
 /** How well a loader shuffles, stated plainly (see {@link ShuffledLoader.shuffleReport}). */
@@ -47,10 +48,49 @@ export interface ShuffledLoader extends Loader {
 
 const MB = 1 << 20;
 
+/** intOpt(v ?? dflt) as a whole number >= min (v was checked by checkLoaderOptions, dflt is ours). */
 function intOpt(name: string, v: number | undefined, dflt: number, min: number): number {
-  const x = v ?? dflt;
-  if (!Number.isSafeInteger(x) || x < min) throw new RangeError(`${name} must be a whole number >= ${min}, got ${v}`);
-  return x;
+  return checkInt('createLoader', name, v, min) ?? dflt;
+}
+
+/**
+ * Check every loader option's type and range up front, so a bad one is a SlimfitError naming it (`where`: the public
+ * function the user called, e.g. 'fit') rather than a RangeError from deep inside or a silently different loader.
+ */
+export function checkLoaderOptions(where: string, o: LoaderOptions): void {
+  checkInt(where, 'batchSize', o.batchSize, 1);
+  checkInt(where, 'seed', o.seed, -(2 ** 52), 2 ** 52);
+  checkInt(where, 'worldSize', o.worldSize, 1);
+  checkInt(where, 'rank', o.rank, 0);
+  if ((o.rank ?? 0) >= (o.worldSize ?? 1)) throw new SlimfitError(`${where}: option rank ${o.rank ?? 0} must be below worldSize ${o.worldSize ?? 1}`);
+  checkOneOf(where, 'shuffle', o.shuffle, ['global', 'block', false] as const);
+  checkBool(where, 'balanced', o.balanced);
+  if (o.balanced && (o.shuffle ?? LOADER_DEFAULTS.shuffle) !== 'global') throw new SlimfitError(`${where}: option balanced draws samples at random; use it with shuffle: 'global'`);
+  checkBool(where, 'dropLast', o.dropLast);
+  checkInt(where, 'workers', o.workers, 0);
+  checkInt(where, 'prefetch', o.prefetch, 1);
+  checkInt(where, 'memoryBudget', o.memoryBudget, 1);
+  checkInt(where, 'shuffleWindow', o.shuffleWindow, 1);
+  checkInt(where, 'shuffleBlock', o.shuffleBlock, 1);
+  checkBool(where, 'reuseBuffers', o.reuseBuffers);
+  checkInt(where, 'labelCacheBytes', o.labelCacheBytes, 0);
+  checkNumber(where, 'checkIntervalMs', o.checkIntervalMs, 0, Infinity, { low: true });
+  checkOneOf(where, 'io', o.io, ['pread', 'mmap'] as const);
+  checkBool(where, 'native', o.native);
+  checkBool(where, 'verifyChecksums', o.verifyChecksums);
+  // Transforms.
+  const n = o.normalize;
+  if (n !== undefined && n !== false && n !== 'stats') {
+    const ok = n !== null && typeof n === 'object' && Number.isFinite((n as { scale?: unknown }).scale) && Number.isFinite((n as { shift?: unknown }).shift);
+    if (!ok) throw new SlimfitError(`${where}: option normalize must be 'stats', false or { scale, shift } with finite numbers (e.g. { scale: 1 / 255, shift: 0 }), got ${shown(n)}`);
+  }
+  // oneHot: 0 has always meant off, like false.
+  if (o.oneHot !== undefined && typeof o.oneHot !== 'boolean' && !(typeof o.oneHot === 'number' && Number.isSafeInteger(o.oneHot) && o.oneHot >= 0)) {
+    throw new SlimfitError(`${where}: option oneHot must be true, false or a number of classes, got ${shown(o.oneHot)}`);
+  }
+  checkOneOf(where, 'layout', o.layout, ['nhwc', 'flat'] as const);
+  checkNumber(where, 'noise', o.noise, 0);
+  checkInt(where, 'shift', o.shift, 0);
 }
 
 /** Something that fills batches: a worker thread, or the main thread itself. */
@@ -201,16 +241,15 @@ export type ExtraLoaderOptions = Pick<LoaderOptions, 'reuseBuffers' | 'labelCach
  */
 export function createLoader(source: DataSource, opts: LoaderOptions = {}): ShuffledLoader {
   if (!isLoadable(source)) throw new TypeError('createLoader needs a DataSource made by openDataset(dir).split(name), fromNpy or fromNpz');
+  checkOptions('createLoader', opts, LOADER_OPTION_KEYS);
+  checkLoaderOptions('createLoader', opts);
   const src = source;
   const B = intOpt('batchSize', opts.batchSize, LOADER_DEFAULTS.batchSize, 1);
   const seed = intOpt('seed', opts.seed, LOADER_DEFAULTS.seed, -(2 ** 52));
   const worldSize = intOpt('worldSize', opts.worldSize, 1, 1);
   const rank = intOpt('rank', opts.rank, 0, 0);
-  if (rank >= worldSize) throw new RangeError(`rank ${rank} must be below worldSize ${worldSize}`);
   const mode = opts.shuffle === false ? 'none' : (opts.shuffle ?? LOADER_DEFAULTS.shuffle);
-  if (mode !== 'none' && mode !== 'global' && mode !== 'block') throw new RangeError(`shuffle must be 'global', 'block' or false, got ${String(opts.shuffle)}`);
   const balanced = opts.balanced ?? false;
-  if (balanced && mode !== 'global') throw new RangeError("balanced sampling draws samples at random: use it with shuffle: 'global'");
   const spec = makeTransformSpec(src, opts, seed);
   const N = src.samples;
   const perRank = Math.floor(N / worldSize);
@@ -236,7 +275,6 @@ export function createLoader(source: DataSource, opts: LoaderOptions = {}): Shuf
   if (workers === 0) prefetch = 1;
   const reuse = opts.reuseBuffers ?? false;
   const labelCacheBytes = intOpt('labelCacheBytes', opts.labelCacheBytes, 64 * MB, 0);
-  if (opts.io !== undefined && opts.io !== 'pread' && opts.io !== 'mmap') throw new RangeError(`io must be 'pread' or 'mmap', got ${String(opts.io)}`);
   const io: 'pread' | 'mmap' = opts.io === 'mmap' && mode !== 'block' && opts.native !== false && gatherAddon() ? 'mmap' : 'pread';
 
   const frac = perRank > 0 ? windowSamples / perRank : 1;

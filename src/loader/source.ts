@@ -1,4 +1,5 @@
 // Data sources for the loader: a store split, a pair of plain .npy files, or two members of an .npz.
+import { checkBool, checkOptions, checkString } from '../core/options.ts';
 import { stat } from 'node:fs/promises';
 import { join, resolve } from 'node:path';
 import { SlimfitError } from '../core/errors.ts';
@@ -40,6 +41,9 @@ export interface OpenDatasetOptions {
  * const train = ds.split('train');               // a DataSource for createLoader
  */
 export async function openDataset(dir: string, opts: OpenDatasetOptions = {}): Promise<Dataset> {
+  checkString('openDataset', 'dir', dir);
+  checkOptions('openDataset', opts, ['verifyChecksums']);
+  checkBool('openDataset', 'verifyChecksums', opts.verifyChecksums);
   const abs = resolve(dir);
   const verify = opts.verifyChecksums ?? true;
   const store = await openStore(abs, { verifyChecksums: verify });

@@ -75,6 +75,16 @@ export interface LoaderOptions extends TransformOptions {
   verifyChecksums?: boolean;
 }
 
+/** The names of {@link LoaderOptions}: createLoader refuses others (a misspelt `batchsize` would silently be ignored). */
+export const LOADER_OPTION_KEYS = [
+  'normalize', 'oneHot', 'layout', 'noise', 'shift', 'batchSize', 'shuffle', 'seed', 'dropLast', 'workers', 'prefetch', 'memoryBudget',
+  'shuffleWindow', 'balanced', 'rank', 'worldSize', 'reuseBuffers', 'labelCacheBytes', 'shuffleBlock', 'checkIntervalMs', 'io', 'native',
+  'verifyChecksums',
+] as const satisfies ReadonlyArray<keyof LoaderOptions>;
+// Compile-time check the other way: an option added to LoaderOptions but not to the list above fails here.
+const allLoaderKeys: Record<keyof LoaderOptions, true> = Object.fromEntries(LOADER_OPTION_KEYS.map((k) => [k, true])) as Record<(typeof LOADER_OPTION_KEYS)[number], true>;
+void allLoaderKeys;
+
 /** One minibatch: row-major typed arrays plus shapes, ready for any framework (owned copies unless `reuseBuffers`). */
 export interface Batch {
   /** Samples in the batch (the last one may be partial unless dropLast). */

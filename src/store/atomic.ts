@@ -50,7 +50,7 @@ export async function beginAtomicDir(out: string, force: boolean): Promise<Atomi
     }
     const kind = await describeOut(abs);
     if (kind === 'store' && !force) {
-      throw new SlimfitError('a slimfit store already exists here', { file: out, hint: 'pass --force to replace it, or choose another output folder' });
+      throw new SlimfitError('a slimfit store already exists here', { file: out, hint: 'pass force: true (--force on the command line) to replace it, or choose another output folder' });
     }
     if (kind === 'other') {
       throw new SlimfitError('the output path exists and is not a slimfit store', { file: out, hint: 'choose a new or empty folder; slimfit never deletes files it did not write' });
@@ -87,7 +87,7 @@ async function commitAtomicDir(tmp: string, abs: string, out: string, force: boo
   const kind = await describeOut(abs);
   let aside: string | null = null;
   if (kind === 'store' && !force) {
-    throw new SlimfitError('a slimfit store appeared here while this conversion ran; it was left as it is', { file: out, hint: 'pass --force to replace it, or choose another output folder' });
+    throw new SlimfitError('a slimfit store appeared here while this conversion ran; it was left as it is', { file: out, hint: 'pass force: true (--force on the command line) to replace it, or choose another output folder' });
   } else if (kind === 'store' || kind === 'empty') {
     aside = `${tmp}${ASIDE}`;
     await rename(abs, aside);

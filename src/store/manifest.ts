@@ -148,6 +148,12 @@ export async function readManifest(dir: string): Promise<Manifest> {
         file: dir, hint: 'create one with `slimfit convert SRC OUT`; an interrupted conversion leaves no manifest',
       });
     }
+    // A file given where the store folder belongs (e.g. the train.csv it was converted from): readFile says ENOTDIR.
+    if ((e as NodeJS.ErrnoException).code === 'ENOTDIR') {
+      throw new SlimfitError('is a file, not a slimfit store folder', {
+        file: dir, hint: 'give the folder made by `slimfit convert SRC OUT` (or convert()), not one of its input files',
+      });
+    }
     throw e;
   }
   let parsed: unknown;

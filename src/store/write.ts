@@ -166,7 +166,7 @@ async function writeStoreAt(out: string, input: StoreInput, opts: WriteStoreOpti
     let total = sources.reduce((acc, s) => acc + (s.count ?? 0), 0);
     const checkDups = opts.checkDuplicates ?? true;
     if (opts.dedupe && !checkDups) throw new SlimfitError('--dedupe needs duplicate checking; drop the option that turns it off');
-    if (checkDups && splitNames.length > 8) throw new SlimfitError(`duplicate checking handles at most 8 splits, not ${splitNames.length}`, { hint: 'use fewer splits or pass --no-dup-check' });
+    if (checkDups && splitNames.length > 8) throw new SlimfitError(`duplicate checking handles at most 8 splits, not ${splitNames.length}`, { hint: 'use fewer splits or pass checkDuplicates: false (--no-dup-check on the command line)' });
     const report: DuplicateReport = { within: Object.fromEntries(splitNames.map((n) => [n, 0])), across: {}, dropped: 0 };
     const xb = sampleBytes(x), yb = sampleBytes(y);
 

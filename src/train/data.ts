@@ -5,7 +5,7 @@ import { openNpy } from '../formats/npy.ts';
 import { elementAsNumber, viewAs } from '../core/dtype.ts';
 import { createLoader, fromNpy, fromNpz, holdout, openDataset } from '../loader/index.ts';
 import { manifestFingerprint } from '../store/fingerprint.ts';
-import type { DataSource, Loader, LoaderOptions } from '../loader/types.ts';
+import { type DataSource, LOADER_OPTION_KEYS, type Loader, type LoaderOptions } from '../loader/types.ts';
 import { DEFAULTS } from './defaults.ts';
 
 /** Training data as users have it: a store directory, an opened DataSource, a pair of .npy files, or two arrays of an .npz. */
@@ -113,7 +113,9 @@ export async function resolveData(data: DataInput, split = 'train', valSplit?: s
  */
 export function trainLoaderOptions(src: DataSource, classes: number, o: LoaderOptions = {}): LoaderOptions {
   const normalize = o.normalize ?? (src.stats ? 'stats' : src.x.dtype === 'uint8' ? { scale: 1 / 255, shift: 0 } : false);
-  return { batchSize: DEFAULTS.batchSize, shuffle: DEFAULTS.shuffle, seed: DEFAULTS.seed, reuseBuffers: true, ...o, normalize, oneHot: classes, layout: 'nhwc' };
+  // Only the loader's own options: `o` may be fit's options (epochs, lr, callbacks...), which createLoader refuses.
+  const own = Object.fromEntries(Object.entries(o).filter(([k]) => (LOADER_OPTION_KEYS as readonly string[]).includes(k))) as LoaderOptions;
+  return { batchSize: DEFAULTS.batchSize, shuffle: DEFAULTS.shuffle, seed: DEFAULTS.seed, reuseBuffers: true, ...own, normalize, oneHot: classes, layout: 'nhwc' };
 }
 
 /** A loader over `src` with {@link trainLoaderOptions}. */

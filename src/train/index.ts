@@ -6,6 +6,7 @@ import { DEFAULTS } from './defaults.ts';
 import { type DataInput, makeEvalLoader, makeLoader, resolveData } from './data.ts';
 import { compileDefault, type EvalResult, evaluateLoader, type History, type LoopOptions, type OptimizerName, trainEpochs } from './loop.ts';
 import { checkModelFits, checkTrainable } from './run.ts';
+import { checkData, checkEvalOptions, checkFitArgs, checkModel, EVALUATE_OPTION_KEYS } from './check-options.ts';
 
 export { DEFAULTS } from './defaults.ts';
 export { initBackend, type BackendInfo } from './backend.ts';
@@ -55,6 +56,7 @@ let backendNoted = false;
  * console.log(history.epochs.at(-1)?.valAccuracy);
  */
 export async function fit(model: tfl.LayersModel, data: DataInput, opts: FitOptions = {}): Promise<History> {
+  checkFitArgs(model, data, opts as Record<string, unknown>);
   const info = await initBackend(opts.backend);
   if (opts.log) opts.log(info.note);
   else if (!backendNoted) {
@@ -85,6 +87,9 @@ export async function fit(model: tfl.LayersModel, data: DataInput, opts: FitOpti
  * const { accuracy, confusion } = await evaluate(model, 'mnist-store', { split: 'test' });
  */
 export async function evaluate(model: tfl.LayersModel, data: DataInput, opts: { split?: string; batchSize?: number; progress?: boolean; backend?: string; verifyChecksums?: boolean } = {}): Promise<EvalResult> {
+  checkModel('evaluate', model);
+  checkData('evaluate', data);
+  checkEvalOptions('evaluate', opts, EVALUATE_OPTION_KEYS);
   await initBackend(opts.backend);
   const rd = await resolveData(data, opts.split ?? DEFAULTS.evalSplit, undefined, 0, 0, { verifyChecksums: opts.verifyChecksums });
   try {

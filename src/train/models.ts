@@ -1,6 +1,7 @@
 // The built-in models (mlp, cnn, two-branch) on the tfjs layers API, seeded so two builds are identical.
 import * as tfl from '@tensorflow/tfjs-layers';
 import { SlimfitError } from '../core/errors.ts';
+import { checkInt, checkOneOf, checkOptions, checkString, shown } from '../core/options.ts';
 
 /** Names accepted by `--model` besides a path to a user's model.json. */
 export const BUILTIN_MODELS = ['mlp', 'cnn', 'two-branch'] as const;
@@ -48,6 +49,21 @@ function checkClasses(spec: ModelSpec, model: string): void {
       file: spec.source, hint: 'a classifier over one class learns nothing (every answer is right); check the labels, or convert the input with its other classes',
     });
   }
+}
+
+/** The spec's fields by type and range (checkClasses then says why fewer than 2 classes cannot work). */
+function checkSpec(spec: unknown): asserts spec is ModelSpec {
+  if (spec === undefined) throw new SlimfitError("buildModel: a spec is needed, e.g. buildModel('mlp', { inputShape: [28, 28, 1], classes: 10 })");
+  checkOptions('buildModel', spec, ['inputShape', 'classes', 'seed', 'source']);
+  const s = spec as Record<string, unknown>;
+  const shape = s.inputShape;
+  if (!(Array.isArray(shape) && shape.length > 0 && shape.every((d) => Number.isSafeInteger(d) && d >= 1))) {
+    throw new SlimfitError(`buildModel: option inputShape must be the per-sample shape as whole numbers >= 1, e.g. [28, 28, 1], got ${shown(shape)}`);
+  }
+  if (s.classes === undefined) throw new SlimfitError('buildModel: option classes (the number of classes, e.g. 10) is missing');
+  checkInt('buildModel', 'classes', s.classes, 0);
+  checkInt('buildModel', 'seed', s.seed, 0, 2 ** 52);
+  checkString('buildModel', 'source', s.source);
 }
 
 /** Per-layer seeded initializers: layer k gets seed*1000+k, so a model is a pure function of its seed. */
@@ -137,6 +153,8 @@ export function twoBranch(spec: ModelSpec): tfl.LayersModel {
  * await fit(model, 'mnist-store', { epochs: 5 });
  */
 export function buildModel(name: BuiltinModel, spec: ModelSpec): tfl.LayersModel {
+  checkOneOf('buildModel', 'name', name, BUILTIN_MODELS);
+  checkSpec(spec);
   switch (name) {
     case 'mlp': return mlp(spec);
     case 'cnn': return cnn(spec);

@@ -1,5 +1,7 @@
 // A training run on disk: runs/NAME with run.json, log.jsonl, a checkpoint per epoch (model + optimizer + loader cursor),
 // resume, final evaluation and report.md. `slimfit train/eval` and `demo` are thin wrappers around these functions.
+import { checkData, checkEvalOptions, checkTrainRunOptions, EVAL_RUN_OPTION_KEYS } from './check-options.ts';
+import { checkString } from '../core/options.ts';
 import { appendFile, mkdir, readdir, readFile, rm, stat } from 'node:fs/promises';
 import { join, resolve } from 'node:path';
 import type * as tfl from '@tensorflow/tfjs-layers';
@@ -196,6 +198,8 @@ function defaultOut(model: string): string {
  * if (r.interrupted) console.log(`checkpoint in epoch ${r.interrupted.epoch}; resume with { resume: true }`);
  */
 export async function trainRun(data: DataInput | undefined, opts: TrainRunOptions = {}): Promise<RunSummary> {
+  if (data !== undefined) checkData('trainRun', data);
+  checkTrainRunOptions(opts as Record<string, unknown>);
   const t0 = performance.now();
   const log = opts.log ?? ((l: string) => process.stderr.write(`${l}\n`));
   const info = await initBackend(opts.backend);
@@ -382,6 +386,9 @@ async function removeStaleTemps(out: string): Promise<void> {
 
 /** Evaluate a run's model (runs/NAME, or a model folder / model.json) on `split` of `data`; writes the confusion matrix next to it. */
 export async function evalRun(modelPath: string, data: DataInput, opts: { split?: string; backend?: string; batchSize?: number; progress?: boolean; outDir?: string; log?: (l: string) => void; verifyChecksums?: boolean } = {}): Promise<{ result: EvalResult; files: string }> {
+  checkString('evalRun', 'modelPath', modelPath);
+  checkData('evalRun', data);
+  checkEvalOptions('evalRun', opts, EVAL_RUN_OPTION_KEYS);
   const log = opts.log ?? ((l: string) => process.stderr.write(`${l}\n`));
   const info = await initBackend(opts.backend);
   log(info.note);
