@@ -24,7 +24,7 @@ np.save(out + '/x.npy', x); np.save(out + '/y.npy', y)
   return store;
 }
 
-test('peak RSS of training on a 10x larger store stays within +10% for the same work (the data is streamed, never held)', async () => {
+test('peak RSS of training on a 10x larger store stays within +25% for the same work (the data is streamed, never held)', async () => {
   // 1x is large enough to fill the loader's ring of prepared batches (~16 MB), so both runs hold the same buffers.
   const small = await makeStore(8000, 's1');
   const big = await makeStore(80000, 's10');
@@ -46,8 +46,10 @@ test('peak RSS of training on a 10x larger store stays within +10% for the same 
   const a = await lowest(small, 'r1', 10);
   const b = await lowest(big, 'r10', 1);
   assert.ok(Number.isFinite(a.rss) && Number.isFinite(b.rss));
-  // 72k training samples as float32 would be 226 MB: far above the 10% allowance, so holding the data would fail here.
-  assert.ok(b.rss <= a.rss * 1.1, `peak RSS 1x ${formatBytes(a.rss)}, 10x ${formatBytes(b.rss)}`);
+  // A margin V8's and the wasm heap's sizing cannot trip: single runs of one command spread 250-300 MB here (the 1x
+  // run's lowest of three still landed 13% under the 10x run's once). Holding the data would still fail: 72k training
+  // samples as float32 are 226 MB, ~90% of the 1x peak.
+  assert.ok(b.rss <= a.rss * 1.25, `peak RSS 1x ${formatBytes(a.rss)}, 10x ${formatBytes(b.rss)}`);
   assert.ok(b.acc > 90, `the 10x run really trained (test accuracy ${b.acc}%)`);
   process.stderr.write(`peak RSS: 1x ${formatBytes(a.rss)}, 10x ${formatBytes(b.rss)}\n`);
 });
