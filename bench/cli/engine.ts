@@ -2,7 +2,7 @@
 import type { Command } from 'commander';
 import { SlimfitError } from '../../src/core/errors.ts';
 
-/** Register the engine benchmarks under `slimfit bench`. */
+/** Register the engine benchmarks (`npm run bench -- engine|dtypes`). */
 export function register(program: Command): void {
   const bench = program;
   bench.command('engine')
