@@ -3,8 +3,8 @@ import Table from 'cli-table3';
 import type { ConversionReport } from '../store/write.ts';
 import { formatBytes } from '../core/rss.ts';
 
-/** Print a conversion's summary to stdout. */
-export function printConversionSummary(r: ConversionReport): void {
+/** Print a conversion's summary to `to` (stdout; stderr with --json, where stdout holds only the JSON result). */
+export function printConversionSummary(r: ConversionReport, to: NodeJS.WritableStream = process.stdout): void {
   const m = r.manifest;
   const names = Object.keys(m.splits);
   const t = new Table({ head: ['', ...names], style: { head: [], border: [], compact: true } });
@@ -27,5 +27,5 @@ export function printConversionSummary(r: ConversionReport): void {
   }
   const rate = r.bytesIn > 0 ? `, ${formatBytes(r.bytesIn / r.seconds)}/s in` : '';
   out.push(`wrote ${r.dir}: ${formatBytes(r.bytesOut)} in ${r.seconds.toFixed(1)} s${rate}, peak RSS ${formatBytes(r.peakRss)}`);
-  process.stdout.write(out.join('\n') + '\n');
+  to.write(out.join('\n') + '\n');
 }

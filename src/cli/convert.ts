@@ -3,11 +3,12 @@ import type { Command } from 'commander';
 import { SlimfitError, UsageError } from '../core/errors.ts';
 import { parseBytes } from '../core/units.ts';
 import { wholeFlag } from './flags.ts';
+import { JSON_FLAG, keepStdoutForJson, printJson } from './json-out.ts';
 
 /** Options `convert` takes (messy-source options are passed through to their readers). */
 interface ConvertOptions {
   x?: string; y?: string; train?: string; test?: string; split?: string; seed: number; shardSize: string;
-  dedupe?: boolean; force?: boolean; quiet?: boolean; classNames?: string; dupCheck: boolean;
+  dedupe?: boolean; force?: boolean; quiet?: boolean; classNames?: string; dupCheck: boolean; json?: boolean;
   [k: string]: unknown;
 }
 
@@ -28,6 +29,7 @@ export function register(program: Command): void {
     .option('--class-names <list>', 'comma-separated class names, index = label')
     .option('--force', 'replace an existing store at OUT')
     .option('-q, --quiet', 'no progress output')
+    .option('--json', JSON_FLAG)
     .option('--grayscale', 'images: convert to one gray channel (Rec.709 luma)')
     .option('--resize <WxH>', 'images: stretch every image to exactly W x H (bilinear/Triangle filter)')
     .option('--strict', 'stop at the first unreadable image, malformed line or NaN/infinite value instead of skipping or counting it')
@@ -43,6 +45,7 @@ export function register(program: Command): void {
       if (paths.length > 2) throw new UsageError(`expected SRC OUT, got ${paths.length} paths`, { hint: 'slimfit convert SRC OUT' });
       const out = paths[paths.length - 1];
       const src = paths.length === 2 ? paths[0] : undefined;
+      if (o.json) keepStdoutForJson();
       const shardBytes = parseBytes(o.shardSize);
       if (!shardBytes) throw new UsageError(`cannot read --shard-size ${o.shardSize}`, { hint: 'e.g. 64MB, 512k, 1GiB' });
       const seed = o.seed;
@@ -77,10 +80,29 @@ export function register(program: Command): void {
           command: ['slimfit', ...cmd.parent!.args].join(' '),
           tool: `slimfit ${cmd.parent!.version() ?? ''}`.trim(),
         });
-        printConversionSummary({ ...report, seconds: (performance.now() - t0) / 1000 });
+        const seconds = (performance.now() - t0) / 1000;
+        printConversionSummary({ ...report, seconds }, o.json ? process.stderr : process.stdout);
         for (const s of sources) for (const w of (s as { warnings?: string[] }).warnings ?? []) process.stderr.write(`slimfit: warning: ${w}\n`);
         for (const [split, n] of Object.entries(report.nonFinite)) {
           process.stderr.write(`slimfit: warning: ${out}: ${n} value(s) of x in split ${split} are NaN or infinite; they are left out of the statistics (mean/std) and recorded in dataset.json; --strict refuses them\n`);
+        }
+        if (o.json) {
+          const splits = report.manifest.splits;
+          printJson({
+            out: report.dir,
+            samples: Object.fromEntries(Object.entries(splits).map(([k, s]) => [k, s.samples])),
+            shards: Object.fromEntries(Object.entries(splits).map(([k, s]) => [k, s.shards.length])),
+            classNames: report.manifest.classNames ?? null,
+            skipped: report.skipped.length,
+            duplicatesWithin: report.duplicates.within,
+            leakage: report.duplicates.across,
+            droppedByDedupe: report.duplicates.dropped,
+            nonFinite: report.nonFinite,
+            bytesIn: report.bytesIn,
+            bytesOut: report.bytesOut,
+            seconds,
+            peakRssBytes: report.peakRss,
+          });
         }
       } finally {
         for (const s of sources) await s.close();

@@ -11,6 +11,7 @@ import { disabledBy, FEATURES, featureEnabled } from '../core/config.ts';
 import { loadAddon } from '../engine/index.ts';
 import { EXIT } from '../core/errors.ts';
 import { VERSION } from './index.ts';
+import { printJson } from './json-out.ts';
 
 /** The peer whose absence only makes training slow (the cpu backend instead); every other peer is needed to load slimfit. */
 const WASM_PEER = '@tensorflow/tfjs-backend-wasm';
@@ -191,7 +192,8 @@ export function register(program: Command): void {
     .option('--json', 'print the report as JSON')
     .action((o: { json?: boolean }) => {
       const r = doctorReport();
-      process.stdout.write(o.json ? JSON.stringify(r, null, 2) + '\n' : formatDoctor(r));
+      if (o.json) printJson(r);
+      else process.stdout.write(formatDoctor(r));
       if (!r.peersOk) process.exitCode = EXIT.data;
     });
 }

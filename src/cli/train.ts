@@ -5,7 +5,9 @@ import { resolve } from 'node:path';
 import { UsageError } from '../core/errors.ts';
 import { DEFAULTS } from '../train/defaults.ts';
 import { LR_SCHEDULE_SYNTAX } from '../train/schedule.ts';
+import type { RunSummary } from '../train/run.ts';
 import { factorFlag, fractionFlag, positiveFlag, wholeFlag } from './flags.ts';
+import { JSON_FLAG, keepStdoutForJson, printJson } from './json-out.ts';
 
 /** Register `train`. */
 export function register(program: Command): void {
@@ -37,7 +39,9 @@ export function register(program: Command): void {
     .option('--backend <name>', 'force the TensorFlow.js backend: wasm or cpu')
     .option('--no-test', 'skip the final evaluation on the test split')
     .option('--no-verify', 'do not check the store\'s shard checksums (SHA-256) before using them')
+    .option('--json', `${JSON_FLAG}; also when interrupted (then with "interrupted")`)
     .action(async (dir: string | undefined, o, cmd: Command) => {
+      if (o.json) keepStdoutForJson();
       const { trainRun } = await import('../train/run.ts');
       const { OPTIMIZERS } = await import('../train/loop.ts');
       if (!(OPTIMIZERS as readonly string[]).includes(o.optimizer)) throw new UsageError(`unknown optimizer '${o.optimizer}'`, { hint: `use one of: ${OPTIMIZERS.join(', ')}` });
@@ -86,6 +90,11 @@ export function register(program: Command): void {
         const where = !i ? 'after training ended' : i.samplesDone > 0 ? `in epoch ${i.epoch} after ${i.samplesDone} of its samples` : `before epoch ${i.epoch}`;
         process.stderr.write(`interrupted by ${sig} ${where}; the checkpoint is saved. Continue with: slimfit train --resume ${r.out}\n`);
         process.exitCode = code(sig);
+        if (o.json) printJson(trainJson(r));
+        return;
+      }
+      if (o.json) {
+        printJson(trainJson(r));
         return;
       }
       const last = r.history[r.history.length - 1];
@@ -93,4 +102,24 @@ export function register(program: Command): void {
       if (r.test) process.stdout.write(`test accuracy ${(100 * r.test.accuracy).toFixed(2)}% on ${r.test.samples} samples\n`);
       process.stdout.write(`report: ${r.report}\nwall time ${r.wallSeconds.toFixed(1)} s\n`);
     });
+}
+
+/** What `train --json` prints: where the run is and how it ended. */
+export function trainJson(r: RunSummary): object {
+  const last = r.history.at(-1);
+  const stop = last?.stoppedEarly;
+  return {
+    run: r.out,
+    report: r.report || null,
+    backend: r.backend,
+    epochs: last?.epoch ?? 0,
+    final: last ? { loss: last.loss, accuracy: last.accuracy, valLoss: last.valLoss ?? null, valAccuracy: last.valAccuracy ?? null } : null,
+    test: r.test ? { accuracy: r.test.accuracy, loss: r.test.loss, samples: r.test.samples } : null,
+    stoppedEarly: stop !== undefined,
+    // the epoch whose weights early stopping kept, else the last one keep-best saved; null when neither ran
+    bestEpoch: stop?.bestEpoch ?? r.history.filter((e) => e.bestSaved).at(-1)?.epoch ?? null,
+    interrupted: r.interrupted ?? null,
+    seconds: r.wallSeconds,
+    peakRssBytes: r.peakRss,
+  };
 }

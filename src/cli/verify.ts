@@ -2,6 +2,7 @@
 import type { Command } from 'commander';
 import { verifyStore } from '../store/verify.ts';
 import { formatBytes } from '../core/rss.ts';
+import { JSON_FLAG, printJson } from './json-out.ts';
 
 /** Register `verify`. */
 export function register(program: Command): void {
@@ -9,9 +10,13 @@ export function register(program: Command): void {
     .description('re-checksum every shard of a store against dataset.json; exits non-zero naming any bad shard')
     .argument('<dir>', 'store folder')
     .option('-q, --quiet', 'no progress output')
-    .action(async (dir: string, o: { quiet?: boolean }) => {
+    .option('--json', `${JSON_FLAG}; damaged shards: ok false, exit code 1`)
+    .action(async (dir: string, o: { quiet?: boolean; json?: boolean }) => {
       const r = await verifyStore(dir, { quiet: o.quiet });
+      // With --json the result is printed for a damaged store too (the stderr lines and exit code 1 stay).
+      if (o.json) printJson({ dir, ok: r.bad.length === 0, shards: r.files, bytes: r.bytes, damaged: r.bad });
       if (r.bad.length === 0) {
+        if (o.json) return;
         process.stdout.write(`ok: ${r.files} shard files, ${formatBytes(r.bytes)}, all checksums match\n`);
         return;
       }
