@@ -108,3 +108,15 @@ test('errors with --json: nothing on stdout, one slimfit: error: line, exit 2 fo
   assert.equal(data.stdout, '');
   assert.equal(data.stderr.match(/^slimfit: error: /gm)?.length, 1, data.stderr);
 });
+
+test('convert SRC with no OUT is a usage error saying OUT is missing (exit 2), with or without --json', async () => {
+  for (const extra of [[], ['--json']]) {
+    const r = await runCli(['convert', join(tmp.dir, 'x.npy'), ...extra]);
+    assert.equal(r.code, 2);
+    assert.equal(r.stdout, '');
+    assert.match(r.stderr, /^slimfit: error: OUT is missing: only one path given \('.*x\.npy'\)/m);
+  }
+  // one path with --x/--y is OUT, as before
+  const ok = await runCli(['convert', join(tmp.dir, 'one'), '--x', join(tmp.dir, 'x.npy'), '--y', join(tmp.dir, 'y.npy'), '--quiet', '--json']);
+  assert.equal(parsed(ok).out, join(tmp.dir, 'one'));
+});

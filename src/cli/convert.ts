@@ -43,6 +43,11 @@ export function register(program: Command): void {
     .allowUnknownOption(false)
     .action(async (paths: string[], o: ConvertOptions, cmd: Command) => {
       if (paths.length > 2) throw new UsageError(`expected SRC OUT, got ${paths.length} paths`, { hint: 'slimfit convert SRC OUT' });
+      // One path and no --x/--y/--train/--test: the usual slip is `convert SRC` without OUT, so say that (not just
+      // "nothing to convert", as the lone path would be taken as OUT).
+      if (paths.length === 1 && !o.x && !o.y && !o.train && !o.test) {
+        throw new UsageError(`OUT is missing: only one path given ('${paths[0]}')`, { hint: 'slimfit convert SRC OUT (or slimfit convert OUT --x FILE --y FILE, or --train SRC --test SRC)' });
+      }
       const out = paths[paths.length - 1];
       const src = paths.length === 2 ? paths[0] : undefined;
       if (o.json) keepStdoutForJson();
