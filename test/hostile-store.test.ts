@@ -207,6 +207,24 @@ np.savez(sys.argv[2], x=x[4:], y=np.array([2, 1], np.uint8))
   } finally { cleanup(); }
 });
 
+test('clear error: test labels too large for train\'s label dtype (uint8 train, int32 test with 256 and 300) are refused, never wrapped', async () => {
+  const { dir, cleanup } = tempDir();
+  try {
+    py(`
+import numpy as np, sys
+x = np.arange(12, dtype=np.float32).reshape(6, 2)
+np.savez(sys.argv[1], x=x[:4], y=np.array([0, 1, 2, 1], np.uint8))
+np.savez(sys.argv[2], x=x[4:], y=np.array([256, 300], np.int32))
+`, [join(dir, 'tr.npz'), join(dir, 'te.npz')]);
+    const r = await runCli(['convert', '--train', join(dir, 'tr.npz'), '--test', join(dir, 'te.npz'), join(dir, 'out'), '-q']);
+    assert.equal(r.code, 1, r.stderr);
+    const msg = errorLine(r.stderr);
+    assert.ok(msg.includes(join(dir, 'te.npz')), msg);
+    assert.match(msg, /label 256 of sample 0 does not fit the store's labels, uint8/);
+    assert.ok(!existsSync(join(dir, 'out')), 'no store written');
+  } finally { cleanup(); }
+});
+
 test('correct: a stratified --split of a tree whose classes --class-names reorders counts and assigns by the store\'s labels', async () => {
   const { dir, cleanup } = tempDir();
   try {

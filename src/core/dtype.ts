@@ -35,6 +35,15 @@ export function dtypeSize(d: DType): number {
   return INFO[d].size;
 }
 
+/** The largest value an integer dtype holds exactly as a JS number (bool: 1; 64-bit: 2^53 - 1); null for floats. */
+export function integerMax(d: DType): number | null {
+  const { size, kind } = INFO[d];
+  if (kind === 'f') return null;
+  if (kind === 'b') return 1;
+  if (size === 8) return Number.MAX_SAFE_INTEGER;
+  return 2 ** (8 * size - (kind === 'i' ? 1 : 0)) - 1;
+}
+
 /** True if `s` names a supported dtype. */
 export function isDType(s: string): s is DType {
   return Object.prototype.hasOwnProperty.call(INFO, s);

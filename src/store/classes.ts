@@ -1,7 +1,7 @@
 // One class list per store: labels of every input of a conversion are mapped by class name, not by position.
 // An image tree's label k means "its k-th sorted folder", so a test tree holding only dog/ has label 0 = dog while
 // train's label 0 may be cat; each input's labels are rewritten to indices into the store's one list.
-import { type FieldSpec, dtypeSize, elementAsNumber, viewAs } from '../core/dtype.ts';
+import { type FieldSpec, dtypeSize, elementAsNumber, integerMax, viewAs } from '../core/dtype.ts';
 import { SlimfitError } from '../core/errors.ts';
 
 /** An input as far as class names go. */
@@ -78,6 +78,8 @@ export function createRelabeler(source: string, from: FieldSpec, to: FieldSpec, 
   const size = dtypeSize(to.dtype);
   let buf = new Uint8Array(0);
   const limit = map ? map.length : classes;
+  // Labels are written into the store's y dtype (the first input's): a larger value must not wrap around.
+  const max = integerMax(to.dtype) ?? Number.MAX_SAFE_INTEGER;
   return {
     apply(bytes, n, first) {
       if (buf.length < n * size) buf = new Uint8Array(n * size);
@@ -95,6 +97,11 @@ export function createRelabeler(source: string, from: FieldSpec, to: FieldSpec, 
           });
         }
         const w = map ? map[v] : v;
+        if (w > max) {
+          throw new SlimfitError(`label ${v} of sample ${first + i} does not fit the store's labels, ${to.dtype} (the first input's label dtype; the largest is ${max})`, {
+            file: source, hint: 'give the input with the widest labels first, or save every input\'s labels with one integer dtype',
+          });
+        }
         if (dst instanceof BigInt64Array || dst instanceof BigUint64Array) dst[i] = BigInt(w);
         else dst[i] = w;
       }
