@@ -24,9 +24,6 @@ export const FEATURES = {
 /** A name `SLIMFIT_DISABLE` accepts. */
 export type Feature = keyof typeof FEATURES;
 
-/** Features that live in a native addon, so `native` turns them off too. */
-const NATIVE: ReadonlySet<Feature> = new Set(Object.keys(FEATURES) as Feature[]);
-
 /** Every setting read from the environment; `null` where the variable is unset (the caller's default applies). */
 export interface EnvSettings {
   /** SLIMFIT_CACHE: folder for cached data (the demo's MNIST store); default ~/.cache/slimfit. */
@@ -123,10 +120,10 @@ export function envSettings(): EnvSettings {
   return cached;
 }
 
-/** Whether `feature` is on under `settings`: not named in SLIMFIT_DISABLE (nor `native`, for a native part). */
+/** Whether `feature` is on under `settings`: neither it nor `native` is named in SLIMFIT_DISABLE (every feature is native code). */
 export function isEnabled(settings: Pick<EnvSettings, 'disabled'>, feature: Feature): boolean {
   const { disabled } = settings;
-  return !disabled.has(feature) && !(NATIVE.has(feature) && disabled.has('native'));
+  return !disabled.has(feature) && !disabled.has('native');
 }
 
 /** Whether `feature` is on in this process (see {@link isEnabled}). */
