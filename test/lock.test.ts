@@ -68,3 +68,19 @@ test('correct: with no listener of its own, a process holding two locks that get
     assert.equal(existsSync(lockPathOf(b)), false);
   } finally { cleanup(); }
 });
+
+test('clear error: a lock path that cannot be read as a lock (a folder) is reported as a lock of an unknown process, never "process null"', async () => {
+  const { dir, cleanup } = tempDir();
+  try {
+    const out = join(dir, 'out');
+    const { mkdirSync } = await import('node:fs');
+    mkdirSync(lockPathOf(out));
+    await assert.rejects(lockOutput(out, out), (e: Error) => {
+      assert.equal(e.name, 'SlimfitError');
+      assert.doesNotMatch(e.message, /null/);
+      assert.match(e.message, /unknown process/);
+      assert.ok(e.message.includes(`delete ${lockPathOf(out)}`), e.message);
+      return true;
+    });
+  } finally { cleanup(); }
+});

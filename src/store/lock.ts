@@ -16,11 +16,19 @@ export function lockPathOf(abs: string): string {
   return `${abs}.slimfit-lock`;
 }
 
-/** Pid written in a lock file, waiting briefly for a writer that created it but has not written yet. */
+/**
+ * Pid written in a lock file, waiting briefly for a writer that created it but has not written yet; null if the file is
+ * gone (released meanwhile), NaN if it is not a lock slimfit wrote (garbled, or unreadable such as a folder).
+ */
 async function lockOwner(path: string): Promise<number | null> {
   for (let tries = 0; tries < 10; tries++) {
-    const text = await readFile(path, 'utf8').catch(() => null);
-    if (text === null) return null; // released meanwhile
+    let text: string;
+    try {
+      text = await readFile(path, 'utf8');
+    } catch (e) {
+      if ((e as NodeJS.ErrnoException).code === 'ENOENT') return null; // released meanwhile
+      return NaN; // unreadable (e.g. a folder in its place): not a lock slimfit wrote
+    }
     const pid = Number(text.trim());
     if (text.endsWith('\n') && Number.isSafeInteger(pid) && pid > 0) return pid;
     await new Promise((r) => setTimeout(r, 20));
@@ -53,7 +61,13 @@ export async function lockOutput(abs: string, shown: string): Promise<OutputLock
     }
     const owner = await lockOwner(path);
     if (owner === null && attempt < 3) continue; // the other writer just finished: try again
-    if (owner !== null && !Number.isNaN(owner) && pidAlive(owner)) {
+    if (owner === null) {
+      // Taken by someone else at each attempt and gone before its pid could be read: writers following each other.
+      throw new SlimfitError('other conversions kept taking and releasing the lock on this output while this one tried to take it', {
+        file: shown, hint: 'wait for them to finish, or write to another folder',
+      });
+    }
+    if (!Number.isNaN(owner) && pidAlive(owner)) {
       throw new SlimfitError(`another slimfit conversion (pid ${owner}${owner === process.pid ? ', this process' : ''}) is writing this output`, {
         file: shown, hint: 'wait for it to finish, or write to another folder',
       });
