@@ -549,6 +549,48 @@ test('correct: a store a killed --force conversion had moved aside is put back i
   } finally { cleanup(); }
 });
 
+test('clear error: a set-aside store of a killed --force conversion is kept and named when OUT is an empty folder made since, even under --force', async () => {
+  const { dir, cleanup } = tempDir();
+  try {
+    tree(join(dir, 'a'), { cat: 2, dog: 2 });
+    const out = join(dir, 'out');
+    assert.equal((await runCli(['convert', join(dir, 'a'), out, '-q'])).code, 0);
+    const before = identity(out);
+    // Killed between its two renames, then someone ran `mkdir out`: the set-aside copy is the only copy of the store.
+    const pid = deadPid();
+    const aside = `${out}.slimfit-tmp-${pid}-0badc0de-old`;
+    const { renameSync } = await import('node:fs');
+    renameSync(out, aside);
+    mkdirSync(out);
+    for (const flags of [['-q'], ['-q', '--force']]) {
+      const r = await runCli(['convert', join(dir, 'a'), out, ...flags]);
+      assert.equal(r.code, 1, flags.join(' '));
+      const msg = errorLine(r.stderr);
+      assert.ok(msg.includes(aside), msg);
+      assert.match(msg, /rename .* to /);
+      assert.equal(identity(aside), before, 'the old store survives');
+      assert.deepEqual(readdirSync(out), []);
+    }
+    // Following the advice restores it.
+    rmSync(out, { recursive: true });
+    renameSync(aside, out);
+    assert.equal(identity(out), before);
+  } finally { cleanup(); }
+});
+
+test('correct: a set-aside store is deleted once OUT holds the complete new store (killed after its second rename)', async () => {
+  const { dir, cleanup } = tempDir();
+  try {
+    tree(join(dir, 'a'), { cat: 2, dog: 2 });
+    const out = join(dir, 'out');
+    assert.equal((await runCli(['convert', join(dir, 'a'), out, '-q'])).code, 0);
+    cpSync(out, `${out}.slimfit-tmp-${deadPid()}-0badc0de-old`, { recursive: true });
+    const r = await runCli(['convert', join(dir, 'a'), out, '-q', '--force']);
+    assert.equal(r.code, 0, r.stderr);
+    assert.deepEqual(readdirSync(dir).sort(), ['a', 'out']);
+  } finally { cleanup(); }
+});
+
 test('clear error: a store that appears at OUT while a conversion runs (a writer ignoring the lock) is not replaced', async () => {
   const { dir, cleanup } = tempDir();
   try {

@@ -1,7 +1,7 @@
 // Publishing a store atomically: under a lock on the output, build it in a sibling temp folder, then rename it into
 // place (manifest already inside) without replacing a store unless asked to.
 import { randomBytes } from 'node:crypto';
-import { mkdir, open, readdir, realpath, rename, rm, stat } from 'node:fs/promises';
+import { mkdir, open, readdir, realpath, rename, rm, rmdir, stat } from 'node:fs/promises';
 import { basename, dirname, join, resolve, sep } from 'node:path';
 import { SlimfitError } from '../core/errors.ts';
 import { lockOutput, pidAlive } from './lock.ts';
@@ -33,7 +33,8 @@ export interface AtomicDir {
 /**
  * Lock `out` (one writer at a time), check it may be written (an existing store only with `force`; never a non-store
  * folder), clean up after killed conversions into the same `out` (their temp folders; a store a killed `--force` had
- * moved aside goes back in place), and create a fresh temp folder beside it.
+ * moved aside goes back in place, or is kept and named in an error when it cannot: see settleAsides), and create a
+ * fresh temp folder beside it.
  */
 export async function beginAtomicDir(out: string, force: boolean): Promise<AtomicDir> {
   const abs = resolve(out);
@@ -41,13 +42,15 @@ export async function beginAtomicDir(out: string, force: boolean): Promise<Atomi
   try {
     const parent = dirname(abs);
     const prefix = `${basename(abs)}${TMP_MARK}`;
+    const asides: string[] = [];
     for (const e of await readdir(parent).catch(() => [] as string[])) {
       if (!e.startsWith(prefix)) continue;
       const pid = Number(e.slice(prefix.length).split('-')[0]);
       if (!Number.isInteger(pid) || pidAlive(pid)) continue;
-      if (e.endsWith(ASIDE) && (await describeOut(abs)) === 'none') await rename(join(parent, e), abs);
-      else await rm(join(parent, e), { recursive: true, force: true });
+      if (e.endsWith(ASIDE)) asides.push(join(parent, e)); // the old store of a killed --force: handled below
+      else await rm(join(parent, e), { recursive: true, force: true }); // an unfinished new store: nothing to keep
     }
+    await settleAsides(asides, abs, out);
     const kind = await describeOut(abs);
     if (kind === 'store' && !force) {
       throw new SlimfitError('a slimfit store already exists here', { file: out, hint: 'pass force: true (--force on the command line) to replace it, or choose another output folder' });
@@ -70,6 +73,32 @@ export async function beginAtomicDir(out: string, force: boolean): Promise<Atomi
     await lock.release();
     throw e;
   }
+}
+
+/**
+ * Old stores that killed `--force` conversions had moved aside (`asides`, their processes gone). One goes back in place
+ * when nothing is at `abs`; it is deleted only when `abs` holds a complete store (the killed conversion's new one, whose
+ * manifest went in before its rename), or when it is an empty folder. In any other case (`abs` an empty or foreign
+ * folder made since, or several set-aside copies) nothing is deleted: a SlimfitError names where each copy is and how
+ * to restore it, since guessing could delete the only copy of the user's store.
+ */
+async function settleAsides(asides: readonly string[], abs: string, out: string): Promise<void> {
+  const kept: string[] = [];
+  for (const aside of asides) {
+    if ((await describeOut(aside)) === 'empty') { await rmdir(aside).catch(() => {}); continue; } // nothing in it to lose
+    kept.push(aside);
+  }
+  if (kept.length === 0) return;
+  const kind = await describeOut(abs);
+  if (kept.length === 1 && kind === 'none') { await rename(kept[0], abs); return; }
+  if (kept.length === 1 && kind === 'store') { await rm(kept[0], { recursive: true, force: true }); return; }
+  const where = kind === 'empty' ? 'an empty folder' : kind === 'store' ? 'a store' : kind === 'none' ? 'missing' : 'not a slimfit store';
+  throw new SlimfitError(`${kept.length === 1 ? 'the old store' : `${kept.length} old stores`} that a killed --force conversion moved aside ${kept.length === 1 ? 'is' : 'are'} kept at ${kept.join(', ')}, and the output is ${where}; nothing was deleted`, {
+    file: out,
+    hint: kept.length === 1
+      ? `to restore the old store, ${kind === 'none' ? '' : `move ${out} out of the way (it is ${where}) and `}rename ${kept[0]} to ${out}; if you do not need it, delete ${kept[0]}; then run again`
+      : `keep the one you want by renaming it to ${out} (after moving ${out} out of the way) and delete the others; then run again`,
+  });
 }
 
 async function syncDir(dir: string): Promise<void> {

@@ -34,12 +34,13 @@ export async function sha256File(path: string): Promise<string> {
   return h.digest();
 }
 
-/** Shards already checked by this process (path and expected digest), so each is hashed once whoever opens it. */
+/** Shards checked (or being checked) by this process (path and expected digest), so each passing shard is hashed once whoever opens it. */
 const checked = new Map<string, Promise<void>>();
 
 /**
  * Check once per process that the shard at `path` has the size and SHA-256 its manifest records (`store` = the store
- * folder, for the advice). A mismatch is a SlimfitError naming the shard; later calls return the same outcome.
+ * folder, for the advice). A mismatch is a SlimfitError naming the shard; later calls return the same pass, or check a
+ * shard that failed again.
  */
 export function checkShardOnce(path: string, expected: { sha256: string; bytes: number }, store: string): Promise<void> {
   const key = `${path}\0${expected.sha256}`;
@@ -63,6 +64,9 @@ export function checkShardOnce(path: string, expected: { sha256: string; bytes: 
       throw new SlimfitError(`cannot read shard ${name} to check it (${e.code ?? e.message})`, { file: path, hint });
     });
     checked.set(key, p);
+    // Only a pass is remembered: a failure (a transient EMFILE/EIO, or a shard repaired since) is checked afresh next
+    // time. The promise returned still rejects; this branch only forgets it (and so handles no rejection itself).
+    p.catch(() => { if (checked.get(key) === p) checked.delete(key); });
   }
   return p;
 }
