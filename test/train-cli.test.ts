@@ -91,6 +91,28 @@ test('--resume after epoch 1 continues from the checkpoint and loader cursor and
   assert.deepEqual(lb.map((e) => e.lr), [1e-3, 5e-4], 'the per-epoch learning-rate decay continues after resume');
 });
 
+test('--resume --lr X trains the remaining epochs at X (the saved optimizer had the old rate), also with sgd', async () => {
+  // SGD applies a scalar made when its rate is set through setLearningRate, so this also checks that the rate is really
+  // applied, not just logged: the resumed epoch's loss must differ from the same run continued at the old rate.
+  const same = join(tmp.dir, 'lr-same'), changed = join(tmp.dir, 'lr-changed');
+  const common = ['--model', 'mlp', '--batch', '100', '--seed', '3', '--optimizer', 'sgd', '--lr', '0.001', '--no-test'];
+  const env = { SLIMFIT_DISABLE: 'engine' };
+  for (const out of [same, changed]) {
+    const r = await runCli(['train', store, ...common, '--epochs', '1', '--out', out], { env });
+    assert.equal(r.code, 0, r.stderr);
+  }
+  let r = await runCli(['train', '--resume', same, '--epochs', '2'], { env });
+  assert.equal(r.code, 0, r.stderr);
+  r = await runCli(['train', '--resume', changed, '--epochs', '2', '--lr', '0.5'], { env });
+  assert.equal(r.code, 0, r.stderr);
+  assert.match(r.stderr, /lr 0\.001 -> 0\.5/);
+  const ls = logOf(same), lc = logOf(changed);
+  assert.deepEqual(ls.map((e) => e.lr), [0.001, 0.001]);
+  assert.deepEqual(lc.map((e) => e.lr), [0.001, 0.5], 'the resumed epoch is logged at the new rate');
+  assert.equal(lc[0].loss, ls[0].loss, 'the same first epoch');
+  assert.ok(Math.abs(lc[1].loss - ls[1].loss) > 0.01, `the new rate is used, not only logged: epoch 2 loss ${lc[1].loss} vs ${ls[1].loss} at the old rate`);
+});
+
 /** Epoch lines of a run's log.jsonl. */
 const logOf = (run: string) => readFileSync(join(run, 'log.jsonl'), 'utf8').trim().split('\n').map((l) => JSON.parse(l));
 /** What a bit-for-bit comparison of two runs' logs looks at (not times, rates or tensor counts). */
