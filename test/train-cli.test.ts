@@ -1,6 +1,6 @@
 // `slimfit train / eval / show` end to end on a small real-MNIST store: run folder contents, resume, errors.
 import assert from 'node:assert/strict';
-import { existsSync, readdirSync, readFileSync, writeFileSync } from 'node:fs';
+import { cpSync, existsSync, readdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { after, before, test } from 'node:test';
 import { MNIST_DIR, py, runCli, tempDir } from '../dev/helpers.ts';
@@ -188,6 +188,35 @@ test('a second SIGINT while the first one\'s checkpoint is being saved exits 130
   assert.equal(r.code, 0, r.stderr);
   assert.ok(readFileSync(join(full, 'model', 'weights.bin')).equals(readFileSync(join(part, 'model', 'weights.bin'))), 'bit for bit after the resume');
   assert.deepEqual(readdirSync(part).filter((n) => n.includes('.tmp-')), [], 'a half-written checkpoint folder is removed on resume');
+});
+
+test('--keep-best: best/ changes only with the checkpoint that records its epoch; on resume a pending best model is kept if the checkpoint records it, else dropped', async () => {
+  // The callbacks save a new best model before the epoch's checkpoint is written; a second Ctrl-C between the two used
+  // to leave best/ holding an epoch the resume trains again. It now waits in .best-pending until the checkpoint is written.
+  const run = join(tmp.dir, 'kb'), pending = join(run, '.best-pending');
+  const env = { SLIMFIT_DISABLE: 'engine' };
+  let r = await runCli(['train', store, '--model', 'mlp', '--batch', '100', '--seed', '3', '--no-test', '--keep-best', '--epochs', '1', '--out', run], { env });
+  assert.equal(r.code, 0, r.stderr);
+  assert.equal(existsSync(pending), false, 'promoted to best/ with the checkpoint');
+  assert.equal(JSON.parse(readFileSync(join(run, 'best', 'best.json'), 'utf8')).epoch, 1);
+  /** Plant a pending best model (a copy of best/) as a run stopped between saving it and the checkpoint leaves it. */
+  const plant = (epoch: number) => {
+    cpSync(join(run, 'best'), pending, { recursive: true });
+    writeFileSync(join(pending, 'best.json'), JSON.stringify({ epoch, monitor: 'val_loss', value: -1 }));
+  };
+  // Of epoch 2, which the checkpoint (1 epoch done) does not record: dropped; the resumed epoch 2 writes its own.
+  plant(2);
+  r = await runCli(['train', '--resume', run, '--epochs', '2'], { env });
+  assert.equal(r.code, 0, r.stderr);
+  assert.equal(existsSync(pending), false, 'the abandoned epoch\'s best model is removed');
+  assert.notEqual(JSON.parse(readFileSync(join(run, 'best', 'best.json'), 'utf8')).value, -1, 'best/ is not the abandoned epoch\'s');
+  // Of the epoch the checkpoint records as best (the promotion was cut off): it becomes best/.
+  const tracked = JSON.parse(readFileSync(join(run, 'model', 'state.json'), 'utf8')).loop.callbacks.keepBest.bestEpoch;
+  plant(tracked);
+  r = await runCli(['train', '--resume', run, '--epochs', '2'], { env });
+  assert.equal(r.code, 0, r.stderr);
+  assert.equal(existsSync(pending), false);
+  assert.deepEqual(JSON.parse(readFileSync(join(run, 'best', 'best.json'), 'utf8')), { epoch: tracked, monitor: 'val_loss', value: -1 }, 'promoted');
 });
 
 test('--patience stops where val_loss turned up and restores the best epoch (kept in best/ by --keep-best); log, report and run.json say so; an interruption keeps the callback state', async () => {

@@ -2,6 +2,7 @@
 // resume, final evaluation and report.md. `slimfit train/eval` and `demo` are thin wrappers around these functions.
 import { checkData, checkEvalOptions, checkTrainRunOptions, EVAL_RUN_OPTION_KEYS } from './check-options.ts';
 import { checkString } from '../core/options.ts';
+import { renameSync } from 'node:fs';
 import { appendFile, mkdir, readdir, readFile, rm, stat } from 'node:fs/promises';
 import { join, resolve } from 'node:path';
 import type * as tfl from '@tensorflow/tfjs-layers';
@@ -105,6 +106,29 @@ interface CheckpointState {
 const MODEL_DIR = 'model';
 /** The run's keep-best / early-stopping copy of the best epoch's model (weights only, plus best.json). */
 const BEST_DIR = 'best';
+/**
+ * A new best model is written here by the callbacks (before the epoch's checkpoint) and becomes best/ only once the
+ * checkpoint that records that epoch is written: a run stopped between the two (a second Ctrl-C) keeps the best/ its
+ * checkpoint knows, not one of an epoch the resume will train again.
+ */
+const BEST_PENDING_DIR = '.best-pending';
+
+/** Make the pending best model best/ (both renames in one synchronous step, as saveModel does for its folder). */
+async function promoteBest(out: string): Promise<void> {
+  const best = join(out, BEST_DIR), old = join(out, `.${BEST_DIR}.tmp-${process.pid}-${Date.now()}.old`);
+  const had = await stat(best).then(() => true, () => false);
+  if (had) renameSync(best, old);
+  renameSync(join(out, BEST_PENDING_DIR), best);
+  if (had) await rm(old, { recursive: true, force: true });
+}
+
+/** The epoch a best model folder's best.json records (null when it has none or cannot be read). */
+async function bestFolderEpoch(dir: string): Promise<number | null> {
+  try {
+    const e = (JSON.parse(await readFile(join(dir, 'best.json'), 'utf8')) as { epoch?: unknown }).epoch;
+    return typeof e === 'number' ? e : null;
+  } catch { return null; }
+}
 
 /** Parse 'PATIENCE[:FACTOR[:MIN_LR]]' of `--reduce-lr-on-plateau`. */
 function parsePlateau(spec: string): { patience: number; factor: number; minLr: number } {
@@ -278,11 +302,20 @@ export async function trainRun(data: DataInput | undefined, opts: TrainRunOption
     if (val) loaders.push(val);
     // Callbacks: early stopping and keep-best keep the best epoch's weights in best/, reduce-LR-on-plateau scales the rate.
     const monitor = val ? 'val_loss' : 'loss';
+    let bestPending = false;
     const bestStore: BestWeightsStore = {
       save: async (m, epoch, value) => {
-        await saveModel(m, join(out, BEST_DIR), { includeOptimizer: false, extraFiles: { 'best.json': JSON.stringify({ epoch, monitor, value }, null, 2) + '\n' } });
+        await saveModel(m, join(out, BEST_PENDING_DIR), { includeOptimizer: false, extraFiles: { 'best.json': JSON.stringify({ epoch, monitor, value }, null, 2) + '\n' } });
+        bestPending = true;
       },
-      restore: async (m) => {
+      restore: async (m, epoch) => {
+        // Only the weights of the epoch the callback tracks: best/ of another epoch would be restored under a wrong label.
+        const held = await bestFolderEpoch(join(out, BEST_DIR));
+        if (epoch !== undefined && held !== epoch) {
+          throw new SlimfitError(`${join(out, BEST_DIR)}: holds ${held === null ? 'no best.json epoch' : `epoch ${held}`}, but the run's best epoch is ${epoch}; its weights are not restored`, {
+            hint: `the best model of epoch ${epoch} was not kept (the run was stopped while saving it); evaluate ${join(out, MODEL_DIR)} instead, or train the run again`,
+          });
+        }
         const b = await loadModel(join(out, BEST_DIR));
         try { m.setWeights(b.getWeights()); } finally { b.dispose(); }
       },
@@ -291,15 +324,29 @@ export async function trainRun(data: DataInput | undefined, opts: TrainRunOption
     if (cfg.patience !== undefined) callbacks.push(earlyStopping({ monitor, patience: cfg.patience, restoreBestWeights: true, store: bestStore }));
     else if (cfg.keepBest) callbacks.push(keepBest({ monitor, save: bestStore.save }));
     if (plateau) callbacks.push(reduceLrOnPlateau({ monitor, ...plateau }));
-    if (state) await removeStaleTemps(out);
+    if (state) {
+      await removeStaleTemps(out);
+      // A best model saved after the last checkpoint: best/ if that checkpoint records its epoch (the promotion was cut
+      // off), else it belongs to an epoch the resume trains again and is dropped.
+      const pending = join(out, BEST_PENDING_DIR);
+      if (await stat(pending).then(() => true, () => false)) {
+        const cbs = state.loop?.callbacks as Record<string, { bestEpoch?: number } | undefined> | undefined;
+        const tracked = cbs?.earlyStopping?.bestEpoch ?? cbs?.keepBest?.bestEpoch;
+        const held = await bestFolderEpoch(pending);
+        if (held !== null && held === tracked) await promoteBest(out);
+        else await rm(pending, { recursive: true, force: true });
+      }
+    }
     log(`training ${cfg.model} on ${rd.main.name}: ${rd.main.samples} samples, ${rd.classes} classes, batch ${cfg.batchSize}, ${cfg.optimizer} lr ${cfg.lr}, ${cfg.epochs} epochs` +
       (cfg.lrDecay !== 1 ? `, lr x${cfg.lrDecay} per epoch` : '') + (cfg.lrSchedule ? `, lr schedule ${cfg.lrSchedule}` : '') +
       (cfg.patience !== undefined ? `, early stopping on val_loss (patience ${cfg.patience})` : '') + (cfg.keepBest ? `, keeping the best ${monitor} in ${BEST_DIR}/` : '') +
       (plateau ? `, lr x${plateau.factor} after ${plateau.patience} epochs without a lower ${monitor}` : '') + (cfg.shift ? `, random shifts up to ${cfg.shift} px` : '') +
       (val ? `, validating on ${rd.val!.name}` : ", no validation (no 'val' split and --val-fraction 0)"));
-    const checkpoint = (cursor: Cursor, loop: LoopState) => {
+    const checkpoint = async (cursor: Cursor, loop: LoopState): Promise<void> => {
       const st: CheckpointState = { epochsDone: history.length, cursor, history, loop };
-      return saveModel(model, join(out, MODEL_DIR), { extraFiles: { 'state.json': JSON.stringify(st, null, 2) } });
+      await saveModel(model, join(out, MODEL_DIR), { extraFiles: { 'state.json': JSON.stringify(st, null, 2) } });
+      // The checkpoint now records the epoch of the pending best model: it becomes best/.
+      if (bestPending) { await promoteBest(out); bestPending = false; }
     };
     const finished = state !== null && (state.epochsDone >= cfg.epochs || state.history[state.history.length - 1]?.stoppedEarly !== undefined);
     let interrupted: RunSummary['interrupted'];
@@ -380,7 +427,7 @@ function callbackFacts(cfg: RunConfig, history: EpochLog[], monitor: string): Ar
 /** Remove temporary folders a checkpoint save left when the process was killed while writing (the complete checkpoint stays). */
 async function removeStaleTemps(out: string): Promise<void> {
   for (const name of await readdir(out)) {
-    if (name.startsWith(`.${MODEL_DIR}.tmp-`) || name.startsWith(`.${BEST_DIR}.tmp-`)) await rm(join(out, name), { recursive: true, force: true });
+    if (name.startsWith(`.${MODEL_DIR}.tmp-`) || name.startsWith(`.${BEST_DIR}.tmp-`) || name.startsWith(`.${BEST_PENDING_DIR}.tmp-`)) await rm(join(out, name), { recursive: true, force: true });
   }
 }
 
