@@ -269,6 +269,8 @@ export async function trainRun(data: DataInput | undefined, opts: TrainRunOption
   if (cfg.patience !== undefined && !(Number.isInteger(cfg.patience) && cfg.patience >= 0)) throw new SlimfitError(`--patience must be a whole number >= 0, got ${cfg.patience}`);
   const rd: ResolvedData = await resolveData(cfg.data, cfg.split, cfg.valSplit, cfg.valFraction ?? 0, cfg.seed, { verifyChecksums: opts.verifyChecksums });
   const loaders: Array<{ close(): Promise<void> }> = [];
+  // Disposed in the finally below, also when a check after building or loading it throws (its tensors would leak).
+  let built: tfl.LayersModel | null = null;
   try {
     const fingerprint = await dataFingerprint(cfg.data, rd);
     if (opts.resume) checkSameData(cfg, fingerprint, { force: opts.force, run: out, log });
@@ -280,6 +282,7 @@ export async function trainRun(data: DataInput | undefined, opts: TrainRunOption
       });
     }
     const model = state ? await loadModel(join(out, MODEL_DIR)) : await freshModel(cfg.model, rd.main, rd.classes, cfg.seed);
+    built = model;
     checkModelFits(model, rd.main, rd.classes, cfg.model);
     if (state) restoreOptimizerExactly(model);
     // A fresh run trains with the run's optimizer flags even if a user's model.json carries its own training config
@@ -380,7 +383,6 @@ export async function trainRun(data: DataInput | undefined, opts: TrainRunOption
       }
     }
     if (interrupted) {
-      model.dispose();
       return { out, report: '', backend: info.name, history, interrupted, wallSeconds: (performance.now() - t0) / 1000, peakRss: peakRssBytes() };
     }
     let test: EvalResult | undefined;
@@ -402,9 +404,9 @@ export async function trainRun(data: DataInput | undefined, opts: TrainRunOption
       ],
       history, evaluation: test ? { split: 'test', result: test } : undefined, classNames: rd.classNames,
     });
-    model.dispose();
     return { out, report, backend: info.name, history, test, wallSeconds, peakRss: rss };
   } finally {
+    built?.dispose();
     for (const l of loaders) await l.close();
     await rd.close();
   }
@@ -441,26 +443,30 @@ export async function evalRun(modelPath: string, data: DataInput, opts: { split?
   log(info.note);
   const isRun = await stat(join(modelPath, MODEL_DIR, 'model.json')).then(() => true, () => false);
   const model = await loadModel(isRun ? join(modelPath, MODEL_DIR) : modelPath);
-  const split = opts.split ?? DEFAULTS.evalSplit;
-  const rd = await resolveData(data, split, undefined, 0, 0, { verifyChecksums: opts.verifyChecksums });
+  // The model is disposed in the outer finally, also when resolving the data throws (a missing split, a bad store).
   try {
-    checkModelFits(model, rd.main, rd.classes, modelPath);
-    const trained = isRun ? (await readJson<RunConfig>(join(modelPath, 'run.json'), 'run.json')).normalize : undefined;
-    const batch = opts.batchSize ?? DEFAULTS.evalBatchSize;
-    const loader = makeEvalLoader(rd.main, rd.classes, { normalize: trained, verifyChecksums: opts.verifyChecksums }, batch);
-    log(`evaluating on '${split}' of ${rd.main.name}: ${rd.main.samples} samples, batch ${batch}`);
+    const split = opts.split ?? DEFAULTS.evalSplit;
+    const rd = await resolveData(data, split, undefined, 0, 0, { verifyChecksums: opts.verifyChecksums });
     try {
-      const result = await evaluateLoader(model, loader, { progress: opts.progress, label: `eval ${split}` });
-      const dir = opts.outDir ?? (isRun ? modelPath : '.');
-      await mkdir(dir, { recursive: true });
-      const base = join(dir, `eval-${split}-confusion`);
-      await writeConfusion(result, rd.classNames, base, `Confusion matrix (${split} of ${rd.main.name})`);
-      return { result, files: base };
+      checkModelFits(model, rd.main, rd.classes, modelPath);
+      const trained = isRun ? (await readJson<RunConfig>(join(modelPath, 'run.json'), 'run.json')).normalize : undefined;
+      const batch = opts.batchSize ?? DEFAULTS.evalBatchSize;
+      const loader = makeEvalLoader(rd.main, rd.classes, { normalize: trained, verifyChecksums: opts.verifyChecksums }, batch);
+      log(`evaluating on '${split}' of ${rd.main.name}: ${rd.main.samples} samples, batch ${batch}`);
+      try {
+        const result = await evaluateLoader(model, loader, { progress: opts.progress, label: `eval ${split}` });
+        const dir = opts.outDir ?? (isRun ? modelPath : '.');
+        await mkdir(dir, { recursive: true });
+        const base = join(dir, `eval-${split}-confusion`);
+        await writeConfusion(result, rd.classNames, base, `Confusion matrix (${split} of ${rd.main.name})`);
+        return { result, files: base };
+      } finally {
+        await loader.close();
+      }
     } finally {
-      await loader.close();
+      await rd.close();
     }
   } finally {
     model.dispose();
-    await rd.close();
   }
 }
