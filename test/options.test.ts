@@ -1,7 +1,7 @@
 // Library options are checked at the public entry points: each bad value is a SlimfitError naming the function and the
 // option (not a RangeError/TypeError from inside, not a silently different run), and the defaults still work.
 import assert from 'node:assert/strict';
-import { writeFileSync } from 'node:fs';
+import { existsSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { after, before, test } from 'node:test';
 import { SlimfitError } from '../src/core/errors.ts';
@@ -105,6 +105,17 @@ test('trainRun and evalRun check their options before any work', async () => {
   await refuses(() => trainRun(store, { valFraction: 1.5, log: () => {} }), /^trainRun: option valFraction/);
   await refuses(() => trainRun(store, { batchsize: 8 } as never), /^trainRun: unknown option 'batchsize'; did you mean 'batchSize'/);
   await refuses(() => evalRun(join(tmp.dir, 'run'), store, { batchSize: -1 }), /^evalRun: option batchSize/);
+});
+
+test('lrDecay above 1 is refused by the option checks of trainRun and fit, before a run folder is written', async () => {
+  // The loop only accepts (0, 1]; refusing later would leave a run.json and log.jsonl behind for a run that never trained.
+  const out = join(tmp.dir, 'decay-run');
+  await refuses(() => trainRun(store, { model: 'mlp', lrDecay: 1.5, out, epochs: 1, progress: false, log: () => {} }), /^trainRun: option lrDecay must be a number > 0 and <= 1, got 1\.5/);
+  assert.equal(existsSync(out), false, 'no run folder');
+  const m = model();
+  try {
+    await refuses(() => fit(m, store, { lrDecay: 2, progress: false }), /^fit: option lrDecay must be a number > 0 and <= 1, got 2/);
+  } finally { m.dispose(); }
 });
 
 test('openDataset, info and verify on a file instead of a store folder say so in one sentence', async () => {

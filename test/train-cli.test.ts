@@ -1,6 +1,6 @@
 // `slimfit train / eval / show` end to end on a small real-MNIST store: run folder contents, resume, errors.
 import assert from 'node:assert/strict';
-import { existsSync, readdirSync, readFileSync, writeFileSync } from 'node:fs';
+import { cpSync, existsSync, readdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { after, before, test } from 'node:test';
 import { MNIST_DIR, py, runCli, tempDir } from '../dev/helpers.ts';
@@ -91,6 +91,28 @@ test('--resume after epoch 1 continues from the checkpoint and loader cursor and
   assert.deepEqual(lb.map((e) => e.lr), [1e-3, 5e-4], 'the per-epoch learning-rate decay continues after resume');
 });
 
+test('--resume --lr X trains the remaining epochs at X (the saved optimizer had the old rate), also with sgd', async () => {
+  // SGD applies a scalar made when its rate is set through setLearningRate, so this also checks that the rate is really
+  // applied, not just logged: the resumed epoch's loss must differ from the same run continued at the old rate.
+  const same = join(tmp.dir, 'lr-same'), changed = join(tmp.dir, 'lr-changed');
+  const common = ['--model', 'mlp', '--batch', '100', '--seed', '3', '--optimizer', 'sgd', '--lr', '0.001', '--no-test'];
+  const env = { SLIMFIT_DISABLE: 'engine' };
+  for (const out of [same, changed]) {
+    const r = await runCli(['train', store, ...common, '--epochs', '1', '--out', out], { env });
+    assert.equal(r.code, 0, r.stderr);
+  }
+  let r = await runCli(['train', '--resume', same, '--epochs', '2'], { env });
+  assert.equal(r.code, 0, r.stderr);
+  r = await runCli(['train', '--resume', changed, '--epochs', '2', '--lr', '0.5'], { env });
+  assert.equal(r.code, 0, r.stderr);
+  assert.match(r.stderr, /lr 0\.001 -> 0\.5/);
+  const ls = logOf(same), lc = logOf(changed);
+  assert.deepEqual(ls.map((e) => e.lr), [0.001, 0.001]);
+  assert.deepEqual(lc.map((e) => e.lr), [0.001, 0.5], 'the resumed epoch is logged at the new rate');
+  assert.equal(lc[0].loss, ls[0].loss, 'the same first epoch');
+  assert.ok(Math.abs(lc[1].loss - ls[1].loss) > 0.01, `the new rate is used, not only logged: epoch 2 loss ${lc[1].loss} vs ${ls[1].loss} at the old rate`);
+});
+
 /** Epoch lines of a run's log.jsonl. */
 const logOf = (run: string) => readFileSync(join(run, 'log.jsonl'), 'utf8').trim().split('\n').map((l) => JSON.parse(l));
 /** What a bit-for-bit comparison of two runs' logs looks at (not times, rates or tensor counts). */
@@ -166,6 +188,35 @@ test('a second SIGINT while the first one\'s checkpoint is being saved exits 130
   assert.equal(r.code, 0, r.stderr);
   assert.ok(readFileSync(join(full, 'model', 'weights.bin')).equals(readFileSync(join(part, 'model', 'weights.bin'))), 'bit for bit after the resume');
   assert.deepEqual(readdirSync(part).filter((n) => n.includes('.tmp-')), [], 'a half-written checkpoint folder is removed on resume');
+});
+
+test('--keep-best: best/ changes only with the checkpoint that records its epoch; on resume a pending best model is kept if the checkpoint records it, else dropped', async () => {
+  // The callbacks save a new best model before the epoch's checkpoint is written; a second Ctrl-C between the two used
+  // to leave best/ holding an epoch the resume trains again. It now waits in .best-pending until the checkpoint is written.
+  const run = join(tmp.dir, 'kb'), pending = join(run, '.best-pending');
+  const env = { SLIMFIT_DISABLE: 'engine' };
+  let r = await runCli(['train', store, '--model', 'mlp', '--batch', '100', '--seed', '3', '--no-test', '--keep-best', '--epochs', '1', '--out', run], { env });
+  assert.equal(r.code, 0, r.stderr);
+  assert.equal(existsSync(pending), false, 'promoted to best/ with the checkpoint');
+  assert.equal(JSON.parse(readFileSync(join(run, 'best', 'best.json'), 'utf8')).epoch, 1);
+  /** Plant a pending best model (a copy of best/) as a run stopped between saving it and the checkpoint leaves it. */
+  const plant = (epoch: number) => {
+    cpSync(join(run, 'best'), pending, { recursive: true });
+    writeFileSync(join(pending, 'best.json'), JSON.stringify({ epoch, monitor: 'val_loss', value: -1 }));
+  };
+  // Of epoch 2, which the checkpoint (1 epoch done) does not record: dropped; the resumed epoch 2 writes its own.
+  plant(2);
+  r = await runCli(['train', '--resume', run, '--epochs', '2'], { env });
+  assert.equal(r.code, 0, r.stderr);
+  assert.equal(existsSync(pending), false, 'the abandoned epoch\'s best model is removed');
+  assert.notEqual(JSON.parse(readFileSync(join(run, 'best', 'best.json'), 'utf8')).value, -1, 'best/ is not the abandoned epoch\'s');
+  // Of the epoch the checkpoint records as best (the promotion was cut off): it becomes best/.
+  const tracked = JSON.parse(readFileSync(join(run, 'model', 'state.json'), 'utf8')).loop.callbacks.keepBest.bestEpoch;
+  plant(tracked);
+  r = await runCli(['train', '--resume', run, '--epochs', '2'], { env });
+  assert.equal(r.code, 0, r.stderr);
+  assert.equal(existsSync(pending), false);
+  assert.deepEqual(JSON.parse(readFileSync(join(run, 'best', 'best.json'), 'utf8')), { epoch: tracked, monitor: 'val_loss', value: -1 }, 'promoted');
 });
 
 test('--patience stops where val_loss turned up and restores the best epoch (kept in best/ by --keep-best); log, report and run.json say so; an interruption keeps the callback state', async () => {

@@ -79,7 +79,8 @@ function monitored(logs: CallbackLogs | undefined, key: string, who: string): nu
 /** Where early stopping keeps the best epoch's weights: in memory by default; trainRun uses the run's best/ folder. */
 export interface BestWeightsStore {
   save(model: tfl.LayersModel, epoch: number, value: number): Promise<void>;
-  restore(model: tfl.LayersModel): Promise<void>;
+  /** `epoch` (1-based) is the best epoch the callback tracks: a store on disk can refuse weights of another epoch. */
+  restore(model: tfl.LayersModel, epoch?: number): Promise<void>;
 }
 
 /** Keeps copies of the weights in memory (not in a checkpoint: a resumed run needs a store on disk, as trainRun's). */
@@ -179,7 +180,7 @@ export class EarlyStopping extends Monitoring implements StatefulCallback {
   /** Restores the best epoch's weights when they are not the last epoch's (Keras 3's on_train_end). */
   override async onTrainEnd(): Promise<void> {
     if (this.restoreBestWeights && this.model && this.bestEpoch > 0 && this.bestEpoch !== this.lastEpoch) {
-      await this.store.restore(this.model);
+      await this.store.restore(this.model, this.bestEpoch);
       this.restoredEpoch = this.bestEpoch;
     }
   }

@@ -53,7 +53,7 @@ export function checkFitArgs(model: unknown, data: unknown, opts: Record<string,
   checkInt(w, 'epochs', opts.epochs, 1);
   checkInt(w, 'initialEpoch', opts.initialEpoch, 0);
   checkNumber(w, 'lr', opts.lr, 0, Infinity, { low: true });
-  checkNumber(w, 'lrDecay', opts.lrDecay, 0, Infinity, { low: true });
+  checkNumber(w, 'lrDecay', opts.lrDecay, 0, 1, { low: true }); // (0, 1], the loop's range: refused here, before trainRun writes a run folder
   checkOneOf(w, 'optimizer', opts.optimizer, OPTIMIZERS);
   checkString(w, 'split', opts.split);
   checkString(w, 'backend', opts.backend);
@@ -88,7 +88,7 @@ export function checkTrainRunOptions(opts: Record<string, unknown>): void {
   checkInt(w, 'epochs', opts.epochs, 1);
   checkInt(w, 'batchSize', opts.batchSize, 1);
   checkNumber(w, 'lr', opts.lr, 0, Infinity, { low: true });
-  checkNumber(w, 'lrDecay', opts.lrDecay, 0, Infinity, { low: true });
+  checkNumber(w, 'lrDecay', opts.lrDecay, 0, 1, { low: true }); // (0, 1], the loop's range: refused here, before trainRun writes a run folder
   checkInt(w, 'shift', opts.shift, 0);
   checkString(w, 'valSplit', opts.valSplit);
   checkNumber(w, 'valFraction', opts.valFraction, 0, 1, { high: true });

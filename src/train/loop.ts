@@ -77,7 +77,7 @@ export interface LoopOptions {
   validation?: Loader | null;
   /** Show a progress bar per epoch (default true). */
   progress?: boolean;
-  /** Base learning rate for lrDecay, lrSchedule and plateau scaling (default: the optimizer's current one; pass it when resuming). */
+  /** Learning rate set on the optimizer at each epoch start, times lrDecay, lrSchedule and plateau factors (default: the optimizer's current one; pass it when resuming). */
   lr?: number;
   /** Multiply the optimizer's learning rate by this once per epoch (epoch e uses lr * lrDecay^e; default 1 = constant). */
   lrDecay?: number;
@@ -212,6 +212,19 @@ export async function evaluateLoader(model: tfl.LayersModel, loader: Loader, opt
   return { loss: n ? loss / n : NaN, accuracy: n ? correct / n : NaN, samples: n, confusion };
 }
 
+type LrOptimizer = { learningRate?: number; setLearningRate?: (lr: number) => void };
+
+/**
+ * Set an optimizer's learning rate. tfjs's SGD and momentum optimizers apply a scalar made from the rate when it was last
+ * set through setLearningRate, so assigning `learningRate` alone would be logged but not used; Adam and RMSProp read the field.
+ * Unchanged rates are left alone (no new scalar each epoch).
+ */
+function setLearningRate(opt: LrOptimizer, lr: number): void {
+  if (opt.learningRate === lr) return;
+  if (typeof opt.setLearningRate === 'function') opt.setLearningRate(lr);
+  else opt.learningRate = lr;
+}
+
 /**
  * Train `model` (compiled) on `loader` from `initialEpoch` to `epochs`: one loader iteration per epoch, a progress bar
  * with loss / accuracy / samples/s / ETA, optional validation, and `onEpochEnd` for checkpoints.
@@ -222,7 +235,7 @@ export async function trainEpochs(model: tfl.LayersModel, loader: Loader, opts: 
   const classes = modelClasses(model);
   const copy = tf.getBackend() === 'cpu'; // the cpu backend keeps a reference to the array; loaders reuse buffers
   const history: History = { epochs: [] };
-  const opt = model.optimizer as unknown as { learningRate?: number };
+  const opt = model.optimizer as unknown as LrOptimizer;
   const baseLr = opt.learningRate;
   const decay = opts.lrDecay ?? DEFAULTS.lrDecay;
   if (!(decay > 0 && decay <= 1)) throw new SlimfitError(`lrDecay must be in (0, 1], got ${decay}`);
@@ -242,7 +255,9 @@ export async function trainEpochs(model: tfl.LayersModel, loader: Loader, opts: 
     return partial ? { partial, callbacks } : { callbacks };
   };
   // base x lrDecay^epoch x schedule x plateau scales (a scaler that has reduced the rate keeps it at or above its minLr).
-  const controlsLr = lr0 !== undefined && (decay !== 1 || sched !== undefined || scalers.length > 0);
+  // Set at every epoch start even with none of them: a resumed model comes with its saved optimizer and the rate it was
+  // saved with, and `--resume --lr X` must train at X (with the same lr this sets the same number, so resumes stay bit-exact).
+  const controlsLr = lr0 !== undefined;
   const lrAt = (e: number, batch: number): number => {
     let lr = lr0! * decay ** e;
     if (sched) lr *= lrFactor(sched, e, batch, loader.batchesPerEpoch, epochs);
@@ -268,7 +283,7 @@ export async function trainEpochs(model: tfl.LayersModel, loader: Loader, opts: 
     }
     const resumed = e === first ? opts.resumeState?.partial : undefined;
     const startPos = loader.cursor().position;
-    if (controlsLr) opt.learningRate = lrAt(e, 0); // per-batch schedules set it again before each batch
+    if (controlsLr) setLearningRate(opt, lrAt(e, 0)); // per-batch schedules set it again before each batch
     for (const c of cbs) await c.onEpochBegin(e, {});
     const remaining = loader.samplesPerEpoch - startPos;
     const bar = createProgress({ label: `epoch ${e + 1}/${epochs}`, total: remaining, unit: 'samples', quiet: opts.progress === false });
@@ -276,7 +291,7 @@ export async function trainEpochs(model: tfl.LayersModel, loader: Loader, opts: 
     let loss = resumed?.loss ?? 0, acc = resumed?.acc ?? 0, n = resumed?.n ?? 0;
     let stopped = false, batchesDone = 0, lastTurn = performance.now();
     for await (const b of loader) {
-      if (controlsLr && sched?.per === 'batch') opt.learningRate = lrAt(e, b.index);
+      if (controlsLr && sched?.per === 'batch') setLearningRate(opt, lrAt(e, b.index));
       for (const c of cbs) await c.onBatchBegin(b.index, { batch: b.index, size: b.n });
       let r: number | number[] | null = null;
       if (fused.step && b.x.length === b.n * fused.inputSize && fused.classes === classes) {

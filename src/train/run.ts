@@ -2,6 +2,7 @@
 // resume, final evaluation and report.md. `slimfit train/eval` and `demo` are thin wrappers around these functions.
 import { checkData, checkEvalOptions, checkTrainRunOptions, EVAL_RUN_OPTION_KEYS } from './check-options.ts';
 import { checkString } from '../core/options.ts';
+import { renameSync } from 'node:fs';
 import { appendFile, mkdir, readdir, readFile, rm, stat } from 'node:fs/promises';
 import { join, resolve } from 'node:path';
 import type * as tfl from '@tensorflow/tfjs-layers';
@@ -105,6 +106,29 @@ interface CheckpointState {
 const MODEL_DIR = 'model';
 /** The run's keep-best / early-stopping copy of the best epoch's model (weights only, plus best.json). */
 const BEST_DIR = 'best';
+/**
+ * A new best model is written here by the callbacks (before the epoch's checkpoint) and becomes best/ only once the
+ * checkpoint that records that epoch is written: a run stopped between the two (a second Ctrl-C) keeps the best/ its
+ * checkpoint knows, not one of an epoch the resume will train again.
+ */
+const BEST_PENDING_DIR = '.best-pending';
+
+/** Make the pending best model best/ (both renames in one synchronous step, as saveModel does for its folder). */
+async function promoteBest(out: string): Promise<void> {
+  const best = join(out, BEST_DIR), old = join(out, `.${BEST_DIR}.tmp-${process.pid}-${Date.now()}.old`);
+  const had = await stat(best).then(() => true, () => false);
+  if (had) renameSync(best, old);
+  renameSync(join(out, BEST_PENDING_DIR), best);
+  if (had) await rm(old, { recursive: true, force: true });
+}
+
+/** The epoch a best model folder's best.json records (null when it has none or cannot be read). */
+async function bestFolderEpoch(dir: string): Promise<number | null> {
+  try {
+    const e = (JSON.parse(await readFile(join(dir, 'best.json'), 'utf8')) as { epoch?: unknown }).epoch;
+    return typeof e === 'number' ? e : null;
+  } catch { return null; }
+}
 
 /** Parse 'PATIENCE[:FACTOR[:MIN_LR]]' of `--reduce-lr-on-plateau`. */
 function parsePlateau(spec: string): { patience: number; factor: number; minLr: number } {
@@ -245,6 +269,8 @@ export async function trainRun(data: DataInput | undefined, opts: TrainRunOption
   if (cfg.patience !== undefined && !(Number.isInteger(cfg.patience) && cfg.patience >= 0)) throw new SlimfitError(`--patience must be a whole number >= 0, got ${cfg.patience}`);
   const rd: ResolvedData = await resolveData(cfg.data, cfg.split, cfg.valSplit, cfg.valFraction ?? 0, cfg.seed, { verifyChecksums: opts.verifyChecksums });
   const loaders: Array<{ close(): Promise<void> }> = [];
+  // Disposed in the finally below, also when a check after building or loading it throws (its tensors would leak).
+  let built: tfl.LayersModel | null = null;
   try {
     const fingerprint = await dataFingerprint(cfg.data, rd);
     if (opts.resume) checkSameData(cfg, fingerprint, { force: opts.force, run: out, log });
@@ -256,6 +282,7 @@ export async function trainRun(data: DataInput | undefined, opts: TrainRunOption
       });
     }
     const model = state ? await loadModel(join(out, MODEL_DIR)) : await freshModel(cfg.model, rd.main, rd.classes, cfg.seed);
+    built = model;
     checkModelFits(model, rd.main, rd.classes, cfg.model);
     if (state) restoreOptimizerExactly(model);
     // A fresh run trains with the run's optimizer flags even if a user's model.json carries its own training config
@@ -278,11 +305,20 @@ export async function trainRun(data: DataInput | undefined, opts: TrainRunOption
     if (val) loaders.push(val);
     // Callbacks: early stopping and keep-best keep the best epoch's weights in best/, reduce-LR-on-plateau scales the rate.
     const monitor = val ? 'val_loss' : 'loss';
+    let bestPending = false;
     const bestStore: BestWeightsStore = {
       save: async (m, epoch, value) => {
-        await saveModel(m, join(out, BEST_DIR), { includeOptimizer: false, extraFiles: { 'best.json': JSON.stringify({ epoch, monitor, value }, null, 2) + '\n' } });
+        await saveModel(m, join(out, BEST_PENDING_DIR), { includeOptimizer: false, extraFiles: { 'best.json': JSON.stringify({ epoch, monitor, value }, null, 2) + '\n' } });
+        bestPending = true;
       },
-      restore: async (m) => {
+      restore: async (m, epoch) => {
+        // Only the weights of the epoch the callback tracks: best/ of another epoch would be restored under a wrong label.
+        const held = await bestFolderEpoch(join(out, BEST_DIR));
+        if (epoch !== undefined && held !== epoch) {
+          throw new SlimfitError(`${join(out, BEST_DIR)}: holds ${held === null ? 'no best.json epoch' : `epoch ${held}`}, but the run's best epoch is ${epoch}; its weights are not restored`, {
+            hint: `the best model of epoch ${epoch} was not kept (the run was stopped while saving it); evaluate ${join(out, MODEL_DIR)} instead, or train the run again`,
+          });
+        }
         const b = await loadModel(join(out, BEST_DIR));
         try { m.setWeights(b.getWeights()); } finally { b.dispose(); }
       },
@@ -291,15 +327,29 @@ export async function trainRun(data: DataInput | undefined, opts: TrainRunOption
     if (cfg.patience !== undefined) callbacks.push(earlyStopping({ monitor, patience: cfg.patience, restoreBestWeights: true, store: bestStore }));
     else if (cfg.keepBest) callbacks.push(keepBest({ monitor, save: bestStore.save }));
     if (plateau) callbacks.push(reduceLrOnPlateau({ monitor, ...plateau }));
-    if (state) await removeStaleTemps(out);
+    if (state) {
+      await removeStaleTemps(out);
+      // A best model saved after the last checkpoint: best/ if that checkpoint records its epoch (the promotion was cut
+      // off), else it belongs to an epoch the resume trains again and is dropped.
+      const pending = join(out, BEST_PENDING_DIR);
+      if (await stat(pending).then(() => true, () => false)) {
+        const cbs = state.loop?.callbacks as Record<string, { bestEpoch?: number } | undefined> | undefined;
+        const tracked = cbs?.earlyStopping?.bestEpoch ?? cbs?.keepBest?.bestEpoch;
+        const held = await bestFolderEpoch(pending);
+        if (held !== null && held === tracked) await promoteBest(out);
+        else await rm(pending, { recursive: true, force: true });
+      }
+    }
     log(`training ${cfg.model} on ${rd.main.name}: ${rd.main.samples} samples, ${rd.classes} classes, batch ${cfg.batchSize}, ${cfg.optimizer} lr ${cfg.lr}, ${cfg.epochs} epochs` +
       (cfg.lrDecay !== 1 ? `, lr x${cfg.lrDecay} per epoch` : '') + (cfg.lrSchedule ? `, lr schedule ${cfg.lrSchedule}` : '') +
       (cfg.patience !== undefined ? `, early stopping on val_loss (patience ${cfg.patience})` : '') + (cfg.keepBest ? `, keeping the best ${monitor} in ${BEST_DIR}/` : '') +
       (plateau ? `, lr x${plateau.factor} after ${plateau.patience} epochs without a lower ${monitor}` : '') + (cfg.shift ? `, random shifts up to ${cfg.shift} px` : '') +
       (val ? `, validating on ${rd.val!.name}` : ", no validation (no 'val' split and --val-fraction 0)"));
-    const checkpoint = (cursor: Cursor, loop: LoopState) => {
+    const checkpoint = async (cursor: Cursor, loop: LoopState): Promise<void> => {
       const st: CheckpointState = { epochsDone: history.length, cursor, history, loop };
-      return saveModel(model, join(out, MODEL_DIR), { extraFiles: { 'state.json': JSON.stringify(st, null, 2) } });
+      await saveModel(model, join(out, MODEL_DIR), { extraFiles: { 'state.json': JSON.stringify(st, null, 2) } });
+      // The checkpoint now records the epoch of the pending best model: it becomes best/.
+      if (bestPending) { await promoteBest(out); bestPending = false; }
     };
     const finished = state !== null && (state.epochsDone >= cfg.epochs || state.history[state.history.length - 1]?.stoppedEarly !== undefined);
     let interrupted: RunSummary['interrupted'];
@@ -333,7 +383,6 @@ export async function trainRun(data: DataInput | undefined, opts: TrainRunOption
       }
     }
     if (interrupted) {
-      model.dispose();
       return { out, report: '', backend: info.name, history, interrupted, wallSeconds: (performance.now() - t0) / 1000, peakRss: peakRssBytes() };
     }
     let test: EvalResult | undefined;
@@ -355,9 +404,9 @@ export async function trainRun(data: DataInput | undefined, opts: TrainRunOption
       ],
       history, evaluation: test ? { split: 'test', result: test } : undefined, classNames: rd.classNames,
     });
-    model.dispose();
     return { out, report, backend: info.name, history, test, wallSeconds, peakRss: rss };
   } finally {
+    built?.dispose();
     for (const l of loaders) await l.close();
     await rd.close();
   }
@@ -380,7 +429,7 @@ function callbackFacts(cfg: RunConfig, history: EpochLog[], monitor: string): Ar
 /** Remove temporary folders a checkpoint save left when the process was killed while writing (the complete checkpoint stays). */
 async function removeStaleTemps(out: string): Promise<void> {
   for (const name of await readdir(out)) {
-    if (name.startsWith(`.${MODEL_DIR}.tmp-`) || name.startsWith(`.${BEST_DIR}.tmp-`)) await rm(join(out, name), { recursive: true, force: true });
+    if (name.startsWith(`.${MODEL_DIR}.tmp-`) || name.startsWith(`.${BEST_DIR}.tmp-`) || name.startsWith(`.${BEST_PENDING_DIR}.tmp-`)) await rm(join(out, name), { recursive: true, force: true });
   }
 }
 
@@ -394,26 +443,30 @@ export async function evalRun(modelPath: string, data: DataInput, opts: { split?
   log(info.note);
   const isRun = await stat(join(modelPath, MODEL_DIR, 'model.json')).then(() => true, () => false);
   const model = await loadModel(isRun ? join(modelPath, MODEL_DIR) : modelPath);
-  const split = opts.split ?? DEFAULTS.evalSplit;
-  const rd = await resolveData(data, split, undefined, 0, 0, { verifyChecksums: opts.verifyChecksums });
+  // The model is disposed in the outer finally, also when resolving the data throws (a missing split, a bad store).
   try {
-    checkModelFits(model, rd.main, rd.classes, modelPath);
-    const trained = isRun ? (await readJson<RunConfig>(join(modelPath, 'run.json'), 'run.json')).normalize : undefined;
-    const batch = opts.batchSize ?? DEFAULTS.evalBatchSize;
-    const loader = makeEvalLoader(rd.main, rd.classes, { normalize: trained, verifyChecksums: opts.verifyChecksums }, batch);
-    log(`evaluating on '${split}' of ${rd.main.name}: ${rd.main.samples} samples, batch ${batch}`);
+    const split = opts.split ?? DEFAULTS.evalSplit;
+    const rd = await resolveData(data, split, undefined, 0, 0, { verifyChecksums: opts.verifyChecksums });
     try {
-      const result = await evaluateLoader(model, loader, { progress: opts.progress, label: `eval ${split}` });
-      const dir = opts.outDir ?? (isRun ? modelPath : '.');
-      await mkdir(dir, { recursive: true });
-      const base = join(dir, `eval-${split}-confusion`);
-      await writeConfusion(result, rd.classNames, base, `Confusion matrix (${split} of ${rd.main.name})`);
-      return { result, files: base };
+      checkModelFits(model, rd.main, rd.classes, modelPath);
+      const trained = isRun ? (await readJson<RunConfig>(join(modelPath, 'run.json'), 'run.json')).normalize : undefined;
+      const batch = opts.batchSize ?? DEFAULTS.evalBatchSize;
+      const loader = makeEvalLoader(rd.main, rd.classes, { normalize: trained, verifyChecksums: opts.verifyChecksums }, batch);
+      log(`evaluating on '${split}' of ${rd.main.name}: ${rd.main.samples} samples, batch ${batch}`);
+      try {
+        const result = await evaluateLoader(model, loader, { progress: opts.progress, label: `eval ${split}` });
+        const dir = opts.outDir ?? (isRun ? modelPath : '.');
+        await mkdir(dir, { recursive: true });
+        const base = join(dir, `eval-${split}-confusion`);
+        await writeConfusion(result, rd.classNames, base, `Confusion matrix (${split} of ${rd.main.name})`);
+        return { result, files: base };
+      } finally {
+        await loader.close();
+      }
     } finally {
-      await loader.close();
+      await rd.close();
     }
   } finally {
     model.dispose();
-    await rd.close();
   }
 }
