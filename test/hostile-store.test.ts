@@ -2,7 +2,7 @@
 // concurrent and replacing conversions. Each case builds its own fixture in a temp folder.
 import assert from 'node:assert/strict';
 import { spawnSync } from 'node:child_process';
-import { cpSync, existsSync, mkdirSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { cpSync, existsSync, mkdirSync, readdirSync, readFileSync, rmSync, utimesSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { test } from 'node:test';
 import { py, runCli, tempDir } from '../dev/helpers.ts';
@@ -348,22 +348,31 @@ test('clear error: the library loader refuses a shard of a later split that was 
   } finally { cleanup(); }
 });
 
-test('correct: a shard is hashed once per process: a second loader over the same shards does not re-read them for the check', async () => {
+test('correct: a shard is hashed once per process (a second loader over the unchanged file does not hash it again); a rewritten shard is hashed again', async () => {
   const { dir, cleanup } = tempDir();
   try {
     const store = join(dir, 's');
     await syntheticStore(store, 64, 0, 1024);
     const ds = await openDataset(store);
+    const shard = join(store, ds.manifest.splits.train.shards[0].x.file);
+    utimesSync(shard, 1e9, 1e9); // whole seconds, so the same time can be set again below
     const first = createLoader(ds.split('train'), { batchSize: 64, workers: 0 });
     for await (const _ of first) { /* verified and read */ }
     await first.close();
-    // Altered after this process checked it: the once-per-process check does not hash it again (verify still would).
-    flipByte(join(store, ds.manifest.splits.train.shards[0].x.file));
+    // Altered behind the check's back, with the same size, inode and modification time: the remembered pass stands,
+    // which shows the second loader did not hash the file again (verify, which always hashes, still finds it).
+    flipByte(shard);
+    utimesSync(shard, 1e9, 1e9);
     const second = createLoader(ds.split('train'), { batchSize: 64, workers: 0 });
     let n = 0;
     for await (const b of second) n += b.n;
     await second.close();
     assert.equal(n, 64);
+    // Rewritten the usual way (a new modification time): checked again, and refused.
+    utimesSync(shard, 2e9, 2e9);
+    const third = createLoader(ds.split('train'), { batchSize: 64, workers: 0 });
+    await assert.rejects((async () => { for await (const _ of third) { /* refused before a batch */ } })(), (e: Error) => e.name === 'SlimfitError' && /does not match its SHA-256/.test(e.message));
+    await third.close();
     await ds.close();
     const v = await runCli(['verify', store]);
     assert.equal(v.code, 1);

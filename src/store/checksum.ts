@@ -34,7 +34,7 @@ export async function sha256File(path: string): Promise<string> {
   return h.digest();
 }
 
-/** Shards checked (or being checked) by this process (path and expected digest), so each passing shard is hashed once whoever opens it. */
+/** Shards checked (or being checked) by this process (path, expected digest, file identity), so each passing shard is hashed once whoever opens it. */
 const checked = new Map<string, Promise<void>>();
 
 /**
@@ -42,16 +42,20 @@ const checked = new Map<string, Promise<void>>();
  * folder, for the advice). A mismatch is a SlimfitError naming the shard; later calls return the same pass, or check a
  * shard that failed again.
  */
-export function checkShardOnce(path: string, expected: { sha256: string; bytes: number }, store: string): Promise<void> {
-  const key = `${path}\0${expected.sha256}`;
+export async function checkShardOnce(path: string, expected: { sha256: string; bytes: number }, store: string): Promise<void> {
   const name = relative(store, path);
   const hint = `the store is damaged: run \`slimfit verify ${store}\` to list every bad shard and re-run \`slimfit convert\``;
+  const st = await stat(path).catch((e: NodeJS.ErrnoException) => {
+    if (e.code === 'ENOENT') throw new SlimfitError(`shard ${name} is missing`, { file: path, hint });
+    throw new SlimfitError(`cannot read shard ${name} to check it (${e.code ?? e.message})`, { file: path, hint });
+  });
+  // The file's identity is part of the key: a shard replaced since it was checked (a new store written over the old
+  // one in this process) is checked again, not taken on the old pass.
+  const key = `${path}\0${expected.sha256}\0${st.dev}:${st.ino}:${st.size}:${st.mtimeMs}`;
   let p = checked.get(key);
   if (!p) {
     p = (async () => {
-      const size = await stat(path).then((s) => s.size, () => -1);
-      if (size < 0) throw new SlimfitError(`shard ${name} is missing`, { file: path, hint });
-      if (size !== expected.bytes) throw new SlimfitError(`shard ${name} is ${size} bytes but the manifest says ${expected.bytes}`, { file: path, hint });
+      if (st.size !== expected.bytes) throw new SlimfitError(`shard ${name} is ${st.size} bytes but the manifest says ${expected.bytes}`, { file: path, hint });
       return sha256File(path);
     })().then((got) => {
       if (got !== expected.sha256) {
