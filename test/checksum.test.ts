@@ -7,13 +7,18 @@ import { test } from 'node:test';
 import { tempDir } from '../dev/helpers.ts';
 import { checkShardOnce } from '../src/store/checksum.ts';
 
+/** A shard file in `dir` with its bytes and the manifest entry that matches them. */
+function goodShard(dir: string): { shard: string; good: Buffer; expected: { sha256: string; bytes: number } } {
+  const shard = join(dir, 'x-00000.npy');
+  const good = Buffer.from('shard bytes '.repeat(100));
+  writeFileSync(shard, good);
+  return { shard, good, expected: { sha256: createHash('sha256').update(good).digest('hex'), bytes: good.length } };
+}
+
 test('correct: a shard that failed its check (damaged, then repaired in the same process) passes when checked again', async () => {
   const { dir, cleanup } = tempDir();
   try {
-    const shard = join(dir, 'x-00000.npy');
-    const good = Buffer.from('shard bytes '.repeat(100));
-    writeFileSync(shard, good);
-    const expected = { sha256: createHash('sha256').update(good).digest('hex'), bytes: good.length };
+    const { shard, good, expected } = goodShard(dir);
     const bad = Buffer.from(good);
     bad[5] ^= 1;
     writeFileSync(shard, bad);
@@ -31,10 +36,7 @@ test('correct: a shard that failed its check (damaged, then repaired in the same
 test('clear error: a shard that passed and was then replaced in the same process (a store rewritten under it) is checked again', async () => {
   const { dir, cleanup } = tempDir();
   try {
-    const shard = join(dir, 'x-00000.npy');
-    const good = Buffer.from('shard bytes '.repeat(100));
-    writeFileSync(shard, good);
-    const expected = { sha256: createHash('sha256').update(good).digest('hex'), bytes: good.length };
+    const { shard, good, expected } = goodShard(dir);
     await checkShardOnce(shard, expected, dir);
     await checkShardOnce(shard, expected, dir); // unchanged: the remembered pass
     const bad = Buffer.from(good);

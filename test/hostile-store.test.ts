@@ -2,7 +2,7 @@
 // concurrent and replacing conversions. Each case builds its own fixture in a temp folder.
 import assert from 'node:assert/strict';
 import { spawnSync } from 'node:child_process';
-import { cpSync, existsSync, mkdirSync, readdirSync, readFileSync, rmSync, utimesSync, writeFileSync } from 'node:fs';
+import { cpSync, existsSync, mkdirSync, readdirSync, readFileSync, renameSync, rmSync, utimesSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { test } from 'node:test';
 import { py, runCli, tempDir } from '../dev/helpers.ts';
@@ -49,6 +49,21 @@ function csv(path: string, labels: number[]): void {
 }
 
 // ---------------------------------------------------------------- 1. class names are the labels' meaning
+
+/** `dir/a`, an image tree of two classes, converted into the store `dir/out` (returned). */
+async function storeFromTree(dir: string): Promise<string> {
+  tree(join(dir, 'a'), { cat: 2, dog: 2 });
+  const out = join(dir, 'out');
+  assert.equal((await runCli(['convert', join(dir, 'a'), out, '-q'])).code, 0);
+  return out;
+}
+
+/** Move the store `out` where a `--force` conversion by process `pid` sets the old store aside; returns that path. */
+function setAside(out: string, pid: number): string {
+  const aside = `${out}.slimfit-tmp-${pid}-0badc0de-old`;
+  renameSync(out, aside);
+  return aside;
+}
 
 test('correct: a test tree holding only dog/ stores dog labels under train\'s class list', async () => {
   const { dir, cleanup } = tempDir();
@@ -435,9 +450,7 @@ test('clear error: two conversions into one OUT at once: one writes it, the othe
 test('clear error: a lock held by a live process stops a conversion with its pid; the existing store is untouched', async () => {
   const { dir, cleanup } = tempDir();
   try {
-    tree(join(dir, 'a'), { cat: 2, dog: 2 });
-    const out = join(dir, 'out');
-    assert.equal((await runCli(['convert', join(dir, 'a'), out, '-q'])).code, 0);
+    const out = await storeFromTree(dir);
     const before = identity(out);
     writeFileSync(`${out}.slimfit-lock`, `${process.pid}\n`);
     const r = await runCli(['convert', join(dir, 'a'), out, '-q', '--force']);
@@ -527,9 +540,7 @@ test('clear error: OUT inside the input tree (or the tree itself) is refused bef
 test('clear error: an input inside the output folder is refused, so --force can never delete it', async () => {
   const { dir, cleanup } = tempDir();
   try {
-    tree(join(dir, 'a'), { cat: 2, dog: 2 });
-    const out = join(dir, 'out');
-    assert.equal((await runCli(['convert', join(dir, 'a'), out, '-q'])).code, 0);
+    const out = await storeFromTree(dir);
     cpSync(join(dir, 'a'), join(out, 'imgs'), { recursive: true });
     const r = await runCli(['convert', join(out, 'imgs'), out, '-q', '--force']);
     assert.equal(r.code, 1);
@@ -541,14 +552,11 @@ test('clear error: an input inside the output folder is refused, so --force can 
 test('correct: a store a killed --force conversion had moved aside is put back in place by the next conversion', async () => {
   const { dir, cleanup } = tempDir();
   try {
-    tree(join(dir, 'a'), { cat: 2, dog: 2 });
-    const out = join(dir, 'out');
-    assert.equal((await runCli(['convert', join(dir, 'a'), out, '-q'])).code, 0);
+    const out = await storeFromTree(dir);
     const before = identity(out);
     // The moment between moving the old store aside and renaming the new one in, frozen: the process is gone.
     const pid = deadPid();
-    const { renameSync } = await import('node:fs');
-    renameSync(out, `${out}.slimfit-tmp-${pid}-0badc0de-old`);
+    setAside(out, pid);
     mkdirSync(`${out}.slimfit-tmp-${pid}-0badc0de`);
     const r = await runCli(['convert', join(dir, 'a'), out, '-q']);
     assert.equal(r.code, 1);
@@ -561,15 +569,10 @@ test('correct: a store a killed --force conversion had moved aside is put back i
 test('clear error: a set-aside store of a killed --force conversion is kept and named when OUT is an empty folder made since, even under --force', async () => {
   const { dir, cleanup } = tempDir();
   try {
-    tree(join(dir, 'a'), { cat: 2, dog: 2 });
-    const out = join(dir, 'out');
-    assert.equal((await runCli(['convert', join(dir, 'a'), out, '-q'])).code, 0);
+    const out = await storeFromTree(dir);
     const before = identity(out);
     // Killed between its two renames, then someone ran `mkdir out`: the set-aside copy is the only copy of the store.
-    const pid = deadPid();
-    const aside = `${out}.slimfit-tmp-${pid}-0badc0de-old`;
-    const { renameSync } = await import('node:fs');
-    renameSync(out, aside);
+    const aside = setAside(out, deadPid());
     mkdirSync(out);
     for (const flags of [['-q'], ['-q', '--force']]) {
       const r = await runCli(['convert', join(dir, 'a'), out, ...flags]);
@@ -590,9 +593,7 @@ test('clear error: a set-aside store of a killed --force conversion is kept and 
 test('correct: a set-aside store is deleted once OUT holds the complete new store (killed after its second rename)', async () => {
   const { dir, cleanup } = tempDir();
   try {
-    tree(join(dir, 'a'), { cat: 2, dog: 2 });
-    const out = join(dir, 'out');
-    assert.equal((await runCli(['convert', join(dir, 'a'), out, '-q'])).code, 0);
+    const out = await storeFromTree(dir);
     cpSync(out, `${out}.slimfit-tmp-${deadPid()}-0badc0de-old`, { recursive: true });
     const r = await runCli(['convert', join(dir, 'a'), out, '-q', '--force']);
     assert.equal(r.code, 0, r.stderr);
