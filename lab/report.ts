@@ -2,7 +2,7 @@
 import { mkdir, readFile, readdir } from 'node:fs/promises';
 import { cpus, totalmem } from 'node:os';
 import { join } from 'node:path';
-import { writeAtomic } from '../src/train/plot.ts';
+import { writeAtomic } from '../src/core/write-atomic.ts';
 
 /** Sub-folder (next to precision.md) holding sections and images. */
 export const SUB = 'precision';

@@ -1,9 +1,10 @@
 // numpy .npy: header parse/encode, random-access row reader and streaming row writer.
 // Hand-written because no npm library reads .npy by position or writes it as a stream.
 import { createSha256 } from '../core/sha256.ts';
-import { open, rename, rm, writeFile, type FileHandle } from 'node:fs/promises';
+import { open, rename, rm, type FileHandle } from 'node:fs/promises';
 import { type DType, descrOf, dtypeSize, parseDescr, swapBytes } from '../core/dtype.ts';
 import { SlimfitError } from '../core/errors.ts';
+import { writeAtomic } from '../core/write-atomic.ts';
 
 const MAGIC = Buffer.from([0x93, 0x4e, 0x55, 0x4d, 0x50, 0x59]); // \x93NUMPY
 /** Headers bigger than this are refused rather than allocated (numpy itself refuses > 10 kB by default). */
@@ -476,9 +477,7 @@ export async function saveNpy(path: string, dtype: DType, shape: readonly number
     // No streamable rows (a scalar, or rows of zero elements): write header and data in one go.
     const want = product(shape) * dtypeSize(dtype);
     if (data.byteLength !== want) throw new RangeError(`${path}: data holds ${data.byteLength} bytes, shape (${shape.join(', ')}) needs ${want}`);
-    const tmp = `${path}.tmp-${process.pid}`;
-    await writeFile(tmp, Buffer.concat([encodeNpyHeader(dtype, shape), new Uint8Array(data.buffer, data.byteOffset, data.byteLength)]));
-    await rename(tmp, path);
+    await writeAtomic(path, Buffer.concat([encodeNpyHeader(dtype, shape), new Uint8Array(data.buffer, data.byteOffset, data.byteLength)]));
     return;
   }
   const w = await createNpyWriter(path, dtype, shape.slice(1));

@@ -1,5 +1,4 @@
 // Converting SampleSources into a store: splits, shards, stats, class counts, duplicates, manifest last, atomic publish.
-import { rename, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { type DType, elementAsNumber, viewAs } from '../core/dtype.ts';
 import { SlimfitError, describeSystemError, isSystemError } from '../core/errors.ts';
@@ -7,6 +6,7 @@ import type { SampleSource, SkippedInput } from '../core/source.ts';
 import { createProgress } from '../core/progress.ts';
 import { peakRssBytes } from '../core/rss.ts';
 import { trimNativeMemory } from '../core/trim.ts';
+import { writeAtomic } from '../core/write-atomic.ts';
 import { beginAtomicDir } from './atomic.ts';
 import { type Relabeler, createRelabeler, planClasses } from './classes.ts';
 import { createDuplicateIndex } from './dedupe.ts';
@@ -280,9 +280,7 @@ async function writeStoreAt(out: string, input: StoreInput, opts: WriteStoreOpti
       },
     };
     // Manifest last: a folder without it is never taken for a store.
-    const mtmp = join(tmp, `${MANIFEST_FILE}.tmp`);
-    await writeFile(mtmp, JSON.stringify(manifest, null, 2) + '\n');
-    await rename(mtmp, join(tmp, MANIFEST_FILE));
+    await writeAtomic(join(tmp, MANIFEST_FILE), JSON.stringify(manifest, null, 2) + '\n');
     await dest.commit();
     const bytesOut = Object.values(splits).reduce((a, s) => a + s.shards.reduce((b, sh) => b + sh.x.bytes + sh.y.bytes, 0), 0);
     const bytesIn = sources.reduce((a, s) => a + (s.bytes ?? 0), 0);

@@ -1,6 +1,6 @@
 // Plots for reports: Vega-Lite specs compiled by vega-lite, rendered headless to SVG by vega, rasterized to PNG by resvg.
 // The three are loaded on first use: importing them costs ~0.9 s, which every `import 'slimfit'` would otherwise pay.
-import { rename, writeFile } from 'node:fs/promises';
+import { writeAtomic } from '../core/write-atomic.ts';
 import { createRequire } from 'node:module';
 import type * as ResvgJs from '@resvg/resvg-js';
 import type * as Vega from 'vega';
@@ -30,12 +30,6 @@ export function svgToPng(svg: string, scale = 2): Buffer {
   return r.render().asPng();
 }
 
-/** Write `data` to `path` through a temporary file renamed into place. */
-export async function writeAtomic(path: string, data: string | Uint8Array): Promise<void> {
-  const tmp = `${path}.tmp-${process.pid}`;
-  await writeFile(tmp, data);
-  await rename(tmp, path);
-}
 
 /** Render `spec` and write `<base>.svg` and `<base>.png`; returns both paths. */
 export async function writePlot(spec: VegaLiteSpec, base: string): Promise<{ svg: string; png: string }> {

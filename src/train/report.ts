@@ -1,7 +1,8 @@
 // report.md for a training run: per-epoch metrics table, loss/accuracy curves and the confusion matrix (PNG + SVG).
 import { join } from 'node:path';
 import type { EpochLog, EvalResult } from './loop.ts';
-import { confusionChart, lineChart, type SeriesPoint, writeAtomic, writePlot } from './plot.ts';
+import { writeAtomic } from '../core/write-atomic.ts';
+import { confusionChart, lineChart, type SeriesPoint, writePlot } from './plot.ts';
 
 /** Everything a run report shows. */
 export interface ReportInput {

@@ -18,7 +18,7 @@ import { type BestWeightsStore, type CallbackInput, earlyStopping, keepBest, red
 import { parseLrSchedule } from './schedule.ts';
 import { loadModel, saveModel } from './modelio.ts';
 import { buildModel, isBuiltinModel } from './models.ts';
-import { writeAtomic } from './plot.ts';
+import { writeAtomic } from '../core/write-atomic.ts';
 import { writeConfusion, writeReport } from './report.ts';
 import { absoluteData, checkSameData, dataFingerprint, type RunConfig, resumeConfig, savedModelName } from './run-config.ts';
 

@@ -5,7 +5,8 @@ import { SlimfitError } from '../core/errors.ts';
 import { createLoader } from '../loader/index.ts';
 import { resolveData, type DataInput } from './data.ts';
 import { DEFAULTS } from './defaults.ts';
-import { svgToPng, writeAtomic } from './plot.ts';
+import { writeAtomic } from '../core/write-atomic.ts';
+import { svgToPng } from './plot.ts';
 
 /** Options of {@link writeSampleGrid}. */
 export interface ShowOptions {
