@@ -62,6 +62,14 @@ export function runCli(args: string[], opts: { env?: Record<string, string>; cwd
 }
 
 /**
+ * How much more peak RSS a run over 10x the data may take than the same work over 1x: V8 sizes its heap by how long
+ * a run allocates, and a parallel test file moves single runs by several percent (a reader that passed at 1.03x
+ * measured 1.12x on a loaded CI machine), so the allowance sits well above that noise. Each test's data is sized so
+ * that holding it would exceed this by far.
+ */
+export const RSS_GROWTH_LIMIT = 1.25;
+
+/**
  * The `skip` option of a test that needs native addon `name`: false when it is loaded, else the reason. With CI=true
  * an addon that is missing or fails to load (not one turned off by SLIMFIT_DISABLE) throws instead: the native CI run
  * must fail, not skip, when an addon did not build. The exception, as in .ci/run: slimfit_sha256 where node has no
