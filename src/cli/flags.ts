@@ -2,6 +2,7 @@
 // of the right kind, throws a UsageError (exit code 2) naming the flag, what it takes and what it got. `Number('abc')` is NaN and
 // `Number('')` is 0, so a bare Number() would let a typo through as a silently different setting.
 import { UsageError } from '../core/errors.ts';
+import { formatAugment, parseAugmentSpec } from '../loader/augment.ts';
 
 function flagParser(flag: string, takes: string, ok: (n: number) => boolean): (v: string) => number {
   return (v: string): number => {
@@ -29,4 +30,9 @@ export function factorFlag(flag: string): (v: string) => number {
 /** A number from 0 up to (not including) 1 (e.g. `--val-fraction`). */
 export function fractionFlag(flag: string): (v: string) => number {
   return flagParser(flag, 'a number from 0 up to (not including) 1', (n) => n >= 0 && n < 1);
+}
+
+/** An `--augment` spec, checked now (a bad key or value exits 2 naming it) and passed on in its canonical form. */
+export function augmentFlag(flag: string): (v: string) => string {
+  return (v: string): string => formatAugment(parseAugmentSpec(v, flag));
 }

@@ -5,8 +5,9 @@ import { resolve } from 'node:path';
 import { UsageError } from '../core/errors.ts';
 import { DEFAULTS } from '../train/defaults.ts';
 import { LR_SCHEDULE_SYNTAX } from '../train/schedule.ts';
+import { AUGMENT_SYNTAX } from '../loader/augment.ts';
 import type { RunSummary } from '../train/run.ts';
-import { factorFlag, fractionFlag, positiveFlag, wholeFlag } from './flags.ts';
+import { augmentFlag, factorFlag, fractionFlag, positiveFlag, wholeFlag } from './flags.ts';
 import { JSON_FLAG, keepStdoutForJson, printJson } from './json-out.ts';
 
 /** Register `train`. */
@@ -23,7 +24,8 @@ export function register(program: Command): void {
     .option('--patience <n>', 'early stopping: stop after this many epochs in a row without a lower val_loss, and keep the weights of the best epoch (also saved in RUN/best/)', wholeFlag('--patience', 0))
     .option('--keep-best', 'save the model into RUN/best/ whenever val_loss (loss without validation) reaches a new low')
     .option('--reduce-lr-on-plateau <spec>', `PATIENCE[:FACTOR[:MIN_LR]]: multiply the learning rate by FACTOR (default ${DEFAULTS.plateauFactor}) after PATIENCE epochs in a row without a lower val_loss, not below MIN_LR (default ${DEFAULTS.plateauMinLr})`)
-    .option('--shift <px>', 'augment: seeded random shifts of training images by up to this many pixels', wholeFlag('--shift', 0), DEFAULTS.shift)
+    .option('--shift <px>', 'augment: seeded random shifts of training images by up to this many pixels (the same as --augment shift=PX)', wholeFlag('--shift', 0), DEFAULTS.shift)
+    .option('--augment <spec>', `seeded random augmentation of training samples (never validation/test): ${AUGMENT_SYNTAX}; e.g. rotate=10,scale=0.1,shear=5,shift=2,noise=0.05,erase=0.5,flip,brightness=0.1,contrast=0.1; 'none' to turn off on --resume`, augmentFlag('--augment'))
     .option('--val-split <name>', "split evaluated after every epoch (default: 'val' when the store has one)")
     .option('--val-fraction <x>', 'with no validation split: hold out this fraction of the training samples at random for validation (0 = none)', fractionFlag('--val-fraction'), DEFAULTS.valFraction)
     .option('--optimizer <name>', 'adam, sgd, rmsprop, momentum', DEFAULTS.optimizer)
@@ -51,6 +53,10 @@ export function register(program: Command): void {
         if (!o.x || !o.y) throw new UsageError('--x and --y go together');
         data = dir && dir.endsWith('.npz') ? { npz: dir, x: o.x, y: o.y } : { x: o.x, y: o.y };
       } else data = dir;
+      if (o.augment && cmd.getOptionValueSource('shift') === 'cli') {
+        const a = /(?:^|,)shift=(\d+)/.exec(o.augment);
+        if (a && Number(a[1]) !== o.shift) throw new UsageError(`--shift ${o.shift} and --augment shift=${a[1]} disagree`, { hint: 'give the shift once' });
+      }
       if (!o.resume && data === undefined) throw new UsageError('no training data given', { hint: 'usage: slimfit train DIR [--model cnn] (or --resume runs/NAME)' });
       if (o.force && !o.resume) throw new UsageError('--force goes with --resume (to continue a run on changed data)', { hint: 'drop --force, or add --resume RUN' });
       if (o.resume && o.out && resolve(o.out) !== resolve(o.resume)) throw new UsageError(`--out ${o.out} and --resume ${o.resume} name different run folders`, { hint: 'give only --resume RUN' });
@@ -74,7 +80,7 @@ export function register(program: Command): void {
       try {
         r = await trainRun(data, {
           model: pick('model', o.model), epochs: pick('epochs', o.epochs), batchSize: pick('batch', o.batch), lr: pick('lr', o.lr), lrDecay: pick('lrDecay', o.lrDecay),
-          shift: pick('shift', o.shift), valSplit: pick('valSplit', o.valSplit), valFraction: pick('valFraction', o.valFraction), optimizer: pick('optimizer', o.optimizer),
+          shift: pick('shift', o.shift), augment: pick('augment', o.augment), valSplit: pick('valSplit', o.valSplit), valFraction: pick('valFraction', o.valFraction), optimizer: pick('optimizer', o.optimizer),
           seed: pick('seed', o.seed), split: pick('split', o.split), shuffle: pick('shuffle', o.shuffle === 'none' ? false : o.shuffle),
           out: o.resume ?? o.out, resume: Boolean(o.resume), force: o.force, backend: o.backend, workers: o.workers, evaluateTest: o.test, verifyChecksums: o.verify,
           patience: pick('patience', o.patience), keepBest: pick('keepBest', o.keepBest), lrSchedule: pick('lrSchedule', o.lrSchedule), reduceLrOnPlateau: pick('reduceLrOnPlateau', o.reduceLrOnPlateau),

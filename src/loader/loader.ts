@@ -13,6 +13,7 @@ import { type BatchReader, type ReaderInit, createReader, slotLayout } from './r
 import { gatherAddon } from './native.ts';
 import { LOADER_DEFAULTS } from './defaults.ts';
 import { makeTransformSpec } from './transform.ts';
+import { checkAugment } from './augment.ts';
 import { type Batch, type Cursor, type DataSource, LOADER_OPTION_KEYS, type Loader, type LoaderOptions } from './types.ts';
 import type { FillReply, FillRequest } from './worker.ts';
 
@@ -91,6 +92,7 @@ export function checkLoaderOptions(where: string, o: LoaderOptions): void {
   checkOneOf(where, 'layout', o.layout, ['nhwc', 'flat'] as const);
   checkNumber(where, 'noise', o.noise, 0);
   checkInt(where, 'shift', o.shift, 0);
+  checkAugment(where, o.augment);
 }
 
 /** Something that fills batches: a worker thread, or the main thread itself. */

@@ -170,7 +170,7 @@ export function createReader(init: ReaderInit): BatchReader {
   const useMap = init.io === 'mmap';
   const maps = new Map<number, MapHandle>();
   // Fused uint8 -> float32 in native code (uint8 has no byte order, so nothing to swap).
-  const fused = spec.xOut === 'float32' && spec.x.dtype === 'uint8' && spec.channels === 1 && spec.shift === 0 && spec.noise === 0;
+  const fused = spec.xOut === 'float32' && spec.x.dtype === 'uint8' && spec.channels === 1 && spec.aug === null;
   const rowsBuf = new Float64Array(B), destBuf = new Uint32Array(B);
   let coldLeft = 0;
   const mapped = (pi: number): MapHandle => {

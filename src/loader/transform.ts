@@ -1,9 +1,10 @@
-// Per-sample transforms run by the loader's readers: cast/normalize, random shift, Gaussian noise, labels (int32 or one-hot).
+// Per-sample transforms run by the loader's readers: cast/normalize, seeded augmentation (augment.ts), labels (int32 or one-hot).
 import { type DType, type TypedArray, dtypeSize, halfToFloat } from '../core/dtype.ts';
 import { SlimfitError } from '../core/errors.ts';
 import type { FieldSpec, Stats } from '../store/manifest.ts';
 import { hash32 } from '../core/permutation.ts';
 import type { TransformOptions } from './types.ts';
+import { type AugmentDraw, type AugmentSpec, colorJitter, drawAugment, emptyDraw, integerSource, integerWarp, inverseAffine, resolveAugment, warpBilinear } from './augment.ts';
 
 /** Plain-data transform description (computed once on the main thread, passed to workers). */
 export interface TransformSpec {
@@ -15,9 +16,9 @@ export interface TransformSpec {
   /** Per-channel scale and offset: out = x * a[c] + b[c]. */
   a: number[];
   b: number[];
-  noise: number;
-  shift: number;
-  /** Image height and width (for shift). */
+  /** Seeded augmentation (shift and noise included), null when none. */
+  aug: AugmentSpec | null;
+  /** Image height and width (for augmentation). */
   h: number;
   w: number;
   /** y output: int32 class/int values, float32 values, or one-hot float32 over `classes`. */
@@ -57,14 +58,11 @@ export function makeTransformSpec(src: { name: string; x: FieldSpec; y: FieldSpe
     if (!Number.isFinite(norm.scale) || !Number.isFinite(norm.shift)) throw new RangeError(`normalize scale/shift must be finite numbers, got ${norm.scale}/${norm.shift}`);
     a.fill(norm.scale); b.fill(norm.shift);
   }
-  const noise = o.noise ?? 0;
-  if (!(noise >= 0)) throw new RangeError(`noise must be >= 0, got ${noise}`);
-  const shift = o.shift ?? 0;
-  if (!(Number.isInteger(shift) && shift >= 0)) throw new RangeError(`shift must be a whole number of pixels >= 0, got ${shift}`);
-  if (shift > 0 && x.shape.length < 2) {
-    throw new SlimfitError(`shift needs image-shaped samples [H, W] or [H, W, C], but x samples have shape [${x.shape.join(', ')}]`, { file: src.name, hint: 'convert the data with its image shape, or drop the shift option' });
+  const aug = resolveAugment(o, x.dtype === 'uint8', src.name);
+  if (aug?.spatial && (x.shape.length < 2 || x.shape.length > 3)) {
+    throw new SlimfitError(`shift, rotate, scale, shear, flip and erase need image-shaped samples [H, W] or [H, W, C], but x samples have shape [${x.shape.join(', ')}]`, { file: src.name, hint: 'convert the data with its image shape, or keep to noise, brightness and contrast' });
   }
-  const xOut = norm !== false || noise > 0 ? 'float32' : 'raw';
+  const xOut = norm !== false || (aug?.needsFloat ?? false) ? 'float32' : 'raw';
   if (xOut === 'float32' && x.dtype === 'bool') throw new SlimfitError('cannot normalize boolean samples', { file: src.name });
   const xShape = (o.layout ?? 'nhwc') === 'flat' ? [elems] : [...x.shape];
 
@@ -84,7 +82,7 @@ export function makeTransformSpec(src: { name: string; x: FieldSpec; y: FieldSpe
   }
   const yElems = yShape.reduce((p, d) => p * d, 1);
   return {
-    x, y, xOut, channels, a, b, noise, shift,
+    x, y, xOut, channels, a, b, aug,
     h: x.shape.length >= 2 ? x.shape[0] : 1, w: x.shape.length >= 2 ? x.shape[1] : 1,
     yOut, classes, seed, xShape, yShape,
     xOutBytes: elems * (xOut === 'float32' ? 4 : dtypeSize(x.dtype)),
@@ -153,18 +151,23 @@ function affineTmp(s: Float32Array, o: Float32Array, oo: number, len: number, a:
 
 /** Build the per-sample kernels (call setOutput before writing). */
 export function createTransformer(spec: TransformSpec, describe: (id: number) => string = (id) => `sample ${id}`): Transformer {
-  const { x, y, channels: C, a, b, noise, shift, h: H, w: Wd } = spec;
+  const { x, y, channels: C, a, b, aug, h: H, w: Wd } = spec;
   const elems = x.shape.reduce((p, d) => p * d, 1);
   const yElems = y.shape.reduce((p, d) => p * d, 1);
   let xf: Float32Array = new Float32Array(0);
   let xr: RawView | null = null;
   let yi: Int32Array = new Int32Array(0), yf: Float32Array = new Float32Array(0);
   const tmp = new Float32Array(elems);
+  const warped = aug ? new Float32Array(elems) : tmp;
+  const draw: AugmentDraw = emptyDraw();
+  const mat = new Float64Array(6);
   const isHalf = x.dtype === 'float16';
   const isBig = x.dtype === 'int64' || x.dtype === 'uint64';
   const a0 = a[0], b0 = b[0];
   const rowElems = elems;
   const esize = dtypeSize(x.dtype);
+  // Channels per pixel of an image sample ([H, W] samples: 1).
+  const CH = rowElems / Math.max(1, H * Wd);
 
   /** Source row as float values into tmp. */
   const load = (src: RawView, row: number) => {
@@ -176,6 +179,47 @@ export function createTransformer(spec: TransformSpec, describe: (id: number) =>
     else for (let e = 0; e < rowElems; e++) tmp[e] = t[o + e] as number;
   };
 
+  /** Augmented sample: geometry, then colour in stored units, normalization, noise, erasing. */
+  const augmented = (k: number, src: RawView, row: number, r: () => number, s: AugmentSpec) => {
+    const out = k * rowElems;
+    if (xr) {
+      // Raw output (only whole-pixel moves and erasing): values copied, zero filled.
+      const sv = src.t as unknown as { [i: number]: number | bigint }, dv = xr.t as unknown as { [i: number]: number | bigint };
+      const zero = isBig ? 0n : 0;
+      for (let i = 0; i < H; i++) for (let j = 0; j < Wd; j++) {
+        const p = integerSource(draw, H, Wd, i, j), o = out + (i * Wd + j) * CH;
+        for (let c = 0; c < CH; c++) dv[o + c] = p >= 0 ? sv[row * rowElems + p * CH + c] : zero;
+      }
+      if (draw.eh > 0) for (let i = draw.top; i < draw.top + draw.eh; i++) for (let j = draw.left; j < draw.left + draw.ew; j++) for (let c = 0; c < CH; c++) dv[out + (i * Wd + j) * CH + c] = zero;
+      return;
+    }
+    load(src, row);
+    let img = tmp;
+    if (s.spatial && (draw.dy !== 0 || draw.dx !== 0 || draw.flip || !integerWarp(draw))) {
+      img = warped;
+      if (integerWarp(draw)) {
+        for (let i = 0; i < H; i++) for (let j = 0; j < Wd; j++) {
+          const p = integerSource(draw, H, Wd, i, j), o = (i * Wd + j) * CH;
+          for (let c = 0; c < CH; c++) img[o + c] = p >= 0 ? tmp[p * CH + c] : 0;
+        }
+      } else warpBilinear(tmp, img, 0, H, Wd, CH, inverseAffine(draw, H, Wd, mat));
+    }
+    if (draw.bright !== 0 || draw.contrastFactor !== 1) colorJitter(img, 0, rowElems / C, C, draw, s);
+    const o = xf;
+    affineTmp(img, o, out, rowElems, a, b, C);
+    if (s.noise > 0) {
+      // Box-Muller, two normals per pair of uniforms.
+      for (let e = 0; e < rowElems; e += 2) {
+        const u1 = r() || 1e-12, u2 = r();
+        const m = s.noise * Math.sqrt(-2 * Math.log(u1));
+        o[out + e] += m * Math.cos(2 * Math.PI * u2);
+        if (e + 1 < rowElems) o[out + e + 1] += m * Math.sin(2 * Math.PI * u2);
+      }
+    }
+    // Erased pixels take the value a stored 0 normalizes to (the fill of the warp).
+    if (draw.eh > 0) for (let i = draw.top; i < draw.top + draw.eh; i++) for (let j = draw.left; j < draw.left + draw.ew; j++) for (let c = 0; c < CH; c++) { const e = (i * Wd + j) * CH + c; o[out + e] = b[e % C]; }
+  };
+
   return {
     setOutput(xOut, yOut) {
       if (spec.xOut === 'float32') xf = new Float32Array(xOut.buffer, xOut.byteOffset, xOut.byteLength >> 2);
@@ -185,53 +229,24 @@ export function createTransformer(spec: TransformSpec, describe: (id: number) =>
     },
     x(k, src, row, epoch, key) {
       const out = k * rowElems;
-      let dy = 0, dx = 0;
-      let r: (() => number) | null = null;
-      if (shift > 0 || noise > 0) {
-        r = rng(hash32(hash32(spec.seed, epoch), key) ^ hash32(0x5eed, Math.floor(key / 4294967296)));
-        if (shift > 0) { dy = Math.floor(r() * (2 * shift + 1)) - shift; dx = Math.floor(r() * (2 * shift + 1)) - shift; }
+      if (aug) {
+        // Each sample's draws depend only on (seed, epoch, stream position): the same for any worker count.
+        const r = rng(hash32(hash32(spec.seed, epoch), key) ^ hash32(0x5eed, Math.floor(key / 4294967296)));
+        drawAugment(aug, r, H, Wd, draw);
+        augmented(k, src, row, r, aug);
+        return;
       }
       if (xr) {
-        // Raw output: same dtype, values copied (shifted with zero fill when asked).
-        if (dy === 0 && dx === 0) {
-          const sz = esize * rowElems;
-          xr.u8.set(src.u8.subarray(row * sz, (row + 1) * sz), k * sz);
-          return;
-        }
-        const s = src.t as unknown as { [i: number]: number | bigint }, d = xr.t as unknown as { [i: number]: number | bigint };
-        const zero = isBig ? 0n : 0;
-        const CH = rowElems / (H * Wd);
-        for (let i = 0; i < H; i++) for (let j = 0; j < Wd; j++) {
-          const si = i - dy, sj = j - dx, inb = si >= 0 && si < H && sj >= 0 && sj < Wd;
-          for (let c = 0; c < CH; c++) d[out + (i * Wd + j) * CH + c] = inb ? s[row * rowElems + (si * Wd + sj) * CH + c] : zero;
-        }
+        const sz = esize * rowElems;
+        xr.u8.set(src.u8.subarray(row * sz, (row + 1) * sz), k * sz);
         return;
       }
       const o = xf;
-      if (dy === 0 && dx === 0 && C === 1 && x.dtype === 'uint8') affineU8(src.u8, row * rowElems, o, out, rowElems, a0, b0);
-      else if (dy === 0 && dx === 0 && C === 1 && x.dtype === 'float32') affineF32(src.t as Float32Array, row * rowElems, o, out, rowElems, a0, b0);
+      if (C === 1 && x.dtype === 'uint8') affineU8(src.u8, row * rowElems, o, out, rowElems, a0, b0);
+      else if (C === 1 && x.dtype === 'float32') affineF32(src.t as Float32Array, row * rowElems, o, out, rowElems, a0, b0);
       else {
         load(src, row);
-        if (dy === 0 && dx === 0) affineTmp(tmp, o, out, rowElems, a, b, C);
-        else {
-          const CH = rowElems / (H * Wd);
-          for (let i = 0; i < H; i++) for (let j = 0; j < Wd; j++) {
-            const si = i - dy, sj = j - dx, inb = si >= 0 && si < H && sj >= 0 && sj < Wd;
-            for (let c = 0; c < CH; c++) {
-              const e = (i * Wd + j) * CH + c, ch = e % C;
-              o[out + e] = (inb ? tmp[(si * Wd + sj) * CH + c] : 0) * a[ch] + b[ch];
-            }
-          }
-        }
-      }
-      if (noise > 0) {
-        // Box-Muller, two normals per pair of uniforms.
-        for (let e = 0; e < rowElems; e += 2) {
-          const u1 = r!() || 1e-12, u2 = r!();
-          const m = noise * Math.sqrt(-2 * Math.log(u1));
-          o[out + e] += m * Math.cos(2 * Math.PI * u2);
-          if (e + 1 < rowElems) o[out + e + 1] += m * Math.sin(2 * Math.PI * u2);
-        }
+        affineTmp(tmp, o, out, rowElems, a, b, C);
       }
     },
     yRows(n, src, rows) {

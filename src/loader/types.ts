@@ -23,10 +23,45 @@ export interface TransformOptions {
   oneHot?: number | boolean;
   /** 'nhwc' keeps the per-sample shape (e.g. [28,28,1]); 'flat' gives [n, prod(shape)]. Default 'nhwc'. */
   layout?: 'nhwc' | 'flat';
-  /** Seeded Gaussian noise with this std added after normalization. */
+  /** Seeded Gaussian noise with this std added after normalization (the same as augment.noise). */
   noise?: number;
-  /** Seeded random shift by up to this many pixels in H and W (zero fill). */
+  /** Seeded random shift by up to this many pixels in H and W, zero fill (the same as augment.shift). */
   shift?: number;
+  /**
+   * Seeded random augmentation of each training sample, drawn from (seed, epoch, stream position): the same bytes for
+   * any number of workers. Default none. See {@link AugmentOptions}.
+   */
+  augment?: AugmentOptions;
+}
+
+/**
+ * Random augmentation per sample (Keras RandomAffine/RandomErasing-style; torchvision RandomAffine, RandomErasing,
+ * ColorJitter). Shift, rotate, scale, shear and flip make one affine warp (bilinear, the area outside the image
+ * filled with 0 in stored units, which normalization turns into the normalized zero); then brightness/contrast (in
+ * stored units), normalization, noise, erasing. Geometric ops, flip and erase need image samples [H, W] or [H, W, C].
+ *
+ * @example
+ * createLoader(ds.split('train'), { normalize: 'stats', augment: { rotate: 10, scale: 0.1, shift: 2, erase: 0.5 } });
+ */
+export interface AugmentOptions {
+  /** Shift by a whole number of pixels drawn uniformly from -shift..shift, in H and in W. */
+  shift?: number;
+  /** Rotate by an angle in degrees drawn uniformly from [-rotate, rotate] (positive: counterclockwise as displayed). At most 180. */
+  rotate?: number;
+  /** Zoom by a factor drawn uniformly from [1 - scale, 1 + scale]. Below 1. */
+  scale?: number;
+  /** Shear along W by an angle in degrees drawn uniformly from [-shear, shear] (torchvision's x-shear). Below 90. */
+  shear?: number;
+  /** Add Gaussian noise of this std after normalization. */
+  noise?: number;
+  /** Probability (0..1) of erasing one rectangle of 2-33% of the image, aspect 0.3-3.3 (torchvision RandomErasing), to 0 in stored units. */
+  erase?: number;
+  /** Mirror left-right with probability 1/2 (off by default: digits and letters are not mirror-symmetric). */
+  flip?: boolean;
+  /** Add delta x range, delta uniform in [-brightness, brightness]; range is 255 for uint8 samples (then clipped to 0..255), else 1. At most 1. */
+  brightness?: number;
+  /** Scale each channel about its mean by a factor uniform in [1 - contrast, 1 + contrast] (Keras RandomContrast). At most 1. */
+  contrast?: number;
 }
 
 /** Options for {@link Loader} creation. */
@@ -77,7 +112,7 @@ export interface LoaderOptions extends TransformOptions {
 
 /** The names of {@link LoaderOptions}: createLoader refuses others (a misspelt `batchsize` would silently be ignored). */
 export const LOADER_OPTION_KEYS = [
-  'normalize', 'oneHot', 'layout', 'noise', 'shift', 'batchSize', 'shuffle', 'seed', 'dropLast', 'workers', 'prefetch', 'memoryBudget',
+  'normalize', 'oneHot', 'layout', 'noise', 'shift', 'augment', 'batchSize', 'shuffle', 'seed', 'dropLast', 'workers', 'prefetch', 'memoryBudget',
   'shuffleWindow', 'balanced', 'rank', 'worldSize', 'reuseBuffers', 'labelCacheBytes', 'shuffleBlock', 'checkIntervalMs', 'io', 'native',
   'verifyChecksums',
 ] as const satisfies ReadonlyArray<keyof LoaderOptions>;

@@ -4,6 +4,7 @@ import { SlimfitError } from '../core/errors.ts';
 import { checkBool, checkFunction, checkInt, checkNumber, checkOneOf, checkOptions, checkString, shown } from '../core/options.ts';
 import { checkLoaderOptions } from '../loader/loader.ts';
 import { LOADER_OPTION_KEYS } from '../loader/types.ts';
+import { checkAugment, parseAugmentSpec } from '../loader/augment.ts';
 import { OPTIMIZERS } from './loop.ts';
 
 /** fit's option names: the loop's, the loader's and fit's own. */
@@ -19,7 +20,7 @@ export const EVAL_RUN_OPTION_KEYS = [...EVALUATE_OPTION_KEYS, 'outDir', 'log'] a
 
 /** trainRun's option names (TrainRunOptions). */
 export const TRAIN_RUN_OPTION_KEYS = [
-  'model', 'epochs', 'batchSize', 'lr', 'lrDecay', 'shift', 'valSplit', 'valFraction', 'optimizer', 'seed', 'out', 'resume', 'force', 'split', 'backend',
+  'model', 'epochs', 'batchSize', 'lr', 'lrDecay', 'shift', 'augment', 'valSplit', 'valFraction', 'optimizer', 'seed', 'out', 'resume', 'force', 'split', 'backend',
   'shuffle', 'workers', 'prefetch', 'evaluateTest', 'progress', 'log', 'verifyChecksums', 'patience', 'keepBest', 'lrSchedule', 'reduceLrOnPlateau', 'signal',
 ] as const;
 
@@ -90,6 +91,8 @@ export function checkTrainRunOptions(opts: Record<string, unknown>): void {
   checkNumber(w, 'lr', opts.lr, 0, Infinity, { low: true });
   checkNumber(w, 'lrDecay', opts.lrDecay, 0, 1, { low: true }); // (0, 1], the loop's range: refused here, before trainRun writes a run folder
   checkInt(w, 'shift', opts.shift, 0);
+  if (typeof opts.augment === 'string') parseAugmentSpec(opts.augment, `${w}: option augment`);
+  else checkAugment(w, opts.augment);
   checkString(w, 'valSplit', opts.valSplit);
   checkNumber(w, 'valFraction', opts.valFraction, 0, 1, { high: true });
   checkOneOf(w, 'optimizer', opts.optimizer, OPTIMIZERS);

@@ -128,5 +128,5 @@ export function makeLoader(src: DataSource, classes: number, o: LoaderOptions = 
  * augmentation, batches of `batchSize` (default DEFAULTS.evalBatchSize; `o.batchSize`, a training batch size, is not used).
  */
 export function makeEvalLoader(src: DataSource, classes: number, o: LoaderOptions = {}, batchSize: number = DEFAULTS.evalBatchSize): Loader {
-  return createLoader(src, trainLoaderOptions(src, classes, { ...o, shuffle: false, noise: 0, shift: 0, balanced: false, batchSize }));
+  return createLoader(src, trainLoaderOptions(src, classes, { ...o, shuffle: false, noise: undefined, shift: undefined, augment: undefined, balanced: false, batchSize }));
 }

@@ -30,6 +30,8 @@ export const DEFAULTS = {
   plateauMinLr: 0,
   /** Pixels of random shift augmentation (0 = none). */
   shift: 0,
+  /** Training augmentation as an `--augment` spec ('' = none). */
+  augment: '',
   /** Without a validation split: the fraction of training samples held out at random. */
   valFraction: 0.1,
   /** Split trained on. */

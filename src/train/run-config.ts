@@ -21,6 +21,8 @@ export interface RunConfig {
   shuffle: LoaderOptions['shuffle'];
   lrDecay: number;
   shift: number;
+  /** Training augmentation as an `--augment` spec, e.g. 'rotate=10,scale=0.1' (absent or '': none). */
+  augment?: string;
   valSplit?: string;
   /** Fraction of the training split held out for validation when there is no validation split (absent in older runs: 0). */
   valFraction?: number;
@@ -42,7 +44,7 @@ export interface RunConfig {
  * Options a resumed run may change (the cursor counts samples in an order fixed by the seed, so the batch size may
  * change); callback options given again keep the callbacks' saved state (best value, wait counter, rate scale).
  */
-const CHANGEABLE = ['epochs', 'batchSize', 'lr', 'lrDecay', 'shift', 'patience', 'keepBest', 'lrSchedule', 'reduceLrOnPlateau'] as const;
+const CHANGEABLE = ['epochs', 'batchSize', 'lr', 'lrDecay', 'shift', 'augment', 'patience', 'keepBest', 'lrSchedule', 'reduceLrOnPlateau'] as const;
 /**
  * Options that define a run with a checkpoint, with their flag names for messages: its weights and optimizer state
  * belong to the model and optimizer, and its loader cursor to the training samples (split and hold-out) and their order.

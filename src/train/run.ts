@@ -8,7 +8,8 @@ import { join, resolve } from 'node:path';
 import type * as tfl from '@tensorflow/tfjs-layers';
 import { SlimfitError } from '../core/errors.ts';
 import { verifySource } from '../loader/index.ts';
-import type { Cursor, DataSource, LoaderOptions } from '../loader/types.ts';
+import type { AugmentOptions, Cursor, DataSource, LoaderOptions } from '../loader/types.ts';
+import { formatAugment, parseAugmentSpec } from '../loader/augment.ts';
 import { formatBytes, peakRssBytes } from '../core/rss.ts';
 import { initBackend } from './backend.ts';
 import { DEFAULTS } from './defaults.ts';
@@ -33,6 +34,11 @@ export interface TrainRunOptions {
   lrDecay?: number;
   /** Seeded random shift augmentation of training images by up to this many pixels (default 0). */
   shift?: number;
+  /**
+   * Seeded random augmentation of training samples (never of validation or test): an `--augment` spec such as
+   * 'rotate=10,scale=0.1,shift=2,erase=0.5' or the loader's AugmentOptions object. Saved in run.json; changeable on resume.
+   */
+  augment?: string | AugmentOptions;
   /** Split evaluated after every epoch (default 'val' when the store has one). */
   valSplit?: string;
   /** With no validation split: fraction of the training samples held out at random for validation (default 0.1; 0 = none). */
@@ -128,6 +134,12 @@ async function bestFolderEpoch(dir: string): Promise<number | null> {
     const e = (JSON.parse(await readFile(join(dir, 'best.json'), 'utf8')) as { epoch?: unknown }).epoch;
     return typeof e === 'number' ? e : null;
   } catch { return null; }
+}
+
+/** An augmentation option as the canonical `--augment` spec run.json keeps (undefined when not given). */
+function augmentSpec(a: string | AugmentOptions | undefined): string | undefined {
+  if (a === undefined) return undefined;
+  return formatAugment(typeof a === 'string' ? parseAugmentSpec(a, 'augment') : a);
 }
 
 /** Parse 'PATIENCE[:FACTOR[:MIN_LR]]' of `--reduce-lr-on-plateau`. */
@@ -235,7 +247,7 @@ export async function trainRun(data: DataInput | undefined, opts: TrainRunOption
     const saved = await readJson<RunConfig>(join(out, 'run.json'), 'run.json');
     const hasCheckpoint = await stat(join(out, MODEL_DIR, 'state.json')).then(() => true, () => false);
     const given = {
-      epochs: opts.epochs, batchSize: opts.batchSize, lr: opts.lr, lrDecay: opts.lrDecay, shift: opts.shift, valSplit: opts.valSplit, valFraction: opts.valFraction,
+      epochs: opts.epochs, batchSize: opts.batchSize, lr: opts.lr, lrDecay: opts.lrDecay, shift: opts.shift, augment: augmentSpec(opts.augment), valSplit: opts.valSplit, valFraction: opts.valFraction,
       model: opts.model === undefined ? undefined : savedModelName(opts.model, isBuiltinModel), split: opts.split, optimizer: opts.optimizer, seed: opts.seed, shuffle: opts.shuffle,
       patience: opts.patience, keepBest: opts.keepBest, lrSchedule: opts.lrSchedule, reduceLrOnPlateau: opts.reduceLrOnPlateau,
     };
@@ -259,7 +271,7 @@ export async function trainRun(data: DataInput | undefined, opts: TrainRunOption
       data: absoluteData(data), model: savedModelName(opts.model ?? DEFAULTS.model, isBuiltinModel), epochs: opts.epochs ?? DEFAULTS.epochs,
       batchSize: opts.batchSize ?? DEFAULTS.batchSize, lr: opts.lr ?? DEFAULTS.lr, optimizer: opts.optimizer ?? DEFAULTS.optimizer,
       seed: opts.seed ?? DEFAULTS.seed, split: opts.split ?? DEFAULTS.split, shuffle: opts.shuffle ?? DEFAULTS.shuffle,
-      lrDecay: opts.lrDecay ?? DEFAULTS.lrDecay, shift: opts.shift ?? DEFAULTS.shift, valSplit: opts.valSplit, valFraction: opts.valFraction ?? DEFAULTS.valFraction,
+      lrDecay: opts.lrDecay ?? DEFAULTS.lrDecay, shift: opts.shift ?? DEFAULTS.shift, augment: augmentSpec(opts.augment) ?? DEFAULTS.augment, valSplit: opts.valSplit, valFraction: opts.valFraction ?? DEFAULTS.valFraction,
       patience: opts.patience, keepBest: opts.keepBest, lrSchedule: opts.lrSchedule, reduceLrOnPlateau: opts.reduceLrOnPlateau,
     };
   }
@@ -298,7 +310,8 @@ export async function trainRun(data: DataInput | undefined, opts: TrainRunOption
     // Written again on resume: options given again and a --force'd data change are part of the run from now on.
     await writeAtomic(join(out, 'run.json'), JSON.stringify(cfg, null, 2) + '\n');
     const lopts = { batchSize: cfg.batchSize, seed: cfg.seed, shuffle: cfg.shuffle, workers: opts.workers, prefetch: opts.prefetch, normalize: cfg.normalize, verifyChecksums: opts.verifyChecksums };
-    const loader = makeLoader(rd.main, rd.classes, { ...lopts, shift: cfg.shift || undefined });
+    // Augmentation is for the training loader only: validation and test loaders (makeEvalLoader) never augment.
+    const loader = makeLoader(rd.main, rd.classes, { ...lopts, shift: cfg.shift || undefined, augment: cfg.augment ? parseAugmentSpec(cfg.augment) : undefined });
     loaders.push(loader);
     if (state) loader.resume(state.cursor);
     const val = rd.val ? makeEvalLoader(rd.val, rd.classes, lopts) : null;
@@ -343,7 +356,7 @@ export async function trainRun(data: DataInput | undefined, opts: TrainRunOption
     log(`training ${cfg.model} on ${rd.main.name}: ${rd.main.samples} samples, ${rd.classes} classes, batch ${cfg.batchSize}, ${cfg.optimizer} lr ${cfg.lr}, ${cfg.epochs} epochs` +
       (cfg.lrDecay !== 1 ? `, lr x${cfg.lrDecay} per epoch` : '') + (cfg.lrSchedule ? `, lr schedule ${cfg.lrSchedule}` : '') +
       (cfg.patience !== undefined ? `, early stopping on val_loss (patience ${cfg.patience})` : '') + (cfg.keepBest ? `, keeping the best ${monitor} in ${BEST_DIR}/` : '') +
-      (plateau ? `, lr x${plateau.factor} after ${plateau.patience} epochs without a lower ${monitor}` : '') + (cfg.shift ? `, random shifts up to ${cfg.shift} px` : '') +
+      (plateau ? `, lr x${plateau.factor} after ${plateau.patience} epochs without a lower ${monitor}` : '') + (cfg.shift ? `, random shifts up to ${cfg.shift} px` : '') + (cfg.augment ? `, augment ${cfg.augment}` : '') +
       (val ? `, validating on ${rd.val!.name}` : ", no validation (no 'val' split and --val-fraction 0)"));
     const checkpoint = async (cursor: Cursor, loop: LoopState): Promise<void> => {
       const st: CheckpointState = { epochsDone: history.length, cursor, history, loop };
@@ -398,7 +411,7 @@ export async function trainRun(data: DataInput | undefined, opts: TrainRunOption
       title: `Training run ${out}`,
       facts: [
         ['data', typeof cfg.data === 'string' ? cfg.data : JSON.stringify(cfg.data)], ['model', `${cfg.model} (${model.countParams()} parameters)`],
-        ['optimizer', `${cfg.optimizer}, lr ${cfg.lr}${cfg.lrDecay && cfg.lrDecay !== 1 ? ` x${cfg.lrDecay}/epoch` : ''}${cfg.lrSchedule ? `, schedule ${cfg.lrSchedule}` : ''}${plateau ? `, x${plateau.factor} after ${plateau.patience} epochs without a lower ${monitor}${plateau.minLr ? ` (not below ${plateau.minLr})` : ''}` : ''}, batch ${cfg.batchSize}, seed ${cfg.seed}, shuffle ${cfg.shuffle}${cfg.shift ? `, shift ${cfg.shift} px` : ''}`],
+        ['optimizer', `${cfg.optimizer}, lr ${cfg.lr}${cfg.lrDecay && cfg.lrDecay !== 1 ? ` x${cfg.lrDecay}/epoch` : ''}${cfg.lrSchedule ? `, schedule ${cfg.lrSchedule}` : ''}${plateau ? `, x${plateau.factor} after ${plateau.patience} epochs without a lower ${monitor}${plateau.minLr ? ` (not below ${plateau.minLr})` : ''}` : ''}, batch ${cfg.batchSize}, seed ${cfg.seed}, shuffle ${cfg.shuffle}${cfg.shift ? `, shift ${cfg.shift} px` : ''}${cfg.augment ? `, augment ${cfg.augment}` : ''}`],
         ...callbackFacts(cfg, history, monitor),
         ['backend', info.note.replace(/^backend: /, '')], ['wall time of this invocation', `${wallSeconds.toFixed(1)} s`], ['peak RSS', formatBytes(rss)],
       ],

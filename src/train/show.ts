@@ -3,6 +3,9 @@ import { encode } from 'fast-png';
 import type { TypedArray } from '../core/dtype.ts';
 import { SlimfitError } from '../core/errors.ts';
 import { createLoader } from '../loader/index.ts';
+import type { AugmentOptions } from '../loader/types.ts';
+import { checkAugment, formatAugment, parseAugmentSpec } from '../loader/augment.ts';
+import { createTransformer, makeTransformSpec, rawView } from '../loader/transform.ts';
 import { resolveData, type DataInput } from './data.ts';
 import { DEFAULTS } from './defaults.ts';
 import { writeAtomic } from '../core/write-atomic.ts';
@@ -19,7 +22,15 @@ export interface ShowOptions {
   scale?: number;
   /** Check the store's shard checksums first (default true). */
   verifyChecksums?: boolean;
+  /**
+   * Show what training sees: each row is one (seeded random) sample, first as stored, then augmented with independent
+   * draws (an `--augment` spec or AugmentOptions). Default: no augmentation.
+   */
+  augment?: string | AugmentOptions;
 }
+
+/** Columns of an augmentation grid: the sample as stored, then 7 draws. */
+const AUG_COLS = 8;
 
 /** 8-bit gray or RGB pixels of one sample, min-max scaled when the data is not uint8, upscaled by `k` (nearest). */
 function samplePixels(x: TypedArray, off: number, h: number, w: number, c: number, k: number, raw8: boolean): { data: Uint8Array; channels: number } {
@@ -34,7 +45,7 @@ function samplePixels(x: TypedArray, off: number, h: number, w: number, c: numbe
   for (let r = 0; r < h * k; r++) {
     for (let q = 0; q < w * k; q++) {
       const src = off + ((Math.floor(r / k) * w + Math.floor(q / k)) * c);
-      for (let j = 0; j < ch; j++) out[(r * w * k + q) * ch + j] = Math.round((255 * (Number(x[src + j]) - lo)) / (hi - lo));
+      for (let j = 0; j < ch; j++) out[(r * w * k + q) * ch + j] = Math.max(0, Math.min(255, Math.round((255 * (Number(x[src + j]) - lo)) / (hi - lo))));
     }
   }
   return { data: out, channels: ch };
@@ -42,7 +53,13 @@ function samplePixels(x: TypedArray, off: number, h: number, w: number, c: numbe
 
 const esc = (s: string) => s.replace(/[&<>"]/g, (m) => ({ '&': '&amp;', '<': '&lt;', '>': '&gt;', '"': '&quot;' })[m]!);
 
-/** Write a PNG grid of `n` samples of `data` (first ones, or random with `seed`) labelled with class names; returns the count. */
+/**
+ * Write a PNG grid of `n` samples of `data` (first ones, or random with `seed`) labelled with class names; returns the
+ * count. With `augment`: n/8 rows of one random sample each, as stored and then 7 augmented draws.
+ *
+ * @example
+ * await writeSampleGrid('mnist-store', 'aug.png', { augment: 'rotate=10,scale=0.1,erase=0.5', seed: 1 });
+ */
 export async function writeSampleGrid(data: DataInput, out: string, opts: ShowOptions = {}): Promise<number> {
   const n = opts.n ?? DEFAULTS.gridSamples;
   if (!Number.isInteger(n) || n < 1 || n > 4096) throw new SlimfitError(`-n must be an integer in 1..4096, got ${n}`);
@@ -55,8 +72,15 @@ export async function writeSampleGrid(data: DataInput, out: string, opts: ShowOp
     const [h, w] = shape;
     const c = shape[2] ?? 1;
     const k = opts.scale ?? Math.max(1, Math.round(84 / Math.max(h, w)));
-    const count = Math.min(n, rd.main.samples);
-    const loader = createLoader(rd.main, { batchSize: count, shuffle: opts.seed === undefined ? false : 'global', seed: opts.seed ?? DEFAULTS.seed, workers: 0, verifyChecksums: opts.verifyChecksums });
+    let aug: AugmentOptions | undefined;
+    if (typeof opts.augment === 'string') aug = parseAugmentSpec(opts.augment);
+    else if (opts.augment !== undefined) { checkAugment('writeSampleGrid', opts.augment); aug = opts.augment; }
+    if (aug && !formatAugment(aug)) aug = undefined;
+    const rowsAug = aug ? Math.max(1, Math.ceil(n / AUG_COLS)) : 0;
+    const count = aug ? Math.min(rowsAug, rd.main.samples) : Math.min(n, rd.main.samples);
+    // Augmented grids always show random samples (seeded): the first ones of a store are often all one class.
+    const shuffle = opts.seed === undefined && !aug ? false : 'global';
+    const loader = createLoader(rd.main, { batchSize: count, shuffle, seed: opts.seed ?? DEFAULTS.seed, workers: 0, verifyChecksums: opts.verifyChecksums });
     let batch;
     try {
       for await (const b of loader) { batch = b; break; }
@@ -64,25 +88,47 @@ export async function writeSampleGrid(data: DataInput, out: string, opts: ShowOp
       await loader.close();
     }
     if (!batch) throw new SlimfitError(`split '${opts.split ?? 'train'}' is empty`, { file: rd.main.name });
-    const cols = Math.ceil(Math.sqrt(count));
-    const rows = Math.ceil(count / cols);
+    const per = h * w * c;
+    let cells = count, xs: TypedArray = batch.x, labels: (i: number) => string;
+    const nameOf = (i: number) => { const label = Number(batch.y[i]); return rd.classNames[label] ?? String(label); };
+    let cols: number;
+    if (aug) {
+      // Draw j of sample i uses stream key i * 8 + j of epoch 0: the same transformer the loader's workers run.
+      cols = AUG_COLS;
+      cells = count * cols;
+      const spec = makeTransformSpec(rd.main, { augment: aug }, opts.seed ?? DEFAULTS.seed);
+      const t = createTransformer(spec);
+      const out = new Uint8Array(cells * spec.xOutBytes);
+      t.setOutput(out, new Uint8Array(8));
+      const rawIn = rawView(rd.main.x.dtype, new Uint8Array(batch.x.buffer, batch.x.byteOffset, batch.x.byteLength));
+      const copy = createTransformer(makeTransformSpec(rd.main, { normalize: spec.xOut === 'float32' ? { scale: 1, shift: 0 } : false }, 0));
+      copy.setOutput(out, new Uint8Array(8));
+      for (let i = 0; i < count; i++) {
+        copy.x(i * cols, rawIn, i, 0, 0);
+        for (let j = 1; j < cols; j++) t.x(i * cols + j, rawIn, i, 0, i * cols + j);
+      }
+      xs = rawView(spec.xOut === 'float32' ? 'float32' : rd.main.x.dtype, out).t;
+      labels = (q) => (q % cols === 0 ? nameOf(q / cols) : `draw ${q % cols}`);
+    } else {
+      cols = Math.ceil(Math.sqrt(count));
+      labels = nameOf;
+    }
+    const rows = Math.ceil(cells / cols);
     const cw = w * k + 8, chh = h * k + 22;
     const parts: string[] = [];
     const raw8 = rd.main.x.dtype === 'uint8';
-    const per = h * w * c;
-    for (let i = 0; i < count; i++) {
-      const { data: px, channels } = samplePixels(batch.x, i * per, h, w, c, k, raw8);
+    for (let i = 0; i < cells; i++) {
+      const { data: px, channels } = samplePixels(xs, i * per, h, w, c, k, raw8);
       const png = Buffer.from(encode({ width: w * k, height: h * k, data: px, channels, depth: 8 })).toString('base64');
       const x0 = (i % cols) * cw + 4, y0 = Math.floor(i / cols) * chh + 4;
-      const label = Number(batch.y[i]);
-      const name = rd.classNames[label] ?? String(label);
+      const name = labels(i);
       parts.push(`<image x="${x0}" y="${y0}" width="${w * k}" height="${h * k}" href="data:image/png;base64,${png}"/>`);
       parts.push(`<text x="${x0 + (w * k) / 2}" y="${y0 + h * k + 14}" font-family="DejaVu Sans, sans-serif" font-size="12" text-anchor="middle">${esc(name)}</text>`);
     }
     const W = cols * cw + 8, H = rows * chh + 8;
     const svg = `<svg xmlns="http://www.w3.org/2000/svg" width="${W}" height="${H}" viewBox="0 0 ${W} ${H}"><rect width="100%" height="100%" fill="white"/>${parts.join('')}</svg>`;
     await writeAtomic(out, svgToPng(svg, 1));
-    return count;
+    return cells;
   } finally {
     await rd.close();
   }
