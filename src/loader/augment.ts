@@ -228,26 +228,81 @@ export function integerWarp(d: AugmentDraw): boolean {
  */
 export function warpBilinear(src: Float32Array, dst: Float32Array, dOff: number, H: number, W: number, C: number, m: Float64Array): void {
   const m00 = m[0], m01 = m[1], m02 = m[2], m10 = m[3], m11 = m[4], m12 = m[5];
+  const rowC = W * C;
   for (let i = 0; i < H; i++) {
-    for (let j = 0; j < W; j++) {
-      const sx = m00 * j + m01 * i + m02, sy = m10 * j + m11 * i + m12;
+    let sx = m01 * i + m02, sy = m11 * i + m12;
+    for (let j = 0; j < W; j++, sx += m00, sy += m10) {
       const o = dOff + (i * W + j) * C;
       const x0 = Math.floor(sx), y0 = Math.floor(sy);
-      if (x0 < -1 || y0 < -1 || x0 >= W || y0 >= H) { for (let c = 0; c < C; c++) dst[o + c] = 0; continue; }
       const fx = sx - x0, fy = sy - y0;
+      const p00 = y0 * rowC + x0 * C;
+      if (x0 >= 0 && y0 >= 0 && x0 + 1 < W && y0 + 1 < H) {
+        // Interior: all four neighbours inside (most pixels).
+        if (C === 1) {
+          const top = src[p00] + fx * (src[p00 + 1] - src[p00]), bot = src[p00 + rowC] + fx * (src[p00 + rowC + 1] - src[p00 + rowC]);
+          dst[o] = top + fy * (bot - top);
+        } else {
+          for (let c = 0; c < C; c++) {
+            const q = p00 + c;
+            const top = src[q] + fx * (src[q + C] - src[q]), bot = src[q + rowC] + fx * (src[q + rowC + C] - src[q + rowC]);
+            dst[o + c] = top + fy * (bot - top);
+          }
+        }
+        continue;
+      }
+      if (x0 < -1 || y0 < -1 || x0 >= W || y0 >= H) { for (let c = 0; c < C; c++) dst[o + c] = 0; continue; }
       const w00 = (1 - fx) * (1 - fy), w01 = fx * (1 - fy), w10 = (1 - fx) * fy, w11 = fx * fy;
       const inX0 = x0 >= 0, inX1 = x0 + 1 < W, inY0 = y0 >= 0, inY1 = y0 + 1 < H;
-      const p00 = (y0 * W + x0) * C;
       for (let c = 0; c < C; c++) {
         let v = 0;
         if (inY0 && inX0) v += w00 * src[p00 + c];
         if (inY0 && inX1) v += w01 * src[p00 + C + c];
-        if (inY1 && inX0) v += w10 * src[p00 + W * C + c];
-        if (inY1 && inX1) v += w11 * src[p00 + W * C + C + c];
+        if (inY1 && inX0) v += w10 * src[p00 + rowC + c];
+        if (inY1 && inX1) v += w11 * src[p00 + rowC + C + c];
         dst[o + c] = v;
       }
     }
   }
+}
+
+/** Whole-pixel move (shift, flip) of one [H, W, C] image from `src` into `dst`, zero filled. */
+export function warpInteger(src: Float32Array, dst: Float32Array, H: number, W: number, C: number, d: AugmentDraw): void {
+  for (let i = 0; i < H; i++) {
+    const si = i - d.dy, o = i * W * C;
+    if (si < 0 || si >= H) { dst.fill(0, o, o + W * C); continue; }
+    const s = si * W * C;
+    for (let j = 0; j < W; j++) {
+      const sj0 = j - d.dx, sj = d.flip ? W - 1 - sj0 : sj0;
+      if (sj < 0 || sj >= W) { for (let c = 0; c < C; c++) dst[o + j * C + c] = 0; continue; }
+      for (let c = 0; c < C; c++) dst[o + j * C + c] = src[s + sj * C + c];
+    }
+  }
+}
+
+/** 65536 standard-normal quantiles at (k + 0.5) / 65536: a uniform 16-bit index gives a normal draw (tails cut at 4.3 sigma). */
+let normalTable: Float32Array | null = null;
+export function normals(): Float32Array {
+  if (normalTable) return normalTable;
+  const t = new Float32Array(65536);
+  for (let k = 0; k < 65536; k++) t[k] = inverseNormal((k + 0.5) / 65536);
+  normalTable = t;
+  return t;
+}
+
+/** Standard normal quantile (Acklam's rational approximation, relative error < 1.2e-9). */
+function inverseNormal(p: number): number {
+  const a = [-3.969683028665376e1, 2.209460984245205e2, -2.759285104469687e2, 1.38357751867269e2, -3.066479806614716e1, 2.506628277459239];
+  const b = [-5.447609879822406e1, 1.615858368580409e2, -1.556989798598866e2, 6.680131188771972e1, -1.328068155288572e1];
+  const c = [-7.784894002430293e-3, -3.223964580411365e-1, -2.400758277161838, -2.549732539343734, 4.374664141464968, 2.938163982698783];
+  const d = [7.784695709041462e-3, 3.224671290700398e-1, 2.445134137142996, 3.754408661907416];
+  const lo = 0.02425;
+  if (p < lo) {
+    const q = Math.sqrt(-2 * Math.log(p));
+    return (((((c[0] * q + c[1]) * q + c[2]) * q + c[3]) * q + c[4]) * q + c[5]) / ((((d[0] * q + d[1]) * q + d[2]) * q + d[3]) * q + 1);
+  }
+  if (p > 1 - lo) return -inverseNormal(1 - p);
+  const q = p - 0.5, r = q * q;
+  return ((((((a[0] * r + a[1]) * r + a[2]) * r + a[3]) * r + a[4]) * r + a[5]) * q) / (((((b[0] * r + b[1]) * r + b[2]) * r + b[3]) * r + b[4]) * r + 1);
 }
 
 /** Source index of output pixel (i, j) for a whole-pixel draw (shift, flip), or -1 outside the image. */

@@ -4,7 +4,7 @@ import { SlimfitError } from '../core/errors.ts';
 import type { FieldSpec, Stats } from '../store/manifest.ts';
 import { hash32 } from '../core/permutation.ts';
 import type { TransformOptions } from './types.ts';
-import { type AugmentDraw, type AugmentSpec, colorJitter, drawAugment, emptyDraw, integerSource, integerWarp, inverseAffine, resolveAugment, warpBilinear } from './augment.ts';
+import { type AugmentDraw, type AugmentSpec, colorJitter, drawAugment, emptyDraw, integerSource, integerWarp, inverseAffine, normals, resolveAugment, warpBilinear, warpInteger } from './augment.ts';
 
 /** Plain-data transform description (computed once on the main thread, passed to workers). */
 export interface TransformSpec {
@@ -161,6 +161,7 @@ export function createTransformer(spec: TransformSpec, describe: (id: number) =>
   const warped = aug ? new Float32Array(elems) : tmp;
   const draw: AugmentDraw = emptyDraw();
   const mat = new Float64Array(6);
+  const normalTable = aug && aug.noise > 0 ? normals() : null;
   const isHalf = x.dtype === 'float16';
   const isBig = x.dtype === 'int64' || x.dtype === 'uint64';
   const a0 = a[0], b0 = b[0];
@@ -197,23 +198,20 @@ export function createTransformer(spec: TransformSpec, describe: (id: number) =>
     let img = tmp;
     if (s.spatial && (draw.dy !== 0 || draw.dx !== 0 || draw.flip || !integerWarp(draw))) {
       img = warped;
-      if (integerWarp(draw)) {
-        for (let i = 0; i < H; i++) for (let j = 0; j < Wd; j++) {
-          const p = integerSource(draw, H, Wd, i, j), o = (i * Wd + j) * CH;
-          for (let c = 0; c < CH; c++) img[o + c] = p >= 0 ? tmp[p * CH + c] : 0;
-        }
-      } else warpBilinear(tmp, img, 0, H, Wd, CH, inverseAffine(draw, H, Wd, mat));
+      if (integerWarp(draw)) warpInteger(tmp, img, H, Wd, CH, draw);
+      else warpBilinear(tmp, img, 0, H, Wd, CH, inverseAffine(draw, H, Wd, mat));
     }
     if (draw.bright !== 0 || draw.contrastFactor !== 1) colorJitter(img, 0, rowElems / C, C, draw, s);
     const o = xf;
-    affineTmp(img, o, out, rowElems, a, b, C);
+    if (C === 1) affineF32(img, 0, o, out, rowElems, a0, b0);
+    else affineTmp(img, o, out, rowElems, a, b, C);
     if (s.noise > 0) {
-      // Box-Muller, two normals per pair of uniforms.
+      // Normal draws from a quantile table: one 32-bit uniform gives two 16-bit indices.
+      const z = normalTable!, sd = s.noise;
       for (let e = 0; e < rowElems; e += 2) {
-        const u1 = r() || 1e-12, u2 = r();
-        const m = s.noise * Math.sqrt(-2 * Math.log(u1));
-        o[out + e] += m * Math.cos(2 * Math.PI * u2);
-        if (e + 1 < rowElems) o[out + e + 1] += m * Math.sin(2 * Math.PI * u2);
+        const u = (r() * 4294967296) >>> 0;
+        o[out + e] += sd * z[u & 0xffff];
+        if (e + 1 < rowElems) o[out + e + 1] += sd * z[u >>> 16];
       }
     }
     // Erased pixels take the value a stored 0 normalizes to (the fill of the warp).
