@@ -91,6 +91,12 @@ print(json.dumps(out.ravel().tolist()))
     let worst = 0;
     for (let i = 0; i < PER; i++) worst = Math.max(worst, Math.abs(got[i] - want[i]));
     assert.ok(worst < 1e-3, `max difference to scipy ${worst}`);
+    // One channel (its own kernel): channel 1 alone gives scipy's channel 1.
+    const g1 = new Float32Array(H * W);
+    warpBilinear(Float32Array.from({ length: H * W }, (_, p) => x[p * C + 1]), g1, 0, H, W, 1, inverseAffine(d, H, W));
+    let worst1 = 0;
+    for (let p = 0; p < H * W; p++) worst1 = Math.max(worst1, Math.abs(g1[p] - want[p * C + 1]));
+    assert.ok(worst1 < 1e-3, `one channel: max difference to scipy ${worst1}`);
   });
 
   test('flip mirrors left-right about half the time; erase zeroes one rectangle; brightness adds and contrast scales about the mean', async () => {

@@ -229,6 +229,7 @@ export function integerWarp(d: AugmentDraw): boolean {
 export function warpBilinear(src: Float32Array, dst: Float32Array, dOff: number, H: number, W: number, C: number, m: Float64Array): void {
   const m00 = m[0], m01 = m[1], m02 = m[2], m10 = m[3], m11 = m[4], m12 = m[5];
   const rowC = W * C;
+  if (C === 1) { warpBilinear1(src, dst, dOff, H, W, m); return; }
   for (let i = 0; i < H; i++) {
     let sx = m01 * i + m02, sy = m11 * i + m12;
     for (let j = 0; j < W; j++, sx += m00, sy += m10) {
@@ -261,6 +262,34 @@ export function warpBilinear(src: Float32Array, dst: Float32Array, dOff: number,
         if (inY1 && inX1) v += w11 * src[p00 + rowC + C + c];
         dst[o + c] = v;
       }
+    }
+  }
+}
+
+/** warpBilinear for one channel: the interior taps with no per-channel loop (most images here are gray). */
+function warpBilinear1(src: Float32Array, dst: Float32Array, dOff: number, H: number, W: number, m: Float64Array): void {
+  const m00 = m[0], m01 = m[1], m02 = m[2], m10 = m[3], m11 = m[4], m12 = m[5];
+  const W1 = W - 1, H1 = H - 1;
+  for (let i = 0; i < H; i++) {
+    let sx = m01 * i + m02, sy = m11 * i + m12;
+    let o = dOff + i * W;
+    for (let j = 0; j < W; j++, sx += m00, sy += m10, o++) {
+      // Truncation is floor for sx, sy > -1; anything at or below -1 is outside and handled below.
+      const x0 = sx > -1 ? sx | 0 : -2, y0 = sy > -1 ? sy | 0 : -2;
+      const fx = sx - (sx < 0 ? x0 - 1 : x0), fy = sy - (sy < 0 ? y0 - 1 : y0);
+      if (sx >= 0 && sy >= 0 && x0 < W1 && y0 < H1) {
+        const p = y0 * W + x0;
+        const a = src[p], top = a + fx * (src[p + 1] - a), c = src[p + W], bot = c + fx * (src[p + W + 1] - c);
+        dst[o] = top + fy * (bot - top);
+        continue;
+      }
+      if (sx <= -1 || sy <= -1 || sx >= W || sy >= H) { dst[o] = 0; continue; }
+      // Border: one tap row or column outside (reads as 0).
+      const bx = sx < 0 ? -1 : x0, by = sy < 0 ? -1 : y0;
+      const v00 = by >= 0 && bx >= 0 ? src[by * W + bx] : 0, v01 = by >= 0 && bx + 1 < W ? src[by * W + bx + 1] : 0;
+      const v10 = by + 1 < H && bx >= 0 ? src[(by + 1) * W + bx] : 0, v11 = by + 1 < H && bx + 1 < W ? src[(by + 1) * W + bx + 1] : 0;
+      const top = v00 + fx * (v01 - v00), bot = v10 + fx * (v11 - v10);
+      dst[o] = top + fy * (bot - top);
     }
   }
 }
