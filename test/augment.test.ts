@@ -49,6 +49,8 @@ describe('augmentation', () => {
     const w3 = bytes(await epoch({ ...o, workers: 3, prefetch: 6 }, 2));
     assert.ok(w0.equals(w1), '1 worker = main thread');
     assert.ok(w0.equals(w3), '3 workers = main thread');
+    const block = { ...o, shuffle: 'block', shuffleWindow: 4000 } as const;
+    assert.ok(bytes(await epoch({ ...block, workers: 0 })).equals(bytes(await epoch({ ...block, workers: 3 }))), 'block shuffle: 3 workers = main thread');
     // Stored order, so sample k sits at position k in both epochs: only the draws can differ.
     const inOrder = { ...o, shuffle: false, workers: 0 } as const;
     const [e1, e2] = [await epoch(inOrder, 2)].map((bs) => [bytes(bs.slice(0, bs.length / 2)), bytes(bs.slice(bs.length / 2))])[0];
