@@ -118,7 +118,7 @@ const logOf = (run: string) => readFileSync(join(run, 'log.jsonl'), 'utf8').trim
 /** What a bit-for-bit comparison of two runs' logs looks at (not times, rates or tensor counts). */
 const logCore = (run: string) => logOf(run).map((e) => [e.epoch, e.loss, e.accuracy, e.valLoss, e.lr, e.samples, e.bestSaved, e.stoppedEarly, e.restoredEpoch]);
 
-/** Start `train args`; `when(stderr)` true for the first time starts `delayMs`, then `sig` is sent; a second signal follows `again(stderr)` when given. */
+/** Start `train args`; `when(stderr)` true for the first time starts `delayMs`, then `sig` is sent; a second signal follows `again(stderr)` when given. Match an epoch's summary line (`epoch 1/3: loss`), not its progress lines (`epoch 1/3: 40%`), which a slow machine prints first. */
 function trainUntil(args: string[], env: Record<string, string>, when: (err: string) => boolean, sig: NodeJS.Signals, delayMs: number, again?: (err: string) => boolean) {
   let sent = 0;
   return runCli(['train', ...args], {
@@ -139,7 +139,7 @@ test('SIGINT mid-epoch saves a checkpoint at that batch and exits 130; SIGTERM 1
   let r = await runCli(['train', store, ...common, '--epochs', '3', '--out', full], { env });
   assert.equal(r.code, 0, r.stderr);
 
-  r = await trainUntil([store, ...common, '--epochs', '3', '--out', part], env, (e) => /\nepoch 1\/3: /.test(e), 'SIGINT', 300);
+  r = await trainUntil([store, ...common, '--epochs', '3', '--out', part], env, (e) => /\nepoch 1\/3: loss /.test(e), 'SIGINT', 300);
   assert.equal(r.code, 130, r.stderr);
   assert.match(r.stderr, /SIGINT: stopping after the batch in progress and saving a checkpoint/);
   assert.match(r.stderr, new RegExp(`interrupted by SIGINT in epoch 2 after \\d+ of its samples; the checkpoint is saved\\. Continue with: slimfit train --resume ${part}\\n`));
@@ -177,7 +177,7 @@ test('a second SIGINT while the first one\'s checkpoint is being saved exits 130
     const r = await runCli(['train', store, ...common, '--epochs', '3', '--out', full], { env });
     assert.equal(r.code, 0, r.stderr);
   }
-  let r = await trainUntil([store, ...common, '--epochs', '3', '--out', part], env, (e) => /\nepoch 1\/3: /.test(e), 'SIGINT', 300, (e) => /SIGINT: stopping/.test(e));
+  let r = await trainUntil([store, ...common, '--epochs', '3', '--out', part], env, (e) => /\nepoch 1\/3: loss /.test(e), 'SIGINT', 300, (e) => /SIGINT: stopping/.test(e));
   assert.equal(r.code, 130, r.stderr);
   assert.match(r.stderr, /SIGINT again: exiting now without a new checkpoint/);
   assert.doesNotMatch(r.stderr, /Continue with/, 'it did not wait for the save to finish');
@@ -272,7 +272,7 @@ print('ok')
 
   // The same run interrupted after epoch 3 (the stop comes ~10 epochs later) and resumed: the best value and wait
   // counter continue from the checkpoint.
-  r = await trainUntil([...args, '--out', es2], env, (e) => /\nepoch 3\/30: /.test(e), 'SIGINT', 0);
+  r = await trainUntil([...args, '--out', es2], env, (e) => /\nepoch 3\/30: loss /.test(e), 'SIGINT', 0);
   assert.equal(r.code, 130, r.stderr);
   const mid = JSON.parse(readFileSync(join(es2, 'model', 'state.json'), 'utf8'));
   assert.ok(mid.epochsDone >= 3 && mid.epochsDone < stop, `interrupted before the stop (after ${mid.epochsDone} epochs)`);
