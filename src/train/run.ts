@@ -52,6 +52,8 @@ export interface TrainRunOptions {
   split?: string;
   backend?: string;
   shuffle?: LoaderOptions['shuffle'];
+  /** With shuffle 'shard': shards per window (default LOADER_DEFAULTS.shuffleShards, saved in run.json). */
+  shuffleShards?: number;
   workers?: number;
   prefetch?: number;
   /** Evaluate on the store's test split after training and put it in the report (default true when it exists). */
@@ -236,7 +238,7 @@ export async function trainRun(data: DataInput | undefined, opts: TrainRunOption
     const hasCheckpoint = await stat(join(out, MODEL_DIR, 'state.json')).then(() => true, () => false);
     const given = {
       epochs: opts.epochs, batchSize: opts.batchSize, lr: opts.lr, lrDecay: opts.lrDecay, shift: opts.shift, valSplit: opts.valSplit, valFraction: opts.valFraction,
-      model: opts.model === undefined ? undefined : savedModelName(opts.model, isBuiltinModel), split: opts.split, optimizer: opts.optimizer, seed: opts.seed, shuffle: opts.shuffle,
+      model: opts.model === undefined ? undefined : savedModelName(opts.model, isBuiltinModel), split: opts.split, optimizer: opts.optimizer, seed: opts.seed, shuffle: opts.shuffle, shuffleShards: opts.shuffleShards,
       patience: opts.patience, keepBest: opts.keepBest, lrSchedule: opts.lrSchedule, reduceLrOnPlateau: opts.reduceLrOnPlateau,
     };
     cfg = resumeConfig(saved, given, data, { force: opts.force, run: out, hasCheckpoint, log });
@@ -259,11 +261,15 @@ export async function trainRun(data: DataInput | undefined, opts: TrainRunOption
       data: absoluteData(data), model: savedModelName(opts.model ?? DEFAULTS.model, isBuiltinModel), epochs: opts.epochs ?? DEFAULTS.epochs,
       batchSize: opts.batchSize ?? DEFAULTS.batchSize, lr: opts.lr ?? DEFAULTS.lr, optimizer: opts.optimizer ?? DEFAULTS.optimizer,
       seed: opts.seed ?? DEFAULTS.seed, split: opts.split ?? DEFAULTS.split, shuffle: opts.shuffle ?? DEFAULTS.shuffle,
+      shuffleShards: (opts.shuffle ?? DEFAULTS.shuffle) === 'shard' ? (opts.shuffleShards ?? DEFAULTS.shuffleShards) : opts.shuffleShards,
       lrDecay: opts.lrDecay ?? DEFAULTS.lrDecay, shift: opts.shift ?? DEFAULTS.shift, valSplit: opts.valSplit, valFraction: opts.valFraction ?? DEFAULTS.valFraction,
       patience: opts.patience, keepBest: opts.keepBest, lrSchedule: opts.lrSchedule, reduceLrOnPlateau: opts.reduceLrOnPlateau,
     };
   }
   // Options are checked before any data is read or the run folder is touched.
+  if (cfg.shuffleShards !== undefined && cfg.shuffle !== 'shard') {
+    throw new SlimfitError(`--shuffle-shards ${cfg.shuffleShards} sets the window of --shuffle shard, but this run shuffles '${cfg.shuffle === false ? 'none' : cfg.shuffle}'`, { hint: 'add --shuffle shard, or drop --shuffle-shards' });
+  }
   if (cfg.lrSchedule !== undefined) parseLrSchedule(cfg.lrSchedule);
   const plateau = cfg.reduceLrOnPlateau !== undefined ? parsePlateau(cfg.reduceLrOnPlateau) : undefined;
   if (cfg.patience !== undefined && !(Number.isInteger(cfg.patience) && cfg.patience >= 0)) throw new SlimfitError(`--patience must be a whole number >= 0, got ${cfg.patience}`);
@@ -297,7 +303,7 @@ export async function trainRun(data: DataInput | undefined, opts: TrainRunOption
     cfg.normalize ??= trainLoaderOptions(rd.main, rd.classes).normalize;
     // Written again on resume: options given again and a --force'd data change are part of the run from now on.
     await writeAtomic(join(out, 'run.json'), JSON.stringify(cfg, null, 2) + '\n');
-    const lopts = { batchSize: cfg.batchSize, seed: cfg.seed, shuffle: cfg.shuffle, workers: opts.workers, prefetch: opts.prefetch, normalize: cfg.normalize, verifyChecksums: opts.verifyChecksums };
+    const lopts = { batchSize: cfg.batchSize, seed: cfg.seed, shuffle: cfg.shuffle, shuffleShards: cfg.shuffleShards, workers: opts.workers, prefetch: opts.prefetch, normalize: cfg.normalize, verifyChecksums: opts.verifyChecksums };
     const loader = makeLoader(rd.main, rd.classes, { ...lopts, shift: cfg.shift || undefined });
     loaders.push(loader);
     if (state) loader.resume(state.cursor);
@@ -398,7 +404,7 @@ export async function trainRun(data: DataInput | undefined, opts: TrainRunOption
       title: `Training run ${out}`,
       facts: [
         ['data', typeof cfg.data === 'string' ? cfg.data : JSON.stringify(cfg.data)], ['model', `${cfg.model} (${model.countParams()} parameters)`],
-        ['optimizer', `${cfg.optimizer}, lr ${cfg.lr}${cfg.lrDecay && cfg.lrDecay !== 1 ? ` x${cfg.lrDecay}/epoch` : ''}${cfg.lrSchedule ? `, schedule ${cfg.lrSchedule}` : ''}${plateau ? `, x${plateau.factor} after ${plateau.patience} epochs without a lower ${monitor}${plateau.minLr ? ` (not below ${plateau.minLr})` : ''}` : ''}, batch ${cfg.batchSize}, seed ${cfg.seed}, shuffle ${cfg.shuffle}${cfg.shift ? `, shift ${cfg.shift} px` : ''}`],
+        ['optimizer', `${cfg.optimizer}, lr ${cfg.lr}${cfg.lrDecay && cfg.lrDecay !== 1 ? ` x${cfg.lrDecay}/epoch` : ''}${cfg.lrSchedule ? `, schedule ${cfg.lrSchedule}` : ''}${plateau ? `, x${plateau.factor} after ${plateau.patience} epochs without a lower ${monitor}${plateau.minLr ? ` (not below ${plateau.minLr})` : ''}` : ''}, batch ${cfg.batchSize}, seed ${cfg.seed}, shuffle ${cfg.shuffle}${cfg.shuffle === 'shard' && cfg.shuffleShards ? ` (${cfg.shuffleShards} shards per window)` : ''}${cfg.shift ? `, shift ${cfg.shift} px` : ''}`],
         ...callbackFacts(cfg, history, monitor),
         ['backend', info.note.replace(/^backend: /, '')], ['wall time of this invocation', `${wallSeconds.toFixed(1)} s`], ['peak RSS', formatBytes(rss)],
       ],
