@@ -2,7 +2,7 @@
 // for many geometries, then through the loader on real stores: permutation, ranks, resume, subsets, the window bound,
 // the window schedule, quality, and numpy as an independent check.
 import assert from 'node:assert/strict';
-import { writeFileSync } from 'node:fs';
+import { readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { after, before, describe, test } from 'node:test';
 import { isSlimfitError } from '../src/core/errors.ts';
@@ -10,7 +10,7 @@ import { type DataSource, createLoader, holdout, openDataset, shuffleQuality } f
 import type { Subset } from '../src/loader/layout.ts';
 import { type PlanConfig, createPlan, shardCounts } from '../src/loader/plan.ts';
 import { idsOf, makeStore } from './loader-fixtures.ts';
-import { py, tempDir } from '../dev/helpers.ts';
+import { py, runCli, tempDir } from '../dev/helpers.ts';
 
 /** A shard-mode plan config over parts of `sizes` samples. */
 function config(sizes: number[], o: { worldSize?: number; rank?: number; window: number; seed?: number; subset?: Subset; mode?: PlanConfig['mode'] }): PlanConfig {
@@ -226,6 +226,31 @@ describe('shard shuffle through the loader', () => {
     assert.ok(first.length === 350);
     assert.throws(() => createLoader(src, { shuffle: 'shard', balanced: true }), (e: Error) => isSlimfitError(e) && /balanced draws samples at random; use it with shuffle: 'global'/.test(e.message));
     assert.throws(() => createLoader(src, { shuffle: 'shard', shuffleShards: 0 }), (e: Error) => isSlimfitError(e) && /shuffleShards/.test(e.message));
+  });
+
+  test('slimfit train --shuffle shard --shuffle-shards K: trains, saves K in run.json, a resume keeps it', { timeout: 60_000 }, async () => {
+    const run = join(tmp.dir, 'run');
+    const env = { SLIMFIT_DISABLE: 'engine' };
+    const [r, wrongMode, badK, badMode] = await Promise.all([
+      runCli(['train', dir, '--model', 'mlp', '--epochs', '1', '--batch', '100', '--shuffle', 'shard', '--shuffle-shards', '3', '--workers', '1', '--out', run], { env }),
+      runCli(['train', dir, '--shuffle-shards', '3', '--out', join(tmp.dir, 'r2')], { env }),
+      runCli(['train', dir, '--shuffle', 'shard', '--shuffle-shards', '0']),
+      runCli(['train', dir, '--shuffle', 'shards']),
+    ]);
+    assert.equal(r.code, 0, r.stderr);
+    const cfg = JSON.parse(readFileSync(join(run, 'run.json'), 'utf8'));
+    assert.equal(cfg.shuffle, 'shard');
+    assert.equal(cfg.shuffleShards, 3);
+    assert.match(readFileSync(join(run, 'report.md'), 'utf8'), /shuffle shard \(3 shards per window\)/);
+    assert.equal(wrongMode.code, 1, wrongMode.stderr);
+    assert.match(wrongMode.stderr, /slimfit: error: --shuffle-shards 3 sets the window of --shuffle shard, but this run shuffles 'global'/);
+    assert.equal(badK.code, 2);
+    assert.match(badK.stderr, /--shuffle-shards must be a whole number >= 1/);
+    assert.equal(badMode.code, 2);
+    assert.match(badMode.stderr, /unknown --shuffle 'shards'[\s\S]*global, block, shard or none/);
+    const again = await runCli(['train', '--resume', run, '--epochs', '2', '--shuffle-shards', '4'], { env });
+    assert.equal(again.code, 1, again.stderr);
+    assert.match(again.stderr, /started with --shuffle-shards 3; its checkpoint cannot continue with --shuffle-shards 4/);
   });
 
   test('holdout views: each a permutation of its own members, together the whole store', async () => {

@@ -13,4 +13,6 @@ export const LOADER_DEFAULTS = {
    * holding the current window and the next one being prefetched needs ~1 GB).
    */
   shuffleShards: 8,
+  /** The shuffle for a source whose parts are fetched over the network (`LoadableSource.remote`) when none is given. */
+  remoteShuffle: 'shard',
 } as const;

@@ -58,6 +58,8 @@ export interface ShuffledLoader extends Loader {
    * const next = loader.shardSchedule(c.epoch, c.position).slice(0, 16); // part indices: fetch these first
    */
   shardSchedule(epoch?: number, position?: number): number[];
+  /** The order as plain data: `createPlan(loader.planConfig)` computes the same sample order in any thread. */
+  readonly planConfig: PlanConfig;
 }
 
 const MB = 1 << 20;
@@ -263,7 +265,7 @@ export function createLoader(source: DataSource, opts: LoaderOptions = {}): Shuf
   const seed = intOpt('seed', opts.seed, LOADER_DEFAULTS.seed, -(2 ** 52));
   const worldSize = intOpt('worldSize', opts.worldSize, 1, 1);
   const rank = intOpt('rank', opts.rank, 0, 0);
-  const mode = opts.shuffle === false ? 'none' : (opts.shuffle ?? LOADER_DEFAULTS.shuffle);
+  const mode = opts.shuffle === false ? 'none' : (opts.shuffle ?? (src.remote && !opts.balanced ? LOADER_DEFAULTS.remoteShuffle : LOADER_DEFAULTS.shuffle));
   const balanced = opts.balanced ?? false;
   const spec = makeTransformSpec(src, opts, seed);
   const N = src.samples;
@@ -452,6 +454,7 @@ export function createLoader(source: DataSource, opts: LoaderOptions = {}): Shuf
   return {
     source: src, batchesPerEpoch, samplesPerEpoch: perRank, shuffleReport, workers, prefetch, ringBytes: prefetch * layout.bytes, io,
     get ahead() { return ahead; },
+    planConfig: plan,
     shardSchedule(ep?: number, pos?: number) {
       const c = cursorNow();
       const e = ep ?? c.epoch, p = pos ?? c.position;
