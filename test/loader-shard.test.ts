@@ -226,6 +226,16 @@ describe('shard shuffle through the loader', () => {
     assert.ok(first.length === 350);
     assert.throws(() => createLoader(src, { shuffle: 'shard', balanced: true }), (e: Error) => isSlimfitError(e) && /balanced draws samples at random; use it with shuffle: 'global'/.test(e.message));
     assert.throws(() => createLoader(src, { shuffle: 'shard', shuffleShards: 0 }), (e: Error) => isSlimfitError(e) && /shuffleShards/.test(e.message));
+    // A source whose parts come over the network defaults to the shard shuffle (balanced sampling keeps global).
+    const remote = { ...src, remote: true } as DataSource;
+    for (const [opts, mode] of [[{}, 'shard'], [{ balanced: true }, 'global'], [{ shuffle: 'global' }, 'global']] as const) {
+      const l = createLoader(remote, { workers: 0, ...opts });
+      assert.equal(l.shuffleReport.mode, mode, JSON.stringify(opts));
+      await l.close();
+    }
+    const local = createLoader(src, { workers: 0 });
+    assert.equal(local.shuffleReport.mode, 'global');
+    await local.close();
   });
 
   test('slimfit train --shuffle shard --shuffle-shards K: trains, saves K in run.json, a resume keeps it', { timeout: 60_000 }, async () => {
