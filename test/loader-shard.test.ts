@@ -263,6 +263,20 @@ describe('shard shuffle through the loader', () => {
     assert.match(again.stderr, /started with --shuffle-shards 3; its checkpoint cannot continue with --shuffle-shards 4/);
   });
 
+  test('trainRun on a source marked remote shuffles by shard windows unless told otherwise, and saves that', { timeout: 60_000 }, async () => {
+    const { trainRun } = await import('../src/train/run.ts');
+    // 200 samples: a holdout view of a remote source is remote too.
+    const remote = holdout({ ...src, remote: true } as DataSource, 0.9, 1).train;
+    const common = { model: 'mlp', epochs: 1, batchSize: 100, workers: 0, valFraction: 0, evaluateTest: false, progress: false, log: () => {} };
+    for (const [name, extra, mode, shards] of [['dflt', {}, 'shard', 8], ['asked', { shuffle: 'global' }, 'global', undefined]] as const) {
+      const out = join(tmp.dir, `remote-${name}`);
+      await trainRun(remote, { ...common, ...extra, out });
+      const cfg = JSON.parse(readFileSync(join(out, 'run.json'), 'utf8'));
+      assert.equal(cfg.shuffle, mode, name);
+      assert.equal(cfg.shuffleShards, shards, name);
+    }
+  });
+
   test('holdout views: each a permutation of its own members, together the whole store', async () => {
     const h = holdout(src, 0.25, 4);
     const got: number[][] = [];

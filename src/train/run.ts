@@ -8,6 +8,7 @@ import { join, resolve } from 'node:path';
 import type * as tfl from '@tensorflow/tfjs-layers';
 import { SlimfitError } from '../core/errors.ts';
 import { verifySource } from '../loader/index.ts';
+import { isLoadable } from '../loader/layout.ts';
 import type { Cursor, DataSource, LoaderOptions } from '../loader/types.ts';
 import { formatBytes, peakRssBytes } from '../core/rss.ts';
 import { initBackend } from './backend.ts';
@@ -267,17 +268,22 @@ export async function trainRun(data: DataInput | undefined, opts: TrainRunOption
     };
   }
   // Options are checked before any data is read or the run folder is touched.
-  if (cfg.shuffleShards !== undefined && cfg.shuffle !== 'shard') {
-    throw new SlimfitError(`--shuffle-shards ${cfg.shuffleShards} sets the window of --shuffle shard, but this run shuffles '${cfg.shuffle === false ? 'none' : cfg.shuffle}'`, { hint: 'add --shuffle shard, or drop --shuffle-shards' });
-  }
   if (cfg.lrSchedule !== undefined) parseLrSchedule(cfg.lrSchedule);
   const plateau = cfg.reduceLrOnPlateau !== undefined ? parsePlateau(cfg.reduceLrOnPlateau) : undefined;
   if (cfg.patience !== undefined && !(Number.isInteger(cfg.patience) && cfg.patience >= 0)) throw new SlimfitError(`--patience must be a whole number >= 0, got ${cfg.patience}`);
   const rd: ResolvedData = await resolveData(cfg.data, cfg.split, cfg.valSplit, cfg.valFraction ?? 0, cfg.seed, { verifyChecksums: opts.verifyChecksums });
+  // A new run on a source fetched over the network shuffles by shard windows unless told otherwise (saved in run.json).
+  if (!opts.resume && opts.shuffle === undefined && isLoadable(rd.main) && rd.main.remote) {
+    cfg.shuffle = DEFAULTS.remoteShuffle;
+    cfg.shuffleShards ??= DEFAULTS.shuffleShards;
+  }
   const loaders: Array<{ close(): Promise<void> }> = [];
   // Disposed in the finally below, also when a check after building or loading it throws (its tensors would leak).
   let built: tfl.LayersModel | null = null;
   try {
+    if (cfg.shuffleShards !== undefined && cfg.shuffle !== 'shard') {
+      throw new SlimfitError(`--shuffle-shards ${cfg.shuffleShards} sets the window of --shuffle shard, but this run shuffles '${cfg.shuffle === false ? 'none' : cfg.shuffle}'`, { hint: 'add --shuffle shard, or drop --shuffle-shards' });
+    }
     const fingerprint = await dataFingerprint(cfg.data, rd);
     if (opts.resume) checkSameData(cfg, fingerprint, { force: opts.force, run: out, log });
     cfg.fingerprint = fingerprint;
