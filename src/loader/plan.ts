@@ -58,7 +58,7 @@ export interface Plan {
    * rank reads from its `position` of `epoch` to the end of that epoch, each listed once, in the order of their first
    * read. Pure: the same (config, epoch, position) always gives the same list, in any thread.
    *
-   * Shard mode computes it window by window (cost ~ K log K plans per window, plus the size of any shard not met in the
+   * Shard mode computes it window by window (~K ln K permutation lookups per window, plus the size of any shard not met in the
    * first 64 x shardWindow positions of its window); other modes scan the remaining positions until every part has
    * appeared (global mode needs nearly all shards at once). In shard mode each part is read only inside its window and
    * the parts of a window are consecutive in the schedule: at most `shardWindow` parts are being read at any position,
