@@ -23,7 +23,7 @@ export interface ShuffleReport {
   uniform: boolean;
   /** Block mode: consecutive samples that stay together. */
   blockSamples: number;
-  /** Block mode: samples shuffled together in memory. */
+  /** Block mode: samples shuffled together in memory; shard mode: about the samples of one window (samples x K / shards). */
   windowSamples: number;
   /** windowSamples / samplesPerEpoch (1 = the whole epoch is one window, which is a uniform shuffle); shard mode: shardWindow / shards. */
   windowFraction: number;
