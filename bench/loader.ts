@@ -1,6 +1,8 @@
-// Loader benchmark (not a test): builds a >= 2 GB synthetic store of 28x28 uint8 images (once), then runs
-// `npm run bench -- loader` on it: slimfit vs numpy memmap gather vs PyTorch DataLoader, warm and cold page cache.
-// Usage: node --import tsx bench/loader.ts [STORE_DIR] [--seconds S] [--repeat R] [--no-cold]
+// Loader benchmark (not a test): builds a >= 2 GB synthetic store of 28x28 uint8 images in 64 MB shards (convert's
+// default, so the shard shuffle has shards to order), once, then runs `npm run bench -- loader` on it: slimfit's
+// shuffle modes vs numpy memmap gather vs PyTorch DataLoader, warm and cold page cache, and each mode's shuffle quality.
+// Usage: node --import tsx bench/loader.ts [STORE_DIR] [--seconds S] [--repeat R] [--no-cold] [--workers 1,2]
+//   [--shuffle global,block,shard] [--shuffle-shards K] [--no-torch]
 import { existsSync, mkdirSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import type { SampleSource } from '../src/core/source.ts';
@@ -9,7 +11,7 @@ import { writeStore } from '../src/store/write.ts';
 
 const args = process.argv.slice(2);
 const flag = (name: string, dflt: string) => { const i = args.indexOf(name); return i >= 0 ? args[i + 1] : dflt; };
-const dir = args[0] && !args[0].startsWith('--') ? args[0] : join('.cache', 'bench-loader-2g');
+const dir = args[0] && !args[0].startsWith('--') ? args[0] : join('.cache', 'bench-loader-2g-64mb');
 const N = 2_750_000; // x 2.16 GB
 const H = 28, W = 28, ROW = H * W;
 
@@ -41,12 +43,14 @@ function source(): SampleSource {
 
 if (!existsSync(join(dir, 'dataset.json'))) {
   mkdirSync(join(dir, '..'), { recursive: true });
-  console.error(`building the synthetic store in ${dir} (${N} samples, one shard pair, ~2.2 GB)...`);
-  await writeStore(dir, { kind: 'presplit', splits: [{ name: 'train', source: source() }] }, { shardBytes: 4e9, checkDuplicates: false, quiet: false });
+  console.error(`building the synthetic store in ${dir} (${N} samples in 64 MB shards, ~2.2 GB)...`);
+  await writeStore(dir, { kind: 'presplit', splits: [{ name: 'train', source: source() }] }, { shardBytes: 64e6, checkDuplicates: false, quiet: false });
 }
 const res = await benchLoader(dir, {
   seconds: Number(flag('--seconds', '15')), repeat: Number(flag('--repeat', '1')), cold: !args.includes('--no-cold'),
   workers: flag('--workers', '1,2').split(',').map(Number), log: (l) => console.error(l),
+  shuffles: flag('--shuffle', 'global,block,shard').split(',') as Array<'global' | 'block' | 'shard'>,
+  shuffleShards: args.includes('--shuffle-shards') ? Number(flag('--shuffle-shards', '8')) : undefined, torch: !args.includes('--no-torch'),
 });
 console.log(res.markdown);
 mkdirSync(join('bench', 'out'), { recursive: true });

@@ -35,11 +35,11 @@ describe('loader over a store', () => {
       const ds = await openDataset(stores[n]);
       const src = ds.split('train');
       for (const batchSize of [1, 10, 128, 5000]) {
-        for (const shuffle of ['global', 'block', false] as const) {
+        for (const shuffle of ['global', 'block', 'shard', false] as const) {
           for (const dropLast of [false, true]) {
             if (batchSize === 1 && n > 100) continue; // slow and adds nothing
             // B=10 reads with plain JS positioned reads, the others with the native gather addon when it is built.
-            const { ids, batches, loader } = await epochIds(src, { batchSize, shuffle, dropLast, workers: 0, seed: 5, shuffleWindow: 2000, native: batchSize !== 10 });
+            const { ids, batches, loader } = await epochIds(src, { batchSize, shuffle, dropLast, workers: 0, seed: 5, shuffleWindow: 2000, shuffleShards: 3, native: batchSize !== 10 });
             const flat = ids.flat();
             const what = `n=${n} B=${batchSize} ${shuffle} dropLast=${dropLast}`;
             assert.equal(batches.length, loader.batchesPerEpoch, what);
@@ -70,7 +70,7 @@ describe('loader over a store', () => {
   test('order depends only on (seed, epoch): identical for 0, 1 and 2 workers, over two epochs', async () => {
     const ds = await openDataset(stores[2003]);
     const src = ds.split('train');
-    for (const shuffle of ['global', 'block'] as const) {
+    for (const shuffle of ['global', 'block', 'shard'] as const) {
       const runs: number[][][] = [];
       for (const workers of [0, 1, 2]) {
         const loader = createLoader(src, { batchSize: 64, shuffle, workers, seed: 11, shuffleWindow: 5000, prefetch: 3 });
@@ -98,7 +98,7 @@ describe('loader over a store', () => {
     const ds = await openDataset(stores[2003]);
     const src = ds.split('train');
     for (const [worldSize, workers] of [[1, 0], [3, 0], [4, 2], [7, 0]] as const) {
-      for (const shuffle of ['global', 'block'] as const) {
+      for (const shuffle of ['global', 'block', 'shard'] as const) {
         const per: number[][] = [];
         const counts: number[] = [];
         for (let rank = 0; rank < worldSize; rank++) {
@@ -136,7 +136,7 @@ describe('loader over a store', () => {
   test('resume from a mid-epoch cursor yields exactly the rest of the epoch (also with another worker count)', async () => {
     const ds = await openDataset(stores[2003]);
     const src = ds.split('train');
-    for (const shuffle of ['global', 'block'] as const) {
+    for (const shuffle of ['global', 'block', 'shard'] as const) {
       const full = (await epochIds(src, { batchSize: 64, shuffle, workers: 0, seed: 9, shuffleWindow: 3000 })).ids.flat();
       const a = createLoader(src, { batchSize: 64, shuffle, workers: 1, seed: 9, shuffleWindow: 3000 });
       const seen: number[] = [];
@@ -266,7 +266,7 @@ describe('loader over a store', () => {
     assert.equal(train.samples, 1803);
     const seen = new Map<string, number[]>();
     for (const [name, view] of [['train', train], ['val', val]] as const) {
-      for (const shuffle of ['global', 'block', false] as const) {
+      for (const shuffle of ['global', 'block', 'shard', false] as const) {
         for (const workers of [0, 2]) {
           const { ids, batches, loader } = await epochIds(view, { batchSize: 64, shuffle, workers, seed: 1, shuffleWindow: 3000 });
           const flat = ids.flat();

@@ -37,7 +37,7 @@ const LOADER_BAD: Array<[string, Record<string, unknown>, RegExp]> = [
   ["batchSize 'abc'", { batchSize: 'abc' }, /option batchSize must be a whole number >= 1, got 'abc'/],
   ['batchSize 0', { batchSize: 0 }, /option batchSize .* got 0/],
   ['batchSize 1.5', { batchSize: 1.5 }, /option batchSize .* got 1\.5/],
-  ["shuffle 'yes'", { shuffle: 'yes' }, /option shuffle must be 'global', 'block' or false, got 'yes'/],
+  ["shuffle 'yes'", { shuffle: 'yes' }, /option shuffle must be 'global', 'block', 'shard' or false, got 'yes'/],
   ['workers -2', { workers: -2 }, /option workers must be a whole number >= 0, got -2/],
   ["seed 'x'", { seed: 'x' }, /option seed must be a whole number, got 'x'/],
   ["normalize 'minmax'", { normalize: 'minmax' }, /option normalize must be 'stats', false or \{ scale, shift \}.*got 'minmax'/],

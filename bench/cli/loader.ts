@@ -1,5 +1,6 @@
 // `npm run bench -- loader DIR`: the batch generator against numpy memmap and PyTorch DataLoader, measured in the same run.
 import type { Command } from 'commander';
+import { SlimfitError } from '../../src/core/errors.ts';
 
 /** Register `npm run bench -- loader`. */
 export function register(program: Command): void {
@@ -13,13 +14,21 @@ export function register(program: Command): void {
     .option('--workers <list>', 'slimfit worker counts, comma-separated', '1,2')
     .option('--cold', 'also measure with the store evicted from the page cache before each contender')
     .option('--repeat <n>', 'runs per contender, best reported', '1')
+    .option('--shuffle <list>', 'slimfit shuffle modes to time, comma-separated (global, block, shard); the quality table has all', 'global,block,shard')
+    .option('--shuffle-shards <n>', 'shards per window of the shard shuffle (default: the loader\'s)')
+    .option('--no-torch', 'skip the PyTorch DataLoader peers')
     .option('--out <file>', 'also write the markdown table to this file')
-    .action(async (dir: string, o: { split?: string; batch: string; seconds: string; workers: string; cold?: boolean; repeat: string; out?: string }) => {
+    .action(async (dir: string, o: { split?: string; batch: string; seconds: string; workers: string; cold?: boolean; repeat: string; out?: string; shuffle: string; shuffleShards?: string; torch: boolean }) => {
+      const shuffles = o.shuffle.split(',').filter(Boolean);
+      for (const m of shuffles) if (!['global', 'block', 'shard'].includes(m)) throw new SlimfitError(`unknown --shuffle mode '${m}'`, { hint: 'use global, block, shard' });
+      const shards = o.shuffleShards === undefined ? undefined : Number(o.shuffleShards);
+      if (shards !== undefined && !(Number.isSafeInteger(shards) && shards >= 1)) throw new SlimfitError(`--shuffle-shards must be a whole number >= 1, got '${o.shuffleShards}'`);
       const { benchLoader } = await import('../loader/bench.ts');
       const { rename, writeFile } = await import('node:fs/promises');
       const res = await benchLoader(dir, {
         split: o.split, batch: Number(o.batch), seconds: Number(o.seconds), workers: o.workers.split(',').map(Number),
         cold: o.cold, repeat: Number(o.repeat), log: (l) => process.stderr.write(`${l}\n`),
+        shuffles: shuffles as Array<'global' | 'block' | 'shard'>, shuffleShards: shards, torch: o.torch,
       });
       process.stdout.write(`${res.markdown}\n`);
       if (o.out) { await writeFile(`${o.out}.tmp`, `${res.markdown}\n`); await rename(`${o.out}.tmp`, o.out); }

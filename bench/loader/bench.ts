@@ -8,6 +8,11 @@ import { SlimfitError } from '../../src/core/errors.ts';
 import { formatBytes } from '../../src/core/rss.ts';
 import { gatherAddon } from '../../src/loader/native.ts';
 import { openDataset } from '../../src/loader/source.ts';
+import { createLoader } from '../../src/loader/loader.ts';
+import { LOADER_DEFAULTS } from '../../src/loader/defaults.ts';
+import { createPlan } from '../../src/loader/plan.ts';
+import { shuffleQuality } from '../../src/loader/quality.ts';
+import type { DataSource } from '../../src/loader/types.ts';
 import type { BenchChildSpec } from './child.ts';
 
 const ROOT = join(dirname(fileURLToPath(import.meta.url)), '..', '..');
@@ -30,6 +35,12 @@ export interface LoaderBenchOptions {
   python?: string;
   /** python3 with torch (default /usr/bin/python3). */
   torchPython?: string;
+  /** slimfit shuffle modes to time (default global, block, shard); all are in the quality table. */
+  shuffles?: Array<'global' | 'block' | 'shard'>;
+  /** Shard shuffle: shards per window (default LOADER_DEFAULTS.shuffleShards). */
+  shuffleShards?: number;
+  /** Run the PyTorch peers (default true when torch imports). */
+  torch?: boolean;
   log?: (line: string) => void;
 }
 
@@ -111,28 +122,36 @@ export async function benchLoader(dir: string, opts: LoaderBenchOptions = {}): P
   const batch = opts.batch ?? 128, seconds = opts.seconds ?? 15, repeat = opts.repeat ?? 1;
   const python = opts.python ?? 'python3', torchPy = opts.torchPython ?? '/usr/bin/python3';
   const haveNumpy = canImport(python, 'numpy');
-  const haveTorch = existsSync(torchPy) && canImport(torchPy, 'torch');
+  const haveTorch = opts.torch !== false && existsSync(torchPy) && canImport(torchPy, 'torch');
+  const shuffles = opts.shuffles ?? ['global', 'block', 'shard'];
+  const shuffleShards = opts.shuffleShards ?? LOADER_DEFAULTS.shuffleShards;
   const notes: string[] = [];
   if (!haveNumpy) notes.push(`numpy peer skipped: \`${python}\` cannot import numpy`);
-  if (!haveTorch) notes.push(`PyTorch peers skipped: \`${torchPy}\` cannot import torch`);
+  if (!haveTorch) notes.push(opts.torch === false ? 'PyTorch peers not run (--no-torch)' : `PyTorch peers skipped: \`${torchPy}\` cannot import torch`);
 
   type Contender = { name: string; run: () => Promise<Raw>; note?: string };
   const peerSpec = (workers: number) => JSON.stringify({ x: xFiles, y: yFiles, batch, seconds, seed: 0, workers });
   const addon = gatherAddon() !== null;
   if (!addon) notes.push('the native gather addon is not built (npm install builds it): slimfit used plain JS positioned reads and could not run io: mmap');
-  const slim = (workers: number, shuffle: 'global' | 'block', io: 'pread' | 'mmap', native = true, reuse = false): Contender => ({
-    name: `slimfit ${shuffle} shuffle, ${shuffle === 'block' ? 'sequential windows' : io === 'mmap' ? 'io: mmap' : native ? 'pread (native)' : 'pread (plain JS)'}, ${workers} worker${workers === 1 ? '' : 's'}${reuse ? ', lent ring buffers (no copy)' : ''}`,
-    run: () => run(process.execPath, ['--import', 'tsx', CHILD, JSON.stringify({ dir: ds.dir, split, batch, seconds, workers, shuffle, reuse, io, native } satisfies BenchChildSpec)]),
+  const slim = (workers: number, shuffle: 'global' | 'block' | 'shard', io: 'pread' | 'mmap', native = true, reuse = false): Contender => ({
+    name: `slimfit ${shuffle} shuffle${shuffle === 'shard' ? ` (${shuffleShards} shards per window)` : ''}, ${shuffle === 'block' ? 'sequential windows' : io === 'mmap' ? 'io: mmap' : native ? 'pread (native)' : 'pread (plain JS)'}, ${workers} worker${workers === 1 ? '' : 's'}${reuse ? ', lent ring buffers (no copy)' : ''}`,
+    run: () => run(process.execPath, ['--import', 'tsx', CHILD, JSON.stringify({ dir: ds.dir, split, batch, seconds, workers, shuffle, reuse, io, native, shuffleShards } satisfies BenchChildSpec)]),
   });
   const contenders = (cache: 'warm' | 'cold'): Contender[] => {
     const c: Contender[] = [];
     const ws = opts.workers ?? [1, 2];
     if (haveNumpy) c.push({ name: 'numpy memmap + fancy-index gather', run: () => run(python, [PEERS, 'numpy', peerSpec(0)]) });
-    for (const w of ws) c.push(slim(w, 'global', 'pread'));
-    if (addon) for (const w of ws) c.push(slim(w, 'global', 'mmap'));
-    if (addon && cache === 'warm') c.push(slim(ws[ws.length - 1], 'global', 'mmap', true, true));
-    if (addon && cache === 'warm') c.push(slim(ws[ws.length - 1], 'global', 'pread', false));
-    if (cache === 'cold') for (const w of ws) c.push(slim(w, 'block', 'pread'));
+    if (shuffles.includes('global')) {
+      for (const w of ws) c.push(slim(w, 'global', 'pread'));
+      if (addon) for (const w of ws) c.push(slim(w, 'global', 'mmap'));
+      if (addon && cache === 'warm') c.push(slim(ws[ws.length - 1], 'global', 'mmap', true, true));
+      if (addon && cache === 'warm') c.push(slim(ws[ws.length - 1], 'global', 'pread', false));
+    }
+    if (shuffles.includes('block')) for (const w of ws) c.push(slim(w, 'block', 'pread'));
+    if (shuffles.includes('shard')) {
+      for (const w of ws) c.push(slim(w, 'shard', 'pread'));
+      if (addon && cache === 'warm') c.push(slim(ws[ws.length - 1], 'shard', 'mmap'));
+    }
     if (haveTorch) {
       for (const w of cache === 'warm' ? [0, 2] : [2]) c.push({ name: `PyTorch DataLoader (per-sample __getitem__), num_workers=${w}`, run: () => run(torchPy, [PEERS, 'torch', peerSpec(w)]) });
       c.push({ name: 'PyTorch DataLoader (batched sampler + fancy index), num_workers=2', run: () => run(torchPy, [PEERS, 'torch-batched', peerSpec(2)]) });
@@ -175,6 +194,7 @@ export async function benchLoader(dir: string, opts: LoaderBenchOptions = {}): P
     if (base?.samplesPerCpuSec && r.samplesPerCpuSec) r.cpuRatio = r.samplesPerCpuSec / base.samplesPerCpuSec;
   }
   const loadAfter = loadavg()[0];
+  const quality = qualityTable(src, batch, shuffleShards);
   const lines = [
     `Shuffled float32 batches (x/255) of ${m.fields.x.shape.join('x')} uint8 samples, batch ${batch}, split '${split}' of ${ds.dir}: ` +
       `${src.samples} samples, ${formatBytes(totalBytes)} in ${info.shards.length} shard pair(s). Each contender runs ${seconds} s (timed from its first batch; best of ${repeat}). ` +
@@ -191,6 +211,50 @@ export async function benchLoader(dir: string, opts: LoaderBenchOptions = {}): P
     'Samples per CPU-second counts every thread of the contender\'s process (slimfit: main + worker threads); it is the fairer number on a busy machine. ' +
       'It is left out for DataLoader with worker processes, whose CPU time is not visible to the parent while they run.',
     ...notes.map((n) => `- ${n}`),
+    '',
+    ...quality,
   ];
   return { rows, markdown: lines.join('\n') };
+}
+
+/**
+ * How well each mode shuffles one epoch of this store (seed 0, epoch 0), from the plan alone (no data read): position
+ * correlation and displacement (uniform: 0 and 1/3), equal-class runs if the store were sorted by class (10 classes
+ * of equal size: the worst case for a windowed shuffle; uniform ~1.11), and how many shards a batch and the whole
+ * reading front touch.
+ */
+function qualityTable(src: DataSource, batch: number, shuffleShards: number): string[] {
+  const modes = [['none', false], ['global', 'global'], ['block', 'block'], ['shard', 'shard']] as const;
+  const rows: string[] = [];
+  for (const [name, shuffle] of modes) {
+    const loader = createLoader(src, { shuffle, batchSize: batch, workers: 0, shuffleShards, verifyChecksums: false });
+    const cfg = loader.planConfig;
+    void loader.close();
+    const n = cfg.perRank, ids = new Float64Array(n);
+    const t0 = performance.now();
+    createPlan(cfg).samples(0, 0, n, ids);
+    const planMs = performance.now() - t0;
+    const q = shuffleQuality(ids, (i) => Math.floor((10 * i) / n));
+    const starts = cfg.shardStarts!;
+    const partOf = (id: number) => { let lo = 0, hi = starts.length - 2; while (lo < hi) { const m = (lo + hi + 1) >> 1; if (starts[m] <= id) lo = m; else hi = m - 1; } return lo; };
+    const parts = Int32Array.from(ids, partOf);
+    let perBatch = 0, batches = 0;
+    for (let s = 0; s < n; s += batch) { perBatch += new Set(parts.subarray(s, Math.min(n, s + batch))).size; batches++; }
+    // Shards being read at once: a shard counts from its first read to its last.
+    const first = new Map<number, number>(), last = new Map<number, number>();
+    parts.forEach((p, i) => { if (!first.has(p)) first.set(p, i); last.set(p, i); });
+    const delta = new Int32Array(n + 1);
+    for (const [p, f] of first) { delta[f]++; delta[last.get(p)! + 1]--; }
+    let live = 0, most = 0;
+    for (const d of delta) { live += d; most = Math.max(most, live); }
+    const r = loader.shuffleReport;
+    rows.push(`| ${name}${name === 'shard' ? ` (${shuffleShards} shards per window)` : name === 'block' ? ` (${r.blockSamples}-sample blocks, ${r.windowSamples}-sample windows)` : ''} | ${q.positionCorrelation.toFixed(4)} | ${q.meanDisplacement.toFixed(4)} | ${q.classRunMean!.toFixed(2)} (uniform ${q.classRunUniform!.toFixed(2)}) | ${(perBatch / batches).toFixed(1)} | ${most} of ${starts.length - 1} | ${Math.round(planMs)} |`);
+  }
+  return [
+    `Shuffle quality of one epoch (seed 0) of the same store, computed from each mode's plan (no data read): shards are the store's ${src.name} parts.`,
+    '',
+    '| mode | position correlation (uniform 0) | mean displacement / n (uniform 0.333) | equal-class run length if the store were class-sorted | shards per batch | shards read at once (max) | plan ms for the epoch |',
+    '|---|---:|---:|---:|---:|---:|---:|',
+    ...rows,
+  ];
 }

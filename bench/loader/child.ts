@@ -9,7 +9,9 @@ export interface BenchChildSpec {
   batch: number;
   seconds: number;
   workers: number;
-  shuffle: 'global' | 'block';
+  shuffle: 'global' | 'block' | 'shard';
+  /** Shard shuffle: shards per window. */
+  shuffleShards?: number;
   reuse: boolean;
   io: 'pread' | 'mmap';
   native: boolean;
@@ -18,7 +20,7 @@ export interface BenchChildSpec {
 const spec = JSON.parse(process.argv[2]) as BenchChildSpec;
 const ds = await openDataset(spec.dir);
 const loader = createLoader(ds.split(spec.split), {
-  batchSize: spec.batch, shuffle: spec.shuffle, workers: spec.workers, normalize: { scale: 1 / 255, shift: 0 }, reuseBuffers: spec.reuse, seed: 0, io: spec.io, native: spec.native,
+  batchSize: spec.batch, shuffle: spec.shuffle, workers: spec.workers, normalize: { scale: 1 / 255, shift: 0 }, reuseBuffers: spec.reuse, seed: 0, io: spec.io, native: spec.native, shuffleShards: spec.shuffleShards,
 });
 let n = 0, check = 0;
 let t0 = 0;

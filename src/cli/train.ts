@@ -36,7 +36,8 @@ export function register(program: Command): void {
     .option('--split <name>', 'split to train on', DEFAULTS.split)
     .option('--x <path|name>', '.npy file of samples (with --y), or the x array name inside an .npz DIR')
     .option('--y <path|name>', '.npy file of labels (with --x), or the y array name inside an .npz DIR')
-    .option('--shuffle <mode>', "global, block or none", DEFAULTS.shuffle)
+    .option('--shuffle <mode>', `global, block, shard (shards in random order, a window of shards shuffled together) or none (default: ${DEFAULTS.shuffle}; ${DEFAULTS.remoteShuffle} for a store fetched over the network)`)
+    .option('--shuffle-shards <n>', `with --shuffle shard: shards per window (default ${DEFAULTS.shuffleShards})`, wholeFlag('--shuffle-shards', 1))
     .option('--workers <n>', 'loader worker threads (default cores-1; 0 = main thread)', wholeFlag('--workers', 0))
     .option('--backend <name>', 'force the TensorFlow.js backend: wasm or cpu')
     .option('--no-test', 'skip the final evaluation on the test split')
@@ -47,7 +48,7 @@ export function register(program: Command): void {
       const { trainRun } = await import('../train/run.ts');
       const { OPTIMIZERS } = await import('../train/loop.ts');
       if (!(OPTIMIZERS as readonly string[]).includes(o.optimizer)) throw new UsageError(`unknown optimizer '${o.optimizer}'`, { hint: `use one of: ${OPTIMIZERS.join(', ')}` });
-      if (!['global', 'block', 'none'].includes(o.shuffle)) throw new UsageError(`unknown --shuffle '${o.shuffle}'`, { hint: 'use global, block or none' });
+      if (o.shuffle !== undefined && !['global', 'block', 'shard', 'none'].includes(o.shuffle)) throw new UsageError(`unknown --shuffle '${o.shuffle}'`, { hint: 'use global, block, shard or none' });
       let data;
       if (o.x || o.y) {
         if (!o.x || !o.y) throw new UsageError('--x and --y go together');
@@ -81,7 +82,8 @@ export function register(program: Command): void {
         r = await trainRun(data, {
           model: pick('model', o.model), epochs: pick('epochs', o.epochs), batchSize: pick('batch', o.batch), lr: pick('lr', o.lr), lrDecay: pick('lrDecay', o.lrDecay),
           shift: pick('shift', o.shift), augment: pick('augment', o.augment), valSplit: pick('valSplit', o.valSplit), valFraction: pick('valFraction', o.valFraction), optimizer: pick('optimizer', o.optimizer),
-          seed: pick('seed', o.seed), split: pick('split', o.split), shuffle: pick('shuffle', o.shuffle === 'none' ? false : o.shuffle),
+          seed: pick('seed', o.seed), split: pick('split', o.split), shuffle: o.shuffle === undefined ? undefined : o.shuffle === 'none' ? false : o.shuffle,
+          shuffleShards: pick('shuffleShards', o.shuffleShards),
           out: o.resume ?? o.out, resume: Boolean(o.resume), force: o.force, backend: o.backend, workers: o.workers, evaluateTest: o.test, verifyChecksums: o.verify,
           patience: pick('patience', o.patience), keepBest: pick('keepBest', o.keepBest), lrSchedule: pick('lrSchedule', o.lrSchedule), reduceLrOnPlateau: pick('reduceLrOnPlateau', o.reduceLrOnPlateau),
           signal: stop.signal,

@@ -8,4 +8,11 @@ export const LOADER_DEFAULTS = {
   /** With the epoch, fixes the sample order. */
   seed: 0,
   shuffle: 'global',
+  /**
+   * shuffle: 'shard': shards per window. A store's shards are ~64 MB, so 8 is a ~512 MB working set (a remote cache
+   * holding the current window and the next one being prefetched needs ~1 GB).
+   */
+  shuffleShards: 8,
+  /** The shuffle for a source whose parts are fetched over the network (`LoadableSource.remote`) when none is given. */
+  remoteShuffle: 'shard',
 } as const;

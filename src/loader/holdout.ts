@@ -4,7 +4,8 @@ import { permutation } from '../core/permutation.ts';
 import { isLoadable, type LoadableSource, type Subset } from './layout.ts';
 import type { DataSource } from './types.ts';
 
-const TAG_SUBSET = 0x5b5e;
+/** Key of the subset permutation (shared with plan.ts, which inverts it to find a subset's samples in a part). */
+export const TAG_SUBSET = 0x5b5e;
 
 /** Maps a subset's local sample index to its parent's index (build once, call per sample). */
 export function subsetIndex(s: Subset): (i: number) => number {

@@ -43,6 +43,11 @@ export interface LoadableSource extends DataSource {
   readonly parts: readonly Part[];
   /** Set when this source is a random subset of the samples its parts hold. */
   readonly subset?: Subset;
+  /**
+   * True when the parts are fetched over the network (read from a local cache): with no `shuffle` option the loader
+   * then uses LOADER_DEFAULTS.remoteShuffle ('shard'), which reads a bounded window of shards at a time.
+   */
+  readonly remote?: boolean;
 }
 
 /** True if `s` carries a layout (made by openDataset, fromNpy or fromNpz). */

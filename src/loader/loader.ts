@@ -8,7 +8,7 @@ import { openNpy } from '../formats/npy.ts';
 import { checkShardOnce } from '../store/checksum.ts';
 import { isLoadable, type LoadableSource, type PartFile, partOf } from './layout.ts';
 import { subsetIndex } from './holdout.ts';
-import type { ClassTable, PlanConfig } from './plan.ts';
+import { type ClassTable, type Plan, type PlanConfig, createPlan, shardCounts } from './plan.ts';
 import { type BatchReader, type ReaderInit, createReader, slotLayout } from './reader.ts';
 import { gatherAddon } from './native.ts';
 import { LOADER_DEFAULTS } from './defaults.ts';
@@ -19,15 +19,19 @@ import type { FillReply, FillRequest } from './worker.ts';
 
 /** How well a loader shuffles, stated plainly (see {@link ShuffledLoader.shuffleReport}). */
 export interface ShuffleReport {
-  mode: 'global' | 'block' | 'none';
-  /** True when every order of the epoch is equally likely (global mode). */
+  mode: 'global' | 'block' | 'shard' | 'none';
+  /** True when every order of the epoch is equally likely (global mode; block or shard mode whose window is the whole epoch). */
   uniform: boolean;
   /** Block mode: consecutive samples that stay together. */
   blockSamples: number;
-  /** Block mode: samples shuffled together in memory. */
+  /** Block mode: samples shuffled together in memory; shard mode: about the samples of one window (samples x K / shards). */
   windowSamples: number;
-  /** windowSamples / samplesPerEpoch (1 = the whole epoch is one window, which is a uniform shuffle). */
+  /** windowSamples / samplesPerEpoch (1 = the whole epoch is one window, which is a uniform shuffle); shard mode: shardWindow / shards. */
   windowFraction: number;
+  /** Shard mode: shards per window (at most this many are read at any time). */
+  shardWindow: number;
+  /** Shard mode: shards (parts) of the source, with samples of it. */
+  shards: number;
   /** One readable sentence. */
   note: string;
 }
@@ -45,6 +49,18 @@ export interface ShuffledLoader extends Loader {
   readonly io: 'pread' | 'mmap';
   /** Batches requested from the readers and not yet handed out (never more than `prefetch`: the backpressure). */
   readonly ahead: number;
+  /**
+   * The parts (indices into `source.parts`, i.e. shard files) this loader reads from (epoch, position) to the end of
+   * that epoch, in the order of their first read (default: from the cursor). See {@link Plan.shardSchedule}.
+   *
+   * @example
+   * const loader = createLoader(ds.split('train'), { shuffle: 'shard' });
+   * const c = loader.cursor();
+   * const next = loader.shardSchedule(c.epoch, c.position).slice(0, 16); // part indices: fetch these first
+   */
+  shardSchedule(epoch?: number, position?: number): number[];
+  /** The order as plain data: `createPlan(loader.planConfig)` computes the same sample order in any thread. */
+  readonly planConfig: PlanConfig;
 }
 
 const MB = 1 << 20;
@@ -64,7 +80,7 @@ export function checkLoaderOptions(where: string, o: LoaderOptions): void {
   checkInt(where, 'worldSize', o.worldSize, 1);
   checkInt(where, 'rank', o.rank, 0);
   if ((o.rank ?? 0) >= (o.worldSize ?? 1)) throw new SlimfitError(`${where}: option rank ${o.rank ?? 0} must be below worldSize ${o.worldSize ?? 1}`);
-  checkOneOf(where, 'shuffle', o.shuffle, ['global', 'block', false] as const);
+  checkOneOf(where, 'shuffle', o.shuffle, ['global', 'block', 'shard', false] as const);
   checkBool(where, 'balanced', o.balanced);
   if (o.balanced && (o.shuffle ?? LOADER_DEFAULTS.shuffle) !== 'global') throw new SlimfitError(`${where}: option balanced draws samples at random; use it with shuffle: 'global'`);
   checkBool(where, 'dropLast', o.dropLast);
@@ -73,6 +89,7 @@ export function checkLoaderOptions(where: string, o: LoaderOptions): void {
   checkInt(where, 'memoryBudget', o.memoryBudget, 1);
   checkInt(where, 'shuffleWindow', o.shuffleWindow, 1);
   checkInt(where, 'shuffleBlock', o.shuffleBlock, 1);
+  checkInt(where, 'shuffleShards', o.shuffleShards, 1);
   checkBool(where, 'reuseBuffers', o.reuseBuffers);
   checkInt(where, 'labelCacheBytes', o.labelCacheBytes, 0);
   checkNumber(where, 'checkIntervalMs', o.checkIntervalMs, 0, Infinity, { low: true });
@@ -250,7 +267,7 @@ export function createLoader(source: DataSource, opts: LoaderOptions = {}): Shuf
   const seed = intOpt('seed', opts.seed, LOADER_DEFAULTS.seed, -(2 ** 52));
   const worldSize = intOpt('worldSize', opts.worldSize, 1, 1);
   const rank = intOpt('rank', opts.rank, 0, 0);
-  const mode = opts.shuffle === false ? 'none' : (opts.shuffle ?? LOADER_DEFAULTS.shuffle);
+  const mode = opts.shuffle === false ? 'none' : (opts.shuffle ?? (src.remote && !opts.balanced ? LOADER_DEFAULTS.remoteShuffle : LOADER_DEFAULTS.shuffle));
   const balanced = opts.balanced ?? false;
   const spec = makeTransformSpec(src, opts, seed);
   const N = src.samples;
@@ -264,7 +281,11 @@ export function createLoader(source: DataSource, opts: LoaderOptions = {}): Shuf
   const windowBytes = intOpt('shuffleWindow', opts.shuffleWindow, 64 * MB, 1);
   const windowSamples = Math.max(1, Math.min(Math.max(1, perRank), Math.floor(windowBytes / Math.max(1, xRow + yRow))));
   const blockSamples = Math.max(1, Math.min(Math.floor(intOpt('shuffleBlock', opts.shuffleBlock, MB, 1) / Math.max(1, xRow)), Math.floor(windowSamples / 4)));
-  const plan: PlanConfig = { n: N, subset: src.subset, mode, balanced, seed, rank, worldSize, perRank, blockSamples, windowSamples };
+  // Shard mode geometry: windows of `shardWindow` parts; a subset counts its own members in each part.
+  const shardStarts = [...src.parts.map((p) => p.start), storedSamples(src)];
+  const shardWindow = intOpt('shuffleShards', opts.shuffleShards, LOADER_DEFAULTS.shuffleShards, 1);
+  const shardSamples = mode === 'shard' ? shardCounts(shardStarts, src.subset) : undefined;
+  const plan: PlanConfig = { n: N, subset: src.subset, mode, balanced, seed, rank, worldSize, perRank, blockSamples, windowSamples, shardStarts, shardSamples, shardWindow };
 
   const workers = intOpt('workers', opts.workers, Math.max(1, availableParallelism() - 1), 0);
   const layout = slotLayout(spec, B);
@@ -280,13 +301,25 @@ export function createLoader(source: DataSource, opts: LoaderOptions = {}): Shuf
   const io: 'pread' | 'mmap' = opts.io === 'mmap' && mode !== 'block' && opts.native !== false && gatherAddon() ? 'mmap' : 'pread';
 
   const frac = perRank > 0 ? windowSamples / perRank : 1;
+  const shards = shardSamples ? shardSamples.filter((c) => c > 0).length : 0;
+  const shardFrac = shards > 0 ? Math.min(1, shardWindow / shards) : 1;
+  const pct = (f: number) => `${(100 * Math.min(1, f)).toFixed(f < 0.01 ? 3 : 1)}%`;
   const shuffleReport: ShuffleReport = {
-    mode, uniform: mode === 'global' || (mode === 'block' && frac >= 1 && blockSamples === 1),
-    blockSamples: mode === 'block' ? blockSamples : 0, windowSamples: mode === 'block' ? windowSamples : 0, windowFraction: mode === 'block' ? frac : 0,
+    mode, uniform: mode === 'global' || (mode === 'block' && frac >= 1 && blockSamples === 1) || (mode === 'shard' && shardWindow >= shardStarts.length - 1),
+    blockSamples: mode === 'block' ? blockSamples : 0,
+    windowSamples: mode === 'block' ? windowSamples : mode === 'shard' ? Math.round(N * shardFrac) : 0,
+    windowFraction: mode === 'block' ? frac : mode === 'shard' ? shardFrac : 0,
+    shardWindow: mode === 'shard' ? shardWindow : 0, shards,
     note: mode === 'global' ? (balanced ? 'global: classes drawn equally often (with replacement inside a class once it runs out), order uniform' : 'global: a uniform random permutation of all samples every epoch')
       : mode === 'none' ? 'no shuffle: samples in stored order'
-      : `block: runs of ${blockSamples} consecutive samples in random order, shuffled inside windows of ${windowSamples} samples (${(100 * Math.min(1, frac)).toFixed(frac < 0.01 ? 3 : 1)}% of an epoch); samples never move between windows, so this is ${frac >= 1 ? 'close to' : 'NOT'} a uniform shuffle`,
+      : mode === 'shard' ? (shardWindow >= shardStarts.length - 1
+        ? `shard: all ${shards} shard(s) form one window, so this is a uniform shuffle`
+        : `shard: ${shards} shards in random order, read ${shardWindow} at a time, samples shuffled inside each window of ${shardWindow} shards (${pct(shardFrac)} of an epoch); samples never move between windows, so this is NOT a uniform shuffle`)
+      : `block: runs of ${blockSamples} consecutive samples in random order, shuffled inside windows of ${windowSamples} samples (${pct(frac)} of an epoch); samples never move between windows, so this is ${frac >= 1 ? 'close to' : 'NOT'} a uniform shuffle`,
   };
+  // The window schedule on this thread (a plan of its own; balanced sampling needs the class table made by start()).
+  let schedulePlan: Plan | null = null;
+  let classTab: ClassTable | undefined;
 
   let epoch = 0, position = 0;
   let executors: Executor[] | null = null;
@@ -315,7 +348,7 @@ export function createLoader(source: DataSource, opts: LoaderOptions = {}): Shuf
     let classes: ClassTable | undefined;
     const stored = storedSamples(src);
     if (N > 0 && (balanced || (stored * yRow <= labelCacheBytes && labelCacheBytes > 0))) labels = await readAllLabels(src, yRow);
-    if (balanced && labels) classes = classTable(src, labels);
+    if (balanced && labels) classes = classTab = classTable(src, labels);
     if (labels && stored * yRow > labelCacheBytes) labels = undefined; // read only for the class table
     slots = Array.from({ length: prefetch }, () => new SharedArrayBuffer(layout.bytes));
     const init: ReaderInit = {
@@ -414,15 +447,28 @@ export function createLoader(source: DataSource, opts: LoaderOptions = {}): Shuf
     }
   }
 
+  function cursorNow(): Cursor {
+    const left = perRank - position;
+    const end = position > 0 && (left <= 0 || (dropLast && left < B));
+    return { seed, epoch: end ? epoch + 1 : epoch, position: end ? 0 : position, rank, worldSize };
+  }
+
   return {
     source: src, batchesPerEpoch, samplesPerEpoch: perRank, shuffleReport, workers, prefetch, ringBytes: prefetch * layout.bytes, io,
     get ahead() { return ahead; },
-    [Symbol.asyncIterator]: () => iterate(),
-    cursor(): Cursor {
-      const left = perRank - position;
-      const end = position > 0 && (left <= 0 || (dropLast && left < B));
-      return { seed, epoch: end ? epoch + 1 : epoch, position: end ? 0 : position, rank, worldSize };
+    planConfig: plan,
+    shardSchedule(ep?: number, pos?: number) {
+      const c = cursorNow();
+      const e = ep ?? c.epoch, p = pos ?? c.position;
+      if (!(Number.isSafeInteger(e) && e >= 0 && Number.isSafeInteger(p) && p >= 0 && p <= perRank)) {
+        throw new SlimfitError(`shardSchedule: epoch ${e} / position ${p} is outside this loader's epochs of ${perRank} samples`);
+      }
+      if (balanced && !classTab) throw new SlimfitError('shardSchedule: with balanced sampling the schedule is known only after the first batch (it needs the class table)');
+      schedulePlan ??= createPlan(plan, classTab);
+      return schedulePlan.shardSchedule(e, p);
     },
+    [Symbol.asyncIterator]: () => iterate(),
+    cursor: cursorNow,
     resume(c: Cursor) {
       if (running) throw new Error('cannot resume while the loader is being iterated');
       if (c.seed !== seed || c.rank !== rank || c.worldSize !== worldSize) {

@@ -68,8 +68,12 @@ export interface AugmentOptions {
 export interface LoaderOptions extends TransformOptions {
   /** Samples per batch (default 128). */
   batchSize?: number;
-  /** 'global' = uniform permutation per epoch (default); 'block' = shuffled blocks + byte-sized window; false = file order. */
-  shuffle?: 'global' | 'block' | false;
+  /**
+   * 'global' = uniform permutation per epoch (default); 'block' = shuffled blocks + byte-sized window; 'shard' = shards
+   * in random order, read `shuffleShards` at a time, samples shuffled within each such window (for remote stores);
+   * false = file order.
+   */
+  shuffle?: 'global' | 'block' | 'shard' | false;
   /** Seed; (seed, epoch) fully determines the order. Default 0. */
   seed?: number;
   /** Drop a final partial batch (default false). */
@@ -93,6 +97,8 @@ export interface LoaderOptions extends TransformOptions {
   labelCacheBytes?: number;
   /** Block shuffle: bytes of one block of consecutive samples (default 1 MB, at most a quarter of the window). */
   shuffleBlock?: number;
+  /** Shard shuffle: shards (parts) per window, shuffled together; at most this many are read at any time (default 8). */
+  shuffleShards?: number;
   /** How often readers re-check open files for deletion or truncation, in ms (default 250). */
   checkIntervalMs?: number;
   /**
@@ -114,7 +120,7 @@ export interface LoaderOptions extends TransformOptions {
 export const LOADER_OPTION_KEYS = [
   'normalize', 'oneHot', 'layout', 'noise', 'shift', 'augment', 'batchSize', 'shuffle', 'seed', 'dropLast', 'workers', 'prefetch', 'memoryBudget',
   'shuffleWindow', 'balanced', 'rank', 'worldSize', 'reuseBuffers', 'labelCacheBytes', 'shuffleBlock', 'checkIntervalMs', 'io', 'native',
-  'verifyChecksums',
+  'verifyChecksums', 'shuffleShards',
 ] as const satisfies ReadonlyArray<keyof LoaderOptions>;
 // Compile-time check the other way: an option added to LoaderOptions but not to the list above fails here.
 const allLoaderKeys: Record<keyof LoaderOptions, true> = Object.fromEntries(LOADER_OPTION_KEYS.map((k) => [k, true])) as Record<(typeof LOADER_OPTION_KEYS)[number], true>;

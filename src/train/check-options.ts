@@ -21,7 +21,7 @@ export const EVAL_RUN_OPTION_KEYS = [...EVALUATE_OPTION_KEYS, 'outDir', 'log'] a
 /** trainRun's option names (TrainRunOptions). */
 export const TRAIN_RUN_OPTION_KEYS = [
   'model', 'epochs', 'batchSize', 'lr', 'lrDecay', 'shift', 'augment', 'valSplit', 'valFraction', 'optimizer', 'seed', 'out', 'resume', 'force', 'split', 'backend',
-  'shuffle', 'workers', 'prefetch', 'evaluateTest', 'progress', 'log', 'verifyChecksums', 'patience', 'keepBest', 'lrSchedule', 'reduceLrOnPlateau', 'signal',
+  'shuffle', 'shuffleShards', 'workers', 'prefetch', 'evaluateTest', 'progress', 'log', 'verifyChecksums', 'patience', 'keepBest', 'lrSchedule', 'reduceLrOnPlateau', 'signal',
 ] as const;
 
 /** A tf.LayersModel (duck-typed: the user's tfjs may be another copy than ours, so instanceof cannot tell). */
@@ -100,7 +100,8 @@ export function checkTrainRunOptions(opts: Record<string, unknown>): void {
   checkString(w, 'out', opts.out);
   checkString(w, 'split', opts.split);
   checkString(w, 'backend', opts.backend);
-  checkOneOf(w, 'shuffle', opts.shuffle, ['global', 'block', false] as const);
+  checkOneOf(w, 'shuffle', opts.shuffle, ['global', 'block', 'shard', false] as const);
+  checkInt(w, 'shuffleShards', opts.shuffleShards, 1);
   checkInt(w, 'workers', opts.workers, 0);
   checkInt(w, 'prefetch', opts.prefetch, 1);
   checkInt(w, 'patience', opts.patience, 0);

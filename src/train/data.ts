@@ -107,7 +107,8 @@ export async function resolveData(data: DataInput, split = 'train', valSplit?: s
 }
 
 /**
- * Loader defaults for training: DEFAULTS' batch size, shuffle and seed, prefetch, stats (or 1/255 for uint8) normalization, one-hot
+ * Loader defaults for training: DEFAULTS' batch size and seed, the loader's own shuffle default (global; shard for a
+ * source marked remote), prefetch, stats (or 1/255 for uint8) normalization, one-hot
  * labels, and batches lent from the loader's ring (the training loop and evaluation are done with a batch before they ask
  * for the next, so copies would only cost time).
  */
@@ -115,7 +116,7 @@ export function trainLoaderOptions(src: DataSource, classes: number, o: LoaderOp
   const normalize = o.normalize ?? (src.stats ? 'stats' : src.x.dtype === 'uint8' ? { scale: 1 / 255, shift: 0 } : false);
   // Only the loader's own options: `o` may be fit's options (epochs, lr, callbacks...), which createLoader refuses.
   const own = Object.fromEntries(Object.entries(o).filter(([k]) => (LOADER_OPTION_KEYS as readonly string[]).includes(k))) as LoaderOptions;
-  return { batchSize: DEFAULTS.batchSize, shuffle: DEFAULTS.shuffle, seed: DEFAULTS.seed, reuseBuffers: true, ...own, normalize, oneHot: classes, layout: 'nhwc' };
+  return { batchSize: DEFAULTS.batchSize, seed: DEFAULTS.seed, reuseBuffers: true, ...own, normalize, oneHot: classes, layout: 'nhwc' };
 }
 
 /** A loader over `src` with {@link trainLoaderOptions}. */

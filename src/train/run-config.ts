@@ -19,6 +19,8 @@ export interface RunConfig {
   seed: number;
   split: string;
   shuffle: LoaderOptions['shuffle'];
+  /** Shards per window of shuffle 'shard' (absent for other modes and in older runs). */
+  shuffleShards?: number;
   lrDecay: number;
   shift: number;
   /** Training augmentation as an `--augment` spec, e.g. 'rotate=10,scale=0.1' (absent or '': none). */
@@ -51,7 +53,7 @@ const CHANGEABLE = ['epochs', 'batchSize', 'lr', 'lrDecay', 'shift', 'augment', 
  */
 const FIXED = [
   ['model', '--model'], ['split', '--split'], ['optimizer', '--optimizer'], ['seed', '--seed'], ['shuffle', '--shuffle'],
-  ['valSplit', '--val-split'], ['valFraction', '--val-fraction'],
+  ['shuffleShards', '--shuffle-shards'], ['valSplit', '--val-split'], ['valFraction', '--val-fraction'],
 ] as const;
 
 /** Run options as given by the caller; undefined = not given (on resume: keep the run's own). */

@@ -8,6 +8,7 @@ import { join, resolve } from 'node:path';
 import type * as tfl from '@tensorflow/tfjs-layers';
 import { SlimfitError } from '../core/errors.ts';
 import { verifySource } from '../loader/index.ts';
+import { isLoadable } from '../loader/layout.ts';
 import type { AugmentOptions, Cursor, DataSource, LoaderOptions } from '../loader/types.ts';
 import { formatAugment, parseAugmentSpec } from '../loader/augment.ts';
 import { formatBytes, peakRssBytes } from '../core/rss.ts';
@@ -58,6 +59,8 @@ export interface TrainRunOptions {
   split?: string;
   backend?: string;
   shuffle?: LoaderOptions['shuffle'];
+  /** With shuffle 'shard': shards per window (default LOADER_DEFAULTS.shuffleShards, saved in run.json). */
+  shuffleShards?: number;
   workers?: number;
   prefetch?: number;
   /** Evaluate on the store's test split after training and put it in the report (default true when it exists). */
@@ -248,7 +251,7 @@ export async function trainRun(data: DataInput | undefined, opts: TrainRunOption
     const hasCheckpoint = await stat(join(out, MODEL_DIR, 'state.json')).then(() => true, () => false);
     const given = {
       epochs: opts.epochs, batchSize: opts.batchSize, lr: opts.lr, lrDecay: opts.lrDecay, shift: opts.shift, augment: augmentSpec(opts.augment), valSplit: opts.valSplit, valFraction: opts.valFraction,
-      model: opts.model === undefined ? undefined : savedModelName(opts.model, isBuiltinModel), split: opts.split, optimizer: opts.optimizer, seed: opts.seed, shuffle: opts.shuffle,
+      model: opts.model === undefined ? undefined : savedModelName(opts.model, isBuiltinModel), split: opts.split, optimizer: opts.optimizer, seed: opts.seed, shuffle: opts.shuffle, shuffleShards: opts.shuffleShards,
       patience: opts.patience, keepBest: opts.keepBest, lrSchedule: opts.lrSchedule, reduceLrOnPlateau: opts.reduceLrOnPlateau,
     };
     cfg = resumeConfig(saved, given, data, { force: opts.force, run: out, hasCheckpoint, log });
@@ -271,6 +274,7 @@ export async function trainRun(data: DataInput | undefined, opts: TrainRunOption
       data: absoluteData(data), model: savedModelName(opts.model ?? DEFAULTS.model, isBuiltinModel), epochs: opts.epochs ?? DEFAULTS.epochs,
       batchSize: opts.batchSize ?? DEFAULTS.batchSize, lr: opts.lr ?? DEFAULTS.lr, optimizer: opts.optimizer ?? DEFAULTS.optimizer,
       seed: opts.seed ?? DEFAULTS.seed, split: opts.split ?? DEFAULTS.split, shuffle: opts.shuffle ?? DEFAULTS.shuffle,
+      shuffleShards: (opts.shuffle ?? DEFAULTS.shuffle) === 'shard' ? (opts.shuffleShards ?? DEFAULTS.shuffleShards) : opts.shuffleShards,
       lrDecay: opts.lrDecay ?? DEFAULTS.lrDecay, shift: opts.shift ?? DEFAULTS.shift, augment: augmentSpec(opts.augment) ?? DEFAULTS.augment, valSplit: opts.valSplit, valFraction: opts.valFraction ?? DEFAULTS.valFraction,
       patience: opts.patience, keepBest: opts.keepBest, lrSchedule: opts.lrSchedule, reduceLrOnPlateau: opts.reduceLrOnPlateau,
     };
@@ -280,10 +284,18 @@ export async function trainRun(data: DataInput | undefined, opts: TrainRunOption
   const plateau = cfg.reduceLrOnPlateau !== undefined ? parsePlateau(cfg.reduceLrOnPlateau) : undefined;
   if (cfg.patience !== undefined && !(Number.isInteger(cfg.patience) && cfg.patience >= 0)) throw new SlimfitError(`--patience must be a whole number >= 0, got ${cfg.patience}`);
   const rd: ResolvedData = await resolveData(cfg.data, cfg.split, cfg.valSplit, cfg.valFraction ?? 0, cfg.seed, { verifyChecksums: opts.verifyChecksums });
+  // A new run on a source fetched over the network shuffles by shard windows unless told otherwise (saved in run.json).
+  if (!opts.resume && opts.shuffle === undefined && isLoadable(rd.main) && rd.main.remote) {
+    cfg.shuffle = DEFAULTS.remoteShuffle;
+    cfg.shuffleShards ??= DEFAULTS.shuffleShards;
+  }
   const loaders: Array<{ close(): Promise<void> }> = [];
   // Disposed in the finally below, also when a check after building or loading it throws (its tensors would leak).
   let built: tfl.LayersModel | null = null;
   try {
+    if (cfg.shuffleShards !== undefined && cfg.shuffle !== 'shard') {
+      throw new SlimfitError(`--shuffle-shards ${cfg.shuffleShards} sets the window of --shuffle shard, but this run shuffles '${cfg.shuffle === false ? 'none' : cfg.shuffle}'`, { hint: 'add --shuffle shard, or drop --shuffle-shards' });
+    }
     const fingerprint = await dataFingerprint(cfg.data, rd);
     if (opts.resume) checkSameData(cfg, fingerprint, { force: opts.force, run: out, log });
     cfg.fingerprint = fingerprint;
@@ -309,7 +321,7 @@ export async function trainRun(data: DataInput | undefined, opts: TrainRunOption
     cfg.normalize ??= trainLoaderOptions(rd.main, rd.classes).normalize;
     // Written again on resume: options given again and a --force'd data change are part of the run from now on.
     await writeAtomic(join(out, 'run.json'), JSON.stringify(cfg, null, 2) + '\n');
-    const lopts = { batchSize: cfg.batchSize, seed: cfg.seed, shuffle: cfg.shuffle, workers: opts.workers, prefetch: opts.prefetch, normalize: cfg.normalize, verifyChecksums: opts.verifyChecksums };
+    const lopts = { batchSize: cfg.batchSize, seed: cfg.seed, shuffle: cfg.shuffle, shuffleShards: cfg.shuffleShards, workers: opts.workers, prefetch: opts.prefetch, normalize: cfg.normalize, verifyChecksums: opts.verifyChecksums };
     // Augmentation is for the training loader only: validation and test loaders (makeEvalLoader) never augment.
     const loader = makeLoader(rd.main, rd.classes, { ...lopts, shift: cfg.shift || undefined, augment: cfg.augment ? parseAugmentSpec(cfg.augment) : undefined });
     loaders.push(loader);
@@ -411,7 +423,7 @@ export async function trainRun(data: DataInput | undefined, opts: TrainRunOption
       title: `Training run ${out}`,
       facts: [
         ['data', typeof cfg.data === 'string' ? cfg.data : JSON.stringify(cfg.data)], ['model', `${cfg.model} (${model.countParams()} parameters)`],
-        ['optimizer', `${cfg.optimizer}, lr ${cfg.lr}${cfg.lrDecay && cfg.lrDecay !== 1 ? ` x${cfg.lrDecay}/epoch` : ''}${cfg.lrSchedule ? `, schedule ${cfg.lrSchedule}` : ''}${plateau ? `, x${plateau.factor} after ${plateau.patience} epochs without a lower ${monitor}${plateau.minLr ? ` (not below ${plateau.minLr})` : ''}` : ''}, batch ${cfg.batchSize}, seed ${cfg.seed}, shuffle ${cfg.shuffle}${cfg.shift ? `, shift ${cfg.shift} px` : ''}${cfg.augment ? `, augment ${cfg.augment}` : ''}`],
+        ['optimizer', `${cfg.optimizer}, lr ${cfg.lr}${cfg.lrDecay && cfg.lrDecay !== 1 ? ` x${cfg.lrDecay}/epoch` : ''}${cfg.lrSchedule ? `, schedule ${cfg.lrSchedule}` : ''}${plateau ? `, x${plateau.factor} after ${plateau.patience} epochs without a lower ${monitor}${plateau.minLr ? ` (not below ${plateau.minLr})` : ''}` : ''}, batch ${cfg.batchSize}, seed ${cfg.seed}, shuffle ${cfg.shuffle}${cfg.shuffle === 'shard' && cfg.shuffleShards ? ` (${cfg.shuffleShards} shards per window)` : ''}${cfg.shift ? `, shift ${cfg.shift} px` : ''}${cfg.augment ? `, augment ${cfg.augment}` : ''}`],
         ...callbackFacts(cfg, history, monitor),
         ['backend', info.note.replace(/^backend: /, '')], ['wall time of this invocation', `${wallSeconds.toFixed(1)} s`], ['peak RSS', formatBytes(rss)],
       ],
