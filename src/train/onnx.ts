@@ -2,7 +2,8 @@
 // tfjs keeps images NHWC; ONNX's Conv, pools and BatchNormalization want NCHW. The graph input stays NHWC (the user's
 // data as the loader delivers it); a value is transposed to channels-first only where such an op needs it and back
 // only where a layer needs tfjs's order (Flatten, Dense, Reshape, the outputs), so Flatten's order is tfjs's exactly.
-import { rm } from 'node:fs/promises';
+import { rm, stat } from 'node:fs/promises';
+import { dirname } from 'node:path';
 import pb from 'protobufjs/light.js';
 import type * as tf from '@tensorflow/tfjs-core';
 import type * as tfl from '@tensorflow/tfjs-layers';
@@ -406,6 +407,10 @@ export async function exportOnnx(model: tfl.LayersModel, path: string): Promise<
   }
   const built = buildOnnx(model);
   const bytes = built.bytes;
+  const dir = dirname(path);
+  if (!(await stat(dir).then((st) => st.isDirectory(), () => false))) {
+    throw new SlimfitError(`the folder '${dir}' for the ONNX file does not exist`, { file: path, hint: 'create it first, or pick another --out' });
+  }
   try {
     await writeAtomic(path, bytes);
   } catch (e) {
