@@ -78,6 +78,10 @@ async function readArtifacts(path: string): Promise<tf.io.ModelArtifacts> {
   } catch (e) {
     throw new SlimfitError(`the model file is not valid JSON (${(e as Error).message})`, { file, hint: 'pass a tfjs layers model.json' });
   }
+  // A bare topology (tfjs's `model.toJSON(null, false)`, Keras's `model.to_json()`): the architecture without weights.
+  if (j && typeof j === 'object' && !('modelTopology' in j) && typeof (j as { class_name?: unknown }).class_name === 'string' && typeof (j as { config?: unknown }).config === 'object') {
+    j = { modelTopology: j };
+  }
   if (!j || typeof j !== 'object' || !j.modelTopology || typeof j.modelTopology !== 'object') {
     throw new SlimfitError('the model file has no "modelTopology"', { file, hint: 'pass a tfjs layers model.json (graph models from the converter cannot be trained)' });
   }
@@ -160,7 +164,8 @@ function seedTopology(topology: unknown, seed: number): unknown {
 
 /**
  * Load a user's model.json to train it: with weights they are the starting point (a warm start); a topology-only file
- * (no weightsManifest, as `JSON.stringify(model.toJSON(null, false))` or Keras's `model.to_json()` write) is built
+ * (no weightsManifest, or a bare topology as `JSON.stringify(model.toJSON(null, false))` or Keras's `model.to_json()`
+ * write) is built
  * with fresh weights, its unseeded initializers seeded from `seed` so the run is repeatable. `note` says which, in one line.
  *
  * @example
