@@ -126,10 +126,13 @@ function topologyOnly(a: tf.io.ModelArtifacts): boolean {
 
 /** Load a tfjs layers model from a folder or model.json path (optimizer state restored when saved with it). */
 export async function loadModel(path: string): Promise<tfl.LayersModel> {
-  const artifacts = await readArtifacts(path);
+  return fromArtifacts(await readArtifacts(path), path);
+}
+
+/** Build the model of read artifacts (weights set), naming `path` in errors. */
+async function fromArtifacts(artifacts: tf.io.ModelArtifacts, path: string): Promise<tfl.LayersModel> {
   try {
-    const model = await tfl.loadLayersModel({ load: async () => artifacts });
-    return model;
+    return await tfl.loadLayersModel({ load: async () => artifacts });
   } catch (e) {
     // tfjs says "N of N weights are not set" for a file that holds only the architecture
     if (topologyOnly(artifacts)) {
@@ -175,7 +178,7 @@ function seedTopology(topology: unknown, seed: number): unknown {
 export async function loadModelForTraining(path: string, seed: number): Promise<{ model: tfl.LayersModel; warmStart: boolean; note: string }> {
   const artifacts = await readArtifacts(path);
   if (!topologyOnly(artifacts)) {
-    const model = await loadModel(path);
+    const model = await fromArtifacts(artifacts, path);
     const n = model.getWeights().length;
     return { model, warmStart: true, note: `${path} holds trained weights: using them as a warm start (${n} weight tensors), not a fresh initialization` };
   }
