@@ -111,6 +111,17 @@ function userModel(): tfl.LayersModel {
   return tfl.model({ inputs: input, outputs: [out, aux], name: 'user' });
 }
 
+/** channelsFirst convolutions and pools (tfjs's own NCHW layers: no transposes around them) and their Flatten. */
+function channelsFirstModel(): tfl.LayersModel {
+  const m = tfl.sequential({ name: 'chfirst' });
+  m.add(tfl.layers.conv2d({ inputShape: [3, 9, 8], filters: 4, kernelSize: 3, padding: 'same', strides: 2, dataFormat: 'channelsFirst', activation: 'relu' }));
+  m.add(tfl.layers.maxPooling2d({ poolSize: 2, padding: 'same', dataFormat: 'channelsFirst' }));
+  m.add(tfl.layers.conv2d({ filters: 5, kernelSize: 2, dataFormat: 'channelsFirst' }));
+  m.add(tfl.layers.flatten({ dataFormat: 'channelsFirst' }));
+  m.add(tfl.layers.dense({ units: 3, activation: 'softmax' }));
+  return m;
+}
+
 /** Every other activation, each on its own branch (values in a wide range), concatenated on channels while channels-first. */
 function activationsModel(): tfl.LayersModel {
   const input = tfl.input({ shape: [6, 6, 2] });
@@ -139,6 +150,7 @@ test('mlp, cnn, two-branch and user models: onnxruntime matches tfjs within 1e-5
     ['mlp-flat-input', () => buildModel('mlp', { inputShape: [20], classes: 4, seed: 6 })],
     ['user-conv-bn-avgpool-dropout', userModel],
     ['activations', activationsModel],
+    ['channels-first', channelsFirstModel],
   ];
   const files: string[] = [];
   const report: string[] = [];
@@ -164,8 +176,9 @@ test('a layer or activation without a conversion is refused by name and class', 
   assert.throws(() => toOnnx(up), (e: Error) => isSlimfitError(e) && /layer 'grow' \(class UpSampling2D\)/.test(e.message) && /supported layers: .*Conv2D/.test(e.message));
   const act = tfl.sequential({ layers: [tfl.layers.dense({ inputShape: [3], units: 2, activation: 'gelu_new', name: 'head' })] });
   assert.throws(() => toOnnx(act), (e: Error) => isSlimfitError(e) && /layer 'head' \(class Dense\).*activation 'gelu_new'/.test(e.message));
-  const bn = tfl.sequential({ layers: [tfl.layers.batchNormalization({ inputShape: [4, 4, 2], axis: 2, name: 'cols' })] });
-  assert.throws(() => toOnnx(bn), (e: Error) => isSlimfitError(e) && /layer 'cols' \(class BatchNormalization\).*axis 2 of a rank-4/.test(e.message));
+  // tfjs's own kernels normalize a channels-first BatchNormalization along the last axis (tensorflow/tfjs#1106)
+  const bn = tfl.sequential({ layers: [tfl.layers.batchNormalization({ inputShape: [2, 4, 4], axis: 1, name: 'chfirst' })] });
+  assert.throws(() => toOnnx(bn), (e: Error) => isSlimfitError(e) && /layer 'chfirst' \(class BatchNormalization\).*axis 1 of a rank-4 input.*tfjs#1106/.test(e.message));
   tf.dispose([up, act, bn].flatMap((m) => m.getWeights()));
 });
 

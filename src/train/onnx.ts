@@ -299,11 +299,11 @@ function convert(c: Ctx, ins: Value[]): Value {
       const axisCfg = Array.isArray(cfg.axis) ? cfg.axis : [cfg.axis ?? -1];
       if (axisCfg.length !== 1) throw unsupported(layer, cls, `normalizing over several axes (${JSON.stringify(cfg.axis)})`);
       const ax = Number(axisCfg[0]) < 0 ? Number(axisCfg[0]) + r : Number(axisCfg[0]);
-      // ONNX normalizes per axis 1: the last (channels) axis goes there channels-first; axis 1 already is in tfjs order
-      let v: Value;
-      if (ax === 1) v = tfOrder(g, x);
-      else if (ax === r - 1 && r >= 3) v = cfOrder(g, x);
-      else throw unsupported(layer, cls, `axis ${ax} of a rank-${r} input (only the channels axis, last or 1, is converted)`);
+      // tfjs's cpu and wasm kernels apply the statistics along the last axis whatever `axis` says (tensorflow/tfjs#1106),
+      // so for another axis no graph both follows Keras's definition and matches the model's tfjs predictions.
+      if (ax !== r - 1) throw unsupported(layer, cls, `axis ${ax} of a rank-${r} input: only the last (channels) axis is converted, since tfjs itself computes other axes as if they were the last (tensorflow/tfjs#1106)`);
+      // ONNX normalizes along axis 1: the last axis is there once channels-first (rank 2: already)
+      const v = r >= 3 ? cfOrder(g, x) : x;
       const mean = needWeight(c, 'moving_mean'), variance = needWeight(c, 'moving_variance');
       const n = mean.data.length;
       const gamma = cfg.scale !== false ? needWeight(c, 'gamma').data : new Float32Array(n).fill(1);
