@@ -27,5 +27,5 @@ export {
 export type { BuiltinModel, ModelSpec } from './train/models.ts';
 
 // Model interop: ONNX export (opset 13).
-export { ONNX_ACTIVATIONS, ONNX_LAYERS, ONNX_OPSET, type OnnxIo, exportOnnx, toOnnx } from './train/onnx.ts';
+export { ONNX_ACTIVATIONS, ONNX_LAYERS, ONNX_OPSET, type OnnxIo, type OnnxOptions, exportOnnx, toOnnx } from './train/onnx.ts';
 export { type ModelExport, MODEL_FORMATS, exportModel } from './train/export-model.ts';

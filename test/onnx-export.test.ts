@@ -65,16 +65,19 @@ function perturb(model: tfl.LayersModel, seed: number): void {
   tf.dispose(ws);
 }
 
-/** Max |tfjs - onnxruntime| over the outputs of `model` on `batch` seeded samples fed to the ONNX file `file`. */
-async function maxDiff(model: tfl.LayersModel, file: string, batch = 9): Promise<number> {
+/**
+ * Max |tfjs - onnxruntime| over the outputs of `model` on `batch` seeded samples fed to the ONNX file `file`; with
+ * `raw`, the samples are drawn in [lo, hi) and tfjs gets them through `prep` (the normalization the graph includes).
+ */
+async function maxDiff(model: tfl.LayersModel, file: string, batch = 9, raw?: { lo: number; hi: number; prep: (x: Float32Array) => Float32Array }): Promise<number> {
   const session = await ort.InferenceSession.create(file);
   const xs = model.inputs.map((st, i) => {
     const shape = [batch, ...st.shape.slice(1)] as number[];
-    return { shape, data: rand(shape.reduce((a, d) => a * d, 1), 100 + i, -2, 2) };
+    return { shape, data: rand(shape.reduce((a, d) => a * d, 1), 100 + i, raw?.lo ?? -2, raw?.hi ?? 2) };
   });
   const feeds = Object.fromEntries(session.inputNames.map((n, i) => [n, new ort.Tensor('float32', xs[i].data, xs[i].shape)]));
   const got = await session.run(feeds);
-  const inputs = xs.map((x) => tf.tensor(x.data, x.shape));
+  const inputs = xs.map((x) => tf.tensor(raw ? raw.prep(x.data) : x.data, x.shape));
   const pred = model.predict(inputs.length === 1 ? inputs[0] : inputs);
   const want = Array.isArray(pred) ? pred : [pred];
   let d = 0;
@@ -114,11 +117,12 @@ function userModel(): tfl.LayersModel {
 /** channelsFirst convolutions and pools (tfjs's own NCHW layers: no transposes around them) and their Flatten. */
 function channelsFirstModel(): tfl.LayersModel {
   const m = tfl.sequential({ name: 'chfirst' });
-  m.add(tfl.layers.conv2d({ inputShape: [3, 9, 8], filters: 4, kernelSize: 3, padding: 'same', strides: 2, dataFormat: 'channelsFirst', activation: 'relu' }));
+  const init = (k: number) => ({ kernelInitializer: tfl.initializers.glorotUniform({ seed: 40 + k }) });
+  m.add(tfl.layers.conv2d({ inputShape: [3, 9, 8], filters: 4, kernelSize: 3, padding: 'same', strides: 2, dataFormat: 'channelsFirst', activation: 'relu', ...init(1) }));
   m.add(tfl.layers.maxPooling2d({ poolSize: 2, padding: 'same', dataFormat: 'channelsFirst' }));
-  m.add(tfl.layers.conv2d({ filters: 5, kernelSize: 2, dataFormat: 'channelsFirst' }));
+  m.add(tfl.layers.conv2d({ filters: 5, kernelSize: 2, dataFormat: 'channelsFirst', ...init(2) }));
   m.add(tfl.layers.flatten({ dataFormat: 'channelsFirst' }));
-  m.add(tfl.layers.dense({ units: 3, activation: 'softmax' }));
+  m.add(tfl.layers.dense({ units: 3, activation: 'softmax', ...init(3) }));
   return m;
 }
 
@@ -171,6 +175,24 @@ test('mlp, cnn, two-branch and user models: onnxruntime matches tfjs within 1e-5
   assert.deepEqual(readdirSync(tmp.dir).filter((f) => f.includes('.tmp-')), [], 'no temporary files left');
 });
 
+test('normalization in the graph: per-channel x * scale + shift before the model, as the loader does', async () => {
+  const model = buildModel('cnn', { inputShape: [12, 12, 3], classes: 4, seed: 8 });
+  perturb(model, 8);
+  const mean = [120, 80.5, 30], std = [60, 40, 0.5];
+  const scale = std.map((s) => 1 / s), shift = mean.map((m, c) => -m / std[c]);
+  const file = join(tmp.dir, 'normalized.onnx');
+  await exportOnnx(model, file, { normalization: { scale, shift } });
+  const prep = (x: Float32Array) => x.map((v, i) => v * scale[i % 3] + shift[i % 3]);
+  const d = await maxDiff(model, file, 9, { lo: 0, hi: 256, prep });
+  console.log(`onnx round trip with per-channel normalization in the graph: max abs difference ${d.toExponential(2)}`);
+  assert.ok(d <= TOL, `max difference ${d}`);
+  onnxCheck([file]);
+  for (const bad of [{ scale: [1, 2], shift: [0, 0] }, { scale: [1], shift: [Number.NaN] }, { scale: [1, 1, 1], shift: [0] }]) {
+    assert.throws(() => toOnnx(model, { normalization: bad }), (e: Error) => isSlimfitError(e) && /normalization must be \{ scale, shift \} with 1 or 3 finite numbers/.test(e.message));
+  }
+  model.dispose();
+});
+
 test('a layer or activation without a conversion is refused by name and class', () => {
   const up = tfl.sequential({ layers: [tfl.layers.upSampling2d({ inputShape: [4, 4, 1], size: [2, 2], name: 'grow' })] });
   assert.throws(() => toOnnx(up), (e: Error) => isSlimfitError(e) && /layer 'grow' \(class UpSampling2D\)/.test(e.message) && /supported layers: .*Conv2D/.test(e.message));
@@ -199,6 +221,18 @@ test('slimfit export-model RUN: writes RUN/model.onnx, says the input and normal
   assert.ok(d <= TOL, `CLI export: max difference ${d}`);
   loaded.dispose();
 
+  const raw = join(tmp.dir, 'raw.onnx');
+  const n = await runCli(['export-model', run, '--include-normalization', '--out', raw]);
+  assert.equal(n.code, 0, n.stderr);
+  assert.match(n.stdout, /the graph starts with the run's normalization, x \* 0\.00392156862745098 \+ 0: feed it samples in stored units/);
+  const again = await loadModel(join(run, 'model'));
+  const dRaw = await maxDiff(again, raw, 9, { lo: 0, hi: 256, prep: (x) => x.map((v) => v / 255) });
+  assert.ok(dRaw <= TOL, `--include-normalization: max difference ${dRaw}`);
+  again.dispose();
+  const noRun = await runCli(['export-model', join(run, 'model'), '--include-normalization']);
+  assert.equal(noRun.code, 1);
+  assert.match(noRun.stderr, /only a run folder \(runs\/NAME\) records the normalization/);
+
   const out = join(tmp.dir, 'elsewhere.onnx');
   const j = await runCli(['export-model', join(run, 'model', 'model.json'), '--out', out, '--json']);
   assert.equal(j.code, 0, j.stderr);
@@ -207,6 +241,7 @@ test('slimfit export-model RUN: writes RUN/model.onnx, says the input and normal
   assert.equal(o.opset, 13);
   assert.deepEqual(o.inputs[0].shape, [null, 12, 12, 1]);
   assert.equal(o.normalization, null); // a bare model.json carries no run settings
+  assert.equal(o.normalizationIncluded, false);
   assert.deepEqual(readFileSync(out), readFileSync(join(run, 'model.onnx')), 'same model, same bytes');
 
   const bad = await runCli(['export-model', run, '--format', 'tflite']);

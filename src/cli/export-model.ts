@@ -10,11 +10,12 @@ export function register(program: Command): void {
     .argument('<RUN>', 'run folder written by `slimfit train`, or a model folder / model.json')
     .addOption(new Option('--format <name>', 'model file format').choices(['onnx']).default('onnx'))
     .option('--out <file>', 'file to write (default: RUN/model.onnx)')
+    .option('--include-normalization', "start the graph with the run's normalization, so it takes samples in stored units (e.g. 0-255 pixels)")
     .option('--json', JSON_FLAG)
-    .action(async (run: string, o: { format: 'onnx'; out?: string; json?: boolean }) => {
+    .action(async (run: string, o: { format: 'onnx'; out?: string; includeNormalization?: boolean; json?: boolean }) => {
       if (o.json) keepStdoutForJson();
       const { exportModel } = await import('../train/export-model.ts');
-      const r = await exportModel(run, { format: o.format, out: o.out });
+      const r = await exportModel(run, { format: o.format, out: o.out, includeNormalization: o.includeNormalization });
       if (o.json) {
         printJson(r);
         return;
@@ -22,6 +23,7 @@ export function register(program: Command): void {
       const io = (l: typeof r.inputs) => l.map((x) => `${x.name} [${x.shape.map((d) => d ?? 'batch').join(',')}]`).join(', ');
       process.stdout.write(`wrote ${r.out} (ONNX opset ${r.opset}, ${formatBytes(r.bytes)})\n`);
       process.stdout.write(`input: ${io(r.inputs)} float32, NHWC as tfjs; output: ${io(r.outputs)}\n`);
-      if (r.normalization) process.stdout.write(`the run normalized samples before the model: ${r.normalization}; feed the ONNX model the same\n`);
+      if (r.normalizationIncluded) process.stdout.write(`the graph starts with the run's normalization, ${r.normalization}: feed it samples in stored units\n`);
+      else if (r.normalization) process.stdout.write(`the run normalized samples before the model: ${r.normalization}; feed the ONNX model the same (or export with --include-normalization)\n`);
     });
 }

@@ -342,14 +342,36 @@ function shapeProto(shape: Shape) {
  * @example
  * const bytes = toOnnx(buildModel('cnn', { inputShape: [28, 28, 1], classes: 10 }));
  */
-export function toOnnx(model: tfl.LayersModel): Uint8Array {
-  return buildOnnx(model).bytes;
+export function toOnnx(model: tfl.LayersModel, opts: OnnxOptions = {}): Uint8Array {
+  return buildOnnx(model, opts).bytes;
 }
 
 /** A graph input or output: its name and tfjs shape (null = any size, e.g. the batch). */
 export interface OnnxIo { name: string; shape: Shape }
 
-function buildOnnx(model: tfl.LayersModel): { bytes: Uint8Array; inputs: OnnxIo[]; outputs: OnnxIo[] } {
+/** Options of {@link toOnnx} / {@link exportOnnx}. */
+export interface OnnxOptions {
+  /**
+   * Put the loader's normalization in front of the model (one input only): the graph computes x * scale + shift per
+   * channel (the last axis of an image; one value for flat samples) first, so it takes samples in stored units.
+   */
+  normalization?: { scale: number[]; shift: number[] };
+}
+
+/** The normalization's per-channel scale and shift, checked against the model's one input. */
+function checkNormalization(model: tfl.LayersModel, n: NonNullable<OnnxOptions['normalization']>): { scale: Float32Array; shift: Float32Array } {
+  if (model.inputs.length !== 1) throw new SlimfitError(`exportOnnx: option normalization needs a model with one input, this one has ${model.inputs.length}`);
+  const shape = model.inputs[0].shape;
+  const channels = shape.length >= 4 ? shape[shape.length - 1] : 1;
+  const ok = (a: unknown): a is number[] => Array.isArray(a) && (a.length === 1 || a.length === channels) && a.every((v) => typeof v === 'number' && Number.isFinite(v));
+  if (!n || !ok(n.scale) || !ok(n.shift) || n.scale.length !== n.shift.length) {
+    throw new SlimfitError(`exportOnnx: option normalization must be { scale, shift } with 1 or ${channels} finite numbers each (one per channel), got ${JSON.stringify(n)}`);
+  }
+  return { scale: Float32Array.from(n.scale), shift: Float32Array.from(n.shift) };
+}
+
+function buildOnnx(model: tfl.LayersModel, opts: OnnxOptions): { bytes: Uint8Array; inputs: OnnxIo[]; outputs: OnnxIo[] } {
+  const norm = opts.normalization !== undefined ? checkNormalization(model, opts.normalization) : null;
   const g = new Graph();
   const values = new Map<number, Value>();
   const inputs: OnnxIo[] = [];
@@ -363,6 +385,12 @@ function buildOnnx(model: tfl.LayersModel): { bytes: Uint8Array; inputs: OnnxIo[
       if (st.dtype !== 'float32') throw unsupported(layer, cls, `input dtype ${st.dtype} (float32 only)`);
       v = { name: g.unique(layer.name), shape: st.shape, cf: false };
       inputs.push({ name: v.name, shape: st.shape });
+      if (norm) {
+        // the loader's transform: x * scale + shift, broadcast along the last (channels) axis
+        const n = norm.scale.length;
+        const scaled = g.node('Mul', [v.name, g.floats(`${layer.name}_norm_scale`, [n], norm.scale)], `${layer.name}_scaled`);
+        v = { ...v, name: g.node('Add', [scaled, g.floats(`${layer.name}_norm_shift`, [n], norm.shift)], `${layer.name}_normalized`) };
+      }
     } else {
       if (!(ONNX_LAYERS as readonly string[]).includes(cls)) throw unsupported(layer, cls, 'this layer class has no ONNX conversion here');
       const ins = st.inputs.map(visit);
@@ -393,19 +421,21 @@ function buildOnnx(model: tfl.LayersModel): { bytes: Uint8Array; inputs: OnnxIo[
 
 /**
  * Write `model` as an ONNX file (opset 13) at `path`, atomically (a temporary file renamed into place).
- * The file takes float32 NHWC input exactly as the tfjs model does (normalized as in training) and gives its outputs.
+ * The file takes float32 NHWC input exactly as the tfjs model does (normalized as in training, unless
+ * `opts.normalization` puts that step in the graph) and gives its outputs.
  *
  * @example
  * import { exportOnnx, loadModel } from 'slimfit';
  * await exportOnnx(await loadModel('runs/cnn/model'), 'cnn.onnx');
+ * await exportOnnx(model, 'cnn-raw.onnx', { normalization: { scale: [1 / 255], shift: [0] } }); // takes 0..255 pixels
  * // python: onnxruntime.InferenceSession('cnn.onnx').run(None, {'input': x})
  */
-export async function exportOnnx(model: tfl.LayersModel, path: string): Promise<{ bytes: number; inputs: OnnxIo[]; outputs: OnnxIo[] }> {
+export async function exportOnnx(model: tfl.LayersModel, path: string, opts: OnnxOptions = {}): Promise<{ bytes: number; inputs: OnnxIo[]; outputs: OnnxIo[] }> {
   if (typeof path !== 'string' || path === '') throw new SlimfitError('exportOnnx: path must be the .onnx file to write, e.g. "model.onnx"');
   if (!model || typeof (model as { getClassName?: unknown }).getClassName !== 'function' || !Array.isArray(model.outputs)) {
     throw new SlimfitError('exportOnnx: the model must be a tf.LayersModel (from buildModel, loadModel or tf.sequential/tf.model)');
   }
-  const built = buildOnnx(model);
+  const built = buildOnnx(model, opts);
   const bytes = built.bytes;
   const dir = dirname(path);
   if (!(await stat(dir).then((st) => st.isDirectory(), () => false))) {
