@@ -78,7 +78,7 @@ async function readArtifacts(path: string): Promise<tf.io.ModelArtifacts> {
   } catch (e) {
     throw new SlimfitError(`the model file is not valid JSON (${(e as Error).message})`, { file, hint: 'pass a tfjs layers model.json' });
   }
-  // A bare topology (tfjs's `model.toJSON(null, false)`, Keras's `model.to_json()`): the architecture without weights.
+  // A bare topology (tfjs's `model.toJSON(null, false)`; Keras's `model.to_json()` has the same shape): no weights.
   if (j && typeof j === 'object' && !('modelTopology' in j) && typeof (j as { class_name?: unknown }).class_name === 'string' && typeof (j as { config?: unknown }).config === 'object') {
     j = { modelTopology: j };
   }
@@ -167,9 +167,8 @@ function seedTopology(topology: unknown, seed: number): unknown {
 
 /**
  * Load a user's model.json to train it: with weights they are the starting point (a warm start); a topology-only file
- * (no weightsManifest, or a bare topology as `JSON.stringify(model.toJSON(null, false))` or Keras's `model.to_json()`
- * write) is built
- * with fresh weights, its unseeded initializers seeded from `seed` so the run is repeatable. `note` says which, in one line.
+ * (no weightsManifest, or a bare topology as `JSON.stringify(model.toJSON(null, false))` writes) is built with fresh weights, its unseeded initializers seeded from `seed` so the run is repeatable. `note`
+ * says which, in one line.
  *
  * @example
  * const { model, note } = await loadModelForTraining('my-model.json', 0);
@@ -188,7 +187,7 @@ export async function loadModelForTraining(path: string, seed: number): Promise<
     model = await tfl.models.modelFromJSON({ modelTopology: topology } as tfl.ModelAndWeightsConfig);
   } catch (e) {
     throw new SlimfitError(`tfjs cannot build this model: ${(e as Error).message.split('\n')[0]}`, {
-      file: path, hint: 'pass a tfjs layers model.json (model.toJSON / model.save) or a Keras model.to_json() of layers tfjs knows',
+      file: path, hint: 'pass a tfjs layers model.json (model.toJSON / model.save) whose layers tfjs knows',
     });
   }
   return { model, warmStart: false, note: `${path} has no weights: built its topology with fresh weights (initializers seeded from --seed ${seed})` };
