@@ -14,6 +14,7 @@ import { initBackend } from '../src/train/backend.ts';
 import { buildModel } from '../src/train/models.ts';
 import { loadModel, saveModel } from '../src/train/modelio.ts';
 import { exportOnnx, toOnnx } from '../src/train/onnx.ts';
+import { exportModel } from '../src/train/export-model.ts';
 import { runCli, tempDir } from '../dev/helpers.ts';
 
 const TOL = 1e-5;
@@ -204,7 +205,7 @@ test('a layer or activation without a conversion is refused by name and class', 
   tf.dispose([up, act, bn].flatMap((m) => m.getWeights()));
 });
 
-test('slimfit export-model RUN: writes RUN/model.onnx, says the input and normalization; --json, bad format, topology-only file', async () => {
+test('slimfit export-model RUN: writes RUN/model.onnx, says the input and normalization; --include-normalization, --json, bad format; topology-only file and missing folder refused', async () => {
   const run = join(tmp.dir, 'run');
   const model = buildModel('cnn', { inputShape: [12, 12, 1], classes: 3, seed: 7 });
   perturb(model, 7);
@@ -229,9 +230,8 @@ test('slimfit export-model RUN: writes RUN/model.onnx, says the input and normal
   const dRaw = await maxDiff(again, raw, 9, { lo: 0, hi: 256, prep: (x) => x.map((v) => v / 255) });
   assert.ok(dRaw <= TOL, `--include-normalization: max difference ${dRaw}`);
   again.dispose();
-  const noRun = await runCli(['export-model', join(run, 'model'), '--include-normalization']);
-  assert.equal(noRun.code, 1);
-  assert.match(noRun.stderr, /only a run folder \(runs\/NAME\) records the normalization/);
+  // (library calls from here on: the CLI prints these SlimfitErrors as one line with exit code 1)
+  await assert.rejects(exportModel(join(run, 'model'), { includeNormalization: true }), /only a run folder \(runs\/NAME\) records the normalization/);
 
   const out = join(tmp.dir, 'elsewhere.onnx');
   const j = await runCli(['export-model', join(run, 'model', 'model.json'), '--out', out, '--json']);
@@ -250,13 +250,8 @@ test('slimfit export-model RUN: writes RUN/model.onnx, says the input and normal
 
   const topo = join(tmp.dir, 'topology.json');
   writeFileSync(topo, JSON.stringify({ modelTopology: JSON.parse(readFileSync(join(run, 'model', 'model.json'), 'utf8')).modelTopology }));
-  const t = await runCli(['export-model', topo]);
-  assert.equal(t.code, 1);
-  assert.match(t.stderr, /^slimfit: error: .*holds only a topology, no weights.*train it first/m);
-  assert.equal(t.stderr.trim().split('\n').filter((l) => !l.startsWith('slimfit-peak-rss')).length, 1, t.stderr);
-
-  const missing = await runCli(['export-model', run, '--out', join(tmp.dir, 'no', 'such', 'dir', 'm.onnx')]);
-  assert.equal(missing.code, 1);
-  assert.match(missing.stderr, /^slimfit: error: .*m\.onnx: the folder '.*no\/such\/dir' for the ONNX file does not exist/m);
+  await assert.rejects(exportModel(topo), (e: Error) => isSlimfitError(e) && /topology\.json: the model file holds only a topology, no weights.*train it first/s.test(e.message));
+  await assert.rejects(exportModel(run, { out: join(tmp.dir, 'no', 'such', 'dir', 'm.onnx') }),
+    (e: Error) => isSlimfitError(e) && /m\.onnx: the folder '.*no\/such\/dir' for the ONNX file does not exist/.test(e.message));
   assert.ok(!existsSync(join(tmp.dir, 'no')));
 });
