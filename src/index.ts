@@ -25,3 +25,7 @@ export {
   EarlyStopping, KeepBest, LR_SCHEDULE_SYNTAX, ReduceLrOnPlateau, earlyStopping, keepBest, lrFactor, memoryWeightsStore, parseLrSchedule, reduceLrOnPlateau,
 } from './train/index.ts';
 export type { BuiltinModel, ModelSpec } from './train/models.ts';
+
+// Model interop: ONNX export (opset 13).
+export { ONNX_ACTIVATIONS, ONNX_LAYERS, ONNX_OPSET, type OnnxIo, type OnnxOptions, exportOnnx, toOnnx } from './train/onnx.ts';
+export { type ModelExport, MODEL_FORMATS, exportModel } from './train/export-model.ts';

@@ -18,6 +18,7 @@ export const COMMANDS: Record<string, Array<() => Promise<Register>>> = {
   doctor: [() => import('./doctor.ts')],
   eval: [() => import('./eval.ts')],
   export: [() => import('./export.ts')],
+  'export-model': [() => import('./export-model.ts')],
   info: [() => import('./info.ts')],
   show: [() => import('./show.ts')],
   train: [() => import('./train.ts')],

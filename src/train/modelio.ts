@@ -78,6 +78,10 @@ async function readArtifacts(path: string): Promise<tf.io.ModelArtifacts> {
   } catch (e) {
     throw new SlimfitError(`the model file is not valid JSON (${(e as Error).message})`, { file, hint: 'pass a tfjs layers model.json' });
   }
+  // A bare topology (tfjs's `model.toJSON(null, false)`; Keras's `model.to_json()` has the same shape): no weights.
+  if (j && typeof j === 'object' && !('modelTopology' in j) && typeof (j as { class_name?: unknown }).class_name === 'string' && typeof (j as { config?: unknown }).config === 'object') {
+    j = { modelTopology: j };
+  }
   if (!j || typeof j !== 'object' || !j.modelTopology || typeof j.modelTopology !== 'object') {
     throw new SlimfitError('the model file has no "modelTopology"', { file, hint: 'pass a tfjs layers model.json (graph models from the converter cannot be trained)' });
   }
@@ -115,14 +119,76 @@ async function readArtifacts(path: string): Promise<tf.io.ModelArtifacts> {
   };
 }
 
+/** True when artifacts carry a topology but no weights (a model.json written with only its architecture). */
+function topologyOnly(a: tf.io.ModelArtifacts): boolean {
+  return (a.weightSpecs ?? []).length === 0;
+}
+
 /** Load a tfjs layers model from a folder or model.json path (optimizer state restored when saved with it). */
 export async function loadModel(path: string): Promise<tfl.LayersModel> {
-  const artifacts = await readArtifacts(path);
+  return fromArtifacts(await readArtifacts(path), path);
+}
+
+/** Build the model of read artifacts (weights set), naming `path` in errors. */
+async function fromArtifacts(artifacts: tf.io.ModelArtifacts, path: string): Promise<tfl.LayersModel> {
   try {
     return await tfl.loadLayersModel({ load: async () => artifacts });
   } catch (e) {
+    // tfjs says "N of N weights are not set" for a file that holds only the architecture
+    if (topologyOnly(artifacts)) {
+      throw new SlimfitError('the model file holds only a topology, no weights', {
+        file: path, hint: 'train it first (slimfit train DIR --model FILE builds it with fresh weights), then use the run folder',
+      });
+    }
     throw new SlimfitError(`tfjs cannot build this model: ${(e as Error).message.split('\n')[0]}`, {
       file: path, hint: 'pass a tfjs layers model.json written by model.save (tfjs-layers 4.x)',
     });
   }
+}
+
+/** Initializer classes that draw random numbers (tfjs and Keras names); their `seed` is set when a topology is built fresh. */
+const RANDOM_INITIALIZERS = new Set(['GlorotUniform', 'GlorotNormal', 'HeNormal', 'HeUniform', 'LeCunNormal', 'LeCunUniform', 'RandomNormal', 'RandomUniform', 'TruncatedNormal', 'VarianceScaling', 'Orthogonal']);
+
+/** A copy of `topology` whose unseeded random initializers get seeds seed*1000+k (k = 1, 2, ... in file order), like the built-in models. */
+function seedTopology(topology: unknown, seed: number): unknown {
+  let k = 0;
+  const walk = (v: unknown): unknown => {
+    if (Array.isArray(v)) return v.map(walk);
+    if (!v || typeof v !== 'object') return v;
+    const o = Object.fromEntries(Object.entries(v).map(([key, x]) => [key, walk(x)])) as Record<string, unknown>;
+    const cfg = o.config as Record<string, unknown> | undefined;
+    if (typeof o.class_name === 'string' && RANDOM_INITIALIZERS.has(o.class_name) && cfg && typeof cfg === 'object' && cfg.seed == null) {
+      o.config = { ...cfg, seed: seed * 1000 + ++k };
+    }
+    return o;
+  };
+  return walk(topology);
+}
+
+/**
+ * Load a user's model.json to train it: with weights they are the starting point (a warm start); a topology-only file
+ * (no weightsManifest, or a bare topology as `JSON.stringify(model.toJSON(null, false))` writes) is built with fresh weights, its unseeded initializers seeded from `seed` so the run is repeatable. `note`
+ * says which, in one line.
+ *
+ * @example
+ * const { model, note } = await loadModelForTraining('my-model.json', 0);
+ * console.log(note); // "my-model.json has no weights: built its topology with fresh weights (initializers seeded from --seed 0)"
+ */
+export async function loadModelForTraining(path: string, seed: number): Promise<{ model: tfl.LayersModel; warmStart: boolean; note: string }> {
+  const artifacts = await readArtifacts(path);
+  if (!topologyOnly(artifacts)) {
+    const model = await fromArtifacts(artifacts, path);
+    const n = model.getWeights().length;
+    return { model, warmStart: true, note: `${path} holds trained weights: using them as a warm start (${n} weight tensors), not a fresh initialization` };
+  }
+  const topology = seedTopology(artifacts.modelTopology, seed) as object;
+  let model: tfl.LayersModel;
+  try {
+    model = await tfl.models.modelFromJSON({ modelTopology: topology } as tfl.ModelAndWeightsConfig);
+  } catch (e) {
+    throw new SlimfitError(`tfjs cannot build this model: ${(e as Error).message.split('\n')[0]}`, {
+      file: path, hint: 'pass a tfjs layers model.json (model.toJSON / model.save) whose layers tfjs knows',
+    });
+  }
+  return { model, warmStart: false, note: `${path} has no weights: built its topology with fresh weights (initializers seeded from --seed ${seed})` };
 }

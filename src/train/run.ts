@@ -18,7 +18,7 @@ import { type DataInput, makeEvalLoader, makeLoader, type ResolvedData, resolveD
 import { compileDefault, type EpochLog, evaluateLoader, type EvalResult, type LoopState, modelClasses, type OptimizerName, restoreOptimizerExactly, trainEpochs } from './loop.ts';
 import { type BestWeightsStore, type CallbackInput, earlyStopping, keepBest, reduceLrOnPlateau } from './callbacks.ts';
 import { parseLrSchedule } from './schedule.ts';
-import { loadModel, saveModel } from './modelio.ts';
+import { loadModel, loadModelForTraining, saveModel } from './modelio.ts';
 import { buildModel, isBuiltinModel } from './models.ts';
 import { writeAtomic } from '../core/write-atomic.ts';
 import { writeConfusion, writeReport } from './report.ts';
@@ -215,9 +215,11 @@ export function checkModelFits(model: tfl.LayersModel, src: DataSource, classes:
 }
 
 /** Build or load the model for a fresh run. */
-async function freshModel(name: string, src: DataSource, classes: number, seed: number): Promise<tfl.LayersModel> {
+async function freshModel(name: string, src: DataSource, classes: number, seed: number, log: (l: string) => void): Promise<tfl.LayersModel> {
   if (isBuiltinModel(name)) return buildModel(name, { inputShape: src.x.shape, classes, seed, source: src.name });
-  return loadModel(name);
+  const { model, note } = await loadModelForTraining(name, seed);
+  log(note);
+  return model;
 }
 
 function defaultOut(model: string): string {
@@ -305,7 +307,7 @@ export async function trainRun(data: DataInput | undefined, opts: TrainRunOption
         hint: "train on a store with a 'val' split, give --val-split or a --val-fraction above 0, or drop --patience",
       });
     }
-    const model = state ? await loadModel(join(out, MODEL_DIR)) : await freshModel(cfg.model, rd.main, rd.classes, cfg.seed);
+    const model = state ? await loadModel(join(out, MODEL_DIR)) : await freshModel(cfg.model, rd.main, rd.classes, cfg.seed, log);
     built = model;
     checkModelFits(model, rd.main, rd.classes, cfg.model);
     if (state) restoreOptimizerExactly(model);
