@@ -19,6 +19,7 @@ export const COMMANDS: Record<string, Array<() => Promise<Register>>> = {
   eval: [() => import('./eval.ts')],
   export: [() => import('./export.ts')],
   info: [() => import('./info.ts')],
+  merge: [() => import('./merge.ts')],
   show: [() => import('./show.ts')],
   train: [() => import('./train.ts')],
   verify: [() => import('./verify.ts')],
