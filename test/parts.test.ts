@@ -4,7 +4,7 @@
 // and a real `mpirun -np 3` when installed); and the errors of merging parts that do not belong together.
 import assert from 'node:assert/strict';
 import { spawnSync } from 'node:child_process';
-import { cpSync, existsSync, readFileSync, readdirSync, writeFileSync } from 'node:fs';
+import { cpSync, existsSync, mkdtempSync, readFileSync, readdirSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { after, test } from 'node:test';
 import { BIN, ROOT, py, runCli, tempDir } from '../dev/helpers.ts';
@@ -48,12 +48,12 @@ async function cli(args: string[], env?: Record<string, string>) {
 }
 
 /** Convert `src` once and in 3 parts (+ merge, parts given out of order); assert the two stores are the same. */
-async function compareParts(name: string, src: string, opts: string[], sameShards: boolean): Promise<{ one: string; merged: string }> {
+async function compareParts(name: string, args: string[], sameShards: boolean): Promise<{ one: string; merged: string }> {
   const one = join(T, `${name}-one`), merged = join(T, `${name}-merged`);
   const parts = [0, 1, 2].map((k) => join(T, `${name}-p${k}`));
   await Promise.all([
-    cli(['convert', '-q', ...opts, src, one]),
-    ...parts.map((p, k) => cli(['convert', '-q', '--part', `${k}/3`, ...opts, src, p])),
+    cli(['convert', '-q', ...args, one]),
+    ...parts.map((p, k) => cli(['convert', '-q', '--part', `${k}/3`, ...args, p])),
   ]);
   const r = await cli(['merge', '--json', merged, parts[2], parts[0], parts[1]]);
   const res = JSON.parse(r.stdout);
@@ -153,7 +153,7 @@ with open(sys.argv[1], 'w') as f:
 `, [csv]);
 
 test('CSV: 3 parts merged equal one convert (stratified split, duplicates, leakage, skipped line numbers)', async () => {
-  const { one } = await compareParts('csv', csv, ['--split', 'train=0.7,test=0.3', '--seed', '5'], false);
+  const { one } = await compareParts('csv', ['--split', 'train=0.7,test=0.3', '--seed', '5', csv], false);
   // Six equal samples over two splits: every one after the first of its split is a duplicate within that split.
   const within = Object.values(manifest(one).provenance.duplicates.within as Record<string, number>).reduce((a, b) => a + b, 0);
   assert.ok(within === 4 || within === 5, `the planted copies are counted (${within})`);
@@ -162,7 +162,7 @@ test('CSV: 3 parts merged equal one convert (stratified split, duplicates, leaka
 
 test('image tree: 3 parts merged equal one convert (files split by part, stratified split, bad files listed once)', async () => {
   const fx = writeNotMnist(join(T, 'nm'), 8);
-  const { one } = await compareParts('tree', fx.train.dir, ['--split', 'train=0.75,test=0.25', '--workers', '1'], false);
+  const { one } = await compareParts('tree', ['--split', 'train=0.75,test=0.25', '--workers', '1', fx.train.dir], false);
   assert.equal(manifest(one).provenance.skippedCount, 3);
 });
 
@@ -173,11 +173,13 @@ rng = np.random.default_rng(1)
 x = rng.integers(0, 255, (230, 4, 4, 1), dtype=np.uint8); y = rng.integers(0, 5, 230)
 x[200] = x[3]; x[17] = x[3]
 np.savez(sys.argv[1], x=x, y=y)
-`, [npz]);
+np.save(sys.argv[2], x); np.save(sys.argv[3], y)
+`, [npz, join(T, 'x.npy'), join(T, 'y.npy')]);
 
-test('.npz: 3 parts merged equal one convert, shard for shard (parts start on shard boundaries)', async () => {
+test('.npy pair: 3 parts merged equal one convert, shard for shard (parts start on shard boundaries)', async () => {
   // 16-byte samples, 160-byte shards: 10 samples per shard, 23 shards; parts of whole shards give identical files.
-  await compareParts('npz', npz, ['--shard-size', '160'], true);
+  // Each part reads only its rows of the .npy files (the .npz below is streamed to its range).
+  await compareParts('npy', ['--shard-size', '160', '--x', join(T, 'x.npy'), '--y', join(T, 'y.npy')], true);
 });
 
 test('under mpirun (rank env vars): each rank converts its part next to OUT, rank 0 merges; same store as one convert', async () => {
@@ -215,32 +217,43 @@ test('real mpirun -np 3: convert by itself equals one convert', { skip: spawnSyn
 
 test('merge refuses parts that do not belong together, naming the part', async () => {
   const part = (k: number, n: number, name: string, extra: string[] = [], src = npz) => cli(['convert', '-q', '--part', `${k}/${n}`, ...extra, src, join(T, name)]);
-  await Promise.all([part(0, 3, 'e0'), part(1, 3, 'e1'), part(2, 4, 'e2n4'), part(2, 3, 'e2seed', ['--split', 'train=0.5,test=0.5', '--seed', '3']), part(2, 3, 'e2csv', [], csv)]);
+  // A part on another file system (tmpfs /dev/shm when it is one) is copied, not renamed.
+  const other = existsSync('/dev/shm') && statSync('/dev/shm').dev !== statSync(T).dev ? mkdtempSync('/dev/shm/slimfit-parts-') : null;
+  if (other) after(() => rmSync(other, { recursive: true, force: true }));
+  const e2 = other ? join(other, 'e2') : join(T, 'e2');
+  await Promise.all([part(0, 3, 'e0'), part(1, 3, 'e1'), part(2, 4, 'e2n4'), cli(['convert', '-q', '--part', '2/3', npz, e2]), part(2, 3, 'e2x'), part(2, 3, 'e2seed', ['--split', 'train=0.5,test=0.5', '--seed', '3']), part(2, 3, 'e2csv', [], csv)]);
   await cli(['convert', '-q', npz, join(T, 'whole')]);
   cpSync(join(T, 'e1'), join(T, 'e1b'), { recursive: true });
+  let cases = 0;
   const merge = async (parts: string[], re: RegExp) => {
-    const r = await runCli(['merge', join(T, 'e-out'), ...parts.map((p) => join(T, p))]);
+    const out = join(T, `e-out${cases++}`);
+    const r = await runCli(['merge', out, ...parts.map((p) => join(T, p))]);
     assert.equal(r.code, 1, r.stderr);
     assert.match(r.stderr, re);
-    assert.equal(existsSync(join(T, 'e-out')), false);
+    assert.equal(existsSync(out), false);
   };
-  await merge(['e0', 'e1'], /e0: part 2\/3 of this conversion is missing/);
-  await merge(['e0', 'e1', 'e1b'], /e1b: is part 1\/3, and so is .*e1\b/);
-  await merge(['e0', 'e1', 'e2n4'], /e2n4: is part 2 of 4 parts, but .*e0 is part 0 of 3/);
-  await merge(['e0', 'e1', 'e2seed'], /e2seed: was converted with different options than .*e0 \(split: .*seed: 3 vs 0/);
-  await merge(['e0', 'e1', 'e2csv'], /e2csv: was converted from a different source \(d\.csv, \d+ bytes\) than .*e0 \(d\.npz/);
-  await merge(['e0', 'e1', 'whole'], /whole: is a store, not a part store/);
-  await merge(['e0', 'e1', 'nothing-here'], /nothing-here: no dataset.json found/);
-  // Nothing was moved out of the parts by the refused merges: they still merge.
-  await cli(['convert', '-q', '--part', '2/3', npz, join(T, 'e2')]);
-  await cli(['merge', '-q', join(T, 'e-ok'), join(T, 'e0'), join(T, 'e1'), join(T, 'e2')]);
+  // Refused before anything is locked or moved, so they can run side by side.
+  await Promise.all([
+    merge(['e0', 'e1'], /e0: part 2\/3 of this conversion is missing/),
+    merge(['e0', 'e1', 'e1b'], /e1b: is part 1\/3, and so is .*e1\b/),
+    merge(['e0', 'e1', 'e2n4'], /e2n4: is part 2 of 4 parts, but .*e0 is part 0 of 3/),
+    merge(['e0', 'e1', 'e2seed'], /e2seed: was converted with different options than .*e0 \(split: .*seed: 3 vs 0/),
+    merge(['e0', 'e1', 'e2csv'], /e2csv: was converted from a different source \(d\.csv, \d+ bytes\) than .*e0 \(d\.npz/),
+    merge(['e0', 'e1', 'whole'], /whole: is a store, not a part store/),
+    merge(['e0', 'e1', 'nothing-here'], /nothing-here: no dataset.json found/),
+  ]);
+  // A merge that fails after moving shards (a damaged hash list, read last) moves them back: the parts still merge.
+  py('import numpy as np, sys; np.save(sys.argv[1], np.zeros((5, 3), np.uint32))', [join(T, 'e2x', 'part-hashes.npy')]);
+  await merge(['e0', 'e1', 'e2x'], /e2x: part-hashes.npy does not list the part's \d+ samples/);
+  const r = await cli(['merge', '--json', join(T, 'e-ok'), join(T, 'e0'), join(T, 'e1'), e2]);
+  const res = JSON.parse(r.stdout);
+  if (other) assert.ok(res.copied > 0 && res.moved > 0, `renamed ${res.moved}, copied ${res.copied}`);
   const [ok, whole] = [numpyView(join(T, 'e-ok')), numpyView(join(T, 'whole'))];
   assert.equal(ok.train.x, whole.train.x);
   assert.equal(ok.train.y, whole.train.y);
-  const bad = await runCli(['convert', '--part', '3/3', npz, join(T, 'x')]);
+  const [bad, dd] = await Promise.all([runCli(['convert', '--part', '3/3', npz, join(T, 'x')]), runCli(['convert', '--part', '0/3', '--dedupe', npz, join(T, 'x')])]);
   assert.equal(bad.code, 2);
   assert.match(bad.stderr, /--part 3\/3/);
-  const dd = await runCli(['convert', '--part', '0/3', '--dedupe', npz, join(T, 'x')]);
   assert.equal(dd.code, 2);
   assert.match(dd.stderr, /--dedupe cannot be used with --part/);
 });

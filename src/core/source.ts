@@ -43,6 +43,10 @@ export interface SampleSource {
   batches(): AsyncIterable<SampleBatch>;
   /** Cheap pass over the labels only (no x decoding), for stratified splits; same order as batches(). */
   labels?(): AsyncIterable<ArrayLike<number>>;
+  /** Samples [start, end) only, read without reading those before (random-access files); for parts of a source. */
+  range?(start: number, end: number): AsyncIterable<SampleBatch>;
+  /** Labels of samples [start, end) only (with range()). */
+  rangeLabels?(start: number, end: number): AsyncIterable<ArrayLike<number>>;
   /** Set when this source yields only one part of its input (`convert --part`): which part it is. */
   readonly part?: PartSpec;
   /** Inputs skipped so far (complete after batches() finished). */

@@ -9,8 +9,8 @@ function sampleBytesOf(n: number, bytes: number): number {
 }
 
 /**
- * The samples [start, end) of `src` (by {@link partRange} over its count) as a source of their own. Batches before the
- * range are read and passed over (array readers stream; they do not seek), so part I reads the first I/N of the input.
+ * The samples [start, end) of `src` (by {@link partRange} over its count) as a source of their own. A source with
+ * `range()` (.npy pairs) reads only those; from others the batches before the range are read and passed over.
  *
  * @example
  * const part = sourcePart(await npzSource('big.npz', { x: 'x', y: 'y' }), { index: 1, count: 3 });
@@ -48,8 +48,10 @@ export function sourcePart(src: SampleSource, part: PartSpec): SampleSource {
     count: end - start,
     ...(src.bytes !== undefined ? { bytes: Math.round((src.bytes * (end - start)) / Math.max(1, src.count)) } : {}),
     part,
-    batches: () => slices(src.batches(), (b) => b.n, cutBatch, (b) => b.release?.()),
-    ...(src.labels ? { labels: () => slices(src.labels!(), (l) => l.length, (l, a, z) => Array.prototype.slice.call(l, a, z) as number[], () => {}) } : {}),
+    // A random-access reader reads just the range; a streamed one (deflated members, .mat, HDF5...) skips to it.
+    batches: () => (src.range ? src.range(start, end) : slices(src.batches(), (b) => b.n, cutBatch, (b) => b.release?.())),
+    ...(src.rangeLabels ? { labels: () => src.rangeLabels!(start, end) }
+      : src.labels ? { labels: () => slices(src.labels!(), (l) => l.length, (l, a, z) => Array.prototype.slice.call(l, a, z) as number[], () => {}) } : {}),
     get skipped() { return src.skipped; },
     close: () => src.close(),
   };
