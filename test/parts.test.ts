@@ -48,13 +48,14 @@ async function cli(args: string[], env?: Record<string, string>) {
 }
 
 /** Convert `src` once and in 3 parts (+ merge, parts given out of order); assert the two stores are the same. */
-async function compareParts(name: string, args: string[], sameShards: boolean): Promise<{ one: string; merged: string }> {
+async function compareParts(name: string, args: string[], sameShards: boolean, beforeMerge?: (parts: string[]) => void): Promise<{ one: string; merged: string }> {
   const one = join(T, `${name}-one`), merged = join(T, `${name}-merged`);
   const parts = [0, 1, 2].map((k) => join(T, `${name}-p${k}`));
   await Promise.all([
     cli(['convert', '-q', ...args, one]),
     ...parts.map((p, k) => cli(['convert', '-q', '--part', `${k}/3`, ...args, p])),
   ]);
+  beforeMerge?.(parts);
   const r = await cli(['merge', '--json', merged, parts[2], parts[0], parts[1]]);
   const res = JSON.parse(r.stdout);
   assert.equal(res.parts, 3);
@@ -162,7 +163,25 @@ test('CSV: 3 parts merged equal one convert (stratified split, duplicates, leaka
 
 test('image tree: 3 parts merged equal one convert (files split by part, stratified split, bad files listed once)', async () => {
   const fx = writeNotMnist(join(T, 'nm'), 8);
-  const { one } = await compareParts('tree', ['--split', 'train=0.75,test=0.25', '--workers', '1', fx.train.dir], false);
+  // Part 1 is made to number its classes in reverse (names reversed, labels rewritten to match, checksums updated):
+  // merge must map its labels to the store's classes by name.
+  const reverseClasses = (parts: string[]) => py(`
+import json, sys, os, hashlib, numpy as np
+root = sys.argv[1]
+m = json.load(open(os.path.join(root, 'dataset.json')))
+k = len(m['classNames'])
+m['classNames'] = m['classNames'][::-1]
+for s in m['splits'].values():
+    s['classCounts'] = s['classCounts'][::-1]
+    for sh in s['shards']:
+        p = os.path.join(root, sh['y']['file'])
+        y = np.load(p)
+        np.save(p, (k - 1 - y).astype(y.dtype))
+        sh['y']['sha256'] = hashlib.sha256(open(p, 'rb').read()).hexdigest()
+        sh['y']['bytes'] = os.path.getsize(p)
+json.dump(m, open(os.path.join(root, 'dataset.json'), 'w'))
+`, [parts[1]]);
+  const { one } = await compareParts('tree', ['--split', 'train=0.75,test=0.25', '--workers', '1', fx.train.dir], false, reverseClasses);
   assert.equal(manifest(one).provenance.skippedCount, 3);
 });
 
@@ -174,12 +193,21 @@ x = rng.integers(0, 255, (230, 4, 4, 1), dtype=np.uint8); y = rng.integers(0, 5,
 x[200] = x[3]; x[17] = x[3]
 np.savez(sys.argv[1], x=x, y=y)
 np.save(sys.argv[2], x); np.save(sys.argv[3], y)
-`, [npz, join(T, 'x.npy'), join(T, 'y.npy')]);
+# An input that comes split, with a sample of train repeated in test (leakage) and within test.
+t = x[:40].copy(); t[5] = x[100]; t[30] = t[6]
+np.savez(sys.argv[4], x_train=x, y_train=y, x_test=t, y_test=y[:40])
+`, [npz, join(T, 'x.npy'), join(T, 'y.npy'), join(T, 'presplit.npz')]);
 
 test('.npy pair: 3 parts merged equal one convert, shard for shard (parts start on shard boundaries)', async () => {
   // 16-byte samples, 160-byte shards: 10 samples per shard, 23 shards; parts of whole shards give identical files.
   // Each part reads only its rows of the .npy files (the .npz below is streamed to its range).
   await compareParts('npy', ['--shard-size', '160', '--x', join(T, 'x.npy'), '--y', join(T, 'y.npy')], true);
+});
+
+test('.npz that comes split: each split cut in 3 parts; merged equals one convert, leakage counted across parts', async () => {
+  const { one } = await compareParts('presplit', ['--shard-size', '160', join(T, 'presplit.npz')], true);
+  const d = manifest(one).provenance.duplicates;
+  assert.ok(d.across['train/test'] >= 1 && d.within.test >= 1, JSON.stringify(d));
 });
 
 test('under mpirun (rank env vars): each rank converts its part next to OUT, rank 0 merges; same store as one convert', async () => {
