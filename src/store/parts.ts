@@ -108,7 +108,7 @@ export async function convertPart(src: string | undefined, out: string, part: { 
         const o = k === part.index ? input : await open(k);
         const s = (o as { source: SampleSource }).source;
         try {
-          const counts = classField ? await countClasses(s, true, map) : [s.count ?? (await countAll(s))];
+          const counts = classField ? await countClasses(s, opts.quiet, map) : [s.count ?? (await countAll(s))];
           counts.forEach((c, i) => {
             totals[i] = (totals[i] ?? 0) + c;
             if (k < part.index) before[i] = (before[i] ?? 0) + c;
@@ -280,10 +280,16 @@ export async function mergeStores(out: string, partDirs: readonly string[], opts
         }
         splits[name] = { samples, shards, ...(m0.splits[name].classCounts ? { classCounts } : {}), ...(nonFinite ? { nonFinite } : {}) };
       }
+      // One conversion refuses an input that gives no samples at all; so does the merge of its parts.
+      const presplit = m0.provenance.split === 'source';
+      for (const name of presplit ? splitNames : [splitNames.join(', ')]) {
+        const n = presplit ? splits[name].samples : splitNames.reduce((a, k) => a + splits[k].samples, 0);
+        if (n === 0) throw new SlimfitError(`no samples found in any part${presplit ? ` of split ${name}` : ''} of ${m0.provenance.sources.join(', ')}`, { file: parts[0].dir, hint: 'check that it is the right input and the options (e.g. --delimiter, --label-col)' });
+      }
       const statsIdx = Math.max(0, splitNames.indexOf('train'));
       const statsSplit = splitNames[statsIdx];
       const st = statsOfState(mergeStatsStates(parts.map((p) => p.part.stats[statsSplit])), statsSplit);
-      const duplicates = await countDuplicates(parts, splitNames, m0.provenance.split === 'source');
+      const duplicates = await countDuplicates(parts, splitNames, presplit);
       const skippedAll = parts.flatMap((p) => (p.manifest.provenance.skipped ?? []) as Array<{ path: string; reason: string }>);
       const skippedCount = parts.reduce((a, p) => a + Number(p.manifest.provenance.skippedCount ?? 0), 0);
       const manifest: Manifest = {
@@ -334,36 +340,45 @@ export async function mergeStores(out: string, partDirs: readonly string[], opts
 async function countDuplicates(parts: readonly LoadedPart[], splitNames: readonly string[], presplit: boolean): Promise<DuplicateReport> {
   const report: DuplicateReport = { within: Object.fromEntries(splitNames.map((n) => [n, 0])), across: {}, dropped: 0 };
   if (parts.some((p) => p.part.hashes === null)) return report;
-  const tables: Uint32Array[] = [];
+  const files = [];
   for (const p of parts) {
     const f = await openNpy(join(p.dir, p.part.hashes!));
-    try {
-      const samples = Object.values(p.manifest.splits).reduce((a, s) => a + s.samples, 0);
-      if (f.dtype !== 'uint32' || f.rowShape.length !== 1 || f.rowShape[0] !== 3 || f.rows !== samples) {
-        throw new SlimfitError(`${PART_HASHES_FILE} does not list the part's ${samples} samples`, { file: p.dir, hint: 'convert this part again' });
-      }
-      const b = await f.readRows(0, f.rows);
-      tables.push(new Uint32Array(b.buffer, b.byteOffset, f.rows * 3));
-    } finally { await f.close(); }
+    files.push(f);
+    const samples = Object.values(p.manifest.splits).reduce((a, s) => a + s.samples, 0);
+    if (f.dtype !== 'uint32' || f.rowShape.length !== 1 || f.rowShape[0] !== 3 || f.rows !== samples) {
+      for (const g of files) await g.close();
+      throw new SlimfitError(`${PART_HASHES_FILE} does not list the part's ${samples} samples`, { file: p.dir, hint: 'convert this part again' });
+    }
   }
-  const dups = createDuplicateIndex(tables.reduce((a, t) => a + t.length / 3, 0));
-  const none = new Uint8Array(0);
-  const add = (lo: number, hi: number, split: number) => {
-    const before = dups.add(none, split, lo, hi);
-    if (before === 0) return;
-    if (before & (1 << split)) report.within[splitNames[split]]++;
-    for (let o = 0; o < splitNames.length; o++) {
-      if (o !== split && before & (1 << o)) {
-        const key = o < split ? `${splitNames[o]}/${splitNames[split]}` : `${splitNames[split]}/${splitNames[o]}`;
-        report.across[key] = (report.across[key] ?? 0) + 1;
+  try {
+    const dups = createDuplicateIndex(files.reduce((a, f) => a + f.rows, 0));
+    const none = new Uint8Array(0);
+    const add = (lo: number, hi: number, split: number) => {
+      const before = dups.add(none, split, lo, hi);
+      if (before === 0) return;
+      if (before & (1 << split)) report.within[splitNames[split]]++;
+      for (let o = 0; o < splitNames.length; o++) {
+        if (o !== split && before & (1 << o)) {
+          const key = o < split ? `${splitNames[o]}/${splitNames[split]}` : `${splitNames[split]}/${splitNames[o]}`;
+          report.across[key] = (report.across[key] ?? 0) + 1;
+        }
+      }
+    };
+    // Read in chunks: memory is the duplicate index (as in one conversion) plus one chunk, whatever the parts hold.
+    const CHUNK = 1 << 18;
+    const buf = new Uint8Array(CHUNK * 12);
+    for (const want of presplit ? splitNames.map((_, s) => s) : [-1]) {
+      for (const f of files) {
+        for (let r = 0; r < f.rows; r += CHUNK) {
+          const n = Math.min(CHUNK, f.rows - r);
+          const b = await f.readRows(r, r + n, buf.subarray(0, n * 12));
+          const t = new Uint32Array(b.buffer, b.byteOffset, n * 3);
+          for (let i = 0; i < t.length; i += 3) if (want < 0 || t[i + 2] === want) add(t[i], t[i + 1], t[i + 2]);
+        }
       }
     }
-  };
-  const rounds = presplit ? splitNames.map((_, s) => s) : [-1];
-  for (const want of rounds) {
-    for (const t of tables) {
-      for (let i = 0; i < t.length; i += 3) if (want < 0 || t[i + 2] === want) add(t[i], t[i + 1], t[i + 2]);
-    }
+  } finally {
+    for (const f of files) await f.close();
   }
   return report;
 }
