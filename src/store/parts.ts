@@ -99,6 +99,7 @@ export async function convertPart(src: string | undefined, out: string, part: { 
   const input = await open(part.index);
   const sources: SampleSource[] = input.kind === 'single' ? [input.source] : input.splits.map((s) => s.source);
   try {
+    if (input.kind !== 'single' && ratios) throw new SlimfitError('this input comes with its own train/test split; leave out the split option to keep it', { file: src ?? opts.train });
     let splitCounts: { totals: number[]; before: number[] } | undefined;
     if (input.kind === 'single' && multi) {
       const classField = isClassField(input.source.y);
@@ -125,7 +126,6 @@ export async function convertPart(src: string | undefined, out: string, part: { 
     const plan = input.kind === 'single'
       ? { kind: 'ratio' as const, source: input.source, ratios: ratios ?? [{ name: 'train', fraction: 1 }], seed }
       : { kind: 'presplit' as const, splits: input.splits };
-    if (input.kind !== 'single' && ratios) throw new SlimfitError('this input comes with its own train/test split; leave out the split option to keep it', { file: src ?? opts.train });
     return await writeStore(out, plan, { ...opts, partRecord: { record, splitCounts } });
   } finally {
     for (const s of sources) await s.close();
