@@ -412,6 +412,7 @@ export async function mpiConvert(out: string, part: { index: number; count: numb
   opts: MpiConvertOptions, onMerged?: (r: MergeReport) => void): Promise<MergeReport | null> {
   const dirs = Array.from({ length: part.count }, (_, k) => mpiPartDir(out, k, part.count));
   const mine = dirs[part.index];
+  const startedAt = Date.now();
   await rm(mine + DONE, { force: true });
   await rm(mine + FAILED, { force: true });
   try {
@@ -426,6 +427,8 @@ export async function mpiConvert(out: string, part: { index: number; count: numb
   const ofThisJob = async (file: string): Promise<string | null> => {
     const text = await readFile(file, 'utf8').catch(() => null);
     if (text === null) return null;
+    // Without a job id (rank variables set by hand) only markers written since this rank started count.
+    if (part.job === '' && ((await stat(file).catch(() => null))?.mtimeMs ?? 0) < startedAt - 1000) return null;
     const nl = text.indexOf('\n');
     return text.slice(0, nl) === part.job ? text.slice(nl + 1).trim() : null;
   };
