@@ -129,6 +129,13 @@ export async function idxPairSource(images: string, labels: string, opts: IdxPai
     async *labels() {
       for await (const c of idxChunks(yi, 1 << 20)) yield labelNumbers(yi.dtype, c);
     },
+    // Plain files are read in place for a part of them (a gzip stream is read from its start).
+    ...(xi.gzip || yi.gzip ? {} : {
+      range: (start: number, end: number) => zipBatches(idxChunks(xi, per, start, end)[Symbol.asyncIterator](), idxChunks(yi, per, start, end)[Symbol.asyncIterator](), xi.rowBytes, yi.rowBytes, [images, labels]),
+      async *rangeLabels(start: number, end: number) {
+        for await (const c of idxChunks(yi, 1 << 20, start, end)) yield labelNumbers(yi.dtype, c);
+      },
+    }),
     close: async () => {},
   };
 }
