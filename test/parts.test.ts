@@ -252,6 +252,10 @@ test('merge refuses parts that do not belong together, naming the part', async (
   await Promise.all([part(0, 3, 'e0'), part(1, 3, 'e1'), part(2, 4, 'e2n4'), cli(['convert', '-q', '--part', '2/3', npz, e2]), part(2, 3, 'e2x'), part(2, 3, 'e2seed', ['--split', 'train=0.5,test=0.5', '--seed', '3']), part(2, 3, 'e2csv', [], csv)]);
   await cli(['convert', '-q', npz, join(T, 'whole')]);
   cpSync(join(T, 'e1'), join(T, 'e1b'), { recursive: true });
+  cpSync(join(T, 'e1'), join(T, 'e1s'), { recursive: true });
+  const m1s = manifest(join(T, 'e1s'));
+  delete m1s.provenance.part.stats.train;
+  writeFileSync(join(T, 'e1s', 'dataset.json'), JSON.stringify(m1s));
   let cases = 0;
   const merge = async (parts: string[], re: RegExp) => {
     const out = join(T, `e-out${cases++}`);
@@ -269,6 +273,7 @@ test('merge refuses parts that do not belong together, naming the part', async (
     merge(['e0', 'e1', 'e2csv'], /e2csv: was converted from a different source \(d\.csv, \d+ bytes\) than .*e0 \(d\.npz/),
     merge(['e0', 'e1', 'whole'], /whole: is a store, not a part store/),
     merge(['e0', 'e1', 'nothing-here'], /nothing-here: no dataset.json found/),
+    merge(['e0', 'e1s', 'e2x'], /e1s: is a part store whose manifest lacks the statistics sums of a split/),
   ]);
   // A merge that fails after moving shards (a damaged hash list, read last) moves them back: the parts still merge.
   py('import numpy as np, sys; np.save(sys.argv[1], np.zeros((5, 3), np.uint32))', [join(T, 'e2x', 'part-hashes.npy')]);

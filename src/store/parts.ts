@@ -154,7 +154,18 @@ interface LoadedPart { dir: string; manifest: Manifest; part: PartRecord }
 function partOf(dir: string, m: Manifest): PartRecord {
   const p = m.provenance.part as PartRecord | undefined;
   const ok = p && typeof p === 'object' && Number.isSafeInteger(p.index) && Number.isSafeInteger(p.count) && p.count >= 1 && p.index >= 0 && p.index < p.count
-    && p.source && Array.isArray(p.source.inputs) && p.options && typeof p.options === 'object' && p.stats && typeof p.stats === 'object';
+    && p.source && Array.isArray(p.source.inputs) && p.options && typeof p.options === 'object' && p.stats && typeof p.stats === 'object'
+    && (p.hashes === null || p.hashes === PART_HASHES_FILE);
+  const channels = m.fields.x.shape.length >= 3 ? m.fields.x.shape[m.fields.x.shape.length - 1] : 1;
+  const isNums = (a: unknown, nullable = false) => Array.isArray(a) && a.length === channels && a.every((v) => typeof v === 'number' || (nullable && v === null));
+  const statsOk = ok && Object.keys(m.splits).every((name) => {
+    const st = p.stats[name] as StatsState | undefined;
+    return st && isNums(st.sum) && isNums(st.sq) && isNums(st.count) && isNums(st.shift, true) && typeof st.nonFinite === 'number'
+      && (st.hist === undefined || (Array.isArray(st.hist) && st.hist.length === 256 * channels && st.hist.every((v) => typeof v === 'number')));
+  });
+  if (ok && !statsOk) {
+    throw new SlimfitError('is a part store whose manifest lacks the statistics sums of a split', { file: dir, hint: 'convert this part again' });
+  }
   if (!ok) {
     throw new SlimfitError('is a store, not a part store: its manifest says nothing about a part', {
       file: dir, hint: 'merge joins stores made by `slimfit convert --part I/N SRC PART`',
