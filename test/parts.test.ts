@@ -11,7 +11,7 @@ import { BIN, ROOT, py, runCli, tempDir } from '../dev/helpers.ts';
 import { partRange } from '../src/core/source.ts';
 import { mpiEnv } from '../src/core/config.ts';
 import { createStats, mergeStatsStates, statsOfState } from '../src/store/stats.ts';
-import { writeNotMnist } from './image-fixture.ts';
+import { packArchive, writeNotMnist } from './image-fixture.ts';
 
 const { dir: T, cleanup } = tempDir('slimfit-parts-');
 after(cleanup);
@@ -161,7 +161,7 @@ test('CSV: 3 parts merged equal one convert (stratified split, duplicates, leaka
   assert.match(manifest(one).provenance.skipped[0].path, /d\.csv:123$/);
 });
 
-test('image tree: 3 parts merged equal one convert (files split by part, stratified split, bad files listed once)', async () => {
+test('image tree and .tar.gz: 3 parts merged equal one convert (files/members split by part, stratified split, bad files listed once)', async () => {
   const fx = writeNotMnist(join(T, 'nm'), 8);
   // Part 1 is made to number its classes in reverse (names reversed, labels rewritten to match, checksums updated):
   // merge must map its labels to the store's classes by name.
@@ -183,6 +183,10 @@ json.dump(m, open(os.path.join(root, 'dataset.json'), 'w'))
 `, [parts[1]]);
   const { one } = await compareParts('tree', ['--split', 'train=0.75,test=0.25', '--workers', '1', fx.train.dir], false, reverseClasses);
   assert.equal(manifest(one).provenance.skippedCount, 3);
+  // The same tree as a .tar.gz: parts are ranges of its members.
+  const tgz = join(T, 'nm.tar.gz');
+  packArchive(fx.train.dir, tgz, 'nm');
+  await compareParts('tgz', ['--workers', '1', tgz], false);
 });
 
 const npz = join(T, 'd.npz');
