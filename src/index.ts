@@ -13,6 +13,7 @@ export { type ConversionReport, type DuplicateReport, type StoreInput, type Writ
 export { type Manifest, type Provenance, type ShardFile, type SplitInfo, type Stats, MANIFEST_FILE, readManifest } from './store/manifest.ts';
 export { type BadShard, type VerifyResult, verifyStore } from './store/verify.ts';
 export { exportSplit } from './store/export.ts';
+export { type MergeOptions, type MergeReport, convertPart, mergeStores } from './store/parts.ts';
 
 // The batch generator.
 export * from './loader/index.ts';

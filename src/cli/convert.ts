@@ -9,6 +9,7 @@ import { JSON_FLAG, keepStdoutForJson, printJson } from './json-out.ts';
 interface ConvertOptions {
   x?: string; y?: string; train?: string; test?: string; split?: string; seed: number; shardSize: string;
   dedupe?: boolean; force?: boolean; quiet?: boolean; classNames?: string; dupCheck: boolean; json?: boolean;
+  part?: string; mergeTimeout: number;
   [k: string]: unknown;
 }
 
@@ -40,6 +41,8 @@ export function register(program: Command): void {
     .option('--header', 'text: the first line is a header (default: detected)')
     .option('--no-header', 'text: the first line is data')
     .option('--delimiter <char>', 'text: field separator (",", "tab", ";", "whitespace"; default: detected)')
+    .option('--part <I/N>', 'convert only part I (0-based) of N parts of SRC into a part store at OUT; join them with `slimfit merge`')
+    .option('--merge-timeout <seconds>', 'under mpirun: how long rank 0 waits for the other ranks\' parts', wholeFlag('--merge-timeout', 1), 3600)
     .allowUnknownOption(false)
     .action(async (paths: string[], o: ConvertOptions, cmd: Command) => {
       if (paths.length > 2) throw new UsageError(`expected SRC OUT, got ${paths.length} paths`, { hint: 'slimfit convert SRC OUT' });
@@ -69,7 +72,40 @@ export function register(program: Command): void {
       const inputs = [src, o.train, o.test, ...(src ? [] : [o.x, o.y])].filter((p): p is string => typeof p === 'string');
       await checkOutsideInputs(out, inputs);
       const t0 = performance.now(); // the summary's time includes opening the input (e.g. an archive's first pass)
-      const input = await openInput(src, { ...o, ...messyOptionsFromCli(o) });
+      const storeOpts = {
+        shardBytes, dedupe: o.dedupe, force: o.force, quiet: o.quiet, checkDuplicates: o.dupCheck, strict: Boolean(o.strict),
+        classNames: o.classNames ? o.classNames.split(',').map((s) => s.trim()) : undefined,
+        command: ['slimfit', ...cmd.parent!.args].join(' '),
+        tool: `slimfit ${cmd.parent!.version() ?? ''}`.trim(),
+      };
+      const { mpiEnv } = await import('../core/config.ts');
+      const mpi = o.part ? null : mpiEnv();
+      if (o.part || (mpi && mpi.size > 1)) {
+        const parts = await import('../store/parts.ts');
+        const part = o.part ? parts.parsePartSpec(o.part) : { index: mpi!.rank, count: mpi!.size };
+        const { printConversionSummary: print } = await import('./convert-summary.ts');
+        // Under mpirun a rank's part folder is its own (named by rank): one left by an earlier job is replaced.
+        const convertOpts = { ...o, ...messyOptionsFromCli(o), ...storeOpts, split: o.split, seed, part: undefined, ...(o.part ? {} : { force: true }) };
+        const runPart = async (dir: string) => {
+          await checkOutsideInputs(dir, inputs);
+          const report = await parts.convertPart(src, dir, part, convertOpts);
+          print({ ...report, seconds: (performance.now() - t0) / 1000 }, o.json ? process.stderr : process.stdout);
+          return report;
+        };
+        if (o.part) {
+          const report = await runPart(out);
+          if (o.json) printJson({ out: report.dir, part: `${part.index}/${part.count}`, samples: Object.fromEntries(Object.entries(report.manifest.splits).map(([k, s]) => [k, s.samples])) });
+          return;
+        }
+        // Under mpirun: each rank converts its part next to OUT, rank 0 waits for the others and merges.
+        await parts.mpiConvert(out, { ...part, job: mpi!.job }, runPart, { ...storeOpts, timeoutSeconds: o.mergeTimeout, log: (line) => { if (!o.quiet) process.stderr.write(`slimfit: ${line}\n`); } }, (r) => {
+          print({ ...r }, o.json ? process.stderr : process.stdout);
+          process.stderr.write(`slimfit: merged ${r.parts} parts into ${out}: ${r.moved} shard files renamed, ${r.copied} copied\n`);
+          if (o.json) printJson({ out: r.dir, parts: r.parts, samples: Object.fromEntries(Object.entries(r.manifest.splits).map(([k, s]) => [k, s.samples])), duplicatesWithin: r.duplicates.within, leakage: r.duplicates.across });
+        });
+        return;
+      }
+      const input = await openInput(src, { ...o, ...messyOptionsFromCli(o), part: undefined });
       const sources = input.kind === 'single' ? [input.source] : input.splits.map((s) => s.source);
       try {
         let plan: Parameters<typeof writeStore>[1];
@@ -79,12 +115,7 @@ export function register(program: Command): void {
           if (ratios) throw new UsageError('this input comes with its own train/test split; drop --split to keep it', { file: src ?? o.train });
           plan = { kind: 'presplit', splits: input.splits };
         }
-        const report = await writeStore(out, plan, {
-          shardBytes, dedupe: o.dedupe, force: o.force, quiet: o.quiet, checkDuplicates: o.dupCheck, strict: Boolean(o.strict),
-          classNames: o.classNames ? o.classNames.split(',').map((s) => s.trim()) : undefined,
-          command: ['slimfit', ...cmd.parent!.args].join(' '),
-          tool: `slimfit ${cmd.parent!.version() ?? ''}`.trim(),
-        });
+        const report = await writeStore(out, plan, storeOpts);
         const seconds = (performance.now() - t0) / 1000;
         printConversionSummary({ ...report, seconds }, o.json ? process.stderr : process.stdout);
         for (const s of sources) for (const w of (s as { warnings?: string[] }).warnings ?? []) process.stderr.write(`slimfit: warning: ${w}\n`);

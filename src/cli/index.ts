@@ -20,6 +20,7 @@ export const COMMANDS: Record<string, Array<() => Promise<Register>>> = {
   export: [() => import('./export.ts')],
   'export-model': [() => import('./export-model.ts')],
   info: [() => import('./info.ts')],
+  merge: [() => import('./merge.ts')],
   show: [() => import('./show.ts')],
   train: [() => import('./train.ts')],
   verify: [() => import('./verify.ts')],

@@ -152,3 +152,32 @@ export function nativeSettings(): NativeSettings {
   const s = envSettings();
   return { threads: s.threads ?? 0, gemm: s.gemm ?? '', isa: s.isa ?? '' };
 }
+
+/** This process's place in an Open MPI job: `rank` (0-based) of `size` processes. */
+export interface MpiPlace {
+  rank: number;
+  size: number;
+  /** The job's id (PMIx namespace or Open MPI job id) when mpirun gives one: tells this job's files from an earlier job's. */
+  job: string;
+}
+
+/**
+ * The MPI rank and world size `mpirun` (Open MPI) gives this process through OMPI_COMM_WORLD_RANK and
+ * OMPI_COMM_WORLD_SIZE (and the job id from PMIX_NAMESPACE, else OMPI_MCA_ess_base_jobid); null when not started by mpirun. Malformed values are a SlimfitError (never a guess).
+ *
+ * @example
+ * const mpi = mpiEnv(); // { rank: 1, size: 3 } under `mpirun -np 3`
+ * if (mpi && mpi.size > 1) console.log(`rank ${mpi.rank} of ${mpi.size}`);
+ */
+export function mpiEnv(env: Record<string, string | undefined> = process.env): MpiPlace | null {
+  const r = env.OMPI_COMM_WORLD_RANK, s = env.OMPI_COMM_WORLD_SIZE;
+  if ((r === undefined || r === '') && (s === undefined || s === '')) return null;
+  const rank = Number(r), size = Number(s);
+  if (!(Number.isSafeInteger(rank) && Number.isSafeInteger(size) && size >= 1 && rank >= 0 && rank < size)) {
+    throw new SlimfitError(`environment variables OMPI_COMM_WORLD_RANK=${JSON.stringify(r ?? '')} and OMPI_COMM_WORLD_SIZE=${JSON.stringify(s ?? '')} do not name a rank of an MPI job`, {
+      hint: 'start slimfit with mpirun, or unset both variables',
+    });
+  }
+  const job = env.PMIX_NAMESPACE || env.OMPI_MCA_ess_base_jobid || env.OMPI_MCA_orte_ess_jobid || '';
+  return { rank, size, job };
+}

@@ -43,7 +43,37 @@ export interface SampleSource {
   batches(): AsyncIterable<SampleBatch>;
   /** Cheap pass over the labels only (no x decoding), for stratified splits; same order as batches(). */
   labels?(): AsyncIterable<ArrayLike<number>>;
+  /** Samples [start, end) only, read without reading those before (random-access files); for parts of a source. */
+  range?(start: number, end: number): AsyncIterable<SampleBatch>;
+  /** Labels of samples [start, end) only (with range()). */
+  rangeLabels?(start: number, end: number): AsyncIterable<ArrayLike<number>>;
+  /** Set when this source yields only one part of its input (`convert --part`): which part it is. */
+  readonly part?: PartSpec;
   /** Inputs skipped so far (complete after batches() finished). */
   readonly skipped?: SkippedInput[];
   close(): Promise<void>;
+}
+
+/**
+ * Part `index` (0-based) of `count` parts of a source (`slimfit convert --part I/N`). `shardBytes`: the store's
+ * target x shard size; sample ranges then start on multiples of its samples per shard (so each part's shards are
+ * the shards one conversion writes) whenever every part still gets at least one shard's worth.
+ */
+export interface PartSpec { index: number; count: number; shardBytes?: number }
+
+/**
+ * The items [start, end) of `total` that part `p` holds: consecutive ranges in order, disjoint, together all items,
+ * depending only on `total`, `p` and `sampleBytes` (bytes of one sample's x; never on the machine).
+ *
+ * @example
+ * partRange(10, { index: 1, count: 3 }); // [3, 6]
+ */
+export function partRange(total: number, p: PartSpec, sampleBytes = 1): [number, number] {
+  const a = p.shardBytes ? Math.max(1, Math.floor(p.shardBytes / Math.max(1, sampleBytes))) : 1; // as samplesPerShard
+  const cut = (k: number): number => {
+    const even = Math.floor((k * total) / p.count);
+    if (k >= p.count) return total;
+    return a > 1 && total >= p.count * a ? Math.min(total, Math.round(even / a) * a) : even;
+  };
+  return [cut(p.index), cut(p.index + 1)];
 }

@@ -20,7 +20,7 @@ import type { FieldSpec } from '../core/dtype.ts';
 import type { DType } from '../core/dtype.ts';
 import { csvAddon } from './csv-native.ts';
 import { SlimfitError } from '../core/errors.ts';
-import type { SampleBatch, SampleSource, SkippedInput } from '../core/source.ts';
+import { type PartSpec, type SampleBatch, type SampleSource, type SkippedInput } from '../core/source.ts';
 import { tsWorker } from '../core/worker.ts';
 import { doubleBuffered } from '../core/double-buffer.ts';
 
@@ -42,6 +42,12 @@ export interface CsvOptions {
    * Files under 16 MB are parsed inline unless this is given.
    */
   workers?: number;
+  /**
+   * Only this part of the lines (`convert --part`): the data bytes are cut into `count` equal byte ranges, each
+   * moved forward to the next line start, and a part holds the lines that start in its range (as Hadoop and Spark
+   * split text files).
+   */
+  part?: PartSpec;
 }
 
 /** A CSV SampleSource that also reports value-range warnings after a pass. */
@@ -166,6 +172,7 @@ interface Layout {
   ncols: number;
   labelCol: number;
   firstLine: number; // 1-based line number of the first data line
+  dataStart: number; // byte offset of the line after the header (of the first line when there is none)
 }
 
 function splitHeader(line: string, delim: number): string[] {
@@ -216,7 +223,10 @@ async function readLayout(path: string, opts: CsvOptions): Promise<Layout> {
   }
   if (ncols < 2) throw new SlimfitError(`the first line has ${ncols} field(s); need a label and at least one feature`, { file: path, hint: 'check --delimiter' });
   // If there is a header, the first data line follows it (skipping blank/comment lines is done while parsing).
-  return { delim, eol, start, header: header ? fields : null, ncols, labelCol, firstLine: header ? idx + 2 : idx + 1 };
+  const firstLine = header ? idx + 2 : idx + 1;
+  let dataStart = start;
+  for (let j = 0; j < firstLine - 1 && j < lines.length; j++) dataStart += lines[j].length + 1;
+  return { delim, eol, start, header: header ? fields : null, ncols, labelCol, firstLine, dataStart };
 }
 
 /** One byte range of a text file to parse (whole lines), with what the layout says about its columns. */
@@ -552,30 +562,74 @@ export async function openCsv(path: string, opts: CsvOptions = {}): Promise<CsvS
   const { ncols, labelCol, delim } = layout;
   let bytesRead = 0;
 
+  /** The first line start at or after byte `at` (a line starts after each line end byte). */
+  async function lineStartFrom(fh: Awaited<ReturnType<typeof open>>, at: number, buf: Buffer): Promise<number> {
+    if (at <= layout.start) return layout.start;
+    let pos = at - 1; // the byte before `at` may be the line end that makes `at` a line start
+    for (;;) {
+      const { bytesRead } = await fh.read(buf, 0, buf.length, pos);
+      if (bytesRead === 0) return bytes;
+      const i = buf.subarray(0, bytesRead).indexOf(layout.eol);
+      if (i >= 0) return Math.min(bytes, pos + i + 1);
+      pos += bytesRead;
+    }
+  }
+
+  /** The bytes [lo, hi) this source reads: the whole text, or its part's lines. */
+  const extent = (async (): Promise<[number, number]> => {
+    if (!opts.part) return [layout.start, bytes];
+    const { index, count } = opts.part;
+    const data = bytes - layout.dataStart;
+    const cut = async (k: number) => (k === 0 ? layout.start : k >= count ? bytes
+      : lineStartFrom(fh, Math.max(layout.dataStart, layout.dataStart + Math.floor((k * data) / count)), buf));
+    const fh = await open(path, 'r');
+    const buf = Buffer.alloc(1 << 16);
+    try {
+      return [await cut(index), await cut(index + 1)];
+    } finally {
+      await fh.close();
+    }
+  })();
+  extent.catch(() => {}); // awaited by every pass
+
+  /** Lines before byte `at` (line numbers of a part are counted from the start of the file). */
+  let linesBeforePart: Promise<number> | null = null;
+  async function countLines(at: number): Promise<number> {
+    const fh = await open(path, 'r');
+    try {
+      const buf = Buffer.alloc(1 << 20);
+      let n = 0;
+      for (let pos = layout.start; pos < at;) {
+        const { bytesRead } = await fh.read(buf, 0, Math.min(buf.length, at - pos), pos);
+        if (bytesRead === 0) break;
+        for (let i = buf.indexOf(layout.eol, 0); i >= 0 && i < bytesRead; i = buf.indexOf(layout.eol, i + 1)) n++;
+        pos += bytesRead;
+      }
+      return n;
+    } finally {
+      await fh.close();
+    }
+  }
+
   /** Byte ranges that start at line starts: one per parser thread. */
   async function ranges(): Promise<RangeJob[]> {
     const base = { path, ncols, labelCol, delim, eol: layout.eol, xDtype, batchRows };
     const want = Math.max(1, opts.workers ?? 1);
-    const cuts = [layout.start];
+    const [lo, hi] = await extent;
+    if (lo >= hi) return [];
+    const cuts = [lo];
     const fh = await open(path, 'r');
     try {
       const buf = Buffer.alloc(1 << 16);
       for (let k = 1; k < want; k++) {
-        let pos = Math.max(cuts[cuts.length - 1], Math.floor((k * bytes) / want));
-        for (;;) {
-          const { bytesRead } = await fh.read(buf, 0, buf.length, pos);
-          if (bytesRead === 0) { pos = bytes; break; }
-          const i = buf.subarray(0, bytesRead).indexOf(layout.eol);
-          if (i >= 0) { pos += i + 1; break; }
-          pos += bytesRead;
-        }
-        if (pos < bytes && pos > cuts[cuts.length - 1]) cuts.push(pos);
+        const pos = await lineStartFrom(fh, Math.max(cuts[cuts.length - 1], lo + Math.floor((k * (hi - lo)) / want)), buf);
+        if (pos < hi && pos > cuts[cuts.length - 1]) cuts.push(pos);
       }
     } finally {
       await fh.close();
     }
-    // The header may only be skipped in range 0, so that range must reach past it.
-    return cuts.map((start, k) => ({ ...base, start, end: k + 1 < cuts.length ? cuts[k + 1] : bytes, dataFrom: k === 0 ? layout.firstLine : 1 }));
+    // The header may only be skipped in range 0 of the file, so that range must reach past it.
+    return cuts.map((start, k) => ({ ...base, start, end: k + 1 < cuts.length ? cuts[k + 1] : hi, dataFrom: start === layout.start ? layout.firstLine : 1 }));
   }
 
   /** Every sample once, in order; `onThread` parses on the calling thread whatever opts.workers says. */
@@ -589,10 +643,16 @@ export async function openCsv(path: string, opts: CsvOptions = {}): Promise<CsvS
     // Start every range now (workers run ahead, bounded by credits); consume them strictly in order.
     const readers = jobs.map((j) => (inline ? inlineRange(j) : rangeInWorker(j)));
     let lineOffset = 0;
-  let misfit = 0;
+    let misfit = 0;
     let firstMisfitLine = 0;
-    const report = (s: Array<{ line: number; reason: string }>) => {
-      for (const { line, reason } of s) {
+    const [lo] = await extent;
+    /** Lines of the file before this part (counted once, only when a line number is reported). */
+    const partBase = () => (lo === layout.start ? Promise.resolve(0) : (linesBeforePart ??= countLines(lo)));
+    const report = async (s: Array<{ line: number; reason: string }>) => {
+      if (s.length === 0) return;
+      const base = await partBase();
+      for (const { line: rel, reason } of s) {
+        const line = base + rel;
         const abs = lineOffset + line;
         if (opts.strict) {
           throw new SlimfitError(`line ${abs}: ${reason}`, { file: path, hint: '--strict stops at the first malformed line; fix it or drop --strict to skip such lines' });
@@ -606,13 +666,13 @@ export async function openCsv(path: string, opts: CsvOptions = {}): Promise<CsvS
           const it = await r.next();
           if (it.done) {
             const end = it.value;
-            report(end.skipped);
-            if (end.misfit > 0 && misfit === 0) firstMisfitLine = lineOffset + end.firstMisfitLine;
+            await report(end.skipped);
+            if (end.misfit > 0 && misfit === 0) firstMisfitLine = (await partBase()) + lineOffset + end.firstMisfitLine;
             misfit += end.misfit;
             lineOffset += end.lines;
             break;
           }
-          report(it.value.skipped);
+          await report(it.value.skipped);
           const { n, x, y, release, at } = it.value;
           if (at !== undefined) bytesRead = at;
           if (n > 0) yield { n, x, y, release };
@@ -647,6 +707,7 @@ export async function openCsv(path: string, opts: CsvOptions = {}): Promise<CsvS
     x,
     y,
     bytes,
+    ...(opts.part ? { part: opts.part } : {}),
     batches,
     labels,
     get skipped() { return skipped; },

@@ -146,8 +146,9 @@ async function* gunzipIdx(path: string, where: () => string = () => 'in the head
 /**
  * Stream the records of an IDX file as chunks of whole records (at most `rowsPerChunk` each), converted to
  * little-endian. Each chunk is a fresh buffer the caller may keep. Truncation is reported with the record it hit.
+ * `from`/`to`: only records [from, to) of a plain (not gzipped) file, read from their place.
  */
-export async function* idxChunks(info: IdxInfo, rowsPerChunk: number): AsyncGenerator<Uint8Array> {
+export async function* idxChunks(info: IdxInfo, rowsPerChunk: number, from = 0, to = info.rows): AsyncGenerator<Uint8Array> {
   const { path, rows, rowBytes } = info;
   const per = Math.max(1, Math.floor(rowsPerChunk));
   const elem = dtypeSize(info.dtype);
@@ -155,11 +156,12 @@ export async function* idxChunks(info: IdxInfo, rowsPerChunk: number): AsyncGene
     if (elem > 1) swapBytes(chunk, elem);
     return chunk;
   };
+  if ((from !== 0 || to !== rows) && info.gzip) throw new Error('internal: a record range of a gzipped IDX file');
   if (!info.gzip) {
     const fh = await open(path, 'r');
     try {
-      for (let r = 0; r < rows; r += per) {
-        const n = Math.min(per, rows - r);
+      for (let r = from; r < to; r += per) {
+        const n = Math.min(per, to - r);
         const chunk = new Uint8Array(Buffer.allocUnsafeSlow(n * rowBytes).buffer); // fully overwritten below
         let done = 0;
         const pos = info.headerBytes + r * rowBytes;

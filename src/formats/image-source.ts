@@ -5,7 +5,7 @@ import { SlimfitError } from '../core/errors.ts';
 import { createImagePool, type DecodedBatch, type ImagePoolOptions, defaultWorkers, joinDecoded, pack, readImageFile, readSome } from './image-pool.ts';
 import { decodeImage, type ImageDecodeOptions, type ImageTarget, resizeProblem } from './images.ts';
 import { pngAddon } from './png-native.ts';
-import type { SampleBatch, SampleSource, SkippedInput } from '../core/source.ts';
+import { type PartSpec, type SampleBatch, type SampleSource, type SkippedInput, partRange } from '../core/source.ts';
 
 /** One image file with its class index and bytes (or, with `lazy`, only its path: the decoding thread reads it). */
 export interface ImageEntry {
@@ -48,6 +48,42 @@ export interface ImageSourceOptions extends ImagePoolOptions {
   strict?: boolean;
   /** Files per batch sent to a worker (default 256). */
   batchFiles?: number;
+  /** Only this part of the candidate files (`convert --part`): a range of them in input order. */
+  part?: PartSpec;
+}
+
+/**
+ * The candidate files [start, end) of `input` (in its order) as an input of their own; the class list stays the
+ * whole input's, and files found outside class folders are listed by part 0 only (so joined parts list them once).
+ */
+async function inputPart(input: ImageInput, part: PartSpec, sampleBytes: number): Promise<ImageInput> {
+  let total = 0;
+  if (input.labelsOnly) for await (const _ of input.labelsOnly()) total++;
+  else for await (const _ of input.entries()) total++;
+  const [start, end] = partRange(total, part, sampleBytes);
+  async function* entryChunks(): AsyncGenerator<EntryChunk> {
+    if (start >= end) return;
+    let at = 0;
+    for await (const chunk of chunksOf(input)) {
+      const from = at;
+      at += chunk.length;
+      if (at <= start) { chunk.release?.(); continue; }
+      const slice = from >= start && at <= end ? chunk : chunk.slice(Math.max(0, start - from), Math.min(chunk.length, end - from));
+      yield Object.assign(slice, { release: chunk.release });
+      if (at >= end) return;
+    }
+  }
+  async function* entries(): AsyncGenerator<ImageEntry> {
+    for await (const chunk of entryChunks()) yield* chunk;
+  }
+  const labelsOnly = input.labelsOnly && (async function* (): AsyncGenerator<number> {
+    let i = 0;
+    for await (const l of input.labelsOnly!()) {
+      if (i >= start && i < end) yield l;
+      if (++i >= end) return;
+    }
+  });
+  return { ...input, entries, entryChunks, ...(labelsOnly ? { labelsOnly } : {}), notSamples: part.index === 0 ? input.notSamples : [] };
 }
 
 const BATCH_BYTES = 4 << 20;
@@ -102,12 +138,14 @@ async function probeTarget(input: ImageInput, opts: ImageSourceOptions): Promise
 }
 
 /** Build a SampleSource over `input`: x uint8 [H, W, C] (from the first readable image or --resize/--grayscale), y the class index. */
-export async function openImageSource(input: ImageInput, opts: ImageSourceOptions = {}): Promise<SampleSource> {
+export async function openImageSource(whole: ImageInput, opts: ImageSourceOptions = {}): Promise<SampleSource> {
   if (opts.resize) {
     const tooLarge = resizeProblem(opts.resize);
-    if (tooLarge) throw new SlimfitError(tooLarge, { file: input.name, hint: 'choose a smaller size' });
+    if (tooLarge) throw new SlimfitError(tooLarge, { file: whole.name, hint: 'choose a smaller size' });
   }
-  const target = await probeTarget(input, opts);
+  // The sample shape comes from the whole input's first readable image, so every part has the one conversion's.
+  const target = await probeTarget(whole, opts);
+  const input = opts.part ? await inputPart(whole, opts.part, target.width * target.height * target.channels) : whole;
   const classNames = input.classNames;
   const yDtype = classNames.length <= 256 ? 'uint8' : 'int64';
   const yBytes = yDtype === 'uint8' ? 1 : 8;
@@ -252,6 +290,7 @@ export async function openImageSource(input: ImageInput, opts: ImageSourceOption
     y,
     classNames,
     bytes: input.bytes,
+    ...(opts.part ? { part: opts.part } : {}),
     get bytesRead() { return input.bytesRead?.(); },
     batches,
     labels,

@@ -5,6 +5,8 @@ import { SlimfitError, UsageError } from '../core/errors.ts';
 import type { SampleSource } from '../core/source.ts';
 import { idxPairSource, mnistDirSource, npyPairSource, npzSource } from './sources.ts';
 import { listNpz } from './npz.ts';
+import { sourcePart } from './part.ts';
+import type { PartSpec } from '../core/source.ts';
 
 /** Options shared by every input kind (readers of messy sources take more; they are passed through). */
 export interface InputOptions {
@@ -101,7 +103,15 @@ async function openOne(path: string, o: InputOptions): Promise<OpenedInput> {
  * Open what `slimfit convert` was given: SRC (a folder, .npz, ...), or --x/--y file pairs when SRC is absent,
  * or --train/--test inputs that are already split.
  */
-export async function openInput(src: string | undefined, o: InputOptions & { train?: string; test?: string }): Promise<OpenedInput> {
+export async function openInput(src: string | undefined, o: InputOptions & { train?: string; test?: string; part?: PartSpec }): Promise<OpenedInput> {
+  const opened = await openWhole(src, o);
+  if (!o.part) return opened;
+  // Image and text readers cut their own parts (files, lines); array readers are cut here by sample ranges.
+  const cut = (s: SampleSource) => (s.part ? s : sourcePart(s, o.part!));
+  return opened.kind === 'single' ? { kind: 'single', source: cut(opened.source) } : { kind: 'presplit', splits: opened.splits.map((s) => ({ name: s.name, source: cut(s.source) })) };
+}
+
+async function openWhole(src: string | undefined, o: InputOptions & { train?: string; test?: string }): Promise<OpenedInput> {
   if (o.train || o.test) {
     if (!o.train || !o.test || src) throw new UsageError('pre-split inputs need both --train SRC and --test SRC, and no other SRC');
     const splits: Array<{ name: string; source: SampleSource }> = [];

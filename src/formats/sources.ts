@@ -75,18 +75,19 @@ async function* zipBatches(
 }
 
 /** Row chunks of a random-access .npy (or stored .npz member), `per` rows each, one read ahead; optional CRC check over the pass. */
-async function* npyChunks(f: NpyFile, per: number, crc?: { update(raw: Uint8Array): void; finish(): void; head: Uint8Array }): AsyncGenerator<Uint8Array> {
+async function* npyChunks(f: NpyFile, per: number, crc?: { update(raw: Uint8Array): void; finish(): void; head: Uint8Array }, from = 0, to = f.rows): AsyncGenerator<Uint8Array> {
   crc?.update(crc.head);
   // Two buffers used in turn (one being read ahead, one handed out): batches are valid until the next is requested.
-  const bufs = [new Uint8Array(Math.min(per, f.rows) * f.rowBytes), new Uint8Array(Math.min(per, f.rows) * f.rowBytes)];
+  const len = Math.max(0, Math.min(per, to - from)) * f.rowBytes;
+  const bufs = [new Uint8Array(len), new Uint8Array(len)];
   let turn = 0;
-  const read = (start: number) => f.readRows(start, Math.min(start + per, f.rows), bufs[turn++ & 1]);
-  let next: Promise<Uint8Array> | null = f.rows > 0 ? read(0) : null;
+  const read = (start: number) => f.readRows(start, Math.min(start + per, to), bufs[turn++ & 1]);
+  let next: Promise<Uint8Array> | null = to > from ? read(from) : null;
   try {
-    for (let r = 0; r < f.rows; r += per) {
+    for (let r = from; r < to; r += per) {
       const chunk = await next!;
       const nr = r + per;
-      next = nr < f.rows ? read(nr) : null;
+      next = nr < to ? read(nr) : null;
       if (crc) crc.update(toDiskOrder(chunk, f.header));
       yield chunk;
     }
@@ -128,6 +129,13 @@ export async function idxPairSource(images: string, labels: string, opts: IdxPai
     async *labels() {
       for await (const c of idxChunks(yi, 1 << 20)) yield labelNumbers(yi.dtype, c);
     },
+    // Plain files are read in place for a part of them (a gzip stream is read from its start).
+    ...(xi.gzip || yi.gzip ? {} : {
+      range: (start: number, end: number) => zipBatches(idxChunks(xi, per, start, end)[Symbol.asyncIterator](), idxChunks(yi, per, start, end)[Symbol.asyncIterator](), xi.rowBytes, yi.rowBytes, [images, labels]),
+      async *rangeLabels(start: number, end: number) {
+        for await (const c of idxChunks(yi, 1 << 20, start, end)) yield labelNumbers(yi.dtype, c);
+      },
+    }),
     close: async () => {},
   };
 }
@@ -199,8 +207,12 @@ export async function npyPairSource(xPath: string, yPath: string): Promise<Sampl
     count: xf.rows,
     bytes: xs.size + ys.size,
     batches: () => zipBatches(npyChunks(xf, per), npyChunks(yf, per), xf.rowBytes, yf.rowBytes, [xPath, yPath]),
+    range: (start, end) => zipBatches(npyChunks(xf, per, undefined, start, end), npyChunks(yf, per, undefined, start, end), xf.rowBytes, yf.rowBytes, [xPath, yPath]),
     async *labels() {
       for await (const c of npyChunks(yf, 1 << 20)) yield labelNumbers(yf.dtype, c);
+    },
+    async *rangeLabels(start, end) {
+      for await (const c of npyChunks(yf, 1 << 20, undefined, start, end)) yield labelNumbers(yf.dtype, c);
     },
     close: async () => { await Promise.all([xf.close(), yf.close()]); },
   };

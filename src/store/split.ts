@@ -45,12 +45,15 @@ export interface SplitAssigner {
 /**
  * Plan a stratified split from per-class counts (`classCounts[c]` samples of class c in the source).
  * Class c's samples are shuffled by permutation(n_c, seed, c) and split by apportion(n_c, fractions).
+ * `startAt[c]`: samples of class c that come before the first one this assigner sees (a part of a source that starts
+ * mid-way: part I of `convert --part` passes the counts of parts 0..I-1, so its samples get the splits one
+ * conversion of the whole source gives them).
  */
-export function createSplitAssigner(classCounts: readonly number[], ratios: SplitRatios, seed: number): SplitAssigner {
+export function createSplitAssigner(classCounts: readonly number[], ratios: SplitRatios, seed: number, startAt?: readonly number[]): SplitAssigner {
   const fractions = ratios.map((r) => r.fraction);
   const perms: Permutation[] = [];
   const cuts: number[][] = [];
-  const seen = new Array<number>(classCounts.length).fill(0);
+  const seen = classCounts.map((_, c) => startAt?.[c] ?? 0);
   const planned = new Array<number>(ratios.length).fill(0);
   classCounts.forEach((n, c) => {
     perms.push(permutation(n, seed, c));

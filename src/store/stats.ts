@@ -15,8 +15,81 @@ export interface StatsAccumulator {
   /** For uint8 x: add value counts already taken (countBytes layout) instead of the bytes themselves. */
   addCounts?(counts: Float64Array): void;
   result(split: string): Stats | undefined;
+  /** The raw sums so far (plain numbers, JSON-safe), to be joined with other parts' by {@link mergeStatsStates}. */
+  state(): StatsState;
   /** Values seen so far that are NaN or +-inf (never for integer dtypes). */
   readonly nonFinite: number;
+}
+
+/**
+ * An accumulator's sums as plain numbers (NaN shift = no value seen; min/max null when none): what a part store keeps
+ * so `merge` can give the statistics one conversion of the whole source gives (exactly for uint8, whose value counts
+ * add up; up to float64 summation order otherwise).
+ */
+export interface StatsState {
+  sum: number[];
+  sq: number[];
+  count: number[];
+  shift: Array<number | null>;
+  min: number | null;
+  max: number | null;
+  nonFinite: number;
+  /** uint8 only: value counts per channel (256 per channel). */
+  hist?: number[];
+}
+
+/**
+ * Join the states of consecutive parts (in source order) into one: value counts add; shifted sums are moved to the
+ * first part's shift (the first value seen, as one pass over the whole source would have chosen).
+ *
+ * @example
+ * const joined = mergeStatsStates([partA.state(), partB.state()]);
+ */
+export function mergeStatsStates(states: readonly StatsState[]): StatsState {
+  const c = states[0].sum.length;
+  const out: StatsState = { sum: new Array(c).fill(0), sq: new Array(c).fill(0), count: new Array(c).fill(0), shift: new Array(c).fill(null), min: null, max: null, nonFinite: 0 };
+  if (states[0].hist) out.hist = new Array(states[0].hist.length).fill(0);
+  for (const s of states) {
+    out.nonFinite += s.nonFinite;
+    if (s.min !== null) out.min = out.min === null ? s.min : Math.min(out.min, s.min);
+    if (s.max !== null) out.max = out.max === null ? s.max : Math.max(out.max, s.max);
+    if (out.hist && s.hist) for (let i = 0; i < s.hist.length; i++) out.hist[i] += s.hist[i];
+    for (let ch = 0; ch < c; ch++) {
+      const sh = s.shift[ch];
+      if (sh === null || s.count[ch] === 0) continue;
+      const to = out.shift[ch] ??= sh;
+      const d = sh - to; // values were summed as (v - sh) = (v - to) - d
+      out.sum[ch] += s.sum[ch] + s.count[ch] * d;
+      out.sq[ch] += s.sq[ch] + 2 * d * s.sum[ch] + s.count[ch] * d * d;
+      out.count[ch] += s.count[ch];
+    }
+  }
+  return out;
+}
+
+/** The statistics of a state (undefined when it saw no value), as {@link StatsAccumulator.result} gives them. */
+export function statsOfState(s0: StatsState, split: string): Stats | undefined {
+  const c = s0.sum.length;
+  const sum = [...s0.sum], sq = [...s0.sq], count = [...s0.count];
+  const shift = s0.shift.map((v) => v ?? NaN);
+  let min = s0.min ?? Infinity, max = s0.max ?? -Infinity;
+  if (s0.hist) {
+    for (let ch = 0; ch < c; ch++) {
+      for (let v = 0; v < 256; v++) {
+        const k = s0.hist[ch * 256 + v];
+        if (k === 0) continue;
+        sum[ch] += k * v; sq[ch] += k * v * v; count[ch] += k;
+        if (v < min) min = v;
+        if (v > max) max = v;
+      }
+      shift[ch] = 0;
+    }
+  }
+  if (count[0] === 0) return undefined;
+  const dm = sum.map((s, i) => s / count[i]);
+  const std = sq.map((s, i) => Math.sqrt(Math.max(0, s / count[i] - dm[i] * dm[i])));
+  const mean = dm.map((d, i) => d + shift[i]);
+  return { split, mean, std, min, max };
 }
 
 /** Start accumulating statistics for field `x` (integer and float dtypes; float16 decoded). */
@@ -33,8 +106,13 @@ export function createStats(x: FieldSpec): StatsAccumulator {
   const half = dtype === 'float16';
   // uint8 (images): count values per channel instead of summing; the sums come from the histogram at the end.
   const hist = dtype === 'uint8' ? new Float64Array(256 * c) : null;
+  const state = (): StatsState => ({
+    sum: [...sum], sq: [...sq], count: [...count], shift: [...shift].map((v) => (Number.isNaN(v) ? null : v)),
+    min: min === Infinity ? null : min, max: max === -Infinity ? null : max, nonFinite, ...(hist ? { hist: [...hist] } : {}),
+  });
   return {
     get nonFinite() { return nonFinite; },
+    state,
     add(bytes) {
       if (hist) { countBytes(bytes, c, hist); return; }
       const a = viewAs(dtype, bytes);
@@ -55,25 +133,7 @@ export function createStats(x: FieldSpec): StatsAccumulator {
       }
     },
     ...(hist ? { addCounts(counts: Float64Array) { for (let i = 0; i < hist.length; i++) hist[i] += counts[i]; } } : {}),
-    result(split) {
-      if (hist) {
-        for (let ch = 0; ch < c; ch++) {
-          for (let v = 0; v < 256; v++) {
-            const k = hist[ch * 256 + v];
-            if (k === 0) continue;
-            sum[ch] += k * v; sq[ch] += k * v * v; count[ch] += k;
-            if (v < min) min = v;
-            if (v > max) max = v;
-          }
-          shift[ch] = 0;
-        }
-      }
-      if (count[0] === 0) return undefined;
-      const dm = [...sum].map((s, i) => s / count[i]);
-      const std = [...sq].map((s, i) => Math.sqrt(Math.max(0, s / count[i] - dm[i] * dm[i])));
-      const mean = dm.map((d, i) => d + shift[i]);
-      return { split, mean, std, min, max };
-    },
+    result(split) { return statsOfState(state(), split); },
   };
 }
 

@@ -15,6 +15,8 @@ import { sampleBytes } from './open.ts';
 import { type SplitRatios, createSplitAssigner } from './split.ts';
 import { type SplitWriter, createSplitWriter, samplesPerShard } from './shards.ts';
 import { type StatsAccumulator, createStats, firstNonFiniteSample } from './stats.ts';
+import { H, hash64 } from '../core/hash64.ts';
+import { saveNpy } from '../formats/npy.ts';
 
 /** What to convert: sources that are already split, or one source to split by ratios. */
 export type StoreInput =
@@ -41,7 +43,20 @@ export interface WriteStoreOptions {
   checkDuplicates?: boolean;
   /** Refuse x values that are NaN or +-inf (else they are counted, recorded per split and left out of the stats). */
   strict?: boolean;
+  /** Write a part store (`convert --part`, src/store/parts.ts): the record `merge` needs goes into the manifest. */
+  partRecord?: PartRecordInput;
 }
+
+/** What a part conversion tells the writer (src/store/parts.ts builds it). */
+export interface PartRecordInput {
+  /** Identity of the whole source and the content options; merge compares them between parts. */
+  record: Record<string, unknown>;
+  /** Per class (store index; one entry when y is not a class): samples of the whole source, and of the parts before this one. */
+  splitCounts?: { totals: number[]; before: number[] };
+}
+
+/** File of a part store holding each sample's hash64 and split ([lo, hi, split] uint32 rows, in the order converted). */
+export const PART_HASHES_FILE = 'part-hashes.npy';
 
 /** Duplicate and leakage counts found while converting. */
 export interface DuplicateReport {
@@ -72,7 +87,13 @@ const NO_BYTES = new Uint8Array(0);
 /** More classes than this and y is treated as a value, not a class label. */
 const MAX_CLASSES = 1 << 16;
 
-function isClassField(y: FieldSpec): boolean {
+/**
+ * True when y is a class label (an integer scalar per sample), so splits are stratified and classes counted.
+ *
+ * @example
+ * isClassField({ dtype: 'int64', shape: [] }); // true
+ */
+export function isClassField(y: FieldSpec): boolean {
   return y.shape.length === 0 && INT_DTYPES.includes(y.dtype);
 }
 
@@ -96,8 +117,13 @@ function labelsOf(y: FieldSpec, bytes: Uint8Array, n: number, source: string, fi
   return out;
 }
 
-/** Count samples per class in one cheap pass (labels() when the source has it). */
-async function countClasses(src: SampleSource, quiet?: boolean, map?: Int32Array | null): Promise<number[]> {
+/**
+ * Count samples per class (store indices through `map`) in one cheap pass (labels() when the source has it).
+ *
+ * @example
+ * const perClass = await countClasses(source, true, null); // [n0, n1, ...]
+ */
+export async function countClasses(src: SampleSource, quiet?: boolean, map?: Int32Array | null): Promise<number[]> {
   const counts: number[] = [];
   let seen = 0;
   const addAll = (labels: ArrayLike<number>) => {
@@ -175,10 +201,12 @@ async function writeStoreAt(out: string, input: StoreInput, opts: WriteStoreOpti
     if (input.kind === 'ratio' && input.ratios.length === 1) {
       assign = () => 0; // one split takes every sample: no counting pass (for CSV that would be a second full parse)
     } else if (input.kind === 'ratio') {
-      const counts = classField ? await countClasses(input.source, opts.quiet, classes.maps[0]) : [input.source.count ?? (await countAll(input.source))];
-      total ||= counts.reduce((a, c) => a + c, 0); // a source without a count (text) was just counted
+      // A part is assigned as its samples are in the whole source: the part converter counted every part's classes.
+      const pc = opts.partRecord?.splitCounts;
+      const counts = pc ? pc.totals : classField ? await countClasses(input.source, opts.quiet, classes.maps[0]) : [input.source.count ?? (await countAll(input.source))];
+      if (!pc) total ||= counts.reduce((a, c) => a + c, 0); // a source without a count (text) was just counted
       stratified = classField;
-      const a = createSplitAssigner(counts, input.ratios, input.seed);
+      const a = createSplitAssigner(counts, input.ratios, input.seed, pc?.before);
       assign = classField ? (l) => a.next(l) : () => a.next(0);
     }
     // Sized once the count is known: growing tables leave their old arrays as garbage.
@@ -189,6 +217,9 @@ async function writeStoreAt(out: string, input: StoreInput, opts: WriteStoreOpti
     const readOf = (src: SampleSource, seen: number): number | undefined =>
       src.bytesRead ?? (src.bytes !== undefined && src.count ? (src.bytes * seen) / src.count : undefined);
     let bytesBefore = 0; // input bytes of the sources already converted
+    // A part store keeps every sample's hash and split, so merge can count duplicates and leakage across parts.
+    let partHashes = opts.partRecord && checkDups ? new Uint32Array(3 * Math.max(1024, total)) : null;
+    let hashed = 0;
 
     for (let si = 0; si < sources.length; si++) {
       const src = sources[si];
@@ -219,8 +250,18 @@ async function writeStoreAt(out: string, input: StoreInput, opts: WriteStoreOpti
         for (let i = 0; i < b.n; i++) {
           const split = assign ? assign(labels ? labels[i] : 0) : si;
           // With the decoder's hashes no per-sample view is made (210k of them were a tenth of this thread's GC).
-          const before = !checkDups ? 0 : b.hashes ? dups.add(NO_BYTES, split, b.hashes[2 * i], b.hashes[2 * i + 1])
-            : dups.add(b.x.subarray(i * xb, (i + 1) * xb), split);
+          let before: number;
+          if (partHashes) {
+            let lo: number, hi: number;
+            if (b.hashes) { lo = b.hashes[2 * i]; hi = b.hashes[2 * i + 1]; } else { hash64(b.x.subarray(i * xb, (i + 1) * xb)); lo = H[0]; hi = H[1]; }
+            if (3 * hashed + 3 > partHashes.length) { const grown = new Uint32Array(partHashes.length * 2); grown.set(partHashes); partHashes = grown; }
+            partHashes[3 * hashed] = lo; partHashes[3 * hashed + 1] = hi; partHashes[3 * hashed + 2] = split;
+            hashed++;
+            before = dups.add(NO_BYTES, split, lo, hi);
+          } else {
+            before = !checkDups ? 0 : b.hashes ? dups.add(NO_BYTES, split, b.hashes[2 * i], b.hashes[2 * i + 1])
+              : dups.add(b.x.subarray(i * xb, (i + 1) * xb), split);
+          }
           let keep = true;
           if (before !== 0) {
             if (before & (1 << split)) report.within[splitNames[split]]++;
@@ -244,7 +285,7 @@ async function writeStoreAt(out: string, input: StoreInput, opts: WriteStoreOpti
         progress.tick(b.n);
       }
       bytesBefore += src.bytes ?? 0;
-      if (seen === 0) throw noSamples(src);
+      if (seen === 0 && !opts.partRecord) throw noSamples(src); // a part may be empty (a small source in many parts)
       if (src.count !== undefined && seen !== src.count) {
         throw new SlimfitError(`expected ${src.count} samples but read ${seen}`, { file: src.name, hint: 'the input changed while being converted, or is corrupt' });
       }
@@ -277,8 +318,16 @@ async function writeStoreAt(out: string, input: StoreInput, opts: WriteStoreOpti
         split: input.kind === 'presplit' ? 'source' : `${input.ratios.map((r) => `${r.name}=${r.fraction}`).join(',')} seed=${input.seed}${stratified ? ' stratified' : ''}`,
         duplicates: report,
         ...(skipped.length ? { skipped: skipped.slice(0, 10000), skippedCount: skipped.length } : {}),
+        ...(opts.partRecord ? {
+          part: {
+            ...opts.partRecord.record,
+            hashes: partHashes ? PART_HASHES_FILE : null,
+            stats: Object.fromEntries(splitNames.map((n, i) => [n, stats[i].state()])),
+          },
+        } : {}),
       },
     };
+    if (partHashes) await saveNpy(join(tmp, PART_HASHES_FILE), 'uint32', [hashed, 3], partHashes.subarray(0, 3 * hashed));
     // Manifest last: a folder without it is never taken for a store.
     await writeAtomic(join(tmp, MANIFEST_FILE), JSON.stringify(manifest, null, 2) + '\n');
     await dest.commit();
@@ -304,7 +353,13 @@ function noSamples(src: SampleSource): SlimfitError {
   });
 }
 
-async function countAll(src: SampleSource): Promise<number> {
+/**
+ * Samples of a source, by reading it once (for sources without a count, e.g. text).
+ *
+ * @example
+ * const n = source.count ?? (await countAll(source));
+ */
+export async function countAll(src: SampleSource): Promise<number> {
   let n = 0;
   for await (const b of src.batches()) n += b.n;
   return n;

@@ -1,0 +1,33 @@
+// `slimfit merge OUT PARTS...`: join the part stores of `convert --part I/N` into one store.
+import type { Command } from 'commander';
+import { UsageError } from '../core/errors.ts';
+import { JSON_FLAG, keepStdoutForJson, printJson } from './json-out.ts';
+
+/** Register `merge`. */
+export function register(program: Command): void {
+  program.command('merge')
+    .description('join part stores made by `convert --part I/N` into one store (shards are moved, not copied)')
+    .argument('<paths...>', 'OUT PART0 PART1 ... (the parts in any order)')
+    .option('--force', 'replace an existing store at OUT')
+    .option('-q, --quiet', 'no summary table')
+    .option('--json', JSON_FLAG)
+    .action(async (paths: string[], o: { force?: boolean; quiet?: boolean; json?: boolean }, cmd: Command) => {
+      if (paths.length < 2) throw new UsageError('give OUT and at least one part store', { hint: 'slimfit merge OUT PART0 PART1 ...' });
+      if (o.json) keepStdoutForJson();
+      const [out, ...parts] = paths;
+      const { mergeStores } = await import('../store/parts.ts');
+      const r = await mergeStores(out, parts, {
+        force: o.force, command: ['slimfit', ...cmd.parent!.args].join(' '), tool: `slimfit ${cmd.parent!.version() ?? ''}`.trim(),
+      });
+      const to = o.json ? process.stderr : process.stdout;
+      if (!o.quiet) (await import('./convert-summary.ts')).printConversionSummary(r, to);
+      to.write(`merged ${r.parts} part stores into ${out}: ${r.moved} shard files renamed${r.copied ? `, ${r.copied} copied (another file system)` : ''}; the part stores were removed\n`);
+      if (o.json) {
+        printJson({
+          out: r.dir, parts: r.parts, moved: r.moved, copied: r.copied,
+          samples: Object.fromEntries(Object.entries(r.manifest.splits).map(([k, s]) => [k, s.samples])),
+          classNames: r.manifest.classNames ?? null, duplicatesWithin: r.duplicates.within, leakage: r.duplicates.across,
+        });
+      }
+    });
+}
