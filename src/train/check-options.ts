@@ -21,6 +21,7 @@ export const EVAL_RUN_OPTION_KEYS = [...EVALUATE_OPTION_KEYS, 'outDir', 'log'] a
 export const TRAIN_RUN_OPTION_KEYS = [
   'model', 'epochs', 'batchSize', 'lr', 'lrDecay', 'shift', 'valSplit', 'valFraction', 'optimizer', 'seed', 'out', 'resume', 'force', 'split', 'backend',
   'shuffle', 'workers', 'prefetch', 'evaluateTest', 'progress', 'log', 'verifyChecksums', 'patience', 'keepBest', 'lrSchedule', 'reduceLrOnPlateau', 'signal',
+  'mix', 'balanced',
 ] as const;
 
 /** A tf.LayersModel (duck-typed: the user's tfjs may be another copy than ours, so instanceof cannot tell). */
@@ -101,7 +102,7 @@ export function checkTrainRunOptions(opts: Record<string, unknown>): void {
   checkInt(w, 'workers', opts.workers, 0);
   checkInt(w, 'prefetch', opts.prefetch, 1);
   checkInt(w, 'patience', opts.patience, 0);
-  for (const k of ['resume', 'force', 'evaluateTest', 'progress', 'verifyChecksums', 'keepBest'] as const) checkBool(w, k, opts[k]);
+  for (const k of ['resume', 'force', 'evaluateTest', 'progress', 'verifyChecksums', 'keepBest', 'balanced'] as const) checkBool(w, k, opts[k]);
   checkString(w, 'lrSchedule', opts.lrSchedule);
   checkString(w, 'reduceLrOnPlateau', opts.reduceLrOnPlateau);
   checkFunction(w, 'log', opts.log);
