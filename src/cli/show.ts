@@ -1,5 +1,6 @@
 // `slimfit show DIR`: a PNG grid of samples with their labels.
 import type { Command } from 'commander';
+import { resolve } from 'node:path';
 import { DEFAULTS } from '../train/defaults.ts';
 import { wholeFlag } from './flags.ts';
 
@@ -10,12 +11,14 @@ export function register(program: Command): void {
     .argument('<DIR>', 'store directory')
     .option('--split <name>', 'split to show', 'train')
     .option('-n, --count <n>', 'number of samples', wholeFlag('--count', 1), DEFAULTS.gridSamples)
-    .option('--seed <n>', 'show random samples drawn with this seed (default: the first ones)', wholeFlag('--seed', 0))
+    .option('--seed <n>', 'seed of the random draw of samples (the same seed shows the same samples)', wholeFlag('--seed', 0), DEFAULTS.seed)
+    .option('--first', 'show the first samples in stored order instead of a random draw')
     .option('--out <file>', 'PNG file to write', 'samples.png')
     .option('--no-verify', 'do not check the store\'s shard checksums (SHA-256) before using them')
     .action(async (dir: string, o) => {
       const { writeSampleGrid } = await import('../train/show.ts');
-      const n = await writeSampleGrid(dir, o.out, { split: o.split, n: o.count, seed: o.seed, verifyChecksums: o.verify });
-      process.stdout.write(`wrote ${n} samples of '${o.split}' to ${o.out}\n`);
+      const g = await writeSampleGrid(dir, o.out, { split: o.split, n: o.count, seed: o.seed, first: o.first, verifyChecksums: o.verify });
+      const what = g.seed === null ? `the first ${g.count} samples` : `${g.count} random samples (seed ${g.seed}; --seed N for others, --first for the first ones)`;
+      process.stdout.write(`wrote ${what} of '${o.split}' to ${resolve(o.out)}\n`);
     });
 }

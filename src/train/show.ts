@@ -13,8 +13,10 @@ export interface ShowOptions {
   split?: string;
   /** How many samples (default DEFAULTS.gridSamples). */
   n?: number;
-  /** Random samples drawn with this seed instead of the first n. */
+  /** Seed of the random draw (default DEFAULTS.seed): the same seed draws the same samples. */
   seed?: number;
+  /** The first n samples in stored order instead of a random draw (a class-sorted store shows one class then). */
+  first?: boolean;
   /** Pixel magnification (default: images about 84 px wide). */
   scale?: number;
   /** Check the store's shard checksums first (default true). */
@@ -42,8 +44,25 @@ function samplePixels(x: TypedArray, off: number, h: number, w: number, c: numbe
 
 const esc = (s: string) => s.replace(/[&<>"]/g, (m) => ({ '&': '&amp;', '<': '&lt;', '>': '&gt;', '"': '&quot;' })[m]!);
 
-/** Write a PNG grid of `n` samples of `data` (first ones, or random with `seed`) labelled with class names; returns the count. */
-export async function writeSampleGrid(data: DataInput, out: string, opts: ShowOptions = {}): Promise<number> {
+/** What {@link writeSampleGrid} drew. */
+export interface SampleGrid {
+  /** Samples drawn. */
+  count: number;
+  /** Their labels, in grid order. */
+  labels: number[];
+  /** The seed of the draw (null with `first`). */
+  seed: number | null;
+}
+
+/**
+ * Write a PNG grid of `n` samples of `data` labelled with class names: a seeded uniform random draw (without
+ * replacement), or the first n with `first`.
+ *
+ * @example
+ * const g = await writeSampleGrid('mnist-store', 'samples.png', { n: 64, seed: 1 });
+ * console.log(`${g.count} samples, labels ${g.labels.join(' ')}`);
+ */
+export async function writeSampleGrid(data: DataInput, out: string, opts: ShowOptions = {}): Promise<SampleGrid> {
   const n = opts.n ?? DEFAULTS.gridSamples;
   if (!Number.isInteger(n) || n < 1 || n > 4096) throw new SlimfitError(`-n must be an integer in 1..4096, got ${n}`);
   const rd = await resolveData(data, opts.split ?? 'train', undefined, 0, 0, { verifyChecksums: opts.verifyChecksums });
@@ -56,7 +75,9 @@ export async function writeSampleGrid(data: DataInput, out: string, opts: ShowOp
     const c = shape[2] ?? 1;
     const k = opts.scale ?? Math.max(1, Math.round(84 / Math.max(h, w)));
     const count = Math.min(n, rd.main.samples);
-    const loader = createLoader(rd.main, { batchSize: count, shuffle: opts.seed === undefined ? false : 'global', seed: opts.seed ?? DEFAULTS.seed, workers: 0, verifyChecksums: opts.verifyChecksums });
+    const seed = opts.seed ?? DEFAULTS.seed;
+    // A random draw is the first `count` positions of a seeded uniform permutation of the split.
+    const loader = createLoader(rd.main, { batchSize: count, shuffle: opts.first ? false : 'global', seed, workers: 0, verifyChecksums: opts.verifyChecksums });
     let batch;
     try {
       for await (const b of loader) { batch = b; break; }
@@ -68,6 +89,7 @@ export async function writeSampleGrid(data: DataInput, out: string, opts: ShowOp
     const rows = Math.ceil(count / cols);
     const cw = w * k + 8, chh = h * k + 22;
     const parts: string[] = [];
+    const labels: number[] = [];
     const raw8 = rd.main.x.dtype === 'uint8';
     const per = h * w * c;
     for (let i = 0; i < count; i++) {
@@ -75,6 +97,7 @@ export async function writeSampleGrid(data: DataInput, out: string, opts: ShowOp
       const png = Buffer.from(encode({ width: w * k, height: h * k, data: px, channels, depth: 8 })).toString('base64');
       const x0 = (i % cols) * cw + 4, y0 = Math.floor(i / cols) * chh + 4;
       const label = Number(batch.y[i]);
+      labels.push(label);
       const name = rd.classNames[label] ?? String(label);
       parts.push(`<image x="${x0}" y="${y0}" width="${w * k}" height="${h * k}" href="data:image/png;base64,${png}"/>`);
       parts.push(`<text x="${x0 + (w * k) / 2}" y="${y0 + h * k + 14}" font-family="DejaVu Sans, sans-serif" font-size="12" text-anchor="middle">${esc(name)}</text>`);
@@ -82,7 +105,7 @@ export async function writeSampleGrid(data: DataInput, out: string, opts: ShowOp
     const W = cols * cw + 8, H = rows * chh + 8;
     const svg = `<svg xmlns="http://www.w3.org/2000/svg" width="${W}" height="${H}" viewBox="0 0 ${W} ${H}"><rect width="100%" height="100%" fill="white"/>${parts.join('')}</svg>`;
     await writeAtomic(out, svgToPng(svg, 1));
-    return count;
+    return { count, labels, seed: opts.first ? null : seed };
   } finally {
     await rd.close();
   }
