@@ -31,6 +31,7 @@ export function register(program: Command): void {
     .option('--weights <list>', 'with several stores: how often each is drawn, e.g. 0.7,0.3 (any non-negative numbers, normalized; default equal)')
     .option('--balanced [sources]', 'draw classes equally often: in every source, or in the sources listed by number (1 = the first store), e.g. --balanced 2')
     .option('--epoch-samples <n>', "with several stores: samples per epoch (default: the stores' samples added up)", wholeFlag('--epoch-samples', 1))
+    .option('--class-names <list>', 'comma-separated class names (index = label) for .npy/.npz data, which has none: used in the report and confusion matrix')
     .option('--optimizer <name>', 'adam, sgd, rmsprop, momentum', DEFAULTS.optimizer)
     .option('--seed <n>', 'seed of weights and shuffling', wholeFlag('--seed', 0), DEFAULTS.seed)
     .option('--out <dir>', 'run folder (default runs/<model>-<time>)')
@@ -82,7 +83,8 @@ export function register(program: Command): void {
         r = await trainRun(data, {
           model: pick('model', o.model), epochs: pick('epochs', o.epochs), batchSize: pick('batch', o.batch), lr: pick('lr', o.lr), lrDecay: pick('lrDecay', o.lrDecay),
           shift: pick('shift', o.shift), valSplit: pick('valSplit', o.valSplit), valFraction: pick('valFraction', o.valFraction), optimizer: pick('optimizer', o.optimizer),
-          seed: pick('seed', o.seed), split: split ?? pick('split', o.split), mix, balanced, shuffle: pick('shuffle', o.shuffle === 'none' ? false : o.shuffle),
+          seed: pick('seed', o.seed), split: split ?? pick('split', o.split), mix, balanced,
+          classNames: o.classNames ? classNamesFlag(o.classNames) : undefined, shuffle: pick('shuffle', o.shuffle === 'none' ? false : o.shuffle),
           out: o.resume ?? o.out, resume: Boolean(o.resume), force: o.force, backend: o.backend, workers: o.workers, evaluateTest: o.test, verifyChecksums: o.verify,
           patience: pick('patience', o.patience), keepBest: pick('keepBest', o.keepBest), lrSchedule: pick('lrSchedule', o.lrSchedule), reduceLrOnPlateau: pick('reduceLrOnPlateau', o.reduceLrOnPlateau),
           signal: stop.signal,
@@ -152,6 +154,13 @@ function parseSources(dirs: string[], o: { weights?: string; balanced?: string |
     dir: first.dir, split: first.split,
     mix: { with: list.slice(1).map((l) => (l.split ? { dir: l.dir, split: l.split } : l.dir)), weights, balanced: sources, epochSamples: o.epochSamples },
   };
+}
+
+/** `--class-names a,b,c`: non-empty names. */
+function classNamesFlag(v: string): string[] {
+  const names = v.split(',').map((s) => s.trim());
+  if (names.some((n) => n === '')) throw new UsageError(`--class-names takes names separated by commas, got '${v}' (an empty name)`);
+  return names;
 }
 
 /** What `train --json` prints: where the run is and how it ended. */

@@ -21,7 +21,7 @@ export const EVAL_RUN_OPTION_KEYS = [...EVALUATE_OPTION_KEYS, 'outDir', 'log'] a
 export const TRAIN_RUN_OPTION_KEYS = [
   'model', 'epochs', 'batchSize', 'lr', 'lrDecay', 'shift', 'valSplit', 'valFraction', 'optimizer', 'seed', 'out', 'resume', 'force', 'split', 'backend',
   'shuffle', 'workers', 'prefetch', 'evaluateTest', 'progress', 'log', 'verifyChecksums', 'patience', 'keepBest', 'lrSchedule', 'reduceLrOnPlateau', 'signal',
-  'mix', 'balanced',
+  'mix', 'balanced', 'classNames',
 ] as const;
 
 /** A tf.LayersModel (duck-typed: the user's tfjs may be another copy than ours, so instanceof cannot tell). */
@@ -106,4 +106,7 @@ export function checkTrainRunOptions(opts: Record<string, unknown>): void {
   checkString(w, 'lrSchedule', opts.lrSchedule);
   checkString(w, 'reduceLrOnPlateau', opts.reduceLrOnPlateau);
   checkFunction(w, 'log', opts.log);
+  if (opts.classNames !== undefined && !(Array.isArray(opts.classNames) && opts.classNames.length > 0 && opts.classNames.every((n) => typeof n === 'string' && n !== ''))) {
+    throw new SlimfitError(`${w}: option classNames must be a list of non-empty names (index = label), got ${shown(opts.classNames)}`);
+  }
 }

@@ -71,13 +71,24 @@ function withHoldout(rd: ResolvedData, valFraction: number, seed: number): Resol
  * training samples (default 0: none) are held out at random with `seed`, like Keras's validation_split.
  * `verifyChecksums: false` skips the per-process SHA-256 check of a store's shards (see openDataset).
  */
-export async function resolveData(data: DataInput, split = 'train', valSplit?: string, valFraction = 0, seed = 0, opts: { verifyChecksums?: boolean } = {}): Promise<ResolvedData> {
+export async function resolveData(data: DataInput, split = 'train', valSplit?: string, valFraction = 0, seed = 0, opts: { verifyChecksums?: boolean; classNames?: string[] } = {}): Promise<ResolvedData> {
   if (isSource(data)) {
+    const given = opts.classNames;
     const names = data.classNames ?? [];
+    if (given && names.length && given.join('\n') !== names.join('\n')) {
+      throw new SlimfitError(`class names were given (${given.join(', ')}) but the data has its own (${names.join(', ')})`, { file: data.name, hint: 'drop the class names option: they are only for .npy/.npz data, which has none' });
+    }
     const parts = (data as { parts?: Array<{ y: { path: string; base: number; name: string } }> }).parts;
     let classes = names.length;
     if (!classes && parts?.length) for (const p of parts) classes = Math.max(classes, await countClasses(p.y.path, p.y.base, p.y.name));
-    return withHoldout({ main: data, classes, classNames: names.length ? names : Array.from({ length: classes }, (_, i) => String(i)), close: async () => {} }, valFraction, seed);
+    if (given && !names.length) {
+      if (given.length < classes) {
+        throw new SlimfitError(`${given.length} class names were given but the labels go up to ${classes - 1} (${classes} classes)`, { file: data.name, hint: `give ${classes} names, one per label 0..${classes - 1}` });
+      }
+      classes = given.length;
+    }
+    const shown = given && !names.length ? given : names;
+    return withHoldout({ main: data, classes, classNames: shown.length ? shown : Array.from({ length: classes }, (_, i) => String(i)), close: async () => {} }, valFraction, seed);
   }
   if (typeof data === 'string') {
     const st = await stat(data).catch(() => null);
@@ -88,9 +99,17 @@ export async function resolveData(data: DataInput, split = 'train', valSplit?: s
     const ds = await openDataset(data, { verifyChecksums: opts.verifyChecksums });
     try {
       const main = ds.split(split);
-      const names = ds.manifest.classNames ?? [];
+      const names = [...(ds.manifest.classNames ?? [])];
+      if (opts.classNames && names.length && opts.classNames.join('\n') !== names.join('\n')) {
+        throw new SlimfitError(`class names were given (${opts.classNames.join(', ')}) but the store has its own (${names.join(', ')})`, { file: data, hint: 'drop the class names option (a store keeps the names it was converted with: `slimfit convert --class-names ...`)' });
+      }
       const counts = ds.manifest.splits[split]?.classCounts;
-      const classes = names.length || counts?.length || 0;
+      let classes = names.length || counts?.length || 0;
+      if (opts.classNames && !names.length) {
+        if (opts.classNames.length < classes) throw new SlimfitError(`${opts.classNames.length} class names were given but the store counts ${classes} classes`, { file: data, hint: `give ${classes} names, one per label` });
+        names.push(...opts.classNames);
+        classes = names.length;
+      }
       if (!classes) throw new SlimfitError('the store has no class names or class counts, so the number of classes is unknown', { file: data, hint: 're-run `slimfit convert` with integer class labels' });
       return withHoldout({
         main, classes, classNames: names.length ? names : Array.from({ length: classes }, (_, i) => String(i)), classCounts: counts,
@@ -104,7 +123,7 @@ export async function resolveData(data: DataInput, split = 'train', valSplit?: s
     }
   }
   const src = 'npz' in data ? await fromNpz(data.npz, { x: data.x, y: data.y }) : await fromNpy({ x: data.x, y: data.y });
-  return resolveData(src, split, undefined, valFraction, seed);
+  return resolveData(src, split, undefined, valFraction, seed, { classNames: opts.classNames });
 }
 
 /**

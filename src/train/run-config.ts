@@ -38,6 +38,8 @@ export interface RunConfig {
   reduceLrOnPlateau?: string;
   /** Other stores drawn from with weights, `data` being the first source (absent: `data` alone). */
   mix?: SavedMix;
+  /** Names of the classes, index = label, for data that has none (.npy/.npz); absent: the data's own or 0..K-1. */
+  classNames?: string[];
   /** Draw the classes of `data` equally often (absent: no; a mix says it per source in `mix.balanced`). */
   balanced?: boolean;
 }

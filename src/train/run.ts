@@ -85,6 +85,8 @@ export interface TrainRunOptions {
   mix?: MixSpec;
   /** Draw the classes of `data` equally often (class-balanced sampling; with a mix use `mix.balanced`). */
   balanced?: boolean;
+  /** Class names (index = label) for .npy/.npz data, which has none: used in the report, the confusion matrix and run.json. */
+  classNames?: string[];
 }
 
 /** The outcome of a run. */
@@ -270,15 +272,19 @@ export async function trainRun(data: DataInput | undefined, opts: TrainRunOption
       seed: opts.seed ?? DEFAULTS.seed, split: opts.split ?? DEFAULTS.split, shuffle: opts.shuffle ?? DEFAULTS.shuffle,
       lrDecay: opts.lrDecay ?? DEFAULTS.lrDecay, shift: opts.shift ?? DEFAULTS.shift, valSplit: opts.valSplit, valFraction: opts.valFraction ?? DEFAULTS.valFraction,
       patience: opts.patience, keepBest: opts.keepBest, lrSchedule: opts.lrSchedule, reduceLrOnPlateau: opts.reduceLrOnPlateau,
-      ...(opts.balanced ? { balanced: true } : {}), ...(opts.mix ? { mix: normalizeMix(opts.mix, opts.split ?? DEFAULTS.split) } : {}),
+      ...(opts.balanced ? { balanced: true } : {}), ...(opts.classNames ? { classNames: opts.classNames } : {}), ...(opts.mix ? { mix: normalizeMix(opts.mix, opts.split ?? DEFAULTS.split) } : {}),
     };
+  }
+  if (opts.resume && opts.classNames && JSON.stringify(opts.classNames) !== JSON.stringify(cfg.classNames)) {
+    if (cfg.classNames) throw new SlimfitError(`this run names its classes ${cfg.classNames.join(', ')}, not ${opts.classNames.join(', ')}`, { file: out, hint: 'drop --class-names to resume with the run\'s own names' });
+    cfg.classNames = opts.classNames;
   }
   if (cfg.mix && cfg.balanced) throw new SlimfitError('balanced and mix go separately: with a mix, say which sources are class-balanced in mix.balanced (--balanced 1,2)');
   // Options are checked before any data is read or the run folder is touched.
   if (cfg.lrSchedule !== undefined) parseLrSchedule(cfg.lrSchedule);
   const plateau = cfg.reduceLrOnPlateau !== undefined ? parsePlateau(cfg.reduceLrOnPlateau) : undefined;
   if (cfg.patience !== undefined && !(Number.isInteger(cfg.patience) && cfg.patience >= 0)) throw new SlimfitError(`--patience must be a whole number >= 0, got ${cfg.patience}`);
-  const rd: ResolvedData = await resolveData(cfg.data, cfg.split, cfg.valSplit, cfg.valFraction ?? 0, cfg.seed, { verifyChecksums: opts.verifyChecksums });
+  const rd: ResolvedData = await resolveData(cfg.data, cfg.split, cfg.valSplit, cfg.valFraction ?? 0, cfg.seed, { verifyChecksums: opts.verifyChecksums, classNames: cfg.classNames });
   const mixed = cfg.mix ? await openMixSources(cfg.mix, { verifyChecksums: opts.verifyChecksums }).catch(async (e) => { await rd.close(); throw e; }) : null;
   const loaders: Array<{ close(): Promise<void> }> = [];
   if (mixed) loaders.push(mixed);
@@ -414,6 +420,12 @@ export async function trainRun(data: DataInput | undefined, opts: TrainRunOption
       return { out, report: '', backend: info.name, history, interrupted, wallSeconds: (performance.now() - t0) / 1000, peakRss: peakRssBytes() };
     }
     let test: EvalResult | undefined;
+    const noTest = !rd.test && opts.evaluateTest !== false
+      ? `${typeof cfg.data === 'string' ? `the store ${cfg.data} has no 'test' split` : 'the .npy/.npz data has no test split'}, so there is no test evaluation`
+      : undefined;
+    if (noTest) {
+      log(`${noTest} (convert with --split train=0.9,test=0.1 to hold one out, or evaluate later: slimfit eval ${out} STORE --split NAME)`);
+    }
     if (rd.test && opts.evaluateTest !== false) {
       const tl = makeEvalLoader(rd.test, rd.classes, lopts);
       loaders.push(tl);
@@ -428,6 +440,8 @@ export async function trainRun(data: DataInput | undefined, opts: TrainRunOption
         ['data', (typeof cfg.data === 'string' ? cfg.data : JSON.stringify(cfg.data)) + (cfg.mix ? ` mixed with ${cfg.mix.with.map((w) => `${w.dir} (${w.split})`).join(', ')}; weights ${cfg.mix.weights.join(', ')}${cfg.mix.balanced.length ? `; class-balanced sources ${cfg.mix.balanced.map((i) => i + 1).join(', ')}` : ''}; ${loader.samplesPerEpoch} samples per epoch` : cfg.balanced ? ' (classes drawn equally often)' : '')], ['model', `${cfg.model} (${model.countParams()} parameters)`],
         ['optimizer', `${cfg.optimizer}, lr ${cfg.lr}${cfg.lrDecay && cfg.lrDecay !== 1 ? ` x${cfg.lrDecay}/epoch` : ''}${cfg.lrSchedule ? `, schedule ${cfg.lrSchedule}` : ''}${plateau ? `, x${plateau.factor} after ${plateau.patience} epochs without a lower ${monitor}${plateau.minLr ? ` (not below ${plateau.minLr})` : ''}` : ''}, batch ${cfg.batchSize}, seed ${cfg.seed}, shuffle ${cfg.shuffle}${cfg.shift ? `, shift ${cfg.shift} px` : ''}`],
         ...callbackFacts(cfg, history, monitor),
+        ...(noTest ? [['test', `none: ${noTest}`] as [string, string]] : []),
+        ['classes', `${rd.classes}${rd.classNames.length <= 40 ? `: ${rd.classNames.join(', ')}` : ''}${cfg.classNames ? ' (--class-names)' : ''}`],
         ['backend', info.note.replace(/^backend: /, '')], ['wall time of this invocation', `${wallSeconds.toFixed(1)} s`], ['peak RSS', formatBytes(rss)],
       ],
       history, evaluation: test ? { split: 'test', result: test } : undefined, classNames: rd.classNames,
@@ -474,10 +488,20 @@ export async function evalRun(modelPath: string, data: DataInput, opts: { split?
   // The model is disposed in the outer finally, also when resolving the data throws (a missing split, a bad store).
   try {
     const split = opts.split ?? DEFAULTS.evalSplit;
-    const rd = await resolveData(data, split, undefined, 0, 0, { verifyChecksums: opts.verifyChecksums });
+    const runCfg = isRun ? await readJson<RunConfig>(join(modelPath, 'run.json'), 'run.json') : undefined;
+    // A run on .npy/.npz data with --class-names: the same names for the same kind of data.
+    const names = typeof data === 'string' || !runCfg?.classNames ? undefined : runCfg.classNames;
+    const rd = await resolveData(data, split, undefined, 0, 0, { verifyChecksums: opts.verifyChecksums, classNames: names }).catch((e: unknown) => {
+      if (split === DEFAULTS.evalSplit && typeof data === 'string' && e instanceof SlimfitError && /has no split/.test(e.message)) {
+        throw new SlimfitError(`there is no '${split}' split to evaluate on${e.hint ? ` (${e.hint})` : ''}`, {
+          file: data, hint: `evaluate another split (--split NAME), or convert with --split train=0.9,test=0.1 to hold out a test split`,
+        });
+      }
+      throw e;
+    });
     try {
       checkModelFits(model, rd.main, rd.classes, modelPath);
-      const trained = isRun ? (await readJson<RunConfig>(join(modelPath, 'run.json'), 'run.json')).normalize : undefined;
+      const trained = runCfg?.normalize;
       const batch = opts.batchSize ?? DEFAULTS.evalBatchSize;
       const loader = makeEvalLoader(rd.main, rd.classes, { normalize: trained, verifyChecksums: opts.verifyChecksums }, batch);
       log(`evaluating on '${split}' of ${rd.main.name}: ${rd.main.samples} samples, batch ${batch}`);
