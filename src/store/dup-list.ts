@@ -56,15 +56,15 @@ export function createDuplicateLister(): DuplicateLister {
     async finish(dir, splits, xRowBytes) {
       if (groups.size === 0) return { groups: [], total };
       const CHUNK = Math.max(1, Math.floor((4 << 20) / Math.max(1, xRowBytes)));
+      const pool = new Uint8Array(CHUNK * xRowBytes); // one reused read buffer
       for (const [name, info] of Object.entries(splits)) {
         let at = 0;
         for (const sh of info.shards) {
           const npy = await openNpy(join(dir, sh.x.file));
           try {
-            let buf: Uint8Array | undefined;
             for (let s = 0; s < sh.samples; s += CHUNK) {
               const e = Math.min(sh.samples, s + CHUNK);
-              buf = await npy.readRows(s, e, buf && buf.length >= (e - s) * xRowBytes ? buf : undefined);
+              const buf = await npy.readRows(s, e, pool);
               for (let i = 0; i < e - s; i++) {
                 hash64(buf.subarray(i * xRowBytes, (i + 1) * xRowBytes));
                 const g = groups.get(`${H[0] >>> 0}:${H[1] >>> 0}`);
