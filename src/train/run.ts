@@ -421,7 +421,7 @@ export async function trainRun(data: DataInput | undefined, opts: TrainRunOption
     }
     let test: EvalResult | undefined;
     const noTest = !rd.test && opts.evaluateTest !== false
-      ? `${typeof cfg.data === 'string' ? `the store ${cfg.data} has no 'test' split` : 'the .npy/.npz data has no test split'}, so there is no test evaluation`
+      ? `${typeof cfg.data === 'string' ? `the store ${cfg.data} has no 'test' split` : 'x' in cfg.data && typeof cfg.data.x === 'string' ? 'the .npy/.npz data has no test split' : `${rd.main.name} has no test split`}, so there is no test evaluation`
       : undefined;
     if (noTest) {
       log(`${noTest} (convert with --split train=0.9,test=0.1 to hold one out, or evaluate later: slimfit eval ${out} STORE --split NAME)`);
