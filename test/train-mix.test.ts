@@ -1,10 +1,12 @@
 // `slimfit train A B --weights ...`: several stores mixed, saved in run.json, checked on --resume, resumed mid-epoch
 // bit for bit; stores that do not fit together and bad flags are refused.
 import assert from 'node:assert/strict';
-import { readFileSync } from 'node:fs';
+import { existsSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { after, before, test } from 'node:test';
 import { MNIST_DIR, py, runCli, tempDir } from '../dev/helpers.ts';
+import { isSlimfitError } from '../src/core/errors.ts';
+import { trainRun } from '../src/train/run.ts';
 
 const tmp = tempDir('slimfit-train-mix-');
 const A = join(tmp.dir, 'a'), B = join(tmp.dir, 'b'), FLAT = join(tmp.dir, 'flat'), FIVE = join(tmp.dir, 'five');
@@ -86,4 +88,19 @@ test('stores that do not fit together are refused naming both; mix flags without
     assert.equal(r.code, 2, `${args.join(' ')}: ${r.stderr}`);
     assert.match(r.stderr, re);
   }
+});
+
+test('trainRun({ mix }) checks the mix before anything is read or written', async () => {
+  const out = join(tmp.dir, 'lib-never');
+  for (const [mix, re] of [
+    [{ with: [] }, /needs a non-empty list `with`/],
+    [{ with: [B], weights: [1] }, /weights must be 2 non-negative numbers \(the run's data first\)/],
+    [{ with: [B], balanced: [2] }, /balanced must list source indices 0\.\.1/],
+    [{ with: [{ dir: B, split: '' }] }, /neither a store folder nor \{ dir, split \}/],
+    [{ with: [B], epochSamples: 0 }, /epochSamples must be a whole number > 0/],
+  ] as const) {
+    await assert.rejects(trainRun(A, { mix: mix as never, out, progress: false, log: () => {} }), (e: unknown) => isSlimfitError(e) && re.test(e.message), JSON.stringify(mix));
+  }
+  await assert.rejects(trainRun(A, { mix: { with: [join(tmp.dir, 'nope')] }, out, progress: false, log: () => {} }), (e: unknown) => isSlimfitError(e) && /nope: no such store directory/.test(e.message));
+  assert.equal(existsSync(out), false);
 });
