@@ -1,5 +1,6 @@
 // `slimfit convert [SRC] OUT`: any supported input to a store (logic in src/formats/open-source.ts and src/store/write.ts).
 import type { Command } from 'commander';
+import { join } from 'node:path';
 import { SlimfitError, UsageError } from '../core/errors.ts';
 import { parseBytes } from '../core/units.ts';
 import { wholeFlag } from './flags.ts';
@@ -64,7 +65,7 @@ export function register(program: Command): void {
       const { openInput } = await import('../formats/open-source.ts');
       const { writeStore } = await import('../store/write.ts');
       const { parseSplitSpec } = await import('../store/split.ts');
-      const { printConversionSummary } = await import('./convert-summary.ts');
+      const { printConversionSummary, suggestedFlags } = await import('./convert-summary.ts');
       const ratios = o.split ? parseSplitSpec(o.split) : null;
       const { messyOptionsFromCli } = await import('../formats/messy.ts');
       const { checkOutsideInputs } = await import('../store/atomic.ts');
@@ -117,7 +118,10 @@ export function register(program: Command): void {
         }
         const report = await writeStore(out, plan, storeOpts);
         const seconds = (performance.now() - t0) / 1000;
-        printConversionSummary({ ...report, seconds }, o.json ? process.stderr : process.stdout);
+        const text = (await import('../formats/messy.ts')).detectMessy;
+        const isText = (src ?? o.train) !== undefined && (await text((src ?? o.train)!)) === 'csv';
+        const again = ['slimfit', ...cmd.parent!.args.filter((a) => a !== '--force')].join(' ');
+        printConversionSummary({ ...report, seconds }, o.json ? process.stderr : process.stdout, { text: isText, command: again });
         for (const s of sources) for (const w of (s as { warnings?: string[] }).warnings ?? []) process.stderr.write(`slimfit: warning: ${w}\n`);
         for (const [split, n] of Object.entries(report.nonFinite)) {
           process.stderr.write(`slimfit: warning: ${out}: ${n} value(s) of x in split ${split} are NaN or infinite; they are left out of the statistics (mean/std) and recorded in dataset.json; --strict refuses them\n`);
@@ -133,6 +137,9 @@ export function register(program: Command): void {
             duplicatesWithin: report.duplicates.within,
             leakage: report.duplicates.across,
             droppedByDedupe: report.duplicates.dropped,
+            droppedFrom: report.duplicates.droppedFrom ?? null,
+            duplicateList: report.duplicates.list ? join(report.dir, report.duplicates.list) : null,
+            suggestedFlags: isText ? suggestedFlags(report) : null,
             nonFinite: report.nonFinite,
             bytesIn: report.bytesIn,
             bytesOut: report.bytesOut,

@@ -1,12 +1,14 @@
 // `slimfit train DIR`: train a model on a store (or .npy/.npz files) into a run folder with checkpoints and a report.
 import type { Command } from 'commander';
 import { constants } from 'node:os';
+import { existsSync } from 'node:fs';
 import { resolve } from 'node:path';
 import { UsageError } from '../core/errors.ts';
 import { DEFAULTS } from '../train/defaults.ts';
 import { LR_SCHEDULE_SYNTAX } from '../train/schedule.ts';
 import { AUGMENT_SYNTAX } from '../loader/augment.ts';
 import type { RunSummary } from '../train/run.ts';
+import type { MixSpec } from '../train/data.ts';
 import { augmentFlag, factorFlag, fractionFlag, positiveFlag, wholeFlag } from './flags.ts';
 import { JSON_FLAG, keepStdoutForJson, printJson } from './json-out.ts';
 
@@ -14,7 +16,7 @@ import { JSON_FLAG, keepStdoutForJson, printJson } from './json-out.ts';
 export function register(program: Command): void {
   program.command('train')
     .description('train a model on a store (or --x/--y .npy files, or an .npz) with checkpoints, a JSONL log and report.md')
-    .argument('[DIR]', 'store directory made by `slimfit convert` (or an .npz with --x/--y names); omit with --resume')
+    .argument('[DIR...]', 'store directory made by `slimfit convert` (or an .npz with --x/--y names); several stores (each DIR or DIR#SPLIT) are mixed, see --weights; omit with --resume')
     .option('--model <name|path>', 'mlp, cnn, two-branch, or a tfjs model.json', DEFAULTS.model)
     .option('--epochs <n>', 'total epochs', wholeFlag('--epochs', 1), DEFAULTS.epochs)
     .option('--batch <n>', 'batch size', wholeFlag('--batch', 1), DEFAULTS.batchSize)
@@ -28,6 +30,10 @@ export function register(program: Command): void {
     .option('--augment <spec>', `seeded random augmentation of training samples (never validation/test): ${AUGMENT_SYNTAX}; e.g. rotate=10,scale=0.1,shear=5,shift=2,noise=0.05,erase=0.5,flip,brightness=0.1,contrast=0.1; 'none' to turn off on --resume`, augmentFlag('--augment'))
     .option('--val-split <name>', "split evaluated after every epoch (default: 'val' when the store has one)")
     .option('--val-fraction <x>', 'with no validation split: hold out this fraction of the training samples at random for validation (0 = none)', fractionFlag('--val-fraction'), DEFAULTS.valFraction)
+    .option('--weights <list>', 'with several stores: how often each is drawn, e.g. 0.7,0.3 (any non-negative numbers, normalized; default equal)')
+    .option('--balanced [sources]', 'draw classes equally often: in every source, or in the sources listed by number (1 = the first store), e.g. --balanced 2')
+    .option('--epoch-samples <n>', "with several stores: samples per epoch (default: the stores' samples added up)", wholeFlag('--epoch-samples', 1))
+    .option('--class-names <list>', 'comma-separated class names (index = label) for .npy/.npz data, which has none: used in the report and confusion matrix')
     .option('--optimizer <name>', 'adam, sgd, rmsprop, momentum', DEFAULTS.optimizer)
     .option('--seed <n>', 'seed of weights and shuffling', wholeFlag('--seed', 0), DEFAULTS.seed)
     .option('--out <dir>', 'run folder (default runs/<model>-<time>)')
@@ -43,14 +49,16 @@ export function register(program: Command): void {
     .option('--no-test', 'skip the final evaluation on the test split')
     .option('--no-verify', 'do not check the store\'s shard checksums (SHA-256) before using them')
     .option('--json', `${JSON_FLAG}; also when interrupted (then with "interrupted")`)
-    .action(async (dir: string | undefined, o, cmd: Command) => {
+    .action(async (dirs: string[], o, cmd: Command) => {
       if (o.json) keepStdoutForJson();
+      const { dir, split, mix, balanced } = parseSources(dirs, o);
       const { trainRun } = await import('../train/run.ts');
       const { OPTIMIZERS } = await import('../train/loop.ts');
       if (!(OPTIMIZERS as readonly string[]).includes(o.optimizer)) throw new UsageError(`unknown optimizer '${o.optimizer}'`, { hint: `use one of: ${OPTIMIZERS.join(', ')}` });
       if (o.shuffle !== undefined && !['global', 'block', 'shard', 'none'].includes(o.shuffle)) throw new UsageError(`unknown --shuffle '${o.shuffle}'`, { hint: 'use global, block, shard or none' });
       let data;
       if (o.x || o.y) {
+        if (dirs.length > 1) throw new UsageError('--x/--y train on one pair of arrays; several stores are mixed only without them');
         if (!o.x || !o.y) throw new UsageError('--x and --y go together');
         data = dir && dir.endsWith('.npz') ? { npz: dir, x: o.x, y: o.y } : { x: o.x, y: o.y };
       } else data = dir;
@@ -82,7 +90,8 @@ export function register(program: Command): void {
         r = await trainRun(data, {
           model: pick('model', o.model), epochs: pick('epochs', o.epochs), batchSize: pick('batch', o.batch), lr: pick('lr', o.lr), lrDecay: pick('lrDecay', o.lrDecay),
           shift: pick('shift', o.shift), augment: pick('augment', o.augment), valSplit: pick('valSplit', o.valSplit), valFraction: pick('valFraction', o.valFraction), optimizer: pick('optimizer', o.optimizer),
-          seed: pick('seed', o.seed), split: pick('split', o.split), shuffle: o.shuffle === undefined ? undefined : o.shuffle === 'none' ? false : o.shuffle,
+          seed: pick('seed', o.seed), split: split ?? pick('split', o.split), mix, balanced,
+          classNames: o.classNames ? classNamesFlag(o.classNames) : undefined, shuffle: o.shuffle === undefined ? undefined : o.shuffle === 'none' ? false : o.shuffle,
           shuffleShards: pick('shuffleShards', o.shuffleShards),
           out: o.resume ?? o.out, resume: Boolean(o.resume), force: o.force, backend: o.backend, workers: o.workers, evaluateTest: o.test, verifyChecksums: o.verify,
           patience: pick('patience', o.patience), keepBest: pick('keepBest', o.keepBest), lrSchedule: pick('lrSchedule', o.lrSchedule), reduceLrOnPlateau: pick('reduceLrOnPlateau', o.reduceLrOnPlateau),
@@ -110,6 +119,56 @@ export function register(program: Command): void {
       if (r.test) process.stdout.write(`test accuracy ${(100 * r.test.accuracy).toFixed(2)}% on ${r.test.samples} samples\n`);
       process.stdout.write(`report: ${r.report}\nwall time ${r.wallSeconds.toFixed(1)} s\n`);
     });
+}
+
+/**
+ * The data arguments: one store (or .npz), or several stores to mix (each DIR or DIR#SPLIT), with --weights,
+ * --balanced and --epoch-samples. `#SPLIT` is read as a split only when the whole argument is not itself a folder.
+ */
+function parseSources(dirs: string[], o: { weights?: string; balanced?: string | boolean; epochSamples?: number; split?: string; x?: string }): { dir?: string; split?: string; mix?: MixSpec; balanced?: boolean } {
+  const parse = (arg: string): { dir: string; split?: string } => {
+    const at = arg.lastIndexOf('#');
+    if (at <= 0 || existsSync(arg)) return { dir: arg };
+    const split = arg.slice(at + 1);
+    if (!split) throw new UsageError(`'${arg}' ends in '#' but names no split`, { hint: 'write DIR#SPLIT, e.g. extra-store#train' });
+    return { dir: arg.slice(0, at), split };
+  };
+  const list = dirs.map(parse);
+  const S = list.length;
+  if (S <= 1) {
+    if (o.weights !== undefined) throw new UsageError('--weights goes with several stores to mix', { hint: 'usage: slimfit train STORE1 STORE2 --weights 0.7,0.3' });
+    if (o.epochSamples !== undefined) throw new UsageError('--epoch-samples goes with several stores to mix', { hint: 'usage: slimfit train STORE1 STORE2 --epoch-samples 60000' });
+  }
+  const first = list[0];
+  if (first?.split !== undefined && o.split !== undefined) throw new UsageError(`--split ${o.split} and '${dirs[0]}' both name the split of the first store`, { hint: 'give one of them' });
+  let sources: number[] | undefined; // 0-based
+  if (o.balanced === true) sources = Array.from({ length: Math.max(1, S) }, (_, i) => i);
+  else if (typeof o.balanced === 'string') {
+    sources = o.balanced.split(',').map((t) => {
+      const n = t.trim() === '' ? NaN : Number(t);
+      if (!(Number.isInteger(n) && n >= 1 && n <= Math.max(1, S))) throw new UsageError(`--balanced takes source numbers from 1 to ${Math.max(1, S)} separated by commas, got '${o.balanced}'`);
+      return n - 1;
+    });
+  }
+  if (S <= 1) return { dir: first?.dir, split: first?.split, balanced: sources ? true : undefined };
+  let weights: number[] | undefined;
+  if (o.weights !== undefined) {
+    weights = o.weights.split(',').map((t) => (t.trim() === '' ? NaN : Number(t)));
+    if (weights.length !== S || !weights.every((w) => Number.isFinite(w) && w >= 0) || !weights.some((w) => w > 0)) {
+      throw new UsageError(`--weights must be ${S} non-negative numbers separated by commas (one per store, in order), not all 0; got '${o.weights}'`);
+    }
+  }
+  return {
+    dir: first.dir, split: first.split,
+    mix: { with: list.slice(1).map((l) => (l.split ? { dir: l.dir, split: l.split } : l.dir)), weights, balanced: sources, epochSamples: o.epochSamples },
+  };
+}
+
+/** `--class-names a,b,c`: non-empty names. */
+function classNamesFlag(v: string): string[] {
+  const names = v.split(',').map((s) => s.trim());
+  if (names.some((n) => n === '')) throw new UsageError(`--class-names takes names separated by commas, got '${v}' (an empty name)`);
+  return names;
 }
 
 /** What `train --json` prints: where the run is and how it ended. */

@@ -19,6 +19,10 @@ export interface StatsAccumulator {
   state(): StatsState;
   /** Values seen so far that are NaN or +-inf (never for integer dtypes). */
   readonly nonFinite: number;
+  /** True while every finite value seen is a whole number (always for integer dtypes). */
+  readonly integral: boolean;
+  /** Smallest and largest finite value seen so far (Infinity / -Infinity before any). */
+  range(): [number, number];
 }
 
 /**
@@ -102,7 +106,9 @@ export function createStats(x: FieldSpec): StatsAccumulator {
   const shift = new Float64Array(c).fill(NaN);
   let min = Infinity, max = -Infinity;
   let nonFinite = 0;
+  let integral = true;
   const dtype: DType = x.dtype;
+  const float = dtype === 'float16' || dtype === 'float32' || dtype === 'float64';
   const half = dtype === 'float16';
   // uint8 (images): count values per channel instead of summing; the sums come from the histogram at the end.
   const hist = dtype === 'uint8' ? new Float64Array(256 * c) : null;
@@ -113,6 +119,13 @@ export function createStats(x: FieldSpec): StatsAccumulator {
   return {
     get nonFinite() { return nonFinite; },
     state,
+    get integral() { return integral; },
+    range() {
+      if (!hist) return [min, max];
+      let lo = Infinity, hi = -Infinity;
+      for (let i = 0; i < hist.length; i++) if (hist[i] > 0) { const v = i % 256; if (v < lo) lo = v; if (v > hi) hi = v; }
+      return [lo, hi];
+    },
     add(bytes) {
       if (hist) { countBytes(bytes, c, hist); return; }
       const a = viewAs(dtype, bytes);
@@ -130,6 +143,7 @@ export function createStats(x: FieldSpec): StatsAccumulator {
         sum[ch] += d; sq[ch] += d * d; count[ch]++;
         if (v < min) min = v;
         if (v > max) max = v;
+        if (float && integral && v !== Math.floor(v)) integral = false;
       }
     },
     ...(hist ? { addCounts(counts: Float64Array) { for (let i = 0; i < hist.length; i++) hist[i] += counts[i]; } } : {}),

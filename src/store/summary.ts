@@ -45,11 +45,11 @@ export function summarizeStore(dir: string, m: Manifest): string {
   const p = m.provenance;
   lines.push(`made by ${p.tool} at ${p.createdAt} from ${p.sources.join(', ')}`);
   if (p.split) lines.push(`splits: ${p.split}`);
-  const d = p.duplicates as { within: Record<string, number>; across: Record<string, number>; dropped: number } | undefined;
+  const d = p.duplicates as { within: Record<string, number>; across: Record<string, number>; dropped: number; list?: string } | undefined;
   if (d) {
     const within = Object.entries(d.within).map(([k, v]) => `${k} ${v}`).join(', ');
     const across = Object.entries(d.across).map(([k, v]) => `${k} ${v}`).join(', ') || 'none';
-    lines.push(`exact duplicates within splits: ${within}; shared across splits: ${across}${d.dropped ? `; dropped ${d.dropped}` : ''}`);
+    lines.push(`exact duplicates within splits: ${within}; shared across splits: ${across}${d.dropped ? `; dropped ${d.dropped}` : ''}${d.list ? ` (every copy listed in ${d.list})` : ''}`);
   }
   const skippedCount = (p.skippedCount as number | undefined) ?? p.skipped?.length ?? 0;
   if (skippedCount) {

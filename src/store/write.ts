@@ -10,6 +10,7 @@ import { writeAtomic } from '../core/write-atomic.ts';
 import { beginAtomicDir } from './atomic.ts';
 import { type Relabeler, createRelabeler, planClasses } from './classes.ts';
 import { createDuplicateIndex } from './dedupe.ts';
+import { DUPLICATES_FILE, createDuplicateLister, describeGroup } from './dup-list.ts';
 import { type FieldSpec, type Manifest, MANIFEST_FILE, type SplitInfo, STORE_VERSION, type Stats } from './manifest.ts';
 import { sampleBytes } from './open.ts';
 import { type SplitRatios, createSplitAssigner } from './split.ts';
@@ -64,8 +65,14 @@ export interface DuplicateReport {
   within: Record<string, number>;
   /** Per pair 'a/b': samples written to one split whose x also appears in the other (cross-split leakage). */
   across: Record<string, number>;
-  /** Samples dropped by --dedupe. */
+  /** Samples dropped by --dedupe (the later copies in input order; the first copy stays). */
   dropped: number;
+  /** Per split: samples --dedupe dropped from it (present with dedupe). */
+  droppedFrom?: Record<string, number>;
+  /** File in the store listing every duplicated sample's copies (present when there are duplicates). */
+  list?: string;
+  /** Distinct samples that have more than one copy. */
+  groups?: number;
 }
 
 /** What a conversion did, for the summary table. */
@@ -78,6 +85,14 @@ export interface ConversionReport {
   duplicates: DuplicateReport;
   skipped: SkippedInput[];
   peakRss: number;
+  /**
+   * Set when every x value is a whole number from 0 to 255 but x is stored in a wider type (e.g. a CSV's features as
+   * float32): uint8 would hold them exactly in a quarter of the space. `shape` is the image shape when the (flat)
+   * sample length is a square (x 1) or 3 x a square: [s, s, 1] or [s, s, 3].
+   */
+  fitsUint8?: { shape?: number[] };
+  /** A few duplicate groups in words (`test #12 (x.npy #1012) = train #5`), for the summary; all are in `duplicates.list`. */
+  duplicateExamples?: string[];
   /** Per split: x values that are NaN or +-inf (only splits that have any). */
   nonFinite: Record<string, number>;
 }
@@ -193,7 +208,9 @@ async function writeStoreAt(out: string, input: StoreInput, opts: WriteStoreOpti
     const checkDups = opts.checkDuplicates ?? true;
     if (opts.dedupe && !checkDups) throw new SlimfitError('--dedupe needs duplicate checking; drop the option that turns it off');
     if (checkDups && splitNames.length > 8) throw new SlimfitError(`duplicate checking handles at most 8 splits, not ${splitNames.length}`, { hint: 'use fewer splits or pass checkDuplicates: false (--no-dup-check on the command line)' });
-    const report: DuplicateReport = { within: Object.fromEntries(splitNames.map((n) => [n, 0])), across: {}, dropped: 0 };
+    const report: DuplicateReport = { within: Object.fromEntries(splitNames.map((n) => [n, 0])), across: {}, dropped: 0, ...(opts.dedupe ? { droppedFrom: Object.fromEntries(splitNames.map((n) => [n, 0])) } : {}) };
+    const lister = createDuplicateLister();
+    const kept = splitNames.map(() => 0); // samples written to each split so far: a kept sample's place in its split
     const xb = sampleBytes(x), yb = sampleBytes(y);
 
     let assign: ((label: number) => number) | null = null;
@@ -264,6 +281,9 @@ async function writeStoreAt(out: string, input: StoreInput, opts: WriteStoreOpti
           }
           let keep = true;
           if (before !== 0) {
+            const lo = b.hashes ? b.hashes[2 * i] : H[0], hi = b.hashes ? b.hashes[2 * i + 1] : H[1];
+            const copy = { split: splitNames[split], index: opts.dedupe ? null : kept[split], input: src.name, inputIndex: seen + i, ...(opts.dedupe ? { dropped: true } : {}) };
+            lister.note(lo, hi, copy);
             if (before & (1 << split)) report.within[splitNames[split]]++;
             for (let o = 0; o < splitNames.length; o++) {
               if (o !== split && before & (1 << o)) {
@@ -271,8 +291,9 @@ async function writeStoreAt(out: string, input: StoreInput, opts: WriteStoreOpti
                 report.across[key] = (report.across[key] ?? 0) + 1;
               }
             }
-            if (opts.dedupe) { keep = false; report.dropped++; }
+            if (opts.dedupe) { keep = false; report.dropped++; report.droppedFrom![splitNames[split]]++; }
           }
+          if (keep) kept[split]++;
           const target = keep ? split : -1;
           if (target !== runSplit) { await flush(i); runStart = i; runSplit = target; }
         }
@@ -303,6 +324,22 @@ async function writeStoreAt(out: string, input: StoreInput, opts: WriteStoreOpti
     const statsIdx = Math.max(0, splitNames.indexOf('train'));
     const st: Stats | undefined = stats[statsIdx].result(splitNames[statsIdx]);
     const skipped = sources.flatMap((s) => s.skipped ?? []);
+    // Every duplicated sample's copies, beside the manifest and before it (a store with a manifest has its list).
+    let duplicateExamples: string[] | undefined;
+    if (lister.size > 0) {
+      const { groups, total } = await lister.finish(tmp, splits, xb);
+      const doc = {
+        format: 'slimfit-duplicates', version: 1,
+        about: 'Samples whose x bytes are exactly equal. Each group lists the copies of one sample: split and index in this store (index null: dropped by --dedupe), in input order: the first copy, then the later ones with the input and their position in it (row of an array or CSV, image in sorted folder order). --dedupe keeps the first copy and drops the later ones.',
+        groups: total, listed: groups.length, duplicates: groups,
+      };
+      await writeAtomic(join(tmp, DUPLICATES_FILE), JSON.stringify(doc, null, 1) + '\n');
+      report.list = DUPLICATES_FILE;
+      report.groups = total;
+      // Examples for the summary: leaks between splits first (the ones that inflate test scores).
+      const leaks = groups.filter((g) => new Set(g.copies.map((c) => c.split)).size > 1);
+      duplicateExamples = [...leaks, ...groups.filter((g) => !leaks.includes(g))].slice(0, 3).map(describeGroup);
+    }
     const manifest: Manifest = {
       format: 'slimfit-dataset',
       version: STORE_VERSION,
@@ -334,12 +371,27 @@ async function writeStoreAt(out: string, input: StoreInput, opts: WriteStoreOpti
     const bytesOut = Object.values(splits).reduce((a, s) => a + s.shards.reduce((b, sh) => b + sh.x.bytes + sh.y.bytes, 0), 0);
     const bytesIn = sources.reduce((a, s) => a + (s.bytes ?? 0), 0);
     const nonFinite = Object.fromEntries(splitNames.flatMap((n, i) => (stats[i].nonFinite ? [[n, stats[i].nonFinite]] : [])));
-    return { dir: out, manifest, seconds: (performance.now() - t0) / 1000, bytesIn, bytesOut, duplicates: report, skipped, peakRss: peakRssBytes(), nonFinite };
+    return { dir: out, manifest, seconds: (performance.now() - t0) / 1000, bytesIn, bytesOut, duplicates: report, skipped, peakRss: peakRssBytes(), nonFinite, duplicateExamples, fitsUint8: fitsUint8(x, stats) };
   } catch (e) {
     for (const w of writers) await w.abort().catch(() => {});
     await dest.abort();
     throw e;
   }
+}
+
+/** See ConversionReport.fitsUint8: computed from every split's values. */
+function fitsUint8(x: FieldSpec, stats: StatsAccumulator[]): ConversionReport['fitsUint8'] {
+  if (x.dtype === 'uint8' || x.dtype === 'bool' || !stats.every((s) => s.integral && s.nonFinite === 0)) return undefined;
+  const ranges = stats.map((s) => s.range());
+  const lo = Math.min(...ranges.map((r) => r[0])), hi = Math.max(...ranges.map((r) => r[1]));
+  if (!(lo >= 0 && hi <= 255)) return undefined;
+  if (x.shape.length !== 1) return {};
+  const f = x.shape[0];
+  // Images of at least 4x4 pixels: a row of 12 values is more likely 12 features than a 2x2 RGB image.
+  const side = (n: number) => { const s = Math.round(Math.sqrt(n)); return s >= 4 && s * s === n ? s : 0; };
+  if (side(f)) return { shape: [side(f), side(f), 1] };
+  if (f % 3 === 0 && side(f / 3)) return { shape: [side(f / 3), side(f / 3), 3] };
+  return {};
 }
 
 /** The error for an input that gave no samples at all: a store of nothing is never what was meant. */

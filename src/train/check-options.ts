@@ -22,6 +22,7 @@ export const EVAL_RUN_OPTION_KEYS = [...EVALUATE_OPTION_KEYS, 'outDir', 'log'] a
 export const TRAIN_RUN_OPTION_KEYS = [
   'model', 'epochs', 'batchSize', 'lr', 'lrDecay', 'shift', 'augment', 'valSplit', 'valFraction', 'optimizer', 'seed', 'out', 'resume', 'force', 'split', 'backend',
   'shuffle', 'shuffleShards', 'workers', 'prefetch', 'evaluateTest', 'progress', 'log', 'verifyChecksums', 'patience', 'keepBest', 'lrSchedule', 'reduceLrOnPlateau', 'signal',
+  'mix', 'balanced', 'classNames',
 ] as const;
 
 /** A tf.LayersModel (duck-typed: the user's tfjs may be another copy than ours, so instanceof cannot tell). */
@@ -105,8 +106,11 @@ export function checkTrainRunOptions(opts: Record<string, unknown>): void {
   checkInt(w, 'workers', opts.workers, 0);
   checkInt(w, 'prefetch', opts.prefetch, 1);
   checkInt(w, 'patience', opts.patience, 0);
-  for (const k of ['resume', 'force', 'evaluateTest', 'progress', 'verifyChecksums', 'keepBest'] as const) checkBool(w, k, opts[k]);
+  for (const k of ['resume', 'force', 'evaluateTest', 'progress', 'verifyChecksums', 'keepBest', 'balanced'] as const) checkBool(w, k, opts[k]);
   checkString(w, 'lrSchedule', opts.lrSchedule);
   checkString(w, 'reduceLrOnPlateau', opts.reduceLrOnPlateau);
   checkFunction(w, 'log', opts.log);
+  if (opts.classNames !== undefined && !(Array.isArray(opts.classNames) && opts.classNames.length > 0 && opts.classNames.every((n) => typeof n === 'string' && n !== ''))) {
+    throw new SlimfitError(`${w}: option classNames must be a list of non-empty names (index = label), got ${shown(opts.classNames)}`);
+  }
 }

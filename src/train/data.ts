@@ -1,5 +1,6 @@
 // Turning what the user hands `fit`/`evaluate` (a store path, a DataSource, .npy or .npz files) into sources and loaders.
 import { stat } from 'node:fs/promises';
+import { resolve as resolvePath } from 'node:path';
 import { SlimfitError } from '../core/errors.ts';
 import { openNpy } from '../formats/npy.ts';
 import { elementAsNumber, viewAs } from '../core/dtype.ts';
@@ -70,13 +71,24 @@ function withHoldout(rd: ResolvedData, valFraction: number, seed: number): Resol
  * training samples (default 0: none) are held out at random with `seed`, like Keras's validation_split.
  * `verifyChecksums: false` skips the per-process SHA-256 check of a store's shards (see openDataset).
  */
-export async function resolveData(data: DataInput, split = 'train', valSplit?: string, valFraction = 0, seed = 0, opts: { verifyChecksums?: boolean } = {}): Promise<ResolvedData> {
+export async function resolveData(data: DataInput, split = 'train', valSplit?: string, valFraction = 0, seed = 0, opts: { verifyChecksums?: boolean; classNames?: string[] } = {}): Promise<ResolvedData> {
   if (isSource(data)) {
+    const given = opts.classNames;
     const names = data.classNames ?? [];
+    if (given && names.length && given.join('\n') !== names.join('\n')) {
+      throw new SlimfitError(`class names were given (${given.join(', ')}) but the data has its own (${names.join(', ')})`, { file: data.name, hint: 'drop the class names option: they are only for .npy/.npz data, which has none' });
+    }
     const parts = (data as { parts?: Array<{ y: { path: string; base: number; name: string } }> }).parts;
     let classes = names.length;
     if (!classes && parts?.length) for (const p of parts) classes = Math.max(classes, await countClasses(p.y.path, p.y.base, p.y.name));
-    return withHoldout({ main: data, classes, classNames: names.length ? names : Array.from({ length: classes }, (_, i) => String(i)), close: async () => {} }, valFraction, seed);
+    if (given && !names.length) {
+      if (given.length < classes) {
+        throw new SlimfitError(`${given.length} class names were given but the labels go up to ${classes - 1} (${classes} classes)`, { file: data.name, hint: `give ${classes} names, one per label 0..${classes - 1}` });
+      }
+      classes = given.length;
+    }
+    const shown = given && !names.length ? given : names;
+    return withHoldout({ main: data, classes, classNames: shown.length ? shown : Array.from({ length: classes }, (_, i) => String(i)), close: async () => {} }, valFraction, seed);
   }
   if (typeof data === 'string') {
     const st = await stat(data).catch(() => null);
@@ -87,9 +99,17 @@ export async function resolveData(data: DataInput, split = 'train', valSplit?: s
     const ds = await openDataset(data, { verifyChecksums: opts.verifyChecksums });
     try {
       const main = ds.split(split);
-      const names = ds.manifest.classNames ?? [];
+      const names = [...(ds.manifest.classNames ?? [])];
+      if (opts.classNames && names.length && opts.classNames.join('\n') !== names.join('\n')) {
+        throw new SlimfitError(`class names were given (${opts.classNames.join(', ')}) but the store has its own (${names.join(', ')})`, { file: data, hint: 'drop the class names option (a store keeps the names it was converted with: `slimfit convert --class-names ...`)' });
+      }
       const counts = ds.manifest.splits[split]?.classCounts;
-      const classes = names.length || counts?.length || 0;
+      let classes = names.length || counts?.length || 0;
+      if (opts.classNames && !names.length) {
+        if (opts.classNames.length < classes) throw new SlimfitError(`${opts.classNames.length} class names were given but the store counts ${classes} classes`, { file: data, hint: `give ${classes} names, one per label` });
+        names.push(...opts.classNames);
+        classes = names.length;
+      }
       if (!classes) throw new SlimfitError('the store has no class names or class counts, so the number of classes is unknown', { file: data, hint: 're-run `slimfit convert` with integer class labels' });
       return withHoldout({
         main, classes, classNames: names.length ? names : Array.from({ length: classes }, (_, i) => String(i)), classCounts: counts,
@@ -103,7 +123,7 @@ export async function resolveData(data: DataInput, split = 'train', valSplit?: s
     }
   }
   const src = 'npz' in data ? await fromNpz(data.npz, { x: data.x, y: data.y }) : await fromNpy({ x: data.x, y: data.y });
-  return resolveData(src, split, undefined, valFraction, seed);
+  return resolveData(src, split, undefined, valFraction, seed, { classNames: opts.classNames });
 }
 
 /**
@@ -130,4 +150,69 @@ export function makeLoader(src: DataSource, classes: number, o: LoaderOptions = 
  */
 export function makeEvalLoader(src: DataSource, classes: number, o: LoaderOptions = {}, batchSize: number = DEFAULTS.evalBatchSize): Loader {
   return createLoader(src, trainLoaderOptions(src, classes, { ...o, shuffle: false, noise: undefined, shift: undefined, augment: undefined, balanced: false, batchSize }));
+}
+
+/**
+ * Training on several stores at once (tf.data's sample_from_datasets): the run's data is the first source, `with`
+ * lists the others. Validation and test data come from the first source.
+ */
+export interface MixSpec {
+  /** The other stores: a folder (its split is the run's `split`) or { dir, split }. */
+  with: Array<string | { dir: string; split?: string }>;
+  /** Weights of all sources, the run's data first (default equal); normalized. */
+  weights?: number[];
+  /** Sources drawn class-balanced, as indices into [data, ...with]. */
+  balanced?: number[];
+  /** Samples in one epoch (default: the sources' samples added up). */
+  epochSamples?: number;
+}
+
+/** A MixSpec as a run saves it: absolute folders, every split named, every weight given. */
+export interface SavedMix {
+  with: Array<{ dir: string; split: string }>;
+  weights: number[];
+  balanced: number[];
+  epochSamples?: number;
+}
+
+/** Check a MixSpec and write it out in full (`split`: the run's split, the default of each source). */
+export function normalizeMix(spec: MixSpec, split: string): SavedMix {
+  const bad = (what: string) => new SlimfitError(`trainRun: option mix ${what}`, { hint: "e.g. { with: ['other-store'], weights: [0.7, 0.3] }" });
+  if (!spec || typeof spec !== 'object' || !Array.isArray(spec.with) || spec.with.length === 0) throw bad('needs a non-empty list `with` of other stores');
+  const others = spec.with.map((w) => {
+    const o = typeof w === 'string' ? { dir: w, split } : w;
+    if (!o || typeof o.dir !== 'string' || o.dir === '' || (o.split !== undefined && (typeof o.split !== 'string' || o.split === ''))) throw bad(`has an entry that is neither a store folder nor { dir, split }: ${JSON.stringify(w)}`);
+    return { dir: resolvePath(o.dir), split: o.split ?? split };
+  });
+  const S = others.length + 1;
+  const weights = spec.weights ?? new Array<number>(S).fill(1);
+  if (!Array.isArray(weights) || weights.length !== S || !weights.every((w) => typeof w === 'number' && Number.isFinite(w) && w >= 0) || !weights.some((w) => w > 0)) {
+    throw bad(`weights must be ${S} non-negative numbers (the run's data first), not all 0; got ${JSON.stringify(spec.weights)}`);
+  }
+  const balanced = [...new Set(spec.balanced ?? [])].sort((a, b) => a - b);
+  if (!balanced.every((i) => Number.isInteger(i) && i >= 0 && i < S)) throw bad(`balanced must list source indices 0..${S - 1}; got ${JSON.stringify(spec.balanced)}`);
+  if (spec.epochSamples !== undefined && !(Number.isSafeInteger(spec.epochSamples) && spec.epochSamples > 0)) throw bad(`epochSamples must be a whole number > 0; got ${spec.epochSamples}`);
+  return { with: others, weights, balanced, ...(spec.epochSamples !== undefined ? { epochSamples: spec.epochSamples } : {}) };
+}
+
+/** The other stores of a mix, opened (with their manifest fingerprints, for `--resume`'s check that the data is unchanged). */
+export async function openMixSources(mix: SavedMix, opts: { verifyChecksums?: boolean } = {}): Promise<{ sources: DataSource[]; fingerprints: string[]; classes: number[]; close(): Promise<void> }> {
+  const opened: Array<{ close(): Promise<void> }> = [];
+  const close = async () => { for (const d of opened) await d.close(); };
+  try {
+    const sources: DataSource[] = [], fingerprints: string[] = [], classes: number[] = [];
+    for (const w of mix.with) {
+      const st = await stat(w.dir).catch(() => null);
+      if (!st?.isDirectory()) throw new SlimfitError(st ? 'is a file, not a store directory' : 'no such store directory', { file: w.dir, hint: 'mix stores made by `slimfit convert`' });
+      const ds = await openDataset(w.dir, { verifyChecksums: opts.verifyChecksums });
+      opened.push(ds);
+      sources.push(ds.split(w.split));
+      fingerprints.push(manifestFingerprint(ds.manifest));
+      classes.push(ds.manifest.classNames?.length || ds.manifest.splits[w.split]?.classCounts?.length || 0);
+    }
+    return { sources, fingerprints, classes, close };
+  } catch (e) {
+    await close();
+    throw e;
+  }
 }

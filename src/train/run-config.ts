@@ -5,7 +5,7 @@ import { stat } from 'node:fs/promises';
 import { resolve } from 'node:path';
 import { SlimfitError } from '../core/errors.ts';
 import type { LoaderOptions } from '../loader/types.ts';
-import type { DataInput, ResolvedData } from './data.ts';
+import type { DataInput, ResolvedData, SavedMix } from './data.ts';
 import type { OptimizerName } from './loop.ts';
 
 /** Saved once per run (and again when a resume changes it): what to train on and how, so `--resume` needs nothing else. */
@@ -40,6 +40,12 @@ export interface RunConfig {
   lrSchedule?: string;
   /** Reduce-LR-on-plateau 'PATIENCE[:FACTOR[:MIN_LR]]' (absent: none). */
   reduceLrOnPlateau?: string;
+  /** Other stores drawn from with weights, `data` being the first source (absent: `data` alone). */
+  mix?: SavedMix;
+  /** Names of the classes, index = label, for data that has none (.npy/.npz); absent: the data's own or 0..K-1. */
+  classNames?: string[];
+  /** Draw the classes of `data` equally often (absent: no; a mix says it per source in `mix.balanced`). */
+  balanced?: boolean;
 }
 
 /**
@@ -53,11 +59,15 @@ const CHANGEABLE = ['epochs', 'batchSize', 'lr', 'lrDecay', 'shift', 'augment', 
  */
 const FIXED = [
   ['model', '--model'], ['split', '--split'], ['optimizer', '--optimizer'], ['seed', '--seed'], ['shuffle', '--shuffle'],
-  ['shuffleShards', '--shuffle-shards'], ['valSplit', '--val-split'], ['valFraction', '--val-fraction'],
+  ['shuffleShards', '--shuffle-shards'], ['valSplit', '--val-split'], ['valFraction', '--val-fraction'], ['balanced', '--balanced'],
 ] as const;
 
 /** Run options as given by the caller; undefined = not given (on resume: keep the run's own). */
-export type RunOverrides = Partial<Pick<RunConfig, (typeof CHANGEABLE)[number] | (typeof FIXED)[number][0]>>;
+export type RunOverrides = Partial<Pick<RunConfig, (typeof CHANGEABLE)[number] | (typeof FIXED)[number][0] | 'mix'>>;
+
+function describeMix(m: SavedMix | undefined): string {
+  return m ? `a mix with ${m.with.map((w) => `${w.dir} (${w.split})`).join(', ')}, weights ${m.weights.join(',')}${m.balanced.length ? `, balanced sources ${m.balanced.join(',')}` : ''}${m.epochSamples ? `, ${m.epochSamples} samples per epoch` : ''}` : 'no mix';
+}
 
 /** `data` with absolute paths (a run folder must not depend on the directory it was started from). */
 export function absoluteData(d: DataInput): DataInput {
@@ -106,6 +116,15 @@ export function resumeConfig(saved: RunConfig, given: RunOverrides, data: DataIn
       });
     }
     if (v !== undefined) (cfg as unknown as Record<string, unknown>)[key] = v;
+  }
+  // The mix fixes what the cursor counts (its sources, weights and epoch length), like the seed.
+  if (given.mix !== undefined && JSON.stringify(given.mix) !== JSON.stringify(saved.mix)) {
+    if (o.hasCheckpoint) {
+      throw new SlimfitError(`this run was started with ${describeMix(saved.mix)}; its checkpoint cannot continue with ${describeMix(given.mix)}`, {
+        file: o.run, hint: 'drop the data arguments and mix flags to resume the run as it is, or start a new run with another --out',
+      });
+    }
+    cfg.mix = given.mix;
   }
   // Without a checkpoint the run starts afresh: its input normalization is taken from the data again.
   if (!o.hasCheckpoint) delete cfg.normalize;

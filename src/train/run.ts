@@ -2,19 +2,20 @@
 // resume, final evaluation and report.md. `slimfit train/eval` and `demo` are thin wrappers around these functions.
 import { checkData, checkEvalOptions, checkTrainRunOptions, EVAL_RUN_OPTION_KEYS } from './check-options.ts';
 import { checkString } from '../core/options.ts';
+import { createHash } from 'node:crypto';
 import { renameSync } from 'node:fs';
 import { appendFile, mkdir, readdir, readFile, rm, stat } from 'node:fs/promises';
 import { join, resolve } from 'node:path';
 import type * as tfl from '@tensorflow/tfjs-layers';
 import { SlimfitError } from '../core/errors.ts';
-import { verifySource } from '../loader/index.ts';
+import { checkMixable, mixSources, verifySource } from '../loader/index.ts';
 import { isLoadable } from '../loader/layout.ts';
 import type { AugmentOptions, Cursor, DataSource, LoaderOptions } from '../loader/types.ts';
 import { formatAugment, parseAugmentSpec } from '../loader/augment.ts';
 import { formatBytes, peakRssBytes } from '../core/rss.ts';
 import { initBackend } from './backend.ts';
 import { DEFAULTS } from './defaults.ts';
-import { type DataInput, makeEvalLoader, makeLoader, type ResolvedData, resolveData, trainLoaderOptions } from './data.ts';
+import { type DataInput, makeEvalLoader, makeLoader, type MixSpec, normalizeMix, openMixSources, type ResolvedData, resolveData, trainLoaderOptions } from './data.ts';
 import { compileDefault, type EpochLog, evaluateLoader, type EvalResult, type LoopState, modelClasses, type OptimizerName, restoreOptimizerExactly, trainEpochs } from './loop.ts';
 import { type BestWeightsStore, type CallbackInput, earlyStopping, keepBest, reduceLrOnPlateau } from './callbacks.ts';
 import { parseLrSchedule } from './schedule.ts';
@@ -86,6 +87,15 @@ export interface TrainRunOptions {
    * checkpoint there (model, optimizer, loader cursor, loop and callback state); the summary's `interrupted` says where.
    */
   signal?: AbortSignal;
+  /**
+   * Train on several stores at once: `data` is the first source and `mix.with` lists the others, drawn at random with
+   * `mix.weights` (see mixSources). Validation and test data come from `data`. Saved in run.json; a resume checks it.
+   */
+  mix?: MixSpec;
+  /** Draw the classes of `data` equally often (class-balanced sampling; with a mix use `mix.balanced`). */
+  balanced?: boolean;
+  /** Class names (index = label) for .npy/.npz data, which has none: used in the report, the confusion matrix and run.json. */
+  classNames?: string[];
 }
 
 /** The outcome of a run. */
@@ -255,6 +265,7 @@ export async function trainRun(data: DataInput | undefined, opts: TrainRunOption
       epochs: opts.epochs, batchSize: opts.batchSize, lr: opts.lr, lrDecay: opts.lrDecay, shift: opts.shift, augment: augmentSpec(opts.augment), valSplit: opts.valSplit, valFraction: opts.valFraction,
       model: opts.model === undefined ? undefined : savedModelName(opts.model, isBuiltinModel), split: opts.split, optimizer: opts.optimizer, seed: opts.seed, shuffle: opts.shuffle, shuffleShards: opts.shuffleShards,
       patience: opts.patience, keepBest: opts.keepBest, lrSchedule: opts.lrSchedule, reduceLrOnPlateau: opts.reduceLrOnPlateau,
+      balanced: opts.balanced, mix: opts.mix && normalizeMix(opts.mix, opts.split ?? saved.split),
     };
     cfg = resumeConfig(saved, given, data, { force: opts.force, run: out, hasCheckpoint, log });
     if (hasCheckpoint) {
@@ -279,26 +290,45 @@ export async function trainRun(data: DataInput | undefined, opts: TrainRunOption
       shuffleShards: (opts.shuffle ?? DEFAULTS.shuffle) === 'shard' ? (opts.shuffleShards ?? DEFAULTS.shuffleShards) : opts.shuffleShards,
       lrDecay: opts.lrDecay ?? DEFAULTS.lrDecay, shift: opts.shift ?? DEFAULTS.shift, augment: augmentSpec(opts.augment) ?? DEFAULTS.augment, valSplit: opts.valSplit, valFraction: opts.valFraction ?? DEFAULTS.valFraction,
       patience: opts.patience, keepBest: opts.keepBest, lrSchedule: opts.lrSchedule, reduceLrOnPlateau: opts.reduceLrOnPlateau,
+      ...(opts.balanced ? { balanced: true } : {}), ...(opts.classNames ? { classNames: opts.classNames } : {}), ...(opts.mix ? { mix: normalizeMix(opts.mix, opts.split ?? DEFAULTS.split) } : {}),
     };
   }
+  if (opts.resume && opts.classNames && JSON.stringify(opts.classNames) !== JSON.stringify(cfg.classNames)) {
+    if (cfg.classNames) throw new SlimfitError(`this run names its classes ${cfg.classNames.join(', ')}, not ${opts.classNames.join(', ')}`, { file: out, hint: 'drop --class-names to resume with the run\'s own names' });
+    cfg.classNames = opts.classNames;
+  }
+  if (cfg.mix && cfg.balanced) throw new SlimfitError('balanced and mix go separately: with a mix, say which sources are class-balanced in mix.balanced (--balanced 1,2)');
   // Options are checked before any data is read or the run folder is touched.
   if (cfg.lrSchedule !== undefined) parseLrSchedule(cfg.lrSchedule);
   const plateau = cfg.reduceLrOnPlateau !== undefined ? parsePlateau(cfg.reduceLrOnPlateau) : undefined;
   if (cfg.patience !== undefined && !(Number.isInteger(cfg.patience) && cfg.patience >= 0)) throw new SlimfitError(`--patience must be a whole number >= 0, got ${cfg.patience}`);
-  const rd: ResolvedData = await resolveData(cfg.data, cfg.split, cfg.valSplit, cfg.valFraction ?? 0, cfg.seed, { verifyChecksums: opts.verifyChecksums });
+  const rd: ResolvedData = await resolveData(cfg.data, cfg.split, cfg.valSplit, cfg.valFraction ?? 0, cfg.seed, { verifyChecksums: opts.verifyChecksums, classNames: cfg.classNames });
+  const mixed = cfg.mix ? await openMixSources(cfg.mix, { verifyChecksums: opts.verifyChecksums }).catch(async (e) => { await rd.close(); throw e; }) : null;
   // A new run on a source fetched over the network shuffles by shard windows unless told otherwise (saved in run.json).
   if (!opts.resume && opts.shuffle === undefined && isLoadable(rd.main) && rd.main.remote) {
     cfg.shuffle = DEFAULTS.remoteShuffle;
     cfg.shuffleShards ??= DEFAULTS.shuffleShards;
   }
   const loaders: Array<{ close(): Promise<void> }> = [];
+  if (mixed) loaders.push(mixed);
   // Disposed in the finally below, also when a check after building or loading it throws (its tensors would leak).
   let built: tfl.LayersModel | null = null;
   try {
     if (cfg.shuffleShards !== undefined && cfg.shuffle !== 'shard') {
       throw new SlimfitError(`--shuffle-shards ${cfg.shuffleShards} sets the window of --shuffle shard, but this run shuffles '${cfg.shuffle === false ? 'none' : cfg.shuffle}'`, { hint: 'add --shuffle shard, or drop --shuffle-shards' });
     }
-    const fingerprint = await dataFingerprint(cfg.data, rd);
+    if (mixed) {
+      checkMixable([rd.main, ...mixed.sources]);
+      mixed.classes.forEach((c, i) => {
+        if (c !== rd.classes) {
+          throw new SlimfitError(`cannot mix ${rd.main.name} (${rd.classes} classes) with ${mixed.sources[i].name} (${c} classes): label i must mean the same class in every store`, {
+            hint: 'mix stores converted with the same classes (give both `slimfit convert --class-names ...`)',
+          });
+        }
+      });
+    }
+    // A mix's identity covers every store in it.
+    const fingerprint = mixed ? createHash('sha256').update([await dataFingerprint(cfg.data, rd), ...mixed.fingerprints].join('\n')).digest('hex') : await dataFingerprint(cfg.data, rd);
     if (opts.resume) checkSameData(cfg, fingerprint, { force: opts.force, run: out, log });
     cfg.fingerprint = fingerprint;
     checkTrainable(rd);
@@ -315,7 +345,7 @@ export async function trainRun(data: DataInput | undefined, opts: TrainRunOption
     // (its loss may expect other labels); a resumed run keeps the saved optimizer and its state.
     compileDefault(model, cfg.optimizer, cfg.lr, !state);
     // A damaged store is refused before the run folder is touched (the loaders then find the shards checked).
-    if (opts.verifyChecksums !== false) for (const s of [rd.main, rd.val, opts.evaluateTest !== false ? rd.test : undefined]) if (s) await verifySource(s);
+    if (opts.verifyChecksums !== false) for (const s of [rd.main, rd.val, opts.evaluateTest !== false ? rd.test : undefined, ...(mixed?.sources ?? [])]) if (s) await verifySource(s);
     await mkdir(out, { recursive: true });
     const history: EpochLog[] = state ? [...state.history] : [];
     // The log is rebuilt from the checkpoint, so epochs after the last checkpoint (a crash) are not listed twice.
@@ -325,7 +355,12 @@ export async function trainRun(data: DataInput | undefined, opts: TrainRunOption
     await writeAtomic(join(out, 'run.json'), JSON.stringify(cfg, null, 2) + '\n');
     const lopts = { batchSize: cfg.batchSize, seed: cfg.seed, shuffle: cfg.shuffle, shuffleShards: cfg.shuffleShards, workers: opts.workers, prefetch: opts.prefetch, normalize: cfg.normalize, verifyChecksums: opts.verifyChecksums };
     // Augmentation is for the training loader only: validation and test loaders (makeEvalLoader) never augment.
-    const loader = makeLoader(rd.main, rd.classes, { ...lopts, shift: cfg.shift || undefined, augment: cfg.augment ? parseAugmentSpec(cfg.augment) : undefined });
+    const augment = cfg.augment ? parseAugmentSpec(cfg.augment) : undefined;
+    const loader = cfg.mix && mixed
+      ? mixSources([rd.main, ...mixed.sources].map((source, i) => ({ source, balanced: cfg.mix!.balanced.includes(i) })), {
+        ...trainLoaderOptions(rd.main, rd.classes, { ...lopts, shift: cfg.shift || undefined, augment }), weights: cfg.mix.weights, epochSamples: cfg.mix.epochSamples,
+      })
+      : makeLoader(rd.main, rd.classes, { ...lopts, shift: cfg.shift || undefined, augment, balanced: cfg.balanced || undefined });
     loaders.push(loader);
     if (state) loader.resume(state.cursor);
     const val = rd.val ? makeEvalLoader(rd.val, rd.classes, lopts) : null;
@@ -367,7 +402,7 @@ export async function trainRun(data: DataInput | undefined, opts: TrainRunOption
         else await rm(pending, { recursive: true, force: true });
       }
     }
-    log(`training ${cfg.model} on ${rd.main.name}: ${rd.main.samples} samples, ${rd.classes} classes, batch ${cfg.batchSize}, ${cfg.optimizer} lr ${cfg.lr}, ${cfg.epochs} epochs` +
+    log(`training ${cfg.model} on ${loader.source.name}: ${cfg.mix ? `${loader.samplesPerEpoch} samples per epoch` : `${rd.main.samples} samples`}${cfg.balanced ? ' (classes drawn equally often)' : ''}, ${rd.classes} classes, batch ${cfg.batchSize}, ${cfg.optimizer} lr ${cfg.lr}, ${cfg.epochs} epochs` +
       (cfg.lrDecay !== 1 ? `, lr x${cfg.lrDecay} per epoch` : '') + (cfg.lrSchedule ? `, lr schedule ${cfg.lrSchedule}` : '') +
       (cfg.patience !== undefined ? `, early stopping on val_loss (patience ${cfg.patience})` : '') + (cfg.keepBest ? `, keeping the best ${monitor} in ${BEST_DIR}/` : '') +
       (plateau ? `, lr x${plateau.factor} after ${plateau.patience} epochs without a lower ${monitor}` : '') + (cfg.shift ? `, random shifts up to ${cfg.shift} px` : '') + (cfg.augment ? `, augment ${cfg.augment}` : '') +
@@ -413,6 +448,12 @@ export async function trainRun(data: DataInput | undefined, opts: TrainRunOption
       return { out, report: '', backend: info.name, history, interrupted, wallSeconds: (performance.now() - t0) / 1000, peakRss: peakRssBytes() };
     }
     let test: EvalResult | undefined;
+    const noTest = !rd.test && opts.evaluateTest !== false
+      ? `${typeof cfg.data === 'string' ? `the store ${cfg.data} has no 'test' split` : 'x' in cfg.data && typeof cfg.data.x === 'string' ? 'the .npy/.npz data has no test split' : `${rd.main.name} has no test split`}, so there is no test evaluation`
+      : undefined;
+    if (noTest) {
+      log(`${noTest} (convert with --split train=0.9,test=0.1 to hold one out, or evaluate later: slimfit eval ${out} STORE --split NAME)`);
+    }
     if (rd.test && opts.evaluateTest !== false) {
       const tl = makeEvalLoader(rd.test, rd.classes, lopts);
       loaders.push(tl);
@@ -424,9 +465,11 @@ export async function trainRun(data: DataInput | undefined, opts: TrainRunOption
     const report = await writeReport(out, {
       title: `Training run ${out}`,
       facts: [
-        ['data', typeof cfg.data === 'string' ? cfg.data : JSON.stringify(cfg.data)], ['model', `${cfg.model} (${model.countParams()} parameters)`],
+        ['data', (typeof cfg.data === 'string' ? cfg.data : JSON.stringify(cfg.data)) + (cfg.mix ? ` mixed with ${cfg.mix.with.map((w) => `${w.dir} (${w.split})`).join(', ')}; weights ${cfg.mix.weights.join(', ')}${cfg.mix.balanced.length ? `; class-balanced sources ${cfg.mix.balanced.map((i) => i + 1).join(', ')}` : ''}; ${loader.samplesPerEpoch} samples per epoch` : cfg.balanced ? ' (classes drawn equally often)' : '')], ['model', `${cfg.model} (${model.countParams()} parameters)`],
         ['optimizer', `${cfg.optimizer}, lr ${cfg.lr}${cfg.lrDecay && cfg.lrDecay !== 1 ? ` x${cfg.lrDecay}/epoch` : ''}${cfg.lrSchedule ? `, schedule ${cfg.lrSchedule}` : ''}${plateau ? `, x${plateau.factor} after ${plateau.patience} epochs without a lower ${monitor}${plateau.minLr ? ` (not below ${plateau.minLr})` : ''}` : ''}, batch ${cfg.batchSize}, seed ${cfg.seed}, shuffle ${cfg.shuffle}${cfg.shuffle === 'shard' && cfg.shuffleShards ? ` (${cfg.shuffleShards} shards per window)` : ''}${cfg.shift ? `, shift ${cfg.shift} px` : ''}${cfg.augment ? `, augment ${cfg.augment}` : ''}`],
         ...callbackFacts(cfg, history, monitor),
+        ...(noTest ? [['test', `none: ${noTest}`] as [string, string]] : []),
+        ['classes', `${rd.classes}${rd.classNames.length <= 40 ? `: ${rd.classNames.join(', ')}` : ''}${cfg.classNames ? ' (--class-names)' : ''}`],
         ['backend', info.note.replace(/^backend: /, '')], ['wall time of this invocation', `${wallSeconds.toFixed(1)} s`], ['peak RSS', formatBytes(rss)],
       ],
       history, evaluation: test ? { split: 'test', result: test } : undefined, classNames: rd.classNames,
@@ -434,7 +477,7 @@ export async function trainRun(data: DataInput | undefined, opts: TrainRunOption
     return { out, report, backend: info.name, history, test, wallSeconds, peakRss: rss };
   } finally {
     built?.dispose();
-    for (const l of loaders) await l.close();
+    for (const l of loaders.reverse()) await l.close();
     await rd.close();
   }
 }
@@ -473,10 +516,20 @@ export async function evalRun(modelPath: string, data: DataInput, opts: { split?
   // The model is disposed in the outer finally, also when resolving the data throws (a missing split, a bad store).
   try {
     const split = opts.split ?? DEFAULTS.evalSplit;
-    const rd = await resolveData(data, split, undefined, 0, 0, { verifyChecksums: opts.verifyChecksums });
+    const runCfg = isRun ? await readJson<RunConfig>(join(modelPath, 'run.json'), 'run.json') : undefined;
+    // A run on .npy/.npz data with --class-names: the same names for the same kind of data.
+    const names = typeof data === 'string' || !runCfg?.classNames ? undefined : runCfg.classNames;
+    const rd = await resolveData(data, split, undefined, 0, 0, { verifyChecksums: opts.verifyChecksums, classNames: names }).catch((e: unknown) => {
+      if (split === DEFAULTS.evalSplit && typeof data === 'string' && e instanceof SlimfitError && /has no split/.test(e.message)) {
+        throw new SlimfitError(`there is no '${split}' split to evaluate on${e.hint ? ` (${e.hint})` : ''}`, {
+          file: data, hint: `evaluate another split (--split NAME), or convert with --split train=0.9,test=0.1 to hold out a test split`,
+        });
+      }
+      throw e;
+    });
     try {
       checkModelFits(model, rd.main, rd.classes, modelPath);
-      const trained = isRun ? (await readJson<RunConfig>(join(modelPath, 'run.json'), 'run.json')).normalize : undefined;
+      const trained = runCfg?.normalize;
       const batch = opts.batchSize ?? DEFAULTS.evalBatchSize;
       const loader = makeEvalLoader(rd.main, rd.classes, { normalize: trained, verifyChecksums: opts.verifyChecksums }, batch);
       log(`evaluating on '${split}' of ${rd.main.name}: ${rd.main.samples} samples, batch ${batch}`);

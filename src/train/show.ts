@@ -16,8 +16,10 @@ export interface ShowOptions {
   split?: string;
   /** How many samples (default DEFAULTS.gridSamples). */
   n?: number;
-  /** Random samples drawn with this seed instead of the first n. */
+  /** Seed of the random draw (default DEFAULTS.seed): the same seed draws the same samples. */
   seed?: number;
+  /** The first n samples in stored order instead of a random draw (a class-sorted store shows one class then). */
+  first?: boolean;
   /** Pixel magnification (default: images about 84 px wide). */
   scale?: number;
   /** Check the store's shard checksums first (default true). */
@@ -53,14 +55,29 @@ function samplePixels(x: TypedArray, off: number, h: number, w: number, c: numbe
 
 const esc = (s: string) => s.replace(/[&<>"]/g, (m) => ({ '&': '&amp;', '<': '&lt;', '>': '&gt;', '"': '&quot;' })[m]!);
 
+/** What {@link writeSampleGrid} drew. */
+export interface SampleGrid {
+  /** Samples drawn. */
+  count: number;
+  /** Their labels, in draw order. */
+  labels: number[];
+  /** The seed of the draw (null with `first`). */
+  seed: number | null;
+  /** Augmented draws shown beside each sample (0 without `augment`). */
+  draws: number;
+}
+
 /**
- * Write a PNG grid of `n` samples of `data` (first ones, or random with `seed`) labelled with class names; returns the
- * count. With `augment`: n/8 rows of one random sample each, as stored and then 7 augmented draws.
+ * Write a PNG grid of `n` samples of `data` labelled with class names: a seeded uniform random draw (without
+ * replacement), or the first n with `first`. With `augment`: n/8 rows of one sample each, as stored and then in 7
+ * augmented draws.
  *
  * @example
+ * const g = await writeSampleGrid('mnist-store', 'samples.png', { n: 64, seed: 1 });
+ * console.log(`${g.count} samples, labels ${g.labels.join(' ')}`);
  * await writeSampleGrid('mnist-store', 'aug.png', { augment: 'rotate=10,scale=0.1,erase=0.5', seed: 1 });
  */
-export async function writeSampleGrid(data: DataInput, out: string, opts: ShowOptions = {}): Promise<number> {
+export async function writeSampleGrid(data: DataInput, out: string, opts: ShowOptions = {}): Promise<SampleGrid> {
   const n = opts.n ?? DEFAULTS.gridSamples;
   if (!Number.isInteger(n) || n < 1 || n > 4096) throw new SlimfitError(`-n must be an integer in 1..4096, got ${n}`);
   const rd = await resolveData(data, opts.split ?? 'train', undefined, 0, 0, { verifyChecksums: opts.verifyChecksums });
@@ -78,9 +95,9 @@ export async function writeSampleGrid(data: DataInput, out: string, opts: ShowOp
     if (aug && !formatAugment(aug)) aug = undefined;
     const rowsAug = aug ? Math.max(1, Math.ceil(n / AUG_COLS)) : 0;
     const count = aug ? Math.min(rowsAug, rd.main.samples) : Math.min(n, rd.main.samples);
-    // Augmented grids always show random samples (seeded): the first ones of a store are often all one class.
-    const shuffle = opts.seed === undefined && !aug ? false : 'global';
-    const loader = createLoader(rd.main, { batchSize: count, shuffle, seed: opts.seed ?? DEFAULTS.seed, workers: 0, verifyChecksums: opts.verifyChecksums });
+    const seed = opts.seed ?? DEFAULTS.seed;
+    // A random draw is the first `count` positions of a seeded uniform permutation of the split.
+    const loader = createLoader(rd.main, { batchSize: count, shuffle: opts.first ? false : 'global', seed, workers: 0, verifyChecksums: opts.verifyChecksums });
     let batch;
     try {
       for await (const b of loader) { batch = b; break; }
@@ -90,13 +107,14 @@ export async function writeSampleGrid(data: DataInput, out: string, opts: ShowOp
     if (!batch) throw new SlimfitError(`split '${opts.split ?? 'train'}' is empty`, { file: rd.main.name });
     const per = h * w * c;
     let cells = count, xs: TypedArray = batch.x, labels: (i: number) => string;
-    const nameOf = (i: number) => { const label = Number(batch.y[i]); return rd.classNames[label] ?? String(label); };
+    const labelsDrawn = Array.from({ length: count }, (_, i) => Number(batch.y[i]));
+    const nameOf = (i: number) => rd.classNames[labelsDrawn[i]] ?? String(labelsDrawn[i]);
     let cols: number;
     if (aug) {
       // Draw j of sample i uses stream key i * 8 + j of epoch 0: the same transformer the loader's workers run.
       cols = AUG_COLS;
       cells = count * cols;
-      const spec = makeTransformSpec(rd.main, { augment: aug }, opts.seed ?? DEFAULTS.seed);
+      const spec = makeTransformSpec(rd.main, { augment: aug }, seed);
       const t = createTransformer(spec);
       const out = new Uint8Array(cells * spec.xOutBytes);
       t.setOutput(out, new Uint8Array(8));
@@ -128,7 +146,7 @@ export async function writeSampleGrid(data: DataInput, out: string, opts: ShowOp
     const W = cols * cw + 8, H = rows * chh + 8;
     const svg = `<svg xmlns="http://www.w3.org/2000/svg" width="${W}" height="${H}" viewBox="0 0 ${W} ${H}"><rect width="100%" height="100%" fill="white"/>${parts.join('')}</svg>`;
     await writeAtomic(out, svgToPng(svg, 1));
-    return cells;
+    return { count, labels: labelsDrawn, seed: opts.first ? null : seed, draws: aug ? AUG_COLS - 1 : 0 };
   } finally {
     await rd.close();
   }

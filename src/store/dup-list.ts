@@ -1,0 +1,92 @@
+// Which samples are duplicates: the later copies are noted while converting (input position, split and place, or
+// dropped), and the copies already in the store are found afterwards by hashing the written x shards again. The
+// list goes into `duplicates.json` beside the manifest. The duplicate index itself keeps no positions (that would
+// cost memory for every sample); the second pass reads the store only when duplicates were found.
+import { join } from 'node:path';
+import { H, hash64 } from '../core/hash64.ts';
+import { openNpy } from '../formats/npy.ts';
+import type { SplitInfo } from './manifest.ts';
+
+/** File name of the duplicate list inside a store. */
+export const DUPLICATES_FILE = 'duplicates.json';
+/** Groups listed at most (counts in the manifest stay exact). */
+export const MAX_LISTED_GROUPS = 10_000;
+
+/** One copy of a duplicated sample. */
+export interface DuplicateCopy {
+  /** Split it is in (or was meant for, when dropped). */
+  split: string;
+  /** Its position in that split of the store; null when --dedupe dropped it. */
+  index: number | null;
+  /** The input it came from and its position there (row of an array or CSV, image in sorted folder order), when known. */
+  input?: string;
+  inputIndex?: number;
+  dropped?: boolean;
+}
+
+/** The copies of one sample (exactly equal x bytes). */
+export interface DuplicateGroup { copies: DuplicateCopy[] }
+
+/** Collects duplicates while converting. */
+export interface DuplicateLister {
+  /** A sample seen before: its hash (lo, hi), where it went (`index` null = dropped) and where it came from. */
+  note(lo: number, hi: number, copy: DuplicateCopy): void;
+  /** Groups noted so far. */
+  readonly size: number;
+  /** Find the copies already written (hashing the split's x shards under `dir`) and return the groups, in the order first noted. */
+  finish(dir: string, splits: Record<string, SplitInfo>, xRowBytes: number): Promise<{ groups: DuplicateGroup[]; total: number }>;
+}
+
+/** A new, empty lister. */
+export function createDuplicateLister(): DuplicateLister {
+  const groups = new Map<string, DuplicateGroup>();
+  let total = 0;
+  return {
+    get size() { return groups.size; },
+    note(lo, hi, copy) {
+      const key = `${lo >>> 0}:${hi >>> 0}`;
+      let g = groups.get(key);
+      if (!g) {
+        total++;
+        if (groups.size >= MAX_LISTED_GROUPS) return;
+        groups.set(key, g = { copies: [] });
+      }
+      g.copies.push(copy);
+    },
+    async finish(dir, splits, xRowBytes) {
+      if (groups.size === 0) return { groups: [], total };
+      const CHUNK = Math.max(1, Math.floor((4 << 20) / Math.max(1, xRowBytes)));
+      const pool = new Uint8Array(CHUNK * xRowBytes); // one reused read buffer
+      for (const [name, info] of Object.entries(splits)) {
+        let at = 0;
+        for (const sh of info.shards) {
+          const npy = await openNpy(join(dir, sh.x.file));
+          try {
+            for (let s = 0; s < sh.samples; s += CHUNK) {
+              const e = Math.min(sh.samples, s + CHUNK);
+              const buf = await npy.readRows(s, e, pool);
+              for (let i = 0; i < e - s; i++) {
+                hash64(buf.subarray(i * xRowBytes, (i + 1) * xRowBytes));
+                const g = groups.get(`${H[0] >>> 0}:${H[1] >>> 0}`);
+                if (g && !g.copies.some((c) => c.split === name && c.index === at + s + i)) g.copies.push({ split: name, index: at + s + i });
+              }
+            }
+          } finally {
+            await npy.close();
+          }
+          at += sh.samples;
+        }
+      }
+      // In input order: the copy found only in the store is the first one (every later copy was noted while converting,
+      // with its input position), which is also the one --dedupe keeps.
+      for (const g of groups.values()) g.copies.sort((a, b) => (a.input === undefined ? -1 : 0) - (b.input === undefined ? -1 : 0) || (a.inputIndex ?? 0) - (b.inputIndex ?? 0));
+      return { groups: [...groups.values()], total };
+    },
+  };
+}
+
+/** One line about a group: `test #12 (x.npy row 1012) = train #5`. */
+export function describeGroup(g: DuplicateGroup): string {
+  const one = (c: DuplicateCopy) => `${c.index === null ? `dropped from ${c.split}` : `${c.split} #${c.index}`}${c.input !== undefined ? ` (${c.input} #${c.inputIndex})` : ''}`;
+  return g.copies.map(one).join(' = ');
+}
