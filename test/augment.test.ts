@@ -215,7 +215,7 @@ print(json.dumps(out.ravel().tolist()))
     assert.equal((JSON.parse(readFileSync(join(run, 'run.json'), 'utf8')) as { augment: string }).augment, 'rotate=10,flip');
     assert.match(t1.stderr, /augment rotate=10,flip/);
     assert.equal(shown.code, 0, shown.stderr);
-    assert.match(shown.stdout, /wrote 2 samples of 'train' \(as stored, then 7 draws of --augment rotate=10,erase=0\.5\) to /);
+    assert.match(shown.stdout, /wrote 2 random samples \(seed \d+; [^)]*\) of 'train', each as stored and then in 7 draws of --augment rotate=10,erase=0\.5, to \//);
     assert.ok(existsSync(png) && readFileSync(png).subarray(1, 4).toString() === 'PNG');
     const t2 = await runCli(['train', '--resume', run, '--epochs', '2']);
     assert.equal(t2.code, 0, t2.stderr);

@@ -21,7 +21,7 @@ export function register(program: Command): void {
       const { writeSampleGrid } = await import('../train/show.ts');
       const g = await writeSampleGrid(dir, o.out, { split: o.split, n: o.count, seed: o.seed, first: o.first, verifyChecksums: o.verify, augment: o.augment || undefined });
       const what = g.seed === null ? `the first ${g.count} samples` : `${g.count} random samples (seed ${g.seed}; --seed N for others, --first for the first ones)`;
-      const aug = g.draws ? `, each as stored and then in ${g.draws} draws of --augment ${o.augment}` : '';
-      process.stdout.write(`wrote ${what}${aug} of '${o.split}' to ${resolve(o.out)}\n`);
+      const aug = g.draws ? `, each as stored and then in ${g.draws} draws of --augment ${o.augment},` : '';
+      process.stdout.write(`wrote ${what} of '${o.split}'${aug} to ${resolve(o.out)}\n`);
     });
 }
