@@ -8,4 +8,9 @@ export const LOADER_DEFAULTS = {
   /** With the epoch, fixes the sample order. */
   seed: 0,
   shuffle: 'global',
+  /**
+   * The shuffle of a store opened by URL when none is given: a global shuffle reads every shard in every batch, which
+   * needs the whole store in the cache; 'block' reads windows of whole runs.
+   */
+  remoteShuffle: 'block',
 } as const;

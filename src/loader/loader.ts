@@ -8,7 +8,7 @@ import { openNpy } from '../formats/npy.ts';
 import { checkShardOnce } from '../store/checksum.ts';
 import { isLoadable, type LoadableSource, type PartFile, partOf } from './layout.ts';
 import { subsetIndex } from './holdout.ts';
-import type { ClassTable, PlanConfig } from './plan.ts';
+import { type ClassTable, type Plan, type PlanConfig, createPlan } from './plan.ts';
 import { type BatchReader, type ReaderInit, createReader, slotLayout } from './reader.ts';
 import { gatherAddon } from './native.ts';
 import { LOADER_DEFAULTS } from './defaults.ts';
@@ -248,7 +248,13 @@ export function createLoader(source: DataSource, opts: LoaderOptions = {}): Shuf
   const seed = intOpt('seed', opts.seed, LOADER_DEFAULTS.seed, -(2 ** 52));
   const worldSize = intOpt('worldSize', opts.worldSize, 1, 1);
   const rank = intOpt('rank', opts.rank, 0, 0);
-  const mode = opts.shuffle === false ? 'none' : (opts.shuffle ?? LOADER_DEFAULTS.shuffle);
+  const fetcher = src.fetcher;
+  const mode = opts.shuffle === false ? 'none' : (opts.shuffle ?? (fetcher ? LOADER_DEFAULTS.remoteShuffle : LOADER_DEFAULTS.shuffle));
+  if (fetcher && mode === 'global' && fetcher.totalBytes > fetcher.limitBytes) {
+    throw new SlimfitError(`a global shuffle reads every shard in every batch, but the ${fetcher.totalBytes} bytes of ${fetcher.url} do not fit the cache limit of ${fetcher.limitBytes} bytes`, {
+      hint: "use shuffle: 'block' (--shuffle block; the default for remote stores) or raise cacheLimit (--cache-limit) above the store's size",
+    });
+  }
   const balanced = opts.balanced ?? false;
   const spec = makeTransformSpec(src, opts, seed);
   const N = src.samples;
@@ -259,7 +265,9 @@ export function createLoader(source: DataSource, opts: LoaderOptions = {}): Shuf
   const yRow = src.y.shape.reduce((p, d) => p * d, 1) * dtypeSize(src.y.dtype);
 
   // Block mode geometry: the window is sized in bytes; blocks are at most a quarter of it.
-  const windowBytes = intOpt('shuffleWindow', opts.shuffleWindow, 64 * MB, 1);
+  // A remote store's window defaults to a quarter of the cache: the pending batches hold the shards of up to two windows,
+  // and each window's blocks can straddle two shards.
+  const windowBytes = intOpt('shuffleWindow', opts.shuffleWindow, fetcher ? Math.max(1, Math.min(64 * MB, Math.floor(fetcher.limitBytes / 4))) : 64 * MB, 1);
   const windowSamples = Math.max(1, Math.min(Math.max(1, perRank), Math.floor(windowBytes / Math.max(1, xRow + yRow))));
   const blockSamples = Math.max(1, Math.min(Math.floor(intOpt('shuffleBlock', opts.shuffleBlock, MB, 1) / Math.max(1, xRow)), Math.floor(windowSamples / 4)));
   const plan: PlanConfig = { n: N, subset: src.subset, mode, balanced, seed, rank, worldSize, perRank, blockSamples, windowSamples };
@@ -275,7 +283,8 @@ export function createLoader(source: DataSource, opts: LoaderOptions = {}): Shuf
   if (workers === 0) prefetch = 1;
   const reuse = opts.reuseBuffers ?? false;
   const labelCacheBytes = intOpt('labelCacheBytes', opts.labelCacheBytes, 64 * MB, 0);
-  const io: 'pread' | 'mmap' = opts.io === 'mmap' && mode !== 'block' && opts.native !== false && gatherAddon() ? 'mmap' : 'pread';
+  // Cached copies of remote shards are evicted while a loader runs: read them with preads (a mapping pins the file).
+  const io: 'pread' | 'mmap' = opts.io === 'mmap' && mode !== 'block' && !fetcher && opts.native !== false && gatherAddon() ? 'mmap' : 'pread';
 
   const frac = perRank > 0 ? windowSamples / perRank : 1;
   const shuffleReport: ShuffleReport = {
@@ -293,6 +302,7 @@ export function createLoader(source: DataSource, opts: LoaderOptions = {}): Shuf
   let running = false;
   let closed = false;
   let ahead = 0;
+  let mainPlan: Plan | null = null;
 
   // Before any byte of a shard is used: its checksum (once per process; later loaders over the same shards wait on the
   // same check). A shuffled epoch touches every shard at once, so all are checked up front; reading in stored order
@@ -312,9 +322,13 @@ export function createLoader(source: DataSource, opts: LoaderOptions = {}): Shuf
     let labels: Uint8Array | undefined;
     let classes: ClassTable | undefined;
     const stored = storedSamples(src);
-    if (N > 0 && (balanced || (stored * yRow <= labelCacheBytes && labelCacheBytes > 0))) labels = await readAllLabels(src, yRow);
+    if (N > 0 && (balanced || (stored * yRow <= labelCacheBytes && labelCacheBytes > 0))) {
+      const rel = fetcher ? await fetcher.acquire(src.parts.map((_, i) => i), 'y') : null;
+      try { labels = await readAllLabels(src, yRow); } finally { rel?.(); }
+    }
     if (balanced && labels) classes = classTable(src, labels);
     if (labels && stored * yRow > labelCacheBytes) labels = undefined; // read only for the class table
+    if (fetcher) mainPlan = createPlan(plan, classes);
     slots = Array.from({ length: prefetch }, () => new SharedArrayBuffer(layout.bytes));
     const init: ReaderInit = {
       parts: src.parts.map((p) => ({ ...p, x: { ...p.x }, y: { ...p.y } })), plan, classes, labels, spec, batchSize: B, slots,
@@ -341,11 +355,31 @@ export function createLoader(source: DataSource, opts: LoaderOptions = {}): Shuf
     y: viewAs(spec.yOut === 'int32' ? 'int32' : 'float32', new Uint8Array(o.y)),
   });
 
+  // Remote stores: which parts a batch reads (block mode: every part of its window, which the reader loads whole).
+  const idBuf = new Float64Array(B);
+  let winParts: { epoch: number; w: number; parts: number[] } | null = null;
+  const partsOf = (ep: number, s: number, n: number, into: Set<number>) => {
+    const pl = mainPlan!;
+    if (mode === 'block') {
+      for (let w = pl.windowOf(s); w <= pl.windowOf(s + n - 1); w++) {
+        if (!winParts || winParts.epoch !== ep || winParts.w !== w) {
+          const ps = new Set<number>();
+          for (const [first, count] of pl.windowRuns(ep, w)) for (let i = partOf(src.parts, first); i <= partOf(src.parts, first + count - 1); i++) ps.add(i);
+          winParts = { epoch: ep, w, parts: [...ps].sort((a, b) => a - b) };
+        }
+        for (const i of winParts.parts) into.add(i);
+      }
+      return;
+    }
+    pl.samples(ep, s, n, idBuf);
+    for (let k = 0; k < n; k++) into.add(partOf(src.parts, idBuf[k]));
+  };
+
   async function* iterate(): AsyncGenerator<Batch> {
     if (closed) throw new Error('the loader is closed');
     if (running) throw new Error('this loader is already being iterated; finish or break that loop first');
     running = true;
-    const inflight = new Map<number, { slot: number; done: Promise<Owned | void> }>();
+    const inflight = new Map<number, { slot: number; done: Promise<Owned | void>; release?: Promise<() => void> }>();
     // Copies the caller owns are made by the worker threads into fresh buffers that move to this thread, so the
     // main thread never copies a batch (copying out of a ring slot another core just wrote cost ~100 us per MNIST batch).
     const owned = !reuse && workers > 0;
@@ -370,6 +404,19 @@ export function createLoader(source: DataSource, opts: LoaderOptions = {}): Shuf
         const upTo = Math.min(starts.length, next + free.length) - 1;
         if (upTo >= next) await checkXUpTo(rank * perRank + Math.min(perRank, starts[upTo] + B));
       };
+      // Remote stores: a group is sent once the parts it reads are in the cache (acquired in dispatch order, so sends
+      // keep their order); they stay pinned until its last batch is handed out. Meanwhile the parts of the batches
+      // after the ring are fetched ahead.
+      let sendChain: Promise<unknown> = Promise.resolve();
+      let lookedAt = -Infinity;
+      const lookahead = () => {
+        if (!fetcher || next - lookedAt < 4) return;
+        lookedAt = next;
+        const span = mode === 'block' ? Math.ceil(windowSamples / B) + 1 : 2 * prefetch;
+        const want = new Set<number>();
+        for (let k = next; k < Math.min(starts.length, next + span) && want.size < 16; k++) partsOf(ep, starts[k], Math.min(B, perRank - starts[k]), want);
+        fetcher.prefetch([...want]);
+      };
       const dispatch = () => {
         while (free.length > 0 && next < starts.length) {
           const s0 = starts[next];
@@ -383,10 +430,22 @@ export function createLoader(source: DataSource, opts: LoaderOptions = {}): Shuf
             const n = Math.min(B, perRank - s);
             reqs.push({ seq: next++, epoch: ep, start: s, n, slot: free.shift()!, own: owned ? [n * spec.xOutBytes, n * spec.yOutBytes] : undefined });
           }
-          const done = e.send(reqs);
+          let done: Promise<Owned | void>[];
+          let release: Promise<() => void> | undefined;
+          if (fetcher) {
+            const need = new Set<number>();
+            for (const r of reqs) partsOf(ep, r.start, r.n, need);
+            const got = fetcher.acquire([...need].sort((a, b) => a - b));
+            release = got.catch(() => () => {});
+            const ex1 = e;
+            const sent = Promise.all([sendChain.catch(() => {}), got]).then(() => ex1.send(reqs));
+            sendChain = sent;
+            done = reqs.map((_, i) => sent.then((d) => d[i]));
+          } else done = e.send(reqs);
           ahead = inflight.size + reqs.length;
-          reqs.forEach((r, i) => { done[i].catch(() => {}); inflight.set(r.seq, { slot: r.slot, done: done[i] }); });
+          reqs.forEach((r, i) => { done[i].catch(() => {}); inflight.set(r.seq, { slot: r.slot, done: done[i], release: i === reqs.length - 1 ? release : undefined }); });
         }
+        lookahead();
       };
       if (lazyX) await ready();
       dispatch();
@@ -394,6 +453,7 @@ export function createLoader(source: DataSource, opts: LoaderOptions = {}): Shuf
         const t = inflight.get(k)!;
         const got = await t.done;
         inflight.delete(k);
+        if (t.release) void t.release.then((r) => r());
         ahead = inflight.size;
         const n = Math.min(B, perRank - starts[k]);
         const { x, y } = got ? ownedView(got) : view(t.slot, n);
@@ -406,6 +466,7 @@ export function createLoader(source: DataSource, opts: LoaderOptions = {}): Shuf
       if (position === 0 && starts.length === 0 && first === 0) epoch++; // an empty epoch still advances
     } finally {
       await Promise.allSettled([...inflight.values()].map((t) => t.done));
+      for (const t of inflight.values()) if (t.release) void t.release.then((r) => r());
       ahead = 0;
       for (const e of executors ?? []) e.setActive(false);
       running = false;

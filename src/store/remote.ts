@@ -1,0 +1,118 @@
+// A store behind a URL: its manifest read over the network, its shards made local through the shard cache (downloaded,
+// checked against the manifest's SHA-256, kept while in use) and fetched ahead of the reader on request.
+import { SlimfitError } from '../core/errors.ts';
+import {
+  type Backend, type RemoteOptions, type ResolvedRemote, REMOTE_DEFAULTS, ShardCache, downloadFile, fetchText, isRemote, openBackend, resolveRemoteOptions,
+} from '../remote/index.ts';
+import { sha256File } from './checksum.ts';
+import { MANIFEST_FILE, type Manifest, type ShardFile, readManifest, validateManifest } from './manifest.ts';
+
+/** Local copies of a remote store's shard files, on demand. */
+export interface RemoteShards {
+  /** The store URL. */
+  readonly url: string;
+  readonly backend: Backend;
+  readonly cache: ShardCache;
+  /** The URL of a shard file (for messages). */
+  urlOf(f: ShardFile): string;
+  /** Where the cached copy of `f` lives (present only between acquire and release). */
+  pathOf(f: ShardFile): string;
+  /** Download (or find in the cache) and check these files, and keep them until the returned release() is called. */
+  acquire(files: readonly ShardFile[]): Promise<() => void>;
+  /** Start downloading these files in this order, as far as the cache limit allows beside the files in use. */
+  prefetch(files: readonly ShardFile[]): void;
+  /** Drop pins held by prefetches nobody acquired, and close connections. */
+  close(): void;
+}
+
+const caches = new Map<string, ShardCache>();
+
+/** One ShardCache per folder in a process (pins are per process and entry). */
+function cacheFor(r: ResolvedRemote): ShardCache {
+  let c = caches.get(r.cacheDir);
+  if (!c) {
+    c = new ShardCache({ dir: r.cacheDir, limitBytes: r.cacheLimit, checkFile: async (p, sha) => (await sha256File(p)) === sha });
+    caches.set(r.cacheDir, c);
+  } else (c as { limitBytes: number }).limitBytes = r.cacheLimit;
+  return c;
+}
+
+/** Read and validate the manifest of the store at `url`. */
+export async function readRemoteManifest(backend: Backend, r: ResolvedRemote): Promise<Manifest> {
+  const text = await fetchText(backend, MANIFEST_FILE, r.retry);
+  if (text === null) {
+    throw new SlimfitError(`no ${MANIFEST_FILE} at ${backend.urlOf(MANIFEST_FILE)}, so this is not a (complete) slimfit store`, {
+      file: backend.url, hint: 'check the URL (it names the store folder, the one holding dataset.json); an interrupted upload leaves no manifest',
+    });
+  }
+  let parsed: unknown;
+  try { parsed = JSON.parse(text); } catch {
+    throw new SlimfitError(`not a complete slimfit store: ${MANIFEST_FILE} is not valid JSON`, { file: backend.urlOf(MANIFEST_FILE), hint: 'is the URL right? a web page in its place is not a manifest' });
+  }
+  return validateManifest(parsed, backend.url);
+}
+
+/** The manifest of a store folder or URL. */
+export async function readManifestAt(dirOrUrl: string, opts: RemoteOptions = {}): Promise<Manifest> {
+  if (!isRemote(dirOrUrl)) return readManifest(dirOrUrl);
+  const r = resolveRemoteOptions(opts);
+  const b = openBackend(dirOrUrl, r);
+  try { return await readRemoteManifest(b, r); } finally { b.close(); }
+}
+
+/**
+ * Open the store at `url`: its manifest now, its shards through the cache when acquired.
+ *
+ * @example
+ * const { manifest, shards } = await openRemote('http://127.0.0.1:8080/mnist', { cacheLimit: 2e9 });
+ */
+export async function openRemote(url: string, opts: RemoteOptions = {}): Promise<{ manifest: Manifest; shards: RemoteShards }> {
+  const r = resolveRemoteOptions(opts);
+  const backend = openBackend(url, r);
+  let manifest: Manifest;
+  try { manifest = await readRemoteManifest(backend, r); } catch (e) { backend.close(); throw e; }
+  const cache = cacheFor(r);
+  const fetchInto = (f: ShardFile) => (tmp: string) => downloadFile(backend, f.file, tmp, f, r.retry);
+  /** Prefetches running or done and not yet taken over by acquire: sha -> whether it holds a pin. */
+  const ahead = new Map<string, Promise<boolean>>();
+  let downloading = 0, downloadingBytes = 0;
+  const take = async (f: ShardFile) => {
+    await cache.acquire(f.sha256, f.bytes, fetchInto(f));
+    const p = ahead.get(f.sha256);
+    if (p) { ahead.delete(f.sha256); if (await p) cache.release(f.sha256); }
+  };
+  const shards: RemoteShards = {
+    url: backend.url, backend, cache,
+    urlOf: (f) => backend.urlOf(f.file),
+    pathOf: (f) => cache.pathOf(f.sha256),
+    async acquire(files) {
+      const held: string[] = [];
+      try {
+        for (const f of files) { await take(f); held.push(f.sha256); }
+      } catch (e) {
+        for (const s of held) cache.release(s);
+        throw e;
+      }
+      let done = false;
+      return () => { if (!done) { done = true; for (const s of held) cache.release(s); } };
+    },
+    prefetch(files) {
+      for (const f of files) {
+        if (downloading >= REMOTE_DEFAULTS.prefetchConcurrency) return;
+        if (ahead.has(f.sha256) || cache.has(f.sha256)) continue;
+        if (!cache.fits(downloadingBytes + f.bytes)) return;
+        downloading++; downloadingBytes += f.bytes;
+        // A failed prefetch holds nothing; the acquire that needs the file tries again and reports the error.
+        const p = cache.acquire(f.sha256, f.bytes, fetchInto(f)).then(() => true, () => false)
+          .finally(() => { downloading--; downloadingBytes -= f.bytes; });
+        ahead.set(f.sha256, p);
+      }
+    },
+    close() {
+      for (const [sha, p] of ahead) void p.then((pinned) => { if (pinned) cache.release(sha); });
+      ahead.clear();
+      backend.close();
+    },
+  };
+  return { manifest, shards };
+}
