@@ -79,13 +79,13 @@ export async function startS3(dir: string, buckets: string[]): Promise<{ endpoin
 
 /** Faults the proxy injects; each field is checked per connection / per response. */
 export interface Faults {
-  /** Cut the server->client stream after this many bytes of a response body (per connection, once), if set. */
+  /** Cut the connection that next sends bytes back, this many bytes later (once; the field is cleared). */
   cutAfter?: number;
   /** Answer this HTTP status (500, 503...) instead of forwarding, for the next `count` requests. */
   status?: { code: number; count: number };
-  /** Hold the answer of the next `count` connections without sending anything (until the client gives up). */
+  /** Swallow the next `count` requests and never answer them (until the client gives up). */
   stall?: { count: number };
-  /** Flip one byte at this offset of the server->client stream of the next `count` connections. */
+  /** Flip one byte this many bytes after the current position of a connection's answers, `count` times. */
   flip?: { offset: number; count: number };
   /** Delay before forwarding each server->client chunk (ms). */
   latencyMs?: number;
@@ -106,44 +106,42 @@ export async function startFaultProxy(targetPort: number, faults: Faults = {}): 
     sockets.add(client);
     client.on('close', () => sockets.delete(client));
     client.on('error', () => {});
-    if (faults.status && faults.status.count > 0) {
-      faults.status.count--;
-      injected.status++;
-      const code = faults.status.code;
-      client.once('data', () => {
-        client.end(`HTTP/1.1 ${code} Injected\r\nContent-Length: 0\r\nConnection: close\r\n\r\n`);
-      });
-      return;
-    }
-    if (faults.stall && faults.stall.count > 0) {
-      faults.stall.count--;
-      injected.stall++;
-      client.on('data', () => {}); // swallow the request, never answer
-      return;
-    }
     const upstream = connect(targetPort, '127.0.0.1');
     sockets.add(upstream);
     upstream.on('close', () => { sockets.delete(upstream); client.destroy(); });
     upstream.on('error', () => client.destroy());
     client.on('close', () => upstream.destroy());
-    client.pipe(upstream);
+    let stalled = false;
+    // Request faults act per request (connections are kept alive): answer a status, or swallow it and never answer.
+    client.on('data', (req: Buffer) => {
+      if (stalled) return;
+      if (faults.status && faults.status.count > 0) {
+        faults.status.count--;
+        injected.status++;
+        client.end(`HTTP/1.1 ${faults.status.code} Injected\r\nContent-Length: 0\r\nConnection: close\r\n\r\n`);
+        upstream.destroy();
+        return;
+      }
+      if (faults.stall && faults.stall.count > 0) { faults.stall.count--; injected.stall++; stalled = true; return; }
+      upstream.write(req);
+    });
+    // Response faults act on the bytes flowing back, from the moment they are set.
     let sent = 0;
-    let cutAt = faults.cutAfter !== undefined ? faults.cutAfter : faults.cutAlways;
-    if (faults.cutAfter !== undefined) { faults.cutAfter = undefined; }
+    let cutAt = faults.cutAlways;
     let flipAt = -1;
-    if (faults.flip && faults.flip.count > 0) { faults.flip.count--; flipAt = faults.flip.offset; }
     let chain = Promise.resolve();
     upstream.on('data', (chunk: Buffer) => {
       chain = chain.then(async () => {
         if (faults.latencyMs) await new Promise((r) => setTimeout(r, faults.latencyMs));
-        if (client.destroyed) return;
+        if (client.destroyed || stalled) return;
+        if (faults.cutAfter !== undefined) { cutAt = sent + faults.cutAfter; faults.cutAfter = undefined; }
+        if (flipAt < 0 && faults.flip && faults.flip.count > 0) { faults.flip.count--; flipAt = sent + faults.flip.offset; }
         let c = chunk;
         if (flipAt >= sent && flipAt < sent + c.length) { c = Buffer.from(c); c[flipAt - sent] ^= 0xff; injected.flip++; flipAt = -1; }
         if (cutAt !== undefined && sent + c.length > cutAt) {
           client.write(c.subarray(0, Math.max(0, cutAt - sent)));
           injected.cut++;
           client.destroy(); upstream.destroy();
-          cutAt = undefined;
           return;
         }
         sent += c.length;

@@ -52,6 +52,8 @@ export interface PartFetcher {
   acquire(parts: readonly number[], fields?: 'xy' | 'y'): Promise<() => void>;
   /** Start fetching these parts' files in this order, as far as the cache limit allows beside the files in use. */
   prefetch(parts: readonly number[]): void;
+  /** Bytes of these parts' files. */
+  bytesOf(parts: readonly number[]): number;
   /** Bytes the cache may hold, and bytes of all the parts' files. */
   readonly limitBytes: number;
   readonly totalBytes: number;

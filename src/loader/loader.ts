@@ -355,13 +355,19 @@ export function createLoader(source: DataSource, opts: LoaderOptions = {}): Shuf
     y: viewAs(spec.yOut === 'int32' ? 'int32' : 'float32', new Uint8Array(o.y)),
   });
 
-  // Remote stores: which parts a batch reads (block mode: every part of its window, which the reader loads whole).
+  // Remote stores: which parts a batch reads. Block mode: a reader loads a window whole when a batch first needs it and
+  // then reads no file until the next window, so a batch needs the parts of the windows its executor does not hold
+  // yet (`held`: the window each executor loaded last; the reader keeps one).
   const idBuf = new Float64Array(B);
   let winParts: { epoch: number; w: number; parts: number[] } | null = null;
-  const partsOf = (ep: number, s: number, n: number, into: Set<number>) => {
+  const partsOf = (ep: number, s: number, n: number, into: Set<number>, held?: Map<Executor, string>, e?: Executor) => {
     const pl = mainPlan!;
     if (mode === 'block') {
       for (let w = pl.windowOf(s); w <= pl.windowOf(s + n - 1); w++) {
+        if (held && e) {
+          if (held.get(e) === `${ep}:${w}`) continue;
+          held.set(e, `${ep}:${w}`);
+        }
         if (!winParts || winParts.epoch !== ep || winParts.w !== w) {
           const ps = new Set<number>();
           for (const [first, count] of pl.windowRuns(ep, w)) for (let i = partOf(src.parts, first); i <= partOf(src.parts, first + count - 1); i++) ps.add(i);
@@ -379,7 +385,7 @@ export function createLoader(source: DataSource, opts: LoaderOptions = {}): Shuf
     if (closed) throw new Error('the loader is closed');
     if (running) throw new Error('this loader is already being iterated; finish or break that loop first');
     running = true;
-    const inflight = new Map<number, { slot: number; done: Promise<Owned | void>; release?: Promise<() => void> }>();
+    const inflight = new Map<number, { slot: number; done: Promise<Owned | void> }>();
     // Copies the caller owns are made by the worker threads into fresh buffers that move to this thread, so the
     // main thread never copies a batch (copying out of a ring slot another core just wrote cost ~100 us per MNIST batch).
     const owned = !reuse && workers > 0;
@@ -407,14 +413,22 @@ export function createLoader(source: DataSource, opts: LoaderOptions = {}): Shuf
       // Remote stores: a group is sent once the parts it reads are in the cache (acquired in dispatch order, so sends
       // keep their order); they stay pinned until its last batch is handed out. Meanwhile the parts of the batches
       // after the ring are fetched ahead.
+      // Pinned files of unfilled groups stay within half the cache (one group may exceed it alone): later groups wait.
       let sendChain: Promise<unknown> = Promise.resolve();
+      const held = new Map<Executor, string>();
+      let pinnedBytes = 0;
+      let wake: (() => void) | null = null;
+      const budget = fetcher ? fetcher.limitBytes / 2 : 0;
+      const gate = async (need: number) => {
+        while (pinnedBytes > 0 && pinnedBytes + need > budget) await new Promise<void>((r) => { wake = r; });
+      };
       let lookedAt = -Infinity;
-      const lookahead = () => {
-        if (!fetcher || next - lookedAt < 4) return;
-        lookedAt = next;
+      const lookahead = (from: number) => {
+        if (!fetcher || from - lookedAt < 4) return;
+        lookedAt = from;
         const span = mode === 'block' ? Math.ceil(windowSamples / B) + 1 : 2 * prefetch;
         const want = new Set<number>();
-        for (let k = next; k < Math.min(starts.length, next + span) && want.size < 16; k++) partsOf(ep, starts[k], Math.min(B, perRank - starts[k]), want);
+        for (let k = from; k < Math.min(starts.length, from + span) && want.size < 16; k++) partsOf(ep, starts[k], Math.min(B, perRank - starts[k]), want);
         fetcher.prefetch([...want]);
       };
       const dispatch = () => {
@@ -431,21 +445,30 @@ export function createLoader(source: DataSource, opts: LoaderOptions = {}): Shuf
             reqs.push({ seq: next++, epoch: ep, start: s, n, slot: free.shift()!, own: owned ? [n * spec.xOutBytes, n * spec.yOutBytes] : undefined });
           }
           let done: Promise<Owned | void>[];
-          let release: Promise<() => void> | undefined;
           if (fetcher) {
             const need = new Set<number>();
-            for (const r of reqs) partsOf(ep, r.start, r.n, need);
-            const got = fetcher.acquire([...need].sort((a, b) => a - b));
-            release = got.catch(() => () => {});
+            for (const r of reqs) partsOf(ep, r.start, r.n, need, held, e);
+            const ps = [...need].sort((a, b) => a - b);
+            const bytes = fetcher.bytesOf(ps);
+            const from = reqs[0].seq;
+            const f = fetcher;
+            const got = sendChain.catch(() => {}).then(async () => {
+              await gate(bytes);
+              lookahead(from);
+              const rel = await f.acquire(ps);
+              pinnedBytes += bytes;
+              return () => { rel(); pinnedBytes -= bytes; const w = wake; wake = null; w?.(); };
+            });
             const ex1 = e;
             const sent = Promise.all([sendChain.catch(() => {}), got]).then(() => ex1.send(reqs));
             sendChain = sent;
             done = reqs.map((_, i) => sent.then((d) => d[i]));
+            // Filled batches need their files no more: unpinned (evictable) as soon as the whole group is filled.
+            void Promise.allSettled(done).then(() => got.then((r) => r(), () => {}));
           } else done = e.send(reqs);
           ahead = inflight.size + reqs.length;
-          reqs.forEach((r, i) => { done[i].catch(() => {}); inflight.set(r.seq, { slot: r.slot, done: done[i], release: i === reqs.length - 1 ? release : undefined }); });
+          reqs.forEach((r, i) => { done[i].catch(() => {}); inflight.set(r.seq, { slot: r.slot, done: done[i] }); });
         }
-        lookahead();
       };
       if (lazyX) await ready();
       dispatch();
@@ -453,7 +476,6 @@ export function createLoader(source: DataSource, opts: LoaderOptions = {}): Shuf
         const t = inflight.get(k)!;
         const got = await t.done;
         inflight.delete(k);
-        if (t.release) void t.release.then((r) => r());
         ahead = inflight.size;
         const n = Math.min(B, perRank - starts[k]);
         const { x, y } = got ? ownedView(got) : view(t.slot, n);
@@ -466,7 +488,6 @@ export function createLoader(source: DataSource, opts: LoaderOptions = {}): Shuf
       if (position === 0 && starts.length === 0 && first === 0) epoch++; // an empty epoch still advances
     } finally {
       await Promise.allSettled([...inflight.values()].map((t) => t.done));
-      for (const t of inflight.values()) if (t.release) void t.release.then((r) => r());
       ahead = 0;
       for (const e of executors ?? []) e.setActive(false);
       running = false;

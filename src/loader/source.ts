@@ -83,6 +83,7 @@ export async function openDataset(dir: string, opts: OpenDatasetOptions = {}): P
           url: remote.url, limitBytes: remote.cache.limitBytes,
           totalBytes: info.shards.reduce((a, sh) => a + sh.x.bytes + sh.y.bytes, 0),
           acquire: (ps, fields = 'xy') => remote.acquire(files(ps, fields)),
+          bytesOf: (ps) => files(ps, 'xy').reduce((a, f) => a + f.bytes, 0),
           prefetch: (ps) => remote.prefetch(files(ps, 'xy')),
         };
       }

@@ -17,6 +17,9 @@ function transferError(url: string, e: unknown): TransferError {
   const err = e as SdkError;
   const status = err.$metadata?.httpStatusCode;
   if (err.name === 'AbortError' || err.name === 'TimeoutError') return new TransferError(`timed out`, url, undefined, true);
+  if (err.name === 'CredentialsProviderError') {
+    return new TransferError('no AWS credentials found (set AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY, AWS_PROFILE, or use an instance role)', url, undefined, false);
+  }
   if (status !== undefined) {
     const what = err.name && err.name !== 'Unknown' && err.name !== 'UnknownError' ? ` ${err.name}` : '';
     return new TransferError(`HTTP ${status}${what}`, url, status, retryableStatus(status));

@@ -2,7 +2,7 @@
 // checked against the manifest's SHA-256, kept while in use) and fetched ahead of the reader on request.
 import { SlimfitError } from '../core/errors.ts';
 import {
-  type Backend, type RemoteOptions, type ResolvedRemote, REMOTE_DEFAULTS, ShardCache, downloadFile, fetchText, isRemote, openBackend, resolveRemoteOptions,
+  type Backend, type CacheStats, type RemoteOptions, type ResolvedRemote, REMOTE_DEFAULTS, ShardCache, downloadFile, fetchText, isRemote, openBackend, resolveRemoteOptions,
 } from '../remote/index.ts';
 import { sha256File } from './checksum.ts';
 import { MANIFEST_FILE, type Manifest, type ShardFile, readManifest, validateManifest } from './manifest.ts';
@@ -39,7 +39,19 @@ function cacheFor(r: ResolvedRemote): ShardCache {
 
 /** Read and validate the manifest of the store at `url`. */
 export async function readRemoteManifest(backend: Backend, r: ResolvedRemote): Promise<Manifest> {
-  const text = await fetchText(backend, MANIFEST_FILE, r.retry);
+  // The manifest carries the shards' checksums but has none of its own: it is read until two reads agree, so a byte
+  // flipped on the way (which could change a statistic silently) is not taken.
+  let text = await fetchText(backend, MANIFEST_FILE, r.retry);
+  for (let reads = 1; text !== null; reads++) {
+    const again = await fetchText(backend, MANIFEST_FILE, r.retry);
+    if (again === text) break;
+    if (reads >= r.retry.attempts) {
+      throw new SlimfitError(`${MANIFEST_FILE} came back different on each of ${reads + 1} reads`, {
+        file: backend.urlOf(MANIFEST_FILE), hint: 'the store is being rewritten, or the network corrupts data; try again later',
+      });
+    }
+    text = again;
+  }
   if (text === null) {
     throw new SlimfitError(`no ${MANIFEST_FILE} at ${backend.urlOf(MANIFEST_FILE)}, so this is not a (complete) slimfit store`, {
       file: backend.url, hint: 'check the URL (it names the store folder, the one holding dataset.json); an interrupted upload leaves no manifest',
@@ -100,7 +112,8 @@ export async function openRemote(url: string, opts: RemoteOptions = {}): Promise
       for (const f of files) {
         if (downloading >= REMOTE_DEFAULTS.prefetchConcurrency) return;
         if (ahead.has(f.sha256) || cache.has(f.sha256)) continue;
-        if (!cache.fits(downloadingBytes + f.bytes)) return;
+        // Reading ahead uses at most half the cache: the files the reader needs now must still fit beside it.
+        if (!cache.fits(downloadingBytes + f.bytes + cache.limitBytes / 2)) return;
         downloading++; downloadingBytes += f.bytes;
         // A failed prefetch holds nothing; the acquire that needs the file tries again and reports the error.
         const p = cache.acquire(f.sha256, f.bytes, fetchInto(f)).then(() => true, () => false)
@@ -115,4 +128,9 @@ export async function openRemote(url: string, opts: RemoteOptions = {}): Promise
     },
   };
   return { manifest, shards };
+}
+
+/** Disk figures and counters of the shard cache in `dir` as this process sees it (null if this process has not used it). */
+export function remoteCacheStats(dir: string): CacheStats | null {
+  return caches.get(dir)?.usage() ?? null;
 }
