@@ -13,12 +13,16 @@ export interface BenchChildSpec {
   reuse: boolean;
   io: 'pread' | 'mmap';
   native: boolean;
+  /** A store URL's cache folder and limit (and S3 endpoint). */
+  remote?: { cacheDir?: string; cacheLimit?: number; endpoint?: string };
+  shuffleWindow?: number;
 }
 
 const spec = JSON.parse(process.argv[2]) as BenchChildSpec;
-const ds = await openDataset(spec.dir);
+const ds = await openDataset(spec.dir, spec.remote ? { remote: spec.remote } : {});
 const loader = createLoader(ds.split(spec.split), {
   batchSize: spec.batch, shuffle: spec.shuffle, workers: spec.workers, normalize: { scale: 1 / 255, shift: 0 }, reuseBuffers: spec.reuse, seed: 0, io: spec.io, native: spec.native,
+  ...(spec.shuffleWindow ? { shuffleWindow: spec.shuffleWindow } : {}),
 });
 let n = 0, check = 0;
 let t0 = 0;

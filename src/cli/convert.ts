@@ -2,7 +2,7 @@
 import type { Command } from 'commander';
 import { SlimfitError, UsageError } from '../core/errors.ts';
 import { parseBytes } from '../core/units.ts';
-import { wholeFlag } from './flags.ts';
+import { remoteFlags, wholeFlag } from './flags.ts';
 import { JSON_FLAG, keepStdoutForJson, printJson } from './json-out.ts';
 
 /** Options `convert` takes (messy-source options are passed through to their readers). */
@@ -28,6 +28,7 @@ export function register(program: Command): void {
     .option('--no-dup-check', 'skip fingerprinting samples for duplicate/leakage counts (saves ~9-18 bytes per sample)')
     .option('--class-names <list>', 'comma-separated class names, index = label')
     .option('--force', 'replace an existing store at OUT')
+    .option('--endpoint <url>', 'OUT = s3://bucket/prefix on an S3-compatible server (MinIO, Ceph, R2...): its endpoint (default $AWS_ENDPOINT_URL)')
     .option('-q, --quiet', 'no progress output')
     .option('--json', JSON_FLAG)
     .option('--grayscale', 'images: convert to one gray channel (Rec.709 luma)')
@@ -67,7 +68,8 @@ export function register(program: Command): void {
       const { checkOutsideInputs } = await import('../store/atomic.ts');
       // Input paths: SRC, --train/--test, and --x/--y when they are files (with SRC they name arrays inside it).
       const inputs = [src, o.train, o.test, ...(src ? [] : [o.x, o.y])].filter((p): p is string => typeof p === 'string');
-      await checkOutsideInputs(out, inputs);
+      const { isRemote } = await import('../remote/index.ts');
+      if (!isRemote(out)) await checkOutsideInputs(out, inputs);
       const t0 = performance.now(); // the summary's time includes opening the input (e.g. an archive's first pass)
       const input = await openInput(src, { ...o, ...messyOptionsFromCli(o) });
       const sources = input.kind === 'single' ? [input.source] : input.splits.map((s) => s.source);
@@ -80,6 +82,7 @@ export function register(program: Command): void {
           plan = { kind: 'presplit', splits: input.splits };
         }
         const report = await writeStore(out, plan, {
+          remote: remoteFlags(o as { endpoint?: string }),
           shardBytes, dedupe: o.dedupe, force: o.force, quiet: o.quiet, checkDuplicates: o.dupCheck, strict: Boolean(o.strict),
           classNames: o.classNames ? o.classNames.split(',').map((s) => s.trim()) : undefined,
           command: ['slimfit', ...cmd.parent!.args].join(' '),

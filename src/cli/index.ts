@@ -19,6 +19,8 @@ export const COMMANDS: Record<string, Array<() => Promise<Register>>> = {
   eval: [() => import('./eval.ts')],
   export: [() => import('./export.ts')],
   info: [() => import('./info.ts')],
+  pull: [() => import('./pull.ts')],
+  push: [() => import('./push.ts')],
   show: [() => import('./show.ts')],
   train: [() => import('./train.ts')],
   verify: [() => import('./verify.ts')],

@@ -4,16 +4,17 @@ import { constants } from 'node:os';
 import { resolve } from 'node:path';
 import { UsageError } from '../core/errors.ts';
 import { DEFAULTS } from '../train/defaults.ts';
+import { LOADER_DEFAULTS } from '../loader/defaults.ts';
 import { LR_SCHEDULE_SYNTAX } from '../train/schedule.ts';
 import type { RunSummary } from '../train/run.ts';
-import { factorFlag, fractionFlag, positiveFlag, wholeFlag } from './flags.ts';
+import { addRemoteFlags, factorFlag, fractionFlag, positiveFlag, remoteFlags, wholeFlag } from './flags.ts';
 import { JSON_FLAG, keepStdoutForJson, printJson } from './json-out.ts';
 
 /** Register `train`. */
 export function register(program: Command): void {
-  program.command('train')
+  addRemoteFlags(program.command('train')
     .description('train a model on a store (or --x/--y .npy files, or an .npz) with checkpoints, a JSONL log and report.md')
-    .argument('[DIR]', 'store directory made by `slimfit convert` (or an .npz with --x/--y names); omit with --resume')
+    .argument('[DIR]', 'store directory made by `slimfit convert` or its URL (http(s)://..., s3://bucket/prefix), or an .npz with --x/--y names; omit with --resume')
     .option('--model <name|path>', 'mlp, cnn, two-branch, or a tfjs model.json', DEFAULTS.model)
     .option('--epochs <n>', 'total epochs', wholeFlag('--epochs', 1), DEFAULTS.epochs)
     .option('--batch <n>', 'batch size', wholeFlag('--batch', 1), DEFAULTS.batchSize)
@@ -34,7 +35,7 @@ export function register(program: Command): void {
     .option('--split <name>', 'split to train on', DEFAULTS.split)
     .option('--x <path|name>', '.npy file of samples (with --y), or the x array name inside an .npz DIR')
     .option('--y <path|name>', '.npy file of labels (with --x), or the y array name inside an .npz DIR')
-    .option('--shuffle <mode>', "global, block or none", DEFAULTS.shuffle)
+    .option('--shuffle <mode>', `global, block or none (default ${DEFAULTS.shuffle}; ${LOADER_DEFAULTS.remoteShuffle} for a store URL)`)
     .option('--workers <n>', 'loader worker threads (default cores-1; 0 = main thread)', wholeFlag('--workers', 0))
     .option('--backend <name>', 'force the TensorFlow.js backend: wasm or cpu')
     .option('--no-test', 'skip the final evaluation on the test split')
@@ -45,7 +46,7 @@ export function register(program: Command): void {
       const { trainRun } = await import('../train/run.ts');
       const { OPTIMIZERS } = await import('../train/loop.ts');
       if (!(OPTIMIZERS as readonly string[]).includes(o.optimizer)) throw new UsageError(`unknown optimizer '${o.optimizer}'`, { hint: `use one of: ${OPTIMIZERS.join(', ')}` });
-      if (!['global', 'block', 'none'].includes(o.shuffle)) throw new UsageError(`unknown --shuffle '${o.shuffle}'`, { hint: 'use global, block or none' });
+      if (o.shuffle !== undefined && !['global', 'block', 'none'].includes(o.shuffle)) throw new UsageError(`unknown --shuffle '${o.shuffle}'`, { hint: 'use global, block or none' });
       let data;
       if (o.x || o.y) {
         if (!o.x || !o.y) throw new UsageError('--x and --y go together');
@@ -76,7 +77,7 @@ export function register(program: Command): void {
           model: pick('model', o.model), epochs: pick('epochs', o.epochs), batchSize: pick('batch', o.batch), lr: pick('lr', o.lr), lrDecay: pick('lrDecay', o.lrDecay),
           shift: pick('shift', o.shift), valSplit: pick('valSplit', o.valSplit), valFraction: pick('valFraction', o.valFraction), optimizer: pick('optimizer', o.optimizer),
           seed: pick('seed', o.seed), split: pick('split', o.split), shuffle: pick('shuffle', o.shuffle === 'none' ? false : o.shuffle),
-          out: o.resume ?? o.out, resume: Boolean(o.resume), force: o.force, backend: o.backend, workers: o.workers, evaluateTest: o.test, verifyChecksums: o.verify,
+          out: o.resume ?? o.out, resume: Boolean(o.resume), force: o.force, backend: o.backend, workers: o.workers, evaluateTest: o.test, verifyChecksums: o.verify, remote: remoteFlags(o),
           patience: pick('patience', o.patience), keepBest: pick('keepBest', o.keepBest), lrSchedule: pick('lrSchedule', o.lrSchedule), reduceLrOnPlateau: pick('reduceLrOnPlateau', o.reduceLrOnPlateau),
           signal: stop.signal,
         });
@@ -101,7 +102,7 @@ export function register(program: Command): void {
       if (last) process.stdout.write(`final epoch ${last.epoch}: loss ${last.loss.toFixed(4)}, accuracy ${last.accuracy.toFixed(4)}\n`);
       if (r.test) process.stdout.write(`test accuracy ${(100 * r.test.accuracy).toFixed(2)}% on ${r.test.samples} samples\n`);
       process.stdout.write(`report: ${r.report}\nwall time ${r.wallSeconds.toFixed(1)} s\n`);
-    });
+    }));
 }
 
 /** What `train --json` prints: where the run is and how it ended. */

@@ -12,7 +12,7 @@ import { parseRemote } from './url.ts';
 export type { Backend, GetResult } from './backend.ts';
 export { ShardCache, type CacheStats, type ShardCacheOptions } from './cache.ts';
 export { REMOTE_DEFAULTS } from './defaults.ts';
-export { RETRY_DEFAULTS, type RetryPolicy, TransferError } from './retry.ts';
+export { RETRY_DEFAULTS, type RetryPolicy, TransferError, withRetries } from './retry.ts';
 export { downloadFile, fetchText, uploadFile, type Expected } from './transfer.ts';
 export { isRemote, joinKey, parseRemote, type RemoteLocation } from './url.ts';
 

@@ -13,7 +13,9 @@ import { createDuplicateIndex } from './dedupe.ts';
 import { type FieldSpec, type Manifest, MANIFEST_FILE, type SplitInfo, STORE_VERSION, type Stats } from './manifest.ts';
 import { sampleBytes } from './open.ts';
 import { type SplitRatios, createSplitAssigner } from './split.ts';
-import { type SplitWriter, createSplitWriter, samplesPerShard } from './shards.ts';
+import { type ShardClosed, type SplitWriter, createSplitWriter, samplesPerShard } from './shards.ts';
+import { type RemoteOptions, isRemote } from '../remote/index.ts';
+import { prepareUpload } from './transfer.ts';
 import { type StatsAccumulator, createStats, firstNonFiniteSample } from './stats.ts';
 
 /** What to convert: sources that are already split, or one source to split by ratios. */
@@ -41,6 +43,8 @@ export interface WriteStoreOptions {
   checkDuplicates?: boolean;
   /** Refuse x values that are NaN or +-inf (else they are counted, recorded per split and left out of the stats). */
   strict?: boolean;
+  /** Writing to a URL (s3://bucket/prefix): S3 endpoint and retries (see openDataset's `remote`). */
+  remote?: RemoteOptions;
 }
 
 /** Duplicate and leakage counts found while converting. */
@@ -122,8 +126,12 @@ async function countClasses(src: SampleSource, quiet?: boolean, map?: Int32Array
   return counts;
 }
 
-/** Convert `input` into a store at `out`: written to a temp folder, manifest last, then renamed into place. */
+/**
+ * Convert `input` into a store at `out`: written to a temp folder, manifest last, then renamed into place. `out` may be
+ * an `s3://bucket/prefix` URL: shards are uploaded as they close (multipart when large) and the manifest last.
+ */
 export async function writeStore(out: string, input: StoreInput, opts: WriteStoreOptions = {}): Promise<ConversionReport> {
+  if (isRemote(out)) return writeStoreToUrl(out, input, opts);
   try {
     return await writeStoreAt(out, input, opts);
   } catch (e) {
@@ -135,7 +143,7 @@ export async function writeStore(out: string, input: StoreInput, opts: WriteStor
   }
 }
 
-async function writeStoreAt(out: string, input: StoreInput, opts: WriteStoreOptions): Promise<ConversionReport> {
+async function writeStoreAt(out: string, input: StoreInput, opts: WriteStoreOptions, onShardClosed?: ShardClosed): Promise<ConversionReport> {
   const t0 = performance.now();
   const sources = input.kind === 'presplit' ? input.splits.map((s) => s.source) : [input.source];
   const splitNames = input.kind === 'presplit' ? input.splits.map((s) => s.name) : input.ratios.map((r) => r.name);
@@ -160,7 +168,7 @@ async function writeStoreAt(out: string, input: StoreInput, opts: WriteStoreOpti
   const writers: SplitWriter[] = [];
   try {
     const perShard = samplesPerShard(x, opts.shardBytes ?? 64e6);
-    for (const name of splitNames) writers.push(await createSplitWriter(tmp, name, x, y, perShard));
+    for (const name of splitNames) writers.push(await createSplitWriter(tmp, name, x, y, perShard, onShardClosed));
     const stats: StatsAccumulator[] = splitNames.map(() => createStats(x));
     const classCounts: number[][] = splitNames.map(() => []);
     let total = sources.reduce((acc, s) => acc + (s.count ?? 0), 0);
@@ -308,4 +316,21 @@ async function countAll(src: SampleSource): Promise<number> {
   let n = 0;
   for await (const b of src.batches()) n += b.n;
   return n;
+}
+
+/**
+ * writeStore into a URL: the store is built in a local staging folder whose shards are uploaded (and deleted locally)
+ * as they close, so local disk holds only the shards in flight; the manifest goes up last, so a reader never sees a
+ * partial store. An existing store at the URL is replaced only with `force` (its manifest is removed first, its old
+ * shards after the new manifest is up).
+ */
+async function writeStoreToUrl(url: string, input: StoreInput, opts: WriteStoreOptions): Promise<ConversionReport> {
+  const up = await prepareUpload(url, opts.force ?? false, opts.remote);
+  try {
+    const report = await writeStoreAt(up.staging, input, { ...opts, force: true }, up.onShardClosed);
+    await up.finish(report.manifest);
+    return { ...report, dir: up.url };
+  } finally {
+    await up.close();
+  }
 }

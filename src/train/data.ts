@@ -4,6 +4,8 @@ import { SlimfitError } from '../core/errors.ts';
 import { openNpy } from '../formats/npy.ts';
 import { elementAsNumber, viewAs } from '../core/dtype.ts';
 import { createLoader, fromNpy, fromNpz, holdout, openDataset } from '../loader/index.ts';
+import { isLoadable } from '../loader/layout.ts';
+import { LOADER_DEFAULTS } from '../loader/defaults.ts';
 import { type RemoteOptions, isRemote } from '../remote/index.ts';
 import { manifestFingerprint } from '../store/fingerprint.ts';
 import { type DataSource, LOADER_OPTION_KEYS, type Loader, type LoaderOptions } from '../loader/types.ts';
@@ -116,7 +118,9 @@ export function trainLoaderOptions(src: DataSource, classes: number, o: LoaderOp
   const normalize = o.normalize ?? (src.stats ? 'stats' : src.x.dtype === 'uint8' ? { scale: 1 / 255, shift: 0 } : false);
   // Only the loader's own options: `o` may be fit's options (epochs, lr, callbacks...), which createLoader refuses.
   const own = Object.fromEntries(Object.entries(o).filter(([k]) => (LOADER_OPTION_KEYS as readonly string[]).includes(k))) as LoaderOptions;
-  return { batchSize: DEFAULTS.batchSize, shuffle: DEFAULTS.shuffle, seed: DEFAULTS.seed, reuseBuffers: true, ...own, normalize, oneHot: classes, layout: 'nhwc' };
+  // A store read by URL defaults to the loader's remote shuffle (a global one needs the whole store in the cache).
+  const shuffle = isLoadable(src) && src.fetcher ? LOADER_DEFAULTS.remoteShuffle : DEFAULTS.shuffle;
+  return { batchSize: DEFAULTS.batchSize, shuffle, seed: DEFAULTS.seed, reuseBuffers: true, ...own, normalize, oneHot: classes, layout: 'nhwc' };
 }
 
 /** A loader over `src` with {@link trainLoaderOptions}. */

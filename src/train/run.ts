@@ -8,6 +8,8 @@ import { join, resolve } from 'node:path';
 import type * as tfl from '@tensorflow/tfjs-layers';
 import { SlimfitError } from '../core/errors.ts';
 import { verifySource } from '../loader/index.ts';
+import { LOADER_DEFAULTS } from '../loader/defaults.ts';
+import { type RemoteOptions, isRemote } from '../remote/index.ts';
 import type { Cursor, DataSource, LoaderOptions } from '../loader/types.ts';
 import { formatBytes, peakRssBytes } from '../core/rss.ts';
 import { initBackend } from './backend.ts';
@@ -61,6 +63,8 @@ export interface TrainRunOptions {
   log?: (line: string) => void;
   /** Check each store shard's SHA-256 once before training reads it (default true). */
   verifyChecksums?: boolean;
+  /** A store given by URL: cache folder and limit, S3 endpoint, retries (see openDataset). */
+  remote?: RemoteOptions;
   /**
    * Early stopping on val_loss: stop after this many epochs in a row without a lower validation loss and put back the
    * best epoch's weights (kept in the run's best/ folder). Needs validation data.
@@ -258,7 +262,7 @@ export async function trainRun(data: DataInput | undefined, opts: TrainRunOption
     cfg = {
       data: absoluteData(data), model: savedModelName(opts.model ?? DEFAULTS.model, isBuiltinModel), epochs: opts.epochs ?? DEFAULTS.epochs,
       batchSize: opts.batchSize ?? DEFAULTS.batchSize, lr: opts.lr ?? DEFAULTS.lr, optimizer: opts.optimizer ?? DEFAULTS.optimizer,
-      seed: opts.seed ?? DEFAULTS.seed, split: opts.split ?? DEFAULTS.split, shuffle: opts.shuffle ?? DEFAULTS.shuffle,
+      seed: opts.seed ?? DEFAULTS.seed, split: opts.split ?? DEFAULTS.split, shuffle: opts.shuffle ?? (typeof data === 'string' && isRemote(data) ? LOADER_DEFAULTS.remoteShuffle : DEFAULTS.shuffle),
       lrDecay: opts.lrDecay ?? DEFAULTS.lrDecay, shift: opts.shift ?? DEFAULTS.shift, valSplit: opts.valSplit, valFraction: opts.valFraction ?? DEFAULTS.valFraction,
       patience: opts.patience, keepBest: opts.keepBest, lrSchedule: opts.lrSchedule, reduceLrOnPlateau: opts.reduceLrOnPlateau,
     };
@@ -267,7 +271,7 @@ export async function trainRun(data: DataInput | undefined, opts: TrainRunOption
   if (cfg.lrSchedule !== undefined) parseLrSchedule(cfg.lrSchedule);
   const plateau = cfg.reduceLrOnPlateau !== undefined ? parsePlateau(cfg.reduceLrOnPlateau) : undefined;
   if (cfg.patience !== undefined && !(Number.isInteger(cfg.patience) && cfg.patience >= 0)) throw new SlimfitError(`--patience must be a whole number >= 0, got ${cfg.patience}`);
-  const rd: ResolvedData = await resolveData(cfg.data, cfg.split, cfg.valSplit, cfg.valFraction ?? 0, cfg.seed, { verifyChecksums: opts.verifyChecksums });
+  const rd: ResolvedData = await resolveData(cfg.data, cfg.split, cfg.valSplit, cfg.valFraction ?? 0, cfg.seed, { verifyChecksums: opts.verifyChecksums, remote: opts.remote });
   const loaders: Array<{ close(): Promise<void> }> = [];
   // Disposed in the finally below, also when a check after building or loading it throws (its tensors would leak).
   let built: tfl.LayersModel | null = null;
@@ -434,7 +438,7 @@ async function removeStaleTemps(out: string): Promise<void> {
 }
 
 /** Evaluate a run's model (runs/NAME, or a model folder / model.json) on `split` of `data`; writes the confusion matrix next to it. */
-export async function evalRun(modelPath: string, data: DataInput, opts: { split?: string; backend?: string; batchSize?: number; progress?: boolean; outDir?: string; log?: (l: string) => void; verifyChecksums?: boolean } = {}): Promise<{ result: EvalResult; files: string }> {
+export async function evalRun(modelPath: string, data: DataInput, opts: { split?: string; backend?: string; batchSize?: number; progress?: boolean; outDir?: string; log?: (l: string) => void; verifyChecksums?: boolean; remote?: RemoteOptions } = {}): Promise<{ result: EvalResult; files: string }> {
   checkString('evalRun', 'modelPath', modelPath);
   checkData('evalRun', data);
   checkEvalOptions('evalRun', opts, EVAL_RUN_OPTION_KEYS);
@@ -446,7 +450,7 @@ export async function evalRun(modelPath: string, data: DataInput, opts: { split?
   // The model is disposed in the outer finally, also when resolving the data throws (a missing split, a bad store).
   try {
     const split = opts.split ?? DEFAULTS.evalSplit;
-    const rd = await resolveData(data, split, undefined, 0, 0, { verifyChecksums: opts.verifyChecksums });
+    const rd = await resolveData(data, split, undefined, 0, 0, { verifyChecksums: opts.verifyChecksums, remote: opts.remote });
     try {
       checkModelFits(model, rd.main, rd.classes, modelPath);
       const trained = isRun ? (await readJson<RunConfig>(join(modelPath, 'run.json'), 'run.json')).normalize : undefined;

@@ -3,6 +3,7 @@ import { encode } from 'fast-png';
 import type { TypedArray } from '../core/dtype.ts';
 import { SlimfitError } from '../core/errors.ts';
 import { createLoader } from '../loader/index.ts';
+import type { RemoteOptions } from '../remote/index.ts';
 import { resolveData, type DataInput } from './data.ts';
 import { DEFAULTS } from './defaults.ts';
 import { writeAtomic } from '../core/write-atomic.ts';
@@ -19,6 +20,8 @@ export interface ShowOptions {
   scale?: number;
   /** Check the store's shard checksums first (default true). */
   verifyChecksums?: boolean;
+  /** A store given by URL: cache folder and limit, S3 endpoint, retries (see openDataset). */
+  remote?: RemoteOptions;
 }
 
 /** 8-bit gray or RGB pixels of one sample, min-max scaled when the data is not uint8, upscaled by `k` (nearest). */
@@ -46,7 +49,7 @@ const esc = (s: string) => s.replace(/[&<>"]/g, (m) => ({ '&': '&amp;', '<': '&l
 export async function writeSampleGrid(data: DataInput, out: string, opts: ShowOptions = {}): Promise<number> {
   const n = opts.n ?? DEFAULTS.gridSamples;
   if (!Number.isInteger(n) || n < 1 || n > 4096) throw new SlimfitError(`-n must be an integer in 1..4096, got ${n}`);
-  const rd = await resolveData(data, opts.split ?? 'train', undefined, 0, 0, { verifyChecksums: opts.verifyChecksums });
+  const rd = await resolveData(data, opts.split ?? 'train', undefined, 0, 0, { verifyChecksums: opts.verifyChecksums, remote: opts.remote });
   try {
     const shape = rd.main.x.shape;
     if (shape.length < 2 || shape.length > 3 || (shape.length === 3 && ![1, 3, 4].includes(shape[2]))) {
