@@ -87,7 +87,7 @@ export interface Faults {
   stall?: { count: number };
   /** Flip one byte this many bytes after the current position of a connection's answers, `count` times. */
   flip?: { offset: number; count: number };
-  /** Delay before forwarding each server->client chunk (ms). */
+  /** Delay before forwarding each request to the server (ms): added latency per request, not a bandwidth limit. */
   latencyMs?: number;
   /** Cut every connection after this many server->client bytes (a permanently broken path). */
   cutAlways?: number;
@@ -112,6 +112,7 @@ export async function startFaultProxy(targetPort: number, faults: Faults = {}): 
     upstream.on('error', () => client.destroy());
     client.on('close', () => upstream.destroy());
     let stalled = false;
+    let reqChain = Promise.resolve();
     // Request faults act per request (connections are kept alive): answer a status, or swallow it and never answer.
     client.on('data', (req: Buffer) => {
       if (stalled) return;
@@ -123,7 +124,8 @@ export async function startFaultProxy(targetPort: number, faults: Faults = {}): 
         return;
       }
       if (faults.stall && faults.stall.count > 0) { faults.stall.count--; injected.stall++; stalled = true; return; }
-      upstream.write(req);
+      if (faults.latencyMs) reqChain = reqChain.then(() => new Promise<void>((r) => setTimeout(() => { if (!upstream.destroyed) upstream.write(req); r(); }, faults.latencyMs)));
+      else upstream.write(req);
     });
     // Response faults act on the bytes flowing back, from the moment they are set.
     let sent = 0;
@@ -132,7 +134,6 @@ export async function startFaultProxy(targetPort: number, faults: Faults = {}): 
     let chain = Promise.resolve();
     upstream.on('data', (chunk: Buffer) => {
       chain = chain.then(async () => {
-        if (faults.latencyMs) await new Promise((r) => setTimeout(r, faults.latencyMs));
         if (client.destroyed || stalled) return;
         if (faults.cutAfter !== undefined) { cutAt = sent + faults.cutAfter; faults.cutAfter = undefined; }
         if (flipAt < 0 && faults.flip && faults.flip.count > 0) { faults.flip.count--; flipAt = sent + faults.flip.offset; }

@@ -1,7 +1,7 @@
 // `npm run bench -- loader DIR --remote`: the same store read from disk, from nginx over loopback (cold shard cache:
-// every shard downloaded during the run), through a proxy adding latency per chunk, and numpy memmap gathers from disk.
+// every shard downloaded during the run), through a proxy adding latency to each request, and numpy memmap gathers from disk.
 import { spawn } from 'node:child_process';
-import { chmodSync, cpSync, mkdirSync, mkdtempSync, readdirSync, rmSync, statSync } from 'node:fs';
+import { chmodSync, cpSync, mkdirSync, mkdtempSync, rmSync } from 'node:fs';
 import { cpus, loadavg, tmpdir } from 'node:os';
 import { basename, dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -30,7 +30,6 @@ function run(cmd: string, args: string[]): Promise<Raw> {
   });
 }
 
-const dirBytes = (d: string): number => readdirSync(d).reduce((a, f) => a + statSync(join(d, f)).size, 0);
 
 /** Options of {@link benchRemoteLoader}. */
 export interface RemoteBenchOptions { batch?: number; seconds?: number; workers?: number; latencyMs?: number; split?: string; log?: (l: string) => void }
@@ -54,17 +53,17 @@ export async function benchRemoteLoader(dir: string, o: RemoteBenchOptions = {})
   const proxy = await startFaultProxy(nginx.port, { latencyMs: latency });
   const window = 16 << 20;
   let cacheN = 0;
-  const slim = (name: string, url: string, cacheLimit?: number) => ({
+  const slim = (name: string, url: string, cacheLimit?: number, autoWindow = false) => ({
     name,
     run: async () => {
       const cacheDir = join(tmp, `cache-${cacheN++}`);
       const spec: BenchChildSpec = {
-        dir: url, split, batch, seconds, workers, shuffle: 'block', reuse: false, io: 'pread', native: true, shuffleWindow: window,
+        dir: url, split, batch, seconds, workers, shuffle: 'block', reuse: false, io: 'pread', native: true, ...(autoWindow ? {} : { shuffleWindow: window }),
         ...(cacheLimit ? { remote: { cacheDir, cacheLimit } } : {}),
       };
       const r = await run(process.execPath, ['--import', 'tsx', CHILD, JSON.stringify(spec)]);
-      const disk = cacheLimit ? dirBytes(join(cacheDir, 'shards')) : 0;
-      return { ...r, note: cacheLimit ? `cache limit ${formatBytes(cacheLimit)}, ${formatBytes(disk)} on disk after` : 'local folder' };
+      const peak = (r as Raw & { cachePeak?: number }).cachePeak;
+      return { ...r, note: cacheLimit ? `cache limit ${formatBytes(cacheLimit)}, peak ${formatBytes(peak ?? NaN)} on disk` : 'local folder' };
     },
   });
   const xFiles = info.shards.map((s) => join(served, s.x.file)), yFiles = info.shards.map((s) => join(served, s.y.file));
@@ -72,8 +71,8 @@ export async function benchRemoteLoader(dir: string, o: RemoteBenchOptions = {})
     { name: 'numpy memmap + fancy-index gather (global shuffle, local)', run: async () => ({ ...(await run('python3', [PEERS, 'numpy', JSON.stringify({ x: xFiles, y: yFiles, batch, seconds, seed: 0, workers: 0 })])), note: 'local folder' }) },
     slim('slimfit block shuffle, local store', served),
     slim('slimfit block shuffle, nginx over loopback, cold cache', `${nginx.url}/${basename(dir)}`, storeBytes * 2),
-    slim('slimfit block shuffle, nginx, cold cache of 1/4 of the store', `${nginx.url}/${basename(dir)}`, Math.floor(storeBytes / 4)),
-    slim(`slimfit block shuffle, nginx + ${latency} ms added per chunk, cold cache`, `${proxy.url}/${basename(dir)}`, storeBytes * 2),
+    slim('slimfit block shuffle, nginx, cold cache of 1/4 of the store (window sized to the cache)', `${nginx.url}/${basename(dir)}`, Math.floor(storeBytes / 4), true),
+    slim(`slimfit block shuffle, nginx + ${latency} ms added per request, cold cache`, `${proxy.url}/${basename(dir)}`, storeBytes * 2),
   ];
   const rows: string[] = [];
   const load0 = loadavg()[0];

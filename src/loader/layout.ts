@@ -54,6 +54,8 @@ export interface PartFetcher {
   prefetch(parts: readonly number[]): void;
   /** Bytes of these parts' files. */
   bytesOf(parts: readonly number[]): number;
+  /** Bytes of the largest part's files. */
+  readonly maxPartBytes: number;
   /** Bytes the cache may hold, and bytes of all the parts' files. */
   readonly limitBytes: number;
   readonly totalBytes: number;

@@ -265,11 +265,19 @@ export function createLoader(source: DataSource, opts: LoaderOptions = {}): Shuf
   const yRow = src.y.shape.reduce((p, d) => p * d, 1) * dtypeSize(src.y.dtype);
 
   // Block mode geometry: the window is sized in bytes; blocks are at most a quarter of it.
-  // A remote store's window defaults to a quarter of the cache: the pending batches hold the shards of up to two windows,
-  // and each window's blocks can straddle two shards.
-  const windowBytes = intOpt('shuffleWindow', opts.shuffleWindow, fetcher ? Math.max(1, Math.min(64 * MB, Math.floor(fetcher.limitBytes / 4))) : 64 * MB, 1);
+  // A remote store's window, unless given, is sized to the cache: a window of k blocks reads up to 2k parts (a block
+  // can straddle two) and the files of unfilled batches stay within half the cache, so k = limit / (4 x largest part)
+  // blocks (at least one: then a window is one run of consecutive samples, which the shuffle report says).
+  const blockBytes = intOpt('shuffleBlock', opts.shuffleBlock, MB, 1);
+  let windowBytes = intOpt('shuffleWindow', opts.shuffleWindow, 64 * MB, 1);
+  let minBlocks = 4;
+  if (fetcher && opts.shuffleWindow === undefined) {
+    const k = Math.max(1, Math.floor(fetcher.limitBytes / (4 * Math.max(1, fetcher.maxPartBytes))));
+    windowBytes = Math.max(1, Math.min(64 * MB, Math.floor(fetcher.limitBytes / 4), k * blockBytes));
+    minBlocks = Math.min(4, k);
+  }
   const windowSamples = Math.max(1, Math.min(Math.max(1, perRank), Math.floor(windowBytes / Math.max(1, xRow + yRow))));
-  const blockSamples = Math.max(1, Math.min(Math.floor(intOpt('shuffleBlock', opts.shuffleBlock, MB, 1) / Math.max(1, xRow)), Math.floor(windowSamples / 4)));
+  const blockSamples = Math.max(1, Math.min(Math.floor(blockBytes / Math.max(1, xRow)), Math.floor(windowSamples / minBlocks)));
   const plan: PlanConfig = { n: N, subset: src.subset, mode, balanced, seed, rank, worldSize, perRank, blockSamples, windowSamples };
 
   const workers = intOpt('workers', opts.workers, Math.max(1, availableParallelism() - 1), 0);

@@ -84,6 +84,7 @@ export async function openDataset(dir: string, opts: OpenDatasetOptions = {}): P
           totalBytes: info.shards.reduce((a, sh) => a + sh.x.bytes + sh.y.bytes, 0),
           acquire: (ps, fields = 'xy') => remote.acquire(files(ps, fields)),
           bytesOf: (ps) => files(ps, 'xy').reduce((a, f) => a + f.bytes, 0),
+          maxPartBytes: Math.max(0, ...info.shards.map((sh) => sh.x.bytes + sh.y.bytes)),
           prefetch: (ps) => remote.prefetch(files(ps, 'xy')),
         };
       }
