@@ -56,6 +56,8 @@ export class ShardCache {
   /** Entries this process has seen whole and correct: sha -> file identity (inode, size, mtime). */
   private readonly verified = new Map<string, string>();
   private readonly busy = new Map<string, Promise<string>>();
+  /** Bytes of this process's downloads in progress (in tmp/, not yet counted on disk): room is kept for them. */
+  private reserved = 0;
   private stats: CacheStats = { bytes: 0, files: 0, peakBytes: 0, downloads: 0, hits: 0, evictions: 0, refetched: 0 };
 
   constructor(opts: ShardCacheOptions) {
@@ -148,6 +150,7 @@ export class ShardCache {
         closeSync(fd);
         if (await this.usable(sha, path, bytes)) { this.touch(path); this.stats.hits++; return path; }
         this.makeRoom(bytes);
+        this.reserved += bytes;
         const tmp = join(this.dir, 'tmp', `${sha}.${process.pid}.${randomBytes(4).toString('hex')}`);
         try {
           await fetch(tmp);
@@ -157,6 +160,8 @@ export class ShardCache {
         } catch (e) {
           try { unlinkSync(tmp); } catch { /* never created */ }
           throw e;
+        } finally {
+          this.reserved -= bytes;
         }
         const id = this.identity(path);
         if (id) this.verified.set(sha, id);
@@ -229,7 +234,7 @@ export class ShardCache {
   /** Evict least-recently-used unpinned entries until `need` more bytes fit under the limit (or nothing is left to evict). */
   private makeRoom(need: number): void {
     const { bytes, entries } = this.scan();
-    let used = bytes;
+    let used = bytes + this.reserved;
     if (used + need <= this.limitBytes) return;
     const pinned = this.pinned();
     // Temporary files of processes that died mid-download.

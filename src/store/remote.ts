@@ -21,7 +21,7 @@ export interface RemoteShards {
   acquire(files: readonly ShardFile[]): Promise<() => void>;
   /** Start downloading these files in this order, as far as the cache limit allows beside the files in use. */
   prefetch(files: readonly ShardFile[]): void;
-  /** Drop pins held by prefetches nobody acquired, and close connections. */
+  /** Close connections. */
   close(): void;
 }
 
@@ -85,45 +85,40 @@ export async function openRemote(url: string, opts: RemoteOptions = {}): Promise
   try { manifest = await readRemoteManifest(backend, r); } catch (e) { backend.close(); throw e; }
   const cache = cacheFor(r);
   const fetchInto = (f: ShardFile) => (tmp: string) => downloadFile(backend, f.file, tmp, f, r.retry);
-  /** Prefetches running or done and not yet taken over by acquire: sha -> whether it holds a pin. */
-  const ahead = new Map<string, Promise<boolean>>();
-  let downloading = 0, downloadingBytes = 0;
-  const take = async (f: ShardFile) => {
-    await cache.acquire(f.sha256, f.bytes, fetchInto(f));
-    const p = ahead.get(f.sha256);
-    if (p) { ahead.delete(f.sha256); if (await p) cache.release(f.sha256); }
-  };
+  /** Prefetches running: they pin nothing once done (a fresh entry is the last the LRU evicts). */
+  const ahead = new Set<string>();
+  let downloadingBytes = 0;
+  const take = (f: ShardFile) => cache.acquire(f.sha256, f.bytes, fetchInto(f));
   const shards: RemoteShards = {
     url: backend.url, backend, cache,
     urlOf: (f) => backend.urlOf(f.file),
     pathOf: (f) => cache.pathOf(f.sha256),
     async acquire(files) {
-      const held: string[] = [];
-      try {
-        for (const f of files) { await take(f); held.push(f.sha256); }
-      } catch (e) {
+      // All at once: a window's shards download in parallel (each entry once, however many ask for it).
+      const got = await Promise.allSettled(files.map((f) => take(f)));
+      const held = files.filter((_, i) => got[i].status === 'fulfilled').map((f) => f.sha256);
+      const failed = got.find((g) => g.status === 'rejected') as PromiseRejectedResult | undefined;
+      if (failed) {
         for (const s of held) cache.release(s);
-        throw e;
+        throw failed.reason;
       }
       let done = false;
       return () => { if (!done) { done = true; for (const s of held) cache.release(s); } };
     },
     prefetch(files) {
       for (const f of files) {
-        if (downloading >= REMOTE_DEFAULTS.prefetchConcurrency) return;
+        if (ahead.size >= REMOTE_DEFAULTS.prefetchConcurrency) return;
         if (ahead.has(f.sha256) || cache.has(f.sha256)) continue;
         // Reading ahead uses at most half the cache: the files the reader needs now must still fit beside it.
         if (!cache.fits(downloadingBytes + f.bytes + cache.limitBytes / 2)) return;
-        downloading++; downloadingBytes += f.bytes;
-        // A failed prefetch holds nothing; the acquire that needs the file tries again and reports the error.
-        const p = cache.acquire(f.sha256, f.bytes, fetchInto(f)).then(() => true, () => false)
-          .finally(() => { downloading--; downloadingBytes -= f.bytes; });
-        ahead.set(f.sha256, p);
+        ahead.add(f.sha256);
+        downloadingBytes += f.bytes;
+        // A failed prefetch leaves nothing; the acquire that needs the file tries again and reports the error.
+        void cache.acquire(f.sha256, f.bytes, fetchInto(f)).then(() => cache.release(f.sha256), () => {})
+          .finally(() => { ahead.delete(f.sha256); downloadingBytes -= f.bytes; });
       }
     },
     close() {
-      for (const [sha, p] of ahead) void p.then((pinned) => { if (pinned) cache.release(sha); });
-      ahead.clear();
       backend.close();
     },
   };
