@@ -2,12 +2,13 @@
 // fault-injecting TCP proxy in between. An epoch read by URL must give the same batches, byte for byte, as the local
 // store at the same seed and shuffle; damage on the wire or in the cache is caught by the manifest's SHA-256.
 import assert from 'node:assert/strict';
+import { spawn } from 'node:child_process';
 import { createHash } from 'node:crypto';
 import { chmodSync, mkdirSync, readdirSync, readFileSync, statSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { after, before, test } from 'node:test';
 import { haveNginx, startFaultProxy, startNginx, startS3 } from '../dev/remote-servers.ts';
-import { py, runCli, tempDir } from '../dev/helpers.ts';
+import { ROOT, py, runCli, tempDir } from '../dev/helpers.ts';
 import { createLoader, openDataset } from '../src/loader/index.ts';
 import { openBackend, RETRY_DEFAULTS, uploadFile } from '../src/remote/index.ts';
 import { remoteCacheStats } from '../src/store/remote.ts';
@@ -208,4 +209,19 @@ test('slimfit train on a store URL (mlp, one epoch) reports the same loss and ac
   const final = (r: { stdout: string }) => JSON.parse(r.stdout).final;
   assert.ok(final(a).loss > 0);
   assert.deepEqual(final(b), final(a));
+});
+
+test('three processes reading one URL through one small cache folder each get the local epoch, and leave no temp, lock or pin files', { skip: needNginx() }, async () => {
+  const cacheDir = newCache();
+  const limit = Math.floor(storeBytes / 4);
+  const child = () => new Promise<string>((resolve, reject) => {
+    const c = spawn(process.execPath, ['--import', 'tsx', join(ROOT, 'test', 'remote-share-child.ts'), `${nginx!.url}/store`, cacheDir, String(limit), JSON.stringify(OPTS)], { stdio: ['ignore', 'pipe', 'pipe'] });
+    let out = '', err = '';
+    c.stdout.on('data', (d) => (out += d));
+    c.stderr.on('data', (d) => (err += d));
+    c.on('close', (code) => (code === 0 ? resolve(out.trim()) : reject(new Error(`child failed (${code}): ${err.slice(-800)}`))));
+  });
+  const digests = await Promise.all([child(), child(), child()]);
+  assert.deepEqual(digests, [localDigest, localDigest, localDigest]);
+  for (const d of ['tmp', 'locks', 'pins']) assert.deepEqual(readdirSync(join(cacheDir, d)), [], d);
 });

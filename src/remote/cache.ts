@@ -128,50 +128,56 @@ export class ShardCache {
     }
   }
 
-  private async ensure(sha: string, bytes: number, fetch: (tmp: string) => Promise<void>): Promise<string> {
-    const path = this.pathOf(sha);
+  /** Take the entry's lock file (O_EXCL, holding our pid), waiting while a live process holds it; a dead holder's lock is taken over. */
+  private async lock(sha: string): Promise<() => void> {
     const lock = join(this.dir, 'locks', `${sha}.lock`);
     for (;;) {
-      if (await this.usable(sha, path, bytes)) { this.touch(path); this.stats.hits++; return path; }
-      let fd: number;
       try {
-        fd = openSync(lock, 'wx');
+        const fd = openSync(lock, 'wx');
+        try { writeSync(fd, String(process.pid)); } finally { closeSync(fd); }
+        return () => { try { unlinkSync(lock); } catch { /* gone */ } };
       } catch (e) {
         if ((e as NodeJS.ErrnoException).code !== 'EEXIST') throw e;
-        // Another process is downloading this entry: wait for it (or take over a lock whose process died).
-        let pid = NaN;
-        try { pid = Number(readFileSync(lock, 'utf8')); } catch { continue; }
-        if (Number.isSafeInteger(pid) && pid > 0 && alive(pid) && pid !== process.pid) { await sleep(50); continue; }
-        try { unlinkSync(lock); } catch { /* someone else cleaned it */ }
-        continue;
       }
+      let pid = NaN;
+      try { pid = Number(readFileSync(lock, 'utf8')); } catch { continue; }
+      // An empty file is a lock being written right now: wait for it like a live one.
+      if (!Number.isSafeInteger(pid) || pid <= 0 || alive(pid)) { await sleep(20); continue; }
+      try { unlinkSync(lock); } catch { /* someone else took it over */ }
+    }
+  }
+
+  /**
+   * Under the entry's lock (so no other process evicts or replaces it meanwhile, and one downloads it): use the entry
+   * if it is whole and correct, else fetch it. The caller's pin exists before the lock is released, so an evictor,
+   * which takes the same lock and then looks at the pins, never removes an entry in use.
+   */
+  private async ensure(sha: string, bytes: number, fetch: (tmp: string) => Promise<void>): Promise<string> {
+    const path = this.pathOf(sha);
+    const unlock = await this.lock(sha);
+    try {
+      if (await this.usable(sha, path, bytes)) { this.touch(path); this.stats.hits++; return path; }
+      this.makeRoom(bytes, sha);
+      this.reserved += bytes;
+      const tmp = join(this.dir, 'tmp', `${sha}.${process.pid}.${randomBytes(4).toString('hex')}`);
       try {
-        writeSync(fd, String(process.pid));
-        closeSync(fd);
-        if (await this.usable(sha, path, bytes)) { this.touch(path); this.stats.hits++; return path; }
-        this.makeRoom(bytes);
-        this.reserved += bytes;
-        const tmp = join(this.dir, 'tmp', `${sha}.${process.pid}.${randomBytes(4).toString('hex')}`);
-        try {
-          await fetch(tmp);
-          const st = statSync(tmp);
-          if (st.size !== bytes) throw new Error(`download of ${sha} left ${st.size} bytes, expected ${bytes}`);
-          renameSync(tmp, path);
-        } catch (e) {
-          try { unlinkSync(tmp); } catch { /* never created */ }
-          throw e;
-        } finally {
-          this.reserved -= bytes;
-        }
-        const id = this.identity(path);
-        if (id) this.verified.set(sha, id);
-        this.stats.downloads++;
-        const now = this.scan();
-        this.stats.peakBytes = Math.max(this.stats.peakBytes, now.bytes);
-        return path;
+        await fetch(tmp);
+        const st = statSync(tmp);
+        if (st.size !== bytes) throw new Error(`download of ${sha} left ${st.size} bytes, expected ${bytes}`);
+        renameSync(tmp, path);
+      } catch (e) {
+        try { unlinkSync(tmp); } catch { /* never created */ }
+        throw e;
       } finally {
-        try { unlinkSync(lock); } catch { /* gone */ }
+        this.reserved -= bytes;
       }
+      const id = this.identity(path);
+      if (id) this.verified.set(sha, id);
+      this.stats.downloads++;
+      this.stats.peakBytes = Math.max(this.stats.peakBytes, this.scan().bytes);
+      return path;
+    } finally {
+      unlock();
     }
   }
 
@@ -181,7 +187,8 @@ export class ShardCache {
     if (id === null) return false;
     if (this.verified.get(sha) === id) return true;
     const size = Number(id.split(':')[1]);
-    if (size === bytes && await this.checkFile(path, sha)) {
+    const good = size === bytes && await this.checkFile(path, sha).catch(() => false);
+    if (good) {
       this.verified.set(sha, id);
       return true;
     }
@@ -231,12 +238,15 @@ export class ShardCache {
     return held + bytes <= this.limitBytes;
   }
 
-  /** Evict least-recently-used unpinned entries until `need` more bytes fit under the limit (or nothing is left to evict). */
-  private makeRoom(need: number): void {
+  /**
+   * Evict least-recently-used unpinned entries until `need` more bytes (plus this process's downloads in flight) fit
+   * under the limit, or nothing is left to evict. Each victim is removed under its lock, after a fresh look at the pins.
+   */
+  private makeRoom(need: number, self: string): void {
     const { bytes, entries } = this.scan();
     let used = bytes + this.reserved;
     if (used + need <= this.limitBytes) return;
-    const pinned = this.pinned();
+    let pinned = this.pinned();
     // Temporary files of processes that died mid-download.
     for (const f of readdirSync(join(this.dir, 'tmp'))) {
       const pid = Number(f.split('.')[1]);
@@ -245,8 +255,22 @@ export class ShardCache {
     entries.sort((a, b) => a.atime - b.atime);
     for (const e of entries) {
       if (used + need <= this.limitBytes) break;
-      if (pinned.has(e.sha)) continue;
-      try { unlinkSync(this.pathOf(e.sha)); used -= e.size; this.stats.evictions++; this.verified.delete(e.sha); } catch { /* raced */ }
+      if (e.sha === self || pinned.has(e.sha)) continue;
+      const lock = join(this.dir, 'locks', `${e.sha}.lock`);
+      let fd: number;
+      try { fd = openSync(lock, 'wx'); } catch { continue; } // in use or being fetched: not a victim now
+      try {
+        writeSync(fd, String(process.pid));
+        closeSync(fd);
+        pinned = this.pinned();
+        if (pinned.has(e.sha)) continue;
+        unlinkSync(this.pathOf(e.sha));
+        used -= e.size;
+        this.stats.evictions++;
+        this.verified.delete(e.sha);
+      } catch { /* evicted by another process meanwhile */ } finally {
+        try { unlinkSync(lock); } catch { /* gone */ }
+      }
     }
   }
 
