@@ -13,6 +13,10 @@ export { type ConversionReport, type DuplicateReport, type StoreInput, type Writ
 export { type Manifest, type Provenance, type ShardFile, type SplitInfo, type Stats, MANIFEST_FILE, readManifest } from './store/manifest.ts';
 export { type BadShard, type VerifyResult, verifyStore } from './store/verify.ts';
 export { exportSplit } from './store/export.ts';
+// Stores behind a URL (http(s)://, s3://): moving whole stores, and the options of a remote store.
+export { pullStore, pushStore } from './store/transfer.ts';
+export { readManifestAt } from './store/remote.ts';
+export { type RemoteOptions, type RetryPolicy, RETRY_DEFAULTS } from './remote/index.ts';
 
 // The batch generator.
 export * from './loader/index.ts';
