@@ -1,7 +1,6 @@
 // Reading and writing a store in S3 (or an S3-compatible server: MinIO, Ceph, R2, s3rver) with the AWS SDK v3.
 import { createReadStream } from 'node:fs';
-import { DeleteObjectCommand, GetObjectCommand, HeadObjectCommand, PutObjectCommand, S3Client } from '@aws-sdk/client-s3';
-import { Upload } from '@aws-sdk/lib-storage';
+import type { S3Client } from '@aws-sdk/client-s3';
 import type { Backend, GetResult } from './backend.ts';
 import { TransferError, retryableStatus } from './retry.ts';
 
@@ -42,13 +41,18 @@ const isMissing = (e: unknown) => {
  * const b = s3Backend('my-bucket', 'stores/mnist', 's3://my-bucket/stores/mnist', { endpoint: 'http://127.0.0.1:9000' });
  */
 export function s3Backend(bucket: string, prefix: string, url: string, settings: S3Settings = {}): Backend {
-  const client = new S3Client({
-    region: settings.region ?? 'us-east-1',
-    ...(settings.endpoint ? { endpoint: settings.endpoint, forcePathStyle: true } : {}),
-    maxAttempts: 1,
-    requestChecksumCalculation: 'WHEN_REQUIRED',
-    responseChecksumValidation: 'WHEN_REQUIRED',
-  });
+  // The SDK is loaded on first use: commands on local stores and HTTP URLs never pay for it.
+  let made: Promise<{ sdk: typeof import('@aws-sdk/client-s3'); client: S3Client }> | null = null;
+  const sdk = () => (made ??= import('@aws-sdk/client-s3').then((m) => ({
+    sdk: m,
+    client: new m.S3Client({
+      region: settings.region ?? 'us-east-1',
+      ...(settings.endpoint ? { endpoint: settings.endpoint, forcePathStyle: true } : {}),
+      maxAttempts: 1,
+      requestChecksumCalculation: 'WHEN_REQUIRED',
+      responseChecksumValidation: 'WHEN_REQUIRED',
+    }),
+  })));
   const keyOf = (key: string) => (prefix ? `${prefix}/${key}` : key);
   const urlOf = (key: string) => `${url}/${key}`;
   return {
@@ -56,6 +60,7 @@ export function s3Backend(bucket: string, prefix: string, url: string, settings:
     async get(key, from, signal): Promise<GetResult | null> {
       const u = urlOf(key);
       try {
+        const { sdk: { GetObjectCommand }, client } = await sdk();
         const r = await client.send(new GetObjectCommand({ Bucket: bucket, Key: keyOf(key), Range: from > 0 ? `bytes=${from}-` : undefined }), { abortSignal: signal });
         const m = r.ContentRange ? /^bytes (\d+)-(\d+)\/(\d+|\*)$/.exec(r.ContentRange) : null;
         const start = m ? Number(m[1]) : 0;
@@ -75,6 +80,7 @@ export function s3Backend(bucket: string, prefix: string, url: string, settings:
     },
     async head(key, signal) {
       try {
+        const { sdk: { HeadObjectCommand }, client } = await sdk();
         const r = await client.send(new HeadObjectCommand({ Bucket: bucket, Key: keyOf(key) }), { abortSignal: signal });
         return r.ContentLength ?? 0;
       } catch (e) {
@@ -84,10 +90,12 @@ export function s3Backend(bucket: string, prefix: string, url: string, settings:
     },
     async put(key, body, signal) {
       try {
+        const { sdk: { PutObjectCommand }, client } = await sdk();
         if ('bytes' in body) {
           await client.send(new PutObjectCommand({ Bucket: bucket, Key: keyOf(key), Body: body.bytes }), { abortSignal: signal });
         } else {
           // Multipart above 8 MB per part (two parts in flight); small files go up in one PUT.
+          const { Upload } = await import('@aws-sdk/lib-storage');
           const up = new Upload({ client, params: { Bucket: bucket, Key: keyOf(key), Body: createReadStream(body.path) }, partSize: 8 << 20, queueSize: 2, leavePartsOnError: false });
           const onAbort = () => { void up.abort(); };
           signal.addEventListener('abort', onAbort, { once: true });
@@ -96,10 +104,13 @@ export function s3Backend(bucket: string, prefix: string, url: string, settings:
       } catch (e) { throw transferError(urlOf(key), e); }
     },
     async remove(key, signal) {
-      try { await client.send(new DeleteObjectCommand({ Bucket: bucket, Key: keyOf(key) }), { abortSignal: signal }); } catch (e) {
+      try {
+        const { sdk: { DeleteObjectCommand }, client } = await sdk();
+        await client.send(new DeleteObjectCommand({ Bucket: bucket, Key: keyOf(key) }), { abortSignal: signal });
+      } catch (e) {
         if (!isMissing(e)) throw transferError(urlOf(key), e);
       }
     },
-    close() { client.destroy(); },
+    close() { void made?.then((m) => m.client.destroy(), () => {}); },
   };
 }
