@@ -14,6 +14,10 @@ export { type Manifest, type Provenance, type ShardFile, type SplitInfo, type St
 export { type BadShard, type VerifyResult, verifyStore } from './store/verify.ts';
 export { exportSplit } from './store/export.ts';
 export { type MergeOptions, type MergeReport, convertPart, mergeStores } from './store/parts.ts';
+// Stores behind a URL (http(s)://, s3://): moving whole stores, and the options of a remote store.
+export { pullStore, pushStore } from './store/transfer.ts';
+export { readManifestAt } from './store/remote.ts';
+export { type RemoteOptions, type RetryPolicy, RETRY_DEFAULTS } from './remote/index.ts';
 
 // The batch generator.
 export * from './loader/index.ts';

@@ -95,8 +95,19 @@ test('parseEnv: defaults when nothing is set', () => {
   const s = parseEnv({});
   assert.deepEqual({ ...s, disabled: [...s.disabled] }, {
     cacheDir: join(homedir(), '.cache', 'slimfit'), threads: null, gemm: null, isa: null, backend: null, disabled: [], reportRss: false,
+    cacheLimit: null, s3Endpoint: null, s3Region: null,
   });
   assert.deepEqual(parseEnv({ SLIMFIT_THREADS: '', SLIMFIT_GEMM: '', SLIMFIT_CACHE: '', SLIMFIT_DISABLE: '' }).threads, null, 'empty = unset');
+});
+
+test('parseEnv: remote-store settings (cache folder and limit, S3 endpoint and region)', () => {
+  assert.equal(parseEnv({ XDG_CACHE_HOME: '/x/cache' }).cacheDir, join('/x/cache', 'slimfit'));
+  assert.equal(parseEnv({ XDG_CACHE_HOME: '/x/cache', SLIMFIT_CACHE: '/y' }).cacheDir, '/y');
+  assert.equal(parseEnv({ SLIMFIT_CACHE_LIMIT: '2G' }).cacheLimit, 2e9);
+  assert.equal(parseEnv({ SLIMFIT_CACHE_LIMIT: '512MiB' }).cacheLimit, 512 * 2 ** 20);
+  assert.throws(() => parseEnv({ SLIMFIT_CACHE_LIMIT: 'lots' }), /SLIMFIT_CACHE_LIMIT="lots" is not valid.*20G/);
+  assert.equal(parseEnv({ AWS_ENDPOINT_URL: 'http://a:1', AWS_ENDPOINT_URL_S3: 'http://b:2' }).s3Endpoint, 'http://b:2');
+  assert.equal(parseEnv({ AWS_DEFAULT_REGION: 'eu-west-1' }).s3Region, 'eu-west-1');
 });
 
 test('parseEnv: SLIMFIT_THREADS takes an integer 1-256', () => {

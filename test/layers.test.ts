@@ -1,4 +1,5 @@
-// The import rules of src/: data flows one way (core -> formats -> store -> loader -> train; engine under train),
+// The import rules of src/: data flows one way (core -> formats -> store -> loader -> train; engine under train;
+// remote (network transfers and the shard cache) on core only, under store),
 // nothing imports the CLI, and src/ never reaches into the repository's tools (bench/, lab/, dev/, test/, bin/).
 import assert from 'node:assert/strict';
 import { readdirSync, readFileSync, statSync } from 'node:fs';
@@ -12,12 +13,13 @@ const SRC = join(ROOT, 'src');
 export const LAYERS: Record<string, string[]> = {
   core: [],
   formats: ['core'],
-  store: ['core', 'formats'],
-  loader: ['core', 'formats', 'store'],
+  remote: ['core'],
+  store: ['core', 'formats', 'remote'],
+  loader: ['core', 'formats', 'remote', 'store'],
   engine: ['core'],
-  train: ['core', 'formats', 'store', 'loader', 'engine'],
-  precision: ['core', 'formats', 'store', 'loader', 'engine', 'train'],
-  cli: ['core', 'formats', 'store', 'loader', 'engine', 'train', 'precision'],
+  train: ['core', 'formats', 'remote', 'store', 'loader', 'engine'],
+  precision: ['core', 'formats', 'remote', 'store', 'loader', 'engine', 'train'],
+  cli: ['core', 'formats', 'remote', 'store', 'loader', 'engine', 'train', 'precision'],
 };
 /** Files at the top of src/ (the package's entry points) may import any layer but the CLI. */
 const TOP = Object.keys(LAYERS).filter((l) => l !== 'cli');
@@ -74,6 +76,8 @@ test('the layer check catches a back-edge, the CLI imported, a path out of src/ 
   assert.match(violations(join(SRC, 'loader', 'x.ts'), 'const m = await import(path);').join(), /computed import/);
   assert.match(violations(join(SRC, 'engine', 'x.ts'), "export { l } from '../loader/index.ts';").join(), /engine\) imports loader/);
   assert.deepEqual(violations(join(SRC, 'store', 'x.ts'), "import { a } from '../formats/npy.ts';\nimport { b } from './y.ts';"), []);
+  assert.match(violations(join(SRC, 'remote', 'x.ts'), "import { openStore } from '../store/open.ts';").join(), /remote\) imports store/);
+  assert.deepEqual(violations(join(SRC, 'store', 'x.ts'), "import { ShardCache } from '../remote/index.ts';"), []);
 });
 
 test('bench/, lab/ and dev/ never import test files', () => {

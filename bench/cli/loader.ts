@@ -18,7 +18,16 @@ export function register(program: Command): void {
     .option('--shuffle-shards <n>', 'shards per window of the shard shuffle (default: the loader\'s)')
     .option('--no-torch', 'skip the PyTorch DataLoader peers')
     .option('--out <file>', 'also write the markdown table to this file')
-    .action(async (dir: string, o: { split?: string; batch: string; seconds: string; workers: string; cold?: boolean; repeat: string; out?: string; shuffle: string; shuffleShards?: string; torch: boolean }) => {
+    .option('--remote', 'instead: the store served by nginx on 127.0.0.1 (and through a proxy adding --latency ms) vs the local store and numpy memmap')
+    .option('--latency <ms>', 'with --remote: delay the proxy adds per chunk', '20')
+    .action(async (dir: string, o: { split?: string; batch: string; seconds: string; workers: string; cold?: boolean; repeat: string; out?: string; shuffle: string; shuffleShards?: string; torch: boolean; remote?: boolean; latency: string }) => {
+      if (o.remote) {
+        const { benchRemoteLoader } = await import('../loader/remote.ts');
+        const md = await benchRemoteLoader(dir, { split: o.split, batch: Number(o.batch), seconds: Number(o.seconds), workers: Number(o.workers.split(',')[0]), latencyMs: Number(o.latency), log: (l) => process.stderr.write(`${l}\n`) });
+        process.stdout.write(`${md}\n`);
+        if (o.out) { const { rename, writeFile } = await import('node:fs/promises'); await writeFile(`${o.out}.tmp`, `${md}\n`); await rename(`${o.out}.tmp`, o.out); }
+        return;
+      }
       const shuffles = o.shuffle.split(',').filter(Boolean);
       for (const m of shuffles) if (!['global', 'block', 'shard'].includes(m)) throw new SlimfitError(`unknown --shuffle mode '${m}'`, { hint: 'use global, block, shard' });
       const shards = o.shuffleShards === undefined ? undefined : Number(o.shuffleShards);

@@ -3,7 +3,7 @@ import type { Command } from 'commander';
 import { join } from 'node:path';
 import { SlimfitError, UsageError } from '../core/errors.ts';
 import { parseBytes } from '../core/units.ts';
-import { wholeFlag } from './flags.ts';
+import { remoteFlags, wholeFlag } from './flags.ts';
 import { JSON_FLAG, keepStdoutForJson, printJson } from './json-out.ts';
 
 /** Options `convert` takes (messy-source options are passed through to their readers). */
@@ -30,6 +30,7 @@ export function register(program: Command): void {
     .option('--no-dup-check', 'skip fingerprinting samples for duplicate/leakage counts (saves ~9-18 bytes per sample)')
     .option('--class-names <list>', 'comma-separated class names, index = label')
     .option('--force', 'replace an existing store at OUT')
+    .option('--endpoint <url>', 'OUT = s3://bucket/prefix on an S3-compatible server (MinIO, Ceph, R2...): its endpoint (default $AWS_ENDPOINT_URL)')
     .option('-q, --quiet', 'no progress output')
     .option('--json', JSON_FLAG)
     .option('--grayscale', 'images: convert to one gray channel (Rec.709 luma)')
@@ -71,7 +72,8 @@ export function register(program: Command): void {
       const { checkOutsideInputs } = await import('../store/atomic.ts');
       // Input paths: SRC, --train/--test, and --x/--y when they are files (with SRC they name arrays inside it).
       const inputs = [src, o.train, o.test, ...(src ? [] : [o.x, o.y])].filter((p): p is string => typeof p === 'string');
-      await checkOutsideInputs(out, inputs);
+      const { isRemote } = await import('../remote/index.ts');
+      if (!isRemote(out)) await checkOutsideInputs(out, inputs);
       const t0 = performance.now(); // the summary's time includes opening the input (e.g. an archive's first pass)
       const storeOpts = {
         shardBytes, dedupe: o.dedupe, force: o.force, quiet: o.quiet, checkDuplicates: o.dupCheck, strict: Boolean(o.strict),
@@ -84,6 +86,7 @@ export function register(program: Command): void {
       if (o.part || (mpi && mpi.size > 1)) {
         const parts = await import('../store/parts.ts');
         const part = o.part ? parts.parsePartSpec(o.part) : { index: mpi!.rank, count: mpi!.size };
+        if (isRemote(out)) throw new UsageError(`${o.part ? '--part' : 'converting under mpirun'} writes part stores into local folders, not to ${out}`, { hint: 'convert and merge into a local folder, then `slimfit push DIR URL`' });
         const { printConversionSummary: print } = await import('./convert-summary.ts');
         // Under mpirun a rank's part folder is its own (named by rank): one left by an earlier job is replaced.
         const convertOpts = { ...o, ...messyOptionsFromCli(o), ...storeOpts, split: o.split, seed, part: undefined, ...(o.part ? {} : { force: true }) };
@@ -116,7 +119,7 @@ export function register(program: Command): void {
           if (ratios) throw new UsageError('this input comes with its own train/test split; drop --split to keep it', { file: src ?? o.train });
           plan = { kind: 'presplit', splits: input.splits };
         }
-        const report = await writeStore(out, plan, storeOpts);
+        const report = await writeStore(out, plan, { ...storeOpts, remote: remoteFlags(o as { endpoint?: string }) });
         const seconds = (performance.now() - t0) / 1000;
         const text = (await import('../formats/messy.ts')).detectMessy;
         const isText = (src ?? o.train) !== undefined && (await text((src ?? o.train)!)) === 'csv';

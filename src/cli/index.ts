@@ -21,6 +21,8 @@ export const COMMANDS: Record<string, Array<() => Promise<Register>>> = {
   'export-model': [() => import('./export-model.ts')],
   info: [() => import('./info.ts')],
   merge: [() => import('./merge.ts')],
+  pull: [() => import('./pull.ts')],
+  push: [() => import('./push.ts')],
   show: [() => import('./show.ts')],
   train: [() => import('./train.ts')],
   verify: [() => import('./verify.ts')],

@@ -5,18 +5,19 @@ import { existsSync } from 'node:fs';
 import { resolve } from 'node:path';
 import { UsageError } from '../core/errors.ts';
 import { DEFAULTS } from '../train/defaults.ts';
+import { LOADER_DEFAULTS } from '../loader/defaults.ts';
 import { LR_SCHEDULE_SYNTAX } from '../train/schedule.ts';
 import { AUGMENT_SYNTAX } from '../loader/augment.ts';
 import type { RunSummary } from '../train/run.ts';
 import type { MixSpec } from '../train/data.ts';
-import { augmentFlag, factorFlag, fractionFlag, positiveFlag, wholeFlag } from './flags.ts';
+import { addRemoteFlags, augmentFlag, factorFlag, fractionFlag, positiveFlag, remoteFlags, wholeFlag } from './flags.ts';
 import { JSON_FLAG, keepStdoutForJson, printJson } from './json-out.ts';
 
 /** Register `train`. */
 export function register(program: Command): void {
-  program.command('train')
+  addRemoteFlags(program.command('train')
     .description('train a model on a store (or --x/--y .npy files, or an .npz) with checkpoints, a JSONL log and report.md')
-    .argument('[DIR...]', 'store directory made by `slimfit convert` (or an .npz with --x/--y names); several stores (each DIR or DIR#SPLIT) are mixed, see --weights; omit with --resume')
+    .argument('[DIR...]', 'store directory made by `slimfit convert` or its URL (http(s)://..., s3://bucket/prefix), or an .npz with --x/--y names); several stores (each DIR or DIR#SPLIT) are mixed, see --weights; omit with --resume')
     .option('--model <name|path>', 'mlp, cnn, two-branch, or a tfjs model.json', DEFAULTS.model)
     .option('--epochs <n>', 'total epochs', wholeFlag('--epochs', 1), DEFAULTS.epochs)
     .option('--batch <n>', 'batch size', wholeFlag('--batch', 1), DEFAULTS.batchSize)
@@ -42,7 +43,7 @@ export function register(program: Command): void {
     .option('--split <name>', 'split to train on', DEFAULTS.split)
     .option('--x <path|name>', '.npy file of samples (with --y), or the x array name inside an .npz DIR')
     .option('--y <path|name>', '.npy file of labels (with --x), or the y array name inside an .npz DIR')
-    .option('--shuffle <mode>', `global, block, shard (shards in random order, a window of shards shuffled together) or none (default: ${DEFAULTS.shuffle}; ${DEFAULTS.remoteShuffle} for a store fetched over the network)`)
+    .option('--shuffle <mode>', `global, block, shard (shards in random order, a window of shards shuffled together) or none (default: ${DEFAULTS.shuffle}; ${DEFAULTS.remoteShuffle} for a store URL)`)
     .option('--shuffle-shards <n>', `with --shuffle shard: shards per window (default ${DEFAULTS.shuffleShards})`, wholeFlag('--shuffle-shards', 1))
     .option('--workers <n>', 'loader worker threads (default cores-1; 0 = main thread)', wholeFlag('--workers', 0))
     .option('--backend <name>', 'force the TensorFlow.js backend: wasm or cpu')
@@ -93,7 +94,7 @@ export function register(program: Command): void {
           seed: pick('seed', o.seed), split: split ?? pick('split', o.split), mix, balanced,
           classNames: o.classNames ? classNamesFlag(o.classNames) : undefined, shuffle: o.shuffle === undefined ? undefined : o.shuffle === 'none' ? false : o.shuffle,
           shuffleShards: pick('shuffleShards', o.shuffleShards),
-          out: o.resume ?? o.out, resume: Boolean(o.resume), force: o.force, backend: o.backend, workers: o.workers, evaluateTest: o.test, verifyChecksums: o.verify,
+          out: o.resume ?? o.out, resume: Boolean(o.resume), force: o.force, backend: o.backend, workers: o.workers, evaluateTest: o.test, verifyChecksums: o.verify, remote: remoteFlags(o),
           patience: pick('patience', o.patience), keepBest: pick('keepBest', o.keepBest), lrSchedule: pick('lrSchedule', o.lrSchedule), reduceLrOnPlateau: pick('reduceLrOnPlateau', o.reduceLrOnPlateau),
           signal: stop.signal,
         });
@@ -118,7 +119,7 @@ export function register(program: Command): void {
       if (last) process.stdout.write(`final epoch ${last.epoch}: loss ${last.loss.toFixed(4)}, accuracy ${last.accuracy.toFixed(4)}\n`);
       if (r.test) process.stdout.write(`test accuracy ${(100 * r.test.accuracy).toFixed(2)}% on ${r.test.samples} samples\n`);
       process.stdout.write(`report: ${r.report}\nwall time ${r.wallSeconds.toFixed(1)} s\n`);
-    });
+    }));
 }
 
 /**

@@ -4,6 +4,7 @@
 import { homedir } from 'node:os';
 import { join } from 'node:path';
 import { SlimfitError } from './errors.ts';
+import { parseBytes } from './units.ts';
 
 /**
  * Parts of slimfit that `SLIMFIT_DISABLE` can turn off, each with a plain-JavaScript (or plain-tfjs) fallback that
@@ -26,8 +27,14 @@ export type Feature = keyof typeof FEATURES;
 
 /** Every setting read from the environment; `null` where the variable is unset (the caller's default applies). */
 export interface EnvSettings {
-  /** SLIMFIT_CACHE: folder for cached data (the demo's MNIST store); default ~/.cache/slimfit. */
+  /** SLIMFIT_CACHE: folder for cached data (the demo's MNIST store, remote shards under remote/); default $XDG_CACHE_HOME/slimfit or ~/.cache/slimfit. */
   cacheDir: string;
+  /** SLIMFIT_CACHE_LIMIT: bytes the cache of remote shards may take; null = the `cacheLimit` option's default. */
+  cacheLimit: number | null;
+  /** AWS_ENDPOINT_URL_S3 or AWS_ENDPOINT_URL: the S3 endpoint (S3-compatible servers); null = AWS itself. */
+  s3Endpoint: string | null;
+  /** AWS_REGION or AWS_DEFAULT_REGION; null = us-east-1. */
+  s3Region: string | null;
   /** SLIMFIT_THREADS: threads of the native engine's pool (1-256); default all cores. */
   threads: number | null;
   /** SLIMFIT_GEMM: which float32 GEMM the engine uses; default its own where the CPU has AVX2/AVX-512. */
@@ -56,7 +63,8 @@ export const ENV_VARS = {
   SLIMFIT_THREADS: { accepts: 'an integer 1-256', default: 'all cores', overrides: 'threads of the native engine\'s pool' },
   SLIMFIT_GEMM: { accepts: 'own or openblas', default: 'own on AVX2/AVX-512 CPUs, else OpenBLAS when linked', overrides: 'the engine\'s float32/float64 GEMM' },
   SLIMFIT_ISA: { accepts: 'avx512, avx2 or generic', default: 'the best the CPU has', overrides: 'caps the SIMD level of the engine and the loader\'s gather addon' },
-  SLIMFIT_CACHE: { accepts: 'a folder', default: '~/.cache/slimfit', overrides: 'where `slimfit demo` keeps its MNIST store' },
+  SLIMFIT_CACHE: { accepts: 'a folder', default: '$XDG_CACHE_HOME/slimfit, else ~/.cache/slimfit', overrides: 'where `slimfit demo` keeps its MNIST store, and the default `cacheDir` of remote stores (its remote/ folder)' },
+  SLIMFIT_CACHE_LIMIT: { accepts: 'a size such as 20G or 500M', default: '10G', overrides: 'the `cacheLimit` option of remote stores (`--cache-limit`)' },
   SLIMFIT_REPORT_RSS: { accepts: '1', default: 'unset', overrides: 'the CLI prints `slimfit-peak-rss-bytes=N` to stderr at exit (tests)' },
 } as const satisfies Record<`SLIMFIT_${string}`, EnvVar>;
 
@@ -101,8 +109,17 @@ export function parseEnv(env: Record<string, string | undefined> = process.env):
   }
   const rss = env.SLIMFIT_REPORT_RSS;
   if (rss !== undefined && rss !== '' && rss !== '1') throw bad('SLIMFIT_REPORT_RSS', rss);
+  const limitRaw = env.SLIMFIT_CACHE_LIMIT;
+  let cacheLimit: number | null = null;
+  if (limitRaw !== undefined && limitRaw !== '') {
+    cacheLimit = parseBytes(limitRaw.trim());
+    if (cacheLimit === null || !(cacheLimit > 0)) throw bad('SLIMFIT_CACHE_LIMIT', limitRaw);
+  }
   return {
-    cacheDir: env.SLIMFIT_CACHE ? env.SLIMFIT_CACHE : join(homedir(), '.cache', 'slimfit'),
+    cacheDir: env.SLIMFIT_CACHE ? env.SLIMFIT_CACHE : env.XDG_CACHE_HOME ? join(env.XDG_CACHE_HOME, 'slimfit') : join(homedir(), '.cache', 'slimfit'),
+    cacheLimit,
+    s3Endpoint: env.AWS_ENDPOINT_URL_S3 || env.AWS_ENDPOINT_URL || null,
+    s3Region: env.AWS_REGION || env.AWS_DEFAULT_REGION || null,
     threads,
     gemm: oneOf('SLIMFIT_GEMM', env.SLIMFIT_GEMM, ['own', 'openblas'] as const),
     isa: oneOf('SLIMFIT_ISA', env.SLIMFIT_ISA, ['avx512', 'avx2', 'generic'] as const),

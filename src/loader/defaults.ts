@@ -13,6 +13,9 @@ export const LOADER_DEFAULTS = {
    * holding the current window and the next one being prefetched needs ~1 GB).
    */
   shuffleShards: 8,
-  /** The shuffle for a source whose parts are fetched over the network (`LoadableSource.remote`) when none is given. */
+  /**
+   * The shuffle of a store opened by URL when none is given: a global shuffle reads every shard in every batch, which
+   * needs the whole store in the cache; 'shard' reads a window of whole shards at a time.
+   */
   remoteShuffle: 'shard',
 } as const;

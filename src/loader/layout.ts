@@ -15,6 +15,11 @@ export interface PartFile {
   hint: string;
   /** Store shards: the manifest's SHA-256 and the store folder; the loader checks it once per process before reading. */
   checksum?: { sha256: string; bytes: number; store: string };
+  /**
+   * A verified cache copy of a remote shard: it may be evicted (unlinked) once the batches that need it are done and
+   * come back later with the same bytes, so a reader closes such a file when it is unlinked instead of failing.
+   */
+  cached?: boolean;
 }
 
 /** `samples` consecutive samples (global indices start..start+samples) stored as a pair of .npy arrays. */
@@ -37,6 +42,27 @@ export interface Subset {
   count: number;
 }
 
+/**
+ * Makes the files of a remote source's parts local (openDataset on a URL): the loader acquires the parts each batch
+ * reads before a reader touches them, releases them when the batch is handed out, and asks for the parts its plan
+ * needs next to be fetched meanwhile.
+ */
+export interface PartFetcher {
+  /** Fetch (or find in the cache) and check the files of these parts (`'y'`: label files only), kept until release(). */
+  acquire(parts: readonly number[], fields?: 'xy' | 'y'): Promise<() => void>;
+  /** Start fetching these parts' files in this order, as far as the cache limit allows beside the files in use. */
+  prefetch(parts: readonly number[]): void;
+  /** Bytes of these parts' files. */
+  bytesOf(parts: readonly number[]): number;
+  /** Bytes of the largest part's files. */
+  readonly maxPartBytes: number;
+  /** Bytes the cache may hold, and bytes of all the parts' files. */
+  readonly limitBytes: number;
+  readonly totalBytes: number;
+  /** Where the data comes from (for messages). */
+  readonly url: string;
+}
+
 /** A DataSource the loader can read: it also carries its on-disk layout. */
 export interface LoadableSource extends DataSource {
   /** Parts in sample order; their sample counts add up to `samples` (to `subset.total` for a subset). */
@@ -48,6 +74,8 @@ export interface LoadableSource extends DataSource {
    * then uses LOADER_DEFAULTS.remoteShuffle ('shard'), which reads a bounded window of shards at a time.
    */
   readonly remote?: boolean;
+  /** Set for a remote store: parts' files exist only while acquired through it. */
+  readonly fetcher?: PartFetcher;
 }
 
 /** True if `s` carries a layout (made by openDataset, fromNpy or fromNpz). */

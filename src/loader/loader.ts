@@ -267,7 +267,13 @@ export function createLoader(source: DataSource, opts: LoaderOptions = {}): Shuf
   const seed = intOpt('seed', opts.seed, LOADER_DEFAULTS.seed, -(2 ** 52));
   const worldSize = intOpt('worldSize', opts.worldSize, 1, 1);
   const rank = intOpt('rank', opts.rank, 0, 0);
-  const mode = opts.shuffle === false ? 'none' : (opts.shuffle ?? (src.remote && !opts.balanced ? LOADER_DEFAULTS.remoteShuffle : LOADER_DEFAULTS.shuffle));
+  const fetcher = src.fetcher;
+  const mode = opts.shuffle === false ? 'none' : (opts.shuffle ?? ((src.remote || fetcher) && !opts.balanced ? LOADER_DEFAULTS.remoteShuffle : LOADER_DEFAULTS.shuffle));
+  if (fetcher && mode === 'global' && fetcher.totalBytes > fetcher.limitBytes) {
+    throw new SlimfitError(`a global shuffle reads every shard in every batch, but the ${fetcher.totalBytes} bytes of ${fetcher.url} do not fit the cache limit of ${fetcher.limitBytes} bytes`, {
+      hint: "use shuffle: 'shard' (--shuffle shard; the default for remote stores) or raise cacheLimit (--cache-limit) above the store's size",
+    });
+  }
   const balanced = opts.balanced ?? false;
   const spec = makeTransformSpec(src, opts, seed);
   const N = src.samples;
@@ -278,12 +284,33 @@ export function createLoader(source: DataSource, opts: LoaderOptions = {}): Shuf
   const yRow = src.y.shape.reduce((p, d) => p * d, 1) * dtypeSize(src.y.dtype);
 
   // Block mode geometry: the window is sized in bytes; blocks are at most a quarter of it.
-  const windowBytes = intOpt('shuffleWindow', opts.shuffleWindow, 64 * MB, 1);
+  // A remote store's window, unless given, is sized to the cache: a window of k blocks reads up to 2k parts (a block
+  // can straddle two) and the files of unfilled batches stay within half the cache, so k = limit / (4 x largest part)
+  // blocks (at least one: then a window is one run of consecutive samples, which the shuffle report says).
+  const blockBytes = intOpt('shuffleBlock', opts.shuffleBlock, MB, 1);
+  let windowBytes = intOpt('shuffleWindow', opts.shuffleWindow, 64 * MB, 1);
+  let minBlocks = 4;
+  if (fetcher && opts.shuffleWindow === undefined) {
+    const k = Math.max(1, Math.floor(fetcher.limitBytes / (4 * Math.max(1, fetcher.maxPartBytes))));
+    windowBytes = Math.max(1, Math.min(64 * MB, Math.floor(fetcher.limitBytes / 4), k * blockBytes));
+    minBlocks = Math.min(4, k);
+  }
   const windowSamples = Math.max(1, Math.min(Math.max(1, perRank), Math.floor(windowBytes / Math.max(1, xRow + yRow))));
-  const blockSamples = Math.max(1, Math.min(Math.floor(intOpt('shuffleBlock', opts.shuffleBlock, MB, 1) / Math.max(1, xRow)), Math.floor(windowSamples / 4)));
-  // Shard mode geometry: windows of `shardWindow` parts; a subset counts its own members in each part.
+  const blockSamples = Math.max(1, Math.min(Math.floor(blockBytes / Math.max(1, xRow)), Math.floor(windowSamples / minBlocks)));
+  // Shard mode geometry: windows of `shardWindow` parts; a subset counts its own members in each part. For a remote
+  // store the window and the next one (being prefetched) must fit the cache: the default shrinks to fit it, a window
+  // given that cannot fit is an error.
   const shardStarts = [...src.parts.map((p) => p.start), storedSamples(src)];
-  const shardWindow = intOpt('shuffleShards', opts.shuffleShards, LOADER_DEFAULTS.shuffleShards, 1);
+  let shardWindow = intOpt('shuffleShards', opts.shuffleShards, LOADER_DEFAULTS.shuffleShards, 1);
+  if (fetcher && mode === 'shard') {
+    const fits = Math.max(1, Math.floor(fetcher.limitBytes / (2 * Math.max(1, fetcher.maxPartBytes))));
+    if (opts.shuffleShards === undefined) shardWindow = Math.min(shardWindow, fits);
+    else if (shardWindow > fits) {
+      throw new SlimfitError(`a shard window of ${shardWindow} shards (and the next one, prefetched) does not fit the cache limit of ${fetcher.limitBytes} bytes for ${fetcher.url}: its shards take up to ${fetcher.maxPartBytes} bytes each`, {
+        hint: `use --shuffle-shards ${fits} or less, or raise --cache-limit to at least ${2 * shardWindow * fetcher.maxPartBytes} bytes`,
+      });
+    }
+  }
   const shardSamples = mode === 'shard' ? shardCounts(shardStarts, src.subset) : undefined;
   const plan: PlanConfig = { n: N, subset: src.subset, mode, balanced, seed, rank, worldSize, perRank, blockSamples, windowSamples, shardStarts, shardSamples, shardWindow };
 
@@ -298,7 +325,8 @@ export function createLoader(source: DataSource, opts: LoaderOptions = {}): Shuf
   if (workers === 0) prefetch = 1;
   const reuse = opts.reuseBuffers ?? false;
   const labelCacheBytes = intOpt('labelCacheBytes', opts.labelCacheBytes, 64 * MB, 0);
-  const io: 'pread' | 'mmap' = opts.io === 'mmap' && mode !== 'block' && opts.native !== false && gatherAddon() ? 'mmap' : 'pread';
+  // Cached copies of remote shards are evicted while a loader runs: read them with preads (a mapping pins the file).
+  const io: 'pread' | 'mmap' = opts.io === 'mmap' && mode !== 'block' && !fetcher && opts.native !== false && gatherAddon() ? 'mmap' : 'pread';
 
   const frac = perRank > 0 ? windowSamples / perRank : 1;
   const shards = shardSamples ? shardSamples.filter((c) => c > 0).length : 0;
@@ -328,6 +356,7 @@ export function createLoader(source: DataSource, opts: LoaderOptions = {}): Shuf
   let running = false;
   let closed = false;
   let ahead = 0;
+  let mainPlan: Plan | null = null;
 
   // Before any byte of a shard is used: its checksum (once per process; later loaders over the same shards wait on the
   // same check). A shuffled epoch touches every shard at once, so all are checked up front; reading in stored order
@@ -347,9 +376,13 @@ export function createLoader(source: DataSource, opts: LoaderOptions = {}): Shuf
     let labels: Uint8Array | undefined;
     let classes: ClassTable | undefined;
     const stored = storedSamples(src);
-    if (N > 0 && (balanced || (stored * yRow <= labelCacheBytes && labelCacheBytes > 0))) labels = await readAllLabels(src, yRow);
+    if (N > 0 && (balanced || (stored * yRow <= labelCacheBytes && labelCacheBytes > 0))) {
+      const rel = fetcher ? await fetcher.acquire(src.parts.map((_, i) => i), 'y') : null;
+      try { labels = await readAllLabels(src, yRow); } finally { rel?.(); }
+    }
     if (balanced && labels) classes = classTab = classTable(src, labels);
     if (labels && stored * yRow > labelCacheBytes) labels = undefined; // read only for the class table
+    if (fetcher) mainPlan = createPlan(plan, classes);
     slots = Array.from({ length: prefetch }, () => new SharedArrayBuffer(layout.bytes));
     const init: ReaderInit = {
       parts: src.parts.map((p) => ({ ...p, x: { ...p.x }, y: { ...p.y } })), plan, classes, labels, spec, batchSize: B, slots,
@@ -375,6 +408,32 @@ export function createLoader(source: DataSource, opts: LoaderOptions = {}): Shuf
     x: viewAs(spec.xOut === 'float32' ? 'float32' : src.x.dtype, new Uint8Array(o.x)),
     y: viewAs(spec.yOut === 'int32' ? 'int32' : 'float32', new Uint8Array(o.y)),
   });
+
+  // Remote stores: which parts a batch reads. Block mode: a reader loads a window whole when a batch first needs it and
+  // then reads no file until the next window, so a batch needs the parts of the windows its executor does not hold
+  // yet (`held`: the window each executor loaded last; the reader keeps one).
+  const idBuf = new Float64Array(B);
+  let winParts: { epoch: number; w: number; parts: number[] } | null = null;
+  const partsOf = (ep: number, s: number, n: number, into: Set<number>, held?: Map<Executor, string>, e?: Executor) => {
+    const pl = mainPlan!;
+    if (mode === 'block') {
+      for (let w = pl.windowOf(s); w <= pl.windowOf(s + n - 1); w++) {
+        if (held && e) {
+          if (held.get(e) === `${ep}:${w}`) continue;
+          held.set(e, `${ep}:${w}`);
+        }
+        if (!winParts || winParts.epoch !== ep || winParts.w !== w) {
+          const ps = new Set<number>();
+          for (const [first, count] of pl.windowRuns(ep, w)) for (let i = partOf(src.parts, first); i <= partOf(src.parts, first + count - 1); i++) ps.add(i);
+          winParts = { epoch: ep, w, parts: [...ps].sort((a, b) => a - b) };
+        }
+        for (const i of winParts.parts) into.add(i);
+      }
+      return;
+    }
+    pl.samples(ep, s, n, idBuf);
+    for (let k = 0; k < n; k++) into.add(partOf(src.parts, idBuf[k]));
+  };
 
   async function* iterate(): AsyncGenerator<Batch> {
     if (closed) throw new Error('the loader is closed');
@@ -405,6 +464,32 @@ export function createLoader(source: DataSource, opts: LoaderOptions = {}): Shuf
         const upTo = Math.min(starts.length, next + free.length) - 1;
         if (upTo >= next) await checkXUpTo(rank * perRank + Math.min(perRank, starts[upTo] + B));
       };
+      // Remote stores: a group is sent once the parts it reads are in the cache (acquired in dispatch order, so sends
+      // keep their order); they stay pinned until its last batch is handed out. Meanwhile the parts of the batches
+      // after the ring are fetched ahead.
+      // Pinned files of unfilled groups stay within half the cache (one group may exceed it alone): later groups wait.
+      let sendChain: Promise<unknown> = Promise.resolve();
+      const held = new Map<Executor, string>();
+      let pinnedBytes = 0;
+      let wake: (() => void) | null = null;
+      const budget = fetcher ? fetcher.limitBytes / 2 : 0;
+      const gate = async (need: number) => {
+        while (pinnedBytes > 0 && pinnedBytes + need > budget) await new Promise<void>((r) => { wake = r; });
+      };
+      let lookedAt = -Infinity;
+      const lookahead = (from: number) => {
+        if (!fetcher || from - lookedAt < 4) return;
+        lookedAt = from;
+        if (mode === 'shard') {
+          // The shards of the current window and the next one, in the order the plan first reads them.
+          fetcher.prefetch(mainPlan!.shardSchedule(ep, starts[from]).slice(0, 2 * shardWindow));
+          return;
+        }
+        const span = mode === 'block' ? Math.ceil(windowSamples / B) + 1 : 2 * prefetch;
+        const want = new Set<number>();
+        for (let k = from; k < Math.min(starts.length, from + span) && want.size < 16; k++) partsOf(ep, starts[k], Math.min(B, perRank - starts[k]), want);
+        fetcher.prefetch([...want]);
+      };
       const dispatch = () => {
         while (free.length > 0 && next < starts.length) {
           const s0 = starts[next];
@@ -418,7 +503,28 @@ export function createLoader(source: DataSource, opts: LoaderOptions = {}): Shuf
             const n = Math.min(B, perRank - s);
             reqs.push({ seq: next++, epoch: ep, start: s, n, slot: free.shift()!, own: owned ? [n * spec.xOutBytes, n * spec.yOutBytes] : undefined });
           }
-          const done = e.send(reqs);
+          let done: Promise<Owned | void>[];
+          if (fetcher) {
+            const need = new Set<number>();
+            for (const r of reqs) partsOf(ep, r.start, r.n, need, held, e);
+            const ps = [...need].sort((a, b) => a - b);
+            const bytes = fetcher.bytesOf(ps);
+            const from = reqs[0].seq;
+            const f = fetcher;
+            const got = sendChain.catch(() => {}).then(async () => {
+              await gate(bytes);
+              lookahead(from);
+              const rel = await f.acquire(ps);
+              pinnedBytes += bytes;
+              return () => { rel(); pinnedBytes -= bytes; const w = wake; wake = null; w?.(); };
+            });
+            const ex1 = e;
+            const sent = Promise.all([sendChain.catch(() => {}), got]).then(() => ex1.send(reqs));
+            sendChain = sent;
+            done = reqs.map((_, i) => sent.then((d) => d[i]));
+            // Filled batches need their files no more: unpinned (evictable) as soon as the whole group is filled.
+            void Promise.allSettled(done).then(() => got.then((r) => r(), () => {}));
+          } else done = e.send(reqs);
           ahead = inflight.size + reqs.length;
           reqs.forEach((r, i) => { done[i].catch(() => {}); inflight.set(r.seq, { slot: r.slot, done: done[i] }); });
         }

@@ -111,8 +111,11 @@ export function createReader(init: ReaderInit): BatchReader {
 
   /** Re-check every open file: deleted (no links left) or size changed is an error naming the file. */
   const checkOpen = () => {
-    for (const of of open.values()) {
+    for (const [key, of] of open) {
       const st = fstatSync(of.fd);
+      // An evicted cache copy: the batches that needed it are done (the loader keeps the files of pending batches),
+      // so let the disk space go; it is reopened (fetched again by then) if a later batch needs it.
+      if (st.nlink === 0 && of.file.cached) { closeSync(of.fd); open.delete(key); continue; }
       if (st.nlink === 0) fail(of.file, 'was deleted while the loader was reading it');
       if (st.size !== of.size) fail(of.file, `changed size from ${of.size} to ${st.size} bytes while the loader was reading it`);
     }

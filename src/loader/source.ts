@@ -7,7 +7,8 @@ import { type NpyFile, openNpy } from '../formats/npy.ts';
 import { type NpzMember, listNpz, memberDisplayName } from '../formats/npz.ts';
 import type { FieldSpec, Manifest } from '../store/manifest.ts';
 import { openStore } from '../store/open.ts';
-import type { LoadableSource, Part } from './layout.ts';
+import { type RemoteOptions, REMOTE_OPTION_KEYS, isRemote } from '../remote/index.ts';
+import type { LoadableSource, Part, PartFetcher } from './layout.ts';
 import type { DataSource } from './types.ts';
 
 /** An opened store: its manifest, split names and a DataSource per split. */
@@ -30,24 +31,35 @@ export interface OpenDatasetOptions {
    * false trusts the bytes (a loader's own `verifyChecksums: false` does too).
    */
   verifyChecksums?: boolean;
+  /**
+   * For a store URL (http(s)://, s3://): cache folder and byte limit, S3 endpoint, retries. Shards are downloaded into
+   * the cache ahead of the loader and always checked against the manifest's SHA-256.
+   */
+  remote?: RemoteOptions;
 }
 
 /**
- * Open a store directory (manifest checked now; shards are checksummed, opened and header-checked by the loader on first use).
+ * Open a store directory or URL (manifest checked now; shards are checksummed, opened and header-checked by the loader
+ * on first use). A URL (`http://host/path/store`, `s3://bucket/prefix`) is a store whose shards the loader downloads
+ * into a bounded local cache just ahead of reading them.
  *
  * @example
  * const ds = await openDataset('mnist-store');   // made by `slimfit convert` or convert()
  * console.log(ds.splits, ds.manifest.classNames);
  * const train = ds.split('train');               // a DataSource for createLoader
+ * const remote = await openDataset('s3://bucket/mnist', { remote: { cacheLimit: 2e9 } });
  */
 export async function openDataset(dir: string, opts: OpenDatasetOptions = {}): Promise<Dataset> {
   checkString('openDataset', 'dir', dir);
-  checkOptions('openDataset', opts, ['verifyChecksums']);
+  checkOptions('openDataset', opts, ['verifyChecksums', 'remote']);
   checkBool('openDataset', 'verifyChecksums', opts.verifyChecksums);
-  const abs = resolve(dir);
-  const verify = opts.verifyChecksums ?? true;
-  const store = await openStore(abs, { verifyChecksums: verify });
+  if (opts.remote !== undefined) checkOptions('openDataset remote', opts.remote, REMOTE_OPTION_KEYS);
+  const url = isRemote(dir);
+  const abs = url ? dir : resolve(dir);
+  const verify = (opts.verifyChecksums ?? true) && !url;
+  const store = await openStore(abs, { verifyChecksums: verify, remote: opts.remote });
   const m = store.manifest;
+  const remote = store.remote;
   return {
     dir: abs, manifest: m, splits: store.splits,
     split(name) {
@@ -55,16 +67,30 @@ export async function openDataset(dir: string, opts: OpenDatasetOptions = {}): P
       const parts: Part[] = [];
       let start = 0;
       for (const sh of info.shards) {
-        const file = (f: { file: string; bytes: number; sha256: string }) => ({
-          path: join(abs, f.file), name: `shard ${join(abs, f.file)}`, base: 0, fileBytes: f.bytes, hint: STORE_HINT,
-          ...(verify ? { checksum: { sha256: f.sha256, bytes: f.bytes, store: abs } } : {}),
-        });
+        const file = (f: { file: string; bytes: number; sha256: string }) => (remote
+          ? { path: remote.pathOf(f), name: `shard ${remote.urlOf(f)}`, base: 0, fileBytes: f.bytes, hint: `a cached copy of ${remote.urlOf(f)} changed while the loader read it; run again (it is downloaded afresh)`, cached: true }
+          : {
+            path: join(abs, f.file), name: `shard ${join(abs, f.file)}`, base: 0, fileBytes: f.bytes, hint: STORE_HINT,
+            ...(verify ? { checksum: { sha256: f.sha256, bytes: f.bytes, store: abs } } : {}),
+          });
         parts.push({ start, samples: sh.samples, x: file(sh.x), y: file(sh.y) });
         start += sh.samples;
       }
+      let fetcher: PartFetcher | undefined;
+      if (remote) {
+        const files = (ps: readonly number[], fields: 'xy' | 'y') => ps.flatMap((i) => (fields === 'y' ? [info.shards[i].y] : [info.shards[i].x, info.shards[i].y]));
+        fetcher = {
+          url: remote.url, limitBytes: remote.cache.limitBytes,
+          totalBytes: info.shards.reduce((a, sh) => a + sh.x.bytes + sh.y.bytes, 0),
+          acquire: (ps, fields = 'xy') => remote.acquire(files(ps, fields)),
+          bytesOf: (ps) => files(ps, 'xy').reduce((a, f) => a + f.bytes, 0),
+          maxPartBytes: Math.max(0, ...info.shards.map((sh) => sh.x.bytes + sh.y.bytes)),
+          prefetch: (ps) => remote.prefetch(files(ps, 'xy')),
+        };
+      }
       const src: LoadableSource = {
         name: `${abs}:${name}`, samples: info.samples, x: m.fields.x, y: m.fields.y,
-        classNames: m.classNames, stats: m.stats, parts,
+        classNames: m.classNames, stats: m.stats, parts, fetcher, remote: fetcher !== undefined,
         close: async () => {},
       };
       return src;

@@ -3,14 +3,15 @@ import { createNpzWriter } from '../formats/npz-write.ts';
 import { createProgress } from '../core/progress.ts';
 import { dtypeSize } from '../core/dtype.ts';
 import { SlimfitError, describeSystemError, isSystemError } from '../core/errors.ts';
+import type { RemoteOptions } from '../remote/index.ts';
 import { openStore } from './open.ts';
 
 /** Rows copied per read, so memory stays at a few MB whatever the split size. */
 const CHUNK_BYTES = 8 << 20;
 
 /** Export split `split` of the store in `dir` to `out` (.npz with arrays x and y; each shard's SHA-256 checked first unless `verifyChecksums: false`); returns the file size. */
-export async function exportSplit(dir: string, split: string, out: string, opts: { quiet?: boolean; verifyChecksums?: boolean } = {}): Promise<number> {
-  const store = await openStore(dir, { verifyChecksums: opts.verifyChecksums });
+export async function exportSplit(dir: string, split: string, out: string, opts: { quiet?: boolean; verifyChecksums?: boolean; remote?: RemoteOptions } = {}): Promise<number> {
+  const store = await openStore(dir, { verifyChecksums: opts.verifyChecksums, remote: opts.remote });
   const s = store.split(split);
   const w = await createNpzWriter(out);
   try {

@@ -1,5 +1,6 @@
 // dataset.json: the manifest that makes a folder of .npy shards a slimfit store.
 import { readFile } from 'node:fs/promises';
+import { isRemote } from '../remote/url.ts';
 import { join } from 'node:path';
 import { type FieldSpec, isDType } from '../core/dtype.ts';
 import { SlimfitError } from '../core/errors.ts';
@@ -72,7 +73,7 @@ export interface Manifest {
 
 function fail(dir: string, what: string): never {
   throw new SlimfitError(`not a complete slimfit store: ${what}`, {
-    file: join(dir, MANIFEST_FILE),
+    file: isRemote(dir) ? `${dir}/${MANIFEST_FILE}` : join(dir, MANIFEST_FILE),
     hint: 'the conversion may have been interrupted; run `slimfit convert` again',
   });
 }

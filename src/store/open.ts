@@ -4,8 +4,10 @@ import { join } from 'node:path';
 import { dtypeSize } from '../core/dtype.ts';
 import { SlimfitError } from '../core/errors.ts';
 import { type NpyFile, openNpy } from '../formats/npy.ts';
+import { type RemoteOptions, isRemote } from '../remote/index.ts';
 import { checkShardOnce } from './checksum.ts';
-import { type FieldSpec, type Manifest, type SplitInfo, readManifest } from './manifest.ts';
+import { type FieldSpec, type Manifest, type ShardFile, type SplitInfo, readManifest } from './manifest.ts';
+import { type RemoteShards, openRemote } from './remote.ts';
 
 /** One opened shard pair: `samples` consecutive samples of a split starting at global index `start`. */
 export interface OpenShard {
@@ -33,9 +35,12 @@ export interface StoreSplit {
   close(): Promise<void>;
 }
 
-/** An opened store directory. */
+/** An opened store directory or URL. */
 export interface Store {
+  /** The folder (absolute as given) or the store URL. */
   readonly dir: string;
+  /** Set for a store opened by URL: its shards are read from local cached copies. */
+  readonly remote?: RemoteShards;
   readonly manifest: Manifest;
   /** Split names in manifest order (e.g. train, test). */
   readonly splits: string[];
@@ -49,8 +54,7 @@ function sameShape(a: readonly number[], b: readonly number[]): boolean {
 }
 
 /** Open a shard .npy and check it is the file the manifest describes (dtype, per-sample shape, rows, size). */
-async function openChecked(dir: string, file: string, field: FieldSpec, rows: number, bytes: number): Promise<NpyFile> {
-  const path = join(dir, file);
+async function openChecked(path: string, file: string, field: FieldSpec, rows: number, bytes: number): Promise<NpyFile> {
   let size: number;
   try {
     size = (await stat(path)).size;
@@ -80,12 +84,25 @@ export interface OpenStoreOptions {
    * byte stops the reader with the shard's name instead of being used. Costs one extra read of each shard per process.
    */
   verifyChecksums?: boolean;
+  /** For a store URL: cache folder and limit, S3 endpoint, retries (a downloaded shard is always checked). */
+  remote?: RemoteOptions;
 }
 
-/** Open the store in `dir` (manifest validated; shards are opened, header-checked and checksummed on first use). */
+/**
+ * Open the store in `dir`, a folder or an http(s):// or s3:// URL (manifest validated; shards are opened,
+ * header-checked and checksummed on first use; a remote store's shards are downloaded into the cache first).
+ *
+ * @example
+ * const store = await openStore('s3://bucket/mnist', { remote: { cacheLimit: 2e9 } });
+ * const sh = await store.split('train').shard(0);
+ */
 export async function openStore(dir: string, opts: OpenStoreOptions = {}): Promise<Store> {
-  const verify = opts.verifyChecksums ?? true;
-  const manifest = await readManifest(dir);
+  const rem = isRemote(dir) ? await openRemote(dir, opts.remote) : null;
+  const remote = rem?.shards;
+  // The cache checks every downloaded (or found) shard against the manifest itself.
+  const verify = (opts.verifyChecksums ?? true) && !remote;
+  const manifest = rem ? rem.manifest : await readManifest(dir);
+  const releases: Array<() => void> = [];
   const opened = new Map<string, StoreSplit>();
   const makeSplit = (name: string): StoreSplit => {
     const info = manifest.splits[name];
@@ -106,8 +123,11 @@ export async function openStore(dir: string, opts: OpenStoreOptions = {}): Promi
           const sh = info.shards[i];
           if (!sh) throw new RangeError(`shard ${i} outside 0..${info.shards.length} of split ${name}`);
           p = (async () => {
-            const x = await openChecked(dir, sh.x.file, manifest.fields.x, sh.samples, sh.x.bytes);
-            const y = await openChecked(dir, sh.y.file, manifest.fields.y, sh.samples, sh.y.bytes).catch(async (e) => { await x.close(); throw e; });
+            // A remote shard pair stays in the cache (pinned) until the store is closed.
+            if (remote) releases.push(await remote.acquire([sh.x, sh.y]));
+            const pathOf = (f: ShardFile) => (remote ? remote.pathOf(f) : join(dir, f.file));
+            const x = await openChecked(pathOf(sh.x), sh.x.file, manifest.fields.x, sh.samples, sh.x.bytes);
+            const y = await openChecked(pathOf(sh.y), sh.y.file, manifest.fields.y, sh.samples, sh.y.bytes).catch(async (e) => { await x.close(); throw e; });
             if (verify) {
               try {
                 for (const f of [sh.x, sh.y]) await checkShardOnce(join(dir, f.file), f, dir);
@@ -131,7 +151,7 @@ export async function openStore(dir: string, opts: OpenStoreOptions = {}): Promi
     };
   };
   return {
-    dir, manifest, splits: Object.keys(manifest.splits),
+    dir, manifest, remote, splits: Object.keys(manifest.splits),
     split(name) {
       if (!manifest.splits[name]) {
         throw new SlimfitError(`the store has no split '${name}'`, {
@@ -145,6 +165,8 @@ export async function openStore(dir: string, opts: OpenStoreOptions = {}): Promi
     async close() {
       for (const s of opened.values()) await s.close();
       opened.clear();
+      for (const r of releases.splice(0)) r();
+      remote?.close();
     },
   };
 }

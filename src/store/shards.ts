@@ -19,13 +19,16 @@ export interface SplitWriter {
   abort(): Promise<void>;
 }
 
+/** Called with each finished shard pair (store-relative key, file path), e.g. to upload it; awaited by finish(). */
+export type ShardClosed = (files: Array<{ key: string; path: string }>) => Promise<void>;
+
 /** Samples per shard so an x shard holds about `shardBytes` bytes (at least one sample). */
 export function samplesPerShard(x: FieldSpec, shardBytes: number): number {
   return Math.max(1, Math.floor(shardBytes / Math.max(1, sampleBytes(x))));
 }
 
 /** Start writing split `name` into `root/name/` as x-00000.npy / y-00000.npy pairs. */
-export async function createSplitWriter(root: string, name: string, x: FieldSpec, y: FieldSpec, perShard: number): Promise<SplitWriter> {
+export async function createSplitWriter(root: string, name: string, x: FieldSpec, y: FieldSpec, perShard: number, onClosed?: ShardClosed): Promise<SplitWriter> {
   await mkdir(join(root, name), { recursive: true });
   const xb = sampleBytes(x), yb = sampleBytes(y);
   const done: Array<{ samples: number; xFile: string; yFile: string; xBytes: number; yBytes: number; xSha: string | null; ySha: string | null } | null> = [];
@@ -57,7 +60,11 @@ export async function createSplitWriter(root: string, name: string, x: FieldSpec
     const p = (async () => {
       const xBytes = await c.x.close();
       const yBytes = await c.y.close();
-      done[slot] = { samples, xFile: c.xFile, yFile: c.yFile, xBytes, yBytes, xSha: c.x.sha256, ySha: c.y.sha256 };
+      // Checksums of a partial shard (the writer hashes only full ones) are taken now, before onClosed may move the file.
+      const xSha = c.x.sha256 ?? (onClosed ? await sha256File(join(root, c.xFile)) : null);
+      const ySha = c.y.sha256 ?? (onClosed ? await sha256File(join(root, c.yFile)) : null);
+      done[slot] = { samples, xFile: c.xFile, yFile: c.yFile, xBytes, yBytes, xSha, ySha };
+      if (onClosed) await onClosed([{ key: c.xFile, path: join(root, c.xFile) }, { key: c.yFile, path: join(root, c.yFile) }]);
     })();
     p.catch(() => {}); // surfaced by finish()
     closing.push(p);

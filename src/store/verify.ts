@@ -4,8 +4,9 @@ import { join } from 'node:path';
 import { isSlimfitError } from '../core/errors.ts';
 import { createProgress } from '../core/progress.ts';
 import { sha256File } from './checksum.ts';
-import { type Manifest, readManifest } from './manifest.ts';
-import { openStore } from './open.ts';
+import type { RemoteOptions } from '../remote/index.ts';
+import type { Manifest } from './manifest.ts';
+import { type Store, openStore } from './open.ts';
 
 /** One shard file that failed verification, and why. */
 export interface BadShard { file: string; problem: string }
@@ -14,9 +15,12 @@ export interface BadShard { file: string; problem: string }
 export interface VerifyResult { manifest: Manifest; files: number; bytes: number; bad: BadShard[] }
 
 /** Check every shard of the store in `dir` (size, .npy header vs manifest, SHA-256); never stops at the first bad one. */
-export async function verifyStore(dir: string, opts: { quiet?: boolean } = {}): Promise<VerifyResult> {
-  const manifest = await readManifest(dir);
-  const store = await openStore(dir, { verifyChecksums: false }); // hashed below, every shard, without stopping at the first
+export async function verifyStore(dir: string, opts: { quiet?: boolean; remote?: RemoteOptions } = {}): Promise<VerifyResult> {
+  const store = await openStore(dir, { verifyChecksums: false, remote: opts.remote }); // hashed below, every shard, without stopping at the first
+  const manifest = store.manifest;
+  // A store URL: each shard is downloaded into the cache, which checks its SHA-256 (or found there and checked again
+  // once per process); a shard that cannot be fetched or never matches is reported with the reason.
+  if (store.remote) return verifyRemote(store, manifest, opts.quiet);
   const bad: BadShard[] = [];
   // One entry per damaged file, its problems joined: a file that fails both the header check and the checksum is
   // one damaged file, not two.
@@ -48,6 +52,36 @@ export async function verifyStore(dir: string, opts: { quiet?: boolean } = {}): 
           bytes += f.bytes;
           progress.tick(f.bytes);
           if (sum !== f.sha256) report(path, `checksum mismatch: SHA-256 is ${sum}, the manifest says ${f.sha256}`);
+        }
+      }
+    }
+  } finally {
+    progress.done();
+    await store.close();
+  }
+  return { manifest, files, bytes, bad };
+}
+
+async function verifyRemote(store: Store, manifest: Manifest, quiet?: boolean): Promise<VerifyResult> {
+  const remote = store.remote!;
+  const bad: BadShard[] = [];
+  let files = 0, bytes = 0;
+  const total = Object.values(manifest.splits).reduce((a, s) => a + s.shards.reduce((b, sh) => b + sh.x.bytes + sh.y.bytes, 0), 0);
+  const progress = createProgress({ label: 'verify', total, unit: 'bytes', quiet });
+  try {
+    for (const name of store.splits) {
+      for (const sh of manifest.splits[name].shards) {
+        for (const f of [sh.x, sh.y]) {
+          files++;
+          try {
+            const release = await remote.acquire([f]);
+            release();
+            bytes += f.bytes;
+          } catch (e) {
+            if (!isSlimfitError(e)) throw e;
+            bad.push({ file: remote.urlOf(f), problem: e.message });
+          }
+          progress.tick(f.bytes);
         }
       }
     }

@@ -14,7 +14,9 @@ import { DUPLICATES_FILE, createDuplicateLister, describeGroup } from './dup-lis
 import { type FieldSpec, type Manifest, MANIFEST_FILE, type SplitInfo, STORE_VERSION, type Stats } from './manifest.ts';
 import { sampleBytes } from './open.ts';
 import { type SplitRatios, createSplitAssigner } from './split.ts';
-import { type SplitWriter, createSplitWriter, samplesPerShard } from './shards.ts';
+import { type ShardClosed, type SplitWriter, createSplitWriter, samplesPerShard } from './shards.ts';
+import { type RemoteOptions, isRemote } from '../remote/index.ts';
+import { prepareUpload } from './transfer.ts';
 import { type StatsAccumulator, createStats, firstNonFiniteSample } from './stats.ts';
 import { H, hash64 } from '../core/hash64.ts';
 import { saveNpy } from '../formats/npy.ts';
@@ -46,6 +48,8 @@ export interface WriteStoreOptions {
   strict?: boolean;
   /** Write a part store (`convert --part`, src/store/parts.ts): the record `merge` needs goes into the manifest. */
   partRecord?: PartRecordInput;
+  /** Writing to a URL (s3://bucket/prefix): S3 endpoint and retries (see openDataset's `remote`). */
+  remote?: RemoteOptions;
 }
 
 /** What a part conversion tells the writer (src/store/parts.ts builds it). */
@@ -163,8 +167,12 @@ export async function countClasses(src: SampleSource, quiet?: boolean, map?: Int
   return counts;
 }
 
-/** Convert `input` into a store at `out`: written to a temp folder, manifest last, then renamed into place. */
+/**
+ * Convert `input` into a store at `out`: written to a temp folder, manifest last, then renamed into place. `out` may be
+ * an `s3://bucket/prefix` URL: shards are uploaded as they close (multipart when large) and the manifest last.
+ */
 export async function writeStore(out: string, input: StoreInput, opts: WriteStoreOptions = {}): Promise<ConversionReport> {
+  if (isRemote(out)) return writeStoreToUrl(out, input, opts);
   try {
     return await writeStoreAt(out, input, opts);
   } catch (e) {
@@ -176,7 +184,7 @@ export async function writeStore(out: string, input: StoreInput, opts: WriteStor
   }
 }
 
-async function writeStoreAt(out: string, input: StoreInput, opts: WriteStoreOptions): Promise<ConversionReport> {
+async function writeStoreAt(out: string, input: StoreInput, opts: WriteStoreOptions, onShardClosed?: ShardClosed): Promise<ConversionReport> {
   const t0 = performance.now();
   const sources = input.kind === 'presplit' ? input.splits.map((s) => s.source) : [input.source];
   const splitNames = input.kind === 'presplit' ? input.splits.map((s) => s.name) : input.ratios.map((r) => r.name);
@@ -201,7 +209,7 @@ async function writeStoreAt(out: string, input: StoreInput, opts: WriteStoreOpti
   const writers: SplitWriter[] = [];
   try {
     const perShard = samplesPerShard(x, opts.shardBytes ?? 64e6);
-    for (const name of splitNames) writers.push(await createSplitWriter(tmp, name, x, y, perShard));
+    for (const name of splitNames) writers.push(await createSplitWriter(tmp, name, x, y, perShard, onShardClosed));
     const stats: StatsAccumulator[] = splitNames.map(() => createStats(x));
     const classCounts: number[][] = splitNames.map(() => []);
     let total = sources.reduce((acc, s) => acc + (s.count ?? 0), 0);
@@ -415,4 +423,21 @@ export async function countAll(src: SampleSource): Promise<number> {
   let n = 0;
   for await (const b of src.batches()) n += b.n;
   return n;
+}
+
+/**
+ * writeStore into a URL: the store is built in a local staging folder whose shards are uploaded (and deleted locally)
+ * as they close, so local disk holds only the shards in flight; the manifest goes up last, so a reader never sees a
+ * partial store. An existing store at the URL is replaced only with `force` (its manifest is removed first, its old
+ * shards after the new manifest is up).
+ */
+async function writeStoreToUrl(url: string, input: StoreInput, opts: WriteStoreOptions): Promise<ConversionReport> {
+  const up = await prepareUpload(url, opts.force ?? false, opts.remote);
+  try {
+    const report = await writeStoreAt(up.staging, input, { ...opts, force: true }, up.onShardClosed);
+    await up.finish(report.manifest);
+    return { ...report, dir: up.url };
+  } finally {
+    await up.close();
+  }
 }

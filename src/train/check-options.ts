@@ -11,18 +11,18 @@ import { OPTIMIZERS } from './loop.ts';
 export const FIT_OPTION_KEYS = [
   ...LOADER_OPTION_KEYS,
   'epochs', 'initialEpoch', 'progress', 'lr', 'lrDecay', 'lrSchedule', 'callbacks', 'onEpochEnd', 'signal', 'onInterrupt', 'resumeState', 'fused', 'log',
-  'split', 'optimizer', 'validate', 'validationSplit', 'backend',
+  'split', 'optimizer', 'validate', 'validationSplit', 'backend', 'remote',
 ] as const;
 
 /** evaluate's and evalRun's option names. */
-export const EVALUATE_OPTION_KEYS = ['split', 'batchSize', 'progress', 'backend', 'verifyChecksums'] as const;
+export const EVALUATE_OPTION_KEYS = ['split', 'batchSize', 'progress', 'backend', 'verifyChecksums', 'remote'] as const;
 export const EVAL_RUN_OPTION_KEYS = [...EVALUATE_OPTION_KEYS, 'outDir', 'log'] as const;
 
 /** trainRun's option names (TrainRunOptions). */
 export const TRAIN_RUN_OPTION_KEYS = [
   'model', 'epochs', 'batchSize', 'lr', 'lrDecay', 'shift', 'augment', 'valSplit', 'valFraction', 'optimizer', 'seed', 'out', 'resume', 'force', 'split', 'backend',
   'shuffle', 'shuffleShards', 'workers', 'prefetch', 'evaluateTest', 'progress', 'log', 'verifyChecksums', 'patience', 'keepBest', 'lrSchedule', 'reduceLrOnPlateau', 'signal',
-  'mix', 'balanced', 'classNames',
+  'mix', 'balanced', 'classNames', 'remote',
 ] as const;
 
 /** A tf.LayersModel (duck-typed: the user's tfjs may be another copy than ours, so instanceof cannot tell). */

@@ -5,6 +5,9 @@ import { SlimfitError } from '../core/errors.ts';
 import { openNpy } from '../formats/npy.ts';
 import { elementAsNumber, viewAs } from '../core/dtype.ts';
 import { createLoader, fromNpy, fromNpz, holdout, openDataset } from '../loader/index.ts';
+import { isLoadable } from '../loader/layout.ts';
+import { LOADER_DEFAULTS } from '../loader/defaults.ts';
+import { type RemoteOptions, isRemote } from '../remote/index.ts';
 import { manifestFingerprint } from '../store/fingerprint.ts';
 import { type DataSource, LOADER_OPTION_KEYS, type Loader, type LoaderOptions } from '../loader/types.ts';
 import { DEFAULTS } from './defaults.ts';
@@ -71,7 +74,7 @@ function withHoldout(rd: ResolvedData, valFraction: number, seed: number): Resol
  * training samples (default 0: none) are held out at random with `seed`, like Keras's validation_split.
  * `verifyChecksums: false` skips the per-process SHA-256 check of a store's shards (see openDataset).
  */
-export async function resolveData(data: DataInput, split = 'train', valSplit?: string, valFraction = 0, seed = 0, opts: { verifyChecksums?: boolean; classNames?: string[] } = {}): Promise<ResolvedData> {
+export async function resolveData(data: DataInput, split = 'train', valSplit?: string, valFraction = 0, seed = 0, opts: { verifyChecksums?: boolean; classNames?: string[]; remote?: RemoteOptions } = {}): Promise<ResolvedData> {
   if (isSource(data)) {
     const given = opts.classNames;
     const names = data.classNames ?? [];
@@ -91,12 +94,12 @@ export async function resolveData(data: DataInput, split = 'train', valSplit?: s
     return withHoldout({ main: data, classes, classNames: shown.length ? shown : Array.from({ length: classes }, (_, i) => String(i)), close: async () => {} }, valFraction, seed);
   }
   if (typeof data === 'string') {
-    const st = await stat(data).catch(() => null);
+    const st = isRemote(data) ? { isDirectory: () => true } : await stat(data).catch(() => null);
     if (!st) throw new SlimfitError('no such file or directory', { file: data, hint: 'pass a store directory made by `slimfit convert`, or .npy/.npz files' });
     if (!st.isDirectory()) {
       throw new SlimfitError('is a file, not a store directory', { file: data, hint: 'for plain arrays pass {x: "x.npy", y: "y.npy"} or {npz, x, y}; or convert once with `slimfit convert`' });
     }
-    const ds = await openDataset(data, { verifyChecksums: opts.verifyChecksums });
+    const ds = await openDataset(data, { verifyChecksums: opts.verifyChecksums, remote: opts.remote });
     try {
       const main = ds.split(split);
       const names = [...(ds.manifest.classNames ?? [])];

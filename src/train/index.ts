@@ -1,6 +1,7 @@
 // slimfit's training API: fit/evaluate in one line from a store or plain files, plus models, runs and reports.
 import type * as tfl from '@tensorflow/tfjs-layers';
 import type { LoaderOptions } from '../loader/types.ts';
+import type { RemoteOptions } from '../remote/index.ts';
 import { initBackend } from './backend.ts';
 import { DEFAULTS } from './defaults.ts';
 import { type DataInput, makeEvalLoader, makeLoader, resolveData } from './data.ts';
@@ -34,6 +35,8 @@ export interface FitOptions extends Omit<LoopOptions, 'validation'>, LoaderOptio
   /** Without a 'val' split: the fraction of the training samples held out at random (seeded by `seed`) for validation (default 0.1; 0 = none). */
   validationSplit?: number;
   backend?: string;
+  /** A store given by URL: cache folder and limit, S3 endpoint, retries (see openDataset). */
+  remote?: RemoteOptions;
   /**
    * Receives status lines: first the backend/engine note `slimfit train` prints (e.g. "backend: wasm; native engine
    * ..."), then how batches are trained. Default: only the backend note, written to stderr as "slimfit: backend: ..."
@@ -63,7 +66,7 @@ export async function fit(model: tfl.LayersModel, data: DataInput, opts: FitOpti
     backendNoted = true;
     process.stderr.write(`slimfit: ${info.note}\n`);
   }
-  const rd = await resolveData(data, opts.split ?? DEFAULTS.split, undefined, opts.validate === false ? 0 : (opts.validationSplit ?? DEFAULTS.valFraction), opts.seed ?? DEFAULTS.seed, { verifyChecksums: opts.verifyChecksums });
+  const rd = await resolveData(data, opts.split ?? DEFAULTS.split, undefined, opts.validate === false ? 0 : (opts.validationSplit ?? DEFAULTS.valFraction), opts.seed ?? DEFAULTS.seed, { verifyChecksums: opts.verifyChecksums, remote: opts.remote });
   const closers: Array<{ close(): Promise<void> }> = [];
   try {
     checkTrainable(rd);
@@ -86,12 +89,12 @@ export async function fit(model: tfl.LayersModel, data: DataInput, opts: FitOpti
  * @example
  * const { accuracy, confusion } = await evaluate(model, 'mnist-store', { split: 'test' });
  */
-export async function evaluate(model: tfl.LayersModel, data: DataInput, opts: { split?: string; batchSize?: number; progress?: boolean; backend?: string; verifyChecksums?: boolean } = {}): Promise<EvalResult> {
+export async function evaluate(model: tfl.LayersModel, data: DataInput, opts: { split?: string; batchSize?: number; progress?: boolean; backend?: string; verifyChecksums?: boolean; remote?: RemoteOptions } = {}): Promise<EvalResult> {
   checkModel('evaluate', model);
   checkData('evaluate', data);
   checkEvalOptions('evaluate', opts, EVALUATE_OPTION_KEYS);
   await initBackend(opts.backend);
-  const rd = await resolveData(data, opts.split ?? DEFAULTS.evalSplit, undefined, 0, 0, { verifyChecksums: opts.verifyChecksums });
+  const rd = await resolveData(data, opts.split ?? DEFAULTS.evalSplit, undefined, 0, 0, { verifyChecksums: opts.verifyChecksums, remote: opts.remote });
   try {
     checkModelFits(model, rd.main, rd.classes, model.name);
     const loader = makeEvalLoader(rd.main, rd.classes, { verifyChecksums: opts.verifyChecksums }, opts.batchSize);

@@ -1,6 +1,7 @@
 // What a training run is: the options saved in run.json, and how `--resume` restores them, takes changes given again,
 // and refuses a different model, split, dataset path or dataset contents.
 import { createHash } from 'node:crypto';
+import { isRemote } from '../remote/index.ts';
 import { stat } from 'node:fs/promises';
 import { resolve } from 'node:path';
 import { SlimfitError } from '../core/errors.ts';
@@ -71,7 +72,7 @@ function describeMix(m: SavedMix | undefined): string {
 
 /** `data` with absolute paths (a run folder must not depend on the directory it was started from). */
 export function absoluteData(d: DataInput): DataInput {
-  if (typeof d === 'string') return resolve(d);
+  if (typeof d === 'string') return isRemote(d) ? d : resolve(d);
   if ('npz' in d) return { npz: resolve(d.npz), x: d.x, y: d.y };
   if ('x' in d && 'y' in d && typeof d.x === 'string' && !('samples' in d)) return { x: resolve(d.x), y: resolve(d.y) };
   return d;

@@ -12,6 +12,7 @@ import { checkMixable, mixSources, verifySource } from '../loader/index.ts';
 import { isLoadable } from '../loader/layout.ts';
 import type { AugmentOptions, Cursor, DataSource, LoaderOptions } from '../loader/types.ts';
 import { formatAugment, parseAugmentSpec } from '../loader/augment.ts';
+import { type RemoteOptions } from '../remote/index.ts';
 import { formatBytes, peakRssBytes } from '../core/rss.ts';
 import { initBackend } from './backend.ts';
 import { DEFAULTS } from './defaults.ts';
@@ -71,6 +72,8 @@ export interface TrainRunOptions {
   log?: (line: string) => void;
   /** Check each store shard's SHA-256 once before training reads it (default true). */
   verifyChecksums?: boolean;
+  /** A store given by URL: cache folder and limit, S3 endpoint, retries (see openDataset). */
+  remote?: RemoteOptions;
   /**
    * Early stopping on val_loss: stop after this many epochs in a row without a lower validation loss and put back the
    * best epoch's weights (kept in the run's best/ folder). Needs validation data.
@@ -302,7 +305,7 @@ export async function trainRun(data: DataInput | undefined, opts: TrainRunOption
   if (cfg.lrSchedule !== undefined) parseLrSchedule(cfg.lrSchedule);
   const plateau = cfg.reduceLrOnPlateau !== undefined ? parsePlateau(cfg.reduceLrOnPlateau) : undefined;
   if (cfg.patience !== undefined && !(Number.isInteger(cfg.patience) && cfg.patience >= 0)) throw new SlimfitError(`--patience must be a whole number >= 0, got ${cfg.patience}`);
-  const rd: ResolvedData = await resolveData(cfg.data, cfg.split, cfg.valSplit, cfg.valFraction ?? 0, cfg.seed, { verifyChecksums: opts.verifyChecksums, classNames: cfg.classNames });
+  const rd: ResolvedData = await resolveData(cfg.data, cfg.split, cfg.valSplit, cfg.valFraction ?? 0, cfg.seed, { verifyChecksums: opts.verifyChecksums, classNames: cfg.classNames, remote: opts.remote });
   const mixed = cfg.mix ? await openMixSources(cfg.mix, { verifyChecksums: opts.verifyChecksums }).catch(async (e) => { await rd.close(); throw e; }) : null;
   // A new run on a source fetched over the network shuffles by shard windows unless told otherwise (saved in run.json).
   if (!opts.resume && opts.shuffle === undefined && isLoadable(rd.main) && rd.main.remote) {
@@ -504,7 +507,7 @@ async function removeStaleTemps(out: string): Promise<void> {
 }
 
 /** Evaluate a run's model (runs/NAME, or a model folder / model.json) on `split` of `data`; writes the confusion matrix next to it. */
-export async function evalRun(modelPath: string, data: DataInput, opts: { split?: string; backend?: string; batchSize?: number; progress?: boolean; outDir?: string; log?: (l: string) => void; verifyChecksums?: boolean } = {}): Promise<{ result: EvalResult; files: string }> {
+export async function evalRun(modelPath: string, data: DataInput, opts: { split?: string; backend?: string; batchSize?: number; progress?: boolean; outDir?: string; log?: (l: string) => void; verifyChecksums?: boolean; remote?: RemoteOptions } = {}): Promise<{ result: EvalResult; files: string }> {
   checkString('evalRun', 'modelPath', modelPath);
   checkData('evalRun', data);
   checkEvalOptions('evalRun', opts, EVAL_RUN_OPTION_KEYS);
@@ -519,7 +522,7 @@ export async function evalRun(modelPath: string, data: DataInput, opts: { split?
     const runCfg = isRun ? await readJson<RunConfig>(join(modelPath, 'run.json'), 'run.json') : undefined;
     // A run on .npy/.npz data with --class-names: the same names for the same kind of data.
     const names = typeof data === 'string' || !runCfg?.classNames ? undefined : runCfg.classNames;
-    const rd = await resolveData(data, split, undefined, 0, 0, { verifyChecksums: opts.verifyChecksums, classNames: names }).catch((e: unknown) => {
+    const rd = await resolveData(data, split, undefined, 0, 0, { verifyChecksums: opts.verifyChecksums, classNames: names, remote: opts.remote }).catch((e: unknown) => {
       if (split === DEFAULTS.evalSplit && typeof data === 'string' && e instanceof SlimfitError && /has no split/.test(e.message)) {
         throw new SlimfitError(`there is no '${split}' split to evaluate on${e.hint ? ` (${e.hint})` : ''}`, {
           file: data, hint: `evaluate another split (--split NAME), or convert with --split train=0.9,test=0.1 to hold out a test split`,

@@ -6,6 +6,7 @@ import { createLoader } from '../loader/index.ts';
 import type { AugmentOptions } from '../loader/types.ts';
 import { checkAugment, formatAugment, parseAugmentSpec } from '../loader/augment.ts';
 import { createTransformer, makeTransformSpec, rawView } from '../loader/transform.ts';
+import type { RemoteOptions } from '../remote/index.ts';
 import { resolveData, type DataInput } from './data.ts';
 import { DEFAULTS } from './defaults.ts';
 import { writeAtomic } from '../core/write-atomic.ts';
@@ -29,6 +30,8 @@ export interface ShowOptions {
    * draws (an `--augment` spec or AugmentOptions). Default: no augmentation.
    */
   augment?: string | AugmentOptions;
+  /** A store given by URL: cache folder and limit, S3 endpoint, retries (see openDataset). */
+  remote?: RemoteOptions;
 }
 
 /** Columns of an augmentation grid: the sample as stored, then 7 draws. */
@@ -80,7 +83,7 @@ export interface SampleGrid {
 export async function writeSampleGrid(data: DataInput, out: string, opts: ShowOptions = {}): Promise<SampleGrid> {
   const n = opts.n ?? DEFAULTS.gridSamples;
   if (!Number.isInteger(n) || n < 1 || n > 4096) throw new SlimfitError(`-n must be an integer in 1..4096, got ${n}`);
-  const rd = await resolveData(data, opts.split ?? 'train', undefined, 0, 0, { verifyChecksums: opts.verifyChecksums });
+  const rd = await resolveData(data, opts.split ?? 'train', undefined, 0, 0, { verifyChecksums: opts.verifyChecksums, remote: opts.remote });
   try {
     const shape = rd.main.x.shape;
     if (shape.length < 2 || shape.length > 3 || (shape.length === 3 && ![1, 3, 4].includes(shape[2]))) {
