@@ -4,7 +4,7 @@
 import assert from 'node:assert/strict';
 import { spawn } from 'node:child_process';
 import { createHash } from 'node:crypto';
-import { chmodSync, mkdirSync, readdirSync, readFileSync, statSync, writeFileSync } from 'node:fs';
+import { chmodSync, existsSync, mkdirSync, readdirSync, readFileSync, statSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { after, before, test } from 'node:test';
 import { haveNginx, startFaultProxy, startNginx, startS3 } from '../dev/remote-servers.ts';
@@ -191,6 +191,13 @@ test('convert SRC s3://... uploads a store readers open by URL; --force semantic
   const pull = await runCli(['pull', 's3://bucket/pushed', back, '--endpoint', endpoint, '-q'], { env });
   assert.equal(pull.code, 0, pull.stderr);
   for (const f of readdirSync(join(local, 'train'))) assert.deepEqual(readFileSync(join(back, 'train', f)), readFileSync(join(local, 'train', f)));
+  // The duplicate list (49 samples repeat here) travels with the store: pushed and pulled, and written by a convert to
+  // a URL, whose first copies are found by downloading the uploaded shards again.
+  assert.ok(existsSync(join(local, 'duplicates.json')));
+  assert.deepEqual(readFileSync(join(back, 'duplicates.json')), readFileSync(join(local, 'duplicates.json')));
+  const convBack = join(tmp.dir, 'pulled-conv');
+  assert.equal((await runCli(['pull', 's3://bucket/conv', convBack, '--endpoint', endpoint, '-q'], { env })).code, 0);
+  assert.deepEqual(JSON.parse(readFileSync(join(convBack, 'duplicates.json'), 'utf8')), JSON.parse(readFileSync(join(local, 'duplicates.json'), 'utf8')));
   if (nginx) {
     const put = await runCli(['push', local, `${nginx.url}/x`, '-q']);
     assert.equal(put.code, 1);

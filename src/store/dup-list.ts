@@ -2,6 +2,7 @@
 // dropped), and the copies already in the store are found afterwards by hashing the written x shards again. The
 // list goes into `duplicates.json` beside the manifest. The duplicate index itself keeps no positions (that would
 // cost memory for every sample); the second pass reads the store only when duplicates were found.
+import { rm } from 'node:fs/promises';
 import { join } from 'node:path';
 import { H, hash64 } from '../core/hash64.ts';
 import { openNpy } from '../formats/npy.ts';
@@ -33,9 +34,16 @@ export interface DuplicateLister {
   note(lo: number, hi: number, copy: DuplicateCopy): void;
   /** Groups noted so far. */
   readonly size: number;
-  /** Find the copies already written (hashing the split's x shards under `dir`) and return the groups, in the order first noted. */
-  finish(dir: string, splits: Record<string, SplitInfo>, xRowBytes: number): Promise<{ groups: DuplicateGroup[]; total: number }>;
+  /**
+   * Find the copies already written (hashing the split's x shards under `dir`) and return the groups, in the order first
+   * noted. `fetchBack` puts a shard that is no longer under `dir` (uploaded and deleted when writing to a URL) back at
+   * its path first; it is removed again after it was read.
+   */
+  finish(dir: string, splits: Record<string, SplitInfo>, xRowBytes: number, fetchBack?: ShardFetchBack): Promise<{ groups: DuplicateGroup[]; total: number }>;
 }
+
+/** Brings shard `file` (as the manifest names it, checked against its size and SHA-256) back to the local path `dest`. */
+export type ShardFetchBack = (file: string, dest: string, expected: { bytes: number; sha256: string }) => Promise<void>;
 
 /** A new, empty lister. */
 export function createDuplicateLister(): DuplicateLister {
@@ -53,14 +61,16 @@ export function createDuplicateLister(): DuplicateLister {
       }
       g.copies.push(copy);
     },
-    async finish(dir, splits, xRowBytes) {
+    async finish(dir, splits, xRowBytes, fetchBack) {
       if (groups.size === 0) return { groups: [], total };
       const CHUNK = Math.max(1, Math.floor((4 << 20) / Math.max(1, xRowBytes)));
       const pool = new Uint8Array(CHUNK * xRowBytes); // one reused read buffer
       for (const [name, info] of Object.entries(splits)) {
         let at = 0;
         for (const sh of info.shards) {
-          const npy = await openNpy(join(dir, sh.x.file));
+          const path = join(dir, sh.x.file);
+          if (fetchBack) await fetchBack(sh.x.file, path, sh.x);
+          const npy = await openNpy(path);
           try {
             for (let s = 0; s < sh.samples; s += CHUNK) {
               const e = Math.min(sh.samples, s + CHUNK);
@@ -73,6 +83,7 @@ export function createDuplicateLister(): DuplicateLister {
             }
           } finally {
             await npy.close();
+            if (fetchBack) await rm(path, { force: true });
           }
           at += sh.samples;
         }

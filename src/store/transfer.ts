@@ -1,17 +1,22 @@
 // Moving whole stores between a folder and a URL: uploads for `convert SRC s3://...` and `slimfit push`, downloads
 // for `slimfit pull`. Shards first, manifest last in both directions, so nobody sees a partial store.
+import { existsSync } from 'node:fs';
 import { mkdir, mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { SlimfitError } from '../core/errors.ts';
 import { createProgress } from '../core/progress.ts';
 import { writeAtomic } from '../core/write-atomic.ts';
-import { type Backend, type RemoteOptions, type ResolvedRemote, downloadFile, openBackend, resolveRemoteOptions, uploadFile, withRetries } from '../remote/index.ts';
+import { type Backend, type RemoteOptions, type ResolvedRemote, downloadFile, fetchText, openBackend, resolveRemoteOptions, uploadFile, withRetries } from '../remote/index.ts';
 import { beginAtomicDir } from './atomic.ts';
 import { checkShardOnce } from './checksum.ts';
 import { MANIFEST_FILE, type Manifest, readManifest } from './manifest.ts';
 import { readRemoteManifest } from './remote.ts';
 import type { ShardClosed } from './shards.ts';
+import { DUPLICATES_FILE, type ShardFetchBack } from './dup-list.ts';
+
+/** Files of a store beside its shards and manifest, copied with it. */
+const STORE_SIDE_FILES = [DUPLICATES_FILE];
 
 const shardFiles = (m: Manifest) => Object.values(m.splits).flatMap((s) => s.shards.flatMap((sh) => [sh.x, sh.y]));
 
@@ -21,6 +26,8 @@ export interface Upload {
   /** Local folder to write the store into (its shards are deleted as they are uploaded). */
   readonly staging: string;
   onShardClosed: ShardClosed;
+  /** Download an uploaded shard back into the staging folder (the duplicate list hashes the first copies again). */
+  fetchBack: ShardFetchBack;
   /** Wait for every shard upload, upload the manifest, then remove shards of a replaced store that the new one does not use. */
   finish(manifest: Manifest): Promise<void>;
   /** Remove the staging folder and close connections. */
@@ -48,6 +55,18 @@ async function openTarget(url: string, force: boolean, r: ResolvedRemote): Promi
   } catch (e) {
     backend.close();
     throw e;
+  }
+}
+
+/**
+ * Upload the store's side files from local folder `dir` (the duplicate list, when the store has one), or remove one
+ * a replaced store left at the URL; before the manifest, so a reader never sees a manifest without them.
+ */
+async function putSideFiles(backend: Backend, dir: string, r: ResolvedRemote): Promise<void> {
+  for (const name of STORE_SIDE_FILES) {
+    const path = join(dir, name);
+    if (existsSync(path)) await uploadFile(backend, name, { path }, r.retry);
+    else await withRetries(r.retry, () => backend.remove(name, AbortSignal.timeout(r.retry.idleTimeoutMs))).catch(() => {});
   }
 }
 
@@ -87,8 +106,13 @@ export async function prepareUpload(url: string, force: boolean, opts?: RemoteOp
       pending.push(p);
       await p;
     },
+    async fetchBack(file, dest, expected) {
+      await Promise.all(pending);
+      await downloadFile(backend, file, dest, expected, r.retry);
+    },
     async finish(manifest) {
       await Promise.all(pending);
+      await putSideFiles(backend, join(root, 'store'), r);
       await putManifestLast(backend, manifest, old, r);
     },
     async close() {
@@ -115,6 +139,7 @@ export async function pushStore(dir: string, url: string, opts: { force?: boolea
   const progress = createProgress({ label: 'push', total, unit: 'bytes', quiet: opts.quiet });
   try {
     for (const f of files) { await uploadFile(backend, f.file, { path: join(dir, f.file) }, r.retry); progress.tick(f.bytes); }
+    await putSideFiles(backend, dir, r);
     await putManifestLast(backend, manifest, old, r);
   } finally {
     progress.done();
@@ -142,6 +167,10 @@ export async function pullStore(url: string, dir: string, opts: { force?: boolea
     try {
       for (const name of Object.keys(manifest.splits)) await mkdir(join(dest.tmp, name), { recursive: true });
       for (const f of files) { await downloadFile(backend, f.file, join(dest.tmp, f.file), f, r.retry); progress.tick(f.bytes); }
+      for (const name of STORE_SIDE_FILES) {
+        const text = await fetchText(backend, name, r.retry);
+        if (text !== null) await writeAtomic(join(dest.tmp, name), text);
+      }
       await writeAtomic(join(dest.tmp, MANIFEST_FILE), JSON.stringify(manifest, null, 2) + '\n');
       await dest.commit();
     } catch (e) {

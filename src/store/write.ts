@@ -10,7 +10,7 @@ import { writeAtomic } from '../core/write-atomic.ts';
 import { beginAtomicDir } from './atomic.ts';
 import { type Relabeler, createRelabeler, planClasses } from './classes.ts';
 import { createDuplicateIndex } from './dedupe.ts';
-import { DUPLICATES_FILE, createDuplicateLister, describeGroup } from './dup-list.ts';
+import { DUPLICATES_FILE, type ShardFetchBack, createDuplicateLister, describeGroup } from './dup-list.ts';
 import { type FieldSpec, type Manifest, MANIFEST_FILE, type SplitInfo, STORE_VERSION, type Stats } from './manifest.ts';
 import { sampleBytes } from './open.ts';
 import { type SplitRatios, createSplitAssigner } from './split.ts';
@@ -184,7 +184,7 @@ export async function writeStore(out: string, input: StoreInput, opts: WriteStor
   }
 }
 
-async function writeStoreAt(out: string, input: StoreInput, opts: WriteStoreOptions, onShardClosed?: ShardClosed): Promise<ConversionReport> {
+async function writeStoreAt(out: string, input: StoreInput, opts: WriteStoreOptions, onShardClosed?: ShardClosed, fetchBack?: ShardFetchBack): Promise<ConversionReport> {
   const t0 = performance.now();
   const sources = input.kind === 'presplit' ? input.splits.map((s) => s.source) : [input.source];
   const splitNames = input.kind === 'presplit' ? input.splits.map((s) => s.name) : input.ratios.map((r) => r.name);
@@ -335,7 +335,7 @@ async function writeStoreAt(out: string, input: StoreInput, opts: WriteStoreOpti
     // Every duplicated sample's copies, beside the manifest and before it (a store with a manifest has its list).
     let duplicateExamples: string[] | undefined;
     if (lister.size > 0) {
-      const { groups, total } = await lister.finish(tmp, splits, xb);
+      const { groups, total } = await lister.finish(tmp, splits, xb, fetchBack);
       const doc = {
         format: 'slimfit-duplicates', version: 1,
         about: 'Samples whose x bytes are exactly equal. Each group lists the copies of one sample: split and index in this store (index null: dropped by --dedupe), in input order: the first copy, then the later ones with the input and their position in it (row of an array or CSV, image in sorted folder order). --dedupe keeps the first copy and drops the later ones.',
@@ -434,7 +434,7 @@ export async function countAll(src: SampleSource): Promise<number> {
 async function writeStoreToUrl(url: string, input: StoreInput, opts: WriteStoreOptions): Promise<ConversionReport> {
   const up = await prepareUpload(url, opts.force ?? false, opts.remote);
   try {
-    const report = await writeStoreAt(up.staging, input, { ...opts, force: true }, up.onShardClosed);
+    const report = await writeStoreAt(up.staging, input, { ...opts, force: true }, up.onShardClosed, up.fetchBack);
     await up.finish(report.manifest);
     return { ...report, dir: up.url };
   } finally {
