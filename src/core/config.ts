@@ -20,6 +20,7 @@ export const FEATURES = {
   'png-pool': 'the native PNG decode threads only (plain PNGs decode in worker threads)',
   sha256: 'native shard checksums off the main thread',
   trim: 'returning freed native memory to the system (malloc_trim)',
+  mpi: 'the MPI addon (data-parallel training under mpirun; without it a run under mpirun stops with an error)',
 } as const;
 /** A name `SLIMFIT_DISABLE` accepts. */
 export type Feature = keyof typeof FEATURES;
