@@ -8,7 +8,7 @@ import { openNpy } from '../formats/npy.ts';
 import { checkShardOnce } from '../store/checksum.ts';
 import { isLoadable, type LoadableSource, type PartFile, partOf } from './layout.ts';
 import { subsetIndex } from './holdout.ts';
-import type { ClassTable, PlanConfig } from './plan.ts';
+import { type ClassTable, type PlanConfig, rankPosition } from './plan.ts';
 import { type BatchReader, type ReaderInit, createReader, slotLayout } from './reader.ts';
 import { gatherAddon } from './native.ts';
 import { LOADER_DEFAULTS } from './defaults.ts';
@@ -64,6 +64,10 @@ export function checkLoaderOptions(where: string, o: LoaderOptions): void {
   checkInt(where, 'rank', o.rank, 0);
   if ((o.rank ?? 0) >= (o.worldSize ?? 1)) throw new SlimfitError(`${where}: option rank ${o.rank ?? 0} must be below worldSize ${o.worldSize ?? 1}`);
   checkOneOf(where, 'shuffle', o.shuffle, ['global', 'block', false] as const);
+  checkOneOf(where, 'rankSplit', o.rankSplit, ['blocks', 'batches'] as const);
+  if (o.rankSplit === 'batches' && (o.shuffle ?? LOADER_DEFAULTS.shuffle) === 'block') {
+    throw new SlimfitError(`${where}: option rankSplit 'batches' interleaves the ranks in one global order; use it with shuffle 'global' or false (block shuffle keeps each rank's windows contiguous: rankSplit 'blocks')`);
+  }
   checkBool(where, 'balanced', o.balanced);
   if (o.balanced && (o.shuffle ?? LOADER_DEFAULTS.shuffle) !== 'global') throw new SlimfitError(`${where}: option balanced draws samples at random; use it with shuffle: 'global'`);
   checkBool(where, 'dropLast', o.dropLast);
@@ -262,7 +266,8 @@ export function createLoader(source: DataSource, opts: LoaderOptions = {}): Shuf
   const windowBytes = intOpt('shuffleWindow', opts.shuffleWindow, 64 * MB, 1);
   const windowSamples = Math.max(1, Math.min(Math.max(1, perRank), Math.floor(windowBytes / Math.max(1, xRow + yRow))));
   const blockSamples = Math.max(1, Math.min(Math.floor(intOpt('shuffleBlock', opts.shuffleBlock, MB, 1) / Math.max(1, xRow)), Math.floor(windowSamples / 4)));
-  const plan: PlanConfig = { n: N, subset: src.subset, mode, balanced, seed, rank, worldSize, perRank, blockSamples, windowSamples };
+  const rankBatch = opts.rankSplit === 'batches' && worldSize > 1 ? B : 0;
+  const plan: PlanConfig = { n: N, subset: src.subset, mode, balanced, seed, rank, worldSize, perRank, rankBatch, blockSamples, windowSamples };
 
   const workers = intOpt('workers', opts.workers, Math.max(1, availableParallelism() - 1), 0);
   const layout = slotLayout(spec, B);
@@ -368,7 +373,7 @@ export function createLoader(source: DataSource, opts: LoaderOptions = {}): Shuf
       // lazyX: check the x shards the batches about to be requested read (stored order: sample = rank offset + position).
       const ready = async () => {
         const upTo = Math.min(starts.length, next + free.length) - 1;
-        if (upTo >= next) await checkXUpTo(rank * perRank + Math.min(perRank, starts[upTo] + B));
+        if (upTo >= next) await checkXUpTo(rankPosition(plan, Math.min(perRank, starts[upTo] + B) - 1) + 1);
       };
       const dispatch = () => {
         while (free.length > 0 && next < starts.length) {
