@@ -9,6 +9,8 @@ import { createProgress } from '../core/progress.ts';
 import { DEFAULTS } from './defaults.ts';
 import { type CallbackInput, type CallbackLogs, EarlyStopping, isLrScaler, type LrScaler, isStateful, KeepBest, standardizeCallbacks } from './callbacks.ts';
 import { lrFactor, type LrSchedule, parseLrSchedule } from './schedule.ts';
+import type { MpiWorld } from '../core/mpi.ts';
+import { broadcastWeights, globalCursor, reduceGradientsOf, reduceNonTrainable } from './parallel.ts';
 
 /** With an abort signal, the loop lets the event loop turn (to run signal handlers) at least this often, in ms. */
 const YIELD_MS = 20;
@@ -105,6 +107,14 @@ export interface LoopOptions {
   fused?: boolean;
   /** Receives one line saying how batches are trained (fused step, or trainOnBatch and why). */
   log?: (line: string) => void;
+  /**
+   * Data-parallel training over MPI (mpiWorld() under mpirun; fit and trainRun pass it): `loader` must give this rank
+   * its share of every global batch (rank/worldSize with rankSplit 'batches'). Rank 0's weights are broadcast first;
+   * each step's gradients are averaged over the ranks before the optimizer step; loss/accuracy sums are the global
+   * ones; non-trainable weights (batch-norm statistics) are averaged after every epoch; and a stop (signal) is agreed
+   * so all ranks stop after the same batch. Cursors handed to onEpochEnd/onInterrupt are global (see globalCursor).
+   */
+  world?: MpiWorld | null;
 }
 
 /** Compile `model` for classification with one-hot labels unless it already carries a training config (a user's model.json) and `force` is false. */
@@ -231,6 +241,35 @@ function setLearningRate(opt: LrOptimizer, lr: number): void {
  */
 export async function trainEpochs(model: tfl.LayersModel, loader: Loader, opts: LoopOptions = {}): Promise<History> {
   if (!model.optimizer) throw new Error('trainEpochs needs a compiled model (see compileDefault)');
+  const decay = opts.lrDecay ?? DEFAULTS.lrDecay;
+  if (!(decay > 0 && decay <= 1)) throw new SlimfitError(`lrDecay must be in (0, 1], got ${decay}`);
+  const world = opts.world && opts.world.size > 1 ? opts.world : null;
+  if (world) {
+    // Every rank must take the same number of steps (each one is a collective): refuse loaders that disagree.
+    const counts = new Float64Array([loader.batchesPerEpoch, loader.batchesPerEpoch ** 2]);
+    world.allreduce(counts);
+    if (counts[0] * counts[0] !== counts[1] * world.size) {
+      throw new SlimfitError(`the ${world.size} MPI ranks' loaders have different numbers of batches per epoch (this rank: ${loader.batchesPerEpoch})`, {
+        hint: 'create each rank\'s loader with the same data, per-rank batch size and rank/worldSize (rankSplit \'batches\')',
+      });
+    }
+    broadcastWeights(world, model);
+  }
+  // The fused step trains a plain Dense chain in one native call, with the same math as trainOnBatch (see src/engine/dense-step.ts).
+  const fused = opts.fused === false ? { step: null, reason: 'turned off by the caller' }
+    : denseTrainStep(tf, model, engineActive(), world ? { reduce: (g) => world.allreduce(g, true) } : {});
+  opts.log?.(fused.step ? `train step: fused (${world ? `forward, loss and backward in one native call per batch, gradients averaged over ${world.size} MPI ranks, then Adam` : 'forward, loss, backward and Adam in one native call per batch'})`
+    : `train step: TensorFlow.js trainOnBatch (no fused step: ${fused.reason})${world ? `, gradients averaged over ${world.size} MPI ranks before each optimizer step` : ''}`);
+  const unhook = world ? reduceGradientsOf(world, model) : null;
+  try {
+    return await epochsLoop(model, loader, opts, fused, world);
+  } finally {
+    unhook?.();
+    if (fused.step) fused.dispose();
+  }
+}
+
+async function epochsLoop(model: tfl.LayersModel, loader: Loader, opts: LoopOptions, fused: ReturnType<typeof denseTrainStep>, world: MpiWorld | null): Promise<History> {
   const epochs = opts.epochs ?? DEFAULTS.epochs;
   const classes = modelClasses(model);
   const copy = tf.getBackend() === 'cpu'; // the cpu backend keeps a reference to the array; loaders reuse buffers
@@ -238,13 +277,11 @@ export async function trainEpochs(model: tfl.LayersModel, loader: Loader, opts: 
   const opt = model.optimizer as unknown as LrOptimizer;
   const baseLr = opt.learningRate;
   const decay = opts.lrDecay ?? DEFAULTS.lrDecay;
-  if (!(decay > 0 && decay <= 1)) throw new SlimfitError(`lrDecay must be in (0, 1], got ${decay}`);
   // A resumed model carries the already-decayed rate in its saved optimizer config, so resuming passes the base `lr`.
   const lr0 = opts.lr ?? baseLr;
-  // The fused step trains a plain Dense chain in one native call, with the same math as trainOnBatch (see src/engine/dense-step.ts).
-  const fused = opts.fused === false ? { step: null, reason: 'turned off by the caller' } : denseTrainStep(tf, model, engineActive());
-  opts.log?.(fused.step ? 'train step: fused (forward, loss, backward and Adam in one native call per batch)'
-    : `train step: TensorFlow.js trainOnBatch (no fused step: ${fused.reason})`);
+  const ranks = world?.size ?? 1;
+  const cursorOut = (c: Cursor): Cursor => (world ? globalCursor(c) : c);
+  const sums = new Float64Array(4);
   const sched = typeof opts.lrSchedule === 'string' ? parseLrSchedule(opts.lrSchedule, 'lrSchedule') : opts.lrSchedule;
   const cbs = standardizeCallbacks(opts.callbacks);
   const scalers: LrScaler[] = cbs.filter((c) => isLrScaler(c));
@@ -277,7 +314,7 @@ export async function trainEpochs(model: tfl.LayersModel, loader: Loader, opts: 
     if (opts.signal?.aborted) {
       // Stopped between epochs (e.g. during validation or the last checkpoint): the cursor is at the start of epoch e,
       // or, before the first batch of a run resumed mid-epoch, where that checkpoint was (its sums go into the new one).
-      await opts.onInterrupt?.(loader.cursor(), loopState(e === first ? opts.resumeState?.partial : undefined));
+      await opts.onInterrupt?.(cursorOut(loader.cursor()), loopState(e === first ? opts.resumeState?.partial : undefined));
       history.interrupted = { epoch: e + 1, batchesDone: 0, samplesDone: 0 };
       return history;
     }
@@ -285,7 +322,7 @@ export async function trainEpochs(model: tfl.LayersModel, loader: Loader, opts: 
     const startPos = loader.cursor().position;
     if (controlsLr) setLearningRate(opt, lrAt(e, 0)); // per-batch schedules set it again before each batch
     for (const c of cbs) await c.onEpochBegin(e, {});
-    const remaining = loader.samplesPerEpoch - startPos;
+    const remaining = (loader.samplesPerEpoch - startPos) * ranks;
     const bar = createProgress({ label: `epoch ${e + 1}/${epochs}`, total: remaining, unit: 'samples', quiet: opts.progress === false });
     const t0 = performance.now();
     let loss = resumed?.loss ?? 0, acc = resumed?.acc ?? 0, n = resumed?.n ?? 0;
@@ -308,11 +345,18 @@ export async function trainEpochs(model: tfl.LayersModel, loader: Loader, opts: 
           ys.dispose();
         }
       }
-      const [l, a] = Array.isArray(r) ? r : [r, NaN];
+      let [l, a] = Array.isArray(r) ? r : [r, NaN];
+      let bn = b.n;
+      if (world) {
+        // The global batch's loss and accuracy, and whether any rank was asked to stop (all then stop after this batch).
+        sums[0] = l * b.n; sums[1] = a * b.n; sums[2] = b.n; sums[3] = opts.signal?.aborted ? 1 : 0;
+        world.allreduce(sums);
+        bn = sums[2]; l = sums[0] / bn; a = sums[1] / bn;
+      }
       if (!Number.isFinite(l)) throw new SlimfitError(`the loss became ${l} in epoch ${e + 1}, batch ${b.index}`, { hint: 'lower the learning rate (--lr)' });
-      loss += l * b.n; acc += a * b.n; n += b.n;
+      loss += l * bn; acc += a * bn; n += bn;
       batchesDone++;
-      bar.tick(b.n, `loss ${(loss / n).toFixed(4)} acc ${(acc / n).toFixed(4)}`);
+      bar.tick(bn, `loss ${(loss / n).toFixed(4)} acc ${(acc / n).toFixed(4)}`);
       for (const c of cbs) await c.onBatchEnd(b.index, { batch: b.index, size: b.n, loss: l, acc: a, lr: opt.learningRate ?? NaN });
       if (opts.signal) {
         // Signal handlers run only when the event loop turns, and batches that are already prefetched resolve as
@@ -322,13 +366,17 @@ export async function trainEpochs(model: tfl.LayersModel, loader: Loader, opts: 
         // After the epoch's last batch the epoch is finished normally (validation, callbacks, onEpochEnd) and the check
         // before the next one stops: a mid-epoch state with the cursor already in the next epoch would misplace it.
         const pos = loader.cursor().position;
-        if (opts.signal.aborted && pos > 0 && pos < loader.samplesPerEpoch) { stopped = true; break; }
+        if ((world ? sums[3] > 0 : opts.signal.aborted) && pos > 0 && pos < loader.samplesPerEpoch) { stopped = true; break; }
+      } else if (world && sums[3] > 0) {
+        const pos = loader.cursor().position;
+        if (pos > 0 && pos < loader.samplesPerEpoch) { stopped = true; break; }
       }
     }
     bar.done();
     const seconds = (resumed?.seconds ?? 0) + (performance.now() - t0) / 1000;
+    if (world) reduceNonTrainable(world, model);
     if (stopped) {
-      const cursor = loader.cursor();
+      const cursor = cursorOut(loader.cursor());
       await opts.onInterrupt?.(cursor, loopState({ loss, acc, n, seconds }));
       history.interrupted = { epoch: e + 1, batchesDone, samplesDone: n };
       return history;
@@ -351,7 +399,7 @@ export async function trainEpochs(model: tfl.LayersModel, loader: Loader, opts: 
       }
     }
     history.epochs.push(log);
-    if (opts.onEpochEnd) await opts.onEpochEnd(log, loader.cursor(), loopState());
+    if (opts.onEpochEnd) await opts.onEpochEnd(log, cursorOut(loader.cursor()), loopState());
     if (model_.stopTraining) break;
   }
   for (const c of cbs) await c.onTrainEnd({});

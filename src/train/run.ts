@@ -14,7 +14,9 @@ import { initBackend } from './backend.ts';
 import { DEFAULTS } from './defaults.ts';
 import { type DataInput, makeEvalLoader, makeLoader, type ResolvedData, resolveData, trainLoaderOptions } from './data.ts';
 import { compileDefault, type EpochLog, evaluateLoader, type EvalResult, type LoopState, modelClasses, type OptimizerName, restoreOptimizerExactly, trainEpochs } from './loop.ts';
-import { type BestWeightsStore, type CallbackInput, earlyStopping, keepBest, reduceLrOnPlateau } from './callbacks.ts';
+import { type BestWeightsStore, type CallbackInput, earlyStopping, keepBest, memoryWeightsStore, reduceLrOnPlateau } from './callbacks.ts';
+import { mpiWorld } from '../core/mpi.ts';
+import { globalCursor, perRankBatch, rankCursor } from './parallel.ts';
 import { parseLrSchedule } from './schedule.ts';
 import { loadModel, saveModel } from './modelio.ts';
 import { buildModel, isBuiltinModel } from './models.ts';
@@ -225,7 +227,10 @@ export async function trainRun(data: DataInput | undefined, opts: TrainRunOption
   if (data !== undefined) checkData('trainRun', data);
   checkTrainRunOptions(opts as Record<string, unknown>);
   const t0 = performance.now();
-  const log = opts.log ?? ((l: string) => process.stderr.write(`${l}\n`));
+  // Under mpirun every rank runs this function on its share of each global batch; only rank 0 writes and prints.
+  const world = mpiWorld();
+  const writer = !world || world.rank === 0;
+  const log = !writer ? () => {} : opts.log ?? ((l: string) => process.stderr.write(`${l}\n`));
   const info = await initBackend(opts.backend);
   log(info.note);
   let cfg: RunConfig;
@@ -267,6 +272,7 @@ export async function trainRun(data: DataInput | undefined, opts: TrainRunOption
   if (cfg.lrSchedule !== undefined) parseLrSchedule(cfg.lrSchedule);
   const plateau = cfg.reduceLrOnPlateau !== undefined ? parsePlateau(cfg.reduceLrOnPlateau) : undefined;
   if (cfg.patience !== undefined && !(Number.isInteger(cfg.patience) && cfg.patience >= 0)) throw new SlimfitError(`--patience must be a whole number >= 0, got ${cfg.patience}`);
+  const rankBatch = perRankBatch(world, cfg.batchSize);
   const rd: ResolvedData = await resolveData(cfg.data, cfg.split, cfg.valSplit, cfg.valFraction ?? 0, cfg.seed, { verifyChecksums: opts.verifyChecksums });
   const loaders: Array<{ close(): Promise<void> }> = [];
   // Disposed in the finally below, also when a check after building or loading it throws (its tensors would leak).
@@ -290,23 +296,28 @@ export async function trainRun(data: DataInput | undefined, opts: TrainRunOption
     compileDefault(model, cfg.optimizer, cfg.lr, !state);
     // A damaged store is refused before the run folder is touched (the loaders then find the shards checked).
     if (opts.verifyChecksums !== false) for (const s of [rd.main, rd.val, opts.evaluateTest !== false ? rd.test : undefined]) if (s) await verifySource(s);
-    await mkdir(out, { recursive: true });
+    // Every rank has read and checked the run folder before rank 0 writes to it (a fresh run's check that the folder
+    // holds no run would otherwise see rank 0's run.json).
+    world?.barrier();
+    if (writer) await mkdir(out, { recursive: true });
     const history: EpochLog[] = state ? [...state.history] : [];
     // The log is rebuilt from the checkpoint, so epochs after the last checkpoint (a crash) are not listed twice.
-    await writeAtomic(join(out, 'log.jsonl'), history.map((h) => JSON.stringify(h)).join('\n') + (history.length ? '\n' : ''));
+    if (writer) await writeAtomic(join(out, 'log.jsonl'), history.map((h) => JSON.stringify(h)).join('\n') + (history.length ? '\n' : ''));
     cfg.normalize ??= trainLoaderOptions(rd.main, rd.classes).normalize;
     // Written again on resume: options given again and a --force'd data change are part of the run from now on.
-    await writeAtomic(join(out, 'run.json'), JSON.stringify(cfg, null, 2) + '\n');
+    if (writer) await writeAtomic(join(out, 'run.json'), JSON.stringify(cfg, null, 2) + '\n');
     const lopts = { batchSize: cfg.batchSize, seed: cfg.seed, shuffle: cfg.shuffle, workers: opts.workers, prefetch: opts.prefetch, normalize: cfg.normalize, verifyChecksums: opts.verifyChecksums };
-    const loader = makeLoader(rd.main, rd.classes, { ...lopts, shift: cfg.shift || undefined });
+    const ranks = world && world.size > 1 ? { batchSize: rankBatch, rank: world.rank, worldSize: world.size, rankSplit: 'batches' as const } : {};
+    const loader = makeLoader(rd.main, rd.classes, { ...lopts, ...ranks, shift: cfg.shift || undefined });
     loaders.push(loader);
-    if (state) loader.resume(state.cursor);
+    // Checkpoints keep the cursor in the global order (one process's view), so any number of ranks can resume them.
+    if (state) loader.resume(world && world.size > 1 ? rankCursor(state.cursor, world.rank, world.size) : state.cursor);
     const val = rd.val ? makeEvalLoader(rd.val, rd.classes, lopts) : null;
     if (val) loaders.push(val);
     // Callbacks: early stopping and keep-best keep the best epoch's weights in best/, reduce-LR-on-plateau scales the rate.
     const monitor = val ? 'val_loss' : 'loss';
     let bestPending = false;
-    const bestStore: BestWeightsStore = {
+    const diskStore: BestWeightsStore = {
       save: async (m, epoch, value) => {
         await saveModel(m, join(out, BEST_PENDING_DIR), { includeOptimizer: false, extraFiles: { 'best.json': JSON.stringify({ epoch, monitor, value }, null, 2) + '\n' } });
         bestPending = true;
@@ -323,11 +334,19 @@ export async function trainRun(data: DataInput | undefined, opts: TrainRunOption
         try { m.setWeights(b.getWeights()); } finally { b.dispose(); }
       },
     };
+    // Ranks other than 0 write nothing: they keep this invocation's best weights in memory (identical to rank 0's)
+    // and read best/ only for a best epoch of an earlier invocation, which rank 0 wrote then.
+    const memory = memoryWeightsStore();
+    let inMemory = false;
+    const bestStore: BestWeightsStore = writer ? diskStore : {
+      save: async (m, epoch, value) => { await memory.save(m, epoch, value); inMemory = true; },
+      restore: async (m, epoch) => (inMemory ? memory.restore(m, epoch) : diskStore.restore(m, epoch)),
+    };
     const callbacks: CallbackInput[] = [];
     if (cfg.patience !== undefined) callbacks.push(earlyStopping({ monitor, patience: cfg.patience, restoreBestWeights: true, store: bestStore }));
     else if (cfg.keepBest) callbacks.push(keepBest({ monitor, save: bestStore.save }));
     if (plateau) callbacks.push(reduceLrOnPlateau({ monitor, ...plateau }));
-    if (state) {
+    if (state && writer) {
       await removeStaleTemps(out);
       // A best model saved after the last checkpoint: best/ if that checkpoint records its epoch (the promotion was cut
       // off), else it belongs to an epoch the resume trains again and is dropped.
@@ -340,12 +359,14 @@ export async function trainRun(data: DataInput | undefined, opts: TrainRunOption
         else await rm(pending, { recursive: true, force: true });
       }
     }
-    log(`training ${cfg.model} on ${rd.main.name}: ${rd.main.samples} samples, ${rd.classes} classes, batch ${cfg.batchSize}, ${cfg.optimizer} lr ${cfg.lr}, ${cfg.epochs} epochs` +
+    const parallel = world && world.size > 1 ? `data-parallel on ${world.size} MPI ranks (${world.library}): ${rankBatch} samples per rank per batch` : '';
+    log(`training ${cfg.model} on ${rd.main.name}: ${rd.main.samples} samples, ${rd.classes} classes, batch ${cfg.batchSize}${parallel ? ` (${parallel})` : ''}, ${cfg.optimizer} lr ${cfg.lr}, ${cfg.epochs} epochs` +
       (cfg.lrDecay !== 1 ? `, lr x${cfg.lrDecay} per epoch` : '') + (cfg.lrSchedule ? `, lr schedule ${cfg.lrSchedule}` : '') +
       (cfg.patience !== undefined ? `, early stopping on val_loss (patience ${cfg.patience})` : '') + (cfg.keepBest ? `, keeping the best ${monitor} in ${BEST_DIR}/` : '') +
       (plateau ? `, lr x${plateau.factor} after ${plateau.patience} epochs without a lower ${monitor}` : '') + (cfg.shift ? `, random shifts up to ${cfg.shift} px` : '') +
       (val ? `, validating on ${rd.val!.name}` : ", no validation (no 'val' split and --val-fraction 0)"));
     const checkpoint = async (cursor: Cursor, loop: LoopState): Promise<void> => {
+      if (!writer) return;
       const st: CheckpointState = { epochsDone: history.length, cursor, history, loop };
       await saveModel(model, join(out, MODEL_DIR), { extraFiles: { 'state.json': JSON.stringify(st, null, 2) } });
       // The checkpoint now records the epoch of the pending best model: it becomes best/.
@@ -355,12 +376,12 @@ export async function trainRun(data: DataInput | undefined, opts: TrainRunOption
     let interrupted: RunSummary['interrupted'];
     if (!finished) {
       const h = await trainEpochs(model, loader, {
-        epochs: cfg.epochs, initialEpoch: state?.epochsDone ?? 0, validation: val, progress: opts.progress, lr: cfg.lr, lrDecay: cfg.lrDecay ?? DEFAULTS.lrDecay, log,
-        lrSchedule: cfg.lrSchedule, callbacks, signal: opts.signal, resumeState: state?.loop,
+        epochs: cfg.epochs, initialEpoch: state?.epochsDone ?? 0, validation: val, progress: writer ? opts.progress : false, lr: cfg.lr, lrDecay: cfg.lrDecay ?? DEFAULTS.lrDecay, log,
+        lrSchedule: cfg.lrSchedule, callbacks, signal: opts.signal, resumeState: state?.loop, world,
         onEpochEnd: async (e, cursor, loop) => {
           history.push(e);
           await checkpoint(cursor, loop);
-          await appendFile(join(out, 'log.jsonl'), JSON.stringify(e) + '\n');
+          if (writer) await appendFile(join(out, 'log.jsonl'), JSON.stringify(e) + '\n');
           log(`epoch ${e.epoch}/${cfg.epochs}: loss ${e.loss.toFixed(4)} acc ${e.accuracy.toFixed(4)}` +
             (e.valAccuracy !== undefined ? ` val_loss ${e.valLoss!.toFixed(4)} val_acc ${e.valAccuracy.toFixed(4)}` : '') +
             ` | ${e.samplesPerSec.toFixed(0)} samples/s | checkpoint saved` + (e.bestSaved ? `, best ${monitor} so far (${BEST_DIR}/)` : ''));
@@ -377,14 +398,16 @@ export async function trainRun(data: DataInput | undefined, opts: TrainRunOption
       const last = history[history.length - 1];
       if (!interrupted && last?.restoredEpoch !== undefined) {
         // The weights of the best epoch were put back: the checkpoint and the log say so, and eval uses them.
-        await checkpoint(loader.cursor(), h.state ?? { callbacks: {} });
-        await writeAtomic(join(out, 'log.jsonl'), history.map((x) => JSON.stringify(x)).join('\n') + '\n');
+        await checkpoint(world && world.size > 1 ? globalCursor(loader.cursor()) : loader.cursor(), h.state ?? { callbacks: {} });
+        if (writer) await writeAtomic(join(out, 'log.jsonl'), history.map((x) => JSON.stringify(x)).join('\n') + '\n');
         log(`restored the weights of epoch ${last.restoredEpoch} (the best ${monitor}) into ${join(out, MODEL_DIR)}`);
       }
     }
     if (interrupted) {
       return { out, report: '', backend: info.name, history, interrupted, wallSeconds: (performance.now() - t0) / 1000, peakRss: peakRssBytes() };
     }
+    const wallTrain = (performance.now() - t0) / 1000;
+    if (!writer) return { out, report: '', backend: info.name, history, wallSeconds: wallTrain, peakRss: peakRssBytes() };
     let test: EvalResult | undefined;
     if (rd.test && opts.evaluateTest !== false) {
       const tl = makeEvalLoader(rd.test, rd.classes, lopts);
@@ -400,6 +423,7 @@ export async function trainRun(data: DataInput | undefined, opts: TrainRunOption
         ['data', typeof cfg.data === 'string' ? cfg.data : JSON.stringify(cfg.data)], ['model', `${cfg.model} (${model.countParams()} parameters)`],
         ['optimizer', `${cfg.optimizer}, lr ${cfg.lr}${cfg.lrDecay && cfg.lrDecay !== 1 ? ` x${cfg.lrDecay}/epoch` : ''}${cfg.lrSchedule ? `, schedule ${cfg.lrSchedule}` : ''}${plateau ? `, x${plateau.factor} after ${plateau.patience} epochs without a lower ${monitor}${plateau.minLr ? ` (not below ${plateau.minLr})` : ''}` : ''}, batch ${cfg.batchSize}, seed ${cfg.seed}, shuffle ${cfg.shuffle}${cfg.shift ? `, shift ${cfg.shift} px` : ''}`],
         ...callbackFacts(cfg, history, monitor),
+        ...(world && world.size > 1 ? [['data-parallel', `${world.size} MPI ranks (${world.library}), global batch ${cfg.batchSize} = ${rankBatch} per rank, lr ${cfg.lr} (not scaled: the global batch is the batch); rank 0 spent ${world.stats.allreduceSeconds.toFixed(2)} s in ${world.stats.allreduceCalls} all-reduce calls`] as [string, string]] : []),
         ['backend', info.note.replace(/^backend: /, '')], ['wall time of this invocation', `${wallSeconds.toFixed(1)} s`], ['peak RSS', formatBytes(rss)],
       ],
       history, evaluation: test ? { split: 'test', result: test } : undefined, classNames: rd.classNames,
