@@ -84,6 +84,11 @@ export function register(program: Command): void {
         process.off('SIGINT', onSignal);
         process.off('SIGTERM', onSignal);
       }
+      // Under mpirun only rank 0 reports (the others trained the same model and wrote nothing).
+      if (r.rank !== undefined && r.rank > 0) {
+        if (stop.signal.aborted) process.exitCode = code(stop.signal.reason as NodeJS.Signals);
+        return;
+      }
       if (stop.signal.aborted) {
         const sig = stop.signal.reason as NodeJS.Signals;
         const i = r.interrupted;

@@ -93,6 +93,8 @@ export interface RunSummary {
   test?: EvalResult;
   wallSeconds: number;
   peakRss: number;
+  /** Under mpirun: this process's MPI rank (only rank 0 writes the run folder and has a report). */
+  rank?: number;
 }
 
 /** Saved with every checkpoint (in the same atomic rename as the weights). */
@@ -404,10 +406,10 @@ export async function trainRun(data: DataInput | undefined, opts: TrainRunOption
       }
     }
     if (interrupted) {
-      return { out, report: '', backend: info.name, history, interrupted, wallSeconds: (performance.now() - t0) / 1000, peakRss: peakRssBytes() };
+      return { out, report: '', backend: info.name, history, interrupted, wallSeconds: (performance.now() - t0) / 1000, peakRss: peakRssBytes(), ...(world ? { rank: world.rank } : {}) };
     }
     const wallTrain = (performance.now() - t0) / 1000;
-    if (!writer) return { out, report: '', backend: info.name, history, wallSeconds: wallTrain, peakRss: peakRssBytes() };
+    if (!writer) return { out, report: '', backend: info.name, history, wallSeconds: wallTrain, peakRss: peakRssBytes(), rank: world!.rank };
     let test: EvalResult | undefined;
     if (rd.test && opts.evaluateTest !== false) {
       const tl = makeEvalLoader(rd.test, rd.classes, lopts);
@@ -428,7 +430,7 @@ export async function trainRun(data: DataInput | undefined, opts: TrainRunOption
       ],
       history, evaluation: test ? { split: 'test', result: test } : undefined, classNames: rd.classNames,
     });
-    return { out, report, backend: info.name, history, test, wallSeconds, peakRss: rss };
+    return { out, report, backend: info.name, history, test, wallSeconds, peakRss: rss, ...(world ? { rank: world.rank } : {}) };
   } finally {
     built?.dispose();
     for (const l of loaders) await l.close();
