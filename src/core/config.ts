@@ -50,8 +50,9 @@ export interface MpiLaunch {
   rank: number;
   /** Ranks in the job; null when the launcher sets only a rank (PMIX_RANK): MPI_Init then says. */
   size: number | null;
-  /** The variable the rank came from (for messages). */
+  /** The variables the rank and the size came from (for messages). */
   from: keyof typeof MPI_ENV_VARS;
+  sizeFrom: keyof typeof MPI_ENV_VARS | null;
 }
 
 /** One variable this module reads: what it accepts, its default, and the typed option or behaviour it overrides. */
@@ -106,7 +107,7 @@ export function parseMpiEnv(env: Record<string, string | undefined>): MpiLaunch 
     if (size !== null && rank >= size) {
       throw new SlimfitError(`environment variable ${r}=${rank} is not below ${s}=${size}`, { hint: 'start the ranks with mpirun / srun, which set both' });
     }
-    return { rank, size, from: r };
+    return { rank, size, from: r, sizeFrom: s };
   }
   return null;
 }

@@ -88,7 +88,7 @@ export function mpiWorld(): MpiWorld | null {
     throw new SlimfitError(`MPI did not start: ${(e as Error).message}`, { hint: 'start slimfit with mpirun (as root: mpirun --allow-run-as-root); `mpirun -np 2 hostname` checks the MPI installation' });
   }
   if (launch.size !== null && info.size !== launch.size) {
-    throw new SlimfitError(`MPI says the job has ${info.size} ranks but ${launch.from === 'PMI_RANK' ? 'PMI_SIZE' : 'OMPI_COMM_WORLD_SIZE'} says ${launch.size}`, {
+    throw new SlimfitError(`MPI says the job has ${info.size} ranks but ${launch.sizeFrom} says ${launch.size}`, {
       hint: 'slimfit_mpi was built against another MPI than the mpirun that started it; rebuild it with `npm run build:native` where that MPI\'s mpicc is on PATH',
     });
   }
