@@ -5,7 +5,7 @@ import assert from 'node:assert/strict';
 import { existsSync, mkdirSync, readdirSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { after, before, describe, test } from 'node:test';
-import { BIN, MNIST_DIR, needsMpi, py, ROOT, runCli, runMpi, tempDir } from '../dev/helpers.ts';
+import { BIN, MNIST_DIR, needsAddon, needsMpi, py, ROOT, runCli, runMpi, tempDir } from '../dev/helpers.ts';
 import { parseMpiEnv } from '../src/core/config.ts';
 import { isSlimfitError } from '../src/core/errors.ts';
 import { createPlan, type PlanConfig, rankPosition } from '../src/loader/plan.ts';
@@ -75,6 +75,31 @@ test('MPI launcher variables: Open MPI, PMIx and PMI; malformed values are error
   assert.deepEqual(parseMpiEnv({ PMI_RANK: '0', PMI_SIZE: '2' }), { rank: 0, size: 2, from: 'PMI_RANK', sizeFrom: 'PMI_SIZE' });
   assert.throws(() => parseMpiEnv({ OMPI_COMM_WORLD_RANK: 'x' }), (e) => isSlimfitError(e) && /OMPI_COMM_WORLD_RANK="x"/.test(e.message));
   assert.throws(() => parseMpiEnv({ PMI_RANK: '2', PMI_SIZE: '2' }), (e) => isSlimfitError(e) && /PMI_RANK=2 is not below PMI_SIZE=2/.test(e.message));
+});
+
+test('the fused Dense step split for all-reduce (gradients, reduce, then Adam) is bit-identical to the one-call step', { skip: needsAddon('slimfit_engine') }, async () => {
+  const { initBackend, tf } = await import('../src/train/backend.ts');
+  const { compileDefault } = await import('../src/train/loop.ts');
+  const { buildModel } = await import('../src/train/models.ts');
+  const { denseTrainStep, engineActive } = await import('../src/engine/index.ts');
+  await initBackend();
+  const n = 48, x = new Float32Array(n * 784).map((_, i) => ((i * 7919) % 255) / 255), y = new Float32Array(n * 10);
+  for (let i = 0; i < n; i++) y[i * 10 + ((i * 3) % 10)] = 1;
+  const weights: Float32Array[][] = [];
+  let reduced = 0;
+  for (const split of [false, true]) {
+    const m = buildModel('mlp', { inputShape: [28, 28, 1], classes: 10, seed: 4 });
+    compileDefault(m);
+    // The reduce sees all 669,706 gradients in one buffer; doubling then halving them leaves them exactly as they were.
+    const r = denseTrainStep(tf, m, engineActive(), split ? { reduce: (g) => { reduced = g.length; for (let i = 0; i < g.length; i++) g[i] = (g[i] * 2) / 2; } } : {});
+    assert.ok(r.step, r.reason);
+    for (let k = 0; k < 4; k++) assert.ok(r.step(x, y, n));
+    weights.push(m.getWeights().map((w) => w.dataSync() as Float32Array));
+    r.dispose();
+    m.dispose();
+  }
+  assert.equal(reduced, 784 * 512 + 512 + 512 * 512 + 512 + 512 * 10 + 10);
+  weights[0].forEach((w, i) => assert.deepEqual(weights[1][i], w, `weight ${i}`));
 });
 
 describe('under mpirun -np 2', { skip: needsMpi() }, () => {

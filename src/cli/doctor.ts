@@ -119,7 +119,7 @@ export function checkPeers(peers: Record<string, string>): PeerStatus[] {
 }
 
 /** Why slimfit_mpi is not built, and how to get it: it is only for `mpirun` training and needs the system's MPI. */
-export const MPI_FIX = 'not built: only training under mpirun needs it; install Open MPI (apt-get install openmpi-bin libopenmpi-dev) and run `npm run build:native` in slimfit\'s folder';
+export const MPI_FIX = 'not built: only training under mpirun needs it; install Open MPI (apt-get install openmpi-bin libopenmpi-dev), then compile: `npm run build:native` in a clone, `node node_modules/slimfit/native/build.mjs --force` where slimfit is installed';
 
 /**
  * {@link ADDON_FIX} when an addon is missing or failed to load (one turned off on purpose needs no fix, nor a missing

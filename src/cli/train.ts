@@ -126,5 +126,7 @@ export function trainJson(r: RunSummary): object {
     interrupted: r.interrupted ?? null,
     seconds: r.wallSeconds,
     peakRssBytes: r.peakRss,
+    // under mpirun: ranks, per-rank batch, and rank 0's calls and seconds in MPI_Allreduce
+    parallel: r.parallel ?? null,
   };
 }

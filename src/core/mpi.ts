@@ -78,7 +78,7 @@ export function mpiWorld(): MpiWorld | null {
   if (!addon) {
     const why = featureEnabled('mpi') ? whyOff(s) : 'it is turned off by SLIMFIT_DISABLE (mpi or native)';
     throw new SlimfitError(`this process runs under an MPI launcher (${launch.from}=${launch.rank}) but slimfit's MPI addon is not available: ${why}`, {
-      hint: 'install Open MPI (Debian/Ubuntu: apt-get install openmpi-bin libopenmpi-dev), then rebuild the addons in slimfit\'s folder with `npm run build:native` (`slimfit doctor` lists slimfit_mpi); or run without mpirun',
+      hint: 'install Open MPI (Debian/Ubuntu: apt-get install openmpi-bin libopenmpi-dev), then compile the addons: `npm run build:native` in a clone of slimfit, `node node_modules/slimfit/native/build.mjs --force` where it is installed (`slimfit doctor` then lists slimfit_mpi as active); or run without mpirun',
     });
   }
   let info: { rank: number; size: number; library: string };

@@ -95,6 +95,8 @@ export interface RunSummary {
   peakRss: number;
   /** Under mpirun: this process's MPI rank (only rank 0 writes the run folder and has a report). */
   rank?: number;
+  /** Under mpirun with several ranks: the split, and this rank's time in MPI_Allreduce (waiting for slower ranks included). */
+  parallel?: { ranks: number; rankBatch: number; library: string; allreduceCalls: number; allreduceSeconds: number; allreduceFloats: number };
 }
 
 /** Saved with every checkpoint (in the same atomic rename as the weights). */
@@ -275,6 +277,11 @@ export async function trainRun(data: DataInput | undefined, opts: TrainRunOption
   const plateau = cfg.reduceLrOnPlateau !== undefined ? parsePlateau(cfg.reduceLrOnPlateau) : undefined;
   if (cfg.patience !== undefined && !(Number.isInteger(cfg.patience) && cfg.patience >= 0)) throw new SlimfitError(`--patience must be a whole number >= 0, got ${cfg.patience}`);
   const rankBatch = perRankBatch(world, cfg.batchSize);
+  if (world && world.size > 1 && cfg.shuffle === 'block') {
+    throw new SlimfitError(`--shuffle block cannot be split between ${world.size} MPI ranks batch by batch (each rank would read its own windows)`, {
+      hint: 'use --shuffle global (the default) or none under mpirun',
+    });
+  }
   const rd: ResolvedData = await resolveData(cfg.data, cfg.split, cfg.valSplit, cfg.valFraction ?? 0, cfg.seed, { verifyChecksums: opts.verifyChecksums });
   const loaders: Array<{ close(): Promise<void> }> = [];
   // Disposed in the finally below, also when a check after building or loading it throws (its tensors would leak).
@@ -409,7 +416,8 @@ export async function trainRun(data: DataInput | undefined, opts: TrainRunOption
       return { out, report: '', backend: info.name, history, interrupted, wallSeconds: (performance.now() - t0) / 1000, peakRss: peakRssBytes(), ...(world ? { rank: world.rank } : {}) };
     }
     const wallTrain = (performance.now() - t0) / 1000;
-    if (!writer) return { out, report: '', backend: info.name, history, wallSeconds: wallTrain, peakRss: peakRssBytes(), rank: world!.rank };
+    const par = world && world.size > 1 ? { parallel: { ranks: world.size, rankBatch, library: world.library, ...world.stats } } : {};
+    if (!writer) return { out, report: '', backend: info.name, history, wallSeconds: wallTrain, peakRss: peakRssBytes(), rank: world!.rank, ...par };
     let test: EvalResult | undefined;
     if (rd.test && opts.evaluateTest !== false) {
       const tl = makeEvalLoader(rd.test, rd.classes, lopts);
@@ -430,7 +438,7 @@ export async function trainRun(data: DataInput | undefined, opts: TrainRunOption
       ],
       history, evaluation: test ? { split: 'test', result: test } : undefined, classNames: rd.classNames,
     });
-    return { out, report, backend: info.name, history, test, wallSeconds, peakRss: rss, ...(world ? { rank: world.rank } : {}) };
+    return { out, report, backend: info.name, history, test, wallSeconds, peakRss: rss, ...(world ? { rank: world.rank } : {}), ...par };
   } finally {
     built?.dispose();
     for (const l of loaders) await l.close();
