@@ -116,7 +116,7 @@ test('parseEnv: defaults when nothing is set', () => {
   assert.deepEqual({ ...s, disabled: [...s.disabled] }, {
     cacheDir: join(homedir(), '.cache', 'slimfit'), threads: null, gemm: null, isa: null, backend: null, disabled: [], reportRss: false, mpi: null,
   });
-  assert.deepEqual(parseEnv({ OMPI_COMM_WORLD_RANK: '1', OMPI_COMM_WORLD_SIZE: '2' }).mpi, { rank: 1, size: 2, from: 'OMPI_COMM_WORLD_RANK', sizeFrom: 'OMPI_COMM_WORLD_SIZE' });
+  assert.deepEqual(parseEnv({ OMPI_COMM_WORLD_RANK: '1', OMPI_COMM_WORLD_SIZE: '2' }).mpi, { rank: 1, size: 2, from: 'OMPI_COMM_WORLD_RANK', sizeFrom: 'OMPI_COMM_WORLD_SIZE', localSize: null });
   assert.deepEqual(parseEnv({ SLIMFIT_THREADS: '', SLIMFIT_GEMM: '', SLIMFIT_CACHE: '', SLIMFIT_DISABLE: '' }).threads, null, 'empty = unset');
 });
 

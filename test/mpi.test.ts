@@ -70,9 +70,9 @@ test('the global batch must split evenly; checkpoint cursors are global and resu
 
 test('MPI launcher variables: Open MPI, PMIx and PMI; malformed values are errors naming the variable', () => {
   assert.equal(parseMpiEnv({}), null);
-  assert.deepEqual(parseMpiEnv({ OMPI_COMM_WORLD_RANK: '1', OMPI_COMM_WORLD_SIZE: '4', PMIX_RANK: '1' }), { rank: 1, size: 4, from: 'OMPI_COMM_WORLD_RANK', sizeFrom: 'OMPI_COMM_WORLD_SIZE' });
-  assert.deepEqual(parseMpiEnv({ PMIX_RANK: '3' }), { rank: 3, size: null, from: 'PMIX_RANK', sizeFrom: null });
-  assert.deepEqual(parseMpiEnv({ PMI_RANK: '0', PMI_SIZE: '2' }), { rank: 0, size: 2, from: 'PMI_RANK', sizeFrom: 'PMI_SIZE' });
+  assert.deepEqual(parseMpiEnv({ OMPI_COMM_WORLD_RANK: '1', OMPI_COMM_WORLD_SIZE: '4', PMIX_RANK: '1', OMPI_COMM_WORLD_LOCAL_SIZE: '' }), { rank: 1, size: 4, from: 'OMPI_COMM_WORLD_RANK', sizeFrom: 'OMPI_COMM_WORLD_SIZE', localSize: null });
+  assert.deepEqual(parseMpiEnv({ PMIX_RANK: '3' }), { rank: 3, size: null, from: 'PMIX_RANK', sizeFrom: null, localSize: null });
+  assert.deepEqual(parseMpiEnv({ PMI_RANK: '0', PMI_SIZE: '2', MPI_LOCALNRANKS: '2' }), { rank: 0, size: 2, from: 'PMI_RANK', sizeFrom: 'PMI_SIZE', localSize: 2 });
   assert.throws(() => parseMpiEnv({ OMPI_COMM_WORLD_RANK: 'x' }), (e) => isSlimfitError(e) && /OMPI_COMM_WORLD_RANK="x"/.test(e.message));
   assert.throws(() => parseMpiEnv({ PMI_RANK: '2', PMI_SIZE: '2' }), (e) => isSlimfitError(e) && /PMI_RANK=2 is not below PMI_SIZE=2/.test(e.message));
 });

@@ -48,6 +48,7 @@ export function benchMpi(store: string, opts: MpiBenchOptions): { results: MpiMo
   const tmp = tempDir('slimfit-bench-mpi-');
   const load0 = loadavg()[0];
   const results: MpiModelResult[] = [];
+  let split: { fused: number; split: number } | null = null;
   try {
     for (const model of opts.models) {
       const args = (out: string) => [BIN, 'train', store, '--model', model, '--epochs', String(opts.epochs), '--batch', String(opts.batch), '--val-fraction', '0', '--no-test', '--workers', '1', '--json', '--out', out];
@@ -73,11 +74,16 @@ export function benchMpi(store: string, opts: MpiBenchOptions): { results: MpiMo
         allreducePerStep: p ? p.allreduceSeconds / (steps * opts.epochs) : NaN, pureAllreduce: pure,
       });
     }
+    if (opts.models.includes('mlp')) {
+      opts.log('mlp: the fused step in one call vs split for all-reduce (no-op reduce), one process');
+      const m = /fused-ms=([\d.e-]+) split-ms=([\d.e-]+)/.exec(run(process.execPath, ['--import', 'tsx', join(ROOT, 'bench', 'mpi', 'split-step.ts'), String(opts.batch / 2)], { SLIMFIT_THREADS: '1' }));
+      if (m) split = { fused: Number(m[1]), split: Number(m[2]) };
+    }
   } finally {
     tmp.cleanup();
   }
   const load: [number, number] = [load0, loadavg()[0]];
-  return { results, load, markdown: report(results, opts, load) };
+  return { results, load, markdown: report(results, opts, load, split) };
 }
 
 /** Ring all-reduce seconds for `bytes` over `n` machines at `gbit` Gbit/s (bandwidth term only). */
@@ -85,7 +91,7 @@ export function ringSeconds(bytes: number, n: number, gbit: number): number {
   return (2 * (n - 1) / n) * bytes / (gbit * 1e9 / 8);
 }
 
-function report(rs: MpiModelResult[], o: MpiBenchOptions, load: [number, number]): string {
+function report(rs: MpiModelResult[], o: MpiBenchOptions, load: [number, number], split: { fused: number; split: number } | null): string {
   const f = (x: number, d = 0) => (Number.isFinite(x) ? x.toFixed(d) : 'n/a');
   const ms = (s: number) => `${(s * 1000).toFixed(2)} ms`;
   const lines = [
@@ -95,6 +101,7 @@ function report(rs: MpiModelResult[], o: MpiBenchOptions, load: [number, number]
     '|---|---|---|---|---|---|---|',
     ...rs.map((r) => `| ${r.model} | ${r.params} (${(r.params * 4 / 1e6).toFixed(2)} MB) | ${f(r.single)} samples/s | ${f(r.ranks2)} samples/s | ${(r.ranks2 / r.single).toFixed(2)} | ${ms(r.allreducePerStep)} | ${ms(r.pureAllreduce)} |`),
     '',
+    ...(split ? [`The mlp's fused step split for all-reduce (gradients into a buffer, reduce, Adam per tensor; no-op reduce, 1 thread, per-rank batch ${o.batch / 2}): ${split.split.toFixed(2)} ms per step vs ${split.fused.toFixed(2)} ms in one call (${(100 * (split.split / split.fused - 1)).toFixed(0)}%).`, ''] : []),
     `Scaling model (weak scaling: every machine like this one computes a batch of ${o.batch} per step in t_c = ${o.batch} / (1 rank x 2 threads samples/s); ring all-reduce moves 2(N-1)/N x 4 x parameters bytes per step; no overlap of compute and communication; bandwidth term only — each all-reduce also pays about 2(N-1) network latencies):`,
     '',
     '| model | t_c per step | N | network | all-reduce per step | samples/s (N machines) | efficiency |',

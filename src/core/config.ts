@@ -1,7 +1,7 @@
 // The one place slimfit reads environment variables. Each is a documented override of a typed option (README,
 // "Environment variables"); everything else takes its settings from option objects. Values are parsed once per
 // process by one parser, and a malformed value is a user error naming the variable and what it accepts.
-import { homedir } from 'node:os';
+import { availableParallelism, homedir } from 'node:os';
 import { join } from 'node:path';
 import { SlimfitError } from './errors.ts';
 
@@ -53,6 +53,8 @@ export interface MpiLaunch {
   /** The variables the rank and the size came from (for messages). */
   from: keyof typeof MPI_ENV_VARS;
   sizeFrom: keyof typeof MPI_ENV_VARS | null;
+  /** Ranks on this machine, when the launcher says (the engine's default thread count is the cores divided by it). */
+  localSize: number | null;
 }
 
 /** One variable this module reads: what it accepts, its default, and the typed option or behaviour it overrides. */
@@ -84,6 +86,8 @@ export const MPI_ENV_VARS = {
   PMIX_RANK: { accepts: 'set by PMIx launchers (Open MPI 5, srun --mpi=pmix)', default: 'unset', overrides: 'this process\'s rank (the size comes from MPI_Init)' },
   PMI_RANK: { accepts: 'set by PMI launchers (MPICH\'s Hydra, Intel MPI)', default: 'unset', overrides: 'this process\'s rank' },
   PMI_SIZE: { accepts: 'set by PMI launchers', default: 'unset', overrides: 'the number of ranks' },
+  OMPI_COMM_WORLD_LOCAL_SIZE: { accepts: 'set by Open MPI\'s mpirun', default: 'unset', overrides: 'ranks on this machine: the engine\'s threads default to the cores divided by it (SLIMFIT_THREADS still wins)' },
+  MPI_LOCALNRANKS: { accepts: 'set by MPICH\'s Hydra', default: 'unset', overrides: 'ranks on this machine, as above' },
 } as const satisfies Record<string, EnvVar>;
 
 /** The MPI launch this environment describes, or null; a malformed rank or size is a SlimfitError naming the variable. */
@@ -107,7 +111,8 @@ export function parseMpiEnv(env: Record<string, string | undefined>): MpiLaunch 
     if (size !== null && rank >= size) {
       throw new SlimfitError(`environment variable ${r}=${rank} is not below ${s}=${size}`, { hint: 'start the ranks with mpirun / srun, which set both' });
     }
-    return { rank, size, from: r, sizeFrom: s };
+    const localSize = int(r === 'OMPI_COMM_WORLD_RANK' ? 'OMPI_COMM_WORLD_LOCAL_SIZE' : 'MPI_LOCALNRANKS', 1);
+    return { rank, size, from: r, sizeFrom: s, localSize };
   }
   return null;
 }
@@ -204,5 +209,8 @@ export interface NativeSettings {
 /** This process's {@link NativeSettings}. */
 export function nativeSettings(): NativeSettings {
   const s = envSettings();
-  return { threads: s.threads ?? 0, gemm: s.gemm ?? '', isa: s.isa ?? '' };
+  // Several MPI ranks on one machine share its cores (each rank's own pool of all cores would oversubscribe them).
+  const local = s.mpi?.localSize ?? 1;
+  const threads = s.threads ?? (local > 1 ? Math.max(1, Math.floor(availableParallelism() / local)) : 0);
+  return { threads, gemm: s.gemm ?? '', isa: s.isa ?? '' };
 }

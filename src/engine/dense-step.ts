@@ -27,6 +27,8 @@ export interface DenseStepOptions {
    * and then applies Adam with the reduced gradients. Without it, gradients go straight into Adam inside the native call.
    */
   reduce?: (grads: Float32Array) => void;
+  /** Floats after the gradients in the buffer `reduce` gets, for the caller's own values to reduce with them (default 0). */
+  extraFloats?: number;
 }
 
 interface LayerVar { read(): tfc.Variable }
@@ -112,7 +114,8 @@ export function denseTrainStep(tf: Tf, model: tfl.LayersModel, engineActive: boo
   // With reduce: room on the wasm heap for every gradient (so the native Adam can address it like the weights).
   const sizes = dense.flatMap((d) => (d.bias ? [d.inDim * d.units, d.units] : [d.inDim * d.units]));
   const total = sizes.reduce((a, b) => a + b, 0);
-  const gradBuf: tfc.Tensor | null = reduce ? tf.zeros([total]) : null;
+  const extra = opts.extraFloats ?? 0;
+  const gradBuf: tfc.Tensor | null = reduce ? tf.zeros([total + extra]) : null;
 
   const step: DenseStep = (x, y, n) => {
     if (!(x instanceof Float32Array) || !(y instanceof Float32Array)) throw new Error('fused step: x and y must be Float32Arrays');
@@ -151,7 +154,7 @@ export function denseTrainStep(tf: Tf, model: tfl.LayersModel, engineActive: boo
       const gOff = off(gradBuf);
       const heap = be.wasm.HEAPU8.buffer as ArrayBuffer;
       addon.denseStep(heap, x, y, n, plan, out, gOff);
-      reduce!(new Float32Array(heap, gOff, total));
+      reduce!(new Float32Array(heap, gOff, total + extra));
       let g = gOff, k = 0;
       for (let l = 0; l < nL; l++) {
         const q = 9 + 9 * l;

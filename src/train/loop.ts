@@ -10,7 +10,7 @@ import { DEFAULTS } from './defaults.ts';
 import { type CallbackInput, type CallbackLogs, EarlyStopping, isLrScaler, type LrScaler, isStateful, KeepBest, standardizeCallbacks } from './callbacks.ts';
 import { lrFactor, type LrSchedule, parseLrSchedule } from './schedule.ts';
 import type { MpiWorld } from '../core/mpi.ts';
-import { broadcastWeights, globalCursor, reduceGradientsOf, reduceNonTrainable } from './parallel.ts';
+import { broadcastWeights, globalCursor, reduceGradientsOf, reduceNonTrainable, type StopAgreement } from './parallel.ts';
 
 /** With an abort signal, the loop lets the event loop turn (to run signal handlers) at least this often, in ms. */
 const YIELD_MS = 20;
@@ -110,9 +110,10 @@ export interface LoopOptions {
   /**
    * Data-parallel training over MPI (mpiWorld() under mpirun; fit and trainRun pass it): `loader` must give this rank
    * its share of every global batch (rank/worldSize with rankSplit 'batches'). Rank 0's weights are broadcast first;
-   * each step's gradients are averaged over the ranks before the optimizer step; loss/accuracy sums are the global
-   * ones; non-trainable weights (batch-norm statistics) are averaged after every epoch; and a stop (signal) is agreed
-   * so all ranks stop after the same batch. Cursors handed to onEpochEnd/onInterrupt are global (see globalCursor).
+   * each step's gradients are averaged over the ranks before the optimizer step (one all-reduce per step, which also
+   * carries a stop flag, so a signal stops all ranks after the same batch); the epoch's loss/accuracy sums are reduced
+   * at its end (progress and onBatchEnd show this rank's own batch); non-trainable weights (batch-norm statistics) are
+   * averaged after every epoch. Cursors handed to onEpochEnd/onInterrupt are global (see globalCursor).
    */
   world?: MpiWorld | null;
 }
@@ -256,20 +257,26 @@ export async function trainEpochs(model: tfl.LayersModel, loader: Loader, opts: 
     broadcastWeights(world, model);
   }
   // The fused step trains a plain Dense chain in one native call, with the same math as trainOnBatch (see src/engine/dense-step.ts).
+  // A stop asked on any rank rides in the step's one all-reduce (an extra float after the gradients; the mean of the
+  // ranks' 0/1 flags is > 0 when any asked), so every rank stops after the same batch without a second rendezvous.
+  const agree: StopAgreement = { local: 0, any: false };
   const fused = opts.fused === false ? { step: null, reason: 'turned off by the caller' }
-    : denseTrainStep(tf, model, engineActive(), world ? { reduce: (g) => world.allreduce(g, true) } : {});
+    : denseTrainStep(tf, model, engineActive(), world ? {
+      extraFloats: 1,
+      reduce: (g) => { g[g.length - 1] = agree.local; world.allreduce(g, true); agree.any = g[g.length - 1] > 0; },
+    } : {});
   opts.log?.(fused.step ? `train step: fused (${world ? `forward, loss and backward in one native call per batch, gradients averaged over ${world.size} MPI ranks, then Adam` : 'forward, loss, backward and Adam in one native call per batch'})`
     : `train step: TensorFlow.js trainOnBatch (no fused step: ${fused.reason})${world ? `, gradients averaged over ${world.size} MPI ranks before each optimizer step` : ''}`);
-  const unhook = world ? reduceGradientsOf(world, model) : null;
+  const unhook = world ? reduceGradientsOf(world, model, agree) : null;
   try {
-    return await epochsLoop(model, loader, opts, fused, world);
+    return await epochsLoop(model, loader, opts, fused, world, agree);
   } finally {
     unhook?.();
     if (fused.step) fused.dispose();
   }
 }
 
-async function epochsLoop(model: tfl.LayersModel, loader: Loader, opts: LoopOptions, fused: ReturnType<typeof denseTrainStep>, world: MpiWorld | null): Promise<History> {
+async function epochsLoop(model: tfl.LayersModel, loader: Loader, opts: LoopOptions, fused: ReturnType<typeof denseTrainStep>, world: MpiWorld | null, agree: StopAgreement): Promise<History> {
   const epochs = opts.epochs ?? DEFAULTS.epochs;
   const classes = modelClasses(model);
   const copy = tf.getBackend() === 'cpu'; // the cpu backend keeps a reference to the array; loaders reuse buffers
@@ -281,7 +288,7 @@ async function epochsLoop(model: tfl.LayersModel, loader: Loader, opts: LoopOpti
   const lr0 = opts.lr ?? baseLr;
   const ranks = world?.size ?? 1;
   const cursorOut = (c: Cursor): Cursor => (world ? globalCursor(c) : c);
-  const sums = new Float64Array(4);
+  const sums = new Float64Array(3);
   const sched = typeof opts.lrSchedule === 'string' ? parseLrSchedule(opts.lrSchedule, 'lrSchedule') : opts.lrSchedule;
   const cbs = standardizeCallbacks(opts.callbacks);
   const scalers: LrScaler[] = cbs.filter((c) => isLrScaler(c));
@@ -325,7 +332,15 @@ async function epochsLoop(model: tfl.LayersModel, loader: Loader, opts: LoopOpti
     const remaining = (loader.samplesPerEpoch - startPos) * ranks;
     const bar = createProgress({ label: `epoch ${e + 1}/${epochs}`, total: remaining, unit: 'samples', quiet: opts.progress === false });
     const t0 = performance.now();
-    let loss = resumed?.loss ?? 0, acc = resumed?.acc ?? 0, n = resumed?.n ?? 0;
+    // One process: the epoch's sums, continuing a resumed checkpoint's in the same order (bit-exact resumes). Under
+    // MPI: this rank's sums of this invocation; the epoch's (all ranks' plus the checkpoint's) are made at its end.
+    let loss = world ? 0 : resumed?.loss ?? 0, acc = world ? 0 : resumed?.acc ?? 0, n = world ? 0 : resumed?.n ?? 0;
+    const epochSums = (): { loss: number; acc: number; n: number } => {
+      if (!world) return { loss, acc, n };
+      sums[0] = loss; sums[1] = acc; sums[2] = n;
+      world.allreduce(sums);
+      return { loss: (resumed?.loss ?? 0) + sums[0], acc: (resumed?.acc ?? 0) + sums[1], n: (resumed?.n ?? 0) + sums[2] };
+    };
     let stopped = false, batchesDone = 0, lastTurn = performance.now();
     for await (const b of loader) {
       if (controlsLr && sched?.per === 'batch') setLearningRate(opt, lrAt(e, b.index));
@@ -334,29 +349,24 @@ async function epochsLoop(model: tfl.LayersModel, loader: Loader, opts: LoopOpti
       if (fused.step && b.x.length === b.n * fused.inputSize && fused.classes === classes) {
         if (yBuf.length < b.n * classes) yBuf = new Float32Array(b.n * classes);
         const y = isOneHot(b, classes) ? asFloat32(b.y, false) : oneHotInto(b, classes, yBuf);
+        agree.local = opts.signal?.aborted ? 1 : 0;
         r = fused.step(asFloat32(b.x, false), y, b.n);
       }
       if (r === null) {
         const { xs, ys } = batchTensors(b, classes, copy);
         try {
+          agree.local = opts.signal?.aborted ? 1 : 0;
           r = await model.trainOnBatch(xs, ys);
         } finally {
           xs.dispose();
           ys.dispose();
         }
       }
-      let [l, a] = Array.isArray(r) ? r : [r, NaN];
-      let bn = b.n;
-      if (world) {
-        // The global batch's loss and accuracy, and whether any rank was asked to stop (all then stop after this batch).
-        sums[0] = l * b.n; sums[1] = a * b.n; sums[2] = b.n; sums[3] = opts.signal?.aborted ? 1 : 0;
-        world.allreduce(sums);
-        bn = sums[2]; l = sums[0] / bn; a = sums[1] / bn;
-      }
+      const [l, a] = Array.isArray(r) ? r : [r, NaN];
       if (!Number.isFinite(l)) throw new SlimfitError(`the loss became ${l} in epoch ${e + 1}, batch ${b.index}`, { hint: 'lower the learning rate (--lr)' });
-      loss += l * bn; acc += a * bn; n += bn;
+      loss += l * b.n; acc += a * b.n; n += b.n;
       batchesDone++;
-      bar.tick(bn, `loss ${(loss / n).toFixed(4)} acc ${(acc / n).toFixed(4)}`);
+      bar.tick(b.n * ranks, `loss ${(loss / n).toFixed(4)} acc ${(acc / n).toFixed(4)}`);
       for (const c of cbs) await c.onBatchEnd(b.index, { batch: b.index, size: b.n, loss: l, acc: a, lr: opt.learningRate ?? NaN });
       if (opts.signal) {
         // Signal handlers run only when the event loop turns, and batches that are already prefetched resolve as
@@ -366,8 +376,8 @@ async function epochsLoop(model: tfl.LayersModel, loader: Loader, opts: LoopOpti
         // After the epoch's last batch the epoch is finished normally (validation, callbacks, onEpochEnd) and the check
         // before the next one stops: a mid-epoch state with the cursor already in the next epoch would misplace it.
         const pos = loader.cursor().position;
-        if ((world ? sums[3] > 0 : opts.signal.aborted) && pos > 0 && pos < loader.samplesPerEpoch) { stopped = true; break; }
-      } else if (world && sums[3] > 0) {
+        if ((world ? agree.any : opts.signal.aborted) && pos > 0 && pos < loader.samplesPerEpoch) { stopped = true; break; }
+      } else if (world && agree.any) {
         const pos = loader.cursor().position;
         if (pos > 0 && pos < loader.samplesPerEpoch) { stopped = true; break; }
       }
@@ -375,13 +385,14 @@ async function epochsLoop(model: tfl.LayersModel, loader: Loader, opts: LoopOpti
     bar.done();
     const seconds = (resumed?.seconds ?? 0) + (performance.now() - t0) / 1000;
     if (world) reduceNonTrainable(world, model);
+    const all = epochSums();
     if (stopped) {
       const cursor = cursorOut(loader.cursor());
-      await opts.onInterrupt?.(cursor, loopState({ loss, acc, n, seconds }));
-      history.interrupted = { epoch: e + 1, batchesDone, samplesDone: n };
+      await opts.onInterrupt?.(cursor, loopState({ ...all, seconds }));
+      history.interrupted = { epoch: e + 1, batchesDone, samplesDone: all.n };
       return history;
     }
-    const log: EpochLog = { epoch: e + 1, loss: loss / n, accuracy: acc / n, samples: n, seconds, samplesPerSec: n / seconds, lr: opt.learningRate, numTensors: 0 };
+    const log: EpochLog = { epoch: e + 1, loss: all.loss / all.n, accuracy: all.acc / all.n, samples: all.n, seconds, samplesPerSec: all.n / seconds, lr: opt.learningRate, numTensors: 0 };
     if (opts.validation) {
       const v = await evaluateLoader(model, opts.validation, { progress: opts.progress, label: `validate ${e + 1}/${epochs}` });
       log.valLoss = v.loss;

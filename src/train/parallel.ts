@@ -51,14 +51,18 @@ export function reduceNonTrainable(world: MpiWorld, model: tfl.LayersModel): voi
   assign(vars, a);
 }
 
+/** A stop asked on this rank (`local`, set before each step) and whether any rank asked (`any`, after the step's all-reduce). */
+export interface StopAgreement { local: number; any: boolean }
+
 type GradMap = tf.NamedTensorMap | { name: string; tensor: tf.Tensor }[];
 interface Optim { applyGradients(g: GradMap): void }
 
 /**
  * Make `model`'s optimizer average every step's gradients over the ranks before applying them (trainOnBatch computes
- * them and calls optimizer.applyGradients). Returns the function that takes the hook off again.
+ * them and calls optimizer.applyGradients); `stop`'s flag rides in the same all-reduce. Returns the function that
+ * takes the hook off again.
  */
-export function reduceGradientsOf(world: MpiWorld, model: tfl.LayersModel): () => void {
+export function reduceGradientsOf(world: MpiWorld, model: tfl.LayersModel, stop: StopAgreement): () => void {
   const opt = model.optimizer as unknown as Optim;
   const own = Object.prototype.hasOwnProperty.call(opt, 'applyGradients');
   const original = opt.applyGradients;
@@ -66,7 +70,9 @@ export function reduceGradientsOf(world: MpiWorld, model: tfl.LayersModel): () =
     const list = Array.isArray(grads) ? grads : Object.entries(grads).map(([name, tensor]) => ({ name, tensor }));
     // Same order on every rank: tfjs lists the model's collected trainable weights in one fixed order.
     const arrays = list.map((g) => Float32Array.from(g.tensor.dataSync() as Float32Array));
-    world.allreduceMany(arrays, true);
+    const flag = Float32Array.of(stop.local);
+    world.allreduceMany([...arrays, flag], true);
+    stop.any = flag[0] > 0;
     const reduced = list.map((g, i) => ({ name: g.name, tensor: tf.tensor(arrays[i], g.tensor.shape, 'float32') }));
     try {
       original.call(this, Array.isArray(grads) ? reduced : Object.fromEntries(reduced.map((r) => [r.name, r.tensor])));
