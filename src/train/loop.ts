@@ -317,8 +317,15 @@ async function epochsLoop(model: tfl.LayersModel, loader: Loader, opts: LoopOpti
   }
   for (const c of cbs) await c.onTrainBegin({});
   let yBuf = new Float32Array(0);
+  // Under MPI a stop between epochs is agreed too (one tiny all-reduce per epoch), so no rank starts an epoch alone.
+  const stopBetween = (): boolean => {
+    if (!world) return Boolean(opts.signal?.aborted);
+    const f = Float64Array.of(opts.signal?.aborted ? 1 : 0);
+    world.allreduce(f);
+    return f[0] > 0;
+  };
   for (let e = first; e < epochs; e++) {
-    if (opts.signal?.aborted) {
+    if (stopBetween()) {
       // Stopped between epochs (e.g. during validation or the last checkpoint): the cursor is at the start of epoch e,
       // or, before the first batch of a run resumed mid-epoch, where that checkpoint was (its sums go into the new one).
       await opts.onInterrupt?.(cursorOut(loader.cursor()), loopState(e === first ? opts.resumeState?.partial : undefined));
