@@ -400,6 +400,9 @@ export async function trainRun(data: DataInput | undefined, opts: TrainRunOption
         },
         onInterrupt: async (cursor, loop) => {
           await checkpoint(cursor, loop);
+          // The other ranks exit (non-zero: interrupted) only once rank 0's checkpoint is in place; mpirun ends the job
+          // at the first such exit.
+          world?.barrier();
           log(`interrupted ${cursor.position > 0 ? `in epoch ${history.length + 1} at sample ${cursor.position}` : `after epoch ${history.length}`}: checkpoint saved in ${join(out, MODEL_DIR)}`);
         },
       });
