@@ -1,5 +1,5 @@
 {
-  "variables": { "have_openblas%": "<!(node native/detect-blas.cjs)", "have_zlib%": "<!(node native/detect-zlib.cjs)", "have_node_openssl%": "<!(node native/detect-node-openssl.cjs)" },
+  "variables": { "have_openblas%": "<!(node native/detect-blas.cjs)", "have_zlib%": "<!(node native/detect-zlib.cjs)", "have_node_openssl%": "<!(node native/detect-node-openssl.cjs)", "have_mpi%": "<!(node native/detect-mpi.cjs)" },
   "targets": [
     {
       "target_name": "slimfit_engine",
@@ -48,6 +48,18 @@
           "target_name": "slimfit_sha256",
           "sources": ["src/store/native/sha256.c"],
           "cflags": ["-O2", "-std=gnu11"]
+        }
+      ]
+    }],
+    ["have_mpi==1", {
+      "targets": [
+        {
+          "target_name": "slimfit_mpi",
+          "sources": ["src/core/native/mpi.c"],
+          "cflags": ["-O2", "-std=gnu11"],
+          "defines": ["OMPI_SKIP_MPICXX=1"],
+          "include_dirs": ["<!@(node native/detect-mpi.cjs --incdirs)"],
+          "libraries": ["<!@(node native/detect-mpi.cjs --libs)"]
         }
       ]
     }]

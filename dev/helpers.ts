@@ -83,3 +83,47 @@ export function needsAddon(name: AddonName): string | false {
   if (process.env.CI && s.off !== 'disabled' && buildable) throw new Error(`CI: ${why}; the native test run needs every addon (see .ci/run)`);
   return why;
 }
+
+/** Open MPI's mpirun on PATH (null when not installed). */
+export const MPIRUN: string | null = (() => {
+  const r = spawnSync('sh', ['-c', 'command -v mpirun'], { encoding: 'utf8' });
+  return r.status === 0 && r.stdout.trim() ? r.stdout.trim() : null;
+})();
+
+/**
+ * The `skip` option of a test that runs `mpirun`: false when mpirun and the slimfit_mpi addon are there, else the
+ * reason. Under CI=true (.ci/run installs Open MPI) a missing one throws instead of skipping.
+ */
+export function needsMpi(): string | false {
+  if (!MPIRUN) {
+    if (process.env.CI) throw new Error('CI: mpirun not found; .ci/run installs openmpi-bin and libopenmpi-dev');
+    return 'mpirun not found (apt-get install openmpi-bin libopenmpi-dev, then npm run build:native)';
+  }
+  return needsAddon('slimfit_mpi');
+}
+
+/**
+ * `mpirun -np N node args...` (as root and with more ranks than cores allowed, as CI needs); `perRank` gives extra
+ * mpirun arguments per rank (MPMD form `-np 1 ... : -np 1 ...`, e.g. each rank its own --wdir) instead of `-np N`.
+ * `onStderr` sees the combined stderr so far and the job's pid (mpirun's own).
+ */
+export function runMpi(np: number, args: string[], opts: { env?: Record<string, string>; perRank?: (rank: number) => string[]; timeoutMs?: number; onStderr?: (stderr: string, mpirunPid: number) => void } = {}): Promise<RunResult & { seconds: number }> {
+  return new Promise((resolve, reject) => {
+    const env = { ...process.env, ...opts.env, FORCE_COLOR: '0' };
+    const common = ['--allow-run-as-root', '--oversubscribe'];
+    const apps = opts.perRank
+      ? Array.from({ length: np }, (_, r) => [...(r ? [':'] : []), '-np', '1', ...opts.perRank!(r), process.execPath, ...args]).flat()
+      : ['-np', String(np), process.execPath, ...args];
+    const t0 = performance.now();
+    const child = spawn(MPIRUN!, [...common, ...apps], { cwd: ROOT, env, stdio: ['ignore', 'pipe', 'pipe'] });
+    let stdout = '', stderr = '';
+    child.stdout.on('data', (d) => (stdout += d));
+    child.stderr.on('data', (d) => { stderr += d; opts.onStderr?.(stderr, child.pid!); });
+    const timer = setTimeout(() => child.kill('SIGKILL'), opts.timeoutMs ?? 300_000);
+    child.on('error', reject);
+    child.on('close', (code, signal) => {
+      clearTimeout(timer);
+      resolve({ code, signal, stdout, stderr, peakRss: NaN, seconds: (performance.now() - t0) / 1000 });
+    });
+  });
+}

@@ -202,7 +202,8 @@ napi_value Adam(napi_env env, napi_callback_info info) {
 
 // denseStep(heap, x, y, batch, plan, out): plan = Float64Array [nLayers, lr, beta1, beta2, eps, oma1, oma2, c1, c2,
 // then per layer: in, out, act, wOff, bOff, mwOff, vwOff, mbOff, vbOff] (byte offsets into heap, -1 = no bias);
-// x, y are float32 typed arrays; out (Float64Array) receives [mean loss, correct count].
+// x, y are float32 typed arrays; out (Float64Array) receives [mean loss, correct count]. An optional gOff (byte offset
+// into heap of room for every weight's gradient, in plan order W then b per layer) makes it compute gradients only.
 napi_value DenseStep(napi_env env, napi_callback_info info) {
   Args a(env, info);
   size_t hlen, xlen, ylen, plen, olen;
@@ -256,6 +257,12 @@ napi_value DenseStep(napi_env env, napi_callback_info info) {
   }
   s.x = (const float*)xb;
   s.y = (const float*)yb;
+  if (a.n > 6) {
+    double total = 0;
+    for (const DenseLayer& d : s.layers) total += (double)d.in * d.out + (d.b ? d.out : 0);
+    s.grads = at<float>(a, heap, hlen, a.num(6), total);
+    if (!a.ok) return nullptr;
+  }
   double* out = (double*)ob;
   dense_train_step(s, &out[0], &out[1]);
   return undef(env);

@@ -99,11 +99,13 @@ void dense_train_step(const DenseStepArgs& s, double* lossOut, double* correctOu
   *correctOut = correct;
 
   // Backward, last layer first: dW = aᵀ·dz, db = column sums, da = dz·Wᵀ (with the old W), relu mask, then Adam on
-  // this layer's W and b (no later step reads them).
+  // this layer's W and b (no later step reads them); with s.grads, dW and db go there instead of into Adam.
+  std::vector<size_t> goff(L + 1, 0);
+  for (int l = 0; l < L; l++) goff[l + 1] = goff[l] + (size_t)s.layers[l].in * s.layers[l].out + (s.layers[l].b ? s.layers[l].out : 0);
   for (int l = L - 1; l >= 0; l--) {
     const DenseLayer& d = s.layers[l];
     const float* ain = l == 0 ? s.x : sc.act[l - 1].data();
-    float* dw = sc.dw.data();
+    float* dw = s.grads ? s.grads + goff[l] : sc.dw.data();
     gemm_f32(true, false, d.in, d.out, B, 1.f, ain, d.in, dz, d.out, 0.f, dw, d.out);
     if (l > 0) {
       float* da = sc.dzPrev.data();
@@ -113,11 +115,15 @@ void dense_train_step(const DenseStepArgs& s, double* lossOut, double* correctOu
         for (long i = 0; i < n; i++) da[i] = ain[i] > 0.f ? da[i] : 0.f;
       }
     }
-    const AdamArgs& o = s.adam;
-    adam_update((long)d.in * d.out, d.w, d.mw, d.vw, dw, o.lr, o.beta1, o.beta2, o.eps, o.oma1, o.oma2, o.c1, o.c2);
-    if (d.b) {
-      sum_rows(dz, B, d.out, sc.db.data());
-      adam_update(d.out, d.b, d.mb, d.vb, sc.db.data(), o.lr, o.beta1, o.beta2, o.eps, o.oma1, o.oma2, o.c1, o.c2);
+    if (s.grads) {
+      if (d.b) sum_rows(dz, B, d.out, s.grads + goff[l] + (size_t)d.in * d.out);
+    } else {
+      const AdamArgs& o = s.adam;
+      adam_update((long)d.in * d.out, d.w, d.mw, d.vw, dw, o.lr, o.beta1, o.beta2, o.eps, o.oma1, o.oma2, o.c1, o.c2);
+      if (d.b) {
+        sum_rows(dz, B, d.out, sc.db.data());
+        adam_update(d.out, d.b, d.mb, d.vb, sc.db.data(), o.lr, o.beta1, o.beta2, o.eps, o.oma1, o.oma2, o.c1, o.c2);
+      }
     }
     if (l > 0) {
       std::swap(sc.dz, sc.dzPrev);

@@ -23,9 +23,12 @@ struct DenseStepArgs {
   const float* y;  // [batch, layers.back().out], one-hot or soft targets
   std::vector<DenseLayer> layers;  // hidden layers relu/linear, the last softmax
   AdamArgs adam;
+  // When set: the step only computes the gradients, into grads (layer 0's W then b, layer 1's W then b, ...; sizes as
+  // the weights), and leaves weights and moments alone (data-parallel training all-reduces them before Adam).
+  float* grads = nullptr;
 };
 
-// Train one batch in place; *loss = mean categorical cross-entropy (tfjs's clipping), *correct = argmax matches.
+// Train one batch in place (or, with grads, only compute its gradients); *loss = mean categorical cross-entropy (tfjs's clipping), *correct = argmax matches.
 void dense_train_step(const DenseStepArgs& args, double* loss, double* correct);
 
 }  // namespace sf

@@ -4,8 +4,8 @@ import { spawnSync } from 'node:child_process';
 import { existsSync } from 'node:fs';
 import { dirname, join } from 'node:path';
 
-/** Every addon binding.gyp can build (the last two only when zlib / node's OpenSSL headers are there). */
-export const ADDON_NAMES = ['slimfit_engine', 'slimfit_gather', 'slimfit_mem', 'slimfit_csv', 'slimfit_png', 'slimfit_sha256'];
+/** Every addon binding.gyp can build (the last three only when zlib / node's OpenSSL headers / mpicc are there). */
+export const ADDON_NAMES = ['slimfit_engine', 'slimfit_gather', 'slimfit_mem', 'slimfit_csv', 'slimfit_png', 'slimfit_sha256', 'slimfit_mpi'];
 
 /** node-gyp's entry script: the one npm runs scripts with, else npm's bundled copy, else a global one. */
 export function findNodeGyp() {

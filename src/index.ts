@@ -28,6 +28,7 @@ export {
   BUILTIN_MODELS, buildModel, compileDefault, evalRun, evaluate, evaluateLoader, fit, initBackend, loadModel, saveModel, trainEpochs, trainRun, writeReport,
   type BestWeightsStore, type CallbackInput, type CallbackLogs, type EarlyStoppingOptions, type KeepBestOptions, type LoopState, type LrSchedule, type ReduceLrOptions,
   EarlyStopping, KeepBest, LR_SCHEDULE_SYNTAX, ReduceLrOnPlateau, earlyStopping, keepBest, lrFactor, memoryWeightsStore, parseLrSchedule, reduceLrOnPlateau,
+  type MpiWorld, mpiWorld,
 } from './train/index.ts';
 export type { BuiltinModel, ModelSpec } from './train/models.ts';
 

@@ -6,7 +6,7 @@ import { readdirSync, readFileSync, statSync } from 'node:fs';
 import { homedir } from 'node:os';
 import { join, relative } from 'node:path';
 import { test } from 'node:test';
-import { BUILD_ENV_VARS, ENV_VARS, type EnvVar, type Feature, FEATURES, isEnabled, parseEnv } from '../src/core/config.ts';
+import { BUILD_ENV_VARS, ENV_VARS, type EnvVar, type Feature, FEATURES, isEnabled, MPI_ENV_VARS, parseEnv } from '../src/core/config.ts';
 import { isSlimfitError } from '../src/core/errors.ts';
 import { ROOT, runCli } from '../dev/helpers.ts';
 
@@ -75,6 +75,26 @@ test('no file in src/, bin/ or native/ but src/core/config.ts reads a SLIMFIT_* 
   assert.deepEqual(offenders, [], 'read these through envSettings()/featureEnabled() in src/core/config.ts');
 });
 
+test('MPI launcher variables (MPI_ENV_VARS) are named only in src/core/config.ts; the README lists exactly them', () => {
+  const names = Object.keys(MPI_ENV_VARS);
+  const offenders: string[] = [];
+  for (const top of ['src', 'bin', 'native']) {
+    for (const file of files(join(ROOT, top))) {
+      const rel = relative(ROOT, file);
+      if (rel === 'src/core/config.ts') continue;
+      const text = readFileSync(file, 'utf8');
+      const found = names.filter((n) => new RegExp(`\\b${n}\\b`).test(text));
+      if (found.length) offenders.push(`${rel} names ${found.join(', ')}`);
+    }
+  }
+  assert.deepEqual(offenders, [], 'read the launcher through envSettings().mpi (src/core/mpi.ts)');
+  const md = readFileSync(join(ROOT, 'README.md'), 'utf8');
+  const start = md.indexOf('\n### Read from MPI launchers\n');
+  assert.ok(start >= 0);
+  const rows = [...md.slice(start, md.indexOf('\n### Install time\n')).matchAll(/^\| `(\w+)` \| (.*) \|$/gm)].map((m) => [m[1], m[2].split(' | ')]);
+  assert.deepEqual(rows, Object.entries(MPI_ENV_VARS).map(([n, v]) => [n, [v.accepts, v.default, v.overrides]]));
+});
+
 test('config.ts reads exactly the variables ENV_VARS documents; install-time scripts read exactly BUILD_ENV_VARS', () => {
   const own = new Set(envReads(readFileSync(join(ROOT, 'src/core/config.ts'), 'utf8')));
   assert.deepEqual([...own].sort(), Object.keys(ENV_VARS).sort());
@@ -94,9 +114,10 @@ function rejects(env: Record<string, string>, name: string): void {
 test('parseEnv: defaults when nothing is set', () => {
   const s = parseEnv({});
   assert.deepEqual({ ...s, disabled: [...s.disabled] }, {
-    cacheDir: join(homedir(), '.cache', 'slimfit'), threads: null, gemm: null, isa: null, backend: null, disabled: [], reportRss: false,
+    cacheDir: join(homedir(), '.cache', 'slimfit'), threads: null, gemm: null, isa: null, backend: null, disabled: [], reportRss: false, mpi: null,
     cacheLimit: null, s3Endpoint: null, s3Region: null,
   });
+  assert.deepEqual(parseEnv({ OMPI_COMM_WORLD_RANK: '1', OMPI_COMM_WORLD_SIZE: '2' }).mpi, { rank: 1, size: 2, from: 'OMPI_COMM_WORLD_RANK', sizeFrom: 'OMPI_COMM_WORLD_SIZE', localSize: null });
   assert.deepEqual(parseEnv({ SLIMFIT_THREADS: '', SLIMFIT_GEMM: '', SLIMFIT_CACHE: '', SLIMFIT_DISABLE: '' }).threads, null, 'empty = unset');
 });
 

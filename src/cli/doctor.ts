@@ -118,9 +118,15 @@ export function checkPeers(peers: Record<string, string>): PeerStatus[] {
   });
 }
 
-/** {@link ADDON_FIX} when an addon is missing or failed to load (one turned off on purpose needs no fix), else null. */
-export function addonFixFor(addons: ReadonlyArray<{ active: boolean; off: string | null }>): string | null {
-  return addons.some((a) => !a.active && a.off !== 'disabled') ? ADDON_FIX : null;
+/** Why slimfit_mpi is not built, and how to get it: it is only for `mpirun` training and needs the system's MPI. */
+export const MPI_FIX = 'not built: only training under mpirun needs it; install Open MPI (apt-get install openmpi-bin libopenmpi-dev), then compile: `npm run build:native` in a clone, `node node_modules/slimfit/native/build.mjs --force` where slimfit is installed';
+
+/**
+ * {@link ADDON_FIX} when an addon is missing or failed to load (one turned off on purpose needs no fix, nor a missing
+ * slimfit_mpi: it needs the system's MPI and only `mpirun` uses it), else null.
+ */
+export function addonFixFor(addons: ReadonlyArray<{ name?: string; active: boolean; off: string | null }>): string | null {
+  return addons.some((a) => !a.active && a.off !== 'disabled' && !(a.name === 'slimfit_mpi' && a.off === 'missing')) ? ADDON_FIX : null;
 }
 
 /** Options of {@link doctorReport} (for tests: check other peer names than package.json's). */
@@ -138,7 +144,8 @@ export function doctorReport(opts: DoctorOptions = {}): DoctorReport {
   const wasmBad = bad.find((p) => p.name.startsWith(WASM_PEER));
   const addons = (Object.keys(ADDONS) as AddonName[]).map((name) => {
     const s = addonStatus(name);
-    return { name, role: FEATURES[s.feature], active: s.module !== null, from: s.from, path: s.path, off: s.off as string | null, why: s.module ? null : whyOff(s), loadErrors: s.errors };
+    const why = s.module ? null : name === 'slimfit_mpi' && s.off === 'missing' ? MPI_FIX : whyOff(s);
+    return { name, role: FEATURES[s.feature], active: s.module !== null, from: s.from, path: s.path, off: s.off as string | null, why, loadErrors: s.errors };
   });
   const { addon, note } = loadAddon();
   let engine: DoctorReport['engine'] = null;

@@ -102,6 +102,11 @@ export function register(program: Command): void {
         process.off('SIGINT', onSignal);
         process.off('SIGTERM', onSignal);
       }
+      // Under mpirun only rank 0 reports (the others trained the same model and wrote nothing).
+      if (r.rank !== undefined && r.rank > 0) {
+        if (stop.signal.aborted) process.exitCode = code(stop.signal.reason as NodeJS.Signals);
+        return;
+      }
       if (stop.signal.aborted) {
         const sig = stop.signal.reason as NodeJS.Signals;
         const i = r.interrupted;
@@ -189,5 +194,7 @@ export function trainJson(r: RunSummary): object {
     interrupted: r.interrupted ?? null,
     seconds: r.wallSeconds,
     peakRssBytes: r.peakRss,
+    // under mpirun: ranks, per-rank batch, and rank 0's calls and seconds in MPI_Allreduce
+    parallel: r.parallel ?? null,
   };
 }

@@ -1,7 +1,7 @@
 // The one place slimfit reads environment variables. Each is a documented override of a typed option (README,
 // "Environment variables"); everything else takes its settings from option objects. Values are parsed once per
 // process by one parser, and a malformed value is a user error naming the variable and what it accepts.
-import { homedir } from 'node:os';
+import { availableParallelism, homedir } from 'node:os';
 import { join } from 'node:path';
 import { SlimfitError } from './errors.ts';
 import { parseBytes } from './units.ts';
@@ -21,6 +21,7 @@ export const FEATURES = {
   'png-pool': 'the native PNG decode threads only (plain PNGs decode in worker threads)',
   sha256: 'native shard checksums off the main thread',
   trim: 'returning freed native memory to the system (malloc_trim)',
+  mpi: 'the MPI addon (data-parallel training under mpirun; without it a run under mpirun stops with an error)',
 } as const;
 /** A name `SLIMFIT_DISABLE` accepts. */
 export type Feature = keyof typeof FEATURES;
@@ -47,6 +48,20 @@ export interface EnvSettings {
   disabled: ReadonlySet<Feature>;
   /** SLIMFIT_REPORT_RSS: print `slimfit-peak-rss-bytes=N` to stderr at exit (used by the test suite). */
   reportRss: boolean;
+  /** This process was started by an MPI launcher (mpirun, srun with PMIx/PMI): its rank, and the size when the launcher says it. */
+  mpi: MpiLaunch | null;
+}
+
+/** What an MPI launcher tells a process about itself through the environment (see MPI_ENV_VARS). */
+export interface MpiLaunch {
+  rank: number;
+  /** Ranks in the job; null when the launcher sets only a rank (PMIX_RANK): MPI_Init then says. */
+  size: number | null;
+  /** The variables the rank and the size came from (for messages). */
+  from: keyof typeof MPI_ENV_VARS;
+  sizeFrom: keyof typeof MPI_ENV_VARS | null;
+  /** Ranks on this machine, when the launcher says (the engine's default thread count is the cores divided by it). */
+  localSize: number | null;
 }
 
 /** One variable this module reads: what it accepts, its default, and the typed option or behaviour it overrides. */
@@ -69,6 +84,48 @@ export const ENV_VARS = {
 } as const satisfies Record<`SLIMFIT_${string}`, EnvVar>;
 
 /**
+ * Variables MPI launchers set in every rank's environment: read-only inputs (slimfit never asks users to set them).
+ * The first present of each pair wins: Open MPI's, then PMIx's (Open MPI 5, Slurm's srun --mpi=pmix), then PMI's
+ * (MPICH/Hydra, Intel MPI). Under one, training is data-parallel over MPI (src/core/mpi.ts).
+ */
+export const MPI_ENV_VARS = {
+  OMPI_COMM_WORLD_RANK: { accepts: 'set by Open MPI\'s mpirun', default: 'unset', overrides: 'this process\'s rank: training runs data-parallel over MPI' },
+  OMPI_COMM_WORLD_SIZE: { accepts: 'set by Open MPI\'s mpirun', default: 'unset', overrides: 'the number of ranks' },
+  PMIX_RANK: { accepts: 'set by PMIx launchers (Open MPI 5, srun --mpi=pmix)', default: 'unset', overrides: 'this process\'s rank (the size comes from MPI_Init)' },
+  PMI_RANK: { accepts: 'set by PMI launchers (MPICH\'s Hydra, Intel MPI)', default: 'unset', overrides: 'this process\'s rank' },
+  PMI_SIZE: { accepts: 'set by PMI launchers', default: 'unset', overrides: 'the number of ranks' },
+  OMPI_COMM_WORLD_LOCAL_SIZE: { accepts: 'set by Open MPI\'s mpirun', default: 'unset', overrides: 'ranks on this machine: the engine\'s threads default to the cores divided by it (SLIMFIT_THREADS still wins)' },
+  MPI_LOCALNRANKS: { accepts: 'set by MPICH\'s Hydra', default: 'unset', overrides: 'ranks on this machine, as above' },
+} as const satisfies Record<string, EnvVar>;
+
+/** The MPI launch this environment describes, or null; a malformed rank or size is a SlimfitError naming the variable. */
+export function parseMpiEnv(env: Record<string, string | undefined>): MpiLaunch | null {
+  const int = (name: keyof typeof MPI_ENV_VARS, min: number): number | null => {
+    const v = env[name];
+    if (v === undefined || v === '') return null;
+    const n = Number(v.trim());
+    if (!Number.isSafeInteger(n) || n < min) {
+      throw new SlimfitError(`environment variable ${name}=${JSON.stringify(v)} (set by the MPI launcher) is not a whole number >= ${min}`, {
+        hint: 'start the ranks with mpirun / srun, which set it; do not set it by hand',
+      });
+    }
+    return n;
+  };
+  const pairs = [['OMPI_COMM_WORLD_RANK', 'OMPI_COMM_WORLD_SIZE'], ['PMIX_RANK', null], ['PMI_RANK', 'PMI_SIZE']] as const;
+  for (const [r, s] of pairs) {
+    const rank = int(r, 0);
+    if (rank === null) continue;
+    const size = s ? int(s, 1) : null;
+    if (size !== null && rank >= size) {
+      throw new SlimfitError(`environment variable ${r}=${rank} is not below ${s}=${size}`, { hint: 'start the ranks with mpirun / srun, which set both' });
+    }
+    const localSize = int(r === 'OMPI_COMM_WORLD_RANK' ? 'OMPI_COMM_WORLD_LOCAL_SIZE' : 'MPI_LOCALNRANKS', 1);
+    return { rank, size, from: r, sizeFrom: s, localSize };
+  }
+  return null;
+}
+
+/**
  * Variables read at install time only, by native/build.mjs and native/detect-*.cjs (not by this module: they decide
  * what gets compiled, before any of slimfit runs). Listed here so the README's table of them is checked too.
  */
@@ -77,6 +134,7 @@ export const BUILD_ENV_VARS = {
   SLIMFIT_NO_BLAS: { accepts: 'any non-empty value', default: 'unset', overrides: 'builds the engine without OpenBLAS even when it is installed' },
   SLIMFIT_NO_ZLIB: { accepts: 'any non-empty value', default: 'unset', overrides: 'builds without zlib (no native PNG decoder or gunzip)' },
   SLIMFIT_NO_NODE_OPENSSL: { accepts: 'any non-empty value', default: 'unset', overrides: 'builds without node\'s OpenSSL headers (no native shard checksums)' },
+  SLIMFIT_NO_MPI: { accepts: 'any non-empty value', default: 'unset', overrides: 'builds without MPI even when `mpicc` is installed (no `slimfit_mpi`: no training under mpirun)' },
 } as const satisfies Record<`SLIMFIT_${string}`, EnvVar>;
 
 function bad(name: keyof typeof ENV_VARS, value: string): SlimfitError {
@@ -126,6 +184,7 @@ export function parseEnv(env: Record<string, string | undefined> = process.env):
     backend: oneOf('SLIMFIT_BACKEND', env.SLIMFIT_BACKEND, ['wasm', 'cpu'] as const),
     disabled,
     reportRss: rss === '1',
+    mpi: parseMpiEnv(env),
   };
 }
 
@@ -167,7 +226,10 @@ export interface NativeSettings {
 /** This process's {@link NativeSettings}. */
 export function nativeSettings(): NativeSettings {
   const s = envSettings();
-  return { threads: s.threads ?? 0, gemm: s.gemm ?? '', isa: s.isa ?? '' };
+  // Several MPI ranks on one machine share its cores (each rank's own pool of all cores would oversubscribe them).
+  const local = s.mpi?.localSize ?? 1;
+  const threads = s.threads ?? (local > 1 ? Math.max(1, Math.floor(availableParallelism() / local)) : 0);
+  return { threads, gemm: s.gemm ?? '', isa: s.isa ?? '' };
 }
 
 /** This process's place in an Open MPI job: `rank` (0-based) of `size` processes. */

@@ -1,6 +1,6 @@
 // The one place slimfit finds and loads its optional native addons, in node-gyp-build's order: build/Release/<name>.node
 // (compiled on this machine by `npm install`) first, then prebuilds/<platform>-<arch>/<name>.node (shipped in the npm
-// package, built portably at `npm pack`). node-gyp-build itself loads one addon per package; slimfit has six.
+// package, built portably at `npm pack`). node-gyp-build itself loads one addon per package; slimfit has seven.
 // SLIMFIT_DISABLE turns each off (src/core/config.ts). Callers get null when an addon is off, missing, or does not
 // load: they then use their JavaScript fallback. `slimfit doctor` prints addonStatus() of each.
 import { existsSync } from 'node:fs';
@@ -20,6 +20,7 @@ export const ADDONS = {
   slimfit_csv: 'csv',
   slimfit_png: 'png',
   slimfit_sha256: 'sha256',
+  slimfit_mpi: 'mpi',
 } as const satisfies Record<string, Feature>;
 export type AddonName = keyof typeof ADDONS;
 

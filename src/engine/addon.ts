@@ -24,7 +24,7 @@ export interface Addon {
   adam(buf: Buf, n: number, pOff: number, mOff: number, vOff: number, gOff: number, lr: number, beta1: number, beta2: number,
     eps: number, oneMinusAccBeta1: number, oneMinusAccBeta2: number, oneMinusBeta1: number, oneMinusBeta2: number): void;
   /** Fused Dense-chain training step (see native/dense_step.h); plan and out are described in native/addon.cc. */
-  denseStep(heap: ArrayBuffer, x: Float32Array, y: Float32Array, batch: number, plan: Float64Array, out: Float64Array): void;
+  denseStep(heap: ArrayBuffer, x: Float32Array, y: Float32Array, batch: number, plan: Float64Array, out: Float64Array, gradOff?: number): void;
   elementwise(buf: Buf, op: number, aOff: number, bOff: number, yOff: number, n: number, m: number, alpha: number): void;
   sumRows(buf: Buf, xOff: number, rows: number, cols: number, outOff: number): void;
   /** g = (y > 0 ? dy : 0) and db = column sums of g (dbOff -1: none). */

@@ -17,7 +17,19 @@ type Tf = typeof tfc;
 export type DenseStep = (x: Float32Array, y: Float32Array, n: number) => [number, number] | null;
 
 /** A fused step for `model`, or the reason it cannot have one. */
-export type DenseStepResult = { step: DenseStep; inputSize: number; classes: number; reason?: undefined } | { step: null; reason: string };
+export type DenseStepResult = { step: DenseStep; inputSize: number; classes: number; dispose(): void; reason?: undefined } | { step: null; reason: string };
+
+/** Options of {@link denseTrainStep}. */
+export interface DenseStepOptions {
+  /**
+   * Data-parallel training: the step computes the batch's gradients into one buffer (every Dense layer's kernel then
+   * bias, in layer order), hands it to `reduce` (e.g. an MPI all-reduce that averages it over the ranks, in place),
+   * and then applies Adam with the reduced gradients. Without it, gradients go straight into Adam inside the native call.
+   */
+  reduce?: (grads: Float32Array) => void;
+  /** Floats after the gradients in the buffer `reduce` gets, for the caller's own values to reduce with them (default 0). */
+  extraFloats?: number;
+}
 
 interface LayerVar { read(): tfc.Variable }
 interface LayerLike {
@@ -42,7 +54,7 @@ interface ModelLike {
 const ACT: Record<string, number> = { linear: 0, relu: 1, softmax: 2 };
 
 /** The fused step for `model` when it is a Dense chain compiled with categoricalCrossentropy and Adam on the engine's wasm backend. */
-export function denseTrainStep(tf: Tf, model: tfl.LayersModel, engineActive: boolean): DenseStepResult {
+export function denseTrainStep(tf: Tf, model: tfl.LayersModel, engineActive: boolean, opts: DenseStepOptions = {}): DenseStepResult {
   const no = (reason: string): DenseStepResult => ({ step: null, reason });
   // SLIMFIT_DISABLE=fused compares against tfjs autodiff without code changes (callers' own switch: the loop's `fused`).
   if (!featureEnabled('fused')) return no(`disabled by ${disabledBy('fused')}`);
@@ -98,6 +110,12 @@ export function denseTrainStep(tf: Tf, model: tfl.LayersModel, engineActive: boo
   const inDim = dense[0].inDim, classes = dense[nL - 1].units;
   const acc = metrics.length === 1;
   const engine = tf.engine() as unknown as { registeredVariables: Record<string, tfc.Variable> };
+  const reduce = opts.reduce;
+  // With reduce: room on the wasm heap for every gradient (so the native Adam can address it like the weights).
+  const sizes = dense.flatMap((d) => (d.bias ? [d.inDim * d.units, d.units] : [d.inDim * d.units]));
+  const total = sizes.reduce((a, b) => a + b, 0);
+  const extra = opts.extraFloats ?? 0;
+  const gradBuf: tfc.Tensor | null = reduce ? tf.zeros([total + extra]) : null;
 
   const step: DenseStep = (x, y, n) => {
     if (!(x instanceof Float32Array) || !(y instanceof Float32Array)) throw new Error('fused step: x and y must be Float32Arrays');
@@ -130,9 +148,25 @@ export function denseTrainStep(tf: Tf, model: tfl.LayersModel, engineActive: boo
       plan[q + 8] = bi >= 0 ? off(opt.accumulatedSecondMoment[bi].variable) : -1;
     }
     // The heap is read after every offset lookup above: a lookup can migrate a weight still on `cpu` and grow the heap.
-    addon.denseStep(be.wasm.HEAPU8.buffer as ArrayBuffer, x, y, n, plan, out);
+    if (!gradBuf) {
+      addon.denseStep(be.wasm.HEAPU8.buffer as ArrayBuffer, x, y, n, plan, out);
+    } else {
+      const gOff = off(gradBuf);
+      const heap = be.wasm.HEAPU8.buffer as ArrayBuffer;
+      addon.denseStep(heap, x, y, n, plan, out, gOff);
+      reduce!(new Float32Array(heap, gOff, total + extra));
+      let g = gOff, k = 0;
+      for (let l = 0; l < nL; l++) {
+        const q = 9 + 9 * l;
+        for (const [p, m, v] of [[plan[q + 3], plan[q + 5], plan[q + 6]], [plan[q + 4], plan[q + 7], plan[q + 8]]]) {
+          if (p < 0) continue;
+          addon.adam(heap, sizes[k], p, m, v, g, opt.learningRate, opt.beta1, opt.beta2, opt.epsilon, oma1, oma2, c1, c2);
+          g += 4 * sizes[k++];
+        }
+      }
+    }
     adamAdvance(tf, opt);
     return [out[0], acc ? out[1] / n : NaN];
   };
-  return { step, inputSize: inDim, classes };
+  return { step, inputSize: inDim, classes, dispose: () => gradBuf?.dispose() };
 }

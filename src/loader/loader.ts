@@ -8,7 +8,7 @@ import { openNpy } from '../formats/npy.ts';
 import { checkShardOnce } from '../store/checksum.ts';
 import { isLoadable, type LoadableSource, type PartFile, partOf } from './layout.ts';
 import { subsetIndex } from './holdout.ts';
-import { type ClassTable, type Plan, type PlanConfig, createPlan, shardCounts } from './plan.ts';
+import { type ClassTable, type Plan, type PlanConfig, createPlan, rankPosition, shardCounts } from './plan.ts';
 import { type BatchReader, type ReaderInit, createReader, slotLayout } from './reader.ts';
 import { gatherAddon } from './native.ts';
 import { LOADER_DEFAULTS } from './defaults.ts';
@@ -81,6 +81,10 @@ export function checkLoaderOptions(where: string, o: LoaderOptions): void {
   checkInt(where, 'rank', o.rank, 0);
   if ((o.rank ?? 0) >= (o.worldSize ?? 1)) throw new SlimfitError(`${where}: option rank ${o.rank ?? 0} must be below worldSize ${o.worldSize ?? 1}`);
   checkOneOf(where, 'shuffle', o.shuffle, ['global', 'block', 'shard', false] as const);
+  checkOneOf(where, 'rankSplit', o.rankSplit, ['blocks', 'batches'] as const);
+  if (o.rankSplit === 'batches' && (o.shuffle ?? LOADER_DEFAULTS.shuffle) === 'block') {
+    throw new SlimfitError(`${where}: option rankSplit 'batches' interleaves the ranks in one global order; use it with shuffle 'global', 'shard' or false (block shuffle keeps each rank's windows contiguous: rankSplit 'blocks')`);
+  }
   checkBool(where, 'balanced', o.balanced);
   if (o.balanced && (o.shuffle ?? LOADER_DEFAULTS.shuffle) !== 'global') throw new SlimfitError(`${where}: option balanced draws samples at random; use it with shuffle: 'global'`);
   checkBool(where, 'dropLast', o.dropLast);
@@ -312,7 +316,8 @@ export function createLoader(source: DataSource, opts: LoaderOptions = {}): Shuf
     }
   }
   const shardSamples = mode === 'shard' ? shardCounts(shardStarts, src.subset) : undefined;
-  const plan: PlanConfig = { n: N, subset: src.subset, mode, balanced, seed, rank, worldSize, perRank, blockSamples, windowSamples, shardStarts, shardSamples, shardWindow };
+  const rankBatch = opts.rankSplit === 'batches' && worldSize > 1 ? B : 0;
+  const plan: PlanConfig = { n: N, subset: src.subset, mode, balanced, seed, rank, worldSize, perRank, rankBatch, blockSamples, windowSamples, shardStarts, shardSamples, shardWindow };
 
   const workers = intOpt('workers', opts.workers, Math.max(1, availableParallelism() - 1), 0);
   const layout = slotLayout(spec, B);
@@ -462,7 +467,7 @@ export function createLoader(source: DataSource, opts: LoaderOptions = {}): Shuf
       // lazyX: check the x shards the batches about to be requested read (stored order: sample = rank offset + position).
       const ready = async () => {
         const upTo = Math.min(starts.length, next + free.length) - 1;
-        if (upTo >= next) await checkXUpTo(rank * perRank + Math.min(perRank, starts[upTo] + B));
+        if (upTo >= next) await checkXUpTo(rankPosition(plan, Math.min(perRank, starts[upTo] + B) - 1) + 1);
       };
       // Remote stores: a group is sent once the parts it reads are in the cache (acquired in dispatch order, so sends
       // keep their order); they stay pinned until its last batch is handed out. Meanwhile the parts of the batches

@@ -17,6 +17,12 @@ export interface PlanConfig {
   worldSize: number;
   /** Samples per epoch for each rank: floor(n / worldSize) (the n % worldSize left over change every epoch). */
   perRank: number;
+  /**
+   * 0: rank r reads positions [r x perRank, (r + 1) x perRank) of the epoch's order. b > 0 (rankSplit 'batches', b = the
+   * per-rank batch): rank r reads the r-th b positions of every run of b x worldSize, so the ranks' k-th batches
+   * together are the k-th batch of one process with batch b x worldSize (the last, partial one split evenly).
+   */
+  rankBatch?: number;
   /** Block mode: consecutive samples kept together (block order is shuffled). */
   blockSamples: number;
   /** Block mode: samples shuffled together in memory (a window of consecutive blocks). */
@@ -95,6 +101,20 @@ function subsetMember(s: Subset): (parent: number) => number {
 }
 
 const TAG_BLOCK = 0xb10c, TAG_WINDOW = 0x57a1, TAG_CLASS = 0xc1a5, TAG_GLOBAL = 0x610b, TAG_SHARD = 0x5a4d, TAG_SHARD_WINDOW = 0x5a4e;
+
+/** The epoch-wide position of `rank`'s position q under `config` (its rank split, see PlanConfig.rankBatch). */
+export function rankPosition(config: Pick<PlanConfig, 'n' | 'rank' | 'worldSize' | 'perRank' | 'rankBatch'>, q: number): number {
+  const { n, rank, worldSize: N, perRank } = config;
+  const b = config.rankBatch ?? 0;
+  if (!(b > 0) || N === 1) return rank * perRank + q;
+  const G = b * N, full = Math.floor(n / G);
+  if (q < full * b) {
+    const k = Math.floor(q / b);
+    return k * G + rank * b + (q - k * b);
+  }
+  const tail = Math.floor((n - full * G) / N); // the last, partial global batch: an equal share per rank
+  return full * G + rank * tail + (q - full * b);
+}
 
 /** Build the plan for `config` (classes needed when config.balanced). */
 export function createPlan(config: PlanConfig, classes?: ClassTable): Plan {
@@ -218,25 +238,25 @@ export function createPlan(config: PlanConfig, classes?: ClassTable): Plan {
     return starts[win.parts[j]] + slot - win.pre[j];
   };
 
+  const pos = (q: number): number => rankPosition(config, q);
   const plan: Plan = {
     config,
-    streamPosition: (q) => rank * perRank + q,
+    streamPosition: (q) => pos(q),
     samples(epoch, start, count, out) {
-      const base = rank * perRank + start;
       if (config.mode === 'none') {
-        for (let k = 0; k < count; k++) out[k] = base + k;
+        for (let k = 0; k < count; k++) out[k] = pos(start + k);
       } else if (config.mode === 'global') {
-        if (config.balanced) for (let k = 0; k < count; k++) out[k] = balancedSample(epoch, base + k);
+        if (config.balanced) for (let k = 0; k < count; k++) out[k] = balancedSample(epoch, pos(start + k));
         else {
           const p = globalPerm(epoch);
-          for (let k = 0; k < count; k++) out[k] = p.at(base + k);
+          for (let k = 0; k < count; k++) out[k] = p.at(pos(start + k));
         }
       } else if (config.mode === 'shard') {
         if (count <= 0) return;
-        let win = shardWindowAt(epoch, windowAt(epoch, base));
+        let win = shardWindowAt(epoch, windowAt(epoch, pos(start)));
         for (let k = 0; k < count; k++) {
-          const g = base + k;
-          if (g >= win.a + win.size) win = shardWindowAt(epoch, windowAt(epoch, g));
+          const g = pos(start + k);
+          if (g < win.a || g >= win.a + win.size) win = shardWindowAt(epoch, windowAt(epoch, g));
           out[k] = shardSample(win, win.perm.at(g - win.a));
         }
         return; // already ids in the files (a subset's members are listed as parent ids)
@@ -287,7 +307,8 @@ export function createPlan(config: PlanConfig, classes?: ClassTable): Plan {
       return windowCache.p.at(q - windowCache.a);
     },
     shardSchedule(epoch, position) {
-      const g0 = rank * perRank + position, g1 = (rank + 1) * perRank;
+      // Under rankSplit 'batches' every rank reads from the whole epoch's stream, window after window, as one process.
+      const g0 = pos(position), g1 = config.rankBatch ? config.worldSize * perRank : (rank + 1) * perRank;
       const out: number[] = [];
       if (g0 >= g1 || P === 0) return out;
       if (config.mode !== 'shard') {

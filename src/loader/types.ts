@@ -91,6 +91,13 @@ export interface LoaderOptions extends TransformOptions {
   /** This process's rank and the number of ranks: each epoch splits into disjoint equal-sized per-rank streams. */
   rank?: number;
   worldSize?: number;
+  /**
+   * How an epoch's order is split between ranks: 'blocks' (default) gives rank r one contiguous part; 'batches' gives
+   * rank r the r-th batchSize samples of every global batch of batchSize x worldSize, so the ranks' k-th batches
+   * together are exactly the k-th batch of one process with that global batch (data-parallel training: same order,
+   * same augmentation, for any worldSize). Not with shuffle 'block'.
+   */
+  rankSplit?: 'blocks' | 'batches';
   /** Hand out batches whose arrays are views into the ring, valid until the next batch is requested (no copy). Default false: owned copies. */
   reuseBuffers?: boolean;
   /** Keep all labels in shared memory when they take at most this many bytes (default 64 MB; 0 = read them with each batch). */
@@ -119,7 +126,7 @@ export interface LoaderOptions extends TransformOptions {
 /** The names of {@link LoaderOptions}: createLoader refuses others (a misspelt `batchsize` would silently be ignored). */
 export const LOADER_OPTION_KEYS = [
   'normalize', 'oneHot', 'layout', 'noise', 'shift', 'augment', 'batchSize', 'shuffle', 'seed', 'dropLast', 'workers', 'prefetch', 'memoryBudget',
-  'shuffleWindow', 'balanced', 'rank', 'worldSize', 'reuseBuffers', 'labelCacheBytes', 'shuffleBlock', 'checkIntervalMs', 'io', 'native',
+  'shuffleWindow', 'balanced', 'rank', 'worldSize', 'rankSplit', 'reuseBuffers', 'labelCacheBytes', 'shuffleBlock', 'checkIntervalMs', 'io', 'native',
   'verifyChecksums', 'shuffleShards',
 ] as const satisfies ReadonlyArray<keyof LoaderOptions>;
 // Compile-time check the other way: an option added to LoaderOptions but not to the list above fails here.

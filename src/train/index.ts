@@ -8,6 +8,8 @@ import { type DataInput, makeEvalLoader, makeLoader, resolveData } from './data.
 import { compileDefault, type EvalResult, evaluateLoader, type History, type LoopOptions, type OptimizerName, trainEpochs } from './loop.ts';
 import { checkModelFits, checkTrainable } from './run.ts';
 import { checkData, checkEvalOptions, checkFitArgs, checkModel, EVALUATE_OPTION_KEYS } from './check-options.ts';
+import { mpiWorld } from '../core/mpi.ts';
+import { perRankBatch } from './parallel.ts';
 
 export { DEFAULTS } from './defaults.ts';
 export { initBackend, type BackendInfo } from './backend.ts';
@@ -20,11 +22,12 @@ export {
 export { type LrSchedule, LR_SCHEDULE_SYNTAX, lrFactor, parseLrSchedule } from './schedule.ts';
 export { loadModel, saveModel } from './modelio.ts';
 export { BUILTIN_MODELS, buildModel } from './models.ts';
+export { type MpiWorld, mpiWorld } from '../core/mpi.ts';
 export { evalRun, type RunSummary, trainRun, type TrainRunOptions } from './run.ts';
 export { writeReport } from './report.ts';
 
 /** Options of {@link fit}: loop options, loader options (defaults in DEFAULTS: batch size, shuffle, seed...) and the default optimizer. */
-export interface FitOptions extends Omit<LoopOptions, 'validation'>, LoaderOptions {
+export interface FitOptions extends Omit<LoopOptions, 'validation' | 'world'>, LoaderOptions {
   /** Split to train on when `data` is a store (default 'train'). */
   split?: string;
   /** Used only when the model is not compiled yet (default adam, 1e-3). */
@@ -60,9 +63,13 @@ let backendNoted = false;
  */
 export async function fit(model: tfl.LayersModel, data: DataInput, opts: FitOptions = {}): Promise<History> {
   checkFitArgs(model, data, opts as Record<string, unknown>);
+  // Under mpirun: data-parallel, each rank on its share of every global batch (batchSize stays the global batch).
+  const world = mpiWorld();
+  const parallel = world && world.size > 1 ? world : null;
+  const rankBatch = perRankBatch(parallel, opts.batchSize ?? DEFAULTS.batchSize);
   const info = await initBackend(opts.backend);
   if (opts.log) opts.log(info.note);
-  else if (!backendNoted) {
+  else if (!backendNoted && (!parallel || parallel.rank === 0)) {
     backendNoted = true;
     process.stderr.write(`slimfit: ${info.note}\n`);
   }
@@ -72,11 +79,12 @@ export async function fit(model: tfl.LayersModel, data: DataInput, opts: FitOpti
     checkTrainable(rd);
     checkModelFits(model, rd.main, rd.classes, model.name);
     compileDefault(model, opts.optimizer, opts.lr);
-    const loader = makeLoader(rd.main, rd.classes, opts);
+    const loader = makeLoader(rd.main, rd.classes, parallel ? { ...opts, batchSize: rankBatch, rank: parallel.rank, worldSize: parallel.size, rankSplit: 'batches' } : opts);
     closers.push(loader);
     const val = rd.val && opts.validate !== false ? makeEvalLoader(rd.val, rd.classes, opts) : null;
     if (val) closers.push(val);
-    return await trainEpochs(model, loader, { ...opts, validation: val });
+    const quiet = parallel !== null && parallel.rank !== 0;
+    return await trainEpochs(model, loader, { ...opts, validation: val, world: parallel, progress: quiet ? false : opts.progress });
   } finally {
     for (const c of closers) await c.close();
     await rd.close();

@@ -9,6 +9,8 @@ import { createProgress } from '../core/progress.ts';
 import { DEFAULTS } from './defaults.ts';
 import { type CallbackInput, type CallbackLogs, EarlyStopping, isLrScaler, type LrScaler, isStateful, KeepBest, standardizeCallbacks } from './callbacks.ts';
 import { lrFactor, type LrSchedule, parseLrSchedule } from './schedule.ts';
+import type { MpiWorld } from '../core/mpi.ts';
+import { broadcastWeights, globalCursor, reduceGradientsOf, reduceNonTrainable, type StopAgreement } from './parallel.ts';
 
 /** With an abort signal, the loop lets the event loop turn (to run signal handlers) at least this often, in ms. */
 const YIELD_MS = 20;
@@ -105,6 +107,15 @@ export interface LoopOptions {
   fused?: boolean;
   /** Receives one line saying how batches are trained (fused step, or trainOnBatch and why). */
   log?: (line: string) => void;
+  /**
+   * Data-parallel training over MPI (mpiWorld() under mpirun; fit and trainRun pass it): `loader` must give this rank
+   * its share of every global batch (rank/worldSize with rankSplit 'batches'). Rank 0's weights are broadcast first;
+   * each step's gradients are averaged over the ranks before the optimizer step (one all-reduce per step, which also
+   * carries a stop flag, so a signal stops all ranks after the same batch); the epoch's loss/accuracy sums are reduced
+   * at its end (progress and onBatchEnd show this rank's own batch); non-trainable weights (batch-norm statistics) are
+   * averaged after every epoch. Cursors handed to onEpochEnd/onInterrupt are global (see globalCursor).
+   */
+  world?: MpiWorld | null;
 }
 
 /** Compile `model` for classification with one-hot labels unless it already carries a training config (a user's model.json) and `force` is false. */
@@ -231,6 +242,41 @@ function setLearningRate(opt: LrOptimizer, lr: number): void {
  */
 export async function trainEpochs(model: tfl.LayersModel, loader: Loader, opts: LoopOptions = {}): Promise<History> {
   if (!model.optimizer) throw new Error('trainEpochs needs a compiled model (see compileDefault)');
+  const decay = opts.lrDecay ?? DEFAULTS.lrDecay;
+  if (!(decay > 0 && decay <= 1)) throw new SlimfitError(`lrDecay must be in (0, 1], got ${decay}`);
+  const world = opts.world && opts.world.size > 1 ? opts.world : null;
+  if (world) {
+    // Every rank must take the same number of steps (each one is a collective): refuse loaders that disagree.
+    const counts = new Float64Array([loader.batchesPerEpoch, loader.batchesPerEpoch ** 2]);
+    world.allreduce(counts);
+    if (counts[0] * counts[0] !== counts[1] * world.size) {
+      throw new SlimfitError(`the ${world.size} MPI ranks' loaders have different numbers of batches per epoch (this rank: ${loader.batchesPerEpoch})`, {
+        hint: 'create each rank\'s loader with the same data, per-rank batch size and rank/worldSize (rankSplit \'batches\')',
+      });
+    }
+    broadcastWeights(world, model);
+  }
+  // The fused step trains a plain Dense chain in one native call, with the same math as trainOnBatch (see src/engine/dense-step.ts).
+  // A stop asked on any rank rides in the step's one all-reduce (an extra float after the gradients; the mean of the
+  // ranks' 0/1 flags is > 0 when any asked), so every rank stops after the same batch without a second rendezvous.
+  const agree: StopAgreement = { local: 0, any: false };
+  const fused = opts.fused === false ? { step: null, reason: 'turned off by the caller' }
+    : denseTrainStep(tf, model, engineActive(), world ? {
+      extraFloats: 1,
+      reduce: (g) => { g[g.length - 1] = agree.local; world.allreduce(g, true); agree.any = g[g.length - 1] > 0; },
+    } : {});
+  opts.log?.(fused.step ? `train step: fused (${world ? `forward, loss and backward in one native call per batch, gradients averaged over ${world.size} MPI ranks, then Adam` : 'forward, loss, backward and Adam in one native call per batch'})`
+    : `train step: TensorFlow.js trainOnBatch (no fused step: ${fused.reason})${world ? `, gradients averaged over ${world.size} MPI ranks before each optimizer step` : ''}`);
+  const unhook = world ? reduceGradientsOf(world, model, agree) : null;
+  try {
+    return await epochsLoop(model, loader, opts, fused, world, agree);
+  } finally {
+    unhook?.();
+    if (fused.step) fused.dispose();
+  }
+}
+
+async function epochsLoop(model: tfl.LayersModel, loader: Loader, opts: LoopOptions, fused: ReturnType<typeof denseTrainStep>, world: MpiWorld | null, agree: StopAgreement): Promise<History> {
   const epochs = opts.epochs ?? DEFAULTS.epochs;
   const classes = modelClasses(model);
   const copy = tf.getBackend() === 'cpu'; // the cpu backend keeps a reference to the array; loaders reuse buffers
@@ -238,13 +284,11 @@ export async function trainEpochs(model: tfl.LayersModel, loader: Loader, opts: 
   const opt = model.optimizer as unknown as LrOptimizer;
   const baseLr = opt.learningRate;
   const decay = opts.lrDecay ?? DEFAULTS.lrDecay;
-  if (!(decay > 0 && decay <= 1)) throw new SlimfitError(`lrDecay must be in (0, 1], got ${decay}`);
   // A resumed model carries the already-decayed rate in its saved optimizer config, so resuming passes the base `lr`.
   const lr0 = opts.lr ?? baseLr;
-  // The fused step trains a plain Dense chain in one native call, with the same math as trainOnBatch (see src/engine/dense-step.ts).
-  const fused = opts.fused === false ? { step: null, reason: 'turned off by the caller' } : denseTrainStep(tf, model, engineActive());
-  opts.log?.(fused.step ? 'train step: fused (forward, loss, backward and Adam in one native call per batch)'
-    : `train step: TensorFlow.js trainOnBatch (no fused step: ${fused.reason})`);
+  const ranks = world?.size ?? 1;
+  const cursorOut = (c: Cursor): Cursor => (world ? globalCursor(c) : c);
+  const sums = new Float64Array(3);
   const sched = typeof opts.lrSchedule === 'string' ? parseLrSchedule(opts.lrSchedule, 'lrSchedule') : opts.lrSchedule;
   const cbs = standardizeCallbacks(opts.callbacks);
   const scalers: LrScaler[] = cbs.filter((c) => isLrScaler(c));
@@ -273,11 +317,18 @@ export async function trainEpochs(model: tfl.LayersModel, loader: Loader, opts: 
   }
   for (const c of cbs) await c.onTrainBegin({});
   let yBuf = new Float32Array(0);
+  // Under MPI a stop between epochs is agreed too (one tiny all-reduce per epoch), so no rank starts an epoch alone.
+  const stopBetween = (): boolean => {
+    if (!world) return Boolean(opts.signal?.aborted);
+    const f = Float64Array.of(opts.signal?.aborted ? 1 : 0);
+    world.allreduce(f);
+    return f[0] > 0;
+  };
   for (let e = first; e < epochs; e++) {
-    if (opts.signal?.aborted) {
+    if (stopBetween()) {
       // Stopped between epochs (e.g. during validation or the last checkpoint): the cursor is at the start of epoch e,
       // or, before the first batch of a run resumed mid-epoch, where that checkpoint was (its sums go into the new one).
-      await opts.onInterrupt?.(loader.cursor(), loopState(e === first ? opts.resumeState?.partial : undefined));
+      await opts.onInterrupt?.(cursorOut(loader.cursor()), loopState(e === first ? opts.resumeState?.partial : undefined));
       history.interrupted = { epoch: e + 1, batchesDone: 0, samplesDone: 0 };
       return history;
     }
@@ -285,10 +336,18 @@ export async function trainEpochs(model: tfl.LayersModel, loader: Loader, opts: 
     const startPos = loader.cursor().position;
     if (controlsLr) setLearningRate(opt, lrAt(e, 0)); // per-batch schedules set it again before each batch
     for (const c of cbs) await c.onEpochBegin(e, {});
-    const remaining = loader.samplesPerEpoch - startPos;
+    const remaining = (loader.samplesPerEpoch - startPos) * ranks;
     const bar = createProgress({ label: `epoch ${e + 1}/${epochs}`, total: remaining, unit: 'samples', quiet: opts.progress === false });
     const t0 = performance.now();
-    let loss = resumed?.loss ?? 0, acc = resumed?.acc ?? 0, n = resumed?.n ?? 0;
+    // One process: the epoch's sums, continuing a resumed checkpoint's in the same order (bit-exact resumes). Under
+    // MPI: this rank's sums of this invocation; the epoch's (all ranks' plus the checkpoint's) are made at its end.
+    let loss = world ? 0 : resumed?.loss ?? 0, acc = world ? 0 : resumed?.acc ?? 0, n = world ? 0 : resumed?.n ?? 0;
+    const epochSums = (): { loss: number; acc: number; n: number } => {
+      if (!world) return { loss, acc, n };
+      sums[0] = loss; sums[1] = acc; sums[2] = n;
+      world.allreduce(sums);
+      return { loss: (resumed?.loss ?? 0) + sums[0], acc: (resumed?.acc ?? 0) + sums[1], n: (resumed?.n ?? 0) + sums[2] };
+    };
     let stopped = false, batchesDone = 0, lastTurn = performance.now();
     for await (const b of loader) {
       if (controlsLr && sched?.per === 'batch') setLearningRate(opt, lrAt(e, b.index));
@@ -297,11 +356,13 @@ export async function trainEpochs(model: tfl.LayersModel, loader: Loader, opts: 
       if (fused.step && b.x.length === b.n * fused.inputSize && fused.classes === classes) {
         if (yBuf.length < b.n * classes) yBuf = new Float32Array(b.n * classes);
         const y = isOneHot(b, classes) ? asFloat32(b.y, false) : oneHotInto(b, classes, yBuf);
+        agree.local = opts.signal?.aborted ? 1 : 0;
         r = fused.step(asFloat32(b.x, false), y, b.n);
       }
       if (r === null) {
         const { xs, ys } = batchTensors(b, classes, copy);
         try {
+          agree.local = opts.signal?.aborted ? 1 : 0;
           r = await model.trainOnBatch(xs, ys);
         } finally {
           xs.dispose();
@@ -312,7 +373,7 @@ export async function trainEpochs(model: tfl.LayersModel, loader: Loader, opts: 
       if (!Number.isFinite(l)) throw new SlimfitError(`the loss became ${l} in epoch ${e + 1}, batch ${b.index}`, { hint: 'lower the learning rate (--lr)' });
       loss += l * b.n; acc += a * b.n; n += b.n;
       batchesDone++;
-      bar.tick(b.n, `loss ${(loss / n).toFixed(4)} acc ${(acc / n).toFixed(4)}`);
+      bar.tick(b.n * ranks, `loss ${(loss / n).toFixed(4)} acc ${(acc / n).toFixed(4)}`);
       for (const c of cbs) await c.onBatchEnd(b.index, { batch: b.index, size: b.n, loss: l, acc: a, lr: opt.learningRate ?? NaN });
       if (opts.signal) {
         // Signal handlers run only when the event loop turns, and batches that are already prefetched resolve as
@@ -322,18 +383,23 @@ export async function trainEpochs(model: tfl.LayersModel, loader: Loader, opts: 
         // After the epoch's last batch the epoch is finished normally (validation, callbacks, onEpochEnd) and the check
         // before the next one stops: a mid-epoch state with the cursor already in the next epoch would misplace it.
         const pos = loader.cursor().position;
-        if (opts.signal.aborted && pos > 0 && pos < loader.samplesPerEpoch) { stopped = true; break; }
+        if ((world ? agree.any : opts.signal.aborted) && pos > 0 && pos < loader.samplesPerEpoch) { stopped = true; break; }
+      } else if (world && agree.any) {
+        const pos = loader.cursor().position;
+        if (pos > 0 && pos < loader.samplesPerEpoch) { stopped = true; break; }
       }
     }
     bar.done();
     const seconds = (resumed?.seconds ?? 0) + (performance.now() - t0) / 1000;
+    if (world) reduceNonTrainable(world, model);
+    const all = epochSums();
     if (stopped) {
-      const cursor = loader.cursor();
-      await opts.onInterrupt?.(cursor, loopState({ loss, acc, n, seconds }));
-      history.interrupted = { epoch: e + 1, batchesDone, samplesDone: n };
+      const cursor = cursorOut(loader.cursor());
+      await opts.onInterrupt?.(cursor, loopState({ ...all, seconds }));
+      history.interrupted = { epoch: e + 1, batchesDone, samplesDone: all.n };
       return history;
     }
-    const log: EpochLog = { epoch: e + 1, loss: loss / n, accuracy: acc / n, samples: n, seconds, samplesPerSec: n / seconds, lr: opt.learningRate, numTensors: 0 };
+    const log: EpochLog = { epoch: e + 1, loss: all.loss / all.n, accuracy: all.acc / all.n, samples: all.n, seconds, samplesPerSec: all.n / seconds, lr: opt.learningRate, numTensors: 0 };
     if (opts.validation) {
       const v = await evaluateLoader(model, opts.validation, { progress: opts.progress, label: `validate ${e + 1}/${epochs}` });
       log.valLoss = v.loss;
@@ -351,7 +417,7 @@ export async function trainEpochs(model: tfl.LayersModel, loader: Loader, opts: 
       }
     }
     history.epochs.push(log);
-    if (opts.onEpochEnd) await opts.onEpochEnd(log, loader.cursor(), loopState());
+    if (opts.onEpochEnd) await opts.onEpochEnd(log, cursorOut(loader.cursor()), loopState());
     if (model_.stopTraining) break;
   }
   for (const c of cbs) await c.onTrainEnd({});

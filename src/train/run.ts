@@ -18,7 +18,9 @@ import { initBackend } from './backend.ts';
 import { DEFAULTS } from './defaults.ts';
 import { type DataInput, makeEvalLoader, makeLoader, type MixSpec, normalizeMix, openMixSources, type ResolvedData, resolveData, trainLoaderOptions } from './data.ts';
 import { compileDefault, type EpochLog, evaluateLoader, type EvalResult, type LoopState, modelClasses, type OptimizerName, restoreOptimizerExactly, trainEpochs } from './loop.ts';
-import { type BestWeightsStore, type CallbackInput, earlyStopping, keepBest, reduceLrOnPlateau } from './callbacks.ts';
+import { type BestWeightsStore, type CallbackInput, earlyStopping, keepBest, memoryWeightsStore, reduceLrOnPlateau } from './callbacks.ts';
+import { mpiWorld } from '../core/mpi.ts';
+import { globalCursor, perRankBatch, rankCursor } from './parallel.ts';
 import { parseLrSchedule } from './schedule.ts';
 import { loadModel, loadModelForTraining, saveModel } from './modelio.ts';
 import { buildModel, isBuiltinModel } from './models.ts';
@@ -113,6 +115,10 @@ export interface RunSummary {
   test?: EvalResult;
   wallSeconds: number;
   peakRss: number;
+  /** Under mpirun: this process's MPI rank (only rank 0 writes the run folder and has a report). */
+  rank?: number;
+  /** Under mpirun with several ranks: the split, and this rank's time in MPI_Allreduce (waiting for slower ranks included). */
+  parallel?: { ranks: number; rankBatch: number; library: string; allreduceCalls: number; allreduceSeconds: number; allreduceFloats: number };
 }
 
 /** Saved with every checkpoint (in the same atomic rename as the weights). */
@@ -255,7 +261,10 @@ export async function trainRun(data: DataInput | undefined, opts: TrainRunOption
   if (data !== undefined) checkData('trainRun', data);
   checkTrainRunOptions(opts as Record<string, unknown>);
   const t0 = performance.now();
-  const log = opts.log ?? ((l: string) => process.stderr.write(`${l}\n`));
+  // Under mpirun every rank runs this function on its share of each global batch; only rank 0 writes and prints.
+  const world = mpiWorld();
+  const writer = !world || world.rank === 0;
+  const log = !writer ? () => {} : opts.log ?? ((l: string) => process.stderr.write(`${l}\n`));
   const info = await initBackend(opts.backend);
   log(info.note);
   let cfg: RunConfig;
@@ -305,12 +314,22 @@ export async function trainRun(data: DataInput | undefined, opts: TrainRunOption
   if (cfg.lrSchedule !== undefined) parseLrSchedule(cfg.lrSchedule);
   const plateau = cfg.reduceLrOnPlateau !== undefined ? parsePlateau(cfg.reduceLrOnPlateau) : undefined;
   if (cfg.patience !== undefined && !(Number.isInteger(cfg.patience) && cfg.patience >= 0)) throw new SlimfitError(`--patience must be a whole number >= 0, got ${cfg.patience}`);
+  const rankBatch = perRankBatch(world, cfg.batchSize);
+  if (world && world.size > 1 && cfg.mix) {
+    throw new SlimfitError(`mixing stores (--weights) is not split between ${world.size} MPI ranks yet`, { hint: 'train a mix in one process, or one store under mpirun' });
+  }
   const rd: ResolvedData = await resolveData(cfg.data, cfg.split, cfg.valSplit, cfg.valFraction ?? 0, cfg.seed, { verifyChecksums: opts.verifyChecksums, classNames: cfg.classNames, remote: opts.remote });
   const mixed = cfg.mix ? await openMixSources(cfg.mix, { verifyChecksums: opts.verifyChecksums }).catch(async (e) => { await rd.close(); throw e; }) : null;
   // A new run on a source fetched over the network shuffles by shard windows unless told otherwise (saved in run.json).
   if (!opts.resume && opts.shuffle === undefined && isLoadable(rd.main) && rd.main.remote) {
     cfg.shuffle = DEFAULTS.remoteShuffle;
     cfg.shuffleShards ??= DEFAULTS.shuffleShards;
+  }
+  if (world && world.size > 1 && cfg.shuffle === 'block') {
+    await rd.close();
+    throw new SlimfitError(`--shuffle block cannot be split between ${world.size} MPI ranks batch by batch (each rank would read its own windows)`, {
+      hint: 'use --shuffle global (the default), shard or none under mpirun',
+    });
   }
   const loaders: Array<{ close(): Promise<void> }> = [];
   if (mixed) loaders.push(mixed);
@@ -349,29 +368,34 @@ export async function trainRun(data: DataInput | undefined, opts: TrainRunOption
     compileDefault(model, cfg.optimizer, cfg.lr, !state);
     // A damaged store is refused before the run folder is touched (the loaders then find the shards checked).
     if (opts.verifyChecksums !== false) for (const s of [rd.main, rd.val, opts.evaluateTest !== false ? rd.test : undefined, ...(mixed?.sources ?? [])]) if (s) await verifySource(s);
-    await mkdir(out, { recursive: true });
+    // Every rank has read and checked the run folder before rank 0 writes to it (a fresh run's check that the folder
+    // holds no run would otherwise see rank 0's run.json).
+    world?.barrier();
+    if (writer) await mkdir(out, { recursive: true });
     const history: EpochLog[] = state ? [...state.history] : [];
     // The log is rebuilt from the checkpoint, so epochs after the last checkpoint (a crash) are not listed twice.
-    await writeAtomic(join(out, 'log.jsonl'), history.map((h) => JSON.stringify(h)).join('\n') + (history.length ? '\n' : ''));
+    if (writer) await writeAtomic(join(out, 'log.jsonl'), history.map((h) => JSON.stringify(h)).join('\n') + (history.length ? '\n' : ''));
     cfg.normalize ??= trainLoaderOptions(rd.main, rd.classes).normalize;
     // Written again on resume: options given again and a --force'd data change are part of the run from now on.
-    await writeAtomic(join(out, 'run.json'), JSON.stringify(cfg, null, 2) + '\n');
+    if (writer) await writeAtomic(join(out, 'run.json'), JSON.stringify(cfg, null, 2) + '\n');
     const lopts = { batchSize: cfg.batchSize, seed: cfg.seed, shuffle: cfg.shuffle, shuffleShards: cfg.shuffleShards, workers: opts.workers, prefetch: opts.prefetch, normalize: cfg.normalize, verifyChecksums: opts.verifyChecksums };
+    const ranks = world && world.size > 1 ? { batchSize: rankBatch, rank: world.rank, worldSize: world.size, rankSplit: 'batches' as const } : {};
     // Augmentation is for the training loader only: validation and test loaders (makeEvalLoader) never augment.
     const augment = cfg.augment ? parseAugmentSpec(cfg.augment) : undefined;
     const loader = cfg.mix && mixed
       ? mixSources([rd.main, ...mixed.sources].map((source, i) => ({ source, balanced: cfg.mix!.balanced.includes(i) })), {
         ...trainLoaderOptions(rd.main, rd.classes, { ...lopts, shift: cfg.shift || undefined, augment }), weights: cfg.mix.weights, epochSamples: cfg.mix.epochSamples,
       })
-      : makeLoader(rd.main, rd.classes, { ...lopts, shift: cfg.shift || undefined, augment, balanced: cfg.balanced || undefined });
+      : makeLoader(rd.main, rd.classes, { ...lopts, ...ranks, shift: cfg.shift || undefined, augment, balanced: cfg.balanced || undefined });
     loaders.push(loader);
-    if (state) loader.resume(state.cursor);
+    // Checkpoints keep the cursor in the global order (one process's view), so any number of ranks can resume them.
+    if (state) loader.resume(world && world.size > 1 ? rankCursor(state.cursor, world.rank, world.size) : state.cursor);
     const val = rd.val ? makeEvalLoader(rd.val, rd.classes, lopts) : null;
     if (val) loaders.push(val);
     // Callbacks: early stopping and keep-best keep the best epoch's weights in best/, reduce-LR-on-plateau scales the rate.
     const monitor = val ? 'val_loss' : 'loss';
     let bestPending = false;
-    const bestStore: BestWeightsStore = {
+    const diskStore: BestWeightsStore = {
       save: async (m, epoch, value) => {
         await saveModel(m, join(out, BEST_PENDING_DIR), { includeOptimizer: false, extraFiles: { 'best.json': JSON.stringify({ epoch, monitor, value }, null, 2) + '\n' } });
         bestPending = true;
@@ -388,11 +412,19 @@ export async function trainRun(data: DataInput | undefined, opts: TrainRunOption
         try { m.setWeights(b.getWeights()); } finally { b.dispose(); }
       },
     };
+    // Ranks other than 0 write nothing: they keep this invocation's best weights in memory (identical to rank 0's)
+    // and read best/ only for a best epoch of an earlier invocation, which rank 0 wrote then.
+    const memory = memoryWeightsStore();
+    let inMemory = false;
+    const bestStore: BestWeightsStore = writer ? diskStore : {
+      save: async (m, epoch, value) => { await memory.save(m, epoch, value); inMemory = true; },
+      restore: async (m, epoch) => (inMemory ? memory.restore(m, epoch) : diskStore.restore(m, epoch)),
+    };
     const callbacks: CallbackInput[] = [];
     if (cfg.patience !== undefined) callbacks.push(earlyStopping({ monitor, patience: cfg.patience, restoreBestWeights: true, store: bestStore }));
     else if (cfg.keepBest) callbacks.push(keepBest({ monitor, save: bestStore.save }));
     if (plateau) callbacks.push(reduceLrOnPlateau({ monitor, ...plateau }));
-    if (state) {
+    if (state && writer) {
       await removeStaleTemps(out);
       // A best model saved after the last checkpoint: best/ if that checkpoint records its epoch (the promotion was cut
       // off), else it belongs to an epoch the resume trains again and is dropped.
@@ -405,12 +437,14 @@ export async function trainRun(data: DataInput | undefined, opts: TrainRunOption
         else await rm(pending, { recursive: true, force: true });
       }
     }
-    log(`training ${cfg.model} on ${loader.source.name}: ${cfg.mix ? `${loader.samplesPerEpoch} samples per epoch` : `${rd.main.samples} samples`}${cfg.balanced ? ' (classes drawn equally often)' : ''}, ${rd.classes} classes, batch ${cfg.batchSize}, ${cfg.optimizer} lr ${cfg.lr}, ${cfg.epochs} epochs` +
+    const parallel = world && world.size > 1 ? `data-parallel on ${world.size} MPI ranks (${world.library}): ${rankBatch} samples per rank per batch` : '';
+    log(`training ${cfg.model} on ${loader.source.name}: ${cfg.mix ? `${loader.samplesPerEpoch} samples per epoch` : `${rd.main.samples} samples`}${cfg.balanced ? ' (classes drawn equally often)' : ''}, ${rd.classes} classes, batch ${cfg.batchSize}${parallel ? ` (${parallel})` : ''}, ${cfg.optimizer} lr ${cfg.lr}, ${cfg.epochs} epochs` +
       (cfg.lrDecay !== 1 ? `, lr x${cfg.lrDecay} per epoch` : '') + (cfg.lrSchedule ? `, lr schedule ${cfg.lrSchedule}` : '') +
       (cfg.patience !== undefined ? `, early stopping on val_loss (patience ${cfg.patience})` : '') + (cfg.keepBest ? `, keeping the best ${monitor} in ${BEST_DIR}/` : '') +
       (plateau ? `, lr x${plateau.factor} after ${plateau.patience} epochs without a lower ${monitor}` : '') + (cfg.shift ? `, random shifts up to ${cfg.shift} px` : '') + (cfg.augment ? `, augment ${cfg.augment}` : '') +
       (val ? `, validating on ${rd.val!.name}` : ", no validation (no 'val' split and --val-fraction 0)"));
     const checkpoint = async (cursor: Cursor, loop: LoopState): Promise<void> => {
+      if (!writer) return;
       const st: CheckpointState = { epochsDone: history.length, cursor, history, loop };
       await saveModel(model, join(out, MODEL_DIR), { extraFiles: { 'state.json': JSON.stringify(st, null, 2) } });
       // The checkpoint now records the epoch of the pending best model: it becomes best/.
@@ -420,12 +454,12 @@ export async function trainRun(data: DataInput | undefined, opts: TrainRunOption
     let interrupted: RunSummary['interrupted'];
     if (!finished) {
       const h = await trainEpochs(model, loader, {
-        epochs: cfg.epochs, initialEpoch: state?.epochsDone ?? 0, validation: val, progress: opts.progress, lr: cfg.lr, lrDecay: cfg.lrDecay ?? DEFAULTS.lrDecay, log,
-        lrSchedule: cfg.lrSchedule, callbacks, signal: opts.signal, resumeState: state?.loop,
+        epochs: cfg.epochs, initialEpoch: state?.epochsDone ?? 0, validation: val, progress: writer ? opts.progress : false, lr: cfg.lr, lrDecay: cfg.lrDecay ?? DEFAULTS.lrDecay, log,
+        lrSchedule: cfg.lrSchedule, callbacks, signal: opts.signal, resumeState: state?.loop, world,
         onEpochEnd: async (e, cursor, loop) => {
           history.push(e);
           await checkpoint(cursor, loop);
-          await appendFile(join(out, 'log.jsonl'), JSON.stringify(e) + '\n');
+          if (writer) await appendFile(join(out, 'log.jsonl'), JSON.stringify(e) + '\n');
           log(`epoch ${e.epoch}/${cfg.epochs}: loss ${e.loss.toFixed(4)} acc ${e.accuracy.toFixed(4)}` +
             (e.valAccuracy !== undefined ? ` val_loss ${e.valLoss!.toFixed(4)} val_acc ${e.valAccuracy.toFixed(4)}` : '') +
             ` | ${e.samplesPerSec.toFixed(0)} samples/s | checkpoint saved` + (e.bestSaved ? `, best ${monitor} so far (${BEST_DIR}/)` : ''));
@@ -435,6 +469,9 @@ export async function trainRun(data: DataInput | undefined, opts: TrainRunOption
         },
         onInterrupt: async (cursor, loop) => {
           await checkpoint(cursor, loop);
+          // The other ranks exit (non-zero: interrupted) only once rank 0's checkpoint is in place; mpirun ends the job
+          // at the first such exit.
+          world?.barrier();
           log(`interrupted ${cursor.position > 0 ? `in epoch ${history.length + 1} at sample ${cursor.position}` : `after epoch ${history.length}`}: checkpoint saved in ${join(out, MODEL_DIR)}`);
         },
       });
@@ -442,14 +479,17 @@ export async function trainRun(data: DataInput | undefined, opts: TrainRunOption
       const last = history[history.length - 1];
       if (!interrupted && last?.restoredEpoch !== undefined) {
         // The weights of the best epoch were put back: the checkpoint and the log say so, and eval uses them.
-        await checkpoint(loader.cursor(), h.state ?? { callbacks: {} });
-        await writeAtomic(join(out, 'log.jsonl'), history.map((x) => JSON.stringify(x)).join('\n') + '\n');
+        await checkpoint(world && world.size > 1 ? globalCursor(loader.cursor()) : loader.cursor(), h.state ?? { callbacks: {} });
+        if (writer) await writeAtomic(join(out, 'log.jsonl'), history.map((x) => JSON.stringify(x)).join('\n') + '\n');
         log(`restored the weights of epoch ${last.restoredEpoch} (the best ${monitor}) into ${join(out, MODEL_DIR)}`);
       }
     }
     if (interrupted) {
-      return { out, report: '', backend: info.name, history, interrupted, wallSeconds: (performance.now() - t0) / 1000, peakRss: peakRssBytes() };
+      return { out, report: '', backend: info.name, history, interrupted, wallSeconds: (performance.now() - t0) / 1000, peakRss: peakRssBytes(), ...(world ? { rank: world.rank } : {}) };
     }
+    const wallTrain = (performance.now() - t0) / 1000;
+    const par = world && world.size > 1 ? { parallel: { ranks: world.size, rankBatch, library: world.library, ...world.stats } } : {};
+    if (!writer) return { out, report: '', backend: info.name, history, wallSeconds: wallTrain, peakRss: peakRssBytes(), rank: world!.rank, ...par };
     let test: EvalResult | undefined;
     const noTest = !rd.test && opts.evaluateTest !== false
       ? `${typeof cfg.data === 'string' ? `the store ${cfg.data} has no 'test' split` : 'x' in cfg.data && typeof cfg.data.x === 'string' ? 'the .npy/.npz data has no test split' : `${rd.main.name} has no test split`}, so there is no test evaluation`
@@ -473,11 +513,12 @@ export async function trainRun(data: DataInput | undefined, opts: TrainRunOption
         ...callbackFacts(cfg, history, monitor),
         ...(noTest ? [['test', `none: ${noTest}`] as [string, string]] : []),
         ['classes', `${rd.classes}${rd.classNames.length <= 40 ? `: ${rd.classNames.join(', ')}` : ''}${cfg.classNames ? ' (--class-names)' : ''}`],
+        ...(world && world.size > 1 ? [['data-parallel', `${world.size} MPI ranks (${world.library}), global batch ${cfg.batchSize} = ${rankBatch} per rank, lr ${cfg.lr} (not scaled: the global batch is the batch); rank 0 spent ${world.stats.allreduceSeconds.toFixed(2)} s in ${world.stats.allreduceCalls} all-reduce calls`] as [string, string]] : []),
         ['backend', info.note.replace(/^backend: /, '')], ['wall time of this invocation', `${wallSeconds.toFixed(1)} s`], ['peak RSS', formatBytes(rss)],
       ],
       history, evaluation: test ? { split: 'test', result: test } : undefined, classNames: rd.classNames,
     });
-    return { out, report, backend: info.name, history, test, wallSeconds, peakRss: rss };
+    return { out, report, backend: info.name, history, test, wallSeconds, peakRss: rss, ...(world ? { rank: world.rank } : {}), ...par };
   } finally {
     built?.dispose();
     for (const l of loaders.reverse()) await l.close();
