@@ -1,7 +1,8 @@
 // Parallel conversion (issue 22 part 4): `convert --part I/N` + `merge` give the store one `convert` gives (samples,
-// labels, order, class names, duplicate and leakage counts, statistics; the same shard files where parts hold whole
-// shards), checked with numpy reading every shard of both stores; the mpirun path (rank env vars in child processes,
-// and a real `mpirun -np 3` when installed); and the errors of merging parts that do not belong together.
+// labels, order, class names, duplicate and leakage counts, duplicates.json, statistics, the CSV tip and --json; the
+// same shard files where parts hold whole shards), checked with numpy reading every shard of both stores; the mpirun
+// path (rank env vars in child processes, and a real `mpirun -np 3` when installed); and the errors of merging parts
+// that do not belong together.
 import assert from 'node:assert/strict';
 import { spawnSync } from 'node:child_process';
 import { cpSync, existsSync, mkdtempSync, readFileSync, readdirSync, rmSync, statSync, writeFileSync } from 'node:fs';
@@ -10,7 +11,7 @@ import { after, test } from 'node:test';
 import { BIN, ROOT, py, runCli, tempDir } from '../dev/helpers.ts';
 import { partRange } from '../src/core/source.ts';
 import { mpiEnv } from '../src/core/config.ts';
-import { createStats, mergeStatsStates, statsOfState } from '../src/store/stats.ts';
+import { createStats, mergeStatsStates, rangeOfState, statsOfState } from '../src/store/stats.ts';
 import { packArchive, writeNotMnist } from './image-fixture.ts';
 
 const { dir: T, cleanup } = tempDir('slimfit-parts-');
@@ -47,17 +48,36 @@ async function cli(args: string[], env?: Record<string, string>) {
   return r;
 }
 
-/** Convert `src` once and in 3 parts (+ merge, parts given out of order); assert the two stores are the same. */
-async function compareParts(name: string, args: string[], sameShards: boolean, beforeMerge?: (parts: string[]) => void): Promise<{ one: string; merged: string }> {
+/** The summary's lines about duplicates (count, examples) and the CSV tip, with the store's path taken out. */
+function summaryLines(stderr: string, store: string): string[] {
+  return stderr.split('\n').filter((l) => /have more than one copy|^ {2}\S.* = |^tip: /.test(l))
+    .map((l) => l.replaceAll(store, 'OUT').replace(/(of the space).*$/, '$1')); // convert's tip adds its own command line
+}
+
+/**
+ * Convert `src` once and in 3 parts (+ merge, parts given out of order); assert the two stores are the same, with the
+ * same duplicates.json, and that merge's summary and --json say what one convert's do.
+ */
+async function compareParts(name: string, args: string[], sameShards: boolean, beforeMerge?: (parts: string[]) => void): Promise<{ one: string; merged: string; json: Record<string, unknown> }> {
   const one = join(T, `${name}-one`), merged = join(T, `${name}-merged`);
   const parts = [0, 1, 2].map((k) => join(T, `${name}-p${k}`));
-  await Promise.all([
-    cli(['convert', '-q', ...args, one]),
+  const [single] = await Promise.all([
+    cli(['convert', '-q', '--json', ...args, one]),
     ...parts.map((p, k) => cli(['convert', '-q', '--part', `${k}/3`, ...args, p])),
   ]);
   beforeMerge?.(parts);
   const r = await cli(['merge', '--json', merged, parts[2], parts[0], parts[1]]);
   const res = JSON.parse(r.stdout);
+  const json = JSON.parse(single.stdout);
+  for (const k of ['samples', 'classNames', 'skipped', 'duplicatesWithin', 'leakage', 'droppedByDedupe', 'droppedFrom', 'suggestedFlags', 'nonFinite']) {
+    assert.deepEqual(res[k], json[k], `${name}: --json ${k}`);
+  }
+  assert.equal(res.duplicateList?.replace(merged, 'OUT') ?? null, json.duplicateList?.replace(one, 'OUT') ?? null, `${name}: --json duplicateList`);
+  assert.deepEqual(summaryLines(r.stderr, merged), summaryLines(single.stderr, one), `${name}: summary (duplicate examples, tip)`);
+  // Every copy of every duplicated sample, in the same order with the same input positions; written before the manifest.
+  const list = (store: string) => (existsSync(join(store, 'duplicates.json')) ? JSON.parse(readFileSync(join(store, 'duplicates.json'), 'utf8')) : null);
+  assert.deepEqual(list(merged), list(one), `${name}: duplicates.json`);
+  if (list(one)) assert.ok(statSync(join(merged, 'duplicates.json')).mtimeMs <= statSync(join(merged, 'dataset.json')).mtimeMs, 'the list is written before the manifest');
   assert.equal(res.parts, 3);
   assert.equal(res.copied, 0, 'same file system: shards renamed, not copied');
   for (const p of parts) assert.equal(existsSync(p), false, 'the part stores are removed after the merge');
@@ -87,7 +107,7 @@ async function compareParts(name: string, args: string[], sameShards: boolean, b
   }
   // The merged store is a store like any other: verify re-checksums every shard.
   await cli(['verify', '-q', merged]);
-  return { one, merged };
+  return { one, merged, json };
 }
 
 test('partRange: consecutive, disjoint, covering, whole shards when every part gets one', () => {
@@ -128,7 +148,16 @@ test('statistics joined from parts equal one pass (uint8 exactly, float32 to rou
     const one = whole.result('train')!;
     if (dtype === 'uint8') assert.deepEqual(joined, one);
     else one.mean.forEach((m, i) => { assert.ok(Math.abs(m - joined.mean[i]) < 1e-9); assert.ok(Math.abs(one.std[i] - joined.std[i]) < 1e-9); });
+    // What the CSV tip needs: whole numbers? smallest and largest value?
+    assert.equal(mergeStatsStates(states).integral, whole.integral);
+    assert.deepEqual(rangeOfState(mergeStatsStates(states)), whole.range());
   }
+  // Whole numbers only when every part saw only whole numbers (a part store of an older version does not say: no).
+  const part = (vals: number[]) => { const s = createStats({ dtype: 'float32', shape: [1] }); s.add(new Uint8Array(Float32Array.from(vals).buffer), vals.length); return s.state(); };
+  assert.equal(mergeStatsStates([part([1, 2]), part([3, 250])]).integral, true);
+  assert.deepEqual(rangeOfState(mergeStatsStates([part([1, 2]), part([3, 250])])), [1, 250]);
+  assert.equal(mergeStatsStates([part([1, 2]), part([3.5])]).integral, false);
+  assert.equal(mergeStatsStates([part([1, 2]), { ...part([3]), integral: undefined }]).integral, false);
 });
 
 test('mpiEnv reads the rank and size mpirun gives, and refuses nonsense', () => {
@@ -138,23 +167,27 @@ test('mpiEnv reads the rank and size mpirun gives, and refuses nonsense', () => 
   assert.throws(() => mpiEnv({ OMPI_COMM_WORLD_RANK: '0' }), /OMPI_COMM_WORLD_SIZE/);
 });
 
-// A CSV with planted duplicates (within train and train/test leakage at this seed) and one malformed line: line
-// ranges cut by bytes, split stratified by class as one conversion does it.
+// A CSV of 4x4 'images' (whole numbers 0..255: the --shape tip) with planted duplicates (within train and train/test
+// leakage at this seed) and one malformed line: line ranges cut by bytes, split stratified by class as one conversion
+// does it.
 const csv = join(T, 'd.csv');
 py(`
 import numpy as np, sys
 rng = np.random.default_rng(0)
-x = rng.normal(size=(301, 5)).astype(np.float32); y = rng.integers(0, 4, 301)
+x = rng.integers(0, 256, (301, 16)).astype(np.float32); y = rng.integers(0, 4, 301)
 for i in (40, 150, 151, 260, 299): x[i] = x[7]
 with open(sys.argv[1], 'w') as f:
-    f.write('label,a,b,c,d,e\\n')
+    f.write('label,' + ','.join(f'p{i}' for i in range(16)) + '\\n')
     for i in range(301):
         f.write(f'{y[i]},' + ','.join(repr(float(v)) for v in x[i]) + '\\n')
         if i == 120: f.write('1,2,oops,3,4,5\\n')
 `, [csv]);
 
-test('CSV: 3 parts merged equal one convert (stratified split, duplicates, leakage, skipped line numbers)', async () => {
-  const { one } = await compareParts('csv', ['--split', 'train=0.7,test=0.3', '--seed', '5', csv], false);
+test('CSV: 3 parts merged equal one convert (stratified split, duplicates and duplicates.json, leakage, skipped line numbers, the --shape tip)', async () => {
+  const { one, json } = await compareParts('csv', ['--split', 'train=0.7,test=0.3', '--seed', '5', csv], false);
+  assert.equal(json.suggestedFlags, '--shape 4,4,1 --x-dtype uint8', 'the tip, in both (compared above)');
+  const doc = JSON.parse(readFileSync(join(one, 'duplicates.json'), 'utf8'));
+  assert.deepEqual(doc.duplicates.map((g: { copies: Array<{ inputIndex?: number }> }) => g.copies.map((c) => c.inputIndex ?? null)), [[null, 40, 150, 151, 260, 299]], 'rows of the copies after the first (row 7)');
   // Six equal samples over two splits: every one after the first of its split is a duplicate within that split.
   const within = Object.values(manifest(one).provenance.duplicates.within as Record<string, number>).reduce((a, b) => a + b, 0);
   assert.ok(within === 4 || within === 5, `the planted copies are counted (${within})`);

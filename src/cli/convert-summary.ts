@@ -56,3 +56,38 @@ export function printConversionSummary(r: ConversionReport, to: NodeJS.WritableS
   out.push(`wrote ${r.dir}: ${formatBytes(r.bytesOut)} in ${r.seconds.toFixed(1)} s${rate}, peak RSS ${formatBytes(r.peakRss)}`);
   to.write(out.join('\n') + '\n');
 }
+
+/**
+ * The result `convert --json` prints (and `merge --json`, which adds its own keys): counts, duplicates, the CSV tip.
+ *
+ * @example
+ * printJson({ ...conversionJson(report, { text: true, seconds }), parts: 3 });
+ */
+export function conversionJson(r: ConversionReport, o: { text?: boolean; seconds?: number } = {}): Record<string, unknown> {
+  const splits = r.manifest.splits;
+  return {
+    out: r.dir,
+    samples: Object.fromEntries(Object.entries(splits).map(([k, s]) => [k, s.samples])),
+    shards: Object.fromEntries(Object.entries(splits).map(([k, s]) => [k, s.shards.length])),
+    classNames: r.manifest.classNames ?? null,
+    skipped: Number(r.manifest.provenance.skippedCount ?? r.skipped.length),
+    duplicatesWithin: r.duplicates.within,
+    leakage: r.duplicates.across,
+    droppedByDedupe: r.duplicates.dropped,
+    droppedFrom: r.duplicates.droppedFrom ?? null,
+    duplicateList: r.duplicates.list ? join(r.dir, r.duplicates.list) : null,
+    suggestedFlags: o.text ? suggestedFlags(r) : null,
+    nonFinite: r.nonFinite,
+    bytesIn: r.bytesIn,
+    bytesOut: r.bytesOut,
+    seconds: o.seconds ?? r.seconds,
+    peakRssBytes: r.peakRss,
+  };
+}
+
+/** Warn on stderr about x values that are NaN or infinite (left out of the statistics), one line per split. */
+export function warnNonFinite(r: ConversionReport): void {
+  for (const [split, n] of Object.entries(r.nonFinite)) {
+    process.stderr.write(`slimfit: warning: ${r.dir}: ${n} value(s) of x in split ${split} are NaN or infinite; they are left out of the statistics (mean/std) and recorded in dataset.json; --strict refuses them\n`);
+  }
+}

@@ -66,7 +66,7 @@ export function register(program: Command): void {
       const { openInput } = await import('../formats/open-source.ts');
       const { writeStore } = await import('../store/write.ts');
       const { parseSplitSpec } = await import('../store/split.ts');
-      const { printConversionSummary, suggestedFlags } = await import('./convert-summary.ts');
+      const { conversionJson, printConversionSummary, warnNonFinite } = await import('./convert-summary.ts');
       const ratios = o.split ? parseSplitSpec(o.split) : null;
       const { messyOptionsFromCli } = await import('../formats/messy.ts');
       const { checkOutsideInputs } = await import('../store/atomic.ts');
@@ -103,9 +103,10 @@ export function register(program: Command): void {
         }
         // Under mpirun: each rank converts its part next to OUT, rank 0 waits for the others and merges.
         await parts.mpiConvert(out, { ...part, job: mpi!.job }, runPart, { ...storeOpts, timeoutSeconds: o.mergeTimeout, log: (line) => { if (!o.quiet) process.stderr.write(`slimfit: ${line}\n`); } }, (r) => {
-          print({ ...r }, o.json ? process.stderr : process.stdout);
+          print({ ...r }, o.json ? process.stderr : process.stdout, { text: r.text });
           process.stderr.write(`slimfit: merged ${r.parts} parts into ${out}: ${r.moved} shard files renamed, ${r.copied} copied\n`);
-          if (o.json) printJson({ out: r.dir, parts: r.parts, samples: Object.fromEntries(Object.entries(r.manifest.splits).map(([k, s]) => [k, s.samples])), duplicatesWithin: r.duplicates.within, leakage: r.duplicates.across });
+          warnNonFinite(r);
+          if (o.json) printJson({ ...conversionJson(r, { text: r.text }), parts: r.parts, moved: r.moved, copied: r.copied });
         });
         return;
       }
@@ -126,30 +127,8 @@ export function register(program: Command): void {
         const again = ['slimfit', ...cmd.parent!.args.filter((a) => a !== '--force')].join(' ');
         printConversionSummary({ ...report, seconds }, o.json ? process.stderr : process.stdout, { text: isText, command: again });
         for (const s of sources) for (const w of (s as { warnings?: string[] }).warnings ?? []) process.stderr.write(`slimfit: warning: ${w}\n`);
-        for (const [split, n] of Object.entries(report.nonFinite)) {
-          process.stderr.write(`slimfit: warning: ${out}: ${n} value(s) of x in split ${split} are NaN or infinite; they are left out of the statistics (mean/std) and recorded in dataset.json; --strict refuses them\n`);
-        }
-        if (o.json) {
-          const splits = report.manifest.splits;
-          printJson({
-            out: report.dir,
-            samples: Object.fromEntries(Object.entries(splits).map(([k, s]) => [k, s.samples])),
-            shards: Object.fromEntries(Object.entries(splits).map(([k, s]) => [k, s.shards.length])),
-            classNames: report.manifest.classNames ?? null,
-            skipped: report.skipped.length,
-            duplicatesWithin: report.duplicates.within,
-            leakage: report.duplicates.across,
-            droppedByDedupe: report.duplicates.dropped,
-            droppedFrom: report.duplicates.droppedFrom ?? null,
-            duplicateList: report.duplicates.list ? join(report.dir, report.duplicates.list) : null,
-            suggestedFlags: isText ? suggestedFlags(report) : null,
-            nonFinite: report.nonFinite,
-            bytesIn: report.bytesIn,
-            bytesOut: report.bytesOut,
-            seconds,
-            peakRssBytes: report.peakRss,
-          });
-        }
+        warnNonFinite(report);
+        if (o.json) printJson(conversionJson(report, { text: isText, seconds }));
       } finally {
         for (const s of sources) await s.close();
       }

@@ -20,14 +20,11 @@ export function register(program: Command): void {
         force: o.force, command: ['slimfit', ...cmd.parent!.args].join(' '), tool: `slimfit ${cmd.parent!.version() ?? ''}`.trim(),
       });
       const to = o.json ? process.stderr : process.stdout;
-      if (!o.quiet) (await import('./convert-summary.ts')).printConversionSummary(r, to);
+      const summary = await import('./convert-summary.ts');
+      if (!o.quiet) summary.printConversionSummary(r, to, { text: r.text });
       to.write(`merged ${r.parts} part stores into ${out}: ${r.moved} shard files renamed${r.copied ? `, ${r.copied} copied (another file system)` : ''}; the part stores were removed\n`);
-      if (o.json) {
-        printJson({
-          out: r.dir, parts: r.parts, moved: r.moved, copied: r.copied,
-          samples: Object.fromEntries(Object.entries(r.manifest.splits).map(([k, s]) => [k, s.samples])),
-          classNames: r.manifest.classNames ?? null, duplicatesWithin: r.duplicates.within, leakage: r.duplicates.across,
-        });
-      }
+      summary.warnNonFinite(r);
+      // convert --json's keys (the same values one conversion gives), and the merge's own.
+      if (o.json) printJson({ ...summary.conversionJson(r, { text: r.text }), parts: r.parts, moved: r.moved, copied: r.copied });
     });
 }

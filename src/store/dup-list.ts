@@ -5,6 +5,7 @@
 import { rm } from 'node:fs/promises';
 import { join } from 'node:path';
 import { H, hash64 } from '../core/hash64.ts';
+import { writeAtomic } from '../core/write-atomic.ts';
 import { openNpy } from '../formats/npy.ts';
 import type { SplitInfo } from './manifest.ts';
 
@@ -34,10 +35,14 @@ export interface DuplicateLister {
   note(lo: number, hi: number, copy: DuplicateCopy): void;
   /** Groups noted so far. */
   readonly size: number;
+  /** A sample of the store (split, index) with hash (lo, hi): added to its group when the hash has one and it was not noted. */
+  found(lo: number, hi: number, split: string, index: number): void;
+  /** The groups (each in input order), in the order first noted, and how many there are (listed or not). */
+  result(): { groups: DuplicateGroup[]; total: number };
   /**
-   * Find the copies already written (hashing the split's x shards under `dir`) and return the groups, in the order first
-   * noted. `fetchBack` puts a shard that is no longer under `dir` (uploaded and deleted when writing to a URL) back at
-   * its path first; it is removed again after it was read.
+   * Find the copies already written (hashing the split's x shards under `dir`) and return {@link result}. `fetchBack`
+   * puts a shard that is no longer under `dir` (uploaded and deleted when writing to a URL) back at its path first; it
+   * is removed again after it was read.
    */
   finish(dir: string, splits: Record<string, SplitInfo>, xRowBytes: number, fetchBack?: ShardFetchBack): Promise<{ groups: DuplicateGroup[]; total: number }>;
 }
@@ -49,7 +54,7 @@ export type ShardFetchBack = (file: string, dest: string, expected: { bytes: num
 export function createDuplicateLister(): DuplicateLister {
   const groups = new Map<string, DuplicateGroup>();
   let total = 0;
-  return {
+  const lister: DuplicateLister = {
     get size() { return groups.size; },
     note(lo, hi, copy) {
       const key = `${lo >>> 0}:${hi >>> 0}`;
@@ -60,6 +65,16 @@ export function createDuplicateLister(): DuplicateLister {
         groups.set(key, g = { copies: [] });
       }
       g.copies.push(copy);
+    },
+    found(lo, hi, split, index) {
+      const g = groups.get(`${lo >>> 0}:${hi >>> 0}`);
+      if (g && !g.copies.some((c) => c.split === split && c.index === index)) g.copies.push({ split, index });
+    },
+    result() {
+      // In input order: the copy found only in the store is the first one (every later copy was noted while converting,
+      // with its input position), which is also the one --dedupe keeps.
+      for (const g of groups.values()) g.copies.sort((a, b) => (a.input === undefined ? -1 : 0) - (b.input === undefined ? -1 : 0) || (a.inputIndex ?? 0) - (b.inputIndex ?? 0));
+      return { groups: [...groups.values()], total };
     },
     async finish(dir, splits, xRowBytes, fetchBack) {
       if (groups.size === 0) return { groups: [], total };
@@ -77,8 +92,7 @@ export function createDuplicateLister(): DuplicateLister {
               const buf = await npy.readRows(s, e, pool);
               for (let i = 0; i < e - s; i++) {
                 hash64(buf.subarray(i * xRowBytes, (i + 1) * xRowBytes));
-                const g = groups.get(`${H[0] >>> 0}:${H[1] >>> 0}`);
-                if (g && !g.copies.some((c) => c.split === name && c.index === at + s + i)) g.copies.push({ split: name, index: at + s + i });
+                lister.found(H[0], H[1], name, at + s + i);
               }
             }
           } finally {
@@ -88,12 +102,30 @@ export function createDuplicateLister(): DuplicateLister {
           at += sh.samples;
         }
       }
-      // In input order: the copy found only in the store is the first one (every later copy was noted while converting,
-      // with its input position), which is also the one --dedupe keeps.
-      for (const g of groups.values()) g.copies.sort((a, b) => (a.input === undefined ? -1 : 0) - (b.input === undefined ? -1 : 0) || (a.inputIndex ?? 0) - (b.inputIndex ?? 0));
-      return { groups: [...groups.values()], total };
+      return lister.result();
     },
   };
+  return lister;
+}
+
+/**
+ * Write the groups into `dir`/duplicates.json (atomically; before the manifest, so a store with a manifest has its
+ * list) and return up to three of them in words for the summary, leaks between splits first (the ones that inflate
+ * test scores).
+ *
+ * @example
+ * const examples = await writeDuplicateList(tmp, lister.result()); // ['test #12 (d.csv #1012) = train #5', ...]
+ */
+export async function writeDuplicateList(dir: string, found: { groups: DuplicateGroup[]; total: number }): Promise<string[]> {
+  const { groups, total } = found;
+  const doc = {
+    format: 'slimfit-duplicates', version: 1,
+    about: 'Samples whose x bytes are exactly equal. Each group lists the copies of one sample: split and index in this store (index null: dropped by --dedupe), in input order: the first copy, then the later ones with the input and their position in it (row of an array or CSV, image in sorted folder order). --dedupe keeps the first copy and drops the later ones.',
+    groups: total, listed: groups.length, duplicates: groups,
+  };
+  await writeAtomic(join(dir, DUPLICATES_FILE), JSON.stringify(doc, null, 1) + '\n');
+  const leaks = groups.filter((g) => new Set(g.copies.map((c) => c.split)).size > 1);
+  return [...leaks, ...groups.filter((g) => !leaks.includes(g))].slice(0, 3).map(describeGroup);
 }
 
 /** One line about a group: `test #12 (x.npy row 1012) = train #5`. */

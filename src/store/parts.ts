@@ -1,12 +1,13 @@
 // Converting a source in parts on many machines and joining the part stores into one store (`convert --part I/N`,
 // `merge OUT PARTS...`). A part store is an ordinary store plus `provenance.part` in its manifest (which part of which
 // source, the options, each split's raw statistics sums) and part-hashes.npy (every sample's hash64 and split), so
-// merge gives the store, statistics, duplicate and leakage counts that one conversion of the whole source gives
-// without reading any sample again.
+// merge gives the store, statistics, duplicate and leakage counts, duplicate list (duplicates.json) and CSV tip that one
+// conversion of the whole source gives without reading any sample again.
 import { copyFile, rename, rm, stat } from 'node:fs/promises';
 import { basename, dirname, join, resolve } from 'node:path';
 import { SlimfitError, UsageError } from '../core/errors.ts';
 import type { PartSpec, SampleSource } from '../core/source.ts';
+import { detectMessy } from '../formats/messy.ts';
 import { openInput } from '../formats/open-source.ts';
 import { openNpy, saveNpy } from '../formats/npy.ts';
 import { peakRssBytes } from '../core/rss.ts';
@@ -16,11 +17,12 @@ import { sha256File } from './checksum.ts';
 import { createRelabeler, planClasses } from './classes.ts';
 import type { ConvertOptions } from './convert.ts';
 import { createDuplicateIndex } from './dedupe.ts';
+import { type DuplicateLister, DUPLICATES_FILE, createDuplicateLister, writeDuplicateList } from './dup-list.ts';
 import { type Manifest, MANIFEST_FILE, type Shard, type SplitInfo, STORE_VERSION, readManifest } from './manifest.ts';
 import { lockOutput, type OutputLock } from './lock.ts';
 import { type SplitRatios, parseSplitSpec } from './split.ts';
-import { type StatsState, mergeStatsStates, statsOfState } from './stats.ts';
-import { type ConversionReport, type DuplicateReport, PART_HASHES_FILE, countAll, countClasses, isClassField, writeStore } from './write.ts';
+import { type StatsState, mergeStatsStates, rangeOfState, statsOfState } from './stats.ts';
+import { type ConversionReport, type DuplicateReport, PART_HASHES_FILE, countAll, countClasses, fitsUint8, isClassField, writeStore } from './write.ts';
 
 /** `provenance.part` of a part store's manifest. */
 export interface PartRecord {
@@ -34,6 +36,8 @@ export interface PartRecord {
   hashes: string | null;
   /** Per split: the raw statistics sums (src/store/stats.ts). */
   stats: Record<string, StatsState>;
+  /** The input is text (CSV), for which convert's summary suggests --shape/--x-dtype when the values fit uint8. */
+  text?: boolean;
 }
 
 /** Parse `I/N` (0-based part I of N parts, as Slurm array task ids, Kubernetes completion indexes and MPI ranks count). */
@@ -122,7 +126,11 @@ export async function convertPart(src: string | undefined, out: string, part: { 
       splitCounts = { totals, before };
     }
     const paths = [src, opts.train, opts.test, ...(src ? [] : [opts.x, opts.y])].filter((p): p is string => typeof p === 'string');
-    const record = { index: part.index, count: part.count, source: await inputIdentity(paths), options: contentOptions(opts as ConvertOptions & Record<string, unknown>) };
+    const textPath = src ?? opts.train; // what convert checks for its CSV tip
+    const record = {
+      index: part.index, count: part.count, source: await inputIdentity(paths), options: contentOptions(opts as ConvertOptions & Record<string, unknown>),
+      text: textPath !== undefined && (await detectMessy(textPath)) === 'csv',
+    };
     const plan = input.kind === 'single'
       ? { kind: 'ratio' as const, source: input.source, ratios: ratios ?? [{ name: 'train', fraction: 1 }], seed }
       : { kind: 'presplit' as const, splits: input.splits };
@@ -139,6 +147,8 @@ export interface MergeReport extends ConversionReport {
   /** Shard files copied (a part on another file system; its store is removed after the merge). */
   copied: number;
   parts: number;
+  /** The parts were converted from text (CSV): the summary may suggest --shape/--x-dtype (see ConversionReport.fitsUint8). */
+  text: boolean;
 }
 
 /** Options of {@link mergeStores}. */
@@ -220,7 +230,8 @@ async function loadParts(dirs: readonly string[]): Promise<LoadedPart[]> {
 /**
  * Join part stores (made by {@link convertPart}, any order) into one store at `out` (what `slimfit merge` does):
  * shards are renamed into it (copied when a part is on another file system), labels mapped to one class list by name,
- * statistics joined from the parts' sums, duplicates and leakage counted across all parts from their saved hashes;
+ * statistics joined from the parts' sums, duplicates and leakage counted and listed (duplicates.json, before the
+ * manifest) across all parts from their saved hashes;
  * the result is the store one conversion of the whole source writes (shard boundaries aside: each part's last shard
  * may be short). Written under the output's lock into a temp folder, manifest last; the part stores are removed after.
  *
@@ -299,8 +310,18 @@ export async function mergeStores(out: string, partDirs: readonly string[], opts
       }
       const statsIdx = Math.max(0, splitNames.indexOf('train'));
       const statsSplit = splitNames[statsIdx];
-      const st = statsOfState(mergeStatsStates(parts.map((p) => p.part.stats[statsSplit])), statsSplit);
-      const duplicates = await countDuplicates(parts, splitNames, presplit);
+      const joined = splitNames.map((n) => mergeStatsStates(parts.map((p) => p.part.stats[n])));
+      const st = statsOfState(joined[statsIdx], statsSplit);
+      const lister = createDuplicateLister();
+      const duplicates = await countDuplicates(parts, splitNames, presplit, m0.provenance.sources, lister);
+      // The duplicate list one conversion writes, before the manifest: first copies found from the saved hashes.
+      let duplicateExamples: string[] | undefined;
+      if (lister.size > 0) {
+        const found = lister.result();
+        duplicateExamples = await writeDuplicateList(tmp, found);
+        duplicates.list = DUPLICATES_FILE;
+        duplicates.groups = found.total;
+      }
       const skippedAll = parts.flatMap((p) => (p.manifest.provenance.skipped ?? []) as Array<{ path: string; reason: string }>);
       const skippedCount = parts.reduce((a, p) => a + Number(p.manifest.provenance.skippedCount ?? 0), 0);
       const manifest: Manifest = {
@@ -329,7 +350,9 @@ export async function mergeStores(out: string, partDirs: readonly string[], opts
       const nonFiniteAll = Object.fromEntries(splitNames.flatMap((n) => (splits[n].nonFinite ? [[n, splits[n].nonFinite!]] : [])));
       return {
         dir: out, manifest, seconds: (performance.now() - t0) / 1000, bytesIn: 0, bytesOut, duplicates,
-        skipped: skippedAll, peakRss: peakRssBytes(), nonFinite: nonFiniteAll,
+        skipped: skippedAll, peakRss: peakRssBytes(), nonFinite: nonFiniteAll, duplicateExamples,
+        fitsUint8: fitsUint8(x, joined.map((j) => ({ integral: j.integral === true, nonFinite: j.nonFinite, range: rangeOfState(j) }))),
+        text: parts[0].part.text === true,
         moved: splitNames.reduce((a, n) => a + 2 * splits[n].shards.length, 0) - copied, copied, parts: parts.length,
       };
     } catch (e) {
@@ -347,11 +370,13 @@ export async function mergeStores(out: string, partDirs: readonly string[], opts
  * Duplicate and leakage counts of the joined store, from each part's saved hashes replayed in the order one
  * conversion sees the samples: source order (parts in turn) for a split by fractions, split by split for an input
  * that comes split. All zero when the parts were converted without duplicate checking, as one conversion reports.
+ * Every later copy is noted in `lister` as one conversion notes it (split, index in the joined split, input and
+ * position in it); a second replay adds the first copies, so no sample is read again.
  */
-async function countDuplicates(parts: readonly LoadedPart[], splitNames: readonly string[], presplit: boolean): Promise<DuplicateReport> {
+async function countDuplicates(parts: readonly LoadedPart[], splitNames: readonly string[], presplit: boolean, sources: readonly string[], lister: DuplicateLister): Promise<DuplicateReport> {
   const report: DuplicateReport = { within: Object.fromEntries(splitNames.map((n) => [n, 0])), across: {}, dropped: 0 };
   if (parts.some((p) => p.part.hashes === null)) return report;
-  const files = [];
+  const files: Array<Awaited<ReturnType<typeof openNpy>>> = [];
   for (const p of parts) {
     const f = await openNpy(join(p.dir, p.part.hashes!));
     files.push(f);
@@ -362,11 +387,40 @@ async function countDuplicates(parts: readonly LoadedPart[], splitNames: readonl
     }
   }
   try {
+    /**
+     * Every sample in conversion order: hash, split, its index in the joined split and its position in its input (no
+     * sample of a part is dropped, so that is the count before it: of the whole source for a split by fractions, of
+     * the split's own input for an input that comes split).
+     */
+    const replay = async (visit: (lo: number, hi: number, split: number, index: number, inputIndex: number) => void) => {
+      const inSplit = splitNames.map(() => 0);
+      let inSource = 0;
+      // Read in chunks: memory is the duplicate index (as in one conversion) plus one chunk, whatever the parts hold.
+      const CHUNK = 1 << 18;
+      const buf = new Uint8Array(CHUNK * 12);
+      for (const want of presplit ? splitNames.map((_, s) => s) : [-1]) {
+        for (const [fi, f] of files.entries()) {
+          for (let r = 0; r < f.rows; r += CHUNK) {
+            const n = Math.min(CHUNK, f.rows - r);
+            const b = await f.readRows(r, r + n, buf.subarray(0, n * 12));
+            const t = new Uint32Array(b.buffer, b.byteOffset, n * 3);
+            for (let i = 0; i < t.length; i += 3) {
+              const split = t[i + 2];
+              if (split >= splitNames.length) throw new SlimfitError(`${PART_HASHES_FILE} names split ${split}, but the part has ${splitNames.length}`, { file: parts[fi].dir, hint: 'convert this part again' });
+              if (want >= 0 && split !== want) continue;
+              const index = inSplit[split]++;
+              visit(t[i], t[i + 1], split, index, presplit ? index : inSource++);
+            }
+          }
+        }
+      }
+    };
     const dups = createDuplicateIndex(files.reduce((a, f) => a + f.rows, 0));
     const none = new Uint8Array(0);
-    const add = (lo: number, hi: number, split: number) => {
+    await replay((lo, hi, split, index, inputIndex) => {
       const before = dups.add(none, split, lo, hi);
       if (before === 0) return;
+      lister.note(lo, hi, { split: splitNames[split], index, input: sources[presplit ? split : 0], inputIndex });
       if (before & (1 << split)) report.within[splitNames[split]]++;
       for (let o = 0; o < splitNames.length; o++) {
         if (o !== split && before & (1 << o)) {
@@ -374,20 +428,8 @@ async function countDuplicates(parts: readonly LoadedPart[], splitNames: readonl
           report.across[key] = (report.across[key] ?? 0) + 1;
         }
       }
-    };
-    // Read in chunks: memory is the duplicate index (as in one conversion) plus one chunk, whatever the parts hold.
-    const CHUNK = 1 << 18;
-    const buf = new Uint8Array(CHUNK * 12);
-    for (const want of presplit ? splitNames.map((_, s) => s) : [-1]) {
-      for (const f of files) {
-        for (let r = 0; r < f.rows; r += CHUNK) {
-          const n = Math.min(CHUNK, f.rows - r);
-          const b = await f.readRows(r, r + n, buf.subarray(0, n * 12));
-          const t = new Uint32Array(b.buffer, b.byteOffset, n * 3);
-          for (let i = 0; i < t.length; i += 3) if (want < 0 || t[i + 2] === want) add(t[i], t[i + 1], t[i + 2]);
-        }
-      }
-    }
+    });
+    if (lister.size > 0) await replay((lo, hi, split, index) => lister.found(lo, hi, splitNames[split], index));
   } finally {
     for (const f of files) await f.close();
   }

@@ -38,6 +38,8 @@ export interface StatsState {
   min: number | null;
   max: number | null;
   nonFinite: number;
+  /** True when every finite value is a whole number (absent in part stores of older versions: not known, taken as false). */
+  integral?: boolean;
   /** uint8 only: value counts per channel (256 per channel). */
   hist?: number[];
 }
@@ -51,10 +53,11 @@ export interface StatsState {
  */
 export function mergeStatsStates(states: readonly StatsState[]): StatsState {
   const c = states[0].sum.length;
-  const out: StatsState = { sum: new Array(c).fill(0), sq: new Array(c).fill(0), count: new Array(c).fill(0), shift: new Array(c).fill(null), min: null, max: null, nonFinite: 0 };
+  const out: StatsState = { sum: new Array(c).fill(0), sq: new Array(c).fill(0), count: new Array(c).fill(0), shift: new Array(c).fill(null), min: null, max: null, nonFinite: 0, integral: true };
   if (states[0].hist) out.hist = new Array(states[0].hist.length).fill(0);
   for (const s of states) {
     out.nonFinite += s.nonFinite;
+    out.integral &&= s.integral === true;
     if (s.min !== null) out.min = out.min === null ? s.min : Math.min(out.min, s.min);
     if (s.max !== null) out.max = out.max === null ? s.max : Math.max(out.max, s.max);
     if (out.hist && s.hist) for (let i = 0; i < s.hist.length; i++) out.hist[i] += s.hist[i];
@@ -69,6 +72,19 @@ export function mergeStatsStates(states: readonly StatsState[]): StatsState {
     }
   }
   return out;
+}
+
+/**
+ * Smallest and largest finite value of a state ([Infinity, -Infinity] when it saw none), as
+ * {@link StatsAccumulator.range} gives them.
+ *
+ * @example
+ * const [lo, hi] = rangeOfState(mergeStatsStates(states));
+ */
+export function rangeOfState(s: StatsState): [number, number] {
+  let lo = s.min ?? Infinity, hi = s.max ?? -Infinity;
+  if (s.hist) for (let i = 0; i < s.hist.length; i++) if (s.hist[i] > 0) { const v = i % 256; if (v < lo) lo = v; if (v > hi) hi = v; }
+  return [lo, hi];
 }
 
 /** The statistics of a state (undefined when it saw no value), as {@link StatsAccumulator.result} gives them. */
@@ -114,18 +130,13 @@ export function createStats(x: FieldSpec): StatsAccumulator {
   const hist = dtype === 'uint8' ? new Float64Array(256 * c) : null;
   const state = (): StatsState => ({
     sum: [...sum], sq: [...sq], count: [...count], shift: [...shift].map((v) => (Number.isNaN(v) ? null : v)),
-    min: min === Infinity ? null : min, max: max === -Infinity ? null : max, nonFinite, ...(hist ? { hist: [...hist] } : {}),
+    min: min === Infinity ? null : min, max: max === -Infinity ? null : max, nonFinite, integral, ...(hist ? { hist: [...hist] } : {}),
   });
   return {
     get nonFinite() { return nonFinite; },
     state,
     get integral() { return integral; },
-    range() {
-      if (!hist) return [min, max];
-      let lo = Infinity, hi = -Infinity;
-      for (let i = 0; i < hist.length; i++) if (hist[i] > 0) { const v = i % 256; if (v < lo) lo = v; if (v > hi) hi = v; }
-      return [lo, hi];
-    },
+    range() { return hist ? rangeOfState({ sum: [], sq: [], count: [], shift: [], min: null, max: null, nonFinite: 0, hist: [...hist] }) : [min, max]; },
     add(bytes) {
       if (hist) { countBytes(bytes, c, hist); return; }
       const a = viewAs(dtype, bytes);

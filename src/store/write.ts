@@ -10,7 +10,7 @@ import { writeAtomic } from '../core/write-atomic.ts';
 import { beginAtomicDir } from './atomic.ts';
 import { type Relabeler, createRelabeler, planClasses } from './classes.ts';
 import { createDuplicateIndex } from './dedupe.ts';
-import { DUPLICATES_FILE, type ShardFetchBack, createDuplicateLister, describeGroup } from './dup-list.ts';
+import { DUPLICATES_FILE, type ShardFetchBack, createDuplicateLister, writeDuplicateList } from './dup-list.ts';
 import { type FieldSpec, type Manifest, MANIFEST_FILE, type SplitInfo, STORE_VERSION, type Stats } from './manifest.ts';
 import { sampleBytes } from './open.ts';
 import { type SplitRatios, createSplitAssigner } from './split.ts';
@@ -335,18 +335,10 @@ async function writeStoreAt(out: string, input: StoreInput, opts: WriteStoreOpti
     // Every duplicated sample's copies, beside the manifest and before it (a store with a manifest has its list).
     let duplicateExamples: string[] | undefined;
     if (lister.size > 0) {
-      const { groups, total } = await lister.finish(tmp, splits, xb, fetchBack);
-      const doc = {
-        format: 'slimfit-duplicates', version: 1,
-        about: 'Samples whose x bytes are exactly equal. Each group lists the copies of one sample: split and index in this store (index null: dropped by --dedupe), in input order: the first copy, then the later ones with the input and their position in it (row of an array or CSV, image in sorted folder order). --dedupe keeps the first copy and drops the later ones.',
-        groups: total, listed: groups.length, duplicates: groups,
-      };
-      await writeAtomic(join(tmp, DUPLICATES_FILE), JSON.stringify(doc, null, 1) + '\n');
+      const found = await lister.finish(tmp, splits, xb, fetchBack);
+      duplicateExamples = await writeDuplicateList(tmp, found);
       report.list = DUPLICATES_FILE;
-      report.groups = total;
-      // Examples for the summary: leaks between splits first (the ones that inflate test scores).
-      const leaks = groups.filter((g) => new Set(g.copies.map((c) => c.split)).size > 1);
-      duplicateExamples = [...leaks, ...groups.filter((g) => !leaks.includes(g))].slice(0, 3).map(describeGroup);
+      report.groups = found.total;
     }
     const manifest: Manifest = {
       format: 'slimfit-dataset',
@@ -379,7 +371,7 @@ async function writeStoreAt(out: string, input: StoreInput, opts: WriteStoreOpti
     const bytesOut = Object.values(splits).reduce((a, s) => a + s.shards.reduce((b, sh) => b + sh.x.bytes + sh.y.bytes, 0), 0);
     const bytesIn = sources.reduce((a, s) => a + (s.bytes ?? 0), 0);
     const nonFinite = Object.fromEntries(splitNames.flatMap((n, i) => (stats[i].nonFinite ? [[n, stats[i].nonFinite]] : [])));
-    return { dir: out, manifest, seconds: (performance.now() - t0) / 1000, bytesIn, bytesOut, duplicates: report, skipped, peakRss: peakRssBytes(), nonFinite, duplicateExamples, fitsUint8: fitsUint8(x, stats) };
+    return { dir: out, manifest, seconds: (performance.now() - t0) / 1000, bytesIn, bytesOut, duplicates: report, skipped, peakRss: peakRssBytes(), nonFinite, duplicateExamples, fitsUint8: fitsUint8(x, stats.map((s) => ({ integral: s.integral, nonFinite: s.nonFinite, range: s.range() }))) };
   } catch (e) {
     for (const w of writers) await w.abort().catch(() => {});
     await dest.abort();
@@ -387,10 +379,16 @@ async function writeStoreAt(out: string, input: StoreInput, opts: WriteStoreOpti
   }
 }
 
-/** See ConversionReport.fitsUint8: computed from every split's values. */
-function fitsUint8(x: FieldSpec, stats: StatsAccumulator[]): ConversionReport['fitsUint8'] {
+/**
+ * See ConversionReport.fitsUint8: computed from every split's values (whole numbers? NaN/inf? smallest and largest),
+ * by one conversion from its accumulators and by merge from the parts' joined statistics states.
+ *
+ * @example
+ * fitsUint8({ dtype: 'float32', shape: [784] }, [{ integral: true, nonFinite: 0, range: [0, 255] }]); // { shape: [28, 28, 1] }
+ */
+export function fitsUint8(x: FieldSpec, stats: ReadonlyArray<{ integral: boolean; nonFinite: number; range: [number, number] }>): ConversionReport['fitsUint8'] {
   if (x.dtype === 'uint8' || x.dtype === 'bool' || !stats.every((s) => s.integral && s.nonFinite === 0)) return undefined;
-  const ranges = stats.map((s) => s.range());
+  const ranges = stats.map((s) => s.range);
   const lo = Math.min(...ranges.map((r) => r[0])), hi = Math.max(...ranges.map((r) => r[1]));
   if (!(lo >= 0 && hi <= 255)) return undefined;
   if (x.shape.length !== 1) return {};
