@@ -155,6 +155,39 @@ np.save(out + '/x.npy', x); np.save(out + '/y.npy', y); np.save(out + '/xs.npy',
     assert.ok(d2 <= TOLERANCE, `after resuming both with N=1: max |w1 - w2| = ${d2}`);
   });
 
+  test('mid-epoch checkpoints resume with another number of ranks: 2 -> 1 and 1 -> 2 end within the tolerance of the uninterrupted run, and the change is said', async () => {
+    // A stop raised by rank 1 (or the one process) after batch 5 of 16, through the abort signal a SIGTERM aborts.
+    const script = join(ROOT, 'test', 'mpi-resume-script.ts');
+    const args = (out: string, ...rest: string[]) => ['--import', 'tsx', script, store, out, ...rest];
+    const ref = join(tmp.dir, 'mid-ref'), a = join(tmp.dir, 'mid-2to1'), b = join(tmp.dir, 'mid-1to2');
+    let r = await runCli([store, ref], { script });
+    assert.equal(r.code, 0, r.stderr);
+    const interrupted = (o: string) => {
+      const st = JSON.parse(readFileSync(join(o, 'model', 'state.json'), 'utf8'));
+      // 5 global batches of 64 consumed: the cursor is global (k x the global batch) and the epoch's sums cover them.
+      assert.deepEqual(st.cursor, { seed: 0, epoch: 0, position: 320, rank: 0, worldSize: 1 }, o);
+      assert.equal(st.loop.partial.n, 320, o);
+      return st;
+    };
+    r = await runMpi(2, args(a, '5', '1'));
+    assert.equal(r.code, 0, r.stderr);
+    assert.match(r.stdout, /interrupted \{"epoch":1,"batchesDone":5,"samplesDone":320\}/);
+    assert.equal(interrupted(a).ranks, 2);
+    r = await runCli([store, a, 'resume'], { script });
+    assert.equal(r.code, 0, r.stderr);
+    assert.match(r.stderr, /note: .*mid-2to1 was checkpointed by 2 MPI ranks and continues with one process: .* resume with mpirun -np 2/);
+    r = await runCli([store, b, '5', '0'], { script });
+    assert.equal(r.code, 0, r.stderr);
+    assert.equal(interrupted(b).ranks, undefined);
+    r = await runMpi(2, args(b, 'resume'));
+    assert.equal(r.code, 0, r.stderr);
+    assert.match(r.stderr, /note: .*mid-1to2 was checkpointed by one process and continues with 2 MPI ranks: .* resume with no mpirun/);
+    for (const o of [a, b]) {
+      const d = maxAbsDiff(ref, o);
+      assert.ok(d <= TOLERANCE, `${o}: max |w - w_uninterrupted| = ${d}`);
+    }
+  });
+
   test('cnn (trainOnBatch with averaged gradients): 2 ranks reach one process\'s weights', async () => {
     const one = join(tmp.dir, 'cnn-1'), two = join(tmp.dir, 'cnn-2');
     const r1 = await runCli(train(small, one, 'cnn').slice(1));

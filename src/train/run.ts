@@ -129,7 +129,13 @@ interface CheckpointState {
   history: EpochLog[];
   /** Sums of the epoch in progress and callback state (early stopping, keep-best, plateau); absent in older runs. */
   loop?: LoopState;
+  /** MPI ranks of the invocation that wrote it (absent in older runs and for one process: 1). */
+  ranks?: number;
 }
+
+/** Whether a checkpoint leaves nothing to train: all epochs done, or early stopping ended the run. */
+const finishedState = (state: CheckpointState, epochs: number): boolean =>
+  state.epochsDone >= epochs || state.history[state.history.length - 1]?.stoppedEarly !== undefined;
 
 const MODEL_DIR = 'model';
 /** The run's keep-best / early-stopping copy of the best epoch's model (weights only, plus best.json). */
@@ -390,6 +396,12 @@ export async function trainRun(data: DataInput | undefined, opts: TrainRunOption
     loaders.push(loader);
     // Checkpoints keep the cursor in the global order (one process's view), so any number of ranks can resume them.
     if (state) loader.resume(world && world.size > 1 ? rankCursor(state.cursor, world.rank, world.size) : state.cursor);
+    // Another number of ranks sums each averaged gradient in another order: the same training up to float rounding,
+    // which later steps amplify, so the weights drift from what the saving number of ranks would reach. Said, not silent.
+    const ranksNow = world?.size ?? 1, ranksSaved = state?.ranks ?? 1;
+    if (state && ranksSaved !== ranksNow && !finishedState(state, cfg.epochs)) {
+      log(`note: ${out} was checkpointed by ${ranksSaved === 1 ? 'one process' : `${ranksSaved} MPI ranks`} and continues with ${ranksNow === 1 ? 'one process' : `${ranksNow} MPI ranks`}: the same training, but each step's averaged gradient is summed in another order, and these rounding differences grow over the next hundreds of steps (weights typically differ by ~1e-2 from a run that keeps ${ranksSaved === 1 ? 'one process' : `${ranksSaved} ranks`}, at the same loss); to continue it bit for bit, resume with ${ranksSaved === 1 ? 'no mpirun' : `mpirun -np ${ranksSaved}`}`);
+    }
     const val = rd.val ? makeEvalLoader(rd.val, rd.classes, lopts) : null;
     if (val) loaders.push(val);
     // Callbacks: early stopping and keep-best keep the best epoch's weights in best/, reduce-LR-on-plateau scales the rate.
@@ -445,12 +457,12 @@ export async function trainRun(data: DataInput | undefined, opts: TrainRunOption
       (val ? `, validating on ${rd.val!.name}` : ", no validation (no 'val' split and --val-fraction 0)"));
     const checkpoint = async (cursor: Cursor, loop: LoopState): Promise<void> => {
       if (!writer) return;
-      const st: CheckpointState = { epochsDone: history.length, cursor, history, loop };
+      const st: CheckpointState = { epochsDone: history.length, cursor, history, loop, ...(world && world.size > 1 ? { ranks: world.size } : {}) };
       await saveModel(model, join(out, MODEL_DIR), { extraFiles: { 'state.json': JSON.stringify(st, null, 2) } });
       // The checkpoint now records the epoch of the pending best model: it becomes best/.
       if (bestPending) { await promoteBest(out); bestPending = false; }
     };
-    const finished = state !== null && (state.epochsDone >= cfg.epochs || state.history[state.history.length - 1]?.stoppedEarly !== undefined);
+    const finished = state !== null && finishedState(state, cfg.epochs);
     let interrupted: RunSummary['interrupted'];
     if (!finished) {
       const h = await trainEpochs(model, loader, {
