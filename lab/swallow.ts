@@ -1,5 +1,5 @@
 // Guess (2): do rounded-away small updates stall learning? Toy accumulation table and an optimizer x rounding x format grid.
-import { BF16, E4M3, E5M2, FP16, FP32, fixedFormat, quantize, type Format, type Rounding } from '../src/precision/formats.ts';
+import { BF16, E4M3, E5M2, FP16, FP32, fixedFormat, quantize, quantizeSum, type Format, type Rounding } from '../src/precision/formats.ts';
 import { createRng } from '../src/precision/rng.ts';
 import { loadMnist } from './data.ts';
 import { bars, figure, lines, type Pt } from './plot.ts';
@@ -18,17 +18,14 @@ export function accumulate(fmt: Format, delta: number, n: number, rounding: Roun
   const w = Float32Array.of(1);
   quantize(fmt, w, { out: w });
   const tmp = new Float32Array(1);
+  const yv = new Float32Array(1);
   const d = Math.fround(delta);
   let c = 0;
   for (let i = 0; i < n; i++) {
     const y = Math.fround(d - c);
-    tmp[0] = w[0] + y;
-    quantize(fmt, tmp, { rounding, rng, out: tmp });
-    if (kahan) {
-      // compensation held in the same format for floats, in fp32 for fixed point (where it would round to 0)
-      const cc = Float32Array.of((tmp[0] - w[0]) - y);
-      c = fmt.kind === 'float' ? quantize(fmt, cc)[0] : cc[0];
-    }
+    yv[0] = y;
+    quantizeSum(fmt, w, yv, { rounding, rng, out: tmp }); // the exact sum w + y, rounded once
+    if (kahan) c = Math.fround((tmp[0] - w[0]) - y); // compensation in fp32 (in the weight format it would be lost)
     w[0] = tmp[0];
   }
   return w[0];
@@ -139,7 +136,7 @@ export async function labSwallow(o: LabOptions): Promise<{ cells: SwallowCell[];
     '',
     `### Toy: start at w = 1 and add Δ ${N.toLocaleString('en')} times, rounding after every addition`,
     '',
-    'RN = round to nearest even, SR = stochastic rounding (one seeded run), Kahan = compensated summation (the lost low part is carried to the next addition).',
+    'RN = round to nearest even, SR = stochastic rounding (one seeded run), Kahan = compensated summation (the lost low part, kept in fp32, is carried to the next addition).',
     '',
     table(['format', 'rounding', ...DELTAS.map((d) => `Δ = ${d}`)], toyRows),
     '',

@@ -2,7 +2,7 @@
 // here on Float32Arrays so every update can be metered (swallowed updates, gradient underflow, overflow).
 import * as tf from '@tensorflow/tfjs-core';
 import type * as tfl from '@tensorflow/tfjs-layers';
-import { FP32, newStats, quantize, smallestPositive, type Format, type QuantStats, type Rounding } from '../src/precision/formats.ts';
+import { FP32, newStats, quantize, quantizeSum, smallestPositive, type Format, type QuantStats, type Rounding } from '../src/precision/formats.ts';
 import { createRng, type Rng } from '../src/precision/rng.ts';
 import { SlimfitError } from '../src/core/errors.ts';
 
@@ -33,7 +33,7 @@ export interface PrecisionSpec {
   rounding: Rounding;
   /** Keep an fp32 master copy: updates accumulate there; the stored weights are its rounding. */
   master?: boolean;
-  /** Kahan-compensated updates (compensation kept in the weight format when it is a float format, else fp32). */
+  /** Kahan-compensated updates (the compensation is kept in fp32: in the weight format it would lose what it carries). */
   kahan?: boolean;
   /** Format of the (loss-scaled) weight gradients and of back-propagated errors. */
   grads?: Format;
@@ -146,7 +146,6 @@ export function createTrainer(model: tfl.LayersModel, opt: OptimizerSpec, prec: 
   const wf = prec.weights;
   const gf = prec.grads ?? FP32;
   const sf = prec.state ?? FP32;
-  const compFormat: Format = wf.kind === 'float' ? wf : FP32;
   const softmaxOut = endsInSoftmax(model);
   if (prec.activations && prec.activations.kind !== 'fp32' && model.getClassName() !== 'Sequential') {
     throw new SlimfitError(`activation quantization needs a sequential model (a chain of layers); '${model.name}' is a ${model.getClassName()} graph`, {
@@ -262,19 +261,17 @@ export function createTrainer(model: tfl.LayersModel, opt: OptimizerSpec, prec: 
       const comp = s.comp;
       const base = s.master ?? old;
       if (comp) for (let i = 0; i < n; i++) d[i] -= comp[i]; // y = delta - c
-      for (let i = 0; i < n; i++) target[i] = base[i] + d[i];
       const wst = newStats();
       let next: Float32Array;
       if (s.master) {
+        for (let i = 0; i < n; i++) target[i] = base[i] + d[i]; // one float32 rounding of the exact sum
         if (comp) for (let i = 0; i < n; i++) comp[i] = (target[i] - s.master[i]) - d[i];
         s.master.set(target);
         next = quantize(wf, s.master, { rounding: prec.rounding, rng, out: new Float32Array(n), stats: wst });
       } else {
-        next = quantize(wf, target, { rounding: prec.rounding, rng, out: new Float32Array(n), stats: wst });
-        if (comp) {
-          for (let i = 0; i < n; i++) comp[i] = (next[i] - old[i]) - d[i];
-          if (compFormat.kind !== 'fp32') quantize(compFormat, comp, { out: comp });
-        }
+        // the exact sum w + delta rounded once to the weight format (no float32 rounding in between)
+        next = quantizeSum(wf, old, d, { rounding: prec.rounding, rng, out: new Float32Array(n), stats: wst });
+        if (comp) for (let i = 0; i < n; i++) comp[i] = (next[i] - old[i]) - d[i]; // fp32 compensation
       }
       let upd = 0, sw = 0;
       for (let i = 0; i < n; i++) if (d[i] !== 0 || (comp !== null && comp[i] !== 0)) { upd++; if (next[i] === old[i]) sw++; }
@@ -303,7 +300,7 @@ export function createTrainer(model: tfl.LayersModel, opt: OptimizerSpec, prec: 
 export function bytesPerParam(prec: Pick<PrecisionSpec, 'weights' | 'master' | 'kahan' | 'state'>, opt: OptimizerKind): { weights: number; master: number; kahan: number; state: number; total: number } {
   const weights = prec.weights.bits / 8;
   const master = prec.master ? 4 : 0;
-  const kahan = prec.kahan ? (prec.weights.kind === 'float' ? prec.weights.bits / 8 : 4) : 0;
+  const kahan = prec.kahan ? 4 : 0;
   const slots = opt === 'sgd' ? 0 : opt === 'momentum' ? 1 : 2;
   const state = slots * (prec.state ?? FP32).bits / 8;
   return { weights, master, kahan, state, total: weights + master + kahan + state };
