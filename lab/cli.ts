@@ -1,4 +1,4 @@
-// `npm run lab -- speed|swallow|chaos|gupta2015|report`: the precision lab (how many bits does learning need?).
+// `npm run lab -- speed|swallow|chaos|gupta2015|verify-formats|report`: the precision lab (how many bits does learning need?).
 import type { Command } from 'commander';
 import { SlimfitError } from '../src/core/errors.ts';
 
@@ -41,6 +41,28 @@ export function register(program: Command): void {
       const cells = await labGupta({ quick: !!o.quick, out: o.out, fl: o.fl, epochs: o.epochs, noFloat: !o.float });
       for (const c of cells) process.stdout.write(`gupta2015\t${c.label}\ttest_acc=${c.testAcc.toFixed(4)}\tswallowed=${c.swallowed.toFixed(4)}\n`);
       await done(o.out);
+    });
+
+  lab.command('verify-formats').description('fp16/bf16 rounding bit for bit against numpy: a seeded sample, or all 2^32 float32 patterns')
+    .option('--exhaustive', 'check all 2^32 float32 patterns (minutes; not for CI)')
+    .option('--sample <n>', 'patterns in the sampled check', positiveInt)
+    .action(async (o: { exhaustive?: boolean; sample?: number }) => {
+      const { verifyFormats } = await import('./verify.ts');
+      const { mkdtempSync, rmSync } = await import('node:fs');
+      const { tmpdir } = await import('node:os');
+      const { join } = await import('node:path');
+      const tmp = mkdtempSync(join(tmpdir(), 'slimfit-verify-'));
+      const t0 = performance.now();
+      try {
+        const res = await verifyFormats({ exhaustive: !!o.exhaustive, n: o.sample, tmp, log: (s) => process.stderr.write(s + '\n') });
+        for (const r of res) {
+          process.stdout.write(`verify\t${r.check}\tpatterns=${r.patterns}\tnan=${r.nans}\tmismatches=${r.mismatches}\n`);
+          for (const e of r.examples) process.stdout.write(`  ${e}\n`);
+        }
+        const bad = res.reduce((s, r) => s + r.mismatches, 0);
+        process.stdout.write(`verify-formats: ${o.exhaustive ? 'all 2^32 float32 patterns' : 'sampled'}, ${bad} mismatches, ${((performance.now() - t0) / 1000).toFixed(1)} s\n`);
+        if (bad) throw new SlimfitError(`verify-formats: ${bad} mismatches against numpy (listed above)`);
+      } finally { rmSync(tmp, { recursive: true, force: true }); }
     });
 
   common(lab.command('swallow').description('guess 2: are small updates rounded away? optimizers x rounding x formats'))

@@ -153,3 +153,13 @@ test('works with the training models (mlp, cnn, two-branch): bf16 weights stay b
   assert.throws(() => createTrainer(g, { kind: 'sgd', lr: 0.1 }, { weights: BF16, rounding: 'nearest', activations: BF16 }), /sequential model/);
   tf.dispose([x, y]);
 });
+
+test('`npm run lab -- verify-formats`: fp16 and bf16 bit-exact with numpy on a sample, doubles rounded once', async () => {
+  const r = await runCli(['verify-formats', '--sample', '200000'], { script: LAB, timeoutMs: 120_000 });
+  assert.equal(r.code, 0, r.stderr + r.stdout);
+  const rows = [...r.stdout.matchAll(/^verify\t(.+?)\tpatterns=(\d+)\tnan=(\d+)\tmismatches=(\d+)$/gm)];
+  assert.equal(rows.length, 3, r.stdout);
+  for (const m of rows) { assert.equal(m[4], '0', m[1]); assert.ok(Number(m[2]) >= 65536, m[0]); }
+  assert.ok(Number(rows[0][3]) > 1000, 'NaN patterns are in the sample');
+  assert.match(r.stdout, /sampled, 0 mismatches/);
+});
