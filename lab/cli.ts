@@ -31,15 +31,22 @@ export function register(program: Command): void {
   const lab = program;
   const common = (c: Command) => c.option('--quick', 'small subset and short runs (minutes)').option('--out <dir>', 'report folder', 'reports');
 
-  common(lab.command('gupta2015').description('Gupta et al. 2015: MNIST MLP in 16-bit fixed point, round-to-nearest vs stochastic vs float32'))
+  common(lab.command('gupta2015').description('Gupta et al. 2015: MNIST 784-1000-1000-10 in 16-bit fixed point, round-to-nearest vs stochastic vs float32, n seeds per cell'))
+    .option('--tiny', 'a narrow network on 2000 images (seconds per run; for tests, not the paper\'s network)')
     .option('--fl <list>', 'fraction lengths to run, e.g. 8,14', intList)
-    .option('--epochs <n>', 'epochs per cell', positiveInt)
+    .option('--epochs <n>', 'epochs per run', positiveInt)
+    .option('--seeds <n>', 'seeds per cell (default 3 with --quick/--tiny, 5 in full mode)', positiveInt)
     .option('--no-float', 'skip the float32 baseline')
-    .action(async (o: Common & { fl?: number[]; epochs?: number; float: boolean }) => {
+    .option('--no-mean', 'skip the batch-mean-loss cells (the artifact)')
+    .action(async (o: Common & { tiny?: boolean; fl?: number[]; epochs?: number; seeds?: number; float: boolean; mean: boolean }) => {
       await start();
       const { labGupta } = await import('./gupta.ts');
-      const cells = await labGupta({ quick: !!o.quick, out: o.out, fl: o.fl, epochs: o.epochs, noFloat: !o.float });
-      for (const c of cells) process.stdout.write(`gupta2015\t${c.label}\ttest_acc=${c.testAcc.toFixed(4)}\tswallowed=${c.swallowed.toFixed(4)}\n`);
+      const { summarize } = await import('./stats.ts');
+      const cells = await labGupta({ quick: !!o.quick, size: o.tiny ? 'tiny' : o.quick ? 'quick' : 'full', out: o.out, fl: o.fl, epochs: o.epochs, seeds: o.seeds, noFloat: !o.float, noMean: !o.mean });
+      for (const c of cells) {
+        const e = summarize(c.testError), s = summarize(c.saturated);
+        process.stdout.write(`gupta2015\t${c.label}\tloss=${c.loss}\tn=${e.n}\ttest_error_mean=${e.mean.toFixed(4)}\ttest_error_sd=${(e.sd || 0).toFixed(4)}\tsaturated_mean=${s.mean.toFixed(5)}\tsaturated_max=${Math.max(...c.saturated).toFixed(5)}\terrors=${c.testError.map((v) => v.toFixed(4)).join(',')}\n`);
+      }
       await done(o.out);
     });
 
