@@ -38,11 +38,12 @@ export function register(program: Command): void {
     .option('--seeds <n>', 'seeds per cell (default 3 with --quick/--tiny, 5 in full mode)', positiveInt)
     .option('--no-float', 'skip the float32 baseline')
     .option('--no-mean', 'skip the batch-mean-loss cells (the artifact)')
-    .action(async (o: Common & { tiny?: boolean; fl?: number[]; epochs?: number; seeds?: number; float: boolean; mean: boolean }) => {
+    .option('--no-dynamic', 'skip the dynamic fixed point cells')
+    .action(async (o: Common & { tiny?: boolean; fl?: number[]; epochs?: number; seeds?: number; float: boolean; mean: boolean; dynamic: boolean }) => {
       await start();
       const { labGupta } = await import('./gupta.ts');
       const { summarize } = await import('./stats.ts');
-      const cells = await labGupta({ quick: !!o.quick, size: o.tiny ? 'tiny' : o.quick ? 'quick' : 'full', out: o.out, fl: o.fl, epochs: o.epochs, seeds: o.seeds, noFloat: !o.float, noMean: !o.mean });
+      const cells = await labGupta({ quick: !!o.quick, size: o.tiny ? 'tiny' : o.quick ? 'quick' : 'full', out: o.out, fl: o.fl, epochs: o.epochs, seeds: o.seeds, noFloat: !o.float, noMean: !o.mean, noDynamic: !o.dynamic });
       for (const c of cells) {
         const e = summarize(c.testError), s = summarize(c.saturated);
         process.stdout.write(`gupta2015\t${c.label}\tloss=${c.loss}\tn=${e.n}\ttest_error_mean=${e.mean.toFixed(4)}\ttest_error_sd=${(e.sd || 0).toFixed(4)}\tsaturated_mean=${s.mean.toFixed(5)}\tsaturated_max=${Math.max(...c.saturated).toFixed(5)}\terrors=${c.testError.map((v) => v.toFixed(4)).join(',')}\n`);
@@ -72,11 +73,12 @@ export function register(program: Command): void {
       } finally { rmSync(tmp, { recursive: true, force: true }); }
     });
 
-  common(lab.command('swallow').description('guess 2: are small updates rounded away? optimizers x rounding x formats'))
-    .action(async (o: Common) => {
+  common(lab.command('swallow').description('guess 2: are small updates rounded away? optimizers x rounding x formats, n seeds per recipe'))
+    .option('--seeds <n>', 'seeds per recipe (default 3 with --quick, 5 in full mode)', positiveInt)
+    .action(async (o: Common & { seeds?: number }) => {
       await start();
       const { labSwallow } = await import('./swallow.ts');
-      await labSwallow({ quick: !!o.quick, out: o.out });
+      await labSwallow({ quick: !!o.quick, out: o.out, seeds: o.seeds });
       await done(o.out);
     });
 

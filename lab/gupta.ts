@@ -25,6 +25,8 @@ export interface GuptaOptions extends LabOptions {
   noFloat?: boolean;
   /** Skip the batch-mean-loss cells. */
   noMean?: boolean;
+  /** Skip the dynamic fixed point cells. */
+  noDynamic?: boolean;
   epochs?: number;
   /** Seeds per cell (default 3 in quick/tiny, 5 in full). */
   seeds?: number;
@@ -39,6 +41,8 @@ export interface GuptaCell {
   fl: number | null;
   rounding: Rounding | 'float32';
   loss: LossReduction;
+  /** Dynamic fixed point (WL=16, per-tensor FL following the overflow rate) instead of one <IL,FL> for everything. */
+  dynamic?: boolean;
   /** Per seed. */
   testError: number[];
   /** Share of forward layer outputs saturated at ±2^(IL-1), averaged over training, per seed. */
@@ -96,16 +100,17 @@ export async function labGupta(o: GuptaOptions): Promise<GuptaCell[]> {
   const batch = cfg.batch;
   const steps = Math.floor(train.n / batch) * cfg.epochs;
   const fls = o.fl ?? [8, 10, 12, 14];
-  type Plan = { label: string; fl: number | null; rounding: Rounding | 'float32'; fmt: Format; loss: LossReduction };
+  type Plan = { label: string; fl: number | null; rounding: Rounding | 'float32'; fmt: Format; loss: LossReduction; dynamic?: boolean };
   const plan: Plan[] = [];
   if (!o.noFloat) plan.push({ label: 'float32', fl: null, rounding: 'float32', fmt: FP32, loss: 'sum' });
   for (const fl of fls) for (const r of ['nearest', 'stochastic'] as const) plan.push({ label: `FL=${fl} ${r}`, fl, rounding: r, fmt: fixedFormat(16 - fl, fl), loss: 'sum' });
+  if (!o.noDynamic) for (const r of ['nearest', 'stochastic'] as const) plan.push({ label: `dynamic fixed WL=16 ${r}`, fl: null, rounding: r, fmt: FP32, loss: 'sum', dynamic: true });
   if (!o.noMean && fls.includes(8)) for (const r of ['nearest', 'stochastic'] as const) plan.push({ label: `FL=8 ${r}, mean loss`, fl: 8, rounding: r, fmt: fixedFormat(8, 8), loss: 'mean' });
   const cells: GuptaCell[] = [];
   const limits = fls.map(fixedLimit);
   const ranges: ReturnType<typeof activationRange>[] = [];
   for (const p of plan) {
-    const cell: GuptaCell = { label: p.label, fl: p.fl, rounding: p.rounding, loss: p.loss, testError: [], saturated: [], swallowed: [], gradUnderflow: [], seconds: [], curve: [] };
+    const cell: GuptaCell = { label: p.label, fl: p.fl, rounding: p.rounding, loss: p.loss, dynamic: p.dynamic, testError: [], saturated: [], swallowed: [], gradUnderflow: [], seconds: [], curve: [] };
     const curves: CurvePoint[][] = [];
     for (let k = 0; k < seeds; k++) {
       const seed = 1 + k;
@@ -115,7 +120,9 @@ export async function labGupta(o: GuptaOptions): Promise<GuptaCell[]> {
       const lossWeight = p.loss === 'sum' ? batch : 1;
       const lr = p.loss === 'sum' ? cfg.lrSum : cfg.lrSum * batch;
       // Gupta: weights, activations, back-propagated errors and weight gradients all in <IL,FL>, no float master copy.
-      const prec: PrecisionSpec = p.fl === null
+      const prec: PrecisionSpec = p.dynamic
+        ? { weights: FP32, rounding: r, gradRounding: r, actRounding: r, seed: 17 + seed, lossWeight, dynamic: { wl: 16, maxOverflowRate: 1e-4 } }
+        : p.fl === null
         ? { weights: FP32, rounding: 'nearest', lossWeight }
         : { weights: p.fmt, rounding: r, grads: p.fmt, gradRounding: r, activations: p.fmt, actRounding: r, seed: 17 + seed, lossWeight };
       const res = runTraining({ hidden: cfg.hidden, opt: { kind: 'sgd', lr }, prec, train, test, batch, steps, seed, evalEvery: cfg.evalEvery });
@@ -126,7 +133,7 @@ export async function labGupta(o: GuptaOptions): Promise<GuptaCell[]> {
       cell.gradUnderflow.push(mean(pts.map((c) => c.gradUnderflow)));
       cell.seconds.push(res.seconds);
       curves.push(res.curve);
-      if (p.fl === null) ranges.push(activationRange(res.trainer.model, test, limits));
+      if (p.rounding === 'float32') ranges.push(activationRange(res.trainer.model, test, limits));
       log(`gupta2015 ${p.label} seed ${seed}: test error ${pct(1 - res.finalAcc)}, saturated ${pct(cell.saturated.at(-1)!)}, ${res.seconds.toFixed(0)} s`);
     }
     cell.curve = curves[0].map((c, i) => ({ epoch: c.epoch, testError: mean(curves.map((cv) => 1 - cv[i].testAcc)) }));
@@ -152,11 +159,11 @@ async function writeGupta(o: GuptaOptions, cells: GuptaCell[], cfg: ReturnType<t
   const flFacets = [...new Set(cells.filter((d) => d.fl !== null).map((d) => `FL=${d.fl}`))];
   for (const c of cells) {
     const facets = c.fl === null ? flFacets : [`FL=${c.fl}`];
-    const series = c.rounding === 'float32' ? 'float32' : `${c.rounding}${c.loss === 'mean' ? ' (mean loss)' : ''}`;
+    const series = c.rounding === 'float32' ? 'float32' : `${c.dynamic ? 'dynamic fixed ' : ''}${c.rounding}${c.loss === 'mean' ? ' (mean loss)' : ''}`;
     for (const f of facets.length ? facets : ['float32']) for (const p of c.curve) pts.push({ x: p.epoch, y: Math.max(100 * p.testError, 0.1), series, facet: f });
   }
   const fig = await figure(lines(pts, { title: `Gupta et al. 2015 on MNIST: test error vs epoch (mean of ${seeds} seeds, WL=16)`, x: 'epoch', y: 'test error (%)', facet: 'fraction length', facetSort: fls.map((f) => `FL=${f}`), logY: true, width: 240, height: 180, columns: 4 }), o.out, SUB, 'gupta2015-curves', 'test error curves');
-  const f32 = cells.find((c) => c.fl === null);
+  const f32 = cells.find((c) => c.rounding === 'float32');
   const rows = cells.map((c) => {
     let vs = '–';
     if (f32 && c !== f32) {
@@ -165,9 +172,9 @@ async function writeGupta(o: GuptaOptions, cells: GuptaCell[], cfg: ReturnType<t
       vs = `${w.diff >= 0 ? '+' : ''}${(100 * w.diff).toFixed(2)} [${(100 * w.lo).toFixed(2)}, ${(100 * w.hi).toFixed(2)}]: ${w.lo > 0 ? 'worse' : w.hi < 0 ? 'better' : 'no significant difference'}${within2sd ? ' (within 2 s.d.)' : ''}`;
     }
     return [
-      c.fl === null ? 'float32' : `<${16 - c.fl},${c.fl}>`, c.rounding, c.loss === 'sum' ? 'summed' : '**mean (artifact)**',
+      c.dynamic ? 'dynamic fixed, WL=16' : c.fl === null ? 'float32' : `<${16 - c.fl},${c.fl}>`, c.rounding, c.loss === 'sum' ? 'summed' : '**mean (artifact)**',
       `${meanSd(c.testError, 100, 2)} %`, interval(c.testError, 100, 2), vs,
-      c.fl === null ? '–' : `${meanSd(c.saturated, 100, 2)} %`, c.fl === null ? '–' : `${meanSd(c.swallowed, 100, 1)} %`, c.fl === null ? '–' : `${meanSd(c.gradUnderflow, 100, 1)} %`,
+      c.rounding === 'float32' ? '–' : `${meanSd(c.saturated, 100, 2)} %`, c.rounding === 'float32' ? '–' : `${meanSd(c.swallowed, 100, 1)} %`, c.rounding === 'float32' ? '–' : `${meanSd(c.gradUnderflow, 100, 1)} %`,
       'not found', mean(c.seconds).toFixed(0),
     ];
   });
@@ -178,6 +185,8 @@ async function writeGupta(o: GuptaOptions, cells: GuptaCell[], cfg: ReturnType<t
     stamp(cfg.size !== 'full', seconds, `MNIST ${cfg.trainN} train / ${cfg.testN} test images, 784-${cfg.hidden.join('-')}-10 ReLU${sizeNote}, plain SGD, batch ${cfg.batch}, loss summed over the batch with lr ${cfg.lrSum} (= ${cfg.lrSum * cfg.batch} on the batch mean; not the paper's value), no decay, ${cfg.epochs} epochs (${steps} steps), ${seeds} seeds per cell (seed = initial weights, sample order and rounding stream)`),
     '',
     'Weights, layer outputs, back-propagated errors and weight gradients are all rounded to signed fixed point ⟨16−FL, FL⟩ (fixed point saturates at ±2^(IL−1)); there is no float master copy; matrix products accumulate in float32 before rounding (the paper\'s wide accumulator), and every update w + Δ is rounded once from its exact value. **Loss**: the paper sums the cross-entropy over the batch; averaging it instead makes every back-propagated error 1/batch as large, so at FL=8 round-to-nearest zeroes most of them — those rows are the artifact the earlier version of this report mistook for a precision limit. Columns: test error mean ± s.d. over seeds, its 95% t-interval, the difference to float32 (Welch 95% interval; a verdict only where the interval excludes 0), share of forward layer outputs saturated (averaged over training), share of nonzero weight updates that left the stored weight unchanged ("swallowed"; counts a deferred stochastic update as swallowed too), share of nonzero weight gradients below 2^−FL.',
+    '',
+    'Dynamic fixed point (Courbariaux, Bengio & David 2014) is the fix for the range problem: every tensor group (each layer\'s weights, weight gradients, outputs and back-propagated errors) has 16-bit codes times its own power of two 2^−FL, and FL moves by one after each rounding so that at most 0.01% of the values saturate (FL may exceed 15 for small gradients). "grad underflow" for it is measured against the current 2^−FL of each gradient tensor.',
     '',
     table(['format', 'rounding', 'loss', 'test error (mean ± s.d.)', '95% interval', 'vs float32: Δ error [95%]', 'outputs saturated', 'swallowed updates', 'grad underflow', 'paper', 's / run'], rows),
     '',

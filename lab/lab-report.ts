@@ -105,7 +105,7 @@ function answerSwallow(s: Json | null, g: Json | null): string {
     type Cell = { fl: number | null; rounding: string; loss?: string; testError: number[] | number; saturated?: number[] };
     const m = (v: number[] | number | undefined) => (Array.isArray(v) ? v.reduce((s, x) => s + x, 0) / v.length : (v ?? NaN));
     const gc = (g.cells as Cell[]).filter((c) => (c.loss ?? 'sum') === 'sum');
-    const f = gc.find((c) => c.fl === null);
+    const f = gc.find((c) => c.rounding === 'float32');
     const at = (fl: number, r: string, loss = 'sum') => (g.cells as Cell[]).find((c) => c.fl === fl && c.rounding === r && (c.loss ?? 'sum') === loss);
     const rn8 = at(8, 'nearest'), sr8 = at(8, 'stochastic'), rn8m = at(8, 'nearest', 'mean');
     if (rn8 && sr8) lines.push(`Gupta et al. 2015 reproduced (${g.size ?? (g.quick ? 'quick' : 'full')} mode, ${g.seeds ?? 1} seeds, loss summed over the batch as in the paper): 16-bit fixed point with 8 fraction bits reaches ${pct(m(sr8.testError))} mean test error with stochastic rounding and ${pct(m(rn8.testError))} with round-to-nearest${f ? ` (float32: ${pct(m(f.testError))})` : ''}${rn8m ? `; with the loss averaged over the batch instead, round-to-nearest gives ${pct(m(rn8m.testError))} — the artifact of errors divided by the batch size, not of the format` : ''}. Section *gupta2015* has every cell with its s.d. and 95% interval.`);

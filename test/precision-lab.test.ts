@@ -8,6 +8,7 @@ import { initTf, tf } from '../lab/tf.ts';
 import { BF16, FP16, FP32, fixedFormat, type Format } from '../src/precision/formats.ts';
 import { buildMlp } from '../lab/run.ts';
 import { bytesPerParam, createTrainer } from '../lab/train.ts';
+import { DynamicFixedSite } from '../lab/dynfixed.ts';
 import * as tfl from '@tensorflow/tfjs-layers';
 
 function batch(seed: number, n = 32, dim = 20, classes = 4) {
@@ -118,7 +119,7 @@ test('softmax-output models (as built by slimfit train) are handled, and memory 
 test('`npm run lab -- gupta2015 --tiny --seeds 3 --fl 8`: summed loss, n=3 per cell, round-to-nearest does not saturate, stochastic matches float32', async () => {
   const { dir, cleanup } = tempDir();
   try {
-    const r = await runCli(['gupta2015', '--tiny', '--seeds', '3', '--fl', '8', '--out', dir], { script: LAB, timeoutMs: 240_000 });
+    const r = await runCli(['gupta2015', '--tiny', '--seeds', '3', '--fl', '8', '--no-dynamic', '--out', dir], { script: LAB, timeoutMs: 240_000 });
     assert.equal(r.code, 0, r.stderr);
     const cell = (label: string, loss = 'sum') => {
       const m = new RegExp(`^gupta2015\\t${label}\\tloss=${loss}\\tn=(\\d+)\\ttest_error_mean=([0-9.]+)\\ttest_error_sd=([0-9.]+)\\tsaturated_mean=([0-9.]+)\\tsaturated_max=([0-9.]+)`, 'm').exec(r.stdout);
@@ -172,4 +173,28 @@ test('`npm run lab -- verify-formats`: fp16 and bf16 bit-exact with numpy on a s
   for (const m of rows) { assert.equal(m[4], '0', m[1]); assert.ok(Number(m[2]) >= 65536, m[0]); }
   assert.ok(Number(rows[0][3]) > 1000, 'NaN patterns are in the sample');
   assert.match(r.stdout, /sampled, 0 mismatches/);
+});
+
+test('dynamic fixed point: FL follows the overflow rate (small values get fine steps, large ones range) and trains', async () => {
+  const s = new DynamicFixedSite({ wl: 16, initFl: 12, maxOverflowRate: 1e-4 });
+  const big = Float32Array.from({ length: 1000 }, (_, i) => (i - 500) * 0.5); // up to ±250: <4,12> saturates
+  const q1 = s.quantize(big, {});
+  assert.ok(q1.some((v, i) => v !== big[i]) && s.fl === 11, `saturated at first, FL ${s.fl}`);
+  for (let i = 0; i < 10; i++) s.quantize(big, {});
+  assert.equal(s.fl, 7, 'range 2^8 = 256 > 250 with FL = 16 - 1 - 8');
+  assert.deepEqual(Array.from(s.quantize(big, {})), Array.from(big), 'multiples of 0.5 are exact once the range fits');
+  const small = Float32Array.from({ length: 1000 }, (_, i) => (i + 1) * 1e-6);
+  for (let i = 0; i < 40; i++) s.quantize(small, {});
+  assert.ok(s.fl > 15, `small values: FL ${s.fl} beyond WL - 1`);
+  const q = s.quantize(small, {});
+  for (let i = 0; i < q.length; i++) assert.ok(Math.abs(q[i] - small[i]) <= 2 ** -(s.fl) , `step 2^-FL at ${i}`);
+  await initTf();
+  const m = buildMlp(20, [16], 4, 11);
+  const tr = createTrainer(m, { kind: 'sgd', lr: 0.05 }, { weights: FP32, rounding: 'stochastic', gradRounding: 'stochastic', actRounding: 'stochastic', seed: 1, dynamic: { wl: 16 } });
+  const { x, y } = batch(3);
+  const l0 = tr.step(x, y).loss;
+  let l = l0;
+  for (let i = 0; i < 30; i++) l = tr.step(x, y).loss;
+  assert.ok(l < 0.8 * l0, `loss ${l0} -> ${l}`);
+  tf.dispose([x, y]);
 });
