@@ -82,11 +82,15 @@ export function register(program: Command): void {
       await done(o.out);
     });
 
-  common(lab.command('chaos').description('guess 3: twin runs one ulp apart, and noise injected into early/middle/late layers'))
-    .action(async (o: Common) => {
+  common(lab.command('chaos').description('guess 3: one-ulp twins per layer with fitted Lyapunov exponents, a null twin, and noise injected into early/middle/late layers'))
+    .option('--tiny', 'a narrow network for 100 steps (for tests)')
+    .option('--twins <n>', 'twins per perturbed layer (default 3 with --quick/--tiny, 5 in full mode)', positiveInt)
+    .action(async (o: Common & { tiny?: boolean; twins?: number }) => {
       await start();
       const { labChaos } = await import('./chaos.ts');
-      await labChaos({ quick: !!o.quick, out: o.out });
+      const s = await labChaos({ quick: !!o.quick, size: o.tiny ? 'tiny' : o.quick ? 'quick' : 'full', twins: o.twins, out: o.out }) as { nullDiffering: number; middleDiffers: boolean; layers: { name: string; lambdas: number[] }[] };
+      process.stdout.write(`chaos\tnull_twin_weights_differing=${s.nullDiffering}\tmiddle_differs=${s.middleDiffers}\n`);
+      for (const L of s.layers) process.stdout.write(`chaos\t${L.name}\tlambdas=${L.lambdas.map((v) => v.toFixed(5)).join(',')}\n`);
       await done(o.out);
     });
 

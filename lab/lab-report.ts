@@ -140,10 +140,14 @@ function answerChaos(c: Json | null): string {
   const middleWeakest = tols.length === 3 && tols[1] < Math.min(tols[0], tols[2]);
   const nf = (c.noiseFormats ?? {}) as Record<string, Record<string, number>>;
   const fmtDev = (f: string) => Math.max(0, ...Object.values(nf).map((v) => Math.abs(v[f] - clean)));
+  const lay = (c.layers ?? []) as { name: string; lambdas: number[] }[];
+  const mf = (v: number[]) => v.reduce((s2, x2) => s2 + x2, 0) / v.length;
+  const layerLine = lay.length ? ` Per layer (one-ulp twins, section *chaos*): the fitted finite-time Lyapunov exponent is ${lay.map((L) => `${L.name} ${mf(L.lambdas).toFixed(4)}`).join(', ')} e-folds per step; ${c.middleDiffers ? 'the middle layer differs from the others at 95% confidence' : 'the middle layer does not differ from the others at 95% confidence'}; the null twin (nothing changed) differed in ${c.nullDiffering} weights.` : '';
   return [
     '### Guess (3): "networks are chaotically sensitive to small changes in the middle layers"',
     '',
     `**${within ? 'Sensitive, yes; harmfully chaotic, no.' : 'Sensitive, and in this run the outcome moved beyond the seed-to-seed spread.'}** ${u ? `Changing one middle-layer weight by one ulp (a relative change of about 10⁻⁷) leaves the weights ${u.dist.toExponential(1)} apart (relative L2) at the end of training, and ${pct(u.disagree)} of test predictions differ` : ''}${sw ? `; swapping two training samples gives ${sw.dist.toExponential(1)} and ${pct(sw.disagree)}` : ''}${ord ? `; a different sample order ${ord.dist.toExponential(1)} and ${pct(ord.disagree)}` : ''}${s2 ? `; an ordinary change of seed ${s2.dist.toExponential(1)} and ${pct(s2.disagree)}` : ''}. ${chaotic ? 'So a one-ulp change grows until the run is as different as another seed — ' : 'So tiny perturbations do grow, but in this run they stayed below the seed-to-seed spread — '}${within ? 'and in every case the final accuracy stays within the seed-to-seed spread' : 'and not every twin stayed within the seed-to-seed spread'} (${pct(c.seedMeanAcc)} ± ${pct(c.seedSdAcc)} over three seeds; twins: ${accs.map((a) => pct(a)).join(', ')}). ${within ? 'The differences are of the kind that changing the seed already causes; they are not a precision problem.' : ''}`,
+    layerLine.trim(),
     '',
     `At inference, multiplying one layer\'s activations by (1 + ε·noise) costs at most one accuracy point for ${layerTol.join('; ')}. ${middleWeakest ? 'Here the middle layer tolerated the least noise.' : 'The middle layer is not more fragile than the others.'}${Object.keys(nf).length ? ` Rounding any one layer\'s activations to bf16 (relative error ≤ 0.2%) moves test accuracy by at most ${pct(fmtDev('bf16'))}, fp16 by ${pct(fmtDev('fp16'))}, FP8 E4M3 (≤ 6%) by ${pct(fmtDev('e4m3'))}` : ''} (tables and plots in section *chaos*).`,
   ].join('\n');

@@ -198,3 +198,23 @@ test('dynamic fixed point: FL follows the overflow rate (small values get fine s
   assert.ok(l < 0.8 * l0, `loss ${l0} -> ${l}`);
   tf.dispose([x, y]);
 });
+
+test('`npm run lab -- chaos --tiny`: the null twin is bit-identical, one-ulp twins per layer get fitted exponents', async () => {
+  const { dir, cleanup } = tempDir();
+  try {
+    const r = await runCli(['chaos', '--tiny', '--out', dir], { script: LAB, timeoutMs: 240_000 });
+    assert.equal(r.code, 0, r.stderr);
+    assert.match(r.stdout, /^chaos\tnull_twin_weights_differing=0\tmiddle_differs=(true|false)$/m);
+    for (const layer of ['early \\(hidden 1\\)', 'middle \\(hidden 2\\)', 'late \\(output\\)']) {
+      const m = new RegExp(`^chaos\\t${layer}\\tlambdas=(.+)$`, 'm').exec(r.stdout);
+      assert.ok(m, `${layer} in ${r.stdout}`);
+      const l = m[1].split(',').map(Number);
+      assert.equal(l.length, 3);
+      assert.ok(l.every(Number.isFinite), m[1]);
+    }
+    const md = readFileSync(join(dir, 'precision.md'), 'utf8');
+    assert.match(md, /Null twin/);
+    assert.match(md, /λ 95% interval/);
+    assert.match(md, /middle layer/);
+  } finally { cleanup(); }
+});
