@@ -71,9 +71,9 @@ test('Kahan with the compensation in fp32 keeps the sum even in E4M3 (the review
 
 test('finite-time Lyapunov fit: the slope of ln d over the growth phase, saturated points left out', async () => {
   const { lyapunov, countDiffering } = await import('../lab/chaos.ts');
-  const pts = Array.from({ length: 20 }, (_, i) => ({ step: 10 * (i + 1), d: Math.min(1e-7 * Math.exp(0.03 * 10 * (i + 1)), 0.5) }));
+  const pts = Array.from({ length: 20 }, (_, i) => ({ step: 30 * (i + 1), d: Math.min(1e-7 * Math.exp(0.03 * 30 * (i + 1)), 0.5) }));
   const f = lyapunov(pts, 0.05);
-  assert.ok(Math.abs(f.lambda - 0.03) < 1e-12, String(f.lambda));
+  assert.ok(Math.abs(f.lambda - 0.03) < 1e-9, String(f.lambda));
   assert.ok(f.points < 20);
   assert.ok(Number.isNaN(lyapunov(pts.slice(0, 2), 1).lambda));
   assert.equal(countDiffering([Float32Array.of(1, NaN)], [Float32Array.of(1, NaN)]), 0);
