@@ -1,4 +1,4 @@
-// `npm run lab -- speed|swallow|chaos|gupta2015|verify-formats|report`: the precision lab (how many bits does learning need?).
+// `npm run lab -- speed|swallow|chaos|gupta2015|fp8|verify-formats|report`: the precision lab (how many bits does learning need?).
 import type { Command } from 'commander';
 import { SlimfitError } from '../src/core/errors.ts';
 
@@ -91,6 +91,18 @@ export function register(program: Command): void {
       const s = await labChaos({ quick: !!o.quick, size: o.tiny ? 'tiny' : o.quick ? 'quick' : 'full', twins: o.twins, out: o.out }) as { nullDiffering: number; middleDiffers: boolean; layers: { name: string; lambdas: number[] }[] };
       process.stdout.write(`chaos\tnull_twin_weights_differing=${s.nullDiffering}\tmiddle_differs=${s.middleDiffers}\n`);
       for (const L of s.layers) process.stdout.write(`chaos\t${L.name}\tlambdas=${L.lambdas.map((v) => v.toFixed(5)).join(',')}\n`);
+      await done(o.out);
+    });
+
+  common(lab.command('fp8').description('FP8 training (E4M3 forward, E5M2 errors, delayed scaling, fp32 master) vs fp32, n seeds per recipe'))
+    .option('--tiny', 'a narrow network on 2000 images (for tests)')
+    .option('--seeds <n>', 'seeds per recipe (default 3 with --quick/--tiny, 5 in full mode)', positiveInt)
+    .action(async (o: Common & { tiny?: boolean; seeds?: number }) => {
+      await start();
+      const { labFp8 } = await import('./fp8.ts');
+      const { summarize } = await import('./stats.ts');
+      const cells = await labFp8({ quick: !!o.quick, size: o.tiny ? 'tiny' : o.quick ? 'quick' : 'full', seeds: o.seeds, out: o.out });
+      for (const c of cells) { const s = summarize(c.accs); process.stdout.write(`fp8\t${c.name}\tn=${s.n}\tacc_mean=${s.mean.toFixed(4)}\tacc_sd=${(s.sd || 0).toFixed(4)}\n`); }
       await done(o.out);
     });
 

@@ -1,7 +1,7 @@
 // Where the lab's trainer rounds values: a fixed format, or dynamic fixed point (Courbariaux, Bengio & David 2014,
 // "Training deep neural networks with low precision multiplications"): WL-bit integers times a per-tensor power of two
 // 2^-FL, FL moved after every rounding so that at most `maxOverflowRate` of the values saturate.
-import { fixedFormat, quantize, quantizeSum, smallestPositive, type Format, type QuantizeOptions } from '../src/precision/formats.ts';
+import { fixedFormat, quantize, quantizeSum, smallestPositive, withOverflow, type FloatFormat, type Format, type QuantizeOptions } from '../src/precision/formats.ts';
 
 /** One rounding site (a tensor group: a layer's weights, its gradients, its outputs or its back-propagated errors). */
 export interface Site {
@@ -82,4 +82,69 @@ export class DynamicFixedSite implements Site {
   minPositive(): number { return 2 ** -this.fl; }
 
   describe(): string { return `dfxp(WL=${this.spec.wl}, FL=${this.fl})`; }
+}
+
+/** Per-tensor delayed scaling settings (FP8 training, Micikevicius et al. 2022). */
+export interface ScaledSpec { history?: number; margin?: number }
+
+/**
+ * Per-tensor delayed scaling for a narrow float format: values are multiplied by a power of two chosen from the
+ * largest |value| of the previous `history` roundings (the first rounding uses its own), so that this amax lands just
+ * below the format's largest value (2^-margin below it), rounded with saturation, then scaled back. Power-of-two
+ * scales keep the scaling exact.
+ * @example const s = new DelayedScaledSite(E4M3, {}); s.quantize(Float32Array.of(1e-3, 2e-3), {}) // fine steps near 1e-3
+ */
+export class DelayedScaledSite implements Site {
+  private readonly hist: number[] = [];
+  private readonly fmt: FloatFormat;
+  private readonly len: number;
+  private readonly margin: number;
+  constructor(fmt: FloatFormat, spec: ScaledSpec) {
+    this.fmt = withOverflow(fmt, 'saturate');
+    this.len = spec.history ?? 16;
+    this.margin = spec.margin ?? 0;
+  }
+
+  /** The scale the next rounding uses (1 before any history). */
+  scale(current?: Float32Array): number {
+    let amax = this.hist.length ? Math.max(...this.hist) : 0;
+    if (!this.hist.length && current) for (let i = 0; i < current.length; i++) { const a = Math.abs(current[i]); if (a > amax && a !== Infinity) amax = a; }
+    if (!(amax > 0) || !Number.isFinite(amax)) return 1;
+    return 2 ** (Math.floor(Math.log2(this.fmt.maxFinite / amax)) - this.margin);
+  }
+
+  private record(x: Float32Array): void {
+    let amax = 0;
+    for (let i = 0; i < x.length; i++) { const a = Math.abs(x[i]); if (a > amax) amax = a; }
+    if (Number.isFinite(amax)) { this.hist.push(amax); if (this.hist.length > this.len) this.hist.shift(); }
+  }
+
+  quantize(x: Float32Array, opts: QuantizeOptions): Float32Array {
+    const s = this.scale(x), inv = 1 / s;
+    const out = opts.out ?? new Float32Array(x.length);
+    this.record(x);
+    for (let i = 0; i < x.length; i++) out[i] = x[i] * s;
+    quantize(this.fmt, out, { ...opts, out });
+    for (let i = 0; i < out.length; i++) out[i] *= inv;
+    return out;
+  }
+
+  /** Round with the current scale without adding to the history (inference). */
+  quantizeFrozen(x: Float32Array, opts: QuantizeOptions): Float32Array {
+    const s = this.scale(x), inv = 1 / s;
+    const out = opts.out ?? new Float32Array(x.length);
+    for (let i = 0; i < x.length; i++) out[i] = x[i] * s;
+    quantize(this.fmt, out, { ...opts, out });
+    for (let i = 0; i < out.length; i++) out[i] *= inv;
+    return out;
+  }
+
+  quantizeSum(a: Float32Array, b: Float32Array, opts: QuantizeOptions): Float32Array {
+    const sum = Float32Array.from(a, (v, i) => v + b[i]);
+    return this.quantize(sum, opts);
+  }
+
+  minPositive(): number { return this.fmt.minSubnormal / this.scale(); }
+
+  describe(): string { return `${this.fmt.name} x 2^${Math.log2(this.scale())}`; }
 }

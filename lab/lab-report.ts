@@ -162,6 +162,7 @@ export async function labReport(o: ReportOptions): Promise<void> {
   if (!skip.has('swallow')) { const { labSwallow } = await import('./swallow.ts'); await labSwallow(o); }
   if (!skip.has('chaos')) { const { labChaos } = await import('./chaos.ts'); await labChaos(o); }
   if (!skip.has('gupta2015')) { const { labGupta } = await import('./gupta.ts'); await labGupta(o); }
+  if (!skip.has('fp8')) { const { labFp8 } = await import('./fp8.ts'); await labFp8(o); }
   log(`report: experiments done in ${((performance.now() - t0) / 1000).toFixed(0)} s`);
   await writeAnswers(o.out);
 }

@@ -5,7 +5,7 @@ import type * as tfl from '@tensorflow/tfjs-layers';
 import { FP32, newStats, quantize, type Format, type QuantStats, type Rounding } from '../src/precision/formats.ts';
 import { createRng, type Rng } from '../src/precision/rng.ts';
 import { SlimfitError } from '../src/core/errors.ts';
-import { DynamicFixedSite, staticSite, type DynamicSpec, type Site } from './dynfixed.ts';
+import { DelayedScaledSite, DynamicFixedSite, staticSite, type DynamicSpec, type ScaledSpec, type Site } from './dynfixed.ts';
 
 /** The optimizers the lab implements itself. */
 export type OptimizerKind = 'sgd' | 'momentum' | 'adam';
@@ -55,6 +55,11 @@ export interface PrecisionSpec {
    * and back-propagated errors: WL-bit codes with a per-tensor power-of-two scale that follows the overflow rate.
    */
   dynamic?: DynamicSpec;
+  /** Format of back-propagated errors (default: `grads`), e.g. E5M2 while weight gradients stay fp32 (FP8 training). */
+  errors?: Format;
+  errorRounding?: Rounding;
+  /** Per-tensor delayed scaling (power-of-two scales from an amax history) for every float format site below fp32. */
+  scaled?: ScaledSpec;
 }
 
 /** Per-variable counters of one step. Fractions are over `updates` (elements whose fp32 update was nonzero). */
@@ -164,12 +169,13 @@ export function createTrainer(model: tfl.LayersModel, opt: OptimizerSpec, prec: 
   }
   const actStats = { forward: newStats(), backward: newStats(), count: 0 };
   const dyn = prec.dynamic;
-  const site = (fmt: Format): Site => (dyn ? new DynamicFixedSite(dyn) : staticSite(fmt));
+  const site = (fmt: Format): Site => (dyn ? new DynamicFixedSite(dyn) : prec.scaled && fmt.kind === 'float' ? new DelayedScaledSite(fmt, prec.scaled) : staticSite(fmt));
+  const ef = prec.errors ?? prec.grads;
   const quantLayers = model.layers.filter((l) => l.getClassName() !== 'InputLayer');
   // one forward site per layer output (its scale is shared by inference) and one per back-propagated error
   const fwdSites = (prec.activations && prec.activations.kind !== 'fp32') || dyn ? quantLayers.map(() => site(prec.activations ?? FP32)) : null;
   const actOps = fwdSites
-    ? fwdSites.map((fs) => quantizeOp(fs, prec.actRounding ?? 'nearest', dyn ? new DynamicFixedSite(dyn) : prec.grads, prec.gradRounding ?? 'nearest', rng, actStats))
+    ? fwdSites.map((fs) => quantizeOp(fs, prec.actRounding ?? 'nearest', dyn ? new DynamicFixedSite(dyn) : ef && ef.kind !== 'fp32' ? site(ef) : undefined, prec.errorRounding ?? prec.gradRounding ?? 'nearest', rng, actStats))
     : null;
   const inferOps = fwdSites ? fwdSites.map((fs) => quantizeOp(inferSite(fs), 'nearest', undefined, 'nearest', rng)) : null;
   const ls = prec.lossScale ?? { kind: 'none' };
@@ -319,6 +325,7 @@ export function bytesPerParam(prec: Pick<PrecisionSpec, 'weights' | 'master' | '
 
 /** A site for inference that rounds like `fs` (a dynamic site: at its current scale) without adapting it. */
 function inferSite(fs: Site): Site {
+  if (fs instanceof DelayedScaledSite) return { ...fs, quantize: (x, o) => fs.quantizeFrozen(x, o), quantizeSum: (a, b, o) => fs.quantizeSum(a, b, o), minPositive: () => fs.minPositive(), describe: () => fs.describe() };
   if (!(fs instanceof DynamicFixedSite)) return fs;
   return {
     quantize: (x, o) => new DynamicFixedSite({ ...fs.spec, initFl: fs.fl, maxOverflowRate: Infinity }).quantize(x, o),

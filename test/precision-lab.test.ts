@@ -8,7 +8,8 @@ import { initTf, tf } from '../lab/tf.ts';
 import { BF16, FP16, FP32, fixedFormat, type Format } from '../src/precision/formats.ts';
 import { buildMlp } from '../lab/run.ts';
 import { bytesPerParam, createTrainer } from '../lab/train.ts';
-import { DynamicFixedSite } from '../lab/dynfixed.ts';
+import { DelayedScaledSite, DynamicFixedSite } from '../lab/dynfixed.ts';
+import { E4M3 } from '../src/precision/formats.ts';
 import * as tfl from '@tensorflow/tfjs-layers';
 
 function batch(seed: number, n = 32, dim = 20, classes = 4) {
@@ -216,5 +217,23 @@ test('`npm run lab -- chaos --tiny`: the null twin is bit-identical, one-ulp twi
     assert.match(md, /Null twin/);
     assert.match(md, /λ 95% interval/);
     assert.match(md, /middle layer/);
+  } finally { cleanup(); }
+});
+
+test('`npm run lab -- fp8 --tiny`: E4M3/E5M2 training with delayed scaling trains like fp32; scaling keeps tiny values', async () => {
+  const site = new DelayedScaledSite(E4M3, { history: 4 });
+  const x = Float32Array.from({ length: 100 }, (_, i) => (i + 1) * 1e-5); // unscaled, most of these are E4M3 subnormals or 0
+  const q = site.quantize(x, {});
+  for (let i = 0; i < x.length; i++) assert.ok(Math.abs(q[i] - x[i]) <= x[i] * 2 ** -4, `${x[i]} -> ${q[i]}`);
+  assert.equal(site.scale(), 2 ** Math.floor(Math.log2(448 / 1e-3)));
+  const { dir, cleanup } = tempDir();
+  try {
+    const r = await runCli(['fp8', '--tiny', '--out', dir], { script: LAB, timeoutMs: 240_000 });
+    assert.equal(r.code, 0, r.stderr);
+    const acc = (name: string) => Number(new RegExp(`^fp8\\t${name}[^\\t]*\\tn=3\\tacc_mean=([0-9.]+)`, 'm').exec(r.stdout)![1]);
+    const f32 = acc('fp32'), f8 = acc('FP8: E4M3');
+    assert.ok(f32 > 0.75, `fp32 ${f32}`);
+    assert.ok(Math.abs(f8 - f32) < 0.01, `fp8 ${f8} vs fp32 ${f32}`);
+    assert.match(readFileSync(join(dir, 'precision.md'), 'utf8'), /within 1 point of fp32/);
   } finally { cleanup(); }
 });
