@@ -146,7 +146,10 @@ export function withOverflow(fmt: FloatFormat, overflow: Overflow): FloatFormat 
   return { ...fmt, overflow, name: overflow === dflt ? base : `${base}(${overflow === 'saturate' ? 'sat' : overflow})` };
 }
 
-/** One phrase naming what overflow does in `fmt` (for table captions). */
+/**
+ * One phrase naming what overflow does in `fmt` (for table captions).
+ * @example overflowNote(E4M3) // 'e4m3: overflow to NaN'
+ */
 export function overflowNote(fmt: Format): string {
   if (fmt.kind === 'fp32') return 'fp32: overflow to inf';
   if (fmt.kind !== 'float') return `${fmt.name}: saturates`;
