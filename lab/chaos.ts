@@ -7,6 +7,8 @@ import { figure, lines, type Pt } from './plot.ts';
 import { pct, SUB, table, writeSection } from './report.ts';
 import { runTraining } from './run.ts';
 import { logger, saveJson, stamp, type LabOptions } from './common.ts';
+import { interval, mean, meanSd, sd, verdict, welch } from './stats.ts';
+import { createRng } from '../src/precision/rng.ts';
 import type { OptimizerSpec } from './train.ts';
 
 /** Relative L2 distance ||a - b|| / ||b|| over several arrays. */
@@ -37,58 +39,133 @@ export function noisyAccuracy(model: tfl.LayersModel, data: Dataset, k: number, 
   return correct / data.n;
 }
 
+/** "m ± sd" in exponent notation (distances span many decades). */
+function expSd(x: number[]): string {
+  return `${mean(x).toExponential(2)} ± ${sd(x).toExponential(1)}`;
+}
+
+/** Size of a chaos run: tiny (tests), quick, full. */
+export type ChaosSize = 'tiny' | 'quick' | 'full';
+
+/** Relative L2 distance of each array separately (per layer). */
+export function layerDistances(a: Float32Array[], b: Float32Array[]): number[] {
+  return a.map((x, i) => relDistance([x], [b[i]]));
+}
+
+/** Count of positions where two sets of arrays differ (bitwise, NaN-safe through Object.is). */
+export function countDiffering(a: Float32Array[], b: Float32Array[]): number {
+  let n = 0;
+  for (let i = 0; i < a.length; i++) for (let j = 0; j < a[i].length; j++) if (!Object.is(a[i][j], b[i][j])) n++;
+  return n;
+}
+
+/**
+ * Finite-time Lyapunov exponent: least-squares slope of ln d(t) against the step t over the points with 0 < d(t) < cap
+ * (growth before saturation), in e-folds per step; NaN with fewer than three such points.
+ */
+export function lyapunov(points: { step: number; d: number }[], cap: number): { lambda: number; points: number } {
+  const p = points.filter((q) => q.d > 0 && q.d < cap && q.step > 0);
+  if (p.length < 3) return { lambda: NaN, points: p.length };
+  const mx = mean(p.map((q) => q.step)), my = mean(p.map((q) => Math.log(q.d)));
+  let sxy = 0, sxx = 0;
+  for (const q of p) { sxy += (q.step - mx) * (Math.log(q.d) - my); sxx += (q.step - mx) ** 2; }
+  return { lambda: sxy / sxx, points: p.length };
+}
+
 /** Run the chaos experiment and write its section. */
-export async function labChaos(o: LabOptions): Promise<Record<string, unknown>> {
+export async function labChaos(o: LabOptions & { size?: ChaosSize; twins?: number }): Promise<Record<string, unknown>> {
   const log = logger(o);
   const t0 = performance.now();
-  const q = o.quick;
-  const cfg = q ? { hidden: [128, 128, 128], trainN: 5000, testN: 2000, steps: 300, evalEvery: 25 } : { hidden: [256, 256, 256], trainN: 60000, testN: 10000, steps: 3000, evalEvery: 150 };
+  const size: ChaosSize = o.size ?? (o.quick ? 'quick' : 'full');
+  const q = size !== 'full';
+  const cfg = size === 'tiny' ? { hidden: [32, 32, 32], trainN: 1000, testN: 500, steps: 100, evalEvery: 10, twins: 3, seeds: 3 }
+    : size === 'quick' ? { hidden: [128, 128, 128], trainN: 5000, testN: 2000, steps: 300, evalEvery: 25, twins: 3, seeds: 3 }
+      : { hidden: [256, 256, 256], trainN: 60000, testN: 10000, steps: 3000, evalEvery: 150, twins: 5, seeds: 5 };
+  const nTwins = o.twins ?? cfg.twins;
   const train = await loadMnist('train', cfg.trainN);
   const test = await loadMnist('test', cfg.testN);
   const opt: OptimizerSpec = { kind: 'momentum', lr: 0.01, momentum: 0.9 };
   const prec = { weights: FP32, rounding: 'nearest' as const };
   const base = new Map<number, { w: Float32Array[]; pred: Uint8Array }>();
-  const baseRes = runTraining({
-    hidden: cfg.hidden, opt, prec, train, test, batch: 100, steps: cfg.steps, seed: 1, evalEvery: cfg.evalEvery,
-    onEval: (step, w, pred) => base.set(step, { w: w.map((a) => a.slice()), pred: pred.slice() }),
-  });
+  const common = { hidden: cfg.hidden, opt, prec, train, test, batch: 100, steps: cfg.steps, evalEvery: cfg.evalEvery };
+  const baseRes = runTraining({ ...common, seed: 1, onEval: (step, w, pred) => base.set(step, { w: w.map((a) => a.slice()), pred: pred.slice() }) });
   log(`chaos base: acc ${pct(baseRes.finalAcc)} (${baseRes.seconds.toFixed(0)} s)`);
-  type Twin = { name: string; seed: number; orderSeed?: number; perturb?: (w: Float32Array[]) => void; swap?: [number, number] };
-  const ulp = (w: Float32Array[]) => { const u = new Uint32Array(w[2].buffer, w[2].byteOffset, 1); u[0] += 1; }; // middle layer, one weight, one ulp
-  const twins: Twin[] = [
-    { name: 'one ulp in one middle-layer weight', seed: 1, perturb: ulp },
-    { name: 'two samples swapped in epoch 1', seed: 1, swap: [3, 250] },
-    { name: 'other sample order (same init)', seed: 1, orderSeed: 2 },
-    { name: 'other seed (init and order)', seed: 2 },
-    { name: 'third seed (init and order)', seed: 3 },
-  ];
-  const series: Pt[] = [];
-  const disagree: Pt[] = [];
-  const rows: (string | number)[][] = [];
-  const finals: Record<string, { dist: number; disagree: number; acc: number }> = {};
-  for (const tw of twins) {
-    let last = { dist: 0, dis: 0 };
+  // kernels of hidden 1 (early), hidden 2 (middle) and the output layer (late); arrays alternate kernel, bias
+  const layers = [{ name: 'early (hidden 1)', idx: 0 }, { name: 'middle (hidden 2)', idx: 2 }, { name: 'late (output)', idx: 2 * cfg.hidden.length }];
+  type Trace = { step: number; d: number; layers: number[]; disagree: number }[];
+  const trace = (tw: { seed: number; orderSeed?: number; perturb?: (w: Float32Array[]) => void; swap?: [number, number] }) => {
+    const tr: Trace = [];
+    let finalW: Float32Array[] = [];
     const res = runTraining({
-      hidden: cfg.hidden, opt, prec, train, test, batch: 100, steps: cfg.steps, seed: tw.seed, orderSeed: tw.orderSeed, evalEvery: cfg.evalEvery,
-      perturb: tw.perturb, swap: tw.swap,
+      ...common, seed: tw.seed, orderSeed: tw.orderSeed, perturb: tw.perturb, swap: tw.swap,
       onEval: (step, w, pred) => {
         const b = base.get(step);
         if (!b) return;
-        const dist = relDistance(w, b.w);
         let dis = 0;
         for (let i = 0; i < pred.length; i++) if (pred[i] !== b.pred[i]) dis++;
-        last = { dist, dis: dis / pred.length };
-        if (dist > 0) series.push({ x: Math.max(step, 1), y: dist, series: tw.name });
-        disagree.push({ x: step, y: 100 * last.dis, series: tw.name });
+        tr.push({ step, d: relDistance(w, b.w), layers: layerDistances(w, b.w), disagree: dis / pred.length });
+        if (step === cfg.steps) finalW = w.map((a) => a.slice());
       },
     });
-    finals[tw.name] = { dist: last.dist, disagree: last.dis, acc: res.finalAcc };
-    rows.push([tw.name, last.dist.toExponential(2), pct(last.dis), pct(res.finalAcc), pct(res.finalAcc - baseRes.finalAcc)]);
-    log(`chaos ${tw.name}: weight distance ${last.dist.toExponential(2)}, predictions differ ${pct(last.dis)}`);
+    return { tr, acc: res.finalAcc, differing: countDiffering(finalW, base.get(cfg.steps)!.w) };
+  };
+  // seeds 2..S+1: the yardstick (independent of the base run and of each other)
+  const seedRuns = Array.from({ length: cfg.seeds }, (_, k) => trace({ seed: 2 + k }));
+  const seedAccs = seedRuns.map((r) => r.acc);
+  const seedDist = (step: number) => mean(seedRuns.map((r) => r.tr.find((p) => p.step === step)?.d ?? NaN));
+  const nullTwin = trace({ seed: 1 });
+  log(`chaos null twin: ${nullTwin.differing} weights differ`);
+  const rng = createRng(99);
+  const perLayer: { name: string; lambdas: number[]; finals: number[]; disagree: number[]; accs: number[]; traces: Trace[] }[] = [];
+  for (const L of layers) {
+    const size0 = baseRes.trainer.stored()[L.idx].length;
+    const row = { name: L.name, lambdas: [] as number[], finals: [] as number[], disagree: [] as number[], accs: [] as number[], traces: [] as Trace[] };
+    for (let k = 0; k < nTwins; k++) {
+      const j = Math.floor(rng.uniform() * size0);
+      const r = trace({ seed: 1, perturb: (w) => { const u = new Uint32Array(w[L.idx].buffer, w[L.idx].byteOffset + 4 * j, 1); u[0] += 1; } });
+      const cap = 0.1 * seedDist(cfg.steps);
+      row.lambdas.push(lyapunov(r.tr, cap).lambda);
+      row.finals.push(r.tr.at(-1)!.d);
+      row.disagree.push(r.tr.at(-1)!.disagree);
+      row.accs.push(r.acc);
+      row.traces.push(r.tr);
+    }
+    perLayer.push(row);
+    log(`chaos ${L.name}: lambda ${meanSd(row.lambdas, 1, 4)} per step, final distance ${expSd(row.finals)}`);
   }
-  const seedAccs = [baseRes.finalAcc, finals['other seed (init and order)'].acc, finals['third seed (init and order)'].acc];
-  const mAcc = seedAccs.reduce((s, v) => s + v, 0) / seedAccs.length;
-  const sdAcc = Math.sqrt(seedAccs.reduce((s, v) => s + (v - mAcc) ** 2, 0) / (seedAccs.length - 1));
+  const others = [
+    { name: 'two samples swapped in epoch 1', r: trace({ seed: 1, swap: [3, 250] }) },
+    { name: 'other sample order (same init)', r: trace({ seed: 1, orderSeed: 2 }) },
+  ];
+  const series: Pt[] = [];
+  const layerPts: Pt[] = [];
+  for (const L of perLayer) {
+    const steps = L.traces[0].map((p) => p.step);
+    steps.forEach((st, i) => {
+      const ds = L.traces.map((t) => t[i].d).filter((d) => d > 0);
+      if (ds.length) series.push({ x: Math.max(st, 1), y: Math.exp(mean(ds.map(Math.log))), series: `one ulp in ${L.name}` });
+      // per-layer distance of each kernel (geometric mean over twins)
+      layers.forEach((K) => {
+        const v = L.traces.map((t) => t[i].layers[K.idx]).filter((d) => d > 0);
+        if (v.length) layerPts.push({ x: Math.max(st, 1), y: Math.exp(mean(v.map(Math.log))), series: `${K.name} weights`, facet: `perturbed: ${L.name}` });
+      });
+    });
+  }
+  for (const ot of others) for (const p of ot.r.tr) if (p.d > 0) series.push({ x: Math.max(p.step, 1), y: p.d, series: ot.name });
+  for (const p of seedRuns[0].tr) series.push({ x: Math.max(p.step, 1), y: p.d, series: 'other seed' });
+  const seedSd = sd([baseRes.finalAcc, ...seedAccs]);
+  const rows = perLayer.map((L) => [L.name, String(L.lambdas.length), `${meanSd(L.lambdas, 1, 4)}`, interval(L.lambdas, 1, 4), expSd(L.finals), `${meanSd(L.disagree, 100, 2)} %`, `${meanSd(L.accs, 100, 2)} %`]);
+  const mid = perLayer[1];
+  const cmp = [perLayer[0], perLayer[2]].map((L) => {
+    const w = welch(mid.lambdas, L.lambdas);
+    return `middle − ${L.name}: ${w.diff.toFixed(4)} [${w.lo.toFixed(4)}, ${w.hi.toFixed(4)}] per step → ${w.lo > 0 ? 'middle grows faster' : w.hi < 0 ? 'middle grows slower' : 'no significant difference'}`;
+  });
+  const middleDiffers = [perLayer[0], perLayer[2]].some((L) => verdict(mid.lambdas, L.lambdas) !== 'no significant difference');
+  const twinsOut: Record<string, { dist: number; disagree: number; acc: number }> = {
+    'one ulp in one middle-layer weight': { dist: mean(mid.finals), disagree: mean(mid.disagree), acc: mean(mid.accs) },
+    'other seed (init and order)': { dist: seedRuns[0].tr.at(-1)!.d, disagree: seedRuns[0].tr.at(-1)!.disagree, acc: seedRuns[0].acc },
+  };
+  for (const ot of others) twinsOut[ot.name] = { dist: ot.r.tr.at(-1)!.d, disagree: ot.r.tr.at(-1)!.disagree, acc: ot.r.acc };
 
   // --- noise injection at inference into the trained base model
   const model = baseRes.trainer.model;
@@ -98,49 +175,54 @@ export async function labChaos(o: LabOptions): Promise<Record<string, unknown>> 
   const noiseRows: (string | number)[][] = [];
   const noise: Record<string, number[]> = {};
   const noiseFormats: Record<string, Record<string, number>> = {};
-  const draws = 3;
+  const draws = q ? 3 : 5;
   for (let k = 0; k < 3; k++) {
-    const accs = epsList.map((eps) => {
-      let a = 0;
-      for (let d = 0; d < draws; d++) a += noisyAccuracy(model, test, k, eps, 1000 * d + 7);
-      return a / draws;
-    });
+    const perEps = epsList.map((eps) => Array.from({ length: eps > 0 ? draws : 1 }, (_, d) => noisyAccuracy(model, test, k, eps, 1000 * d + 7)));
+    const accs = perEps.map((v) => mean(v));
     noise[layerNames[k]] = accs;
     accs.forEach((a, i) => { if (epsList[i] > 0) noisePts.push({ x: epsList[i], y: 100 * a, series: layerNames[k] }); });
     const fmts = [BF16, FP16, E4M3].map((f) => noisyAccuracy(model, test, k, 0, 0, f));
     noiseFormats[layerNames[k]] = { bf16: fmts[0], fp16: fmts[1], e4m3: fmts[2] };
-    noiseRows.push([layerNames[k], ...accs.map((a) => pct(a)), ...fmts.map((a) => pct(a))]);
+    noiseRows.push([layerNames[k], ...perEps.map((v) => (v.length > 1 ? `${meanSd(v, 100, 1)}` : (100 * v[0]).toFixed(1))), ...fmts.map((a) => pct(a))]);
   }
-  const figDist = await figure(lines(series, { title: 'Twin runs: relative weight distance to the base run', x: 'step', y: '||w − w_base|| / ||w_base||', logY: true }), o.out, SUB, 'chaos-weights', 'weight divergence');
-  const figDis = await figure(lines(disagree, { title: 'Twin runs: test predictions that differ from the base run', x: 'step', y: 'predictions differing (%)' }), o.out, SUB, 'chaos-predictions', 'prediction disagreement');
+  const figDist = await figure(lines(series, { title: `Twin runs: relative weight distance to the base run (one-ulp rows: geometric mean of ${nTwins} twins)`, x: 'step', y: '||w − w_base|| / ||w_base||', logY: true }), o.out, SUB, 'chaos-weights', 'weight divergence');
+  const figLayers = await figure(lines(layerPts, { title: 'Per-layer distance to the base run after one ulp in one layer', x: 'step', y: 'relative distance of the layer\'s kernel', logY: true, facet: 'twin', width: 240, height: 180, columns: 3 }), o.out, SUB, 'chaos-layers', 'per-layer distance');
   const figNoise = await figure(lines(noisePts, { title: 'Relative noise injected into one layer at inference', x: 'relative noise ε (h ← h·(1 + ε·N(0,1)))', y: 'test accuracy (%)', logX: true }), o.out, SUB, 'chaos-noise', 'noise injection');
   const seconds = (performance.now() - t0) / 1000;
   const md = [
     '## chaos — guess (3): are networks chaotically sensitive to tiny changes in the middle layers?',
     '',
-    stamp(q, seconds, `MNIST ${cfg.trainN} train / ${cfg.testN} test, MLP 784-${cfg.hidden.join('-')}-10 ReLU in float32, SGD momentum 0.9 lr 0.01, batch 100, ${cfg.steps} steps`),
+    stamp(q, seconds, `MNIST ${cfg.trainN} train / ${cfg.testN} test, MLP 784-${cfg.hidden.join('-')}-10 ReLU in float32, SGD momentum 0.9 lr 0.01, batch 100, ${cfg.steps} steps${size === 'tiny' ? ' (**tiny**: for tests)' : ''}`),
     '',
-    '### Twin runs',
+    '### One-ulp twins per layer',
     '',
-    'Each twin differs from the base run (seed 1) in one respect; distances are measured at the same step. The seed rows are the yardstick: how far apart two ordinary runs end up.',
+    `The base run (seed 1) is repeated with one weight changed by one ulp (a relative change of ~10⁻⁷), ${nTwins} twins per layer, each a different randomly chosen weight of that layer's kernel. λ is the finite-time Lyapunov exponent: the least-squares slope of ln(relative weight distance to the base run) against the step, fitted over the evaluation points (every ${cfg.evalEvery} steps) before the distance reaches 10% of the distance between independent seeds (saturation). Mean ± s.d. over twins, and the 95% t-interval of λ. (A first-layer weight from a pixel that is 0 in every image never affects the run, so such a twin keeps its initial distance: λ ≈ 0.)`,
     '',
-    table(['twin', 'final relative weight distance', 'test predictions differing', 'final test acc', 'acc − base'], rows),
+    `**Null twin** (seed 1 again, nothing changed): ${nullTwin.differing} of ${baseRes.trainer.stored().reduce((s2, a2) => s2 + a2.length, 0)} weights differ at the end${nullTwin.differing === 0 ? ' — the runs are bit-for-bit deterministic, so every distance below is caused by the perturbation' : ' — the training is NOT deterministic here, so the distances below include that noise'}.`,
     '',
-    `Base run final accuracy ${pct(baseRes.finalAcc)}; over seeds 1–3 the final accuracy is ${pct(mAcc)} ± ${pct(sdAcc)} (sample s.d.).`,
+    table(['perturbed layer', 'twins', 'λ per step (mean ± s.d.)', 'λ 95% interval', 'final relative distance', 'test predictions differing', 'final test acc'], rows),
+    '',
+    `Does the middle layer differ (Welch 95% intervals of the difference in λ)? ${cmp.join('; ')}. ${middleDiffers ? '**The middle layer differs at 95% confidence.**' : '**No: at 95% confidence the middle layer is not different from the others.**'}`,
+    '',
+    `Yardstick: ${cfg.seeds} independent seeds (2–${cfg.seeds + 1}) end at relative distance ${meanSd(seedRuns.map((r) => r.tr.at(-1)!.d), 1, 3)} from the base run with ${meanSd(seedRuns.map((r) => r.tr.at(-1)!.disagree), 100, 2)} % of test predictions differing; final accuracy over seeds 1–${cfg.seeds + 1}: ${meanSd([baseRes.finalAcc, ...seedAccs], 100, 2)} % (s.d. ${pct(seedSd)}). Other twins: ${others.map((ot) => `${ot.name}: distance ${ot.r.tr.at(-1)!.d.toExponential(2)}, ${pct(ot.r.tr.at(-1)!.disagree)} predictions differ`).join('; ')}.`,
     '',
     figDist,
     '',
-    figDis,
+    figLayers,
     '',
     '### Noise injected into one layer at inference (trained base model)',
     '',
-    `Accuracy (mean of ${draws} noise draws) when one layer's output activations h are multiplied by (1 + ε·N(0,1)); the last three columns instead round that layer's output to a format (round-to-nearest; relative error at most 2^−9 for bf16, 2^−12 for fp16, 2^−4 for e4m3).`,
+    `Accuracy in % (mean ± s.d. over ${draws} noise draws, one trained model) when one layer's output activations h are multiplied by (1 + ε·N(0,1)); the last three columns instead round that layer's output to a format (round-to-nearest; relative error at most 2^−9 for bf16, 2^−12 for fp16, 2^−4 for e4m3).`,
     '',
     table(['layer', ...epsList.map((e) => `ε=${e}`), 'bf16', 'fp16', 'e4m3'], noiseRows),
     '',
     figNoise,
   ].join('\n');
-  const summary = { quick: q, baseAcc: baseRes.finalAcc, seedMeanAcc: mAcc, seedSdAcc: sdAcc, twins: finals, epsList, noise, noiseFormats };
+  const summary = {
+    quick: q, size, baseAcc: baseRes.finalAcc, seedMeanAcc: mean([baseRes.finalAcc, ...seedAccs]), seedSdAcc: seedSd, twins: twinsOut, epsList, noise, noiseFormats,
+    nullDiffering: nullTwin.differing, middleDiffers,
+    layers: perLayer.map((L) => ({ name: L.name, lambdas: L.lambdas, finals: L.finals, disagree: L.disagree, accs: L.accs })),
+  };
   await saveJson(o.out, 'chaos', summary);
   await writeSection(o.out, 'chaos', md);
   return summary;

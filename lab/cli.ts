@@ -1,4 +1,4 @@
-// `npm run lab -- speed|swallow|chaos|gupta2015|report`: the precision lab (how many bits does learning need?).
+// `npm run lab -- speed|swallow|chaos|gupta2015|fp8|verify-formats|report`: the precision lab (how many bits does learning need?).
 import type { Command } from 'commander';
 import { SlimfitError } from '../src/core/errors.ts';
 
@@ -31,31 +31,78 @@ export function register(program: Command): void {
   const lab = program;
   const common = (c: Command) => c.option('--quick', 'small subset and short runs (minutes)').option('--out <dir>', 'report folder', 'reports');
 
-  common(lab.command('gupta2015').description('Gupta et al. 2015: MNIST MLP in 16-bit fixed point, round-to-nearest vs stochastic vs float32'))
+  common(lab.command('gupta2015').description('Gupta et al. 2015: MNIST 784-1000-1000-10 in 16-bit fixed point, round-to-nearest vs stochastic vs float32, n seeds per cell'))
+    .option('--tiny', 'a narrow network on 2000 images (seconds per run; for tests, not the paper\'s network)')
     .option('--fl <list>', 'fraction lengths to run, e.g. 8,14', intList)
-    .option('--epochs <n>', 'epochs per cell', positiveInt)
+    .option('--epochs <n>', 'epochs per run', positiveInt)
+    .option('--seeds <n>', 'seeds per cell (default 3 with --quick/--tiny, 5 in full mode)', positiveInt)
     .option('--no-float', 'skip the float32 baseline')
-    .action(async (o: Common & { fl?: number[]; epochs?: number; float: boolean }) => {
+    .option('--no-mean', 'skip the batch-mean-loss cells (the artifact)')
+    .option('--no-dynamic', 'skip the dynamic fixed point cells')
+    .action(async (o: Common & { tiny?: boolean; fl?: number[]; epochs?: number; seeds?: number; float: boolean; mean: boolean; dynamic: boolean }) => {
       await start();
       const { labGupta } = await import('./gupta.ts');
-      const cells = await labGupta({ quick: !!o.quick, out: o.out, fl: o.fl, epochs: o.epochs, noFloat: !o.float });
-      for (const c of cells) process.stdout.write(`gupta2015\t${c.label}\ttest_acc=${c.testAcc.toFixed(4)}\tswallowed=${c.swallowed.toFixed(4)}\n`);
+      const { summarize } = await import('./stats.ts');
+      const cells = await labGupta({ quick: !!o.quick, size: o.tiny ? 'tiny' : o.quick ? 'quick' : 'full', out: o.out, fl: o.fl, epochs: o.epochs, seeds: o.seeds, noFloat: !o.float, noMean: !o.mean, noDynamic: !o.dynamic });
+      for (const c of cells) {
+        const e = summarize(c.testError), s = summarize(c.saturated);
+        process.stdout.write(`gupta2015\t${c.label}\tloss=${c.loss}\tn=${e.n}\ttest_error_mean=${e.mean.toFixed(4)}\ttest_error_sd=${(e.sd || 0).toFixed(4)}\tsaturated_mean=${s.mean.toFixed(5)}\tsaturated_max=${Math.max(...c.saturated).toFixed(5)}\terrors=${c.testError.map((v) => v.toFixed(4)).join(',')}\n`);
+      }
       await done(o.out);
     });
 
-  common(lab.command('swallow').description('guess 2: are small updates rounded away? optimizers x rounding x formats'))
-    .action(async (o: Common) => {
+  lab.command('verify-formats').description('fp16/bf16 rounding bit for bit against numpy: a seeded sample, or all 2^32 float32 patterns')
+    .option('--exhaustive', 'check all 2^32 float32 patterns (minutes; not for CI)')
+    .option('--sample <n>', 'patterns in the sampled check', positiveInt)
+    .action(async (o: { exhaustive?: boolean; sample?: number }) => {
+      const { verifyFormats } = await import('./verify.ts');
+      const { mkdtempSync, rmSync } = await import('node:fs');
+      const { tmpdir } = await import('node:os');
+      const { join } = await import('node:path');
+      const tmp = mkdtempSync(join(tmpdir(), 'slimfit-verify-'));
+      const t0 = performance.now();
+      try {
+        const res = await verifyFormats({ exhaustive: !!o.exhaustive, n: o.sample, tmp, log: (s) => process.stderr.write(s + '\n') });
+        for (const r of res) {
+          process.stdout.write(`verify\t${r.check}\tpatterns=${r.patterns}\tnan=${r.nans}\tmismatches=${r.mismatches}\n`);
+          for (const e of r.examples) process.stdout.write(`  ${e}\n`);
+        }
+        const bad = res.reduce((s, r) => s + r.mismatches, 0);
+        process.stdout.write(`verify-formats: ${o.exhaustive ? 'all 2^32 float32 patterns' : 'sampled'}, ${bad} mismatches, ${((performance.now() - t0) / 1000).toFixed(1)} s\n`);
+        if (bad) throw new SlimfitError(`verify-formats: ${bad} mismatches against numpy (listed above)`);
+      } finally { rmSync(tmp, { recursive: true, force: true }); }
+    });
+
+  common(lab.command('swallow').description('guess 2: are small updates rounded away? optimizers x rounding x formats, n seeds per recipe'))
+    .option('--seeds <n>', 'seeds per recipe (default 3 with --quick, 5 in full mode)', positiveInt)
+    .action(async (o: Common & { seeds?: number }) => {
       await start();
       const { labSwallow } = await import('./swallow.ts');
-      await labSwallow({ quick: !!o.quick, out: o.out });
+      await labSwallow({ quick: !!o.quick, out: o.out, seeds: o.seeds });
       await done(o.out);
     });
 
-  common(lab.command('chaos').description('guess 3: twin runs one ulp apart, and noise injected into early/middle/late layers'))
-    .action(async (o: Common) => {
+  common(lab.command('chaos').description('guess 3: one-ulp twins per layer with fitted Lyapunov exponents, a null twin, and noise injected into early/middle/late layers'))
+    .option('--tiny', 'a narrow network for 100 steps (for tests)')
+    .option('--twins <n>', 'twins per perturbed layer (default 3 with --quick/--tiny, 5 in full mode)', positiveInt)
+    .action(async (o: Common & { tiny?: boolean; twins?: number }) => {
       await start();
       const { labChaos } = await import('./chaos.ts');
-      await labChaos({ quick: !!o.quick, out: o.out });
+      const s = await labChaos({ quick: !!o.quick, size: o.tiny ? 'tiny' : o.quick ? 'quick' : 'full', twins: o.twins, out: o.out }) as { nullDiffering: number; middleDiffers: boolean; layers: { name: string; lambdas: number[] }[] };
+      process.stdout.write(`chaos\tnull_twin_weights_differing=${s.nullDiffering}\tmiddle_differs=${s.middleDiffers}\n`);
+      for (const L of s.layers) process.stdout.write(`chaos\t${L.name}\tlambdas=${L.lambdas.map((v) => v.toFixed(5)).join(',')}\n`);
+      await done(o.out);
+    });
+
+  common(lab.command('fp8').description('FP8 training (E4M3 forward, E5M2 errors, delayed scaling, fp32 master) vs fp32, n seeds per recipe'))
+    .option('--tiny', 'a narrow network on 2000 images (for tests)')
+    .option('--seeds <n>', 'seeds per recipe (default 3 with --quick/--tiny, 5 in full mode)', positiveInt)
+    .action(async (o: Common & { tiny?: boolean; seeds?: number }) => {
+      await start();
+      const { labFp8 } = await import('./fp8.ts');
+      const { summarize } = await import('./stats.ts');
+      const cells = await labFp8({ quick: !!o.quick, size: o.tiny ? 'tiny' : o.quick ? 'quick' : 'full', seeds: o.seeds, out: o.out });
+      for (const c of cells) { const s = summarize(c.accs); process.stdout.write(`fp8\t${c.name}\tn=${s.n}\tacc_mean=${s.mean.toFixed(4)}\tacc_sd=${(s.sd || 0).toFixed(4)}\n`); }
       await done(o.out);
     });
 

@@ -1,11 +1,12 @@
 // Guess (2): do rounded-away small updates stall learning? Toy accumulation table and an optimizer x rounding x format grid.
-import { BF16, E4M3, E5M2, FP16, FP32, fixedFormat, quantize, type Format, type Rounding } from '../src/precision/formats.ts';
+import { BF16, E4M3, E5M2, FP16, FP32, fixedFormat, overflowNote, quantize, quantizeSum, type Format, type Rounding } from '../src/precision/formats.ts';
 import { createRng } from '../src/precision/rng.ts';
 import { loadMnist } from './data.ts';
 import { bars, figure, lines, type Pt } from './plot.ts';
 import { pct, SUB, table, writeSection } from './report.ts';
 import { runTraining, type RunResult } from './run.ts';
 import { logger, saveJson, stamp, type LabOptions } from './common.ts';
+import { interval, mean as meanOf, meanSd, welch } from './stats.ts';
 import type { OptimizerSpec, PrecisionSpec } from './train.ts';
 
 /** Formats of the toy table and the grid. */
@@ -18,24 +19,29 @@ export function accumulate(fmt: Format, delta: number, n: number, rounding: Roun
   const w = Float32Array.of(1);
   quantize(fmt, w, { out: w });
   const tmp = new Float32Array(1);
+  const yv = new Float32Array(1);
   const d = Math.fround(delta);
   let c = 0;
   for (let i = 0; i < n; i++) {
     const y = Math.fround(d - c);
-    tmp[0] = w[0] + y;
-    quantize(fmt, tmp, { rounding, rng, out: tmp });
-    if (kahan) {
-      // compensation held in the same format for floats, in fp32 for fixed point (where it would round to 0)
-      const cc = Float32Array.of((tmp[0] - w[0]) - y);
-      c = fmt.kind === 'float' ? quantize(fmt, cc)[0] : cc[0];
-    }
+    yv[0] = y;
+    quantizeSum(fmt, w, yv, { rounding, rng, out: tmp }); // the exact sum w + y, rounded once
+    if (kahan) c = Math.fround((tmp[0] - w[0]) - y); // compensation in fp32 (in the weight format it would be lost)
     w[0] = tmp[0];
   }
   return w[0];
 }
 
-/** One grid cell's outcome. */
-export interface SwallowCell { opt: string; format: string; rounding: string; finalAcc: number; swallowed: number; curve: { step: number; acc: number; swallowed: number }[] }
+/** One grid cell's outcome: means over seeds, the per-seed values, and the first seed's curve. */
+export interface SwallowCell { opt: string; format: string; rounding: string; finalAcc: number; swallowed: number; accs: number[]; swalloweds: number[]; curve: { step: number; acc: number; swallowed: number }[] }
+
+/** "Δ [lo, hi] verdict" of accuracies a against the reference b, in percentage points. */
+export function vsRef(a: number[], b: number[]): string {
+  if (a.length < 2 || b.length < 2) return '–';
+  const w = welch(a, b);
+  const f = (v: number) => `${v >= 0 ? '+' : ''}${(100 * v).toFixed(2)}`;
+  return `${f(w.diff)} [${f(w.lo)}, ${f(w.hi)}]: ${w.lo > 0 ? 'higher' : w.hi < 0 ? 'lower' : 'no significant difference'}`;
+}
 
 const OPTS: { name: string; spec: OptimizerSpec }[] = [
   { name: 'SGD', spec: { kind: 'sgd', lr: 0.1 } },
@@ -45,7 +51,7 @@ const OPTS: { name: string; spec: OptimizerSpec }[] = [
 const GRID_FORMATS: Format[] = [FP32, BF16, FP16, E4M3, fixedFormat(4, 12)];
 
 /** Run the swallow experiment and write its section. */
-export async function labSwallow(o: LabOptions): Promise<{ cells: SwallowCell[]; toy: Record<string, number[]> }> {
+export async function labSwallow(o: LabOptions & { seeds?: number }): Promise<{ cells: SwallowCell[]; toy: Record<string, number[]> }> {
   const log = logger(o);
   const t0 = performance.now();
   const N = 10_000;
@@ -69,17 +75,20 @@ export async function labSwallow(o: LabOptions): Promise<{ cells: SwallowCell[];
   const train = await loadMnist('train', cfg.trainN);
   const test = await loadMnist('test', cfg.testN);
   const cells: SwallowCell[] = [];
-  const run = (opt: OptimizerSpec, prec: PrecisionSpec): RunResult =>
-    runTraining({ hidden: cfg.hidden, opt, prec, train, test, batch: 100, steps: cfg.steps, seed: 1, evalEvery: cfg.evalEvery });
+  const seeds = o.seeds ?? (q ? 3 : 5);
+  // every recipe is run with `seeds` seeds (initial weights, sample order and rounding stream all change with it)
+  const run = (opt: OptimizerSpec, prec: PrecisionSpec): RunResult[] =>
+    Array.from({ length: seeds }, (_, k) => runTraining({ hidden: cfg.hidden, opt, prec: { ...prec, seed: (prec.seed ?? 5) + 100 * k }, train, test, batch: 100, steps: cfg.steps, seed: 1 + k, evalEvery: cfg.evalEvery }));
   const mean = (a: number[]) => (a.length ? a.reduce((s, v) => s + v, 0) / a.length : 0);
+  const swOf = (res: RunResult) => mean(res.curve.slice(1).map((c) => c.swallowed));
   for (const op of OPTS) {
     for (const f of GRID_FORMATS) {
       for (const r of ['nearest', 'stochastic'] as const) {
         if (f.kind === 'fp32' && r === 'stochastic') continue;
-        const res = run(op.spec, { weights: f, rounding: r, seed: 5 });
-        const sw = mean(res.curve.slice(1).map((c) => c.swallowed));
-        cells.push({ opt: op.name, format: f.name, rounding: r, finalAcc: res.finalAcc, swallowed: sw, curve: res.curve.map((c) => ({ step: c.step, acc: c.testAcc, swallowed: c.swallowed })) });
-        log(`swallow ${op.name} ${f.name} ${r}: acc ${pct(res.finalAcc)} swallowed ${pct(sw)} (${res.seconds.toFixed(0)} s)`);
+        const rs = run(op.spec, { weights: f, rounding: r, seed: 5 });
+        const accs = rs.map((x) => x.finalAcc), sws = rs.map(swOf);
+        cells.push({ opt: op.name, format: f.name, rounding: r, finalAcc: meanOf(accs), swallowed: meanOf(sws), accs, swalloweds: sws, curve: rs[0].curve.map((c) => ({ step: c.step, acc: c.testAcc, swallowed: c.swallowed })) });
+        log(`swallow ${op.name} ${f.name} ${r}: acc ${meanSd(accs, 100, 2)} % swallowed ${pct(meanOf(sws))} (${rs.map((x) => x.seconds.toFixed(0)).join('+')} s)`);
       }
     }
   }
@@ -94,14 +103,17 @@ export async function labSwallow(o: LabOptions): Promise<{ cells: SwallowCell[];
     ['fp32', { weights: FP32, rounding: 'nearest' }],
   ];
   const remedyRows: (string | number)[][] = [];
-  const remedyRes: Record<string, { acc: number; swallowed: number }> = {};
+  const remedyRes: Record<string, { acc: number; swallowed: number; accs: number[] }> = {};
+  const remedyAccs: [string, number[], number[]][] = [];
   for (const [name, prec] of remedies) {
-    const res = run(mom, prec);
-    const sw = mean(res.curve.slice(1).map((c) => c.swallowed));
-    remedyRes[name] = { acc: res.finalAcc, swallowed: sw };
-    remedyRows.push([name, pct(res.finalAcc), pct(sw)]);
-    log(`swallow remedy ${name}: acc ${pct(res.finalAcc)}`);
+    const rs = run(mom, prec);
+    const accs = rs.map((x) => x.finalAcc), sws = rs.map(swOf);
+    remedyRes[name] = { acc: meanOf(accs), swallowed: meanOf(sws), accs };
+    remedyAccs.push([name, accs, sws]);
+    log(`swallow remedy ${name}: acc ${meanSd(accs, 100, 2)} %`);
   }
+  const fp32Rem = remedyRes.fp32.accs;
+  for (const [name, accs, sws] of remedyAccs) remedyRows.push([name, `${meanSd(accs, 100, 2)} %`, interval(accs, 100, 2), name === 'fp32' ? '–' : vsRef(accs, fp32Rem), `${meanSd(sws, 100, 1)} %`]);
   // Tiny-gradient regime: the loss is weighted by 1e-5 (and lr multiplied by 1e5), so fp32 training is unchanged but
   // raw gradients sit around fp16's subnormal range.
   const LW = 1e-5;
@@ -114,15 +126,18 @@ export async function labSwallow(o: LabOptions): Promise<{ cells: SwallowCell[];
     ['fp16, dynamic (start 2^24, halve on inf, double after 50 good steps)', { ...fp16All, lossScale: { kind: 'dynamic', init: 2 ** 24, interval: 50 } }],
   ];
   const scaleRows: (string | number)[][] = [];
-  const scaleRes: Record<string, { acc: number; underflow: number; skipped: number; finalScale: number }> = {};
+  const scaleRes: Record<string, { acc: number; underflow: number; skipped: number; finalScale: number; accs: number[] }> = {};
+  let fp32Scale: number[] = [];
   for (const [name, prec] of scaling) {
-    const res = run({ kind: 'sgd', lr: 0.1 / LW }, prec);
-    const uf = mean(res.curve.slice(1).map((c) => c.gradUnderflow));
-    const skipped = res.curve.reduce((s, c) => s + c.skipped, 0);
-    const finalScale = res.curve[res.curve.length - 1].lossScale;
-    scaleRes[name] = { acc: res.finalAcc, underflow: uf, skipped, finalScale };
-    scaleRows.push([name, pct(res.finalAcc), pct(uf), skipped, name.startsWith('fp32') ? '–' : finalScale]);
-    log(`swallow loss-scaling ${name}: acc ${pct(res.finalAcc)} underflow ${pct(uf)} skipped ${skipped}`);
+    const rs = run({ kind: 'sgd', lr: 0.1 / LW }, prec);
+    const accs = rs.map((x) => x.finalAcc);
+    const ufs = rs.map((res) => mean(res.curve.slice(1).map((c) => c.gradUnderflow)));
+    const skipped = rs.map((res) => res.curve.reduce((s, c) => s + c.skipped, 0));
+    const finalScale = rs[0].curve[rs[0].curve.length - 1].lossScale;
+    if (name.startsWith('fp32')) fp32Scale = accs;
+    scaleRes[name] = { acc: meanOf(accs), underflow: meanOf(ufs), skipped: meanOf(skipped), finalScale, accs };
+    scaleRows.push([name, `${meanSd(accs, 100, 2)} %`, name.startsWith('fp32') ? '–' : vsRef(accs, fp32Scale), `${meanSd(ufs, 100, 1)} %`, meanSd(skipped, 1, 1), name.startsWith('fp32') ? '–' : finalScale]);
+    log(`swallow loss-scaling ${name}: acc ${meanSd(accs, 100, 2)} % underflow ${pct(meanOf(ufs))}`);
   }
 
   // --- figures
@@ -130,16 +145,19 @@ export async function labSwallow(o: LabOptions): Promise<{ cells: SwallowCell[];
   for (const c of cells) for (const p of c.curve) pts.push({ x: p.step, y: 100 * p.acc, series: `${c.format} ${c.rounding === 'nearest' ? 'RN' : 'SR'}`, facet: c.opt });
   const figCurves = await figure(lines(pts, { title: 'Test accuracy while training, weights stored in each format (state and gradients fp32)', x: 'step', y: 'test accuracy (%)', facet: 'optimizer', facetSort: OPTS.map((x) => x.name), width: 260, height: 200 }), o.out, SUB, 'swallow-curves', 'learning curves');
   const figBars = await figure(bars(cells.filter((c) => c.format !== 'fp32' || c.rounding === 'nearest').map((c) => ({ cat: `${c.format} ${c.rounding === 'nearest' ? 'RN' : 'SR'}`, y: 100 * c.swallowed, series: c.opt })), { title: 'Share of nonzero updates swallowed (stored weight unchanged)', y: 'swallowed (%)', cat: 'weight format' }), o.out, SUB, 'swallow-fraction', 'swallowed fraction');
-  const gridRows = cells.map((c) => [c.opt, c.format, c.rounding, pct(c.finalAcc), pct(c.swallowed)]);
+  const refOf = (opt: string) => cells.find((c) => c.opt === opt && c.format === 'fp32')!.accs;
+  const gridRows = cells.map((c) => [c.opt, c.format, c.rounding, `${meanSd(c.accs, 100, 2)} %`, interval(c.accs, 100, 2), c.format === 'fp32' ? '–' : vsRef(c.accs, refOf(c.opt)), `${meanSd(c.swalloweds, 100, 1)} %`]);
   const seconds = (performance.now() - t0) / 1000;
   const md = [
     '## swallow — guess (2): are small updates rounded away, and does that stall learning?',
     '',
-    stamp(q, seconds, `MNIST ${cfg.trainN} train / ${cfg.testN} test, MLP 784-${cfg.hidden.join('-')}-10, batch 100, ${cfg.steps} steps per run`),
+    stamp(q, seconds, `MNIST ${cfg.trainN} train / ${cfg.testN} test, MLP 784-${cfg.hidden.join('-')}-10, batch 100, ${cfg.steps} steps per run, ${seeds} seeds per recipe`),
+    '',
+    `Every training row is ${seeds} runs (seeds 1–${seeds}: initial weights, sample order and rounding stream): test accuracy as mean ± s.d., its 95% t-interval, and the difference to fp32 with the same optimizer as a Welch 95% interval in percentage points — "higher"/"lower" only where that interval excludes 0. Overflow: ${[BF16, FP16, E4M3].map(overflowNote).join('; ')} (weights never come near the range limits here).`,
     '',
     `### Toy: start at w = 1 and add Δ ${N.toLocaleString('en')} times, rounding after every addition`,
     '',
-    'RN = round to nearest even, SR = stochastic rounding (one seeded run), Kahan = compensated summation (the lost low part is carried to the next addition).',
+    'RN = round to nearest even, SR = stochastic rounding (one seeded run), Kahan = compensated summation (the lost low part, kept in fp32, is carried to the next addition).',
     '',
     table(['format', 'rounding', ...DELTAS.map((d) => `Δ = ${d}`)], toyRows),
     '',
@@ -151,17 +169,17 @@ export async function labSwallow(o: LabOptions): Promise<{ cells: SwallowCell[];
     '',
     figBars,
     '',
-    table(['optimizer', 'weights', 'rounding', 'final test acc', 'swallowed'], gridRows),
+    table(['optimizer', 'weights', 'rounding', 'test acc (mean ± s.d.)', '95% interval', 'vs fp32: Δ acc [95%]', 'swallowed'], gridRows),
     '',
     '### Remedies (momentum, bf16 weights)',
     '',
-    table(['recipe', 'final test acc', 'swallowed'], remedyRows),
+    table(['recipe', 'test acc (mean ± s.d.)', '95% interval', 'vs fp32: Δ acc [95%]', 'swallowed'], remedyRows),
     '',
     `### fp16 gradients and loss scaling (SGD, loss weighted by ${LW} so gradients are tiny, lr ${0.1 / LW})`,
     '',
     'Forward activations, back-propagated errors and weight gradients are fp16, weights fp16 with an fp32 master copy. "grad underflow" = nonzero weight gradients below fp16\'s smallest subnormal 2^−24, measured on the loss-scaled gradient; a step whose scaled gradients overflow to inf is skipped.',
     '',
-    table(['recipe', 'final test acc', 'grad underflow', 'skipped steps', 'final loss scale'], scaleRows),
+    table(['recipe', 'test acc (mean ± s.d.)', 'vs fp32: Δ acc [95%]', 'grad underflow', 'skipped steps', 'final loss scale (seed 1)'], scaleRows),
   ].join('\n');
   await saveJson(o.out, 'swallow', { quick: q, toy, deltas: DELTAS, cells: cells.map(({ curve: _c, ...r }) => r), remedies: remedyRes, scaling: scaleRes });
   await writeSection(o.out, 'swallow', md);

@@ -2,9 +2,10 @@
 // here on Float32Arrays so every update can be metered (swallowed updates, gradient underflow, overflow).
 import * as tf from '@tensorflow/tfjs-core';
 import type * as tfl from '@tensorflow/tfjs-layers';
-import { FP32, newStats, quantize, smallestPositive, type Format, type QuantStats, type Rounding } from '../src/precision/formats.ts';
+import { FP32, newStats, quantize, type Format, type QuantStats, type Rounding } from '../src/precision/formats.ts';
 import { createRng, type Rng } from '../src/precision/rng.ts';
 import { SlimfitError } from '../src/core/errors.ts';
+import { DelayedScaledSite, DynamicFixedSite, staticSite, type DynamicSpec, type ScaledSpec, type Site } from './dynfixed.ts';
 
 /** The optimizers the lab implements itself. */
 export type OptimizerKind = 'sgd' | 'momentum' | 'adam';
@@ -33,7 +34,7 @@ export interface PrecisionSpec {
   rounding: Rounding;
   /** Keep an fp32 master copy: updates accumulate there; the stored weights are its rounding. */
   master?: boolean;
-  /** Kahan-compensated updates (compensation kept in the weight format when it is a float format, else fp32). */
+  /** Kahan-compensated updates (the compensation is kept in fp32: in the weight format it would lose what it carries). */
   kahan?: boolean;
   /** Format of the (loss-scaled) weight gradients and of back-propagated errors. */
   grads?: Format;
@@ -49,6 +50,16 @@ export interface PrecisionSpec {
   lossWeight?: number;
   /** Seed of the stochastic-rounding stream. */
   seed?: number;
+  /**
+   * Dynamic fixed point (Courbariaux et al. 2014) instead of the formats above for weights, gradients, layer outputs
+   * and back-propagated errors: WL-bit codes with a per-tensor power-of-two scale that follows the overflow rate.
+   */
+  dynamic?: DynamicSpec;
+  /** Format of back-propagated errors (default: `grads`), e.g. E5M2 while weight gradients stay fp32 (FP8 training). */
+  errors?: Format;
+  errorRounding?: Rounding;
+  /** Per-tensor delayed scaling (power-of-two scales from an amax history) for every float format site below fp32. */
+  scaled?: ScaledSpec;
 }
 
 /** Per-variable counters of one step. Fractions are over `updates` (elements whose fp32 update was nonzero). */
@@ -97,6 +108,8 @@ export interface LowPrecisionTrainer {
 
 interface VarState {
   v: tf.Variable;
+  wSite: Site;
+  gSite: Site;
   name: string;
   shape: number[];
   stored: Float32Array;
@@ -124,17 +137,19 @@ function endsInSoftmax(model: tfl.LayersModel): boolean {
 }
 
 /** A differentiable op that rounds its input to `fmt` forward and the incoming error to `gfmt` backward (straight-through). */
-export function quantizeOp(fmt: Format, rounding: Rounding, gfmt: Format | undefined, grounding: Rounding, rng: Rng, stats?: { forward: QuantStats; backward: QuantStats; count: number }): (x: tf.Tensor) => tf.Tensor {
+export function quantizeOp(fmt: Format | Site, rounding: Rounding, gfmt: Format | Site | undefined, grounding: Rounding, rng: Rng, stats?: { forward: QuantStats; backward: QuantStats; count: number }): (x: tf.Tensor) => tf.Tensor {
+  const fs = 'quantize' in fmt ? fmt : staticSite(fmt);
+  const gs = gfmt === undefined ? undefined : 'quantize' in gfmt ? gfmt : gfmt.kind === 'fp32' ? undefined : staticSite(gfmt);
   return tf.customGrad(((x: tf.Tensor) => {
     const v = x.dataSync() as Float32Array;
-    const q = quantize(fmt, v, { rounding, rng, out: new Float32Array(v.length), stats: stats?.forward });
+    const q = fs.quantize(v, { rounding, rng, out: new Float32Array(v.length), stats: stats?.forward });
     if (stats) stats.count += v.length;
     return {
       value: tf.tensor(q, x.shape, 'float32'),
       gradFunc: (dy: tf.Tensor) => {
-        if (!gfmt || gfmt.kind === 'fp32') return dy.clone();
+        if (!gs) return dy.clone();
         const dv = dy.dataSync() as Float32Array;
-        return tf.tensor(quantize(gfmt, dv, { rounding: grounding, rng, out: new Float32Array(dv.length), stats: stats?.backward }), dy.shape, 'float32');
+        return tf.tensor(gs.quantize(dv, { rounding: grounding, rng, out: new Float32Array(dv.length), stats: stats?.backward }), dy.shape, 'float32');
       },
     };
   }) as unknown as Parameters<typeof tf.customGrad>[0]) as (x: tf.Tensor) => tf.Tensor;
@@ -146,20 +161,23 @@ export function createTrainer(model: tfl.LayersModel, opt: OptimizerSpec, prec: 
   const wf = prec.weights;
   const gf = prec.grads ?? FP32;
   const sf = prec.state ?? FP32;
-  const compFormat: Format = wf.kind === 'float' ? wf : FP32;
   const softmaxOut = endsInSoftmax(model);
-  if (prec.activations && prec.activations.kind !== 'fp32' && model.getClassName() !== 'Sequential') {
+  if (((prec.activations && prec.activations.kind !== 'fp32') || prec.dynamic) && model.getClassName() !== 'Sequential') {
     throw new SlimfitError(`activation quantization needs a sequential model (a chain of layers); '${model.name}' is a ${model.getClassName()} graph`, {
       hint: 'quantize weights, gradients and optimizer state only (omit activations), or build the model with tf.sequential',
     });
   }
   const actStats = { forward: newStats(), backward: newStats(), count: 0 };
-  const actOp = prec.activations && prec.activations.kind !== 'fp32'
-    ? quantizeOp(prec.activations, prec.actRounding ?? 'nearest', prec.grads, prec.gradRounding ?? 'nearest', rng, actStats)
+  const dyn = prec.dynamic;
+  const site = (fmt: Format): Site => (dyn ? new DynamicFixedSite(dyn) : prec.scaled && fmt.kind === 'float' ? new DelayedScaledSite(fmt, prec.scaled) : staticSite(fmt));
+  const ef = prec.errors ?? prec.grads;
+  const quantLayers = model.layers.filter((l) => l.getClassName() !== 'InputLayer');
+  // one forward site per layer output (its scale is shared by inference) and one per back-propagated error
+  const fwdSites = (prec.activations && prec.activations.kind !== 'fp32') || dyn ? quantLayers.map(() => site(prec.activations ?? FP32)) : null;
+  const actOps = fwdSites
+    ? fwdSites.map((fs) => quantizeOp(fs, prec.actRounding ?? 'nearest', dyn ? new DynamicFixedSite(dyn) : ef && ef.kind !== 'fp32' ? site(ef) : undefined, prec.errorRounding ?? prec.gradRounding ?? 'nearest', rng, actStats))
     : null;
-  const inferOp = prec.activations && prec.activations.kind !== 'fp32'
-    ? quantizeOp(prec.activations, 'nearest', undefined, 'nearest', rng)
-    : null;
+  const inferOps = fwdSites ? fwdSites.map((fs) => quantizeOp(inferSite(fs), 'nearest', undefined, 'nearest', rng)) : null;
   const ls = prec.lossScale ?? { kind: 'none' };
   let scale = ls.kind === 'static' ? ls.scale : ls.kind === 'dynamic' ? (ls.init ?? 2 ** 15) : 1;
   let goodSteps = 0;
@@ -169,11 +187,12 @@ export function createTrainer(model: tfl.LayersModel, opt: OptimizerSpec, prec: 
   const vars: VarState[] = model.trainableWeights.map((w) => {
     const v = w.read() as tf.Variable;
     const init = (v.dataSync() as Float32Array).slice();
-    const stored = quantize(wf, init);
+    const wSite = site(wf), gSite = site(gf);
+    const stored = wSite.quantize(init, {});
     assignData(v, stored.slice());
     const n = init.length;
     return {
-      v, name: w.name, shape: v.shape, stored,
+      v, name: w.name, shape: v.shape, stored, wSite, gSite,
       master: prec.master ? init : null,
       comp: prec.kahan ? new Float32Array(n) : null,
       m1: opt.kind === 'sgd' ? null : new Float32Array(n),
@@ -183,13 +202,10 @@ export function createTrainer(model: tfl.LayersModel, opt: OptimizerSpec, prec: 
   });
   const tfVars = vars.map((s) => s.v);
 
-  const forward = (x: tf.Tensor, op: ((x: tf.Tensor) => tf.Tensor) | null, training: boolean): tf.Tensor => {
-    if (!op) return model.apply(x, { training }) as tf.Tensor;
+  const forward = (x: tf.Tensor, ops: ((x: tf.Tensor) => tf.Tensor)[] | null, training: boolean): tf.Tensor => {
+    if (!ops) return model.apply(x, { training }) as tf.Tensor;
     let h = x;
-    for (const layer of model.layers) {
-      if (layer.getClassName() === 'InputLayer') continue;
-      h = op(layer.apply(h, { training }) as tf.Tensor);
-    }
+    quantLayers.forEach((layer, k) => { h = ops[k](layer.apply(h, { training }) as tf.Tensor); });
     return h;
   };
   const lossOf = (out: tf.Tensor, y: tf.Tensor): tf.Scalar => softmaxOut
@@ -201,7 +217,7 @@ export function createTrainer(model: tfl.LayersModel, opt: OptimizerSpec, prec: 
     const S = scale * (prec.lossWeight ?? 1);
     actStats.forward = newStats(); actStats.backward = newStats(); actStats.count = 0;
     const { value, grads } = tf.variableGrads(() => {
-      const l = lossOf(forward(x, actOp, true), y);
+      const l = lossOf(forward(x, actOps, true), y);
       return (S !== 1 ? tf.mul(l, S) : l) as tf.Scalar;
     }, tfVars);
     const loss = (value.dataSync()[0]) / S; // the unweighted, unscaled loss
@@ -211,14 +227,14 @@ export function createTrainer(model: tfl.LayersModel, opt: OptimizerSpec, prec: 
     // 1. gradients: scaled values rounded to the gradient format, then unscaled in fp32
     for (const s of vars) {
       const raw = grads[s.v.name].dataSync() as Float32Array;
-      const minPos = smallestPositive(gf);
+      const minPos = s.gSite.minPositive();
       let nz = 0, under = 0;
       for (let i = 0; i < raw.length; i++) {
         const a = Math.abs(raw[i]);
         if (a !== 0) { nz++; if (a < minPos) under++; }
       }
       const st = newStats();
-      quantize(gf, raw, { rounding: prec.gradRounding ?? 'nearest', rng, out: s.g, stats: st });
+      s.gSite.quantize(raw, { rounding: prec.gradRounding ?? 'nearest', rng, out: s.g, stats: st });
       gStats.push(st);
       const inv = 1 / scale; // undo the loss scale only (the loss weight is part of the objective)
       const g = s.g;
@@ -262,19 +278,17 @@ export function createTrainer(model: tfl.LayersModel, opt: OptimizerSpec, prec: 
       const comp = s.comp;
       const base = s.master ?? old;
       if (comp) for (let i = 0; i < n; i++) d[i] -= comp[i]; // y = delta - c
-      for (let i = 0; i < n; i++) target[i] = base[i] + d[i];
       const wst = newStats();
       let next: Float32Array;
       if (s.master) {
+        for (let i = 0; i < n; i++) target[i] = base[i] + d[i]; // one float32 rounding of the exact sum
         if (comp) for (let i = 0; i < n; i++) comp[i] = (target[i] - s.master[i]) - d[i];
         s.master.set(target);
-        next = quantize(wf, s.master, { rounding: prec.rounding, rng, out: new Float32Array(n), stats: wst });
+        next = s.wSite.quantize(s.master, { rounding: prec.rounding, rng, out: new Float32Array(n), stats: wst });
       } else {
-        next = quantize(wf, target, { rounding: prec.rounding, rng, out: new Float32Array(n), stats: wst });
-        if (comp) {
-          for (let i = 0; i < n; i++) comp[i] = (next[i] - old[i]) - d[i];
-          if (compFormat.kind !== 'fp32') quantize(compFormat, comp, { out: comp });
-        }
+        // the exact sum w + delta rounded once to the weight format (no float32 rounding in between)
+        next = s.wSite.quantizeSum(old, d, { rounding: prec.rounding, rng, out: new Float32Array(n), stats: wst });
+        if (comp) for (let i = 0; i < n; i++) comp[i] = (next[i] - old[i]) - d[i]; // fp32 compensation
       }
       let upd = 0, sw = 0;
       for (let i = 0; i < n; i++) if (d[i] !== 0 || (comp !== null && comp[i] !== 0)) { upd++; if (next[i] === old[i]) sw++; }
@@ -290,7 +304,7 @@ export function createTrainer(model: tfl.LayersModel, opt: OptimizerSpec, prec: 
     model,
     step,
     predict: (x) => tf.tidy(() => {
-      const out = forward(x, inferOp, false);
+      const out = forward(x, inferOps, false);
       return softmaxOut ? out : tf.softmax(out);
     }),
     lossScale: () => scale,
@@ -303,8 +317,20 @@ export function createTrainer(model: tfl.LayersModel, opt: OptimizerSpec, prec: 
 export function bytesPerParam(prec: Pick<PrecisionSpec, 'weights' | 'master' | 'kahan' | 'state'>, opt: OptimizerKind): { weights: number; master: number; kahan: number; state: number; total: number } {
   const weights = prec.weights.bits / 8;
   const master = prec.master ? 4 : 0;
-  const kahan = prec.kahan ? (prec.weights.kind === 'float' ? prec.weights.bits / 8 : 4) : 0;
+  const kahan = prec.kahan ? 4 : 0;
   const slots = opt === 'sgd' ? 0 : opt === 'momentum' ? 1 : 2;
   const state = slots * (prec.state ?? FP32).bits / 8;
   return { weights, master, kahan, state, total: weights + master + kahan + state };
+}
+
+/** A site for inference that rounds like `fs` (a dynamic site: at its current scale) without adapting it. */
+function inferSite(fs: Site): Site {
+  if (fs instanceof DelayedScaledSite) return { ...fs, quantize: (x, o) => fs.quantizeFrozen(x, o), quantizeSum: (a, b, o) => fs.quantizeSum(a, b, o), minPositive: () => fs.minPositive(), describe: () => fs.describe() };
+  if (!(fs instanceof DynamicFixedSite)) return fs;
+  return {
+    quantize: (x, o) => new DynamicFixedSite({ ...fs.spec, initFl: fs.fl, maxOverflowRate: Infinity }).quantize(x, o),
+    quantizeSum: (a, b, o) => fs.quantizeSum(a, b, o),
+    minPositive: () => fs.minPositive(),
+    describe: () => fs.describe(),
+  };
 }

@@ -61,3 +61,21 @@ test('numpy GEMM peer reports float64/float32/float16 rows with ratios to float3
   assert.equal(rows[1].ratio, 1);
   assert.match(table(['a', 'b'], [[1, 0.123456]]), /\| 1 \| 0\.1235 \|/);
 });
+
+test('Kahan with the compensation in fp32 keeps the sum even in E4M3 (the review: in-format compensation gave 8 of 101)', () => {
+  // w = 1 plus 0.01 ten thousand times = 101; E4M3 cannot hold 101 exactly (96 or 104), the compensated sum lands on a neighbour
+  const k = accumulate(E4M3, 1e-2, 10_000, 'nearest', true);
+  assert.ok(k === 96 || k === 104, `e4m3 + Kahan ${k}`);
+  assert.equal(accumulate(E4M3, 1e-2, 10_000, 'nearest'), 1);
+});
+
+test('finite-time Lyapunov fit: the slope of ln d over the growth phase, saturated points left out', async () => {
+  const { lyapunov, countDiffering } = await import('../lab/chaos.ts');
+  const pts = Array.from({ length: 20 }, (_, i) => ({ step: 30 * (i + 1), d: Math.min(1e-7 * Math.exp(0.03 * 30 * (i + 1)), 0.5) }));
+  const f = lyapunov(pts, 0.05);
+  assert.ok(Math.abs(f.lambda - 0.03) < 1e-9, String(f.lambda));
+  assert.ok(f.points < 20);
+  assert.ok(Number.isNaN(lyapunov(pts.slice(0, 2), 1).lambda));
+  assert.equal(countDiffering([Float32Array.of(1, NaN)], [Float32Array.of(1, NaN)]), 0);
+  assert.equal(countDiffering([Float32Array.of(0)], [Float32Array.of(-0)]), 1);
+});

@@ -5,8 +5,8 @@ import { readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { py, tempDir } from '../dev/helpers.ts';
 import {
-  BF16, E4M3, E5M2, FP16, FP32, decode, encode, fixedFormat, floatFormat, int8Format, newStats, parseFormat, quantize,
-  quantizeScalar, type FloatFormat,
+  BF16, CANONICAL_NAN_BITS, E4M3, E5M2, FP16, FP32, decode, encode, fixedFormat, floatFormat, int8Format, newStats, overflowNote,
+  parseFormat, quantize, quantizeF64, quantizeScalar, quantizeSum, withOverflow, type FloatFormat, type Format,
 } from '../src/precision/formats.ts';
 import { createRng } from '../src/precision/rng.ts';
 
@@ -82,7 +82,8 @@ np.arange(65536, dtype=np.uint32).astype('<u2').view(np.float16).astype(np.float
       if (d[c] !== d[c]) assert.ok(Number.isNaN(new Float32Array(ref.buffer)[c]));
       else assert.equal(du[c], ref[c], `code ${c.toString(16)}`);
     }
-    assert.deepEqual(Array.from(encode(FP16, d)), Array.from(codes));
+    const enc = encode(FP16, d);
+    for (let c = 0; c < 65536; c++) assert.equal(enc[c], (c & 0x7c00) === 0x7c00 && (c & 0x3ff) ? 0x7e00 : c, `code ${c.toString(16)}`);
   } finally { cleanup(); }
 });
 
@@ -113,8 +114,10 @@ for (const [fmt, name, max, nanCodes] of [[E4M3, 'e4m3', 448, 2], [E5M2, 'e5m2',
     assert.equal(nan, nanCodes);
     assert.equal(fmt.maxFinite, max);
     assert.equal(Math.max(...spec.filter(Number.isFinite)), max);
-    // identity on every code, NaN codes included (decode keeps NaN sign and payload)
-    assert.deepEqual(Array.from(encode(fmt, d)), Array.from(codes));
+    // identity on every non-NaN code; every NaN code decodes to the canonical NaN and re-encodes to the canonical code
+    const canon = name === 'e4m3' ? 0x7f : 0x7e;
+    assert.deepEqual(Array.from(encode(fmt, d)), Array.from(codes).map((c) => (Number.isNaN(spec[c]) ? canon : c)));
+    for (let c = 0; c < 256; c++) if (Number.isNaN(spec[c])) assert.equal(u32of(d)[c], CANONICAL_NAN_BITS);
   });
 
   test(`${name}: round-to-nearest-even matches a brute-force nearest search over the spec values`, () => {
@@ -134,7 +137,7 @@ for (const [fmt, name, max, nanCodes] of [[E4M3, 'e4m3', 448, 2], [E5M2, 'e5m2',
     }
     const q = quantize(fmt, x);
     const pos = spec.slice(0, 128).filter(Number.isFinite) as number[];
-    // the next power of two beyond max is where IEEE-style rounding would land (inf for e5m2, saturate for e4m3)
+    // the next grid point beyond max is where rounding lands on overflow (inf for e5m2, NaN for e4m3: OCP non-saturating)
     const beyond = name === 'e5m2' ? 65536 : 480;
     for (let i = 0; i < n; i++) {
       const a = Math.abs(x[i]);
@@ -145,8 +148,7 @@ for (const [fmt, name, max, nanCodes] of [[E4M3, 'e4m3', 448, 2], [E5M2, 'e5m2',
       }
       let want = pos[best];
       const dBeyond = beyond - a;
-      if (dBeyond < bestD || (dBeyond === bestD && (best & 1) === 1)) want = name === 'e5m2' ? Infinity : max;
-      if (name === 'e4m3' && a > max) want = max; // OCP saturation mode
+      if (dBeyond < bestD || (dBeyond === bestD && (best & 1) === 1)) want = name === 'e5m2' ? Infinity : NaN;
       want *= Math.sign(x[i]) || 1;
       assert.ok(Object.is(q[i], want) || (want === 0 && q[i] === 0), `x=${x[i]}: got ${q[i]}, want ${want}`);
     }
@@ -283,10 +285,22 @@ test('overflow, underflow and NaN are counted; fp32 is the identity', () => {
   const st = newStats();
   quantize(FP16, Float32Array.of(7e4, -1e5, 1e-9, 2 ** -25, 2 ** -24, NaN, 1), { stats: st });
   assert.deepEqual({ ...st }, { overflow: 2, underflow: 2, nan: 1 });
+  // overflow is explicit: E4M3 defaults to NaN (no inf; OCP non-saturating, as ml_dtypes), saturation on request
   const st8 = newStats();
-  const q = quantize(E4M3, Float32Array.of(1000, -1e6, Infinity), { stats: st8 });
-  assert.deepEqual(Array.from(q), [448, -448, 448]);
+  const q = quantize(E4M3, Float32Array.of(1000, -1e6, Infinity, 460), { stats: st8 });
+  assert.deepEqual(Array.from(q), [NaN, NaN, NaN, 448]);
   assert.equal(st8.overflow, 2);
+  assert.deepEqual(Array.from(quantize(E4M3, Float32Array.of(1000, -1e6, Infinity), { overflow: 'saturate' })), [448, -448, 448]);
+  assert.deepEqual(Array.from(quantize(withOverflow(E4M3, 'saturate'), Float32Array.of(-1000))), [-448]);
+  assert.equal(parseFormat('e4m3:sat').name, 'e4m3(sat)');
+  assert.equal((parseFormat('fp16:sat') as FloatFormat).overflow, 'saturate');
+  assert.deepEqual(Array.from(quantize(parseFormat('fp16:sat'), Float32Array.of(1e6, -Infinity))), [65504, -Infinity]);
+  assert.deepEqual(Array.from(quantize(E5M2, Float32Array.of(1e6, -1e6))), [Infinity, -Infinity]);
+  assert.deepEqual(Array.from(quantize(FP16, Float32Array.of(1e6), { overflow: 'nan' })), [NaN]);
+  assert.throws(() => withOverflow(E4M3, 'inf'), /no infinity/);
+  assert.throws(() => quantizeScalar(E4M3, 1, 'nearest', undefined, { overflow: 'inf' }), /no infinity/);
+  assert.throws(() => parseFormat('fixed<4,4>:sat'), /float formats only/);
+  assert.match(overflowNote(E4M3), /NaN/);
   const x = Float32Array.of(1.1, 2 ** -149, -3e38);
   assert.deepEqual(quantize(FP32, x), x);
 });
@@ -300,4 +314,159 @@ test('quantize in place and into an output agree; length mismatch is refused', (
   assert.deepEqual(inPlace, out);
   assert.throws(() => quantize(BF16, x, { out: new Float32Array(3) }), /length/);
   assert.throws(() => quantize(BF16, x, { rounding: 'stochastic' }), /rng/);
+});
+
+test('NaN payloads are canonicalized: every format returns the one positive quiet NaN, encode the canonical code', () => {
+  const bits = Uint32Array.of(0x7f800001, 0xffc00000, 0x7fbfffff, 0xffffffff, 0x7fc12345);
+  const x = new Float32Array(bits.buffer);
+  for (const f of [FP32, FP16, BF16, E4M3, E5M2, fixedFormat(8, 8), int8Format(0.5)] as Format[]) {
+    const st = newStats();
+    const q = u32of(quantize(f, x, { stats: st }));
+    assert.deepEqual(Array.from(q), Array.from(bits, () => CANONICAL_NAN_BITS), f.name);
+    assert.equal(st.nan, 5);
+  }
+  assert.deepEqual(Array.from(encode(FP16, x)), [0x7e00, 0x7e00, 0x7e00, 0x7e00, 0x7e00]);
+  assert.deepEqual(Array.from(encode(BF16, x)), [0x7fc0, 0x7fc0, 0x7fc0, 0x7fc0, 0x7fc0]);
+  assert.deepEqual(Array.from(encode(E4M3, x)), [0x7f, 0x7f, 0x7f, 0x7f, 0x7f]);
+  assert.deepEqual(Array.from(u32of(decode(FP16, Uint16Array.of(0xfe01, 0x7c01)))), [CANONICAL_NAN_BITS, CANONICAL_NAN_BITS]);
+  assert.ok(Number.isNaN(quantizeScalar(BF16, NaN)));
+});
+
+/** An exact (Fraction) python reference for rounding a real number once to float(E,M) or fixed point. */
+const PY_EXACT = `import numpy as np, sys, json
+from fractions import Fraction as F
+def flo(x, E, M, fn, over, mode):
+    if x != x: return float('nan')
+    bias = 2**(E-1) - 1; emin = 1 - bias
+    mx = (2 - F(2, 2**M)) * F(2)**(2**E - 1 - bias) if fn else (2 - F(1, 2**M)) * F(2)**(2**E - 2 - bias)
+    if x == 0: return 0.0
+    s = -1 if x < 0 else 1; a = abs(x)
+    e = a.numerator.bit_length() - a.denominator.bit_length()
+    if F(2)**e > a: e -= 1
+    e = max(e, emin); qu = F(2)**(e - M); q = a / qu; k = q.numerator // q.denominator; fr = q - k
+    if mode == 'nearest' and (fr > F(1, 2) or (fr == F(1, 2) and k % 2 == 1)): k += 1
+    r = k * qu
+    if r > mx:
+        if mode == 'zero' or over == 'saturate': return s * float(mx)
+        return s * float('inf') if over == 'inf' else float('nan')
+    return s * float(r)
+def fix(x, fl, mode):
+    y = x * 2**fl; k = y.numerator // y.denominator; fr = y - k
+    if mode == 'nearest' and (fr > F(1, 2) or (fr == F(1, 2) and k % 2 == 1)): k += 1
+    if mode == 'zero' and fr != 0 and y < 0: k += 1
+    return float(min(max(k, -2**15), 2**15 - 1) / F(2**fl))
+a = np.fromfile(sys.argv[1], dtype='<f8'); b = np.fromfile(sys.argv[2], dtype='<f8')
+spec = json.loads(sys.argv[3]); out = {}
+for name, E, M, fn, over, fl, mode in spec:
+    xs = [F(float(u)) + F(float(v)) for u, v in zip(a, b)]
+    out[name + '/' + mode] = [flo(x, E, M, fn, over, mode) if fl is None else fix(x, fl, mode) for x in xs]
+print(json.dumps(out).replace('NaN', '"nan"').replace('-Infinity', '"-inf"').replace('Infinity', '"inf"'))`;
+
+/** Doubles (and float32 pairs) that sit on or a hair off the rounding boundaries of fp16 / bf16 / e4m3 / e5m2 / fixed. */
+function boundaryDoubles(n: number, seed: number, man: number, emin: number, emax: number): number[] {
+  const rng = createRng(seed);
+  const v: number[] = [];
+  for (let i = 0; i < n; i++) {
+    const e = emin - man - 2 + Math.floor(rng.uniform() * (emax - emin + man + 4));
+    const k = 2 ** man + Math.floor(rng.uniform() * 2 ** man);
+    const tie = (k + 0.5) * 2 ** (e - man); // a midpoint between two neighbours (or beyond the range)
+    const off = [0, 2 ** -30, -(2 ** -30), 2 ** -45, -(2 ** -45), 2 ** -52, rng.uniform() - 0.5][i % 7] * 2 ** (e - man);
+    v.push((rng.uniform() < 0.5 ? -1 : 1) * (tie + off));
+  }
+  return v;
+}
+
+test('doubles are rounded once: quantizeScalar/quantizeF64 match numpy (fp16, float32) and an exact Fraction reference (bf16, fp8, fixed)', () => {
+  // the two cases from the review
+  assert.equal(quantizeScalar(FP16, 1 + 2 ** -11 + 2 ** -40), 1.0009765625);
+  assert.equal(Number(py('import numpy as np; print(float(np.float16(1 + 2**-11 + 2**-40)))')), 1.0009765625);
+  assert.equal(quantizeScalar(BF16, 1 + 2 ** -8 + 2 ** -30), 1.0078125);
+  assert.equal(quantizeScalar(BF16, 1 + 2 ** -8), 1); // the exact tie still goes to even
+  const { dir, cleanup } = tempDir();
+  try {
+    const x = Float64Array.from([...boundaryDoubles(6000, 1, 10, -14, 16), ...boundaryDoubles(2000, 2, 23, -126, 128), 1e300, -1e-300, 0, -0, 65520, 65519.99, 2 ** -25, 2 ** -25 + 2 ** -60]);
+    writeFileSync(join(dir, 'x.bin'), x);
+    writeFileSync(join(dir, 'z.bin'), new Float64Array(x.length));
+    py(`import numpy as np, sys
+x = np.fromfile(sys.argv[1], dtype='<f8')
+with np.errstate(all='ignore'):
+    x.astype(np.float16).view('<u2').tofile(sys.argv[2]); x.astype(np.float32).view('<u4').tofile(sys.argv[3])`, [join(dir, 'x.bin'), join(dir, 'h.bin'), join(dir, 'f.bin')]);
+    const h = decode(FP16, new Uint16Array(readFileSync(join(dir, 'h.bin')).buffer.slice(0)));
+    const f = new Float32Array(readFileSync(join(dir, 'f.bin')).buffer.slice(0));
+    const ours16 = quantizeF64(FP16, x), ours32 = quantizeF64(FP32, x);
+    let viaF32Differs = 0;
+    for (let i = 0; i < x.length; i++) {
+      assert.ok(Object.is(ours16[i], h[i]), `fp16 ${x[i]}: ours ${ours16[i]} numpy ${h[i]}`);
+      assert.ok(Object.is(ours32[i], f[i]), `fp32 ${x[i]}: ours ${ours32[i]} numpy ${f[i]}`);
+      if (!Object.is(quantize(FP16, Float32Array.of(x[i]))[0], h[i])) viaF32Differs++;
+    }
+    assert.ok(viaF32Differs > 100, `the sample must contain double-rounding cases (${viaF32Differs})`);
+    // bf16, e4m3 (NaN and saturating), e5m2, fixed point: exact rational reference, nearest and toward zero
+    const y = Float64Array.from([...boundaryDoubles(600, 3, 7, -126, 128), ...boundaryDoubles(600, 4, 3, -6, 9), ...boundaryDoubles(600, 5, 2, -14, 17), ...boundaryDoubles(600, 6, 8, -8, 8)]);
+    writeFileSync(join(dir, 'y.bin'), y);
+    writeFileSync(join(dir, 'yz.bin'), new Float64Array(y.length));
+    const cases: [string, Format, number, number, boolean, string, number | null][] = [
+      ['bf16', BF16, 8, 7, false, 'inf', null], ['e4m3', E4M3, 4, 3, true, 'nan', null], ['e4m3sat', withOverflow(E4M3, 'saturate'), 4, 3, true, 'saturate', null],
+      ['e5m2', E5M2, 5, 2, false, 'inf', null], ['fx8', fixedFormat(8, 8), 0, 0, false, '', 8],
+    ];
+    const spec = cases.flatMap(([name, , E, M, fn, over, fl]) => ['nearest', 'zero'].map((mode) => [name, E, M, fn, over, fl, mode]));
+    const ref = JSON.parse(py(PY_EXACT, [join(dir, 'y.bin'), join(dir, 'yz.bin'), JSON.stringify(spec)])) as Record<string, (number | string)[]>;
+    const val = (v: number | string) => (v === 'nan' ? NaN : v === 'inf' ? Infinity : v === '-inf' ? -Infinity : (v as number));
+    for (const [name, fmt] of cases) {
+      for (const mode of ['nearest', 'zero'] as const) {
+        const want = ref[`${name}/${mode}`].map(val);
+        const got = quantizeF64(fmt, y, { rounding: mode });
+        for (let i = 0; i < y.length; i++) assert.ok(Object.is(got[i], want[i]) || (got[i] === 0 && want[i] === 0 && fmt.kind === 'fixed'), `${name} ${mode} ${y[i]}: ours ${got[i]} exact ${want[i]}`);
+      }
+    }
+  } finally { cleanup(); }
+});
+
+test('quantizeSum rounds the exact sum of two float32 values once (TwoSum), as the Fraction reference', () => {
+  const { dir, cleanup } = tempDir();
+  try {
+    const rng = createRng(8);
+    const n = 3000;
+    const a = new Float32Array(n), b = new Float32Array(n);
+    for (let i = 0; i < n; i++) {
+      // a weight on the format's grid plus half a step (a tie), and an update that breaks the tie by far less than a
+      // float32 ulp of the sum (so float32 or double addition followed by rounding lands on the tie)
+      const e = Math.floor(rng.uniform() * 12) - 6;
+      const w = (1 + Math.floor(rng.uniform() * 128) / 128) * 2 ** e;
+      a[i] = (rng.uniform() < 0.5 ? -1 : 1) * w;
+      const half = 2 ** (e - 8) * (rng.uniform() < 0.5 ? 1 : 0.5);
+      b[i] = Math.sign(a[i]) * half + [0, 2 ** -50, -(2 ** -50), 2 ** -30 * rng.normal(), rng.normal() * half][i % 5] * 2 ** e;
+    }
+    writeFileSync(join(dir, 'a.bin'), Float64Array.from(a));
+    writeFileSync(join(dir, 'b.bin'), Float64Array.from(b));
+    const cases: [string, Format, number, number, boolean, string, number | null][] = [
+      ['bf16', BF16, 8, 7, false, 'inf', null], ['fp16', FP16, 5, 10, false, 'inf', null], ['e4m3', E4M3, 4, 3, true, 'nan', null], ['fx', fixedFormat(8, 8), 0, 0, false, '', 8],
+    ];
+    const spec = cases.flatMap(([name, , E, M, fn, over, fl]) => ['nearest', 'zero'].map((mode) => [name, E, M, fn, over, fl, mode]));
+    const ref = JSON.parse(py(PY_EXACT, [join(dir, 'a.bin'), join(dir, 'b.bin'), JSON.stringify(spec)])) as Record<string, (number | string)[]>;
+    let doubleRounded = 0;
+    for (const [name, fmt] of cases) {
+      for (const mode of ['nearest', 'zero'] as const) {
+        const want = ref[`${name}/${mode}`].map((v) => (v === 'nan' ? NaN : v === 'inf' ? Infinity : v === '-inf' ? -Infinity : (v as number)));
+        const got = quantizeSum(fmt, a, b, { rounding: mode });
+        const naive = quantize(fmt, Float32Array.from(a, (v, i) => v + b[i]), { rounding: mode });
+        for (let i = 0; i < n; i++) {
+          assert.ok(Object.is(got[i], want[i]) || (got[i] === 0 && want[i] === 0), `${name} ${mode}: ${a[i]} + ${b[i]}: ours ${got[i]} exact ${want[i]}`);
+          if (!Object.is(naive[i], want[i])) doubleRounded++;
+        }
+      }
+    }
+    assert.ok(doubleRounded > 200, `float32 sum then rounding differs in ${doubleRounded} cases (the test must exercise them)`);
+    // in place, and stochastic rounding of a sum stays unbiased
+    const w = Float32Array.of(1, 1);
+    quantizeSum(BF16, w, Float32Array.of(2 ** -8 + 2 ** -30, -(2 ** -9) - 2 ** -30), { out: w });
+    assert.deepEqual(Array.from(w), [1.0078125, 1 - 2 ** -8]);
+    const m = 100_000;
+    const ones = new Float32Array(m).fill(1), d = new Float32Array(m).fill(2 ** -10 + 2 ** -40);
+    const q = quantizeSum(BF16, ones, d, { rounding: 'stochastic', rng: createRng(4) });
+    let sum = 0;
+    for (let i = 0; i < m; i++) sum += q[i] - 1;
+    const p = (2 ** -10 + 2 ** -40) / 2 ** -7;
+    assert.ok(Math.abs(sum / m - 2 ** -10) < 5 * 2 ** -7 * Math.sqrt(p * (1 - p) / m), `mean ${sum / m}`);
+  } finally { cleanup(); }
 });

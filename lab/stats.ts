@@ -1,0 +1,116 @@
+// Small statistics for the lab's tables: mean, sample s.d., Student-t 95% intervals, and Welch's interval of a difference.
+
+/** Arithmetic mean (NaN for no values). */
+export function mean(x: readonly number[]): number {
+  return x.length ? x.reduce((s, v) => s + v, 0) / x.length : NaN;
+}
+
+/** Sample standard deviation (n - 1 denominator; NaN below two values). */
+export function sd(x: readonly number[]): number {
+  if (x.length < 2) return NaN;
+  const m = mean(x);
+  return Math.sqrt(x.reduce((s, v) => s + (v - m) ** 2, 0) / (x.length - 1));
+}
+
+function logGamma(z: number): number {
+  // Lanczos (g = 7, n = 9)
+  const c = [0.99999999999980993, 676.5203681218851, -1259.1392167224028, 771.32342877765313, -176.61502916214059, 12.507343278686905, -0.13857109526572012, 9.9843695780195716e-6, 1.5056327351493116e-7];
+  if (z < 0.5) return Math.log(Math.PI / Math.sin(Math.PI * z)) - logGamma(1 - z);
+  z -= 1;
+  let x = c[0];
+  for (let i = 1; i < 9; i++) x += c[i] / (z + i);
+  const t = z + 7.5;
+  return 0.5 * Math.log(2 * Math.PI) + (z + 0.5) * Math.log(t) - t + Math.log(x);
+}
+
+/** Continued fraction of the regularized incomplete beta function (modified Lentz). */
+function betacf(a: number, b: number, x: number): number {
+  const tiny = 1e-300;
+  let c = 1, d = 1 - ((a + b) * x) / (a + 1);
+  if (Math.abs(d) < tiny) d = tiny;
+  d = 1 / d;
+  let h = d;
+  for (let m = 1; m <= 300; m++) {
+    const m2 = 2 * m;
+    let aa = (m * (b - m) * x) / ((a + m2 - 1) * (a + m2));
+    d = 1 + aa * d; if (Math.abs(d) < tiny) d = tiny; c = 1 + aa / c; if (Math.abs(c) < tiny) c = tiny; d = 1 / d; h *= d * c;
+    aa = (-(a + m) * (a + b + m) * x) / ((a + m2) * (a + m2 + 1));
+    d = 1 + aa * d; if (Math.abs(d) < tiny) d = tiny; c = 1 + aa / c; if (Math.abs(c) < tiny) c = tiny; d = 1 / d;
+    const del = d * c;
+    h *= del;
+    if (Math.abs(del - 1) < 1e-15) break;
+  }
+  return h;
+}
+
+/** Regularized incomplete beta I_x(a, b). */
+function ibeta(x: number, a: number, b: number): number {
+  if (x <= 0) return 0;
+  if (x >= 1) return 1;
+  const bt = Math.exp(logGamma(a + b) - logGamma(a) - logGamma(b) + a * Math.log(x) + b * Math.log(1 - x));
+  return x < (a + 1) / (a + b + 2) ? (bt * betacf(a, b, x)) / a : 1 - (bt * betacf(b, a, 1 - x)) / b;
+}
+
+/** Student-t cumulative distribution P(T <= t) with `df` degrees of freedom (df may be fractional, as Welch's). */
+export function tCdf(t: number, df: number): number {
+  const p = 0.5 * ibeta(df / (df + t * t), df / 2, 0.5);
+  return t >= 0 ? 1 - p : p;
+}
+
+/** Student-t quantile: the t with P(T <= t) = p (bisection on tCdf; |error| < 1e-10). */
+export function tQuantile(p: number, df: number): number {
+  if (!(p > 0 && p < 1) || !(df > 0)) return NaN;
+  let lo = -1e3, hi = 1e3;
+  for (let i = 0; i < 200 && hi - lo > 1e-12; i++) {
+    const mid = (lo + hi) / 2;
+    if (tCdf(mid, df) < p) lo = mid; else hi = mid;
+  }
+  return (lo + hi) / 2;
+}
+
+/** Summary of one cell: n, mean, s.d. and the two-sided 95% t-interval of the mean. */
+export interface Summary { n: number; mean: number; sd: number; lo: number; hi: number }
+
+/** Mean, s.d. and 95% t-interval of `x` (interval NaN below two values). */
+export function summarize(x: readonly number[]): Summary {
+  const m = mean(x), s = sd(x), n = x.length;
+  const h = n >= 2 ? tQuantile(0.975, n - 1) * s / Math.sqrt(n) : NaN;
+  return { n, mean: m, sd: s, lo: m - h, hi: m + h };
+}
+
+/** Welch's comparison of two samples: difference of means a - b, its 95% interval, t, df and two-sided p. */
+export interface Welch { diff: number; lo: number; hi: number; t: number; df: number; p: number }
+
+/** Welch's unequal-variance t-test and 95% interval of mean(a) - mean(b). */
+export function welch(a: readonly number[], b: readonly number[]): Welch {
+  const va = sd(a) ** 2 / a.length, vb = sd(b) ** 2 / b.length;
+  const diff = mean(a) - mean(b);
+  const se = Math.sqrt(va + vb);
+  if (se === 0) return { diff, lo: diff, hi: diff, t: diff === 0 ? 0 : Math.sign(diff) * Infinity, df: a.length + b.length - 2, p: diff === 0 ? 1 : 0 };
+  const df = (va + vb) ** 2 / (va ** 2 / (a.length - 1) + vb ** 2 / (b.length - 1));
+  const t = diff / se;
+  const h = tQuantile(0.975, df) * se;
+  return { diff, lo: diff - h, hi: diff + h, t, df, p: 2 * tCdf(-Math.abs(t), df) };
+}
+
+/**
+ * A verdict only where the gap exceeds its uncertainty: 'higher' / 'lower' when the 95% interval of mean(a) - mean(b)
+ * excludes 0, else 'no significant difference'.
+ */
+export function verdict(a: readonly number[], b: readonly number[]): 'higher' | 'lower' | 'no significant difference' {
+  if (a.length < 2 || b.length < 2) return 'no significant difference';
+  const w = welch(a, b);
+  return w.lo > 0 ? 'higher' : w.hi < 0 ? 'lower' : 'no significant difference';
+}
+
+/** "m ± sd" of values scaled by `scale` (e.g. 100 for percent), with `digits` decimals. */
+export function meanSd(x: readonly number[], scale = 1, digits = 2): string {
+  const s = summarize(x);
+  return x.length < 2 ? `${(scale * s.mean).toFixed(digits)} (n=${x.length})` : `${(scale * s.mean).toFixed(digits)} ± ${(scale * s.sd).toFixed(digits)}`;
+}
+
+/** "[lo, hi]" 95% interval of the mean, scaled. */
+export function interval(x: readonly number[], scale = 1, digits = 2): string {
+  const s = summarize(x);
+  return x.length < 2 ? '–' : `[${(scale * s.lo).toFixed(digits)}, ${(scale * s.hi).toFixed(digits)}]`;
+}

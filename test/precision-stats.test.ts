@@ -1,0 +1,31 @@
+// The lab's statistics against scipy (an independent client): t quantiles and CDF, intervals, Welch's test.
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import { py } from '../dev/helpers.ts';
+import { summarize, tCdf, tQuantile, verdict, welch, meanSd, interval } from '../lab/stats.ts';
+
+test('t quantiles, CDF, 95% intervals and Welch match scipy.stats', () => {
+  const dfs = [1, 2, 3, 4, 5, 7.5, 10, 29, 100, 1000];
+  const ref = JSON.parse(py(`import json, scipy.stats as st, numpy as np
+dfs = ${JSON.stringify(dfs)}
+a = [0.951, 0.948, 0.955, 0.949, 0.952]; b = [0.931, 0.937, 0.928]
+w = st.ttest_ind(a, b, equal_var=False)
+va, vb = np.var(a, ddof=1) / len(a), np.var(b, ddof=1) / len(b)
+df = (va + vb)**2 / (va**2 / (len(a) - 1) + vb**2 / (len(b) - 1))
+m = np.mean(a); h = st.t.ppf(0.975, len(a) - 1) * st.sem(a)
+print(json.dumps({'q': [st.t.ppf(0.975, d) for d in dfs], 'c': [st.t.cdf(-1.7, d) for d in dfs], 'wt': w.statistic, 'wp': w.pvalue, 'df': df, 'lo': m - h, 'hi': m + h}))`)) as { q: number[]; c: number[]; wt: number; wp: number; df: number; lo: number; hi: number };
+  dfs.forEach((d, i) => {
+    assert.ok(Math.abs(tQuantile(0.975, d) - ref.q[i]) < 1e-8, `q df=${d}: ${tQuantile(0.975, d)} vs ${ref.q[i]}`);
+    assert.ok(Math.abs(tCdf(-1.7, d) - ref.c[i]) < 1e-10, `cdf df=${d}`);
+  });
+  const a = [0.951, 0.948, 0.955, 0.949, 0.952], b = [0.931, 0.937, 0.928];
+  const w = welch(a, b);
+  assert.ok(Math.abs(w.t - ref.wt) < 1e-9 && Math.abs(w.p - ref.wp) < 1e-9 && Math.abs(w.df - ref.df) < 1e-9, JSON.stringify({ w, ref }));
+  const s = summarize(a);
+  assert.ok(Math.abs(s.lo - ref.lo) < 1e-12 && Math.abs(s.hi - ref.hi) < 1e-12);
+  assert.equal(verdict(a, b), 'higher');
+  assert.equal(verdict(b, a), 'lower');
+  assert.equal(verdict([0.95, 0.96, 0.94], [0.951, 0.949, 0.962]), 'no significant difference');
+  assert.equal(meanSd([0.1, 0.3], 100, 1), '20.0 ± 14.1');
+  assert.equal(interval([1], 1), '–');
+});
