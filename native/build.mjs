@@ -37,7 +37,11 @@ function loadablePrebuilds() {
 if (!process.argv.includes('--force') && !existsSync(join(root, '.git'))) {
   const pre = loadablePrebuilds();
   if (pre) {
-    note(`using the prebuilt native addons for ${tag} (${pre.length} of ${ADDON_NAMES.length}); nothing to compile`);
+    // slimfit_mpi is never prebuilt (the prebuilds must load without libmpi): say how to get it rather than count it.
+    const missing = ADDON_NAMES.filter((n) => !pre.includes(n));
+    const mpiOnly = missing.length === 1 && missing[0] === 'slimfit_mpi';
+    note(`using the prebuilt native addons for ${tag} (${pre.length} of ${ADDON_NAMES.length - (mpiOnly ? 1 : 0)}); nothing to compile` +
+      (mpiOnly ? ' (slimfit_mpi, for mpirun, is built from source only: `node native/build.mjs --force` in this package with Open MPI installed)' : ''));
     process.exit(0);
   }
 }

@@ -6,6 +6,7 @@ import { existsSync, readFileSync, statSync } from 'node:fs';
 import { join } from 'node:path';
 import { after, before, describe, test } from 'node:test';
 import { writeSampleGrid } from '../src/train/show.ts';
+import { MAX_LISTED_COPIES, createDuplicateLister } from '../src/store/dup-list.ts';
 import { makeStore } from './loader-fixtures.ts';
 import { py, runCli, tempDir } from '../dev/helpers.ts';
 
@@ -63,7 +64,7 @@ np.save(sys.argv[1], x); np.save(sys.argv[2], y)
     assert.equal(m.provenance.duplicates.list, 'duplicates.json');
     assert.equal(m.provenance.duplicates.groups, 100);
     assert.ok(statSync(join(out, 'duplicates.json')).mtimeMs <= statSync(join(out, 'dataset.json')).mtimeMs, 'the list is written before the manifest');
-    assert.match(r.stdout, new RegExp(`100 sample\\(s\\) have more than one copy; every copy is listed in ${join(out, 'duplicates.json')}, e\\.g\\.:\\n  (train|test) #\\d+ = (train|test) #\\d+ \\(.*dx\\.npy #\\d+\\)`));
+    assert.match(r.stdout, new RegExp(`100 sample\\(s\\) have more than one copy; their copies are listed in ${join(out, 'duplicates.json')} \\(up to 10000 samples and 20000 later copies\\), e\\.g\\.:\\n  (train|test) #\\d+ = (train|test) #\\d+ \\(.*dx\\.npy #\\d+\\)`));
     // Independent check: every copy listed (store place, and input row when given) holds the same x bytes.
     const res = py(`
 import json, sys, numpy as np
@@ -80,6 +81,16 @@ for g in doc['duplicates']:
 print(doc['groups'], doc['listed'], copies)
 `, [out, dx]);
     assert.equal(res.trim(), '100 100 205'); // 99 pairs and one sample with 7 copies (rows 3, 503 and 700..704)
+  });
+
+  test('the list stays bounded when most samples are copies: later copies past MAX_LISTED_COPIES are counted per group, not kept', () => {
+    const l = createDuplicateLister();
+    const n = MAX_LISTED_COPIES + 5000;
+    for (let i = 0; i < n; i++) l.note(i % 7, 0, { split: 'train', index: 7 + i, input: 'x.csv', inputIndex: 7 + i });
+    const { groups, total } = l.result();
+    assert.equal(total, 7);
+    assert.equal(groups.reduce((a, g) => a + g.copies.length, 0), MAX_LISTED_COPIES);
+    assert.equal(groups.reduce((a, g) => a + (g.unlisted ?? 0), 0), 5000);
   });
 
   test('--dedupe says which split it dropped from and the sample counts after dropping', async () => {

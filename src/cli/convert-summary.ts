@@ -2,6 +2,7 @@
 import { join } from 'node:path';
 import Table from 'cli-table3';
 import type { ConversionReport } from '../store/write.ts';
+import { MAX_LISTED_COPIES, MAX_LISTED_GROUPS } from '../store/dup-list.ts';
 import { formatBytes } from '../core/rss.ts';
 
 /**
@@ -33,7 +34,7 @@ export function printConversionSummary(r: ConversionReport, to: NodeJS.WritableS
   const d = r.duplicates;
   if (d.list) {
     const ex = r.duplicateExamples ?? [];
-    out.push(`${d.groups} sample(s) have more than one copy; every copy is listed in ${join(r.dir, d.list)}${ex.length ? `, e.g.:` : ''}`);
+    out.push(`${d.groups} sample(s) have more than one copy; their copies are listed in ${join(r.dir, d.list)} (up to ${MAX_LISTED_GROUPS} samples and ${MAX_LISTED_COPIES} later copies)${ex.length ? `, e.g.:` : ''}`);
     for (const e of ex) out.push(`  ${e}`);
   }
   if (d.droppedFrom) {

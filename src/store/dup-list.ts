@@ -13,6 +13,11 @@ import type { SplitInfo } from './manifest.ts';
 export const DUPLICATES_FILE = 'duplicates.json';
 /** Groups listed at most (counts in the manifest stay exact). */
 export const MAX_LISTED_GROUPS = 10_000;
+/**
+ * Later copies listed at most, over all groups: a source made of repeated rows has a copy per sample, and the list
+ * must stay bounded like the rest of conversion's memory. Copies past it are counted per group (`unlisted`).
+ */
+export const MAX_LISTED_COPIES = 20_000;
 
 /** One copy of a duplicated sample. */
 export interface DuplicateCopy {
@@ -26,8 +31,8 @@ export interface DuplicateCopy {
   dropped?: boolean;
 }
 
-/** The copies of one sample (exactly equal x bytes). */
-export interface DuplicateGroup { copies: DuplicateCopy[] }
+/** The copies of one sample (exactly equal x bytes); `unlisted`: later copies past MAX_LISTED_COPIES, counted only. */
+export interface DuplicateGroup { copies: DuplicateCopy[]; unlisted?: number }
 
 /** Collects duplicates while converting. */
 export interface DuplicateLister {
@@ -52,42 +57,59 @@ export type ShardFetchBack = (file: string, dest: string, expected: { bytes: num
 
 /** A new, empty lister. */
 export function createDuplicateLister(): DuplicateLister {
-  const groups = new Map<string, DuplicateGroup>();
-  let total = 0;
+  // Groups by hash (lo, then hi): numeric keys, so a lookup per sample allocates nothing. `groups` keeps the order.
+  const byHash = new Map<number, Map<number, DuplicateGroup>>();
+  const groups: DuplicateGroup[] = [];
+  const find = (lo: number, hi: number) => byHash.get(lo >>> 0)?.get(hi >>> 0);
+  const add = (lo: number, hi: number): DuplicateGroup => {
+    let inner = byHash.get(lo >>> 0);
+    if (!inner) byHash.set(lo >>> 0, inner = new Map());
+    const g: DuplicateGroup = { copies: [] };
+    inner.set(hi >>> 0, g);
+    groups.push(g);
+    return g;
+  };
+  let total = 0, copies = 0, firstsFound = 0;
   const lister: DuplicateLister = {
-    get size() { return groups.size; },
+    get size() { return groups.length; },
     note(lo, hi, copy) {
-      const key = `${lo >>> 0}:${hi >>> 0}`;
-      let g = groups.get(key);
+      let g = find(lo, hi);
       if (!g) {
         total++;
-        if (groups.size >= MAX_LISTED_GROUPS) return;
-        groups.set(key, g = { copies: [] });
+        if (groups.length >= MAX_LISTED_GROUPS || copies >= MAX_LISTED_COPIES) return;
+        g = add(lo, hi);
       }
+      if (copies >= MAX_LISTED_COPIES) { g.unlisted = (g.unlisted ?? 0) + 1; return; }
+      copies++;
       g.copies.push(copy);
     },
     found(lo, hi, split, index) {
-      const g = groups.get(`${lo >>> 0}:${hi >>> 0}`);
-      if (g && !g.copies.some((c) => c.split === split && c.index === index)) g.copies.push({ split, index });
+      const g = find(lo, hi);
+      // The one copy in the store that was not noted is the first. A group with unlisted later copies has more than one
+      // such copy and no way to tell which came first: its first copy stays unlocated (said in the file).
+      if (g && !g.unlisted && !g.copies.some((c) => c.split === split && c.index === index)) { g.copies.push({ split, index }); firstsFound++; }
     },
     result() {
       // In input order: the copy found only in the store is the first one (every later copy was noted while converting,
       // with its input position), which is also the one --dedupe keeps.
-      for (const g of groups.values()) g.copies.sort((a, b) => (a.input === undefined ? -1 : 0) - (b.input === undefined ? -1 : 0) || (a.inputIndex ?? 0) - (b.inputIndex ?? 0));
-      return { groups: [...groups.values()], total };
+      for (const g of groups) g.copies.sort((a, b) => (a.input === undefined ? -1 : 0) - (b.input === undefined ? -1 : 0) || (a.inputIndex ?? 0) - (b.inputIndex ?? 0));
+      return { groups: [...groups], total };
     },
     async finish(dir, splits, xRowBytes, fetchBack) {
-      if (groups.size === 0) return { groups: [], total };
+      // Only groups whose copies are all listed have a first copy to locate; the scan stops once each has one.
+      const wanted = groups.filter((g) => !g.unlisted).length;
+      if (wanted === 0) return lister.result();
       const CHUNK = Math.max(1, Math.floor((4 << 20) / Math.max(1, xRowBytes)));
       const pool = new Uint8Array(CHUNK * xRowBytes); // one reused read buffer
       for (const [name, info] of Object.entries(splits)) {
         let at = 0;
         for (const sh of info.shards) {
+          if (firstsFound >= wanted) break;
           const path = join(dir, sh.x.file);
           if (fetchBack) await fetchBack(sh.x.file, path, sh.x);
           const npy = await openNpy(path);
           try {
-            for (let s = 0; s < sh.samples; s += CHUNK) {
+            for (let s = 0; s < sh.samples && firstsFound < wanted; s += CHUNK) {
               const e = Math.min(sh.samples, s + CHUNK);
               const buf = await npy.readRows(s, e, pool);
               for (let i = 0; i < e - s; i++) {
@@ -120,8 +142,9 @@ export async function writeDuplicateList(dir: string, found: { groups: Duplicate
   const { groups, total } = found;
   const doc = {
     format: 'slimfit-duplicates', version: 1,
-    about: 'Samples whose x bytes are exactly equal. Each group lists the copies of one sample: split and index in this store (index null: dropped by --dedupe), in input order: the first copy, then the later ones with the input and their position in it (row of an array or CSV, image in sorted folder order). --dedupe keeps the first copy and drops the later ones.',
-    groups: total, listed: groups.length, duplicates: groups,
+    about: 'Samples whose x bytes are exactly equal. Each group lists the copies of one sample (at most maxListedGroups groups and maxListedCopies later copies in all; `unlisted`: a group\'s later copies past that, counted only, and such a group\'s first copy is not located): split and index in this store (index null: dropped by --dedupe), in input order: the first copy, then the later ones with the input and their position in it (row of an array or CSV, image in sorted folder order). --dedupe keeps the first copy and drops the later ones.',
+    groups: total, listed: groups.length, maxListedGroups: MAX_LISTED_GROUPS, maxListedCopies: MAX_LISTED_COPIES,
+    unlistedCopies: groups.reduce((a, g) => a + (g.unlisted ?? 0), 0), duplicates: groups,
   };
   await writeAtomic(join(dir, DUPLICATES_FILE), JSON.stringify(doc, null, 1) + '\n');
   const leaks = groups.filter((g) => new Set(g.copies.map((c) => c.split)).size > 1);

@@ -49,7 +49,7 @@ export function summarizeStore(dir: string, m: Manifest): string {
   if (d) {
     const within = Object.entries(d.within).map(([k, v]) => `${k} ${v}`).join(', ');
     const across = Object.entries(d.across).map(([k, v]) => `${k} ${v}`).join(', ') || 'none';
-    lines.push(`exact duplicates within splits: ${within}; shared across splits: ${across}${d.dropped ? `; dropped ${d.dropped}` : ''}${d.list ? ` (every copy listed in ${d.list})` : ''}`);
+    lines.push(`exact duplicates within splits: ${within}; shared across splits: ${across}${d.dropped ? `; dropped ${d.dropped}` : ''}${d.list ? ` (copies listed in ${d.list})` : ''}`);
   }
   const skippedCount = (p.skippedCount as number | undefined) ?? p.skipped?.length ?? 0;
   if (skippedCount) {
