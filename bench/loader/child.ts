@@ -11,7 +11,7 @@ export interface BenchChildSpec {
   workers: number;
   shuffle: 'global' | 'block';
   reuse: boolean;
-  io: 'pread' | 'mmap';
+  io: 'auto' | 'pread' | 'mmap';
   native: boolean;
 }
 

@@ -8,4 +8,6 @@ export const LOADER_DEFAULTS = {
   /** With the epoch, fixes the sample order. */
   seed: 0,
   shuffle: 'global',
+  /** io 'auto': map the x files (numpy-memmap speed) when they take at most this many bytes together, else pread. */
+  mapMaxBytes: 64 * 1024 * 1024,
 } as const;

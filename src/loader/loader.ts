@@ -1,4 +1,5 @@
 // createLoader: shuffled minibatches from disk, filled by worker threads into a fixed ring of shared buffers.
+import { statSync } from 'node:fs';
 import { availableParallelism } from 'node:os';
 import { tsWorker } from '../core/worker.ts';
 import { type TypedArray, dtypeSize, elementAsNumber, viewAs } from '../core/dtype.ts';
@@ -41,7 +42,7 @@ export interface ShuffledLoader extends Loader {
   readonly prefetch: number;
   /** Bytes of the ring of prepared batches. */
   readonly ringBytes: number;
-  /** How samples are read: 'mmap' only when asked for and the native addon is built. */
+  /** How samples are read (io 'auto' resolved): 'mmap' needs the native addon. */
   readonly io: 'pread' | 'mmap';
   /** Batches requested from the readers and not yet handed out (never more than `prefetch`: the backpressure). */
   readonly ahead: number;
@@ -76,7 +77,7 @@ export function checkLoaderOptions(where: string, o: LoaderOptions): void {
   checkBool(where, 'reuseBuffers', o.reuseBuffers);
   checkInt(where, 'labelCacheBytes', o.labelCacheBytes, 0);
   checkNumber(where, 'checkIntervalMs', o.checkIntervalMs, 0, Infinity, { low: true });
-  checkOneOf(where, 'io', o.io, ['pread', 'mmap'] as const);
+  checkOneOf(where, 'io', o.io, ['auto', 'pread', 'mmap'] as const);
   checkBool(where, 'native', o.native);
   checkBool(where, 'verifyChecksums', o.verifyChecksums);
   // Transforms.
@@ -227,6 +228,22 @@ export async function verifySource(source: DataSource): Promise<void> {
   for (const p of source.parts) for (const f of [p.x, p.y]) if (f.checksum) await checkShardOnce(f.path, f.checksum, f.checksum.store);
 }
 
+/**
+ * The io a loader uses (internal; exported for tests): 'mmap' when asked for, or for 'auto' when the distinct x files of `src` take at most LOADER_DEFAULTS.mapMaxBytes
+ * (whole files are mapped, so that bounds the mapped pages in RSS); 'pread' otherwise or when mapping is impossible.
+ */
+export function chooseIo(src: LoadableSource, io: 'auto' | 'pread' | 'mmap', canMap: boolean): 'pread' | 'mmap' {
+  if (!canMap || io === 'pread') return 'pread';
+  if (io === 'mmap') return 'mmap';
+  let bytes = 0;
+  for (const path of new Set(src.parts.map((p) => p.x.path))) {
+    const f = src.parts.find((p) => p.x.path === path)!.x;
+    try { bytes += f.fileBytes ?? statSync(path).size; } catch { return 'pread'; } // the reader names the missing file
+    if (bytes > LOADER_DEFAULTS.mapMaxBytes) return 'pread';
+  }
+  return 'mmap';
+}
+
 /** Kept for callers of the first version: every option now lives in LoaderOptions. */
 export type ExtraLoaderOptions = Pick<LoaderOptions, 'reuseBuffers' | 'labelCacheBytes' | 'shuffleBlock' | 'checkIntervalMs' | 'io' | 'native'>;
 
@@ -277,7 +294,7 @@ export function createLoader(source: DataSource, opts: LoaderOptions = {}): Shuf
   if (workers === 0) prefetch = 1;
   const reuse = opts.reuseBuffers ?? false;
   const labelCacheBytes = intOpt('labelCacheBytes', opts.labelCacheBytes, 64 * MB, 0);
-  const io: 'pread' | 'mmap' = opts.io === 'mmap' && mode !== 'block' && opts.native !== false && gatherAddon() ? 'mmap' : 'pread';
+  const io = chooseIo(src, opts.io ?? 'auto', mode !== 'block' && opts.native !== false && gatherAddon() !== null);
 
   const frac = perRank > 0 ? windowSamples / perRank : 1;
   const shuffleReport: ShuffleReport = {

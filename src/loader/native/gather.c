@@ -12,6 +12,7 @@
 #include <string.h>
 #include <sys/mman.h>
 #include <sys/stat.h>
+#include <sys/uio.h>
 #include <unistd.h>
 
 // One mapping per file per process, shared by every worker thread (refcounted), so pages are counted once.
@@ -223,6 +224,9 @@ static napi_value js_gather(napi_env env, napi_callback_info info) {
   return res;
 }
 
+// Cleared the first time the kernel refuses RWF_NOWAIT reads (old kernels, some file systems): plain preads then.
+static volatile int nowait_ok = 1;
+
 // pgather(fd, dataStart, rowBytes, rows, dest, count, out, mode, a, b): like gather, with one pread per row
 // (no mapping, so nothing of the file counts in RSS). Returns 0, or -1 if the file ended early.
 static napi_value js_pgather(napi_env env, napi_callback_info info) {
@@ -251,11 +255,26 @@ static napi_value js_pgather(napi_env env, napi_callback_info info) {
   int status = 0;
   Conv conv;
   if (mode == 1) make_conv(&conv, a, b);
+  // Each row is first read with RWF_NOWAIT (page cache only). The first row not in the cache means the data is cold:
+  // then every remaining row of the call is hinted with posix_fadvise(WILLNEED) so the disk serves them in parallel,
+  // and the reads block as usual. A warm batch costs no extra system call, whatever the machine's load.
+  int hinted = 0;
   for (size_t r = 0; r < count && status == 0; r++) {
     if ((size_t)dest[r] * outRow + outRow > outB) { status = -2; break; }
     uint8_t* dst = mode == 1 ? tmp : outP + (size_t)dest[r] * outRow;
     off_t pos = (off_t)dataStart + (off_t)rows[r] * (off_t)rb;
     size_t done = 0;
+#ifdef RWF_NOWAIT
+    if (!hinted && nowait_ok) {
+      struct iovec iov = { dst, rb };
+      ssize_t got = preadv2(fd, &iov, 1, pos, RWF_NOWAIT);
+      if (got > 0) done = (size_t)got;
+      else if (got < 0 && errno == EAGAIN) {
+        for (size_t q = r; q < count; q++) posix_fadvise(fd, (off_t)dataStart + (off_t)rows[q] * (off_t)rb, (off_t)rb, POSIX_FADV_WILLNEED);
+        hinted = 1;
+      } else if (got < 0 && (errno == EOPNOTSUPP || errno == EINVAL || errno == ENOSYS)) nowait_ok = 0;
+    }
+#endif
     while (done < rb) {
       ssize_t got = pread(fd, dst + done, rb - done, pos + (off_t)done);
       if (got < 0 && errno == EINTR) continue;
