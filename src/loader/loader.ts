@@ -407,6 +407,15 @@ export function createLoader(source: DataSource, opts: LoaderOptions = {}): Shuf
           reqs.forEach((r, i) => { done[i].catch(() => {}); inflight.set(r.seq, { slot: r.slot, done: done[i] }); });
         }
       };
+      // A freed slot is refilled once a whole group of slots is free (or the epoch's last batches are being asked for):
+      // one message per group instead of one per batch (a message cost ~18 us against ~50 us to fill an MNIST batch).
+      // Never starves: with fewer than `group` slots free, at least prefetch - group + 1 batches are ready or in flight.
+      const release = async (slot: number) => {
+        free.push(slot);
+        if (free.length < group && next + free.length < starts.length) return;
+        if (lazyX && checkedX < src.parts.length) await ready();
+        dispatch();
+      };
       if (lazyX) await ready();
       dispatch();
       for (let k = 0; k < starts.length; k++) {
@@ -416,10 +425,10 @@ export function createLoader(source: DataSource, opts: LoaderOptions = {}): Shuf
         ahead = inflight.size;
         const n = Math.min(B, perRank - starts[k]);
         const { x, y } = got ? ownedView(got) : view(t.slot, n);
-        if (!reuse) { free.push(t.slot); if (lazyX && checkedX < src.parts.length) await ready(); dispatch(); }
+        if (!reuse) await release(t.slot);
         position = starts[k] + n;
         yield { n, x, xShape: [n, ...spec.xShape], y, yShape: [n, ...spec.yShape], epoch: ep, index: indexBase + k };
-        if (reuse) { free.push(t.slot); if (lazyX && checkedX < src.parts.length) await ready(); dispatch(); }
+        if (reuse) await release(t.slot);
       }
       normalize();
       if (position === 0 && starts.length === 0 && first === 0) epoch++; // an empty epoch still advances
