@@ -6,6 +6,7 @@ import { isSlimfitError } from '../src/core/errors.ts';
 import { type Batch, type DataSource, createLoader, fromNpy, fromNpz, holdout, openDataset } from '../src/loader/index.ts';
 import { gatherAddon } from '../src/loader/native.ts';
 import { chooseIo } from '../src/loader/loader.ts';
+import { permutation } from '../src/core/permutation.ts';
 import { idsOf, makeNpyPair, makeStore } from './loader-fixtures.ts';
 import { needsAddon, py, tempDir } from '../dev/helpers.ts';
 
@@ -263,6 +264,26 @@ describe('loader over a store', () => {
       await got.loader.close();
       assert.equal(got.batches.length, want.batches.length);
       for (let i = 0; i < want.batches.length; i++) assert.deepEqual(got.batches[i].x, want.batches[i].x, `${io}: x of batch ${i} after eviction`);
+    }
+    await ds.close();
+  });
+
+  test('native batch ids: the addon\'s Feistel network gives permutation().at bit for bit; ranks read the same batches as plain JS', { skip: needsAddon('slimfit_gather') }, async () => {
+    const addon = gatherAddon()!;
+    for (const n of [1, 2, 3, 5, 2003, 65536, 65537, 2 ** 40 + 3, 2 ** 52]) for (const seed of [0, -5, 2 ** 40 + 1]) {
+      const p = permutation(n, seed, 7);
+      const start = Math.floor(n / 3), count = Math.min(70, n - start);
+      const out = new Float64Array(count);
+      addon.permute!(Uint32Array.from(p.feistel.keys), p.feistel.half, n, start, count, out);
+      assert.deepEqual(Array.from(out), Array.from({ length: count }, (_, k) => p.at(start + k)), `n ${n}, seed ${seed}`);
+    }
+    const ds = await openDataset(stores[2003]);
+    const src = ds.split('train');
+    for (const rank of [0, 2]) {
+      const a = await epochIds(src, { batchSize: 64, workers: 0, seed: 5, rank, worldSize: 3, native: false });
+      const b = await epochIds(src, { batchSize: 64, workers: 1, seed: 5, rank, worldSize: 3 });
+      await b.loader.close();
+      assert.deepEqual(b.ids, a.ids, `rank ${rank} of 3`);
     }
     await ds.close();
   });

@@ -223,6 +223,19 @@ export function createReader(init: ReaderInit): BatchReader {
   };
 
 
+  // A global shuffle's ids computed natively (~4x faster than the JS Feistel network; same bits).
+  let perm: { epoch: number; keys: Uint32Array; half: number; n: number } | null = null;
+  const batchIds = (epoch: number, start: number, n: number) => {
+    if (addon?.permute) {
+      if (perm?.epoch !== epoch) {
+        const p = plan.globalOrder(epoch);
+        perm = p ? { epoch, keys: Uint32Array.from(p.feistel.keys), half: p.feistel.half, n: p.n } : null;
+      }
+      if (perm) { addon.permute(perm.keys, perm.half, perm.n, plan.streamPosition(start), n, ids); return; }
+    }
+    plan.samples(epoch, start, n, ids);
+  };
+
   return {
     gathersX: addon !== null && fused && init.plan.mode !== 'block',
     fill(epoch, start, n, slot, into) {
@@ -244,7 +257,7 @@ export function createReader(init: ReaderInit): BatchReader {
         }
         return;
       }
-      plan.samples(epoch, start, n, ids);
+      batchIds(epoch, start, n);
       for (let k = 0; k < n; k++) order[k] = k;
       const sorted = order.subarray(0, n);
       // Sorted by file offset for positioned reads (helps a cold disk); mapped gathers only group by part.
