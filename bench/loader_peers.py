@@ -49,17 +49,21 @@ check = 0.0
 n = 0
 t0 = None
 if kind == "numpy":
-    perm = np.random.default_rng(seed).permutation(N)
-    for i in range(0, N, B):
-        xb, yb = gather(perm[i:i + B])
-        check += float(xb.reshape(len(yb), -1)[0, 0])
-        if t0 is None:
-            t0 = time.perf_counter()
-            c0 = time.process_time()
-            continue
-        n += len(yb)
-        if time.perf_counter() - t0 > seconds:
-            break
+    rng = np.random.default_rng(seed)
+    done = False
+    while not done:  # epoch after epoch until the time is up, a new permutation each epoch
+        perm = rng.permutation(N)
+        for i in range(0, N, B):
+            xb, yb = gather(perm[i:i + B])
+            check += float(xb.reshape(len(yb), -1)[0, 0])
+            if t0 is None:
+                t0 = time.perf_counter()
+                c0 = time.process_time()
+                continue
+            n += len(yb)
+            if time.perf_counter() - t0 > seconds:
+                done = True
+                break
 else:
     import torch
     from torch.utils.data import BatchSampler, DataLoader, Dataset, RandomSampler
@@ -88,15 +92,18 @@ else:
     else:
         sampler = BatchSampler(RandomSampler(range(N), generator=g), batch_size=B, drop_last=False)
         dl = DataLoader(Samples(), sampler=sampler, batch_size=None, num_workers=nw)
-    for xb, yb in dl:
-        check += float(xb.reshape(len(yb), -1)[0, 0])
-        if t0 is None:
-            t0 = time.perf_counter()
-            c0 = time.process_time()
-            continue
-        n += len(yb)
-        if time.perf_counter() - t0 > seconds:
-            break
+    done = False
+    while not done:  # epoch after epoch until the time is up
+        for xb, yb in dl:
+            check += float(xb.reshape(len(yb), -1)[0, 0])
+            if t0 is None:
+                t0 = time.perf_counter()
+                c0 = time.process_time()
+                continue
+            n += len(yb)
+            if time.perf_counter() - t0 > seconds:
+                done = True
+                break
     del dl
 
 dt = time.perf_counter() - t0 if t0 else 0.0

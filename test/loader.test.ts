@@ -5,6 +5,8 @@ import { after, before, describe, test } from 'node:test';
 import { isSlimfitError } from '../src/core/errors.ts';
 import { type Batch, type DataSource, createLoader, fromNpy, fromNpz, holdout, openDataset } from '../src/loader/index.ts';
 import { gatherAddon } from '../src/loader/native.ts';
+import { chooseIo } from '../src/loader/loader.ts';
+import { permutation } from '../src/core/permutation.ts';
 import { idsOf, makeNpyPair, makeStore } from './loader-fixtures.ts';
 import { needsAddon, py, tempDir } from '../dev/helpers.ts';
 
@@ -233,6 +235,55 @@ describe('loader over a store', () => {
           assert.deepEqual(b.batches[i].xShape, a.batches[i].xShape);
         }
       }
+    }
+    await ds.close();
+  });
+
+  test("io 'auto' maps small x files and reads larger ones with pread; both give the plain JS batches from a cold page cache", { skip: needsAddon('slimfit_gather') }, async () => {
+    const ds = await openDataset(stores[2003]);
+    const src = ds.split('train');
+    const auto = createLoader(src, { workers: 0 });
+    assert.equal(auto.io, 'mmap', 'a few kB of x files are mapped');
+    await auto.close();
+    assert.equal(createLoader(src, { workers: 0, io: 'auto', native: false }).io, 'pread', 'no addon: positioned reads');
+    assert.equal(createLoader(src, { workers: 0, shuffle: 'block' }).io, 'pread', 'block shuffle reads windows');
+    // The same parts claiming 65 MB x files in total: over the 64 MB bound, so pread (RSS stays independent of the store).
+    const parts = (src as unknown as { parts: Array<{ x: { fileBytes?: number } }> }).parts;
+    const big = { parts: parts.map((p) => ({ ...p, x: { ...p.x, fileBytes: Math.ceil((65 * 2 ** 20) / parts.length) } })) } as never;
+    assert.equal(chooseIo(big, 'auto', true), 'pread');
+    assert.equal(chooseIo(big, 'mmap', true), 'mmap');
+    assert.equal(chooseIo(src as never, 'auto', false), 'pread');
+    // pgather reads page-cache-only first and hints the rest of a batch once it meets a row that is not cached.
+    const files = parts.map((p) => (p.x as unknown as { path: string }).path);
+    const evict = () => py('import os,sys\nfor p in sys.argv[1:]:\n  fd=os.open(p,os.O_RDONLY); os.posix_fadvise(fd,0,0,os.POSIX_FADV_DONTNEED); os.close(fd)', files);
+    const want = await epochIds(src, { batchSize: 100, workers: 0, seed: 3, native: false, normalize: { scale: 1 / 255, shift: 0 } });
+    await want.loader.close();
+    for (const io of ['pread', 'mmap'] as const) {
+      evict();
+      const got = await epochIds(src, { batchSize: 100, workers: 1, seed: 3, io, normalize: { scale: 1 / 255, shift: 0 }, verifyChecksums: false });
+      await got.loader.close();
+      assert.equal(got.batches.length, want.batches.length);
+      for (let i = 0; i < want.batches.length; i++) assert.deepEqual(got.batches[i].x, want.batches[i].x, `${io}: x of batch ${i} after eviction`);
+    }
+    await ds.close();
+  });
+
+  test('native batch ids: the addon\'s Feistel network gives permutation().at bit for bit; ranks read the same batches as plain JS', { skip: needsAddon('slimfit_gather') }, async () => {
+    const addon = gatherAddon()!;
+    for (const n of [1, 2, 3, 5, 2003, 65536, 65537, 2 ** 40 + 3, 2 ** 52]) for (const seed of [0, -5, 2 ** 40 + 1]) {
+      const p = permutation(n, seed, 7);
+      const start = Math.floor(n / 3), count = Math.min(70, n - start);
+      const out = new Float64Array(count);
+      addon.permute!(Uint32Array.from(p.feistel.keys), p.feistel.half, n, start, count, out);
+      assert.deepEqual(Array.from(out), Array.from({ length: count }, (_, k) => p.at(start + k)), `n ${n}, seed ${seed}`);
+    }
+    const ds = await openDataset(stores[2003]);
+    const src = ds.split('train');
+    for (const rank of [0, 2]) {
+      const a = await epochIds(src, { batchSize: 64, workers: 0, seed: 5, rank, worldSize: 3, native: false });
+      const b = await epochIds(src, { batchSize: 64, workers: 1, seed: 5, rank, worldSize: 3 });
+      await b.loader.close();
+      assert.deepEqual(b.ids, a.ids, `rank ${rank} of 3`);
     }
     await ds.close();
   });

@@ -13,7 +13,7 @@ export function register(program: Command): void {
     .option('--seconds <s>', 'seconds per contender', '15')
     .option('--workers <list>', 'slimfit worker counts, comma-separated', '1,2')
     .option('--cold', 'also measure with the store evicted from the page cache before each contender')
-    .option('--repeat <n>', 'runs per contender, best reported', '1')
+    .option('--repeat <n>', 'rounds over all contenders (interleaved), medians reported', '1')
     .option('--shuffle <list>', 'slimfit shuffle modes to time, comma-separated (global, block, shard); the quality table has all', 'global,block,shard')
     .option('--shuffle-shards <n>', 'shards per window of the shard shuffle (default: the loader\'s)')
     .option('--no-torch', 'skip the PyTorch DataLoader peers')
@@ -36,8 +36,8 @@ export function register(program: Command): void {
       const { rename, writeFile } = await import('node:fs/promises');
       const res = await benchLoader(dir, {
         split: o.split, batch: Number(o.batch), seconds: Number(o.seconds), workers: o.workers.split(',').map(Number),
-        cold: o.cold, repeat: Number(o.repeat), log: (l) => process.stderr.write(`${l}\n`),
-        shuffles: shuffles as Array<'global' | 'block' | 'shard'>, shuffleShards: shards, torch: o.torch,
+        cold: o.cold, repeat: Number(o.repeat), torch: o.torch, log: (l) => process.stderr.write(`${l}\n`),
+        shuffles: shuffles as Array<'global' | 'block' | 'shard'>, shuffleShards: shards,
       });
       process.stdout.write(`${res.markdown}\n`);
       if (o.out) { await writeFile(`${o.out}.tmp`, `${res.markdown}\n`); await rename(`${o.out}.tmp`, o.out); }

@@ -29,8 +29,10 @@ export interface LoaderBenchOptions {
   workers?: number[];
   /** Also run with the store's pages evicted from the page cache before each contender. */
   cold?: boolean;
-  /** Runs per contender; the best is reported (default 1). */
+  /** Rounds over all contenders (interleaved, so load changes hit every contender alike); medians are reported (default 1). */
   repeat?: number;
+  /** Also run the PyTorch DataLoader peers (default true). */
+  torch?: boolean;
   /** python3 with numpy (default `python3`). */
   python?: string;
   /** python3 with torch (default /usr/bin/python3). */
@@ -39,8 +41,6 @@ export interface LoaderBenchOptions {
   shuffles?: Array<'global' | 'block' | 'shard'>;
   /** Shard shuffle: shards per window (default LOADER_DEFAULTS.shuffleShards). */
   shuffleShards?: number;
-  /** Run the PyTorch peers (default true when torch imports). */
-  torch?: boolean;
   log?: (line: string) => void;
 }
 
@@ -64,7 +64,13 @@ export interface BenchRow {
   note?: string;
 }
 
-interface Raw { samples: number; seconds: number; cpuSeconds?: number; cpuIncomplete?: boolean; peakRss: number; peakRssChildren?: number }
+interface Raw { samples: number; seconds: number; cpuSeconds?: number; cpuIncomplete?: boolean; peakRss: number; peakRssChildren?: number; io?: string }
+
+/** Median of `xs` (mean of the middle two for an even count). */
+function median(xs: number[]): number {
+  const s = [...xs].sort((a, b) => a - b), m = s.length >> 1;
+  return s.length % 2 ? s[m] : (s[m - 1] + s[m]) / 2;
+}
 
 function run(cmd: string, args: string[]): Promise<Raw> {
   return new Promise((resolve, reject) => {
@@ -127,31 +133,29 @@ export async function benchLoader(dir: string, opts: LoaderBenchOptions = {}): P
   const shuffleShards = opts.shuffleShards ?? LOADER_DEFAULTS.shuffleShards;
   const notes: string[] = [];
   if (!haveNumpy) notes.push(`numpy peer skipped: \`${python}\` cannot import numpy`);
-  if (!haveTorch) notes.push(opts.torch === false ? 'PyTorch peers not run (--no-torch)' : `PyTorch peers skipped: \`${torchPy}\` cannot import torch`);
+  if (!haveTorch && opts.torch !== false) notes.push(`PyTorch peers skipped: \`${torchPy}\` cannot import torch`);
 
   type Contender = { name: string; run: () => Promise<Raw>; note?: string };
   const peerSpec = (workers: number) => JSON.stringify({ x: xFiles, y: yFiles, batch, seconds, seed: 0, workers });
   const addon = gatherAddon() !== null;
   if (!addon) notes.push('the native gather addon is not built (npm install builds it): slimfit used plain JS positioned reads and could not run io: mmap');
-  const slim = (workers: number, shuffle: 'global' | 'block' | 'shard', io: 'pread' | 'mmap', native = true, reuse = false): Contender => ({
-    name: `slimfit ${shuffle} shuffle${shuffle === 'shard' ? ` (${shuffleShards} shards per window)` : ''}, ${shuffle === 'block' ? 'sequential windows' : io === 'mmap' ? 'io: mmap' : native ? 'pread (native)' : 'pread (plain JS)'}, ${workers} worker${workers === 1 ? '' : 's'}${reuse ? ', lent ring buffers (no copy)' : ''}`,
+  const slim = (workers: number, shuffle: 'global' | 'block' | 'shard', io: 'auto' | 'pread' | 'mmap', native = true, reuse = false): Contender => ({
+    name: `slimfit ${shuffle} shuffle${shuffle === 'shard' ? ` (${shuffleShards} shards per window)` : ''}, ${shuffle === 'block' ? 'sequential windows' : !native ? 'pread (plain JS)' : io === 'auto' ? 'default io (auto)' : `io: ${io}`}, ${workers} worker${workers === 1 ? '' : 's'}, ${reuse ? 'lent ring buffers (the trainer\'s setting)' : 'owned copies (the default)'}`,
     run: () => run(process.execPath, ['--import', 'tsx', CHILD, JSON.stringify({ dir: ds.dir, split, batch, seconds, workers, shuffle, reuse, io, native, shuffleShards } satisfies BenchChildSpec)]),
   });
   const contenders = (cache: 'warm' | 'cold'): Contender[] => {
     const c: Contender[] = [];
     const ws = opts.workers ?? [1, 2];
+    const wl = ws[ws.length - 1];
     if (haveNumpy) c.push({ name: 'numpy memmap + fancy-index gather', run: () => run(python, [PEERS, 'numpy', peerSpec(0)]) });
     if (shuffles.includes('global')) {
-      for (const w of ws) c.push(slim(w, 'global', 'pread'));
-      if (addon) for (const w of ws) c.push(slim(w, 'global', 'mmap'));
-      if (addon && cache === 'warm') c.push(slim(ws[ws.length - 1], 'global', 'mmap', true, true));
-      if (addon && cache === 'warm') c.push(slim(ws[ws.length - 1], 'global', 'pread', false));
+      for (const w of ws) for (const reuse of [false, true]) c.push(slim(w, 'global', 'auto', true, reuse));
+      if (addon) for (const reuse of [false, true]) c.push(slim(wl, 'global', 'pread', true, reuse));
+      if (addon && cache === 'warm') c.push(slim(wl, 'global', 'mmap', true, true));
+      if (cache === 'warm') c.push(slim(wl, 'global', 'pread', false));
     }
     if (shuffles.includes('block')) for (const w of ws) c.push(slim(w, 'block', 'pread'));
-    if (shuffles.includes('shard')) {
-      for (const w of ws) c.push(slim(w, 'shard', 'pread'));
-      if (addon && cache === 'warm') c.push(slim(ws[ws.length - 1], 'shard', 'mmap'));
-    }
+    if (shuffles.includes('shard')) for (const w of ws) c.push(slim(w, 'shard', 'auto'));
     if (haveTorch) {
       for (const w of cache === 'warm' ? [0, 2] : [2]) c.push({ name: `PyTorch DataLoader (per-sample __getitem__), num_workers=${w}`, run: () => run(torchPy, [PEERS, 'torch', peerSpec(w)]) });
       c.push({ name: 'PyTorch DataLoader (batched sampler + fancy index), num_workers=2', run: () => run(torchPy, [PEERS, 'torch-batched', peerSpec(2)]) });
@@ -162,30 +166,38 @@ export async function benchLoader(dir: string, opts: LoaderBenchOptions = {}): P
   const rows: BenchRow[] = [];
   const loadBefore = loadavg()[0];
   for (const cache of opts.cold ? (['warm', 'cold'] as const) : (['warm'] as const)) {
-    for (const c of contenders(cache)) {
-      let best: Raw | null = null;
-      for (let r = 0; r < repeat; r++) {
+    const list = contenders(cache);
+    const runs = list.map(() => [] as Raw[]);
+    const failed = new Set<number>();
+    for (let r = 0; r < repeat; r++) {
+      for (const [i, c] of list.entries()) {
+        if (failed.has(i)) continue;
         if (cache === 'warm') await warm(files);
         else {
           evict(python, files);
           const left = cachedBytes(files);
           if (r === 0 && Number.isFinite(left)) log(`  page cache holds ${formatBytes(left)} of the ${formatBytes(totalBytes)} store before the run`);
         }
-        log(`${cache}: ${c.name} (run ${r + 1}/${repeat})`);
+        log(`${cache}: ${c.name} (round ${r + 1}/${repeat}, load ${loadavg()[0].toFixed(1)})`);
         try {
           const res = await c.run();
-          if (!best || res.samples / res.seconds > best.samples / best.seconds) best = res;
+          runs[i].push(res);
+          log(`  ${Math.round(res.samples / res.seconds)} samples/s${res.cpuSeconds ? `, ${Math.round(res.samples / res.cpuSeconds)} per CPU-s` : ''}, peak RSS ${formatBytes(res.peakRss)}${res.io ? `, io ${res.io}` : ''}`);
         } catch (e) {
           log(`  failed: ${(e as Error).message}`);
           notes.push(`${c.name} (${cache}) failed: ${(e as Error).message.slice(0, 300)}`);
-          break;
+          failed.add(i);
         }
       }
-      if (!best) continue;
-      const sps = best.samples / best.seconds;
-      const perCpu = best.cpuSeconds && !best.cpuIncomplete ? best.samples / best.cpuSeconds : undefined;
-      rows.push({ name: c.name, cache, samples: best.samples, seconds: best.seconds, samplesPerSec: sps, mbPerSec: (sps * sampleBytes) / 1e6, peakRss: best.peakRss, peakRssChildren: best.peakRssChildren || undefined, samplesPerCpuSec: perCpu });
-      log(`  ${Math.round(sps)} samples/s, peak RSS ${formatBytes(best.peakRss)}`);
+    }
+    for (const [i, c] of list.entries()) {
+      const rs = runs[i];
+      if (rs.length === 0) continue;
+      const sps = median(rs.map((x) => x.samples / x.seconds));
+      const cpuOk = rs.every((x) => x.cpuSeconds && !x.cpuIncomplete);
+      const perCpu = cpuOk ? median(rs.map((x) => x.samples / x.cpuSeconds!)) : undefined;
+      const samples = rs.reduce((a, x) => a + x.samples, 0), secs = rs.reduce((a, x) => a + x.seconds, 0);
+      rows.push({ name: c.name, cache, samples, seconds: secs, samplesPerSec: sps, mbPerSec: (sps * sampleBytes) / 1e6, peakRss: Math.max(...rs.map((x) => x.peakRss)), peakRssChildren: Math.max(0, ...rs.map((x) => x.peakRssChildren ?? 0)) || undefined, samplesPerCpuSec: perCpu });
     }
   }
   for (const r of rows) {
@@ -197,14 +209,15 @@ export async function benchLoader(dir: string, opts: LoaderBenchOptions = {}): P
   const quality = qualityTable(src, batch, shuffleShards);
   const lines = [
     `Shuffled float32 batches (x/255) of ${m.fields.x.shape.join('x')} uint8 samples, batch ${batch}, split '${split}' of ${ds.dir}: ` +
-      `${src.samples} samples, ${formatBytes(totalBytes)} in ${info.shards.length} shard pair(s). Each contender runs ${seconds} s (timed from its first batch; best of ${repeat}). ` +
+      `${src.samples} samples, ${formatBytes(totalBytes)} in ${info.shards.length} shard pair(s). Each contender runs ${seconds} s per round (timed from its first batch), ${repeat} round(s) interleaved; medians shown, peak RSS the largest. ` +
       `Machine: ${cpus().length} cores, 1-minute load average ${loadBefore.toFixed(1)} before and ${loadAfter.toFixed(1)} after the runs.`,
     '',
     '| contender | cache | samples/s | MB/s | peak RSS | ratio vs numpy | samples per CPU-s | CPU-efficiency vs numpy |',
     '|---|---|---:|---:|---:|---:|---:|---:|',
     ...rows.map((r) => `| ${r.name} | ${r.cache} | ${Math.round(r.samplesPerSec).toLocaleString('en-US')} | ${r.mbPerSec.toFixed(1)} | ${formatBytes(r.peakRss)}${r.peakRssChildren ? ` (+ ${formatBytes(r.peakRssChildren)} largest worker)` : ''} | ${r.ratio !== undefined ? `${r.ratio.toFixed(2)}x` : '-'} | ${r.samplesPerCpuSec ? Math.round(r.samplesPerCpuSec).toLocaleString('en-US') : '-'} | ${r.cpuRatio !== undefined ? `${r.cpuRatio.toFixed(2)}x` : '-'} |`),
     '',
-    'slimfit batches are copies the caller owns unless marked \'lent ring buffers\' (reuseBuffers: true: views valid until the next batch). ' +
+    'slimfit batches are copies the caller owns (the default) or \'lent ring buffers\' (reuseBuffers: true: views valid until the next batch; what `slimfit train` uses). ' +
+      `default io (auto) maps the x files when they take at most ${formatBytes(LOADER_DEFAULTS.mapMaxBytes)} together, else reads with pread. ` +
       'warm = the store was read once just before (page cache); cold = its pages were evicted with posix_fadvise(DONTNEED) just before. ' +
       'MB/s counts stored sample bytes (x + y). Peak RSS (VmHWM) includes memory-mapped file pages touched: numpy, PyTorch and slimfit io: mmap; ' +
       'slimfit pread and block keep the data out of the process (page cache only).',

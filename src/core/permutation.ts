@@ -17,6 +17,8 @@ export const MAX_PERMUTATION_SIZE = 2 ** 52;
 /** A seeded uniform-looking permutation of [0, n): `at(i)` is the item at position i; `indexOf` inverts it. */
 export interface Permutation {
   readonly n: number;
+  /** The Feistel network (half width in bits, round keys), for native code that computes `at` for many positions. */
+  readonly feistel: { readonly half: number; readonly keys: readonly number[] };
   at(i: number): number;
   indexOf(v: number): number;
 }
@@ -52,6 +54,7 @@ export function permutation(n: number, ...seed: number[]): Permutation {
   };
   return {
     n,
+    feistel: { half, keys },
     at(i) { check(i); let y = enc(i); while (y >= n) y = enc(y); return y; },
     indexOf(v) { check(v); let x = dec(v); while (x >= n) x = dec(x); return x; },
   };

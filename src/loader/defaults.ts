@@ -18,4 +18,6 @@ export const LOADER_DEFAULTS = {
    * needs the whole store in the cache; 'shard' reads a window of whole shards at a time.
    */
   remoteShuffle: 'shard',
+  /** io 'auto': map the x files (numpy-memmap speed) when they take at most this many bytes together, else pread. */
+  mapMaxBytes: 64 * 1024 * 1024,
 } as const;

@@ -49,6 +49,11 @@ export interface Plan {
   readonly config: PlanConfig;
   /** out[k] = sample id (in the files: a subset's ids are mapped) at this rank's position start + k of `epoch`, for k < n. */
   samples(epoch: number, start: number, n: number, out: Float64Array): void;
+  /**
+   * The permutation P when `samples(epoch, start, n)` is exactly P.at(rank * perRank + start + k) (global, not balanced,
+   * no subset), else null: lets native code compute a batch's ids.
+   */
+  globalOrder(epoch: number): Permutation | null;
   /** Epoch-wide stream position of this rank's position q (used to seed per-sample augmentation). */
   streamPosition(q: number): number;
   /** Block mode: the window holding this rank's position q. */
@@ -241,6 +246,8 @@ export function createPlan(config: PlanConfig, classes?: ClassTable): Plan {
   const pos = (q: number): number => rankPosition(config, q);
   const plan: Plan = {
     config,
+    // Contiguous positions only: rankSplit 'batches' maps a rank's positions through rankPosition.
+    globalOrder: (epoch) => (config.mode === 'global' && !config.balanced && !toParent && !config.rankBatch ? globalPerm(epoch) : null),
     streamPosition: (q) => pos(q),
     samples(epoch, start, count, out) {
       if (config.mode === 'none') {

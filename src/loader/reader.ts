@@ -42,6 +42,8 @@ interface OpenFile { fd: number; file: PartFile; dataStart: number; rowBytes: nu
 export interface BatchReader {
   /** Fill batch positions start..start+n of `epoch` into ring slot `slot`, or into `into` (x bytes, y bytes) when given. */
   fill(epoch: number, start: number, n: number, slot: number, into?: readonly [Uint8Array, Uint8Array]): void;
+  /** True when fill writes every x byte of its n samples with one native gather (so `into` x need not be zeroed first). */
+  readonly gathersX: boolean;
   close(): void;
 }
 
@@ -61,6 +63,17 @@ export function createReader(init: ReaderInit): BatchReader {
   const labels = init.labels ? rawView(spec.y.dtype, init.labels) : null;
   const ids = new Float64Array(B);
   const order = new Uint32Array(B);
+  const keys = new Float64Array(B);
+  const stored = parts.length > 0 ? parts[parts.length - 1].start + parts[parts.length - 1].samples : 0;
+  const packable = (stored + 1) * B <= Number.MAX_SAFE_INTEGER;
+  /** order[0..n) = batch positions by ascending id (ties by position). Packs id * n + position into one exact double
+   *  and sorts those without a comparator (numeric typed-array sort runs natively: ~8x faster than a comparator). */
+  const sortByIds = (n: number, sorted: Uint32Array) => {
+    if (!packable) { sorted.sort((i, j) => ids[i] - ids[j] || i - j); return; }
+    for (let k = 0; k < n; k++) keys[k] = ids[k] * n + k;
+    const ks = keys.subarray(0, n).sort();
+    for (let r = 0; r < n; r++) sorted[r] = ks[r] % n;
+  };
   const slotOf = new Uint32Array(B);
   const open = new Map<number, OpenFile>();
   let lastCheck = Date.now();
@@ -175,7 +188,6 @@ export function createReader(init: ReaderInit): BatchReader {
   // Fused uint8 -> float32 in native code (uint8 has no byte order, so nothing to swap).
   const fused = spec.xOut === 'float32' && spec.x.dtype === 'uint8' && spec.channels === 1 && spec.aug === null;
   const rowsBuf = new Float64Array(B), destBuf = new Uint32Array(B);
-  let coldLeft = 0;
   const mapped = (pi: number): MapHandle => {
     let h = maps.get(pi);
     if (!h) {
@@ -202,17 +214,10 @@ export function createReader(init: ReaderInit): BatchReader {
         j++; r++;
       }
       const a = fused ? spec.a[0] : 0, b = fused ? spec.b[0] : 0;
-      // Cold data (slow reads): hint the whole run first so the disk works on all of it at once.
-      const hint = !useMap && coldLeft > 0 && addon!.willneed !== undefined;
-      if (hint) { addon!.willneed!(xf.fd, xf.dataStart, xRow, rowsBuf, j); coldLeft--; }
-      const t0 = useMap || hint ? 0 : performance.now();
+      // pgather notices cold data itself (a row not in the page cache) and then hints the run's remaining rows at once.
       const status = useMap
         ? addon!.gather(mapped(pi), xf.dataStart, xRow, rowsBuf, destBuf, j, out, fused ? 1 : 0, a, b)
         : addon!.pgather(xf.fd, xf.dataStart, xRow, rowsBuf, destBuf, j, out, fused ? 1 : 0, a, b);
-      if (t0 > 0 && j >= 16 && ((performance.now() - t0) * 1000) / j > 15) {
-        // Above ~15 us per row the reads wait for the disk (page cache hits take ~1-3 us): hint the next 64 runs, then probe again.
-        coldLeft = 64;
-      }
       if (status !== 0) {
         fail(p.x, `ended early while reading ${j} sample(s) (truncated while the loader was reading it?)`);
       }
@@ -221,7 +226,21 @@ export function createReader(init: ReaderInit): BatchReader {
   };
 
 
+  // A global shuffle's ids computed natively (~4x faster than the JS Feistel network; same bits).
+  let perm: { epoch: number; keys: Uint32Array; half: number; n: number } | null = null;
+  const batchIds = (epoch: number, start: number, n: number) => {
+    if (addon?.permute) {
+      if (perm?.epoch !== epoch) {
+        const p = plan.globalOrder(epoch);
+        perm = p ? { epoch, keys: Uint32Array.from(p.feistel.keys), half: p.feistel.half, n: p.n } : null;
+      }
+      if (perm) { addon.permute(perm.keys, perm.half, perm.n, plan.streamPosition(start), n, ids); return; }
+    }
+    plan.samples(epoch, start, n, ids);
+  };
+
   return {
+    gathersX: addon !== null && fused && init.plan.mode !== 'block',
     fill(epoch, start, n, slot, into) {
       if (Date.now() - lastCheck >= init.checkMs) checkOpen();
       const target = into ?? outputs[slot];
@@ -241,11 +260,11 @@ export function createReader(init: ReaderInit): BatchReader {
         }
         return;
       }
-      plan.samples(epoch, start, n, ids);
+      batchIds(epoch, start, n);
       for (let k = 0; k < n; k++) order[k] = k;
       const sorted = order.subarray(0, n);
       // Sorted by file offset for positioned reads (helps a cold disk); mapped gathers only group by part.
-      if ((init.plan.mode !== 'none' || init.plan.subset) && !(useMap && parts.length === 1)) sorted.sort((i, j) => ids[i] - ids[j]);
+      if ((init.plan.mode !== 'none' || init.plan.subset) && !(useMap && parts.length === 1)) sortByIds(n, sorted);
       if (addon) {
         gatherMapped(n, sorted, fused ? target[0] : xScratch.u8);
         for (let r = 0; r < n; r++) slotOf[sorted[r]] = r;

@@ -109,11 +109,12 @@ export interface LoaderOptions extends TransformOptions {
   /** How often readers re-check open files for deletion or truncation, in ms (default 250). */
   checkIntervalMs?: number;
   /**
-   * 'pread' (default): positioned reads; peak RSS does not grow with the data. 'mmap': gather from memory-mapped files
-   * (native addon; numpy-memmap speed, and the mapped pages touched count in RSS as with numpy). Falls back to 'pread'
-   * when the addon is not built; block shuffle always reads sequential windows.
+   * 'auto' (default): 'mmap' when the source's x files take at most 64 MB together (so the mapped pages that count in
+   * RSS stay under 64 MB whatever the store), else 'pread'. 'pread': positioned reads; peak RSS does not grow with the
+   * data. 'mmap': gather from memory-mapped files (native addon; numpy-memmap speed, and the mapped pages touched count
+   * in RSS as with numpy). Without the addon every choice reads with 'pread'; block shuffle always reads sequential windows.
    */
-  io?: 'pread' | 'mmap';
+  io?: 'auto' | 'pread' | 'mmap';
   /** Use the native gather addon when it is built (default true); false = plain JS positioned reads. */
   native?: boolean;
   /**

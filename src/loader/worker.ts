@@ -12,6 +12,12 @@ export interface FillRequest { seq: number; epoch: number; start: number; n: num
 export interface FillReply { seq: number; x?: ArrayBuffer; y?: ArrayBuffer; error?: { message: string; slimfit: boolean; file?: string; hint?: string; stack?: string } }
 
 const reader = createReader(workerData as ReaderInit);
+
+/** A fresh transferable ArrayBuffer of `bytes` whose contents are not zeroed (never from node's shared Buffer pool). */
+function unzeroed(bytes: number): ArrayBuffer {
+  const b = Buffer.allocUnsafeSlow(bytes);
+  return b.byteOffset === 0 && b.buffer.byteLength === bytes ? b.buffer : new ArrayBuffer(bytes);
+}
 // Requests come in groups (one message per group each way keeps the cross-thread cost per batch low).
 parentPort!.on('message', (m: FillRequest[] | 'close') => {
   if (m === 'close') { reader.close(); parentPort!.close(); return; }
@@ -23,7 +29,8 @@ parentPort!.on('message', (m: FillRequest[] | 'close') => {
     try {
       if (r.own) {
         // Owned batches are filled here and moved to the caller: the main thread never copies (or even touches) them.
-        const x = new ArrayBuffer(r.own[0]), y = new ArrayBuffer(r.own[1]);
+        // x: uninitialized memory when the native gather overwrites all of it (zeroing fresh batches cost ~0.15 us/row).
+        const x = reader.gathersX ? unzeroed(r.own[0]) : new ArrayBuffer(r.own[0]), y = new ArrayBuffer(r.own[1]);
         reader.fill(r.epoch, r.start, r.n, r.slot, [new Uint8Array(x), new Uint8Array(y)]);
         replies.push({ seq: r.seq, x, y });
         transfer.push(x, y);

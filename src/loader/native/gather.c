@@ -12,6 +12,7 @@
 #include <string.h>
 #include <sys/mman.h>
 #include <sys/stat.h>
+#include <sys/uio.h>
 #include <unistd.h>
 
 // One mapping per file per process, shared by every worker thread (refcounted), so pages are counted once.
@@ -223,6 +224,9 @@ static napi_value js_gather(napi_env env, napi_callback_info info) {
   return res;
 }
 
+// Cleared the first time the kernel refuses RWF_NOWAIT reads (old kernels, some file systems): plain preads then.
+static volatile int nowait_ok = 1;
+
 // pgather(fd, dataStart, rowBytes, rows, dest, count, out, mode, a, b): like gather, with one pread per row
 // (no mapping, so nothing of the file counts in RSS). Returns 0, or -1 if the file ended early.
 static napi_value js_pgather(napi_env env, napi_callback_info info) {
@@ -251,11 +255,26 @@ static napi_value js_pgather(napi_env env, napi_callback_info info) {
   int status = 0;
   Conv conv;
   if (mode == 1) make_conv(&conv, a, b);
+  // Each row is first read with RWF_NOWAIT (page cache only). The first row not in the cache means the data is cold:
+  // then every remaining row of the call is hinted with posix_fadvise(WILLNEED) so the disk serves them in parallel,
+  // and the reads block as usual. A warm batch costs no extra system call, whatever the machine's load.
+  int hinted = 0;
   for (size_t r = 0; r < count && status == 0; r++) {
     if ((size_t)dest[r] * outRow + outRow > outB) { status = -2; break; }
     uint8_t* dst = mode == 1 ? tmp : outP + (size_t)dest[r] * outRow;
     off_t pos = (off_t)dataStart + (off_t)rows[r] * (off_t)rb;
     size_t done = 0;
+#ifdef RWF_NOWAIT
+    if (!hinted && nowait_ok) {
+      struct iovec iov = { dst, rb };
+      ssize_t got = preadv2(fd, &iov, 1, pos, RWF_NOWAIT);
+      if (got > 0) done = (size_t)got;
+      else if (got < 0 && errno == EAGAIN) {
+        for (size_t q = r; q < count; q++) posix_fadvise(fd, (off_t)dataStart + (off_t)rows[q] * (off_t)rb, (off_t)rb, POSIX_FADV_WILLNEED);
+        hinted = 1;
+      } else if (got < 0 && (errno == EOPNOTSUPP || errno == EINVAL || errno == ENOSYS)) nowait_ok = 0;
+    }
+#endif
     while (done < rb) {
       ssize_t got = pread(fd, dst + done, rb - done, pos + (off_t)done);
       if (got < 0 && errno == EINTR) continue;
@@ -295,6 +314,56 @@ static napi_value js_willneed(napi_env env, napi_callback_info info) {
   return NULL;
 }
 
+// The murmur3-style mix of src/core/permutation.ts hash32, in uint32 arithmetic (Math.imul and >>> give the same bits).
+static inline uint32_t mix32(uint32_t a, uint32_t b) {
+  uint32_t h = ((a ^ 0x9e3779b9u) * 0x85ebca6bu) ^ ((b + 0x7f4a7c15u) * 0xc2b2ae35u);
+  h ^= h >> 16; h *= 0x85ebca6bu; h ^= h >> 13; h *= 0xc2b2ae35u; h ^= h >> 16;
+  return h;
+}
+
+// permute(keys: Uint32Array, half, n, start, count, out: Float64Array): out[k] = P.at(start + k) for the Feistel
+// permutation P of [0, n) with these round keys (permutation.ts: the same network, cycle-walking above n).
+static napi_value js_permute(napi_env env, napi_callback_info info) {
+  size_t argc = 6;
+  napi_value argv[6];
+  napi_get_cb_info(env, info, &argc, argv, NULL, NULL);
+  if (argc < 6) return throw_err(env, "EINVAL", "permute needs 6 arguments");
+  double halfD, nD, startD, countD;
+  napi_get_value_double(env, argv[1], &halfD);
+  napi_get_value_double(env, argv[2], &nD);
+  napi_get_value_double(env, argv[3], &startD);
+  napi_get_value_double(env, argv[4], &countD);
+  uint8_t *keysP, *outP; size_t keysB, outB;
+  if (!get_buf(env, argv[0], &keysP, &keysB) || !get_buf(env, argv[5], &outP, &outB)) return throw_err(env, "EINVAL", "permute: bad buffers");
+  const uint32_t* keys = (const uint32_t*)keysP;
+  size_t rounds = keysB / 4, count = (size_t)countD;
+  unsigned half = (unsigned)halfD;
+  uint64_t n = (uint64_t)nD, start = (uint64_t)startD, mask = (half >= 32 ? 0 : ((uint64_t)1 << half)) - 1;
+  if (half < 1 || half > 26 || rounds == 0 || count * 8 > outB || startD < 0 || nD > 4503599627370496.0 || start + count > n) return throw_err(env, "ERANGE", "permute: bad arguments");
+  double* out = (double*)outP;
+  // Eight positions at a time: each round is one long chain of multiplies, so interleaving independent chains lets
+  // the core overlap them (one at a time ran at the JS speed, ~40 ns per id). Cycle-walking (y >= n) continues per id.
+  enum { L = 8 };
+  for (size_t k0 = 0; k0 < count; k0 += L) {
+    size_t m = count - k0 < L ? count - k0 : L;
+    uint32_t l[L], r[L];
+    for (size_t j = 0; j < L; j++) { uint64_t y = start + k0 + (j < m ? j : 0); l[j] = (uint32_t)(y >> half); r[j] = (uint32_t)(y & mask); }
+    for (size_t q = 0; q < rounds; q++) {
+      for (size_t j = 0; j < L; j++) { uint32_t t = l[j] ^ (mix32(r[j], keys[q]) & (uint32_t)mask); l[j] = r[j]; r[j] = t; }
+    }
+    for (size_t j = 0; j < m; j++) {
+      uint64_t y = ((uint64_t)l[j] << half) | r[j];
+      while (y >= n) {
+        uint32_t a = (uint32_t)(y >> half), b = (uint32_t)(y & mask);
+        for (size_t q = 0; q < rounds; q++) { uint32_t t = a ^ (mix32(b, keys[q]) & (uint32_t)mask); a = b; b = t; }
+        y = ((uint64_t)a << half) | b;
+      }
+      out[k0 + j] = (double)y;
+    }
+  }
+  return NULL;
+}
+
 // configure({ isa }): '' | 'avx512' | 'avx2' | 'generic' caps the conversion path; called by the JS side right after
 // loading. Throws on an unknown value, or when the path was already chosen under another cap.
 static napi_value js_configure(napi_env env, napi_callback_info info) {
@@ -328,6 +397,8 @@ NAPI_MODULE_INIT() {
   napi_set_named_property(env, exports, "configure", f2);
   napi_create_function(env, "isa", NAPI_AUTO_LENGTH, js_isa, NULL, &f2);
   napi_set_named_property(env, exports, "isa", f2);
+  napi_create_function(env, "permute", NAPI_AUTO_LENGTH, js_permute, NULL, &f2);
+  napi_set_named_property(env, exports, "permute", f2);
   napi_value f1;
   napi_create_function(env, "willneed", NAPI_AUTO_LENGTH, js_willneed, NULL, &f1);
   napi_set_named_property(env, exports, "willneed", f1);
