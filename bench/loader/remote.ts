@@ -51,14 +51,14 @@ export async function benchRemoteLoader(dir: string, o: RemoteBenchOptions = {})
   for (const d of [served, ...Object.keys(m.splits).map((s) => join(served, s))]) try { chmodSync(d, 0o755); } catch { /* not a folder */ }
   const nginx = await startNginx(www, join(tmp, 'nginx'));
   const proxy = await startFaultProxy(nginx.port, { latencyMs: latency });
-  const window = 16 << 20;
+  const window = 4; // shards per window of the shard shuffle (the default for remote stores)
   let cacheN = 0;
   const slim = (name: string, url: string, cacheLimit?: number, autoWindow = false) => ({
     name,
     run: async () => {
       const cacheDir = join(tmp, `cache-${cacheN++}`);
       const spec: BenchChildSpec = {
-        dir: url, split, batch, seconds, workers, shuffle: 'block', reuse: false, io: 'pread', native: true, ...(autoWindow ? {} : { shuffleWindow: window }),
+        dir: url, split, batch, seconds, workers, shuffle: 'shard', reuse: false, io: 'pread', native: true, ...(autoWindow ? {} : { shuffleShards: window }),
         ...(cacheLimit ? { remote: { cacheDir, cacheLimit } } : {}),
       };
       const r = await run(process.execPath, ['--import', 'tsx', CHILD, JSON.stringify(spec)]);
@@ -69,10 +69,10 @@ export async function benchRemoteLoader(dir: string, o: RemoteBenchOptions = {})
   const xFiles = info.shards.map((s) => join(served, s.x.file)), yFiles = info.shards.map((s) => join(served, s.y.file));
   const contenders = [
     { name: 'numpy memmap + fancy-index gather (global shuffle, local)', run: async () => ({ ...(await run('python3', [PEERS, 'numpy', JSON.stringify({ x: xFiles, y: yFiles, batch, seconds, seed: 0, workers: 0 })])), note: 'local folder' }) },
-    slim('slimfit block shuffle, local store', served),
-    slim('slimfit block shuffle, nginx over loopback, cold cache', `${nginx.url}/${basename(dir)}`, storeBytes * 2),
-    slim('slimfit block shuffle, nginx, cold cache of 1/4 of the store (window sized to the cache)', `${nginx.url}/${basename(dir)}`, Math.floor(storeBytes / 4), true),
-    slim(`slimfit block shuffle, nginx + ${latency} ms added per request, cold cache`, `${proxy.url}/${basename(dir)}`, storeBytes * 2),
+    slim(`slimfit shard shuffle (${window} shards per window), local store`, served),
+    slim(`slimfit shard shuffle (${window} shards per window), nginx over loopback, cold cache`, `${nginx.url}/${basename(dir)}`, storeBytes * 2),
+    slim('slimfit shard shuffle, nginx, cold cache of 1/4 of the store (window sized to the cache)', `${nginx.url}/${basename(dir)}`, Math.floor(storeBytes / 4), true),
+    slim(`slimfit shard shuffle (${window} shards per window), nginx + ${latency} ms added per request, cold cache`, `${proxy.url}/${basename(dir)}`, storeBytes * 2),
   ];
   const rows: string[] = [];
   const load0 = loadavg()[0];
@@ -95,7 +95,7 @@ export async function benchRemoteLoader(dir: string, o: RemoteBenchOptions = {})
   }
   const load1 = loadavg()[0];
   return [
-    `Block-shuffled float32 batches (window ${formatBytes(window)}), batch ${batch}, ${workers} worker(s), split '${split}' of ${dir} (${info.samples} samples, ` +
+    `Shard-shuffled float32 batches, batch ${batch}, ${workers} worker(s), split '${split}' of ${dir} (${info.samples} samples, ` +
       `${formatBytes(storeBytes)} in ${info.shards.length} shard pair(s)); each contender runs up to ${seconds} s or one epoch, timed from its first batch. ` +
       `Remote runs start with an empty cache, so downloads are part of the time. Machine: ${cpus().length} cores (${cpus()[0]?.model ?? '?'}), 1-minute load average ${load0.toFixed(1)} before, ${load1.toFixed(1)} after.`,
     '',
