@@ -64,7 +64,7 @@ export interface BenchRow {
   note?: string;
 }
 
-interface Raw { samples: number; seconds: number; cpuSeconds?: number; cpuIncomplete?: boolean; peakRss: number; peakRssChildren?: number; io?: string }
+export interface Raw { samples: number; seconds: number; cpuSeconds?: number; cpuIncomplete?: boolean; peakRss: number; peakRssChildren?: number; io?: string }
 
 /** Median of `xs` (mean of the middle two for an even count). */
 function median(xs: number[]): number {
@@ -72,7 +72,8 @@ function median(xs: number[]): number {
   return s.length % 2 ? s[m] : (s[m - 1] + s[m]) / 2;
 }
 
-function run(cmd: string, args: string[]): Promise<Raw> {
+/** Run a bench child (`cmd args`) and parse the JSON line it prints last. */
+export function runChild(cmd: string, args: string[]): Promise<Raw> {
   return new Promise((resolve, reject) => {
     const child = spawn(cmd, args, { stdio: ['ignore', 'pipe', 'pipe'] });
     let out = '', err = '';
@@ -141,13 +142,13 @@ export async function benchLoader(dir: string, opts: LoaderBenchOptions = {}): P
   if (!addon) notes.push('the native gather addon is not built (npm install builds it): slimfit used plain JS positioned reads and could not run io: mmap');
   const slim = (workers: number, shuffle: 'global' | 'block' | 'shard', io: 'auto' | 'pread' | 'mmap', native = true, reuse = false): Contender => ({
     name: `slimfit ${shuffle} shuffle${shuffle === 'shard' ? ` (${shuffleShards} shards per window)` : ''}, ${shuffle === 'block' ? 'sequential windows' : !native ? 'pread (plain JS)' : io === 'auto' ? 'default io (auto)' : `io: ${io}`}, ${workers} worker${workers === 1 ? '' : 's'}, ${reuse ? 'lent ring buffers (the trainer\'s setting)' : 'owned copies (the default)'}`,
-    run: () => run(process.execPath, ['--import', 'tsx', CHILD, JSON.stringify({ dir: ds.dir, split, batch, seconds, workers, shuffle, reuse, io, native, shuffleShards } satisfies BenchChildSpec)]),
+    run: () => runChild(process.execPath, ['--import', 'tsx', CHILD, JSON.stringify({ dir: ds.dir, split, batch, seconds, workers, shuffle, reuse, io, native, shuffleShards } satisfies BenchChildSpec)]),
   });
   const contenders = (cache: 'warm' | 'cold'): Contender[] => {
     const c: Contender[] = [];
     const ws = opts.workers ?? [1, 2];
     const wl = ws[ws.length - 1];
-    if (haveNumpy) c.push({ name: 'numpy memmap + fancy-index gather', run: () => run(python, [PEERS, 'numpy', peerSpec(0)]) });
+    if (haveNumpy) c.push({ name: 'numpy memmap + fancy-index gather', run: () => runChild(python, [PEERS, 'numpy', peerSpec(0)]) });
     if (shuffles.includes('global')) {
       for (const w of ws) for (const reuse of [false, true]) c.push(slim(w, 'global', 'auto', true, reuse));
       if (addon) for (const reuse of [false, true]) c.push(slim(wl, 'global', 'pread', true, reuse));
@@ -157,8 +158,8 @@ export async function benchLoader(dir: string, opts: LoaderBenchOptions = {}): P
     if (shuffles.includes('block')) for (const w of ws) c.push(slim(w, 'block', 'pread'));
     if (shuffles.includes('shard')) for (const w of ws) c.push(slim(w, 'shard', 'auto'));
     if (haveTorch) {
-      for (const w of cache === 'warm' ? [0, 2] : [2]) c.push({ name: `PyTorch DataLoader (per-sample __getitem__), num_workers=${w}`, run: () => run(torchPy, [PEERS, 'torch', peerSpec(w)]) });
-      c.push({ name: 'PyTorch DataLoader (batched sampler + fancy index), num_workers=2', run: () => run(torchPy, [PEERS, 'torch-batched', peerSpec(2)]) });
+      for (const w of cache === 'warm' ? [0, 2] : [2]) c.push({ name: `PyTorch DataLoader (per-sample __getitem__), num_workers=${w}`, run: () => runChild(torchPy, [PEERS, 'torch', peerSpec(w)]) });
+      c.push({ name: 'PyTorch DataLoader (batched sampler + fancy index), num_workers=2', run: () => runChild(torchPy, [PEERS, 'torch-batched', peerSpec(2)]) });
     }
     return c;
   };

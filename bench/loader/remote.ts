@@ -1,6 +1,5 @@
 // `npm run bench -- loader DIR --remote`: the same store read from disk, from nginx over loopback (cold shard cache:
 // every shard downloaded during the run), through a proxy adding latency to each request, and numpy memmap gathers from disk.
-import { spawn } from 'node:child_process';
 import { chmodSync, cpSync, mkdirSync, mkdtempSync, rmSync } from 'node:fs';
 import { cpus, loadavg, tmpdir } from 'node:os';
 import { basename, dirname, join } from 'node:path';
@@ -9,27 +8,11 @@ import { formatBytes } from '../../src/core/rss.ts';
 import { readManifestAt } from '../../src/store/remote.ts';
 import { startFaultProxy, startNginx } from '../../dev/remote-servers.ts';
 import type { BenchChildSpec } from './child.ts';
+import { type Raw, runChild as run } from './bench.ts';
 
 const ROOT = join(dirname(fileURLToPath(import.meta.url)), '..', '..');
 const PEERS = join(ROOT, 'bench', 'loader_peers.py');
 const CHILD = join(dirname(fileURLToPath(import.meta.url)), 'child.ts');
-
-interface Raw { samples: number; seconds: number; peakRss: number }
-
-function run(cmd: string, args: string[]): Promise<Raw> {
-  return new Promise((resolve, reject) => {
-    const child = spawn(cmd, args, { stdio: ['ignore', 'pipe', 'pipe'] });
-    let out = '', err = '';
-    child.stdout.on('data', (d) => (out += d));
-    child.stderr.on('data', (d) => (err += d));
-    child.on('close', (code) => {
-      const line = out.trim().split('\n').pop() ?? '';
-      if (code !== 0 || !line.startsWith('{')) reject(new Error(`${cmd} failed (${code}): ${err.trim().split('\n').slice(-3).join(' | ')}`));
-      else resolve(JSON.parse(line) as Raw);
-    });
-  });
-}
-
 
 /** Options of {@link benchRemoteLoader}. */
 export interface RemoteBenchOptions { batch?: number; seconds?: number; workers?: number; latencyMs?: number; split?: string; log?: (l: string) => void }
