@@ -221,6 +221,15 @@ print(json.dumps(out.ravel().tolist()))
     assert.equal(t2.code, 0, t2.stderr);
     assert.match(t2.stderr, /training mlp .*augment rotate=10,flip/);
     assert.match(readFileSync(join(run, 'report.md'), 'utf8'), /augment rotate=10,flip/);
+    // A run with --shift resumed with --augment shift=...: the new augmentation replaces the old one, shift included.
+    const run2 = join(tmp.dir, 'aug-shift-run');
+    assert.equal((await runCli(['train', store, '--model', 'mlp', '--epochs', '1', '--shift', '2', '--val-fraction', '0', '--no-test', '--out', run2])).code, 0);
+    const t3 = await runCli(['train', '--resume', run2, '--epochs', '2', '--augment', 'shift=3,rotate=10']);
+    assert.equal(t3.code, 0, t3.stderr);
+    assert.match(t3.stderr, /--augment replaces the run's augmentation, its --shift 2 included/);
+    const cfg3 = JSON.parse(readFileSync(join(run2, 'run.json'), 'utf8')) as { shift: number; augment: string };
+    assert.equal(cfg3.shift, 0);
+    assert.match(cfg3.augment, /shift=3/);
   });
 });
 

@@ -91,6 +91,9 @@ print(doc['groups'], doc['listed'], copies)
     assert.equal(total, 7);
     assert.equal(groups.reduce((a, g) => a + g.copies.length, 0), MAX_LISTED_COPIES);
     assert.equal(groups.reduce((a, g) => a + (g.unlisted ?? 0), 0), 5000);
+    // Past the caps each further duplicated sample still counts once, however many copies it has.
+    for (let i = 0; i < 3000; i++) l.note(1000 + (i % 100), 1, { split: 'train', index: i, input: 'x.csv', inputIndex: i });
+    assert.equal(l.result().total, 7 + 100);
   });
 
   test('--dedupe says which split it dropped from and the sample counts after dropping', async () => {

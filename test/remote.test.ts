@@ -218,6 +218,25 @@ test('slimfit train on a store URL (mlp, one epoch) reports the same loss and ac
   assert.deepEqual(final(b), final(a));
 });
 
+test('train on a URL with a small cache: the shard window shrinks to fit and is saved in run.json; --balanced keeps a global draw; show draws from a window', { skip: needNginx() }, async () => {
+  const runs = join(tmp.dir, 'runs-small');
+  const url = `${nginx!.url}/store`;
+  const small = ['--cache-dir', newCache(), '--cache-limit', String(storeBytes / 2)];
+  const common = ['--model', 'mlp', '--epochs', '1', '--batch', '100', '--no-test', '--json'];
+  const a = await runCli(['train', url, ...common, ...small, '--out', join(runs, 'a')]);
+  assert.equal(a.code, 0, a.stderr);
+  const cfg = JSON.parse(readFileSync(join(runs, 'a', 'run.json'), 'utf8'));
+  assert.equal(cfg.shuffle, 'shard');
+  const fits = Math.floor(storeBytes / 2 / (2 * maxShard));
+  assert.ok(cfg.shuffleShards >= 1 && cfg.shuffleShards <= Math.max(1, fits), `window ${cfg.shuffleShards} shards, at most ${fits} fit`);
+  const b = await runCli(['train', url, ...common, '--cache-dir', newCache(), '--cache-limit', String(storeBytes * 2), '--balanced', '--out', join(runs, 'b')]);
+  assert.equal(b.code, 0, b.stderr);
+  assert.equal(JSON.parse(readFileSync(join(runs, 'b', 'run.json'), 'utf8')).shuffle, 'global');
+  const shown = await runCli(['show', url, '-n', '4', ...small, '--out', join(runs, 's.png')]);
+  assert.equal(shown.code, 0, shown.stderr);
+  assert.match(shown.stdout, /wrote 4 random samples/);
+});
+
 test('three processes reading one URL through one small cache folder each get the local epoch, and leave no temp, lock or pin files', { skip: needNginx() }, async () => {
   const cacheDir = newCache();
   const limit = Math.floor(storeBytes / 4);

@@ -59,6 +59,7 @@ export type ShardFetchBack = (file: string, dest: string, expected: { bytes: num
 export function createDuplicateLister(): DuplicateLister {
   // Groups by hash (lo, then hi): numeric keys, so a lookup per sample allocates nothing. `groups` keeps the order.
   const byHash = new Map<number, Map<number, DuplicateGroup>>();
+  const unlistedHashes = new Map<number, Set<number>>();
   const groups: DuplicateGroup[] = [];
   const find = (lo: number, hi: number) => byHash.get(lo >>> 0)?.get(hi >>> 0);
   const add = (lo: number, hi: number): DuplicateGroup => {
@@ -75,8 +76,14 @@ export function createDuplicateLister(): DuplicateLister {
     note(lo, hi, copy) {
       let g = find(lo, hi);
       if (!g) {
+        if (groups.length >= MAX_LISTED_GROUPS || copies >= MAX_LISTED_COPIES) {
+          // Past the caps only the hash is kept, so `total` counts each duplicated sample once (as the index does).
+          let inner = unlistedHashes.get(lo >>> 0);
+          if (!inner) unlistedHashes.set(lo >>> 0, inner = new Set());
+          if (!inner.has(hi >>> 0)) { inner.add(hi >>> 0); total++; }
+          return;
+        }
         total++;
-        if (groups.length >= MAX_LISTED_GROUPS || copies >= MAX_LISTED_COPIES) return;
         g = add(lo, hi);
       }
       if (copies >= MAX_LISTED_COPIES) { g.unlisted = (g.unlisted ?? 0) + 1; return; }
@@ -92,7 +99,8 @@ export function createDuplicateLister(): DuplicateLister {
     result() {
       // In input order: the copy found only in the store is the first one (every later copy was noted while converting,
       // with its input position), which is also the one --dedupe keeps.
-      for (const g of groups) g.copies.sort((a, b) => (a.input === undefined ? -1 : 0) - (b.input === undefined ? -1 : 0) || (a.inputIndex ?? 0) - (b.inputIndex ?? 0));
+      // Later copies are noted in input order (across inputs too); the sort is stable and only puts the first copy first.
+      for (const g of groups) g.copies.sort((a, b) => (a.input === undefined ? -1 : 0) - (b.input === undefined ? -1 : 0));
       return { groups: [...groups], total };
     },
     async finish(dir, splits, xRowBytes, fetchBack) {

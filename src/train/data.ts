@@ -185,6 +185,7 @@ export function normalizeMix(spec: MixSpec, split: string): SavedMix {
   const others = spec.with.map((w) => {
     const o = typeof w === 'string' ? { dir: w, split } : w;
     if (!o || typeof o.dir !== 'string' || o.dir === '' || (o.split !== undefined && (typeof o.split !== 'string' || o.split === ''))) throw bad(`has an entry that is neither a store folder nor { dir, split }: ${JSON.stringify(w)}`);
+    if (isRemote(o.dir)) throw new SlimfitError(`mixing a store given by URL is not supported yet: ${o.dir}`, { hint: 'copy it with `slimfit pull URL DIR` and mix the folder' });
     return { dir: resolvePath(o.dir), split: o.split ?? split };
   });
   const S = others.length + 1;

@@ -10,6 +10,7 @@ import type * as tfl from '@tensorflow/tfjs-layers';
 import { SlimfitError } from '../core/errors.ts';
 import { checkMixable, mixSources, verifySource } from '../loader/index.ts';
 import { isLoadable } from '../loader/layout.ts';
+import type { PlanConfig } from '../loader/plan.ts';
 import type { AugmentOptions, Cursor, DataSource, LoaderOptions } from '../loader/types.ts';
 import { formatAugment, parseAugmentSpec } from '../loader/augment.ts';
 import { type RemoteOptions } from '../remote/index.ts';
@@ -286,6 +287,11 @@ export async function trainRun(data: DataInput | undefined, opts: TrainRunOption
       balanced: opts.balanced, mix: opts.mix && normalizeMix(opts.mix, opts.split ?? saved.split),
     };
     cfg = resumeConfig(saved, given, data, { force: opts.force, run: out, hasCheckpoint, log });
+    // An augmentation given again replaces the run's whole augmentation, its --shift included (they would disagree).
+    if (opts.augment !== undefined && opts.shift === undefined && cfg.shift) {
+      log(`--augment replaces the run's augmentation, its --shift ${cfg.shift} included`);
+      cfg.shift = 0;
+    }
     if (hasCheckpoint) {
       state = await readJson<CheckpointState>(join(out, MODEL_DIR, 'state.json'), 'the checkpoint state');
       const stop = state.history[state.history.length - 1]?.stoppedEarly;
@@ -326,10 +332,10 @@ export async function trainRun(data: DataInput | undefined, opts: TrainRunOption
   }
   const rd: ResolvedData = await resolveData(cfg.data, cfg.split, cfg.valSplit, cfg.valFraction ?? 0, cfg.seed, { verifyChecksums: opts.verifyChecksums, classNames: cfg.classNames, remote: opts.remote });
   const mixed = cfg.mix ? await openMixSources(cfg.mix, { verifyChecksums: opts.verifyChecksums }).catch(async (e) => { await rd.close(); throw e; }) : null;
-  // A new run on a source fetched over the network shuffles by shard windows unless told otherwise (saved in run.json).
-  if (!opts.resume && opts.shuffle === undefined && isLoadable(rd.main) && rd.main.remote) {
+  // A new run on a source fetched over the network shuffles by shard windows unless told otherwise (saved in run.json;
+  // the window the loader sizes to the cache is saved once the loader is built). Class-balanced draws stay global.
+  if (!opts.resume && opts.shuffle === undefined && isLoadable(rd.main) && rd.main.remote && !cfg.balanced && !cfg.mix?.balanced.length) {
     cfg.shuffle = DEFAULTS.remoteShuffle;
-    cfg.shuffleShards ??= DEFAULTS.shuffleShards;
   }
   if (world && world.size > 1 && cfg.shuffle === 'block') {
     await rd.close();
@@ -394,6 +400,12 @@ export async function trainRun(data: DataInput | undefined, opts: TrainRunOption
       })
       : makeLoader(rd.main, rd.classes, { ...lopts, ...ranks, shift: cfg.shift || undefined, augment, balanced: cfg.balanced || undefined });
     loaders.push(loader);
+    // The shard window the loader chose (a remote store's default shrinks to fit the cache) is part of the run's plan.
+    const chosen = (loader as { planConfig?: PlanConfig }).planConfig?.shardWindow;
+    if (cfg.shuffle === 'shard' && cfg.shuffleShards === undefined && chosen) {
+      cfg.shuffleShards = chosen;
+      if (writer) await writeAtomic(join(out, 'run.json'), JSON.stringify(cfg, null, 2) + '\n');
+    }
     // Checkpoints keep the cursor in the global order (one process's view), so any number of ranks can resume them.
     if (state) loader.resume(world && world.size > 1 ? rankCursor(state.cursor, world.rank, world.size) : state.cursor);
     // Another number of ranks sums each averaged gradient in another order: the same training up to float rounding,

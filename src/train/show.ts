@@ -99,8 +99,9 @@ export async function writeSampleGrid(data: DataInput, out: string, opts: ShowOp
     const rowsAug = aug ? Math.max(1, Math.ceil(n / AUG_COLS)) : 0;
     const count = aug ? Math.min(rowsAug, rd.main.samples) : Math.min(n, rd.main.samples);
     const seed = opts.seed ?? DEFAULTS.seed;
-    // A random draw is the first `count` positions of a seeded uniform permutation of the split.
-    const loader = createLoader(rd.main, { batchSize: count, shuffle: opts.first ? false : 'global', seed, workers: 0, verifyChecksums: opts.verifyChecksums });
+    // A random draw is the first `count` positions of a seeded shuffle of the split: a uniform permutation locally; for a
+    // store given by URL the loader's remote default (a window of shards), so only that window is downloaded.
+    const loader = createLoader(rd.main, { batchSize: count, shuffle: opts.first ? false : undefined, seed, workers: 0, verifyChecksums: opts.verifyChecksums });
     let batch;
     try {
       for await (const b of loader) { batch = b; break; }
