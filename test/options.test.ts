@@ -42,7 +42,7 @@ const LOADER_BAD: Array<[string, Record<string, unknown>, RegExp]> = [
   ["seed 'x'", { seed: 'x' }, /option seed must be a whole number, got 'x'/],
   ["normalize 'minmax'", { normalize: 'minmax' }, /option normalize must be 'stats', false or \{ scale, shift \}.*got 'minmax'/],
   ["oneHot 'yes'", { oneHot: 'yes' }, /option oneHot must be true, false or a number of classes, got 'yes'/],
-  ["io 'fast'", { io: 'fast' }, /option io must be 'pread' or 'mmap'/],
+  ["io 'fast'", { io: 'fast' }, /option io must be 'auto', 'pread' or 'mmap'/],
   ['noise -1', { noise: -1 }, /option noise must be a number >= 0/],
   ['rank 2 of worldSize 2', { rank: 2, worldSize: 2 }, /option rank 2 must be below worldSize 2/],
   ['misspelt batchsize', { batchsize: 64 }, /unknown option 'batchsize'; did you mean 'batchSize'\?/],
