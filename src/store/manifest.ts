@@ -71,6 +71,24 @@ export interface Manifest {
   provenance: Provenance;
 }
 
+/** A new store's manifest: the fields, class names, splits and stats a conversion or a merge produced, and its provenance. */
+export function newManifest(fields: Manifest['fields'], classNames: string[] | undefined, splits: Record<string, SplitInfo>, stats: Stats | undefined, provenance: Provenance): Manifest {
+  return {
+    format: 'slimfit-dataset', version: STORE_VERSION, fields,
+    ...(classNames ? { classNames } : {}), splits, ...(stats ? { stats } : {}), provenance,
+  };
+}
+
+/** Every shard file (x, then y, of each shard) of these splits, in split and shard order. */
+export function shardFiles(splits: Record<string, SplitInfo>): ShardFile[] {
+  return Object.values(splits).flatMap((s) => s.shards.flatMap((sh) => [sh.x, sh.y]));
+}
+
+/** Bytes of all shard files of these splits. */
+export function shardBytes(splits: Record<string, SplitInfo>): number {
+  return shardFiles(splits).reduce((a, f) => a + f.bytes, 0);
+}
+
 function fail(dir: string, what: string): never {
   throw new SlimfitError(`not a complete slimfit store: ${what}`, {
     file: isRemote(dir) ? `${dir}/${MANIFEST_FILE}` : join(dir, MANIFEST_FILE),

@@ -18,7 +18,7 @@ import { createRelabeler, planClasses } from './classes.ts';
 import type { ConvertOptions } from './convert.ts';
 import { createDuplicateIndex } from './dedupe.ts';
 import { type DuplicateLister, DUPLICATES_FILE, createDuplicateLister, writeDuplicateList } from './dup-list.ts';
-import { type Manifest, MANIFEST_FILE, type Shard, type SplitInfo, STORE_VERSION, readManifest } from './manifest.ts';
+import { type Manifest, MANIFEST_FILE, type Shard, type SplitInfo, newManifest, readManifest, shardBytes } from './manifest.ts';
 import { lockOutput, type OutputLock } from './lock.ts';
 import { type SplitRatios, parseSplitSpec } from './split.ts';
 import { type StatsState, mergeStatsStates, rangeOfState, statsOfState } from './stats.ts';
@@ -324,29 +324,21 @@ export async function mergeStores(out: string, partDirs: readonly string[], opts
       }
       const skippedAll = parts.flatMap((p) => (p.manifest.provenance.skipped ?? []) as Array<{ path: string; reason: string }>);
       const skippedCount = parts.reduce((a, p) => a + Number(p.manifest.provenance.skippedCount ?? 0), 0);
-      const manifest: Manifest = {
-        format: 'slimfit-dataset',
-        version: STORE_VERSION,
-        fields: { x, y },
-        ...(classes.names ? { classNames: classes.names } : {}),
-        splits,
-        ...(st ? { stats: st } : {}),
-        provenance: {
-          sources: m0.provenance.sources,
-          tool: opts.tool ?? 'slimfit',
-          createdAt: new Date().toISOString(),
-          ...(opts.command ? { command: opts.command } : {}),
-          ...(m0.provenance.split ? { split: m0.provenance.split } : {}),
-          duplicates,
-          ...(skippedCount ? { skipped: skippedAll.slice(0, 10000), skippedCount } : {}),
-          mergedFrom: { parts: parts.length, commands: parts.map((p) => p.manifest.provenance.command ?? null) },
-        },
-      };
+      const manifest = newManifest({ x, y }, classes.names, splits, st, {
+        sources: m0.provenance.sources,
+        tool: opts.tool ?? 'slimfit',
+        createdAt: new Date().toISOString(),
+        ...(opts.command ? { command: opts.command } : {}),
+        ...(m0.provenance.split ? { split: m0.provenance.split } : {}),
+        duplicates,
+        ...(skippedCount ? { skipped: skippedAll.slice(0, 10000), skippedCount } : {}),
+        mergedFrom: { parts: parts.length, commands: parts.map((p) => p.manifest.provenance.command ?? null) },
+      });
       await writeAtomic(join(tmp, MANIFEST_FILE), JSON.stringify(manifest, null, 2) + '\n');
       await dest.commit();
       moves.length = 0; // published: nothing to move back
       for (const p of parts) await rm(p.dir, { recursive: true, force: true });
-      const bytesOut = Object.values(splits).reduce((a, s) => a + s.shards.reduce((b, sh) => b + sh.x.bytes + sh.y.bytes, 0), 0);
+      const bytesOut = shardBytes(splits);
       const nonFiniteAll = Object.fromEntries(splitNames.flatMap((n) => (splits[n].nonFinite ? [[n, splits[n].nonFinite!]] : [])));
       return {
         dir: out, manifest, seconds: (performance.now() - t0) / 1000, bytesIn: 0, bytesOut, duplicates,

@@ -10,7 +10,7 @@ import { writeAtomic } from '../core/write-atomic.ts';
 import { type Backend, type RemoteOptions, type ResolvedRemote, downloadFile, fetchText, openBackend, resolveRemoteOptions, uploadFile, withRetries } from '../remote/index.ts';
 import { beginAtomicDir } from './atomic.ts';
 import { checkShardOnce } from './checksum.ts';
-import { MANIFEST_FILE, type Manifest, readManifest } from './manifest.ts';
+import { MANIFEST_FILE, type Manifest, readManifest, shardFiles } from './manifest.ts';
 import { readRemoteManifest } from './remote.ts';
 import type { ShardClosed } from './shards.ts';
 import { DUPLICATES_FILE, type ShardFetchBack } from './dup-list.ts';
@@ -18,7 +18,6 @@ import { DUPLICATES_FILE, type ShardFetchBack } from './dup-list.ts';
 /** Files of a store beside its shards and manifest, copied with it. */
 const STORE_SIDE_FILES = [DUPLICATES_FILE];
 
-const shardFiles = (m: Manifest) => Object.values(m.splits).flatMap((s) => s.shards.flatMap((sh) => [sh.x, sh.y]));
 
 /** An upload in progress: a staging folder to build the store in, a hook that uploads each shard pair as it closes, and finish() for the manifest. */
 export interface Upload {
@@ -73,8 +72,8 @@ async function putSideFiles(backend: Backend, dir: string, r: ResolvedRemote): P
 async function putManifestLast(backend: Backend, manifest: Manifest, old: Manifest | null, r: ResolvedRemote): Promise<void> {
   await uploadFile(backend, MANIFEST_FILE, { bytes: Buffer.from(JSON.stringify(manifest, null, 2) + '\n') }, r.retry);
   if (old) {
-    const keep = new Set(shardFiles(manifest).map((f) => f.file));
-    for (const f of shardFiles(old)) {
+    const keep = new Set(shardFiles(manifest.splits).map((f) => f.file));
+    for (const f of shardFiles(old.splits)) {
       if (!keep.has(f.file)) await withRetries(r.retry, () => backend.remove(f.file, AbortSignal.timeout(r.retry.idleTimeoutMs))).catch(() => {});
     }
   }
@@ -132,7 +131,7 @@ export async function prepareUpload(url: string, force: boolean, opts?: RemoteOp
 export async function pushStore(dir: string, url: string, opts: { force?: boolean; quiet?: boolean; remote?: RemoteOptions } = {}): Promise<{ files: number; bytes: number }> {
   const manifest = await readManifest(dir);
   const r = resolveRemoteOptions(opts.remote);
-  const files = shardFiles(manifest);
+  const files = shardFiles(manifest.splits);
   for (const f of files) await checkShardOnce(join(dir, f.file), f, dir); // never upload a damaged store
   const { backend, old } = await openTarget(url, opts.force ?? false, r);
   const total = files.reduce((a, f) => a + f.bytes, 0);
@@ -160,7 +159,7 @@ export async function pullStore(url: string, dir: string, opts: { force?: boolea
   const backend = openBackend(url, r);
   try {
     const manifest = await readRemoteManifest(backend, r);
-    const files = shardFiles(manifest);
+    const files = shardFiles(manifest.splits);
     const total = files.reduce((a, f) => a + f.bytes, 0);
     const dest = await beginAtomicDir(dir, opts.force ?? false);
     const progress = createProgress({ label: 'pull', total, unit: 'bytes', quiet: opts.quiet });

@@ -5,7 +5,7 @@ import { isSlimfitError } from '../core/errors.ts';
 import { createProgress } from '../core/progress.ts';
 import { sha256File } from './checksum.ts';
 import type { RemoteOptions } from '../remote/index.ts';
-import type { Manifest } from './manifest.ts';
+import { type Manifest, shardBytes } from './manifest.ts';
 import { type Store, openStore } from './open.ts';
 
 /** One shard file that failed verification, and why. */
@@ -30,7 +30,7 @@ export async function verifyStore(dir: string, opts: { quiet?: boolean; remote?:
     else bad.push({ file, problem });
   };
   let files = 0, bytes = 0;
-  const total = Object.values(manifest.splits).reduce((a, s) => a + s.shards.reduce((b, sh) => b + sh.x.bytes + sh.y.bytes, 0), 0);
+  const total = shardBytes(manifest.splits);
   const progress = createProgress({ label: 'verify', total, unit: 'bytes', quiet: opts.quiet });
   try {
     for (const name of store.splits) {
@@ -66,7 +66,7 @@ async function verifyRemote(store: Store, manifest: Manifest, quiet?: boolean): 
   const remote = store.remote!;
   const bad: BadShard[] = [];
   let files = 0, bytes = 0;
-  const total = Object.values(manifest.splits).reduce((a, s) => a + s.shards.reduce((b, sh) => b + sh.x.bytes + sh.y.bytes, 0), 0);
+  const total = shardBytes(manifest.splits);
   const progress = createProgress({ label: 'verify', total, unit: 'bytes', quiet });
   try {
     for (const name of store.splits) {

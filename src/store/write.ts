@@ -11,7 +11,7 @@ import { beginAtomicDir } from './atomic.ts';
 import { type Relabeler, createRelabeler, planClasses } from './classes.ts';
 import { createDuplicateIndex } from './dedupe.ts';
 import { DUPLICATES_FILE, type ShardFetchBack, createDuplicateLister, writeDuplicateList } from './dup-list.ts';
-import { type FieldSpec, type Manifest, MANIFEST_FILE, type SplitInfo, STORE_VERSION, type Stats } from './manifest.ts';
+import { type FieldSpec, type Manifest, MANIFEST_FILE, type SplitInfo, type Stats, newManifest, shardBytes } from './manifest.ts';
 import { sampleBytes } from './open.ts';
 import { type SplitRatios, createSplitAssigner } from './split.ts';
 import { type ShardClosed, type SplitWriter, createSplitWriter, samplesPerShard } from './shards.ts';
@@ -340,35 +340,27 @@ async function writeStoreAt(out: string, input: StoreInput, opts: WriteStoreOpti
       report.list = DUPLICATES_FILE;
       report.groups = found.total;
     }
-    const manifest: Manifest = {
-      format: 'slimfit-dataset',
-      version: STORE_VERSION,
-      fields: { x, y },
-      ...(classes.names ? { classNames: classes.names } : {}),
-      splits,
-      ...(st ? { stats: st } : {}),
-      provenance: {
-        sources: sources.map((s) => s.name),
-        tool: opts.tool ?? 'slimfit',
-        createdAt: new Date().toISOString(),
-        ...(opts.command ? { command: opts.command } : {}),
-        split: input.kind === 'presplit' ? 'source' : `${input.ratios.map((r) => `${r.name}=${r.fraction}`).join(',')} seed=${input.seed}${stratified ? ' stratified' : ''}`,
-        duplicates: report,
-        ...(skipped.length ? { skipped: skipped.slice(0, 10000), skippedCount: skipped.length } : {}),
-        ...(opts.partRecord ? {
-          part: {
-            ...opts.partRecord.record,
-            hashes: partHashes ? PART_HASHES_FILE : null,
-            stats: Object.fromEntries(splitNames.map((n, i) => [n, stats[i].state()])),
-          },
-        } : {}),
-      },
-    };
+    const manifest = newManifest({ x, y }, classes.names, splits, st, {
+      sources: sources.map((s) => s.name),
+      tool: opts.tool ?? 'slimfit',
+      createdAt: new Date().toISOString(),
+      ...(opts.command ? { command: opts.command } : {}),
+      split: input.kind === 'presplit' ? 'source' : `${input.ratios.map((r) => `${r.name}=${r.fraction}`).join(',')} seed=${input.seed}${stratified ? ' stratified' : ''}`,
+      duplicates: report,
+      ...(skipped.length ? { skipped: skipped.slice(0, 10000), skippedCount: skipped.length } : {}),
+      ...(opts.partRecord ? {
+        part: {
+          ...opts.partRecord.record,
+          hashes: partHashes ? PART_HASHES_FILE : null,
+          stats: Object.fromEntries(splitNames.map((n, i) => [n, stats[i].state()])),
+        },
+      } : {}),
+    });
     if (partHashes) await saveNpy(join(tmp, PART_HASHES_FILE), 'uint32', [hashed, 3], partHashes.subarray(0, 3 * hashed));
     // Manifest last: a folder without it is never taken for a store.
     await writeAtomic(join(tmp, MANIFEST_FILE), JSON.stringify(manifest, null, 2) + '\n');
     await dest.commit();
-    const bytesOut = Object.values(splits).reduce((a, s) => a + s.shards.reduce((b, sh) => b + sh.x.bytes + sh.y.bytes, 0), 0);
+    const bytesOut = shardBytes(splits);
     const bytesIn = sources.reduce((a, s) => a + (s.bytes ?? 0), 0);
     const nonFinite = Object.fromEntries(splitNames.flatMap((n, i) => (stats[i].nonFinite ? [[n, stats[i].nonFinite]] : [])));
     return { dir: out, manifest, seconds: (performance.now() - t0) / 1000, bytesIn, bytesOut, duplicates: report, skipped, peakRss: peakRssBytes(), nonFinite, duplicateExamples, fitsUint8: fitsUint8(x, stats.map((s) => ({ integral: s.integral, nonFinite: s.nonFinite, range: s.range() }))) };
