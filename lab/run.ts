@@ -22,8 +22,12 @@ export interface CurvePoint {
   epoch: number;
   trainLoss: number;
   testAcc: number;
-  /** Fraction of nonzero updates that left the stored weight unchanged. */
+  /** Fraction of nonzero updates that left the stored weight unchanged (deferred or lost). */
   swallowed: number;
+  /** Update mass lost in expectation, Σ|u − E[applied]| / Σ|u| (lab/update.ts). */
+  lostMass: number;
+  /** Update mass lost this step as realized, Σ|u − applied| / Σ|u| (stochastic rounding: mostly noise). */
+  lostRealized: number;
   /** Fraction of nonzero gradients below the gradient format's smallest positive value. */
   gradUnderflow: number;
   overflow: number;
@@ -64,6 +68,9 @@ export interface RunResult {
   finalAcc: number;
   pred: Uint8Array;
   layerSwallowed: { name: string; frac: number }[];
+  /** Over the whole run: Σ|u − E[applied]| / Σ|u| and the realized Σ|u − applied| / Σ|u| (lab/update.ts). */
+  lostMass: number;
+  lostRealized: number;
   seconds: number;
   trainer: LowPrecisionTrainer;
 }
@@ -113,18 +120,19 @@ export function runTraining(cfg: RunConfig): RunResult {
   const yb = new Float32Array(batch * train.classes);
   const curve: CurvePoint[] = [];
   const layerUpd = new Map<string, [number, number]>();
-  let acc = { loss: 0, n: 0, upd: 0, sw: 0, nz: 0, uf: 0, ov: 0, skipped: 0, act: 0, actOv: 0 };
+  const tot = { mass: 0, lostE: 0, lostR: 0 };
+  let acc = { loss: 0, n: 0, upd: 0, sw: 0, nz: 0, uf: 0, ov: 0, skipped: 0, act: 0, actOv: 0, mass: 0, lostE: 0, lostR: 0 };
   let order: Uint32Array = new Uint32Array(0);
   let last: { acc: number; pred: Uint8Array } = { acc: NaN, pred: new Uint8Array(0) };
   const point = (step: number) => {
     last = evaluate(trainer, test);
     curve.push({
       step, epoch: step / stepsPerEpoch, trainLoss: acc.n ? acc.loss / acc.n : NaN, testAcc: last.acc,
-      swallowed: acc.upd ? acc.sw / acc.upd : 0, gradUnderflow: acc.nz ? acc.uf / acc.nz : 0, overflow: acc.ov,
+      swallowed: acc.upd ? acc.sw / acc.upd : 0, lostMass: acc.mass ? acc.lostE / acc.mass : 0, lostRealized: acc.mass ? acc.lostR / acc.mass : 0, gradUnderflow: acc.nz ? acc.uf / acc.nz : 0, overflow: acc.ov,
       actSaturated: acc.act ? acc.actOv / acc.act : 0, skipped: acc.skipped, lossScale: trainer.lossScale(),
     });
     cfg.onEval?.(step, trainer.stored(), last.pred);
-    acc = { loss: 0, n: 0, upd: 0, sw: 0, nz: 0, uf: 0, ov: 0, skipped: 0, act: 0, actOv: 0 };
+    acc = { loss: 0, n: 0, upd: 0, sw: 0, nz: 0, uf: 0, ov: 0, skipped: 0, act: 0, actOv: 0, mass: 0, lostE: 0, lostR: 0 };
   };
   point(0);
   for (let step = 0; step < cfg.steps; step++) {
@@ -149,7 +157,8 @@ export function runTraining(cfg: RunConfig): RunResult {
     if (r.skipped) acc.skipped++;
     acc.act += r.activations.count; acc.actOv += r.activations.overflow;
     for (const v of r.vars) {
-      acc.upd += v.updates; acc.sw += v.swallowed; acc.nz += v.nonzeroGrads; acc.uf += v.gradUnderflow;
+      acc.upd += v.updates; acc.sw += v.swallowed; acc.mass += v.updateMass; acc.lostE += v.lostExpected; acc.lostR += v.lostRealized;
+      tot.mass += v.updateMass; tot.lostE += v.lostExpected; tot.lostR += v.lostRealized; acc.nz += v.nonzeroGrads; acc.uf += v.gradUnderflow;
       acc.ov += v.weightOverflow + v.gradOverflow + v.stateOverflow;
       const lu = layerUpd.get(v.name) ?? [0, 0];
       lu[0] += v.updates; lu[1] += v.swallowed;
@@ -158,5 +167,5 @@ export function runTraining(cfg: RunConfig): RunResult {
     if ((step + 1) % cfg.evalEvery === 0 || step + 1 === cfg.steps) point(step + 1);
   }
   const layerSwallowed = [...layerUpd].map(([name, [u, s]]) => ({ name, frac: u ? s / u : 0 }));
-  return { curve, finalAcc: last.acc, pred: last.pred, layerSwallowed, seconds: (performance.now() - t0) / 1000, trainer };
+  return { curve, finalAcc: last.acc, pred: last.pred, layerSwallowed, lostMass: tot.mass ? tot.lostE / tot.mass : 0, lostRealized: tot.mass ? tot.lostR / tot.mass : 0, seconds: (performance.now() - t0) / 1000, trainer };
 }

@@ -5,6 +5,7 @@ import type * as tfl from '@tensorflow/tfjs-layers';
 import { FP32, newStats, quantize, type Format, type QuantStats, type Rounding } from '../src/precision/formats.ts';
 import { createRng, type Rng } from '../src/precision/rng.ts';
 import { SlimfitError } from '../src/core/errors.ts';
+import { applyUpdate, updateScratch, type UpdateScratch, type WeightSlot } from './update.ts';
 import { DelayedScaledSite, DynamicFixedSite, staticSite, type DynamicSpec, type ScaledSpec, type Site } from './dynfixed.ts';
 
 /** The optimizers the lab implements itself. */
@@ -18,6 +19,16 @@ export interface OptimizerSpec {
   beta1?: number;
   beta2?: number;
   eps?: number;
+  /** Learning-rate decay: cosine from lr to lr·final over `steps` optimizer steps (then held), default none. */
+  decay?: { steps: number; final?: number };
+}
+
+/** The learning rate of optimizer step t (1-based) under `opt.decay`. */
+export function lrAt(opt: OptimizerSpec, t: number): number {
+  if (!opt.decay) return opt.lr;
+  const f = opt.decay.final ?? 0.01;
+  const p = Math.min(1, Math.max(0, (t - 1) / Math.max(1, opt.decay.steps - 1)));
+  return opt.lr * (f + (1 - f) * 0.5 * (1 + Math.cos(Math.PI * p)));
 }
 
 /** Loss scaling for narrow gradient formats: none, a fixed factor, or dynamic (grow after `interval` good steps, back off on inf/NaN). */
@@ -68,8 +79,14 @@ export interface VarMeter {
   size: number;
   /** Elements with a nonzero computed update. */
   updates: number;
-  /** Of those, elements whose stored weight did not change. */
+  /** Of those, elements whose stored weight did not change (under SR, a master copy or Kahan the update is deferred, not lost). */
   swallowed: number;
+  /** Σ|u| of the intended updates u (see lab/update.ts). */
+  updateMass: number;
+  /** Σ|u − E[change of the effective weight]|: update mass lost in expectation (NaN where the site cannot say). */
+  lostExpected: number;
+  /** Σ|u − change of the effective weight| this step (stochastic rounding: noise, not loss). */
+  lostRealized: number;
   /** Nonzero (scaled) gradients below the gradient format's smallest positive value. */
   gradUnderflow: number;
   /** Nonzero gradients. */
@@ -112,14 +129,12 @@ interface VarState {
   gSite: Site;
   name: string;
   shape: number[];
-  stored: Float32Array;
-  master: Float32Array | null;
-  comp: Float32Array | null;
+  slot: WeightSlot;
+  scratch: UpdateScratch;
   m1: Float32Array | null;
   m2: Float32Array | null;
   g: Float32Array;
   d: Float32Array;
-  tmp: Float32Array;
 }
 
 /** Give `v` the values `data` (the array is handed over to TensorFlow.js: do not modify it afterwards). */
@@ -171,6 +186,8 @@ export function createTrainer(model: tfl.LayersModel, opt: OptimizerSpec, prec: 
   const dyn = prec.dynamic;
   const site = (fmt: Format): Site => (dyn ? new DynamicFixedSite(dyn) : prec.scaled && fmt.kind === 'float' ? new DelayedScaledSite(fmt, prec.scaled) : staticSite(fmt));
   const ef = prec.errors ?? prec.grads;
+  // the weights' plain format, when they have one (the lost-mass meter needs it for stochastic rounding's expectation)
+  const plainWeights = dyn || (prec.scaled && wf.kind === 'float') ? null : wf;
   const quantLayers = model.layers.filter((l) => l.getClassName() !== 'InputLayer');
   // one forward site per layer output (its scale is shared by inference) and one per back-propagated error
   const fwdSites = (prec.activations && prec.activations.kind !== 'fp32') || dyn ? quantLayers.map(() => site(prec.activations ?? FP32)) : null;
@@ -192,12 +209,12 @@ export function createTrainer(model: tfl.LayersModel, opt: OptimizerSpec, prec: 
     assignData(v, stored.slice());
     const n = init.length;
     return {
-      v, name: w.name, shape: v.shape, stored, wSite, gSite,
-      master: prec.master ? init : null,
-      comp: prec.kahan ? new Float32Array(n) : null,
+      v, name: w.name, shape: v.shape, wSite, gSite,
+      slot: { stored, master: prec.master ? init : null, comp: prec.kahan ? new Float32Array(n) : null },
+      scratch: updateScratch(n),
       m1: opt.kind === 'sgd' ? null : new Float32Array(n),
       m2: opt.kind === 'adam' ? new Float32Array(n) : null,
-      g: new Float32Array(n), d: new Float32Array(n), tmp: new Float32Array(n),
+      g: new Float32Array(n), d: new Float32Array(n),
     };
   });
   const tfVars = vars.map((s) => s.v);
@@ -239,7 +256,7 @@ export function createTrainer(model: tfl.LayersModel, opt: OptimizerSpec, prec: 
       const inv = 1 / scale; // undo the loss scale only (the loss weight is part of the objective)
       const g = s.g;
       for (let i = 0; i < g.length; i++) { g[i] *= inv; if (!Number.isFinite(g[i])) finite = false; }
-      meters.push({ name: s.name, size: g.length, updates: 0, swallowed: 0, gradUnderflow: under, nonzeroGrads: nz, weightOverflow: 0, gradOverflow: st.overflow, stateOverflow: 0 });
+      meters.push({ name: s.name, size: g.length, updates: 0, swallowed: 0, updateMass: 0, lostExpected: 0, lostRealized: 0, gradUnderflow: under, nonzeroGrads: nz, weightOverflow: 0, gradOverflow: st.overflow, stateOverflow: 0 });
     }
     tf.dispose(value);
     tf.dispose(Object.values(grads));
@@ -250,18 +267,19 @@ export function createTrainer(model: tfl.LayersModel, opt: OptimizerSpec, prec: 
     t++;
     if (ls.kind === 'dynamic' && ++goodSteps >= (ls.interval ?? 2000)) { scale *= ls.growth ?? 2; goodSteps = 0; }
     const c1 = 1 - b1 ** t, c2 = 1 - b2 ** t;
+    const lrNow = lrAt(opt, t);
     vars.forEach((s, vi) => {
       const { g, d } = s;
       const n = g.length;
       const sst = newStats();
       // 2. optimizer update in fp32 arithmetic, state rounded to its format after each update
       if (opt.kind === 'sgd') {
-        for (let i = 0; i < n; i++) d[i] = -opt.lr * g[i];
+        for (let i = 0; i < n; i++) d[i] = -lrNow * g[i];
       } else if (opt.kind === 'momentum') {
         const m = s.m1!;
         for (let i = 0; i < n; i++) m[i] = mu * m[i] + g[i];
         if (sf.kind !== 'fp32') quantize(sf, m, { rounding: prec.stateRounding ?? 'nearest', rng, out: m, stats: sst });
-        for (let i = 0; i < n; i++) d[i] = -opt.lr * m[i];
+        for (let i = 0; i < n; i++) d[i] = -lrNow * m[i];
       } else {
         const m = s.m1!, v = s.m2!;
         for (let i = 0; i < n; i++) { m[i] = b1 * m[i] + (1 - b1) * g[i]; v[i] = b2 * v[i] + (1 - b2) * g[i] * g[i]; }
@@ -269,33 +287,14 @@ export function createTrainer(model: tfl.LayersModel, opt: OptimizerSpec, prec: 
           quantize(sf, m, { rounding: prec.stateRounding ?? 'nearest', rng, out: m, stats: sst });
           quantize(sf, v, { rounding: prec.stateRounding ?? 'nearest', rng, out: v, stats: sst });
         }
-        const lrT = opt.lr;
-        for (let i = 0; i < n; i++) d[i] = -lrT * (m[i] / c1) / (Math.sqrt(v[i] / c2) + eps);
+        for (let i = 0; i < n; i++) d[i] = -lrNow * (m[i] / c1) / (Math.sqrt(v[i] / c2) + eps);
       }
-      // 3. apply to master (fp32) or directly to the stored weights, optionally Kahan-compensated
-      const old = s.stored;
-      const target = s.tmp;
-      const comp = s.comp;
-      const base = s.master ?? old;
-      if (comp) for (let i = 0; i < n; i++) d[i] -= comp[i]; // y = delta - c
-      const wst = newStats();
-      let next: Float32Array;
-      if (s.master) {
-        for (let i = 0; i < n; i++) target[i] = base[i] + d[i]; // one float32 rounding of the exact sum
-        if (comp) for (let i = 0; i < n; i++) comp[i] = (target[i] - s.master[i]) - d[i];
-        s.master.set(target);
-        next = s.wSite.quantize(s.master, { rounding: prec.rounding, rng, out: new Float32Array(n), stats: wst });
-      } else {
-        // the exact sum w + delta rounded once to the weight format (no float32 rounding in between)
-        next = s.wSite.quantizeSum(old, d, { rounding: prec.rounding, rng, out: new Float32Array(n), stats: wst });
-        if (comp) for (let i = 0; i < n; i++) comp[i] = (next[i] - old[i]) - d[i]; // fp32 compensation
-      }
-      let upd = 0, sw = 0;
-      for (let i = 0; i < n; i++) if (d[i] !== 0 || (comp !== null && comp[i] !== 0)) { upd++; if (next[i] === old[i]) sw++; }
-      s.stored = next;
-      assignData(s.v, next);
+      // 3. apply to master (fp32) or directly to the stored weights, optionally Kahan-compensated (lab/update.ts)
+      const { next, meter } = applyUpdate(s.slot, d, s.wSite, plainWeights, prec.rounding, rng, s.scratch);
+      assignData(s.v, next); // a fresh array: TensorFlow.js may keep it
       const mt = meters[vi];
-      mt.updates = upd; mt.swallowed = sw; mt.weightOverflow = wst.overflow; mt.stateOverflow = sst.overflow;
+      mt.updates = meter.updates; mt.swallowed = meter.unchanged; mt.updateMass = meter.mass; mt.lostExpected = meter.lostExpected; mt.lostRealized = meter.lostRealized;
+      mt.weightOverflow = meter.overflow; mt.stateOverflow = sst.overflow;
     });
     return { step: t, loss, lossScale: scale, skipped: false, vars: meters, activations: actMeter() };
   };
@@ -308,7 +307,7 @@ export function createTrainer(model: tfl.LayersModel, opt: OptimizerSpec, prec: 
       return softmaxOut ? out : tf.softmax(out);
     }),
     lossScale: () => scale,
-    stored: () => vars.map((s) => s.stored),
+    stored: () => vars.map((s) => s.slot.stored),
     dispose: () => { /* all tensors are disposed per step; variables belong to the model */ },
   };
 }
