@@ -73,12 +73,20 @@ export function register(program: Command): void {
       } finally { rmSync(tmp, { recursive: true, force: true }); }
     });
 
-  common(lab.command('swallow').description('guess 2: are small updates rounded away? optimizers x rounding x formats, n seeds per recipe'))
-    .option('--seeds <n>', 'seeds per recipe (default 3 with --quick, 5 in full mode)', positiveInt)
-    .action(async (o: Common & { seeds?: number }) => {
+  common(lab.command('swallow').description('guess 2: are small updates rounded away? lost-update-mass meter over optimizers x rounding x formats on MNIST, remedies, loss scaling, and a deep linear network\'s plateau; n seeds per row'))
+    .option('--seeds <n>', 'seeds per row (default 3 with --quick/--tiny, 5 in full mode)', positiveInt)
+    .option('--tiny', 'tiny networks and few steps (for tests; not the experiment)')
+    .option('--parts <list>', 'only these parts: toy,grid,remedies,scaling,plateau (default all)')
+    .action(async (o: Common & { seeds?: number; tiny?: boolean; parts?: string }) => {
+      const { labSwallow, SWALLOW_PARTS } = await import('./swallow.ts');
+      const parts = o.parts?.split(',').map((x) => x.trim()).filter(Boolean);
+      const bad = parts?.filter((x) => !(SWALLOW_PARTS as readonly string[]).includes(x));
+      if (bad?.length) throw new SlimfitError(`--parts: unknown part "${bad[0]}"; choose from ${SWALLOW_PARTS.join(', ')}`);
       await start();
-      const { labSwallow } = await import('./swallow.ts');
-      await labSwallow({ quick: !!o.quick, out: o.out, seeds: o.seeds });
+      const d = await labSwallow({ quick: !!o.quick || !!o.tiny, size: o.tiny ? 'tiny' : o.quick ? 'quick' : 'full', out: o.out, seeds: o.seeds, parts: parts as typeof SWALLOW_PARTS[number][] | undefined });
+      const { summarize } = await import('./stats.ts');
+      for (const c of d.cells ?? []) { const a = summarize(c.accs), l = summarize(c.lost); process.stdout.write(`swallow\t${c.opt}\t${c.format}\t${c.rounding}\tn=${a.n}\tacc_mean=${a.mean.toFixed(4)}\tlost_mean=${l.mean.toExponential(3)}\n`); }
+      for (const c of d.plateau?.cells ?? []) process.stdout.write(`plateau\tinit=${c.init}\t${c.recipe}\tescapes=${c.escapes.map((e) => e ?? 'never').join(',')}\tlost=${c.lostPlateau.map((v) => v.toExponential(2)).join(',')}\n`);
       await done(o.out);
     });
 

@@ -1,4 +1,5 @@
-// Guess (2): do rounded-away small updates stall learning? Toy accumulation table and an optimizer x rounding x format grid.
+// Guess (2): do rounded-away small updates stall learning? Toy accumulation table, an optimizer x rounding x format grid
+// on MNIST with the lost-update-mass meter (lab/update.ts), remedies, loss scaling, and a deep linear network's plateau.
 import { BF16, E4M3, E5M2, FP16, FP32, fixedFormat, overflowNote, quantize, quantizeSum, type Format, type Rounding } from '../src/precision/formats.ts';
 import { createRng } from '../src/precision/rng.ts';
 import { loadMnist } from './data.ts';
@@ -6,7 +7,8 @@ import { bars, figure, lines, type Pt } from './plot.ts';
 import { pct, SUB, table, writeSection } from './report.ts';
 import { runTraining, type RunResult } from './run.ts';
 import { logger, saveJson, stamp, type LabOptions } from './common.ts';
-import { interval, mean as meanOf, meanSd, welch } from './stats.ts';
+import { interval, mean as meanOf, meanSd, summarize, welch } from './stats.ts';
+import { plateauExperiment, type PlateauCell, type PlateauData } from './plateau.ts';
 import type { OptimizerSpec, PrecisionSpec } from './train.ts';
 
 /** Formats of the toy table and the grid. */
@@ -32,15 +34,38 @@ export function accumulate(fmt: Format, delta: number, n: number, rounding: Roun
   return w[0];
 }
 
-/** One grid cell's outcome: means over seeds, the per-seed values, and the first seed's curve. */
-export interface SwallowCell { opt: string; format: string; rounding: string; finalAcc: number; swallowed: number; accs: number[]; swalloweds: number[]; curve: { step: number; acc: number; swallowed: number }[] }
+/** Parts of the swallow experiment (all by default). */
+export const SWALLOW_PARTS = ['toy', 'grid', 'remedies', 'scaling', 'plateau'] as const;
+/** A part name. */
+export type SwallowPart = (typeof SWALLOW_PARTS)[number];
 
-/** "Δ [lo, hi] verdict" of accuracies a against the reference b, in percentage points. */
-export function vsRef(a: number[], b: number[]): string {
+/** Per-seed meters of one recipe (fractions in [0, 1]). */
+export interface SeedMeters {
+  accs: number[];
+  /** Σ|u − E[applied]| / Σ|u| over each run (lost update mass, expected). */
+  lost: number[];
+  /** Σ|u − applied| / Σ|u| over each run (realized; stochastic rounding's noise counts here). */
+  lostRealized: number[];
+  /** Share of nonzero updates after which the stored weight was unchanged (deferred or lost). */
+  unchanged: number[];
+}
+
+/** One grid cell's outcome: per-seed values, their means (finalAcc, swallowed = unchanged share), the first seed's curve. */
+export interface SwallowCell extends SeedMeters { opt: string; format: string; rounding: string; finalAcc: number; swallowed: number; curve: { step: number; acc: number; lost: number }[] }
+
+/** "Δ [lo, hi] verdict" of a against the reference b (Welch 95%), scaled (100: percentage points). */
+export function vsRef(a: number[], b: number[], scale = 100, digits = 2, words: [string, string] = ['higher', 'lower']): string {
   if (a.length < 2 || b.length < 2) return '–';
   const w = welch(a, b);
-  const f = (v: number) => `${v >= 0 ? '+' : ''}${(100 * v).toFixed(2)}`;
-  return `${f(w.diff)} [${f(w.lo)}, ${f(w.hi)}]: ${w.lo > 0 ? 'higher' : w.hi < 0 ? 'lower' : 'no significant difference'}`;
+  const f = (v: number) => `${v >= 0 ? '+' : ''}${(scale * v).toFixed(digits)}`;
+  return `${f(w.diff)} [${f(w.lo)}, ${f(w.hi)}]: ${w.lo > 0 ? words[0] : w.hi < 0 ? words[1] : 'no significant difference'}`;
+}
+
+/** A share as "m ± sd %" with enough digits for values near 0. */
+function pctSd(x: number[]): string {
+  const m = 100 * meanOf(x);
+  const d = m !== 0 && Math.abs(m) < 0.1 ? 3 : 1;
+  return `${meanSd(x, 100, d)} %`;
 }
 
 const OPTS: { name: string; spec: OptimizerSpec }[] = [
@@ -49,139 +74,311 @@ const OPTS: { name: string; spec: OptimizerSpec }[] = [
   { name: 'Adam', spec: { kind: 'adam', lr: 1e-3 } },
 ];
 const GRID_FORMATS: Format[] = [FP32, BF16, FP16, E4M3, fixedFormat(4, 12)];
+const N_TOY = 10_000;
+const LOSS_WEIGHT = 1e-5;
 
-/** Run the swallow experiment and write its section. */
-export async function labSwallow(o: LabOptions & { seeds?: number }): Promise<{ cells: SwallowCell[]; toy: Record<string, number[]> }> {
-  const log = logger(o);
-  const t0 = performance.now();
-  const N = 10_000;
-  // --- toy: w = 1, add delta N times
-  const toyRows: (string | number)[][] = [];
+/** Toy accumulation rows and values. */
+function toyTable(): { rows: (string | number)[][]; toy: Record<string, number[]> } {
+  const rows: (string | number)[][] = [];
   const toy: Record<string, number[]> = {};
   for (const f of TOY_FORMATS) {
     for (const [mode, kahan] of [['nearest', false], ['stochastic', false], ['nearest', true]] as const) {
       if (f.kind === 'fp32' && mode === 'stochastic') continue;
       const label = `${f.name} ${kahan ? 'RN + Kahan' : mode === 'nearest' ? 'RN' : 'SR'}`;
-      const vals = DELTAS.map((d) => accumulate(f, d, N, mode, kahan));
+      const vals = DELTAS.map((d) => accumulate(f, d, N_TOY, mode, kahan));
       toy[label] = vals;
-      toyRows.push([f.name, kahan ? 'nearest + Kahan' : mode, ...vals.map((v) => v.toPrecision(5))]);
+      rows.push([f.name, kahan ? 'nearest + Kahan (fp32)' : mode, ...vals.map((v) => v.toPrecision(5))]);
     }
   }
-  toyRows.unshift(['exact', '–', ...DELTAS.map((d) => (1 + N * d).toPrecision(5))]);
+  rows.unshift(['exact', '–', ...DELTAS.map((d) => (1 + N_TOY * d).toPrecision(5))]);
+  return { rows, toy };
+}
 
-  // --- grid
+/** Plateau section text and figure from its data. */
+async function plateauMarkdown(p: PlateauData, out: string): Promise<string> {
+  const cfg = p.config;
+  const pts: Pt[] = [];
+  for (const c of p.cells) for (const q of c.curve) if (q.step > 0) pts.push({ x: q.step, y: Math.max(q.loss, 1e-7), series: c.recipe, facet: `init ${c.init}` });
+  const fig = await figure(lines(pts, { title: 'Deep linear network from small weights: test loss / initial loss (seed 1)', x: 'step', y: 'loss / initial loss (log)', logY: true, facet: 'initial weight scale', facetSort: p.inits.map((i) => `init ${i}`), width: 300, height: 220 }), out, SUB, 'swallow-plateau', 'plateau curves');
+  const rows = p.cells.map((c) => {
+    const ref = p.cells.find((r) => r.init === c.init && r.recipe === 'fp32')!;
+    return [c.init, c.recipe, `${c.escapes.filter((e) => e !== null).length}/${c.escapes.length}`, escapeText(c, cfg.steps), c.recipe === 'fp32' ? '–' : escapeVs(c, ref, cfg.steps), meanSd(c.finalLoss, 1, 4), c.recipe === 'fp32' ? '–' : vsRef(c.finalLoss, ref.finalLoss, 1, 4), pctSd(c.lostPlateau)];
+  });
+  return [
+    '### A real flat stretch: the plateau of a deep linear network',
+    '',
+    `The MNIST runs above have no long flat stretch. This one does: a linear network ŷ = W₃W₂W₁x (${cfg.dim} units per layer, ${cfg.depth} weight matrices, no biases) learns a linear teacher with singular values ${cfg.modes.join(', ')} from inputs x ~ N(0, I), squared loss, plain SGD (lr ${cfg.lr}, batch ${cfg.batch}, fresh samples every step, ${cfg.steps} steps, constant lr as in Saxe, McClelland & Ganguli 2014). From small initial weights (each entry N(0, (s/√${cfg.dim})²), s = initial scale) the loss stays flat while the weights grow along the teacher's modes, then drops: the smaller s, the longer the plateau and the smaller each update relative to its weight. "Escape" = first evaluation (every ${cfg.evalEvery} steps) with test loss below ${cfg.escapeAt} × the initial loss; steps are averaged over the seeds that escaped, the Welch interval only when all seeds of both rows escaped. Lost mass is metered until the escape (the whole run when there is none). ${p.seeds} seeds per row (initial weights, teacher, data and rounding stream).`,
+    '',
+    fig,
+    '',
+    table(['initial scale s', 'weights', 'escaped', 'steps to escape (mean ± s.d.)', 'vs fp32: Δ steps [95%]', 'final loss / initial (mean ± s.d.)', 'vs fp32: Δ final loss [95%]', 'lost update mass on the plateau'], rows),
+  ].join('\n');
+}
+
+function escapeText(c: PlateauCell, steps: number): string {
+  const e = c.escapes.filter((v): v is number => v !== null);
+  if (!e.length) return `never (within ${steps})`;
+  return e.length < 2 ? `${e[0]} (n=1)` : `${meanSd(e, 1, 0)}`;
+}
+
+function escapeVs(c: PlateauCell, ref: PlateauCell, steps: number): string {
+  const a = c.escapes, b = ref.escapes;
+  const all = (x: (number | null)[]) => x.every((v) => v !== null);
+  if (!all(a) && all(b)) return a.some((v) => v !== null) ? 'some seeds never escaped: longer' : `frozen: no seed escaped within ${steps} steps`;
+  if (!all(a) || !all(b)) return '– (censored runs)';
+  return vsRef(a as number[], b as number[], 1, 0, ['longer', 'shorter']);
+}
+
+/** Everything the swallow section saves (precision/swallow.json). */
+export interface SwallowData {
+  quick: boolean;
+  parts: SwallowPart[];
+  seeds: number;
+  steps?: number;
+  toy?: Record<string, number[]>;
+  deltas: number[];
+  cells?: Omit<SwallowCell, 'curve'>[];
+  remedies?: Record<string, SeedMeters & { acc: number; swallowed: number }>;
+  scaling?: Record<string, { acc: number; accs: number[]; underflow: number; skipped: number; finalScale: number }>;
+  lossWeight: number;
+  plateau?: PlateauData;
+}
+
+/** Run the swallow experiment (all parts, or `parts`) and write its section. */
+export async function labSwallow(o: LabOptions & { seeds?: number; parts?: SwallowPart[]; size?: 'tiny' | 'quick' | 'full' }): Promise<SwallowData> {
+  const log = logger(o);
+  const t0 = performance.now();
+  const parts = o.parts ?? [...SWALLOW_PARTS];
+  const has = (p: SwallowPart) => parts.includes(p);
   const q = o.quick;
-  const cfg = q ? { hidden: [64], trainN: 5000, testN: 2000, steps: 150, evalEvery: 25 } : { hidden: [128], trainN: 60000, testN: 10000, steps: 1200, evalEvery: 100 };
-  const train = await loadMnist('train', cfg.trainN);
-  const test = await loadMnist('test', cfg.testN);
-  const cells: SwallowCell[] = [];
-  const seeds = o.seeds ?? (q ? 3 : 5);
+  const size = o.size ?? (q ? 'quick' : 'full');
+  const seeds = o.seeds ?? (size === 'full' ? 5 : 3);
+  const data: SwallowData = { quick: q, parts, seeds, deltas: DELTAS, lossWeight: LOSS_WEIGHT };
+  const md: string[] = [];
+  // --- toy: w = 1, add delta N times
+  if (has('toy')) {
+    const t = toyTable();
+    data.toy = t.toy;
+    md.push(
+      `### Toy: start at w = 1 and add Δ ${N_TOY.toLocaleString('en')} times, rounding after every addition`,
+      '',
+      'RN = round to nearest even, SR = stochastic rounding (one seeded run), Kahan = compensated summation with the compensation kept in fp32 (kept in the weight format it would lose what it carries).',
+      '',
+      table(['format', 'rounding', ...DELTAS.map((d) => `Δ = ${d}`)], t.rows),
+      '',
+    );
+  }
+  const cfg = size === 'tiny' ? { hidden: [16], trainN: 1000, testN: 500, steps: 40, evalEvery: 20 }
+    : q ? { hidden: [64], trainN: 5000, testN: 2000, steps: 300, evalEvery: 50 }
+      : { hidden: [128], trainN: 60000, testN: 10000, steps: 3000, evalEvery: 250 };
+  const withDecay = (spec: OptimizerSpec): OptimizerSpec => ({ ...spec, decay: { steps: cfg.steps, final: 0.01 } });
+  const mnist = has('grid') || has('remedies') || has('scaling');
+  const train = mnist ? await loadMnist('train', cfg.trainN) : null;
+  const test = mnist ? await loadMnist('test', cfg.testN) : null;
   // every recipe is run with `seeds` seeds (initial weights, sample order and rounding stream all change with it)
   const run = (opt: OptimizerSpec, prec: PrecisionSpec): RunResult[] =>
-    Array.from({ length: seeds }, (_, k) => runTraining({ hidden: cfg.hidden, opt, prec: { ...prec, seed: (prec.seed ?? 5) + 100 * k }, train, test, batch: 100, steps: cfg.steps, seed: 1 + k, evalEvery: cfg.evalEvery }));
-  const mean = (a: number[]) => (a.length ? a.reduce((s, v) => s + v, 0) / a.length : 0);
-  const swOf = (res: RunResult) => mean(res.curve.slice(1).map((c) => c.swallowed));
-  for (const op of OPTS) {
-    for (const f of GRID_FORMATS) {
-      for (const r of ['nearest', 'stochastic'] as const) {
-        if (f.kind === 'fp32' && r === 'stochastic') continue;
-        const rs = run(op.spec, { weights: f, rounding: r, seed: 5 });
-        const accs = rs.map((x) => x.finalAcc), sws = rs.map(swOf);
-        cells.push({ opt: op.name, format: f.name, rounding: r, finalAcc: meanOf(accs), swallowed: meanOf(sws), accs, swalloweds: sws, curve: rs[0].curve.map((c) => ({ step: c.step, acc: c.testAcc, swallowed: c.swallowed })) });
-        log(`swallow ${op.name} ${f.name} ${r}: acc ${meanSd(accs, 100, 2)} % swallowed ${pct(meanOf(sws))} (${rs.map((x) => x.seconds.toFixed(0)).join('+')} s)`);
+    Array.from({ length: seeds }, (_, k) => runTraining({ hidden: cfg.hidden, opt: withDecay(opt), prec: { ...prec, seed: (prec.seed ?? 5) + 100 * k }, train: train!, test: test!, batch: 100, steps: cfg.steps, seed: 1 + k, evalEvery: cfg.evalEvery }));
+  const meters = (rs: RunResult[]): SeedMeters => ({ accs: rs.map((x) => x.finalAcc), lost: rs.map((x) => x.lostMass), lostRealized: rs.map((x) => x.lostRealized), unchanged: rs.map((x) => x.curve.slice(1).reduce((s, c) => s + c.swallowed, 0) / Math.max(1, x.curve.length - 1)) });
+  const meterCols = (m: SeedMeters) => [pctSd(m.lost), pctSd(m.lostRealized), pctSd(m.unchanged)];
+  if (mnist) {
+    data.steps = cfg.steps;
+    md.push(
+      `### Training on MNIST: weights stored in the format after every update`,
+      '',
+      `MNIST ${cfg.trainN} train / ${cfg.testN} test images, MLP 784-${cfg.hidden.join('-')}-10, batch 100, ${cfg.steps} steps per run with the learning rate decayed (cosine) to 1% of its start. Every row is ${seeds} runs (seeds 1–${seeds}: initial weights, sample order and rounding stream): test accuracy as mean ± s.d., its 95% t-interval, and the difference to fp32 with the same optimizer as a Welch 95% interval in percentage points — "higher"/"lower" only where that interval excludes 0. Overflow: ${[BF16, FP16, E4M3].map(overflowNote).join('; ')} (weights never come near the range limits here).`,
+      '',
+      '**Meters.** Per step and weight, u is the intended update (fp32, from the optimizer) and "applied" the change of the *effective* weight: the stored weight, or the fp32 master copy when there is one, or stored − compensation under Kahan (the compensation is what the stored weight still owes). **Lost mass** = Σ|u − E[applied]| / Σ|u| over the run, the expectation taken over the rounding\'s randomness: round-to-nearest is deterministic (E[applied] = round(w + u) − w), stochastic rounding is unbiased (E[applied] = u up to float32\'s resolution of w + u; a unit test checks the expectation against draws), a master copy or fp32 Kahan applies u up to float32 rounding. So an update that is merely *deferred* — SR that did not round up this time, a master copy that has not crossed a stored grid point yet — is not lost. **Realized** = the same with the change that actually happened that step (for SR mostly noise: the weight moves by 0 or a whole spacing). **Stored unchanged** = share of nonzero updates after which the stored weight did not change (what the first version of this report called "swallowed"; it counts deferred updates too).',
+      '',
+    );
+  }
+  if (has('grid')) {
+    const cells: SwallowCell[] = [];
+    for (const op of OPTS) {
+      for (const f of GRID_FORMATS) {
+        for (const r of ['nearest', 'stochastic'] as const) {
+          if (f.kind === 'fp32' && r === 'stochastic') continue;
+          const rs = run(op.spec, { weights: f, rounding: r, seed: 5 });
+          const m = meters(rs);
+          cells.push({ opt: op.name, format: f.name, rounding: r, finalAcc: meanOf(m.accs), swallowed: meanOf(m.unchanged), ...m, curve: rs[0].curve.map((c) => ({ step: c.step, acc: c.testAcc, lost: c.lostMass })) });
+          log(`swallow ${op.name} ${f.name} ${r}: acc ${meanSd(m.accs, 100, 2)} % lost ${pctSd(m.lost)} (${rs.map((x) => x.seconds.toFixed(0)).join('+')} s)`);
+        }
       }
     }
+    const pts: Pt[] = [];
+    for (const c of cells) for (const p of c.curve) pts.push({ x: p.step, y: 100 * p.acc, series: `${c.format} ${c.rounding === 'nearest' ? 'RN' : 'SR'}`, facet: c.opt });
+    const figCurves = await figure(lines(pts, { title: 'Test accuracy while training (seed 1), weights stored in each format (state and gradients fp32)', x: 'step', y: 'test accuracy (%)', facet: 'optimizer', facetSort: OPTS.map((x) => x.name), width: 260, height: 200 }), o.out, SUB, 'swallow-curves', 'learning curves');
+    const figBars = await figure(bars(cells.filter((c) => c.format !== 'fp32').map((c) => ({ cat: `${c.format} ${c.rounding === 'nearest' ? 'RN' : 'SR'}`, y: 100 * meanOf(c.lost), series: c.opt })), { title: 'Lost update mass Σ|u − E[applied]| / Σ|u| (mean over seeds)', y: 'lost update mass (%)', cat: 'weight format' }), o.out, SUB, 'swallow-fraction', 'lost update mass');
+    const refOf = (opt: string) => cells.find((c) => c.opt === opt && c.format === 'fp32')!.accs;
+    md.push(
+      '#### Optimizer × weight format × rounding (no master copy; gradients, optimizer state and activations fp32)',
+      '',
+      figCurves,
+      '',
+      figBars,
+      '',
+      table(['optimizer', 'weights', 'rounding', 'test acc (mean ± s.d.)', '95% interval', 'vs fp32: Δ acc [95%]', 'lost update mass', 'realized', 'stored unchanged'], cells.map((c) => [c.opt, c.format, c.rounding, `${meanSd(c.accs, 100, 2)} %`, interval(c.accs, 100, 2), c.format === 'fp32' ? '–' : vsRef(c.accs, refOf(c.opt)), ...meterCols(c)])),
+      '',
+    );
+    data.cells = cells.map(({ curve: _c, ...r }) => r);
   }
-  // --- remedies for round-to-nearest with momentum in bf16, and loss scaling for fp16 gradients
-  const mom = OPTS[1].spec;
-  const remedies: [string, PrecisionSpec][] = [
-    ['bf16 RN', { weights: BF16, rounding: 'nearest' }],
-    ['bf16 RN, momentum buffer bf16', { weights: BF16, rounding: 'nearest', state: BF16 }],
-    ['bf16 SR', { weights: BF16, rounding: 'stochastic', seed: 5 }],
-    ['bf16 RN + Kahan', { weights: BF16, rounding: 'nearest', kahan: true }],
-    ['bf16 RN + fp32 master', { weights: BF16, rounding: 'nearest', master: true }],
-    ['fp32', { weights: FP32, rounding: 'nearest' }],
-  ];
-  const remedyRows: (string | number)[][] = [];
-  const remedyRes: Record<string, { acc: number; swallowed: number; accs: number[] }> = {};
-  const remedyAccs: [string, number[], number[]][] = [];
-  for (const [name, prec] of remedies) {
-    const rs = run(mom, prec);
-    const accs = rs.map((x) => x.finalAcc), sws = rs.map(swOf);
-    remedyRes[name] = { acc: meanOf(accs), swallowed: meanOf(sws), accs };
-    remedyAccs.push([name, accs, sws]);
-    log(`swallow remedy ${name}: acc ${meanSd(accs, 100, 2)} %`);
+  // --- remedies for round-to-nearest with momentum in bf16
+  if (has('remedies')) {
+    const mom = OPTS[1].spec;
+    const remedies: [string, PrecisionSpec][] = [
+      ['bf16 RN', { weights: BF16, rounding: 'nearest' }],
+      ['bf16 RN, momentum buffer bf16', { weights: BF16, rounding: 'nearest', state: BF16 }],
+      ['bf16 SR', { weights: BF16, rounding: 'stochastic', seed: 5 }],
+      ['bf16 RN + Kahan (fp32 compensation)', { weights: BF16, rounding: 'nearest', kahan: true }],
+      ['bf16 RN + fp32 master', { weights: BF16, rounding: 'nearest', master: true }],
+      ['fp32', { weights: FP32, rounding: 'nearest' }],
+    ];
+    const res: Record<string, SeedMeters & { acc: number; swallowed: number }> = {};
+    for (const [name, prec] of remedies) {
+      const m = meters(run(mom, prec));
+      res[name] = { acc: meanOf(m.accs), swallowed: meanOf(m.unchanged), ...m };
+      log(`swallow remedy ${name}: acc ${meanSd(m.accs, 100, 2)} % lost ${pctSd(m.lost)}`);
+    }
+    const ref = res.fp32.accs;
+    md.push(
+      '#### Remedies (momentum, bf16 weights)',
+      '',
+      table(['recipe', 'test acc (mean ± s.d.)', '95% interval', 'vs fp32: Δ acc [95%]', 'lost update mass', 'realized', 'stored unchanged'], Object.entries(res).map(([name, m]) => [name, `${meanSd(m.accs, 100, 2)} %`, interval(m.accs, 100, 2), name === 'fp32' ? '–' : vsRef(m.accs, ref), ...meterCols(m)])),
+      '',
+    );
+    data.remedies = res;
   }
-  const fp32Rem = remedyRes.fp32.accs;
-  for (const [name, accs, sws] of remedyAccs) remedyRows.push([name, `${meanSd(accs, 100, 2)} %`, interval(accs, 100, 2), name === 'fp32' ? '–' : vsRef(accs, fp32Rem), `${meanSd(sws, 100, 1)} %`]);
   // Tiny-gradient regime: the loss is weighted by 1e-5 (and lr multiplied by 1e5), so fp32 training is unchanged but
   // raw gradients sit around fp16's subnormal range.
-  const LW = 1e-5;
-  const fp16All: PrecisionSpec = { weights: FP16, rounding: 'nearest', master: true, grads: FP16, activations: FP16, lossWeight: LW };
-  const scaling: [string, PrecisionSpec][] = [
-    ['fp32 reference', { weights: FP32, rounding: 'nearest', lossWeight: LW }],
-    ['fp16, no loss scaling', fp16All],
-    ['fp16, static scale 2^10', { ...fp16All, lossScale: { kind: 'static', scale: 1024 } }],
-    ['fp16, static scale 2^24', { ...fp16All, lossScale: { kind: 'static', scale: 2 ** 24 } }],
-    ['fp16, dynamic (start 2^24, halve on inf, double after 50 good steps)', { ...fp16All, lossScale: { kind: 'dynamic', init: 2 ** 24, interval: 50 } }],
-  ];
-  const scaleRows: (string | number)[][] = [];
-  const scaleRes: Record<string, { acc: number; underflow: number; skipped: number; finalScale: number; accs: number[] }> = {};
-  let fp32Scale: number[] = [];
-  for (const [name, prec] of scaling) {
-    const rs = run({ kind: 'sgd', lr: 0.1 / LW }, prec);
-    const accs = rs.map((x) => x.finalAcc);
-    const ufs = rs.map((res) => mean(res.curve.slice(1).map((c) => c.gradUnderflow)));
-    const skipped = rs.map((res) => res.curve.reduce((s, c) => s + c.skipped, 0));
-    const finalScale = rs[0].curve[rs[0].curve.length - 1].lossScale;
-    if (name.startsWith('fp32')) fp32Scale = accs;
-    scaleRes[name] = { acc: meanOf(accs), underflow: meanOf(ufs), skipped: meanOf(skipped), finalScale, accs };
-    scaleRows.push([name, `${meanSd(accs, 100, 2)} %`, name.startsWith('fp32') ? '–' : vsRef(accs, fp32Scale), `${meanSd(ufs, 100, 1)} %`, meanSd(skipped, 1, 1), name.startsWith('fp32') ? '–' : finalScale]);
-    log(`swallow loss-scaling ${name}: acc ${meanSd(accs, 100, 2)} % underflow ${pct(meanOf(ufs))}`);
+  if (has('scaling')) {
+    const LW = LOSS_WEIGHT;
+    const fp16All: PrecisionSpec = { weights: FP16, rounding: 'nearest', master: true, grads: FP16, activations: FP16, lossWeight: LW };
+    const scaling: [string, PrecisionSpec][] = [
+      ['fp32 reference', { weights: FP32, rounding: 'nearest', lossWeight: LW }],
+      ['fp16, no loss scaling', fp16All],
+      ['fp16, static scale 2^10', { ...fp16All, lossScale: { kind: 'static', scale: 1024 } }],
+      ['fp16, static scale 2^24', { ...fp16All, lossScale: { kind: 'static', scale: 2 ** 24 } }],
+      ['fp16, dynamic (start 2^24, halve on inf, double after 50 good steps)', { ...fp16All, lossScale: { kind: 'dynamic', init: 2 ** 24, interval: 50 } }],
+    ];
+    const rows: (string | number)[][] = [];
+    const res: NonNullable<SwallowData['scaling']> = {};
+    let ref: number[] = [];
+    for (const [name, prec] of scaling) {
+      const rs = run({ kind: 'sgd', lr: 0.1 / LW }, prec);
+      const accs = rs.map((x) => x.finalAcc);
+      const ufs = rs.map((r) => meanOf(r.curve.slice(1).map((c) => c.gradUnderflow)));
+      const skipped = rs.map((r) => r.curve.reduce((s, c) => s + c.skipped, 0));
+      const finalScale = rs[0].curve[rs[0].curve.length - 1].lossScale;
+      if (name.startsWith('fp32')) ref = accs;
+      res[name] = { acc: meanOf(accs), accs, underflow: meanOf(ufs), skipped: meanOf(skipped), finalScale };
+      rows.push([name, `${meanSd(accs, 100, 2)} %`, name.startsWith('fp32') ? '–' : vsRef(accs, ref), `${meanSd(ufs, 100, 1)} %`, meanSd(skipped, 1, 1), name.startsWith('fp32') ? '–' : finalScale]);
+      log(`swallow loss-scaling ${name}: acc ${meanSd(accs, 100, 2)} % underflow ${pct(meanOf(ufs))}`);
+    }
+    md.push(
+      `#### fp16 gradients and loss scaling (SGD, loss weighted by ${LW} and lr ${0.1 / LW}, so that gradients are tiny)`,
+      '',
+      `A contrived regime, said plainly: the loss is multiplied by ${LW} and the learning rate by ${1 / LW}, which leaves fp32 training unchanged but puts the raw gradients near fp16's subnormal range (with the ordinary loss they are not). Forward activations, back-propagated errors and weight gradients are fp16, weights fp16 with an fp32 master copy. "grad underflow" = nonzero weight gradients below fp16's smallest subnormal 2^−24, measured on the loss-scaled gradient; a step whose scaled gradients overflow to inf is skipped.`,
+      '',
+      table(['recipe', 'test acc (mean ± s.d.)', 'vs fp32: Δ acc [95%]', 'grad underflow', 'skipped steps', 'final loss scale (seed 1)'], rows),
+      '',
+    );
+    data.scaling = res;
   }
-
-  // --- figures
-  const pts: Pt[] = [];
-  for (const c of cells) for (const p of c.curve) pts.push({ x: p.step, y: 100 * p.acc, series: `${c.format} ${c.rounding === 'nearest' ? 'RN' : 'SR'}`, facet: c.opt });
-  const figCurves = await figure(lines(pts, { title: 'Test accuracy while training, weights stored in each format (state and gradients fp32)', x: 'step', y: 'test accuracy (%)', facet: 'optimizer', facetSort: OPTS.map((x) => x.name), width: 260, height: 200 }), o.out, SUB, 'swallow-curves', 'learning curves');
-  const figBars = await figure(bars(cells.filter((c) => c.format !== 'fp32' || c.rounding === 'nearest').map((c) => ({ cat: `${c.format} ${c.rounding === 'nearest' ? 'RN' : 'SR'}`, y: 100 * c.swallowed, series: c.opt })), { title: 'Share of nonzero updates swallowed (stored weight unchanged)', y: 'swallowed (%)', cat: 'weight format' }), o.out, SUB, 'swallow-fraction', 'swallowed fraction');
-  const refOf = (opt: string) => cells.find((c) => c.opt === opt && c.format === 'fp32')!.accs;
-  const gridRows = cells.map((c) => [c.opt, c.format, c.rounding, `${meanSd(c.accs, 100, 2)} %`, interval(c.accs, 100, 2), c.format === 'fp32' ? '–' : vsRef(c.accs, refOf(c.opt)), `${meanSd(c.swalloweds, 100, 1)} %`]);
+  if (has('plateau')) {
+    data.plateau = plateauExperiment(size, seeds, log);
+    md.push(await plateauMarkdown(data.plateau, o.out), '');
+  }
   const seconds = (performance.now() - t0) / 1000;
-  const md = [
+  const doc = [
     '## swallow — guess (2): are small updates rounded away, and does that stall learning?',
     '',
-    stamp(q, seconds, `MNIST ${cfg.trainN} train / ${cfg.testN} test, MLP 784-${cfg.hidden.join('-')}-10, batch 100, ${cfg.steps} steps per run, ${seeds} seeds per recipe`),
+    stamp(q, seconds, `parts: ${parts.join(', ')}; ${seeds} seeds per row${mnist ? `; MNIST MLP 784-${cfg.hidden.join('-')}-10, ${cfg.steps} steps per run` : ''}`),
     '',
-    `Every training row is ${seeds} runs (seeds 1–${seeds}: initial weights, sample order and rounding stream): test accuracy as mean ± s.d., its 95% t-interval, and the difference to fp32 with the same optimizer as a Welch 95% interval in percentage points — "higher"/"lower" only where that interval excludes 0. Overflow: ${[BF16, FP16, E4M3].map(overflowNote).join('; ')} (weights never come near the range limits here).`,
-    '',
-    `### Toy: start at w = 1 and add Δ ${N.toLocaleString('en')} times, rounding after every addition`,
-    '',
-    'RN = round to nearest even, SR = stochastic rounding (one seeded run), Kahan = compensated summation (the lost low part, kept in fp32, is carried to the next addition).',
-    '',
-    table(['format', 'rounding', ...DELTAS.map((d) => `Δ = ${d}`)], toyRows),
-    '',
-    '### Training: weights stored in the format after every update (no master copy)',
-    '',
-    'Gradients, optimizer state and activations stay fp32 here, so the only difference between rows is how the stored weights are rounded. "swallowed" = share of nonzero updates after which the stored weight was unchanged (averaged over the run).',
-    '',
-    figCurves,
-    '',
-    figBars,
-    '',
-    table(['optimizer', 'weights', 'rounding', 'test acc (mean ± s.d.)', '95% interval', 'vs fp32: Δ acc [95%]', 'swallowed'], gridRows),
-    '',
-    '### Remedies (momentum, bf16 weights)',
-    '',
-    table(['recipe', 'test acc (mean ± s.d.)', '95% interval', 'vs fp32: Δ acc [95%]', 'swallowed'], remedyRows),
-    '',
-    `### fp16 gradients and loss scaling (SGD, loss weighted by ${LW} so gradients are tiny, lr ${0.1 / LW})`,
-    '',
-    'Forward activations, back-propagated errors and weight gradients are fp16, weights fp16 with an fp32 master copy. "grad underflow" = nonzero weight gradients below fp16\'s smallest subnormal 2^−24, measured on the loss-scaled gradient; a step whose scaled gradients overflow to inf is skipped.',
-    '',
-    table(['recipe', 'test acc (mean ± s.d.)', 'vs fp32: Δ acc [95%]', 'grad underflow', 'skipped steps', 'final loss scale (seed 1)'], scaleRows),
+    ...md,
   ].join('\n');
-  await saveJson(o.out, 'swallow', { quick: q, toy, deltas: DELTAS, cells: cells.map(({ curve: _c, ...r }) => r), remedies: remedyRes, scaling: scaleRes });
-  await writeSection(o.out, 'swallow', md);
-  return { cells, toy };
+  await saveJson(o.out, 'swallow', data);
+  await writeSection(o.out, 'swallow', doc);
+  return data;
+}
+
+/** A fraction as "m ± sd %" for bullets. */
+function pm(x: number[] | undefined, digits = 1): string {
+  if (!x || !x.length) return '–';
+  const s = summarize(x);
+  const d = Math.abs(100 * s.mean) < 0.1 && s.mean !== 0 ? 3 : digits;
+  return x.length < 2 ? `${(100 * s.mean).toFixed(d)} %` : `${(100 * s.mean).toFixed(d)} ± ${(100 * s.sd).toFixed(d)} %`;
+}
+
+/** Welch difference a − b in percentage points as "+x.xx [lo, hi] pp". */
+function dpp(a: number[], b: number[]): string {
+  const w = welch(a, b);
+  const f = (v: number) => `${v >= 0 ? '+' : ''}${(100 * v).toFixed(2)}`;
+  return `${f(w.diff)} pp [${f(w.lo)}, ${f(w.hi)}]`;
+}
+
+/**
+ * Markdown bullets for the report's answer to guess 2, from the saved swallow.json (each number with its s.d. or 95%
+ * interval; a difference called a difference only where its interval excludes 0).
+ * @example swallowAnswerBullets(JSON.parse(readFileSync('reports/precision/swallow.json', 'utf8')))
+ */
+export function swallowAnswerBullets(data: SwallowData): string[] {
+  const out: string[] = [];
+  const n = data.seeds;
+  const toy = data.toy;
+  if (toy && toy['bf16 RN']) {
+    const i = data.deltas.indexOf(1e-4);
+    out.push(`Toy: adding Δ = 10⁻⁴ to w = 1 ten thousand times should give 2; round-to-nearest gives ${toy['bf16 RN'][i]} in bf16 and ${toy['fp16 RN'][i]} in fp16 (every addition rounded away), stochastic rounding ${toy['bf16 SR'][i].toPrecision(4)} (bf16), Kahan with an fp32 compensation ${toy['bf16 RN + Kahan'][i].toPrecision(4)}.`);
+  }
+  const cells = data.cells;
+  if (cells?.length) {
+    const rn = cells.filter((c) => c.rounding === 'nearest' && c.format !== 'fp32');
+    const sr = cells.filter((c) => c.rounding === 'stochastic');
+    const byFmt = [...new Set(rn.map((c) => c.format))].map((f) => `${f} ${rn.filter((c) => c.format === f).map((c) => `${c.opt} ${pm(c.lost)}`).join(', ')}`);
+    out.push(`Lost update mass on MNIST (${n} seeds, mean ± s.d., ${data.steps} steps with lr decay): with round-to-nearest ${byFmt.join('; ')}; with stochastic rounding at most ${(100 * Math.max(...sr.map((c) => meanOf(c.lost)))).toFixed(3)} % in any cell — deferred, not lost.`);
+    const sig: string[] = [], none: string[] = [];
+    for (const c of cells) {
+      if (c.format === 'fp32') continue;
+      const ref = cells.find((r) => r.opt === c.opt && r.format === 'fp32');
+      if (!ref || c.accs.length < 2) continue;
+      const w = welch(c.accs, ref.accs);
+      const label = `${c.opt} ${c.format} ${c.rounding === 'nearest' ? 'RN' : 'SR'}`;
+      if (w.lo > 0 || w.hi < 0) sig.push(`${label} ${dpp(c.accs, ref.accs)}`); else none.push(label);
+    }
+    out.push(`Test accuracy against fp32 with the same optimizer (Welch 95% interval): ${sig.length ? `different where the interval excludes 0 — ${sig.join('; ')}` : 'no cell differs significantly'}${none.length ? `; no significant difference for ${none.join(', ')}` : ''}.`);
+  }
+  const rem = data.remedies;
+  if (rem?.fp32) {
+    out.push(`Remedies (momentum, bf16 weights), accuracy vs fp32 and lost mass: ${Object.entries(rem).filter(([k]) => k !== 'fp32').map(([k, m]) => `${k} ${dpp(m.accs, rem.fp32.accs)}, lost ${pm(m.lost)}`).join('; ')}.`);
+  }
+  const sc = data.scaling;
+  if (sc) {
+    const ref = Object.entries(sc).find(([k]) => k.startsWith('fp32'));
+    const none = Object.entries(sc).find(([k]) => /no loss scaling/.test(k));
+    const dyn = Object.entries(sc).find(([k]) => /dynamic/.test(k));
+    if (ref && none && dyn) out.push(`fp16 gradients, only in a contrived regime (loss × ${data.lossWeight}, lr × ${1 / data.lossWeight}): without loss scaling ${(100 * none[1].underflow).toFixed(1)} % of nonzero gradients underflow, accuracy ${dpp(none[1].accs, ref[1].accs)} vs fp32; dynamic loss scaling: ${(100 * dyn[1].underflow).toFixed(1)} % underflow, ${dpp(dyn[1].accs, ref[1].accs)}.`);
+  }
+  const p = data.plateau;
+  if (p) {
+    for (const init of p.inits) {
+      const at = (r: string) => p.cells.find((c) => c.init === init && c.recipe === r);
+      const f32 = at('fp32');
+      if (!f32) continue;
+      const desc = (c: PlateauCell | undefined): string => {
+        if (!c) return '–';
+        const e = c.escapes.filter((v): v is number => v !== null);
+        const base = e.length === c.escapes.length ? `${meanSd(e, 1, 0)} steps` : e.length ? `${e.length}/${c.escapes.length} seeds escaped` : `never escaped in ${p.config.steps} steps`;
+        return `${base} (lost mass ${pm(c.lostPlateau)})`;
+      };
+      const rnc = at('bf16 RN');
+      let verdict = '';
+      if (rnc && f32.escapes.every((v) => v !== null)) {
+        if (rnc.escapes.every((v) => v === null)) verdict = ' — round-to-nearest froze the plateau';
+        else if (rnc.escapes.every((v) => v !== null)) {
+          const w = welch(rnc.escapes as number[], f32.escapes as number[]);
+          verdict = w.lo > 0 ? ` — round-to-nearest lengthened the plateau by ${w.diff.toFixed(0)} steps [${w.lo.toFixed(0)}, ${w.hi.toFixed(0)}]` : w.hi < 0 ? ' — round-to-nearest escaped sooner' : ' — no significant difference in escape time';
+        } else verdict = ' — some round-to-nearest seeds never escaped';
+      }
+      out.push(`Plateau (deep linear network, initial scale ${init}, ${p.seeds} seeds): steps to escape fp32 ${desc(f32)}, bf16 RN ${desc(rnc)}, fp16 RN ${desc(at('fp16 RN'))}, bf16 SR ${desc(at('bf16 SR'))}, bf16 + fp32 master ${desc(at('bf16 RN + fp32 master'))}, bf16 + Kahan ${desc(at('bf16 RN + Kahan (fp32)'))}${verdict}.`);
+    }
+  }
+  return out.map((l) => `- ${l}`);
 }

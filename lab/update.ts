@@ -35,6 +35,9 @@ export interface UpdateMeter {
   overflow: number;
 }
 
+const F1 = new Float32Array(1);
+const U1 = new Uint32Array(F1.buffer);
+
 /**
  * E[round(w + u)] under stochastic rounding of the exact sum to `fmt`, as quantizeSum does it: formats with at most
  * 21 mantissa bits (fixed point up to 22 bits) see the sum rounded to odd in float32 first, then an unbiased choice
@@ -53,12 +56,11 @@ export function expectedStochasticSum(fmt: Format, w: number, u: number): number
     v = Math.fround(s);
     if (v !== s || e !== 0) {
       // round to odd: an inexact float32 result gets its last bit set, toward the exact sum
-      const b = new Float32Array([v]);
-      const bits = new Uint32Array(b.buffer);
-      if ((bits[0] & 1) === 0) {
+      F1[0] = v;
+      if ((U1[0] & 1) === 0) {
         const up = v !== s ? Math.abs(s) > Math.abs(v) : (s > 0) === (e > 0);
-        bits[0] = up ? bits[0] + 1 : bits[0] - 1;
-        v = b[0];
+        U1[0] = up ? U1[0] + 1 : U1[0] - 1;
+        v = F1[0];
       }
     }
   }

@@ -111,3 +111,28 @@ test('trainer meters: tiny SGD steps on bf16 weights are lost with round-to-near
   // the others lose only float32's resolution of w + u (u ~ 1e-5 on weights ~ 0.3: fp32 spacing ~ 3e-8)
   for (const p of [{ rounding: 'stochastic' as const }, { rounding: 'nearest' as const, master: true }, { rounding: 'nearest' as const, kahan: true }]) { const v = lost(p); assert.ok(v < 1e-2, JSON.stringify(p) + ' ' + v); }
 });
+
+test('plateau of a deep linear network: fp32 and SR escape, bf16 round-to-nearest loses the updates and stays frozen', async () => {
+  const { plateauExperiment, PLATEAU_RECIPES, lossAndGrads } = await import('../lab/plateau.ts');
+  // gradients of the linear chain against central differences of the loss (float64 arithmetic inside)
+  const rng = createRng(1);
+  const dim = 3, B = 4;
+  const Ws = [0, 1].map(() => new Float32Array(dim * dim).map(() => rng.normal()));
+  const x = new Float64Array(B * dim).map(() => rng.normal()), y = new Float64Array(B * dim).map(() => rng.normal());
+  const { g } = lossAndGrads(Ws, dim, x, y, B);
+  for (const [l, i] of [[0, 4], [1, 7]]) {
+    const h = 2 ** -10, w0 = Ws[l][i];
+    Ws[l][i] = w0 + h; const lp = lossAndGrads(Ws, dim, x, y, B, false).loss;
+    Ws[l][i] = w0 - h; const lm = lossAndGrads(Ws, dim, x, y, B, false).loss;
+    Ws[l][i] = w0;
+    assert.ok(Math.abs((lp - lm) / (2 * h) - g[l][i]) < 1e-4 * Math.max(1, Math.abs(g[l][i])), `layer ${l} element ${i}`);
+  }
+  const d = plateauExperiment('tiny', 2, () => {}, PLATEAU_RECIPES.filter((r) => ['fp32', 'bf16 RN', 'bf16 SR'].includes(r.name)));
+  const cell = (r: string) => d.cells.find((c) => c.recipe === r)!;
+  assert.ok(cell('fp32').escapes.every((e) => e !== null && e > 200), JSON.stringify(cell('fp32').escapes)); // a real plateau first
+  assert.ok(cell('bf16 SR').escapes.every((e) => e !== null), JSON.stringify(cell('bf16 SR').escapes));
+  assert.deepEqual(cell('bf16 RN').escapes, [null, null]);
+  assert.ok(cell('bf16 RN').lostPlateau.every((v) => v > 0.9), JSON.stringify(cell('bf16 RN').lostPlateau));
+  assert.ok(cell('bf16 SR').lostPlateau.every((v) => v < 0.01) && cell('fp32').lostPlateau.every((v) => v < 0.01));
+  assert.ok(cell('bf16 RN').finalLoss.every((v) => v > 0.95) && cell('fp32').finalLoss.every((v) => v < 0.5));
+});
