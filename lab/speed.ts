@@ -1,7 +1,10 @@
-// Guess (1): is lower precision faster on this machine? GEMM throughput by dtype (engine, numpy, tfjs), memory per parameter.
+// Guess (1): is lower precision faster on this machine? CPU features, GEMM throughput by dtype (engine, numpy, tfjs, an
+// fp16-stored GEMM widened to fp32), bandwidth-bound GEMV by stored type, memory per parameter.
 import { spawnSync } from 'node:child_process';
+import { readdirSync, readFileSync } from 'node:fs';
+import { cpus, loadavg } from 'node:os';
 import { tf } from './tf.ts';
-import { BF16, E4M3, FP16, FP32, fixedFormat, int8Format, quantize, type Format } from '../src/precision/formats.ts';
+import { BF16, E4M3, FP16, FP32, encode, fixedFormat, int8Format, quantize, type Format } from '../src/precision/formats.ts';
 import { createRng } from '../src/precision/rng.ts';
 import { bars, figure } from './plot.ts';
 import { SUB, table, writeSection } from './report.ts';
@@ -66,6 +69,147 @@ async function engineGemm(shapes: [number, number, number][], seconds: number): 
   }
 }
 
+/** A ratio with significant digits: 1.35x, 0.77x, 0.0036x (never "0.00x"). */
+export function fmtRatio(r: number | null | undefined): string {
+  if (r == null || !Number.isFinite(r)) return '–';
+  return `${r >= 0.995 ? r.toFixed(2) : r.toPrecision(2)}x`;
+}
+
+/** The CPU features that decide which low-precision instructions exist, read at run time. */
+export interface CpuFeature { name: string; flag: string; present: boolean; what: string }
+
+const FEATURES: [string, string, string][] = [
+  ['AVX2', 'avx2', '256-bit SIMD'],
+  ['FMA', 'fma', 'fused multiply-add (vfmadd231ps)'],
+  ['F16C', 'f16c', 'fp16 <-> fp32 conversion (vcvtph2ps)'],
+  ['AVX-512F', 'avx512f', '512-bit SIMD'],
+  ['AVX-512BW', 'avx512bw', '512-bit byte/word integer ops'],
+  ['AVX-512 VNNI', 'avx512_vnni', 'int8 dot products (vpdpbusd)'],
+  ['AVX-VNNI', 'avx_vnni', 'int8 dot products on 256-bit registers'],
+  ['AVX-512 BF16', 'avx512_bf16', 'bf16 dot products (vdpbf16ps)'],
+  ['AVX-512 FP16', 'avx512_fp16', 'fp16 arithmetic (vfmadd231ph)'],
+  ['AMX-TILE', 'amx_tile', 'tile registers'],
+  ['AMX-BF16', 'amx_bf16', 'bf16 tile matrix multiply (tdpbf16ps)'],
+  ['AMX-INT8', 'amx_int8', 'int8 tile matrix multiply (tdpbssd)'],
+];
+
+/** CPU model and feature flags from /proc/cpuinfo (Linux); `source` says where they came from. */
+export function cpuFeatures(): { model: string; source: string; features: CpuFeature[] } {
+  let flags: Set<string> | null = null;
+  let model = cpus()[0]?.model.trim() ?? 'unknown CPU';
+  try {
+    const txt = readFileSync('/proc/cpuinfo', 'utf8');
+    const line = txt.split('\n').find((l) => /^flags\s*:/.test(l));
+    if (line) flags = new Set(line.split(':')[1].trim().split(/\s+/));
+    const m = txt.split('\n').find((l) => /^model name\s*:/.test(l));
+    if (m) model = m.split(':')[1].trim();
+  } catch { /* not Linux */ }
+  if (!flags) return { model, source: 'unknown (no /proc/cpuinfo)', features: FEATURES.map(([name, flag, what]) => ({ name, flag, what, present: false })) };
+  return { model, source: '/proc/cpuinfo', features: FEATURES.map(([name, flag, what]) => ({ name, flag, what, present: flags!.has(flag) })) };
+}
+
+/** The engine's low-precision storage kernels (native/lowp.cc), or null with the reason. */
+type LowpFn = (kind: string, M: number, N: number, K: number, A: ArrayBufferView, B: ArrayBufferView, C: ArrayBufferView) => string | null;
+async function lowpKernel(): Promise<{ lowp: LowpFn | null; note: string }> {
+  try {
+    const { loadAddon } = await import('../src/engine/addon.ts');
+    const { addon, note } = loadAddon();
+    const fn = (addon as unknown as { lowp?: LowpFn } | null)?.lowp;
+    return fn ? { lowp: fn.bind(addon), note: '' } : { lowp: null, note: addon ? 'the engine addon predates native/lowp.cc (run `npm run build:native`)' : note };
+  } catch (e) {
+    return { lowp: null, note: (e as Error).message.split('\n')[0] };
+  }
+}
+
+/** Best rate of `run` over interleaved rounds: calls per second. */
+function interleaved(runs: Map<string, () => void>, seconds: number, rounds = 3): Map<string, number> {
+  const best = new Map<string, number>();
+  for (let r = 0; r < rounds; r++) {
+    for (const [k, run] of runs) {
+      let reps = 0, dt = 0;
+      const t0 = performance.now();
+      do { run(); reps++; dt = (performance.now() - t0) / 1000; } while (dt < seconds / rounds);
+      best.set(k, Math.max(best.get(k) ?? 0, reps / dt));
+    }
+  }
+  return best;
+}
+
+/** fp16 codes of values (round to nearest even), via the lab's bit-exact encoder. */
+function f16Codes(x: Float32Array): Uint16Array { return encode(FP16, x) as Uint16Array; }
+function bf16Codes(x: Float32Array): Uint16Array { return encode(BF16, x) as Uint16Array; }
+
+/** GEMM with B stored as fp16 and widened while packing, against the same kernel on fp32 B (1 thread). */
+export async function upcastGemm(shapes: [number, number, number][], seconds: number): Promise<{ rows: GemmRow[]; note: string }> {
+  const { lowp, note } = await lowpKernel();
+  if (!lowp) return { rows: [], note };
+  const rows: GemmRow[] = [];
+  for (const [M, N, K] of shapes) {
+    const A = new Float32Array(M * K).map((_, i) => ((i * 37) % 100) / 100);
+    const B32 = new Float32Array(K * N).map((_, i) => ((i * 53) % 100) / 100);
+    const B16 = f16Codes(B32);
+    const C = new Float32Array(M * N);
+    const ins = { f32: lowp('gemm_f32', M, N, K, A, B32, C), f16: lowp('gemm_f16', M, N, K, A, B16, C) };
+    const runs = new Map<string, () => void>();
+    if (ins.f32) runs.set('f32', () => { lowp('gemm_f32', M, N, K, A, B32, C); });
+    if (ins.f16) runs.set('f16', () => { lowp('gemm_f16', M, N, K, A, B16, C); });
+    const rate = interleaved(runs, seconds);
+    const g = (k: string) => (rate.has(k) ? (2 * M * N * K * rate.get(k)!) / 1e9 : null);
+    const f32 = g('f32');
+    for (const [k, dtype] of [['f32', 'float32'], ['f16', 'float16 storage, fp32 math']] as const) {
+      const v = g(k);
+      rows.push({ source: `slimfit lab kernel, 1 thread (${ins[k] ?? 'not on this CPU: needs AVX-512F and F16C'})`, dtype, shape: `${M}×${N}×${K}`, gflops: v, ratio: v != null && f32 ? v / f32 : null, note: v == null ? 'not on this CPU (needs AVX-512F and F16C)' : '' });
+    }
+  }
+  return { rows, note: '' };
+}
+
+/** One bandwidth-bound GEMV measurement (y = W x, M = 1). */
+export interface GemvRow { size: string; dtype: string; weightBytes: number; instruction: string; gflops: number | null; gbps: number | null; ratio: number | null; note: string }
+
+/** y = W x with W (N×K) stored as fp32, bf16, fp16 or int8, streamed from memory once per call (1 thread). */
+export async function gemvRows(sizes: [number, number][], seconds: number): Promise<{ rows: GemvRow[]; note: string }> {
+  const { lowp, note } = await lowpKernel();
+  if (!lowp) return { rows: [], note };
+  const rows: GemvRow[] = [];
+  for (const [N, K] of sizes) {
+    const W = new Float32Array(N * K);
+    for (let i = 0; i < W.length; i++) W[i] = (((i * 2654435761) >>> 0) % 2001 - 1000) / 1000;
+    const x = new Float32Array(K).map((_, i) => ((i * 37) % 100) / 100);
+    const Wb = bf16Codes(W), Wh = f16Codes(W);
+    const Wi = new Int8Array(N * K);
+    for (let i = 0; i < Wi.length; i++) Wi[i] = Math.round(W[i] * 127);
+    const xu = new Uint8Array(K).map((_, i) => (i * 37) % 256);
+    const y = new Float32Array(N), yi = new Int32Array(N);
+    const kinds: [string, string, ArrayBufferView, ArrayBufferView, ArrayBufferView, number][] = [
+      ['gemv_f32', 'float32', W, x, y, 4], ['gemv_bf16', 'bfloat16 storage, fp32 math', Wb, x, y, 2], ['gemv_f16', 'float16 storage, fp32 math', Wh, x, y, 2], ['gemv_i8', 'int8 weights × uint8 activations', Wi, xu, yi, 1],
+    ];
+    const runs = new Map<string, () => void>();
+    const ins = new Map<string, string | null>();
+    for (const [k, , a, b, c] of kinds) { ins.set(k, lowp(k, 1, N, K, a, b, c)); if (ins.get(k)) runs.set(k, () => { lowp(k, 1, N, K, a, b, c); }); }
+    const rate = interleaved(runs, seconds);
+    const f32 = rate.get('gemv_f32');
+    for (const [k, dtype, , , , bytes] of kinds) {
+      const r = rate.get(k);
+      rows.push({ size: `${N}×${K}`, dtype, weightBytes: N * K * bytes, instruction: ins.get(k) ?? '–', gflops: r ? (2 * N * K * r) / 1e9 : null, gbps: r ? (N * K * bytes * r) / 1e9 : null, ratio: r && f32 ? r / f32 : null, note: r ? '' : k === 'gemv_i8' ? 'not on this CPU (needs AVX512_VNNI)' : 'not on this CPU (needs AVX2, FMA and F16C)' });
+    }
+  }
+  return { rows, note: '' };
+}
+
+/** L3 (last-level) cache size in bytes from sysfs, or null. */
+function llcBytes(): number | null {
+  try {
+    let best = 0;
+    for (const d of readdirSync('/sys/devices/system/cpu/cpu0/cache').filter((x) => x.startsWith('index'))) {
+      const s = readFileSync(`/sys/devices/system/cpu/cpu0/cache/${d}/size`, 'utf8').trim();
+      const m = /^(\d+)([KMG])?$/.exec(s);
+      if (m) best = Math.max(best, Number(m[1]) * (m[2] === 'K' ? 1024 : m[2] === 'M' ? 2 ** 20 : m[2] === 'G' ? 2 ** 30 : 1));
+    }
+    return best || null;
+  } catch { return null; }
+}
+
 /** Elements per second our JS quantizers process (the cost of emulating a format on float32 hardware). */
 function quantizeRates(quick: boolean): (string | number)[][] {
   const rng = createRng(1);
@@ -87,7 +231,7 @@ function quantizeRates(quick: boolean): (string | number)[][] {
 }
 
 /** Run the speed experiment and write its section. */
-export async function labSpeed(o: LabOptions): Promise<{ gemm: GemmRow[] }> {
+export async function labSpeed(o: LabOptions): Promise<SpeedData> {
   const log = logger(o);
   const t0 = performance.now();
   const shapes: [number, number, number][] = o.quick ? [[128, 512, 784]] : [[100, 1000, 784], [128, 512, 784], [1024, 1024, 1024]];
@@ -99,9 +243,16 @@ export async function labSpeed(o: LabOptions): Promise<{ gemm: GemmRow[] }> {
   const eng = await engineGemm(shapes, secs);
   log('speed: tfjs matMul...');
   const tj = tfjsGemm(shapes, secs);
-  const gemm = [...eng.rows, ...np, ...tj];
+  log('speed: fp16-stored GEMM widened to fp32 (same kernel as its fp32 row)...');
+  const up = await upcastGemm(shapes, secs);
+  const gemm = [...eng.rows, ...up.rows, ...np, ...tj];
+  const cpu = cpuFeatures();
+  const gemvSizes: [number, number][] = o.quick ? [[4096, 4096]] : [[4096, 4096], [16384, 16384]];
+  log(`speed: GEMV ${gemvSizes.map((x) => x.join('×')).join(', ')} by stored type...`);
+  const gv = await gemvRows(gemvSizes, secs);
+  const llc = llcBytes();
   const fmtG = (g: number | null) => (g == null ? '–' : g >= 100 ? g.toFixed(0) : g.toPrecision(3));
-  const gemmRows = gemm.map((r) => [r.shape, r.source, r.dtype, r.gflops == null ? r.note : fmtG(r.gflops), r.ratio == null ? '–' : `${r.ratio.toFixed(2)}x`]);
+  const gemmRows = gemm.map((r) => [r.shape, r.source, r.dtype, r.gflops == null ? r.note : fmtG(r.gflops), fmtRatio(r.ratio)]);
   const first = shapes[0].join('×');
   const figGemm = await figure(bars(gemm.filter((r) => r.shape === first && r.gflops != null).map((r) => ({ cat: r.dtype, y: r.gflops!, series: r.source.replace(/ \(.*$/, '') })), { title: `GEMM throughput by dtype, shape ${first} (M×N×K)`, y: 'GFLOP/s (GOP/s int8), log scale', cat: 'dtype', logY: true }), o.out, SUB, 'speed-gemm', 'GEMM by dtype');
   // memory per parameter
@@ -132,11 +283,25 @@ export async function labSpeed(o: LabOptions): Promise<{ gemm: GemmRow[] }> {
     '',
     stamp(o.quick, seconds, `GEMM shapes ${shapes.map((s) => s.join('×')).join(', ')} (M×N×K), ${secs} s per measurement, median of 3 rounds; all rows measured in this same run`),
     '',
-    eng.note ? `Note: ${eng.note}.` : 'Engine rows: the fast engine\'s hand-written kernels (`npm run bench -- dtypes`), one per dtype, and OpenBLAS through the engine.',
+    `### CPU features (read at run time from ${cpu.source})`,
     '',
-    table(['shape M×N×K', 'implementation', 'dtype', 'GFLOP/s (GOP/s int8)', 'ratio to float32 (same implementation)'], gemmRows),
+    `${cpu.model}, ${cpus().length} logical cores, load average ${loadavg().map((v) => v.toFixed(1)).join(' / ')} when the section was written. A low-precision type is fast only where an instruction for it exists and a kernel uses it.`,
+    '',
+    table(['feature', 'present', 'what it provides'], cpu.features.map((f) => [f.name, f.present ? 'yes' : 'no', f.what])),
+    '',
+    '### GEMM by dtype',
+    '',
+    eng.note ? `Note: ${eng.note}.` : 'Engine rows: the fast engine\'s hand-written kernels (`npm run bench -- dtypes`), one per dtype, and OpenBLAS through the engine. "slimfit lab kernel" rows: one kernel (native/lowp.cc, one thread, 4×32 register tile) on B stored as float32, and on B stored as float16 codes converted to float32 while B is packed (F16C/AVX-512 `vcvtph2ps`), all multiply-adds in float32 — the storage-only use of fp16 that needs no fp16 arithmetic.' + (up.note ? ` (fp16-storage rows missing: ${up.note}.)` : ''),
+    '',
+    table(['shape M×N×K', 'implementation (instruction)', 'dtype', 'GFLOP/s (GOP/s int8)', 'ratio to float32 (same implementation)'], gemmRows),
     '',
     figGemm,
+    '',
+    '### GEMV: one input vector, weights streamed from memory (bandwidth-bound)',
+    '',
+    `y = W·x with W of N×K stored in the given type, x and y float32 (int8: x quantized to uint8, y int32), one thread, every call reads all of W once; GB/s counts the weight bytes read per second. With M = 1 each weight is used once, so the time is set by how fast W arrives from memory, not by arithmetic — the regime of LLM token-by-token inference — and a type half as wide should take about half the time.${llc ? ` Last-level cache: ${(llc / 2 ** 20).toFixed(0)} MiB (a VM may report the host's whole L3 shared with other tenants); matrices smaller than that may be served partly from cache.` : ''}` + (gv.note ? ` (GEMV rows missing: ${gv.note}.)` : ''),
+    '',
+    table(['N×K', 'weights stored as', 'W size', 'instruction', 'GFLOP/s (GOP/s int8)', 'weight GB/s', 'speed vs float32'], gv.rows.map((r) => [r.size, r.dtype, `${(r.weightBytes / 2 ** 20).toFixed(0)} MiB`, r.instruction, r.gflops == null ? r.note : r.gflops.toPrecision(3), r.gbps == null ? '–' : r.gbps.toPrecision(3), fmtRatio(r.ratio)])),
     '',
     '### Memory per parameter (bytes)',
     '',
@@ -150,7 +315,53 @@ export async function labSpeed(o: LabOptions): Promise<{ gemm: GemmRow[] }> {
     '',
     table(['format', 'round-to-nearest M/s', 'stochastic M/s'], qRows),
   ].join('\n');
-  await saveJson(o.out, 'speed', { quick: o.quick, gemm, memory: memRows, engineNote: eng.note });
+  const data: SpeedData = { quick: o.quick, gemm, memory: memRows, engineNote: eng.note, cpu, gemv: gv.rows, llcBytes: llc, load: loadavg() };
+  await saveJson(o.out, 'speed', data);
   await writeSection(o.out, 'speed', md);
-  return { gemm };
+  return data;
+}
+
+/** Everything the speed section saves (precision/speed.json). */
+export interface SpeedData {
+  quick: boolean;
+  gemm: GemmRow[];
+  memory: (string | number)[][];
+  engineNote: string;
+  cpu: ReturnType<typeof cpuFeatures>;
+  gemv: GemvRow[];
+  llcBytes: number | null;
+  load: number[];
+}
+
+/**
+ * Markdown bullets for the report's answer to guess 1, from the saved speed.json: the CPU's low-precision features,
+ * the fp16-storage GEMM against fp32 in the same kernel, the GEMV rows by stored type (all ratios from one run on a
+ * shared machine; the load average is quoted).
+ * @example speedAnswerBullets(JSON.parse(readFileSync('reports/precision/speed.json', 'utf8')))
+ */
+export function speedAnswerBullets(data: SpeedData): string[] {
+  const out: string[] = [];
+  const load = data.load ? ` (load average ${data.load[0].toFixed(1)} on a shared machine: compare ratios within this run, not absolute rates)` : '';
+  if (data.cpu) {
+    const has = data.cpu.features.filter((f) => f.present).map((f) => f.name), not = data.cpu.features.filter((f) => !f.present).map((f) => f.name);
+    out.push(`CPU: ${data.cpu.model}; has ${has.join(', ') || 'none of the listed features'}${not.length ? `; lacks ${not.join(', ')}` : ''} (from ${data.cpu.source}).`);
+  }
+  const byShape = new Map<string, GemmRow[]>();
+  for (const r of data.gemm ?? []) if (/lab kernel/.test(r.source)) byShape.set(r.shape, [...(byShape.get(r.shape) ?? []), r]);
+  const up = [...byShape].map(([sh, rs]) => {
+    const f = rs.find((r) => r.dtype === 'float32'), h = rs.find((r) => r.dtype.startsWith('float16'));
+    return f?.gflops && h?.gflops ? `${sh}: ${h.gflops.toPrecision(3)} vs ${f.gflops.toPrecision(3)} GFLOP/s (${fmtRatio(h.gflops / f.gflops)})` : null;
+  }).filter(Boolean);
+  if (up.length) out.push(`GEMM with B stored as fp16 and widened to fp32 while packing, against the same kernel on fp32 B (compute-bound, one thread): ${up.join('; ')} — storage in fp16 costs little in a GEMM because each B value is converted once and reused M times.`);
+  const np16 = (data.gemm ?? []).filter((r) => /numpy/.test(r.source) && r.dtype === 'float16' && r.ratio != null);
+  if (np16.length) out.push(`numpy's float16 matmul (no BLAS kernel; emulated) runs at ${np16.map((r) => `${fmtRatio(r.ratio)} of its float32 at ${r.shape}`).join(', ')}: a fact about numpy, not about the CPU.`);
+  const sizes = [...new Set((data.gemv ?? []).map((r) => r.size))];
+  for (const sz of sizes) {
+    const rs = data.gemv.filter((r) => r.size === sz && r.gbps != null);
+    const f32 = rs.find((r) => r.dtype === 'float32');
+    if (!f32) continue;
+    const miss = data.gemv.filter((r) => r.size === sz && r.gbps == null).map((r) => `${r.dtype}: ${r.note}`);
+    out.push(`GEMV ${sz} (M = 1, bandwidth-bound, one thread): ${rs.map((r) => `${r.dtype.replace(/ storage, fp32 math| weights × uint8 activations/, '')} ${(r.weightBytes / 2 ** 20).toFixed(0)} MiB in ${(1e3 * r.weightBytes / (r.gbps! * 1e9)).toPrecision(3)} ms (${r.gbps!.toPrecision(3)} GB/s, ${fmtRatio(r.ratio)} the speed of float32)`).join('; ')}${miss.length ? `; ${miss.join('; ')}` : ''}.`);
+  }
+  return out.map((l) => `- ${l}${l === out[out.length - 1] ? load : ''}`);
 }

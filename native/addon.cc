@@ -8,6 +8,8 @@
 #include "gemm_own.h"
 #include "kernels.h"
 
+napi_value RegisterLowp(napi_env env, napi_value exports);  // native/lowp.cc: the precision lab's storage kernels
+
 using namespace sf;
 
 namespace {
@@ -444,7 +446,7 @@ napi_value Init(napi_env env, napi_value exports) {
     napi_create_function(env, f.name, NAPI_AUTO_LENGTH, f.cb, nullptr, &fn);
     napi_set_named_property(env, exports, f.name, fn);
   }
-  return exports;
+  return RegisterLowp(env, exports);
 }
 
 }  // namespace
