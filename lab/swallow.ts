@@ -64,6 +64,10 @@ export function vsRef(a: number[], b: number[], scale = 100, digits = 2, words: 
 /** A share as "m ± sd %" with enough digits for values near 0. */
 function pctSd(x: number[]): string {
   const m = 100 * meanOf(x);
+  if (m !== 0 && Math.abs(m) < 1e-3) {
+    const s = summarize(x);
+    return x.length < 2 ? `${m.toExponential(1)} %` : `${m.toExponential(1)} ± ${(100 * s.sd).toExponential(1)} %`;
+  }
   const d = m !== 0 && Math.abs(m) < 0.1 ? 3 : 1;
   return `${meanSd(x, 100, d)} %`;
 }
@@ -102,7 +106,7 @@ async function plateauMarkdown(p: PlateauData, out: string): Promise<string> {
   const fig = await figure(lines(pts, { title: 'Deep linear network from small weights: test loss / initial loss (seed 1)', x: 'step', y: 'loss / initial loss (log)', logY: true, facet: 'initial weight scale', facetSort: p.inits.map((i) => `init ${i}`), width: 300, height: 220 }), out, SUB, 'swallow-plateau', 'plateau curves');
   const rows = p.cells.map((c) => {
     const ref = p.cells.find((r) => r.init === c.init && r.recipe === 'fp32')!;
-    return [c.init, c.recipe, `${c.escapes.filter((e) => e !== null).length}/${c.escapes.length}`, escapeText(c, cfg.steps), c.recipe === 'fp32' ? '–' : escapeVs(c, ref, cfg.steps), meanSd(c.finalLoss, 1, 4), c.recipe === 'fp32' ? '–' : vsRef(c.finalLoss, ref.finalLoss, 1, 4), pctSd(c.lostPlateau)];
+    return [String(c.init), c.recipe, `${c.escapes.filter((e) => e !== null).length}/${c.escapes.length}`, escapeText(c, cfg.steps), c.recipe === 'fp32' ? '–' : escapeVs(c, ref, cfg.steps), expSd(c.finalLoss), c.recipe === 'fp32' ? '–' : vsRefExp(c.finalLoss, ref.finalLoss), pctSd(c.lostPlateau)];
   });
   return [
     '### A real flat stretch: the plateau of a deep linear network',
@@ -113,6 +117,20 @@ async function plateauMarkdown(p: PlateauData, out: string): Promise<string> {
     '',
     table(['initial scale s', 'weights', 'escaped', 'steps to escape (mean ± s.d.)', 'vs fp32: Δ steps [95%]', 'final loss / initial (mean ± s.d.)', 'vs fp32: Δ final loss [95%]', 'lost update mass on the plateau'], rows),
   ].join('\n');
+}
+
+/** "m ± sd" in exponent notation (losses spanning many decades). */
+function expSd(x: number[]): string {
+  const s = summarize(x);
+  return x.length < 2 ? s.mean.toExponential(2) : `${s.mean.toExponential(2)} ± ${s.sd.toExponential(1)}`;
+}
+
+/** Welch difference a − b in exponent notation with its verdict. */
+function vsRefExp(a: number[], b: number[]): string {
+  if (a.length < 2 || b.length < 2) return '–';
+  const w = welch(a, b);
+  const f = (v: number) => `${v >= 0 ? '+' : ''}${v.toExponential(1)}`;
+  return `${f(w.diff)} [${f(w.lo)}, ${f(w.hi)}]: ${w.lo > 0 ? 'higher' : w.hi < 0 ? 'lower' : 'no significant difference'}`;
 }
 
 function escapeText(c: PlateauCell, steps: number): string {
@@ -187,7 +205,7 @@ export async function labSwallow(o: LabOptions & { seeds?: number; parts?: Swall
       '',
       `MNIST ${cfg.trainN} train / ${cfg.testN} test images, MLP 784-${cfg.hidden.join('-')}-10, batch 100, ${cfg.steps} steps per run with the learning rate decayed (cosine) to 1% of its start. Every row is ${seeds} runs (seeds 1–${seeds}: initial weights, sample order and rounding stream): test accuracy as mean ± s.d., its 95% t-interval, and the difference to fp32 with the same optimizer as a Welch 95% interval in percentage points — "higher"/"lower" only where that interval excludes 0. Overflow: ${[BF16, FP16, E4M3].map(overflowNote).join('; ')} (weights never come near the range limits here).`,
       '',
-      '**Meters.** Per step and weight, u is the intended update (fp32, from the optimizer) and "applied" the change of the *effective* weight: the stored weight, or the fp32 master copy when there is one, or stored − compensation under Kahan (the compensation is what the stored weight still owes). **Lost mass** = Σ|u − E[applied]| / Σ|u| over the run, the expectation taken over the rounding\'s randomness: round-to-nearest is deterministic (E[applied] = round(w + u) − w), stochastic rounding is unbiased (E[applied] = u up to float32\'s resolution of w + u; a unit test checks the expectation against draws), a master copy or fp32 Kahan applies u up to float32 rounding. So an update that is merely *deferred* — SR that did not round up this time, a master copy that has not crossed a stored grid point yet — is not lost. **Realized** = the same with the change that actually happened that step (for SR mostly noise: the weight moves by 0 or a whole spacing). **Stored unchanged** = share of nonzero updates after which the stored weight did not change (what the first version of this report called "swallowed"; it counts deferred updates too).',
+      '**Meters.** Per step and weight, u is the intended update (fp32, from the optimizer) and "applied" the change of the *effective* weight: the stored weight, or the fp32 master copy when there is one, or stored − compensation under Kahan (the compensation is what the stored weight still owes). **Lost mass** = Σ|u − E[applied]| / Σ|u| over the run, the expectation taken over the rounding\'s randomness: round-to-nearest is deterministic (E[applied] = round(w + u) − w), stochastic rounding is unbiased (E[applied] = u up to float32\'s resolution of w + u; a unit test checks the expectation against draws), a master copy or fp32 Kahan applies u up to float32 rounding. So an update that is merely *deferred* — SR that did not round up this time, a master copy that has not crossed a stored grid point yet — is not lost. **Realized** = the same with the change that actually happened that step (for SR mostly noise: the weight moves by 0 or a whole spacing, so it can exceed 100 %). **Stored unchanged** = share of nonzero updates after which the stored weight did not change (what the first version of this report called "swallowed"; it counts deferred updates too).',
       '',
     );
   }
@@ -274,9 +292,9 @@ export async function labSwallow(o: LabOptions & { seeds?: number; parts?: Swall
       log(`swallow loss-scaling ${name}: acc ${meanSd(accs, 100, 2)} % underflow ${pct(meanOf(ufs))}`);
     }
     md.push(
-      `#### fp16 gradients and loss scaling (SGD, loss weighted by ${LW} and lr ${0.1 / LW}, so that gradients are tiny)`,
+      `#### fp16 gradients and loss scaling (SGD, loss weighted by ${LW} and lr ${Math.round(0.1 / LW)}, so that gradients are tiny)`,
       '',
-      `A contrived regime, said plainly: the loss is multiplied by ${LW} and the learning rate by ${1 / LW}, which leaves fp32 training unchanged but puts the raw gradients near fp16's subnormal range (with the ordinary loss they are not). Forward activations, back-propagated errors and weight gradients are fp16, weights fp16 with an fp32 master copy. "grad underflow" = nonzero weight gradients below fp16's smallest subnormal 2^−24, measured on the loss-scaled gradient; a step whose scaled gradients overflow to inf is skipped.`,
+      `A contrived regime, said plainly: the loss is multiplied by ${LW} and the learning rate by ${Math.round(1 / LW)}, which leaves fp32 training unchanged but puts the raw gradients near fp16's subnormal range (with the ordinary loss they are not). Forward activations, back-propagated errors and weight gradients are fp16, weights fp16 with an fp32 master copy. "grad underflow" = nonzero weight gradients below fp16's smallest subnormal 2^−24, measured on the loss-scaled gradient; a step whose scaled gradients overflow to inf is skipped.`,
       '',
       table(['recipe', 'test acc (mean ± s.d.)', 'vs fp32: Δ acc [95%]', 'grad underflow', 'skipped steps', 'final loss scale (seed 1)'], rows),
       '',
@@ -354,7 +372,7 @@ export function swallowAnswerBullets(data: SwallowData): string[] {
     const ref = Object.entries(sc).find(([k]) => k.startsWith('fp32'));
     const none = Object.entries(sc).find(([k]) => /no loss scaling/.test(k));
     const dyn = Object.entries(sc).find(([k]) => /dynamic/.test(k));
-    if (ref && none && dyn) out.push(`fp16 gradients, only in a contrived regime (loss × ${data.lossWeight}, lr × ${1 / data.lossWeight}): without loss scaling ${(100 * none[1].underflow).toFixed(1)} % of nonzero gradients underflow, accuracy ${dpp(none[1].accs, ref[1].accs)} vs fp32; dynamic loss scaling: ${(100 * dyn[1].underflow).toFixed(1)} % underflow, ${dpp(dyn[1].accs, ref[1].accs)}.`);
+    if (ref && none && dyn) out.push(`fp16 gradients, only in a contrived regime (loss × ${data.lossWeight}, lr × ${Math.round(1 / data.lossWeight)}): without loss scaling ${(100 * none[1].underflow).toFixed(1)} % of nonzero gradients underflow, accuracy ${dpp(none[1].accs, ref[1].accs)} vs fp32; dynamic loss scaling: ${(100 * dyn[1].underflow).toFixed(1)} % underflow, ${dpp(dyn[1].accs, ref[1].accs)}.`);
   }
   const p = data.plateau;
   if (p) {
