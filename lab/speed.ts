@@ -247,7 +247,7 @@ export async function labSpeed(o: LabOptions): Promise<SpeedData> {
   const up = await upcastGemm(shapes, secs);
   const gemm = [...eng.rows, ...up.rows, ...np, ...tj];
   const cpu = cpuFeatures();
-  const gemvSizes: [number, number][] = o.quick ? [[4096, 4096]] : [[4096, 4096], [16384, 16384]];
+  const gemvSizes: [number, number][] = o.quick ? [[4096, 4096]] : [[4096, 4096], [8192, 16384]];
   log(`speed: GEMV ${gemvSizes.map((x) => x.join('×')).join(', ')} by stored type...`);
   const gv = await gemvRows(gemvSizes, secs);
   const llc = llcBytes();
