@@ -319,11 +319,8 @@ export async function labSwallow(o: LabOptions & { seeds?: number; parts?: Swall
 }
 
 /** A fraction as "m ± sd %" for bullets. */
-function pm(x: number[] | undefined, digits = 1): string {
-  if (!x || !x.length) return '–';
-  const s = summarize(x);
-  const d = Math.abs(100 * s.mean) < 0.1 && s.mean !== 0 ? 3 : digits;
-  return x.length < 2 ? `${(100 * s.mean).toFixed(d)} %` : `${(100 * s.mean).toFixed(d)} ± ${(100 * s.sd).toFixed(d)} %`;
+function pm(x: number[] | undefined): string {
+  return x && x.length ? pctSd(x) : '–';
 }
 
 /** Welch difference a − b in percentage points as "+x.xx [lo, hi] pp". */
