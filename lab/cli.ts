@@ -1,6 +1,6 @@
 // `npm run lab -- speed|swallow|chaos|gupta2015|fp8|verify-formats|report`: the precision lab (how many bits does learning need?).
 import type { Command } from 'commander';
-import { SlimfitError } from '../src/core/errors.ts';
+import { SlimfitError, UsageError } from '../src/core/errors.ts';
 
 interface Common { quick?: boolean; out: string }
 
@@ -81,7 +81,7 @@ export function register(program: Command): void {
       const { labSwallow, SWALLOW_PARTS } = await import('./swallow.ts');
       const parts = o.parts?.split(',').map((x) => x.trim()).filter(Boolean);
       const bad = parts?.filter((x) => !(SWALLOW_PARTS as readonly string[]).includes(x));
-      if (bad?.length) throw new SlimfitError(`--parts: unknown part "${bad[0]}"; choose from ${SWALLOW_PARTS.join(', ')}`);
+      if (bad?.length) throw new UsageError(`--parts: unknown part "${bad[0]}"; choose from ${SWALLOW_PARTS.join(', ')}`);
       await start();
       const d = await labSwallow({ quick: !!o.quick || !!o.tiny, size: o.tiny ? 'tiny' : o.quick ? 'quick' : 'full', out: o.out, seeds: o.seeds, parts: parts as typeof SWALLOW_PARTS[number][] | undefined });
       const { summarize } = await import('./stats.ts');
