@@ -89,6 +89,13 @@ function toyTable(): { rows: (string | number)[][]; toy: Record<string, number[]
     for (const [mode, kahan] of [['nearest', false], ['stochastic', false], ['nearest', true]] as const) {
       if (f.kind === 'fp32' && mode === 'stochastic') continue;
       const label = `${f.name} ${kahan ? 'RN + Kahan' : mode === 'nearest' ? 'RN' : 'SR'}`;
+      if (mode === 'stochastic') {
+        // five rounding streams: mean ± s.d. of the final value
+        const runs = DELTAS.map((d) => [1, 2, 3, 4, 5].map((seed) => accumulate(f, d, N_TOY, mode, kahan, seed)));
+        toy[label] = runs.map((r) => meanOf(r));
+        rows.push([f.name, 'stochastic (5 seeds)', ...runs.map((r) => { const x = summarize(r); return `${x.mean.toPrecision(5)} ± ${x.sd.toPrecision(2)}`; })]);
+        continue;
+      }
       const vals = DELTAS.map((d) => accumulate(f, d, N_TOY, mode, kahan));
       toy[label] = vals;
       rows.push([f.name, kahan ? 'nearest + Kahan (fp32)' : mode, ...vals.map((v) => v.toPrecision(5))]);
@@ -180,7 +187,7 @@ export async function labSwallow(o: LabOptions & { seeds?: number; parts?: Swall
     md.push(
       `### Toy: start at w = 1 and add Δ ${N_TOY.toLocaleString('en')} times, rounding after every addition`,
       '',
-      'RN = round to nearest even, SR = stochastic rounding (one seeded run), Kahan = compensated summation with the compensation kept in fp32 (kept in the weight format it would lose what it carries).',
+      'RN = round to nearest even (deterministic), SR = stochastic rounding (mean ± s.d. over 5 rounding streams), Kahan = compensated summation with the compensation kept in fp32 (kept in the weight format it would lose what it carries).',
       '',
       table(['format', 'rounding', ...DELTAS.map((d) => `Δ = ${d}`)], t.rows),
       '',
@@ -341,7 +348,7 @@ export function swallowAnswerBullets(data: SwallowData): string[] {
   const toy = data.toy;
   if (toy && toy['bf16 RN']) {
     const i = data.deltas.indexOf(1e-4);
-    out.push(`Toy: adding Δ = 10⁻⁴ to w = 1 ten thousand times should give 2; round-to-nearest gives ${toy['bf16 RN'][i]} in bf16 and ${toy['fp16 RN'][i]} in fp16 (every addition rounded away), stochastic rounding ${toy['bf16 SR'][i].toPrecision(4)} (bf16), Kahan with an fp32 compensation ${toy['bf16 RN + Kahan'][i].toPrecision(4)}.`);
+    out.push(`Toy: adding Δ = 10⁻⁴ to w = 1 ten thousand times should give 2; round-to-nearest gives ${toy['bf16 RN'][i]} in bf16 and ${toy['fp16 RN'][i]} in fp16 (every addition rounded away), stochastic rounding ${toy['bf16 SR'][i].toPrecision(4)} (bf16, mean of 5 rounding streams), Kahan with an fp32 compensation ${toy['bf16 RN + Kahan'][i].toPrecision(4)}.`);
   }
   const cells = data.cells;
   if (cells?.length) {
