@@ -149,16 +149,18 @@ export async function upcastGemm(shapes: [number, number, number][], seconds: nu
     const B32 = new Float32Array(K * N).map((_, i) => ((i * 53) % 100) / 100);
     const B16 = f16Codes(B32);
     const C = new Float32Array(M * N);
-    const ins = { f32: lowp('gemm_f32', M, N, K, A, B32, C), f16: lowp('gemm_f16', M, N, K, A, B16, C) };
+    const A16 = f16Codes(A);
+    const ins = { f32: lowp('gemm_f32', M, N, K, A, B32, C), f16: lowp('gemm_f16', M, N, K, A, B16, C), fma16: lowp('gemm_f16fma', M, N, K, A16, B16, C) };
     const runs = new Map<string, () => void>();
     if (ins.f32) runs.set('f32', () => { lowp('gemm_f32', M, N, K, A, B32, C); });
     if (ins.f16) runs.set('f16', () => { lowp('gemm_f16', M, N, K, A, B16, C); });
+    if (ins.fma16) runs.set('fma16', () => { lowp('gemm_f16fma', M, N, K, A16, B16, C); });
     const rate = interleaved(runs, seconds);
     const g = (k: string) => (rate.has(k) ? (2 * M * N * K * rate.get(k)!) / 1e9 : null);
     const f32 = g('f32');
-    for (const [k, dtype] of [['f32', 'float32'], ['f16', 'float16 storage, fp32 math']] as const) {
+    for (const [k, dtype, needs] of [['f32', 'float32', 'AVX-512F'], ['f16', 'float16 storage, fp32 math', 'AVX-512F and F16C'], ['fma16', 'float16 math (fp16 sums)', 'AVX512_FP16']] as const) {
       const v = g(k);
-      rows.push({ source: `slimfit lab kernel, 1 thread (${ins[k] ?? 'not on this CPU: needs AVX-512F and F16C'})`, dtype, shape: `${M}×${N}×${K}`, gflops: v, ratio: v != null && f32 ? v / f32 : null, note: v == null ? 'not on this CPU (needs AVX-512F and F16C)' : '' });
+      rows.push({ source: `slimfit lab kernel, 1 thread (${ins[k] ?? `needs ${needs}`})`, dtype, shape: `${M}×${N}×${K}`, gflops: v, ratio: v != null && f32 ? v / f32 : null, note: v == null ? `not on this CPU (needs ${needs})` : '' });
     }
   }
   return { rows, note: '' };
@@ -291,7 +293,7 @@ export async function labSpeed(o: LabOptions): Promise<SpeedData> {
     '',
     '### GEMM by dtype',
     '',
-    eng.note ? `Note: ${eng.note}.` : 'Engine rows: the fast engine\'s hand-written kernels (`npm run bench -- dtypes`), one per dtype, and OpenBLAS through the engine. "slimfit lab kernel" rows: one kernel (native/lowp.cc, one thread, 4×32 register tile) on B stored as float32, and on B stored as float16 codes converted to float32 while B is packed (F16C/AVX-512 `vcvtph2ps`), all multiply-adds in float32 — the storage-only use of fp16 that needs no fp16 arithmetic.' + (up.note ? ` (fp16-storage rows missing: ${up.note}.)` : ''),
+    eng.note ? `Note: ${eng.note}.` : 'Engine rows: the fast engine\'s hand-written kernels (`npm run bench -- dtypes`), one per dtype, and OpenBLAS through the engine. "slimfit lab kernel" rows: one kernel (native/lowp.cc, one thread, 4×32 register tile) on B stored as float32, and on B stored as float16 codes converted to float32 while B is packed (F16C/AVX-512 `vcvtph2ps`), all multiply-adds in float32 — the storage-only use of fp16 that needs no fp16 arithmetic; and the same tile in fp16 arithmetic (AVX512_FP16 `vfmadd231ph`, 32 lanes per register instead of 16) where the CPU has it — fast, but its sums are rounded to fp16 (11 significant bits) at every step, so it is a speed limit, not a training recipe.' + (up.note ? ` (fp16-storage rows missing: ${up.note}.)` : ''),
     '',
     table(['shape M×N×K', 'implementation (instruction)', 'dtype', 'GFLOP/s (GOP/s int8)', 'ratio to float32 (same implementation)'], gemmRows),
     '',
@@ -349,8 +351,8 @@ export function speedAnswerBullets(data: SpeedData): string[] {
   const byShape = new Map<string, GemmRow[]>();
   for (const r of data.gemm ?? []) if (/lab kernel/.test(r.source)) byShape.set(r.shape, [...(byShape.get(r.shape) ?? []), r]);
   const up = [...byShape].map(([sh, rs]) => {
-    const f = rs.find((r) => r.dtype === 'float32'), h = rs.find((r) => r.dtype.startsWith('float16'));
-    return f?.gflops && h?.gflops ? `${sh}: ${h.gflops.toPrecision(3)} vs ${f.gflops.toPrecision(3)} GFLOP/s (${fmtRatio(h.gflops / f.gflops)})` : null;
+    const f = rs.find((r) => r.dtype === 'float32'), h = rs.find((r) => r.dtype.startsWith('float16 storage')), a = rs.find((r) => r.dtype.startsWith('float16 math'));
+    return f?.gflops && h?.gflops ? `${sh}: ${h.gflops.toPrecision(3)} vs ${f.gflops.toPrecision(3)} GFLOP/s (${fmtRatio(h.gflops / f.gflops)})${a?.gflops ? `; in fp16 arithmetic (AVX512_FP16, fp16 sums) ${a.gflops.toPrecision(3)} GFLOP/s (${fmtRatio(a.gflops / f.gflops)})` : a ? `; fp16 arithmetic: ${a.note}` : ''}` : null;
   }).filter(Boolean);
   if (up.length) out.push(`GEMM with B stored as fp16 and widened to fp32 while packing, against the same kernel on fp32 B (compute-bound, one thread): ${up.join('; ')} — storage in fp16 costs little in a GEMM because each B value is converted once and reused M times.`);
   const np16 = (data.gemm ?? []).filter((r) => /numpy/.test(r.source) && r.dtype === 'float16' && r.ratio != null);

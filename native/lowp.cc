@@ -1,8 +1,10 @@
 // Low-precision storage kernels for the precision lab's speed section (single-threaded, one instruction path each):
 // a GEMM whose B is stored as fp16 and converted to fp32 while packing (vcvtph2ps), beside the same kernel on fp32 B,
 // and bandwidth-bound GEMVs y = W x (W: N x K, row-major) with W stored as fp32, bf16 (widened by a 16-bit shift),
-// fp16 (vcvtph2ps) or int8 (vpdpbusd with uint8 activations). Registered into the engine addon by RegisterLowp.
+// fp16 (vcvtph2ps) or int8 (vpdpbusd with uint8 activations); and a GEMM in fp16 arithmetic (AVX512_FP16) where the
+// CPU and compiler have it. Registered into the engine addon by RegisterLowp.
 #include <node_api.h>
+#include <cpuid.h>
 #include <immintrin.h>
 #include <cstdint>
 #include <cstring>
@@ -12,15 +14,23 @@
 namespace {
 
 struct Cpu {
-  bool avx2, fma, f16c, avx512f, avx512bw, vnni;
+  bool avx2, fma, f16c, avx512f, avx512bw, vnni, fp16;
 };
+
+bool has_fp16() {
+  // CPUID leaf 7, EDX bit 23 = AVX512_FP16 (used only together with AVX-512F, whose detection covers the OS's ZMM state)
+  unsigned a = 0, b = 0, c = 0, d = 0;
+  if (__get_cpuid_max(0, nullptr) < 7) return false;
+  __cpuid_count(7, 0, a, b, c, d);
+  return (d >> 23) & 1;
+}
 
 Cpu cpu() {
   static Cpu c = [] {
     __builtin_cpu_init();
     return Cpu{(bool)__builtin_cpu_supports("avx2"), (bool)__builtin_cpu_supports("fma"), (bool)__builtin_cpu_supports("f16c"),
                (bool)__builtin_cpu_supports("avx512f"), (bool)__builtin_cpu_supports("avx512bw"),
-               (bool)__builtin_cpu_supports("avx512vnni")};
+               (bool)__builtin_cpu_supports("avx512vnni"), has_fp16()};
   }();
   return c;
 }
@@ -107,6 +117,64 @@ void gemm_avx512(int M, int N, int K, const float* A, const void* B, float* C) {
     }
   }
 }
+
+// ---- GEMM in fp16 arithmetic (AVX512_FP16 vfmadd231ph): A, B fp16, products and sums rounded to fp16 ----
+
+#if (defined(__clang__) && __clang_major__ >= 14) || (!defined(__clang__) && defined(__GNUC__) && __GNUC__ >= 12)
+#define SLIMFIT_HAVE_FP16_ISA 1
+constexpr int NRH = 64;
+
+template <int R>
+__attribute__((target("avx512fp16,avx512f,avx512bw,avx512vl"))) void micro_fp16(int kc, const _Float16* A, int lda, const _Float16* P, float* C, int ldc, int w, bool first) {
+  __m512h acc[R][2];
+  for (int r = 0; r < R; r++) acc[r][0] = acc[r][1] = _mm512_setzero_ph();
+  for (int k = 0; k < kc; k++) {
+    __m512h b0 = _mm512_loadu_ph(P + (size_t)k * NRH), b1 = _mm512_loadu_ph(P + (size_t)k * NRH + 32);
+    for (int r = 0; r < R; r++) {
+      __m512h a = _mm512_set1_ph(A[(size_t)r * lda + k]);
+      acc[r][0] = _mm512_fmadd_ph(a, b0, acc[r][0]);
+      acc[r][1] = _mm512_fmadd_ph(a, b1, acc[r][1]);
+    }
+  }
+  for (int r = 0; r < R; r++) {
+    alignas(64) _Float16 t[NRH];
+    _mm512_store_ph(t, acc[r][0]);
+    _mm512_store_ph(t + 32, acc[r][1]);
+    float* c = C + (size_t)r * ldc;
+    for (int j = 0; j < w; j++) c[j] = first ? (float)t[j] : c[j] + (float)t[j];
+  }
+}
+
+void gemm_fp16(int M, int N, int K, const _Float16* A, const _Float16* B, float* C) {
+  std::vector<_Float16> P((size_t)KC * (NC + NRH));
+  for (int j0 = 0; j0 < N; j0 += NC) {
+    int nc = N - j0 < NC ? N - j0 : NC;
+    for (int k0 = 0; k0 < K; k0 += KC) {
+      int kc = K - k0 < KC ? K - k0 : KC;
+      for (int s = 0; s < nc; s += NRH) {
+        int w = nc - s < NRH ? nc - s : NRH;
+        _Float16* dst = P.data() + (size_t)(s / NRH) * kc * NRH;
+        for (int k = 0; k < kc; k++) for (int j = 0; j < NRH; j++) dst[(size_t)k * NRH + j] = j < w ? B[(size_t)(k0 + k) * N + j0 + s + j] : (_Float16)0;
+      }
+      for (int i = 0; i < M; i += MR) {
+        int mr = M - i < MR ? M - i : MR;
+        for (int s = 0; s < nc; s += NRH) {
+          int w = nc - s < NRH ? nc - s : NRH;
+          const _Float16* a = A + (size_t)i * K + k0;
+          const _Float16* p = P.data() + (size_t)(s / NRH) * kc * NRH;
+          float* c = C + (size_t)i * N + j0 + s;
+          switch (mr) {
+            case 4: micro_fp16<4>(kc, a, K, p, c, N, w, k0 == 0); break;
+            case 3: micro_fp16<3>(kc, a, K, p, c, N, w, k0 == 0); break;
+            case 2: micro_fp16<2>(kc, a, K, p, c, N, w, k0 == 0); break;
+            default: micro_fp16<1>(kc, a, K, p, c, N, w, k0 == 0); break;
+          }
+        }
+      }
+    }
+  }
+}
+#endif
 
 // ---- GEMV: y[n] = sum_k W[n, k] x[k], four rows at a time sharing the x loads ----
 
@@ -234,6 +302,7 @@ bool buffer_of(napi_env env, napi_value v, void** data, size_t* bytes) {
 
 // lowp(kind, M, N, K, A, B, C) -> instruction string, or null when this CPU lacks what the kind needs.
 //   gemm_f32 / gemm_f16: C[M x N] = A[M x K] (Float32Array) * B[K x N] (Float32Array / Uint16Array fp16 codes)
+//   gemm_f16fma: C[M x N] (Float32Array) = A (Uint16Array fp16 codes) * B (fp16 codes), accumulated in fp16
 //   gemv_f32 / gemv_bf16 / gemv_f16: y = C[N] (Float32Array) = W (A: N x K) * x (B: K floats); M must be 1
 //   gemv_i8: y = C[N] (Int32Array) = W (A: Int8Array N x K) * x (B: Uint8Array K)
 napi_value Lowp(napi_env env, napi_callback_info info) {
@@ -266,6 +335,11 @@ napi_value Lowp(napi_env env, napi_callback_info info) {
       if (f16) { gemm_avx512<true>(M, N, K, (const float*)A, B, (float*)C); ins = "vcvtph2ps while packing + vfmadd231ps (AVX-512)"; }
       else { gemm_avx512<false>(M, N, K, (const float*)A, B, (float*)C); ins = "vfmadd231ps (AVX-512)"; }
     }
+  } else if (k == "gemm_f16fma") {
+    if (!need(m * kk * 2, kk * n * 2, m * n * 4)) return nullptr;
+#ifdef SLIMFIT_HAVE_FP16_ISA
+    if (c.avx512f && c.avx512bw && c.fp16) { gemm_fp16(M, N, K, (const _Float16*)A, (const _Float16*)B, (float*)C); ins = "vfmadd231ph (AVX512_FP16), fp16 products and sums"; }
+#endif
   } else if (k == "gemv_f32" || k == "gemv_bf16" || k == "gemv_f16") {
     int t = k == "gemv_f32" ? 0 : k == "gemv_bf16" ? 1 : 2;
     if (M != 1) { napi_throw_error(env, nullptr, "slimfit engine: lowp gemv needs M = 1"); return nullptr; }
@@ -288,7 +362,7 @@ napi_value Lowp(napi_env env, napi_callback_info info) {
     if (!need(n * kk, kk, n * 4)) return nullptr;
     if (c.avx512f && c.avx512bw && c.vnni) { gemv_i8_vnni(N, K, (const int8_t*)A, (const uint8_t*)B, (int32_t*)C); ins = "vpdpbusd (AVX512_VNNI), uint8 x int8 -> int32"; }
   } else {
-    napi_throw_error(env, nullptr, "slimfit engine: lowp kind is one of gemm_f32, gemm_f16, gemv_f32, gemv_bf16, gemv_f16, gemv_i8");
+    napi_throw_error(env, nullptr, "slimfit engine: lowp kind is one of gemm_f32, gemm_f16, gemm_f16fma, gemv_f32, gemv_bf16, gemv_f16, gemv_i8");
     return nullptr;
   }
   napi_value r;

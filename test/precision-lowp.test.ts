@@ -3,7 +3,7 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { needsAddon } from '../dev/helpers.ts';
-import { BF16, FP16, decode, encode } from '../src/precision/formats.ts';
+import { BF16, FP16, decode, encode, quantizeScalar } from '../src/precision/formats.ts';
 import { loadAddon } from '../src/engine/addon.ts';
 import { cpuFeatures, fmtRatio, speedAnswerBullets, type SpeedData } from '../lab/speed.ts';
 
@@ -29,6 +29,22 @@ test('lowp GEMM: fp32 B and fp16-stored B (widened while packing) equal a plain 
     const want = new Float64Array(M * N), mag = new Float64Array(M * N);
     for (let i = 0; i < M; i++) for (let k = 0; k < K; k++) for (let j = 0; j < N; j++) { const t = A[i * K + k] * Bval[k * N + j]; want[i * N + j] += t; mag[i * N + j] += Math.abs(t); }
     close(C, want, mag, kind);
+  }
+});
+
+test('lowp GEMM in fp16 arithmetic (AVX512_FP16): every multiply-add rounded once to fp16, as an fp16 FMA does', { skip }, () => {
+  const f = lowp();
+  const [M, N, K] = [5, 70, 100]; // one K block: the fp16 sum is converted to float32 once
+  const A = encode(FP16, new Float32Array(M * K).map((_, i) => Math.sin(i))) as Uint16Array, B = encode(FP16, new Float32Array(K * N).map((_, i) => Math.cos(0.3 * i))) as Uint16Array;
+  const Ad = decode(FP16, A), Bd = decode(FP16, B);
+  const C = new Float32Array(M * N);
+  const ins = f('gemm_f16fma', M, N, K, A, B, C);
+  if (ins === null) return; // no AVX512_FP16 (or a compiler without it): the table says "not on this CPU"
+  assert.match(ins, /vfmadd231ph/);
+  for (let i = 0; i < M; i++) for (let j = 0; j < N; j++) {
+    let acc = 0;
+    for (let k = 0; k < K; k++) acc = quantizeScalar(FP16, Ad[i * K + k] * Bd[k * N + j] + acc); // exact product + sum, one rounding
+    assert.equal(C[i * N + j], acc, `C[${i}, ${j}]`);
   }
 });
 
@@ -66,12 +82,13 @@ test('speed helpers: ratios keep significant digits, CPU features are read, answ
     quick: true, memory: [], engineNote: '', llcBytes: null, load: [1, 1, 1], cpu,
     gemm: [{ source: 'slimfit lab kernel, 1 thread (vfmadd231ps (AVX-512))', dtype: 'float32', shape: '8×8×8', gflops: 50, ratio: 1, note: '' },
       { source: 'slimfit lab kernel, 1 thread (vcvtph2ps)', dtype: 'float16 storage, fp32 math', shape: '8×8×8', gflops: 40, ratio: 0.8, note: '' },
+      { source: 'slimfit lab kernel, 1 thread (needs AVX512_FP16)', dtype: 'float16 math (fp16 sums)', shape: '8×8×8', gflops: null, ratio: null, note: 'not on this CPU (needs AVX512_FP16)' },
       { source: 'numpy 1.26 (no BLAS for float16)', dtype: 'float16', shape: '8×8×8', gflops: 0.2, ratio: 0.0036, note: '' }],
     gemv: [{ size: '4096×4096', dtype: 'float32', weightBytes: 64 * 2 ** 20, instruction: 'x', gflops: 5, gbps: 10, ratio: 1, note: '' },
       { size: '4096×4096', dtype: 'bfloat16 storage, fp32 math', weightBytes: 32 * 2 ** 20, instruction: 'x', gflops: 9, gbps: 9, ratio: 1.8, note: '' }],
   } as SpeedData;
   const b = speedAnswerBullets(data).join('\n');
-  assert.match(b, /0\.80x/);
+  assert.match(b, /0\.80x\); fp16 arithmetic: not on this CPU \(needs AVX512_FP16\)/);
   assert.match(b, /0\.0036x of its float32/);
   assert.match(b, /bfloat16 32 MiB in .* 1\.80x the speed of float32/);
 });
