@@ -154,7 +154,12 @@ void gemm_fp16(int M, int N, int K, const _Float16* A, const _Float16* B, float*
       for (int s = 0; s < nc; s += NRH) {
         int w = nc - s < NRH ? nc - s : NRH;
         _Float16* dst = P.data() + (size_t)(s / NRH) * kc * NRH;
-        for (int k = 0; k < kc; k++) for (int j = 0; j < NRH; j++) dst[(size_t)k * NRH + j] = j < w ? B[(size_t)(k0 + k) * N + j0 + s + j] : (_Float16)0;
+        for (int k = 0; k < kc; k++) {
+          const _Float16* src = B + (size_t)(k0 + k) * N + j0 + s;
+          _Float16* d = dst + (size_t)k * NRH;
+          if (w == NRH) std::memcpy(d, src, NRH * sizeof(_Float16));
+          else for (int j = 0; j < NRH; j++) d[j] = j < w ? src[j] : (_Float16)0;
+        }
       }
       for (int i = 0; i < M; i += MR) {
         int mr = M - i < MR ? M - i : MR;
