@@ -10,7 +10,8 @@ export interface BenchChildSpec {
   split: string;
   batch: number;
   seconds: number;
-  workers: number;
+  /** Worker threads; left out = the loader's default. */
+  workers?: number;
   shuffle: 'global' | 'block' | 'shard';
   /** Shard shuffle: shards per window. */
   shuffleShards?: number;
