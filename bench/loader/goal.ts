@@ -1,4 +1,5 @@
-// `npm run bench -- loader DIR --goal`: the loader's default against numpy's memmap gather on two stores, in one run:
+// `npm run bench -- loader DIR --goal`: the loader's default (and owned batches given back, and lent ones) against
+// numpy's memmap gather on two stores, in one run:
 // the given store (mapped by io 'auto') and the same samples repeated past LOADER_DEFAULTS.mapMaxBytes (read with pread).
 import { existsSync } from 'node:fs';
 import { cpus, loadavg } from 'node:os';
@@ -97,9 +98,9 @@ export async function benchLoaderGoal(dir: string, opts: GoalBenchOptions = {}):
   const cs: C[] = [];
   for (const st of [small, big]) {
     cs.push({ store: st, who: 'numpy memmap + fancy-index gather', run: () => runChild(python, [PEERS, 'numpy', JSON.stringify({ x: st.x, y: st.y, batch, seconds, seed: 0, workers: 0 })]) });
-    for (const reuse of [false, true]) {
-      const spec: BenchChildSpec = { dir: st.dir, split, batch, seconds, shuffle: 'global', reuse, io: 'auto', native: true };
-      cs.push({ store: st, who: reuse ? 'slimfit, lent ring buffers (reuseBuffers: true)' : 'slimfit default (owned copies)', run: () => runChild(process.execPath, ['--import', 'tsx', CHILD, JSON.stringify(spec)]) });
+    for (const [who, reuse, release] of [['slimfit default (owned copies)', false, false], ['slimfit owned copies, each given back with release()', false, true], ['slimfit, lent ring buffers (reuseBuffers: true)', true, false]] as const) {
+      const spec: BenchChildSpec = { dir: st.dir, split, batch, seconds, shuffle: 'global', reuse, release, io: 'auto', native: true };
+      cs.push({ store: st, who, run: () => runChild(process.execPath, ['--import', 'tsx', CHILD, JSON.stringify(spec)]) });
     }
   }
   const rows: GoalRow[] = [];
