@@ -142,7 +142,7 @@ test('MX: spec facts by hand (E2M1 values, saturation of a block max, NaN/inf bl
   assert.deepEqual([...quantize(E2M1, Float32Array.of(100, -Infinity, 5, 0.25))], [6, -6, 4, 0]);
   assert.deepEqual([...encode(E2M1, Float32Array.of(6, -0.5))], [0b0111, 0b1001]);
   assert.throws(() => encode(E2M1, Float32Array.of(NaN)), /no NaN code/);
-  assert.equal(parseFormat('fp4').name, 'e2m1'); assert.equal(parseFormat('float(3,2,none)').maxFinite, 28);
+  assert.equal(parseFormat('fp4').name, 'e2m1'); assert.equal((parseFormat('float(3,2,none)') as typeof E3M2).maxFinite, 28);
   assert.throws(() => parseFormat('e2m1:nan'), /only be 'saturate'/);
   // block max 7 in MXFP4: scale 2^(2-2) = 1, 7 is clamped to 6 (the spec's clamp), 5 ties to 4
   const layout = { shape: [4], axis: 0 };
