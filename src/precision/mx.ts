@@ -128,8 +128,11 @@ function roundElement(fmt: MxFormat, x: number, ex: number, se: number, st: Quan
   return x < 0 ? -r : r;
 }
 
-/** Per-block loop shared by quantize and encode: calls `emit(index, value, sharedExp)` for every element. */
-function forEachBlock(fmt: MxFormat, x: Float32Array, g: Geometry, st: QuantStats, emit: (i: number, v: number, se: number) => void, scale?: (b: number, se: number) => void): void {
+/**
+ * Per-block loop shared by quantize and encode: writes every rounded element to `out` and, when given, each block's
+ * shared exponent to `scaleExp` (indexed (outer * blocks + block) * inner + innerIndex; NaN for a NaN block).
+ */
+function quantizeBlocks(fmt: MxFormat, x: Float32Array, g: Geometry, st: QuantStats, out: Float32Array, scaleExp: Float64Array | null): void {
   const { outer, len, inner, blocks } = g;
   const B = fmt.blockSize;
   const maxE = new Float64Array(inner);
@@ -142,14 +145,14 @@ function forEachBlock(fmt: MxFormat, x: Float32Array, g: Geometry, st: QuantStat
         const base = (o * len + j) * inner;
         for (let i = 0; i < inner; i++) { const e = expOf(xb[base + i]); if (e > maxE[i]) maxE[i] = e; }
       }
-      for (let i = 0; i < inner; i++) {
-        const se = sharedExp(maxE[i], fmt.emax);
-        scale?.((o * blocks + b) * inner + i, se);
-        for (let j = j0; j < j1; j++) {
-          const at = (o * len + j) * inner + i;
-          if (se !== se) { emit(at, NaN, se); st.nan++; continue; }
-          const v = x[at];
-          emit(at, roundElement(fmt, v, expOf(xb[at]), se, st), se);
+      for (let i = 0; i < inner; i++) maxE[i] = sharedExp(maxE[i], fmt.emax);
+      if (scaleExp) scaleExp.set(maxE, (o * blocks + b) * inner);
+      for (let j = j0; j < j1; j++) {
+        const base = (o * len + j) * inner;
+        for (let i = 0; i < inner; i++) {
+          const se = maxE[i], at = base + i;
+          if (se !== se) { out[at] = NaN; st.nan++; continue; }
+          out[at] = roundElement(fmt, x[at], expOf(xb[at]), se, st);
         }
       }
     }
@@ -177,7 +180,7 @@ export function mxQuantize(fmt: MxFormat, x: Float32Array, layout: MxLayout, opt
   const out = opts.out ?? new Float32Array(x.length);
   if (out.length !== x.length) throw new Error(`mxQuantize: output length ${out.length} != input length ${x.length}`);
   const st = opts.stats ?? newStats();
-  forEachBlock(fmt, out === x ? x.slice() : x, g, st, (i, v) => { out[i] = v; });
+  quantizeBlocks(fmt, out === x ? x.slice() : x, g, st, out, null);
   return out;
 }
 
@@ -198,11 +201,15 @@ export interface MxEncoded {
  */
 export function mxEncode(fmt: MxFormat, x: Float32Array, layout: MxLayout): MxEncoded {
   const g = geometry(fmt, x.length, layout);
-  const scales = new Uint8Array(g.outer * g.blocks * g.inner);
+  const nb = g.outer * g.blocks * g.inner;
+  const se = new Float64Array(nb);
   const vals = new Float32Array(x.length);
-  const nanBlock = new Uint8Array(x.length);
+  quantizeBlocks(fmt, x, g, newStats(), vals, se);
+  const scales = Uint8Array.from(se, (e) => (e !== e ? E8M0_NAN : e + E8M0_BIAS));
+  // each element's block exponent
   const seOf = new Float64Array(x.length);
-  forEachBlock(fmt, x, g, newStats(), (i, v, se) => { vals[i] = v; seOf[i] = se; if (se !== se) nanBlock[i] = 1; }, (b, se) => { scales[b] = se !== se ? E8M0_NAN : se + E8M0_BIAS; });
+  for (let o = 0; o < g.outer; o++) for (let j = 0; j < g.len; j++) for (let i = 0; i < g.inner; i++) seOf[(o * g.len + j) * g.inner + i] = se[(o * g.blocks + Math.floor(j / fmt.blockSize)) * g.inner + i];
+  const nanBlock = Uint8Array.from(seOf, (e) => (e !== e ? 1 : 0));
   const elements = new Uint8Array(x.length);
   if (fmt.element) {
     const scaled = new Float32Array(x.length);
