@@ -15,8 +15,11 @@ import { int8Gemm, type Int8Gemm } from './gemm.ts';
 /** Options of the int8 experiment. */
 export interface Int8Options extends LabOptions { size?: 'tiny' | 'quick' | 'full'; seeds?: number }
 
-/** One recipe: per-seed accuracies and per-seed differences to that seed's fp32 model. */
-export interface Int8Cell { key: string; name: string; what: string; accs: number[]; diffs: number[] }
+/**
+ * One recipe: per-seed accuracies, per-seed differences to that seed's fp32 model, and (QAT rows) to the fp32 model
+ * fine-tuned the same steps.
+ */
+export interface Int8Cell { key: string; name: string; what: string; accs: number[]; diffs: number[]; vsControl?: number[] }
 
 /** The saved JSON of the int8 section (`precision/int8.json`). */
 export interface Int8Data { quick: boolean; size: string; seeds: number; calibration: number; fineTuneSteps: number; cells: Int8Cell[] }
@@ -67,7 +70,7 @@ export async function labInt8(o: Int8Options): Promise<Int8Data> {
   const opt: OptimizerSpec = { kind: 'adam', lr: 1e-3 };
   const ftOpt: OptimizerSpec = { kind: 'adam', lr: 1e-4 };
   const layers = cfg.hidden.length + 1;
-  const what = (pc: boolean) => `W symmetric int8 (scale max|w|/127, ±127) ${pc ? 'per output channel' : 'per tensor'}; every GEMM input (pixels included) affine int8 per tensor`;
+  const what = (pc: boolean) => `W symmetric int8 (scale max abs(w) / 127, codes ±127) ${pc ? 'per output channel' : 'per tensor'}; every GEMM input (pixels included) affine int8 per tensor`;
   const cells: Int8Cell[] = [
     { key: 'fp32', name: 'fp32 (trained)', what: 'nothing', accs: [], diffs: [] },
     { key: 'ptq-tensor', name: 'PTQ, per-tensor weights', what: `${what(false)}, ranges from ${cfg.calib} training images`, accs: [], diffs: [] },
@@ -98,13 +101,17 @@ export async function labInt8(o: Int8Options): Promise<Int8Data> {
       fineTune(tr, train, ftSteps, seed * 7919 + 101);
       record(pc === null ? 'fp32-ft' : pc ? 'qat-channel' : 'qat-tensor', evaluate(tr, test).acc);
     }
+    const ctrl = at('fp32-ft').accs[k];
+    for (const key of ['qat-tensor', 'qat-channel']) { const c = at(key); (c.vsControl ??= []).push(c.accs[k] - ctrl); }
     tf.dispose(w0);
     log(`int8 seed ${seed}: ${cells.map((c) => `${c.key} ${(100 * c.accs[k]).toFixed(2)}`).join(', ')}`);
   }
   const rows = cells.map((c, i) => {
-    if (i === 0) return [c.name, c.what, `${meanSd(c.accs, 100, 2)} %`, interval(c.accs, 100, 2), '–', '–'];
+    if (i === 0) return [c.name, c.what, `${meanSd(c.accs, 100, 2)} %`, interval(c.accs, 100, 2), '–', '–', '–'];
     const d = summarize(c.diffs);
-    return [c.name, c.what, `${meanSd(c.accs, 100, 2)} %`, interval(c.accs, 100, 2), `${signed(d.mean)} [${signed(d.lo)}, ${signed(d.hi)}]`, pairedVerdict(c.diffs)];
+    const vc = c.vsControl ? summarize(c.vsControl) : null;
+    return [c.name, c.what, `${meanSd(c.accs, 100, 2)} %`, interval(c.accs, 100, 2), `${signed(d.mean)} [${signed(d.lo)}, ${signed(d.hi)}]`, pairedVerdict(c.diffs),
+      vc ? `${signed(vc.mean)} [${signed(vc.lo)}, ${signed(vc.hi)}]: ${pairedVerdict(c.vsControl!).replace('fp32', 'the control')}` : '–'];
   });
   const md = [
     '## int8 — post-training quantization and quantization-aware training',
@@ -113,9 +120,9 @@ export async function labInt8(o: Int8Options): Promise<Int8Data> {
     '',
     `Each seed trains one fp32 model; every int8 row starts from that model. Weights: symmetric int8 codes in [−127, 127] times max|w|/127, one scale per tensor or one per output channel (column of the kernel). Activations: the input of every GEMM (the pixels too) affine int8 per tensor, scale (max − min)/255 and a zero point from the range seen on ${cfg.calib} training images (PyTorch's MinMaxObserver rule). The fake-quantization op is PyTorch's (x times the float32 reciprocal of the scale, rounded half to even, clamped; checked bit for bit against torch.fake_quantize_per_tensor_affine/per_channel_affine in test/precision-int8.test.ts). QAT fine-tunes the fp32 model for ${ftSteps} steps (Adam lr 1e-4, fresh moments) through the fake quantizers with the clipped straight-through estimator; activation ranges follow an exponential moving average (0.01) of batch min/max. The control row fine-tunes the same steps in fp32. Bias adds, ReLU and softmax stay fp32 (as int8 kernels requantize int32 accumulators).`,
     '',
-    table(['recipe', 'what is int8', 'test acc (mean ± s.d.)', '95% interval', 'vs fp32: Δ points [95%], paired by seed', 'verdict vs fp32 (95%)'], rows),
+    table(['recipe', 'what is int8', 'test acc (mean ± s.d.)', '95% interval', 'vs fp32: Δ points [95%], paired by seed', 'verdict vs fp32 (95%)', 'QAT vs the fp32 fine-tuned control: Δ [95%]'], rows),
     '',
-    `Δ is each seed's int8 accuracy minus the same seed's fp32 model, with a Student-t 95% interval over the ${seeds} seeds; a verdict says higher/lower only where that interval excludes 0.`,
+    `Δ is each seed's int8 accuracy minus the same seed's fp32 model, with a Student-t 95% interval over the ${seeds} seeds; a verdict says higher/lower only where that interval excludes 0. QAT rows also carry their paired difference to the control (fp32 fine-tuned the same steps): what quantization-aware training costs or gains beyond the extra training.`,
   ].join('\n');
   const data: Int8Data = { quick: size !== 'full', size, seeds, calibration: cfg.calib, fineTuneSteps: ftSteps, cells };
   await saveJson(o.out, 'int8', data);
@@ -147,7 +154,12 @@ export function int8AnswerBullets(data: Int8Data): string[] {
     const d = summarize(c.diffs);
     const v = pairedVerdict(c.diffs);
     const say = v === 'no significant difference' ? 'not distinguishable from fp32 at 95%' : v === 'identical on every seed' ? v : `${v.replace(' than fp32', '')} than fp32 at 95%`;
-    out.push(`  - ${c.name}: ${meanSd(c.accs, 100, 2)} %, Δ ${signed(d.mean)} points [${signed(d.lo)}, ${signed(d.hi)}] (paired): ${say}.`);
+    let ctl = '';
+    if (c.vsControl) {
+      const vc = summarize(c.vsControl), vv = pairedVerdict(c.vsControl);
+      ctl = ` Against fp32 fine-tuned the same steps: Δ ${signed(vc.mean)} [${signed(vc.lo)}, ${signed(vc.hi)}], ${vv === 'no significant difference' ? 'not distinguishable' : vv.replace('fp32', 'the control')}.`;
+    }
+    out.push(`  - ${c.name}: ${meanSd(c.accs, 100, 2)} %, Δ ${signed(d.mean)} points [${signed(d.lo)}, ${signed(d.hi)}] (paired): ${say}.${ctl}`);
   }
   return out;
 }
