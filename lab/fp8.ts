@@ -27,7 +27,10 @@ export interface Fp8Cell { key: string; name: string; what: string; accs: number
 /** The saved JSON of the fp8 section (`precision/fp8.json`). */
 export interface Fp8Data { quick: boolean; size: string; seeds: number; cells: Fp8Cell[] }
 
-/** Run the recipes and write the fp8 section. */
+/**
+ * Run the recipes and write the fp8 section.
+ * @example await labFp8({ quick: true, out: '/tmp/reports', only: ['fp8', 'mxfp4'] }) // fp32, FP8 and MXFP4, 3 seeds each
+ */
 export async function labFp8(o: Fp8Options): Promise<Fp8Cell[]> {
   const log = logger(o);
   const t0 = performance.now();

@@ -79,7 +79,7 @@ export interface QParams { scale: number; zeroPoint: number; qmin: number; qmax:
  * (float32 arithmetic: x times the float32 reciprocal of the scale, rounded half to even, clamped, then times the
  * scale). `channelOf(i)` picks the parameters of element i (per-channel); returns the output and a mask of elements
  * inside the clamp range (the straight-through estimator passes gradients there only).
- * @example fakeQuant(Float32Array.of(0.3), [{ scale: 0.1, zeroPoint: 0, qmin: -127, qmax: 127 }], () => 0).out // [0.3 rounded to 0.1 steps]
+ * @example fakeQuant(Float32Array.of(0.26, 20), [{ scale: 0.1, zeroPoint: 0, qmin: -127, qmax: 127 }], () => 0) // out [0.3, 12.7], inside [1, 0]
  */
 export function fakeQuant(x: Float32Array, params: QParams[], channelOf: (i: number) => number, out = new Float32Array(x.length)): { out: Float32Array; inside: Uint8Array } {
   const inside = new Uint8Array(x.length);
@@ -146,6 +146,7 @@ export interface Int8Gemm extends GemmSpec {
  * the GEMM input x affine int8 per tensor with the calibrated range; in training the range follows an exponential
  * moving average of batch min/max (PyTorch's MovingAverageMinMaxObserver, constant 0.01) and gradients pass straight
  * through inside the clamp range.
+ * @example const g = int8Gemm(3, true); g.calibrating = true; trainer.predict(x); g.calibrating = false // then train or evaluate
  */
 export function int8Gemm(layers: number, perChannel: boolean, ema = 0.01): Int8Gemm {
   const ranges: [number, number][] = Array.from({ length: layers }, () => [Infinity, -Infinity]);

@@ -54,7 +54,10 @@ function fineTune(trainer: LowPrecisionTrainer, train: Dataset, steps: number, s
   }
 }
 
-/** Run PTQ and QAT (per-tensor and per-channel) on fp32 models and write the int8 section. */
+/**
+ * Run PTQ and QAT (per-tensor and per-channel) on fp32 models and write the int8 section.
+ * @example await labInt8({ quick: true, out: '/tmp/reports' }) // writes /tmp/reports/precision/int8.{md,json}
+ */
 export async function labInt8(o: Int8Options): Promise<Int8Data> {
   const log = logger(o);
   const t0 = performance.now();

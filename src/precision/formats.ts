@@ -185,7 +185,8 @@ export function int8Format(scale?: number): Int8Format {
 }
 
 /**
- * Parse a format name: fp32, fp16, bf16, e4m3, e5m2, int8, fixed<IL,FL> (or fixedIL.FL), float(E,M) / float(E,M,fn).
+ * Parse a format name: fp32, fp16, bf16, e4m3, e5m2, e3m2, e2m3, e2m1 (fp4), int8, fixed<IL,FL> (or fixedIL.FL),
+ * float(E,M) / float(E,M,fn) / float(E,M,none).
  */
 export function parseFormat(s: string): Format {
   const sfx = /^(.*?)\s*[:(]\s*(sat|saturate|nan|inf)\s*\)?$/.exec(s.trim().toLowerCase());
@@ -201,7 +202,7 @@ export function parseFormat(s: string): Format {
   if (m) return fixedFormat(Number(m[1]), Number(m[2]));
   m = /^float\s*\(\s*e?(\d+)\s*,\s*m?(\d+)\s*(?:,\s*(ieee|fn|none))?\s*\)$/.exec(t);
   if (m) return floatFormat(Number(m[1]), Number(m[2]), { special: (m[3] as 'ieee' | 'fn' | 'none' | undefined) ?? 'ieee' });
-  throw new SlimfitError(`unknown number format "${s}"`, { hint: 'use fp32, fp16, bf16, e4m3, e5m2, int8, fixed<IL,FL> or float(E,M[,fn]); a float format may end in :sat, :inf or :nan (overflow mode)' });
+  throw new SlimfitError(`unknown number format "${s}"`, { hint: 'use fp32, fp16, bf16, e4m3, e5m2, e3m2, e2m3, e2m1, int8, fixed<IL,FL> or float(E,M[,fn|none]); a float format may end in :sat, :inf or :nan (overflow mode)' });
 }
 
 /** Bytes one value occupies when stored in `fmt` (bits / 8). */

@@ -59,7 +59,10 @@ export function mxFormat(name: string): MxFormat {
   return f;
 }
 
-/** Average storage bits per element: element bits plus the 8-bit scale shared by a block. */
+/**
+ * Average storage bits per element: element bits plus the 8-bit scale shared by a block.
+ * @example mxBitsPerElement(MXFP4_E2M1) // 4.25
+ */
 export function mxBitsPerElement(fmt: MxFormat): number {
   return fmt.elementBits + 8 / fmt.blockSize;
 }
