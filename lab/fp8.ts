@@ -8,7 +8,7 @@ import { UsageError } from '../src/core/errors.ts';
 import { table, writeSection } from './report.ts';
 import { runTraining } from './run.ts';
 import { logger, saveJson, stamp, type LabOptions } from './common.ts';
-import { interval, meanSd, verdict, welch } from './stats.ts';
+import { interval, meanSd, summarize, welch, type Summary } from './stats.ts';
 import type { OptimizerSpec, PrecisionSpec } from './train.ts';
 import { mxGemm } from './gemm.ts';
 import { MXFP4_E2M1, MXFP6_E3M2, MXFP8_E4M3, MXFP8_E5M2, MXINT8 } from '../src/precision/mx.ts';
@@ -71,10 +71,11 @@ export async function labFp8(o: Fp8Options): Promise<Fp8Cell[]> {
   }
   const ref = cells[0].accs;
   const rows = cells.map((c, i) => {
-    if (i === 0) return [c.name, c.what, `${meanSd(c.accs, 100, 2)} %`, interval(c.accs, 100, 2), '–', '–', '–'];
+    if (i === 0) return [c.name, c.what, `${meanSd(c.accs, 100, 2)} %`, interval(c.accs, 100, 2), '–', '–', '–', '–'];
     const w = welch(c.accs, ref);
-    const within = w.lo > -0.01 && w.hi < 0.01 ? 'yes (95% interval inside ±1 point)' : Math.abs(w.diff) < 0.01 ? 'mean yes, interval wider than ±1 point' : 'no';
-    return [c.name, c.what, `${meanSd(c.accs, 100, 2)} %`, interval(c.accs, 100, 2), `${signed(w.diff)} [${signed(w.lo)}, ${signed(w.hi)}]`, verdictWords(c.accs, ref), within];
+    const p = paired(c.accs, ref);
+    const within = p.lo > -0.01 && p.hi < 0.01 ? 'yes (paired 95% interval inside ±1 point)' : Math.abs(p.mean) < 0.01 ? 'mean yes, interval wider than ±1 point' : 'no';
+    return [c.name, c.what, `${meanSd(c.accs, 100, 2)} %`, interval(c.accs, 100, 2), `${signed(p.mean)} [${signed(p.lo)}, ${signed(p.hi)}]`, `${signed(w.diff)} [${signed(w.lo)}, ${signed(w.hi)}]`, pairedVerdict(p), within];
   });
   const md = [
     '## fp8 — training in FP8 as practitioners do it now (Micikevicius et al. 2022)',
@@ -85,9 +86,9 @@ export async function labFp8(o: Fp8Options): Promise<Fp8Cell[]> {
     '',
     'MX rows (OCP MX v1.0, Rouhani et al. 2023): the operands of each Dense layer\'s GEMM are rounded to MX on the fly from fp32 (the weights\' fp32 master copy is what Adam updates): the forward GEMM y = x·W rounds x along K (its rows) and W along K (its columns), so the input pixels are rounded too. MXFP8 and MXFP6 round the two backward GEMMs as well, each operand along that GEMM\'s reduction axis (dx = dy·Wᵀ: dy and W along N; dW = xᵀ·dy: x and dy along the batch), errors dy in E5M2 (MXFP8) or E3M2 (MXFP6); MXFP4 and MXINT8 run the backward GEMMs in fp32 on the forward\'s rounded x and W (straight-through). Blocks of 32 share an E8M0 scale 2^(floor(log2 max|v|) − emax); elements round to nearest-even and clamp to the element\'s max normal (src/precision/mx.ts, checked bit for bit against numpy). Bias, ReLU, softmax, loss and the Adam update stay fp32.',
     '',
-    table(['recipe', 'what is rounded', 'test acc (mean ± s.d.)', '95% interval', 'vs fp32: Δ points [95%]', 'verdict vs fp32 (95%)', 'within 1 point of fp32?'], rows),
+    table(['recipe', 'what is rounded', 'test acc (mean ± s.d.)', '95% interval', 'vs fp32, paired by seed: Δ points [95%]', 'vs fp32, unpaired (Welch): Δ [95%]', 'verdict vs fp32 (95%, paired)', 'within 1 point of fp32?'], rows),
     '',
-    `A verdict says higher/lower only where Welch's 95% interval of the difference excludes 0 (n = ${seeds} per recipe).`,
+    `Seed k gives every recipe the same initial weights and the same batch order, so the differences are paired by seed: Δ is the mean of the per-seed differences to fp32 with its Student-t 95% interval (n = ${seeds}); Welch's unpaired interval, which ignores the pairing, is shown beside it. A verdict says higher/lower only where the paired interval excludes 0.`,
   ].join('\n');
   const data: Fp8Data = { quick: size !== 'full', size, seeds, cells };
   await saveJson(o.out, 'fp8', data);
@@ -97,14 +98,21 @@ export async function labFp8(o: Fp8Options): Promise<Fp8Cell[]> {
 
 const signed = (v: number) => `${v >= 0 ? '+' : ''}${(100 * v).toFixed(2)}`;
 
-function verdictWords(a: readonly number[], ref: readonly number[]): string {
-  const v = verdict(a, ref);
-  return v === 'higher' ? 'higher than fp32' : v === 'lower' ? 'lower than fp32' : 'no significant difference';
+/** Per-seed differences a[k] - ref[k] (the same seed: same initial weights and batch order) summarized. */
+function paired(a: readonly number[], ref: readonly number[]): Summary {
+  return summarize(a.map((v, k) => v - ref[k]));
+}
+
+function pairedVerdict(p: Summary): string {
+  if (!(p.n >= 2)) return 'no significant difference';
+  if (p.sd === 0) return p.mean === 0 ? 'identical on every seed' : p.mean > 0 ? 'higher than fp32' : 'lower than fp32';
+  return p.lo > 0 ? 'higher than fp32' : p.hi < 0 ? 'lower than fp32' : 'no significant difference';
 }
 
 /**
  * Markdown bullets for the report's answers from the saved fp8 JSON: each recipe's accuracy (mean ± s.d., n) and its
- * difference to fp32 with Welch's 95% interval; a verdict only where that interval excludes 0.
+ * difference to fp32, paired by seed, with its 95% interval (Welch's unpaired one beside it); a verdict only where the
+ * paired interval excludes 0.
  * @example fp8AnswerBullets(JSON.parse(readFileSync('reports/precision/fp8.json', 'utf8')))
  */
 export function fp8AnswerBullets(data: Fp8Data): string[] {
@@ -115,9 +123,10 @@ export function fp8AnswerBullets(data: Fp8Data): string[] {
   for (const c of data.cells) {
     if (c === ref) continue;
     const w = welch(c.accs, ref.accs);
-    const v = verdict(c.accs, ref.accs);
-    const say = v === 'no significant difference' ? 'not distinguishable from fp32 at 95%' : `${v} than fp32 at 95%`;
-    out.push(`  - ${c.name}: ${meanSd(c.accs, 100, 2)} %, Δ ${signed(w.diff)} points [${signed(w.lo)}, ${signed(w.hi)}]: ${say}.`);
+    const p = paired(c.accs, ref.accs);
+    const v = pairedVerdict(p);
+    const say = v === 'no significant difference' ? 'not distinguishable from fp32 at 95%' : v === 'identical on every seed' ? v : `${v} at 95%`;
+    out.push(`  - ${c.name}: ${meanSd(c.accs, 100, 2)} %, Δ ${signed(p.mean)} points [${signed(p.lo)}, ${signed(p.hi)}] paired by seed (Welch, unpaired: [${signed(w.lo)}, ${signed(w.hi)}]): ${say}.`);
   }
   return out;
 }

@@ -241,7 +241,7 @@ test('`npm run lab -- fp8 --tiny --only fp8,mxfp8,mxfp4`: E4M3/E5M2 training wit
     const md = readFileSync(join(dir, 'precision.md'), 'utf8');
     assert.match(md, /within 1 point of fp32/);
     assert.match(md, /\| MXFP4: E2M1 x and W, forward GEMMs \| x and W of every forward GEMM in mxfp4\(e2m1\)/);
-    assert.match(md, /verdict vs fp32 \(95%\)/);
+    assert.match(md, /verdict vs fp32 \(95%, paired\)/);
     const data = JSON.parse(readFileSync(join(dir, 'precision', 'fp8.json'), 'utf8'));
     const bullets = fp8AnswerBullets(data);
     assert.equal(bullets.length, 4);
