@@ -96,7 +96,12 @@ export async function labFp8(o: Fp8Options): Promise<Fp8Cell[]> {
   return cells;
 }
 
-const signed = (v: number) => `${v >= 0 ? '+' : ''}${(100 * v).toFixed(2)}`;
+/** Points with a sign (a value that rounds to 0.00 prints as 0.00, never -0.00). */
+function signed(v: number): string {
+  if (!Number.isFinite(v)) return '–';
+  const t = (100 * v).toFixed(2);
+  return Number(t) === 0 ? '0.00' : v > 0 ? `+${t}` : t;
+}
 
 /** Per-seed differences a[k] - ref[k] (the same seed: same initial weights and batch order) summarized. */
 function paired(a: readonly number[], ref: readonly number[]): Summary {

@@ -133,7 +133,12 @@ export async function labInt8(o: Int8Options): Promise<Int8Data> {
   return data;
 }
 
-const signed = (v: number) => (Number.isFinite(v) ? `${v >= 0 ? '+' : ''}${(100 * v).toFixed(2)}` : '–');
+/** Points with a sign (a value that rounds to 0.00 prints as 0.00, never -0.00). */
+function signed(v: number): string {
+  if (!Number.isFinite(v)) return '–';
+  const t = (100 * v).toFixed(2);
+  return Number(t) === 0 ? '0.00' : v > 0 ? `+${t}` : t;
+}
 
 function pairedVerdict(diffs: number[]): string {
   if (diffs.length < 2) return 'no significant difference';

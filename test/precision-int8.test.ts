@@ -142,10 +142,10 @@ test('`npm run lab -- int8 --tiny --seeds 2`: PTQ and QAT rows paired with each 
     const md = readFileSync(join(dir, 'precision.md'), 'utf8');
     assert.match(md, /## int8 — post-training quantization and quantization-aware training/);
     assert.match(md, /\| PTQ, per-channel weights \| W symmetric int8 .* per output channel/);
-    assert.match(md, /\| QAT, per-tensor weights \| .* \| [+-][0-9.]+ \[[+-][0-9.]+, [+-][0-9.]+\]: [a-z ]+ \|$/m); // vs the fine-tuned control
+    assert.match(md, /\| QAT, per-tensor weights \| .* \| [+-]?[0-9.]+ \[[+-]?[0-9.]+, [+-]?[0-9.]+\]: [a-z ]+ \|$/m); // vs the fine-tuned control
     const bullets = int8AnswerBullets(JSON.parse(readFileSync(join(dir, 'precision', 'int8.json'), 'utf8')));
     assert.equal(bullets.length, 6);
-    assert.match(bullets[3], /QAT, per-tensor weights: .* Against fp32 fine-tuned the same steps: Δ [+-][0-9.]+ \[/);
-    assert.match(bullets[1], /PTQ, per-tensor weights: [0-9.]+ ± [0-9.]+ %, Δ [+-][0-9.]+ points \[[+-][0-9.]+, [+-][0-9.]+\] \(paired\)/);
+    assert.match(bullets[3], /QAT, per-tensor weights: .* Against fp32 fine-tuned the same steps: Δ [+-]?[0-9.]+ \[/);
+    assert.match(bullets[1], /PTQ, per-tensor weights: [0-9.]+ ± [0-9.]+ %, Δ [+-]?[0-9.]+ points \[[+-]?[0-9.]+, [+-]?[0-9.]+\] \(paired\)/);
   } finally { cleanup(); }
 });

@@ -245,7 +245,7 @@ test('`npm run lab -- fp8 --tiny --only fp8,mxfp8,mxfp4`: E4M3/E5M2 training wit
     const data = JSON.parse(readFileSync(join(dir, 'precision', 'fp8.json'), 'utf8'));
     const bullets = fp8AnswerBullets(data);
     assert.equal(bullets.length, 4);
-    assert.match(bullets[3], /MXFP4.*Δ [+-][0-9.]+ points \[[+-][0-9.]+, [+-][0-9.]+\]/);
+    assert.match(bullets[3], /MXFP4.*Δ [+-]?[0-9.]+ points \[[+-]?[0-9.]+, [+-]?[0-9.]+\]/);
     const bad = await runCli(['fp8', '--tiny', '--only', 'fp9', '--out', dir], { script: LAB });
     assert.equal(bad.code, 1); assert.match(bad.stderr, /error: fp8 --only: unknown recipe fp9/);
   } finally { cleanup(); }
