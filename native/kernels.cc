@@ -149,6 +149,44 @@ void gemm_f32(bool ta, bool tb, int M, int N, int K, float alpha, const float* A
   sgemm_own(ta, tb, M, N, K, alpha, A, lda, B, ldb, beta, C, ldc, num_threads());
 }
 
+void gemm_f32_slices(bool ta, bool tb, int M, int N, int K, float alpha, const float* A, int lda, const float* B, int ldb,
+                     float beta, float* C, int ldc, int split, const std::function<void(int, int, int, int)>& epi) {
+  if (M <= 0 || N <= 0) return;
+  const bool blas = gemm_uses_blas(ta, tb, M, N, K);
+  // one slice on the calling thread
+  auto one = [&](int m, int n, const float* a, const float* b, float* c) {
+#ifdef SLIMFIT_HAVE_OPENBLAS
+    if (blas) {
+      blas_init();
+      cblas_sgemm(CblasRowMajor, ta ? CblasTrans : CblasNoTrans, tb ? CblasTrans : CblasNoTrans, m, n, K, alpha, a, lda, b,
+                  ldb, beta, c, ldc);
+      return;
+    }
+#endif
+    sgemm_own(ta, tb, m, n, K, alpha, a, lda, b, ldb, beta, c, ldc, 1);
+  };
+  const int nt = (double)M * N * K < 2e5 ? 1 : num_threads();
+  const bool split_n = split == 2 || (split == 0 && N >= M);
+  const int units = ((split_n ? N : M) + 15) / 16;
+  const int nc = std::max(1, std::min(nt, units));
+  auto slice = [&](int t) {
+    const int u0 = units * t / nc, u1 = units * (t + 1) / nc;
+    if (split_n) {
+      const int j0 = u0 * 16, j1 = std::min(N, u1 * 16);
+      if (j0 >= j1) return;
+      one(M, j1 - j0, A, B + (long)j0 * (tb ? ldb : 1), C + j0);
+      epi(0, M, j0, j1);
+    } else {
+      const int i0 = u0 * 16, i1 = std::min(M, u1 * 16);
+      if (i0 >= i1) return;
+      one(i1 - i0, N, A + (long)i0 * (ta ? 1 : lda), B, C + (long)i0 * ldc);
+      epi(i0, i1, 0, N);
+    }
+  };
+  if (nc == 1) slice(0);
+  else pool().run(nc, slice);
+}
+
 void gemm_f64(bool ta, bool tb, int M, int N, int K, double alpha, const double* A, int lda, const double* B, int ldb,
               double beta, double* C, int ldc) {
   if (M <= 0 || N <= 0) return;
@@ -830,6 +868,11 @@ __attribute__((target_clones("avx512f", "avx2", "default"))) static void adam_ra
     v[i] = vi;
     p[i] += (mi / oma1) / (std::sqrt(vi / oma2) + eps) * -lr;
   }
+}
+
+void adam_update_serial(long n, float* p, float* m, float* v, const float* g, float lr, float beta1, float beta2, float eps,
+                        float oma1, float oma2, float c1, float c2) {
+  adam_range(0, n, p, m, v, g, lr, beta1, beta2, eps, oma1, oma2, c1, c2);
 }
 
 void adam_update(long n, float* p, float* m, float* v, const float* g, float lr, float beta1, float beta2, float eps,

@@ -1,6 +1,7 @@
 // Training kernels on raw float32 NHWC buffers: GEMM dispatch (OpenBLAS or own), conv via im2col, max pooling.
 #pragma once
 #include <cstdint>
+#include <functional>
 
 namespace sf {
 
@@ -30,6 +31,12 @@ bool force_own();
 // only in GEMM_OPENBLAS mode).
 void gemm_f32(bool ta, bool tb, int M, int N, int K, float alpha, const float* A, int lda, const float* B, int ldb,
               float beta, float* C, int ldc);
+// gemm_f32 cut into one slice of C per pool thread (split: 0 along the larger of M and N, 1 rows, 2 columns), each
+// slice multiplied on its thread by the library gemm_uses_blas picks for the whole shape, then epi(i0, i1, j0, j1) on
+// the same thread while the slice is still in that core's cache (bias + activation, a ReLU mask, an optimizer step).
+// Deterministic: the slices depend only on the shape, split and thread count.
+void gemm_f32_slices(bool ta, bool tb, int M, int N, int K, float alpha, const float* A, int lda, const float* B, int ldb,
+                     float beta, float* C, int ldc, int split, const std::function<void(int, int, int, int)>& epi);
 void gemm_f64(bool ta, bool tb, int M, int N, int K, double alpha, const double* A, int lda, const double* B, int ldb,
               double beta, double* C, int ldc);
 
@@ -62,5 +69,9 @@ void elementwise(int op, const float* a, const float* b, float* y, long n, long 
 // c1 = 1-beta1, c2 = 1-beta2 (each rounded to float32 as tfjs does).
 void adam_update(long n, float* p, float* m, float* v, const float* g, float lr, float beta1, float beta2, float eps,
                  float oma1, float oma2, float c1, float c2);
+
+// adam_update on the calling thread only (inside a parallel region).
+void adam_update_serial(long n, float* p, float* m, float* v, const float* g, float lr, float beta1, float beta2, float eps,
+                        float oma1, float oma2, float c1, float c2);
 
 }  // namespace sf
