@@ -109,6 +109,7 @@ static void blas_init() {
   (void)done;
 }
 
+// op on slices of C, one per pool thread (the larger of M and N cut into 16-wide blocks), each on its thread.
 template <class T, class F>
 static void blas_sliced(bool ta, bool tb, int M, int N, int K, const T* A, int lda, const T* B, int ldb, T* C, int ldc, F call) {
   blas_init();
@@ -139,10 +140,7 @@ void gemm_f32(bool ta, bool tb, int M, int N, int K, float alpha, const float* A
   if (M <= 0 || N <= 0) return;
 #ifdef SLIMFIT_HAVE_OPENBLAS
   if (gemm_uses_blas(ta, tb, M, N, K)) {
-    blas_sliced<float>(ta, tb, M, N, K, A, lda, B, ldb, C, ldc, [&](int m, int n, const float* a, const float* b, float* c) {
-      cblas_sgemm(CblasRowMajor, ta ? CblasTrans : CblasNoTrans, tb ? CblasTrans : CblasNoTrans, m, n, K, alpha, a, lda, b,
-                  ldb, beta, c, ldc);
-    });
+    gemm_f32_slices(ta, tb, M, N, K, alpha, A, lda, B, ldb, beta, C, ldc, 0, [](int, int, int, int) {});
     return;
   }
 #endif
