@@ -1,7 +1,11 @@
 """PyTorch peer of `npm run bench -- engine`: trains the same MLP/CNN (batch, Adam 1e-3) on random data.
 
 Usage: python3 bench/engine-torch.py <mlp|cnn> <samples> <batch> [threads (default: all cores)]
-Prints one JSON line: samplesPerSec, samplesPerCpuSec (all threads' CPU time), peakRss (bytes, ru_maxrss), threads, version.
+Prints one JSON line: samplesPerSec, samplesPerCpuSec (all threads' CPU time), peakRss (bytes, ru_maxrss), threads,
+version, blas (the BLAS library this process really mapped, from /proc/self/maps: torch.__config__ only says how torch
+was built, and Debian's torch calls whatever libblas.so.3 the alternatives system points at) and blasKind
+('openblas', 'mkl', 'blis', 'reference' or 'unknown'). The parent sets OMP_NUM_THREADS and OPENBLAS_NUM_THREADS to the
+same thread count, so a 1-thread row runs on one thread inside the BLAS too.
 """
 import json
 import os
@@ -30,6 +34,33 @@ opt = torch.optim.Adam(model.parameters(), lr=1e-3)
 loss_fn = nn.CrossEntropyLoss()
 
 
+def mapped_blas():
+    """The BLAS shared objects mapped into this process (resolved paths) and what kind of BLAS they are."""
+    libs = []
+    try:
+        with open('/proc/self/maps') as f:
+            for line in f:
+                path = line.split()[-1] if len(line.split()) >= 6 else ''
+                name = os.path.basename(path)
+                if path.startswith('/') and any(k in name for k in ('blas', 'mkl_', 'blis')) and path not in libs:
+                    libs.append(os.path.realpath(path))
+    except OSError:
+        return 'unknown (no /proc/self/maps)', 'unknown'
+    libs = sorted(set(libs))
+    joined = ' '.join(libs)
+    if 'openblas' in joined:
+        kind = 'openblas'
+    elif 'mkl' in joined:
+        kind = 'mkl'
+    elif 'blis' in joined:
+        kind = 'blis'
+    elif any(os.path.basename(p).startswith('libblas.so') for p in libs):
+        kind = 'reference'  # Debian's netlib libblas.so.3 (/usr/lib/x86_64-linux-gnu/blas/): unoptimized loops
+    else:
+        kind = 'unknown'
+    return joined or 'none mapped', kind
+
+
 def epoch(n):
     for i in range(0, n, batch):
         opt.zero_grad()
@@ -42,10 +73,14 @@ epoch(min(samples, 3 * batch))  # warm-up, like the tfjs runs
 t0, c0 = time.perf_counter(), time.process_time()
 epoch(samples)
 sec, cpu = time.perf_counter() - t0, time.process_time() - c0
+blas, blas_kind = mapped_blas()
 print(json.dumps({
     'samplesPerSec': samples / sec,
     'samplesPerCpuSec': samples / cpu,
     'peakRss': resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024,
     'threads': torch.get_num_threads(),
     'version': torch.__version__,
+    'blas': blas,
+    'blasKind': blas_kind,
+    'env': {k: os.environ.get(k, '') for k in ('OMP_NUM_THREADS', 'OPENBLAS_NUM_THREADS', 'MKL_NUM_THREADS')},
 }))

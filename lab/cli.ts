@@ -1,4 +1,4 @@
-// `npm run lab -- speed|swallow|chaos|gupta2015|fp8|verify-formats|report`: the precision lab (how many bits does learning need?).
+// `npm run lab -- speed|swallow|chaos|gupta2015|fp8|int8|verify-formats|report`: the precision lab (how many bits does learning need?).
 import type { Command } from 'commander';
 import { SlimfitError, UsageError } from '../src/core/errors.ts';
 
@@ -102,15 +102,31 @@ export function register(program: Command): void {
       await done(o.out);
     });
 
-  common(lab.command('fp8').description('FP8 training (E4M3 forward, E5M2 errors, delayed scaling, fp32 master) vs fp32, n seeds per recipe'))
+  common(lab.command('fp8').description('FP8 training (E4M3 forward, E5M2 errors, delayed scaling, fp32 master) and OCP MX formats on the GEMMs (MXFP8/MXFP6/MXFP4/MXINT8) vs fp32, n seeds per recipe'))
     .option('--tiny', 'a narrow network on 2000 images (for tests)')
     .option('--seeds <n>', 'seeds per recipe (default 3 with --quick/--tiny, 5 in full mode)', positiveInt)
-    .action(async (o: Common & { tiny?: boolean; seeds?: number }) => {
+    .option('--only <list>', 'run only these recipes besides fp32: fp8,fp8-unscaled,bf16,mxfp8,mxfp6,mxfp4,mxint8')
+    .action(async (o: Common & { tiny?: boolean; seeds?: number; only?: string }) => {
       await start();
       const { labFp8 } = await import('./fp8.ts');
       const { summarize } = await import('./stats.ts');
-      const cells = await labFp8({ quick: !!o.quick, size: o.tiny ? 'tiny' : o.quick ? 'quick' : 'full', seeds: o.seeds, out: o.out });
+      const cells = await labFp8({ quick: !!o.quick, size: o.tiny ? 'tiny' : o.quick ? 'quick' : 'full', seeds: o.seeds, out: o.out, only: o.only?.split(',').map((s) => s.trim()).filter(Boolean) });
       for (const c of cells) { const s = summarize(c.accs); process.stdout.write(`fp8\t${c.name}\tn=${s.n}\tacc_mean=${s.mean.toFixed(4)}\tacc_sd=${(s.sd || 0).toFixed(4)}\n`); }
+      await done(o.out);
+    });
+
+  common(lab.command('int8').description('int8 post-training quantization and quantization-aware training (per-tensor and per-channel weights) vs fp32, n seeds'))
+    .option('--tiny', 'a narrow network on 2000 images (for tests)')
+    .option('--seeds <n>', 'seeds (default 3 with --quick/--tiny, 5 in full mode)', positiveInt)
+    .action(async (o: Common & { tiny?: boolean; seeds?: number }) => {
+      await start();
+      const { labInt8 } = await import('./int8.ts');
+      const { summarize } = await import('./stats.ts');
+      const data = await labInt8({ quick: !!o.quick, size: o.tiny ? 'tiny' : o.quick ? 'quick' : 'full', seeds: o.seeds, out: o.out });
+      for (const c of data.cells) {
+        const s = summarize(c.accs), d = summarize(c.diffs);
+        process.stdout.write(`int8\t${c.key}\tn=${s.n}\tacc_mean=${s.mean.toFixed(4)}\tacc_sd=${(s.sd || 0).toFixed(4)}\tdiff_mean=${d.mean.toFixed(4)}\tdiff_lo=${d.lo.toFixed(4)}\tdiff_hi=${d.hi.toFixed(4)}\n`);
+      }
       await done(o.out);
     });
 

@@ -7,7 +7,7 @@ import { writeAtomic } from '../src/core/write-atomic.ts';
 /** Sub-folder (next to precision.md) holding sections and images. */
 export const SUB = 'precision';
 /** Report section order. */
-export const SECTIONS = ['answers', 'speed', 'swallow', 'chaos', 'gupta2015', 'fp8'] as const;
+export const SECTIONS = ['answers', 'speed', 'swallow', 'chaos', 'gupta2015', 'fp8', 'int8'] as const;
 /** A section name. */
 export type SectionName = (typeof SECTIONS)[number];
 

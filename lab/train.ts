@@ -7,6 +7,7 @@ import { createRng, type Rng } from '../src/precision/rng.ts';
 import { SlimfitError } from '../src/core/errors.ts';
 import { applyUpdate, updateScratch, type UpdateScratch, type WeightSlot } from './update.ts';
 import { DelayedScaledSite, DynamicFixedSite, staticSite, type DynamicSpec, type ScaledSpec, type Site } from './dynfixed.ts';
+import { denseChain, type GemmSpec } from './gemm.ts';
 
 /** The optimizers the lab implements itself. */
 export type OptimizerKind = 'sgd' | 'momentum' | 'adam';
@@ -71,6 +72,8 @@ export interface PrecisionSpec {
   errorRounding?: Rounding;
   /** Per-tensor delayed scaling (power-of-two scales from an amax history) for every float format site below fp32. */
   scaled?: ScaledSpec;
+  /** Quantized products of the Dense layers (MX or int8 GEMM operands; lab/gemm.ts), in training and in predict. */
+  gemm?: GemmSpec;
 }
 
 /** Per-variable counters of one step. Fractions are over `updates` (elements whose fp32 update was nonzero). */
@@ -219,7 +222,10 @@ export function createTrainer(model: tfl.LayersModel, opt: OptimizerSpec, prec: 
   });
   const tfVars = vars.map((s) => s.v);
 
+  if (prec.gemm && fwdSites) throw new SlimfitError('a recipe quantizes either GEMM operands (gemm) or layer outputs (activations/dynamic), not both');
+  const gemm = prec.gemm;
   const forward = (x: tf.Tensor, ops: ((x: tf.Tensor) => tf.Tensor)[] | null, training: boolean): tf.Tensor => {
+    if (gemm) return denseChain(quantLayers, x, gemm, training);
     if (!ops) return model.apply(x, { training }) as tf.Tensor;
     let h = x;
     quantLayers.forEach((layer, k) => { h = ops[k](layer.apply(h, { training }) as tf.Tensor); });

@@ -344,11 +344,11 @@ napi_value GemmDtype(napi_env env, napi_callback_info info) {
   if (k == "f64blas" || k == "f32blas") {
     if (!have_openblas()) ok = false;
     else {
-      bool saved = force_own();
-      set_force_own(false);
+      int saved = gemm_mode();
+      set_gemm_mode(GEMM_OPENBLAS);
       if (k == "f64blas") gemm_f64(false, false, M, N, K, 1.0, (double*)A, K, (double*)B, N, 0.0, (double*)C, N);
       else gemm_f32(false, false, M, N, K, 1.f, (float*)A, K, (float*)B, N, 0.f, (float*)C, N);
-      set_force_own(saved);
+      set_gemm_mode(saved);
     }
   } else if (k == "f64") gemm_f64(false, false, M, N, K, 1.0, (double*)A, K, (double*)B, N, 0.0, (double*)C, N);
   else if (k == "f64own") dgemm_own(false, false, M, N, K, 1.0, (double*)A, K, (double*)B, N, 0.0, (double*)C, N, num_threads());
@@ -372,6 +372,40 @@ napi_value SetForceOwn(napi_env env, napi_callback_info info) {
   if (a.n >= 1) napi_get_value_bool(env, a.v[0], &on);
   set_force_own(on);
   return undef(env);
+}
+
+// setGemmMode('own' | 'openblas' | 'auto' | ''): the float32 GEMM mode ('' = the default; the OpenBLAS modes fall
+// back to 'own' in a build without OpenBLAS). Returns the mode now in use. For benchmarks and tests: a training run
+// takes its mode from configure() (SLIMFIT_GEMM) and keeps it.
+napi_value SetGemmMode(napi_env env, napi_callback_info info) {
+  Args a(env, info);
+  char buf[16] = {0};
+  size_t len = 0;
+  if (a.n < 1 || napi_get_value_string_utf8(env, a.v[0], buf, sizeof buf, &len) != napi_ok) {
+    a.fail("slimfit engine: setGemmMode(mode)");
+    return nullptr;
+  }
+  std::string m(buf, len);
+  int mode = m.empty() ? GEMM_DEFAULT : m == "own" ? GEMM_OWN : m == "openblas" ? GEMM_OPENBLAS : m == "auto" ? GEMM_AUTO : -1;
+  if (mode < 0) {
+    a.fail("slimfit engine: setGemmMode expects own, openblas, auto or ''");
+    return nullptr;
+  }
+  set_gemm_mode(mode);
+  napi_value r;
+  napi_create_string_utf8(env, gemm_mode_name(gemm_mode()), NAPI_AUTO_LENGTH, &r);
+  return r;
+}
+
+// gemmUsesBlas(ta, tb, M, N, K): whether a float32 GEMM of this shape goes to OpenBLAS under the current mode.
+napi_value GemmUsesBlas(napi_env env, napi_callback_info info) {
+  Args a(env, info);
+  bool ta = a.num(0) != 0, tb = a.num(1) != 0;
+  int M = a.i32(2), N = a.i32(3), K = a.i32(4);
+  if (!a.ok) return nullptr;
+  napi_value r;
+  napi_get_boolean(env, gemm_uses_blas(ta, tb, M, N, K), &r);
+  return r;
 }
 
 // A string property of obj ("" when absent or not a string).
@@ -418,7 +452,7 @@ napi_value prop_str(napi_env env, napi_value obj, const char* k, const char* val
   return obj;
 }
 
-// info(): { blas, isa, threads, bf16, vnni, forceOwn }
+// info(): { blas, isa, threads, bf16, vnni, forceOwn, gemm }
 napi_value Info(napi_env env, napi_callback_info) {
   napi_value o, v;
   napi_create_object(env, &o);
@@ -432,6 +466,7 @@ napi_value Info(napi_env env, napi_callback_info) {
   napi_set_named_property(env, o, "vnni", v);
   napi_get_boolean(env, force_own(), &v);
   napi_set_named_property(env, o, "forceOwn", v);
+  prop_str(env, o, "gemm", gemm_mode_name(gemm_mode()));
   return o;
 }
 
@@ -439,7 +474,7 @@ napi_value Init(napi_env env, napi_value exports) {
   struct { const char* name; napi_callback cb; } fns[] = {
       {"gemm", Gemm}, {"conv2d", Conv2d}, {"conv2dBackpropInput", Conv2dBpInput},
       {"conv2dBackpropFilter", Conv2dBpFilter}, {"maxPool", MaxPool}, {"maxPoolGrad", MaxPoolGrad},
-      {"adam", Adam}, {"denseStep", DenseStep}, {"sumRows", SumRows}, {"reluGradBias", ReluGradBias}, {"elementwise", Elementwise}, {"gemmDtype", GemmDtype}, {"setForceOwn", SetForceOwn}, {"info", Info}, {"configure", Configure},
+      {"adam", Adam}, {"denseStep", DenseStep}, {"sumRows", SumRows}, {"reluGradBias", ReluGradBias}, {"elementwise", Elementwise}, {"gemmDtype", GemmDtype}, {"setForceOwn", SetForceOwn}, {"setGemmMode", SetGemmMode}, {"gemmUsesBlas", GemmUsesBlas}, {"info", Info}, {"configure", Configure},
   };
   for (auto& f : fns) {
     napi_value fn;

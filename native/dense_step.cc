@@ -40,14 +40,24 @@ void dense_train_step(const DenseStepArgs& s, double* lossOut, double* correctOu
   ensure(sc.dw, biggestW);
   ensure(sc.db, widest);
 
-  // Forward: z = a·W (+ b), then relu in place (bias_act fuses both); the output layer keeps logits for softmax.
+  // Forward: z = a·W (+ b), then relu, each thread adding the bias and applying relu to its slice of z right after
+  // multiplying it (one parallel region per layer); the output layer keeps logits for softmax.
   const float* a = s.x;
   for (int l = 0; l < L; l++) {
     const DenseLayer& d = s.layers[l];
     ensure(sc.act[l], (size_t)B * d.out);
     float* z = sc.act[l].data();
-    gemm_f32(false, false, B, d.out, d.in, 1.f, a, d.in, d.w, d.out, 0.f, z, d.out);
-    bias_act(z, B, d.out, d.b, d.act == DENSE_RELU ? 1 : 0);
+    const bool relu = d.act == DENSE_RELU;
+    gemm_f32_slices(false, false, B, d.out, d.in, 1.f, a, d.in, d.w, d.out, 0.f, z, d.out, 0, [&](int i0, int i1, int j0, int j1) {
+      if (!d.b && !relu) return;
+      for (int r = i0; r < i1; r++) {
+        float* row = z + (size_t)r * d.out;
+        if (d.b)
+          for (int j = j0; j < j1; j++) row[j] += d.b[j];
+        if (relu)
+          for (int j = j0; j < j1; j++) row[j] = row[j] > 0.f ? row[j] : 0.f;
+      }
+    });
     a = z;
   }
 
@@ -98,32 +108,38 @@ void dense_train_step(const DenseStepArgs& s, double* lossOut, double* correctOu
   *lossOut = loss / B;
   *correctOut = correct;
 
-  // Backward, last layer first: dW = aᵀ·dz, db = column sums, da = dz·Wᵀ (with the old W), relu mask, then Adam on
-  // this layer's W and b (no later step reads them); with s.grads, dW and db go there instead of into Adam.
+  // Backward, last layer first: da = dz·Wᵀ with the old W (each thread masking its slice by the ReLU of the layer
+  // below right after multiplying it), then dW = aᵀ·dz cut into row slices, each thread running Adam on its rows of W
+  // while their gradient is still in its cache; db = column sums of dz and Adam on b on the calling thread. With
+  // s.grads, dW and db go there instead of into Adam.
   std::vector<size_t> goff(L + 1, 0);
   for (int l = 0; l < L; l++) goff[l + 1] = goff[l] + (size_t)s.layers[l].in * s.layers[l].out + (s.layers[l].b ? s.layers[l].out : 0);
+  const AdamArgs& o = s.adam;
   for (int l = L - 1; l >= 0; l--) {
     const DenseLayer& d = s.layers[l];
     const float* ain = l == 0 ? s.x : sc.act[l - 1].data();
-    float* dw = s.grads ? s.grads + goff[l] : sc.dw.data();
-    gemm_f32(true, false, d.in, d.out, B, 1.f, ain, d.in, dz, d.out, 0.f, dw, d.out);
     if (l > 0) {
       float* da = sc.dzPrev.data();
-      gemm_f32(false, true, B, d.in, d.out, 1.f, dz, d.out, d.w, d.out, 0.f, da, d.in);
-      if (s.layers[l - 1].act == DENSE_RELU) {  // tfjs's relu gradient: dy * step(y), step(0) = 0
-        const long n = (long)B * d.in;
-        for (long i = 0; i < n; i++) da[i] = ain[i] > 0.f ? da[i] : 0.f;
-      }
+      const bool relu = s.layers[l - 1].act == DENSE_RELU;
+      gemm_f32_slices(false, true, B, d.in, d.out, 1.f, dz, d.out, d.w, d.out, 0.f, da, d.in, 0, [&](int i0, int i1, int j0, int j1) {
+        if (!relu) return;  // tfjs's relu gradient: dy * step(y), step(0) = 0
+        for (int r = i0; r < i1; r++) {
+          float* dr = da + (size_t)r * d.in;
+          const float* ar = ain + (size_t)r * d.in;
+          for (int j = j0; j < j1; j++) dr[j] = ar[j] > 0.f ? dr[j] : 0.f;
+        }
+      });
     }
-    if (s.grads) {
-      if (d.b) sum_rows(dz, B, d.out, s.grads + goff[l] + (size_t)d.in * d.out);
-    } else {
-      const AdamArgs& o = s.adam;
-      adam_update((long)d.in * d.out, d.w, d.mw, d.vw, dw, o.lr, o.beta1, o.beta2, o.eps, o.oma1, o.oma2, o.c1, o.c2);
-      if (d.b) {
-        sum_rows(dz, B, d.out, sc.db.data());
-        adam_update(d.out, d.b, d.mb, d.vb, sc.db.data(), o.lr, o.beta1, o.beta2, o.eps, o.oma1, o.oma2, o.c1, o.c2);
-      }
+    float* dw = s.grads ? s.grads + goff[l] : sc.dw.data();
+    gemm_f32_slices(true, false, d.in, d.out, B, 1.f, ain, d.in, dz, d.out, 0.f, dw, d.out, 1, [&](int i0, int i1, int, int) {
+      if (s.grads) return;
+      const long b0 = (long)i0 * d.out, n = (long)(i1 - i0) * d.out;
+      adam_update_serial(n, d.w + b0, d.mw + b0, d.vw + b0, dw + b0, o.lr, o.beta1, o.beta2, o.eps, o.oma1, o.oma2, o.c1, o.c2);
+    });
+    if (d.b) {
+      float* db = s.grads ? s.grads + goff[l] + (size_t)d.in * d.out : sc.db.data();
+      sum_rows(dz, B, d.out, db);
+      if (!s.grads) adam_update_serial(d.out, d.b, d.mb, d.vb, db, o.lr, o.beta1, o.beta2, o.eps, o.oma1, o.oma2, o.c1, o.c2);
     }
     if (l > 0) {
       std::swap(sc.dz, sc.dzPrev);

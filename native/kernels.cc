@@ -27,8 +27,8 @@ namespace sf {
 // Settings handed over by configure() (from the JS side, which reads the environment) before first use.
 static int g_threads_setting = 0;  // 0 = one per hardware thread
 static std::atomic<bool> g_pool_made{false};
-// -1 until first use, then whether the own GEMM is used even though OpenBLAS is linked.
-static std::atomic<int> g_force_own{-1};
+// -1 until first use, then the GEMM mode in use (GEMM_OWN, GEMM_OPENBLAS or GEMM_AUTO).
+static std::atomic<int> g_gemm_mode{-1};
 static int g_gemm_setting = GEMM_DEFAULT;
 
 Pool& pool() {
@@ -47,26 +47,6 @@ bool configure_threads(int n) {
   return true;
 }
 
-// Default GEMM: the own kernels on AVX2/AVX-512 CPUs (faster than Debian's OpenBLAS 0.3.21 at training shapes on
-// the reference machine, and they share the caller's thread pool instead of spinning extra threads); OpenBLAS on
-// other CPUs. configure_gemm (SLIMFIT_GEMM) overrides.
-bool configure_gemm(int choice) {
-  if (g_force_own >= 0) return choice == g_gemm_setting;
-  g_gemm_setting = choice;
-  return true;
-}
-void set_force_own(bool on) { g_force_own = on ? 1 : 0; }
-bool force_own() {
-  int v = g_force_own;
-  if (v < 0) {
-    v = g_gemm_setting == GEMM_OWN ? 1 : g_gemm_setting == GEMM_OPENBLAS ? 0 : detect_isa() != ISA_GENERIC;
-    int unset = -1;
-    g_force_own.compare_exchange_strong(unset, v);
-    v = g_force_own;
-  }
-  return v == 1;
-}
-
 bool have_openblas() {
 #ifdef SLIMFIT_HAVE_OPENBLAS
   return true;
@@ -75,13 +55,83 @@ bool have_openblas() {
 #endif
 }
 
-#ifdef SLIMFIT_HAVE_OPENBLAS
-static void blas_init() {
-  static bool done = false;
-  if (!done) {
-    openblas_set_num_threads(num_threads());
-    done = true;
+// Default GEMM mode: without OpenBLAS the own kernels; with OpenBLAS on an AVX2/AVX-512 CPU the per-shape rule
+// (gemm_uses_blas), on other CPUs OpenBLAS throughout. configure_gemm (SLIMFIT_GEMM) overrides.
+bool configure_gemm(int choice) {
+  if (g_gemm_mode >= 0) return choice == g_gemm_setting;
+  g_gemm_setting = choice;
+  return true;
+}
+void set_gemm_mode(int mode) {
+  if (!have_openblas() || mode == GEMM_DEFAULT) mode = have_openblas() && mode == GEMM_DEFAULT ? GEMM_AUTO : GEMM_OWN;
+  g_gemm_mode = mode;
+}
+int gemm_mode() {
+  int v = g_gemm_mode;
+  if (v < 0) {
+    if (!have_openblas()) v = GEMM_OWN;
+    else if (g_gemm_setting == GEMM_OWN || g_gemm_setting == GEMM_OPENBLAS) v = g_gemm_setting;
+    else v = detect_isa() != ISA_GENERIC ? GEMM_AUTO : GEMM_OPENBLAS;
+    int unset = -1;
+    g_gemm_mode.compare_exchange_strong(unset, v);
+    v = g_gemm_mode;
   }
+  return v;
+}
+void set_force_own(bool on) { set_gemm_mode(on ? GEMM_OWN : GEMM_OPENBLAS); }
+bool force_own() { return gemm_mode() == GEMM_OWN; }
+const char* gemm_mode_name(int mode) { return mode == GEMM_OWN ? "own" : mode == GEMM_OPENBLAS ? "openblas" : "auto"; }
+
+// The per-shape rule of GEMM_AUTO: a fixed function of the shape (never of timings), so a shape always takes the same
+// library and training stays bit-reproducible. From the engine bench on the reference machine (README, "Which GEMM
+// runs where"): OpenBLAS was faster for C = A·B and A·Bᵀ with an inner size K above 64 (Dense forward and input
+// gradients, im2col forward products, large squares); the own kernels for every Aᵀ·B (weight gradients, whose
+// transposed A they pack as contiguous copies) and for K <= 64 (a conv's column gradient against 64 channels).
+bool gemm_uses_blas(bool ta, bool tb, int M, int N, int K) {
+  (void)tb;
+  (void)M;
+  (void)N;
+  switch (gemm_mode()) {
+    case GEMM_OWN: return false;
+    case GEMM_OPENBLAS: return K > 0;
+    default: return !ta && K > 64;
+  }
+}
+
+#ifdef SLIMFIT_HAVE_OPENBLAS
+// OpenBLAS runs single-threaded, called from the engine's own pool on slices of C: no second set of threads spinning
+// against the pool's, and the slicing (by shape and thread count only) is as deterministic as the own GEMM's.
+static void blas_init() {
+  static bool done = [] {
+    openblas_set_num_threads(1);
+    return true;
+  }();
+  (void)done;
+}
+
+// op on slices of C, one per pool thread (the larger of M and N cut into 16-wide blocks), each on its thread.
+template <class T, class F>
+static void blas_sliced(bool ta, bool tb, int M, int N, int K, const T* A, int lda, const T* B, int ldb, T* C, int ldc, F call) {
+  blas_init();
+  const int nt = (double)M * N * K < 2e5 ? 1 : num_threads();
+  // slice the larger of M and N into pieces of whole 16-wide (or 16-tall) blocks
+  const bool split_n = N >= M;
+  const int units = ((split_n ? N : M) + 15) / 16;
+  const int nc = std::max(1, std::min(nt, units));
+  if (nc == 1) {
+    call(M, N, A, B, C);
+    return;
+  }
+  pool().run(nc, [&](int t) {
+    const int u0 = units * t / nc, u1 = units * (t + 1) / nc;
+    if (split_n) {
+      const int j0 = u0 * 16, j1 = std::min(N, u1 * 16);
+      if (j0 < j1) call(M, j1 - j0, A, B + (long)j0 * (tb ? ldb : 1), C + j0);
+    } else {
+      const int i0 = u0 * 16, i1 = std::min(M, u1 * 16);
+      if (i0 < i1) call(i1 - i0, N, A + (long)i0 * (ta ? 1 : lda), B, C + (long)i0 * ldc);
+    }
+  });
 }
 #endif
 
@@ -89,24 +139,61 @@ void gemm_f32(bool ta, bool tb, int M, int N, int K, float alpha, const float* A
               float beta, float* C, int ldc) {
   if (M <= 0 || N <= 0) return;
 #ifdef SLIMFIT_HAVE_OPENBLAS
-  if (!force_own() && K > 0) {
-    blas_init();
-    cblas_sgemm(CblasRowMajor, ta ? CblasTrans : CblasNoTrans, tb ? CblasTrans : CblasNoTrans, M, N, K, alpha, A, lda,
-                B, ldb, beta, C, ldc);
+  if (gemm_uses_blas(ta, tb, M, N, K)) {
+    gemm_f32_slices(ta, tb, M, N, K, alpha, A, lda, B, ldb, beta, C, ldc, 0, [](int, int, int, int) {});
     return;
   }
 #endif
   sgemm_own(ta, tb, M, N, K, alpha, A, lda, B, ldb, beta, C, ldc, num_threads());
 }
 
+void gemm_f32_slices(bool ta, bool tb, int M, int N, int K, float alpha, const float* A, int lda, const float* B, int ldb,
+                     float beta, float* C, int ldc, int split, const std::function<void(int, int, int, int)>& epi) {
+  if (M <= 0 || N <= 0) return;
+  const bool blas = gemm_uses_blas(ta, tb, M, N, K);
+  // one slice on the calling thread
+  auto one = [&](int m, int n, const float* a, const float* b, float* c) {
+#ifdef SLIMFIT_HAVE_OPENBLAS
+    if (blas) {
+      blas_init();
+      cblas_sgemm(CblasRowMajor, ta ? CblasTrans : CblasNoTrans, tb ? CblasTrans : CblasNoTrans, m, n, K, alpha, a, lda, b,
+                  ldb, beta, c, ldc);
+      return;
+    }
+#endif
+    sgemm_own(ta, tb, m, n, K, alpha, a, lda, b, ldb, beta, c, ldc, 1);
+  };
+  const int nt = (double)M * N * K < 2e5 ? 1 : num_threads();
+  const bool split_n = split == 2 || (split == 0 && N >= M);
+  const int units = ((split_n ? N : M) + 15) / 16;
+  const int nc = std::max(1, std::min(nt, units));
+  auto slice = [&](int t) {
+    const int u0 = units * t / nc, u1 = units * (t + 1) / nc;
+    if (split_n) {
+      const int j0 = u0 * 16, j1 = std::min(N, u1 * 16);
+      if (j0 >= j1) return;
+      one(M, j1 - j0, A, B + (long)j0 * (tb ? ldb : 1), C + j0);
+      epi(0, M, j0, j1);
+    } else {
+      const int i0 = u0 * 16, i1 = std::min(M, u1 * 16);
+      if (i0 >= i1) return;
+      one(i1 - i0, N, A + (long)i0 * (ta ? 1 : lda), B, C + (long)i0 * ldc);
+      epi(i0, i1, 0, N);
+    }
+  };
+  if (nc == 1) slice(0);
+  else pool().run(nc, slice);
+}
+
 void gemm_f64(bool ta, bool tb, int M, int N, int K, double alpha, const double* A, int lda, const double* B, int ldb,
               double beta, double* C, int ldc) {
   if (M <= 0 || N <= 0) return;
 #ifdef SLIMFIT_HAVE_OPENBLAS
-  if (!force_own() && K > 0) {
-    blas_init();
-    cblas_dgemm(CblasRowMajor, ta ? CblasTrans : CblasNoTrans, tb ? CblasTrans : CblasNoTrans, M, N, K, alpha, A, lda,
-                B, ldb, beta, C, ldc);
+  if (gemm_mode() == GEMM_OPENBLAS && K > 0) {  // float64 (the precision lab): the own kernels unless told
+    blas_sliced<double>(ta, tb, M, N, K, A, lda, B, ldb, C, ldc, [&](int m, int n, const double* a, const double* b, double* c) {
+      cblas_dgemm(CblasRowMajor, ta ? CblasTrans : CblasNoTrans, tb ? CblasTrans : CblasNoTrans, m, n, K, alpha, a, lda, b,
+                  ldb, beta, c, ldc);
+    });
     return;
   }
 #endif
@@ -359,7 +446,7 @@ static std::vector<float>& scratch() {
 // that multiplies it stays in that core's L2 (first-layer-sized geometries in training: 5.5 -> ~3.5 ms).
 static constexpr long TILE_FLOATS = 96L << 10;  // ~384 KB of columns per tile
 
-static bool use_tiles(const ConvGeom& g) { return force_own() && !is_pointwise(g); }
+static bool use_tiles(const ConvGeom& g) { return gemm_mode() != GEMM_OPENBLAS && !is_pointwise(g); }
 
 // Output rows per tile: a multiple of 16 (the GEMM's row block), at least 16.
 static long tile_rows(const ConvGeom& g) {
@@ -779,6 +866,11 @@ __attribute__((target_clones("avx512f", "avx2", "default"))) static void adam_ra
     v[i] = vi;
     p[i] += (mi / oma1) / (std::sqrt(vi / oma2) + eps) * -lr;
   }
+}
+
+void adam_update_serial(long n, float* p, float* m, float* v, const float* g, float lr, float beta1, float beta2, float eps,
+                        float oma1, float oma2, float c1, float c2) {
+  adam_range(0, n, p, m, v, g, lr, beta1, beta2, eps, oma1, oma2, c1, c2);
 }
 
 void adam_update(long n, float* p, float* m, float* v, const float* g, float lr, float beta1, float beta2, float eps,

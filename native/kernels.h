@@ -1,25 +1,42 @@
 // Training kernels on raw float32 NHWC buffers: GEMM dispatch (OpenBLAS or own), conv via im2col, max pooling.
 #pragma once
 #include <cstdint>
+#include <functional>
 
 namespace sf {
 
 // True when built against OpenBLAS's cblas (SLIMFIT_HAVE_OPENBLAS).
 bool have_openblas();
-// Use the hand-written kernel even when OpenBLAS is linked (default on AVX2/AVX-512 CPUs; configure_gemm overrides).
-void set_force_own(bool on);
-bool force_own();
 int num_threads();
 
 // Settings from the JS side (configure() in addon.cc), applied before their first use. Each returns false when it
 // comes too late to change anything: the pool already runs with another size, or the GEMM choice was already made.
-enum { GEMM_DEFAULT = 0, GEMM_OWN = 1, GEMM_OPENBLAS = 2 };
+enum { GEMM_DEFAULT = 0, GEMM_OWN = 1, GEMM_OPENBLAS = 2, GEMM_AUTO = 3 };
 bool configure_threads(int n);  // n <= 0: one per hardware thread
 bool configure_gemm(int choice);
 
-// C = alpha*op(A)*op(B) + beta*C (row-major), via OpenBLAS when present else sgemm_own.
+// The float32 GEMM mode in use (made at first use): GEMM_OWN, GEMM_OPENBLAS, or GEMM_AUTO (per-shape rule, the
+// default when OpenBLAS is linked on an AVX2/AVX-512 CPU). set_gemm_mode switches it (benchmarks and tests compare
+// the paths in one process; GEMM_DEFAULT = the default, OpenBLAS modes fall back to GEMM_OWN without OpenBLAS).
+int gemm_mode();
+void set_gemm_mode(int mode);
+const char* gemm_mode_name(int mode);
+// Whether the float32 GEMM of this shape goes to OpenBLAS under the current mode (a fixed function of the shape).
+bool gemm_uses_blas(bool ta, bool tb, int M, int N, int K);
+// set_gemm_mode(on ? GEMM_OWN : GEMM_OPENBLAS) / gemm_mode() == GEMM_OWN.
+void set_force_own(bool on);
+bool force_own();
+
+// C = alpha*op(A)*op(B) + beta*C (row-major), via OpenBLAS or sgemm_own as gemm_uses_blas says (float64: OpenBLAS
+// only in GEMM_OPENBLAS mode).
 void gemm_f32(bool ta, bool tb, int M, int N, int K, float alpha, const float* A, int lda, const float* B, int ldb,
               float beta, float* C, int ldc);
+// gemm_f32 cut into one slice of C per pool thread (split: 0 along the larger of M and N, 1 rows, 2 columns), each
+// slice multiplied on its thread by the library gemm_uses_blas picks for the whole shape, then epi(i0, i1, j0, j1) on
+// the same thread while the slice is still in that core's cache (bias + activation, a ReLU mask, an optimizer step).
+// Deterministic: the slices depend only on the shape, split and thread count.
+void gemm_f32_slices(bool ta, bool tb, int M, int N, int K, float alpha, const float* A, int lda, const float* B, int ldb,
+                     float beta, float* C, int ldc, int split, const std::function<void(int, int, int, int)>& epi);
 void gemm_f64(bool ta, bool tb, int M, int N, int K, double alpha, const double* A, int lda, const double* B, int ldb,
               double beta, double* C, int ldc);
 
@@ -52,5 +69,9 @@ void elementwise(int op, const float* a, const float* b, float* y, long n, long 
 // c1 = 1-beta1, c2 = 1-beta2 (each rounded to float32 as tfjs does).
 void adam_update(long n, float* p, float* m, float* v, const float* g, float lr, float beta1, float beta2, float eps,
                  float oma1, float oma2, float c1, float c2);
+
+// adam_update on the calling thread only (inside a parallel region).
+void adam_update_serial(long n, float* p, float* m, float* v, const float* g, float lr, float beta1, float beta2, float eps,
+                        float oma1, float oma2, float c1, float c2);
 
 }  // namespace sf

@@ -60,8 +60,15 @@ async function engineOn(): Promise<void> {
   assert.equal(installEngine(tf, 'wasm').active, true);
 }
 
+// With OpenBLAS linked the default GEMM mode ('auto') sends some shapes to it and some to the own kernels: both it and
+// the own kernels alone (a build without OpenBLAS) must match trainOnBatch.
+const MODES = addon?.info().blas === 'openblas' ? (['auto', 'own'] as const) : (['own'] as const);
+
 test('fused Dense step = trainOnBatch: loss, accuracy, weights and Adam moments over several steps, odd sizes, batch 1, no bias, linear hidden, Flatten', { skip: SKIP }, async () => {
   await engineOn();
+  const defaultMode = addon!.info().gemm;
+  for (const mode of MODES) {
+  addon!.setGemmMode(mode);
   const cases: { name: string; spec: Spec; batches: number[] }[] = [
     { name: 'MLP 784-64-32-10', spec: { input: [784], layers: [{ units: 64, activation: 'relu' }, { units: 32, activation: 'relu' }, { units: 10, activation: 'softmax' }] }, batches: [128, 128, 77, 128] },
     { name: 'odd sizes 37-29-5, batch 1', spec: { input: [37], layers: [{ units: 29, activation: 'relu' }, { units: 5, activation: 'softmax' }] }, batches: [1, 1, 13, 3] },
@@ -93,6 +100,42 @@ test('fused Dense step = trainOnBatch: loss, accuracy, weights and Adam moments 
     oa.forEach((w, i) => assert.ok(maxRel(w.tensor.dataSync() as Float32Array, ob[i].tensor.dataSync() as Float32Array) < 1e-4, `${c.name}: optimizer ${w.name}`));
     a.dispose(); b.dispose();
   }
+  }
+  addon!.setGemmMode(defaultMode);
+  uninstallEngine(tf);
+});
+
+test('the default GEMM choice is a fixed rule by shape, and the fused step repeats bit for bit under it', { skip: SKIP }, async () => {
+  await engineOn();
+  const i = addon!.info();
+  if (i.blas === 'openblas') {
+    assert.equal(i.gemm, i.isa === 'generic' ? 'openblas' : 'auto');
+    // auto: OpenBLAS for A·B and A·Bᵀ with K > 64, the own kernels for Aᵀ·B and K <= 64 (README, "Which GEMM runs where")
+    const rule: [number, number, number, number, number, boolean][] = [
+      [0, 0, 128, 512, 784, true], [0, 1, 128, 784, 512, true], [1, 0, 784, 512, 128, false], [0, 1, 15488, 288, 64, false], [0, 0, 15488, 64, 288, true],
+    ];
+    if (i.gemm === 'auto') for (const [ta, tb, m, n, k, blas] of rule) for (let r = 0; r < 3; r++) assert.equal(addon!.gemmUsesBlas(ta, tb, m, n, k), blas, `${ta}${tb} ${m}x${n}x${k}`);
+    assert.equal(addon!.setGemmMode('own'), 'own');
+    assert.equal(addon!.gemmUsesBlas(0, 0, 128, 512, 784), false);
+    assert.equal(addon!.setGemmMode(''), i.gemm);
+  } else {
+    assert.equal(i.gemm, 'own');
+    assert.equal(addon!.setGemmMode('openblas'), 'own', 'without OpenBLAS every mode is the own kernels');
+    addon!.setGemmMode('');
+  }
+  const spec: Spec = { input: [784], layers: [{ units: 96, activation: 'relu' }, { units: 80, activation: 'relu' }, { units: 10, activation: 'softmax' }] };
+  const xs = [rand(128 * 784, 2), rand(128 * 784, 2), rand(128 * 784, 2)], ys = xs.map(() => oneHot(128, 10));
+  const run = (): Float32Array[] => {
+    const m = build(spec);
+    const r = denseTrainStep(tf, m, true);
+    assert.ok(r.step, r.reason);
+    xs.forEach((x, j) => assert.ok(r.step!(x, ys[j], 128)));
+    const w = m.getWeights().map((t) => t.dataSync() as Float32Array);
+    r.dispose(); m.dispose();
+    return w;
+  };
+  const a = run(), b = run();
+  a.forEach((w, j) => assert.ok(Buffer.from(w.buffer).equals(Buffer.from(b[j].buffer)), `weight ${j} differs between two identical runs`));
   uninstallEngine(tf);
 });
 

@@ -99,10 +99,11 @@ test('fast engine kernels match the cpu backend (forward and gradient)', { skip:
   await tf.ready();
   const st = installEngine(tf, 'wasm');
   assert.equal(st.active, true, st.note);
-  const defaultOwn = addon!.info().forceOwn;
-  for (const own of addon!.info().blas === 'openblas' ? [false, true] : [true]) {
-    addon!.setForceOwn(own);
-    const tag = own ? 'own-gemm' : addon!.info().blas;
+  const defaultMode = addon!.info().gemm;
+  // with OpenBLAS linked: the default per-shape choice, OpenBLAS throughout, and the own kernels alone
+  for (const mode of addon!.info().blas === 'openblas' ? (['auto', 'openblas', 'own'] as const) : (['own'] as const)) {
+    addon!.setGemmMode(mode);
+    const tag = `${mode} gemm`;
     await t.test(`matmul family (${tag})`, async () => {
       for (const [m, k, n] of [[1, 1, 1], [1, 7, 3], [5, 3, 9], [17, 33, 13], [128, 784, 64], [31, 1, 40]]) {
         await check(`matMul ${m}x${k}x${n}`, [[m, k], [k, n]], (a, b) => tf.matMul(a, b));
@@ -118,6 +119,9 @@ test('fast engine kernels match the cpu backend (forward and gradient)', { skip:
       await check('sum over the last axis (falls back)', [[40, 130]], (a) => tf.sum(a, -1));
       await check('fused elu (falls back)', [[4, 6], [6, 5], [5]], (a, b, c) => tf.fused.matMul({ a, b, bias: c, activation: 'elu' }));
     });
+    // 'auto' differs from the other two modes only in which library a matmul takes: convolutions in training use the
+    // own kernels' tiles (and 1x1 ones here have K <= 64: own too), and the elementwise kernels use no GEMM
+    if (mode === 'auto') continue;
     await t.test(`conv2d family (${tag})`, async () => {
       const cases: [number[], number[], [number, number], 'same' | 'valid'][] = [
         [[1, 5, 5, 1], [3, 3, 1, 2], [1, 1], 'same'],
@@ -170,7 +174,7 @@ test('fast engine kernels match the cpu backend (forward and gradient)', { skip:
       await check('maxPool ties', [[2, 6, 6, 3]], (x) => tf.maxPool(tf.relu(tf.sub(x, 0.8)) as tf.Tensor4D, [2, 2], [2, 2], 'valid'));
     });
   }
-  addon!.setForceOwn(defaultOwn);
+  addon!.setGemmMode(defaultMode);
   uninstallEngine(tf);
 });
 
@@ -200,8 +204,12 @@ test('gradient check on a small conv network (engine vs finite differences and v
   });
   const loss = (): number => tf.tidy(() => smallNet(wData.map((d) => tf.tensor(d.values, d.shape)), tf.tensor4d(xData.values, xData.shape as [number, number, number, number]), tf.tensor2d(labels, [3, 5])).dataSync()[0]);
   const analytic = run();
-  // central differences on a sample of coordinates of every weight (float32: h = 1e-3, tolerance 2e-2 relative)
+  // central differences on a sample of coordinates of every weight (float32: h = 1e-3, tolerance 2e-2 relative). A
+  // step that moves a ReLU or max-pool input across its kink has no usable difference quotient (the one-sided quotients
+  // disagree): such a coordinate is skipped, at most 2 of the 6 per weight.
+  const l0 = loss();
   for (let k = 0; k < wData.length; k++) {
+    let kinks = 0;
     for (let j = 0; j < 6; j++) {
       const i = (j * 7919) % wData[k].values.length;
       const v = wData[k].values[i];
@@ -209,9 +217,11 @@ test('gradient check on a small conv network (engine vs finite differences and v
       wData[k].values[i] = v + h; const lp = loss();
       wData[k].values[i] = v - h; const lm = loss();
       wData[k].values[i] = v;
-      const num = (lp - lm) / (2 * h);
+      const num = (lp - lm) / (2 * h), fwd = (lp - l0) / h, bwd = (l0 - lm) / h;
+      if (Math.abs(fwd - bwd) > 2e-2 * (Math.abs(num) + 1e-2) + 2e-3) { kinks++; continue; }
       assert.ok(Math.abs(num - analytic[k][i]) <= 2e-2 * (Math.abs(num) + 1e-2) + 2e-3, `weight ${k}[${i}]: numeric ${num} vs analytic ${analytic[k][i]}`);
     }
+    assert.ok(kinks <= 2, `weight ${k}: ${kinks} of 6 sampled coordinates sit on a kink`);
   }
   await tf.setBackend('cpu');
   close('small network gradients vs cpu', analytic, run());
@@ -344,12 +354,13 @@ test('SLIMFIT_THREADS and SLIMFIT_GEMM reach the engine through configure(), whi
     e.configure(nativeSettings()); // the same settings again (another thread loading it): fine
     let late = '';
     try { e.configure({ threads: i.threads + 1, gemm: '', isa: '' }); } catch (err) { late = err.message; }
-    console.log(JSON.stringify({ threads: i.threads, forceOwn: i.forceOwn, late }));`;
+    console.log(JSON.stringify({ threads: i.threads, forceOwn: i.forceOwn, gemm: i.gemm, blas: i.blas, late }));`;
   for (const [threads, gemm] of [['1', 'own'], ['2', 'openblas']]) {
     const out = execFileSync(process.execPath, ['--import', 'tsx', '--input-type=module', '-e', script], { env: { ...process.env, SLIMFIT_THREADS: threads, SLIMFIT_GEMM: gemm }, encoding: 'utf8' });
-    const got = JSON.parse(out) as { threads: number; forceOwn: boolean; late: string };
+    const got = JSON.parse(out) as { threads: number; forceOwn: boolean; gemm: string; blas: string; late: string };
     assert.equal(got.threads, Number(threads));
-    assert.equal(got.forceOwn, gemm === 'own');
+    assert.equal(got.forceOwn, gemm === 'own' || got.blas === 'own');
+    assert.equal(got.gemm, got.blas === 'own' ? 'own' : gemm);
     assert.match(got.late, /after first use with different settings/);
   }
 });

@@ -364,6 +364,45 @@ describe('loader over a store', () => {
     assert.equal(new Set(c2).size, 100, 'the rare class: each of its 100 samples used (10 times each)');
     await ds.close();
   });
+
+  test('release(): owned batches given back are detached at once and refill later batches; batches kept never change', async () => {
+    const ds = await openDataset(stores[2003]);
+    const src = ds.split('train');
+    // Raw uint8 x (JS transform, recycled buffers zeroed first) and float32 x (the native gather writes every byte).
+    for (const normalize of [false, { scale: 1, shift: 0 }] as const) {
+      const loader = createLoader(src, { batchSize: 50, workers: 1, prefetch: 4, seed: 3, normalize });
+      const kept: Array<{ b: Batch; x: number[]; y: number[] }> = [];
+      for (let epoch = 0; epoch < 3; epoch++) {
+        const seen: number[] = [];
+        for await (const b of loader) {
+          const ids = idsOf(b.x as ArrayLike<number>, b.n);
+          seen.push(...ids);
+          assert.deepEqual(Array.from(b.y as ArrayLike<number>), ids.map((i) => i % 10), `labels of batch ${b.index} (normalize ${JSON.stringify(normalize)})`);
+          assert.equal(typeof b.release, 'function');
+          if (b.index % 3 === 0) kept.push({ b, x: Array.from(b.x as ArrayLike<number>), y: Array.from(b.y as ArrayLike<number>) });
+          else {
+            b.release!();
+            assert.equal(b.x.length, 0, 'released x is detached');
+            assert.equal(b.y.length, 0, 'released y is detached');
+            b.release!(); // again: nothing
+          }
+        }
+        assert.deepEqual(seen.sort((a, b) => a - b), Array.from({ length: 2003 }, (_, i) => i), `epoch ${epoch}: every sample once`);
+      }
+      for (const k of kept) {
+        assert.deepEqual(Array.from(k.b.x as ArrayLike<number>), k.x, `kept batch ${k.b.epoch}/${k.b.index} x unchanged`);
+        assert.deepEqual(Array.from(k.b.y as ArrayLike<number>), k.y, `kept batch ${k.b.epoch}/${k.b.index} y unchanged`);
+      }
+      await loader.close();
+    }
+    // Lent batches and batches made on the main thread have nothing to give back.
+    for (const opts of [{ reuseBuffers: true, workers: 1 }, { workers: 0 }]) {
+      const loader = createLoader(src, { batchSize: 500, ...opts });
+      for await (const b of loader) { assert.equal(b.release, undefined, JSON.stringify(opts)); break; }
+      await loader.close();
+    }
+    await ds.close();
+  });
 });
 
 describe('loader over plain files', () => {

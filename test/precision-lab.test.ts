@@ -10,6 +10,7 @@ import { buildMlp } from '../lab/run.ts';
 import { bytesPerParam, createTrainer } from '../lab/train.ts';
 import { DelayedScaledSite, DynamicFixedSite } from '../lab/dynfixed.ts';
 import { E4M3 } from '../src/precision/formats.ts';
+import { fp8AnswerBullets } from '../lab/fp8.ts';
 import * as tfl from '@tensorflow/tfjs-layers';
 
 function batch(seed: number, n = 32, dim = 20, classes = 4) {
@@ -220,7 +221,7 @@ test('`npm run lab -- chaos --tiny`: the null twin is bit-identical, one-ulp twi
   } finally { cleanup(); }
 });
 
-test('`npm run lab -- fp8 --tiny`: E4M3/E5M2 training with delayed scaling trains like fp32; scaling keeps tiny values', async () => {
+test('`npm run lab -- fp8 --tiny --only fp8,mxfp8,mxfp4`: E4M3/E5M2 training with delayed scaling and MXFP8 train like fp32; MXFP4 beside them; scaling keeps tiny values', async () => {
   const site = new DelayedScaledSite(E4M3, { history: 4 });
   const x = Float32Array.from({ length: 100 }, (_, i) => (i + 1) * 1e-5); // unscaled, most of these are E4M3 subnormals or 0
   const q = site.quantize(x, {});
@@ -228,12 +229,24 @@ test('`npm run lab -- fp8 --tiny`: E4M3/E5M2 training with delayed scaling train
   assert.equal(site.scale(), 2 ** Math.floor(Math.log2(448 / 1e-3)));
   const { dir, cleanup } = tempDir();
   try {
-    const r = await runCli(['fp8', '--tiny', '--out', dir], { script: LAB, timeoutMs: 240_000 });
+    const r = await runCli(['fp8', '--tiny', '--only', 'fp8,mxfp8,mxfp4', '--out', dir], { script: LAB, timeoutMs: 240_000 });
     assert.equal(r.code, 0, r.stderr);
     const acc = (name: string) => Number(new RegExp(`^fp8\\t${name}[^\\t]*\\tn=3\\tacc_mean=([0-9.]+)`, 'm').exec(r.stdout)![1]);
-    const f32 = acc('fp32'), f8 = acc('FP8: E4M3');
+    const f32 = acc('fp32'), f8 = acc('FP8: E4M3'), mx8 = acc('MXFP8'), mx4 = acc('MXFP4');
     assert.ok(f32 > 0.75, `fp32 ${f32}`);
     assert.ok(Math.abs(f8 - f32) < 0.01, `fp8 ${f8} vs fp32 ${f32}`);
-    assert.match(readFileSync(join(dir, 'precision.md'), 'utf8'), /within 1 point of fp32/);
+    assert.ok(Math.abs(mx8 - f32) < 0.02, `mxfp8 ${mx8} vs fp32 ${f32}`);
+    assert.ok(mx4 > 0.7, `mxfp4 ${mx4}`);
+    assert.doesNotMatch(r.stdout, /bf16|MXINT8/); // --only
+    const md = readFileSync(join(dir, 'precision.md'), 'utf8');
+    assert.match(md, /within 1 point of fp32/);
+    assert.match(md, /\| MXFP4: E2M1 x and W, forward GEMMs \| x and W of every forward GEMM in mxfp4\(e2m1\)/);
+    assert.match(md, /verdict vs fp32 \(95%, paired\)/);
+    const data = JSON.parse(readFileSync(join(dir, 'precision', 'fp8.json'), 'utf8'));
+    const bullets = fp8AnswerBullets(data);
+    assert.equal(bullets.length, 4);
+    assert.match(bullets[3], /MXFP4.*Δ [+-]?[0-9.]+ points \[[+-]?[0-9.]+, [+-]?[0-9.]+\]/);
+    const bad = await runCli(['fp8', '--tiny', '--only', 'fp9', '--out', dir], { script: LAB });
+    assert.equal(bad.code, 1); assert.match(bad.stderr, /error: fp8 --only: unknown recipe fp9/);
   } finally { cleanup(); }
 });

@@ -18,9 +18,18 @@ export function register(program: Command): void {
     .option('--shuffle-shards <n>', 'shards per window of the shard shuffle (default: the loader\'s)')
     .option('--no-torch', 'skip the PyTorch DataLoader peers')
     .option('--out <file>', 'also write the markdown table to this file')
+    .option('--goal', 'instead: the default loader and lent buffers vs numpy memmap on this (mapped) store and on it repeated --times times (read with pread), warm and cold, --repeat rounds')
+    .option('--times <n>', 'with --goal: how often the big store repeats this one', '10')
     .option('--remote', 'instead: the store served by nginx on 127.0.0.1 (and through a proxy adding --latency ms) vs the local store and numpy memmap')
     .option('--latency <ms>', 'with --remote: delay the proxy adds per chunk', '20')
-    .action(async (dir: string, o: { split?: string; batch: string; seconds: string; workers: string; cold?: boolean; repeat: string; out?: string; shuffle: string; shuffleShards?: string; torch: boolean; remote?: boolean; latency: string }) => {
+    .action(async (dir: string, o: { split?: string; batch: string; seconds: string; workers: string; cold?: boolean; repeat: string; out?: string; shuffle: string; shuffleShards?: string; torch: boolean; remote?: boolean; latency: string; goal?: boolean; times: string }) => {
+      if (o.goal) {
+        const { benchLoaderGoal } = await import('../loader/goal.ts');
+        const res = await benchLoaderGoal(dir, { split: o.split, batch: Number(o.batch), seconds: Number(o.seconds), repeat: Number(o.repeat), cold: o.cold !== false, times: Number(o.times), log: (l) => process.stderr.write(`${l}\n`) });
+        process.stdout.write(`${res.markdown}\n`);
+        if (o.out) { const { rename, writeFile } = await import('node:fs/promises'); await writeFile(`${o.out}.tmp`, `${res.markdown}\n`); await rename(`${o.out}.tmp`, o.out); }
+        return;
+      }
       if (o.remote) {
         const { benchRemoteLoader } = await import('../loader/remote.ts');
         const md = await benchRemoteLoader(dir, { split: o.split, batch: Number(o.batch), seconds: Number(o.seconds), workers: Number(o.workers.split(',')[0]), latencyMs: Number(o.latency), log: (l) => process.stderr.write(`${l}\n`) });

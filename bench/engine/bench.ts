@@ -1,12 +1,14 @@
 // `npm run bench -- engine`: GEMM GFLOP/s at training shapes (engine vs numpy/OpenBLAS) and end-to-end training
 // samples/s for mlp and cnn (fast engine vs plain tfjs wasm vs PyTorch), all measured in the same run.
 import { spawnSync } from 'node:child_process';
-import { availableParallelism, loadavg } from 'node:os';
+import { availableParallelism, cpus, loadavg } from 'node:os';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { formatBytes } from '../../src/core/rss.ts';
-import { loadAddon } from '../../src/engine/addon.ts';
-import type { BenchModel } from './models.ts';
+import * as tfl from '@tensorflow/tfjs-layers';
+import '@tensorflow/tfjs-backend-cpu';
+import { gemmModeLabel, loadAddon } from '../../src/engine/addon.ts';
+import { buildBenchModel, type BenchModel, type TrainingFlops, trainingFlops } from './models.ts';
 import { fmt, markdownTable } from './table.ts';
 
 const HERE = dirname(fileURLToPath(import.meta.url));
@@ -27,17 +29,29 @@ export const TRAINING_SHAPES: GemmShape[] = [
   { name: 'cnn dense 1600→128', M: 128, N: 128, K: 1600, transA: false, transB: false },
 ];
 
-/** One GEMM row (GFLOP/s): engine (default kernel), engine through OpenBLAS (if linked), numpy on all cores and on one
- * thread, and engine / the faster numpy. */
-export interface GemmRow { shape: GemmShape; engine: number; engineOpenblas: number | null; numpy: number | null; numpy1: number | null; ratio: number | null }
+/** The square GEMM whose best rate (own, OpenBLAS in the engine, numpy) is the machine's float32 ceiling in the report. */
+export const CEILING_SHAPE: GemmShape = { name: 'ceiling 2048³', M: 2048, N: 2048, K: 2048, transA: false, transB: false };
+
+/**
+ * One GEMM row (GFLOP/s): the engine's default mode, its own kernels and OpenBLAS inside it (null when not linked),
+ * which library the default mode takes for this shape, numpy on all cores and on one thread, and default / best numpy.
+ */
+export interface GemmRow {
+  shape: GemmShape; engine: number; own: number; engineOpenblas: number | null; choice: 'own' | 'OpenBLAS';
+  numpy: number | null; numpy1: number | null; ratio: number | null;
+}
 
 /** One training row: samples/s and peak RSS of one model on one engine (null with a note when it could not run). */
 export interface TrainRow {
   model: BenchModel; engine: 'fast engine, fused step' | 'fast engine' | 'tfjs wasm' | 'PyTorch';
+  /** Threads the run was given (the engine's pool, or PyTorch's intra-op threads and its BLAS's). */
+  threads: number;
   samplesPerSec: number | null;
   /** Samples per second of CPU time summed over the process's threads (independent of other load on the machine). */
   samplesPerCpuSec: number | null;
   peakRss: number | null; note: string;
+  /** PyTorch rows: the BLAS library its process mapped, and its kind ('reference' = Debian's unoptimized netlib BLAS). */
+  blas?: string; blasKind?: string;
 }
 
 /** Options of benchEngine. */
@@ -55,8 +69,14 @@ export interface EngineBenchOptions {
   log?: (line: string) => void;
 }
 
+/** The machine's float32 GEMM ceiling at CEILING_SHAPE: each contender's GFLOP/s and the best. */
+export interface Ceiling { own: number; engineOpenblas: number | null; numpy: number | null; best: number }
+
 /** Full results of the engine benchmark. */
-export interface EngineBenchResult { info: string; load: string; numpyBlas: string; gemm: GemmRow[]; train: TrainRow[] }
+export interface EngineBenchResult {
+  info: string; load: string; loadEnd: string; cpu: string; numpyBlas: string; gemm: GemmRow[]; ceiling: Ceiling;
+  flops: Partial<Record<BenchModel, TrainingFlops>>; train: TrainRow[];
+}
 
 function gemmRate(shape: GemmShape, seconds: number, rounds: number): number {
   const { addon } = loadAddon();
@@ -95,77 +115,129 @@ export function benchEngine(opts: EngineBenchOptions = {}): EngineBenchResult {
   const secs = opts.gemmSeconds ?? 0.3;
   const batch = opts.batch ?? 128;
   const models = opts.models ?? ['mlp', 'cnn'];
+  const linked = info.blas === 'openblas';
 
   log('GEMM: numpy/OpenBLAS …');
-  const npArgs = [join(ROOT, 'bench', 'engine-numpy.py'), JSON.stringify(TRAINING_SHAPES.map((s) => [s.name, s.M, s.N, s.K, s.transA, s.transB])), String(secs * 3), '3'];
+  const npShapes = [...TRAINING_SHAPES, CEILING_SHAPE];
+  const npArgs = [join(ROOT, 'bench', 'engine-numpy.py'), JSON.stringify(npShapes.map((s) => [s.name, s.M, s.N, s.K, s.transA, s.transB])), String(secs * 3), '3'];
   const np = child(opts.numpyPython ?? 'python3', npArgs);
   // numpy's OpenBLAS on one thread too: its spinning threads lose badly when the machine is busy
-  const np1 = child(opts.numpyPython ?? 'python3', npArgs, { ...process.env, OPENBLAS_NUM_THREADS: '1' });
+  const np1 = child(opts.numpyPython ?? 'python3', npArgs, { ...process.env, OPENBLAS_NUM_THREADS: '1', OMP_NUM_THREADS: '1' });
   const npRows = (np.json?.rows ?? []) as { name: string; gflops: number }[];
   const np1Rows = (np1.json?.rows ?? []) as { name: string; gflops: number }[];
+  const npRate = (rows: { name: string; gflops: number }[], s: GemmShape): number | null => rows.find((r) => r.name === s.name)?.gflops ?? null;
   log('GEMM: engine …');
-  const defaultOwn = info.forceOwn;
+  const rateIn = (mode: 'own' | 'openblas' | '', shape: GemmShape): number => {
+    addon.setGemmMode(mode);
+    const r = gemmRate(shape, secs * 3, 3);
+    addon.setGemmMode(info.gemm);
+    return r;
+  };
   const gemm: GemmRow[] = TRAINING_SHAPES.map((shape) => {
-    addon.setForceOwn(defaultOwn);
-    const engine = gemmRate(shape, secs * 3, 3);
-    let engineOpenblas: number | null = null;
-    if (info.blas === 'openblas') {
-      addon.setForceOwn(false);
-      engineOpenblas = gemmRate(shape, secs * 3, 3);
-      addon.setForceOwn(defaultOwn);
-    }
-    const numpy = npRows.find((r) => r.name === shape.name)?.gflops ?? null;
-    const numpy1 = np1Rows.find((r) => r.name === shape.name)?.gflops ?? null;
+    const engine = rateIn('', shape);
+    const own = rateIn('own', shape);
+    const engineOpenblas = linked ? rateIn('openblas', shape) : null;
+    const choice = addon.gemmUsesBlas(+shape.transA, +shape.transB, shape.M, shape.N, shape.K) ? 'OpenBLAS' : 'own';
+    const numpy = npRate(npRows, shape), numpy1 = npRate(np1Rows, shape);
     const best = Math.max(numpy ?? 0, numpy1 ?? 0);
-    return { shape, engine, engineOpenblas, numpy, numpy1, ratio: best > 0 ? engine / best : null };
+    return { shape, engine, own, engineOpenblas, choice, numpy, numpy1, ratio: best > 0 ? engine / best : null };
   });
+  log('GEMM: ceiling at 2048³ …');
+  const cOwn = rateIn('own', CEILING_SHAPE);
+  const cBlas = linked ? rateIn('openblas', CEILING_SHAPE) : null;
+  const cNumpy = Math.max(npRate(npRows, CEILING_SHAPE) ?? 0, npRate(np1Rows, CEILING_SHAPE) ?? 0) || null;
+  const ceiling: Ceiling = { own: cOwn, engineOpenblas: cBlas, numpy: cNumpy, best: Math.max(cOwn, cBlas ?? 0, cNumpy ?? 0) };
+
+  const flops: Partial<Record<BenchModel, TrainingFlops>> = {};
+  for (const model of models) flops[model] = flopsOf(model);
 
   const train: TrainRow[] = [];
-  const cpus = availableParallelism();
+  const nCpu = availableParallelism();
   const childTs = join(HERE, 'train-child.ts');
+  type Run = [TrainRow['engine'], string, string[], number];
   for (const model of models) {
     const n = opts.samples?.[model] ?? (model === 'mlp' ? 12800 : 3840);
     const slowN = Math.max(batch * 4, Math.round(n / (model === 'mlp' ? 10 : 5) / batch) * batch);
-    const one = { ...process.env, SLIMFIT_THREADS: '1' };
-    const runs: [TrainRow['engine'], string, string[], NodeJS.ProcessEnv?][] = [
+    const node = (kind: string, count: number): string[] => ['--import', 'tsx', childTs, model, kind, String(count), String(batch)];
+    const torch = join(ROOT, 'bench', 'engine-torch.py');
+    const runs: Run[] = [
       // the path slimfit's trainer takes for a Dense chain + Adam (src/engine/dense-step.ts); other models have none
       ...(model === 'mlp' ? [
-        ['fast engine, fused step', process.execPath, ['--import', 'tsx', childTs, model, 'fused', String(n), String(batch)]],
-        ['fast engine, fused step', process.execPath, ['--import', 'tsx', childTs, model, 'fused', String(n), String(batch)], one],
-      ] as [TrainRow['engine'], string, string[], NodeJS.ProcessEnv?][] : []),
-      ['fast engine', process.execPath, ['--import', 'tsx', childTs, model, 'engine', String(n), String(batch)]],
-      ['fast engine', process.execPath, ['--import', 'tsx', childTs, model, 'engine', String(n), String(batch)], one],
-      ['tfjs wasm', process.execPath, ['--import', 'tsx', childTs, model, 'wasm', String(slowN), String(batch)]],
-      // PyTorch on all cores and on one thread (its default here; OpenMP spin-waits suffer on a busy machine)
-      ['PyTorch', opts.torchPython ?? '/usr/bin/python3', [join(ROOT, 'bench', 'engine-torch.py'), model, String(n), String(batch), String(cpus)]],
-      ['PyTorch', opts.torchPython ?? '/usr/bin/python3', [join(ROOT, 'bench', 'engine-torch.py'), model, String(n), String(batch), '1']],
+        ['fast engine, fused step', process.execPath, node('fused', n), nCpu],
+        ['fast engine, fused step', process.execPath, node('fused', n), 1],
+      ] as Run[] : []),
+      ['fast engine', process.execPath, node('engine', n), nCpu],
+      ['fast engine', process.execPath, node('engine', n), 1],
+      ['tfjs wasm', process.execPath, node('wasm', slowN), 1],
+      // PyTorch on all cores and on one thread; its OpenMP and BLAS thread counts are set to the row's, so "1 thread"
+      // is one thread (Debian's torch otherwise lets OpenBLAS start one thread per core under it)
+      ['PyTorch', opts.torchPython ?? '/usr/bin/python3', [torch, model, String(n), String(batch), String(nCpu)], nCpu],
+      ['PyTorch', opts.torchPython ?? '/usr/bin/python3', [torch, model, String(n), String(batch), '1'], 1],
     ];
-    for (const [engine, cmd, args, env] of runs) {
-      log(`train ${model} on ${engine}${env ? ' (1 thread)' : ''} …`);
+    for (const [engine, cmd, args, threads] of runs) {
+      log(`train ${model} on ${engine} (${threads} thread${threads === 1 ? '' : 's'}) …`);
+      const t = String(threads);
+      const env = engine === 'PyTorch'
+        ? { ...process.env, OMP_NUM_THREADS: t, OPENBLAS_NUM_THREADS: t, MKL_NUM_THREADS: t }
+        : engine === 'tfjs wasm' ? process.env : { ...process.env, SLIMFIT_THREADS: t };
       const r = child(cmd, args, env);
       const j = r.json;
-      const extra = j && engine === 'PyTorch' ? `torch ${String(j.version)}, ${String(j.threads)} thread${Number(j.threads) === 1 ? '' : 's'}` : j ? String(j.note ?? '') : r.note;
-      train.push({ model, engine, samplesPerSec: j ? Number(j.samplesPerSec) : null, samplesPerCpuSec: j ? Number(j.samplesPerCpuSec) : null, peakRss: j ? Number(j.peakRss) : null, note: extra });
+      const extra = j && engine === 'PyTorch' ? `torch ${String(j.version)}, ${String(j.blasKind)}` : j ? String(j.note ?? '') : r.note;
+      train.push({
+        model, engine, threads: engine === 'tfjs wasm' ? 1 : threads, samplesPerSec: j ? Number(j.samplesPerSec) : null, samplesPerCpuSec: j ? Number(j.samplesPerCpuSec) : null,
+        peakRss: j ? Number(j.peakRss) : null, note: extra, ...(j && engine === 'PyTorch' ? { blas: String(j.blas), blasKind: String(j.blasKind) } : {}),
+      });
     }
   }
-  const engineName = `${info.forceOwn || info.blas === 'own' ? 'own' : 'OpenBLAS'} GEMM, ${info.isa}, ${info.threads} thread${info.threads === 1 ? '' : 's'}`;
-  return { info: engineName, load, numpyBlas: np.json ? `numpy ${String(np.json.numpy)} (${String(np.json.blas)})` : np.note, gemm, train };
+  const engineName = `${gemmModeLabel(info)} GEMM, ${info.isa}, ${info.threads} thread${info.threads === 1 ? '' : 's'}`;
+  const loadEnd = loadavg().map((l) => l.toFixed(1)).join(' ');
+  return { info: engineName, load, loadEnd, cpu: `${cpus()[0]?.model.trim() ?? 'unknown CPU'}, ${availableParallelism()} cores`, numpyBlas: np.json ? `numpy ${String(np.json.numpy)} (${String(np.json.blas)})` : np.note, gemm, ceiling, flops, train };
 }
 
-/** The results as markdown (two tables with ratios, peak RSS). */
+/** FLOPs per training sample of a bench model, from its layer shapes (built on tfjs's cpu backend, no training). */
+function flopsOf(kind: BenchModel): TrainingFlops {
+  const m = buildBenchModel(tfl, kind);
+  const f = trainingFlops(m);
+  m.dispose();
+  return f;
+}
+
+/** The results as markdown: GEMM table, ceiling, training table with ratios and fractions of the ceiling. */
 export function engineReport(r: EngineBenchResult): string {
-  const gemm = markdownTable(['GEMM (float32)', 'M×N×K', 'engine GFLOP/s', 'engine via OpenBLAS', 'numpy GFLOP/s', 'numpy 1 thread', 'engine / best numpy'],
-    r.gemm.map((g) => [g.shape.name, `${g.shape.M}×${g.shape.N}×${g.shape.K}${g.shape.transA ? ' (Aᵀ)' : ''}${g.shape.transB ? ' (Bᵀ)' : ''}`,
-      fmt(g.engine), fmt(g.engineOpenblas), fmt(g.numpy), fmt(g.numpy1), g.ratio == null ? '–' : `${fmt(g.ratio, 2)}x`]));
-  // the ratio is against the faster PyTorch configuration of the two measured
-  const torch = (m: BenchModel): number | null => {
-    const xs = r.train.filter((t) => t.model === m && t.engine === 'PyTorch' && t.samplesPerSec != null).map((t) => t.samplesPerSec!);
-    return xs.length ? Math.max(...xs) : null;
+  const shape = (s: GemmShape): string => `${s.M}×${s.N}×${s.K}${s.transA ? ' (Aᵀ)' : ''}${s.transB ? ' (Bᵀ)' : ''}`;
+  const gemm = markdownTable(['GEMM (float32)', 'M×N×K', 'engine default', 'takes', 'own GEMM', 'OpenBLAS in engine', 'numpy', 'numpy 1 thread', 'default / best numpy'],
+    r.gemm.map((g) => [g.shape.name, shape(g.shape), fmt(g.engine), g.choice, fmt(g.own), fmt(g.engineOpenblas), fmt(g.numpy), fmt(g.numpy1), g.ratio == null ? '–' : `${fmt(g.ratio, 2)}x`]));
+  const c = r.ceiling;
+  const ceiling = `Float32 GEMM ceiling (best at ${shape(CEILING_SHAPE)}): **${fmt(c.best)} GFLOP/s** (own ${fmt(c.own)}, OpenBLAS in the engine ${fmt(c.engineOpenblas)}, numpy ${fmt(c.numpy)}).`;
+  const flopLines = Object.entries(r.flops).map(([m, f]) => `${m}: ${fmt(f.total / 1e6, 2)} MFLOP per training sample (forward ${fmt(f.forward / 1e6, 2)} + weight gradients ${fmt(f.dW / 1e6, 2)} + input gradients ${fmt(f.dX / 1e6, 2)})`);
+  const counted = Object.values(r.flops)[0]?.counted ?? '';
+  const best = (m: BenchModel, pick: (t: TrainRow) => boolean): TrainRow | null => {
+    const xs = r.train.filter((t) => t.model === m && pick(t) && t.samplesPerSec != null);
+    return xs.length ? xs.reduce((a, b) => (b.samplesPerSec! > a.samplesPerSec! ? b : a)) : null;
   };
-  const train = markdownTable(['model', 'engine', 'samples/s', 'vs best PyTorch', 'samples per CPU-second', 'peak RSS', 'note'],
+  const isTorch = (t: TrainRow): boolean => t.engine === 'PyTorch';
+  const isSlimfit = (t: TrainRow): boolean => t.engine === 'fast engine' || t.engine === 'fast engine, fused step';
+  const train = markdownTable(['model', 'engine', 'threads', 'samples/s', 'vs best PyTorch', 'GFLOP/s', 'of ceiling', 'samples per CPU-second', 'peak RSS', 'note'],
     r.train.map((t) => {
-      const p = torch(t.model);
-      return [t.model, t.engine, fmt(t.samplesPerSec, 0), t.samplesPerSec != null && p ? `${fmt(t.samplesPerSec / p, 2)}x` : '–', fmt(t.samplesPerCpuSec, 0), t.peakRss ? formatBytes(t.peakRss) : '–', t.note];
+      const p = best(t.model, isTorch)?.samplesPerSec ?? null;
+      const f = r.flops[t.model]?.total ?? 0;
+      const gf = t.samplesPerSec != null && f ? (t.samplesPerSec * f) / 1e9 : null;
+      return [t.model, t.engine, String(t.threads), fmt(t.samplesPerSec, 0), t.samplesPerSec != null && p ? `${fmt(t.samplesPerSec / p, 2)}x` : '–',
+        fmt(gf), gf != null && c.best > 0 ? `${fmt((100 * gf) / c.best, 0)}%` : '–', fmt(t.samplesPerCpuSec, 0), t.peakRss ? formatBytes(t.peakRss) : '–', t.note];
     }));
-  return `Load average (1/5/15 min) at start: ${r.load}. Engine: ${r.info}. Peer BLAS: ${r.numpyBlas}. GEMM: best of 3 timed rounds each (robust to other load).\n\n${gemm}\n\nTraining (batch 128, Adam 1e-3, random data, one timed epoch after warm-up; each run in its own process):\n\n${train}\n`;
+  const ratios = (Object.keys(r.flops) as BenchModel[]).map((m) => {
+    const s = best(m, isSlimfit), p = best(m, isTorch);
+    if (!s || !p) return `${m}: best slimfit / best PyTorch: – (a run failed)`;
+    const f = r.flops[m]!.total;
+    return `${m}: best slimfit / best PyTorch = **${fmt(s.samplesPerSec! / p.samplesPerSec!, 2)}x** (${s.engine}, ${s.threads} thread${s.threads === 1 ? '' : 's'}: ${fmt(s.samplesPerSec, 0)} samples/s = ${fmt((100 * s.samplesPerSec! * f) / 1e9 / c.best, 0)}% of the ceiling; PyTorch ${p.threads} thread${p.threads === 1 ? '' : 's'}: ${fmt(p.samplesPerSec, 0)})`;
+  });
+  // a PyTorch on Debian's netlib reference BLAS multiplies ~30x slower than OpenBLAS: say so next to every ratio
+  const blasKinds = [...new Set(r.train.filter(isTorch).map((t) => t.blasKind ?? 'unknown'))];
+  const peerNote = blasKinds.includes('reference')
+    ? '**PyTorch ran on the reference (netlib) BLAS: NOT A FAIR PEER.** Point libblas.so.3 at OpenBLAS (`apt-get install libopenblas0-pthread`) and run again.'
+    : `PyTorch's BLAS (mapped into its process): ${[...new Set(r.train.filter(isTorch).map((t) => t.blas ?? '?'))].join('; ')} (${blasKinds.join(', ')}); OMP_NUM_THREADS and OPENBLAS_NUM_THREADS set to each row's threads.`;
+  // the ceiling, the GEMMs and each training row run minutes apart: with other work on the cores their shares differ
+  const busy = Math.max(Number(r.load.split(' ')[0]), Number(r.loadEnd.split(' ')[0])) > availableParallelism() * 0.75
+    ? `\n\n**The machine was busy (1-minute load average above 3/4 of its ${availableParallelism()} cores): rates measured minutes apart are not comparable, and fractions of the ceiling can even pass 100%. Run again on a quiet machine.**` : '';
+  return `Machine: ${r.cpu}. Load average (1/5/15 min) at start: ${r.load}, at end: ${r.loadEnd}. Engine: ${r.info}. Peer BLAS: ${r.numpyBlas}. GEMM: best of 3 timed rounds each (robust to other load).${busy}\n\n${gemm}\n\n${ceiling}\n\nTraining (batch 128, Adam 1e-3, random data, one timed epoch after warm-up; each run in its own process). ${peerNote}\n\n${train}\n\nFLOPs per training sample (${counted}):\n${flopLines.map((l) => `- ${l}`).join('\n')}\n\n${ratios.map((l) => `- ${l}`).join('\n')}\n`;
 }

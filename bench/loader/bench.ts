@@ -67,7 +67,7 @@ export interface BenchRow {
 export interface Raw { samples: number; seconds: number; cpuSeconds?: number; cpuIncomplete?: boolean; peakRss: number; peakRssChildren?: number; io?: string }
 
 /** Median of `xs` (mean of the middle two for an even count). */
-function median(xs: number[]): number {
+export function median(xs: number[]): number {
   const s = [...xs].sort((a, b) => a - b), m = s.length >> 1;
   return s.length % 2 ? s[m] : (s[m - 1] + s[m]) / 2;
 }
@@ -95,12 +95,12 @@ function canImport(python: string, module: string): boolean {
 }
 
 /** Read files once so they sit in the page cache. */
-async function warm(files: string[]): Promise<void> {
+export async function warm(files: string[]): Promise<void> {
   for (const f of files) await new Promise<void>((res, rej) => createReadStream(f, { highWaterMark: 4 << 20 }).on('data', () => {}).on('end', res).on('error', rej));
 }
 
 /** Evict files from the page cache (posix_fadvise DONTNEED on clean pages; no privileges needed). */
-function evict(python: string, files: string[]): void {
+export function evict(python: string, files: string[]): void {
   const r = spawnSync(python, ['-c', 'import os,sys\nfor p in sys.argv[1:]:\n  fd=os.open(p,os.O_RDONLY); os.posix_fadvise(fd,0,0,os.POSIX_FADV_DONTNEED); os.close(fd)', ...files]);
   if (r.status !== 0) throw new Error(`could not evict the store from the page cache: ${r.stderr}`);
 }

@@ -10,11 +10,14 @@ export interface BenchChildSpec {
   split: string;
   batch: number;
   seconds: number;
-  workers: number;
+  /** Worker threads; left out = the loader's default. */
+  workers?: number;
   shuffle: 'global' | 'block' | 'shard';
   /** Shard shuffle: shards per window. */
   shuffleShards?: number;
   reuse: boolean;
+  /** Owned batches: give each back with Batch.release() once used. */
+  release?: boolean;
   io: 'auto' | 'pread' | 'mmap';
   native: boolean;
   /** A store URL's cache folder and limit (and S3 endpoint). */
@@ -38,6 +41,7 @@ let cpu0 = process.cpuUsage();
 run: for (;;) {
   for await (const b of loader) {
     check += b.x[0] as number;
+    if (spec.release) b.release?.();
     if (shards && performance.now() - lastSample > 20) { cachePeak = Math.max(cachePeak, diskNow()); lastSample = performance.now(); }
     if (t0 === 0) { t0 = performance.now(); cpu0 = process.cpuUsage(); continue; } // timed from the first batch on, like the peers
     n += b.n;

@@ -3,8 +3,11 @@
 import { addonStatus, whyOff } from '../core/native.ts';
 import { type NativeSettings, nativeSettings } from '../core/config.ts';
 
+/** The float32 GEMM mode: the own kernels, OpenBLAS throughout, or a fixed per-shape choice between them (see gemmUsesBlas). */
+export type GemmMode = 'own' | 'openblas' | 'auto';
+
 /** Facts about the loaded addon. */
-export interface AddonInfo { blas: 'openblas' | 'own'; isa: 'avx512' | 'avx2' | 'generic'; threads: number; bf16: boolean; vnni: boolean; forceOwn: boolean }
+export interface AddonInfo { blas: 'openblas' | 'own'; isa: 'avx512' | 'avx2' | 'generic'; threads: number; bf16: boolean; vnni: boolean; forceOwn: boolean; gemm: GemmMode }
 
 /** GEMM variants of gemmDtype: current choice, OpenBLAS only, or the own kernels. */
 export type GemmKind = 'f64' | 'f32' | 'f64blas' | 'f32blas' | 'f64own' | 'f32own' | 'bf16' | 'i8';
@@ -32,6 +35,10 @@ export interface Addon {
   /** Whole-array GEMM C = A·B for the dtype benchmark; false when the CPU lacks the instruction. */
   gemmDtype(kind: GemmKind, M: number, N: number, K: number, A: Buf, B: Buf, C: Buf): boolean;
   setForceOwn(on: boolean): void;
+  /** Switch the float32 GEMM mode ('' = the default); returns the mode now in use (own without OpenBLAS). For benchmarks and tests. */
+  setGemmMode(mode: GemmMode | ''): GemmMode;
+  /** Whether a float32 GEMM of this shape goes to OpenBLAS under the current mode (a fixed rule by shape). */
+  gemmUsesBlas(ta: number, tb: number, M: number, N: number, K: number): boolean;
   /** Settings from the environment (src/core/config.ts); must come before the first kernel or info() call. */
   configure(s: NativeSettings): void;
   info(): AddonInfo;
@@ -52,9 +59,14 @@ export function loadAddon(): { addon: Addon | null; note: string } {
   try {
     addon.configure(settings);
     const i = addon.info();
-    cached = { addon, note: `native engine (${s.from}): ${i.forceOwn || i.blas === 'own' ? 'own' : 'OpenBLAS'} GEMM, ${i.isa}, ${i.threads} thread${i.threads === 1 ? '' : 's'}` };
+    cached = { addon, note: `native engine (${s.from}): ${gemmModeLabel(i)} GEMM, ${i.isa}, ${i.threads} thread${i.threads === 1 ? '' : 's'}` };
   } catch (e) {
     cached = { addon: null, note: `native engine failed to start (${(e as Error).message.split('\n')[0]})` };
   }
   return cached;
+}
+
+/** How notes name the GEMM mode: 'own', 'OpenBLAS', or 'own/OpenBLAS by shape'. */
+export function gemmModeLabel(i: AddonInfo): string {
+  return i.gemm === 'own' ? 'own' : i.gemm === 'openblas' ? 'OpenBLAS' : 'own/OpenBLAS by shape';
 }

@@ -168,7 +168,7 @@ function workerExecutor(init: ReaderInit): Executor {
     send(rs) {
       if (dead) return rs.map(() => Promise.reject(dead!));
       const ps = rs.map((r) => new Promise<Owned | void>((resolve, reject) => { waiting.set(r.seq, { resolve, reject }); }));
-      w.postMessage(rs);
+      w.postMessage(rs, rs.flatMap((r) => (r.reuse ? [...r.reuse] : [])));
       return ps;
     },
     pending: () => waiting.size,
@@ -478,6 +478,12 @@ export function createLoader(source: DataSource, opts: LoaderOptions = {}): Shuf
       }
       const indexBase = Math.ceil(first / B);
       const free = Array.from({ length: prefetch }, (_, i) => i);
+      // Owned batches the caller released (Batch.release): their buffers go to the next requests of the same size.
+      const spare: Array<readonly [ArrayBuffer, ArrayBuffer]> = [];
+      const takeSpare = (xb: number, yb: number): readonly [ArrayBuffer, ArrayBuffer] | undefined => {
+        const i = spare.findIndex((s) => s[0].byteLength === xb && s[1].byteLength === yb);
+        return i < 0 ? undefined : spare.splice(i, 1)[0];
+      };
       let next = 0;
       // Up to `group` consecutive batches go to one executor in one message.
       const group = Math.max(1, Math.floor(prefetch / (2 * ex.length)));
@@ -523,7 +529,8 @@ export function createLoader(source: DataSource, opts: LoaderOptions = {}): Shuf
             const s = starts[next];
             if (mode === 'block' && Math.floor(s / windowSamples) !== Math.floor(s0 / windowSamples)) break;
             const n = Math.min(B, perRank - s);
-            reqs.push({ seq: next++, epoch: ep, start: s, n, slot: free.shift()!, own: owned ? [n * spec.xOutBytes, n * spec.yOutBytes] : undefined });
+            const own = owned ? [n * spec.xOutBytes, n * spec.yOutBytes] as const : undefined;
+            reqs.push({ seq: next++, epoch: ep, start: s, n, slot: free.shift()!, own, reuse: own && takeSpare(own[0], own[1]) });
           }
           let done: Promise<Owned | void>[];
           if (fetcher) {
@@ -571,7 +578,20 @@ export function createLoader(source: DataSource, opts: LoaderOptions = {}): Shuf
         const { x, y } = got ? ownedView(got) : view(t.slot, n);
         if (!reuse) await release(t.slot);
         position = starts[k] + n;
-        yield { n, x, xShape: [n, ...spec.xShape], y, yShape: [n, ...spec.yShape], epoch: ep, index: indexBase + k };
+        const b: Batch = { n, x, xShape: [n, ...spec.xShape], y, yShape: [n, ...spec.yShape], epoch: ep, index: indexBase + k };
+        if (got) {
+          let given = false;
+          b.release = () => {
+            if (given) return;
+            given = true;
+            // Detach the caller's views now (a transfer keeps the memory, no copy); a buffer the caller already
+            // transferred elsewhere cannot be taken back and stays out of the pool.
+            let back: readonly [ArrayBuffer, ArrayBuffer];
+            try { back = structuredClone([got.x, got.y], { transfer: [got.x, got.y] }) as [ArrayBuffer, ArrayBuffer]; } catch { return; }
+            if (spare.length < prefetch) spare.push(back);
+          };
+        }
+        yield b;
         if (reuse) await release(t.slot);
       }
       normalize();

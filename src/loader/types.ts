@@ -146,6 +146,15 @@ export interface Batch {
   epoch: number;
   /** Index of this batch within the epoch (for this rank). */
   index: number;
+  /**
+   * Give this batch's memory back to the loader for a later batch (owned copies filled by worker threads; absent for
+   * lent batches and on the main thread). The arrays are detached at once (length 0, so a later read is empty rather than
+   * another batch's data). A batch never released stays the caller's. Calling it again does nothing.
+   *
+   * @example
+   * for await (const b of loader) { model.fit(b.x, b.y); b.release?.(); }
+   */
+  release?(): void;
 }
 
 /** Where a loader is: enough to continue at the next unseen sample (small, JSON-serializable). */

@@ -7,7 +7,11 @@ import { type ReaderInit, createReader } from './reader.ts';
  * A request from the loader: fill batch `seq` (positions start..start+n of epoch) into ring slot `slot`, or, with
  * `own` (bytes of x and of y), into fresh buffers that are transferred back and then belong to the caller.
  */
-export interface FillRequest { seq: number; epoch: number; start: number; n: number; slot: number; own?: readonly [number, number] }
+export interface FillRequest {
+  seq: number; epoch: number; start: number; n: number; slot: number; own?: readonly [number, number];
+  /** With `own`: released buffers of exactly those sizes (transferred here) to fill instead of fresh ones. */
+  reuse?: readonly [ArrayBuffer, ArrayBuffer];
+}
 /** The answer for one request: done (with the owned buffers if asked for), or the error that stopped it. */
 export interface FillReply { seq: number; x?: ArrayBuffer; y?: ArrayBuffer; error?: { message: string; slimfit: boolean; file?: string; hint?: string; stack?: string } }
 
@@ -30,7 +34,10 @@ parentPort!.on('message', (m: FillRequest[] | 'close') => {
       if (r.own) {
         // Owned batches are filled here and moved to the caller: the main thread never copies (or even touches) them.
         // x: uninitialized memory when the native gather overwrites all of it (zeroing fresh batches cost ~0.15 us/row).
-        const x = reader.gathersX ? unzeroed(r.own[0]) : new ArrayBuffer(r.own[0]), y = new ArrayBuffer(r.own[1]);
+        const back = r.reuse && r.reuse[0].byteLength === r.own[0] && r.reuse[1].byteLength === r.own[1] ? r.reuse : null;
+        if (back && !reader.gathersX) new Uint8Array(back[0]).fill(0);
+        if (back) new Uint8Array(back[1]).fill(0);
+        const x = back ? back[0] : reader.gathersX ? unzeroed(r.own[0]) : new ArrayBuffer(r.own[0]), y = back ? back[1] : new ArrayBuffer(r.own[1]);
         reader.fill(r.epoch, r.start, r.n, r.slot, [new Uint8Array(x), new Uint8Array(y)]);
         replies.push({ seq: r.seq, x, y });
         transfer.push(x, y);

@@ -21,7 +21,8 @@ export const ROUNDINGS: readonly Rounding[] = ['nearest', 'stochastic', 'zero'];
 /**
  * A binary floating-point format with `exp` exponent and `man` mantissa bits (plus a sign bit).
  * `special: 'ieee'` reserves the top exponent for inf/NaN; `'fn'` (OCP E4M3 style) has no inf and only
- * the all-ones magnitude is NaN. `overflow` says what a finite value beyond the range becomes.
+ * the all-ones magnitude is NaN; `'none'` (OCP FP6 E3M2/E2M3 and FP4 E2M1) has neither: every code is a finite
+ * number and overflow always saturates. `overflow` says what a finite value beyond the range becomes.
  */
 export interface FloatFormat {
   readonly kind: 'float';
@@ -30,7 +31,7 @@ export interface FloatFormat {
   readonly exp: number;
   readonly man: number;
   readonly bias: number;
-  readonly special: 'ieee' | 'fn';
+  readonly special: 'ieee' | 'fn' | 'none';
   /** Default overflow behaviour (a quantize call may override it with `opts.overflow`). */
   readonly overflow: Overflow;
   /** Exponent of the smallest normal number (1 - bias). */
@@ -104,20 +105,21 @@ function f32bits(x: number): number {
  * `inf` for ieee formats and `nan` for fn formats (which have no infinity).
  * @example floatFormat(4, 3, { special: 'fn', overflow: 'saturate' }) // OCP E4M3 in saturation mode
  */
-export function floatFormat(exp: number, man: number, opts: { special?: 'ieee' | 'fn'; overflow?: Overflow; name?: string } = {}): FloatFormat {
+export function floatFormat(exp: number, man: number, opts: { special?: 'ieee' | 'fn' | 'none'; overflow?: Overflow; name?: string } = {}): FloatFormat {
   if (!Number.isInteger(exp) || exp < 2 || exp > 8) throw new SlimfitError(`float format: exponent bits must be an integer in 2..8, got ${exp}`);
   if (!Number.isInteger(man) || man < 1 || man > 22) throw new SlimfitError(`float format: mantissa bits must be an integer in 1..22, got ${man}`);
   const special = opts.special ?? 'ieee';
   if (special === 'fn' && opts.overflow === 'inf') throw new SlimfitError(`float(e${exp},m${man},fn) has no infinity: its overflow can be 'nan' or 'saturate'`);
+  if (special === 'none' && opts.overflow !== undefined && opts.overflow !== 'saturate') throw new SlimfitError(`float(e${exp},m${man},none) has no infinity and no NaN: its overflow can only be 'saturate'`);
   const bias = 2 ** (exp - 1) - 1;
   const emin = 1 - bias;
   // ieee: top exponent field reserved; fn: only the all-ones code (exponent and mantissa) is NaN.
   const maxFinite = special === 'ieee'
     ? (2 - 2 ** -man) * 2 ** (2 ** exp - 2 - bias)
-    : (2 - 2 ** (1 - man)) * 2 ** (2 ** exp - 1 - bias);
+    : special === 'fn' ? (2 - 2 ** (1 - man)) * 2 ** (2 ** exp - 1 - bias) : (2 - 2 ** -man) * 2 ** (2 ** exp - 1 - bias);
   return {
-    kind: 'float', name: opts.name ?? `float(e${exp},m${man}${special === 'fn' ? ',fn' : ''})`, bits: 1 + exp + man,
-    exp, man, bias, special, overflow: opts.overflow ?? (special === 'ieee' ? 'inf' : 'nan'),
+    kind: 'float', name: opts.name ?? `float(e${exp},m${man}${special === 'ieee' ? '' : `,${special}`})`, bits: 1 + exp + man,
+    exp, man, bias, special, overflow: opts.overflow ?? (special === 'ieee' ? 'inf' : special === 'fn' ? 'nan' : 'saturate'),
     emin, maxFinite, minNormal: 2 ** emin, minSubnormal: 2 ** (emin - man),
   };
 }
@@ -133,6 +135,12 @@ export const BF16 = floatFormat(8, 7, { name: 'bf16' });
 export const E4M3 = floatFormat(4, 3, { special: 'fn', name: 'e4m3' });
 /** OCP FP8 E5M2: bias 15, max 57344, IEEE-like inf/NaN; overflow to inf (non-saturating). */
 export const E5M2 = floatFormat(5, 2, { name: 'e5m2' });
+/** OCP FP6 E3M2 (an MXFP6 element): bias 3, max 28, no inf/NaN, saturating. */
+export const E3M2 = floatFormat(3, 2, { special: 'none', name: 'e3m2' });
+/** OCP FP6 E2M3 (an MXFP6 element): bias 1, max 7.5, no inf/NaN, saturating. */
+export const E2M3 = floatFormat(2, 3, { special: 'none', name: 'e2m3' });
+/** OCP FP4 E2M1 (the MXFP4 element): bias 1, values 0, 0.5, 1, 1.5, 2, 3, 4, 6, no inf/NaN, saturating. */
+export const E2M1 = floatFormat(2, 1, { special: 'none', name: 'e2m1' });
 
 /**
  * The same float format with another default overflow behaviour; its name says so (e.g. `e4m3(sat)`).
@@ -141,6 +149,7 @@ export const E5M2 = floatFormat(5, 2, { name: 'e5m2' });
 export function withOverflow(fmt: FloatFormat, overflow: Overflow): FloatFormat {
   if (overflow === fmt.overflow) return fmt;
   if (overflow === 'inf' && fmt.special === 'fn') throw new SlimfitError(`${fmt.name} has no infinity: its overflow can be 'nan' or 'saturate'`);
+  if (fmt.special === 'none') throw new SlimfitError(`${fmt.name} has no infinity and no NaN: its overflow can only be 'saturate'`);
   const base = fmt.name.replace(/\((sat|inf|nan)\)$/, '');
   const dflt = fmt.special === 'ieee' ? 'inf' : 'nan';
   return { ...fmt, overflow, name: overflow === dflt ? base : `${base}(${overflow === 'saturate' ? 'sat' : overflow})` };
@@ -176,7 +185,8 @@ export function int8Format(scale?: number): Int8Format {
 }
 
 /**
- * Parse a format name: fp32, fp16, bf16, e4m3, e5m2, int8, fixed<IL,FL> (or fixedIL.FL), float(E,M) / float(E,M,fn).
+ * Parse a format name: fp32, fp16, bf16, e4m3, e5m2, e3m2, e2m3, e2m1 (fp4), int8, fixed<IL,FL> (or fixedIL.FL),
+ * float(E,M) / float(E,M,fn) / float(E,M,none).
  */
 export function parseFormat(s: string): Format {
   const sfx = /^(.*?)\s*[:(]\s*(sat|saturate|nan|inf)\s*\)?$/.exec(s.trim().toLowerCase());
@@ -186,13 +196,13 @@ export function parseFormat(s: string): Format {
     return withOverflow(f, sfx[2] === 'sat' || sfx[2] === 'saturate' ? 'saturate' : sfx[2] as Overflow);
   }
   const t = s.trim().toLowerCase();
-  const named: Record<string, Format> = { fp32: FP32, float32: FP32, fp16: FP16, float16: FP16, half: FP16, bf16: BF16, bfloat16: BF16, e4m3: E4M3, fp8: E4M3, 'fp8-e4m3': E4M3, e5m2: E5M2, 'fp8-e5m2': E5M2, int8: int8Format() };
+  const named: Record<string, Format> = { fp32: FP32, float32: FP32, fp16: FP16, float16: FP16, half: FP16, bf16: BF16, bfloat16: BF16, e4m3: E4M3, fp8: E4M3, 'fp8-e4m3': E4M3, e5m2: E5M2, 'fp8-e5m2': E5M2, e3m2: E3M2, 'fp6-e3m2': E3M2, e2m3: E2M3, 'fp6-e2m3': E2M3, e2m1: E2M1, 'fp4-e2m1': E2M1, fp4: E2M1, int8: int8Format() };
   if (named[t]) return named[t];
   let m = /^fixed\s*[<(]?\s*(\d+)\s*[,.]\s*(\d+)\s*[>)]?$/.exec(t);
   if (m) return fixedFormat(Number(m[1]), Number(m[2]));
-  m = /^float\s*\(\s*e?(\d+)\s*,\s*m?(\d+)\s*(?:,\s*(ieee|fn))?\s*\)$/.exec(t);
-  if (m) return floatFormat(Number(m[1]), Number(m[2]), { special: (m[3] as 'ieee' | 'fn' | undefined) ?? 'ieee' });
-  throw new SlimfitError(`unknown number format "${s}"`, { hint: 'use fp32, fp16, bf16, e4m3, e5m2, int8, fixed<IL,FL> or float(E,M[,fn]); a float format may end in :sat, :inf or :nan (overflow mode)' });
+  m = /^float\s*\(\s*e?(\d+)\s*,\s*m?(\d+)\s*(?:,\s*(ieee|fn|none))?\s*\)$/.exec(t);
+  if (m) return floatFormat(Number(m[1]), Number(m[2]), { special: (m[3] as 'ieee' | 'fn' | 'none' | undefined) ?? 'ieee' });
+  throw new SlimfitError(`unknown number format "${s}"`, { hint: 'use fp32, fp16, bf16, e4m3, e5m2, e3m2, e2m3, e2m1, int8, fixed<IL,FL> or float(E,M[,fn|none]); a float format may end in :sat, :inf or :nan (overflow mode)' });
 }
 
 /** Bytes one value occupies when stored in `fmt` (bits / 8). */
@@ -446,6 +456,7 @@ function dState(fmt: Format, opts: QuantizeOptions): DState {
   let lo = 0, hi = 0, mul = 1, step = 1;
   if (fmt.kind === 'fixed') { lo = -(2 ** (fmt.bits - 1)); hi = 2 ** (fmt.bits - 1) - 1; mul = 2 ** fmt.fl; step = 2 ** -fmt.fl; }
   if (fmt.kind === 'int8') throw new SlimfitError('int8 has a per-tensor scale: quantize the float32 array with quantize()');
+  if (fmt.kind === 'float' && fmt.special === 'none' && opts.overflow !== undefined && opts.overflow !== 'saturate') throw new SlimfitError(`${fmt.name} has no infinity and no NaN: its overflow can only be 'saturate'`);
   if (fmt.kind === 'float' && fmt.special === 'fn' && opts.overflow === 'inf') throw new SlimfitError(`${fmt.name} has no infinity: its overflow can be 'nan' or 'saturate'`);
   return { fmt, rounding, rng: opts.rng, st, overflow: opts.overflow ?? (fmt.kind === 'float' ? fmt.overflow : 'inf'), lo, hi, mul, step };
 }
@@ -609,7 +620,7 @@ export type Codes = Uint8Array | Uint16Array;
 /**
  * Encode values as codes of a float format (<= 16 bits): values are first rounded to nearest-even (overflow per the
  * format's default). Every NaN becomes the format's canonical NaN code: the positive quiet NaN (fp16 0x7e00, bf16
- * 0x7fc0, e5m2 0x7e) or, for fn formats, 0x7f.
+ * 0x7fc0, e5m2 0x7e) or, for fn formats, 0x7f; formats without NaN (`special: 'none'`) refuse a NaN.
  * @example encode(FP16, Float32Array.of(1, NaN)) // Uint16Array [0x3c00, 0x7e00]
  */
 export function encode(fmt: FloatFormat, x: Float32Array, out?: Codes): Codes {
@@ -629,6 +640,7 @@ export function encode(fmt: FloatFormat, x: Float32Array, out?: Codes): Codes {
     const s = b >>> 31 ? signBit : 0;
     let c: number;
     if (a > 0x7f800000) {
+      if (fmt.special === 'none') throw new SlimfitError(`encode: ${fmt.name} has no NaN code, and element ${i} is NaN`, { hint: 'an MX block carries NaN in its E8M0 scale (mxEncode); replace NaNs before encoding plain FP6/FP4 codes' });
       codes[i] = fmt.special === 'fn' ? allOnes : expOnes | (1 << (M - 1));
       continue;
     } else if (a === 0x7f800000) c = fmt.special === 'ieee' ? expOnes : allOnes;

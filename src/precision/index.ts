@@ -2,3 +2,4 @@
 // stochastic or toward-zero rounding, and bit-exact encode/decode of the float formats.
 export * from './formats.ts';
 export { type Rng, createRng, fillU32 } from './rng.ts';
+export * from './mx.ts';
