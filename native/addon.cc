@@ -269,10 +269,11 @@ napi_value DenseStep(napi_env env, napi_callback_info info) {
   return undef(env);
 }
 
-// convStep(heap, x, y, batch, plan, out[, prof]): plan = Float64Array [nLayers, lr, beta1, beta2, eps, oma1, oma2, c1,
+// convStep(heap, x, y, batch, plan, out[, prof[, noFusedPool]]): plan = Float64Array [nLayers, lr, beta1, beta2, eps, oma1, oma2, c1,
 // c2, then per layer 25: kind, act, in, out, geom15 (N ignored), wOff, bOff, mwOff, vwOff, mbOff, vbOff] (byte offsets
 // into heap, -1 = none; pool layers have none); out receives [mean loss, correct count]; prof (Float64Array, 4L+2)
-// accumulates seconds per phase (see conv_step.h).
+// accumulates seconds per phase (see conv_step.h; an empty array: none); noFusedPool 1 runs a first conv and its pool
+// as separate kernels.
 napi_value ConvStep(napi_env env, napi_callback_info info) {
   Args a(env, info);
   size_t hlen, xlen, ylen, plen, olen, flen = 0;
@@ -288,7 +289,7 @@ napi_value ConvStep(napi_env env, napi_callback_info info) {
   const int P = 25;
   int L = plen >= 9 * sizeof(double) ? (int)plan[0] : 0;
   if (olen < 2 * sizeof(double) || B <= 0 || L <= 0 || L > 1000 || plen < (9 + (size_t)P * L) * sizeof(double) ||
-      (fb && flen < (4 * (size_t)L + 2) * sizeof(double))) {
+      (flen && flen < (4 * (size_t)L + 2) * sizeof(double))) {
     a.fail("slimfit engine: bad convStep arguments");
     return nullptr;
   }
@@ -353,7 +354,8 @@ napi_value ConvStep(napi_env env, napi_callback_info info) {
   }
   s.x = (const float*)xb;
   s.y = (const float*)yb;
-  s.prof = (double*)fb;
+  s.prof = flen ? (double*)fb : nullptr;
+  if (a.n > 7) s.noFusedPool = a.num(7) != 0;
   double* out = (double*)ob;
   conv_train_step(s, &out[0], &out[1]);
   return undef(env);

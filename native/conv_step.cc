@@ -5,9 +5,15 @@
 #include "conv_step.h"
 
 #include <algorithm>
-#include <chrono>
+#include <ctime>
 #include <cmath>
 #include <cstring>
+
+#include "gemm_own.h"
+#include "threadpool.h"
+#ifdef __x86_64__
+#include <immintrin.h>
+#endif
 
 namespace sf {
 
@@ -16,7 +22,8 @@ namespace {
 // Per-thread scratch (the JS thread that calls the step); grows to the largest model and batch seen.
 struct Scratch {
   std::vector<std::vector<float>> act;  // act[l]: output of layer l, [B, out_l]
-  std::vector<float> dOut, dIn, g, dw, db;
+  std::vector<float> dOut, dIn, g, dw, db, part;
+  std::vector<uint8_t> argmax;  // window position of each pooled value (fused conv + relu + pool)
 };
 thread_local Scratch scratch;
 
@@ -24,14 +31,21 @@ void ensure(std::vector<float>& v, size_t n) {
   if (v.size() < n) v.resize(n);
 }
 
+// Phase timer: CPU time of the calling thread (on a busy machine wall time mostly measures the other processes; with
+// SLIMFIT_THREADS=1 all of a step's work is on this thread).
 struct Clock {
   double* prof;
-  std::chrono::steady_clock::time_point t = std::chrono::steady_clock::now();
+  double t = prof ? now() : 0;
+  static double now() {
+    timespec ts;
+    clock_gettime(CLOCK_THREAD_CPUTIME_ID, &ts);
+    return ts.tv_sec + 1e-9 * ts.tv_nsec;
+  }
   void lap(int slot) {
     if (!prof) return;
-    auto now = std::chrono::steady_clock::now();
-    prof[slot] += std::chrono::duration<double>(now - t).count();
-    t = now;
+    const double n = now();
+    prof[slot] += n - t;
+    t = n;
   }
 };
 
@@ -79,6 +93,169 @@ void softmax_xent(float* p, const float* y, float* dz, int B, int C, double* los
   *correctOut = correct;
 }
 
+
+// ---- a first conv layer (9 taps, relu) and the max pool after it as one kernel ----
+// Why: the conv's full-size output (11 MB for the cnn's 128x26x26x32) was written, read by the pool, read twice more by
+// the pool's gradient and the ReLU gradient, and once more by the filter gradient. Here each conv output pixel is made
+// in registers, pooled at once (the pooled value and its window position are stored), and the filter and bias
+// gradients are taken straight from the pooled gradient: only a quarter of the data, and no full-size pass.
+// The forward arithmetic is the engine's (bias, then + tap * w in tap order, max with 0; ties keep the first window
+// position, as tfjs's MaxPoolGrad does), so the pooled values equal what conv2d + maxpool give.
+
+// The input values under conv output pixel (n, oh, ow), in (kh, kw, c) order (0 outside the image).
+static inline void gather_taps9(const ConvGeom& g, const float* x, int n, int oh, int ow, float* t) {
+  int k = 0;
+  for (int kh = 0; kh < g.KH; kh++) {
+    const int ih = oh * g.sh - g.pt + kh * g.dh;
+    for (int kw = 0; kw < g.KW; kw++) {
+      const int iw = ow * g.sw - g.pl + kw * g.dw;
+      const bool in = ih >= 0 && ih < g.H && iw >= 0 && iw < g.W;
+      const float* src = x + (((long)n * g.H + ih) * g.W + iw) * g.C;
+      for (int c = 0; c < g.C; c++) t[k++] = in ? src[c] : 0.f;
+    }
+  }
+}
+
+#ifdef __x86_64__
+template <int OCV>
+__attribute__((target("avx512f"))) static void conv_relu_pool_rows(const ConvGeom& cg, const ConvGeom& pg, const float* x, const float* w,
+                                                                     const float* bias, float* y, uint8_t* idx, long r0, long r1) {
+  const int OC = 16 * OCV;
+  __m512 wv[9][OCV], bv[OCV];
+  for (int k = 0; k < 9; k++)
+    for (int v = 0; v < OCV; v++) wv[k][v] = _mm512_loadu_ps(w + k * OC + 16 * v);
+  for (int v = 0; v < OCV; v++) bv[v] = bias ? _mm512_loadu_ps(bias + 16 * v) : _mm512_setzero_ps();
+  const __m512 zero = _mm512_setzero_ps();
+  float t[9];
+  for (long r = r0; r < r1; r++) {
+    const int n = (int)(r / pg.OH), ph = (int)(r % pg.OH);
+    for (int pw = 0; pw < pg.OW; pw++) {
+      __m512 best[OCV];
+      __m512i bi[OCV];
+      int q = 0;
+      for (int qh = 0; qh < pg.KH; qh++)
+        for (int qw = 0; qw < pg.KW; qw++, q++) {
+          gather_taps9(cg, x, n, ph * pg.sh + qh, pw * pg.sw + qw, t);
+          for (int v = 0; v < OCV; v++) {
+            __m512 acc = bv[v];
+            for (int k = 0; k < 9; k++) acc = _mm512_add_ps(acc, _mm512_mul_ps(_mm512_set1_ps(t[k]), wv[k][v]));
+            acc = _mm512_max_ps(zero, acc);
+            if (q == 0) {
+              best[v] = acc;
+              bi[v] = _mm512_setzero_si512();
+            } else {
+              const __mmask16 m = _mm512_cmp_ps_mask(acc, best[v], _CMP_GT_OQ);
+              best[v] = _mm512_mask_mov_ps(best[v], m, acc);
+              bi[v] = _mm512_mask_mov_epi32(bi[v], m, _mm512_set1_epi32(q));
+            }
+          }
+        }
+      const long o = ((long)r * pg.OW + pw) * OC;
+      for (int v = 0; v < OCV; v++) {
+        _mm512_storeu_ps(y + o + 16 * v, best[v]);
+        _mm_storeu_si128((__m128i*)(idx + o + 16 * v), _mm512_cvtepi32_epi8(bi[v]));
+      }
+    }
+  }
+}
+
+// Filter and bias gradient partials of pooled pixels [p0, p1): the conv output at each value's window position gets
+// the pooled gradient when the pooled value is > 0 (ReLU's gradient through its output), every other position 0.
+template <int OCV>
+__attribute__((target("avx512f"))) static void conv_relu_pool_grad_rows(const ConvGeom& cg, const ConvGeom& pg, const float* x, const float* y,
+                                                                          const uint8_t* idx, const float* dy, float* part, float* dbPart, long p0, long p1) {
+  const int OC = 16 * OCV;
+  __m512 acc[9][OCV], dba[OCV];
+  for (int v = 0; v < OCV; v++) {
+    dba[v] = _mm512_setzero_ps();
+    for (int k = 0; k < 9; k++) acc[k][v] = _mm512_setzero_ps();
+  }
+  const __m512 zero = _mm512_setzero_ps();
+  float t[9];
+  for (long p = p0; p < p1; p++) {
+    const int n = (int)(p / ((long)pg.OH * pg.OW)), rr = (int)(p % ((long)pg.OH * pg.OW)), ph = rr / pg.OW, pw = rr % pg.OW;
+    __m512 d[OCV];
+    __mmask16 pos[OCV];
+    __m512i gi[OCV];
+    for (int v = 0; v < OCV; v++) {
+      pos[v] = _mm512_cmp_ps_mask(_mm512_loadu_ps(y + p * OC + 16 * v), zero, _CMP_GT_OQ);
+      d[v] = _mm512_maskz_mov_ps(pos[v], _mm512_loadu_ps(dy + p * OC + 16 * v));
+      gi[v] = _mm512_cvtepu8_epi32(_mm_loadu_si128((const __m128i*)(idx + p * OC + 16 * v)));
+      dba[v] = _mm512_add_ps(dba[v], d[v]);
+    }
+    int q = 0;
+    for (int qh = 0; qh < pg.KH; qh++)
+      for (int qw = 0; qw < pg.KW; qw++, q++) {
+        __mmask16 mq[OCV];
+        bool any = false;
+        for (int v = 0; v < OCV; v++) {
+          mq[v] = pos[v] & _mm512_cmpeq_epi32_mask(gi[v], _mm512_set1_epi32(q));
+          any |= mq[v] != 0;
+        }
+        if (!any) continue;
+        gather_taps9(cg, x, n, ph * pg.sh + qh, pw * pg.sw + qw, t);
+        for (int v = 0; v < OCV; v++) {
+          const __m512 g = _mm512_maskz_mov_ps(mq[v], d[v]);
+          for (int k = 0; k < 9; k++) acc[k][v] = _mm512_add_ps(acc[k][v], _mm512_mul_ps(_mm512_set1_ps(t[k]), g));
+        }
+      }
+  }
+  for (int v = 0; v < OCV; v++) {
+    _mm512_storeu_ps(dbPart + 16 * v, dba[v]);
+    for (int k = 0; k < 9; k++) _mm512_storeu_ps(part + k * OC + 16 * v, acc[k][v]);
+  }
+}
+#endif
+
+// OCV (output channels / 16) when conv layer c (relu) and pool layer p can run as one kernel, else 0.
+int conv_pool_ocv(const ConvStepLayer& c, const ConvStepLayer& p) {
+#ifdef __x86_64__
+  const ConvGeom &cg = c.g, &pg = p.g;
+  if (detect_isa() != ISA_AVX512 || c.kind != CS_CONV || c.act != DENSE_RELU || p.kind != CS_POOL) return 0;
+  if (cg.KH * cg.KW * cg.C != 9 || cg.OC % 16 != 0 || pg.C != cg.OC) return 0;
+  if (pg.KH != pg.sh || pg.KW != pg.sw || pg.pt != 0 || pg.pl != 0 || pg.dh != 1 || pg.dw != 1 || pg.KH * pg.KW > 255) return 0;
+  if (pg.H != cg.OH || pg.W != cg.OW || pg.OH * pg.KH > pg.H || pg.OW * pg.KW > pg.W) return 0;
+  const int ocv = cg.OC / 16;
+  return ocv == 1 || ocv == 2 || ocv == 4 ? ocv : 0;
+#else
+  (void)c, (void)p;
+  return 0;
+#endif
+}
+
+void conv_relu_pool(int ocv, const ConvGeom& cg, const ConvGeom& pg, const float* x, const float* w, const float* bias, float* y, uint8_t* idx) {
+#ifdef __x86_64__
+  parallel_for((long)pg.N * pg.OH, 4, [&](long r0, long r1) {
+    if (ocv == 1) conv_relu_pool_rows<1>(cg, pg, x, w, bias, y, idx, r0, r1);
+    if (ocv == 2) conv_relu_pool_rows<2>(cg, pg, x, w, bias, y, idx, r0, r1);
+    if (ocv == 4) conv_relu_pool_rows<4>(cg, pg, x, w, bias, y, idx, r0, r1);
+  });
+#endif
+}
+
+// Partial sums over a fixed number of pooled-pixel ranges (independent of the thread count), added in range order.
+void conv_relu_pool_grad(int ocv, const ConvGeom& cg, const ConvGeom& pg, const float* x, const float* y, const uint8_t* idx,
+                         const float* dy, float* dw, float* db, std::vector<float>& part) {
+#ifdef __x86_64__
+  const long P = (long)pg.N * pg.OH * pg.OW, kk = 9L * cg.OC, per = kk + cg.OC;
+  const int nc = (int)std::max<long>(1, std::min<long>(16, P / 256));
+  ensure(part, (size_t)nc * per);
+  pool().run(nc, [&](int c) {
+    const long b = P * c / nc, e = P * (c + 1) / nc;
+    float* pc = part.data() + (size_t)c * per;
+    if (ocv == 1) conv_relu_pool_grad_rows<1>(cg, pg, x, y, idx, dy, pc, pc + kk, b, e);
+    if (ocv == 2) conv_relu_pool_grad_rows<2>(cg, pg, x, y, idx, dy, pc, pc + kk, b, e);
+    if (ocv == 4) conv_relu_pool_grad_rows<4>(cg, pg, x, y, idx, dy, pc, pc + kk, b, e);
+  });
+  for (long i = 0; i < per; i++) {
+    float s = 0.f;
+    for (int c = 0; c < nc; c++) s += part[(size_t)c * per + i];
+    if (i < kk) dw[i] = s;
+    else if (db) db[i - kk] = s;
+  }
+#endif
+}
+
 }  // namespace
 
 void conv_train_step(const ConvStepArgs& s, double* lossOut, double* correctOut) {
@@ -103,6 +280,11 @@ void conv_train_step(const ConvStepArgs& s, double* lossOut, double* correctOut)
   ensure(sc.db, widestOut);
   Clock clk{s.prof};
 
+  // The first trainable layer, a conv with relu followed by a max pool, may run with the pool as one kernel (its input
+  // gradient is never needed, so the conv's full-size output need not exist).
+  const int fl = firstTrainable < L - 1 && !s.noFusedPool ? firstTrainable : -1;
+  const int fusedOcv = fl >= 0 ? conv_pool_ocv(s.layers[fl], s.layers[fl + 1]) : 0;
+
   // Forward.
   const float* a = s.x;
   for (int l = 0; l < L; l++) {
@@ -111,7 +293,17 @@ void conv_train_step(const ConvStepArgs& s, double* lossOut, double* correctOut)
     float* z = sc.act[l].data();
     ConvGeom g = d.g;
     g.N = B;
-    if (d.kind == CS_CONV) {
+    if (fusedOcv && l == fl + 1) {
+      continue;  // made together with layer fl
+    } else if (fusedOcv && l == fl) {
+      const ConvStepLayer& p = s.layers[l + 1];
+      ConvGeom pg = p.g;
+      pg.N = B;
+      ensure(sc.act[l + 1], (size_t)B * p.out);
+      if (sc.argmax.size() < (size_t)B * p.out) sc.argmax.resize((size_t)B * p.out);
+      conv_relu_pool(fusedOcv, g, pg, a, d.w, d.b, sc.act[l + 1].data(), sc.argmax.data());
+      z = sc.act[l + 1].data();
+    } else if (d.kind == CS_CONV) {
       conv2d(g, a, d.w, z, d.b, d.act == DENSE_RELU ? 1 : 0);
     } else if (d.kind == CS_POOL) {
       maxpool(g, a, z);
@@ -136,6 +328,21 @@ void conv_train_step(const ConvStepArgs& s, double* lossOut, double* correctOut)
     const bool needIn = l > firstTrainable;  // no trainable layer below: the input gradient is never used
     ConvGeom g = d.g;
     g.N = B;
+    if (fusedOcv && l == fl + 1) {
+      clk.lap(4 * l + 1);
+      continue;  // sc.dOut stays the pooled gradient, which layer fl's kernel reads
+    }
+    if (fusedOcv && l == fl) {
+      ConvGeom pg = s.layers[l + 1].g;
+      pg.N = B;
+      conv_relu_pool_grad(fusedOcv, g, pg, ain, sc.act[l + 1].data(), sc.argmax.data(), sc.dOut.data(), sc.dw.data(),
+                          d.b ? sc.db.data() : nullptr, sc.part);
+      clk.lap(4 * l + 2);
+      adam_update((long)g.KH * g.KW * g.C * g.OC, d.w, d.mw, d.vw, sc.dw.data(), o.lr, o.beta1, o.beta2, o.eps, o.oma1, o.oma2, o.c1, o.c2);
+      if (d.b) adam_update(g.OC, d.b, d.mb, d.vb, sc.db.data(), o.lr, o.beta1, o.beta2, o.eps, o.oma1, o.oma2, o.c1, o.c2);
+      clk.lap(4 * L);
+      break;
+    }
     if (d.kind == CS_POOL) {
       if (needIn) maxpool_grad(g, ain, sc.dOut.data(), sc.dIn.data());
       clk.lap(4 * l + 1);

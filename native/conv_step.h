@@ -27,9 +27,11 @@ struct ConvStepArgs {
   const float* y;  // [batch, classes], one-hot or soft targets
   std::vector<ConvStepLayer> layers;
   AdamArgs adam;
-  // Optional: seconds spent per phase are added here (per layer l: [4l] forward, [4l+1] activation/bias gradient or
+  // Optional: CPU seconds of the calling thread spent per phase are added here (per layer l: [4l] forward, [4l+1] activation/bias gradient or
   // pool backward, [4l+2] weight gradient, [4l+3] input gradient; then [4L] Adam, [4L+1] softmax and loss).
   double* prof = nullptr;
+  // Run the first conv layer and its max pool as separate kernels (the fused one is checked against them).
+  bool noFusedPool = false;
 };
 
 // Train one batch in place; *loss = mean categorical cross-entropy (tfjs's clipping), *correct = argmax matches.

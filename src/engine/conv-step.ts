@@ -48,6 +48,16 @@ interface Planned {
 const shapeOf = (t: unknown): (number | null)[] => (t as { shape: (number | null)[] }).shape;
 const size = (s: (number | null)[]): number => s.slice(1).reduce<number>((a, b) => a * Number(b), 1);
 
+/** Options of {@link convTrainStep}. */
+export interface ConvStepOptions {
+  /** Data-parallel gradient reduction (see DenseStepOptions): conv nets have no fused step under it yet. */
+  reduce?: unknown;
+  /** Adds the CPU seconds of the calling thread per phase to this array (4 per layer + 2, see native/conv_step.h). */
+  profile?: Float64Array;
+  /** Run a first conv layer and the max pool after it as two kernels, not the fused one (for tests and profiling). */
+  separateKernels?: boolean;
+}
+
 /**
  * The fused step for `model` when it is a chain of Conv2D / MaxPooling2D / Flatten / Dense layers (with at least one
  * Conv2D) compiled with categoricalCrossentropy and Adam on the engine's wasm backend, else the reason it has none.
@@ -57,7 +67,7 @@ const size = (s: (number | null)[]): number => s.slice(1).reduce<number>((a, b) 
  * const r = convTrainStep(tf, model, engineActive());
  * if (r.step) { const [loss, acc] = r.step(x, yOneHot, n) ?? await model.trainOnBatch(xs, ys); }
  */
-export function convTrainStep(tf: Tf, model: tfl.LayersModel, engineActive: boolean, opts: { reduce?: unknown; profile?: Float64Array } = {}): DenseStepResult {
+export function convTrainStep(tf: Tf, model: tfl.LayersModel, engineActive: boolean, opts: ConvStepOptions = {}): DenseStepResult {
   const no = (reason: string): DenseStepResult => ({ step: null, reason });
   if (!featureEnabled('fused')) return no(`disabled by ${disabledBy('fused')}`);
   if (!featureEnabled('fused-cnn')) return no(`disabled by ${disabledBy('fused-cnn')}`);
@@ -158,7 +168,8 @@ export function convTrainStep(tf: Tf, model: tfl.LayersModel, engineActive: bool
     for (let k = 0; k < 15; k++) plan[q + 4 + k] = p.geom[k];
     for (let k = 19; k < PER; k++) plan[q + k] = -1;
   }
-  const profile = opts.profile;
+  const profile = opts.profile ?? new Float64Array(0);
+  const separate = opts.separateKernels ? 1 : 0;
 
   const step: DenseStep = (x, y, n) => {
     if (!(x instanceof Float32Array) || !(y instanceof Float32Array)) throw new Error('fused step: x and y must be Float32Arrays');
@@ -188,8 +199,7 @@ export function convTrainStep(tf: Tf, model: tfl.LayersModel, engineActive: bool
       plan[q + 24] = bi >= 0 ? off(opt.accumulatedSecondMoment[bi].variable) : -1;
     }
     // the heap is read after every offset lookup above (a lookup can grow it)
-    if (profile) addon.convStep(be.wasm.HEAPU8.buffer as ArrayBuffer, x, y, n, plan, out, profile);
-    else addon.convStep(be.wasm.HEAPU8.buffer as ArrayBuffer, x, y, n, plan, out);
+    addon.convStep(be.wasm.HEAPU8.buffer as ArrayBuffer, x, y, n, plan, out, profile, separate);
     adamAdvance(tf, opt);
     return [out[0], acc ? out[1] / n : NaN];
   };
