@@ -23,7 +23,7 @@ namespace {
 struct Scratch {
   std::vector<std::vector<float>> act;  // act[l]: output of layer l, [B, out_l]
   std::vector<float> dOut, dIn, g, dw, db, part;
-  std::vector<uint8_t> argmax;  // window position of each pooled value (fused conv + relu + pool)
+  std::vector<std::vector<uint8_t>> argmax;  // argmax[l]: window position of each value pooled by layer l
 };
 thread_local Scratch scratch;
 
@@ -116,6 +116,18 @@ static inline void gather_taps9(const ConvGeom& g, const float* x, int n, int oh
   }
 }
 
+// The taps of conv output (n, oh, ow) for a one-channel 3x3 'valid' conv with stride and dilation 1 (every tap inside).
+static inline void gather_taps9_valid(const ConvGeom& g, const float* x, int n, int oh, int ow, float* t) {
+  const float* src = x + ((long)n * g.H + oh) * g.W + ow;
+  for (int kh = 0; kh < 3; kh++, src += g.W)
+    for (int kw = 0; kw < 3; kw++) t[kh * 3 + kw] = src[kw];
+}
+
+static inline bool taps9_valid(const ConvGeom& g) {
+  return g.C == 1 && g.KH == 3 && g.KW == 3 && g.sh == 1 && g.sw == 1 && g.dh == 1 && g.dw == 1 && g.pt == 0 && g.pl == 0 &&
+         g.OH + 2 <= g.H && g.OW + 2 <= g.W;
+}
+
 #ifdef __x86_64__
 template <int OCV>
 __attribute__((target("avx512f"))) static void conv_relu_pool_rows(const ConvGeom& cg, const ConvGeom& pg, const float* x, const float* w,
@@ -126,6 +138,7 @@ __attribute__((target("avx512f"))) static void conv_relu_pool_rows(const ConvGeo
     for (int v = 0; v < OCV; v++) wv[k][v] = _mm512_loadu_ps(w + k * OC + 16 * v);
   for (int v = 0; v < OCV; v++) bv[v] = bias ? _mm512_loadu_ps(bias + 16 * v) : _mm512_setzero_ps();
   const __m512 zero = _mm512_setzero_ps();
+  const bool valid = taps9_valid(cg);
   float t[9];
   for (long r = r0; r < r1; r++) {
     const int n = (int)(r / pg.OH), ph = (int)(r % pg.OH);
@@ -135,7 +148,8 @@ __attribute__((target("avx512f"))) static void conv_relu_pool_rows(const ConvGeo
       int q = 0;
       for (int qh = 0; qh < pg.KH; qh++)
         for (int qw = 0; qw < pg.KW; qw++, q++) {
-          gather_taps9(cg, x, n, ph * pg.sh + qh, pw * pg.sw + qw, t);
+          if (valid) gather_taps9_valid(cg, x, n, ph * pg.sh + qh, pw * pg.sw + qw, t);
+          else gather_taps9(cg, x, n, ph * pg.sh + qh, pw * pg.sw + qw, t);
           for (int v = 0; v < OCV; v++) {
             __m512 acc = bv[v];
             for (int k = 0; k < 9; k++) acc = _mm512_add_ps(acc, _mm512_mul_ps(_mm512_set1_ps(t[k]), wv[k][v]));
@@ -171,6 +185,7 @@ __attribute__((target("avx512f"))) static void conv_relu_pool_grad_rows(const Co
     for (int k = 0; k < 9; k++) acc[k][v] = _mm512_setzero_ps();
   }
   const __m512 zero = _mm512_setzero_ps();
+  const bool valid = taps9_valid(cg);
   float t[9];
   for (long p = p0; p < p1; p++) {
     const int n = (int)(p / ((long)pg.OH * pg.OW)), rr = (int)(p % ((long)pg.OH * pg.OW)), ph = rr / pg.OW, pw = rr % pg.OW;
@@ -193,7 +208,8 @@ __attribute__((target("avx512f"))) static void conv_relu_pool_grad_rows(const Co
           any |= mq[v] != 0;
         }
         if (!any) continue;
-        gather_taps9(cg, x, n, ph * pg.sh + qh, pw * pg.sw + qw, t);
+        if (valid) gather_taps9_valid(cg, x, n, ph * pg.sh + qh, pw * pg.sw + qw, t);
+        else gather_taps9(cg, x, n, ph * pg.sh + qh, pw * pg.sw + qw, t);
         for (int v = 0; v < OCV; v++) {
           const __m512 g = _mm512_maskz_mov_ps(mq[v], d[v]);
           for (int k = 0; k < 9; k++) acc[k][v] = _mm512_add_ps(acc[k][v], _mm512_mul_ps(_mm512_set1_ps(t[k]), g));
@@ -256,6 +272,146 @@ void conv_relu_pool_grad(int ocv, const ConvGeom& cg, const ConvGeom& pg, const 
 #endif
 }
 
+// ---- a max pool after a ReLU conv, with its window positions kept for the backward pass ----
+// Why: the pool's gradient (maxpool_grad: find each window's maximum again, write dx) and then the ReLU's gradient
+// (relu_grad_bias: read y and dx, write g) make two full-size passes; with the positions stored, one pass writes g.
+
+// Non-overlapping, unpadded windows inside the image.
+bool pool_tiles(const ConvGeom& g) {
+  return g.KH == g.sh && g.KW == g.sw && g.pt == 0 && g.pl == 0 && g.dh == 1 && g.dw == 1 && g.KH * g.KW <= 255 &&
+         g.OH * g.KH <= g.H && g.OW * g.KW <= g.W;
+}
+
+#ifdef __x86_64__
+// One output pixel of maxpool_argmax / relu_pool_grad, 16 channels per vector (C % 16 == 0).
+__attribute__((target("avx512f"))) static void pool_argmax_px16(const float* const* in, int nq, int C, float* out, uint8_t* id) {
+  for (int c = 0; c < C; c += 16) {
+    __m512 best = _mm512_loadu_ps(in[0] + c);
+    __m512i bi = _mm512_setzero_si512();
+    for (int q = 1; q < nq; q++) {
+      const __m512 v = _mm512_loadu_ps(in[q] + c);
+      const __mmask16 m = _mm512_cmp_ps_mask(v, best, _CMP_GT_OQ);
+      best = _mm512_mask_mov_ps(best, m, v);
+      bi = _mm512_mask_mov_epi32(bi, m, _mm512_set1_epi32(q));
+    }
+    _mm512_storeu_ps(out + c, best);
+    _mm_storeu_si128((__m128i*)(id + c), _mm512_cvtepi32_epi8(bi));
+  }
+}
+__attribute__((target("avx512f"))) static void relu_pool_grad_px16(float* const* o, int nq, int C, const float* yv, const float* d,
+                                                                     const uint8_t* id, float* acc) {
+  const __m512 zero = _mm512_setzero_ps();
+  for (int c = 0; c < C; c += 16) {
+    const __mmask16 pos = _mm512_cmp_ps_mask(_mm512_loadu_ps(yv + c), zero, _CMP_GT_OQ);
+    const __m512 dm = _mm512_maskz_mov_ps(pos, _mm512_loadu_ps(d + c));
+    _mm512_storeu_ps(acc + c, _mm512_add_ps(_mm512_loadu_ps(acc + c), dm));
+    const __m512i gi = _mm512_cvtepu8_epi32(_mm_loadu_si128((const __m128i*)(id + c)));
+    for (int q = 0; q < nq; q++) _mm512_storeu_ps(o[q] + c, _mm512_maskz_mov_ps(_mm512_cmpeq_epi32_mask(gi, _mm512_set1_epi32(q)), dm));
+  }
+}
+#endif
+
+static bool vec16(int C) {
+#ifdef __x86_64__
+  return C % 16 == 0 && detect_isa() == ISA_AVX512;
+#else
+  (void)C;
+  return false;
+#endif
+}
+
+// y = max over each window, idx = its first position holding the maximum (row-major window order, as tfjs's MaxPoolGrad).
+void maxpool_argmax(const ConvGeom& g, const float* x, float* y, uint8_t* idx) {
+  const bool v16 = vec16(g.C);
+  parallel_for((long)g.N * g.OH, 2, [&](long r0, long r1) {
+    const int C = g.C, KH = g.KH, KW = g.KW, W = g.W, H = g.H, OW = g.OW, OH = g.OH;
+    for (long r = r0; r < r1; r++) {
+      const long n = r / OH;
+      const int oh = (int)(r % OH);
+      for (int ow = 0; ow < OW; ow++) {
+        float* __restrict out = y + (r * OW + ow) * C;
+        uint8_t* __restrict id = idx + (r * OW + ow) * C;
+#ifdef __x86_64__
+        if (v16) {
+          const float* in[255];
+          for (int kh = 0, q = 0; kh < KH; kh++)
+            for (int kw = 0; kw < KW; kw++, q++) in[q] = x + ((n * H + oh * KH + kh) * W + ow * KW + kw) * C;
+          pool_argmax_px16(in, KH * KW, C, out, id);
+          continue;
+        }
+#endif
+        int q = 0;
+        for (int kh = 0; kh < KH; kh++)
+          for (int kw = 0; kw < KW; kw++, q++) {
+            const float* __restrict in = x + ((n * H + oh * KH + kh) * W + ow * KW + kw) * C;
+            if (q == 0) {
+              for (int c = 0; c < C; c++) out[c] = in[c], id[c] = 0;
+            } else {
+              for (int c = 0; c < C; c++) {
+                const bool m = in[c] > out[c];
+                out[c] = m ? in[c] : out[c];
+                id[c] = m ? (uint8_t)q : id[c];
+              }
+            }
+          }
+      }
+    }
+  });
+}
+
+// g (the conv's output shape) = dy at each pooled value's window position where the pooled value is > 0 (ReLU's
+// gradient through its output), else 0; db[c] = column sums of g, from partials over a fixed number of row ranges.
+void relu_pool_grad(const ConvGeom& pg, const float* y, const uint8_t* idx, const float* dy, float* g, float* db, std::vector<float>& part) {
+  const long rows = (long)pg.N * pg.OH;
+  const int C = pg.C, nc = (int)std::max<long>(1, std::min<long>(16, rows / 4));
+  const bool v16 = vec16(C);
+  ensure(part, (size_t)nc * C);
+  std::fill(part.begin(), part.begin() + (size_t)nc * C, 0.f);
+  pool().run(nc, [&](int chunk) {
+    const int KH = pg.KH, KW = pg.KW, W = pg.W, H = pg.H, OW = pg.OW, OH = pg.OH;
+    float* __restrict acc = part.data() + (size_t)chunk * C;
+    for (long r = rows * chunk / nc; r < rows * (chunk + 1) / nc; r++) {
+      const long n = r / OH;
+      const int oh = (int)(r % OH);
+      for (int ow = 0; ow < OW; ow++) {
+        const float* __restrict yv = y + (r * OW + ow) * C;
+        const float* __restrict d = dy + (r * OW + ow) * C;
+        const uint8_t* __restrict id = idx + (r * OW + ow) * C;
+#ifdef __x86_64__
+        if (v16) {
+          float* o[255];
+          for (int kh = 0, q = 0; kh < KH; kh++)
+            for (int kw = 0; kw < KW; kw++, q++) o[q] = g + ((n * H + oh * KH + kh) * W + ow * KW + kw) * C;
+          relu_pool_grad_px16(o, KH * KW, C, yv, d, id, acc);
+          continue;
+        }
+#endif
+        for (int c = 0; c < C; c++) acc[c] += yv[c] > 0.f ? d[c] : 0.f;
+        int q = 0;
+        for (int kh = 0; kh < KH; kh++)
+          for (int kw = 0; kw < KW; kw++, q++) {
+            float* __restrict o = g + ((n * H + oh * KH + kh) * W + ow * KW + kw) * C;
+            for (int c = 0; c < C; c++) o[c] = (id[c] == q && yv[c] > 0.f) ? d[c] : 0.f;
+          }
+      }
+      for (int kh = 0; kh < KH; kh++) {  // columns right of the last window
+        float* o = g + ((n * H + oh * KH + kh) * W + (long)OW * KW) * C;
+        std::fill(o, o + (long)(W - OW * KW) * C, 0.f);
+      }
+      if (oh == OH - 1) {  // rows below the last window band
+        float* o = g + (n * H + (long)OH * KH) * W * C;
+        std::fill(o, o + (long)(H - OH * KH) * W * C, 0.f);
+      }
+    }
+  });
+  if (!db) return;
+  for (int c = 0; c < C; c++) {
+    float sum = 0.f;
+    for (int k = 0; k < nc; k++) sum += part[(size_t)k * C + c];
+    db[c] = sum;
+  }
+}
+
 }  // namespace
 
 void conv_train_step(const ConvStepArgs& s, double* lossOut, double* correctOut) {
@@ -263,6 +419,7 @@ void conv_train_step(const ConvStepArgs& s, double* lossOut, double* correctOut)
   const int B = s.batch;
   Scratch& sc = scratch;
   if ((int)sc.act.size() < L) sc.act.resize(L);
+  if ((int)sc.argmax.size() < L) sc.argmax.resize(L);
   size_t widest = 0, biggestW = 0, widestOut = 0;
   int firstTrainable = L;
   for (int l = 0; l < L; l++) {
@@ -285,6 +442,15 @@ void conv_train_step(const ConvStepArgs& s, double* lossOut, double* correctOut)
   const int fl = firstTrainable < L - 1 && !s.noFusedPool ? firstTrainable : -1;
   const int fusedOcv = fl >= 0 ? conv_pool_ocv(s.layers[fl], s.layers[fl + 1]) : 0;
 
+  // A conv with relu followed by a tiled max pool (other than the pair above): the pool keeps its window positions
+  // and the backward pass goes through both in one pass (relu_pool_grad).
+  std::vector<char> paired(L, 0);
+  for (int l = 0; l + 1 < L; l++) {
+    const ConvStepLayer &c = s.layers[l], &p = s.layers[l + 1];
+    paired[l] = !(fusedOcv && l == fl) && !s.noFusedPool && c.kind == CS_CONV && c.act == DENSE_RELU && p.kind == CS_POOL &&
+                pool_tiles(p.g) && p.g.H == c.g.OH && p.g.W == c.g.OW && p.g.C == c.g.OC;
+  }
+
   // Forward.
   const float* a = s.x;
   for (int l = 0; l < L; l++) {
@@ -300,11 +466,14 @@ void conv_train_step(const ConvStepArgs& s, double* lossOut, double* correctOut)
       ConvGeom pg = p.g;
       pg.N = B;
       ensure(sc.act[l + 1], (size_t)B * p.out);
-      if (sc.argmax.size() < (size_t)B * p.out) sc.argmax.resize((size_t)B * p.out);
-      conv_relu_pool(fusedOcv, g, pg, a, d.w, d.b, sc.act[l + 1].data(), sc.argmax.data());
+      if (sc.argmax[l + 1].size() < (size_t)B * p.out) sc.argmax[l + 1].resize((size_t)B * p.out);
+      conv_relu_pool(fusedOcv, g, pg, a, d.w, d.b, sc.act[l + 1].data(), sc.argmax[l + 1].data());
       z = sc.act[l + 1].data();
     } else if (d.kind == CS_CONV) {
       conv2d(g, a, d.w, z, d.b, d.act == DENSE_RELU ? 1 : 0);
+    } else if (d.kind == CS_POOL && l > 0 && paired[l - 1]) {
+      if (sc.argmax[l].size() < (size_t)B * d.out) sc.argmax[l].resize((size_t)B * d.out);
+      maxpool_argmax(g, a, z, sc.argmax[l].data());
     } else if (d.kind == CS_POOL) {
       maxpool(g, a, z);
     } else {
@@ -335,13 +504,17 @@ void conv_train_step(const ConvStepArgs& s, double* lossOut, double* correctOut)
     if (fusedOcv && l == fl) {
       ConvGeom pg = s.layers[l + 1].g;
       pg.N = B;
-      conv_relu_pool_grad(fusedOcv, g, pg, ain, sc.act[l + 1].data(), sc.argmax.data(), sc.dOut.data(), sc.dw.data(),
+      conv_relu_pool_grad(fusedOcv, g, pg, ain, sc.act[l + 1].data(), sc.argmax[l + 1].data(), sc.dOut.data(), sc.dw.data(),
                           d.b ? sc.db.data() : nullptr, sc.part);
       clk.lap(4 * l + 2);
       adam_update((long)g.KH * g.KW * g.C * g.OC, d.w, d.mw, d.vw, sc.dw.data(), o.lr, o.beta1, o.beta2, o.eps, o.oma1, o.oma2, o.c1, o.c2);
       if (d.b) adam_update(g.OC, d.b, d.mb, d.vb, sc.db.data(), o.lr, o.beta1, o.beta2, o.eps, o.oma1, o.oma2, o.c1, o.c2);
       clk.lap(4 * L);
       break;
+    }
+    if (d.kind == CS_POOL && l > 0 && paired[l - 1]) {
+      clk.lap(4 * l + 1);
+      continue;  // sc.dOut stays the pooled gradient, which layer l - 1 reads through relu_pool_grad
     }
     if (d.kind == CS_POOL) {
       if (needIn) maxpool_grad(g, ain, sc.dOut.data(), sc.dIn.data());
@@ -353,7 +526,11 @@ void conv_train_step(const ConvStepArgs& s, double* lossOut, double* correctOut)
       // gz: gradient with respect to the pre-activation output; db its column sums (tfjs: relu grad then bias Sum)
       float* gz = sc.g.data();
       float* db = d.b ? sc.db.data() : nullptr;
-      if (l != L - 1) {
+      if (paired[l]) {
+        ConvGeom pg = s.layers[l + 1].g;
+        pg.N = B;
+        relu_pool_grad(pg, sc.act[l + 1].data(), sc.argmax[l + 1].data(), sc.dOut.data(), gz, db, sc.part);
+      } else if (l != L - 1) {
         if (d.act == DENSE_RELU) {
           relu_grad_bias(sc.act[l].data(), sc.dOut.data(), gz, db, R, cols);
         } else {

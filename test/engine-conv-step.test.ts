@@ -94,6 +94,16 @@ const CASES: { name: string; input: number[]; classes: number; batches: number[]
     ],
   },
   {
+    name: 'RGB first conv (5 filters, relu) + pool 2 leaving a column out (positions kept, scalar loops), two-layer head', input: [10, 9, 3], classes: 6, batches: [6, 11, 6],
+    layers: () => [
+      tfl.layers.conv2d({ inputShape: [10, 9, 3], filters: 5, kernelSize: 3, activation: 'relu', ...init() }),
+      tfl.layers.maxPooling2d({ poolSize: 2 }),
+      tfl.layers.flatten(),
+      tfl.layers.dense({ units: 9, activation: 'relu', ...init() }),
+      tfl.layers.dense({ units: 6, activation: 'softmax', ...init() }),
+    ],
+  },
+  {
     name: '[h, w] samples through Reshape, conv straight into dense', input: [9, 8], classes: 3, batches: [5, 5],
     layers: () => [
       tfl.layers.reshape({ inputShape: [9, 8], targetShape: [9, 8, 1] }),
