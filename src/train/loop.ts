@@ -266,11 +266,13 @@ export async function trainEpochs(model: tfl.LayersModel, loader: Loader, opts: 
     reduce: (g: Float32Array) => { g[g.length - 1] = agree.local; world.allreduce(g, true); agree.any = g[g.length - 1] > 0; },
   } : {};
   let fused = opts.fused === false ? { step: null, reason: 'turned off by the caller' } : denseTrainStep(tf, model, engineActive(), stepOpts);
+  let what = 'forward, loss, backward and Adam in one native call per batch';
   if (!fused.step && opts.fused !== false) {
     const conv = convTrainStep(tf, model, engineActive(), stepOpts);
     if (conv.step || conv.reason !== 'no Conv2D layer') fused = conv;
+    if (conv.step) what = `conv net: ${what}`;
   }
-  opts.log?.(fused.step ? `train step: fused (${world ? `forward, loss and backward in one native call per batch, gradients averaged over ${world.size} MPI ranks, then Adam` : 'forward, loss, backward and Adam in one native call per batch'})`
+  opts.log?.(fused.step ? `train step: fused (${world ? `forward, loss and backward in one native call per batch, gradients averaged over ${world.size} MPI ranks, then Adam` : what})`
     : `train step: TensorFlow.js trainOnBatch (no fused step: ${fused.reason})${world ? `, gradients averaged over ${world.size} MPI ranks before each optimizer step` : ''}`);
   const unhook = world ? reduceGradientsOf(world, model, agree) : null;
   try {
