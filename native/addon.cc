@@ -270,8 +270,8 @@ napi_value DenseStep(napi_env env, napi_callback_info info) {
 }
 
 // convStep(heap, x, y, batch, plan, out[, prof[, noFusedPool]]): plan = Float64Array [nLayers, lr, beta1, beta2, eps, oma1, oma2, c1,
-// c2, then per layer 25: kind, act, in, out, geom15 (N ignored), wOff, bOff, mwOff, vwOff, mbOff, vbOff] (byte offsets
-// into heap, -1 = none; pool layers have none); out receives [mean loss, correct count]; prof (Float64Array, 4L+2)
+// c2, then per layer 26: kind, act, in, out, geom15 (N ignored), wOff, bOff, mwOff, vwOff, mbOff, vbOff, chain] (byte
+// offsets into heap, -1 = none; pool layers have none; chain: see ConvStepLayer); out receives [mean loss, correct count]; prof (Float64Array, 4L+2)
 // accumulates seconds per phase (see conv_step.h; an empty array: none); noFusedPool 1 runs a first conv and its pool
 // as separate kernels.
 napi_value ConvStep(napi_env env, napi_callback_info info) {
@@ -286,7 +286,7 @@ napi_value ConvStep(napi_env env, napi_callback_info info) {
   uint8_t* fb = a.n > 6 ? a.base(6, &flen) : nullptr;
   if (!a.ok) return nullptr;
   const double* plan = (const double*)pb;
-  const int P = 25;
+  const int P = 26;
   int L = plen >= 9 * sizeof(double) ? (int)plan[0] : 0;
   if (olen < 2 * sizeof(double) || B <= 0 || L <= 0 || L > 1000 || plen < (9 + (size_t)P * L) * sizeof(double) ||
       (flen && flen < (4 * (size_t)L + 2) * sizeof(double))) {
@@ -297,6 +297,8 @@ napi_value ConvStep(napi_env env, napi_callback_info info) {
   s.batch = B;
   s.adam = {(float)plan[1], (float)plan[2], (float)plan[3], (float)plan[4], (float)plan[5], (float)plan[6], (float)plan[7], (float)plan[8]};
   const double big = 1 << 30;
+  double branchOut = 0;  // outputs of the chains before the current one
+  std::vector<int> chainStart;
   for (int l = 0; l < L; l++) {
     const double* q = plan + 9 + P * l;
     ConvStepLayer d;
@@ -313,8 +315,19 @@ napi_value ConvStep(napi_env env, napi_callback_info info) {
     const ConvGeom& g = d.g;
     double nw = 0, nb = 0;
     bool ok = geomOk && q[2] >= 1 && q[3] >= 1 && q[2] < big && q[3] < big && (double)B * q[2] < 4 * big && (double)B * q[3] < 4 * big &&
-              (l == 0 || d.in == s.layers[l - 1].out) && d.act >= 0 && d.act <= 2 && ((d.act == DENSE_SOFTMAX) == (l == L - 1)) &&
-              (l < L - 1 || d.kind == CS_DENSE);
+              d.act >= 0 && d.act <= 2 && ((d.act == DENSE_SOFTMAX) == (l == L - 1)) && (l < L - 1 || d.kind == CS_DENSE);
+    // chains: consecutive indices from 0; each branch starts at the input, the last (head) at the branches' outputs
+    d.chain = (int)q[25];
+    const int prevChain = l ? s.layers[l - 1].chain : -1;
+    if (ok && q[25] == prevChain) {
+      ok = d.in == s.layers[l - 1].out;
+    } else if (ok && q[25] == prevChain + 1) {
+      ok = l == 0 || s.layers[l - 1].act != DENSE_SOFTMAX;
+      branchOut += l ? (double)s.layers[l - 1].out : 0;
+      chainStart.push_back(l);
+    } else {
+      ok = false;
+    }
     if (ok && d.kind == CS_DENSE) {
       nw = (double)d.in * d.out;
       nb = d.out;
@@ -347,6 +360,14 @@ napi_value ConvStep(napi_env env, napi_callback_info info) {
       }
     }
     s.layers.push_back(d);
+  }
+  // several chains: every branch reads the input; the head reads the branches' outputs side by side
+  const size_t nChains = chainStart.size();
+  bool chainsOk = nChains < 2 || s.layers[chainStart.back()].in == branchOut;
+  for (size_t c = 0; c + 1 < nChains; c++) chainsOk = chainsOk && s.layers[chainStart[c]].in == s.layers[0].in;
+  if (!chainsOk) {
+    a.fail("slimfit engine: bad convStep chains");
+    return nullptr;
   }
   if (xlen < (size_t)B * s.layers[0].in * sizeof(float) || ylen < (size_t)B * s.layers[L - 1].out * sizeof(float)) {
     a.fail("slimfit engine: convStep batch smaller than batch x features");

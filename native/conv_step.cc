@@ -22,10 +22,10 @@ namespace {
 // Per-thread scratch (the JS thread that calls the step); grows to the largest model and batch seen.
 struct Scratch {
   std::vector<std::vector<float>> act;  // act[l]: output of layer l, [B, out_l]
-  std::vector<float> dOut, dIn, g, dw, db, part;
+  std::vector<float> dOut, dIn, g, dw, db, part, cat;
   std::vector<std::vector<uint8_t>> argmax;  // argmax[l]: window position of each value pooled by layer l
 };
-thread_local Scratch scratch;
+thread_local std::vector<Scratch> scratches;  // one per chain
 
 void ensure(std::vector<float>& v, size_t n) {
   if (v.size() < n) v.resize(n);
@@ -414,149 +414,213 @@ void relu_pool_grad(const ConvGeom& pg, const float* y, const uint8_t* idx, cons
 
 }  // namespace
 
-void conv_train_step(const ConvStepArgs& s, double* lossOut, double* correctOut) {
-  const int L = (int)s.layers.size();
-  const int B = s.batch;
-  Scratch& sc = scratch;
-  if ((int)sc.act.size() < L) sc.act.resize(L);
-  if ((int)sc.argmax.size() < L) sc.argmax.resize(L);
-  size_t widest = 0, biggestW = 0, widestOut = 0;
-  int firstTrainable = L;
-  for (int l = 0; l < L; l++) {
-    const ConvStepLayer& d = s.layers[l];
-    widest = std::max(widest, (size_t)std::max(d.in, d.out));
-    widestOut = std::max(widestOut, (size_t)d.out);
-    if (d.kind == CS_CONV) biggestW = std::max(biggestW, (size_t)d.g.KH * d.g.KW * d.g.C * d.g.OC);
-    if (d.kind == CS_DENSE) biggestW = std::max(biggestW, (size_t)d.in * d.out);
-    if (d.kind != CS_POOL && firstTrainable == L) firstTrainable = l;
-  }
-  ensure(sc.dOut, (size_t)B * widest);
-  ensure(sc.dIn, (size_t)B * widest);
-  ensure(sc.g, (size_t)B * widestOut);
-  ensure(sc.dw, biggestW);
-  ensure(sc.db, widestOut);
-  Clock clk{s.prof};
+namespace {
 
-  // The first trainable layer, a conv with relu followed by a max pool, may run with the pool as one kernel (its input
-  // gradient is never needed, so the conv's full-size output need not exist).
-  const int fl = firstTrainable < L - 1 && !s.noFusedPool ? firstTrainable : -1;
-  const int fusedOcv = fl >= 0 ? conv_pool_ocv(s.layers[fl], s.layers[fl + 1]) : 0;
+// One chain of layers (a whole sequential model, or one branch, or the head after a concatenation) with its scratch.
+struct ChainRun {
+  const ConvStepArgs& s;
+  int first, L, B;  // layers s.layers[first .. first + L)
+  bool needInput;   // the gradient with respect to the chain's input is wanted (a head after a concatenation)
+  Scratch& sc;
+  Clock& clk;
+  int firstTrainable = 0, fl = -1, fusedOcv = 0;
+  std::vector<char> paired;
 
-  // A conv with relu followed by a tiled max pool (other than the pair above): the pool keeps its window positions
-  // and the backward pass goes through both in one pass (relu_pool_grad).
-  std::vector<char> paired(L, 0);
-  for (int l = 0; l + 1 < L; l++) {
-    const ConvStepLayer &c = s.layers[l], &p = s.layers[l + 1];
-    paired[l] = !(fusedOcv && l == fl) && !s.noFusedPool && c.kind == CS_CONV && c.act == DENSE_RELU && p.kind == CS_POOL &&
-                pool_tiles(p.g) && p.g.H == c.g.OH && p.g.W == c.g.OW && p.g.C == c.g.OC;
-  }
+  const ConvStepLayer& layer(int l) const { return s.layers[first + l]; }
+  int slot(int l, int k) const { return 4 * (first + l) + k; }
+  int adamSlot() const { return 4 * (int)s.layers.size(); }
 
-  // Forward.
-  const float* a = s.x;
-  for (int l = 0; l < L; l++) {
-    const ConvStepLayer& d = s.layers[l];
-    ensure(sc.act[l], (size_t)B * d.out);
-    float* z = sc.act[l].data();
-    ConvGeom g = d.g;
-    g.N = B;
-    if (fusedOcv && l == fl + 1) {
-      continue;  // made together with layer fl
-    } else if (fusedOcv && l == fl) {
-      const ConvStepLayer& p = s.layers[l + 1];
-      ConvGeom pg = p.g;
-      pg.N = B;
-      ensure(sc.act[l + 1], (size_t)B * p.out);
-      if (sc.argmax[l + 1].size() < (size_t)B * p.out) sc.argmax[l + 1].resize((size_t)B * p.out);
-      conv_relu_pool(fusedOcv, g, pg, a, d.w, d.b, sc.act[l + 1].data(), sc.argmax[l + 1].data());
-      z = sc.act[l + 1].data();
-    } else if (d.kind == CS_CONV) {
-      conv2d(g, a, d.w, z, d.b, d.act == DENSE_RELU ? 1 : 0);
-    } else if (d.kind == CS_POOL && l > 0 && paired[l - 1]) {
-      if (sc.argmax[l].size() < (size_t)B * d.out) sc.argmax[l].resize((size_t)B * d.out);
-      maxpool_argmax(g, a, z, sc.argmax[l].data());
-    } else if (d.kind == CS_POOL) {
-      maxpool(g, a, z);
-    } else {
-      gemm_f32(false, false, B, d.out, d.in, 1.f, a, d.in, d.w, d.out, 0.f, z, d.out);
-      bias_act(z, B, d.out, d.b, d.act == DENSE_RELU ? 1 : 0);
+  void setup() {
+    if ((int)sc.act.size() < L) sc.act.resize(L);
+    if ((int)sc.argmax.size() < L) sc.argmax.resize(L);
+    size_t widest = 0, biggestW = 0, widestOut = 0;
+    firstTrainable = L;
+    for (int l = 0; l < L; l++) {
+      const ConvStepLayer& d = layer(l);
+      widest = std::max(widest, (size_t)std::max(d.in, d.out));
+      widestOut = std::max(widestOut, (size_t)d.out);
+      if (d.kind == CS_CONV) biggestW = std::max(biggestW, (size_t)d.g.KH * d.g.KW * d.g.C * d.g.OC);
+      if (d.kind == CS_DENSE) biggestW = std::max(biggestW, (size_t)d.in * d.out);
+      if (d.kind != CS_POOL && firstTrainable == L) firstTrainable = l;
     }
-    a = z;
-    clk.lap(4 * l);
+    ensure(sc.dOut, (size_t)B * widest);
+    ensure(sc.dIn, (size_t)B * widest);
+    ensure(sc.g, (size_t)B * widestOut);
+    ensure(sc.dw, biggestW);
+    ensure(sc.db, widestOut);
+    // The first trainable layer, a conv with relu followed by a max pool, may run with the pool as one kernel (when
+    // nothing needs its input gradient, the conv's full-size output need not exist).
+    fl = !needInput && firstTrainable < L - 1 && !s.noFusedPool ? firstTrainable : -1;
+    fusedOcv = fl >= 0 ? conv_pool_ocv(layer(fl), layer(fl + 1)) : 0;
+    // A conv with relu followed by a tiled max pool (other than the pair above): the pool keeps its window positions
+    // and the backward pass goes through both in one pass (relu_pool_grad).
+    paired.assign(L, 0);
+    for (int l = 0; l + 1 < L; l++) {
+      const ConvStepLayer &c = layer(l), &p = layer(l + 1);
+      paired[l] = !(fusedOcv && l == fl) && !s.noFusedPool && c.kind == CS_CONV && c.act == DENSE_RELU && p.kind == CS_POOL &&
+                  pool_tiles(p.g) && p.g.H == c.g.OH && p.g.W == c.g.OW && p.g.C == c.g.OC;
+    }
   }
 
-  const ConvStepLayer& last = s.layers[L - 1];
-  softmax_xent(sc.act[L - 1].data(), s.y, sc.g.data(), B, last.out, lossOut, correctOut);
-  clk.lap(4 * L + 1);
-
-  // Backward, last layer first. dOut = gradient with respect to layer l's output (after its activation); for the
-  // output layer, g already holds the gradient with respect to its logits.
-  const AdamArgs& o = s.adam;
-  for (int l = L - 1; l >= 0; l--) {
-    const ConvStepLayer& d = s.layers[l];
-    const float* ain = l == 0 ? s.x : sc.act[l - 1].data();
-    const bool needIn = l > firstTrainable;  // no trainable layer below: the input gradient is never used
-    ConvGeom g = d.g;
-    g.N = B;
-    if (fusedOcv && l == fl + 1) {
-      clk.lap(4 * l + 1);
-      continue;  // sc.dOut stays the pooled gradient, which layer fl's kernel reads
-    }
-    if (fusedOcv && l == fl) {
-      ConvGeom pg = s.layers[l + 1].g;
-      pg.N = B;
-      conv_relu_pool_grad(fusedOcv, g, pg, ain, sc.act[l + 1].data(), sc.argmax[l + 1].data(), sc.dOut.data(), sc.dw.data(),
-                          d.b ? sc.db.data() : nullptr, sc.part);
-      clk.lap(4 * l + 2);
-      adam_update((long)g.KH * g.KW * g.C * g.OC, d.w, d.mw, d.vw, sc.dw.data(), o.lr, o.beta1, o.beta2, o.eps, o.oma1, o.oma2, o.c1, o.c2);
-      if (d.b) adam_update(g.OC, d.b, d.mb, d.vb, sc.db.data(), o.lr, o.beta1, o.beta2, o.eps, o.oma1, o.oma2, o.c1, o.c2);
-      clk.lap(4 * L);
-      break;
-    }
-    if (d.kind == CS_POOL && l > 0 && paired[l - 1]) {
-      clk.lap(4 * l + 1);
-      continue;  // sc.dOut stays the pooled gradient, which layer l - 1 reads through relu_pool_grad
-    }
-    if (d.kind == CS_POOL) {
-      if (needIn) maxpool_grad(g, ain, sc.dOut.data(), sc.dIn.data());
-      clk.lap(4 * l + 1);
-    } else {
-      const bool rows = d.kind == CS_DENSE;
-      const long R = rows ? B : (long)B * g.OH * g.OW;
-      const int cols = rows ? d.out : g.OC;
-      // gz: gradient with respect to the pre-activation output; db its column sums (tfjs: relu grad then bias Sum)
-      float* gz = sc.g.data();
-      float* db = d.b ? sc.db.data() : nullptr;
-      if (paired[l]) {
-        ConvGeom pg = s.layers[l + 1].g;
+  // Forward from x [B, layer(0).in]; returns the chain's output [B, layer(L-1).out].
+  float* forward(const float* x) {
+    const float* a = x;
+    for (int l = 0; l < L; l++) {
+      const ConvStepLayer& d = layer(l);
+      ensure(sc.act[l], (size_t)B * d.out);
+      float* z = sc.act[l].data();
+      ConvGeom g = d.g;
+      g.N = B;
+      if (fusedOcv && l == fl + 1) {
+        continue;  // made together with layer fl
+      } else if (fusedOcv && l == fl) {
+        const ConvStepLayer& p = layer(l + 1);
+        ConvGeom pg = p.g;
         pg.N = B;
-        relu_pool_grad(pg, sc.act[l + 1].data(), sc.argmax[l + 1].data(), sc.dOut.data(), gz, db, sc.part);
-      } else if (l != L - 1) {
-        if (d.act == DENSE_RELU) {
-          relu_grad_bias(sc.act[l].data(), sc.dOut.data(), gz, db, R, cols);
-        } else {
-          gz = sc.dOut.data();
-          if (db) sum_rows(gz, R, cols, db);
-        }
-      } else if (db) {
-        sum_rows(gz, R, cols, db);
+        ensure(sc.act[l + 1], (size_t)B * p.out);
+        if (sc.argmax[l + 1].size() < (size_t)B * p.out) sc.argmax[l + 1].resize((size_t)B * p.out);
+        conv_relu_pool(fusedOcv, g, pg, a, d.w, d.b, sc.act[l + 1].data(), sc.argmax[l + 1].data());
+        z = sc.act[l + 1].data();
+      } else if (d.kind == CS_CONV) {
+        conv2d(g, a, d.w, z, d.b, d.act == DENSE_RELU ? 1 : 0);
+      } else if (d.kind == CS_POOL && l > 0 && paired[l - 1]) {
+        if (sc.argmax[l].size() < (size_t)B * d.out) sc.argmax[l].resize((size_t)B * d.out);
+        maxpool_argmax(g, a, z, sc.argmax[l].data());
+      } else if (d.kind == CS_POOL) {
+        maxpool(g, a, z);
+      } else {
+        gemm_f32(false, false, B, d.out, d.in, 1.f, a, d.in, d.w, d.out, 0.f, z, d.out);
+        bias_act(z, B, d.out, d.b, d.act == DENSE_RELU ? 1 : 0);
       }
-      clk.lap(4 * l + 1);
-      float* dw = sc.dw.data();
-      if (rows) gemm_f32(true, false, d.in, d.out, B, 1.f, ain, d.in, gz, d.out, 0.f, dw, d.out);
-      else conv2d_backprop_filter(g, ain, gz, dw);
-      clk.lap(4 * l + 2);
-      if (needIn) {
-        if (rows) gemm_f32(false, true, B, d.in, d.out, 1.f, gz, d.out, d.w, d.out, 0.f, sc.dIn.data(), d.in);
-        else conv2d_backprop_input(g, gz, d.w, sc.dIn.data());
-      }
-      clk.lap(4 * l + 3);
-      const long nw = rows ? (long)d.in * d.out : (long)g.KH * g.KW * g.C * g.OC;
-      adam_update(nw, d.w, d.mw, d.vw, dw, o.lr, o.beta1, o.beta2, o.eps, o.oma1, o.oma2, o.c1, o.c2);
-      if (d.b) adam_update(cols, d.b, d.mb, d.vb, db, o.lr, o.beta1, o.beta2, o.eps, o.oma1, o.oma2, o.c1, o.c2);
-      clk.lap(4 * L);
+      a = z;
+      clk.lap(slot(l, 0));
     }
-    if (!needIn) break;
-    std::swap(sc.dOut, sc.dIn);
+    return sc.act[L - 1].data();
+  }
+
+  // Backward, last layer first, with Adam on each layer once its gradients exist. The top gradient is in sc.g with
+  // respect to the last layer's logits (logits = true), or in sc.dOut with respect to the chain's output. With
+  // needInput, returns the gradient with respect to the chain's input (in sc.dOut), else null.
+  float* backward(const float* x, bool logits) {
+    const AdamArgs& o = s.adam;
+    for (int l = L - 1; l >= 0; l--) {
+      const ConvStepLayer& d = layer(l);
+      const float* ain = l == 0 ? x : sc.act[l - 1].data();
+      const bool needIn = needInput || l > firstTrainable;
+      ConvGeom g = d.g;
+      g.N = B;
+      if (fusedOcv && l == fl + 1) {
+        clk.lap(slot(l, 1));
+        continue;  // sc.dOut stays the pooled gradient, which layer fl's kernel reads
+      }
+      if (fusedOcv && l == fl) {
+        ConvGeom pg = layer(l + 1).g;
+        pg.N = B;
+        conv_relu_pool_grad(fusedOcv, g, pg, ain, sc.act[l + 1].data(), sc.argmax[l + 1].data(), sc.dOut.data(), sc.dw.data(),
+                            d.b ? sc.db.data() : nullptr, sc.part);
+        clk.lap(slot(l, 2));
+        adam_update((long)g.KH * g.KW * g.C * g.OC, d.w, d.mw, d.vw, sc.dw.data(), o.lr, o.beta1, o.beta2, o.eps, o.oma1, o.oma2, o.c1, o.c2);
+        if (d.b) adam_update(g.OC, d.b, d.mb, d.vb, sc.db.data(), o.lr, o.beta1, o.beta2, o.eps, o.oma1, o.oma2, o.c1, o.c2);
+        clk.lap(adamSlot());
+        return nullptr;  // fl is the first trainable layer and needInput is false
+      }
+      if (d.kind == CS_POOL && l > 0 && paired[l - 1]) {
+        clk.lap(slot(l, 1));
+        continue;  // sc.dOut stays the pooled gradient, which layer l - 1 reads through relu_pool_grad
+      }
+      if (d.kind == CS_POOL) {
+        if (needIn) maxpool_grad(g, ain, sc.dOut.data(), sc.dIn.data());
+        clk.lap(slot(l, 1));
+      } else {
+        const bool rows = d.kind == CS_DENSE;
+        const long R = rows ? B : (long)B * g.OH * g.OW;
+        const int cols = rows ? d.out : g.OC;
+        // gz: gradient with respect to the pre-activation output; db its column sums (tfjs: relu grad then bias Sum)
+        float* gz = sc.g.data();
+        float* db = d.b ? sc.db.data() : nullptr;
+        if (paired[l]) {
+          ConvGeom pg = layer(l + 1).g;
+          pg.N = B;
+          relu_pool_grad(pg, sc.act[l + 1].data(), sc.argmax[l + 1].data(), sc.dOut.data(), gz, db, sc.part);
+        } else if (l != L - 1 || !logits) {
+          if (d.act == DENSE_RELU) {
+            relu_grad_bias(sc.act[l].data(), sc.dOut.data(), gz, db, R, cols);
+          } else {
+            gz = sc.dOut.data();
+            if (db) sum_rows(gz, R, cols, db);
+          }
+        } else if (db) {
+          sum_rows(gz, R, cols, db);
+        }
+        clk.lap(slot(l, 1));
+        float* dw = sc.dw.data();
+        if (rows) gemm_f32(true, false, d.in, d.out, B, 1.f, ain, d.in, gz, d.out, 0.f, dw, d.out);
+        else conv2d_backprop_filter(g, ain, gz, dw);
+        clk.lap(slot(l, 2));
+        if (needIn) {
+          if (rows) gemm_f32(false, true, B, d.in, d.out, 1.f, gz, d.out, d.w, d.out, 0.f, sc.dIn.data(), d.in);
+          else conv2d_backprop_input(g, gz, d.w, sc.dIn.data());
+        }
+        clk.lap(slot(l, 3));
+        const long nw = rows ? (long)d.in * d.out : (long)g.KH * g.KW * g.C * g.OC;
+        adam_update(nw, d.w, d.mw, d.vw, dw, o.lr, o.beta1, o.beta2, o.eps, o.oma1, o.oma2, o.c1, o.c2);
+        if (d.b) adam_update(cols, d.b, d.mb, d.vb, db, o.lr, o.beta1, o.beta2, o.eps, o.oma1, o.oma2, o.c1, o.c2);
+        clk.lap(adamSlot());
+      }
+      if (!needIn) return nullptr;
+      std::swap(sc.dOut, sc.dIn);
+    }
+    return needInput ? sc.dOut.data() : nullptr;
+  }
+};
+
+}  // namespace
+
+void conv_train_step(const ConvStepArgs& s, double* lossOut, double* correctOut) {
+  const int B = s.batch;
+  // chains: [start, end) ranges of s.layers with the same chain index; the last is the head
+  std::vector<std::pair<int, int>> ranges;
+  for (int l = 0; l < (int)s.layers.size(); l++) {
+    if (ranges.empty() || s.layers[l].chain != s.layers[l - 1].chain) ranges.push_back({l, l});
+    ranges.back().second = l + 1;
+  }
+  const int nc = (int)ranges.size();
+  if ((int)scratches.size() < nc) scratches.resize(nc);
+  Clock clk{s.prof};
+  std::vector<ChainRun> runs;
+  runs.reserve(nc);
+  for (int c = 0; c < nc; c++) {
+    runs.push_back(ChainRun{s, ranges[c].first, ranges[c].second - ranges[c].first, B, nc > 1 && c == nc - 1, scratches[c], clk});
+    runs.back().setup();
+  }
+  ChainRun& head = runs[nc - 1];
+  const float* headIn = s.x;
+  std::vector<float>& cat = scratches[nc - 1].cat;
+  if (nc > 1) {
+    // branches from the input, their outputs concatenated per sample (in branch order) into the head's input
+    const int width = head.layer(0).in;
+    ensure(cat, (size_t)B * width);
+    for (int c = 0, off = 0; c < nc - 1; c++) {
+      const float* out = runs[c].forward(s.x);
+      const int w = runs[c].layer(runs[c].L - 1).out;
+      for (int r = 0; r < B; r++) std::memcpy(cat.data() + (size_t)r * width + off, out + (size_t)r * w, sizeof(float) * w);
+      off += w;
+    }
+    headIn = cat.data();
+  }
+  float* logits = head.forward(headIn);
+  softmax_xent(logits, s.y, head.sc.g.data(), B, head.layer(head.L - 1).out, lossOut, correctOut);
+  clk.lap(4 * (int)s.layers.size() + 1);
+  const float* dcat = head.backward(headIn, true);
+  if (nc > 1) {
+    const int width = head.layer(0).in;
+    for (int c = 0, off = 0; c < nc - 1; c++) {
+      const int w = runs[c].layer(runs[c].L - 1).out;
+      float* d = runs[c].sc.dOut.data();
+      for (int r = 0; r < B; r++) std::memcpy(d + (size_t)r * w, dcat + (size_t)r * width + off, sizeof(float) * w);
+      off += w;
+      runs[c].backward(s.x, false);
+    }
   }
 }
 

@@ -1,5 +1,5 @@
-// A fused training step for sequential conv nets (Conv2D / MaxPooling2D / Flatten / Dense, relu or linear, softmax
-// output, categorical cross-entropy, Adam): forward, loss, backward and the optimizer in one call, with the engine's
+// A fused training step for conv nets (chains of Conv2D / MaxPooling2D / Flatten / Dense, relu or linear, or branches
+// of them concatenated before a Dense head; softmax output, categorical cross-entropy, Adam): forward, loss, backward and the optimizer in one call, with the engine's
 // kernels and tfjs's formulas, so it matches trainOnBatch on the engine (see conv_step.cc).
 #pragma once
 #include <vector>
@@ -16,6 +16,9 @@ enum ConvStepKind { CS_CONV = 0, CS_POOL = 1, CS_DENSE = 2 };
 // rows are already the flattened vectors). Conv W is [KH, KW, C, OC], Dense W is [in, out]; b, moments may be null.
 struct ConvStepLayer {
   int kind, act;  // act: DENSE_LINEAR, DENSE_RELU, or DENSE_SOFTMAX (last Dense only)
+  // Layers of one chain are consecutive with the same chain index. One chain: a sequential model. Several: each but
+  // the last is a branch from the input, and their outputs, concatenated per sample in chain order, feed the last.
+  int chain;
   int in, out;
   ConvGeom g;
   float *w, *b, *mw, *vw, *mb, *vb;

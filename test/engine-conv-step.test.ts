@@ -1,7 +1,7 @@
 // The fused conv-net training step (src/engine/conv-step.ts, native/conv_step.cc): one native call per batch must do
 // what trainOnBatch on the engine does (loss, accuracy, weights and Adam moments) for Conv2D / MaxPooling2D / Flatten /
 // Dense chains, with the first conv + pool as one kernel and as two; every model it does not cover (batch norm,
-// dropout, branches, MPI) gets a reason and trains through trainOnBatch; the training loop uses it for the built-in cnn.
+// dropout, other merges, MPI) gets a reason and trains through trainOnBatch; the training loop uses it for the built-in cnn.
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
 import { execFileSync } from 'node:child_process';
@@ -196,7 +196,25 @@ test('conv models the fused step does not cover get a reason', { skip: SKIP }, a
     ['sgd', () => seq([conv(), ...out()], { optimizer: tf.train.sgd(0.1) }), /optimizer is not Adam/],
     ['frozen', () => { const c = conv(); c.trainable = false; return seq([c, ...out()]); }, /frozen layer|trainable weights/],
     ['regularizer', () => seq([conv({ kernelRegularizer: tfl.regularizers.l2({ l2: 0.01 }) }), ...out()]), /regularizers/],
-    ['two-branch', () => { const m = buildModel('two-branch', { inputShape: [28, 28, 1], classes: 10 }); compileDefault(m, 'adam', 1e-3); return m; }, /shared or has several inputs|chain/],
+    ['shared layer', () => {
+      const inp = tfl.input({ shape: [8, 8, 1] });
+      const c = conv({ inputShape: undefined });
+      const a = tfl.layers.flatten().apply(c.apply(inp)) as tfl.SymbolicTensor;
+      const b = tfl.layers.flatten().apply(c.apply(inp)) as tfl.SymbolicTensor;
+      const o = tfl.layers.dense({ units: 3, activation: 'softmax' }).apply(tfl.layers.concatenate().apply([a, b])) as tfl.SymbolicTensor;
+      const m = tfl.model({ inputs: inp, outputs: o });
+      m.compile({ optimizer: tf.train.adam(), loss: 'categoricalCrossentropy' });
+      return m;
+    }, /shared/],
+    ['add merge', () => {
+      const inp = tfl.input({ shape: [8, 8, 1] });
+      const a = tfl.layers.flatten().apply(conv({ inputShape: undefined }).apply(inp)) as tfl.SymbolicTensor;
+      const b = tfl.layers.flatten().apply(conv({ inputShape: undefined }).apply(inp)) as tfl.SymbolicTensor;
+      const o = tfl.layers.dense({ units: 3, activation: 'softmax' }).apply(tfl.layers.add().apply([a, b])) as tfl.SymbolicTensor;
+      const m = tfl.model({ inputs: inp, outputs: o });
+      m.compile({ optimizer: tf.train.adam(), loss: 'categoricalCrossentropy' });
+      return m;
+    }, /layer Add/],
     ['dense only', () => seq([tfl.layers.dense({ inputShape: [5], units: 3, activation: 'softmax' })]), /no Conv2D layer/],
   ];
   for (const [name, make, re] of reasons) {
@@ -237,5 +255,38 @@ test('trainEpochs trains the built-in cnn by the fused conv step, says so, and l
   assert.ok(h1.epochs[1].loss < h1.epochs[0].loss, 'it learns');
   assert.equal(h1.epochs[1].numTensors, h1.epochs[0].numTensors, 'no tensor growth over epochs');
   a.dispose(); b.dispose();
+  uninstallEngine(tf);
+});
+
+test('the two-branch model (conv branch + dense branch, concatenated): fused conv step = trainOnBatch', { skip: SKIP }, async () => {
+  await engineOn();
+  for (const [shape, batches] of [[[28, 28], [32, 5, 32]], [[12, 10, 1], [16, 16]]] as [number[], number[]][]) {
+    const mk = () => {
+      const m = buildModel('two-branch', { inputShape: shape, classes: 10, seed: 5 });
+      m.compile({ optimizer: adam(), loss: 'categoricalCrossentropy', metrics: ['accuracy'] });
+      return m;
+    };
+    const a = mk(), b = mk();
+    const r = convTrainStep(tf, a, true);
+    assert.ok(r.step, `two-branch ${shape}: eligible (${r.reason})`);
+    const features = shape.reduce((p, d) => p * d, 1);
+    for (const n of batches) {
+      const x = rand(n * features, 2), y = oneHot(n, 10);
+      const got = r.step(x, y, n)!;
+      const xs = tf.tensor(x, [n, ...shape]), ys = tf.tensor2d(y, [n, 10]);
+      const want = (await b.trainOnBatch(xs, ys)) as number[];
+      tf.dispose([xs, ys]);
+      assert.ok(Math.abs(got[0] - want[0]) <= 1e-5 * (1 + Math.abs(want[0])), `two-branch batch ${n}: loss ${got[0]} vs ${want[0]}`);
+      assert.ok(Math.abs(got[1] - want[1]) <= 1e-6, `two-branch batch ${n}: accuracy`);
+    }
+    const wa = a.getWeights(), wb = b.getWeights();
+    wa.forEach((w, i) => {
+      const e = maxRel(w.dataSync() as Float32Array, wb[i].dataSync() as Float32Array);
+      assert.ok(e < 2e-5, `two-branch ${shape}: weight ${i} ${w.shape} error ${e}`);
+    });
+    const oa = await a.optimizer.getWeights(), ob = await b.optimizer.getWeights();
+    oa.forEach((w, i) => assert.ok(maxRel(w.tensor.dataSync() as Float32Array, ob[i].tensor.dataSync() as Float32Array) < 1e-4, `two-branch: optimizer ${w.name}`));
+    a.dispose(); b.dispose();
+  }
   uninstallEngine(tf);
 });

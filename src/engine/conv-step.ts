@@ -1,5 +1,6 @@
-// The fused training step for sequential conv nets (the built-in cnn and models like it): Conv2D (relu/linear),
-// MaxPooling2D, Flatten and Dense layers, softmax output, categoricalCrossentropy and Adam, trained in one native call
+// The fused training step for conv nets (the built-in cnn and two-branch, and models like them): chains of Conv2D
+// (relu/linear), MaxPooling2D, Flatten and Dense layers, or such branches from the input joined by one Concatenate
+// before a Dense head; softmax output, categoricalCrossentropy and Adam; trained in one native call
 // per batch (native/conv_step.cc) on the engine's own kernels, so it computes what trainOnBatch computes on the engine
 // without tfjs's per-op dispatch and tensor allocation. Anything else (batch norm, dropout, regularizers, other layers)
 // gets a reason instead, and the caller trains that model with trainOnBatch.
@@ -25,6 +26,7 @@ interface LayerLike {
   kernelRegularizer?: unknown; biasRegularizer?: unknown; activityRegularizer?: unknown; kernelConstraint?: unknown; biasConstraint?: unknown;
   input: { shape: (number | null)[] } | unknown;
   output: { shape: (number | null)[] } | unknown;
+  axis?: number;
 }
 interface ModelLike {
   layers: LayerLike[];
@@ -36,17 +38,75 @@ interface ModelLike {
 const ACT: Record<string, number> = { linear: 0, relu: 1, softmax: 2 };
 const KIND = { conv: 0, pool: 1, dense: 2 } as const;
 /** Doubles per layer in the native plan (see ConvStep in native/addon.cc). */
-const PER = 25;
+const PER = 26;
 
 interface Planned {
   kind: number; act: number; inSize: number; outSize: number;
   /** N, H, W, C, KH, KW, OC, OH, OW, sh, sw, dh, dw, pt, pl (N unused). */
   geom: number[];
   kernel: LayerVar | null; bias: LayerVar | null;
+  /** Index of the chain (branch, or the head after a Concatenate) the layer belongs to. */
+  chain: number;
 }
 
 const shapeOf = (t: unknown): (number | null)[] => (t as { shape: (number | null)[] }).shape;
 const size = (s: (number | null)[]): number => s.slice(1).reduce<number>((a, b) => a * Number(b), 1);
+
+const inbound = (l: LayerLike): LayerLike[] => (l.inboundNodes[0]?.inboundLayers ?? []) as LayerLike[];
+
+/**
+ * The model's layers as chains in training order: [chain] for a plain chain from the input to the output, or each
+ * branch of the one Concatenate (over the last axis of flat inputs) back to the input, then the head after it; a
+ * string says why the graph is not of that form.
+ */
+function toChains(layers: LayerLike[], outLayer: LayerLike): LayerLike[][] | string {
+  const input = layers.filter((l) => l.getClassName() === 'InputLayer');
+  if (input.length > 1) return 'several inputs';
+  for (const l of layers) {
+    if (l.getClassName() === 'InputLayer') continue;
+    if (l.inboundNodes.length !== 1) return `layer ${l.getClassName()} is shared`;
+    const inb = inbound(l);
+    if (l.getClassName() === 'Concatenate') {
+      const axis = l.axis ?? -1;
+      const rank = shapeOf(l.output).length;
+      if (rank !== 2 || (axis !== -1 && axis !== 1) || inb.length < 2) return 'a Concatenate other than of flat features';
+    } else if (inb.length !== 1) {
+      return `layer ${l.getClassName()} has several inputs`;
+    }
+  }
+  const used = new Set<LayerLike>();
+  // walk back from `from` to the input (or a Concatenate), collecting layers in forward order
+  const walk = (from: LayerLike): LayerLike[] | string => {
+    const chain: LayerLike[] = [];
+    let l: LayerLike | undefined = from;
+    while (l && l.getClassName() !== 'InputLayer' && l.getClassName() !== 'Concatenate') {
+      if (used.has(l)) return 'a layer output used twice';
+      used.add(l);
+      chain.unshift(l);
+      l = inbound(l)[0];
+    }
+    return chain;
+  };
+  const head = walk(outLayer);
+  if (typeof head === 'string') return head;
+  const first = head[0] ? inbound(head[0])[0] : outLayer;
+  let chains: LayerLike[][];
+  if (first && first.getClassName() === 'Concatenate') {
+    used.add(first);
+    chains = [];
+    for (const b of inbound(first)) {
+      const br = walk(b);
+      if (typeof br === 'string') return br;
+      if (br.length && inbound(br[0])[0] && inbound(br[0])[0].getClassName() !== 'InputLayer') return 'Concatenate of Concatenates';
+      chains.push(br);
+    }
+    chains.push(head);
+  } else {
+    chains = [head];
+  }
+  if (layers.some((l) => l.getClassName() !== 'InputLayer' && !used.has(l))) return 'layers do not form a chain';
+  return chains;
+}
 
 /** Options of {@link convTrainStep}. */
 export interface ConvStepOptions {
@@ -59,8 +119,8 @@ export interface ConvStepOptions {
 }
 
 /**
- * The fused step for `model` when it is a chain of Conv2D / MaxPooling2D / Flatten / Dense layers (with at least one
- * Conv2D) compiled with categoricalCrossentropy and Adam on the engine's wasm backend, else the reason it has none.
+ * The fused step for `model` when it is a chain of Conv2D / MaxPooling2D / Flatten / Dense layers (or branches of
+ * them from the input, concatenated before Dense layers), with at least one Conv2D, compiled with categoricalCrossentropy and Adam on the engine's wasm backend, else the reason it has none.
  * The result has the shape of {@link denseTrainStep}'s, so the trainer uses either the same way.
  *
  * @example
@@ -89,70 +149,85 @@ export function convTrainStep(tf: Tf, model: tfl.LayersModel, engineActive: bool
   const opt = m.optimizer as AdamInternals | null;
   if (!opt || (opt as { constructor?: unknown }).constructor !== (tf as unknown as { AdamOptimizer: unknown }).AdamOptimizer) return no('optimizer is not Adam');
   const bu = tf.backend_util;
+  // The graph as chains: one for a sequential model; for a Concatenate, one branch per input back to the model's input
+  // plus the head from the Concatenate to the output. Every other layer must have exactly one inbound layer.
+  const outLayer = (m.outputs[0] as { sourceLayer?: LayerLike }).sourceLayer ?? m.layers[m.layers.length - 1];
+  const chains = toChains(m.layers, outLayer);
+  if (typeof chains === 'string') return no(chains);
   const planned: Planned[] = [];
-  let prev: LayerLike | null = null;
-  let inputSize = 0, sawDense = false;
-  for (const layer of m.layers) {
-    const kind = layer.getClassName();
-    if (kind === 'InputLayer') { prev = layer; continue; }
-    if (layer.inboundNodes.length !== 1 || layer.inboundNodes[0].inboundLayers.length !== 1) return no(`layer ${kind} is shared or has several inputs`);
-    if (prev && layer.inboundNodes[0].inboundLayers[0] !== prev) return no('layers do not form a chain');
-    prev = layer;
-    const inShape = shapeOf(layer.input);
-    if (!planned.length && !inputSize) inputSize = size(inShape);
-    if (kind === 'Reshape') {
-      // row-major data is unchanged by a reshape; only the first layer may be one (the built-in cnn on [h, w] samples)
-      if (planned.length) return no('Reshape after the first layer');
-      continue;
+  let inputSize = 0;
+  for (let ci = 0; ci < chains.length; ci++) {
+    let sawDense = false, chainLen = 0;
+    const isHead = chains.length > 1 && ci === chains.length - 1;
+    for (const layer of chains[ci]) {
+      const kind = layer.getClassName();
+      const inShape = shapeOf(layer.input);
+      if (ci === 0 && !planned.length && !inputSize) inputSize = size(inShape);
+      if (kind === 'Reshape') {
+        // row-major data is unchanged by a reshape; only a branch's first layer may be one (the built-in models on [h, w] samples)
+        if (chainLen || isHead) return no('Reshape after the first layer');
+        continue;
+      }
+      if (kind === 'Flatten') {
+        if (layer.dataFormat === 'channelsFirst') return no('channelsFirst Flatten');
+        continue;
+      }
+      if (kind !== 'Conv2D' && kind !== 'MaxPooling2D' && kind !== 'Dense') return no(`layer ${kind} has no fused step`);
+      if (kind !== 'MaxPooling2D') {
+        if (!layer.trainable) return no('a frozen layer');
+        if (layer.kernelRegularizer || layer.biasRegularizer || layer.activityRegularizer || layer.kernelConstraint || layer.biasConstraint) return no('regularizers or constraints');
+      }
+      const act = kind === 'MaxPooling2D' ? 0 : ACT[layer.activation?.getClassName() ?? 'linear'];
+      if (act === undefined) return no(`activation ${layer.activation?.getClassName()}`);
+      chainLen++;
+      if (kind === 'Dense') {
+        if (!layer.kernel || inShape.length !== 2) return no('Dense on a rank > 2 input');
+        sawDense = true;
+        planned.push({ kind: KIND.dense, act, inSize: Number(inShape[1]), outSize: Number(layer.units), geom: new Array(15).fill(0), kernel: layer.kernel, bias: layer.bias ?? null, chain: ci });
+        continue;
+      }
+      if (sawDense || isHead) return no(`${kind} after a Dense layer or a Concatenate`);
+      if (layer.dataFormat !== 'channelsLast') return no(`${kind} with dataFormat ${layer.dataFormat}`);
+      if (inShape.length !== 4 || inShape.slice(1).some((d) => !(Number(d) >= 1))) return no(`${kind} input shape is not [h, w, c]`);
+      const x4 = [1, Number(inShape[1]), Number(inShape[2]), Number(inShape[3])] as [number, number, number, number];
+      const pad = layer.padding;
+      if (pad !== 'valid' && pad !== 'same') return no(`${kind} padding ${pad}`);
+      const strides = layer.strides as [number, number];
+      if (kind === 'Conv2D') {
+        const dil = layer.dilationRate;
+        if (!(dil === undefined || dil === 1 || (Array.isArray(dil) && dil.every((d) => d === 1)))) return no('dilated Conv2D');
+        if (!layer.kernel) return no('Conv2D without a kernel');
+        const ks = layer.kernelSize as number[];
+        const c = bu.computeConv2DInfo(x4, [ks[0], ks[1], x4[3], Number(layer.filters)], strides, 1, pad, undefined, false, 'channelsLast');
+        planned.push({
+          kind: KIND.conv, act, inSize: size(inShape), outSize: c.outHeight * c.outWidth * c.outChannels, kernel: layer.kernel, bias: layer.bias ?? null, chain: ci,
+          geom: [0, c.inHeight, c.inWidth, c.inChannels, c.filterHeight, c.filterWidth, c.outChannels, c.outHeight, c.outWidth, c.strideHeight, c.strideWidth, 1, 1, c.padInfo.top, c.padInfo.left],
+        });
+      } else {
+        const c = bu.computePool2DInfo(x4, layer.poolSize as [number, number], strides, 1, pad);
+        planned.push({
+          kind: KIND.pool, act: 0, inSize: size(inShape), outSize: c.outHeight * c.outWidth * c.inChannels, kernel: null, bias: null, chain: ci,
+          geom: [0, c.inHeight, c.inWidth, c.inChannels, c.filterHeight, c.filterWidth, c.inChannels, c.outHeight, c.outWidth, c.strideHeight, c.strideWidth, 1, 1, c.padInfo.top, c.padInfo.left],
+        });
+      }
+      if (size(shapeOf(layer.output)) !== planned[planned.length - 1].outSize) return no(`${kind} output size differs from its geometry`);
     }
-    if (kind === 'Flatten') {
-      if (layer.dataFormat === 'channelsFirst') return no('channelsFirst Flatten');
-      continue;
-    }
-    if (kind !== 'Conv2D' && kind !== 'MaxPooling2D' && kind !== 'Dense') return no(`layer ${kind} has no fused step`);
-    if (kind !== 'MaxPooling2D') {
-      if (!layer.trainable) return no('a frozen layer');
-      if (layer.kernelRegularizer || layer.biasRegularizer || layer.activityRegularizer || layer.kernelConstraint || layer.biasConstraint) return no('regularizers or constraints');
-    }
-    const act = kind === 'MaxPooling2D' ? 0 : ACT[layer.activation?.getClassName() ?? 'linear'];
-    if (act === undefined) return no(`activation ${layer.activation?.getClassName()}`);
-    if (kind === 'Dense') {
-      if (!layer.kernel || inShape.length !== 2) return no('Dense on a rank > 2 input');
-      sawDense = true;
-      planned.push({ kind: KIND.dense, act, inSize: Number(inShape[1]), outSize: Number(layer.units), geom: new Array(15).fill(0), kernel: layer.kernel, bias: layer.bias ?? null });
-      continue;
-    }
-    if (sawDense) return no(`${kind} after a Dense layer`);
-    if (layer.dataFormat !== 'channelsLast') return no(`${kind} with dataFormat ${layer.dataFormat}`);
-    if (inShape.length !== 4 || inShape.slice(1).some((d) => !(Number(d) >= 1))) return no(`${kind} input shape is not [h, w, c]`);
-    const x4 = [1, Number(inShape[1]), Number(inShape[2]), Number(inShape[3])] as [number, number, number, number];
-    const pad = layer.padding;
-    if (pad !== 'valid' && pad !== 'same') return no(`${kind} padding ${pad}`);
-    const strides = layer.strides as [number, number];
-    if (kind === 'Conv2D') {
-      const dil = layer.dilationRate;
-      if (!(dil === undefined || dil === 1 || (Array.isArray(dil) && dil.every((d) => d === 1)))) return no('dilated Conv2D');
-      if (!layer.kernel) return no('Conv2D without a kernel');
-      const ks = layer.kernelSize as number[];
-      const c = bu.computeConv2DInfo(x4, [ks[0], ks[1], x4[3], Number(layer.filters)], strides, 1, pad, undefined, false, 'channelsLast');
-      planned.push({
-        kind: KIND.conv, act, inSize: size(inShape), outSize: c.outHeight * c.outWidth * c.outChannels, kernel: layer.kernel, bias: layer.bias ?? null,
-        geom: [0, c.inHeight, c.inWidth, c.inChannels, c.filterHeight, c.filterWidth, c.outChannels, c.outHeight, c.outWidth, c.strideHeight, c.strideWidth, 1, 1, c.padInfo.top, c.padInfo.left],
-      });
-    } else {
-      const c = bu.computePool2DInfo(x4, layer.poolSize as [number, number], strides, 1, pad);
-      planned.push({
-        kind: KIND.pool, act: 0, inSize: size(inShape), outSize: c.outHeight * c.outWidth * c.inChannels, kernel: null, bias: null,
-        geom: [0, c.inHeight, c.inWidth, c.inChannels, c.filterHeight, c.filterWidth, c.inChannels, c.outHeight, c.outWidth, c.strideHeight, c.strideWidth, 1, 1, c.padInfo.top, c.padInfo.left],
-      });
-    }
-    if (size(shapeOf(layer.output)) !== planned[planned.length - 1].outSize) return no(`${kind} output size differs from its geometry`);
+    if (!chainLen) return no('a branch without Conv2D, MaxPooling2D or Dense layers');
   }
   if (!planned.some((p) => p.kind === KIND.conv)) return no('no Conv2D layer');
   const nL = planned.length;
   if (planned[nL - 1].kind !== KIND.dense || planned.some((p, i) => (p.act === 2) !== (i === nL - 1))) return no('softmax only on the last Dense layer');
-  if (planned[0].inSize !== inputSize || planned.some((p, i) => i > 0 && p.inSize !== planned[i - 1].outSize)) return no('layer sizes do not chain');
-  if (prev !== null && m.layers[m.layers.length - 1] !== prev) return no('layers do not form a chain');
+  // sizes: within a chain each layer takes the previous one's output; branches take the input; the head their outputs
+  const nChains = chains.length;
+  const firstOf = (c: number): Planned => planned.find((p) => p.chain === c)!;
+  const lastOf = (c: number): Planned => planned.filter((p) => p.chain === c).pop()!;
+  let branchOut = 0;
+  for (let c = 0; c < nChains - 1; c++) branchOut += lastOf(c).outSize;
+  for (let c = 0; c < nChains; c++) {
+    const want = nChains > 1 && c === nChains - 1 ? branchOut : inputSize;
+    if (firstOf(c).inSize !== want) return no('layer sizes do not chain');
+  }
+  if (planned.some((p, i) => i > 0 && p.chain === planned[i - 1].chain && p.inSize !== planned[i - 1].outSize)) return no('layer sizes do not chain');
   const order = m.collectedTrainableWeights;
   const vars = planned.flatMap((p) => (p.kernel ? (p.bias ? [p.kernel, p.bias] : [p.kernel]) : []));
   if (order.length !== vars.length || vars.some((v) => !order.includes(v))) return no('trainable weights are not exactly the Conv2D and Dense kernels and biases');
@@ -166,7 +241,8 @@ export function convTrainStep(tf: Tf, model: tfl.LayersModel, engineActive: bool
     const p = planned[l], q = 9 + PER * l;
     plan[q] = p.kind; plan[q + 1] = p.act; plan[q + 2] = p.inSize; plan[q + 3] = p.outSize;
     for (let k = 0; k < 15; k++) plan[q + 4 + k] = p.geom[k];
-    for (let k = 19; k < PER; k++) plan[q + k] = -1;
+    for (let k = 19; k < 25; k++) plan[q + k] = -1;
+    plan[q + 25] = p.chain;
   }
   const profile = opts.profile ?? new Float64Array(0);
   const separate = opts.separateKernels ? 1 : 0;
