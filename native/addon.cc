@@ -269,11 +269,12 @@ napi_value DenseStep(napi_env env, napi_callback_info info) {
   return undef(env);
 }
 
-// convStep(heap, x, y, batch, plan, out[, prof[, noFusedPool]]): plan = Float64Array [nLayers, lr, beta1, beta2, eps, oma1, oma2, c1,
+// convStep(heap, x, y, batch, plan, out[, prof[, noFusedPool[, gOff]]]): plan = Float64Array [nLayers, lr, beta1, beta2, eps, oma1, oma2, c1,
 // c2, then per layer 26: kind, act, in, out, geom15 (N ignored), wOff, bOff, mwOff, vwOff, mbOff, vbOff, chain] (byte
 // offsets into heap, -1 = none; pool layers have none; chain: see ConvStepLayer); out receives [mean loss, correct count]; prof (Float64Array, 4L+2)
 // accumulates seconds per phase (see conv_step.h; an empty array: none); noFusedPool 1 runs a first conv and its pool
-// as separate kernels.
+// as separate kernels; gOff >= 0 (byte offset into heap of room for every weight's gradient, in plan order W then b per
+// layer) makes it compute gradients only.
 napi_value ConvStep(napi_env env, napi_callback_info info) {
   Args a(env, info);
   size_t hlen, xlen, ylen, plen, olen, flen = 0;
@@ -377,6 +378,15 @@ napi_value ConvStep(napi_env env, napi_callback_info info) {
   s.y = (const float*)yb;
   s.prof = flen ? (double*)fb : nullptr;
   if (a.n > 7) s.noFusedPool = a.num(7) != 0;
+  if (a.n > 8 && a.num(8) >= 0) {
+    double total = 0;
+    for (const ConvStepLayer& d : s.layers) {
+      if (d.kind == CS_CONV) total += (double)d.g.KH * d.g.KW * d.g.C * d.g.OC + (d.b ? d.g.OC : 0);
+      if (d.kind == CS_DENSE) total += (double)d.in * d.out + (d.b ? d.out : 0);
+    }
+    s.grads = at<float>(a, heap, hlen, a.num(8), total);
+    if (!a.ok) return nullptr;
+  }
   double* out = (double*)ob;
   conv_train_step(s, &out[0], &out[1]);
   return undef(env);

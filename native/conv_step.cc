@@ -423,10 +423,24 @@ struct ChainRun {
   bool needInput;   // the gradient with respect to the chain's input is wanted (a head after a concatenation)
   Scratch& sc;
   Clock& clk;
+  const std::vector<size_t>& goff;  // per layer of s.layers: offset of its W in s.grads (b follows)
   int firstTrainable = 0, fl = -1, fusedOcv = 0;
   std::vector<char> paired;
 
   const ConvStepLayer& layer(int l) const { return s.layers[first + l]; }
+
+  // Adam on layer l's W and b with gradients dw and db, or (with s.grads) only store the gradients there.
+  void apply(int l, long nw, int nb, const float* dw, const float* db) {
+    const ConvStepLayer& d = layer(l);
+    const AdamArgs& o = s.adam;
+    if (s.grads) {
+      std::memcpy(s.grads + goff[first + l], dw, sizeof(float) * nw);
+      if (d.b) std::memcpy(s.grads + goff[first + l] + nw, db, sizeof(float) * nb);
+    } else {
+      adam_update(nw, d.w, d.mw, d.vw, dw, o.lr, o.beta1, o.beta2, o.eps, o.oma1, o.oma2, o.c1, o.c2);
+      if (d.b) adam_update(nb, d.b, d.mb, d.vb, db, o.lr, o.beta1, o.beta2, o.eps, o.oma1, o.oma2, o.c1, o.c2);
+    }
+  }
   int slot(int l, int k) const { return 4 * (first + l) + k; }
   int adamSlot() const { return 4 * (int)s.layers.size(); }
 
@@ -502,7 +516,6 @@ struct ChainRun {
   // respect to the last layer's logits (logits = true), or in sc.dOut with respect to the chain's output. With
   // needInput, returns the gradient with respect to the chain's input (in sc.dOut), else null.
   float* backward(const float* x, bool logits) {
-    const AdamArgs& o = s.adam;
     for (int l = L - 1; l >= 0; l--) {
       const ConvStepLayer& d = layer(l);
       const float* ain = l == 0 ? x : sc.act[l - 1].data();
@@ -519,8 +532,7 @@ struct ChainRun {
         conv_relu_pool_grad(fusedOcv, g, pg, ain, sc.act[l + 1].data(), sc.argmax[l + 1].data(), sc.dOut.data(), sc.dw.data(),
                             d.b ? sc.db.data() : nullptr, sc.part);
         clk.lap(slot(l, 2));
-        adam_update((long)g.KH * g.KW * g.C * g.OC, d.w, d.mw, d.vw, sc.dw.data(), o.lr, o.beta1, o.beta2, o.eps, o.oma1, o.oma2, o.c1, o.c2);
-        if (d.b) adam_update(g.OC, d.b, d.mb, d.vb, sc.db.data(), o.lr, o.beta1, o.beta2, o.eps, o.oma1, o.oma2, o.c1, o.c2);
+        apply(l, (long)g.KH * g.KW * g.C * g.OC, g.OC, sc.dw.data(), sc.db.data());
         clk.lap(adamSlot());
         return nullptr;  // fl is the first trainable layer and needInput is false
       }
@@ -563,8 +575,7 @@ struct ChainRun {
         }
         clk.lap(slot(l, 3));
         const long nw = rows ? (long)d.in * d.out : (long)g.KH * g.KW * g.C * g.OC;
-        adam_update(nw, d.w, d.mw, d.vw, dw, o.lr, o.beta1, o.beta2, o.eps, o.oma1, o.oma2, o.c1, o.c2);
-        if (d.b) adam_update(cols, d.b, d.mb, d.vb, db, o.lr, o.beta1, o.beta2, o.eps, o.oma1, o.oma2, o.c1, o.c2);
+        apply(l, nw, cols, dw, db);
         clk.lap(adamSlot());
       }
       if (!needIn) return nullptr;
@@ -587,10 +598,17 @@ void conv_train_step(const ConvStepArgs& s, double* lossOut, double* correctOut)
   const int nc = (int)ranges.size();
   if ((int)scratches.size() < nc) scratches.resize(nc);
   Clock clk{s.prof};
+  std::vector<size_t> goff(s.layers.size() + 1, 0);
+  for (size_t l = 0; l < s.layers.size(); l++) {
+    const ConvStepLayer& d = s.layers[l];
+    const size_t nw = d.kind == CS_CONV ? (size_t)d.g.KH * d.g.KW * d.g.C * d.g.OC : d.kind == CS_DENSE ? (size_t)d.in * d.out : 0;
+    const size_t nb = d.kind == CS_POOL || !d.b ? 0 : d.kind == CS_CONV ? d.g.OC : d.out;
+    goff[l + 1] = goff[l] + nw + nb;
+  }
   std::vector<ChainRun> runs;
   runs.reserve(nc);
   for (int c = 0; c < nc; c++) {
-    runs.push_back(ChainRun{s, ranges[c].first, ranges[c].second - ranges[c].first, B, nc > 1 && c == nc - 1, scratches[c], clk});
+    runs.push_back(ChainRun{s, ranges[c].first, ranges[c].second - ranges[c].first, B, nc > 1 && c == nc - 1, scratches[c], clk, goff});
     runs.back().setup();
   }
   ChainRun& head = runs[nc - 1];

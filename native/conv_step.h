@@ -1,6 +1,7 @@
 // A fused training step for conv nets (chains of Conv2D / MaxPooling2D / Flatten / Dense, relu or linear, or branches
-// of them concatenated before a Dense head; softmax output, categorical cross-entropy, Adam): forward, loss, backward and the optimizer in one call, with the engine's
-// kernels and tfjs's formulas, so it matches trainOnBatch on the engine (see conv_step.cc).
+// of them concatenated before a Dense head; softmax output, categorical cross-entropy, Adam): forward, loss, backward
+// and the optimizer in one call, with the engine's kernels and tfjs's formulas, so it matches trainOnBatch on the
+// engine (see conv_step.cc).
 #pragma once
 #include <vector>
 
@@ -35,9 +36,12 @@ struct ConvStepArgs {
   double* prof = nullptr;
   // Run the first conv layer and its max pool as separate kernels (the fused one is checked against them).
   bool noFusedPool = false;
+  // When set: the step only computes the gradients, into grads (each Conv2D / Dense layer's W then b, in layer order;
+  // sizes as the weights), and leaves weights and moments alone (data-parallel training all-reduces them before Adam).
+  float* grads = nullptr;
 };
 
-// Train one batch in place; *loss = mean categorical cross-entropy (tfjs's clipping), *correct = argmax matches.
+// Train one batch in place (or, with grads, only compute its gradients); *loss = mean categorical cross-entropy (tfjs's clipping), *correct = argmax matches.
 void conv_train_step(const ConvStepArgs& args, double* loss, double* correct);
 
 }  // namespace sf

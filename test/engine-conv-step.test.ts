@@ -1,7 +1,8 @@
 // The fused conv-net training step (src/engine/conv-step.ts, native/conv_step.cc): one native call per batch must do
 // what trainOnBatch on the engine does (loss, accuracy, weights and Adam moments) for Conv2D / MaxPooling2D / Flatten /
-// Dense chains, with the first conv + pool as one kernel and as two; every model it does not cover (batch norm,
-// dropout, other merges, MPI) gets a reason and trains through trainOnBatch; the training loop uses it for the built-in cnn.
+// Dense chains and the two-branch model, with the first conv + pool as one kernel and as two; with a reduce callback
+// (MPI) it hands the gradients over before Adam; every model it does not cover (batch norm, dropout, other merges)
+// gets a reason and trains through trainOnBatch; the training loop uses it for the built-in cnn.
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
 import { execFileSync } from 'node:child_process';
@@ -226,7 +227,6 @@ test('conv models the fused step does not cover get a reason', { skip: SKIP }, a
   }
   const ok = seq([conv(), ...out()]);
   assert.match(convTrainStep(tf, ok, false).reason!, /fast engine is not active/);
-  assert.match(convTrainStep(tf, ok, true, { reduce: () => {} }).reason!, /MPI/);
   ok.dispose();
   const script = `
     import { convTrainStep } from ${JSON.stringify(new URL('../src/engine/conv-step.ts', import.meta.url).pathname)};
@@ -286,6 +286,35 @@ test('the two-branch model (conv branch + dense branch, concatenated): fused con
     });
     const oa = await a.optimizer.getWeights(), ob = await b.optimizer.getWeights();
     oa.forEach((w, i) => assert.ok(maxRel(w.tensor.dataSync() as Float32Array, ob[i].tensor.dataSync() as Float32Array) < 1e-4, `two-branch: optimizer ${w.name}`));
+    a.dispose(); b.dispose();
+  }
+  uninstallEngine(tf);
+});
+
+test('with reduce (data-parallel training), the step hands every gradient to it before Adam: identity reduce = trainOnBatch', { skip: SKIP }, async () => {
+  await engineOn();
+  for (const c of [CASES[0], CASES[3]]) {
+    const a = build(c, 0), b = build(c, 0);
+    let calls = 0, length = 0;
+    const r = convTrainStep(tf, a, true, { extraFloats: 1, reduce: (g) => { calls++; length = g.length; g[g.length - 1] = 7; } });
+    assert.ok(r.step, `${c.name}: eligible (${r.reason})`);
+    const features = c.input.reduce((p, d) => p * d, 1);
+    for (const n of c.batches) {
+      const x = rand(n * features, 2), y = oneHot(n, c.classes);
+      const got = r.step(x, y, n)!;
+      const xs = tf.tensor(x, [n, ...c.input]), ys = tf.tensor2d(y, [n, c.classes]);
+      const want = (await b.trainOnBatch(xs, ys)) as number[];
+      tf.dispose([xs, ys]);
+      assert.ok(Math.abs(got[0] - want[0]) <= 1e-5 * (1 + Math.abs(want[0])), `${c.name} batch ${n}: loss ${got[0]} vs ${want[0]}`);
+    }
+    assert.equal(calls, c.batches.length);
+    assert.equal(length, a.countParams() + 1, 'every weight\'s gradient plus the extra float');
+    const wa = a.getWeights(), wb = b.getWeights();
+    wa.forEach((w, i) => {
+      const e = maxRel(w.dataSync() as Float32Array, wb[i].dataSync() as Float32Array);
+      assert.ok(e < 2e-5, `${c.name} (reduce): weight ${i} ${w.shape} error ${e}`);
+    });
+    r.dispose();
     a.dispose(); b.dispose();
   }
   uninstallEngine(tf);

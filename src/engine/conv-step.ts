@@ -1,7 +1,7 @@
 // The fused training step for conv nets (the built-in cnn and two-branch, and models like them): chains of Conv2D
 // (relu/linear), MaxPooling2D, Flatten and Dense layers, or such branches from the input joined by one Concatenate
-// before a Dense head; softmax output, categoricalCrossentropy and Adam; trained in one native call
-// per batch (native/conv_step.cc) on the engine's own kernels, so it computes what trainOnBatch computes on the engine
+// before a Dense head; softmax output, categoricalCrossentropy and Adam; trained in one native call per batch
+// (native/conv_step.cc) on the engine's own kernels, so it computes what trainOnBatch computes on the engine
 // without tfjs's per-op dispatch and tensor allocation. Anything else (batch norm, dropout, regularizers, other layers)
 // gets a reason instead, and the caller trains that model with trainOnBatch.
 import type * as tfc from '@tensorflow/tfjs-core';
@@ -110,8 +110,14 @@ function toChains(layers: LayerLike[], outLayer: LayerLike): LayerLike[][] | str
 
 /** Options of {@link convTrainStep}. */
 export interface ConvStepOptions {
-  /** Data-parallel gradient reduction (see DenseStepOptions): conv nets have no fused step under it yet. */
-  reduce?: unknown;
+  /**
+   * Data-parallel training (as in DenseStepOptions): the step computes the batch's gradients into one buffer (each
+   * Conv2D / Dense layer's kernel then bias, in training order), hands it to `reduce` (e.g. an MPI all-reduce that
+   * averages it in place), then applies Adam with the reduced gradients.
+   */
+  reduce?: (grads: Float32Array) => void;
+  /** Floats after the gradients in the buffer `reduce` gets, for the caller's own values (default 0). */
+  extraFloats?: number;
   /** Adds the CPU seconds of the calling thread per phase to this array (4 per layer + 2, see native/conv_step.h). */
   profile?: Float64Array;
   /** Run a first conv layer and the max pool after it as two kernels, not the fused one (for tests and profiling). */
@@ -132,7 +138,6 @@ export function convTrainStep(tf: Tf, model: tfl.LayersModel, engineActive: bool
   if (!featureEnabled('fused')) return no(`disabled by ${disabledBy('fused')}`);
   if (!featureEnabled('fused-cnn')) return no(`disabled by ${disabledBy('fused-cnn')}`);
   if (!engineActive) return no('the fast engine is not active');
-  if (opts.reduce) return no('data-parallel (MPI) training of conv nets has no fused step');
   const { addon } = loadAddon();
   if (!addon || typeof (addon as { convStep?: unknown }).convStep !== 'function') return no('the native engine has no fused conv step');
   if (!isWasmBackend(tf.backend())) return no('backend is not wasm');
@@ -246,6 +251,17 @@ export function convTrainStep(tf: Tf, model: tfl.LayersModel, engineActive: bool
   }
   const profile = opts.profile ?? new Float64Array(0);
   const separate = opts.separateKernels ? 1 : 0;
+  const reduce = opts.reduce;
+  const trained = planned.filter((p) => p.kernel);
+  const sizes = trained.flatMap((p) => {
+    const nw = p.kind === KIND.conv ? p.geom[4] * p.geom[5] * p.geom[3] * p.geom[6] : p.inSize * p.outSize;
+    const nb = p.kind === KIND.conv ? p.geom[6] : p.outSize;
+    return p.bias ? [nw, nb] : [nw];
+  });
+  const total = sizes.reduce((a, b) => a + b, 0);
+  const extra = opts.extraFloats ?? 0;
+  // With reduce: room on the wasm heap for every gradient (so the native Adam can address it like the weights).
+  const gradBuf: tfc.Tensor | null = reduce ? tf.zeros([total + extra]) : null;
 
   const step: DenseStep = (x, y, n) => {
     if (!(x instanceof Float32Array) || !(y instanceof Float32Array)) throw new Error('fused step: x and y must be Float32Arrays');
@@ -275,9 +291,26 @@ export function convTrainStep(tf: Tf, model: tfl.LayersModel, engineActive: bool
       plan[q + 24] = bi >= 0 ? off(opt.accumulatedSecondMoment[bi].variable) : -1;
     }
     // the heap is read after every offset lookup above (a lookup can grow it)
-    addon.convStep(be.wasm.HEAPU8.buffer as ArrayBuffer, x, y, n, plan, out, profile, separate);
+    if (!gradBuf) {
+      addon.convStep(be.wasm.HEAPU8.buffer as ArrayBuffer, x, y, n, plan, out, profile, separate);
+    } else {
+      const gOff = off(gradBuf);
+      const heap = be.wasm.HEAPU8.buffer as ArrayBuffer;
+      addon.convStep(heap, x, y, n, plan, out, profile, separate, gOff);
+      reduce!(new Float32Array(heap, gOff, total + extra));
+      let g = gOff, k = 0;
+      for (const p of planned) {
+        if (!p.kernel) continue;
+        const q = 9 + PER * planned.indexOf(p);
+        for (const [w, m1, v] of [[plan[q + 19], plan[q + 21], plan[q + 22]], [plan[q + 20], plan[q + 23], plan[q + 24]]]) {
+          if (w < 0) continue;
+          addon.adam(heap, sizes[k], w, m1, v, g, opt.learningRate, opt.beta1, opt.beta2, opt.epsilon, oma1, oma2, c1, c2);
+          g += 4 * sizes[k++];
+        }
+      }
+    }
     adamAdvance(tf, opt);
     return [out[0], acc ? out[1] / n : NaN];
   };
-  return { step, inputSize, classes, dispose: () => {} };
+  return { step, inputSize, classes, dispose: () => gradBuf?.dispose() };
 }
