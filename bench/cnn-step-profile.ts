@@ -1,5 +1,6 @@
 // Where one training step of the built-in cnn spends its time: the fused conv step's phases (native/conv_step.cc),
-// with the first conv + pool as one kernel and as two, against trainOnBatch on the engine, batch 128, random data.
+// with the conv + pool kernels fused and separate, against trainOnBatch on the engine, batch 128, random data; phases
+// in CPU ms of the calling thread (run with SLIMFIT_THREADS=1 to see all of the work).
 // Usage: node --import tsx bench/cnn-step-profile.ts [steps=20]
 import { loadavg } from 'node:os';
 import * as tf from '@tensorflow/tfjs-core';
@@ -29,7 +30,7 @@ for (const separate of [false, true]) {
   for (let i = 0; i < steps; i++) r.step(x, y, B);
   const dt = (performance.now() - t0) / 1000;
   const ms = (v: number): string => (v / steps * 1000).toFixed(2);
-  console.log(`\nfused step${separate ? ' (first conv and pool as two kernels)' : ''}: ${(steps * B / dt).toFixed(0)} samples/s, ${ms(dt)} ms per batch`);
+  console.log(`\nfused step${separate ? ' (conv and pool as separate kernels, as trainOnBatch runs them)' : ''}: ${(steps * B / dt).toFixed(0)} samples/s, ${ms(dt)} ms per batch`);
   console.log('layer    forward  act/pool-grad  weight-grad  input-grad  (ms per batch)');
   names.filter((nm) => nm !== 'flatten').forEach((nm, l) => console.log(nm.padEnd(8), [0, 1, 2, 3].map((k) => ms(prof[4 * l + k]).padStart(8)).join('  ')));
   console.log(`adam ${ms(prof[24])} ms, softmax+loss ${ms(prof[25])} ms`);

@@ -447,25 +447,28 @@ struct ChainRun {
   void setup() {
     if ((int)sc.act.size() < L) sc.act.resize(L);
     if ((int)sc.argmax.size() < L) sc.argmax.resize(L);
-    size_t widest = 0, biggestW = 0, widestOut = 0;
     firstTrainable = L;
+    for (int l = 0; l < L; l++)
+      if (layer(l).kind != CS_POOL && firstTrainable == L) firstTrainable = l;
+    // The first trainable layer, a conv with relu followed by a max pool, may run with the pool as one kernel (when
+    // nothing needs its input gradient, the conv's full-size output need not exist).
+    fl = !needInput && firstTrainable < L - 1 && !s.noFusedPool ? firstTrainable : -1;
+    fusedOcv = fl >= 0 ? conv_pool_ocv(layer(fl), layer(fl + 1)) : 0;
+    size_t widest = 0, biggestW = 0, widestOut = 0;
     for (int l = 0; l < L; l++) {
       const ConvStepLayer& d = layer(l);
-      widest = std::max(widest, (size_t)std::max(d.in, d.out));
-      widestOut = std::max(widestOut, (size_t)d.out);
+      const size_t out = fusedOcv && l == fl ? 0 : (size_t)d.out;  // never stored
+      widest = std::max(widest, std::max((size_t)d.in, out));
+      widestOut = std::max(widestOut, out);
       if (d.kind == CS_CONV) biggestW = std::max(biggestW, (size_t)d.g.KH * d.g.KW * d.g.C * d.g.OC);
       if (d.kind == CS_DENSE) biggestW = std::max(biggestW, (size_t)d.in * d.out);
-      if (d.kind != CS_POOL && firstTrainable == L) firstTrainable = l;
+      if (d.kind == CS_CONV) widestOut = std::max(widestOut, (size_t)d.g.OC);  // bias gradient
     }
     ensure(sc.dOut, (size_t)B * widest);
     ensure(sc.dIn, (size_t)B * widest);
     ensure(sc.g, (size_t)B * widestOut);
     ensure(sc.dw, biggestW);
     ensure(sc.db, widestOut);
-    // The first trainable layer, a conv with relu followed by a max pool, may run with the pool as one kernel (when
-    // nothing needs its input gradient, the conv's full-size output need not exist).
-    fl = !needInput && firstTrainable < L - 1 && !s.noFusedPool ? firstTrainable : -1;
-    fusedOcv = fl >= 0 ? conv_pool_ocv(layer(fl), layer(fl + 1)) : 0;
     // A conv with relu followed by a tiled max pool (other than the pair above): the pool keeps its window positions
     // and the backward pass goes through both in one pass (relu_pool_grad).
     paired.assign(L, 0);
@@ -481,7 +484,7 @@ struct ChainRun {
     const float* a = x;
     for (int l = 0; l < L; l++) {
       const ConvStepLayer& d = layer(l);
-      ensure(sc.act[l], (size_t)B * d.out);
+      if (!(fusedOcv && l == fl)) ensure(sc.act[l], (size_t)B * d.out);
       float* z = sc.act[l].data();
       ConvGeom g = d.g;
       g.N = B;
