@@ -155,6 +155,22 @@ test('fused conv step = trainOnBatch on the engine: loss, accuracy, weights and 
   uninstallEngine(tf);
 });
 
+test('the fused conv step is deterministic: two models trained on the same batches end bit for bit equal', { skip: SKIP }, async () => {
+  await engineOn();
+  const c = CASES[0];
+  const [a, b] = [build(c, 0), build(c, 0)];
+  const [ra, rb] = [convTrainStep(tf, a, true), convTrainStep(tf, b, true)];
+  const features = c.input.reduce((p, d) => p * d, 1);
+  for (const n of [32, 32, 9]) {
+    const x = rand(n * features, 2), y = oneHot(n, c.classes);
+    assert.deepEqual(ra.step!(x, y, n), rb.step!(x, y, n));
+  }
+  const wa = a.getWeights(), wb = b.getWeights();
+  wa.forEach((w, i) => assert.deepEqual(w.dataSync(), wb[i].dataSync(), `weight ${i}`));
+  a.dispose(); b.dispose();
+  uninstallEngine(tf);
+});
+
 test('the fused conv step leaks no tensors, keeps predict working, refuses while a weight is shared, and checks its batch', { skip: SKIP }, async () => {
   await engineOn();
   const m = build(CASES[2], 0);
