@@ -4,6 +4,7 @@
 #include <cstdint>
 #include <string>
 
+#include "conv_step.h"
 #include "dense_step.h"
 #include "gemm_own.h"
 #include "kernels.h"
@@ -270,6 +271,129 @@ napi_value DenseStep(napi_env env, napi_callback_info info) {
   return undef(env);
 }
 
+// convStep(heap, x, y, batch, plan, out[, prof[, noFusedPool[, gOff]]]): plan = Float64Array [nLayers, lr, beta1, beta2, eps, oma1, oma2, c1,
+// c2, then per layer 26: kind, act, in, out, geom15 (N ignored), wOff, bOff, mwOff, vwOff, mbOff, vbOff, chain] (byte
+// offsets into heap, -1 = none; pool layers have none; chain: see ConvStepLayer); out receives [mean loss, correct count]; prof (Float64Array, 4L+2)
+// accumulates seconds per phase (see conv_step.h; an empty array: none); noFusedPool 1 runs a first conv and its pool
+// as separate kernels; gOff >= 0 (byte offset into heap of room for every weight's gradient, in plan order W then b per
+// layer) makes it compute gradients only.
+napi_value ConvStep(napi_env env, napi_callback_info info) {
+  Args a(env, info);
+  size_t hlen, xlen, ylen, plen, olen, flen = 0;
+  uint8_t* heap = a.base(0, &hlen);
+  uint8_t* xb = a.base(1, &xlen);
+  uint8_t* yb = a.base(2, &ylen);
+  int B = a.i32(3);
+  uint8_t* pb = a.base(4, &plen);
+  uint8_t* ob = a.base(5, &olen);
+  uint8_t* fb = a.n > 6 ? a.base(6, &flen) : nullptr;
+  if (!a.ok) return nullptr;
+  const double* plan = (const double*)pb;
+  const int P = 26;
+  int L = plen >= 9 * sizeof(double) ? (int)plan[0] : 0;
+  if (olen < 2 * sizeof(double) || B <= 0 || L <= 0 || L > 1000 || plen < (9 + (size_t)P * L) * sizeof(double) ||
+      (flen && flen < (4 * (size_t)L + 2) * sizeof(double))) {
+    a.fail("slimfit engine: bad convStep arguments");
+    return nullptr;
+  }
+  ConvStepArgs s;
+  s.batch = B;
+  s.adam = {(float)plan[1], (float)plan[2], (float)plan[3], (float)plan[4], (float)plan[5], (float)plan[6], (float)plan[7], (float)plan[8]};
+  const double big = 1 << 30;
+  double branchOut = 0;  // outputs of the chains before the current one
+  std::vector<int> chainStart;
+  for (int l = 0; l < L; l++) {
+    const double* q = plan + 9 + P * l;
+    ConvStepLayer d;
+    d.kind = (int)q[0];
+    d.act = (int)q[1];
+    d.in = (int)q[2];
+    d.out = (int)q[3];
+    int* f = &d.g.N;
+    bool geomOk = true;
+    for (int k = 0; k < 15; k++) {
+      if (!(q[4 + k] >= 0 && q[4 + k] < big)) geomOk = false;
+      f[k] = geomOk ? (int)q[4 + k] : 0;
+    }
+    const ConvGeom& g = d.g;
+    double nw = 0, nb = 0;
+    bool ok = geomOk && q[2] >= 1 && q[3] >= 1 && q[2] < big && q[3] < big && (double)B * q[2] < 4 * big && (double)B * q[3] < 4 * big &&
+              d.act >= 0 && d.act <= 2 && ((d.act == DENSE_SOFTMAX) == (l == L - 1)) && (l < L - 1 || d.kind == CS_DENSE);
+    // chains: consecutive indices from 0; each branch starts at the input, the last (head) at the branches' outputs
+    d.chain = (int)q[25];
+    const int prevChain = l ? s.layers[l - 1].chain : -1;
+    if (ok && q[25] == prevChain) {
+      ok = d.in == s.layers[l - 1].out;
+    } else if (ok && q[25] == prevChain + 1) {
+      ok = l == 0 || s.layers[l - 1].act != DENSE_SOFTMAX;
+      branchOut += l ? (double)s.layers[l - 1].out : 0;
+      chainStart.push_back(l);
+    } else {
+      ok = false;
+    }
+    if (ok && d.kind == CS_DENSE) {
+      nw = (double)d.in * d.out;
+      nb = d.out;
+    } else if (ok && (d.kind == CS_CONV || d.kind == CS_POOL)) {
+      const int oc = d.kind == CS_CONV ? g.OC : g.C;
+      ok = g.H >= 1 && g.W >= 1 && g.C >= 1 && g.KH >= 1 && g.KW >= 1 && oc >= 1 && g.OH >= 1 && g.OW >= 1 && g.sh >= 1 &&
+           g.sw >= 1 && g.dh >= 1 && g.dw >= 1 && (double)g.H * g.W * g.C == d.in && (double)g.OH * g.OW * oc == d.out &&
+           (d.kind == CS_CONV || d.act == DENSE_LINEAR);
+      if (d.kind == CS_CONV) nw = (double)g.KH * g.KW * g.C * g.OC, nb = g.OC;
+      else d.g.OC = g.C;
+    } else {
+      ok = false;
+    }
+    if (!ok) {
+      a.fail("slimfit engine: bad convStep layer");
+      return nullptr;
+    }
+    d.w = d.b = d.mw = d.vw = d.mb = d.vb = nullptr;
+    if (d.kind != CS_POOL) {
+      d.w = at<float>(a, heap, hlen, q[19], nw);
+      d.b = at<float>(a, heap, hlen, q[20], nb);
+      d.mw = at<float>(a, heap, hlen, q[21], nw);
+      d.vw = at<float>(a, heap, hlen, q[22], nw);
+      d.mb = at<float>(a, heap, hlen, q[23], nb);
+      d.vb = at<float>(a, heap, hlen, q[24], nb);
+      if (!a.ok) return nullptr;
+      if (!d.w || !d.mw || !d.vw || (d.b && (!d.mb || !d.vb))) {
+        a.fail("slimfit engine: convStep layer without weights or moments");
+        return nullptr;
+      }
+    }
+    s.layers.push_back(d);
+  }
+  // several chains: every branch reads the input; the head reads the branches' outputs side by side
+  const size_t nChains = chainStart.size();
+  bool chainsOk = nChains < 2 || s.layers[chainStart.back()].in == branchOut;
+  for (size_t c = 0; c + 1 < nChains; c++) chainsOk = chainsOk && s.layers[chainStart[c]].in == s.layers[0].in;
+  if (!chainsOk) {
+    a.fail("slimfit engine: bad convStep chains");
+    return nullptr;
+  }
+  if (xlen < (size_t)B * s.layers[0].in * sizeof(float) || ylen < (size_t)B * s.layers[L - 1].out * sizeof(float)) {
+    a.fail("slimfit engine: convStep batch smaller than batch x features");
+    return nullptr;
+  }
+  s.x = (const float*)xb;
+  s.y = (const float*)yb;
+  s.prof = flen ? (double*)fb : nullptr;
+  if (a.n > 7) s.noFusedPool = a.num(7) != 0;
+  if (a.n > 8 && a.num(8) >= 0) {
+    double total = 0;
+    for (const ConvStepLayer& d : s.layers) {
+      if (d.kind == CS_CONV) total += (double)d.g.KH * d.g.KW * d.g.C * d.g.OC + (d.b ? d.g.OC : 0);
+      if (d.kind == CS_DENSE) total += (double)d.in * d.out + (d.b ? d.out : 0);
+    }
+    s.grads = at<float>(a, heap, hlen, a.num(8), total);
+    if (!a.ok) return nullptr;
+  }
+  double* out = (double*)ob;
+  conv_train_step(s, &out[0], &out[1]);
+  return undef(env);
+}
+
 // sumRows(buf, xOff, rows, cols, outOff)
 napi_value SumRows(napi_env env, napi_callback_info info) {
   Args a(env, info);
@@ -474,7 +598,7 @@ napi_value Init(napi_env env, napi_value exports) {
   struct { const char* name; napi_callback cb; } fns[] = {
       {"gemm", Gemm}, {"conv2d", Conv2d}, {"conv2dBackpropInput", Conv2dBpInput},
       {"conv2dBackpropFilter", Conv2dBpFilter}, {"maxPool", MaxPool}, {"maxPoolGrad", MaxPoolGrad},
-      {"adam", Adam}, {"denseStep", DenseStep}, {"sumRows", SumRows}, {"reluGradBias", ReluGradBias}, {"elementwise", Elementwise}, {"gemmDtype", GemmDtype}, {"setForceOwn", SetForceOwn}, {"setGemmMode", SetGemmMode}, {"gemmUsesBlas", GemmUsesBlas}, {"info", Info}, {"configure", Configure},
+      {"adam", Adam}, {"denseStep", DenseStep}, {"convStep", ConvStep}, {"sumRows", SumRows}, {"reluGradBias", ReluGradBias}, {"elementwise", Elementwise}, {"gemmDtype", GemmDtype}, {"setForceOwn", SetForceOwn}, {"setGemmMode", SetGemmMode}, {"gemmUsesBlas", GemmUsesBlas}, {"info", Info}, {"configure", Configure},
   };
   for (auto& f : fns) {
     napi_value fn;

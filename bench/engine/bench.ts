@@ -161,8 +161,8 @@ export function benchEngine(opts: EngineBenchOptions = {}): EngineBenchResult {
     const node = (kind: string, count: number): string[] => ['--import', 'tsx', childTs, model, kind, String(count), String(batch)];
     const torch = join(ROOT, 'bench', 'engine-torch.py');
     const runs: Run[] = [
-      // the path slimfit's trainer takes for a Dense chain + Adam (src/engine/dense-step.ts); other models have none
-      ...(model === 'mlp' ? [
+      // the path slimfit's trainer takes: the fused Dense step (mlp, src/engine/dense-step.ts) or conv step (cnn, conv-step.ts)
+      ...(model === 'mlp' || model === 'cnn' ? [
         ['fast engine, fused step', process.execPath, node('fused', n), nCpu],
         ['fast engine, fused step', process.execPath, node('fused', n), 1],
       ] as Run[] : []),

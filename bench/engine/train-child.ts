@@ -1,13 +1,14 @@
 // Child process of `npm run bench -- engine`: trains one model on one engine and prints a JSON line
 // {samplesPerSec, samplesPerCpuSec, peakRss, note}. Usage: node --import tsx bench-train-child.ts <mlp|cnn> <engine|fused|wasm|cpu> <samples> <batch>
-// 'engine' trains by model.fit on the engine's kernels; 'fused' by the fused Dense step slimfit's trainer uses (mlp only).
+// 'engine' trains by model.fit on the engine's kernels; 'fused' by the fused step slimfit's trainer uses (Dense step for
+// the mlp, conv step for the cnn).
 import * as tf from '@tensorflow/tfjs-core';
 import '@tensorflow/tfjs-backend-wasm';
 import '@tensorflow/tfjs-backend-cpu';
 import * as tfl from '@tensorflow/tfjs-layers';
 import { peakRssBytes } from '../../src/core/rss.ts';
 import { buildBenchModel, sampleShape, type BenchModel } from './models.ts';
-import { denseTrainStep, installEngine } from '../../src/engine/index.ts';
+import { convTrainStep, denseTrainStep, installEngine } from '../../src/engine/index.ts';
 
 const [kind, engine, samplesArg, batchArg] = process.argv.slice(2) as [BenchModel, string, string, string];
 const samples = Number(samplesArg), batch = Number(batchArg);
@@ -45,7 +46,7 @@ const warm = Math.min(samples, batch * 3);
 await model.fit(tf.slice(x, 0, warm), tf.slice(y, 0, warm), { batchSize: batch, epochs: 1, verbose: 0 });
 let train = async (): Promise<void> => { await model.fit(x, y, { batchSize: batch, epochs: 1, verbose: 0, shuffle: false }); };
 if (engine === 'fused') {
-  const r = denseTrainStep(tf, model, true);
+  const r = kind === 'cnn' ? convTrainStep(tf, model, true) : denseTrainStep(tf, model, true);
   if (!r.step) throw new Error(`no fused step for ${kind}: ${r.reason}`);
   const xa = x.dataSync() as Float32Array, ya = Float32Array.from(y.dataSync());
   const per = xa.length / samples;
@@ -56,7 +57,7 @@ if (engine === 'fused') {
       if (!step(xa.subarray(s * per, (s + n) * per), ya.subarray(s * 10, (s + n) * 10), n)) throw new Error('the fused step refused a batch');
     }
   };
-  note += '; fused Dense step';
+  note += kind === 'cnn' ? '; fused conv step' : '; fused Dense step';
 }
 const t0 = performance.now();
 const c0 = process.cpuUsage();

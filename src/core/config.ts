@@ -13,7 +13,8 @@ import { parseBytes } from './units.ts';
 export const FEATURES = {
   native: 'every native addon (the engine and all helpers below)',
   engine: 'the native training engine (kernels under tfjs wasm)',
-  fused: 'the fused Dense training step of the engine',
+  fused: 'the fused training steps of the engine (Dense chains and conv nets)',
+  'fused-cnn': 'the fused conv-net training step only (conv nets then train by trainOnBatch)',
   'fused-conv': 'the fused conv+bias+relu kernel of the engine',
   gather: 'native loader row reads and uint8 -> float32 conversion',
   csv: 'the native numeric CSV line parser',

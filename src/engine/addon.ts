@@ -28,6 +28,8 @@ export interface Addon {
     eps: number, oneMinusAccBeta1: number, oneMinusAccBeta2: number, oneMinusBeta1: number, oneMinusBeta2: number): void;
   /** Fused Dense-chain training step (see native/dense_step.h); plan and out are described in native/addon.cc. */
   denseStep(heap: ArrayBuffer, x: Float32Array, y: Float32Array, batch: number, plan: Float64Array, out: Float64Array, gradOff?: number): void;
+  /** Fused conv-net training step (see native/conv_step.h); plan, out and prof are described in native/addon.cc. */
+  convStep(heap: ArrayBuffer, x: Float32Array, y: Float32Array, batch: number, plan: Float64Array, out: Float64Array, prof?: Float64Array, noFusedPool?: number, gradOff?: number): void;
   elementwise(buf: Buf, op: number, aOff: number, bOff: number, yOff: number, n: number, m: number, alpha: number): void;
   sumRows(buf: Buf, xOff: number, rows: number, cols: number, outOff: number): void;
   /** g = (y > 0 ? dy : 0) and db = column sums of g (dbOff -1: none). */

@@ -101,4 +101,5 @@ export function engineActive(): boolean {
 
 export { adamStats } from './adam.ts';
 export { denseTrainStep } from './dense-step.ts';
+export { convTrainStep } from './conv-step.ts';
 export type { DenseStep, DenseStepResult } from './dense-step.ts';

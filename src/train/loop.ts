@@ -3,7 +3,7 @@ import * as tf from '@tensorflow/tfjs-core';
 import type * as tfl from '@tensorflow/tfjs-layers';
 import type { TypedArray } from '../core/dtype.ts';
 import { SlimfitError } from '../core/errors.ts';
-import { denseTrainStep, engineActive } from '../engine/index.ts';
+import { convTrainStep, denseTrainStep, engineActive } from '../engine/index.ts';
 import type { Batch, Cursor, Loader } from '../loader/types.ts';
 import { createProgress } from '../core/progress.ts';
 import { DEFAULTS } from './defaults.ts';
@@ -260,12 +260,19 @@ export async function trainEpochs(model: tfl.LayersModel, loader: Loader, opts: 
   // A stop asked on any rank rides in the step's one all-reduce (an extra float after the gradients; the mean of the
   // ranks' 0/1 flags is > 0 when any asked), so every rank stops after the same batch without a second rendezvous.
   const agree: StopAgreement = { local: 0, any: false };
-  const fused = opts.fused === false ? { step: null, reason: 'turned off by the caller' }
-    : denseTrainStep(tf, model, engineActive(), world ? {
-      extraFloats: 1,
-      reduce: (g) => { g[g.length - 1] = agree.local; world.allreduce(g, true); agree.any = g[g.length - 1] > 0; },
-    } : {});
-  opts.log?.(fused.step ? `train step: fused (${world ? `forward, loss and backward in one native call per batch, gradients averaged over ${world.size} MPI ranks, then Adam` : 'forward, loss, backward and Adam in one native call per batch'})`
+  // Conv nets (Conv2D / MaxPooling2D / Flatten / Dense chains) get the fused conv step (src/engine/conv-step.ts) instead.
+  const stepOpts = world ? {
+    extraFloats: 1,
+    reduce: (g: Float32Array) => { g[g.length - 1] = agree.local; world.allreduce(g, true); agree.any = g[g.length - 1] > 0; },
+  } : {};
+  let fused = opts.fused === false ? { step: null, reason: 'turned off by the caller' } : denseTrainStep(tf, model, engineActive(), stepOpts);
+  let what = 'forward, loss, backward and Adam in one native call per batch';
+  if (!fused.step && opts.fused !== false) {
+    const conv = convTrainStep(tf, model, engineActive(), stepOpts);
+    if (conv.step || conv.reason !== 'no Conv2D layer') fused = conv;
+    if (conv.step) what = `conv net: ${what}`;
+  }
+  opts.log?.(fused.step ? `train step: fused (${world ? `forward, loss and backward in one native call per batch, gradients averaged over ${world.size} MPI ranks, then Adam` : what})`
     : `train step: TensorFlow.js trainOnBatch (no fused step: ${fused.reason})${world ? `, gradients averaged over ${world.size} MPI ranks before each optimizer step` : ''}`);
   const unhook = world ? reduceGradientsOf(world, model, agree) : null;
   try {
