@@ -39,7 +39,7 @@ export function register(program: Command): void {
 
   common(lab.command('gupta2015').description('Gupta et al. 2015: MNIST 784-1000-1000-10 and a LeNet-like CNN in 16-bit fixed point, round-to-nearest vs stochastic vs float32, n seeds per cell'))
     .option('--tiny', 'a narrow network on 2000 images (seconds per run; for tests, not the paper\'s network)')
-    .option('--fl <list>', 'fraction lengths of the MLP cells, e.g. 8,14 (default 8,10,12,14)', intList)
+    .option('--fl <list>', 'fraction lengths of the MLP cells, e.g. 8,14 (default 8,10,12,14; 8,14 with --quick)', intList)
     .option('--net <list>', 'networks to run: mlp, cnn or mlp,cnn (default both)', netList)
     .option('--cnn-fl <list>', 'fraction lengths of the CNN cells (default 14)', intList)
     .option('--epochs <n>', 'epochs per run', positiveInt)

@@ -186,17 +186,27 @@ function chaosHeadline(c: Json): string | null {
 
 // ---------------------------------------------------------------- sections owned elsewhere: interim bullets from their current JSON
 
-/** Interim guess-1 bullets from speed.json (a single measured run: ratios only, no interval). */
-function interimSpeedBullets(s: Json): string[] {
+/** Speed ratios num/den of one implementation over every measured GEMM shape in speed.json. */
+function speedRatios(s: Json, src: RegExp, num: string, den: string): number[] {
   const rows = (s.gemm ?? []) as { source: string; dtype: string; shape: string; gflops: number | null }[];
   const shapes = [...new Set(rows.filter((r) => r.gflops != null).map((r) => r.shape))];
-  const ratio = (src: RegExp, num: string, den: string) => shapes.map((sh) => {
+  return shapes.map((sh) => {
     const a = rows.find((r) => r.shape === sh && src.test(r.source) && r.dtype === num)?.gflops;
     const b = rows.find((r) => r.shape === sh && src.test(r.source) && r.dtype === den)?.gflops;
     return a && b ? a / b : null;
   }).filter((v): v is number => v !== null);
+}
+
+/** "lo–hi× over n shapes", with significant digits (a ratio of 0.0036 stays visible). */
+function ratioSpan(v: number[]): string {
+  return `${Math.min(...v).toPrecision(2)}–${Math.max(...v).toPrecision(2)}× over ${v.length} shape${v.length > 1 ? 's' : ''}`;
+}
+
+/** Interim guess-1 bullets from speed.json (a single measured run: ratios only, no interval). */
+function interimSpeedBullets(s: Json): string[] {
+  const ratio = (src: RegExp, num: string, den: string) => speedRatios(s, src, num, den);
   const out: string[] = [];
-  const span = (v: number[]) => `${Math.min(...v).toFixed(2)}–${Math.max(...v).toFixed(2)}× over ${v.length} shape${v.length > 1 ? 's' : ''}`;
+  const span = ratioSpan;
   for (const [label, src, num, den] of [['engine float32 / float64', /engine \(own/, 'float32', 'float64'], ['OpenBLAS sgemm / dgemm', /openblas/i, 'float32', 'float64'], ['engine bfloat16 / float32', /engine \(own/, 'bfloat16', 'float32'], ['engine int8 / float32', /engine \(own/, 'int8', 'float32'], ['numpy float16 / float32', /numpy/, 'float16', 'float32']] as [string, RegExp, string, string][]) {
     const v = ratio(src, num, den);
     if (v.length) out.push(`${label}: ${span(v)}.`);
@@ -211,7 +221,7 @@ function interimSwallowBullets(s: Json): string[] {
   const out: string[] = [];
   const i4 = (s.deltas as number[] | undefined)?.indexOf(1e-4) ?? -1;
   const toy = s.toy as Record<string, number[]> | undefined;
-  if (toy && i4 >= 0 && toy['bf16 RN']) out.push(`Toy (one seeded run, exact arithmetic otherwise): w = 1 plus Δ = 10⁻⁴ ten thousand times ends at ${toy['bf16 RN'][i4]} in bf16 with round-to-nearest${toy['bf16 SR'] ? `, ${toy['bf16 SR'][i4].toPrecision(4)} with stochastic rounding` : ''}${toy['bf16 RN + Kahan'] ? `, ${toy['bf16 RN + Kahan'][i4].toPrecision(4)} with Kahan` : ''} (exact: 2).`);
+  if (toy && i4 >= 0 && toy['bf16 RN']) out.push(`Toy (one seeded run): w = 1 plus Δ = 10⁻⁴ ten thousand times ends at ${toy['bf16 RN'][i4]} in bf16 with round-to-nearest${toy['bf16 SR'] ? `, ${toy['bf16 SR'][i4].toPrecision(4)} with stochastic rounding` : ''}${toy['bf16 RN + Kahan'] ? `, ${toy['bf16 RN + Kahan'][i4].toPrecision(4)} with Kahan` : ''} (exact: 2).`);
   for (const c of cells.filter((x) => x.format !== 'fp32' && x.accs)) {
     const ref = cells.find((x) => x.opt === c.opt && x.format === 'fp32' && x.accs);
     if (ref) out.push(`${c.opt}, ${c.format} weights, ${c.rounding}: accuracy ${pctStat(c.accs!)}, minus fp32 ${gapPts(c.accs!, ref.accs!, 'higher', 'lower').text}.`);
@@ -238,6 +248,8 @@ function interimFp8Bullets(f: Json): string[] {
 export interface Contributor {
   /** Name of the JSON file under precision/ and of the command that writes it. */
   json: string;
+  /** False for results written by an older version of the experiment (their bullets would be wrong or fail). */
+  current?: (data: Json) => boolean;
   /** Markdown bullets computed from that JSON; null when the section has no answer function yet. */
   bullets: ((data: Json) => string[]) | null;
 }
@@ -249,27 +261,41 @@ export interface Guess {
   contributors: Contributor[];
 }
 
+/** gupta2015.json with per-seed arrays (older versions saved one number per cell). */
+function guptaCurrent(g: Json): boolean {
+  return Array.isArray(g.cells) && (g.cells as Json[]).every((c) => Array.isArray(c.testError) && Array.isArray(c.saturated));
+}
+
+/** chaos.json with per-layer twins and the Jacobian gain. */
+function chaosCurrent(c: Json): boolean {
+  return Array.isArray(c.layers) && (c.layers as Json[]).every((L) => Array.isArray(L.lambdas)) && typeof c.gain === 'object' && c.gain !== null;
+}
+
 // Owners of speed/swallow/fp8/int8 replace the interim functions with their exported *AnswerBullets (one line each).
 export const GUESSES: Guess[] = [
   {
     title: 'Guess (1): "linear algebra is tuned for float64, so smaller floats won\'t be faster"',
-    headline: (d) => (d.speed ? `measured ratios per implementation are listed below (${modeOf(d.speed)} mode); see section *speed* for the uncertainty of each row` : 'not run: `npm run lab -- speed`'),
+    headline: (d) => {
+      if (!d.speed) return 'speed not run: `npm run lab -- speed`';
+      const v = speedRatios(d.speed, /engine \(own/, 'float32', 'float64');
+      return v.length ? `the engine's float32 GEMM ran at ${ratioSpan(v)} of its float64 speed (${modeOf(d.speed)} mode, one measured run per shape: no interval, so no verdict)` : 'speed.json has no float32/float64 pair of the engine';
+    },
     contributors: [{ json: 'speed', bullets: interimSpeedBullets }],
   },
   {
     title: 'Guess (2): "rounding away tiny updates damages momentum and stalls learning on flat stretches"',
-    headline: (d) => (d.gupta2015 ? guptaHeadline(d.gupta2015) : null) ?? 'gupta2015 not run: `npm run lab -- gupta2015`',
+    headline: (d) => (d.gupta2015 && guptaCurrent(d.gupta2015) ? guptaHeadline(d.gupta2015) : null) ?? 'gupta2015 not run with this version: `npm run lab -- gupta2015`',
     contributors: [
       { json: 'swallow', bullets: interimSwallowBullets },
-      { json: 'gupta2015', bullets: guptaAnswerBullets },
+      { json: 'gupta2015', bullets: guptaAnswerBullets, current: guptaCurrent },
       { json: 'fp8', bullets: interimFp8Bullets },
       { json: 'int8', bullets: null },
     ],
   },
   {
     title: 'Guess (3): "networks are chaotically sensitive to small changes in the middle layers"',
-    headline: (d) => (d.chaos ? chaosHeadline(d.chaos) : null) ?? 'chaos not run: `npm run lab -- chaos`',
-    contributors: [{ json: 'chaos', bullets: chaosAnswerBullets }],
+    headline: (d) => (d.chaos && chaosCurrent(d.chaos) ? chaosHeadline(d.chaos) : null) ?? 'chaos not run with this version: `npm run lab -- chaos`',
+    contributors: [{ json: 'chaos', bullets: chaosAnswerBullets, current: chaosCurrent }],
   },
 ];
 
@@ -294,7 +320,14 @@ export function answersMarkdown(out: string, guesses: Guess[] = GUESSES): string
     parts.push(`**As measured:** ${head}.`, '');
     for (const c of g.contributors) {
       const d = data[c.json];
-      const bullets = !d ? [`*${c.json}*: not run (\`npm run lab -- ${c.json}\`).`] : c.bullets ? c.bullets(d).map((b) => `*${c.json}*: ${b}`) : [`*${c.json}*: results present but this report has no answer function for them yet; see section *${c.json}*.`];
+      const rerun = `\`npm run lab -- ${c.json}\``;
+      let bullets: string[];
+      if (!d) bullets = [`*${c.json}*: not run (${rerun}).`];
+      else if (c.current && !c.current(d)) bullets = [`*${c.json}*: the saved results were written by an older version of the experiment; re-run ${rerun}.`];
+      else if (!c.bullets) bullets = [`*${c.json}*: results present but this report has no answer function for them yet; see section *${c.json}*.`];
+      else {
+        try { bullets = c.bullets(d).map((b) => `*${c.json}*: ${b}`); } catch (e) { bullets = [`*${c.json}*: the saved results could not be read (${(e as Error).message}); re-run ${rerun}.`]; }
+      }
       parts.push(...bullets.map((b) => `- ${b}`));
     }
     parts.push('');
