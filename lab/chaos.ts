@@ -285,8 +285,8 @@ export async function labChaos(o: LabOptions & { size?: ChaosSize; twins?: numbe
   gainLayers.forEach((name, k) => gainSteps.forEach((st, i) => {
     const v = gainRuns.map((r) => r[i]?.spectral[k]).filter((x): x is number => Number.isFinite(x));
     const sm = summarize(v);
-    gainPts.push({ x: Math.max(st, 1), y: sm.mean, series: `${name}: top singular value` });
-    if (v.length > 1) { gainPts.push({ x: Math.max(st, 1), y: Math.max(sm.lo, 1e-6), series: `${name}: 95% interval (low)` }); gainPts.push({ x: Math.max(st, 1), y: sm.hi, series: `${name}: 95% interval (high)` }); }
+    gainPts.push({ x: st, y: sm.mean, series: 'top singular value (mean over runs)', facet: name });
+    if (v.length > 1) { gainPts.push({ x: st, y: Math.max(sm.lo, 1e-6), series: '95% interval, low', facet: name }); gainPts.push({ x: st, y: sm.hi, series: '95% interval, high', facet: name }); }
   }));
   const gainFinal = gainLayers.map((name, k) => {
     const spectral = gainRuns.map((r) => r.at(-1)!.spectral[k]);
@@ -312,7 +312,7 @@ export async function labChaos(o: LabOptions & { size?: ChaosSize; twins?: numbe
     g.name, String(nRuns), f3(g.initial), f3(g.spectral), interval(g.spectral, 1, 3), g.probes.n > 1 ? `${g.probes.mean.toFixed(3)} [${g.probes.lo.toFixed(3)}, ${g.probes.hi.toFixed(3)}]` : '–',
     f3(g.random), (() => { const m = summarize(g.growth); return `${m.mean.toExponential(2)} [${m.lo.toExponential(2)}, ${m.hi.toExponential(2)}]`; })(), k < 2 ? `${meanSd(perLayer[k].lambdas, 1, 4)} (${perLayer[k].name})` : `${meanSd(perLayer[2].lambdas, 1, 4)} (${perLayer[2].name}: feeds the logits directly, gain 1)`,
   ]);
-  const figGain = await figure(lines(gainPts, { title: `Jacobian gain of each hidden layer's output → logits (top singular value, mean of ${nRuns} runs over ${cfg.probes} probe images)`, x: 'step', y: 'gain', logY: true }), o.out, SUB, 'chaos-gain', 'Jacobian gain over training');
+  const figGain = await figure(lines(gainPts, { title: `Jacobian gain of each hidden layer's output → logits (top singular value, mean of ${nRuns} runs over ${cfg.probes} probe images)`, x: 'step', y: 'gain', logY: true, facet: 'layer output', facetSort: gainLayers, width: 240, height: 180, columns: 3 }), o.out, SUB, 'chaos-gain', 'Jacobian gain over training');
   const seconds = (performance.now() - t0) / 1000;
   const md = [
     '## chaos — guess (3): are networks chaotically sensitive to tiny changes in the middle layers?',
