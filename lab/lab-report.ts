@@ -181,7 +181,9 @@ function chaosHeadline(c: Json): string | null {
   const allLam = layers.flatMap((L) => L.lambdas);
   const gain = c.gain as Json | undefined;
   const g = gain ? (gain.middleStandsOut ? 'its Jacobian gain stands out' : 'its Jacobian gain shows no middle-layer peak') : 'Jacobian gain not measured';
-  return `tiny perturbations grow (λ over all twins ${stat(allLam, 4)} e-folds per step), but ${lam} at 95% confidence, and ${g}`;
+  const all = summarize(allLam);
+  const grow = all.lo > 0 ? 'tiny perturbations grow' : all.hi < 0 ? 'tiny perturbations shrink' : 'tiny perturbations neither grow nor shrink measurably';
+  return `${grow} (λ over all twins ${stat(allLam, 4)} e-folds per step); ${lam} at 95% confidence, and ${g}`;
 }
 
 // ---------------------------------------------------------------- sections owned elsewhere: interim bullets from their current JSON
@@ -284,7 +286,7 @@ export const GUESSES: Guess[] = [
   },
   {
     title: 'Guess (2): "rounding away tiny updates damages momentum and stalls learning on flat stretches"',
-    headline: (d) => (d.gupta2015 && guptaCurrent(d.gupta2015) ? guptaHeadline(d.gupta2015) : null) ?? 'gupta2015 not run with this version: `npm run lab -- gupta2015`',
+    headline: (d) => (d.gupta2015 && guptaCurrent(d.gupta2015) ? guptaHeadline(d.gupta2015) : null) ?? (d.gupta2015 ? 'gupta2015 results are from an older version: re-run `npm run lab -- gupta2015`' : 'gupta2015 not run: `npm run lab -- gupta2015`'),
     contributors: [
       { json: 'swallow', bullets: interimSwallowBullets },
       { json: 'gupta2015', bullets: guptaAnswerBullets, current: guptaCurrent },
@@ -294,7 +296,7 @@ export const GUESSES: Guess[] = [
   },
   {
     title: 'Guess (3): "networks are chaotically sensitive to small changes in the middle layers"',
-    headline: (d) => (d.chaos && chaosCurrent(d.chaos) ? chaosHeadline(d.chaos) : null) ?? 'chaos not run with this version: `npm run lab -- chaos`',
+    headline: (d) => (d.chaos && chaosCurrent(d.chaos) ? chaosHeadline(d.chaos) : null) ?? (d.chaos ? 'chaos results are from an older version: re-run `npm run lab -- chaos`' : 'chaos not run: `npm run lab -- chaos`'),
     contributors: [{ json: 'chaos', bullets: chaosAnswerBullets, current: chaosCurrent }],
   },
 ];
