@@ -94,14 +94,14 @@ export function guptaAnswerBullets(g: Json): string[] {
     const gap = gapPts(rn8m.testError, rn8.testError, 'worse', 'better');
     out.push(`The batch-mean loss (errors 1/batch as large) at FL=8 round-to-nearest: ${pctStat(rn8m.testError)}, minus the summed loss ${gap.text}${gap.sign > 0 ? ' — a cost of the loss reduction, not of the format' : ''}.`);
   }
-  const ranges = (g.ranges ?? []) as { layer: string; max: number; beyond: number[] }[][];
-  const fls = (g.fls ?? [8, 10, 12, 14]) as number[];
-  if (ranges.length && fls.length) {
+  type Range = { layer: string; max: number; beyond: number[] }[];
+  for (const [net, ranges, fls] of [['MLP', (g.ranges ?? []) as Range[], (g.fls ?? [8, 10, 12, 14]) as number[]], ['CNN', (g.cnnRanges ?? []) as Range[], (g.cnnFls ?? []) as number[]]] as [string, Range[], number[]][]) {
+    if (!ranges.length || !fls.length) continue;
     const j = fls.indexOf(Math.max(...fls));
     const flMax = fls[j];
     const hidden = ranges.map((r) => Math.max(...r.slice(0, -1).map((l) => l.beyond[j])));
     const logits = ranges.map((r) => r[r.length - 1].beyond[j]);
-    out.push(`Float32 range control for ⟨${16 - flMax},${flMax}⟩ (range ±${2 ** (16 - flMax - 1)}): after float32 training ${pctStat(hidden, 2)} of the worst hidden layer's outputs and ${pctStat(logits, 2)} of the logits lie beyond it; the largest |output| was ${stat(ranges.map((r) => Math.max(...r.map((l) => l.max))), 1)}.`);
+    out.push(`Float32 range control, ${net}, for ⟨${16 - flMax},${flMax}⟩ (range ±${2 ** (16 - flMax - 1)}): after float32 training ${pctStat(hidden, 2)} of the worst hidden layer's outputs and ${pctStat(logits, 2)} of the logits lie beyond it; the largest |output| was ${stat(ranges.map((r) => Math.max(...r.map((l) => l.max))), 1)}${summarize(hidden).lo > 0.01 ? ' — this format clips the float32 network: its errors here are a range limit, not a rounding one' : ''}.`);
   }
   const f32 = find('mlp', (c) => c.rounding === 'float32');
   const dyn = cells.filter((c) => c.dynamic);
@@ -286,7 +286,9 @@ export const GUESSES: Guess[] = [
   },
   {
     title: 'Guess (2): "rounding away tiny updates damages momentum and stalls learning on flat stretches"',
-    headline: (d) => (d.gupta2015 && guptaCurrent(d.gupta2015) ? guptaHeadline(d.gupta2015) : null) ?? (d.gupta2015 ? 'gupta2015 results are from an older version: re-run `npm run lab -- gupta2015`' : 'gupta2015 not run: `npm run lab -- gupta2015`'),
+    headline: (d) => !d.gupta2015 ? 'gupta2015 not run: `npm run lab -- gupta2015`'
+      : !guptaCurrent(d.gupta2015) ? 'gupta2015 results are from an older version: re-run `npm run lab -- gupta2015`'
+        : guptaHeadline(d.gupta2015) ?? 'gupta2015 ran without an MLP pair of round-to-nearest and stochastic cells at one FL, so no headline (see its bullets)',
     contributors: [
       { json: 'swallow', bullets: interimSwallowBullets },
       { json: 'gupta2015', bullets: guptaAnswerBullets, current: guptaCurrent },
