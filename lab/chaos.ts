@@ -7,7 +7,7 @@ import { figure, lines, type Pt } from './plot.ts';
 import { pct, SUB, table, writeSection } from './report.ts';
 import { runTraining } from './run.ts';
 import { logger, saveJson, stamp, type LabOptions } from './common.ts';
-import { interval, mean, meanSd, sd, verdict, welch } from './stats.ts';
+import { interval, mean, meanSd, sd, summarize, verdict, welch } from './stats.ts';
 import { createRng } from '../src/precision/rng.ts';
 import type { OptimizerSpec } from './train.ts';
 
@@ -37,6 +37,74 @@ export function noisyAccuracy(model: tfl.LayersModel, data: Dataset, k: number, 
     for (let i = 0; i < n; i++) if (pred[i] === data.y[s + i]) correct++;
   }
   return correct / data.n;
+}
+
+/** Largest eigenvalue of a symmetric positive semi-definite n×n matrix (row-major), by power iteration. */
+export function topEigenSym(g: Float64Array, n: number, iters = 300): number {
+  let v = new Float64Array(n).fill(1 / Math.sqrt(n));
+  let lambda = 0;
+  for (let it = 0; it < iters; it++) {
+    const w = new Float64Array(n);
+    for (let a = 0; a < n; a++) { let t = 0; for (let b = 0; b < n; b++) t += g[a * n + b] * v[b]; w[a] = t; }
+    const norm = Math.hypot(...w);
+    if (norm === 0) return 0;
+    for (let a = 0; a < n; a++) w[a] /= norm;
+    const prev = lambda;
+    lambda = norm;
+    v = w;
+    if (it > 10 && Math.abs(lambda - prev) <= 1e-12 * lambda) break;
+  }
+  return lambda;
+}
+
+/** Per-sample gains of the map from one layer's output to the logits. */
+export interface JacobianGain {
+  /** Top singular value of each sample's Jacobian (the largest amplification of any direction). */
+  spectral: Float64Array;
+  /** Root-mean-square of ‖J v‖ over random unit directions v: ‖J‖_F / √(layer width). */
+  random: Float64Array;
+}
+
+/**
+ * Gain of the network's response to a perturbation of layer `k`'s output (k = 0 is the first layer of a sequential
+ * model), per sample of `x`: the Jacobian J (classes × width) of the logits with respect to that output, from one
+ * backward pass per logit; its top singular value and its RMS gain over random unit directions.
+ *
+ * @example
+ * const g = jacobianGain(model, tf.zeros([4, 784]) as tf.Tensor2D, 1); // g.spectral[i]: largest gain for sample i
+ */
+export function jacobianGain(model: tfl.LayersModel, x: tf.Tensor2D, k: number): JacobianGain {
+  const layers = model.layers;
+  if (k < 0 || k >= layers.length - 1) throw new RangeError(`layer ${k} has no layers after it (model has ${layers.length})`);
+  const h = tf.tidy(() => { let t: tf.Tensor = x; for (let i = 0; i <= k; i++) t = layers[i].apply(t) as tf.Tensor; return t; });
+  const n = h.shape[0], d = h.size / n;
+  const head = (t: tf.Tensor) => { let u = t; for (let i = k + 1; i < layers.length; i++) u = layers[i].apply(u) as tf.Tensor; return u; };
+  const classes = (tf.tidy(() => head(h)) as tf.Tensor);
+  const C = classes.shape[1]!;
+  classes.dispose();
+  const rows: Float32Array[] = [];
+  for (let c = 0; c < C; c++) {
+    const g = tf.tidy(() => tf.grad((t: tf.Tensor) => tf.sum(tf.slice(head(t), [0, c], [n, 1])))(h));
+    rows.push(g.dataSync() as Float32Array);
+    g.dispose();
+  }
+  h.dispose();
+  const spectral = new Float64Array(n), random = new Float64Array(n);
+  const G = new Float64Array(C * C);
+  for (let i = 0; i < n; i++) {
+    const off = i * d;
+    for (let a = 0; a < C; a++) for (let b = a; b < C; b++) {
+      let t = 0;
+      const ra = rows[a], rb = rows[b];
+      for (let j = 0; j < d; j++) t += ra[off + j] * rb[off + j];
+      G[a * C + b] = t; G[b * C + a] = t;
+    }
+    let tr = 0;
+    for (let a = 0; a < C; a++) tr += G[a * C + a];
+    spectral[i] = Math.sqrt(topEigenSym(G, C));
+    random[i] = Math.sqrt(tr / d);
+  }
+  return { spectral, random };
 }
 
 /** "m ± sd" in exponent notation (distances span many decades). */
@@ -78,9 +146,9 @@ export async function labChaos(o: LabOptions & { size?: ChaosSize; twins?: numbe
   const t0 = performance.now();
   const size: ChaosSize = o.size ?? (o.quick ? 'quick' : 'full');
   const q = size !== 'full';
-  const cfg = size === 'tiny' ? { hidden: [32, 32, 32], trainN: 1000, testN: 500, steps: 100, evalEvery: 10, twins: 3, seeds: 3 }
-    : size === 'quick' ? { hidden: [128, 128, 128], trainN: 5000, testN: 2000, steps: 300, evalEvery: 25, twins: 3, seeds: 3 }
-      : { hidden: [256, 256, 256], trainN: 60000, testN: 10000, steps: 3000, evalEvery: 150, twins: 5, seeds: 5 };
+  const cfg = size === 'tiny' ? { hidden: [32, 32, 32], trainN: 1000, testN: 500, steps: 100, evalEvery: 10, twins: 3, seeds: 3, probes: 100 }
+    : size === 'quick' ? { hidden: [128, 128, 128], trainN: 5000, testN: 2000, steps: 300, evalEvery: 25, twins: 3, seeds: 3, probes: 200 }
+      : { hidden: [256, 256, 256], trainN: 60000, testN: 10000, steps: 3000, evalEvery: 150, twins: 5, seeds: 5, probes: 500 };
   const nTwins = o.twins ?? cfg.twins;
   const train = await loadMnist('train', cfg.trainN);
   const test = await loadMnist('test', cfg.testN);
@@ -88,17 +156,34 @@ export async function labChaos(o: LabOptions & { size?: ChaosSize; twins?: numbe
   const prec = { weights: FP32, rounding: 'nearest' as const };
   const base = new Map<number, { w: Float32Array[]; pred: Uint8Array }>();
   const common = { hidden: cfg.hidden, opt, prec, train, test, batch: 100, steps: cfg.steps, evalEvery: cfg.evalEvery };
-  const baseRes = runTraining({ ...common, seed: 1, onEval: (step, w, pred) => base.set(step, { w: w.map((a) => a.slice()), pred: pred.slice() }) });
+  // Jacobian gain of each hidden layer's output -> logits on fixed probe images, at every evaluation point of the base
+  // run and of the independent seeds (per run: mean over probes; the last point keeps every probe's value)
+  const gainLayers = ['early (hidden 1)', 'middle (hidden 2)', 'late (hidden 3)'];
+  const probeX = tf.tensor2d(test.x.subarray(0, cfg.probes * test.dim), [cfg.probes, test.dim]);
+  type GainTrace = { step: number; spectral: number[]; random: number[] }[];
+  const gainRuns: GainTrace[] = [];
+  let finalProbeGains: JacobianGain[] = [];
+  const recordGain = (tr: GainTrace, last: boolean) => (step: number, model: tfl.LayersModel) => {
+    const g = gainLayers.map((_, k) => jacobianGain(model, probeX, k));
+    tr.push({ step, spectral: g.map((v) => mean([...v.spectral])), random: g.map((v) => mean([...v.random])) });
+    if (last && step === cfg.steps) finalProbeGains = g;
+  };
+  const baseGain: GainTrace = [];
+  const onBaseGain = recordGain(baseGain, true);
+  const baseRes = runTraining({ ...common, seed: 1, onEval: (step, w, pred, model) => { base.set(step, { w: w.map((a) => a.slice()), pred: pred.slice() }); onBaseGain(step, model); } });
+  gainRuns.push(baseGain);
   log(`chaos base: acc ${pct(baseRes.finalAcc)} (${baseRes.seconds.toFixed(0)} s)`);
   // kernels of hidden 1 (early), hidden 2 (middle) and the output layer (late); arrays alternate kernel, bias
   const layers = [{ name: 'early (hidden 1)', idx: 0 }, { name: 'middle (hidden 2)', idx: 2 }, { name: 'late (output)', idx: 2 * cfg.hidden.length }];
   type Trace = { step: number; d: number; layers: number[]; disagree: number }[];
-  const trace = (tw: { seed: number; orderSeed?: number; perturb?: (w: Float32Array[]) => void; swap?: [number, number] }) => {
+  const trace = (tw: { seed: number; orderSeed?: number; perturb?: (w: Float32Array[]) => void; swap?: [number, number]; gain?: GainTrace }) => {
     const tr: Trace = [];
     let finalW: Float32Array[] = [];
+    const onGain = tw.gain ? recordGain(tw.gain, false) : null;
     const res = runTraining({
       ...common, seed: tw.seed, orderSeed: tw.orderSeed, perturb: tw.perturb, swap: tw.swap,
-      onEval: (step, w, pred) => {
+      onEval: (step, w, pred, model) => {
+        onGain?.(step, model);
         const b = base.get(step);
         if (!b) return;
         let dis = 0;
@@ -110,7 +195,8 @@ export async function labChaos(o: LabOptions & { size?: ChaosSize; twins?: numbe
     return { tr, acc: res.finalAcc, differing: countDiffering(finalW, base.get(cfg.steps)!.w) };
   };
   // seeds 2..S+1: the yardstick (independent of the base run and of each other)
-  const seedRuns = Array.from({ length: cfg.seeds }, (_, k) => trace({ seed: 2 + k }));
+  const seedRuns = Array.from({ length: cfg.seeds }, (_, k) => { const gain: GainTrace = []; gainRuns.push(gain); return trace({ seed: 2 + k, gain }); });
+  probeX.dispose();
   const seedAccs = seedRuns.map((r) => r.acc);
   const seedDist = (step: number) => mean(seedRuns.map((r) => r.tr.find((p) => p.step === step)?.d ?? NaN));
   const nullTwin = trace({ seed: 1 });
@@ -160,7 +246,9 @@ export async function labChaos(o: LabOptions & { size?: ChaosSize; twins?: numbe
     const w = welch(mid.lambdas, L.lambdas);
     return `middle − ${L.name}: ${w.diff.toFixed(4)} [${w.lo.toFixed(4)}, ${w.hi.toFixed(4)}] per step → ${w.lo > 0 ? 'middle grows faster' : w.hi < 0 ? 'middle grows slower' : 'no significant difference'}`;
   });
-  const middleDiffers = [perLayer[0], perLayer[2]].some((L) => verdict(mid.lambdas, L.lambdas) !== 'no significant difference');
+  const lamVerdicts = [perLayer[0], perLayer[2]].map((L) => verdict(mid.lambdas, L.lambdas));
+  const middleDiffers = lamVerdicts.some((v) => v !== 'no significant difference');
+  const middleStandsOut = lamVerdicts.every((v) => v === 'higher') || lamVerdicts.every((v) => v === 'lower');
   const twinsOut: Record<string, { dist: number; disagree: number; acc: number }> = {
     'one ulp in one middle-layer weight': { dist: mean(mid.finals), disagree: mean(mid.disagree), acc: mean(mid.accs) },
     'other seed (init and order)': { dist: seedRuns[0].tr.at(-1)!.d, disagree: seedRuns[0].tr.at(-1)!.disagree, acc: seedRuns[0].acc },
@@ -174,12 +262,14 @@ export async function labChaos(o: LabOptions & { size?: ChaosSize; twins?: numbe
   const noisePts: Pt[] = [];
   const noiseRows: (string | number)[][] = [];
   const noise: Record<string, number[]> = {};
+  const noiseDraws: Record<string, number[][]> = {};
   const noiseFormats: Record<string, Record<string, number>> = {};
   const draws = q ? 3 : 5;
   for (let k = 0; k < 3; k++) {
     const perEps = epsList.map((eps) => Array.from({ length: eps > 0 ? draws : 1 }, (_, d) => noisyAccuracy(model, test, k, eps, 1000 * d + 7)));
     const accs = perEps.map((v) => mean(v));
     noise[layerNames[k]] = accs;
+    noiseDraws[layerNames[k]] = perEps;
     accs.forEach((a, i) => { if (epsList[i] > 0) noisePts.push({ x: epsList[i], y: 100 * a, series: layerNames[k] }); });
     const fmts = [BF16, FP16, E4M3].map((f) => noisyAccuracy(model, test, k, 0, 0, f));
     noiseFormats[layerNames[k]] = { bf16: fmts[0], fp16: fmts[1], e4m3: fmts[2] };
@@ -188,6 +278,41 @@ export async function labChaos(o: LabOptions & { size?: ChaosSize; twins?: numbe
   const figDist = await figure(lines(series, { title: `Twin runs: relative weight distance to the base run (one-ulp rows: geometric mean of ${nTwins} twins)`, x: 'step', y: '||w − w_base|| / ||w_base||', logY: true }), o.out, SUB, 'chaos-weights', 'weight divergence');
   const figLayers = await figure(lines(layerPts, { title: 'Per-layer distance to the base run after one ulp in one layer', x: 'step', y: 'relative distance of the layer\'s kernel', logY: true, facet: 'twin', width: 240, height: 180, columns: 3 }), o.out, SUB, 'chaos-layers', 'per-layer distance');
   const figNoise = await figure(lines(noisePts, { title: 'Relative noise injected into one layer at inference', x: 'relative noise ε (h ← h·(1 + ε·N(0,1)))', y: 'test accuracy (%)', logX: true }), o.out, SUB, 'chaos-noise', 'noise injection');
+  // --- Jacobian gain over training: mean over runs (base + independent seeds) with a 95% t-interval over runs
+  const nRuns = gainRuns.length;
+  const gainSteps = gainRuns[0].map((p) => p.step);
+  const gainPts: Pt[] = [];
+  gainLayers.forEach((name, k) => gainSteps.forEach((st, i) => {
+    const v = gainRuns.map((r) => r[i]?.spectral[k]).filter((x): x is number => Number.isFinite(x));
+    const sm = summarize(v);
+    gainPts.push({ x: st, y: sm.mean, series: 'top singular value (mean over runs)', facet: name });
+    if (v.length > 1) { gainPts.push({ x: st, y: Math.max(sm.lo, 1e-6), series: '95% interval, low', facet: name }); gainPts.push({ x: st, y: sm.hi, series: '95% interval, high', facet: name }); }
+  }));
+  const gainFinal = gainLayers.map((name, k) => {
+    const spectral = gainRuns.map((r) => r.at(-1)!.spectral[k]);
+    const random = gainRuns.map((r) => r.at(-1)!.random[k]);
+    const initial = gainRuns.map((r) => r[0].spectral[k]);
+    // growth of ln(gain) per step over training, comparable in units with λ
+    const growth = gainRuns.map((r) => lyapunov(r.map((p) => ({ step: p.step, d: p.spectral[k] })), Infinity).lambda);
+    const probes = finalProbeGains[k] ? [...finalProbeGains[k].spectral] : [];
+    return { name, spectral, random, initial, growth, probes: summarize(probes) };
+  });
+  const gW = (a: number, b: number) => welch(gainFinal[a].spectral, gainFinal[b].spectral);
+  const gainCmp = [0, 2].map((j) => ({ other: gainLayers[j], w: gW(1, j), v: verdict(gainFinal[1].spectral, gainFinal[j].spectral) }));
+  const middleGainDiffers = gainCmp.some((c) => c.v !== 'no significant difference');
+  // "stands out": above both neighbours or below both (a middle value between them is no middle-layer effect)
+  const middleGainStandsOut = gainCmp.every((c) => c.v === 'higher') || gainCmp.every((c) => c.v === 'lower');
+  const sig = (w: { lo: number; hi: number }) => (w.lo > 0 ? 1 : w.hi < 0 ? -1 : 0);
+  const lamEM = welch(perLayer[0].lambdas, perLayer[1].lambdas), gainEM = gW(0, 1);
+  const relation = sig(lamEM) === 0 || sig(gainEM) === 0
+    ? `early vs middle: λ difference ${lamEM.diff.toExponential(2)} [${lamEM.lo.toExponential(2)}, ${lamEM.hi.toExponential(2)}] per step, gain difference ${gainEM.diff.toFixed(3)} [${gainEM.lo.toFixed(3)}, ${gainEM.hi.toFixed(3)}]; at least one interval contains 0, so this run cannot say whether a larger gain goes with a larger exponent`
+    : `early vs middle: λ difference ${lamEM.diff.toExponential(2)} [${lamEM.lo.toExponential(2)}, ${lamEM.hi.toExponential(2)}] per step, gain difference ${gainEM.diff.toFixed(3)} [${gainEM.lo.toFixed(3)}, ${gainEM.hi.toFixed(3)}]: ${sig(lamEM) === sig(gainEM) ? 'the layer whose output is amplified more is also the one whose one-ulp twin diverges faster' : 'the layer whose output is amplified more is the one whose one-ulp twin diverges more slowly'}`;
+  const f3 = (x: number[]) => meanSd(x, 1, 3);
+  const gainRows = gainFinal.map((g, k) => [
+    g.name, String(nRuns), f3(g.initial), f3(g.spectral), interval(g.spectral, 1, 3), g.probes.n > 1 ? `${g.probes.mean.toFixed(3)} [${g.probes.lo.toFixed(3)}, ${g.probes.hi.toFixed(3)}]` : '–',
+    f3(g.random), (() => { const m = summarize(g.growth); return `${m.mean.toExponential(2)} [${m.lo.toExponential(2)}, ${m.hi.toExponential(2)}]`; })(), k < 2 ? `${meanSd(perLayer[k].lambdas, 1, 4)} (${perLayer[k].name})` : `${meanSd(perLayer[2].lambdas, 1, 4)} (${perLayer[2].name}: feeds the logits directly, gain 1)`,
+  ]);
+  const figGain = await figure(lines(gainPts, { title: `Jacobian gain of each hidden layer's output → logits (top singular value, mean of ${nRuns} runs over ${cfg.probes} probe images)`, x: 'step', y: 'gain', logY: true, facet: 'layer output', facetSort: gainLayers, width: 240, height: 180, columns: 3 }), o.out, SUB, 'chaos-gain', 'Jacobian gain over training');
   const seconds = (performance.now() - t0) / 1000;
   const md = [
     '## chaos — guess (3): are networks chaotically sensitive to tiny changes in the middle layers?',
@@ -202,13 +327,23 @@ export async function labChaos(o: LabOptions & { size?: ChaosSize; twins?: numbe
     '',
     table(['perturbed layer', 'twins', 'λ per step (mean ± s.d.)', 'λ 95% interval', 'final relative distance', 'test predictions differing', 'final test acc'], rows),
     '',
-    `Does the middle layer differ (Welch 95% intervals of the difference in λ)? ${cmp.join('; ')}. ${middleDiffers ? '**The middle layer differs at 95% confidence.**' : '**No: at 95% confidence the middle layer is not different from the others.**'}`,
+    `Does the middle layer differ (Welch 95% intervals of the difference in λ)? ${cmp.join('; ')}. ${middleStandsOut ? `**The middle layer differs from both others at 95% confidence (its twins diverge ${lamVerdicts[0] === 'higher' ? 'faster' : 'more slowly'}).**` : middleDiffers ? '**The middle layer differs from one other layer at 95% confidence but not from both: no middle-layer peak.**' : '**No: at 95% confidence the middle layer is not different from the others.**'}`,
     '',
     `Yardstick: ${cfg.seeds} independent seeds (2–${cfg.seeds + 1}) end at relative distance ${meanSd(seedRuns.map((r) => r.tr.at(-1)!.d), 1, 3)} from the base run with ${meanSd(seedRuns.map((r) => r.tr.at(-1)!.disagree), 100, 2)} % of test predictions differing; final accuracy over seeds 1–${cfg.seeds + 1}: ${meanSd([baseRes.finalAcc, ...seedAccs], 100, 2)} % (s.d. ${pct(seedSd)}). Other twins: ${others.map((ot) => `${ot.name}: distance ${ot.r.tr.at(-1)!.d.toExponential(2)}, ${pct(ot.r.tr.at(-1)!.disagree)} predictions differ`).join('; ')}.`,
     '',
     figDist,
     '',
     figLayers,
+    '',
+    '### Per-layer Jacobian gain: how much the logits respond to a perturbation at each layer',
+    '',
+    `For each hidden layer's output h, J = ∂logits/∂h per image (10 × width, one backward pass per logit) on the first ${cfg.probes} test images, at every evaluation point of the base run and of the ${cfg.seeds} independent seeds (${nRuns} runs). "Top singular value" is the largest amplification of any perturbation direction (‖J v‖/‖v‖ maximized over v); "random direction" is the RMS of ‖J v‖/‖v‖ over random unit v (‖J‖_F/√width). Per run, the mean over images; then mean ± s.d. over runs and the 95% t-interval over runs; the "over probes" column is the 95% interval over the base run's images at the end. "growth" is the least-squares slope of ln(gain) against the step over all evaluation points (e-folds per step, the unit of λ), shown with its 95% interval.`,
+    '',
+    table(['layer output', 'runs', 'gain at step 0', 'top singular value at the end (mean ± s.d.)', '95% interval (runs)', 'base run, over probes [95%]', 'random direction at the end', 'growth of ln gain per step [95%]', 'λ of the one-ulp twin in this layer'], gainRows),
+    '',
+    `Does the middle layer's gain differ (Welch 95% intervals over runs)? ${gainCmp.map((c) => `middle − ${c.other}: ${c.w.diff.toFixed(3)} [${c.w.lo.toFixed(3)}, ${c.w.hi.toFixed(3)}] → ${c.v === 'higher' ? 'middle amplifies more' : c.v === 'lower' ? 'middle amplifies less' : 'no significant difference'}`).join('; ')}. ${middleGainStandsOut ? `**The middle layer's gain stands out at 95% confidence (${gainCmp[0].v === 'higher' ? 'larger' : 'smaller'} than both others).**` : middleGainDiffers ? '**The middle layer\'s gain differs from at least one other layer at 95% confidence, but lies between them: no middle-layer peak.**' : '**No: at 95% confidence the middle layer\'s gain is not different from the others.**'} Relation to the exponents: ${relation}. The gain is the amplification of a perturbation by one forward pass; λ is the growth of a weight perturbation over training steps, which also passes through the backward pass and the optimizer, so a larger gain need not mean a larger λ.`,
+    '',
+    figGain,
     '',
     '### Noise injected into one layer at inference (trained base model)',
     '',
@@ -219,8 +354,18 @@ export async function labChaos(o: LabOptions & { size?: ChaosSize; twins?: numbe
     figNoise,
   ].join('\n');
   const summary = {
-    quick: q, size, baseAcc: baseRes.finalAcc, seedMeanAcc: mean([baseRes.finalAcc, ...seedAccs]), seedSdAcc: seedSd, twins: twinsOut, epsList, noise, noiseFormats,
-    nullDiffering: nullTwin.differing, middleDiffers,
+    quick: q, size, steps: cfg.steps, noiseDrawsPerEps: draws, noiseDraws,
+    seedDist: seedRuns.map((r) => r.tr.at(-1)!.d), seedDisagree: seedRuns.map((r) => r.tr.at(-1)!.disagree), seedAccs: [baseRes.finalAcc, ...seedAccs],
+    baseAcc: baseRes.finalAcc, seedMeanAcc: mean([baseRes.finalAcc, ...seedAccs]), seedSdAcc: seedSd, twins: twinsOut, epsList, noise, noiseFormats,
+    nullDiffering: nullTwin.differing, middleDiffers, middleStandsOut,
+    gain: {
+      layers: gainLayers, probes: cfg.probes, runs: nRuns, steps: gainSteps,
+      curves: gainRuns,
+      final: gainFinal.map((g) => ({ name: g.name, spectral: g.spectral, random: g.random, initial: g.initial, growth: g.growth, probes: g.probes })),
+      middleVs: gainCmp.map((c) => ({ other: c.other, diff: c.w.diff, lo: c.w.lo, hi: c.w.hi, verdict: c.v })),
+      middleDiffers: middleGainDiffers, middleStandsOut: middleGainStandsOut,
+      earlyVsMiddle: { lambda: { diff: lamEM.diff, lo: lamEM.lo, hi: lamEM.hi }, gain: { diff: gainEM.diff, lo: gainEM.lo, hi: gainEM.hi } },
+    },
     layers: perLayer.map((L) => ({ name: L.name, lambdas: L.lambdas, finals: L.finals, disagree: L.disagree, accs: L.accs })),
   };
   await saveJson(o.out, 'chaos', summary);

@@ -10,6 +10,12 @@ function intList(s: string): number[] {
   return v;
 }
 
+function netList(s: string): ('mlp' | 'cnn')[] {
+  const v = s.split(',').map((x) => x.trim());
+  if (!v.length || v.some((x) => x !== 'mlp' && x !== 'cnn')) throw new SlimfitError(`--net expects mlp, cnn or mlp,cnn, got "${s}"`);
+  return v as ('mlp' | 'cnn')[];
+}
+
 function positiveInt(s: string): number {
   const v = Number(s);
   if (!Number.isInteger(v) || v < 1) throw new SlimfitError(`expected a positive integer, got "${s}"`);
@@ -31,19 +37,21 @@ export function register(program: Command): void {
   const lab = program;
   const common = (c: Command) => c.option('--quick', 'small subset and short runs (minutes)').option('--out <dir>', 'report folder', 'reports');
 
-  common(lab.command('gupta2015').description('Gupta et al. 2015: MNIST 784-1000-1000-10 in 16-bit fixed point, round-to-nearest vs stochastic vs float32, n seeds per cell'))
+  common(lab.command('gupta2015').description('Gupta et al. 2015: MNIST 784-1000-1000-10 and a LeNet-like CNN in 16-bit fixed point, round-to-nearest vs stochastic vs float32, n seeds per cell'))
     .option('--tiny', 'a narrow network on 2000 images (seconds per run; for tests, not the paper\'s network)')
-    .option('--fl <list>', 'fraction lengths to run, e.g. 8,14', intList)
+    .option('--fl <list>', 'fraction lengths of the MLP cells, e.g. 8,14 (default 8,10,12,14; 8,14 with --quick)', intList)
+    .option('--net <list>', 'networks to run: mlp, cnn or mlp,cnn (default both)', netList)
+    .option('--cnn-fl <list>', 'fraction lengths of the CNN cells (default 14)', intList)
     .option('--epochs <n>', 'epochs per run', positiveInt)
     .option('--seeds <n>', 'seeds per cell (default 3 with --quick/--tiny, 5 in full mode)', positiveInt)
     .option('--no-float', 'skip the float32 baseline')
     .option('--no-mean', 'skip the batch-mean-loss cells (the artifact)')
     .option('--no-dynamic', 'skip the dynamic fixed point cells')
-    .action(async (o: Common & { tiny?: boolean; fl?: number[]; epochs?: number; seeds?: number; float: boolean; mean: boolean; dynamic: boolean }) => {
+    .action(async (o: Common & { tiny?: boolean; fl?: number[]; net?: ('mlp' | 'cnn')[]; cnnFl?: number[]; epochs?: number; seeds?: number; float: boolean; mean: boolean; dynamic: boolean }) => {
       await start();
       const { labGupta } = await import('./gupta.ts');
       const { summarize } = await import('./stats.ts');
-      const cells = await labGupta({ quick: !!o.quick, size: o.tiny ? 'tiny' : o.quick ? 'quick' : 'full', out: o.out, fl: o.fl, epochs: o.epochs, seeds: o.seeds, noFloat: !o.float, noMean: !o.mean, noDynamic: !o.dynamic });
+      const cells = await labGupta({ quick: !!o.quick, size: o.tiny ? 'tiny' : o.quick ? 'quick' : 'full', out: o.out, fl: o.fl, epochs: o.epochs, seeds: o.seeds, noFloat: !o.float, noMean: !o.mean, noDynamic: !o.dynamic, nets: o.net, cnnFl: o.cnnFl });
       for (const c of cells) {
         const e = summarize(c.testError), s = summarize(c.saturated);
         process.stdout.write(`gupta2015\t${c.label}\tloss=${c.loss}\tn=${e.n}\ttest_error_mean=${e.mean.toFixed(4)}\ttest_error_sd=${(e.sd || 0).toFixed(4)}\tsaturated_mean=${s.mean.toFixed(5)}\tsaturated_max=${Math.max(...c.saturated).toFixed(5)}\terrors=${c.testError.map((v) => v.toFixed(4)).join(',')}\n`);
@@ -96,9 +104,14 @@ export function register(program: Command): void {
     .action(async (o: Common & { tiny?: boolean; twins?: number }) => {
       await start();
       const { labChaos } = await import('./chaos.ts');
-      const s = await labChaos({ quick: !!o.quick, size: o.tiny ? 'tiny' : o.quick ? 'quick' : 'full', twins: o.twins, out: o.out }) as { nullDiffering: number; middleDiffers: boolean; layers: { name: string; lambdas: number[] }[] };
+      const { summarize } = await import('./stats.ts');
+      const s = await labChaos({ quick: !!o.quick, size: o.tiny ? 'tiny' : o.quick ? 'quick' : 'full', twins: o.twins, out: o.out }) as { nullDiffering: number; middleDiffers: boolean; layers: { name: string; lambdas: number[] }[]; gain: { middleDiffers: boolean; final: { name: string; spectral: number[] }[] } };
       process.stdout.write(`chaos\tnull_twin_weights_differing=${s.nullDiffering}\tmiddle_differs=${s.middleDiffers}\n`);
       for (const L of s.layers) process.stdout.write(`chaos\t${L.name}\tlambdas=${L.lambdas.map((v) => v.toFixed(5)).join(',')}\n`);
+      const iv = (x: number[], d: number) => { const m = summarize(x); return `n=${m.n}\tmean=${m.mean.toFixed(d)}\tsd=${(m.sd || 0).toFixed(d)}\tlo=${m.lo.toFixed(d)}\thi=${m.hi.toFixed(d)}`; };
+      for (const L of s.layers) process.stdout.write(`chaos\tlambda\t${L.name}\t${iv(L.lambdas, 5)}\n`);
+      for (const g of s.gain.final) process.stdout.write(`chaos\tgain\t${g.name}\t${iv(g.spectral, 4)}\n`);
+      process.stdout.write(`chaos\tgain_middle_differs=${s.gain.middleDiffers}\n`);
       await done(o.out);
     });
 

@@ -1,12 +1,12 @@
-// Gupta et al. 2015 (arXiv 1502.02551) on MNIST: 784-1000-1000-10 ReLU, WL=16 fixed point <IL,FL>, round-to-nearest vs
-// stochastic rounding, the loss summed over the batch as in the paper (the batch-mean loss shown as the artifact it
+// Gupta et al. 2015 (arXiv 1502.02551) on MNIST: 784-1000-1000-10 ReLU and a LeNet-like CNN, WL=16 fixed point <IL,FL>,
+// round-to-nearest vs stochastic rounding, the loss summed over the batch as in the paper (the batch-mean loss shown as the artifact it
 // is), n seeds per cell with mean ± s.d. and 95% intervals, and a float32 control of the activation range.
 import { fixedFormat, FP32, type Format, type Rounding } from '../src/precision/formats.ts';
 import { tf } from './tf.ts';
 import { loadMnist, type Dataset } from './data.ts';
 import { figure, lines, type Pt } from './plot.ts';
 import { pct, SUB, table, writeSection } from './report.ts';
-import { runTraining, type CurvePoint } from './run.ts';
+import { buildLenet, runTraining, type CurvePoint } from './run.ts';
 import { logger, saveJson, stamp, type LabOptions } from './common.ts';
 import { interval, mean, meanSd, summarize, welch } from './stats.ts';
 import type { PrecisionSpec } from './train.ts';
@@ -30,7 +30,14 @@ export interface GuptaOptions extends LabOptions {
   epochs?: number;
   /** Seeds per cell (default 3 in quick/tiny, 5 in full). */
   seeds?: number;
+  /** Networks to run (default both): the 784-1000-1000-10 MLP and the LeNet-like CNN. */
+  nets?: GuptaNet[];
+  /** Fraction lengths of the CNN cells (default 14). */
+  cnnFl?: number[];
 }
+
+/** The paper's two MNIST networks. */
+export type GuptaNet = 'mlp' | 'cnn';
 
 /** How the loss is reduced over the batch. */
 export type LossReduction = 'sum' | 'mean';
@@ -38,6 +45,7 @@ export type LossReduction = 'sum' | 'mean';
 /** One cell of the grid: a configuration and its per-seed outcomes. */
 export interface GuptaCell {
   label: string;
+  net: GuptaNet;
   fl: number | null;
   rounding: Rounding | 'float32';
   loss: LossReduction;
@@ -57,9 +65,10 @@ export interface GuptaCell {
 /** Configuration by size. The learning rate is per summed-loss step (= 0.1 on the batch-mean loss). */
 export function guptaConfig(size: GuptaSize, epochs?: number) {
   const batch = 100;
-  if (size === 'tiny') return { size, hidden: [64, 64], trainN: 2000, testN: 1000, epochs: epochs ?? 3, evalEvery: 20, lrSum: 0.1 / batch, batch, seeds: 3 };
-  if (size === 'quick') return { size, hidden: [1000, 1000], trainN: 10000, testN: 2000, epochs: epochs ?? 2, evalEvery: 50, lrSum: 0.1 / batch, batch, seeds: 3 };
-  return { size, hidden: [1000, 1000], trainN: 60000, testN: 10000, epochs: epochs ?? 10, evalEvery: 300, lrSum: 0.1 / batch, batch, seeds: 5 };
+  // cnn: conv feature maps and dense width (the paper's 8/16 maps and 128 units outside tiny)
+  if (size === 'tiny') return { size, hidden: [64, 64], cnn: { maps: [4, 8] as [number, number], dense: 32 }, trainN: 2000, testN: 1000, epochs: epochs ?? 3, evalEvery: 20, lrSum: 0.1 / batch, batch, seeds: 3 };
+  if (size === 'quick') return { size, hidden: [1000, 1000], cnn: { maps: [8, 16] as [number, number], dense: 128 }, trainN: 10000, testN: 2000, epochs: epochs ?? 2, evalEvery: 50, lrSum: 0.1 / batch, batch, seeds: 3 };
+  return { size, hidden: [1000, 1000], cnn: { maps: [8, 16] as [number, number], dense: 128 }, trainN: 60000, testN: 10000, epochs: epochs ?? 10, evalEvery: 300, lrSum: 0.1 / batch, batch, seeds: 5 };
 }
 
 /** Share of each layer's float32 outputs beyond ±limit, and the largest |output|, over `data` (trained model). */
@@ -99,18 +108,28 @@ export async function labGupta(o: GuptaOptions): Promise<GuptaCell[]> {
   const test = await loadMnist('test', cfg.testN);
   const batch = cfg.batch;
   const steps = Math.floor(train.n / batch) * cfg.epochs;
-  const fls = o.fl ?? [8, 10, 12, 14];
-  type Plan = { label: string; fl: number | null; rounding: Rounding | 'float32'; fmt: Format; loss: LossReduction; dynamic?: boolean };
+  const nets = o.nets ?? ['mlp', 'cnn'];
+  // quick keeps the smallest and largest FL (the grid of --quick costs ~3 runs per cell on the 1000-1000 network)
+  const fls = nets.includes('mlp') ? (o.fl ?? (size === 'quick' ? [8, 14] : [8, 10, 12, 14])) : [];
+  const cnnFls = nets.includes('cnn') ? (o.cnnFl ?? [14]) : [];
+  type Plan = { label: string; net: GuptaNet; fl: number | null; rounding: Rounding | 'float32'; fmt: Format; loss: LossReduction; dynamic?: boolean };
   const plan: Plan[] = [];
-  if (!o.noFloat) plan.push({ label: 'float32', fl: null, rounding: 'float32', fmt: FP32, loss: 'sum' });
-  for (const fl of fls) for (const r of ['nearest', 'stochastic'] as const) plan.push({ label: `FL=${fl} ${r}`, fl, rounding: r, fmt: fixedFormat(16 - fl, fl), loss: 'sum' });
-  if (!o.noDynamic) for (const r of ['nearest', 'stochastic'] as const) plan.push({ label: `dynamic fixed WL=16 ${r}`, fl: null, rounding: r, fmt: FP32, loss: 'sum', dynamic: true });
-  if (!o.noMean && fls.includes(8)) for (const r of ['nearest', 'stochastic'] as const) plan.push({ label: `FL=8 ${r}, mean loss`, fl: 8, rounding: r, fmt: fixedFormat(8, 8), loss: 'mean' });
+  if (nets.includes('mlp')) {
+    if (!o.noFloat) plan.push({ label: 'float32', net: 'mlp', fl: null, rounding: 'float32', fmt: FP32, loss: 'sum' });
+    for (const fl of fls) for (const r of ['nearest', 'stochastic'] as const) plan.push({ label: `FL=${fl} ${r}`, net: 'mlp', fl, rounding: r, fmt: fixedFormat(16 - fl, fl), loss: 'sum' });
+    if (!o.noDynamic) for (const r of ['nearest', 'stochastic'] as const) plan.push({ label: `dynamic fixed WL=16 ${r}`, net: 'mlp', fl: null, rounding: r, fmt: FP32, loss: 'sum', dynamic: true });
+    if (!o.noMean && fls.includes(8)) for (const r of ['nearest', 'stochastic'] as const) plan.push({ label: `FL=8 ${r}, mean loss`, net: 'mlp', fl: 8, rounding: r, fmt: fixedFormat(8, 8), loss: 'mean' });
+  }
+  if (nets.includes('cnn')) {
+    if (!o.noFloat) plan.push({ label: 'cnn float32', net: 'cnn', fl: null, rounding: 'float32', fmt: FP32, loss: 'sum' });
+    for (const fl of cnnFls) for (const r of ['nearest', 'stochastic'] as const) plan.push({ label: `cnn FL=${fl} ${r}`, net: 'cnn', fl, rounding: r, fmt: fixedFormat(16 - fl, fl), loss: 'sum' });
+  }
   const cells: GuptaCell[] = [];
-  const limits = fls.map(fixedLimit);
   const ranges: ReturnType<typeof activationRange>[] = [];
+  const cnnRanges: ReturnType<typeof activationRange>[] = [];
+  const cnnModel = (dim: number, classes: number, seed: number) => buildLenet(dim, classes, seed, cfg.cnn.maps, cfg.cnn.dense);
   for (const p of plan) {
-    const cell: GuptaCell = { label: p.label, fl: p.fl, rounding: p.rounding, loss: p.loss, dynamic: p.dynamic, testError: [], saturated: [], swallowed: [], gradUnderflow: [], seconds: [], curve: [] };
+    const cell: GuptaCell = { label: p.label, net: p.net, fl: p.fl, rounding: p.rounding, loss: p.loss, dynamic: p.dynamic, testError: [], saturated: [], swallowed: [], gradUnderflow: [], seconds: [], curve: [] };
     const curves: CurvePoint[][] = [];
     for (let k = 0; k < seeds; k++) {
       const seed = 1 + k;
@@ -125,7 +144,7 @@ export async function labGupta(o: GuptaOptions): Promise<GuptaCell[]> {
         : p.fl === null
         ? { weights: FP32, rounding: 'nearest', lossWeight }
         : { weights: p.fmt, rounding: r, grads: p.fmt, gradRounding: r, activations: p.fmt, actRounding: r, seed: 17 + seed, lossWeight };
-      const res = runTraining({ hidden: cfg.hidden, opt: { kind: 'sgd', lr }, prec, train, test, batch, steps, seed, evalEvery: cfg.evalEvery });
+      const res = runTraining({ hidden: cfg.hidden, model: p.net === 'cnn' ? cnnModel : undefined, opt: { kind: 'sgd', lr }, prec, train, test, batch, steps, seed, evalEvery: cfg.evalEvery });
       const pts = res.curve.slice(1);
       cell.testError.push(1 - res.finalAcc);
       cell.saturated.push(mean(pts.map((c) => c.actSaturated)));
@@ -133,13 +152,13 @@ export async function labGupta(o: GuptaOptions): Promise<GuptaCell[]> {
       cell.gradUnderflow.push(mean(pts.map((c) => c.gradUnderflow)));
       cell.seconds.push(res.seconds);
       curves.push(res.curve);
-      if (p.rounding === 'float32') ranges.push(activationRange(res.trainer.model, test, limits));
+      if (p.rounding === 'float32') (p.net === 'cnn' ? cnnRanges : ranges).push(activationRange(res.trainer.model, test, (p.net === 'cnn' ? cnnFls : fls).map(fixedLimit)));
       log(`gupta2015 ${p.label} seed ${seed}: test error ${pct(1 - res.finalAcc)}, saturated ${pct(cell.saturated.at(-1)!)}, ${res.seconds.toFixed(0)} s`);
     }
     cell.curve = curves[0].map((c, i) => ({ epoch: c.epoch, testError: mean(curves.map((cv) => 1 - cv[i].testAcc)) }));
     cells.push(cell);
   }
-  await writeGupta(o, cells, cfg, seeds, steps, fls, ranges, (performance.now() - t0) / 1000);
+  await writeGupta(o, cells, cfg, seeds, steps, fls, cnnFls, ranges, cnnRanges, (performance.now() - t0) / 1000);
   return cells;
 }
 
@@ -154,17 +173,25 @@ function rangeRows(ranges: ReturnType<typeof activationRange>[], fls: number[]):
   });
 }
 
-async function writeGupta(o: GuptaOptions, cells: GuptaCell[], cfg: ReturnType<typeof guptaConfig>, seeds: number, steps: number, fls: number[], ranges: ReturnType<typeof activationRange>[], seconds: number): Promise<void> {
+/** Paper column of a cell: the paper presents its MNIST results as test-error curves, so no number is given. */
+function paperCell(c: GuptaCell): string {
+  if (c.loss === 'mean' || c.dynamic) return 'not in the paper';
+  return 'curve only';
+}
+
+async function writeGupta(o: GuptaOptions, cells: GuptaCell[], cfg: ReturnType<typeof guptaConfig>, seeds: number, steps: number, fls: number[], cnnFls: number[], ranges: ReturnType<typeof activationRange>[], cnnRanges: ReturnType<typeof activationRange>[], seconds: number): Promise<void> {
   const pts: Pt[] = [];
-  const flFacets = [...new Set(cells.filter((d) => d.fl !== null).map((d) => `FL=${d.fl}`))];
+  const facetOf = (net: GuptaNet, fl: number) => (net === 'cnn' ? `CNN FL=${fl}` : `FL=${fl}`);
+  const facetSort = [...fls.map((f) => facetOf('mlp', f)), ...cnnFls.map((f) => facetOf('cnn', f))];
   for (const c of cells) {
-    const facets = c.fl === null ? flFacets : [`FL=${c.fl}`];
+    const netFacets = (c.net === 'cnn' ? cnnFls : fls).map((f) => facetOf(c.net, f));
+    const facets = c.fl === null ? netFacets : [facetOf(c.net, c.fl)];
     const series = c.rounding === 'float32' ? 'float32' : `${c.dynamic ? 'dynamic fixed ' : ''}${c.rounding}${c.loss === 'mean' ? ' (mean loss)' : ''}`;
     for (const f of facets.length ? facets : ['float32']) for (const p of c.curve) pts.push({ x: p.epoch, y: Math.max(100 * p.testError, 0.1), series, facet: f });
   }
-  const fig = await figure(lines(pts, { title: `Gupta et al. 2015 on MNIST: test error vs epoch (mean of ${seeds} seeds, WL=16)`, x: 'epoch', y: 'test error (%)', facet: 'fraction length', facetSort: fls.map((f) => `FL=${f}`), logY: true, width: 240, height: 180, columns: 4 }), o.out, SUB, 'gupta2015-curves', 'test error curves');
-  const f32 = cells.find((c) => c.rounding === 'float32');
+  const fig = await figure(lines(pts, { title: `Gupta et al. 2015 on MNIST: test error vs epoch (mean of ${seeds} seeds, WL=16)`, x: 'epoch', y: 'test error (%)', facet: 'network and fraction length', facetSort, logY: true, width: 240, height: 180, columns: 4 }), o.out, SUB, 'gupta2015-curves', 'test error curves');
   const rows = cells.map((c) => {
+    const f32 = cells.find((d) => d.net === c.net && d.rounding === 'float32');
     let vs = '–';
     if (f32 && c !== f32) {
       const w = welch(c.testError, f32.testError);
@@ -172,36 +199,41 @@ async function writeGupta(o: GuptaOptions, cells: GuptaCell[], cfg: ReturnType<t
       vs = `${w.diff >= 0 ? '+' : ''}${(100 * w.diff).toFixed(2)} [${(100 * w.lo).toFixed(2)}, ${(100 * w.hi).toFixed(2)}]: ${w.lo > 0 ? 'worse' : w.hi < 0 ? 'better' : 'no significant difference'}${within2sd ? ' (within 2 s.d.)' : ''}`;
     }
     return [
+      c.net === 'cnn' ? 'CNN' : 'MLP',
       c.dynamic ? 'dynamic fixed, WL=16' : c.fl === null ? 'float32' : `<${16 - c.fl},${c.fl}>`, c.rounding, c.loss === 'sum' ? 'summed' : '**mean (artifact)**',
       `${meanSd(c.testError, 100, 2)} %`, interval(c.testError, 100, 2), vs,
       c.rounding === 'float32' ? '–' : `${meanSd(c.saturated, 100, 2)} %`, c.rounding === 'float32' ? '–' : `${meanSd(c.swallowed, 100, 1)} %`, c.rounding === 'float32' ? '–' : `${meanSd(c.gradUnderflow, 100, 1)} %`,
-      'not found', mean(c.seconds).toFixed(0),
+      paperCell(c), mean(c.seconds).toFixed(0),
     ];
   });
-  const sizeNote = cfg.size === 'full' ? '' : cfg.size === 'quick' ? ' (the paper\'s network on a subset of MNIST, few epochs: not converged)' : ' (**tiny**: a narrow network on a small subset, for tests — not the paper\'s network)';
+  const sizeNote = cfg.size === 'full' ? '' : cfg.size === 'quick' ? ' (the paper\'s networks on a subset of MNIST, few epochs: not converged)' : ' (**tiny**: narrow networks on a small subset, for tests — not the paper\'s networks)';
+  const cnnDesc = `CNN: conv 5×5 (${cfg.cnn.maps[0]} maps) + ReLU, 2×2 max-pool, conv 5×5 (${cfg.cnn.maps[1]} maps) + ReLU, 2×2 max-pool, dense ${cfg.cnn.dense} + ReLU, dense 10`;
+  const rangeBlock = (rs: ReturnType<typeof activationRange>[], f: number[], name: string) => rs.length ? [
+    `${name}: the float32 runs' layer outputs on the test set after training, against each format's range (mean ± s.d. over ${rs.length} seeds; "hidden" is the worst layer before the logits). Large shares here mean the range, not the rounding, limits that format.`,
+    '',
+    table(['format', 'range', 'all outputs beyond', 'hidden layer beyond', 'logits beyond'], rangeRows(rs, f)),
+    '',
+    `Largest |output| of the float32 networks: ${rs.map((r) => r.map((l) => l.max.toFixed(1)).join(' / ')).join('; ')} (per layer, per seed).`,
+    '',
+  ] : [];
   const md = [
     '## gupta2015 — reproducing "Deep Learning with Limited Numerical Precision" (Gupta et al. 2015)',
     '',
-    stamp(cfg.size !== 'full', seconds, `MNIST ${cfg.trainN} train / ${cfg.testN} test images, 784-${cfg.hidden.join('-')}-10 ReLU${sizeNote}, plain SGD, batch ${cfg.batch}, loss summed over the batch with lr ${cfg.lrSum} (= ${cfg.lrSum * cfg.batch} on the batch mean; not the paper's value), no decay, ${cfg.epochs} epochs (${steps} steps), ${seeds} seeds per cell (seed = initial weights, sample order and rounding stream)`),
+    stamp(cfg.size !== 'full', seconds, `MNIST ${cfg.trainN} train / ${cfg.testN} test images; MLP 784-${cfg.hidden.join('-')}-10 ReLU; ${cnnDesc}${sizeNote}; plain SGD, batch ${cfg.batch}, loss summed over the batch with lr ${cfg.lrSum} (= ${cfg.lrSum * cfg.batch} on the batch mean; not the paper's value), no decay, ${cfg.epochs} epochs (${steps} steps), ${seeds} seeds per cell (seed = initial weights, sample order and rounding stream)`),
     '',
-    'Weights, layer outputs, back-propagated errors and weight gradients are all rounded to signed fixed point ⟨16−FL, FL⟩ (fixed point saturates at ±2^(IL−1)); there is no float master copy; matrix products accumulate in float32 before rounding (the paper\'s wide accumulator), and every update w + Δ is rounded once from its exact value. **Loss**: the paper sums the cross-entropy over the batch; averaging it instead makes every back-propagated error 1/batch as large, so at FL=8 round-to-nearest zeroes most of them — those rows are the artifact the earlier version of this report mistook for a precision limit. Columns: test error mean ± s.d. over seeds, its 95% t-interval, the difference to float32 (Welch 95% interval; a verdict only where the interval excludes 0), share of forward layer outputs saturated (averaged over training), share of nonzero weight updates that left the stored weight unchanged ("swallowed"; counts a deferred stochastic update as swallowed too), share of nonzero weight gradients below 2^−FL.',
+    'Weights, layer outputs, back-propagated errors and weight gradients are all rounded to signed fixed point ⟨16−FL, FL⟩ (fixed point saturates at ±2^(IL−1)); there is no float master copy; matrix products and convolutions accumulate in float32 before rounding (the paper\'s wide accumulator), and every update w + Δ is rounded once from its exact value. **Loss**: the paper sums the cross-entropy over the batch; averaging it instead makes every back-propagated error 1/batch as large, so at FL=8 round-to-nearest zeroes most of them — those rows are an artifact of the loss reduction, not a precision limit. Columns: test error mean ± s.d. over seeds, its 95% t-interval, the difference to the float32 run of the same network (Welch 95% interval; a verdict only where the interval excludes 0), share of forward layer outputs saturated (averaged over training), share of nonzero weight updates that left the stored weight unchanged ("swallowed"; counts a deferred stochastic update as swallowed too), share of nonzero weight gradients below 2^−FL.',
     '',
     'Dynamic fixed point (Courbariaux, Bengio & David 2014) is the fix for the range problem: every tensor group (each layer\'s weights, weight gradients, outputs and back-propagated errors) has 16-bit codes times its own power of two 2^−FL, and FL moves by one after each rounding so that at most 0.01% of the values saturate (FL may exceed 15 for small gradients). "grad underflow" for it is measured against the current 2^−FL of each gradient tensor.',
     '',
-    table(['format', 'rounding', 'loss', 'test error (mean ± s.d.)', '95% interval', 'vs float32: Δ error [95%]', 'outputs saturated', 'swallowed updates', 'grad underflow', 'paper', 's / run'], rows),
+    table(['network', 'format', 'rounding', 'loss', 'test error (mean ± s.d.)', '95% interval', 'vs float32: Δ error [95%]', 'outputs saturated', 'swallowed updates', 'grad underflow', 'paper', 's / run'], rows),
     '',
-    '**Paper column**: the paper shows its MNIST fully connected results as test-error curves (its Figure 2), not as a table; the exact numbers could not be found here, so none are given rather than read off a figure. What the paper states in words: with stochastic rounding, 16-bit fixed point trains to about the float32 error, while with round-to-nearest training degrades as FL shrinks.',
+    '**Paper column**: the paper presents its MNIST results (the fully connected network at several FL, and its LeNet-like CNN) as test-error-versus-epoch curves rather than a table, and the text of the paper could not be retrieved in this environment to read exact values, so no number is given rather than one read off a figure. What the paper states in words: with stochastic rounding, 16-bit fixed point trains to about the float32 error; with round-to-nearest, training degrades as FL shrinks. The CNN is a LeNet-like network of the kind the paper trains on MNIST (two 5×5 convolution + 2×2 max-pool stages with 8 and 16 maps, 128 hidden units, 10 outputs); its exact layer sizes and the CNN\'s FL (14 here, `--cnn-fl`) could not be checked against the paper\'s text in this environment.',
     '',
     '### Float32 control: would the fixed-point range clip a float32 network?',
     '',
-    ranges.length ? `The float32 runs' layer outputs on the test set after training, against each format's range (mean ± s.d. over ${ranges.length} seeds; "hidden" is the worse of the hidden layers). Large shares here mean the range, not the rounding, limits that format.` : '_float32 baseline skipped (--no-float)._',
-    '',
-    ranges.length ? table(['format', 'range', 'all outputs beyond', 'hidden layer beyond', 'logits beyond'], rangeRows(ranges, fls)) : '',
-    '',
-    ranges.length ? `Largest |output| of the float32 networks: ${ranges.map((r) => r.map((l) => l.max.toFixed(1)).join(' / ')).join('; ')} (per layer, per seed).` : '',
-    '',
+    ...(ranges.length || cnnRanges.length ? [...rangeBlock(ranges, fls, 'MLP'), ...rangeBlock(cnnRanges, cnnFls, 'CNN')] : ['_float32 baseline skipped (--no-float)._', '']),
     fig,
   ].join('\n');
-  await saveJson(o.out, 'gupta2015', { quick: cfg.size !== 'full', size: cfg.size, seeds, cells, ranges });
+  await saveJson(o.out, 'gupta2015', { quick: cfg.size !== 'full', size: cfg.size, seeds, hidden: cfg.hidden, cnn: cfg.cnn, trainN: cfg.trainN, testN: cfg.testN, epochs: cfg.epochs, fls, cnnFls, cells, ranges, cnnRanges });
   await writeSection(o.out, 'gupta2015', md);
 }

@@ -1,9 +1,11 @@
-// `npm run lab -- report`: run every experiment, then answer the three guesses in plain words from the measured numbers.
+// `npm run lab -- report`: run every experiment, then answer the three guesses from the saved results: every sentence is
+// computed from a section's JSON, each headline with its uncertainty, a verdict only where a gap exceeds it.
 import { existsSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { loadavg } from 'node:os';
-import { pct, SUB, table, writeSection } from './report.ts';
+import { SUB, table, writeSection } from './report.ts';
 import { logger, type LabOptions } from './common.ts';
+import { mean, summarize, welch } from './stats.ts';
 
 /** Options of the full report. */
 export interface ReportOptions extends LabOptions {
@@ -13,144 +15,329 @@ export interface ReportOptions extends LabOptions {
 
 type Json = Record<string, any>; // eslint-disable-line @typescript-eslint/no-explicit-any
 
-function load(out: string, name: string): Json | null {
+/** A section's saved results (`<out>/precision/<name>.json`), or null when that experiment has not been run. */
+export function loadResults(out: string, name: string): Json | null {
   const p = join(out, SUB, `${name}.json`);
   return existsSync(p) ? (JSON.parse(readFileSync(p, 'utf8')) as Json) : null;
 }
 
-const x = (a: number, b: number) => `${(a / b).toFixed(1)}×`;
+// ---------------------------------------------------------------- number formatting shared by the bullets
 
-/** Guess 1 from speed.json. */
-function answerSpeed(s: Json | null): string {
-  if (!s) return '_speed results missing: run `npm run lab -- speed`._';
-  const rows = s.gemm as { source: string; dtype: string; shape: string; gflops: number | null }[];
-  const shape = rows.find((r) => r.gflops != null)?.shape;
-  const pick = (src: RegExp, dt: string) => rows.find((r) => r.shape === shape && src.test(r.source) && r.dtype === dt && r.gflops != null)?.gflops ?? null;
-  const e64 = pick(/engine \(own/, 'float64'), e32 = pick(/engine \(own/, 'float32'), ebf = pick(/engine \(own/, 'bfloat16'), ei8 = pick(/engine \(own/, 'int8');
-  const b64 = pick(/openblas/, 'float64'), b32 = pick(/openblas/, 'float32');
-  const n64 = pick(/numpy/, 'float64'), n32 = pick(/numpy/, 'float32'), n16 = pick(/numpy/, 'float16');
-  const parts: string[] = [];
-  if (e64 && e32) parts.push(`the same hand-written GEMM runs float32 at ${e32.toFixed(0)} GFLOP/s and float64 at ${e64.toFixed(0)} GFLOP/s — float32 is ${x(e32, e64)} faster`);
-  if (b64 && b32) parts.push(`OpenBLAS: sgemm ${b32.toFixed(0)} vs dgemm ${b64.toFixed(0)} GFLOP/s (${x(b32, b64)})`);
-  if (ebf && e32) parts.push(`bfloat16 with the CPU's AVX512_BF16 dot-product instruction reaches ${ebf.toFixed(0)} GFLOP/s (${x(ebf, e32)} float32)`);
-  if (ei8 && e32) parts.push(`int8 with VNNI ${ei8.toFixed(0)} GOP/s (${x(ei8, e32)} float32)`);
-  if (n32 && n64) parts.push(`numpy, measured in the same run: float32 ${n32.toPrecision(3)} vs float64 ${n64.toPrecision(3)} GFLOP/s`);
-  if (n16 && n32) parts.push(`but numpy's float16 matmul has no BLAS kernel and runs at ${n16.toPrecision(2)} GFLOP/s, ${x(n32, n16)} *slower* than its float32`);
-  // ratios across every measured shape (the machine is shared, so single numbers are noisy)
+/** "m ± sd % (n=N, 95% [lo, hi])" for fractions shown in percent. */
+function pctStat(x: readonly number[], digits = 2): string {
+  const s = summarize(x);
+  if (s.n < 2) return `${(100 * s.mean).toFixed(digits)} % (n=${s.n}, no interval)`;
+  return `${(100 * s.mean).toFixed(digits)} ± ${(100 * s.sd).toFixed(digits)} % (n=${s.n}, 95% [${(100 * s.lo).toFixed(digits)}, ${(100 * s.hi).toFixed(digits)}])`;
+}
+
+/** "m ± sd (n=N, 95% [lo, hi])" in plain units. */
+function stat(x: readonly number[], digits = 3, exp = false): string {
+  const s = summarize(x);
+  const f = (v: number) => (exp ? v.toExponential(digits) : v.toFixed(digits));
+  if (s.n < 2) return `${f(s.mean)} (n=${s.n}, no interval)`;
+  return `${f(s.mean)} ± ${f(s.sd)} (n=${s.n}, 95% [${f(s.lo)}, ${f(s.hi)}])`;
+}
+
+/** Welch difference a − b in percentage points with its interval and a verdict only where the interval excludes 0. */
+function gapPts(a: readonly number[], b: readonly number[], higher: string, lower: string): { text: string; sign: number } {
+  if (a.length < 2 || b.length < 2) return { text: 'too few runs for an interval', sign: 0 };
+  const w = welch(a, b);
+  const sign = w.lo > 0 ? 1 : w.hi < 0 ? -1 : 0;
+  const f = (v: number) => `${v >= 0 ? '+' : ''}${(100 * v).toFixed(2)}`;
+  return { text: `${f(w.diff)} points [${f(w.lo)}, ${f(w.hi)}]: ${sign > 0 ? higher : sign < 0 ? lower : 'no significant difference'}`, sign };
+}
+
+const modeOf = (d: Json) => (d.size ? String(d.size) : d.quick ? 'quick' : 'full');
+
+// ---------------------------------------------------------------- gupta2015
+
+type GuptaCellJson = { label: string; net?: string; fl: number | null; rounding: string; loss?: string; dynamic?: boolean; testError: number[]; saturated: number[] };
+
+/**
+ * Answer bullets from gupta2015.json: summed-loss fixed point against float32 per network, round-to-nearest against
+ * stochastic per FL, the mean-loss artifact, the float32 range control, dynamic fixed point, and the paper.
+ */
+export function guptaAnswerBullets(g: Json): string[] {
+  const cells = (g.cells as GuptaCellJson[]).map((c) => ({ ...c, net: c.net ?? 'mlp', loss: c.loss ?? 'sum' }));
+  const find = (net: string, pred: (c: GuptaCellJson) => boolean) => cells.find((c) => c.net === net && pred(c));
+  const out: string[] = [];
+  const consistent: boolean[] = [];
+  for (const net of ['mlp', 'cnn']) {
+    const f32 = find(net, (c) => c.rounding === 'float32');
+    const fixed = cells.filter((c) => c.net === net && c.fl !== null && !c.dynamic && c.loss === 'sum');
+    if (!f32 && !fixed.length) continue;
+    const name = net === 'cnn' ? `LeNet-like CNN${g.cnn ? ` (${g.cnn.maps.join('/')} maps, dense ${g.cnn.dense})` : ''}` : `MLP 784-${((g.hidden ?? [1000, 1000]) as number[]).join('-')}-10`;
+    const parts: string[] = [];
+    if (f32) parts.push(`float32 test error ${pctStat(f32.testError)}`);
+    const fls = [...new Set(fixed.map((c) => c.fl as number))].sort((a, b) => b - a);
+    for (const fl of fls) {
+      const rn = fixed.find((c) => c.fl === fl && c.rounding === 'nearest');
+      const sr = fixed.find((c) => c.fl === fl && c.rounding === 'stochastic');
+      const seg: string[] = [];
+      if (sr) seg.push(`stochastic ${pctStat(sr.testError)}${f32 ? `, vs float32 ${gapPts(sr.testError, f32.testError, 'worse', 'better').text}` : ''}`);
+      if (rn) seg.push(`round-to-nearest ${pctStat(rn.testError)}${sr ? `, minus stochastic ${gapPts(rn.testError, sr.testError, 'nearest worse', 'nearest better').text}` : ''}`);
+      parts.push(`FL=${fl}: ${seg.join('; ')}`);
+    }
+    out.push(`**${name}** (${modeOf(g)} mode${g.epochs ? `, ${g.epochs} epochs on ${g.trainN} images` : ''}, loss summed over the batch as in the paper): ${parts.join('. ')}.`);
+    // the paper's qualitative claim: SR at WL=16 about float32; RN degrades as FL shrinks
+    const lowest = fls.at(-1);
+    if (f32 && lowest !== undefined) {
+      const sr = fixed.find((c) => c.fl === lowest && c.rounding === 'stochastic');
+      const rn = fixed.find((c) => c.fl === lowest && c.rounding === 'nearest');
+      if (sr && rn) consistent.push(gapPts(sr.testError, f32.testError, '', '').sign <= 0 && gapPts(rn.testError, sr.testError, '', '').sign > 0);
+    }
+  }
+  const rn8 = find('mlp', (c) => c.fl === 8 && c.rounding === 'nearest' && c.loss === 'sum' && !c.dynamic);
+  const rn8m = find('mlp', (c) => c.fl === 8 && c.rounding === 'nearest' && c.loss === 'mean');
+  if (rn8) out.push(`Saturation at FL=8 round-to-nearest, summed loss: ${pctStat(rn8.saturated, 3)} of forward layer outputs (largest seed ${(100 * Math.max(...rn8.saturated)).toFixed(3)} %).`);
+  if (rn8 && rn8m) {
+    const gap = gapPts(rn8m.testError, rn8.testError, 'worse', 'better');
+    out.push(`The batch-mean loss (errors 1/batch as large) at FL=8 round-to-nearest: ${pctStat(rn8m.testError)}, minus the summed loss ${gap.text}${gap.sign > 0 ? ' — a cost of the loss reduction, not of the format' : ''}.`);
+  }
+  type Range = { layer: string; max: number; beyond: number[] }[];
+  for (const [net, ranges, fls] of [['MLP', (g.ranges ?? []) as Range[], (g.fls ?? [8, 10, 12, 14]) as number[]], ['CNN', (g.cnnRanges ?? []) as Range[], (g.cnnFls ?? []) as number[]]] as [string, Range[], number[]][]) {
+    if (!ranges.length || !fls.length) continue;
+    const j = fls.indexOf(Math.max(...fls));
+    const flMax = fls[j];
+    const hidden = ranges.map((r) => Math.max(...r.slice(0, -1).map((l) => l.beyond[j])));
+    const logits = ranges.map((r) => r[r.length - 1].beyond[j]);
+    out.push(`Float32 range control, ${net}, for ⟨${16 - flMax},${flMax}⟩ (range ±${2 ** (16 - flMax - 1)}): after float32 training ${pctStat(hidden, 2)} of the worst hidden layer's outputs and ${pctStat(logits, 2)} of the logits lie beyond it; the largest |output| was ${stat(ranges.map((r) => Math.max(...r.map((l) => l.max))), 1)}${summarize(hidden).lo > 0.01 ? ' — this format clips the float32 network: its errors here are a range limit, not a rounding one' : ''}.`);
+  }
+  const f32 = find('mlp', (c) => c.rounding === 'float32');
+  const dyn = cells.filter((c) => c.dynamic);
+  if (dyn.length && f32) out.push(`Dynamic fixed point (WL=16, per-tensor scale): ${dyn.map((c) => `${c.rounding} ${pctStat(c.testError)}, vs float32 ${gapPts(c.testError, f32.testError, 'worse', 'better').text}`).join('; ')}.`);
+  if (consistent.length) out.push(`The paper gives its MNIST results as curves, not numbers, so no number is compared; its qualitative claim (stochastic rounding about float32 at WL=16, round-to-nearest worse at the smallest FL) ${consistent.every(Boolean) ? 'holds here for every network run' : consistent.some(Boolean) ? 'holds here for one network but not the other' : 'is not reproduced here at 95% confidence'}.`);
+  return out;
+}
+
+/** Guess-2 headline part from gupta2015.json: does round-to-nearest lose to stochastic rounding at the smallest FL? */
+function guptaHeadline(g: Json): string | null {
+  const cells = (g.cells as GuptaCellJson[]).filter((c) => (c.net ?? 'mlp') === 'mlp' && (c.loss ?? 'sum') === 'sum' && !c.dynamic && c.fl !== null);
+  if (!cells.length) return null;
+  const fl = Math.min(...cells.map((c) => c.fl as number));
+  const rn = cells.find((c) => c.fl === fl && c.rounding === 'nearest'), sr = cells.find((c) => c.fl === fl && c.rounding === 'stochastic');
+  if (!rn || !sr) return null;
+  const gap = gapPts(rn.testError, sr.testError, 'round-to-nearest worse', 'round-to-nearest better');
+  const f32 = (g.cells as GuptaCellJson[]).find((c) => (c.net ?? 'mlp') === 'mlp' && c.rounding === 'float32');
+  const srGap = f32 ? gapPts(sr.testError, f32.testError, 'stochastic worse than float32', 'stochastic better than float32') : null;
+  return `16-bit fixed point at FL=${fl} (Gupta et al.'s MLP, ${modeOf(g)} mode, summed loss): round-to-nearest minus stochastic test error ${gap.text}${srGap ? `; stochastic minus float32 ${srGap.text}` : ''}`;
+}
+
+// ---------------------------------------------------------------- chaos
+
+/** Answer bullets from chaos.json: null twin, per-layer Lyapunov exponents and Jacobian gains with intervals, noise. */
+export function chaosAnswerBullets(c: Json): string[] {
+  const out: string[] = [];
+  const layers = (c.layers ?? []) as { name: string; lambdas: number[]; disagree: number[] }[];
+  out.push(`Null twin (same seed, nothing changed): ${c.nullDiffering} weights differ at the end${c.nullDiffering === 0 ? ', so every distance is caused by the perturbation' : ' — training is not deterministic here and the twin distances include that noise'} (${modeOf(c)} mode${c.steps ? `, ${c.steps} steps` : ''}).`);
+  if (layers.length === 3) {
+    out.push(`Finite-time Lyapunov exponent of one-ulp twins (e-folds per step): ${layers.map((L) => `${L.name} ${stat(L.lambdas, 4)}`).join('; ')}.`);
+    const mid = layers[1];
+    const cmp = [layers[0], layers[2]].map((L) => ({ L, w: welch(mid.lambdas, L.lambdas) }));
+    const signs = cmp.map(({ w }) => (w.lo > 0 ? 1 : w.hi < 0 ? -1 : 0));
+    out.push(`Middle minus the others: ${cmp.map(({ L, w }) => `vs ${L.name} ${w.diff.toExponential(2)} [${w.lo.toExponential(2)}, ${w.hi.toExponential(2)}]`).join('; ')} → ${signs.every((s) => s > 0) ? 'the middle layer\'s twins diverge faster than both others at 95% confidence' : signs.every((s) => s < 0) ? 'the middle layer\'s twins diverge more slowly than both others at 95% confidence' : signs.some((s) => s !== 0) ? 'the middle layer differs from one other layer but is not above or below both' : 'no significant difference at 95% confidence'}.`);
+    const sd = c.seedDisagree as number[] | undefined;
+    if (sd && mid.disagree?.length) out.push(`Test predictions that differ from the base run at the end: one ulp in the middle layer ${pctStat(mid.disagree)}; independent seeds ${pctStat(sd)}${sd.length >= 2 && mid.disagree.length >= 2 ? `; difference ${gapPts(mid.disagree, sd, 'the twin differs more', 'the twin differs less').text}` : ''}.`);
+    const accs = c.seedAccs as number[] | undefined;
+    if (accs && layers.every((L) => (L as Json).accs)) {
+      const twinAccs = layers.flatMap((L) => (L as Json).accs as number[]);
+      out.push(`Final test accuracy: seeds ${pctStat(accs)}, all one-ulp twins ${pctStat(twinAccs)}; difference ${gapPts(twinAccs, accs, 'twins higher', 'twins lower').text}.`);
+    }
+  }
+  const gain = c.gain as Json | undefined;
+  if (gain) {
+    const fin = gain.final as { name: string; spectral: number[]; growth: number[] }[];
+    out.push(`Jacobian gain of each hidden layer's output → logits at the end of training (top singular value, mean over ${gain.probes} probe images per run, ${gain.runs} runs): ${fin.map((f) => `${f.name} ${stat(f.spectral, 3)}`).join('; ')}.`);
+    const mv = gain.middleVs as { other: string; diff: number; lo: number; hi: number; verdict: string }[];
+    out.push(`Middle-layer gain minus the others: ${mv.map((m) => `vs ${m.other} ${m.diff.toFixed(3)} [${m.lo.toFixed(3)}, ${m.hi.toFixed(3)}]`).join('; ')} → ${gain.middleStandsOut ? `the middle layer stands out (${mv[0].verdict === 'higher' ? 'larger' : 'smaller'} than both)` : gain.middleDiffers ? 'the middle layer lies between the others: no middle-layer peak' : 'no significant difference'} at 95% confidence.`);
+    const em = gain.earlyVsMiddle as { lambda: { diff: number; lo: number; hi: number }; gain: { diff: number; lo: number; hi: number } } | undefined;
+    if (em) {
+      const s = (w: { lo: number; hi: number }) => (w.lo > 0 ? 1 : w.hi < 0 ? -1 : 0);
+      const sl = s(em.lambda), sg = s(em.gain);
+      out.push(`Gain and exponent, early vs middle: λ difference [${em.lambda.lo.toExponential(2)}, ${em.lambda.hi.toExponential(2)}], gain difference [${em.gain.lo.toFixed(3)}, ${em.gain.hi.toFixed(3)}] → ${sl === 0 || sg === 0 ? 'at least one interval contains 0: no relation can be claimed from this run' : sl === sg ? 'the layer with the larger gain also has the larger exponent' : 'the layer with the larger gain has the smaller exponent'}.`);
+    }
+  }
+  const draws = c.noiseDraws as Record<string, number[][]> | undefined;
+  const eps = c.epsList as number[] | undefined;
+  if (draws && eps) {
+    const i1 = eps.indexOf(1);
+    if (i1 >= 0) {
+      const entries = Object.entries(draws).map(([k, v]) => ({ k, v: v[i1] }));
+      const sorted = [...entries].sort((a, b) => mean(a.v) - mean(b.v));
+      const gap = gapPts(sorted[1].v, sorted[0].v, 'higher', 'lower');
+      out.push(`Noise injected at inference, h ← h·(1 + N(0,1)) (ε = 1, ${c.noiseDrawsPerEps ?? entries[0].v.length} noise draws on one trained model, so the interval is draw noise only): ${entries.map((e) => `${e.k} ${pctStat(e.v, 1)}`).join('; ')}. ${gap.sign > 0 ? `The most fragile layer is the ${sorted[0].k}` : `No layer is clearly the most fragile (the two lowest differ by ${gap.text})`}.`);
+    }
+  }
+  return out;
+}
+
+/** Guess-3 headline from chaos.json. */
+function chaosHeadline(c: Json): string | null {
+  const layers = (c.layers ?? []) as { lambdas: number[] }[];
+  if (layers.length !== 3) return null;
+  const mid = layers[1];
+  const signs = [layers[0], layers[2]].map((L) => { const w = welch(mid.lambdas, L.lambdas); return w.lo > 0 ? 1 : w.hi < 0 ? -1 : 0; });
+  const lam = signs.every((s) => s > 0) ? 'one-ulp changes in the middle layer grow faster than in the others' : signs.every((s) => s < 0) ? 'one-ulp changes in the middle layer grow more slowly than in the others' : 'one-ulp changes in the middle layer do not grow differently from those in the other layers';
+  const allLam = layers.flatMap((L) => L.lambdas);
+  const gain = c.gain as Json | undefined;
+  const g = gain ? (gain.middleStandsOut ? 'its Jacobian gain stands out' : 'its Jacobian gain shows no middle-layer peak') : 'Jacobian gain not measured';
+  const all = summarize(allLam);
+  const grow = all.lo > 0 ? 'tiny perturbations grow' : all.hi < 0 ? 'tiny perturbations shrink' : 'tiny perturbations neither grow nor shrink measurably';
+  return `${grow} (λ over all twins ${stat(allLam, 4)} e-folds per step); ${lam} at 95% confidence, and ${g}`;
+}
+
+// ---------------------------------------------------------------- sections owned elsewhere: interim bullets from their current JSON
+
+/** Speed ratios num/den of one implementation over every measured GEMM shape in speed.json. */
+function speedRatios(s: Json, src: RegExp, num: string, den: string): number[] {
+  const rows = (s.gemm ?? []) as { source: string; dtype: string; shape: string; gflops: number | null }[];
   const shapes = [...new Set(rows.filter((r) => r.gflops != null).map((r) => r.shape))];
-  const span = (src: RegExp, num: string, den: string) => {
-    const v = shapes.map((sh) => {
-      const a = rows.find((r) => r.shape === sh && src.test(r.source) && r.dtype === num)?.gflops;
-      const b = rows.find((r) => r.shape === sh && src.test(r.source) && r.dtype === den)?.gflops;
-      return a && b ? a / b : null;
-    }).filter((r): r is number => r !== null);
-    return v.length ? `${Math.min(...v).toFixed(2)}–${Math.max(...v).toFixed(2)}×` : null;
-  };
-  const spans = [
-    ['engine float32 / float64', span(/engine \(own/, 'float32', 'float64')],
-    ['OpenBLAS sgemm / dgemm', span(/openblas/, 'float32', 'float64')],
-    ['numpy float32 / float64', span(/numpy/, 'float32', 'float64')],
-    ['engine bfloat16 / float32', span(/engine \(own/, 'bfloat16', 'float32')],
-    ['engine int8 / float32', span(/engine \(own/, 'int8', 'float32')],
-    ['numpy float16 / float32', span(/numpy/, 'float16', 'float32')],
-  ].filter(([, v]) => v) as [string, string][];
-  if (spans.length && shapes.length > 1) parts.push(`over all ${shapes.length} shapes the speed ratios were: ${spans.map(([k, v]) => `${k} ${v}`).join(', ')}`);
-  const verdict = e32 && e64 && e32 > 1.3 * e64
-    ? '**Mostly wrong here.** Linear algebra is not tuned for float64 at the expense of float32: on this CPU float32 GEMM is clearly faster, because a SIMD register holds twice as many float32 values.'
-    : '**Not clearly wrong here**: float32 was not clearly faster than float64 in this run.';
-  const mem = s.memory as (string | number)[][];
-  const m64 = mem.find((r) => String(r[0]).startsWith('fp64'));
-  const m32 = mem.find((r) => r[0] === 'fp32, Adam');
-  const mbf = mem.find((r) => String(r[0]).startsWith('bf16 weights, Adam in bf16'));
-  return [
-    '### Guess (1): "linear algebra is tuned for float64, so smaller floats won\'t be faster"',
-    '',
-    `${verdict} Measured (section *speed*, first shape ${shape}): ${parts.join('; ')}.`,
-    'The grain of truth: below float32, speed needs both a hardware instruction and a library that uses it — where either is missing (numpy float16, or a CPU without AVX512_BF16/VNNI) the smaller type is emulated and slower.',
-    m64 && m32 && mbf ? `Memory is the unconditional win: training with Adam costs ${m64[5]} bytes per parameter in float64, ${m32[5]} in float32 and ${mbf[5]} in pure bfloat16 (table *Memory per parameter*).` : '',
-  ].join('\n');
+  return shapes.map((sh) => {
+    const a = rows.find((r) => r.shape === sh && src.test(r.source) && r.dtype === num)?.gflops;
+    const b = rows.find((r) => r.shape === sh && src.test(r.source) && r.dtype === den)?.gflops;
+    return a && b ? a / b : null;
+  }).filter((v): v is number => v !== null);
 }
 
-/** Guess 2 from swallow.json and gupta2015.json. */
-function answerSwallow(s: Json | null, g: Json | null): string {
-  if (!s) return '_swallow results missing: run `npm run lab -- swallow`._';
-  const toy = s.toy as Record<string, number[]>;
-  const d = s.deltas as number[];
-  const i4 = d.indexOf(1e-4);
-  const exact = 1 + 10000 * d[i4];
-  const cells = s.cells as { opt: string; format: string; rounding: string; finalAcc: number; swallowed: number }[];
-  const cell = (opt: string, f: string, r: string) => cells.find((c) => c.opt === opt && c.format === f && c.rounding === r);
-  const lines: string[] = [];
-  if (toy['bf16 RN']) lines.push(`Adding Δ = 10⁻⁴ to w = 1 ten thousand times should give ${exact}; bf16 with round-to-nearest gives ${toy['bf16 RN'][i4]}, fp16 ${toy['fp16 RN'][i4]}, FP8 E4M3 ${toy['e4m3 RN'][i4]} — every single addition is rounded away. Stochastic rounding gives ${toy['bf16 SR'][i4].toPrecision(4)} (bf16) and Kahan compensation ${toy['bf16 RN + Kahan'][i4].toPrecision(4)}.`);
-  const worst = cells.filter((c) => c.rounding === 'nearest' && c.format !== 'fp32').map((c) => ({ c, ref: cell(c.opt, 'fp32', 'nearest')!, sr: cell(c.opt, c.format, 'stochastic') })).sort((a, b) => (a.c.finalAcc - a.ref.finalAcc) - (b.c.finalAcc - b.ref.finalAcc));
-  if (worst.length) {
-    const w = worst[0];
-    lines.push(`In training, the share of updates swallowed with round-to-nearest ranges from ${pct(Math.min(...cells.filter((c) => c.format !== 'fp32').map((c) => c.swallowed)))} to ${pct(Math.max(...cells.filter((c) => c.format !== 'fp32').map((c) => c.swallowed)))}. The worst case is ${w.c.opt} with ${w.c.format} weights: ${pct(w.c.finalAcc)} test accuracy against ${pct(w.ref.finalAcc)} in fp32${w.sr ? ` and ${pct(w.sr.finalAcc)} with stochastic rounding` : ''}.`);
-    const bf = ['SGD', 'momentum', 'Adam'].map((o) => ({ o, rn: cell(o, 'bf16', 'nearest'), ref: cell(o, 'fp32', 'nearest') })).filter((v) => v.rn && v.ref);
-    if (bf.length) lines.push(`bf16 weights with round-to-nearest: ${bf.map((v) => `${v.o} ${pct(v.rn!.finalAcc)} vs fp32 ${pct(v.ref!.finalAcc)} (swallowed ${pct(v.rn!.swallowed)})`).join('; ')}.`);
-  }
-  lines.push('How to read "swallowed" under stochastic rounding: a weight also often stays put on a given step, but it then moves by a whole step with the right probability, so the update survives on average — SR rows can show similar swallowed shares yet learn like fp32.');
-  const mom = cell('momentum', 'bf16', 'nearest'), sgd = cell('SGD', 'bf16', 'nearest');
-  if (mom && sgd && mom.swallowed > sgd.swallowed) lines.push(`Momentum is hit harder than plain SGD (${pct(mom.swallowed)} vs ${pct(sgd.swallowed)} of bf16 updates swallowed in the same run).`);
-  const rem = s.remedies as Record<string, { acc: number; swallowed: number }> | undefined;
-  if (rem) lines.push(`Remedies for momentum + bf16 (table *Remedies*): ${Object.entries(rem).map(([k, v]) => `${k} ${pct(v.acc)}`).join(', ')}.`);
-  const sc = s.scaling as Record<string, { acc: number; underflow: number; skipped: number }> | undefined;
-  if (sc) {
-    const none = Object.entries(sc).find(([k]) => /no loss scaling/.test(k));
-    const dyn = Object.entries(sc).find(([k]) => /dynamic/.test(k));
-    if (none && dyn) lines.push(`Tiny gradients are the same problem one level down: in fp16 without loss scaling ${pct(none[1].underflow)} of nonzero gradients underflow to zero (accuracy ${pct(none[1].acc)}); dynamic loss scaling brings that to ${pct(dyn[1].underflow)} (accuracy ${pct(dyn[1].acc)}, ${dyn[1].skipped} skipped steps).`);
-  }
-  if (g) {
-    // per-seed arrays (gupta2015 v2): cells carry testError[] and saturated[]
-    type Cell = { fl: number | null; rounding: string; loss?: string; testError: number[] | number; saturated?: number[] };
-    const m = (v: number[] | number | undefined) => (Array.isArray(v) ? v.reduce((s, x) => s + x, 0) / v.length : (v ?? NaN));
-    const gc = (g.cells as Cell[]).filter((c) => (c.loss ?? 'sum') === 'sum');
-    const f = gc.find((c) => c.rounding === 'float32');
-    const at = (fl: number, r: string, loss = 'sum') => (g.cells as Cell[]).find((c) => c.fl === fl && c.rounding === r && (c.loss ?? 'sum') === loss);
-    const rn8 = at(8, 'nearest'), sr8 = at(8, 'stochastic'), rn8m = at(8, 'nearest', 'mean');
-    if (rn8 && sr8) lines.push(`Gupta et al. 2015 reproduced (${g.size ?? (g.quick ? 'quick' : 'full')} mode, ${g.seeds ?? 1} seeds, loss summed over the batch as in the paper): 16-bit fixed point with 8 fraction bits reaches ${pct(m(sr8.testError))} mean test error with stochastic rounding and ${pct(m(rn8.testError))} with round-to-nearest${f ? ` (float32: ${pct(m(f.testError))})` : ''}${rn8m ? `; with the loss averaged over the batch instead, round-to-nearest gives ${pct(m(rn8m.testError))} — the artifact of errors divided by the batch size, not of the format` : ''}. Section *gupta2015* has every cell with its s.d. and 95% interval.`);
-  }
-  return [
-    '### Guess (2): "rounding away tiny updates damages momentum and stalls learning on flat stretches"',
-    '',
-    toy['bf16 RN'] && toy['bf16 RN'][i4] === 1
-      ? '**Right about the mechanism, and it matters once the format is coarse enough; wrong that it forces 32 or 64 bits.** With round-to-nearest an update smaller than half the spacing of the stored weight is lost completely, every time — it does not average out.'
-      : '**The toy accumulation did not lose the updates in this run** — see the table.',
-    '',
-    ...lines.map((l) => `- ${l}`),
-    '',
-    'The fixes are cheap and standard: round stochastically (unbiased, so lost updates come back on average), keep an fp32 master copy of the weights (2 + 4 bytes per weight), or carry the rounding error forward (Kahan). Sections *swallow* and *gupta2015* hold the tables and curves.',
-  ].join('\n');
+/** "lo–hi× over n shapes", with significant digits (a ratio of 0.0036 stays visible). */
+function ratioSpan(v: number[]): string {
+  return `${Math.min(...v).toPrecision(2)}–${Math.max(...v).toPrecision(2)}× over ${v.length} shape${v.length > 1 ? 's' : ''}`;
 }
 
-/** Guess 3 from chaos.json. */
-function answerChaos(c: Json | null): string {
-  if (!c) return '_chaos results missing: run `npm run lab -- chaos`._';
-  const tw = c.twins as Record<string, { dist: number; disagree: number; acc: number }>;
-  const u = tw['one ulp in one middle-layer weight'], sw = tw['two samples swapped in epoch 1'], s2 = tw['other seed (init and order)'], ord = tw['other sample order (same init)'];
-  const eps = c.epsList as number[];
-  const noise = c.noise as Record<string, number[]>;
-  const clean = c.baseAcc as number;
-  const tol = (eLayer: number[]) => { let best = 0; eLayer.forEach((a, i) => { if (clean - a <= 0.01) best = Math.max(best, eps[i]); }); return best; };
-  const layerTol = Object.entries(noise).map(([k, v]) => `${k}: up to ε = ${tol(v)}`);
-  const chaotic = u && s2 && u.disagree > 0.5 * s2.disagree;
-  const accs = Object.values(tw).map((t) => t.acc);
-  const within = accs.every((a) => Math.abs(a - clean) <= Math.max(2 * c.seedSdAcc, 0.005));
-  const tols = Object.values(noise).map(tol);
-  const middleWeakest = tols.length === 3 && tols[1] < Math.min(tols[0], tols[2]);
-  const nf = (c.noiseFormats ?? {}) as Record<string, Record<string, number>>;
-  const fmtDev = (f: string) => Math.max(0, ...Object.values(nf).map((v) => Math.abs(v[f] - clean)));
-  const lay = (c.layers ?? []) as { name: string; lambdas: number[] }[];
-  const mf = (v: number[]) => v.reduce((s2, x2) => s2 + x2, 0) / v.length;
-  const layerLine = lay.length ? ` Per layer (one-ulp twins, section *chaos*): the fitted finite-time Lyapunov exponent is ${lay.map((L) => `${L.name} ${mf(L.lambdas).toFixed(4)}`).join(', ')} e-folds per step; ${c.middleDiffers ? 'the middle layer differs from the others at 95% confidence' : 'the middle layer does not differ from the others at 95% confidence'}; the null twin (nothing changed) differed in ${c.nullDiffering} weights.` : '';
-  return [
-    '### Guess (3): "networks are chaotically sensitive to small changes in the middle layers"',
+/** Interim guess-1 bullets from speed.json (a single measured run: ratios only, no interval). */
+function interimSpeedBullets(s: Json): string[] {
+  const ratio = (src: RegExp, num: string, den: string) => speedRatios(s, src, num, den);
+  const out: string[] = [];
+  const span = ratioSpan;
+  for (const [label, src, num, den] of [['engine float32 / float64', /engine \(own/, 'float32', 'float64'], ['OpenBLAS sgemm / dgemm', /openblas/i, 'float32', 'float64'], ['engine bfloat16 / float32', /engine \(own/, 'bfloat16', 'float32'], ['engine int8 / float32', /engine \(own/, 'int8', 'float32'], ['numpy float16 / float32', /numpy/, 'float16', 'float32']] as [string, RegExp, string, string][]) {
+    const v = ratio(src, num, den);
+    if (v.length) out.push(`${label}: ${span(v)}.`);
+  }
+  out.push(`speed.json (${modeOf(s)} mode) holds one measured run per row (median of rounds), so these ratios carry no interval and no verdict is drawn from them.`);
+  return out;
+}
+
+/** Interim guess-2 bullets from swallow.json (per-seed accuracies). */
+function interimSwallowBullets(s: Json): string[] {
+  const cells = (s.cells ?? []) as { opt: string; format: string; rounding: string; accs?: number[] }[];
+  const out: string[] = [];
+  const i4 = (s.deltas as number[] | undefined)?.indexOf(1e-4) ?? -1;
+  const toy = s.toy as Record<string, number[]> | undefined;
+  if (toy && i4 >= 0 && toy['bf16 RN']) out.push(`Toy (one seeded run): w = 1 plus Δ = 10⁻⁴ ten thousand times ends at ${toy['bf16 RN'][i4]} in bf16 with round-to-nearest${toy['bf16 SR'] ? `, ${toy['bf16 SR'][i4].toPrecision(4)} with stochastic rounding` : ''}${toy['bf16 RN + Kahan'] ? `, ${toy['bf16 RN + Kahan'][i4].toPrecision(4)} with Kahan` : ''} (exact: 2).`);
+  for (const c of cells.filter((x) => x.format !== 'fp32' && x.accs)) {
+    const ref = cells.find((x) => x.opt === c.opt && x.format === 'fp32' && x.accs);
+    if (ref) out.push(`${c.opt}, ${c.format} weights, ${c.rounding}: accuracy ${pctStat(c.accs!)}, minus fp32 ${gapPts(c.accs!, ref.accs!, 'higher', 'lower').text}.`);
+  }
+  if (!cells.some((x) => x.accs)) out.push('swallow.json has no per-seed accuracies: re-run `npm run lab -- swallow`.');
+  return out;
+}
+
+/** Interim bullets from fp8.json (per-seed accuracies; "within 1 point" only when the whole interval is). */
+function interimFp8Bullets(f: Json): string[] {
+  const cells = (f.cells ?? []) as { name: string; accs: number[] }[];
+  const ref = cells.find((c) => c.name === 'fp32');
+  if (!ref) return ['fp8.json has no fp32 reference row.'];
+  return cells.filter((c) => c !== ref).map((c) => {
+    const w = c.accs.length > 1 && ref.accs.length > 1 ? welch(c.accs, ref.accs) : null;
+    const within = w ? (w.lo >= -0.01 && w.hi <= 0.01 ? 'within 1 point of fp32 at 95% confidence' : w.lo > 0 || w.hi < 0 ? 'differs from fp32 at 95% confidence' : 'not shown to be within 1 point (interval too wide)') : 'too few runs';
+    return `${c.name}: accuracy ${pctStat(c.accs)} (${modeOf(f)} mode), minus fp32 ${gapPts(c.accs, ref.accs, 'higher', 'lower').text} — ${within}.`;
+  });
+}
+
+// ---------------------------------------------------------------- the three guesses and who contributes to each
+
+/** A section that contributes bullets to a guess: its JSON name and the function that turns that JSON into bullets. */
+export interface Contributor {
+  /** Name of the JSON file under precision/ and of the command that writes it. */
+  json: string;
+  /** False for results written by an older version of the experiment (their bullets would be wrong or fail). */
+  current?: (data: Json) => boolean;
+  /** Markdown bullets computed from that JSON; null when the section has no answer function yet. */
+  bullets: ((data: Json) => string[]) | null;
+}
+
+/** One guess: its statement, a headline computed from the JSON, and its contributors in order. */
+export interface Guess {
+  title: string;
+  headline: (d: Record<string, Json | null>) => string;
+  contributors: Contributor[];
+}
+
+/** gupta2015.json with per-seed arrays (older versions saved one number per cell). */
+function guptaCurrent(g: Json): boolean {
+  return Array.isArray(g.cells) && (g.cells as Json[]).every((c) => Array.isArray(c.testError) && Array.isArray(c.saturated));
+}
+
+/** chaos.json with per-layer twins and the Jacobian gain. */
+function chaosCurrent(c: Json): boolean {
+  return Array.isArray(c.layers) && (c.layers as Json[]).every((L) => Array.isArray(L.lambdas)) && typeof c.gain === 'object' && c.gain !== null;
+}
+
+// Owners of speed/swallow/fp8/int8 replace the interim functions with their exported *AnswerBullets (one line each).
+export const GUESSES: Guess[] = [
+  {
+    title: 'Guess (1): "linear algebra is tuned for float64, so smaller floats won\'t be faster"',
+    headline: (d) => {
+      if (!d.speed) return 'speed not run: `npm run lab -- speed`';
+      const v = speedRatios(d.speed, /engine \(own/, 'float32', 'float64');
+      return v.length ? `the engine's float32 GEMM ran at ${ratioSpan(v)} of its float64 speed (${modeOf(d.speed)} mode, one measured run per shape: no interval, so no verdict)` : 'speed.json has no float32/float64 pair of the engine';
+    },
+    contributors: [{ json: 'speed', bullets: interimSpeedBullets }],
+  },
+  {
+    title: 'Guess (2): "rounding away tiny updates damages momentum and stalls learning on flat stretches"',
+    headline: (d) => !d.gupta2015 ? 'gupta2015 not run: `npm run lab -- gupta2015`'
+      : !guptaCurrent(d.gupta2015) ? 'gupta2015 results are from an older version: re-run `npm run lab -- gupta2015`'
+        : guptaHeadline(d.gupta2015) ?? 'gupta2015 ran without an MLP pair of round-to-nearest and stochastic cells at one FL, so no headline (see its bullets)',
+    contributors: [
+      { json: 'swallow', bullets: interimSwallowBullets },
+      { json: 'gupta2015', bullets: guptaAnswerBullets, current: guptaCurrent },
+      { json: 'fp8', bullets: interimFp8Bullets },
+      { json: 'int8', bullets: null },
+    ],
+  },
+  {
+    title: 'Guess (3): "networks are chaotically sensitive to small changes in the middle layers"',
+    headline: (d) => (d.chaos && chaosCurrent(d.chaos) ? chaosHeadline(d.chaos) : null) ?? (d.chaos ? 'chaos results are from an older version: re-run `npm run lab -- chaos`' : 'chaos not run: `npm run lab -- chaos`'),
+    contributors: [{ json: 'chaos', bullets: chaosAnswerBullets, current: chaosCurrent }],
+  },
+];
+
+/** The answers section's markdown from the results in `out` (missing sections are reported as not run). */
+export function answersMarkdown(out: string, guesses: Guess[] = GUESSES): string {
+  const names = [...new Set(guesses.flatMap((g) => g.contributors.map((c) => c.json)))];
+  const data: Record<string, Json | null> = Object.fromEntries(names.map((n) => [n, loadResults(out, n)]));
+  const modes = names.map((n) => [n, data[n] ? modeOf(data[n]!) : 'not run']);
+  const parts: string[] = [
+    '## Answers to the three guesses',
     '',
-    `**${within ? 'Sensitive, yes; harmfully chaotic, no.' : 'Sensitive, and in this run the outcome moved beyond the seed-to-seed spread.'}** ${u ? `Changing one middle-layer weight by one ulp (a relative change of about 10⁻⁷) leaves the weights ${u.dist.toExponential(1)} apart (relative L2) at the end of training, and ${pct(u.disagree)} of test predictions differ` : ''}${sw ? `; swapping two training samples gives ${sw.dist.toExponential(1)} and ${pct(sw.disagree)}` : ''}${ord ? `; a different sample order ${ord.dist.toExponential(1)} and ${pct(ord.disagree)}` : ''}${s2 ? `; an ordinary change of seed ${s2.dist.toExponential(1)} and ${pct(s2.disagree)}` : ''}. ${chaotic ? 'So a one-ulp change grows until the run is as different as another seed — ' : 'So tiny perturbations do grow, but in this run they stayed below the seed-to-seed spread — '}${within ? 'and in every case the final accuracy stays within the seed-to-seed spread' : 'and not every twin stayed within the seed-to-seed spread'} (${pct(c.seedMeanAcc)} ± ${pct(c.seedSdAcc)} over three seeds; twins: ${accs.map((a) => pct(a)).join(', ')}). ${within ? 'The differences are of the kind that changing the seed already causes; they are not a precision problem.' : ''}`,
-    layerLine.trim(),
+    `The user wondered whether weights need 32 or 64 bits and guessed three reasons lower precision might not be used. Every sentence below is computed from the saved results of the sections that follow: numbers are mean ± s.d. over n runs with the 95% t-interval of the mean, differences are Welch 95% intervals, and a verdict is stated only where that interval excludes 0. Load average at assembly: ${loadavg().map((v) => v.toFixed(1)).join(' / ')}.`,
     '',
-    `At inference, multiplying one layer\'s activations by (1 + ε·noise) costs at most one accuracy point for ${layerTol.join('; ')}. ${middleWeakest ? 'Here the middle layer tolerated the least noise.' : 'The middle layer is not more fragile than the others.'}${Object.keys(nf).length ? ` Rounding any one layer\'s activations to bf16 (relative error ≤ 0.2%) moves test accuracy by at most ${pct(fmtDev('bf16'))}, fp16 by ${pct(fmtDev('fp16'))}, FP8 E4M3 (≤ 6%) by ${pct(fmtDev('e4m3'))}` : ''} (tables and plots in section *chaos*).`,
-  ].join('\n');
+    table(['results', 'mode'], modes),
+    '',
+  ];
+  const heads: string[] = [];
+  for (const g of guesses) {
+    parts.push(`### ${g.title}`, '');
+    const head = g.headline(data);
+    heads.push(`- **${g.title.replace(/^Guess \((\d)\):.*$/, 'Guess $1')}**: ${head}.`);
+    parts.push(`**As measured:** ${head}.`, '');
+    for (const c of g.contributors) {
+      const d = data[c.json];
+      const rerun = `\`npm run lab -- ${c.json}\``;
+      let bullets: string[];
+      if (!d) bullets = [`*${c.json}*: not run (${rerun}).`];
+      else if (c.current && !c.current(d)) bullets = [`*${c.json}*: the saved results were written by an older version of the experiment; re-run ${rerun}.`];
+      else if (!c.bullets) bullets = [`*${c.json}*: results present but this report has no answer function for them yet; see section *${c.json}*.`];
+      else {
+        try { bullets = c.bullets(d).map((b) => `*${c.json}*: ${b}`); } catch (e) { bullets = [`*${c.json}*: the saved results could not be read (${(e as Error).message}); re-run ${rerun}.`]; }
+      }
+      parts.push(...bullets.map((b) => `- ${b}`));
+    }
+    parts.push('');
+  }
+  parts.push('### The three answers as they now stand', '', ...heads);
+  return parts.join('\n');
 }
 
 /** Run the experiments (except `skip`) and write the answers section; the report is reassembled after each. */
@@ -169,20 +356,5 @@ export async function labReport(o: ReportOptions): Promise<void> {
 
 /** Write the answers section from the saved results in `out`. */
 export async function writeAnswers(out: string): Promise<void> {
-  const sp = load(out, 'speed'), sw = load(out, 'swallow'), ch = load(out, 'chaos'), gu = load(out, 'gupta2015');
-  const modes = Object.entries({ speed: sp, swallow: sw, chaos: ch, gupta2015: gu }).map(([k, v]) => [k, v ? (v.quick ? 'quick (subset)' : 'full') : 'missing']);
-  const md = [
-    '## Answers to the three guesses',
-    '',
-    `The user wondered whether weights need 32 or 64 bits and guessed three reasons lower precision might not be used. Each answer below is computed from the numbers in the sections that follow (machine load average at assembly: ${loadavg().map((v) => v.toFixed(1)).join(' / ')}).`,
-    '',
-    table(['experiment', 'mode of the results used'], modes),
-    '',
-    answerSpeed(sp),
-    '',
-    answerSwallow(sw, gu),
-    '',
-    answerChaos(ch),
-  ].join('\n');
-  await writeSection(out, 'answers', md);
+  await writeSection(out, 'answers', answersMarkdown(out));
 }

@@ -3,6 +3,7 @@ import * as tfl from '@tensorflow/tfjs-layers';
 import { tf } from './tf.ts';
 import type { Dataset } from './data.ts';
 import { createRng } from '../src/precision/rng.ts';
+import { SlimfitError } from '../src/core/errors.ts';
 import { createTrainer, type LowPrecisionTrainer, type OptimizerSpec, type PrecisionSpec, type StepReport } from './train.ts';
 
 /** A seeded fully connected ReLU network dim-hidden...-classes with a linear (logit) output. */
@@ -56,8 +57,10 @@ export interface RunConfig {
   perturb?: (weights: Float32Array[]) => void;
   /** Swap these two positions of the first epoch's sample order. */
   swap?: [number, number];
-  /** Called with the stored weights at every evaluation point. */
-  onEval?: (step: number, stored: Float32Array[], pred: Uint8Array) => void;
+  /** Build the network instead of the default MLP of `hidden` (e.g. a CNN whose first layer reshapes the flat rows). */
+  model?: (dim: number, classes: number, seed: number) => tfl.LayersModel;
+  /** Called with the stored weights at every evaluation point (the model holds them too). */
+  onEval?: (step: number, stored: Float32Array[], pred: Uint8Array, model: tfl.LayersModel) => void;
   /** Called after each step (for progress). */
   onStep?: (r: StepReport) => void;
 }
@@ -103,11 +106,34 @@ export function permutation(n: number, seed: number): Uint32Array {
   return p;
 }
 
-/** Train a fresh seeded MLP under `cfg.prec` and record its learning curve. */
+/**
+ * A seeded LeNet-like CNN for flat 28×28 rows: reshape, conv 5×5 (8 maps) + ReLU, 2×2 max-pool, conv 5×5 (16 maps) +
+ * ReLU, 2×2 max-pool, dense 128 + ReLU, dense `classes` (logits).
+ *
+ * @example
+ * const m = buildLenet(784, 10, 1); // m.predict(tf.zeros([1, 784])) has shape [1, 10]
+ */
+export function buildLenet(dim: number, classes: number, seed: number, maps: [number, number] = [8, 16], dense = 128): tfl.LayersModel {
+  const side = Math.round(Math.sqrt(dim));
+  if (side * side !== dim) throw new SlimfitError(`a LeNet-like CNN needs square single-channel images, got ${dim} values per row`, { hint: 'use the MLP for non-image rows' });
+  const init = (k: number) => tfl.initializers.glorotUniform({ seed: seed * 1000 + k });
+  const m = tfl.sequential();
+  m.add(tfl.layers.reshape({ inputShape: [dim], targetShape: [side, side, 1] }));
+  m.add(tfl.layers.conv2d({ filters: maps[0], kernelSize: 5, activation: 'relu', kernelInitializer: init(1), biasInitializer: 'zeros' }));
+  m.add(tfl.layers.maxPooling2d({ poolSize: 2 }));
+  m.add(tfl.layers.conv2d({ filters: maps[1], kernelSize: 5, activation: 'relu', kernelInitializer: init(2), biasInitializer: 'zeros' }));
+  m.add(tfl.layers.maxPooling2d({ poolSize: 2 }));
+  m.add(tfl.layers.flatten());
+  m.add(tfl.layers.dense({ units: dense, activation: 'relu', kernelInitializer: init(3), biasInitializer: 'zeros' }));
+  m.add(tfl.layers.dense({ units: classes, kernelInitializer: init(4), biasInitializer: 'zeros' }));
+  return m;
+}
+
+/** Train a fresh seeded MLP (or `cfg.model`) under `cfg.prec` and record its learning curve. */
 export function runTraining(cfg: RunConfig): RunResult {
   const t0 = performance.now();
   const { train, test, batch } = cfg;
-  const model = buildMlp(train.dim, cfg.hidden, train.classes, cfg.seed);
+  const model = cfg.model ? cfg.model(train.dim, train.classes, cfg.seed) : buildMlp(train.dim, cfg.hidden, train.classes, cfg.seed);
   if (cfg.perturb) {
     const ws = model.getWeights();
     const arrs = ws.map((w) => (w.dataSync() as Float32Array).slice());
@@ -131,7 +157,7 @@ export function runTraining(cfg: RunConfig): RunResult {
       swallowed: acc.upd ? acc.sw / acc.upd : 0, lostMass: acc.mass ? acc.lostE / acc.mass : 0, lostRealized: acc.mass ? acc.lostR / acc.mass : 0, gradUnderflow: acc.nz ? acc.uf / acc.nz : 0, overflow: acc.ov,
       actSaturated: acc.act ? acc.actOv / acc.act : 0, skipped: acc.skipped, lossScale: trainer.lossScale(),
     });
-    cfg.onEval?.(step, trainer.stored(), last.pred);
+    cfg.onEval?.(step, trainer.stored(), last.pred, trainer.model);
     acc = { loss: 0, n: 0, upd: 0, sw: 0, nz: 0, uf: 0, ov: 0, skipped: 0, act: 0, actOv: 0, mass: 0, lostE: 0, lostR: 0 };
   };
   point(0);

@@ -121,7 +121,7 @@ test('softmax-output models (as built by slimfit train) are handled, and memory 
 test('`npm run lab -- gupta2015 --tiny --seeds 3 --fl 8`: summed loss, n=3 per cell, round-to-nearest does not saturate, stochastic matches float32', async () => {
   const { dir, cleanup } = tempDir();
   try {
-    const r = await runCli(['gupta2015', '--tiny', '--seeds', '3', '--fl', '8', '--no-dynamic', '--out', dir], { script: LAB, timeoutMs: 240_000 });
+    const r = await runCli(['gupta2015', '--tiny', '--net', 'mlp', '--seeds', '3', '--fl', '8', '--no-dynamic', '--out', dir], { script: LAB, timeoutMs: 240_000 });
     assert.equal(r.code, 0, r.stderr);
     const cell = (label: string, loss = 'sum') => {
       const m = new RegExp(`^gupta2015\\t${label}\\tloss=${loss}\\tn=(\\d+)\\ttest_error_mean=([0-9.]+)\\ttest_error_sd=([0-9.]+)\\tsaturated_mean=([0-9.]+)\\tsaturated_max=([0-9.]+)`, 'm').exec(r.stdout);
@@ -142,6 +142,13 @@ test('`npm run lab -- gupta2015 --tiny --seeds 3 --fl 8`: summed loss, n=3 per c
     assert.match(md, /mean \(artifact\)/);
     assert.match(md, /Float32 control/);
     assert.ok(existsSync(join(dir, 'precision', 'gupta2015-curves.png')), 'plot written');
+    // the LeNet-like CNN through the same command (one short epoch: this checks the path, not its error)
+    const c = await runCli(['gupta2015', '--tiny', '--net', 'cnn', '--cnn-fl', '14', '--seeds', '2', '--epochs', '1', '--out', dir], { script: LAB, timeoutMs: 240_000 });
+    assert.equal(c.code, 0, c.stderr);
+    for (const label of ['cnn float32', 'cnn FL=14 nearest', 'cnn FL=14 stochastic']) assert.match(c.stdout, new RegExp(`^gupta2015\\t${label}\\tloss=sum\\tn=2\\t`, 'm'));
+    const cmd = readFileSync(join(dir, 'precision', 'gupta2015.md'), 'utf8');
+    assert.match(cmd, /\| CNN \| <2,14> \| stochastic \| summed \|/);
+    assert.match(cmd, /curve only/);
   } finally { cleanup(); }
 });
 
@@ -215,6 +222,13 @@ test('`npm run lab -- chaos --tiny`: the null twin is bit-identical, one-ulp twi
       assert.ok(l.every(Number.isFinite), m[1]);
     }
     const md = readFileSync(join(dir, 'precision.md'), 'utf8');
+    for (const layer of ['early \\(hidden 1\\)', 'middle \\(hidden 2\\)', 'late \\(hidden 3\\)']) {
+      const g = new RegExp(`^chaos\\tgain\\t${layer}\\tn=4\\tmean=([0-9.]+)\\tsd=[0-9.]+\\tlo=(-?[0-9.]+)\\thi=([0-9.]+)$`, 'm').exec(r.stdout);
+      assert.ok(g, `gain of ${layer} in ${r.stdout}`);
+      assert.ok(Number(g[2]) <= Number(g[1]) && Number(g[1]) <= Number(g[3]) && Number(g[1]) > 0, g[0]);
+    }
+    assert.match(r.stdout, /^chaos\tlambda\tmiddle \(hidden 2\)\tn=3\tmean=/m);
+    assert.match(md, /Per-layer Jacobian gain/);
     assert.match(md, /Null twin/);
     assert.match(md, /λ 95% interval/);
     assert.match(md, /middle layer/);

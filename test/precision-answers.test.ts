@@ -1,0 +1,104 @@
+// The lab's per-layer Jacobian gain (against numpy's SVD), the LeNet-like CNN of gupta2015 in fixed point, and the
+// answers section: every sentence from the sections' JSON, "not run" for missing ones, verdicts only beyond the interval.
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import { mkdirSync, writeFileSync } from 'node:fs';
+import { join } from 'node:path';
+import * as tfl from '@tensorflow/tfjs-layers';
+import { py, tempDir } from '../dev/helpers.ts';
+import { initTf, tf } from '../lab/tf.ts';
+import { jacobianGain, topEigenSym } from '../lab/chaos.ts';
+import { buildLenet } from '../lab/run.ts';
+import { createTrainer } from '../lab/train.ts';
+import { fixedFormat } from '../src/precision/formats.ts';
+import { answersMarkdown, chaosAnswerBullets, guptaAnswerBullets } from '../lab/lab-report.ts';
+
+test('top eigenvalue of a symmetric PSD matrix by power iteration', () => {
+  assert.ok(Math.abs(topEigenSym(Float64Array.of(2, 0, 0, 5), 2) - 5) < 1e-9);
+  assert.ok(Math.abs(topEigenSym(Float64Array.of(2, 1, 1, 2), 2) - 3) < 1e-9);
+  assert.equal(topEigenSym(new Float64Array(4), 2), 0);
+});
+
+test('Jacobian gain of a layer output -> logits equals numpy\'s SVD of the kernel product (linear net) and ‖J‖_F/√width', async () => {
+  await initTf();
+  const m = tfl.sequential();
+  const init = (s: number) => tfl.initializers.randomNormal({ mean: 0, stddev: 0.5, seed: s });
+  m.add(tfl.layers.dense({ inputShape: [6], units: 7, kernelInitializer: init(1) }));
+  m.add(tfl.layers.dense({ units: 5, kernelInitializer: init(2) }));
+  m.add(tfl.layers.dense({ units: 4, kernelInitializer: init(3) }));
+  const x = tf.randomNormal([3, 6], 0, 1, 'float32', 4) as tf.Tensor2D;
+  const k1 = (m.layers[1].getWeights()[0].dataSync() as Float32Array), k2 = (m.layers[2].getWeights()[0].dataSync() as Float32Array);
+  const ref = JSON.parse(py(`import json, sys, numpy as np
+a = np.array(json.loads(sys.argv[1]), dtype=np.float64).reshape(7, 5); b = np.array(json.loads(sys.argv[2]), dtype=np.float64).reshape(5, 4)
+def g(m): return [float(np.linalg.svd(m, compute_uv=False)[0]), float(np.linalg.norm(m) / np.sqrt(m.shape[0]))]
+print(json.dumps([g(a @ b), g(b)]))`, [JSON.stringify([...k1]), JSON.stringify([...k2])])) as [number, number][];
+  for (const [k, [top, rms]] of [[0, ref[0]], [1, ref[1]]] as [number, [number, number]][]) {
+    const g = jacobianGain(m, x, k);
+    for (let i = 0; i < 3; i++) {
+      assert.ok(Math.abs(g.spectral[i] - top) < 1e-4 * top, `layer ${k} sample ${i}: ${g.spectral[i]} vs numpy ${top}`);
+      assert.ok(Math.abs(g.random[i] - rms) < 1e-4 * rms, `layer ${k} random: ${g.random[i]} vs ${rms}`);
+    }
+  }
+  assert.throws(() => jacobianGain(m, x, 2), /no layers after it/);
+  x.dispose();
+});
+
+test('LeNet-like CNN: logits of shape [n, 10], trains in <2,14> fixed point with weights on the grid, refuses non-square rows', async () => {
+  await initTf();
+  const m = buildLenet(784, 10, 1, [4, 8], 16);
+  const fmt = fixedFormat(2, 14);
+  const tr = createTrainer(m, { kind: 'sgd', lr: 0.002 }, { weights: fmt, rounding: 'stochastic', grads: fmt, gradRounding: 'stochastic', activations: fmt, actRounding: 'stochastic', seed: 3, lossWeight: 20 });
+  const x = tf.randomUniform([20, 784], 0, 1, 'float32', 5);
+  const y = tf.cast(tf.oneHot(tf.tensor1d(Array.from({ length: 20 }, (_, i) => i % 10), 'int32'), 10), 'float32');
+  const l0 = tr.step(x, y).loss;
+  let l = l0;
+  for (let i = 0; i < 15; i++) l = tr.step(x, y).loss;
+  assert.ok(l < l0, `loss ${l0} -> ${l}`);
+  for (const w of tr.stored()) for (const v of w) assert.equal(v * 2 ** 14, Math.round(v * 2 ** 14));
+  const p = tr.predict(x);
+  assert.deepEqual(p.shape, [20, 10]);
+  tf.dispose([x, y, p]);
+  assert.throws(() => buildLenet(780, 10, 1), /square/);
+});
+
+const err = (m: number, s: number, n = 3) => Array.from({ length: n }, (_, i) => m + s * (i - (n - 1) / 2));
+
+test('answers: missing sections say "not run", verdicts appear only where the Welch interval excludes 0', () => {
+  const { dir, cleanup } = tempDir();
+  try {
+    const empty = answersMarkdown(dir);
+    for (const name of ['speed', 'swallow', 'gupta2015', 'fp8', 'int8', 'chaos']) assert.match(empty, new RegExp(`\\*${name}\\*: not run`));
+    assert.match(empty, /### The three answers as they now stand\n\n- \*\*Guess 1\*\*.*\n- \*\*Guess 2\*\*.*\n- \*\*Guess 3\*\*/);
+    const cells = [
+      { label: 'float32', net: 'mlp', fl: null, rounding: 'float32', loss: 'sum', testError: err(0.02, 0.001), saturated: [0, 0, 0] },
+      { label: 'FL=8 nearest', net: 'mlp', fl: 8, rounding: 'nearest', loss: 'sum', testError: err(0.10, 0.002), saturated: [0.001, 0.002, 0.001] },
+      { label: 'FL=8 stochastic', net: 'mlp', fl: 8, rounding: 'stochastic', loss: 'sum', testError: err(0.021, 0.002), saturated: [0, 0, 0] },
+      { label: 'FL=8 nearest, mean loss', net: 'mlp', fl: 8, rounding: 'nearest', loss: 'mean', testError: err(0.101, 0.01), saturated: [0, 0, 0] },
+    ];
+    const g = { size: 'quick', seeds: 3, hidden: [1000, 1000], fls: [8], cells, ranges: [] };
+    const gb = guptaAnswerBullets(g).join('\n');
+    assert.match(gb, /round-to-nearest 10\.00 ± 0\.20 % \(n=3, 95% \[9\.50, 10\.50\]\), minus stochastic \+7\.90 points \[[^\]]+\]: nearest worse/);
+    assert.match(gb, /stochastic 2\.10 ± 0\.20 % .*vs float32 \+0\.10 points \[[^\]]+\]: no significant difference/);
+    assert.match(gb, /mean loss.*minus the summed loss \+0\.10 points \[[^\]]+\]: no significant difference\./); // no "cost of the loss" claim
+    assert.match(gb, /holds here for every network run/);
+    mkdirSync(join(dir, 'precision'), { recursive: true });
+    writeFileSync(join(dir, 'precision', 'gupta2015.json'), JSON.stringify(g));
+    const lam = (m: number) => err(m, 0.001);
+    const chaos = {
+      size: 'quick', nullDiffering: 0, steps: 300, seedDisagree: [0.1, 0.11, 0.12], seedAccs: [0.9, 0.91, 0.92, 0.9],
+      layers: [{ name: 'early', lambdas: lam(0.01), disagree: [0.1, 0.1, 0.1], accs: [0.9, 0.9, 0.91] }, { name: 'middle', lambdas: lam(0.02), disagree: [0.1, 0.12, 0.11], accs: [0.9, 0.91, 0.91] }, { name: 'late', lambdas: lam(0.03), disagree: [0.1, 0.1, 0.11], accs: [0.91, 0.9, 0.9] }],
+      gain: { probes: 200, runs: 4, final: [{ name: 'early', spectral: [3, 3.1, 3.2, 3.1], growth: [0, 0, 0, 0] }], middleVs: [{ other: 'early', diff: -1, lo: -1.2, hi: -0.8, verdict: 'lower' }, { other: 'late', diff: 1, lo: 0.8, hi: 1.2, verdict: 'higher' }], middleDiffers: true, middleStandsOut: false, earlyVsMiddle: { lambda: { diff: -0.01, lo: -0.012, hi: -0.008 }, gain: { diff: 1, lo: 0.8, hi: 1.2 } } },
+    };
+    const cb = chaosAnswerBullets(chaos).join('\n');
+    assert.match(cb, /0 weights differ/);
+    assert.match(cb, /middle layer differs from one other layer but is not above or below both/);
+    assert.match(cb, /lies between the others: no middle-layer peak/);
+    assert.match(cb, /the layer with the larger gain has the smaller exponent/);
+    writeFileSync(join(dir, 'precision', 'chaos.json'), JSON.stringify(chaos));
+    const full = answersMarkdown(dir);
+    assert.match(full, /\| gupta2015 \| quick \|/);
+    assert.match(full, /- \*\*Guess 2\*\*: 16-bit fixed point at FL=8 .*round-to-nearest worse; stochastic minus float32 .*no significant difference\./);
+    assert.match(full, /- \*\*Guess 3\*\*: .*do not grow differently .*no middle-layer peak\./);
+    assert.doesNotMatch(full, /range limit|swallowed 9\d/); // no claim of the old report survives
+  } finally { cleanup(); }
+});
