@@ -6,6 +6,10 @@ import { loadavg } from 'node:os';
 import { SUB, table, writeSection } from './report.ts';
 import { logger, type LabOptions } from './common.ts';
 import { mean, summarize, welch } from './stats.ts';
+import { speedAnswerBullets } from './speed.ts';
+import { swallowAnswerBullets } from './swallow.ts';
+import { fp8AnswerBullets } from './fp8.ts';
+import { int8AnswerBullets } from './int8.ts';
 
 /** Options of the full report. */
 export interface ReportOptions extends LabOptions {
@@ -186,7 +190,7 @@ function chaosHeadline(c: Json): string | null {
   return `${grow} (λ over all twins ${stat(allLam, 4)} e-folds per step); ${lam} at 95% confidence, and ${g}`;
 }
 
-// ---------------------------------------------------------------- sections owned elsewhere: interim bullets from their current JSON
+// ---------------------------------------------------------------- speed ratios for the guess-1 headline
 
 /** Speed ratios num/den of one implementation over every measured GEMM shape in speed.json. */
 function speedRatios(s: Json, src: RegExp, num: string, den: string): number[] {
@@ -202,46 +206,6 @@ function speedRatios(s: Json, src: RegExp, num: string, den: string): number[] {
 /** "lo–hi× over n shapes", with significant digits (a ratio of 0.0036 stays visible). */
 function ratioSpan(v: number[]): string {
   return `${Math.min(...v).toPrecision(2)}–${Math.max(...v).toPrecision(2)}× over ${v.length} shape${v.length > 1 ? 's' : ''}`;
-}
-
-/** Interim guess-1 bullets from speed.json (a single measured run: ratios only, no interval). */
-function interimSpeedBullets(s: Json): string[] {
-  const ratio = (src: RegExp, num: string, den: string) => speedRatios(s, src, num, den);
-  const out: string[] = [];
-  const span = ratioSpan;
-  for (const [label, src, num, den] of [['engine float32 / float64', /engine \(own/, 'float32', 'float64'], ['OpenBLAS sgemm / dgemm', /openblas/i, 'float32', 'float64'], ['engine bfloat16 / float32', /engine \(own/, 'bfloat16', 'float32'], ['engine int8 / float32', /engine \(own/, 'int8', 'float32'], ['numpy float16 / float32', /numpy/, 'float16', 'float32']] as [string, RegExp, string, string][]) {
-    const v = ratio(src, num, den);
-    if (v.length) out.push(`${label}: ${span(v)}.`);
-  }
-  out.push(`speed.json (${modeOf(s)} mode) holds one measured run per row (median of rounds), so these ratios carry no interval and no verdict is drawn from them.`);
-  return out;
-}
-
-/** Interim guess-2 bullets from swallow.json (per-seed accuracies). */
-function interimSwallowBullets(s: Json): string[] {
-  const cells = (s.cells ?? []) as { opt: string; format: string; rounding: string; accs?: number[] }[];
-  const out: string[] = [];
-  const i4 = (s.deltas as number[] | undefined)?.indexOf(1e-4) ?? -1;
-  const toy = s.toy as Record<string, number[]> | undefined;
-  if (toy && i4 >= 0 && toy['bf16 RN']) out.push(`Toy (one seeded run): w = 1 plus Δ = 10⁻⁴ ten thousand times ends at ${toy['bf16 RN'][i4]} in bf16 with round-to-nearest${toy['bf16 SR'] ? `, ${toy['bf16 SR'][i4].toPrecision(4)} with stochastic rounding` : ''}${toy['bf16 RN + Kahan'] ? `, ${toy['bf16 RN + Kahan'][i4].toPrecision(4)} with Kahan` : ''} (exact: 2).`);
-  for (const c of cells.filter((x) => x.format !== 'fp32' && x.accs)) {
-    const ref = cells.find((x) => x.opt === c.opt && x.format === 'fp32' && x.accs);
-    if (ref) out.push(`${c.opt}, ${c.format} weights, ${c.rounding}: accuracy ${pctStat(c.accs!)}, minus fp32 ${gapPts(c.accs!, ref.accs!, 'higher', 'lower').text}.`);
-  }
-  if (!cells.some((x) => x.accs)) out.push('swallow.json has no per-seed accuracies: re-run `npm run lab -- swallow`.');
-  return out;
-}
-
-/** Interim bullets from fp8.json (per-seed accuracies; "within 1 point" only when the whole interval is). */
-function interimFp8Bullets(f: Json): string[] {
-  const cells = (f.cells ?? []) as { name: string; accs: number[] }[];
-  const ref = cells.find((c) => c.name === 'fp32');
-  if (!ref) return ['fp8.json has no fp32 reference row.'];
-  return cells.filter((c) => c !== ref).map((c) => {
-    const w = c.accs.length > 1 && ref.accs.length > 1 ? welch(c.accs, ref.accs) : null;
-    const within = w ? (w.lo >= -0.01 && w.hi <= 0.01 ? 'within 1 point of fp32 at 95% confidence' : w.lo > 0 || w.hi < 0 ? 'differs from fp32 at 95% confidence' : 'not shown to be within 1 point (interval too wide)') : 'too few runs';
-    return `${c.name}: accuracy ${pctStat(c.accs)} (${modeOf(f)} mode), minus fp32 ${gapPts(c.accs, ref.accs, 'higher', 'lower').text} — ${within}.`;
-  });
 }
 
 // ---------------------------------------------------------------- the three guesses and who contributes to each
@@ -273,7 +237,7 @@ function chaosCurrent(c: Json): boolean {
   return Array.isArray(c.layers) && (c.layers as Json[]).every((L) => Array.isArray(L.lambdas)) && typeof c.gain === 'object' && c.gain !== null;
 }
 
-// Owners of speed/swallow/fp8/int8 replace the interim functions with their exported *AnswerBullets (one line each).
+// Each section's own *AnswerBullets turns its saved JSON into bullets (lab/speed.ts, swallow.ts, fp8.ts, int8.ts here).
 export const GUESSES: Guess[] = [
   {
     title: 'Guess (1): "linear algebra is tuned for float64, so smaller floats won\'t be faster"',
@@ -282,7 +246,7 @@ export const GUESSES: Guess[] = [
       const v = speedRatios(d.speed, /engine \(own/, 'float32', 'float64');
       return v.length ? `the engine's float32 GEMM ran at ${ratioSpan(v)} of its float64 speed (${modeOf(d.speed)} mode, one measured run per shape: no interval, so no verdict)` : 'speed.json has no float32/float64 pair of the engine';
     },
-    contributors: [{ json: 'speed', bullets: interimSpeedBullets }],
+    contributors: [{ json: 'speed', bullets: speedAnswerBullets as (d: Json) => string[] }],
   },
   {
     title: 'Guess (2): "rounding away tiny updates damages momentum and stalls learning on flat stretches"',
@@ -290,10 +254,10 @@ export const GUESSES: Guess[] = [
       : !guptaCurrent(d.gupta2015) ? 'gupta2015 results are from an older version: re-run `npm run lab -- gupta2015`'
         : guptaHeadline(d.gupta2015) ?? 'gupta2015 ran without an MLP pair of round-to-nearest and stochastic cells at one FL, so no headline (see its bullets)',
     contributors: [
-      { json: 'swallow', bullets: interimSwallowBullets },
+      { json: 'swallow', bullets: swallowAnswerBullets as (d: Json) => string[] },
       { json: 'gupta2015', bullets: guptaAnswerBullets, current: guptaCurrent },
-      { json: 'fp8', bullets: interimFp8Bullets },
-      { json: 'int8', bullets: null },
+      { json: 'fp8', bullets: fp8AnswerBullets as (d: Json) => string[] },
+      { json: 'int8', bullets: int8AnswerBullets as (d: Json) => string[] },
     ],
   },
   {
@@ -350,6 +314,7 @@ export async function labReport(o: ReportOptions): Promise<void> {
   if (!skip.has('chaos')) { const { labChaos } = await import('./chaos.ts'); await labChaos(o); }
   if (!skip.has('gupta2015')) { const { labGupta } = await import('./gupta.ts'); await labGupta(o); }
   if (!skip.has('fp8')) { const { labFp8 } = await import('./fp8.ts'); await labFp8(o); }
+  if (!skip.has('int8')) { const { labInt8 } = await import('./int8.ts'); await labInt8(o); }
   log(`report: experiments done in ${((performance.now() - t0) / 1000).toFixed(0)} s`);
   await writeAnswers(o.out);
 }
