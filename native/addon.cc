@@ -254,6 +254,11 @@ napi_value DenseStep(napi_env env, napi_callback_info info) {
     }
     s.layers.push_back(d);
   }
+  for (const DenseLayer& d : s.layers)  // the kernels index batch x width products with int
+    if ((double)B * d.in >= 2147483648.0 || (double)B * d.out >= 2147483648.0) {
+      a.fail("slimfit engine: denseStep batch x layer width must stay below 2^31");
+      return nullptr;
+    }
   if (xlen < (size_t)B * s.layers[0].in * sizeof(float) || ylen < (size_t)B * s.layers[L - 1].out * sizeof(float)) {
     a.fail("slimfit engine: denseStep batch smaller than batch x features");
     return nullptr;
@@ -317,7 +322,7 @@ napi_value ConvStep(napi_env env, napi_callback_info info) {
     }
     const ConvGeom& g = d.g;
     double nw = 0, nb = 0;
-    bool ok = geomOk && q[2] >= 1 && q[3] >= 1 && q[2] < big && q[3] < big && (double)B * q[2] < 4 * big && (double)B * q[3] < 4 * big &&
+    bool ok = geomOk && q[2] >= 1 && q[3] >= 1 && q[2] < big && q[3] < big && (double)B * q[2] < 2 * big && (double)B * q[3] < 2 * big &&
               d.act >= 0 && d.act <= 2 && ((d.act == DENSE_SOFTMAX) == (l == L - 1)) && (l < L - 1 || d.kind == CS_DENSE);
     // chains: consecutive indices from 0; each branch starts at the input, the last (head) at the branches' outputs
     d.chain = (int)q[25];

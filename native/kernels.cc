@@ -63,8 +63,9 @@ bool configure_gemm(int choice) {
   return true;
 }
 void set_gemm_mode(int mode) {
-  if (!have_openblas() || mode == GEMM_DEFAULT) mode = have_openblas() && mode == GEMM_DEFAULT ? GEMM_AUTO : GEMM_OWN;
-  g_gemm_mode = mode;
+  // GEMM_DEFAULT forgets the choice: the next gemm_mode() decides again as on first use (SLIMFIT_GEMM, ISA)
+  if (mode == GEMM_DEFAULT) g_gemm_mode = -1;
+  else g_gemm_mode = have_openblas() ? mode : GEMM_OWN;
 }
 int gemm_mode() {
   int v = g_gemm_mode;
@@ -82,19 +83,19 @@ void set_force_own(bool on) { set_gemm_mode(on ? GEMM_OWN : GEMM_OPENBLAS); }
 bool force_own() { return gemm_mode() == GEMM_OWN; }
 const char* gemm_mode_name(int mode) { return mode == GEMM_OWN ? "own" : mode == GEMM_OPENBLAS ? "openblas" : "auto"; }
 
-// The per-shape rule of GEMM_AUTO: a fixed function of the shape (never of timings), so a shape always takes the same
-// library and training stays bit-reproducible. From the engine bench on the reference machine (README, "Which GEMM
-// runs where"): OpenBLAS was faster for C = A·B and A·Bᵀ with an inner size K above 64 (Dense forward and input
-// gradients, im2col forward products, large squares); the own kernels for every Aᵀ·B (weight gradients, whose
-// transposed A they pack as contiguous copies) and for K <= 64 (a conv's column gradient against 64 channels).
+// The rule of GEMM_AUTO: a fixed function of the shape (never of timings), so a shape always takes the same library
+// and training stays bit-reproducible. Called single-threaded on the pool's slices of C, OpenBLAS was as fast or
+// faster than the own kernels at every training shape of the engine bench (README, "Which GEMM runs where"), so every
+// float32 GEMM goes to it; convolutions keep the own kernels on L2-sized im2col tiles (use_tiles), float64 the own
+// kernels unless the mode is GEMM_OPENBLAS.
 bool gemm_uses_blas(bool ta, bool tb, int M, int N, int K) {
+  (void)ta;
   (void)tb;
   (void)M;
   (void)N;
   switch (gemm_mode()) {
     case GEMM_OWN: return false;
-    case GEMM_OPENBLAS: return K > 0;
-    default: return !ta && K > 64;
+    default: return K > 0;
   }
 }
 
