@@ -88,7 +88,9 @@ export function guptaAnswerBullets(g: Json): string[] {
     if (f32 && lowest !== undefined) {
       const sr = fixed.find((c) => c.fl === lowest && c.rounding === 'stochastic');
       const rn = fixed.find((c) => c.fl === lowest && c.rounding === 'nearest');
-      if (sr && rn) consistent.push(gapPts(sr.testError, f32.testError, '', '').sign <= 0 && gapPts(rn.testError, sr.testError, '', '').sign > 0);
+      // "about float32": the whole 95% interval of SR minus float32 within ±1 point (an interval that merely contains 0 is
+      // absence of evidence); "RN worse": RN minus SR excludes 0 upwards
+      if (sr && rn) { const w = welch(sr.testError, f32.testError); consistent.push(w.lo >= -0.01 && w.hi <= 0.01 && gapPts(rn.testError, sr.testError, '', '').sign > 0); }
     }
   }
   const rn8 = find('mlp', (c) => c.fl === 8 && c.rounding === 'nearest' && c.loss === 'sum' && !c.dynamic);
@@ -110,7 +112,7 @@ export function guptaAnswerBullets(g: Json): string[] {
   const f32 = find('mlp', (c) => c.rounding === 'float32');
   const dyn = cells.filter((c) => c.dynamic);
   if (dyn.length && f32) out.push(`Dynamic fixed point (WL=16, per-tensor scale): ${dyn.map((c) => `${c.rounding} ${pctStat(c.testError)}, vs float32 ${gapPts(c.testError, f32.testError, 'worse', 'better').text}`).join('; ')}.`);
-  if (consistent.length) out.push(`The paper gives its MNIST results as curves, not numbers, so no number is compared; its qualitative claim (stochastic rounding about float32 at WL=16, round-to-nearest worse at the smallest FL) ${consistent.every(Boolean) ? 'holds here for every network run' : consistent.some(Boolean) ? 'holds here for one network but not the other' : 'is not reproduced here at 95% confidence'}.`);
+  if (consistent.length) out.push(`The paper gives its MNIST results as curves, not numbers, so no number is compared; its qualitative claim (stochastic rounding about float32 at WL=16 — here: the 95% interval of the difference within ±1 point — and round-to-nearest worse at the smallest FL) ${consistent.every(Boolean) ? 'holds here for every network run' : consistent.some(Boolean) ? 'holds here for one network but not the other' : 'is not reproduced here at 95% confidence'}.`);
   return out;
 }
 
@@ -181,7 +183,10 @@ function chaosHeadline(c: Json): string | null {
   if (layers.length !== 3) return null;
   const mid = layers[1];
   const signs = [layers[0], layers[2]].map((L) => { const w = welch(mid.lambdas, L.lambdas); return w.lo > 0 ? 1 : w.hi < 0 ? -1 : 0; });
-  const lam = signs.every((s) => s > 0) ? 'one-ulp changes in the middle layer grow faster than in the others' : signs.every((s) => s < 0) ? 'one-ulp changes in the middle layer grow more slowly than in the others' : 'one-ulp changes in the middle layer do not grow differently from those in the other layers';
+  const lam = signs.every((s) => s > 0) ? 'one-ulp changes in the middle layer grow faster than in the others'
+    : signs.every((s) => s < 0) ? 'one-ulp changes in the middle layer grow more slowly than in the others'
+      : signs.some((s) => s !== 0) ? 'one-ulp changes in the middle layer grow at a rate that differs from one other layer but is not above or below both'
+        : 'one-ulp changes in the middle layer do not grow differently from those in the other layers';
   const allLam = layers.flatMap((L) => L.lambdas);
   const gain = c.gain as Json | undefined;
   const g = gain ? (gain.middleStandsOut ? 'its Jacobian gain stands out' : 'its Jacobian gain shows no middle-layer peak') : 'Jacobian gain not measured';

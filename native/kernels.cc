@@ -55,8 +55,8 @@ bool have_openblas() {
 #endif
 }
 
-// Default GEMM mode: without OpenBLAS the own kernels; with OpenBLAS on an AVX2/AVX-512 CPU the per-shape rule
-// (gemm_uses_blas), on other CPUs OpenBLAS throughout. configure_gemm (SLIMFIT_GEMM) overrides.
+// Default GEMM mode: without OpenBLAS the own kernels; with OpenBLAS on an AVX2/AVX-512 CPU GEMM_AUTO
+// (gemm_uses_blas, use_tiles), on other CPUs OpenBLAS throughout. configure_gemm (SLIMFIT_GEMM) overrides.
 bool configure_gemm(int choice) {
   if (g_gemm_mode >= 0) return choice == g_gemm_setting;
   g_gemm_setting = choice;

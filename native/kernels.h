@@ -15,8 +15,8 @@ enum { GEMM_DEFAULT = 0, GEMM_OWN = 1, GEMM_OPENBLAS = 2, GEMM_AUTO = 3 };
 bool configure_threads(int n);  // n <= 0: one per hardware thread
 bool configure_gemm(int choice);
 
-// The float32 GEMM mode in use (made at first use): GEMM_OWN, GEMM_OPENBLAS, or GEMM_AUTO (per-shape rule, the
-// default when OpenBLAS is linked on an AVX2/AVX-512 CPU). set_gemm_mode switches it (benchmarks and tests compare
+// The float32 GEMM mode in use (made at first use): GEMM_OWN, GEMM_OPENBLAS, or GEMM_AUTO (OpenBLAS for plain
+// GEMMs, the own kernels' tiles for convolutions: the default when OpenBLAS is linked on an AVX2/AVX-512 CPU). set_gemm_mode switches it (benchmarks and tests compare
 // the paths in one process; GEMM_DEFAULT = the default, OpenBLAS modes fall back to GEMM_OWN without OpenBLAS).
 int gemm_mode();
 void set_gemm_mode(int mode);

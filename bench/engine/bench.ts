@@ -237,7 +237,8 @@ export function engineReport(r: EngineBenchResult): string {
     ? '**PyTorch ran on the reference (netlib) BLAS: NOT A FAIR PEER.** Point libblas.so.3 at OpenBLAS (`apt-get install libopenblas0-pthread`) and run again.'
     : `PyTorch's BLAS (mapped into its process): ${[...new Set(r.train.filter(isTorch).map((t) => t.blas ?? '?'))].join('; ')} (${blasKinds.join(', ')}); OMP_NUM_THREADS and OPENBLAS_NUM_THREADS set to each row's threads.`;
   // the ceiling, the GEMMs and each training row run minutes apart: with other work on the cores their shares differ
-  const busy = Math.max(Number(r.load.split(' ')[0]), Number(r.loadEnd.split(' ')[0])) > availableParallelism() * 0.75
-    ? `\n\n**The machine was busy (1-minute load average above 3/4 of its ${availableParallelism()} cores): rates measured minutes apart are not comparable, and fractions of the ceiling can even pass 100%. Run again on a quiet machine.**` : '';
+  // the end load counts the bench's own threads (2 busy threads raise it to ~2 on a quiet machine), so only the start judges
+  const busy = Number(r.load.split(' ')[0]) > availableParallelism() * 0.75
+    ? `\n\n**The machine was busy (1-minute load average at the start above 3/4 of its ${availableParallelism()} cores): rates measured minutes apart are not comparable, and fractions of the ceiling can even pass 100%. Run again on a quiet machine.**` : '';
   return `Machine: ${r.cpu}. Load average (1/5/15 min) at start: ${r.load}, at end: ${r.loadEnd}. Engine: ${r.info}. Peer BLAS: ${r.numpyBlas}. GEMM: best of 3 timed rounds each (robust to other load).${busy}\n\n${gemm}\n\n${ceiling}\n\nTraining (batch 128, Adam 1e-3, random data, one timed epoch after warm-up; each run in its own process). ${peerNote}\n\n${train}\n\nFLOPs per training sample (${counted}):\n${flopLines.map((l) => `- ${l}`).join('\n')}\n\n${ratios.map((l) => `- ${l}`).join('\n')}\n`;
 }

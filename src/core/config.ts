@@ -39,7 +39,7 @@ export interface EnvSettings {
   s3Region: string | null;
   /** SLIMFIT_THREADS: threads of the native engine's pool (1-256); default all cores. */
   threads: number | null;
-  /** SLIMFIT_GEMM: one float32 GEMM library throughout; default (null) a fixed per-shape choice when OpenBLAS is linked. */
+  /** SLIMFIT_GEMM: one float32 GEMM library throughout; default (null): OpenBLAS when linked, convolutions on the own kernels' tiles. */
   gemm: 'own' | 'openblas' | null;
   /** SLIMFIT_ISA: cap the instruction set native kernels use (to compare paths on one machine). */
   isa: 'avx512' | 'avx2' | 'generic' | null;
@@ -77,7 +77,7 @@ export const ENV_VARS = {
   },
   SLIMFIT_BACKEND: { accepts: 'wasm or cpu', default: 'wasm (cpu when wasm cannot start)', overrides: 'the `backend` option of fit, evaluate, trainRun and evalRun (`--backend`) when not given' },
   SLIMFIT_THREADS: { accepts: 'an integer 1-256', default: 'all cores', overrides: 'threads of the native engine\'s pool' },
-  SLIMFIT_GEMM: { accepts: 'own or openblas', default: 'with OpenBLAS linked: a fixed per-shape choice on AVX2/AVX-512 CPUs ("Which GEMM runs where"), OpenBLAS on others; without it: own', overrides: 'the engine\'s float32 GEMM (and float64: own unless openblas)' },
+  SLIMFIT_GEMM: { accepts: 'own or openblas', default: 'with OpenBLAS linked: OpenBLAS, convolutions on the own kernels\' tiles on AVX2/AVX-512 CPUs ("Which GEMM runs where"); without it: own', overrides: 'the engine\'s float32 GEMM (and float64: own unless openblas)' },
   SLIMFIT_ISA: { accepts: 'avx512, avx2 or generic', default: 'the best the CPU has', overrides: 'caps the SIMD level of the engine and the loader\'s gather addon' },
   SLIMFIT_CACHE: { accepts: 'a folder', default: '$XDG_CACHE_HOME/slimfit, else ~/.cache/slimfit', overrides: 'where `slimfit demo` keeps its MNIST store, and the default `cacheDir` of remote stores (its remote/ folder)' },
   SLIMFIT_CACHE_LIMIT: { accepts: 'a size such as 20G or 500M', default: '10G', overrides: 'the `cacheLimit` option of remote stores (`--cache-limit`)' },

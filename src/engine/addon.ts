@@ -3,7 +3,7 @@
 import { addonStatus, whyOff } from '../core/native.ts';
 import { type NativeSettings, nativeSettings } from '../core/config.ts';
 
-/** The float32 GEMM mode: the own kernels, OpenBLAS throughout, or a fixed per-shape choice between them (see gemmUsesBlas). */
+/** The float32 GEMM mode: the own kernels, OpenBLAS throughout, or auto: OpenBLAS with convolutions on the own kernels' tiles (see gemmUsesBlas). */
 export type GemmMode = 'own' | 'openblas' | 'auto';
 
 /** Facts about the loaded addon. */
@@ -68,7 +68,7 @@ export function loadAddon(): { addon: Addon | null; note: string } {
   return cached;
 }
 
-/** How notes name the GEMM mode: 'own', 'OpenBLAS', or 'own/OpenBLAS by shape'. */
+/** How notes name the GEMM mode: 'own', 'OpenBLAS', or 'OpenBLAS (own conv tiles)' (the default with OpenBLAS linked). */
 export function gemmModeLabel(i: AddonInfo): string {
-  return i.gemm === 'own' ? 'own' : i.gemm === 'openblas' ? 'OpenBLAS' : 'own/OpenBLAS by shape';
+  return i.gemm === 'own' ? 'own' : i.gemm === 'openblas' ? 'OpenBLAS' : 'OpenBLAS (own conv tiles)';
 }

@@ -17,7 +17,7 @@ import { patchAdam } from './adam.ts';
 import { isWasmBackend, makeKernels } from './kernels.ts';
 import { patchFusedConv } from './fused-conv.ts';
 
-export { loadAddon } from './addon.ts';
+export { gemmModeLabel, loadAddon } from './addon.ts';
 export type { Addon, AddonInfo } from './addon.ts';
 
 type Tf = typeof tfc;

@@ -149,10 +149,17 @@ export interface Batch {
   /**
    * Give this batch's memory back to the loader for a later batch (owned copies filled by worker threads; absent for
    * lent batches and on the main thread). The arrays are detached at once (length 0, so a later read is empty rather than
-   * another batch's data). A batch never released stays the caller's. Calling it again does nothing.
+   * another batch's data). A batch never released stays the caller's. Calling it again does nothing. Release only once
+   * nothing made from `x`/`y` is still in use: tfjs's wasm backend copies typed arrays into tensors, its cpu backend
+   * keeps them (dispose such tensors first).
    *
    * @example
-   * for await (const b of loader) { model.fit(b.x, b.y); b.release?.(); }
+   * for await (const b of loader) {
+   *   const xs = tf.tensor(b.x, b.xShape), ys = tf.tensor(b.y, b.yShape);
+   *   await model.trainOnBatch(xs, ys);
+   *   tf.dispose([xs, ys]);
+   *   b.release?.();
+   * }
    */
   release?(): void;
 }

@@ -269,7 +269,8 @@ export async function trainEpochs(model: tfl.LayersModel, loader: Loader, opts: 
   let what = 'forward, loss, backward and Adam in one native call per batch';
   if (!fused.step && opts.fused !== false) {
     const conv = convTrainStep(tf, model, engineActive(), stepOpts);
-    if (conv.step || conv.reason !== 'no Conv2D layer') fused = conv;
+    // the conv step's refusal explains a model with a Conv2D layer; any other model keeps the Dense step's reason
+    if (conv.step || model.layers.some((l) => l.getClassName() === 'Conv2D')) fused = conv;
     if (conv.step) what = `conv net: ${what}`;
   }
   opts.log?.(fused.step ? `train step: fused (${world ? `forward, loss and backward in one native call per batch, gradients averaged over ${world.size} MPI ranks, then Adam` : what})`
