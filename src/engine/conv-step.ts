@@ -7,7 +7,8 @@
 import type * as tfc from '@tensorflow/tfjs-core';
 import type * as tfl from '@tensorflow/tfjs-layers';
 import { disabledBy, featureEnabled } from '../core/config.ts';
-import { adamAdvance, adamConstants, type AdamInternals, ensureMoments } from './adam.ts';
+import { adamAdvance, type AdamInternals } from './adam.ts';
+import { beginFusedStep } from './fused-common.ts';
 import { loadAddon } from './addon.ts';
 import type { DenseStep, DenseStepResult } from './dense-step.ts';
 import { isWasmBackend } from './kernels.ts';
@@ -241,7 +242,6 @@ export function convTrainStep(tf: Tf, model: tfl.LayersModel, engineActive: bool
   const out = new Float64Array(2);
   const classes = planned[nL - 1].outSize;
   const acc = metrics.length === 1;
-  const engine = tf.engine() as unknown as { registeredVariables: Record<string, tfc.Variable> };
   for (let l = 0; l < nL; l++) {
     const p = planned[l], q = 9 + PER * l;
     plan[q] = p.kind; plan[q + 1] = p.act; plan[q + 2] = p.inSize; plan[q + 3] = p.outSize;
@@ -264,21 +264,9 @@ export function convTrainStep(tf: Tf, model: tfl.LayersModel, engineActive: bool
   const gradBuf: tfc.Tensor | null = reduce ? tf.zeros([total + extra]) : null;
 
   const step: DenseStep = (x, y, n) => {
-    if (!(x instanceof Float32Array) || !(y instanceof Float32Array)) throw new Error('fused step: x and y must be Float32Arrays');
-    if (!(n > 0) || x.length < n * inputSize || y.length < n * classes) throw new Error(`fused step: batch of ${n} needs x of ${n * inputSize} and y of ${n * classes} floats`);
-    const be = tf.backend();
-    if (!isWasmBackend(be)) throw new Error('fused step: the backend changed away from wasm');
-    const values = order.map((v) => v.read());
-    for (const v of values) {
-      if (v.dtype !== 'float32' || v.isDisposed || engine.registeredVariables[v.name] !== v) throw new Error(`fused step: weight ${v.name} is not a live float32 variable`);
-      be.dataIdMap.get(v.dataId); // a weight created on `cpu` moves to wasm now (see dense-step.ts)
-      if (be.refCount(v.dataId) !== 1) return null;
-    }
-    ensureMoments(tf, opt, values.map((value, i) => ({ name: value.name, value, i })));
-    const { oma1, oma2, c1, c2 } = adamConstants(opt);
-    plan[0] = nL; plan[1] = opt.learningRate; plan[2] = opt.beta1; plan[3] = opt.beta2; plan[4] = opt.epsilon;
-    plan[5] = oma1; plan[6] = oma2; plan[7] = c1; plan[8] = c2;
-    const off = (t: tfc.Tensor): number => be.dataIdMap.get(t.dataId)!.memoryOffset;
+    const start = beginFusedStep(tf, opt, order, x, y, n, inputSize, classes, plan, nL);
+    if (!start) return null;
+    const { be, values, off } = start;
     for (let l = 0; l < nL; l++) {
       const p = planned[l], q = 9 + PER * l;
       if (!p.kernel) continue;
@@ -304,7 +292,7 @@ export function convTrainStep(tf: Tf, model: tfl.LayersModel, engineActive: bool
         const q = 9 + PER * planned.indexOf(p);
         for (const [w, m1, v] of [[plan[q + 19], plan[q + 21], plan[q + 22]], [plan[q + 20], plan[q + 23], plan[q + 24]]]) {
           if (w < 0) continue;
-          addon.adam(heap, sizes[k], w, m1, v, g, opt.learningRate, opt.beta1, opt.beta2, opt.epsilon, oma1, oma2, c1, c2);
+          addon.adam(heap, sizes[k], w, m1, v, g, opt.learningRate, opt.beta1, opt.beta2, opt.epsilon, plan[5], plan[6], plan[7], plan[8]);
           g += 4 * sizes[k++];
         }
       }

@@ -7,7 +7,8 @@
 import type * as tfc from '@tensorflow/tfjs-core';
 import type * as tfl from '@tensorflow/tfjs-layers';
 import { disabledBy, featureEnabled } from '../core/config.ts';
-import { adamAdvance, adamConstants, type AdamInternals, ensureMoments } from './adam.ts';
+import { adamAdvance, type AdamInternals } from './adam.ts';
+import { beginFusedStep } from './fused-common.ts';
 import { loadAddon } from './addon.ts';
 import { isWasmBackend } from './kernels.ts';
 
@@ -109,7 +110,6 @@ export function denseTrainStep(tf: Tf, model: tfl.LayersModel, engineActive: boo
   const out = new Float64Array(2);
   const inDim = dense[0].inDim, classes = dense[nL - 1].units;
   const acc = metrics.length === 1;
-  const engine = tf.engine() as unknown as { registeredVariables: Record<string, tfc.Variable> };
   const reduce = opts.reduce;
   // With reduce: room on the wasm heap for every gradient (so the native Adam can address it like the weights).
   const sizes = dense.flatMap((d) => (d.bias ? [d.inDim * d.units, d.units] : [d.inDim * d.units]));
@@ -118,24 +118,9 @@ export function denseTrainStep(tf: Tf, model: tfl.LayersModel, engineActive: boo
   const gradBuf: tfc.Tensor | null = reduce ? tf.zeros([total + extra]) : null;
 
   const step: DenseStep = (x, y, n) => {
-    if (!(x instanceof Float32Array) || !(y instanceof Float32Array)) throw new Error('fused step: x and y must be Float32Arrays');
-    if (!(n > 0) || x.length < n * inDim || y.length < n * classes) throw new Error(`fused step: batch of ${n} needs x of ${n * inDim} and y of ${n * classes} floats`);
-    const be = tf.backend();
-    if (!isWasmBackend(be)) throw new Error('fused step: the backend changed away from wasm');
-    const values = order.map((v) => v.read());
-    for (const v of values) {
-      if (v.dtype !== 'float32' || v.isDisposed || engine.registeredVariables[v.name] !== v) throw new Error(`fused step: weight ${v.name} is not a live float32 variable`);
-      // A weight created on `cpu` before the switch to wasm moves here now; unmoved, refCount would say 0 and the first
-      // step would go through trainOnBatch (a numerically different path) for no reason.
-      be.dataIdMap.get(v.dataId);
-      // in-place updates must not show through another tensor sharing the buffer (tfjs's own update would not)
-      if (be.refCount(v.dataId) !== 1) return null;
-    }
-    ensureMoments(tf, opt, values.map((value, i) => ({ name: value.name, value, i })));
-    const { oma1, oma2, c1, c2 } = adamConstants(opt);
-    plan[0] = nL; plan[1] = opt.learningRate; plan[2] = opt.beta1; plan[3] = opt.beta2; plan[4] = opt.epsilon;
-    plan[5] = oma1; plan[6] = oma2; plan[7] = c1; plan[8] = c2;
-    const off = (t: tfc.Tensor): number => be.dataIdMap.get(t.dataId)!.memoryOffset;
+    const start = beginFusedStep(tf, opt, order, x, y, n, inDim, classes, plan, nL);
+    if (!start) return null;
+    const { be, values, off } = start;
     for (let l = 0; l < nL; l++) {
       const d = dense[l], q = 9 + 9 * l;
       const wi = index(d.kernel), bi = d.bias ? index(d.bias) : -1;
@@ -160,7 +145,7 @@ export function denseTrainStep(tf: Tf, model: tfl.LayersModel, engineActive: boo
         const q = 9 + 9 * l;
         for (const [p, m, v] of [[plan[q + 3], plan[q + 5], plan[q + 6]], [plan[q + 4], plan[q + 7], plan[q + 8]]]) {
           if (p < 0) continue;
-          addon.adam(heap, sizes[k], p, m, v, g, opt.learningRate, opt.beta1, opt.beta2, opt.epsilon, oma1, oma2, c1, c2);
+          addon.adam(heap, sizes[k], p, m, v, g, opt.learningRate, opt.beta1, opt.beta2, opt.epsilon, plan[5], plan[6], plan[7], plan[8]);
           g += 4 * sizes[k++];
         }
       }

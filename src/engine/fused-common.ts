@@ -1,0 +1,43 @@
+// The start every fused training step shares (dense-step.ts, conv-step.ts): the batch checked, the model's weights as
+// live wasm tensors in trainOnBatch's order, Adam's moments created as the library creates them, and the 9-double
+// Adam header of the native plan written with tfjs's own float32 constants.
+import type * as tfc from '@tensorflow/tfjs-core';
+import { adamConstants, type AdamInternals, ensureMoments } from './adam.ts';
+import { isWasmBackend, type WasmBackendLike } from './kernels.ts';
+
+type Tf = typeof tfc;
+
+/** What a step needs after its preamble: the wasm backend, the weights' tensors and a tensor's offset in the wasm heap. */
+export interface FusedStepStart { be: WasmBackendLike; values: tfc.Variable[]; off: (t: tfc.Tensor) => number }
+
+/**
+ * Check a batch, read the weights and fill plan[0..8] (layers, lr, beta1, beta2, eps, 1-beta1^t, 1-beta2^t, 1-beta1,
+ * 1-beta2). Returns null when a weight shares its buffer with another tensor: an in-place update would show through
+ * it, so the caller takes trainOnBatch for this batch. Throws on a bad batch or a backend/weight that changed.
+ *
+ * @example
+ * const s = beginFusedStep(tf, opt, model.collectedTrainableWeights, x, y, n, 784, 10, plan, layers);
+ * if (!s) return null; // trainOnBatch this time
+ */
+export function beginFusedStep(tf: Tf, opt: AdamInternals, order: { read(): tfc.Variable }[], x: Float32Array, y: Float32Array, n: number,
+  inputSize: number, classes: number, plan: Float64Array, layers: number): FusedStepStart | null {
+  if (!(x instanceof Float32Array) || !(y instanceof Float32Array)) throw new Error('fused step: x and y must be Float32Arrays');
+  if (!(n > 0) || x.length < n * inputSize || y.length < n * classes) throw new Error(`fused step: batch of ${n} needs x of ${n * inputSize} and y of ${n * classes} floats`);
+  const be = tf.backend();
+  if (!isWasmBackend(be)) throw new Error('fused step: the backend changed away from wasm');
+  const engine = tf.engine() as unknown as { registeredVariables: Record<string, tfc.Variable> };
+  const values = order.map((v) => v.read());
+  for (const v of values) {
+    if (v.dtype !== 'float32' || v.isDisposed || engine.registeredVariables[v.name] !== v) throw new Error(`fused step: weight ${v.name} is not a live float32 variable`);
+    // A weight created on `cpu` before the switch to wasm moves here now; unmoved, refCount would say 0 and the first
+    // step would go through trainOnBatch (a numerically different path) for no reason.
+    be.dataIdMap.get(v.dataId);
+    // in-place updates must not show through another tensor sharing the buffer (tfjs's own update would not)
+    if (be.refCount(v.dataId) !== 1) return null;
+  }
+  ensureMoments(tf, opt, values.map((value, i) => ({ name: value.name, value, i })));
+  const { oma1, oma2, c1, c2 } = adamConstants(opt);
+  plan[0] = layers; plan[1] = opt.learningRate; plan[2] = opt.beta1; plan[3] = opt.beta2; plan[4] = opt.epsilon;
+  plan[5] = oma1; plan[6] = oma2; plan[7] = c1; plan[8] = c2;
+  return { be, values, off: (t) => be.dataIdMap.get(t.dataId)!.memoryOffset };
+}
