@@ -49,49 +49,6 @@ struct Clock {
   }
 };
 
-// Softmax in place over p [B, C], tfjs's categorical cross-entropy (p / sum p, clip to [eps, 1-eps], -sum y log q,
-// mean over the batch) and its exact gradient with respect to the logits into dz; accuracy as tf.argMax (first
-// maximum wins). The same arithmetic as dense_step.cc.
-void softmax_xent(float* p, const float* y, float* dz, int B, int C, double* lossOut, double* correctOut) {
-  const float eps = 1e-7f, hi = 1.f - 1e-7f;
-  double loss = 0, correct = 0;
-  for (int r = 0; r < B; r++) {
-    float* pr = p + (size_t)r * C;
-    const float* yr = y + (size_t)r * C;
-    float mx = pr[0];
-    for (int c = 1; c < C; c++) mx = std::max(mx, pr[c]);
-    float sum = 0;
-    for (int c = 0; c < C; c++) {
-      pr[c] = std::exp(pr[c] - mx);
-      sum += pr[c];
-    }
-    for (int c = 0; c < C; c++) pr[c] /= sum;
-    float ps = 0;
-    for (int c = 0; c < C; c++) ps += pr[c];
-    int ay = 0, ap = 0;
-    double gq = 0;
-    float* dzr = dz + (size_t)r * C;
-    for (int c = 0; c < C; c++) {
-      float q = std::min(hi, std::max(eps, pr[c] / ps));
-      loss -= (double)yr[c] * std::log(q);
-      float qr = pr[c] / ps;
-      float g = (qr >= eps && qr <= hi) ? -yr[c] / (qr * (float)B) : 0.f;
-      dzr[c] = g;
-      gq += (double)g * qr;
-      if (yr[c] > yr[ay]) ay = c;
-      if (pr[c] > pr[ap]) ap = c;
-    }
-    if (ay == ap) correct++;
-    double ph = 0;
-    for (int c = 0; c < C; c++) {
-      dzr[c] = (float)((dzr[c] - gq) / ps);
-      ph += (double)pr[c] * dzr[c];
-    }
-    for (int c = 0; c < C; c++) dzr[c] = pr[c] * (float)(dzr[c] - ph);
-  }
-  *lossOut = loss / B;
-  *correctOut = correct;
-}
 
 
 // ---- a first conv layer (9 taps, relu) and the max pool after it as one kernel ----

@@ -25,6 +25,51 @@ void ensure(std::vector<float>& v, size_t n) {
 
 }  // namespace
 
+// Softmax in place over p [B, C], tfjs's categorical cross-entropy (p / sum p, clip to [eps, 1-eps], -sum y log q,
+// mean over the batch) and its exact gradient with respect to the logits into dz; accuracy as tf.argMax (first
+// maximum wins). dL/dq_i = -y_i/(q_i B) inside the clip range (0 outside), through the division by the sum and the
+// softmax back to the logits. Shared by the fused Dense and conv steps.
+void softmax_xent(float* p, const float* y, float* dz, int B, int C, double* lossOut, double* correctOut) {
+  const float eps = 1e-7f, hi = 1.f - 1e-7f;
+  double loss = 0, correct = 0;
+  for (int r = 0; r < B; r++) {
+    float* pr = p + (size_t)r * C;
+    const float* yr = y + (size_t)r * C;
+    float mx = pr[0];
+    for (int c = 1; c < C; c++) mx = std::max(mx, pr[c]);
+    float sum = 0;
+    for (int c = 0; c < C; c++) {
+      pr[c] = std::exp(pr[c] - mx);
+      sum += pr[c];
+    }
+    for (int c = 0; c < C; c++) pr[c] /= sum;
+    float ps = 0;
+    for (int c = 0; c < C; c++) ps += pr[c];
+    int ay = 0, ap = 0;
+    double gq = 0;
+    float* dzr = dz + (size_t)r * C;
+    for (int c = 0; c < C; c++) {
+      float q = std::min(hi, std::max(eps, pr[c] / ps));
+      loss -= (double)yr[c] * std::log(q);
+      float qr = pr[c] / ps;
+      float g = (qr >= eps && qr <= hi) ? -yr[c] / (qr * (float)B) : 0.f;
+      dzr[c] = g;
+      gq += (double)g * qr;
+      if (yr[c] > yr[ay]) ay = c;
+      if (pr[c] > pr[ap]) ap = c;
+    }
+    if (ay == ap) correct++;
+    double ph = 0;
+    for (int c = 0; c < C; c++) {
+      dzr[c] = (float)((dzr[c] - gq) / ps);
+      ph += (double)pr[c] * dzr[c];
+    }
+    for (int c = 0; c < C; c++) dzr[c] = pr[c] * (float)(dzr[c] - ph);
+  }
+  *lossOut = loss / B;
+  *correctOut = correct;
+}
+
 void dense_train_step(const DenseStepArgs& s, double* lossOut, double* correctOut) {
   const int L = (int)s.layers.size();
   const int B = s.batch;
@@ -68,45 +113,7 @@ void dense_train_step(const DenseStepArgs& s, double* lossOut, double* correctOu
   const int C = last.out;
   float* p = sc.act[L - 1].data();
   float* dz = sc.dz.data();
-  const float eps = 1e-7f, hi = 1.f - 1e-7f;
-  double loss = 0, correct = 0;
-  for (int r = 0; r < B; r++) {
-    float* pr = p + (size_t)r * C;
-    const float* yr = s.y + (size_t)r * C;
-    float mx = pr[0];
-    for (int c = 1; c < C; c++) mx = std::max(mx, pr[c]);
-    float sum = 0;
-    for (int c = 0; c < C; c++) {
-      pr[c] = std::exp(pr[c] - mx);
-      sum += pr[c];
-    }
-    for (int c = 0; c < C; c++) pr[c] /= sum;
-    float ps = 0;
-    for (int c = 0; c < C; c++) ps += pr[c];
-    int ay = 0, ap = 0;
-    double gq = 0;  // sum_i g_i q_i
-    float* dzr = dz + (size_t)r * C;
-    for (int c = 0; c < C; c++) {
-      float q = std::min(hi, std::max(eps, pr[c] / ps));
-      loss -= (double)yr[c] * std::log(q);
-      float qr = pr[c] / ps;
-      float g = (qr >= eps && qr <= hi) ? -yr[c] / (qr * (float)B) : 0.f;
-      dzr[c] = g;
-      gq += (double)g * qr;
-      if (yr[c] > yr[ay]) ay = c;
-      if (pr[c] > pr[ap]) ap = c;
-    }
-    if (ay == ap) correct++;
-    // h = (g - sum g q) / s, then softmax backward dz = p (h - sum p h).
-    double ph = 0;
-    for (int c = 0; c < C; c++) {
-      dzr[c] = (float)((dzr[c] - gq) / ps);
-      ph += (double)pr[c] * dzr[c];
-    }
-    for (int c = 0; c < C; c++) dzr[c] = pr[c] * (float)(dzr[c] - ph);
-  }
-  *lossOut = loss / B;
-  *correctOut = correct;
+  softmax_xent(p, s.y, dz, B, C, lossOut, correctOut);
 
   // Backward, last layer first: da = dz·Wᵀ with the old W (each thread masking its slice by the ReLU of the layer
   // below right after multiplying it), then dW = aᵀ·dz cut into row slices, each thread running Adam on its rows of W

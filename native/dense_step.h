@@ -29,6 +29,10 @@ struct DenseStepArgs {
 };
 
 // Train one batch in place (or, with grads, only compute its gradients); *loss = mean categorical cross-entropy (tfjs's clipping), *correct = argmax matches.
+// Softmax in place over p [B, C], tfjs's categorical cross-entropy (mean over the batch) and its gradient w.r.t. the
+// logits into dz; the number of rows whose argmax matches y's (dense_step.cc).
+void softmax_xent(float* p, const float* y, float* dz, int B, int C, double* lossOut, double* correctOut);
+
 void dense_train_step(const DenseStepArgs& args, double* loss, double* correct);
 
 }  // namespace sf
