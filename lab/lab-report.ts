@@ -112,7 +112,7 @@ export function guptaAnswerBullets(g: Json): string[] {
   const f32 = find('mlp', (c) => c.rounding === 'float32');
   const dyn = cells.filter((c) => c.dynamic);
   if (dyn.length && f32) out.push(`Dynamic fixed point (WL=16, per-tensor scale): ${dyn.map((c) => `${c.rounding} ${pctStat(c.testError)}, vs float32 ${gapPts(c.testError, f32.testError, 'worse', 'better').text}`).join('; ')}.`);
-  if (consistent.length) out.push(`The paper gives its MNIST results as curves, not numbers, so no number is compared; its qualitative claim (stochastic rounding about float32 at WL=16 — here: the 95% interval of the difference within ±1 point — and round-to-nearest worse at the smallest FL) ${consistent.every(Boolean) ? 'holds here for every network run' : consistent.some(Boolean) ? 'holds here for one network but not the other' : 'is not reproduced here at 95% confidence'}.`);
+  if (consistent.length) out.push(`The paper gives its MNIST results as curves, not numbers, so no number is compared; its qualitative claim (stochastic rounding about float32 at WL=16 — here: the 95% interval of the difference within ±1 point — and round-to-nearest worse at the smallest FL) ${consistent.every(Boolean) ? 'holds here for every network run' : consistent.some(Boolean) ? 'holds here for one network but not the other' : 'is confirmed for no network run here at 95% confidence (the rows above show which part fails: a difference, or an interval wider than ±1 point at this n)'}.`);
   return out;
 }
 
@@ -210,7 +210,8 @@ function speedRatios(s: Json, src: RegExp, num: string, den: string): number[] {
 
 /** "lo–hi× over n shapes", with significant digits (a ratio of 0.0036 stays visible). */
 function ratioSpan(v: number[]): string {
-  return `${Math.min(...v).toPrecision(2)}–${Math.max(...v).toPrecision(2)}× over ${v.length} shape${v.length > 1 ? 's' : ''}`;
+  const lo = Math.min(...v).toPrecision(2), hi = Math.max(...v).toPrecision(2);
+  return `${lo === hi ? lo : `${lo}–${hi}`}× over ${v.length} shape${v.length > 1 ? 's' : ''}`;
 }
 
 // ---------------------------------------------------------------- the three guesses and who contributes to each
@@ -299,9 +300,13 @@ export function answersMarkdown(out: string, guesses: Guess[] = GUESSES): string
       else if (c.current && !c.current(d)) bullets = [`*${c.json}*: the saved results were written by an older version of the experiment; re-run ${rerun}.`];
       else if (!c.bullets) bullets = [`*${c.json}*: results present but this report has no answer function for them yet; see section *${c.json}*.`];
       else {
-        try { bullets = c.bullets(d).map((b) => `*${c.json}*: ${b}`); } catch (e) { bullets = [`*${c.json}*: the saved results could not be read (${(e as Error).message}); re-run ${rerun}.`]; }
+        // a section's bullets may come as markdown list items ("- x", nested "  - y"): top-level ones get the section's
+        // name, nested ones stay nested under them
+        try {
+          bullets = c.bullets(d).map((b) => (/^\s+- /.test(b) ? `\u0000${b}` : `*${c.json}*: ${b.replace(/^- /, '')}`));
+        } catch (e) { bullets = [`*${c.json}*: the saved results could not be read (${(e as Error).message}); re-run ${rerun}.`]; }
       }
-      parts.push(...bullets.map((b) => `- ${b}`));
+      parts.push(...bullets.map((b) => (b.startsWith('\u0000') ? b.slice(1) : `- ${b}`)));
     }
     parts.push('');
   }
