@@ -6,12 +6,10 @@
 // gets a reason instead, and the caller trains that model with trainOnBatch.
 import type * as tfc from '@tensorflow/tfjs-core';
 import type * as tfl from '@tensorflow/tfjs-layers';
-import { disabledBy, featureEnabled } from '../core/config.ts';
 import { adamAdvance, type AdamInternals } from './adam.ts';
-import { beginFusedStep } from './fused-common.ts';
+import { beginFusedStep, fusedStepCandidate } from './fused-common.ts';
 import { loadAddon } from './addon.ts';
 import type { DenseStep, DenseStepResult } from './dense-step.ts';
-import { isWasmBackend } from './kernels.ts';
 
 type Tf = typeof tfc;
 
@@ -29,13 +27,6 @@ interface LayerLike {
   output: { shape: (number | null)[] } | unknown;
   axis?: number;
 }
-interface ModelLike {
-  layers: LayerLike[];
-  inputs: unknown[]; outputs: { shape: (number | null)[] }[];
-  loss: unknown; metrics: unknown; optimizer: unknown;
-  collectedTrainableWeights: LayerVar[];
-}
-
 const ACT: Record<string, number> = { linear: 0, relu: 1, softmax: 2 };
 const KIND = { conv: 0, pool: 1, dense: 2 } as const;
 /** Doubles per layer in the native plan (see ConvStep in native/addon.cc). */
@@ -136,24 +127,10 @@ export interface ConvStepOptions {
  */
 export function convTrainStep(tf: Tf, model: tfl.LayersModel, engineActive: boolean, opts: ConvStepOptions = {}): DenseStepResult {
   const no = (reason: string): DenseStepResult => ({ step: null, reason });
-  if (!featureEnabled('fused')) return no(`disabled by ${disabledBy('fused')}`);
-  if (!featureEnabled('fused-cnn')) return no(`disabled by ${disabledBy('fused-cnn')}`);
-  if (!engineActive) return no('the fast engine is not active');
-  const { addon } = loadAddon();
-  if (!addon || typeof (addon as { convStep?: unknown }).convStep !== 'function') return no('the native engine has no fused conv step');
-  if (!isWasmBackend(tf.backend())) return no('backend is not wasm');
-  const outer = model as unknown as ModelLike & { model?: ModelLike; getClassName?(): string };
-  const inner = outer.model && outer.getClassName?.() === 'Sequential' ? outer.model : outer;
-  const m: ModelLike = {
-    layers: outer.layers, inputs: inner.inputs, outputs: inner.outputs, loss: inner.loss, metrics: inner.metrics,
-    optimizer: inner.optimizer, collectedTrainableWeights: inner.collectedTrainableWeights,
-  };
-  if (m.inputs.length !== 1 || m.outputs.length !== 1) return no('not a single-input, single-output model');
-  if (m.loss !== 'categoricalCrossentropy' && m.loss !== 'categorical_crossentropy') return no('loss is not categoricalCrossentropy');
-  const metrics = m.metrics == null ? [] : Array.isArray(m.metrics) ? m.metrics : null;
-  if (!metrics || metrics.some((x) => x !== 'accuracy' && x !== 'acc') || metrics.length > 1) return no("metrics other than ['accuracy']");
-  const opt = m.optimizer as AdamInternals | null;
-  if (!opt || (opt as { constructor?: unknown }).constructor !== (tf as unknown as { AdamOptimizer: unknown }).AdamOptimizer) return no('optimizer is not Adam');
+  const c = fusedStepCandidate<LayerLike>(tf, model, engineActive, 'convStep', ['fused', 'fused-cnn'], 'fused conv step');
+  if ('reason' in c) return no(c.reason);
+  const { m, opt, metrics } = c;
+  const addon = loadAddon().addon!; // fusedStepCandidate checked it has the kernel
   const bu = tf.backend_util;
   // The graph as chains: one for a sequential model; for a Concatenate, one branch per input back to the model's input
   // plus the head from the Concatenate to the output. Every other layer must have exactly one inbound layer.

@@ -6,11 +6,9 @@
 // Any other model (or optimizer, loss, metric, regularizer, dtype, backend) gets null and trains through trainOnBatch.
 import type * as tfc from '@tensorflow/tfjs-core';
 import type * as tfl from '@tensorflow/tfjs-layers';
-import { disabledBy, featureEnabled } from '../core/config.ts';
 import { adamAdvance, type AdamInternals } from './adam.ts';
-import { beginFusedStep } from './fused-common.ts';
+import { beginFusedStep, fusedStepCandidate } from './fused-common.ts';
 import { loadAddon } from './addon.ts';
-import { isWasmBackend } from './kernels.ts';
 
 type Tf = typeof tfc;
 
@@ -44,38 +42,16 @@ interface LayerLike {
   inputSpec?: unknown;
   input: { shape: (number | null)[] } | unknown;
 }
-interface ModelLike {
-  getClassName?(): string;
-  layers: LayerLike[];
-  inputs: unknown[]; outputs: { shape: (number | null)[] }[];
-  loss: unknown; metrics: unknown; optimizer: unknown;
-  collectedTrainableWeights: LayerVar[];
-}
-
 const ACT: Record<string, number> = { linear: 0, relu: 1, softmax: 2 };
 
 /** The fused step for `model` when it is a Dense chain compiled with categoricalCrossentropy and Adam on the engine's wasm backend. */
 export function denseTrainStep(tf: Tf, model: tfl.LayersModel, engineActive: boolean, opts: DenseStepOptions = {}): DenseStepResult {
   const no = (reason: string): DenseStepResult => ({ step: null, reason });
   // SLIMFIT_DISABLE=fused compares against tfjs autodiff without code changes (callers' own switch: the loop's `fused`).
-  if (!featureEnabled('fused')) return no(`disabled by ${disabledBy('fused')}`);
-  if (!engineActive) return no('the fast engine is not active');
-  const { addon } = loadAddon();
-  if (!addon || typeof (addon as { denseStep?: unknown }).denseStep !== 'function') return no('the native engine has no fused step');
-  if (!isWasmBackend(tf.backend())) return no('backend is not wasm');
-  // A Sequential keeps its training state (loss, metrics, optimizer, collected weights) on its inner LayersModel.
-  const outer = model as unknown as ModelLike & { model?: ModelLike };
-  const inner = outer.model && outer.getClassName?.() === 'Sequential' ? outer.model : outer;
-  const m: ModelLike = {
-    layers: outer.layers, inputs: inner.inputs, outputs: inner.outputs, loss: inner.loss, metrics: inner.metrics,
-    optimizer: inner.optimizer, collectedTrainableWeights: inner.collectedTrainableWeights,
-  };
-  if (m.inputs.length !== 1 || m.outputs.length !== 1) return no('not a single-input, single-output model');
-  if (m.loss !== 'categoricalCrossentropy' && m.loss !== 'categorical_crossentropy') return no('loss is not categoricalCrossentropy');
-  const metrics = m.metrics == null ? [] : Array.isArray(m.metrics) ? m.metrics : null;
-  if (!metrics || metrics.some((x) => x !== 'accuracy' && x !== 'acc') || metrics.length > 1) return no("metrics other than ['accuracy']");
-  const opt = m.optimizer as AdamInternals | null;
-  if (!opt || (opt as { constructor?: unknown }).constructor !== (tf as unknown as { AdamOptimizer: unknown }).AdamOptimizer) return no('optimizer is not Adam');
+  const c = fusedStepCandidate<LayerLike>(tf, model, engineActive, 'denseStep', ['fused'], 'fused step');
+  if ('reason' in c) return no(c.reason);
+  const { m, opt, metrics } = c;
+  const addon = loadAddon().addon!; // fusedStepCandidate checked it has the kernel
   const dense: { kernel: LayerVar; bias: LayerVar | null; act: number; inDim: number; units: number }[] = [];
   let prev: LayerLike | null = null;
   for (const layer of m.layers) {

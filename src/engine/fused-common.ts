@@ -2,7 +2,9 @@
 // live wasm tensors in trainOnBatch's order, Adam's moments created as the library creates them, and the 9-double
 // Adam header of the native plan written with tfjs's own float32 constants.
 import type * as tfc from '@tensorflow/tfjs-core';
+import { disabledBy, type Feature, featureEnabled } from '../core/config.ts';
 import { adamConstants, type AdamInternals, ensureMoments } from './adam.ts';
+import { loadAddon } from './addon.ts';
 import { isWasmBackend, type WasmBackendLike } from './kernels.ts';
 
 type Tf = typeof tfc;
@@ -40,4 +42,44 @@ export function beginFusedStep(tf: Tf, opt: AdamInternals, order: { read(): tfc.
   plan[0] = layers; plan[1] = opt.learningRate; plan[2] = opt.beta1; plan[3] = opt.beta2; plan[4] = opt.epsilon;
   plan[5] = oma1; plan[6] = oma2; plan[7] = c1; plan[8] = c2;
   return { be, values, off: (t) => be.dataIdMap.get(t.dataId)!.memoryOffset };
+}
+
+/** The training state a fused step reads from a compiled model (a Sequential keeps it on its inner LayersModel). */
+export interface CompiledModel<L> {
+  layers: L[];
+  inputs: unknown[]; outputs: { shape: (number | null)[] }[];
+  loss: unknown; metrics: unknown; optimizer: unknown;
+  collectedTrainableWeights: { read(): tfc.Variable }[];
+}
+
+/**
+ * The checks every fused step makes before it looks at the layers: the `features` are not disabled, the engine is
+ * active and its addon has `kernel`, the backend is wasm, and the model has one input and one output, categorical
+ * cross-entropy, at most the accuracy metric and tfjs's own Adam. Returns the model's training state, its Adam
+ * internals and the metric list, or the reason there is no fused step (`what` names the step in that reason).
+ *
+ * @example
+ * const c = fusedStepCandidate<LayerLike>(tf, model, engineActive, 'denseStep', ['fused'], 'fused step');
+ * if ('reason' in c) return { step: null, reason: c.reason };
+ */
+export function fusedStepCandidate<L>(tf: Tf, model: unknown, engineActive: boolean, kernel: 'denseStep' | 'convStep', features: readonly Feature[], what: string):
+  { m: CompiledModel<L>; opt: AdamInternals; metrics: unknown[] } | { reason: string } {
+  for (const f of features) if (!featureEnabled(f)) return { reason: `disabled by ${disabledBy(f)}` };
+  if (!engineActive) return { reason: 'the fast engine is not active' };
+  const { addon } = loadAddon();
+  if (!addon || typeof (addon as unknown as Record<string, unknown>)[kernel] !== 'function') return { reason: `the native engine has no ${what}` };
+  if (!isWasmBackend(tf.backend())) return { reason: 'backend is not wasm' };
+  const outer = model as CompiledModel<L> & { model?: CompiledModel<L>; getClassName?(): string };
+  const inner = outer.model && outer.getClassName?.() === 'Sequential' ? outer.model : outer;
+  const m: CompiledModel<L> = {
+    layers: outer.layers, inputs: inner.inputs, outputs: inner.outputs, loss: inner.loss, metrics: inner.metrics,
+    optimizer: inner.optimizer, collectedTrainableWeights: inner.collectedTrainableWeights,
+  };
+  if (m.inputs.length !== 1 || m.outputs.length !== 1) return { reason: 'not a single-input, single-output model' };
+  if (m.loss !== 'categoricalCrossentropy' && m.loss !== 'categorical_crossentropy') return { reason: 'loss is not categoricalCrossentropy' };
+  const metrics = m.metrics == null ? [] : Array.isArray(m.metrics) ? m.metrics : null;
+  if (!metrics || metrics.some((x) => x !== 'accuracy' && x !== 'acc') || metrics.length > 1) return { reason: "metrics other than ['accuracy']" };
+  const opt = m.optimizer as AdamInternals | null;
+  if (!opt || (opt as { constructor?: unknown }).constructor !== (tf as unknown as { AdamOptimizer: unknown }).AdamOptimizer) return { reason: 'optimizer is not Adam' };
+  return { m, opt, metrics };
 }
