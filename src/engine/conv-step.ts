@@ -7,7 +7,7 @@
 import type * as tfc from '@tensorflow/tfjs-core';
 import type * as tfl from '@tensorflow/tfjs-layers';
 import { adamAdvance, type AdamInternals } from './adam.ts';
-import { beginFusedStep, fusedStepCandidate } from './fused-common.ts';
+import { adamFromGradients, beginFusedStep, fusedStepCandidate } from './fused-common.ts';
 import { loadAddon } from './addon.ts';
 import type { DenseStep, DenseStepResult } from './dense-step.ts';
 
@@ -263,16 +263,11 @@ export function convTrainStep(tf: Tf, model: tfl.LayersModel, engineActive: bool
       const heap = be.wasm.HEAPU8.buffer as ArrayBuffer;
       addon.convStep(heap, x, y, n, plan, out, profile, separate, gOff);
       reduce!(new Float32Array(heap, gOff, total + extra));
-      let g = gOff, k = 0;
-      for (const p of planned) {
-        if (!p.kernel) continue;
-        const q = 9 + PER * planned.indexOf(p);
-        for (const [w, m1, v] of [[plan[q + 19], plan[q + 21], plan[q + 22]], [plan[q + 20], plan[q + 23], plan[q + 24]]]) {
-          if (w < 0) continue;
-          addon.adam(heap, sizes[k], w, m1, v, g, opt.learningRate, opt.beta1, opt.beta2, opt.epsilon, plan[5], plan[6], plan[7], plan[8]);
-          g += 4 * sizes[k++];
-        }
-      }
+      const tensors = planned.flatMap((p, l) => {
+        const q = 9 + PER * l;
+        return p.kernel ? [[plan[q + 19], plan[q + 21], plan[q + 22]], [plan[q + 20], plan[q + 23], plan[q + 24]]] : [];
+      });
+      adamFromGradients(addon, heap, gOff, tensors, sizes, opt, plan);
     }
     adamAdvance(tf, opt);
     return [out[0], acc ? out[1] / n : NaN];

@@ -7,7 +7,7 @@
 import type * as tfc from '@tensorflow/tfjs-core';
 import type * as tfl from '@tensorflow/tfjs-layers';
 import { adamAdvance, type AdamInternals } from './adam.ts';
-import { beginFusedStep, fusedStepCandidate } from './fused-common.ts';
+import { adamFromGradients, beginFusedStep, fusedStepCandidate } from './fused-common.ts';
 import { loadAddon } from './addon.ts';
 
 type Tf = typeof tfc;
@@ -116,15 +116,8 @@ export function denseTrainStep(tf: Tf, model: tfl.LayersModel, engineActive: boo
       const heap = be.wasm.HEAPU8.buffer as ArrayBuffer;
       addon.denseStep(heap, x, y, n, plan, out, gOff);
       reduce!(new Float32Array(heap, gOff, total + extra));
-      let g = gOff, k = 0;
-      for (let l = 0; l < nL; l++) {
-        const q = 9 + 9 * l;
-        for (const [p, m, v] of [[plan[q + 3], plan[q + 5], plan[q + 6]], [plan[q + 4], plan[q + 7], plan[q + 8]]]) {
-          if (p < 0) continue;
-          addon.adam(heap, sizes[k], p, m, v, g, opt.learningRate, opt.beta1, opt.beta2, opt.epsilon, plan[5], plan[6], plan[7], plan[8]);
-          g += 4 * sizes[k++];
-        }
-      }
+      const tensors = dense.flatMap((_, l) => { const q = 9 + 9 * l; return [[plan[q + 3], plan[q + 5], plan[q + 6]], [plan[q + 4], plan[q + 7], plan[q + 8]]]; });
+      adamFromGradients(addon, heap, gOff, tensors, sizes, opt, plan);
     }
     adamAdvance(tf, opt);
     return [out[0], acc ? out[1] / n : NaN];

@@ -4,7 +4,7 @@
 import type * as tfc from '@tensorflow/tfjs-core';
 import { disabledBy, type Feature, featureEnabled } from '../core/config.ts';
 import { adamConstants, type AdamInternals, ensureMoments } from './adam.ts';
-import { loadAddon } from './addon.ts';
+import { type Addon, loadAddon } from './addon.ts';
 import { isWasmBackend, type WasmBackendLike } from './kernels.ts';
 
 type Tf = typeof tfc;
@@ -82,4 +82,22 @@ export function fusedStepCandidate<L>(tf: Tf, model: unknown, engineActive: bool
   const opt = m.optimizer as AdamInternals | null;
   if (!opt || (opt as { constructor?: unknown }).constructor !== (tf as unknown as { AdamOptimizer: unknown }).AdamOptimizer) return { reason: 'optimizer is not Adam' };
   return { m, opt, metrics };
+}
+
+/**
+ * Adam on each tensor from a buffer of gradients laid out one tensor after another on the wasm heap (a fused step's
+ * gradients-only mode, after they were all-reduced). `tensors` are [weight, first moment, second moment] heap offsets
+ * in the buffer's order (weight < 0: no such tensor, skipped), `sizes` their element counts; the step constants are
+ * those beginFusedStep wrote into plan[5..8].
+ *
+ * @example
+ * adamFromGradients(addon, heap, gOff, [[wOff, mOff, vOff]], [784 * 512], opt, plan);
+ */
+export function adamFromGradients(addon: Addon, heap: ArrayBuffer, gOff: number, tensors: number[][], sizes: number[], opt: AdamInternals, plan: Float64Array): void {
+  let g = gOff, k = 0;
+  for (const [w, m, v] of tensors) {
+    if (w < 0) continue;
+    addon.adam(heap, sizes[k], w, m, v, g, opt.learningRate, opt.beta1, opt.beta2, opt.epsilon, plan[5], plan[6], plan[7], plan[8]);
+    g += 4 * sizes[k++];
+  }
 }
