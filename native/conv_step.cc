@@ -59,20 +59,6 @@ struct Clock {
 // The forward arithmetic is the engine's (bias, then + tap * w in tap order, max with 0; ties keep the first window
 // position, as tfjs's MaxPoolGrad does), so the pooled values equal what conv2d + maxpool give.
 
-// The input values under conv output pixel (n, oh, ow), in (kh, kw, c) order (0 outside the image).
-static inline void gather_taps9(const ConvGeom& g, const float* x, int n, int oh, int ow, float* t) {
-  int k = 0;
-  for (int kh = 0; kh < g.KH; kh++) {
-    const int ih = oh * g.sh - g.pt + kh * g.dh;
-    for (int kw = 0; kw < g.KW; kw++) {
-      const int iw = ow * g.sw - g.pl + kw * g.dw;
-      const bool in = ih >= 0 && ih < g.H && iw >= 0 && iw < g.W;
-      const float* src = x + (((long)n * g.H + ih) * g.W + iw) * g.C;
-      for (int c = 0; c < g.C; c++) t[k++] = in ? src[c] : 0.f;
-    }
-  }
-}
-
 // The taps of conv output (n, oh, ow) for a one-channel 3x3 'valid' conv with stride and dilation 1 (every tap inside).
 static inline void gather_taps9_valid(const ConvGeom& g, const float* x, int n, int oh, int ow, float* t) {
   const float* src = x + ((long)n * g.H + oh) * g.W + ow;
@@ -106,7 +92,7 @@ __attribute__((target("avx512f"))) static void conv_relu_pool_rows(const ConvGeo
       for (int qh = 0; qh < pg.KH; qh++)
         for (int qw = 0; qw < pg.KW; qw++, q++) {
           if (valid) gather_taps9_valid(cg, x, n, ph * pg.sh + qh, pw * pg.sw + qw, t);
-          else gather_taps9(cg, x, n, ph * pg.sh + qh, pw * pg.sw + qw, t);
+          else gather_taps(cg, x, n, ph * pg.sh + qh, pw * pg.sw + qw, t);
           for (int v = 0; v < OCV; v++) {
             __m512 acc = bv[v];
             for (int k = 0; k < 9; k++) acc = _mm512_add_ps(acc, _mm512_mul_ps(_mm512_set1_ps(t[k]), wv[k][v]));
@@ -166,7 +152,7 @@ __attribute__((target("avx512f"))) static void conv_relu_pool_grad_rows(const Co
         }
         if (!any) continue;
         if (valid) gather_taps9_valid(cg, x, n, ph * pg.sh + qh, pw * pg.sw + qw, t);
-        else gather_taps9(cg, x, n, ph * pg.sh + qh, pw * pg.sw + qw, t);
+        else gather_taps(cg, x, n, ph * pg.sh + qh, pw * pg.sw + qw, t);
         for (int v = 0; v < OCV; v++) {
           const __m512 g = _mm512_maskz_mov_ps(mq[v], d[v]);
           for (int k = 0; k < 9; k++) acc[k][v] = _mm512_add_ps(acc[k][v], _mm512_mul_ps(_mm512_set1_ps(t[k]), g));

@@ -290,22 +290,6 @@ static void col2im(const ConvGeom& g, const float* col, int n0, int nb, float* d
 // pixel's OC values are accumulated in place, and the filter gradient reads dy once.
 static bool is_small_taps(const ConvGeom& g) { return (long)g.KH * g.KW * g.C <= 32 && g.OC <= 512; }
 
-// The input values under output pixel (n, oh, ow), in (kh, kw, c) order (0 outside the image).
-static inline void gather_taps(const ConvGeom& g, const float* x, int n, int oh, int ow, float* t) {
-  int k = 0;
-  for (int kh = 0; kh < g.KH; kh++) {
-    const int ih = oh * g.sh - g.pt + kh * g.dh;
-    for (int kw = 0; kw < g.KW; kw++) {
-      const int iw = ow * g.sw - g.pl + kw * g.dw;
-      const bool in = ih >= 0 && ih < g.H && iw >= 0 && iw < g.W;
-      const float* src = x + (((long)n * g.H + ih) * g.W + iw) * g.C;
-      // One channel (gray input) is the common case: a plain load (GCC made the general loop a memcpy call per tap).
-      if (g.C == 1) t[k++] = in ? *src : 0.f;
-      else for (int c = 0; c < g.C; c++) t[k++] = in ? src[c] : 0.f;
-    }
-  }
-}
-
 __attribute__((target_clones("avx512f", "avx2", "default")))
 static void conv_direct_rows(const ConvGeom& g, const float* x, const float* w, float* y, const float* bias, int act, long p0, long p1) {
   const int kkc = g.KH * g.KW * g.C, OC = g.OC;

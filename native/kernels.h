@@ -47,6 +47,23 @@ void bias_act(float* y, long rows, int n, const float* bias, int act);
 struct ConvGeom {
   int N, H, W, C, KH, KW, OC, OH, OW, sh, sw, dh, dw, pt, pl;
 };
+
+// The input values under output pixel (n, oh, ow), in (kh, kw, c) order (0 outside the image).
+inline void gather_taps(const ConvGeom& g, const float* x, int n, int oh, int ow, float* t) {
+  int k = 0;
+  for (int kh = 0; kh < g.KH; kh++) {
+    const int ih = oh * g.sh - g.pt + kh * g.dh;
+    for (int kw = 0; kw < g.KW; kw++) {
+      const int iw = ow * g.sw - g.pl + kw * g.dw;
+      const bool in = ih >= 0 && ih < g.H && iw >= 0 && iw < g.W;
+      const float* src = x + (((long)n * g.H + ih) * g.W + iw) * g.C;
+      // One channel (gray input) is the common case: a plain load (GCC made the general loop a memcpy call per tap).
+      if (g.C == 1) t[k++] = in ? *src : 0.f;
+      else for (int c = 0; c < g.C; c++) t[k++] = in ? src[c] : 0.f;
+    }
+  }
+}
+
 void conv2d(const ConvGeom& g, const float* x, const float* w, float* y, const float* bias, int act);
 void conv2d_backprop_input(const ConvGeom& g, const float* dy, const float* w, float* dx);
 void conv2d_backprop_filter(const ConvGeom& g, const float* x, const float* dy, float* dw);
