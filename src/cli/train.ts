@@ -45,7 +45,7 @@ export function register(program: Command): void {
     .option('--y <path|name>', '.npy file of labels (with --x), or the y array name inside an .npz DIR')
     .option('--shuffle <mode>', `global, block, shard (shards in random order, a window of shards shuffled together) or none (default: ${DEFAULTS.shuffle}; ${DEFAULTS.remoteShuffle} for a store URL)`)
     .option('--shuffle-shards <n>', `with --shuffle shard: shards per window (default ${DEFAULTS.shuffleShards})`, wholeFlag('--shuffle-shards', 1))
-    .option('--workers <n>', 'loader worker threads (default cores-1; 0 = main thread)', wholeFlag('--workers', 0))
+    .option('--workers <n>', 'loader worker threads (0 = main thread; default 0 for a mapped local store without augmentation, else cores-1)', wholeFlag('--workers', 0))
     .option('--backend <name>', 'force the TensorFlow.js backend: wasm or cpu')
     .option('--no-test', 'skip the final evaluation on the test split')
     .option('--no-verify', 'do not check the store\'s shard checksums (SHA-256) before using them')

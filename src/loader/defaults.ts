@@ -21,3 +21,26 @@ export const LOADER_DEFAULTS = {
   /** io 'auto': map the x files (numpy-memmap speed) when they take at most this many bytes together, else pread. */
   mapMaxBytes: 64 * 1024 * 1024,
 } as const;
+
+/** What decides the default number of loader worker threads. */
+export interface WorkerContext {
+  /** How the x files are read. */
+  io: 'mmap' | 'pread';
+  /** The store is fetched over HTTP/S3 (reads wait on the cache). */
+  remote: boolean;
+  /** Per-sample work beyond gather + normalize: augmentation, noise or shifts. */
+  heavyTransforms: boolean;
+  /** Cores of this machine. */
+  cores: number;
+}
+
+/**
+ * Default worker threads (PyTorch's DataLoader also defaults to loading on the main thread): none when a batch is a
+ * gather from a mapped store plus normalization — a memcpy-sized job that a hand-off to another thread costs more
+ * than, and a worker would take a core from the engine's threads — else one per core but one, so preads, remote
+ * reads and augmentation overlap with training.
+ */
+export function defaultWorkers(c: WorkerContext): number {
+  if (c.io === 'mmap' && !c.remote && !c.heavyTransforms) return 0;
+  return Math.max(1, c.cores - 1);
+}

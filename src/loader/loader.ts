@@ -12,7 +12,7 @@ import { subsetIndex } from './holdout.ts';
 import { type ClassTable, type Plan, type PlanConfig, createPlan, rankPosition, shardCounts } from './plan.ts';
 import { type BatchReader, type ReaderInit, createReader, slotLayout } from './reader.ts';
 import { gatherAddon } from './native.ts';
-import { LOADER_DEFAULTS } from './defaults.ts';
+import { LOADER_DEFAULTS, defaultWorkers } from './defaults.ts';
 import { makeTransformSpec } from './transform.ts';
 import { checkAugment } from './augment.ts';
 import { type Batch, type Cursor, type DataSource, LOADER_OPTION_KEYS, type Loader, type LoaderOptions } from './types.ts';
@@ -336,7 +336,10 @@ export function createLoader(source: DataSource, opts: LoaderOptions = {}): Shuf
   const rankBatch = opts.rankSplit === 'batches' && worldSize > 1 ? B : 0;
   const plan: PlanConfig = { n: N, subset: src.subset, mode, balanced, seed, rank, worldSize, perRank, rankBatch, blockSamples, windowSamples, shardStarts, shardSamples, shardWindow };
 
-  const workers = intOpt('workers', opts.workers, Math.max(1, availableParallelism() - 1), 0);
+  // Cached copies of remote shards are evicted while a loader runs: read them with preads (a mapping pins the file).
+  const io = chooseIo(src, opts.io ?? 'auto', mode !== 'block' && !fetcher && opts.native !== false && gatherAddon() !== null);
+  const heavyTransforms = Boolean(opts.augment) || (opts.noise ?? 0) > 0 || (opts.shift ?? 0) > 0;
+  const workers = intOpt('workers', opts.workers, defaultWorkers({ io, remote: Boolean(fetcher), heavyTransforms, cores: availableParallelism() }), 0);
   const layout = slotLayout(spec, B);
   let prefetch: number;
   if (opts.prefetch !== undefined) prefetch = intOpt('prefetch', opts.prefetch, 4, 1);
@@ -347,8 +350,6 @@ export function createLoader(source: DataSource, opts: LoaderOptions = {}): Shuf
   if (workers === 0) prefetch = 1;
   const reuse = opts.reuseBuffers ?? false;
   const labelCacheBytes = intOpt('labelCacheBytes', opts.labelCacheBytes, 64 * MB, 0);
-  // Cached copies of remote shards are evicted while a loader runs: read them with preads (a mapping pins the file).
-  const io = chooseIo(src, opts.io ?? 'auto', mode !== 'block' && !fetcher && opts.native !== false && gatherAddon() !== null);
 
   const frac = perRank > 0 ? windowSamples / perRank : 1;
   const shards = shardSamples ? shardSamples.filter((c) => c > 0).length : 0;

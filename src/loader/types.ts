@@ -78,7 +78,7 @@ export interface LoaderOptions extends TransformOptions {
   seed?: number;
   /** Drop a final partial batch (default false). */
   dropLast?: boolean;
-  /** Reader/transform worker threads (default cores - 1, min 1; 0 = read on the main thread). */
+  /** Reader/transform worker threads (0 = the main thread). Default: 0 for a mapped local store without augmentation, noise or shifts, else cores - 1 (at least 1); see defaultWorkers. */
   workers?: number;
   /** Batches prepared ahead (default from memoryBudget, else about 16 MB of batches: 4 x workers to 64). */
   prefetch?: number;
