@@ -13,11 +13,14 @@ export interface Site {
   minPositive(): number;
   /** Current format (for dynamic sites, the fixed point the next rounding uses). */
   describe(): string;
+  /** The format a static site always rounds to (lets lab/update.ts fuse its loops with the rounding). */
+  readonly format?: Format;
 }
 
 /** A site that always rounds to `fmt`. */
 export function staticSite(fmt: Format): Site {
   return {
+    format: fmt,
     quantize: (x, o) => quantize(fmt, x, o),
     quantizeSum: (a, b, o) => quantizeSum(fmt, a, b, o),
     minPositive: () => smallestPositive(fmt),

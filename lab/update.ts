@@ -7,7 +7,7 @@
 // actually happened this step. Lost mass = Σ|u − applied| / Σ|u|. A deferred update (SR that did not round up this
 // time, a master copy that has not yet crossed a stored grid point) is not lost; an update that round-to-nearest
 // maps back onto the same value is.
-import { NATIVE_MIN_LENGTH, quantizeScalar, type Format, type Rounding } from '../src/precision/formats.ts';
+import { NATIVE_MIN_LENGTH, floatConsts, quantizeScalar, type Format, type Rounding } from '../src/precision/formats.ts';
 import { nativeQuant, type QuantKernels } from '../src/precision/native.ts';
 import type { Rng } from '../src/precision/rng.ts';
 import type { Site } from './dynfixed.ts';
@@ -142,6 +142,25 @@ function applyUpdateNative(k: QuantKernels, slot: WeightSlot, u: Float32Array, s
   const n = u.length;
   const old = slot.stored, comp = slot.comp, master = slot.master;
   const { y, target, compOld } = scratch;
+  const fused = !master && !comp ? fusedParams(site, fmt, rounding) : null;
+  if (fused) {
+    // quantizeSum, the meter and the counts in one pass (y would be u)
+    const next = new Float32Array(n);
+    const acc = new Float64Array(5), counts = new Float64Array(3);
+    const sr = rounding === 'stochastic';
+    for (let i = 0; i < n;) {
+      fused[2] = i;
+      i = k.updateFused(u, old, next, fused, sr ? rng.state : null, acc, counts);
+      if (i < n) {
+        // an expectation beyond the format's range: rounded here (quantizeScalar), then the kernel goes on after it
+        const r = directTerms(u, u, old, next, null, compOld, sr, fmt, i);
+        acc[0] += r[0]; acc[2] += r[2]; acc[1] += r[1];
+        i++;
+      }
+    }
+    slot.stored = next;
+    return { next, meter: { updates: acc[3], unchanged: acc[4], mass: acc[0], lostExpected: acc[1], lostRealized: acc[2], overflow: counts[0] } };
+  }
   if (comp) k.updateComp(u, comp, compOld, y); else y.set(u);
   const wst = { overflow: 0, underflow: 0, nan: 0 };
   const acc = new Float64Array(3); // mass, lost (expected), lost (realized)
@@ -176,4 +195,21 @@ function applyUpdateNative(k: QuantKernels, slot: WeightSlot, u: Float32Array, s
   const upd = TERMS[0], unchanged = TERMS[1];
   slot.stored = next;
   return { next, meter: { updates: upd, unchanged, mass: acc[0], lostExpected: lostNaN ? NaN : acc[1], lostRealized: acc[2], overflow: wst.overflow } };
+}
+
+/**
+ * The parameters of native updateFused for a static site of a fixed point (up to 22 bits) or float (up to 21 mantissa
+ * bits) format, where quantizeSum rounds the round-to-odd float32 sum, or null (then the update runs loop by loop).
+ */
+function fusedParams(site: Site, fmt: Format | null, rounding: Rounding): Float64Array | null {
+  if (!fmt || site.format !== fmt) return null;
+  const mode = rounding === 'nearest' ? 0 : rounding === 'zero' ? 1 : 2;
+  if (fmt.kind === 'fixed' && fmt.bits <= 22) {
+    return Float64Array.of(0, mode, 0, fmt.minFinite, fmt.maxFinite, 2 ** fmt.fl, 2 ** -fmt.fl, -(2 ** (fmt.bits - 1)), 2 ** (fmt.bits - 1) - 1);
+  }
+  if (fmt.kind === 'float' && fmt.man <= 21) {
+    const c = floatConsts(fmt);
+    return Float64Array.of(1, mode, 0, -fmt.maxFinite, fmt.maxFinite, c.shift, c.notMask, c.minNormBits, c.maxBits, c.ovBits, c.infBits, c.sub0, c.qExp);
+  }
+  return null;
 }

@@ -6,6 +6,7 @@
 // bit-identical (test/precision-native.test.ts). Built with -ffp-contract=off (no fused multiply-add) and without
 // -ffast-math (no reassociation), as binding.gyp sets for the engine. Registered into the engine addon by RegisterQuant.
 #include <node_api.h>
+#include <emmintrin.h>
 #include <cmath>
 #include <cstdint>
 #include <cstring>
@@ -91,31 +92,46 @@ struct Xoshiro {
 
 // ---- fixed point / scaled integers (qScaledCore) ----
 
+struct Counters { double ov = 0, uf = 0, nan = 0; };
+
+// floor(y) for |y| < 2^62 without a libm call (SSE2 has no roundsd): the same double as std::floor up to the sign of a
+// zero, which no caller can see (it is added to 0 or 1 and compared with a nonnegative number).
+inline double floor_small(double y) {
+  // t = trunc(y), minus 1 where t > y, with SSE2 compare-and-mask (a branch would mispredict: the sign of y is random)
+  const __m128d yv = _mm_set_sd(y);
+  const __m128d tv = _mm_cvtsi64_sd(_mm_setzero_pd(), (long long)y);
+  const __m128d one = _mm_and_pd(_mm_cmpgt_sd(tv, yv), _mm_set_sd(1.0));
+  return _mm_cvtsd_f64(_mm_sub_sd(tv, one));
+}
+
+// One element of qScaledCore: v (a float32 value) to q * step, q an integer in [lo, hi].
+template <int MODE, bool DIVIDE>
+inline float scaled_elem(double v, double mul, double step, double lo, double hi, Xoshiro& g, Counters& c) {
+  const double MAGIC = 6755399441055744.0;  // 2^52 + 2^51: (y + MAGIC) - MAGIC rounds half-to-even for |y| < 2^51
+  if (v != v) { c.nan++; return u2f(CANONICAL_NAN); }
+  const double y = DIVIDE ? v / step : v * mul;
+  double q;
+  if (MODE == 0) {
+    if (y >= hi + 0.5) { q = hi; c.ov++; } else if (y < lo - 0.5) { q = lo; c.ov++; } else q = (y + MAGIC) - MAGIC;
+  } else if (MODE == 1) {
+    if (y >= hi + 1) { q = hi; c.ov++; } else if (y <= lo - 1) { q = lo; c.ov++; } else q = (double)(int64_t)y;
+  } else {
+    const uint32_t rnd = g.next();
+    if (y > hi) { q = hi; c.ov++; } else if (y < lo) { q = lo; c.ov++; } else {
+      const double fl0 = floor_small(y);
+      // up with probability frac (a comparison turned into 0/1, not a branch: it is random)
+      q = fl0 + (double)(int)((double)rnd < (y - fl0) * 4294967296.0);
+    }
+  }
+  if (q == 0 && v != 0) c.uf++;
+  return (float)(q * step + 0.0);
+}
+
 template <int MODE, bool DIVIDE>
 void scaled_loop(const float* x, float* out, size_t n, double mul, double step, double lo, double hi, Xoshiro& g, double* cnt) {
-  const double MAGIC = 6755399441055744.0;  // 2^52 + 2^51
-  double ov = 0, uf = 0, nan = 0;
-  uint32_t* ou = (uint32_t*)out;
-  for (size_t i = 0; i < n; i++) {
-    const double v = x[i];
-    if (v != v) { ou[i] = CANONICAL_NAN; nan++; continue; }
-    const double y = DIVIDE ? v / step : v * mul;
-    double q;
-    if (MODE == 0) {
-      if (y >= hi + 0.5) { q = hi; ov++; } else if (y < lo - 0.5) { q = lo; ov++; } else q = (y + MAGIC) - MAGIC;
-    } else if (MODE == 1) {
-      if (y >= hi + 1) { q = hi; ov++; } else if (y <= lo - 1) { q = lo; ov++; } else q = std::trunc(y);
-    } else {
-      const uint32_t rnd = g.next();
-      if (y > hi) { q = hi; ov++; } else if (y < lo) { q = lo; ov++; } else {
-        const double fl0 = std::floor(y);
-        q = fl0 + ((double)rnd < (y - fl0) * 4294967296.0 ? 1 : 0);
-      }
-    }
-    if (q == 0 && v != 0) uf++;
-    out[i] = (float)(q * step + 0.0);
-  }
-  cnt[0] = ov; cnt[1] = uf; cnt[2] = nan;
+  Counters c;
+  for (size_t i = 0; i < n; i++) out[i] = scaled_elem<MODE, DIVIDE>(x[i], mul, step, lo, hi, g, c);
+  cnt[0] = c.ov; cnt[1] = c.uf; cnt[2] = c.nan;
 }
 
 // quantScaled(x, out, mul, step, lo, hi, mode, divide, state|null, counts): mode 0 nearest-even, 1 toward zero,
@@ -155,50 +171,51 @@ inline uint32_t bits_of_multiple(uint32_t q, int qExp) {
   return be >= 1 ? ((uint32_t)be << 23) | ((q << ((23 - p) & 31)) & 0x7fffffu) : q << ((qExp + 149) & 31);
 }
 
+// One element of qFloatNearest / qFloatZero / qFloatStochastic: float32 bits to the bits of the rounded value.
+template <int MODE>
+inline uint32_t float_elem(uint32_t b, const FloatK& k, Xoshiro& g, Counters& c) {
+  uint32_t rnd = 0;
+  if (MODE == 2) rnd = g.next();  // drawn for every element, NaN and inf included
+  const uint32_t a = b & 0x7fffffffu;
+  const uint32_t s = b & 0x80000000u;
+  uint32_t r;
+  if (a >= k.minNormBits) {
+    if (a >= 0x7f800000u) {
+      if (a > 0x7f800000u) { c.nan++; return CANONICAL_NAN; }
+      return s | k.infBits;
+    }
+    if (MODE == 0) { r = (a + ((1u << (k.shift - 1)) - 1) + ((a >> k.shift) & 1)) & k.notMask; if (r > k.maxBits) { r = k.ovBits; c.ov++; } }
+    else if (MODE == 1) { r = a & k.notMask; if (r > k.maxBits) { r = k.maxBits; c.ov++; } }
+    else { r = (a + (rnd >> (32 - k.shift))) & k.notMask; if (r > k.maxBits) { r = k.ovBits; c.ov++; } }
+  } else {
+    const uint32_t e = a >> 23;
+    const uint32_t m = e ? (a & 0x7fffffu) | 0x800000u : a;
+    const int sh = k.sub0 - (int)(e ? e : 1);
+    uint32_t q = 0;
+    if (MODE == 0) {
+      if (sh < 25) {
+        q = m >> sh;
+        const uint32_t rem = m & ((1u << sh) - 1);
+        const uint32_t half = 1u << (sh - 1);
+        if (rem > half || (rem == half && (q & 1))) q++;
+      }
+    } else if (MODE == 1) {
+      q = sh < 25 ? m >> sh : 0;
+    } else {
+      uint32_t rem;
+      if (sh < 32) { q = m >> sh; rem = m & ((1u << sh) - 1); } else { q = 0; rem = m; }
+      if ((double)rnd < (double)rem * std::ldexp(1.0, 32 - sh)) q++;
+    }
+    if (q == 0) { r = 0; if (a != 0) c.uf++; } else r = bits_of_multiple(q, k.qExp);
+  }
+  return s | r;
+}
+
 template <int MODE>
 void float_loop(const uint32_t* inp, uint32_t* out, size_t n, const FloatK& k, Xoshiro& g, double* cnt) {
-  double ov = 0, uf = 0, nan = 0;
-  const uint32_t hb = (1u << (k.shift - 1)) - 1;
-  const int rs = 32 - k.shift;
-  for (size_t i = 0; i < n; i++) {
-    uint32_t rnd = 0;
-    if (MODE == 2) rnd = g.next();
-    const uint32_t b = inp[i];
-    const uint32_t a = b & 0x7fffffffu;
-    const uint32_t s = b & 0x80000000u;
-    uint32_t r;
-    if (a >= k.minNormBits) {
-      if (a >= 0x7f800000u) {
-        if (a > 0x7f800000u) { out[i] = CANONICAL_NAN; nan++; } else out[i] = s | k.infBits;
-        continue;
-      }
-      if (MODE == 0) { r = (a + hb + ((a >> k.shift) & 1)) & k.notMask; if (r > k.maxBits) { r = k.ovBits; ov++; } }
-      else if (MODE == 1) { r = a & k.notMask; if (r > k.maxBits) { r = k.maxBits; ov++; } }
-      else { r = (a + (rnd >> rs)) & k.notMask; if (r > k.maxBits) { r = k.ovBits; ov++; } }
-    } else {
-      const uint32_t e = a >> 23;
-      const uint32_t m = e ? (a & 0x7fffffu) | 0x800000u : a;
-      const int sh = k.sub0 - (int)(e ? e : 1);
-      uint32_t q = 0;
-      if (MODE == 0) {
-        if (sh < 25) {
-          q = m >> sh;
-          const uint32_t rem = m & ((1u << sh) - 1);
-          const uint32_t half = 1u << (sh - 1);
-          if (rem > half || (rem == half && (q & 1))) q++;
-        }
-      } else if (MODE == 1) {
-        q = sh < 25 ? m >> sh : 0;
-      } else {
-        uint32_t rem;
-        if (sh < 32) { q = m >> sh; rem = m & ((1u << sh) - 1); } else { q = 0; rem = m; }
-        if ((double)rnd < (double)rem * std::ldexp(1.0, 32 - sh)) q++;
-      }
-      if (q == 0) { r = 0; if (a != 0) uf++; } else r = bits_of_multiple(q, k.qExp);
-    }
-    out[i] = s | r;
-  }
-  cnt[0] = ov; cnt[1] = uf; cnt[2] = nan;
+  Counters c;
+  for (size_t i = 0; i < n; i++) out[i] = float_elem<MODE>(inp[i], k, g, c);
+  cnt[0] = c.ov; cnt[1] = c.uf; cnt[2] = c.nan;
 }
 
 // quantFloat(in: Uint32Array, out: Uint32Array, mode, shift, notMask, minNormBits, maxBits, ovBits, infBits, sub0,
@@ -348,6 +365,86 @@ napi_value UpdateDirect(napi_env env, napi_callback_info info) {
   return num_value(env, (double)i);
 }
 
+// updateFused(u, old, next, par, state|null, acc, counts): a direct update w + u without master copy or compensation,
+// onto a static site of a fixed point or narrow float format, in one pass: quantizeSum (round-to-odd float32 sum, then
+// the format's rounding) into next, the meter (acc[0..2] += Σ|u|, Σ|u − E[applied]|, Σ|u − applied| in element order;
+// under stochastic rounding E[round(w + u)] is the round-to-odd sum) and acc[3..4] += updates, unchanged; counts[0..2] +=
+// the rounding's overflow, underflow, NaN. par = [kind (0 fixed, 1 float), mode, start, eLo, eHi, then for fixed mul,
+// step, lo, hi, for float shift, notMask, minNormBits, maxBits, ovBits, infBits, sub0, qExp]. Returns the index of the
+// first element whose expectation leaves [eLo, eHi] (next[i] and the counts are done; the caller adds its meter terms
+// and continues after it), or n.
+template <class Q>
+size_t fused_loop(const float* u, const float* old, float* next, size_t i, size_t n, bool sr, double eLo, double eHi, Q q, double* acc) {
+  double mass = acc[0], lostE = acc[1], lostR = acc[2];
+  uint64_t upd = 0, same = 0;
+  for (; i < n; i++) {
+    const float uf = u[i], of = old[i];
+    const float v = sum_to_odd(of, uf);
+    const float nx = q(v);
+    next[i] = nx;
+    const uint64_t nz = uf != 0;  // counted without branches: whether a weight moved is random
+    upd += nz;
+    same += nz & (uint64_t)(nx == of);
+    if (sr && (v > eHi || v < eLo)) break;
+    const double ui = uf, oi = of;
+    const double applied = (double)nx - oi;
+    mass += std::fabs(ui);
+    lostR += std::fabs(ui - applied);
+    lostE += sr ? std::fabs(ui - ((double)v - oi)) : std::fabs(ui - applied);
+  }
+  acc[0] = mass; acc[1] = lostE; acc[2] = lostR; acc[3] += (double)upd; acc[4] += (double)same;
+  return i;
+}
+
+napi_value UpdateFused(napi_env env, napi_callback_info info) {
+  QArgs a(env, info);
+  size_t nu, no, nn, np, ns = 0, nacc, nc;
+  const float* u = a.arr<float>(0, napi_float32_array, &nu);
+  const float* old = a.arr<float>(1, napi_float32_array, &no);
+  float* next = a.arr<float>(2, napi_float32_array, &nn);
+  const double* par = a.arr<double>(3, napi_float64_array, &np);
+  uint32_t* st = a.arr<uint32_t>(4, napi_uint32_array, &ns, true);
+  double* acc = a.arr<double>(5, napi_float64_array, &nacc);
+  double* cnt = a.arr<double>(6, napi_float64_array, &nc);
+  if (!a.ok) return nullptr;
+  const size_t n = nu;
+  const int kind = np >= 5 ? (int)par[0] : -1, mode = np >= 5 ? (int)par[1] : -1;
+  if (no < n || nn < n || nacc < 5 || nc < 3 || np < (kind == 0 ? 9u : 13u) || (kind != 0 && kind != 1) || mode < 0 || mode > 2 || (mode == 2 && (!st || ns < 4)) || !(par[2] >= 0)) {
+    a.fail("slimfit quant: updateFused got mismatched arguments");
+    return nullptr;
+  }
+  const size_t start = (size_t)par[2];
+  const bool sr = mode == 2;
+  const double eLo = par[3], eHi = par[4];
+  Xoshiro g{0, 0, 0, 0};
+  if (st) g = Xoshiro{st[0], st[1], st[2], st[3]};
+  Counters c;
+  size_t stop;
+  if (kind == 0) {
+    const double mul = par[5], step = par[6], lo = par[7], hi = par[8];
+    if (mode == 0) stop = fused_loop(u, old, next, start, n, sr, eLo, eHi, [&](float v) { return scaled_elem<0, false>(v, mul, step, lo, hi, g, c); }, acc);
+    else if (mode == 1) stop = fused_loop(u, old, next, start, n, sr, eLo, eHi, [&](float v) { return scaled_elem<1, false>(v, mul, step, lo, hi, g, c); }, acc);
+    else stop = fused_loop(u, old, next, start, n, sr, eLo, eHi, [&](float v) { return scaled_elem<2, false>(v, mul, step, lo, hi, g, c); }, acc);
+  } else {
+    FloatK k;
+    k.shift = (int)par[5];
+    k.notMask = (uint32_t)(int64_t)par[6];
+    k.minNormBits = (uint32_t)(int64_t)par[7];
+    k.maxBits = (uint32_t)(int64_t)par[8];
+    k.ovBits = (uint32_t)(int64_t)par[9];
+    k.infBits = (uint32_t)(int64_t)par[10];
+    k.sub0 = (int)par[11];
+    k.qExp = (int)par[12];
+    if (k.shift < 2 || k.shift > 22 || k.sub0 <= k.shift || k.qExp < -149) { a.fail("slimfit quant: updateFused got bad float constants"); return nullptr; }
+    if (mode == 0) stop = fused_loop(u, old, next, start, n, sr, eLo, eHi, [&](float v) { return u2f(float_elem<0>(f2u(v), k, g, c)); }, acc);
+    else if (mode == 1) stop = fused_loop(u, old, next, start, n, sr, eLo, eHi, [&](float v) { return u2f(float_elem<1>(f2u(v), k, g, c)); }, acc);
+    else stop = fused_loop(u, old, next, start, n, sr, eLo, eHi, [&](float v) { return u2f(float_elem<2>(f2u(v), k, g, c)); }, acc);
+  }
+  cnt[0] += c.ov; cnt[1] += c.uf; cnt[2] += c.nan;
+  if (st) { st[0] = g.s0; st[1] = g.s1; st[2] = g.s2; st[3] = g.s3; }
+  return num_value(env, (double)stop);
+}
+
 // updateCount(u, old, next, acc): acc[0] = elements with u != 0, acc[1] = of those, next == old.
 napi_value UpdateCount(napi_env env, napi_callback_info info) {
   QArgs a(env, info);
@@ -358,9 +455,13 @@ napi_value UpdateCount(napi_env env, napi_callback_info info) {
   double* acc = a.arr<double>(3, napi_float64_array, &nacc);
   if (!a.ok) return nullptr;
   if (no < nu || nn < nu || nacc < 2) { a.fail("slimfit quant: updateCount got arrays that are too short"); return nullptr; }
-  double upd = 0, same = 0;
-  for (size_t i = 0; i < nu; i++) if (u[i] != 0) { upd++; if (next[i] == old[i]) same++; }
-  acc[0] = upd; acc[1] = same;
+  uint64_t upd = 0, same = 0;
+  for (size_t i = 0; i < nu; i++) {
+    const uint64_t nz = u[i] != 0;
+    upd += nz;
+    same += nz & (uint64_t)(next[i] == old[i]);
+  }
+  acc[0] = (double)upd; acc[1] = (double)same;
   return undef(env);
 }
 
@@ -479,7 +580,7 @@ napi_value OptimStep(napi_env env, napi_callback_info info) {
 napi_value RegisterQuant(napi_env env, napi_value exports) {
   struct { const char* name; napi_callback cb; } fns[] = {
       {"quantScaled", QuantScaled}, {"quantFloat", QuantFloat}, {"sumOdd", SumOdd}, {"updateMaster", UpdateMaster},
-      {"updateDirect", UpdateDirect}, {"updateCount", UpdateCount}, {"updateComp", UpdateComp}, {"directComp", DirectComp},
+      {"updateDirect", UpdateDirect}, {"updateFused", UpdateFused}, {"updateCount", UpdateCount}, {"updateComp", UpdateComp}, {"directComp", DirectComp},
       {"gradCount", GradCount}, {"gradScale", GradScale}, {"optimStep", OptimStep},
   };
   napi_value obj;

@@ -286,8 +286,8 @@ export function quantize(fmt: Format, x: Float32Array, opts: QuantizeOptions = {
   }
 }
 
-/** Constants shared by the float loops. */
-function floatConsts(f: FloatFormat) {
+/** Constants shared by the float loops (and handed to the native ones). */
+export function floatConsts(f: FloatFormat) {
   const shift = 23 - f.man;
   const eminB = f.emin + 127; // float32 biased exponent of the format's smallest normal (>= 1)
   const maxBits = f32bits(f.maxFinite);

@@ -11,6 +11,7 @@ export interface QuantKernels {
   sumOdd(a: Float32Array, b: Float32Array, out: Float32Array): void;
   updateMaster(u: Float32Array, y: Float32Array, master: Float32Array, target: Float32Array, comp: Float32Array | null, compOld: Float32Array, acc: Float64Array): void;
   updateDirect(u: Float32Array, y: Float32Array, old: Float32Array, next: Float32Array, comp: Float32Array | null, compOld: Float32Array | null, sr: number, ess: number, lo: number, hi: number, start: number, acc: Float64Array): number;
+  updateFused(u: Float32Array, old: Float32Array, next: Float32Array, par: Float64Array, state: Uint32Array | null, acc: Float64Array, counts: Float64Array): number;
   updateCount(u: Float32Array, old: Float32Array, next: Float32Array, acc: Float64Array): void;
   updateComp(u: Float32Array, comp: Float32Array, compOld: Float32Array, y: Float32Array): void;
   directComp(next: Float32Array, old: Float32Array, y: Float32Array, comp: Float32Array): void;
