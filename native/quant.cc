@@ -127,10 +127,14 @@ inline float scaled_elem(double v, double mul, double step, double lo, double hi
   return (float)(q * step + 0.0);
 }
 
+// (The generator and counters are locals of each loop: through a reference they were stored and reloaded every
+// element, which put a store-to-load round trip on the generator's dependency chain.)
 template <int MODE, bool DIVIDE>
-void scaled_loop(const float* x, float* out, size_t n, double mul, double step, double lo, double hi, Xoshiro& g, double* cnt) {
+void scaled_loop(const float* x, float* out, size_t n, double mul, double step, double lo, double hi, Xoshiro& gio, double* cnt) {
   Counters c;
+  Xoshiro g = gio;
   for (size_t i = 0; i < n; i++) out[i] = scaled_elem<MODE, DIVIDE>(x[i], mul, step, lo, hi, g, c);
+  gio = g;
   cnt[0] = c.ov; cnt[1] = c.uf; cnt[2] = c.nan;
 }
 
@@ -212,9 +216,12 @@ inline uint32_t float_elem(uint32_t b, const FloatK& k, Xoshiro& g, Counters& c)
 }
 
 template <int MODE>
-void float_loop(const uint32_t* inp, uint32_t* out, size_t n, const FloatK& k, Xoshiro& g, double* cnt) {
+void float_loop(const uint32_t* inp, uint32_t* out, size_t n, const FloatK& kio, Xoshiro& gio, double* cnt) {
   Counters c;
+  Xoshiro g = gio;
+  const FloatK k = kio;
   for (size_t i = 0; i < n; i++) out[i] = float_elem<MODE>(inp[i], k, g, c);
+  gio = g;
   cnt[0] = c.ov; cnt[1] = c.uf; cnt[2] = c.nan;
 }
 
@@ -374,13 +381,15 @@ napi_value UpdateDirect(napi_env env, napi_callback_info info) {
 // first element whose expectation leaves [eLo, eHi] (next[i] and the counts are done; the caller adds its meter terms
 // and continues after it), or n.
 template <class Q>
-size_t fused_loop(const float* u, const float* old, float* next, size_t i, size_t n, bool sr, double eLo, double eHi, Q q, double* acc) {
+size_t fused_loop(const float* u, const float* old, float* next, size_t i, size_t n, bool sr, double eLo, double eHi, Q q, Xoshiro& gio, Counters& cio, double* acc) {
   double mass = acc[0], lostE = acc[1], lostR = acc[2];
   uint64_t upd = 0, same = 0;
+  Xoshiro g = gio;
+  Counters c = cio;
   for (; i < n; i++) {
     const float uf = u[i], of = old[i];
     const float v = sum_to_odd(of, uf);
-    const float nx = q(v);
+    const float nx = q(v, g, c);
     next[i] = nx;
     const uint64_t nz = uf != 0;  // counted without branches: whether a weight moved is random
     upd += nz;
@@ -393,6 +402,8 @@ size_t fused_loop(const float* u, const float* old, float* next, size_t i, size_
     lostE += sr ? std::fabs(ui - ((double)v - oi)) : std::fabs(ui - applied);
   }
   acc[0] = mass; acc[1] = lostE; acc[2] = lostR; acc[3] += (double)upd; acc[4] += (double)same;
+  gio = g;
+  cio = c;
   return i;
 }
 
@@ -422,9 +433,9 @@ napi_value UpdateFused(napi_env env, napi_callback_info info) {
   size_t stop;
   if (kind == 0) {
     const double mul = par[5], step = par[6], lo = par[7], hi = par[8];
-    if (mode == 0) stop = fused_loop(u, old, next, start, n, sr, eLo, eHi, [&](float v) { return scaled_elem<0, false>(v, mul, step, lo, hi, g, c); }, acc);
-    else if (mode == 1) stop = fused_loop(u, old, next, start, n, sr, eLo, eHi, [&](float v) { return scaled_elem<1, false>(v, mul, step, lo, hi, g, c); }, acc);
-    else stop = fused_loop(u, old, next, start, n, sr, eLo, eHi, [&](float v) { return scaled_elem<2, false>(v, mul, step, lo, hi, g, c); }, acc);
+    if (mode == 0) stop = fused_loop(u, old, next, start, n, sr, eLo, eHi, [=](float v, Xoshiro& r, Counters& k) { return scaled_elem<0, false>(v, mul, step, lo, hi, r, k); }, g, c, acc);
+    else if (mode == 1) stop = fused_loop(u, old, next, start, n, sr, eLo, eHi, [=](float v, Xoshiro& r, Counters& k) { return scaled_elem<1, false>(v, mul, step, lo, hi, r, k); }, g, c, acc);
+    else stop = fused_loop(u, old, next, start, n, sr, eLo, eHi, [=](float v, Xoshiro& r, Counters& k) { return scaled_elem<2, false>(v, mul, step, lo, hi, r, k); }, g, c, acc);
   } else {
     FloatK k;
     k.shift = (int)par[5];
@@ -436,9 +447,9 @@ napi_value UpdateFused(napi_env env, napi_callback_info info) {
     k.sub0 = (int)par[11];
     k.qExp = (int)par[12];
     if (k.shift < 2 || k.shift > 22 || k.sub0 <= k.shift || k.qExp < -149) { a.fail("slimfit quant: updateFused got bad float constants"); return nullptr; }
-    if (mode == 0) stop = fused_loop(u, old, next, start, n, sr, eLo, eHi, [&](float v) { return u2f(float_elem<0>(f2u(v), k, g, c)); }, acc);
-    else if (mode == 1) stop = fused_loop(u, old, next, start, n, sr, eLo, eHi, [&](float v) { return u2f(float_elem<1>(f2u(v), k, g, c)); }, acc);
-    else stop = fused_loop(u, old, next, start, n, sr, eLo, eHi, [&](float v) { return u2f(float_elem<2>(f2u(v), k, g, c)); }, acc);
+    if (mode == 0) stop = fused_loop(u, old, next, start, n, sr, eLo, eHi, [=](float v, Xoshiro& r, Counters& cc) { return u2f(float_elem<0>(f2u(v), k, r, cc)); }, g, c, acc);
+    else if (mode == 1) stop = fused_loop(u, old, next, start, n, sr, eLo, eHi, [=](float v, Xoshiro& r, Counters& cc) { return u2f(float_elem<1>(f2u(v), k, r, cc)); }, g, c, acc);
+    else stop = fused_loop(u, old, next, start, n, sr, eLo, eHi, [=](float v, Xoshiro& r, Counters& cc) { return u2f(float_elem<2>(f2u(v), k, r, cc)); }, g, c, acc);
   }
   cnt[0] += c.ov; cnt[1] += c.uf; cnt[2] += c.nan;
   if (st) { st[0] = g.s0; st[1] = g.s1; st[2] = g.s2; st[3] = g.s3; }
@@ -574,6 +585,88 @@ napi_value OptimStep(napi_env env, napi_callback_info info) {
   return nullptr;
 }
 
+// ---- OCP MX block quantization (quantizeBlocks of src/precision/mx.ts, without the scale output) ----
+
+// Exponent of a float32 (bits): Infinity for inf/NaN, -Infinity for zero, subnormals by their leading bit.
+inline double exp_of(uint32_t bits) {
+  const uint32_t e = (bits >> 23) & 0xff;
+  if (e == 0xff) return INFINITY;
+  if (e) return (double)e - 127;
+  const uint32_t m = bits & 0x7fffff;
+  return m ? (double)(31 - __builtin_clz(m) - 149) : -INFINITY;
+}
+
+// mxQuantize(x, out, par, counts): par = [outer, len, inner, blockSize, hasElement, emin, man, emax, maxNormal];
+// counts[0..2] += overflow, underflow, NaN (elements of NaN blocks). out may be x.
+napi_value MxQuantize(napi_env env, napi_callback_info info) {
+  QArgs a(env, info);
+  size_t nx, no, np, nc;
+  const float* x = a.arr<float>(0, napi_float32_array, &nx);
+  float* out = a.arr<float>(1, napi_float32_array, &no);
+  const double* par = a.arr<double>(2, napi_float64_array, &np);
+  double* cnt = a.arr<double>(3, napi_float64_array, &nc);
+  if (!a.ok) return nullptr;
+  if (np < 9 || nc < 3 || no != nx) { a.fail("slimfit quant: mxQuantize got mismatched arguments"); return nullptr; }
+  const size_t outer = (size_t)par[0], len = (size_t)par[1], inner = (size_t)par[2], B = (size_t)par[3];
+  const bool elem = par[4] != 0;
+  const int emin = (int)par[5], man = (int)par[6];
+  const double emax = par[7], maxNormal = par[8];
+  if (B == 0 || (double)outer * (double)len * (double)inner != (double)nx) { a.fail("slimfit quant: mxQuantize layout does not match the array"); return nullptr; }
+  const double MAGIC = 6755399441055744.0;
+  const uint32_t* xb = (const uint32_t*)x;
+  uint32_t* ob = (uint32_t*)out;
+  double ov = 0, uf = 0, nan = 0;
+  double* maxE = new double[inner ? inner : 1];
+  const size_t blocks = (len + B - 1) / B;
+  for (size_t o = 0; o < outer; o++) {
+    for (size_t b = 0; b < blocks; b++) {
+      const size_t j0 = b * B, j1 = len < j0 + B ? len : j0 + B;
+      for (size_t i = 0; i < inner; i++) maxE[i] = -INFINITY;
+      for (size_t j = j0; j < j1; j++) {
+        const uint32_t* row = xb + (o * len + j) * inner;
+        for (size_t i = 0; i < inner; i++) { const double e = exp_of(row[i]); if (e > maxE[i]) maxE[i] = e; }
+      }
+      for (size_t i = 0; i < inner; i++) {
+        // sharedExp: NaN for a block with inf/NaN; an all-zero block takes -126; clamped at E8M0's -127
+        const double m = maxE[i];
+        if (m == INFINITY) { maxE[i] = NAN; continue; }
+        const double e = (m == -INFINITY ? -126 : m) - emax;
+        maxE[i] = e < -127 ? -127 : e;
+      }
+      for (size_t j = j0; j < j1; j++) {
+        const size_t base = (o * len + j) * inner;
+        for (size_t i = 0; i < inner; i++) {
+          const double se = maxE[i];
+          const size_t at = base + i;
+          if (se != se) { ob[at] = CANONICAL_NAN; nan++; continue; }
+          const double xv = x[at];
+          double r;
+          if (xv == 0) r = elem ? xv : 0.0;
+          else {
+            const double av = std::fabs(xv);
+            int qe;
+            if (elem) {
+              const int ey = (int)(exp_of(xb[at]) - se);
+              qe = (ey > emin ? ey : emin) - man;
+            } else qe = -6;
+            const int sh = (int)se + qe;
+            double k = (av * std::ldexp(1.0, -sh) + MAGIC) - MAGIC;
+            const double kmax = maxNormal * std::ldexp(1.0, -qe);
+            if (k > kmax) { k = kmax; ov++; }
+            r = k * std::ldexp(1.0, sh);
+            if (r == 0) uf++;
+            r = elem ? (xv < 0 ? -r : r) : (xv < 0 && r != 0 ? -r : r);
+          }
+          out[at] = (float)r;
+        }
+      }
+    }
+  }
+  delete[] maxE;
+  cnt[0] += ov; cnt[1] += uf; cnt[2] += nan;
+  return undef(env);
+}
+
 }  // namespace
 
 // Adds the `quant` object (the kernels above) to the engine addon's exports (called from Init in addon.cc).
@@ -581,7 +674,7 @@ napi_value RegisterQuant(napi_env env, napi_value exports) {
   struct { const char* name; napi_callback cb; } fns[] = {
       {"quantScaled", QuantScaled}, {"quantFloat", QuantFloat}, {"sumOdd", SumOdd}, {"updateMaster", UpdateMaster},
       {"updateDirect", UpdateDirect}, {"updateFused", UpdateFused}, {"updateCount", UpdateCount}, {"updateComp", UpdateComp}, {"directComp", DirectComp},
-      {"gradCount", GradCount}, {"gradScale", GradScale}, {"optimStep", OptimStep},
+      {"gradCount", GradCount}, {"gradScale", GradScale}, {"optimStep", OptimStep}, {"mxQuantize", MxQuantize},
   };
   napi_value obj;
   napi_create_object(env, &obj);

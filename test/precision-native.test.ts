@@ -14,6 +14,7 @@ import {
 } from '../src/precision/formats.ts';
 import { createRng, type Rng } from '../src/precision/rng.ts';
 import { nativeQuant, setNativeQuant } from '../src/precision/native.ts';
+import { MX_FORMATS, mxQuantize } from '../src/precision/mx.ts';
 import { DynamicFixedSite, staticSite, type Site } from '../lab/dynfixed.ts';
 import { applyUpdate, updateScratch, type WeightSlot } from '../lab/update.ts';
 
@@ -101,6 +102,26 @@ test('quantizeSum: native and JavaScript round the exact sums alike (round-to-od
       assert.equal(n.out, j.out, `${fmt.name} ${rounding}: bytes`);
       assert.deepEqual(n.stats, j.stats, `${fmt.name} ${rounding}: counters`);
       assert.deepEqual(n.state, j.state, `${fmt.name} ${rounding}: generator state`);
+    }
+  }
+});
+
+test('mxQuantize: native and JavaScript give the same bytes and counters (every MX format, both axes, ragged blocks, NaN/inf blocks)', { skip }, () => {
+  const x = edgeInputs(FP16, 13).subarray(0, 70 * 45); // every exponent, NaN/inf and ties; 70 = 2 blocks of 32 + 6
+  for (const fmt of new Set(Object.values(MX_FORMATS))) {
+    for (const [shape, axis] of [[[70, 45], 0], [[45, 70], 1], [[3150], 0]] as [number[], number][]) {
+      for (const inPlace of [false, true]) {
+        const scaled = Float32Array.from(x, (v, i) => (i % 3 === 0 ? v * 2 ** -40 : v)); // blocks of tiny values too
+        const [n, j] = both(() => {
+          const stats = newStats();
+          const input = scaled.slice();
+          const out = mxQuantize(fmt, input, { shape, axis }, { stats, out: inPlace ? input : undefined });
+          return { out: hex(out), stats };
+        });
+        const what = `${fmt.name} [${shape}] axis ${axis}${inPlace ? ' in place' : ''}`;
+        assert.equal(n.out, j.out, `${what}: bytes`);
+        assert.deepEqual(n.stats, j.stats, `${what}: counters`);
+      }
     }
   }
 });

@@ -17,6 +17,7 @@ export interface QuantKernels {
   directComp(next: Float32Array, old: Float32Array, y: Float32Array, comp: Float32Array): void;
   gradCount(raw: Float32Array, minPos: number, acc: Float64Array): void;
   gradScale(g: Float32Array, inv: number): boolean;
+  mxQuantize(x: Float32Array, out: Float32Array, par: Float64Array, counts: Float64Array): void;
   optimStep(phase: number, g: Float32Array | null, d: Float32Array | null, m: Float32Array | null, v: Float32Array | null, lr: number, p1: number, p2: number, p3: number, p4: number): void;
 }
 
