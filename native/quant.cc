@@ -92,7 +92,9 @@ struct Xoshiro {
 
 // ---- fixed point / scaled integers (qScaledCore) ----
 
-struct Counters { double ov = 0, uf = 0, nan = 0; };
+// Integer counters, incremented without branches where the outcome is data-dependent (an underflow of a tiny gradient
+// is a coin flip under stochastic rounding).
+struct Counters { uint64_t ov = 0, uf = 0, nan = 0; };
 
 // floor(y) for |y| < 2^62 without a libm call (SSE2 has no roundsd): the same double as std::floor up to the sign of a
 // zero, which no caller can see (it is added to 0 or 1 and compared with a nonnegative number).
@@ -123,7 +125,7 @@ inline float scaled_elem(double v, double mul, double step, double lo, double hi
       q = fl0 + (double)(int)((double)rnd < (y - fl0) * 4294967296.0);
     }
   }
-  if (q == 0 && v != 0) c.uf++;
+  c.uf += (uint64_t)((q == 0) & (v != 0));
   return (float)(q * step + 0.0);
 }
 
@@ -135,7 +137,7 @@ void scaled_loop(const float* x, float* out, size_t n, double mul, double step, 
   Xoshiro g = gio;
   for (size_t i = 0; i < n; i++) out[i] = scaled_elem<MODE, DIVIDE>(x[i], mul, step, lo, hi, g, c);
   gio = g;
-  cnt[0] = c.ov; cnt[1] = c.uf; cnt[2] = c.nan;
+  cnt[0] = (double)c.ov; cnt[1] = (double)c.uf; cnt[2] = (double)c.nan;
 }
 
 // quantScaled(x, out, mul, step, lo, hi, mode, divide, state|null, counts): mode 0 nearest-even, 1 toward zero,
@@ -222,7 +224,7 @@ void float_loop(const uint32_t* inp, uint32_t* out, size_t n, const FloatK& kio,
   const FloatK k = kio;
   for (size_t i = 0; i < n; i++) out[i] = float_elem<MODE>(inp[i], k, g, c);
   gio = g;
-  cnt[0] = c.ov; cnt[1] = c.uf; cnt[2] = c.nan;
+  cnt[0] = (double)c.ov; cnt[1] = (double)c.uf; cnt[2] = (double)c.nan;
 }
 
 // quantFloat(in: Uint32Array, out: Uint32Array, mode, shift, notMask, minNormBits, maxBits, ovBits, infBits, sub0,
@@ -451,7 +453,7 @@ napi_value UpdateFused(napi_env env, napi_callback_info info) {
     else if (mode == 1) stop = fused_loop(u, old, next, start, n, sr, eLo, eHi, [=](float v, Xoshiro& r, Counters& cc) { return u2f(float_elem<1>(f2u(v), k, r, cc)); }, g, c, acc);
     else stop = fused_loop(u, old, next, start, n, sr, eLo, eHi, [=](float v, Xoshiro& r, Counters& cc) { return u2f(float_elem<2>(f2u(v), k, r, cc)); }, g, c, acc);
   }
-  cnt[0] += c.ov; cnt[1] += c.uf; cnt[2] += c.nan;
+  cnt[0] += (double)c.ov; cnt[1] += (double)c.uf; cnt[2] += (double)c.nan;
   if (st) { st[0] = g.s0; st[1] = g.s1; st[2] = g.s2; st[3] = g.s3; }
   return num_value(env, (double)stop);
 }
@@ -516,12 +518,13 @@ napi_value GradCount(napi_env env, napi_callback_info info) {
   double* acc = a.arr<double>(2, napi_float64_array, &nacc);
   if (!a.ok) return nullptr;
   if (nacc < 2) { a.fail("slimfit quant: gradCount needs 2 counters"); return nullptr; }
-  double nz = 0, under = 0;
+  uint64_t nz = 0, under = 0;
   for (size_t i = 0; i < nr; i++) {
     const double x = std::fabs((double)raw[i]);
-    if (x != 0) { nz++; if (x < minPos) under++; }
+    nz += (uint64_t)(x != 0);  // no branches: which gradients are tiny is data
+    under += (uint64_t)((x != 0) & (x < minPos));
   }
-  acc[0] = nz; acc[1] = under;
+  acc[0] = (double)nz; acc[1] = (double)under;
   return undef(env);
 }
 
@@ -615,7 +618,7 @@ napi_value MxQuantize(napi_env env, napi_callback_info info) {
   const double MAGIC = 6755399441055744.0;
   const uint32_t* xb = (const uint32_t*)x;
   uint32_t* ob = (uint32_t*)out;
-  double ov = 0, uf = 0, nan = 0;
+  uint64_t ov = 0, uf = 0, nan = 0;
   double* maxE = new double[inner ? inner : 1];
   const size_t blocks = (len + B - 1) / B;
   for (size_t o = 0; o < outer; o++) {
@@ -654,7 +657,7 @@ napi_value MxQuantize(napi_env env, napi_callback_info info) {
             const double kmax = maxNormal * std::ldexp(1.0, -qe);
             if (k > kmax) { k = kmax; ov++; }
             r = k * std::ldexp(1.0, sh);
-            if (r == 0) uf++;
+            uf += (uint64_t)(r == 0);
             r = elem ? (xv < 0 ? -r : r) : (xv < 0 && r != 0 ? -r : r);
           }
           out[at] = (float)r;
@@ -663,7 +666,7 @@ napi_value MxQuantize(napi_env env, napi_callback_info info) {
     }
   }
   delete[] maxE;
-  cnt[0] += ov; cnt[1] += uf; cnt[2] += nan;
+  cnt[0] += (double)ov; cnt[1] += (double)uf; cnt[2] += (double)nan;
   return undef(env);
 }
 
