@@ -6,7 +6,9 @@
 // bit-identical (test/precision-native.test.ts). Built with -ffp-contract=off (no fused multiply-add) and without
 // -ffast-math (no reassociation), as binding.gyp sets for the engine. Registered into the engine addon by RegisterQuant.
 #include <node_api.h>
+#if defined(__SSE2__)
 #include <emmintrin.h>
+#endif
 #include <cmath>
 #include <cstdint>
 #include <cstring>
@@ -100,10 +102,15 @@ struct Counters { uint64_t ov = 0, uf = 0, nan = 0; };
 // zero, which no caller can see (it is added to 0 or 1 and compared with a nonnegative number).
 inline double floor_small(double y) {
   // t = trunc(y), minus 1 where t > y, with SSE2 compare-and-mask (a branch would mispredict: the sign of y is random)
+#if defined(__SSE2__)
   const __m128d yv = _mm_set_sd(y);
   const __m128d tv = _mm_cvtsi64_sd(_mm_setzero_pd(), (long long)y);
   const __m128d one = _mm_and_pd(_mm_cmpgt_sd(tv, yv), _mm_set_sd(1.0));
   return _mm_cvtsd_f64(_mm_sub_sd(tv, one));
+#else
+  const double t = (double)(int64_t)y;
+  return t - (double)(int)(t > y);
+#endif
 }
 
 // One element of qScaledCore: v (a float32 value) to q * step, q an integer in [lo, hi].
