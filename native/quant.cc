@@ -677,6 +677,61 @@ napi_value MxQuantize(napi_env env, napi_callback_info info) {
   return undef(env);
 }
 
+// ---- lab/dynfixed.ts: per-tensor scaling of dynamic fixed point and delayed-scaling sites ----
+
+// scaleF32(x, out, s): out = x·s (float32 of the double product; out may be x).
+napi_value ScaleF32(napi_env env, napi_callback_info info) {
+  QArgs a(env, info);
+  size_t nx, no;
+  const float* x = a.arr<float>(0, napi_float32_array, &nx);
+  float* out = a.arr<float>(1, napi_float32_array, &no);
+  const double sc = a.num(2);
+  if (!a.ok) return nullptr;
+  if (no != nx) { a.fail("slimfit quant: scaleF32 got arrays of different lengths"); return nullptr; }
+  for (size_t i = 0; i < nx; i++) out[i] = (float)((double)x[i] * sc);
+  return undef(env);
+}
+
+// addF32(a, b, out): out = a + b (float32 of the double sum).
+napi_value AddF32(napi_env env, napi_callback_info info) {
+  QArgs a(env, info);
+  size_t na, nb, no;
+  const float* x = a.arr<float>(0, napi_float32_array, &na);
+  const float* y = a.arr<float>(1, napi_float32_array, &nb);
+  float* out = a.arr<float>(2, napi_float32_array, &no);
+  if (!a.ok) return nullptr;
+  if (no != na || nb < na) { a.fail("slimfit quant: addF32 got arrays of different lengths"); return nullptr; }
+  for (size_t i = 0; i < na; i++) out[i] = (float)((double)x[i] + (double)y[i]);
+  return undef(env);
+}
+
+// countAbsGe(x, t): how many |x[i]| >= t.
+napi_value CountAbsGe(napi_env env, napi_callback_info info) {
+  QArgs a(env, info);
+  size_t nx;
+  const float* x = a.arr<float>(0, napi_float32_array, &nx);
+  const double t = a.num(1);
+  if (!a.ok) return nullptr;
+  uint64_t c = 0;
+  for (size_t i = 0; i < nx; i++) c += (uint64_t)(std::fabs((double)x[i]) >= t);
+  return num_value(env, (double)c);
+}
+
+// absMax(x, skipInf): the largest |x[i]| (NaN never counts; with skipInf, neither does ±inf); 0 for none.
+napi_value AbsMax(napi_env env, napi_callback_info info) {
+  QArgs a(env, info);
+  size_t nx;
+  const float* x = a.arr<float>(0, napi_float32_array, &nx);
+  const bool skipInf = a.num(1) != 0;
+  if (!a.ok) return nullptr;
+  double m = 0;
+  for (size_t i = 0; i < nx; i++) {
+    const double v = std::fabs((double)x[i]);
+    if (v > m && (!skipInf || v != INFINITY)) m = v;
+  }
+  return num_value(env, m);
+}
+
 }  // namespace
 
 // Adds the `quant` object (the kernels above) to the engine addon's exports (called from Init in addon.cc).
@@ -684,7 +739,7 @@ napi_value RegisterQuant(napi_env env, napi_value exports) {
   struct { const char* name; napi_callback cb; } fns[] = {
       {"quantScaled", QuantScaled}, {"quantFloat", QuantFloat}, {"sumOdd", SumOdd}, {"updateMaster", UpdateMaster},
       {"updateDirect", UpdateDirect}, {"updateFused", UpdateFused}, {"updateCount", UpdateCount}, {"updateComp", UpdateComp}, {"directComp", DirectComp},
-      {"gradCount", GradCount}, {"gradScale", GradScale}, {"optimStep", OptimStep}, {"mxQuantize", MxQuantize},
+      {"gradCount", GradCount}, {"gradScale", GradScale}, {"optimStep", OptimStep}, {"mxQuantize", MxQuantize}, {"scaleF32", ScaleF32}, {"addF32", AddF32}, {"countAbsGe", CountAbsGe}, {"absMax", AbsMax},
   };
   napi_value obj;
   napi_create_object(env, &obj);

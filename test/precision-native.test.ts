@@ -174,7 +174,7 @@ test('applyUpdate: native and JavaScript give the same weights, master copy, com
   }
 });
 
-test('trainer steps (sgd, momentum, Adam; fp32 and bf16 state; loss scaling): native and JavaScript give the same weights and reports', { skip }, async () => {
+test('trainer steps (sgd, momentum, Adam; fp32 and bf16 state; loss scaling; dynamic fixed point; FP8 delayed scaling): native and JavaScript give the same weights and reports', { skip }, async () => {
   const { initTf, tf } = await import('../lab/tf.ts');
   const { buildMlp } = await import('../lab/run.ts');
   const { createTrainer } = await import('../lab/train.ts');
@@ -184,6 +184,9 @@ test('trainer steps (sgd, momentum, Adam; fp32 and bf16 state; loss scaling): na
     { opt: { kind: 'momentum' as const, lr: 0.02 }, prec: { weights: BF16, rounding: 'nearest' as const, state: BF16, kahan: true, lossScale: { kind: 'dynamic' as const, init: 2 ** 8, interval: 2 } } },
     { opt: { kind: 'adam' as const, lr: 1e-3, decay: { steps: 4 } }, prec: { weights: E4M3, rounding: 'stochastic' as const, master: true, state: FP16, stateRounding: 'stochastic' as const, grads: E5M2 } },
     { opt: { kind: 'adam' as const, lr: 1e-3 }, prec: { weights: FP16, rounding: 'nearest' as const, activations: BF16, grads: FP16, lossScale: { kind: 'static' as const, scale: 2 ** 20 } } },
+    // dynamic fixed point (gupta2015's dfxp cells) and FP8 delayed scaling (the fp8 section)
+    { opt: { kind: 'sgd' as const, lr: 0.05 }, prec: { weights: FP32, rounding: 'stochastic' as const, gradRounding: 'stochastic' as const, actRounding: 'stochastic' as const, dynamic: { wl: 12, maxOverflowRate: 1e-3 } } },
+    { opt: { kind: 'adam' as const, lr: 1e-3 }, prec: { weights: E4M3, rounding: 'nearest' as const, master: true, activations: E4M3, errors: E5M2, scaled: { history: 4 } } },
   ];
   for (const { opt, prec } of recipes) {
     const [n, j] = both(() => {

@@ -18,6 +18,10 @@ export interface QuantKernels {
   gradCount(raw: Float32Array, minPos: number, acc: Float64Array): void;
   gradScale(g: Float32Array, inv: number): boolean;
   mxQuantize(x: Float32Array, out: Float32Array, par: Float64Array, counts: Float64Array): void;
+  scaleF32(x: Float32Array, out: Float32Array, s: number): void;
+  addF32(a: Float32Array, b: Float32Array, out: Float32Array): void;
+  countAbsGe(x: Float32Array, t: number): number;
+  absMax(x: Float32Array, skipInf: number): number;
   optimStep(phase: number, g: Float32Array | null, d: Float32Array | null, m: Float32Array | null, v: Float32Array | null, lr: number, p1: number, p2: number, p3: number, p4: number): void;
 }
 
