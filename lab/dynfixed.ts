@@ -1,7 +1,45 @@
 // Where the lab's trainer rounds values: a fixed format, or dynamic fixed point (Courbariaux, Bengio & David 2014,
 // "Training deep neural networks with low precision multiplications"): WL-bit integers times a per-tensor power of two
 // 2^-FL, FL moved after every rounding so that at most `maxOverflowRate` of the values saturate.
-import { fixedFormat, quantize, quantizeSum, smallestPositive, withOverflow, type FloatFormat, type Format, type QuantizeOptions } from '../src/precision/formats.ts';
+import { fixedFormat, NATIVE_MIN_LENGTH, quantize, quantizeSum, smallestPositive, withOverflow, type FloatFormat, type Format, type QuantizeOptions } from '../src/precision/formats.ts';
+import { nativeQuant } from '../src/precision/native.ts';
+
+// The sites' elementwise loops, each with its native twin (native/quant.cc: the same double arithmetic, so the same bits).
+
+/** out[i] = x[i]·s (float32 of the double product); out may be x. */
+function scaleInto(x: Float32Array, out: Float32Array, s: number): Float32Array {
+  const k = x.length >= NATIVE_MIN_LENGTH ? nativeQuant() : null;
+  if (k) k.scaleF32(x, out, s);
+  else for (let i = 0; i < x.length; i++) out[i] = x[i] * s;
+  return out;
+}
+
+/** A new array of a[i] + b[i] (float32 of the double sum). */
+function sumOf(a: Float32Array, b: Float32Array): Float32Array {
+  const out = new Float32Array(a.length);
+  const k = a.length >= NATIVE_MIN_LENGTH ? nativeQuant() : null;
+  if (k) k.addF32(a, b, out);
+  else for (let i = 0; i < a.length; i++) out[i] = a[i] + b[i];
+  return out;
+}
+
+/** How many |x[i]| >= t. */
+function countAbsGe(x: Float32Array, t: number): number {
+  const k = x.length >= NATIVE_MIN_LENGTH ? nativeQuant() : null;
+  if (k) return k.countAbsGe(x, t);
+  let c = 0;
+  for (let i = 0; i < x.length; i++) if (Math.abs(x[i]) >= t) c++;
+  return c;
+}
+
+/** The largest |x[i]| from 0 up (NaN never counts; with skipInf, neither does ±inf). */
+function absMax(x: Float32Array, skipInf: boolean): number {
+  const k = x.length >= NATIVE_MIN_LENGTH ? nativeQuant() : null;
+  if (k) return k.absMax(x, skipInf ? 1 : 0);
+  let amax = 0;
+  for (let i = 0; i < x.length; i++) { const a = Math.abs(x[i]); if (a > amax && (!skipInf || a !== Infinity)) amax = a; }
+  return amax;
+}
 
 /** One rounding site (a tensor group: a layer's weights, its gradients, its outputs or its back-propagated errors). */
 export interface Site {
@@ -13,11 +51,14 @@ export interface Site {
   minPositive(): number;
   /** Current format (for dynamic sites, the fixed point the next rounding uses). */
   describe(): string;
+  /** The format a static site always rounds to (lets lab/update.ts fuse its loops with the rounding). */
+  readonly format?: Format;
 }
 
 /** A site that always rounds to `fmt`. */
 export function staticSite(fmt: Format): Site {
   return {
+    format: fmt,
     quantize: (x, o) => quantize(fmt, x, o),
     quantizeSum: (a, b, o) => quantizeSum(fmt, a, b, o),
     minPositive: () => smallestPositive(fmt),
@@ -51,18 +92,15 @@ export class DynamicFixedSite implements Site {
     if (!n) return;
     if (overflow / n > this.max) { this.fl--; return; }
     const half = 2 ** (this.spec.wl - 2 - this.fl); // half the current range
-    let beyond = 0;
-    for (let i = 0; i < n; i++) if (Math.abs(out[i]) >= half) beyond++;
-    if (beyond / n <= this.max) this.fl++;
+    if (countAbsGe(out, half) / n <= this.max) this.fl++;
   }
 
   quantize(x: Float32Array, opts: QuantizeOptions): Float32Array {
     const s = this.scaleIn(), inv = 1 / s;
-    const out = opts.out ?? new Float32Array(x.length);
-    for (let i = 0; i < x.length; i++) out[i] = x[i] * s; // exact: a power of two (float32 range is ample here)
+    const out = scaleInto(x, opts.out ?? new Float32Array(x.length), s); // exact: a power of two (float32 range is ample here)
     const st = { overflow: 0, underflow: 0, nan: 0 };
     quantize(this.unit, out, { ...opts, out, stats: st });
-    for (let i = 0; i < out.length; i++) out[i] *= inv;
+    scaleInto(out, out, inv);
     if (opts.stats) { opts.stats.overflow += st.overflow; opts.stats.underflow += st.underflow; opts.stats.nan += st.nan; }
     this.adapt(out, st.overflow);
     return out;
@@ -70,10 +108,10 @@ export class DynamicFixedSite implements Site {
 
   quantizeSum(a: Float32Array, b: Float32Array, opts: QuantizeOptions): Float32Array {
     const s = this.scaleIn(), inv = 1 / s;
-    const as = Float32Array.from(a, (v) => v * s), bs = Float32Array.from(b, (v) => v * s);
+    const as = scaleInto(a, new Float32Array(a.length), s), bs = scaleInto(b, new Float32Array(b.length), s);
     const st = { overflow: 0, underflow: 0, nan: 0 };
     const out = quantizeSum(this.unit, as, bs, { ...opts, stats: st });
-    for (let i = 0; i < out.length; i++) out[i] *= inv;
+    scaleInto(out, out, inv);
     if (opts.stats) { opts.stats.overflow += st.overflow; opts.stats.underflow += st.underflow; opts.stats.nan += st.nan; }
     this.adapt(out, st.overflow);
     return out;
@@ -108,14 +146,13 @@ export class DelayedScaledSite implements Site {
   /** The scale the next rounding uses (1 before any history). */
   scale(current?: Float32Array): number {
     let amax = this.hist.length ? Math.max(...this.hist) : 0;
-    if (!this.hist.length && current) for (let i = 0; i < current.length; i++) { const a = Math.abs(current[i]); if (a > amax && a !== Infinity) amax = a; }
+    if (!this.hist.length && current) amax = absMax(current, true);
     if (!(amax > 0) || !Number.isFinite(amax)) return 1;
     return 2 ** (Math.floor(Math.log2(this.fmt.maxFinite / amax)) - this.margin);
   }
 
   private record(x: Float32Array): void {
-    let amax = 0;
-    for (let i = 0; i < x.length; i++) { const a = Math.abs(x[i]); if (a > amax) amax = a; }
+    const amax = absMax(x, false);
     if (Number.isFinite(amax)) { this.hist.push(amax); if (this.hist.length > this.len) this.hist.shift(); }
   }
 
@@ -123,25 +160,21 @@ export class DelayedScaledSite implements Site {
     const s = this.scale(x), inv = 1 / s;
     const out = opts.out ?? new Float32Array(x.length);
     this.record(x);
-    for (let i = 0; i < x.length; i++) out[i] = x[i] * s;
+    scaleInto(x, out, s);
     quantize(this.fmt, out, { ...opts, out });
-    for (let i = 0; i < out.length; i++) out[i] *= inv;
-    return out;
+    return scaleInto(out, out, inv);
   }
 
   /** Round with the current scale without adding to the history (inference). */
   quantizeFrozen(x: Float32Array, opts: QuantizeOptions): Float32Array {
     const s = this.scale(x), inv = 1 / s;
-    const out = opts.out ?? new Float32Array(x.length);
-    for (let i = 0; i < x.length; i++) out[i] = x[i] * s;
+    const out = scaleInto(x, opts.out ?? new Float32Array(x.length), s);
     quantize(this.fmt, out, { ...opts, out });
-    for (let i = 0; i < out.length; i++) out[i] *= inv;
-    return out;
+    return scaleInto(out, out, inv);
   }
 
   quantizeSum(a: Float32Array, b: Float32Array, opts: QuantizeOptions): Float32Array {
-    const sum = Float32Array.from(a, (v, i) => v + b[i]);
-    return this.quantize(sum, opts);
+    return this.quantize(sumOf(a, b), opts);
   }
 
   minPositive(): number { return this.fmt.minSubnormal / this.scale(); }

@@ -2,7 +2,8 @@
 // here on Float32Arrays so every update can be metered (swallowed updates, gradient underflow, overflow).
 import * as tf from '@tensorflow/tfjs-core';
 import type * as tfl from '@tensorflow/tfjs-layers';
-import { FP32, newStats, quantize, type Format, type QuantStats, type Rounding } from '../src/precision/formats.ts';
+import { FP32, NATIVE_MIN_LENGTH, newStats, quantize, type Format, type QuantStats, type Rounding } from '../src/precision/formats.ts';
+import { COUNTS, nativeQuant } from '../src/precision/native.ts';
 import { createRng, type Rng } from '../src/precision/rng.ts';
 import { SlimfitError } from '../src/core/errors.ts';
 import { applyUpdate, updateScratch, type UpdateScratch, type WeightSlot } from './update.ts';
@@ -251,17 +252,20 @@ export function createTrainer(model: tfl.LayersModel, opt: OptimizerSpec, prec: 
     for (const s of vars) {
       const raw = grads[s.v.name].dataSync() as Float32Array;
       const minPos = s.gSite.minPositive();
+      const k = raw.length >= NATIVE_MIN_LENGTH ? nativeQuant() : null; // the same loops in native/quant.cc
       let nz = 0, under = 0;
-      for (let i = 0; i < raw.length; i++) {
-        const a = Math.abs(raw[i]);
-        if (a !== 0) { nz++; if (a < minPos) under++; }
+      if (k) { k.gradCount(raw, minPos, COUNTS); nz = COUNTS[0]; under = COUNTS[1]; } else {
+        for (let i = 0; i < raw.length; i++) {
+          const a = Math.abs(raw[i]);
+          if (a !== 0) { nz++; if (a < minPos) under++; }
+        }
       }
       const st = newStats();
       s.gSite.quantize(raw, { rounding: prec.gradRounding ?? 'nearest', rng, out: s.g, stats: st });
       gStats.push(st);
       const inv = 1 / scale; // undo the loss scale only (the loss weight is part of the objective)
       const g = s.g;
-      for (let i = 0; i < g.length; i++) { g[i] *= inv; if (!Number.isFinite(g[i])) finite = false; }
+      if (k) { if (!k.gradScale(g, inv)) finite = false; } else for (let i = 0; i < g.length; i++) { g[i] *= inv; if (!Number.isFinite(g[i])) finite = false; }
       meters.push({ name: s.name, size: g.length, updates: 0, swallowed: 0, updateMass: 0, lostExpected: 0, lostRealized: 0, gradUnderflow: under, nonzeroGrads: nz, weightOverflow: 0, gradOverflow: st.overflow, stateOverflow: 0 });
     }
     tf.dispose(value);
@@ -278,22 +282,29 @@ export function createTrainer(model: tfl.LayersModel, opt: OptimizerSpec, prec: 
       const { g, d } = s;
       const n = g.length;
       const sst = newStats();
-      // 2. optimizer update in fp32 arithmetic, state rounded to its format after each update
+      // 2. optimizer update in fp32 arithmetic, state rounded to its format after each update (the loops also in
+      // native/quant.cc's optimStep, the same double arithmetic in the same order)
+      const k = n >= NATIVE_MIN_LENGTH ? nativeQuant() : null;
       if (opt.kind === 'sgd') {
-        for (let i = 0; i < n; i++) d[i] = -lrNow * g[i];
+        if (k) k.optimStep(0, g, d, null, null, lrNow, 0, 0, 0, 0);
+        else for (let i = 0; i < n; i++) d[i] = -lrNow * g[i];
       } else if (opt.kind === 'momentum') {
         const m = s.m1!;
-        for (let i = 0; i < n; i++) m[i] = mu * m[i] + g[i];
+        if (k) k.optimStep(1, g, null, m, null, 0, mu, 0, 0, 0);
+        else for (let i = 0; i < n; i++) m[i] = mu * m[i] + g[i];
         if (sf.kind !== 'fp32') quantize(sf, m, { rounding: prec.stateRounding ?? 'nearest', rng, out: m, stats: sst });
-        for (let i = 0; i < n; i++) d[i] = -lrNow * m[i];
+        if (k) k.optimStep(2, null, d, m, null, lrNow, 0, 0, 0, 0);
+        else for (let i = 0; i < n; i++) d[i] = -lrNow * m[i];
       } else {
         const m = s.m1!, v = s.m2!;
-        for (let i = 0; i < n; i++) { m[i] = b1 * m[i] + (1 - b1) * g[i]; v[i] = b2 * v[i] + (1 - b2) * g[i] * g[i]; }
+        if (k) k.optimStep(3, g, null, m, v, 0, b1, 1 - b1, b2, 1 - b2);
+        else for (let i = 0; i < n; i++) { m[i] = b1 * m[i] + (1 - b1) * g[i]; v[i] = b2 * v[i] + (1 - b2) * g[i] * g[i]; }
         if (sf.kind !== 'fp32') {
           quantize(sf, m, { rounding: prec.stateRounding ?? 'nearest', rng, out: m, stats: sst });
           quantize(sf, v, { rounding: prec.stateRounding ?? 'nearest', rng, out: v, stats: sst });
         }
-        for (let i = 0; i < n; i++) d[i] = -lrNow * (m[i] / c1) / (Math.sqrt(v[i] / c2) + eps);
+        if (k) k.optimStep(4, null, d, m, v, lrNow, c1, c2, eps, 0);
+        else for (let i = 0; i < n; i++) d[i] = -lrNow * (m[i] / c1) / (Math.sqrt(v[i] / c2) + eps);
       }
       // 3. apply to master (fp32) or directly to the stored weights, optionally Kahan-compensated (lab/update.ts)
       const { next, meter } = applyUpdate(s.slot, d, s.wSite, plainWeights, prec.rounding, rng, s.scratch);

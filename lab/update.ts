@@ -7,7 +7,8 @@
 // actually happened this step. Lost mass = Σ|u − applied| / Σ|u|. A deferred update (SR that did not round up this
 // time, a master copy that has not yet crossed a stored grid point) is not lost; an update that round-to-nearest
 // maps back onto the same value is.
-import { quantizeScalar, type Format, type Rounding } from '../src/precision/formats.ts';
+import { NATIVE_MIN_LENGTH, floatConsts, quantizeScalar, type Format, type Rounding } from '../src/precision/formats.ts';
+import { nativeQuant, type QuantKernels } from '../src/precision/native.ts';
 import type { Rng } from '../src/precision/rng.ts';
 import type { Site } from './dynfixed.ts';
 
@@ -89,6 +90,8 @@ export function updateScratch(n: number): UpdateScratch {
  */
 export function applyUpdate(slot: WeightSlot, u: Float32Array, site: Site, fmt: Format | null, rounding: Rounding, rng: Rng, scratch: UpdateScratch): { next: Float32Array; meter: UpdateMeter } {
   const n = u.length;
+  const k = n >= NATIVE_MIN_LENGTH ? nativeQuant() : null;
+  if (k) return applyUpdateNative(k, slot, u, site, fmt, rounding, rng, scratch);
   const old = slot.stored, comp = slot.comp, master = slot.master;
   const { y, target, compOld } = scratch;
   if (comp) { compOld.set(comp); for (let i = 0; i < n; i++) y[i] = u[i] - comp[i]; } else y.set(u);
@@ -113,16 +116,100 @@ export function applyUpdate(slot: WeightSlot, u: Float32Array, site: Site, fmt: 
     if (comp) for (let i = 0; i < n; i++) comp[i] = (next[i] - old[i]) - y[i]; // compensation kept in fp32
     const sr = rounding === 'stochastic' && !comp;
     for (let i = 0; i < n; i++) {
-      const applied = comp ? (next[i] - comp[i]) - (old[i] - compOld[i]) : next[i] - old[i];
-      const a = Math.abs(u[i]);
-      mass += a;
-      lostR += Math.abs(u[i] - applied);
-      if (!sr) lostE += Math.abs(u[i] - applied);
-      else if (fmt) lostE += Math.abs(u[i] - (expectedStochasticSum(fmt, old[i], y[i]) - old[i]));
+      const r = directTerms(u, y, old, next, comp, compOld, sr, fmt, i);
+      mass += r[0]; lostR += r[2]; lostE += r[1];
     }
     if (sr && !fmt) lostE = NaN;
   }
   for (let i = 0; i < n; i++) if (u[i] !== 0) { upd++; if (next[i] === old[i]) unchanged++; }
   slot.stored = next;
   return { next, meter: { updates: upd, unchanged, mass, lostExpected: lostE, lostRealized: lostR, overflow: wst.overflow } };
+}
+
+const TERMS = new Float64Array(3);
+
+/** Element i's terms of a direct update's meter: |u|, its expected loss (0 where not metered) and its realized loss. */
+function directTerms(u: Float32Array, y: Float32Array, old: Float32Array, next: Float32Array, comp: Float32Array | null, compOld: Float32Array, sr: boolean, fmt: Format | null, i: number): Float64Array {
+  const applied = comp ? (next[i] - comp[i]) - (old[i] - compOld[i]) : next[i] - old[i];
+  TERMS[0] = Math.abs(u[i]);
+  TERMS[2] = Math.abs(u[i] - applied);
+  TERMS[1] = !sr ? TERMS[2] : fmt ? Math.abs(u[i] - (expectedStochasticSum(fmt, old[i], y[i]) - old[i])) : 0;
+  return TERMS;
+}
+
+/** applyUpdate's loops in native/quant.cc (the same arithmetic in the same order, so the same bits and sums). */
+function applyUpdateNative(k: QuantKernels, slot: WeightSlot, u: Float32Array, site: Site, fmt: Format | null, rounding: Rounding, rng: Rng, scratch: UpdateScratch): { next: Float32Array; meter: UpdateMeter } {
+  const n = u.length;
+  const old = slot.stored, comp = slot.comp, master = slot.master;
+  const { y, target, compOld } = scratch;
+  const fused = !master && !comp ? fusedParams(site, fmt, rounding) : null;
+  if (fused) {
+    // quantizeSum, the meter and the counts in one pass (y would be u)
+    const next = new Float32Array(n);
+    const acc = new Float64Array(5), counts = new Float64Array(3);
+    const sr = rounding === 'stochastic';
+    for (let i = 0; i < n;) {
+      fused[2] = i;
+      i = k.updateFused(u, old, next, fused, sr ? rng.state : null, acc, counts);
+      if (i < n) {
+        // an expectation beyond the format's range: rounded here (quantizeScalar), then the kernel goes on after it
+        const r = directTerms(u, u, old, next, null, compOld, sr, fmt, i);
+        acc[0] += r[0]; acc[2] += r[2]; acc[1] += r[1];
+        i++;
+      }
+    }
+    slot.stored = next;
+    return { next, meter: { updates: acc[3], unchanged: acc[4], mass: acc[0], lostExpected: acc[1], lostRealized: acc[2], overflow: counts[0] } };
+  }
+  if (comp) k.updateComp(u, comp, compOld, y); else y.set(u);
+  const wst = { overflow: 0, underflow: 0, nan: 0 };
+  const acc = new Float64Array(3); // mass, lost (expected), lost (realized)
+  let next: Float32Array;
+  let lostNaN = false;
+  if (master) {
+    k.updateMaster(u, y, master, target, comp, compOld, acc);
+    master.set(target);
+    next = site.quantize(master, { rounding, rng, out: new Float32Array(n), stats: wst });
+  } else {
+    next = site.quantizeSum(old, y, { rounding, rng, out: new Float32Array(n), stats: wst });
+    if (comp) k.directComp(next, old, y, comp);
+    const sr = rounding === 'stochastic' && !comp;
+    // how the kernel forms E[round(w + y)] under stochastic rounding (see expectedStochasticSum)
+    let ess = 0, lo = 0, hi = 0;
+    if (sr && fmt) {
+      ess = fmt.kind === 'fp32' ? 1 : fmt.kind === 'int8' ? 4 : (fmt.kind === 'float' && fmt.man <= 21) || (fmt.kind === 'fixed' && fmt.bits <= 22) ? 2 : 3;
+      if (fmt.kind === 'float' || fmt.kind === 'fixed') { lo = fmt.kind === 'float' ? -fmt.maxFinite : fmt.minFinite; hi = fmt.maxFinite; }
+    }
+    for (let i = 0; i < n;) {
+      i = k.updateDirect(u, y, old, next, comp, comp ? compOld : null, sr ? 1 : 0, ess, lo, hi, i, acc);
+      if (i < n) {
+        // an expectation beyond the format's range: rounded here (quantizeScalar), then the kernel goes on after it
+        const r = directTerms(u, y, old, next, comp, compOld, sr, fmt, i);
+        acc[0] += r[0]; acc[2] += r[2]; acc[1] += r[1];
+        i++;
+      }
+    }
+    lostNaN = sr && !fmt;
+  }
+  k.updateCount(u, old, next, TERMS);
+  const upd = TERMS[0], unchanged = TERMS[1];
+  slot.stored = next;
+  return { next, meter: { updates: upd, unchanged, mass: acc[0], lostExpected: lostNaN ? NaN : acc[1], lostRealized: acc[2], overflow: wst.overflow } };
+}
+
+/**
+ * The parameters of native updateFused for a static site of a fixed point (up to 22 bits) or float (up to 21 mantissa
+ * bits) format, where quantizeSum rounds the round-to-odd float32 sum, or null (then the update runs loop by loop).
+ */
+function fusedParams(site: Site, fmt: Format | null, rounding: Rounding): Float64Array | null {
+  if (!fmt || site.format !== fmt) return null;
+  const mode = rounding === 'nearest' ? 0 : rounding === 'zero' ? 1 : 2;
+  if (fmt.kind === 'fixed' && fmt.bits <= 22) {
+    return Float64Array.of(0, mode, 0, fmt.minFinite, fmt.maxFinite, 2 ** fmt.fl, 2 ** -fmt.fl, -(2 ** (fmt.bits - 1)), 2 ** (fmt.bits - 1) - 1);
+  }
+  if (fmt.kind === 'float' && fmt.man <= 21) {
+    const c = floatConsts(fmt);
+    return Float64Array.of(1, mode, 0, -fmt.maxFinite, fmt.maxFinite, c.shift, c.notMask, c.minNormBits, c.maxBits, c.ovBits, c.infBits, c.sub0, c.qExp);
+  }
+  return null;
 }

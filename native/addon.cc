@@ -10,6 +10,7 @@
 #include "kernels.h"
 
 napi_value RegisterLowp(napi_env env, napi_value exports);  // native/lowp.cc: the precision lab's storage kernels
+napi_value RegisterQuant(napi_env env, napi_value exports);  // native/quant.cc: the precision lab's rounding kernels
 
 using namespace sf;
 
@@ -610,7 +611,8 @@ napi_value Init(napi_env env, napi_value exports) {
     napi_create_function(env, f.name, NAPI_AUTO_LENGTH, f.cb, nullptr, &fn);
     napi_set_named_property(env, exports, f.name, fn);
   }
-  return RegisterLowp(env, exports);
+  RegisterLowp(env, exports);
+  return RegisterQuant(env, exports);
 }
 
 }  // namespace

@@ -16,6 +16,7 @@ export const FEATURES = {
   fused: 'the fused training steps of the engine (Dense chains and conv nets)',
   'fused-cnn': 'the fused conv-net training step only (conv nets then train by trainOnBatch)',
   'fused-conv': 'the fused conv+bias+relu kernel of the engine',
+  quant: 'the precision lab\'s native rounding and update loops (part of the engine; plain-JavaScript loops give the same bits)',
   gather: 'native loader row reads and uint8 -> float32 conversion',
   csv: 'the native numeric CSV line parser',
   png: 'the native PNG decoder, its thread pool and native gunzip',

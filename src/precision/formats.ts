@@ -1,6 +1,10 @@
 // Number formats (fp16, bf16, FP8 E4M3/E5M2, generic float, fixed point, int8) and fast quantization over Float32Array.
 import type { Rng } from './rng.ts';
 import { SlimfitError } from '../core/errors.ts';
+import { COUNTS, nativeQuant } from './native.ts';
+
+/** Arrays shorter than this are rounded in JavaScript (a native call costs more than the loop); both give the same bits. */
+export const NATIVE_MIN_LENGTH = 64;
 
 /** How a value between two representable neighbours is resolved. */
 export type Rounding = 'nearest' | 'stochastic' | 'zero';
@@ -254,7 +258,13 @@ export function quantize(fmt: Format, x: Float32Array, opts: QuantizeOptions = {
       if (opts.overflow && opts.overflow !== fmt.overflow) fmt = withOverflow(fmt, opts.overflow);
       const inp = new Uint32Array(x.buffer, x.byteOffset, x.length);
       const o = new Uint32Array(out.buffer, out.byteOffset, out.length);
-      if (rounding === 'nearest') qFloatNearest(fmt, inp, o, st);
+      const k = x.length >= NATIVE_MIN_LENGTH ? nativeQuant() : null;
+      if (k) {
+        const c = floatConsts(fmt);
+        const mode = rounding === 'nearest' ? 0 : rounding === 'zero' ? 1 : 2;
+        k.quantFloat(inp, o, mode, c.shift, c.notMask, c.minNormBits, c.maxBits, c.ovBits, c.infBits, c.sub0, c.qExp, mode === 2 ? opts.rng!.state : null, COUNTS);
+        st.overflow += COUNTS[0]; st.underflow += COUNTS[1]; st.nan += COUNTS[2];
+      } else if (rounding === 'nearest') qFloatNearest(fmt, inp, o, st);
       else if (rounding === 'zero') qFloatZero(fmt, inp, o, st);
       else qFloatStochastic(fmt, inp, o, st, opts.rng!);
       return out;
@@ -276,8 +286,8 @@ export function quantize(fmt: Format, x: Float32Array, opts: QuantizeOptions = {
   }
 }
 
-/** Constants shared by the float loops. */
-function floatConsts(f: FloatFormat) {
+/** Constants shared by the float loops (and handed to the native ones). */
+export function floatConsts(f: FloatFormat) {
   const shift = 23 - f.man;
   const eminB = f.emin + 127; // float32 biased exponent of the format's smallest normal (>= 1)
   const maxBits = f32bits(f.maxFinite);
@@ -409,6 +419,12 @@ function qScaled(scale: number, lo: number, hi: number, x: Float32Array, out: Fl
 }
 
 function qScaledCore(mul: number, step: number, lo: number, hi: number, x: Float32Array, out: Float32Array, rounding: Rounding, rng: Rng | undefined, st: QuantStats, divide = false): void {
+  const k = x.length >= NATIVE_MIN_LENGTH ? nativeQuant() : null;
+  if (k) {
+    k.quantScaled(x, out, mul, step, lo, hi, rounding === 'nearest' ? 0 : rounding === 'zero' ? 1 : 2, divide ? 1 : 0, rng ? rng.state : null, COUNTS);
+    st.overflow += COUNTS[0]; st.underflow += COUNTS[1]; st.nan += COUNTS[2];
+    return;
+  }
   let ov = 0, uf = 0, nan = 0;
   const div = step; // for int8 (divide=true) y = x / scale exactly as a double division
   const mode = rounding === 'nearest' ? 0 : rounding === 'zero' ? 1 : 2;
@@ -589,6 +605,11 @@ export function quantizeSum(fmt: Format, a: Float32Array, b: Float32Array, opts:
   // Round the exact sum to float32 with round-to-odd (inexact results get their last bit set), then to the format:
   // with at least 2 more bits than the format, round-to-odd followed by rounding is the correct single rounding
   // (Boldo & Melquiond 2008) for nearest and toward zero; stochastic rounding sees the sum to within 2^(man-23) step.
+  const k = a.length >= NATIVE_MIN_LENGTH ? nativeQuant() : null;
+  if (k) {
+    k.sumOdd(a, b, out);
+    return quantize(fmt, out, { ...opts, out, stats: d.st });
+  }
   const u = new Uint32Array(out.buffer, out.byteOffset, out.length);
   for (let i = 0; i < a.length; i++) {
     const x = a[i], y = b[i];

@@ -2,7 +2,8 @@
 // MXFP8 (E4M3, E5M2), MXFP6 (E3M2, E2M3), MXFP4 (E2M1) and MXINT8, as fake quantization (float32 in, float32 out)
 // and as codes (E8M0 scale bytes + element codes).
 import { SlimfitError } from '../core/errors.ts';
-import { E2M1, E2M3, E3M2, E4M3, E5M2, newStats, withOverflow, encode, type FloatFormat, type QuantStats } from './formats.ts';
+import { E2M1, E2M3, E3M2, E4M3, E5M2, NATIVE_MIN_LENGTH, newStats, withOverflow, encode, type FloatFormat, type QuantStats } from './formats.ts';
+import { nativeQuant } from './native.ts';
 
 /** The E8M0 code of NaN (the only special E8M0 value; E8M0 has no zero and no infinity). */
 export const E8M0_NAN = 0xff;
@@ -183,6 +184,15 @@ export function mxQuantize(fmt: MxFormat, x: Float32Array, layout: MxLayout, opt
   const out = opts.out ?? new Float32Array(x.length);
   if (out.length !== x.length) throw new Error(`mxQuantize: output length ${out.length} != input length ${x.length}`);
   const st = opts.stats ?? newStats();
+  const k = x.length >= NATIVE_MIN_LENGTH ? nativeQuant() : null;
+  if (k) {
+    // the same blocks and arithmetic in native/quant.cc (it reads a block before writing it, so out may be x)
+    const el = fmt.element;
+    const counts = new Float64Array(3);
+    k.mxQuantize(x, out, Float64Array.of(g.outer, g.len, g.inner, fmt.blockSize, el ? 1 : 0, el ? el.emin : 0, el ? el.man : 0, fmt.emax, fmt.maxNormal), counts);
+    st.overflow += counts[0]; st.underflow += counts[1]; st.nan += counts[2];
+    return out;
+  }
   quantizeBlocks(fmt, out === x ? x.slice() : x, g, st, out, null);
   return out;
 }
