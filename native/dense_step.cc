@@ -3,12 +3,31 @@
 #include "dense_step.h"
 
 #include <algorithm>
+#include <ctime>
+#include <thread>
 #include <cmath>
 #include <vector>
 
 #include "kernels.h"
+#include "threadpool.h"
 
 namespace sf {
+
+#ifdef SLIMFIT_PROFILE_STEP
+// Timing build (-DSLIMFIT_PROFILE_STEP, bench/dense-step-profile.cc): CPU time of each phase on the calling thread.
+double g_dense_prof[16];
+// CPU time of the calling thread: at one thread, a phase's cost without the time other processes take the core.
+static inline double prof_now() {
+  timespec ts;
+  clock_gettime(CLOCK_THREAD_CPUTIME_ID, &ts);
+  return ts.tv_sec + 1e-9 * ts.tv_nsec;
+}
+#define PROF_MARK(i) do { double t_ = prof_now(); g_dense_prof[i] += t_ - prof_t; prof_t = t_; } while (0)
+#define PROF_START double prof_t = prof_now(); const auto caller = std::this_thread::get_id()
+#else
+#define PROF_MARK(i) do {} while (0)
+#define PROF_START do {} while (0)
+#endif
 
 namespace {
 
@@ -71,6 +90,7 @@ void softmax_xent(float* p, const float* y, float* dz, int B, int C, double* los
 }
 
 void dense_train_step(const DenseStepArgs& s, double* lossOut, double* correctOut) {
+  PROF_START;
   const int L = (int)s.layers.size();
   const int B = s.batch;
   Scratch& sc = scratch;
@@ -104,6 +124,7 @@ void dense_train_step(const DenseStepArgs& s, double* lossOut, double* correctOu
       }
     });
     a = z;
+    PROF_MARK(l);
   }
 
   // Softmax, tfjs's categorical cross-entropy (p / sum p, clip to [eps, 1-eps], -sum y log q, mean over the batch) and
@@ -114,40 +135,64 @@ void dense_train_step(const DenseStepArgs& s, double* lossOut, double* correctOu
   float* p = sc.act[L - 1].data();
   float* dz = sc.dz.data();
   softmax_xent(p, s.y, dz, B, C, lossOut, correctOut);
+  PROF_MARK(3);
 
-  // Backward, last layer first: da = dz·Wᵀ with the old W (each thread masking its slice by the ReLU of the layer
-  // below right after multiplying it), then dW = aᵀ·dz cut into row slices, each thread running Adam on its rows of W
-  // while their gradient is still in its cache; db = column sums of dz and Adam on b on the calling thread. With
-  // s.grads, dW and db go there instead of into Adam.
+  // Backward, last layer first, one parallel region per layer. Slice t of the region owns rows [j0, j1) of W (the same
+  // 16-wide units for both GEMMs): it computes columns [j0, j1) of da = dz·Wᵀ with the old W (those read only W's rows
+  // [j0, j1)) and masks them by the ReLU of the layer below, then rows [j0, j1) of dW = aᵀ·dz and Adam on those rows
+  // of W while their gradient is still in its cache, so no slice ever waits for another inside a layer. The bias
+  // gradient (column sums of dz, rows added in order) and its Adam step are cut into column ranges the same way.
+  // With s.grads, dW and db go there instead of into Adam.
   std::vector<size_t> goff(L + 1, 0);
   for (int l = 0; l < L; l++) goff[l + 1] = goff[l] + (size_t)s.layers[l].in * s.layers[l].out + (s.layers[l].b ? s.layers[l].out : 0);
   const AdamArgs& o = s.adam;
   for (int l = L - 1; l >= 0; l--) {
     const DenseLayer& d = s.layers[l];
     const float* ain = l == 0 ? s.x : sc.act[l - 1].data();
-    if (l > 0) {
-      float* da = sc.dzPrev.data();
-      const bool relu = s.layers[l - 1].act == DENSE_RELU;
-      gemm_f32_slices(false, true, B, d.in, d.out, 1.f, dz, d.out, d.w, d.out, 0.f, da, d.in, 0, [&](int i0, int i1, int j0, int j1) {
-        if (!relu) return;  // tfjs's relu gradient: dy * step(y), step(0) = 0
-        for (int r = i0; r < i1; r++) {
-          float* dr = da + (size_t)r * d.in;
-          const float* ar = ain + (size_t)r * d.in;
+    float* da = sc.dzPrev.data();
+    const bool relu = l > 0 && s.layers[l - 1].act == DENSE_RELU;
+    float* dw = s.grads ? s.grads + goff[l] : sc.dw.data();
+    float* db = d.b ? (s.grads ? s.grads + goff[l] + (size_t)d.in * d.out : sc.db.data()) : nullptr;
+    // dA (M = B, N = in, cut by columns) and dW (M = in, N = out, cut by rows): the same M*N*K, so the same units and
+    // slice count; both cut [0, in) into the same ranges.
+    const GemmSlicing gw = gemm_slicing(d.in, d.out, B, 1);
+    const GemmSlicing ga = gemm_slicing(B, d.in, d.out, 2);
+    const int nc = gw.nc;
+    auto slice = [&](int t) {
+      int r[4];
+      if (l > 0 && gemm_f32_slice(ga, t, false, true, B, d.in, d.out, 1.f, dz, d.out, d.w, d.out, 0.f, da, d.in, r) && relu) {
+        const int j0 = r[2], j1 = r[3];  // tfjs's relu gradient: dy * step(y), step(0) = 0
+        for (int i = 0; i < B; i++) {
+          float* dr = da + (size_t)i * d.in;
+          const float* ar = ain + (size_t)i * d.in;
           for (int j = j0; j < j1; j++) dr[j] = ar[j] > 0.f ? dr[j] : 0.f;
         }
-      });
-    }
-    float* dw = s.grads ? s.grads + goff[l] : sc.dw.data();
-    gemm_f32_slices(true, false, d.in, d.out, B, 1.f, ain, d.in, dz, d.out, 0.f, dw, d.out, 1, [&](int i0, int i1, int, int) {
-      if (s.grads) return;
-      const long b0 = (long)i0 * d.out, n = (long)(i1 - i0) * d.out;
-      adam_update_serial(n, d.w + b0, d.mw + b0, d.vw + b0, dw + b0, o.lr, o.beta1, o.beta2, o.eps, o.oma1, o.oma2, o.c1, o.c2);
-    });
-    if (d.b) {
-      float* db = s.grads ? s.grads + goff[l] + (size_t)d.in * d.out : sc.db.data();
-      sum_rows(dz, B, d.out, db);
-      if (!s.grads) adam_update_serial(d.out, d.b, d.mb, d.vb, db, o.lr, o.beta1, o.beta2, o.eps, o.oma1, o.oma2, o.c1, o.c2);
-    }
+      }
+      if (gemm_f32_slice(gw, t, true, false, d.in, d.out, B, 1.f, ain, d.in, dz, d.out, 0.f, dw, d.out, r) && !s.grads) {
+        const long b0 = (long)r[0] * d.out, n = (long)(r[1] - r[0]) * d.out;
+#ifdef SLIMFIT_PROFILE_STEP
+        const bool me = std::this_thread::get_id() == caller;
+        const double ta = me ? prof_now() : 0;
+#endif
+        adam_update_serial(n, d.w + b0, d.mw + b0, d.vw + b0, dw + b0, o.lr, o.beta1, o.beta2, o.eps, o.oma1, o.oma2, o.c1, o.c2);
+#ifdef SLIMFIT_PROFILE_STEP
+        if (me) g_dense_prof[13] += prof_now() - ta;
+#endif
+      }
+      if (db) {
+        const int c0 = (int)((long)d.out * t / nc), c1 = (int)((long)d.out * (t + 1) / nc);
+        for (int j = c0; j < c1; j++) db[j] = 0.f;
+        for (int i = 0; i < B; i++) {
+          const float* zr = dz + (size_t)i * d.out;
+          for (int j = c0; j < c1; j++) db[j] += zr[j];
+        }
+        if (!s.grads && c1 > c0)
+          adam_update_serial(c1 - c0, d.b + c0, d.mb + c0, d.vb + c0, db + c0, o.lr, o.beta1, o.beta2, o.eps, o.oma1, o.oma2, o.c1, o.c2);
+      }
+    };
+    if (nc == 1) slice(0);
+    else pool().run(nc, slice);
+    PROF_MARK(7 + l);
     if (l > 0) {
       std::swap(sc.dz, sc.dzPrev);
       dz = sc.dz.data();
