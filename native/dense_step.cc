@@ -35,6 +35,8 @@ namespace {
 struct Scratch {
   std::vector<std::vector<float>> act;  // act[l]: output of layer l, [B, out_l]
   std::vector<float> dz, dzPrev, dw, db;
+  std::vector<double> rowLoss;
+  std::vector<unsigned char> rowHit;
 };
 thread_local Scratch scratch;
 
@@ -44,14 +46,14 @@ void ensure(std::vector<float>& v, size_t n) {
 
 }  // namespace
 
-// Softmax in place over p [B, C], tfjs's categorical cross-entropy (p / sum p, clip to [eps, 1-eps], -sum y log q,
-// mean over the batch) and its exact gradient with respect to the logits into dz; accuracy as tf.argMax (first
-// maximum wins). dL/dq_i = -y_i/(q_i B) inside the clip range (0 outside), through the division by the sum and the
-// softmax back to the logits. Shared by the fused Dense and conv steps.
-void softmax_xent(float* p, const float* y, float* dz, int B, int C, double* lossOut, double* correctOut) {
+// Softmax in place over rows [r0, r1) of p [B, C], tfjs's categorical cross-entropy (p / sum p, clip to [eps, 1-eps],
+// -sum y log q) of each row into rowLoss[r] (not yet divided by B) and its exact gradient with respect to the logits
+// into dz (the loss is the mean over the batch); rowHit[r] = 1 when argmax(y) == argmax(p) as tf.argMax (first maximum
+// wins). dL/dq_i = -y_i/(q_i B) inside the clip range (0 outside), through the division by the sum and the softmax
+// back to the logits. Rows are independent, so slices of a batch can run on different threads.
+static void softmax_xent_rows(float* p, const float* y, float* dz, int r0, int r1, int B, int C, double* rowLoss, unsigned char* rowHit) {
   const float eps = 1e-7f, hi = 1.f - 1e-7f;
-  double loss = 0, correct = 0;
-  for (int r = 0; r < B; r++) {
+  for (int r = r0; r < r1; r++) {
     float* pr = p + (size_t)r * C;
     const float* yr = y + (size_t)r * C;
     float mx = pr[0];
@@ -65,7 +67,7 @@ void softmax_xent(float* p, const float* y, float* dz, int B, int C, double* los
     float ps = 0;
     for (int c = 0; c < C; c++) ps += pr[c];
     int ay = 0, ap = 0;
-    double gq = 0;
+    double gq = 0, loss = 0;
     float* dzr = dz + (size_t)r * C;
     for (int c = 0; c < C; c++) {
       float q = std::min(hi, std::max(eps, pr[c] / ps));
@@ -77,7 +79,8 @@ void softmax_xent(float* p, const float* y, float* dz, int B, int C, double* los
       if (yr[c] > yr[ay]) ay = c;
       if (pr[c] > pr[ap]) ap = c;
     }
-    if (ay == ap) correct++;
+    rowLoss[r] = loss;
+    rowHit[r] = ay == ap;
     double ph = 0;
     for (int c = 0; c < C; c++) {
       dzr[c] = (float)((dzr[c] - gq) / ps);
@@ -85,8 +88,25 @@ void softmax_xent(float* p, const float* y, float* dz, int B, int C, double* los
     }
     for (int c = 0; c < C; c++) dzr[c] = pr[c] * (float)(dzr[c] - ph);
   }
+}
+
+// The batch's mean loss and number of argmax matches from softmax_xent_rows's per-row values (added in row order, so
+// the result does not depend on how the rows were cut).
+static void xent_totals(const double* rowLoss, const unsigned char* rowHit, int B, double* lossOut, double* correctOut) {
+  double loss = 0, correct = 0;
+  for (int r = 0; r < B; r++) {
+    loss += rowLoss[r];
+    correct += rowHit[r];
+  }
   *lossOut = loss / B;
   *correctOut = correct;
+}
+
+void softmax_xent(float* p, const float* y, float* dz, int B, int C, double* lossOut, double* correctOut) {
+  std::vector<double> rowLoss(B);
+  std::vector<unsigned char> rowHit(B);
+  softmax_xent_rows(p, y, dz, 0, B, B, C, rowLoss.data(), rowHit.data());
+  xent_totals(rowLoss.data(), rowHit.data(), B, lossOut, correctOut);
 }
 
 void dense_train_step(const DenseStepArgs& s, double* lossOut, double* correctOut) {
@@ -104,37 +124,38 @@ void dense_train_step(const DenseStepArgs& s, double* lossOut, double* correctOu
   ensure(sc.dzPrev, (size_t)B * widest);
   ensure(sc.dw, biggestW);
   ensure(sc.db, widest);
+  if (sc.rowLoss.size() < (size_t)B) {
+    sc.rowLoss.resize(B);
+    sc.rowHit.resize(B);
+  }
 
   // Forward: z = a·W (+ b), then relu, each thread adding the bias and applying relu to its slice of z right after
-  // multiplying it (one parallel region per layer); the output layer keeps logits for softmax.
+  // multiplying it (one parallel region per layer). The output layer is cut by rows (whole rows of logits per slice),
+  // and each slice goes on to softmax, the loss and its gradient dz (softmax_xent_rows) for its rows.
+  const int C = s.layers[L - 1].out;
+  float* dz = sc.dz.data();
   const float* a = s.x;
   for (int l = 0; l < L; l++) {
     const DenseLayer& d = s.layers[l];
     ensure(sc.act[l], (size_t)B * d.out);
     float* z = sc.act[l].data();
-    const bool relu = d.act == DENSE_RELU;
-    gemm_f32_slices(false, false, B, d.out, d.in, 1.f, a, d.in, d.w, d.out, 0.f, z, d.out, 0, [&](int i0, int i1, int j0, int j1) {
-      if (!d.b && !relu) return;
-      for (int r = i0; r < i1; r++) {
-        float* row = z + (size_t)r * d.out;
-        if (d.b)
-          for (int j = j0; j < j1; j++) row[j] += d.b[j];
-        if (relu)
-          for (int j = j0; j < j1; j++) row[j] = row[j] > 0.f ? row[j] : 0.f;
+    const bool relu = d.act == DENSE_RELU, out = l == L - 1;
+    gemm_f32_slices(false, false, B, d.out, d.in, 1.f, a, d.in, d.w, d.out, 0.f, z, d.out, out ? 1 : 0, [&](int i0, int i1, int j0, int j1) {
+      if (d.b || relu) {
+        for (int r = i0; r < i1; r++) {
+          float* row = z + (size_t)r * d.out;
+          if (d.b)
+            for (int j = j0; j < j1; j++) row[j] += d.b[j];
+          if (relu)
+            for (int j = j0; j < j1; j++) row[j] = row[j] > 0.f ? row[j] : 0.f;
+        }
       }
+      if (out) softmax_xent_rows(z, s.y, dz, i0, i1, B, C, sc.rowLoss.data(), sc.rowHit.data());
     });
     a = z;
     PROF_MARK(l);
   }
-
-  // Softmax, tfjs's categorical cross-entropy (p / sum p, clip to [eps, 1-eps], -sum y log q, mean over the batch) and
-  // its exact gradient: dL/dq_i = -y_i/(q_i B) inside the clip range (0 outside), through the division by the sum and
-  // the softmax back to the logits. Accuracy: argmax(y) == argmax(p), first maximum wins (tf.argMax).
-  const DenseLayer& last = s.layers[L - 1];
-  const int C = last.out;
-  float* p = sc.act[L - 1].data();
-  float* dz = sc.dz.data();
-  softmax_xent(p, s.y, dz, B, C, lossOut, correctOut);
+  xent_totals(sc.rowLoss.data(), sc.rowHit.data(), B, lossOut, correctOut);
   PROF_MARK(3);
 
   // Backward, last layer first, one parallel region per layer. Slice t of the region owns rows [j0, j1) of W (the same
