@@ -36,7 +36,8 @@ namespace {
 // Per-thread scratch (the JS thread that calls the step); grows to the largest model seen.
 struct Scratch {
   std::vector<std::vector<float>> act;  // act[l]: output of layer l, [B, out_l]
-  std::vector<float> dz, dzPrev, dw, db;
+  std::vector<float> dz, dzPrev, db;
+  std::vector<float> dw;  // all zero between steps: each step adds dW into it and Adam clears what it reads
   std::vector<double> rowLoss;
   std::vector<unsigned char> rowHit;
 };
@@ -191,13 +192,15 @@ void dense_train_step(const DenseStepArgs& s, double* lossOut, double* correctOu
           for (int j = j0; j < j1; j++) dr[j] = ar[j] > 0.f ? dr[j] : 0.f;
         }
       }
-      if (gemm_f32_slice(gw, t, true, false, d.in, d.out, B, 1.f, ain, d.in, dz, d.out, 0.f, dw, d.out, r) && !s.grads) {
+      // Without s.grads, dW goes into scratch that Adam leaves all zero (adam_update_serial_clear), so the GEMM adds
+      // to it (beta = 1) and skips OpenBLAS's separate pass that clears C for beta = 0.
+      if (gemm_f32_slice(gw, t, true, false, d.in, d.out, B, 1.f, ain, d.in, dz, d.out, s.grads ? 0.f : 1.f, dw, d.out, r) && !s.grads) {
         const long b0 = (long)r[0] * d.out, n = (long)(r[1] - r[0]) * d.out;
 #ifdef SLIMFIT_PROFILE_STEP
         const bool me = std::this_thread::get_id() == caller;
         const double ta = me ? prof_now() : 0;
 #endif
-        adam_update_serial(n, d.w + b0, d.mw + b0, d.vw + b0, dw + b0, o.lr, o.beta1, o.beta2, o.eps, o.oma1, o.oma2, o.c1, o.c2);
+        adam_update_serial_clear(n, d.w + b0, d.mw + b0, d.vw + b0, dw + b0, o.lr, o.beta1, o.beta2, o.eps, o.oma1, o.oma2, o.c1, o.c2);
 #ifdef SLIMFIT_PROFILE_STEP
         if (me) g_dense_prof[13] += prof_now() - ta;
 #endif

@@ -857,8 +857,8 @@ void elementwise(int op, const float* a, const float* b, float* y, long n, long 
 
 // The Adam loop, compiled for AVX-512, AVX2 and baseline x86-64 (chosen at load time by the ifunc resolver).
 __attribute__((target_clones("avx512f", "avx2", "default"))) static void adam_range(
-    long i0, long i1, float* __restrict p, float* __restrict m, float* __restrict v, const float* __restrict g, float lr,
-    float beta1, float beta2, float eps, float oma1, float oma2, float c1, float c2) {
+    long i0, long i1, float* __restrict p, float* __restrict m, float* __restrict v, float* __restrict g, float lr,
+    float beta1, float beta2, float eps, float oma1, float oma2, float c1, float c2, bool clear) {
   // The moments exactly as tfjs computes them; the step (m/oma1)/(sqrt(v/oma2) + eps) * -lr with the two bias
   // corrections and the learning rate as multiplications by constants: one division per parameter instead of three
   // (each constant rounds once, so the step differs from tfjs's by a few ulps).
@@ -870,6 +870,7 @@ __attribute__((target_clones("avx512f", "avx2", "default"))) static void adam_ra
     m[i] = mi;
     v[i] = vi;
     p[i] += (mi * k1) / (std::sqrt(vi * k2) + eps);
+    if (clear) g[i] = 0.f;  // loop-invariant: GCC compiles the two loops apart (-funswitch-loops at -O3)
   }
 }
 
@@ -888,14 +889,20 @@ struct FlushSubnormals {
 void adam_update_serial(long n, float* p, float* m, float* v, const float* g, float lr, float beta1, float beta2, float eps,
                         float oma1, float oma2, float c1, float c2) {
   FlushSubnormals flush;
-  adam_range(0, n, p, m, v, g, lr, beta1, beta2, eps, oma1, oma2, c1, c2);
+  adam_range(0, n, p, m, v, const_cast<float*>(g), lr, beta1, beta2, eps, oma1, oma2, c1, c2, false);
+}
+
+void adam_update_serial_clear(long n, float* p, float* m, float* v, float* g, float lr, float beta1, float beta2, float eps,
+                              float oma1, float oma2, float c1, float c2) {
+  FlushSubnormals flush;
+  adam_range(0, n, p, m, v, g, lr, beta1, beta2, eps, oma1, oma2, c1, c2, true);
 }
 
 void adam_update(long n, float* p, float* m, float* v, const float* g, float lr, float beta1, float beta2, float eps,
                  float oma1, float oma2, float c1, float c2) {
   parallel_for(n, 1 << 15, [&](long i0, long i1) {
     FlushSubnormals flush;
-    adam_range(i0, i1, p, m, v, g, lr, beta1, beta2, eps, oma1, oma2, c1, c2);
+    adam_range(i0, i1, p, m, v, const_cast<float*>(g), lr, beta1, beta2, eps, oma1, oma2, c1, c2, false);
   });
 }
 

@@ -102,5 +102,10 @@ void adam_update(long n, float* p, float* m, float* v, const float* g, float lr,
 // adam_update on the calling thread only (inside a parallel region).
 void adam_update_serial(long n, float* p, float* m, float* v, const float* g, float lr, float beta1, float beta2, float eps,
                         float oma1, float oma2, float c1, float c2);
+// adam_update_serial that also sets g to zero as it goes (in cache right after reading it), for a caller that
+// accumulates the next gradient into g with beta = 1 instead of having the GEMM clear it first (OpenBLAS clears C in
+// a separate pass when beta = 0).
+void adam_update_serial_clear(long n, float* p, float* m, float* v, float* g, float lr, float beta1, float beta2, float eps,
+                              float oma1, float oma2, float c1, float c2);
 
 }  // namespace sf
