@@ -3,19 +3,43 @@
 #include "dense_step.h"
 
 #include <algorithm>
+#include <ctime>
+#include <thread>
 #include <cmath>
 #include <vector>
 
 #include "kernels.h"
+#include "threadpool.h"
 
 namespace sf {
+
+#ifdef SLIMFIT_PROFILE_STEP
+// Timing build (-DSLIMFIT_PROFILE_STEP, bench/dense-step-profile.cc): CPU time of each phase on the calling thread,
+// summed over calls: [l] forward of layer l (layers past 2 add to [2]), [3] the loss total, [7 + l] backward of layer l
+// (likewise), [13] Adam on the weights inside the backward.
+double g_dense_prof[16];
+// CPU time of the calling thread: at one thread, a phase's cost without the time other processes take the core.
+static inline double prof_now() {
+  timespec ts;
+  clock_gettime(CLOCK_THREAD_CPUTIME_ID, &ts);
+  return ts.tv_sec + 1e-9 * ts.tv_nsec;
+}
+#define PROF_MARK(i) do { double t_ = prof_now(); g_dense_prof[i] += t_ - prof_t; prof_t = t_; } while (0)
+#define PROF_START double prof_t = prof_now(); const auto caller = std::this_thread::get_id()
+#else
+#define PROF_MARK(i) do {} while (0)
+#define PROF_START do {} while (0)
+#endif
 
 namespace {
 
 // Per-thread scratch (the JS thread that calls the step); grows to the largest model seen.
 struct Scratch {
   std::vector<std::vector<float>> act;  // act[l]: output of layer l, [B, out_l]
-  std::vector<float> dz, dzPrev, dw, db;
+  std::vector<float> dz, dzPrev, db;
+  std::vector<float> dw;  // all zero between steps: each step adds dW into it and Adam clears what it reads
+  std::vector<double> rowLoss;
+  std::vector<unsigned char> rowHit;
 };
 thread_local Scratch scratch;
 
@@ -25,14 +49,14 @@ void ensure(std::vector<float>& v, size_t n) {
 
 }  // namespace
 
-// Softmax in place over p [B, C], tfjs's categorical cross-entropy (p / sum p, clip to [eps, 1-eps], -sum y log q,
-// mean over the batch) and its exact gradient with respect to the logits into dz; accuracy as tf.argMax (first
-// maximum wins). dL/dq_i = -y_i/(q_i B) inside the clip range (0 outside), through the division by the sum and the
-// softmax back to the logits. Shared by the fused Dense and conv steps.
-void softmax_xent(float* p, const float* y, float* dz, int B, int C, double* lossOut, double* correctOut) {
+// Softmax in place over rows [r0, r1) of p [B, C], tfjs's categorical cross-entropy (p / sum p, clip to [eps, 1-eps],
+// -sum y log q) of each row into rowLoss[r] (not yet divided by B) and its exact gradient with respect to the logits
+// into dz (the loss is the mean over the batch); rowHit[r] = 1 when argmax(y) == argmax(p) as tf.argMax (first maximum
+// wins). dL/dq_i = -y_i/(q_i B) inside the clip range (0 outside), through the division by the sum and the softmax
+// back to the logits. Rows are independent, so slices of a batch can run on different threads.
+static void softmax_xent_rows(float* p, const float* y, float* dz, int r0, int r1, int B, int C, double* rowLoss, unsigned char* rowHit) {
   const float eps = 1e-7f, hi = 1.f - 1e-7f;
-  double loss = 0, correct = 0;
-  for (int r = 0; r < B; r++) {
+  for (int r = r0; r < r1; r++) {
     float* pr = p + (size_t)r * C;
     const float* yr = y + (size_t)r * C;
     float mx = pr[0];
@@ -46,7 +70,7 @@ void softmax_xent(float* p, const float* y, float* dz, int B, int C, double* los
     float ps = 0;
     for (int c = 0; c < C; c++) ps += pr[c];
     int ay = 0, ap = 0;
-    double gq = 0;
+    double gq = 0, loss = 0;
     float* dzr = dz + (size_t)r * C;
     for (int c = 0; c < C; c++) {
       float q = std::min(hi, std::max(eps, pr[c] / ps));
@@ -58,7 +82,8 @@ void softmax_xent(float* p, const float* y, float* dz, int B, int C, double* los
       if (yr[c] > yr[ay]) ay = c;
       if (pr[c] > pr[ap]) ap = c;
     }
-    if (ay == ap) correct++;
+    rowLoss[r] = loss;
+    rowHit[r] = ay == ap;
     double ph = 0;
     for (int c = 0; c < C; c++) {
       dzr[c] = (float)((dzr[c] - gq) / ps);
@@ -66,11 +91,29 @@ void softmax_xent(float* p, const float* y, float* dz, int B, int C, double* los
     }
     for (int c = 0; c < C; c++) dzr[c] = pr[c] * (float)(dzr[c] - ph);
   }
+}
+
+// The batch's mean loss and number of argmax matches from softmax_xent_rows's per-row values (added in row order, so
+// the result does not depend on how the rows were cut).
+static void xent_totals(const double* rowLoss, const unsigned char* rowHit, int B, double* lossOut, double* correctOut) {
+  double loss = 0, correct = 0;
+  for (int r = 0; r < B; r++) {
+    loss += rowLoss[r];
+    correct += rowHit[r];
+  }
   *lossOut = loss / B;
   *correctOut = correct;
 }
 
+void softmax_xent(float* p, const float* y, float* dz, int B, int C, double* lossOut, double* correctOut) {
+  std::vector<double> rowLoss(B);
+  std::vector<unsigned char> rowHit(B);
+  softmax_xent_rows(p, y, dz, 0, B, B, C, rowLoss.data(), rowHit.data());
+  xent_totals(rowLoss.data(), rowHit.data(), B, lossOut, correctOut);
+}
+
 void dense_train_step(const DenseStepArgs& s, double* lossOut, double* correctOut) {
+  PROF_START;
   const int L = (int)s.layers.size();
   const int B = s.batch;
   Scratch& sc = scratch;
@@ -84,70 +127,98 @@ void dense_train_step(const DenseStepArgs& s, double* lossOut, double* correctOu
   ensure(sc.dzPrev, (size_t)B * widest);
   ensure(sc.dw, biggestW);
   ensure(sc.db, widest);
+  if (sc.rowLoss.size() < (size_t)B) {
+    sc.rowLoss.resize(B);
+    sc.rowHit.resize(B);
+  }
 
   // Forward: z = a·W (+ b), then relu, each thread adding the bias and applying relu to its slice of z right after
-  // multiplying it (one parallel region per layer); the output layer keeps logits for softmax.
+  // multiplying it (one parallel region per layer). The output layer is cut by rows (whole rows of logits per slice),
+  // and each slice goes on to softmax, the loss and its gradient dz (softmax_xent_rows) for its rows.
+  const int C = s.layers[L - 1].out;
+  float* dz = sc.dz.data();
   const float* a = s.x;
   for (int l = 0; l < L; l++) {
     const DenseLayer& d = s.layers[l];
     ensure(sc.act[l], (size_t)B * d.out);
     float* z = sc.act[l].data();
-    const bool relu = d.act == DENSE_RELU;
-    gemm_f32_slices(false, false, B, d.out, d.in, 1.f, a, d.in, d.w, d.out, 0.f, z, d.out, 0, [&](int i0, int i1, int j0, int j1) {
-      if (!d.b && !relu) return;
-      for (int r = i0; r < i1; r++) {
-        float* row = z + (size_t)r * d.out;
-        if (d.b)
-          for (int j = j0; j < j1; j++) row[j] += d.b[j];
-        if (relu)
-          for (int j = j0; j < j1; j++) row[j] = row[j] > 0.f ? row[j] : 0.f;
+    const bool relu = d.act == DENSE_RELU, out = l == L - 1;
+    gemm_f32_slices(false, false, B, d.out, d.in, 1.f, a, d.in, d.w, d.out, 0.f, z, d.out, out ? 1 : 0, [&](int i0, int i1, int j0, int j1) {
+      if (d.b || relu) {
+        for (int r = i0; r < i1; r++) {
+          float* row = z + (size_t)r * d.out;
+          if (d.b)
+            for (int j = j0; j < j1; j++) row[j] += d.b[j];
+          if (relu)
+            for (int j = j0; j < j1; j++) row[j] = row[j] > 0.f ? row[j] : 0.f;
+        }
       }
+      if (out) softmax_xent_rows(z, s.y, dz, i0, i1, B, C, sc.rowLoss.data(), sc.rowHit.data());
     });
     a = z;
+    PROF_MARK(std::min(l, 2));
   }
+  xent_totals(sc.rowLoss.data(), sc.rowHit.data(), B, lossOut, correctOut);
+  PROF_MARK(3);
 
-  // Softmax, tfjs's categorical cross-entropy (p / sum p, clip to [eps, 1-eps], -sum y log q, mean over the batch) and
-  // its exact gradient: dL/dq_i = -y_i/(q_i B) inside the clip range (0 outside), through the division by the sum and
-  // the softmax back to the logits. Accuracy: argmax(y) == argmax(p), first maximum wins (tf.argMax).
-  const DenseLayer& last = s.layers[L - 1];
-  const int C = last.out;
-  float* p = sc.act[L - 1].data();
-  float* dz = sc.dz.data();
-  softmax_xent(p, s.y, dz, B, C, lossOut, correctOut);
-
-  // Backward, last layer first: da = dz·Wᵀ with the old W (each thread masking its slice by the ReLU of the layer
-  // below right after multiplying it), then dW = aᵀ·dz cut into row slices, each thread running Adam on its rows of W
-  // while their gradient is still in its cache; db = column sums of dz and Adam on b on the calling thread. With
-  // s.grads, dW and db go there instead of into Adam.
+  // Backward, last layer first, one parallel region per layer. Slice t of the region owns rows [j0, j1) of W (the same
+  // 16-wide units for both GEMMs): it computes columns [j0, j1) of da = dz·Wᵀ with the old W (those read only W's rows
+  // [j0, j1)) and masks them by the ReLU of the layer below, then rows [j0, j1) of dW = aᵀ·dz and Adam on those rows
+  // of W while their gradient is still in its cache, so no slice ever waits for another inside a layer. The bias
+  // gradient (column sums of dz, rows added in order) and its Adam step are cut into column ranges the same way.
+  // With s.grads, dW and db go there instead of into Adam.
   std::vector<size_t> goff(L + 1, 0);
   for (int l = 0; l < L; l++) goff[l + 1] = goff[l] + (size_t)s.layers[l].in * s.layers[l].out + (s.layers[l].b ? s.layers[l].out : 0);
   const AdamArgs& o = s.adam;
   for (int l = L - 1; l >= 0; l--) {
     const DenseLayer& d = s.layers[l];
     const float* ain = l == 0 ? s.x : sc.act[l - 1].data();
-    if (l > 0) {
-      float* da = sc.dzPrev.data();
-      const bool relu = s.layers[l - 1].act == DENSE_RELU;
-      gemm_f32_slices(false, true, B, d.in, d.out, 1.f, dz, d.out, d.w, d.out, 0.f, da, d.in, 0, [&](int i0, int i1, int j0, int j1) {
-        if (!relu) return;  // tfjs's relu gradient: dy * step(y), step(0) = 0
-        for (int r = i0; r < i1; r++) {
-          float* dr = da + (size_t)r * d.in;
-          const float* ar = ain + (size_t)r * d.in;
+    float* da = sc.dzPrev.data();
+    const bool relu = l > 0 && s.layers[l - 1].act == DENSE_RELU;
+    float* dw = s.grads ? s.grads + goff[l] : sc.dw.data();
+    float* db = d.b ? (s.grads ? s.grads + goff[l] + (size_t)d.in * d.out : sc.db.data()) : nullptr;
+    // dA (M = B, N = in, cut by columns) and dW (M = in, N = out, cut by rows): the same M*N*K, so the same units and
+    // slice count; both cut [0, in) into the same ranges.
+    const GemmSlicing gw = gemm_slicing(d.in, d.out, B, 1);
+    const GemmSlicing ga = gemm_slicing(B, d.in, d.out, 2);
+    const int nc = gw.nc;
+    auto slice = [&](int t) {
+      int r[4];
+      if (l > 0 && gemm_f32_slice(ga, t, false, true, B, d.in, d.out, 1.f, dz, d.out, d.w, d.out, 0.f, da, d.in, r) && relu) {
+        const int j0 = r[2], j1 = r[3];  // tfjs's relu gradient: dy * step(y), step(0) = 0
+        for (int i = 0; i < B; i++) {
+          float* dr = da + (size_t)i * d.in;
+          const float* ar = ain + (size_t)i * d.in;
           for (int j = j0; j < j1; j++) dr[j] = ar[j] > 0.f ? dr[j] : 0.f;
         }
-      });
-    }
-    float* dw = s.grads ? s.grads + goff[l] : sc.dw.data();
-    gemm_f32_slices(true, false, d.in, d.out, B, 1.f, ain, d.in, dz, d.out, 0.f, dw, d.out, 1, [&](int i0, int i1, int, int) {
-      if (s.grads) return;
-      const long b0 = (long)i0 * d.out, n = (long)(i1 - i0) * d.out;
-      adam_update_serial(n, d.w + b0, d.mw + b0, d.vw + b0, dw + b0, o.lr, o.beta1, o.beta2, o.eps, o.oma1, o.oma2, o.c1, o.c2);
-    });
-    if (d.b) {
-      float* db = s.grads ? s.grads + goff[l] + (size_t)d.in * d.out : sc.db.data();
-      sum_rows(dz, B, d.out, db);
-      if (!s.grads) adam_update_serial(d.out, d.b, d.mb, d.vb, db, o.lr, o.beta1, o.beta2, o.eps, o.oma1, o.oma2, o.c1, o.c2);
-    }
+      }
+      // Without s.grads, dW goes into scratch that Adam leaves all zero (adam_update_serial_clear), so the GEMM adds
+      // to it (beta = 1) and skips OpenBLAS's separate pass that clears C for beta = 0.
+      if (gemm_f32_slice(gw, t, true, false, d.in, d.out, B, 1.f, ain, d.in, dz, d.out, s.grads ? 0.f : 1.f, dw, d.out, r) && !s.grads) {
+        const long b0 = (long)r[0] * d.out, n = (long)(r[1] - r[0]) * d.out;
+#ifdef SLIMFIT_PROFILE_STEP
+        const bool me = std::this_thread::get_id() == caller;
+        const double ta = me ? prof_now() : 0;
+#endif
+        adam_update_serial_clear(n, d.w + b0, d.mw + b0, d.vw + b0, dw + b0, o.lr, o.beta1, o.beta2, o.eps, o.oma1, o.oma2, o.c1, o.c2);
+#ifdef SLIMFIT_PROFILE_STEP
+        if (me) g_dense_prof[13] += prof_now() - ta;
+#endif
+      }
+      if (db) {
+        const int c0 = (int)((long)d.out * t / nc), c1 = (int)((long)d.out * (t + 1) / nc);
+        for (int j = c0; j < c1; j++) db[j] = 0.f;
+        for (int i = 0; i < B; i++) {
+          const float* zr = dz + (size_t)i * d.out;
+          for (int j = c0; j < c1; j++) db[j] += zr[j];
+        }
+        if (!s.grads && c1 > c0)
+          adam_update_serial(c1 - c0, d.b + c0, d.mb + c0, d.vb + c0, db + c0, o.lr, o.beta1, o.beta2, o.eps, o.oma1, o.oma2, o.c1, o.c2);
+      }
+    };
+    if (nc == 1) slice(0);
+    else pool().run(nc, slice);
+    PROF_MARK(7 + std::min(l, 2));
     if (l > 0) {
       std::swap(sc.dz, sc.dzPrev);
       dz = sc.dz.data();

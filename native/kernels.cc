@@ -148,42 +148,58 @@ void gemm_f32(bool ta, bool tb, int M, int N, int K, float alpha, const float* A
   sgemm_own(ta, tb, M, N, K, alpha, A, lda, B, ldb, beta, C, ldc, num_threads());
 }
 
+GemmSlicing gemm_slicing(int M, int N, int K, int split) {
+  GemmSlicing g;
+  const int nt = (double)M * N * K < 2e5 ? 1 : num_threads();
+  g.split_n = split == 2 || (split == 0 && N >= M);
+  g.units = ((g.split_n ? N : M) + 15) / 16;
+  g.nc = std::max(1, std::min(nt, g.units));
+  return g;
+}
+
+bool gemm_f32_slice(const GemmSlicing& g, int t, bool ta, bool tb, int M, int N, int K, float alpha, const float* A, int lda,
+                    const float* B, int ldb, float beta, float* C, int ldc, int* r) {
+  const int u0 = g.units * t / g.nc, u1 = g.units * (t + 1) / g.nc;
+  int i0 = 0, i1 = M, j0 = 0, j1 = N;
+  if (g.split_n) {
+    j0 = u0 * 16;
+    j1 = std::min(N, u1 * 16);
+    if (j0 >= j1) return false;
+    B += (long)j0 * (tb ? ldb : 1);
+    C += j0;
+  } else {
+    i0 = u0 * 16;
+    i1 = std::min(M, u1 * 16);
+    if (i0 >= i1) return false;
+    A += (long)i0 * (ta ? 1 : lda);
+    C += (long)i0 * ldc;
+  }
+  const int m = i1 - i0, n = j1 - j0;
+#ifdef SLIMFIT_HAVE_OPENBLAS
+  if (gemm_uses_blas(ta, tb, M, N, K)) {
+    blas_init();
+    cblas_sgemm(CblasRowMajor, ta ? CblasTrans : CblasNoTrans, tb ? CblasTrans : CblasNoTrans, m, n, K, alpha, A, lda, B,
+                ldb, beta, C, ldc);
+  } else
+#endif
+    sgemm_own(ta, tb, m, n, K, alpha, A, lda, B, ldb, beta, C, ldc, 1);
+  r[0] = i0;
+  r[1] = i1;
+  r[2] = j0;
+  r[3] = j1;
+  return true;
+}
+
 void gemm_f32_slices(bool ta, bool tb, int M, int N, int K, float alpha, const float* A, int lda, const float* B, int ldb,
                      float beta, float* C, int ldc, int split, const std::function<void(int, int, int, int)>& epi) {
   if (M <= 0 || N <= 0) return;
-  const bool blas = gemm_uses_blas(ta, tb, M, N, K);
-  // one slice on the calling thread
-  auto one = [&](int m, int n, const float* a, const float* b, float* c) {
-#ifdef SLIMFIT_HAVE_OPENBLAS
-    if (blas) {
-      blas_init();
-      cblas_sgemm(CblasRowMajor, ta ? CblasTrans : CblasNoTrans, tb ? CblasTrans : CblasNoTrans, m, n, K, alpha, a, lda, b,
-                  ldb, beta, c, ldc);
-      return;
-    }
-#endif
-    sgemm_own(ta, tb, m, n, K, alpha, a, lda, b, ldb, beta, c, ldc, 1);
-  };
-  const int nt = (double)M * N * K < 2e5 ? 1 : num_threads();
-  const bool split_n = split == 2 || (split == 0 && N >= M);
-  const int units = ((split_n ? N : M) + 15) / 16;
-  const int nc = std::max(1, std::min(nt, units));
+  const GemmSlicing g = gemm_slicing(M, N, K, split);
   auto slice = [&](int t) {
-    const int u0 = units * t / nc, u1 = units * (t + 1) / nc;
-    if (split_n) {
-      const int j0 = u0 * 16, j1 = std::min(N, u1 * 16);
-      if (j0 >= j1) return;
-      one(M, j1 - j0, A, B + (long)j0 * (tb ? ldb : 1), C + j0);
-      epi(0, M, j0, j1);
-    } else {
-      const int i0 = u0 * 16, i1 = std::min(M, u1 * 16);
-      if (i0 >= i1) return;
-      one(i1 - i0, N, A + (long)i0 * (ta ? 1 : lda), B, C + (long)i0 * ldc);
-      epi(i0, i1, 0, N);
-    }
+    int r[4];
+    if (gemm_f32_slice(g, t, ta, tb, M, N, K, alpha, A, lda, B, ldb, beta, C, ldc, r)) epi(r[0], r[1], r[2], r[3]);
   };
-  if (nc == 1) slice(0);
-  else pool().run(nc, slice);
+  if (g.nc == 1) slice(0);
+  else pool().run(g.nc, slice);
 }
 
 void gemm_f64(bool ta, bool tb, int M, int N, int K, double alpha, const double* A, int lda, const double* B, int ldb,
@@ -841,26 +857,53 @@ void elementwise(int op, const float* a, const float* b, float* y, long n, long 
 
 // The Adam loop, compiled for AVX-512, AVX2 and baseline x86-64 (chosen at load time by the ifunc resolver).
 __attribute__((target_clones("avx512f", "avx2", "default"))) static void adam_range(
-    long i0, long i1, float* __restrict p, float* __restrict m, float* __restrict v, const float* __restrict g, float lr,
-    float beta1, float beta2, float eps, float oma1, float oma2, float c1, float c2) {
+    long i0, long i1, float* __restrict p, float* __restrict m, float* __restrict v, float* __restrict g, float lr,
+    float beta1, float beta2, float eps, float oma1, float oma2, float c1, float c2, bool clear) {
+  // The moments exactly as tfjs computes them; the step (m/oma1)/(sqrt(v/oma2) + eps) * -lr with the two bias
+  // corrections and the learning rate as multiplications by constants: one division per parameter instead of three
+  // (each constant rounds once, so the step differs from tfjs's by a few ulps).
+  const float k1 = -lr / oma1, k2 = 1.f / oma2;
   for (long i = i0; i < i1; i++) {
     float gi = g[i];
     float mi = m[i] * beta1 + gi * c1;
     float vi = v[i] * beta2 + (gi * gi) * c2;
     m[i] = mi;
     v[i] = vi;
-    p[i] += (mi / oma1) / (std::sqrt(vi / oma2) + eps) * -lr;
+    p[i] += (mi * k1) / (std::sqrt(vi * k2) + eps);
+    if (clear) g[i] = 0.f;  // loop-invariant: GCC compiles the two loops apart (-funswitch-loops at -O3)
   }
 }
 
+// Subnormal inputs and results read and written as zero (x86's FTZ and DAZ) on this thread while in scope. In Adam
+// they are the squares of gradients below ~1e-19 (a softmax that saturates) and moments of parameters whose gradient
+// stopped, decaying through the subnormal range: each costs a microcode assist of ~100 cycles, which made Adam half
+// of a long mlp run's time here. Flushed, such a parameter's step changes by less than 1e-28.
+struct FlushSubnormals {
+#ifdef __SSE2__
+  unsigned saved = _mm_getcsr();
+  FlushSubnormals() { _mm_setcsr(saved | 0x8040); }
+  ~FlushSubnormals() { _mm_setcsr(saved); }
+#endif
+};
+
 void adam_update_serial(long n, float* p, float* m, float* v, const float* g, float lr, float beta1, float beta2, float eps,
                         float oma1, float oma2, float c1, float c2) {
-  adam_range(0, n, p, m, v, g, lr, beta1, beta2, eps, oma1, oma2, c1, c2);
+  FlushSubnormals flush;
+  adam_range(0, n, p, m, v, const_cast<float*>(g), lr, beta1, beta2, eps, oma1, oma2, c1, c2, false);
+}
+
+void adam_update_serial_clear(long n, float* p, float* m, float* v, float* g, float lr, float beta1, float beta2, float eps,
+                              float oma1, float oma2, float c1, float c2) {
+  FlushSubnormals flush;
+  adam_range(0, n, p, m, v, g, lr, beta1, beta2, eps, oma1, oma2, c1, c2, true);
 }
 
 void adam_update(long n, float* p, float* m, float* v, const float* g, float lr, float beta1, float beta2, float eps,
                  float oma1, float oma2, float c1, float c2) {
-  parallel_for(n, 1 << 15, [&](long i0, long i1) { adam_range(i0, i1, p, m, v, g, lr, beta1, beta2, eps, oma1, oma2, c1, c2); });
+  parallel_for(n, 1 << 15, [&](long i0, long i1) {
+    FlushSubnormals flush;
+    adam_range(i0, i1, p, m, v, const_cast<float*>(g), lr, beta1, beta2, eps, oma1, oma2, c1, c2, false);
+  });
 }
 
 }  // namespace sf

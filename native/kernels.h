@@ -37,6 +37,17 @@ void gemm_f32(bool ta, bool tb, int M, int N, int K, float alpha, const float* A
 // Deterministic: the slices depend only on the shape, split and thread count.
 void gemm_f32_slices(bool ta, bool tb, int M, int N, int K, float alpha, const float* A, int lda, const float* B, int ldb,
                      float beta, float* C, int ldc, int split, const std::function<void(int, int, int, int)>& epi);
+// The slicing gemm_f32_slices uses: nc slices (one per pool thread at most) of whole 16-wide units of N (split_n) or
+// of M, a fixed function of the shape, split and thread count.
+struct GemmSlicing {
+  int nc, units;
+  bool split_n;
+};
+GemmSlicing gemm_slicing(int M, int N, int K, int split);
+// Slice t of that GEMM on the calling thread (for callers that run several GEMMs' slices in one parallel region);
+// false when the slice is empty, else its rows [r[0], r[1]) and columns [r[2], r[3]) of C.
+bool gemm_f32_slice(const GemmSlicing& g, int t, bool ta, bool tb, int M, int N, int K, float alpha, const float* A, int lda,
+                    const float* B, int ldb, float beta, float* C, int ldc, int* r);
 void gemm_f64(bool ta, bool tb, int M, int N, int K, double alpha, const double* A, int lda, const double* B, int ldb,
               double beta, double* C, int ldc);
 
@@ -82,7 +93,8 @@ void relu_grad_bias(const float* y, const float* dy, float* g, float* db, long r
 enum { EW_RELU = 0, EW_ADD = 1, EW_MUL = 2, EW_STEP = 3 };
 void elementwise(int op, const float* a, const float* b, float* y, long n, long m, float alpha);
 
-// Fused Adam step on n parameters in place, in tfjs's order of operations: oma1 = 1-beta1^t, oma2 = 1-beta2^t,
+// Fused Adam step on n parameters in place: the moments in tfjs's order of operations, the step with one division
+// (the bias corrections and lr as multiplications, a few ulps from tfjs's); oma1 = 1-beta1^t, oma2 = 1-beta2^t,
 // c1 = 1-beta1, c2 = 1-beta2 (each rounded to float32 as tfjs does).
 void adam_update(long n, float* p, float* m, float* v, const float* g, float lr, float beta1, float beta2, float eps,
                  float oma1, float oma2, float c1, float c2);
@@ -90,5 +102,10 @@ void adam_update(long n, float* p, float* m, float* v, const float* g, float lr,
 // adam_update on the calling thread only (inside a parallel region).
 void adam_update_serial(long n, float* p, float* m, float* v, const float* g, float lr, float beta1, float beta2, float eps,
                         float oma1, float oma2, float c1, float c2);
+// adam_update_serial that also sets g to zero as it goes (in cache right after reading it), for a caller that
+// accumulates the next gradient into g with beta = 1 instead of having the GEMM clear it first (OpenBLAS clears C in
+// a separate pass when beta = 0).
+void adam_update_serial_clear(long n, float* p, float* m, float* v, float* g, float lr, float beta1, float beta2, float eps,
+                              float oma1, float oma2, float c1, float c2);
 
 }  // namespace sf

@@ -74,6 +74,8 @@ test('fused Dense step = trainOnBatch: loss, accuracy, weights and Adam moments 
     { name: 'odd sizes 37-29-5, batch 1', spec: { input: [37], layers: [{ units: 29, activation: 'relu' }, { units: 5, activation: 'softmax' }] }, batches: [1, 1, 13, 3] },
     { name: 'no-bias hidden, linear hidden', spec: { input: [50], layers: [{ units: 31, activation: 'relu', useBias: false }, { units: 17, activation: 'linear' }, { units: 7, activation: 'softmax' }] }, batches: [64, 9, 64] },
     { name: 'Flatten [6,5,2] -> softmax only', spec: { input: [6, 5, 2], flatten: true, layers: [{ units: 3, activation: 'softmax', useBias: false }] }, batches: [16, 2, 16] },
+    // big enough that every GEMM, the output layer's softmax slices and each backward region run on all pool threads
+    { name: 'wide output 100-300-40 (parallel softmax slices)', spec: { input: [100], layers: [{ units: 300, activation: 'relu' }, { units: 40, activation: 'softmax' }] }, batches: [128, 96, 128] },
   ];
   for (const c of cases) {
     const a = build(c.spec), b = build(c.spec);

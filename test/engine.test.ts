@@ -389,3 +389,37 @@ test('SLIMFIT_DISABLE=engine (or native) makes installEngine decline, naming the
     assert.ok(st.note.includes(`disabled by ${name}`), st.note);
   }
 });
+
+test('native Adam: moments as tfjs, the step within a few ulps of tfjs\'s, subnormals flushed (never NaN), the FP mode restored', { skip: SKIP }, () => {
+  const fr = Math.fround;
+  const n = 40, lr = 1e-3, b1 = 0.9, b2 = 0.999, eps = 1e-7, oma1 = fr(1 - fr(0.9 ** 3)), oma2 = fr(1 - fr(0.999 ** 3)), c1 = fr(1 - b1), c2 = fr(1 - b2);
+  const buf = new ArrayBuffer(4 * n * 4);
+  const [p, m, v, g] = [0, 1, 2, 3].map((k) => new Float32Array(buf, 4 * n * k, n));
+  const r = rand(4 * n);
+  for (let i = 0; i < n; i++) { p[i] = r[i]; m[i] = r[n + i] * 1e-3; v[i] = Math.abs(r[2 * n + i]) * 1e-6; g[i] = r[3 * n + i] * 1e-2; }
+  // subnormal on the way: g^2 (g ~ 1e-20), a decaying moment, a subnormal gradient
+  const special = [[1e-20, 0, 0], [0, 1e-39, 1e-40], [1e-40, 0, 1e-39], [0, 0, 0]];
+  special.forEach(([gi, mi, vi], k) => { g[k] = gi; m[k] = mi; v[k] = vi; });
+  const p0 = Float32Array.from(p), m0 = Float32Array.from(m), v0 = Float32Array.from(v);
+  addon!.adam(buf, n, 0, 4 * n, 8 * n, 12 * n, lr, b1, b2, eps, oma1, oma2, c1, c2);
+  for (let i = 0; i < n; i++) {
+    // tfjs's float32 formulas, each operation rounded
+    const mi = fr(fr(m0[i] * fr(b1)) + fr(g[i] * c1)), vi = fr(fr(v0[i] * fr(b2)) + fr(fr(g[i] * g[i]) * c2));
+    const step = fr(fr(fr(mi / oma1) / fr(fr(Math.sqrt(fr(vi / oma2))) + fr(eps))) * fr(-lr));
+    const want = fr(p0[i] + step);
+    assert.ok(Number.isFinite(p[i]) && Number.isFinite(m[i]) && Number.isFinite(v[i]), `element ${i} finite`);
+    if (i < special.length) {
+      // flushed: a moment below 2^-126 reads as 0; the weight moves by at most ~1e-28 more or less than tfjs's
+      assert.ok(m[i] === 0 || Math.abs(m[i]) >= 2 ** -126, `m[${i}] = ${m[i]} is not subnormal`);
+      assert.ok(v[i] === 0 || v[i] >= 2 ** -126, `v[${i}] = ${v[i]} is not subnormal`);
+      assert.ok(Math.abs(p[i] - want) <= 1e-28 + 2 ** -23 * Math.abs(want), `p[${i}] ${p[i]} vs ${want}`);
+    } else {
+      assert.equal(m[i], mi, `m[${i}]`);
+      assert.equal(v[i], vi, `v[${i}]`);
+      assert.ok(Math.abs(p[i] - want) <= 4 * 2 ** -24 * (Math.abs(want) + Math.abs(step)), `p[${i}] ${p[i]} vs ${want} (step ${step})`);
+    }
+  }
+  // the flush is switched off again when Adam returns: JS's own subnormal doubles still exist on this thread
+  const tiny = Number.MIN_VALUE * (process.argv.length > 0 ? 3 : 1);
+  assert.ok(tiny > 0 && tiny / 3 > 0, 'subnormal doubles survive after the native Adam');
+});

@@ -38,7 +38,7 @@ export function beginFusedStep(tf: Tf, opt: AdamInternals, order: { read(): tfc.
     if (be.refCount(v.dataId) !== 1) return null;
   }
   ensureMoments(tf, opt, values.map((value, i) => ({ name: value.name, value, i })));
-  const { oma1, oma2, c1, c2 } = adamConstants(opt);
+  const { oma1, oma2, c1, c2 } = adamConstants(opt, tf);
   plan[0] = layers; plan[1] = opt.learningRate; plan[2] = opt.beta1; plan[3] = opt.beta2; plan[4] = opt.epsilon;
   plan[5] = oma1; plan[6] = oma2; plan[7] = c1; plan[8] = c2;
   return { be, values, off: (t) => be.dataIdMap.get(t.dataId)!.memoryOffset };
