@@ -6,6 +6,7 @@
 #include <cmath>
 #include <vector>
 
+#include "gemm_bf16.h"
 #include "kernels.h"
 
 namespace sf {
@@ -21,6 +22,13 @@ thread_local Scratch scratch;
 
 void ensure(std::vector<float>& v, size_t n) {
   if (v.size() < n) v.resize(n);
+}
+
+// C = op(A)·op(B) in the step's matrix-product precision, sliced as gemm_f32_slices.
+void gemm_slices(bool bf16, bool ta, bool tb, int M, int N, int K, const float* A, int lda, const float* B, int ldb, float* C,
+                 int ldc, int split, const std::function<void(int, int, int, int)>& epi) {
+  if (bf16) gemm_bf16_slices(BF16_DEFAULT, ta, tb, M, N, K, A, lda, B, ldb, C, ldc, split, epi);
+  else gemm_f32_slices(ta, tb, M, N, K, 1.f, A, lda, B, ldb, 0.f, C, ldc, split, epi);
 }
 
 }  // namespace
@@ -93,7 +101,7 @@ void dense_train_step(const DenseStepArgs& s, double* lossOut, double* correctOu
     ensure(sc.act[l], (size_t)B * d.out);
     float* z = sc.act[l].data();
     const bool relu = d.act == DENSE_RELU;
-    gemm_f32_slices(false, false, B, d.out, d.in, 1.f, a, d.in, d.w, d.out, 0.f, z, d.out, 0, [&](int i0, int i1, int j0, int j1) {
+    gemm_slices(s.bf16, false, false, B, d.out, d.in, a, d.in, d.w, d.out, z, d.out, 0, [&](int i0, int i1, int j0, int j1) {
       if (!d.b && !relu) return;
       for (int r = i0; r < i1; r++) {
         float* row = z + (size_t)r * d.out;
@@ -128,7 +136,7 @@ void dense_train_step(const DenseStepArgs& s, double* lossOut, double* correctOu
     if (l > 0) {
       float* da = sc.dzPrev.data();
       const bool relu = s.layers[l - 1].act == DENSE_RELU;
-      gemm_f32_slices(false, true, B, d.in, d.out, 1.f, dz, d.out, d.w, d.out, 0.f, da, d.in, 0, [&](int i0, int i1, int j0, int j1) {
+      gemm_slices(s.bf16, false, true, B, d.in, d.out, dz, d.out, d.w, d.out, da, d.in, 0, [&](int i0, int i1, int j0, int j1) {
         if (!relu) return;  // tfjs's relu gradient: dy * step(y), step(0) = 0
         for (int r = i0; r < i1; r++) {
           float* dr = da + (size_t)r * d.in;
@@ -138,7 +146,7 @@ void dense_train_step(const DenseStepArgs& s, double* lossOut, double* correctOu
       });
     }
     float* dw = s.grads ? s.grads + goff[l] : sc.dw.data();
-    gemm_f32_slices(true, false, d.in, d.out, B, 1.f, ain, d.in, dz, d.out, 0.f, dw, d.out, 1, [&](int i0, int i1, int, int) {
+    gemm_slices(s.bf16, true, false, d.in, d.out, B, ain, d.in, dz, d.out, dw, d.out, 1, [&](int i0, int i1, int, int) {
       if (s.grads) return;
       const long b0 = (long)i0 * d.out, n = (long)(i1 - i0) * d.out;
       adam_update_serial(n, d.w + b0, d.mw + b0, d.vw + b0, dw + b0, o.lr, o.beta1, o.beta2, o.eps, o.oma1, o.oma2, o.c1, o.c2);
