@@ -116,6 +116,36 @@ __attribute__((target("avx512f,avx512bw"))) void pack_a_rows(bool ta, int M, int
   }
 }
 
+// op(A) [M x K] -> blocks of 12 rows [Mp/12][Kp/2][12] of uint32 k-pairs (low half: even k) for VDPBF16PS, whose
+// kernel then reads one contiguous stream (row-major rows 4 KB apart would share L1 sets); blocks [b0, b1).
+__attribute__((target("avx512f,avx512bw"))) void pack_a_pairs(bool ta, int M, int K, const float* A, int lda, int Kp,
+                                                             uint32_t* out, int b0, int b1) {
+  constexpr int R = 12;
+  const int KU = Kp / 2;
+  for (int blk = b0; blk < b1; blk++) {
+    uint32_t* P = out + (size_t)blk * KU * R;
+    for (int r = 0; r < R; r++) {
+      const int i = blk * R + r;
+      if (i >= M) {
+        for (int u = 0; u < KU; u++) P[(size_t)u * R + r] = 0;
+        continue;
+      }
+      if (!ta) {
+        const float* row = A + (size_t)i * lda;
+        for (int u = 0; u < KU; u++) {
+          const int k = 2 * u;
+          P[(size_t)u * R + r] = (k < K ? bf16_bits(row[k]) : 0u) | ((k + 1 < K ? bf16_bits(row[k + 1]) : 0u) << 16);
+        }
+      } else {
+        for (int u = 0; u < KU; u++) {
+          const int k = 2 * u;
+          P[(size_t)u * R + r] = (k < K ? bf16_bits(A[(size_t)k * lda + i]) : 0u) | ((k + 1 < K ? bf16_bits(A[(size_t)(k + 1) * lda + i]) : 0u) << 16);
+        }
+      }
+    }
+  }
+}
+
 // op(B) [K x N] -> panels [Np/32][Kp/2][32] of uint32 k-pairs (low half: even k), panels [p0, p1).
 __attribute__((target("avx512f,avx512bw"))) void pack_b_panels(bool tb, int K, int N, const float* B, int ldb, int Kp,
                                                               uint32_t* out, int p0, int p1) {
@@ -158,16 +188,14 @@ __attribute__((target("avx512f,avx512bw"))) void pack_b_panels(bool tb, int K, i
 
 constexpr int MR_AVX = 12;
 
-__attribute__((target("avx512f,avx512bw,avx512bf16"))) void mk_avx512(int ku, const uint16_t* a, int lda, const uint32_t* b,
-                                                                       float* tile) {
+// a: one 12-row block of pack_a_pairs from its k-pair kc on (12 uint32 per pair).
+__attribute__((target("avx512f,avx512bw,avx512bf16"))) void mk_avx512(int ku, const uint32_t* a, const uint32_t* b, float* tile) {
   __m512 acc[MR_AVX][2];
   for (int r = 0; r < MR_AVX; r++) acc[r][0] = acc[r][1] = _mm512_setzero_ps();
-  const uint32_t* ar[MR_AVX];
-  for (int r = 0; r < MR_AVX; r++) ar[r] = reinterpret_cast<const uint32_t*>(a + (size_t)r * lda);
-  for (int u = 0; u < ku; u++, b += NR) {
+  for (int u = 0; u < ku; u++, a += MR_AVX, b += NR) {
     __m512bh b0 = (__m512bh)_mm512_loadu_si512(b), b1 = (__m512bh)_mm512_loadu_si512(b + 16);
     for (int r = 0; r < MR_AVX; r++) {
-      __m512bh av = (__m512bh)_mm512_set1_epi32((int)ar[r][u]);
+      __m512bh av = (__m512bh)_mm512_set1_epi32((int)a[r]);
       acc[r][0] = _mm512_dpbf16_ps(acc[r][0], av, b0);
       acc[r][1] = _mm512_dpbf16_ps(acc[r][1], av, b1);
     }
@@ -257,13 +285,17 @@ void gemm_bf16_slices(int kind, bool ta, bool tb, int M, int N, int K, const flo
   const int nt = work < 2e5 ? 1 : num_threads();
   // Packing: each operand converted once, rows of A and panels of B shared out among the threads.
   {
-    const int ablocks = (Mp + 15) / 16;
+    const int RB = amx ? 16 : MR_AVX;  // rows per packing unit
+    const int ablocks = Mp / RB;
     const int chunks = nt == 1 ? 1 : std::min(4 * nt, ablocks + panels);
     auto pack = [&](int t) {
       const int total = ablocks + panels;
       const int u0 = total * t / chunks, u1 = total * (t + 1) / chunks;
       const int a0 = std::min(u0, ablocks), a1 = std::min(u1, ablocks);
-      if (a0 < a1) pack_a_rows(ta, M, K, A, lda, Kp, ap, a0 * 16, std::min(Mp, a1 * 16));
+      if (a0 < a1) {
+        if (amx) pack_a_rows(ta, M, K, A, lda, Kp, ap, a0 * RB, a1 * RB);
+        else pack_a_pairs(ta, M, K, A, lda, Kp, reinterpret_cast<uint32_t*>(ap), a0, a1);
+      }
       const int b0 = std::max(u0, ablocks) - ablocks, b1 = std::max(u1, ablocks) - ablocks;
       if (b0 < b1) pack_b_panels(tb, K, N, B, ldb, Kp, bp, b0, b1);
     };
@@ -293,11 +325,11 @@ void gemm_bf16_slices(int kind, bool ta, bool tb, int M, int N, int K, const flo
       for (int kc = 0; kc < KU; kc += KCU) {
         const int ku = std::min(KCU, KU - kc);
         for (int i = i0; i < i1; i += MB) {
-          const uint16_t* arow = ap + (size_t)i * Kp + 2 * kc;
+          const uint16_t* arow = ap + (size_t)i * Kp + 2 * kc;  // AMX: row i; AVX: block i / 12 at pair kc
           for (int p = pc; p < pe; p++) {
             const uint32_t* bpan = bp + ((size_t)p * KU + kc) * NR;
             if (amx) mk_amx(2 * ku, arow, Kp, bpan, tile);
-            else mk_avx512(ku, arow, Kp, bpan, tile);
+            else mk_avx512(ku, reinterpret_cast<const uint32_t*>(ap) + ((size_t)(i / MB) * KU + kc) * MB, bpan, tile);
             const int mm = std::min(MB, M - i), j0 = p * NR, nn = std::min(NR, N - j0);
             for (int r = 0; r < mm; r++) {
               float* crow = C + (size_t)(i + r) * ldc + j0;
