@@ -541,6 +541,27 @@ napi_value GemmBf16(napi_env env, napi_callback_info info) {
   return r;
 }
 
+// setBf16Kernel('amx' | 'avx512bf16' | ''): the kernel the bf16 mode uses ('' = the best; one this CPU lacks is
+// ignored); returns the kernel now in use. For tests and benchmarks.
+napi_value SetBf16Kernel(napi_env env, napi_callback_info info) {
+  Args a(env, info);
+  char buf[16] = {0};
+  size_t len = 0;
+  if (a.n < 1 || napi_get_value_string_utf8(env, a.v[0], buf, sizeof buf, &len) != napi_ok) {
+    a.fail("slimfit engine: setBf16Kernel(kind)");
+    return nullptr;
+  }
+  std::string k(buf, len);
+  int kind = k.empty() ? BF16_DEFAULT : k == "amx" ? BF16_AMX : k == "avx512bf16" ? BF16_AVX512 : -2;
+  if (kind == -2) {
+    a.fail("slimfit engine: setBf16Kernel expects amx, avx512bf16 or ''");
+    return nullptr;
+  }
+  napi_value r;
+  napi_create_string_utf8(env, bf16_kernel_name(set_bf16_kernel(kind)), NAPI_AUTO_LENGTH, &r);
+  return r;
+}
+
 // bf16Info(): { kernel: 'amx' | 'avx512bf16' | 'none', avx512bf16, amx, amxNote } (the first call requests AMX from Linux).
 napi_value Bf16Info(napi_env env, napi_callback_info) {
   napi_value o, v;
@@ -663,7 +684,7 @@ napi_value Init(napi_env env, napi_value exports) {
   struct { const char* name; napi_callback cb; } fns[] = {
       {"gemm", Gemm}, {"conv2d", Conv2d}, {"conv2dBackpropInput", Conv2dBpInput},
       {"conv2dBackpropFilter", Conv2dBpFilter}, {"maxPool", MaxPool}, {"maxPoolGrad", MaxPoolGrad},
-      {"adam", Adam}, {"denseStep", DenseStep}, {"convStep", ConvStep}, {"sumRows", SumRows}, {"reluGradBias", ReluGradBias}, {"elementwise", Elementwise}, {"gemmDtype", GemmDtype}, {"setForceOwn", SetForceOwn}, {"setGemmMode", SetGemmMode}, {"gemmUsesBlas", GemmUsesBlas}, {"info", Info}, {"configure", Configure}, {"gemmBf16", GemmBf16}, {"bf16Info", Bf16Info},
+      {"adam", Adam}, {"denseStep", DenseStep}, {"convStep", ConvStep}, {"sumRows", SumRows}, {"reluGradBias", ReluGradBias}, {"elementwise", Elementwise}, {"gemmDtype", GemmDtype}, {"setForceOwn", SetForceOwn}, {"setGemmMode", SetGemmMode}, {"gemmUsesBlas", GemmUsesBlas}, {"info", Info}, {"configure", Configure}, {"gemmBf16", GemmBf16}, {"bf16Info", Bf16Info}, {"setBf16Kernel", SetBf16Kernel},
   };
   for (auto& f : fns) {
     napi_value fn;

@@ -250,7 +250,17 @@ thread_local std::vector<uint32_t> g_bpack;
 
 }  // namespace
 
-int bf16_best_kernel() { return support().best; }
+static std::atomic<int> g_bf16_choice{BF16_DEFAULT};
+
+int bf16_best_kernel() {
+  const int c = g_bf16_choice;
+  return c != BF16_DEFAULT && bf16_kernel_available(c) ? c : support().best;
+}
+
+int set_bf16_kernel(int kind) {
+  g_bf16_choice = kind == BF16_DEFAULT || bf16_kernel_available(kind) ? kind : BF16_DEFAULT;
+  return bf16_best_kernel();
+}
 
 bool bf16_kernel_available(int kind) {
   const Support& s = support();

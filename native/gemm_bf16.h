@@ -8,9 +8,12 @@ namespace sf {
 
 enum { BF16_NONE = 0, BF16_AVX512 = 1, BF16_AMX = 2, BF16_DEFAULT = -1 };
 
-// The best bf16 kernel this CPU and OS allow (BF16_AMX, BF16_AVX512 or BF16_NONE); the first call asks Linux for the
+// The bf16 kernel in use: the best this CPU and OS allow (BF16_AMX, BF16_AVX512 or BF16_NONE); the first call asks Linux for the
 // AMX tile state (arch_prctl ARCH_REQ_XCOMP_PERM) when the CPU has AMX-BF16.
 int bf16_best_kernel();
+// Make BF16_DEFAULT mean `kind` (BF16_DEFAULT: the best again; an unavailable kind is ignored) and return the kernel
+// now in use. For tests and benchmarks, which compare the kernels in one process.
+int set_bf16_kernel(int kind);
 bool bf16_kernel_available(int kind);
 const char* bf16_kernel_name(int kind);
 // Why AMX is not used ("" when it is).

@@ -45,6 +45,8 @@ export interface Addon {
   gemmBf16(kind: Bf16Kernel | '', ta: number, tb: number, M: number, N: number, K: number, A: Float32Array, B: Float32Array, C: Float32Array): boolean;
   /** The bf16 kernels this CPU and OS allow (the first call asks Linux for the AMX tile state). */
   bf16Info(): Bf16Info;
+  /** The kernel the bf16 mode uses from now on ('' = the best; one this CPU lacks is ignored); returns the one in use. For tests and benchmarks. */
+  setBf16Kernel(kind: Bf16Kernel | ''): Bf16Kernel | 'none';
   setForceOwn(on: boolean): void;
   /** Switch the float32 GEMM mode ('' = the default); returns the mode now in use (own without OpenBLAS). For benchmarks and tests. */
   setGemmMode(mode: GemmMode | ''): GemmMode;
