@@ -6,7 +6,7 @@ import { SlimfitError } from '../../src/core/errors.ts';
 export function register(program: Command): void {
   const bench = program;
   bench.command('engine')
-    .description('GEMM GFLOP/s at training shapes vs numpy/OpenBLAS, and mlp/cnn training samples/s: fast engine vs tfjs wasm vs PyTorch')
+    .description('GEMM GFLOP/s at training shapes vs numpy/OpenBLAS, and mlp/cnn training samples/s: fast engine vs tfjs wasm vs PyTorch; where the CPU has bf16, opt-in bf16 GEMM and mlp rows (vs PyTorch bf16 autocast) reported apart')
     .option('--models <list>', 'models to train: mlp,cnn', 'mlp,cnn')
     .option('--samples <n>', 'samples per timed epoch (per model; plain wasm uses fewer)')
     .option('--gemm-seconds <s>', 'seconds per GEMM round (best of 3 rounds)', '0.3')
