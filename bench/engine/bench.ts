@@ -145,8 +145,8 @@ function bf16GemmRow(shape: GemmShape, seconds: number, rounds: number, kernels:
   return { shape, amx, avx512bf16: avx, own, openblas, ratio: Math.max(amx ?? 0, avx ?? 0) / Math.max(own, openblas ?? 0) };
 }
 
-/** Run a child (node or python) that prints one JSON line; returns it parsed or an error note. */
-function child(cmd: string, args: string[], env: NodeJS.ProcessEnv = process.env): { json: Record<string, unknown> | null; note: string } {
+/** Run a child (node or python) that prints one JSON line; returns it parsed or an error note (also used by bf16.ts). */
+export function child(cmd: string, args: string[], env: NodeJS.ProcessEnv = process.env): { json: Record<string, unknown> | null; note: string } {
   const r = spawnSync(cmd, args, { cwd: ROOT, env, encoding: 'utf8', maxBuffer: 1 << 24, timeout: 20 * 60_000 });
   if (r.error) return { json: null, note: `${cmd}: ${r.error.message}` };
   const line = r.stdout.trim().split('\n').filter((l) => l.startsWith('{')).pop();
