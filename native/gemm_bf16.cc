@@ -97,6 +97,25 @@ __attribute__((target("avx512f,avx512bw"))) inline __m512i bf16_bits16(__m512 x)
 // op(A) [M x K] -> bf16 rows [Mp][Kp] (zero padding), rows [r0, r1) of the output.
 __attribute__((target("avx512f,avx512bw"))) void pack_a_rows(bool ta, int M, int K, const float* A, int lda, int Kp,
                                                             uint16_t* out, int r0, int r1) {
+  if (ta) {
+    // columns of A become rows: 16 rows at a time, two k per 32-bit word (k even in the low half), scattered down the
+    // 16 output rows; the k tail and rows past a multiple of 16 go through the scalar loop below
+    const int KE = K & ~1;
+    const __m512i rowStep = _mm512_mullo_epi32(_mm512_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15), _mm512_set1_epi32(Kp / 2));
+    int i0 = r0;
+    for (; i0 + 16 <= std::min(r1, M); i0 += 16) {
+      uint32_t* o = reinterpret_cast<uint32_t*>(out + (size_t)i0 * Kp);
+      for (int k = 0; k < KE; k += 2) {
+        __m512i lo = bf16_bits16(_mm512_loadu_ps(A + (size_t)k * lda + i0)), hi = bf16_bits16(_mm512_loadu_ps(A + (size_t)(k + 1) * lda + i0));
+        _mm512_i32scatter_epi32(o + k / 2, rowStep, _mm512_or_si512(lo, _mm512_slli_epi32(hi, 16)), 4);
+      }
+      for (int r = 0; r < 16; r++) {
+        uint16_t* orow = out + (size_t)(i0 + r) * Kp;
+        for (int k = KE; k < Kp; k++) orow[k] = k < K ? (uint16_t)bf16_bits(A[(size_t)k * lda + i0 + r]) : 0;
+      }
+    }
+    r0 = i0;
+  }
   for (int i = r0; i < r1; i++) {
     uint16_t* o = out + (size_t)i * Kp;
     if (i >= M) {
@@ -175,7 +194,16 @@ __attribute__((target("avx512f,avx512bw"))) void pack_b_panels(bool tb, int K, i
           continue;
         }
         const float* row = B + (size_t)(j0 + c) * ldb;
-        for (int u = 0; u < KU; u++) {
+        // 32 k (16 pairs) of the row at once, each pair word scattered to its k-pair row of the panel
+        int u = 0;
+        const __m512i pairStep = _mm512_mullo_epi32(_mm512_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15), _mm512_set1_epi32(NR));
+        for (; 2 * u + 32 <= K; u += 16) {
+          __m256i h0 = _mm512_cvtepi32_epi16(bf16_bits16(_mm512_loadu_ps(row + 2 * u)));
+          __m256i h1 = _mm512_cvtepi32_epi16(bf16_bits16(_mm512_loadu_ps(row + 2 * u + 16)));
+          __m512i w = _mm512_inserti64x4(_mm512_castsi256_si512(h0), h1, 1);
+          _mm512_i32scatter_epi32(P + (size_t)u * NR + c, pairStep, w, 4);
+        }
+        for (; u < KU; u++) {
           const int k = 2 * u;
           P[(size_t)u * NR + c] = (k < K ? bf16_bits(row[k]) : 0u) | ((k + 1 < K ? bf16_bits(row[k + 1]) : 0u) << 16);
         }
