@@ -3,7 +3,7 @@
   "targets": [
     {
       "target_name": "slimfit_engine",
-      "sources": ["native/addon.cc", "native/kernels.cc", "native/gemm_own.cc", "native/dense_step.cc", "native/lowp.cc", "native/conv_step.cc", "native/quant.cc"],
+      "sources": ["native/addon.cc", "native/kernels.cc", "native/gemm_own.cc", "native/gemm_bf16.cc", "native/dense_step.cc", "native/lowp.cc", "native/conv_step.cc", "native/quant.cc"],
       "cflags_cc!": ["-fno-exceptions"],
       "cflags_cc": ["-O3", "-std=c++17", "-fexceptions", "-ffp-contract=off", "-fno-math-errno", "-Wno-ignored-attributes"],
       "libraries": ["-lpthread"],

@@ -1,6 +1,8 @@
 """PyTorch peer of `npm run bench -- engine`: trains the same MLP/CNN (batch, Adam 1e-3) on random data.
 
-Usage: python3 bench/engine-torch.py <mlp|cnn> <samples> <batch> [threads (default: all cores)]
+Usage: python3 bench/engine-torch.py <mlp|cnn> <samples> <batch> [threads (default: all cores)] [float32|bf16]
+bf16: forward and loss under torch.autocast('cpu', dtype=torch.bfloat16) (Linear/Conv in bfloat16 through oneDNN,
+float32 master weights and Adam), the peer of slimfit's opt-in --matmul-precision bf16.
 Prints one JSON line: samplesPerSec, samplesPerCpuSec (all threads' CPU time), peakRss (bytes, ru_maxrss), threads,
 version, blas (the BLAS library this process really mapped, from /proc/self/maps: torch.__config__ only says how torch
 was built, and Debian's torch calls whatever libblas.so.3 the alternatives system points at) and blasKind
@@ -17,7 +19,10 @@ import torch
 import torch.nn as nn
 
 kind, samples, batch = sys.argv[1], int(sys.argv[2]), int(sys.argv[3])
-torch.set_num_threads(int(sys.argv[4]) if len(sys.argv) > 4 else (os.cpu_count() or 1))
+torch.set_num_threads(int(sys.argv[4]) if len(sys.argv) > 4 and sys.argv[4] else (os.cpu_count() or 1))
+precision = sys.argv[5] if len(sys.argv) > 5 else 'float32'
+if precision not in ('float32', 'bf16'):
+    sys.exit(f'unknown precision {precision!r}: float32 or bf16')
 torch.manual_seed(0)
 
 if kind == 'mlp':
@@ -64,7 +69,11 @@ def mapped_blas():
 def epoch(n):
     for i in range(0, n, batch):
         opt.zero_grad()
-        loss = loss_fn(model(x[i:i + batch]), y[i:i + batch])
+        if precision == 'bf16':
+            with torch.autocast('cpu', dtype=torch.bfloat16):
+                loss = loss_fn(model(x[i:i + batch]), y[i:i + batch])
+        else:
+            loss = loss_fn(model(x[i:i + batch]), y[i:i + batch])
         loss.backward()
         opt.step()
 
@@ -79,6 +88,7 @@ print(json.dumps({
     'samplesPerCpuSec': samples / cpu,
     'peakRss': resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024,
     'threads': torch.get_num_threads(),
+    'precision': precision,
     'version': torch.__version__,
     'blas': blas,
     'blasKind': blas_kind,

@@ -19,8 +19,8 @@ export function readMnist(split: 'train' | 't10k', n: number): { x: Float32Array
   return { x, y, n: count };
 }
 
-/** Train a seeded MLP (784-hidden...-10, relu, softmax, Adam 1e-3, batch 128, no shuffle) for one epoch (by fit, or the fused step); test accuracy. */
-export async function mnistAccuracy(tf: typeof tfc, layers: typeof tfl, opts: { hidden: number[]; train: number; test: number; seed?: number; fused?: boolean }): Promise<number> {
+/** Train a seeded MLP (784-hidden...-10, relu, softmax, Adam 1e-3, batch 128, no shuffle) for one epoch (by fit, or the fused step in float32 or bf16 matmul precision); test accuracy. */
+export async function mnistAccuracy(tf: typeof tfc, layers: typeof tfl, opts: { hidden: number[]; train: number; test: number; seed?: number; fused?: boolean; matmulPrecision?: 'float32' | 'bf16' }): Promise<number> {
   const tr = readMnist('train', opts.train), te = readMnist('t10k', opts.test);
   const m = layers.sequential();
   opts.hidden.forEach((units, i) => m.add(layers.layers.dense({
@@ -32,7 +32,7 @@ export async function mnistAccuracy(tf: typeof tfc, layers: typeof tfl, opts: { 
   const x = tf.tensor2d(tr.x, [tr.n, 784]), y = tf.oneHot(tf.tensor1d(tr.y, 'int32'), 10);
   if (opts.fused) {
     // the same batches through the engine's fused Dense step (src/engine/dense-step.ts)
-    const r = denseTrainStep(tf, m, true);
+    const r = denseTrainStep(tf, m, true, { matmulPrecision: opts.matmulPrecision });
     if (!r.step) throw new Error(`no fused step: ${r.reason}`);
     const yh = Float32Array.from(y.dataSync());
     for (let s = 0; s < tr.n; s += 128) {

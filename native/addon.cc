@@ -6,6 +6,7 @@
 
 #include "conv_step.h"
 #include "dense_step.h"
+#include "gemm_bf16.h"
 #include "gemm_own.h"
 #include "kernels.h"
 
@@ -207,7 +208,9 @@ napi_value Adam(napi_env env, napi_callback_info info) {
 // denseStep(heap, x, y, batch, plan, out): plan = Float64Array [nLayers, lr, beta1, beta2, eps, oma1, oma2, c1, c2,
 // then per layer: in, out, act, wOff, bOff, mwOff, vwOff, mbOff, vbOff] (byte offsets into heap, -1 = no bias);
 // x, y are float32 typed arrays; out (Float64Array) receives [mean loss, correct count]. An optional gOff (byte offset
-// into heap of room for every weight's gradient, in plan order W then b per layer) makes it compute gradients only.
+// into heap of room for every weight's gradient, in plan order W then b per layer; -1 = none) makes it compute
+// gradients only; an optional precision 1 runs every GEMM in the bf16 mixed-precision mode (0 = float32; throws when
+// the CPU has no bf16 kernel: the JS side checks bf16Info() first and says so as a SlimfitError).
 napi_value DenseStep(napi_env env, napi_callback_info info) {
   Args a(env, info);
   size_t hlen, xlen, ylen, plen, olen;
@@ -271,6 +274,19 @@ napi_value DenseStep(napi_env env, napi_callback_info info) {
     for (const DenseLayer& d : s.layers) total += (double)d.in * d.out + (d.b ? d.out : 0);
     s.grads = at<float>(a, heap, hlen, a.num(6), total);
     if (!a.ok) return nullptr;
+  }
+  if (a.n > 7) {
+    int prec = a.i32(7);
+    if (!a.ok) return nullptr;
+    if (prec != 0 && prec != 1) {
+      a.fail("slimfit engine: denseStep precision must be 0 (float32) or 1 (bf16)");
+      return nullptr;
+    }
+    if (prec == 1 && bf16_best_kernel() == BF16_NONE) {
+      a.fail("slimfit engine: denseStep in bf16 needs AVX512_BF16 or AMX-BF16");
+      return nullptr;
+    }
+    s.bf16 = prec == 1;
   }
   double* out = (double*)ob;
   dense_train_step(s, &out[0], &out[1]);
@@ -495,6 +511,71 @@ napi_value GemmDtype(napi_env env, napi_callback_info info) {
   return r;
 }
 
+napi_value prop_str(napi_env env, napi_value obj, const char* k, const char* val);
+
+// gemmBf16(kind, ta, tb, M, N, K, A, B, C): C = op(A)·op(B) on whole Float32Arrays (A is MxK or KxM, B KxN or NxK,
+// row-major) with bf16 operands and float32 accumulation; kind 'amx' | 'avx512bf16' | '' (the best). Returns false
+// when that kernel is not available here.
+napi_value GemmBf16(napi_env env, napi_callback_info info) {
+  Args a(env, info);
+  std::string kind = a.n > 0 ? [&] {
+    char buf[16] = {0};
+    size_t len = 0;
+    napi_get_value_string_utf8(env, a.v[0], buf, sizeof buf, &len);
+    return std::string(buf, len);
+  }() : "";
+  bool ta = a.num(1) != 0, tb = a.num(2) != 0;
+  int M = a.i32(3), N = a.i32(4), K = a.i32(5);
+  size_t la, lb, lc;
+  uint8_t *A = a.base(6, &la), *B = a.base(7, &lb), *C = a.base(8, &lc);
+  if (!a.ok) return nullptr;
+  int k = kind.empty() ? BF16_DEFAULT : kind == "amx" ? BF16_AMX : kind == "avx512bf16" ? BF16_AVX512 : -2;
+  if (k == -2 || M < 0 || N < 0 || K < 0 || la < (size_t)M * K * 4 || lb < (size_t)K * N * 4 || lc < (size_t)M * N * 4) {
+    a.fail("slimfit engine: gemmBf16(kind 'amx' | 'avx512bf16' | '', ta, tb, M, N, K, A, B, C) with big enough arrays");
+    return nullptr;
+  }
+  bool ok = k == BF16_DEFAULT ? bf16_best_kernel() != BF16_NONE : bf16_kernel_available(k);
+  if (ok)
+    gemm_bf16_slices(k, ta, tb, M, N, K, (float*)A, ta ? M : K, (float*)B, tb ? K : N, (float*)C, N, 0, [](int, int, int, int) {});
+  napi_value r;
+  napi_get_boolean(env, ok, &r);
+  return r;
+}
+
+// setBf16Kernel('amx' | 'avx512bf16' | ''): the kernel the bf16 mode uses ('' = the best; one this CPU lacks is
+// ignored); returns the kernel now in use. For tests and benchmarks.
+napi_value SetBf16Kernel(napi_env env, napi_callback_info info) {
+  Args a(env, info);
+  char buf[16] = {0};
+  size_t len = 0;
+  if (a.n < 1 || napi_get_value_string_utf8(env, a.v[0], buf, sizeof buf, &len) != napi_ok) {
+    a.fail("slimfit engine: setBf16Kernel(kind)");
+    return nullptr;
+  }
+  std::string k(buf, len);
+  int kind = k.empty() ? BF16_DEFAULT : k == "amx" ? BF16_AMX : k == "avx512bf16" ? BF16_AVX512 : -2;
+  if (kind == -2) {
+    a.fail("slimfit engine: setBf16Kernel expects amx, avx512bf16 or ''");
+    return nullptr;
+  }
+  napi_value r;
+  napi_create_string_utf8(env, bf16_kernel_name(set_bf16_kernel(kind)), NAPI_AUTO_LENGTH, &r);
+  return r;
+}
+
+// bf16Info(): { kernel: 'amx' | 'avx512bf16' | 'none', avx512bf16, amx, amxNote } (the first call requests AMX from Linux).
+napi_value Bf16Info(napi_env env, napi_callback_info) {
+  napi_value o, v;
+  napi_create_object(env, &o);
+  prop_str(env, o, "kernel", bf16_kernel_name(bf16_best_kernel()));
+  napi_get_boolean(env, bf16_kernel_available(BF16_AVX512), &v);
+  napi_set_named_property(env, o, "avx512bf16", v);
+  napi_get_boolean(env, bf16_kernel_available(BF16_AMX), &v);
+  napi_set_named_property(env, o, "amx", v);
+  prop_str(env, o, "amxNote", bf16_amx_note().c_str());
+  return o;
+}
+
 // setForceOwn(bool): use the hand-written SGEMM even when OpenBLAS is linked.
 napi_value SetForceOwn(napi_env env, napi_callback_info info) {
   Args a(env, info);
@@ -604,7 +685,7 @@ napi_value Init(napi_env env, napi_value exports) {
   struct { const char* name; napi_callback cb; } fns[] = {
       {"gemm", Gemm}, {"conv2d", Conv2d}, {"conv2dBackpropInput", Conv2dBpInput},
       {"conv2dBackpropFilter", Conv2dBpFilter}, {"maxPool", MaxPool}, {"maxPoolGrad", MaxPoolGrad},
-      {"adam", Adam}, {"denseStep", DenseStep}, {"convStep", ConvStep}, {"sumRows", SumRows}, {"reluGradBias", ReluGradBias}, {"elementwise", Elementwise}, {"gemmDtype", GemmDtype}, {"setForceOwn", SetForceOwn}, {"setGemmMode", SetGemmMode}, {"gemmUsesBlas", GemmUsesBlas}, {"info", Info}, {"configure", Configure},
+      {"adam", Adam}, {"denseStep", DenseStep}, {"convStep", ConvStep}, {"sumRows", SumRows}, {"reluGradBias", ReluGradBias}, {"elementwise", Elementwise}, {"gemmDtype", GemmDtype}, {"setForceOwn", SetForceOwn}, {"setGemmMode", SetGemmMode}, {"gemmUsesBlas", GemmUsesBlas}, {"info", Info}, {"configure", Configure}, {"gemmBf16", GemmBf16}, {"bf16Info", Bf16Info}, {"setBf16Kernel", SetBf16Kernel},
   };
   for (auto& f : fns) {
     napi_value fn;

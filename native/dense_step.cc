@@ -8,6 +8,7 @@
 #include <cmath>
 #include <vector>
 
+#include "gemm_bf16.h"
 #include "kernels.h"
 #include "threadpool.h"
 
@@ -45,6 +46,13 @@ thread_local Scratch scratch;
 
 void ensure(std::vector<float>& v, size_t n) {
   if (v.size() < n) v.resize(n);
+}
+
+// C = op(A)·op(B) in the step's matrix-product precision, sliced as gemm_f32_slices.
+void gemm_slices(bool bf16, bool ta, bool tb, int M, int N, int K, const float* A, int lda, const float* B, int ldb, float* C,
+                 int ldc, int split, const std::function<void(int, int, int, int)>& epi) {
+  if (bf16) gemm_bf16_slices(BF16_DEFAULT, ta, tb, M, N, K, A, lda, B, ldb, C, ldc, split, epi);
+  else gemm_f32_slices(ta, tb, M, N, K, 1.f, A, lda, B, ldb, 0.f, C, ldc, split, epi);
 }
 
 }  // namespace
@@ -143,7 +151,7 @@ void dense_train_step(const DenseStepArgs& s, double* lossOut, double* correctOu
     ensure(sc.act[l], (size_t)B * d.out);
     float* z = sc.act[l].data();
     const bool relu = d.act == DENSE_RELU, out = l == L - 1;
-    gemm_f32_slices(false, false, B, d.out, d.in, 1.f, a, d.in, d.w, d.out, 0.f, z, d.out, out ? 1 : 0, [&](int i0, int i1, int j0, int j1) {
+    gemm_slices(s.bf16, false, false, B, d.out, d.in, a, d.in, d.w, d.out, z, d.out, out ? 1 : 0, [&](int i0, int i1, int j0, int j1) {
       if (d.b || relu) {
         for (int r = i0; r < i1; r++) {
           float* row = z + (size_t)r * d.out;
@@ -177,6 +185,32 @@ void dense_train_step(const DenseStepArgs& s, double* lossOut, double* correctOu
     const bool relu = l > 0 && s.layers[l - 1].act == DENSE_RELU;
     float* dw = s.grads ? s.grads + goff[l] : sc.dw.data();
     float* db = d.b ? (s.grads ? s.grads + goff[l] + (size_t)d.in * d.out : sc.db.data()) : nullptr;
+    if (s.bf16) {
+      // bf16 products (gemm_bf16_slices): dA, then dW with Adam on each thread's rows (two regions: dA reads the old W).
+      if (l > 0)
+        gemm_bf16_slices(BF16_DEFAULT, false, true, B, d.in, d.out, dz, d.out, d.w, d.out, da, d.in, 0, [&](int i0, int i1, int j0, int j1) {
+          if (!relu) return;  // tfjs's relu gradient: dy * step(y), step(0) = 0
+          for (int r = i0; r < i1; r++) {
+            float* dr = da + (size_t)r * d.in;
+            const float* ar = ain + (size_t)r * d.in;
+            for (int j = j0; j < j1; j++) dr[j] = ar[j] > 0.f ? dr[j] : 0.f;
+          }
+        });
+      gemm_bf16_slices(BF16_DEFAULT, true, false, d.in, d.out, B, ain, d.in, dz, d.out, dw, d.out, 1, [&](int i0, int i1, int, int) {
+        if (s.grads) return;
+        const long b0 = (long)i0 * d.out, n = (long)(i1 - i0) * d.out;
+        adam_update_serial_clear(n, d.w + b0, d.mw + b0, d.vw + b0, dw + b0, o.lr, o.beta1, o.beta2, o.eps, o.oma1, o.oma2, o.c1, o.c2);
+      });
+      if (db) {
+        sum_rows(dz, B, d.out, db);
+        if (!s.grads) adam_update_serial(d.out, d.b, d.mb, d.vb, db, o.lr, o.beta1, o.beta2, o.eps, o.oma1, o.oma2, o.c1, o.c2);
+      }
+      if (l > 0) {
+        std::swap(sc.dz, sc.dzPrev);
+        dz = sc.dz.data();
+      }
+      continue;
+    }
     // dA (M = B, N = in, cut by columns) and dW (M = in, N = out, cut by rows): the same M*N*K, so the same units and
     // slice count; both cut [0, in) into the same ranges.
     const GemmSlicing gw = gemm_slicing(d.in, d.out, B, 1);

@@ -26,6 +26,10 @@ struct DenseStepArgs {
   // When set: the step only computes the gradients, into grads (layer 0's W then b, layer 1's W then b, ...; sizes as
   // the weights), and leaves weights and moments alone (data-parallel training all-reduces them before Adam).
   float* grads = nullptr;
+  // Matrix-product precision: false = float32; true = the bf16 mixed-precision mode (every GEMM's operands rounded to
+  // bfloat16, float32 accumulation, via gemm_bf16_slices' best kernel; the caller checked it exists). Everything
+  // else (bias, activations, softmax, loss, gradients' sums over the batch, Adam, the weights) stays float32.
+  bool bf16 = false;
 };
 
 // Train one batch in place (or, with grads, only compute its gradients); *loss = mean categorical cross-entropy (tfjs's clipping), *correct = argmax matches.

@@ -1,4 +1,4 @@
-// `npm run bench -- engine|dtypes`: the fast engine measured against its peers in the same run.
+// `npm run bench -- engine|bf16|dtypes`: the fast engine measured against its peers in the same run.
 import type { Command } from 'commander';
 import { SlimfitError } from '../../src/core/errors.ts';
 
@@ -6,7 +6,7 @@ import { SlimfitError } from '../../src/core/errors.ts';
 export function register(program: Command): void {
   const bench = program;
   bench.command('engine')
-    .description('GEMM GFLOP/s at training shapes vs numpy/OpenBLAS, and mlp/cnn training samples/s: fast engine vs tfjs wasm vs PyTorch')
+    .description('GEMM GFLOP/s at training shapes vs numpy/OpenBLAS, and mlp/cnn training samples/s: fast engine vs tfjs wasm vs PyTorch; where the CPU has bf16, opt-in bf16 GEMM and mlp rows (vs PyTorch bf16 autocast) reported apart')
     .option('--models <list>', 'models to train: mlp,cnn', 'mlp,cnn')
     .option('--samples <n>', 'samples per timed epoch (per model; plain wasm uses fewer)')
     .option('--gemm-seconds <s>', 'seconds per GEMM round (best of 3 rounds)', '0.3')
@@ -25,6 +25,24 @@ export function register(program: Command): void {
         throw new SlimfitError((e as Error).message, { hint: 'build it with `npm run build:native` (needs g++)' });
       }
       process.stdout.write(engineReport(r));
+    });
+  bench.command('bf16')
+    .description('mlp training in the opt-in bf16 matmul precision vs float32 and vs PyTorch (float32, bf16 autocast): alternating rounds, medians')
+    .option('--rounds <n>', 'alternating rounds', '5')
+    .option('--samples <n>', 'samples per timed epoch', '12800')
+    .option('--torch-python <path>', 'Python with torch', '/usr/bin/python3')
+    .action(async (o: { rounds: string; samples: string; torchPython: string }) => {
+      const { benchBf16Training, bf16TrainReport } = await import('../engine/bf16.ts');
+      const rounds = Number(o.rounds), samples = Number(o.samples);
+      if (!(Number.isInteger(rounds) && rounds >= 1)) throw new SlimfitError(`--rounds must be a whole number >= 1, got '${o.rounds}'`);
+      if (!(samples >= 128)) throw new SlimfitError(`--samples must be a number >= 128, got '${o.samples}'`);
+      let r;
+      try {
+        r = benchBf16Training({ rounds, samples, torchPython: o.torchPython, log: (l) => process.stderr.write(`${l}\n`) });
+      } catch (e) {
+        throw new SlimfitError((e as Error).message, { hint: 'build the engine with `npm run build:native`; the bf16 mode needs AMX-BF16 or AVX512_BF16' });
+      }
+      process.stdout.write(bf16TrainReport(r));
     });
   bench.command('dtypes')
     .description('the same GEMM in float64, float32, bfloat16 (AVX512_BF16) and int8 (AVX512_VNNI): GFLOP/s and ratio to float32')

@@ -43,7 +43,9 @@ export interface GemmRow {
 
 /** One training row: samples/s and peak RSS of one model on one engine (null with a note when it could not run). */
 export interface TrainRow {
-  model: BenchModel; engine: 'fast engine, fused step' | 'fast engine' | 'tfjs wasm' | 'PyTorch';
+  model: BenchModel;
+  /** The bf16 rows are the opt-in mixed precision (slimfit's matmulPrecision 'bf16', PyTorch's CPU autocast to bfloat16): a different precision, never compared with float32 rows. */
+  engine: 'fast engine, fused step' | 'fast engine' | 'tfjs wasm' | 'PyTorch' | 'fast engine, fused step, bf16' | 'PyTorch, bf16 autocast';
   /** Threads the run was given (the engine's pool, or PyTorch's intra-op threads and its BLAS's). */
   threads: number;
   samplesPerSec: number | null;
@@ -53,6 +55,18 @@ export interface TrainRow {
   /** PyTorch rows: the BLAS library its process mapped, and its kind ('reference' = Debian's unoptimized netlib BLAS). */
   blas?: string; blasKind?: string;
 }
+
+/** Whether a training row is one of the opt-in bf16 rows. */
+export const isBf16Row = (t: TrainRow): boolean => t.engine.endsWith('bf16') || t.engine.endsWith('bf16 autocast');
+
+/** The GEMM shapes of the mlp's training step and the ceiling shape, where the bf16 GEMM is measured. */
+export const BF16_SHAPES: GemmShape[] = [...TRAINING_SHAPES.filter((s) => s.name.startsWith('mlp')), CEILING_SHAPE];
+
+/**
+ * One bf16 GEMM row (GFLOP/s, counting 2·M·N·K as for float32): each bf16 kernel this CPU has (null: absent), the
+ * float32 GEMMs of the engine measured in the same interleaved rounds, and best bf16 / best float32.
+ */
+export interface Bf16GemmRow { shape: GemmShape; amx: number | null; avx512bf16: number | null; own: number; openblas: number | null; ratio: number }
 
 /** Options of benchEngine. */
 export interface EngineBenchOptions {
@@ -75,6 +89,8 @@ export interface Ceiling { own: number; engineOpenblas: number | null; numpy: nu
 /** Full results of the engine benchmark. */
 export interface EngineBenchResult {
   info: string; load: string; loadEnd: string; cpu: string; numpyBlas: string; gemm: GemmRow[]; ceiling: Ceiling;
+  /** The opt-in bf16 GEMM (empty when the CPU has no bf16 kernel; then `bf16Note` says why). */
+  bf16Gemm: Bf16GemmRow[]; bf16Note: string;
   flops: Partial<Record<BenchModel, TrainingFlops>>; train: TrainRow[];
 }
 
@@ -96,8 +112,41 @@ function gemmRate(shape: GemmShape, seconds: number, rounds: number): number {
   return Math.max(...rates);
 }
 
-/** Run a child (node or python) that prints one JSON line; returns it parsed or an error note. */
-function child(cmd: string, args: string[], env: NodeJS.ProcessEnv = process.env): { json: Record<string, unknown> | null; note: string } {
+/**
+ * float32 (own, OpenBLAS in the engine) and bf16 (each kernel) GEMM rates at one shape, in interleaved rounds (so a
+ * load change on the machine hits all alike); the best round of each.
+ */
+function bf16GemmRow(shape: GemmShape, seconds: number, rounds: number, kernels: ('amx' | 'avx512bf16')[], linked: boolean): Bf16GemmRow {
+  const { addon } = loadAddon();
+  const { M, N, K, transA, transB } = shape;
+  const buf = new ArrayBuffer(4 * (M * K + K * N + M * N));
+  const f = new Float32Array(buf);
+  for (let i = 0; i < f.length; i++) f[i] = ((i * 37) % 101) / 101;
+  const A = new Float32Array(buf, 0, M * K), B = new Float32Array(buf, 4 * M * K, K * N), C = new Float32Array(buf, 4 * (M * K + K * N), M * N);
+  const mode = addon!.info().gemm;
+  const f32 = (m: 'own' | 'openblas') => (): void => {
+    addon!.setGemmMode(m);
+    addon!.gemm(buf, +transA, +transB, M, N, K, 0, transA ? M : K, 4 * M * K, transB ? K : N, 4 * (M * K + K * N), N, 1, 0, 0, 0, -1, 0, 0);
+  };
+  const runs: [string, () => void][] = [['own', f32('own')], ...(linked ? [['openblas', f32('openblas')] as [string, () => void]] : []),
+    ...kernels.map((k): [string, () => void] => [k, () => { addon!.gemmBf16(k, +transA, +transB, M, N, K, A, B, C); }])];
+  const best = new Map<string, number>();
+  for (const [, run] of runs) run();
+  for (let r = 0; r < rounds; r++) {
+    for (const [name, run] of runs) {
+      let reps = 0, dt = 0;
+      const t0 = performance.now();
+      do { run(); reps++; dt = (performance.now() - t0) / 1000; } while (dt < seconds / rounds / runs.length);
+      best.set(name, Math.max(best.get(name) ?? 0, (2 * M * N * K * reps) / dt / 1e9));
+    }
+  }
+  addon!.setGemmMode(mode);
+  const amx = best.get('amx') ?? null, avx = best.get('avx512bf16') ?? null, own = best.get('own')!, openblas = best.get('openblas') ?? null;
+  return { shape, amx, avx512bf16: avx, own, openblas, ratio: Math.max(amx ?? 0, avx ?? 0) / Math.max(own, openblas ?? 0) };
+}
+
+/** Run a child (node or python) that prints one JSON line; returns it parsed or an error note (also used by bf16.ts). */
+export function child(cmd: string, args: string[], env: NodeJS.ProcessEnv = process.env): { json: Record<string, unknown> | null; note: string } {
   const r = spawnSync(cmd, args, { cwd: ROOT, env, encoding: 'utf8', maxBuffer: 1 << 24, timeout: 20 * 60_000 });
   if (r.error) return { json: null, note: `${cmd}: ${r.error.message}` };
   const line = r.stdout.trim().split('\n').filter((l) => l.startsWith('{')).pop();
@@ -148,6 +197,12 @@ export function benchEngine(opts: EngineBenchOptions = {}): EngineBenchResult {
   const cNumpy = Math.max(npRate(npRows, CEILING_SHAPE) ?? 0, npRate(np1Rows, CEILING_SHAPE) ?? 0) || null;
   const ceiling: Ceiling = { own: cOwn, engineOpenblas: cBlas, numpy: cNumpy, best: Math.max(cOwn, cBlas ?? 0, cNumpy ?? 0) };
 
+  const b16 = addon.bf16Info();
+  const kernels = (['amx', 'avx512bf16'] as const).filter((k) => (k === 'amx' ? b16.amx : b16.avx512bf16));
+  const bf16Note = b16.kernel === 'none' ? 'this CPU has neither AMX-BF16 nor AVX512_BF16: no bf16 rows' : b16.amxNote ? `AMX not used: ${b16.amxNote}` : '';
+  log(kernels.length ? 'GEMM: bf16 (opt-in precision) vs float32 …' : 'GEMM: no bf16 kernel on this CPU');
+  const bf16Gemm = kernels.length ? BF16_SHAPES.map((s) => bf16GemmRow(s, secs * 3 * (kernels.length + 2), 3, [...kernels], linked)) : [];
+
   const flops: Partial<Record<BenchModel, TrainingFlops>> = {};
   for (const model of models) flops[model] = flopsOf(model);
 
@@ -173,25 +228,33 @@ export function benchEngine(opts: EngineBenchOptions = {}): EngineBenchResult {
       // is one thread (Debian's torch otherwise lets OpenBLAS start one thread per core under it)
       ['PyTorch', opts.torchPython ?? '/usr/bin/python3', [torch, model, String(n), String(batch), String(nCpu)], nCpu],
       ['PyTorch', opts.torchPython ?? '/usr/bin/python3', [torch, model, String(n), String(batch), '1'], 1],
+      // the opt-in bf16 mixed precision (a different precision: reported apart), where the CPU has it
+      ...(model === 'mlp' && kernels.length ? [
+        ['fast engine, fused step, bf16', process.execPath, node('fused-bf16', n), nCpu],
+        ['fast engine, fused step, bf16', process.execPath, node('fused-bf16', n), 1],
+        ['PyTorch, bf16 autocast', opts.torchPython ?? '/usr/bin/python3', [torch, model, String(n), String(batch), String(nCpu), 'bf16'], nCpu],
+        ['PyTorch, bf16 autocast', opts.torchPython ?? '/usr/bin/python3', [torch, model, String(n), String(batch), '1', 'bf16'], 1],
+      ] as Run[] : []),
     ];
     for (const [engine, cmd, args, threads] of runs) {
       log(`train ${model} on ${engine} (${threads} thread${threads === 1 ? '' : 's'}) …`);
       const t = String(threads);
-      const env = engine === 'PyTorch'
+      const torchRow = engine.startsWith('PyTorch');
+      const env = torchRow
         ? { ...process.env, OMP_NUM_THREADS: t, OPENBLAS_NUM_THREADS: t, MKL_NUM_THREADS: t }
         : engine === 'tfjs wasm' ? process.env : { ...process.env, SLIMFIT_THREADS: t };
       const r = child(cmd, args, env);
       const j = r.json;
-      const extra = j && engine === 'PyTorch' ? `torch ${String(j.version)}, ${String(j.blasKind)}` : j ? String(j.note ?? '') : r.note;
+      const extra = j && torchRow ? `torch ${String(j.version)}, ${String(j.blasKind)}${engine.endsWith('autocast') ? ', oneDNN bf16' : ''}` : j ? String(j.note ?? '') : r.note;
       train.push({
         model, engine, threads: engine === 'tfjs wasm' ? 1 : threads, samplesPerSec: j ? Number(j.samplesPerSec) : null, samplesPerCpuSec: j ? Number(j.samplesPerCpuSec) : null,
-        peakRss: j ? Number(j.peakRss) : null, note: extra, ...(j && engine === 'PyTorch' ? { blas: String(j.blas), blasKind: String(j.blasKind) } : {}),
+        peakRss: j ? Number(j.peakRss) : null, note: extra, ...(j && torchRow ? { blas: String(j.blas), blasKind: String(j.blasKind) } : {}),
       });
     }
   }
   const engineName = `${gemmModeLabel(info)} GEMM, ${info.isa}, ${info.threads} thread${info.threads === 1 ? '' : 's'}`;
   const loadEnd = loadavg().map((l) => l.toFixed(1)).join(' ');
-  return { info: engineName, load, loadEnd, cpu: `${cpus()[0]?.model.trim() ?? 'unknown CPU'}, ${availableParallelism()} cores`, numpyBlas: np.json ? `numpy ${String(np.json.numpy)} (${String(np.json.blas)})` : np.note, gemm, ceiling, flops, train };
+  return { info: engineName, load, loadEnd, cpu: `${cpus()[0]?.model.trim() ?? 'unknown CPU'}, ${availableParallelism()} cores`, numpyBlas: np.json ? `numpy ${String(np.json.numpy)} (${String(np.json.blas)})` : np.note, gemm, ceiling, bf16Gemm, bf16Note, flops, train };
 }
 
 /** FLOPs per training sample of a bench model, from its layer shapes (built on tfjs's cpu backend, no training). */
@@ -217,14 +280,29 @@ export function engineReport(r: EngineBenchResult): string {
   };
   const isTorch = (t: TrainRow): boolean => t.engine === 'PyTorch';
   const isSlimfit = (t: TrainRow): boolean => t.engine === 'fast engine' || t.engine === 'fast engine, fused step';
-  const train = markdownTable(['model', 'engine', 'threads', 'samples/s', 'vs best PyTorch', 'GFLOP/s', 'of ceiling', 'samples per CPU-second', 'peak RSS', 'note'],
+  const isTorchBf16 = (t: TrainRow): boolean => t.engine === 'PyTorch, bf16 autocast';
+  const isSlimfitBf16 = (t: TrainRow): boolean => t.engine === 'fast engine, fused step, bf16';
+  // bf16 rows (opt-in, a different precision) are compared with PyTorch's bf16 autocast, and their share of the
+  // float32 ceiling is marked as such
+  const train = markdownTable(['model', 'engine', 'threads', 'samples/s', 'vs best PyTorch (same precision)', 'GFLOP/s', 'of float32 ceiling', 'samples per CPU-second', 'peak RSS', 'note'],
     r.train.map((t) => {
-      const p = best(t.model, isTorch)?.samplesPerSec ?? null;
+      const bf = isBf16Row(t);
+      const p = best(t.model, bf ? isTorchBf16 : isTorch)?.samplesPerSec ?? null;
       const f = r.flops[t.model]?.total ?? 0;
       const gf = t.samplesPerSec != null && f ? (t.samplesPerSec * f) / 1e9 : null;
-      return [t.model, t.engine, String(t.threads), fmt(t.samplesPerSec, 0), t.samplesPerSec != null && p ? `${fmt(t.samplesPerSec / p, 2)}x` : '–',
-        fmt(gf), gf != null && c.best > 0 ? `${fmt((100 * gf) / c.best, 0)}%` : '–', fmt(t.samplesPerCpuSec, 0), t.peakRss ? formatBytes(t.peakRss) : '–', t.note];
+      return [t.model, bf ? `${t.engine} (opt-in)` : t.engine, String(t.threads), fmt(t.samplesPerSec, 0), t.samplesPerSec != null && p ? `${fmt(t.samplesPerSec / p, 2)}x` : '–',
+        fmt(gf), gf != null && c.best > 0 ? `${fmt((100 * gf) / c.best, 0)}%${bf ? ' (bf16, not float32)' : ''}` : '–', fmt(t.samplesPerCpuSec, 0), t.peakRss ? formatBytes(t.peakRss) : '–', t.note];
     }));
+  const bf16Table = r.bf16Gemm.length ? `\n\nOpt-in bf16 GEMM (operands rounded to bfloat16 while packing, float32 accumulation; a different precision from the float32 rows: 2·M·N·K counted alike; interleaved rounds, best of 3 each):\n\n${markdownTable(
+    ['GEMM', 'M×N×K', 'bf16 AMX', 'bf16 AVX512_BF16', 'float32 own', 'float32 OpenBLAS in engine', 'best bf16 / best float32'],
+    r.bf16Gemm.map((g) => [g.shape.name, shape(g.shape), fmt(g.amx), fmt(g.avx512bf16), fmt(g.own), fmt(g.openblas), `${fmt(g.ratio, 2)}x`]))}${r.bf16Note ? `\n\n${r.bf16Note}` : ''}` : r.bf16Note ? `\n\nbf16: ${r.bf16Note}.` : '';
+  const bf16Lines = (Object.keys(r.flops) as BenchModel[]).flatMap((m) => {
+    const s = best(m, isSlimfitBf16), p = best(m, isTorchBf16), s32 = best(m, isSlimfit);
+    if (!s) return [];
+    const f = r.flops[m]!.total;
+    return [`${m}, opt-in bf16 matmul precision (NOT float32 results): best slimfit bf16 ${fmt(s.samplesPerSec, 0)} samples/s (${s.threads} thread${s.threads === 1 ? '' : 's'}) = ${fmt(s.samplesPerSec! * f / 1e9)} GFLOP/s = ${fmt((100 * s.samplesPerSec! * f) / 1e9 / c.best, 0)}% of the float32 ceiling; ` +
+      `${s32 ? `${fmt(s.samplesPerSec! / s32.samplesPerSec!, 2)}x slimfit float32's best` : 'no float32 row'}; ${p ? `**${fmt(s.samplesPerSec! / p.samplesPerSec!, 2)}x** PyTorch bf16 autocast's best (${p.threads} thread${p.threads === 1 ? '' : 's'}: ${fmt(p.samplesPerSec, 0)})` : 'PyTorch bf16 autocast failed'}`];
+  });
   const ratios = (Object.keys(r.flops) as BenchModel[]).map((m) => {
     const s = best(m, isSlimfit), p = best(m, isTorch);
     if (!s || !p) return `${m}: best slimfit / best PyTorch: – (a run failed)`;
@@ -240,5 +318,5 @@ export function engineReport(r: EngineBenchResult): string {
   // the end load counts the bench's own threads (2 busy threads raise it to ~2 on a quiet machine), so only the start judges
   const busy = Number(r.load.split(' ')[0]) > availableParallelism() * 0.75
     ? `\n\n**The machine was busy (1-minute load average at the start above 3/4 of its ${availableParallelism()} cores): rates measured minutes apart are not comparable, and fractions of the ceiling can even pass 100%. Run again on a quiet machine.**` : '';
-  return `Machine: ${r.cpu}. Load average (1/5/15 min) at start: ${r.load}, at end: ${r.loadEnd}. Engine: ${r.info}. Peer BLAS: ${r.numpyBlas}. GEMM: best of 3 timed rounds each (robust to other load).${busy}\n\n${gemm}\n\n${ceiling}\n\nTraining (batch 128, Adam 1e-3, random data, one timed epoch after warm-up; each run in its own process). ${peerNote}\n\n${train}\n\nFLOPs per training sample (${counted}):\n${flopLines.map((l) => `- ${l}`).join('\n')}\n\n${ratios.map((l) => `- ${l}`).join('\n')}\n`;
+  return `Machine: ${r.cpu}. Load average (1/5/15 min) at start: ${r.load}, at end: ${r.loadEnd}. Engine: ${r.info}. Peer BLAS: ${r.numpyBlas}. GEMM: best of 3 timed rounds each (robust to other load).${busy}\n\n${gemm}\n\n${ceiling}${bf16Table}\n\nTraining (batch 128, Adam 1e-3, random data, one timed epoch after warm-up; each run in its own process). ${peerNote}\n\n${train}\n\nFLOPs per training sample (${counted}):\n${flopLines.map((l) => `- ${l}`).join('\n')}\n\n${[...ratios, ...bf16Lines].map((l) => `- ${l}`).join('\n')}\n`;
 }

@@ -1,21 +1,22 @@
 // Child process of `npm run bench -- engine`: trains one model on one engine and prints a JSON line
-// {samplesPerSec, samplesPerCpuSec, peakRss, note}. Usage: node --import tsx bench-train-child.ts <mlp|cnn> <engine|fused|wasm|cpu> <samples> <batch>
+// {samplesPerSec, samplesPerCpuSec, peakRss, note}. Usage: node --import tsx bench-train-child.ts <mlp|cnn> <engine|fused|fused-bf16|wasm|cpu> <samples> <batch> [amx|avx512bf16]
 // 'engine' trains by model.fit on the engine's kernels; 'fused' by the fused step slimfit's trainer uses (Dense step for
-// the mlp, conv step for the cnn).
+// the mlp, conv step for the cnn); 'fused-bf16' by the fused Dense step in the opt-in bf16 matmul precision (mlp only;
+// the last argument picks its kernel, default the best).
 import * as tf from '@tensorflow/tfjs-core';
 import '@tensorflow/tfjs-backend-wasm';
 import '@tensorflow/tfjs-backend-cpu';
 import * as tfl from '@tensorflow/tfjs-layers';
 import { peakRssBytes } from '../../src/core/rss.ts';
 import { buildBenchModel, sampleShape, type BenchModel } from './models.ts';
-import { convTrainStep, denseTrainStep, installEngine } from '../../src/engine/index.ts';
+import { convTrainStep, denseTrainStep, installEngine, loadAddon } from '../../src/engine/index.ts';
 
-const [kind, engine, samplesArg, batchArg] = process.argv.slice(2) as [BenchModel, string, string, string];
+const [kind, engine, samplesArg, batchArg, bf16KernelArg] = process.argv.slice(2) as [BenchModel, string, string, string, string | undefined];
 const samples = Number(samplesArg), batch = Number(batchArg);
 await tf.setBackend(engine === 'cpu' ? 'cpu' : 'wasm');
 await tf.ready();
 let note = `plain tfjs ${tf.getBackend()}`;
-if (engine === 'engine' || engine === 'fused') {
+if (engine === 'engine' || engine === 'fused' || engine === 'fused-bf16') {
   const st = installEngine(tf, 'wasm');
   if (!st.active) throw new Error(`fast engine not active: ${st.note}`);
   note = st.note;
@@ -45,8 +46,11 @@ const y = tf.oneHot(tf.randomUniform([samples], 0, 10, 'int32'), 10);
 const warm = Math.min(samples, batch * 3);
 await model.fit(tf.slice(x, 0, warm), tf.slice(y, 0, warm), { batchSize: batch, epochs: 1, verbose: 0 });
 let train = async (): Promise<void> => { await model.fit(x, y, { batchSize: batch, epochs: 1, verbose: 0, shuffle: false }); };
-if (engine === 'fused') {
-  const r = kind === 'cnn' ? convTrainStep(tf, model, true) : denseTrainStep(tf, model, true);
+if (engine === 'fused' || engine === 'fused-bf16') {
+  const bf16 = engine === 'fused-bf16';
+  if (bf16 && kind === 'cnn') throw new Error('the bf16 matmul precision has no conv step');
+  if (bf16 && bf16KernelArg) loadAddon().addon!.setBf16Kernel(bf16KernelArg as 'amx' | 'avx512bf16');
+  const r = kind === 'cnn' ? convTrainStep(tf, model, true) : denseTrainStep(tf, model, true, { matmulPrecision: bf16 ? 'bf16' : 'float32' });
   if (!r.step) throw new Error(`no fused step for ${kind}: ${r.reason}`);
   const xa = x.dataSync() as Float32Array, ya = Float32Array.from(y.dataSync());
   const per = xa.length / samples;
@@ -58,6 +62,7 @@ if (engine === 'fused') {
     }
   };
   note += kind === 'cnn' ? '; fused conv step' : '; fused Dense step';
+  if (bf16) note += `, matmul precision bf16 on ${r.kernel === 'amx' ? 'AMX' : 'AVX512_BF16'}`;
 }
 const t0 = performance.now();
 const c0 = process.cpuUsage();

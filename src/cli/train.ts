@@ -36,6 +36,7 @@ export function register(program: Command): void {
     .option('--epoch-samples <n>', "with several stores: samples per epoch (default: the stores' samples added up)", wholeFlag('--epoch-samples', 1))
     .option('--class-names <list>', 'comma-separated class names (index = label) for .npy/.npz data, which has none: used in the report and confusion matrix')
     .option('--optimizer <name>', 'adam, sgd, rmsprop, momentum', DEFAULTS.optimizer)
+    .option('--matmul-precision <p>', 'float32, or bf16: opt-in mixed precision for Dense-chain models (GEMM operands rounded to bfloat16, float32 accumulation, float32 weights and Adam; needs AMX-BF16 or AVX512_BF16)', DEFAULTS.matmulPrecision)
     .option('--seed <n>', 'seed of weights and shuffling', wholeFlag('--seed', 0), DEFAULTS.seed)
     .option('--out <dir>', 'run folder (default runs/<model>-<time>)')
     .option('--resume <dir>', 'continue the run in this folder from its last checkpoint and loader cursor, with its saved options (flags given again replace them)')
@@ -56,6 +57,7 @@ export function register(program: Command): void {
       const { trainRun } = await import('../train/run.ts');
       const { OPTIMIZERS } = await import('../train/loop.ts');
       if (!(OPTIMIZERS as readonly string[]).includes(o.optimizer)) throw new UsageError(`unknown optimizer '${o.optimizer}'`, { hint: `use one of: ${OPTIMIZERS.join(', ')}` });
+      if (o.matmulPrecision !== 'float32' && o.matmulPrecision !== 'bf16') throw new UsageError(`unknown --matmul-precision '${o.matmulPrecision}'`, { hint: 'use float32 or bf16' });
       if (o.shuffle !== undefined && !['global', 'block', 'shard', 'none'].includes(o.shuffle)) throw new UsageError(`unknown --shuffle '${o.shuffle}'`, { hint: 'use global, block, shard or none' });
       let data;
       if (o.x || o.y) {
@@ -96,6 +98,7 @@ export function register(program: Command): void {
           shuffleShards: pick('shuffleShards', o.shuffleShards),
           out: o.resume ?? o.out, resume: Boolean(o.resume), force: o.force, backend: o.backend, workers: o.workers, evaluateTest: o.test, verifyChecksums: o.verify, remote: remoteFlags(o),
           patience: pick('patience', o.patience), keepBest: pick('keepBest', o.keepBest), lrSchedule: pick('lrSchedule', o.lrSchedule), reduceLrOnPlateau: pick('reduceLrOnPlateau', o.reduceLrOnPlateau),
+          matmulPrecision: pick('matmulPrecision', o.matmulPrecision),
           signal: stop.signal,
         });
       } finally {
@@ -185,6 +188,7 @@ export function trainJson(r: RunSummary): object {
     run: r.out,
     report: r.report || null,
     backend: r.backend,
+    matmulPrecision: r.matmulPrecision ?? null,
     epochs: last?.epoch ?? 0,
     final: last ? { loss: last.loss, accuracy: last.accuracy, valLoss: last.valLoss ?? null, valAccuracy: last.valAccuracy ?? null } : null,
     test: r.test ? { accuracy: r.test.accuracy, loss: r.test.loss, samples: r.test.samples } : null,

@@ -12,6 +12,11 @@ export interface AddonInfo { blas: 'openblas' | 'own'; isa: 'avx512' | 'avx2' | 
 /** GEMM variants of gemmDtype: current choice, OpenBLAS only, or the own kernels. */
 export type GemmKind = 'f64' | 'f32' | 'f64blas' | 'f32blas' | 'f64own' | 'f32own' | 'bf16' | 'i8';
 
+/** The bf16 GEMM kernels (native/gemm_bf16.cc): AMX tiles (TDPBF16PS) or AVX512_BF16 (VDPBF16PS). */
+export type Bf16Kernel = 'amx' | 'avx512bf16';
+/** What bf16Info() reports: the kernel the bf16 mode uses ('none': the mode is unavailable), and why AMX is not used. */
+export interface Bf16Info { kernel: Bf16Kernel | 'none'; avx512bf16: boolean; amx: boolean; amxNote: string }
+
 /** Any buffer the addon accepts: an ArrayBuffer (e.g. the wasm heap) or a typed array. */
 export type Buf = ArrayBuffer | ArrayBufferView;
 
@@ -27,7 +32,7 @@ export interface Addon {
   adam(buf: Buf, n: number, pOff: number, mOff: number, vOff: number, gOff: number, lr: number, beta1: number, beta2: number,
     eps: number, oneMinusAccBeta1: number, oneMinusAccBeta2: number, oneMinusBeta1: number, oneMinusBeta2: number): void;
   /** Fused Dense-chain training step (see native/dense_step.h); plan and out are described in native/addon.cc. */
-  denseStep(heap: ArrayBuffer, x: Float32Array, y: Float32Array, batch: number, plan: Float64Array, out: Float64Array, gradOff?: number): void;
+  denseStep(heap: ArrayBuffer, x: Float32Array, y: Float32Array, batch: number, plan: Float64Array, out: Float64Array, gradOff?: number, precision?: number): void;
   /** Fused conv-net training step (see native/conv_step.h); plan, out and prof are described in native/addon.cc. */
   convStep(heap: ArrayBuffer, x: Float32Array, y: Float32Array, batch: number, plan: Float64Array, out: Float64Array, prof?: Float64Array, noFusedPool?: number, gradOff?: number): void;
   elementwise(buf: Buf, op: number, aOff: number, bOff: number, yOff: number, n: number, m: number, alpha: number): void;
@@ -36,6 +41,12 @@ export interface Addon {
   reluGradBias(buf: Buf, yOff: number, dyOff: number, gOff: number, dbOff: number, rows: number, cols: number): void;
   /** Whole-array GEMM C = A·B for the dtype benchmark; false when the CPU lacks the instruction. */
   gemmDtype(kind: GemmKind, M: number, N: number, K: number, A: Buf, B: Buf, C: Buf): boolean;
+  /** C = op(A)·op(B) on whole Float32Arrays with bf16 operands and float32 accumulation; kind '' = the best kernel. False when that kernel is not available. */
+  gemmBf16(kind: Bf16Kernel | '', ta: number, tb: number, M: number, N: number, K: number, A: Float32Array, B: Float32Array, C: Float32Array): boolean;
+  /** The bf16 kernels this CPU and OS allow (the first call asks Linux for the AMX tile state). */
+  bf16Info(): Bf16Info;
+  /** The kernel the bf16 mode uses from now on ('' = the best; one this CPU lacks is ignored); returns the one in use. For tests and benchmarks. */
+  setBf16Kernel(kind: Bf16Kernel | ''): Bf16Kernel | 'none';
   setForceOwn(on: boolean): void;
   /** Switch the float32 GEMM mode ('' = the default); returns the mode now in use (own without OpenBLAS). For benchmarks and tests. */
   setGemmMode(mode: GemmMode | ''): GemmMode;

@@ -272,5 +272,5 @@ export function convTrainStep(tf: Tf, model: tfl.LayersModel, engineActive: bool
     adamAdvance(tf, opt);
     return [out[0], acc ? out[1] / n : NaN];
   };
-  return { step, inputSize, classes, dispose: () => gradBuf?.dispose() };
+  return { step, inputSize, classes, precision: 'float32', dispose: () => gradBuf?.dispose() };
 }

@@ -8,15 +8,42 @@ import type * as tfc from '@tensorflow/tfjs-core';
 import type * as tfl from '@tensorflow/tfjs-layers';
 import { adamAdvance, type AdamInternals } from './adam.ts';
 import { adamFromGradients, beginFusedStep, fusedStepCandidate } from './fused-common.ts';
-import { loadAddon } from './addon.ts';
+import { type Bf16Kernel, loadAddon } from './addon.ts';
+import { SlimfitError } from '../core/errors.ts';
 
 type Tf = typeof tfc;
 
 /** Trains one batch: x [n, features] and y [n, classes] (one-hot) as float32; [loss, accuracy] like trainOnBatch, or null (nothing changed) when this batch must go through trainOnBatch. */
 export type DenseStep = (x: Float32Array, y: Float32Array, n: number) => [number, number] | null;
 
-/** A fused step for `model`, or the reason it cannot have one. */
-export type DenseStepResult = { step: DenseStep; inputSize: number; classes: number; dispose(): void; reason?: undefined } | { step: null; reason: string };
+/**
+ * Precision of the step's matrix products: 'float32', or 'bf16' mixed precision (opt-in): each GEMM's operands
+ * rounded to bfloat16 (round to nearest even), products accumulated in float32; weights, Adam, bias, activations,
+ * softmax and loss stay float32 (PyTorch's CPU autocast to bfloat16 for Linear layers does the same products).
+ */
+export type MatmulPrecision = 'float32' | 'bf16';
+/** The precisions {@link denseTrainStep} takes. */
+export const MATMUL_PRECISIONS: readonly MatmulPrecision[] = ['float32', 'bf16'];
+
+/** A fused step for `model`, or the reason it cannot have one; `kernel` names the bf16 GEMM kernel in bf16 mode. */
+export type DenseStepResult = { step: DenseStep; inputSize: number; classes: number; precision: MatmulPrecision; kernel?: Bf16Kernel; dispose(): void; reason?: undefined } | { step: null; reason: string };
+
+/**
+ * The bf16 GEMM kernel this machine runs ('amx' or 'avx512bf16'), or a SlimfitError saying which instructions are
+ * missing and to use float32. Throws the same error when the native engine is not built.
+ *
+ * @example
+ * const kernel = bf16Kernel(); // 'amx' on a Sapphire Rapids Xeon with Linux >= 5.16
+ */
+export function bf16Kernel(): Bf16Kernel {
+  const { addon, note } = loadAddon();
+  if (!addon) throw new SlimfitError(`matmul precision bf16 needs the native engine (${note})`, { hint: 'build it (npm run build:native) or use matmul precision float32' });
+  const i = addon.bf16Info();
+  if (i.kernel === 'none') {
+    throw new SlimfitError('matmul precision bf16 needs a CPU with AVX512_BF16 or AMX-BF16, and this one has neither', { hint: 'use matmul precision float32 (the default)' });
+  }
+  return i.kernel;
+}
 
 /** Options of {@link denseTrainStep}. */
 export interface DenseStepOptions {
@@ -28,6 +55,8 @@ export interface DenseStepOptions {
   reduce?: (grads: Float32Array) => void;
   /** Floats after the gradients in the buffer `reduce` gets, for the caller's own values to reduce with them (default 0). */
   extraFloats?: number;
+  /** Precision of the matrix products (default 'float32'); 'bf16' throws a SlimfitError on a CPU without bf16 instructions. */
+  matmulPrecision?: MatmulPrecision;
 }
 
 interface LayerVar { read(): tfc.Variable }
@@ -47,6 +76,8 @@ const ACT: Record<string, number> = { linear: 0, relu: 1, softmax: 2 };
 /** The fused step for `model` when it is a Dense chain compiled with categoricalCrossentropy and Adam on the engine's wasm backend. */
 export function denseTrainStep(tf: Tf, model: tfl.LayersModel, engineActive: boolean, opts: DenseStepOptions = {}): DenseStepResult {
   const no = (reason: string): DenseStepResult => ({ step: null, reason });
+  const precision = opts.matmulPrecision ?? 'float32';
+  if (!MATMUL_PRECISIONS.includes(precision)) throw new SlimfitError(`matmulPrecision must be 'float32' or 'bf16', got ${JSON.stringify(precision)}`);
   // SLIMFIT_DISABLE=fused compares against tfjs autodiff without code changes (callers' own switch: the loop's `fused`).
   const c = fusedStepCandidate<LayerLike>(tf, model, engineActive, 'denseStep', ['fused'], 'fused step');
   if ('reason' in c) return no(c.reason);
@@ -91,6 +122,9 @@ export function denseTrainStep(tf: Tf, model: tfl.LayersModel, engineActive: boo
   const sizes = dense.flatMap((d) => (d.bias ? [d.inDim * d.units, d.units] : [d.inDim * d.units]));
   const total = sizes.reduce((a, b) => a + b, 0);
   const extra = opts.extraFloats ?? 0;
+  // Checked only once the model qualifies: a model that trains through trainOnBatch gets its reason, not this one.
+  const kernel = precision === 'bf16' ? bf16Kernel() : undefined;
+  const prec = precision === 'bf16' ? 1 : 0;
   const gradBuf: tfc.Tensor | null = reduce ? tf.zeros([total + extra]) : null;
 
   const step: DenseStep = (x, y, n) => {
@@ -110,11 +144,11 @@ export function denseTrainStep(tf: Tf, model: tfl.LayersModel, engineActive: boo
     }
     // The heap is read after every offset lookup above: a lookup can migrate a weight still on `cpu` and grow the heap.
     if (!gradBuf) {
-      addon.denseStep(be.wasm.HEAPU8.buffer as ArrayBuffer, x, y, n, plan, out);
+      addon.denseStep(be.wasm.HEAPU8.buffer as ArrayBuffer, x, y, n, plan, out, -1, prec);
     } else {
       const gOff = off(gradBuf);
       const heap = be.wasm.HEAPU8.buffer as ArrayBuffer;
-      addon.denseStep(heap, x, y, n, plan, out, gOff);
+      addon.denseStep(heap, x, y, n, plan, out, gOff, prec);
       reduce!(new Float32Array(heap, gOff, total + extra));
       const tensors = dense.flatMap((_, l) => { const q = 9 + 9 * l; return [[plan[q + 3], plan[q + 5], plan[q + 6]], [plan[q + 4], plan[q + 7], plan[q + 8]]]; });
       adamFromGradients(addon, heap, gOff, tensors, sizes, opt, plan);
@@ -122,5 +156,5 @@ export function denseTrainStep(tf: Tf, model: tfl.LayersModel, engineActive: boo
     adamAdvance(tf, opt);
     return [out[0], acc ? out[1] / n : NaN];
   };
-  return { step, inputSize: inDim, classes, dispose: () => gradBuf?.dispose() };
+  return { step, inputSize: inDim, classes, precision, ...(kernel ? { kernel } : {}), dispose: () => gradBuf?.dispose() };
 }

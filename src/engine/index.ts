@@ -100,6 +100,6 @@ export function engineActive(): boolean {
 }
 
 export { adamStats } from './adam.ts';
-export { denseTrainStep } from './dense-step.ts';
+export { bf16Kernel, denseTrainStep, MATMUL_PRECISIONS } from './dense-step.ts';
 export { convTrainStep } from './conv-step.ts';
-export type { DenseStep, DenseStepResult } from './dense-step.ts';
+export type { DenseStep, DenseStepResult, MatmulPrecision } from './dense-step.ts';

@@ -6,11 +6,12 @@ import { checkLoaderOptions } from '../loader/loader.ts';
 import { LOADER_OPTION_KEYS } from '../loader/types.ts';
 import { checkAugment, parseAugmentSpec } from '../loader/augment.ts';
 import { OPTIMIZERS } from './loop.ts';
+import { MATMUL_PRECISIONS } from '../engine/index.ts';
 
 /** fit's option names: the loop's, the loader's and fit's own. */
 export const FIT_OPTION_KEYS = [
   ...LOADER_OPTION_KEYS,
-  'epochs', 'initialEpoch', 'progress', 'lr', 'lrDecay', 'lrSchedule', 'callbacks', 'onEpochEnd', 'signal', 'onInterrupt', 'resumeState', 'fused', 'log',
+  'epochs', 'initialEpoch', 'progress', 'lr', 'lrDecay', 'lrSchedule', 'callbacks', 'onEpochEnd', 'signal', 'onInterrupt', 'resumeState', 'fused', 'matmulPrecision', 'log',
   'split', 'optimizer', 'validate', 'validationSplit', 'backend', 'remote',
 ] as const;
 
@@ -22,7 +23,7 @@ export const EVAL_RUN_OPTION_KEYS = [...EVALUATE_OPTION_KEYS, 'outDir', 'log'] a
 export const TRAIN_RUN_OPTION_KEYS = [
   'model', 'epochs', 'batchSize', 'lr', 'lrDecay', 'shift', 'augment', 'valSplit', 'valFraction', 'optimizer', 'seed', 'out', 'resume', 'force', 'split', 'backend',
   'shuffle', 'shuffleShards', 'workers', 'prefetch', 'evaluateTest', 'progress', 'log', 'verifyChecksums', 'patience', 'keepBest', 'lrSchedule', 'reduceLrOnPlateau', 'signal',
-  'mix', 'balanced', 'classNames', 'remote',
+  'mix', 'balanced', 'classNames', 'remote', 'matmulPrecision',
 ] as const;
 
 /** A tf.LayersModel (duck-typed: the user's tfjs may be another copy than ours, so instanceof cannot tell). */
@@ -62,6 +63,7 @@ export function checkFitArgs(model: unknown, data: unknown, opts: Record<string,
   checkBool(w, 'progress', opts.progress);
   checkBool(w, 'validate', opts.validate);
   checkBool(w, 'fused', opts.fused);
+  checkOneOf(w, 'matmulPrecision', opts.matmulPrecision, MATMUL_PRECISIONS);
   // 0 = no hold-out; 1 would leave nothing to train on.
   checkNumber(w, 'validationSplit', opts.validationSplit, 0, 1, { high: true });
   for (const k of ['onEpochEnd', 'onInterrupt', 'log'] as const) checkFunction(w, k, opts[k]);
@@ -97,6 +99,7 @@ export function checkTrainRunOptions(opts: Record<string, unknown>): void {
   checkString(w, 'valSplit', opts.valSplit);
   checkNumber(w, 'valFraction', opts.valFraction, 0, 1, { high: true });
   checkOneOf(w, 'optimizer', opts.optimizer, OPTIMIZERS);
+  checkOneOf(w, 'matmulPrecision', opts.matmulPrecision, MATMUL_PRECISIONS);
   checkInt(w, 'seed', opts.seed, -(2 ** 52), 2 ** 52);
   checkString(w, 'out', opts.out);
   checkString(w, 'split', opts.split);

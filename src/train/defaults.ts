@@ -38,6 +38,11 @@ export const DEFAULTS = {
   split: 'train',
   /** Split evaluated by evaluate/evalRun. */
   evalSplit: 'test',
+  /**
+   * Precision of the fused Dense step's matrix products: 'float32', or the opt-in 'bf16' mixed precision (bfloat16
+   * operands, float32 accumulation, float32 weights and Adam) on CPUs with AMX-BF16 or AVX512_BF16.
+   */
+  matmulPrecision: 'float32' as 'float32' | 'bf16',
   /** Samples in a `slimfit show` grid. */
   gridSamples: 64,
 } as const;

@@ -3,7 +3,7 @@ import * as tf from '@tensorflow/tfjs-core';
 import type * as tfl from '@tensorflow/tfjs-layers';
 import type { TypedArray } from '../core/dtype.ts';
 import { SlimfitError } from '../core/errors.ts';
-import { convTrainStep, denseTrainStep, engineActive } from '../engine/index.ts';
+import { convTrainStep, denseTrainStep, engineActive, type MatmulPrecision } from '../engine/index.ts';
 import type { Batch, Cursor, Loader } from '../loader/types.ts';
 import { createProgress } from '../core/progress.ts';
 import { DEFAULTS } from './defaults.ts';
@@ -105,6 +105,14 @@ export interface LoopOptions {
   resumeState?: LoopState;
   /** Use the engine's fused Dense step when the model allows it (default true; SLIMFIT_DISABLE=fused also turns it off). */
   fused?: boolean;
+  /**
+   * Precision of the matrix products (default DEFAULTS.matmulPrecision, 'float32'). 'bf16' (opt-in, like PyTorch's
+   * CPU autocast to bfloat16 for Linear layers): every GEMM of the fused Dense step rounds its operands to bfloat16
+   * and accumulates in float32, on AMX tiles or AVX512_BF16; weights, Adam, activations, softmax and loss stay
+   * float32. Only Dense-chain models on the native engine can take it: anything else is a SlimfitError, never a
+   * silent float32 run, and so is a CPU without those instructions.
+   */
+  matmulPrecision?: MatmulPrecision;
   /** Receives one line saying how batches are trained (fused step, or trainOnBatch and why). */
   log?: (line: string) => void;
   /**
@@ -116,6 +124,26 @@ export interface LoopOptions {
    * averaged after every epoch. Cursors handed to onEpochEnd/onInterrupt are global (see globalCursor).
    */
   world?: MpiWorld | null;
+}
+
+function bf16Refused(reason: string): SlimfitError {
+  return new SlimfitError(`matmul precision bf16 is implemented only in the native engine's fused Dense step, which this model cannot take (${reason})`, {
+    hint: 'use matmul precision float32, or a chain of Dense layers (e.g. the mlp) on the native engine',
+  });
+}
+
+/**
+ * Throws the SlimfitError trainEpochs would throw when `model` (compiled) cannot train in `precision`: bf16 needs
+ * a CPU with bf16 instructions and a model the fused Dense step takes. Lets a caller refuse before writing anything.
+ *
+ * @example
+ * checkMatmulPrecision(model, 'bf16'); // throws for a conv net or on an Ice Lake CPU
+ */
+export function checkMatmulPrecision(model: tfl.LayersModel, precision: MatmulPrecision): void {
+  if (precision !== 'bf16') return;
+  const probe = denseTrainStep(tf, model, engineActive(), { matmulPrecision: 'bf16' });
+  if (!probe.step) throw bf16Refused(probe.reason);
+  probe.dispose();
 }
 
 /** Compile `model` for classification with one-hot labels unless it already carries a training config (a user's model.json) and `force` is false. */
@@ -265,15 +293,21 @@ export async function trainEpochs(model: tfl.LayersModel, loader: Loader, opts: 
     extraFloats: 1,
     reduce: (g: Float32Array) => { g[g.length - 1] = agree.local; world.allreduce(g, true); agree.any = g[g.length - 1] > 0; },
   } : {};
-  let fused = opts.fused === false ? { step: null, reason: 'turned off by the caller' } : denseTrainStep(tf, model, engineActive(), stepOpts);
+  const precision = opts.matmulPrecision ?? DEFAULTS.matmulPrecision;
+  let fused = opts.fused === false ? { step: null, reason: 'turned off by the caller' } : denseTrainStep(tf, model, engineActive(), { ...stepOpts, matmulPrecision: precision });
   let what = 'forward, loss, backward and Adam in one native call per batch';
-  if (!fused.step && opts.fused !== false) {
+  let bf16Note = '';
+  if (precision === 'bf16') {
+    if (!fused.step) throw bf16Refused(fused.reason);
+    bf16Note = `; matmul precision bf16 (opt-in: GEMM operands rounded to bfloat16, float32 accumulation on ${fused.kernel === 'amx' ? 'AMX tiles' : 'AVX512_BF16'}; float32 weights, Adam and loss)`;
+  }
+  if (!fused.step && opts.fused !== false && precision === 'float32') {
     const conv = convTrainStep(tf, model, engineActive(), stepOpts);
     // the conv step's refusal explains a model with a Conv2D layer; any other model keeps the Dense step's reason
     if (conv.step || model.layers.some((l) => l.getClassName() === 'Conv2D')) fused = conv;
     if (conv.step) what = `conv net: ${what}`;
   }
-  opts.log?.(fused.step ? `train step: fused (${world ? `forward, loss and backward in one native call per batch, gradients averaged over ${world.size} MPI ranks, then Adam` : what})`
+  opts.log?.(fused.step ? `train step: fused (${world ? `forward, loss and backward in one native call per batch, gradients averaged over ${world.size} MPI ranks, then Adam` : what}${bf16Note})`
     : `train step: TensorFlow.js trainOnBatch (no fused step: ${fused.reason})${world ? `, gradients averaged over ${world.size} MPI ranks before each optimizer step` : ''}`);
   const unhook = world ? reduceGradientsOf(world, model, agree) : null;
   try {
@@ -286,6 +320,7 @@ export async function trainEpochs(model: tfl.LayersModel, loader: Loader, opts: 
 
 async function epochsLoop(model: tfl.LayersModel, loader: Loader, opts: LoopOptions, fused: ReturnType<typeof denseTrainStep>, world: MpiWorld | null, agree: StopAgreement): Promise<History> {
   const epochs = opts.epochs ?? DEFAULTS.epochs;
+  const precision = opts.matmulPrecision ?? DEFAULTS.matmulPrecision;
   const classes = modelClasses(model);
   const copy = tf.getBackend() === 'cpu'; // the cpu backend keeps a reference to the array; loaders reuse buffers
   const history: History = { epochs: [] };
@@ -366,6 +401,12 @@ async function epochsLoop(model: tfl.LayersModel, loader: Loader, opts: LoopOpti
         const y = isOneHot(b, classes) ? asFloat32(b.y, false) : oneHotInto(b, classes, yBuf);
         agree.local = opts.signal?.aborted ? 1 : 0;
         r = fused.step(asFloat32(b.x, false), y, b.n);
+      }
+      if (r === null && precision === 'bf16') {
+        // trainOnBatch would multiply in float32: a bf16 run must not change precision without saying so
+        throw new SlimfitError(`matmul precision bf16: batch ${b.index} of epoch ${e + 1} could not take the fused Dense step (a weight shares its memory with another tensor, or the batch's shape differs from the model's)`, {
+          hint: 'use matmul precision float32, or do not hold extra references to the model\'s weight tensors during training',
+        });
       }
       if (r === null) {
         const { xs, ys } = batchTensors(b, classes, copy);

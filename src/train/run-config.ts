@@ -47,13 +47,15 @@ export interface RunConfig {
   classNames?: string[];
   /** Draw the classes of `data` equally often (absent: no; a mix says it per source in `mix.balanced`). */
   balanced?: boolean;
+  /** Precision of the matrix products: 'float32' or the opt-in 'bf16' mixed precision (absent in older runs: float32). */
+  matmulPrecision?: 'float32' | 'bf16';
 }
 
 /**
  * Options a resumed run may change (the cursor counts samples in an order fixed by the seed, so the batch size may
  * change); callback options given again keep the callbacks' saved state (best value, wait counter, rate scale).
  */
-const CHANGEABLE = ['epochs', 'batchSize', 'lr', 'lrDecay', 'shift', 'augment', 'patience', 'keepBest', 'lrSchedule', 'reduceLrOnPlateau'] as const;
+const CHANGEABLE = ['epochs', 'batchSize', 'lr', 'lrDecay', 'shift', 'augment', 'patience', 'keepBest', 'lrSchedule', 'reduceLrOnPlateau', 'matmulPrecision'] as const;
 /**
  * Options that define a run with a checkpoint, with their flag names for messages: its weights and optimizer state
  * belong to the model and optimizer, and its loader cursor to the training samples (split and hold-out) and their order.

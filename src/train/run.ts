@@ -16,9 +16,10 @@ import { formatAugment, parseAugmentSpec } from '../loader/augment.ts';
 import { type RemoteOptions } from '../remote/index.ts';
 import { formatBytes, peakRssBytes } from '../core/rss.ts';
 import { initBackend } from './backend.ts';
+import { bf16Kernel } from '../engine/index.ts';
 import { DEFAULTS } from './defaults.ts';
 import { type DataInput, makeEvalLoader, makeLoader, type MixSpec, normalizeMix, openMixSources, type ResolvedData, resolveData, trainLoaderOptions } from './data.ts';
-import { compileDefault, type EpochLog, evaluateLoader, type EvalResult, type LoopState, modelClasses, type OptimizerName, restoreOptimizerExactly, trainEpochs } from './loop.ts';
+import { checkMatmulPrecision, compileDefault, type EpochLog, evaluateLoader, type EvalResult, type LoopState, modelClasses, type OptimizerName, restoreOptimizerExactly, trainEpochs } from './loop.ts';
 import { type BestWeightsStore, type CallbackInput, earlyStopping, keepBest, memoryWeightsStore, reduceLrOnPlateau } from './callbacks.ts';
 import { mpiWorld } from '../core/mpi.ts';
 import { globalCursor, perRankBatch, rankCursor } from './parallel.ts';
@@ -47,6 +48,12 @@ export interface TrainRunOptions {
   augment?: string | AugmentOptions;
   /** Split evaluated after every epoch (default 'val' when the store has one). */
   valSplit?: string;
+  /**
+   * Precision of the matrix products (default 'float32'): 'bf16' is the opt-in mixed precision of the fused Dense
+   * step (bfloat16 GEMM operands, float32 accumulation, weights and Adam; see LoopOptions.matmulPrecision). Saved in
+   * run.json and named in report.md; changeable on resume.
+   */
+  matmulPrecision?: 'float32' | 'bf16';
   /** With no validation split: fraction of the training samples held out at random for validation (default 0.1; 0 = none). */
   valFraction?: number;
   optimizer?: OptimizerName;
@@ -112,6 +119,8 @@ export interface RunSummary {
   /** Set when `signal` stopped the run: the epoch (1-based) it stopped in and the batches of that epoch done; a checkpoint holds that point. */
   interrupted?: { epoch: number; batchesDone: number; samplesDone: number };
   backend: string;
+  /** Precision of the matrix products the run trained with (absent when interrupted or on ranks > 0). */
+  matmulPrecision?: 'float32' | 'bf16';
   history: EpochLog[];
   test?: EvalResult;
   wallSeconds: number;
@@ -283,7 +292,7 @@ export async function trainRun(data: DataInput | undefined, opts: TrainRunOption
     const given = {
       epochs: opts.epochs, batchSize: opts.batchSize, lr: opts.lr, lrDecay: opts.lrDecay, shift: opts.shift, augment: augmentSpec(opts.augment), valSplit: opts.valSplit, valFraction: opts.valFraction,
       model: opts.model === undefined ? undefined : savedModelName(opts.model, isBuiltinModel), split: opts.split, optimizer: opts.optimizer, seed: opts.seed, shuffle: opts.shuffle, shuffleShards: opts.shuffleShards,
-      patience: opts.patience, keepBest: opts.keepBest, lrSchedule: opts.lrSchedule, reduceLrOnPlateau: opts.reduceLrOnPlateau,
+      patience: opts.patience, keepBest: opts.keepBest, lrSchedule: opts.lrSchedule, reduceLrOnPlateau: opts.reduceLrOnPlateau, matmulPrecision: opts.matmulPrecision,
       balanced: opts.balanced, mix: opts.mix && normalizeMix(opts.mix, opts.split ?? saved.split),
     };
     cfg = resumeConfig(saved, given, data, { force: opts.force, run: out, hasCheckpoint, log });
@@ -314,6 +323,7 @@ export async function trainRun(data: DataInput | undefined, opts: TrainRunOption
       shuffleShards: (opts.shuffle ?? DEFAULTS.shuffle) === 'shard' ? (opts.shuffleShards ?? DEFAULTS.shuffleShards) : opts.shuffleShards,
       lrDecay: opts.lrDecay ?? DEFAULTS.lrDecay, shift: opts.shift ?? DEFAULTS.shift, augment: augmentSpec(opts.augment) ?? DEFAULTS.augment, valSplit: opts.valSplit, valFraction: opts.valFraction ?? DEFAULTS.valFraction,
       patience: opts.patience, keepBest: opts.keepBest, lrSchedule: opts.lrSchedule, reduceLrOnPlateau: opts.reduceLrOnPlateau,
+      matmulPrecision: opts.matmulPrecision ?? DEFAULTS.matmulPrecision,
       ...(opts.balanced ? { balanced: true } : {}), ...(opts.classNames ? { classNames: opts.classNames } : {}), ...(opts.mix ? { mix: normalizeMix(opts.mix, opts.split ?? DEFAULTS.split) } : {}),
     };
   }
@@ -321,6 +331,8 @@ export async function trainRun(data: DataInput | undefined, opts: TrainRunOption
     if (cfg.classNames) throw new SlimfitError(`this run names its classes ${cfg.classNames.join(', ')}, not ${opts.classNames.join(', ')}`, { file: out, hint: 'drop --class-names to resume with the run\'s own names' });
     cfg.classNames = opts.classNames;
   }
+  const precision = cfg.matmulPrecision ?? DEFAULTS.matmulPrecision;
+  if (precision === 'bf16') bf16Kernel(); // a CPU without bf16 is refused before the run folder is touched
   if (cfg.mix && cfg.balanced) throw new SlimfitError('balanced and mix go separately: with a mix, say which sources are class-balanced in mix.balanced (--balanced 1,2)');
   // Options are checked before any data is read or the run folder is touched.
   if (cfg.lrSchedule !== undefined) parseLrSchedule(cfg.lrSchedule);
@@ -378,6 +390,7 @@ export async function trainRun(data: DataInput | undefined, opts: TrainRunOption
     // A fresh run trains with the run's optimizer flags even if a user's model.json carries its own training config
     // (its loss may expect other labels); a resumed run keeps the saved optimizer and its state.
     compileDefault(model, cfg.optimizer, cfg.lr, !state);
+    checkMatmulPrecision(model, precision);
     // A damaged store is refused before the run folder is touched (the loaders then find the shards checked).
     if (opts.verifyChecksums !== false) for (const s of [rd.main, rd.val, opts.evaluateTest !== false ? rd.test : undefined, ...(mixed?.sources ?? [])]) if (s) await verifySource(s);
     // Every rank has read and checked the run folder before rank 0 writes to it (a fresh run's check that the folder
@@ -465,7 +478,7 @@ export async function trainRun(data: DataInput | undefined, opts: TrainRunOption
     log(`training ${cfg.model} on ${loader.source.name}: ${cfg.mix ? `${loader.samplesPerEpoch} samples per epoch` : `${rd.main.samples} samples`}${cfg.balanced ? ' (classes drawn equally often)' : ''}, ${rd.classes} classes, batch ${cfg.batchSize}${parallel ? ` (${parallel})` : ''}, ${cfg.optimizer} lr ${cfg.lr}, ${cfg.epochs} epochs` +
       (cfg.lrDecay !== 1 ? `, lr x${cfg.lrDecay} per epoch` : '') + (cfg.lrSchedule ? `, lr schedule ${cfg.lrSchedule}` : '') +
       (cfg.patience !== undefined ? `, early stopping on val_loss (patience ${cfg.patience})` : '') + (cfg.keepBest ? `, keeping the best ${monitor} in ${BEST_DIR}/` : '') +
-      (plateau ? `, lr x${plateau.factor} after ${plateau.patience} epochs without a lower ${monitor}` : '') + (cfg.shift ? `, random shifts up to ${cfg.shift} px` : '') + (cfg.augment ? `, augment ${cfg.augment}` : '') +
+      (plateau ? `, lr x${plateau.factor} after ${plateau.patience} epochs without a lower ${monitor}` : '') + (precision === 'bf16' ? ', matmul precision bf16 (opt-in mixed precision, not float32)' : '') + (cfg.shift ? `, random shifts up to ${cfg.shift} px` : '') + (cfg.augment ? `, augment ${cfg.augment}` : '') +
       (val ? `, validating on ${rd.val!.name}` : ", no validation (no 'val' split and --val-fraction 0)"));
     const checkpoint = async (cursor: Cursor, loop: LoopState): Promise<void> => {
       if (!writer) return;
@@ -479,7 +492,7 @@ export async function trainRun(data: DataInput | undefined, opts: TrainRunOption
     if (!finished) {
       const h = await trainEpochs(model, loader, {
         epochs: cfg.epochs, initialEpoch: state?.epochsDone ?? 0, validation: val, progress: writer ? opts.progress : false, lr: cfg.lr, lrDecay: cfg.lrDecay ?? DEFAULTS.lrDecay, log,
-        lrSchedule: cfg.lrSchedule, callbacks, signal: opts.signal, resumeState: state?.loop, world,
+        lrSchedule: cfg.lrSchedule, callbacks, signal: opts.signal, resumeState: state?.loop, world, matmulPrecision: precision,
         onEpochEnd: async (e, cursor, loop) => {
           history.push(e);
           await checkpoint(cursor, loop);
@@ -538,11 +551,12 @@ export async function trainRun(data: DataInput | undefined, opts: TrainRunOption
         ...(noTest ? [['test', `none: ${noTest}`] as [string, string]] : []),
         ['classes', `${rd.classes}${rd.classNames.length <= 40 ? `: ${rd.classNames.join(', ')}` : ''}${cfg.classNames ? ' (--class-names)' : ''}`],
         ...(world && world.size > 1 ? [['data-parallel', `${world.size} MPI ranks (${world.library}), global batch ${cfg.batchSize} = ${rankBatch} per rank, lr ${cfg.lr} (not scaled: the global batch is the batch); rank 0 spent ${world.stats.allreduceSeconds.toFixed(2)} s in ${world.stats.allreduceCalls} all-reduce calls`] as [string, string]] : []),
+        ['matmul precision', precision === 'bf16' ? 'bf16 (opt-in mixed precision: GEMM operands rounded to bfloat16, float32 accumulation; float32 weights, Adam and loss)' : 'float32'],
         ['backend', info.note.replace(/^backend: /, '')], ['wall time of this invocation', `${wallSeconds.toFixed(1)} s`], ['peak RSS', formatBytes(rss)],
       ],
       history, evaluation: test ? { split: 'test', result: test } : undefined, classNames: rd.classNames,
     });
-    return { out, report, backend: info.name, history, test, wallSeconds, peakRss: rss, ...(world ? { rank: world.rank } : {}), ...par };
+    return { out, report, backend: info.name, matmulPrecision: precision, history, test, wallSeconds, peakRss: rss, ...(world ? { rank: world.rank } : {}), ...par };
   } finally {
     built?.dispose();
     for (const l of loaders.reverse()) await l.close();
