@@ -12,6 +12,8 @@
 #include <algorithm>
 #include <atomic>
 #include <cstdint>
+#include <cstdio>
+#include <cstdlib>
 #include <cstring>
 #include <mutex>
 #include <string>
@@ -304,7 +306,12 @@ void gemm_bf16_slices(int kind, bool ta, bool tb, int M, int N, int K, const flo
   if (M <= 0 || N <= 0) return;
   if (kind == BF16_DEFAULT) kind = bf16_best_kernel();
   if (!bf16_kernel_available(kind)) kind = BF16_NONE;
-  if (kind == BF16_NONE || K <= 0) {  // callers check support first; K = 0 is an all-zero product
+  if (kind == BF16_NONE && K > 0) {
+    // Callers check support first (bf16Kernel() in src/engine/dense-step.ts): zeros here would train on zero gradients.
+    std::fprintf(stderr, "slimfit: internal error: a bf16 matrix product was requested on a CPU without a bf16 kernel\n");
+    std::abort();
+  }
+  if (K <= 0) {  // an all-zero product
     for (int i = 0; i < M; i++) std::fill(C + (size_t)i * ldc, C + (size_t)i * ldc + N, 0.f);
     epi(0, M, 0, N);
     return;

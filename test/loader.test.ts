@@ -6,6 +6,8 @@ import { isSlimfitError } from '../src/core/errors.ts';
 import { type Batch, type DataSource, createLoader, fromNpy, fromNpz, holdout, openDataset } from '../src/loader/index.ts';
 import { gatherAddon } from '../src/loader/native.ts';
 import { chooseIo } from '../src/loader/loader.ts';
+import { defaultWorkers } from '../src/loader/defaults.ts';
+import { availableParallelism } from 'node:os';
 import { permutation } from '../src/core/permutation.ts';
 import { idsOf, makeNpyPair, makeStore } from './loader-fixtures.ts';
 import { needsAddon, py, tempDir } from '../dev/helpers.ts';
@@ -264,6 +266,27 @@ describe('loader over a store', () => {
       await got.loader.close();
       assert.equal(got.batches.length, want.batches.length);
       for (let i = 0; i < want.batches.length; i++) assert.deepEqual(got.batches[i].x, want.batches[i].x, `${io}: x of batch ${i} after eviction`);
+    }
+    await ds.close();
+  });
+
+  test('default workers: the main thread for a store io auto maps (labels in memory, no augmentation), else cores - 1', { skip: needsAddon('slimfit_gather') }, async () => {
+    const cores = availableParallelism();
+    const base = { io: 'mmap' as const, labelsCached: true, remote: false, heavyTransforms: false, cores };
+    assert.equal(defaultWorkers(base), 0);
+    for (const other of [{ io: 'pread' as const }, { labelsCached: false }, { remote: true }, { heavyTransforms: true }]) {
+      assert.equal(defaultWorkers({ ...base, ...other }), Math.max(1, cores - 1), JSON.stringify(other));
+    }
+    const ds = await openDataset(stores[2003]);
+    const src = ds.split('train');
+    const cases: Array<[Opts, number]> = [
+      [{}, 0], [{ io: 'mmap' }, Math.max(1, cores - 1)], [{ io: 'pread' }, Math.max(1, cores - 1)], [{ noise: 0.1 }, Math.max(1, cores - 1)],
+      [{ shift: 1 }, Math.max(1, cores - 1)], [{ labelCacheBytes: 0 }, Math.max(1, cores - 1)], [{ workers: 2 }, 2],
+    ];
+    for (const [opts, want] of cases) {
+      const l = createLoader(src, opts);
+      assert.equal(l.workers, want, JSON.stringify(opts));
+      await l.close();
     }
     await ds.close();
   });

@@ -153,7 +153,7 @@ export function doctorReport(opts: DoctorOptions = {}): DoctorReport {
   let engine: DoctorReport['engine'] = null;
   if (addon) {
     const i = addon.info();
-    engine = { isa: i.isa, avx512: i.isa === 'avx512', avx2: i.isa === 'avx512' || i.isa === 'avx2', bf16: i.bf16, vnni: i.vnni, openblas: i.blas === 'openblas', gemm: `${gemmModeLabel(i)} GEMM`, threads: i.threads, bf16Kernel: addon.bf16Info().kernel };
+    engine = { isa: i.isa, avx512: i.isa === 'avx512', avx2: i.isa === 'avx512' || i.isa === 'avx2', bf16: i.bf16, vnni: i.vnni, openblas: i.blas === 'openblas', gemm: `${gemmModeLabel(i)} GEMM`, threads: i.threads, bf16Kernel: typeof addon.bf16Info === 'function' ? addon.bf16Info().kernel : 'none' };
   }
   // From what really resolves: without the wasm backend, train falls back to cpu (backend.ts), where the engine does not apply.
   const training = badRequired.length ? `nothing: training cannot start, ${badRequired.map((p) => p.name).join(', ')} ${badRequired.length === 1 ? 'is' : 'are'} missing or the wrong version (see peer dependencies above)`

@@ -38,6 +38,7 @@ export type DenseStepResult = { step: DenseStep; inputSize: number; classes: num
 export function bf16Kernel(): Bf16Kernel {
   const { addon, note } = loadAddon();
   if (!addon) throw new SlimfitError(`matmul precision bf16 needs the native engine (${note})`, { hint: 'build it (npm run build:native) or use matmul precision float32' });
+  if (typeof addon.bf16Info !== 'function') throw new SlimfitError('matmul precision bf16 needs a native engine built from this version, and the one loaded predates it', { hint: 'rebuild it (npm run build:native) or use matmul precision float32' });
   const i = addon.bf16Info();
   if (i.kernel === 'none') {
     throw new SlimfitError('matmul precision bf16 needs a CPU with AVX512_BF16 or AMX-BF16, and this one has neither', { hint: 'use matmul precision float32 (the default)' });

@@ -24,8 +24,10 @@ export const LOADER_DEFAULTS = {
 
 /** What decides the default number of loader worker threads. */
 export interface WorkerContext {
-  /** How the x files are read. */
+  /** How the x files are read ('mmap' only when io 'auto' mapped them: within LOADER_DEFAULTS.mapMaxBytes). */
   io: 'mmap' | 'pread';
+  /** The labels are read once into memory (else each batch preads its labels). */
+  labelsCached: boolean;
   /** The store is fetched over HTTP/S3 (reads wait on the cache). */
   remote: boolean;
   /** Per-sample work beyond gather + normalize: augmentation, noise or shifts. */
@@ -36,11 +38,11 @@ export interface WorkerContext {
 
 /**
  * Default worker threads (PyTorch's DataLoader also defaults to loading on the main thread): none when a batch is a
- * gather from a mapped store plus normalization — a memcpy-sized job that a hand-off to another thread costs more
+ * gather from a store that io 'auto' maps, with labels in memory, plus normalization — a memcpy-sized job that a hand-off to another thread costs more
  * than, and a worker would take a core from the engine's threads — else one per core but one, so preads, remote
  * reads and augmentation overlap with training.
  */
 export function defaultWorkers(c: WorkerContext): number {
-  if (c.io === 'mmap' && !c.remote && !c.heavyTransforms) return 0;
+  if (c.io === 'mmap' && c.labelsCached && !c.remote && !c.heavyTransforms) return 0;
   return Math.max(1, c.cores - 1);
 }

@@ -338,8 +338,12 @@ export function createLoader(source: DataSource, opts: LoaderOptions = {}): Shuf
 
   // Cached copies of remote shards are evicted while a loader runs: read them with preads (a mapping pins the file).
   const io = chooseIo(src, opts.io ?? 'auto', mode !== 'block' && !fetcher && opts.native !== false && gatherAddon() !== null);
+  const labelCacheBytes = intOpt('labelCacheBytes', opts.labelCacheBytes, 64 * MB, 0);
   const heavyTransforms = Boolean(opts.augment) || (opts.noise ?? 0) > 0 || (opts.shift ?? 0) > 0;
-  const workers = intOpt('workers', opts.workers, defaultWorkers({ io, remote: Boolean(fetcher), heavyTransforms, cores: availableParallelism() }), 0);
+  const workers = intOpt('workers', opts.workers, defaultWorkers({
+    io: io === 'mmap' && (opts.io ?? 'auto') === 'auto' ? 'mmap' : 'pread', remote: Boolean(fetcher), heavyTransforms, cores: availableParallelism(),
+    labelsCached: labelCacheBytes > 0 && storedSamples(src) * yRow <= labelCacheBytes,
+  }), 0);
   const layout = slotLayout(spec, B);
   let prefetch: number;
   if (opts.prefetch !== undefined) prefetch = intOpt('prefetch', opts.prefetch, 4, 1);
@@ -349,7 +353,6 @@ export function createLoader(source: DataSource, opts: LoaderOptions = {}): Shuf
   else prefetch = Math.max(4 * workers, 2, Math.min(64, Math.floor((16 * MB) / layout.bytes)));
   if (workers === 0) prefetch = 1;
   const reuse = opts.reuseBuffers ?? false;
-  const labelCacheBytes = intOpt('labelCacheBytes', opts.labelCacheBytes, 64 * MB, 0);
 
   const frac = perRank > 0 ? windowSamples / perRank : 1;
   const shards = shardSamples ? shardSamples.filter((c) => c > 0).length : 0;
