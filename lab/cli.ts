@@ -128,14 +128,15 @@ export function register(program: Command): void {
       await done(o.out);
     });
 
-  common(lab.command('chaos').description('guess 3: one-ulp twins per layer with fitted Lyapunov exponents, a null twin, and noise injected into early/middle/late layers'))
+  runOptions(common(lab.command('chaos').description('guess 3: one-ulp twins per layer with fitted Lyapunov exponents, a null twin, and noise injected into early/middle/late layers'))
     .option('--tiny', 'a narrow network for 100 steps (for tests)')
-    .option('--twins <n>', 'twins per perturbed layer (default 3 with --quick/--tiny, 5 in full mode)', positiveInt)
+    .option('--twins <n>', 'twins per perturbed layer (default 3 with --quick/--tiny, 5 in full mode)', positiveInt))
     .action(async (o: Common & { tiny?: boolean; twins?: number }) => {
       await start();
       const { labChaos } = await import('./chaos.ts');
       const { summarize } = await import('./stats.ts');
-      const s = await labChaos({ quick: !!o.quick, size: o.tiny ? 'tiny' : o.quick ? 'quick' : 'full', twins: o.twins, out: o.out }) as { nullDiffering: number; middleDiffers: boolean; layers: { name: string; lambdas: number[] }[]; gain: { middleDiffers: boolean; final: { name: string; spectral: number[] }[] } };
+      const s = await labChaos({ quick: !!o.quick, size: o.tiny ? 'tiny' : o.quick ? 'quick' : 'full', twins: o.twins, out: o.out, run: await control(o) }) as null | { nullDiffering: number; middleDiffers: boolean; layers: { name: string; lambdas: number[] }[]; gain: { middleDiffers: boolean; final: { name: string; spectral: number[] }[] } };
+      if (!await finishStatus() || !s) return;
       process.stdout.write(`chaos\tnull_twin_weights_differing=${s.nullDiffering}\tmiddle_differs=${s.middleDiffers}\n`);
       for (const L of s.layers) process.stdout.write(`chaos\t${L.name}\tlambdas=${L.lambdas.map((v) => v.toFixed(5)).join(',')}\n`);
       const iv = (x: number[], d: number) => { const m = summarize(x); return `n=${m.n}\tmean=${m.mean.toFixed(d)}\tsd=${(m.sd || 0).toFixed(d)}\tlo=${m.lo.toFixed(d)}\thi=${m.hi.toFixed(d)}`; };

@@ -205,7 +205,7 @@ export async function runUnits<S, R>(section: string, version: number, units: Un
   } else {
     await runInChildren(section, missing, Math.min(jobs, missing.length), late, finish);
   }
-  if (missing.length) progress.done();
+  if (missing.length && process.stderr.isTTY) progress.done(); // plain lines already printed one per run
   const done = keys.filter((k) => have.has(k)).length;
   const left = units.length - done;
   return { results: left ? null : keys.map((k) => have.get(k)!.result as R), done, total: units.length, secondsLeft: left * pace() / jobs, records: keys.filter((k) => have.has(k)).map((k) => have.get(k)!) };

@@ -4,12 +4,14 @@ import { guptaUnit } from './gupta.ts';
 import { fp8Unit } from './fp8.ts';
 import { int8Unit } from './int8.ts';
 import { swallowUnit } from './swallow.ts';
+import { chaosUnit } from './chaos.ts';
 
 const RUNNERS: Record<string, UnitRunner> = {
   gupta2015: guptaUnit as UnitRunner,
   fp8: fp8Unit as UnitRunner,
   int8: int8Unit as UnitRunner,
   swallow: swallowUnit as UnitRunner,
+  chaos: chaosUnit as UnitRunner,
 };
 
 /** The runner of `section`'s units. */
