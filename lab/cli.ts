@@ -184,12 +184,13 @@ export function register(program: Command): void {
       await done(o.out);
     });
 
-  common(lab.command('report').description('run every experiment and regenerate the whole report, with answers to the three guesses'))
-    .option('--skip <list>', 'experiments to reuse from a previous run instead of re-running (e.g. gupta2015)')
+  runOptions(common(lab.command('report').description('run every experiment and regenerate the whole report, with answers to the three guesses'))
+    .option('--skip <list>', 'experiments to reuse from a previous run instead of re-running (e.g. gupta2015)'))
     .action(async (o: Common & { skip?: string }) => {
       await start();
       const { labReport } = await import('./lab-report.ts');
-      await labReport({ quick: !!o.quick, out: o.out, skip: (o.skip ?? '').split(',').filter(Boolean) });
+      await labReport({ quick: !!o.quick, out: o.out, skip: (o.skip ?? '').split(',').filter(Boolean), run: await control(o) });
       await done(o.out);
+      await finishStatus();
     });
 }

@@ -75,6 +75,14 @@ export async function fp8Unit(u: Fp8UnitSpec): Promise<{ acc: number }> {
   return { acc: runTraining({ hidden: u.cfg.hidden, opt, prec: r[2], train, test, batch: 100, steps, seed: u.seed, evalEvery: steps }).finalAcc };
 }
 
+/** The fp8 units for the options (one per recipe and seed, in recipe order). */
+export function fp8Units(o: Fp8Options): Unit<Fp8UnitSpec>[] {
+  const cfg = fp8Config(o.size ?? (o.quick ? 'quick' : 'full'));
+  const seeds = o.seeds ?? cfg.seeds;
+  const keys = fp8Recipes().map((r) => r[0]).filter((k) => !o.only || k === 'fp32' || o.only.includes(k));
+  return keys.flatMap((key) => Array.from({ length: seeds }, (_, k) => ({ spec: { cfg, recipe: key, seed: 1 + k }, label: `${key} seed ${1 + k}` })));
+}
+
 /**
  * Run the recipes and write the fp8 section.
  * @example await labFp8({ quick: true, out: '/tmp/reports', only: ['fp8', 'mxfp4'] }) // fp32, FP8 and MXFP4, 3 seeds each
@@ -92,7 +100,7 @@ export async function labFp8(o: Fp8Options): Promise<Fp8Cell[] | null> {
     if (unknown.length) throw new UsageError(`fp8 --only: unknown recipe ${unknown.join(', ')}`, { hint: `use some of ${recipes.map((r) => r[0]).join(', ')}` });
   }
   const chosen = recipes.filter((r) => !o.only || r[0] === 'fp32' || o.only.includes(r[0]));
-  const units: Unit<Fp8UnitSpec>[] = chosen.flatMap(([key]) => Array.from({ length: seeds }, (_, k) => ({ spec: { cfg, recipe: key, seed: 1 + k }, label: `${key} seed ${1 + k}` })));
+  const units = fp8Units(o);
   const outcome = await runUnits('fp8', FP8_VERSION, units, fp8Unit, { out: o.out, log, ...o.run });
   if (!noteOutcome(o, 'fp8', size, outcome)) return null;
   const cells: Fp8Cell[] = chosen.map(([key, name, , what], i) => ({ key, name, what, accs: outcome.results!.slice(i * seeds, (i + 1) * seeds).map((r) => r.acc) }));

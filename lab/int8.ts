@@ -103,6 +103,12 @@ export async function int8Unit(u: Int8UnitSpec): Promise<Record<string, number>>
   return accs;
 }
 
+/** The int8 units for the options (one per seed). */
+export function int8Units(o: Int8Options): Unit<Int8UnitSpec>[] {
+  const cfg = int8Config(o.size ?? (o.quick ? 'quick' : 'full'));
+  return Array.from({ length: o.seeds ?? cfg.seeds }, (_, k) => ({ spec: { cfg, seed: 1 + k }, label: `seed ${1 + k}` }));
+}
+
 /**
  * Run PTQ and QAT (per-tensor and per-channel) on fp32 models and write the int8 section.
  * @example await labInt8({ quick: true, out: '/tmp/reports' }) // writes /tmp/reports/precision/int8.{md,json}
@@ -125,7 +131,7 @@ export async function labInt8(o: Int8Options): Promise<Int8Data | null> {
     { key: 'fp32-ft', name: 'fp32 fine-tuned as QAT (control)', what: `nothing; the same ${ftSteps} fine-tuning steps in fp32`, accs: [], diffs: [] },
   ];
   const at = (key: string) => cells.find((c) => c.key === key)!;
-  const units: Unit<Int8UnitSpec>[] = Array.from({ length: seeds }, (_, k) => ({ spec: { cfg, seed: 1 + k }, label: `seed ${1 + k}` }));
+  const units = int8Units(o);
   const outcome = await runUnits('int8', INT8_VERSION, units, int8Unit, { out: o.out, log, ...o.run });
   if (!noteOutcome(o, 'int8', size, outcome)) return null;
   outcome.results!.forEach((accs, k) => {

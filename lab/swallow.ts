@@ -158,6 +158,15 @@ export async function swallowUnit(u: SwallowUnitSpec): Promise<SwallowRun | Plat
   };
 }
 
+/** The swallow units of the MNIST parts and the plateau among `parts` (the toy table is computed in place). */
+export function swallowUnits(size: 'tiny' | 'quick' | 'full', seeds: number, parts: readonly SwallowPart[] = SWALLOW_PARTS): Unit<SwallowUnitSpec>[] {
+  const cfg = swallowConfig(size);
+  const units: Unit<SwallowUnitSpec>[] = [];
+  for (const part of ['grid', 'remedies', 'scaling'] as const) if (parts.includes(part)) for (const r of mnistRecipes(part)) for (let k = 1; k <= seeds; k++) units.push({ spec: { part, cfg, recipe: r.name, seed: k }, label: `${part} ${r.name} seed ${k}` });
+  if (parts.includes('plateau')) for (const init of PLATEAU_INITS[size]) for (const r of PLATEAU_RECIPES) for (let k = 1; k <= seeds; k++) units.push({ spec: { part: 'plateau', cfg: { ...PLATEAU_CONFIG[size], init }, recipe: r.name, seed: k }, label: `plateau init ${init} ${r.name} seed ${k}` });
+  return units;
+}
+
 /** Toy accumulation rows and values. */
 function toyTable(): { rows: (string | number)[][]; toy: Record<string, number[]> } {
   const rows: (string | number)[][] = [];
@@ -273,9 +282,7 @@ export async function labSwallow(o: LabOptions & { seeds?: number; parts?: Swall
   const cfg = swallowConfig(size);
   const mnist = has('grid') || has('remedies') || has('scaling');
   // every recipe is run with `seeds` seeds; all parts' units go to the run store together (parallel across parts)
-  const units: Unit<SwallowUnitSpec>[] = [];
-  for (const part of ['grid', 'remedies', 'scaling'] as const) if (has(part)) for (const r of mnistRecipes(part)) for (let k = 1; k <= seeds; k++) units.push({ spec: { part, cfg, recipe: r.name, seed: k }, label: `${part} ${r.name} seed ${k}` });
-  if (has('plateau')) for (const init of PLATEAU_INITS[size]) for (const r of PLATEAU_RECIPES) for (let k = 1; k <= seeds; k++) units.push({ spec: { part: 'plateau', cfg: { ...PLATEAU_CONFIG[size], init }, recipe: r.name, seed: k }, label: `plateau init ${init} ${r.name} seed ${k}` });
+  const units = swallowUnits(size, seeds, parts);
   const outcome = await runUnits('swallow', SWALLOW_VERSION, units, swallowUnit, { out: o.out, log, ...o.run });
   if (!noteOutcome(o, 'swallow', size, outcome)) return null;
   const byKey = new Map(units.map((u, i) => [`${u.spec.part}|${u.spec.part === 'plateau' ? u.spec.cfg.init : ''}|${u.spec.recipe}|${u.spec.seed}`, outcome.results![i]]));
