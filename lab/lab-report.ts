@@ -282,7 +282,7 @@ export function answersMarkdown(out: string, guesses: Guess[] = GUESSES, status?
   const runsOf = (n: string) => {
     const st = status?.find((x) => x.section === n);
     if (!st) return '–';
-    return `${st.done} of ${st.total} ${st.size}-mode runs on record${st.done < st.total ? ` (incomplete: the section above shows ${data[n] ? `its last complete results, ${modeOf(data[n]!)} mode` : 'nothing yet'})` : ''}`;
+    return `${st.done} of ${st.total} ${st.size}-mode runs on record${st.done < st.total ? ` (incomplete: its section shows ${data[n] ? `its last complete results, ${modeOf(data[n]!)} mode` : 'nothing yet'})` : ''}`;
   };
   const modes = names.map((n) => status ? [n, data[n] ? modeOf(data[n]!) : 'not run', runsOf(n)] : [n, data[n] ? modeOf(data[n]!) : 'not run']);
   const parts: string[] = [

@@ -15,4 +15,6 @@ process.on('message', async (msg: { type: string; section?: string; spec?: unkno
     process.send!({ type: 'error', error: isSlimfitError(e) ? (e as Error).message : (e as Error).stack ?? String(e), slimfit: isSlimfitError(e) });
   }
 });
+// the parent went away (killed, or done): nothing more to run
+process.on('disconnect', () => process.exit(0));
 process.send!({ type: 'ready' });
