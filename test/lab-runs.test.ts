@@ -99,7 +99,7 @@ test('lab report counts each section\'s runs of the requested mode and does not 
     mkdirSync(join(t.dir, 'precision'), { recursive: true });
     writeFileSync(join(t.dir, 'precision', 'gupta2015.json'), JSON.stringify({ quick: true, size: 'quick', cells: [] }));
     const md = answersMarkdown(t.dir, undefined, status);
-    assert.match(md, /\| gupta2015 \| quick \| 0 of 80 full-mode runs on record \(incomplete: the section above shows its last complete results, quick mode\) \|/);
-    assert.match(md, /\| fp8 \| not run \| 0 of \d+ full-mode runs on record \(incomplete: the section above shows nothing yet\) \|/);
+    assert.match(md, /\| gupta2015 \| quick \| 0 of 80 full-mode runs on record \(incomplete: its section shows its last complete results, quick mode\) \|/);
+    assert.match(md, /\| fp8 \| not run \| 0 of \d+ full-mode runs on record \(incomplete: its section shows nothing yet\) \|/);
   } finally { t.cleanup(); }
 });
