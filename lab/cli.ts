@@ -176,6 +176,16 @@ export function register(program: Command): void {
       await done(o.out);
     });
 
+  common(lab.command('estimate').description('time the first steps of one run of every kind in each section\'s full mode and print how long the missing full-mode runs would take here'))
+    .option('--steps <n>', 'timed steps per kind of run (default 20, after 3 warm-up steps)', positiveInt)
+    .option('--sections <list>', 'only these sections: gupta2015,fp8,int8,swallow,chaos')
+    .option('--runs <dir>', 'run store folder (default <out>/precision/runs)')
+    .action(async (o: Common & { steps?: number; sections?: string }) => {
+      await start();
+      const { labEstimate } = await import('./estimate.ts');
+      await labEstimate({ quick: false, out: o.out, steps: o.steps, sections: o.sections?.split(',').map((x) => x.trim()).filter(Boolean), run: { runsDir: o.runs } });
+    });
+
   common(lab.command('speed').description('guess 1: GEMM throughput by dtype on this machine, memory per parameter by format'))
     .action(async (o: Common) => {
       await start();
