@@ -3,7 +3,7 @@ import * as tfl from '@tensorflow/tfjs-layers';
 import { tf } from './tf.ts';
 import { BF16, E4M3, FP16, FP32, quantize, type Format } from '../src/precision/formats.ts';
 import { cachedMnist, type Dataset } from './data.ts';
-import { runUnits, runsNote, type Unit } from './runs.ts';
+import { runUnits, runsNote, unitConfig, type Unit, type UnitConfig } from './runs.ts';
 import { figure, lines, type Pt } from './plot.ts';
 import { pct, SUB, table, writeSection } from './report.ts';
 import { runTraining } from './run.ts';
@@ -150,7 +150,7 @@ export function chaosConfig(size: ChaosSize) {
     : size === 'quick' ? { size, hidden: [128, 128, 128], trainN: 5000, testN: 2000, steps: 300, evalEvery: 25, twins: 3, seeds: 3, probes: 200 }
       : { size, hidden: [256, 256, 256], trainN: 60000, testN: 10000, steps: 3000, evalEvery: 150, twins: 5, seeds: 5, probes: 500 };
 }
-type ChaosConfig = ReturnType<typeof chaosConfig>;
+type ChaosConfig = UnitConfig<ReturnType<typeof chaosConfig>>;
 
 /**
  * A chaos unit. `base` is the seed-1 run (gain trace, noise injection); every other kind is compared with the base run
@@ -208,7 +208,7 @@ function baseTrajectory(cfg: ChaosConfig): Promise<Map<number, { w: Float32Array
 
 /**
  * Run one chaos unit (the unit of the run store).
- * @example await chaosUnit({ cfg: chaosConfig('tiny'), kind: 'null' }) // { differing: 0, ... }
+ * @example await chaosUnit({ cfg: unitConfig(chaosConfig('tiny')), kind: 'null' }) // { differing: 0, ... }
  */
 export async function chaosUnit(u: ChaosUnitSpec): Promise<ChaosBaseResult | ChaosTraceResult> {
   const { cfg } = u;
@@ -255,10 +255,10 @@ export async function chaosUnit(u: ChaosUnitSpec): Promise<ChaosBaseResult | Cha
 
 /** The chaos units for a size and twin count, in the order the section reads them. */
 export function chaosUnits(size: ChaosSize, twins?: number): Unit<ChaosUnitSpec>[] {
-  const cfg = chaosConfig(size);
-  const nTwins = twins ?? cfg.twins;
+  const full = chaosConfig(size), cfg = unitConfig(full);
+  const nTwins = twins ?? full.twins;
   const units: Unit<ChaosUnitSpec>[] = [{ spec: { cfg, kind: 'base' }, label: 'base run' }];
-  for (let k = 0; k < cfg.seeds; k++) units.push({ spec: { cfg, kind: 'seed', seed: 2 + k }, label: `seed ${2 + k}` });
+  for (let k = 0; k < full.seeds; k++) units.push({ spec: { cfg, kind: 'seed', seed: 2 + k }, label: `seed ${2 + k}` });
   units.push({ spec: { cfg, kind: 'null' }, label: 'null twin' });
   // the perturbed weight of each twin: a seeded draw over that layer's kernel
   const rng = createRng(99);

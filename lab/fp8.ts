@@ -4,7 +4,7 @@
 // without scaling and bf16, n seeds per recipe.
 import { BF16, E4M3, E5M2, FP32, overflowNote, withOverflow } from '../src/precision/formats.ts';
 import { cachedMnist } from './data.ts';
-import { runUnits, runsNote, type Unit } from './runs.ts';
+import { runUnits, runsNote, unitConfig, type Unit, type UnitConfig } from './runs.ts';
 import { UsageError } from '../src/core/errors.ts';
 import { table, writeSection } from './report.ts';
 import { runTraining } from './run.ts';
@@ -59,11 +59,11 @@ function fp8Recipes(): [string, string, PrecisionSpec, string][] {
 }
 
 /** One fp8 unit: a recipe and a seed. */
-export interface Fp8UnitSpec { cfg: ReturnType<typeof fp8Config>; recipe: string; seed: number }
+export interface Fp8UnitSpec { cfg: UnitConfig<ReturnType<typeof fp8Config>>; recipe: string; seed: number }
 
 /**
  * Train one recipe with one seed (the unit of the run store); returns its test accuracy.
- * @example await fp8Unit({ cfg: fp8Config('tiny'), recipe: 'fp8', seed: 1 }) // { acc: 0.8... }
+ * @example await fp8Unit({ cfg: unitConfig(fp8Config('tiny')), recipe: 'fp8', seed: 1 }) // { acc: 0.8... }
  */
 export async function fp8Unit(u: Fp8UnitSpec): Promise<{ acc: number }> {
   const r = fp8Recipes().find((x) => x[0] === u.recipe);
@@ -80,7 +80,7 @@ export function fp8Units(o: Fp8Options): Unit<Fp8UnitSpec>[] {
   const cfg = fp8Config(o.size ?? (o.quick ? 'quick' : 'full'));
   const seeds = o.seeds ?? cfg.seeds;
   const keys = fp8Recipes().map((r) => r[0]).filter((k) => !o.only || k === 'fp32' || o.only.includes(k));
-  return keys.flatMap((key) => Array.from({ length: seeds }, (_, k) => ({ spec: { cfg, recipe: key, seed: 1 + k }, label: `${key} seed ${1 + k}` })));
+  return keys.flatMap((key) => Array.from({ length: seeds }, (_, k) => ({ spec: { cfg: unitConfig(cfg), recipe: key, seed: 1 + k }, label: `${key} seed ${1 + k}` })));
 }
 
 /**

@@ -8,7 +8,7 @@ import { figure, lines, type Pt } from './plot.ts';
 import { pct, SUB, table, writeSection } from './report.ts';
 import { buildLenet, runTraining, type CurvePoint } from './run.ts';
 import { logger, noteOutcome, saveJson, stamp, type LabOptions } from './common.ts';
-import { runUnits, runsNote, type Unit } from './runs.ts';
+import { runUnits, runsNote, unitConfig, type Unit, type UnitConfig } from './runs.ts';
 import { interval, mean, meanSd, summarize, welch } from './stats.ts';
 import type { PrecisionSpec } from './train.ts';
 import type * as tfl from '@tensorflow/tfjs-layers';
@@ -106,7 +106,7 @@ const ALL_FLS = Array.from({ length: 15 }, (_, i) => i + 1);
 
 /** One gupta2015 unit: a cell of the grid and a seed, with the configuration that determines it. */
 export interface GuptaUnitSpec {
-  cfg: ReturnType<typeof guptaConfig>;
+  cfg: UnitConfig<ReturnType<typeof guptaConfig>>;
   cell: { label: string; net: GuptaNet; fl: number | null; rounding: Rounding | 'float32'; loss: LossReduction; dynamic?: boolean };
   seed: number;
 }
@@ -125,7 +125,7 @@ export interface GuptaUnitResult {
 
 /**
  * Train one cell of the grid with one seed (the unit of the run store).
- * @example await guptaUnit({ cfg: guptaConfig('tiny'), cell: { label: 'float32', net: 'mlp', fl: null, rounding: 'float32', loss: 'sum' }, seed: 1 })
+ * @example await guptaUnit({ cfg: unitConfig(guptaConfig('tiny')), cell: { label: 'float32', net: 'mlp', fl: null, rounding: 'float32', loss: 'sum' }, seed: 1 })
  */
 export async function guptaUnit(u: GuptaUnitSpec): Promise<GuptaUnitResult> {
   const { cfg, cell: p, seed } = u;
@@ -185,7 +185,7 @@ export function guptaUnits(o: GuptaOptions): Unit<GuptaUnitSpec>[] {
   const cfg = guptaConfig(size, o.epochs);
   const seeds = o.seeds ?? cfg.seeds;
   const { plan } = guptaPlan(o, size);
-  return plan.flatMap((cell) => Array.from({ length: seeds }, (_, k) => ({ spec: { cfg, cell, seed: 1 + k }, label: `${cell.label} seed ${1 + k}` })));
+  return plan.flatMap((cell) => Array.from({ length: seeds }, (_, k) => ({ spec: { cfg: unitConfig(cfg), cell, seed: 1 + k }, label: `${cell.label} seed ${1 + k}` })));
 }
 
 /**

@@ -5,7 +5,7 @@
 import { tf } from './tf.ts';
 import { FP32 } from '../src/precision/formats.ts';
 import { cachedMnist, type Dataset } from './data.ts';
-import { runUnits, runsNote, type Unit } from './runs.ts';
+import { runUnits, runsNote, unitConfig, type Unit, type UnitConfig } from './runs.ts';
 import { table, writeSection } from './report.ts';
 import { evaluate, permutation, runTraining } from './run.ts';
 import { logger, noteOutcome, saveJson, stamp, type LabOptions } from './common.ts';
@@ -66,11 +66,11 @@ export function int8Config(size: 'tiny' | 'quick' | 'full') {
 }
 
 /** One int8 unit: a seed (its fp32 model and every int8 row made from it). */
-export interface Int8UnitSpec { cfg: ReturnType<typeof int8Config>; seed: number }
+export interface Int8UnitSpec { cfg: UnitConfig<ReturnType<typeof int8Config>>; seed: number }
 
 /**
  * Train one seed's fp32 model and derive every row from it (the unit of the run store); returns accuracy by row key.
- * @example await int8Unit({ cfg: int8Config('tiny'), seed: 1 }) // { fp32: 0.9, 'ptq-tensor': 0.9, ... }
+ * @example await int8Unit({ cfg: unitConfig(int8Config('tiny')), seed: 1 }) // { fp32: 0.9, 'ptq-tensor': 0.9, ... }
  */
 export async function int8Unit(u: Int8UnitSpec): Promise<Record<string, number>> {
   const { cfg, seed } = u;
@@ -106,7 +106,7 @@ export async function int8Unit(u: Int8UnitSpec): Promise<Record<string, number>>
 /** The int8 units for the options (one per seed). */
 export function int8Units(o: Int8Options): Unit<Int8UnitSpec>[] {
   const cfg = int8Config(o.size ?? (o.quick ? 'quick' : 'full'));
-  return Array.from({ length: o.seeds ?? cfg.seeds }, (_, k) => ({ spec: { cfg, seed: 1 + k }, label: `seed ${1 + k}` }));
+  return Array.from({ length: o.seeds ?? cfg.seeds }, (_, k) => ({ spec: { cfg: unitConfig(cfg), seed: 1 + k }, label: `seed ${1 + k}` }));
 }
 
 /**

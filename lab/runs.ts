@@ -97,6 +97,18 @@ export function runKey(section: string, version: number, spec: unknown): string 
   return createHash('sha256').update(canonicalJson({ section, version, spec })).digest('hex').slice(0, 16);
 }
 
+/** A configuration without the counts of runs (`seeds`, `twins`): they say how many units there are, not what one computes. */
+export type UnitConfig<T> = Omit<T, 'seeds' | 'twins'>;
+
+/**
+ * `cfg` without `seeds` and `twins`, for a unit's spec (so a unit's key does not change with the number of units).
+ * @example unitConfig({ hidden: [64], seeds: 3 }) // { hidden: [64] }
+ */
+export function unitConfig<T extends object>(cfg: T): UnitConfig<T> {
+  const { seeds: _s, twins: _t, ...rest } = cfg as T & { seeds?: unknown; twins?: unknown };
+  return rest as UnitConfig<T>;
+}
+
 /** Folder of a section's records. */
 export function sectionRunsDir(out: string, section: string, runsDir?: string): string {
   return join(runsDir ?? join(out, SUB, 'runs'), section);
