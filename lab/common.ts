@@ -31,7 +31,8 @@ export function noteOutcome(o: LabOptions, section: string, size: string, r: Run
   SECTION_STATUS.push({ section, size, done: r.done, total: r.total, secondsLeft: r.secondsLeft });
   if (r.results) return true;
   const jobs = o.run?.jobs ?? 1;
-  logger(o)(`${section}: ${r.done} of ${r.total} runs done, about ${duration(r.secondsLeft)} left${jobs > 1 ? ` with ${jobs} jobs` : ''}; the section is written once all are done (run the same command again; records are kept)`);
+  const left = Number.isFinite(r.secondsLeft) ? `about ${duration(r.secondsLeft)} left${jobs > 1 ? ` with ${jobs} jobs` : ''}` : 'time left unknown until a run has been timed (`npm run lab -- estimate` measures it)';
+  logger(o)(`${section}: ${r.done} of ${r.total} runs done, ${left}; the section is written once all are done (run the same command again; records are kept)`);
   return false;
 }
 

@@ -8,16 +8,22 @@ import { logger, type LabOptions } from './common.ts';
 
 class ProbeDone extends Error { constructor(readonly setup: number, readonly perStep: number) { super('probe done'); } }
 
-/** Seconds before the first step (model build, step-0 evaluation) and per step, from `steps` steps after `warm`. */
+/**
+ * Seconds before the first step (model build, step-0 evaluation) and per step: the median of `steps` step times after
+ * `warm` (a median, because other processes on a loaded machine stretch single steps several-fold).
+ */
 async function probe(run: () => unknown, steps: number, warm: number): Promise<{ setup: number; perStep: number } | null> {
-  let t0 = performance.now(), setup = 0, n = 0, tw = 0;
+  let t0 = performance.now(), setup = 0, n = 0, last = 0;
+  const times: number[] = [];
   STEP_PROBE.fn = (ev) => {
     const now = performance.now();
-    if (ev === 'start') { setup = (now - t0) / 1000; t0 = now; return; }
+    if (ev === 'start') { setup = (now - t0) / 1000; last = now; return; }
     n++;
-    if (n === warm) tw = now;
-    if (n === warm + steps) throw new ProbeDone(setup, (now - tw) / 1000 / steps);
+    if (n > warm) times.push((now - last) / 1000);
+    last = now;
+    if (times.length === steps) throw new ProbeDone(setup, [...times].sort((a, b) => a - b)[Math.floor(steps / 2)]);
   };
+  t0 = performance.now();
   try { await run(); return null; } catch (e) { if (e instanceof ProbeDone) return { setup: e.setup, perStep: e.perStep }; throw e; } finally { STEP_PROBE.fn = null; }
 }
 
@@ -82,6 +88,6 @@ export async function labEstimate(o: LabOptions & { steps?: number; sections?: s
     if (sw) { sw.seconds += per * inits.length * 5; sw.units += pl.PLATEAU_RECIPES.length * inits.length * 5; }
   }
   const md = table(['section', 'full-mode runs', 'kinds timed', 'on record', 'estimated time left (1 job)', 'note'], rows.map((r) => [r.section, r.units, r.kinds, r.onRecord, duration(r.seconds), r.note || '–']));
-  process.stdout.write(`${md}\n\nTotal ${duration(rows.reduce((s, r) => s + r.seconds, 0))} with one job, from the first ${steps} steps after ${warm} warm-up steps of one run per kind; ${machine()}; load average ${loadavg().map((v) => v.toFixed(1)).join(' / ')} at the end.\n`);
+  process.stdout.write(`${md}\n\nTotal ${duration(rows.reduce((s, r) => s + r.seconds, 0))} with one job, from the median of ${steps} step times after ${warm} warm-up steps of one run per kind (each evaluation point costed as the step-0 setup); ${machine()}; load average ${loadavg().map((v) => v.toFixed(1)).join(' / ')} at the end.\n`);
   return rows;
 }
