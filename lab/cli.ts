@@ -22,6 +22,12 @@ function positiveInt(s: string): number {
   return v;
 }
 
+function nonNegativeInt(s: string): number {
+  const v = Number(s);
+  if (!Number.isInteger(v) || v < 0) throw new UsageError(`--jobs expects a whole number (0 = in this process), got "${s}"`);
+  return v;
+}
+
 function positiveNumber(s: string): number {
   const v = Number(s);
   if (!Number.isFinite(v) || v <= 0) throw new UsageError(`expected a positive number of minutes, got "${s}"`);
@@ -30,7 +36,7 @@ function positiveNumber(s: string): number {
 
 /** Options of the sections that keep their runs in the run store (lab/runs.ts). */
 function runOptions(c: Command): Command {
-  return c.option('--jobs <n>', 'runs at once, each in a child process with the engine at 1 thread (default 1: in this process, engine on all cores)', positiveInt)
+  return c.option('--jobs <n>', 'runs at once, each in a child process with the engine at 1 thread (default 1; use the number of cores; 0 = in this process, for debugging)', nonNegativeInt)
     .option('--budget <minutes>', 'start no new run after this many minutes; running ones finish, then exit 75 if runs are missing', positiveNumber)
     .option('--fresh', 'ignore (and overwrite) the recorded runs of this configuration')
     .option('--runs <dir>', 'run store folder (default <out>/precision/runs)');

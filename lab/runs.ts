@@ -9,6 +9,7 @@ import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { SlimfitError } from '../src/core/errors.ts';
 import { createProgress } from '../src/core/progress.ts';
+import { nativeSettings } from '../src/core/config.ts';
 import { SUB } from './report.ts';
 
 /** Exit code of a lab command that stopped with runs still missing (BSD sysexits EX_TEMPFAIL: run it again). */
@@ -16,7 +17,11 @@ export const EXIT_INCOMPLETE = 75;
 
 /** How a section schedules its runs (the lab commands' `--jobs`, `--budget`, `--fresh`, `--runs`). */
 export interface RunControl {
-  /** Child processes running units at once (default 1: in this process, with the engine's default threads). */
+  /**
+   * Child processes running units at once, each with the engine at 1 thread (default 1), so a unit's result does not
+   * depend on how many run at once (the engine's GEMMs split work by thread count, which moves last bits); 0 runs them
+   * in this process with the engine's configured threads (for debugging a unit: its last bits may differ).
+   */
   jobs?: number;
   /** Wall-clock deadline (ms since the epoch) after which no new unit starts; running ones finish. */
   deadline?: number;
@@ -41,7 +46,8 @@ export interface RunRecord<S = unknown, R = unknown> {
   started: string;
   finished: string;
   seconds: number;
-  machine: { cpu: string; cores: number; host: string; load1: number; jobs: number };
+  /** `threads`: the engine's threads in the process that ran the unit (1 in a child; 0 = one per core). */
+  machine: { cpu: string; cores: number; host: string; load1: number; jobs: number; threads: number };
 }
 
 /** Outcome of {@link runUnits}: the results in unit order when all are there, else null, and the counts. */
@@ -161,7 +167,7 @@ export function countDone(dir: string, section: string, version: number, units: 
 
 function machineInfo(jobs: number): RunRecord['machine'] {
   const c = cpus();
-  return { cpu: c[0]?.model.trim() ?? 'unknown', cores: c.length, host: hostname(), load1: Number(loadavg()[0].toFixed(2)), jobs };
+  return { cpu: c[0]?.model.trim() ?? 'unknown', cores: c.length, host: hostname(), load1: Number(loadavg()[0].toFixed(2)), jobs, threads: jobs ? 1 : nativeSettings().threads };
 }
 
 /** Human duration, e.g. "1 h 05 min", "12 min", "40 s". */
@@ -192,11 +198,11 @@ export async function runUnits<S, R>(section: string, version: number, units: Un
   const keys = units.map((u) => runKey(section, version, u.spec));
   if (new Set(keys).size !== keys.length) throw new Error(`${section}: two units share a spec`);
   const missing = units.map((u, i) => ({ u, key: keys[i] })).filter((m) => !have.has(m.key));
-  const jobs = Math.max(1, o.jobs ?? 1);
+  const jobs = Math.max(0, o.jobs ?? 1);
   const prior = keys.map((k) => have.get(k)?.seconds).filter((s): s is number => s !== undefined);
   const thisRun: number[] = [];
   const pace = () => { const v = thisRun.length ? thisRun : prior; return v.length ? v.reduce((a, b) => a + b, 0) / v.length : NaN; };
-  if (missing.length) log(`${section}: ${units.length - missing.length} of ${units.length} runs on record in ${dir}; running ${missing.length}${jobs > 1 ? ` in ${jobs} processes` : ''}`);
+  if (missing.length) log(`${section}: ${units.length - missing.length} of ${units.length} runs on record in ${dir}; running ${missing.length} ${jobs ? `in ${Math.min(jobs, missing.length)} process${Math.min(jobs, missing.length) > 1 ? 'es' : ''} (engine at 1 thread each)` : 'in this process'}`);
   const progress = createProgress({ label: section, total: missing.length, unit: 'runs', plainEvery: 0 });
   const finish = (m: { u: Unit<S>; key: string }, result: unknown, started: Date, seconds: number) => {
     const rec: RunRecord = { section, version, key: m.key, label: m.u.label, spec: m.u.spec, result, started: started.toISOString(), finished: new Date().toISOString(), seconds, machine: machineInfo(jobs) };
@@ -207,7 +213,7 @@ export async function runUnits<S, R>(section: string, version: number, units: Un
     progress.tick(1, `${m.u.label} ${seconds.toFixed(1)} s`);
   };
   const late = () => o.deadline !== undefined && Date.now() >= o.deadline;
-  if (jobs === 1) {
+  if (jobs === 0) {
     for (const m of missing) {
       if (late()) break;
       const t0 = performance.now(), started = new Date();
@@ -220,7 +226,7 @@ export async function runUnits<S, R>(section: string, version: number, units: Un
   if (missing.length && process.stderr.isTTY) progress.done(); // plain lines already printed one per run
   const done = keys.filter((k) => have.has(k)).length;
   const left = units.length - done;
-  return { results: left ? null : keys.map((k) => have.get(k)!.result as R), done, total: units.length, secondsLeft: left * pace() / jobs, records: keys.filter((k) => have.has(k)).map((k) => have.get(k)!) };
+  return { results: left ? null : keys.map((k) => have.get(k)!.result as R), done, total: units.length, secondsLeft: left * pace() / Math.max(1, jobs), records: keys.filter((k) => have.has(k)).map((k) => have.get(k)!) };
 }
 
 /** Run `missing` in `n` child processes (lab/unit-worker.ts, engine at 1 thread each), one unit per message. */
