@@ -5,6 +5,7 @@ import { canonicalJson, duration, runKey, loadRecords, sectionRunsDir, type Unit
 import { STEP_PROBE } from './run.ts';
 import { machine, table } from './report.ts';
 import { logger, type LabOptions } from './common.ts';
+import { nativeSettings } from '../src/core/config.ts';
 
 class ProbeDone extends Error { constructor(readonly setup: number, readonly perStep: number) { super('probe done'); } }
 
@@ -88,6 +89,8 @@ export async function labEstimate(o: LabOptions & { steps?: number; sections?: s
     if (sw) { sw.seconds += per * inits.length * 5; sw.units += pl.PLATEAU_RECIPES.length * inits.length * 5; }
   }
   const md = table(['section', 'full-mode runs', 'kinds timed', 'on record', 'estimated time left (1 job)', 'note'], rows.map((r) => [r.section, r.units, r.kinds, r.onRecord, duration(r.seconds), r.note || '–']));
-  process.stdout.write(`${md}\n\nTotal ${duration(rows.reduce((s, r) => s + r.seconds, 0))} with one job, from the median of ${steps} step times after ${warm} warm-up steps of one run per kind (each evaluation point costed as the step-0 setup); ${machine()}; load average ${loadavg().map((v) => v.toFixed(1)).join(' / ')} at the end.\n`);
+  const th = nativeSettings().threads;
+  const thNote = th === 1 ? 'the engine at 1 thread, as each job runs' : `the engine at ${th || 'all'} threads, but each job runs at 1 thread: set SLIMFIT_THREADS=1 for the speed of a job`;
+  process.stdout.write(`${md}\n\nTotal ${duration(rows.reduce((s, r) => s + r.seconds, 0))} with one job (${thNote}; N jobs on N free cores take about 1/N of it), from the median of ${steps} step times after ${warm} warm-up steps of one run per kind (each evaluation point costed as the step-0 setup); ${machine()}; load average ${loadavg().map((v) => v.toFixed(1)).join(' / ')} at the end.\n`);
   return rows;
 }
