@@ -1,6 +1,7 @@
 // The lab's run store: every independent unit of an experiment (one cell × seed training run, one recipe × seed, ...)
 // leaves a small JSON record under <out>/precision/runs/<section>/<key>.json, so a full-mode report can be built over
-// several sessions (records are committed as results) and on several cores (`--jobs N` child processes).
+// several sessions (records are committed as results) and on several cores (`--jobs N` child processes at 1 engine
+// thread each).
 import { createHash } from 'node:crypto';
 import { fork, type ChildProcess } from 'node:child_process';
 import { mkdirSync, readdirSync, readFileSync, renameSync, writeFileSync, existsSync } from 'node:fs';
@@ -74,7 +75,10 @@ export function runsNote(records: RunRecord[]): string {
   return `${records.length} runs recorded ${when(t[0])} – ${when(e[e.length - 1])} UTC, ${duration(secs)} of run time in all, on ${machines.join('; ')}`;
 }
 
-/** JSON with sorted keys and non-finite numbers kept as strings ("NaN", "Infinity", "-Infinity"). */
+/**
+ * JSON with sorted keys and non-finite numbers kept as strings ("NaN", "Infinity", "-Infinity").
+ * @example canonicalJson({ b: NaN, a: [1] }) // '{"a":[1],"b":"NaN"}'
+ */
 export function canonicalJson(v: unknown, indent?: number): string {
   const norm = (x: unknown): unknown => {
     if (typeof x === 'number') return Number.isFinite(x) ? x : String(x);
@@ -90,7 +94,10 @@ export function canonicalJson(v: unknown, indent?: number): string {
   return JSON.stringify(norm(v), null, indent);
 }
 
-/** Parse JSON written by {@link canonicalJson}, turning "NaN"/"Infinity"/"-Infinity" back into numbers. */
+/**
+ * Parse JSON written by {@link canonicalJson}, turning "NaN"/"Infinity"/"-Infinity" back into numbers.
+ * @example parseCanonical('{"b":"NaN"}') // { b: NaN }
+ */
 export function parseCanonical(text: string): unknown {
   return JSON.parse(text, (_k, v) => (v === 'NaN' ? NaN : v === 'Infinity' ? Infinity : v === '-Infinity' ? -Infinity : v));
 }
@@ -150,7 +157,10 @@ export function loadRecords(dir: string): Map<string, RunRecord> {
   return out;
 }
 
-/** Write a record through a temporary file renamed into place. */
+/**
+ * Write a record as `<dir>/<key>.json` through a temporary file renamed into place.
+ * @example writeRecord('reports/precision/runs/fp8', record)
+ */
 export function writeRecord(dir: string, rec: RunRecord): void {
   mkdirSync(dir, { recursive: true });
   const path = join(dir, `${rec.key}.json`);
@@ -159,7 +169,10 @@ export function writeRecord(dir: string, rec: RunRecord): void {
   renameSync(tmp, path);
 }
 
-/** The units of `units` that have a record in `dir` (for `lab report`'s completeness table). */
+/**
+ * How many of `units` have a record in `dir` (for `lab report`'s completeness table).
+ * @example countDone('reports/precision/runs/int8', 'int8', 1, units) // { done: 3, total: 5 }
+ */
 export function countDone(dir: string, section: string, version: number, units: Unit[]): { done: number; total: number } {
   const have = loadRecords(dir);
   return { done: units.filter((u) => have.has(runKey(section, version, u.spec))).length, total: units.length };
@@ -170,7 +183,10 @@ function machineInfo(jobs: number): RunRecord['machine'] {
   return { cpu: c[0]?.model.trim() ?? 'unknown', cores: c.length, host: hostname(), load1: Number(loadavg()[0].toFixed(2)), jobs, threads: jobs ? 1 : nativeSettings().threads };
 }
 
-/** Human duration, e.g. "1 h 05 min", "12 min", "40 s". */
+/**
+ * Human duration.
+ * @example duration(3900) // '1 h 05 min'; duration(40) // '40 s'
+ */
 export function duration(s: number): string {
   if (!Number.isFinite(s)) return 'unknown time';
   if (s >= 3600) return `${Math.floor(s / 3600)} h ${String(Math.round((s % 3600) / 60)).padStart(2, '0')} min`;
