@@ -2,11 +2,12 @@
 import * as tfl from '@tensorflow/tfjs-layers';
 import { tf } from './tf.ts';
 import { BF16, E4M3, FP16, FP32, quantize, type Format } from '../src/precision/formats.ts';
-import { loadMnist, type Dataset } from './data.ts';
+import { cachedMnist, type Dataset } from './data.ts';
+import { runUnits, runsNote, unitConfig, type Unit, type UnitConfig } from './runs.ts';
 import { figure, lines, type Pt } from './plot.ts';
 import { pct, SUB, table, writeSection } from './report.ts';
 import { runTraining } from './run.ts';
-import { logger, saveJson, stamp, type LabOptions } from './common.ts';
+import { logger, noteOutcome, saveJson, stamp, type LabOptions } from './common.ts';
 import { interval, mean, meanSd, sd, summarize, verdict, welch } from './stats.ts';
 import { createRng } from '../src/precision/rng.ts';
 import type { OptimizerSpec } from './train.ts';
@@ -140,75 +141,165 @@ export function lyapunov(points: { step: number; d: number }[], cap: number): { 
   return { lambda: sxy / sxx, points: p.length };
 }
 
-/** Run the chaos experiment and write its section. */
-export async function labChaos(o: LabOptions & { size?: ChaosSize; twins?: number }): Promise<Record<string, unknown>> {
+/** Bumped when a chaos run's meaning changes (its records then no longer count). */
+export const CHAOS_VERSION = 1;
+
+/** Network, data and schedule by size. */
+export function chaosConfig(size: ChaosSize) {
+  return size === 'tiny' ? { size, hidden: [32, 32, 32], trainN: 1000, testN: 500, steps: 100, evalEvery: 10, twins: 3, seeds: 3, probes: 100 }
+    : size === 'quick' ? { size, hidden: [128, 128, 128], trainN: 5000, testN: 2000, steps: 300, evalEvery: 25, twins: 3, seeds: 3, probes: 200 }
+      : { size, hidden: [256, 256, 256], trainN: 60000, testN: 10000, steps: 3000, evalEvery: 150, twins: 5, seeds: 5, probes: 500 };
+}
+type ChaosConfig = UnitConfig<ReturnType<typeof chaosConfig>>;
+
+/**
+ * A chaos unit. `base` is the seed-1 run (gain trace, noise injection); every other kind is compared with the base run
+ * at each evaluation point, and a process recomputes the base trajectory once (runs are bit-for-bit deterministic: the
+ * null twin checks that) instead of storing its weights.
+ */
+export type ChaosUnitSpec = { cfg: ChaosConfig } & (
+  | { kind: 'base' }
+  | { kind: 'seed'; seed: number }
+  | { kind: 'null' }
+  | { kind: 'twin'; layer: number; index: number; twin: number }
+  | { kind: 'swap' }
+  | { kind: 'order' });
+
+type Trace = { step: number; d: number; layers: number[]; disagree: number }[];
+type GainTrace = { step: number; spectral: number[]; random: number[] }[];
+/** What a compared run leaves in the run store. */
+export interface ChaosTraceResult { tr: Trace; acc: number; differing: number; gain?: GainTrace }
+/** What the base run leaves in the run store. */
+export interface ChaosBaseResult { acc: number; gain: GainTrace; probeSpectral: number[][]; totalWeights: number; noiseDraws: number[][][]; noiseFormats: number[][] }
+
+const EPS_LIST = [0, 1e-4, 1e-3, 1e-2, 3e-2, 0.1, 0.3, 1, 3];
+const GAIN_LAYERS = ['early (hidden 1)', 'middle (hidden 2)', 'late (hidden 3)'];
+/** Kernels of hidden 1 (early), hidden 2 (middle) and the output layer (late); arrays alternate kernel, bias. */
+const twinLayers = (cfg: ChaosConfig) => [{ name: 'early (hidden 1)', idx: 0 }, { name: 'middle (hidden 2)', idx: 2 }, { name: 'late (output)', idx: 2 * cfg.hidden.length }];
+
+async function chaosCommon(cfg: ChaosConfig) {
+  const train = await cachedMnist('train', cfg.trainN), test = await cachedMnist('test', cfg.testN);
+  const opt: OptimizerSpec = { kind: 'momentum', lr: 0.01, momentum: 0.9 };
+  return { hidden: cfg.hidden, opt, prec: { weights: FP32, rounding: 'nearest' as const }, train, test, batch: 100, steps: cfg.steps, evalEvery: cfg.evalEvery };
+}
+
+/** Jacobian gain of each hidden layer's output -> logits on the first `probes` test images (per run: mean over probes). */
+function gainRecorder(cfg: ChaosConfig, test: Dataset, tr: GainTrace, last?: (g: JacobianGain[]) => void) {
+  return (step: number, model: tfl.LayersModel) => {
+    const probeX = tf.tensor2d(test.x.subarray(0, cfg.probes * test.dim), [cfg.probes, test.dim]);
+    const g = GAIN_LAYERS.map((_, k) => jacobianGain(model, probeX, k));
+    probeX.dispose();
+    tr.push({ step, spectral: g.map((v) => mean([...v.spectral])), random: g.map((v) => mean([...v.random])) });
+    if (step === cfg.steps) last?.(g);
+  };
+}
+
+const baseCache = new Map<string, Promise<Map<number, { w: Float32Array[]; pred: Uint8Array }>>>();
+/** The base run's stored weights and predictions at each evaluation point (computed once per process and size). */
+function baseTrajectory(cfg: ChaosConfig): Promise<Map<number, { w: Float32Array[]; pred: Uint8Array }>> {
+  const k = JSON.stringify(cfg);
+  if (!baseCache.has(k)) baseCache.set(k, chaosCommon(cfg).then((common) => {
+    const base = new Map<number, { w: Float32Array[]; pred: Uint8Array }>();
+    runTraining({ ...common, seed: 1, onEval: (step, w, pred) => { base.set(step, { w: w.map((a) => a.slice()), pred: pred.slice() }); } });
+    return base;
+  }));
+  return baseCache.get(k)!;
+}
+
+/**
+ * Run one chaos unit (the unit of the run store).
+ * @example await chaosUnit({ cfg: unitConfig(chaosConfig('tiny')), kind: 'null' }) // { differing: 0, ... }
+ */
+export async function chaosUnit(u: ChaosUnitSpec): Promise<ChaosBaseResult | ChaosTraceResult> {
+  const { cfg } = u;
+  const common = await chaosCommon(cfg);
+  const test = common.test;
+  if (u.kind === 'base') {
+    const gain: GainTrace = [];
+    let probe: JacobianGain[] = [];
+    const onGain = gainRecorder(cfg, test, gain, (g) => { probe = g; });
+    const res = runTraining({ ...common, seed: 1, onEval: (step, _w, _p, model) => onGain(step, model) });
+    const model = res.trainer.model;
+    const draws = cfg.size === 'full' ? 5 : 3;
+    const noiseDraws: number[][][] = [], noiseFormats: number[][] = [];
+    for (let k = 0; k < 3; k++) {
+      noiseDraws.push(EPS_LIST.map((eps) => Array.from({ length: eps > 0 ? draws : 1 }, (_, d) => noisyAccuracy(model, test, k, eps, 1000 * d + 7))));
+      noiseFormats.push([BF16, FP16, E4M3].map((f) => noisyAccuracy(model, test, k, 0, 0, f)));
+    }
+    return { acc: res.finalAcc, gain, probeSpectral: probe.map((g) => [...g.spectral]), totalWeights: res.trainer.stored().reduce((s2, a2) => s2 + a2.length, 0), noiseDraws, noiseFormats };
+  }
+  const base = await baseTrajectory(cfg);
+  const tr: Trace = [];
+  let finalW: Float32Array[] = [];
+  const gain: GainTrace | undefined = u.kind === 'seed' ? [] : undefined;
+  const onGain = gain ? gainRecorder(cfg, test, gain) : null;
+  const L = u.kind === 'twin' ? twinLayers(cfg)[u.layer] : null;
+  const res = runTraining({
+    ...common,
+    seed: u.kind === 'seed' ? u.seed : 1,
+    orderSeed: u.kind === 'order' ? 2 : undefined,
+    swap: u.kind === 'swap' ? [3, 250] : undefined,
+    perturb: u.kind === 'twin' ? (w) => { const a = w[L!.idx]; const v = new Uint32Array(a.buffer, a.byteOffset + 4 * u.index, 1); v[0] += 1; } : undefined,
+    onEval: (step, w, pred, model) => {
+      onGain?.(step, model);
+      const b = base.get(step);
+      if (!b) return;
+      let dis = 0;
+      for (let i = 0; i < pred.length; i++) if (pred[i] !== b.pred[i]) dis++;
+      tr.push({ step, d: relDistance(w, b.w), layers: layerDistances(w, b.w), disagree: dis / pred.length });
+      if (step === cfg.steps) finalW = w.map((a) => a.slice());
+    },
+  });
+  return { tr, acc: res.finalAcc, differing: countDiffering(finalW, base.get(cfg.steps)!.w), gain };
+}
+
+/** The chaos units for a size and twin count, in the order the section reads them. */
+export function chaosUnits(size: ChaosSize, twins?: number): Unit<ChaosUnitSpec>[] {
+  const full = chaosConfig(size), cfg = unitConfig(full);
+  const nTwins = twins ?? full.twins;
+  const units: Unit<ChaosUnitSpec>[] = [{ spec: { cfg, kind: 'base' }, label: 'base run' }];
+  for (let k = 0; k < full.seeds; k++) units.push({ spec: { cfg, kind: 'seed', seed: 2 + k }, label: `seed ${2 + k}` });
+  units.push({ spec: { cfg, kind: 'null' }, label: 'null twin' });
+  // the perturbed weight of each twin: a seeded draw over that layer's kernel
+  const rng = createRng(99);
+  const dims = [784, ...cfg.hidden, 10];
+  twinLayers(cfg).forEach((L, li) => {
+    const k0 = L.idx / 2, size0 = dims[k0] * dims[k0 + 1];
+    for (let t = 0; t < nTwins; t++) units.push({ spec: { cfg, kind: 'twin', layer: li, index: Math.floor(rng.uniform() * size0), twin: t }, label: `one ulp in ${L.name}, twin ${t + 1}` });
+  });
+  units.push({ spec: { cfg, kind: 'swap' }, label: 'two samples swapped' }, { spec: { cfg, kind: 'order' }, label: 'other sample order' });
+  return units;
+}
+
+/** Run the chaos experiment (the units missing from the run store) and write its section; null while runs are missing. */
+export async function labChaos(o: LabOptions & { size?: ChaosSize; twins?: number }): Promise<Record<string, unknown> | null> {
   const log = logger(o);
   const t0 = performance.now();
   const size: ChaosSize = o.size ?? (o.quick ? 'quick' : 'full');
   const q = size !== 'full';
-  const cfg = size === 'tiny' ? { hidden: [32, 32, 32], trainN: 1000, testN: 500, steps: 100, evalEvery: 10, twins: 3, seeds: 3, probes: 100 }
-    : size === 'quick' ? { hidden: [128, 128, 128], trainN: 5000, testN: 2000, steps: 300, evalEvery: 25, twins: 3, seeds: 3, probes: 200 }
-      : { hidden: [256, 256, 256], trainN: 60000, testN: 10000, steps: 3000, evalEvery: 150, twins: 5, seeds: 5, probes: 500 };
+  const cfg = chaosConfig(size);
   const nTwins = o.twins ?? cfg.twins;
-  const train = await loadMnist('train', cfg.trainN);
-  const test = await loadMnist('test', cfg.testN);
-  const opt: OptimizerSpec = { kind: 'momentum', lr: 0.01, momentum: 0.9 };
-  const prec = { weights: FP32, rounding: 'nearest' as const };
-  const base = new Map<number, { w: Float32Array[]; pred: Uint8Array }>();
-  const common = { hidden: cfg.hidden, opt, prec, train, test, batch: 100, steps: cfg.steps, evalEvery: cfg.evalEvery };
-  // Jacobian gain of each hidden layer's output -> logits on fixed probe images, at every evaluation point of the base
-  // run and of the independent seeds (per run: mean over probes; the last point keeps every probe's value)
-  const gainLayers = ['early (hidden 1)', 'middle (hidden 2)', 'late (hidden 3)'];
-  const probeX = tf.tensor2d(test.x.subarray(0, cfg.probes * test.dim), [cfg.probes, test.dim]);
-  type GainTrace = { step: number; spectral: number[]; random: number[] }[];
-  const gainRuns: GainTrace[] = [];
-  let finalProbeGains: JacobianGain[] = [];
-  const recordGain = (tr: GainTrace, last: boolean) => (step: number, model: tfl.LayersModel) => {
-    const g = gainLayers.map((_, k) => jacobianGain(model, probeX, k));
-    tr.push({ step, spectral: g.map((v) => mean([...v.spectral])), random: g.map((v) => mean([...v.random])) });
-    if (last && step === cfg.steps) finalProbeGains = g;
-  };
-  const baseGain: GainTrace = [];
-  const onBaseGain = recordGain(baseGain, true);
-  const baseRes = runTraining({ ...common, seed: 1, onEval: (step, w, pred, model) => { base.set(step, { w: w.map((a) => a.slice()), pred: pred.slice() }); onBaseGain(step, model); } });
-  gainRuns.push(baseGain);
-  log(`chaos base: acc ${pct(baseRes.finalAcc)} (${baseRes.seconds.toFixed(0)} s)`);
-  // kernels of hidden 1 (early), hidden 2 (middle) and the output layer (late); arrays alternate kernel, bias
-  const layers = [{ name: 'early (hidden 1)', idx: 0 }, { name: 'middle (hidden 2)', idx: 2 }, { name: 'late (output)', idx: 2 * cfg.hidden.length }];
-  type Trace = { step: number; d: number; layers: number[]; disagree: number }[];
-  const trace = (tw: { seed: number; orderSeed?: number; perturb?: (w: Float32Array[]) => void; swap?: [number, number]; gain?: GainTrace }) => {
-    const tr: Trace = [];
-    let finalW: Float32Array[] = [];
-    const onGain = tw.gain ? recordGain(tw.gain, false) : null;
-    const res = runTraining({
-      ...common, seed: tw.seed, orderSeed: tw.orderSeed, perturb: tw.perturb, swap: tw.swap,
-      onEval: (step, w, pred, model) => {
-        onGain?.(step, model);
-        const b = base.get(step);
-        if (!b) return;
-        let dis = 0;
-        for (let i = 0; i < pred.length; i++) if (pred[i] !== b.pred[i]) dis++;
-        tr.push({ step, d: relDistance(w, b.w), layers: layerDistances(w, b.w), disagree: dis / pred.length });
-        if (step === cfg.steps) finalW = w.map((a) => a.slice());
-      },
-    });
-    return { tr, acc: res.finalAcc, differing: countDiffering(finalW, base.get(cfg.steps)!.w) };
-  };
-  // seeds 2..S+1: the yardstick (independent of the base run and of each other)
-  const seedRuns = Array.from({ length: cfg.seeds }, (_, k) => { const gain: GainTrace = []; gainRuns.push(gain); return trace({ seed: 2 + k, gain }); });
-  probeX.dispose();
+  const units = chaosUnits(size, o.twins);
+  const outcome = await runUnits('chaos', CHAOS_VERSION, units, chaosUnit, { out: o.out, log, ...o.run });
+  if (!noteOutcome(o, 'chaos', size, outcome)) return null;
+  const results = outcome.results!;
+  const baseRes = results[0] as ChaosBaseResult;
+  const seedRuns = results.slice(1, 1 + cfg.seeds) as ChaosTraceResult[];
+  const nullTwin = results[1 + cfg.seeds] as ChaosTraceResult;
+  const twinRes = results.slice(2 + cfg.seeds, 2 + cfg.seeds + 3 * nTwins) as ChaosTraceResult[];
+  const [swapRes, orderRes] = results.slice(2 + cfg.seeds + 3 * nTwins) as ChaosTraceResult[];
+  const gainLayers = GAIN_LAYERS;
+  const gainRuns: GainTrace[] = [baseRes.gain, ...seedRuns.map((r) => r.gain!)];
+  const finalProbeGains = baseRes.probeSpectral.map((spectral) => ({ spectral }));
+  log(`chaos base: acc ${pct(baseRes.acc)}`);
   const seedAccs = seedRuns.map((r) => r.acc);
   const seedDist = (step: number) => mean(seedRuns.map((r) => r.tr.find((p) => p.step === step)?.d ?? NaN));
-  const nullTwin = trace({ seed: 1 });
   log(`chaos null twin: ${nullTwin.differing} weights differ`);
-  const rng = createRng(99);
+  const layers = twinLayers(cfg);
   const perLayer: { name: string; lambdas: number[]; finals: number[]; disagree: number[]; accs: number[]; traces: Trace[] }[] = [];
-  for (const L of layers) {
-    const size0 = baseRes.trainer.stored()[L.idx].length;
+  layers.forEach((L, li) => {
     const row = { name: L.name, lambdas: [] as number[], finals: [] as number[], disagree: [] as number[], accs: [] as number[], traces: [] as Trace[] };
-    for (let k = 0; k < nTwins; k++) {
-      const j = Math.floor(rng.uniform() * size0);
-      const r = trace({ seed: 1, perturb: (w) => { const u = new Uint32Array(w[L.idx].buffer, w[L.idx].byteOffset + 4 * j, 1); u[0] += 1; } });
+    for (const r of twinRes.slice(li * nTwins, (li + 1) * nTwins)) {
       const cap = 0.1 * seedDist(cfg.steps);
       row.lambdas.push(lyapunov(r.tr, cap).lambda);
       row.finals.push(r.tr.at(-1)!.d);
@@ -218,10 +309,10 @@ export async function labChaos(o: LabOptions & { size?: ChaosSize; twins?: numbe
     }
     perLayer.push(row);
     log(`chaos ${L.name}: lambda ${meanSd(row.lambdas, 1, 4)} per step, final distance ${expSd(row.finals)}`);
-  }
+  });
   const others = [
-    { name: 'two samples swapped in epoch 1', r: trace({ seed: 1, swap: [3, 250] }) },
-    { name: 'other sample order (same init)', r: trace({ seed: 1, orderSeed: 2 }) },
+    { name: 'two samples swapped in epoch 1', r: swapRes },
+    { name: 'other sample order (same init)', r: orderRes },
   ];
   const series: Pt[] = [];
   const layerPts: Pt[] = [];
@@ -239,7 +330,7 @@ export async function labChaos(o: LabOptions & { size?: ChaosSize; twins?: numbe
   }
   for (const ot of others) for (const p of ot.r.tr) if (p.d > 0) series.push({ x: Math.max(p.step, 1), y: p.d, series: ot.name });
   for (const p of seedRuns[0].tr) series.push({ x: Math.max(p.step, 1), y: p.d, series: 'other seed' });
-  const seedSd = sd([baseRes.finalAcc, ...seedAccs]);
+  const seedSd = sd([baseRes.acc, ...seedAccs]);
   const rows = perLayer.map((L) => [L.name, String(L.lambdas.length), `${meanSd(L.lambdas, 1, 4)}`, interval(L.lambdas, 1, 4), expSd(L.finals), `${meanSd(L.disagree, 100, 2)} %`, `${meanSd(L.accs, 100, 2)} %`]);
   const mid = perLayer[1];
   const cmp = [perLayer[0], perLayer[2]].map((L) => {
@@ -255,10 +346,9 @@ export async function labChaos(o: LabOptions & { size?: ChaosSize; twins?: numbe
   };
   for (const ot of others) twinsOut[ot.name] = { dist: ot.r.tr.at(-1)!.d, disagree: ot.r.tr.at(-1)!.disagree, acc: ot.r.acc };
 
-  // --- noise injection at inference into the trained base model
-  const model = baseRes.trainer.model;
-  const layerNames = ['early (hidden 1)', 'middle (hidden 2)', 'late (hidden 3)'];
-  const epsList = [0, 1e-4, 1e-3, 1e-2, 3e-2, 0.1, 0.3, 1, 3];
+  // --- noise injection at inference into the trained base model (computed in the base unit)
+  const layerNames = GAIN_LAYERS;
+  const epsList = EPS_LIST;
   const noisePts: Pt[] = [];
   const noiseRows: (string | number)[][] = [];
   const noise: Record<string, number[]> = {};
@@ -266,12 +356,12 @@ export async function labChaos(o: LabOptions & { size?: ChaosSize; twins?: numbe
   const noiseFormats: Record<string, Record<string, number>> = {};
   const draws = q ? 3 : 5;
   for (let k = 0; k < 3; k++) {
-    const perEps = epsList.map((eps) => Array.from({ length: eps > 0 ? draws : 1 }, (_, d) => noisyAccuracy(model, test, k, eps, 1000 * d + 7)));
+    const perEps = baseRes.noiseDraws[k];
     const accs = perEps.map((v) => mean(v));
     noise[layerNames[k]] = accs;
     noiseDraws[layerNames[k]] = perEps;
     accs.forEach((a, i) => { if (epsList[i] > 0) noisePts.push({ x: epsList[i], y: 100 * a, series: layerNames[k] }); });
-    const fmts = [BF16, FP16, E4M3].map((f) => noisyAccuracy(model, test, k, 0, 0, f));
+    const fmts = baseRes.noiseFormats[k];
     noiseFormats[layerNames[k]] = { bf16: fmts[0], fp16: fmts[1], e4m3: fmts[2] };
     noiseRows.push([layerNames[k], ...perEps.map((v) => (v.length > 1 ? `${meanSd(v, 100, 1)}` : (100 * v[0]).toFixed(1))), ...fmts.map((a) => pct(a))]);
   }
@@ -317,19 +407,19 @@ export async function labChaos(o: LabOptions & { size?: ChaosSize; twins?: numbe
   const md = [
     '## chaos — guess (3): are networks chaotically sensitive to tiny changes in the middle layers?',
     '',
-    stamp(q, seconds, `MNIST ${cfg.trainN} train / ${cfg.testN} test, MLP 784-${cfg.hidden.join('-')}-10 ReLU in float32, SGD momentum 0.9 lr 0.01, batch 100, ${cfg.steps} steps${size === 'tiny' ? ' (**tiny**: for tests)' : ''}`),
+    stamp(q, seconds, `MNIST ${cfg.trainN} train / ${cfg.testN} test, MLP 784-${cfg.hidden.join('-')}-10 ReLU in float32, SGD momentum 0.9 lr 0.01, batch 100, ${cfg.steps} steps${size === 'tiny' ? ' (**tiny**: for tests)' : ''}`, runsNote(outcome.records)),
     '',
     '### One-ulp twins per layer',
     '',
     `The base run (seed 1) is repeated with one weight changed by one ulp (a relative change of ~10⁻⁷), ${nTwins} twins per layer, each a different randomly chosen weight of that layer's kernel. λ is the finite-time Lyapunov exponent: the least-squares slope of ln(relative weight distance to the base run) against the step, fitted over the evaluation points (every ${cfg.evalEvery} steps) before the distance reaches 10% of the distance between independent seeds (saturation). Mean ± s.d. over twins, and the 95% t-interval of λ. (A first-layer weight from a pixel that is 0 in every image never affects the run, so such a twin keeps its initial distance: λ ≈ 0.)`,
     '',
-    `**Null twin** (seed 1 again, nothing changed): ${nullTwin.differing} of ${baseRes.trainer.stored().reduce((s2, a2) => s2 + a2.length, 0)} weights differ at the end${nullTwin.differing === 0 ? ' — the runs are bit-for-bit deterministic, so every distance below is caused by the perturbation' : ' — the training is NOT deterministic here, so the distances below include that noise'}.`,
+    `**Null twin** (seed 1 again, nothing changed): ${nullTwin.differing} of ${baseRes.totalWeights} weights differ at the end${nullTwin.differing === 0 ? ' — the runs are bit-for-bit deterministic, so every distance below is caused by the perturbation' : ' — the training is NOT deterministic here, so the distances below include that noise'}.`,
     '',
     table(['perturbed layer', 'twins', 'λ per step (mean ± s.d.)', 'λ 95% interval', 'final relative distance', 'test predictions differing', 'final test acc'], rows),
     '',
     `Does the middle layer differ (Welch 95% intervals of the difference in λ)? ${cmp.join('; ')}. ${middleStandsOut ? `**The middle layer differs from both others at 95% confidence (its twins diverge ${lamVerdicts[0] === 'higher' ? 'faster' : 'more slowly'}).**` : middleDiffers ? '**The middle layer differs from one other layer at 95% confidence but not from both: no middle-layer peak.**' : '**No: at 95% confidence the middle layer is not different from the others.**'}`,
     '',
-    `Yardstick: ${cfg.seeds} independent seeds (2–${cfg.seeds + 1}) end at relative distance ${meanSd(seedRuns.map((r) => r.tr.at(-1)!.d), 1, 3)} from the base run with ${meanSd(seedRuns.map((r) => r.tr.at(-1)!.disagree), 100, 2)} % of test predictions differing; final accuracy over seeds 1–${cfg.seeds + 1}: ${meanSd([baseRes.finalAcc, ...seedAccs], 100, 2)} % (s.d. ${pct(seedSd)}). Other twins: ${others.map((ot) => `${ot.name}: distance ${ot.r.tr.at(-1)!.d.toExponential(2)}, ${pct(ot.r.tr.at(-1)!.disagree)} predictions differ`).join('; ')}.`,
+    `Yardstick: ${cfg.seeds} independent seeds (2–${cfg.seeds + 1}) end at relative distance ${meanSd(seedRuns.map((r) => r.tr.at(-1)!.d), 1, 3)} from the base run with ${meanSd(seedRuns.map((r) => r.tr.at(-1)!.disagree), 100, 2)} % of test predictions differing; final accuracy over seeds 1–${cfg.seeds + 1}: ${meanSd([baseRes.acc, ...seedAccs], 100, 2)} % (s.d. ${pct(seedSd)}). Other twins: ${others.map((ot) => `${ot.name}: distance ${ot.r.tr.at(-1)!.d.toExponential(2)}, ${pct(ot.r.tr.at(-1)!.disagree)} predictions differ`).join('; ')}.`,
     '',
     figDist,
     '',
@@ -355,8 +445,8 @@ export async function labChaos(o: LabOptions & { size?: ChaosSize; twins?: numbe
   ].join('\n');
   const summary = {
     quick: q, size, steps: cfg.steps, noiseDrawsPerEps: draws, noiseDraws,
-    seedDist: seedRuns.map((r) => r.tr.at(-1)!.d), seedDisagree: seedRuns.map((r) => r.tr.at(-1)!.disagree), seedAccs: [baseRes.finalAcc, ...seedAccs],
-    baseAcc: baseRes.finalAcc, seedMeanAcc: mean([baseRes.finalAcc, ...seedAccs]), seedSdAcc: seedSd, twins: twinsOut, epsList, noise, noiseFormats,
+    seedDist: seedRuns.map((r) => r.tr.at(-1)!.d), seedDisagree: seedRuns.map((r) => r.tr.at(-1)!.disagree), seedAccs: [baseRes.acc, ...seedAccs],
+    baseAcc: baseRes.acc, seedMeanAcc: mean([baseRes.acc, ...seedAccs]), seedSdAcc: seedSd, twins: twinsOut, epsList, noise, noiseFormats,
     nullDiffering: nullTwin.differing, middleDiffers, middleStandsOut,
     gain: {
       layers: gainLayers, probes: cfg.probes, runs: nRuns, steps: gainSteps,

@@ -44,3 +44,15 @@ export async function loadMnist(split: 'train' | 'test', limit = Infinity, dir =
   for (let i = 0; i < x.length; i++) x[i] = img.data[i] / 255;
   return { x, y: lab.data, n: img.rows, dim: img.rowBytes, classes: 10 };
 }
+
+const mnistCache = new Map<string, Promise<Dataset>>();
+
+/**
+ * MNIST's first `n` rows of a split, loaded once per process (the lab's units share them).
+ * @example const train = await cachedMnist('train', 2000);
+ */
+export function cachedMnist(split: 'train' | 'test', n: number): Promise<Dataset> {
+  const k = `${split}:${n}`;
+  if (!mnistCache.has(k)) mnistCache.set(k, loadMnist(split, n));
+  return mnistCache.get(k)!;
+}

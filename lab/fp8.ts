@@ -3,11 +3,12 @@
 // beside it the OCP MX formats on the GEMMs (Rouhani et al. 2023): MXFP8, MXFP6, MXFP4, MXINT8; against fp32, FP8
 // without scaling and bf16, n seeds per recipe.
 import { BF16, E4M3, E5M2, FP32, overflowNote, withOverflow } from '../src/precision/formats.ts';
-import { loadMnist } from './data.ts';
+import { cachedMnist } from './data.ts';
+import { runUnits, runsNote, unitConfig, type Unit, type UnitConfig } from './runs.ts';
 import { UsageError } from '../src/core/errors.ts';
 import { table, writeSection } from './report.ts';
 import { runTraining } from './run.ts';
-import { logger, saveJson, stamp, type LabOptions } from './common.ts';
+import { logger, noteOutcome, saveJson, stamp, type LabOptions } from './common.ts';
 import { interval, meanSd, summarize, welch, type Summary } from './stats.ts';
 import type { OptimizerSpec, PrecisionSpec } from './train.ts';
 import { mxGemm } from './gemm.ts';
@@ -27,29 +28,25 @@ export interface Fp8Cell { key: string; name: string; what: string; accs: number
 /** The saved JSON of the fp8 section (`precision/fp8.json`). */
 export interface Fp8Data { quick: boolean; size: string; seeds: number; cells: Fp8Cell[] }
 
-/**
- * Run the recipes and write the fp8 section.
- * @example await labFp8({ quick: true, out: '/tmp/reports', only: ['fp8', 'mxfp4'] }) // fp32, FP8 and MXFP4, 3 seeds each
- */
-export async function labFp8(o: Fp8Options): Promise<Fp8Cell[]> {
-  const log = logger(o);
-  const t0 = performance.now();
-  const size = o.size ?? (o.quick ? 'quick' : 'full');
-  const cfg = size === 'tiny' ? { hidden: [64, 64], trainN: 2000, testN: 1000, epochs: 5, seeds: 3 }
-    : size === 'quick' ? { hidden: [256, 256], trainN: 10000, testN: 2000, epochs: 3, seeds: 3 }
-      : { hidden: [512, 512], trainN: 60000, testN: 10000, epochs: 5, seeds: 5 };
-  const seeds = o.seeds ?? cfg.seeds;
-  const train = await loadMnist('train', cfg.trainN);
-  const test = await loadMnist('test', cfg.testN);
-  const steps = Math.floor(train.n / 100) * cfg.epochs;
-  const opt: OptimizerSpec = { kind: 'adam', lr: 1e-3 };
+/** Bumped when an fp8 run's meaning changes (its records then no longer count). */
+export const FP8_VERSION = 1;
+
+/** Network and data by size. */
+export function fp8Config(size: 'tiny' | 'quick' | 'full') {
+  return size === 'tiny' ? { size, hidden: [64, 64], trainN: 2000, testN: 1000, epochs: 5, seeds: 3 }
+    : size === 'quick' ? { size, hidden: [256, 256], trainN: 10000, testN: 2000, epochs: 3, seeds: 3 }
+      : { size, hidden: [512, 512], trainN: 60000, testN: 10000, epochs: 5, seeds: 5 };
+}
+
+/** The recipes: key, name, precision, what is low precision. */
+function fp8Recipes(): [string, string, PrecisionSpec, string][] {
   const fp8: PrecisionSpec = { weights: E4M3, rounding: 'nearest', master: true, activations: E4M3, errors: E5M2, scaled: { history: 16 } };
   const fp32: PrecisionSpec = { weights: FP32, rounding: 'nearest' };
   const mxRow = (key: string, name: string, fwd: typeof MXFP8_E4M3, bwd: typeof MXFP8_E4M3 | null): [string, string, PrecisionSpec, string] => {
     const g = mxGemm(fwd, bwd);
     return [key, name, { ...fp32, gemm: g }, g.describe];
   };
-  const recipes: [string, string, PrecisionSpec, string][] = [
+  return [
     ['fp32', 'fp32', fp32, 'nothing'],
     ['fp8', 'FP8: E4M3 weights + outputs, E5M2 errors, delayed scaling, fp32 master', fp8, 'weights and layer outputs E4M3, errors E5M2, per-tensor delayed scaling'],
     ['fp8-unscaled', 'FP8 as above without scaling (saturating)', { ...fp8, scaled: undefined, weights: withOverflow(E4M3, 'saturate'), activations: withOverflow(E4M3, 'saturate'), errors: withOverflow(E5M2, 'saturate') }, 'as FP8, no scale (E4M3/E5M2 saturate)'],
@@ -59,16 +56,55 @@ export async function labFp8(o: Fp8Options): Promise<Fp8Cell[]> {
     mxRow('mxfp4', 'MXFP4: E2M1 x and W, forward GEMMs', MXFP4_E2M1, null),
     mxRow('mxint8', 'MXINT8: x and W, forward GEMMs', MXINT8, null),
   ];
+}
+
+/** One fp8 unit: a recipe and a seed. */
+export interface Fp8UnitSpec { cfg: UnitConfig<ReturnType<typeof fp8Config>>; recipe: string; seed: number }
+
+/**
+ * Train one recipe with one seed (the unit of the run store); returns its test accuracy.
+ * @example await fp8Unit({ cfg: unitConfig(fp8Config('tiny')), recipe: 'fp8', seed: 1 }) // { acc: 0.8... }
+ */
+export async function fp8Unit(u: Fp8UnitSpec): Promise<{ acc: number }> {
+  const r = fp8Recipes().find((x) => x[0] === u.recipe);
+  if (!r) throw new UsageError(`fp8: unknown recipe ${u.recipe}`);
+  const train = await cachedMnist('train', u.cfg.trainN);
+  const test = await cachedMnist('test', u.cfg.testN);
+  const steps = Math.floor(train.n / 100) * u.cfg.epochs;
+  const opt: OptimizerSpec = { kind: 'adam', lr: 1e-3 };
+  return { acc: runTraining({ hidden: u.cfg.hidden, opt, prec: r[2], train, test, batch: 100, steps, seed: u.seed, evalEvery: steps }).finalAcc };
+}
+
+/** The fp8 units for the options (one per recipe and seed, in recipe order). */
+export function fp8Units(o: Fp8Options): Unit<Fp8UnitSpec>[] {
+  const cfg = fp8Config(o.size ?? (o.quick ? 'quick' : 'full'));
+  const seeds = o.seeds ?? cfg.seeds;
+  const keys = fp8Recipes().map((r) => r[0]).filter((k) => !o.only || k === 'fp32' || o.only.includes(k));
+  return keys.flatMap((key) => Array.from({ length: seeds }, (_, k) => ({ spec: { cfg: unitConfig(cfg), recipe: key, seed: 1 + k }, label: `${key} seed ${1 + k}` })));
+}
+
+/**
+ * Run the recipes and write the fp8 section.
+ * @example await labFp8({ quick: true, out: '/tmp/reports', only: ['fp8', 'mxfp4'] }) // fp32, FP8 and MXFP4, 3 seeds each
+ */
+export async function labFp8(o: Fp8Options): Promise<Fp8Cell[] | null> {
+  const log = logger(o);
+  const t0 = performance.now();
+  const size = o.size ?? (o.quick ? 'quick' : 'full');
+  const cfg = fp8Config(size);
+  const seeds = o.seeds ?? cfg.seeds;
+  const steps = Math.floor(cfg.trainN / 100) * cfg.epochs;
+  const recipes = fp8Recipes();
   if (o.only) {
     const unknown = o.only.filter((k) => !recipes.some((r) => r[0] === k));
     if (unknown.length) throw new UsageError(`fp8 --only: unknown recipe ${unknown.join(', ')}`, { hint: `use some of ${recipes.map((r) => r[0]).join(', ')}` });
   }
-  const cells: Fp8Cell[] = [];
-  for (const [key, name, prec, what] of recipes.filter((r) => !o.only || r[0] === 'fp32' || o.only.includes(r[0]))) {
-    const accs = Array.from({ length: seeds }, (_, k) => runTraining({ hidden: cfg.hidden, opt, prec, train, test, batch: 100, steps, seed: 1 + k, evalEvery: steps }).finalAcc);
-    cells.push({ key, name, what, accs });
-    log(`fp8 ${name}: ${meanSd(accs, 100, 2)} %`);
-  }
+  const chosen = recipes.filter((r) => !o.only || r[0] === 'fp32' || o.only.includes(r[0]));
+  const units = fp8Units(o);
+  const outcome = await runUnits('fp8', FP8_VERSION, units, fp8Unit, { out: o.out, log, ...o.run });
+  if (!noteOutcome(o, 'fp8', size, outcome)) return null;
+  const cells: Fp8Cell[] = chosen.map(([key, name, , what], i) => ({ key, name, what, accs: outcome.results!.slice(i * seeds, (i + 1) * seeds).map((r) => r.acc) }));
+  for (const c of cells) log(`fp8 ${c.name}: ${meanSd(c.accs, 100, 2)} %`);
   const ref = cells[0].accs;
   const rows = cells.map((c, i) => {
     if (i === 0) return [c.name, c.what, `${meanSd(c.accs, 100, 2)} %`, interval(c.accs, 100, 2), '–', '–', '–', '–'];
@@ -80,7 +116,7 @@ export async function labFp8(o: Fp8Options): Promise<Fp8Cell[]> {
   const md = [
     '## fp8 — training in FP8 as practitioners do it now (Micikevicius et al. 2022)',
     '',
-    stamp(size !== 'full', (performance.now() - t0) / 1000, `MNIST ${cfg.trainN} train / ${cfg.testN} test, MLP 784-${cfg.hidden.join('-')}-10 ReLU${size === 'tiny' ? ' (**tiny**: for tests)' : ''}, Adam lr 0.001, batch 100, ${cfg.epochs} epochs (${steps} steps), ${seeds} seeds per recipe`),
+    stamp(size !== 'full', (performance.now() - t0) / 1000, `MNIST ${cfg.trainN} train / ${cfg.testN} test, MLP 784-${cfg.hidden.join('-')}-10 ReLU${size === 'tiny' ? ' (**tiny**: for tests)' : ''}, Adam lr 0.001, batch 100, ${cfg.epochs} epochs (${steps} steps), ${seeds} seeds per recipe`, runsNote(outcome.records)),
     '',
     `FP8 rows: weights (rounded from the fp32 master copy) and every layer output in E4M3; backward: the errors passed between layers in E5M2; weight gradients and the Adam update in fp32. Delayed scaling: each tensor group has a power-of-two scale chosen from the largest |value| of its last 16 roundings so that it lands just below the format's maximum, and rounds with saturation. The input pixels are not rounded. Overflow: ${[E4M3, E5M2].map(overflowNote).join('; ')} by default; the FP8 rows here saturate.`,
     '',

@@ -3,11 +3,12 @@
 // is), n seeds per cell with mean ± s.d. and 95% intervals, and a float32 control of the activation range.
 import { fixedFormat, FP32, type Format, type Rounding } from '../src/precision/formats.ts';
 import { tf } from './tf.ts';
-import { loadMnist, type Dataset } from './data.ts';
+import { cachedMnist, type Dataset } from './data.ts';
 import { figure, lines, type Pt } from './plot.ts';
 import { pct, SUB, table, writeSection } from './report.ts';
 import { buildLenet, runTraining, type CurvePoint } from './run.ts';
-import { logger, saveJson, stamp, type LabOptions } from './common.ts';
+import { logger, noteOutcome, saveJson, stamp, type LabOptions } from './common.ts';
+import { runUnits, runsNote, unitConfig, type Unit, type UnitConfig } from './runs.ts';
 import { interval, mean, meanSd, summarize, welch } from './stats.ts';
 import type { PrecisionSpec } from './train.ts';
 import type * as tfl from '@tensorflow/tfjs-layers';
@@ -73,7 +74,7 @@ export function guptaConfig(size: GuptaSize, epochs?: number) {
 
 /** Share of each layer's float32 outputs beyond ±limit, and the largest |output|, over `data` (trained model). */
 export function activationRange(model: tfl.LayersModel, data: Dataset, limits: number[]): { layer: string; max: number; beyond: number[] }[] {
-  const res = model.layers.map((l) => ({ layer: l.name, max: 0, beyond: limits.map(() => 0), n: 0 }));
+  const res = model.layers.map((l, k) => ({ layer: `${k}:${l.getClassName()}`, max: 0, beyond: limits.map(() => 0), n: 0 }));
   for (let s = 0; s < data.n; s += 1000) {
     const n = Math.min(1000, data.n - s);
     let h: tf.Tensor = tf.tensor2d(data.x.subarray(s * data.dim, (s + n) * data.dim), [n, data.dim]);
@@ -97,68 +98,129 @@ export function activationRange(model: tfl.LayersModel, data: Dataset, limits: n
 
 const fixedLimit = (fl: number) => 2 ** (16 - fl - 1); // <IL,FL> with IL = 16 - FL spans [-2^(IL-1), 2^(IL-1))
 
-/** Run the grid and write the gupta2015 section; returns the cells. */
-export async function labGupta(o: GuptaOptions): Promise<GuptaCell[]> {
+/** Bumped when a gupta2015 run's meaning changes (its records then no longer count). */
+export const GUPTA_VERSION = 1;
+
+/** All fraction lengths whose ranges a float32 run measures (1..15), so its record does not depend on `--fl`. */
+const ALL_FLS = Array.from({ length: 15 }, (_, i) => i + 1);
+
+/** One gupta2015 unit: a cell of the grid and a seed, with the configuration that determines it. */
+export interface GuptaUnitSpec {
+  cfg: UnitConfig<ReturnType<typeof guptaConfig>>;
+  cell: { label: string; net: GuptaNet; fl: number | null; rounding: Rounding | 'float32'; loss: LossReduction; dynamic?: boolean };
+  seed: number;
+}
+
+/** What one cell × seed run leaves in the run store. */
+export interface GuptaUnitResult {
+  testError: number;
+  saturated: number;
+  swallowed: number;
+  gradUnderflow: number;
+  seconds: number;
+  curve: { epoch: number; testError: number }[];
+  /** float32 runs: each layer's largest |output| and share beyond ±2^(15-FL) for FL = 1..15 (index FL-1). */
+  range?: ReturnType<typeof activationRange>;
+}
+
+/**
+ * Train one cell of the grid with one seed (the unit of the run store).
+ * @example await guptaUnit({ cfg: unitConfig(guptaConfig('tiny')), cell: { label: 'float32', net: 'mlp', fl: null, rounding: 'float32', loss: 'sum' }, seed: 1 })
+ */
+export async function guptaUnit(u: GuptaUnitSpec): Promise<GuptaUnitResult> {
+  const { cfg, cell: p, seed } = u;
+  const train = await cachedMnist('train', cfg.trainN);
+  const test = await cachedMnist('test', cfg.testN);
+  const batch = cfg.batch;
+  const steps = Math.floor(train.n / batch) * cfg.epochs;
+  const fmt: Format = p.fl === null ? FP32 : p.loss === 'mean' ? fixedFormat(8, 8) : fixedFormat(16 - p.fl, p.fl);
+  const r: Rounding = p.rounding === 'float32' ? 'nearest' : p.rounding;
+  // Summed loss: lossWeight = batch and the learning rate per summed step; the mean loss uses lr x batch instead
+  // (the same weight update in exact arithmetic, but back-propagated errors 1/batch as large).
+  const lossWeight = p.loss === 'sum' ? batch : 1;
+  const lr = p.loss === 'sum' ? cfg.lrSum : cfg.lrSum * batch;
+  // Gupta: weights, activations, back-propagated errors and weight gradients all in <IL,FL>, no float master copy.
+  const prec: PrecisionSpec = p.dynamic
+    ? { weights: FP32, rounding: r, gradRounding: r, actRounding: r, seed: 17 + seed, lossWeight, dynamic: { wl: 16, maxOverflowRate: 1e-4 } }
+    : p.fl === null
+    ? { weights: FP32, rounding: 'nearest', lossWeight }
+    : { weights: fmt, rounding: r, grads: fmt, gradRounding: r, activations: fmt, actRounding: r, seed: 17 + seed, lossWeight };
+  const cnnModel = (dim: number, classes: number, s: number) => buildLenet(dim, classes, s, cfg.cnn.maps, cfg.cnn.dense);
+  const res = runTraining({ hidden: cfg.hidden, model: p.net === 'cnn' ? cnnModel : undefined, opt: { kind: 'sgd', lr }, prec, train, test, batch, steps, seed, evalEvery: cfg.evalEvery });
+  const pts = res.curve.slice(1);
+  return {
+    testError: 1 - res.finalAcc,
+    saturated: mean(pts.map((c) => c.actSaturated)),
+    swallowed: mean(pts.map((c) => c.swallowed)),
+    gradUnderflow: mean(pts.map((c) => c.gradUnderflow)),
+    seconds: res.seconds,
+    curve: res.curve.map((c) => ({ epoch: c.epoch, testError: 1 - c.testAcc })),
+    range: p.rounding === 'float32' ? activationRange(res.trainer.model, test, ALL_FLS.map(fixedLimit)) : undefined,
+  };
+}
+
+/** The grid's cells in order (without results) for the options. */
+function guptaPlan(o: GuptaOptions, size: GuptaSize): { plan: GuptaUnitSpec['cell'][]; fls: number[]; cnnFls: number[] } {
+  const nets = o.nets ?? ['mlp', 'cnn'];
+  // quick keeps the smallest and largest FL (the grid of --quick costs ~3 runs per cell on the 1000-1000 network)
+  const fls = nets.includes('mlp') ? (o.fl ?? (size === 'quick' ? [8, 14] : [8, 10, 12, 14])) : [];
+  const cnnFls = nets.includes('cnn') ? (o.cnnFl ?? [14]) : [];
+  const plan: GuptaUnitSpec['cell'][] = [];
+  if (nets.includes('mlp')) {
+    if (!o.noFloat) plan.push({ label: 'float32', net: 'mlp', fl: null, rounding: 'float32', loss: 'sum' });
+    for (const fl of fls) for (const r of ['nearest', 'stochastic'] as const) plan.push({ label: `FL=${fl} ${r}`, net: 'mlp', fl, rounding: r, loss: 'sum' });
+    if (!o.noDynamic) for (const r of ['nearest', 'stochastic'] as const) plan.push({ label: `dynamic fixed WL=16 ${r}`, net: 'mlp', fl: null, rounding: r, loss: 'sum', dynamic: true });
+    if (!o.noMean && fls.includes(8)) for (const r of ['nearest', 'stochastic'] as const) plan.push({ label: `FL=8 ${r}, mean loss`, net: 'mlp', fl: 8, rounding: r, loss: 'mean' });
+  }
+  if (nets.includes('cnn')) {
+    if (!o.noFloat) plan.push({ label: 'cnn float32', net: 'cnn', fl: null, rounding: 'float32', loss: 'sum' });
+    for (const fl of cnnFls) for (const r of ['nearest', 'stochastic'] as const) plan.push({ label: `cnn FL=${fl} ${r}`, net: 'cnn', fl, rounding: r, loss: 'sum' });
+  }
+  return { plan, fls, cnnFls };
+}
+
+/** The gupta2015 units for the options (one per cell and seed). */
+export function guptaUnits(o: GuptaOptions): Unit<GuptaUnitSpec>[] {
+  const size: GuptaSize = o.size ?? (o.quick ? 'quick' : 'full');
+  const cfg = guptaConfig(size, o.epochs);
+  const seeds = o.seeds ?? cfg.seeds;
+  const { plan } = guptaPlan(o, size);
+  return plan.flatMap((cell) => Array.from({ length: seeds }, (_, k) => ({ spec: { cfg: unitConfig(cfg), cell, seed: 1 + k }, label: `${cell.label} seed ${1 + k}` })));
+}
+
+/**
+ * Run the grid (the units missing from the run store) and write the gupta2015 section; returns the cells, or null when
+ * runs are still missing (budget reached).
+ */
+export async function labGupta(o: GuptaOptions): Promise<GuptaCell[] | null> {
   const log = logger(o);
   const t0 = performance.now();
   const size: GuptaSize = o.size ?? (o.quick ? 'quick' : 'full');
   const cfg = guptaConfig(size, o.epochs);
   const seeds = o.seeds ?? cfg.seeds;
-  const train = await loadMnist('train', cfg.trainN);
-  const test = await loadMnist('test', cfg.testN);
-  const batch = cfg.batch;
-  const steps = Math.floor(train.n / batch) * cfg.epochs;
-  const nets = o.nets ?? ['mlp', 'cnn'];
-  // quick keeps the smallest and largest FL (the grid of --quick costs ~3 runs per cell on the 1000-1000 network)
-  const fls = nets.includes('mlp') ? (o.fl ?? (size === 'quick' ? [8, 14] : [8, 10, 12, 14])) : [];
-  const cnnFls = nets.includes('cnn') ? (o.cnnFl ?? [14]) : [];
-  type Plan = { label: string; net: GuptaNet; fl: number | null; rounding: Rounding | 'float32'; fmt: Format; loss: LossReduction; dynamic?: boolean };
-  const plan: Plan[] = [];
-  if (nets.includes('mlp')) {
-    if (!o.noFloat) plan.push({ label: 'float32', net: 'mlp', fl: null, rounding: 'float32', fmt: FP32, loss: 'sum' });
-    for (const fl of fls) for (const r of ['nearest', 'stochastic'] as const) plan.push({ label: `FL=${fl} ${r}`, net: 'mlp', fl, rounding: r, fmt: fixedFormat(16 - fl, fl), loss: 'sum' });
-    if (!o.noDynamic) for (const r of ['nearest', 'stochastic'] as const) plan.push({ label: `dynamic fixed WL=16 ${r}`, net: 'mlp', fl: null, rounding: r, fmt: FP32, loss: 'sum', dynamic: true });
-    if (!o.noMean && fls.includes(8)) for (const r of ['nearest', 'stochastic'] as const) plan.push({ label: `FL=8 ${r}, mean loss`, net: 'mlp', fl: 8, rounding: r, fmt: fixedFormat(8, 8), loss: 'mean' });
-  }
-  if (nets.includes('cnn')) {
-    if (!o.noFloat) plan.push({ label: 'cnn float32', net: 'cnn', fl: null, rounding: 'float32', fmt: FP32, loss: 'sum' });
-    for (const fl of cnnFls) for (const r of ['nearest', 'stochastic'] as const) plan.push({ label: `cnn FL=${fl} ${r}`, net: 'cnn', fl, rounding: r, fmt: fixedFormat(16 - fl, fl), loss: 'sum' });
-  }
+  const steps = Math.floor(cfg.trainN / cfg.batch) * cfg.epochs;
+  const { plan, fls, cnnFls } = guptaPlan(o, size);
+  const units = guptaUnits(o);
+  const outcome = await runUnits('gupta2015', GUPTA_VERSION, units, guptaUnit, { out: o.out, log, ...o.run });
+  if (!noteOutcome(o, 'gupta2015', size, outcome)) return null;
+  const results = outcome.results!;
   const cells: GuptaCell[] = [];
   const ranges: ReturnType<typeof activationRange>[] = [];
   const cnnRanges: ReturnType<typeof activationRange>[] = [];
-  const cnnModel = (dim: number, classes: number, seed: number) => buildLenet(dim, classes, seed, cfg.cnn.maps, cfg.cnn.dense);
-  for (const p of plan) {
+  // ranges keep only the requested FLs (a float32 record holds all 15)
+  const pick = (rg: ReturnType<typeof activationRange>, f: number[]) => rg.map((l) => ({ ...l, beyond: f.map((fl) => l.beyond[fl - 1]) }));
+  plan.forEach((p, i) => {
+    const rs = results.slice(i * seeds, (i + 1) * seeds);
     const cell: GuptaCell = { label: p.label, net: p.net, fl: p.fl, rounding: p.rounding, loss: p.loss, dynamic: p.dynamic, testError: [], saturated: [], swallowed: [], gradUnderflow: [], seconds: [], curve: [] };
-    const curves: CurvePoint[][] = [];
-    for (let k = 0; k < seeds; k++) {
-      const seed = 1 + k;
-      const r: Rounding = p.rounding === 'float32' ? 'nearest' : p.rounding;
-      // Summed loss: lossWeight = batch and the learning rate per summed step; the mean loss uses lr x batch instead
-      // (the same weight update in exact arithmetic, but back-propagated errors 1/batch as large).
-      const lossWeight = p.loss === 'sum' ? batch : 1;
-      const lr = p.loss === 'sum' ? cfg.lrSum : cfg.lrSum * batch;
-      // Gupta: weights, activations, back-propagated errors and weight gradients all in <IL,FL>, no float master copy.
-      const prec: PrecisionSpec = p.dynamic
-        ? { weights: FP32, rounding: r, gradRounding: r, actRounding: r, seed: 17 + seed, lossWeight, dynamic: { wl: 16, maxOverflowRate: 1e-4 } }
-        : p.fl === null
-        ? { weights: FP32, rounding: 'nearest', lossWeight }
-        : { weights: p.fmt, rounding: r, grads: p.fmt, gradRounding: r, activations: p.fmt, actRounding: r, seed: 17 + seed, lossWeight };
-      const res = runTraining({ hidden: cfg.hidden, model: p.net === 'cnn' ? cnnModel : undefined, opt: { kind: 'sgd', lr }, prec, train, test, batch, steps, seed, evalEvery: cfg.evalEvery });
-      const pts = res.curve.slice(1);
-      cell.testError.push(1 - res.finalAcc);
-      cell.saturated.push(mean(pts.map((c) => c.actSaturated)));
-      cell.swallowed.push(mean(pts.map((c) => c.swallowed)));
-      cell.gradUnderflow.push(mean(pts.map((c) => c.gradUnderflow)));
-      cell.seconds.push(res.seconds);
-      curves.push(res.curve);
-      if (p.rounding === 'float32') (p.net === 'cnn' ? cnnRanges : ranges).push(activationRange(res.trainer.model, test, (p.net === 'cnn' ? cnnFls : fls).map(fixedLimit)));
-      log(`gupta2015 ${p.label} seed ${seed}: test error ${pct(1 - res.finalAcc)}, saturated ${pct(cell.saturated.at(-1)!)}, ${res.seconds.toFixed(0)} s`);
-    }
-    cell.curve = curves[0].map((c, i) => ({ epoch: c.epoch, testError: mean(curves.map((cv) => 1 - cv[i].testAcc)) }));
+    rs.forEach((r, k) => {
+      cell.testError.push(r.testError); cell.saturated.push(r.saturated); cell.swallowed.push(r.swallowed); cell.gradUnderflow.push(r.gradUnderflow); cell.seconds.push(r.seconds);
+      if (p.rounding === 'float32' && r.range) (p.net === 'cnn' ? cnnRanges : ranges).push(pick(r.range, p.net === 'cnn' ? cnnFls : fls));
+      log(`gupta2015 ${p.label} seed ${k + 1}: test error ${pct(r.testError)}, saturated ${pct(r.saturated)}, ${r.seconds.toFixed(0)} s`);
+    });
+    cell.curve = rs[0].curve.map((c, j) => ({ epoch: c.epoch, testError: mean(rs.map((x) => x.curve[j].testError)) }));
     cells.push(cell);
-  }
-  await writeGupta(o, cells, cfg, seeds, steps, fls, cnnFls, ranges, cnnRanges, (performance.now() - t0) / 1000);
+  });
+  await writeGupta(o, cells, cfg, seeds, steps, fls, cnnFls, ranges, cnnRanges, (performance.now() - t0) / 1000, runsNote(outcome.records));
   return cells;
 }
 
@@ -179,7 +241,7 @@ function paperCell(c: GuptaCell): string {
   return 'curve only';
 }
 
-async function writeGupta(o: GuptaOptions, cells: GuptaCell[], cfg: ReturnType<typeof guptaConfig>, seeds: number, steps: number, fls: number[], cnnFls: number[], ranges: ReturnType<typeof activationRange>[], cnnRanges: ReturnType<typeof activationRange>[], seconds: number): Promise<void> {
+async function writeGupta(o: GuptaOptions, cells: GuptaCell[], cfg: ReturnType<typeof guptaConfig>, seeds: number, steps: number, fls: number[], cnnFls: number[], ranges: ReturnType<typeof activationRange>[], cnnRanges: ReturnType<typeof activationRange>[], seconds: number, runs: string): Promise<void> {
   const pts: Pt[] = [];
   const facetOf = (net: GuptaNet, fl: number) => (net === 'cnn' ? `CNN FL=${fl}` : `FL=${fl}`);
   const facetSort = [...fls.map((f) => facetOf('mlp', f)), ...cnnFls.map((f) => facetOf('cnn', f))];
@@ -219,7 +281,7 @@ async function writeGupta(o: GuptaOptions, cells: GuptaCell[], cfg: ReturnType<t
   const md = [
     '## gupta2015 — reproducing "Deep Learning with Limited Numerical Precision" (Gupta et al. 2015)',
     '',
-    stamp(cfg.size !== 'full', seconds, `MNIST ${cfg.trainN} train / ${cfg.testN} test images; MLP 784-${cfg.hidden.join('-')}-10 ReLU; ${cnnDesc}${sizeNote}; plain SGD, batch ${cfg.batch}, loss summed over the batch with lr ${cfg.lrSum} (= ${cfg.lrSum * cfg.batch} on the batch mean; not the paper's value), no decay, ${cfg.epochs} epochs (${steps} steps), ${seeds} seeds per cell (seed = initial weights, sample order and rounding stream)`),
+    stamp(cfg.size !== 'full', seconds, `MNIST ${cfg.trainN} train / ${cfg.testN} test images; MLP 784-${cfg.hidden.join('-')}-10 ReLU; ${cnnDesc}${sizeNote}; plain SGD, batch ${cfg.batch}, loss summed over the batch with lr ${cfg.lrSum} (= ${cfg.lrSum * cfg.batch} on the batch mean; not the paper's value), no decay, ${cfg.epochs} epochs (${steps} steps), ${seeds} seeds per cell (seed = initial weights, sample order and rounding stream)`, runs),
     '',
     'Weights, layer outputs, back-propagated errors and weight gradients are all rounded to signed fixed point ⟨16−FL, FL⟩ (fixed point saturates at ±2^(IL−1)); there is no float master copy; matrix products and convolutions accumulate in float32 before rounding (the paper\'s wide accumulator), and every update w + Δ is rounded once from its exact value. **Loss**: the paper sums the cross-entropy over the batch; averaging it instead makes every back-propagated error 1/batch as large, so at FL=8 round-to-nearest zeroes most of them — those rows are an artifact of the loss reduction, not a precision limit. Columns: test error mean ± s.d. over seeds, its 95% t-interval, the difference to the float32 run of the same network (Welch 95% interval; a verdict only where the interval excludes 0), share of forward layer outputs saturated (averaged over training), share of nonzero weight updates that left the stored weight unchanged ("swallowed"; counts a deferred stochastic update as swallowed too), share of nonzero weight gradients below 2^−FL.',
     '',

@@ -4,7 +4,8 @@ import { existsSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { loadavg } from 'node:os';
 import { SUB, table, writeSection } from './report.ts';
-import { logger, type LabOptions } from './common.ts';
+import { logger, type LabOptions, type SectionStatus } from './common.ts';
+import { countDone, sectionRunsDir, type Unit } from './runs.ts';
 import { mean, summarize, welch } from './stats.ts';
 import { speedAnswerBullets } from './speed.ts';
 import { swallowAnswerBullets } from './swallow.ts';
@@ -274,16 +275,22 @@ export const GUESSES: Guess[] = [
 ];
 
 /** The answers section's markdown from the results in `out` (missing sections are reported as not run). */
-export function answersMarkdown(out: string, guesses: Guess[] = GUESSES): string {
+export function answersMarkdown(out: string, guesses: Guess[] = GUESSES, status?: SectionStatus[]): string {
   const names = [...new Set(guesses.flatMap((g) => g.contributors.map((c) => c.json)))];
   const data: Record<string, Json | null> = Object.fromEntries(names.map((n) => [n, loadResults(out, n)]));
-  const modes = names.map((n) => [n, data[n] ? modeOf(data[n]!) : 'not run']);
+  // with the run store's counts: a section's saved results are full mode only when every full-mode run is on record
+  const runsOf = (n: string) => {
+    const st = status?.find((x) => x.section === n);
+    if (!st) return '–';
+    return `${st.done} of ${st.total} ${st.size}-mode runs on record${st.done < st.total ? ` (incomplete: its section shows ${data[n] ? `its last complete results, ${modeOf(data[n]!)} mode` : 'nothing yet'})` : ''}`;
+  };
+  const modes = names.map((n) => status ? [n, data[n] ? modeOf(data[n]!) : 'not run', runsOf(n)] : [n, data[n] ? modeOf(data[n]!) : 'not run']);
   const parts: string[] = [
     '## Answers to the three guesses',
     '',
     `The user wondered whether weights need 32 or 64 bits and guessed three reasons lower precision might not be used. Every sentence below is computed from the saved results of the sections that follow: numbers are mean ± s.d. over n runs with the 95% t-interval of the mean, differences are Welch 95% intervals, and a verdict is stated only where that interval excludes 0. Load average at assembly: ${loadavg().map((v) => v.toFixed(1)).join(' / ')}.`,
     '',
-    table(['results', 'mode'], modes),
+    table(status ? ['results', 'mode of the saved results', 'runs of the requested mode'] : ['results', 'mode'], modes),
     '',
   ];
   const heads: string[] = [];
@@ -314,7 +321,29 @@ export function answersMarkdown(out: string, guesses: Guess[] = GUESSES): string
   return parts.join('\n');
 }
 
-/** Run the experiments (except `skip`) and write the answers section; the report is reassembled after each. */
+/** Sections whose runs live in the run store, with their VERSION and unit lists for the report's options. */
+async function storedSections(o: ReportOptions): Promise<{ name: string; version: number; units: Unit[] }[]> {
+  const size = o.quick ? 'quick' : 'full';
+  const g = await import('./gupta.ts'), sw = await import('./swallow.ts'), ch = await import('./chaos.ts'), f8 = await import('./fp8.ts'), i8 = await import('./int8.ts');
+  return [
+    { name: 'swallow', version: sw.SWALLOW_VERSION, units: sw.swallowUnits(size, size === 'full' ? 5 : 3) },
+    { name: 'chaos', version: ch.CHAOS_VERSION, units: ch.chaosUnits(size) },
+    { name: 'gupta2015', version: g.GUPTA_VERSION, units: g.guptaUnits({ ...o, size }) },
+    { name: 'fp8', version: f8.FP8_VERSION, units: f8.fp8Units({ ...o, size }) },
+    { name: 'int8', version: i8.INT8_VERSION, units: i8.int8Units({ ...o, size }) },
+  ];
+}
+
+/**
+ * How many runs of each stored section are on record for the report's mode (without running anything).
+ * @example await runStatus({ quick: false, out: 'reports' }) // [{ section: 'gupta2015', size: 'full', done: 12, total: 80, ... }, ...]
+ */
+export async function runStatus(o: ReportOptions): Promise<SectionStatus[]> {
+  const size = o.quick ? 'quick' : 'full';
+  return (await storedSections(o)).map((s) => ({ section: s.name, size, ...countDone(sectionRunsDir(o.out, s.name, o.run?.runsDir), s.name, s.version, s.units), secondsLeft: NaN }));
+}
+
+/** Run the experiments (except `skip`) and write the answers section with each section's run count in the requested mode. */
 export async function labReport(o: ReportOptions): Promise<void> {
   const log = logger(o);
   const skip = new Set(o.skip ?? []);
@@ -326,10 +355,12 @@ export async function labReport(o: ReportOptions): Promise<void> {
   if (!skip.has('fp8')) { const { labFp8 } = await import('./fp8.ts'); await labFp8(o); }
   if (!skip.has('int8')) { const { labInt8 } = await import('./int8.ts'); await labInt8(o); }
   log(`report: experiments done in ${((performance.now() - t0) / 1000).toFixed(0)} s`);
-  await writeAnswers(o.out);
+  const status = await runStatus(o);
+  for (const s of status) if (s.done < s.total) log(`report: ${s.section}: ${s.done} of ${s.total} ${s.size}-mode runs on record; its section is not regenerated until all are`);
+  await writeAnswers(o.out, status);
 }
 
 /** Write the answers section from the saved results in `out`. */
-export async function writeAnswers(out: string): Promise<void> {
-  await writeSection(out, 'answers', answersMarkdown(out));
+export async function writeAnswers(out: string, status?: SectionStatus[]): Promise<void> {
+  await writeSection(out, 'answers', answersMarkdown(out, GUESSES, status));
 }

@@ -170,17 +170,24 @@ export interface PlateauData { size: string; config: PlateauConfig; inits: numbe
 /** Initial scales swept per size: the larger one shows a lengthened plateau, the smaller one the frozen case. */
 export const PLATEAU_INITS: Record<'tiny' | 'quick' | 'full', number[]> = { tiny: [0.005], quick: [0.02, 0.01], full: [0.04, 0.02, 0.01] };
 
-/** Run every recipe at every initial scale with `seeds` seeds. */
+/** Cells of the experiment from its runs (`get(init, recipe name, seed)`), recipes in order, seeds 1..seeds. */
+export function plateauData(size: 'tiny' | 'quick' | 'full', seeds: number, get: (init: number, recipe: string, seed: number) => PlateauRun, recipes = PLATEAU_RECIPES): PlateauData {
+  const cells: PlateauCell[] = [];
+  for (const init of PLATEAU_INITS[size]) for (const r of recipes) {
+    const runs = Array.from({ length: seeds }, (_, k) => get(init, r.name, k + 1));
+    cells.push({ init, recipe: r.name, escapes: runs.map((x) => x.escape), finalLoss: runs.map((x) => x.finalLoss), lostPlateau: runs.map((x) => x.lostPlateau), curve: runs[0].curve });
+  }
+  return { size, config: PLATEAU_CONFIG[size], inits: PLATEAU_INITS[size], seeds, cells };
+}
+
+/** Run every recipe at every initial scale with `seeds` seeds (in this process, no run store). */
 export function plateauExperiment(size: 'tiny' | 'quick' | 'full', seeds: number, log: (s: string) => void = () => {}, recipes = PLATEAU_RECIPES): PlateauData {
   const cfg = PLATEAU_CONFIG[size];
-  const cells: PlateauCell[] = [];
-  for (const init of PLATEAU_INITS[size]) {
-    for (const r of recipes) {
-      const t0 = performance.now();
-      const runs = Array.from({ length: seeds }, (_, k) => runPlateau({ ...cfg, init }, r, k + 1));
-      cells.push({ init, recipe: r.name, escapes: runs.map((x) => x.escape), finalLoss: runs.map((x) => x.finalLoss), lostPlateau: runs.map((x) => x.lostPlateau), curve: runs[0].curve });
-      log(`plateau init ${init} ${r.name}: escape ${runs.map((x) => x.escape ?? 'never').join(',')} (${((performance.now() - t0) / 1000).toFixed(1)} s)`);
-    }
+  const runs = new Map<string, PlateauRun>();
+  for (const init of PLATEAU_INITS[size]) for (const r of recipes) {
+    const t0 = performance.now();
+    for (let k = 1; k <= seeds; k++) runs.set(`${init}|${r.name}|${k}`, runPlateau({ ...cfg, init }, r, k));
+    log(`plateau init ${init} ${r.name} (${((performance.now() - t0) / 1000).toFixed(1)} s)`);
   }
-  return { size, config: cfg, inits: PLATEAU_INITS[size], seeds, cells };
+  return plateauData(size, seeds, (init, name, seed) => runs.get(`${init}|${name}|${seed}`)!, recipes);
 }

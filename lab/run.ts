@@ -129,6 +129,12 @@ export function buildLenet(dim: number, classes: number, seed: number, maps: [nu
   return m;
 }
 
+/**
+ * A process-wide hook `lab estimate` sets to time training: called once before the first step (after the model is built
+ * and evaluated at step 0) and after every optimizer step; it may throw to stop the run.
+ */
+export const STEP_PROBE: { fn: ((event: 'start' | 'step') => void) | null } = { fn: null };
+
 /** Train a fresh seeded MLP (or `cfg.model`) under `cfg.prec` and record its learning curve. */
 export function runTraining(cfg: RunConfig): RunResult {
   const t0 = performance.now();
@@ -161,6 +167,7 @@ export function runTraining(cfg: RunConfig): RunResult {
     acc = { loss: 0, n: 0, upd: 0, sw: 0, nz: 0, uf: 0, ov: 0, skipped: 0, act: 0, actOv: 0, mass: 0, lostE: 0, lostR: 0 };
   };
   point(0);
+  STEP_PROBE.fn?.('start');
   for (let step = 0; step < cfg.steps; step++) {
     const e = Math.floor(step / stepsPerEpoch);
     const k = step % stepsPerEpoch;
@@ -179,6 +186,7 @@ export function runTraining(cfg: RunConfig): RunResult {
     const r = trainer.step(x, y);
     tf.dispose([x, y]);
     cfg.onStep?.(r);
+    STEP_PROBE.fn?.('step');
     if (Number.isFinite(r.loss)) { acc.loss += r.loss; acc.n++; }
     if (r.skipped) acc.skipped++;
     acc.act += r.activations.count; acc.actOv += r.activations.overflow;

@@ -2,13 +2,15 @@
 // on MNIST with the lost-update-mass meter (lab/update.ts), remedies, loss scaling, and a deep linear network's plateau.
 import { BF16, E4M3, E5M2, FP16, FP32, fixedFormat, overflowNote, quantize, quantizeSum, type Format, type Rounding } from '../src/precision/formats.ts';
 import { createRng } from '../src/precision/rng.ts';
-import { loadMnist } from './data.ts';
 import { bars, figure, lines, type Pt } from './plot.ts';
 import { pct, SUB, table, writeSection } from './report.ts';
-import { runTraining, type RunResult } from './run.ts';
-import { logger, saveJson, stamp, type LabOptions } from './common.ts';
+import { runTraining } from './run.ts';
+import { logger, noteOutcome, saveJson, stamp, type LabOptions } from './common.ts';
 import { interval, mean as meanOf, meanSd, summarize, welch } from './stats.ts';
-import { plateauExperiment, type PlateauCell, type PlateauData } from './plateau.ts';
+import { PLATEAU_CONFIG, PLATEAU_INITS, PLATEAU_RECIPES, plateauData, runPlateau, type PlateauCell, type PlateauConfig, type PlateauData, type PlateauRun } from './plateau.ts';
+import { runUnits, runsNote, type Unit } from './runs.ts';
+import { cachedMnist } from './data.ts';
+import { UsageError } from '../src/core/errors.ts';
 import type { OptimizerSpec, PrecisionSpec } from './train.ts';
 
 /** Formats of the toy table and the grid. */
@@ -81,6 +83,89 @@ const OPTS: { name: string; spec: OptimizerSpec }[] = [
 const GRID_FORMATS: Format[] = [FP32, BF16, FP16, E4M3, fixedFormat(4, 12)];
 const N_TOY = 10_000;
 const LOSS_WEIGHT = 1e-5;
+
+const FP16_ALL: PrecisionSpec = { weights: FP16, rounding: 'nearest', master: true, grads: FP16, activations: FP16, lossWeight: LOSS_WEIGHT };
+/** Remedies for round-to-nearest with momentum in bf16. */
+const REMEDIES: [string, PrecisionSpec][] = [
+  ['bf16 RN', { weights: BF16, rounding: 'nearest' }],
+  ['bf16 RN, momentum buffer bf16', { weights: BF16, rounding: 'nearest', state: BF16 }],
+  ['bf16 SR', { weights: BF16, rounding: 'stochastic', seed: 5 }],
+  ['bf16 RN + Kahan (fp32 compensation)', { weights: BF16, rounding: 'nearest', kahan: true }],
+  ['bf16 RN + fp32 master', { weights: BF16, rounding: 'nearest', master: true }],
+  ['fp32', { weights: FP32, rounding: 'nearest' }],
+];
+/** Loss-scaling recipes of the tiny-gradient regime (SGD at lr / LOSS_WEIGHT). */
+const SCALING: [string, PrecisionSpec][] = [
+  ['fp32 reference', { weights: FP32, rounding: 'nearest', lossWeight: LOSS_WEIGHT }],
+  ['fp16, no loss scaling', FP16_ALL],
+  ['fp16, static scale 2^10', { ...FP16_ALL, lossScale: { kind: 'static', scale: 1024 } }],
+  ['fp16, static scale 2^24', { ...FP16_ALL, lossScale: { kind: 'static', scale: 2 ** 24 } }],
+  ['fp16, dynamic (start 2^24, halve on inf, double after 50 good steps)', { ...FP16_ALL, lossScale: { kind: 'dynamic', init: 2 ** 24, interval: 50 } }],
+];
+
+/** Bumped when a swallow run's meaning changes (its records then no longer count). */
+export const SWALLOW_VERSION = 1;
+
+/** MNIST network and schedule of the swallow runs by size. */
+export function swallowConfig(size: 'tiny' | 'quick' | 'full') {
+  return size === 'tiny' ? { size, hidden: [16], trainN: 1000, testN: 500, steps: 40, evalEvery: 20 }
+    : size === 'quick' ? { size, hidden: [64], trainN: 5000, testN: 2000, steps: 300, evalEvery: 50 }
+      : { size, hidden: [128], trainN: 60000, testN: 10000, steps: 3000, evalEvery: 250 };
+}
+
+/** Every MNIST recipe of a part by name: optimizer and precision. */
+function mnistRecipes(part: 'grid' | 'remedies' | 'scaling'): { name: string; opt: OptimizerSpec; prec: PrecisionSpec }[] {
+  if (part === 'remedies') return REMEDIES.map(([name, prec]) => ({ name, opt: OPTS[1].spec, prec }));
+  if (part === 'scaling') return SCALING.map(([name, prec]) => ({ name, opt: { kind: 'sgd', lr: OPTS[0].spec.lr / LOSS_WEIGHT }, prec }));
+  const out: { name: string; opt: OptimizerSpec; prec: PrecisionSpec }[] = [];
+  for (const op of OPTS) for (const f of GRID_FORMATS) for (const r of ['nearest', 'stochastic'] as const) {
+    if (f.kind === 'fp32' && r === 'stochastic') continue;
+    out.push({ name: `${op.name} ${f.name} ${r}`, opt: op.spec, prec: { weights: f, rounding: r, seed: 5 } });
+  }
+  return out;
+}
+
+/** A swallow unit: one MNIST recipe and seed, or one plateau recipe, initial scale and seed. */
+export type SwallowUnitSpec =
+  | { part: 'grid' | 'remedies' | 'scaling'; cfg: ReturnType<typeof swallowConfig>; recipe: string; seed: number }
+  | { part: 'plateau'; cfg: PlateauConfig; recipe: string; seed: number };
+
+/** What one MNIST run leaves in the run store (the meters the section reads). */
+export interface SwallowRun {
+  finalAcc: number; lostMass: number; lostRealized: number; seconds: number;
+  curve: { step: number; testAcc: number; lostMass: number; swallowed: number; gradUnderflow: number; skipped: number; lossScale: number }[];
+}
+
+/**
+ * Run one swallow unit (the unit of the run store).
+ * @example await swallowUnit({ part: 'grid', cfg: swallowConfig('tiny'), recipe: 'SGD bf16 nearest', seed: 1 })
+ */
+export async function swallowUnit(u: SwallowUnitSpec): Promise<SwallowRun | PlateauRun> {
+  if (u.part === 'plateau') {
+    const r = PLATEAU_RECIPES.find((x) => x.name === u.recipe);
+    if (!r) throw new UsageError(`swallow: unknown plateau recipe ${u.recipe}`);
+    return runPlateau(u.cfg, r, u.seed);
+  }
+  const r = mnistRecipes(u.part).find((x) => x.name === u.recipe);
+  if (!r) throw new UsageError(`swallow: unknown ${u.part} recipe ${u.recipe}`);
+  const { cfg } = u, k = u.seed - 1;
+  const train = await cachedMnist('train', cfg.trainN), test = await cachedMnist('test', cfg.testN);
+  // seeds change initial weights, sample order and rounding stream
+  const x = runTraining({ hidden: cfg.hidden, opt: { ...r.opt, decay: { steps: cfg.steps, final: 0.01 } }, prec: { ...r.prec, seed: (r.prec.seed ?? 5) + 100 * k }, train, test, batch: 100, steps: cfg.steps, seed: u.seed, evalEvery: cfg.evalEvery });
+  return {
+    finalAcc: x.finalAcc, lostMass: x.lostMass, lostRealized: x.lostRealized, seconds: x.seconds,
+    curve: x.curve.map((c) => ({ step: c.step, testAcc: c.testAcc, lostMass: c.lostMass, swallowed: c.swallowed, gradUnderflow: c.gradUnderflow, skipped: c.skipped, lossScale: c.lossScale })),
+  };
+}
+
+/** The swallow units of the MNIST parts and the plateau among `parts` (the toy table is computed in place). */
+export function swallowUnits(size: 'tiny' | 'quick' | 'full', seeds: number, parts: readonly SwallowPart[] = SWALLOW_PARTS): Unit<SwallowUnitSpec>[] {
+  const cfg = swallowConfig(size);
+  const units: Unit<SwallowUnitSpec>[] = [];
+  for (const part of ['grid', 'remedies', 'scaling'] as const) if (parts.includes(part)) for (const r of mnistRecipes(part)) for (let k = 1; k <= seeds; k++) units.push({ spec: { part, cfg, recipe: r.name, seed: k }, label: `${part} ${r.name} seed ${k}` });
+  if (parts.includes('plateau')) for (const init of PLATEAU_INITS[size]) for (const r of PLATEAU_RECIPES) for (let k = 1; k <= seeds; k++) units.push({ spec: { part: 'plateau', cfg: { ...PLATEAU_CONFIG[size], init }, recipe: r.name, seed: k }, label: `plateau init ${init} ${r.name} seed ${k}` });
+  return units;
+}
 
 /** Toy accumulation rows and values. */
 function toyTable(): { rows: (string | number)[][]; toy: Record<string, number[]> } {
@@ -171,7 +256,7 @@ export interface SwallowData {
 }
 
 /** Run the swallow experiment (all parts, or `parts`) and write its section. */
-export async function labSwallow(o: LabOptions & { seeds?: number; parts?: SwallowPart[]; size?: 'tiny' | 'quick' | 'full' }): Promise<SwallowData> {
+export async function labSwallow(o: LabOptions & { seeds?: number; parts?: SwallowPart[]; size?: 'tiny' | 'quick' | 'full' }): Promise<SwallowData | null> {
   const log = logger(o);
   const t0 = performance.now();
   const parts = o.parts ?? [...SWALLOW_PARTS];
@@ -194,17 +279,15 @@ export async function labSwallow(o: LabOptions & { seeds?: number; parts?: Swall
       '',
     );
   }
-  const cfg = size === 'tiny' ? { hidden: [16], trainN: 1000, testN: 500, steps: 40, evalEvery: 20 }
-    : q ? { hidden: [64], trainN: 5000, testN: 2000, steps: 300, evalEvery: 50 }
-      : { hidden: [128], trainN: 60000, testN: 10000, steps: 3000, evalEvery: 250 };
-  const withDecay = (spec: OptimizerSpec): OptimizerSpec => ({ ...spec, decay: { steps: cfg.steps, final: 0.01 } });
+  const cfg = swallowConfig(size);
   const mnist = has('grid') || has('remedies') || has('scaling');
-  const train = mnist ? await loadMnist('train', cfg.trainN) : null;
-  const test = mnist ? await loadMnist('test', cfg.testN) : null;
-  // every recipe is run with `seeds` seeds (initial weights, sample order and rounding stream all change with it)
-  const run = (opt: OptimizerSpec, prec: PrecisionSpec): RunResult[] =>
-    Array.from({ length: seeds }, (_, k) => runTraining({ hidden: cfg.hidden, opt: withDecay(opt), prec: { ...prec, seed: (prec.seed ?? 5) + 100 * k }, train: train!, test: test!, batch: 100, steps: cfg.steps, seed: 1 + k, evalEvery: cfg.evalEvery }));
-  const meters = (rs: RunResult[]): SeedMeters => ({ accs: rs.map((x) => x.finalAcc), lost: rs.map((x) => x.lostMass), lostRealized: rs.map((x) => x.lostRealized), unchanged: rs.map((x) => x.curve.slice(1).reduce((s, c) => s + c.swallowed, 0) / Math.max(1, x.curve.length - 1)) });
+  // every recipe is run with `seeds` seeds; all parts' units go to the run store together (parallel across parts)
+  const units = swallowUnits(size, seeds, parts);
+  const outcome = await runUnits('swallow', SWALLOW_VERSION, units, swallowUnit, { out: o.out, log, ...o.run });
+  if (!noteOutcome(o, 'swallow', size, outcome)) return null;
+  const byKey = new Map(units.map((u, i) => [`${u.spec.part}|${u.spec.part === 'plateau' ? u.spec.cfg.init : ''}|${u.spec.recipe}|${u.spec.seed}`, outcome.results![i]]));
+  const run = (part: 'grid' | 'remedies' | 'scaling', recipe: string): SwallowRun[] => Array.from({ length: seeds }, (_, k) => byKey.get(`${part}||${recipe}|${k + 1}`) as SwallowRun);
+  const meters = (rs: SwallowRun[]): SeedMeters => ({ accs: rs.map((x) => x.finalAcc), lost: rs.map((x) => x.lostMass), lostRealized: rs.map((x) => x.lostRealized), unchanged: rs.map((x) => x.curve.slice(1).reduce((s, c) => s + c.swallowed, 0) / Math.max(1, x.curve.length - 1)) });
   const meterCols = (m: SeedMeters) => [pctSd(m.lost), pctSd(m.lostRealized), pctSd(m.unchanged)];
   if (mnist) {
     data.steps = cfg.steps;
@@ -223,7 +306,7 @@ export async function labSwallow(o: LabOptions & { seeds?: number; parts?: Swall
       for (const f of GRID_FORMATS) {
         for (const r of ['nearest', 'stochastic'] as const) {
           if (f.kind === 'fp32' && r === 'stochastic') continue;
-          const rs = run(op.spec, { weights: f, rounding: r, seed: 5 });
+          const rs = run('grid', `${op.name} ${f.name} ${r}`);
           const m = meters(rs);
           cells.push({ opt: op.name, format: f.name, rounding: r, finalAcc: meanOf(m.accs), swallowed: meanOf(m.unchanged), ...m, curve: rs[0].curve.map((c) => ({ step: c.step, acc: c.testAcc, lost: c.lostMass })) });
           log(`swallow ${op.name} ${f.name} ${r}: acc ${meanSd(m.accs, 100, 2)} % lost ${pctSd(m.lost)} (${rs.map((x) => x.seconds.toFixed(0)).join('+')} s)`);
@@ -249,18 +332,10 @@ export async function labSwallow(o: LabOptions & { seeds?: number; parts?: Swall
   }
   // --- remedies for round-to-nearest with momentum in bf16
   if (has('remedies')) {
-    const mom = OPTS[1].spec;
-    const remedies: [string, PrecisionSpec][] = [
-      ['bf16 RN', { weights: BF16, rounding: 'nearest' }],
-      ['bf16 RN, momentum buffer bf16', { weights: BF16, rounding: 'nearest', state: BF16 }],
-      ['bf16 SR', { weights: BF16, rounding: 'stochastic', seed: 5 }],
-      ['bf16 RN + Kahan (fp32 compensation)', { weights: BF16, rounding: 'nearest', kahan: true }],
-      ['bf16 RN + fp32 master', { weights: BF16, rounding: 'nearest', master: true }],
-      ['fp32', { weights: FP32, rounding: 'nearest' }],
-    ];
+    const remedies = REMEDIES;
     const res: Record<string, SeedMeters & { acc: number; swallowed: number }> = {};
-    for (const [name, prec] of remedies) {
-      const m = meters(run(mom, prec));
+    for (const [name] of remedies) {
+      const m = meters(run('remedies', name));
       res[name] = { acc: meanOf(m.accs), swallowed: meanOf(m.unchanged), ...m };
       log(`swallow remedy ${name}: acc ${meanSd(m.accs, 100, 2)} % lost ${pctSd(m.lost)}`);
     }
@@ -277,19 +352,12 @@ export async function labSwallow(o: LabOptions & { seeds?: number; parts?: Swall
   // raw gradients sit around fp16's subnormal range.
   if (has('scaling')) {
     const LW = LOSS_WEIGHT;
-    const fp16All: PrecisionSpec = { weights: FP16, rounding: 'nearest', master: true, grads: FP16, activations: FP16, lossWeight: LW };
-    const scaling: [string, PrecisionSpec][] = [
-      ['fp32 reference', { weights: FP32, rounding: 'nearest', lossWeight: LW }],
-      ['fp16, no loss scaling', fp16All],
-      ['fp16, static scale 2^10', { ...fp16All, lossScale: { kind: 'static', scale: 1024 } }],
-      ['fp16, static scale 2^24', { ...fp16All, lossScale: { kind: 'static', scale: 2 ** 24 } }],
-      ['fp16, dynamic (start 2^24, halve on inf, double after 50 good steps)', { ...fp16All, lossScale: { kind: 'dynamic', init: 2 ** 24, interval: 50 } }],
-    ];
+    const scaling = SCALING;
     const rows: (string | number)[][] = [];
     const res: NonNullable<SwallowData['scaling']> = {};
     let ref: number[] = [];
-    for (const [name, prec] of scaling) {
-      const rs = run({ kind: 'sgd', lr: OPTS[0].spec.lr / LW }, prec);
+    for (const [name] of scaling) {
+      const rs = run('scaling', name);
       const accs = rs.map((x) => x.finalAcc);
       const ufs = rs.map((r) => meanOf(r.curve.slice(1).map((c) => c.gradUnderflow)));
       const skipped = rs.map((r) => r.curve.reduce((s, c) => s + c.skipped, 0));
@@ -310,14 +378,14 @@ export async function labSwallow(o: LabOptions & { seeds?: number; parts?: Swall
     data.scaling = res;
   }
   if (has('plateau')) {
-    data.plateau = plateauExperiment(size, seeds, log);
+    data.plateau = plateauData(size, seeds, (init, recipe, seed) => byKey.get(`plateau|${init}|${recipe}|${seed}`) as PlateauRun);
     md.push(await plateauMarkdown(data.plateau, o.out), '');
   }
   const seconds = (performance.now() - t0) / 1000;
   const doc = [
     '## swallow — guess (2): are small updates rounded away, and does that stall learning?',
     '',
-    stamp(q, seconds, `parts: ${parts.join(', ')}; ${seeds} seeds per row${mnist ? `; MNIST MLP 784-${cfg.hidden.join('-')}-10, ${cfg.steps} steps per run` : ''}`),
+    stamp(q, seconds, `parts: ${parts.join(', ')}; ${seeds} seeds per row${mnist ? `; MNIST MLP 784-${cfg.hidden.join('-')}-10, ${cfg.steps} steps per run` : ''}`, units.length ? runsNote(outcome.records) : undefined),
     '',
     ...md,
   ].join('\n');

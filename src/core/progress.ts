@@ -30,7 +30,8 @@ export interface ProgressOptions {
 }
 
 function fmtRate(r: number): string {
-  return r >= 1e6 ? `${(r / 1e6).toFixed(1)}M` : r >= 1e3 ? `${(r / 1e3).toFixed(1)}k` : r.toFixed(0);
+  // slow units (minutes each, e.g. the lab's training runs) keep two significant digits instead of printing 0
+  return r >= 1e6 ? `${(r / 1e6).toFixed(1)}M` : r >= 1e3 ? `${(r / 1e3).toFixed(1)}k` : r >= 10 || r === 0 ? r.toFixed(0) : r.toPrecision(2);
 }
 
 function fmtEta(s: number): string {
