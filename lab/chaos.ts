@@ -332,6 +332,23 @@ export async function labChaos(o: LabOptions & { size?: ChaosSize; twins?: numbe
   for (const p of seedRuns[0].tr) series.push({ x: Math.max(p.step, 1), y: p.d, series: 'other seed' });
   const seedSd = sd([baseRes.acc, ...seedAccs]);
   const rows = perLayer.map((L) => [L.name, String(L.lambdas.length), `${meanSd(L.lambdas, 1, 4)}`, interval(L.lambdas, 1, 4), expSd(L.finals), `${meanSd(L.disagree, 100, 2)} %`, `${meanSd(L.accs, 100, 2)} %`]);
+  // Float32 resolution: were every weight within one ulp (≤ 2^-23 |w|) of the base run's, the relative distance would be
+  // at most 2^-23. A twin above it has grown (some weights differ by several ulps); one below may only have spread.
+  const ULP_BOUND = 2 ** -23;
+  const resolution = perLayer.map((L) => {
+    const start = L.traces.map((t) => t[0].d);
+    const above = L.traces.map((t) => t.find((p) => p.d > ULP_BOUND)?.step ?? NaN);
+    const grown = above.filter((x) => Number.isFinite(x)).length;
+    const efolds = L.traces.map((t, k) => Math.log(L.finals[k] / Math.max(t[0].d, Number.MIN_VALUE)));
+    // the exponent fitted only where the distance is above float32 resolution (growth, not the spread of last bits)
+    const cap = 0.1 * seedDist(cfg.steps);
+    const lambdasAbove = L.traces.map((t) => lyapunov(t.filter((p) => p.d > ULP_BOUND), cap).lambda);
+    return { name: L.name, start, above, grown, efolds, lambdasAbove };
+  });
+  const resolutionRows = resolution.map((r) => [r.name, expSd(r.start), `${r.grown} of ${r.above.length}`,
+    r.grown ? meanSd(r.above.filter((x) => Number.isFinite(x)), 1, 0) : '—', meanSd(r.efolds, 1, 1),
+    (() => { const v = r.lambdasAbove.filter((x) => Number.isFinite(x)); return v.length ? `${meanSd(v, 1, 4)} (n=${v.length})` : '— (too few points)'; })()]);
+  const allGrown = resolution.every((r) => r.grown === r.above.length);
   const mid = perLayer[1];
   const cmp = [perLayer[0], perLayer[2]].map((L) => {
     const w = welch(mid.lambdas, L.lambdas);
@@ -419,6 +436,14 @@ export async function labChaos(o: LabOptions & { size?: ChaosSize; twins?: numbe
     '',
     `Does the middle layer differ (Welch 95% intervals of the difference in λ)? ${cmp.join('; ')}. ${middleStandsOut ? `**The middle layer differs from both others at 95% confidence (its twins diverge ${lamVerdicts[0] === 'higher' ? 'faster' : 'more slowly'}).**` : middleDiffers ? '**The middle layer differs from one other layer at 95% confidence but not from both: no middle-layer peak.**' : '**No: at 95% confidence the middle layer is not different from the others.**'}`,
     '',
+    `Float32 resolution: a relative distance of at most 2⁻²³ ≈ 1.2e-7 is what the twin would show if every weight were within one ulp of the base run's, so below it a twin may only be spreading its one-ulp difference to more weights (each rounding step can flip a last bit) rather than growing it. A twin whose distance passes 2⁻²³ has weights that differ by several ulps: growth. λ fitted on a twin that never leaves that band measures the spread, not a Lyapunov exponent.`,
+    '',
+    table(['perturbed layer', 'distance at step 0 (the one-ulp change)', 'twins that pass 2⁻²³', 'step at which they pass (mean ± s.d.)', 'e-folds from step 0 to the end', 'λ fitted only above 2⁻²³ (mean ± s.d.)'], resolutionRows),
+    '',
+    allGrown
+      ? `Every one-ulp twin grows past float32 resolution, so the perturbation really grows. The exponents of the first table are fitted from step 0 and so also count the first steps, where a last-bit difference spreads at the rounding floor; the last column, fitted only above 2⁻²³, is the growth rate proper.`
+      : `Not every twin passes 2⁻²³: for those the exponent above mostly measures how a last-bit difference spreads at float32 resolution (a longer run, or twins in float64, would be needed to see growth).`,
+    '',
     `Yardstick: ${cfg.seeds} independent seeds (2–${cfg.seeds + 1}) end at relative distance ${meanSd(seedRuns.map((r) => r.tr.at(-1)!.d), 1, 3)} from the base run with ${meanSd(seedRuns.map((r) => r.tr.at(-1)!.disagree), 100, 2)} % of test predictions differing; final accuracy over seeds 1–${cfg.seeds + 1}: ${meanSd([baseRes.acc, ...seedAccs], 100, 2)} % (s.d. ${pct(seedSd)}). Other twins: ${others.map((ot) => `${ot.name}: distance ${ot.r.tr.at(-1)!.d.toExponential(2)}, ${pct(ot.r.tr.at(-1)!.disagree)} predictions differ`).join('; ')}.`,
     '',
     figDist,
@@ -447,7 +472,7 @@ export async function labChaos(o: LabOptions & { size?: ChaosSize; twins?: numbe
     quick: q, size, steps: cfg.steps, noiseDrawsPerEps: draws, noiseDraws,
     seedDist: seedRuns.map((r) => r.tr.at(-1)!.d), seedDisagree: seedRuns.map((r) => r.tr.at(-1)!.disagree), seedAccs: [baseRes.acc, ...seedAccs],
     baseAcc: baseRes.acc, seedMeanAcc: mean([baseRes.acc, ...seedAccs]), seedSdAcc: seedSd, twins: twinsOut, epsList, noise, noiseFormats,
-    nullDiffering: nullTwin.differing, middleDiffers, middleStandsOut,
+    nullDiffering: nullTwin.differing, middleDiffers, middleStandsOut, allGrown, resolution: resolution.map((r) => ({ name: r.name, start: r.start, passStep: r.above.map((x) => (Number.isFinite(x) ? x : null)), efolds: r.efolds, lambdasAbove: r.lambdasAbove.map((x) => (Number.isFinite(x) ? x : null)) })),
     gain: {
       layers: gainLayers, probes: cfg.probes, runs: nRuns, steps: gainSteps,
       curves: gainRuns,

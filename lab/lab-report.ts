@@ -139,6 +139,12 @@ export function chaosAnswerBullets(c: Json): string[] {
   out.push(`Null twin (same seed, nothing changed): ${c.nullDiffering} weights differ at the end${c.nullDiffering === 0 ? ', so every distance is caused by the perturbation' : ' — training is not deterministic here and the twin distances include that noise'} (${modeOf(c)} mode${c.steps ? `, ${c.steps} steps` : ''}).`);
   if (layers.length === 3) {
     out.push(`Finite-time Lyapunov exponent of one-ulp twins (e-folds per step): ${layers.map((L) => `${L.name} ${stat(L.lambdas, 4)}`).join('; ')}.`);
+    const res = c.resolution as { name: string; passStep: (number | null)[] }[] | undefined;
+    if (res) {
+      out.push(`Float32 resolution (relative distance 2⁻²³, the most an all-within-one-ulp difference can reach): ${res.map((r) => `${r.name} ${r.passStep.filter((x) => x !== null).length} of ${r.passStep.length} twins pass it`).join('; ')} → ${c.allGrown ? 'every twin grew past the rounding floor: the perturbation really grows' : 'some twins stay at the rounding floor, where an exponent measures the spread of last-bit differences, not growth'}.`);
+      const la = (c.resolution as { name: string; lambdasAbove?: (number | null)[] }[]).map((r) => ({ name: r.name, v: (r.lambdasAbove ?? []).filter((x): x is number => x !== null) }));
+      if (la.every((r) => r.v.length >= 2)) out.push(`Exponent fitted only above that floor (growth proper): ${la.map((r) => `${r.name} ${stat(r.v, 4)}`).join('; ')}; middle minus the others: ${[la[0], la[2]].map((r) => { const w = welch(la[1].v, r.v); return `vs ${r.name} ${w.diff.toExponential(2)} [${w.lo.toExponential(2)}, ${w.hi.toExponential(2)}]`; }).join('; ')}.`);
+    }
     const mid = layers[1];
     const cmp = [layers[0], layers[2]].map((L) => ({ L, w: welch(mid.lambdas, L.lambdas) }));
     const signs = cmp.map(({ w }) => (w.lo > 0 ? 1 : w.hi < 0 ? -1 : 0));
