@@ -392,8 +392,8 @@ describe('loader over a store', () => {
     const ds = await openDataset(stores[2003]);
     const src = ds.split('train');
     // Raw uint8 x (JS transform, recycled buffers zeroed first) and float32 x (the native gather writes every byte).
-    for (const normalize of [false, { scale: 1, shift: 0 }] as const) {
-      const loader = createLoader(src, { batchSize: 50, workers: 1, prefetch: 4, seed: 3, normalize });
+    for (const [normalize, workers] of [[false, 1], [{ scale: 1, shift: 0 }, 1], [{ scale: 1, shift: 0 }, 0]] as const) {
+      const loader = createLoader(src, { batchSize: 50, workers, prefetch: 4, seed: 3, normalize });
       const kept: Array<{ b: Batch; x: number[]; y: number[] }> = [];
       for (let epoch = 0; epoch < 3; epoch++) {
         const seen: number[] = [];
@@ -418,8 +418,8 @@ describe('loader over a store', () => {
       }
       await loader.close();
     }
-    // Lent batches and batches made on the main thread have nothing to give back.
-    for (const opts of [{ reuseBuffers: true, workers: 1 }, { workers: 0 }]) {
+    // Lent batches have nothing to give back.
+    for (const opts of [{ reuseBuffers: true, workers: 1 }, { reuseBuffers: true, workers: 0 }]) {
       const loader = createLoader(src, { batchSize: 500, ...opts });
       for await (const b of loader) { assert.equal(b.release, undefined, JSON.stringify(opts)); break; }
       await loader.close();

@@ -579,11 +579,23 @@ export function createLoader(source: DataSource, opts: LoaderOptions = {}): Shuf
         inflight.delete(k);
         ahead = inflight.size;
         const n = Math.min(B, perRank - starts[k]);
-        const { x, y } = got ? ownedView(got) : view(t.slot, n);
+        let owner: Owned | void = got;
+        if (!got && !reuse) {
+          // A copy on this thread (no workers): into a buffer the caller gave back if there is one, else a new one.
+          const xb = n * spec.xOutBytes, yb = n * spec.yOutBytes;
+          const sp = takeSpare(xb, yb);
+          const { slot } = t;
+          const ox = sp ? sp[0] : new ArrayBuffer(xb), oy = sp ? sp[1] : new ArrayBuffer(yb);
+          new Uint8Array(ox).set(new Uint8Array(slots[slot], 0, xb));
+          new Uint8Array(oy).set(new Uint8Array(slots[slot], layout.yOffset, yb));
+          owner = { x: ox, y: oy };
+        }
+        const { x, y } = owner ? ownedView(owner) : view(t.slot, n);
         if (!reuse) await release(t.slot);
         position = starts[k] + n;
         const b: Batch = { n, x, xShape: [n, ...spec.xShape], y, yShape: [n, ...spec.yShape], epoch: ep, index: indexBase + k };
-        if (got) {
+        if (owner) {
+          const got = owner;
           let given = false;
           b.release = () => {
             if (given) return;

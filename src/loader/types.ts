@@ -147,8 +147,8 @@ export interface Batch {
   /** Index of this batch within the epoch (for this rank). */
   index: number;
   /**
-   * Give this batch's memory back to the loader for a later batch (owned copies filled by worker threads; absent for
-   * lent batches and on the main thread). The arrays are detached at once (length 0, so a later read is empty rather than
+   * Give this batch's memory back to the loader for a later batch (owned copies, made by worker threads or on the main
+   * thread; absent for lent batches). The arrays are detached at once (length 0, so a later read is empty rather than
    * another batch's data). A batch never released stays the caller's. Calling it again does nothing. Release only once
    * nothing made from `x`/`y` is still in use: tfjs's wasm backend copies typed arrays into tensors, its cpu backend
    * keeps them (dispose such tensors first).
