@@ -127,3 +127,23 @@ export function runMpi(np: number, args: string[], opts: { env?: Record<string, 
     });
   });
 }
+
+/**
+ * A seeded stream of uniform floats in [-scale, scale) (a 32-bit LCG): test data that repeats exactly and needs no RNG
+ * library. Each call of the returned function continues the stream.
+ *
+ * @example
+ * const rand = lcgFloats(4242);
+ * const w = rand(784 * 512, 0.05);
+ */
+export function lcgFloats(seed: number): (n: number, scale?: number) => Float32Array {
+  let s = seed >>> 0;
+  return (n, scale = 1) => {
+    const a = new Float32Array(n);
+    for (let i = 0; i < n; i++) {
+      s = (s * 1103515245 + 12345) >>> 0;
+      a[i] = ((s / 2 ** 32) * 2 - 1) * scale;
+    }
+    return a;
+  };
+}

@@ -9,6 +9,7 @@
 #include "gemm_bf16.h"
 #include "gemm_own.h"
 #include "kernels.h"
+#include "napi_args.h"
 
 napi_value RegisterLowp(napi_env env, napi_value exports);  // native/lowp.cc: the precision lab's storage kernels
 napi_value RegisterQuant(napi_env env, napi_value exports);  // native/quant.cc: the precision lab's rounding kernels
@@ -17,21 +18,8 @@ using namespace sf;
 
 namespace {
 
-struct Args {
-  napi_env env;
-  napi_value v[24];
-  size_t n = 24;
-  bool ok = true;
-  Args(napi_env e, napi_callback_info info) : env(e) { napi_get_cb_info(e, info, &n, v, nullptr, nullptr); }
-  void fail(const char* msg) {
-    if (ok) napi_throw_type_error(env, nullptr, msg);
-    ok = false;
-  }
-  double num(size_t i) {
-    double d = 0;
-    if (i >= n || napi_get_value_double(env, v[i], &d) != napi_ok) fail("slimfit engine: expected a number argument");
-    return d;
-  }
+struct Args : NapiArgs<24> {
+  Args(napi_env e, napi_callback_info info) : NapiArgs(e, info, "slimfit engine") {}
   int i32(size_t i) { return (int)num(i); }
   // Base pointer of an ArrayBuffer or typed array (byte 0 of its view) and its byte length.
   uint8_t* base(size_t i, size_t* len) {

@@ -13,23 +13,12 @@
 #include <cstdint>
 #include <cstring>
 
+#include "napi_args.h"
+
 namespace {
 
-struct QArgs {
-  napi_env env;
-  napi_value v[20];
-  size_t n = 20;
-  bool ok = true;
-  QArgs(napi_env e, napi_callback_info info) : env(e) { napi_get_cb_info(e, info, &n, v, nullptr, nullptr); }
-  void fail(const char* msg) {
-    if (ok) napi_throw_type_error(env, nullptr, msg);
-    ok = false;
-  }
-  double num(size_t i) {
-    double d = 0;
-    if (i >= n || napi_get_value_double(env, v[i], &d) != napi_ok) fail("slimfit quant: expected a number argument");
-    return d;
-  }
+struct QArgs : sf::NapiArgs<20> {
+  QArgs(napi_env e, napi_callback_info info) : NapiArgs(e, info, "slimfit quant") {}
   bool isNull(size_t i) {
     napi_valuetype t = napi_undefined;
     return i >= n || (napi_typeof(env, v[i], &t) == napi_ok && (t == napi_null || t == napi_undefined));

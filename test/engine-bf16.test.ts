@@ -15,7 +15,7 @@ import * as tfl from '@tensorflow/tfjs-layers';
 import { bf16Kernel, denseTrainStep, installEngine, loadAddon, uninstallEngine } from '../src/engine/index.ts';
 import { SlimfitError } from '../src/core/errors.ts';
 import { mnistAccuracy } from '../dev/mnist-check.ts';
-import { MNIST_DIR, needsAddon, py, runCli } from '../dev/helpers.ts';
+import { MNIST_DIR, needsAddon, py, runCli, lcgFloats } from '../dev/helpers.ts';
 import { checkMatmulPrecision, compileDefault, trainEpochs } from '../src/train/loop.ts';
 import { buildModel } from '../src/train/models.ts';
 import { memLoader, mnistSlice } from './train-helpers.ts';
@@ -26,15 +26,7 @@ const info = addon ? addon.bf16Info() : null;
 const NO_BF16 = NO_ADDON || (info!.kernel === 'none' ? 'this CPU has neither AVX512_BF16 nor AMX-BF16 (the bf16 mode is refused here; see the last test)' : false);
 const KERNELS = info ? (['amx', 'avx512bf16'] as const).filter((k) => (k === 'amx' ? info.amx : info.avx512bf16)) : [];
 
-let seed = 4242;
-function rand(n: number, scale = 1): Float32Array {
-  const a = new Float32Array(n);
-  for (let i = 0; i < n; i++) {
-    seed = (seed * 1103515245 + 12345) >>> 0;
-    a[i] = ((seed / 2 ** 32) * 2 - 1) * scale;
-  }
-  return a;
-}
+const rand = lcgFloats(4242);
 
 /** bf16 rounding (nearest even) of a float32, widened back: the mode's operand rounding, written independently of the C++. */
 const f32 = new Float32Array(1), u32 = new Uint32Array(f32.buffer);

@@ -10,7 +10,7 @@ import '@tensorflow/tfjs-backend-wasm';
 import * as tfl from '@tensorflow/tfjs-layers';
 import { denseTrainStep, installEngine, loadAddon, uninstallEngine } from '../src/engine/index.ts';
 import { mnistAccuracy } from '../dev/mnist-check.ts';
-import { needsAddon } from '../dev/helpers.ts';
+import { needsAddon, lcgFloats } from '../dev/helpers.ts';
 import { compileDefault, trainEpochs } from '../src/train/loop.ts';
 import { buildModel } from '../src/train/models.ts';
 import { memLoader, mnistSlice } from './train-helpers.ts';
@@ -18,18 +18,11 @@ import { memLoader, mnistSlice } from './train-helpers.ts';
 const { addon } = loadAddon();
 const SKIP = needsAddon('slimfit_engine');
 
-let seed = 777;
-function rand(n: number, scale = 1): Float32Array {
-  const a = new Float32Array(n);
-  for (let i = 0; i < n; i++) {
-    seed = (seed * 1103515245 + 12345) >>> 0;
-    a[i] = ((seed / 2 ** 32) * 2 - 1) * scale;
-  }
-  return a;
-}
+const rand = lcgFloats(777);
 function oneHot(n: number, classes: number): Float32Array {
   const y = new Float32Array(n * classes);
-  for (let i = 0; i < n; i++) { seed = (seed * 1103515245 + 12345) >>> 0; y[i * classes + (seed >>> 8) % classes] = 1; }
+  const u = rand(n);
+  for (let i = 0; i < n; i++) y[i * classes + Math.min(classes - 1, Math.floor(((u[i] + 1) / 2) * classes))] = 1;
   return y;
 }
 
