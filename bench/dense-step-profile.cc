@@ -4,7 +4,7 @@
 // without OpenBLAS):
 //   g++ -O3 -std=c++17 -ffp-contract=off -fno-math-errno -Wno-ignored-attributes -DSLIMFIT_HAVE_OPENBLAS \
 //     -DSLIMFIT_PROFILE_STEP -Inative bench/dense-step-profile.cc native/dense_step.cc native/kernels.cc \
-//     native/gemm_own.cc -lopenblas -lpthread -o /tmp/dense-step-profile
+//     native/gemm_own.cc native/gemm_bf16.cc -lopenblas -lpthread -o /tmp/dense-step-profile
 //   /tmp/dense-step-profile THREADS [STEPS_PER_ROUND] [own]
 // Phases are the calling thread's CPU time (so at 1 thread they hold on a loaded machine; at 2 they include its waits
 // for the other thread); "cpu" is the whole process's CPU time per step (best of 3 rounds), "wall" the elapsed time.
