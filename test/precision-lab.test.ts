@@ -232,6 +232,10 @@ test('`npm run lab -- chaos --tiny`: the null twin is bit-identical, one-ulp twi
     assert.match(md, /Null twin/);
     assert.match(md, /λ 95% interval/);
     assert.match(md, /middle layer/);
+    // float32 resolution: per layer, how many of the 3 twins pass 2^-23, and the exponent fitted above it
+    const res = [...md.matchAll(/^\| (early|middle|late) \([^)]*\) \| [0-9.e+-]+ ± [0-9.e+-]+ \| ([0-3]) of 3 \|/gm)];
+    assert.equal(res.length, 3, md);
+    assert.match(md, /Float32 resolution/);
   } finally { cleanup(); }
 });
 
