@@ -296,11 +296,12 @@ export async function labChaos(o: LabOptions & { size?: ChaosSize; twins?: numbe
   const seedDist = (step: number) => mean(seedRuns.map((r) => r.tr.find((p) => p.step === step)?.d ?? NaN));
   log(`chaos null twin: ${nullTwin.differing} weights differ`);
   const layers = twinLayers(cfg);
+  // saturation: 10% of the distance between independent seeds at the end
+  const cap = 0.1 * seedDist(cfg.steps);
   const perLayer: { name: string; lambdas: number[]; finals: number[]; disagree: number[]; accs: number[]; traces: Trace[] }[] = [];
   layers.forEach((L, li) => {
     const row = { name: L.name, lambdas: [] as number[], finals: [] as number[], disagree: [] as number[], accs: [] as number[], traces: [] as Trace[] };
     for (const r of twinRes.slice(li * nTwins, (li + 1) * nTwins)) {
-      const cap = 0.1 * seedDist(cfg.steps);
       row.lambdas.push(lyapunov(r.tr, cap).lambda);
       row.finals.push(r.tr.at(-1)!.d);
       row.disagree.push(r.tr.at(-1)!.disagree);
@@ -341,7 +342,6 @@ export async function labChaos(o: LabOptions & { size?: ChaosSize; twins?: numbe
     const grown = above.filter((x) => Number.isFinite(x)).length;
     const efolds = L.traces.map((t, k) => Math.log(L.finals[k] / Math.max(t[0].d, Number.MIN_VALUE)));
     // the exponent fitted only where the distance is above float32 resolution (growth, not the spread of last bits)
-    const cap = 0.1 * seedDist(cfg.steps);
     const lambdasAbove = L.traces.map((t) => lyapunov(t.filter((p) => p.d > ULP_BOUND), cap).lambda);
     return { name: L.name, start, above, grown, efolds, lambdasAbove };
   });

@@ -422,12 +422,11 @@ export function createLoader(source: DataSource, opts: LoaderOptions = {}): Shuf
     if (position > 0 && (left <= 0 || (dropLast && left < B))) { epoch++; position = 0; }
   };
 
+  // A lent batch: views into its ring slot (owned batches are copied out of it in iterate()).
   const view = (slot: number, n: number): { x: TypedArray; y: TypedArray } => {
-    const xb = new Uint8Array(slots[slot], 0, n * spec.xOutBytes);
-    const yb = new Uint8Array(slots[slot], layout.yOffset, n * spec.yOutBytes);
     const xd = spec.xOut === 'float32' ? 'float32' : src.x.dtype;
     const yd = spec.yOut === 'int32' ? 'int32' : 'float32';
-    return { x: viewAs(xd, reuse ? xb : xb.slice()), y: viewAs(yd, reuse ? yb : yb.slice()) };
+    return { x: viewAs(xd, new Uint8Array(slots[slot], 0, n * spec.xOutBytes)), y: viewAs(yd, new Uint8Array(slots[slot], layout.yOffset, n * spec.yOutBytes)) };
   };
 
   const ownedView = (o: Owned): { x: TypedArray; y: TypedArray } => ({
