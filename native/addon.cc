@@ -534,13 +534,11 @@ napi_value GemmBf16(napi_env env, napi_callback_info info) {
 // ignored); returns the kernel now in use. For tests and benchmarks.
 napi_value SetBf16Kernel(napi_env env, napi_callback_info info) {
   Args a(env, info);
-  char buf[16] = {0};
-  size_t len = 0;
-  if (a.n < 1 || napi_get_value_string_utf8(env, a.v[0], buf, sizeof buf, &len) != napi_ok) {
+  std::string k;
+  if (!a.str(0, &k)) {
     a.fail("slimfit engine: setBf16Kernel(kind)");
     return nullptr;
   }
-  std::string k(buf, len);
   int kind = k.empty() ? BF16_DEFAULT : k == "amx" ? BF16_AMX : k == "avx512bf16" ? BF16_AVX512 : -2;
   if (kind == -2) {
     a.fail("slimfit engine: setBf16Kernel expects amx, avx512bf16 or ''");
@@ -578,13 +576,11 @@ napi_value SetForceOwn(napi_env env, napi_callback_info info) {
 // takes its mode from configure() (SLIMFIT_GEMM) and keeps it.
 napi_value SetGemmMode(napi_env env, napi_callback_info info) {
   Args a(env, info);
-  char buf[16] = {0};
-  size_t len = 0;
-  if (a.n < 1 || napi_get_value_string_utf8(env, a.v[0], buf, sizeof buf, &len) != napi_ok) {
+  std::string m;
+  if (!a.str(0, &m)) {
     a.fail("slimfit engine: setGemmMode(mode)");
     return nullptr;
   }
-  std::string m(buf, len);
   int mode = m.empty() ? GEMM_DEFAULT : m == "own" ? GEMM_OWN : m == "openblas" ? GEMM_OPENBLAS : m == "auto" ? GEMM_AUTO : -1;
   if (mode < 0) {
     a.fail("slimfit engine: setGemmMode expects own, openblas, auto or ''");

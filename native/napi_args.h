@@ -21,6 +21,14 @@ struct NapiArgs {
     ok = false;
   }
   void failWith(const char* what) { fail((std::string(who) + ": " + what).c_str()); }
+  // Argument i as a short string (at most 15 bytes); false when it is missing or not a string.
+  bool str(size_t i, std::string* out) {
+    char buf[16] = {0};
+    size_t len = 0;
+    if (i >= n || napi_get_value_string_utf8(env, v[i], buf, sizeof buf, &len) != napi_ok) return false;
+    out->assign(buf, len);
+    return true;
+  }
   double num(size_t i) {
     double d = 0;
     if (i >= n || napi_get_value_double(env, v[i], &d) != napi_ok) failWith("expected a number argument");
