@@ -7,8 +7,8 @@ import { SUB, table, writeSection } from './report.ts';
 import { logger, type LabOptions, type SectionStatus } from './common.ts';
 import { countDone, sectionRunsDir, type Unit } from './runs.ts';
 import { mean, summarize, welch } from './stats.ts';
-import { speedAnswerBullets } from './speed.ts';
-import { swallowAnswerBullets } from './swallow.ts';
+import { speedAnswerBullets, speedHeadline, type SpeedData } from './speed.ts';
+import { swallowAnswerBullets, swallowHeadline, type SwallowData } from './swallow.ts';
 import { fp8AnswerBullets } from './fp8.ts';
 import { int8AnswerBullets } from './int8.ts';
 
@@ -202,25 +202,6 @@ function chaosHeadline(c: Json): string | null {
   return `${grow} (λ over all twins ${stat(allLam, 4)} e-folds per step); ${lam} at 95% confidence, and ${g}`;
 }
 
-// ---------------------------------------------------------------- speed ratios for the guess-1 headline
-
-/** Speed ratios num/den of one implementation over every measured GEMM shape in speed.json. */
-function speedRatios(s: Json, src: RegExp, num: string, den: string): number[] {
-  const rows = (s.gemm ?? []) as { source: string; dtype: string; shape: string; gflops: number | null }[];
-  const shapes = [...new Set(rows.filter((r) => r.gflops != null).map((r) => r.shape))];
-  return shapes.map((sh) => {
-    const a = rows.find((r) => r.shape === sh && src.test(r.source) && r.dtype === num)?.gflops;
-    const b = rows.find((r) => r.shape === sh && src.test(r.source) && r.dtype === den)?.gflops;
-    return a && b ? a / b : null;
-  }).filter((v): v is number => v !== null);
-}
-
-/** "lo–hi× over n shapes", with significant digits (a ratio of 0.0036 stays visible). */
-function ratioSpan(v: number[]): string {
-  const lo = Math.min(...v).toPrecision(2), hi = Math.max(...v).toPrecision(2);
-  return `${lo === hi ? lo : `${lo}–${hi}`}× over ${v.length} shape${v.length > 1 ? 's' : ''}`;
-}
-
 // ---------------------------------------------------------------- the three guesses and who contributes to each
 
 /** A section that contributes bullets to a guess: its JSON name and the function that turns that JSON into bullets. */
@@ -254,18 +235,16 @@ function chaosCurrent(c: Json): boolean {
 export const GUESSES: Guess[] = [
   {
     title: 'Guess (1): "linear algebra is tuned for float64, so smaller floats won\'t be faster"',
-    headline: (d) => {
-      if (!d.speed) return 'speed not run: `npm run lab -- speed`';
-      const v = speedRatios(d.speed, /engine \(own/, 'float32', 'float64');
-      return v.length ? `the engine's float32 GEMM ran at ${ratioSpan(v)} of its float64 speed (${modeOf(d.speed)} mode, one measured run per shape: no interval, so no verdict)` : 'speed.json has no float32/float64 pair of the engine';
-    },
+    headline: (d) => (d.speed ? speedHeadline(d.speed as unknown as SpeedData) : 'speed not run: `npm run lab -- speed`'),
     contributors: [{ json: 'speed', bullets: speedAnswerBullets as (d: Json) => string[] }],
   },
   {
     title: 'Guess (2): "rounding away tiny updates damages momentum and stalls learning on flat stretches"',
-    headline: (d) => !d.gupta2015 ? 'gupta2015 not run: `npm run lab -- gupta2015`'
-      : !guptaCurrent(d.gupta2015) ? 'gupta2015 results are from an older version: re-run `npm run lab -- gupta2015`'
-        : guptaHeadline(d.gupta2015) ?? 'gupta2015 ran without an MLP pair of round-to-nearest and stochastic cells at one FL, so no headline (see its bullets)',
+    // the direct experiment (swallow) first; Gupta's fixed-point reproduction when swallow has not run
+    headline: (d) => (d.swallow ? swallowHeadline(d.swallow as unknown as SwallowData) : null)
+      ?? (!d.gupta2015 ? 'swallow and gupta2015 not run: `npm run lab -- swallow`'
+        : !guptaCurrent(d.gupta2015) ? 'gupta2015 results are from an older version: re-run `npm run lab -- gupta2015`'
+          : guptaHeadline(d.gupta2015) ?? 'gupta2015 ran without an MLP pair of round-to-nearest and stochastic cells at one FL, so no headline (see its bullets)'),
     contributors: [
       { json: 'swallow', bullets: swallowAnswerBullets as (d: Json) => string[] },
       { json: 'gupta2015', bullets: guptaAnswerBullets, current: guptaCurrent },

@@ -11,58 +11,79 @@ import { SUB, table, writeSection } from './report.ts';
 import { bytesPerParam, type OptimizerKind, type PrecisionSpec } from './train.ts';
 import { logger, saveJson, stamp, type LabOptions } from './common.ts';
 
-/** One GEMM measurement. */
-export interface GemmRow { source: string; dtype: string; shape: string; gflops: number | null; ratio: number | null; note: string }
+/**
+ * One GEMM measurement: `gflops` and `ratio` are medians over interleaved rounds; `rounds` has every round's rate and
+ * `ratioRounds` every round's ratio to the float32 row of the same implementation (measured in the same round).
+ */
+export interface GemmRow { source: string; dtype: string; shape: string; gflops: number | null; ratio: number | null; note: string; rounds?: number[]; ratioRounds?: number[] }
 
-/** numpy matmul GFLOP/s by dtype at the given shapes (median of rounds), measured in a python3 child. */
-export function numpyGemm(shapes: [number, number, number][], seconds: number): GemmRow[] {
+/** Timed rounds per measurement (interleaved across the kernels compared). */
+export const SPEED_ROUNDS = { quick: 3, full: 5 } as const;
+
+/** The median of `xs` (null when empty). */
+export function medianOf(xs: number[]): number | null {
+  if (!xs.length) return null;
+  const s = [...xs].sort((a, b) => a - b);
+  return s.length % 2 ? s[s.length >> 1] : (s[s.length / 2 - 1] + s[s.length / 2]) / 2;
+}
+
+/** numpy matmul GFLOP/s by dtype at the given shapes (median of rounds, interleaved across dtypes), measured in a python3 child. */
+export function numpyGemm(shapes: [number, number, number][], seconds: number, rounds: number = SPEED_ROUNDS.full): GemmRow[] {
   const code = `import json, sys, time
 import numpy as np
-shapes = json.loads(sys.argv[1]); secs = float(sys.argv[2]); out = []
+shapes = json.loads(sys.argv[1]); secs = float(sys.argv[2]); rounds = int(sys.argv[3]); out = []
 for M, N, K in shapes:
+    ops = {}
     for dt in ['float64', 'float32', 'float16']:
         a = np.random.rand(M, K).astype(dt); b = np.random.rand(K, N).astype(dt)
         a @ b
-        rates = []
-        for r in range(3):
+        ops[dt] = (a, b)
+    rates = {dt: [] for dt in ops}
+    for r in range(rounds):
+        for dt, (a, b) in ops.items():
+            # float16 has no BLAS kernel: one call may take longer than a round's share; it still counts once
             n = 0; t0 = time.perf_counter()
             while True:
                 a @ b; n += 1
                 dt_ = time.perf_counter() - t0
-                if dt_ > secs / 3: break
-            rates.append(2 * M * N * K * n / dt_ / 1e9)
-        out.append([M, N, K, dt, sorted(rates)[1]])
+                if dt_ > secs / rounds: break
+            rates[dt].append(2 * M * N * K * n / dt_ / 1e9)
+    for dt in ops: out.append([M, N, K, dt, rates[dt]])
 print(json.dumps({'numpy': np.__version__, 'rows': out}))`;
-  const r = spawnSync('python3', ['-c', code, JSON.stringify(shapes), String(seconds)], { encoding: 'utf8', timeout: 600_000 });
+  const r = spawnSync('python3', ['-c', code, JSON.stringify(shapes), String(seconds), String(rounds)], { encoding: 'utf8', timeout: 600_000 });
   if (r.status !== 0) return [{ source: 'numpy', dtype: '–', shape: '–', gflops: null, ratio: null, note: `python3/numpy not available: ${(r.stderr || r.error?.message || '').split('\n').slice(-2).join(' ')}` }];
-  const res = JSON.parse(r.stdout) as { numpy: string; rows: [number, number, number, string, number][] };
+  const res = JSON.parse(r.stdout) as { numpy: string; rows: [number, number, number, string, number[]][] };
   const rows: GemmRow[] = [];
   for (const [M, N, K, dt, g] of res.rows) {
     const f32 = res.rows.find((x) => x[0] === M && x[1] === N && x[2] === K && x[3] === 'float32')![4];
-    rows.push({ source: `numpy ${res.numpy} (${dt === 'float16' ? 'no BLAS for float16' : 'OpenBLAS'})`, dtype: dt, shape: `${M}×${N}×${K}`, gflops: g, ratio: g / f32, note: '' });
+    const ratioRounds = g.map((v, i) => v / f32[i]);
+    rows.push({ source: `numpy ${res.numpy} (${dt === 'float16' ? 'no BLAS for float16' : 'OpenBLAS'})`, dtype: dt, shape: `${M}×${N}×${K}`, gflops: medianOf(g), ratio: medianOf(ratioRounds), note: '', rounds: g, ratioRounds });
   }
   return rows;
 }
 
-/** TensorFlow.js matMul GFLOP/s (float32, the backend slimfit trains on) at the given shapes. */
-export function tfjsGemm(shapes: [number, number, number][], seconds: number): GemmRow[] {
+/** TensorFlow.js matMul GFLOP/s (float32, the backend slimfit trains on) at the given shapes, median of rounds. */
+export function tfjsGemm(shapes: [number, number, number][], seconds: number, rounds: number = SPEED_ROUNDS.full): GemmRow[] {
   return shapes.map(([M, N, K]) => {
     const a = tf.randomUniform([M, K]), b = tf.randomUniform([K, N]);
     tf.matMul(a, b).dispose();
-    let n = 0;
-    const t0 = performance.now();
-    let dt = 0;
-    do { const c = tf.matMul(a, b); c.dataSync(); c.dispose(); n++; dt = (performance.now() - t0) / 1000; } while (dt < seconds);
+    const g: number[] = [];
+    for (let r = 0; r < rounds; r++) {
+      let n = 0, dt = 0;
+      const t0 = performance.now();
+      do { const c = tf.matMul(a, b); c.dataSync(); c.dispose(); n++; dt = (performance.now() - t0) / 1000; } while (dt < seconds / rounds);
+      g.push((2 * M * N * K * n) / dt / 1e9);
+    }
     tf.dispose([a, b]);
-    return { source: `tfjs ${tf.getBackend()} backend`, dtype: 'float32', shape: `${M}×${N}×${K}`, gflops: (2 * M * N * K * n) / dt / 1e9, ratio: 1, note: 'float32 only' };
+    return { source: `tfjs ${tf.getBackend()} backend`, dtype: 'float32', shape: `${M}×${N}×${K}`, gflops: medianOf(g), ratio: 1, note: 'float32 only', rounds: g, ratioRounds: g.map(() => 1) };
   });
 }
 
-/** The engine's `bench dtypes` rows (float64/float32/bfloat16/int8), or a note why they are missing. */
-async function engineGemm(shapes: [number, number, number][], seconds: number): Promise<{ rows: GemmRow[]; note: string }> {
+/** The engine's `bench dtypes` rows (float64/float32/bfloat16/int8 and the bf16 training mode), or a note why they are missing. */
+async function engineGemm(shapes: [number, number, number][], seconds: number, rounds: number): Promise<{ rows: GemmRow[]; note: string }> {
   try {
     const mod = await import('../bench/engine/dtypes.ts');
-    const rows = mod.benchDtypes({ shapes, seconds }).map((r) => ({ source: `slimfit engine (${r.impl}, ${r.instruction})`, dtype: r.dtype, shape: `${r.M}×${r.N}×${r.K}`, gflops: r.rate, ratio: r.ratioToFloat32, note: r.note }));
+    const rows = mod.benchDtypes({ shapes, seconds, rounds }).map((r) => ({ source: `slimfit engine (${r.impl}, ${r.instruction})`, dtype: r.dtype, shape: `${r.M}×${r.N}×${r.K}`, gflops: medianOf(r.rounds), ratio: medianOf(r.ratioRounds), note: r.note, rounds: r.rounds, ratioRounds: r.ratioRounds }));
     return { rows, note: '' };
   } catch (e) {
     return { rows: [], note: `engine GEMM by dtype unavailable here (${(e as Error).message.split('\n')[0]}): engine rows pending` };
@@ -121,18 +142,23 @@ async function lowpKernel(): Promise<{ lowp: LowpFn | null; note: string }> {
   }
 }
 
-/** Best rate of `run` over interleaved rounds: calls per second. */
-function interleaved(runs: Map<string, () => void>, seconds: number, rounds = 3): Map<string, number> {
-  const best = new Map<string, number>();
+/** Every round's rate of each `run` over interleaved rounds: calls per second. */
+function interleaved(runs: Map<string, () => void>, seconds: number, rounds: number): Map<string, number[]> {
+  const all = new Map<string, number[]>();
   for (let r = 0; r < rounds; r++) {
     for (const [k, run] of runs) {
       let reps = 0, dt = 0;
       const t0 = performance.now();
       do { run(); reps++; dt = (performance.now() - t0) / 1000; } while (dt < seconds / rounds);
-      best.set(k, Math.max(best.get(k) ?? 0, reps / dt));
+      all.set(k, [...(all.get(k) ?? []), reps / dt]);
     }
   }
-  return best;
+  return all;
+}
+
+/** Per-round ratios a[i] / b[i] (empty unless both have the same rounds). */
+function perRound(a: number[] | undefined, b: number[] | undefined): number[] {
+  return a && b && a.length === b.length ? a.map((v, i) => v / b[i]) : [];
 }
 
 /** fp16 codes of values (round to nearest even), via the lab's bit-exact encoder. */
@@ -140,7 +166,7 @@ function f16Codes(x: Float32Array): Uint16Array { return encode(FP16, x) as Uint
 function bf16Codes(x: Float32Array): Uint16Array { return encode(BF16, x) as Uint16Array; }
 
 /** GEMM with B stored as fp16 and widened while packing, against the same kernel on fp32 B (1 thread). */
-export async function upcastGemm(shapes: [number, number, number][], seconds: number): Promise<{ rows: GemmRow[]; note: string }> {
+export async function upcastGemm(shapes: [number, number, number][], seconds: number, rounds: number = SPEED_ROUNDS.full): Promise<{ rows: GemmRow[]; note: string }> {
   const { lowp, note } = await lowpKernel();
   if (!lowp) return { rows: [], note };
   const rows: GemmRow[] = [];
@@ -155,22 +181,21 @@ export async function upcastGemm(shapes: [number, number, number][], seconds: nu
     if (ins.f32) runs.set('f32', () => { lowp('gemm_f32', M, N, K, A, B32, C); });
     if (ins.f16) runs.set('f16', () => { lowp('gemm_f16', M, N, K, A, B16, C); });
     if (ins.fma16) runs.set('fma16', () => { lowp('gemm_f16fma', M, N, K, A16, B16, C); });
-    const rate = interleaved(runs, seconds);
-    const g = (k: string) => (rate.has(k) ? (2 * M * N * K * rate.get(k)!) / 1e9 : null);
-    const f32 = g('f32');
+    const rate = interleaved(runs, seconds, rounds);
+    const g = (k: string) => (rate.get(k) ?? []).map((v) => (2 * M * N * K * v) / 1e9);
     for (const [k, dtype, needs] of [['f32', 'float32', 'AVX-512F'], ['f16', 'float16 storage, fp32 math', 'AVX-512F and F16C'], ['fma16', 'float16 math (fp16 sums)', 'AVX512_FP16']] as const) {
-      const v = g(k);
-      rows.push({ source: `slimfit lab kernel, 1 thread (${ins[k] ?? `needs ${needs}`})`, dtype, shape: `${M}×${N}×${K}`, gflops: v, ratio: v != null && f32 ? v / f32 : null, note: v == null ? `not on this CPU (needs ${needs})` : '' });
+      const v = g(k), ratioRounds = perRound(v, g('f32'));
+      rows.push({ source: `slimfit lab kernel, 1 thread (${ins[k] ?? `needs ${needs}`})`, dtype, shape: `${M}×${N}×${K}`, gflops: medianOf(v), ratio: medianOf(ratioRounds), note: v.length ? '' : `not on this CPU (needs ${needs})`, rounds: v, ratioRounds });
     }
   }
   return { rows, note: '' };
 }
 
-/** One bandwidth-bound GEMV measurement (y = W x, M = 1). */
-export interface GemvRow { size: string; dtype: string; weightBytes: number; instruction: string; gflops: number | null; gbps: number | null; ratio: number | null; note: string }
+/** One bandwidth-bound GEMV measurement (y = W x, M = 1): medians over interleaved rounds, with every round's speed ratio. */
+export interface GemvRow { size: string; dtype: string; weightBytes: number; instruction: string; gflops: number | null; gbps: number | null; ratio: number | null; note: string; ratioRounds?: number[] }
 
 /** y = W x with W (N×K) stored as fp32, bf16, fp16 or int8, streamed from memory once per call (1 thread). */
-export async function gemvRows(sizes: [number, number][], seconds: number): Promise<{ rows: GemvRow[]; note: string }> {
+export async function gemvRows(sizes: [number, number][], seconds: number, rounds: number = SPEED_ROUNDS.full): Promise<{ rows: GemvRow[]; note: string }> {
   const { lowp, note } = await lowpKernel();
   if (!lowp) return { rows: [], note };
   const rows: GemvRow[] = [];
@@ -189,11 +214,10 @@ export async function gemvRows(sizes: [number, number][], seconds: number): Prom
     const runs = new Map<string, () => void>();
     const ins = new Map<string, string | null>();
     for (const [k, , a, b, c] of kinds) { ins.set(k, lowp(k, 1, N, K, a, b, c)); if (ins.get(k)) runs.set(k, () => { lowp(k, 1, N, K, a, b, c); }); }
-    const rate = interleaved(runs, seconds);
-    const f32 = rate.get('gemv_f32');
+    const rate = interleaved(runs, seconds, rounds);
     for (const [k, dtype, , , , bytes] of kinds) {
-      const r = rate.get(k);
-      rows.push({ size: `${N}×${K}`, dtype, weightBytes: N * K * bytes, instruction: ins.get(k) ?? '–', gflops: r ? (2 * N * K * r) / 1e9 : null, gbps: r ? (N * K * bytes * r) / 1e9 : null, ratio: r && f32 ? r / f32 : null, note: r ? '' : k === 'gemv_i8' ? 'not on this CPU (needs AVX512_VNNI)' : 'not on this CPU (needs AVX2, FMA and F16C)' });
+      const r = medianOf(rate.get(k) ?? []), ratioRounds = perRound(rate.get(k), rate.get('gemv_f32'));
+      rows.push({ size: `${N}×${K}`, dtype, weightBytes: N * K * bytes, instruction: ins.get(k) ?? '–', gflops: r ? (2 * N * K * r) / 1e9 : null, gbps: r ? (N * K * bytes * r) / 1e9 : null, ratio: medianOf(ratioRounds), note: r ? '' : k === 'gemv_i8' ? 'not on this CPU (needs AVX512_VNNI)' : 'not on this CPU (needs AVX2, FMA and F16C)', ratioRounds });
     }
   }
   return { rows, note: '' };
@@ -238,23 +262,25 @@ export async function labSpeed(o: LabOptions): Promise<SpeedData> {
   const t0 = performance.now();
   const shapes: [number, number, number][] = o.quick ? [[128, 512, 784]] : [[100, 1000, 784], [128, 512, 784], [1024, 1024, 1024]];
   const secs = o.quick ? 0.3 : 1.0;
+  const rounds = o.quick ? SPEED_ROUNDS.quick : SPEED_ROUNDS.full;
   // numpy first: the engine's worker threads may still be spinning right after a GEMM and would steal its cores
   log('speed: numpy GEMM by dtype (same run)...');
-  const np = numpyGemm(shapes, secs);
+  const np = numpyGemm(shapes, secs, rounds);
   log('speed: engine GEMM by dtype...');
-  const eng = await engineGemm(shapes, secs);
+  const eng = await engineGemm(shapes, secs, rounds);
   log('speed: tfjs matMul...');
-  const tj = tfjsGemm(shapes, secs);
+  const tj = tfjsGemm(shapes, secs, rounds);
   log('speed: fp16-stored GEMM widened to fp32 (same kernel as its fp32 row)...');
-  const up = await upcastGemm(shapes, secs);
+  const up = await upcastGemm(shapes, secs, rounds);
   const gemm = [...eng.rows, ...up.rows, ...np, ...tj];
   const cpu = cpuFeatures();
   const gemvSizes: [number, number][] = o.quick ? [[4096, 4096]] : [[4096, 4096], [8192, 16384]];
   log(`speed: GEMV ${gemvSizes.map((x) => x.join('×')).join(', ')} by stored type...`);
-  const gv = await gemvRows(gemvSizes, secs);
+  const gv = await gemvRows(gemvSizes, secs, rounds);
   const llc = llcBytes();
   const fmtG = (g: number | null) => (g == null ? '–' : g >= 100 ? g.toFixed(0) : g.toPrecision(3));
-  const gemmRows = gemm.map((r) => [r.shape, r.source, r.dtype, r.gflops == null ? r.note : fmtG(r.gflops), fmtRatio(r.ratio)]);
+  const span = (xs: number[] | undefined, f: (v: number) => string): string => (xs && xs.length > 1 ? ` [${f(Math.min(...xs))}–${f(Math.max(...xs))}]` : '');
+  const gemmRows = gemm.map((r) => [r.shape, r.source, r.dtype, r.gflops == null ? r.note : `${fmtG(r.gflops)}${span(r.rounds, fmtG)}`, r.ratio == null ? '–' : `${fmtRatio(r.ratio)}${span(r.ratioRounds, (v) => fmtRatio(v))}`]);
   const first = shapes[0].join('×');
   const figGemm = await figure(bars(gemm.filter((r) => r.shape === first && r.gflops != null).map((r) => ({ cat: r.dtype, y: r.gflops!, series: r.source.replace(/ \(.*$/, '') })), { title: `GEMM throughput by dtype, shape ${first} (M×N×K)`, y: 'GFLOP/s (GOP/s int8), log scale', cat: 'dtype', logY: true }), o.out, SUB, 'speed-gemm', 'GEMM by dtype');
   // memory per parameter
@@ -283,7 +309,7 @@ export async function labSpeed(o: LabOptions): Promise<SpeedData> {
   const md = [
     '## speed — guess (1): is lower precision faster here?',
     '',
-    stamp(o.quick, seconds, `GEMM shapes ${shapes.map((s) => s.join('×')).join(', ')} (M×N×K), ${secs} s per measurement, median of 3 rounds; all rows measured in this same run`),
+    stamp(o.quick, seconds, `GEMM shapes ${shapes.map((s) => s.join('×')).join(', ')} (M×N×K), ${secs} s per measurement split into ${rounds} rounds interleaved across the kernels compared; each number is the median of the rounds with [min–max] after it, and each ratio the median [min–max] of per-round ratios (both rates from the same round); all rows measured in this same run`),
     '',
     `### CPU features (read at run time from ${cpu.source})`,
     '',
@@ -293,9 +319,9 @@ export async function labSpeed(o: LabOptions): Promise<SpeedData> {
     '',
     '### GEMM by dtype',
     '',
-    eng.note ? `Note: ${eng.note}.` : 'Engine rows: the fast engine\'s hand-written kernels (`npm run bench -- dtypes`), one per dtype, and OpenBLAS through the engine. "slimfit lab kernel" rows: one kernel (native/lowp.cc, one thread, 4×32 register tile) on B stored as float32, and on B stored as float16 codes converted to float32 while B is packed (F16C/AVX-512 `vcvtph2ps`), all multiply-adds in float32 — the storage-only use of fp16 that needs no fp16 arithmetic; and the same tile in fp16 arithmetic (AVX512_FP16 `vfmadd231ph`, 32 lanes per register instead of 16) where the CPU has it — fast, but its sums are rounded to fp16 (11 significant bits) at every step, so it is a speed limit, not a training recipe.' + (up.note ? ` (fp16-storage rows missing: ${up.note}.)` : ''),
+    eng.note ? `Note: ${eng.note}.` : 'Engine rows: the fast engine\'s hand-written kernels (`npm run bench -- dtypes`), one per dtype, OpenBLAS through the engine, and the "bf16 mode" rows: the GEMM of the opt-in bf16 training mode (`--matmul-precision bf16`), float32 operands rounded to bf16 while packed and float32 sums, on AMX tiles or AVX512_BF16, against the engine\'s default float32 GEMM. "slimfit lab kernel" rows: one kernel (native/lowp.cc, one thread, 4×32 register tile) on B stored as float32, and on B stored as float16 codes converted to float32 while B is packed (F16C/AVX-512 `vcvtph2ps`), all multiply-adds in float32 — the storage-only use of fp16 that needs no fp16 arithmetic; and the same tile in fp16 arithmetic (AVX512_FP16 `vfmadd231ph`, 32 lanes per register instead of 16) where the CPU has it — fast, but its sums are rounded to fp16 (11 significant bits) at every step, so it is a speed limit, not a training recipe.' + (up.note ? ` (fp16-storage rows missing: ${up.note}.)` : ''),
     '',
-    table(['shape M×N×K', 'implementation (instruction)', 'dtype', 'GFLOP/s (GOP/s int8)', 'ratio to float32 (same implementation)'], gemmRows),
+    table(['shape M×N×K', 'implementation (instruction)', 'dtype', 'GFLOP/s (GOP/s int8), median [min–max]', 'ratio to float32 (same implementation; bf16 mode: the engine\'s default), median [min–max]'], gemmRows),
     '',
     figGemm,
     '',
@@ -303,7 +329,7 @@ export async function labSpeed(o: LabOptions): Promise<SpeedData> {
     '',
     `y = W·x with W of N×K stored in the given type, x and y float32 (int8: x quantized to uint8, y int32), one thread, every call reads all of W once; GB/s counts the weight bytes read per second. With M = 1 each weight is used once, so the time is set by how fast W arrives from memory, not by arithmetic — the regime of LLM token-by-token inference — and a type half as wide should take about half the time.${llc ? ` Last-level cache: ${(llc / 2 ** 20).toFixed(0)} MiB (a VM may report the host's whole L3 shared with other tenants); matrices smaller than that may be served partly from cache.` : ''}` + (gv.note ? ` (GEMV rows missing: ${gv.note}.)` : ''),
     '',
-    table(['N×K', 'weights stored as', 'W size', 'instruction', 'GFLOP/s (GOP/s int8)', 'weight GB/s', 'speed vs float32'], gv.rows.map((r) => [r.size, r.dtype, `${(r.weightBytes / 2 ** 20).toFixed(0)} MiB`, r.instruction, r.gflops == null ? r.note : r.gflops.toPrecision(3), r.gbps == null ? '–' : r.gbps.toPrecision(3), fmtRatio(r.ratio)])),
+    table(['N×K', 'weights stored as', 'W size', 'instruction', 'GFLOP/s (GOP/s int8)', 'weight GB/s', 'speed vs float32, median [min–max]'], gv.rows.map((r) => [r.size, r.dtype, `${(r.weightBytes / 2 ** 20).toFixed(0)} MiB`, r.instruction, r.gflops == null ? r.note : r.gflops.toPrecision(3), r.gbps == null ? '–' : r.gbps.toPrecision(3), r.ratio == null ? '–' : `${fmtRatio(r.ratio)}${span(r.ratioRounds, (v) => fmtRatio(v))}`])),
     '',
     '### Memory per parameter (bytes)',
     '',
@@ -317,7 +343,7 @@ export async function labSpeed(o: LabOptions): Promise<SpeedData> {
     '',
     table(['format', 'round-to-nearest M/s', 'stochastic M/s'], qRows),
   ].join('\n');
-  const data: SpeedData = { quick: o.quick, gemm, memory: memRows, engineNote: eng.note, cpu, gemv: gv.rows, llcBytes: llc, load: loadavg() };
+  const data: SpeedData = { quick: o.quick, rounds, gemm, memory: memRows, engineNote: eng.note, cpu, gemv: gv.rows, llcBytes: llc, load: loadavg() };
   await saveJson(o.out, 'speed', data);
   await writeSection(o.out, 'speed', md);
   return data;
@@ -326,6 +352,8 @@ export async function labSpeed(o: LabOptions): Promise<SpeedData> {
 /** Everything the speed section saves (precision/speed.json). */
 export interface SpeedData {
   quick: boolean;
+  /** Interleaved rounds per measurement (absent in results written before rounds were kept). */
+  rounds?: number;
   gemm: GemmRow[];
   memory: (string | number)[][];
   engineNote: string;
@@ -355,6 +383,8 @@ export function speedAnswerBullets(data: SpeedData): string[] {
     return f?.gflops && h?.gflops ? `${sh}: ${h.gflops.toPrecision(3)} vs ${f.gflops.toPrecision(3)} GFLOP/s (${fmtRatio(h.gflops / f.gflops)})${a?.gflops ? `; in fp16 arithmetic (AVX512_FP16, fp16 sums) ${a.gflops.toPrecision(3)} GFLOP/s (${fmtRatio(a.gflops / f.gflops)})` : a ? `; fp16 arithmetic: ${a.note}` : ''}` : null;
   }).filter(Boolean);
   if (up.length) out.push(`GEMM with B stored as fp16 and widened to fp32 while packing, against the same kernel on fp32 B (compute-bound, one thread): ${up.join('; ')} — storage in fp16 costs little in a GEMM because each B value is converted once and reused M times.`);
+  const bfm = (data.gemm ?? []).filter((r) => /bf16 mode/.test(r.source));
+  if (bfm.some((r) => r.gflops != null)) out.push(`GEMM of the opt-in bf16 training mode (float32 operands rounded to bf16 while packing, float32 sums) against the engine's default float32 GEMM, both on all cores: ${bfm.map((r) => `${r.shape} ${/tdpbf16ps/.test(r.source) ? 'AMX' : 'AVX512_BF16'} ${r.gflops == null ? r.note : `${r.gflops >= 100 ? r.gflops.toFixed(0) : r.gflops.toPrecision(3)} GFLOP/s (${fmtRatio(r.ratio)})`}`).join('; ')}.`);
   const np16 = (data.gemm ?? []).filter((r) => /numpy/.test(r.source) && r.dtype === 'float16' && r.ratio != null);
   if (np16.length) out.push(`numpy's float16 matmul (no BLAS kernel; emulated) runs at ${np16.map((r) => `${fmtRatio(r.ratio)} of its float32 at ${r.shape}`).join(', ')}: a fact about numpy, not about the CPU.`);
   const sizes = [...new Set((data.gemv ?? []).map((r) => r.size))];
@@ -367,3 +397,54 @@ export function speedAnswerBullets(data: SpeedData): string[] {
   }
   return out.map((l) => `- ${l}${l === out[out.length - 1] ? load : ''}`);
 }
+
+/** One speed comparison pooled over shapes: every per-round ratio, or the per-shape medians when rounds were not kept. */
+interface Comparison { label: string; ratios: number[]; rounds: boolean; shapes: number }
+
+function compare(label: string, rows: { ratio: number | null; ratioRounds?: number[] }[], invert = false): Comparison | null {
+  const have = rows.filter((r) => r.ratio != null);
+  if (!have.length) return null;
+  const rounds = have.every((r) => (r.ratioRounds?.length ?? 0) > 1);
+  const ratios = have.flatMap((r) => (rounds ? r.ratioRounds! : [r.ratio!])).map((v) => (invert ? 1 / v : v));
+  return { label, ratios, rounds, shapes: have.length };
+}
+
+/** "2.1–2.3×", with significant digits. */
+function rangeOf(v: number[]): string {
+  const lo = Math.min(...v).toPrecision(2), hi = Math.max(...v).toPrecision(2);
+  return `${lo === hi ? lo : `${lo}–${hi}`}×`;
+}
+
+/**
+ * The headline answer to guess 1 from speed.json: each low-precision path against float32 (float32 against float64),
+ * as the range of per-round ratios over all shapes, with a verdict only where every round agrees.
+ * @example speedHeadline(JSON.parse(readFileSync('reports/precision/speed.json', 'utf8')))
+ */
+export function speedHeadline(data: SpeedData): string {
+  const g = data.gemm ?? [];
+  const pick = (f: (r: GemmRow) => boolean) => g.filter((r) => f(r));
+  const faster: Comparison[] = [], slower: Comparison[] = [], mixed: Comparison[] = [];
+  const cs = [
+    compare('float32 GEMM vs float64 (engine, own kernels)', pick((r) => /engine \(own/.test(r.source) && r.dtype === 'float64'), true),
+    compare('bf16 GEMM on AMX tiles (the opt-in bf16 training mode) vs the engine\'s float32', pick((r) => /bf16 mode, tdpbf16ps/.test(r.source))),
+    compare('int8 GEMM on VNNI (GOP/s) vs float32', pick((r) => /engine \(own/.test(r.source) && r.dtype === 'int8')),
+    ...['bfloat16', 'float16', 'int8'].map((t) => compare(`GEMV with weights stored in ${t === 'bfloat16' ? 'bf16' : t === 'float16' ? 'fp16' : 'int8'} (bandwidth-bound)`, (data.gemv ?? []).filter((r) => r.dtype.startsWith(t)))),
+    compare('GEMM with fp16-stored weights widened to fp32', pick((r) => /lab kernel/.test(r.source) && r.dtype.startsWith('float16 storage'))),
+    compare('bf16 GEMM on AVX512_BF16 dot products (engine) vs float32', pick((r) => /engine \(own, vdpbf16ps/.test(r.source))),
+    compare('bf16 training GEMM on AVX512_BF16 vs the engine\'s float32', pick((r) => /bf16 mode, vdpbf16ps/.test(r.source))),
+    compare('GEMM in fp16 arithmetic (AVX512_FP16)', pick((r) => /lab kernel/.test(r.source) && r.dtype.startsWith('float16 math'))),
+  ].filter((c): c is Comparison => c !== null);
+  if (!cs.length) return 'speed.json has no comparable rows';
+  const noRounds = cs.some((c) => !c.rounds);
+  for (const c of cs) (noRounds ? mixed : Math.min(...c.ratios) > 1 ? faster : Math.max(...c.ratios) < 1 ? slower : mixed).push(c);
+  const n = data.rounds ?? 0;
+  const say = (xs: Comparison[]) => xs.map((c) => `${c.label} ${rangeOf(c.ratios)}`).join('; ');
+  if (noRounds) return `${say(cs)} (one measured run per shape: no spread, so no verdict; re-run \`npm run lab -- speed\`)`;
+  const parts: string[] = [];
+  if (faster.length) parts.push(`lower precision was faster in every one of ${n} interleaved rounds at every shape where the CPU has an instruction for it and a kernel uses it — ${say(faster)}`);
+  if (slower.length) parts.push(`slower in every round where it has to be converted or computed at a narrow width — ${say(slower)}`);
+  if (mixed.length) parts.push(`no consistent difference (rounds disagree) for ${say(mixed)}`);
+  return `${parts.join('; but ')} (ranges of per-round ratios over all shapes, ${modeOfSpeed(data)} mode)`;
+}
+
+function modeOfSpeed(d: SpeedData): string { return d.quick ? 'quick' : 'full'; }

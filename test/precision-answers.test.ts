@@ -12,6 +12,8 @@ import { buildLenet } from '../lab/run.ts';
 import { createTrainer } from '../lab/train.ts';
 import { fixedFormat } from '../src/precision/formats.ts';
 import { answersMarkdown, chaosAnswerBullets, guptaAnswerBullets } from '../lab/lab-report.ts';
+import { speedHeadline, type SpeedData } from '../lab/speed.ts';
+import { swallowHeadline, type SwallowData } from '../lab/swallow.ts';
 
 test('top eigenvalue of a symmetric PSD matrix by power iteration', () => {
   assert.ok(Math.abs(topEigenSym(Float64Array.of(2, 0, 0, 5), 2) - 5) < 1e-9);
@@ -101,4 +103,46 @@ test('answers: missing sections say "not run", verdicts appear only where the We
     assert.match(full, /- \*\*Guess 3\*\*: .*differs from one other layer but is not above or below both .*no middle-layer peak\./);
     assert.doesNotMatch(full, /range limit|swallowed 9\d/); // no claim of the old report survives
   } finally { cleanup(); }
+});
+
+test('guess 1 headline: a verdict only where every interleaved round agrees; no rounds kept, no verdict', () => {
+  const row = (source: string, dtype: string, ratioRounds: number[] | undefined) => ({ source, dtype, shape: '8×8×8', gflops: 1, ratio: ratioRounds ? ratioRounds[2] : 0.45, note: '', ratioRounds });
+  const data = (rr: (k: string) => number[] | undefined): SpeedData => ({
+    quick: false, rounds: 5, memory: [], engineNote: '', llcBytes: null, load: [0.1, 0.1, 0.1],
+    cpu: { model: 'x', source: 'test', features: [] },
+    gemm: [row('slimfit engine (own, vfmadd231pd (AVX-512))', 'float64', rr('f64')), row('slimfit engine (bf16 mode, tdpbf16ps (AMX tiles), ...)', 'bfloat16', rr('amx')), row('slimfit engine (own, vdpbf16ps (AVX512_BF16))', 'bfloat16', rr('dp'))],
+    gemv: [],
+  });
+  const h = speedHeadline(data((k) => (k === 'f64' ? [0.45, 0.44, 0.46, 0.47, 0.43] : k === 'amx' ? [2.1, 4.8, 3, 2.5, 2.2] : [0.7, 1.05, 0.69, 0.7, 0.71])));
+  assert.match(h, /faster in every one of 5 interleaved rounds .*float32 GEMM vs float64 \(engine, own kernels\) 2\.1–2\.3×; bf16 GEMM on AMX tiles .* 2\.1–4\.8×/);
+  assert.match(h, /no consistent difference \(rounds disagree\) for bf16 GEMM on AVX512_BF16 dot products \(engine\) vs float32 0\.69–1\.1×/);
+  assert.doesNotMatch(h, /slower in every round/);
+  const old = speedHeadline(data(() => undefined));
+  assert.match(old, /no spread, so no verdict/);
+  assert.doesNotMatch(old, /faster in every/);
+});
+
+test('guess 2 headline comes from swallow when it ran: lost mass, the Welch interval, the frozen plateau and the remedies', () => {
+  const accs = (m: number) => [m - 0.001, m, m + 0.001, m - 0.0005, m + 0.0005];
+  const cell = (opt: string, format: string, rounding: string, acc: number, lost: number) => ({ opt, format, rounding, accs: accs(acc), lost: [lost, lost, lost, lost, lost] });
+  const sw = {
+    quick: false, seeds: 5, steps: 3000,
+    cells: [cell('momentum', 'fp32', 'nearest', 0.97, 0), cell('momentum', 'bf16', 'nearest', 0.965, 0.47), cell('momentum', 'fp16', 'nearest', 0.9701, 0.1)],
+    remedies: { fp32: { accs: accs(0.97), lost: [0, 0] }, 'bf16 RN': { accs: accs(0.965), lost: [0.47, 0.47] }, 'bf16 SR': { accs: accs(0.9702), lost: [0, 0] } },
+    plateau: { inits: [0.04, 0.01], config: { steps: 8000 }, cells: [
+      { init: 0.01, recipe: 'fp32', escapes: [1900, 2000, 1800], lostPlateau: [0] }, { init: 0.01, recipe: 'bf16 RN', escapes: [null, null, null], lostPlateau: [0.98] },
+      { init: 0.04, recipe: 'fp32', escapes: [400, 500, 450], lostPlateau: [0] }, { init: 0.04, recipe: 'bf16 RN', escapes: [400, 520, 450], lostPlateau: [0.1] }] },
+  } as unknown as SwallowData;
+  const h = swallowHeadline(sw)!;
+  assert.match(h, /momentum lost 47\.0 ± 0\.0 % of its update mass, lower accuracy than fp32 \(-0\.50 pp \[/);
+  assert.match(h, /initial scale 0\.01\) bf16 round-to-nearest never escaped in 8000 steps while fp32 escaped after 1900 ± 100 steps/);
+  assert.match(h, /stochastic rounding each remove the loss|stochastic rounding and/);
+  assert.match(h, /fp16 round-to-nearest .* no significant accuracy cost/);
+  const { dir, cleanup } = tempDir();
+  try {
+    mkdirSync(join(dir, 'precision'), { recursive: true });
+    writeFileSync(join(dir, 'precision', 'swallow.json'), JSON.stringify(sw));
+    assert.match(answersMarkdown(dir), /- \*\*Guess 2\*\*: with bf16 weights and round-to-nearest/);
+  } finally { cleanup(); }
+  assert.equal(swallowHeadline({ ...sw, cells: [] } as unknown as SwallowData), null);
 });

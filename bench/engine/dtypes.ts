@@ -1,6 +1,8 @@
 // `npm run bench -- dtypes`: the same GEMM in float64, float32, bfloat16 (AVX512_BF16) and int8 (AVX512_VNNI),
-// as GFLOP/s (GOP/s for int8) with ratios to float32 of the same implementation. Reused by the precision lab.
-import { loadAddon, type GemmKind } from '../../src/engine/addon.ts';
+// as GFLOP/s (GOP/s for int8) with ratios to float32 of the same implementation, plus the opt-in bf16 training
+// GEMM (AMX tiles or AVX512_BF16 on float32 operands) against the engine's default float32 GEMM. Every round is kept
+// (rounds are interleaved across kernels) so that callers can show the spread. Reused by the precision lab.
+import { loadAddon, type Bf16Kernel, type GemmKind } from '../../src/engine/addon.ts';
 import { fmt, markdownTable } from './table.ts';
 
 /** Options of benchDtypes. */
@@ -9,15 +11,19 @@ export interface DtypeBenchOptions {
   shapes?: [number, number, number][];
   /** Seconds of measurement per (shape, dtype); default 0.6. */
   seconds?: number;
-  /** Timed rounds per measurement, interleaved across dtypes (the best is reported); default 3. */
+  /** Timed rounds per measurement, interleaved across dtypes (`rate` is the best, `rounds` has them all); default 3. */
   rounds?: number;
 }
 
 /** One measured (or unavailable) GEMM. */
 export interface DtypeRow {
   dtype: 'float64' | 'float32' | 'bfloat16' | 'int8';
-  /** 'own' = the engine's hand-written kernel, 'openblas' = OpenBLAS through the engine. */
-  impl: 'own' | 'openblas';
+  /**
+   * 'own' = the engine's hand-written kernel, 'openblas' = OpenBLAS through the engine, 'bf16 mode' = the opt-in
+   * bf16 training GEMM (float32 operands rounded to bf16 while packing, float32 sums), compared with the engine's
+   * default float32 GEMM (OpenBLAS when linked, else own).
+   */
+  impl: 'own' | 'openblas' | 'bf16 mode';
   /** The instruction doing the multiply-adds, e.g. 'vfmadd231ps (AVX-512)', 'vdpbf16ps', 'vpdpbusd'. */
   instruction: string;
   M: number; N: number; K: number;
@@ -25,6 +31,10 @@ export interface DtypeRow {
   rate: number | null;
   /** rate / the float32 rate of the same implementation and shape; null when unavailable. */
   ratioToFloat32: number | null;
+  /** The rate of every round (same unit as `rate`), in round order; empty when unavailable. */
+  rounds: number[];
+  /** Per round: this rate / the float32 rate of the same round (both measured within seconds of each other). */
+  ratioRounds: number[];
   /** Why there is no number (e.g. 'not available on this CPU'), else ''. */
   note: string;
 }
@@ -39,9 +49,12 @@ export function benchDtypes(opts: DtypeBenchOptions = {}): DtypeRow[] {
   const seconds = opts.seconds ?? 0.6, rounds = opts.rounds ?? 3;
   const vec = info.isa === 'avx512' ? 'AVX-512' : info.isa === 'avx2' ? 'AVX2' : 'scalar';
   const rows: DtypeRow[] = [];
+  const bf16 = addon.bf16Info?.() ?? { kernel: 'none' as const, avx512bf16: false, amx: false, amxNote: '' };
+  const bf16Kernels: Bf16Kernel[] = [...(bf16.amx ? ['amx' as const] : []), ...(bf16.avx512bf16 ? ['avx512bf16' as const] : [])];
+  const f32Default: GemmKind = info.blas === 'openblas' ? 'f32blas' : 'f32own';
   for (const [M, N, K] of opts.shapes ?? DEFAULT_SHAPES) {
     // Operands per kind; rounds are interleaved across kinds so that a load change on the machine hits all alike.
-    const setups = new Map<GemmKind, () => void>();
+    const setups = new Map<string, () => void>();
     const prepare = (kind: GemmKind): boolean => {
       const Arr = kind.startsWith('f64') ? Float64Array : kind === 'bf16' ? Uint16Array : kind === 'i8' ? Uint8Array : Float32Array;
       const A = new Arr(M * K), B = new Arr(K * N);
@@ -52,7 +65,12 @@ export function benchDtypes(opts: DtypeBenchOptions = {}): DtypeRow[] {
       setups.set(kind, () => { addon.gemmDtype(kind, M, N, K, A, B, C); });
       return true;
     };
-    const rates = new Map<GemmKind, number[]>();
+    const prepareBf16 = (k: Bf16Kernel): void => {
+      const A = new Float32Array(M * K).map((_, i) => ((i * 37) % 100) / 100), B = new Float32Array(K * N).map((_, i) => ((i * 37) % 100) / 100);
+      const C = new Float32Array(M * N);
+      if (addon.gemmBf16(k, 0, 0, M, N, K, A, B, C)) setups.set(`bf16-${k}`, () => { addon.gemmBf16(k, 0, 0, M, N, K, A, B, C); });
+    };
+    const rates = new Map<string, number[]>();
     const measureAll = (): void => {
       for (let r = 0; r < rounds; r++) {
         for (const [kind, run] of setups) {
@@ -63,28 +81,27 @@ export function benchDtypes(opts: DtypeBenchOptions = {}): DtypeRow[] {
         }
       }
     };
-    const measure = (kind: GemmKind): number | null => (rates.has(kind) ? Math.max(...rates.get(kind)!) : null);
     const kinds: GemmKind[] = ['f64own', 'f32own', ...(info.bf16 ? ['bf16' as const] : []), ...(info.vnni ? ['i8' as const] : []), ...(info.blas === 'openblas' ? ['f64blas' as const, 'f32blas' as const] : [])];
     for (const k of kinds) prepare(k);
+    for (const k of bf16Kernels) prepareBf16(k);
     measureAll();
-    const own: [DtypeRow['dtype'], GemmKind, string, boolean, string][] = [
-      ['float64', 'f64own', `vfmadd231pd (${vec})`, true, ''],
-      ['float32', 'f32own', `vfmadd231ps (${vec})`, true, ''],
-      ['bfloat16', 'bf16', 'vdpbf16ps (AVX512_BF16)', info.bf16, 'not available on this CPU (no AVX512_BF16)'],
-      ['int8', 'i8', 'vpdpbusd (AVX512_VNNI), uint8 x int8 -> int32', info.vnni, 'not available on this CPU (no AVX512_VNNI)'],
-    ];
-    const ownRows = own.map(([dtype, kind, instruction, available, why]): DtypeRow => {
-      const rate = available ? measure(kind) : null;
-      return { dtype, impl: 'own', instruction, M, N, K, rate, ratioToFloat32: null, note: rate == null ? why : '' };
-    });
-    const f32 = ownRows[1].rate;
-    for (const r of ownRows) r.ratioToFloat32 = r.rate != null && f32 ? r.rate / f32 : null;
-    rows.push(...ownRows);
-    if (info.blas === 'openblas') {
-      const d = measure('f64blas'), s = measure('f32blas');
-      rows.push({ dtype: 'float64', impl: 'openblas', instruction: 'OpenBLAS dgemm', M, N, K, rate: d, ratioToFloat32: d != null && s ? d / s : null, note: '' });
-      rows.push({ dtype: 'float32', impl: 'openblas', instruction: 'OpenBLAS sgemm', M, N, K, rate: s, ratioToFloat32: 1, note: '' });
-    }
+    const row = (dtype: DtypeRow['dtype'], impl: DtypeRow['impl'], instruction: string, kind: string, ref: string, why: string): DtypeRow => {
+      const rs = rates.get(kind) ?? [], fs = rates.get(ref) ?? [];
+      const rate = rs.length ? Math.max(...rs) : null, f = fs.length ? Math.max(...fs) : null;
+      return { dtype, impl, instruction, M, N, K, rate, ratioToFloat32: rate != null && f ? rate / f : null, rounds: rs, ratioRounds: rs.length === fs.length ? rs.map((v, i) => v / fs[i]) : [], note: rate == null ? why : '' };
+    };
+    rows.push(
+      row('float64', 'own', `vfmadd231pd (${vec})`, 'f64own', 'f32own', ''),
+      row('float32', 'own', `vfmadd231ps (${vec})`, 'f32own', 'f32own', ''),
+      row('bfloat16', 'own', 'vdpbf16ps (AVX512_BF16)', 'bf16', 'f32own', 'not available on this CPU (no AVX512_BF16)'),
+      row('int8', 'own', 'vpdpbusd (AVX512_VNNI), uint8 x int8 -> int32', 'i8', 'f32own', 'not available on this CPU (no AVX512_VNNI)'),
+    );
+    if (info.blas === 'openblas') rows.push(row('float64', 'openblas', 'OpenBLAS dgemm', 'f64blas', 'f32blas', ''), row('float32', 'openblas', 'OpenBLAS sgemm', 'f32blas', 'f32blas', ''));
+    const vs = info.blas === 'openblas' ? 'vs OpenBLAS sgemm' : 'vs own float32';
+    rows.push(
+      row('bfloat16', 'bf16 mode', `tdpbf16ps (AMX tiles), operands rounded to bf16 while packing, ${vs}`, 'bf16-amx', f32Default, `not available here (${bf16.amx ? 'AMX refused' : bf16.amxNote || 'no AMX-BF16'})`),
+      row('bfloat16', 'bf16 mode', `vdpbf16ps (AVX512_BF16), operands rounded to bf16 while packing, ${vs}`, 'bf16-avx512bf16', f32Default, 'not available on this CPU (no AVX512_BF16)'),
+    );
   }
   return rows;
 }
