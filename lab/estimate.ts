@@ -80,13 +80,27 @@ export async function labEstimate(o: LabOptions & { steps?: number; sections?: s
     }
     rows.push({ section: p.section, units: p.units.length, kinds: kinds.size, onRecord, seconds: total, note });
   }
-  if (!o.sections || o.sections.includes('swallow')) {
-    // the plateau's deep linear network is plain JS and small: time one whole run of each recipe
-    const cfg = pl.PLATEAU_CONFIG.full, inits = pl.PLATEAU_INITS.full;
-    let per = 0;
-    for (const r of pl.PLATEAU_RECIPES) { const t0 = performance.now(); pl.runPlateau({ ...cfg, init: inits[0] }, r, 1); per += (performance.now() - t0) / 1000; }
-    const sw = rows.find((r) => r.section === 'swallow');
-    if (sw) { sw.seconds += per * inits.length * 5; sw.units += pl.PLATEAU_RECIPES.length * inits.length * 5; }
+  const swRow = rows.find((r) => r.section === 'swallow');
+  if (swRow) {
+    // the plateau's deep linear network is plain JS and small: its units are counted by their run keys like the others,
+    // and one whole run of each recipe that has missing units is timed (all initial scales cost the same steps)
+    const units = sw.swallowUnits('full', 5, ['plateau']);
+    const have = loadRecords(sectionRunsDir(o.out, 'swallow', o.run?.runsDir));
+    const cfg = pl.PLATEAU_CONFIG.full;
+    for (const r of pl.PLATEAU_RECIPES) {
+      const mine = units.filter((u) => u.spec.part === 'plateau' && u.spec.recipe === r.name);
+      const missing = mine.filter((u) => !have.has(runKey('swallow', sw.SWALLOW_VERSION, u.spec)));
+      swRow.units += mine.length;
+      swRow.kinds++;
+      swRow.onRecord += mine.length - missing.length;
+      if (!missing.length) continue;
+      const init = (missing[0].spec as { cfg: { init: number } }).cfg.init;
+      const t0 = performance.now();
+      pl.runPlateau({ ...cfg, init }, r, 1);
+      const per = (performance.now() - t0) / 1000;
+      swRow.seconds += per * missing.length;
+      log(`estimate swallow plateau ${r.name}: ${duration(per)} per run x ${missing.length}`);
+    }
   }
   const md = table(['section', 'full-mode runs', 'kinds timed', 'on record', 'estimated time left (1 job)', 'note'], rows.map((r) => [r.section, r.units, r.kinds, r.onRecord, duration(r.seconds), r.note || '–']));
   const th = nativeSettings().threads;

@@ -55,7 +55,7 @@ export function expectedStochasticSum(fmt: Format, w: number, u: number): number
   let v = s + e;
   if (narrow) {
     v = Math.fround(s);
-    if (v !== s || e !== 0) {
+    if ((v !== s || e !== 0) && s - s === 0) { // an infinite addend: the sum is exactly ±inf (or NaN)
       // round to odd: an inexact float32 result gets its last bit set, toward the exact sum
       F1[0] = v;
       if ((U1[0] & 1) === 0) {

@@ -266,9 +266,10 @@ inline float sum_to_odd(float xf, float yf) {
   const float f = (float)s;
   uint32_t u = f2u(f);
   const double fd = f;
-  // branch-free form of: if (inexact && s is not NaN && u is even) u += up ? 1 : -1 (the sign of the rounding is random)
+  // branch-free form of: if (inexact && s is finite && u is even) u += up ? 1 : -1 (the sign of the rounding is random);
+  // an infinite addend makes s infinite and e NaN: the sum is exactly ±inf (or NaN), nothing to round
   const bool rounded = fd != s;
-  const bool fix = (rounded | (e != 0)) & (s == s) & ((u & 1) == 0);
+  const bool fix = (rounded | (e != 0)) & (s - s == 0) & ((u & 1) == 0);
   const bool up = rounded ? std::fabs(s) > std::fabs(fd) : (s > 0) == (e > 0);
   u += (uint32_t)fix * ((uint32_t)up * 2u - 1u);
   return u2f(u);

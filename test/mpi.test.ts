@@ -9,7 +9,7 @@ import { BIN, MNIST_DIR, needsAddon, needsMpi, py, ROOT, runCli, runMpi, tempDir
 import { parseMpiEnv } from '../src/core/config.ts';
 import { isSlimfitError } from '../src/core/errors.ts';
 import { createPlan, type PlanConfig, rankPosition } from '../src/loader/plan.ts';
-import { globalCursor, perRankBatch, rankCursor } from '../src/train/parallel.ts';
+import { agreeOnPlan, bf16KernelsNote, globalCursor, perRankBatch, rankCursor, type RankPlan } from '../src/train/parallel.ts';
 import type { MpiWorld } from '../src/core/mpi.ts';
 
 /** Largest |a - b| over two runs' weights.bin (weights and Adam moments), which must have the same length. */
@@ -27,6 +27,13 @@ function maxAbsDiff(runA: string, runB: string): number {
  * samples: the two ranks' half-batch gradients are summed in another order than one GEMM over the whole batch.
  */
 const TOLERANCE = 1e-5;
+
+/** true when this CPU and build run bf16 matrix products, else why not (the bf16 training test skips with it). */
+const HAS_BF16: true | string = await (async () => {
+  if (needsAddon('slimfit_engine')) return 'no native engine';
+  const { bf16Kernel } = await import('../src/engine/index.ts');
+  try { bf16Kernel(); return true; } catch (e) { return (e as Error).message; }
+})();
 
 test('rankSplit batches: the ranks\' k-th batches together are the k-th global batch of one process, for any N', () => {
   for (const [n, b, N] of [[10, 2, 2], [103, 4, 3], [64, 8, 4], [7, 3, 2], [1000, 16, 5]]) {
@@ -66,6 +73,52 @@ test('the global batch must split evenly; checkpoint cursors are global and resu
   assert.deepEqual(rankCursor(g, 2, 3), { seed: 1, epoch: 2, position: 64, rank: 2, worldSize: 3 });
   assert.deepEqual(rankCursor(g, 0, 1), g);
   assert.throws(() => rankCursor(g, 0, 5), (e) => isSlimfitError(e) && /sample 192 .* between 5 ranks/.test(e.message));
+});
+
+/**
+ * A stand-in world of `others.length + 1` ranks for the plan agreement: this process is `rank`, and the all-reduce adds
+ * what the other ranks would send (their plans, gathered the way agreeOnPlan gathers them: its own call on each rank).
+ */
+function fakeWorld(rank: number, others: Record<number, RankPlan>): MpiWorld & { together: boolean } {
+  const size = Object.keys(others).length + 1;
+  const w = {
+    rank, size, together: false,
+    allreduce: (buf: Float32Array | Float64Array) => {
+      for (const [r, p] of Object.entries(others)) {
+        const inner = fakeWorld(Number(r), {});
+        const slot = buf.length / size;
+        inner.size = size;
+        inner.allreduce = (b) => { for (let i = 0; i < slot; i++) buf[i + Number(r) * slot] += b[i + Number(r) * slot]; };
+        try { agreeOnPlan(inner, p); } catch { /* its verdict is not ours */ }
+      }
+    },
+    stopTogether: () => { w.together = true; },
+  };
+  return w as unknown as MpiWorld & { together: boolean };
+}
+
+test('ranks agree on their plan before the first step: a refusal, another precision, train step or batch count stops every rank with one sentence naming the ranks', () => {
+  const bf16 = (over: Partial<RankPlan> = {}): RankPlan => ({ matmulPrecision: 'bf16', bf16Kernel: 'amx', step: 'fused Dense step', batchesPerEpoch: 16, ...over });
+  const agreed = (own: RankPlan, others: Record<number, RankPlan>) => {
+    const w = fakeWorld(0, others);
+    try { return { plans: agreeOnPlan(w, own), error: null, together: w.together }; } catch (e) { return { plans: null, error: e as Error, together: w.together }; }
+  };
+  let r = agreed(bf16(), { 1: bf16(), 2: bf16({ bf16Kernel: 'avx512bf16' }) });
+  assert.equal(r.error, null);
+  assert.equal(r.together, false);
+  assert.equal(bf16KernelsNote(r.plans!), 'AMX tiles on ranks 0 and 1, AVX512_BF16 on rank 2');
+  r = agreed(bf16(), { 1: bf16({ refused: 'matmul precision bf16 needs a CPU with AVX512_BF16 or AMX-BF16, and this one has neither' }), 2: bf16({ refused: 'x'.repeat(2000) }) });
+  assert.ok(r.error && isSlimfitError(r.error) && r.together);
+  assert.match(r.error.message, /^MPI ranks 1 and 2 of 3 cannot train as asked, so no rank trains \(rank 1: matmul precision bf16 needs a CPU with AVX512_BF16 or AMX-BF16, and this one has neither\)\. fix those ranks .*--matmul-precision float32/);
+  r = agreed(bf16(), { 1: { matmulPrecision: 'float32', step: 'fused Dense step', batchesPerEpoch: 16 }, 2: bf16() });
+  assert.match(r.error?.message ?? '', /^the 3 MPI ranks were given different matmul precisions \(bf16 on ranks 0 and 2, float32 on rank 1\): .* so no rank trains\. give every rank the same --matmul-precision/);
+  r = agreed(bf16({ matmulPrecision: 'float32', bf16Kernel: undefined }), { 1: bf16({ matmulPrecision: 'float32', bf16Kernel: undefined, step: 'TensorFlow.js trainOnBatch' }), 2: bf16({ matmulPrecision: 'float32', bf16Kernel: undefined }) });
+  assert.match(r.error?.message ?? '', /different train steps \(fused Dense step on ranks 0 and 2, TensorFlow\.js trainOnBatch on rank 1\).*same SLIMFIT_DISABLE/);
+  r = agreed(bf16(), { 1: bf16({ batchesPerEpoch: 15 }), 2: bf16() });
+  assert.match(r.error?.message ?? '', /^the 3 MPI ranks' loaders have different numbers of batches per epoch \(16 on ranks 0 and 2, 15 on rank 1\)/);
+  // trainRun's early check compares the precision alone (its loader does not exist yet)
+  r = agreed({ matmulPrecision: 'bf16' }, { 1: { matmulPrecision: 'bf16' }, 2: { matmulPrecision: 'bf16' } });
+  assert.equal(r.error, null);
 });
 
 test('MPI launcher variables: Open MPI, PMIx and PMI; malformed values are errors naming the variable', () => {
@@ -221,6 +274,37 @@ np.save(out + '/x.npy', x); np.save(out + '/y.npy', y); np.save(out + '/xs.npy',
     assert.notEqual(r.code, 0);
     assert.match(r.stderr, /process rank 1 .* exited on signal 9 \(Killed\)/);
     assert.ok(after < 30, `the job ended ${after.toFixed(1)} s after the kill`);
+  });
+
+  test('bf16: a rank that cannot (the engine off on rank 1 only) stops every rank with the same error within seconds, before the run folder is written', async () => {
+    const out = join(tmp.dir, 'bf16-refused');
+    const r = await runMpi(2, train(small, out, 'mlp', ['--matmul-precision', 'bf16']), { perRank: (rank) => (rank === 1 ? ['-x', 'SLIMFIT_DISABLE=engine'] : []), timeoutMs: 60_000 });
+    assert.notEqual(r.code, 0);
+    const lines = r.stderr.split('\n').filter((l) => l.startsWith('slimfit: error:'));
+    assert.equal(lines.length, 2, `one error line per rank:\n${r.stderr}`);
+    assert.equal(lines[0], lines[1], 'the same error on both ranks');
+    // rank 0 refuses as well on a CPU without bf16 instructions
+    const ranks = HAS_BF16 === true ? 'rank 1' : 'ranks 0 and 1';
+    assert.match(lines[0], new RegExp(`^slimfit: error: MPI ${ranks} of 2 cannot train as asked, so no rank trains \\(rank \\d: matmul precision bf16 needs .*\\)\\. fix those ranks .*--matmul-precision float32\\)?$`));
+    assert.ok(!existsSync(out), 'no run folder');
+    assert.ok(r.seconds < 30, `ended after ${r.seconds.toFixed(1)} s`);
+  });
+
+  test('bf16 in fit(): ranks given different precisions stop together; agreeing ranks train in bf16 and end with identical weights', { skip: HAS_BF16 === true ? false : HAS_BF16 }, async () => {
+    const script = join(ROOT, 'test', 'mpi-bf16-script.mjs');
+    const split = await runMpi(2, [script, small, 'split'], { timeoutMs: 60_000 });
+    assert.notEqual(split.code, 0);
+    const lines = split.stderr.split('\n').filter((l) => l.startsWith('slimfit: error:'));
+    assert.equal(lines.length, 2, split.stderr);
+    assert.equal(lines[0], lines[1]);
+    assert.match(lines[0], /the 2 MPI ranks were given different matmul precisions \(bf16 on rank 0, float32 on rank 1\): averaging their gradients would mix two computations, so no rank trains\. give every rank the same --matmul-precision/);
+    assert.doesNotMatch(split.stdout, /^rank \d\/2 /m, 'no rank trained');
+    const same = await runMpi(2, [script, small, 'same'], { timeoutMs: 60_000 });
+    assert.equal(same.code, 0, same.stderr);
+    assert.match(same.stdout, /^rank 0 train step: fused \(.*gradients averaged over 2 MPI ranks, then Adam; matmul precision bf16 \(opt-in/m);
+    const digests = same.stdout.split('\n').filter((l) => /^rank \d\/2 /.test(l)).sort().map((l) => l.split(' '));
+    assert.deepEqual(digests.map((d) => d[1]), ['0/2', '1/2'], same.stdout);
+    assert.equal(digests[0][2], digests[1][2], 'same weights on both ranks');
   });
 
   test('fit() in a user\'s script: every rank ends with identical weights; without the MPI addon, a clear error', async () => {

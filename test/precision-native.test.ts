@@ -156,7 +156,7 @@ test('applyUpdate: native and JavaScript give the same weights, master copy, com
               const u = new Float32Array(n0);
               for (let i = 0; i < n0; i++) u[i] = i % 9 === 0 ? 0 : rng.normal() * 2 ** -(8 + (i % 12));
               for (let i = 0; i < 40; i++) u[i] = (i % 2 ? -1 : 1) * (fmt && fmt.kind !== 'int8' ? fmt.maxFinite : 1) * 2 ** -4;
-              u[50] = NaN; u[51] = Infinity;
+              u[50] = NaN; u[51] = Infinity; u[52] = -Infinity;
               const { meter } = applyUpdate(slot, u, site, fmt, rounding, rng, scratch);
               meters.push(meter);
             }

@@ -37,6 +37,11 @@ export interface MpiWorld {
   /** Rank 0's contents of each array into every rank's (fused into buckets like allreduceMany). */
   broadcastMany(arrays: Float32Array[]): void;
   barrier(): void;
+  /**
+   * Every rank stops on the same error, agreed through a collective (e.g. the ranks' plans differ): MPI_Finalize then
+   * runs at exit whatever the exit code, so each rank ends (and prints its error) before mpirun ends the job.
+   */
+  stopTogether(): void;
   /** End the whole job now (every rank), e.g. after an error on one rank. */
   abort(code?: number): never;
 }
@@ -104,22 +109,24 @@ export function mpiWorld(): MpiWorld | null {
     stats.allreduceCalls++;
     stats.allreduceFloats += buf.length;
   };
-  let finalized = false;
+  let finalized = false, together = false;
   const w: MpiWorld = {
     rank: info.rank, size: info.size, library: info.library, stats,
     allreduce: (buf, mean = false) => reduce(buf, mean),
     allreduceMany: (arrays, mean = true) => bucketed(arrays, (b) => reduce(b, mean)),
     broadcastMany: (arrays) => bucketed(arrays, (b) => addon.bcast(b, 0)),
     barrier: () => addon.barrier(),
+    stopTogether: () => { together = true; },
     abort: (code = 1) => {
       addon.abort(code);
       process.exit(code);
     },
   };
   // MPI_Finalize waits for every rank, so only a process that ends well calls it; one that fails exits without it, and
-  // mpirun then ends the others ("exited without calling finalize"), which is how a rank's error stops the job.
+  // mpirun then ends the others ("exited without calling finalize"), which is how a rank's error stops the job. An
+  // error every rank agreed on (stopTogether) finalizes too: every rank gets there.
   process.on('exit', (code) => {
-    if (code === 0 && !finalized) { finalized = true; addon.finalize(); }
+    if ((code === 0 || together) && !finalized) { finalized = true; addon.finalize(); }
   });
   return (world = w);
 }

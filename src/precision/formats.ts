@@ -585,7 +585,8 @@ export function quantizeF64(fmt: Format, x: Float64Array, opts: QuantizeOptions 
 /**
  * out[i] = round(a[i] + b[i]) with the exact sum rounded once (TwoSum gives the double sum and its error term), as a
  * weight update w + Δ should be: rounding the float32 or double sum first and then to the format can differ at ties
- * (double rounding). `out` may be `a`.
+ * (double rounding). An infinite addend gives what quantize() gives for ±inf (an infinite sum is exact, not an
+ * overflow); a finite sum beyond the format's range counts one overflow. `out` may be `a`.
  * @example quantizeSum(BF16, Float32Array.of(1), Float32Array.of(2 ** -8 + 2 ** -30)) // [1.0078125]
  */
 export function quantizeSum(fmt: Format, a: Float32Array, b: Float32Array, opts: QuantizeOptions = {}): Float32Array {
@@ -618,7 +619,8 @@ export function quantizeSum(fmt: Format, a: Float32Array, b: Float32Array, opts:
     const e = (x - (s - bv)) + (y - bv); // TwoSum (Knuth): s + e == x + y exactly
     const f = Math.fround(s);
     out[i] = f;
-    if ((f !== s || e !== 0) && s === s && (u[i] & 1) === 0) {
+    // an infinite addend makes s infinite and e NaN: the sum is exactly ±inf (or NaN), nothing to round
+    if ((f !== s || e !== 0) && s - s === 0 && (u[i] & 1) === 0) {
       const up = f !== s ? Math.abs(s) > Math.abs(f) : (s > 0) === (e > 0); // exact |sum| above |f|?
       u[i] = up ? u[i] + 1 : u[i] - 1;
     }

@@ -2,7 +2,7 @@
 import * as tf from '@tensorflow/tfjs-core';
 import type * as tfl from '@tensorflow/tfjs-layers';
 import type { TypedArray } from '../core/dtype.ts';
-import { SlimfitError } from '../core/errors.ts';
+import { isSlimfitError, SlimfitError } from '../core/errors.ts';
 import { convTrainStep, denseTrainStep, engineActive, type MatmulPrecision } from '../engine/index.ts';
 import type { Batch, Cursor, Loader } from '../loader/types.ts';
 import { createProgress } from '../core/progress.ts';
@@ -10,7 +10,7 @@ import { DEFAULTS } from './defaults.ts';
 import { type CallbackInput, type CallbackLogs, EarlyStopping, isLrScaler, type LrScaler, isStateful, KeepBest, standardizeCallbacks } from './callbacks.ts';
 import { lrFactor, type LrSchedule, parseLrSchedule } from './schedule.ts';
 import type { MpiWorld } from '../core/mpi.ts';
-import { broadcastWeights, globalCursor, reduceGradientsOf, reduceNonTrainable, type StopAgreement } from './parallel.ts';
+import { agreeOnPlan, bf16KernelsNote, refusalOf, broadcastWeights, globalCursor, reduceGradientsOf, reduceNonTrainable, type StopAgreement } from './parallel.ts';
 
 /** With an abort signal, the loop lets the event loop turn (to run signal handlers) at least this often, in ms. */
 const YIELD_MS = 20;
@@ -140,10 +140,29 @@ function bf16Refused(reason: string): SlimfitError {
  * checkMatmulPrecision(model, 'bf16'); // throws for a conv net or on an Ice Lake CPU
  */
 export function checkMatmulPrecision(model: tfl.LayersModel, precision: MatmulPrecision): void {
-  if (precision !== 'bf16') return;
-  const probe = denseTrainStep(tf, model, engineActive(), { matmulPrecision: 'bf16' });
-  if (!probe.step) throw bf16Refused(probe.reason);
+  const refused = matmulPrecisionRefusal(model, precision);
+  if (refused) throw refused;
+}
+
+/**
+ * The SlimfitError {@link checkMatmulPrecision} would throw, returned instead (null when `model` can train in
+ * `precision` here): under MPI each rank's answer goes into the ranks' agreement rather than stopping one rank alone.
+ *
+ * @example
+ * const why = matmulPrecisionRefusal(model, 'bf16'); // null on a CPU with AMX or AVX512_BF16 and the mlp
+ */
+export function matmulPrecisionRefusal(model: tfl.LayersModel, precision: MatmulPrecision): SlimfitError | null {
+  if (precision !== 'bf16') return null;
+  let probe: ReturnType<typeof denseTrainStep>;
+  try {
+    probe = denseTrainStep(tf, model, engineActive(), { matmulPrecision: 'bf16' });
+  } catch (e) {
+    if (isSlimfitError(e)) return e;
+    throw e;
+  }
+  if (!probe.step) return bf16Refused(probe.reason);
   probe.dispose();
+  return null;
 }
 
 /** Compile `model` for classification with one-hot labels unless it already carries a training config (a user's model.json) and `force` is false. */
@@ -273,17 +292,6 @@ export async function trainEpochs(model: tfl.LayersModel, loader: Loader, opts: 
   const decay = opts.lrDecay ?? DEFAULTS.lrDecay;
   if (!(decay > 0 && decay <= 1)) throw new SlimfitError(`lrDecay must be in (0, 1], got ${decay}`);
   const world = opts.world && opts.world.size > 1 ? opts.world : null;
-  if (world) {
-    // Every rank must take the same number of steps (each one is a collective): refuse loaders that disagree.
-    const counts = new Float64Array([loader.batchesPerEpoch, loader.batchesPerEpoch ** 2]);
-    world.allreduce(counts);
-    if (counts[0] * counts[0] !== counts[1] * world.size) {
-      throw new SlimfitError(`the ${world.size} MPI ranks' loaders have different numbers of batches per epoch (this rank: ${loader.batchesPerEpoch})`, {
-        hint: 'create each rank\'s loader with the same data, per-rank batch size and rank/worldSize (rankSplit \'batches\')',
-      });
-    }
-    broadcastWeights(world, model);
-  }
   // The fused step trains a plain Dense chain in one native call, with the same math as trainOnBatch (see src/engine/dense-step.ts).
   // A stop asked on any rank rides in the step's one all-reduce (an extra float after the gradients; the mean of the
   // ranks' 0/1 flags is > 0 when any asked), so every rank stops after the same batch without a second rendezvous.
@@ -294,19 +302,45 @@ export async function trainEpochs(model: tfl.LayersModel, loader: Loader, opts: 
     reduce: (g: Float32Array) => { g[g.length - 1] = agree.local; world.allreduce(g, true); agree.any = g[g.length - 1] > 0; },
   } : {};
   const precision = opts.matmulPrecision ?? DEFAULTS.matmulPrecision;
-  let fused = opts.fused === false ? { step: null, reason: 'turned off by the caller' } : denseTrainStep(tf, model, engineActive(), { ...stepOpts, matmulPrecision: precision });
-  let what = 'forward, loss, backward and Adam in one native call per batch';
-  let bf16Note = '';
-  if (precision === 'bf16') {
-    if (!fused.step) throw bf16Refused(fused.reason);
-    bf16Note = `; matmul precision bf16 (opt-in: GEMM operands rounded to bfloat16, float32 accumulation on ${fused.kernel === 'amx' ? 'AMX tiles' : 'AVX512_BF16'}; float32 weights, Adam and loss)`;
+  // Under MPI a rank that cannot train as asked says so in the ranks' agreement below instead of throwing alone (the
+  // others would wait in their first all-reduce until mpirun ends the job, and only this rank would say why).
+  let refused: SlimfitError | null = null;
+  let fused: ReturnType<typeof denseTrainStep>;
+  try {
+    fused = opts.fused === false ? { step: null, reason: 'turned off by the caller' } : denseTrainStep(tf, model, engineActive(), { ...stepOpts, matmulPrecision: precision });
+  } catch (e) {
+    if (!world || !isSlimfitError(e)) throw e;
+    refused = e;
+    fused = { step: null, reason: e.message };
   }
+  let what = 'forward, loss, backward and Adam in one native call per batch';
+  if (precision === 'bf16' && !fused.step) refused ??= bf16Refused(fused.reason);
+  if (refused && !world) throw refused;
   if (!fused.step && opts.fused !== false && precision === 'float32') {
     const conv = convTrainStep(tf, model, engineActive(), stepOpts);
     // the conv step's refusal explains a model with a Conv2D layer; any other model keeps the Dense step's reason
     if (conv.step || model.layers.some((l) => l.getClassName() === 'Conv2D')) fused = conv;
     if (conv.step) what = `conv net: ${what}`;
   }
+  const kernel = fused.step && 'kernel' in fused ? fused.kernel : undefined;
+  let kernels = '';
+  if (world) {
+    // Every rank must take the same number of steps (each one is a collective) and compute the same thing in each.
+    try {
+      const plans = agreeOnPlan(world, {
+        batchesPerEpoch: loader.batchesPerEpoch, matmulPrecision: precision, ...(kernel ? { bf16Kernel: kernel } : {}),
+        step: !fused.step ? 'TensorFlow.js trainOnBatch' : what.startsWith('conv net') ? 'fused conv step' : 'fused Dense step',
+        ...(refused ? { refused: refusalOf(refused) } : {}),
+      });
+      const differ = kernel ? bf16KernelsNote(plans) : null;
+      if (differ) kernels = ` (${differ}: the same bf16 rounding of the operands, float32 sums in another order)`;
+    } catch (e) {
+      if (fused.step) fused.dispose();
+      throw e;
+    }
+    broadcastWeights(world, model);
+  }
+  const bf16Note = precision === 'bf16' ? `; matmul precision bf16 (opt-in: GEMM operands rounded to bfloat16, float32 accumulation on ${kernel === 'amx' ? 'AMX tiles' : 'AVX512_BF16'}${kernels}; float32 weights, Adam and loss)` : '';
   opts.log?.(fused.step ? `train step: fused (${world ? `forward, loss and backward in one native call per batch, gradients averaged over ${world.size} MPI ranks, then Adam` : what}${bf16Note})`
     : `train step: TensorFlow.js trainOnBatch (no fused step: ${fused.reason})${world ? `, gradients averaged over ${world.size} MPI ranks before each optimizer step` : ''}`);
   const unhook = world ? reduceGradientsOf(world, model, agree) : null;

@@ -7,7 +7,7 @@ import { renameSync } from 'node:fs';
 import { appendFile, mkdir, readdir, readFile, rm, stat } from 'node:fs/promises';
 import { join, resolve } from 'node:path';
 import type * as tfl from '@tensorflow/tfjs-layers';
-import { SlimfitError } from '../core/errors.ts';
+import { isSlimfitError, SlimfitError } from '../core/errors.ts';
 import { checkMixable, mixSources, verifySource } from '../loader/index.ts';
 import { isLoadable } from '../loader/layout.ts';
 import type { PlanConfig } from '../loader/plan.ts';
@@ -19,10 +19,10 @@ import { initBackend } from './backend.ts';
 import { bf16Kernel } from '../engine/index.ts';
 import { DEFAULTS } from './defaults.ts';
 import { type DataInput, makeEvalLoader, makeLoader, type MixSpec, normalizeMix, openMixSources, type ResolvedData, resolveData, trainLoaderOptions } from './data.ts';
-import { checkMatmulPrecision, compileDefault, type EpochLog, evaluateLoader, type EvalResult, type LoopState, modelClasses, type OptimizerName, restoreOptimizerExactly, trainEpochs } from './loop.ts';
+import { compileDefault, matmulPrecisionRefusal, type EpochLog, evaluateLoader, type EvalResult, type LoopState, modelClasses, type OptimizerName, restoreOptimizerExactly, trainEpochs } from './loop.ts';
 import { type BestWeightsStore, type CallbackInput, earlyStopping, keepBest, memoryWeightsStore, reduceLrOnPlateau } from './callbacks.ts';
 import { mpiWorld } from '../core/mpi.ts';
-import { globalCursor, perRankBatch, rankCursor } from './parallel.ts';
+import { agreeOnPlan, globalCursor, refusalOf, perRankBatch, rankCursor } from './parallel.ts';
 import { parseLrSchedule } from './schedule.ts';
 import { loadModel, loadModelForTraining, saveModel } from './modelio.ts';
 import { buildModel, isBuiltinModel } from './models.ts';
@@ -332,7 +332,12 @@ export async function trainRun(data: DataInput | undefined, opts: TrainRunOption
     cfg.classNames = opts.classNames;
   }
   const precision = cfg.matmulPrecision ?? DEFAULTS.matmulPrecision;
-  if (precision === 'bf16') bf16Kernel(); // a CPU without bf16 is refused before the run folder is touched
+  // A CPU without bf16 is refused before the run folder is touched; under MPI all ranks agree on it first (below).
+  const parallelRun = world !== null && world.size > 1;
+  let refusedHere: SlimfitError | null = null;
+  if (precision === 'bf16') {
+    try { bf16Kernel(); } catch (e) { if (!parallelRun || !isSlimfitError(e)) throw e; refusedHere = e; }
+  }
   if (cfg.mix && cfg.balanced) throw new SlimfitError('balanced and mix go separately: with a mix, say which sources are class-balanced in mix.balanced (--balanced 1,2)');
   // Options are checked before any data is read or the run folder is touched.
   if (cfg.lrSchedule !== undefined) parseLrSchedule(cfg.lrSchedule);
@@ -390,7 +395,10 @@ export async function trainRun(data: DataInput | undefined, opts: TrainRunOption
     // A fresh run trains with the run's optimizer flags even if a user's model.json carries its own training config
     // (its loss may expect other labels); a resumed run keeps the saved optimizer and its state.
     compileDefault(model, cfg.optimizer, cfg.lr, !state);
-    checkMatmulPrecision(model, precision);
+    const refused = refusedHere ?? matmulPrecisionRefusal(model, precision);
+    if (refused && !parallelRun) throw refused;
+    // Under MPI every rank says whether it can train in this precision, and all stop together when one cannot.
+    if (parallelRun) agreeOnPlan(world, { matmulPrecision: precision, ...(refused ? { refused: refusalOf(refused) } : {}) });
     // A damaged store is refused before the run folder is touched (the loaders then find the shards checked).
     if (opts.verifyChecksums !== false) for (const s of [rd.main, rd.val, opts.evaluateTest !== false ? rd.test : undefined, ...(mixed?.sources ?? [])]) if (s) await verifySource(s);
     // Every rank has read and checked the run folder before rank 0 writes to it (a fresh run's check that the folder
