@@ -441,10 +441,11 @@ export function speedHeadline(data: SpeedData): string {
   const say = (xs: Comparison[]) => xs.map((c) => `${c.label} ${rangeOf(c.ratios)}`).join('; ');
   if (noRounds) return `${say(cs)} (one measured run per shape: no spread, so no verdict; re-run \`npm run lab -- speed\`)`;
   const parts: string[] = [];
-  if (faster.length) parts.push(`lower precision was faster in every one of ${n} interleaved rounds at every shape where the CPU has an instruction for it and a kernel uses it — ${say(faster)}`);
-  if (slower.length) parts.push(`slower in every round where it has to be converted or computed at a narrow width — ${say(slower)}`);
-  if (mixed.length) parts.push(`no consistent difference (rounds disagree) for ${say(mixed)}`);
-  return `${parts.join('; but ')} (ranges of per-round ratios over all shapes, ${modeOfSpeed(data)} mode)`;
+  if (faster.length) parts.push(`**faster in every one of ${n} interleaved rounds at every shape**: ${say(faster)}`);
+  if (slower.length) parts.push(`**slower in every round**: ${say(slower)}`);
+  if (mixed.length) parts.push(`**no consistent difference** (rounds disagree): ${say(mixed)}`);
+  const lead = faster.length && slower.length ? 'lower precision is faster here where the CPU has an instruction for it and a kernel uses it, not everywhere' : faster.length ? 'lower precision is faster here' : 'lower precision was not faster here';
+  return `${lead} — ${parts.join('. ')} (ranges of per-round ratios over all shapes, ${modeOfSpeed(data)} mode)`;
 }
 
 function modeOfSpeed(d: SpeedData): string { return d.quick ? 'quick' : 'full'; }
