@@ -184,7 +184,7 @@ inline uint32_t float_elem(uint32_t b, const FloatK& k, Xoshiro& g, Counters& c)
   if (a >= k.minNormBits) {
     if (a >= 0x7f800000u) {
       if (a > 0x7f800000u) { c.nan++; return CANONICAL_NAN; }
-      return s | k.infBits;
+      return k.infBits == CANONICAL_NAN ? k.infBits : s | k.infBits;  // a NaN result is the canonical one, unsigned
     }
     if (MODE == 0) { r = (a + ((1u << (k.shift - 1)) - 1) + ((a >> k.shift) & 1)) & k.notMask; if (r > k.maxBits) { r = k.ovBits; c.ov++; } }
     else if (MODE == 1) { r = a & k.notMask; if (r > k.maxBits) { r = k.maxBits; c.ov++; } }
@@ -210,7 +210,7 @@ inline uint32_t float_elem(uint32_t b, const FloatK& k, Xoshiro& g, Counters& c)
     }
     if (q == 0) { r = 0; if (a != 0) c.uf++; } else r = bits_of_multiple(q, k.qExp);
   }
-  return s | r;
+  return r == CANONICAL_NAN ? r : s | r;
 }
 
 template <int MODE>

@@ -100,3 +100,29 @@ test('a sum of at least 2^128 counts as an overflow in bf16 toward zero', { todo
   quantizeSum(BF16, Float32Array.of(FMAX32), Float32Array.of(FMAX32), { rounding: 'zero', stats: st });
   assert.equal(st.overflow, 1);
 });
+
+test('a NaN result of an overflow or an infinity is the canonical NaN (positive), in the JS loops and natively', { skip: needsAddon('slimfit_engine') || (nativeQuant() ? false : 'no native quant loops') }, () => {
+  const n = NATIVE_MIN_LENGTH;
+  const x = new Float32Array(n);
+  for (let i = 0; i < n; i++) x[i] = [-1e6, -Infinity, 1e6, Infinity, -1][i % 5];
+  const results: Uint32Array[] = [];
+  const was = setNativeQuant(false);
+  for (const on of [false, true]) {
+    setNativeQuant(on);
+    for (const fmt of [E4M3, withOverflow(E5M2, 'nan')]) {
+      for (const rounding of ROUNDINGS) {
+        const out = quantize(fmt, x, { rounding, rng: createRng(5) });
+        const bits = new Uint32Array(out.buffer);
+        for (let i = 0; i < 4; i++) {
+          // e5m2 keeps ±inf for an infinite input; rounding toward zero takes a finite overflow to ±max (as IEEE does)
+          const expectNaN = i % 2 === 0 ? rounding !== 'zero' : fmt === E4M3;
+          if (expectNaN) assert.equal(bits[i], 0x7fc00000, `${fmt.name} ${rounding} native=${on} element ${i}: 0x${bits[i].toString(16)}`);
+        }
+        assert.equal(out[4], -1);
+        results.push(bits);
+      }
+    }
+  }
+  setNativeQuant(was);
+  for (let k = 0; k < results.length / 2; k++) assert.deepEqual(results[k], results[k + results.length / 2]);
+});

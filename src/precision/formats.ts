@@ -318,7 +318,7 @@ function qFloatNearest(f: FloatFormat, inp: Uint32Array, out: Uint32Array, st: Q
     let r: number;
     if (a >= minNormBits) {
       if (a >= 0x7f800000) {
-        if (a > 0x7f800000) { out[i] = CANONICAL_NAN_BITS; nan++; } else out[i] = s | infBits;
+        if (a > 0x7f800000) { out[i] = CANONICAL_NAN_BITS; nan++; } else out[i] = infBits === CANONICAL_NAN_BITS ? infBits : s | infBits; // a NaN result is the canonical one, unsigned
         continue;
       }
       r = (a + hb + ((a >>> shift) & 1)) & notMask;
@@ -336,7 +336,7 @@ function qFloatNearest(f: FloatFormat, inp: Uint32Array, out: Uint32Array, st: Q
       }
       if (q === 0) { r = 0; if (a !== 0) uf++; } else r = bitsOfMultiple(q, qExp);
     }
-    out[i] = s | r;
+    out[i] = r === CANONICAL_NAN_BITS ? r : s | r;
   }
   st.overflow += ov; st.underflow += uf; st.nan += nan;
 }
@@ -351,7 +351,7 @@ function qFloatZero(f: FloatFormat, inp: Uint32Array, out: Uint32Array, st: Quan
     let r: number;
     if (a >= minNormBits) {
       if (a >= 0x7f800000) {
-        if (a > 0x7f800000) { out[i] = CANONICAL_NAN_BITS; nan++; } else out[i] = s | infBits;
+        if (a > 0x7f800000) { out[i] = CANONICAL_NAN_BITS; nan++; } else out[i] = infBits === CANONICAL_NAN_BITS ? infBits : s | infBits;
         continue;
       }
       r = a & notMask;
@@ -363,7 +363,7 @@ function qFloatZero(f: FloatFormat, inp: Uint32Array, out: Uint32Array, st: Quan
       const q = sh < 25 ? m >>> sh : 0;
       if (q === 0) { r = 0; if (a !== 0) uf++; } else r = bitsOfMultiple(q, qExp);
     }
-    out[i] = s | r;
+    out[i] = r === CANONICAL_NAN_BITS ? r : s | r;
   }
   st.overflow += ov; st.underflow += uf; st.nan += nan;
 }
@@ -386,7 +386,7 @@ function qFloatStochastic(f: FloatFormat, inp: Uint32Array, out: Uint32Array, st
     let r: number;
     if (a >= minNormBits) {
       if (a >= 0x7f800000) {
-        if (a > 0x7f800000) { out[i] = CANONICAL_NAN_BITS; nan++; } else out[i] = s | infBits;
+        if (a > 0x7f800000) { out[i] = CANONICAL_NAN_BITS; nan++; } else out[i] = infBits === CANONICAL_NAN_BITS ? infBits : s | infBits;
         continue;
       }
       r = (a + (rnd >>> rs)) & notMask; // up with probability remainder / step
@@ -400,7 +400,7 @@ function qFloatStochastic(f: FloatFormat, inp: Uint32Array, out: Uint32Array, st
       if (rnd < rem * P2[P2_OFF + 32 - sh]) q++;
       if (q === 0) { r = 0; if (a !== 0) uf++; } else r = bitsOfMultiple(q, qExp);
     }
-    out[i] = s | r;
+    out[i] = r === CANONICAL_NAN_BITS ? r : s | r;
   }
   ss[0] = s0; ss[1] = s1; ss[2] = s2; ss[3] = s3;
   st.overflow += ov; st.underflow += uf; st.nan += nan;
