@@ -398,54 +398,69 @@ export function speedAnswerBullets(data: SpeedData): string[] {
   return out.map((l) => `- ${l}${l === out[out.length - 1] ? load : ''}`);
 }
 
-/** One speed comparison pooled over shapes: every per-round ratio, or the per-shape medians when rounds were not kept. */
-interface Comparison { label: string; ratios: number[]; rounds: boolean; shapes: number }
+/** One speed comparison: per shape, every per-round ratio (or the median alone when rounds were not kept). */
+interface Comparison { label: string; shapes: { shape: string; ratios: number[] }[]; rounds: boolean }
 
-function compare(label: string, rows: { ratio: number | null; ratioRounds?: number[] }[], invert = false): Comparison | null {
+type Verdict = 'faster' | 'slower' | 'mixed';
+
+function compare(label: string, rows: { shape: string; ratio: number | null; ratioRounds?: number[] }[], invert = false): Comparison | null {
   const have = rows.filter((r) => r.ratio != null);
   if (!have.length) return null;
   const rounds = have.every((r) => (r.ratioRounds?.length ?? 0) > 1);
-  const ratios = have.flatMap((r) => (rounds ? r.ratioRounds! : [r.ratio!])).map((v) => (invert ? 1 / v : v));
-  return { label, ratios, rounds, shapes: have.length };
+  const inv = (v: number) => (invert ? 1 / v : v);
+  return { label, rounds, shapes: have.map((r) => ({ shape: r.shape, ratios: (rounds ? r.ratioRounds! : [r.ratio!]).map(inv) })) };
 }
 
-/** "2.1–2.3×", with significant digits. */
+/** "2.13–2.33×", with three significant digits (a ratio of 1.06 stays distinguishable from 1). */
 function rangeOf(v: number[]): string {
-  const lo = Math.min(...v).toPrecision(2), hi = Math.max(...v).toPrecision(2);
+  const lo = Math.min(...v).toPrecision(3), hi = Math.max(...v).toPrecision(3);
   return `${lo === hi ? lo : `${lo}–${hi}`}×`;
 }
 
+function verdictOf(ratios: number[]): Verdict {
+  return Math.min(...ratios) > 1 ? 'faster' : Math.max(...ratios) < 1 ? 'slower' : 'mixed';
+}
+
 /**
- * The headline answer to guess 1 from speed.json: each low-precision path against float32 (float32 against float64),
- * as the range of per-round ratios over all shapes, with a verdict only where every round agrees.
+ * The headline answer to guess 1 from speed.json: each low-precision path against float32 (float32 against float64)
+ * as the range of its per-round ratios, called faster or slower only where every round at every shape agrees; a path
+ * whose verdict changes with the shape is listed shape by shape.
  * @example speedHeadline(JSON.parse(readFileSync('reports/precision/speed.json', 'utf8')))
  */
 export function speedHeadline(data: SpeedData): string {
   const g = data.gemm ?? [];
   const pick = (f: (r: GemmRow) => boolean) => g.filter((r) => f(r));
-  const faster: Comparison[] = [], slower: Comparison[] = [], mixed: Comparison[] = [];
+  const gemv = (t: string) => (data.gemv ?? []).filter((r) => r.dtype.startsWith(t)).map((r) => ({ ...r, shape: r.size }));
   const cs = [
     compare('float32 GEMM vs float64 (engine, own kernels)', pick((r) => /engine \(own/.test(r.source) && r.dtype === 'float64'), true),
     compare('bf16 GEMM on AMX tiles (the opt-in bf16 training mode) vs the engine\'s float32', pick((r) => /bf16 mode, tdpbf16ps/.test(r.source))),
     compare('int8 GEMM on VNNI (GOP/s) vs float32', pick((r) => /engine \(own/.test(r.source) && r.dtype === 'int8')),
-    ...['bfloat16', 'float16', 'int8'].map((t) => compare(`GEMV with weights stored in ${t === 'bfloat16' ? 'bf16' : t === 'float16' ? 'fp16' : 'int8'} (bandwidth-bound)`, (data.gemv ?? []).filter((r) => r.dtype.startsWith(t)))),
+    compare('GEMV with weights stored in bf16 (bandwidth-bound)', gemv('bfloat16')),
+    compare('GEMV with weights stored in fp16 (bandwidth-bound)', gemv('float16')),
+    compare('GEMV with weights stored in int8 (bandwidth-bound)', gemv('int8')),
     compare('GEMM with fp16-stored weights widened to fp32', pick((r) => /lab kernel/.test(r.source) && r.dtype.startsWith('float16 storage'))),
     compare('bf16 GEMM on AVX512_BF16 dot products (engine) vs float32', pick((r) => /engine \(own, vdpbf16ps/.test(r.source))),
     compare('bf16 training GEMM on AVX512_BF16 vs the engine\'s float32', pick((r) => /bf16 mode, vdpbf16ps/.test(r.source))),
     compare('GEMM in fp16 arithmetic (AVX512_FP16)', pick((r) => /lab kernel/.test(r.source) && r.dtype.startsWith('float16 math'))),
   ].filter((c): c is Comparison => c !== null);
   if (!cs.length) return 'speed.json has no comparable rows';
-  const noRounds = cs.some((c) => !c.rounds);
-  for (const c of cs) (noRounds ? mixed : Math.min(...c.ratios) > 1 ? faster : Math.max(...c.ratios) < 1 ? slower : mixed).push(c);
+  const all = (c: Comparison) => c.shapes.flatMap((x) => x.ratios);
+  const say = (xs: Comparison[]) => xs.map((c) => `${c.label} ${rangeOf(all(c))}`).join('; ');
+  if (cs.some((c) => !c.rounds)) return `${say(cs)} (one measured run per shape: no spread, so no verdict; re-run \`npm run lab -- speed\`)`;
+  const groups: Record<Verdict | 'shape', Comparison[]> = { faster: [], slower: [], mixed: [], shape: [] };
+  for (const c of cs) {
+    const vs = new Set(c.shapes.map((x) => verdictOf(x.ratios)));
+    groups[vs.size === 1 ? [...vs][0] : 'shape'].push(c);
+  }
   const n = data.rounds ?? 0;
-  const say = (xs: Comparison[]) => xs.map((c) => `${c.label} ${rangeOf(c.ratios)}`).join('; ');
-  if (noRounds) return `${say(cs)} (one measured run per shape: no spread, so no verdict; re-run \`npm run lab -- speed\`)`;
   const parts: string[] = [];
-  if (faster.length) parts.push(`**faster in every one of ${n} interleaved rounds at every shape**: ${say(faster)}`);
-  if (slower.length) parts.push(`**slower in every round**: ${say(slower)}`);
-  if (mixed.length) parts.push(`**no consistent difference** (rounds disagree): ${say(mixed)}`);
-  const lead = faster.length && slower.length ? 'lower precision is faster here where the CPU has an instruction for it and a kernel uses it, not everywhere' : faster.length ? 'lower precision is faster here' : 'lower precision was not faster here';
-  return `${lead} — ${parts.join('. ')} (ranges of per-round ratios over all shapes, ${modeOfSpeed(data)} mode)`;
+  if (groups.faster.length) parts.push(`**faster in every one of ${n} interleaved rounds at every shape**: ${say(groups.faster)}`);
+  if (groups.slower.length) parts.push(`**slower in every round at every shape**: ${say(groups.slower)}`);
+  if (groups.shape.length) parts.push(`**depends on the shape**: ${groups.shape.map((c) => `${c.label}: ${c.shapes.map((x) => { const v = verdictOf(x.ratios); return `${v === 'mixed' ? 'no consistent difference' : v} at ${x.shape} (${rangeOf(x.ratios)})`; }).join(', ')}`).join('; ')}`);
+  if (groups.mixed.length) parts.push(`**no consistent difference** (rounds disagree): ${say(groups.mixed)}`);
+  const f = groups.faster.length, sl = groups.slower.length + groups.shape.length + groups.mixed.length;
+  const lead = f && sl ? 'lower precision is faster here where the CPU has an instruction for it and a kernel uses it, not everywhere' : f ? 'lower precision is faster here' : 'lower precision was not faster here';
+  return `${lead} — ${parts.join('. ')} (ranges of per-round ratios, ${modeOfSpeed(data)} mode)`;
 }
 
 function modeOfSpeed(d: SpeedData): string { return d.quick ? 'quick' : 'full'; }
