@@ -18,7 +18,7 @@ import { logger, saveJson, stamp, type LabOptions } from './common.ts';
 export interface GemmRow { source: string; dtype: string; shape: string; gflops: number | null; ratio: number | null; note: string; rounds?: number[]; ratioRounds?: number[] }
 
 /** Timed rounds per measurement (interleaved across the kernels compared). */
-export const SPEED_ROUNDS = { quick: 3, full: 5 } as const;
+export const SPEED_ROUNDS = { quick: 3, full: 8 } as const;
 
 /** The median of `xs` (null when empty). */
 export function medianOf(xs: number[]): number | null {
@@ -39,8 +39,9 @@ for M, N, K in shapes:
         a @ b
         ops[dt] = (a, b)
     rates = {dt: [] for dt in ops}
+    order = list(ops.items())
     for r in range(rounds):
-        for dt, (a, b) in ops.items():
+        for dt, (a, b) in order[r % len(order):] + order[:r % len(order)]:
             # float16 has no BLAS kernel: one call may take longer than a round's share; it still counts once
             n = 0; t0 = time.perf_counter()
             while True:
@@ -142,11 +143,12 @@ async function lowpKernel(): Promise<{ lowp: LowpFn | null; note: string }> {
   }
 }
 
-/** Every round's rate of each `run` over interleaved rounds: calls per second. */
+/** Every round's rate of each `run` over interleaved rounds (the order rotates by one each round): calls per second. */
 function interleaved(runs: Map<string, () => void>, seconds: number, rounds: number): Map<string, number[]> {
   const all = new Map<string, number[]>();
+  const list = [...runs];
   for (let r = 0; r < rounds; r++) {
-    for (const [k, run] of runs) {
+    for (const [k, run] of [...list.slice(r % list.length), ...list.slice(0, r % list.length)]) {
       let reps = 0, dt = 0;
       const t0 = performance.now();
       do { run(); reps++; dt = (performance.now() - t0) / 1000; } while (dt < seconds / rounds);
@@ -309,7 +311,7 @@ export async function labSpeed(o: LabOptions): Promise<SpeedData> {
   const md = [
     '## speed — guess (1): is lower precision faster here?',
     '',
-    stamp(o.quick, seconds, `GEMM shapes ${shapes.map((s) => s.join('×')).join(', ')} (M×N×K), ${secs} s per measurement split into ${rounds} rounds interleaved across the kernels compared; each number is the median of the rounds with [min–max] after it, and each ratio the median [min–max] of per-round ratios (both rates from the same round); all rows measured in this same run`),
+    stamp(o.quick, seconds, `GEMM shapes ${shapes.map((s) => s.join('×')).join(', ')} (M×N×K), ${secs} s per measurement split into ${rounds} rounds interleaved across the kernels compared (their order rotating by one each round); each number is the median of the rounds with [min–max] after it, and each ratio the median [min–max] of per-round ratios (both rates from the same round); all rows measured in this same run`),
     '',
     `### CPU features (read at run time from ${cpu.source})`,
     '',
@@ -434,10 +436,10 @@ export function speedHeadline(data: SpeedData): string {
   const cs = [
     compare('float32 GEMM vs float64 (engine, own kernels)', pick((r) => /engine \(own/.test(r.source) && r.dtype === 'float64'), true),
     compare('bf16 GEMM on AMX tiles (the opt-in bf16 training mode) vs the engine\'s float32', pick((r) => /bf16 mode, tdpbf16ps/.test(r.source))),
-    compare('int8 GEMM on VNNI (GOP/s) vs float32', pick((r) => /engine \(own/.test(r.source) && r.dtype === 'int8')),
-    compare('GEMV with weights stored in bf16 (bandwidth-bound)', gemv('bfloat16')),
-    compare('GEMV with weights stored in fp16 (bandwidth-bound)', gemv('float16')),
-    compare('GEMV with weights stored in int8 (bandwidth-bound)', gemv('int8')),
+    compare('int8 GEMM on VNNI vs float32 (GOP/s against GFLOP/s, the kernel alone: no quantization of activations, no dequantization)', pick((r) => /engine \(own/.test(r.source) && r.dtype === 'int8')),
+    compare('GEMV (one input vector) with weights stored in bf16, converted to fp32 for the arithmetic', gemv('bfloat16')),
+    compare('GEMV with weights stored in fp16, converted likewise', gemv('float16')),
+    compare('GEMV with int8 weights (VNNI, kernel only)', gemv('int8')),
     compare('GEMM with fp16-stored weights widened to fp32', pick((r) => /lab kernel/.test(r.source) && r.dtype.startsWith('float16 storage'))),
     compare('bf16 GEMM on AVX512_BF16 dot products (engine) vs float32', pick((r) => /engine \(own, vdpbf16ps/.test(r.source))),
     compare('bf16 training GEMM on AVX512_BF16 vs the engine\'s float32', pick((r) => /bf16 mode, vdpbf16ps/.test(r.source))),
@@ -459,8 +461,8 @@ export function speedHeadline(data: SpeedData): string {
   if (groups.shape.length) parts.push(`**depends on the shape**: ${groups.shape.map((c) => `${c.label}: ${c.shapes.map((x) => { const v = verdictOf(x.ratios); return `${v === 'mixed' ? 'no consistent difference' : v} at ${x.shape} (${rangeOf(x.ratios)})`; }).join(', ')}`).join('; ')}`);
   if (groups.mixed.length) parts.push(`**no consistent difference** (rounds disagree): ${say(groups.mixed)}`);
   const f = groups.faster.length, sl = groups.slower.length + groups.shape.length + groups.mixed.length;
-  const lead = f && sl ? 'lower precision is faster here where the CPU has an instruction for it and a kernel uses it, not everywhere' : f ? 'lower precision is faster here' : 'lower precision was not faster here';
-  return `${lead} — ${parts.join('. ')} (ranges of per-round ratios, ${modeOfSpeed(data)} mode)`;
+  const lead = f && sl ? 'on this CPU with these kernels, some lower-precision paths were faster than the wider type and some were not' : f ? 'on this CPU with these kernels, every lower-precision path measured was faster' : 'on this CPU with these kernels, no lower-precision path was consistently faster';
+  return `${lead} — ${parts.join('. ')} (ranges of per-round ratios; a verdict needs all ${n} rounds at a shape to agree, which a sign test puts at p = ${(2 / 2 ** n).toPrecision(2)} per shape; ${modeOfSpeed(data)} mode)`;
 }
 
 function modeOfSpeed(d: SpeedData): string { return d.quick ? 'quick' : 'full'; }

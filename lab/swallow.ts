@@ -6,7 +6,7 @@ import { bars, figure, lines, type Pt } from './plot.ts';
 import { pct, SUB, table, writeSection } from './report.ts';
 import { runTraining } from './run.ts';
 import { logger, noteOutcome, saveJson, stamp, type LabOptions } from './common.ts';
-import { interval, mean as meanOf, meanSd, summarize, welch } from './stats.ts';
+import { holm, interval, mean as meanOf, meanSd, paired, summarize } from './stats.ts';
 import { PLATEAU_CONFIG, PLATEAU_INITS, PLATEAU_RECIPES, plateauData, runPlateau, type PlateauCell, type PlateauConfig, type PlateauData, type PlateauRun } from './plateau.ts';
 import { runUnits, runsNote, type Unit } from './runs.ts';
 import { cachedMnist } from './data.ts';
@@ -55,10 +55,11 @@ export interface SeedMeters {
 /** One grid cell's outcome: per-seed values, their means (finalAcc, swallowed = unchanged share), the first seed's curve. */
 export interface SwallowCell extends SeedMeters { opt: string; format: string; rounding: string; finalAcc: number; swallowed: number; curve: { step: number; acc: number; lost: number }[] }
 
-/** "Δ [lo, hi] verdict" of a against the reference b (Welch 95%), scaled (100: percentage points). */
+/** "Δ [lo, hi] verdict" of a against the reference b (paired by seed, 95%), scaled (100: percentage points). */
 export function vsRef(a: number[], b: number[], scale = 100, digits = 2, words: [string, string] = ['higher', 'lower']): string {
   if (a.length < 2 || b.length < 2) return '–';
-  const w = welch(a, b);
+  const w = paired(a, b);
+  if (w.p === 1 && w.diff === 0) return 'identical on every seed';
   const f = (v: number) => `${v >= 0 ? '+' : ''}${(scale * v).toFixed(digits)}`;
   return `${f(w.diff)} [${f(w.lo)}, ${f(w.hi)}]: ${w.lo > 0 ? words[0] : w.hi < 0 ? words[1] : 'no significant difference'}`;
 }
@@ -204,7 +205,7 @@ async function plateauMarkdown(p: PlateauData, out: string): Promise<string> {
   return [
     '### A real flat stretch: the plateau of a deep linear network',
     '',
-    `The MNIST runs above have no long flat stretch. This one does: a linear network ŷ = W₃W₂W₁x (${cfg.dim} units per layer, ${cfg.depth} weight matrices, no biases) learns a linear teacher with singular values ${cfg.modes.join(', ')} from inputs x ~ N(0, I), squared loss, plain SGD (lr ${cfg.lr}, batch ${cfg.batch}, fresh samples every step, ${cfg.steps} steps, constant lr as in Saxe, McClelland & Ganguli 2014). From small initial weights (each entry N(0, (s/√${cfg.dim})²), s = initial scale) the loss stays flat while the weights grow along the teacher's modes, then drops: the smaller s, the longer the plateau and the smaller each update relative to its weight. "Escape" = first evaluation (every ${cfg.evalEvery} steps) with test loss below ${cfg.escapeAt} × the initial loss; steps are averaged over the seeds that escaped, the Welch interval only when all seeds of both rows escaped. Lost mass is metered until the escape (the whole run when there is none). ${p.seeds} seeds per row (initial weights, teacher, data and rounding stream).`,
+    `The MNIST runs above have no long flat stretch. This one does: a linear network ŷ = W₃W₂W₁x (${cfg.dim} units per layer, ${cfg.depth} weight matrices, no biases) learns a linear teacher with singular values ${cfg.modes.join(', ')} from inputs x ~ N(0, I), squared loss, plain SGD (lr ${cfg.lr}, batch ${cfg.batch}, fresh samples every step, ${cfg.steps} steps, constant lr as in Saxe, McClelland & Ganguli 2014). From small initial weights (each entry N(0, (s/√${cfg.dim})²), s = initial scale) the loss stays flat while the weights grow along the teacher's modes, then drops: the smaller s, the longer the plateau and the smaller each update relative to its weight. "Escape" = first evaluation (every ${cfg.evalEvery} steps) with test loss below ${cfg.escapeAt} × the initial loss; steps are averaged over the seeds that escaped, the paired interval only when all seeds of both rows escaped. Lost mass is metered until the escape (the whole run when there is none). ${p.seeds} seeds per row (initial weights, teacher, data and rounding stream).`,
     '',
     fig,
     '',
@@ -218,10 +219,10 @@ function expSd(x: number[]): string {
   return x.length < 2 ? s.mean.toExponential(2) : `${s.mean.toExponential(2)} ± ${s.sd.toExponential(1)}`;
 }
 
-/** Welch difference a − b in exponent notation with its verdict. */
+/** Paired difference a − b in exponent notation with its verdict. */
 function vsRefExp(a: number[], b: number[]): string {
   if (a.length < 2 || b.length < 2) return '–';
-  const w = welch(a, b);
+  const w = paired(a, b);
   const f = (v: number) => `${v >= 0 ? '+' : ''}${v.toExponential(1)}`;
   return `${f(w.diff)} [${f(w.lo)}, ${f(w.hi)}]: ${w.lo > 0 ? 'higher' : w.hi < 0 ? 'lower' : 'no significant difference'}`;
 }
@@ -246,6 +247,9 @@ export interface SwallowData {
   parts: SwallowPart[];
   seeds: number;
   steps?: number;
+  /** Hidden layer widths of the MNIST MLP and its training images (absent in results written before they were saved). */
+  hidden?: number[];
+  trainN?: number;
   toy?: Record<string, number[]>;
   deltas: number[];
   cells?: Omit<SwallowCell, 'curve'>[];
@@ -291,10 +295,12 @@ export async function labSwallow(o: LabOptions & { seeds?: number; parts?: Swall
   const meterCols = (m: SeedMeters) => [pctSd(m.lost), pctSd(m.lostRealized), pctSd(m.unchanged)];
   if (mnist) {
     data.steps = cfg.steps;
+    data.hidden = cfg.hidden;
+    data.trainN = cfg.trainN;
     md.push(
       `### Training on MNIST: weights stored in the format after every update`,
       '',
-      `MNIST ${cfg.trainN} train / ${cfg.testN} test images, MLP 784-${cfg.hidden.join('-')}-10, batch 100, ${cfg.steps} steps per run with the learning rate decayed (cosine) to 1% of its start (${OPTS.map((x) => `${x.name} lr ${x.spec.lr}`).join(', ')}). Every row is ${seeds} runs (seeds 1–${seeds}: initial weights, sample order and rounding stream): test accuracy as mean ± s.d., its 95% t-interval, and the difference to fp32 with the same optimizer as a Welch 95% interval in percentage points — "higher"/"lower" only where that interval excludes 0. Overflow: ${[BF16, FP16, E4M3].map(overflowNote).join('; ')} (weights never come near the range limits here).`,
+      `MNIST ${cfg.trainN} train / ${cfg.testN} test images, MLP 784-${cfg.hidden.join('-')}-10, batch 100, ${cfg.steps} steps per run with the learning rate decayed (cosine) to 1% of its start (${OPTS.map((x) => `${x.name} lr ${x.spec.lr}`).join(', ')}). Every row is ${seeds} runs (seeds 1–${seeds}: initial weights, sample order and rounding stream): test accuracy as mean ± s.d., its 95% t-interval, and the difference to fp32 with the same optimizer, paired by seed (seed k gives both rows the same initial weights and sample order): the mean of the per-seed differences with its 95% t-interval in percentage points — "higher"/"lower" only where that interval excludes 0. Overflow: ${[BF16, FP16, E4M3].map(overflowNote).join('; ')} (weights never come near the range limits here).`,
       '',
       '**Meters.** Per step and weight, u is the intended update (fp32, from the optimizer) and "applied" the change of the *effective* weight: the stored weight, or the fp32 master copy when there is one, or stored − compensation under Kahan (the compensation is what the stored weight still owes). **Lost mass** = Σ|u − E[applied]| / Σ|u| over the run, the expectation taken over the rounding\'s randomness: round-to-nearest is deterministic (E[applied] = round(w + u) − w), stochastic rounding is unbiased (E[applied] = u up to float32\'s resolution of w + u; a unit test checks the expectation against draws), a master copy or fp32 Kahan applies u up to float32 rounding. So an update that is merely *deferred* — SR that did not round up this time, a master copy that has not crossed a stored grid point yet — is not lost. **Realized** = the same with the change that actually happened that step (for SR mostly noise: the weight moves by 0 or a whole spacing, so it can exceed 100 %). **Stored unchanged** = share of nonzero updates after which the stored weight did not change (what the first version of this report called "swallowed"; it counts deferred updates too).',
       '',
@@ -399,11 +405,28 @@ function pm(x: number[] | undefined): string {
   return x && x.length ? pctSd(x) : '–';
 }
 
-/** Welch difference a − b in percentage points as "+x.xx [lo, hi] pp". */
+/** Paired difference a − b in percentage points as "+x.xx [lo, hi] pp". */
 function dpp(a: number[], b: number[]): string {
-  const w = welch(a, b);
+  const w = paired(a, b);
   const f = (v: number) => `${v >= 0 ? '+' : ''}${(100 * v).toFixed(2)}`;
   return `${f(w.diff)} pp [${f(w.lo)}, ${f(w.hi)}]`;
+}
+
+/** Each grid cell's paired comparison with fp32 (same optimizer) and its Holm-adjusted p over the whole grid. */
+function gridTests(cells: Omit<SwallowCell, 'curve'>[]): Map<Omit<SwallowCell, 'curve'>, { w: ReturnType<typeof paired>; adj: number; family: number }> {
+  const tests: [Omit<SwallowCell, 'curve'>, ReturnType<typeof paired>][] = [];
+  for (const c of cells) {
+    if (c.format === 'fp32') continue;
+    const ref = cells.find((r) => r.opt === c.opt && r.format === 'fp32');
+    if (ref && c.accs.length >= 2) tests.push([c, paired(c.accs, ref.accs)]);
+  }
+  const adj = holm(tests.map(([, w]) => w.p));
+  return new Map(tests.map(([c, w], i) => [c, { w, adj: adj[i], family: tests.length }]));
+}
+
+/** "; not significant after Holm's correction over the n comparisons of …" where a 95% verdict does not survive it. */
+function holmNote(adj: number, family: number, what: string): string {
+  return adj >= 0.05 ? `; not significant after Holm's correction over the ${family} comparisons of ${what}` : '';
 }
 
 /**
@@ -426,15 +449,14 @@ export function swallowAnswerBullets(data: SwallowData): string[] {
     const byFmt = [...new Set(rn.map((c) => c.format))].map((f) => `${f} ${rn.filter((c) => c.format === f).map((c) => `${c.opt} ${pm(c.lost)}`).join(', ')}`);
     out.push(`Lost update mass on MNIST (${n} seeds, mean ± s.d., ${data.steps} steps with lr decay): with round-to-nearest ${byFmt.join('; ')}; with stochastic rounding at most ${(100 * Math.max(...sr.map((c) => meanOf(c.lost)))).toFixed(3)} % in any cell — deferred, not lost.`);
     const sig: string[] = [], none: string[] = [];
-    for (const c of cells) {
-      if (c.format === 'fp32') continue;
-      const ref = cells.find((r) => r.opt === c.opt && r.format === 'fp32');
-      if (!ref || c.accs.length < 2) continue;
-      const w = welch(c.accs, ref.accs);
+    let dagger = false;
+    const tests = gridTests(cells);
+    for (const [c, { w, adj }] of tests) {
+      const ref = cells.find((r) => r.opt === c.opt && r.format === 'fp32')!;
       const label = `${c.opt} ${c.format} ${c.rounding === 'nearest' ? 'RN' : 'SR'}`;
-      if (w.lo > 0 || w.hi < 0) sig.push(`${label} ${dpp(c.accs, ref.accs)}`); else none.push(label);
+      if (w.lo > 0 || w.hi < 0) { const weak = adj >= 0.05; dagger ||= weak; sig.push(`${label} ${dpp(c.accs, ref.accs)}${weak ? '†' : ''}`); } else none.push(label);
     }
-    out.push(`Test accuracy against fp32 with the same optimizer (Welch 95% interval): ${sig.length ? `different where the interval excludes 0 — ${sig.join('; ')}` : 'no cell differs significantly'}${none.length ? `; no significant difference for ${none.join(', ')}` : ''}.`);
+    out.push(`Test accuracy against fp32 with the same optimizer (paired by seed, 95% interval): ${sig.length ? `different where the interval excludes 0 — ${sig.join('; ')}` : 'no cell differs significantly'}${none.length ? `; no significant difference for ${none.join(', ')}` : ''}${dagger ? `. † = not significant after Holm's correction over the ${tests.size} comparisons of this grid` : ''}.`);
   }
   const rem = data.remedies;
   if (rem?.fp32) {
@@ -464,8 +486,9 @@ export function swallowAnswerBullets(data: SwallowData): string[] {
       if (rnc && f32.escapes.every((v) => v !== null)) {
         if (rnc.escapes.every((v) => v === null)) verdict = ' — round-to-nearest froze the plateau';
         else if (rnc.escapes.every((v) => v !== null)) {
-          const w = welch(rnc.escapes as number[], f32.escapes as number[]);
-          verdict = w.lo > 0 ? ` — round-to-nearest lengthened the plateau by ${w.diff.toFixed(0)} steps [${w.lo.toFixed(0)}, ${w.hi.toFixed(0)}]` : w.hi < 0 ? ' — round-to-nearest escaped sooner' : ' — no significant difference in escape time';
+          const w = paired(rnc.escapes as number[], f32.escapes as number[]);
+          const later = (rnc.escapes as number[]).filter((v, k) => v > (f32.escapes[k] as number)).length;
+          verdict = w.lo > 0 ? ` — round-to-nearest lengthened the plateau by ${w.diff.toFixed(0)} steps [${w.lo.toFixed(0)}, ${w.hi.toFixed(0)}] (paired by seed; later on ${later} of ${w.df + 1} seeds)` : w.hi < 0 ? ' — round-to-nearest escaped sooner' : ` — no significant difference in escape time (paired by seed: ${w.diff.toFixed(0)} steps [${w.lo.toFixed(0)}, ${w.hi.toFixed(0)}])`;
         } else verdict = ' — some round-to-nearest seeds never escaped';
       }
       out.push(`Plateau (deep linear network, initial scale ${init}, ${p.seeds} seeds): steps to escape fp32 ${desc(f32)}, bf16 RN ${desc(rnc)}, fp16 RN ${desc(at('fp16 RN'))}, bf16 SR ${desc(at('bf16 SR'))}, bf16 + fp32 master ${desc(at('bf16 RN + fp32 master'))}, bf16 + Kahan ${desc(at('bf16 RN + Kahan (fp32)'))}${verdict}.`);
@@ -476,7 +499,7 @@ export function swallowAnswerBullets(data: SwallowData): string[] {
 
 /**
  * The headline answer to guess 2 from swallow.json: what round-to-nearest costs momentum and Adam in bf16 (lost update
- * mass, accuracy vs fp32 with its Welch interval), whether it froze a plateau, and which remedies remove the loss.
+ * mass, accuracy vs fp32 with its paired interval), whether it froze a plateau, and which remedies remove the loss.
  * Null when the saved results lack the cells it needs.
  * @example swallowHeadline(JSON.parse(readFileSync('reports/precision/swallow.json', 'utf8')))
  */
@@ -484,40 +507,56 @@ export function swallowHeadline(data: SwallowData): string | null {
   const cells = data.cells ?? [];
   const cell = (opt: string, format: string, rounding: string) => cells.find((c) => c.opt === opt && c.format === format && c.rounding === rounding);
   const parts: string[] = [];
+  const tests = gridTests(cells);
   const effect = (opt: string, format: string): string | null => {
     const c = cell(opt, format, 'nearest'), ref = cell(opt, 'fp32', 'nearest') ?? cells.find((r) => r.opt === opt && r.format === 'fp32');
-    if (!c || !ref || c.accs.length < 2 || ref.accs.length < 2) return null;
-    const w = welch(c.accs, ref.accs);
-    const verdict = w.hi < 0 ? 'lower accuracy than' : w.lo > 0 ? 'higher accuracy than' : 'no significant accuracy difference from';
-    return `${opt} lost ${pm(c.lost)} of its update mass, ${verdict} fp32 (${dpp(c.accs, ref.accs)})`;
+    const t = c && tests.get(c);
+    if (!c || !ref || !t) return null;
+    const { w, adj, family } = t;
+    const sig = w.hi < 0 || w.lo > 0;
+    const verdict = w.hi < 0 ? 'lower accuracy than' : w.lo > 0 ? 'higher accuracy than' : 'no accuracy difference detected from';
+    return `${opt} lost ${pm(c.lost)} of its update mass, ${verdict} fp32 (${dpp(c.accs, ref.accs)}${sig ? holmNote(adj, family, 'the grid') : ''})`;
   };
   const opts = [...new Set(cells.map((c) => c.opt))].sort((x, y) => (x === 'momentum' ? -1 : y === 'momentum' ? 1 : 0));
   const bf = opts.map((o) => effect(o, 'bf16')).filter((x): x is string => x !== null);
   if (!bf.length) return null;
-  parts.push(`with bf16 weights and round-to-nearest (MNIST, n = ${data.seeds} seeds, ${data.steps} steps with lr decay) ${bf.join('; ')}`);
+  const net = data.hidden ? `MNIST${data.trainN ? ` (${data.trainN} images)` : ''}, MLP 784-${data.hidden.join('-')}-10` : 'MNIST MLP';
+  parts.push(`on this network (${net}, n = ${data.seeds} seeds paired across rows, ${data.steps} steps with lr decay), with bf16 weights and round-to-nearest: ${bf.join('; ')}`);
   const p = data.plateau;
   if (p) {
-    const frozen = p.inits.filter((init) => {
+    // bf16 round-to-nearest against fp32 at each initial scale; Holm over the scales where both rows all escaped
+    const rows = p.inits.map((init) => {
       const rn = p.cells.find((c) => c.init === init && c.recipe === 'bf16 RN'), f32 = p.cells.find((c) => c.init === init && c.recipe === 'fp32');
-      return rn && f32 && rn.escapes.every((v) => v === null) && f32.escapes.every((v) => v !== null);
+      if (!rn || !f32 || !f32.escapes.every((v) => v !== null)) return null;
+      const w = rn.escapes.every((v) => v !== null) ? paired(rn.escapes as number[], f32.escapes as number[]) : null;
+      return { init, rn, f32, w };
+    }).filter((x) => x !== null);
+    const adj = holm(rows.map((r) => r.w?.p ?? NaN));
+    let stalled = false;
+    const says = rows.map(({ init, rn, f32, w }, i) => {
+      if (rn.escapes.every((v) => v === null)) { stalled = true; return `${init}: never escaped in ${p.config.steps} steps (fp32: ${meanSd(f32.escapes as number[], 1, 0)} steps)`; }
+      if (!w) { stalled = true; return `${init}: ${rn.escapes.filter((v) => v === null).length} of ${rn.escapes.length} seeds never escaped`; }
+      if (w.lo > 0) { stalled = true; return `${init}: escaped ${w.diff.toFixed(0)} steps later [${w.lo.toFixed(0)}, ${w.hi.toFixed(0)}]${holmNote(adj[i], rows.length, 'the scales')}`; }
+      return w.hi < 0 ? `${init}: escaped sooner` : `${init}: no difference in escape time detected`;
     });
-    const slowest = frozen.length ? frozen[frozen.length - 1] : null;
-    if (slowest !== null) {
-      const f32 = p.cells.find((c) => c.init === slowest && c.recipe === 'fp32')!;
-      parts.push(`on a plateau (deep linear network, initial scale ${frozen.join(' and ')}) bf16 round-to-nearest never escaped in ${p.config.steps} steps while fp32 escaped after ${meanSd(f32.escapes as number[], 1, 0)} steps`);
-    } else parts.push(`no plateau was frozen by round-to-nearest (initial scales ${p.inits.join(', ')})`);
+    if (says.length) parts.push(`on a plateau (deep linear network, ${p.seeds} seeds, by initial scale) bf16 round-to-nearest ${stalled ? 'stalled' : 'did not stall'} — ${says.join('; ')}`);
   }
   const rem = data.remedies;
   if (rem?.fp32) {
-    const ok = Object.entries(rem).filter(([k, m]) => k !== 'fp32' && !/^bf16 RN(,|$)/.test(k) && m.accs.length > 1 && (() => { const w = welch(m.accs, rem.fp32.accs); return w.lo <= 0 && w.hi >= 0; })());
+    const ok = Object.entries(rem).filter(([k, m]) => k !== 'fp32' && !/^bf16 RN(,|$)/.test(k) && m.accs.length > 1).map(([k, m]) => [k, paired(m.accs, rem.fp32.accs)] as const).filter(([, w]) => !(w.hi < 0));
     if (ok.length) {
-      const bound = Math.max(...ok.map(([, m]) => { const w = welch(m.accs, rem.fp32.accs); return Math.max(Math.abs(w.lo), Math.abs(w.hi)); }));
+      const lo = Math.min(...ok.map(([, w]) => w.lo)), hi = Math.max(...ok.map(([, w]) => w.hi));
       const names = ok.map(([k]) => { const r = k.replace(/^bf16 (RN )?\+? ?/, ''); return r === 'SR' ? 'stochastic rounding' : r === 'fp32 master' ? 'an fp32 master copy' : /^Kahan/.test(r) ? 'Kahan summation with an fp32 compensation' : r; });
       const list = names.length > 1 ? `${names.slice(0, -1).join(', ')} and ${names[names.length - 1]}` : names[0];
-      parts.push(`${list} each remove the loss (momentum, bf16 weights: no significant difference from fp32, every 95% interval within ±${(100 * bound).toFixed(2)} pp)`);
+      const f = (v: number) => `${v >= 0 ? '+' : ''}${(100 * v).toFixed(2)}`;
+      parts.push(`${list} each remove the loss (momentum, bf16 weights: none is lower than fp32; every 95% interval within [${f(lo)}, ${f(hi)}] pp)`);
     }
   }
-  const fp16 = opts.map((o) => [o, cell(o, 'fp16', 'nearest'), cells.find((r) => r.opt === o && r.format === 'fp32')] as const).filter(([, c, r]) => c && r && c.accs.length > 1 && r.accs.length > 1);
-  if (fp16.length === opts.length && fp16.every(([, c, r]) => { const w = welch(c!.accs, r!.accs); return w.lo <= 0 && w.hi >= 0; })) parts.push('fp16 round-to-nearest (3 more mantissa bits) shows no significant accuracy cost with any optimizer');
+  const fp16 = opts.map((o) => { const c = cell(o, 'fp16', 'nearest'); const t = c && tests.get(c); return t ? [o, c!, t] as const : null; }).filter((x) => x !== null);
+  if (fp16.length) {
+    const sig = fp16.filter(([, , t]) => t.w.lo > 0 || t.w.hi < 0);
+    const bound = Math.max(...fp16.map(([, , t]) => Math.max(Math.abs(t.w.lo), Math.abs(t.w.hi))));
+    parts.push(`fp16 round-to-nearest (3 more mantissa bits) stays within ±${(100 * bound).toFixed(2)} pp of fp32 with every optimizer${sig.length ? ` (${sig.map(([o, c, t]) => `${o} ${dpp(c.accs, cell(o, 'fp32', 'nearest')!.accs)}${holmNote(t.adj, t.family, 'the grid')}`).join('; ')})` : ', no difference detected'}`);
+  }
   return parts.join('; ');
 }

@@ -2,7 +2,7 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { py } from '../dev/helpers.ts';
-import { summarize, tCdf, tQuantile, verdict, welch, meanSd, interval } from '../lab/stats.ts';
+import { holm, paired, summarize, tCdf, tQuantile, verdict, welch, meanSd, interval } from '../lab/stats.ts';
 
 test('t quantiles, CDF, 95% intervals and Welch match scipy.stats', () => {
   const dfs = [1, 2, 3, 4, 5, 7.5, 10, 29, 100, 1000];
@@ -28,4 +28,26 @@ print(json.dumps({'q': [st.t.ppf(0.975, d) for d in dfs], 'c': [st.t.cdf(-1.7, d
   assert.equal(verdict([0.95, 0.96, 0.94], [0.951, 0.949, 0.962]), 'no significant difference');
   assert.equal(meanSd([0.1, 0.3], 100, 1), '20.0 ± 14.1');
   assert.equal(interval([1], 1), '–');
+});
+
+test('paired t-test matches scipy.stats.ttest_rel; Holm adjusts as defined; constant samples give no made-up interval', () => {
+  const a = [0.951, 0.948, 0.955, 0.949, 0.952], b = [0.949, 0.947, 0.951, 0.949, 0.950];
+  const ref = JSON.parse(py(`import json, numpy as np, scipy.stats as st
+a = ${JSON.stringify(a)}; b = ${JSON.stringify(b)}
+r = st.ttest_rel(a, b); d = np.subtract(a, b); h = st.t.ppf(0.975, len(d) - 1) * st.sem(d)
+print(json.dumps([float(r.statistic), float(r.pvalue), float(np.mean(d) - h), float(np.mean(d) + h)]))`)) as number[];
+  const p = paired(a, b);
+  assert.ok(Math.abs(p.t - ref[0]) < 1e-9 && Math.abs(p.p - ref[1]) < 1e-9, `t ${p.t} p ${p.p} vs scipy ${ref[0]} ${ref[1]}`);
+  assert.ok(Math.abs(p.lo - ref[2]) < 1e-12 && Math.abs(p.hi - ref[3]) < 1e-12);
+  // Holm: sorted p times (m - rank), running maximum, capped at 1, NaN left out
+  assert.deepEqual(holm([0.01, 0.04, 0.03, NaN]).map((v) => (Number.isNaN(v) ? 'NaN' : +v.toFixed(10))), [0.03, 0.06, 0.06, 'NaN']);
+  assert.deepEqual(holm([0.5, 0.001]), [0.5, 0.002]);
+  assert.deepEqual(holm([0.6, 0.7]), [1, 1]); // the running maximum keeps the larger p's adjustment monotone
+  // identical on every seed, and a constant shift on every seed
+  assert.deepEqual([paired([1, 2], [1, 2]).lo, paired([1, 2], [1, 2]).p], [0, 1]);
+  assert.deepEqual([paired([2, 3], [1, 2]).lo, paired([2, 3], [1, 2]).hi, paired([2, 3], [1, 2]).p], [1, 1, 0]);
+  // Welch on two different constant samples: no interval, no verdict
+  const w = welch([1, 1], [2, 2]);
+  assert.ok(Number.isNaN(w.lo) && Number.isNaN(w.p));
+  assert.equal(verdict([1, 1], [2, 2]), 'no significant difference');
 });
