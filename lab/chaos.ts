@@ -144,6 +144,9 @@ export function lyapunov(points: { step: number; d: number }[], cap: number): { 
 /** Bumped when a chaos run's meaning changes (its records then no longer count). */
 export const CHAOS_VERSION = 1;
 
+/** Seed of the base run that every twin copies (the independent seeds are 2, 3, …). */
+export const CHAOS_BASE_SEED = 1;
+
 /** Network, data and schedule by size. */
 export function chaosConfig(size: ChaosSize) {
   return size === 'tiny' ? { size, hidden: [32, 32, 32], trainN: 1000, testN: 500, steps: 100, evalEvery: 10, twins: 3, seeds: 3, probes: 100 }
@@ -200,7 +203,7 @@ function baseTrajectory(cfg: ChaosConfig): Promise<Map<number, { w: Float32Array
   const k = JSON.stringify(cfg);
   if (!baseCache.has(k)) baseCache.set(k, chaosCommon(cfg).then((common) => {
     const base = new Map<number, { w: Float32Array[]; pred: Uint8Array }>();
-    runTraining({ ...common, seed: 1, onEval: (step, w, pred) => { base.set(step, { w: w.map((a) => a.slice()), pred: pred.slice() }); } });
+    runTraining({ ...common, seed: CHAOS_BASE_SEED, onEval: (step, w, pred) => { base.set(step, { w: w.map((a) => a.slice()), pred: pred.slice() }); } });
     return base;
   }));
   return baseCache.get(k)!;
@@ -218,7 +221,7 @@ export async function chaosUnit(u: ChaosUnitSpec): Promise<ChaosBaseResult | Cha
     const gain: GainTrace = [];
     let probe: JacobianGain[] = [];
     const onGain = gainRecorder(cfg, test, gain, (g) => { probe = g; });
-    const res = runTraining({ ...common, seed: 1, onEval: (step, _w, _p, model) => onGain(step, model) });
+    const res = runTraining({ ...common, seed: CHAOS_BASE_SEED, onEval: (step, _w, _p, model) => onGain(step, model) });
     const model = res.trainer.model;
     const draws = cfg.size === 'full' ? 5 : 3;
     const noiseDraws: number[][][] = [], noiseFormats: number[][] = [];
@@ -236,7 +239,7 @@ export async function chaosUnit(u: ChaosUnitSpec): Promise<ChaosBaseResult | Cha
   const L = u.kind === 'twin' ? twinLayers(cfg)[u.layer] : null;
   const res = runTraining({
     ...common,
-    seed: u.kind === 'seed' ? u.seed : 1,
+    seed: u.kind === 'seed' ? u.seed : CHAOS_BASE_SEED,
     orderSeed: u.kind === 'order' ? 2 : undefined,
     swap: u.kind === 'swap' ? [3, 250] : undefined,
     perturb: u.kind === 'twin' ? (w) => { const a = w[L!.idx]; const v = new Uint32Array(a.buffer, a.byteOffset + 4 * u.index, 1); v[0] += 1; } : undefined,
@@ -428,13 +431,13 @@ export async function labChaos(o: LabOptions & { size?: ChaosSize; twins?: numbe
     '',
     '### One-ulp twins per layer',
     '',
-    `The base run (seed 1) is repeated with one weight changed by one ulp (a relative change of ~10⁻⁷), ${nTwins} twins per layer, each a different randomly chosen weight of that layer's kernel. λ is the finite-time Lyapunov exponent: the least-squares slope of ln(relative weight distance to the base run) against the step, fitted over the evaluation points (every ${cfg.evalEvery} steps) before the distance reaches 10% of the distance between independent seeds (saturation). Mean ± s.d. over twins, and the 95% t-interval of λ. (A first-layer weight from a pixel that is 0 in every image never affects the run, so such a twin keeps its initial distance: λ ≈ 0.)`,
+    `The base run (seed ${CHAOS_BASE_SEED}) is repeated with one weight changed by one ulp (a relative change of ~10⁻⁷), ${nTwins} twins per layer, each a different randomly chosen weight of that layer's kernel (hidden 1, hidden 2 — of the middle weight layers hidden 2–${cfg.hidden.length}, only hidden 2 is perturbed — and the output layer). Every twin is a copy of that one training run, so an interval over twins covers which weight was perturbed, not different training runs. λ is the finite-time Lyapunov exponent: the least-squares slope of ln(relative weight distance to the base run) against the step, fitted over the evaluation points (every ${cfg.evalEvery} steps) before the distance reaches 10% of the distance between independent seeds (saturation). Mean ± s.d. over twins, and the 95% t-interval of λ. (A first-layer weight from a pixel that is 0 in every image never affects the run, so such a twin keeps its initial distance: λ ≈ 0.)`,
     '',
-    `**Null twin** (seed 1 again, nothing changed): ${nullTwin.differing} of ${baseRes.totalWeights} weights differ at the end${nullTwin.differing === 0 ? ' — the runs are bit-for-bit deterministic, so every distance below is caused by the perturbation' : ' — the training is NOT deterministic here, so the distances below include that noise'}.`,
+    `**Null twin** (seed ${CHAOS_BASE_SEED} again, nothing changed): ${nullTwin.differing} of ${baseRes.totalWeights} weights differ at the end${nullTwin.differing === 0 ? ' — the runs are bit-for-bit deterministic, so every distance below is caused by the perturbation' : ' — the training is NOT deterministic here, so the distances below include that noise'}.`,
     '',
     table(['perturbed layer', 'twins', 'λ per step (mean ± s.d.)', 'λ 95% interval', 'final relative distance', 'test predictions differing', 'final test acc'], rows),
     '',
-    `Does the middle layer differ (Welch 95% intervals of the difference in λ)? ${cmp.join('; ')}. ${middleStandsOut ? `**The middle layer differs from both others at 95% confidence (its twins diverge ${lamVerdicts[0] === 'higher' ? 'faster' : 'more slowly'}).**` : middleDiffers ? '**The middle layer differs from one other layer at 95% confidence but not from both: no middle-layer peak.**' : '**No: at 95% confidence the middle layer is not different from the others.**'}`,
+    `Does the middle layer differ (Welch 95% intervals of the difference in λ)? ${cmp.join('; ')}. ${middleStandsOut ? `**The middle layer differs from both others at 95% confidence (its twins diverge ${lamVerdicts[0] === 'higher' ? 'faster' : 'more slowly'}).**` : middleDiffers ? '**The middle layer differs from one other layer at 95% confidence but not from both: no middle-layer peak.**' : `**No difference detected at 95% confidence** (with ${nTwins} twins per layer the intervals above still allow differences up to ${(Math.max(...[perLayer[0], perLayer[2]].map((L) => { const w = welch(mid.lambdas, L.lambdas); return Math.max(Math.abs(w.lo), Math.abs(w.hi)); })) / Math.abs(mean(perLayer.flatMap((L) => L.lambdas)))).toFixed(1)}× the mean λ of all twins).`}`,
     '',
     `Float32 resolution: a relative distance of at most 2⁻²³ ≈ 1.2e-7 is what the twin would show if every weight were within one ulp of the base run's, so below it a twin may only be spreading its one-ulp difference to more weights (each rounding step can flip a last bit) rather than growing it. A twin whose distance passes 2⁻²³ has weights that differ by several ulps: growth. λ fitted on a twin that never leaves that band measures the spread, not a Lyapunov exponent.`,
     '',
@@ -456,7 +459,7 @@ export async function labChaos(o: LabOptions & { size?: ChaosSize; twins?: numbe
     '',
     table(['layer output', 'runs', 'gain at step 0', 'top singular value at the end (mean ± s.d.)', '95% interval (runs)', 'base run, over probes [95%]', 'random direction at the end', 'growth of ln gain per step [95%]', 'λ of the one-ulp twin in this layer'], gainRows),
     '',
-    `Does the middle layer's gain differ (Welch 95% intervals over runs)? ${gainCmp.map((c) => `middle − ${c.other}: ${c.w.diff.toFixed(3)} [${c.w.lo.toFixed(3)}, ${c.w.hi.toFixed(3)}] → ${c.v === 'higher' ? 'middle amplifies more' : c.v === 'lower' ? 'middle amplifies less' : 'no significant difference'}`).join('; ')}. ${middleGainStandsOut ? `**The middle layer's gain stands out at 95% confidence (${gainCmp[0].v === 'higher' ? 'larger' : 'smaller'} than both others).**` : middleGainDiffers ? '**The middle layer\'s gain differs from at least one other layer at 95% confidence, but lies between them: no middle-layer peak.**' : '**No: at 95% confidence the middle layer\'s gain is not different from the others.**'} Relation to the exponents: ${relation}. The gain is the amplification of a perturbation by one forward pass; λ is the growth of a weight perturbation over training steps, which also passes through the backward pass and the optimizer, so a larger gain need not mean a larger λ.`,
+    `Does the middle layer's gain differ (Welch 95% intervals over runs)? ${gainCmp.map((c) => `middle − ${c.other}: ${c.w.diff.toFixed(3)} [${c.w.lo.toFixed(3)}, ${c.w.hi.toFixed(3)}] → ${c.v === 'higher' ? 'middle amplifies more' : c.v === 'lower' ? 'middle amplifies less' : 'no significant difference'}`).join('; ')}. ${middleGainStandsOut ? `**The middle layer's gain stands out at 95% confidence (${gainCmp[0].v === 'higher' ? 'larger' : 'smaller'} than both others).**` : middleGainDiffers ? '**The middle layer\'s gain differs from at least one other layer at 95% confidence, but lies between them: no middle-layer peak.**' : '**No difference detected at 95% confidence between the middle layer\'s gain and the others\'.**'} Relation to the exponents: ${relation}. The gain is the amplification of a perturbation by one forward pass; λ is the growth of a weight perturbation over training steps, which also passes through the backward pass and the optimizer, so a larger gain need not mean a larger λ.`,
     '',
     figGain,
     '',
@@ -469,7 +472,7 @@ export async function labChaos(o: LabOptions & { size?: ChaosSize; twins?: numbe
     figNoise,
   ].join('\n');
   const summary = {
-    quick: q, size, steps: cfg.steps, noiseDrawsPerEps: draws, noiseDraws,
+    quick: q, size, hidden: cfg.hidden, trainN: cfg.trainN, testN: cfg.testN, baseSeed: CHAOS_BASE_SEED, steps: cfg.steps, noiseDrawsPerEps: draws, noiseDraws,
     seedDist: seedRuns.map((r) => r.tr.at(-1)!.d), seedDisagree: seedRuns.map((r) => r.tr.at(-1)!.disagree), seedAccs: [baseRes.acc, ...seedAccs],
     baseAcc: baseRes.acc, seedMeanAcc: mean([baseRes.acc, ...seedAccs]), seedSdAcc: seedSd, twins: twinsOut, epsList, noise, noiseFormats,
     nullDiffering: nullTwin.differing, middleDiffers, middleStandsOut, allGrown, resolution: resolution.map((r) => ({ name: r.name, start: r.start, passStep: r.above.map((x) => (Number.isFinite(x) ? x : null)), efolds: r.efolds, lambdasAbove: r.lambdasAbove.map((x) => (Number.isFinite(x) ? x : null)) })),

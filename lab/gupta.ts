@@ -1,6 +1,6 @@
 // Gupta et al. 2015 (arXiv 1502.02551) on MNIST: 784-1000-1000-10 ReLU and a LeNet-like CNN, WL=16 fixed point <IL,FL>,
-// round-to-nearest vs stochastic rounding, the loss summed over the batch as in the paper (the batch-mean loss shown as the artifact it
-// is), n seeds per cell with mean ± s.d. and 95% intervals, and a float32 control of the activation range.
+// round-to-nearest vs stochastic rounding, the loss summed over the batch as in the paper (the batch-mean loss beside it: errors
+// batch-times smaller), n seeds per cell with mean ± s.d. and 95% intervals, and a float32 control of the activation range.
 import { fixedFormat, FP32, type Format, type Rounding } from '../src/precision/formats.ts';
 import { tf } from './tf.ts';
 import { cachedMnist, type Dataset } from './data.ts';
@@ -13,7 +13,7 @@ import { interval, mean, meanSd, summarize, welch } from './stats.ts';
 import type { PrecisionSpec } from './train.ts';
 import type * as tfl from '@tensorflow/tfjs-layers';
 
-/** Size of a gupta2015 run: tiny (tests), quick (the paper's network on a subset), full. */
+/** Size of a gupta2015 run: tiny (tests), quick (the paper's MLP and a LeNet-like CNN on a subset), full. */
 export type GuptaSize = 'tiny' | 'quick' | 'full';
 
 /** Options of the gupta2015 experiment. */
@@ -262,16 +262,16 @@ async function writeGupta(o: GuptaOptions, cells: GuptaCell[], cfg: ReturnType<t
     }
     return [
       c.net === 'cnn' ? 'CNN' : 'MLP',
-      c.dynamic ? 'dynamic fixed, WL=16' : c.fl === null ? 'float32' : `<${16 - c.fl},${c.fl}>`, c.rounding, c.loss === 'sum' ? 'summed' : '**mean (artifact)**',
+      c.dynamic ? 'dynamic fixed, WL=16' : c.fl === null ? 'float32' : `<${16 - c.fl},${c.fl}>`, c.rounding, c.loss === 'sum' ? 'summed' : '**mean** (errors 1/batch)',
       `${meanSd(c.testError, 100, 2)} %`, interval(c.testError, 100, 2), vs,
       c.rounding === 'float32' ? '–' : `${meanSd(c.saturated, 100, 2)} %`, c.rounding === 'float32' ? '–' : `${meanSd(c.swallowed, 100, 1)} %`, c.rounding === 'float32' ? '–' : `${meanSd(c.gradUnderflow, 100, 1)} %`,
       paperCell(c), mean(c.seconds).toFixed(0),
     ];
   });
-  const sizeNote = cfg.size === 'full' ? '' : cfg.size === 'quick' ? ' (the paper\'s networks on a subset of MNIST, few epochs: not converged)' : ' (**tiny**: narrow networks on a small subset, for tests — not the paper\'s networks)';
+  const sizeNote = cfg.size === 'full' ? '' : cfg.size === 'quick' ? ' (the paper\'s MLP and a LeNet-like CNN on a subset of MNIST, few epochs: not converged)' : ' (**tiny**: narrow networks on a small subset, for tests — not the paper\'s MLP nor the LeNet-like CNN)';
   const cnnDesc = `CNN: conv 5×5 (${cfg.cnn.maps[0]} maps) + ReLU, 2×2 max-pool, conv 5×5 (${cfg.cnn.maps[1]} maps) + ReLU, 2×2 max-pool, dense ${cfg.cnn.dense} + ReLU, dense 10`;
   const rangeBlock = (rs: ReturnType<typeof activationRange>[], f: number[], name: string) => rs.length ? [
-    `${name}: the float32 runs' layer outputs on the test set after training, against each format's range (mean ± s.d. over ${rs.length} seeds; "hidden" is the worst layer before the logits). Large shares here mean the range, not the rounding, limits that format.`,
+    `${name}: the float32 runs' layer outputs on the test set after training, against each format's range (mean ± s.d. over ${rs.length} seeds; "hidden" is the worst layer before the logits). Large shares here (hidden layers or logits alike) are consistent with the range, not the rounding, limiting that format (not tested by an intervention).`,
     '',
     table(['format', 'range', 'all outputs beyond', 'hidden layer beyond', 'logits beyond'], rangeRows(rs, f)),
     '',
@@ -283,7 +283,7 @@ async function writeGupta(o: GuptaOptions, cells: GuptaCell[], cfg: ReturnType<t
     '',
     stamp(cfg.size !== 'full', seconds, `MNIST ${cfg.trainN} train / ${cfg.testN} test images; MLP 784-${cfg.hidden.join('-')}-10 ReLU; ${cnnDesc}${sizeNote}; plain SGD, batch ${cfg.batch}, loss summed over the batch with lr ${cfg.lrSum} (= ${cfg.lrSum * cfg.batch} on the batch mean; not the paper's value), no decay, ${cfg.epochs} epochs (${steps} steps), ${seeds} seeds per cell (seed = initial weights, sample order and rounding stream)`, runs),
     '',
-    'Weights, layer outputs, back-propagated errors and weight gradients are all rounded to signed fixed point ⟨16−FL, FL⟩ (fixed point saturates at ±2^(IL−1)); there is no float master copy; matrix products and convolutions accumulate in float32 before rounding (the paper\'s wide accumulator), and every update w + Δ is rounded once from its exact value. **Loss**: the paper sums the cross-entropy over the batch; averaging it instead makes every back-propagated error 1/batch as large, so at FL=8 round-to-nearest zeroes most of them — those rows are an artifact of the loss reduction, not a precision limit. Columns: test error mean ± s.d. over seeds, its 95% t-interval, the difference to the float32 run of the same network (Welch 95% interval; a verdict only where the interval excludes 0), share of forward layer outputs saturated (averaged over training), share of nonzero weight updates that left the stored weight unchanged ("swallowed"; counts a deferred stochastic update as swallowed too), share of nonzero weight gradients below 2^−FL.',
+    'Weights, layer outputs, back-propagated errors and weight gradients are all rounded to signed fixed point ⟨16−FL, FL⟩ (fixed point saturates at ±2^(IL−1)); there is no float master copy; matrix products and convolutions accumulate in float32 before rounding (the paper\'s wide accumulator), and every update w + Δ is rounded once from its exact value. **Loss**: the paper sums the cross-entropy over the batch; averaging it instead makes every back-propagated error 1/batch as large, so at FL=8 round-to-nearest zeroes most of them — those rows test an interaction of format and loss: a format that fails only there fails only when the back-propagated errors are made batch-times smaller (the batch-mean loss). Columns: test error mean ± s.d. over seeds, its 95% t-interval, the difference to the float32 run of the same network (Welch 95% interval; a verdict only where the interval excludes 0), share of forward layer outputs saturated (averaged over training), share of nonzero weight updates that left the stored weight unchanged ("swallowed"; counts a deferred stochastic update as swallowed too), share of nonzero weight gradients below 2^−FL.',
     '',
     'Dynamic fixed point (Courbariaux, Bengio & David 2014) is the fix for the range problem: every tensor group (each layer\'s weights, weight gradients, outputs and back-propagated errors) has 16-bit codes times its own power of two 2^−FL, and FL moves by one after each rounding so that at most 0.01% of the values saturate (FL may exceed 15 for small gradients). "grad underflow" for it is measured against the current 2^−FL of each gradient tensor.',
     '',

@@ -9,6 +9,7 @@ import { countDone, sectionRunsDir, type Unit } from './runs.ts';
 import { mean, summarize, welch } from './stats.ts';
 import { speedAnswerBullets, speedHeadline, type SpeedData } from './speed.ts';
 import { swallowAnswerBullets, swallowHeadline, type SwallowData } from './swallow.ts';
+import { CHAOS_BASE_SEED, chaosConfig } from './chaos.ts';
 import { fp8AnswerBullets } from './fp8.ts';
 import { int8AnswerBullets } from './int8.ts';
 
@@ -60,7 +61,7 @@ type GuptaCellJson = { label: string; net?: string; fl: number | null; rounding:
 
 /**
  * Answer bullets from gupta2015.json: summed-loss fixed point against float32 per network, round-to-nearest against
- * stochastic per FL, the mean-loss artifact, the float32 range control, dynamic fixed point, and the paper.
+ * stochastic per FL, the batch-mean loss against the summed one, the float32 range control (one rule for hidden layers and logits), dynamic fixed point, and the paper.
  */
 export function guptaAnswerBullets(g: Json): string[] {
   const cells = (g.cells as GuptaCellJson[]).map((c) => ({ ...c, net: c.net ?? 'mlp', loss: c.loss ?? 'sum' }));
@@ -95,12 +96,22 @@ export function guptaAnswerBullets(g: Json): string[] {
     }
   }
   const rn8 = find('mlp', (c) => c.fl === 8 && c.rounding === 'nearest' && c.loss === 'sum' && !c.dynamic);
-  const rn8m = find('mlp', (c) => c.fl === 8 && c.rounding === 'nearest' && c.loss === 'mean');
   if (rn8) out.push(`Saturation at FL=8 round-to-nearest, summed loss: ${pctStat(rn8.saturated, 3)} of forward layer outputs (largest seed ${(100 * Math.max(...rn8.saturated)).toFixed(3)} %).`);
-  if (rn8 && rn8m) {
-    const gap = gapPts(rn8m.testError, rn8.testError, 'worse', 'better');
-    out.push(`The batch-mean loss (errors 1/batch as large) at FL=8 round-to-nearest: ${pctStat(rn8m.testError)}, minus the summed loss ${gap.text}${gap.sign > 0 ? ' — a cost of the loss reduction, not of the format' : ''}.`);
+  // the batch-mean loss against the summed one, per network, FL and rounding that has both: an interaction of format and loss
+  for (const m of cells.filter((c) => c.loss === 'mean' && c.fl !== null && !c.dynamic)) {
+    const s = find(m.net!, (c) => c.loss === 'sum' && c.fl === m.fl && c.rounding === m.rounding && !c.dynamic);
+    if (!s) continue;
+    const f32 = find(m.net!, (c) => c.rounding === 'float32');
+    const gap = gapPts(m.testError, s.testError, 'worse', 'better');
+    const sumGap = f32 ? gapPts(s.testError, f32.testError, 'worse', 'better') : null;
+    const why = gap.sign <= 0 ? ''
+      : sumGap && sumGap.sign <= 0 ? ` — the format fails only when the back-propagated errors are made batch-times smaller (the batch-mean loss): with the summed loss it is within reach of float32 (${sumGap.text})`
+        : sumGap ? ` — with the summed loss the format already costs accuracy (vs float32 ${sumGap.text}), and it costs more when the back-propagated errors are made batch-times smaller (the batch-mean loss): an interaction of the format with the loss reduction`
+          : ' — the format costs more when the back-propagated errors are made batch-times smaller (the batch-mean loss)';
+    out.push(`The batch-mean loss (errors 1/batch as large) at FL=${m.fl} ${m.rounding === 'nearest' ? 'round-to-nearest' : m.rounding}${m.net === 'cnn' ? ', CNN' : ''}: ${pctStat(m.testError)}, minus the summed loss ${gap.text}${why}.`);
   }
+  // the same rule for every network: the range explains a format's errors only if some layer (hidden or logits) has
+  // more than 1% of its float32 outputs beyond that range at the lower end of the 95% interval; no intervention tests it
   type Range = { layer: string; max: number; beyond: number[] }[];
   for (const [net, ranges, fls] of [['MLP', (g.ranges ?? []) as Range[], (g.fls ?? [8, 10, 12, 14]) as number[]], ['CNN', (g.cnnRanges ?? []) as Range[], (g.cnnFls ?? []) as number[]]] as [string, Range[], number[]][]) {
     if (!ranges.length || !fls.length) continue;
@@ -108,7 +119,14 @@ export function guptaAnswerBullets(g: Json): string[] {
     const flMax = fls[j];
     const hidden = ranges.map((r) => Math.max(...r.slice(0, -1).map((l) => l.beyond[j])));
     const logits = ranges.map((r) => r[r.length - 1].beyond[j]);
-    out.push(`Float32 range control, ${net}, for ⟨${16 - flMax},${flMax}⟩ (range ±${2 ** (16 - flMax - 1)}): after float32 training ${pctStat(hidden, 2)} of the worst hidden layer's outputs and ${pctStat(logits, 2)} of the logits lie beyond it; the largest |output| was ${stat(ranges.map((r) => Math.max(...r.map((l) => l.max))), 1)}${summarize(hidden).lo > 0.01 ? ' — this format clips the float32 network: its errors here are a range limit, not a rounding one' : ''}.`);
+    const over = [['hidden', hidden], ['logits', logits]].filter(([, v]) => summarize(v as number[]).lo > 0.01).map(([k]) => k as string);
+    const fixedCells = cells.filter((c) => c.net === net.toLowerCase() && c.fl === flMax && c.loss === 'sum' && !c.dynamic);
+    const f32 = find(net.toLowerCase(), (c) => c.rounding === 'float32');
+    const fails = f32 && fixedCells.length && fixedCells.every((c) => gapPts(c.testError, f32.testError, '', '').sign > 0);
+    const note = over.length
+      ? ` — ${over.join(' and ')} beyond the range (criterion: the 95% interval's lower end above 1%)${fails ? `; the ⟨${16 - flMax},${flMax}⟩ runs' errors above float32 are consistent with a range limit (not tested by an intervention)` : ''}`
+      : ' — no layer has more than 1% beyond the range (criterion: the 95% interval\'s lower end): no sign that the range limits this format here';
+    out.push(`Float32 range control, ${net}, for ⟨${16 - flMax},${flMax}⟩ (range ±${2 ** (16 - flMax - 1)}): after float32 training ${pctStat(hidden, 2)} of the worst hidden layer's outputs and ${pctStat(logits, 2)} of the logits lie beyond it; the largest |output| was ${stat(ranges.map((r) => Math.max(...r.map((l) => l.max))), 1)}${note}.`);
   }
   const f32 = find('mlp', (c) => c.rounding === 'float32');
   const dyn = cells.filter((c) => c.dynamic);
@@ -132,74 +150,149 @@ function guptaHeadline(g: Json): string | null {
 
 // ---------------------------------------------------------------- chaos
 
+/** The weights a one-ulp twin row perturbed, from its saved name: "middle (hidden 2)" → "middle (hidden 2 kernel)", "late (output)" → "late (output layer kernel)". */
+const twinLabel = (name: string) => name.replace(/\((hidden \d+)\)/, '($1 kernel)').replace(/\(output\)/, '(output layer kernel)');
+/** The activations a gain or noise row measures, from its saved name: "late (hidden 3)" → "late (hidden 3 output)". */
+const outLabel = (name: string) => name.replace(/\((hidden \d+)\)/, '($1 output)');
+/** "lo, hi" of an interval in exponent notation. */
+const iv = (w: { lo: number; hi: number }) => `[${w.lo.toExponential(2)}, ${w.hi.toExponential(2)}]`;
+const sign = (w: { lo: number; hi: number }) => (w.lo > 0 ? 1 : w.hi < 0 ? -1 : 0);
+
+/** The chaos run's network, base seed and schedule: saved in chaos.json, else the configuration of its size. */
+function chaosScope(c: Json): { hidden: number[] | null; seed: number; steps: number | null; twins: number } {
+  const size = c.size as string | undefined;
+  const cfg = size === 'tiny' || size === 'quick' || size === 'full' ? chaosConfig(size) : null;
+  const layers = (c.layers ?? []) as { lambdas: number[] }[];
+  return { hidden: (c.hidden as number[] | undefined) ?? cfg?.hidden ?? null, seed: (c.baseSeed as number | undefined) ?? CHAOS_BASE_SEED, steps: (c.steps as number | undefined) ?? cfg?.steps ?? null, twins: layers[0]?.lambdas.length ?? 0 };
+}
+
+/** Twin exponents per layer: fitted above float32 resolution (2⁻²³) when every layer has ≥ 2 such fits, else from step 0. */
+function twinLambdas(c: Json): { above: boolean; rows: { name: string; v: number[] }[] } {
+  const layers = (c.layers ?? []) as { name: string; lambdas: number[] }[];
+  const res = c.resolution as { name: string; lambdasAbove?: (number | null)[] }[] | undefined;
+  const la = (res ?? []).map((r) => ({ name: r.name, v: (r.lambdasAbove ?? []).filter((x): x is number => x !== null && Number.isFinite(x)) }));
+  if (la.length === layers.length && la.length === 3 && la.every((r) => r.v.length >= 2)) return { above: true, rows: la };
+  return { above: false, rows: layers.map((L) => ({ name: L.name, v: L.lambdas })) };
+}
+
 /** Answer bullets from chaos.json: null twin, per-layer Lyapunov exponents and Jacobian gains with intervals, noise. */
 export function chaosAnswerBullets(c: Json): string[] {
   const out: string[] = [];
   const layers = (c.layers ?? []) as { name: string; lambdas: number[]; disagree: number[] }[];
-  out.push(`Null twin (same seed, nothing changed): ${c.nullDiffering} weights differ at the end${c.nullDiffering === 0 ? ', so every distance is caused by the perturbation' : ' — training is not deterministic here and the twin distances include that noise'} (${modeOf(c)} mode${c.steps ? `, ${c.steps} steps` : ''}).`);
+  const sc = chaosScope(c);
+  out.push(`Null twin (same seed, nothing changed): ${c.nullDiffering} weights differ at the end${c.nullDiffering === 0 ? ', so every distance is caused by the perturbation' : ' — training is not deterministic here and the twin distances include that noise'} (${modeOf(c)} mode${sc.hidden ? `, MNIST MLP 784-${sc.hidden.join('-')}-10` : ''}, base run seed ${sc.seed}${c.steps ? `, ${c.steps} steps` : ''}; every twin is a copy of that one run with one weight changed by one ulp, so the intervals below over twins cover which weight was perturbed, not different training runs).`);
   if (layers.length === 3) {
-    out.push(`Finite-time Lyapunov exponent of one-ulp twins (e-folds per step): ${layers.map((L) => `${L.name} ${stat(L.lambdas, 4)}`).join('; ')}.`);
+    out.push(`Finite-time Lyapunov exponent of one-ulp twins, fitted from step 0 (e-folds per step): ${layers.map((L) => `${twinLabel(L.name)} ${stat(L.lambdas, 4)}`).join('; ')}.`);
     const res = c.resolution as { name: string; passStep: (number | null)[] }[] | undefined;
     if (res) {
-      out.push(`Float32 resolution (relative distance 2⁻²³, the most an all-within-one-ulp difference can reach): ${res.map((r) => `${r.name} ${r.passStep.filter((x) => x !== null).length} of ${r.passStep.length} twins pass it`).join('; ')} → ${c.allGrown ? 'every twin grew past the rounding floor: the perturbation really grows' : 'some twins stay at the rounding floor, where an exponent measures the spread of last-bit differences, not growth'}.`);
-      const la = (c.resolution as { name: string; lambdasAbove?: (number | null)[] }[]).map((r) => ({ name: r.name, v: (r.lambdasAbove ?? []).filter((x): x is number => x !== null) }));
-      if (la.every((r) => r.v.length >= 2)) out.push(`Exponent fitted only above that floor (growth proper): ${la.map((r) => `${r.name} ${stat(r.v, 4)}`).join('; ')}; middle minus the others: ${[la[0], la[2]].map((r) => { const w = welch(la[1].v, r.v); return `vs ${r.name} ${w.diff.toExponential(2)} [${w.lo.toExponential(2)}, ${w.hi.toExponential(2)}]`; }).join('; ')}.`);
+      out.push(`Float32 resolution (relative distance 2⁻²³, the most an all-within-one-ulp difference can reach): ${res.map((r) => `${twinLabel(r.name)} ${r.passStep.filter((x) => x !== null).length} of ${r.passStep.length} twins pass it`).join('; ')} → ${c.allGrown ? 'every twin grew past the rounding floor: the perturbation really grows' : 'some twins stay at the rounding floor, where an exponent measures the spread of last-bit differences, not growth'}.`);
+      const tl = twinLambdas(c);
+      if (tl.above) { const la = tl.rows; out.push(`Exponent fitted only above that floor (growth proper): ${la.map((r) => `${twinLabel(r.name)} ${stat(r.v, 4)}`).join('; ')}; middle minus the others: ${[la[0], la[2]].map((r) => { const w = welch(la[1].v, r.v); return `vs ${twinLabel(r.name)} ${w.diff.toExponential(2)} ${iv(w)}`; }).join('; ')}.`); }
     }
     const mid = layers[1];
     const cmp = [layers[0], layers[2]].map((L) => ({ L, w: welch(mid.lambdas, L.lambdas) }));
-    const signs = cmp.map(({ w }) => (w.lo > 0 ? 1 : w.hi < 0 ? -1 : 0));
-    out.push(`Middle minus the others: ${cmp.map(({ L, w }) => `vs ${L.name} ${w.diff.toExponential(2)} [${w.lo.toExponential(2)}, ${w.hi.toExponential(2)}]`).join('; ')} → ${signs.every((s) => s > 0) ? 'the middle layer\'s twins diverge faster than both others at 95% confidence' : signs.every((s) => s < 0) ? 'the middle layer\'s twins diverge more slowly than both others at 95% confidence' : signs.some((s) => s !== 0) ? 'the middle layer differs from one other layer but is not above or below both' : 'no significant difference at 95% confidence'}.`);
+    const signs = cmp.map(({ w }) => sign(w));
+    out.push(`Middle minus the others (exponents fitted from step 0): ${cmp.map(({ L, w }) => `vs ${twinLabel(L.name)} ${w.diff.toExponential(2)} ${iv(w)}`).join('; ')} → ${signs.every((s) => s > 0) ? 'the middle layer\'s twins diverge faster than both others at 95% confidence' : signs.every((s) => s < 0) ? 'the middle layer\'s twins diverge more slowly than both others at 95% confidence' : signs.some((s) => s !== 0) ? 'the middle layer differs from one other layer but is not above or below both' : 'no difference detected at 95% confidence'}.`);
     const sd = c.seedDisagree as number[] | undefined;
-    if (sd && mid.disagree?.length) out.push(`Test predictions that differ from the base run at the end: one ulp in the middle layer ${pctStat(mid.disagree)}; independent seeds ${pctStat(sd)}${sd.length >= 2 && mid.disagree.length >= 2 ? `; difference ${gapPts(mid.disagree, sd, 'the twin differs more', 'the twin differs less').text}` : ''}.`);
+    if (sd && mid.disagree?.length) out.push(`Test predictions that differ from the base run at the end: one ulp in the ${twinLabel(mid.name)} ${pctStat(mid.disagree)}; independent seeds ${pctStat(sd)}${sd.length >= 2 && mid.disagree.length >= 2 ? `; difference ${gapPts(mid.disagree, sd, 'the twin differs more', 'the twin differs less').text}` : ''}.`);
+    // the twins are copies of the base run: compare them with the base run's own accuracy (one-sample), not with the seeds
     const accs = c.seedAccs as number[] | undefined;
-    if (accs && layers.every((L) => (L as Json).accs)) {
+    const base = c.baseAcc as number | undefined;
+    if (layers.every((L) => (L as Json).accs)) {
       const twinAccs = layers.flatMap((L) => (L as Json).accs as number[]);
-      out.push(`Final test accuracy: seeds ${pctStat(accs)}, all one-ulp twins ${pctStat(twinAccs)}; difference ${gapPts(twinAccs, accs, 'twins higher', 'twins lower').text}.`);
+      const ctx = accs && accs.length >= 2 ? ` For context only (not a test: the twins are copies of the base run, not independent runs): the final accuracy over ${accs.length} runs with different seeds (the base run included) is ${pctStat(accs)}, a seed-to-seed s.d. of ${(100 * summarize(accs).sd).toFixed(2)} points.` : '';
+      if (typeof base === 'number') {
+        const d = summarize(twinAccs.map((a) => a - base));
+        const testN = (c.testN as number | undefined) ?? chaosConfig(c.size === 'tiny' || c.size === 'quick' ? c.size : 'full').testN;
+        const f = (v: number) => `${v >= 0 ? '+' : ''}${(100 * v).toFixed(2)}`;
+        const v = d.n < 2 ? 'too few twins for an interval' : d.lo > 0 ? 'the twins end higher than the base run' : d.hi < 0 ? 'the twins end lower than the base run' : 'no difference from the base run detected';
+        out.push(`Final test accuracy of the one-ulp twins minus the base run's own (${(100 * base).toFixed(2)} %): ${f(d.mean)} points (${d.mean >= 0 ? '+' : ''}${(d.mean * testN).toFixed(1)} of ${testN} test images on average)${d.n >= 2 ? ` (n=${d.n} twins, one-sample 95% [${f(d.lo)}, ${f(d.hi)}])` : ''}: ${v}.${ctx}`);
+      } else {
+        out.push(`Final test accuracy of all one-ulp twins ${pctStat(twinAccs)}; the base run's own accuracy is not in these saved results, so the twins (copies of the base run) are not tested against anything here.${ctx}`);
+      }
     }
   }
   const gain = c.gain as Json | undefined;
   if (gain) {
     const fin = gain.final as { name: string; spectral: number[]; growth: number[] }[];
-    out.push(`Jacobian gain of each hidden layer's output → logits at the end of training (top singular value, mean over ${gain.probes} probe images per run, ${gain.runs} runs): ${fin.map((f) => `${f.name} ${stat(f.spectral, 3)}`).join('; ')}.`);
+    out.push(`Jacobian gain of each hidden layer's output → logits at the end of training (top singular value, mean over ${gain.probes} probe images per run, ${gain.runs} runs): ${fin.map((f) => `${outLabel(f.name)} ${stat(f.spectral, 3)}`).join('; ')}.`);
     const mv = gain.middleVs as { other: string; diff: number; lo: number; hi: number; verdict: string }[];
-    out.push(`Middle-layer gain minus the others: ${mv.map((m) => `vs ${m.other} ${m.diff.toFixed(3)} [${m.lo.toFixed(3)}, ${m.hi.toFixed(3)}]`).join('; ')} → ${gain.middleStandsOut ? `the middle layer stands out (${mv[0].verdict === 'higher' ? 'larger' : 'smaller'} than both)` : gain.middleDiffers ? 'the middle layer lies between the others: no middle-layer peak' : 'no significant difference'} at 95% confidence.`);
+    out.push(`Middle-layer gain minus the others: ${mv.map((m) => `vs ${outLabel(m.other)} ${m.diff.toFixed(3)} [${m.lo.toFixed(3)}, ${m.hi.toFixed(3)}]`).join('; ')} → ${gain.middleStandsOut ? `the middle layer stands out (${mv[0].verdict === 'higher' ? 'larger' : 'smaller'} than both)` : gain.middleDiffers ? 'the middle layer lies between the others: no middle-layer peak' : 'no difference detected'} at 95% confidence.`);
     const em = gain.earlyVsMiddle as { lambda: { diff: number; lo: number; hi: number }; gain: { diff: number; lo: number; hi: number } } | undefined;
     if (em) {
-      const s = (w: { lo: number; hi: number }) => (w.lo > 0 ? 1 : w.hi < 0 ? -1 : 0);
-      const sl = s(em.lambda), sg = s(em.gain);
-      out.push(`Gain and exponent, early vs middle: λ difference [${em.lambda.lo.toExponential(2)}, ${em.lambda.hi.toExponential(2)}], gain difference [${em.gain.lo.toFixed(3)}, ${em.gain.hi.toFixed(3)}] → ${sl === 0 || sg === 0 ? 'at least one interval contains 0: no relation can be claimed from this run' : sl === sg ? 'the layer with the larger gain also has the larger exponent' : 'the layer with the larger gain has the smaller exponent'}.`);
+      const sl = sign(em.lambda), sg = sign(em.gain);
+      out.push(`Gain and exponent, early vs middle (hidden 1 vs hidden 2): λ difference ${iv(em.lambda)}, gain difference [${em.gain.lo.toFixed(3)}, ${em.gain.hi.toFixed(3)}] → ${sl === 0 || sg === 0 ? 'at least one interval contains 0: no relation can be claimed from this run' : sl === sg ? 'the layer with the larger gain also has the larger exponent' : 'the layer with the larger gain has the smaller exponent'}.`);
     }
   }
-  const draws = c.noiseDraws as Record<string, number[][]> | undefined;
-  const eps = c.epsList as number[] | undefined;
-  if (draws && eps) {
-    const i1 = eps.indexOf(1);
-    if (i1 >= 0) {
-      const entries = Object.entries(draws).map(([k, v]) => ({ k, v: v[i1] }));
-      const sorted = [...entries].sort((a, b) => mean(a.v) - mean(b.v));
-      const gap = gapPts(sorted[1].v, sorted[0].v, 'higher', 'lower');
-      out.push(`Noise injected at inference, h ← h·(1 + N(0,1)) (ε = 1, ${c.noiseDrawsPerEps ?? entries[0].v.length} noise draws on one trained model, so the interval is draw noise only): ${entries.map((e) => `${e.k} ${pctStat(e.v, 1)}`).join('; ')}. ${gap.sign > 0 ? `The most fragile layer is the ${sorted[0].k}` : `No layer is clearly the most fragile (the two lowest differ by ${gap.text})`}.`);
-    }
-  }
+  const noise = noiseFinding(c);
+  if (noise) out.push(`Noise injected at inference, h ← h·(1 + N(0,1)) (ε = ${noise.eps}, ${noise.draws} noise draws on one trained model, so the interval is draw noise only): ${noise.entries.map((e) => `${outLabel(e.k)} ${pctStat(e.v, 1)}`).join('; ')}. ${noise.fragile ? `The most fragile layer is the ${outLabel(noise.sorted[0].k)}` : `No layer is clearly the most fragile (the two lowest differ by ${noise.gap.text})`}.`);
   return out;
 }
 
-/** Guess-3 headline from chaos.json. */
+/** Accuracy per layer with noise ε = 1 injected at inference, sorted from the most fragile layer, and whether it is clearly the most fragile. */
+function noiseFinding(c: Json) {
+  const draws = c.noiseDraws as Record<string, number[][]> | undefined;
+  const eps = c.epsList as number[] | undefined;
+  const i1 = eps ? eps.indexOf(1) : -1;
+  if (!draws || !eps || i1 < 0 || Object.keys(draws).length < 2) return null;
+  const entries = Object.entries(draws).map(([k, v]) => ({ k, v: v[i1] }));
+  const sorted = [...entries].sort((a, b) => mean(a.v) - mean(b.v));
+  const gap = gapPts(sorted[1].v, sorted[0].v, 'higher', 'lower');
+  return { eps: eps[i1], draws: (c.noiseDrawsPerEps as number | undefined) ?? entries[0].v.length, entries, sorted, gap, fragile: gap.sign > 0 };
+}
+
+/** Guess-3 headline from chaos.json: scope, the exponent above float32 resolution, middle vs the others, gain, noise. */
 function chaosHeadline(c: Json): string | null {
-  const layers = (c.layers ?? []) as { lambdas: number[] }[];
+  const layers = (c.layers ?? []) as { name: string; lambdas: number[] }[];
   if (layers.length !== 3) return null;
-  const mid = layers[1];
-  const signs = [layers[0], layers[2]].map((L) => { const w = welch(mid.lambdas, L.lambdas); return w.lo > 0 ? 1 : w.hi < 0 ? -1 : 0; });
-  const lam = signs.every((s) => s > 0) ? 'one-ulp changes in the middle layer grow faster than in the others'
-    : signs.every((s) => s < 0) ? 'one-ulp changes in the middle layer grow more slowly than in the others'
-      : signs.some((s) => s !== 0) ? 'one-ulp changes in the middle layer grow at a rate that differs from one other layer but is not above or below both'
-        : 'one-ulp changes in the middle layer do not grow differently from those in the other layers';
-  const allLam = layers.flatMap((L) => L.lambdas);
-  const gain = c.gain as Json | undefined;
-  const g = gain ? (gain.middleStandsOut ? 'its Jacobian gain stands out' : 'its Jacobian gain shows no middle-layer peak') : 'Jacobian gain not measured';
-  const all = summarize(allLam);
+  const sc = chaosScope(c);
+  // the middle weight layers of 784-h1-...-hk-10 are the kernels of hidden 2 … hidden k; the twins perturb hidden 2 only
+  const midKernels = sc.hidden ? sc.hidden.slice(1).map((_, i) => `hidden ${i + 2}`) : [];
+  const scope = `On one MNIST MLP${sc.hidden ? ` 784-${sc.hidden.join('-')}-10` : ''} (one base run, seed ${sc.seed}${sc.steps ? `, ${sc.steps} steps` : ''}), with ${sc.twins} one-ulp twins per perturbed kernel — each the same run with a different weight changed, so the intervals cover which weight was perturbed, not different training runs`;
+  const tl = twinLambdas(c);
+  const pooled = tl.rows.flatMap((r) => r.v);
+  const all = summarize(pooled);
   const grow = all.lo > 0 ? 'tiny perturbations grow' : all.hi < 0 ? 'tiny perturbations shrink' : 'tiny perturbations neither grow nor shrink measurably';
-  return `${grow} (λ over all twins ${stat(allLam, 4)} e-folds per step); ${lam} at 95% confidence, and ${g}`;
+  const from0 = summarize(layers.flatMap((L) => L.lambdas));
+  const lamText = tl.above
+    ? `pooled over all twins, λ fitted above the float32 resolution floor 2⁻²³ (the growth rate proper) is ${stat(pooled, 4)} e-folds per step (fitted from step 0: ${from0.mean.toFixed(4)}, 95% [${from0.lo.toFixed(4)}, ${from0.hi.toFixed(4)}])`
+    : `pooled over all twins, λ fitted from step 0 is ${stat(pooled, 4)} e-folds per step (${c.resolution ? 'too few twins pass the float32 resolution floor 2⁻²³ for a fit above it' : 'these results hold no fit above the float32 resolution floor 2⁻²³'})`;
+  const mid = tl.rows[1];
+  const cmp = [tl.rows[0], tl.rows[2]].map((r) => ({ r, w: welch(mid.v, r.v) }));
+  const signs = cmp.map(({ w }) => sign(w));
+  const who = (name: string) => name.replace(/ \(.*\)$/, '');
+  const inner = (name: string) => /\(([^)]*)\)/.exec(name)?.[1] ?? name;
+  const cmpText = cmp.map(({ r, w }) => `middle − ${twinLabel(r.name)} ${iv(w)}`).join(', ');
+  const midDesc = `the middle layer (${inner(twinLabel(layers[1].name))}${midKernels.length > 1 ? `, one of the ${midKernels.length} middle weight layers ${midKernels.join(' and ')}; only it was perturbed` : ''})`;
+  let lam: string;
+  if (signs.every((s) => s === 0)) {
+    const ns = [...new Set(tl.rows.map((r) => r.v.length))];
+    const reach = cmp.map(({ r, w }) => ({ who: who(r.name), x: Math.max(Math.abs(w.lo), Math.abs(w.hi)) / Math.abs(all.mean) }));
+    const nTxt = `with n = ${ns.join('/')} twins per layer`;
+    const reachTxt = reach.map((q) => `${q.x.toFixed(1)}× λ vs ${q.who}`).join(', ');
+    lam = `no difference detected between ${midDesc} and the others (${cmpText} e-folds per step); ${!(all.lo > 0) ? `${nTxt} any difference inside these intervals remains possible` : reach.some((q) => q.x >= 1)
+      ? `${nTxt} differences as large as λ itself cannot be excluded (the intervals reach ${reachTxt})`
+      : `${nTxt} the intervals exclude differences larger than ${reachTxt}`}`;
+  } else {
+    const verdict = signs.every((s) => s > 0) ? 'grow faster than in both others' : signs.every((s) => s < 0) ? 'grow more slowly than in both others' : 'grow at a rate that differs from one other layer but is not above or below both';
+    lam = `one-ulp changes in ${midDesc} ${verdict} at 95% confidence (${cmpText} e-folds per step)`;
+  }
+  const gain = c.gain as Json | undefined;
+  const mv = (gain?.middleVs ?? []) as { other: string; verdict: string }[];
+  const gMid = gain?.layers?.[1] ? `${inner(String(gain.layers[1]))}'s output` : 'the middle output';
+  const g = !gain ? 'Jacobian gain not measured'
+    : gain.middleStandsOut ? `the Jacobian gain from ${gMid} to the logits stands out (${mv[0]?.verdict === 'higher' ? 'larger' : 'smaller'} than both others)`
+      : mv.length === 2 && new Set(mv.map((m) => m.verdict)).size === 2 && mv.every((m) => m.verdict !== 'no significant difference') ? `the Jacobian gain from ${gMid} to the logits lies between those from ${mv.map((m) => inner(m.other)).join(' and ')}: no middle-layer peak`
+        : `the Jacobian gain from ${gMid} to the logits shows no middle-layer peak`;
+  const nz = noiseFinding(c);
+  let noise = '';
+  if (nz) {
+    const [a, b] = nz.sorted;
+    noise = nz.fragile
+      ? `; under noise injected at inference (h ← h·(1 + ε·N(0,1)), ε = ${nz.eps}, ${nz.draws} draws on the trained base model) the most fragile layer is the ${outLabel(a.k)}: accuracy ${pctStat(a.v, 1)} against ${pctStat(b.v, 1)} for the next most fragile, the ${outLabel(b.k)} (${nz.gap.text.replace(/: higher$/, '')} higher)`
+      : `; under noise injected at inference (ε = ${nz.eps}) no layer is clearly the most fragile (the two lowest differ by ${nz.gap.text})`;
+  }
+  return `${scope}: ${grow} — ${lamText}; ${lam}; ${g}${noise}`;
 }
 
 // ---------------------------------------------------------------- the three guesses and who contributes to each

@@ -11,7 +11,7 @@ import { jacobianGain, topEigenSym } from '../lab/chaos.ts';
 import { buildLenet } from '../lab/run.ts';
 import { createTrainer } from '../lab/train.ts';
 import { fixedFormat } from '../src/precision/formats.ts';
-import { answersMarkdown, chaosAnswerBullets, guptaAnswerBullets } from '../lab/lab-report.ts';
+import { answersMarkdown, chaosAnswerBullets, GUESSES, guptaAnswerBullets } from '../lab/lab-report.ts';
 import { speedHeadline, type SpeedData } from '../lab/speed.ts';
 import { swallowHeadline, type SwallowData } from '../lab/swallow.ts';
 
@@ -83,24 +83,63 @@ test('answers: missing sections say "not run", verdicts appear only where the We
     assert.match(gb, /stochastic 2\.10 ± 0\.20 % .*vs float32 \+0\.10 points \[[^\]]+\]: no significant difference/);
     assert.match(gb, /mean loss.*minus the summed loss \+0\.10 points \[[^\]]+\]: no significant difference\./); // no "cost of the loss" claim
     assert.match(gb, /holds here for every network run/);
+    assert.doesNotMatch(gb, /cost of the loss reduction|not of the format/);
+    // the batch-mean loss fails where the summed loss matches float32: an interaction, worded as one
+    const meanFails = guptaAnswerBullets({ ...g, cells: cells.map((c) => (c.loss === 'mean' ? { ...c, testError: err(0.9, 0.002) } : c.label === 'FL=8 nearest' ? { ...c, testError: err(0.021, 0.001) } : c)) }).join('\n');
+    assert.match(meanFails, /minus the summed loss \+[\d.]+ points \[[^\]]+\]: worse — the format fails only when the back-propagated errors are made batch-times smaller \(the batch-mean loss\)/);
+    assert.doesNotMatch(meanFails, /cost of the loss reduction/);
+    // the range rule covers hidden layers and logits of both networks alike, and claims no mechanism
+    const layer = (b: number) => ({ layer: 'x', max: 3, beyond: [b] });
+    const ranged = guptaAnswerBullets({ ...g, fls: [14], cnnFls: [14], cells: [...cells, { label: 'FL=14 nearest', net: 'mlp', fl: 14, rounding: 'nearest', loss: 'sum', testError: err(0.8, 0.02), saturated: [0, 0, 0] }],
+      ranges: [0.49, 0.5, 0.48].map((b) => [layer(0.0002), layer(b)]), cnnRanges: [0.16, 0.17, 0.165].map((b) => [layer(b), layer(0.55)]) });
+    assert.match(ranged.find((b) => b.includes('range control, MLP'))!, /— logits beyond the range \(criterion: the 95% interval's lower end above 1%\); the ⟨2,14⟩ runs' errors above float32 are consistent with a range limit \(not tested by an intervention\)\.$/);
+    assert.match(ranged.find((b) => b.includes('range control, CNN'))!, /— hidden and logits beyond the range \(criterion[^)]*\)\.$/); // no CNN fixed-point cells: no claim about its errors
+    assert.doesNotMatch(ranged.join('\n'), /clips the float32 network|a range limit, not a rounding one/);
     mkdirSync(join(dir, 'precision'), { recursive: true });
     writeFileSync(join(dir, 'precision', 'gupta2015.json'), JSON.stringify(g));
     const lam = (m: number) => err(m, 0.001);
+    // chaos.json as lab/chaos.ts writes it (twins: kernels of hidden 1, hidden 2 and the output layer; gain and noise:
+    // outputs of hidden 1-3), without the network's sizes, so they come from the configuration of its size
+    const gainNames = ['early (hidden 1)', 'middle (hidden 2)', 'late (hidden 3)'];
     const chaos = {
-      size: 'quick', nullDiffering: 0, steps: 300, seedDisagree: [0.1, 0.11, 0.12], seedAccs: [0.9, 0.91, 0.92, 0.9],
-      layers: [{ name: 'early', lambdas: lam(0.01), disagree: [0.1, 0.1, 0.1], accs: [0.9, 0.9, 0.91] }, { name: 'middle', lambdas: lam(0.02), disagree: [0.1, 0.12, 0.11], accs: [0.9, 0.91, 0.91] }, { name: 'late', lambdas: lam(0.03), disagree: [0.1, 0.1, 0.11], accs: [0.91, 0.9, 0.9] }],
-      gain: { probes: 200, runs: 4, final: [{ name: 'early', spectral: [3, 3.1, 3.2, 3.1], growth: [0, 0, 0, 0] }], middleVs: [{ other: 'early', diff: -1, lo: -1.2, hi: -0.8, verdict: 'lower' }, { other: 'late', diff: 1, lo: 0.8, hi: 1.2, verdict: 'higher' }], middleDiffers: true, middleStandsOut: false, earlyVsMiddle: { lambda: { diff: -0.01, lo: -0.012, hi: -0.008 }, gain: { diff: 1, lo: 0.8, hi: 1.2 } } },
+      size: 'quick', nullDiffering: 0, steps: 300, seedDisagree: [0.1, 0.11, 0.12], seedAccs: [0.9, 0.91, 0.92, 0.9], baseAcc: 0.9,
+      layers: [{ name: 'early (hidden 1)', lambdas: lam(0.01), disagree: [0.1, 0.1, 0.1], accs: [0.9, 0.9, 0.91] }, { name: 'middle (hidden 2)', lambdas: lam(0.02), disagree: [0.1, 0.12, 0.11], accs: [0.9, 0.91, 0.91] }, { name: 'late (output)', lambdas: lam(0.03), disagree: [0.1, 0.1, 0.11], accs: [0.91, 0.9, 0.9] }],
+      gain: { layers: gainNames, probes: 200, runs: 4, final: [{ name: 'late (hidden 3)', spectral: [3, 3.1, 3.2, 3.1], growth: [0, 0, 0, 0] }], middleVs: [{ other: 'early (hidden 1)', diff: -1, lo: -1.2, hi: -0.8, verdict: 'lower' }, { other: 'late (hidden 3)', diff: 1, lo: 0.8, hi: 1.2, verdict: 'higher' }], middleDiffers: true, middleStandsOut: false, earlyVsMiddle: { lambda: { diff: -0.01, lo: -0.012, hi: -0.008 }, gain: { diff: 1, lo: 0.8, hi: 1.2 } } },
+      epsList: [0, 1], noiseDrawsPerEps: 3,
+      noiseDraws: { [gainNames[0]]: [[0.9], [0.5, 0.51, 0.49]], [gainNames[1]]: [[0.9], [0.7, 0.71, 0.69]], [gainNames[2]]: [[0.9], [0.8, 0.81, 0.79]] },
     };
     const cb = chaosAnswerBullets(chaos).join('\n');
-    assert.match(cb, /0 weights differ/);
+    assert.match(cb, /0 weights differ.*MNIST MLP 784-128-128-128-10, base run seed 1, 300 steps; every twin is a copy of that one run/);
     assert.match(cb, /middle layer differs from one other layer but is not above or below both/);
     assert.match(cb, /lies between the others: no middle-layer peak/);
     assert.match(cb, /the layer with the larger gain has the smaller exponent/);
+    // each row says which layer it is: the twins perturb the output layer's kernel, the gain measures hidden 3's output
+    assert.match(cb, /one-ulp twins, fitted from step 0 .*: early \(hidden 1 kernel\) .*; middle \(hidden 2 kernel\) .*; late \(output layer kernel\) /);
+    assert.match(cb, /→ logits .*late \(hidden 3 output\) 3\.100/);
+    assert.match(cb, /vs late \(hidden 3 output\) 1\.000 \[0\.800, 1\.200\]/);
+    // the twins are copies of the base run: one-sample interval of twin − base; the seeds only as context
+    assert.match(cb, /Final test accuracy of the one-ulp twins minus the base run's own \(90\.00 %\): \+0\.44 points \(\+8\.9 of 2000 test images on average\) \(n=9 twins, one-sample 95% \[\+0\.04, \+0\.85\]\): the twins end higher than the base run\. For context only \(not a test/);
+    assert.doesNotMatch(cb, /Final test accuracy: seeds|all one-ulp twins .*difference/);
+    assert.match(chaosAnswerBullets({ ...chaos, baseAcc: undefined }).join('\n'), /base run's own accuracy is not in these saved results, so the twins \(copies of the base run\) are not tested/);
+    assert.match(cb, /The most fragile layer is the early \(hidden 1 output\)/);
+    const head = GUESSES[2].headline({ chaos });
+    assert.match(head, /^On one MNIST MLP 784-128-128-128-10 \(one base run, seed 1, 300 steps\), with 3 one-ulp twins per perturbed kernel — each the same run with a different weight changed, so the intervals cover which weight was perturbed, not different training runs: /);
+    assert.match(head, /pooled over all twins, λ fitted from step 0 is 0\.0200 .*these results hold no fit above the float32 resolution floor/);
+    assert.match(head, /the middle layer \(hidden 2 kernel, one of the 2 middle weight layers hidden 2 and hidden 3; only it was perturbed\) grow at a rate that differs from one other layer but is not above or below both at 95% confidence \(middle − early \(hidden 1 kernel\) \[/);
+    assert.match(head, /the Jacobian gain from hidden 2's output to the logits lies between those from hidden 1 and hidden 3: no middle-layer peak; under noise injected at inference .* the most fragile layer is the early \(hidden 1 output\): accuracy 50\.0 ± 1\.0 %.* against 70\.0 ± 1\.0 % .* the middle \(hidden 2 output\) \(\+20\.00 points \[[^\]]+\] higher\)$/);
+    // no significant difference in the exponent above the floor: "no difference detected", with how large a difference remains possible
+    const above = [[0.004, 0.006, 0.002], [0.002, 0.004, 0.003], [0.003, 0.001, 0.004]];
+    const flat = { ...chaos, hidden: [64, 64, 64], resolution: chaos.layers.map((L, k) => ({ name: L.name, passStep: [25, 25, 25], lambdasAbove: above[k] })) };
+    const h2 = GUESSES[2].headline({ chaos: flat });
+    assert.match(h2, /^On one MNIST MLP 784-64-64-64-10 /);
+    assert.match(h2, /tiny perturbations grow — pooled over all twins, λ fitted above the float32 resolution floor 2⁻²³ \(the growth rate proper\) is 0\.0032 ± 0\.0015 \(n=9, 95% \[0\.0021, 0\.0044\]\) e-folds per step \(fitted from step 0: 0\.0200, 95% \[/);
+    assert.match(h2, /no difference detected between the middle layer \(hidden 2 kernel[^)]*\) and the others \(middle − early \(hidden 1 kernel\) \[-5\.16e-3, 3\.16e-3\], middle − late \(output layer kernel\) \[[^\]]+\] e-folds per step\); with n = 3 twins per layer differences as large as λ itself cannot be excluded \(the intervals reach 1\.6× λ vs early, 1\.1× λ vs late\)/);
+    assert.doesNotMatch(h2, /do not grow differently|not different from/);
     writeFileSync(join(dir, 'precision', 'chaos.json'), JSON.stringify(chaos));
     const full = answersMarkdown(dir);
     assert.match(full, /\| gupta2015 \| quick \|/);
     assert.match(full, /- \*\*Guess 2\*\*: 16-bit fixed point at FL=8 .*round-to-nearest worse; stochastic minus float32 .*no significant difference\./);
-    assert.match(full, /- \*\*Guess 3\*\*: .*differs from one other layer but is not above or below both .*no middle-layer peak\./);
+    assert.match(full, /- \*\*Guess 3\*\*: On one MNIST MLP .*differs from one other layer but is not above or below both .*no middle-layer peak; .*most fragile layer is the early \(hidden 1 output\).*\./);
     assert.doesNotMatch(full, /range limit|swallowed 9\d/); // no claim of the old report survives
   } finally { cleanup(); }
 });

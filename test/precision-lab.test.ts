@@ -139,7 +139,11 @@ test('`npm run lab -- gupta2015 --tiny --seeds 3 --fl 8`: summed loss, n=3 per c
     const md = readFileSync(join(dir, 'precision.md'), 'utf8');
     assert.match(md, /test error \(mean ± s\.d\.\)/);
     assert.match(md, /tiny/);
-    assert.match(md, /mean \(artifact\)/);
+    assert.match(md, /\*\*mean\*\* \(errors 1\/batch\)/);
+    assert.match(md, /fails only when the back-propagated errors are made batch-times smaller/);
+    assert.match(md, /not the paper's MLP nor the LeNet-like CNN/);
+    assert.match(md, /consistent with the range, not the rounding, limiting that format \(not tested by an intervention\)/);
+    assert.doesNotMatch(md, /artifact of the loss reduction|the paper's networks|mean the range, not the rounding, limits/);
     assert.match(md, /Float32 control/);
     assert.ok(existsSync(join(dir, 'precision', 'gupta2015-curves.png')), 'plot written');
     // the LeNet-like CNN through the same command (one short epoch: this checks the path, not its error)
@@ -236,6 +240,11 @@ test('`npm run lab -- chaos --tiny`: the null twin is bit-identical, one-ulp twi
     const res = [...md.matchAll(/^\| (early|middle|late) \([^)]*\) \| [0-9.e+-]+ ± [0-9.e+-]+ \| ([0-3]) of 3 \|/gm)];
     assert.equal(res.length, 3, md);
     assert.match(md, /Float32 resolution/);
+    // the scope of the twins, and no negative claim from a non-significant difference
+    assert.match(md, /only hidden 2 is perturbed — and the output layer\)\. Every twin is a copy of that one training run, so an interval over twins covers which weight was perturbed, not different training runs/);
+    assert.doesNotMatch(md, /is not different from the others/);
+    const saved = JSON.parse(readFileSync(join(dir, 'precision', 'chaos.json'), 'utf8'));
+    assert.deepEqual([saved.hidden, saved.baseSeed, typeof saved.baseAcc], [[32, 32, 32], 1, 'number']);
   } finally { cleanup(); }
 });
 
