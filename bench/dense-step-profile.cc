@@ -5,14 +5,17 @@
 //   g++ -O3 -std=c++17 -ffp-contract=off -fno-math-errno -Wno-ignored-attributes -DSLIMFIT_HAVE_OPENBLAS \
 //     -DSLIMFIT_PROFILE_STEP -Inative bench/dense-step-profile.cc native/dense_step.cc native/kernels.cc \
 //     native/gemm_own.cc native/gemm_bf16.cc -lopenblas -lpthread -o /tmp/dense-step-profile
-//   /tmp/dense-step-profile THREADS [STEPS_PER_ROUND] [own]
+//   /tmp/dense-step-profile THREADS [STEPS_PER_ROUND] [own] [4k]
 // Phases are the calling thread's CPU time (so at 1 thread they hold on a loaded machine; at 2 they include its waits
 // for the other thread); "cpu" is the whole process's CPU time per step (best of 3 rounds), "wall" the elapsed time.
-// `own` runs the own GEMM kernels instead of OpenBLAS. The weights' hash shows whether a change kept them bit-identical.
+// `own` runs the own GEMM kernels instead of OpenBLAS. Weights and moments sit on huge pages, as the engine advises
+// them in the wasm heap (native/hugepage.h); `4k` puts them on ordinary pages. The weights' hash shows whether a change
+// kept them bit-identical.
 #include <chrono>
 #include <cmath>
 #include <cstdio>
 #include <cstdlib>
+#include <cstdint>
 #include <cstring>
 #include <ctime>
 #include <random>
@@ -20,6 +23,7 @@
 #include <vector>
 
 #include "dense_step.h"
+#include "hugepage.h"
 #include "kernels.h"
 
 namespace sf {
@@ -41,17 +45,41 @@ int main(int argc, char** argv) {
     return 2;
   }
   configure_threads(threads);
-  if (argc > 3 && std::string(argv[3]) == "own") set_gemm_mode(GEMM_OWN);
+  bool huge = true;
+  for (int i = 3; i < argc; i++) {
+    if (std::string(argv[i]) == "own") set_gemm_mode(GEMM_OWN);
+    else if (std::string(argv[i]) == "4k") huge = false;
+    else {
+      fprintf(stderr, "usage: dense-step-profile THREADS [STEPS_PER_ROUND] [own] [4k]\n");
+      return 2;
+    }
+  }
   const int B = 128, dims[] = {784, 512, 512, 10}, L = 3;
   std::mt19937 rng(1);
   DenseStepArgs a;
   a.batch = B;
-  std::vector<std::vector<float>> store;  // per layer: W, b, mW, vW, mb, vb
+  // per layer: W, b, mW, vW, mb, vb, one after another (64-byte aligned) in one buffer
+  size_t floats = 0;
+  for (int l = 0; l < L; l++) floats += 3 * (((size_t)dims[l] * dims[l + 1] + 15) & ~(size_t)15) + 3 * (((size_t)dims[l + 1] + 15) & ~(size_t)15);
+  HugeFloats arena;
+  std::vector<float> plain;
+  float* base;
+  if (huge) {
+    arena.ensure(floats);
+    base = arena.data();
+  } else {
+    plain.resize(floats + 16);
+    base = plain.data() + ((16 - ((uintptr_t)plain.data() / 4) % 16) % 16);
+  }
+  std::vector<std::pair<float*, size_t>> store;
+  size_t used = 0;
   auto add = [&](size_t n, float lim) {
     std::uniform_real_distribution<float> u(-lim, lim);
-    store.emplace_back(n);
-    for (float& v : store.back()) v = lim > 0 ? u(rng) : 0.f;
-    return store.back().data();
+    float* p = base + used;
+    used += (n + 15) & ~(size_t)15;
+    for (size_t i = 0; i < n; i++) p[i] = lim > 0 ? u(rng) : 0.f;
+    store.push_back({p, n});
+    return p;
   };
   for (int l = 0; l < L; l++) {
     const int in = dims[l], out = dims[l + 1];
@@ -100,10 +128,10 @@ int main(int argc, char** argv) {
   for (int i = 0; i < 14; i++)
     if (names[i][0]) printf("  %-22s %8.1f us %6.1f%%\n", names[i], g_dense_prof[i] / calls * 1e6, 100 * g_dense_prof[i] / total);
   unsigned long long h = 1469598103934665603ULL;  // FNV-1a over every weight and moment
-  for (auto& v : store)
-    for (float f : v) {
+  for (auto& [p, n] : store)
+    for (size_t i = 0; i < n; i++) {
       unsigned bits;
-      memcpy(&bits, &f, 4);
+      memcpy(&bits, p + i, 4);
       h = (h ^ bits) * 1099511628211ULL;
     }
   const double flops = 3.21e6 * B;  // the bench's GEMM FLOPs per sample (bench/engine/models.ts)

@@ -1,14 +1,18 @@
 // N-API bindings: every kernel takes an ArrayBuffer (e.g. the wasm heap) or typed array plus byte offsets, zero copy.
 #include <node_api.h>
 
+#include <algorithm>
 #include <cstdint>
+#include <mutex>
 #include <string>
+#include <vector>
 
 #include "conv_step.h"
 #include "dense_step.h"
 #include "gemm_bf16.h"
 #include "gemm_own.h"
 #include "kernels.h"
+#include "hugepage.h"
 #include "napi_args.h"
 
 napi_value RegisterLowp(napi_env env, napi_value exports);  // native/lowp.cc: the precision lab's storage kernels
@@ -193,6 +197,38 @@ napi_value Adam(napi_env env, napi_callback_info info) {
   return undef(env);
 }
 
+// Huge pages (hugepage.h) for the weights and Adam moments a step streams through: every 2 MiB page that holds part
+// of such a tensor of at least 1 MiB (smaller ones are left alone: a page around them would be mostly other memory).
+// Done once per heap and model (again when the heap or the tensors move: a grown heap, another model).
+void advise_weights_huge(uint8_t* heap, size_t hlen, const DenseStepArgs& s) {
+  std::vector<std::pair<uintptr_t, uintptr_t>> r;
+  for (const DenseLayer& d : s.layers)
+    for (const float* t : {(const float*)d.w, (const float*)d.mw, (const float*)d.vw}) {
+      const size_t bytes = (size_t)d.in * d.out * sizeof(float);
+      if (bytes < (1u << 20)) continue;
+      r.push_back({(uintptr_t)t & ~(uintptr_t)(HUGE_PAGE - 1), ((uintptr_t)t + bytes + HUGE_PAGE - 1) & ~(uintptr_t)(HUGE_PAGE - 1)});
+    }
+  if (r.empty()) return;
+  std::sort(r.begin(), r.end());
+  size_t k = 0;  // merge overlapping or touching page ranges
+  for (size_t i = 1; i < r.size(); i++)
+    if (r[i].first <= r[k].second) r[k].second = std::max(r[k].second, r[i].second);
+    else r[++k] = r[i];
+  r.resize(k + 1);
+  static std::mutex mu;
+  static std::vector<std::pair<uintptr_t, uintptr_t>> last;
+  static uintptr_t lastHeap = 0;
+  static size_t lastLen = 0;
+  std::lock_guard<std::mutex> g(mu);
+  if (lastHeap == (uintptr_t)heap && lastLen == hlen && last == r) return;
+  lastHeap = (uintptr_t)heap, lastLen = hlen, last = r;
+  const uintptr_t h0 = (uintptr_t)heap, h1 = h0 + hlen;  // stay inside the heap
+  for (auto& [lo, hi] : r) {
+    const uintptr_t a = std::max(lo, h0), e = std::min(hi, h1);
+    if (e > a) advise_huge((void*)a, e - a, true);
+  }
+}
+
 // denseStep(heap, x, y, batch, plan, out): plan = Float64Array [nLayers, lr, beta1, beta2, eps, oma1, oma2, c1, c2,
 // then per layer: in, out, act, wOff, bOff, mwOff, vwOff, mbOff, vbOff] (byte offsets into heap, -1 = no bias);
 // x, y are float32 typed arrays; out (Float64Array) receives [mean loss, correct count]. An optional gOff (byte offset
@@ -276,6 +312,7 @@ napi_value DenseStep(napi_env env, napi_callback_info info) {
     }
     s.bf16 = prec == 1;
   }
+  advise_weights_huge(heap, hlen, s);
   double* out = (double*)ob;
   dense_train_step(s, &out[0], &out[1]);
   return undef(env);

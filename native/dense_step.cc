@@ -9,6 +9,7 @@
 #include <vector>
 
 #include "gemm_bf16.h"
+#include "hugepage.h"
 #include "kernels.h"
 #include "threadpool.h"
 
@@ -34,19 +35,14 @@ static inline double prof_now() {
 
 namespace {
 
-// Per-thread scratch (the JS thread that calls the step); grows to the largest model seen.
+// Per-thread scratch (the JS thread that calls the step), on huge pages (hugepage.h); grows to the largest model seen.
 struct Scratch {
-  std::vector<std::vector<float>> act;  // act[l]: output of layer l, [B, out_l]
-  std::vector<float> dz, dzPrev, db;
-  std::vector<float> dw;  // all zero between steps: each step adds dW into it and Adam clears what it reads
+  HugeFloats dw;    // all zero between steps: each step adds dW into it and Adam clears what it reads
+  HugeFloats work;  // dz, dzPrev, db, then each layer's output act[l] [B, out_l]
   std::vector<double> rowLoss;
   std::vector<unsigned char> rowHit;
 };
 thread_local Scratch scratch;
-
-void ensure(std::vector<float>& v, size_t n) {
-  if (v.size() < n) v.resize(n);
-}
 
 // C = op(A)·op(B) in the step's matrix-product precision, sliced as gemm_f32_slices.
 void gemm_slices(bool bf16, bool ta, bool tb, int M, int N, int K, const float* A, int lda, const float* B, int ldb, float* C,
@@ -125,16 +121,21 @@ void dense_train_step(const DenseStepArgs& s, double* lossOut, double* correctOu
   const int L = (int)s.layers.size();
   const int B = s.batch;
   Scratch& sc = scratch;
-  if ((int)sc.act.size() < L) sc.act.resize(L);
-  size_t widest = 0, biggestW = 0;
+  size_t widest = 0, biggestW = 0, acts = 0;
   for (const DenseLayer& l : s.layers) {
     widest = std::max(widest, (size_t)std::max(l.in, l.out));
     biggestW = std::max(biggestW, (size_t)l.in * l.out);
+    acts += ((size_t)B * l.out + 15) & ~(size_t)15;  // each act[l] starts on a 64-byte line
   }
-  ensure(sc.dz, (size_t)B * widest);
-  ensure(sc.dzPrev, (size_t)B * widest);
-  ensure(sc.dw, biggestW);
-  ensure(sc.db, widest);
+  const size_t dzN = ((size_t)B * widest + 15) & ~(size_t)15, dbN = (widest + 15) & ~(size_t)15;
+  sc.dw.ensure(biggestW);
+  sc.work.ensure(2 * dzN + dbN + acts);
+  float* dzBuf = sc.work.data();
+  float* dzPrevBuf = dzBuf + dzN;
+  float* dbBuf = dzPrevBuf + dzN;
+  std::vector<float*> act(L);
+  act[0] = dbBuf + dbN;
+  for (int l = 1; l < L; l++) act[l] = act[l - 1] + (((size_t)B * s.layers[l - 1].out + 15) & ~(size_t)15);
   if (sc.rowLoss.size() < (size_t)B) {
     sc.rowLoss.resize(B);
     sc.rowHit.resize(B);
@@ -144,12 +145,11 @@ void dense_train_step(const DenseStepArgs& s, double* lossOut, double* correctOu
   // multiplying it (one parallel region per layer). The output layer is cut by rows (whole rows of logits per slice),
   // and each slice goes on to softmax, the loss and its gradient dz (softmax_xent_rows) for its rows.
   const int C = s.layers[L - 1].out;
-  float* dz = sc.dz.data();
+  float* dz = dzBuf;
   const float* a = s.x;
   for (int l = 0; l < L; l++) {
     const DenseLayer& d = s.layers[l];
-    ensure(sc.act[l], (size_t)B * d.out);
-    float* z = sc.act[l].data();
+    float* z = act[l];
     const bool relu = d.act == DENSE_RELU, out = l == L - 1;
     gemm_slices(s.bf16, false, false, B, d.out, d.in, a, d.in, d.w, d.out, z, d.out, out ? 1 : 0, [&](int i0, int i1, int j0, int j1) {
       if (d.b || relu) {
@@ -180,11 +180,11 @@ void dense_train_step(const DenseStepArgs& s, double* lossOut, double* correctOu
   const AdamArgs& o = s.adam;
   for (int l = L - 1; l >= 0; l--) {
     const DenseLayer& d = s.layers[l];
-    const float* ain = l == 0 ? s.x : sc.act[l - 1].data();
-    float* da = sc.dzPrev.data();
+    const float* ain = l == 0 ? s.x : act[l - 1];
+    float* da = dzPrevBuf;
     const bool relu = l > 0 && s.layers[l - 1].act == DENSE_RELU;
     float* dw = s.grads ? s.grads + goff[l] : sc.dw.data();
-    float* db = d.b ? (s.grads ? s.grads + goff[l] + (size_t)d.in * d.out : sc.db.data()) : nullptr;
+    float* db = d.b ? (s.grads ? s.grads + goff[l] + (size_t)d.in * d.out : dbBuf) : nullptr;
     if (s.bf16) {
       // bf16 products (gemm_bf16_slices): dA, then dW with Adam on each thread's rows (two regions: dA reads the old W).
       if (l > 0)
@@ -206,8 +206,8 @@ void dense_train_step(const DenseStepArgs& s, double* lossOut, double* correctOu
         if (!s.grads) adam_update_serial(d.out, d.b, d.mb, d.vb, db, o.lr, o.beta1, o.beta2, o.eps, o.oma1, o.oma2, o.c1, o.c2);
       }
       if (l > 0) {
-        std::swap(sc.dz, sc.dzPrev);
-        dz = sc.dz.data();
+        std::swap(dzBuf, dzPrevBuf);
+        dz = dzBuf;
       }
       continue;
     }
@@ -254,8 +254,8 @@ void dense_train_step(const DenseStepArgs& s, double* lossOut, double* correctOu
     else pool().run(nc, slice);
     PROF_MARK(7 + std::min(l, 2));
     if (l > 0) {
-      std::swap(sc.dz, sc.dzPrev);
-      dz = sc.dz.data();
+      std::swap(dzBuf, dzPrevBuf);
+      dz = dzBuf;
     }
   }
 }

@@ -55,12 +55,16 @@ if (engine === 'fused' || engine === 'fused-bf16') {
   const xa = x.dataSync() as Float32Array, ya = Float32Array.from(y.dataSync());
   const per = xa.length / samples;
   const step = r.step;
-  train = async () => {
-    for (let s = 0; s < samples; s += batch) {
-      const n = Math.min(batch, samples - s);
+  const run = (count: number): void => {
+    for (let s = 0; s < count; s += batch) {
+      const n = Math.min(batch, count - s);
       if (!step(xa.subarray(s * per, (s + n) * per), ya.subarray(s * 10, (s + n) * 10), n)) throw new Error('the fused step refused a batch');
     }
   };
+  // warm-up of the path itself, as the fit rows' warm fit and the PyTorch peer's warm-up epoch: the step's first call
+  // sizes its native scratch (page faults) and compiles its JS
+  run(warm);
+  train = async () => run(samples);
   note += kind === 'cnn' ? '; fused conv step' : '; fused Dense step';
   if (bf16) note += `, matmul precision bf16 on ${r.kernel === 'amx' ? 'AMX' : 'AVX512_BF16'}`;
 }
