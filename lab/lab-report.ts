@@ -48,8 +48,9 @@ function stat(x: readonly number[], digits = 3, exp = false): string {
 function gapPts(a: readonly number[], b: readonly number[], higher: string, lower: string): { text: string; sign: number } {
   if (a.length < 2 || b.length < 2) return { text: 'too few runs for an interval', sign: 0 };
   const w = welch(a, b);
-  const sign = w.lo > 0 ? 1 : w.hi < 0 ? -1 : 0;
   const f = (v: number) => `${v >= 0 ? '+' : ''}${(100 * v).toFixed(2)}`;
+  if (Number.isNaN(w.lo)) return { text: `${f(w.diff)} points, no interval (both samples without spread)`, sign: 0 };
+  const sign = w.lo > 0 ? 1 : w.hi < 0 ? -1 : 0;
   return { text: `${f(w.diff)} points [${f(w.lo)}, ${f(w.hi)}]: ${sign > 0 ? higher : sign < 0 ? lower : 'no significant difference'}`, sign };
 }
 

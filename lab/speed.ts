@@ -449,6 +449,8 @@ export function speedHeadline(data: SpeedData): string {
   const all = (c: Comparison) => c.shapes.flatMap((x) => x.ratios);
   const say = (xs: Comparison[]) => xs.map((c) => `${c.label} ${rangeOf(all(c))}`).join('; ');
   if (cs.some((c) => !c.rounds)) return `${say(cs)} (one measured run per shape: no spread, so no verdict; re-run \`npm run lab -- speed\`)`;
+  const n0 = data.rounds ?? 0;
+  if (2 / 2 ** n0 >= 0.05) return `${say(cs)} (ranges of per-round ratios over ${n0} rounds: too few for even unanimous rounds to be significant, so no verdict; full mode runs 8)`;
   const groups: Record<Verdict | 'shape', Comparison[]> = { faster: [], slower: [], mixed: [], shape: [] };
   for (const c of cs) {
     const vs = new Set(c.shapes.map((x) => verdictOf(x.ratios)));

@@ -98,11 +98,11 @@ export function welch(a: readonly number[], b: readonly number[]): Welch {
  * The paired comparison of a and b measured on the same seeds (a[k] and b[k] share initial weights, data order, ...):
  * mean of the differences a[k] − b[k], its 95% t-interval, t, df and two-sided p. Differences equal on every seed have
  * no spread: identical (interval [0, 0], p = 1) or a constant nonzero shift (interval collapsed on it, p = 0: every seed
- * moved the same way by the same amount). Falls back to {@link welch} when the samples differ in length.
+ * moved the same way by the same amount). Samples of different lengths cannot be paired: NaN (no interval, no verdict).
  * @example paired([0.97, 0.96, 0.98], [0.975, 0.962, 0.985]) // { diff: -0.004, lo: ..., hi: ..., p: ... }
  */
 export function paired(a: readonly number[], b: readonly number[]): Welch {
-  if (a.length !== b.length) return welch(a, b);
+  if (a.length !== b.length) return { diff: mean(a) - mean(b), lo: NaN, hi: NaN, t: NaN, df: 0, p: NaN };
   const d = a.map((v, k) => v - b[k]);
   const n = d.length, m = mean(d), s = n >= 2 ? sd(d) : NaN;
   if (!(n >= 2)) return { diff: m, lo: NaN, hi: NaN, t: NaN, df: 0, p: NaN };

@@ -58,8 +58,8 @@ export interface SwallowCell extends SeedMeters { opt: string; format: string; r
 /** "Δ [lo, hi] verdict" of a against the reference b (paired by seed, 95%), scaled (100: percentage points). */
 export function vsRef(a: number[], b: number[], scale = 100, digits = 2, words: [string, string] = ['higher', 'lower']): string {
   if (a.length < 2 || b.length < 2) return '–';
+  if (a.length === b.length && a.every((v, k) => v === b[k])) return 'identical on every seed';
   const w = paired(a, b);
-  if (w.p === 1 && w.diff === 0) return 'identical on every seed';
   const f = (v: number) => `${v >= 0 ? '+' : ''}${(scale * v).toFixed(digits)}`;
   return `${f(w.diff)} [${f(w.lo)}, ${f(w.hi)}]: ${w.lo > 0 ? words[0] : w.hi < 0 ? words[1] : 'no significant difference'}`;
 }
@@ -421,7 +421,8 @@ function gridTests(cells: Omit<SwallowCell, 'curve'>[]): Map<Omit<SwallowCell, '
     if (ref && c.accs.length >= 2) tests.push([c, paired(c.accs, ref.accs)]);
   }
   const adj = holm(tests.map(([, w]) => w.p));
-  return new Map(tests.map(([c, w], i) => [c, { w, adj: adj[i], family: tests.length }]));
+  const family = tests.filter(([, w]) => Number.isFinite(w.p)).length;
+  return new Map(tests.map(([c, w], i) => [c, { w, adj: adj[i], family }]));
 }
 
 /** "; not significant after Holm's correction over the n comparisons of …" where a 95% verdict does not survive it. */
@@ -488,7 +489,7 @@ export function swallowAnswerBullets(data: SwallowData): string[] {
         else if (rnc.escapes.every((v) => v !== null)) {
           const w = paired(rnc.escapes as number[], f32.escapes as number[]);
           const later = (rnc.escapes as number[]).filter((v, k) => v > (f32.escapes[k] as number)).length;
-          verdict = w.lo > 0 ? ` — round-to-nearest lengthened the plateau by ${w.diff.toFixed(0)} steps [${w.lo.toFixed(0)}, ${w.hi.toFixed(0)}] (paired by seed; later on ${later} of ${w.df + 1} seeds)` : w.hi < 0 ? ' — round-to-nearest escaped sooner' : ` — no significant difference in escape time (paired by seed: ${w.diff.toFixed(0)} steps [${w.lo.toFixed(0)}, ${w.hi.toFixed(0)}])`;
+          verdict = w.lo > 0 ? ` — round-to-nearest lengthened the plateau by ${w.diff.toFixed(0)} steps [${w.lo.toFixed(0)}, ${w.hi.toFixed(0)}] (paired by seed; later on ${later} of ${rnc.escapes.length} seeds)` : w.hi < 0 ? ' — round-to-nearest escaped sooner' : ` — no significant difference in escape time (paired by seed: ${w.diff.toFixed(0)} steps [${w.lo.toFixed(0)}, ${w.hi.toFixed(0)}])`;
         } else verdict = ' — some round-to-nearest seeds never escaped';
       }
       out.push(`Plateau (deep linear network, initial scale ${init}, ${p.seeds} seeds): steps to escape fp32 ${desc(f32)}, bf16 RN ${desc(rnc)}, fp16 RN ${desc(at('fp16 RN'))}, bf16 SR ${desc(at('bf16 SR'))}, bf16 + fp32 master ${desc(at('bf16 RN + fp32 master'))}, bf16 + Kahan ${desc(at('bf16 RN + Kahan (fp32)'))}${verdict}.`);
@@ -536,7 +537,7 @@ export function swallowHeadline(data: SwallowData): string | null {
     const says = rows.map(({ init, rn, f32, w }, i) => {
       if (rn.escapes.every((v) => v === null)) { stalled = true; return `${init}: never escaped in ${p.config.steps} steps (fp32: ${meanSd(f32.escapes as number[], 1, 0)} steps)`; }
       if (!w) { stalled = true; return `${init}: ${rn.escapes.filter((v) => v === null).length} of ${rn.escapes.length} seeds never escaped`; }
-      if (w.lo > 0) { stalled = true; return `${init}: escaped ${w.diff.toFixed(0)} steps later [${w.lo.toFixed(0)}, ${w.hi.toFixed(0)}]${holmNote(adj[i], rows.length, 'the scales')}`; }
+      if (w.lo > 0) { stalled = true; return `${init}: escaped ${w.diff.toFixed(0)} steps later [${w.lo.toFixed(0)}, ${w.hi.toFixed(0)}]${holmNote(adj[i], adj.filter((v) => Number.isFinite(v)).length, 'the scales')}`; }
       return w.hi < 0 ? `${init}: escaped sooner` : `${init}: no difference in escape time detected`;
     });
     if (says.length) parts.push(`on a plateau (deep linear network, ${p.seeds} seeds, by initial scale) bf16 round-to-nearest ${stalled ? 'stalled' : 'did not stall'} — ${says.join('; ')}`);

@@ -1,7 +1,7 @@
 // Transparent huge pages for the training steps' big buffers. A step streams ~10 MB (weights, Adam moments, gradient
 // scratch) through the caches several times; on 4 KiB pages that is thousands of TLB misses per step, on 2 MiB pages a
 // handful. Linux gives huge pages to anonymous memory only where madvise(MADV_HUGEPAGE) asks (the common "madvise" THP
-// setting); elsewhere (other systems, THP off) these calls do nothing and the buffers are ordinary memory.
+// setting); elsewhere (other systems, THP set to never) these calls do nothing and the buffers are ordinary memory.
 #pragma once
 #include <cstddef>
 #include <cstdint>
@@ -9,6 +9,7 @@
 #include <cstring>
 #include <new>
 #if defined(__linux__)
+#include <cstdio>
 #include <sys/mman.h>
 #endif
 
@@ -16,11 +17,29 @@ namespace sf {
 
 constexpr size_t HUGE_PAGE = size_t(2) << 20;
 
+#if defined(__linux__)
+// False when the system's THP setting is "never": MADV_COLLAPSE ignores that setting, so it is skipped there (read once).
+inline bool thp_allowed() {
+  static const bool allowed = [] {
+    FILE* f = std::fopen("/sys/kernel/mm/transparent_hugepage/enabled", "r");
+    if (!f) return false;
+    char buf[128] = {0};
+    const size_t n = std::fread(buf, 1, sizeof buf - 1, f);
+    std::fclose(f);
+    buf[n] = 0;
+    return std::strstr(buf, "[never]") == nullptr;
+  }();
+  return allowed;
+}
+#endif
+
 // Ask for huge pages on the whole 2 MiB pages inside [p, p + bytes) (memory the caller fully uses: nothing is added to
 // RSS beyond those pages), and with collapse also turn its pages already present into huge pages now (MADV_COLLAPSE,
-// Linux 6.1+; older kernels refuse it and khugepaged does it later). Failures are ignored: only speed depends on it.
+// Linux 6.1+; older kernels refuse it and khugepaged does it later). Nothing is asked where THP is set to never.
+// Failures are ignored: only speed depends on it.
 inline void advise_huge(void* p, size_t bytes, bool collapse) {
 #if defined(__linux__) && defined(MADV_HUGEPAGE)
+  if (!thp_allowed()) return;
   const uintptr_t a = ((uintptr_t)p + HUGE_PAGE - 1) & ~(uintptr_t)(HUGE_PAGE - 1);
   const uintptr_t e = ((uintptr_t)p + bytes) & ~(uintptr_t)(HUGE_PAGE - 1);
   if (e <= a) return;

@@ -147,17 +147,18 @@ test('answers: missing sections say "not run", verdicts appear only where the We
 test('guess 1 headline: a verdict only where every interleaved round agrees; no rounds kept, no verdict', () => {
   const row = (source: string, dtype: string, ratioRounds: number[] | undefined) => ({ source, dtype, shape: '8×8×8', gflops: 1, ratio: ratioRounds ? ratioRounds[2] : 0.45, note: '', ratioRounds });
   const data = (rr: (k: string) => number[] | undefined): SpeedData => ({
-    quick: false, rounds: 5, memory: [], engineNote: '', llcBytes: null, load: [0.1, 0.1, 0.1],
+    quick: false, rounds: 6, memory: [], engineNote: '', llcBytes: null, load: [0.1, 0.1, 0.1],
     cpu: { model: 'x', source: 'test', features: [] },
     gemm: [row('slimfit engine (own, vfmadd231pd (AVX-512))', 'float64', rr('f64')), row('slimfit engine (bf16 mode, tdpbf16ps (AMX tiles), ...)', 'bfloat16', rr('amx')), row('slimfit engine (own, vdpbf16ps (AVX512_BF16))', 'bfloat16', rr('dp'))],
     gemv: [],
   });
-  const h = speedHeadline(data((k) => (k === 'f64' ? [0.45, 0.44, 0.46, 0.47, 0.43] : k === 'amx' ? [2.1, 4.8, 3, 2.5, 2.2] : [0.7, 1.05, 0.69, 0.7, 0.71])));
-  assert.match(h, /faster in every one of 5 interleaved rounds at every shape\*\*: float32 GEMM vs float64 \(engine, own kernels\) 2\.13–2\.33×; bf16 GEMM on AMX tiles .* 2\.10–4\.80×/);
+  const h = speedHeadline(data((k) => (k === 'f64' ? [0.45, 0.44, 0.46, 0.47, 0.43, 0.45] : k === 'amx' ? [2.1, 4.8, 3, 2.5, 2.2, 2.3] : [0.7, 1.05, 0.69, 0.7, 0.71, 0.7])));
+  assert.match(h, /faster in every one of 6 interleaved rounds at every shape\*\*: float32 GEMM vs float64 \(engine, own kernels\) 2\.13–2\.33×; bf16 GEMM on AMX tiles .* 2\.10–4\.80×/);
   assert.match(h, /no consistent difference\*\* \(rounds disagree\): bf16 GEMM on AVX512_BF16 dot products \(engine\) vs float32 0\.690–1\.05×/);
   assert.doesNotMatch(h, /slower in every round/);
   const two = (rr: number[], rr2: number[]): SpeedData => ({ ...data(() => undefined), gemm: [{ ...row('slimfit lab kernel, 1 thread (vfmadd231ph (AVX512_FP16), ...)', 'float16 math (fp16 sums)', rr), shape: '1×1×1' }, { ...row('slimfit lab kernel, 1 thread (vfmadd231ph (AVX512_FP16), ...)', 'float16 math (fp16 sums)', rr2), shape: '2×2×2' }] });
-  assert.match(speedHeadline(two([0.9, 0.92, 0.93, 0.91, 0.9], [1.06, 1.07, 1.08, 1.06, 1.07])), /\*\*depends on the shape\*\*: GEMM in fp16 arithmetic \(AVX512_FP16\): slower at 1×1×1 \(0\.900–0\.930×\), faster at 2×2×2 \(1\.06–1\.08×\)/);
+  assert.match(speedHeadline(two([0.9, 0.92, 0.93, 0.91, 0.9, 0.91], [1.06, 1.07, 1.08, 1.06, 1.07, 1.07])), /\*\*depends on the shape\*\*: GEMM in fp16 arithmetic \(AVX512_FP16\): slower at 1×1×1 \(0\.900–0\.930×\), faster at 2×2×2 \(1\.06–1\.08×\)/);
+  assert.match(speedHeadline({ ...data((k) => (k === 'f64' ? [0.45, 0.44, 0.46] : [2, 2, 2])), rounds: 3 }), /too few for even unanimous rounds to be significant, so no verdict/);
   const old = speedHeadline(data(() => undefined));
   assert.match(old, /no spread, so no verdict/);
   assert.doesNotMatch(old, /faster in every/);

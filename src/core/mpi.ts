@@ -112,10 +112,12 @@ export function mpiWorld(): MpiWorld | null {
   let finalized = false, together = false;
   const w: MpiWorld = {
     rank: info.rank, size: info.size, library: info.library, stats,
-    allreduce: (buf, mean = false) => reduce(buf, mean),
-    allreduceMany: (arrays, mean = true) => bucketed(arrays, (b) => reduce(b, mean)),
-    broadcastMany: (arrays) => bucketed(arrays, (b) => addon.bcast(b, 0)),
-    barrier: () => addon.barrier(),
+    // a collective after an agreed stop means the program caught that error and went on: a later exit with an error
+    // is this rank's own again (finalizing then would wait for ranks stuck in a collective)
+    allreduce: (buf, mean = false) => { together = false; reduce(buf, mean); },
+    allreduceMany: (arrays, mean = true) => { together = false; bucketed(arrays, (b) => reduce(b, mean)); },
+    broadcastMany: (arrays) => { together = false; bucketed(arrays, (b) => addon.bcast(b, 0)); },
+    barrier: () => { together = false; addon.barrier(); },
     stopTogether: () => { together = true; },
     abort: (code = 1) => {
       addon.abort(code);
