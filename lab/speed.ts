@@ -431,7 +431,7 @@ function verdictOf(ratios: number[]): Verdict {
  */
 export function speedHeadline(data: SpeedData): string {
   const g = data.gemm ?? [];
-  const pick = (f: (r: GemmRow) => boolean) => g.filter((r) => f(r));
+  const pick = (f: (r: GemmRow) => boolean) => g.filter(f);
   const gemv = (t: string) => (data.gemv ?? []).filter((r) => r.dtype.startsWith(t)).map((r) => ({ ...r, shape: r.size }));
   const cs = [
     compare('float32 GEMM vs float64 (engine, own kernels)', pick((r) => /engine \(own/.test(r.source) && r.dtype === 'float64'), true),
@@ -449,14 +449,13 @@ export function speedHeadline(data: SpeedData): string {
   const all = (c: Comparison) => c.shapes.flatMap((x) => x.ratios);
   const say = (xs: Comparison[]) => xs.map((c) => `${c.label} ${rangeOf(all(c))}`).join('; ');
   if (cs.some((c) => !c.rounds)) return `${say(cs)} (one measured run per shape: no spread, so no verdict; re-run \`npm run lab -- speed\`)`;
-  const n0 = data.rounds ?? 0;
-  if (2 / 2 ** n0 >= 0.05) return `${say(cs)} (ranges of per-round ratios over ${n0} rounds: too few for even unanimous rounds to be significant, so no verdict; full mode runs 8)`;
+  const n = data.rounds ?? 0;
+  if (2 / 2 ** n >= 0.05) return `${say(cs)} (ranges of per-round ratios over ${n} rounds: too few for even unanimous rounds to be significant, so no verdict; full mode runs 8)`;
   const groups: Record<Verdict | 'shape', Comparison[]> = { faster: [], slower: [], mixed: [], shape: [] };
   for (const c of cs) {
     const vs = new Set(c.shapes.map((x) => verdictOf(x.ratios)));
     groups[vs.size === 1 ? [...vs][0] : 'shape'].push(c);
   }
-  const n = data.rounds ?? 0;
   const parts: string[] = [];
   if (groups.faster.length) parts.push(`**faster in every one of ${n} interleaved rounds at every shape**: ${say(groups.faster)}`);
   if (groups.slower.length) parts.push(`**slower in every round at every shape**: ${say(groups.slower)}`);
