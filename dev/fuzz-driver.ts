@@ -34,6 +34,8 @@ export interface FuzzJob {
   seed: number;
   first: number;
   cases: number;
+  /** Loader workers for a store's first batch (default: the loader's own choice). */
+  loaderWorkers?: number;
   /** Mutate JSON targets structurally (values replaced, keys dropped) instead of bytewise. */
   json?: boolean;
   /** Run the fixture unchanged (a control: every case must be ok). */
@@ -133,7 +135,7 @@ function storeDigest(out: string): string {
 }
 
 /** What `slimfit info`, `slimfit verify` and a first training batch do with the store at `dir`. */
-async function useStore(dir: string): Promise<void> {
+async function useStore(dir: string, workers: number | undefined): Promise<void> {
   let firstError: unknown = null;
   const attempt = async (f: () => Promise<unknown>) => { try { await f(); } catch (e) { if (!isSlimfitError(e)) throw e; firstError ??= e; } };
   await attempt(async () => summarizeStore(dir, await readManifest(dir)));
@@ -142,7 +144,7 @@ async function useStore(dir: string): Promise<void> {
     const ds = await openDataset(dir);
     try {
       for (const name of ds.splits) {
-        const loader = createLoader(ds.split(name), { batchSize: 16, normalize: 'stats' });
+        const loader = createLoader(ds.split(name), { batchSize: 16, normalize: 'stats', workers });
         try {
           for await (const b of loader) { void b; break; }
         } finally { await loader.close(); } // its worker threads live until closed
@@ -172,7 +174,7 @@ async function main(): Promise<void> {
     let message = '';
     let digest = '';
     try {
-      if (job.kind === 'store') await useStore(src);
+      if (job.kind === 'store') await useStore(src, job.loaderWorkers);
       else if (job.pair) await convertOnce(undefined, join(job.work, 'out'), { ...job.options, x: join(src, job.pair.x), y: join(src, job.pair.y) });
       else await convertOnce(src, join(job.work, 'out'), job.options ?? {});
       if (job.kind === 'convert') digest = storeDigest(join(job.work, 'out'));

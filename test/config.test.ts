@@ -75,6 +75,22 @@ test('no file in src/, bin/ or native/ but src/core/config.ts reads a SLIMFIT_* 
   assert.deepEqual(offenders, [], 'read these through envSettings()/featureEnabled() in src/core/config.ts');
 });
 
+test('tests, dev/, bench/ and lab/ name only SLIMFIT_* variables that exist (a misspelt switch would make a comparison vacuous)', () => {
+  const known = new Set([...Object.keys(ENV_VARS), ...Object.keys(BUILD_ENV_VARS)]);
+  const unknown: string[] = [];
+  let scanned = 0;
+  for (const top of ['test', 'dev', 'bench', 'lab']) {
+    for (const file of files(join(ROOT, top))) {
+      const rel = relative(ROOT, file);
+      if (rel === 'test/config.test.ts') continue; // the scanner's own examples above
+      scanned++;
+      for (const m of readFileSync(file, 'utf8').matchAll(/\bSLIMFIT_[A-Z0-9_]+\b/g)) if (!known.has(m[0])) unknown.push(`${rel}: ${m[0]}`);
+    }
+  }
+  assert.ok(scanned > 50, `scanned ${scanned} files`);
+  assert.deepEqual(unknown, [], 'name a variable from ENV_VARS or BUILD_ENV_VARS (src/core/config.ts)');
+});
+
 test('MPI launcher variables (MPI_ENV_VARS) are named only in src/core/config.ts; the README lists exactly them', () => {
   const names = Object.keys(MPI_ENV_VARS);
   const offenders: string[] = [];

@@ -8,6 +8,7 @@ import { after, before, describe, it } from 'node:test';
 import { openCsv, type CsvSource } from '../src/formats/csv.ts';
 import { openMessySource } from '../src/formats/messy.ts';
 import { MNIST_DIR, needsAddon, py, ROOT, RSS_GROWTH_LIMIT, runCli, tempDir } from '../dev/helpers.ts';
+import { featureEnabled } from '../src/core/config.ts';
 
 async function drain(src: CsvSource): Promise<{ x: Buffer; y: bigint[]; n: number }> {
   const xs: Buffer[] = [];
@@ -165,7 +166,9 @@ print(int((np.abs(x) > 65504).sum()))
     await assert.rejects(openCsv(f, { labelCol: 'label' }), /no header line/);
   });
 
-  it('peak RSS stays flat when the CSV grows 10x', async () => {
+  // The native line parser fills the same bounded batches the JS scanner does (the streaming around it is one code
+  // path), so the 10x measurement runs once, in the pass with the addons.
+  it('peak RSS stays flat when the CSV grows 10x', { skip: !featureEnabled('native') && 'the streaming that bounds memory is the same code with SLIMFIT_DISABLE=native; measured in the pass with the addons' }, async () => {
     const body = readFileSync(csv);
     const headerEnd = body.indexOf(10) + 1;
     const big = join(tmp.dir, 'big.csv');
