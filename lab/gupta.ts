@@ -9,7 +9,7 @@ import { pct, SUB, table, writeSection } from './report.ts';
 import { buildLenet, runTraining, type CurvePoint } from './run.ts';
 import { logger, noteOutcome, saveJson, stamp, type LabOptions } from './common.ts';
 import { runUnits, runsNote, unitConfig, type Unit, type UnitConfig } from './runs.ts';
-import { interval, mean, meanSd, summarize, welch } from './stats.ts';
+import { holm, interval, mean, meanSd, paired, summarize } from './stats.ts';
 import type { PrecisionSpec } from './train.ts';
 import type * as tfl from '@tensorflow/tfjs-layers';
 
@@ -252,13 +252,21 @@ async function writeGupta(o: GuptaOptions, cells: GuptaCell[], cfg: ReturnType<t
     for (const f of facets.length ? facets : ['float32']) for (const p of c.curve) pts.push({ x: p.epoch, y: Math.max(100 * p.testError, 0.1), series, facet: f });
   }
   const fig = await figure(lines(pts, { title: `Gupta et al. 2015 on MNIST: test error vs epoch (mean of ${seeds} seeds, WL=16)`, x: 'epoch', y: 'test error (%)', facet: 'network and fraction length', facetSort, logY: true, width: 240, height: 180, columns: 4 }), o.out, SUB, 'gupta2015-curves', 'test error curves');
-  const rows = cells.map((c) => {
-    const f32 = cells.find((d) => d.net === c.net && d.rounding === 'float32');
+  // every cell against the float32 run of its network, paired by seed; Holm's correction over all of them
+  const refOf = (c: GuptaCell) => cells.find((d) => d.net === c.net && d.rounding === 'float32');
+  const tests = cells.map((c) => { const f32 = refOf(c); return f32 && c !== f32 ? paired(c.testError, f32.testError) : null; });
+  const adjusted = holm(tests.map((w) => w?.p ?? NaN));
+  const family = tests.filter((w) => w && Number.isFinite(w.p)).length;
+  let dagger = false;
+  const rows = cells.map((c, i) => {
+    const f32 = refOf(c), w = tests[i];
     let vs = '–';
-    if (f32 && c !== f32) {
-      const w = welch(c.testError, f32.testError);
+    if (f32 && w) {
       const within2sd = Math.abs(mean(c.testError) - mean(f32.testError)) <= 2 * Math.max(summarize(f32.testError).sd, 1e-12);
-      vs = `${w.diff >= 0 ? '+' : ''}${(100 * w.diff).toFixed(2)} [${(100 * w.lo).toFixed(2)}, ${(100 * w.hi).toFixed(2)}]: ${w.lo > 0 ? 'worse' : w.hi < 0 ? 'better' : 'no significant difference'}${within2sd ? ' (within 2 s.d.)' : ''}`;
+      const sig = w.lo > 0 || w.hi < 0;
+      const fragile = sig && !(adjusted[i] < 0.05);
+      dagger ||= fragile;
+      vs = Number.isNaN(w.lo) ? `${w.diff >= 0 ? '+' : ''}${(100 * w.diff).toFixed(2)}: no interval` : `${w.diff >= 0 ? '+' : ''}${(100 * w.diff).toFixed(2)} [${(100 * w.lo).toFixed(2)}, ${(100 * w.hi).toFixed(2)}]: ${w.lo > 0 ? 'worse' : w.hi < 0 ? 'better' : 'no significant difference'}${fragile ? ' †' : ''}${within2sd ? ' (within 2 s.d.)' : ''}`;
     }
     return [
       c.net === 'cnn' ? 'CNN' : 'MLP',
@@ -283,11 +291,13 @@ async function writeGupta(o: GuptaOptions, cells: GuptaCell[], cfg: ReturnType<t
     '',
     stamp(cfg.size !== 'full', seconds, `MNIST ${cfg.trainN} train / ${cfg.testN} test images; MLP 784-${cfg.hidden.join('-')}-10 ReLU; ${cnnDesc}${sizeNote}; plain SGD, batch ${cfg.batch}, loss summed over the batch with lr ${cfg.lrSum} (= ${cfg.lrSum * cfg.batch} on the batch mean; not the paper's value), no decay, ${cfg.epochs} epochs (${steps} steps), ${seeds} seeds per cell (seed = initial weights, sample order and rounding stream)`, runs),
     '',
-    'Weights, layer outputs, back-propagated errors and weight gradients are all rounded to signed fixed point ⟨16−FL, FL⟩ (fixed point saturates at ±2^(IL−1)); there is no float master copy; matrix products and convolutions accumulate in float32 before rounding (the paper\'s wide accumulator), and every update w + Δ is rounded once from its exact value. **Loss**: the paper sums the cross-entropy over the batch; averaging it instead makes every back-propagated error 1/batch as large, so at FL=8 round-to-nearest zeroes most of them — those rows test an interaction of format and loss: a format that fails only there fails only when the back-propagated errors are made batch-times smaller (the batch-mean loss). Columns: test error mean ± s.d. over seeds, its 95% t-interval, the difference to the float32 run of the same network (Welch 95% interval; a verdict only where the interval excludes 0), share of forward layer outputs saturated (averaged over training), share of nonzero weight updates that left the stored weight unchanged ("swallowed"; counts a deferred stochastic update as swallowed too), share of nonzero weight gradients below 2^−FL.',
+    'Weights, layer outputs, back-propagated errors and weight gradients are all rounded to signed fixed point ⟨16−FL, FL⟩ (fixed point saturates at ±2^(IL−1)); there is no float master copy; matrix products and convolutions accumulate in float32 before rounding (the paper\'s wide accumulator), and every update w + Δ is rounded once from its exact value. **Loss**: the paper sums the cross-entropy over the batch; averaging it instead makes every back-propagated error 1/batch as large, so at FL=8 round-to-nearest zeroes most of them — those rows test an interaction of format and loss: a format that fails only there fails only when the back-propagated errors are made batch-times smaller (the batch-mean loss). Columns: test error mean ± s.d. over seeds, its 95% t-interval, the difference to the float32 run of the same network, paired by seed (seed k gives every cell of a network the same initial weights and sample order: the mean of the per-seed differences with its 95% t-interval; a verdict only where the interval excludes 0; † = not significant after Holm\'s correction over the table\'s comparisons with float32), share of forward layer outputs saturated (averaged over training), share of nonzero weight updates that left the stored weight unchanged ("swallowed"; counts a deferred stochastic update as swallowed too), share of nonzero weight gradients below 2^−FL.',
     '',
     'Dynamic fixed point (Courbariaux, Bengio & David 2014) is the fix for the range problem: every tensor group (each layer\'s weights, weight gradients, outputs and back-propagated errors) has 16-bit codes times its own power of two 2^−FL, and FL moves by one after each rounding so that at most 0.01% of the values saturate (FL may exceed 15 for small gradients). "grad underflow" for it is measured against the current 2^−FL of each gradient tensor.',
     '',
-    table(['network', 'format', 'rounding', 'loss', 'test error (mean ± s.d.)', '95% interval', 'vs float32: Δ error [95%]', 'outputs saturated', 'swallowed updates', 'grad underflow', 'paper', 's / run'], rows),
+    table(['network', 'format', 'rounding', 'loss', 'test error (mean ± s.d.)', '95% interval', 'vs float32, paired by seed: Δ error [95%]', 'outputs saturated', 'swallowed updates', 'grad underflow', 'paper', 's / run'], rows),
+    '',
+    dagger ? `† The interval excludes 0 on its own, but the difference is not significant after Holm's correction over the ${family} comparisons with float32 in this table.` : `Every verdict above survives Holm's correction over the ${family} comparisons with float32 in this table.`,
     '',
     '**Paper column**: the paper presents its MNIST results (the fully connected network at several FL, and its LeNet-like CNN) as test-error-versus-epoch curves rather than a table, and the text of the paper could not be retrieved in this environment to read exact values, so no number is given rather than one read off a figure. What the paper states in words: with stochastic rounding, 16-bit fixed point trains to about the float32 error; with round-to-nearest, training degrades as FL shrinks. The CNN is a LeNet-like network of the kind the paper trains on MNIST (two 5×5 convolution + 2×2 max-pool stages with 8 and 16 maps, 128 hidden units, 10 outputs); its exact layer sizes and the CNN\'s FL (14 here, `--cnn-fl`) could not be checked against the paper\'s text in this environment.',
     '',

@@ -6,7 +6,7 @@ import { loadavg } from 'node:os';
 import { SUB, table, writeSection } from './report.ts';
 import { logger, type LabOptions, type SectionStatus } from './common.ts';
 import { countDone, sectionRunsDir, type Unit } from './runs.ts';
-import { mean, summarize, welch } from './stats.ts';
+import { mean, paired, summarize, welch } from './stats.ts';
 import { speedAnswerBullets, speedHeadline, type SpeedData } from './speed.ts';
 import { swallowAnswerBullets, swallowHeadline, type SwallowData } from './swallow.ts';
 import { CHAOS_BASE_SEED, chaosConfig } from './chaos.ts';
@@ -44,10 +44,13 @@ function stat(x: readonly number[], digits = 3, exp = false): string {
   return `${f(s.mean)} ± ${f(s.sd)} (n=${s.n}, 95% [${f(s.lo)}, ${f(s.hi)}])`;
 }
 
-/** Welch difference a − b in percentage points with its interval and a verdict only where the interval excludes 0. */
-function gapPts(a: readonly number[], b: readonly number[], higher: string, lower: string): { text: string; sign: number } {
+/**
+ * Difference a − b in percentage points with its 95% interval and a verdict only where the interval excludes 0: paired
+ * by seed when `bySeed` (a[k] and b[k] ran from the same seed: initial weights, sample order), else Welch's.
+ */
+function gapPts(a: readonly number[], b: readonly number[], higher: string, lower: string, bySeed = false): { text: string; sign: number } {
   if (a.length < 2 || b.length < 2) return { text: 'too few runs for an interval', sign: 0 };
-  const w = welch(a, b);
+  const w = bySeed && a.length === b.length ? paired(a, b) : welch(a, b);
   const f = (v: number) => `${v >= 0 ? '+' : ''}${(100 * v).toFixed(2)}`;
   if (Number.isNaN(w.lo)) return { text: `${f(w.diff)} points, no interval (both samples without spread)`, sign: 0 };
   const sign = w.lo > 0 ? 1 : w.hi < 0 ? -1 : 0;
@@ -81,8 +84,8 @@ export function guptaAnswerBullets(g: Json): string[] {
       const rn = fixed.find((c) => c.fl === fl && c.rounding === 'nearest');
       const sr = fixed.find((c) => c.fl === fl && c.rounding === 'stochastic');
       const seg: string[] = [];
-      if (sr) seg.push(`stochastic ${pctStat(sr.testError)}${f32 ? `, vs float32 ${gapPts(sr.testError, f32.testError, 'worse', 'better').text}` : ''}`);
-      if (rn) seg.push(`round-to-nearest ${pctStat(rn.testError)}${sr ? `, minus stochastic ${gapPts(rn.testError, sr.testError, 'nearest worse', 'nearest better').text}` : ''}`);
+      if (sr) seg.push(`stochastic ${pctStat(sr.testError)}${f32 ? `, vs float32 ${gapPts(sr.testError, f32.testError, 'worse', 'better', true).text}` : ''}`);
+      if (rn) seg.push(`round-to-nearest ${pctStat(rn.testError)}${sr ? `, minus stochastic ${gapPts(rn.testError, sr.testError, 'nearest worse', 'nearest better', true).text}` : ''}`);
       parts.push(`FL=${fl}: ${seg.join('; ')}`);
     }
     out.push(`**${name}** (${modeOf(g)} mode${g.epochs ? `, ${g.epochs} epochs on ${g.trainN} images` : ''}, loss summed over the batch as in the paper): ${parts.join('. ')}.`);
@@ -93,7 +96,7 @@ export function guptaAnswerBullets(g: Json): string[] {
       const rn = fixed.find((c) => c.fl === lowest && c.rounding === 'nearest');
       // "about float32": the whole 95% interval of SR minus float32 within ±1 point (an interval that merely contains 0 is
       // absence of evidence); "RN worse": RN minus SR excludes 0 upwards
-      if (sr && rn) { const w = welch(sr.testError, f32.testError); consistent.push(w.lo >= -0.01 && w.hi <= 0.01 && gapPts(rn.testError, sr.testError, '', '').sign > 0); }
+      if (sr && rn) { const w = paired(sr.testError, f32.testError); consistent.push(w.lo >= -0.01 && w.hi <= 0.01 && gapPts(rn.testError, sr.testError, '', '', true).sign > 0); }
     }
   }
   const rn8 = find('mlp', (c) => c.fl === 8 && c.rounding === 'nearest' && c.loss === 'sum' && !c.dynamic);
@@ -103,8 +106,8 @@ export function guptaAnswerBullets(g: Json): string[] {
     const s = find(m.net!, (c) => c.loss === 'sum' && c.fl === m.fl && c.rounding === m.rounding && !c.dynamic);
     if (!s) continue;
     const f32 = find(m.net!, (c) => c.rounding === 'float32');
-    const gap = gapPts(m.testError, s.testError, 'worse', 'better');
-    const sumGap = f32 ? gapPts(s.testError, f32.testError, 'worse', 'better') : null;
+    const gap = gapPts(m.testError, s.testError, 'worse', 'better', true);
+    const sumGap = f32 ? gapPts(s.testError, f32.testError, 'worse', 'better', true) : null;
     const why = gap.sign <= 0 ? ''
       : sumGap && sumGap.sign <= 0 ? ` — the format fails only when the back-propagated errors are made batch-times smaller (the batch-mean loss): with the summed loss it is within reach of float32 (${sumGap.text})`
         : sumGap ? ` — with the summed loss the format already costs accuracy (vs float32 ${sumGap.text}), and it costs more when the back-propagated errors are made batch-times smaller (the batch-mean loss): an interaction of the format with the loss reduction`
@@ -123,7 +126,7 @@ export function guptaAnswerBullets(g: Json): string[] {
     const over = [['hidden', hidden], ['logits', logits]].filter(([, v]) => summarize(v as number[]).lo > 0.01).map(([k]) => k as string);
     const fixedCells = cells.filter((c) => c.net === net.toLowerCase() && c.fl === flMax && c.loss === 'sum' && !c.dynamic);
     const f32 = find(net.toLowerCase(), (c) => c.rounding === 'float32');
-    const fails = f32 && fixedCells.length && fixedCells.every((c) => gapPts(c.testError, f32.testError, '', '').sign > 0);
+    const fails = f32 && fixedCells.length && fixedCells.every((c) => gapPts(c.testError, f32.testError, '', '', true).sign > 0);
     const note = over.length
       ? ` — ${over.join(' and ')} beyond the range (criterion: the 95% interval's lower end above 1%)${fails ? `; the ⟨${16 - flMax},${flMax}⟩ runs' errors above float32 are consistent with a range limit (not tested by an intervention)` : ''}`
       : ' — no layer has more than 1% beyond the range (criterion: the 95% interval\'s lower end): no sign that the range limits this format here';
@@ -131,7 +134,7 @@ export function guptaAnswerBullets(g: Json): string[] {
   }
   const f32 = find('mlp', (c) => c.rounding === 'float32');
   const dyn = cells.filter((c) => c.dynamic);
-  if (dyn.length && f32) out.push(`Dynamic fixed point (WL=16, per-tensor scale): ${dyn.map((c) => `${c.rounding} ${pctStat(c.testError)}, vs float32 ${gapPts(c.testError, f32.testError, 'worse', 'better').text}`).join('; ')}.`);
+  if (dyn.length && f32) out.push(`Dynamic fixed point (WL=16, per-tensor scale): ${dyn.map((c) => `${c.rounding} ${pctStat(c.testError)}, vs float32 ${gapPts(c.testError, f32.testError, 'worse', 'better', true).text}`).join('; ')}.`);
   if (consistent.length) out.push(`The paper gives its MNIST results as curves, not numbers, so no number is compared; its qualitative claim (stochastic rounding about float32 at WL=16 — here: the 95% interval of the difference within ±1 point — and round-to-nearest worse at the smallest FL) ${consistent.every(Boolean) ? 'holds here for every network run' : consistent.some(Boolean) ? 'holds here for one network but not the other' : 'is confirmed for no network run here at 95% confidence (the rows above show which part fails: a difference, or an interval wider than ±1 point at this n)'}.`);
   return out;
 }
@@ -143,9 +146,9 @@ function guptaHeadline(g: Json): string | null {
   const fl = Math.min(...cells.map((c) => c.fl as number));
   const rn = cells.find((c) => c.fl === fl && c.rounding === 'nearest'), sr = cells.find((c) => c.fl === fl && c.rounding === 'stochastic');
   if (!rn || !sr) return null;
-  const gap = gapPts(rn.testError, sr.testError, 'round-to-nearest worse', 'round-to-nearest better');
+  const gap = gapPts(rn.testError, sr.testError, 'round-to-nearest worse', 'round-to-nearest better', true);
   const f32 = (g.cells as GuptaCellJson[]).find((c) => (c.net ?? 'mlp') === 'mlp' && c.rounding === 'float32');
-  const srGap = f32 ? gapPts(sr.testError, f32.testError, 'stochastic worse than float32', 'stochastic better than float32') : null;
+  const srGap = f32 ? gapPts(sr.testError, f32.testError, 'stochastic worse than float32', 'stochastic better than float32', true) : null;
   return `16-bit fixed point at FL=${fl} (Gupta et al.'s MLP, ${modeOf(g)} mode, summed loss): round-to-nearest minus stochastic test error ${gap.text}${srGap ? `; stochastic minus float32 ${srGap.text}` : ''}`;
 }
 
@@ -367,7 +370,7 @@ export function answersMarkdown(out: string, guesses: Guess[] = GUESSES, status?
   const parts: string[] = [
     '## Answers to the three guesses',
     '',
-    `The user wondered whether weights need 32 or 64 bits and guessed three reasons lower precision might not be used. Every sentence below is computed from the saved results of the sections that follow, and holds for what they measured: this CPU, these kernels, these networks on MNIST. Per-run numbers are mean ± s.d. over n runs with the 95% t-interval of the mean. Differences between recipes run on the same seeds (swallow, fp8, int8: seed k gives both the same initial weights and sample order) are paired by seed — the mean of the per-seed differences with its 95% t-interval; gupta2015 and chaos compare with Welch's unpaired 95% interval. A verdict (higher, lower, longer) is stated only where that interval excludes 0, and "no difference detected" is not a proof of equality: the interval says how large a difference the runs could have missed. Speed has no interval: a path is called faster or slower only where every interleaved round at every shape agrees (see its headline). Each verdict is a 95% statement on its own; across the many comparisons some would be wrong by chance, so swallow's grid and plateau verdicts are also checked with Holm's correction over their family and marked where they do not survive it. Load average at assembly: ${loadavg().map((v) => v.toFixed(1)).join(' / ')}.`,
+    `The user wondered whether weights need 32 or 64 bits and guessed three reasons lower precision might not be used. Every sentence below is computed from the saved results of the sections that follow, and holds for what they measured: this CPU, these kernels, these networks on MNIST. Per-run numbers are mean ± s.d. over n runs with the 95% t-interval of the mean. Differences between recipes run on the same seeds (swallow, fp8, int8, gupta2015: seed k gives both the same initial weights and sample order) are paired by seed — the mean of the per-seed differences with its 95% t-interval; chaos compares layers with Welch's unpaired 95% interval (its twins of different layers are not matched). A verdict (higher, lower, longer) is stated only where that interval excludes 0, and "no difference detected" is not a proof of equality: the interval says how large a difference the runs could have missed. Speed has no interval: a path is called faster or slower only where every interleaved round at every shape agrees (see its headline). Each verdict is a 95% statement on its own; across the many comparisons some would be wrong by chance, so swallow's grid and plateau verdicts and gupta2015's comparisons with float32 are also checked with Holm's correction over their family and marked where they do not survive it. Load average at assembly: ${loadavg().map((v) => v.toFixed(1)).join(' / ')}.`,
     '',
     table(status ? ['results', 'mode of the saved results', 'runs of the requested mode'] : ['results', 'mode'], modes),
     '',

@@ -153,6 +153,9 @@ test('`npm run lab -- gupta2015 --tiny --seeds 3 --fl 8`: summed loss, n=3 per c
     assert.match(md, /consistent with the range, not the rounding, limiting that format \(not tested by an intervention\)/);
     assert.doesNotMatch(md, /artifact of the loss reduction|the paper's networks|mean the range, not the rounding, limits/);
     assert.match(md, /Float32 control/);
+    // cells share seeds (initial weights, sample order): compared with float32 paired by seed, with Holm over the table
+    assert.match(md, /vs float32, paired by seed: Δ error \[95%\]/);
+    assert.match(md, /(survives|not significant after) Holm's correction over the 4 comparisons with float32/);
     assert.ok(existsSync(join(dir, 'precision', 'gupta2015-curves.png')), 'plot written');
     // the LeNet-like CNN through the same command (one short epoch: this checks the path, not its error)
     const c = await runCli(['gupta2015', '--tiny', '--net', 'cnn', '--cnn-fl', '14', '--seeds', '2', '--epochs', '1', '--out', dir], { script: LAB, timeoutMs: 240_000 });
