@@ -9,10 +9,14 @@
 #if defined(__SSE2__)
 #include <emmintrin.h>
 #endif
+#if defined(__x86_64__)
+#include <immintrin.h>
+#endif
 #include <cmath>
 #include <cstdint>
 #include <cstring>
 
+#include "gemm_own.h"
 #include "napi_args.h"
 
 namespace {
@@ -136,6 +140,68 @@ void scaled_loop(const float* x, float* out, size_t n, double mul, double step, 
   cnt[0] = (double)c.ov; cnt[1] = (double)c.uf; cnt[2] = (double)c.nan;
 }
 
+#if defined(__x86_64__)
+// scaled_elem<MODE, false> on 8 values at once (AVX-512, doubles): the same arithmetic per element, the generator drawn
+// once per element in order (stochastic); the caller keeps NaN inputs out (scaled_elem counts and replaces them).
+template <int MODE>
+struct Scaled8 {
+  __m512d mul, step, lo, hi, hiH, loH;
+  __attribute__((target("avx512f,avx512dq,avx512vl"))) Scaled8(double m, double s, double l, double h)
+      : mul(_mm512_set1_pd(m)), step(_mm512_set1_pd(s)), lo(_mm512_set1_pd(l)), hi(_mm512_set1_pd(h)), hiH(_mm512_set1_pd(h + 0.5)), loH(_mm512_set1_pd(l - 0.5)) {}
+  __attribute__((target("avx512f,avx512dq,avx512vl"))) inline __m256 round(__m512d vd, Xoshiro& g, Counters& c) const {
+    const __m512d zero = _mm512_setzero_pd();
+    const __m512d yy = _mm512_mul_pd(vd, mul);
+    __m512d q;
+    __mmask8 ovHi, ovLo;
+    if (MODE == 0) {
+      const __m512d magic = _mm512_set1_pd(6755399441055744.0);  // as scaled_elem: rounds half-to-even
+      ovHi = _mm512_cmp_pd_mask(yy, hiH, _CMP_GE_OQ);
+      ovLo = _mm512_cmp_pd_mask(yy, loH, _CMP_LT_OQ);
+      q = _mm512_sub_pd(_mm512_add_pd(yy, magic), magic);
+    } else {
+      alignas(32) uint32_t rnd[8];
+      for (int k = 0; k < 8; k++) rnd[k] = g.next();
+      const __m512d r = _mm512_cvtepu32_pd(_mm256_load_si256((const __m256i*)rnd));
+      ovHi = _mm512_cmp_pd_mask(yy, hi, _CMP_GT_OQ);
+      ovLo = _mm512_cmp_pd_mask(yy, lo, _CMP_LT_OQ);
+      const __m512d fl0 = _mm512_roundscale_pd(yy, _MM_FROUND_TO_NEG_INF | _MM_FROUND_NO_EXC);
+      const __mmask8 up = _mm512_cmp_pd_mask(r, _mm512_mul_pd(_mm512_sub_pd(yy, fl0), _mm512_set1_pd(4294967296.0)), _CMP_LT_OQ);
+      q = _mm512_add_pd(fl0, _mm512_mask_blend_pd(up, zero, _mm512_set1_pd(1.0)));
+    }
+    q = _mm512_mask_blend_pd(ovHi, q, hi);
+    q = _mm512_mask_blend_pd((__mmask8)(ovLo & ~ovHi), q, lo);
+    c.ov += (uint64_t)__builtin_popcount((unsigned)(ovHi | ovLo));
+    c.uf += (uint64_t)__builtin_popcount((unsigned)(_mm512_cmp_pd_mask(q, zero, _CMP_EQ_OQ) & _mm512_cmp_pd_mask(vd, zero, _CMP_NEQ_UQ)));
+    return _mm512_cvtpd_ps(_mm512_add_pd(_mm512_mul_pd(q, step), zero));
+  }
+};
+
+bool fused_avx512() {
+  static const bool ok = __builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512dq") && __builtin_cpu_supports("avx512vl");
+  return ok && sf::detect_isa() == sf::ISA_AVX512;
+}
+
+// scaled_loop<MODE, false> with Scaled8: blocks holding a NaN go through scaled_elem.
+template <int MODE>
+__attribute__((target("avx512f,avx512dq,avx512vl"))) void scaled_loop_avx512(const float* x, float* out, size_t n, double mul, double step, double lo, double hi, Xoshiro& gio, double* cnt) {
+  Counters c;
+  Xoshiro g = gio;
+  const Scaled8<MODE> sk(mul, step, lo, hi);
+  size_t i = 0;
+  for (; i + 8 <= n; i += 8) {
+    const __m512d vd = _mm512_cvtps_pd(_mm256_loadu_ps(x + i));
+    if (_mm512_cmp_pd_mask(vd, vd, _CMP_UNORD_Q)) {
+      for (size_t k = i; k < i + 8; k++) out[k] = scaled_elem<MODE, false>(x[k], mul, step, lo, hi, g, c);
+      continue;
+    }
+    _mm256_storeu_ps(out + i, sk.round(vd, g, c));
+  }
+  for (; i < n; i++) out[i] = scaled_elem<MODE, false>(x[i], mul, step, lo, hi, g, c);
+  gio = g;
+  cnt[0] = (double)c.ov; cnt[1] = (double)c.uf; cnt[2] = (double)c.nan;
+}
+#endif
+
 // quantScaled(x, out, mul, step, lo, hi, mode, divide, state|null, counts): mode 0 nearest-even, 1 toward zero,
 // 2 stochastic (needs state); divide: y = x / step (int8) instead of x * mul. counts[0..2] = overflow, underflow, NaN.
 napi_value QuantScaled(napi_env env, napi_callback_info info) {
@@ -152,6 +218,10 @@ napi_value QuantScaled(napi_env env, napi_callback_info info) {
   if (no != nx || nc < 3 || mode < 0 || mode > 2 || (mode == 2 && ns < 4) || (st && ns < 4)) { a.fail("slimfit quant: quantScaled got mismatched arguments"); return nullptr; }
   Xoshiro g{0, 0, 0, 0};
   if (st) g = Xoshiro{st[0], st[1], st[2], st[3]};
+#if defined(__x86_64__)
+  if (!divide && mode != 1 && fused_avx512()) mode == 0 ? scaled_loop_avx512<0>(x, out, nx, mul, step, lo, hi, g, cnt) : scaled_loop_avx512<2>(x, out, nx, mul, step, lo, hi, g, cnt);
+  else
+#endif
   if (mode == 0) divide ? scaled_loop<0, true>(x, out, nx, mul, step, lo, hi, g, cnt) : scaled_loop<0, false>(x, out, nx, mul, step, lo, hi, g, cnt);
   else if (mode == 1) divide ? scaled_loop<1, true>(x, out, nx, mul, step, lo, hi, g, cnt) : scaled_loop<1, false>(x, out, nx, mul, step, lo, hi, g, cnt);
   else divide ? scaled_loop<2, true>(x, out, nx, mul, step, lo, hi, g, cnt) : scaled_loop<2, false>(x, out, nx, mul, step, lo, hi, g, cnt);
@@ -406,6 +476,115 @@ size_t fused_loop(const float* u, const float* old, float* next, size_t i, size_
   return i;
 }
 
+#if defined(__x86_64__)
+// fused_loop for a static fixed point site (scaled_elem<MODE, false>, MODE 0 nearest-even or 2 stochastic) with
+// AVX-512 (Scaled8): 8 elements at a time, the same double arithmetic element by element (round-to-odd sum, scaling, rounding,
+// saturation), so next[], the counters and the generator's state are bit-identical; the meter terms are formed in
+// vectors and added in element order. A block holding a NaN sum, or under stochastic rounding an expectation outside
+// [eLo, eHi], goes through the scalar loop instead (which stops at such an element as fused_loop does). Returns the
+// index fused_loop would return.
+template <int MODE>
+__attribute__((target("avx512f,avx512dq,avx512vl"))) size_t fused_fixed_avx512(const float* u, const float* old, float* next, size_t i, size_t n, double eLo,
+                                                                             double eHi, double mul, double step, double lo, double hi, Xoshiro& gio,
+                                                                             Counters& cio, double* acc) {
+  constexpr bool sr = MODE == 2;
+  double mass = acc[0], lostE = acc[1], lostR = acc[2];
+  uint64_t upd = 0, same = 0;
+  Xoshiro g = gio;
+  Counters c = cio;
+  const Scaled8<MODE> sk(mul, step, lo, hi);
+  const __m512d zero = _mm512_setzero_pd();
+  const __m512d veLo = _mm512_set1_pd(eLo), veHi = _mm512_set1_pd(eHi);
+  const __m256i ione = _mm256_set1_epi32(1);
+  alignas(64) double tm[8], tr[8], te[8];
+  while (i < n) {
+    if (i + 8 > n) {
+      // the tail: the scalar loop
+      for (; i < n; i++) {
+        const float uf = u[i], of = old[i];
+        const float v = sum_to_odd(of, uf);
+        const float nx = scaled_elem<MODE, false>(v, mul, step, lo, hi, g, c);
+        next[i] = nx;
+        const uint64_t nz = uf != 0;
+        upd += nz;
+        same += nz & (uint64_t)(nx == of);
+        if (sr && (v > eHi || v < eLo)) break;
+        const double ui = uf, oi = of;
+        const double applied = (double)nx - oi;
+        mass += std::fabs(ui);
+        lostR += std::fabs(ui - applied);
+        lostE += sr ? std::fabs(ui - ((double)v - oi)) : std::fabs(ui - applied);
+      }
+      break;
+    }
+    const __m256 uf8 = _mm256_loadu_ps(u + i), of8 = _mm256_loadu_ps(old + i);
+    const __m512d x = _mm512_cvtps_pd(of8), y = _mm512_cvtps_pd(uf8);
+    // sum_to_odd
+    const __m512d sv = _mm512_add_pd(x, y);
+    const __m512d bv = _mm512_sub_pd(sv, x);
+    const __m512d e = _mm512_add_pd(_mm512_sub_pd(x, _mm512_sub_pd(sv, bv)), _mm512_sub_pd(y, bv));
+    const __m256 f = _mm512_cvtpd_ps(sv);
+    const __m512d fd = _mm512_cvtps_pd(f);
+    const __mmask8 rounded = _mm512_cmp_pd_mask(fd, sv, _CMP_NEQ_UQ);
+    const __mmask8 enz = _mm512_cmp_pd_mask(e, zero, _CMP_NEQ_UQ);
+    const __mmask8 finite = _mm512_cmp_pd_mask(_mm512_sub_pd(sv, sv), zero, _CMP_EQ_OQ);
+    const __m256i fb = _mm256_castps_si256(f);
+    const __mmask8 even = _mm256_testn_epi32_mask(fb, ione);
+    const __mmask8 fix = (__mmask8)((rounded | enz) & finite & even);
+    const __mmask8 upR = _mm512_cmp_pd_mask(_mm512_abs_pd(sv), _mm512_abs_pd(fd), _CMP_GT_OQ);
+    const __mmask8 upE = (__mmask8)~(_mm512_cmp_pd_mask(sv, zero, _CMP_GT_OQ) ^ _mm512_cmp_pd_mask(e, zero, _CMP_GT_OQ));
+    const __mmask8 up = (__mmask8)((rounded & upR) | (~rounded & upE));
+    __m256i vb = _mm256_mask_add_epi32(fb, (__mmask8)(fix & up), fb, ione);
+    vb = _mm256_mask_sub_epi32(vb, (__mmask8)(fix & ~up), vb, ione);
+    const __m256 v8 = _mm256_castsi256_ps(vb);
+    const __m512d vd = _mm512_cvtps_pd(v8);
+    __mmask8 odd = _mm512_cmp_pd_mask(vd, vd, _CMP_UNORD_Q);  // a NaN sum: counted and stored by the scalar loop
+    if (sr) odd |= _mm512_cmp_pd_mask(vd, veHi, _CMP_GT_OQ) | _mm512_cmp_pd_mask(vd, veLo, _CMP_LT_OQ);
+    if (odd) {
+      const size_t end = i + 8;
+      bool stop = false;
+      for (; i < end; i++) {
+        const float uf = u[i], of = old[i];
+        const float v = sum_to_odd(of, uf);
+        const float nx = scaled_elem<MODE, false>(v, mul, step, lo, hi, g, c);
+        next[i] = nx;
+        const uint64_t nz = uf != 0;
+        upd += nz;
+        same += nz & (uint64_t)(nx == of);
+        if (sr && (v > eHi || v < eLo)) { stop = true; break; }
+        const double ui = uf, oi = of;
+        const double applied = (double)nx - oi;
+        mass += std::fabs(ui);
+        lostR += std::fabs(ui - applied);
+        lostE += sr ? std::fabs(ui - ((double)v - oi)) : std::fabs(ui - applied);
+      }
+      if (stop) break;
+      continue;
+    }
+    const __m256 nx8 = sk.round(vd, g, c);
+    _mm256_storeu_ps(next + i, nx8);
+    const __mmask8 nz = _mm256_cmp_ps_mask(uf8, _mm256_setzero_ps(), _CMP_NEQ_UQ);
+    upd += (uint64_t)__builtin_popcount((unsigned)nz);
+    same += (uint64_t)__builtin_popcount((unsigned)(nz & _mm256_cmp_ps_mask(nx8, of8, _CMP_EQ_OQ)));
+    const __m512d applied = _mm512_sub_pd(_mm512_cvtps_pd(nx8), x);
+    const __m512d dR = _mm512_abs_pd(_mm512_sub_pd(y, applied));
+    _mm512_store_pd(tm, _mm512_abs_pd(y));
+    _mm512_store_pd(tr, dR);
+    _mm512_store_pd(te, sr ? _mm512_abs_pd(_mm512_sub_pd(y, _mm512_sub_pd(vd, x))) : dR);
+    for (int k = 0; k < 8; k++) {
+      mass += tm[k];
+      lostR += tr[k];
+      lostE += te[k];
+    }
+    i += 8;
+  }
+  acc[0] = mass; acc[1] = lostE; acc[2] = lostR; acc[3] += (double)upd; acc[4] += (double)same;
+  gio = g;
+  cio = c;
+  return i;
+}
+#endif
+
 napi_value UpdateFused(napi_env env, napi_callback_info info) {
   QArgs a(env, info);
   size_t nu, no, nn, np, ns = 0, nacc, nc;
@@ -432,6 +611,12 @@ napi_value UpdateFused(napi_env env, napi_callback_info info) {
   size_t stop;
   if (kind == 0) {
     const double mul = par[5], step = par[6], lo = par[7], hi = par[8];
+#if defined(__x86_64__)
+    if (mode != 1 && fused_avx512())
+      stop = mode == 0 ? fused_fixed_avx512<0>(u, old, next, start, n, eLo, eHi, mul, step, lo, hi, g, c, acc)
+                       : fused_fixed_avx512<2>(u, old, next, start, n, eLo, eHi, mul, step, lo, hi, g, c, acc);
+    else
+#endif
     if (mode == 0) stop = fused_loop(u, old, next, start, n, sr, eLo, eHi, [=](float v, Xoshiro& r, Counters& k) { return scaled_elem<0, false>(v, mul, step, lo, hi, r, k); }, g, c, acc);
     else if (mode == 1) stop = fused_loop(u, old, next, start, n, sr, eLo, eHi, [=](float v, Xoshiro& r, Counters& k) { return scaled_elem<1, false>(v, mul, step, lo, hi, r, k); }, g, c, acc);
     else stop = fused_loop(u, old, next, start, n, sr, eLo, eHi, [=](float v, Xoshiro& r, Counters& k) { return scaled_elem<2, false>(v, mul, step, lo, hi, r, k); }, g, c, acc);
