@@ -5,6 +5,7 @@ import { tmpdir } from 'node:os';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { type AddonName, addonStatus, whyOff } from '../src/core/native.ts';
+import { envSettings, type Feature } from '../src/core/config.ts';
 
 /** Repository root. */
 export const ROOT = join(dirname(fileURLToPath(import.meta.url)), '..');
@@ -146,4 +147,13 @@ export function lcgFloats(seed: number): (n: number, scale?: number) => Float32A
     }
     return a;
   };
+}
+
+/**
+ * Environment for a child that also turns `feature` off, keeping whatever SLIMFIT_DISABLE already turns off (CI's
+ * fallback pass runs with SLIMFIT_DISABLE=native; naming only `feature` would turn the other addons back on).
+ * @example await runCli(['convert', 'a.csv', 'out'], { env: disableAlso('csv') })
+ */
+export function disableAlso(feature: Feature): Record<string, string> {
+  return { SLIMFIT_DISABLE: [...new Set([...envSettings().disabled, feature])].join(',') };
 }

@@ -9,7 +9,7 @@ import { UsageError } from '../src/core/errors.ts';
 import { table, writeSection } from './report.ts';
 import { runTraining } from './run.ts';
 import { logger, noteOutcome, saveJson, stamp, type LabOptions } from './common.ts';
-import { interval, meanSd, summarize, welch, type Summary } from './stats.ts';
+import { interval, meanSd, summarize, welch, type Summary, signTestP } from './stats.ts';
 import type { OptimizerSpec, PrecisionSpec } from './train.ts';
 import { mxGemm } from './gemm.ts';
 import { MXFP4_E2M1, MXFP6_E3M2, MXFP8_E4M3, MXFP8_E5M2, MXINT8 } from '../src/precision/mx.ts';
@@ -146,7 +146,8 @@ function paired(a: readonly number[], ref: readonly number[]): Summary {
 
 function pairedVerdict(p: Summary): string {
   if (!(p.n >= 2)) return 'no significant difference';
-  if (p.sd === 0) return p.mean === 0 ? 'identical on every seed' : p.mean > 0 ? 'higher than fp32' : 'lower than fp32';
+  // the same gap on every seed: no t-interval; the exact sign test decides
+  if (p.sd === 0) return p.mean === 0 ? 'identical on every seed' : signTestP(p.n) >= 0.05 ? 'no significant difference' : p.mean > 0 ? 'higher than fp32' : 'lower than fp32';
   return p.lo > 0 ? 'higher than fp32' : p.hi < 0 ? 'lower than fp32' : 'no significant difference';
 }
 

@@ -9,7 +9,7 @@ import { runUnits, runsNote, unitConfig, type Unit, type UnitConfig } from './ru
 import { table, writeSection } from './report.ts';
 import { evaluate, permutation, runTraining } from './run.ts';
 import { logger, noteOutcome, saveJson, stamp, type LabOptions } from './common.ts';
-import { interval, meanSd, summarize } from './stats.ts';
+import { interval, meanSd, summarize, signTestP } from './stats.ts';
 import { createTrainer, type LowPrecisionTrainer, type OptimizerSpec } from './train.ts';
 import { int8Gemm, type Int8Gemm } from './gemm.ts';
 
@@ -173,7 +173,8 @@ function signed(v: number): string {
 function pairedVerdict(diffs: number[]): string {
   if (diffs.length < 2) return 'no significant difference';
   const d = summarize(diffs);
-  if (d.sd === 0) return d.mean === 0 ? 'identical on every seed' : d.mean > 0 ? 'higher than fp32' : 'lower than fp32';
+  // the same gap on every seed: no t-interval; the exact sign test decides
+  if (d.sd === 0) return d.mean === 0 ? 'identical on every seed' : signTestP(d.n) >= 0.05 ? 'no significant difference' : d.mean > 0 ? 'higher than fp32' : 'lower than fp32';
   return d.lo > 0 ? 'higher than fp32' : d.hi < 0 ? 'lower than fp32' : 'no significant difference';
 }
 

@@ -97,8 +97,9 @@ export function welch(a: readonly number[], b: readonly number[]): Welch {
 /**
  * The paired comparison of a and b measured on the same seeds (a[k] and b[k] share initial weights, data order, ...):
  * mean of the differences a[k] − b[k], its 95% t-interval, t, df and two-sided p. Differences equal on every seed have
- * no spread: identical (interval [0, 0], p = 1) or a constant nonzero shift (interval collapsed on it, p = 0: every seed
- * moved the same way by the same amount). Samples of different lengths cannot be paired: NaN (no interval, no verdict).
+ * no spread: identical (interval [0, 0], p = 1), or a constant nonzero shift, which has no t-interval (NaN: no verdict)
+ * and the exact sign test's p = 2·2^−n (n shifts of one sign; 0.0625 at n = 5) — test errors are counts over a test set,
+ * so equal per-seed gaps happen by chance and are not a certainty. Samples of different lengths cannot be paired: NaN.
  * @example paired([0.97, 0.96, 0.98], [0.975, 0.962, 0.985]) // { diff: -0.004, lo: ..., hi: ..., p: ... }
  */
 export function paired(a: readonly number[], b: readonly number[]): Welch {
@@ -106,9 +107,16 @@ export function paired(a: readonly number[], b: readonly number[]): Welch {
   const d = a.map((v, k) => v - b[k]);
   const n = d.length, m = mean(d), s = n >= 2 ? sd(d) : NaN;
   if (!(n >= 2)) return { diff: m, lo: NaN, hi: NaN, t: NaN, df: 0, p: NaN };
-  if (s === 0) return { diff: m, lo: m, hi: m, t: m === 0 ? 0 : Math.sign(m) * Infinity, df: n - 1, p: m === 0 ? 1 : 0 };
+  // "no spread" up to float rounding: gaps like 0.0193 − 0.0190 differ from seed to seed only in the last bits
+  const tol = 1e-9 * Math.max(...a.map(Math.abs), ...b.map(Math.abs));
+  if (s <= tol) return Math.abs(m) <= tol ? { diff: 0, lo: 0, hi: 0, t: 0, df: n - 1, p: 1 } : { diff: m, lo: NaN, hi: NaN, t: NaN, df: n - 1, p: signTestP(n) };
   const se = s / Math.sqrt(n), t = m / se, h = tQuantile(0.975, n - 1) * se;
   return { diff: m, lo: m - h, hi: m + h, t, df: n - 1, p: 2 * tCdf(-Math.abs(t), n - 1) };
+}
+
+/** Two-sided exact sign test when all n paired differences have one sign: 2·2^−n (at most 1). */
+export function signTestP(n: number): number {
+  return Math.min(1, 2 * 0.5 ** n);
 }
 
 /**

@@ -61,6 +61,7 @@ export function vsRef(a: number[], b: number[], scale = 100, digits = 2, words: 
   if (a.length === b.length && a.every((v, k) => v === b[k])) return 'identical on every seed';
   const w = paired(a, b);
   const f = (v: number) => `${v >= 0 ? '+' : ''}${(scale * v).toFixed(digits)}`;
+  if (Number.isNaN(w.lo)) return `${f(w.diff)}: no interval (the same gap on every seed; no verdict)`;
   return `${f(w.diff)} [${f(w.lo)}, ${f(w.hi)}]: ${w.lo > 0 ? words[0] : w.hi < 0 ? words[1] : 'no significant difference'}`;
 }
 
@@ -409,7 +410,7 @@ function pm(x: number[] | undefined): string {
 function dpp(a: number[], b: number[]): string {
   const w = paired(a, b);
   const f = (v: number) => `${v >= 0 ? '+' : ''}${(100 * v).toFixed(2)}`;
-  return `${f(w.diff)} pp [${f(w.lo)}, ${f(w.hi)}]`;
+  return Number.isNaN(w.lo) ? `${f(w.diff)} pp (no interval: the same gap on every seed)` : `${f(w.diff)} pp [${f(w.lo)}, ${f(w.hi)}]`;
 }
 
 /** Each grid cell's paired comparison with fp32 (same optimizer) and its Holm-adjusted p over the whole grid. */
@@ -489,7 +490,7 @@ export function swallowAnswerBullets(data: SwallowData): string[] {
         else if (rnc.escapes.every((v) => v !== null)) {
           const w = paired(rnc.escapes as number[], f32.escapes as number[]);
           const later = (rnc.escapes as number[]).filter((v, k) => v > (f32.escapes[k] as number)).length;
-          verdict = w.lo > 0 ? ` — round-to-nearest lengthened the plateau by ${w.diff.toFixed(0)} steps [${w.lo.toFixed(0)}, ${w.hi.toFixed(0)}] (paired by seed; later on ${later} of ${rnc.escapes.length} seeds)` : w.hi < 0 ? ' — round-to-nearest escaped sooner' : ` — no significant difference in escape time (paired by seed: ${w.diff.toFixed(0)} steps [${w.lo.toFixed(0)}, ${w.hi.toFixed(0)}])`;
+          verdict = Number.isNaN(w.lo) ? ` — the same escape-time gap on every seed (${w.diff.toFixed(0)} steps): no interval, no verdict` : w.lo > 0 ? ` — round-to-nearest lengthened the plateau by ${w.diff.toFixed(0)} steps [${w.lo.toFixed(0)}, ${w.hi.toFixed(0)}] (paired by seed; later on ${later} of ${rnc.escapes.length} seeds)` : w.hi < 0 ? ' — round-to-nearest escaped sooner' : ` — no significant difference in escape time (paired by seed: ${w.diff.toFixed(0)} steps [${w.lo.toFixed(0)}, ${w.hi.toFixed(0)}])`;
         } else verdict = ' — some round-to-nearest seeds never escaped';
       }
       out.push(`Plateau (deep linear network, initial scale ${init}, ${p.seeds} seeds): steps to escape fp32 ${desc(f32)}, bf16 RN ${desc(rnc)}, fp16 RN ${desc(at('fp16 RN'))}, bf16 SR ${desc(at('bf16 SR'))}, bf16 + fp32 master ${desc(at('bf16 RN + fp32 master'))}, bf16 + Kahan ${desc(at('bf16 RN + Kahan (fp32)'))}${verdict}.`);

@@ -10,7 +10,7 @@ import { join } from 'node:path';
 import { after, before, describe, test } from 'node:test';
 import h5wasm from 'h5wasm/node';
 import { encode } from 'fast-png';
-import { ROOT, py, runCli, tempDir } from '../dev/helpers.ts';
+import { ROOT, py, runCli, tempDir, disableAlso } from '../dev/helpers.ts';
 import type { FuzzJob } from '../dev/fuzz-driver.ts';
 import { featureEnabled } from '../src/core/config.ts';
 
@@ -22,8 +22,9 @@ const MAX_RSS = 500e6;
 const SEED = 20261206;
 /**
  * SLIMFIT_DISABLE=native (CI's second pass) fuzzes the fallback readers again, decoding images and loading batches on
- * the calling thread: a worker thread started through tsx costs ~0.3 s per case and reads nothing differently. The
- * HDF5 readers (h5wasm in both passes) and the native-vs-JS CSV comparison are left to the first pass.
+ * the calling thread (a worker thread started through tsx costs ~0.3 s per case); the JavaScript decode worker pool is
+ * fuzzed in the first pass with SLIMFIT_DISABLE=png-pool. The HDF5 readers (h5wasm in both passes) and the
+ * native-vs-JS CSV comparison are left to the first pass.
  */
 const FALLBACK = !featureEnabled('native');
 const BOTH_PASSES_SAME = 'h5wasm reads HDF5 in both passes: fuzzed in the pass with the native addons';
@@ -154,7 +155,7 @@ with zipfile.ZipFile(d + '/tree.zip', 'w', zipfile.ZIP_DEFLATED) as z:
       mkdirSync(work, { recursive: true });
       const job = { kind: 'convert' as const, fixture: fx(file), targets: [], seed: SEED + seed };
       const native = await fuzz(job, 120, work);
-      const js = await fuzz(job, 120, work, { SLIMFIT_DISABLE: 'csv' });
+      const js = await fuzz(job, 120, work, disableAlso('csv'));
       assert.deepEqual([...native.results.entries()].filter(([k, v]) => js.results.get(k) !== v).map(([k, v]) => `case ${k}: native ${v} / JS ${js.results.get(k)}`), []);
       assert.deepEqual([...native.failures, ...js.failures], []);
       totals[`CSV ${label} nat/JS`] = { ...native, fail: native.fail + js.fail };
@@ -181,17 +182,21 @@ with zipfile.ZipFile(d + '/tree.zip', 'w', zipfile.ZIP_DEFLATED) as z:
     ['store', () => ({ kind: 'store', fixture: fx('store'), targets: [], loaderWorkers: FALLBACK ? 0 : undefined, seed: SEED + 11 }), 100],
     ['store manifest', () => ({ kind: 'store', fixture: fx('store'), targets: ['dataset.json'], json: true, loaderWorkers: FALLBACK ? 0 : undefined, seed: SEED + 14 }), 150],
   ];
-  for (const [name, job, cases, skip] of formats) {
-    test(`${name}: ${cases} mutations`, { skip }, async () => {
-      const work = join(tmp.dir, `work-${name.replace(/\W+/g, '-')}`);
-      mkdirSync(work, { recursive: true });
-      const control = await fuzz({ ...job(), control: true }, 1, work);
-      assert.equal(control.ok, 1, `${name}: the unmutated fixture must convert: ${control.failures.join('; ')}`);
-      const t = await fuzz(job(), cases, work);
-      totals[name] = t;
-      assert.equal(t.ok + t.clear + t.fail, cases);
-      assert.deepEqual(t.failures, [], `${name}: ${t.fail} of ${cases} mutations failed`);
-      assert.ok(t.peakRss < MAX_RSS, `${name}: driver peak RSS ${t.peakRss} >= ${MAX_RSS}; case ${t.rssJump.case} raised it by ${t.rssJump.bytes} (${t.rssJump.message})`);
-    });
-  }
+  /** The unmutated fixture converts; then `cases` mutations each end in a valid store or a clear error. */
+  const check = async (name: string, job: () => Omit<FuzzJob, 'first' | 'cases' | 'work'>, cases: number, env: Record<string, string> = {}) => {
+    const work = join(tmp.dir, `work-${name.replace(/\W+/g, '-')}`);
+    mkdirSync(work, { recursive: true });
+    const control = await fuzz({ ...job(), control: true }, 1, work, env);
+    assert.equal(control.ok, 1, `${name}: the unmutated fixture must convert: ${control.failures.join('; ')}`);
+    const t = await fuzz(job(), cases, work, env);
+    totals[name] = t;
+    assert.equal(t.ok + t.clear + t.fail, cases);
+    assert.deepEqual(t.failures, [], `${name}: ${t.fail} of ${cases} mutations failed`);
+    assert.ok(t.peakRss < MAX_RSS, `${name}: driver peak RSS ${t.peakRss} >= ${MAX_RSS}; case ${t.rssJump.case} raised it by ${t.rssJump.bytes} (${t.rssJump.message})`);
+  };
+  for (const [name, job, cases, skip] of formats) test(`${name}: ${cases} mutations`, { skip }, () => check(name, job, cases));
+  // The JavaScript worker-thread pool (transfers, recycled buffers, a worker's error) instead of the native decode
+  // threads: the PNG tree (mutations reach the decoder in the worker), in the pass with the addons (the fallback pass decodes inline, above).
+  test('PNG tree through the JS decode worker threads (SLIMFIT_DISABLE=png-pool): 30 mutations', { skip: FALLBACK && 'the JS worker pool is fuzzed in the pass with the addons (SLIMFIT_DISABLE=png-pool there)' },
+    () => check('PNG tree JS pool', () => ({ kind: 'convert', fixture: fx('tree'), targets: [], options: { workers: '1' }, seed: SEED + 17 }), 30, disableAlso('png-pool')));
 });

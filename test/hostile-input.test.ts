@@ -17,7 +17,7 @@ import { after, describe, test } from 'node:test';
 import { encode } from 'fast-png';
 import h5wasm from 'h5wasm/node';
 import { describeSystemError } from '../src/core/errors.ts';
-import { py, runCli, tempDir, type RunResult } from '../dev/helpers.ts';
+import { py, runCli, tempDir, type RunResult, disableAlso } from '../dev/helpers.ts';
 
 const tmp = tempDir('slimfit-hostile-');
 let n = 0;
@@ -227,7 +227,7 @@ describe('hostile inputs: nothing converted is an error (mechanism 7)', () => {
     for (const f of ['crlf', 'cr']) {
       for (const native of ['on', 'off']) {
         const out = join(d, `${f}-${native}`);
-        const r = await runCli(['convert', '-q', join(d, `${f}.csv`), out], { env: native === 'off' ? { SLIMFIT_DISABLE: 'csv' } : {} });
+        const r = await runCli(['convert', '-q', join(d, `${f}.csv`), out], { env: native === 'off' ? disableAlso('csv') : {} });
         assert.equal(r.code, 0, r.stderr);
         shas.push(sha(join(out, 'train', 'x-00000.npy')) + sha(join(out, 'train', 'y-00000.npy')));
       }
@@ -258,7 +258,7 @@ describe('hostile inputs: nothing converted is an error (mechanism 7)', () => {
     writeFileSync(join(d, 'e.csv'), 'label,a,b,c\n0,1,2,3\n1,2,3,4\n0,152,17e,21\n1,5,6,7\n');
     for (const native of ['on', 'off']) {
       const out = join(d, `out-${native}`);
-      const r = await runCli(['convert', '-q', join(d, 'e.csv'), out], { env: native === 'off' ? { SLIMFIT_DISABLE: 'csv' } : {}, timeoutMs: 60_000 });
+      const r = await runCli(['convert', '-q', join(d, 'e.csv'), out], { env: native === 'off' ? disableAlso('csv') : {}, timeoutMs: 60_000 });
       assert.equal(r.code, 0, r.stderr);
       const m = manifestOf(out);
       assert.equal(m.splits.train.samples, 3);

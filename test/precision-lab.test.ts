@@ -15,11 +15,11 @@ import * as tfl from '@tensorflow/tfjs-layers';
 import { featureEnabled } from '../src/core/config.ts';
 
 /**
- * The sections' CLI runs below train on tfjs with the precision lab's rounding loops; with SLIMFIT_DISABLE=native (CI's
- * second pass) those loops are the JS ones, which precision-native.test.ts runs against the native ones end to end
- * (gupta2015 and fp8 --tiny, same results with quant on and off). Rerunning the sections there only repeats them slower.
+ * fp8's CLI run is skipped with SLIMFIT_DISABLE=native (CI's second pass): its rounding loops are compared with quant on
+ * and off end to end in precision-native.test.ts (the pass with the addons), and its training on plain tfjs is the path
+ * the gupta2015 and chaos runs below take in that pass too.
  */
-const sectionSkip = !featureEnabled('native') && 'the lab sections with the JS loops are compared with the native ones in precision-native.test.ts (pass with the addons)';
+const fp8Skip = !featureEnabled('native') && 'fp8\'s JS loops are compared with the native ones end to end in precision-native.test.ts; training on plain tfjs runs in the gupta2015 and chaos tests of this pass';
 
 function batch(seed: number, n = 32, dim = 20, classes = 4) {
   const x = tf.randomNormal([n, dim], 0, 1, 'float32', seed);
@@ -126,7 +126,7 @@ test('softmax-output models (as built by slimfit train) are handled, and memory 
   assert.equal(bytesPerParam({ weights: BF16, kahan: true, state: BF16 }, 'adam').total, 10); // bf16 weights + fp32 compensation + two bf16 moments
 });
 
-test('`npm run lab -- gupta2015 --tiny --seeds 3 --fl 8`: summed loss, n=3 per cell, round-to-nearest does not saturate, stochastic matches float32', { skip: sectionSkip }, async () => {
+test('`npm run lab -- gupta2015 --tiny --seeds 3 --fl 8`: summed loss, n=3 per cell, round-to-nearest does not saturate, stochastic matches float32', async () => {
   const { dir, cleanup } = tempDir();
   try {
     const r = await runCli(['gupta2015', '--tiny', '--net', 'mlp', '--seeds', '3', '--fl', '8', '--no-dynamic', '--out', dir], { script: LAB, timeoutMs: 240_000 });
@@ -223,7 +223,7 @@ test('dynamic fixed point: FL follows the overflow rate (small values get fine s
   tf.dispose([x, y]);
 });
 
-test('`npm run lab -- chaos --tiny`: the null twin is bit-identical, one-ulp twins per layer get fitted exponents', { skip: sectionSkip }, async () => {
+test('`npm run lab -- chaos --tiny`: the null twin is bit-identical, one-ulp twins per layer get fitted exponents', async () => {
   const { dir, cleanup } = tempDir();
   try {
     const r = await runCli(['chaos', '--tiny', '--out', dir], { script: LAB, timeoutMs: 240_000 });
@@ -259,7 +259,7 @@ test('`npm run lab -- chaos --tiny`: the null twin is bit-identical, one-ulp twi
   } finally { cleanup(); }
 });
 
-test('`npm run lab -- fp8 --tiny --only fp8,mxfp8,mxfp4`: E4M3/E5M2 training with delayed scaling and MXFP8 train like fp32; MXFP4 beside them; scaling keeps tiny values', { skip: sectionSkip }, async () => {
+test('`npm run lab -- fp8 --tiny --only fp8,mxfp8,mxfp4`: E4M3/E5M2 training with delayed scaling and MXFP8 train like fp32; MXFP4 beside them; scaling keeps tiny values', { skip: fp8Skip }, async () => {
   const site = new DelayedScaledSite(E4M3, { history: 4 });
   const x = Float32Array.from({ length: 100 }, (_, i) => (i + 1) * 1e-5); // unscaled, most of these are E4M3 subnormals or 0
   const q = site.quantize(x, {});

@@ -135,12 +135,13 @@ test('plateau of a deep linear network: fp32 and SR escape, bf16 round-to-neares
   assert.ok(cell('bf16 RN').lostPlateau.every((v) => v > 0.9), JSON.stringify(cell('bf16 RN').lostPlateau));
   assert.ok(cell('bf16 SR').lostPlateau.every((v) => v < 0.01) && cell('fp32').lostPlateau.every((v) => v < 0.01));
   assert.ok(cell('bf16 RN').finalLoss.every((v) => v > 0.95) && cell('fp32').finalLoss.every((v) => v < 0.5));
-  // the report's bullets say so, and compare MNIST cells only through their intervals
+  // the report's bullets say so, and compare MNIST cells only through their intervals (per-seed gaps that vary: the
+  // same gap on every seed has no interval)
   const { swallowAnswerBullets } = await import('../lab/swallow.ts');
   const m = (opt: string, format: string, rounding: string, accs: number[], lost: number[]) => ({ opt, format, rounding, accs, lost, lostRealized: lost, unchanged: lost, finalAcc: 0, swallowed: 0 });
   const b = swallowAnswerBullets({
     quick: true, parts: ['grid', 'plateau'], seeds: 2, steps: 40, deltas: [1e-4], lossWeight: 1e-5, plateau: d,
-    cells: [m('SGD', 'fp32', 'nearest', [0.9, 0.91, 0.92], [0, 0, 0]), m('SGD', 'bf16', 'nearest', [0.8, 0.81, 0.82], [0.5, 0.6, 0.7]), m('SGD', 'bf16', 'stochastic', [0.9, 0.92, 0.91], [1e-5, 2e-5, 1e-5])],
+    cells: [m('SGD', 'fp32', 'nearest', [0.9, 0.91, 0.92], [0, 0, 0]), m('SGD', 'bf16', 'nearest', [0.81, 0.8, 0.82], [0.5, 0.6, 0.7]), m('SGD', 'bf16', 'stochastic', [0.9, 0.92, 0.91], [1e-5, 2e-5, 1e-5])],
   }).join('\n');
   assert.match(b, /SGD bf16 RN -10\.00 pp \[/);
   assert.match(b, /no significant difference for SGD bf16 SR/);

@@ -45,7 +45,12 @@ print(json.dumps([float(r.statistic), float(r.pvalue), float(np.mean(d) - h), fl
   assert.deepEqual(holm([0.6, 0.7]), [1, 1]); // the running maximum keeps the larger p's adjustment monotone
   // identical on every seed, and a constant shift on every seed
   assert.deepEqual([paired([1, 2], [1, 2]).lo, paired([1, 2], [1, 2]).p], [0, 1]);
-  assert.deepEqual([paired([2, 3], [1, 2]).lo, paired([2, 3], [1, 2]).hi, paired([2, 3], [1, 2]).p], [1, 1, 0]);
+  // the same gap on every seed: no t-interval (no verdict), the exact sign test's p (2·2^-n)
+  assert.deepEqual([paired([2, 3], [1, 2]).lo, paired([2, 3], [1, 2]).hi, paired([2, 3], [1, 2]).p], [NaN, NaN, 0.5]);
+  // test errors are counts over a test set: the same gap of 0.01 on five seeds differs only by float rounding
+  const same = paired([0.0293, 0.0512, 0.0407, 0.0633, 0.0219], [0.0193, 0.0412, 0.0307, 0.0533, 0.0119]);
+  assert.deepEqual([same.lo, same.hi, same.p], [NaN, NaN, 0.0625]);
+  assert.ok(Math.abs(same.diff - 0.01) < 1e-12);
   // Welch on two different constant samples: no interval, no verdict
   const w = welch([1, 1], [2, 2]);
   assert.ok(Number.isNaN(w.lo) && Number.isNaN(w.p));
