@@ -9,7 +9,7 @@ import { UsageError } from '../src/core/errors.ts';
 import { table, writeSection } from './report.ts';
 import { runTraining } from './run.ts';
 import { logger, noteOutcome, saveJson, stamp, type LabOptions } from './common.ts';
-import { interval, meanSd, summarize, welch, type Summary, signTestP } from './stats.ts';
+import { interval, meanSd, paired, pairedSay, welch, type Welch } from './stats.ts';
 import type { OptimizerSpec, PrecisionSpec } from './train.ts';
 import { mxGemm } from './gemm.ts';
 import { MXFP4_E2M1, MXFP6_E3M2, MXFP8_E4M3, MXFP8_E5M2, MXINT8 } from '../src/precision/mx.ts';
@@ -110,8 +110,8 @@ export async function labFp8(o: Fp8Options): Promise<Fp8Cell[] | null> {
     if (i === 0) return [c.name, c.what, `${meanSd(c.accs, 100, 2)} %`, interval(c.accs, 100, 2), '–', '–', '–', '–'];
     const w = welch(c.accs, ref);
     const p = paired(c.accs, ref);
-    const within = p.lo > -0.01 && p.hi < 0.01 ? 'yes (paired 95% interval inside ±1 point)' : Math.abs(p.mean) < 0.01 ? 'mean yes, interval wider than ±1 point' : 'no';
-    return [c.name, c.what, `${meanSd(c.accs, 100, 2)} %`, interval(c.accs, 100, 2), `${signed(p.mean)} [${signed(p.lo)}, ${signed(p.hi)}]`, `${signed(w.diff)} [${signed(w.lo)}, ${signed(w.hi)}]`, pairedVerdict(p), within];
+    const within = Number.isNaN(p.lo) ? (Math.abs(p.diff) < 0.01 ? 'mean yes, no interval (the same gap on every seed)' : 'no') : p.lo > -0.01 && p.hi < 0.01 ? 'yes (paired 95% interval inside ±1 point)' : Math.abs(p.diff) < 0.01 ? 'mean yes, interval wider than ±1 point' : 'no';
+    return [c.name, c.what, `${meanSd(c.accs, 100, 2)} %`, interval(c.accs, 100, 2), gapWithInterval(p), `${signed(w.diff)} [${signed(w.lo)}, ${signed(w.hi)}]`, pairedVerdict(p), within];
   });
   const md = [
     '## fp8 — training in FP8 as practitioners do it now (Micikevicius et al. 2022)',
@@ -139,16 +139,13 @@ function signed(v: number): string {
   return Number(t) === 0 ? '0.00' : v > 0 ? `+${t}` : t;
 }
 
-/** Per-seed differences a[k] - ref[k] (the same seed: same initial weights and batch order) summarized. */
-function paired(a: readonly number[], ref: readonly number[]): Summary {
-  return summarize(a.map((v, k) => v - ref[k]));
+/** "Δ [lo, hi]" in points, or "Δ (no interval: …)" where the per-seed gaps have no spread. */
+function gapWithInterval(p: Welch): string {
+  return Number.isNaN(p.lo) ? `${signed(p.diff)} (no interval: the same gap on every seed)` : `${signed(p.diff)} [${signed(p.lo)}, ${signed(p.hi)}]`;
 }
 
-function pairedVerdict(p: Summary): string {
-  if (!(p.n >= 2)) return 'no significant difference';
-  // the same gap on every seed: no t-interval; the exact sign test decides
-  if (p.sd === 0) return p.mean === 0 ? 'identical on every seed' : signTestP(p.n) >= 0.05 ? 'no significant difference' : p.mean > 0 ? 'higher than fp32' : 'lower than fp32';
-  return p.lo > 0 ? 'higher than fp32' : p.hi < 0 ? 'lower than fp32' : 'no significant difference';
+function pairedVerdict(p: Welch): string {
+  return pairedSay(p, 'higher than fp32', 'lower than fp32');
 }
 
 /**
@@ -167,8 +164,8 @@ export function fp8AnswerBullets(data: Fp8Data): string[] {
     const w = welch(c.accs, ref.accs);
     const p = paired(c.accs, ref.accs);
     const v = pairedVerdict(p);
-    const say = v === 'no significant difference' ? 'not distinguishable from fp32 at 95%' : v === 'identical on every seed' ? v : `${v} at 95%`;
-    out.push(`  - ${c.name}: ${meanSd(c.accs, 100, 2)} %, Δ ${signed(p.mean)} points [${signed(p.lo)}, ${signed(p.hi)}] paired by seed (Welch, unpaired: [${signed(w.lo)}, ${signed(w.hi)}]): ${say}.`);
+    const say = v === 'no significant difference' ? 'not distinguishable from fp32 at 95%' : v.startsWith('no verdict') || v === 'identical on every seed' ? v : `${v} at 95%`;
+    out.push(`  - ${c.name}: ${meanSd(c.accs, 100, 2)} %, Δ ${gapWithInterval(p).replace(/^(\S+)/, '$1 points')} paired by seed (Welch, unpaired: [${signed(w.lo)}, ${signed(w.hi)}]): ${say}.`);
   }
   return out;
 }

@@ -9,7 +9,7 @@ import { runUnits, runsNote, unitConfig, type Unit, type UnitConfig } from './ru
 import { table, writeSection } from './report.ts';
 import { evaluate, permutation, runTraining } from './run.ts';
 import { logger, noteOutcome, saveJson, stamp, type LabOptions } from './common.ts';
-import { interval, meanSd, summarize, signTestP } from './stats.ts';
+import { interval, meanSd, pairedDiffs, pairedSay, type Welch } from './stats.ts';
 import { createTrainer, type LowPrecisionTrainer, type OptimizerSpec } from './train.ts';
 import { int8Gemm, type Int8Gemm } from './gemm.ts';
 
@@ -141,10 +141,10 @@ export async function labInt8(o: Int8Options): Promise<Int8Data | null> {
   });
   const rows = cells.map((c, i) => {
     if (i === 0) return [c.name, c.what, `${meanSd(c.accs, 100, 2)} %`, interval(c.accs, 100, 2), '–', '–', '–'];
-    const d = summarize(c.diffs);
-    const vc = c.vsControl ? summarize(c.vsControl) : null;
-    return [c.name, c.what, `${meanSd(c.accs, 100, 2)} %`, interval(c.accs, 100, 2), `${signed(d.mean)} [${signed(d.lo)}, ${signed(d.hi)}]`, pairedVerdict(c.diffs),
-      vc ? `${signed(vc.mean)} [${signed(vc.lo)}, ${signed(vc.hi)}]: ${pairedVerdict(c.vsControl!).replace('fp32', 'the control')}` : '–'];
+    const d = pairedDiffs(c.diffs, 1);
+    const vc = c.vsControl ? pairedDiffs(c.vsControl, 1) : null;
+    return [c.name, c.what, `${meanSd(c.accs, 100, 2)} %`, interval(c.accs, 100, 2), gapWithInterval(d), pairedVerdict(c.diffs),
+      vc ? `${gapWithInterval(vc)}: ${pairedVerdict(c.vsControl!).replace('fp32', 'the control')}` : '–'];
   });
   const md = [
     '## int8 — post-training quantization and quantization-aware training',
@@ -170,12 +170,14 @@ function signed(v: number): string {
   return Number(t) === 0 ? '0.00' : v > 0 ? `+${t}` : t;
 }
 
+/** "Δ [lo, hi]" in points, or "Δ (no interval: …)" where the per-seed gaps have no spread. */
+function gapWithInterval(p: Welch): string {
+  return Number.isNaN(p.lo) ? `${signed(p.diff)} (no interval: the same gap on every seed)` : `${signed(p.diff)} [${signed(p.lo)}, ${signed(p.hi)}]`;
+}
+
+/** Accuracy differences (≤ 1 in size) of one recipe to its reference on the same seeds: what they let one say. */
 function pairedVerdict(diffs: number[]): string {
-  if (diffs.length < 2) return 'no significant difference';
-  const d = summarize(diffs);
-  // the same gap on every seed: no t-interval; the exact sign test decides
-  if (d.sd === 0) return d.mean === 0 ? 'identical on every seed' : signTestP(d.n) >= 0.05 ? 'no significant difference' : d.mean > 0 ? 'higher than fp32' : 'lower than fp32';
-  return d.lo > 0 ? 'higher than fp32' : d.hi < 0 ? 'lower than fp32' : 'no significant difference';
+  return pairedSay(pairedDiffs(diffs, 1), 'higher than fp32', 'lower than fp32');
 }
 
 /**
@@ -190,15 +192,15 @@ export function int8AnswerBullets(data: Int8Data): string[] {
   const out = [`- int8 inference and QAT${mode}, MNIST MLP, n = ${ref.accs.length} seeds: fp32 ${meanSd(ref.accs, 100, 2)} %.`];
   for (const c of data.cells) {
     if (c === ref) continue;
-    const d = summarize(c.diffs);
+    const d = pairedDiffs(c.diffs, 1);
     const v = pairedVerdict(c.diffs);
-    const say = v === 'no significant difference' ? 'not distinguishable from fp32 at 95%' : v === 'identical on every seed' ? v : `${v.replace(' than fp32', '')} than fp32 at 95%`;
+    const say = v === 'no significant difference' ? 'not distinguishable from fp32 at 95%' : v.startsWith('no verdict') || v === 'identical on every seed' ? v : `${v.replace(' than fp32', '')} than fp32 at 95%`;
     let ctl = '';
     if (c.vsControl) {
-      const vc = summarize(c.vsControl), vv = pairedVerdict(c.vsControl);
-      ctl = ` Against fp32 fine-tuned the same steps: Δ ${signed(vc.mean)} [${signed(vc.lo)}, ${signed(vc.hi)}], ${vv === 'no significant difference' ? 'not distinguishable' : vv.replace('fp32', 'the control')}.`;
+      const vc = pairedDiffs(c.vsControl, 1), vv = pairedVerdict(c.vsControl);
+      ctl = ` Against fp32 fine-tuned the same steps: Δ ${gapWithInterval(vc)}, ${vv === 'no significant difference' ? 'not distinguishable' : vv.replace('fp32', 'the control')}.`;
     }
-    out.push(`  - ${c.name}: ${meanSd(c.accs, 100, 2)} %, Δ ${signed(d.mean)} points [${signed(d.lo)}, ${signed(d.hi)}] (paired): ${say}.${ctl}`);
+    out.push(`  - ${c.name}: ${meanSd(c.accs, 100, 2)} %, Δ ${gapWithInterval(d).replace(/^(\S+)/, '$1 points')} (paired): ${say}.${ctl}`);
   }
   return out;
 }

@@ -104,14 +104,34 @@ export function welch(a: readonly number[], b: readonly number[]): Welch {
  */
 export function paired(a: readonly number[], b: readonly number[]): Welch {
   if (a.length !== b.length) return { diff: mean(a) - mean(b), lo: NaN, hi: NaN, t: NaN, df: 0, p: NaN };
-  const d = a.map((v, k) => v - b[k]);
+  return pairedDiffs(a.map((v, k) => v - b[k]), Math.max(0, ...a.map(Math.abs), ...b.map(Math.abs)));
+}
+
+/**
+ * {@link paired} from the per-seed differences themselves; `scale` is the size of the compared values (the differences
+ * count as equal when they spread by less than 1e-9 of it: float rounding, not seeds).
+ * @example pairedDiffs([0.002, -0.001, 0.004], 0.97) // { diff: 0.00167, lo: ..., hi: ..., p: ... }
+ */
+export function pairedDiffs(d: readonly number[], scale: number): Welch {
   const n = d.length, m = mean(d), s = n >= 2 ? sd(d) : NaN;
   if (!(n >= 2)) return { diff: m, lo: NaN, hi: NaN, t: NaN, df: 0, p: NaN };
   // "no spread" up to float rounding: gaps like 0.0193 − 0.0190 differ from seed to seed only in the last bits
-  const tol = 1e-9 * Math.max(...a.map(Math.abs), ...b.map(Math.abs));
+  const tol = 1e-9 * scale;
   if (s <= tol) return Math.abs(m) <= tol ? { diff: 0, lo: 0, hi: 0, t: 0, df: n - 1, p: 1 } : { diff: m, lo: NaN, hi: NaN, t: NaN, df: n - 1, p: signTestP(n) };
   const se = s / Math.sqrt(n), t = m / se, h = tQuantile(0.975, n - 1) * se;
   return { diff: m, lo: m - h, hi: m + h, t, df: n - 1, p: 2 * tCdf(-Math.abs(t), n - 1) };
+}
+
+/**
+ * What a paired comparison lets one say: 'identical on every seed', 'higher'/'lower' where the 95% interval excludes 0,
+ * 'no verdict (the same gap on every seed)' where the differences have no spread, else 'no significant difference'
+ * (also with fewer than 2 pairs).
+ */
+export function pairedSay(w: Welch, higher: string, lower: string): string {
+  if (!(w.df >= 1)) return 'no significant difference';
+  if (w.diff === 0 && w.lo === 0 && w.hi === 0) return 'identical on every seed';
+  if (Number.isNaN(w.lo)) return 'no verdict (the same gap on every seed)';
+  return w.lo > 0 ? higher : w.hi < 0 ? lower : 'no significant difference';
 }
 
 /** Two-sided exact sign test when all n paired differences have one sign: 2·2^−n (at most 1). */

@@ -225,6 +225,7 @@ function vsRefExp(a: number[], b: number[]): string {
   if (a.length < 2 || b.length < 2) return '–';
   const w = paired(a, b);
   const f = (v: number) => `${v >= 0 ? '+' : ''}${v.toExponential(1)}`;
+  if (Number.isNaN(w.lo)) return `${f(w.diff)}: no interval (the same gap on every seed; no verdict)`;
   return `${f(w.diff)} [${f(w.lo)}, ${f(w.hi)}]: ${w.lo > 0 ? 'higher' : w.hi < 0 ? 'lower' : 'no significant difference'}`;
 }
 
@@ -450,15 +451,16 @@ export function swallowAnswerBullets(data: SwallowData): string[] {
     const sr = cells.filter((c) => c.rounding === 'stochastic');
     const byFmt = [...new Set(rn.map((c) => c.format))].map((f) => `${f} ${rn.filter((c) => c.format === f).map((c) => `${c.opt} ${pm(c.lost)}`).join(', ')}`);
     out.push(`Lost update mass on MNIST (${n} seeds, mean ± s.d., ${data.steps} steps with lr decay): with round-to-nearest ${byFmt.join('; ')}; with stochastic rounding at most ${(100 * Math.max(...sr.map((c) => meanOf(c.lost)))).toFixed(3)} % in any cell — deferred, not lost.`);
-    const sig: string[] = [], none: string[] = [];
+    const sig: string[] = [], none: string[] = [], noInterval: string[] = [];
     let dagger = false;
     const tests = gridTests(cells);
     for (const [c, { w, adj }] of tests) {
       const ref = cells.find((r) => r.opt === c.opt && r.format === 'fp32')!;
       const label = `${c.opt} ${c.format} ${c.rounding === 'nearest' ? 'RN' : 'SR'}`;
-      if (w.lo > 0 || w.hi < 0) { const weak = adj >= 0.05; dagger ||= weak; sig.push(`${label} ${dpp(c.accs, ref.accs)}${weak ? '†' : ''}`); } else none.push(label);
+      if (Number.isNaN(w.lo)) noInterval.push(`${label} ${dpp(c.accs, ref.accs)}`);
+      else if (w.lo > 0 || w.hi < 0) { const weak = adj >= 0.05; dagger ||= weak; sig.push(`${label} ${dpp(c.accs, ref.accs)}${weak ? '†' : ''}`); } else none.push(label);
     }
-    out.push(`Test accuracy against fp32 with the same optimizer (paired by seed, 95% interval): ${sig.length ? `different where the interval excludes 0 — ${sig.join('; ')}` : 'no cell differs significantly'}${none.length ? `; no significant difference for ${none.join(', ')}` : ''}${dagger ? `. † = not significant after Holm's correction over the ${tests.size} comparisons of this grid` : ''}.`);
+    out.push(`Test accuracy against fp32 with the same optimizer (paired by seed, 95% interval): ${sig.length ? `different where the interval excludes 0 — ${sig.join('; ')}` : 'no cell differs significantly'}${none.length ? `; no significant difference for ${none.join(', ')}` : ''}${noInterval.length ? `; no verdict for ${noInterval.join(', ')}` : ''}${dagger ? `. † = not significant after Holm's correction over the ${tests.size} comparisons of this grid` : ''}.`);
   }
   const rem = data.remedies;
   if (rem?.fp32) {
@@ -516,7 +518,7 @@ export function swallowHeadline(data: SwallowData): string | null {
     if (!c || !ref || !t) return null;
     const { w, adj, family } = t;
     const sig = w.hi < 0 || w.lo > 0;
-    const verdict = w.hi < 0 ? 'lower accuracy than' : w.lo > 0 ? 'higher accuracy than' : 'no accuracy difference detected from';
+    const verdict = Number.isNaN(w.lo) ? 'no verdict against' : w.hi < 0 ? 'lower accuracy than' : w.lo > 0 ? 'higher accuracy than' : 'no accuracy difference detected from';
     return `${opt} lost ${pm(c.lost)} of its update mass, ${verdict} fp32 (${dpp(c.accs, ref.accs)}${sig ? holmNote(adj, family, 'the grid') : ''})`;
   };
   const opts = [...new Set(cells.map((c) => c.opt))].sort((x, y) => (x === 'momentum' ? -1 : y === 'momentum' ? 1 : 0));
@@ -538,6 +540,7 @@ export function swallowHeadline(data: SwallowData): string | null {
     const says = rows.map(({ init, rn, f32, w }, i) => {
       if (rn.escapes.every((v) => v === null)) { stalled = true; return `${init}: never escaped in ${p.config.steps} steps (fp32: ${meanSd(f32.escapes as number[], 1, 0)} steps)`; }
       if (!w) { stalled = true; return `${init}: ${rn.escapes.filter((v) => v === null).length} of ${rn.escapes.length} seeds never escaped`; }
+      if (Number.isNaN(w.lo)) return `${init}: the same escape-time gap on every seed (${w.diff.toFixed(0)} steps), no interval and no verdict`;
       if (w.lo > 0) { stalled = true; return `${init}: escaped ${w.diff.toFixed(0)} steps later [${w.lo.toFixed(0)}, ${w.hi.toFixed(0)}]${holmNote(adj[i], adj.filter((v) => Number.isFinite(v)).length, 'the scales')}`; }
       return w.hi < 0 ? `${init}: escaped sooner` : `${init}: no difference in escape time detected`;
     });
@@ -545,7 +548,8 @@ export function swallowHeadline(data: SwallowData): string | null {
   }
   const rem = data.remedies;
   if (rem?.fp32) {
-    const ok = Object.entries(rem).filter(([k, m]) => k !== 'fp32' && !/^bf16 RN(,|$)/.test(k) && m.accs.length > 1).map(([k, m]) => [k, paired(m.accs, rem.fp32.accs)] as const).filter(([, w]) => !(w.hi < 0));
+    // remedies with an interval that is not below fp32 (the same gap on every seed has no interval: left out)
+    const ok = Object.entries(rem).filter(([k, m]) => k !== 'fp32' && !/^bf16 RN(,|$)/.test(k) && m.accs.length > 1).map(([k, m]) => [k, paired(m.accs, rem.fp32.accs)] as const).filter(([, w]) => !Number.isNaN(w.lo) && !(w.hi < 0));
     if (ok.length) {
       const lo = Math.min(...ok.map(([, w]) => w.lo)), hi = Math.max(...ok.map(([, w]) => w.hi));
       const names = ok.map(([k]) => { const r = k.replace(/^bf16 (RN )?\+? ?/, ''); return r === 'SR' ? 'stochastic rounding' : r === 'fp32 master' ? 'an fp32 master copy' : /^Kahan/.test(r) ? 'Kahan summation with an fp32 compensation' : r; });
@@ -557,8 +561,11 @@ export function swallowHeadline(data: SwallowData): string | null {
   const fp16 = opts.map((o) => { const c = cell(o, 'fp16', 'nearest'); const t = c && tests.get(c); return t ? [o, c!, t] as const : null; }).filter((x) => x !== null);
   if (fp16.length) {
     const sig = fp16.filter(([, , t]) => t.w.lo > 0 || t.w.hi < 0);
-    const bound = Math.max(...fp16.map(([, , t]) => Math.max(Math.abs(t.w.lo), Math.abs(t.w.hi))));
-    parts.push(`fp16 round-to-nearest (3 more mantissa bits) stays within ±${(100 * bound).toFixed(2)} pp of fp32 with every optimizer${sig.length ? ` (${sig.map(([o, c, t]) => `${o} ${dpp(c.accs, cell(o, 'fp32', 'nearest')!.accs)}${holmNote(t.adj, t.family, 'the grid')}`).join('; ')})` : ', no difference detected'}`);
+    const withIv = fp16.filter(([, , t]) => !Number.isNaN(t.w.lo));
+    const bare = fp16.filter(([, , t]) => Number.isNaN(t.w.lo));
+    const bound = Math.max(...withIv.map(([, , t]) => Math.max(Math.abs(t.w.lo), Math.abs(t.w.hi))));
+    if (withIv.length) parts.push(`fp16 round-to-nearest (3 more mantissa bits) stays within ±${(100 * bound).toFixed(2)} pp of fp32 with ${bare.length ? `${withIv.map(([o]) => o).join(', ')}` : 'every optimizer'}${sig.length ? ` (${sig.map(([o, c, t]) => `${o} ${dpp(c.accs, cell(o, 'fp32', 'nearest')!.accs)}${holmNote(t.adj, t.family, 'the grid')}`).join('; ')})` : ', no difference detected'}`);
+    if (bare.length) parts.push(`fp16 round-to-nearest with ${bare.map(([o, c]) => `${o}: ${dpp(c.accs, cell(o, 'fp32', 'nearest')!.accs)}`).join('; ')} (no verdict)`);
   }
   return parts.join('; ');
 }

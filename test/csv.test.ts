@@ -7,7 +7,7 @@ import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import { openCsv, type CsvSource } from '../src/formats/csv.ts';
 import { openMessySource } from '../src/formats/messy.ts';
-import { MNIST_DIR, needsAddon, py, ROOT, RSS_GROWTH_LIMIT, runCli, tempDir } from '../dev/helpers.ts';
+import { MNIST_DIR, needsAddon, py, ROOT, RSS_GROWTH_LIMIT, runCli, tempDir, disableAlso } from '../dev/helpers.ts';
 import { featureEnabled } from '../src/core/config.ts';
 
 async function drain(src: CsvSource): Promise<{ x: Buffer; y: bigint[]; n: number }> {
@@ -255,7 +255,7 @@ print(int((np.abs(x) > 65504).sum()))
     writeFileSync(spaced, lines.slice(1).map((l) => l.replace(/,/g, rnd() < 0.5 ? ' ' : ' \t ')).join('\n') + '\n');
     const child = (path: string, opts: object, off: boolean) => {
       const r = spawnSync(process.execPath, [join(ROOT, 'test', 'csv-digest-child.mjs'), path, JSON.stringify(opts)], {
-        encoding: 'utf8', env: { ...process.env, ...(off ? { SLIMFIT_DISABLE: 'csv' } : {}) },
+        encoding: 'utf8', env: { ...process.env, ...(off ? disableAlso('csv') : {}) },
       });
       assert.equal(r.status, 0, r.stderr);
       return JSON.parse(r.stdout);

@@ -195,8 +195,9 @@ with zipfile.ZipFile(d + '/tree.zip', 'w', zipfile.ZIP_DEFLATED) as z:
     assert.ok(t.peakRss < MAX_RSS, `${name}: driver peak RSS ${t.peakRss} >= ${MAX_RSS}; case ${t.rssJump.case} raised it by ${t.rssJump.bytes} (${t.rssJump.message})`);
   };
   for (const [name, job, cases, skip] of formats) test(`${name}: ${cases} mutations`, { skip }, () => check(name, job, cases));
-  // The JavaScript worker-thread pool (transfers, recycled buffers, a worker's error) instead of the native decode
-  // threads: the PNG tree (mutations reach the decoder in the worker), in the pass with the addons (the fallback pass decodes inline, above).
+  // The JavaScript worker-thread pool (transfers, recycled buffers, damaged files reported back as skipped) instead
+  // of the native decode threads: the PNG tree (mutations reach the decoder in the worker), in the pass with the
+  // addons (the fallback pass decodes inline, above).
   test('PNG tree through the JS decode worker threads (SLIMFIT_DISABLE=png-pool): 30 mutations', { skip: FALLBACK && 'the JS worker pool is fuzzed in the pass with the addons (SLIMFIT_DISABLE=png-pool there)' },
     () => check('PNG tree JS pool', () => ({ kind: 'convert', fixture: fx('tree'), targets: [], options: { workers: '1' }, seed: SEED + 17 }), 30, disableAlso('png-pool')));
 });

@@ -16,7 +16,7 @@ import { hashSamples } from '../src/core/hash64.ts';
 import { countBytes } from '../src/core/histogram.ts';
 import { openMessySource } from '../src/formats/messy.ts';
 import type { SampleSource } from '../src/core/source.ts';
-import { needsAddon, py, runCli, RSS_GROWTH_LIMIT, tempDir, ROOT } from '../dev/helpers.ts';
+import { needsAddon, py, runCli, RSS_GROWTH_LIMIT, tempDir, ROOT, disableAlso } from '../dev/helpers.ts';
 import { type NotMnistFixture, packArchive, type SplitFixture, writeNotMnist, mnistPixels, grayPng } from './image-fixture.ts';
 
 /** Read a whole source into memory (fixtures are small). */
@@ -437,7 +437,7 @@ describe('image trees and archives', () => {
       assert.deepEqual(addon.listImages(join(root, 'missing'), '.png'), { errno: 2 });
     }
     const r = await runCli(['-e', `import('${join(ROOT, 'src/formats/image-tree.ts')}').then(async (m) => { const out = []; for await (const e of (await m.imageTreeInput(process.argv[1])).entries()) out.push(e.path); console.log(JSON.stringify(out)); })`, root],
-      { script: '--import=tsx', env: { SLIMFIT_DISABLE: 'png' } });
+      { script: '--import=tsx', env: disableAlso('png') });
     assert.equal(r.code, 0, r.stderr);
     assert.deepEqual((JSON.parse(r.stdout) as string[]).map((p) => p.slice(cls.length + 1)), want);
   });

@@ -13,7 +13,9 @@ import { createTrainer } from '../lab/train.ts';
 import { fixedFormat } from '../src/precision/formats.ts';
 import { answersMarkdown, chaosAnswerBullets, GUESSES, guptaAnswerBullets } from '../lab/lab-report.ts';
 import { speedHeadline, type SpeedData } from '../lab/speed.ts';
-import { swallowHeadline, type SwallowData } from '../lab/swallow.ts';
+import { swallowAnswerBullets, swallowHeadline, type SwallowData } from '../lab/swallow.ts';
+import { fp8AnswerBullets, type Fp8Data } from '../lab/fp8.ts';
+import { int8AnswerBullets, type Int8Data } from '../lab/int8.ts';
 
 test('top eigenvalue of a symmetric PSD matrix by power iteration', () => {
   assert.ok(Math.abs(topEigenSym(Float64Array.of(2, 0, 0, 5), 2) - 5) < 1e-9);
@@ -173,7 +175,7 @@ test('guess 2 headline comes from swallow when it ran: lost mass, the Welch inte
     quick: false, seeds: 5, steps: 3000,
     hidden: [128], trainN: 60000,
     cells: [cell('momentum', 'fp32', 'nearest', 0.97, 0), { ...cell('momentum', 'bf16', 'nearest', 0.965, 0.47), accs: accs(0.965).reverse() }, { ...cell('momentum', 'fp16', 'nearest', 0.9701, 0.1), accs: [0.9711, 0.9691, 0.9701, 0.9706, 0.9696].reverse() }],
-    remedies: { fp32: { accs: accs(0.97), lost: [0, 0] }, 'bf16 RN': { accs: accs(0.965), lost: [0.47, 0.47] }, 'bf16 SR': { accs: accs(0.9702), lost: [0, 0] } },
+    remedies: { fp32: { accs: accs(0.97), lost: [0, 0] }, 'bf16 RN': { accs: accs(0.965), lost: [0.47, 0.47] }, 'bf16 SR': { accs: accs(0.9702).reverse(), lost: [0, 0] } },
     plateau: { inits: [0.04, 0.01], config: { steps: 8000 }, cells: [
       { init: 0.01, recipe: 'fp32', escapes: [1900, 2000, 1800], lostPlateau: [0] }, { init: 0.01, recipe: 'bf16 RN', escapes: [null, null, null], lostPlateau: [0.98] },
       { init: 0.04, recipe: 'fp32', escapes: [400, 500, 450], lostPlateau: [0] }, { init: 0.04, recipe: 'bf16 RN', escapes: [400, 520, 450], lostPlateau: [0.1] }] },
@@ -191,4 +193,29 @@ test('guess 2 headline comes from swallow when it ran: lost mass, the Welch inte
     assert.match(answersMarkdown(dir), /- \*\*Guess 2\*\*: on this network \(MNIST/);
   } finally { cleanup(); }
   assert.equal(swallowHeadline({ ...sw, cells: [] } as unknown as SwallowData), null);
+});
+
+test('the same gap on every seed (counts over a test set, equal up to float rounding) gets no interval and no verdict in every section', () => {
+  // accuracies out of 10,000 images: a gap of 37 images on every seed
+  const ref = [0.9712, 0.9698, 0.9705, 0.9721, 0.9689];
+  const low = ref.map((v) => v - 0.0037);
+  const fp8 = fp8AnswerBullets({ quick: false, size: 'full', cells: [{ key: 'fp32', name: 'fp32', what: '–', accs: ref }, { key: 'fp8', name: 'FP8', what: 'x', accs: low }] } as unknown as Fp8Data).join('\n');
+  assert.match(fp8, /FP8: .*Δ -0\.37 points \(no interval: the same gap on every seed\) .*: no verdict \(the same gap on every seed\)\./);
+  const int8 = int8AnswerBullets({ quick: false, size: 'full', seeds: 5, calibration: 1, fineTuneSteps: 1, cells: [
+    { key: 'fp32', name: 'fp32', what: '–', accs: ref, diffs: ref.map(() => 0) },
+    { key: 'ptq', name: 'PTQ', what: 'x', accs: low, diffs: low.map((v, k) => v - ref[k]) }] } as unknown as Int8Data).join('\n');
+  assert.match(int8, /PTQ: .*Δ -0\.37 points \(no interval: the same gap on every seed\) \(paired\): no verdict/);
+  const cell = (opt: string, format: string, rounding: string, accs: number[]) => ({ opt, format, rounding, accs, lost: accs.map(() => 0.1) });
+  const sw = { quick: false, seeds: 5, steps: 100, cells: [cell('SGD', 'fp32', 'nearest', ref), cell('SGD', 'bf16', 'nearest', low), cell('SGD', 'fp16', 'nearest', low)],
+    remedies: { fp32: { accs: ref, lost: [0] }, 'bf16 SR': { accs: low, lost: [0] } } } as unknown as SwallowData;
+  const sb = swallowAnswerBullets(sw).join('\n');
+  assert.match(sb, /no verdict for SGD bf16 RN -0\.37 pp \(no interval: the same gap on every seed\)/);
+  const h = swallowHeadline(sw)!;
+  assert.match(h, /no verdict against fp32 \(-0\.37 pp \(no interval/);
+  assert.match(h, /fp16 round-to-nearest with SGD: -0\.37 pp \(no interval: the same gap on every seed\) \(no verdict\)/);
+  const gupta = guptaAnswerBullets({ size: 'full', seeds: 5, hidden: [1000, 1000], fls: [8], ranges: [], cells: [
+    { label: 'float32', net: 'mlp', fl: null, rounding: 'float32', loss: 'sum', testError: ref.map((v) => 1 - v), saturated: [0] },
+    { label: 'FL=8 stochastic', net: 'mlp', fl: 8, rounding: 'stochastic', loss: 'sum', testError: low.map((v) => 1 - v), saturated: [0] }] }).join('\n');
+  assert.match(gupta, /vs float32 \+0\.37 points, no interval \(the same gap on every seed: no verdict\)/);
+  for (const text of [fp8, int8, sb, h, gupta]) assert.doesNotMatch(text, /NaN|at 95%|lower accuracy than|: worse/);
 });

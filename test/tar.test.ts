@@ -7,7 +7,7 @@ import { createHash } from 'node:crypto';
 import { after, describe, it } from 'node:test';
 import { gzipSync } from 'node:zlib';
 import { TarError, tarMembers, type TarMember } from '../src/formats/tar.ts';
-import { needsAddon, py, ROOT, runCli, tempDir } from '../dev/helpers.ts';
+import { needsAddon, py, ROOT, runCli, tempDir, disableAlso } from '../dev/helpers.ts';
 import { packArchive, writeNotMnist } from './image-fixture.ts';
 
 /** Write an archive with tarfile: files of seeded bytes (one of 700 kB, larger than a slab's quarter), a long
@@ -87,7 +87,7 @@ describe('tar reader', () => {
     const tgz = join(tmp.dir, 'tree.tar.gz');
     packArchive(fx.train.dir, tgz, 'notMNIST_small');
     const script = join(ROOT, 'test', 'drain-source.mjs');
-    const [native, fallback] = await Promise.all([runCli([tgz, '{}'], { script }), runCli([tgz, '{}'], { script, env: { SLIMFIT_DISABLE: 'png' } })]);
+    const [native, fallback] = await Promise.all([runCli([tgz, '{}'], { script }), runCli([tgz, '{}'], { script, env: disableAlso('png') })]);
     for (const r of [native, fallback]) assert.equal(r.code, 0, r.stderr);
     assert.match(native.stdout, new RegExp(`^samples=${fx.train.samples.length} skipped=3 sum=\\d+$`, 'm'));
     assert.equal(native.stdout, fallback.stdout);

@@ -3,7 +3,7 @@ import assert from 'node:assert/strict';
 import { cpSync, existsSync, readdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { after, before, test } from 'node:test';
-import { MNIST_DIR, py, runCli, tempDir } from '../dev/helpers.ts';
+import { MNIST_DIR, py, runCli, tempDir, disableAlso } from '../dev/helpers.ts';
 import { DEFAULTS } from '../src/train/defaults.ts';
 
 const tmp = tempDir('slimfit-train-cli-');
@@ -71,7 +71,7 @@ test('--resume after epoch 1 continues from the checkpoint and loader cursor and
   const common = ['--model', 'two-branch', '--batch', '100', '--seed', '3', '--lr-decay', '0.5', '--shift', '1', '--no-test'];
   // Plain tfjs kernels (single-threaded, deterministic): this checks the checkpoint/cursor/optimizer logic, not whether
   // a multi-threaded native engine (or one rebuilt between the runs) sums in the same order.
-  const env = { SLIMFIT_DISABLE: 'engine' };
+  const env = disableAlso('engine');
   let r = await runCli(['train', store, ...common, '--epochs', '2', '--out', full], { env });
   assert.equal(r.code, 0, r.stderr);
   assert.match(r.stderr, /fast engine disabled by SLIMFIT_DISABLE=engine/);
@@ -96,7 +96,7 @@ test('--resume --lr X trains the remaining epochs at X (the saved optimizer had 
   // applied, not just logged: the resumed epoch's loss must differ from the same run continued at the old rate.
   const same = join(tmp.dir, 'lr-same'), changed = join(tmp.dir, 'lr-changed');
   const common = ['--model', 'mlp', '--batch', '100', '--seed', '3', '--optimizer', 'sgd', '--lr', '0.001', '--no-test'];
-  const env = { SLIMFIT_DISABLE: 'engine' };
+  const env = disableAlso('engine');
   for (const out of [same, changed]) {
     const r = await runCli(['train', store, ...common, '--epochs', '1', '--out', out], { env });
     assert.equal(r.code, 0, r.stderr);
@@ -135,7 +135,7 @@ test('SIGINT mid-epoch saves a checkpoint at that batch and exits 130; SIGTERM 1
   // Small batches make an epoch ~150 steps long, so a signal 300 ms after a line lands well inside the next epoch. The
   // per-batch schedule, the plateau callback and the shift augmentation all have state that must continue exactly.
   const common = ['--model', 'two-branch', '--batch', '5', '--seed', '3', '--lr-decay', '0.5', '--shift', '1', '--no-test', '--lr-schedule', 'cosine:1@batch', '--reduce-lr-on-plateau', '0:0.5', '--keep-best'];
-  const env = { SLIMFIT_DISABLE: 'engine' }; // as in the resume test above: plain tfjs kernels, deterministic
+  const env = disableAlso('engine'); // as in the resume test above: plain tfjs kernels, deterministic
   let r = await runCli(['train', store, ...common, '--epochs', '3', '--out', full], { env });
   assert.equal(r.code, 0, r.stderr);
 
@@ -172,7 +172,7 @@ test('SIGINT mid-epoch saves a checkpoint at that batch and exits 130; SIGTERM 1
 test('a second SIGINT while the first one\'s checkpoint is being saved exits 130 at once; the last complete checkpoint stays valid and resumes bit for bit', async () => {
   const full = join(tmp.dir, 'sig-full'), part = join(tmp.dir, 'sig-twice');
   const common = ['--model', 'two-branch', '--batch', '5', '--seed', '3', '--lr-decay', '0.5', '--shift', '1', '--no-test', '--lr-schedule', 'cosine:1@batch', '--reduce-lr-on-plateau', '0:0.5', '--keep-best'];
-  const env = { SLIMFIT_DISABLE: 'engine' };
+  const env = disableAlso('engine');
   if (!existsSync(join(full, 'model'))) {
     const r = await runCli(['train', store, ...common, '--epochs', '3', '--out', full], { env });
     assert.equal(r.code, 0, r.stderr);
@@ -194,7 +194,7 @@ test('--keep-best: best/ changes only with the checkpoint that records its epoch
   // The callbacks save a new best model before the epoch's checkpoint is written; a second Ctrl-C between the two used
   // to leave best/ holding an epoch the resume trains again. It now waits in .best-pending until the checkpoint is written.
   const run = join(tmp.dir, 'kb'), pending = join(run, '.best-pending');
-  const env = { SLIMFIT_DISABLE: 'engine' };
+  const env = disableAlso('engine');
   let r = await runCli(['train', store, '--model', 'mlp', '--batch', '100', '--seed', '3', '--no-test', '--keep-best', '--epochs', '1', '--out', run], { env });
   assert.equal(r.code, 0, r.stderr);
   assert.equal(existsSync(pending), false, 'promoted to best/ with the checkpoint');
@@ -238,7 +238,7 @@ print('ok')
   assert.equal(r.code, 0, r.stderr);
   const es = join(tmp.dir, 'es'), es2 = join(tmp.dir, 'es2');
   const args = [ostore, '--val-split', 'test', '--no-test', '--model', 'mlp', '--batch', '10', '--lr', '1e-4', '--epochs', '30', '--patience', '2', '--keep-best'];
-  const env = { SLIMFIT_DISABLE: 'engine' };
+  const env = disableAlso('engine');
   r = await runCli(['train', ...args, '--out', es], { env });
   assert.equal(r.code, 0, r.stderr);
   const log = logOf(es);
