@@ -9,7 +9,7 @@ import { UsageError } from '../src/core/errors.ts';
 import { table, writeSection } from './report.ts';
 import { runTraining } from './run.ts';
 import { logger, noteOutcome, saveJson, stamp, type LabOptions } from './common.ts';
-import { interval, meanSd, paired, pairedSay, welch, type Welch } from './stats.ts';
+import { interval, meanSd, paired, pairedSay, welch, type Welch, pairedGapPoints, signedPoints } from './stats.ts';
 import type { OptimizerSpec, PrecisionSpec } from './train.ts';
 import { mxGemm } from './gemm.ts';
 import { MXFP4_E2M1, MXFP6_E3M2, MXFP8_E4M3, MXFP8_E5M2, MXINT8 } from '../src/precision/mx.ts';
@@ -111,7 +111,7 @@ export async function labFp8(o: Fp8Options): Promise<Fp8Cell[] | null> {
     const w = welch(c.accs, ref);
     const p = paired(c.accs, ref);
     const within = Number.isNaN(p.lo) ? (Math.abs(p.diff) < 0.01 ? 'mean yes, no interval (the same gap on every seed)' : 'no') : p.lo > -0.01 && p.hi < 0.01 ? 'yes (paired 95% interval inside ±1 point)' : Math.abs(p.diff) < 0.01 ? 'mean yes, interval wider than ±1 point' : 'no';
-    return [c.name, c.what, `${meanSd(c.accs, 100, 2)} %`, interval(c.accs, 100, 2), gapWithInterval(p), `${signed(w.diff)} [${signed(w.lo)}, ${signed(w.hi)}]`, pairedVerdict(p), within];
+    return [c.name, c.what, `${meanSd(c.accs, 100, 2)} %`, interval(c.accs, 100, 2), pairedGapPoints(p), `${signedPoints(w.diff)} [${signedPoints(w.lo)}, ${signedPoints(w.hi)}]`, pairedVerdict(p), within];
   });
   const md = [
     '## fp8 — training in FP8 as practitioners do it now (Micikevicius et al. 2022)',
@@ -130,18 +130,6 @@ export async function labFp8(o: Fp8Options): Promise<Fp8Cell[] | null> {
   await saveJson(o.out, 'fp8', data);
   await writeSection(o.out, 'fp8', md);
   return cells;
-}
-
-/** Points with a sign (a value that rounds to 0.00 prints as 0.00, never -0.00). */
-function signed(v: number): string {
-  if (!Number.isFinite(v)) return '–';
-  const t = (100 * v).toFixed(2);
-  return Number(t) === 0 ? '0.00' : v > 0 ? `+${t}` : t;
-}
-
-/** "Δ [lo, hi]" in points, or "Δ (no interval: …)" where the per-seed gaps have no spread. */
-function gapWithInterval(p: Welch): string {
-  return Number.isNaN(p.lo) ? `${signed(p.diff)} (no interval: the same gap on every seed)` : `${signed(p.diff)} [${signed(p.lo)}, ${signed(p.hi)}]`;
 }
 
 function pairedVerdict(p: Welch): string {
@@ -165,7 +153,7 @@ export function fp8AnswerBullets(data: Fp8Data): string[] {
     const p = paired(c.accs, ref.accs);
     const v = pairedVerdict(p);
     const say = v === 'no significant difference' ? 'not distinguishable from fp32 at 95%' : v.startsWith('no verdict') || v === 'identical on every seed' ? v : `${v} at 95%`;
-    out.push(`  - ${c.name}: ${meanSd(c.accs, 100, 2)} %, Δ ${gapWithInterval(p).replace(/^(\S+)/, '$1 points')} paired by seed (Welch, unpaired: [${signed(w.lo)}, ${signed(w.hi)}]): ${say}.`);
+    out.push(`  - ${c.name}: ${meanSd(c.accs, 100, 2)} %, Δ ${pairedGapPoints(p).replace(/^(\S+)/, '$1 points')} paired by seed (Welch, unpaired: [${signedPoints(w.lo)}, ${signedPoints(w.hi)}]): ${say}.`);
   }
   return out;
 }

@@ -9,7 +9,7 @@ import { runUnits, runsNote, unitConfig, type Unit, type UnitConfig } from './ru
 import { table, writeSection } from './report.ts';
 import { evaluate, permutation, runTraining } from './run.ts';
 import { logger, noteOutcome, saveJson, stamp, type LabOptions } from './common.ts';
-import { interval, meanSd, pairedDiffs, pairedSay, type Welch } from './stats.ts';
+import { interval, meanSd, pairedDiffs, pairedSay, pairedGapPoints, signedPoints } from './stats.ts';
 import { createTrainer, type LowPrecisionTrainer, type OptimizerSpec } from './train.ts';
 import { int8Gemm, type Int8Gemm } from './gemm.ts';
 
@@ -143,8 +143,8 @@ export async function labInt8(o: Int8Options): Promise<Int8Data | null> {
     if (i === 0) return [c.name, c.what, `${meanSd(c.accs, 100, 2)} %`, interval(c.accs, 100, 2), '–', '–', '–'];
     const d = pairedDiffs(c.diffs, 1);
     const vc = c.vsControl ? pairedDiffs(c.vsControl, 1) : null;
-    return [c.name, c.what, `${meanSd(c.accs, 100, 2)} %`, interval(c.accs, 100, 2), gapWithInterval(d), pairedVerdict(c.diffs),
-      vc ? `${gapWithInterval(vc)}: ${pairedVerdict(c.vsControl!).replace('fp32', 'the control')}` : '–'];
+    return [c.name, c.what, `${meanSd(c.accs, 100, 2)} %`, interval(c.accs, 100, 2), pairedGapPoints(d), pairedVerdict(c.diffs),
+      vc ? `${pairedGapPoints(vc)}: ${pairedVerdict(c.vsControl!).replace('fp32', 'the control')}` : '–'];
   });
   const md = [
     '## int8 — post-training quantization and quantization-aware training',
@@ -161,18 +161,6 @@ export async function labInt8(o: Int8Options): Promise<Int8Data | null> {
   await saveJson(o.out, 'int8', data);
   await writeSection(o.out, 'int8', md);
   return data;
-}
-
-/** Points with a sign (a value that rounds to 0.00 prints as 0.00, never -0.00). */
-function signed(v: number): string {
-  if (!Number.isFinite(v)) return '–';
-  const t = (100 * v).toFixed(2);
-  return Number(t) === 0 ? '0.00' : v > 0 ? `+${t}` : t;
-}
-
-/** "Δ [lo, hi]" in points, or "Δ (no interval: …)" where the per-seed gaps have no spread. */
-function gapWithInterval(p: Welch): string {
-  return Number.isNaN(p.lo) ? `${signed(p.diff)} (no interval: the same gap on every seed)` : `${signed(p.diff)} [${signed(p.lo)}, ${signed(p.hi)}]`;
 }
 
 /** Accuracy differences (≤ 1 in size) of one recipe to its reference on the same seeds: what they let one say. */
@@ -198,9 +186,9 @@ export function int8AnswerBullets(data: Int8Data): string[] {
     let ctl = '';
     if (c.vsControl) {
       const vc = pairedDiffs(c.vsControl, 1), vv = pairedVerdict(c.vsControl);
-      ctl = ` Against fp32 fine-tuned the same steps: Δ ${gapWithInterval(vc)}, ${vv === 'no significant difference' ? 'not distinguishable' : vv.replace('fp32', 'the control')}.`;
+      ctl = ` Against fp32 fine-tuned the same steps: Δ ${pairedGapPoints(vc)}, ${vv === 'no significant difference' ? 'not distinguishable' : vv.replace('fp32', 'the control')}.`;
     }
-    out.push(`  - ${c.name}: ${meanSd(c.accs, 100, 2)} %, Δ ${gapWithInterval(d).replace(/^(\S+)/, '$1 points')} (paired): ${say}.${ctl}`);
+    out.push(`  - ${c.name}: ${meanSd(c.accs, 100, 2)} %, Δ ${pairedGapPoints(d).replace(/^(\S+)/, '$1 points')} (paired): ${say}.${ctl}`);
   }
   return out;
 }

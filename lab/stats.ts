@@ -173,3 +173,18 @@ export function interval(x: readonly number[], scale = 1, digits = 2): string {
   const s = summarize(x);
   return x.length < 2 ? '–' : `[${(scale * s.lo).toFixed(digits)}, ${(scale * s.hi).toFixed(digits)}]`;
 }
+
+/** A difference in percentage points with its sign (×100, 2 decimals; a value that rounds to 0.00 prints 0.00, never -0.00; '–' if not finite). */
+export function signedPoints(v: number): string {
+  if (!Number.isFinite(v)) return '–';
+  const t = (100 * v).toFixed(2);
+  return Number(t) === 0 ? '0.00' : v > 0 ? `+${t}` : t;
+}
+
+/**
+ * A paired difference in points: "Δ [lo, hi]", or "Δ (no interval: the same gap on every seed)".
+ * @example pairedGapPoints(paired([0.97, 0.96], [0.965, 0.962])) // "+0.15 [..., ...]"
+ */
+export function pairedGapPoints(p: Welch): string {
+  return Number.isNaN(p.lo) ? `${signedPoints(p.diff)} (no interval: the same gap on every seed)` : `${signedPoints(p.diff)} [${signedPoints(p.lo)}, ${signedPoints(p.hi)}]`;
+}
