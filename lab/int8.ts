@@ -9,7 +9,7 @@ import { runUnits, runsNote, unitConfig, type Unit, type UnitConfig } from './ru
 import { table, writeSection } from './report.ts';
 import { evaluate, permutation, runTraining } from './run.ts';
 import { logger, noteOutcome, saveJson, stamp, type LabOptions } from './common.ts';
-import { interval, meanSd, pairedDiffs, pairedSay, pairedGapPoints, signedPoints } from './stats.ts';
+import { interval, meanSd, pairedDiffs, pairedSay, pairedGapPoints } from './stats.ts';
 import { createTrainer, type LowPrecisionTrainer, type OptimizerSpec } from './train.ts';
 import { int8Gemm, type Int8Gemm } from './gemm.ts';
 
