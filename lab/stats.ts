@@ -182,9 +182,10 @@ export function signedPoints(v: number): string {
 }
 
 /**
- * A paired difference in points: "Δ [lo, hi]", or "Δ (no interval: the same gap on every seed)".
+ * A paired difference in points: "Δ [lo, hi]", or "Δ (no interval: …)" for the same gap on every seed or fewer than 2 seeds.
  * @example pairedGapPoints(paired([0.97, 0.96], [0.965, 0.962])) // "+0.15 [..., ...]"
  */
 export function pairedGapPoints(p: Welch): string {
+  if (!(p.df >= 1)) return `${signedPoints(p.diff)} (no interval: fewer than 2 seeds)`;
   return Number.isNaN(p.lo) ? `${signedPoints(p.diff)} (no interval: the same gap on every seed)` : `${signedPoints(p.diff)} [${signedPoints(p.lo)}, ${signedPoints(p.hi)}]`;
 }

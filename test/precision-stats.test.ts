@@ -2,7 +2,7 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { py } from '../dev/helpers.ts';
-import { holm, paired, summarize, tCdf, tQuantile, verdict, welch, meanSd, interval } from '../lab/stats.ts';
+import { holm, paired, pairedGapPoints, summarize, tCdf, tQuantile, verdict, welch, meanSd, interval } from '../lab/stats.ts';
 
 test('t quantiles, CDF, 95% intervals and Welch match scipy.stats', () => {
   const dfs = [1, 2, 3, 4, 5, 7.5, 10, 29, 100, 1000];
@@ -51,6 +51,8 @@ print(json.dumps([float(r.statistic), float(r.pvalue), float(np.mean(d) - h), fl
   const same = paired([0.0293, 0.0512, 0.0407, 0.0633, 0.0219], [0.0193, 0.0412, 0.0307, 0.0533, 0.0119]);
   assert.deepEqual([same.lo, same.hi, same.p], [NaN, NaN, 0.0625]);
   assert.ok(Math.abs(same.diff - 0.01) < 1e-12);
+  assert.match(pairedGapPoints(same), /^\+1\.00 \(no interval: the same gap on every seed\)$/);
+  assert.equal(pairedGapPoints(paired([0.5], [0.4])), '+10.00 (no interval: fewer than 2 seeds)');
   // Welch on two different constant samples: no interval, no verdict
   const w = welch([1, 1], [2, 2]);
   assert.ok(Number.isNaN(w.lo) && Number.isNaN(w.p));
