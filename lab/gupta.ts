@@ -266,7 +266,8 @@ async function writeGupta(o: GuptaOptions, cells: GuptaCell[], cfg: ReturnType<t
       const sig = w.lo > 0 || w.hi < 0;
       const fragile = sig && !(adjusted[i] < 0.05);
       dagger ||= fragile;
-      vs = Number.isNaN(w.lo) ? `${w.diff >= 0 ? '+' : ''}${(100 * w.diff).toFixed(2)}: no interval (the same gap on every seed or too few seeds; no verdict)` : `${w.diff >= 0 ? '+' : ''}${(100 * w.diff).toFixed(2)} [${(100 * w.lo).toFixed(2)}, ${(100 * w.hi).toFixed(2)}]: ${w.lo > 0 ? 'worse' : w.hi < 0 ? 'better' : 'no significant difference'}${fragile ? ' †' : ''}${within2sd ? ' (within 2 s.d.)' : ''}`;
+      const d = `${w.diff >= 0 ? '+' : ''}${(100 * w.diff).toFixed(2)}`;
+      vs = Number.isNaN(w.lo) ? `${d}: no interval (${w.df >= 1 ? 'the same gap on every seed' : 'fewer than 2 seeds'}; no verdict)` : `${d} [${(100 * w.lo).toFixed(2)}, ${(100 * w.hi).toFixed(2)}]: ${w.lo > 0 ? 'worse' : w.hi < 0 ? 'better' : 'no significant difference'}${fragile ? ' †' : ''}${within2sd ? ' (within 2 s.d.)' : ''}`;
     }
     return [
       c.net === 'cnn' ? 'CNN' : 'MLP',

@@ -4,6 +4,7 @@ import { spawnSync } from 'node:child_process';
 import { readdirSync, readFileSync } from 'node:fs';
 import { cpus, loadavg } from 'node:os';
 import { tf } from './tf.ts';
+import { signTestP } from './stats.ts';
 import { BF16, E4M3, FP16, FP32, encode, fixedFormat, int8Format, quantize, type Format } from '../src/precision/formats.ts';
 import { createRng } from '../src/precision/rng.ts';
 import { bars, figure } from './plot.ts';
@@ -450,7 +451,7 @@ export function speedHeadline(data: SpeedData): string {
   const say = (xs: Comparison[]) => xs.map((c) => `${c.label} ${rangeOf(all(c))}`).join('; ');
   if (cs.some((c) => !c.rounds)) return `${say(cs)} (one measured run per shape: no spread, so no verdict; re-run \`npm run lab -- speed\`)`;
   const n = data.rounds ?? 0;
-  if (2 / 2 ** n >= 0.05) return `${say(cs)} (ranges of per-round ratios over ${n} rounds: too few for even unanimous rounds to be significant, so no verdict; full mode runs 8)`;
+  if (signTestP(n) >= 0.05) return `${say(cs)} (ranges of per-round ratios over ${n} rounds: too few for even unanimous rounds to be significant, so no verdict; full mode runs 8)`;
   const groups: Record<Verdict | 'shape', Comparison[]> = { faster: [], slower: [], mixed: [], shape: [] };
   for (const c of cs) {
     const vs = new Set(c.shapes.map((x) => verdictOf(x.ratios)));
@@ -463,7 +464,7 @@ export function speedHeadline(data: SpeedData): string {
   if (groups.mixed.length) parts.push(`**no consistent difference** (rounds disagree): ${say(groups.mixed)}`);
   const f = groups.faster.length, sl = groups.slower.length + groups.shape.length + groups.mixed.length;
   const lead = f && sl ? 'on this CPU with these kernels, some lower-precision paths were faster than the wider type and some were not' : f ? 'on this CPU with these kernels, every lower-precision path measured was faster' : 'on this CPU with these kernels, no lower-precision path was consistently faster';
-  return `${lead} — ${parts.join('. ')} (ranges of per-round ratios; a verdict needs all ${n} rounds at a shape to agree, which a sign test puts at p = ${(2 / 2 ** n).toPrecision(2)} per shape; ${modeOfSpeed(data)} mode)`;
+  return `${lead} — ${parts.join('. ')} (ranges of per-round ratios; a verdict needs all ${n} rounds at a shape to agree, which a sign test puts at p = ${signTestP(n).toPrecision(2)} per shape; ${modeOfSpeed(data)} mode)`;
 }
 
 function modeOfSpeed(d: SpeedData): string { return d.quick ? 'quick' : 'full'; }
