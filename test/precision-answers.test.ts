@@ -85,7 +85,10 @@ test('answers: missing sections say "not run", verdicts appear only where the in
     assert.match(gb, /round-to-nearest 10\.00 ± 0\.20 % \(n=3, 95% \[9\.50, 10\.50\]\), minus stochastic \+7\.90 points \[[^\]]+\]: nearest worse/);
     assert.match(gb, /stochastic 2\.10 ± 0\.20 % .*vs float32 \+0\.10 points \[[^\]]+\]: no significant difference/);
     assert.match(gb, /mean loss.*minus the summed loss \+0\.10 points \[[^\]]+\]: no significant difference\./); // no "cost of the loss" claim
-    assert.match(gb, /holds here for every network run/);
+    // the abstract's claim, checked per FL: SR's paired interval to float32 within ±1 point, RN above SR
+    assert.match(gb, /Its abstract claims .*: MLP: stochastic rounding about float32 at FL=8, round-to-nearest worse than stochastic at FL=8\.$/m);
+    const srOff = guptaAnswerBullets({ ...g, cells: cells.map((c) => (c.label === 'FL=8 stochastic' ? { ...c, testError: [0.05, 0.07, 0.06] } : c)) }).join('\n');
+    assert.match(srOff, /MLP: stochastic rounding about float32 at no FL \(not at FL=8\), round-to-nearest worse than stochastic at FL=8\.$/m);
     assert.doesNotMatch(gb, /cost of the loss reduction|not of the format/);
     // the batch-mean loss fails where the summed loss matches float32: an interaction, worded as one (per-seed
     // differences to float32 that vary, as real runs do: evenly spaced fixtures would differ by a constant)
@@ -97,6 +100,14 @@ test('answers: missing sections say "not run", verdicts appear only where the in
     const ranged = guptaAnswerBullets({ ...g, fls: [14], cnnFls: [14], cells: [...cells, { label: 'FL=14 nearest', net: 'mlp', fl: 14, rounding: 'nearest', loss: 'sum', testError: err(0.8, 0.02), saturated: [0, 0, 0] }],
       ranges: [0.49, 0.5, 0.48].map((b) => [layer(0.0002), layer(b)]), cnnRanges: [0.16, 0.17, 0.165].map((b) => [layer(b), layer(0.55)]) });
     assert.match(ranged.find((b) => b.includes('range control, MLP'))!, /— logits beyond the range \(criterion: the 95% interval's lower end above 1%\); the ⟨2,14⟩ runs' errors above float32 are consistent with a range limit \(not tested by an intervention\)\.$/);
+    // dynamic fixed point (same 16 bits and rounding, per-tensor range) is the intervention: it supports the range reading
+    // only where its paired interval to float32 lies within ±1 point
+    const withDyn = (errs: number[]) => guptaAnswerBullets({ ...g, fls: [14], cells: [...cells, { label: 'FL=14 nearest', net: 'mlp', fl: 14, rounding: 'nearest', loss: 'sum', testError: err(0.8, 0.02), saturated: [0, 0, 0] },
+      { label: 'dynamic fixed WL=16 nearest', net: 'mlp', fl: null, rounding: 'nearest', loss: 'sum', dynamic: true, testError: errs, saturated: [0, 0, 0] }],
+    ranges: [0.49, 0.5, 0.48].map((b) => [layer(0.0002), layer(b)]) }).find((b) => b.includes('range control, MLP'))!;
+    assert.match(withDyn([0.0205, 0.0198, 0.0212]), /consistent with a range limit; the intervention — dynamic fixed point, the same 16 bits and rounding with a per-tensor range — with round-to-nearest comes within ±1 point of float32 \(\+0\.05 points \[[^\]]+\]: no significant difference\), which supports the range reading\.$/);
+    assert.match(withDyn([0.30, 0.41, 0.52]), /with round-to-nearest does not come within ±1 point of float32 \([^)]*\): the range does not account for them on its own\.$/);
+    assert.match(withDyn([0.02, 0.02]), /with round-to-nearest has no interval to float32 \([^)]*\)\.$/);
     assert.match(ranged.find((b) => b.includes('range control, CNN'))!, /— hidden and logits beyond the range \(criterion[^)]*\)\.$/); // no CNN fixed-point cells: no claim about its errors
     assert.doesNotMatch(ranged.join('\n'), /clips the float32 network|a range limit, not a rounding one/);
     mkdirSync(join(dir, 'precision'), { recursive: true });
