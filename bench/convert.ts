@@ -15,6 +15,7 @@ import { parseArgs } from 'node:util';
 import { gunzipSync } from 'node:zlib';
 import { encode } from 'fast-png';
 import { BIN, MNIST_DIR, ROOT } from '../dev/helpers.ts';
+import { median } from '../dev/median.ts';
 
 const { values } = parseArgs({
   options: {
@@ -197,7 +198,6 @@ for (let r = 0; r < rounds; r++) {
   console.error(`image round ${r + 1} of ${rounds}...`);
   for (const [k, run] of Object.entries(contenders)) runs[k].push(run());
 }
-const median = (v: number[]) => { const a = [...v].sort((x, y) => x - y); const m = a.length >> 1; return a.length % 2 ? a[m] : (a[m - 1] + a[m]) / 2; };
 const sec = (k: string) => median(runs[k].map((r) => r.s));
 const rss = (k: string) => median(runs[k].map((r) => r.rss));
 const range = (k: string) => { const v = runs[k].map((r) => r.s); return `${Math.min(...v).toFixed(2)}-${Math.max(...v).toFixed(2)}`; };

@@ -5,6 +5,7 @@ import { readdirSync, readFileSync } from 'node:fs';
 import { cpus, loadavg } from 'node:os';
 import { tf } from './tf.ts';
 import { signTestP } from './stats.ts';
+import { median } from '../dev/median.ts';
 import { BF16, E4M3, FP16, FP32, encode, fixedFormat, int8Format, quantize, type Format } from '../src/precision/formats.ts';
 import { createRng } from '../src/precision/rng.ts';
 import { bars, figure } from './plot.ts';
@@ -23,9 +24,7 @@ export const SPEED_ROUNDS = { quick: 3, full: 8 } as const;
 
 /** The median of `xs` (null when empty). */
 export function medianOf(xs: number[]): number | null {
-  if (!xs.length) return null;
-  const s = [...xs].sort((a, b) => a - b);
-  return s.length % 2 ? s[s.length >> 1] : (s[s.length / 2 - 1] + s[s.length / 2]) / 2;
+  return xs.length ? median(xs) : null;
 }
 
 /** numpy matmul GFLOP/s by dtype at the given shapes (median of rounds, interleaved across dtypes), measured in a python3 child. */

@@ -2,6 +2,7 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { py } from '../dev/helpers.ts';
+import { median } from '../dev/median.ts';
 import { holm, paired, pairedGapPoints, summarize, tCdf, tQuantile, verdict, welch, meanSd, interval } from '../lab/stats.ts';
 
 test('t quantiles, CDF, 95% intervals and Welch match scipy.stats', () => {
@@ -57,4 +58,13 @@ print(json.dumps([float(r.statistic), float(r.pvalue), float(np.mean(d) - h), fl
   const w = welch([1, 1], [2, 2]);
   assert.ok(Number.isNaN(w.lo) && Number.isNaN(w.p));
   assert.equal(verdict([1, 1], [2, 2]), 'no significant difference');
+});
+
+test('median (dev/median.ts, the one median of bench/ and lab/): middle value, mean of the middle two, NaN when empty; the input is not reordered', () => {
+  const xs = [5, 1, 4, 2];
+  assert.equal(median(xs), 3);
+  assert.deepEqual(xs, [5, 1, 4, 2]);
+  assert.equal(median([3, 1, 2]), 2);
+  assert.equal(median([7]), 7);
+  assert.ok(Number.isNaN(median([])));
 });

@@ -8,6 +8,7 @@ import { fileURLToPath } from 'node:url';
 import { loadAddon } from '../../src/engine/addon.ts';
 import { child } from './bench.ts';
 import { fmt, markdownTable } from './table.ts';
+import { median } from '../../dev/median.ts';
 
 const HERE = dirname(fileURLToPath(import.meta.url));
 const ROOT = join(HERE, '..', '..');
@@ -21,11 +22,7 @@ export interface Bf16TrainRow { name: string; precision: 'float32' | 'bf16'; thr
 /** Everything benchBf16Training measured. */
 export interface Bf16TrainResult { cpu: string; load: string; loadEnd: string; kernel: string; rounds: number; samples: number; rows: Bf16TrainRow[] }
 
-const median = (xs: number[]): number | null => {
-  if (!xs.length) return null;
-  const s = [...xs].sort((a, b) => a - b);
-  return s.length % 2 ? s[s.length >> 1] : (s[s.length / 2 - 1] + s[s.length / 2]) / 2;
-};
+const medianOrNull = (xs: number[]): number | null => (xs.length ? median(xs) : null);
 
 /** Measure; throws a clear Error when the engine is missing or the CPU has no bf16 kernel. */
 export function benchBf16Training(opts: Bf16TrainOptions = {}): Bf16TrainResult {
@@ -63,7 +60,7 @@ export function benchBf16Training(opts: Bf16TrainOptions = {}): Bf16TrainResult 
       rows[i].note = cmd === py ? `torch ${String(out.json.version)}, ${String(out.json.blasKind)}` : String(out.json.note ?? '');
     });
   }
-  for (const row of rows) { row.median = median(row.rates); row.cpuMedian = median(row.cpuRates); }
+  for (const row of rows) { row.median = medianOrNull(row.rates); row.cpuMedian = medianOrNull(row.cpuRates); }
   return { cpu: `${cpus()[0]?.model.trim() ?? 'unknown CPU'}, ${nCpu} cores`, load, loadEnd: loadavg().map((l) => l.toFixed(1)).join(' '), kernel: info.kernel, rounds, samples, rows };
 }
 
@@ -80,7 +77,7 @@ export function bf16TrainReport(r: Bf16TrainResult): string {
   // apart at most: steadier when the load moves)
   const ratio = (a: Bf16TrainRow | null, b: Bf16TrainRow | null): string => {
     if (!a || !b) return '–';
-    const per = a.rates.length === b.rates.length ? median(a.rates.map((v, i) => v / b.rates[i])) : null;
+    const per = a.rates.length === b.rates.length ? medianOrNull(a.rates.map((v, i) => v / b.rates[i])) : null;
     return `${fmt(a.median! / b.median!, 2)}x${per != null ? ` (median of per-round ratios ${fmt(per, 2)}x)` : ''}`;
   };
   const lines = [

@@ -14,6 +14,7 @@ import { createPlan } from '../../src/loader/plan.ts';
 import { shuffleQuality } from '../../src/loader/quality.ts';
 import type { DataSource } from '../../src/loader/types.ts';
 import type { BenchChildSpec } from './child.ts';
+import { median } from '../../dev/median.ts';
 
 const ROOT = join(dirname(fileURLToPath(import.meta.url)), '..', '..');
 const PEERS = join(ROOT, 'bench', 'loader_peers.py');
@@ -65,12 +66,6 @@ export interface BenchRow {
 }
 
 export interface Raw { samples: number; seconds: number; cpuSeconds?: number; cpuIncomplete?: boolean; peakRss: number; peakRssChildren?: number; io?: string }
-
-/** Median of `xs` (mean of the middle two for an even count). */
-export function median(xs: number[]): number {
-  const s = [...xs].sort((a, b) => a - b), m = s.length >> 1;
-  return s.length % 2 ? s[m] : (s[m - 1] + s[m]) / 2;
-}
 
 /** Run a bench child (`cmd args`) and parse the JSON line it prints last. */
 export function runChild(cmd: string, args: string[]): Promise<Raw> {

@@ -13,7 +13,8 @@ import { LOADER_DEFAULTS } from '../../src/loader/defaults.ts';
 import { openDataset } from '../../src/loader/source.ts';
 import { writeStore } from '../../src/store/write.ts';
 import type { BenchChildSpec } from './child.ts';
-import { type Raw, evict, median, runChild, warm } from './bench.ts';
+import { median } from '../../dev/median.ts';
+import { type Raw, evict, runChild, warm } from './bench.ts';
 
 const ROOT = join(dirname(fileURLToPath(import.meta.url)), '..', '..');
 const PEERS = join(ROOT, 'bench', 'loader_peers.py');
