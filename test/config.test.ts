@@ -29,11 +29,11 @@ function envReads(text: string): string[] {
 const INSTALL_TIME = /^native\/(detect-[^/]+\.cjs|build\.mjs)$/;
 const SCANNED = /\.(ts|js|mjs|cjs|c|cc|h)$/;
 
-function* files(dir: string): Generator<string> {
+function* files(dir: string, scanned = SCANNED): Generator<string> {
   for (const name of readdirSync(dir)) {
     const p = join(dir, name);
-    if (statSync(p).isDirectory()) yield* files(p);
-    else if (SCANNED.test(name)) yield p;
+    if (statSync(p).isDirectory()) yield* files(p, scanned);
+    else if (scanned.test(name)) yield p;
   }
 }
 
@@ -75,19 +75,19 @@ test('no file in src/, bin/ or native/ but src/core/config.ts reads a SLIMFIT_* 
   assert.deepEqual(offenders, [], 'read these through envSettings()/featureEnabled() in src/core/config.ts');
 });
 
-test('tests, dev/, bench/ and lab/ name only SLIMFIT_* variables that exist (a misspelt switch would make a comparison vacuous)', () => {
+test('tests, dev/, bench/, lab/ (their python too), .ci/run and package.json name only SLIMFIT_* variables that exist (a misspelt switch would make a comparison vacuous)', () => {
   const known = new Set([...Object.keys(ENV_VARS), ...Object.keys(BUILD_ENV_VARS)]);
   const unknown: string[] = [];
   let scanned = 0;
-  for (const top of ['test', 'dev', 'bench', 'lab']) {
-    for (const file of files(join(ROOT, top))) {
-      const rel = relative(ROOT, file);
-      if (rel === 'test/config.test.ts') continue; // the scanner's own examples above
-      scanned++;
-      for (const m of readFileSync(file, 'utf8').matchAll(/\bSLIMFIT_[A-Z0-9_]+\b/g)) if (!known.has(m[0])) unknown.push(`${rel}: ${m[0]}`);
-    }
+  // the tool folders' sources and python peers, and the scripts that set variables for them: CI and npm scripts
+  const tools = ['test', 'dev', 'bench', 'lab'].flatMap((top) => [...files(join(ROOT, top), /\.(ts|js|mjs|cjs|c|cc|h|py)$/)]);
+  for (const file of [...tools, join(ROOT, '.ci/run'), join(ROOT, 'package.json')]) {
+    const rel = relative(ROOT, file);
+    if (rel === 'test/config.test.ts') continue; // the scanner's own examples above
+    scanned++;
+    for (const m of readFileSync(file, 'utf8').matchAll(/\bSLIMFIT_[A-Z0-9_]+\b/g)) if (!known.has(m[0])) unknown.push(`${rel}: ${m[0]}`);
   }
-  assert.ok(scanned > 50, `scanned ${scanned} files`);
+  assert.ok(scanned > 50 && tools.some((f) => f.endsWith('.py')), `scanned ${scanned} files`);
   assert.deepEqual(unknown, [], 'name a variable from ENV_VARS or BUILD_ENV_VARS (src/core/config.ts)');
 });
 
