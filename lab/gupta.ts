@@ -235,6 +235,18 @@ function rangeRows(ranges: ReturnType<typeof activationRange>[], fls: number[]):
   });
 }
 
+/**
+ * How settled the float32 runs are at the end: the change of their mean test error over the last fifth of training (one
+ * line per network), so a reader can judge whether the comparisons are made at convergence.
+ */
+function convergence(cells: GuptaCell[]): string[] {
+  const lines = cells.filter((c) => c.rounding === 'float32' && c.curve.length >= 2).map((c) => {
+    const end = c.curve[c.curve.length - 1], from = c.curve.reduce((a, p) => (Math.abs(p.epoch - 0.8 * end.epoch) < Math.abs(a.epoch - 0.8 * end.epoch) ? p : a));
+    return `${c.net === 'cnn' ? 'CNN' : 'MLP'} float32: mean test error ${(100 * from.testError).toFixed(2)} % at epoch ${from.epoch} → ${(100 * end.testError).toFixed(2)} % at epoch ${end.epoch} (${(100 * (end.testError - from.testError)).toFixed(2)} points over the last fifth of training)`;
+  });
+  return lines.length ? [`**Convergence**: ${lines.join('; ')}.`, ''] : [];
+}
+
 /** Paper column of a cell: the paper presents its MNIST results as test-error curves, so no number is given. */
 function paperCell(c: GuptaCell): string {
   if (c.loss === 'mean' || c.dynamic) return 'not in the paper';
@@ -290,7 +302,7 @@ async function writeGupta(o: GuptaOptions, cells: GuptaCell[], cfg: ReturnType<t
   const md = [
     '## gupta2015 — reproducing "Deep Learning with Limited Numerical Precision" (Gupta et al. 2015)',
     '',
-    stamp(cfg.size !== 'full', seconds, `MNIST ${cfg.trainN} train / ${cfg.testN} test images; MLP 784-${cfg.hidden.join('-')}-10 ReLU; ${cnnDesc}${sizeNote}; plain SGD, batch ${cfg.batch}, loss summed over the batch with lr ${cfg.lrSum} (= ${cfg.lrSum * cfg.batch} on the batch mean; not the paper's value), no decay, ${cfg.epochs} epochs (${steps} steps), ${seeds} seeds per cell (seed = initial weights, sample order and rounding stream)`, runs),
+    stamp(cfg.size !== 'full', seconds, `MNIST ${cfg.trainN} train / ${cfg.testN} test images; MLP 784-${cfg.hidden.join('-')}-10 ReLU; ${cnnDesc}${sizeNote}; plain SGD, batch ${cfg.batch}, loss summed over the batch with lr ${cfg.lrSum} (= ${cfg.lrSum * cfg.batch} on the batch mean; not the paper's value), no decay (a decaying rate would push ever more updates below 2^−FL as training goes on, mixing that into the format's effect), ${cfg.epochs} epochs (${steps} steps), ${seeds} seeds per cell (seed = initial weights, sample order and rounding stream)`, runs),
     '',
     'Weights, layer outputs, back-propagated errors and weight gradients are all rounded to signed fixed point ⟨16−FL, FL⟩ (fixed point saturates at ±2^(IL−1)); there is no float master copy; matrix products and convolutions accumulate in float32 before rounding (the paper\'s wide accumulator), and every update w + Δ is rounded once from its exact value. **Loss**: the paper sums the cross-entropy over the batch; averaging it instead makes every back-propagated error 1/batch as large, so at FL=8 round-to-nearest zeroes most of them — those rows test an interaction of format and loss: a format that fails only there fails only when the back-propagated errors are made batch-times smaller (the batch-mean loss). Columns: test error mean ± s.d. over seeds, its 95% t-interval, the difference to the float32 run of the same network, paired by seed (seed k gives every cell of a network the same initial weights and sample order: the mean of the per-seed differences with its 95% t-interval; a verdict only where the interval excludes 0; † = not significant after Holm\'s correction over the table\'s comparisons with float32), share of forward layer outputs saturated (averaged over training), share of nonzero weight updates that left the stored weight unchanged ("swallowed"; counts a deferred stochastic update as swallowed too), share of nonzero weight gradients below 2^−FL.',
     '',
@@ -298,6 +310,7 @@ async function writeGupta(o: GuptaOptions, cells: GuptaCell[], cfg: ReturnType<t
     '',
     table(['network', 'format', 'rounding', 'loss', 'test error (mean ± s.d.)', '95% interval', 'vs float32, paired by seed: Δ error [95%]', 'outputs saturated', 'swallowed updates', 'grad underflow', 'paper', 's / run'], rows),
     '',
+    ...convergence(cells),
     ...(family === 0 ? [] : [dagger ? `† The interval excludes 0 on its own, but the difference is not significant after Holm's correction over the ${family} comparisons with float32 in this table.` : `Every verdict above survives Holm's correction over the ${family} comparisons with float32 in this table.`, '']),
     '**Paper column**: the paper presents its MNIST results (the fully connected network at several FL, and its LeNet-like CNN) as test-error-versus-epoch curves rather than a table, and the text of the paper could not be retrieved in this environment to read exact values, so no number is given rather than one read off a figure. What its abstract (arXiv:1502.02551) states: with stochastic rounding, deep networks train in 16-bit fixed point with little to no degradation in classification accuracy, and the rounding scheme plays a crucial role; the answers section checks that claim per FL on the rows above. The CNN is a LeNet-like network of the kind the paper trains on MNIST (two 5×5 convolution + 2×2 max-pool stages with 8 and 16 maps, 128 hidden units, 10 outputs); its exact layer sizes and the CNN\'s FL (14 here, `--cnn-fl`) could not be checked against the paper\'s text in this environment.',
     '',

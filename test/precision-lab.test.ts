@@ -153,6 +153,7 @@ test('`npm run lab -- gupta2015 --tiny --seeds 3 --fl 8`: summed loss, n=3 per c
     assert.match(md, /consistent with the range, not the rounding, limiting that format \(not tested by an intervention\)/);
     assert.doesNotMatch(md, /artifact of the loss reduction|the paper's networks|mean the range, not the rounding, limits/);
     assert.match(md, /Float32 control/);
+    assert.match(md, /\*\*Convergence\*\*: MLP float32: mean test error [\d.]+ % at epoch [\d.]+ → [\d.]+ % at epoch [\d.]+ \(-?[\d.]+ points over the last fifth of training\)/);
     // cells share seeds (initial weights, sample order): compared with float32 paired by seed, with Holm over the table
     assert.match(md, /vs float32, paired by seed: Δ error \[95%\]/);
     assert.match(md, /(survives|not significant after) Holm's correction over the 4 comparisons with float32/);
