@@ -347,11 +347,15 @@ export const GUESSES: Guess[] = [
   },
   {
     title: 'Guess (2): "rounding away tiny updates damages momentum and stalls learning on flat stretches"',
-    // the direct experiment (swallow) first; Gupta's fixed-point reproduction when swallow has not run
-    headline: (d) => (d.swallow ? swallowHeadline(d.swallow as unknown as SwallowData) : null)
-      ?? (!d.gupta2015 ? 'swallow and gupta2015 not run: `npm run lab -- swallow`'
+    // the direct experiment (swallow), then Gupta's fixed-point reproduction (alone when swallow has not run)
+    headline: (d) => {
+      const sw = d.swallow ? swallowHeadline(d.swallow as unknown as SwallowData) : null;
+      const gu = d.gupta2015 && guptaCurrent(d.gupta2015) ? guptaHeadline(d.gupta2015) : null;
+      if (sw) return gu ? `${sw}. ${gu}` : sw;
+      return gu ?? (!d.gupta2015 ? 'swallow and gupta2015 not run: `npm run lab -- swallow`'
         : !guptaCurrent(d.gupta2015) ? 'gupta2015 results are from an older version: re-run `npm run lab -- gupta2015`'
-          : guptaHeadline(d.gupta2015) ?? 'gupta2015 ran without an MLP pair of round-to-nearest and stochastic cells at one FL, so no headline (see its bullets)'),
+          : 'gupta2015 ran without an MLP pair of round-to-nearest and stochastic cells at one FL, so no headline (see its bullets)');
+    },
     contributors: [
       { json: 'swallow', bullets: swallowAnswerBullets as (d: Json) => string[] },
       { json: 'gupta2015', bullets: guptaAnswerBullets, current: guptaCurrent },

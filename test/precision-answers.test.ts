@@ -201,7 +201,16 @@ test('guess 2 headline comes from swallow when it ran: lost mass, the Welch inte
   try {
     mkdirSync(join(dir, 'precision'), { recursive: true });
     writeFileSync(join(dir, 'precision', 'swallow.json'), JSON.stringify(sw));
-    assert.match(answersMarkdown(dir), /- \*\*Guess 2\*\*: on this network \(MNIST/);
+    assert.match(answersMarkdown(dir), /- \*\*Guess 2\*\*: on this network \(MNIST[^\n]*\.\n/);
+    assert.doesNotMatch(answersMarkdown(dir), /- \*\*Guess 2\*\*:[^\n]*16-bit fixed point/);
+    // with Gupta's reproduction beside it, its fixed-point result follows swallow's in the same answer
+    const cells = [
+      { label: 'float32', net: 'mlp', fl: null, rounding: 'float32', loss: 'sum', testError: [0.019, 0.02, 0.021], saturated: [0, 0, 0] },
+      { label: 'FL=8 nearest', net: 'mlp', fl: 8, rounding: 'nearest', loss: 'sum', testError: [0.07, 0.068, 0.071], saturated: [0, 0, 0] },
+      { label: 'FL=8 stochastic', net: 'mlp', fl: 8, rounding: 'stochastic', loss: 'sum', testError: [0.021, 0.02, 0.022], saturated: [0, 0, 0] },
+    ];
+    writeFileSync(join(dir, 'precision', 'gupta2015.json'), JSON.stringify({ size: 'full', seeds: 3, hidden: [1000, 1000], fls: [8], cells, ranges: [] }));
+    assert.match(answersMarkdown(dir), /- \*\*Guess 2\*\*: on this network \(MNIST[^\n]*\. 16-bit fixed point at FL=8 \(Gupta et al\.'s MLP, full mode, summed loss\): round-to-nearest minus stochastic test error \+[\d.]+ points \[[^\]]+\]: round-to-nearest worse[^\n]*\.\n/);
   } finally { cleanup(); }
   assert.equal(swallowHeadline({ ...sw, cells: [] } as unknown as SwallowData), null);
 });
