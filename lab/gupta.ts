@@ -61,6 +61,22 @@ export interface GuptaCell {
   seconds: number[];
   /** Mean test error over seeds at each evaluation point. */
   curve: { epoch: number; testError: number }[];
+  /** Per seed: its lowest test error on the curve, that point's epoch, and the first later epoch more than 10 points above it (null: it never diverged). */
+  divergence?: { lowest: number; at: number; divergedAt: number | null }[];
+}
+
+/**
+ * Where a seed's test-error curve diverged after training: its lowest point, and the first later evaluation more than
+ * `jump` (as a fraction) above it; null when it never rose that far, or never trained (its lowest error above half its
+ * first one: a run that only fluctuates near chance has not diverged).
+ * @example divergenceOf([{ epoch: 0, testError: 0.9 }, { epoch: 1, testError: 0.04 }, { epoch: 2, testError: 0.8 }]) // { lowest: 0.04, at: 1, divergedAt: 2 }
+ */
+export function divergenceOf(curve: { epoch: number; testError: number }[], jump = 0.1): { lowest: number; at: number; divergedAt: number | null } {
+  let k = 0;
+  curve.forEach((p, i) => { if (p.testError < curve[k].testError) k = i; });
+  const trained = curve[k].testError <= curve[0].testError / 2;
+  const after = trained ? curve.slice(k + 1).find((p) => p.testError > curve[k].testError + jump) : undefined;
+  return { lowest: curve[k].testError, at: curve[k].epoch, divergedAt: after ? after.epoch : null };
 }
 
 /** Configuration by size. The learning rate is per summed-loss step (= 0.1 on the batch-mean loss). */
@@ -218,6 +234,7 @@ export async function labGupta(o: GuptaOptions): Promise<GuptaCell[] | null> {
       log(`gupta2015 ${p.label} seed ${k + 1}: test error ${pct(r.testError)}, saturated ${pct(r.saturated)}, ${r.seconds.toFixed(0)} s`);
     });
     cell.curve = rs[0].curve.map((c, j) => ({ epoch: c.epoch, testError: mean(rs.map((x) => x.curve[j].testError)) }));
+    cell.divergence = rs.map((x) => divergenceOf(x.curve));
     cells.push(cell);
   });
   await writeGupta(o, cells, cfg, seeds, steps, fls, cnnFls, ranges, cnnRanges, (performance.now() - t0) / 1000, runsNote(outcome.records));
@@ -228,10 +245,9 @@ export async function labGupta(o: GuptaOptions): Promise<GuptaCell[] | null> {
 function rangeRows(ranges: ReturnType<typeof activationRange>[], fls: number[]): (string | number)[][] {
   if (!ranges.length) return [];
   return fls.map((fl, j) => {
-    const all = ranges.map((r) => mean(r.map((l) => l.beyond[j])));
     const logits = ranges.map((r) => r[r.length - 1].beyond[j]);
     const hidden = ranges.map((r) => Math.max(...r.slice(0, -1).map((l) => l.beyond[j])));
-    return [`<${16 - fl},${fl}>`, `±${fixedLimit(fl)}`, meanSd(all, 100, 2) + ' %', meanSd(hidden, 100, 2) + ' %', meanSd(logits, 100, 2) + ' %'];
+    return [`<${16 - fl},${fl}>`, `±${fixedLimit(fl)}`, meanSd(hidden, 100, 2) + ' %', meanSd(logits, 100, 2) + ' %'];
   });
 }
 
@@ -242,9 +258,29 @@ function rangeRows(ranges: ReturnType<typeof activationRange>[], fls: number[]):
 function convergence(cells: GuptaCell[]): string[] {
   const lines = cells.filter((c) => c.rounding === 'float32' && c.curve.length >= 2).map((c) => {
     const end = c.curve[c.curve.length - 1], from = c.curve.reduce((a, p) => (Math.abs(p.epoch - 0.8 * end.epoch) < Math.abs(a.epoch - 0.8 * end.epoch) ? p : a));
-    return `${c.net === 'cnn' ? 'CNN' : 'MLP'} float32: mean test error ${(100 * from.testError).toFixed(2)} % at epoch ${from.epoch} → ${(100 * end.testError).toFixed(2)} % at epoch ${end.epoch} (${(100 * (end.testError - from.testError)).toFixed(2)} points over the last fifth of training)`;
+    return `${c.net === 'cnn' ? 'CNN' : 'MLP'} float32: mean test error ${(100 * from.testError).toFixed(2)} % at epoch ${from.epoch} → ${(100 * end.testError).toFixed(2)} % at epoch ${end.epoch} (${end.testError >= from.testError ? '+' : '−'}${Math.abs(100 * (end.testError - from.testError)).toFixed(2)} points over the last fifth of training)`;
   });
   return lines.length ? [`**Convergence**: ${lines.join('; ')}.`, ''] : [];
+}
+
+/**
+ * Cells whose runs diverged after they had trained (a seed's error rising more than 10 points above its own lowest):
+ * how low they got, when they diverged, and, for a fixed format, float32's largest logit against that format's range.
+ */
+function divergenceLines(cells: GuptaCell[], ranges: ReturnType<typeof activationRange>[], cnnRanges: ReturnType<typeof activationRange>[]): string[] {
+  const pct2 = (v: number) => (100 * v).toFixed(2);
+  const span = (v: number[]) => (Math.min(...v) === Math.max(...v) ? `epoch ${Math.min(...v)}` : `epochs ${Math.min(...v)}–${Math.max(...v)}`);
+  const lines = cells.filter((c) => c.divergence?.some((d) => d.divergedAt !== null)).map((c) => {
+    const dv = c.divergence!.filter((d) => d.divergedAt !== null);
+    const all = dv.length === c.divergence!.length;
+    const rs = c.net === 'cnn' ? cnnRanges : ranges;
+    const logit = c.fl !== null && !c.dynamic && rs.length ? rs.map((r) => r[r.length - 1].max) : null;
+    const name = `${c.net === 'cnn' ? 'CNN ' : ''}${c.dynamic ? 'dynamic fixed point' : c.fl === null ? 'float32' : `⟨${16 - c.fl},${c.fl}⟩`} ${c.rounding === 'nearest' ? 'round-to-nearest' : c.rounding}${c.loss === 'mean' ? ' (mean loss)' : ''}`;
+    return `${name}: ${all ? 'every seed' : `${dv.length} of ${c.divergence!.length} seeds`} reached a lowest test error of ${pct2(mean(dv.map((d) => d.lowest)))} % (mean, at ${span(dv.map((d) => d.at))}) and then diverged (first evaluation more than 10 points above it at ${span(dv.map((d) => d.divergedAt!))})`
+      + (all ? `, so its gap to float32 in the table (at the planned last epoch) is mostly that divergence, not a steady cost of the format` : '')
+      + (logit ? `; float32's largest logit at the end is ${Math.min(...logit).toFixed(1)}–${Math.max(...logit).toFixed(1)} against this format's ±${fixedLimit(c.fl!)} (the fixed-point runs' own logits were not recorded, so whether they reached the range is not tested)` : '');
+  });
+  return lines.length ? [`**Divergence** (a seed's test error more than 10 points above its own lowest, later in the run): ${lines.join('. ')}.`, ''] : [];
 }
 
 /** Paper column of a cell: the paper presents its MNIST results as test-error curves, so no number is given. */
@@ -279,7 +315,7 @@ async function writeGupta(o: GuptaOptions, cells: GuptaCell[], cfg: ReturnType<t
       const fragile = sig && !(adjusted[i] < 0.05);
       dagger ||= fragile;
       const d = `${w.diff >= 0 ? '+' : ''}${(100 * w.diff).toFixed(2)}`;
-      vs = Number.isNaN(w.lo) ? `${d}: no interval (${w.df >= 1 ? 'the same gap on every seed' : 'fewer than 2 seeds'}; no verdict)` : `${d} [${(100 * w.lo).toFixed(2)}, ${(100 * w.hi).toFixed(2)}]: ${w.lo > 0 ? 'worse' : w.hi < 0 ? 'better' : 'no significant difference'}${fragile ? ' †' : ''}${within2sd ? ' (within 2 s.d.)' : ''}`;
+      vs = Number.isNaN(w.lo) ? `${d}: no interval (${w.df >= 1 ? 'the same gap on every seed' : 'fewer than 2 seeds'}; no verdict)` : `${d} [${(100 * w.lo).toFixed(2)}, ${(100 * w.hi).toFixed(2)}]: ${w.lo > 0 ? 'worse' : w.hi < 0 ? 'better' : 'no significant difference'}${fragile ? ' †' : ''}${within2sd ? ' (mean within 2 s.d.)' : ''}`;
     }
     return [
       c.net === 'cnn' ? 'CNN' : 'MLP',
@@ -289,30 +325,35 @@ async function writeGupta(o: GuptaOptions, cells: GuptaCell[], cfg: ReturnType<t
       paperCell(c), mean(c.seconds).toFixed(0),
     ];
   });
+  // stochastic-rounding cells more than 1 point worse than float32 (the lower end of the paired interval above +1 point)
+  const srFails = cells.filter((c, i) => c.rounding === 'stochastic' && !c.dynamic && c.loss === 'sum' && c.fl !== null && tests[i] && tests[i]!.lo > 0.01)
+    .map((c) => `${c.net === 'cnn' ? 'CNN ' : ''}FL=${c.fl}`);
   const sizeNote = cfg.size === 'full' ? '' : cfg.size === 'quick' ? ' (the paper\'s MLP and a LeNet-like CNN on a subset of MNIST, few epochs: not converged)' : ' (**tiny**: narrow networks on a small subset, for tests — not the paper\'s MLP nor the LeNet-like CNN)';
   const cnnDesc = `CNN: conv 5×5 (${cfg.cnn.maps[0]} maps) + ReLU, 2×2 max-pool, conv 5×5 (${cfg.cnn.maps[1]} maps) + ReLU, 2×2 max-pool, dense ${cfg.cnn.dense} + ReLU, dense 10`;
   const rangeBlock = (rs: ReturnType<typeof activationRange>[], f: number[], name: string) => rs.length ? [
-    `${name}: the float32 runs' layer outputs on the test set after training, against each format's range (mean ± s.d. over ${rs.length} seeds; "hidden" is the worst layer before the logits). Large shares here (hidden layers or logits alike) are consistent with the range, not the rounding, limiting that format${cells.some((c) => c.dynamic && c.net === name.toLowerCase()) ? '; the dynamic fixed-point rows of the table above, which keep the 16 bits and the rounding but give every tensor its own range, are the intervention that tests it' : ' (not tested by an intervention)'}.`,
+    `${name}: the float32 runs' layer outputs on the test set after training, against each format's range (mean ± s.d. over ${rs.length} seeds; "hidden" is the worst layer before the logits). Large shares here (hidden layers or logits alike) are consistent with the range, not the rounding alone, limiting that format${cells.some((c) => c.dynamic && c.net === name.toLowerCase()) ? '; the dynamic fixed-point rows of the table above, which keep the 16 bits and the rounding but give every tensor its own range (and with it its own precision), are the intervention that tests it' : ' (not tested by an intervention)'}.`,
     '',
-    table(['format', 'range', 'all outputs beyond', 'hidden layer beyond', 'logits beyond'], rangeRows(rs, f)),
+    table(['format', 'range', 'hidden layer beyond', 'logits beyond'], rangeRows(rs, f)),
     '',
-    `Largest |output| of the float32 networks: ${rs.map((r) => r.map((l) => l.max.toFixed(1)).join(' / ')).join('; ')} (per layer, per seed).`,
+    `Largest |output| of the float32 networks after training, per layer (lowest–highest over the ${rs.length} seeds): ${rs[0].map((l, k) => { const v = rs.map((r) => r[k].max); return `${l.layer} ${Math.min(...v).toFixed(1)}–${Math.max(...v).toFixed(1)}`; }).join('; ')}.`,
     '',
   ] : [];
   const md = [
     '## gupta2015 — reproducing "Deep Learning with Limited Numerical Precision" (Gupta et al. 2015)',
     '',
-    stamp(cfg.size !== 'full', seconds, `MNIST ${cfg.trainN} train / ${cfg.testN} test images; MLP 784-${cfg.hidden.join('-')}-10 ReLU; ${cnnDesc}${sizeNote}; plain SGD, batch ${cfg.batch}, loss summed over the batch with lr ${cfg.lrSum} (= ${cfg.lrSum * cfg.batch} on the batch mean; not the paper's value), no decay (a decaying rate would push ever more updates below 2^−FL as training goes on, mixing that into the format's effect), ${cfg.epochs} epochs (${steps} steps), ${seeds} seeds per cell (seed = initial weights, sample order and rounding stream)`, runs),
+    stamp(cfg.size !== 'full', seconds, `MNIST ${cfg.trainN} train / ${cfg.testN} test images; MLP 784-${cfg.hidden.join('-')}-10 ReLU; ${cnnDesc}${sizeNote}; plain SGD, batch ${cfg.batch}, loss summed over the batch with lr ${cfg.lrSum} (= ${cfg.lrSum * cfg.batch} on the batch mean; not taken from the paper, whose rate and schedule could not be checked against its text here), no decay (a decaying rate would push ever more updates below 2^−FL as training goes on, mixing that into the format's effect), ${cfg.epochs} epochs (${steps} steps), ${seeds} seeds per cell (seed = initial weights, sample order and rounding stream)`, runs),
     '',
-    'Weights, layer outputs, back-propagated errors and weight gradients are all rounded to signed fixed point ⟨16−FL, FL⟩ (fixed point saturates at ±2^(IL−1)); there is no float master copy; matrix products and convolutions accumulate in float32 before rounding (the paper\'s wide accumulator), and every update w + Δ is rounded once from its exact value. **Loss**: the paper sums the cross-entropy over the batch; averaging it instead makes every back-propagated error 1/batch as large, so at FL=8 round-to-nearest zeroes most of them — those rows test an interaction of format and loss: a format that fails only there fails only when the back-propagated errors are made batch-times smaller (the batch-mean loss). Columns: test error mean ± s.d. over seeds, its 95% t-interval, the difference to the float32 run of the same network, paired by seed (seed k gives every cell of a network the same initial weights and sample order: the mean of the per-seed differences with its 95% t-interval; a verdict only where the interval excludes 0; † = not significant after Holm\'s correction over the table\'s comparisons with float32), share of forward layer outputs saturated (averaged over training), share of nonzero weight updates that left the stored weight unchanged ("swallowed"; counts a deferred stochastic update as swallowed too), share of nonzero weight gradients below 2^−FL.',
+    `Weights, layer outputs, back-propagated errors and weight gradients are all rounded to signed fixed point ⟨16−FL, FL⟩ (fixed point saturates at ±2^(IL−1)); there is no float master copy; matrix products and convolutions accumulate in float32 before rounding (the paper\'s wide accumulator), and every update w + Δ is rounded once from its exact value. The loss is summed over the batch as in the paper${cells.some((c) => c.loss === 'mean') ? '; the **mean** rows average it instead, which makes every back-propagated error 1/batch as large, so round-to-nearest is expected to zero most of them at FL=8: those rows test an interaction of the format with the loss reduction' : ''}. Columns: test error mean ± s.d. over seeds, its 95% t-interval, the difference to the float32 run of the same network, paired by seed (seed k gives every cell of a network the same initial weights and sample order: the mean of the per-seed differences with its 95% t-interval; a verdict only where the interval excludes 0; † = not significant after Holm\'s correction over the table\'s comparisons with float32), share of forward layer outputs saturated (averaged over training), share of nonzero weight updates that left the stored weight unchanged ("swallowed"; counts a deferred stochastic update as swallowed too), share of nonzero weight gradients below 2^−FL; "mean within 2 s.d." marks a mean within twice float32\'s s.d. over seeds of float32\'s mean (the yardstick the lab\'s issue set for stochastic rounding; looser than the paired interval, which can still call such a row worse).`,
     '',
-    'Dynamic fixed point (Courbariaux, Bengio & David 2014) is the fix for the range problem: every tensor group (each layer\'s weights, weight gradients, outputs and back-propagated errors) has 16-bit codes times its own power of two 2^−FL, and FL moves by one after each rounding so that at most 0.01% of the values saturate (FL may exceed 15 for small gradients). "grad underflow" for it is measured against the current 2^−FL of each gradient tensor.',
-    '',
+    ...(cells.some((c) => c.dynamic) ? ['Dynamic fixed point (Courbariaux, Bengio & David 2014) is the intervention that tests the range reading: every tensor group (each layer\'s weights, weight gradients, outputs and back-propagated errors) has 16-bit codes times its own power of two 2^−FL, and FL moves by one after each rounding so that at most 0.01% of the values saturate (FL may exceed 15 for small gradients), so it changes each tensor\'s range and precision together. "grad underflow" for it is measured against the current 2^−FL of each gradient tensor.', ''] : []),
     table(['network', 'format', 'rounding', 'loss', 'test error (mean ± s.d.)', '95% interval', 'vs float32, paired by seed: Δ error [95%]', 'outputs saturated', 'swallowed updates', 'grad underflow', 'paper', 's / run'], rows),
     '',
-    ...convergence(cells),
     ...(family === 0 ? [] : [dagger ? `† The interval excludes 0 on its own, but the difference is not significant after Holm's correction over the ${family} comparisons with float32 in this table.` : `Every verdict above survives Holm's correction over the ${family} comparisons with float32 in this table.`, '']),
-    '**Paper column**: the paper presents its MNIST results (the fully connected network at several FL, and its LeNet-like CNN) as test-error-versus-epoch curves rather than a table, and the text of the paper could not be retrieved in this environment to read exact values, so no number is given rather than one read off a figure. What its abstract (arXiv:1502.02551) states: with stochastic rounding, deep networks train in 16-bit fixed point with little to no degradation in classification accuracy, and the rounding scheme plays a crucial role; the answers section checks that claim per FL on the rows above. The CNN is a LeNet-like network of the kind the paper trains on MNIST (two 5×5 convolution + 2×2 max-pool stages with 8 and 16 maps, 128 hidden units, 10 outputs); its exact layer sizes and the CNN\'s FL (14 here, `--cnn-fl`) could not be checked against the paper\'s text in this environment.',
+    ...convergence(cells),
+    ...divergenceLines(cells, ranges, cnnRanges),
+    `**Paper column**: the paper presents its MNIST results (the fully connected network at several FL, and its LeNet-like CNN) as test-error-versus-epoch curves rather than a table, and the text of the paper could not be retrieved in this environment to read exact values, so no number is given rather than one read off a figure. What its abstract (arXiv:1502.02551) states: with stochastic rounding, deep networks train in 16-bit fixed point with little to no degradation in classification accuracy, and the rounding scheme plays a crucial role; the answers section checks that claim per FL on the rows above.${cnnFls.length && cells.some((c) => c.net === 'cnn') ? ` The CNN is a LeNet-like network of the kind the paper trains on MNIST (two 5×5 convolution + 2×2 max-pool stages with ${cfg.cnn.maps[0]} and ${cfg.cnn.maps[1]} maps, ${cfg.cnn.dense} hidden units, 10 outputs); its exact layer sizes and the CNN's FL (${cnnFls.join(', ')} here, \`--cnn-fl\`) could not be checked against the paper's text in this environment.` : ''}`,
+    '',
+    `**Where this run departs from the paper**: the learning rate and its schedule (constant) are not taken from the paper${cells.some((c) => c.net === 'cnn') ? ', the CNN\'s sizes are not checked against it' : ''}, and every cell trains ${cfg.epochs} epochs${srFails.length ? `; stochastic rounding does not come within 1 point of float32 at ${srFails.join(', ')} here, contrary to the abstract's claim for 16-bit fixed point: the float32 control below shows how much of this network's output lies beyond those formats' ranges after training with this rate, so the difference may come from this setup rather than contradict the paper (not tested here with the paper's rate)` : ''}.`,
     '',
     '### Float32 control: would the fixed-point range clip a float32 network?',
     '',

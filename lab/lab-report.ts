@@ -95,13 +95,20 @@ export function guptaAnswerBullets(g: Json): string[] {
     if (f32) {
       const withSr = fls.filter((fl) => fixed.some((c) => c.fl === fl && c.rounding === 'stochastic'));
       const about = withSr.filter((fl) => { const w = paired(fixed.find((c) => c.fl === fl && c.rounding === 'stochastic')!.testError, f32.testError); return w.lo >= -0.01 && w.hi <= 0.01; });
-      const rnWorse = withSr.filter((fl) => { const rn = fixed.find((c) => c.fl === fl && c.rounding === 'nearest'); return rn && gapPts(rn.testError, fixed.find((c) => c.fl === fl && c.rounding === 'stochastic')!.testError, '', '', true).sign > 0; });
+      const srOf = (fl: number) => fixed.find((c) => c.fl === fl && c.rounding === 'stochastic')!;
+      // about float32 and yet measurably worse: the paired interval excludes 0 but stays within +1 point
+      const aboutButWorse = about.filter((fl) => paired(srOf(fl).testError, f32.testError).lo > 0);
+      const rnVs = (fl: number) => { const rn = fixed.find((c) => c.fl === fl && c.rounding === 'nearest'); return rn ? gapPts(rn.testError, srOf(fl).testError, '', '', true).sign : null; };
+      const rnWorse = withSr.filter((fl) => rnVs(fl) === 1), rnSame = withSr.filter((fl) => rnVs(fl) === 0), rnBetter = withSr.filter((fl) => rnVs(fl) === -1);
       const list = (f: number[]) => (f.length ? `FL=${[...f].sort((a, b) => a - b).join(', ')}` : 'no FL');
-      if (withSr.length) claims.push(`${net === 'cnn' ? 'CNN' : 'MLP'}: stochastic rounding about float32 at ${list(about)}${about.length < withSr.length ? ` (not at ${list(withSr.filter((f) => !about.includes(f)))})` : ''}, round-to-nearest worse than stochastic at ${list(rnWorse)}`);
+      const notAbout = withSr.filter((f) => !about.includes(f));
+      if (withSr.length) claims.push(`${net === 'cnn' ? 'CNN' : 'MLP'}: stochastic rounding about float32 at ${list(about)}${aboutButWorse.length ? ` (though measurably worse at ${list(aboutButWorse)})` : ''}${notAbout.length ? `, not at ${list(notAbout)} — contrary to the abstract's claim in this setup (the section lists where it departs from the paper)` : ''}; round-to-nearest worse than stochastic at ${list(rnWorse)}${rnSame.length ? `, no difference detected at ${list(rnSame)}` : ''}${rnBetter.length ? `, better at ${list(rnBetter)}` : ''}`);
     }
   }
   const rn8 = find('mlp', (c) => c.fl === 8 && c.rounding === 'nearest' && c.loss === 'sum' && !c.dynamic);
-  if (rn8) out.push(`Saturation at FL=8 round-to-nearest, summed loss: ${pctStat(rn8.saturated, 3)} of forward layer outputs (largest seed ${(100 * Math.max(...rn8.saturated)).toFixed(3)} %).`);
+  const f32m = find('mlp', (c) => c.rounding === 'float32');
+  const rn8Worse = rn8 && f32m ? gapPts(rn8.testError, f32m.testError, '', '', true).sign > 0 : false;
+  if (rn8) out.push(`Saturation at FL=8 round-to-nearest, summed loss: ${pctStat(rn8.saturated, 3)} of forward layer outputs (largest seed ${(100 * Math.max(...rn8.saturated)).toFixed(3)} %)${rn8Worse && Math.max(...rn8.saturated) < 0.01 ? ', so its error above float32 does not come from outputs clipped at the range' : ''}.`);
   // the batch-mean loss against the summed one, per network, FL and rounding that has both: an interaction of format and loss
   for (const m of cells.filter((c) => c.loss === 'mean' && c.fl !== null && !c.dynamic)) {
     const s = find(m.net!, (c) => c.loss === 'sum' && c.fl === m.fl && c.rounding === m.rounding && !c.dynamic);
@@ -121,26 +128,30 @@ export function guptaAnswerBullets(g: Json): string[] {
   type Range = { layer: string; max: number; beyond: number[] }[];
   for (const [net, ranges, fls] of [['MLP', (g.ranges ?? []) as Range[], (g.fls ?? [8, 10, 12, 14]) as number[]], ['CNN', (g.cnnRanges ?? []) as Range[], (g.cnnFls ?? []) as number[]]] as [string, Range[], number[]][]) {
     if (!ranges.length || !fls.length) continue;
-    const j = fls.indexOf(Math.max(...fls));
-    const flMax = fls[j];
-    const hidden = ranges.map((r) => Math.max(...r.slice(0, -1).map((l) => l.beyond[j])));
-    const logits = ranges.map((r) => r[r.length - 1].beyond[j]);
-    const over = [['hidden', hidden], ['logits', logits]].filter(([, v]) => summarize(v as number[]).lo > 0.01).map(([k]) => k as string);
-    const fixedCells = cells.filter((c) => c.net === net.toLowerCase() && c.fl === flMax && c.loss === 'sum' && !c.dynamic);
-    const f32 = find(net.toLowerCase(), (c) => c.rounding === 'float32');
-    const fails = f32 && fixedCells.length && fixedCells.every((c) => gapPts(c.testError, f32.testError, '', '', true).sign > 0);
-    // the intervention: dynamic fixed point keeps the 16 bits and the roundings but gives every tensor its own range
-    const dyn = f32 ? cells.filter((c) => c.net === net.toLowerCase() && c.dynamic && c.loss === 'sum' && fixedCells.some((f) => f.rounding === c.rounding)) : [];
-    // 'yes': the paired 95% interval to float32 lies within ±1 point; 'no': it reaches past; 'open': no interval
-    const recovers = (c: GuptaCellJson) => { const w = paired(c.testError, f32!.testError); return Number.isNaN(w.lo) ? 'open' : w.lo >= -0.01 && w.hi <= 0.01 ? 'yes' : 'no'; };
-    const verdicts = dyn.map(recovers);
-    const said = { yes: 'comes within ±1 point of float32', no: 'does not come within ±1 point of float32', open: 'has no interval to float32' };
-    const test = !dyn.length ? ' (not tested by an intervention)'
-      : `; the intervention — dynamic fixed point, the same 16 bits and rounding with a per-tensor range — ${dyn.map((c, k) => `with ${c.rounding === 'nearest' ? 'round-to-nearest' : c.rounding} ${said[verdicts[k]]} (${gapPts(c.testError, f32!.testError, 'worse', 'better', true).text})`).join(', ')}${verdicts.every((v) => v === 'yes') ? ', which supports the range reading' : verdicts.every((v) => v === 'no') ? ': the range does not account for them on its own' : verdicts.includes('yes') ? ', which supports the range reading only for the rounding that comes within' : ''}`;
-    const note = over.length
-      ? ` — ${over.join(' and ')} beyond the range (criterion: the 95% interval's lower end above 1%)${fails ? `; the ⟨${16 - flMax},${flMax}⟩ runs' errors above float32 are consistent with a range limit${test}` : ''}`
-      : ' — no layer has more than 1% beyond the range (criterion: the 95% interval\'s lower end): no sign that the range limits this format here';
-    out.push(`Float32 range control, ${net}, for ⟨${16 - flMax},${flMax}⟩ (range ±${2 ** (16 - flMax - 1)}): after float32 training ${pctStat(hidden, 2)} of the worst hidden layer's outputs and ${pctStat(logits, 2)} of the logits lie beyond it; the largest |output| was ${stat(ranges.map((r) => Math.max(...r.map((l) => l.max))), 1)}${note}.`);
+    // every FL where the worst hidden layer or the logits lie beyond the range (the rule below); else the largest FL
+    const overAt = (j: number) => [ranges.map((r) => Math.max(...r.slice(0, -1).map((l) => l.beyond[j]))), ranges.map((r) => r[r.length - 1].beyond[j])].some((v) => summarize(v).lo > 0.01);
+    const flagged = fls.map((_, j) => j).filter(overAt);
+    for (const j of flagged.length ? flagged : [fls.indexOf(Math.max(...fls))]) {
+      const flMax = fls[j];
+      const hidden = ranges.map((r) => Math.max(...r.slice(0, -1).map((l) => l.beyond[j])));
+      const logits = ranges.map((r) => r[r.length - 1].beyond[j]);
+      const over = [['hidden', hidden], ['logits', logits]].filter(([, v]) => summarize(v as number[]).lo > 0.01).map(([k]) => k as string);
+      const fixedCells = cells.filter((c) => c.net === net.toLowerCase() && c.fl === flMax && c.loss === 'sum' && !c.dynamic);
+      const f32 = find(net.toLowerCase(), (c) => c.rounding === 'float32');
+      const fails = f32 && fixedCells.length && fixedCells.every((c) => gapPts(c.testError, f32.testError, '', '', true).sign > 0);
+      // the intervention: dynamic fixed point keeps the 16 bits and the roundings but gives every tensor its own range
+      const dyn = f32 ? cells.filter((c) => c.net === net.toLowerCase() && c.dynamic && c.loss === 'sum' && fixedCells.some((f) => f.rounding === c.rounding)) : [];
+      // 'yes': the paired 95% interval to float32 lies within ±1 point; 'no': it reaches past; 'open': no interval
+      const recovers = (c: GuptaCellJson) => { const w = paired(c.testError, f32!.testError); return Number.isNaN(w.lo) ? 'open' : w.lo >= -0.01 && w.hi <= 0.01 ? 'yes' : 'no'; };
+      const verdicts = dyn.map(recovers);
+      const said = { yes: 'comes within ±1 point of float32', no: 'does not come within ±1 point of float32', open: 'has no interval to float32' };
+      const test = !dyn.length ? ' (not tested by an intervention)'
+        : `; the intervention — dynamic fixed point, the same 16 bits and rounding with a per-tensor range — ${dyn.map((c, k) => `with ${c.rounding === 'nearest' ? 'round-to-nearest' : c.rounding} ${said[verdicts[k]]} (${gapPts(c.testError, f32!.testError, 'worse', 'better', true).text})`).join(', ')}${verdicts.every((v) => v === 'yes') ? ', which is consistent with the range reading' : verdicts.every((v) => v === 'no') ? ': the range does not account for them on its own' : verdicts.includes('yes') ? ', which is consistent with the range reading only for the rounding that comes within' : ''}`;
+      const note = over.length
+        ? ` — ${over.join(' and ')} beyond the range (criterion: the 95% interval's lower end above 1%)${fails ? `; the ⟨${16 - flMax},${flMax}⟩ runs' errors above float32 are consistent with a range limit${test}` : ''}`
+        : ' — no layer has more than 1% beyond the range (criterion: the 95% interval\'s lower end): no sign that the range limits this format here';
+      out.push(`Float32 range control, ${net}, for ⟨${16 - flMax},${flMax}⟩ (range ±${2 ** (16 - flMax - 1)}): after float32 training ${pctStat(hidden, 2)} of the worst hidden layer's outputs and ${pctStat(logits, 2)} of the logits lie beyond it; the largest |output| was ${stat(ranges.map((r) => Math.max(...r.map((l) => l.max))), 1)}${note}.`);
+    }
   }
   const f32 = find('mlp', (c) => c.rounding === 'float32');
   const dyn = cells.filter((c) => c.dynamic);
