@@ -1,8 +1,10 @@
-// `npm run bench -- dtypes` through the CLI (tiny shape), and benchDtypes' data rows for the precision lab.
+// `npm run bench -- dtypes` through the CLI (tiny shape), benchDtypes' data rows for the precision lab, and the engine bench's report.
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
 import { loadAddon } from '../src/engine/addon.ts';
 import { benchDtypes } from '../bench/engine/dtypes.ts';
+import { engineReport, type TrainRow } from '../bench/engine/bench.ts';
+import { median } from '../dev/median.ts';
 import { BENCH, needsAddon, runCli } from '../dev/helpers.ts';
 
 const { addon } = loadAddon();
@@ -35,4 +37,20 @@ test('npm run bench -- dtypes prints a markdown table; a bad --shape is a clear 
   const bad = await runCli(['dtypes', '--shape', '12by3'], { script: BENCH, timeoutMs: 60_000 });
   assert.equal(bad.code, 1);
   assert.match(bad.stderr, /slimfit-bench: error: --shape must look like/);
+});
+
+test('engineReport: training rows show the median of the interleaved rounds with their range; ratios and the ceiling fraction use the medians', () => {
+  const flops = { mlp: { forward: 1e6, dW: 1e6, dX: 1e6, total: 3e6, counted: 'test' } };
+  const row = (engine: TrainRow['engine'], threads: number, rounds: number[]): TrainRow => ({
+    model: 'mlp', engine, threads, rounds, samplesPerSec: median(rounds), samplesPerCpuSec: median(rounds) / threads, peakRss: 1e8, note: '',
+  });
+  const md = engineReport({
+    info: 'test', load: '0.1 0.1 0.1', loadEnd: '0.1 0.1 0.1', cpu: 'test CPU, 2 cores', numpyBlas: 'numpy', gemm: [], trainRounds: 3,
+    ceiling: { own: 200, engineOpenblas: 250, numpy: 300, best: 300 }, bf16Gemm: [], bf16Note: '', flops,
+    train: [row('fast engine, fused step', 2, [60000, 66000, 62000]), row('PyTorch', 1, [20000, 21000, 19000])],
+  });
+  assert.match(md, /3 interleaved rounds of every row, the median reported with the rounds' range/);
+  assert.match(md, /\| mlp \| fast engine, fused step \| 2 \| 62,?000 \[60,?000–66,?000\] \| 3\.10x \|/);
+  // 62,000 samples/s × 3 MFLOP = 186 GFLOP/s = 62% of the 300 GFLOP/s ceiling (the median, not the best round's 66%)
+  assert.match(md, /\| 186(\.0)? \| 62% \|/);
 });

@@ -10,16 +10,19 @@ export function register(program: Command): void {
     .option('--models <list>', 'models to train: mlp,cnn', 'mlp,cnn')
     .option('--samples <n>', 'samples per timed epoch (per model; plain wasm uses fewer)')
     .option('--gemm-seconds <s>', 'seconds per GEMM round (best of 3 rounds)', '0.3')
+    .option('--rounds <n>', 'interleaved rounds of the training rows (medians reported)', '3')
     .option('--torch-python <path>', 'Python with torch', '/usr/bin/python3')
-    .action(async (o: { models: string; samples?: string; gemmSeconds: string; torchPython: string }) => {
+    .action(async (o: { models: string; samples?: string; gemmSeconds: string; rounds: string; torchPython: string }) => {
       const { benchEngine, engineReport } = await import('../engine/bench.ts');
       const models = o.models.split(',').map((s) => s.trim());
       for (const m of models) if (m !== 'mlp' && m !== 'cnn') throw new SlimfitError(`unknown model '${m}'`, { hint: 'use --models mlp,cnn' });
       const n = o.samples ? Number(o.samples) : undefined;
       if (n !== undefined && !(n >= 128)) throw new SlimfitError(`--samples must be a number >= 128, got '${o.samples}'`);
+      const rounds = Number(o.rounds);
+      if (!(Number.isInteger(rounds) && rounds >= 1)) throw new SlimfitError(`--rounds must be a whole number >= 1, got '${o.rounds}'`);
       let r;
       try {
-        r = benchEngine({ models: models as ('mlp' | 'cnn')[], gemmSeconds: Number(o.gemmSeconds), torchPython: o.torchPython,
+        r = benchEngine({ models: models as ('mlp' | 'cnn')[], gemmSeconds: Number(o.gemmSeconds), trainRounds: rounds, torchPython: o.torchPython,
           samples: n ? { mlp: n, cnn: n } : undefined, log: (l) => process.stderr.write(`${l}\n`) });
       } catch (e) {
         throw new SlimfitError((e as Error).message, { hint: 'build it with `npm run build:native` (needs g++)' });

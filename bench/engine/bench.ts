@@ -10,6 +10,7 @@ import '@tensorflow/tfjs-backend-cpu';
 import { gemmModeLabel, loadAddon } from '../../src/engine/addon.ts';
 import { buildBenchModel, type BenchModel, type TrainingFlops, trainingFlops } from './models.ts';
 import { fmt, markdownTable } from './table.ts';
+import { median } from '../../dev/median.ts';
 
 const HERE = dirname(fileURLToPath(import.meta.url));
 const ROOT = join(HERE, '..', '..');
@@ -48,9 +49,12 @@ export interface TrainRow {
   engine: 'fast engine, fused step' | 'fast engine' | 'tfjs wasm' | 'PyTorch' | 'fast engine, fused step, bf16' | 'PyTorch, bf16 autocast';
   /** Threads the run was given (the engine's pool, or PyTorch's intra-op threads and its BLAS's). */
   threads: number;
+  /** The median over the rounds (each round runs every row once, in its own process). */
   samplesPerSec: number | null;
-  /** Samples per second of CPU time summed over the process's threads (independent of other load on the machine). */
+  /** Samples per second of CPU time summed over the process's threads (independent of other load on the machine); median over the rounds. */
   samplesPerCpuSec: number | null;
+  /** samples/s of each round. */
+  rounds: number[];
   peakRss: number | null; note: string;
   /** PyTorch rows: the BLAS library its process mapped, and its kind ('reference' = Debian's unoptimized netlib BLAS). */
   blas?: string; blasKind?: string;
@@ -74,6 +78,8 @@ export interface EngineBenchOptions {
   gemmSeconds?: number;
   /** Samples per timed training epoch for mlp and cnn (plain wasm uses fewer: it is slow); defaults 12800 / 3840. */
   samples?: Partial<Record<BenchModel, number>>;
+  /** Interleaved rounds of the training rows (each round runs every row once); medians are reported. Default 3. */
+  trainRounds?: number;
   batch?: number;
   models?: BenchModel[];
   /** The Python with torch (default /usr/bin/python3) and the one with numpy (default python3). */
@@ -88,7 +94,7 @@ export interface Ceiling { own: number; engineOpenblas: number | null; numpy: nu
 
 /** Full results of the engine benchmark. */
 export interface EngineBenchResult {
-  info: string; load: string; loadEnd: string; cpu: string; numpyBlas: string; gemm: GemmRow[]; ceiling: Ceiling;
+  info: string; load: string; loadEnd: string; cpu: string; numpyBlas: string; gemm: GemmRow[]; ceiling: Ceiling; trainRounds: number;
   /** The opt-in bf16 GEMM (empty when the CPU has no bf16 kernel; then `bf16Note` says why). */
   bf16Gemm: Bf16GemmRow[]; bf16Note: string;
   flops: Partial<Record<BenchModel, TrainingFlops>>; train: TrainRow[];
@@ -210,6 +216,7 @@ export function benchEngine(opts: EngineBenchOptions = {}): EngineBenchResult {
   const nCpu = availableParallelism();
   const childTs = join(HERE, 'train-child.ts');
   type Run = [TrainRow['engine'], string, string[], number];
+  const plan: [BenchModel, Run][] = [];
   for (const model of models) {
     const n = opts.samples?.[model] ?? (model === 'mlp' ? 12800 : 3840);
     const slowN = Math.max(batch * 4, Math.round(n / (model === 'mlp' ? 10 : 5) / batch) * batch);
@@ -236,25 +243,37 @@ export function benchEngine(opts: EngineBenchOptions = {}): EngineBenchResult {
         ['PyTorch, bf16 autocast', opts.torchPython ?? '/usr/bin/python3', [torch, model, String(n), String(batch), '1', 'bf16'], 1],
       ] as Run[] : []),
     ];
-    for (const [engine, cmd, args, threads] of runs) {
-      log(`train ${model} on ${engine} (${threads} thread${threads === 1 ? '' : 's'}) …`);
+    for (const r of runs) plan.push([model, r]);
+  }
+  // every row once per round, rounds one after another, so a change of load reaches every row alike; medians reported
+  const rounds = opts.trainRounds ?? 3;
+  const got = plan.map(() => ({ rates: [] as number[], cpu: [] as number[], rss: [] as number[], note: '', blas: undefined as string | undefined, blasKind: undefined as string | undefined }));
+  for (let round = 1; round <= rounds; round++) {
+    plan.forEach(([model, [engine, cmd, args, threads]], i) => {
+      log(`train ${model} on ${engine} (${threads} thread${threads === 1 ? '' : 's'}), round ${round} of ${rounds} …`);
       const t = String(threads);
       const torchRow = engine.startsWith('PyTorch');
       const env = torchRow
         ? { ...process.env, OMP_NUM_THREADS: t, OPENBLAS_NUM_THREADS: t, MKL_NUM_THREADS: t }
         : engine === 'tfjs wasm' ? process.env : { ...process.env, SLIMFIT_THREADS: t };
       const r = child(cmd, args, env);
-      const j = r.json;
-      const extra = j && torchRow ? `torch ${String(j.version)}, ${String(j.blasKind)}${engine.endsWith('autocast') ? ', oneDNN bf16' : ''}` : j ? String(j.note ?? '') : r.note;
-      train.push({
-        model, engine, threads: engine === 'tfjs wasm' ? 1 : threads, samplesPerSec: j ? Number(j.samplesPerSec) : null, samplesPerCpuSec: j ? Number(j.samplesPerCpuSec) : null,
-        peakRss: j ? Number(j.peakRss) : null, note: extra, ...(j && torchRow ? { blas: String(j.blas), blasKind: String(j.blasKind) } : {}),
-      });
-    }
+      const j = r.json, g = got[i];
+      g.note = j && torchRow ? `torch ${String(j.version)}, ${String(j.blasKind)}${engine.endsWith('autocast') ? ', oneDNN bf16' : ''}` : j ? String(j.note ?? '') : r.note;
+      if (!j) return;
+      g.rates.push(Number(j.samplesPerSec)); g.cpu.push(Number(j.samplesPerCpuSec)); g.rss.push(Number(j.peakRss));
+      if (torchRow) { g.blas = String(j.blas); g.blasKind = String(j.blasKind); }
+    });
   }
+  plan.forEach(([model, [engine, , , threads]], i) => {
+    const g = got[i];
+    train.push({
+      model, engine, threads: engine === 'tfjs wasm' ? 1 : threads, samplesPerSec: g.rates.length ? median(g.rates) : null, samplesPerCpuSec: g.cpu.length ? median(g.cpu) : null,
+      rounds: g.rates, peakRss: g.rss.length ? Math.max(...g.rss) : null, note: g.note, ...(g.blas !== undefined ? { blas: g.blas, blasKind: g.blasKind } : {}),
+    });
+  });
   const engineName = `${gemmModeLabel(info)} GEMM, ${info.isa}, ${info.threads} thread${info.threads === 1 ? '' : 's'}`;
   const loadEnd = loadavg().map((l) => l.toFixed(1)).join(' ');
-  return { info: engineName, load, loadEnd, cpu: `${cpus()[0]?.model.trim() ?? 'unknown CPU'}, ${availableParallelism()} cores`, numpyBlas: np.json ? `numpy ${String(np.json.numpy)} (${String(np.json.blas)})` : np.note, gemm, ceiling, bf16Gemm, bf16Note, flops, train };
+  return { info: engineName, load, loadEnd, trainRounds: rounds, cpu: `${cpus()[0]?.model.trim() ?? 'unknown CPU'}, ${availableParallelism()} cores`, numpyBlas: np.json ? `numpy ${String(np.json.numpy)} (${String(np.json.blas)})` : np.note, gemm, ceiling, bf16Gemm, bf16Note, flops, train };
 }
 
 /** FLOPs per training sample of a bench model, from its layer shapes (built on tfjs's cpu backend, no training). */
@@ -284,13 +303,14 @@ export function engineReport(r: EngineBenchResult): string {
   const isSlimfitBf16 = (t: TrainRow): boolean => t.engine === 'fast engine, fused step, bf16';
   // bf16 rows (opt-in, a different precision) are compared with PyTorch's bf16 autocast, and their share of the
   // float32 ceiling is marked as such
-  const train = markdownTable(['model', 'engine', 'threads', 'samples/s', 'vs best PyTorch (same precision)', 'GFLOP/s', 'of float32 ceiling', 'samples per CPU-second', 'peak RSS', 'note'],
+  const range = (v: number[]) => (v.length > 1 ? ` [${fmt(Math.min(...v), 0)}–${fmt(Math.max(...v), 0)}]` : '');
+  const train = markdownTable(['model', 'engine', 'threads', 'samples/s, median [range]', 'vs best PyTorch (same precision)', 'GFLOP/s', 'of float32 ceiling', 'samples per CPU-second', 'peak RSS', 'note'],
     r.train.map((t) => {
       const bf = isBf16Row(t);
       const p = best(t.model, bf ? isTorchBf16 : isTorch)?.samplesPerSec ?? null;
       const f = r.flops[t.model]?.total ?? 0;
       const gf = t.samplesPerSec != null && f ? (t.samplesPerSec * f) / 1e9 : null;
-      return [t.model, bf ? `${t.engine} (opt-in)` : t.engine, String(t.threads), fmt(t.samplesPerSec, 0), t.samplesPerSec != null && p ? `${fmt(t.samplesPerSec / p, 2)}x` : '–',
+      return [t.model, bf ? `${t.engine} (opt-in)` : t.engine, String(t.threads), `${fmt(t.samplesPerSec, 0)}${range(t.rounds)}`, t.samplesPerSec != null && p ? `${fmt(t.samplesPerSec / p, 2)}x` : '–',
         fmt(gf), gf != null && c.best > 0 ? `${fmt((100 * gf) / c.best, 0)}%${bf ? ' (bf16, not float32)' : ''}` : '–', fmt(t.samplesPerCpuSec, 0), t.peakRss ? formatBytes(t.peakRss) : '–', t.note];
     }));
   const bf16Table = r.bf16Gemm.length ? `\n\nOpt-in bf16 GEMM (operands rounded to bfloat16 while packing, float32 accumulation; a different precision from the float32 rows: 2·M·N·K counted alike; interleaved rounds, best of 3 each):\n\n${markdownTable(
@@ -318,5 +338,5 @@ export function engineReport(r: EngineBenchResult): string {
   // the end load counts the bench's own threads (2 busy threads raise it to ~2 on a quiet machine), so only the start judges
   const busy = Number(r.load.split(' ')[0]) > availableParallelism() * 0.75
     ? `\n\n**The machine was busy (1-minute load average at the start above 3/4 of its ${availableParallelism()} cores): rates measured minutes apart are not comparable, and fractions of the ceiling can even pass 100%. Run again on a quiet machine.**` : '';
-  return `Machine: ${r.cpu}. Load average (1/5/15 min) at start: ${r.load}, at end: ${r.loadEnd}. Engine: ${r.info}. Peer BLAS: ${r.numpyBlas}. GEMM: best of 3 timed rounds each (robust to other load).${busy}\n\n${gemm}\n\n${ceiling}${bf16Table}\n\nTraining (batch 128, Adam 1e-3, random data, one timed epoch after warm-up; each run in its own process). ${peerNote}\n\n${train}\n\nFLOPs per training sample (${counted}):\n${flopLines.map((l) => `- ${l}`).join('\n')}\n\n${[...ratios, ...bf16Lines].map((l) => `- ${l}`).join('\n')}\n`;
+  return `Machine: ${r.cpu}. Load average (1/5/15 min) at start: ${r.load}, at end: ${r.loadEnd}. Engine: ${r.info}. Peer BLAS: ${r.numpyBlas}. GEMM: best of 3 timed rounds each (robust to other load).${busy}\n\n${gemm}\n\n${ceiling}${bf16Table}\n\nTraining (batch 128, Adam 1e-3, random data, one timed epoch after warm-up per run, each run in its own process; ${r.trainRounds} interleaved round${r.trainRounds === 1 ? '' : 's'} of every row, the median reported with the rounds' range; ratios and fractions of the ceiling use the medians). ${peerNote}\n\n${train}\n\nFLOPs per training sample (${counted}):\n${flopLines.map((l) => `- ${l}`).join('\n')}\n\n${[...ratios, ...bf16Lines].map((l) => `- ${l}`).join('\n')}\n`;
 }
