@@ -75,7 +75,7 @@ export function register(program: Command): void {
     .option('--tiny', 'a narrow network on 2000 images (seconds per run; for tests, not the paper\'s network)')
     .option('--fl <list>', 'fraction lengths of the MLP cells, e.g. 8,14 (default 8,10,12,14; 8,14 with --quick)', intList)
     .option('--net <list>', 'networks to run: mlp, cnn or mlp,cnn (default both)', netList)
-    .option('--cnn-fl <list>', 'fraction lengths of the CNN cells (default 14)', intList)
+    .option('--cnn-fl <list>', 'fraction lengths of the CNN cells (default 10,14; --tiny: 14)', intList)
     .option('--epochs <n>', 'epochs per run', positiveInt)
     .option('--seeds <n>', 'seeds per cell (default 3 with --quick/--tiny, 5 in full mode)', positiveInt)
     .option('--no-float', 'skip the float32 baseline')

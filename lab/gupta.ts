@@ -180,7 +180,8 @@ function guptaPlan(o: GuptaOptions, size: GuptaSize): { plan: GuptaUnitSpec['cel
   const nets = o.nets ?? ['mlp', 'cnn'];
   // quick keeps the smallest and largest FL (the grid of --quick costs ~3 runs per cell on the 1000-1000 network)
   const fls = nets.includes('mlp') ? (o.fl ?? (size === 'quick' ? [8, 14] : [8, 10, 12, 14])) : [];
-  const cnnFls = nets.includes('cnn') ? (o.cnnFl ?? [14]) : [];
+  // the CNN at FL=10 too: its float32 hidden outputs lie far beyond ⟨2,14⟩'s ±2 (the section's range control says how far)
+  const cnnFls = nets.includes('cnn') ? (o.cnnFl ?? (size === 'tiny' ? [14] : [10, 14])) : [];
   const plan: GuptaUnitSpec['cell'][] = [];
   if (nets.includes('mlp')) {
     if (!o.noFloat) plan.push({ label: 'float32', net: 'mlp', fl: null, rounding: 'float32', loss: 'sum' });

@@ -97,12 +97,12 @@ test('lab report counts each section\'s runs of the requested mode and does not 
     assert.deepEqual(status.map((s) => s.section), ['swallow', 'chaos', 'gupta2015', 'fp8', 'int8']);
     for (const s of status) assert.ok(s.done === 0 && s.total >= 5 && s.size === 'full', JSON.stringify(s));
     const g = status.find((s) => s.section === 'gupta2015')!;
-    assert.equal(g.total, 16 * 5, 'gupta2015 full: 16 cells x 5 seeds');
+    assert.equal(g.total, 18 * 5, 'gupta2015 full: 18 cells x 5 seeds');
     // a quick-mode gupta2015.json on disk stays labelled quick while the full runs are missing
     mkdirSync(join(t.dir, 'precision'), { recursive: true });
     writeFileSync(join(t.dir, 'precision', 'gupta2015.json'), JSON.stringify({ quick: true, size: 'quick', cells: [] }));
     const md = answersMarkdown(t.dir, undefined, status);
-    assert.match(md, /\| gupta2015 \| quick \| 0 of 80 full-mode runs on record \(incomplete: its section shows its last complete results, quick mode\) \|/);
+    assert.match(md, /\| gupta2015 \| quick \| 0 of 90 full-mode runs on record \(incomplete: its section shows its last complete results, quick mode\) \|/);
     assert.match(md, /\| fp8 \| not run \| 0 of \d+ full-mode runs on record \(incomplete: its section shows nothing yet\) \|/);
   } finally { t.cleanup(); }
 });
