@@ -120,7 +120,8 @@ export function guptaAnswerBullets(g: Json): string[] {
       : sumGap && sumGap.sign <= 0 ? ` — the format fails only when the back-propagated errors are made batch-times smaller (the batch-mean loss): with the summed loss it is within reach of float32 (${sumGap.text})`
         : sumGap ? ` — with the summed loss the format already costs accuracy (vs float32 ${sumGap.text}), and it costs more when the back-propagated errors are made batch-times smaller (the batch-mean loss): an interaction of the format with the loss reduction`
           : ' — the format costs more when the back-propagated errors are made batch-times smaller (the batch-mean loss)';
-    out.push(`The batch-mean loss (errors 1/batch as large) at FL=${m.fl} ${m.rounding === 'nearest' ? 'round-to-nearest' : m.rounding}${m.net === 'cnn' ? ', CNN' : ''}: ${pctStat(m.testError)}, minus the summed loss ${gap.text}${why}.`);
+    const blew = mean(m.saturated) > 0.01 ? ` Its outputs saturated (${pctStat(m.saturated, 2)} averaged over training): the run blew up to the range rather than stalling.` : '';
+    out.push(`The batch-mean loss (errors 1/batch as large) at FL=${m.fl} ${m.rounding === 'nearest' ? 'round-to-nearest' : m.rounding}${m.net === 'cnn' ? ', CNN' : ''}: ${pctStat(m.testError)}, minus the summed loss ${gap.text}${why}.${blew}`);
   }
   // the same rule for every network: the range explains a format's errors only if some layer (hidden or logits) has
   // more than 1% of its float32 outputs beyond that range at the lower end of the 95% interval, and dynamic fixed point
@@ -146,13 +147,15 @@ export function guptaAnswerBullets(g: Json): string[] {
       const verdicts = dyn.map(recovers);
       const said = { yes: 'comes within ±1 point of float32', no: 'does not come within ±1 point of float32', open: 'has no interval to float32' };
       const test = !dyn.length ? ' (not tested by an intervention)'
-        : `; the intervention — dynamic fixed point, the same 16 bits and rounding with a per-tensor range — ${dyn.map((c, k) => `with ${c.rounding === 'nearest' ? 'round-to-nearest' : c.rounding} ${said[verdicts[k]]} (${gapPts(c.testError, f32!.testError, 'worse', 'better', true).text})`).join(', ')}${verdicts.every((v) => v === 'yes') ? ', which is consistent with the range reading' : verdicts.every((v) => v === 'no') ? ': the range does not account for them on its own' : verdicts.includes('yes') ? ', which is consistent with the range reading only for the rounding that comes within' : ''}`;
+        : `; the intervention — dynamic fixed point, the same 16 bits and rounding with a per-tensor range and precision — ${dyn.map((c, k) => `with ${c.rounding === 'nearest' ? 'round-to-nearest' : c.rounding} ${said[verdicts[k]]} (${gapPts(c.testError, f32!.testError, 'worse', 'better', true).text})`).join(', ')}${verdicts.every((v) => v === 'yes') ? ', which is consistent with the range reading (it changes precision too, so it does not separate the two)' : verdicts.every((v) => v === 'no') ? ': the range does not account for them on its own' : verdicts.includes('yes') ? ', which is consistent with the range reading only for the rounding that comes within' : ''}`;
       const note = over.length
         ? ` — ${over.join(' and ')} beyond the range (criterion: the 95% interval's lower end above 1%)${fails ? `; the ⟨${16 - flMax},${flMax}⟩ runs' errors above float32 are consistent with a range limit${test}` : ''}`
         : ' — no layer has more than 1% beyond the range (criterion: the 95% interval\'s lower end): no sign that the range limits this format here';
       out.push(`Float32 range control, ${net}, for ⟨${16 - flMax},${flMax}⟩ (range ±${2 ** (16 - flMax - 1)}): after float32 training ${pctStat(hidden, 2)} of the worst hidden layer's outputs and ${pctStat(logits, 2)} of the logits lie beyond it; the largest |output| was ${stat(ranges.map((r) => Math.max(...r.map((l) => l.max))), 1)}${note}.`);
     }
   }
+  const diverged = (g.cells as (GuptaCellJson & { divergence?: { divergedAt: number | null }[] })[]).filter((c) => c.divergence?.some((d) => d.divergedAt !== null));
+  if (diverged.length) out.push(`Divergence after training (per seed, from the section): ${diverged.map((c) => `${c.net === 'cnn' ? 'CNN ' : ''}${c.dynamic ? 'dynamic fixed point' : c.fl === null ? 'float32' : `FL=${c.fl}`} ${c.rounding === 'nearest' ? 'round-to-nearest' : c.rounding}${c.loss === 'mean' ? ' (mean loss)' : ''} ${c.divergence!.filter((d) => d.divergedAt !== null).length} of ${c.divergence!.length} seeds`).join('; ')} — a test-error gap at the last epoch includes these runs.`);
   const f32 = find('mlp', (c) => c.rounding === 'float32');
   const dyn = cells.filter((c) => c.dynamic);
   if (dyn.length && f32) out.push(`Dynamic fixed point (WL=16, per-tensor scale): ${dyn.map((c) => `${c.rounding} ${pctStat(c.testError)}, vs float32 ${gapPts(c.testError, f32.testError, 'worse', 'better', true).text}`).join('; ')}.`);
