@@ -10,3 +10,11 @@ export function median(xs: readonly number[]): number {
   const s = [...xs].sort((a, b) => a - b), m = s.length >> 1;
   return s.length % 2 ? s[m] : (s[m - 1] + s[m]) / 2;
 }
+
+/**
+ * {@link median}, or null when `xs` is empty (a contender that never ran).
+ * @example medianOrNull([]) // null
+ */
+export function medianOrNull(xs: readonly number[]): number | null {
+  return xs.length ? median(xs) : null;
+}

@@ -5,7 +5,7 @@ import { readdirSync, readFileSync } from 'node:fs';
 import { cpus, loadavg } from 'node:os';
 import { tf } from './tf.ts';
 import { signTestP } from './stats.ts';
-import { median } from '../dev/median.ts';
+import { medianOrNull } from '../dev/median.ts';
 import { BF16, E4M3, FP16, FP32, encode, fixedFormat, int8Format, quantize, type Format } from '../src/precision/formats.ts';
 import { createRng } from '../src/precision/rng.ts';
 import { bars, figure } from './plot.ts';
@@ -21,11 +21,6 @@ export interface GemmRow { source: string; dtype: string; shape: string; gflops:
 
 /** Timed rounds per measurement (interleaved across the kernels compared). */
 export const SPEED_ROUNDS = { quick: 3, full: 8 } as const;
-
-/** The median of `xs` (null when empty). */
-export function medianOf(xs: number[]): number | null {
-  return xs.length ? median(xs) : null;
-}
 
 /** numpy matmul GFLOP/s by dtype at the given shapes (median of rounds, interleaved across dtypes), measured in a python3 child. */
 export function numpyGemm(shapes: [number, number, number][], seconds: number, rounds: number = SPEED_ROUNDS.full): GemmRow[] {
@@ -58,7 +53,7 @@ print(json.dumps({'numpy': np.__version__, 'rows': out}))`;
   for (const [M, N, K, dt, g] of res.rows) {
     const f32 = res.rows.find((x) => x[0] === M && x[1] === N && x[2] === K && x[3] === 'float32')![4];
     const ratioRounds = g.map((v, i) => v / f32[i]);
-    rows.push({ source: `numpy ${res.numpy} (${dt === 'float16' ? 'no BLAS for float16' : 'OpenBLAS'})`, dtype: dt, shape: `${M}×${N}×${K}`, gflops: medianOf(g), ratio: medianOf(ratioRounds), note: '', rounds: g, ratioRounds });
+    rows.push({ source: `numpy ${res.numpy} (${dt === 'float16' ? 'no BLAS for float16' : 'OpenBLAS'})`, dtype: dt, shape: `${M}×${N}×${K}`, gflops: medianOrNull(g), ratio: medianOrNull(ratioRounds), note: '', rounds: g, ratioRounds });
   }
   return rows;
 }
@@ -76,7 +71,7 @@ export function tfjsGemm(shapes: [number, number, number][], seconds: number, ro
       g.push((2 * M * N * K * n) / dt / 1e9);
     }
     tf.dispose([a, b]);
-    return { source: `tfjs ${tf.getBackend()} backend`, dtype: 'float32', shape: `${M}×${N}×${K}`, gflops: medianOf(g), ratio: 1, note: 'float32 only', rounds: g, ratioRounds: g.map(() => 1) };
+    return { source: `tfjs ${tf.getBackend()} backend`, dtype: 'float32', shape: `${M}×${N}×${K}`, gflops: medianOrNull(g), ratio: 1, note: 'float32 only', rounds: g, ratioRounds: g.map(() => 1) };
   });
 }
 
@@ -84,7 +79,7 @@ export function tfjsGemm(shapes: [number, number, number][], seconds: number, ro
 async function engineGemm(shapes: [number, number, number][], seconds: number, rounds: number): Promise<{ rows: GemmRow[]; note: string }> {
   try {
     const mod = await import('../bench/engine/dtypes.ts');
-    const rows = mod.benchDtypes({ shapes, seconds, rounds }).map((r) => ({ source: `slimfit engine (${r.impl}, ${r.instruction})`, dtype: r.dtype, shape: `${r.M}×${r.N}×${r.K}`, gflops: medianOf(r.rounds), ratio: medianOf(r.ratioRounds), note: r.note, rounds: r.rounds, ratioRounds: r.ratioRounds }));
+    const rows = mod.benchDtypes({ shapes, seconds, rounds }).map((r) => ({ source: `slimfit engine (${r.impl}, ${r.instruction})`, dtype: r.dtype, shape: `${r.M}×${r.N}×${r.K}`, gflops: medianOrNull(r.rounds), ratio: medianOrNull(r.ratioRounds), note: r.note, rounds: r.rounds, ratioRounds: r.ratioRounds }));
     return { rows, note: '' };
   } catch (e) {
     return { rows: [], note: `engine GEMM by dtype unavailable here (${(e as Error).message.split('\n')[0]}): engine rows pending` };
@@ -187,7 +182,7 @@ export async function upcastGemm(shapes: [number, number, number][], seconds: nu
     const g = (k: string) => (rate.get(k) ?? []).map((v) => (2 * M * N * K * v) / 1e9);
     for (const [k, dtype, needs] of [['f32', 'float32', 'AVX-512F'], ['f16', 'float16 storage, fp32 math', 'AVX-512F and F16C'], ['fma16', 'float16 math (fp16 sums)', 'AVX512_FP16']] as const) {
       const v = g(k), ratioRounds = perRound(v, g('f32'));
-      rows.push({ source: `slimfit lab kernel, 1 thread (${ins[k] ?? `needs ${needs}`})`, dtype, shape: `${M}×${N}×${K}`, gflops: medianOf(v), ratio: medianOf(ratioRounds), note: v.length ? '' : `not on this CPU (needs ${needs})`, rounds: v, ratioRounds });
+      rows.push({ source: `slimfit lab kernel, 1 thread (${ins[k] ?? `needs ${needs}`})`, dtype, shape: `${M}×${N}×${K}`, gflops: medianOrNull(v), ratio: medianOrNull(ratioRounds), note: v.length ? '' : `not on this CPU (needs ${needs})`, rounds: v, ratioRounds });
     }
   }
   return { rows, note: '' };
@@ -218,8 +213,8 @@ export async function gemvRows(sizes: [number, number][], seconds: number, round
     for (const [k, , a, b, c] of kinds) { ins.set(k, lowp(k, 1, N, K, a, b, c)); if (ins.get(k)) runs.set(k, () => { lowp(k, 1, N, K, a, b, c); }); }
     const rate = interleaved(runs, seconds, rounds);
     for (const [k, dtype, , , , bytes] of kinds) {
-      const r = medianOf(rate.get(k) ?? []), ratioRounds = perRound(rate.get(k), rate.get('gemv_f32'));
-      rows.push({ size: `${N}×${K}`, dtype, weightBytes: N * K * bytes, instruction: ins.get(k) ?? '–', gflops: r ? (2 * N * K * r) / 1e9 : null, gbps: r ? (N * K * bytes * r) / 1e9 : null, ratio: medianOf(ratioRounds), note: r ? '' : k === 'gemv_i8' ? 'not on this CPU (needs AVX512_VNNI)' : 'not on this CPU (needs AVX2, FMA and F16C)', ratioRounds });
+      const r = medianOrNull(rate.get(k) ?? []), ratioRounds = perRound(rate.get(k), rate.get('gemv_f32'));
+      rows.push({ size: `${N}×${K}`, dtype, weightBytes: N * K * bytes, instruction: ins.get(k) ?? '–', gflops: r ? (2 * N * K * r) / 1e9 : null, gbps: r ? (N * K * bytes * r) / 1e9 : null, ratio: medianOrNull(ratioRounds), note: r ? '' : k === 'gemv_i8' ? 'not on this CPU (needs AVX512_VNNI)' : 'not on this CPU (needs AVX2, FMA and F16C)', ratioRounds });
     }
   }
   return { rows, note: '' };

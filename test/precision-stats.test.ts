@@ -2,7 +2,7 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { py } from '../dev/helpers.ts';
-import { median } from '../dev/median.ts';
+import { median, medianOrNull } from '../dev/median.ts';
 import { holm, paired, pairedGapPoints, summarize, tCdf, tQuantile, verdict, welch, meanSd, interval } from '../lab/stats.ts';
 
 test('t quantiles, CDF, 95% intervals and Welch match scipy.stats', () => {
@@ -67,4 +67,6 @@ test('median (dev/median.ts, the one median of bench/ and lab/): middle value, m
   assert.equal(median([3, 1, 2]), 2);
   assert.equal(median([7]), 7);
   assert.ok(Number.isNaN(median([])));
+  assert.equal(medianOrNull([]), null);
+  assert.equal(medianOrNull([2, 10, 4]), 4);
 });

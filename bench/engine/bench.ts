@@ -10,7 +10,7 @@ import '@tensorflow/tfjs-backend-cpu';
 import { gemmModeLabel, loadAddon } from '../../src/engine/addon.ts';
 import { buildBenchModel, type BenchModel, type TrainingFlops, trainingFlops } from './models.ts';
 import { fmt, markdownTable } from './table.ts';
-import { median } from '../../dev/median.ts';
+import { medianOrNull } from '../../dev/median.ts';
 
 const HERE = dirname(fileURLToPath(import.meta.url));
 const ROOT = join(HERE, '..', '..');
@@ -267,7 +267,7 @@ export function benchEngine(opts: EngineBenchOptions = {}): EngineBenchResult {
   plan.forEach(([model, [engine, , , threads]], i) => {
     const g = got[i];
     train.push({
-      model, engine, threads: engine === 'tfjs wasm' ? 1 : threads, samplesPerSec: g.rates.length ? median(g.rates) : null, samplesPerCpuSec: g.cpu.length ? median(g.cpu) : null,
+      model, engine, threads: engine === 'tfjs wasm' ? 1 : threads, samplesPerSec: medianOrNull(g.rates), samplesPerCpuSec: medianOrNull(g.cpu),
       rounds: g.rates, peakRss: g.rss.length ? Math.max(...g.rss) : null, note: g.note, ...(g.blas !== undefined ? { blas: g.blas, blasKind: g.blasKind } : {}),
     });
   });

@@ -8,7 +8,7 @@ import { fileURLToPath } from 'node:url';
 import { loadAddon } from '../../src/engine/addon.ts';
 import { child } from './bench.ts';
 import { fmt, markdownTable } from './table.ts';
-import { median } from '../../dev/median.ts';
+import { medianOrNull } from '../../dev/median.ts';
 
 const HERE = dirname(fileURLToPath(import.meta.url));
 const ROOT = join(HERE, '..', '..');
@@ -21,8 +21,6 @@ export interface Bf16TrainRow { name: string; precision: 'float32' | 'bf16'; thr
 
 /** Everything benchBf16Training measured. */
 export interface Bf16TrainResult { cpu: string; load: string; loadEnd: string; kernel: string; rounds: number; samples: number; rows: Bf16TrainRow[] }
-
-const medianOrNull = (xs: number[]): number | null => (xs.length ? median(xs) : null);
 
 /** Measure; throws a clear Error when the engine is missing or the CPU has no bf16 kernel. */
 export function benchBf16Training(opts: Bf16TrainOptions = {}): Bf16TrainResult {
