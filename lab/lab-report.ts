@@ -105,9 +105,9 @@ export function guptaAnswerBullets(g: Json): string[] {
       if (withSr.length) claims.push(`${net === 'cnn' ? 'CNN' : 'MLP'}: stochastic rounding about float32 at ${list(about)}${aboutButWorse.length ? ` (though measurably worse at ${list(aboutButWorse)})` : ''}${notAbout.length ? `, not at ${list(notAbout)} — contrary to the abstract's claim in this setup (the section lists where it departs from the paper)` : ''}; round-to-nearest worse than stochastic at ${list(rnWorse)}${rnSame.length ? `, no difference detected at ${list(rnSame)}` : ''}${rnBetter.length ? `, better at ${list(rnBetter)}` : ''}`);
     }
   }
+  const mlpF32 = find('mlp', (c) => c.rounding === 'float32');
   const rn8 = find('mlp', (c) => c.fl === 8 && c.rounding === 'nearest' && c.loss === 'sum' && !c.dynamic);
-  const f32m = find('mlp', (c) => c.rounding === 'float32');
-  const rn8Worse = rn8 && f32m ? gapPts(rn8.testError, f32m.testError, '', '', true).sign > 0 : false;
+  const rn8Worse = rn8 && mlpF32 ? gapPts(rn8.testError, mlpF32.testError, '', '', true).sign > 0 : false;
   if (rn8) out.push(`Saturation at FL=8 round-to-nearest, summed loss: ${pctStat(rn8.saturated, 3)} of forward layer outputs (largest seed ${(100 * Math.max(...rn8.saturated)).toFixed(3)} %)${rn8Worse && Math.max(...rn8.saturated) < 0.01 ? ', so its error above float32 does not come from outputs clipped at the range' : ''}.`);
   // the batch-mean loss against the summed one, per network, FL and rounding that has both: an interaction of format and loss
   for (const m of cells.filter((c) => c.loss === 'mean' && c.fl !== null && !c.dynamic)) {
@@ -129,14 +129,17 @@ export function guptaAnswerBullets(g: Json): string[] {
   type Range = { layer: string; max: number; beyond: number[] }[];
   for (const [net, ranges, fls] of [['MLP', (g.ranges ?? []) as Range[], (g.fls ?? [8, 10, 12, 14]) as number[]], ['CNN', (g.cnnRanges ?? []) as Range[], (g.cnnFls ?? []) as number[]]] as [string, Range[], number[]][]) {
     if (!ranges.length || !fls.length) continue;
-    // every FL where the worst hidden layer or the logits lie beyond the range (the rule below); else the largest FL
-    const overAt = (j: number) => [ranges.map((r) => Math.max(...r.slice(0, -1).map((l) => l.beyond[j]))), ranges.map((r) => r[r.length - 1].beyond[j])].some((v) => summarize(v).lo > 0.01);
-    const flagged = fls.map((_, j) => j).filter(overAt);
-    for (const j of flagged.length ? flagged : [fls.indexOf(Math.max(...fls))]) {
-      const flMax = fls[j];
+    // per FL: the worst hidden layer's and the logits' shares beyond its range, and which of them pass the rule below
+    const atFl = fls.map((_, j) => {
       const hidden = ranges.map((r) => Math.max(...r.slice(0, -1).map((l) => l.beyond[j])));
       const logits = ranges.map((r) => r[r.length - 1].beyond[j]);
-      const over = [['hidden', hidden], ['logits', logits]].filter(([, v]) => summarize(v as number[]).lo > 0.01).map(([k]) => k as string);
+      return { hidden, logits, over: [['hidden', hidden], ['logits', logits]].filter(([, v]) => summarize(v as number[]).lo > 0.01).map(([k]) => k as string) };
+    });
+    // every FL with a layer beyond its range; else the largest FL
+    const flagged = fls.map((_, j) => j).filter((j) => atFl[j].over.length);
+    for (const j of flagged.length ? flagged : [fls.indexOf(Math.max(...fls))]) {
+      const flMax = fls[j];
+      const { hidden, logits, over } = atFl[j];
       const fixedCells = cells.filter((c) => c.net === net.toLowerCase() && c.fl === flMax && c.loss === 'sum' && !c.dynamic);
       const f32 = find(net.toLowerCase(), (c) => c.rounding === 'float32');
       const fails = f32 && fixedCells.length && fixedCells.every((c) => gapPts(c.testError, f32.testError, '', '', true).sign > 0);
@@ -156,9 +159,8 @@ export function guptaAnswerBullets(g: Json): string[] {
   }
   const diverged = (g.cells as (GuptaCellJson & { divergence?: { divergedAt: number | null }[] })[]).filter((c) => c.divergence?.some((d) => d.divergedAt !== null));
   if (diverged.length) out.push(`Divergence after training (per seed, from the section): ${diverged.map((c) => `${c.net === 'cnn' ? 'CNN ' : ''}${c.dynamic ? 'dynamic fixed point' : c.fl === null ? 'float32' : `FL=${c.fl}`} ${c.rounding === 'nearest' ? 'round-to-nearest' : c.rounding}${c.loss === 'mean' ? ' (mean loss)' : ''} ${c.divergence!.filter((d) => d.divergedAt !== null).length} of ${c.divergence!.length} seeds`).join('; ')} — a test-error gap at the last epoch includes these runs.`);
-  const f32 = find('mlp', (c) => c.rounding === 'float32');
   const dyn = cells.filter((c) => c.dynamic);
-  if (dyn.length && f32) out.push(`Dynamic fixed point (WL=16, per-tensor scale): ${dyn.map((c) => `${c.rounding} ${pctStat(c.testError)}, vs float32 ${gapPts(c.testError, f32.testError, 'worse', 'better', true).text}`).join('; ')}.`);
+  if (dyn.length && mlpF32) out.push(`Dynamic fixed point (WL=16, per-tensor scale): ${dyn.map((c) => `${c.rounding} ${pctStat(c.testError)}, vs float32 ${gapPts(c.testError, mlpF32.testError, 'worse', 'better', true).text}`).join('; ')}.`);
   if (claims.length) out.push(`The paper gives its MNIST results as curves, not numbers, so no number is compared. Its abstract claims that with stochastic rounding 16-bit fixed point trains with little to no loss of accuracy and that the rounding scheme is crucial; here, per format (about float32: the 95% interval of the paired difference within ±1 point; worse: that interval above 0): ${claims.join('; ')}.`);
   return out;
 }
