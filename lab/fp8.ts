@@ -9,7 +9,7 @@ import { UsageError } from '../src/core/errors.ts';
 import { table, writeSection } from './report.ts';
 import { runTraining } from './run.ts';
 import { logger, noteOutcome, saveJson, stamp, type LabOptions } from './common.ts';
-import { interval, meanSd, paired, pairedSay, welch, type Welch, pairedGapPoints, signedPoints } from './stats.ts';
+import { interval, meanSd, paired, pairedClause, pairedSay, welch, type Welch, pairedGapPoints, signedPoints } from './stats.ts';
 import type { OptimizerSpec, PrecisionSpec } from './train.ts';
 import { mxGemm } from './gemm.ts';
 import { MXFP4_E2M1, MXFP6_E3M2, MXFP8_E4M3, MXFP8_E5M2, MXINT8 } from '../src/precision/mx.ts';
@@ -152,7 +152,7 @@ export function fp8AnswerBullets(data: Fp8Data): string[] {
     const w = welch(c.accs, ref.accs);
     const p = paired(c.accs, ref.accs);
     const v = pairedVerdict(p);
-    const say = v === 'no significant difference' ? 'not distinguishable from fp32 at 95%' : v.startsWith('no verdict') || v === 'identical on every seed' ? v : `${v} at 95%`;
+    const say = pairedClause(v, 'not distinguishable from fp32 at 95%');
     out.push(`  - ${c.name}: ${meanSd(c.accs, 100, 2)} %, Δ ${pairedGapPoints(p).replace(/^(\S+)/, '$1 points')} paired by seed (Welch, unpaired: [${signedPoints(w.lo)}, ${signedPoints(w.hi)}]): ${say}.`);
   }
   return out;

@@ -9,7 +9,7 @@ import { runUnits, runsNote, unitConfig, type Unit, type UnitConfig } from './ru
 import { table, writeSection } from './report.ts';
 import { evaluate, permutation, runTraining } from './run.ts';
 import { logger, noteOutcome, saveJson, stamp, type LabOptions } from './common.ts';
-import { interval, meanSd, pairedDiffs, pairedSay, pairedGapPoints } from './stats.ts';
+import { interval, meanSd, pairedClause, pairedDiffs, pairedSay, pairedGapPoints } from './stats.ts';
 import { createTrainer, type LowPrecisionTrainer, type OptimizerSpec } from './train.ts';
 import { int8Gemm, type Int8Gemm } from './gemm.ts';
 
@@ -182,7 +182,7 @@ export function int8AnswerBullets(data: Int8Data): string[] {
     if (c === ref) continue;
     const d = pairedDiffs(c.diffs, 1);
     const v = pairedVerdict(c.diffs);
-    const say = v === 'no significant difference' ? 'not distinguishable from fp32 at 95%' : v.startsWith('no verdict') || v === 'identical on every seed' ? v : `${v.replace(' than fp32', '')} than fp32 at 95%`;
+    const say = pairedClause(v, 'not distinguishable from fp32 at 95%');
     let ctl = '';
     if (c.vsControl) {
       const vc = pairedDiffs(c.vsControl, 1), vv = pairedVerdict(c.vsControl);

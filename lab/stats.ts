@@ -123,6 +123,16 @@ export function pairedDiffs(d: readonly number[], scale: number): Welch {
 }
 
 /**
+ * {@link pairedSay}'s verdict as a clause of an answer: `none` for no significant difference, the verdict itself where
+ * it is no verdict or "identical on every seed", else the verdict "at 95%".
+ * @example pairedClause('lower than fp32', 'not distinguishable from fp32 at 95%') // 'lower than fp32 at 95%'
+ */
+export function pairedClause(verdict: string, none: string): string {
+  if (verdict === 'no significant difference') return none;
+  return verdict.startsWith('no verdict') || verdict === 'identical on every seed' ? verdict : `${verdict} at 95%`;
+}
+
+/**
  * What a paired comparison lets one say: 'identical on every seed', 'higher'/'lower' where the 95% interval excludes 0,
  * 'no verdict (the same gap on every seed)' where the differences have no spread, else 'no significant difference'
  * (also with fewer than 2 pairs).
