@@ -44,13 +44,6 @@ struct Scratch {
 };
 thread_local Scratch scratch;
 
-// C = op(A)·op(B) in the step's matrix-product precision, sliced as gemm_f32_slices.
-void gemm_slices(bool bf16, bool ta, bool tb, int M, int N, int K, const float* A, int lda, const float* B, int ldb, float* C,
-                 int ldc, int split, const std::function<void(int, int, int, int)>& epi) {
-  if (bf16) gemm_bf16_slices(BF16_DEFAULT, ta, tb, M, N, K, A, lda, B, ldb, C, ldc, split, epi);
-  else gemm_f32_slices(ta, tb, M, N, K, 1.f, A, lda, B, ldb, 0.f, C, ldc, split, epi);
-}
-
 }  // namespace
 
 // Softmax in place over rows [r0, r1) of p [B, C], tfjs's categorical cross-entropy (p / sum p, clip to [eps, 1-eps],
@@ -116,6 +109,19 @@ void softmax_xent(float* p, const float* y, float* dz, int B, int C, double* los
   xent_totals(rowLoss.data(), rowHit.data(), B, lossOut, correctOut);
 }
 
+// Sum of p[0, n) in 16 lanes (lane q adds p[q], p[q + 16], ... in order), then the lanes in order and the tail:
+// one fixed order, whatever the thread count, that the compiler can vectorize.
+static float sum_row_lanes(const float* p, int n) {
+  float lane[16] = {};
+  int i = 0;
+  for (; i + 16 <= n; i += 16)
+    for (int q = 0; q < 16; q++) lane[q] += p[i + q];
+  float s = 0.f;
+  for (int q = 0; q < 16; q++) s += lane[q];
+  for (; i < n; i++) s += p[i];
+  return s;
+}
+
 void dense_train_step(const DenseStepArgs& s, double* lossOut, double* correctOut) {
   PROF_START;
   const int L = (int)s.layers.size();
@@ -141,28 +147,52 @@ void dense_train_step(const DenseStepArgs& s, double* lossOut, double* correctOu
     sc.rowHit.resize(B);
   }
 
-  // Forward: z = a·W (+ b), then relu, each thread adding the bias and applying relu to its slice of z right after
-  // multiplying it (one parallel region per layer). The output layer is cut by rows (whole rows of logits per slice),
-  // and each slice goes on to softmax, the loss and its gradient dz (softmax_xent_rows) for its rows.
+  // Forward. With float32 products the hidden layers keep their outputs feature-major, act[l] = zᵀ [out, B]:
+  // zᵀ = Wᵀ·aᵀ cut by rows of zᵀ (features), each slice first filled with the bias and multiplied onto it (beta = 1),
+  // then relu on its rows. That orientation gives OpenBLAS taller GEMMs than z = a·W cut into column slices.
+  // The output layer computes z = a·W [B, C] (sample-major), cut by rows (whole rows of logits per slice); each slice
+  // adds the bias and goes on to softmax, the loss and its gradient dz (softmax_xent_rows) for its rows.
+  // bf16 products keep every act[l] sample-major [B, out] (gemm_bf16_slices, bias and relu after the product).
   const int C = s.layers[L - 1].out;
   float* dz = dzBuf;
-  const float* a = s.x;
+  const float* a = s.x;  // the layer's input: x [B, in], then act[l - 1] (feature-major unless bf16)
   for (int l = 0; l < L; l++) {
     const DenseLayer& d = s.layers[l];
     float* z = act[l];
     const bool relu = d.act == DENSE_RELU, out = l == L - 1;
-    gemm_slices(s.bf16, false, false, B, d.out, d.in, a, d.in, d.w, d.out, z, d.out, out ? 1 : 0, [&](int i0, int i1, int j0, int j1) {
-      if (d.b || relu) {
-        for (int r = i0; r < i1; r++) {
-          float* row = z + (size_t)r * d.out;
-          if (d.b)
-            for (int j = j0; j < j1; j++) row[j] += d.b[j];
-          if (relu)
-            for (int j = j0; j < j1; j++) row[j] = row[j] > 0.f ? row[j] : 0.f;
+    const bool inT = l > 0 && !s.bf16;  // input is feature-major aᵀ [in, B]
+    if (!out && !s.bf16) {
+      const GemmSlicing g = gemm_slicing(d.out, B, d.in, 1);
+      auto slice = [&](int t) {
+        int q[4];
+        if (!gemm_slice_range(g, t, d.out, B, q)) return;
+        const int i0 = q[0], i1 = q[1];
+        if (d.b)
+          for (int j = i0; j < i1; j++) std::fill(z + (size_t)j * B, z + (size_t)(j + 1) * B, d.b[j]);
+        int r[4];
+        // zᵀ = Wᵀ·xᵀ for the first layer (x sample-major), Wᵀ·aᵀ after it
+        gemm_f32_slice(g, t, true, l == 0, d.out, B, d.in, 1.f, d.w, d.out, a, l == 0 ? d.in : B, d.b ? 1.f : 0.f, z, B, r);
+        if (relu)
+          for (float* p = z + (size_t)i0 * B; p < z + (size_t)i1 * B; p++) *p = *p > 0.f ? *p : 0.f;
+      };
+      if (g.nc == 1) slice(0);
+      else pool().run(g.nc, slice);
+    } else {
+      auto epi = [&](int i0, int i1, int j0, int j1) {
+        if (d.b || relu) {
+          for (int r = i0; r < i1; r++) {
+            float* row = z + (size_t)r * d.out;
+            if (d.b)
+              for (int j = j0; j < j1; j++) row[j] += d.b[j];
+            if (relu)
+              for (int j = j0; j < j1; j++) row[j] = row[j] > 0.f ? row[j] : 0.f;
+          }
         }
-      }
-      if (out) softmax_xent_rows(z, s.y, dz, i0, i1, B, C, sc.rowLoss.data(), sc.rowHit.data());
-    });
+        if (out) softmax_xent_rows(z, s.y, dz, i0, i1, B, C, sc.rowLoss.data(), sc.rowHit.data());
+      };
+      if (s.bf16) gemm_bf16_slices(BF16_DEFAULT, false, false, B, d.out, d.in, a, d.in, d.w, d.out, z, d.out, out ? 1 : 0, epi);
+      else gemm_f32_slices(inT, false, B, d.out, d.in, 1.f, a, inT ? B : d.in, d.w, d.out, 0.f, z, d.out, 1, epi);
+    }
     a = z;
     PROF_MARK(std::min(l, 2));
   }
@@ -170,10 +200,10 @@ void dense_train_step(const DenseStepArgs& s, double* lossOut, double* correctOu
   PROF_MARK(3);
 
   // Backward, last layer first, one parallel region per layer. Slice t of the region owns rows [j0, j1) of W (the same
-  // 16-wide units for both GEMMs): it computes columns [j0, j1) of da = dz·Wᵀ with the old W (those read only W's rows
-  // [j0, j1)) and masks them by the ReLU of the layer below, then rows [j0, j1) of dW = aᵀ·dz and Adam on those rows
-  // of W while their gradient is still in its cache, so no slice ever waits for another inside a layer. The bias
-  // gradient (column sums of dz, rows added in order) and its Adam step are cut into column ranges the same way.
+  // 16-wide units for both GEMMs): it computes the input gradient of features [j0, j1) with the old W (those read only
+  // W's rows [j0, j1)) and masks them by the ReLU of the layer below, then rows [j0, j1) of dW = aᵀ·dz and Adam on
+  // those rows of W while their gradient is still in its cache, so no slice ever waits for another inside a layer. The
+  // bias gradient (sums over the batch, in a fixed order) and its Adam step are cut into ranges of units the same way.
   // With s.grads, dW and db go there instead of into Adam.
   std::vector<size_t> goff(L + 1, 0);
   for (int l = 0; l < L; l++) goff[l + 1] = goff[l] + (size_t)s.layers[l].in * s.layers[l].out + (s.layers[l].b ? s.layers[l].out : 0);
@@ -211,24 +241,25 @@ void dense_train_step(const DenseStepArgs& s, double* lossOut, double* correctOu
       }
       continue;
     }
-    // dA (M = B, N = in, cut by columns) and dW (M = in, N = out, cut by rows): the same M*N*K, so the same units and
-    // slice count; both cut [0, in) into the same ranges.
+    // Float32: the output layer's dz is sample-major [B, C], every hidden layer's feature-major dzᵀ [out, B] (the daᵀ
+    // the layer above produced), and daᵀ = W·dzᵀ [in, B] is feature-major. daᵀ and dW = aᵀ·dz both have M = in and the
+    // same M*N*K, so the same 16-wide units of [0, in) and slice count.
+    const bool zT = l < L - 1, inT = l > 0;
     const GemmSlicing gw = gemm_slicing(d.in, d.out, B, 1);
-    const GemmSlicing ga = gemm_slicing(B, d.in, d.out, 2);
+    const GemmSlicing ga = gemm_slicing(d.in, B, d.out, 1);
     const int nc = gw.nc;
+    const int ldz = zT ? B : d.out;
     auto slice = [&](int t) {
       int r[4];
-      if (l > 0 && gemm_f32_slice(ga, t, false, true, B, d.in, d.out, 1.f, dz, d.out, d.w, d.out, 0.f, da, d.in, r) && relu) {
-        const int j0 = r[2], j1 = r[3];  // tfjs's relu gradient: dy * step(y), step(0) = 0
-        for (int i = 0; i < B; i++) {
-          float* dr = da + (size_t)i * d.in;
-          const float* ar = ain + (size_t)i * d.in;
-          for (int j = j0; j < j1; j++) dr[j] = ar[j] > 0.f ? dr[j] : 0.f;
-        }
+      if (l > 0 && gemm_f32_slice(ga, t, false, !zT, d.in, B, d.out, 1.f, d.w, d.out, dz, ldz, 0.f, da, B, r) && relu) {
+        // tfjs's relu gradient: dy * step(y), step(0) = 0
+        const size_t e0 = (size_t)r[0] * B, e1 = (size_t)r[1] * B;
+        for (size_t e = e0; e < e1; e++) da[e] = ain[e] > 0.f ? da[e] : 0.f;
       }
       // Without s.grads, dW goes into scratch that Adam leaves all zero (adam_update_serial_clear), so the GEMM adds
       // to it (beta = 1) and skips OpenBLAS's separate pass that clears C for beta = 0.
-      if (gemm_f32_slice(gw, t, true, false, d.in, d.out, B, 1.f, ain, d.in, dz, d.out, s.grads ? 0.f : 1.f, dw, d.out, r) && !s.grads) {
+      if (gemm_f32_slice(gw, t, !inT, zT, d.in, d.out, B, 1.f, ain, inT ? B : d.in, dz, ldz, s.grads ? 0.f : 1.f, dw, d.out, r) &&
+          !s.grads) {
         const long b0 = (long)r[0] * d.out, n = (long)(r[1] - r[0]) * d.out;
 #ifdef SLIMFIT_PROFILE_STEP
         const bool me = std::this_thread::get_id() == caller;
@@ -241,10 +272,14 @@ void dense_train_step(const DenseStepArgs& s, double* lossOut, double* correctOu
       }
       if (db) {
         const int c0 = (int)((long)d.out * t / nc), c1 = (int)((long)d.out * (t + 1) / nc);
-        for (int j = c0; j < c1; j++) db[j] = 0.f;
-        for (int i = 0; i < B; i++) {
-          const float* zr = dz + (size_t)i * d.out;
-          for (int j = c0; j < c1; j++) db[j] += zr[j];
+        if (zT) {
+          for (int j = c0; j < c1; j++) db[j] = sum_row_lanes(dz + (size_t)j * B, B);
+        } else {
+          for (int j = c0; j < c1; j++) db[j] = 0.f;
+          for (int i = 0; i < B; i++) {
+            const float* zr = dz + (size_t)i * d.out;
+            for (int j = c0; j < c1; j++) db[j] += zr[j];
+          }
         }
         if (!s.grads && c1 > c0)
           adam_update_serial(c1 - c0, d.b + c0, d.mb + c0, d.vb + c0, db + c0, o.lr, o.beta1, o.beta2, o.eps, o.oma1, o.oma2, o.c1, o.c2);

@@ -157,20 +157,28 @@ GemmSlicing gemm_slicing(int M, int N, int K, int split) {
   return g;
 }
 
+bool gemm_slice_range(const GemmSlicing& g, int t, int M, int N, int* r) {
+  const int u0 = g.units * t / g.nc, u1 = g.units * (t + 1) / g.nc;
+  r[0] = 0, r[1] = M, r[2] = 0, r[3] = N;
+  if (g.split_n) {
+    r[2] = u0 * 16;
+    r[3] = std::min(N, u1 * 16);
+    return r[2] < r[3];
+  }
+  r[0] = u0 * 16;
+  r[1] = std::min(M, u1 * 16);
+  return r[0] < r[1];
+}
+
 bool gemm_f32_slice(const GemmSlicing& g, int t, bool ta, bool tb, int M, int N, int K, float alpha, const float* A, int lda,
                     const float* B, int ldb, float beta, float* C, int ldc, int* r) {
-  const int u0 = g.units * t / g.nc, u1 = g.units * (t + 1) / g.nc;
-  int i0 = 0, i1 = M, j0 = 0, j1 = N;
+  int q[4];
+  if (!gemm_slice_range(g, t, M, N, q)) return false;
+  const int i0 = q[0], i1 = q[1], j0 = q[2], j1 = q[3];
   if (g.split_n) {
-    j0 = u0 * 16;
-    j1 = std::min(N, u1 * 16);
-    if (j0 >= j1) return false;
     B += (long)j0 * (tb ? ldb : 1);
     C += j0;
   } else {
-    i0 = u0 * 16;
-    i1 = std::min(M, u1 * 16);
-    if (i0 >= i1) return false;
     A += (long)i0 * (ta ? 1 : lda);
     C += (long)i0 * ldc;
   }

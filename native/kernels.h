@@ -44,6 +44,8 @@ struct GemmSlicing {
   bool split_n;
 };
 GemmSlicing gemm_slicing(int M, int N, int K, int split);
+// Slice t's rows [r[0], r[1]) and columns [r[2], r[3]) of C; false when it is empty.
+bool gemm_slice_range(const GemmSlicing& g, int t, int M, int N, int* r);
 // Slice t of that GEMM on the calling thread (for callers that run several GEMMs' slices in one parallel region);
 // false when the slice is empty, else its rows [r[0], r[1]) and columns [r[2], r[3]) of C.
 bool gemm_f32_slice(const GemmSlicing& g, int t, bool ta, bool tb, int M, int N, int K, float alpha, const float* A, int lda,
