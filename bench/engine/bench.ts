@@ -18,12 +18,15 @@ const ROOT = join(HERE, '..', '..');
 /** A GEMM shape at which a training step multiplies: C[M,N] = op(A)·op(B) with K the inner size. */
 export interface GemmShape { name: string; M: number; N: number; K: number; transA: boolean; transB: boolean }
 
-/** The GEMMs of one training step of the bench's mlp and cnn (batch 128). */
+/**
+ * The GEMMs of one float32 training step of the bench's mlp and cnn (batch 128). The fused Dense step keeps the mlp's
+ * hidden activations feature-major ([units, batch]), so its products are zᵀ = Wᵀ·xᵀ, Wᵀ·aᵀ, dW = aᵀ·dz and daᵀ = W·dzᵀ.
+ */
 export const TRAINING_SHAPES: GemmShape[] = [
-  { name: 'mlp fwd 784→512', M: 128, N: 512, K: 784, transA: false, transB: false },
-  { name: 'mlp fwd 512→512', M: 128, N: 512, K: 512, transA: false, transB: false },
-  { name: 'mlp dW 784×512', M: 784, N: 512, K: 128, transA: true, transB: false },
-  { name: 'mlp dX 512→784', M: 128, N: 784, K: 512, transA: false, transB: true },
+  { name: 'mlp fwd 784→512', M: 512, N: 128, K: 784, transA: true, transB: true },
+  { name: 'mlp fwd 512→512', M: 512, N: 128, K: 512, transA: true, transB: false },
+  { name: 'mlp dW 784×512', M: 784, N: 512, K: 128, transA: true, transB: true },
+  { name: 'mlp dX 512→512', M: 512, N: 128, K: 512, transA: false, transB: false },
   { name: 'cnn conv2 fwd (im2col)', M: 128 * 121, N: 64, K: 288, transA: false, transB: false },
   { name: 'cnn conv2 dW', M: 288, N: 64, K: 128 * 121, transA: true, transB: false },
   { name: 'cnn conv2 dX (col)', M: 128 * 121, N: 288, K: 64, transA: false, transB: true },
@@ -63,8 +66,14 @@ export interface TrainRow {
 /** Whether a training row is one of the opt-in bf16 rows. */
 export const isBf16Row = (t: TrainRow): boolean => t.engine.endsWith('bf16') || t.engine.endsWith('bf16 autocast');
 
-/** The GEMM shapes of the mlp's training step and the ceiling shape, where the bf16 GEMM is measured. */
-export const BF16_SHAPES: GemmShape[] = [...TRAINING_SHAPES.filter((s) => s.name.startsWith('mlp')), CEILING_SHAPE];
+/** The GEMM shapes of the mlp's bf16 training step (sample-major activations) and the ceiling shape, where the bf16 GEMM is measured. */
+export const BF16_SHAPES: GemmShape[] = [
+  { name: 'mlp fwd 784→512', M: 128, N: 512, K: 784, transA: false, transB: false },
+  { name: 'mlp fwd 512→512', M: 128, N: 512, K: 512, transA: false, transB: false },
+  { name: 'mlp dW 784×512', M: 784, N: 512, K: 128, transA: true, transB: false },
+  { name: 'mlp dX 512→512', M: 128, N: 512, K: 512, transA: false, transB: true },
+  CEILING_SHAPE,
+];
 
 /**
  * One bf16 GEMM row (GFLOP/s, counting 2·M·N·K as for float32): each bf16 kernel this CPU has (null: absent), the
