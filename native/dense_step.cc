@@ -38,7 +38,8 @@ namespace {
 // Per-thread scratch (the JS thread that calls the step), on huge pages (hugepage.h); grows to the largest model seen.
 struct Scratch {
   HugeFloats dw;    // all zero between steps: each step adds dW into it and Adam clears what it reads
-  HugeFloats work;  // dz, dzPrev, db, then each layer's output act[l] [B, out_l]
+  HugeFloats work;  // dz, dzPrev, db, then each layer's output act[l]: [out_l, B] for float32 hidden layers (dz and
+                    // dzPrev then hold dzᵀ, daᵀ), [B, out_l] for the output layer and with bf16 products
   std::vector<double> rowLoss;
   std::vector<unsigned char> rowHit;
 };
@@ -148,8 +149,9 @@ void dense_train_step(const DenseStepArgs& s, double* lossOut, double* correctOu
   }
 
   // Forward. With float32 products the hidden layers keep their outputs feature-major, act[l] = zᵀ [out, B]:
-  // zᵀ = Wᵀ·aᵀ cut by rows of zᵀ (features), each slice first filled with the bias and multiplied onto it (beta = 1),
-  // then relu on its rows. That orientation gives OpenBLAS taller GEMMs than z = a·W cut into column slices.
+  // zᵀ = Wᵀ·aᵀ cut by rows of zᵀ (features; by columns, samples, when the batch is the larger side), each slice first
+  // filled with the bias and multiplied onto it (beta = 1: b + Σ, where tfjs adds the bias after the product), then
+  // relu on it. That orientation gives OpenBLAS taller GEMMs than z = a·W cut into column slices.
   // The output layer computes z = a·W [B, C] (sample-major), cut by rows (whole rows of logits per slice); each slice
   // adds the bias and goes on to softmax, the loss and its gradient dz (softmax_xent_rows) for its rows.
   // bf16 products keep every act[l] sample-major [B, out] (gemm_bf16_slices, bias and relu after the product).
@@ -162,18 +164,20 @@ void dense_train_step(const DenseStepArgs& s, double* lossOut, double* correctOu
     const bool relu = d.act == DENSE_RELU, out = l == L - 1;
     const bool inT = l > 0 && !s.bf16;  // input is feature-major aᵀ [in, B]
     if (!out && !s.bf16) {
-      const GemmSlicing g = gemm_slicing(d.out, B, d.in, 1);
+      // cut along the larger of units and batch (a narrow layer with a big batch is cut into ranges of samples)
+      const GemmSlicing g = gemm_slicing(d.out, B, d.in, 0);
       auto slice = [&](int t) {
         int q[4];
         if (!gemm_slice_range(g, t, d.out, B, q)) return;
-        const int i0 = q[0], i1 = q[1];
+        const int i0 = q[0], i1 = q[1], c0 = q[2], c1 = q[3];
         if (d.b)
-          for (int j = i0; j < i1; j++) std::fill(z + (size_t)j * B, z + (size_t)(j + 1) * B, d.b[j]);
+          for (int j = i0; j < i1; j++) std::fill(z + (size_t)j * B + c0, z + (size_t)j * B + c1, d.b[j]);
         int r[4];
         // zᵀ = Wᵀ·xᵀ for the first layer (x sample-major), Wᵀ·aᵀ after it
         gemm_f32_slice(g, t, true, l == 0, d.out, B, d.in, 1.f, d.w, d.out, a, l == 0 ? d.in : B, d.b ? 1.f : 0.f, z, B, r);
         if (relu)
-          for (float* p = z + (size_t)i0 * B; p < z + (size_t)i1 * B; p++) *p = *p > 0.f ? *p : 0.f;
+          for (int j = i0; j < i1; j++)
+            for (float* p = z + (size_t)j * B + c0; p < z + (size_t)j * B + c1; p++) *p = *p > 0.f ? *p : 0.f;
       };
       if (g.nc == 1) slice(0);
       else pool().run(g.nc, slice);
@@ -203,7 +207,7 @@ void dense_train_step(const DenseStepArgs& s, double* lossOut, double* correctOu
   // 16-wide units for both GEMMs): it computes the input gradient of features [j0, j1) with the old W (those read only
   // W's rows [j0, j1)) and masks them by the ReLU of the layer below, then rows [j0, j1) of dW = aᵀ·dz and Adam on
   // those rows of W while their gradient is still in its cache, so no slice ever waits for another inside a layer. The
-  // bias gradient (sums over the batch, in a fixed order) and its Adam step are cut into ranges of units the same way.
+  // bias gradient (sums over the batch in a fixed order) and its Adam step are cut into nc ranges of [0, out).
   // With s.grads, dW and db go there instead of into Adam.
   std::vector<size_t> goff(L + 1, 0);
   for (int l = 0; l < L; l++) goff[l + 1] = goff[l] + (size_t)s.layers[l].in * s.layers[l].out + (s.layers[l].b ? s.layers[l].out : 0);
