@@ -1,5 +1,5 @@
 {
-  "variables": { "have_openblas%": "<!(node native/detect-blas.cjs)", "have_zlib%": "<!(node native/detect-zlib.cjs)", "have_node_openssl%": "<!(node native/detect-node-openssl.cjs)", "have_mpi%": "<!(node native/detect-mpi.cjs)" },
+  "variables": { "have_openblas%": "<!(node native/detect-blas.cjs)", "have_dnnl%": "<!(node native/detect-dnnl.cjs)", "have_zlib%": "<!(node native/detect-zlib.cjs)", "have_node_openssl%": "<!(node native/detect-node-openssl.cjs)", "have_mpi%": "<!(node native/detect-mpi.cjs)" },
   "targets": [
     {
       "target_name": "slimfit_engine",
@@ -11,6 +11,10 @@
         ["have_openblas==1", {
           "defines": ["SLIMFIT_HAVE_OPENBLAS"],
           "libraries": ["-lopenblas"]
+        }],
+        ["have_dnnl==1", {
+          "defines": ["SLIMFIT_HAVE_DNNL"],
+          "libraries": ["-ldnnl"]
         }]
       ]
     },

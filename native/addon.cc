@@ -599,7 +599,7 @@ napi_value Bf16Info(napi_env env, napi_callback_info) {
   return o;
 }
 
-// setForceOwn(bool): use the hand-written SGEMM even when OpenBLAS is linked.
+// setForceOwn(bool): use the hand-written SGEMM even when a library is linked (false: back to the default mode).
 napi_value SetForceOwn(napi_env env, napi_callback_info info) {
   Args a(env, info);
   bool on = false;
@@ -608,8 +608,8 @@ napi_value SetForceOwn(napi_env env, napi_callback_info info) {
   return undef(env);
 }
 
-// setGemmMode('own' | 'openblas' | 'auto' | ''): the float32 GEMM mode ('' = the default; the OpenBLAS modes fall
-// back to 'own' in a build without OpenBLAS). Returns the mode now in use. For benchmarks and tests: a training run
+// setGemmMode('own' | 'openblas' | 'onednn' | 'auto' | ''): the float32 GEMM mode ('' = the default; a mode whose
+// library is not linked falls back to the default). Returns the mode now in use. For benchmarks and tests: a training run
 // takes its mode from configure() (SLIMFIT_GEMM) and keeps it.
 napi_value SetGemmMode(napi_env env, napi_callback_info info) {
   Args a(env, info);
@@ -618,9 +618,9 @@ napi_value SetGemmMode(napi_env env, napi_callback_info info) {
     a.fail("slimfit engine: setGemmMode(mode)");
     return nullptr;
   }
-  int mode = m.empty() ? GEMM_DEFAULT : m == "own" ? GEMM_OWN : m == "openblas" ? GEMM_OPENBLAS : m == "auto" ? GEMM_AUTO : -1;
+  int mode = m.empty() ? GEMM_DEFAULT : m == "own" ? GEMM_OWN : m == "openblas" ? GEMM_OPENBLAS : m == "onednn" ? GEMM_ONEDNN : m == "auto" ? GEMM_AUTO : -1;
   if (mode < 0) {
-    a.fail("slimfit engine: setGemmMode expects own, openblas, auto or ''");
+    a.fail("slimfit engine: setGemmMode expects own, openblas, onednn, auto or ''");
     return nullptr;
   }
   set_gemm_mode(mode);
@@ -650,7 +650,8 @@ std::string get_str(napi_env env, napi_value obj, const char* k) {
 }
 
 // configure({ threads, gemm, isa }): settings the JS side read from the environment (src/core/config.ts), called
-// right after loading and before any kernel runs. threads 0 = one per hardware thread; gemm '' | 'own' | 'openblas';
+// right after loading and before any kernel runs. threads 0 = one per hardware thread; gemm '' | 'own' | 'openblas' |
+// 'onednn';
 // isa '' | 'avx512' | 'avx2' | 'generic' (a cap). Throws when a value is unknown, or when the pool or a dispatch
 // choice was already made with different settings (configure came too late to apply them).
 napi_value Configure(napi_env env, napi_callback_info info) {
@@ -664,7 +665,7 @@ napi_value Configure(napi_env env, napi_callback_info info) {
   double threads = 0;
   if (napi_get_named_property(env, a.v[0], "threads", &tv) == napi_ok) napi_get_value_double(env, tv, &threads);
   std::string gemm = get_str(env, a.v[0], "gemm"), isa = get_str(env, a.v[0], "isa");
-  int g = gemm.empty() ? GEMM_DEFAULT : gemm == "own" ? GEMM_OWN : gemm == "openblas" ? GEMM_OPENBLAS : -1;
+  int g = gemm.empty() ? GEMM_DEFAULT : gemm == "own" ? GEMM_OWN : gemm == "openblas" ? GEMM_OPENBLAS : gemm == "onednn" ? GEMM_ONEDNN : -1;
   int cap = isa.empty() || isa == "avx512" ? ISA_AVX512 : isa == "avx2" ? ISA_AVX2 : isa == "generic" ? ISA_GENERIC : -1;
   if (g < 0 || cap < 0 || !(threads >= 0 && threads <= 256)) {
     napi_throw_type_error(env, nullptr, "slimfit engine: configure got an unknown gemm, isa or threads value");
@@ -684,11 +685,16 @@ napi_value prop_str(napi_env env, napi_value obj, const char* k, const char* val
   return obj;
 }
 
-// info(): { blas, isa, threads, bf16, vnni, forceOwn, gemm }
+// info(): { blas (the float32 library: onednn, openblas or own), openblas, onednn (linked), isa, threads, bf16, vnni,
+// forceOwn, gemm }
 napi_value Info(napi_env env, napi_callback_info) {
   napi_value o, v;
   napi_create_object(env, &o);
-  prop_str(env, o, "blas", have_openblas() ? "openblas" : "own");
+  prop_str(env, o, "blas", gemm_library_name());
+  napi_get_boolean(env, have_openblas(), &v);
+  napi_set_named_property(env, o, "openblas", v);
+  napi_get_boolean(env, have_onednn(), &v);
+  napi_set_named_property(env, o, "onednn", v);
   prop_str(env, o, "isa", isa_name(detect_isa()));
   napi_create_int32(env, num_threads(), &v);
   napi_set_named_property(env, o, "threads", v);

@@ -151,7 +151,7 @@ void dense_train_step(const DenseStepArgs& s, double* lossOut, double* correctOu
   // Forward. With float32 products the hidden layers keep their outputs feature-major, act[l] = zᵀ [out, B]:
   // zᵀ = Wᵀ·aᵀ cut by rows of zᵀ (features; by columns, samples, when the batch is the larger side), each slice first
   // filled with the bias and multiplied onto it (beta = 1: b + Σ, where tfjs adds the bias after the product), then
-  // relu on it. That orientation gives OpenBLAS taller GEMMs than z = a·W cut into column slices.
+  // relu on it. That orientation gives the library taller GEMMs than z = a·W cut into column slices.
   // The output layer computes z = a·W [B, C] (sample-major), cut by rows (whole rows of logits per slice); each slice
   // adds the bias and goes on to softmax, the loss and its gradient dz (softmax_xent_rows) for its rows.
   // bf16 products keep every act[l] sample-major [B, out] (gemm_bf16_slices, bias and relu after the product).
@@ -261,7 +261,7 @@ void dense_train_step(const DenseStepArgs& s, double* lossOut, double* correctOu
         for (size_t e = e0; e < e1; e++) da[e] = ain[e] > 0.f ? da[e] : 0.f;
       }
       // Without s.grads, dW goes into scratch that Adam leaves all zero (adam_update_serial_clear), so the GEMM adds
-      // to it (beta = 1) and skips OpenBLAS's separate pass that clears C for beta = 0.
+      // to it (beta = 1) and skips the library's separate pass that clears C for beta = 0 (OpenBLAS has one).
       if (gemm_f32_slice(gw, t, !inT, zT, d.in, d.out, B, 1.f, ain, inT ? B : d.in, dz, ldz, s.grads ? 0.f : 1.f, dw, d.out, r) &&
           !s.grads) {
         const long b0 = (long)r[0] * d.out, n = (long)(r[1] - r[0]) * d.out;

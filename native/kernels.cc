@@ -21,13 +21,22 @@
 #include <cblas.h>
 extern "C" void openblas_set_num_threads(int);
 #endif
+#ifdef SLIMFIT_HAVE_DNNL
+#include <oneapi/dnnl/dnnl.h>
+// Linked only with an OpenMP or sequential oneDNN build (native/detect-dnnl.cjs). An OpenMP build brings libgomp
+// along; weak, so a sequential build (which has no OpenMP) links and loads too.
+extern "C" void omp_set_num_threads(int) __attribute__((weak));
+#endif
+#if defined(SLIMFIT_HAVE_OPENBLAS) || defined(SLIMFIT_HAVE_DNNL)
+#define SLIMFIT_HAVE_GEMM_LIB 1
+#endif
 
 namespace sf {
 
 // Settings handed over by configure() (from the JS side, which reads the environment) before first use.
 static int g_threads_setting = 0;  // 0 = one per hardware thread
 static std::atomic<bool> g_pool_made{false};
-// -1 until first use, then the GEMM mode in use (GEMM_OWN, GEMM_OPENBLAS or GEMM_AUTO).
+// -1 until first use, then the GEMM mode in use (GEMM_OWN, GEMM_OPENBLAS, GEMM_ONEDNN or GEMM_AUTO).
 static std::atomic<int> g_gemm_mode{-1};
 static int g_gemm_setting = GEMM_DEFAULT;
 
@@ -54,40 +63,62 @@ bool have_openblas() {
   return false;
 #endif
 }
+bool have_onednn() {
+#ifdef SLIMFIT_HAVE_DNNL
+  return true;
+#else
+  return false;
+#endif
+}
+const char* gemm_library_name() { return have_onednn() ? "onednn" : have_openblas() ? "openblas" : "own"; }
 
-// Default GEMM mode: without OpenBLAS the own kernels; with OpenBLAS on an AVX2/AVX-512 CPU GEMM_AUTO
-// (gemm_uses_blas, use_tiles), on other CPUs OpenBLAS throughout. configure_gemm (SLIMFIT_GEMM) overrides.
+// Whether mode can run here: its library is linked (GEMM_AUTO: either one).
+static bool mode_available(int mode) {
+  if (mode == GEMM_OPENBLAS) return have_openblas();
+  if (mode == GEMM_ONEDNN) return have_onednn();
+  if (mode == GEMM_AUTO) return have_openblas() || have_onednn();
+  return mode == GEMM_OWN;
+}
+
+// Default GEMM mode: without a library the own kernels; with one on an AVX2/AVX-512 CPU GEMM_AUTO (gemm_uses_blas,
+// use_tiles), on other CPUs the library throughout. configure_gemm (SLIMFIT_GEMM) overrides when its library is linked.
 bool configure_gemm(int choice) {
   if (g_gemm_mode >= 0) return choice == g_gemm_setting;
   g_gemm_setting = choice;
   return true;
 }
+static int default_gemm_mode() {
+  if (g_gemm_setting != GEMM_DEFAULT && mode_available(g_gemm_setting)) return g_gemm_setting;
+  if (!mode_available(GEMM_AUTO)) return GEMM_OWN;
+  if (detect_isa() != ISA_GENERIC) return GEMM_AUTO;
+  return have_onednn() ? GEMM_ONEDNN : GEMM_OPENBLAS;
+}
 void set_gemm_mode(int mode) {
   // GEMM_DEFAULT forgets the choice: the next gemm_mode() decides again as on first use (SLIMFIT_GEMM, ISA)
-  if (mode == GEMM_DEFAULT) g_gemm_mode = -1;
-  else g_gemm_mode = have_openblas() ? mode : GEMM_OWN;
+  if (mode == GEMM_DEFAULT || !mode_available(mode)) g_gemm_mode = -1;
+  else g_gemm_mode = mode;
 }
 int gemm_mode() {
   int v = g_gemm_mode;
   if (v < 0) {
-    if (!have_openblas()) v = GEMM_OWN;
-    else if (g_gemm_setting == GEMM_OWN || g_gemm_setting == GEMM_OPENBLAS) v = g_gemm_setting;
-    else v = detect_isa() != ISA_GENERIC ? GEMM_AUTO : GEMM_OPENBLAS;
+    v = default_gemm_mode();
     int unset = -1;
     g_gemm_mode.compare_exchange_strong(unset, v);
     v = g_gemm_mode;
   }
   return v;
 }
-void set_force_own(bool on) { set_gemm_mode(on ? GEMM_OWN : GEMM_OPENBLAS); }
+void set_force_own(bool on) { set_gemm_mode(on ? GEMM_OWN : GEMM_DEFAULT); }
 bool force_own() { return gemm_mode() == GEMM_OWN; }
-const char* gemm_mode_name(int mode) { return mode == GEMM_OWN ? "own" : mode == GEMM_OPENBLAS ? "openblas" : "auto"; }
+const char* gemm_mode_name(int mode) {
+  return mode == GEMM_OWN ? "own" : mode == GEMM_OPENBLAS ? "openblas" : mode == GEMM_ONEDNN ? "onednn" : "auto";
+}
 
 // The rule of GEMM_AUTO: a fixed function of the shape (never of timings), so a shape always takes the same library
-// and training stays bit-reproducible. Called single-threaded on the pool's slices of C, OpenBLAS was as fast or
-// faster than the own kernels at every training shape of the engine bench (README, "Which GEMM runs where"), so every
-// float32 GEMM goes to it; convolutions keep the own kernels on L2-sized im2col tiles (use_tiles), float64 the own
-// kernels unless the mode is GEMM_OPENBLAS.
+// and training stays bit-reproducible. Called single-threaded on the pool's slices of C, oneDNN and OpenBLAS were as
+// fast or faster than the own kernels at every training shape of the engine bench (README, "Which GEMM runs where"),
+// so every float32 GEMM goes to the library; convolutions keep the own kernels on L2-sized im2col tiles (use_tiles),
+// float64 the own kernels unless the mode is GEMM_OPENBLAS.
 bool gemm_uses_blas(bool ta, bool tb, int M, int N, int K) {
   (void)ta;
   (void)tb;
@@ -109,7 +140,43 @@ static void blas_init() {
   }();
   (void)done;
 }
+#endif
 
+#ifdef SLIMFIT_HAVE_GEMM_LIB
+// One slice's float32 GEMM on the calling thread by the library the mode names for the whole M×N product: oneDNN in
+// GEMM_ONEDNN and (when linked) GEMM_AUTO, else OpenBLAS. Products thinner than 16 rows or columns never go to oneDNN:
+// there its matrix-vector kernels sum all of K in one float32 accumulator (relative error 2e-3 for a dot product of
+// 4.2M terms, where OpenBLAS and the own kernels, which sum in blocks of K, stay near 1e-6); they go to OpenBLAS, or
+// to the own kernel when OpenBLAS is not linked. oneDNN is kept to one thread per call, as OpenBLAS is: its OpenMP team
+// size is a per-thread setting, made once on each thread that calls it. Should dnnl_sgemm refuse (it checks its
+// arguments and may fail to allocate scratch before it writes C), the own kernel computes the slice.
+static void lib_sgemm(int M, int N, bool ta, bool tb, int m, int n, int K, float alpha, const float* A, int lda,
+                      const float* B, int ldb, float beta, float* C, int ldc) {
+  (void)M;
+  (void)N;
+#ifdef SLIMFIT_HAVE_DNNL
+  if (gemm_mode() != GEMM_OPENBLAS && M >= 16 && N >= 16) {
+    static thread_local bool one_thread = [] {
+      if (omp_set_num_threads) omp_set_num_threads(1);
+      return true;
+    }();
+    (void)one_thread;
+    if (dnnl_sgemm(ta ? 'T' : 'N', tb ? 'T' : 'N', m, n, K, alpha, A, lda, B, ldb, beta, C, ldc) != dnnl_success)
+      sgemm_own(ta, tb, m, n, K, alpha, A, lda, B, ldb, beta, C, ldc, 1);
+    return;
+  }
+#endif
+#ifdef SLIMFIT_HAVE_OPENBLAS
+  blas_init();
+  cblas_sgemm(CblasRowMajor, ta ? CblasTrans : CblasNoTrans, tb ? CblasTrans : CblasNoTrans, m, n, K, alpha, A, lda, B, ldb,
+              beta, C, ldc);
+#else
+  sgemm_own(ta, tb, m, n, K, alpha, A, lda, B, ldb, beta, C, ldc, 1);
+#endif
+}
+#endif
+
+#ifdef SLIMFIT_HAVE_OPENBLAS
 // op on slices of C, one per pool thread (the larger of M and N cut into 16-wide blocks), each on its thread.
 template <class T, class F>
 static void blas_sliced(bool ta, bool tb, int M, int N, int K, const T* A, int lda, const T* B, int ldb, T* C, int ldc, F call) {
@@ -139,7 +206,7 @@ static void blas_sliced(bool ta, bool tb, int M, int N, int K, const T* A, int l
 void gemm_f32(bool ta, bool tb, int M, int N, int K, float alpha, const float* A, int lda, const float* B, int ldb,
               float beta, float* C, int ldc) {
   if (M <= 0 || N <= 0) return;
-#ifdef SLIMFIT_HAVE_OPENBLAS
+#ifdef SLIMFIT_HAVE_GEMM_LIB
   if (gemm_uses_blas(ta, tb, M, N, K)) {
     gemm_f32_slices(ta, tb, M, N, K, alpha, A, lda, B, ldb, beta, C, ldc, 0, [](int, int, int, int) {});
     return;
@@ -183,12 +250,10 @@ bool gemm_f32_slice(const GemmSlicing& g, int t, bool ta, bool tb, int M, int N,
     C += (long)i0 * ldc;
   }
   const int m = i1 - i0, n = j1 - j0;
-#ifdef SLIMFIT_HAVE_OPENBLAS
-  if (gemm_uses_blas(ta, tb, M, N, K)) {
-    blas_init();
-    cblas_sgemm(CblasRowMajor, ta ? CblasTrans : CblasNoTrans, tb ? CblasTrans : CblasNoTrans, m, n, K, alpha, A, lda, B,
-                ldb, beta, C, ldc);
-  } else
+#ifdef SLIMFIT_HAVE_GEMM_LIB
+  if (gemm_uses_blas(ta, tb, M, N, K))
+    lib_sgemm(M, N, ta, tb, m, n, K, alpha, A, lda, B, ldb, beta, C, ldc);
+  else
 #endif
     sgemm_own(ta, tb, m, n, K, alpha, A, lda, B, ldb, beta, C, ldc, 1);
   r[0] = i0;
@@ -455,7 +520,10 @@ static std::vector<float>& scratch() {
 // that multiplies it stays in that core's L2 (first-layer-sized geometries in training: 5.5 -> ~3.5 ms).
 static constexpr long TILE_FLOATS = 96L << 10;  // ~384 KB of columns per tile
 
-static bool use_tiles(const ConvGeom& g) { return gemm_mode() != GEMM_OPENBLAS && !is_pointwise(g); }
+static bool use_tiles(const ConvGeom& g) {
+  const int m = gemm_mode();
+  return m != GEMM_OPENBLAS && m != GEMM_ONEDNN && !is_pointwise(g);
+}
 
 // Output rows per tile: a multiple of 16 (the GEMM's row block), at least 16.
 static long tile_rows(const ConvGeom& g) {

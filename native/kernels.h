@@ -1,33 +1,39 @@
-// Training kernels on raw float32 NHWC buffers: GEMM dispatch (OpenBLAS or own), conv via im2col, max pooling.
+// Training kernels on raw float32 NHWC buffers: GEMM dispatch (oneDNN, OpenBLAS or own), conv via im2col, max pooling.
 #pragma once
 #include <cstdint>
 #include <functional>
 
 namespace sf {
 
-// True when built against OpenBLAS's cblas (SLIMFIT_HAVE_OPENBLAS).
+// True when built against OpenBLAS's cblas (SLIMFIT_HAVE_OPENBLAS) / oneDNN's dnnl_sgemm (SLIMFIT_HAVE_DNNL).
 bool have_openblas();
+bool have_onednn();
+// The library float32 GEMMs go to outside GEMM_OWN mode: "onednn" when linked, else "openblas", else "own".
+const char* gemm_library_name();
 int num_threads();
 
 // Settings from the JS side (configure() in addon.cc), applied before their first use. Each returns false when it
 // comes too late to change anything: the pool already runs with another size, or the GEMM choice was already made.
-enum { GEMM_DEFAULT = 0, GEMM_OWN = 1, GEMM_OPENBLAS = 2, GEMM_AUTO = 3 };
+enum { GEMM_DEFAULT = 0, GEMM_OWN = 1, GEMM_OPENBLAS = 2, GEMM_AUTO = 3, GEMM_ONEDNN = 4 };
 bool configure_threads(int n);  // n <= 0: one per hardware thread
 bool configure_gemm(int choice);
 
-// The float32 GEMM mode in use (made at first use): GEMM_OWN, GEMM_OPENBLAS, or GEMM_AUTO (OpenBLAS for plain
-// GEMMs, the own kernels' tiles for convolutions: the default when OpenBLAS is linked on an AVX2/AVX-512 CPU). set_gemm_mode switches it (benchmarks and tests compare
-// the paths in one process; GEMM_DEFAULT = the default, OpenBLAS modes fall back to GEMM_OWN without OpenBLAS).
+// The float32 GEMM mode in use (made at first use): GEMM_OWN, GEMM_OPENBLAS, GEMM_ONEDNN (that library throughout),
+// or GEMM_AUTO (the linked library for plain GEMMs, oneDNN before OpenBLAS, and the own kernels' tiles for
+// convolutions: the default when a library is linked on an AVX2/AVX-512 CPU). set_gemm_mode switches it (benchmarks
+// and tests compare the paths in one process; GEMM_DEFAULT = the default; a mode whose library is not linked falls
+// back to the default).
 int gemm_mode();
 void set_gemm_mode(int mode);
 const char* gemm_mode_name(int mode);
-// Whether the float32 GEMM of this shape goes to OpenBLAS under the current mode (a fixed function of the shape).
+// Whether the float32 GEMM of this shape goes to the library (oneDNN or OpenBLAS, as the mode says) rather than the own
+// kernels under the current mode (a fixed function of the shape).
 bool gemm_uses_blas(bool ta, bool tb, int M, int N, int K);
-// set_gemm_mode(on ? GEMM_OWN : GEMM_OPENBLAS) / gemm_mode() == GEMM_OWN.
+// set_gemm_mode(on ? GEMM_OWN : GEMM_DEFAULT) / gemm_mode() == GEMM_OWN.
 void set_force_own(bool on);
 bool force_own();
 
-// C = alpha*op(A)*op(B) + beta*C (row-major), via OpenBLAS or sgemm_own as gemm_uses_blas says (float64: OpenBLAS
+// C = alpha*op(A)*op(B) + beta*C (row-major), via the library or sgemm_own as gemm_uses_blas says (float64: OpenBLAS
 // only in GEMM_OPENBLAS mode).
 void gemm_f32(bool ta, bool tb, int M, int N, int K, float alpha, const float* A, int lda, const float* B, int ldb,
               float beta, float* C, int ldc);

@@ -1,7 +1,7 @@
 // `npm pack` (prepack): compile the native addons portably into prebuilds/<platform>-<arch>/<name>.node, which the
 // package ships (the node-gyp-build layout; src/core/native.ts looks there after build/Release). Portable: the kernels
-// pick AVX-512/AVX2 at run time (no -march=native) and OpenBLAS and MPI are left out (SLIMFIT_NO_BLAS=1, SLIMFIT_NO_MPI=1),
-// since a user may lack libopenblas or libmpi (MPI users build slimfit_mpi against their own MPI: `npm run build:native`). Compiled in a temporary copy of the sources, so this checkout's build/Release stays as it is.
+// pick AVX-512/AVX2 at run time (no -march=native) and OpenBLAS, oneDNN and MPI are left out (SLIMFIT_NO_BLAS=1,
+// SLIMFIT_NO_MPI=1), since a user may lack libopenblas, libdnnl or libmpi (MPI users build slimfit_mpi against their own MPI: `npm run build:native`). Compiled in a temporary copy of the sources, so this checkout's build/Release stays as it is.
 import { cpSync, existsSync, mkdirSync, mkdtempSync, readdirSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { dirname, join, relative } from 'node:path';

@@ -53,9 +53,11 @@ async function engineOn(): Promise<void> {
   assert.equal(installEngine(tf, 'wasm').active, true);
 }
 
-// With OpenBLAS linked the default GEMM mode ('auto') sends some shapes to it and some to the own kernels: both it and
-// the own kernels alone (a build without OpenBLAS) must match trainOnBatch.
-const MODES = addon?.info().blas === 'openblas' ? (['auto', 'own'] as const) : (['own'] as const);
+// With a library linked the default GEMM mode ('auto') sends some shapes to it (oneDNN before OpenBLAS) and some to the
+// own kernels: it, OpenBLAS when oneDNN is the default's library, and the own kernels alone (a build without a library)
+// must all match trainOnBatch.
+const INFO = addon?.info();
+const MODES = !INFO || INFO.blas === 'own' ? (['own'] as const) : INFO.blas === 'onednn' && INFO.openblas ? (['auto', 'openblas', 'own'] as const) : (['auto', 'own'] as const);
 
 test('fused Dense step = trainOnBatch: loss, accuracy, weights and Adam moments over several steps, odd sizes, batch 1, no bias, linear hidden, Flatten', { skip: SKIP }, async () => {
   await engineOn();
@@ -103,9 +105,9 @@ test('fused Dense step = trainOnBatch: loss, accuracy, weights and Adam moments 
 test('the default GEMM choice is a fixed rule by shape, and the fused step repeats bit for bit under it', { skip: SKIP }, async () => {
   await engineOn();
   const i = addon!.info();
-  if (i.blas === 'openblas') {
-    assert.equal(i.gemm, i.isa === 'generic' ? 'openblas' : 'auto');
-    // auto: OpenBLAS for every float32 GEMM (convolutions keep the own kernels' tiles; README, "Which GEMM runs where")
+  if (i.blas !== 'own') {
+    assert.equal(i.gemm, i.isa === 'generic' ? i.blas : 'auto');
+    // auto: the library for every float32 GEMM (convolutions keep the own kernels' tiles; README, "Which GEMM runs where")
     const rule: [number, number, number, number, number, boolean][] = [
       [0, 0, 128, 512, 784, true], [0, 1, 128, 784, 512, true], [1, 0, 784, 512, 128, true], [0, 1, 15488, 288, 64, true], [0, 0, 15488, 64, 288, true],
     ];
@@ -115,7 +117,8 @@ test('the default GEMM choice is a fixed rule by shape, and the fused step repea
     assert.equal(addon!.setGemmMode(''), i.gemm);
   } else {
     assert.equal(i.gemm, 'own');
-    assert.equal(addon!.setGemmMode('openblas'), 'own', 'without OpenBLAS every mode is the own kernels');
+    assert.equal(addon!.setGemmMode('openblas'), 'own', 'without a library every mode is the own kernels');
+    assert.equal(addon!.setGemmMode('onednn'), 'own', 'without a library every mode is the own kernels');
     addon!.setGemmMode('');
   }
   const spec: Spec = { input: [784], layers: [{ units: 96, activation: 'relu' }, { units: 80, activation: 'relu' }, { units: 10, activation: 'softmax' }] };

@@ -100,8 +100,10 @@ test('fast engine kernels match the cpu backend (forward and gradient)', { skip:
   const st = installEngine(tf, 'wasm');
   assert.equal(st.active, true, st.note);
   const defaultMode = addon!.info().gemm;
-  // with OpenBLAS linked: the default per-shape choice, OpenBLAS throughout, and the own kernels alone
-  for (const mode of addon!.info().blas === 'openblas' ? (['auto', 'openblas', 'own'] as const) : (['own'] as const)) {
+  // with a library linked: the default per-shape choice, each linked library throughout, and the own kernels alone
+  const info0 = addon!.info();
+  const modes = ['own', ...(info0.blas === 'own' ? [] : ['auto'] as const), ...(info0.openblas ? ['openblas'] as const : []), ...(info0.onednn ? ['onednn'] as const : [])] as const;
+  for (const mode of modes) {
     addon!.setGemmMode(mode);
     const tag = `${mode} gemm`;
     await t.test(`matmul family (${tag})`, async () => {
@@ -296,12 +298,12 @@ test('own GEMM kernels by dtype match a float64 reference', { skip: SKIP }, () =
   const info = addon!.info();
   for (const [M, N, K] of [[1, 1, 1], [13, 37, 29], [50, 70, 260]]) {
     const A = rand(M * K), B = rand(K * N), R = ref(M, N, K, A, B);
-    for (const kind of ['f32', 'f32own', ...(info.blas === 'openblas' ? ['f32blas' as const] : [])] as const) {
+    for (const kind of ['f32', 'f32own', ...(info.openblas ? ['f32blas' as const] : [])] as const) {
       const C = new Float32Array(M * N);
       addon!.gemmDtype(kind, M, N, K, A, B, C);
       C.forEach((c, i) => assert.ok(Math.abs(c - R[i]) < 1e-4 * Math.sqrt(K), `${kind} ${M}x${N}x${K}`));
     }
-    for (const kind of ['f64', 'f64own', ...(info.blas === 'openblas' ? ['f64blas' as const] : [])] as const) {
+    for (const kind of ['f64', 'f64own', ...(info.openblas ? ['f64blas' as const] : [])] as const) {
       const C = new Float64Array(M * N);
       addon!.gemmDtype(kind, M, N, K, Float64Array.from(A), Float64Array.from(B), C);
       C.forEach((c, i) => assert.ok(Math.abs(c - R[i]) < 1e-12 * K, `${kind} ${M}x${N}x${K}`));
@@ -354,13 +356,16 @@ test('SLIMFIT_THREADS and SLIMFIT_GEMM reach the engine through configure(), whi
     e.configure(nativeSettings()); // the same settings again (another thread loading it): fine
     let late = '';
     try { e.configure({ threads: i.threads + 1, gemm: '', isa: '' }); } catch (err) { late = err.message; }
-    console.log(JSON.stringify({ threads: i.threads, forceOwn: i.forceOwn, gemm: i.gemm, blas: i.blas, late }));`;
-  for (const [threads, gemm] of [['1', 'own'], ['2', 'openblas']]) {
+    console.log(JSON.stringify({ threads: i.threads, forceOwn: i.forceOwn, gemm: i.gemm, blas: i.blas, openblas: i.openblas, onednn: i.onednn, late }));`;
+  for (const [threads, gemm] of [['1', 'own'], ['2', 'openblas'], ['2', 'onednn']]) {
     const out = execFileSync(process.execPath, ['--import', 'tsx', '--input-type=module', '-e', script], { env: { ...process.env, SLIMFIT_THREADS: threads, SLIMFIT_GEMM: gemm }, encoding: 'utf8' });
-    const got = JSON.parse(out) as { threads: number; forceOwn: boolean; gemm: string; blas: string; late: string };
+    const got = JSON.parse(out) as { threads: number; forceOwn: boolean; gemm: string; blas: string; openblas: boolean; onednn: boolean; late: string };
     assert.equal(got.threads, Number(threads));
+    // a library that is not linked falls back to the default: the other library (auto on AVX2/AVX-512), or own
+    const linked = gemm === 'own' || (gemm === 'openblas' ? got.openblas : got.onednn);
     assert.equal(got.forceOwn, gemm === 'own' || got.blas === 'own');
-    assert.equal(got.gemm, got.blas === 'own' ? 'own' : gemm);
+    if (linked) assert.equal(got.gemm, gemm);
+    else assert.notEqual(got.gemm, gemm);
     assert.match(got.late, /after first use with different settings/);
   }
 });

@@ -33,15 +33,16 @@ export const TRAINING_SHAPES: GemmShape[] = [
   { name: 'cnn dense 1600→128', M: 128, N: 128, K: 1600, transA: false, transB: false },
 ];
 
-/** The square GEMM whose best rate (own, OpenBLAS in the engine, numpy) is the machine's float32 ceiling in the report. */
+/** The square GEMM whose best rate (own, oneDNN and OpenBLAS in the engine, numpy) is the machine's float32 ceiling in the report. */
 export const CEILING_SHAPE: GemmShape = { name: 'ceiling 2048³', M: 2048, N: 2048, K: 2048, transA: false, transB: false };
 
 /**
- * One GEMM row (GFLOP/s): the engine's default mode, its own kernels and OpenBLAS inside it (null when not linked),
- * which library the default mode takes for this shape, numpy on all cores and on one thread, and default / best numpy.
+ * One GEMM row (GFLOP/s): the engine's default mode, its own kernels, oneDNN and OpenBLAS inside it (null when not
+ * linked), which library the default mode takes for this shape, numpy on all cores and on one thread, and default /
+ * best numpy.
  */
 export interface GemmRow {
-  shape: GemmShape; engine: number; own: number; engineOpenblas: number | null; choice: 'own' | 'OpenBLAS';
+  shape: GemmShape; engine: number; own: number; engineOnednn: number | null; engineOpenblas: number | null; choice: 'own' | 'OpenBLAS' | 'oneDNN';
   numpy: number | null; numpy1: number | null; ratio: number | null;
 }
 
@@ -79,7 +80,7 @@ export const BF16_SHAPES: GemmShape[] = [
  * One bf16 GEMM row (GFLOP/s, counting 2·M·N·K as for float32): each bf16 kernel this CPU has (null: absent), the
  * float32 GEMMs of the engine measured in the same interleaved rounds, and best bf16 / best float32.
  */
-export interface Bf16GemmRow { shape: GemmShape; amx: number | null; avx512bf16: number | null; own: number; openblas: number | null; ratio: number }
+export interface Bf16GemmRow { shape: GemmShape; amx: number | null; avx512bf16: number | null; own: number; onednn: number | null; openblas: number | null; ratio: number }
 
 /** Options of benchEngine. */
 export interface EngineBenchOptions {
@@ -99,7 +100,7 @@ export interface EngineBenchOptions {
 }
 
 /** The machine's float32 GEMM ceiling at CEILING_SHAPE: each contender's GFLOP/s and the best. */
-export interface Ceiling { own: number; engineOpenblas: number | null; numpy: number | null; best: number }
+export interface Ceiling { own: number; engineOnednn: number | null; engineOpenblas: number | null; numpy: number | null; best: number }
 
 /** Full results of the engine benchmark. */
 export interface EngineBenchResult {
@@ -128,10 +129,10 @@ function gemmRate(shape: GemmShape, seconds: number, rounds: number): number {
 }
 
 /**
- * float32 (own, OpenBLAS in the engine) and bf16 (each kernel) GEMM rates at one shape, in interleaved rounds (so a
- * load change on the machine hits all alike); the best round of each.
+ * float32 (own, and each library linked into the engine) and bf16 (each kernel) GEMM rates at one shape, in
+ * interleaved rounds (so a load change on the machine hits all alike); the best round of each.
  */
-function bf16GemmRow(shape: GemmShape, seconds: number, rounds: number, kernels: ('amx' | 'avx512bf16')[], linked: boolean): Bf16GemmRow {
+function bf16GemmRow(shape: GemmShape, seconds: number, rounds: number, kernels: ('amx' | 'avx512bf16')[], libs: ('onednn' | 'openblas')[]): Bf16GemmRow {
   const { addon } = loadAddon();
   const { M, N, K, transA, transB } = shape;
   const buf = new ArrayBuffer(4 * (M * K + K * N + M * N));
@@ -139,11 +140,11 @@ function bf16GemmRow(shape: GemmShape, seconds: number, rounds: number, kernels:
   for (let i = 0; i < f.length; i++) f[i] = ((i * 37) % 101) / 101;
   const A = new Float32Array(buf, 0, M * K), B = new Float32Array(buf, 4 * M * K, K * N), C = new Float32Array(buf, 4 * (M * K + K * N), M * N);
   const mode = addon!.info().gemm;
-  const f32 = (m: 'own' | 'openblas') => (): void => {
+  const f32 = (m: 'own' | 'onednn' | 'openblas') => (): void => {
     addon!.setGemmMode(m);
     addon!.gemm(buf, +transA, +transB, M, N, K, 0, transA ? M : K, 4 * M * K, transB ? K : N, 4 * (M * K + K * N), N, 1, 0, 0, 0, -1, 0, 0);
   };
-  const runs: [string, () => void][] = [['own', f32('own')], ...(linked ? [['openblas', f32('openblas')] as [string, () => void]] : []),
+  const runs: [string, () => void][] = [['own', f32('own')], ...libs.map((l): [string, () => void] => [l, f32(l)]),
     ...kernels.map((k): [string, () => void] => [k, () => { addon!.gemmBf16(k, +transA, +transB, M, N, K, A, B, C); }])];
   const best = new Map<string, number>();
   for (const [, run] of runs) run();
@@ -156,8 +157,9 @@ function bf16GemmRow(shape: GemmShape, seconds: number, rounds: number, kernels:
     }
   }
   addon!.setGemmMode(mode);
-  const amx = best.get('amx') ?? null, avx = best.get('avx512bf16') ?? null, own = best.get('own')!, openblas = best.get('openblas') ?? null;
-  return { shape, amx, avx512bf16: avx, own, openblas, ratio: Math.max(amx ?? 0, avx ?? 0) / Math.max(own, openblas ?? 0) };
+  const amx = best.get('amx') ?? null, avx = best.get('avx512bf16') ?? null, own = best.get('own')!;
+  const onednn = best.get('onednn') ?? null, openblas = best.get('openblas') ?? null;
+  return { shape, amx, avx512bf16: avx, own, onednn, openblas, ratio: Math.max(amx ?? 0, avx ?? 0) / Math.max(own, onednn ?? 0, openblas ?? 0) };
 }
 
 /** Run a child (node or python) that prints one JSON line; returns it parsed or an error note (also used by bf16.ts). */
@@ -179,7 +181,7 @@ export function benchEngine(opts: EngineBenchOptions = {}): EngineBenchResult {
   const secs = opts.gemmSeconds ?? 0.3;
   const batch = opts.batch ?? 128;
   const models = opts.models ?? ['mlp', 'cnn'];
-  const linked = info.blas === 'openblas';
+  const libs = [...(info.onednn ? ['onednn' as const] : []), ...(info.openblas ? ['openblas' as const] : [])];
 
   log('GEMM: numpy/OpenBLAS …');
   const npShapes = [...TRAINING_SHAPES, CEILING_SHAPE];
@@ -191,7 +193,7 @@ export function benchEngine(opts: EngineBenchOptions = {}): EngineBenchResult {
   const np1Rows = (np1.json?.rows ?? []) as { name: string; gflops: number }[];
   const npRate = (rows: { name: string; gflops: number }[], s: GemmShape): number | null => rows.find((r) => r.name === s.name)?.gflops ?? null;
   log('GEMM: engine …');
-  const rateIn = (mode: 'own' | 'openblas' | '', shape: GemmShape): number => {
+  const rateIn = (mode: 'own' | 'onednn' | 'openblas' | '', shape: GemmShape): number => {
     addon.setGemmMode(mode);
     const r = gemmRate(shape, secs * 3, 3);
     addon.setGemmMode(info.gemm);
@@ -200,23 +202,25 @@ export function benchEngine(opts: EngineBenchOptions = {}): EngineBenchResult {
   const gemm: GemmRow[] = TRAINING_SHAPES.map((shape) => {
     const engine = rateIn('', shape);
     const own = rateIn('own', shape);
-    const engineOpenblas = linked ? rateIn('openblas', shape) : null;
-    const choice = addon.gemmUsesBlas(+shape.transA, +shape.transB, shape.M, shape.N, shape.K) ? 'OpenBLAS' : 'own';
+    const engineOnednn = info.onednn ? rateIn('onednn', shape) : null;
+    const engineOpenblas = info.openblas ? rateIn('openblas', shape) : null;
+    const choice = !addon.gemmUsesBlas(+shape.transA, +shape.transB, shape.M, shape.N, shape.K) ? 'own' : info.blas === 'onednn' ? 'oneDNN' : 'OpenBLAS';
     const numpy = npRate(npRows, shape), numpy1 = npRate(np1Rows, shape);
     const best = Math.max(numpy ?? 0, numpy1 ?? 0);
-    return { shape, engine, own, engineOpenblas, choice, numpy, numpy1, ratio: best > 0 ? engine / best : null };
+    return { shape, engine, own, engineOnednn, engineOpenblas, choice, numpy, numpy1, ratio: best > 0 ? engine / best : null };
   });
   log('GEMM: ceiling at 2048³ …');
   const cOwn = rateIn('own', CEILING_SHAPE);
-  const cBlas = linked ? rateIn('openblas', CEILING_SHAPE) : null;
+  const cDnnl = info.onednn ? rateIn('onednn', CEILING_SHAPE) : null;
+  const cBlas = info.openblas ? rateIn('openblas', CEILING_SHAPE) : null;
   const cNumpy = Math.max(npRate(npRows, CEILING_SHAPE) ?? 0, npRate(np1Rows, CEILING_SHAPE) ?? 0) || null;
-  const ceiling: Ceiling = { own: cOwn, engineOpenblas: cBlas, numpy: cNumpy, best: Math.max(cOwn, cBlas ?? 0, cNumpy ?? 0) };
+  const ceiling: Ceiling = { own: cOwn, engineOnednn: cDnnl, engineOpenblas: cBlas, numpy: cNumpy, best: Math.max(cOwn, cDnnl ?? 0, cBlas ?? 0, cNumpy ?? 0) };
 
   const b16 = addon.bf16Info();
   const kernels = (['amx', 'avx512bf16'] as const).filter((k) => (k === 'amx' ? b16.amx : b16.avx512bf16));
   const bf16Note = b16.kernel === 'none' ? 'this CPU has neither AMX-BF16 nor AVX512_BF16: no bf16 rows' : b16.amxNote ? `AMX not used: ${b16.amxNote}` : '';
   log(kernels.length ? 'GEMM: bf16 (opt-in precision) vs float32 …' : 'GEMM: no bf16 kernel on this CPU');
-  const bf16Gemm = kernels.length ? BF16_SHAPES.map((s) => bf16GemmRow(s, secs * 3 * (kernels.length + 2), 3, [...kernels], linked)) : [];
+  const bf16Gemm = kernels.length ? BF16_SHAPES.map((s) => bf16GemmRow(s, secs * 3 * (kernels.length + 1 + libs.length), 3, [...kernels], libs)) : [];
 
   const flops: Partial<Record<BenchModel, TrainingFlops>> = {};
   for (const model of models) flops[model] = flopsOf(model);
@@ -296,10 +300,10 @@ function flopsOf(kind: BenchModel): TrainingFlops {
 /** The results as markdown: GEMM table, ceiling, training table with ratios and fractions of the ceiling. */
 export function engineReport(r: EngineBenchResult): string {
   const shape = (s: GemmShape): string => `${s.M}×${s.N}×${s.K}${s.transA ? ' (Aᵀ)' : ''}${s.transB ? ' (Bᵀ)' : ''}`;
-  const gemm = markdownTable(['GEMM (float32)', 'M×N×K', 'engine default', 'takes', 'own GEMM', 'OpenBLAS in engine', 'numpy', 'numpy 1 thread', 'default / best numpy'],
-    r.gemm.map((g) => [g.shape.name, shape(g.shape), fmt(g.engine), g.choice, fmt(g.own), fmt(g.engineOpenblas), fmt(g.numpy), fmt(g.numpy1), g.ratio == null ? '–' : `${fmt(g.ratio, 2)}x`]));
+  const gemm = markdownTable(['GEMM (float32)', 'M×N×K', 'engine default', 'takes', 'own GEMM', 'oneDNN in engine', 'OpenBLAS in engine', 'numpy', 'numpy 1 thread', 'default / best numpy'],
+    r.gemm.map((g) => [g.shape.name, shape(g.shape), fmt(g.engine), g.choice, fmt(g.own), fmt(g.engineOnednn), fmt(g.engineOpenblas), fmt(g.numpy), fmt(g.numpy1), g.ratio == null ? '–' : `${fmt(g.ratio, 2)}x`]));
   const c = r.ceiling;
-  const ceiling = `Float32 GEMM ceiling (best at ${shape(CEILING_SHAPE)}): **${fmt(c.best)} GFLOP/s** (own ${fmt(c.own)}, OpenBLAS in the engine ${fmt(c.engineOpenblas)}, numpy ${fmt(c.numpy)}).`;
+  const ceiling = `Float32 GEMM ceiling (best at ${shape(CEILING_SHAPE)}): **${fmt(c.best)} GFLOP/s** (own ${fmt(c.own)}, oneDNN in the engine ${fmt(c.engineOnednn)}, OpenBLAS in the engine ${fmt(c.engineOpenblas)}, numpy ${fmt(c.numpy)}).`;
   const flopLines = Object.entries(r.flops).map(([m, f]) => `${m}: ${fmt(f.total / 1e6, 2)} MFLOP per training sample (forward ${fmt(f.forward / 1e6, 2)} + weight gradients ${fmt(f.dW / 1e6, 2)} + input gradients ${fmt(f.dX / 1e6, 2)})`);
   const counted = Object.values(r.flops)[0]?.counted ?? '';
   const best = (m: BenchModel, pick: (t: TrainRow) => boolean): TrainRow | null => {
@@ -323,8 +327,8 @@ export function engineReport(r: EngineBenchResult): string {
         fmt(gf), gf != null && c.best > 0 ? `${fmt((100 * gf) / c.best, 0)}%${bf ? ' (bf16, not float32)' : ''}` : '–', fmt(t.samplesPerCpuSec, 0), t.peakRss ? formatBytes(t.peakRss) : '–', t.note];
     }));
   const bf16Table = r.bf16Gemm.length ? `\n\nOpt-in bf16 GEMM (operands rounded to bfloat16 while packing, float32 accumulation; a different precision from the float32 rows: 2·M·N·K counted alike; interleaved rounds, best of 3 each):\n\n${markdownTable(
-    ['GEMM', 'M×N×K', 'bf16 AMX', 'bf16 AVX512_BF16', 'float32 own', 'float32 OpenBLAS in engine', 'best bf16 / best float32'],
-    r.bf16Gemm.map((g) => [g.shape.name, shape(g.shape), fmt(g.amx), fmt(g.avx512bf16), fmt(g.own), fmt(g.openblas), `${fmt(g.ratio, 2)}x`]))}${r.bf16Note ? `\n\n${r.bf16Note}` : ''}` : r.bf16Note ? `\n\nbf16: ${r.bf16Note}.` : '';
+    ['GEMM', 'M×N×K', 'bf16 AMX', 'bf16 AVX512_BF16', 'float32 own', 'float32 oneDNN in engine', 'float32 OpenBLAS in engine', 'best bf16 / best float32'],
+    r.bf16Gemm.map((g) => [g.shape.name, shape(g.shape), fmt(g.amx), fmt(g.avx512bf16), fmt(g.own), fmt(g.onednn), fmt(g.openblas), `${fmt(g.ratio, 2)}x`]))}${r.bf16Note ? `\n\n${r.bf16Note}` : ''}` : r.bf16Note ? `\n\nbf16: ${r.bf16Note}.` : '';
   const bf16Lines = (Object.keys(r.flops) as BenchModel[]).flatMap((m) => {
     const s = best(m, isSlimfitBf16), p = best(m, isTorchBf16), s32 = best(m, isSlimfit);
     if (!s) return [];

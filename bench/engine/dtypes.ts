@@ -51,7 +51,7 @@ export function benchDtypes(opts: DtypeBenchOptions = {}): DtypeRow[] {
   const rows: DtypeRow[] = [];
   const bf16 = addon.bf16Info?.() ?? { kernel: 'none' as const, avx512bf16: false, amx: false, amxNote: '' };
   const bf16Kernels: Bf16Kernel[] = [...(bf16.amx ? ['amx' as const] : []), ...(bf16.avx512bf16 ? ['avx512bf16' as const] : [])];
-  const f32Default: GemmKind = info.blas === 'openblas' ? 'f32blas' : 'f32own';
+  const f32Default: GemmKind = info.openblas ? 'f32blas' : 'f32own';
   for (const [M, N, K] of opts.shapes ?? DEFAULT_SHAPES) {
     // Operands per kind; rounds are interleaved across kinds so that a load change on the machine hits all alike.
     const setups = new Map<string, () => void>();
@@ -83,7 +83,7 @@ export function benchDtypes(opts: DtypeBenchOptions = {}): DtypeRow[] {
         }
       }
     };
-    const kinds: GemmKind[] = ['f64own', 'f32own', ...(info.bf16 ? ['bf16' as const] : []), ...(info.vnni ? ['i8' as const] : []), ...(info.blas === 'openblas' ? ['f64blas' as const, 'f32blas' as const] : [])];
+    const kinds: GemmKind[] = ['f64own', 'f32own', ...(info.bf16 ? ['bf16' as const] : []), ...(info.vnni ? ['i8' as const] : []), ...(info.openblas ? ['f64blas' as const, 'f32blas' as const] : [])];
     for (const k of kinds) prepare(k);
     for (const k of bf16Kernels) prepareBf16(k);
     measureAll();
@@ -98,8 +98,8 @@ export function benchDtypes(opts: DtypeBenchOptions = {}): DtypeRow[] {
       row('bfloat16', 'own', 'vdpbf16ps (AVX512_BF16)', 'bf16', 'f32own', 'not available on this CPU (no AVX512_BF16)'),
       row('int8', 'own', 'vpdpbusd (AVX512_VNNI), uint8 x int8 -> int32', 'i8', 'f32own', 'not available on this CPU (no AVX512_VNNI)'),
     );
-    if (info.blas === 'openblas') rows.push(row('float64', 'openblas', 'OpenBLAS dgemm', 'f64blas', 'f32blas', ''), row('float32', 'openblas', 'OpenBLAS sgemm', 'f32blas', 'f32blas', ''));
-    const vs = info.blas === 'openblas' ? 'vs OpenBLAS sgemm' : 'vs own float32';
+    if (info.openblas) rows.push(row('float64', 'openblas', 'OpenBLAS dgemm', 'f64blas', 'f32blas', ''), row('float32', 'openblas', 'OpenBLAS sgemm', 'f32blas', 'f32blas', ''));
+    const vs = info.openblas ? 'vs OpenBLAS sgemm' : 'vs own float32';
     rows.push(
       row('bfloat16', 'bf16 mode', `tdpbf16ps (AMX tiles), operands rounded to bf16 while packing, ${vs}`, 'bf16-amx', f32Default, `not available here (${bf16.amx ? 'AMX refused' : bf16.amxNote || 'no AMX-BF16'})`),
       row('bfloat16', 'bf16 mode', `vdpbf16ps (AVX512_BF16), operands rounded to bf16 while packing, ${vs}`, 'bf16-avx512bf16', f32Default, 'not available on this CPU (no AVX512_BF16)'),

@@ -46,7 +46,7 @@ export interface DoctorReport {
   searched: string[];
   addons: Array<{ name: AddonName; role: string; active: boolean; from: string | null; path: string | null; off: string | null; why: string | null; loadErrors: string[] }>;
   /** The engine's CPU dispatch, when the engine addon is loaded. */
-  engine: { isa: string; avx512: boolean; avx2: boolean; bf16: boolean; vnni: boolean; openblas: boolean; gemm: string; threads: number;
+  engine: { isa: string; avx512: boolean; avx2: boolean; bf16: boolean; vnni: boolean; openblas: boolean; onednn: boolean; gemm: string; threads: number;
     /** The kernel `--matmul-precision bf16` would run ('none': the mode is refused on this machine). */
     bf16Kernel: 'amx' | 'avx512bf16' | 'none' } | null;
   /** One line: what training runs on. */
@@ -153,7 +153,7 @@ export function doctorReport(opts: DoctorOptions = {}): DoctorReport {
   let engine: DoctorReport['engine'] = null;
   if (addon) {
     const i = addon.info();
-    engine = { isa: i.isa, avx512: i.isa === 'avx512', avx2: i.isa === 'avx512' || i.isa === 'avx2', bf16: i.bf16, vnni: i.vnni, openblas: i.blas === 'openblas', gemm: `${gemmModeLabel(i)} GEMM`, threads: i.threads, bf16Kernel: typeof addon.bf16Info === 'function' ? addon.bf16Info().kernel : 'none' };
+    engine = { isa: i.isa, avx512: i.isa === 'avx512', avx2: i.isa === 'avx512' || i.isa === 'avx2', bf16: i.bf16, vnni: i.vnni, openblas: i.openblas, onednn: i.onednn, gemm: `${gemmModeLabel(i)} GEMM`, threads: i.threads, bf16Kernel: typeof addon.bf16Info === 'function' ? addon.bf16Info().kernel : 'none' };
   }
   // From what really resolves: without the wasm backend, train falls back to cpu (backend.ts), where the engine does not apply.
   const training = badRequired.length ? `nothing: training cannot start, ${badRequired.map((p) => p.name).join(', ')} ${badRequired.length === 1 ? 'is' : 'are'} missing or the wrong version (see peer dependencies above)`
@@ -187,7 +187,7 @@ export function formatDoctor(r: DoctorReport): string {
   }
   const e = r.engine;
   lines.push(e
-    ? `CPU features the engine uses: ${e.isa} kernels (AVX-512 ${yes(e.avx512)}, AVX2 ${yes(e.avx2)}, AVX-512 BF16 ${yes(e.bf16)}, AVX-512 VNNI ${yes(e.vnni)}); OpenBLAS linked: ${yes(e.openblas)}; ${e.gemm}; ${e.threads} thread${e.threads === 1 ? '' : 's'}; --matmul-precision bf16: ${e.bf16Kernel === 'amx' ? 'AMX tiles' : e.bf16Kernel === 'avx512bf16' ? 'AVX512_BF16' : 'not available (no AVX512_BF16 or AMX-BF16)'}`
+    ? `CPU features the engine uses: ${e.isa} kernels (AVX-512 ${yes(e.avx512)}, AVX2 ${yes(e.avx2)}, AVX-512 BF16 ${yes(e.bf16)}, AVX-512 VNNI ${yes(e.vnni)}); OpenBLAS linked: ${yes(e.openblas)}; oneDNN linked: ${yes(e.onednn)}; ${e.gemm}; ${e.threads} thread${e.threads === 1 ? '' : 's'}; --matmul-precision bf16: ${e.bf16Kernel === 'amx' ? 'AMX tiles' : e.bf16Kernel === 'avx512bf16' ? 'AVX512_BF16' : 'not available (no AVX512_BF16 or AMX-BF16)'}`
     : 'CPU features: unknown (the engine addon is not loaded)');
   if (r.addonFix) lines.push(`to get the missing addons: ${r.addonFix}`);
   lines.push(`training runs on ${r.training}`);

@@ -40,8 +40,8 @@ export interface EnvSettings {
   s3Region: string | null;
   /** SLIMFIT_THREADS: threads of the native engine's pool (1-256); default all cores. */
   threads: number | null;
-  /** SLIMFIT_GEMM: one float32 GEMM library throughout; default (null): OpenBLAS when linked, convolutions on the own kernels' tiles. */
-  gemm: 'own' | 'openblas' | null;
+  /** SLIMFIT_GEMM: one float32 GEMM library throughout; default (null): oneDNN (else OpenBLAS) when linked, convolutions on the own kernels' tiles. */
+  gemm: 'own' | 'openblas' | 'onednn' | null;
   /** SLIMFIT_ISA: cap the instruction set native kernels use (to compare paths on one machine). */
   isa: 'avx512' | 'avx2' | 'generic' | null;
   /** SLIMFIT_BACKEND: tfjs backend for training; default wasm (cpu when wasm cannot start). */
@@ -78,7 +78,7 @@ export const ENV_VARS = {
   },
   SLIMFIT_BACKEND: { accepts: 'wasm or cpu', default: 'wasm (cpu when wasm cannot start)', overrides: 'the `backend` option of fit, evaluate, trainRun and evalRun (`--backend`) when not given' },
   SLIMFIT_THREADS: { accepts: 'an integer 1-256', default: 'all cores', overrides: 'threads of the native engine\'s pool' },
-  SLIMFIT_GEMM: { accepts: 'own or openblas', default: 'with OpenBLAS linked: OpenBLAS, convolutions on the own kernels\' tiles on AVX2/AVX-512 CPUs ("Which GEMM runs where"); without it: own', overrides: 'the engine\'s float32 GEMM (and float64: own unless openblas)' },
+  SLIMFIT_GEMM: { accepts: 'own, openblas or onednn', default: 'with a library linked: oneDNN (else OpenBLAS), convolutions on the own kernels\' tiles on AVX2/AVX-512 CPUs ("Which GEMM runs where"); without one: own', overrides: 'the engine\'s float32 GEMM; a library that is not linked falls back to the default (float64: own unless openblas)' },
   SLIMFIT_ISA: { accepts: 'avx512, avx2 or generic', default: 'the best the CPU has', overrides: 'caps the SIMD level of the engine and the loader\'s gather addon' },
   SLIMFIT_CACHE: { accepts: 'a folder', default: '$XDG_CACHE_HOME/slimfit, else ~/.cache/slimfit', overrides: 'where `slimfit demo` keeps its MNIST store, and the default `cacheDir` of remote stores (its remote/ folder)' },
   SLIMFIT_CACHE_LIMIT: { accepts: 'a size such as 20G or 500M', default: '10G', overrides: 'the `cacheLimit` option of remote stores (`--cache-limit`)' },
@@ -133,7 +133,8 @@ export function parseMpiEnv(env: Record<string, string | undefined>): MpiLaunch 
  */
 export const BUILD_ENV_VARS = {
   SLIMFIT_SKIP_NATIVE: { accepts: 'any non-empty value', default: 'unset', overrides: '`npm install` builds no native addon (everything runs on the JS fallbacks)' },
-  SLIMFIT_NO_BLAS: { accepts: 'any non-empty value', default: 'unset', overrides: 'builds the engine without OpenBLAS even when it is installed' },
+  SLIMFIT_NO_BLAS: { accepts: 'any non-empty value', default: 'unset', overrides: 'builds the engine without a GEMM library (neither OpenBLAS nor oneDNN) even when one is installed' },
+  SLIMFIT_NO_DNNL: { accepts: 'any non-empty value', default: 'unset', overrides: 'builds the engine without oneDNN even when it is installed (OpenBLAS, when installed, then runs its float32 GEMMs)' },
   SLIMFIT_NO_ZLIB: { accepts: 'any non-empty value', default: 'unset', overrides: 'builds without zlib (no native PNG decoder or gunzip)' },
   SLIMFIT_NO_NODE_OPENSSL: { accepts: 'any non-empty value', default: 'unset', overrides: 'builds without node\'s OpenSSL headers (no native shard checksums)' },
   SLIMFIT_NO_MPI: { accepts: 'any non-empty value', default: 'unset', overrides: 'builds without MPI even when `mpicc` is installed (no `slimfit_mpi`: no training under mpirun)' },
@@ -181,7 +182,7 @@ export function parseEnv(env: Record<string, string | undefined> = process.env):
     s3Endpoint: env.AWS_ENDPOINT_URL_S3 || env.AWS_ENDPOINT_URL || null,
     s3Region: env.AWS_REGION || env.AWS_DEFAULT_REGION || null,
     threads,
-    gemm: oneOf('SLIMFIT_GEMM', env.SLIMFIT_GEMM, ['own', 'openblas'] as const),
+    gemm: oneOf('SLIMFIT_GEMM', env.SLIMFIT_GEMM, ['own', 'openblas', 'onednn'] as const),
     isa: oneOf('SLIMFIT_ISA', env.SLIMFIT_ISA, ['avx512', 'avx2', 'generic'] as const),
     backend: oneOf('SLIMFIT_BACKEND', env.SLIMFIT_BACKEND, ['wasm', 'cpu'] as const),
     disabled,
@@ -220,7 +221,7 @@ export interface NativeSettings {
   /** Pool threads; 0 = one per hardware thread. */
   threads: number;
   /** '' = the default choice. */
-  gemm: 'own' | 'openblas' | '';
+  gemm: 'own' | 'openblas' | 'onednn' | '';
   /** '' = the best the CPU has. */
   isa: 'avx512' | 'avx2' | 'generic' | '';
 }

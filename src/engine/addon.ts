@@ -3,11 +3,11 @@
 import { addonStatus, whyOff } from '../core/native.ts';
 import { type NativeSettings, nativeSettings } from '../core/config.ts';
 
-/** The float32 GEMM mode: the own kernels, OpenBLAS throughout, or auto: OpenBLAS with convolutions on the own kernels' tiles (see gemmUsesBlas). */
-export type GemmMode = 'own' | 'openblas' | 'auto';
+/** The float32 GEMM mode: the own kernels, OpenBLAS or oneDNN throughout, or auto: the linked library (oneDNN before OpenBLAS) with convolutions on the own kernels' tiles (see gemmUsesBlas). */
+export type GemmMode = 'own' | 'openblas' | 'onednn' | 'auto';
 
 /** Facts about the loaded addon. */
-export interface AddonInfo { blas: 'openblas' | 'own'; isa: 'avx512' | 'avx2' | 'generic'; threads: number; bf16: boolean; vnni: boolean; forceOwn: boolean; gemm: GemmMode }
+export interface AddonInfo { blas: 'onednn' | 'openblas' | 'own'; openblas: boolean; onednn: boolean; isa: 'avx512' | 'avx2' | 'generic'; threads: number; bf16: boolean; vnni: boolean; forceOwn: boolean; gemm: GemmMode }
 
 /** GEMM variants of gemmDtype: current choice, OpenBLAS only, or the own kernels. */
 export type GemmKind = 'f64' | 'f32' | 'f64blas' | 'f32blas' | 'f64own' | 'f32own' | 'bf16' | 'i8';
@@ -48,9 +48,9 @@ export interface Addon {
   /** The kernel the bf16 mode uses from now on ('' = the best; one this CPU lacks is ignored); returns the one in use. For tests and benchmarks. */
   setBf16Kernel(kind: Bf16Kernel | ''): Bf16Kernel | 'none';
   setForceOwn(on: boolean): void;
-  /** Switch the float32 GEMM mode ('' = the default); returns the mode now in use (own without OpenBLAS). For benchmarks and tests. */
+  /** Switch the float32 GEMM mode ('' = the default); returns the mode now in use (the default when the mode's library is not linked). For benchmarks and tests. */
   setGemmMode(mode: GemmMode | ''): GemmMode;
-  /** Whether a float32 GEMM of this shape goes to OpenBLAS under the current mode (a fixed rule by shape). */
+  /** Whether a float32 GEMM of this shape goes to the library (oneDNN or OpenBLAS) under the current mode (a fixed rule by shape). */
   gemmUsesBlas(ta: number, tb: number, M: number, N: number, K: number): boolean;
   /** Settings from the environment (src/core/config.ts); must come before the first kernel or info() call. */
   configure(s: NativeSettings): void;
@@ -79,7 +79,8 @@ export function loadAddon(): { addon: Addon | null; note: string } {
   return cached;
 }
 
-/** How notes name the GEMM mode: 'own', 'OpenBLAS', or 'OpenBLAS (own conv tiles)' (the default with OpenBLAS linked). */
+/** How notes name the GEMM mode: 'own', 'OpenBLAS', 'oneDNN', or '<library> (own conv tiles)' (the default with a library linked). */
 export function gemmModeLabel(i: AddonInfo): string {
-  return i.gemm === 'own' ? 'own' : i.gemm === 'openblas' ? 'OpenBLAS' : 'OpenBLAS (own conv tiles)';
+  const lib = i.blas === 'onednn' ? 'oneDNN' : 'OpenBLAS';
+  return i.gemm === 'own' ? 'own' : i.gemm === 'openblas' ? 'OpenBLAS' : i.gemm === 'onednn' ? 'oneDNN' : `${lib} (own conv tiles)`;
 }
