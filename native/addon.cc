@@ -629,7 +629,8 @@ napi_value SetGemmMode(napi_env env, napi_callback_info info) {
   return r;
 }
 
-// gemmUsesBlas(ta, tb, M, N, K): whether a float32 GEMM of this shape goes to OpenBLAS under the current mode.
+// gemmUsesBlas(ta, tb, M, N, K): whether a float32 GEMM of this shape goes to the library (oneDNN or OpenBLAS) rather
+// than the own kernels under the current mode.
 napi_value GemmUsesBlas(napi_env env, napi_callback_info info) {
   Args a(env, info);
   bool ta = a.num(0) != 0, tb = a.num(1) != 0;

@@ -143,19 +143,18 @@ static void blas_init() {
 #endif
 
 #ifdef SLIMFIT_HAVE_GEMM_LIB
-// One slice's float32 GEMM on the calling thread by the library the mode names for the whole M×N product: oneDNN in
-// GEMM_ONEDNN and (when linked) GEMM_AUTO, else OpenBLAS. Products thinner than 16 rows or columns never go to oneDNN:
-// there its matrix-vector kernels sum all of K in one float32 accumulator (relative error 2e-3 for a dot product of
-// 4.2M terms, where OpenBLAS and the own kernels, which sum in blocks of K, stay near 1e-6); they go to OpenBLAS, or
-// to the own kernel when OpenBLAS is not linked. oneDNN is kept to one thread per call, as OpenBLAS is: its OpenMP team
-// size is a per-thread setting, made once on each thread that calls it. Should dnnl_sgemm refuse (it checks its
-// arguments and may fail to allocate scratch before it writes C), the own kernel computes the slice.
-static void lib_sgemm(int M, int N, bool ta, bool tb, int m, int n, int K, float alpha, const float* A, int lda,
-                      const float* B, int ldb, float beta, float* C, int ldc) {
-  (void)M;
-  (void)N;
+// One slice's float32 GEMM (m×n of C) on the calling thread by the library the mode names: oneDNN in GEMM_ONEDNN and
+// (when linked) GEMM_AUTO, else OpenBLAS. Slices thinner than 16 rows or columns never go to oneDNN: there its
+// matrix-vector kernels sum all of K in one float32 accumulator (relative error 2e-3 for a dot product of 4.2M terms,
+// where OpenBLAS and the own kernels, which sum in blocks of K, stay near 1e-6); they go to OpenBLAS, or to the own
+// kernel when OpenBLAS is not linked (the slices depend only on the shape and thread count, so this stays a fixed
+// rule). oneDNN is kept to one thread per call, as OpenBLAS is: its OpenMP team size is a per-thread setting, made
+// once on each thread that calls it. Should dnnl_sgemm refuse (it checks its arguments and may fail to allocate scratch
+// before it writes C), the own kernel computes the slice.
+static void lib_sgemm(bool ta, bool tb, int m, int n, int K, float alpha, const float* A, int lda, const float* B, int ldb,
+                      float beta, float* C, int ldc) {
 #ifdef SLIMFIT_HAVE_DNNL
-  if (gemm_mode() != GEMM_OPENBLAS && M >= 16 && N >= 16) {
+  if (gemm_mode() != GEMM_OPENBLAS && m >= 16 && n >= 16) {
     static thread_local bool one_thread = [] {
       if (omp_set_num_threads) omp_set_num_threads(1);
       return true;
@@ -252,7 +251,7 @@ bool gemm_f32_slice(const GemmSlicing& g, int t, bool ta, bool tb, int M, int N,
   const int m = i1 - i0, n = j1 - j0;
 #ifdef SLIMFIT_HAVE_GEMM_LIB
   if (gemm_uses_blas(ta, tb, M, N, K))
-    lib_sgemm(M, N, ta, tb, m, n, K, alpha, A, lda, B, ldb, beta, C, ldc);
+    lib_sgemm(ta, tb, m, n, K, alpha, A, lda, B, ldb, beta, C, ldc);
   else
 #endif
     sgemm_own(ta, tb, m, n, K, alpha, A, lda, B, ldb, beta, C, ldc, 1);

@@ -18,7 +18,8 @@ enum { GEMM_DEFAULT = 0, GEMM_OWN = 1, GEMM_OPENBLAS = 2, GEMM_AUTO = 3, GEMM_ON
 bool configure_threads(int n);  // n <= 0: one per hardware thread
 bool configure_gemm(int choice);
 
-// The float32 GEMM mode in use (made at first use): GEMM_OWN, GEMM_OPENBLAS, GEMM_ONEDNN (that library throughout),
+// The float32 GEMM mode in use (made at first use): GEMM_OWN, GEMM_OPENBLAS, GEMM_ONEDNN (that library throughout;
+// oneDNN hands slices thinner than 16 to OpenBLAS or the own kernels, kernels.cc lib_sgemm),
 // or GEMM_AUTO (the linked library for plain GEMMs, oneDNN before OpenBLAS, and the own kernels' tiles for
 // convolutions: the default when a library is linked on an AVX2/AVX-512 CPU). set_gemm_mode switches it (benchmarks
 // and tests compare the paths in one process; GEMM_DEFAULT = the default; a mode whose library is not linked falls

@@ -157,6 +157,7 @@ test('parseEnv: SLIMFIT_THREADS takes an integer 1-256', () => {
 test('parseEnv: SLIMFIT_GEMM, SLIMFIT_ISA and SLIMFIT_BACKEND take their names (any case)', () => {
   assert.equal(parseEnv({ SLIMFIT_GEMM: 'own' }).gemm, 'own');
   assert.equal(parseEnv({ SLIMFIT_GEMM: 'OpenBLAS' }).gemm, 'openblas');
+  assert.equal(parseEnv({ SLIMFIT_GEMM: 'oneDNN' }).gemm, 'onednn');
   rejects({ SLIMFIT_GEMM: 'mkl' }, 'SLIMFIT_GEMM');
   for (const isa of ['avx512', 'avx2', 'generic'] as const) assert.equal(parseEnv({ SLIMFIT_ISA: isa }).isa, isa);
   rejects({ SLIMFIT_ISA: 'sse4' }, 'SLIMFIT_ISA');

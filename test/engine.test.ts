@@ -2,6 +2,7 @@
 // a gradient check on a small network, the fused Adam step, the own GEMM kernels, and the plain-tfjs fallback (option or SLIMFIT_DISABLE=engine).
 import assert from 'node:assert/strict';
 import { execFileSync } from 'node:child_process';
+import { existsSync } from 'node:fs';
 import { test } from 'node:test';
 import * as tf from '@tensorflow/tfjs-core';
 import '@tensorflow/tfjs-backend-cpu';
@@ -289,6 +290,27 @@ test('the same seeded MLP trained one epoch on an MNIST subset reaches the same 
   assert.ok(Math.abs(fast - ref) <= 0.003, `engine ${fast} vs cpu ${ref}`);
 });
 
+test('long sums stay accurate in every GEMM mode, also in products or slices one row or column thin', { skip: SKIP }, () => {
+  // Positive terms, so a single float32 accumulator's error grows with K (oneDNN's matrix-vector kernels sum that way;
+  // the engine keeps such slices away from it). 17 rows on 2 threads leave a slice of one row.
+  const K = 1 << 19;
+  const info = addon!.info(), mode = info.gemm;
+  const modes = ['own', ...(info.openblas ? ['openblas'] as const : []), ...(info.onednn ? ['onednn', 'auto'] as const : [])] as const;
+  for (const [M, N] of [[17, 16], [1, 20], [20, 1]]) {
+    const A = Float32Array.from({ length: M * K }, (_, i) => ((i * 2654435761) % 1000) / 1000);
+    const B = Float32Array.from({ length: K * N }, (_, i) => ((i * 40503) % 997) / 997);
+    const R = new Float64Array(M * N);
+    for (let i = 0; i < M; i++) for (let j = 0; j < N; j++) { let acc = 0; for (let k = 0; k < K; k++) acc += A[i * K + k] * B[k * N + j]; R[i * N + j] = acc; }
+    for (const m of modes) {
+      addon!.setGemmMode(m);
+      const C = new Float32Array(M * N);
+      addon!.gemmDtype('f32', M, N, K, A, B, C);
+      C.forEach((c, i) => assert.ok(Math.abs(c - R[i]) / R[i] < 2e-5, `${m} ${M}x${N}x${K} element ${i}: ${c} vs ${R[i]}`));
+    }
+  }
+  addon!.setGemmMode(mode);
+});
+
 test('own GEMM kernels by dtype match a float64 reference', { skip: SKIP }, () => {
   const ref = (M: number, N: number, K: number, A: ArrayLike<number>, B: ArrayLike<number>): Float64Array => {
     const C = new Float64Array(M * N);
@@ -356,18 +378,38 @@ test('SLIMFIT_THREADS and SLIMFIT_GEMM reach the engine through configure(), whi
     e.configure(nativeSettings()); // the same settings again (another thread loading it): fine
     let late = '';
     try { e.configure({ threads: i.threads + 1, gemm: '', isa: '' }); } catch (err) { late = err.message; }
-    console.log(JSON.stringify({ threads: i.threads, forceOwn: i.forceOwn, gemm: i.gemm, blas: i.blas, openblas: i.openblas, onednn: i.onednn, late }));`;
+    console.log(JSON.stringify({ threads: i.threads, forceOwn: i.forceOwn, gemm: i.gemm, blas: i.blas, openblas: i.openblas, onednn: i.onednn, isa: i.isa, late }));`;
   for (const [threads, gemm] of [['1', 'own'], ['2', 'openblas'], ['2', 'onednn']]) {
     const out = execFileSync(process.execPath, ['--import', 'tsx', '--input-type=module', '-e', script], { env: { ...process.env, SLIMFIT_THREADS: threads, SLIMFIT_GEMM: gemm }, encoding: 'utf8' });
-    const got = JSON.parse(out) as { threads: number; forceOwn: boolean; gemm: string; blas: string; openblas: boolean; onednn: boolean; late: string };
+    const got = JSON.parse(out) as { threads: number; forceOwn: boolean; gemm: string; blas: string; openblas: boolean; onednn: boolean; isa: string; late: string };
     assert.equal(got.threads, Number(threads));
-    // a library that is not linked falls back to the default: the other library (auto on AVX2/AVX-512), or own
+    // a library that is not linked falls back to the default: auto on AVX2/AVX-512 (the other library), else that
+    // library throughout, or own without one
     const linked = gemm === 'own' || (gemm === 'openblas' ? got.openblas : got.onednn);
+    const fallback = got.blas === 'own' ? 'own' : got.isa === 'generic' ? got.blas : 'auto';
     assert.equal(got.forceOwn, gemm === 'own' || got.blas === 'own');
-    if (linked) assert.equal(got.gemm, gemm);
-    else assert.notEqual(got.gemm, gemm);
+    assert.equal(got.gemm, linked ? gemm : fallback);
     assert.match(got.late, /after first use with different settings/);
   }
+});
+
+test('OpenMP thread binding in the environment does not pin the engine to one core (libgomp comes with oneDNN)', { skip: SKIP }, (t) => {
+  if (!addon!.info().onednn) return t.skip('the engine does not link oneDNN, so no OpenMP runtime loads with it');
+  if (!existsSync('/proc/self/task')) return t.skip('no /proc here to read thread affinities from');
+  const script = `
+    import { readFileSync, readdirSync } from 'node:fs';
+    import { loadAddon } from ${JSON.stringify(new URL('../src/engine/addon.ts', import.meta.url).pathname)};
+    const cpus = (task) => /Cpus_allowed_list:\\s*(\\S+)/.exec(readFileSync('/proc/self/task/' + task + '/status', 'utf8'))[1];
+    const before = cpus(process.pid);
+    const e = loadAddon().addon;
+    e.info(); // starts the pool's threads
+    const after = readdirSync('/proc/self/task').map(cpus);
+    console.log(JSON.stringify({ before, after, env: process.env.OMP_PROC_BIND ?? null }));`;
+  const out = execFileSync(process.execPath, ['--import', 'tsx', '--input-type=module', '-e', script], { env: { ...process.env, OMP_PROC_BIND: 'true', SLIMFIT_THREADS: '2' }, encoding: 'utf8' });
+  const got = JSON.parse(out) as { before: string; after: string[]; env: string | null };
+  assert.ok(got.after.length >= 2);
+  for (const c of got.after) assert.equal(c, got.before, `a thread's CPUs ${c} vs the process's ${got.before}`);
+  assert.equal(got.env, 'true', 'the variable is back for child processes');
 });
 
 test('installEngine with engine: false declines with a note and training still works on plain tfjs', async () => {

@@ -235,6 +235,30 @@ export function nativeSettings(): NativeSettings {
   return { threads, gemm: s.gemm ?? '', isa: s.isa ?? '' };
 }
 
+/**
+ * OpenMP's thread-binding variables. libgomp (which the engine's oneDNN brings along) reads them when it loads and
+ * then pins the loading thread, and so every thread the engine's pool starts from it, to one CPU.
+ */
+const OPENMP_BINDING = ['OMP_PROC_BIND', 'OMP_PLACES', 'GOMP_CPU_AFFINITY'] as const;
+
+/**
+ * Run `load` (loading a native addon) with OpenMP's thread-binding variables taken out of the environment, then put
+ * them back: the engine's kernels run on its own thread pool, which a binding made for OpenMP teams would otherwise
+ * squeeze onto one core. Child processes and other OpenMP code loaded later still see the variables.
+ *
+ * @example
+ * const mod = withoutOpenMpBinding(() => require('./build/Release/slimfit_engine.node'));
+ */
+export function withoutOpenMpBinding<T>(load: () => T): T {
+  const saved = OPENMP_BINDING.filter((k) => process.env[k] !== undefined).map((k) => [k, process.env[k]!] as const);
+  for (const [k] of saved) delete process.env[k];
+  try {
+    return load();
+  } finally {
+    for (const [k, v] of saved) process.env[k] = v;
+  }
+}
+
 /** This process's place in an Open MPI job: `rank` (0-based) of `size` processes. */
 export interface MpiPlace {
   rank: number;

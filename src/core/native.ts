@@ -7,7 +7,7 @@ import { existsSync } from 'node:fs';
 import { createRequire } from 'node:module';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { type Feature, featureEnabled } from './config.ts';
+import { type Feature, featureEnabled, withoutOpenMpBinding } from './config.ts';
 
 /** The package's root folder: src/core/native.ts and dist/core/native.js both sit two levels below it. */
 export const PACKAGE_ROOT = join(dirname(fileURLToPath(import.meta.url)), '..', '..');
@@ -64,7 +64,7 @@ export function addonStatus(name: AddonName): AddonStatus {
       const path = join(PACKAGE_ROOT, folder, `${name}.node`);
       if (!existsSync(path)) continue;
       try {
-        s.module = require(path);
+        s.module = withoutOpenMpBinding(() => require(path));
         s.from = folder;
         s.path = path;
         break;

@@ -1,4 +1,4 @@
-// The fast engine: native kernels (node-gyp addon: OpenBLAS or own SIMD GEMM, im2col convolutions, pooling, fused
+// The fast engine: native kernels (node-gyp addon: oneDNN, OpenBLAS or own SIMD GEMM, im2col convolutions, pooling, fused
 // Adam) registered into TensorFlow.js's wasm backend, so tf.layers, autodiff and optimizers run unchanged.
 //
 // Contract with the trainer (src/train/backend.ts): after `await tf.setBackend('wasm'); await tf.ready()`, call
