@@ -5,6 +5,7 @@ import type * as tfc from '@tensorflow/tfjs-core';
 import { disabledBy, type Feature, featureEnabled } from '../core/config.ts';
 import { adamConstants, type AdamInternals, ensureMoments } from './adam.ts';
 import { type Addon, loadAddon } from './addon.ts';
+import { alignTensors } from './heap-align.ts';
 import { isWasmBackend, type WasmBackendLike } from './kernels.ts';
 
 type Tf = typeof tfc;
@@ -38,6 +39,10 @@ export function beginFusedStep(tf: Tf, opt: AdamInternals, order: { read(): tfc.
     if (be.refCount(v.dataId) !== 1) return null;
   }
   ensureMoments(tf, opt, values.map((value, i) => ({ name: value.name, value, i })));
+  // Adam streams the weights and both moments in place every step: on whole cache lines (a no-op once they are)
+  alignTensors(be, values);
+  alignTensors(be, values.map((_, i) => opt.accumulatedFirstMoment[i].variable));
+  alignTensors(be, values.map((_, i) => opt.accumulatedSecondMoment[i].variable));
   const { oma1, oma2, c1, c2 } = adamConstants(opt, tf);
   plan[0] = layers; plan[1] = opt.learningRate; plan[2] = opt.beta1; plan[3] = opt.beta2; plan[4] = opt.epsilon;
   plan[5] = oma1; plan[6] = oma2; plan[7] = c1; plan[8] = c2;
