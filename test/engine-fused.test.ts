@@ -249,3 +249,30 @@ test('a seeded MLP trained one epoch on an MNIST subset by the fused step reache
   assert.ok(ref > 0.7, `the reference learned (${ref})`);
   assert.ok(Math.abs(fast - ref) <= 0.003, `fused ${fast} vs cpu ${ref}`);
 });
+
+test('the fused step works on 64-byte-aligned weights and moments, and never writes into tensors given to the optimizer', { skip: SKIP }, async () => {
+  await engineOn();
+  const m = build({ input: [20], layers: [{ units: 24, activation: 'relu' }, { units: 5, activation: 'softmax' }] });
+  const r = denseTrainStep(tf, m, true);
+  assert.ok(r.step, r.reason);
+  const x = rand(16 * 20), y = oneHot(16, 5);
+  assert.ok(r.step!(x, y, 16));
+  const be = tf.backend() as unknown as { dataIdMap: { get(id: object): { memoryOffset: number } } };
+  const inner = (m as unknown as { model?: unknown }).model ?? m;
+  const opt = (inner as unknown as { optimizer: { accumulatedFirstMoment: { variable: tf.Variable }[]; accumulatedSecondMoment: { variable: tf.Variable }[]; getWeights(): Promise<{ name: string; tensor: tf.Tensor }[]>; setWeights(w: { name: string; tensor: tf.Tensor }[]): Promise<void> } }).optimizer;
+  const weights = (inner as unknown as { collectedTrainableWeights: { read(): tf.Variable }[] }).collectedTrainableWeights.map((w) => w.read());
+  for (const t of [...weights, ...opt.accumulatedFirstMoment.map((a) => a.variable), ...opt.accumulatedSecondMoment.map((a) => a.variable)])
+    assert.equal(be.dataIdMap.get(t.dataId).memoryOffset % 64, 0, `${t.name} is on a cache line`);
+  // tfjs's Adam.setWeights makes each moment a variable over the given tensor's own buffer
+  const given = await opt.getWeights();
+  await opt.setWeights(given);
+  const before = given.map((w) => Array.from(w.tensor.dataSync()));
+  r.step!(x, y, 16);
+  r.step!(x, y, 16);
+  given.forEach((w, i) => assert.deepEqual(Array.from(w.tensor.dataSync()), before[i], `${w.name} unchanged`));
+  tf.dispose(given.map((w) => w.tensor));
+  r.dispose();
+  m.dispose();
+  uninstallEngine(tf);
+});
+

@@ -19,7 +19,8 @@ test('alignTensors moves float32 data onto 64-byte boundaries; values, kernels, 
   const misaligned = ts.filter((t) => offset(t) % 64 !== 0);
   assert.ok(misaligned.length > 0, 'the heap allocator left some tensors mid-line (otherwise nothing is tested)');
   const want = ts.map((t) => Array.from(t.dataSync()));
-  const shared = tf.reshape(ts[1], [-1, 1]); // the same data (dataId), refCount 2
+  const moved = misaligned[0], movedWant = Array.from(moved.dataSync());
+  const shared = tf.reshape(moved, [-1, 1]); // the same data (dataId), refCount 2
   const init = tf.tensor2d([[1, 2, 3], [4, 5, 6]]);
   const v = tf.variable(init);
   init.dispose();
@@ -30,19 +31,23 @@ test('alignTensors moves float32 data onto 64-byte boundaries; values, kernels, 
     // tfjs's own wasm kernels read the tensor where it now is (they find it by id, not by offset)
     assert.deepEqual(tf.tidy(() => Array.from(tf.add(t, 1).dataSync())), want[i].map((x) => x + 1));
   }
-  assert.equal(offset(shared), offset(ts[1]));
-  assert.deepEqual(Array.from(shared.dataSync()), want[1]);
+  assert.equal(offset(shared), offset(moved));
+  assert.deepEqual(Array.from(shared.dataSync()), movedWant);
   assert.deepEqual(tf.tidy(() => Array.from(tf.matMul(v, tf.ones([3, 1])).dataSync())), [6, 15]);
   // moving again is a no-op
   const at = ts.map(offset);
   alignTensors(tf.backend(), ts);
   assert.deepEqual(ts.map(offset), at);
+  // disposing one of two tensors sharing moved data keeps it, where it now is, for the other
+  moved.dispose();
+  assert.deepEqual(Array.from(shared.dataSync()), movedWant);
+  assert.deepEqual(tf.tidy(() => Array.from(tf.add(shared, 1).dataSync())), movedWant.map((x) => x + 1));
   // an assign replaces the variable's data: the old (moved) allocation is disposed through the wrapped disposeData
   const next = tf.tensor2d([[7, 8, 9], [1, 1, 1]]);
   v.assign(next);
   next.dispose();
   assert.deepEqual(Array.from(v.dataSync()), [7, 8, 9, 1, 1, 1]);
-  tf.dispose([...ts, shared, v]);
+  tf.dispose([...ts.filter((t) => t !== moved), shared, v]);
   assert.equal(tf.memory().numTensors, tensorsBefore);
   // Freed correctly, the same cycle many times reuses the heap instead of growing it, and new data reads back intact.
   const before = (tf.backend() as unknown as Be).wasm.HEAPU8.byteLength;

@@ -39,6 +39,10 @@ export function beginFusedStep(tf: Tf, opt: AdamInternals, order: { read(): tfc.
     if (be.refCount(v.dataId) !== 1) return null;
   }
   ensureMoments(tf, opt, values.map((value, i) => ({ name: value.name, value, i })));
+  // the moments too are updated in place: one that shares its buffer (e.g. with the tensors given to the optimizer's
+  // setWeights) takes trainOnBatch, whose Adam gives it a buffer of its own
+  for (let i = 0; i < values.length; i++)
+    if (be.refCount(opt.accumulatedFirstMoment[i].variable.dataId) !== 1 || be.refCount(opt.accumulatedSecondMoment[i].variable.dataId) !== 1) return null;
   // Adam streams the weights and both moments in place every step: on whole cache lines (a no-op once they are)
   alignTensors(be, values);
   alignTensors(be, values.map((_, i) => opt.accumulatedFirstMoment[i].variable));

@@ -17,7 +17,7 @@ interface AlignableBackend {
 
 const LINE = 64;
 /** Per backend: the allocation each moved tensor's data really starts at (what `_free` must get back). */
-const moved = new WeakMap<object, Map<object, number>>();
+const moved = new WeakMap<object, WeakMap<object, number>>();
 
 function canMove(be: unknown): be is AlignableBackend {
   const b = be as Partial<AlignableBackend> | null;
@@ -29,16 +29,19 @@ function canMove(be: unknown): be is AlignableBackend {
 /**
  * The backend's own `disposeData`, wrapped once so that a moved tensor hands its real allocation back to `_free`.
  */
-function rawStarts(be: AlignableBackend): Map<object, number> {
+function rawStarts(be: AlignableBackend): WeakMap<object, number> {
   let raw = moved.get(be);
   if (raw) return raw;
-  const starts = new Map<object, number>();
+  const starts = new WeakMap<object, number>();
   raw = starts;
   moved.set(be, starts);
   const dispose = be.disposeData.bind(be);
   be.disposeData = (dataId: object, force?: boolean): boolean => {
-    const start = starts.get(dataId), d = be.dataIdMap.get(dataId);
-    if (start === undefined || !d) return dispose(dataId, force);
+    // (the lookup of a tensor the backend does not hold would pull its data over first: only moved ones are looked up)
+    const start = starts.get(dataId);
+    if (start === undefined) return dispose(dataId, force);
+    const d = be.dataIdMap.get(dataId);
+    if (!d) return dispose(dataId, force);
     const aligned = d.memoryOffset;
     d.memoryOffset = start;
     const freed = dispose(dataId, force);
@@ -70,7 +73,7 @@ export function alignTensors(be: unknown, tensors: readonly tfc.Tensor[]): void 
     const at = Math.ceil(start / LINE) * LINE;
     heap.copyWithin(at, d.memoryOffset, d.memoryOffset + bytes);
     const starts = rawStarts(be);
-    be.wasm._free(d.memoryOffset);
+    be.wasm._free(d.memoryOffset);  // never a moved one's: those start on a line and are skipped above
     be.wasm.tfjs.disposeData(d.id);
     be.wasm.tfjs.registerTensor(d.id, t.size, at);
     d.memoryOffset = at;
