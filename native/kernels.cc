@@ -146,7 +146,7 @@ static void blas_init() {
 // One slice's float32 GEMM (m×n of C) on the calling thread by the library the mode names: oneDNN in GEMM_ONEDNN and
 // (when linked) GEMM_AUTO, else OpenBLAS. Slices thinner than 16 rows or columns never go to oneDNN: there its
 // matrix-vector kernels sum all of K in one float32 accumulator (relative error 2e-3 for a dot product of 4.2M terms,
-// where OpenBLAS and the own kernels, which sum in blocks of K, stay near 1e-6); they go to OpenBLAS, or to the own
+// where OpenBLAS and the own kernels, which sum in blocks of K, stay below 5e-6); they go to OpenBLAS, or to the own
 // kernel when OpenBLAS is not linked (the slices depend only on the shape and thread count, so this stays a fixed
 // rule). oneDNN is kept to one thread per call, as OpenBLAS is: its OpenMP team size is a per-thread setting, made
 // once on each thread that calls it. Should dnnl_sgemm refuse (it checks its arguments and may fail to allocate scratch
