@@ -233,7 +233,7 @@ export function benchEngine(opts: EngineBenchOptions = {}): EngineBenchResult {
   for (const model of models) {
     const n = opts.samples?.[model] ?? (model === 'mlp' ? 12800 : 3840);
     const slowN = Math.max(batch * 4, Math.round(n / (model === 'mlp' ? 10 : 5) / batch) * batch);
-    const node = (kind: string, count: number): string[] => ['--import', 'tsx', childTs, model, kind, String(count), String(batch)];
+    const node = (kind: string, count: number): string[] => ['--expose-gc', '--import', 'tsx', childTs, model, kind, String(count), String(batch)];
     const torch = join(ROOT, 'bench', 'engine-torch.py');
     const runs: Run[] = [
       // the path slimfit's trainer takes: the fused Dense step (mlp, src/engine/dense-step.ts) or conv step (cnn, conv-step.ts)

@@ -31,7 +31,7 @@ export function benchBf16Training(opts: Bf16TrainOptions = {}): Bf16TrainResult 
   const rounds = opts.rounds ?? 5, samples = opts.samples ?? 12800, batch = opts.batch ?? 128;
   const nCpu = availableParallelism();
   const py = opts.torchPython ?? '/usr/bin/python3';
-  const node = (kind: string, extra: string[] = []): string[] => ['--import', 'tsx', join(HERE, 'train-child.ts'), 'mlp', kind, String(samples), String(batch), ...extra];
+  const node = (kind: string, extra: string[] = []): string[] => ['--expose-gc', '--import', 'tsx', join(HERE, 'train-child.ts'), 'mlp', kind, String(samples), String(batch), ...extra];
   const torch = (t: number, p: string): string[] => [join(ROOT, 'bench', 'engine-torch.py'), 'mlp', String(samples), String(batch), String(t), p];
   type C = [string, 'float32' | 'bf16', number, string, string[]];
   const cs: C[] = [
