@@ -176,29 +176,19 @@ static void lib_sgemm(bool ta, bool tb, int m, int n, int K, float alpha, const 
 #endif
 
 #ifdef SLIMFIT_HAVE_OPENBLAS
-// op on slices of C, one per pool thread (the larger of M and N cut into 16-wide blocks), each on its thread.
+// op on slices of C, one per pool thread, cut as gemm_f32_slices cuts (gemm_slicing, split 0), each on its thread.
 template <class T, class F>
 static void blas_sliced(bool ta, bool tb, int M, int N, int K, const T* A, int lda, const T* B, int ldb, T* C, int ldc, F call) {
   blas_init();
-  const int nt = (double)M * N * K < 2e5 ? 1 : num_threads();
-  // slice the larger of M and N into pieces of whole 16-wide (or 16-tall) blocks
-  const bool split_n = N >= M;
-  const int units = ((split_n ? N : M) + 15) / 16;
-  const int nc = std::max(1, std::min(nt, units));
-  if (nc == 1) {
-    call(M, N, A, B, C);
-    return;
-  }
-  pool().run(nc, [&](int t) {
-    const int u0 = units * t / nc, u1 = units * (t + 1) / nc;
-    if (split_n) {
-      const int j0 = u0 * 16, j1 = std::min(N, u1 * 16);
-      if (j0 < j1) call(M, j1 - j0, A, B + (long)j0 * (tb ? ldb : 1), C + j0);
-    } else {
-      const int i0 = u0 * 16, i1 = std::min(M, u1 * 16);
-      if (i0 < i1) call(i1 - i0, N, A + (long)i0 * (ta ? 1 : lda), B, C + (long)i0 * ldc);
-    }
-  });
+  const GemmSlicing g = gemm_slicing(M, N, K, 0);
+  auto slice = [&](int t) {
+    int r[4];
+    if (!gemm_slice_range(g, t, M, N, r)) return;
+    if (g.split_n) call(M, r[3] - r[2], A, B + (long)r[2] * (tb ? ldb : 1), C + r[2]);
+    else call(r[1] - r[0], N, A + (long)r[0] * (ta ? 1 : lda), B, C + (long)r[0] * ldc);
+  };
+  if (g.nc == 1) slice(0);
+  else pool().run(g.nc, slice);
 }
 #endif
 
