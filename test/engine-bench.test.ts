@@ -3,7 +3,7 @@ import assert from 'node:assert/strict';
 import { test } from 'node:test';
 import { loadAddon } from '../src/engine/addon.ts';
 import { benchDtypes } from '../bench/engine/dtypes.ts';
-import { engineReport, type TrainRow } from '../bench/engine/bench.ts';
+import { bracketCeiling, engineReport, pairedFraction, type TrainRow } from '../bench/engine/bench.ts';
 import { median } from '../dev/median.ts';
 import { BENCH, needsAddon, runCli } from '../dev/helpers.ts';
 
@@ -41,16 +41,31 @@ test('npm run bench -- dtypes prints a markdown table; a bad --shape is a clear 
 
 test('engineReport: training rows show the median of the interleaved rounds with their range; ratios and the ceiling fraction use the medians', () => {
   const flops = { mlp: { forward: 1e6, dW: 1e6, dX: 1e6, total: 3e6, counted: 'test' } };
-  const row = (engine: TrainRow['engine'], threads: number, rounds: number[]): TrainRow => ({
+  const row = (engine: TrainRow['engine'], threads: number, rounds: number[], ceilingRounds: number[] = []): TrainRow => ({
     model: 'mlp', engine, threads, rounds, samplesPerSec: median(rounds), samplesPerCpuSec: median(rounds) / threads, peakRss: 1e8, note: '',
+    ceilingRounds, ofCeiling: pairedFraction(rounds, 3e6, ceilingRounds), ofBlasOwnCeiling: pairedFraction(rounds, 3e6, ceilingRounds.map((c) => c * 0.9)),
   });
   const md = engineReport({
     info: 'test', load: '0.1 0.1 0.1', loadEnd: '0.1 0.1 0.1', cpu: 'test CPU, 2 cores', numpyBlas: 'numpy', gemm: [], trainRounds: 3,
     ceiling: { own: 200, engineOnednn: 300, engineOpenblas: 250, numpy: 280, best: 300 }, bf16Gemm: [], bf16Note: '', flops,
-    train: [row('fast engine, fused step', 2, [60000, 66000, 62000]), row('PyTorch', 1, [20000, 21000, 19000])],
+    train: [row('fast engine, fused step', 2, [60000, 66000, 62000], [300, 330, 280]), row('PyTorch', 1, [20000, 21000, 19000])],
   });
   assert.match(md, /3 interleaved rounds of every row, the median reported with the rounds' range/);
   assert.match(md, /\| mlp \| fast engine, fused step \| 2 \| 62,?000 \[60,?000–66,?000\] \| 3\.10x \|/);
   // 62,000 samples/s × 3 MFLOP = 186 GFLOP/s = 62% of the 300 GFLOP/s ceiling (the median, not the best round's 66%)
-  assert.match(md, /\| 186(\.0)? \| 62% \|/);
+  // beside it: the rounds' fractions 180/300, 198/330, 186/280 = 60%, 60%, 66.4%, median 60% (not 62%)
+  assert.match(md, /\| 186(\.0)? \| 60% \| 62% \|/);
+  assert.match(md, /60% of the float32 ceiling measured beside it .*the rounds' ceilings 280–330 GFLOP\/s\) and 67% of the best of OpenBLAS and the own GEMM beside it/);
+  // a row without a bracket (no run) shows a dash, not 0%
+  assert.match(md, /\| mlp \| PyTorch \| 1 \| 20,?000 \[19,?000–21,?000\] \| 1\.00x \| 60(\.0)? \| – \| 20% \|/);
+});
+
+test('the ceiling beside a run: the better bracket per GEMM mode; the fraction pairs each round with its own ceiling', () => {
+  assert.deepEqual(bracketCeiling({ own: 200, onednn: 310 }, { own: 210, onednn: 300 }), { own: 210, onednn: 310 });
+  assert.deepEqual(bracketCeiling({ own: 200, openblas: 250 }, {}), { own: 200, openblas: 250 });
+  assert.equal(pairedFraction([60000, 66000], 3e6, [300, 330]), 0.6);
+  // a round without a ceiling is left out; no FLOP count or no rounds: null
+  assert.equal(pairedFraction([60000, 66000], 3e6, [300, 0]), 0.6);
+  assert.equal(pairedFraction([60000], 0, [300]), null);
+  assert.equal(pairedFraction([], 3e6, []), null);
 });

@@ -11,12 +11,12 @@ import { gemmModeLabel, loadAddon } from '../../src/engine/addon.ts';
 import { buildBenchModel, type BenchModel, type TrainingFlops, trainingFlops } from './models.ts';
 import { fmt, markdownTable } from './table.ts';
 import { medianOrNull } from '../../dev/median.ts';
+import { CEILING_SHAPE, ceilingNow, type EngineGemm, gemmRate, type GemmShape } from './gemm-rate.ts';
+
+export { CEILING_SHAPE, type GemmShape } from './gemm-rate.ts';
 
 const HERE = dirname(fileURLToPath(import.meta.url));
 const ROOT = join(HERE, '..', '..');
-
-/** A GEMM shape at which a training step multiplies: C[M,N] = op(A)·op(B) with K the inner size. */
-export interface GemmShape { name: string; M: number; N: number; K: number; transA: boolean; transB: boolean }
 
 /**
  * The GEMMs of one float32 training step of the bench's mlp and cnn (batch 128). The fused Dense step keeps the mlp's
@@ -32,9 +32,6 @@ export const TRAINING_SHAPES: GemmShape[] = [
   { name: 'cnn conv2 dX (col)', M: 128 * 121, N: 288, K: 64, transA: false, transB: true },
   { name: 'cnn dense 1600→128', M: 128, N: 128, K: 1600, transA: false, transB: false },
 ];
-
-/** The square GEMM whose best rate (own, oneDNN and OpenBLAS in the engine, numpy) is the machine's float32 ceiling in the report. */
-export const CEILING_SHAPE: GemmShape = { name: 'ceiling 2048³', M: 2048, N: 2048, K: 2048, transA: false, transB: false };
 
 /**
  * One GEMM row (GFLOP/s): the engine's default mode, its own kernels, oneDNN and OpenBLAS inside it (null when not
@@ -59,6 +56,16 @@ export interface TrainRow {
   samplesPerCpuSec: number | null;
   /** samples/s of each round. */
   rounds: number[];
+  /**
+   * Fraction of the float32 ceiling measured beside the row: in each round the engine's GEMM modes at 2048³ are timed
+   * right before and right after the row's run (seconds apart), the better of the two per mode taken; the row's
+   * GFLOP/s over the best mode of that bracket, median over the rounds (null: no FLOP count or no run).
+   */
+  ofCeiling: number | null;
+  /** The same over the best of OpenBLAS and the own GEMM only (the ceiling as issue 24 defines it). */
+  ofBlasOwnCeiling: number | null;
+  /** Per round: the bracket's best float32 GFLOP/s at 2048³ (all modes). */
+  ceilingRounds: number[];
   peakRss: number | null; note: string;
   /** PyTorch rows: the BLAS library its process mapped, and its kind ('reference' = Debian's unoptimized netlib BLAS). */
   blas?: string; blasKind?: string;
@@ -108,24 +115,6 @@ export interface EngineBenchResult {
   /** The opt-in bf16 GEMM (empty when the CPU has no bf16 kernel; then `bf16Note` says why). */
   bf16Gemm: Bf16GemmRow[]; bf16Note: string;
   flops: Partial<Record<BenchModel, TrainingFlops>>; train: TrainRow[];
-}
-
-function gemmRate(shape: GemmShape, seconds: number, rounds: number): number {
-  const { addon } = loadAddon();
-  const { M, N, K, transA, transB } = shape;
-  const buf = new ArrayBuffer(4 * (M * K + K * N + M * N));
-  const f = new Float32Array(buf);
-  for (let i = 0; i < f.length; i++) f[i] = ((i * 37) % 101) / 101;
-  const run = (): void => addon!.gemm(buf, +transA, +transB, M, N, K, 0, transA ? M : K, 4 * M * K, transB ? K : N, 4 * (M * K + K * N), N, 1, 0, 0, 0, -1, 0, 0);
-  run();
-  const rates: number[] = [];
-  for (let r = 0; r < rounds; r++) {
-    let reps = 0, dt = 0;
-    const t0 = performance.now();
-    do { run(); reps++; dt = (performance.now() - t0) / 1000; } while (dt < seconds / rounds);
-    rates.push((2 * M * N * K * reps) / dt / 1e9);
-  }
-  return Math.max(...rates);
 }
 
 /**
@@ -193,12 +182,7 @@ export function benchEngine(opts: EngineBenchOptions = {}): EngineBenchResult {
   const np1Rows = (np1.json?.rows ?? []) as { name: string; gflops: number }[];
   const npRate = (rows: { name: string; gflops: number }[], s: GemmShape): number | null => rows.find((r) => r.name === s.name)?.gflops ?? null;
   log('GEMM: engine …');
-  const rateIn = (mode: 'own' | 'onednn' | 'openblas' | '', shape: GemmShape): number => {
-    addon.setGemmMode(mode);
-    const r = gemmRate(shape, secs * 3, 3);
-    addon.setGemmMode(info.gemm);
-    return r;
-  };
+  const rateIn = (mode: EngineGemm | '', shape: GemmShape): number => gemmRate(shape, secs * 3, 3, mode);
   const gemm: GemmRow[] = TRAINING_SHAPES.map((shape) => {
     const engine = rateIn('', shape);
     const own = rateIn('own', shape);
@@ -260,8 +244,18 @@ export function benchEngine(opts: EngineBenchOptions = {}): EngineBenchResult {
   }
   // every row once per round, rounds one after another, so a change of load reaches every row alike; medians reported
   const rounds = opts.trainRounds ?? 3;
-  const got = plan.map(() => ({ rates: [] as number[], cpu: [] as number[], rss: [] as number[], note: '', blas: undefined as string | undefined, blasKind: undefined as string | undefined }));
+  const got = plan.map(() => ({ rates: [] as number[], cpu: [] as number[], rss: [] as number[], note: '', blas: undefined as string | undefined, blasKind: undefined as string | undefined,
+    ceil: [] as number[], ceilBlasOwn: [] as number[] }));
+  // The ceiling beside each row: a bracket of every GEMM mode at 2048³ (~1 s) between consecutive rows; a row's
+  // ceiling is the better of the brackets before and after it, per mode. Where numpy's GEMM beat the engine's at the
+  // start of the run, the brackets are raised by that ratio (the ceiling is never lower than the best contender's).
+  const bestOf = (c: Partial<Record<EngineGemm, number>>, modes: EngineGemm[]): number => Math.max(0, ...modes.map((m) => c[m] ?? 0));
+  const allModes: EngineGemm[] = ['own', 'onednn', 'openblas'], blasOwn: EngineGemm[] = ['own', 'openblas'];
+  const startBest = Math.max(cOwn, cDnnl ?? 0, cBlas ?? 0), startBlasOwn = Math.max(cOwn, cBlas ?? 0);
+  const lift = cNumpy && startBest > 0 ? Math.max(1, cNumpy / startBest) : 1;
+  const liftBlasOwn = cNumpy && startBlasOwn > 0 ? Math.max(1, cNumpy / startBlasOwn) : 1;
   for (let round = 1; round <= rounds; round++) {
+    let before = ceilingNow(0.3);
     plan.forEach(([model, [engine, cmd, args, threads]], i) => {
       log(`train ${model} on ${engine} (${threads} thread${threads === 1 ? '' : 's'}), round ${round} of ${rounds} …`);
       const t = String(threads);
@@ -270,16 +264,22 @@ export function benchEngine(opts: EngineBenchOptions = {}): EngineBenchResult {
         ? { ...process.env, OMP_NUM_THREADS: t, OPENBLAS_NUM_THREADS: t, MKL_NUM_THREADS: t }
         : engine === 'tfjs wasm' ? process.env : { ...process.env, SLIMFIT_THREADS: t };
       const r = child(cmd, args, env);
+      const after = ceilingNow(0.3);
+      const bracket = bracketCeiling(before, after);
+      before = after;
       const j = r.json, g = got[i];
       g.note = j && torchRow ? `torch ${String(j.version)}, ${String(j.blasKind)}${engine.endsWith('autocast') ? ', oneDNN bf16' : ''}` : j ? String(j.note ?? '') : r.note;
       if (!j) return;
       g.rates.push(Number(j.samplesPerSec)); g.cpu.push(Number(j.samplesPerCpuSec)); g.rss.push(Number(j.peakRss));
+      g.ceil.push(bestOf(bracket, allModes) * lift); g.ceilBlasOwn.push(bestOf(bracket, blasOwn) * liftBlasOwn);
       if (torchRow) { g.blas = String(j.blas); g.blasKind = String(j.blasKind); }
     });
   }
   plan.forEach(([model, [engine, , , threads]], i) => {
     const g = got[i];
+    const f = flops[model]?.total ?? 0;
     train.push({
+      ofCeiling: pairedFraction(g.rates, f, g.ceil), ofBlasOwnCeiling: pairedFraction(g.rates, f, g.ceilBlasOwn), ceilingRounds: g.ceil,
       model, engine, threads: engine === 'tfjs wasm' ? 1 : threads, samplesPerSec: medianOrNull(g.rates), samplesPerCpuSec: medianOrNull(g.cpu),
       rounds: g.rates, peakRss: g.rss.length ? Math.max(...g.rss) : null, note: g.note, ...(g.blas !== undefined ? { blas: g.blas, blasKind: g.blasKind } : {}),
     });
@@ -287,6 +287,33 @@ export function benchEngine(opts: EngineBenchOptions = {}): EngineBenchResult {
   const engineName = `${gemmModeLabel(info)} GEMM, ${info.isa}, ${info.threads} thread${info.threads === 1 ? '' : 's'}`;
   const loadEnd = loadavg().map((l) => l.toFixed(1)).join(' ');
   return { info: engineName, load, loadEnd, trainRounds: rounds, cpu: `${cpus()[0]?.model.trim() ?? 'unknown CPU'}, ${availableParallelism()} cores`, numpyBlas: np.json ? `numpy ${String(np.json.numpy)} (${String(np.json.blas)})` : np.note, gemm, ceiling, bf16Gemm, bf16Note, flops, train };
+}
+
+/**
+ * A run's ceiling from the brackets timed right before and right after it: per GEMM mode the better of the two.
+ *
+ * @example
+ * bracketCeiling({ own: 200, onednn: 310 }, { own: 210, onednn: 300 }); // { own: 210, onednn: 310 }
+ */
+export function bracketCeiling(before: Partial<Record<EngineGemm, number>>, after: Partial<Record<EngineGemm, number>>): Partial<Record<EngineGemm, number>> {
+  const out: Partial<Record<EngineGemm, number>> = {};
+  for (const m of ['own', 'onednn', 'openblas'] as const) {
+    const r = Math.max(before[m] ?? 0, after[m] ?? 0);
+    if (r > 0) out[m] = r;
+  }
+  return out;
+}
+
+/**
+ * The median over rounds of each round's training GFLOP/s over that round's ceiling (null without FLOPs or rounds):
+ * a fraction of two rates measured seconds apart, not of the medians of rates measured minutes apart.
+ *
+ * @example
+ * pairedFraction([60000, 66000], 3e6, [300, 330]); // 0.6
+ */
+export function pairedFraction(samplesPerSec: number[], flopsPerSample: number, ceilings: number[]): number | null {
+  if (!flopsPerSample) return null;
+  return medianOrNull(samplesPerSec.flatMap((r, k) => (ceilings[k] > 0 ? [(r * flopsPerSample) / 1e9 / ceilings[k]] : [])));
 }
 
 /** FLOPs per training sample of a bench model, from its layer shapes (built on tfjs's cpu backend, no training). */
@@ -317,14 +344,17 @@ export function engineReport(r: EngineBenchResult): string {
   // bf16 rows (opt-in, a different precision) are compared with PyTorch's bf16 autocast, and their share of the
   // float32 ceiling is marked as such
   const range = (v: number[]) => (v.length > 1 ? ` [${fmt(Math.min(...v), 0)}–${fmt(Math.max(...v), 0)}]` : '');
-  const train = markdownTable(['model', 'engine', 'threads', 'samples/s, median [range]', 'vs best PyTorch (same precision)', 'GFLOP/s', 'of float32 ceiling', 'samples per CPU-second', 'peak RSS', 'note'],
+  const pct = (x: number | null): string => (x == null ? '–' : `${fmt(100 * x, 0)}%`);
+  const train = markdownTable(['model', 'engine', 'threads', 'samples/s, median [range]', 'vs best PyTorch (same precision)', 'GFLOP/s', 'of float32 ceiling beside it', 'of start-of-run ceiling', 'samples per CPU-second', 'peak RSS', 'note'],
     r.train.map((t) => {
       const bf = isBf16Row(t);
       const p = best(t.model, bf ? isTorchBf16 : isTorch)?.samplesPerSec ?? null;
       const f = r.flops[t.model]?.total ?? 0;
       const gf = t.samplesPerSec != null && f ? (t.samplesPerSec * f) / 1e9 : null;
+      const mark = bf ? ' (bf16, not float32)' : '';
       return [t.model, bf ? `${t.engine} (opt-in)` : t.engine, String(t.threads), `${fmt(t.samplesPerSec, 0)}${range(t.rounds)}`, t.samplesPerSec != null && p ? `${fmt(t.samplesPerSec / p, 2)}x` : '–',
-        fmt(gf), gf != null && c.best > 0 ? `${fmt((100 * gf) / c.best, 0)}%${bf ? ' (bf16, not float32)' : ''}` : '–', fmt(t.samplesPerCpuSec, 0), t.peakRss ? formatBytes(t.peakRss) : '–', t.note];
+        fmt(gf), t.ofCeiling == null ? '–' : `${pct(t.ofCeiling)}${mark}`, gf != null && c.best > 0 ? `${fmt((100 * gf) / c.best, 0)}%${mark}` : '–',
+        fmt(t.samplesPerCpuSec, 0), t.peakRss ? formatBytes(t.peakRss) : '–', t.note];
     }));
   const bf16Table = r.bf16Gemm.length ? `\n\nOpt-in bf16 GEMM (operands rounded to bfloat16 while packing, float32 accumulation; a different precision from the float32 rows: 2·M·N·K counted alike; interleaved rounds, best of 3 each):\n\n${markdownTable(
     ['GEMM', 'M×N×K', 'bf16 AMX', 'bf16 AVX512_BF16', 'float32 own', 'float32 oneDNN in engine', 'float32 OpenBLAS in engine', 'best bf16 / best float32'],
@@ -340,7 +370,8 @@ export function engineReport(r: EngineBenchResult): string {
     const s = best(m, isSlimfit), p = best(m, isTorch);
     if (!s || !p) return `${m}: best slimfit / best PyTorch: – (a run failed)`;
     const f = r.flops[m]!.total;
-    return `${m}: best slimfit / best PyTorch = **${fmt(s.samplesPerSec! / p.samplesPerSec!, 2)}x** (${s.engine}, ${s.threads} thread${s.threads === 1 ? '' : 's'}: ${fmt(s.samplesPerSec, 0)} samples/s = ${fmt((100 * s.samplesPerSec! * f) / 1e9 / c.best, 0)}% of the ceiling; PyTorch ${p.threads} thread${p.threads === 1 ? '' : 's'}: ${fmt(p.samplesPerSec, 0)})`;
+    const beside = s.ofCeiling == null ? '' : `, ${pct(s.ofCeiling)} of the float32 ceiling measured beside it (median of the rounds' fractions${s.ceilingRounds.length > 1 ? `; the rounds' ceilings ${fmt(Math.min(...s.ceilingRounds), 0)}–${fmt(Math.max(...s.ceilingRounds), 0)} GFLOP/s` : ''}) and ${pct(s.ofBlasOwnCeiling)} of the best of OpenBLAS and the own GEMM beside it`;
+    return `${m}: best slimfit / best PyTorch = **${fmt(s.samplesPerSec! / p.samplesPerSec!, 2)}x** (${s.engine}, ${s.threads} thread${s.threads === 1 ? '' : 's'}: ${fmt(s.samplesPerSec, 0)} samples/s = ${fmt((100 * s.samplesPerSec! * f) / 1e9 / c.best, 0)}% of the start-of-run ceiling${beside}; PyTorch ${p.threads} thread${p.threads === 1 ? '' : 's'}: ${fmt(p.samplesPerSec, 0)})`;
   });
   // a PyTorch on Debian's netlib reference BLAS multiplies ~30x slower than OpenBLAS: say so next to every ratio
   const blasKinds = [...new Set(r.train.filter(isTorch).map((t) => t.blasKind ?? 'unknown'))];
@@ -351,5 +382,5 @@ export function engineReport(r: EngineBenchResult): string {
   // the end load counts the bench's own threads (2 busy threads raise it to ~2 on a quiet machine), so only the start judges
   const busy = Number(r.load.split(' ')[0]) > availableParallelism() * 0.75
     ? `\n\n**The machine was busy (1-minute load average at the start above 3/4 of its ${availableParallelism()} cores): rates measured minutes apart are not comparable, and fractions of the ceiling can even pass 100%. Run again on a quiet machine.**` : '';
-  return `Machine: ${r.cpu}. Load average (1/5/15 min) at start: ${r.load}, at end: ${r.loadEnd}. Engine: ${r.info}. Peer BLAS: ${r.numpyBlas}. GEMM: best of 3 timed rounds each (robust to other load).${busy}\n\n${gemm}\n\n${ceiling}${bf16Table}\n\nTraining (batch 128, Adam 1e-3, random data, one timed epoch after warm-up per run, each run in its own process; ${r.trainRounds} interleaved round${r.trainRounds === 1 ? '' : 's'} of every row, the median reported with the rounds' range; ratios and fractions of the ceiling use the medians). ${peerNote}\n\n${train}\n\nFLOPs per training sample (${counted}):\n${flopLines.map((l) => `- ${l}`).join('\n')}\n\n${[...ratios, ...bf16Lines].map((l) => `- ${l}`).join('\n')}\n`;
+  return `Machine: ${r.cpu}. Load average (1/5/15 min) at start: ${r.load}, at end: ${r.loadEnd}. Engine: ${r.info}. Peer BLAS: ${r.numpyBlas}. GEMM: best of 3 timed rounds each (robust to other load).${busy}\n\n${gemm}\n\n${ceiling}${bf16Table}\n\nTraining (batch 128, Adam 1e-3, random data, one timed epoch after warm-up per run, each run in its own process; ${r.trainRounds} interleaved round${r.trainRounds === 1 ? '' : 's'} of every row, the median reported with the rounds' range; ratios use the medians; "beside it": every GEMM mode of the engine timed at 2048³ right before and right after each run, the better of the two per mode, raised by numpy's lead at the start where numpy was faster, and the median of the rounds' fractions; "start-of-run": the ceiling above). ${peerNote}\n\n${train}\n\nFLOPs per training sample (${counted}):\n${flopLines.map((l) => `- ${l}`).join('\n')}\n\n${[...ratios, ...bf16Lines].map((l) => `- ${l}`).join('\n')}\n`;
 }
