@@ -149,9 +149,9 @@ void dense_train_step(const DenseStepArgs& s, double* lossOut, double* correctOu
   }
 
   // Forward. With float32 products the hidden layers keep their outputs feature-major, act[l] = zᵀ [out, B]:
-  // zᵀ = Wᵀ·aᵀ cut by rows of zᵀ (features; by columns, samples, when the batch is the larger side), each slice first
-  // filled with the bias and multiplied onto it (beta = 1: b + Σ, where tfjs adds the bias after the product), then
-  // relu on it. That orientation gives the library taller GEMMs than z = a·W cut into column slices.
+  // zᵀ = Wᵀ·aᵀ cut by rows of zᵀ (features; by columns, samples, when the batch is the larger side), then the bias
+  // added and relu in one pass over the slice while the product is in cache (Σ + b, as tfjs adds it). That orientation
+  // gives the library taller GEMMs than z = a·W cut into column slices.
   // The output layer computes z = a·W [B, C] (sample-major), cut by rows (whole rows of logits per slice); each slice
   // adds the bias and goes on to softmax, the loss and its gradient dz (softmax_xent_rows) for its rows.
   // bf16 products keep every act[l] sample-major [B, out] (gemm_bf16_slices, bias and relu after the product).
@@ -170,14 +170,21 @@ void dense_train_step(const DenseStepArgs& s, double* lossOut, double* correctOu
         int q[4];
         if (!gemm_slice_range(g, t, d.out, B, q)) return;
         const int i0 = q[0], i1 = q[1], c0 = q[2], c1 = q[3];
-        if (d.b)
-          for (int j = i0; j < i1; j++) std::fill(z + (size_t)j * B + c0, z + (size_t)j * B + c1, d.b[j]);
         int r[4];
         // zᵀ = Wᵀ·xᵀ for the first layer (x sample-major), Wᵀ·aᵀ after it
-        gemm_f32_slice(g, t, true, l == 0, d.out, B, d.in, 1.f, d.w, d.out, a, l == 0 ? d.in : B, d.b ? 1.f : 0.f, z, B, r);
-        if (relu)
-          for (int j = i0; j < i1; j++)
-            for (float* p = z + (size_t)j * B + c0; p < z + (size_t)j * B + c1; p++) *p = *p > 0.f ? *p : 0.f;
+        gemm_f32_slice(g, t, true, l == 0, d.out, B, d.in, 1.f, d.w, d.out, a, l == 0 ? d.in : B, 0.f, z, B, r);
+        for (int j = i0; j < i1; j++) {
+          const float bj = d.b ? d.b[j] : 0.f;
+          float* p0 = z + (size_t)j * B + c0;
+          float* p1 = z + (size_t)j * B + c1;
+          if (relu)
+            for (float* p = p0; p < p1; p++) {
+              const float v = d.b ? *p + bj : *p;
+              *p = v > 0.f ? v : 0.f;
+            }
+          else if (d.b)
+            for (float* p = p0; p < p1; p++) *p += bj;
+        }
       };
       if (g.nc == 1) slice(0);
       else pool().run(g.nc, slice);
