@@ -72,7 +72,7 @@ static void softmax_xent_rows(float* p, const float* y, float* dz, int r0, int r
     float* dzr = dz + (size_t)r * C;
     for (int c = 0; c < C; c++) {
       float q = std::min(hi, std::max(eps, pr[c] / ps));
-      loss -= (double)yr[c] * std::log(q);
+      if (yr[c] != 0.f) loss -= (double)yr[c] * std::log(q);  // a zero target adds exactly zero (q is clipped, so log(q) is finite)
       float qr = pr[c] / ps;
       float g = (qr >= eps && qr <= hi) ? -yr[c] / (qr * (float)B) : 0.f;
       dzr[c] = g;
