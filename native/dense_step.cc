@@ -150,8 +150,9 @@ void dense_train_step(const DenseStepArgs& s, double* lossOut, double* correctOu
 
   // Forward. With float32 products the hidden layers keep their outputs feature-major, act[l] = zᵀ [out, B]:
   // zᵀ = Wᵀ·aᵀ cut by rows of zᵀ (features; by columns, samples, when the batch is the larger side), then the bias
-  // added and relu in one pass over the slice while the product is in cache (Σ + b, as tfjs adds it). That orientation
-  // gives the library taller GEMMs than z = a·W cut into column slices.
+  // added and relu in one pass over the slice while the product is in cache (Σ + b, as tfjs adds it; oneDNN and the
+  // own kernels write a beta = 0 product without reading C, OpenBLAS clears C first). That orientation gives the
+  // library taller GEMMs than z = a·W cut into column slices.
   // The output layer computes z = a·W [B, C] (sample-major), cut by rows (whole rows of logits per slice); each slice
   // adds the bias and goes on to softmax, the loss and its gradient dz (softmax_xent_rows) for its rows.
   // bf16 products keep every act[l] sample-major [B, out] (gemm_bf16_slices, bias and relu after the product).

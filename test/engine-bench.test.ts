@@ -4,6 +4,7 @@ import { test } from 'node:test';
 import { loadAddon } from '../src/engine/addon.ts';
 import { benchDtypes } from '../bench/engine/dtypes.ts';
 import { bracketCeiling, engineReport, pairedFraction, type TrainRow } from '../bench/engine/bench.ts';
+import { engineGemms, gemmRate } from '../bench/engine/gemm-rate.ts';
 import { median } from '../dev/median.ts';
 import { BENCH, needsAddon, runCli } from '../dev/helpers.ts';
 
@@ -55,7 +56,7 @@ test('engineReport: training rows show the median of the interleaved rounds with
   // 62,000 samples/s × 3 MFLOP = 186 GFLOP/s = 62% of the 300 GFLOP/s ceiling (the median, not the best round's 66%)
   // beside it: the rounds' fractions 180/300, 198/330, 186/280 = 60%, 60%, 66.4%, median 60% (not 62%)
   assert.match(md, /\| 186(\.0)? \| 60% \| 62% \|/);
-  assert.match(md, /60% of the float32 ceiling measured beside it .*the rounds' ceilings 280–330 GFLOP\/s\) and 67% of the best of OpenBLAS and the own GEMM beside it/);
+  assert.match(md, /60% of the float32 ceiling measured beside it .*the rounds' ceilings 280–330 GFLOP\/s\) and 67% of the better of the engine's OpenBLAS and own GEMM beside it/);
   // a row without a bracket (no run) shows a dash, not 0%
   assert.match(md, /\| mlp \| PyTorch \| 1 \| 20,?000 \[19,?000–21,?000\] \| 1\.00x \| 60(\.0)? \| – \| 20% \|/);
 });
@@ -68,4 +69,15 @@ test('the ceiling beside a run: the better bracket per GEMM mode; the fraction p
   assert.equal(pairedFraction([60000, 66000], 3e6, [300, 0]), 0.6);
   assert.equal(pairedFraction([60000], 0, [300]), null);
   assert.equal(pairedFraction([], 3e6, []), null);
+});
+
+test('gemmRate times the mode it is asked for and gives the engine its own mode back; engineGemms lists what is linked', { skip: needsAddon('slimfit_engine') }, () => {
+  const info = addon!.info();
+  const shape = { name: 'tiny', M: 48, N: 40, K: 32, transA: true, transB: false };
+  for (const m of engineGemms()) {
+    const r = gemmRate(shape, 0.01, 1, m);
+    assert.ok(r > 0 && Number.isFinite(r), `${m}: ${r}`);
+    assert.equal(addon!.info().gemm, info.gemm, `mode after timing ${m}`);
+  }
+  assert.deepEqual(engineGemms(), ['own', ...(info.onednn ? ['onednn'] : []), ...(info.openblas ? ['openblas'] : [])]);
 });

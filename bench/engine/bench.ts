@@ -11,7 +11,7 @@ import { gemmModeLabel, loadAddon } from '../../src/engine/addon.ts';
 import { buildBenchModel, type BenchModel, type TrainingFlops, trainingFlops } from './models.ts';
 import { fmt, markdownTable } from './table.ts';
 import { medianOrNull } from '../../dev/median.ts';
-import { CEILING_SHAPE, ceilingNow, type EngineGemm, gemmRate, type GemmShape } from './gemm-rate.ts';
+import { CEILING_SHAPE, ceilingNow, ENGINE_GEMMS, type EngineGemm, engineGemms, gemmRate, gemmRunner, type GemmShape } from './gemm-rate.ts';
 
 export { CEILING_SHAPE, type GemmShape } from './gemm-rate.ts';
 
@@ -57,14 +57,15 @@ export interface TrainRow {
   /** samples/s of each round. */
   rounds: number[];
   /**
-   * Fraction of the float32 ceiling measured beside the row: in each round the engine's GEMM modes at 2048³ are timed
-   * right before and right after the row's run (seconds apart), the better of the two per mode taken; the row's
-   * GFLOP/s over the best mode of that bracket, median over the rounds (null: no FLOP count or no run).
+   * Fraction of the float32 ceiling measured beside the row: in each round every GEMM mode of the engine (own, and
+   * oneDNN and OpenBLAS where linked) is timed at 2048³ right before and right after the row's run (seconds apart),
+   * the better of the two per mode taken; the row's GFLOP/s over the best mode, median over the rounds (null: no FLOP
+   * count or no run).
    */
   ofCeiling: number | null;
-  /** The same over the best of OpenBLAS and the own GEMM only (the ceiling as issue 24 defines it). */
+  /** The same over the better of the engine's OpenBLAS and its own GEMM (the ceiling as issue 24 defines it). */
   ofBlasOwnCeiling: number | null;
-  /** Per round: the bracket's best float32 GFLOP/s at 2048³ (all modes). */
+  /** Per round with a run: the best mode's GFLOP/s at 2048³ beside it. */
   ceilingRounds: number[];
   peakRss: number | null; note: string;
   /** PyTorch rows: the BLAS library its process mapped, and its kind ('reference' = Debian's unoptimized netlib BLAS). */
@@ -121,17 +122,14 @@ export interface EngineBenchResult {
  * float32 (own, and each library linked into the engine) and bf16 (each kernel) GEMM rates at one shape, in
  * interleaved rounds (so a load change on the machine hits all alike); the best round of each.
  */
-function bf16GemmRow(shape: GemmShape, seconds: number, rounds: number, kernels: ('amx' | 'avx512bf16')[], libs: ('onednn' | 'openblas')[]): Bf16GemmRow {
+function bf16GemmRow(shape: GemmShape, seconds: number, rounds: number, kernels: ('amx' | 'avx512bf16')[], libs: EngineGemm[]): Bf16GemmRow {
   const { addon } = loadAddon();
   const { M, N, K, transA, transB } = shape;
-  const buf = new ArrayBuffer(4 * (M * K + K * N + M * N));
-  const f = new Float32Array(buf);
-  for (let i = 0; i < f.length; i++) f[i] = ((i * 37) % 101) / 101;
-  const A = new Float32Array(buf, 0, M * K), B = new Float32Array(buf, 4 * M * K, K * N), C = new Float32Array(buf, 4 * (M * K + K * N), M * N);
+  const { run: gemm, A, B, C } = gemmRunner(shape);
   const mode = addon!.info().gemm;
-  const f32 = (m: 'own' | 'onednn' | 'openblas') => (): void => {
+  const f32 = (m: EngineGemm) => (): void => {
     addon!.setGemmMode(m);
-    addon!.gemm(buf, +transA, +transB, M, N, K, 0, transA ? M : K, 4 * M * K, transB ? K : N, 4 * (M * K + K * N), N, 1, 0, 0, 0, -1, 0, 0);
+    gemm();
   };
   const runs: [string, () => void][] = [['own', f32('own')], ...libs.map((l): [string, () => void] => [l, f32(l)]),
     ...kernels.map((k): [string, () => void] => [k, () => { addon!.gemmBf16(k, +transA, +transB, M, N, K, A, B, C); }])];
@@ -170,7 +168,7 @@ export function benchEngine(opts: EngineBenchOptions = {}): EngineBenchResult {
   const secs = opts.gemmSeconds ?? 0.3;
   const batch = opts.batch ?? 128;
   const models = opts.models ?? ['mlp', 'cnn'];
-  const libs = [...(info.onednn ? ['onednn' as const] : []), ...(info.openblas ? ['openblas' as const] : [])];
+  const libs = engineGemms().filter((m) => m !== 'own');
 
   log('GEMM: numpy/OpenBLAS …');
   const npShapes = [...TRAINING_SHAPES, CEILING_SHAPE];
@@ -246,16 +244,13 @@ export function benchEngine(opts: EngineBenchOptions = {}): EngineBenchResult {
   const rounds = opts.trainRounds ?? 3;
   const got = plan.map(() => ({ rates: [] as number[], cpu: [] as number[], rss: [] as number[], note: '', blas: undefined as string | undefined, blasKind: undefined as string | undefined,
     ceil: [] as number[], ceilBlasOwn: [] as number[] }));
-  // The ceiling beside each row: a bracket of every GEMM mode at 2048³ (~1 s) between consecutive rows; a row's
-  // ceiling is the better of the brackets before and after it, per mode. Where numpy's GEMM beat the engine's at the
-  // start of the run, the brackets are raised by that ratio (the ceiling is never lower than the best contender's).
-  const bestOf = (c: Partial<Record<EngineGemm, number>>, modes: EngineGemm[]): number => Math.max(0, ...modes.map((m) => c[m] ?? 0));
-  const allModes: EngineGemm[] = ['own', 'onednn', 'openblas'], blasOwn: EngineGemm[] = ['own', 'openblas'];
-  const startBest = Math.max(cOwn, cDnnl ?? 0, cBlas ?? 0), startBlasOwn = Math.max(cOwn, cBlas ?? 0);
-  const lift = cNumpy && startBest > 0 ? Math.max(1, cNumpy / startBest) : 1;
-  const liftBlasOwn = cNumpy && startBlasOwn > 0 ? Math.max(1, cNumpy / startBlasOwn) : 1;
+  // The ceiling beside each row: a bracket of every GEMM mode of the engine at 2048³ (~1 s) between consecutive rows
+  // (numpy's is a separate process and stays in the start-of-run ceiling); a row's ceiling is the better of the
+  // brackets before and after it, per mode.
+  const bestOf = (c: Partial<Record<EngineGemm, number>>, modes: readonly EngineGemm[]): number => Math.max(0, ...modes.map((m) => c[m] ?? 0));
+  const blasOwn: EngineGemm[] = ['own', 'openblas'];
+  let before = ceilingNow(0.3);
   for (let round = 1; round <= rounds; round++) {
-    let before = ceilingNow(0.3);
     plan.forEach(([model, [engine, cmd, args, threads]], i) => {
       log(`train ${model} on ${engine} (${threads} thread${threads === 1 ? '' : 's'}), round ${round} of ${rounds} …`);
       const t = String(threads);
@@ -271,7 +266,7 @@ export function benchEngine(opts: EngineBenchOptions = {}): EngineBenchResult {
       g.note = j && torchRow ? `torch ${String(j.version)}, ${String(j.blasKind)}${engine.endsWith('autocast') ? ', oneDNN bf16' : ''}` : j ? String(j.note ?? '') : r.note;
       if (!j) return;
       g.rates.push(Number(j.samplesPerSec)); g.cpu.push(Number(j.samplesPerCpuSec)); g.rss.push(Number(j.peakRss));
-      g.ceil.push(bestOf(bracket, allModes) * lift); g.ceilBlasOwn.push(bestOf(bracket, blasOwn) * liftBlasOwn);
+      g.ceil.push(bestOf(bracket, ENGINE_GEMMS)); g.ceilBlasOwn.push(bestOf(bracket, blasOwn));
       if (torchRow) { g.blas = String(j.blas); g.blasKind = String(j.blasKind); }
     });
   }
@@ -297,7 +292,7 @@ export function benchEngine(opts: EngineBenchOptions = {}): EngineBenchResult {
  */
 export function bracketCeiling(before: Partial<Record<EngineGemm, number>>, after: Partial<Record<EngineGemm, number>>): Partial<Record<EngineGemm, number>> {
   const out: Partial<Record<EngineGemm, number>> = {};
-  for (const m of ['own', 'onednn', 'openblas'] as const) {
+  for (const m of ENGINE_GEMMS) {
     const r = Math.max(before[m] ?? 0, after[m] ?? 0);
     if (r > 0) out[m] = r;
   }
@@ -370,7 +365,7 @@ export function engineReport(r: EngineBenchResult): string {
     const s = best(m, isSlimfit), p = best(m, isTorch);
     if (!s || !p) return `${m}: best slimfit / best PyTorch: – (a run failed)`;
     const f = r.flops[m]!.total;
-    const beside = s.ofCeiling == null ? '' : `, ${pct(s.ofCeiling)} of the float32 ceiling measured beside it (median of the rounds' fractions${s.ceilingRounds.length > 1 ? `; the rounds' ceilings ${fmt(Math.min(...s.ceilingRounds), 0)}–${fmt(Math.max(...s.ceilingRounds), 0)} GFLOP/s` : ''}) and ${pct(s.ofBlasOwnCeiling)} of the best of OpenBLAS and the own GEMM beside it`;
+    const beside = s.ofCeiling == null ? '' : `, ${pct(s.ofCeiling)} of the float32 ceiling measured beside it (median of the rounds' fractions${s.ceilingRounds.length > 1 ? `; the rounds' ceilings ${fmt(Math.min(...s.ceilingRounds), 0)}–${fmt(Math.max(...s.ceilingRounds), 0)} GFLOP/s` : ''}) and ${pct(s.ofBlasOwnCeiling)} of the better of the engine's OpenBLAS and own GEMM beside it`;
     return `${m}: best slimfit / best PyTorch = **${fmt(s.samplesPerSec! / p.samplesPerSec!, 2)}x** (${s.engine}, ${s.threads} thread${s.threads === 1 ? '' : 's'}: ${fmt(s.samplesPerSec, 0)} samples/s = ${fmt((100 * s.samplesPerSec! * f) / 1e9 / c.best, 0)}% of the start-of-run ceiling${beside}; PyTorch ${p.threads} thread${p.threads === 1 ? '' : 's'}: ${fmt(p.samplesPerSec, 0)})`;
   });
   // a PyTorch on Debian's netlib reference BLAS multiplies ~30x slower than OpenBLAS: say so next to every ratio
@@ -382,5 +377,5 @@ export function engineReport(r: EngineBenchResult): string {
   // the end load counts the bench's own threads (2 busy threads raise it to ~2 on a quiet machine), so only the start judges
   const busy = Number(r.load.split(' ')[0]) > availableParallelism() * 0.75
     ? `\n\n**The machine was busy (1-minute load average at the start above 3/4 of its ${availableParallelism()} cores): rates measured minutes apart are not comparable, and fractions of the ceiling can even pass 100%. Run again on a quiet machine.**` : '';
-  return `Machine: ${r.cpu}. Load average (1/5/15 min) at start: ${r.load}, at end: ${r.loadEnd}. Engine: ${r.info}. Peer BLAS: ${r.numpyBlas}. GEMM: best of 3 timed rounds each (robust to other load).${busy}\n\n${gemm}\n\n${ceiling}${bf16Table}\n\nTraining (batch 128, Adam 1e-3, random data, one timed epoch after warm-up per run, each run in its own process; ${r.trainRounds} interleaved round${r.trainRounds === 1 ? '' : 's'} of every row, the median reported with the rounds' range; ratios use the medians; "beside it": every GEMM mode of the engine timed at 2048³ right before and right after each run, the better of the two per mode, raised by numpy's lead at the start where numpy was faster, and the median of the rounds' fractions; "start-of-run": the ceiling above). ${peerNote}\n\n${train}\n\nFLOPs per training sample (${counted}):\n${flopLines.map((l) => `- ${l}`).join('\n')}\n\n${[...ratios, ...bf16Lines].map((l) => `- ${l}`).join('\n')}\n`;
+  return `Machine: ${r.cpu}. Load average (1/5/15 min) at start: ${r.load}, at end: ${r.loadEnd}. Engine: ${r.info}. Peer BLAS: ${r.numpyBlas}. GEMM: best of 3 timed rounds each (robust to other load).${busy}\n\n${gemm}\n\n${ceiling}${bf16Table}\n\nTraining (batch 128, Adam 1e-3, random data, one timed epoch after warm-up per run, each run in its own process; ${r.trainRounds} interleaved round${r.trainRounds === 1 ? '' : 's'} of every row, the median reported with the rounds' range; ratios and the start-of-run fractions use the medians; "beside it": every GEMM mode of the engine timed at 2048³ right before and right after each run, the better of the two per mode, and the median of the rounds' fractions; "start-of-run": the ceiling above, numpy included). ${peerNote}\n\n${train}\n\nFLOPs per training sample (${counted}):\n${flopLines.map((l) => `- ${l}`).join('\n')}\n\n${[...ratios, ...bf16Lines].map((l) => `- ${l}`).join('\n')}\n`;
 }
