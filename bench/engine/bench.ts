@@ -63,7 +63,7 @@ export interface TrainRow {
    * count or no run).
    */
   ofCeiling: number | null;
-  /** The same over the better of the engine's OpenBLAS and its own GEMM (the ceiling as issue 24 defines it). */
+  /** The same over the better of the engine's OpenBLAS and its own GEMM (without oneDNN, the faster library here). */
   ofBlasOwnCeiling: number | null;
   /** Per round with a run: the best mode's GFLOP/s at 2048³ beside it. */
   ceilingRounds: number[];
