@@ -12,7 +12,8 @@ export function register(program: Command): void {
     .option('--gemm-seconds <s>', 'seconds per GEMM round (best of 3 rounds)', '0.3')
     .option('--rounds <n>', 'interleaved rounds of the training rows (medians reported)', '3')
     .option('--torch-python <path>', 'Python with torch', '/usr/bin/python3')
-    .action(async (o: { models: string; samples?: string; gemmSeconds: string; rounds: string; torchPython: string }) => {
+    .option('--json', 'print the results as one JSON object (EngineBenchResult in bench/engine/bench.ts) instead of markdown')
+    .action(async (o: { models: string; samples?: string; gemmSeconds: string; rounds: string; torchPython: string; json?: boolean }) => {
       const { benchEngine, engineReport } = await import('../engine/bench.ts');
       const models = o.models.split(',').map((s) => s.trim());
       for (const m of models) if (m !== 'mlp' && m !== 'cnn') throw new SlimfitError(`unknown model '${m}'`, { hint: 'use --models mlp,cnn' });
@@ -27,7 +28,7 @@ export function register(program: Command): void {
       } catch (e) {
         throw new SlimfitError((e as Error).message, { hint: 'build it with `npm run build:native` (needs g++)' });
       }
-      process.stdout.write(engineReport(r));
+      process.stdout.write(o.json ? `${JSON.stringify(r)}\n` : engineReport(r));
     });
   bench.command('bf16')
     .description('mlp training in the opt-in bf16 matmul precision vs float32 and vs PyTorch (float32, bf16 autocast): alternating rounds, medians')

@@ -22,11 +22,14 @@ export function register(program: Command): void {
     .option('--times <n>', 'with --goal: how often the big store repeats this one', '10')
     .option('--remote', 'instead: the store served by nginx on 127.0.0.1 (and through a proxy adding --latency ms) vs the local store and numpy memmap')
     .option('--latency <ms>', 'with --remote: delay the proxy adds per chunk', '20')
-    .action(async (dir: string, o: { split?: string; batch: string; seconds: string; workers: string; cold?: boolean; repeat: string; out?: string; shuffle: string; shuffleShards?: string; torch: boolean; remote?: boolean; latency: string; goal?: boolean; times: string }) => {
+    .option('--json', 'print the table\'s rows as one JSON object ({rows}) instead of markdown (not with --remote)')
+    .action(async (dir: string, o: { split?: string; batch: string; seconds: string; workers: string; cold?: boolean; repeat: string; out?: string; shuffle: string; shuffleShards?: string; torch: boolean; remote?: boolean; latency: string; goal?: boolean; times: string; json?: boolean }) => {
+      if (o.json && o.remote) throw new SlimfitError('--json is not available with --remote', { hint: 'drop --json; the remote bench prints markdown only' });
+      const print = (res: { rows: unknown[]; markdown: string }): void => { process.stdout.write(o.json ? `${JSON.stringify({ rows: res.rows })}\n` : `${res.markdown}\n`); };
       if (o.goal) {
         const { benchLoaderGoal } = await import('../loader/goal.ts');
         const res = await benchLoaderGoal(dir, { split: o.split, batch: Number(o.batch), seconds: Number(o.seconds), repeat: Number(o.repeat), cold: o.cold !== false, times: Number(o.times), log: (l) => process.stderr.write(`${l}\n`) });
-        process.stdout.write(`${res.markdown}\n`);
+        print(res);
         if (o.out) { const { rename, writeFile } = await import('node:fs/promises'); await writeFile(`${o.out}.tmp`, `${res.markdown}\n`); await rename(`${o.out}.tmp`, o.out); }
         return;
       }
@@ -48,7 +51,7 @@ export function register(program: Command): void {
         cold: o.cold, repeat: Number(o.repeat), torch: o.torch, log: (l) => process.stderr.write(`${l}\n`),
         shuffles: shuffles as Array<'global' | 'block' | 'shard'>, shuffleShards: shards,
       });
-      process.stdout.write(`${res.markdown}\n`);
+      print(res);
       if (o.out) { await writeFile(`${o.out}.tmp`, `${res.markdown}\n`); await rename(`${o.out}.tmp`, o.out); }
     });
 }
