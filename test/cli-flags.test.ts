@@ -28,7 +28,7 @@ test('flag parsers accept numbers of their kind and reject everything else namin
   check(fractionFlag('--val-fraction'), '--val-fraction', [['0', 0], ['0.1', 0.1], ['0.99', 0.99]], ['1', '-0.1', 'abc', '']);
 });
 
-test('every numeric flag of train, eval, convert, show and demo rejects a non-number with `slimfit: error:` naming it', async () => {
+test('every numeric flag of train, eval, convert, show and demo (and demo\'s --model) rejects a bad value with `slimfit: error:` naming it', async () => {
   const cases: Array<[string[], string]> = [
     [['train', 'store', '--seed', 'abc'], '--seed'],
     [['train', 'store', '--seed', '-1'], '--seed'],
@@ -45,6 +45,7 @@ test('every numeric flag of train, eval, convert, show and demo rejects a non-nu
     [['show', 'store', '-n', 'abc'], '--count'],
     [['show', 'store', '--seed', 'x'], '--seed'],
     [['demo', '--epochs', '0'], '--epochs'],
+    [['demo', '--model', 'nosuch'], '--model'],  // said before the demo converts MNIST
   ];
   const runs = await Promise.all(cases.map(([args]) => runCli(args)));
   runs.forEach((r, i) => {

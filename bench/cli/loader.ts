@@ -22,10 +22,10 @@ export function register(program: Command): void {
     .option('--times <n>', 'with --goal: how often the big store repeats this one', '10')
     .option('--remote', 'instead: the store served by nginx on 127.0.0.1 (and through a proxy adding --latency ms) vs the local store and numpy memmap')
     .option('--latency <ms>', 'with --remote: delay the proxy adds per chunk', '20')
-    .option('--json', 'print the table\'s rows as one JSON object ({rows}) instead of markdown (not with --remote)')
+    .option('--json', 'print the table\'s rows and notes (skipped or failed contenders) as one JSON object ({rows, notes}) instead of markdown (not with --remote; --out still writes markdown)')
     .action(async (dir: string, o: { split?: string; batch: string; seconds: string; workers: string; cold?: boolean; repeat: string; out?: string; shuffle: string; shuffleShards?: string; torch: boolean; remote?: boolean; latency: string; goal?: boolean; times: string; json?: boolean }) => {
       if (o.json && o.remote) throw new SlimfitError('--json is not available with --remote', { hint: 'drop --json; the remote bench prints markdown only' });
-      const print = (res: { rows: unknown[]; markdown: string }): void => { process.stdout.write(o.json ? `${JSON.stringify({ rows: res.rows })}\n` : `${res.markdown}\n`); };
+      const print = (res: { rows: unknown[]; notes: string[]; markdown: string }): void => { process.stdout.write(o.json ? `${JSON.stringify({ rows: res.rows, notes: res.notes })}\n` : `${res.markdown}\n`); };
       if (o.goal) {
         const { benchLoaderGoal } = await import('../loader/goal.ts');
         const res = await benchLoaderGoal(dir, { split: o.split, batch: Number(o.batch), seconds: Number(o.seconds), repeat: Number(o.repeat), cold: o.cold !== false, times: Number(o.times), log: (l) => process.stderr.write(`${l}\n`) });

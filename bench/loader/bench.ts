@@ -108,7 +108,7 @@ function cachedBytes(files: string[]): number {
 }
 
 /** Run the benchmark on split `split` of the store in `dir`; returns rows and a markdown table. */
-export async function benchLoader(dir: string, opts: LoaderBenchOptions = {}): Promise<{ rows: BenchRow[]; markdown: string }> {
+export async function benchLoader(dir: string, opts: LoaderBenchOptions = {}): Promise<{ rows: BenchRow[]; notes: string[]; markdown: string }> {
   const log = opts.log ?? (() => {});
   const ds = await openDataset(dir);
   const split = opts.split ?? (ds.splits.includes('train') ? 'train' : ds.splits[0]);
@@ -223,7 +223,7 @@ export async function benchLoader(dir: string, opts: LoaderBenchOptions = {}): P
     '',
     ...quality,
   ];
-  return { rows, markdown: lines.join('\n') };
+  return { rows, notes, markdown: lines.join('\n') };
 }
 
 /**

