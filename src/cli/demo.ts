@@ -65,9 +65,11 @@ export function register(program: Command): void {
     .action(async (o: { model: string; epochs: number; out?: string; backend?: string; train: boolean }) => {
       const t0 = performance.now();
       // a bad --model is said before the conversion, not after it (a name that is no built-in is a model.json path)
-      const { BUILTIN_MODELS } = await import('../train/models.ts');
-      if (o.train && !(BUILTIN_MODELS as readonly string[]).includes(o.model) && !existsSync(o.model)) {
-        throw new UsageError(`--model must be ${BUILTIN_MODELS.join(', ')} or a model.json file (or its folder), got '${o.model}'`, { hint: 'e.g. slimfit demo --model mlp' });
+      if (o.train) {
+        const { BUILTIN_MODELS } = await import('../train/models.ts');
+        if (!(BUILTIN_MODELS as readonly string[]).includes(o.model) && !existsSync(o.model)) {
+          throw new UsageError(`--model must be ${BUILTIN_MODELS.join(', ')} or a model.json file (or its folder), got '${o.model}'`, { hint: 'e.g. slimfit demo --model mlp' });
+        }
       }
       const dir = await ensureMnistStore();
       const { readManifest } = await import('../store/manifest.ts');
