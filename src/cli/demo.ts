@@ -66,8 +66,8 @@ export function register(program: Command): void {
       const t0 = performance.now();
       // a bad --model is said before the conversion, not after it (a name that is no built-in is a model.json path)
       if (o.train) {
-        const { BUILTIN_MODELS } = await import('../train/models.ts');
-        if (!(BUILTIN_MODELS as readonly string[]).includes(o.model) && !existsSync(o.model)) {
+        const { BUILTIN_MODELS, isBuiltinModel } = await import('../train/models.ts');
+        if (!isBuiltinModel(o.model) && !existsSync(o.model)) {
           throw new UsageError(`--model must be ${BUILTIN_MODELS.join(', ')} or a model.json file (or its folder), got '${o.model}'`, { hint: 'e.g. slimfit demo --model mlp' });
         }
       }
