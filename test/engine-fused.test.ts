@@ -161,6 +161,52 @@ test('the fused step leaks no tensors, keeps predict working, and refuses (chang
   uninstallEngine(tf);
 });
 
+test('a step function follows weights and moments replaced between its calls (model and optimizer setWeights)', { skip: SKIP }, async () => {
+  await engineOn();
+  const spec: Spec = { input: [20], layers: [{ units: 16, activation: 'relu' }, { units: 4, activation: 'softmax' }] };
+  const xs = [0, 1, 2, 3, 4, 5, 6, 7, 8].map(() => rand(8 * 20)), ys = xs.map(() => oneHot(8, 4));
+  const a = build(spec), b = build(spec);
+  const ra = denseTrainStep(tf, a, true);
+  let rb = denseTrainStep(tf, b, true);
+  const optOf = (m: tfl.Sequential) => (m as unknown as { optimizer: tf.Optimizer }).optimizer;
+  const steps = (from: number, to: number): void => {
+    for (let j = from; j < to; j++) {
+      assert.ok(ra.step!(xs[j], ys[j], 8), `step ${j} of a ran fused`);
+      assert.ok(rb.step!(xs[j], ys[j], 8), `step ${j} of b ran fused`);
+    }
+  };
+  const same = async (when: string): Promise<void> => {
+    const wa = a.getWeights().map((t) => Array.from(t.dataSync())), wb = b.getWeights().map((t) => Array.from(t.dataSync()));
+    wa.forEach((w, j) => assert.deepEqual(w, wb[j], `weight ${j} differs ${when}`));
+    const ma = await optOf(a).getWeights(), mb = await optOf(b).getWeights();
+    ma.forEach((w, j) => assert.deepEqual(Array.from(w.tensor.dataSync()), Array.from(mb[j].tensor.dataSync()), `${w.name} differs ${when}`));
+  };
+  steps(0, 3);
+  // New buffers (assign replaces a variable's data), with new values, for the weights of both models, then for their
+  // moments; each time `b` goes on with a step function that never saw the old buffers. Had `a`'s step kept writing
+  // where its weights or moments were before, the two models would differ.
+  const values = a.getWeights().map((t) => ({ data: t.dataSync().map((v) => v + 0.01), shape: t.shape }));
+  for (const m of [a, b]) {
+    const given = values.map((w) => tf.tensor(w.data, w.shape));
+    m.setWeights(given);
+    tf.dispose(given); // the weights own their buffers alone again: the steps run fused
+  }
+  rb = denseTrainStep(tf, b, true);
+  steps(3, 6);
+  await same('after the model\'s setWeights');
+  const moments = (await optOf(a).getWeights()).map((w) => ({ name: w.name, data: w.tensor.dataSync().slice(), shape: w.tensor.shape, dtype: w.tensor.dtype }));
+  for (const m of [a, b]) {
+    const given = moments.map((w) => ({ name: w.name, tensor: tf.tensor(w.data, w.shape, w.dtype) }));
+    await optOf(m).setWeights(given);
+    tf.dispose(given.map((w) => w.tensor)); // likewise for the moments
+  }
+  rb = denseTrainStep(tf, b, true);
+  steps(6, 9);
+  await same('after the optimizer\'s setWeights');
+  a.dispose(); b.dispose();
+  uninstallEngine(tf);
+});
+
 test('models the fused step does not cover get a reason (and train through trainOnBatch)', { skip: SKIP }, async () => {
   await engineOn();
   const mlp = { input: [12], layers: [{ units: 8, activation: 'relu' as const }, { units: 3, activation: 'softmax' as const }] };

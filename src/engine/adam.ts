@@ -135,5 +135,9 @@ function privateHeapScalar(tf: Tf, v: tfc.Variable): { heap: Float32Array; index
   if (!isWasmBackend(be) || v.isDisposed || v.dtype !== 'float32' || v.size !== 1) return null;
   const d = be.dataIdMap.get(v.dataId);
   if (!d || be.refCount(v.dataId) !== 1 || d.memoryOffset % 4 !== 0) return null;
-  return { heap: new Float32Array(be.wasm.HEAPU8.buffer, 0, be.wasm.HEAPU8.byteLength >> 2), index: d.memoryOffset >> 2 };
+  const buf = be.wasm.HEAPU8.buffer;
+  if (heapView?.buffer !== buf || heapView.length !== be.wasm.HEAPU8.byteLength >> 2) heapView = new Float32Array(buf, 0, be.wasm.HEAPU8.byteLength >> 2);
+  return { heap: heapView, index: d.memoryOffset >> 2 };
 }
+/** privateHeapScalar's float32 view of the heap, made again when the heap grows (a new buffer). */
+let heapView: Float32Array | null = null;

@@ -7,7 +7,7 @@
 import type * as tfc from '@tensorflow/tfjs-core';
 import type * as tfl from '@tensorflow/tfjs-layers';
 import { adamAdvance, type AdamInternals } from './adam.ts';
-import { adamFromGradients, beginFusedStep, fusedStepCandidate } from './fused-common.ts';
+import { adamFromGradients, beginFusedStep, fusedStepCandidate, newFusedStepMemo } from './fused-common.ts';
 import { loadAddon } from './addon.ts';
 import type { DenseStep, DenseStepResult } from './dense-step.ts';
 
@@ -240,11 +240,13 @@ export function convTrainStep(tf: Tf, model: tfl.LayersModel, engineActive: bool
   // With reduce: room on the wasm heap for every gradient (so the native Adam can address it like the weights).
   const gradBuf: tfc.Tensor | null = reduce ? tf.zeros([total + extra]) : null;
 
+  const memo = newFusedStepMemo();
   const step: DenseStep = (x, y, n) => {
-    const start = beginFusedStep(tf, opt, order, x, y, n, inputSize, classes, plan, nL);
+    const start = beginFusedStep(tf, opt, order, x, y, n, inputSize, classes, plan, nL, memo);
     if (!start) return null;
-    const { be, values, off } = start;
-    for (let l = 0; l < nL; l++) {
+    const { be, values, off, same } = start;
+    // the offsets written at the previous call still hold when every weight and moment is where it was then
+    if (!same) for (let l = 0; l < nL; l++) {
       const p = planned[l], q = 9 + PER * l;
       if (!p.kernel) continue;
       const wi = index(p.kernel), bi = p.bias ? index(p.bias) : -1;

@@ -7,7 +7,7 @@
 import type * as tfc from '@tensorflow/tfjs-core';
 import type * as tfl from '@tensorflow/tfjs-layers';
 import { adamAdvance, type AdamInternals } from './adam.ts';
-import { adamFromGradients, beginFusedStep, fusedStepCandidate } from './fused-common.ts';
+import { adamFromGradients, beginFusedStep, fusedStepCandidate, newFusedStepMemo } from './fused-common.ts';
 import { type Bf16Kernel, loadAddon } from './addon.ts';
 import { SlimfitError } from '../core/errors.ts';
 
@@ -128,11 +128,13 @@ export function denseTrainStep(tf: Tf, model: tfl.LayersModel, engineActive: boo
   const prec = precision === 'bf16' ? 1 : 0;
   const gradBuf: tfc.Tensor | null = reduce ? tf.zeros([total + extra]) : null;
 
+  const memo = newFusedStepMemo();
   const step: DenseStep = (x, y, n) => {
-    const start = beginFusedStep(tf, opt, order, x, y, n, inDim, classes, plan, nL);
+    const start = beginFusedStep(tf, opt, order, x, y, n, inDim, classes, plan, nL, memo);
     if (!start) return null;
-    const { be, values, off } = start;
-    for (let l = 0; l < nL; l++) {
+    const { be, values, off, same } = start;
+    // the offsets written at the previous call still hold when every weight and moment is where it was then
+    if (!same) for (let l = 0; l < nL; l++) {
       const d = dense[l], q = 9 + 9 * l;
       const wi = index(d.kernel), bi = d.bias ? index(d.bias) : -1;
       plan[q] = d.inDim; plan[q + 1] = d.units; plan[q + 2] = d.act;

@@ -10,47 +10,103 @@ import { isWasmBackend, type WasmBackendLike } from './kernels.ts';
 
 type Tf = typeof tfc;
 
-/** What a step needs after its preamble: the wasm backend, the weights' tensors and a tensor's offset in the wasm heap. */
-export interface FusedStepStart { be: WasmBackendLike; values: tfc.Variable[]; off: (t: tfc.Tensor) => number }
+/**
+ * What a step needs after its preamble: the wasm backend, the weights' tensors, a tensor's offset in the wasm heap, and
+ * `same`: every weight and moment is the very buffer it was at the previous call with the same memo, so the offsets the
+ * caller wrote into its plan then still hold.
+ */
+export interface FusedStepStart { be: WasmBackendLike; values: tfc.Variable[]; off: (t: tfc.Tensor) => number; same: boolean }
+
+type TensorData = { memoryOffset: number; refCount?: number };
+
+/**
+ * What one fused step remembers between its calls (beginFusedStep's `memo`): the backend, and for every tensor it
+ * updates in place (weight i, its first moment, its second moment) the variable, its data id and the backend's record
+ * of that data, as the last full check left them.
+ */
+export interface FusedStepMemo { be: WasmBackendLike | null; vars: tfc.Variable[]; ids: object[]; datas: (TensorData | undefined)[] }
+
+/** An empty memo for beginFusedStep: one per step function. */
+export function newFusedStepMemo(): FusedStepMemo {
+  return { be: null, vars: [], ids: [], datas: [] };
+}
+
+/** The tensors a step updates in place, in the memo's order: weight i, then its first and second moment. */
+function updatedInPlace(values: tfc.Variable[], opt: AdamInternals): tfc.Variable[] {
+  const out: tfc.Variable[] = [];
+  for (let i = 0; i < values.length; i++) out.push(values[i], opt.accumulatedFirstMoment[i].variable, opt.accumulatedSecondMoment[i].variable);
+  return out;
+}
+
+/**
+ * True when the weights and moments are exactly those the memo holds and still safe to update in place: the same
+ * variables, not disposed, holding the same data, which the backend keeps under the same record (so at the same offset,
+ * already on a cache line) and which no other tensor shares. One lookup per tensor instead of the full check's several.
+ */
+function memoHolds(memo: FusedStepMemo, be: WasmBackendLike, values: tfc.Variable[], opt: AdamInternals): boolean {
+  if (memo.be !== be || memo.vars.length !== 3 * values.length) return false;
+  for (let i = 0; i < values.length; i++) {
+    const m = opt.accumulatedFirstMoment[i]?.variable, v = opt.accumulatedSecondMoment[i]?.variable;
+    for (let j = 0; j < 3; j++) {
+      const t = j === 0 ? values[i] : j === 1 ? m : v, k = 3 * i + j;
+      if (!t || t !== memo.vars[k] || t.isDisposed || t.dataId !== memo.ids[k]) return false;
+      const d = be.dataIdMap.get(t.dataId) as TensorData | undefined;
+      if (!d || d !== memo.datas[k] || d.refCount !== 1) return false;
+    }
+  }
+  return true;
+}
 
 /**
  * Check a batch, read the weights and fill plan[0..8] (layers, lr, beta1, beta2, eps, 1-beta1^t, 1-beta2^t, 1-beta1,
  * 1-beta2). Returns null when a weight shares its buffer with another tensor: an in-place update would show through
  * it, so the caller takes trainOnBatch for this batch. Throws on a bad batch or a backend/weight that changed.
+ * With a `memo` (newFusedStepMemo, one per step function), a call whose weights and moments are still the ones the
+ * previous full check passed (memoHolds) skips the rest of that check and says so with `same`.
  *
  * @example
- * const s = beginFusedStep(tf, opt, model.collectedTrainableWeights, x, y, n, 784, 10, plan, layers);
+ * const memo = newFusedStepMemo();
+ * const s = beginFusedStep(tf, opt, model.collectedTrainableWeights, x, y, n, 784, 10, plan, layers, memo);
  * if (!s) return null; // trainOnBatch this time
  */
 export function beginFusedStep(tf: Tf, opt: AdamInternals, order: { read(): tfc.Variable }[], x: Float32Array, y: Float32Array, n: number,
-  inputSize: number, classes: number, plan: Float64Array, layers: number): FusedStepStart | null {
+  inputSize: number, classes: number, plan: Float64Array, layers: number, memo?: FusedStepMemo): FusedStepStart | null {
   if (!(x instanceof Float32Array) || !(y instanceof Float32Array)) throw new Error('fused step: x and y must be Float32Arrays');
   if (!(n > 0) || x.length < n * inputSize || y.length < n * classes) throw new Error(`fused step: batch of ${n} needs x of ${n * inputSize} and y of ${n * classes} floats`);
   const be = tf.backend();
   if (!isWasmBackend(be)) throw new Error('fused step: the backend changed away from wasm');
-  const engine = tf.engine() as unknown as { registeredVariables: Record<string, tfc.Variable> };
   const values = order.map((v) => v.read());
-  for (const v of values) {
-    if (v.dtype !== 'float32' || v.isDisposed || engine.registeredVariables[v.name] !== v) throw new Error(`fused step: weight ${v.name} is not a live float32 variable`);
-    // A weight created on `cpu` before the switch to wasm moves here now; unmoved, refCount would say 0 and the first
-    // step would go through trainOnBatch (a numerically different path) for no reason.
-    be.dataIdMap.get(v.dataId);
-    // in-place updates must not show through another tensor sharing the buffer (tfjs's own update would not)
-    if (be.refCount(v.dataId) !== 1) return null;
+  const same = !!memo && memoHolds(memo, be, values, opt);
+  if (!same) {
+    if (memo) memo.be = null;
+    const engine = tf.engine() as unknown as { registeredVariables: Record<string, tfc.Variable> };
+    for (const v of values) {
+      if (v.dtype !== 'float32' || v.isDisposed || engine.registeredVariables[v.name] !== v) throw new Error(`fused step: weight ${v.name} is not a live float32 variable`);
+      // A weight created on `cpu` before the switch to wasm moves here now; unmoved, refCount would say 0 and the first
+      // step would go through trainOnBatch (a numerically different path) for no reason.
+      be.dataIdMap.get(v.dataId);
+      // in-place updates must not show through another tensor sharing the buffer (tfjs's own update would not)
+      if (be.refCount(v.dataId) !== 1) return null;
+    }
+    ensureMoments(tf, opt, values.map((value, i) => ({ name: value.name, value, i })));
+    // the moments too are updated in place: one that shares its buffer (e.g. with the tensors given to the optimizer's
+    // setWeights) takes trainOnBatch, whose Adam gives it a buffer of its own
+    for (let i = 0; i < values.length; i++)
+      if (be.refCount(opt.accumulatedFirstMoment[i].variable.dataId) !== 1 || be.refCount(opt.accumulatedSecondMoment[i].variable.dataId) !== 1) return null;
+    // Adam streams the weights and both moments in place every step: on whole cache lines (a no-op once they are)
+    const all = updatedInPlace(values, opt);
+    alignTensors(be, all);
+    if (memo) {
+      memo.vars = all;
+      memo.ids = all.map((t) => t.dataId);
+      memo.datas = all.map((t) => be.dataIdMap.get(t.dataId) as TensorData | undefined);
+      memo.be = be;
+    }
   }
-  ensureMoments(tf, opt, values.map((value, i) => ({ name: value.name, value, i })));
-  // the moments too are updated in place: one that shares its buffer (e.g. with the tensors given to the optimizer's
-  // setWeights) takes trainOnBatch, whose Adam gives it a buffer of its own
-  for (let i = 0; i < values.length; i++)
-    if (be.refCount(opt.accumulatedFirstMoment[i].variable.dataId) !== 1 || be.refCount(opt.accumulatedSecondMoment[i].variable.dataId) !== 1) return null;
-  // Adam streams the weights and both moments in place every step: on whole cache lines (a no-op once they are)
-  alignTensors(be, values);
-  alignTensors(be, values.map((_, i) => opt.accumulatedFirstMoment[i].variable));
-  alignTensors(be, values.map((_, i) => opt.accumulatedSecondMoment[i].variable));
   const { oma1, oma2, c1, c2 } = adamConstants(opt, tf);
   plan[0] = layers; plan[1] = opt.learningRate; plan[2] = opt.beta1; plan[3] = opt.beta2; plan[4] = opt.epsilon;
   plan[5] = oma1; plan[6] = oma2; plan[7] = c1; plan[8] = c2;
-  return { be, values, off: (t) => be.dataIdMap.get(t.dataId)!.memoryOffset };
+  return { be, values, off: (t) => be.dataIdMap.get(t.dataId)!.memoryOffset, same };
 }
 
 /** The training state a fused step reads from a compiled model (a Sequential keeps it on its inner LayersModel). */
