@@ -207,6 +207,32 @@ test('a step function follows weights and moments replaced between its calls (mo
   uninstallEngine(tf);
 });
 
+test('a step function notices its tensors moved by another one, and variables freed by tf.disposeVariables', { skip: SKIP }, async () => {
+  await engineOn();
+  const spec: Spec = { input: [20], layers: [{ units: 13, activation: 'relu' }, { units: 4, activation: 'softmax' }] };
+  const m = build(spec);
+  const x = rand(8 * 20), y = oneHot(8, 4);
+  await m.trainOnBatch(tf.tensor2d(x, [8, 20]), tf.tensor2d(y, [8, 4])); // the moments exist, on the allocator's 8-byte grid
+  const be = tf.backend() as unknown as { wasm: { _malloc(n: number): number } };
+  // `a`'s first (full) check finds no room to move the tensors onto cache lines and runs them where they are; `b`'s
+  // then moves them (same records, new offsets, the old blocks freed). `a` must not go on writing at the old offsets.
+  const a = denseTrainStep(tf, m, true);
+  const malloc = be.wasm._malloc;
+  be.wasm._malloc = () => 0;
+  try { assert.ok(a.step!(x, y, 8)); } finally { be.wasm._malloc = malloc; }
+  const b = denseTrainStep(tf, m, true);
+  assert.ok(b.step!(x, y, 8));
+  const before = m.getWeights().map((w) => Array.from(w.dataSync()));
+  const junk = tf.fill([4096], 7); // likely to land in the freed blocks
+  assert.ok(a.step!(x, y, 8));
+  m.getWeights().forEach((w, i) => assert.notDeepEqual(Array.from(w.dataSync()), before[i], `weight ${i} was updated`));
+  assert.ok(Array.from(junk.dataSync()).every((v) => v === 7), 'no other tensor was written');
+  junk.dispose();
+  tf.disposeVariables(); // frees every variable's data without marking the variables disposed
+  assert.throws(() => a.step!(x, y, 8), /is not a live float32 variable/);
+  uninstallEngine(tf);
+});
+
 test('models the fused step does not cover get a reason (and train through trainOnBatch)', { skip: SKIP }, async () => {
   await engineOn();
   const mlp = { input: [12], layers: [{ units: 8, activation: 'relu' as const }, { units: 3, activation: 'softmax' as const }] };

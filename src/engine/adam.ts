@@ -136,7 +136,7 @@ function privateHeapScalar(tf: Tf, v: tfc.Variable): { heap: Float32Array; index
   const d = be.dataIdMap.get(v.dataId);
   if (!d || be.refCount(v.dataId) !== 1 || d.memoryOffset % 4 !== 0) return null;
   const buf = be.wasm.HEAPU8.buffer;
-  if (heapView?.buffer !== buf || heapView.length !== be.wasm.HEAPU8.byteLength >> 2) heapView = new Float32Array(buf, 0, be.wasm.HEAPU8.byteLength >> 2);
+  if (heapView?.buffer !== buf) heapView = new Float32Array(buf, 0, be.wasm.HEAPU8.byteLength >> 2);
   return { heap: heapView, index: d.memoryOffset >> 2 };
 }
 /** privateHeapScalar's float32 view of the heap, made again when the heap grows (a new buffer). */

@@ -21,14 +21,14 @@ type TensorData = { memoryOffset: number; refCount?: number };
 
 /**
  * What one fused step remembers between its calls (beginFusedStep's `memo`): the backend, and for every tensor it
- * updates in place (weight i, its first moment, its second moment) the variable, its data id and the backend's record
- * of that data, as the last full check left them.
+ * updates in place (weight i, its first moment, its second moment) the variable, its data id, the backend's record of
+ * that data and the data's offset in the heap, as the last full check left them.
  */
-export interface FusedStepMemo { be: WasmBackendLike | null; vars: tfc.Variable[]; ids: object[]; datas: (TensorData | undefined)[] }
+export interface FusedStepMemo { be: WasmBackendLike | null; vars: tfc.Variable[]; ids: object[]; datas: (TensorData | undefined)[]; offsets: number[] }
 
 /** An empty memo for beginFusedStep: one per step function. */
 export function newFusedStepMemo(): FusedStepMemo {
-  return { be: null, vars: [], ids: [], datas: [] };
+  return { be: null, vars: [], ids: [], datas: [], offsets: [] };
 }
 
 /** The tensors a step updates in place, in the memo's order: weight i, then its first and second moment. */
@@ -40,8 +40,9 @@ function updatedInPlace(values: tfc.Variable[], opt: AdamInternals): tfc.Variabl
 
 /**
  * True when the weights and moments are exactly those the memo holds and still safe to update in place: the same
- * variables, not disposed, holding the same data, which the backend keeps under the same record (so at the same offset,
- * already on a cache line) and which no other tensor shares. One lookup per tensor instead of the full check's several.
+ * variables, not disposed, holding the same data, which the backend still keeps under the same record at the same
+ * offset (another step function aligning the same tensors moves them inside that record), and which no other tensor
+ * shares. One lookup per tensor instead of the full check's several.
  */
 function memoHolds(memo: FusedStepMemo, be: WasmBackendLike, values: tfc.Variable[], opt: AdamInternals): boolean {
   if (memo.be !== be || memo.vars.length !== 3 * values.length) return false;
@@ -50,8 +51,10 @@ function memoHolds(memo: FusedStepMemo, be: WasmBackendLike, values: tfc.Variabl
     for (let j = 0; j < 3; j++) {
       const t = j === 0 ? values[i] : j === 1 ? m : v, k = 3 * i + j;
       if (!t || t !== memo.vars[k] || t.isDisposed || t.dataId !== memo.ids[k]) return false;
-      const d = be.dataIdMap.get(t.dataId) as TensorData | undefined;
-      if (!d || d !== memo.datas[k] || d.refCount !== 1) return false;
+      // has() first: get() would try to fetch data the backend no longer holds (tf.disposeVariables frees the data of
+      // variables it does not mark disposed), and the full check says what is wrong
+      const d = be.dataIdMap.has(t.dataId) ? (be.dataIdMap.get(t.dataId) as TensorData | undefined) : undefined;
+      if (!d || d !== memo.datas[k] || d.memoryOffset !== memo.offsets[k] || d.refCount !== 1) return false;
     }
   }
   return true;
@@ -61,8 +64,9 @@ function memoHolds(memo: FusedStepMemo, be: WasmBackendLike, values: tfc.Variabl
  * Check a batch, read the weights and fill plan[0..8] (layers, lr, beta1, beta2, eps, 1-beta1^t, 1-beta2^t, 1-beta1,
  * 1-beta2). Returns null when a weight shares its buffer with another tensor: an in-place update would show through
  * it, so the caller takes trainOnBatch for this batch. Throws on a bad batch or a backend/weight that changed.
- * With a `memo` (newFusedStepMemo, one per step function), a call whose weights and moments are still the ones the
- * previous full check passed (memoHolds) skips the rest of that check and says so with `same`.
+ * `memo` (newFusedStepMemo, one per step function, always with the same plan): a call whose weights and moments are
+ * still the ones the previous full check passed (memoHolds) skips the rest of that check and says so with `same`; the
+ * caller then keeps the offsets it wrote into the plan after that check (so it must write them whenever `same` is false).
  *
  * @example
  * const memo = newFusedStepMemo();
@@ -70,15 +74,15 @@ function memoHolds(memo: FusedStepMemo, be: WasmBackendLike, values: tfc.Variabl
  * if (!s) return null; // trainOnBatch this time
  */
 export function beginFusedStep(tf: Tf, opt: AdamInternals, order: { read(): tfc.Variable }[], x: Float32Array, y: Float32Array, n: number,
-  inputSize: number, classes: number, plan: Float64Array, layers: number, memo?: FusedStepMemo): FusedStepStart | null {
+  inputSize: number, classes: number, plan: Float64Array, layers: number, memo: FusedStepMemo): FusedStepStart | null {
   if (!(x instanceof Float32Array) || !(y instanceof Float32Array)) throw new Error('fused step: x and y must be Float32Arrays');
   if (!(n > 0) || x.length < n * inputSize || y.length < n * classes) throw new Error(`fused step: batch of ${n} needs x of ${n * inputSize} and y of ${n * classes} floats`);
   const be = tf.backend();
   if (!isWasmBackend(be)) throw new Error('fused step: the backend changed away from wasm');
   const values = order.map((v) => v.read());
-  const same = !!memo && memoHolds(memo, be, values, opt);
+  const same = memoHolds(memo, be, values, opt);
   if (!same) {
-    if (memo) memo.be = null;
+    memo.be = null;
     const engine = tf.engine() as unknown as { registeredVariables: Record<string, tfc.Variable> };
     for (const v of values) {
       if (v.dtype !== 'float32' || v.isDisposed || engine.registeredVariables[v.name] !== v) throw new Error(`fused step: weight ${v.name} is not a live float32 variable`);
@@ -96,12 +100,11 @@ export function beginFusedStep(tf: Tf, opt: AdamInternals, order: { read(): tfc.
     // Adam streams the weights and both moments in place every step: on whole cache lines (a no-op once they are)
     const all = updatedInPlace(values, opt);
     alignTensors(be, all);
-    if (memo) {
-      memo.vars = all;
-      memo.ids = all.map((t) => t.dataId);
-      memo.datas = all.map((t) => be.dataIdMap.get(t.dataId) as TensorData | undefined);
-      memo.be = be;
-    }
+    memo.vars = all;
+    memo.ids = all.map((t) => t.dataId);
+    memo.datas = all.map((t) => be.dataIdMap.get(t.dataId) as TensorData | undefined);
+    memo.offsets = memo.datas.map((d) => d?.memoryOffset ?? -1);
+    memo.be = be;
   }
   const { oma1, oma2, c1, c2 } = adamConstants(opt, tf);
   plan[0] = layers; plan[1] = opt.learningRate; plan[2] = opt.beta1; plan[3] = opt.beta2; plan[4] = opt.epsilon;

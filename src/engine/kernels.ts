@@ -8,7 +8,7 @@ type KernelFunc = tfc.KernelFunc;
 
 /** The parts of tfjs-backend-wasm's BackendWasm the kernels use. */
 export interface WasmBackendLike {
-  dataIdMap: { get(dataId: object): { memoryOffset: number } | undefined };
+  dataIdMap: { get(dataId: object): { memoryOffset: number } | undefined; has(dataId: object): boolean };
   wasm: { HEAPU8: Uint8Array };
   makeOutput(shape: number[], dtype: tfc.DataType): TensorInfo;
   refCount(dataId: object): number;
