@@ -40,6 +40,7 @@ struct Scratch {
   HugeFloats dw;    // all zero between steps: each step adds dW into it and Adam clears what it reads
   HugeFloats work;  // dz, dzPrev, db, then each layer's output act[l]: [out_l, B] for float32 hidden layers (dz and
                     // dzPrev then hold dzᵀ, daᵀ), [B, out_l] for the output layer and with bf16 products
+  HugeFloats part;  // the second half-K product of a hidden layer cut by K ([out, B])
   std::vector<double> rowLoss;
   std::vector<unsigned char> rowHit;
 };
@@ -165,19 +166,17 @@ void dense_train_step(const DenseStepArgs& s, double* lossOut, double* correctOu
     const bool relu = d.act == DENSE_RELU, out = l == L - 1;
     const bool inT = l > 0 && !s.bf16;  // input is feature-major aᵀ [in, B]
     if (!out && !s.bf16) {
-      // cut along the larger of units and batch (a narrow layer with a big batch is cut into ranges of samples)
-      const GemmSlicing g = gemm_slicing(d.out, B, d.in, 0);
-      auto slice = [&](int t) {
-        int q[4];
-        if (!gemm_slice_range(g, t, d.out, B, q)) return;
-        const int i0 = q[0], i1 = q[1], c0 = q[2], c1 = q[3];
-        int r[4];
-        // zᵀ = Wᵀ·xᵀ for the first layer (x sample-major), Wᵀ·aᵀ after it
-        gemm_f32_slice(g, t, true, l == 0, d.out, B, d.in, 1.f, d.w, d.out, a, l == 0 ? d.in : B, 0.f, z, B, r);
+      // Bias and relu on rows [i0, i1) (features), columns [c0, c1) (samples) of zᵀ, adding `q` (the other half-K
+      // product) first when given: (Σ + Σ') + b.
+      auto finish = [&](int i0, int i1, int c0, int c1, const float* q) {
         for (int j = i0; j < i1; j++) {
           const float bj = d.b ? d.b[j] : 0.f;
           float* p0 = z + (size_t)j * B + c0;
           float* p1 = z + (size_t)j * B + c1;
+          if (q) {
+            const float* qj = q + (size_t)j * B + c0;
+            for (float* p = p0; p < p1; p++, qj++) *p += *qj;
+          }
           if (relu)
             for (float* p = p0; p < p1; p++) {
               const float v = d.b ? *p + bj : *p;
@@ -187,8 +186,37 @@ void dense_train_step(const DenseStepArgs& s, double* lossOut, double* correctOu
             for (float* p = p0; p < p1; p++) *p += bj;
         }
       };
-      if (g.nc == 1) slice(0);
-      else pool().run(g.nc, slice);
+      // cut along the larger of units and batch (a narrow layer with a big batch is cut into ranges of samples)
+      const GemmSlicing g = gemm_slicing(d.out, B, d.in, 0);
+      if (g.nc == 2 && pool().size() == 2 && d.in >= 32) {
+        // Two threads: cut K instead. Each multiplies one contiguous block of W's rows, [0, kh) or [kh, in), by the
+        // matching rows of xᵀ or aᵀ into a product of its own (W comes cold from Adam's last pass, and a block of
+        // whole rows streams from memory faster than the strided half of every row a cut by features reads); then the
+        // two are added in that order, whichever thread computed which, with the bias and relu, cut by features.
+        const int kh = std::min(d.in, (d.in + 15) / 16 / 2 * 16);
+        sc.part.ensure((size_t)d.out * B);
+        float* part = sc.part.data();
+        GemmSlicing whole = gemm_slicing(d.out, B, kh, 0);
+        whole.nc = 1;
+        pool().run(2, [&](int t) {
+          const int k0 = t ? kh : 0, k1 = t ? d.in : kh;
+          int r[4];
+          // the first layer's x is sample-major [B, in] (xᵀ's rows are x's columns), a later layer's aᵀ is [in, B]
+          gemm_f32_slice(whole, 0, true, l == 0, d.out, B, k1 - k0, 1.f, d.w + (size_t)k0 * d.out, d.out,
+                         l == 0 ? a + k0 : a + (size_t)k0 * B, l == 0 ? d.in : B, 0.f, t ? part : z, B, r);
+        });
+        pool().run(2, [&](int t) { finish(d.out * t / 2, d.out * (t + 1) / 2, 0, B, part); });
+      } else {
+        // zᵀ cut by rows (features) or columns (samples); each slice finished while it is in cache
+        auto slice = [&](int t) {
+          int r[4];
+          // zᵀ = Wᵀ·xᵀ for the first layer (x sample-major), Wᵀ·aᵀ after it
+          if (gemm_f32_slice(g, t, true, l == 0, d.out, B, d.in, 1.f, d.w, d.out, a, l == 0 ? d.in : B, 0.f, z, B, r))
+            finish(r[0], r[1], r[2], r[3], nullptr);
+        };
+        if (g.nc == 1) slice(0);
+        else pool().run(g.nc, slice);
+      }
     } else {
       auto epi = [&](int i0, int i1, int j0, int j1) {
         if (d.b || relu) {
