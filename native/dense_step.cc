@@ -40,7 +40,7 @@ struct Scratch {
   HugeFloats dw;    // all zero between steps: each step adds dW into it and Adam clears what it reads
   HugeFloats work;  // dz, dzPrev, db, then each layer's output act[l]: [out_l, B] for float32 hidden layers (dz and
                     // dzPrev then hold dzᵀ, daᵀ), [B, out_l] for the output layer and with bf16 products
-  HugeFloats part;  // the second half-K product of a hidden layer cut by K ([out, B])
+  HugeFloats part;  // a hidden layer cut by K: the product over its second block of W's rows ([out, B])
   std::vector<double> rowLoss;
   std::vector<unsigned char> rowHit;
 };
@@ -153,7 +153,8 @@ void dense_train_step(const DenseStepArgs& s, double* lossOut, double* correctOu
   // zᵀ = Wᵀ·aᵀ cut by rows of zᵀ (features; by columns, samples, when the batch is the larger side), then the bias
   // added and relu in one pass over the slice while the product is in cache (Σ + b, as tfjs adds it; oneDNN and the
   // own kernels write a beta = 0 product without reading C, OpenBLAS clears C first). That orientation gives the
-  // library taller GEMMs than z = a·W cut into column slices.
+  // library taller GEMMs than z = a·W cut into column slices. At exactly two threads a cut by features becomes a cut
+  // by K (two products over halves of W's rows, then added with the bias and relu; below).
   // The output layer computes z = a·W [B, C] (sample-major), cut by rows (whole rows of logits per slice); each slice
   // adds the bias and goes on to softmax, the loss and its gradient dz (softmax_xent_rows) for its rows.
   // bf16 products keep every act[l] sample-major [B, out] (gemm_bf16_slices, bias and relu after the product).
@@ -188,11 +189,12 @@ void dense_train_step(const DenseStepArgs& s, double* lossOut, double* correctOu
       };
       // cut along the larger of units and batch (a narrow layer with a big batch is cut into ranges of samples)
       const GemmSlicing g = gemm_slicing(d.out, B, d.in, 0);
-      if (g.nc == 2 && pool().size() == 2 && d.in >= 32) {
-        // Two threads: cut K instead. Each multiplies one contiguous block of W's rows, [0, kh) or [kh, in), by the
-        // matching rows of xᵀ or aᵀ into a product of its own (W comes cold from Adam's last pass, and a block of
-        // whole rows streams from memory faster than the strided half of every row a cut by features reads); then the
-        // two are added in that order, whichever thread computed which, with the bias and relu, cut by features.
+      if (g.nc == 2 && !g.split_n && pool().size() == 2 && d.in >= 32) {
+        // Two threads cutting by features: cut K instead. Each multiplies one contiguous block of W's rows, [0, kh) or
+        // [kh, in), by the matching rows of xᵀ or aᵀ into a product of its own (in training W is cold from the last
+        // step's Adam, and a block of whole rows streams from memory faster than the strided half of every row a cut
+        // by features reads); then the two are added in that order, whichever thread computed which, with the bias
+        // and relu, cut by features. Measured only at this cut and thread count (README, "The fused Dense step").
         const int kh = std::min(d.in, (d.in + 15) / 16 / 2 * 16);
         sc.part.ensure((size_t)d.out * B);
         float* part = sc.part.data();
