@@ -488,6 +488,16 @@ describe('hostile environments: every OS error is a sentence (mechanism 9)', () 
     assert.doesNotMatch(line, /\n/);
   });
 
+  test('correct: under mpirun an error line says which rank printed it, unless every rank agreed on it (errorPrefix)', async () => {
+    const { errorPrefix } = await import('../src/cli/index.ts');
+    const rank = (r: number, size: number, together: boolean) => ({ rank: r, size, stoppedTogether: () => together });
+    assert.equal(errorPrefix(null), 'slimfit: ');
+    assert.equal(errorPrefix(), 'slimfit: ', 'no MPI world in this process');
+    assert.equal(errorPrefix(rank(0, 1, false)), 'slimfit: ', 'one rank');
+    assert.equal(errorPrefix(rank(1, 2, false)), 'slimfit (rank 1 of 2): ');
+    assert.equal(errorPrefix(rank(1, 2, true)), 'slimfit: ', 'an agreed error is the same line on every rank');
+  });
+
   test('clear error: verify of a folder that is not a store', async () => {
     const d = caseDir();
     const r = await runCli(['verify', d]);

@@ -2,6 +2,7 @@
 import { Command, CommanderError } from 'commander';
 import { envSettings } from '../core/config.ts';
 import { EXIT, UsageError, describeSystemError, isSlimfitError, isSystemError } from '../core/errors.ts';
+import { type MpiWorld, startedMpiWorld } from '../core/mpi.ts';
 import { peakRssBytes } from '../core/rss.ts';
 
 /** Version printed by --version and recorded in manifests. */
@@ -50,7 +51,7 @@ export async function main(argv: string[]): Promise<void> {
   // An error outside the awaited chain (a stream or worker event nobody listens to) ends the run the same way.
   const fatal = (e: unknown) => {
     const [line, code] = explain(e);
-    if (line) process.stderr.write(`slimfit: ${line}\n`);
+    if (line) process.stderr.write(`${errorPrefix()}${line}\n`);
     process.exit(code);
   };
   process.on('uncaughtException', fatal);
@@ -64,9 +65,18 @@ export async function main(argv: string[]): Promise<void> {
     await program.parseAsync(argv);
   } catch (e) {
     const [line, code] = explain(e);
-    if (line) process.stderr.write(`slimfit: ${line}\n`);
+    if (line) process.stderr.write(`${errorPrefix()}${line}\n`);
     process.exitCode = code;
   }
+}
+
+/**
+ * What starts an error line: `slimfit: `, or `slimfit (rank 1 of 2): ` in one of several MPI ranks whose error is
+ * its own (mpirun interleaves the ranks' output); an error all ranks agreed on names the ranks itself and is the same
+ * line on every rank.
+ */
+export function errorPrefix(w: Pick<MpiWorld, 'rank' | 'size' | 'stoppedTogether'> | null = startedMpiWorld()): string {
+  return w && w.size > 1 && !w.stoppedTogether() ? `slimfit (rank ${w.rank} of ${w.size}): ` : 'slimfit: ';
 }
 
 /** The one line to print for an error that reached main (empty when commander already printed it) and the exit code. */

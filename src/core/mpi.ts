@@ -42,6 +42,8 @@ export interface MpiWorld {
    * runs at exit whatever the exit code, so each rank ends (and prints its error) before mpirun ends the job.
    */
   stopTogether(): void;
+  /** True after stopTogether, until the next collective: the error about to end this rank is every rank's. */
+  stoppedTogether(): boolean;
   /** End the whole job now (every rank), e.g. after an error on one rank. */
   abort(code?: number): never;
 }
@@ -64,6 +66,11 @@ function bucketed(arrays: Float32Array[], op: (buf: Float32Array) => void): void
     for (let k = i; k < j; k++) { arrays[k].set(view.subarray(o, o + arrays[k].length)); o += arrays[k].length; }
     i = j;
   }
+}
+
+/** The MPI world if mpiWorld() has already started one in this process, else null (never starts MPI itself). */
+export function startedMpiWorld(): MpiWorld | null {
+  return world ?? null;
 }
 
 /**
@@ -119,6 +126,7 @@ export function mpiWorld(): MpiWorld | null {
     broadcastMany: (arrays) => { together = false; bucketed(arrays, (b) => addon.bcast(b, 0)); },
     barrier: () => { together = false; addon.barrier(); },
     stopTogether: () => { together = true; },
+    stoppedTogether: () => together,
     abort: (code = 1) => {
       addon.abort(code);
       process.exit(code);
