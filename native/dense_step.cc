@@ -167,8 +167,8 @@ void dense_train_step(const DenseStepArgs& s, double* lossOut, double* correctOu
     const bool relu = d.act == DENSE_RELU, out = l == L - 1;
     const bool inT = l > 0 && !s.bf16;  // input is feature-major aᵀ [in, B]
     if (!out && !s.bf16) {
-      // Bias and relu on rows [i0, i1) (features), columns [c0, c1) (samples) of zᵀ, adding `q` (the other half-K
-      // product) first when given: (Σ + Σ') + b.
+      // Bias and relu on rows [i0, i1) (features), columns [c0, c1) (samples) of zᵀ, adding `q` (the product over
+      // the second block of K, for a cut by K) first when given: (Σ + Σ') + b.
       auto finish = [&](int i0, int i1, int c0, int c1, const float* q) {
         for (int j = i0; j < i1; j++) {
           const float bj = d.b ? d.b[j] : 0.f;

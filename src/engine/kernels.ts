@@ -17,7 +17,7 @@ export interface WasmBackendLike {
 /** True when `b` looks like the wasm backend (tensor data lives in one WebAssembly heap). */
 export function isWasmBackend(b: unknown): b is WasmBackendLike {
   const w = b as Partial<WasmBackendLike> | null;
-  return !!w && typeof w.makeOutput === 'function' && !!w.dataIdMap && !!w.wasm && w.wasm.HEAPU8 instanceof Uint8Array;
+  return !!w && typeof w.makeOutput === 'function' && !!w.dataIdMap && typeof w.dataIdMap.has === 'function' && !!w.wasm && w.wasm.HEAPU8 instanceof Uint8Array;
 }
 
 const off = (be: WasmBackendLike, t: TensorInfo): number => be.dataIdMap.get(t.dataId)!.memoryOffset;
