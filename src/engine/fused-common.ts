@@ -31,10 +31,10 @@ export function newFusedStepMemo(): FusedStepMemo {
   return { be: null, vars: [], ids: [], datas: [], offsets: [] };
 }
 
-/** The tensors a step updates in place, in the memo's order: weight i, then its first and second moment. */
-function updatedInPlace(values: tfc.Variable[], opt: AdamInternals): tfc.Variable[] {
-  const out: tfc.Variable[] = [];
-  for (let i = 0; i < values.length; i++) out.push(values[i], opt.accumulatedFirstMoment[i].variable, opt.accumulatedSecondMoment[i].variable);
+/** The tensors a step updates in place, in the memo's order: weight i, then its first and second moment (undefined: not created yet). */
+function updatedInPlace(values: tfc.Variable[], opt: AdamInternals): (tfc.Variable | undefined)[] {
+  const out: (tfc.Variable | undefined)[] = [];
+  for (let i = 0; i < values.length; i++) out.push(values[i], opt.accumulatedFirstMoment[i]?.variable, opt.accumulatedSecondMoment[i]?.variable);
   return out;
 }
 
@@ -45,17 +45,16 @@ function updatedInPlace(values: tfc.Variable[], opt: AdamInternals): tfc.Variabl
  * shares. One lookup per tensor instead of the full check's several.
  */
 function memoHolds(memo: FusedStepMemo, be: WasmBackendLike, values: tfc.Variable[], opt: AdamInternals): boolean {
-  if (memo.be !== be || memo.vars.length !== 3 * values.length) return false;
-  for (let i = 0; i < values.length; i++) {
-    const m = opt.accumulatedFirstMoment[i]?.variable, v = opt.accumulatedSecondMoment[i]?.variable;
-    for (let j = 0; j < 3; j++) {
-      const t = j === 0 ? values[i] : j === 1 ? m : v, k = 3 * i + j;
-      if (!t || t !== memo.vars[k] || t.isDisposed || t.dataId !== memo.ids[k]) return false;
-      // has() first: get() would try to fetch data the backend no longer holds (tf.disposeVariables frees the data of
-      // variables it does not mark disposed), and the full check says what is wrong
-      const d = be.dataIdMap.has(t.dataId) ? (be.dataIdMap.get(t.dataId) as TensorData | undefined) : undefined;
-      if (!d || d !== memo.datas[k] || d.memoryOffset !== memo.offsets[k] || d.refCount !== 1) return false;
-    }
+  if (memo.be !== be) return false;
+  const all = updatedInPlace(values, opt);
+  if (all.length !== memo.vars.length) return false;
+  for (let k = 0; k < all.length; k++) {
+    const t = all[k];
+    if (!t || t !== memo.vars[k] || t.isDisposed || t.dataId !== memo.ids[k]) return false;
+    // has() first: get() would try to fetch data the backend no longer holds (tf.disposeVariables frees the data of
+    // variables it does not mark disposed), and the full check says what is wrong
+    const d = be.dataIdMap.has(t.dataId) ? (be.dataIdMap.get(t.dataId) as TensorData | undefined) : undefined;
+    if (!d || d !== memo.datas[k] || d.memoryOffset !== memo.offsets[k] || d.refCount !== 1) return false;
   }
   return true;
 }
@@ -98,7 +97,7 @@ export function beginFusedStep(tf: Tf, opt: AdamInternals, order: { read(): tfc.
     for (let i = 0; i < values.length; i++)
       if (be.refCount(opt.accumulatedFirstMoment[i].variable.dataId) !== 1 || be.refCount(opt.accumulatedSecondMoment[i].variable.dataId) !== 1) return null;
     // Adam streams the weights and both moments in place every step: on whole cache lines (a no-op once they are)
-    const all = updatedInPlace(values, opt);
+    const all = updatedInPlace(values, opt) as tfc.Variable[]; // ensureMoments created every moment
     alignTensors(be, all);
     memo.vars = all;
     memo.ids = all.map((t) => t.dataId);
