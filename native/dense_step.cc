@@ -41,6 +41,7 @@ struct Scratch {
   HugeFloats work;  // dz, dzPrev, db, then each layer's output act[l]: [out_l, B] for float32 hidden layers (dz and
                     // dzPrev then hold dzᵀ, daᵀ), [B, out_l] for the output layer and with bf16 products
   HugeFloats part;  // a hidden layer cut by K: the product over its second block of W's rows ([out, B])
+  HugeFloats xt;    // float32: xᵀ [in, B], the first layer's input feature-major as every later layer's
   std::vector<double> rowLoss;
   std::vector<unsigned char> rowHit;
 };
@@ -154,18 +155,33 @@ void dense_train_step(const DenseStepArgs& s, double* lossOut, double* correctOu
   // added and relu in one pass over the slice while the product is in cache (Σ + b, as tfjs adds it; oneDNN and the
   // own kernels write a beta = 0 product without reading C, OpenBLAS clears C first). That orientation gives the
   // library taller GEMMs than z = a·W cut into column slices. At exactly two threads a cut by features becomes a cut
-  // by K (two products over halves of W's rows, then added with the bias and relu; below).
+  // by K (two products over halves of W's rows, then added with the bias and relu; below). The batch x [B, in] is
+  // transposed first (into sc.xt, by the threads that multiply those rows of xᵀ), so the first layer's products, and
+  // its weight gradient in the backward, read a feature-major input like every later layer's instead of packing a
+  // transposed one (README, "The fused Dense step").
   // The output layer computes z = a·W [B, C] (sample-major), cut by rows (whole rows of logits per slice); each slice
   // adds the bias and goes on to softmax, the loss and its gradient dz (softmax_xent_rows) for its rows.
   // bf16 products keep every act[l] sample-major [B, out] (gemm_bf16_slices, bias and relu after the product).
   const int C = s.layers[L - 1].out;
   float* dz = dzBuf;
-  const float* a = s.x;  // the layer's input: x [B, in], then act[l - 1] (feature-major unless bf16)
+  float* xT = nullptr;
+  if (!s.bf16) {
+    sc.xt.ensure((size_t)s.layers[0].in * B);
+    xT = sc.xt.data();
+  }
+  // columns [c0, c1) of x into rows [c0, c1) of xᵀ; all of them on nc threads, cut into ranges of 16-column units
+  auto transpose_x = [&](int c0, int c1) { transpose_cols(s.x, s.layers[0].in, B, c0, c1, xT); };
+  auto transpose_x_all = [&](int nc) {
+    const int in = s.layers[0].in, units = (in + 15) / 16, nt = std::min(nc, units);
+    if (nt <= 1) transpose_x(0, in);
+    else pool().run(nt, [&](int t) { transpose_x(std::min(in, units * t / nt * 16), std::min(in, units * (t + 1) / nt * 16)); });
+  };
+  const float* a = s.x;  // the layer's input: x [B, in] (with float32 products xᵀ), then act[l - 1] (feature-major unless bf16)
   for (int l = 0; l < L; l++) {
     const DenseLayer& d = s.layers[l];
     float* z = act[l];
     const bool relu = d.act == DENSE_RELU, out = l == L - 1;
-    const bool inT = l > 0 && !s.bf16;  // input is feature-major aᵀ [in, B]
+    const bool inT = !s.bf16;  // input is feature-major aᵀ [in, B] (xᵀ for the first layer)
     if (!out && !s.bf16) {
       // Bias and relu on rows [i0, i1) (features), columns [c0, c1) (samples) of zᵀ, adding `q` (the product over
       // the second block of K, for a cut by K) first when given: (Σ + Σ') + b.
@@ -203,17 +219,20 @@ void dense_train_step(const DenseStepArgs& s, double* lossOut, double* correctOu
         pool().run(2, [&](int t) {
           const int k0 = t ? kh : 0, k1 = t ? d.in : kh;
           int r[4];
-          // the first layer's x is sample-major [B, in] (xᵀ's rows are x's columns), a later layer's aᵀ is [in, B]
-          gemm_f32_slice(whole, 0, true, l == 0, d.out, B, k1 - k0, 1.f, d.w + (size_t)k0 * d.out, d.out,
-                         l == 0 ? a + k0 : a + (size_t)k0 * B, l == 0 ? d.in : B, 0.f, t ? part : z, B, r);
+          if (l == 0) transpose_x(k0, k1);  // the rows of xᵀ this thread multiplies
+          gemm_f32_slice(whole, 0, true, false, d.out, B, k1 - k0, 1.f, d.w + (size_t)k0 * d.out, d.out,
+                         (l == 0 ? xT : a) + (size_t)k0 * B, B, 0.f, t ? part : z, B, r);
         });
         pool().run(2, [&](int t) { finish(d.out * t / 2, d.out * (t + 1) / 2, 0, B, part); });
       } else {
         // zᵀ cut by rows (features) or columns (samples); each slice finished while it is in cache
+        if (l == 0) {
+          transpose_x_all(g.nc);
+          a = xT;
+        }
         auto slice = [&](int t) {
           int r[4];
-          // zᵀ = Wᵀ·xᵀ for the first layer (x sample-major), Wᵀ·aᵀ after it
-          if (gemm_f32_slice(g, t, true, l == 0, d.out, B, d.in, 1.f, d.w, d.out, a, l == 0 ? d.in : B, 0.f, z, B, r))
+          if (gemm_f32_slice(g, t, true, false, d.out, B, d.in, 1.f, d.w, d.out, a, B, 0.f, z, B, r))
             finish(r[0], r[1], r[2], r[3], nullptr);
         };
         if (g.nc == 1) slice(0);
@@ -232,6 +251,10 @@ void dense_train_step(const DenseStepArgs& s, double* lossOut, double* correctOu
         }
         if (out) softmax_xent_rows(z, s.y, dz, i0, i1, B, C, sc.rowLoss.data(), sc.rowHit.data());
       };
+      if (l == 0 && inT) {  // a model of one layer: xᵀ for its product
+        transpose_x_all(gemm_slicing(B, d.out, d.in, 1).nc);
+        a = xT;
+      }
       if (s.bf16) gemm_bf16_slices(BF16_DEFAULT, false, false, B, d.out, d.in, a, d.in, d.w, d.out, z, d.out, out ? 1 : 0, epi);
       else gemm_f32_slices(inT, false, B, d.out, d.in, 1.f, a, inT ? B : d.in, d.w, d.out, 0.f, z, d.out, 1, epi);
     }
@@ -252,7 +275,7 @@ void dense_train_step(const DenseStepArgs& s, double* lossOut, double* correctOu
   const AdamArgs& o = s.adam;
   for (int l = L - 1; l >= 0; l--) {
     const DenseLayer& d = s.layers[l];
-    const float* ain = l == 0 ? s.x : act[l - 1];
+    const float* ain = l > 0 ? act[l - 1] : s.bf16 ? s.x : xT;
     float* da = dzPrevBuf;
     const bool relu = l > 0 && s.layers[l - 1].act == DENSE_RELU;
     float* dw = s.grads ? s.grads + goff[l] : sc.dw.data();
@@ -284,9 +307,10 @@ void dense_train_step(const DenseStepArgs& s, double* lossOut, double* correctOu
       continue;
     }
     // Float32: the output layer's dz is sample-major [B, C], every hidden layer's feature-major dzᵀ [out, B] (the daᵀ
-    // the layer above produced), and daᵀ = W·dzᵀ [in, B] is feature-major. daᵀ and dW = aᵀ·dz both have M = in and the
-    // same M*N*K, so the same 16-wide units of [0, in) and slice count.
-    const bool zT = l < L - 1, inT = l > 0;
+    // the layer above produced), every input aᵀ [in, B] (xᵀ for the first layer) and daᵀ = W·dzᵀ [in, B] are
+    // feature-major. daᵀ and dW = aᵀ·dz both have M = in and the same M*N*K, so the same 16-wide units of [0, in) and
+    // slice count.
+    const bool zT = l < L - 1;
     const GemmSlicing gw = gemm_slicing(d.in, d.out, B, 1);
     const GemmSlicing ga = gemm_slicing(d.in, B, d.out, 1);
     const int nc = gw.nc;
@@ -300,7 +324,7 @@ void dense_train_step(const DenseStepArgs& s, double* lossOut, double* correctOu
       }
       // Without s.grads, dW goes into scratch that Adam leaves all zero (adam_update_serial_clear), so the GEMM adds
       // to it (beta = 1) and skips the library's separate pass that clears C for beta = 0 (OpenBLAS has one).
-      if (gemm_f32_slice(gw, t, !inT, zT, d.in, d.out, B, 1.f, ain, inT ? B : d.in, dz, ldz, s.grads ? 0.f : 1.f, dw, d.out, r) &&
+      if (gemm_f32_slice(gw, t, false, zT, d.in, d.out, B, 1.f, ain, B, dz, ldz, s.grads ? 0.f : 1.f, dw, d.out, r) &&
           !s.grads) {
         const long b0 = (long)r[0] * d.out, n = (long)(r[1] - r[0]) * d.out;
 #ifdef SLIMFIT_PROFILE_STEP

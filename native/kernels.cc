@@ -791,6 +791,64 @@ void maxpool_grad(const ConvGeom& g, const float* x, const float* dy, float* dx)
   });
 }
 
+// transpose_cols of x's rows [i0, rows) without SIMD, in 16x16 blocks (both sides of a block stay in L1).
+static void transpose_cols_generic(const float* x, long ld, int rows, int i0, int c0, int c1, float* xT) {
+  for (int a = i0; a < rows; a += 16)
+    for (int b = c0; b < c1; b += 16) {
+      const int a1 = std::min(rows, a + 16), b1 = std::min(c1, b + 16);
+      for (int c = b; c < b1; c++)
+        for (int i = a; i < a1; i++) xT[(size_t)c * rows + i] = x[(size_t)i * ld + c];
+    }
+}
+
+#ifdef __x86_64__
+// 16 rows x 16 columns per block in registers: rows paired by unpack (2x2 blocks), shuffle (4x4 within each 128-bit
+// lane), then two rounds of 128-bit lane shuffles across the 4 groups of 4 rows; the edges go element by element.
+__attribute__((target("avx512f"))) static void transpose_cols_avx512(const float* x, long ld, int rows, int c0, int c1, float* xT) {
+  int i = 0;
+  for (; i + 16 <= rows; i += 16) {
+    int c = c0;
+    for (; c + 16 <= c1; c += 16) {
+      __m512 r[16], t[16];
+      for (int q = 0; q < 16; q++) r[q] = _mm512_loadu_ps(x + (size_t)(i + q) * ld + c);
+      for (int q = 0; q < 16; q += 2) {
+        t[q] = _mm512_unpacklo_ps(r[q], r[q + 1]);
+        t[q + 1] = _mm512_unpackhi_ps(r[q], r[q + 1]);
+      }
+      for (int q = 0; q < 16; q += 4) {  // r[q + j], lane L: column 4L + j of rows q..q+3
+        r[q] = _mm512_shuffle_ps(t[q], t[q + 2], 0x44);
+        r[q + 1] = _mm512_shuffle_ps(t[q], t[q + 2], 0xEE);
+        r[q + 2] = _mm512_shuffle_ps(t[q + 1], t[q + 3], 0x44);
+        r[q + 3] = _mm512_shuffle_ps(t[q + 1], t[q + 3], 0xEE);
+      }
+      for (int j = 0; j < 4; j++) {  // lanes 0, 2 (0x88) and 1, 3 (0xDD) of rows 0-3 with 4-7, 8-11 with 12-15
+        t[j] = _mm512_shuffle_f32x4(r[j], r[4 + j], 0x88);
+        t[4 + j] = _mm512_shuffle_f32x4(r[j], r[4 + j], 0xDD);
+        t[8 + j] = _mm512_shuffle_f32x4(r[8 + j], r[12 + j], 0x88);
+        t[12 + j] = _mm512_shuffle_f32x4(r[8 + j], r[12 + j], 0xDD);
+      }
+      for (int j = 0; j < 4; j++) {  // r[4L + j]: column 4L + j of all 16 rows
+        r[j] = _mm512_shuffle_f32x4(t[j], t[8 + j], 0x88);
+        r[8 + j] = _mm512_shuffle_f32x4(t[j], t[8 + j], 0xDD);
+        r[4 + j] = _mm512_shuffle_f32x4(t[4 + j], t[12 + j], 0x88);
+        r[12 + j] = _mm512_shuffle_f32x4(t[4 + j], t[12 + j], 0xDD);
+      }
+      for (int q = 0; q < 16; q++) _mm512_storeu_ps(xT + (size_t)(c + q) * rows + i, r[q]);
+    }
+    for (; c < c1; c++)
+      for (int q = 0; q < 16; q++) xT[(size_t)c * rows + i + q] = x[(size_t)(i + q) * ld + c];
+  }
+  transpose_cols_generic(x, ld, rows, i, c0, c1, xT);  // the last rows < 16
+}
+#endif
+
+void transpose_cols(const float* x, long ld, int rows, int c0, int c1, float* xT) {
+#ifdef __x86_64__
+  if (detect_isa() == ISA_AVX512) return transpose_cols_avx512(x, ld, rows, c0, c1, xT);
+#endif
+  transpose_cols_generic(x, ld, rows, 0, c0, c1, xT);
+}
+
 // out[j] = sum_i x[i*cols + j] (reduction over leading axes), rows split across threads with private partial sums.
 void sum_rows(const float* x, long rows, long cols, float* out) {
   int nt = (int)std::min<long>(2L * pool().size(), std::max<long>(1, rows * cols / 65536));

@@ -138,6 +138,62 @@ test('the default GEMM choice is a fixed rule by shape, and the fused step repea
   uninstallEngine(tf);
 });
 
+test('the fused step transposes the batch alike on every SIMD level (SLIMFIT_ISA caps it): trainOnBatch\'s results, and with a GEMM library the same bits', { skip: SKIP }, () => {
+  // Batches of 128, 77 and 5 rows (whole and partial 16-row blocks) of 100 and 784 features (partial and whole
+  // 16-column blocks; 784 wide enough that two threads cut the first layer by K, each transposing its own columns).
+  const script = `
+    import * as tf from '@tensorflow/tfjs-core';
+    import '@tensorflow/tfjs-backend-wasm';
+    import * as tfl from '@tensorflow/tfjs-layers';
+    import { createHash } from 'node:crypto';
+    import { denseTrainStep, installEngine, loadAddon } from ${JSON.stringify(new URL('../src/engine/index.ts', import.meta.url).pathname)};
+    await tf.setBackend('wasm'); await tf.ready();
+    if (!installEngine(tf, 'wasm').active) throw new Error('engine not active');
+    let s = 11; const r = (n) => Float32Array.from({ length: n }, () => ((s = (s * 1103515245 + 12345) >>> 0) / 2 ** 32) * 2 - 1);
+    const build = (input) => {
+      const m = tfl.sequential();
+      [96, 40, 10].forEach((units, i) => m.add(tfl.layers.dense({ ...(i ? {} : { inputShape: [input] }), units, activation: i === 2 ? 'softmax' : 'relu',
+        kernelInitializer: tfl.initializers.glorotUniform({ seed: 3 + i }) })));
+      m.compile({ optimizer: tf.train.adam(0.01, 0.9, 0.999, 1e-4), loss: 'categoricalCrossentropy' });
+      return m;
+    };
+    const h = createHash('sha256');
+    let worst = 0;
+    for (const input of [100, 784]) {
+      const a = build(input), b = build(input), step = denseTrainStep(tf, a, true).step;
+      for (const n of [128, 77, 5]) {
+        const x = r(n * input), y = new Float32Array(n * 10);
+        for (let i = 0; i < n; i++) y[i * 10 + (i * 7) % 10] = 1;
+        step(x, y, n);
+        const xs = tf.tensor2d(x, [n, input]), ys = tf.tensor2d(y, [n, 10]);
+        await b.trainOnBatch(xs, ys);
+        tf.dispose([xs, ys]);
+      }
+      const wb = b.getWeights();
+      a.getWeights().forEach((w, i) => {
+        const p = w.dataSync(), q = wb[i].dataSync();
+        h.update(Buffer.from(p.buffer, p.byteOffset, p.byteLength));
+        let err = 0, scale = 0;
+        for (let k = 0; k < p.length; k++) { err = Math.max(err, Math.abs(p[k] - q[k])); scale = Math.max(scale, Math.abs(q[k])); }
+        worst = Math.max(worst, err / (1 + scale));
+      });
+    }
+    const info = loadAddon().addon.info();
+    console.log(JSON.stringify({ isa: info.isa, blas: info.blas, threads: info.threads, worst, hash: h.digest('hex') }));`;
+  const runs = (['', 'avx2', 'generic'] as const).map((isa) => {
+    const env: NodeJS.ProcessEnv = { ...process.env, SLIMFIT_ISA: isa };
+    if (!isa) delete env.SLIMFIT_ISA;
+    const out = execFileSync(process.execPath, ['--import', 'tsx', '--input-type=module', '-e', script], { env, encoding: 'utf8' });
+    return { want: isa, ...(JSON.parse(out.trim().split('\n').pop()!) as { isa: string; blas: string; threads: number; worst: number; hash: string }) };
+  });
+  for (const r of runs) {
+    if (r.want) assert.ok(r.isa === r.want || (r.want === 'avx2' && r.isa === 'generic'), `SLIMFIT_ISA=${r.want} gave ${r.isa}`);
+    assert.ok(r.worst < 2e-5, `${r.isa}: fused weights vs trainOnBatch, max error ${r.worst}`);
+  }
+  // the library's GEMMs do not follow SLIMFIT_ISA, so only the transposition (exact on every path) differs between runs
+  if (runs[0].blas !== 'own') for (const r of runs.slice(1)) assert.equal(r.hash, runs[0].hash, `weights on ${r.isa} (${r.blas}) differ from ${runs[0].isa} (${runs[0].blas})`);
+});
+
 test('the fused step leaks no tensors, keeps predict working, and refuses (changing nothing) while a weight buffer is shared', { skip: SKIP }, async () => {
   await engineOn();
   const m = build({ input: [20], layers: [{ units: 16, activation: 'relu' }, { units: 4, activation: 'softmax' }] });
