@@ -44,7 +44,9 @@ model.compile({ optimizer: tf.train.adam(1e-3), loss: 'categoricalCrossentropy' 
 const x = tf.randomUniform([samples, ...sampleShape(kind)]);
 const y = tf.oneHot(tf.randomUniform([samples], 0, 10, 'int32'), 10);
 const warm = Math.min(samples, batch * 3);
-await model.fit(tf.slice(x, 0, warm), tf.slice(y, 0, warm), { batchSize: batch, epochs: 1, verbose: 0 });
+const xWarm = tf.slice(x, 0, warm), yWarm = tf.slice(y, 0, warm);
+let warmUp = async (): Promise<void> => { await model.fit(xWarm, yWarm, { batchSize: batch, epochs: 1, verbose: 0 }); };
+await warmUp();
 let train = async (): Promise<void> => { await model.fit(x, y, { batchSize: batch, epochs: 1, verbose: 0, shuffle: false }); };
 if (engine === 'fused' || engine === 'fused-bf16') {
   const bf16 = engine === 'fused-bf16';
@@ -63,15 +65,19 @@ if (engine === 'fused' || engine === 'fused-bf16') {
   };
   // warm-up of the path itself, as the fit rows' warm fit and the PyTorch peer's warm-up epoch: the step's first call
   // sizes its native scratch (page faults) and compiles its JS
-  run(warm);
+  warmUp = async () => run(warm);
+  await warmUp();
   train = async () => run(samples);
   note += kind === 'cnn' ? '; fused conv step' : '; fused Dense step';
   if (bf16) note += `, matmul precision bf16 on ${r.kernel === 'amx' ? 'AMX' : 'AVX512_BF16'}`;
 }
 // The setup's garbage (the random data's copies, the warm-up's tensors) is collected before the clock starts
 // (bench.ts and bf16.ts run this file with --expose-gc; the PyTorch peer calls gc.collect() likewise): otherwise a
-// major collection of it lands inside the short timed epoch (one of ~5 ms at its tenth step, measured).
+// major collection of it lands inside the short timed epoch (one of ~5 ms at its tenth step, measured). The collection
+// walks the heap and leaves the caches cold and the pool's threads asleep for the step after it, so the warm-up runs
+// once more after it (the PyTorch peer does the same).
 (globalThis as { gc?: () => void }).gc?.();
+await warmUp();
 const t0 = performance.now();
 const c0 = process.cpuUsage();
 await train();
