@@ -20,12 +20,13 @@ const ROOT = join(HERE, '..', '..');
 
 /**
  * The GEMMs of one float32 training step of the bench's mlp and cnn (batch 128). The fused Dense step keeps the mlp's
- * hidden activations feature-major ([units, batch]), so its products are zᵀ = Wᵀ·xᵀ, Wᵀ·aᵀ, dW = aᵀ·dz and daᵀ = W·dzᵀ.
+ * hidden activations feature-major ([units, batch]) and transposes the batch x into xᵀ [784, batch] first, so its
+ * products are zᵀ = Wᵀ·xᵀ, Wᵀ·aᵀ, dW = xᵀ·dz (xᵀ stored [784, batch], dzᵀ [512, batch]) and daᵀ = W·dzᵀ.
  */
 export const TRAINING_SHAPES: GemmShape[] = [
-  { name: 'mlp fwd 784→512', M: 512, N: 128, K: 784, transA: true, transB: true },
+  { name: 'mlp fwd 784→512', M: 512, N: 128, K: 784, transA: true, transB: false },
   { name: 'mlp fwd 512→512', M: 512, N: 128, K: 512, transA: true, transB: false },
-  { name: 'mlp dW 784×512', M: 784, N: 512, K: 128, transA: true, transB: true },
+  { name: 'mlp dW 784×512', M: 784, N: 512, K: 128, transA: false, transB: true },
   { name: 'mlp dX 512→512', M: 512, N: 128, K: 512, transA: false, transB: false },
   { name: 'cnn conv2 fwd (im2col)', M: 128 * 121, N: 64, K: 288, transA: false, transB: false },
   { name: 'cnn conv2 dW', M: 288, N: 64, K: 128 * 121, transA: true, transB: false },
