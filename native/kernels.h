@@ -92,8 +92,9 @@ void conv2d_backprop_filter(const ConvGeom& g, const float* x, const float* dy, 
 void maxpool(const ConvGeom& g, const float* x, float* y);
 void maxpool_grad(const ConvGeom& g, const float* x, const float* dy, float* dx);
 
-// Columns [c0, c1) of x [rows, ld] (row-major) transposed into rows [c0, c1) of xT [cols, rows]:
-// xT[c * rows + i] = x[i * ld + c], on the calling thread (16x16 register blocks on AVX-512, cache blocks elsewhere).
+// Columns [c0, c1) of x (rows x ld floats, row-major) transposed into rows [c0, c1) of xT (row stride `rows`, at least
+// c1 * rows floats): xT[c * rows + i] = x[i * ld + c], on the calling thread (16x16 register blocks on AVX-512, cache
+// blocks elsewhere).
 void transpose_cols(const float* x, long ld, int rows, int c0, int c1, float* xT);
 
 // out[j] = sum over rows of x[rows, cols] (TensorFlow.js Sum over leading axes, e.g. bias gradients).
