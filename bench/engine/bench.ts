@@ -340,7 +340,7 @@ export function engineReport(r: EngineBenchResult): string {
   // bf16 rows (opt-in, a different precision) are compared with PyTorch's bf16 autocast, and their share of the
   // float32 ceiling is marked as such
   const range = (v: number[]) => (v.length > 1 ? ` [${fmt(Math.min(...v), 0)}–${fmt(Math.max(...v), 0)}]` : '');
-  const pct = (x: number | null): string => (x == null ? '–' : `${fmt(100 * x, 0)}%`);
+  const pct = (x: number | null): string => (x == null ? '–' : `${fmt(100 * x, 1)}%`); // one decimal: goals are thresholds such as 65%
   const train = markdownTable(['model', 'engine', 'threads', 'samples/s, median [range]', 'vs best PyTorch (same precision)', 'GFLOP/s', 'of float32 ceiling beside it', 'of start-of-run ceiling', 'samples per CPU-second', 'peak RSS', 'note'],
     r.train.map((t) => {
       const bf = isBf16Row(t);
@@ -349,7 +349,7 @@ export function engineReport(r: EngineBenchResult): string {
       const gf = t.samplesPerSec != null && f ? (t.samplesPerSec * f) / 1e9 : null;
       const mark = bf ? ' (bf16, not float32)' : '';
       return [t.model, bf ? `${t.engine} (opt-in)` : t.engine, String(t.threads), `${fmt(t.samplesPerSec, 0)}${range(t.rounds)}`, t.samplesPerSec != null && p ? `${fmt(t.samplesPerSec / p, 2)}x` : '–',
-        fmt(gf), t.ofCeiling == null ? '–' : `${pct(t.ofCeiling)}${mark}`, gf != null && c.best > 0 ? `${fmt((100 * gf) / c.best, 0)}%${mark}` : '–',
+        fmt(gf), t.ofCeiling == null ? '–' : `${pct(t.ofCeiling)}${mark}`, gf != null && c.best > 0 ? `${fmt((100 * gf) / c.best, 1)}%${mark}` : '–',
         fmt(t.samplesPerCpuSec, 0), t.peakRss ? formatBytes(t.peakRss) : '–', t.note];
     }));
   const bf16Table = r.bf16Gemm.length ? `\n\nOpt-in bf16 GEMM (operands rounded to bfloat16 while packing, float32 accumulation; a different precision from the float32 rows: 2·M·N·K counted alike; interleaved rounds, best of 3 each):\n\n${markdownTable(
@@ -359,7 +359,7 @@ export function engineReport(r: EngineBenchResult): string {
     const s = best(m, isSlimfitBf16), p = best(m, isTorchBf16), s32 = best(m, isSlimfit);
     if (!s) return [];
     const f = r.flops[m]!.total;
-    return [`${m}, opt-in bf16 matmul precision (NOT float32 results): best slimfit bf16 ${fmt(s.samplesPerSec, 0)} samples/s (${s.threads} thread${s.threads === 1 ? '' : 's'}) = ${fmt(s.samplesPerSec! * f / 1e9)} GFLOP/s = ${fmt((100 * s.samplesPerSec! * f) / 1e9 / c.best, 0)}% of the float32 ceiling; ` +
+    return [`${m}, opt-in bf16 matmul precision (NOT float32 results): best slimfit bf16 ${fmt(s.samplesPerSec, 0)} samples/s (${s.threads} thread${s.threads === 1 ? '' : 's'}) = ${fmt(s.samplesPerSec! * f / 1e9)} GFLOP/s = ${fmt((100 * s.samplesPerSec! * f) / 1e9 / c.best, 1)}% of the float32 ceiling; ` +
       `${s32 ? `${fmt(s.samplesPerSec! / s32.samplesPerSec!, 2)}x slimfit float32's best` : 'no float32 row'}; ${p ? `**${fmt(s.samplesPerSec! / p.samplesPerSec!, 2)}x** PyTorch bf16 autocast's best (${p.threads} thread${p.threads === 1 ? '' : 's'}: ${fmt(p.samplesPerSec, 0)})` : 'PyTorch bf16 autocast failed'}`];
   });
   const ratios = (Object.keys(r.flops) as BenchModel[]).map((m) => {
@@ -367,7 +367,7 @@ export function engineReport(r: EngineBenchResult): string {
     if (!s || !p) return `${m}: best slimfit / best PyTorch: – (a run failed)`;
     const f = r.flops[m]!.total;
     const beside = s.ofCeiling == null ? '' : `, ${pct(s.ofCeiling)} of the float32 ceiling measured beside it (median of the rounds' fractions${s.ceilingRounds.length > 1 ? `; the rounds' ceilings ${fmt(Math.min(...s.ceilingRounds), 0)}–${fmt(Math.max(...s.ceilingRounds), 0)} GFLOP/s` : ''}) and ${pct(s.ofBlasOwnCeiling)} of the better of the engine's OpenBLAS and own GEMM beside it`;
-    return `${m}: best slimfit / best PyTorch = **${fmt(s.samplesPerSec! / p.samplesPerSec!, 2)}x** (${s.engine}, ${s.threads} thread${s.threads === 1 ? '' : 's'}: ${fmt(s.samplesPerSec, 0)} samples/s = ${fmt((100 * s.samplesPerSec! * f) / 1e9 / c.best, 0)}% of the start-of-run ceiling${beside}; PyTorch ${p.threads} thread${p.threads === 1 ? '' : 's'}: ${fmt(p.samplesPerSec, 0)})`;
+    return `${m}: best slimfit / best PyTorch = **${fmt(s.samplesPerSec! / p.samplesPerSec!, 2)}x** (${s.engine}, ${s.threads} thread${s.threads === 1 ? '' : 's'}: ${fmt(s.samplesPerSec, 0)} samples/s = ${fmt((100 * s.samplesPerSec! * f) / 1e9 / c.best, 1)}% of the start-of-run ceiling${beside}; PyTorch ${p.threads} thread${p.threads === 1 ? '' : 's'}: ${fmt(p.samplesPerSec, 0)})`;
   });
   // a PyTorch on Debian's netlib reference BLAS multiplies ~30x slower than OpenBLAS: say so next to every ratio
   const blasKinds = [...new Set(r.train.filter(isTorch).map((t) => t.blasKind ?? 'unknown'))];
