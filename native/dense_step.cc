@@ -156,9 +156,9 @@ void dense_train_step(const DenseStepArgs& s, double* lossOut, double* correctOu
   // own kernels write a beta = 0 product without reading C, OpenBLAS clears C first). That orientation gives the
   // library taller GEMMs than z = a·W cut into column slices. At exactly two threads a cut by features becomes a cut
   // by K (two products over halves of W's rows, then added with the bias and relu; below). The batch x [B, in] is
-  // transposed first (into sc.xt, by the threads that multiply those rows of xᵀ), so the first layer's products, and
-  // its weight gradient in the backward, read a feature-major input like every later layer's instead of packing a
-  // transposed one (README, "The fused Dense step").
+  // transposed first into sc.xt (at a cut by K by the thread that multiplies those rows of xᵀ, else in a region of its
+  // own), so the first layer's products, and its weight gradient in the backward, read a feature-major input like every
+  // later layer's instead of the library packing a transposed one (README, "The fused Dense step").
   // The output layer computes z = a·W [B, C] (sample-major), cut by rows (whole rows of logits per slice); each slice
   // adds the bias and goes on to softmax, the loss and its gradient dz (softmax_xent_rows) for its rows.
   // bf16 products keep every act[l] sample-major [B, out] (gemm_bf16_slices, bias and relu after the product).
