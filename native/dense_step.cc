@@ -169,12 +169,18 @@ void dense_train_step(const DenseStepArgs& s, double* lossOut, double* correctOu
     sc.xt.ensure((size_t)s.layers[0].in * B);
     xT = sc.xt.data();
   }
-  // columns [c0, c1) of x into rows [c0, c1) of xᵀ; all of them on nc threads, cut into ranges of 16-column units
+  // columns [c0, c1) of x into rows [c0, c1) of xᵀ; all of them on nc threads, cut as a GEMM cuts xᵀ's rows (16-row
+  // units, gemm_slice_range)
   auto transpose_x = [&](int c0, int c1) { transpose_cols(s.x, s.layers[0].in, B, c0, c1, xT); };
   auto transpose_x_all = [&](int nc) {
-    const int in = s.layers[0].in, units = (in + 15) / 16, nt = std::min(nc, units);
-    if (nt <= 1) transpose_x(0, in);
-    else pool().run(nt, [&](int t) { transpose_x(std::min(in, units * t / nt * 16), std::min(in, units * (t + 1) / nt * 16)); });
+    const int in = s.layers[0].in, units = (in + 15) / 16;
+    const GemmSlicing rows{std::max(1, std::min(nc, units)), units, false};
+    auto part = [&](int t) {
+      int r[4];
+      if (gemm_slice_range(rows, t, in, B, r)) transpose_x(r[0], r[1]);
+    };
+    if (rows.nc == 1) part(0);
+    else pool().run(rows.nc, part);
   };
   const float* a = s.x;  // the layer's input: x [B, in] (with float32 products xᵀ), then act[l - 1] (feature-major unless bf16)
   for (int l = 0; l < L; l++) {
